@@ -1,0 +1,689 @@
+/*
+ * checkpoint.c - trainer state <-> safetensors blob. See include/traind/checkpoint.h.
+ *
+ * The checksum covers every byte of the blob: the writer emits the metadata
+ * value "sha256:" followed by 64 '0's, hashes the whole blob, and writes the
+ * hex digits over the zeros. The reader finds that value (exactly once) in the
+ * header, hashes the blob with those 64 bytes taken as '0', and compares.
+ */
+#include "traind/checkpoint.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "traind/safetensors.h"
+#include "traind/sha256.h"
+
+#define CHECKSUM_PREFIX "sha256:"
+#define PREFIX_LEN 7
+
+static const char zeros64[SHA256_HEX_LEN + 1] =
+	"0000000000000000000000000000000000000000000000000000000000000000";
+
+static const char *moment_names[2] = { "exp_avg", "exp_avg_sq" };
+
+/* ---- helpers shared by save and load ---------------------------------- */
+
+static bool parse_u64_str(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (!s || !*s || (s[0] == '0' && s[1]))
+		return false;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9' || v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
+			return false;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	*out = v;
+	return true;
+}
+
+/* Name of the state tensor `what` of parameter tensor i (torch.optim numbering). */
+static void state_name(char *buf, size_t len, uint32_t i, const char *what)
+{
+	snprintf(buf, len, "optimizer.state.%u.%s", i, what);
+}
+
+static int add_model(struct st_writer *w, const struct mlp *m, const float *base)
+{
+	char name[64];
+	int rc;
+
+	for (uint32_t l = 0; l < m->nlayers; l++) {
+		uint64_t wshape[2] = { m->dims[l + 1], m->dims[l] };
+		uint64_t bshape[1] = { m->dims[l + 1] };
+
+		mlp_param_name(l, 0, name, sizeof(name));
+		rc = st_writer_add(w, name, ST_F32, 2, wshape, base + m->w_off[l]);
+		if (rc < 0)
+			return rc;
+		mlp_param_name(l, 1, name, sizeof(name));
+		rc = st_writer_add(w, name, ST_F32, 1, bshape, base + m->b_off[l]);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int add_state(struct st_writer *w, const struct mlp *m, const float *base, const char *what)
+{
+	char name[64];
+	int rc;
+
+	for (uint32_t l = 0; l < m->nlayers; l++) {
+		uint64_t wshape[2] = { m->dims[l + 1], m->dims[l] };
+		uint64_t bshape[1] = { m->dims[l + 1] };
+
+		state_name(name, sizeof(name), 2 * l, what);
+		rc = st_writer_add(w, name, ST_F32, 2, wshape, base + m->w_off[l]);
+		if (rc < 0)
+			return rc;
+		state_name(name, sizeof(name), 2 * l + 1, what);
+		rc = st_writer_add(w, name, ST_F32, 1, bshape, base + m->b_off[l]);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static json_t *history_to_json(const struct history_row *rows, uint32_t n)
+{
+	json_t *a = json_array();
+
+	for (uint32_t i = 0; a && i < n; i++) {
+		const struct history_row *r = &rows[i];
+		json_t *o = json_pack("{s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:s}",
+				      "epoch", (json_int_t)r->epoch,
+				      "train_loss", r->train_loss, "train_acc", r->train_acc,
+				      "train_macro_acc", r->train_macro_acc,
+				      "val_loss", r->val_loss, "val_acc", r->val_acc,
+				      "val_macro_acc", r->val_macro_acc,
+				      "seconds", r->seconds, "note", r->note);
+
+		if (!o || json_array_append_new(a, o)) {
+			json_decref(a);
+			return NULL;
+		}
+	}
+	return a;
+}
+
+static int meta_json(struct st_writer *w, const char *key, json_t *v)
+{
+	char *s;
+	int rc;
+
+	if (!v)
+		return -ENOMEM;
+	s = json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(17));
+	json_decref(v);
+	if (!s)
+		return -ENOMEM;
+	rc = st_writer_meta(w, key, s);
+	free(s);
+	return rc;
+}
+
+static int meta_u64(struct st_writer *w, const char *key, uint64_t v)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%" PRIu64, v);
+	return st_writer_meta(w, key, buf);
+}
+
+/* Locate "sha256:<64 chars>" in the header; exactly one occurrence of the
+ * given 64 characters must exist. Returns the offset of the hex in the blob. */
+static int find_checksum(const uint8_t *blob, const struct st_file *f, const char *hex,
+			 size_t *pos)
+{
+	size_t hoff = (size_t)(f->header - blob);
+	int found = 0;
+
+	for (size_t i = 0; i + SHA256_HEX_LEN <= f->header_len; i++) {
+		if (memcmp(f->header + i, hex, SHA256_HEX_LEN) == 0) {
+			found++;
+			*pos = hoff + i;
+		}
+	}
+	return found == 1 ? 0 : -EINVAL;
+}
+
+static void hash_with_zeroed(const uint8_t *blob, size_t len, size_t pos, char hex[65])
+{
+	struct sha256_ctx ctx;
+	uint8_t digest[SHA256_DIGEST_LEN];
+
+	sha256_init(&ctx);
+	sha256_update(&ctx, blob, pos);
+	sha256_update(&ctx, zeros64, SHA256_HEX_LEN);
+	sha256_update(&ctx, blob + pos + SHA256_HEX_LEN, len - pos - SHA256_HEX_LEN);
+	sha256_final(&ctx, digest);
+	sha256_to_hex(digest, hex);
+}
+
+/* ---- save ------------------------------------------------------------- */
+
+int checkpoint_save(const struct trainer *t, uint8_t **blob, size_t *len, struct tr_err *err)
+{
+	const struct mlp *m = &t->model;
+	struct st_writer *w = NULL;
+	uint64_t shape1[1], shape2[2];
+	double sums[2] = { t->sums.loss_sum, t->sums.seconds };
+	int64_t counts[4][DATASET_CLASSES];
+	uint8_t *buf = NULL;
+	size_t buf_len = 0, pos;
+	char placeholder[PREFIX_LEN + SHA256_HEX_LEN + 1];
+	char hex[SHA256_HEX_LEN + 1];
+	struct st_file *f = NULL;
+	int rc;
+
+	memset(counts, 0, sizeof(counts));
+	counts[0][0] = (int64_t)t->sums.batches;
+	for (int c = 0; c < DATASET_CLASSES; c++) {
+		counts[1][c] = (int64_t)t->sums.correct[c];
+		counts[2][c] = (int64_t)t->sums.total[c];
+		counts[3][c] = (int64_t)t->sums.predicted[c];
+	}
+	snprintf(placeholder, sizeof(placeholder), "%s%s", CHECKSUM_PREFIX, zeros64);
+
+	rc = st_writer_new(&w);
+	if (rc < 0)
+		goto out;
+	rc = add_model(w, m, m->params);
+	if (rc == 0 && t->opt.m)
+		rc = t->opt.v ? add_state(w, m, t->opt.m, moment_names[0])
+			      : add_state(w, m, t->opt.m, "momentum_buffer");
+	if (rc == 0 && t->opt.v)
+		rc = add_state(w, m, t->opt.v, moment_names[1]);
+	shape1[0] = 4;
+	if (rc == 0)
+		rc = st_writer_add(w, "rng.state", ST_U64, 1, shape1, t->rng.s);
+	shape1[0] = t->n_train;
+	if (rc == 0)
+		rc = st_writer_add(w, "data.order", ST_U32, 1, shape1, t->order);
+	shape1[0] = 2;
+	if (rc == 0)
+		rc = st_writer_add(w, "metrics.sums", ST_F64, 1, shape1, sums);
+	shape2[0] = 4;
+	shape2[1] = DATASET_CLASSES;
+	if (rc == 0)
+		rc = st_writer_add(w, "metrics.counts", ST_I64, 2, shape2, counts);
+	if (rc == 0)
+		rc = st_writer_meta(w, "format", CHECKPOINT_FORMAT);
+	if (rc == 0)
+		rc = meta_u64(w, "format_version", CHECKPOINT_VERSION);
+	if (rc == 0)
+		rc = meta_json(w, "config", config_to_json(&t->cfg));
+	if (rc == 0)
+		rc = meta_u64(w, "epoch", t->epoch);
+	if (rc == 0)
+		rc = meta_u64(w, "step", t->step);
+	if (rc == 0)
+		rc = meta_u64(w, "optimizer_step", t->opt.step);
+	if (rc == 0)
+		rc = st_writer_meta(w, "note", t->note);
+	if (rc == 0)
+		rc = meta_json(w, "history", history_to_json(t->history, t->nhistory));
+	if (rc == 0)
+		rc = st_writer_meta(w, "checksum", placeholder);
+	if (rc == 0)
+		rc = st_writer_finish(w, &buf, &buf_len);
+	if (rc < 0) {
+		tr_err_set(err, rc, "cannot serialize the checkpoint (out of memory)");
+		goto out;
+	}
+	/* Fill in the checksum over the blob with the digits zeroed. */
+	rc = st_parse(&f, buf, buf_len, err);
+	if (rc < 0)
+		goto out;
+	rc = find_checksum(buf, f, zeros64, &pos);
+	if (rc < 0) {
+		tr_err_set(err, rc, "internal error: checksum placeholder not unique");
+		goto out;
+	}
+	hash_with_zeroed(buf, buf_len, pos, hex);
+	memcpy(buf + pos, hex, SHA256_HEX_LEN);
+	*blob = buf;
+	*len = buf_len;
+	buf = NULL;
+out:
+	st_file_free(f);
+	st_writer_free(w);
+	free(buf);
+	return rc;
+}
+
+/* ---- load ------------------------------------------------------------- */
+
+/* Parse and verify structure, checksum and version; fill info. *out_f is the
+ * parsed file on success (caller frees). */
+static int open_blob(const uint8_t *blob, size_t len, struct st_file **out_f,
+		     struct checkpoint_info *info, struct tr_err *err)
+{
+	struct st_file *f = NULL;
+	const char *v;
+	char hex[SHA256_HEX_LEN + 1];
+	size_t pos;
+	uint64_t u;
+	json_t *cj = NULL;
+	json_error_t jerr;
+	int rc;
+
+	memset(info, 0, sizeof(*info));
+	rc = st_parse(&f, blob, len, err);
+	if (rc < 0) {
+		tr_err_prefix(err, "checkpoint");
+		goto fail;
+	}
+	rc = -EINVAL;
+	v = st_meta_get(f, "format");
+	if (!v || strcmp(v, CHECKPOINT_FORMAT) != 0) {
+		tr_err_set(err, rc, "checkpoint: not a traind checkpoint (metadata format is %s%.40s%s)",
+			   v ? "'" : "", v ? v : "missing", v ? "'" : "");
+		goto fail;
+	}
+	v = st_meta_get(f, "format_version");
+	if (!parse_u64_str(v, &u) || u != CHECKPOINT_VERSION) {
+		tr_err_set(err, rc, "checkpoint: unsupported format version '%.20s' (this traind reads %d)",
+			   v ? v : "missing", CHECKPOINT_VERSION);
+		goto fail;
+	}
+	v = st_meta_get(f, "checksum");
+	if (!v || strlen(v) != PREFIX_LEN + SHA256_HEX_LEN || strncmp(v, CHECKSUM_PREFIX, PREFIX_LEN) != 0) {
+		tr_err_set(err, rc, "checkpoint: missing or malformed checksum");
+		goto fail;
+	}
+	if (find_checksum(blob, f, v + PREFIX_LEN, &pos) < 0) {
+		tr_err_set(err, rc, "checkpoint: checksum value is not unique in the header");
+		goto fail;
+	}
+	hash_with_zeroed(blob, len, pos, hex);
+	if (memcmp(hex, v + PREFIX_LEN, SHA256_HEX_LEN) != 0) {
+		tr_err_set(err, rc, "checkpoint: checksum mismatch (stored %.16s..., computed %.16s...): the blob is corrupt",
+			   v + PREFIX_LEN, hex);
+		goto fail;
+	}
+	snprintf(info->checksum, sizeof(info->checksum), "%s", v);
+	v = st_meta_get(f, "config");
+	cj = v ? json_loads(v, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+	if (!cj) {
+		tr_err_set(err, rc, "checkpoint: configuration metadata is missing or not JSON");
+		goto fail;
+	}
+	rc = config_from_json(&info->cfg, cj, err);
+	if (rc < 0) {
+		tr_err_prefix(err, "checkpoint configuration");
+		goto fail;
+	}
+	rc = -EINVAL;
+	if (!parse_u64_str(st_meta_get(f, "epoch"), &u) || u > info->cfg.epochs) {
+		tr_err_set(err, rc, "checkpoint: epoch is missing or out of range");
+		goto fail;
+	}
+	info->epoch = (uint32_t)u;
+	if (!parse_u64_str(st_meta_get(f, "step"), &u) || u > UINT32_MAX) {
+		tr_err_set(err, rc, "checkpoint: step is missing or out of range");
+		goto fail;
+	}
+	info->step = (uint32_t)u;
+	if (!parse_u64_str(st_meta_get(f, "optimizer_step"), &u)) {
+		tr_err_set(err, rc, "checkpoint: optimizer_step is missing or malformed");
+		goto fail;
+	}
+	info->optimizer_step = u;
+	json_decref(cj);
+	*out_f = f;
+	return 0;
+fail:
+	json_decref(cj);
+	st_file_free(f);
+	return rc;
+}
+
+int checkpoint_inspect(const uint8_t *blob, size_t len, struct checkpoint_info *info,
+		       struct tr_err *err)
+{
+	struct st_file *f = NULL;
+	int rc = open_blob(blob, len, &f, info, err);
+
+	st_file_free(f);
+	return rc;
+}
+
+/* The tensor `name` with exactly this dtype and shape, or an error. */
+static int expect(const struct st_file *f, const char *name, enum st_dtype dt, int ndim,
+		  const uint64_t *shape, const void **data, size_t *seen, struct tr_err *err)
+{
+	const struct st_tensor *x = st_find(f, name);
+
+	if (!x)
+		return tr_err_set(err, -EINVAL, "checkpoint: tensor '%s' is missing", name);
+	if (x->dtype != dt)
+		return tr_err_set(err, -EINVAL, "checkpoint: tensor '%s' has dtype %s, expected %s",
+				  name, st_dtype_name(x->dtype), st_dtype_name(dt));
+	if (x->ndim != ndim)
+		return tr_err_set(err, -EINVAL, "checkpoint: tensor '%s' has %d dimensions, expected %d",
+				  name, x->ndim, ndim);
+	for (int i = 0; i < ndim; i++)
+		if (x->shape[i] != shape[i])
+			return tr_err_set(err, -EINVAL,
+					  "checkpoint: tensor '%s' dimension %d is %" PRIu64 ", expected %" PRIu64,
+					  name, i, x->shape[i], shape[i]);
+	*data = x->data;
+	(*seen)++;
+	return 0;
+}
+
+/* Copy the layer tensors named by `namer` into base (layout of m). */
+static int load_layers(const struct st_file *f, const struct mlp *m, float *base, const char *what,
+		       size_t *seen, struct tr_err *err)
+{
+	char name[64];
+	const void *d = NULL;
+	int rc;
+
+	for (uint32_t l = 0; l < m->nlayers; l++) {
+		uint64_t wshape[2] = { m->dims[l + 1], m->dims[l] };
+		uint64_t bshape[1] = { m->dims[l + 1] };
+
+		if (what)
+			state_name(name, sizeof(name), 2 * l, what);
+		else
+			mlp_param_name(l, 0, name, sizeof(name));
+		rc = expect(f, name, ST_F32, 2, wshape, &d, seen, err);
+		if (rc < 0)
+			return rc;
+		if (base)
+			memcpy(base + m->w_off[l], d, wshape[0] * wshape[1] * sizeof(float));
+		if (what)
+			state_name(name, sizeof(name), 2 * l + 1, what);
+		else
+			mlp_param_name(l, 1, name, sizeof(name));
+		rc = expect(f, name, ST_F32, 1, bshape, &d, seen, err);
+		if (rc < 0)
+			return rc;
+		if (base)
+			memcpy(base + m->b_off[l], d, bshape[0] * sizeof(float));
+	}
+	return 0;
+}
+
+static int history_from_json(struct trainer *t, const char *text, struct tr_err *err)
+{
+	static const char *const keys[] = { "train_loss", "train_acc", "train_macro_acc", "val_loss",
+					    "val_acc", "val_macro_acc", "seconds" };
+	json_error_t jerr;
+	json_t *a = text ? json_loads(text, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+	json_t *o;
+	size_t i;
+	int rc = -EINVAL;
+
+	if (!json_is_array(a) || json_array_size(a) != t->epoch) {
+		tr_err_set(err, rc, "checkpoint: history is missing or does not have %u rows", t->epoch);
+		goto out;
+	}
+	json_array_foreach(a, i, o) {
+		struct history_row *r = &t->history[i];
+		double *dst[] = { &r->train_loss, &r->train_acc, &r->train_macro_acc, &r->val_loss,
+				  &r->val_acc, &r->val_macro_acc, &r->seconds };
+		json_t *e = json_object_get(o, "epoch");
+		json_t *note = json_object_get(o, "note");
+
+		if (!json_is_object(o) || !json_is_integer(e) || json_integer_value(e) != (json_int_t)i + 1 ||
+		    !json_is_string(note) || strlen(json_string_value(note)) >= HISTORY_NOTE_MAX) {
+			tr_err_set(err, rc, "checkpoint: history row %zu is malformed", i + 1);
+			goto out;
+		}
+		r->epoch = (uint32_t)i + 1;
+		snprintf(r->note, sizeof(r->note), "%s", json_string_value(note));
+		for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+			json_t *v = json_object_get(o, keys[k]);
+
+			if (!json_is_number(v)) {
+				tr_err_set(err, rc, "checkpoint: history row %zu: '%s' is not a number",
+					   i + 1, keys[k]);
+				goto out;
+			}
+			*dst[k] = json_number_value(v);
+		}
+	}
+	t->nhistory = t->epoch;
+	rc = 0;
+out:
+	json_decref(a);
+	return rc;
+}
+
+int checkpoint_restore(struct trainer **out, const uint8_t *blob, size_t len,
+		       const struct dataset *ds, bool weights_only, struct tr_err *err)
+{
+	struct checkpoint_info info;
+	struct st_file *f = NULL;
+	struct trainer *t = NULL;
+	const void *d = NULL;
+	uint64_t shape1[1], shape2[2];
+	int64_t counts[4][DATASET_CLASSES];
+	double sums[2];
+	uint8_t *seen_pos = NULL;
+	size_t seen = 0;
+	uint64_t total = 0;
+	const char *note;
+	int rc;
+
+	rc = open_blob(blob, len, &f, &info, err);
+	if (rc < 0)
+		return rc;
+	rc = trainer_new(&t, &info.cfg, ds, err);
+	if (rc < 0) {
+		tr_err_prefix(err, "checkpoint does not fit this dataset");
+		goto fail;
+	}
+	rc = -EINVAL;
+	if (info.step > t->steps_per_epoch || (info.epoch == info.cfg.epochs && info.step != 0) ||
+	    (info.step == t->steps_per_epoch && info.step != 0 && info.epoch >= info.cfg.epochs)) {
+		tr_err_set(err, rc, "checkpoint: position epoch %u step %u is out of range (%u epochs of %u steps)",
+			   info.epoch, info.step, info.cfg.epochs, t->steps_per_epoch);
+		goto fail;
+	}
+	t->epoch = info.epoch;
+	t->step = info.step;
+	t->opt.step = info.optimizer_step;
+
+	rc = load_layers(f, &t->model, t->model.params, NULL, &seen, err);
+	if (rc == 0 && t->opt.m)
+		rc = load_layers(f, &t->model, t->opt.m, t->opt.v ? moment_names[0] : "momentum_buffer",
+				 &seen, err);
+	if (rc == 0 && t->opt.v)
+		rc = load_layers(f, &t->model, t->opt.v, moment_names[1], &seen, err);
+	shape1[0] = 4;
+	if (rc == 0 && (rc = expect(f, "rng.state", ST_U64, 1, shape1, &d, &seen, err)) == 0)
+		memcpy(t->rng.s, d, sizeof(t->rng.s));
+	shape1[0] = t->n_train;
+	if (rc == 0 && (rc = expect(f, "data.order", ST_U32, 1, shape1, &d, &seen, err)) == 0)
+		memcpy(t->order, d, (size_t)t->n_train * sizeof(uint32_t));
+	shape1[0] = 2;
+	if (rc == 0 && (rc = expect(f, "metrics.sums", ST_F64, 1, shape1, &d, &seen, err)) == 0)
+		memcpy(sums, d, sizeof(sums));
+	shape2[0] = 4;
+	shape2[1] = DATASET_CLASSES;
+	if (rc == 0 && (rc = expect(f, "metrics.counts", ST_I64, 2, shape2, &d, &seen, err)) == 0)
+		memcpy(counts, d, sizeof(counts));
+	if (rc < 0)
+		goto fail;
+	rc = -EINVAL;
+	if (seen != f->ntensors) {
+		tr_err_set(err, rc, "checkpoint: %zu unexpected tensors (for optimizer %s)",
+			   f->ntensors - seen, config_optim_name(info.cfg.optimizer));
+		goto fail;
+	}
+	if (!(t->rng.s[0] | t->rng.s[1] | t->rng.s[2] | t->rng.s[3])) {
+		tr_err_set(err, rc, "checkpoint: rng.state is all zero");
+		goto fail;
+	}
+	seen_pos = calloc(t->n_train, 1);
+	if (!seen_pos) {
+		rc = tr_err_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	for (uint32_t i = 0; i < t->n_train; i++) {
+		if (t->order[i] >= t->n_train || seen_pos[t->order[i]]) {
+			tr_err_set(err, rc, "checkpoint: data.order is not a permutation of %u samples",
+				   t->n_train);
+			goto fail;
+		}
+		seen_pos[t->order[i]] = 1;
+	}
+	t->sums.loss_sum = sums[0];
+	t->sums.seconds = sums[1];
+	if (counts[0][0] != (int64_t)t->step) {
+		tr_err_set(err, rc, "checkpoint: metric batch count %" PRId64 " does not match step %u",
+			   counts[0][0], t->step);
+		goto fail;
+	}
+	t->sums.batches = (uint64_t)counts[0][0];
+	for (int c = 0; c < DATASET_CLASSES; c++) {
+		if (counts[1][c] < 0 || counts[2][c] < 0 || counts[3][c] < 0 || counts[1][c] > counts[2][c]) {
+			tr_err_set(err, rc, "checkpoint: metric counts for class %d are inconsistent", c);
+			goto fail;
+		}
+		t->sums.correct[c] = (uint64_t)counts[1][c];
+		t->sums.total[c] = (uint64_t)counts[2][c];
+		t->sums.predicted[c] = (uint64_t)counts[3][c];
+		total += (uint64_t)counts[2][c];
+	}
+	if (total != trainer_samples_done(t)) {
+		tr_err_set(err, rc, "checkpoint: metric counts cover %" PRIu64 " samples, expected %" PRIu64,
+			   total, trainer_samples_done(t));
+		goto fail;
+	}
+	rc = history_from_json(t, st_meta_get(f, "history"), err);
+	if (rc < 0)
+		goto fail;
+	note = st_meta_get(f, "note");
+	if (!note || strlen(note) >= HISTORY_NOTE_MAX) {
+		rc = tr_err_set(err, -EINVAL, "checkpoint: note is missing or too long");
+		goto fail;
+	}
+	snprintf(t->note, sizeof(t->note), "%s", note);
+	if (weights_only)
+		trainer_reset_optimizer(t, "resumed weights-only");
+	free(seen_pos);
+	st_file_free(f);
+	*out = t;
+	return 0;
+fail:
+	free(seen_pos);
+	trainer_free(t);
+	st_file_free(f);
+	return rc;
+}
+
+/* ---- model-only files ------------------------------------------------- */
+
+static int write_model(const struct mlp *m, const float *params, uint32_t epoch, uint8_t **out,
+		       size_t *out_len, struct tr_err *err)
+{
+	struct st_writer *w = NULL;
+	char hidden[128] = "";
+	int rc;
+
+	for (uint32_t l = 0; l + 1 < m->nlayers; l++) {
+		size_t used = strlen(hidden);
+
+		snprintf(hidden + used, sizeof(hidden) - used, "%s%u", l ? "," : "", m->dims[l + 1]);
+	}
+	rc = st_writer_new(&w);
+	if (rc == 0)
+		rc = add_model(w, m, params);
+	if (rc == 0)
+		rc = st_writer_meta(w, "format", "pt");
+	if (rc == 0)
+		rc = st_writer_meta(w, "traind.hidden", hidden);
+	if (rc == 0)
+		rc = meta_u64(w, "traind.epoch", epoch);
+	if (rc == 0)
+		rc = st_writer_finish(w, out, out_len);
+	if (rc < 0)
+		tr_err_set(err, rc, "cannot serialize the model (out of memory)");
+	st_writer_free(w);
+	return rc;
+}
+
+int checkpoint_export_model(const struct trainer *t, uint8_t **out, size_t *out_len,
+			    struct tr_err *err)
+{
+	return write_model(&t->model, t->model.params, t->epoch, out, out_len, err);
+}
+
+int checkpoint_export_from_blob(const uint8_t *blob, size_t len, uint8_t **out, size_t *out_len,
+				struct tr_err *err)
+{
+	struct checkpoint_info info;
+	struct st_file *f = NULL;
+	struct mlp m;
+	size_t seen = 0;
+	const uint32_t input_dim = 784;
+	int rc;
+
+	memset(&m, 0, sizeof(m));
+	rc = open_blob(blob, len, &f, &info, err);
+	if (rc < 0)
+		return rc;
+	/* The layout only: find the input width from the first weight tensor. */
+	{
+		const struct st_tensor *w0 = st_find(f, "net.1.weight");
+		uint32_t in = w0 && w0->ndim == 2 && w0->shape[1] <= 1u << 24 ? (uint32_t)w0->shape[1]
+									       : input_dim;
+
+		rc = mlp_init(&m, in, DATASET_CLASSES, &info.cfg, 1, NULL);
+	}
+	if (rc < 0) {
+		tr_err_set(err, rc, "out of memory");
+		goto out;
+	}
+	rc = load_layers(f, &m, m.params, NULL, &seen, err);
+	if (rc == 0)
+		rc = write_model(&m, m.params, info.epoch, out, out_len, err);
+out:
+	mlp_deinit(&m);
+	st_file_free(f);
+	return rc;
+}
+
+int checkpoint_load_model(struct trainer *t, const uint8_t *blob, size_t len, struct tr_err *err)
+{
+	struct st_file *f = NULL;
+	size_t seen = 0;
+	float *tmp;
+	int rc;
+
+	tmp = malloc(t->model.nparams * sizeof(float));
+	if (!tmp)
+		return tr_err_set(err, -ENOMEM, "out of memory");
+	rc = st_parse(&f, blob, len, err);
+	if (rc < 0) {
+		tr_err_prefix(err, "model file");
+		goto out;
+	}
+	rc = load_layers(f, &t->model, tmp, NULL, &seen, err);
+	if (rc < 0) {
+		tr_err_prefix(err, "model file does not match the configured layers");
+		goto out;
+	}
+	if (seen != f->ntensors) {
+		rc = tr_err_set(err, -EINVAL, "model file: %zu tensors besides the model's net.* weights",
+				f->ntensors - seen);
+		goto out;
+	}
+	memcpy(t->model.params, tmp, t->model.nparams * sizeof(float));
+out:
+	st_file_free(f);
+	free(tmp);
+	return rc;
+}

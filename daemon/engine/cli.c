@@ -1,0 +1,367 @@
+/*
+ * cli.c - traind-train: the engine's command-line driver. Trains one job in
+ * the foreground without the daemon, prints the lesson's per-epoch lines and
+ * the test accuracy, and can save a checkpoint after every epoch, stop after
+ * an epoch (a simulated crash) and resume from a checkpoint file.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "traind-config.h"
+#include "traind/checkpoint.h"
+#include "traind/config.h"
+#include "traind/dataset.h"
+#include "traind/trainer.h"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: traind-train [OPTIONS]\n"
+		"Train the lesson's MLP on an IDX dataset in the foreground (no daemon).\n\n"
+		"  --data-dir DIR         datasets live in DIR/NAME/ (default $TRAIND_DATA_DIR or ./data)\n"
+		"  --dataset NAME         dataset directory name (mnist)\n"
+		"  --epochs N             epochs (5)\n"
+		"  --batch-size N         training batch (64)\n"
+		"  --eval-batch-size N    validation/test batch (128)\n"
+		"  --lr X                 learning rate (0.001)\n"
+		"  --optimizer NAME       adam | adamw | sgd (adam)\n"
+		"  --momentum X           SGD momentum (0)\n"
+		"  --weight-decay X       weight decay (0; adamw 0.01)\n"
+		"  --hidden W[,W...]      hidden layer widths (256)\n"
+		"  --seed N               model/shuffle seed (42)\n"
+		"  --split-seed N         train/val split seed (42)\n"
+		"  --val-size N           validation images (10000)\n"
+		"  --train-size N         train on the first N images of the training part (all)\n"
+		"  --threads N            threads for this job; part of its bits (2)\n"
+		"  --checkpoint FILE      write a checkpoint to FILE after every epoch\n"
+		"  --crash-after-epoch N  stop right after epoch N's checkpoint (simulated crash)\n"
+		"  --resume FILE          continue from a checkpoint file\n"
+		"  --weights-only         with --resume: keep the model, start a fresh optimizer\n"
+		"  --init-from FILE       start from a model-only .safetensors file\n"
+		"  --export FILE          write the final model (PyTorch names) to FILE\n"
+		"  --no-test              skip the test-set evaluation\n"
+		"  --hash                 print the SHA-256 of the final parameters\n"
+		"  -h, --help, --version\n");
+}
+
+static int read_file(const char *path, uint8_t **out, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	uint8_t *buf = NULL;
+	long n;
+	int rc = -errno;
+
+	if (!f)
+		return rc;
+	if (fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) {
+		rc = -EIO;
+		goto out;
+	}
+	buf = malloc(n ? (size_t)n : 1);
+	if (!buf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
+		rc = -EIO;
+		goto out;
+	}
+	*out = buf;
+	*len = (size_t)n;
+	buf = NULL;
+	rc = 0;
+out:
+	free(buf);
+	fclose(f);
+	return rc;
+}
+
+/* temp file, fsync, rename, fsync the directory */
+static int write_file_atomic(const char *path, const uint8_t *data, size_t len)
+{
+	char tmp[4096], dir[4096];
+	const char *slash = strrchr(path, '/');
+	int fd, dfd, rc = 0;
+	size_t off = 0;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	while (off < len) {
+		ssize_t w = write(fd, data + off, len - off);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			break;
+		}
+		off += (size_t)w;
+	}
+	if (rc == 0 && fsync(fd) < 0)
+		rc = -errno;
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		unlink(tmp);
+		return rc;
+	}
+	if (slash)
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path) ? (int)(slash - path) : 1, path);
+	else
+		snprintf(dir, sizeof(dir), ".");
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	return 0;
+}
+
+static void print_row(const struct history_row *r, uint32_t epochs)
+{
+	int width = snprintf(NULL, 0, "%u", epochs);
+
+	printf("Epoch [%0*u/%0*u] | train_loss: %.4f | train_acc: %.4f | val_loss: %.4f | val_acc: %.4f"
+	       " | val_macro_acc: %.4f | %.2fs%s%s\n",
+	       width, r->epoch, width, epochs, r->train_loss, r->train_acc, r->val_loss, r->val_acc,
+	       r->val_macro_acc, r->seconds, r->note[0] ? " | " : "", r->note);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "data-dir", required_argument, NULL, 'D' },
+		{ "checkpoint", required_argument, NULL, 'c' },
+		{ "crash-after-epoch", required_argument, NULL, 'x' },
+		{ "resume", required_argument, NULL, 'r' },
+		{ "weights-only", no_argument, NULL, 'w' },
+		{ "init-from", required_argument, NULL, 'i' },
+		{ "export", required_argument, NULL, 'e' },
+		{ "no-test", no_argument, NULL, 'T' },
+		{ "hash", no_argument, NULL, 'H' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		/* configuration keys: --foo-bar sets foo_bar */
+		{ "dataset", required_argument, NULL, 1 },
+		{ "epochs", required_argument, NULL, 1 },
+		{ "batch-size", required_argument, NULL, 1 },
+		{ "eval-batch-size", required_argument, NULL, 1 },
+		{ "lr", required_argument, NULL, 1 },
+		{ "optimizer", required_argument, NULL, 1 },
+		{ "momentum", required_argument, NULL, 1 },
+		{ "weight-decay", required_argument, NULL, 1 },
+		{ "hidden", required_argument, NULL, 1 },
+		{ "seed", required_argument, NULL, 1 },
+		{ "split-seed", required_argument, NULL, 1 },
+		{ "val-size", required_argument, NULL, 1 },
+		{ "train-size", required_argument, NULL, 1 },
+		{ "threads", required_argument, NULL, 1 },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *data_dir = getenv("TRAIND_DATA_DIR");
+	const char *ckpt_path = NULL, *resume_path = NULL, *init_path = NULL, *export_path = NULL;
+	bool weights_only = false, run_test = true, show_hash = false;
+	long crash_after = -1;
+	struct train_config cfg;
+	struct tr_err err = { 0 };
+	struct dataset *ds = NULL;
+	struct trainer *t = NULL;
+	uint8_t *blob = NULL;
+	size_t blob_len = 0;
+	char path[4096];
+	int c, idx, rc = 1;
+	/* Set the optimizer before anything else: adamw changes the weight decay default. */
+	const char *keys[32];
+	const char *vals[32];
+	int nkv = 0;
+
+	config_defaults(&cfg);
+	while ((c = getopt_long(argc, argv, "h", opts, &idx)) != -1) {
+		switch (c) {
+		case 1:
+			if (nkv == 32) {
+				fprintf(stderr, "traind-train: too many options\n");
+				return 2;
+			}
+			keys[nkv] = opts[idx].name;
+			vals[nkv++] = optarg;
+			break;
+		case 'D': data_dir = optarg; break;
+		case 'c': ckpt_path = optarg; break;
+		case 'x': {
+			char *end;
+
+			crash_after = strtol(optarg, &end, 10);
+			if (*end || crash_after < 1) {
+				fprintf(stderr, "traind-train: --crash-after-epoch: '%s' is not an epoch >= 1\n",
+					optarg);
+				return 2;
+			}
+			break;
+		}
+		case 'r': resume_path = optarg; break;
+		case 'w': weights_only = true; break;
+		case 'i': init_path = optarg; break;
+		case 'e': export_path = optarg; break;
+		case 'T': run_test = false; break;
+		case 'H': show_hash = true; break;
+		case 'h': usage(stdout); return 0;
+		case 'V': printf("traind-train %s\n", TRAIND_VERSION); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "traind-train: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	for (int pass = 0; pass < 2; pass++) {
+		for (int i = 0; i < nkv; i++) {
+			char key[32];
+
+			if ((strcmp(keys[i], "optimizer") == 0) != (pass == 0))
+				continue;
+			snprintf(key, sizeof(key), "%s", keys[i]);
+			for (char *p = key; *p; p++)
+				if (*p == '-')
+					*p = '_';
+			if (config_set(&cfg, key, vals[i], &err) < 0) {
+				fprintf(stderr, "traind-train: --%s: %s\n", keys[i], err.msg);
+				return 2;
+			}
+		}
+	}
+	if (config_validate(&cfg, &err) < 0) {
+		fprintf(stderr, "traind-train: %s\n", err.msg);
+		return 2;
+	}
+	if (weights_only && !resume_path) {
+		fprintf(stderr, "traind-train: --weights-only needs --resume FILE\n");
+		return 2;
+	}
+	if (resume_path && nkv) {
+		fprintf(stderr, "traind-train: --resume takes the configuration from the checkpoint; drop the other training options\n");
+		return 2;
+	}
+	if (resume_path) {
+		struct checkpoint_info info;
+
+		if (read_file(resume_path, &blob, &blob_len) < 0) {
+			fprintf(stderr, "traind-train: %s: %s\n", resume_path, strerror(errno ? errno : EIO));
+			goto out;
+		}
+		if (checkpoint_inspect(blob, blob_len, &info, &err) < 0) {
+			fprintf(stderr, "traind-train: %s: %s\n", resume_path, err.msg);
+			goto out;
+		}
+		cfg = info.cfg;
+	}
+	snprintf(path, sizeof(path), "%s/%s", data_dir ? data_dir : "data", cfg.dataset);
+	if (dataset_load(&ds, path, &err) < 0) {
+		fprintf(stderr, "traind-train: %s\n", err.msg);
+		goto out;
+	}
+	if (resume_path) {
+		if (checkpoint_restore(&t, blob, blob_len, ds, weights_only, &err) < 0) {
+			fprintf(stderr, "traind-train: %s: %s\n", resume_path, err.msg);
+			goto out;
+		}
+		printf("Resumed from %s: %u epochs done, step %u%s\n", resume_path, t->epoch, t->step,
+		       weights_only ? " (weights only, fresh optimizer)" : "");
+		for (uint32_t i = 0; i < t->nhistory; i++)
+			print_row(&t->history[i], cfg.epochs);
+	} else {
+		if (trainer_new(&t, &cfg, ds, &err) < 0) {
+			fprintf(stderr, "traind-train: %s\n", err.msg);
+			goto out;
+		}
+		if (init_path) {
+			free(blob);
+			blob = NULL;
+			if (read_file(init_path, &blob, &blob_len) < 0 ||
+			    checkpoint_load_model(t, blob, blob_len, &err) < 0) {
+				fprintf(stderr, "traind-train: %s: %s\n", init_path,
+					err.msg[0] ? err.msg : "cannot read the file");
+				goto out;
+			}
+		}
+	}
+	while (!trainer_finished(t)) {
+		struct history_row row;
+
+		while (!trainer_epoch_done(t))
+			if (trainer_step(t) < 0)
+				goto out;
+		if (trainer_end_epoch(t, &row) < 0)
+			goto out;
+		print_row(&row, cfg.epochs);
+		fflush(stdout);
+		if (ckpt_path) {
+			uint8_t *cb = NULL;
+			size_t cl = 0;
+			int wrc;
+
+			if (checkpoint_save(t, &cb, &cl, &err) < 0) {
+				fprintf(stderr, "traind-train: %s\n", err.msg);
+				goto out;
+			}
+			wrc = write_file_atomic(ckpt_path, cb, cl);
+			free(cb);
+			if (wrc < 0) {
+				fprintf(stderr, "traind-train: %s: %s\n", ckpt_path, strerror(-wrc));
+				goto out;
+			}
+		}
+		if (crash_after > 0 && (long)row.epoch == crash_after) {
+			printf("Simulated crash after epoch %u%s\n", row.epoch,
+			       ckpt_path ? "; resume with --resume" : "");
+			rc = 3;
+			goto out;
+		}
+	}
+	if (run_test) {
+		struct metrics m;
+
+		trainer_evaluate(t, EVAL_TEST, &m);
+		printf("[MLP] | test_loss: %.4f | test_acc: %.4f | test_macro_acc: %.4f\n", m.loss, m.acc,
+		       m.macro_acc);
+	}
+	if (show_hash) {
+		char hex[65];
+
+		trainer_params_hash(t, hex);
+		printf("params sha256: %s\n", hex);
+	}
+	if (export_path) {
+		uint8_t *mb = NULL;
+		size_t ml = 0;
+		int wrc;
+
+		if (checkpoint_export_model(t, &mb, &ml, &err) < 0) {
+			fprintf(stderr, "traind-train: %s\n", err.msg);
+			goto out;
+		}
+		wrc = write_file_atomic(export_path, mb, ml);
+		free(mb);
+		if (wrc < 0) {
+			fprintf(stderr, "traind-train: %s: %s\n", export_path, strerror(-wrc));
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	trainer_free(t);
+	dataset_free(ds);
+	free(blob);
+	return rc;
+}

@@ -1,0 +1,459 @@
+/*
+ * config.c - the job configuration: defaults, parsing from text and JSON,
+ * validation, serialization. See include/traind/config.h.
+ *
+ * One table describes every key (its type and range); the text setter and the
+ * JSON reader both go through it, so a flag and a protocol parameter are
+ * checked by the same code and produce the same messages.
+ */
+#include "traind/config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum key_type {
+	K_U32,
+	K_U64,
+	K_F64,
+	K_DATASET,
+	K_OPTIM,
+	K_HIDDEN,
+};
+
+struct key_desc {
+	const char *name;
+	enum key_type type;
+	size_t offset;       /* into struct train_config */
+	double min, max;     /* inclusive range for numbers */
+	bool min_open;       /* min itself not allowed (lr > 0) */
+};
+
+#define OFF(f) offsetof(struct train_config, f)
+
+static const struct key_desc keys[] = {
+	{ "dataset",         K_DATASET, OFF(dataset),         0, 0, false },
+	{ "epochs",          K_U32,     OFF(epochs),          1, 100000, false },
+	{ "batch_size",      K_U32,     OFF(batch_size),      1, 65536, false },
+	{ "eval_batch_size", K_U32,     OFF(eval_batch_size), 1, 65536, false },
+	{ "lr",              K_F64,     OFF(lr),              0, 10, true },
+	{ "optimizer",       K_OPTIM,   OFF(optimizer),       0, 0, false },
+	{ "momentum",        K_F64,     OFF(momentum),        0, 0.999999, false },
+	{ "weight_decay",    K_F64,     OFF(weight_decay),    0, 10, false },
+	{ "beta1",           K_F64,     OFF(beta1),           0, 0.999999, false },
+	{ "beta2",           K_F64,     OFF(beta2),           0, 0.99999999, false },
+	{ "eps",             K_F64,     OFF(eps),             0, 1, true },
+	{ "hidden",          K_HIDDEN,  OFF(hidden),          1, 65536, false },
+	{ "seed",            K_U64,     OFF(seed),            0, 0, false },
+	{ "split_seed",      K_U64,     OFF(split_seed),      0, 0, false },
+	{ "val_size",        K_U32,     OFF(val_size),        1, 1000000, false },
+	{ "train_size",      K_U32,     OFF(train_size),      0, 10000000, false },
+	{ "threads",         K_U32,     OFF(threads),         1, CFG_MAX_THREADS, false },
+};
+
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+void config_defaults(struct train_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	snprintf(cfg->dataset, sizeof(cfg->dataset), "mnist");
+	cfg->epochs = 5;
+	cfg->batch_size = 64;
+	cfg->eval_batch_size = 128;
+	cfg->lr = 1e-3;
+	cfg->optimizer = OPTIM_ADAM;
+	cfg->momentum = 0.0;
+	cfg->weight_decay = 0.0;
+	cfg->beta1 = 0.9;
+	cfg->beta2 = 0.999;
+	cfg->eps = 1e-8;
+	cfg->n_hidden = 1;
+	cfg->hidden[0] = 256;
+	cfg->seed = 42;
+	cfg->split_seed = 42;
+	cfg->val_size = 10000;
+	cfg->train_size = 0;
+	cfg->threads = 2;
+}
+
+const char *config_optim_name(enum optim_kind k)
+{
+	switch (k) {
+	case OPTIM_ADAM: return "adam";
+	case OPTIM_ADAMW: return "adamw";
+	case OPTIM_SGD: return "sgd";
+	}
+	return "?";
+}
+
+bool config_dataset_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n >= CFG_NAME_MAX || name[0] == '.')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+static const struct key_desc *find_key(const char *name)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (strcmp(keys[i].name, name) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+/* Strict decimal unsigned parse: digits only, no sign, no spaces, no overflow. */
+static bool parse_u64(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (!*s)
+		return false;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return false;
+		if (v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
+			return false;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	*out = v;
+	return true;
+}
+
+static bool parse_f64(const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	if (!*s || *s == ' ' || *s == '\t')
+		return false;
+	errno = 0;
+	v = strtod(s, &end);
+	if (*end != '\0' || errno == ERANGE)
+		return false;
+	*out = v;
+	return true;
+}
+
+static int set_number(struct train_config *cfg, const struct key_desc *k,
+		      double dv, uint64_t uv, bool is_int, const char *shown,
+		      struct tr_err *err)
+{
+	char *base = (char *)cfg;
+
+	switch (k->type) {
+	case K_U32:
+	case K_U64:
+		if (!is_int)
+			return tr_err_set(err, -EINVAL, "%s: expected a whole number, got %s",
+					  k->name, shown);
+		if (k->type == K_U64) {
+			if (uv > (uint64_t)INT64_MAX)
+				return tr_err_set(err, -EINVAL, "%s: %s is out of range [0, 2^63-1]",
+						  k->name, shown);
+			memcpy(base + k->offset, &uv, sizeof(uv));
+			return 0;
+		}
+		if ((double)uv < k->min || (double)uv > k->max)
+			return tr_err_set(err, -EINVAL, "%s: %s is out of range [%.0f, %.0f]",
+					  k->name, shown, k->min, k->max);
+		{
+			uint32_t v32 = (uint32_t)uv;
+
+			memcpy(base + k->offset, &v32, sizeof(v32));
+		}
+		return 0;
+	case K_F64:
+		if (!isfinite(dv))
+			return tr_err_set(err, -EINVAL, "%s: %s is not a finite number", k->name, shown);
+		if (dv < k->min || (k->min_open && dv == k->min) || dv > k->max)
+			return tr_err_set(err, -EINVAL, "%s: %s is out of range %s%g, %g]",
+					  k->name, shown, k->min_open ? "(" : "[", k->min, k->max);
+		memcpy(base + k->offset, &dv, sizeof(dv));
+		return 0;
+	default:
+		return tr_err_set(err, -EINVAL, "%s: not a number field", k->name);
+	}
+}
+
+static int set_optim(struct train_config *cfg, const char *v, struct tr_err *err)
+{
+	if (strcmp(v, "adam") == 0)
+		cfg->optimizer = OPTIM_ADAM;
+	else if (strcmp(v, "adamw") == 0)
+		cfg->optimizer = OPTIM_ADAMW;
+	else if (strcmp(v, "sgd") == 0)
+		cfg->optimizer = OPTIM_SGD;
+	else
+		return tr_err_set(err, -EINVAL,
+				  "optimizer: unknown optimizer '%.64s' (expected adam, adamw or sgd)", v);
+	return 0;
+}
+
+static int set_dataset(struct train_config *cfg, const char *v, struct tr_err *err)
+{
+	if (!config_dataset_name_ok(v))
+		return tr_err_set(err, -EINVAL,
+				  "dataset: '%.64s' is not a dataset name (1-63 of A-Z a-z 0-9 . _ -, not starting with '.')",
+				  v);
+	snprintf(cfg->dataset, sizeof(cfg->dataset), "%s", v);
+	return 0;
+}
+
+static int set_hidden_list(struct train_config *cfg, const uint64_t *w, size_t n,
+			   const char *shown, struct tr_err *err)
+{
+	if (n == 0 || n > CFG_MAX_HIDDEN)
+		return tr_err_set(err, -EINVAL, "hidden: %s: expected 1 to %d layer widths",
+				  shown, CFG_MAX_HIDDEN);
+	for (size_t i = 0; i < n; i++)
+		if (w[i] < 1 || w[i] > 65536)
+			return tr_err_set(err, -EINVAL,
+					  "hidden: %s: width %" PRIu64 " is out of range [1, 65536]",
+					  shown, w[i]);
+	cfg->n_hidden = (uint32_t)n;
+	for (size_t i = 0; i < n; i++)
+		cfg->hidden[i] = (uint32_t)w[i];
+	return 0;
+}
+
+int config_set(struct train_config *cfg, const char *key, const char *value, struct tr_err *err)
+{
+	const struct key_desc *k = find_key(key);
+	uint64_t uv = 0;
+	double dv = 0;
+	int rc;
+
+	if (!k)
+		return tr_err_set(err, -EINVAL, "unknown configuration key '%.64s'", key);
+	switch (k->type) {
+	case K_DATASET:
+		return set_dataset(cfg, value, err);
+	case K_OPTIM:
+		rc = set_optim(cfg, value, err);
+		/* PyTorch's AdamW defaults to weight decay 0.01: callers set the
+		 * optimizer before an explicit weight_decay. */
+		if (rc == 0 && cfg->optimizer == OPTIM_ADAMW)
+			cfg->weight_decay = 0.01;
+		return rc;
+	case K_HIDDEN: {
+		uint64_t w[CFG_MAX_HIDDEN + 1];
+		size_t n = 0;
+		char buf[256];
+		char *save = NULL;
+
+		if (strlen(value) >= sizeof(buf) || !*value)
+			return tr_err_set(err, -EINVAL, "hidden: '%.64s' is not a list of widths like 256 or 512,256", value);
+		snprintf(buf, sizeof(buf), "%s", value);
+		if (buf[strlen(buf) - 1] == ',' || buf[0] == ',' || strstr(buf, ",,"))
+			return tr_err_set(err, -EINVAL, "hidden: '%.64s' is not a list of widths like 256 or 512,256", value);
+		for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+			if (n == CFG_MAX_HIDDEN + 1 || !parse_u64(tok, &w[n]))
+				return tr_err_set(err, -EINVAL,
+						  "hidden: '%.64s' is not a list of at most %d widths like 256 or 512,256",
+						  value, CFG_MAX_HIDDEN);
+			n++;
+		}
+		return set_hidden_list(cfg, w, n, value, err);
+	}
+	case K_U32:
+	case K_U64:
+		if (!parse_u64(value, &uv))
+			return tr_err_set(err, -EINVAL, "%s: expected a whole number >= 0, got '%.64s'",
+					  k->name, value);
+		return set_number(cfg, k, 0, uv, true, value, err);
+	case K_F64:
+		if (!parse_f64(value, &dv))
+			return tr_err_set(err, -EINVAL, "%s: expected a number, got '%.64s'", k->name, value);
+		return set_number(cfg, k, dv, 0, false, value, err);
+	}
+	return -EINVAL;
+}
+
+static int set_from_json(struct train_config *cfg, const struct key_desc *k,
+			 json_t *v, struct tr_err *err)
+{
+	char shown[64];
+
+	switch (k->type) {
+	case K_DATASET:
+	case K_OPTIM:
+		if (!json_is_string(v))
+			return tr_err_set(err, -EINVAL, "%s: expected a string", k->name);
+		return k->type == K_DATASET ? set_dataset(cfg, json_string_value(v), err)
+					    : set_optim(cfg, json_string_value(v), err);
+	case K_HIDDEN: {
+		uint64_t w[CFG_MAX_HIDDEN];
+		size_t n, i;
+		json_t *e;
+
+		if (json_is_integer(v)) {
+			if (json_integer_value(v) < 0)
+				return tr_err_set(err, -EINVAL, "hidden: width %" JSON_INTEGER_FORMAT " is negative",
+						  json_integer_value(v));
+			w[0] = (uint64_t)json_integer_value(v);
+			return set_hidden_list(cfg, w, 1, "hidden", err);
+		}
+		if (!json_is_array(v))
+			return tr_err_set(err, -EINVAL, "hidden: expected an array of layer widths");
+		n = json_array_size(v);
+		if (n == 0 || n > CFG_MAX_HIDDEN)
+			return tr_err_set(err, -EINVAL, "hidden: expected 1 to %d layer widths, got %zu",
+					  CFG_MAX_HIDDEN, n);
+		json_array_foreach(v, i, e) {
+			if (!json_is_integer(e) || json_integer_value(e) < 0)
+				return tr_err_set(err, -EINVAL, "hidden: element %zu is not a width >= 1", i);
+			w[i] = (uint64_t)json_integer_value(e);
+		}
+		return set_hidden_list(cfg, w, n, "hidden", err);
+	}
+	case K_U32:
+	case K_U64:
+		if (!json_is_integer(v))
+			return tr_err_set(err, -EINVAL, "%s: expected a whole number", k->name);
+		if (json_integer_value(v) < 0)
+			return tr_err_set(err, -EINVAL, "%s: %" JSON_INTEGER_FORMAT " is negative",
+					  k->name, json_integer_value(v));
+		snprintf(shown, sizeof(shown), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		return set_number(cfg, k, 0, (uint64_t)json_integer_value(v), true, shown, err);
+	case K_F64:
+		if (!json_is_number(v))
+			return tr_err_set(err, -EINVAL, "%s: expected a number", k->name);
+		snprintf(shown, sizeof(shown), "%.17g", json_number_value(v));
+		return set_number(cfg, k, json_number_value(v), 0, false, shown, err);
+	}
+	return -EINVAL;
+}
+
+int config_from_json(struct train_config *cfg, const json_t *obj, struct tr_err *err)
+{
+	const char *name;
+	json_t *v;
+	int rc;
+
+	config_defaults(cfg);
+	if (!json_is_object(obj))
+		return tr_err_set(err, -EINVAL, "configuration: expected a JSON object");
+	/* AdamW's PyTorch default weight decay applies unless one is given. */
+	if (json_is_string(json_object_get(obj, "optimizer")) &&
+	    strcmp(json_string_value(json_object_get(obj, "optimizer")), "adamw") == 0)
+		cfg->weight_decay = 0.01;
+	json_object_foreach((json_t *)obj, name, v) {
+		const struct key_desc *k = find_key(name);
+
+		if (!k)
+			return tr_err_set(err, -EINVAL, "unknown configuration key '%.64s'", name);
+		rc = set_from_json(cfg, k, v, err);
+		if (rc < 0)
+			return rc;
+	}
+	return config_validate(cfg, err);
+}
+
+int config_validate(const struct train_config *cfg, struct tr_err *err)
+{
+	if (!config_dataset_name_ok(cfg->dataset))
+		return tr_err_set(err, -EINVAL, "dataset: '%s' is not a dataset name", cfg->dataset);
+	if (cfg->epochs < 1 || cfg->epochs > 100000)
+		return tr_err_set(err, -EINVAL, "epochs: %u is out of range [1, 100000]", cfg->epochs);
+	if (cfg->batch_size < 1 || cfg->batch_size > 65536)
+		return tr_err_set(err, -EINVAL, "batch_size: %u is out of range [1, 65536]", cfg->batch_size);
+	if (cfg->eval_batch_size < 1 || cfg->eval_batch_size > 65536)
+		return tr_err_set(err, -EINVAL, "eval_batch_size: %u is out of range [1, 65536]",
+				  cfg->eval_batch_size);
+	if (!isfinite(cfg->lr) || cfg->lr <= 0 || cfg->lr > 10)
+		return tr_err_set(err, -EINVAL, "lr: %g is out of range (0, 10]", cfg->lr);
+	if (cfg->optimizer != OPTIM_ADAM && cfg->optimizer != OPTIM_ADAMW && cfg->optimizer != OPTIM_SGD)
+		return tr_err_set(err, -EINVAL, "optimizer: unknown optimizer");
+	if (!isfinite(cfg->momentum) || cfg->momentum < 0 || cfg->momentum >= 1)
+		return tr_err_set(err, -EINVAL, "momentum: %g is out of range [0, 1)", cfg->momentum);
+	if (cfg->momentum != 0 && cfg->optimizer != OPTIM_SGD)
+		return tr_err_set(err, -EINVAL, "momentum: only the sgd optimizer takes a momentum");
+	if (!isfinite(cfg->weight_decay) || cfg->weight_decay < 0 || cfg->weight_decay > 10)
+		return tr_err_set(err, -EINVAL, "weight_decay: %g is out of range [0, 10]", cfg->weight_decay);
+	if (!isfinite(cfg->beta1) || cfg->beta1 < 0 || cfg->beta1 >= 1)
+		return tr_err_set(err, -EINVAL, "beta1: %g is out of range [0, 1)", cfg->beta1);
+	if (!isfinite(cfg->beta2) || cfg->beta2 < 0 || cfg->beta2 >= 1)
+		return tr_err_set(err, -EINVAL, "beta2: %g is out of range [0, 1)", cfg->beta2);
+	if (!isfinite(cfg->eps) || cfg->eps <= 0 || cfg->eps > 1)
+		return tr_err_set(err, -EINVAL, "eps: %g is out of range (0, 1]", cfg->eps);
+	if (cfg->n_hidden < 1 || cfg->n_hidden > CFG_MAX_HIDDEN)
+		return tr_err_set(err, -EINVAL, "hidden: expected 1 to %d layers", CFG_MAX_HIDDEN);
+	for (uint32_t i = 0; i < cfg->n_hidden; i++)
+		if (cfg->hidden[i] < 1 || cfg->hidden[i] > 65536)
+			return tr_err_set(err, -EINVAL, "hidden: width %u is out of range [1, 65536]",
+					  cfg->hidden[i]);
+	if (cfg->val_size < 1)
+		return tr_err_set(err, -EINVAL, "val_size: must be at least 1");
+	if (cfg->threads < 1 || cfg->threads > CFG_MAX_THREADS)
+		return tr_err_set(err, -EINVAL, "threads: %u is out of range [1, %d]", cfg->threads,
+				  CFG_MAX_THREADS);
+	return 0;
+}
+
+json_t *config_to_json(const struct train_config *cfg)
+{
+	json_t *o = json_object();
+	json_t *h = json_array();
+
+	if (!o || !h)
+		goto fail;
+	for (uint32_t i = 0; i < cfg->n_hidden; i++)
+		if (json_array_append_new(h, json_integer(cfg->hidden[i])))
+			goto fail;
+	/* Seeds are capped at 2^63-1 on input, so json_integer holds them. */
+	if (json_object_set_new(o, "dataset", json_string(cfg->dataset)) ||
+	    json_object_set_new(o, "epochs", json_integer(cfg->epochs)) ||
+	    json_object_set_new(o, "batch_size", json_integer(cfg->batch_size)) ||
+	    json_object_set_new(o, "eval_batch_size", json_integer(cfg->eval_batch_size)) ||
+	    json_object_set_new(o, "lr", json_real(cfg->lr)) ||
+	    json_object_set_new(o, "optimizer", json_string(config_optim_name(cfg->optimizer))) ||
+	    json_object_set_new(o, "momentum", json_real(cfg->momentum)) ||
+	    json_object_set_new(o, "weight_decay", json_real(cfg->weight_decay)) ||
+	    json_object_set_new(o, "beta1", json_real(cfg->beta1)) ||
+	    json_object_set_new(o, "beta2", json_real(cfg->beta2)) ||
+	    json_object_set_new(o, "eps", json_real(cfg->eps)) ||
+	    json_object_set_new(o, "hidden", h) ||
+	    json_object_set_new(o, "seed", json_integer((json_int_t)cfg->seed)) ||
+	    json_object_set_new(o, "split_seed", json_integer((json_int_t)cfg->split_seed)) ||
+	    json_object_set_new(o, "val_size", json_integer(cfg->val_size)) ||
+	    json_object_set_new(o, "train_size", json_integer(cfg->train_size)) ||
+	    json_object_set_new(o, "threads", json_integer(cfg->threads))) {
+		h = NULL; /* owned by o once set, or freed by a failed set_new */
+		goto fail;
+	}
+	return o;
+fail:
+	json_decref(h);
+	json_decref(o);
+	return NULL;
+}
+
+bool config_equal(const struct train_config *a, const struct train_config *b)
+{
+	if (strcmp(a->dataset, b->dataset) != 0 || a->epochs != b->epochs ||
+	    a->batch_size != b->batch_size || a->eval_batch_size != b->eval_batch_size ||
+	    a->lr != b->lr || a->optimizer != b->optimizer || a->momentum != b->momentum ||
+	    a->weight_decay != b->weight_decay || a->beta1 != b->beta1 || a->beta2 != b->beta2 ||
+	    a->eps != b->eps || a->n_hidden != b->n_hidden || a->seed != b->seed ||
+	    a->split_seed != b->split_seed || a->val_size != b->val_size ||
+	    a->train_size != b->train_size || a->threads != b->threads)
+		return false;
+	for (uint32_t i = 0; i < a->n_hidden; i++)
+		if (a->hidden[i] != b->hidden[i])
+			return false;
+	return true;
+}

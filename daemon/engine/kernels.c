@@ -1,0 +1,126 @@
+/*
+ * kernels.c - numeric building blocks. See include/traind/kernels.h.
+ *
+ * Everything here is deterministic for a given input and split: fixed loop
+ * orders, no FMA contraction (the build passes -ffp-contract=off), and BLAS on
+ * one thread per call.
+ */
+#include "traind/kernels.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static float pixel_lut[256];   /* i / 255.0f; written once, then read-only */
+
+static void global_init(void)
+{
+	openblas_set_num_threads(1);
+	for (int i = 0; i < 256; i++)
+		pixel_lut[i] = (float)i / 255.0f;
+}
+
+void kernels_global_init(void)
+{
+	pthread_once(&global_once, global_init);
+}
+
+void k_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha,
+	    const float *a, size_t lda, const float *b, size_t ldb,
+	    float beta, float *c, size_t ldc)
+{
+	if (m == 0 || n == 0)
+		return;
+	cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+		    (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+}
+
+void k_gather(float *x, const uint8_t *pixels, const uint32_t *idx, size_t n, size_t dim)
+{
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *src = pixels + (size_t)idx[i] * dim;
+		float *dst = x + i * dim;
+
+		for (size_t j = 0; j < dim; j++)
+			dst[j] = pixel_lut[src[j]];
+	}
+}
+
+void k_bias_act(float *z, size_t ld, size_t m, size_t c0, size_t c1, const float *b, int relu)
+{
+	for (size_t i = 0; i < m; i++) {
+		float *row = z + i * ld;
+
+		if (relu) {
+			for (size_t j = c0; j < c1; j++) {
+				float v = row[j] + b[j];
+
+				row[j] = v > 0.0f ? v : 0.0f;
+			}
+		} else {
+			for (size_t j = c0; j < c1; j++)
+				row[j] += b[j];
+		}
+	}
+}
+
+double k_softmax_xent(const float *logits, const uint8_t *y, size_t m, size_t k,
+		      float grad_scale, float *dlogits, uint8_t *pred)
+{
+	double loss = 0.0;
+
+	for (size_t i = 0; i < m; i++) {
+		const float *z = logits + i * k;
+		float mx = z[0];
+		size_t arg = 0;
+		float sum = 0.0f;
+		float lse;
+
+		for (size_t j = 1; j < k; j++) {
+			if (z[j] > mx) {
+				mx = z[j];
+				arg = j;
+			}
+		}
+		for (size_t j = 0; j < k; j++)
+			sum += expf(z[j] - mx);
+		lse = logf(sum);
+		loss += (double)(lse - (z[y[i]] - mx));
+		if (pred)
+			pred[i] = (uint8_t)arg;
+		if (dlogits) {
+			float *d = dlogits + i * k;
+
+			for (size_t j = 0; j < k; j++) {
+				float p = expf(z[j] - mx) / sum;
+
+				d[j] = (p - (j == y[i] ? 1.0f : 0.0f)) * grad_scale;
+			}
+		}
+	}
+	return loss;
+}
+
+void k_relu_backward(float *dz, const float *act, size_t ld, size_t m, size_t c0, size_t c1)
+{
+	for (size_t i = 0; i < m; i++) {
+		float *d = dz + i * ld;
+		const float *a = act + i * ld;
+
+		for (size_t j = c0; j < c1; j++)
+			d[j] = a[j] > 0.0f ? d[j] : 0.0f;
+	}
+}
+
+void k_colsum(float *db, const float *d, size_t ld, size_t m, size_t c0, size_t c1)
+{
+	for (size_t j = c0; j < c1; j++)
+		db[j] = 0.0f;
+	for (size_t i = 0; i < m; i++) {
+		const float *row = d + i * ld;
+
+		for (size_t j = c0; j < c1; j++)
+			db[j] += row[j];
+	}
+}

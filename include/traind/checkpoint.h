@@ -1,0 +1,74 @@
+/*
+ * checkpoint.h - a trainer's complete state as one safetensors blob, and back.
+ *
+ * Tensors (little-endian):
+ *   net.{1+2l}.weight F32 [out, in], net.{1+2l}.bias F32 [out]   (PyTorch names)
+ *   optimizer.state.{i}.exp_avg / .exp_avg_sq   F32 (Adam, AdamW)
+ *   optimizer.state.{i}.momentum_buffer        F32 (SGD with momentum)
+ *     where i numbers the parameters as torch.optim's state_dict does
+ *   rng.state U64 [4]           the job RNG
+ *   data.order U32 [n_train]    this epoch's sample order
+ *   metrics.sums F64 [2]        loss sum, seconds of the current epoch
+ *   metrics.counts I64 [4, 10]  batches (row 0, column 0), correct, total, predicted
+ * Metadata (strings): format "traind-checkpoint", format_version "1", config
+ * (JSON), epoch, step, optimizer_step, note, history (JSON array of rows), and
+ * checksum "sha256:<hex>" of the whole blob with the hex digits zeroed.
+ *
+ * A model-only export holds just the net.* tensors and {"format": "pt"} plus
+ * the layer widths, so safetensors.torch.load_file + load_state_dict take it.
+ *
+ * Loading trusts nothing: the safetensors layer checks the structure; this
+ * layer checks the checksum, the format version, every tensor's presence,
+ * dtype and shape against the configuration, that no other tensor is present,
+ * and the values' invariants (the order is a permutation, positions in range).
+ *
+ * Thread: any (a blob is plain bytes); functions taking a trainer follow its
+ * owner-thread rule.
+ */
+#ifndef TRAIND_CHECKPOINT_H
+#define TRAIND_CHECKPOINT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "traind/config.h"
+#include "traind/dataset.h"
+#include "traind/error.h"
+#include "traind/trainer.h"
+
+#define CHECKPOINT_FORMAT "traind-checkpoint"
+#define CHECKPOINT_VERSION 1
+
+/* What a blob says about itself, without a dataset. */
+struct checkpoint_info {
+	struct train_config cfg;
+	uint32_t epoch;             /* completed epochs */
+	uint32_t step;              /* batches done in the current epoch */
+	uint64_t optimizer_step;
+	char checksum[72];          /* "sha256:<64 hex>" */
+};
+
+/* Serialize t into a new malloc'ed blob (caller frees). */
+int checkpoint_save(const struct trainer *t, uint8_t **blob, size_t *len, struct tr_err *err);
+
+/* Verify a blob (structure, checksum, version, config) and describe it. */
+int checkpoint_inspect(const uint8_t *blob, size_t len, struct checkpoint_info *info,
+		       struct tr_err *err);
+
+/* Build a trainer from a blob. weights_only: keep the model, the position and
+ * the history, but start a fresh optimizer (the lesson's 2.8.8 case). */
+int checkpoint_restore(struct trainer **out, const uint8_t *blob, size_t len,
+		       const struct dataset *ds, bool weights_only, struct tr_err *err);
+
+/* The model alone, PyTorch-loadable, from a trainer or from a checkpoint blob. */
+int checkpoint_export_model(const struct trainer *t, uint8_t **out, size_t *out_len,
+			    struct tr_err *err);
+int checkpoint_export_from_blob(const uint8_t *blob, size_t len, uint8_t **out, size_t *out_len,
+				struct tr_err *err);
+
+/* Replace t's parameters with those of a model file (an export, or any
+ * safetensors file with exactly the net.* tensors of t's shapes). */
+int checkpoint_load_model(struct trainer *t, const uint8_t *blob, size_t len, struct tr_err *err);
+
+#endif

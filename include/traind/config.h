@@ -1,0 +1,84 @@
+/*
+ * config.h - a training job's configuration: everything that decides its bits.
+ *
+ * The same config (including `threads`, which fixes how the work is split, and
+ * so the floating-point summation order) and the same dataset give bit-identical
+ * weights. A config travels as a JSON object whose keys are the field names
+ * below; these keys are a stable interface (trainctl, the daemon's protocol and
+ * the checkpoint blob all use them).
+ *
+ * Thread: plain data and pure functions; any thread.
+ */
+#ifndef TRAIND_CONFIG_H
+#define TRAIND_CONFIG_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "traind/error.h"
+
+#define CFG_MAX_HIDDEN 8     /* hidden layers at most */
+#define CFG_NAME_MAX 64      /* dataset name bytes, with NUL */
+#define CFG_MAX_THREADS 16
+
+enum optim_kind {
+	OPTIM_ADAM,
+	OPTIM_ADAMW,
+	OPTIM_SGD,
+};
+
+struct train_config {
+	char dataset[CFG_NAME_MAX];  /* dataset directory name under the data dir ("mnist") */
+	uint32_t epochs;             /* epochs to train (5) */
+	uint32_t batch_size;         /* training batch (64) */
+	uint32_t eval_batch_size;    /* validation/test batch (128) */
+	double lr;                   /* learning rate (1e-3) */
+	enum optim_kind optimizer;   /* adam */
+	double momentum;             /* SGD momentum (0) */
+	double weight_decay;         /* 0 for adam/sgd; adamw defaults to 0.01 as PyTorch */
+	double beta1;                /* Adam/AdamW (0.9) */
+	double beta2;                /* Adam/AdamW (0.999) */
+	double eps;                  /* Adam/AdamW (1e-8) */
+	uint32_t n_hidden;           /* number of hidden layers (1) */
+	uint32_t hidden[CFG_MAX_HIDDEN]; /* their widths ({256}) */
+	uint64_t seed;               /* model init and shuffling (42) */
+	uint64_t split_seed;         /* train/val split permutation (42) */
+	uint32_t val_size;           /* images of the training file held out for validation (10000) */
+	uint32_t train_size;         /* use only the first N of the training part; 0 = all */
+	uint32_t threads;            /* threads computing one job (2); part of the bits */
+};
+
+/* The lesson's configuration. */
+void config_defaults(struct train_config *cfg);
+
+/* Set one field from its text form, as given on a command line: key is a JSON
+ * key above ("epochs", "lr", "hidden" as "512,256", "optimizer" as "adamw"...).
+ * Returns -EINVAL naming the key and the value when either is bad. Does not
+ * check cross-field rules; call config_validate when done. */
+int config_set(struct train_config *cfg, const char *key, const char *value, struct tr_err *err);
+/* Note: setting "optimizer" to adamw also sets weight_decay to 0.01 (PyTorch's
+ * default), so set the optimizer before an explicit weight_decay. */
+
+/* Check ranges and cross-field rules (epochs >= 1, lr finite and > 0, ...).
+ * Dataset-dependent limits (batch size vs. data size) are checked by the trainer. */
+int config_validate(const struct train_config *cfg, struct tr_err *err);
+
+/* Build *cfg from a JSON object: defaults, then each key present. Unknown keys,
+ * wrong JSON types and bad values are errors naming the key. Validates. */
+int config_from_json(struct train_config *cfg, const json_t *obj, struct tr_err *err);
+
+/* A new JSON object with every field (caller owns the reference). NULL on ENOMEM. */
+json_t *config_to_json(const struct train_config *cfg);
+
+/* "adam", "adamw", "sgd". */
+const char *config_optim_name(enum optim_kind k);
+
+/* True when a and b describe the same job bit for bit. */
+bool config_equal(const struct train_config *a, const struct train_config *b);
+
+/* True when `name` is a safe dataset name: 1..63 bytes of [A-Za-z0-9._-], not
+ * starting with '.', so it can never name a path outside the data directory. */
+bool config_dataset_name_ok(const char *name);
+
+#endif

@@ -1,0 +1,47 @@
+/*
+ * kernels.h - the numeric building blocks of one training step, each a plain
+ * loop over row-major float buffers, plus the one sgemm wrapper every matrix
+ * product goes through.
+ *
+ * Shapes are written (rows, cols); every matrix is row-major with an explicit
+ * leading dimension (the row stride in floats). All functions are pure with
+ * respect to their arguments and may run concurrently on disjoint outputs.
+ */
+#ifndef TRAIND_KERNELS_H
+#define TRAIND_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Set OpenBLAS to one thread (once per process). The engine splits work across
+ * its own teams, so BLAS's process-wide pool must not: results would otherwise
+ * depend on what else the process runs. Thread: any; idempotent. */
+void kernels_global_init(void);
+
+/* C (m, n) = alpha * op(A) op(B) + beta * C, row-major.
+ * op(A) is (m, k): A itself when !ta (lda >= k), else A^T with A stored (k, m) (lda >= m).
+ * op(B) is (k, n): B itself when !tb (ldb >= n), else B^T with B stored (n, k) (ldb >= k). */
+void k_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha,
+	    const float *a, size_t lda, const float *b, size_t ldb,
+	    float beta, float *c, size_t ldc);
+
+/* x (n, dim) = pixels[idx[i]] / 255 for each of the n sample indices. */
+void k_gather(float *x, const uint8_t *pixels, const uint32_t *idx, size_t n, size_t dim);
+
+/* For rows 0..m-1 and columns [c0, c1) of z (ld): z += b[col]; if relu, z = max(z, 0). */
+void k_bias_act(float *z, size_t ld, size_t m, size_t c0, size_t c1, const float *b, int relu);
+
+/* Softmax cross-entropy over logits (m, k) with labels y. Writes
+ * dlogits (m, k) = (softmax - onehot) * grad_scale (when dlogits is not NULL),
+ * pred[i] = argmax (first maximum), and returns the sum over rows of the loss
+ * -log softmax[y], computed stably (log-sum-exp around the row maximum). */
+double k_softmax_xent(const float *logits, const uint8_t *y, size_t m, size_t k,
+		      float grad_scale, float *dlogits, uint8_t *pred);
+
+/* For rows 0..m-1 and columns [c0, c1): dz = act > 0 ? dz : 0 (ReLU backward). */
+void k_relu_backward(float *dz, const float *act, size_t ld, size_t m, size_t c0, size_t c1);
+
+/* db[j] = sum over rows i < m of d[i, j], for j in [c0, c1). Row order fixed. */
+void k_colsum(float *db, const float *d, size_t ld, size_t m, size_t c0, size_t c1);
+
+#endif

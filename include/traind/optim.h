@@ -1,0 +1,43 @@
+/*
+ * optim.h - Adam, AdamW and SGD (with momentum and weight decay) with PyTorch's
+ * semantics and defaults, over one contiguous parameter array.
+ *
+ * The state (moments, step count) is one allocation per moment, laid out like
+ * the parameters, so an update is an elementwise pass over any sub-range: the
+ * model updates each layer's rows right after their gradients are computed, on
+ * the team member that computed them. Elementwise, correctly rounded IEEE
+ * operations only (no FMA contraction), so the split never changes the bits.
+ *
+ * Thread: optim_begin_step on the job's owner thread; optim_update on any team
+ * member, for disjoint ranges.
+ */
+#ifndef TRAIND_OPTIM_H
+#define TRAIND_OPTIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "traind/config.h"
+
+struct optim {
+	enum optim_kind kind;
+	float lr, beta1, beta2, eps, weight_decay, momentum;
+	size_t n;             /* parameters */
+	float *m;             /* (n) Adam exp_avg / SGD momentum_buffer; NULL for plain SGD */
+	float *v;             /* (n) Adam exp_avg_sq; NULL for SGD */
+	uint64_t step;        /* updates applied so far (PyTorch's state['step']) */
+	/* per-step scalars, set by optim_begin_step */
+	float step_size;      /* lr / (1 - beta1^step) */
+	float bc2_sqrt;       /* sqrt(1 - beta2^step) */
+};
+
+int optim_init(struct optim *o, const struct train_config *cfg, size_t nparams);
+void optim_deinit(struct optim *o);
+/* Forget all state: zero moments, step 0 (a fresh optimizer). */
+void optim_reset(struct optim *o);
+/* Count one more update and compute its bias corrections. */
+void optim_begin_step(struct optim *o);
+/* Update p[off, off+len) from g[off, off+len) (and the state there). */
+void optim_update(const struct optim *o, float *p, const float *g, size_t off, size_t len);
+
+#endif

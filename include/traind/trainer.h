@@ -1,0 +1,123 @@
+/*
+ * trainer.h - one training job's complete state and the loop that advances it.
+ *
+ * A trainer owns everything needed to continue exactly: the model, the
+ * optimizer state, its RNG, the split, this epoch's sample order and the
+ * position in it, the running metric sums of the epoch, the history of
+ * finished epochs and the configuration. checkpoint.h turns that into one
+ * blob and back; resuming from it gives the same bits as never stopping.
+ *
+ * The dataset is borrowed (read-only, shared with other jobs) and must outlive
+ * the trainer. Each trainer owns a team of cfg.threads threads.
+ *
+ * Thread: every function on the job's owner thread (the one that created it).
+ * Other threads must not read a trainer while it steps; the daemon publishes
+ * snapshots instead.
+ */
+#ifndef TRAIND_TRAINER_H
+#define TRAIND_TRAINER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "traind/config.h"
+#include "traind/dataset.h"
+#include "traind/error.h"
+#include "traind/model.h"
+#include "traind/optim.h"
+#include "traind/rng.h"
+#include "traind/team.h"
+
+#define HISTORY_NOTE_MAX 48
+
+enum eval_split {
+	EVAL_VAL,
+	EVAL_TEST,
+};
+
+/* Loss and accuracies over a set of samples. */
+struct metrics {
+	double loss;        /* mean of the per-batch mean losses */
+	double acc;         /* fraction correct */
+	double macro_acc;   /* mean per-class recall (torchmetrics MulticlassAccuracy, macro) */
+	uint64_t count;     /* samples seen */
+};
+
+/* One finished epoch, as stored in the history. */
+struct history_row {
+	uint32_t epoch;                  /* 1-based */
+	double train_loss, train_acc, train_macro_acc;
+	double val_loss, val_acc, val_macro_acc;
+	double seconds;                  /* wall time of the epoch (train + val) */
+	char note[HISTORY_NOTE_MAX];     /* e.g. "resumed weights-only", or "" */
+};
+
+/* Running sums over the batches of the current epoch (or an evaluation). */
+struct metric_sums {
+	double loss_sum;                 /* sum of per-batch mean losses */
+	uint64_t batches;
+	uint64_t correct[DATASET_CLASSES];
+	uint64_t total[DATASET_CLASSES];     /* samples per true class */
+	uint64_t predicted[DATASET_CLASSES]; /* samples per predicted class */
+	double seconds;                  /* wall time spent in this epoch so far */
+};
+
+struct trainer {
+	struct train_config cfg;
+	const struct dataset *ds;        /* borrowed */
+	struct team *team;               /* owned, cfg.threads members */
+	struct mlp model;
+	struct optim opt;
+	struct rng rng;                  /* init, then one shuffle per epoch */
+	uint32_t n_split;                /* images in the training file */
+	uint32_t *split;                 /* (n_split) permutation from split_seed: train part, then val part; owned */
+	uint32_t n_train_part;           /* n_split - val_size */
+	uint32_t n_train;                /* samples trained on: train_size or n_train_part */
+	uint32_t n_val;                  /* val_size */
+	uint32_t *order;                 /* (n_train) this epoch's order, positions in the train part; owned */
+	uint32_t *batch_idx;             /* (max batch) image indices of the batch being gathered; owned */
+	uint8_t *labels;                 /* (max batch); owned */
+	uint8_t *pred;                   /* (max batch); owned */
+	uint32_t epoch;                  /* epochs completed */
+	uint32_t step;                   /* batches completed in the current epoch */
+	uint32_t steps_per_epoch;        /* ceil(n_train / batch_size) */
+	struct metric_sums sums;         /* current epoch's training metrics */
+	struct history_row *history;     /* (cfg.epochs) rows of completed epochs; owned */
+	uint32_t nhistory;
+	char note[HISTORY_NOTE_MAX];     /* attached to the next history row */
+};
+
+/* A fresh job at epoch 0: checks cfg against the dataset (sizes), initialises
+ * the model from cfg.seed and draws the first epoch's order. */
+int trainer_new(struct trainer **out, const struct train_config *cfg, const struct dataset *ds,
+		struct tr_err *err);
+void trainer_free(struct trainer *t);
+
+/* Train one batch. Only while !trainer_epoch_done && !trainer_finished. */
+int trainer_step(struct trainer *t);
+bool trainer_epoch_done(const struct trainer *t);
+bool trainer_finished(const struct trainer *t);
+
+/* After the last batch of an epoch: evaluate on the validation set, append the
+ * epoch's history row (copied to *row when not NULL), reset the sums, count
+ * the epoch, and draw the next epoch's order. */
+int trainer_end_epoch(struct trainer *t, struct history_row *row);
+
+/* Loss and accuracy of the current model on the validation or test set. */
+int trainer_evaluate(struct trainer *t, enum eval_split split, struct metrics *out);
+
+/* Loss/acc/macro of running sums. */
+void metric_sums_finish(const struct metric_sums *s, uint64_t samples, struct metrics *out);
+
+/* Restart the optimizer from scratch (weights-only restore), noting it in the
+ * next history row. */
+void trainer_reset_optimizer(struct trainer *t, const char *note);
+
+/* SHA-256 of the parameters (as little-endian float32, state_dict order). */
+void trainer_params_hash(const struct trainer *t, char hex[65]);
+
+/* Samples per epoch, and samples trained so far in this epoch. */
+uint64_t trainer_epoch_samples(const struct trainer *t);
+uint64_t trainer_samples_done(const struct trainer *t);
+
+#endif
