@@ -278,15 +278,14 @@ static int src_expect_end(struct src *s, uint64_t expected, struct tr_err *err)
 	if (!s->gz)
 		return 0;
 	/* The gzip stream ended cleanly; nothing may follow it. */
-	if (s->zs.avail_in > 0)
-		goto trailing;
-	r = read_some(s->fd, extra, 1);
-	if (r < 0)
-		return tr_err_set(err, -EIO, "%s: read error: %s", s->path,
-				  strerror((int)-r));
-	if (r == 0)
-		return 0;
-trailing:
+	if (s->zs.avail_in == 0) {
+		r = read_some(s->fd, extra, 1);
+		if (r < 0)
+			return tr_err_set(err, -EIO, "%s: read error: %s",
+					  s->path, strerror((int)-r));
+		if (r == 0)
+			return 0;
+	}
 	return tr_err_set(err, -EIO, "%s: trailing data after the gzip stream",
 			  s->path);
 }

@@ -10,6 +10,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <pthread.h>
+#include <string.h>
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static float pixel_lut[256];   /* i / 255.0f; written once, then read-only */
@@ -47,21 +48,19 @@ void k_gather(float *x, const uint8_t *pixels, const uint32_t *idx, size_t n, si
 	}
 }
 
-void k_bias_act(float *z, size_t ld, size_t m, size_t c0, size_t c1, const float *b, int relu)
+void k_fill_rows(float *z, size_t ld, size_t m, size_t c0, size_t c1, const float *b)
+{
+	for (size_t i = 0; i < m; i++)
+		memcpy(z + i * ld + c0, b + c0, (c1 - c0) * sizeof(float));
+}
+
+void k_relu(float *z, size_t ld, size_t m, size_t c0, size_t c1)
 {
 	for (size_t i = 0; i < m; i++) {
 		float *row = z + i * ld;
 
-		if (relu) {
-			for (size_t j = c0; j < c1; j++) {
-				float v = row[j] + b[j];
-
-				row[j] = v > 0.0f ? v : 0.0f;
-			}
-		} else {
-			for (size_t j = c0; j < c1; j++)
-				row[j] += b[j];
-		}
+		for (size_t j = c0; j < c1; j++)
+			row[j] = row[j] > 0.0f ? row[j] : 0.0f;
 	}
 }
 

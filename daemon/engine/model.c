@@ -150,10 +150,13 @@ static void forward_part(void *arg, unsigned idx, unsigned n)
 	team_split(out, idx, n, SPLIT_ALIGN, &c0, &c1);
 	if (c0 == c1)
 		return;
+	/* Start from the bias and accumulate (beta = 1): saves the pass that
+	 * would zero C and the pass that would add the bias. */
+	k_fill_rows(m->act[j->l], out, j->batch, c0, c1, m->params + m->b_off[j->l]);
 	k_gemm(0, 1, j->batch, c1 - c0, in, 1.0f, j->in, in,
-	       m->params + m->w_off[j->l] + c0 * in, in, 0.0f, m->act[j->l] + c0, out);
-	k_bias_act(m->act[j->l], out, j->batch, c0, c1, m->params + m->b_off[j->l],
-		   j->l + 1 < m->nlayers);
+	       m->params + m->w_off[j->l] + c0 * in, in, 1.0f, m->act[j->l] + c0, out);
+	if (j->l + 1 < m->nlayers)
+		k_relu(m->act[j->l], out, j->batch, c0, c1);
 }
 
 void mlp_forward(struct mlp *m, size_t batch)

@@ -28,8 +28,11 @@ void k_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha,
 /* x (n, dim) = pixels[idx[i]] / 255 for each of the n sample indices. */
 void k_gather(float *x, const uint8_t *pixels, const uint32_t *idx, size_t n, size_t dim);
 
-/* For rows 0..m-1 and columns [c0, c1) of z (ld): z += b[col]; if relu, z = max(z, 0). */
-void k_bias_act(float *z, size_t ld, size_t m, size_t c0, size_t c1, const float *b, int relu);
+/* For rows 0..m-1 and columns [c0, c1) of z (ld): z = b[col]. */
+void k_fill_rows(float *z, size_t ld, size_t m, size_t c0, size_t c1, const float *b);
+
+/* For rows 0..m-1 and columns [c0, c1) of z (ld): z = max(z, 0). */
+void k_relu(float *z, size_t ld, size_t m, size_t c0, size_t c1);
 
 /* Softmax cross-entropy over logits (m, k) with labels y. Writes
  * dlogits (m, k) = (softmax - onehot) * grad_scale (when dlogits is not NULL),
