@@ -202,8 +202,10 @@ static void backward_weight_part(void *arg, unsigned idx, unsigned n)
 	k_gemm(1, 0, r1 - r0, in, j->batch, 1.0f, j->dz + r0, out, j->in, in,
 	       0.0f, m->grads + wo + r0 * in, in);
 	k_colsum(m->grads + bo, j->dz, out, j->batch, r0, r1);
-	optim_update(j->opt, m->params, m->grads, wo + r0 * in, (r1 - r0) * in);
-	optim_update(j->opt, m->params, m->grads, bo + r0, r1 - r0);
+	if (j->opt) {
+		optim_update(j->opt, m->params, m->grads, wo + r0 * in, (r1 - r0) * in);
+		optim_update(j->opt, m->params, m->grads, bo + r0, r1 - r0);
+	}
 }
 
 void mlp_backward_update(struct mlp *m, size_t batch, struct optim *opt)

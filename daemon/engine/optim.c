@@ -3,7 +3,10 @@
  *
  * Formulas follow torch.optim's single-tensor implementations:
  *   Adam:  g += wd*p (if wd); m = lerp(m, g, 1-b1); v = b2*v + (1-b2)*g*g;
- *          p -= (lr/bc1) * m / (sqrt(v)/sqrt(bc2) + eps)
+ *          p -= (lr/bc1) * m / (sqrt(v) * (1/sqrt(bc2)) + eps)
+ *          (PyTorch divides by sqrt(bc2); multiplying by its reciprocal,
+ *          computed once per step, saves a division per element and may
+ *          differ from PyTorch's expression by an ulp)
  *   AdamW: p *= 1 - lr*wd; then Adam without the L2 term
  *   SGD:   g += wd*p; if momentum: buf = momentum*buf + g (buf starts at g,
  *          which equals momentum*0 + g exactly); p -= lr*buf
@@ -12,16 +15,13 @@
  */
 #include "traind/optim.h"
 
+#include "hot.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define HOT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define HOT_CLONES
-#endif
 
 static float *alloc_floats(size_t n)
 {
@@ -37,14 +37,22 @@ int optim_init(struct optim *o, const struct train_config *cfg, size_t nparams)
 {
 	memset(o, 0, sizeof(*o));
 	o->kind = cfg->optimizer;
-	o->lr = (float)cfg->lr;
-	o->beta1 = (float)cfg->beta1;
-	o->beta2 = (float)cfg->beta2;
-	o->eps = (float)cfg->eps;
-	o->weight_decay = (float)cfg->weight_decay;
-	o->momentum = (float)cfg->momentum;
+	o->lr = cfg->lr;
+	o->beta1 = cfg->beta1;
+	o->beta2 = cfg->beta2;
+	o->eps = cfg->eps;
+	o->weight_decay = cfg->weight_decay;
+	o->momentum = cfg->momentum;
+	o->f_lr = (float)cfg->lr;
+	o->f_eps = (float)cfg->eps;
+	o->f_wd = (float)cfg->weight_decay;
+	o->f_momentum = (float)cfg->momentum;
+	o->f_beta2 = (float)cfg->beta2;
+	o->one_minus_beta1 = (float)(1.0 - cfg->beta1);
+	o->one_minus_beta2 = (float)(1.0 - cfg->beta2);
+	o->decoupled_decay = (float)(1.0 - cfg->lr * cfg->weight_decay);
 	o->n = nparams;
-	if (o->kind != OPTIM_SGD || o->momentum != 0.0f) {
+	if (o->kind != OPTIM_SGD || o->momentum != 0.0) {
 		o->m = alloc_floats(nparams);
 		if (!o->m)
 			goto fail;
@@ -80,18 +88,18 @@ void optim_begin_step(struct optim *o)
 {
 	o->step++;
 	if (o->kind != OPTIM_SGD) {
-		double bc1 = 1.0 - pow((double)o->beta1, (double)o->step);
-		double bc2 = 1.0 - pow((double)o->beta2, (double)o->step);
+		double bc1 = 1.0 - pow(o->beta1, (double)o->step);
+		double bc2 = 1.0 - pow(o->beta2, (double)o->step);
 
-		o->step_size = (float)((double)o->lr / bc1);
-		o->bc2_sqrt = (float)sqrt(bc2);
+		o->step_size = (float)(o->lr / bc1);
+		o->inv_bc2_sqrt = (float)(1.0 / sqrt(bc2));
 	}
 }
 
 HOT_CLONES
 static void adam_loop(float *restrict p, const float *restrict g, float *restrict m,
 		      float *restrict v, size_t len, float b1c, float beta2, float b2c,
-		      float step_size, float bc2_sqrt, float eps, float l2, float decay)
+		      float step_size, float inv_bc2_sqrt, float eps, float l2, float decay)
 {
 	for (size_t i = 0; i < len; i++) {
 		float pi = p[i] * decay;
@@ -101,7 +109,7 @@ static void adam_loop(float *restrict p, const float *restrict g, float *restric
 
 		m[i] = mi;
 		v[i] = vi;
-		p[i] = pi - step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
+		p[i] = pi - step_size * (mi / (sqrtf(vi) * inv_bc2_sqrt + eps));
 	}
 }
 
@@ -134,19 +142,20 @@ void optim_update(const struct optim *o, float *p, const float *g, size_t off, s
 		/* AdamW multiplies by (1 - lr*wd) first; Adam adds wd*p to the
 		 * gradient. Multiplying by 1.0f and adding 0.0f*p are exact no-ops
 		 * for finite values, so one loop serves both. */
-		float decay = decoupled ? 1.0f - o->lr * o->weight_decay : 1.0f;
-		float l2 = decoupled ? 0.0f : o->weight_decay;
+		float decay = decoupled ? o->decoupled_decay : 1.0f;
+		float l2 = decoupled ? 0.0f : o->f_wd;
 
-		adam_loop(p + off, g + off, o->m + off, o->v + off, len, 1.0f - o->beta1,
-			  o->beta2, 1.0f - o->beta2, o->step_size, o->bc2_sqrt, o->eps, l2, decay);
+		adam_loop(p + off, g + off, o->m + off, o->v + off, len, o->one_minus_beta1,
+			  o->f_beta2, o->one_minus_beta2, o->step_size, o->inv_bc2_sqrt, o->f_eps,
+			  l2, decay);
 		break;
 	}
 	case OPTIM_SGD:
 		if (o->m)
-			sgd_momentum_loop(p + off, g + off, o->m + off, len, o->lr, o->momentum,
-					  o->weight_decay);
+			sgd_momentum_loop(p + off, g + off, o->m + off, len, o->f_lr, o->f_momentum,
+					  o->f_wd);
 		else
-			sgd_loop(p + off, g + off, len, o->lr, o->weight_decay);
+			sgd_loop(p + off, g + off, len, o->f_lr, o->f_wd);
 		break;
 	}
 }

@@ -54,8 +54,10 @@
 #define MAX_META 1024                    /* __metadata__ entries */
 #define MAX_META_BYTES (8u << 20)        /* all __metadata__ values together */
 #define MAX_DIM ((uint64_t)1 << 40)      /* one dimension, exclusive */
-/* '{', '[' and ',' outside strings in a header: a tensor entry needs at most
- * 2 + 2 + ST_MAX_DIMS + 2, a metadata entry 1; doubled for slack. */
+/* '{', '[' and ',' outside strings in a header. A tensor entry has at most
+ * 6 + ST_MAX_DIMS: the ',' before it, its '{', 2 ','s between its keys, the
+ * shape's '[' and up to ST_MAX_DIMS - 1 ','s, data_offsets' '[' and ','.
+ * A metadata entry has one ','. Doubled for slack. */
 #define MAX_JSON_TOKENS (2 * ((6 + ST_MAX_DIMS) * ST_MAX_TENSORS + MAX_META + 8))
 /* How many bytes of an untrusted string an error message shows at most. */
 #define SHOW_NAME (ST_MAX_NAME - 1)
@@ -107,43 +109,99 @@ static void store_le64(uint8_t *p, uint64_t v)
 }
 
 /*
- * A printable copy of the untrusted string `s` for an error message: bytes
- * below 0x20 and 0x7f become '?', and if `s` is longer than `max` bytes it is
- * cut at a UTF-8 character boundary and "..." appended. `dst` must hold
- * max + 4 bytes. Returns dst.
+ * Length of the UTF-8 character at s[0..n) (n > 0): 1 to 4, or 0 if it is not
+ * valid UTF-8 as jansson understands it (no overlong forms, no UTF-16
+ * surrogates, nothing above U+10FFFF).
+ */
+static size_t utf8_char_len(const uint8_t *s, size_t n)
+{
+	uint8_t c = s[0];
+	uint32_t cp;
+	size_t len;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		len = 2;
+		cp = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		cp = c & 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		cp = c & 0x07;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (size_t k = 1; k < len; k++) {
+		if ((s[k] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[k] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+		return 0;
+	return len;
+}
+
+/* Is s[0..n) valid UTF-8? The writer checks names, keys and values with this
+ * so that a jansson failure afterwards can only mean out of memory. */
+static bool utf8_valid(const uint8_t *s, size_t n)
+{
+	for (size_t i = 0, len; i < n; i += len) {
+		len = utf8_char_len(s + i, n - i);
+		if (len == 0)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * A printable copy of the untrusted string `s` for an error message: control
+ * bytes and bytes that are not valid UTF-8 become '?' (messages end up in
+ * JSON replies, which must be UTF-8), and if the copy would exceed `max`
+ * bytes it is cut at a character boundary and "..." appended. `dst` must
+ * hold max + 4 bytes. Returns dst.
  */
 static const char *show(char *dst, const char *s, size_t max)
 {
+	const uint8_t *p = (const uint8_t *)s;
 	size_t n = strlen(s);
-	bool cut = n > max;
+	size_t i = 0, o = 0;
 
-	if (cut) {
-		n = max;
-		while (n > 0 && ((uint8_t)s[n] & 0xc0) == 0x80)
-			n--;
-	}
-	for (size_t i = 0; i < n; i++) {
-		uint8_t c = (uint8_t)s[i];
+	while (i < n) {
+		size_t len = utf8_char_len(p + i, n - i);
+		size_t out = len ? len : 1;
 
-		dst[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+		if (o + out > max) {
+			memcpy(dst + o, "...", 3);
+			o += 3;
+			break;
+		}
+		if (len == 0 || (len == 1 && (p[i] < 0x20 || p[i] == 0x7f)))
+			dst[o] = '?';
+		else
+			memcpy(dst + o, p + i, len);
+		o += out;
+		i += out;
 	}
-	if (cut) {
-		memcpy(dst + n, "...", 3);
-		n += 3;
-	}
-	dst[n] = '\0';
+	dst[o] = '\0';
 	return dst;
 }
 
 /* "an object", "a string", ... for messages about a JSON value of the wrong type. */
 static const char *json_kind(const json_t *v)
 {
+	if (!v)
+		return "missing";
 	switch (json_typeof(v)) {
 	case JSON_OBJECT: return "an object";
 	case JSON_ARRAY: return "an array";
 	case JSON_STRING: return "a string";
 	case JSON_INTEGER: return "an integer";
-	case JSON_REAL: return "a non-integer number";
+	case JSON_REAL: return "a floating-point number";
 	case JSON_TRUE: return "true";
 	case JSON_FALSE: return "false";
 	case JSON_NULL: return "null";
@@ -161,50 +219,6 @@ static void format_shape(char *dst, size_t cap, const struct st_tensor *t)
 		n += (size_t)snprintf(dst + n, cap - n, "%s%" PRIu64, i ? "," : "", t->shape[i]);
 	if (n < cap)
 		snprintf(dst + n, cap - n, "]");
-}
-
-/*
- * Is s[0..n) valid UTF-8 as jansson understands it: no overlong forms, no
- * UTF-16 surrogates, nothing above U+10FFFF? The writer checks names, keys
- * and values with this so that a jansson failure afterwards means -ENOMEM.
- */
-static bool utf8_valid(const uint8_t *s, size_t n)
-{
-	size_t i = 0;
-
-	while (i < n) {
-		uint8_t c = s[i];
-		uint32_t cp;
-		size_t len;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		} else if (c >= 0xc2 && c <= 0xdf) {
-			len = 2;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			len = 3;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			len = 4;
-			cp = c & 0x07;
-		} else {
-			return false;
-		}
-		if (n - i < len)
-			return false;
-		for (size_t k = 1; k < len; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (s[i + k] & 0x3f);
-		}
-		if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-		    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-			return false;
-		i += len;
-	}
-	return true;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -325,6 +339,7 @@ static int parse_meta(struct st_file *f, json_t *obj, struct tr_err *err)
 static int get_uint(uint64_t *out, const json_t *v, const char *name, const char *field, size_t i,
 		    struct tr_err *err)
 {
+	*out = 0;
 	if (!json_is_integer(v))
 		return tr_err_set(err, -EINVAL, "tensor '%s': %s[%zu] is %s, not an integer",
 				  name, field, i, json_kind(v));
@@ -545,7 +560,10 @@ int st_parse(struct st_file **out, const uint8_t *buf, size_t len, struct tr_err
 		return rc;
 	root = json_loadb((const char *)buf + 8, json_len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root) {
-		if (json_error_code(&jerr) == json_error_out_of_memory)
+		/* jansson 2.14 leaves the text empty when most allocations fail
+		 * (its error code is then unset), reports a failed string copy
+		 * as a syntax error, and only sometimes says "out of memory". */
+		if (jerr.text[0] == '\0' || json_error_code(&jerr) == json_error_out_of_memory)
 			return tr_err_set(err, -ENOMEM, "out of memory parsing the %zu-byte header", json_len);
 		return tr_err_set(err, -EINVAL, "header is not valid JSON: %s (header byte %d)",
 				  show(jtext, jerr.text, JSON_ERROR_TEXT_LENGTH), jerr.position);
@@ -570,13 +588,12 @@ int st_parse(struct st_file **out, const uint8_t *buf, size_t len, struct tr_err
 		rc = tr_err_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
-	if (ntensors > 0) {
-		f->tensors = calloc(ntensors, sizeof(*f->tensors));
-		ranges = calloc(ntensors, sizeof(*ranges));
-		if (!f->tensors || !ranges) {
-			rc = tr_err_set(err, -ENOMEM, "out of memory for %zu tensors", ntensors);
-			goto out;
-		}
+	/* At least one element each, so that neither is NULL for an empty file. */
+	f->tensors = calloc(ntensors ? ntensors : 1, sizeof(*f->tensors));
+	ranges = calloc(ntensors ? ntensors : 1, sizeof(*ranges));
+	if (!f->tensors || !ranges) {
+		rc = tr_err_set(err, -ENOMEM, "out of memory for %zu tensors", ntensors);
+		goto out;
 	}
 
 	/* Entries in header order (jansson keeps insertion order). */
@@ -734,6 +751,8 @@ int st_writer_add(struct st_writer *w, const char *name, enum st_dtype dt,
 		  int ndim, const uint64_t *shape, const void *data)
 {
 	uint64_t count = 1;
+	bool zero = false;
+	bool overflow = false;
 	uint64_t nbytes;
 	json_t *entry;
 
@@ -747,17 +766,17 @@ int st_writer_add(struct st_writer *w, const char *name, enum st_dtype dt,
 	for (int i = 0; i < ndim; i++) {
 		if (shape[i] >= MAX_DIM)
 			return -EINVAL;
+		if (shape[i] == 0)
+			zero = true;
+		else if (count > UINT64_MAX / shape[i])
+			overflow = true;
+		else
+			count *= shape[i];
 	}
-	for (int i = 0; i < ndim; i++) {
-		if (shape[i] == 0) {
-			count = 0;
-			break;
-		}
-		if (count > UINT64_MAX / shape[i])
-			return -EINVAL;
-		count *= shape[i];
-	}
-	if (count > UINT64_MAX / dtypes[dt].size)
+	/* As in parse_shape: a zero dimension makes the count 0. */
+	if (zero)
+		count = 0;
+	else if (overflow || count > UINT64_MAX / dtypes[dt].size)
 		return -EINVAL;
 	nbytes = count * dtypes[dt].size;
 	/* Offsets are JSON integers (int64) and the file must fit in memory. */

@@ -58,7 +58,8 @@ void mlp_forward(struct mlp *m, size_t batch);
 const float *mlp_logits(const struct mlp *m);
 
 /* Backward from m->dlogits (already scaled by 1/batch) and update every
- * parameter with `opt` (whose optim_begin_step the caller has done). */
+ * parameter with `opt` (whose optim_begin_step the caller has done). With
+ * opt NULL, only compute m->grads (for gradient checks). */
 void mlp_backward_update(struct mlp *m, size_t batch, struct optim *opt);
 
 /* The PyTorch state_dict name of layer l's weight or bias: "net.1.weight"

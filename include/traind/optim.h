@@ -21,14 +21,20 @@
 
 struct optim {
 	enum optim_kind kind;
-	float lr, beta1, beta2, eps, weight_decay, momentum;
+	double lr, beta1, beta2, eps, weight_decay, momentum; /* as configured */
 	size_t n;             /* parameters */
 	float *m;             /* (n) Adam exp_avg / SGD momentum_buffer; NULL for plain SGD */
 	float *v;             /* (n) Adam exp_avg_sq; NULL for SGD */
 	uint64_t step;        /* updates applied so far (PyTorch's state['step']) */
+	/* Scalars as the float32 kernels see them. Like PyTorch, compound
+	 * scalars (1 - beta1, lr * wd, ...) are computed in double and rounded
+	 * to float once. */
+	float f_lr, f_eps, f_wd, f_momentum, f_beta2;
+	float one_minus_beta1, one_minus_beta2;
+	float decoupled_decay; /* AdamW: 1 - lr * wd */
 	/* per-step scalars, set by optim_begin_step */
 	float step_size;      /* lr / (1 - beta1^step) */
-	float bc2_sqrt;       /* sqrt(1 - beta2^step) */
+	float inv_bc2_sqrt;   /* 1 / sqrt(1 - beta2^step) */
 };
 
 int optim_init(struct optim *o, const struct train_config *cfg, size_t nparams);
