@@ -461,6 +461,96 @@ static void test_writer_rejects(void **state)
 	st_file_free(NULL);
 }
 
+static void test_dtypes(void **state)
+{
+	static const struct {
+		enum st_dtype dt;
+		const char *name;
+		size_t size;
+	} expect[] = {
+		{ ST_F32, "F32", 4 }, { ST_F64, "F64", 8 }, { ST_I32, "I32", 4 }, { ST_I64, "I64", 8 },
+		{ ST_U8, "U8", 1 }, { ST_U32, "U32", 4 }, { ST_U64, "U64", 8 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(expect) / sizeof(expect[0]); i++) {
+		assert_string_equal(st_dtype_name(expect[i].dt), expect[i].name);
+		assert_int_equal(st_dtype_size(expect[i].dt), expect[i].size);
+	}
+	assert_int_equal(st_dtype_size((enum st_dtype)7), 0);
+	assert_string_equal(st_dtype_name((enum st_dtype)7), "?");
+}
+
+/* Names and values are checked as UTF-8 the way jansson checks them. */
+static void test_writer_utf8(void **state)
+{
+	uint64_t one = 1;
+	uint8_t byte = 1;
+	struct st_writer *w;
+	struct st_file *f;
+	uint8_t *buf;
+	size_t len;
+
+	(void)state;
+	assert_int_equal(st_writer_new(&w), 0);
+	assert_int_equal(st_writer_add(w, "emoji \xf0\x9f\x98\x80", ST_U8, 1, &one, &byte), 0);
+	assert_int_equal(st_writer_add(w, "\xe2\x82\xac euro", ST_U8, 1, &one, &byte), 0);
+	assert_int_equal(st_writer_add(w, "max \xf4\x8f\xbf\xbf", ST_U8, 1, &one, &byte), 0);
+	assert_int_equal(st_writer_add(w, "above max \xf4\x90\x80\x80", ST_U8, 1, &one, &byte), -EINVAL);
+	assert_int_equal(st_writer_add(w, "lead \xf5\x80\x80\x80", ST_U8, 1, &one, &byte), -EINVAL);
+	assert_int_equal(st_writer_add(w, "overlong \xf0\x80\x80\x80", ST_U8, 1, &one, &byte), -EINVAL);
+	assert_int_equal(st_writer_add(w, "overlong \xe0\x80\x80", ST_U8, 1, &one, &byte), -EINVAL);
+	assert_int_equal(st_writer_add(w, "cut \xf0\x9f\x98", ST_U8, 1, &one, &byte), -EINVAL);
+	assert_int_equal(st_writer_add(w, "cut \xf0\x9f\x98x", ST_U8, 1, &one, &byte), -EINVAL);
+	assert_int_equal(st_writer_add(w, "lone \x80", ST_U8, 1, &one, &byte), -EINVAL);
+	assert_int_equal(st_writer_add(w, "ctrl \x01\x1f\x7f ok", ST_U8, 1, &one, &byte), 0);
+	assert_int_equal(st_writer_meta(w, "k", "\xf0\x9f\x98\x80 \xc3\xa9"), 0);
+	assert_int_equal(st_writer_finish(w, &buf, &len), 0);
+	st_writer_free(w);
+	assert_int_equal(st_parse(&f, buf, len, NULL), 0);
+	assert_int_equal(f->ntensors, 4);
+	assert_non_null(st_find(f, "emoji \xf0\x9f\x98\x80"));
+	assert_non_null(st_find(f, "ctrl \x01\x1f\x7f ok"));
+	assert_string_equal(st_meta_get(f, "k"), "\xf0\x9f\x98\x80 \xc3\xa9");
+	st_file_free(f);
+	free(buf);
+}
+
+/* Sizes the file format cannot hold are refused, before any data is read. */
+static void test_writer_too_big(void **state)
+{
+	uint64_t half[2] = { (uint64_t)1 << 39, (uint64_t)1 << 24 };  /* 2^63 bytes */
+	uint64_t big[2] = { (uint64_t)1 << 39, (uint64_t)1 << 23 };   /* 2^62 bytes */
+	size_t n = 3u << 20;
+	char *ctrl = malloc(n + 1);
+	uint8_t dummy = 0;
+	struct st_writer *w;
+	uint8_t *buf = (uint8_t *)1;
+	size_t len = 1;
+
+	(void)state;
+	assert_non_null(ctrl);
+	assert_int_equal(st_writer_new(&w), 0);
+	/* Data offsets must fit int64. */
+	assert_int_equal(st_writer_add(w, "a", ST_U8, 2, half, &dummy), -EINVAL);
+	if (sizeof(size_t) == 8) {
+		assert_int_equal(st_writer_add(w, "b", ST_U8, 2, big, &dummy), 0);
+		assert_int_equal(st_writer_add(w, "c", ST_U8, 2, big, &dummy), -EINVAL);
+	}
+	st_writer_free(w);
+
+	/* 3 MB of control characters escape to 18 MB of header: too big. */
+	memset(ctrl, 1, n);
+	ctrl[n] = '\0';
+	assert_int_equal(st_writer_new(&w), 0);
+	assert_int_equal(st_writer_meta(w, "ctrl", ctrl), 0);
+	assert_int_equal(st_writer_finish(w, &buf, &len), -EINVAL);
+	assert_null(buf);
+	assert_int_equal(len, 0);
+	st_writer_free(w);
+	free(ctrl);
+}
+
 /* The writer takes ST_MAX_TENSORS tensors with the longest names and the
  * most dimensions, and the parser accepts the result; one more is refused. */
 static void test_writer_max_tensors(void **state)
@@ -516,6 +606,35 @@ static void test_meta_limits(void **state)
 	assert_int_equal(strlen(st_meta_get(f, "big")), limit);
 	st_file_free(f);
 	free(buf);
+
+	/* At most 1024 entries, in the writer and in the parser. */
+	{
+		char key[32];
+		size_t cap = 32 * 1100 + 64, hlen;
+		char *header = malloc(cap);
+
+		assert_non_null(header);
+		assert_int_equal(st_writer_new(&w), 0);
+		for (int i = 0; i < 1024; i++) {
+			snprintf(key, sizeof(key), "k%d", i);
+			assert_int_equal(st_writer_meta(w, key, "v"), 0);
+		}
+		assert_int_equal(st_writer_meta(w, "k1024", "v"), -EINVAL);
+		assert_int_equal(st_writer_finish(w, &buf, &len), 0);
+		st_writer_free(w);
+		assert_int_equal(st_parse(&f, buf, len, NULL), 0);
+		assert_int_equal(f->nmeta, 1024);
+		assert_string_equal(st_meta_get(f, "k1023"), "v");
+		st_file_free(f);
+		free(buf);
+
+		hlen = (size_t)sprintf(header, "{\"__metadata__\":{");
+		for (int i = 0; i <= 1024; i++)
+			hlen += (size_t)sprintf(header + hlen, "%s\"k%d\":\"v\"", i ? "," : "", i);
+		strcpy(header + hlen, "}}");
+		expect_invalid(header, 0, "__metadata__ has 1025 entries; at most 1024 are allowed");
+		free(header);
+	}
 
 	/* Two values of 5 MB: each fine alone, too much together. */
 	{
@@ -663,6 +782,7 @@ static void test_bad_shape(void **state)
 	expect_invalid("{\"w\":{\"dtype\":\"F32\",\"shape\":[\"2\"],\"data_offsets\":[0,8]}}", 8,
 		       "shape[0] is a string, not an integer");
 	expect_invalid("{\"w\":{\"dtype\":\"F32\",\"shape\":[true],\"data_offsets\":[0,4]}}", 4, "shape[0] is true");
+	expect_invalid("{\"w\":{\"dtype\":\"F32\",\"shape\":[false],\"data_offsets\":[0,4]}}", 4, "shape[0] is false");
 	expect_invalid("{\"w\":{\"dtype\":\"F32\",\"shape\":[[2]],\"data_offsets\":[0,8]}}", 8, "shape[0] is an array");
 	expect_invalid("{\"w\":{\"dtype\":\"F32\",\"shape\":2,\"data_offsets\":[0,8]}}", 8,
 		       "tensor 'w': shape is an integer, not an array");
@@ -701,7 +821,8 @@ static void test_bad_offsets(void **state)
 		       "tensor 'w': data_offsets [4,0] end before they begin");
 	expect_invalid("{\"w\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,1000]}}", 4,
 		       "tensor 'w': data_offsets [0,1000] run past the 4-byte data section");
-	expect_invalid("{\"w\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[9223372036854775803,9223372036854775807]}}", 4,
+	expect_invalid("{\"w\":{\"dtype\":\"U8\",\"shape\":[4],"
+		       "\"data_offsets\":[9223372036854775803,9223372036854775807]}}", 4,
 		       "run past the 4-byte data section");
 	expect_invalid("{\"w\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[-4,0]}}", 4,
 		       "data_offsets[0] is negative (-4)");
@@ -1157,7 +1278,10 @@ int main(void)
 		cmocka_unit_test(test_padding),
 		cmocka_unit_test(test_empty_file),
 		cmocka_unit_test(test_mlp_checkpoint),
+		cmocka_unit_test(test_dtypes),
 		cmocka_unit_test(test_writer_rejects),
+		cmocka_unit_test(test_writer_utf8),
+		cmocka_unit_test(test_writer_too_big),
 		cmocka_unit_test(test_writer_max_tensors),
 		cmocka_unit_test(test_meta_limits),
 		cmocka_unit_test(test_bad_length_field),

@@ -22,14 +22,20 @@
  *   5. the tensors' byte ranges, sorted by (begin, end), tile the data
  *      section [0, len - 8 - N) exactly. Zero-size tensors (begin == end)
  *      may sit at any boundary between tensors, but not inside one.
+ * On success st_file.header/header_len are the N stored header bytes,
+ * padding included, and tensors[] is in header order (jansson keeps the
+ * insertion order of object keys).
  * Every failure is -EINVAL (or -ENOMEM) with a one-line message that names
  * the tensor or field. Strings from the input are shown in messages with
- * control bytes replaced by '?' and long ones cut, so a message stays one
- * line of bounded length.
+ * control bytes and invalid UTF-8 replaced by '?' and long ones cut, so a
+ * message stays one line of valid UTF-8 and bounded length.
  *
  * Writer design. st_writer_add and st_writer_meta validate their arguments
  * against the same limits the parser enforces, so that whatever the writer
- * accepts, st_parse accepts back. Entries are kept as jansson objects
+ * accepts, st_parse accepts back: -EINVAL for a bad name, dtype, shape or
+ * value, or a limit exceeded (st_writer_finish too, for a header over
+ * ST_MAX_HEADER); -EEXIST for a name or key added twice; -ENOMEM. A failed
+ * call leaves the writer as it was. Entries are kept as jansson objects
  * (insertion order is dump order) plus a list of data pointers; the data
  * offsets are assigned at add time as a running sum. st_writer_finish emits
  * "__metadata__" first (as the reference implementation does), then the
@@ -524,7 +530,8 @@ static int check_tiling(const struct st_file *f, struct range *ranges, uint64_t 
 				  datalen);
 	if (pos != datalen)
 		return tr_err_set(err, -EINVAL,
-				  "%" PRIu64 " trailing bytes after the last tensor '%s' (tensors end at %" PRIu64 ", data section is %" PRIu64 " bytes)",
+				  "%" PRIu64 " trailing bytes after the last tensor '%s' "
+				  "(tensors end at %" PRIu64 ", data section is %" PRIu64 " bytes)",
 				  datalen - pos, show(a, f->tensors[prev->idx].name, SHOW_NAME), pos, datalen);
 	return 0;
 }
