@@ -35,15 +35,11 @@ static void draw_order(struct trainer *t)
 	rng_shuffle_u32(&t->rng, t->order, t->n_train);
 }
 
-int trainer_new(struct trainer **out, const struct train_config *cfg, const struct dataset *ds,
-		struct tr_err *err)
+int trainer_check_config(const struct train_config *cfg, const struct dataset *ds,
+			 struct tr_err *err)
 {
-	struct trainer *t;
-	struct rng split_rng;
-	uint32_t max_batch;
 	int rc;
 
-	kernels_global_init();
 	rc = config_validate(cfg, err);
 	if (rc < 0)
 		return rc;
@@ -63,6 +59,23 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 					  "batch_size: %u is larger than the %u training images",
 					  cfg->batch_size, n_train);
 	}
+	if (ds->train.rows != ds->test.rows || ds->train.cols != ds->test.cols)
+		return tr_err_set(err, -EINVAL, "dataset: train and test images differ in size");
+	return 0;
+}
+
+int trainer_new(struct trainer **out, const struct train_config *cfg, const struct dataset *ds,
+		struct tr_err *err)
+{
+	struct trainer *t;
+	struct rng split_rng;
+	uint32_t max_batch;
+	int rc;
+
+	kernels_global_init();
+	rc = trainer_check_config(cfg, ds, err);
+	if (rc < 0)
+		return rc;
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return tr_err_set(err, -ENOMEM, "out of memory");

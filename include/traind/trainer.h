@@ -87,6 +87,12 @@ struct trainer {
 	char note[HISTORY_NOTE_MAX];     /* attached to the next history row */
 };
 
+/* Check cfg (config_validate) and its fit to the dataset: the validation
+ * set leaves training images, train_size fits, the batch is not larger than
+ * the training set. */
+int trainer_check_config(const struct train_config *cfg, const struct dataset *ds,
+			 struct tr_err *err);
+
 /* A fresh job at epoch 0: checks cfg against the dataset (sizes), initialises
  * the model from cfg.seed and draws the first epoch's order. */
 int trainer_new(struct trainer **out, const struct train_config *cfg, const struct dataset *ds,

@@ -1,0 +1,1250 @@
+/*
+ * jobs.c - registry, scheduler, workers. See include/traind/jobs.h for the
+ * design; this file is in three parts: the worker thread (top), the events it
+ * and the store thread post to the loop (middle), and the loop-side verbs.
+ */
+#include "traind/jobs.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "traind/checkpoint.h"
+#include "traind/log.h"
+#include "traind/trainer.h"
+
+static const char *state_names[] = { "queued", "running", "paused", "killed", "failed", "done" };
+
+const char *job_state_name(enum job_state s)
+{
+	return state_names[s];
+}
+
+int job_state_parse(const char *name)
+{
+	for (int i = 0; i <= JOB_DONE; i++)
+		if (strcmp(name, state_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+static double now_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int64_t now_unix(void)
+{
+	return (int64_t)time(NULL);
+}
+
+/* ==== worker thread ===================================================== */
+
+/* A checkpoint on its way to the store thread and back to the loop. */
+struct commit {
+	struct job *j;
+	int64_t job_id;
+	bool is_epoch;
+	struct history_row row;      /* epoch commits */
+	uint32_t epoch, step;        /* position of the blob */
+	uint8_t *blob;
+	size_t len;
+	char checksum[STORE_CHECKSUM_MAX];
+	double hold_seconds;         /* training thread held for serialization */
+	double submitted;            /* monotonic time of hand-over */
+	double durable_after;        /* seconds from hand-over to commit */
+	int rc;
+	struct tr_err err;
+};
+
+struct worker_exit {
+	struct job *j;
+	int outcome;                 /* enum job_state; JOB_RUNNING for a shutdown stop */
+	int rc;
+	char msg[TR_ERR_MSG_MAX];
+	uint32_t restored_epoch;     /* where a resume started (for the log) */
+	uint32_t restored_step;
+	bool restored;
+};
+
+static void on_commit_event(void *arg);
+static void on_worker_exit(void *arg);
+
+static int commit_fn(struct store *s, void *arg, struct tr_err *err)
+{
+	struct commit *c = arg;
+	int rc;
+
+	if (c->is_epoch)
+		rc = store_commit_epoch(s, c->job_id, &c->row, c->blob, c->len, c->checksum, err);
+	else
+		rc = store_save_position(s, c->job_id, c->epoch, c->step, c->blob, c->len, c->checksum,
+					 err);
+	c->durable_after = now_mono() - c->submitted;
+	return rc;
+}
+
+static void commit_done(void *arg, int rc, const struct tr_err *err)
+{
+	struct commit *c = arg;
+
+	c->rc = rc;
+	if (err)
+		c->err = *err;
+	on_commit_event(c);
+}
+
+/* Serialize the trainer and hand it to the store thread; with `sync`, wait
+ * for the commit (pause, shutdown, kill-after-epoch). Returns the commit's
+ * result when sync, else 0 once submitted. */
+static int hand_over(struct job *j, struct trainer *t, const struct history_row *row, bool sync,
+		     struct tr_err *err)
+{
+	struct daemon *d = j->d;
+	struct commit *c = calloc(1, sizeof(*c));
+	struct checkpoint_info info;
+	double t0 = now_mono();
+	int rc;
+
+	if (!c)
+		return tr_err_set(err, -ENOMEM, "out of memory");
+	c->j = j;
+	c->job_id = j->id;
+	c->is_epoch = row != NULL;
+	if (row)
+		c->row = *row;
+	c->epoch = t->epoch;
+	c->step = t->step;
+	rc = checkpoint_save(t, &c->blob, &c->len, err);
+	if (rc == 0)
+		rc = checkpoint_inspect(c->blob, c->len, &info, err);
+	if (rc < 0) {
+		free(c->blob);
+		free(c);
+		return rc;
+	}
+	snprintf(c->checksum, sizeof(c->checksum), "%s", info.checksum);
+	c->hold_seconds = now_mono() - t0;
+	c->submitted = now_mono();
+	atomic_fetch_add(&j->commits_inflight, 1);
+	if (!sync) {
+		rc = storeq_submit(d->sq, commit_fn, c, commit_done);
+		if (rc < 0) {
+			atomic_fetch_sub(&j->commits_inflight, 1);
+			free(c->blob);
+			free(c);
+			return tr_err_set(err, rc, "cannot queue the checkpoint");
+		}
+		return 0;
+	}
+	c->rc = storeq_call(d->sq, commit_fn, c, &c->err);
+	rc = c->rc;
+	if (rc < 0 && err)
+		*err = c->err;
+	loopq_post(&d->lq, on_commit_event, c);
+	return rc;
+}
+
+static void publish(struct job *j, struct trainer *t, double sps, bool active)
+{
+	pthread_mutex_lock(&j->mu);
+	j->prog.epoch = t ? t->epoch : 0;
+	j->prog.step = t ? t->step : 0;
+	j->prog.steps_per_epoch = t ? t->steps_per_epoch : 0;
+	if (sps > 0)
+		j->prog.samples_per_second = sps;
+	j->prog.has_loss = t && t->sums.batches > 0;
+	j->prog.loss = j->prog.has_loss ? t->sums.loss_sum / (double)t->sums.batches : 0;
+	j->prog.active = active;
+	pthread_mutex_unlock(&j->mu);
+}
+
+struct drop_req {
+	int64_t job_id, ckpt_id;
+};
+
+static int drop_fn(struct store *s, void *arg, struct tr_err *err)
+{
+	struct drop_req *r = arg;
+
+	return store_drop_checkpoint(s, r->job_id, r->ckpt_id, err);
+}
+
+/* Build the trainer: from the newest checkpoint that verifies (dropping ones
+ * that do not, which moves the history back with them), or fresh. */
+static int load_trainer(struct job *j, const struct dataset *ds, bool weights_only,
+			const uint8_t *init_model, size_t init_len, struct trainer **out,
+			struct worker_exit *ex, struct tr_err *err)
+{
+	struct store *rs = NULL;
+	int rc;
+
+	rc = store_open(&rs, j->d->db_path, true, err);
+	if (rc < 0)
+		return rc;
+	for (int tries = 0; tries < 1000; tries++) {
+		struct store_checkpoint ck;
+		struct checkpoint_info info;
+		struct drop_req dr;
+
+		memset(&ck, 0, sizeof(ck));
+		rc = store_latest_checkpoint(rs, j->id, &ck, err);
+		if (rc == -ENOENT) {
+			rc = trainer_new(out, &j->cfg, ds, err);
+			if (rc == 0 && init_model) {
+				rc = checkpoint_load_model(*out, init_model, init_len, err);
+				if (rc < 0) {
+					trainer_free(*out);
+					*out = NULL;
+				}
+			}
+			break;
+		}
+		if (rc < 0)
+			break;
+		rc = checkpoint_inspect(ck.blob, ck.size > 0 ? (size_t)ck.size : 0, &info, err);
+		if (rc == 0 && strcmp(info.checksum, ck.checksum) != 0)
+			rc = tr_err_set(err, -EINVAL, "checksum %s differs from the stored %s", info.checksum,
+					ck.checksum);
+		if (rc < 0) {
+			log_warn("job %" PRId64 ": checkpoint at epoch %u step %u is unusable (%s); "
+				 "falling back to the one before it",
+				 j->id, ck.epoch, ck.step, err ? err->msg : "corrupt");
+			dr.job_id = j->id;
+			dr.ckpt_id = ck.id;
+			store_checkpoint_clear(&ck);
+			rc = storeq_call(j->d->sq, drop_fn, &dr, err);
+			if (rc < 0)
+				break;
+			continue;
+		}
+		rc = checkpoint_restore(out, ck.blob, (size_t)ck.size, ds, weights_only, err);
+		if (rc == 0) {
+			ex->restored = true;
+			ex->restored_epoch = ck.epoch;
+			ex->restored_step = ck.step;
+		}
+		store_checkpoint_clear(&ck);
+		break;
+	}
+	store_close(rs);
+	return rc;
+}
+
+struct worker_start {
+	struct job *j;
+	bool weights_only;
+	uint8_t *init_model;       /* owned by the worker */
+	size_t init_len;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker_start *ws = arg;
+	struct job *j = ws->j;
+	struct daemon *d = j->d;
+	struct worker_exit *ex = calloc(1, sizeof(*ex));
+	const struct dataset *ds = NULL;
+	struct trainer *t = NULL;
+	struct tr_err err = { 0 };
+	double window_t = now_mono();
+	uint64_t window_samples = 0;
+	double sps = 0;
+	int rc;
+
+	ex->j = j;
+	ex->outcome = JOB_FAILED;
+	publish(j, NULL, 0, false);
+	rc = dscache_get(d->dsc, j->cfg.dataset, &ds, &err);
+	if (rc < 0)
+		goto out;
+	rc = load_trainer(j, ds, ws->weights_only, ws->init_model, ws->init_len, &t, ex, &err);
+	if (rc < 0)
+		goto out;
+	/* A job started from a model file keeps that start durable at once. */
+	if (!ex->restored && ws->init_model) {
+		rc = hand_over(j, t, NULL, true, &err);
+		if (rc < 0)
+			goto out;
+	}
+	publish(j, t, 0, true);
+	for (;;) {
+		int stop = atomic_load(&j->stop);
+
+		if (stop != STOP_NONE) {
+			if (stop == STOP_PAUSE || stop == STOP_SHUTDOWN) {
+				/* Save the exact position unless the newest epoch
+				 * checkpoint already is it. */
+				if (t->step > 0) {
+					rc = hand_over(j, t, NULL, true, &err);
+					if (rc < 0)
+						goto out;
+				}
+				ex->outcome = stop == STOP_PAUSE ? JOB_PAUSED : JOB_RUNNING;
+			} else {
+				ex->outcome = stop == STOP_KILL ? JOB_KILLED : JOB_FAILED;
+			}
+			rc = 0;
+			break;
+		}
+		if (trainer_finished(t)) {
+			ex->outcome = JOB_DONE;
+			rc = 0;
+			break;
+		}
+		if (trainer_epoch_done(t)) {
+			struct history_row row;
+			int64_t kill_after;
+
+			rc = trainer_end_epoch(t, &row);
+			if (rc < 0) {
+				tr_err_set(&err, rc, "evaluation failed");
+				goto out;
+			}
+			kill_after = atomic_load(&j->kill_after);
+			if (kill_after == (int64_t)row.epoch) {
+				/* The lesson's crash: die right after this commit. */
+				rc = hand_over(j, t, &row, true, &err);
+				if (rc < 0)
+					goto out;
+				ex->outcome = JOB_KILLED;
+				break;
+			}
+			rc = hand_over(j, t, &row, false, &err);
+			if (rc < 0)
+				goto out;
+			publish(j, t, sps, true);
+			continue;
+		}
+		rc = trainer_step(t);
+		if (rc < 0) {
+			tr_err_set(&err, rc, "training step failed");
+			goto out;
+		}
+		window_samples += t->cfg.batch_size;
+		if (window_samples >= 4096) {
+			double now = now_mono();
+
+			sps = (double)window_samples / (now - window_t);
+			window_t = now;
+			window_samples = 0;
+		}
+		publish(j, t, sps, true);
+	}
+out:
+	if (rc < 0) {
+		ex->outcome = JOB_FAILED;
+		ex->rc = rc;
+		snprintf(ex->msg, sizeof(ex->msg), "%s", err.msg[0] ? err.msg : strerror(-rc));
+	}
+	if (t)
+		publish(j, t, sps, false);
+	trainer_free(t);
+	if (ds)
+		dscache_put(d->dsc, ds);
+	free(ws->init_model);
+	free(ws);
+	loopq_post(&d->lq, on_worker_exit, ex);
+	return NULL;
+}
+
+/* ==== loop side: bookkeeping ============================================ */
+
+enum waiter_kind {
+	W_WAIT,
+	W_WATCH,
+	W_STOP,     /* a Pause or Kill call answered when the worker stops */
+};
+
+struct waiter {
+	enum waiter_kind kind;
+	struct call *call;
+	struct job *job;
+	uint32_t epoch;             /* W_WAIT: 0 = none */
+	unsigned states;            /* W_WAIT: mask of enum job_state */
+	uv_timer_t *timer;          /* W_WAIT timeout, or NULL */
+	struct job_progress sent;   /* W_WATCH: last update sent */
+	bool sent_any;
+	struct waiter *next;
+};
+
+#define STOPPED_STATES ((1u << JOB_PAUSED) | (1u << JOB_KILLED) | (1u << JOB_FAILED) | (1u << JOB_DONE))
+
+static void schedule(struct daemon *d);
+static void notify(struct job *j);
+
+struct state_write {
+	int64_t id;
+	char state[STORE_STATE_MAX];
+	char *error;
+};
+
+static int state_fn(struct store *s, void *arg, struct tr_err *err)
+{
+	struct state_write *w = arg;
+
+	return store_job_set_state(s, w->id, w->state, w->error, err);
+}
+
+static void state_done(void *arg, int rc, const struct tr_err *err)
+{
+	struct state_write *w = arg;
+
+	if (rc < 0)
+		log_err("job %" PRId64 ": cannot record state %s: %s", w->id, w->state,
+			err ? err->msg : "?");
+	free(w->error);
+	free(w);
+}
+
+/* Change the in-memory state, record it in the database (in order, on the
+ * store thread), and tell whoever waits. */
+static void set_state(struct job *j, enum job_state st, const char *error)
+{
+	struct daemon *d = j->d;
+	struct state_write *w = calloc(1, sizeof(*w));
+
+	j->state = st;
+	j->updated = now_unix();
+	free(j->error);
+	j->error = error ? strdup(error) : NULL;
+	if (w && d->sq) {
+		w->id = j->id;
+		snprintf(w->state, sizeof(w->state), "%s", job_state_name(st));
+		w->error = error ? strdup(error) : NULL;
+		if (storeq_submit(d->sq, state_fn, w, state_done) < 0) {
+			free(w->error);
+			free(w);
+		}
+	} else {
+		free(w);
+	}
+	notify(j);
+	if (d->on_change)
+		d->on_change(d);
+}
+
+static void finalize(struct job *j)
+{
+	struct daemon *d = j->d;
+	enum job_state st = (enum job_state)j->exit_outcome;
+
+	j->finalize_pending = false;
+	if (j->commit_failed && st != JOB_FAILED && st != JOB_RUNNING)
+		st = JOB_FAILED;
+	if (st == JOB_RUNNING) {
+		/* shutdown: stays running in the database, continues at next start */
+		log_notice("job %" PRId64 ": checkpointed for shutdown at epoch %u step %u", j->id,
+			   j->prog.epoch, j->prog.step);
+		j->state = JOB_RUNNING;
+		notify(j);
+	} else {
+		if (st == JOB_FAILED)
+			log_err("job %" PRId64 ": failed: %s", j->id, j->error ? j->error : "?");
+		else
+			log_notice("job %" PRId64 ": %s at epoch %u", j->id, job_state_name(st),
+				   j->committed_epoch);
+		set_state(j, st, st == JOB_FAILED ? j->error : NULL);
+	}
+	schedule(d);
+	if (d->shutting_down && d->running == 0 && d->on_drained)
+		d->on_drained(d);
+}
+
+static void on_commit_event(void *arg)
+{
+	struct commit *c = arg;
+	struct job *j = c->j;
+
+	atomic_fetch_sub(&j->commits_inflight, 1);
+	if (c->rc < 0) {
+		log_err("job %" PRId64 ": checkpoint at epoch %u step %u not committed: %s", j->id, c->epoch,
+			c->step, c->err.msg);
+		j->commit_failed = true;
+		free(j->error);
+		j->error = strdup(c->err.msg);
+		if (j->worker_alive)
+			atomic_store(&j->stop, STOP_FAIL);
+	} else {
+		j->newest.valid = true;
+		j->newest.epoch = c->epoch;
+		j->newest.step = c->step;
+		j->newest.is_epoch = c->is_epoch;
+		j->newest.size = (int64_t)c->len;
+		j->newest.created = now_unix();
+		j->newest.val_loss = c->is_epoch ? c->row.val_loss : NAN;
+		snprintf(j->newest.checksum, sizeof(j->newest.checksum), "%s", c->checksum);
+		if (c->is_epoch) {
+			j->committed_epoch = c->row.epoch;
+			j->last_val_acc = c->row.val_acc;
+			j->has_val_acc = true;
+			log_info("job %" PRId64 ": epoch %u/%u committed | train_loss %.4f train_acc %.4f | "
+				 "val_loss %.4f val_acc %.4f | %.2fs | held %.1f ms, durable after %.1f ms",
+				 j->id, c->row.epoch, j->cfg.epochs, c->row.train_loss, c->row.train_acc,
+				 c->row.val_loss, c->row.val_acc, c->row.seconds, c->hold_seconds * 1e3,
+				 c->durable_after * 1e3);
+			if (atomic_load(&j->kill_after) == (int64_t)c->row.epoch && j->worker_alive)
+				atomic_store(&j->stop, STOP_KILL);
+		} else {
+			log_info("job %" PRId64 ": position epoch %u step %u saved", j->id, c->epoch, c->step);
+		}
+		j->updated = now_unix();
+		notify(j);
+	}
+	free(c->blob);
+	free(c);
+	if (j->finalize_pending && atomic_load(&j->commits_inflight) == 0)
+		finalize(j);
+}
+
+static void on_worker_exit(void *arg)
+{
+	struct worker_exit *ex = arg;
+	struct job *j = ex->j;
+	struct daemon *d = j->d;
+
+	pthread_join(j->thread, NULL);
+	j->worker_alive = false;
+	d->running--;
+	j->exit_outcome = ex->outcome;
+	if (ex->restored)
+		log_info("job %" PRId64 ": had resumed from epoch %u step %u", j->id, ex->restored_epoch,
+			 ex->restored_step);
+	if (ex->outcome == JOB_FAILED && ex->msg[0]) {
+		free(j->error);
+		j->error = strdup(ex->msg);
+	}
+	free(ex);
+	j->finalize_pending = true;
+	if (atomic_load(&j->commits_inflight) == 0)
+		finalize(j);
+}
+
+static void start_worker(struct job *j)
+{
+	struct daemon *d = j->d;
+	struct worker_start *ws = calloc(1, sizeof(*ws));
+	int rc;
+
+	if (!ws) {
+		set_state(j, JOB_FAILED, "out of memory starting the worker");
+		return;
+	}
+	ws->j = j;
+	ws->weights_only = j->weights_only_next;
+	ws->init_model = j->init_model;   /* ownership moves to the worker */
+	ws->init_len = j->init_len;
+	atomic_store(&j->stop, STOP_NONE);
+	j->commit_failed = false;
+	pthread_mutex_lock(&j->mu);
+	memset(&j->prog, 0, sizeof(j->prog));
+	j->prog.epoch = j->committed_epoch;
+	pthread_mutex_unlock(&j->mu);
+	rc = -pthread_create(&j->thread, NULL, worker_main, ws);
+	if (rc < 0) {
+		free(ws);
+		set_state(j, JOB_FAILED, "cannot start a worker thread");
+		return;
+	}
+	j->init_model = NULL;
+	j->init_len = 0;
+	j->weights_only_next = false;
+	j->worker_alive = true;
+	d->running++;
+	log_notice("job %" PRId64 " (%s): started%s", j->id, j->name,
+		   ws->weights_only ? " (weights-only resume)" : "");
+	set_state(j, JOB_RUNNING, NULL);
+}
+
+static void schedule(struct daemon *d)
+{
+	while (!d->shutting_down && d->running < d->max_running) {
+		struct job *next = NULL;
+
+		for (size_t i = 0; i < d->njobs; i++) {
+			struct job *j = d->jobs[i];
+
+			if (j->state == JOB_QUEUED && !j->worker_alive &&
+			    (!next || j->queue_seq < next->queue_seq))
+				next = j;
+		}
+		if (!next)
+			break;
+		start_worker(next);
+	}
+}
+
+/* ==== loop side: waiters ================================================ */
+
+static void waiter_unlink(struct waiter *w)
+{
+	struct waiter **pp = &w->job->waiters;
+
+	while (*pp && *pp != w)
+		pp = &(*pp)->next;
+	if (*pp)
+		*pp = w->next;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+static void waiter_free(struct waiter *w)
+{
+	if (w->timer) {
+		uv_timer_stop(w->timer);
+		uv_close((uv_handle_t *)w->timer, on_timer_closed);
+	}
+	free(w);
+}
+
+static void waiter_cancel(void *arg)
+{
+	struct waiter *w = arg;
+
+	waiter_unlink(w);
+	waiter_free(w);
+}
+
+static json_t *watch_json(struct job *j, const struct job_progress *p);
+
+/* 1: satisfied, -1: can no longer be satisfied, 0: keep waiting. */
+static int wait_check(struct waiter *w)
+{
+	struct job *j = w->job;
+	bool stopped = (STOPPED_STATES >> j->state) & 1u;
+
+	if (w->epoch && j->committed_epoch >= w->epoch)
+		return 1;
+	if (w->states & (1u << j->state)) {
+		/* a job reported stopped only once its worker is gone */
+		if (!(stopped && (j->worker_alive || j->finalize_pending)))
+			return 1;
+	}
+	if (stopped && !j->worker_alive && !j->finalize_pending)
+		return -1;
+	return 0;
+}
+
+static void reply_job(struct call *c, struct job *j)
+{
+	call_reply(c, json_pack("{s:o}", "job", job_to_json(j)), false);
+}
+
+static void notify(struct job *j)
+{
+	struct waiter *w = j->waiters, *next;
+	bool stopped = !j->worker_alive && !j->finalize_pending && j->state != JOB_QUEUED &&
+		       j->state != JOB_RUNNING;
+
+	for (; w; w = next) {
+		int r;
+
+		next = w->next;
+		switch (w->kind) {
+		case W_WAIT:
+			r = wait_check(w);
+			if (r == 0)
+				continue;
+			waiter_unlink(w);
+			call_on_cancel(w->call, NULL, NULL);
+			if (r > 0)
+				reply_job(w->call, j);
+			else
+				call_error(w->call, "UnexpectedState",
+					   json_pack("{s:I,s:s}", "id", (json_int_t)j->id, "state",
+						     job_state_name(j->state)));
+			waiter_free(w);
+			break;
+		case W_STOP:
+			if (j->worker_alive || j->finalize_pending)
+				continue;
+			waiter_unlink(w);
+			call_on_cancel(w->call, NULL, NULL);
+			if (j->state == JOB_FAILED && strcmp(call_method(w->call), "io.traind.Pause") == 0)
+				call_error(w->call, "CheckpointError",
+					   json_pack("{s:I,s:s}", "id", (json_int_t)j->id, "message",
+						     j->error ? j->error : "the pause checkpoint failed"));
+			else
+				call_reply(w->call, json_pack("{s:I,s:s}", "id", (json_int_t)j->id, "state",
+							      job_state_name(j->state)),
+					   false);
+			waiter_free(w);
+			break;
+		case W_WATCH:
+			if (!stopped && !(j->state == JOB_RUNNING && j->d->shutting_down && !j->worker_alive))
+				continue;
+			waiter_unlink(w);
+			call_on_cancel(w->call, NULL, NULL);
+			{
+				struct job_progress p;
+
+				pthread_mutex_lock(&j->mu);
+				p = j->prog;
+				pthread_mutex_unlock(&j->mu);
+				call_reply(w->call, watch_json(j, &p), false);
+			}
+			waiter_free(w);
+			break;
+		}
+	}
+}
+
+static void on_wait_timeout(uv_timer_t *t)
+{
+	struct waiter *w = t->data;
+
+	waiter_unlink(w);
+	call_on_cancel(w->call, NULL, NULL);
+	call_error(w->call, "Timeout", json_pack("{s:I}", "id", (json_int_t)w->job->id));
+	waiter_free(w);
+}
+
+static struct waiter *add_waiter(struct job *j, struct call *c, enum waiter_kind kind)
+{
+	struct waiter *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return NULL;
+	w->kind = kind;
+	w->call = c;
+	w->job = j;
+	w->next = j->waiters;
+	j->waiters = w;
+	call_on_cancel(c, waiter_cancel, w);
+	return w;
+}
+
+/* ==== JSON ============================================================== */
+
+static double eta_seconds(struct job *j, const struct job_progress *p, bool *known)
+{
+	double remaining;
+
+	*known = false;
+	if (j->state != JOB_RUNNING || p->samples_per_second <= 0 || p->steps_per_epoch == 0)
+		return 0;
+	remaining = ((double)(j->cfg.epochs - p->epoch) * p->steps_per_epoch - p->step) *
+		    j->cfg.batch_size;
+	*known = true;
+	return remaining > 0 ? remaining / p->samples_per_second : 0;
+}
+
+static json_t *checkpoint_json(const struct job_checkpoint *c)
+{
+	json_t *o = json_pack("{s:I,s:I,s:s,s:I,s:s,s:I}", "epoch", (json_int_t)c->epoch, "step",
+			      (json_int_t)c->step, "kind", c->is_epoch ? "epoch" : "position", "size",
+			      (json_int_t)c->size, "checksum", c->checksum, "created",
+			      (json_int_t)c->created);
+
+	if (o && c->is_epoch && isfinite(c->val_loss))
+		json_object_set_new(o, "val_loss", json_real(c->val_loss));
+	return o;
+}
+
+json_t *job_to_json(struct job *j)
+{
+	struct job_progress p;
+	json_t *o;
+	bool eta_known;
+	double eta;
+	uint32_t epoch, step;
+
+	pthread_mutex_lock(&j->mu);
+	p = j->prog;
+	pthread_mutex_unlock(&j->mu);
+	/* A running job shows its live position; a stopped one its durable one. */
+	if (j->state == JOB_RUNNING && (p.active || j->worker_alive)) {
+		epoch = p.epoch;
+		step = p.step;
+	} else {
+		epoch = j->newest.valid ? j->newest.epoch : j->committed_epoch;
+		step = j->newest.valid ? j->newest.step : 0;
+	}
+	eta = eta_seconds(j, &p, &eta_known);
+	o = json_pack("{s:I,s:s,s:s,s:I,s:I,s:I,s:I,s:f,s:I,s:o,s:I,s:I,s:I}", "id", (json_int_t)j->id,
+		      "name", j->name, "state", job_state_name(j->state), "epoch", (json_int_t)epoch,
+		      "epochs", (json_int_t)j->cfg.epochs, "step", (json_int_t)step, "steps_per_epoch",
+		      (json_int_t)p.steps_per_epoch, "samples_per_second",
+		      j->state == JOB_RUNNING ? p.samples_per_second : 0.0, "keep", (json_int_t)j->keep,
+		      "config", config_to_json(&j->cfg), "created", (json_int_t)j->created, "updated",
+		      (json_int_t)j->updated, "committed_epoch", (json_int_t)j->committed_epoch);
+	if (!o)
+		return json_object();
+	if (eta_known)
+		json_object_set_new(o, "eta_seconds", json_real(eta));
+	if (j->has_val_acc)
+		json_object_set_new(o, "val_acc", json_real(j->last_val_acc));
+	if (j->newest.valid)
+		json_object_set_new(o, "checkpoint", checkpoint_json(&j->newest));
+	if (j->error && (j->state == JOB_FAILED || j->commit_failed))
+		json_object_set_new(o, "error", json_string(j->error));
+	return o;
+}
+
+static json_t *watch_json(struct job *j, const struct job_progress *p)
+{
+	bool eta_known;
+	double eta = eta_seconds(j, p, &eta_known);
+	json_t *o = json_pack("{s:I,s:s,s:I,s:I,s:I,s:I,s:f}", "id", (json_int_t)j->id, "state",
+			      job_state_name(j->state), "epoch", (json_int_t)p->epoch, "epochs",
+			      (json_int_t)j->cfg.epochs, "step", (json_int_t)p->step, "steps_per_epoch",
+			      (json_int_t)p->steps_per_epoch, "samples_per_second",
+			      j->state == JOB_RUNNING ? p->samples_per_second : 0.0);
+
+	if (o && p->has_loss)
+		json_object_set_new(o, "loss", json_real(p->loss));
+	if (o && eta_known)
+		json_object_set_new(o, "eta_seconds", json_real(eta));
+	return o;
+}
+
+static void on_watch_tick(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+
+	for (size_t i = 0; i < d->njobs; i++) {
+		struct job *j = d->jobs[i];
+
+		for (struct waiter *w = j->waiters; w; w = w->next) {
+			struct job_progress p;
+
+			if (w->kind != W_WATCH || !call_can_stream(w->call))
+				continue;
+			pthread_mutex_lock(&j->mu);
+			p = j->prog;
+			pthread_mutex_unlock(&j->mu);
+			if (w->sent_any && p.epoch == w->sent.epoch && p.step == w->sent.step &&
+			    p.active == w->sent.active)
+				continue;
+			w->sent = p;
+			w->sent_any = true;
+			call_reply(w->call, watch_json(j, &p), true);
+		}
+	}
+}
+
+/* ==== loop side: registry =============================================== */
+
+static struct job *job_new(struct daemon *d)
+{
+	struct job *j = calloc(1, sizeof(*j));
+
+	if (!j)
+		return NULL;
+	if (d->njobs == d->cap) {
+		size_t ncap = d->cap ? d->cap * 2 : 16;
+		struct job **nj = realloc(d->jobs, ncap * sizeof(*nj));
+
+		if (!nj) {
+			free(j);
+			return NULL;
+		}
+		d->jobs = nj;
+		d->cap = ncap;
+	}
+	d->jobs[d->njobs++] = j;
+	j->d = d;
+	pthread_mutex_init(&j->mu, NULL);
+	atomic_init(&j->stop, STOP_NONE);
+	atomic_init(&j->kill_after, -1);
+	atomic_init(&j->commits_inflight, 0);
+	return j;
+}
+
+struct job *jobs_find(struct daemon *d, int64_t id)
+{
+	for (size_t i = 0; i < d->njobs; i++)
+		if (d->jobs[i]->id == id)
+			return d->jobs[i];
+	return NULL;
+}
+
+int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
+{
+	struct store_job *rows = NULL;
+	size_t n = 0;
+	int rc;
+
+	rc = store_job_list(s, &rows, &n, err);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		struct store_job *r = &rows[i];
+		struct job *j = job_new(d);
+		struct store_checkpoint *cks = NULL;
+		struct history_row *hist = NULL;
+		size_t nck = 0, nh = 0;
+		json_t *cj;
+		json_error_t jerr;
+		struct tr_err cerr = { 0 };
+		int st = job_state_parse(r->state);
+
+		if (!j) {
+			rc = tr_err_set(err, -ENOMEM, "out of memory");
+			break;
+		}
+		j->id = r->id;
+		snprintf(j->name, sizeof(j->name), "%s", r->name);
+		j->keep = r->keep;
+		j->created = r->created_at;
+		j->updated = r->updated_at;
+		j->committed_epoch = r->epoch;
+		j->state = st < 0 ? JOB_FAILED : (enum job_state)st;
+		j->error = r->last_error ? strdup(r->last_error) : NULL;
+		cj = json_loads(r->config_json ? r->config_json : "", 0, &jerr);
+		if (!cj || config_from_json(&j->cfg, cj, &cerr) < 0) {
+			config_defaults(&j->cfg);
+			j->state = JOB_FAILED;
+			free(j->error);
+			j->error = strdup("stored configuration is invalid");
+		}
+		json_decref(cj);
+		if (store_checkpoint_list(s, j->id, &cks, &nck, NULL) == 0 && nck > 0) {
+			struct store_checkpoint *c = &cks[0];
+
+			for (size_t k = 1; k < nck; k++)
+				if (cks[k].epoch > c->epoch || (cks[k].epoch == c->epoch && cks[k].step > c->step))
+					c = &cks[k];
+			j->newest.valid = true;
+			j->newest.epoch = c->epoch;
+			j->newest.step = c->step;
+			j->newest.is_epoch = c->is_epoch;
+			j->newest.size = c->size;
+			j->newest.created = c->created_at;
+			j->newest.val_loss = c->val_loss;
+			snprintf(j->newest.checksum, sizeof(j->newest.checksum), "%s", c->checksum);
+		}
+		for (size_t k = 0; k < nck; k++)
+			store_checkpoint_clear(&cks[k]);
+		free(cks);
+		if (store_history(s, j->id, &hist, &nh, NULL) == 0 && nh > 0) {
+			j->last_val_acc = hist[nh - 1].val_acc;
+			j->has_val_acc = true;
+		}
+		free(hist);
+		pthread_mutex_lock(&j->mu);
+		j->prog.epoch = j->newest.valid ? j->newest.epoch : 0;
+		j->prog.step = j->newest.valid ? j->newest.step : 0;
+		pthread_mutex_unlock(&j->mu);
+		if (j->state == JOB_RUNNING || j->state == JOB_QUEUED) {
+			log_notice("job %" PRId64 " (%s): was %s when traind stopped; continuing from %s "
+				   "epoch %u step %u",
+				   j->id, j->name, job_state_name(j->state),
+				   j->newest.valid ? "its checkpoint at" : "the start,",
+				   j->newest.epoch, j->newest.step);
+			j->state = JOB_QUEUED;
+			j->queue_seq = d->next_seq++;
+		}
+	}
+	store_jobs_free(rows, n);
+	return rc;
+}
+
+void jobs_start(struct daemon *d)
+{
+	uv_timer_init(d->loop, &d->watch_timer);
+	d->watch_timer.data = d;
+	uv_timer_start(&d->watch_timer, on_watch_tick, 100, 100);
+	schedule(d);
+	if (d->on_change)
+		d->on_change(d);
+}
+
+/* ==== verbs ============================================================= */
+
+static json_t *id_state(struct job *j)
+{
+	return json_pack("{s:I,s:s}", "id", (json_int_t)j->id, "state", job_state_name(j->state));
+}
+
+static void invalid_state(struct call *c, struct job *j, const char *msg)
+{
+	call_error(c, "InvalidState",
+		   json_pack("{s:I,s:s,s:s}", "id", (json_int_t)j->id, "state", job_state_name(j->state),
+			     "message", msg));
+}
+
+struct create_req {
+	struct daemon *d;
+	struct call *c;
+	char name[STORE_NAME_MAX];
+	struct train_config cfg;
+	int32_t keep;
+	uint8_t *init_model;
+	size_t init_len;
+	char *config_json;
+	int64_t id;
+	bool cancelled;
+};
+
+static int create_fn(struct store *s, void *arg, struct tr_err *err)
+{
+	struct create_req *r = arg;
+
+	return store_job_create(s, r->name, r->config_json, r->cfg.epochs, r->keep, "queued", &r->id,
+				err);
+}
+
+static void create_cancel(void *arg)
+{
+	struct create_req *r = arg;
+
+	r->c = NULL;   /* the job is still created; nobody to tell its id */
+}
+
+static void create_done(void *arg, int rc, const struct tr_err *err)
+{
+	struct create_req *r = arg;
+	struct daemon *d = r->d;
+	struct job *j;
+
+	if (r->c)
+		call_on_cancel(r->c, NULL, NULL);
+	if (rc < 0) {
+		if (r->c)
+			call_error(r->c, "StorageError", json_pack("{s:s}", "message", err ? err->msg : "?"));
+		goto out;
+	}
+	j = job_new(d);
+	if (!j) {
+		if (r->c)
+			call_error(r->c, "StorageError", json_pack("{s:s}", "message", "out of memory"));
+		goto out;
+	}
+	j->id = r->id;
+	snprintf(j->name, sizeof(j->name), "%s", r->name);
+	j->cfg = r->cfg;
+	j->keep = r->keep;
+	j->state = JOB_QUEUED;
+	j->created = j->updated = now_unix();
+	j->init_model = r->init_model;
+	j->init_len = r->init_len;
+	r->init_model = NULL;
+	j->queue_seq = d->next_seq++;
+	log_notice("job %" PRId64 " (%s): created: %s, %u epochs, batch %u, %s lr %g", j->id, j->name,
+		   j->cfg.dataset, j->cfg.epochs, j->cfg.batch_size, config_optim_name(j->cfg.optimizer),
+		   j->cfg.lr);
+	if (r->c)
+		call_reply(r->c, json_pack("{s:I}", "id", (json_int_t)j->id), false);
+	schedule(d);
+	if (d->on_change)
+		d->on_change(d);
+out:
+	free(r->init_model);
+	free(r->config_json);
+	free(r);
+}
+
+void jobs_start_job(struct daemon *d, struct call *c, const char *name,
+		    const struct train_config *cfg, int32_t keep, uint8_t *init_model, size_t init_len)
+{
+	struct create_req *r = calloc(1, sizeof(*r));
+	json_t *cj = config_to_json(cfg);
+
+	if (!r || !cj) {
+		free(r);
+		json_decref(cj);
+		free(init_model);
+		call_error(c, "StorageError", json_pack("{s:s}", "message", "out of memory"));
+		return;
+	}
+	r->d = d;
+	r->c = c;
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	r->cfg = *cfg;
+	r->keep = keep;
+	r->init_model = init_model;
+	r->init_len = init_len;
+	r->config_json = json_dumps(cj, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+	json_decref(cj);
+	call_on_cancel(c, create_cancel, r);
+	if (!r->config_json || storeq_submit(d->sq, create_fn, r, create_done) < 0) {
+		call_on_cancel(c, NULL, NULL);
+		free(r->config_json);
+		free(r->init_model);
+		free(r);
+		call_error(c, "StorageError", json_pack("{s:s}", "message", "cannot queue the job"));
+	}
+}
+
+void jobs_pause(struct daemon *d, struct call *c, struct job *j)
+{
+	(void)d;
+	if (j->state == JOB_QUEUED) {
+		set_state(j, JOB_PAUSED, NULL);
+		call_reply(c, id_state(j), false);
+		return;
+	}
+	if (j->state != JOB_RUNNING || !j->worker_alive) {
+		invalid_state(c, j, "only a queued or running job can be paused");
+		return;
+	}
+	if (atomic_load(&j->stop) == STOP_NONE)
+		atomic_store(&j->stop, STOP_PAUSE);
+	if (!add_waiter(j, c, W_STOP))
+		call_error(c, "StorageError", json_pack("{s:s}", "message", "out of memory"));
+}
+
+void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_only)
+{
+	if (j->state != JOB_PAUSED && j->state != JOB_KILLED && j->state != JOB_FAILED) {
+		invalid_state(c, j, j->state == JOB_DONE ? "the job is already done"
+							  : "only a paused, killed or failed job can be resumed");
+		return;
+	}
+	if (j->worker_alive || j->finalize_pending) {
+		invalid_state(c, j, "the job is still stopping");
+		return;
+	}
+	j->weights_only_next = weights_only;
+	atomic_store(&j->kill_after, -1);
+	j->queue_seq = d->next_seq++;
+	log_notice("job %" PRId64 ": resumed%s", j->id, weights_only ? " (weights only)" : "");
+	set_state(j, JOB_QUEUED, NULL);
+	schedule(d);
+	call_reply(c, id_state(j), false);
+}
+
+void jobs_kill(struct daemon *d, struct call *c, struct job *j, int64_t after_epoch)
+{
+	(void)d;
+	if (j->state != JOB_RUNNING && j->state != JOB_QUEUED) {
+		invalid_state(c, j, "only a queued or running job can be killed");
+		return;
+	}
+	if (after_epoch > 0 && (uint32_t)after_epoch > j->committed_epoch) {
+		if ((uint64_t)after_epoch > j->cfg.epochs) {
+			call_error(c, "InvalidParameter",
+				   json_pack("{s:s,s:s}", "parameter", "after_epoch", "message",
+					     "after_epoch is beyond the job's last epoch"));
+			return;
+		}
+		atomic_store(&j->kill_after, after_epoch);
+		log_notice("job %" PRId64 ": will be killed after epoch %" PRId64 " commits", j->id,
+			   after_epoch);
+		call_reply(c, id_state(j), false);
+		return;
+	}
+	if (j->state == JOB_QUEUED && !j->worker_alive) {
+		log_notice("job %" PRId64 ": killed while queued", j->id);
+		set_state(j, JOB_KILLED, NULL);
+		call_reply(c, id_state(j), false);
+		return;
+	}
+	atomic_store(&j->stop, STOP_KILL);
+	log_notice("job %" PRId64 ": kill requested", j->id);
+	if (!add_waiter(j, c, W_STOP))
+		call_error(c, "StorageError", json_pack("{s:s}", "message", "out of memory"));
+}
+
+void jobs_wait(struct daemon *d, struct call *c, struct job *j, uint32_t epoch, unsigned states,
+	       double timeout)
+{
+	struct waiter *w;
+	int r;
+
+	if (!epoch && !states)
+		states = STOPPED_STATES;
+	w = add_waiter(j, c, W_WAIT);
+	if (!w) {
+		call_error(c, "StorageError", json_pack("{s:s}", "message", "out of memory"));
+		return;
+	}
+	w->epoch = epoch;
+	w->states = states;
+	r = wait_check(w);
+	if (r != 0) {
+		notify(j);
+		return;
+	}
+	if (timeout >= 0) {
+		w->timer = malloc(sizeof(*w->timer));
+		if (w->timer) {
+			uv_timer_init(d->loop, w->timer);
+			w->timer->data = w;
+			uv_timer_start(w->timer, on_wait_timeout, (uint64_t)(timeout * 1000.0), 0);
+		}
+	}
+}
+
+void jobs_watch(struct daemon *d, struct call *c, struct job *j)
+{
+	struct waiter *w = add_waiter(j, c, W_WATCH);
+
+	(void)d;
+	if (!w) {
+		call_error(c, "StorageError", json_pack("{s:s}", "message", "out of memory"));
+		return;
+	}
+	notify(j);   /* a job that is not training gets its one final reply now */
+}
+
+void jobs_shutdown(struct daemon *d)
+{
+	d->shutting_down = true;
+	for (size_t i = 0; i < d->njobs; i++) {
+		struct job *j = d->jobs[i];
+
+		if (j->worker_alive && atomic_load(&j->stop) == STOP_NONE)
+			atomic_store(&j->stop, STOP_SHUTDOWN);
+	}
+	if (d->running == 0 && d->on_drained)
+		d->on_drained(d);
+}
+
+void jobs_free(struct daemon *d)
+{
+	for (size_t i = 0; i < d->njobs; i++) {
+		struct job *j = d->jobs[i];
+
+		while (j->waiters) {
+			struct waiter *w = j->waiters;
+
+			j->waiters = w->next;
+			free(w->timer);
+			free(w);
+		}
+		free(j->error);
+		free(j->init_model);
+		pthread_mutex_destroy(&j->mu);
+		free(j);
+	}
+	free(d->jobs);
+	d->jobs = NULL;
+	d->njobs = d->cap = 0;
+}
+
+void jobs_summary(struct daemon *d, char *buf, size_t len)
+{
+	unsigned counts[JOB_DONE + 1] = { 0 };
+	size_t used;
+
+	for (size_t i = 0; i < d->njobs; i++)
+		counts[d->jobs[i]->state]++;
+	used = (size_t)snprintf(buf, len, "%u running, %u queued, %u paused", counts[JOB_RUNNING],
+				counts[JOB_QUEUED], counts[JOB_PAUSED]);
+	for (size_t i = 0; i < d->njobs && used < len; i++) {
+		struct job *j = d->jobs[i];
+		uint32_t e, s;
+
+		if (j->state != JOB_RUNNING)
+			continue;
+		pthread_mutex_lock(&j->mu);
+		e = j->prog.epoch;
+		s = j->prog.step;
+		pthread_mutex_unlock(&j->mu);
+		used += (size_t)snprintf(buf + used, len - used, "; job %" PRId64 " epoch %u/%u step %u",
+					 j->id, e + 1 > j->cfg.epochs ? j->cfg.epochs : e + 1, j->cfg.epochs,
+					 s);
+	}
+}

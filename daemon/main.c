@@ -1,0 +1,357 @@
+/*
+ * main.c - traind: wires the modules together and runs the event loop.
+ *
+ * Start-up (everything that may exit() happens here): parse flags and
+ * environment, take the database's lock (one daemon per database), open and
+ * migrate the store, recover jobs that a crash or shutdown cut off, start the
+ * store thread, listen on the control socket, run the loop. SIGTERM/SIGINT:
+ * every running job checkpoints its exact position and stays "running" for
+ * the next start; then traind exits 0.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "traind-config.h"
+#include "traind/dscache.h"
+#include "traind/jobs.h"
+#include "traind/kernels.h"
+#include "traind/log.h"
+#include "traind/methods.h"
+#include "traind/server.h"
+#include "traind/store.h"
+#include "traind/storeq.h"
+
+#define SHUTDOWN_TIMEOUT_MS 60000
+
+struct opts {
+	char socket[PATH_MAX];
+	char db[PATH_MAX];
+	char data_dir[PATH_MAX];
+	unsigned max_running;
+	int verbose;
+};
+
+static struct daemon D;
+static uv_signal_t sig_term, sig_int;
+static uv_timer_t shutdown_timer;
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: traind [OPTIONS]\n"
+		"The training daemon: runs training jobs, checkpoints them in SQLite, and takes\n"
+		"commands from trainctl over a Unix socket. Runs in the foreground.\n\n"
+		"  --socket PATH      control socket ($TRAIND_SOCKET; default\n"
+		"                     $RUNTIME_DIRECTORY/traind.sock under systemd, else\n"
+		"                     $XDG_RUNTIME_DIR/traind/traind.sock, else /run/traind/traind.sock)\n"
+		"  --db PATH          SQLite database ($TRAIND_DB; default $STATE_DIRECTORY/traind.db\n"
+		"                     under systemd, else $XDG_STATE_HOME/traind/traind.db,\n"
+		"                     else ~/.local/state/traind/traind.db; root: /var/lib/traind/traind.db)\n"
+		"  --data-dir DIR     datasets, one directory per name ($TRAIND_DATA_DIR; default\n"
+		"                     the database's directory + /data)\n"
+		"  --max-running N    jobs training at once ($TRAIND_MAX_RUNNING; default 1 per 2 cores)\n"
+		"  -v, --verbose      debug logging\n"
+		"  -h, --help         this help\n"
+		"  --version          print the version\n");
+}
+
+/* out = dir + "/" + rest; a path that does not fit becomes "" (and fails later). */
+static void join_path(char *out, const char *dir, const char *rest)
+{
+	size_t a = strlen(dir), b = strlen(rest);
+
+	if (a + 1 + b >= PATH_MAX) {
+		out[0] = '\0';
+		return;
+	}
+	memcpy(out, dir, a);
+	out[a] = '/';
+	memcpy(out + a + 1, rest, b + 1);
+}
+
+static void defaults(struct opts *o)
+{
+	const char *v;
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if ((v = getenv("TRAIND_SOCKET")) && *v)
+		snprintf(o->socket, sizeof(o->socket), "%s", v);
+	else if ((v = getenv("RUNTIME_DIRECTORY")) && *v)
+		join_path(o->socket, strtok(strdupa(v), ":"), "traind.sock");
+	else if ((v = getenv("XDG_RUNTIME_DIR")) && *v)
+		join_path(o->socket, v, "traind/traind.sock");
+	else
+		snprintf(o->socket, sizeof(o->socket), "/run/traind/traind.sock");
+
+	if ((v = getenv("TRAIND_DB")) && *v)
+		snprintf(o->db, sizeof(o->db), "%s", v);
+	else if ((v = getenv("STATE_DIRECTORY")) && *v)
+		join_path(o->db, strtok(strdupa(v), ":"), "traind.db");
+	else if (geteuid() == 0)
+		snprintf(o->db, sizeof(o->db), "/var/lib/traind/traind.db");
+	else if ((v = getenv("XDG_STATE_HOME")) && *v)
+		join_path(o->db, v, "traind/traind.db");
+	else
+		snprintf(o->db, sizeof(o->db), "%s/.local/state/traind/traind.db",
+			 getenv("HOME") ? getenv("HOME") : ".");
+
+	o->data_dir[0] = '\0';
+	if ((v = getenv("TRAIND_DATA_DIR")) && *v)
+		snprintf(o->data_dir, sizeof(o->data_dir), "%s", v);
+	o->max_running = cores >= 4 ? (unsigned)(cores / 2) : 1;
+	if ((v = getenv("TRAIND_MAX_RUNNING")) && *v)
+		o->max_running = (unsigned)atoi(v);
+}
+
+static int parse_args(struct opts *o, int argc, char **argv)
+{
+	static const struct option long_opts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "db", required_argument, NULL, 'd' },
+		{ "data-dir", required_argument, NULL, 'D' },
+		{ "max-running", required_argument, NULL, 'm' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "vh", long_opts, NULL)) != -1) {
+		switch (c) {
+		case 's': snprintf(o->socket, sizeof(o->socket), "%s", optarg); break;
+		case 'd': snprintf(o->db, sizeof(o->db), "%s", optarg); break;
+		case 'D': snprintf(o->data_dir, sizeof(o->data_dir), "%s", optarg); break;
+		case 'm': {
+			char *end;
+			long n = strtol(optarg, &end, 10);
+
+			if (*end || n < 1 || n > 64) {
+				fprintf(stderr, "traind: --max-running: '%s' is not a number from 1 to 64\n",
+					optarg);
+				return 2;
+			}
+			o->max_running = (unsigned)n;
+			break;
+		}
+		case 'v': o->verbose = 1; break;
+		case 'h': usage(stdout); return 1;
+		case 'V': printf("traind %s\n", TRAIND_VERSION); return 1;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "traind: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (o->max_running < 1 || o->max_running > 64) {
+		fprintf(stderr, "traind: TRAIND_MAX_RUNNING must be a number from 1 to 64\n");
+		return 2;
+	}
+	if (!o->data_dir[0]) {
+		char dir[PATH_MAX];
+		char *slash;
+
+		snprintf(dir, sizeof(dir), "%s", o->db);
+		slash = strrchr(dir, '/');
+		if (slash)
+			*slash = '\0';
+		else
+			snprintf(dir, sizeof(dir), ".");
+		join_path(o->data_dir, dir, "data");
+	}
+	return 0;
+}
+
+/* mkdir -p the directory part of `path`. */
+static int make_parent(const char *path, mode_t mode)
+{
+	char buf[PATH_MAX];
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, mode) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	return 0;
+}
+
+/* One daemon per database: an exclusive flock on DB.lock for our lifetime. */
+static int lock_database(const char *db)
+{
+	char path[PATH_MAX + 8];
+	char pid[32];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s.lock", db);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		fprintf(stderr, "traind: cannot open %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+
+		pid[n > 0 ? n : 0] = '\0';
+		fprintf(stderr,
+			"traind: another traind (pid %s) is already using the database %s; refusing to start\n",
+			n > 0 ? strtok(pid, "\n") : "?", db);
+		close(fd);
+		return -1;
+	}
+	if (ftruncate(fd, 0) == 0) {
+		int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+
+		if (pwrite(fd, pid, (size_t)len, 0) < 0) {
+			/* the pid is informational only */
+		}
+	}
+	return fd;
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+static void finish_shutdown(struct daemon *d)
+{
+	log_notice("all jobs checkpointed; stopping");
+	uv_timer_stop(&shutdown_timer);
+	uv_stop(d->loop);
+}
+
+static void on_shutdown_timeout(uv_timer_t *t)
+{
+	(void)t;
+	/* Everything committed so far is durable (SQLite, synchronous=FULL);
+	 * the next start continues from there. */
+	log_err("shutdown took longer than %d s; exiting without waiting for the rest",
+		SHUTDOWN_TIMEOUT_MS / 1000);
+	_exit(1);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+	(void)s;
+	if (D.shutting_down)
+		return;
+	log_notice("received %s; checkpointing running jobs", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+	server_close(D.server);
+	D.server = NULL;
+	uv_timer_start(&shutdown_timer, on_shutdown_timeout, SHUTDOWN_TIMEOUT_MS, 0);
+	jobs_shutdown(&D);
+}
+
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	struct tr_err err = { 0 };
+	struct store *s = NULL;
+	int lock_fd, rc;
+
+	memset(&o, 0, sizeof(o));
+	defaults(&o);
+	rc = parse_args(&o, argc, argv);
+	if (rc)
+		return rc == 1 ? 0 : 2;
+	log_init();
+	log_set_verbose(o.verbose);
+	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
+	kernels_global_init();
+
+	if (make_parent(o.db, 0750) < 0 || make_parent(o.socket, 0755) < 0) {
+		fprintf(stderr, "traind: cannot create the directories for %s and %s: %s\n", o.db, o.socket,
+			strerror(errno));
+		return 1;
+	}
+	lock_fd = lock_database(o.db);
+	if (lock_fd < 0)
+		return 1;
+
+	memset(&D, 0, sizeof(D));
+	D.loop = uv_default_loop();
+	D.max_running = o.max_running;
+	snprintf(D.db_path, sizeof(D.db_path), "%s", o.db);
+	snprintf(D.data_dir, sizeof(D.data_dir), "%s", o.data_dir);
+	D.on_drained = finish_shutdown;
+
+	if (store_open(&s, o.db, false, &err) < 0) {
+		fprintf(stderr, "traind: %s: %s\n", o.db, err.msg);
+		return 1;
+	}
+	if (jobs_recover(&D, s, &err) < 0) {
+		fprintf(stderr, "traind: recovering jobs from %s: %s\n", o.db, err.msg);
+		return 1;
+	}
+	store_close(s);
+
+	if (loopq_init(&D.lq, D.loop) < 0 || dscache_new(&D.dsc, o.data_dir) < 0) {
+		fprintf(stderr, "traind: out of memory\n");
+		return 1;
+	}
+	if (storeq_start(&D.sq, o.db, &D.lq, &err) < 0) {
+		fprintf(stderr, "traind: %s: %s\n", o.db, err.msg);
+		return 1;
+	}
+	if (server_new(&D.server, D.loop, methods_dispatch, &D) < 0 ||
+	    server_listen_path(D.server, o.socket, &err) < 0) {
+		fprintf(stderr, "traind: %s\n", err.msg[0] ? err.msg : "out of memory");
+		storeq_stop(D.sq);
+		return 1;
+	}
+	uv_signal_init(D.loop, &sig_term);
+	uv_signal_init(D.loop, &sig_int);
+	uv_signal_start(&sig_term, on_signal, SIGTERM);
+	uv_signal_start(&sig_int, on_signal, SIGINT);
+	uv_timer_init(D.loop, &shutdown_timer);
+
+	log_notice("traind %s ready: socket %s, database %s, data %s, up to %u running job%s",
+		   TRAIND_VERSION, o.socket, o.db, o.data_dir, o.max_running, o.max_running == 1 ? "" : "s");
+	jobs_start(&D);
+	uv_run(D.loop, UV_RUN_DEFAULT);
+
+	/* Drain: the store thread commits what it was given; then close handles. */
+	storeq_stop(D.sq);
+	D.sq = NULL;
+	if (D.server)
+		server_close(D.server);
+	loopq_close(&D.lq);
+	uv_walk(D.loop, close_walk, NULL);
+	uv_run(D.loop, UV_RUN_DEFAULT);
+	if (uv_loop_close(D.loop) != 0)
+		log_warn("event loop closed with handles still open");
+	jobs_free(&D);
+	dscache_free(D.dsc);
+	unlink(o.socket);
+	close(lock_fd);
+	log_notice("stopped");
+	return 0;
+}

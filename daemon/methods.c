@@ -1,0 +1,769 @@
+/*
+ * methods.c - io.traind.* and org.varlink.service.* methods. See
+ * include/traind/methods.h.
+ */
+#include "traind/methods.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "traind-config.h"
+#include "traind/base64.h"
+#include "traind/checkpoint.h"
+#include "traind/log.h"
+#include "traind/safetensors.h"
+#include "traind/sha256.h"
+
+extern const char traind_interface_description[];
+
+/* ---- parameter helpers ------------------------------------------------ */
+
+static void bad_param(struct call *c, const char *param, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void bad_param(struct call *c, const char *param, const char *fmt, ...)
+{
+	char msg[TR_ERR_MSG_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	call_error(c, "InvalidParameter", json_pack("{s:s,s:s}", "parameter", param, "message", msg));
+}
+
+/* Only the listed keys may appear. Returns false after replying. */
+static bool only_keys(struct call *c, const char *const *allowed)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(call_params(c), key, v) {
+		bool ok = false;
+
+		for (const char *const *a = allowed; *a; a++)
+			if (strcmp(*a, key) == 0)
+				ok = true;
+		if (!ok) {
+			bad_param(c, key, "unknown parameter '%.64s' for %s", key, call_method(c));
+			return false;
+		}
+	}
+	return true;
+}
+
+/* An optional integer parameter in [min, max]. Returns false after replying. */
+static bool get_int(struct call *c, const char *key, bool required, int64_t min, int64_t max,
+		    int64_t *out)
+{
+	json_t *v = json_object_get(call_params(c), key);
+
+	if (!v || json_is_null(v)) {
+		if (required) {
+			bad_param(c, key, "missing parameter '%s'", key);
+			return false;
+		}
+		return true;
+	}
+	if (!json_is_integer(v)) {
+		bad_param(c, key, "'%s' must be an integer", key);
+		return false;
+	}
+	if (json_integer_value(v) < min || json_integer_value(v) > max) {
+		bad_param(c, key, "'%s' is %" JSON_INTEGER_FORMAT ", out of range [%" PRId64 ", %" PRId64 "]",
+			  key, json_integer_value(v), min, max);
+		return false;
+	}
+	*out = json_integer_value(v);
+	return true;
+}
+
+static bool get_bool(struct call *c, const char *key, bool *out)
+{
+	json_t *v = json_object_get(call_params(c), key);
+
+	if (!v || json_is_null(v))
+		return true;
+	if (!json_is_boolean(v)) {
+		bad_param(c, key, "'%s' must be true or false", key);
+		return false;
+	}
+	*out = json_is_true(v);
+	return true;
+}
+
+/* The job named by "id", or NULL after replying. */
+static struct job *get_job(struct daemon *d, struct call *c)
+{
+	int64_t id = 0;
+	struct job *j;
+
+	if (!get_int(c, "id", true, 1, INT64_MAX, &id))
+		return NULL;
+	j = jobs_find(d, id);
+	if (!j)
+		call_error(c, "NoSuchJob", json_pack("{s:I}", "id", (json_int_t)id));
+	return j;
+}
+
+/* ---- background work (libuv thread pool) ------------------------------ */
+
+struct bg {
+	uv_work_t req;
+	struct daemon *d;
+	struct call *c;
+	bool gone;                 /* the client went away */
+	int64_t id;
+	int64_t epoch;             /* -1: newest */
+	enum eval_split split;
+	/* Start */
+	char name[STORE_NAME_MAX];
+	struct train_config cfg;
+	int32_t keep;
+	uint8_t *init_model;
+	size_t init_len;
+	/* results */
+	int rc;
+	struct tr_err err;
+	const char *error_name;    /* protocol error on failure */
+	json_t *result;            /* reply parameters on success */
+};
+
+static void bg_cancel(void *arg)
+{
+	struct bg *b = arg;
+
+	b->gone = true;
+	b->c = NULL;
+}
+
+/* The parameters of the error reply for a failed background call. */
+static json_t *bg_error_params(struct bg *b)
+{
+	const char *name = b->error_name ? b->error_name : "StorageError";
+
+	if (strcmp(name, "NoSuchCheckpoint") == 0)
+		return b->epoch >= 0 ? json_pack("{s:I,s:I}", "id", (json_int_t)b->id, "epoch",
+						 (json_int_t)b->epoch)
+				     : json_pack("{s:I}", "id", (json_int_t)b->id);
+	if (strcmp(name, "DatasetError") == 0)
+		return json_pack("{s:s,s:s}", "dataset", b->cfg.dataset, "message", b->err.msg);
+	if (strcmp(name, "InvalidParameter") == 0)
+		return json_pack("{s:s,s:s}", "parameter", b->init_model ? "init_from" : "config",
+				 "message", b->err.msg);
+	if (strcmp(name, "CheckpointError") == 0)
+		return json_pack("{s:I,s:s}", "id", (json_int_t)b->id, "message", b->err.msg);
+	return json_pack("{s:s}", "message", b->err.msg);
+}
+
+static void bg_after(uv_work_t *req, int status)
+{
+	struct bg *b = req->data;
+
+	(void)status;
+	if (b->c) {
+		call_on_cancel(b->c, NULL, NULL);
+		if (b->rc < 0) {
+			call_error(b->c, b->error_name ? b->error_name : "StorageError", bg_error_params(b));
+		} else {
+			call_reply(b->c, b->result, false);
+			b->result = NULL;
+		}
+	}
+	json_decref(b->result);
+	free(b->init_model);
+	free(b);
+}
+
+static void bg_after_start(uv_work_t *req, int status)
+{
+	struct bg *b = req->data;
+
+	(void)status;
+	if (b->rc == 0 && b->c) {
+		call_on_cancel(b->c, NULL, NULL);
+		jobs_start_job(b->d, b->c, b->name, &b->cfg, b->keep, b->init_model, b->init_len);
+		b->init_model = NULL;
+		b->c = NULL;
+	}
+	bg_after(req, status);
+}
+
+static struct bg *bg_new(struct daemon *d, struct call *c)
+{
+	struct bg *b = calloc(1, sizeof(*b));
+
+	if (!b) {
+		call_error(c, "StorageError", json_pack("{s:s}", "message", "out of memory"));
+		return NULL;
+	}
+	b->d = d;
+	b->c = c;
+	b->epoch = -1;
+	b->req.data = b;
+	return b;
+}
+
+static void bg_queue(struct bg *b, uv_work_cb work, uv_after_work_cb after)
+{
+	call_on_cancel(b->c, bg_cancel, b);
+	if (uv_queue_work(b->d->loop, &b->req, work, after) < 0) {
+		call_on_cancel(b->c, NULL, NULL);
+		call_error(b->c, "StorageError", json_pack("{s:s}", "message", "cannot queue work"));
+		free(b->init_model);
+		free(b);
+	}
+}
+
+static int bg_fail(struct bg *b, const char *name, int rc)
+{
+	b->rc = rc < 0 ? rc : -EIO;
+	b->error_name = name;
+	return b->rc;
+}
+
+/* A stored checkpoint blob: the given epoch's, or the newest. */
+static int bg_checkpoint(struct bg *b, struct store *s, struct store_checkpoint *ck)
+{
+	int rc = b->epoch >= 0 ? store_epoch_checkpoint(s, b->id, (uint32_t)b->epoch, ck, &b->err)
+			       : store_latest_checkpoint(s, b->id, ck, &b->err);
+
+	if (rc == -ENOENT)
+		return bg_fail(b, "NoSuchCheckpoint", rc);
+	if (rc < 0)
+		return bg_fail(b, "StorageError", rc);
+	return 0;
+}
+
+static void work_start_check(uv_work_t *req)
+{
+	struct bg *b = req->data;
+	const struct dataset *ds = NULL;
+	int rc;
+
+	rc = dscache_get(b->d->dsc, b->cfg.dataset, &ds, &b->err);
+	if (rc < 0) {
+		bg_fail(b, "DatasetError", rc);
+		return;
+	}
+	rc = trainer_check_config(&b->cfg, ds, &b->err);
+	if (rc < 0)
+		bg_fail(b, "InvalidParameter", rc);
+	if (rc == 0 && b->init_model) {
+		struct trainer *t = NULL;
+		struct train_config one = b->cfg;
+
+		one.threads = 1;
+		rc = trainer_new(&t, &one, ds, &b->err);
+		if (rc == 0)
+			rc = checkpoint_load_model(t, b->init_model, b->init_len, &b->err);
+		trainer_free(t);
+		if (rc < 0) {
+			tr_err_prefix(&b->err, "init_from");
+			bg_fail(b, "InvalidParameter", rc);
+		}
+	}
+	dscache_put(b->d->dsc, ds);
+}
+
+static void work_history(uv_work_t *req)
+{
+	struct bg *b = req->data;
+	struct store *s = NULL;
+	struct history_row *rows = NULL;
+	size_t n = 0;
+	json_t *a;
+
+	if (store_open(&s, b->d->db_path, true, &b->err) < 0 ||
+	    store_history(s, b->id, &rows, &n, &b->err) < 0) {
+		bg_fail(b, "StorageError", -EIO);
+		goto out;
+	}
+	a = json_array();
+	for (size_t i = 0; i < n; i++) {
+		struct history_row *r = &rows[i];
+
+		json_array_append_new(a, json_pack("{s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:s}", "epoch",
+						   (json_int_t)r->epoch, "train_loss", r->train_loss,
+						   "train_acc", r->train_acc, "train_macro_acc",
+						   r->train_macro_acc, "val_loss", r->val_loss, "val_acc",
+						   r->val_acc, "val_macro_acc", r->val_macro_acc, "seconds",
+						   r->seconds, "note", r->note));
+	}
+	b->result = json_pack("{s:o}", "rows", a);
+out:
+	free(rows);
+	store_close(s);
+}
+
+static void work_checkpoints(uv_work_t *req)
+{
+	struct bg *b = req->data;
+	struct store *s = NULL;
+	struct store_checkpoint *cks = NULL;
+	size_t n = 0;
+	json_t *a;
+
+	if (store_open(&s, b->d->db_path, true, &b->err) < 0 ||
+	    store_checkpoint_list(s, b->id, &cks, &n, &b->err) < 0) {
+		bg_fail(b, "StorageError", -EIO);
+		goto out;
+	}
+	a = json_array();
+	for (size_t i = 0; i < n; i++) {
+		struct store_checkpoint *k = &cks[i];
+		json_t *o = json_pack("{s:I,s:I,s:s,s:I,s:s,s:I}", "epoch", (json_int_t)k->epoch, "step",
+				      (json_int_t)k->step, "kind", k->is_epoch ? "epoch" : "position",
+				      "size", (json_int_t)k->size, "checksum", k->checksum, "created",
+				      (json_int_t)k->created_at);
+
+		if (k->is_epoch && isfinite(k->val_loss))
+			json_object_set_new(o, "val_loss", json_real(k->val_loss));
+		json_array_append_new(a, o);
+		store_checkpoint_clear(k);
+	}
+	b->result = json_pack("{s:o}", "checkpoints", a);
+out:
+	free(cks);
+	store_close(s);
+}
+
+static void work_eval(uv_work_t *req)
+{
+	struct bg *b = req->data;
+	struct store *s = NULL;
+	struct store_checkpoint ck;
+	struct checkpoint_info info;
+	const struct dataset *ds = NULL;
+	struct trainer *t = NULL;
+	struct metrics m;
+	int rc;
+
+	memset(&ck, 0, sizeof(ck));
+	rc = store_open(&s, b->d->db_path, true, &b->err);
+	if (rc < 0) {
+		bg_fail(b, "StorageError", rc);
+		goto out;
+	}
+	if (bg_checkpoint(b, s, &ck) < 0)
+		goto out;
+	rc = checkpoint_inspect(ck.blob, (size_t)ck.size, &info, &b->err);
+	if (rc < 0) {
+		bg_fail(b, "CheckpointError", rc);
+		goto out;
+	}
+	snprintf(b->cfg.dataset, sizeof(b->cfg.dataset), "%s", info.cfg.dataset);
+	rc = dscache_get(b->d->dsc, info.cfg.dataset, &ds, &b->err);
+	if (rc < 0) {
+		bg_fail(b, "DatasetError", rc);
+		goto out;
+	}
+	rc = checkpoint_restore(&t, ck.blob, (size_t)ck.size, ds, false, &b->err);
+	if (rc == 0)
+		rc = trainer_evaluate(t, b->split, &m);
+	if (rc < 0) {
+		bg_fail(b, "CheckpointError", rc);
+		goto out;
+	}
+	b->result = json_pack("{s:f,s:f,s:f,s:I,s:I,s:I,s:s}", "loss", m.loss, "acc", m.acc,
+			      "macro_acc", m.macro_acc, "count", (json_int_t)m.count, "epoch",
+			      (json_int_t)ck.epoch, "step", (json_int_t)ck.step, "split",
+			      b->split == EVAL_TEST ? "test" : "val");
+out:
+	trainer_free(t);
+	if (ds)
+		dscache_put(b->d->dsc, ds);
+	store_checkpoint_clear(&ck);
+	store_close(s);
+}
+
+static void work_export(uv_work_t *req)
+{
+	struct bg *b = req->data;
+	struct store *s = NULL;
+	struct store_checkpoint ck;
+	uint8_t *model = NULL;
+	size_t len = 0;
+	char hex[SHA256_HEX_LEN + 1];
+	char *text = NULL;
+	int rc;
+
+	memset(&ck, 0, sizeof(ck));
+	rc = store_open(&s, b->d->db_path, true, &b->err);
+	if (rc < 0) {
+		bg_fail(b, "StorageError", rc);
+		goto out;
+	}
+	if (bg_checkpoint(b, s, &ck) < 0)
+		goto out;
+	rc = checkpoint_export_from_blob(ck.blob, (size_t)ck.size, &model, &len, &b->err);
+	if (rc < 0) {
+		bg_fail(b, "CheckpointError", rc);
+		goto out;
+	}
+	sha256_hex(model, len, hex);
+	text = base64_encode(model, len);
+	if (!text) {
+		tr_err_set(&b->err, -ENOMEM, "out of memory");
+		bg_fail(b, "StorageError", -ENOMEM);
+		goto out;
+	}
+	b->result = json_pack("{s:I,s:I,s:I,s:s,s:s}", "epoch", (json_int_t)ck.epoch, "step",
+			      (json_int_t)ck.step, "size", (json_int_t)len, "sha256", hex, "data", text);
+out:
+	free(text);
+	free(model);
+	store_checkpoint_clear(&ck);
+	store_close(s);
+}
+
+/* ---- methods ---------------------------------------------------------- */
+
+static void m_start(struct daemon *d, struct call *c)
+{
+	static const char *const keys[] = { "name", "config", "keep", "init_from", NULL };
+	json_t *p = call_params(c), *name = json_object_get(p, "name");
+	json_t *config = json_object_get(p, "config"), *init = json_object_get(p, "init_from");
+	int64_t keep = 3;
+	struct bg *b;
+	int rc;
+
+	if (!only_keys(c, keys) || !get_int(c, "keep", false, -1, 1000000, &keep))
+		return;
+	if (name && !json_is_null(name)) {
+		const char *n = json_is_string(name) ? json_string_value(name) : NULL;
+
+		if (!n || !*n || strlen(n) >= STORE_NAME_MAX) {
+			bad_param(c, "name", "'name' must be a string of 1 to %d bytes", STORE_NAME_MAX - 1);
+			return;
+		}
+		for (const char *q = n; *q; q++) {
+			if ((unsigned char)*q < 0x20 || *q == 0x7f) {
+				bad_param(c, "name", "'name' must not contain control characters");
+				return;
+			}
+		}
+	}
+	if (config && !json_is_null(config) && !json_is_object(config)) {
+		bad_param(c, "config", "'config' must be an object");
+		return;
+	}
+	if (init && !json_is_null(init) && !json_is_string(init)) {
+		bad_param(c, "init_from", "'init_from' must be a base64 string");
+		return;
+	}
+	b = bg_new(d, c);
+	if (!b)
+		return;
+	if (config && json_is_object(config)) {
+		rc = config_from_json(&b->cfg, config, &b->err);
+		if (rc < 0) {
+			char param[80];
+			const char *colon = strchr(b->err.msg, ':');
+
+			snprintf(param, sizeof(param), "config.%.*s",
+				 colon && colon - b->err.msg < 40 ? (int)(colon - b->err.msg) : 0, b->err.msg);
+			call_error(c, "InvalidParameter",
+				   json_pack("{s:s,s:s}", "parameter", colon ? param : "config", "message",
+					     b->err.msg));
+			free(b);
+			return;
+		}
+	} else {
+		config_defaults(&b->cfg);
+	}
+	if (dscache_check(d->dsc, b->cfg.dataset, &b->err) < 0) {
+		call_error(c, "DatasetError",
+			   json_pack("{s:s,s:s}", "dataset", b->cfg.dataset, "message", b->err.msg));
+		free(b);
+		return;
+	}
+	if (init && json_is_string(init)) {
+		struct st_file *f = NULL;
+
+		if (base64_decode(json_string_value(init), json_string_length(init), &b->init_model,
+				  &b->init_len) < 0) {
+			free(b);
+			bad_param(c, "init_from", "'init_from' is not valid base64");
+			return;
+		}
+		if (st_parse(&f, b->init_model, b->init_len, &b->err) < 0) {
+			call_error(c, "InvalidParameter",
+				   json_pack("{s:s,s:s}", "parameter", "init_from", "message", b->err.msg));
+			free(b->init_model);
+			free(b);
+			return;
+		}
+		st_file_free(f);
+	}
+	b->keep = (int32_t)keep;
+	if (name && json_is_string(name))
+		snprintf(b->name, sizeof(b->name), "%s", json_string_value(name));
+	else
+		snprintf(b->name, sizeof(b->name), "%.40s-%s", b->cfg.dataset,
+			 config_optim_name(b->cfg.optimizer));
+	bg_queue(b, work_start_check, bg_after_start);
+}
+
+static void m_pause(struct daemon *d, struct call *c)
+{
+	static const char *const keys[] = { "id", NULL };
+	struct job *j;
+
+	if (!only_keys(c, keys) || !(j = get_job(d, c)))
+		return;
+	jobs_pause(d, c, j);
+}
+
+static void m_resume(struct daemon *d, struct call *c)
+{
+	static const char *const keys[] = { "id", "weights_only", NULL };
+	bool weights_only = false;
+	struct job *j;
+
+	if (!only_keys(c, keys) || !get_bool(c, "weights_only", &weights_only) || !(j = get_job(d, c)))
+		return;
+	jobs_resume(d, c, j, weights_only);
+}
+
+static void m_kill(struct daemon *d, struct call *c)
+{
+	static const char *const keys[] = { "id", "after_epoch", NULL };
+	int64_t after = 0;
+	struct job *j;
+
+	if (!only_keys(c, keys) || !get_int(c, "after_epoch", false, 1, 100000, &after) ||
+	    !(j = get_job(d, c)))
+		return;
+	jobs_kill(d, c, j, after);
+}
+
+static void m_status(struct daemon *d, struct call *c)
+{
+	static const char *const keys[] = { "id", NULL };
+	struct job *j;
+
+	if (!only_keys(c, keys) || !(j = get_job(d, c)))
+		return;
+	call_reply(c, json_pack("{s:o}", "job", job_to_json(j)), false);
+}
+
+static void m_list(struct daemon *d, struct call *c)
+{
+	static const char *const keys[] = { NULL };
+	json_t *a;
+
+	if (!only_keys(c, keys))
+		return;
+	a = json_array();
+	for (size_t i = 0; i < d->njobs; i++)
+		json_array_append_new(a, job_to_json(d->jobs[i]));
+	call_reply(c, json_pack("{s:o}", "jobs", a), false);
+}
+
+static void m_history(struct daemon *d, struct call *c)
+{
+	static const char *const keys[] = { "id", NULL };
+	struct job *j;
+	struct bg *b;
+
+	if (!only_keys(c, keys) || !(j = get_job(d, c)) || !(b = bg_new(d, c)))
+		return;
+	b->id = j->id;
+	bg_queue(b, work_history, bg_after);
+}
+
+static void m_checkpoints(struct daemon *d, struct call *c)
+{
+	static const char *const keys[] = { "id", NULL };
+	struct job *j;
+	struct bg *b;
+
+	if (!only_keys(c, keys) || !(j = get_job(d, c)) || !(b = bg_new(d, c)))
+		return;
+	b->id = j->id;
+	bg_queue(b, work_checkpoints, bg_after);
+}
+
+static void m_wait(struct daemon *d, struct call *c)
+{
+	static const char *const keys[] = { "id", "epoch", "states", "timeout", NULL };
+	json_t *states = json_object_get(call_params(c), "states");
+	json_t *timeout = json_object_get(call_params(c), "timeout");
+	int64_t epoch = 0;
+	unsigned mask = 0;
+	double t = -1;
+	struct job *j;
+
+	if (!only_keys(c, keys) || !get_int(c, "epoch", false, 1, 100000, &epoch))
+		return;
+	if (states && !json_is_null(states)) {
+		size_t i;
+		json_t *s;
+
+		if (!json_is_array(states) || json_array_size(states) == 0) {
+			bad_param(c, "states", "'states' must be a non-empty array of state names");
+			return;
+		}
+		json_array_foreach(states, i, s) {
+			int st = json_is_string(s) ? job_state_parse(json_string_value(s)) : -1;
+
+			if (st < 0) {
+				bad_param(c, "states", "unknown state %s%.32s%s (expected queued, running, "
+					  "paused, killed, failed or done)",
+					  json_is_string(s) ? "'" : "",
+					  json_is_string(s) ? json_string_value(s) : "(not a string)",
+					  json_is_string(s) ? "'" : "");
+				return;
+			}
+			mask |= 1u << st;
+		}
+	}
+	if (timeout && !json_is_null(timeout)) {
+		if (!json_is_number(timeout) || !isfinite(json_number_value(timeout)) ||
+		    json_number_value(timeout) < 0 || json_number_value(timeout) > 1e7) {
+			bad_param(c, "timeout", "'timeout' must be a number of seconds in [0, 1e7]");
+			return;
+		}
+		t = json_number_value(timeout);
+	}
+	if (!(j = get_job(d, c)))
+		return;
+	if ((uint64_t)epoch > j->cfg.epochs) {
+		bad_param(c, "epoch", "job %" PRId64 " has only %u epochs", j->id, j->cfg.epochs);
+		return;
+	}
+	jobs_wait(d, c, j, (uint32_t)epoch, mask, t);
+}
+
+static void m_eval(struct daemon *d, struct call *c)
+{
+	static const char *const keys[] = { "id", "split", "epoch", NULL };
+	json_t *split = json_object_get(call_params(c), "split");
+	enum eval_split which = EVAL_VAL;
+	int64_t epoch = -1;
+	struct job *j;
+	struct bg *b;
+
+	if (!only_keys(c, keys) || !get_int(c, "epoch", false, 0, 100000, &epoch))
+		return;
+	if (split && !json_is_null(split)) {
+		const char *s = json_is_string(split) ? json_string_value(split) : "";
+
+		if (strcmp(s, "val") == 0)
+			which = EVAL_VAL;
+		else if (strcmp(s, "test") == 0)
+			which = EVAL_TEST;
+		else {
+			bad_param(c, "split", "'split' must be \"val\" or \"test\"");
+			return;
+		}
+	}
+	if (!(j = get_job(d, c)) || !(b = bg_new(d, c)))
+		return;
+	b->id = j->id;
+	b->epoch = epoch;
+	b->split = which;
+	bg_queue(b, work_eval, bg_after);
+}
+
+static void m_export(struct daemon *d, struct call *c)
+{
+	static const char *const keys[] = { "id", "epoch", NULL };
+	int64_t epoch = -1;
+	struct job *j;
+	struct bg *b;
+
+	if (!only_keys(c, keys) || !get_int(c, "epoch", false, 0, 100000, &epoch) ||
+	    !(j = get_job(d, c)) || !(b = bg_new(d, c)))
+		return;
+	b->id = j->id;
+	b->epoch = epoch;
+	bg_queue(b, work_export, bg_after);
+}
+
+static void m_watch(struct daemon *d, struct call *c)
+{
+	static const char *const keys[] = { "id", NULL };
+	struct job *j;
+
+	if (!only_keys(c, keys) || !(j = get_job(d, c)))
+		return;
+	jobs_watch(d, c, j);
+}
+
+static void m_get_info(struct daemon *d, struct call *c)
+{
+	(void)d;
+	call_reply(c, json_pack("{s:s,s:s,s:s,s:s,s:[s,s]}", "vendor", "traind", "product", "traind",
+				"version", TRAIND_VERSION, "url", "https://traind.invalid/",
+				"interfaces", "org.varlink.service", "io.traind"),
+		   false);
+}
+
+static void m_get_interface(struct daemon *d, struct call *c)
+{
+	json_t *iface = json_object_get(call_params(c), "interface");
+
+	(void)d;
+	if (!json_is_string(iface)) {
+		call_error(c, "org.varlink.service.InvalidParameter",
+			   json_pack("{s:s}", "parameter", "interface"));
+		return;
+	}
+	if (strcmp(json_string_value(iface), "io.traind") != 0) {
+		call_error(c, "org.varlink.service.InterfaceNotFound",
+			   json_pack("{s:s}", "interface", json_string_value(iface)));
+		return;
+	}
+	call_reply(c, json_pack("{s:s}", "description", traind_interface_description), false);
+}
+
+static const struct {
+	const char *name;
+	void (*fn)(struct daemon *d, struct call *c);
+} methods[] = {
+	{ "io.traind.Start", m_start },
+	{ "io.traind.Pause", m_pause },
+	{ "io.traind.Resume", m_resume },
+	{ "io.traind.Kill", m_kill },
+	{ "io.traind.Status", m_status },
+	{ "io.traind.List", m_list },
+	{ "io.traind.History", m_history },
+	{ "io.traind.Checkpoints", m_checkpoints },
+	{ "io.traind.Wait", m_wait },
+	{ "io.traind.Eval", m_eval },
+	{ "io.traind.Export", m_export },
+	{ "io.traind.Watch", m_watch },
+	{ "org.varlink.service.GetInfo", m_get_info },
+	{ "org.varlink.service.GetInterfaceDescription", m_get_interface },
+};
+
+void methods_dispatch(void *ctx, struct call *c, const char *method)
+{
+	struct daemon *d = ctx;
+
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+		if (strcmp(methods[i].name, method) == 0) {
+			if (d->shutting_down && methods[i].fn != m_status && methods[i].fn != m_list &&
+			    methods[i].fn != m_get_info) {
+				call_error(c, "InvalidState",
+					   json_pack("{s:I,s:s,s:s}", "id", (json_int_t)0, "state", "stopping",
+						     "message", "traind is shutting down"));
+				return;
+			}
+			methods[i].fn(d, c);
+			return;
+		}
+	}
+	if (strncmp(method, "io.traind.", 10) == 0 || strncmp(method, "org.varlink.service.", 20) == 0)
+		call_error(c, "org.varlink.service.MethodNotFound",
+			   json_pack("{s:s}", "method", method));
+	else
+		call_error(c, "org.varlink.service.InterfaceNotFound",
+			   json_pack("{s:s}", "interface", method));
+}

@@ -1,0 +1,599 @@
+/*
+ * server.c - varlink over a Unix stream socket. See include/traind/server.h.
+ *
+ * Connection buffer: bytes are appended as they arrive; complete messages
+ * (up to a NUL) are taken from the front one at a time, and only while no call
+ * is in flight. While a call is pending and the buffer holds more than a
+ * message's worth, reading stops (back-pressure) until the call ends.
+ */
+#include "traind/server.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "traind/log.h"
+
+struct conn {
+	uv_pipe_t pipe;
+	struct server *srv;
+	char *buf;                /* received bytes not yet consumed */
+	size_t len, cap;
+	size_t scanned;           /* bytes of buf known to hold no NUL */
+	struct call *current;     /* the call in flight, or NULL */
+	bool closing;
+	bool reading;
+	bool processing;          /* inside process(): do not re-enter */
+	struct conn *prev, *next;
+};
+
+struct call {
+	struct conn *conn;        /* NULL once the client is gone */
+	json_t *msg;              /* the whole call message (owns params) */
+	json_t *params;
+	char method[128];
+	bool more, oneway;
+	void (*cancel)(void *arg);
+	void *cancel_arg;
+};
+
+struct server {
+	uv_loop_t *loop;
+	uv_pipe_t listener;
+	bool listening;
+	server_dispatch_fn dispatch;
+	void *ctx;
+	struct conn *conns;
+	unsigned nconns;
+	bool closing;
+	int open_handles;         /* listener + connections not yet closed */
+	uid_t uid;
+	gid_t gid;
+	bool restrict_access;
+};
+
+static void process(struct conn *c);
+static void conn_close(struct conn *c);
+static void start_reading(struct conn *c);
+
+/* ---- output ----------------------------------------------------------- */
+
+struct wreq {
+	uv_write_t req;
+	char *data;
+};
+
+static void on_write(uv_write_t *req, int status)
+{
+	struct wreq *w = (struct wreq *)req;
+
+	(void)status;
+	free(w->data);
+	free(w);
+}
+
+static void send_json(struct conn *c, json_t *msg)
+{
+	char *text;
+	size_t n;
+	struct wreq *w;
+	uv_buf_t b;
+
+	if (!c || c->closing)
+		return;
+	text = json_dumps(msg, JSON_COMPACT | JSON_REAL_PRECISION(17));
+	if (!text) {
+		conn_close(c);
+		return;
+	}
+	n = strlen(text) + 1; /* the NUL terminator is the frame */
+	w = malloc(sizeof(*w));
+	if (!w) {
+		free(text);
+		conn_close(c);
+		return;
+	}
+	w->data = text;
+	b = uv_buf_init(text, (unsigned)n);
+	if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &b, 1, on_write) < 0) {
+		free(text);
+		free(w);
+		conn_close(c);
+		return;
+	}
+	if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) > SERVER_MAX_BACKLOG) {
+		log_warn("closing a client that does not read its replies");
+		conn_close(c);
+	}
+}
+
+static void protocol_error(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void protocol_error(struct conn *c, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	json_t *m;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	m = json_pack("{s:s,s:{s:s}}", "error", "io.traind.ProtocolError", "parameters", "message", msg);
+	if (m)
+		send_json(c, m);
+	json_decref(m);
+}
+
+/* ---- calls ------------------------------------------------------------ */
+
+json_t *call_params(struct call *c)
+{
+	return c->params;
+}
+
+const char *call_method(struct call *c)
+{
+	return c->method;
+}
+
+bool call_more(struct call *c)
+{
+	return c->more;
+}
+
+bool call_alive(struct call *c)
+{
+	return c->conn && !c->conn->closing;
+}
+
+bool call_can_stream(struct call *c)
+{
+	return call_alive(c) &&
+	       uv_stream_get_write_queue_size((uv_stream_t *)&c->conn->pipe) < SERVER_STREAM_BACKLOG;
+}
+
+void call_on_cancel(struct call *c, void (*fn)(void *arg), void *arg)
+{
+	c->cancel = fn;
+	c->cancel_arg = arg;
+}
+
+static void call_end(struct call *c)
+{
+	struct conn *conn = c->conn;
+
+	json_decref(c->msg);
+	free(c);
+	if (conn) {
+		conn->current = NULL;
+		if (!conn->closing)
+			process(conn);
+	}
+}
+
+void call_reply(struct call *c, json_t *params, bool continues)
+{
+	if (call_alive(c) && !c->oneway) {
+		json_t *m = json_object();
+
+		json_object_set_new(m, "parameters", params ? params : json_object());
+		params = NULL;
+		if (continues)
+			json_object_set_new(m, "continues", json_true());
+		send_json(c->conn, m);
+		json_decref(m);
+	}
+	json_decref(params);
+	if (!continues)
+		call_end(c);
+}
+
+void call_error(struct call *c, const char *error, json_t *params)
+{
+	if (call_alive(c) && !c->oneway) {
+		char name[160];
+		json_t *m;
+
+		if (strchr(error, '.'))
+			snprintf(name, sizeof(name), "%s", error);
+		else
+			snprintf(name, sizeof(name), "io.traind.%s", error);
+		m = json_pack("{s:s,s:o}", "error", name, "parameters", params ? params : json_object());
+		params = NULL;
+		send_json(c->conn, m);
+		json_decref(m);
+	}
+	json_decref(params);
+	call_end(c);
+}
+
+/* ---- input ------------------------------------------------------------ */
+
+/* One complete message (without its NUL): validate and dispatch. */
+static void handle_message(struct conn *c, const char *text, size_t len)
+{
+	json_error_t jerr;
+	json_t *msg = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	json_t *method, *params, *more, *oneway;
+	struct call *call;
+
+	if (!msg) {
+		protocol_error(c, "malformed JSON at byte %d: %s", jerr.position, jerr.text);
+		return;
+	}
+	if (!json_is_object(msg)) {
+		protocol_error(c, "a message must be a JSON object");
+		goto out;
+	}
+	method = json_object_get(msg, "method");
+	params = json_object_get(msg, "parameters");
+	more = json_object_get(msg, "more");
+	oneway = json_object_get(msg, "oneway");
+	if (!json_is_string(method) || json_string_length(method) == 0 ||
+	    json_string_length(method) >= sizeof(call->method)) {
+		protocol_error(c, "the message has no \"method\" string");
+		goto out;
+	}
+	if (params && !json_is_object(params)) {
+		protocol_error(c, "\"parameters\" must be an object");
+		goto out;
+	}
+	if ((more && !json_is_boolean(more)) || (oneway && !json_is_boolean(oneway))) {
+		protocol_error(c, "\"more\" and \"oneway\" must be booleans");
+		goto out;
+	}
+	call = calloc(1, sizeof(*call));
+	if (!call) {
+		protocol_error(c, "out of memory");
+		goto out;
+	}
+	if (!params) {
+		params = json_object();
+		json_object_set_new(msg, "parameters", params);
+	}
+	call->conn = c;
+	call->msg = msg;
+	call->params = params;
+	call->more = json_is_true(more);
+	call->oneway = json_is_true(oneway);
+	snprintf(call->method, sizeof(call->method), "%s", json_string_value(method));
+	c->current = call;
+	c->srv->dispatch(c->srv->ctx, call, call->method);
+	return;
+out:
+	json_decref(msg);
+}
+
+static void process(struct conn *c)
+{
+	if (c->processing)
+		return;
+	c->processing = true;
+	while (!c->current && !c->closing) {
+		char *nul = memchr(c->buf + c->scanned, '\0', c->len - c->scanned);
+		size_t mlen;
+
+		if (!nul) {
+			c->scanned = c->len;
+			if (c->len > SERVER_MAX_MESSAGE) {
+				protocol_error(c, "message larger than %u bytes", SERVER_MAX_MESSAGE);
+				conn_close(c);
+			}
+			break;
+		}
+		mlen = (size_t)(nul - c->buf);
+		handle_message(c, c->buf, mlen);
+		if (c->closing)
+			break;
+		memmove(c->buf, nul + 1, c->len - mlen - 1);
+		c->len -= mlen + 1;
+		c->scanned = 0;
+	}
+	/* back-pressure: read more only while there is room for it */
+	if (!c->closing) {
+		bool want = c->len <= SERVER_MAX_MESSAGE && (!c->current || c->len < 65536);
+
+		if (want && !c->reading) {
+			start_reading(c);
+		} else if (!want && c->reading) {
+			uv_read_stop((uv_stream_t *)&c->pipe);
+			c->reading = false;
+		}
+	}
+	c->processing = false;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+	struct conn *c = h->data;
+	size_t want = suggested < 65536 ? 65536 : suggested;
+
+	if (c->cap - c->len < want) {
+		size_t ncap = c->cap ? c->cap : 65536;
+		char *nb;
+
+		while (ncap - c->len < want)
+			ncap *= 2;
+		nb = realloc(c->buf, ncap);
+		if (!nb) {
+			*b = uv_buf_init(NULL, 0);
+			return;
+		}
+		c->buf = nb;
+		c->cap = ncap;
+	}
+	*b = uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
+}
+
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+	struct conn *c = st->data;
+
+	(void)b;
+	if (n < 0) {
+		conn_close(c);
+		return;
+	}
+	c->len += (size_t)n;
+	process(c);
+}
+
+static void start_reading(struct conn *c)
+{
+	if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) == 0)
+		c->reading = true;
+}
+
+static void on_conn_closed(uv_handle_t *h)
+{
+	struct conn *c = h->data;
+	struct server *s = c->srv;
+
+	free(c->buf);
+	free(c);
+	s->open_handles--;
+	if (s->closing && s->open_handles == 0)
+		free(s);
+}
+
+static void conn_close(struct conn *c)
+{
+	struct server *s = c->srv;
+
+	if (c->closing)
+		return;
+	c->closing = true;
+	if (c->current) {
+		struct call *call = c->current;
+
+		call->conn = NULL;
+		c->current = NULL;
+		if (call->cancel)
+			call->cancel(call->cancel_arg);
+	}
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	s->nconns--;
+	uv_close((uv_handle_t *)&c->pipe, on_conn_closed);
+}
+
+/* ---- listening -------------------------------------------------------- */
+
+static bool peer_allowed(struct server *s, int fd)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	gid_t groups[256];
+	int ng;
+
+	if (!s->restrict_access)
+		return true;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return false;
+	if (cred.uid == 0 || cred.uid == s->uid)
+		return true;
+	if (s->gid == (gid_t)-1)
+		return false;
+	if (cred.gid == s->gid)
+		return true;
+	/* supplementary groups of the peer process */
+	{
+		char path[64], line[4096];
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%d/status", (int)cred.pid);
+		f = fopen(path, "r");
+		if (!f)
+			return false;
+		ng = 0;
+		while (fgets(line, sizeof(line), f)) {
+			if (strncmp(line, "Groups:", 7) == 0) {
+				char *p = line + 7, *end;
+
+				while (ng < 256) {
+					long g = strtol(p, &end, 10);
+
+					if (end == p)
+						break;
+					groups[ng++] = (gid_t)g;
+					p = end;
+				}
+			}
+		}
+		fclose(f);
+		for (int i = 0; i < ng; i++)
+			if (groups[i] == s->gid)
+				return true;
+	}
+	return false;
+}
+
+static void on_connection(uv_stream_t *l, int status)
+{
+	struct server *s = l->data;
+	struct conn *c;
+	uv_os_fd_t fd;
+
+	if (status < 0 || s->closing)
+		return;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return;
+	uv_pipe_init(s->loop, &c->pipe, 0);
+	c->pipe.data = c;
+	c->srv = s;
+	s->open_handles++;
+	if (uv_accept(l, (uv_stream_t *)&c->pipe) < 0) {
+		c->closing = true;
+		uv_close((uv_handle_t *)&c->pipe, on_conn_closed);
+		return;
+	}
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->nconns++;
+	if (s->nconns > SERVER_MAX_CONNECTIONS) {
+		protocol_error(c, "too many connections (%u)", SERVER_MAX_CONNECTIONS);
+		conn_close(c);
+		return;
+	}
+	if (uv_fileno((uv_handle_t *)&c->pipe, &fd) == 0 && !peer_allowed(s, fd)) {
+		json_t *m = json_pack("{s:s,s:{s:s}}", "error", "io.traind.PermissionDenied",
+				      "parameters", "message",
+				      "permission denied: not root, the daemon's user, or in its group");
+
+		log_warn("refused a connection from a user outside the allowed group");
+		send_json(c, m);
+		json_decref(m);
+		conn_close(c);
+		return;
+	}
+	start_reading(c);
+}
+
+int server_new(struct server **out, uv_loop_t *loop, server_dispatch_fn fn, void *ctx)
+{
+	struct server *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return -ENOMEM;
+	s->loop = loop;
+	s->dispatch = fn;
+	s->ctx = ctx;
+	s->gid = (gid_t)-1;
+	*out = s;
+	return 0;
+}
+
+void server_set_access(struct server *s, uid_t uid, gid_t gid)
+{
+	s->uid = uid;
+	s->gid = gid;
+	s->restrict_access = true;
+}
+
+unsigned server_connections(const struct server *s)
+{
+	return s->nconns;
+}
+
+static int start_listening(struct server *s, struct tr_err *err, const char *what)
+{
+	int rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
+
+	if (rc < 0)
+		return tr_err_set(err, rc, "cannot listen on %s: %s", what, uv_strerror(rc));
+	s->listening = true;
+	return 0;
+}
+
+/* Is something accepting connections on `path`? */
+static bool socket_alive(const char *path)
+{
+	struct sockaddr_un sa;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool alive;
+
+	if (fd < 0)
+		return false;
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	alive = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return alive;
+}
+
+int server_listen_path(struct server *s, const char *path, struct tr_err *err)
+{
+	struct stat st;
+	int rc;
+
+	if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		return tr_err_set(err, -ENAMETOOLONG, "socket path too long: %s", path);
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return tr_err_set(err, -EEXIST, "%s exists and is not a socket", path);
+		if (socket_alive(path))
+			return tr_err_set(err, -EADDRINUSE,
+					  "another traind is listening on %s; not taking it over", path);
+		log_notice("replacing stale socket %s", path);
+		unlink(path);
+	}
+	uv_pipe_init(s->loop, &s->listener, 0);
+	s->listener.data = s;
+	s->open_handles++;
+	rc = uv_pipe_bind(&s->listener, path);
+	if (rc < 0)
+		return tr_err_set(err, rc, "cannot bind %s: %s", path, uv_strerror(rc));
+	chmod(path, 0660);
+	return start_listening(s, err, path);
+}
+
+int server_listen_fd(struct server *s, int fd, struct tr_err *err)
+{
+	int rc;
+
+	uv_pipe_init(s->loop, &s->listener, 0);
+	s->listener.data = s;
+	s->open_handles++;
+	rc = uv_pipe_open(&s->listener, fd);
+	if (rc < 0)
+		return tr_err_set(err, rc, "cannot use the inherited socket: %s", uv_strerror(rc));
+	return start_listening(s, err, "the inherited socket");
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+	struct server *s = h->data;
+
+	s->open_handles--;
+	if (s->open_handles == 0)
+		free(s);
+}
+
+void server_close(struct server *s)
+{
+	if (!s || s->closing)
+		return;
+	s->closing = true;
+	while (s->conns)
+		conn_close(s->conns);
+	if (s->open_handles == 0) {
+		free(s);
+		return;
+	}
+	if (!uv_is_closing((uv_handle_t *)&s->listener) && s->listener.type == UV_NAMED_PIPE)
+		uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+}

@@ -1,0 +1,29 @@
+/*
+ * dscache.h - datasets shared by the jobs that train on them.
+ *
+ * A dataset is loaded once (from DATA_DIR/NAME/) by the first job that needs
+ * it and freed when its last job lets go. Names are checked by
+ * config_dataset_name_ok (no '/', no leading '.'), and the resolved directory
+ * must lie inside the data directory (a symlink pointing out is refused), so a
+ * client can never make traind open a path of its choosing.
+ *
+ * Thread: any (a mutex guards the table; loading happens outside it, one
+ * loader per name).
+ */
+#ifndef TRAIND_DSCACHE_H
+#define TRAIND_DSCACHE_H
+
+#include "traind/dataset.h"
+#include "traind/error.h"
+
+struct dscache;
+
+int dscache_new(struct dscache **out, const char *data_dir);
+void dscache_free(struct dscache *c);
+/* A loaded dataset by name; pair with dscache_put. */
+int dscache_get(struct dscache *c, const char *name, const struct dataset **out, struct tr_err *err);
+void dscache_put(struct dscache *c, const struct dataset *ds);
+/* Check the name and that its directory exists inside the data dir (cheap; no load). */
+int dscache_check(struct dscache *c, const char *name, struct tr_err *err);
+
+#endif

@@ -1,0 +1,169 @@
+/*
+ * jobs.h - the job registry, the scheduler and the training workers.
+ *
+ * DESIGN. The loop thread owns the registry: every struct job, its state, its
+ * waiters, and all decisions (start, pause, kill, resume, fail, finish). Each
+ * running job has one worker thread that owns its trainer (and the trainer's
+ * team). The two meet in three narrow places:
+ *   - job->stop: an atomic the loop sets and the worker reads between steps;
+ *   - job->prog: a progress snapshot the worker publishes under job->mu and
+ *     the loop copies for status and watch replies (never live buffers);
+ *   - the loop queue: the worker posts "epoch committed" (via the store
+ *     thread) and "I have stopped" events; the loop frees nothing of a job's
+ *     worker side before that last event.
+ * Checkpoints: at each epoch end the worker serializes the trainer to memory
+ * (the only time it is held) and hands the blob to the store thread, which
+ * commits checkpoint + history row in one transaction while training goes on.
+ * Pause and shutdown save the exact position and wait for that commit.
+ *
+ * States: queued -> running -> {paused, killed, failed, done}; resume puts
+ * paused/killed/failed back to queued. At most max_running jobs run; the
+ * rest wait in order of queueing. A shutdown (SIGTERM) checkpoints every
+ * running job and leaves it "running" in the database, so the next start
+ * continues it, as it does after a crash.
+ *
+ * Thread: everything here on the loop thread, except the worker internals.
+ */
+#ifndef TRAIND_JOBS_H
+#define TRAIND_JOBS_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "traind/config.h"
+#include "traind/dscache.h"
+#include "traind/loopq.h"
+#include "traind/server.h"
+#include "traind/store.h"
+#include "traind/storeq.h"
+
+enum job_state {
+	JOB_QUEUED,
+	JOB_RUNNING,
+	JOB_PAUSED,
+	JOB_KILLED,
+	JOB_FAILED,
+	JOB_DONE,
+};
+
+enum job_stop {
+	STOP_NONE,
+	STOP_PAUSE,      /* save the exact position, then paused */
+	STOP_SHUTDOWN,   /* save the exact position, stay "running" for the next start */
+	STOP_KILL,       /* stop at once, save nothing */
+	STOP_FAIL,       /* the loop saw a failure (a commit); stop at once */
+};
+
+/* What the worker publishes (under job->mu) for status and watch. */
+struct job_progress {
+	uint32_t epoch;              /* completed epochs (in memory; may be ahead of the DB) */
+	uint32_t step;               /* batches done in the current epoch */
+	uint32_t steps_per_epoch;
+	double samples_per_second;   /* recent training throughput */
+	double loss;                 /* running mean train loss of this epoch */
+	bool has_loss;
+	bool active;                 /* the worker is training (not loading) */
+};
+
+struct job_checkpoint {          /* the newest committed checkpoint, loop's copy */
+	bool valid;
+	uint32_t epoch, step;
+	bool is_epoch;
+	int64_t size, created;
+	double val_loss;
+	char checksum[STORE_CHECKSUM_MAX];
+};
+
+struct waiter;
+struct daemon;
+
+struct job {
+	int64_t id;
+	char name[STORE_NAME_MAX];
+	struct train_config cfg;
+	int32_t keep;
+	enum job_state state;
+	char *error;                 /* last failure, owned */
+	int64_t created, updated;
+	uint32_t committed_epoch;    /* epochs whose checkpoint + history are durable */
+	double last_val_acc;
+	bool has_val_acc;
+	struct job_checkpoint newest;
+	uint8_t *init_model;         /* --init-from bytes until the first checkpoint, owned */
+	size_t init_len;
+	bool weights_only_next;      /* the next start restores the model only */
+	uint64_t queue_seq;          /* order among queued jobs */
+
+	/* worker side */
+	bool worker_alive;           /* a thread exists (until its exit event) */
+	pthread_t thread;
+	_Atomic int stop;            /* enum job_stop, loop -> worker */
+	_Atomic int64_t kill_after;  /* die after this epoch commits; -1 none */
+	_Atomic int commits_inflight;
+	bool commit_failed;
+	bool finalize_pending;       /* worker gone, waiting for commits in flight */
+	int exit_outcome;            /* enum job_state the worker ended in */
+	pthread_mutex_t mu;
+	struct job_progress prog;    /* guarded by mu */
+
+	struct waiter *waiters;      /* Wait/Watch/Pause/Kill calls pending on this job */
+	struct daemon *d;
+};
+
+struct daemon {
+	uv_loop_t *loop;
+	struct loopq lq;
+	struct storeq *sq;
+	struct dscache *dsc;
+	struct server *server;
+	char db_path[4096];
+	char data_dir[4096];
+	unsigned max_running;
+	unsigned running;
+	uint64_t next_seq;
+	struct job **jobs;           /* by id */
+	size_t njobs, cap;
+	bool shutting_down;
+	void (*on_drained)(struct daemon *d);   /* shutdown: every worker has stopped */
+	uv_timer_t watch_timer;
+	void (*on_change)(struct daemon *d);    /* after any state change (sd_notify STATUS) */
+};
+
+const char *job_state_name(enum job_state s);
+int job_state_parse(const char *name);   /* -1 if unknown */
+
+/* Load jobs from the database (store already migrated). Jobs left running or
+ * queued are queued again, in id order, to continue from their newest
+ * checkpoints. Runs before the loop starts (uses `s` synchronously). */
+int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err);
+/* Start the scheduler and the watch timer. */
+void jobs_start(struct daemon *d);
+struct job *jobs_find(struct daemon *d, int64_t id);
+
+/* The verbs. Each either ends `c` itself (reply or error) or keeps it pending
+ * until the job reaches the awaited point. */
+void jobs_start_job(struct daemon *d, struct call *c, const char *name,
+		    const struct train_config *cfg, int32_t keep, uint8_t *init_model, size_t init_len);
+void jobs_pause(struct daemon *d, struct call *c, struct job *j);
+void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_only);
+void jobs_kill(struct daemon *d, struct call *c, struct job *j, int64_t after_epoch);
+/* Wait: epoch (0 = none), states mask (bit per enum job_state), timeout (<0 none). */
+void jobs_wait(struct daemon *d, struct call *c, struct job *j, uint32_t epoch, unsigned states,
+	       double timeout);
+void jobs_watch(struct daemon *d, struct call *c, struct job *j);
+
+/* The Job object of the protocol (status). */
+json_t *job_to_json(struct job *j);
+
+/* SIGTERM: checkpoint every running job, then call d->on_drained. */
+void jobs_shutdown(struct daemon *d);
+/* Free everything (after the loop has stopped). */
+void jobs_free(struct daemon *d);
+/* One-line summary for sd_notify STATUS=. */
+void jobs_summary(struct daemon *d, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,69 @@
+/*
+ * server.h - the control socket: a Unix stream socket speaking varlink
+ * (one JSON object + NUL per message), its connections, and method calls.
+ *
+ * Each connection runs one call at a time: messages that arrive while a call
+ * is in flight wait in the connection's buffer, so replies come in order.
+ * Limits: a message is at most SERVER_MAX_MESSAGE bytes (larger: a
+ * ProtocolError reply, then the connection is closed); at most
+ * SERVER_MAX_CONNECTIONS connections; a client whose unread replies pile up
+ * beyond SERVER_MAX_BACKLOG is disconnected (streams skip updates long
+ * before that). Malformed JSON, a non-object, a missing method: a
+ * ProtocolError reply naming the problem; the connection stays usable.
+ *
+ * Ownership: the server owns connections and calls. A call is valid from
+ * dispatch until its final reply (call_reply with continues false, or
+ * call_error); if the client goes away first, the call's cancel hook runs and
+ * replies become no-ops that just end the call.
+ *
+ * Thread: loop thread only.
+ */
+#ifndef TRAIND_SERVER_H
+#define TRAIND_SERVER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "traind/error.h"
+
+#define SERVER_MAX_MESSAGE (16u << 20)
+#define SERVER_MAX_CONNECTIONS 4096
+#define SERVER_MAX_BACKLOG (64u << 20)
+#define SERVER_STREAM_BACKLOG (1u << 20)
+
+struct server;
+struct call;
+
+/* Called for every well-formed call; must eventually end the call. */
+typedef void (*server_dispatch_fn)(void *ctx, struct call *c, const char *method);
+
+int server_new(struct server **out, uv_loop_t *loop, server_dispatch_fn fn, void *ctx);
+/* Bind and listen on `path` (mode 0660). A stale socket file (nobody
+ * accepting) is replaced; a live one is never stolen (-EADDRINUSE). */
+int server_listen_path(struct server *s, const char *path, struct tr_err *err);
+/* Listen on an inherited, already listening socket (socket activation). */
+int server_listen_fd(struct server *s, int fd, struct tr_err *err);
+/* Restrict who may connect: root, `uid`, and members of `gid` (gid -1: none). */
+void server_set_access(struct server *s, uid_t uid, gid_t gid);
+/* Stop accepting; close all connections (pending calls are cancelled). The
+ * server is freed once every handle has closed. */
+void server_close(struct server *s);
+unsigned server_connections(const struct server *s);
+
+json_t *call_params(struct call *c);        /* borrowed; an object (maybe empty) */
+const char *call_method(struct call *c);
+bool call_more(struct call *c);
+bool call_alive(struct call *c);            /* the client is still there */
+/* True when the connection's unread output is small enough for another
+ * streamed update. */
+bool call_can_stream(struct call *c);
+/* Reply; takes ownership of params (NULL = {}). continues = more replies follow. */
+void call_reply(struct call *c, json_t *params, bool continues);
+/* Error reply "io.traind.NAME" (or a full name); takes params; ends the call. */
+void call_error(struct call *c, const char *error, json_t *params);
+/* Run fn(arg) if the client disconnects while the call is pending. */
+void call_on_cancel(struct call *c, void (*fn)(void *arg), void *arg);
+
+#endif

@@ -1,0 +1,136 @@
+/*
+ * store.h - traind's SQLite database: jobs, per-epoch checkpoint blobs and
+ * history rows, committed transactionally.
+ *
+ * Schema: migrations/NNNN_name.sql, embedded at build time, applied in order
+ * at open, each in its own transaction together with its PRAGMA user_version
+ * bump (so a crash mid-migration leaves the previous version intact and the
+ * migration is re-applied). A database from a newer version is refused.
+ * Connection settings: WAL, synchronous=FULL, foreign_keys=ON, busy_timeout,
+ * auto_vacuum=INCREMENTAL (set when the file is created).
+ *
+ * Invariant: epoch N's checkpoint and its history row are written in one
+ * transaction (store_commit_epoch), so after any crash the history ends
+ * exactly at the newest epoch checkpoint, and UNIQUE(job, epoch) makes a
+ * duplicated epoch impossible.
+ *
+ * Retention (store_commit_epoch): keep the newest `keep` epoch checkpoints plus
+ * the one with the lowest val_loss (keep < 0: all); an epoch commit deletes the
+ * job's position (mid-epoch) checkpoints, which it supersedes; freed pages are
+ * given back with PRAGMA incremental_vacuum. History rows are never pruned.
+ *
+ * Errors: SQLite result codes stay inside store.c; callers get -ENOENT (no such
+ * job/checkpoint), -EINVAL (bad argument, or a database traind cannot use,
+ * such as a newer schema), -EBUSY (locked too long), -ENOSPC (disk full),
+ * -EROFS (read-only), -EIO (I/O error or corruption), -ENOMEM, with a message
+ * in tr_err that includes SQLite's explanation.
+ *
+ * Thread: a struct store is one SQLite connection; use it from one thread at a
+ * time. The daemon has exactly one writer connection (its store thread) and
+ * separate read connections.
+ */
+#ifndef TRAIND_STORE_H
+#define TRAIND_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "traind/error.h"
+#include "traind/trainer.h"   /* struct history_row */
+
+#define STORE_NAME_MAX 64
+#define STORE_STATE_MAX 16
+#define STORE_CHECKSUM_MAX 72
+
+struct store;
+
+/* A job row. config_json and last_error are malloc'ed (free with store_job_clear). */
+struct store_job {
+	int64_t id;
+	char name[STORE_NAME_MAX];
+	char state[STORE_STATE_MAX];   /* queued running paused killed failed done */
+	char *config_json;             /* the job's configuration (config.h keys) */
+	char *last_error;              /* NULL when none */
+	int32_t keep;                  /* retention: newest K epoch checkpoints; -1 = all */
+	uint32_t epochs;               /* planned */
+	uint32_t epoch;                /* committed epochs (== history rows) */
+	int64_t created_at;            /* unix seconds */
+	int64_t updated_at;
+};
+
+/* A checkpoint row's description; blob is malloc'ed when requested. */
+struct store_checkpoint {
+	int64_t id;
+	int64_t job_id;
+	uint32_t epoch;                /* completed epochs at this position */
+	uint32_t step;                 /* batches into the next epoch (0 for epoch checkpoints) */
+	bool is_epoch;                 /* true: end of epoch `epoch`; false: a mid-epoch position */
+	double val_loss;               /* epoch checkpoints; NAN for positions */
+	int64_t size;
+	char checksum[STORE_CHECKSUM_MAX];
+	int64_t created_at;
+	uint8_t *blob;                 /* NULL unless loaded */
+};
+
+/* Open (creating if needed) the database at `path`. With readonly false,
+ * applies pending migrations; with readonly true, opens SQLITE_OPEN_READONLY
+ * and only checks the schema version. */
+int store_open(struct store **out, const char *path, bool readonly, struct tr_err *err);
+void store_close(struct store *s);
+
+/* The schema version this build knows (the highest embedded migration), and
+ * the database's current PRAGMA user_version. */
+int store_schema_version_known(void);
+int store_schema_version(struct store *s);
+
+/* Jobs ------------------------------------------------------------------ */
+int store_job_create(struct store *s, const char *name, const char *config_json, uint32_t epochs,
+		     int32_t keep, const char *state, int64_t *id, struct tr_err *err);
+/* Set the state and last_error (NULL clears it). */
+int store_job_set_state(struct store *s, int64_t id, const char *state, const char *last_error,
+			struct tr_err *err);
+int store_job_get(struct store *s, int64_t id, struct store_job *out, struct tr_err *err);
+/* All jobs ordered by id; *out is a malloc'ed array (free with store_jobs_free). */
+int store_job_list(struct store *s, struct store_job **out, size_t *n, struct tr_err *err);
+void store_job_clear(struct store_job *j);
+void store_jobs_free(struct store_job *jobs, size_t n);
+
+/* Checkpoints and history ------------------------------------------------ */
+
+/* One transaction: insert epoch row->epoch's checkpoint blob and its history
+ * row, set the job's epoch, delete its position checkpoints, apply retention,
+ * and (after commit) run an incremental vacuum. Fails with -EEXIST if that
+ * epoch is already committed (nothing changes). */
+int store_commit_epoch(struct store *s, int64_t job, const struct history_row *row,
+		       const uint8_t *blob, size_t len, const char *checksum, struct tr_err *err);
+
+/* One transaction: replace the job's position checkpoint (at most one is kept)
+ * with this one, at completed epochs `epoch` and `step` batches into the next. */
+int store_save_position(struct store *s, int64_t job, uint32_t epoch, uint32_t step,
+			const uint8_t *blob, size_t len, const char *checksum, struct tr_err *err);
+
+/* The newest checkpoint of the job (highest (epoch, step)), blob loaded.
+ * -ENOENT when it has none. */
+int store_latest_checkpoint(struct store *s, int64_t job, struct store_checkpoint *out,
+			    struct tr_err *err);
+/* The epoch checkpoint at end of `epoch`, blob loaded; -ENOENT if not kept. */
+int store_epoch_checkpoint(struct store *s, int64_t job, uint32_t epoch,
+			   struct store_checkpoint *out, struct tr_err *err);
+/* Delete one checkpoint by id (a corrupt one, say); if it was an epoch
+ * checkpoint, also delete history rows and checkpoints after the newest
+ * remaining checkpoint, so the history again ends at it; all in one transaction. */
+int store_drop_checkpoint(struct store *s, int64_t job, int64_t checkpoint_id, struct tr_err *err);
+/* Descriptions (no blobs) of all checkpoints of the job, oldest first. */
+int store_checkpoint_list(struct store *s, int64_t job, struct store_checkpoint **out, size_t *n,
+			  struct tr_err *err);
+void store_checkpoint_clear(struct store_checkpoint *c);   /* frees blob */
+
+/* The job's history rows, by epoch. *rows malloc'ed (caller frees). */
+int store_history(struct store *s, int64_t job, struct history_row **rows, size_t *n,
+		  struct tr_err *err);
+
+/* PRAGMA integrity_check == "ok" -> 0, else -EIO with the first problem. */
+int store_integrity_check(struct store *s, struct tr_err *err);
+
+#endif
