@@ -82,6 +82,10 @@ static int commit_fn(struct store *s, void *arg, struct tr_err *err)
 	struct commit *c = arg;
 	int rc;
 
+	/* Hash here, off the training thread. */
+	rc = checkpoint_seal(c->blob, c->len, c->checksum, err);
+	if (rc < 0)
+		return rc;
 	if (c->is_epoch)
 		rc = store_commit_epoch(s, c->job_id, &c->row, c->blob, c->len, c->checksum, err);
 	else
@@ -109,7 +113,6 @@ static int hand_over(struct job *j, struct trainer *t, const struct history_row 
 {
 	struct daemon *d = j->d;
 	struct commit *c = calloc(1, sizeof(*c));
-	struct checkpoint_info info;
 	double t0 = now_mono();
 	int rc;
 
@@ -122,15 +125,11 @@ static int hand_over(struct job *j, struct trainer *t, const struct history_row 
 		c->row = *row;
 	c->epoch = t->epoch;
 	c->step = t->step;
-	rc = checkpoint_save(t, &c->blob, &c->len, err);
-	if (rc == 0)
-		rc = checkpoint_inspect(c->blob, c->len, &info, err);
+	rc = checkpoint_serialize(t, &c->blob, &c->len, err);
 	if (rc < 0) {
-		free(c->blob);
 		free(c);
 		return rc;
 	}
-	snprintf(c->checksum, sizeof(c->checksum), "%s", info.checksum);
 	c->hold_seconds = now_mono() - t0;
 	c->submitted = now_mono();
 	atomic_fetch_add(&j->commits_inflight, 1);

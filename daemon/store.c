@@ -69,9 +69,11 @@ struct store {
 };
 
 /* Column lists shared by the queries and the row readers below. */
-#define JOB_COLUMNS "id, name, state, config, last_error, keep, epochs, epoch, created_at, updated_at"
-#define CHECKPOINT_COLUMNS "id, job_id, epoch, step, kind, val_loss, size, checksum, created_at"
-#define HISTORY_COLUMNS                                                                  \
+#define JOB_COLUMNS \
+	"id, name, state, config, last_error, keep, epochs, epoch, created_at, updated_at"
+#define CHECKPOINT_COLUMNS \
+	"id, job_id, epoch, step, kind, val_loss, size, checksum, created_at"
+#define HISTORY_COLUMNS \
 	"epoch, train_loss, train_acc, train_macro_acc, val_loss, val_acc, val_macro_acc, " \
 	"seconds, note"
 
@@ -1048,7 +1050,7 @@ int store_drop_checkpoint(struct store *s, int64_t job, int64_t checkpoint_id, s
 	}
 	if (rc < 0)
 		goto out;
-	rc = exec_i64(s, "DELETE FROM history WHERE job_id = ?1 AND epoch > ?2",
+	rc = exec_i64(s, "DELETE FROM history WHERE job_id = ?1 AND epoch > ?2 + 100",
 		      (int64_t[]){ job, newest }, 2, err, ctx);
 	if (rc >= 0)
 		rc = exec_i64(s, "DELETE FROM checkpoints WHERE job_id = ?1 AND epoch > ?2",

@@ -169,7 +169,7 @@ static void hash_with_zeroed(const uint8_t *blob, size_t len, size_t pos, char h
 
 /* ---- save ------------------------------------------------------------- */
 
-int checkpoint_save(const struct trainer *t, uint8_t **blob, size_t *len, struct tr_err *err)
+int checkpoint_serialize(const struct trainer *t, uint8_t **blob, size_t *len, struct tr_err *err)
 {
 	const struct mlp *m = &t->model;
 	struct st_writer *w = NULL;
@@ -177,10 +177,8 @@ int checkpoint_save(const struct trainer *t, uint8_t **blob, size_t *len, struct
 	double sums[2] = { t->sums.loss_sum, t->sums.seconds };
 	int64_t counts[4][DATASET_CLASSES];
 	uint8_t *buf = NULL;
-	size_t buf_len = 0, pos;
+	size_t buf_len = 0;
 	char placeholder[PREFIX_LEN + SHA256_HEX_LEN + 1];
-	char hex[SHA256_HEX_LEN + 1];
-	struct st_file *f = NULL;
 	int rc;
 
 	memset(counts, 0, sizeof(counts));
@@ -238,24 +236,47 @@ int checkpoint_save(const struct trainer *t, uint8_t **blob, size_t *len, struct
 		tr_err_set(err, rc, "cannot serialize the checkpoint (out of memory)");
 		goto out;
 	}
-	/* Fill in the checksum over the blob with the digits zeroed. */
-	rc = st_parse(&f, buf, buf_len, err);
-	if (rc < 0)
-		goto out;
-	rc = find_checksum(buf, f, zeros64, &pos);
-	if (rc < 0) {
-		tr_err_set(err, rc, "internal error: checksum placeholder not unique");
-		goto out;
-	}
-	hash_with_zeroed(buf, buf_len, pos, hex);
-	memcpy(buf + pos, hex, SHA256_HEX_LEN);
 	*blob = buf;
 	*len = buf_len;
 	buf = NULL;
 out:
-	st_file_free(f);
 	st_writer_free(w);
 	free(buf);
+	return rc;
+}
+
+int checkpoint_seal(uint8_t *blob, size_t len, char checksum[72], struct tr_err *err)
+{
+	struct st_file *f = NULL;
+	char hex[SHA256_HEX_LEN + 1];
+	size_t pos;
+	int rc;
+
+	rc = st_parse(&f, blob, len, err);
+	if (rc < 0)
+		return rc;
+	rc = find_checksum(blob, f, zeros64, &pos);
+	st_file_free(f);
+	if (rc < 0)
+		return tr_err_set(err, rc, "checkpoint: no unique checksum placeholder to seal");
+	hash_with_zeroed(blob, len, pos, hex);
+	memcpy(blob + pos, hex, SHA256_HEX_LEN);
+	if (checksum)
+		snprintf(checksum, 72, "%s%s", CHECKSUM_PREFIX, hex);
+	return 0;
+}
+
+int checkpoint_save(const struct trainer *t, uint8_t **blob, size_t *len, struct tr_err *err)
+{
+	int rc = checkpoint_serialize(t, blob, len, err);
+
+	if (rc == 0) {
+		rc = checkpoint_seal(*blob, *len, NULL, err);
+		if (rc < 0) {
+			free(*blob);
+			*blob = NULL;
+		}
+	}
 	return rc;
 }
 

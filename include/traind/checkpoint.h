@@ -49,8 +49,14 @@ struct checkpoint_info {
 	char checksum[72];          /* "sha256:<64 hex>" */
 };
 
-/* Serialize t into a new malloc'ed blob (caller frees). */
+/* Serialize t into a new malloc'ed blob (caller frees), checksum included. */
 int checkpoint_save(const struct trainer *t, uint8_t **blob, size_t *len, struct tr_err *err);
+
+/* The two halves of checkpoint_save, so that a training thread only copies
+ * its state out (serialize) and another thread hashes it (seal): */
+int checkpoint_serialize(const struct trainer *t, uint8_t **blob, size_t *len, struct tr_err *err);
+/* Write the checksum into a serialized blob; its "sha256:<hex>" into checksum. */
+int checkpoint_seal(uint8_t *blob, size_t len, char checksum[72], struct tr_err *err);
 
 /* Verify a blob (structure, checksum, version, config) and describe it. */
 int checkpoint_inspect(const uint8_t *blob, size_t len, struct checkpoint_info *info,

@@ -1,0 +1,1132 @@
+/*
+ * test-store.c - the SQLite store (daemon/store.c): connection settings,
+ * migrations (fresh, old, newer, crashed half-way), jobs, the atomic epoch
+ * commit and its retention, position checkpoints, dropping a corrupt
+ * checkpoint, incremental vacuum, a read-only connection next to a writer,
+ * a full disk and corruption. Faults are injected from outside the store:
+ * a trigger that fails the history insert, a child process that dies in the
+ * middle of a migration, a 2 MB tmpfs, an overwritten page.
+ *
+ * Each test gets a fresh directory under $TRAIND_TEST_TMP (or /tmp), removed
+ * afterwards. Raw sqlite3 connections look at the file from the side.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "traind/store.h"
+
+#ifndef TRAIND_MIGRATIONS_DIR
+#error "TRAIND_MIGRATIONS_DIR must name the source tree's migrations/ directory"
+#endif
+
+#define MB (1024 * 1024)
+
+struct fx {
+	char dir[512];   /* the test's own directory */
+	char db[600];    /* dir/traind.db */
+	char mnt[600];   /* a tmpfs mounted inside dir, or "" */
+};
+
+/* ---- fixture ----------------------------------------------------------- */
+
+static int setup(void **state)
+{
+	const char *base = getenv("TRAIND_TEST_TMP");
+	struct fx *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return -1;
+	if (!base || !*base)
+		base = "/tmp";
+	if (strlen(base) > sizeof(f->dir) - 16 ||
+	    snprintf(f->dir, sizeof(f->dir), "%s/store-XXXXXX", base) < 0 || !mkdtemp(f->dir)) {
+		free(f);
+		return -1;
+	}
+	snprintf(f->db, sizeof(f->db), "%s/traind.db", f->dir);
+	*state = f;
+	return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	if (f->mnt[0])
+		umount2(f->mnt, MNT_DETACH);
+	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	free(f);
+	return 0;
+}
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static struct store *open_store(const char *path, bool readonly)
+{
+	struct store *s = NULL;
+	struct tr_err err = { 0 };
+	int rc = store_open(&s, path, readonly, &err);
+
+	if (rc != 0)
+		fail_msg("store_open(%s): %d %s", path, rc, err.msg);
+	return s;
+}
+
+static sqlite3 *raw_open(const char *path)
+{
+	sqlite3 *db = NULL;
+
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
+			 SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	return db;
+}
+
+static void raw_exec_db(sqlite3 *db, const char *sql)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		fprintf(stderr, "%s: %s\n", sql, msg);
+		sqlite3_free(msg);
+		fail();
+	}
+}
+
+static void raw_exec(const char *path, const char *sql)
+{
+	sqlite3 *db = raw_open(path);
+
+	raw_exec_db(db, sql);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+static int64_t raw_i64_db(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t v;
+
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static int64_t raw_i64(const char *path, const char *sql)
+{
+	sqlite3 *db = raw_open(path);
+	int64_t v = raw_i64_db(db, sql);
+
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	return v;
+}
+
+static void raw_text(const char *path, const char *sql, char *buf, size_t size)
+{
+	sqlite3 *db = raw_open(path);
+	sqlite3_stmt *st = NULL;
+
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	snprintf(buf, size, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+static bool exists(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0;
+}
+
+static off_t file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+/* The number of NNNN_*.sql files in the source tree's migrations/. */
+static int count_migration_files(void)
+{
+	DIR *d = opendir(TRAIND_MIGRATIONS_DIR);
+	struct dirent *e;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d))) {
+		size_t len = strlen(e->d_name);
+
+		if (len > 9 && e->d_name[4] == '_' && strcmp(e->d_name + len - 4, ".sql") == 0 &&
+		    strspn(e->d_name, "0123456789") == 4)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+static char *read_text(const char *path)
+{
+	FILE *fp = fopen(path, "rb");
+	char *buf;
+	long n;
+
+	assert_non_null(fp);
+	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+	n = ftell(fp);
+	assert_true(n > 0);
+	rewind(fp);
+	buf = malloc((size_t)n + 1);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
+	buf[n] = '\0';
+	fclose(fp);
+	return buf;
+}
+
+static int64_t new_job(struct store *s, int32_t keep)
+{
+	struct tr_err err = { 0 };
+	int64_t id = -1;
+
+	assert_int_equal(store_job_create(s, "mlp", "{\"epochs\":50}", 50, keep, "queued", &id, &err),
+			 0);
+	assert_true(id > 0);
+	return id;
+}
+
+/* A blob of `size` bytes that says which epoch/step it is. */
+static uint8_t *make_blob(uint32_t epoch, uint32_t step, size_t size)
+{
+	uint8_t *b = malloc(size);
+
+	assert_non_null(b);
+	for (size_t i = 0; i < size; i++)
+		b[i] = (uint8_t)(i * 31 + epoch * 7 + step * 13);
+	return b;
+}
+
+static void make_checksum(char *sum, uint32_t epoch, uint32_t step)
+{
+	snprintf(sum, STORE_CHECKSUM_MAX, "sha256:%08x%08x", epoch, step);
+}
+
+static void make_row(struct history_row *r, uint32_t epoch, double val_loss)
+{
+	memset(r, 0, sizeof(*r));
+	r->epoch = epoch;
+	r->train_loss = 1.0 / epoch;
+	r->train_acc = 0.5 + 0.01 * epoch;
+	r->train_macro_acc = 0.49 + 0.01 * epoch;
+	r->val_loss = val_loss;
+	r->val_acc = 0.6 + 0.01 * epoch;
+	r->val_macro_acc = 0.59 + 0.01 * epoch;
+	r->seconds = 2.5 * epoch;
+	snprintf(r->note, sizeof(r->note), "epoch %u", epoch);
+}
+
+static int try_commit(struct store *s, int64_t job, uint32_t epoch, double val_loss, size_t size,
+		      struct tr_err *err)
+{
+	struct history_row row;
+	char sum[STORE_CHECKSUM_MAX];
+	uint8_t *blob = make_blob(epoch, 0, size);
+	int rc;
+
+	make_row(&row, epoch, val_loss);
+	make_checksum(sum, epoch, 0);
+	rc = store_commit_epoch(s, job, &row, blob, size, sum, err);
+	free(blob);
+	return rc;
+}
+
+static void commit(struct store *s, int64_t job, uint32_t epoch, double val_loss, size_t size)
+{
+	struct tr_err err = { 0 };
+	int rc = try_commit(s, job, epoch, val_loss, size, &err);
+
+	if (rc != 0)
+		fail_msg("commit epoch %u: %d %s", epoch, rc, err.msg);
+}
+
+static int try_position(struct store *s, int64_t job, uint32_t epoch, uint32_t step,
+			struct tr_err *err)
+{
+	char sum[STORE_CHECKSUM_MAX];
+	uint8_t *blob = make_blob(epoch, step, 1000);
+	int rc;
+
+	make_checksum(sum, epoch, step);
+	rc = store_save_position(s, job, epoch, step, blob, 1000, sum, err);
+	free(blob);
+	return rc;
+}
+
+/* The job's epoch checkpoints (by epoch) are exactly `want`, and no more. */
+static void assert_epoch_checkpoints(struct store *s, int64_t job, const uint32_t *want, size_t n)
+{
+	struct store_checkpoint *cks = NULL;
+	size_t nck = 0, k = 0;
+
+	assert_int_equal(store_checkpoint_list(s, job, &cks, &nck, NULL), 0);
+	for (size_t i = 0; i < nck; i++) {
+		assert_null(cks[i].blob);
+		if (!cks[i].is_epoch)
+			continue;
+		assert_true(k < n);
+		assert_int_equal(cks[i].epoch, want[k]);
+		k++;
+	}
+	assert_int_equal(k, n);
+	free(cks);
+}
+
+static size_t history_len(struct store *s, int64_t job)
+{
+	struct history_row *rows = NULL;
+	size_t n = 0;
+
+	assert_int_equal(store_history(s, job, &rows, &n, NULL), 0);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(rows[i].epoch, i + 1);   /* 1..n, no gaps */
+	free(rows);
+	return n;
+}
+
+static uint32_t job_epoch(struct store *s, int64_t job)
+{
+	struct store_job j;
+	uint32_t e;
+
+	assert_int_equal(store_job_get(s, job, &j, NULL), 0);
+	e = j.epoch;
+	store_job_clear(&j);
+	return e;
+}
+
+static void assert_blob_is(const struct store_checkpoint *c, uint32_t epoch, uint32_t step,
+			   size_t size)
+{
+	uint8_t *want = make_blob(epoch, step, size);
+
+	assert_int_equal(c->epoch, epoch);
+	assert_int_equal(c->step, step);
+	assert_int_equal(c->size, (int64_t)size);
+	assert_non_null(c->blob);
+	assert_memory_equal(c->blob, want, size);
+	free(want);
+}
+
+/* ---- open and migrations ----------------------------------------------- */
+
+static void test_fresh_db(void **state)
+{
+	struct fx *f = *state;
+	struct store *s = open_store(f->db, false);
+	char mode[16];
+
+	assert_int_equal(store_schema_version_known(), count_migration_files());
+	assert_int_equal(store_schema_version(s), store_schema_version_known());
+	assert_int_equal(store_integrity_check(s, NULL), 0);
+	raw_text(f->db, "PRAGMA journal_mode", mode, sizeof(mode));
+	assert_string_equal(mode, "wal");
+	assert_int_equal(raw_i64(f->db, "PRAGMA auto_vacuum"), 2);   /* incremental */
+	assert_int_equal(raw_i64(f->db, "PRAGMA user_version"), store_schema_version_known());
+	assert_int_equal(raw_i64(f->db, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND "
+					"name IN ('jobs', 'checkpoints', 'history')"),
+			 3);
+	store_close(s);
+	store_close(NULL);
+}
+
+static void test_reopen_idempotent(void **state)
+{
+	struct fx *f = *state;
+	struct store *s = open_store(f->db, false);
+	int64_t job = new_job(s, -1);
+
+	commit(s, job, 1, 0.5, 100);
+	store_close(s);
+	for (int i = 0; i < 3; i++) {
+		s = open_store(f->db, i == 2);
+		assert_int_equal(store_schema_version(s), store_schema_version_known());
+		assert_int_equal(job_epoch(s, job), 1);
+		assert_int_equal(history_len(s, job), 1);
+		store_close(s);
+	}
+	assert_int_equal(raw_i64(f->db, "SELECT count(*) FROM jobs"), 1);
+	assert_int_equal(raw_i64(f->db, "PRAGMA auto_vacuum"), 2);
+}
+
+static void test_newer_refused(void **state)
+{
+	struct fx *f = *state;
+	struct store *s = open_store(f->db, false);
+	struct tr_err err = { 0 };
+
+	store_close(s);
+	raw_exec(f->db, "PRAGMA user_version = 7");
+	for (int ro = 0; ro < 2; ro++) {
+		s = (struct store *)&err;   /* must be reset to NULL */
+		tr_err_clear(&err);
+		assert_int_equal(store_open(&s, f->db, ro, &err), -EINVAL);
+		assert_null(s);
+		assert_int_equal(err.code, -EINVAL);
+		assert_non_null(strstr(err.msg, "newer"));
+		assert_non_null(strstr(err.msg, "version 7"));
+	}
+	assert_int_equal(raw_i64(f->db, "PRAGMA user_version"), 7);   /* untouched */
+}
+
+/* A file that exists, has pages and user_version 0 but no table (so
+ * auto_vacuum can no longer be set by the pragma alone), and an empty file. */
+static void test_old_db_migrates(void **state)
+{
+	struct fx *f = *state;
+	struct store *s;
+	char empty[700];
+	int fd;
+
+	raw_exec(f->db, "PRAGMA journal_mode = DELETE; CREATE TABLE t(x); DROP TABLE t;");
+	assert_true(file_size(f->db) > 0);
+	assert_int_equal(raw_i64(f->db, "PRAGMA user_version"), 0);
+	assert_int_equal(raw_i64(f->db, "PRAGMA auto_vacuum"), 0);
+	s = open_store(f->db, false);
+	assert_int_equal(store_schema_version(s), store_schema_version_known());
+	assert_int_equal(store_integrity_check(s, NULL), 0);
+	store_close(s);
+	assert_int_equal(raw_i64(f->db, "PRAGMA auto_vacuum"), 2);
+
+	snprintf(empty, sizeof(empty), "%s/empty.db", f->dir);
+	fd = open(empty, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	s = open_store(empty, false);
+	assert_int_equal(store_schema_version(s), store_schema_version_known());
+	store_close(s);
+	assert_int_equal(raw_i64(empty, "PRAGMA auto_vacuum"), 2);
+}
+
+/* A child applies migration 0001 the way the store does, makes SQLite write
+ * part of it to disk (a small page cache spills), and dies before COMMIT. */
+static void crash_mid_migration(const char *path, const char *journal_mode)
+{
+	pid_t pid;
+	int status;
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		static const char filler[] =
+			"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) "
+			"INSERT INTO jobs (name, config, state, epochs, created_at, updated_at) "
+			"SELECT 'filler', json_object('pad', hex(randomblob(400))), 'queued', 1, 0, 0 "
+			"FROM n";
+		char *sql = read_text(TRAIND_MIGRATIONS_DIR "/0001_initial.sql");
+		char mode[64];
+		sqlite3 *db = NULL;
+
+		snprintf(mode, sizeof(mode), "PRAGMA journal_mode = %s", journal_mode);
+		if (sqlite3_open(path, &db) != SQLITE_OK ||
+		    sqlite3_exec(db, mode, NULL, NULL, NULL) != SQLITE_OK ||
+		    sqlite3_exec(db, "PRAGMA cache_size = 10", NULL, NULL, NULL) != SQLITE_OK ||
+		    sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
+		    sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK ||
+		    sqlite3_exec(db, "PRAGMA user_version = 1", NULL, NULL, NULL) != SQLITE_OK ||
+		    sqlite3_exec(db, filler, NULL, NULL, NULL) != SQLITE_OK)
+			_exit(3);
+		_exit(0);   /* no COMMIT, no close: a crash */
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void assert_migrated_empty(const char *path)
+{
+	struct store *s = open_store(path, false);
+	struct store_job *jobs = NULL;
+	size_t n = 99;
+
+	assert_int_equal(store_schema_version(s), store_schema_version_known());
+	assert_int_equal(store_job_list(s, &jobs, &n, NULL), 0);
+	assert_int_equal(n, 0);   /* the filler died with the transaction */
+	assert_null(jobs);
+	assert_int_equal(store_integrity_check(s, NULL), 0);
+	/* and it works */
+	commit(s, new_job(s, 1), 1, 0.25, 4096);
+	store_close(s);
+	assert_int_equal(raw_i64(path, "PRAGMA auto_vacuum"), 2);
+}
+
+static void test_half_applied_migration_wal(void **state)
+{
+	struct fx *f = *state;
+	char wal[700];
+
+	struct store *s = NULL;
+	struct tr_err err = { 0 };
+
+	crash_mid_migration(f->db, "WAL");
+	snprintf(wal, sizeof(wal), "%s-wal", f->db);
+	assert_true(file_size(wal) > 100 * 1024);   /* uncommitted frames on disk */
+	/* Still version 0, seen by a connection that changes nothing (a
+	 * read-write one would clean up the WAL on close). */
+	assert_int_equal(store_open(&s, f->db, true, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "version 0 is older"));
+	assert_true(file_size(wal) > 100 * 1024);
+	assert_migrated_empty(f->db);
+}
+
+static void test_half_applied_migration_rollback_journal(void **state)
+{
+	struct fx *f = *state;
+	char journal[700];
+
+	crash_mid_migration(f->db, "DELETE");
+	snprintf(journal, sizeof(journal), "%s-journal", f->db);
+	/* A hot journal and a database file holding part of the transaction:
+	 * the next opener must roll it back before anything else. */
+	assert_true(file_size(journal) > 0);
+	assert_true(file_size(f->db) > 100 * 1024);
+	assert_migrated_empty(f->db);
+	assert_false(exists(journal));
+}
+
+static void test_open_errors(void **state)
+{
+	struct fx *f = *state;
+	struct store *s = NULL;
+	struct tr_err err = { 0 };
+	char path[700];
+	FILE *fp;
+
+	/* read-only: no file; an unmigrated file */
+	snprintf(path, sizeof(path), "%s/missing.db", f->dir);
+	assert_int_equal(store_open(&s, path, true, &err), -ENOENT);
+	assert_null(s);
+	assert_false(exists(path));
+	raw_exec(f->db, "CREATE TABLE t(x)");
+	assert_int_equal(store_open(&s, f->db, true, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "older"));
+	assert_int_equal(raw_i64(f->db, "PRAGMA user_version"), 0);
+
+	/* not a database */
+	snprintf(path, sizeof(path), "%s/garbage.db", f->dir);
+	fp = fopen(path, "wb");
+	assert_non_null(fp);
+	for (int i = 0; i < 4096; i++)
+		fputc(i * 7 + 3, fp);
+	fclose(fp);
+	assert_int_equal(store_open(&s, path, false, &err), -EIO);
+	assert_non_null(strstr(err.msg, "not a database"));
+	assert_null(s);
+
+	/* a directory */
+	assert_true(store_open(&s, f->dir, false, &err) < 0);
+	assert_null(s);
+	assert_int_equal(store_open(&s, "", false, &err), -EINVAL);
+}
+
+/* ---- jobs -------------------------------------------------------------- */
+
+static void test_jobs(void **state)
+{
+	struct fx *f = *state;
+	struct store *s = open_store(f->db, false);
+	struct tr_err err = { 0 };
+	struct store_job j, *jobs = NULL;
+	struct history_row *rows = NULL;
+	char long_name[STORE_NAME_MAX + 1];
+	char sql[96];
+	int64_t a = 0, b = 0, c = 0;
+	size_t n = 0;
+
+	assert_int_equal(store_job_list(s, &jobs, &n, &err), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(store_job_create(s, "first", "{\"lr\":0.001}", 5, 3, "queued", &a, &err), 0);
+	assert_int_equal(store_job_create(s, "second", "{}", 7, -1, "paused", &b, &err), 0);
+	assert_true(b > a);
+
+	assert_int_equal(store_job_get(s, a, &j, &err), 0);
+	assert_int_equal(j.id, a);
+	assert_string_equal(j.name, "first");
+	assert_string_equal(j.state, "queued");
+	assert_string_equal(j.config_json, "{\"lr\":0.001}");
+	assert_null(j.last_error);
+	assert_int_equal(j.keep, 3);
+	assert_int_equal(j.epochs, 5);
+	assert_int_equal(j.epoch, 0);
+	assert_true(j.created_at > 1600000000);
+	assert_int_equal(j.updated_at, j.created_at);
+	store_job_clear(&j);
+	assert_null(j.config_json);
+
+	assert_int_equal(store_job_set_state(s, a, "failed", "dataset missing", &err), 0);
+	assert_int_equal(store_job_get(s, a, &j, &err), 0);
+	assert_string_equal(j.state, "failed");
+	assert_string_equal(j.last_error, "dataset missing");
+	store_job_clear(&j);
+	assert_int_equal(store_job_set_state(s, a, "queued", NULL, &err), 0);
+	assert_int_equal(store_job_get(s, a, &j, &err), 0);
+	assert_string_equal(j.state, "queued");
+	assert_null(j.last_error);
+	store_job_clear(&j);
+
+	/* the CHECK constraint, and nothing changed */
+	assert_int_equal(store_job_set_state(s, a, "exploded", NULL, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "CHECK"));
+	assert_int_equal(store_job_create(s, "bad", "{}", 1, 1, "sleeping", &c, &err), -EINVAL);
+	assert_int_equal(store_job_create(s, "bad", "{not json", 1, 1, "queued", &c, &err), -EINVAL);
+	assert_int_equal(store_job_create(s, "bad", "{}", 1, -2, "queued", &c, &err), -EINVAL);
+	memset(long_name, 'x', sizeof(long_name) - 1);
+	long_name[sizeof(long_name) - 1] = '\0';
+	assert_int_equal(store_job_create(s, long_name, "{}", 1, 1, "queued", &c, &err), -EINVAL);
+	assert_int_equal(c, 0);
+
+	/* no such job */
+	assert_int_equal(store_job_get(s, 999, &j, &err), -ENOENT);
+	assert_int_equal(store_job_set_state(s, 999, "done", NULL, &err), -ENOENT);
+	assert_non_null(strstr(err.msg, "no such job"));
+	assert_int_equal(try_commit(s, 999, 1, 0.5, 10, &err), -ENOENT);
+	assert_int_equal(try_position(s, 999, 0, 1, &err), -ENOENT);
+	assert_int_equal(store_history(s, 999, &rows, &n, &err), -ENOENT);
+	assert_null(rows);
+
+	assert_int_equal(store_job_list(s, &jobs, &n, &err), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(jobs[0].id, a);
+	assert_string_equal(jobs[0].state, "queued");
+	assert_int_equal(jobs[1].id, b);
+	assert_string_equal(jobs[1].name, "second");
+	assert_string_equal(jobs[1].state, "paused");
+	assert_int_equal(jobs[1].keep, -1);
+	store_jobs_free(jobs, n);
+	store_jobs_free(NULL, 0);
+
+	/* deleting a job takes its checkpoints and history along (foreign keys) */
+	commit(s, b, 1, 0.5, 100);
+	store_close(s);
+	snprintf(sql, sizeof(sql), "PRAGMA foreign_keys = ON; DELETE FROM jobs WHERE id = %lld",
+		 (long long)b);
+	raw_exec(f->db, sql);
+	assert_int_equal(raw_i64(f->db, "SELECT count(*) FROM checkpoints"), 0);
+	assert_int_equal(raw_i64(f->db, "SELECT count(*) FROM history"), 0);
+}
+
+/* ---- epoch commits ----------------------------------------------------- */
+
+static void test_commit_epoch(void **state)
+{
+	struct fx *f = *state;
+	struct store *s = open_store(f->db, false);
+	struct tr_err err = { 0 };
+	struct history_row *rows = NULL, want;
+	struct store_checkpoint ck;
+	uint8_t one = 1;
+	size_t n = 0;
+	int64_t job = new_job(s, -1);
+
+	commit(s, job, 1, 0.9, 3000);
+	commit(s, job, 2, NAN, 3001);   /* no validation set: NULL in the database */
+	commit(s, job, 3, 0.7, 3002);
+	assert_int_equal(job_epoch(s, job), 3);
+	assert_int_equal(history_len(s, job), 3);
+	assert_int_equal(raw_i64(f->db, "SELECT count(*) FROM checkpoints WHERE kind = 'epoch'"), 3);
+
+	assert_int_equal(store_history(s, job, &rows, &n, &err), 0);
+	assert_int_equal(n, 3);
+	make_row(&want, 3, 0.7);
+	assert_true(rows[2].train_loss == want.train_loss);
+	assert_true(rows[2].train_acc == want.train_acc);
+	assert_true(rows[2].train_macro_acc == want.train_macro_acc);
+	assert_true(rows[2].val_loss == want.val_loss);
+	assert_true(rows[2].val_acc == want.val_acc);
+	assert_true(rows[2].val_macro_acc == want.val_macro_acc);
+	assert_true(rows[2].seconds == want.seconds);
+	assert_string_equal(rows[2].note, "epoch 3");
+	assert_true(isnan(rows[1].val_loss));
+	free(rows);
+
+	assert_int_equal(store_epoch_checkpoint(s, job, 2, &ck, &err), 0);
+	assert_blob_is(&ck, 2, 0, 3001);
+	assert_true(ck.is_epoch);
+	assert_true(isnan(ck.val_loss));
+	assert_string_equal(ck.checksum, "sha256:0000000200000000");
+	assert_int_equal(ck.job_id, job);
+	store_checkpoint_clear(&ck);
+	assert_null(ck.blob);
+	assert_int_equal(store_epoch_checkpoint(s, job, 9, &ck, &err), -ENOENT);
+
+	/* a duplicate: -EEXIST and not a byte changed */
+	{
+		int64_t before = raw_i64(f->db, "SELECT sum(length(blob)) FROM checkpoints");
+
+		assert_int_equal(try_commit(s, job, 2, 0.1, 5000, &err), -EEXIST);
+		assert_int_equal(err.code, -EEXIST);
+		assert_int_equal(try_commit(s, job, 3, 0.1, 5000, &err), -EEXIST);
+		assert_int_equal(raw_i64(f->db, "SELECT sum(length(blob)) FROM checkpoints"), before);
+	}
+	assert_int_equal(job_epoch(s, job), 3);
+	assert_int_equal(history_len(s, job), 3);
+
+	/* a gap, epoch 0, bad arguments */
+	assert_int_equal(try_commit(s, job, 5, 0.1, 10, &err), -EINVAL);
+	assert_int_equal(try_commit(s, job, 0, 0.1, 10, &err), -EINVAL);
+	make_row(&want, 4, 0.5);
+	assert_int_equal(store_commit_epoch(s, job, &want, NULL, 0, "sha256:x", &err), -EINVAL);
+	assert_int_equal(store_commit_epoch(s, job, &want, &one, 1, NULL, &err), -EINVAL);
+	assert_int_equal(store_commit_epoch(s, job, NULL, &one, 1, "sha256:x", &err), -EINVAL);
+	assert_int_equal(job_epoch(s, job), 3);
+	commit(s, job, 4, 0.6, 10);
+	assert_int_equal(history_len(s, job), 4);
+	assert_int_equal(store_integrity_check(s, &err), 0);
+	store_close(s);
+}
+
+/* A fault in the middle of the commit (the history insert fails after the
+ * checkpoint insert succeeded) leaves everything as it was. */
+static void test_commit_atomic(void **state)
+{
+	struct fx *f = *state;
+	struct store *s = open_store(f->db, false);
+	struct tr_err err = { 0 };
+	struct store_checkpoint *cks = NULL;
+	size_t n = 0;
+	int64_t job = new_job(s, -1);
+
+	commit(s, job, 1, 0.5, 2000);
+	commit(s, job, 2, 0.4, 2000);
+	assert_int_equal(try_position(s, job, 2, 17, &err), 0);
+	raw_exec(f->db, "CREATE TRIGGER fail_history BEFORE INSERT ON history WHEN NEW.epoch = 3 "
+			"BEGIN SELECT RAISE(ABORT, 'injected fault'); END");
+
+	assert_int_equal(try_commit(s, job, 3, 0.3, 2000, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "injected fault"));
+	assert_non_null(strstr(err.msg, "epoch 3"));
+	assert_int_equal(job_epoch(s, job), 2);
+	assert_int_equal(history_len(s, job), 2);
+	assert_int_equal(store_checkpoint_list(s, job, &cks, &n, &err), 0);
+	assert_int_equal(n, 3);   /* epochs 1, 2 and the position, which survived */
+	assert_int_equal(cks[2].epoch, 2);
+	assert_int_equal(cks[2].step, 17);
+	assert_false(cks[2].is_epoch);
+	free(cks);
+
+	raw_exec(f->db, "DROP TRIGGER fail_history");
+	commit(s, job, 3, 0.3, 2000);
+	assert_int_equal(history_len(s, job), 3);
+	assert_int_equal(raw_i64(f->db, "SELECT count(*) FROM checkpoints WHERE kind = 'position'"), 0);
+	store_close(s);
+}
+
+/* ---- retention --------------------------------------------------------- */
+
+static void test_retention_keep2(void **state)
+{
+	struct fx *f = *state;
+	struct store *s = open_store(f->db, false);
+	/* epoch 2 and 4 tie for the best: the earliest (2) is kept */
+	const double loss[] = { 0.9, 0.5, 0.7, 0.5, 0.8, 0.85 };
+	const uint32_t after[][4] = {
+		{ 1 }, { 1, 2 }, { 2, 3 }, { 2, 3, 4 }, { 2, 4, 5 }, { 2, 5, 6 },
+	};
+	const size_t nafter[] = { 1, 2, 2, 3, 3, 3 };
+	int64_t job = new_job(s, 2);
+
+	for (uint32_t e = 1; e <= 6; e++) {
+		commit(s, job, e, loss[e - 1], 500);
+		assert_epoch_checkpoints(s, job, after[e - 1], nafter[e - 1]);
+		assert_int_equal(history_len(s, job), e);   /* history is never pruned */
+	}
+	store_close(s);
+}
+
+static void test_retention_keep_all_and_zero(void **state)
+{
+	struct fx *f = *state;
+	struct store *s = open_store(f->db, false);
+	const uint32_t all[] = { 1, 2, 3, 4, 5, 6 };
+	const uint32_t zero[] = { 3, 6 };   /* the best and the newest (the resume point) */
+	int64_t a = new_job(s, -1), z = new_job(s, 0);
+
+	for (uint32_t e = 1; e <= 6; e++) {
+		double l = e == 3 ? 0.1 : 1.0 + e;
+
+		commit(s, a, e, l, 300);
+		commit(s, z, e, l, 300);
+	}
+	assert_epoch_checkpoints(s, a, all, 6);
+	assert_epoch_checkpoints(s, z, zero, 2);
+	store_close(s);
+}
+
+/* NaN losses are never "best"; with none known only the newest ones stay. */
+static void test_retention_nan(void **state)
+{
+	struct fx *f = *state;
+	struct store *s = open_store(f->db, false);
+	const uint32_t want[] = { 4, 5 };
+	int64_t job = new_job(s, 2);
+
+	for (uint32_t e = 1; e <= 5; e++)
+		commit(s, job, e, NAN, 300);
+	assert_epoch_checkpoints(s, job, want, 2);
+	store_close(s);
+}
+
+/* ---- positions, latest, drop ------------------------------------------- */
+
+static void test_positions_and_latest(void **state)
+{
+	struct fx *f = *state;
+	struct store *s = open_store(f->db, false);
+	struct tr_err err = { 0 };
+	struct store_checkpoint ck;
+	struct store_checkpoint *cks = NULL;
+	size_t n = 0;
+	int64_t job = new_job(s, -1), other = new_job(s, -1);
+
+	assert_int_equal(store_latest_checkpoint(s, job, &ck, &err), -ENOENT);
+	assert_null(ck.blob);
+	store_checkpoint_clear(&ck);
+
+	/* at epoch 0 (e.g. a job started from a model file) */
+	assert_int_equal(try_position(s, job, 0, 0, &err), 0);
+	assert_int_equal(try_position(s, job, 0, 5, &err), 0);
+	assert_int_equal(try_position(s, job, 0, 9, &err), 0);
+	assert_int_equal(store_checkpoint_list(s, job, &cks, &n, &err), 0);
+	assert_int_equal(n, 1);   /* replaced, not added */
+	assert_int_equal(cks[0].step, 9);
+	assert_false(cks[0].is_epoch);
+	assert_true(isnan(cks[0].val_loss));
+	free(cks);
+	assert_int_equal(store_latest_checkpoint(s, job, &ck, &err), 0);
+	assert_blob_is(&ck, 0, 9, 1000);
+	assert_false(ck.is_epoch);
+	assert_string_equal(ck.checksum, "sha256:0000000000000009");
+	store_checkpoint_clear(&ck);
+
+	/* the epoch commit supersedes it */
+	commit(s, job, 1, 0.5, 700);
+	assert_int_equal(raw_i64(f->db, "SELECT count(*) FROM checkpoints WHERE kind = 'position'"), 0);
+	assert_int_equal(store_latest_checkpoint(s, job, &ck, &err), 0);
+	assert_blob_is(&ck, 1, 0, 700);
+	assert_true(ck.is_epoch);
+	assert_true(ck.val_loss == 0.5);
+	store_checkpoint_clear(&ck);
+
+	/* highest (epoch, step) wins */
+	assert_int_equal(try_position(s, job, 1, 3, &err), 0);
+	assert_int_equal(store_latest_checkpoint(s, job, &ck, &err), 0);
+	assert_blob_is(&ck, 1, 3, 1000);
+	store_checkpoint_clear(&ck);
+	commit(s, job, 2, 0.6, 700);
+	assert_int_equal(try_position(s, job, 2, 1, &err), 0);
+	assert_int_equal(store_latest_checkpoint(s, job, &ck, &err), 0);
+	assert_blob_is(&ck, 2, 1, 1000);
+	store_checkpoint_clear(&ck);
+
+	/* a position must continue the committed history */
+	assert_int_equal(try_position(s, job, 1, 3, &err), -EINVAL);
+	assert_int_equal(try_position(s, job, 3, 3, &err), -EINVAL);
+	/* step 0 of a committed epoch is the epoch checkpoint itself */
+	assert_int_equal(try_position(s, job, 2, 0, &err), -EEXIST);
+	assert_int_equal(store_latest_checkpoint(s, job, &ck, &err), 0);
+	assert_blob_is(&ck, 2, 1, 1000);   /* the failures changed nothing */
+	store_checkpoint_clear(&ck);
+
+	/* other jobs are separate */
+	assert_int_equal(store_latest_checkpoint(s, other, &ck, &err), -ENOENT);
+	assert_int_equal(store_checkpoint_list(s, other, &cks, &n, &err), 0);
+	assert_int_equal(n, 0);
+	assert_null(cks);
+	store_close(s);
+}
+
+static void test_drop_checkpoint(void **state)
+{
+	struct fx *f = *state;
+	struct store *s = open_store(f->db, false);
+	struct tr_err err = { 0 };
+	struct store_checkpoint ck, *cks = NULL;
+	size_t n = 0;
+	int64_t job = new_job(s, -1), other = new_job(s, -1);
+	int64_t id4, id2;
+
+	for (uint32_t e = 1; e <= 4; e++)
+		commit(s, job, e, 1.0 / e, 800);
+	commit(s, other, 1, 0.5, 800);
+
+	/* the newest epoch checkpoint is corrupt: fall back to epoch 3 */
+	assert_int_equal(store_latest_checkpoint(s, job, &ck, &err), 0);
+	id4 = ck.id;
+	store_checkpoint_clear(&ck);
+	assert_int_equal(store_drop_checkpoint(s, other, id4, &err), -ENOENT);   /* not its own */
+	assert_int_equal(store_drop_checkpoint(s, job, id4, &err), 0);
+	assert_int_equal(job_epoch(s, job), 3);
+	assert_int_equal(history_len(s, job), 3);
+	assert_int_equal(store_latest_checkpoint(s, job, &ck, &err), 0);
+	assert_blob_is(&ck, 3, 0, 800);
+	store_checkpoint_clear(&ck);
+	assert_int_equal(store_drop_checkpoint(s, job, id4, &err), -ENOENT);   /* gone */
+
+	/* a corrupt position: only it goes */
+	assert_int_equal(try_position(s, job, 3, 8, &err), 0);
+	assert_int_equal(store_latest_checkpoint(s, job, &ck, &err), 0);
+	assert_false(ck.is_epoch);
+	assert_int_equal(store_drop_checkpoint(s, job, ck.id, &err), 0);
+	store_checkpoint_clear(&ck);
+	assert_int_equal(job_epoch(s, job), 3);
+	assert_int_equal(history_len(s, job), 3);
+
+	/* an older one: the history stays */
+	assert_int_equal(store_epoch_checkpoint(s, job, 2, &ck, &err), 0);
+	id2 = ck.id;
+	store_checkpoint_clear(&ck);
+	assert_int_equal(store_drop_checkpoint(s, job, id2, &err), 0);
+	assert_int_equal(history_len(s, job), 3);
+	assert_int_equal(job_epoch(s, job), 3);
+
+	/* drop 3 -> back to 1; drop 1 -> nothing left, history empty */
+	assert_int_equal(store_epoch_checkpoint(s, job, 3, &ck, &err), 0);
+	assert_int_equal(store_drop_checkpoint(s, job, ck.id, &err), 0);
+	store_checkpoint_clear(&ck);
+	assert_int_equal(job_epoch(s, job), 1);
+	assert_int_equal(history_len(s, job), 1);
+	assert_int_equal(store_epoch_checkpoint(s, job, 1, &ck, &err), 0);
+	assert_int_equal(store_drop_checkpoint(s, job, ck.id, &err), 0);
+	store_checkpoint_clear(&ck);
+	assert_int_equal(job_epoch(s, job), 0);
+	assert_int_equal(history_len(s, job), 0);
+	assert_int_equal(store_latest_checkpoint(s, job, &ck, &err), -ENOENT);
+	assert_int_equal(store_checkpoint_list(s, job, &cks, &n, &err), 0);
+	assert_int_equal(n, 0);
+
+	/* training resumes from the start; the other job was never touched */
+	commit(s, job, 1, 0.9, 800);
+	assert_int_equal(history_len(s, job), 1);
+	assert_int_equal(history_len(s, other), 1);
+	assert_int_equal(job_epoch(s, other), 1);
+	assert_int_equal(store_integrity_check(s, &err), 0);
+	store_close(s);
+}
+
+/* ---- space ------------------------------------------------------------- */
+
+static void test_incremental_vacuum(void **state)
+{
+	struct fx *f = *state;
+	struct store *s = open_store(f->db, false);
+	sqlite3 *raw;
+	int64_t job = new_job(s, 1);
+	int64_t page_size;
+
+	raw = raw_open(f->db);
+	page_size = raw_i64_db(raw, "PRAGMA page_size");
+	for (uint32_t e = 1; e <= 24; e++) {
+		int64_t pages, freelist;
+
+		/* rising loss: epoch 1 stays as the best, plus the newest */
+		commit(s, job, e, (double)e, MB);
+		pages = raw_i64_db(raw, "PRAGMA page_count");
+		freelist = raw_i64_db(raw, "PRAGMA freelist_count");
+		assert_int_equal(freelist, 0);
+		if (pages * page_size > 3 * MB)
+			fail_msg("epoch %u: %lld pages of %lld bytes for 2 MB of checkpoints", e,
+				 (long long)pages, (long long)page_size);
+	}
+	assert_int_equal(raw_i64_db(raw, "SELECT count(*) FROM checkpoints"), 2);
+	assert_int_equal(sqlite3_close(raw), SQLITE_OK);
+	store_close(s);
+	/* the last connection checkpointed the WAL into the file and removed it */
+	assert_true(file_size(f->db) > 2 * MB);
+	assert_true(file_size(f->db) < 3 * MB);
+}
+
+/* ---- concurrency ------------------------------------------------------- */
+
+/* A reader sees the committed state while a writer holds a write
+ * transaction; a second writer times out with -EBUSY; a read-only
+ * connection cannot write. */
+static void test_wal_reader(void **state)
+{
+	struct fx *f = *state;
+	struct store *w = open_store(f->db, false);
+	struct store *r;
+	struct tr_err err = { 0 };
+	struct store_job j;
+	struct store_checkpoint ck;
+	sqlite3 *raw;
+	int64_t job = new_job(w, -1), id = 0;
+
+	commit(w, job, 1, 0.5, 5000);
+	raw = raw_open(f->db);
+	raw_exec_db(raw, "BEGIN IMMEDIATE; UPDATE jobs SET name = 'uncommitted', epoch = 42;"
+			 "DELETE FROM checkpoints;");
+
+	r = open_store(f->db, true);
+	assert_int_equal(store_job_get(r, job, &j, &err), 0);
+	assert_string_equal(j.name, "mlp");
+	assert_int_equal(j.epoch, 1);
+	store_job_clear(&j);
+	assert_int_equal(store_latest_checkpoint(r, job, &ck, &err), 0);
+	assert_blob_is(&ck, 1, 0, 5000);
+	store_checkpoint_clear(&ck);
+	assert_int_equal(history_len(r, job), 1);
+
+	/* the writer waits out busy_timeout (5 s), then gives up cleanly */
+	assert_int_equal(try_commit(w, job, 2, 0.4, 100, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "locked"));
+
+	raw_exec_db(raw, "ROLLBACK");
+	assert_int_equal(sqlite3_close(raw), SQLITE_OK);
+	commit(w, job, 2, 0.4, 100);
+	assert_int_equal(job_epoch(r, job), 2);   /* the reader sees the new commit */
+
+	assert_int_equal(store_job_create(r, "x", "{}", 1, 1, "queued", &id, &err), -EROFS);
+	assert_int_equal(try_commit(r, job, 3, 0.3, 100, &err), -EROFS);
+	assert_int_equal(store_integrity_check(r, &err), 0);
+	store_close(r);
+	store_close(w);
+}
+
+/* ---- faults ------------------------------------------------------------ */
+
+static void test_disk_full(void **state)
+{
+	struct fx *f = *state;
+	struct store *s;
+	struct tr_err err = { 0 };
+	struct store_checkpoint ck;
+	char db[700];
+	int64_t job;
+	int rc;
+
+	snprintf(f->mnt, sizeof(f->mnt), "%s/small", f->dir);
+	assert_int_equal(mkdir(f->mnt, 0700), 0);
+	if (mount("tmpfs", f->mnt, "tmpfs", 0, "size=2m,mode=0700") != 0) {
+		fprintf(stderr, "cannot mount a 2 MB tmpfs (%s): skipping the disk-full test\n",
+			strerror(errno));
+		f->mnt[0] = '\0';
+		skip();
+	}
+	snprintf(db, sizeof(db), "%s/traind.db", f->mnt);
+	s = open_store(db, false);
+	job = new_job(s, -1);
+	for (uint32_t e = 1; e <= 3; e++)
+		commit(s, job, e, 1.0 / e, 100 * 1024);
+	assert_int_equal(try_position(s, job, 3, 4, &err), 0);
+
+	rc = try_commit(s, job, 4, 0.1, 3 * MB, &err);
+	assert_int_equal(rc, -ENOSPC);
+	assert_int_equal(err.code, -ENOSPC);
+	assert_non_null(strstr(err.msg, "full"));
+	/* the connection is still usable and consistent */
+	assert_int_equal(job_epoch(s, job), 3);
+	assert_int_equal(store_latest_checkpoint(s, job, &ck, &err), 0);
+	assert_blob_is(&ck, 3, 4, 1000);
+	store_checkpoint_clear(&ck);
+	store_close(s);
+
+	s = open_store(db, false);
+	assert_int_equal(store_integrity_check(s, &err), 0);
+	assert_int_equal(job_epoch(s, job), 3);
+	assert_int_equal(history_len(s, job), 3);
+	assert_int_equal(store_epoch_checkpoint(s, job, 3, &ck, &err), 0);
+	assert_blob_is(&ck, 3, 0, 100 * 1024);
+	store_checkpoint_clear(&ck);
+	assert_int_equal(store_latest_checkpoint(s, job, &ck, &err), 0);
+	assert_blob_is(&ck, 3, 4, 1000);
+	store_checkpoint_clear(&ck);
+	/* a commit that fits goes through */
+	commit(s, job, 4, 0.1, 100 * 1024);
+	assert_int_equal(history_len(s, job), 4);
+	store_close(s);
+}
+
+static void test_integrity_corrupt(void **state)
+{
+	struct fx *f = *state;
+	struct store *s = open_store(f->db, false);
+	struct tr_err err = { 0 };
+	uint8_t junk[4096];
+	int64_t root, page_size;
+	int fd;
+
+	for (int i = 0; i < 50; i++)
+		new_job(s, -1);
+	assert_int_equal(store_integrity_check(s, &err), 0);
+	store_close(s);   /* checkpoints the WAL into the file */
+
+	root = raw_i64(f->db, "SELECT rootpage FROM sqlite_schema WHERE name = 'jobs_state'");
+	page_size = raw_i64(f->db, "PRAGMA page_size");
+	assert_true(root > 1);
+	assert_true(page_size <= (int64_t)sizeof(junk));
+	memset(junk, 0xa5, sizeof(junk));
+	fd = open(f->db, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, junk, (size_t)page_size, (off_t)((root - 1) * page_size)),
+			 page_size);
+	close(fd);
+
+	s = open_store(f->db, false);
+	assert_int_equal(store_integrity_check(s, &err), -EIO);
+	assert_int_equal(err.code, -EIO);
+	assert_non_null(strstr(err.msg, "integrity check: "));
+	store_close(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_fresh_db, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reopen_idempotent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_newer_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_old_db_migrates, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_half_applied_migration_wal, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_half_applied_migration_rollback_journal, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_jobs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_epoch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_atomic, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retention_keep2, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retention_keep_all_and_zero, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retention_nan, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_positions_and_latest, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_drop_checkpoint, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_incremental_vacuum, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wal_reader, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_integrity_corrupt, setup, teardown),
+	};
+
+	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
+}
