@@ -11,11 +11,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "traind/checkpoint.h"
 #include "traind/log.h"
 #include "traind/trainer.h"
+
+#define WORKER_NICE 5   /* training threads run at this nice value */
 
 static const char *state_names[] = { "queued", "running", "paused", "killed", "failed", "done" };
 
@@ -260,6 +264,11 @@ static void *worker_main(void *arg)
 
 	ex->j = j;
 	ex->outcome = JOB_FAILED;
+	/* Training yields to the loop and the store thread: a checkpoint commit or
+	 * a status reply should never queue behind a minibatch. Linux nice values
+	 * are per thread and inherited by the team threads created below. */
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), WORKER_NICE) < 0)
+		log_debug("job %" PRId64 ": cannot lower the worker's priority", j->id);
 	publish(j, NULL, 0, false);
 	rc = dscache_get(d->dsc, j->cfg.dataset, &ds, &err);
 	if (rc < 0)
