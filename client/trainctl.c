@@ -38,6 +38,7 @@
 #include <jansson.h>
 
 #include "traind-config.h"
+#include "traind/base64.h"
 #include "traind/config.h"
 #include "traind/error.h"
 #include "traind/sha256.h"
@@ -265,115 +266,6 @@ static int opt_int(struct cli *cli, enum opt o, int64_t min, int64_t max, int64_
 		return failf(RC_USAGE, "--%s: expected a whole number in [%lld, %lld], got '%.64s'",
 			     opts[o].name, (long long)min, (long long)max, cli->val[o]);
 	return RC_OK;
-}
-
-/* ---- base64 (RFC 4648, standard alphabet, padded) --------------------- */
-
-static const char b64_alphabet[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/* A NUL-terminated encoding of in[0, n); NULL on ENOMEM. */
-static char *b64_encode(const uint8_t *in, size_t n)
-{
-	size_t olen = (n + 2) / 3 * 4;
-	char *out = malloc(olen + 1);
-	char *o = out;
-	size_t i;
-
-	if (!out)
-		return NULL;
-	for (i = 0; i + 3 <= n; i += 3) {
-		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-
-		*o++ = b64_alphabet[v >> 18];
-		*o++ = b64_alphabet[(v >> 12) & 63];
-		*o++ = b64_alphabet[(v >> 6) & 63];
-		*o++ = b64_alphabet[v & 63];
-	}
-	if (n - i == 1) {
-		uint32_t v = (uint32_t)in[i] << 16;
-
-		*o++ = b64_alphabet[v >> 18];
-		*o++ = b64_alphabet[(v >> 12) & 63];
-		*o++ = '=';
-		*o++ = '=';
-	} else if (n - i == 2) {
-		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-
-		*o++ = b64_alphabet[v >> 18];
-		*o++ = b64_alphabet[(v >> 12) & 63];
-		*o++ = b64_alphabet[(v >> 6) & 63];
-		*o++ = '=';
-	}
-	*o = '\0';
-	return out;
-}
-
-static int b64_value(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-/* Strict decode: length a multiple of 4, only alphabet characters, '=' only
- * as the final one or two, and the bits padding leaves over zero (so each
- * byte string has exactly one accepted encoding). -EINVAL or -ENOMEM. */
-static int b64_decode(const char *in, size_t n, uint8_t **out, size_t *outlen)
-{
-	size_t pad = 0, olen, i, o = 0;
-	uint8_t *buf;
-
-	if (n % 4)
-		return -EINVAL;
-	if (n >= 1 && in[n - 1] == '=')
-		pad = n >= 2 && in[n - 2] == '=' ? 2 : 1;
-	olen = n / 4 * 3 - pad;
-	buf = malloc(olen ? olen : 1);
-	if (!buf)
-		return -ENOMEM;
-	for (i = 0; i < n; i += 4) {
-		bool last = i + 4 == n;
-		int v[4];
-
-		for (int k = 0; k < 4; k++) {
-			if (last && k >= 4 - (int)pad) {
-				v[k] = 0;
-				continue;
-			}
-			v[k] = b64_value(in[i + (size_t)k]);
-			if (v[k] < 0)
-				goto bad;
-		}
-		if (last && pad == 2 && (v[1] & 0x0f))
-			goto bad;
-		if (last && pad == 1 && (v[2] & 0x03))
-			goto bad;
-		{
-			uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
-				     (uint32_t)v[3];
-
-			buf[o++] = (uint8_t)(w >> 16);
-			if (!last || pad < 2)
-				buf[o++] = (uint8_t)(w >> 8);
-			if (!last || pad < 1)
-				buf[o++] = (uint8_t)w;
-		}
-	}
-	*out = buf;
-	*outlen = olen;
-	return 0;
-bad:
-	free(buf);
-	return -EINVAL;
 }
 
 /* ---- talking to the daemon -------------------------------------------- */
@@ -751,6 +643,17 @@ static json_t *id_params(struct cli *cli)
 	return json_pack("{s:I}", "id", (json_int_t)cli->job);
 }
 
+/* rpc() with the parameters {"id": JOB}. */
+static int rpc_id(struct cli *cli, const char *method, json_t **out)
+{
+	json_t *params = id_params(cli);
+
+	*out = NULL;
+	if (!params)
+		return failf(RC_ERROR, "out of memory");
+	return rpc(cli, method, params, out);
+}
+
 /* A config_set/config_validate message "key: what" as "--flag: what". */
 static int config_error(const char *msg)
 {
@@ -876,7 +779,7 @@ static int read_init_from(const char *path, char **out)
 		rc = failf(RC_USAGE, "--init-from: %s: the file is empty", path);
 		goto out;
 	}
-	*out = b64_encode(buf, len);
+	*out = base64_encode(buf, len);
 	if (!*out)
 		rc = failf(RC_ERROR, "out of memory");
 out:
@@ -1049,7 +952,7 @@ static int cmd_status(struct cli *cli)
 
 	if (!cli->has_job)
 		return cmd_list(cli);
-	rc = rpc(cli, "io.traind.Status", id_params(cli), &reply);
+	rc = rpc_id(cli, "io.traind.Status", &reply);
 	if (rc != RC_OK)
 		return rc;
 	job = json_object_get(reply, "job");
@@ -1172,7 +1075,7 @@ static int cmd_history(struct cli *cli)
 	size_t i;
 	int rc;
 
-	rc = rpc(cli, "io.traind.History", id_params(cli), &reply);
+	rc = rpc_id(cli, "io.traind.History", &reply);
 	if (rc != RC_OK)
 		return rc;
 	rows = json_object_get(reply, "rows");
@@ -1220,7 +1123,7 @@ static int cmd_checkpoints(struct cli *cli)
 	size_t i;
 	int rc;
 
-	rc = rpc(cli, "io.traind.Checkpoints", id_params(cli), &reply);
+	rc = rpc_id(cli, "io.traind.Checkpoints", &reply);
 	if (rc != RC_OK)
 		return rc;
 	list = json_object_get(reply, "checkpoints");
@@ -1550,7 +1453,7 @@ static int cmd_export(struct cli *cli)
 		rc = malformed("Export", "data");
 		goto out;
 	}
-	rc = b64_decode(json_string_value(data), json_string_length(data), &bytes, &len);
+	rc = base64_decode(json_string_value(data), json_string_length(data), &bytes, &len);
 	if (rc == -ENOMEM) {
 		rc = failf(RC_ERROR, "out of memory");
 		goto out;

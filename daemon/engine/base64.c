@@ -5,33 +5,43 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
-static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char alphabet[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-char *base64_encode(const uint8_t *data, size_t len)
+/* A NUL-terminated encoding of in[0, n); NULL on ENOMEM. */
+char *base64_encode(const uint8_t *in, size_t n)
 {
-	size_t n = (len + 2) / 3 * 4;
-	char *out = malloc(n + 1), *p = out;
+	size_t olen = (n + 2) / 3 * 4;
+	char *out = malloc(olen + 1);
+	char *o = out;
 	size_t i;
 
 	if (!out)
 		return NULL;
-	for (i = 0; i + 2 < len; i += 3) {
-		uint32_t v = (uint32_t)data[i] << 16 | (uint32_t)data[i + 1] << 8 | data[i + 2];
+	for (i = 0; i + 3 <= n; i += 3) {
+		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
 
-		*p++ = alphabet[v >> 18];
-		*p++ = alphabet[(v >> 12) & 63];
-		*p++ = alphabet[(v >> 6) & 63];
-		*p++ = alphabet[v & 63];
+		*o++ = alphabet[v >> 18];
+		*o++ = alphabet[(v >> 12) & 63];
+		*o++ = alphabet[(v >> 6) & 63];
+		*o++ = alphabet[v & 63];
 	}
-	if (i < len) {
-		uint32_t v = (uint32_t)data[i] << 16 | (i + 1 < len ? (uint32_t)data[i + 1] << 8 : 0);
+	if (n - i == 1) {
+		uint32_t v = (uint32_t)in[i] << 16;
 
-		*p++ = alphabet[v >> 18];
-		*p++ = alphabet[(v >> 12) & 63];
-		*p++ = i + 1 < len ? alphabet[(v >> 6) & 63] : '=';
-		*p++ = '=';
+		*o++ = alphabet[v >> 18];
+		*o++ = alphabet[(v >> 12) & 63];
+		*o++ = '=';
+		*o++ = '=';
+	} else if (n - i == 2) {
+		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
+
+		*o++ = alphabet[v >> 18];
+		*o++ = alphabet[(v >> 12) & 63];
+		*o++ = alphabet[(v >> 6) & 63];
+		*o++ = '=';
 	}
-	*p = '\0';
+	*o = '\0';
 	return out;
 }
 
@@ -50,45 +60,54 @@ static int value_of(char c)
 	return -1;
 }
 
-int base64_decode(const char *text, size_t len, uint8_t **out, size_t *out_len)
+/* Strict decode: length a multiple of 4, only alphabet characters, '=' only
+ * as the final one or two, and the bits padding leaves over zero (so each
+ * byte string has exactly one accepted encoding). -EINVAL or -ENOMEM. */
+int base64_decode(const char *in, size_t n, uint8_t **out, size_t *outlen)
 {
-	size_t pad = 0, n;
-	uint8_t *buf, *p;
+	size_t pad = 0, olen, i, o = 0;
+	uint8_t *buf;
 
-	if (len % 4)
+	if (n % 4)
 		return -EINVAL;
-	if (len && text[len - 1] == '=')
-		pad++;
-	if (len > 1 && text[len - 2] == '=')
-		pad++;
-	n = len / 4 * 3 - pad;
-	buf = malloc(n ? n : 1);
+	if (n >= 1 && in[n - 1] == '=')
+		pad = n >= 2 && in[n - 2] == '=' ? 2 : 1;
+	olen = n / 4 * 3 - pad;
+	buf = malloc(olen ? olen : 1);
 	if (!buf)
 		return -ENOMEM;
-	p = buf;
-	for (size_t i = 0; i < len; i += 4) {
+	for (i = 0; i < n; i += 4) {
+		bool last = i + 4 == n;
 		int v[4];
-		bool last = i + 4 == len;
 
 		for (int k = 0; k < 4; k++) {
-			v[k] = value_of(text[i + k]);
-			if (v[k] < 0 && !(last && text[i + k] == '=' && k >= 4 - (int)pad)) {
-				free(buf);
-				return -EINVAL;
+			if (last && k >= 4 - (int)pad) {
+				v[k] = 0;
+				continue;
 			}
+			v[k] = value_of(in[i + (size_t)k]);
+			if (v[k] < 0)
+				goto bad;
 		}
-		*p++ = (uint8_t)(v[0] << 2 | v[1] >> 4);
-		if (!(last && pad == 2))
-			*p++ = (uint8_t)((v[1] & 15) << 4 | v[2] >> 2);
-		if (!(last && pad >= 1))
-			*p++ = (uint8_t)((v[2] & 3) << 6 | v[3]);
-		/* non-canonical trailing bits are malformed */
-		if (last && ((pad == 2 && (v[1] & 15)) || (pad == 1 && (v[2] & 3)))) {
-			free(buf);
-			return -EINVAL;
+		if (last && pad == 2 && (v[1] & 0x0f))
+			goto bad;
+		if (last && pad == 1 && (v[2] & 0x03))
+			goto bad;
+		{
+			uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
+				     (uint32_t)v[3];
+
+			buf[o++] = (uint8_t)(w >> 16);
+			if (!last || pad < 2)
+				buf[o++] = (uint8_t)(w >> 8);
+			if (!last || pad < 1)
+				buf[o++] = (uint8_t)w;
 		}
 	}
 	*out = buf;
-	*out_len = n;
+	*outlen = olen;
 	return 0;
+bad:
+	free(buf);
+	return -EINVAL;
 }
