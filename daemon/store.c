@@ -8,14 +8,16 @@
  * connection; readers open their own read-only connections, which WAL lets
  * run next to the writer without blocking it or seeing its uncommitted work.
  *
- * Open: busy_timeout and foreign_keys on every connection. A writer also sets
- * auto_vacuum=INCREMENTAL on a database without any schema object (with a
- * VACUUM when the file already has pages and so ignores the pragma), then
- * journal_mode=WAL (verified: a file system without shared memory would
- * silently keep the rollback journal), synchronous=FULL (a commit survives
- * power loss), a cap on the idle WAL file and secure_delete=FAST (Debian
- * builds SQLite with SECURE_DELETE; zeroing every freed page of a pruned
- * blob just before incremental_vacuum truncates it would double the I/O).
+ * Open: busy_timeout and foreign_keys on every connection. A writer first
+ * refuses, before changing anything, a database of a newer schema or one with
+ * tables but user_version 0 (not ours). Then it sets auto_vacuum=INCREMENTAL
+ * on a database without any schema object (with a VACUUM when the file
+ * already has pages and so ignores the pragma), journal_mode=WAL (verified: a
+ * file system without shared memory would silently keep the rollback
+ * journal), synchronous=FULL (a commit survives power loss), a cap on the idle
+ * WAL file and secure_delete=FAST (Debian builds SQLite with SECURE_DELETE;
+ * zeroing every freed page of a pruned blob just before incremental_vacuum
+ * truncates it would double the I/O).
  *
  * Migrations (scripts/embed-migrations.py embeds migrations/NNNN_*.sql as
  * store_migrations[], version i + 1 at index i): each pending one runs in its
@@ -64,8 +66,10 @@
 #define STORE_BUSY_TIMEOUT_MS 5000
 
 struct store {
-	sqlite3 *db;       /* the connection; owned */
-	bool readonly;     /* opened SQLITE_OPEN_READONLY: no migrations, writes fail -EROFS */
+	sqlite3 *db;             /* the connection; owned */
+	sqlite3_stmt *rollback;  /* "ROLLBACK", prepared once opened: undoing a failed
+				  * transaction must not need memory; owned */
+	bool readonly;           /* opened SQLITE_OPEN_READONLY: no migrations, writes fail -EROFS */
 };
 
 /* Column lists shared by the queries and the row readers below. */
@@ -288,17 +292,24 @@ static int64_t now_unix(void)
 
 /* ---- transactions ------------------------------------------------------ */
 
-static int txn_begin(struct store *s, struct tr_err *err, const char *ctx)
-{
-	return exec(s, "BEGIN IMMEDIATE", err, ctx);
-}
-
 static void txn_rollback(struct store *s)
 {
 	/* After SQLITE_FULL, IOERR, NOMEM, ... SQLite may have rolled back
 	 * already; ROLLBACK would then only fail. */
-	if (!sqlite3_get_autocommit(s->db))
+	if (sqlite3_get_autocommit(s->db))
+		return;
+	if (s->rollback) {
+		sqlite3_step(s->rollback);
+		sqlite3_reset(s->rollback);
+	} else {
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	}
+}
+
+static int txn_begin(struct store *s, struct tr_err *err, const char *ctx)
+{
+	txn_rollback(s);   /* no-op, unless a failed ROLLBACK left one open */
+	return exec(s, "BEGIN IMMEDIATE", err, ctx);
 }
 
 /* End the transaction begun by txn_begin: COMMIT when rc == 0 (rolling back
@@ -419,15 +430,33 @@ static int check_version(struct store *s, struct tr_err *err)
 	return 0;
 }
 
+/* Before a writer changes anything: refuse a newer schema, and a file with
+ * tables but no schema version (someone else's database). *objects: the
+ * number of schema objects. */
+static int preflight(struct store *s, int64_t *objects, struct tr_err *err)
+{
+	int64_t v = 0;
+	int rc;
+
+	rc = pragma_i64(s, "PRAGMA user_version", &v, err);
+	if (rc == 0)
+		rc = pragma_i64(s, "SELECT count(*) FROM sqlite_master", objects, err);
+	if (rc < 0)
+		return rc;
+	if (v > store_schema_version_known())
+		return version_refused(v, err);
+	if (v == 0 && *objects > 0)
+		return tr_err_set(err, -EINVAL, "database has %" PRId64 " schema objects but no "
+				  "schema version: not a traind database", *objects);
+	return 0;
+}
+
 /* auto_vacuum can only be chosen before the first table exists. */
 static int set_auto_vacuum(struct store *s, struct tr_err *err)
 {
-	int64_t objects = 0, mode = 0;
+	int64_t mode = 0;
 	int rc;
 
-	rc = pragma_i64(s, "SELECT count(*) FROM sqlite_schema", &objects, err);
-	if (rc < 0 || objects > 0)
-		return rc;
 	rc = exec(s, "PRAGMA auto_vacuum = INCREMENTAL", err, "PRAGMA auto_vacuum");
 	if (rc == 0)
 		rc = pragma_i64(s, "PRAGMA auto_vacuum", &mode, err);
@@ -445,6 +474,7 @@ static int set_auto_vacuum(struct store *s, struct tr_err *err)
 
 static int configure(struct store *s, struct tr_err *err)
 {
+	int64_t objects = 0;
 	char mode[32];
 	int rc;
 
@@ -454,7 +484,9 @@ static int configure(struct store *s, struct tr_err *err)
 	rc = exec(s, "PRAGMA foreign_keys = ON", err, "PRAGMA foreign_keys");
 	if (rc < 0 || s->readonly)
 		return rc;
-	rc = set_auto_vacuum(s, err);
+	rc = preflight(s, &objects, err);
+	if (rc == 0 && objects == 0)
+		rc = set_auto_vacuum(s, err);
 	if (rc < 0)
 		return rc;
 	rc = pragma_text(s, "PRAGMA journal_mode = WAL", mode, sizeof(mode), err);
@@ -500,6 +532,10 @@ int store_open(struct store **out, const char *path, bool readonly, struct tr_er
 	rc = readonly ? check_version(s, err) : migrate(s, err);
 	if (rc < 0)
 		goto fail;
+	/* After the migrations, whose schema changes would expire it. */
+	rc = prepare(s, &s->rollback, "ROLLBACK", err, "preparing ROLLBACK");
+	if (rc < 0)
+		goto fail;
 	*out = s;
 	return 0;
 fail:
@@ -511,7 +547,9 @@ void store_close(struct store *s)
 {
 	if (!s)
 		return;
-	/* Every statement is finalized where it was prepared, so this closes. */
+	/* Every other statement is finalized where it was prepared, so this
+	 * closes. */
+	sqlite3_finalize(s->rollback);
 	sqlite3_close(s->db);
 	free(s);
 }
@@ -1050,7 +1088,7 @@ int store_drop_checkpoint(struct store *s, int64_t job, int64_t checkpoint_id, s
 	}
 	if (rc < 0)
 		goto out;
-	rc = exec_i64(s, "DELETE FROM history WHERE job_id = ?1 AND epoch > ?2 + 100",
+	rc = exec_i64(s, "DELETE FROM history WHERE job_id = ?1 AND epoch > ?2",
 		      (int64_t[]){ job, newest }, 2, err, ctx);
 	if (rc >= 0)
 		rc = exec_i64(s, "DELETE FROM checkpoints WHERE job_id = ?1 AND epoch > ?2",

@@ -3,9 +3,10 @@
  * migrations (fresh, old, newer, crashed half-way), jobs, the atomic epoch
  * commit and its retention, position checkpoints, dropping a corrupt
  * checkpoint, incremental vacuum, a read-only connection next to a writer,
- * a full disk and corruption. Faults are injected from outside the store:
- * a trigger that fails the history insert, a child process that dies in the
- * middle of a migration, a 2 MB tmpfs, an overwritten page.
+ * a full disk, running out of memory and corruption. Faults are injected
+ * from outside the store: a trigger that fails the history insert, a child
+ * process that dies in the middle of a migration, a 2 MB tmpfs, an SQLite
+ * allocator that starts failing at the Nth allocation, an overwritten page.
  *
  * Each test gets a fresh directory under $TRAIND_TEST_TMP (or /tmp), removed
  * afterwards. Raw sqlite3 connections look at the file from the side.
@@ -81,6 +82,61 @@ static int teardown(void **state)
 	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	free(f);
 	return 0;
+}
+
+/* ---- out-of-memory injection -------------------------------------------- */
+
+/* SQLite's allocator, wrapped: once armed, allocation number fault_at and
+ * every one after it fail (a persistent shortage, as SQLite's own malloc
+ * tests do). Installed in main() before SQLite initializes. */
+static sqlite3_mem_methods real_mem;
+static long fault_at = -1;   /* < 0: off */
+static long fault_count;
+static long fault_hits;
+
+static bool fault_now(void)
+{
+	if (fault_at < 0 || fault_count++ < fault_at)
+		return false;
+	fault_hits++;
+	return true;
+}
+
+static void *fault_malloc(int n)
+{
+	return fault_now() ? NULL : real_mem.xMalloc(n);
+}
+
+static void *fault_realloc(void *p, int n)
+{
+	return fault_now() ? NULL : real_mem.xRealloc(p, n);
+}
+
+static void install_fault_allocator(void)
+{
+	sqlite3_mem_methods m;
+
+	if (sqlite3_config(SQLITE_CONFIG_GETMALLOC, &real_mem) != SQLITE_OK)
+		abort();
+	m = real_mem;
+	m.xMalloc = fault_malloc;
+	m.xRealloc = fault_realloc;
+	if (sqlite3_config(SQLITE_CONFIG_MALLOC, &m) != SQLITE_OK)
+		abort();
+}
+
+static void fault_arm(long at)
+{
+	fault_count = 0;
+	fault_hits = 0;
+	fault_at = at;
+}
+
+/* Returns whether any allocation failed while armed. */
+static bool fault_disarm(void)
+{
+	fault_at = -1;
+	return fault_hits > 0;
 }
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -358,7 +414,7 @@ static void test_fresh_db(void **state)
 	assert_string_equal(mode, "wal");
 	assert_int_equal(raw_i64(f->db, "PRAGMA auto_vacuum"), 2);   /* incremental */
 	assert_int_equal(raw_i64(f->db, "PRAGMA user_version"), store_schema_version_known());
-	assert_int_equal(raw_i64(f->db, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND "
+	assert_int_equal(raw_i64(f->db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
 					"name IN ('jobs', 'checkpoints', 'history')"),
 			 3);
 	store_close(s);
@@ -525,6 +581,7 @@ static void test_open_errors(void **state)
 	struct store *s = NULL;
 	struct tr_err err = { 0 };
 	char path[700];
+	char mode[16];
 	FILE *fp;
 
 	/* read-only: no file; an unmigrated file */
@@ -535,7 +592,14 @@ static void test_open_errors(void **state)
 	raw_exec(f->db, "CREATE TABLE t(x)");
 	assert_int_equal(store_open(&s, f->db, true, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "older"));
+	/* tables but version 0: someone else's database, left alone */
+	assert_int_equal(store_open(&s, f->db, false, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "not a traind database"));
+	assert_null(s);
 	assert_int_equal(raw_i64(f->db, "PRAGMA user_version"), 0);
+	assert_int_equal(raw_i64(f->db, "SELECT count(*) FROM sqlite_master"), 1);
+	raw_text(f->db, "PRAGMA journal_mode", mode, sizeof(mode));
+	assert_string_equal(mode, "delete");
 
 	/* not a database */
 	snprintf(path, sizeof(path), "%s/garbage.db", f->dir);
@@ -1085,7 +1149,7 @@ static void test_integrity_corrupt(void **state)
 	assert_int_equal(store_integrity_check(s, &err), 0);
 	store_close(s);   /* checkpoints the WAL into the file */
 
-	root = raw_i64(f->db, "SELECT rootpage FROM sqlite_schema WHERE name = 'jobs_state'");
+	root = raw_i64(f->db, "SELECT rootpage FROM sqlite_master WHERE name = 'jobs_state'");
 	page_size = raw_i64(f->db, "PRAGMA page_size");
 	assert_true(root > 1);
 	assert_true(page_size <= (int64_t)sizeof(junk));
@@ -1100,6 +1164,94 @@ static void test_integrity_corrupt(void **state)
 	assert_int_equal(store_integrity_check(s, &err), -EIO);
 	assert_int_equal(err.code, -EIO);
 	assert_non_null(strstr(err.msg, "integrity check: "));
+	store_close(s);
+}
+
+/* Every allocation SQLite makes during an epoch commit, a position save,
+ * a drop and an open fails in turn: each attempt must fail cleanly (an error,
+ * no leak, no transaction left open, nothing half-written) until the memory
+ * suffices and it goes through. */
+static void test_out_of_memory(void **state)
+{
+	struct fx *f = *state;
+	struct store *s = open_store(f->db, false), *s2;
+	struct tr_err err = { 0 };
+	struct store_checkpoint ck;
+	char fresh[700];
+	sqlite3 *raw = raw_open(f->db);
+	int64_t job = new_job(s, 1);
+	long n, failures = 0;
+	int rc;
+
+	sqlite3_busy_timeout(raw, 0);
+	commit(s, job, 1, 0.5, 20000);
+	commit(s, job, 2, 0.6, 20000);
+	assert_int_equal(try_position(s, job, 2, 3, &err), 0);
+
+	for (n = 0;; n++) {
+		bool hit;
+
+		fault_arm(n);
+		rc = try_commit(s, job, 3, 0.4, 20000, &err);
+		hit = fault_disarm();
+		if (rc == 0)
+			break;
+		assert_true(hit);
+		assert_true(rc < 0);
+		assert_int_equal(err.code, rc);
+		failures++;
+		/* not stuck in a write transaction, nothing changed */
+		raw_exec_db(raw, "BEGIN IMMEDIATE; ROLLBACK;");
+		assert_int_equal(job_epoch(s, job), 2);
+		assert_int_equal(history_len(s, job), 2);
+		assert_int_equal(store_latest_checkpoint(s, job, &ck, &err), 0);
+		assert_blob_is(&ck, 2, 3, 1000);
+		store_checkpoint_clear(&ck);
+		assert_true(n < 100000);
+	}
+	assert_true(failures > 10);
+	assert_int_equal(history_len(s, job), 3);
+
+	for (n = 0;; n++) {
+		fault_arm(n);
+		rc = try_position(s, job, 3, 7, &err);
+		fault_disarm();
+		if (rc == 0)
+			break;
+		raw_exec_db(raw, "BEGIN IMMEDIATE; ROLLBACK;");
+		assert_int_equal(raw_i64_db(raw, "SELECT count(*) FROM checkpoints WHERE "
+						 "kind = 'position'"), 0);
+	}
+	assert_int_equal(store_latest_checkpoint(s, job, &ck, &err), 0);
+	for (n = 0;; n++) {
+		fault_arm(n);
+		rc = store_drop_checkpoint(s, job, ck.id, &err);
+		fault_disarm();
+		if (rc == 0)
+			break;
+		raw_exec_db(raw, "BEGIN IMMEDIATE; ROLLBACK;");
+		assert_int_equal(raw_i64_db(raw, "SELECT count(*) FROM checkpoints WHERE "
+						 "kind = 'position'"), 1);
+	}
+	store_checkpoint_clear(&ck);
+
+	snprintf(fresh, sizeof(fresh), "%s/fresh.db", f->dir);
+	for (n = 0;; n++) {
+		s2 = NULL;
+		fault_arm(n);
+		rc = store_open(&s2, fresh, false, &err);
+		fault_disarm();
+		if (rc == 0)
+			break;
+		assert_null(s2);
+		assert_true(rc < 0);
+	}
+	assert_int_equal(store_schema_version(s2), store_schema_version_known());
+	assert_int_equal(store_integrity_check(s2, &err), 0);
+	store_close(s2);
+
+	assert_int_equal(sqlite3_close(raw), SQLITE_OK);
+	assert_int_equal(store_integrity_check(s, &err), 0);
 	store_close(s);
 }
 
@@ -1126,7 +1278,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_wal_reader, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_integrity_corrupt, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_out_of_memory, setup, teardown),
 	};
+
+	install_fault_allocator();
 
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }
