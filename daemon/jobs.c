@@ -183,8 +183,7 @@ static int drop_fn(struct store *s, void *arg, struct tr_err *err)
 /* Build the trainer: from the newest checkpoint that verifies (dropping ones
  * that do not, which moves the history back with them), or fresh. */
 static int load_trainer(struct job *j, const struct dataset *ds, bool weights_only,
-			const uint8_t *init_model, size_t init_len, struct trainer **out,
-			struct worker_exit *ex, struct tr_err *err)
+			struct trainer **out, struct worker_exit *ex, struct tr_err *err)
 {
 	struct store *rs = NULL;
 	int rc;
@@ -201,13 +200,6 @@ static int load_trainer(struct job *j, const struct dataset *ds, bool weights_on
 		rc = store_latest_checkpoint(rs, j->id, &ck, err);
 		if (rc == -ENOENT) {
 			rc = trainer_new(out, &j->cfg, ds, err);
-			if (rc == 0 && init_model) {
-				rc = checkpoint_load_model(*out, init_model, init_len, err);
-				if (rc < 0) {
-					trainer_free(*out);
-					*out = NULL;
-				}
-			}
 			break;
 		}
 		if (rc < 0)
@@ -244,8 +236,6 @@ static int load_trainer(struct job *j, const struct dataset *ds, bool weights_on
 struct worker_start {
 	struct job *j;
 	bool weights_only;
-	uint8_t *init_model;       /* owned by the worker */
-	size_t init_len;
 };
 
 static void *worker_main(void *arg)
@@ -273,15 +263,9 @@ static void *worker_main(void *arg)
 	rc = dscache_get(d->dsc, j->cfg.dataset, &ds, &err);
 	if (rc < 0)
 		goto out;
-	rc = load_trainer(j, ds, ws->weights_only, ws->init_model, ws->init_len, &t, ex, &err);
+	rc = load_trainer(j, ds, ws->weights_only, &t, ex, &err);
 	if (rc < 0)
 		goto out;
-	/* A job started from a model file keeps that start durable at once. */
-	if (!ex->restored && ws->init_model) {
-		rc = hand_over(j, t, NULL, true, &err);
-		if (rc < 0)
-			goto out;
-	}
 	publish(j, t, 0, true);
 	for (;;) {
 		int stop = atomic_load(&j->stop);
@@ -357,7 +341,6 @@ out:
 	trainer_free(t);
 	if (ds)
 		dscache_put(d->dsc, ds);
-	free(ws->init_model);
 	free(ws);
 	loopq_post(&d->lq, on_worker_exit, ex);
 	return NULL;
@@ -547,8 +530,6 @@ static void start_worker(struct job *j)
 	}
 	ws->j = j;
 	ws->weights_only = j->weights_only_next;
-	ws->init_model = j->init_model;   /* ownership moves to the worker */
-	ws->init_len = j->init_len;
 	atomic_store(&j->stop, STOP_NONE);
 	j->commit_failed = false;
 	pthread_mutex_lock(&j->mu);
@@ -561,8 +542,6 @@ static void start_worker(struct job *j)
 		set_state(j, JOB_FAILED, "cannot start a worker thread");
 		return;
 	}
-	j->init_model = NULL;
-	j->init_len = 0;
 	j->weights_only_next = false;
 	j->worker_alive = true;
 	d->running++;
@@ -988,8 +967,9 @@ struct create_req {
 	char name[STORE_NAME_MAX];
 	struct train_config cfg;
 	int32_t keep;
-	uint8_t *init_model;
+	uint8_t *init_ckpt;
 	size_t init_len;
+	char init_checksum[STORE_CHECKSUM_MAX];
 	char *config_json;
 	int64_t id;
 	bool cancelled;
@@ -998,9 +978,24 @@ struct create_req {
 static int create_fn(struct store *s, void *arg, struct tr_err *err)
 {
 	struct create_req *r = arg;
+	int rc;
 
-	return store_job_create(s, r->name, r->config_json, r->cfg.epochs, r->keep, "queued", &r->id,
-				err);
+	if (!r->init_ckpt)
+		return store_job_create(s, r->name, r->config_json, r->cfg.epochs, r->keep, "queued",
+					&r->id, err);
+	/* With a starting model: the job counts as queued only once its first
+	 * checkpoint is stored; a crash in between leaves it failed, saying so. */
+	rc = store_job_create(s, r->name, r->config_json, r->cfg.epochs, r->keep, "failed", &r->id,
+			      err);
+	if (rc == 0)
+		rc = store_job_set_state(s, r->id, "failed",
+					 "the start was interrupted before its --init-from model was stored",
+					 err);
+	if (rc == 0)
+		rc = store_save_position(s, r->id, 0, 0, r->init_ckpt, r->init_len, r->init_checksum, err);
+	if (rc == 0)
+		rc = store_job_set_state(s, r->id, "queued", NULL, err);
+	return rc;
 }
 
 static void create_cancel(void *arg)
@@ -1035,9 +1030,14 @@ static void create_done(void *arg, int rc, const struct tr_err *err)
 	j->keep = r->keep;
 	j->state = JOB_QUEUED;
 	j->created = j->updated = now_unix();
-	j->init_model = r->init_model;
-	j->init_len = r->init_len;
-	r->init_model = NULL;
+	if (r->init_ckpt) {
+		j->newest.valid = true;
+		j->newest.is_epoch = false;
+		j->newest.size = (int64_t)r->init_len;
+		j->newest.created = j->created;
+		j->newest.val_loss = NAN;
+		snprintf(j->newest.checksum, sizeof(j->newest.checksum), "%s", r->init_checksum);
+	}
 	j->queue_seq = d->next_seq++;
 	log_notice("job %" PRId64 " (%s): created: %s, %u epochs, batch %u, %s lr %g", j->id, j->name,
 		   j->cfg.dataset, j->cfg.epochs, j->cfg.batch_size, config_optim_name(j->cfg.optimizer),
@@ -1048,13 +1048,14 @@ static void create_done(void *arg, int rc, const struct tr_err *err)
 	if (d->on_change)
 		d->on_change(d);
 out:
-	free(r->init_model);
+	free(r->init_ckpt);
 	free(r->config_json);
 	free(r);
 }
 
 void jobs_start_job(struct daemon *d, struct call *c, const char *name,
-		    const struct train_config *cfg, int32_t keep, uint8_t *init_model, size_t init_len)
+		    const struct train_config *cfg, int32_t keep, uint8_t *init_ckpt, size_t init_len,
+		    const char *init_checksum)
 {
 	struct create_req *r = calloc(1, sizeof(*r));
 	json_t *cj = config_to_json(cfg);
@@ -1062,7 +1063,7 @@ void jobs_start_job(struct daemon *d, struct call *c, const char *name,
 	if (!r || !cj) {
 		free(r);
 		json_decref(cj);
-		free(init_model);
+		free(init_ckpt);
 		call_error(c, "StorageError", json_pack("{s:s}", "message", "out of memory"));
 		return;
 	}
@@ -1071,15 +1072,17 @@ void jobs_start_job(struct daemon *d, struct call *c, const char *name,
 	snprintf(r->name, sizeof(r->name), "%s", name);
 	r->cfg = *cfg;
 	r->keep = keep;
-	r->init_model = init_model;
+	r->init_ckpt = init_ckpt;
 	r->init_len = init_len;
+	if (init_checksum)
+		snprintf(r->init_checksum, sizeof(r->init_checksum), "%s", init_checksum);
 	r->config_json = json_dumps(cj, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
 	json_decref(cj);
 	call_on_cancel(c, create_cancel, r);
 	if (!r->config_json || storeq_submit(d->sq, create_fn, r, create_done) < 0) {
 		call_on_cancel(c, NULL, NULL);
 		free(r->config_json);
-		free(r->init_model);
+		free(r->init_ckpt);
 		free(r);
 		call_error(c, "StorageError", json_pack("{s:s}", "message", "cannot queue the job"));
 	}
@@ -1223,7 +1226,6 @@ void jobs_free(struct daemon *d)
 			free(w);
 		}
 		free(j->error);
-		free(j->init_model);
 		pthread_mutex_destroy(&j->mu);
 		free(j);
 	}

@@ -124,8 +124,9 @@ struct bg {
 	char name[STORE_NAME_MAX];
 	struct train_config cfg;
 	int32_t keep;
-	uint8_t *init_model;
+	uint8_t *init_model;       /* init_from's bytes; after the check, the first checkpoint */
 	size_t init_len;
+	char init_checksum[STORE_CHECKSUM_MAX];
 	/* results */
 	int rc;
 	struct tr_err err;
@@ -186,7 +187,8 @@ static void bg_after_start(uv_work_t *req, int status)
 	(void)status;
 	if (b->rc == 0 && b->c) {
 		call_on_cancel(b->c, NULL, NULL);
-		jobs_start_job(b->d, b->c, b->name, &b->cfg, b->keep, b->init_model, b->init_len);
+		jobs_start_job(b->d, b->c, b->name, &b->cfg, b->keep, b->init_model, b->init_len,
+			       b->init_checksum);
 		b->init_model = NULL;
 		b->c = NULL;
 	}
@@ -254,18 +256,32 @@ static void work_start_check(uv_work_t *req)
 	if (rc < 0)
 		bg_fail(b, "InvalidParameter", rc);
 	if (rc == 0 && b->init_model) {
+		/* The job's starting point becomes its first checkpoint (epoch 0,
+		 * step 0), stored with the job, so a crash before it ever runs
+		 * cannot lose the model it was asked to start from. */
 		struct trainer *t = NULL;
-		struct train_config one = b->cfg;
+		uint8_t *blob = NULL;
+		size_t len = 0;
 
-		one.threads = 1;
-		rc = trainer_new(&t, &one, ds, &b->err);
+		rc = trainer_new(&t, &b->cfg, ds, &b->err);
 		if (rc == 0)
 			rc = checkpoint_load_model(t, b->init_model, b->init_len, &b->err);
-		trainer_free(t);
 		if (rc < 0) {
-			tr_err_prefix(&b->err, "init_from");
 			bg_fail(b, "InvalidParameter", rc);
+		} else {
+			rc = checkpoint_serialize(t, &blob, &len, &b->err);
+			if (rc == 0)
+				rc = checkpoint_seal(blob, len, b->init_checksum, &b->err);
+			if (rc < 0) {
+				free(blob);
+				bg_fail(b, "StorageError", rc);
+			} else {
+				free(b->init_model);
+				b->init_model = blob;
+				b->init_len = len;
+			}
 		}
+		trainer_free(t);
 	}
 	dscache_put(b->d->dsc, ds);
 }

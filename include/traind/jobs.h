@@ -93,8 +93,6 @@ struct job {
 	double last_val_acc;
 	bool has_val_acc;
 	struct job_checkpoint newest;
-	uint8_t *init_model;         /* --init-from bytes until the first checkpoint, owned */
-	size_t init_len;
 	bool weights_only_next;      /* the next start restores the model only */
 	uint64_t queue_seq;          /* order among queued jobs */
 
@@ -146,8 +144,11 @@ struct job *jobs_find(struct daemon *d, int64_t id);
 
 /* The verbs. Each either ends `c` itself (reply or error) or keeps it pending
  * until the job reaches the awaited point. */
+/* init_ckpt (owned, may be NULL): a sealed checkpoint at epoch 0 step 0 to
+ * start from (trainctl start --init-from), stored together with the job. */
 void jobs_start_job(struct daemon *d, struct call *c, const char *name,
-		    const struct train_config *cfg, int32_t keep, uint8_t *init_model, size_t init_len);
+		    const struct train_config *cfg, int32_t keep, uint8_t *init_ckpt, size_t init_len,
+		    const char *init_checksum);
 void jobs_pause(struct daemon *d, struct call *c, struct job *j);
 void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_only);
 void jobs_kill(struct daemon *d, struct call *c, struct job *j, int64_t after_epoch);
