@@ -522,6 +522,7 @@ static void start_worker(struct job *j)
 {
 	struct daemon *d = j->d;
 	struct worker_start *ws = calloc(1, sizeof(*ws));
+	bool weights_only = j->weights_only_next;
 	int rc;
 
 	if (!ws) {
@@ -529,7 +530,7 @@ static void start_worker(struct job *j)
 		return;
 	}
 	ws->j = j;
-	ws->weights_only = j->weights_only_next;
+	ws->weights_only = weights_only;   /* ws belongs to the worker once it runs */
 	atomic_store(&j->stop, STOP_NONE);
 	j->commit_failed = false;
 	pthread_mutex_lock(&j->mu);
@@ -546,7 +547,7 @@ static void start_worker(struct job *j)
 	j->worker_alive = true;
 	d->running++;
 	log_notice("job %" PRId64 " (%s): started%s", j->id, j->name,
-		   ws->weights_only ? " (weights-only resume)" : "");
+		   weights_only ? " (weights-only resume)" : "");
 	set_state(j, JOB_RUNNING, NULL);
 }
 
