@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "traind/config.h"
 
@@ -156,4 +157,31 @@ void dscache_put(struct dscache *c, const struct dataset *ds)
 		dataset_free(e->ds);
 		free(e);
 	}
+}
+
+int dscache_train_count(struct dscache *c, const char *name, uint32_t *count, struct tr_err *err)
+{
+	static const char *const names[] = { "train-labels-idx1-ubyte", "train-labels-idx1-ubyte.gz" };
+	char real[PATH_MAX], path[PATH_MAX + 64];
+	unsigned char h[8];
+	int rc = resolve(c, name, real, err);
+
+	if (rc < 0)
+		return rc;
+	for (int i = 0; i < 2; i++) {
+		gzFile f;
+		int n;
+
+		snprintf(path, sizeof(path), "%s/%s", real, names[i]);
+		f = gzopen(path, "rb");
+		if (!f)
+			continue;
+		n = gzread(f, h, sizeof(h));
+		gzclose(f);
+		if (n != (int)sizeof(h) || h[0] || h[1] || h[2] != 0x08 || h[3] != 0x01)
+			return tr_err_set(err, -EINVAL, "%s: not an IDX label file", path);
+		*count = (uint32_t)h[4] << 24 | (uint32_t)h[5] << 16 | (uint32_t)h[6] << 8 | h[7];
+		return 0;
+	}
+	return tr_err_set(err, -ENOENT, "dataset '%s': no train-labels-idx1-ubyte[.gz]", name);
 }

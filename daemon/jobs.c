@@ -76,10 +76,22 @@ struct worker_exit {
 	uint32_t restored_epoch;     /* where a resume started (for the log) */
 	uint32_t restored_step;
 	bool restored;
+	struct job_checkpoint ck;    /* the checkpoint it restored */
+};
+
+/* Where a (re)started worker actually continues from: the loop's view of
+ * the job may be stale when a corrupt checkpoint was dropped on the way. */
+struct restored {
+	struct job *j;
+	bool from_checkpoint;
+	struct job_checkpoint ck;
+	uint32_t nhistory;
+	double last_val_acc;
 };
 
 static void on_commit_event(void *arg);
 static void on_worker_exit(void *arg);
+static void on_restored(void *arg);
 
 static int commit_fn(struct store *s, void *arg, struct tr_err *err)
 {
@@ -158,9 +170,11 @@ static int hand_over(struct job *j, struct trainer *t, const struct history_row 
 static void publish(struct job *j, struct trainer *t, double sps, bool active)
 {
 	pthread_mutex_lock(&j->mu);
-	j->prog.epoch = t ? t->epoch : 0;
-	j->prog.step = t ? t->step : 0;
-	j->prog.steps_per_epoch = t ? t->steps_per_epoch : 0;
+	if (t) {
+		j->prog.epoch = t->epoch;
+		j->prog.step = t->step;
+		j->prog.steps_per_epoch = t->steps_per_epoch;
+	}
 	if (sps > 0)
 		j->prog.samples_per_second = sps;
 	j->prog.has_loss = t && t->sums.batches > 0;
@@ -225,6 +239,14 @@ static int load_trainer(struct job *j, const struct dataset *ds, bool weights_on
 			ex->restored = true;
 			ex->restored_epoch = ck.epoch;
 			ex->restored_step = ck.step;
+			ex->ck.valid = true;
+			ex->ck.epoch = ck.epoch;
+			ex->ck.step = ck.step;
+			ex->ck.is_epoch = ck.is_epoch;
+			ex->ck.size = ck.size;
+			ex->ck.created = ck.created_at;
+			ex->ck.val_loss = ck.val_loss;
+			snprintf(ex->ck.checksum, sizeof(ex->ck.checksum), "%s", ck.checksum);
 		}
 		store_checkpoint_clear(&ck);
 		break;
@@ -266,6 +288,18 @@ static void *worker_main(void *arg)
 	rc = load_trainer(j, ds, ws->weights_only, &t, ex, &err);
 	if (rc < 0)
 		goto out;
+	{
+		struct restored *r = calloc(1, sizeof(*r));
+
+		if (r) {
+			r->j = j;
+			r->from_checkpoint = ex->restored;
+			r->ck = ex->ck;
+			r->nhistory = t->nhistory;
+			r->last_val_acc = t->nhistory ? t->history[t->nhistory - 1].val_acc : 0;
+			loopq_post(&d->lq, on_restored, r);
+		}
+	}
 	publish(j, t, 0, true);
 	for (;;) {
 		int stop = atomic_load(&j->stop);
@@ -401,15 +435,16 @@ static void set_state(struct job *j, enum job_state st, const char *error)
 {
 	struct daemon *d = j->d;
 	struct state_write *w = calloc(1, sizeof(*w));
+	char *old_error = j->error;   /* `error` may be j->error itself (finalize) */
 
 	j->state = st;
 	j->updated = now_unix();
-	free(j->error);
 	j->error = error ? strdup(error) : NULL;
+	free(old_error);
 	if (w && d->sq) {
 		w->id = j->id;
 		snprintf(w->state, sizeof(w->state), "%s", job_state_name(st));
-		w->error = error ? strdup(error) : NULL;
+		w->error = j->error ? strdup(j->error) : NULL;
 		if (storeq_submit(d->sq, state_fn, w, state_done) < 0) {
 			free(w->error);
 			free(w);
@@ -495,6 +530,22 @@ static void on_commit_event(void *arg)
 		finalize(j);
 }
 
+static void on_restored(void *arg)
+{
+	struct restored *r = arg;
+	struct job *j = r->j;
+
+	if (r->from_checkpoint)
+		j->newest = r->ck;
+	else
+		j->newest.valid = false;
+	j->committed_epoch = r->nhistory;
+	j->has_val_acc = r->nhistory > 0;
+	j->last_val_acc = r->last_val_acc;
+	free(r);
+	notify(j);
+}
+
 static void on_worker_exit(void *arg)
 {
 	struct worker_exit *ex = arg;
@@ -534,8 +585,13 @@ static void start_worker(struct job *j)
 	atomic_store(&j->stop, STOP_NONE);
 	j->commit_failed = false;
 	pthread_mutex_lock(&j->mu);
-	memset(&j->prog, 0, sizeof(j->prog));
-	j->prog.epoch = j->committed_epoch;
+	{
+		uint32_t spe = j->prog.steps_per_epoch;
+
+		memset(&j->prog, 0, sizeof(j->prog));
+		j->prog.epoch = j->committed_epoch;
+		j->prog.steps_per_epoch = spe;
+	}
 	pthread_mutex_unlock(&j->mu);
 	rc = -pthread_create(&j->thread, NULL, worker_main, ws);
 	if (rc < 0) {
@@ -857,6 +913,22 @@ struct job *jobs_find(struct daemon *d, int64_t id)
 	return NULL;
 }
 
+/* Steps per epoch before the job has run in this process: from the dataset's
+ * label header, so status can show "step 101/782" for a paused job. */
+static void estimate_steps(struct job *j)
+{
+	uint32_t count = 0, n;
+
+	if (dscache_train_count(j->d->dsc, j->cfg.dataset, &count, NULL) < 0 ||
+	    count <= j->cfg.val_size)
+		return;
+	n = j->cfg.train_size ? j->cfg.train_size : count - j->cfg.val_size;
+	pthread_mutex_lock(&j->mu);
+	if (!j->prog.steps_per_epoch)
+		j->prog.steps_per_epoch = (n + j->cfg.batch_size - 1) / j->cfg.batch_size;
+	pthread_mutex_unlock(&j->mu);
+}
+
 int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 {
 	struct store_job *rows = NULL;
@@ -924,6 +996,7 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 		j->prog.epoch = j->newest.valid ? j->newest.epoch : 0;
 		j->prog.step = j->newest.valid ? j->newest.step : 0;
 		pthread_mutex_unlock(&j->mu);
+		estimate_steps(j);
 		if (j->state == JOB_RUNNING || j->state == JOB_QUEUED) {
 			log_notice("job %" PRId64 " (%s): was %s when traind stopped; continuing from %s "
 				   "epoch %u step %u",
@@ -1040,6 +1113,7 @@ static void create_done(void *arg, int rc, const struct tr_err *err)
 		snprintf(j->newest.checksum, sizeof(j->newest.checksum), "%s", r->init_checksum);
 	}
 	j->queue_seq = d->next_seq++;
+	estimate_steps(j);
 	log_notice("job %" PRId64 " (%s): created: %s, %u epochs, batch %u, %s lr %g", j->id, j->name,
 		   j->cfg.dataset, j->cfg.epochs, j->cfg.batch_size, config_optim_name(j->cfg.optimizer),
 		   j->cfg.lr);

@@ -4,21 +4,31 @@
  * Start-up (everything that may exit() happens here): parse flags and
  * environment, take the database's lock (one daemon per database), open and
  * migrate the store, recover jobs that a crash or shutdown cut off, start the
- * store thread, listen on the control socket, run the loop. SIGTERM/SIGINT:
- * every running job checkpoints its exact position and stays "running" for
- * the next start; then traind exits 0.
+ * store thread, listen on the control socket (the one a socket unit passed,
+ * else our own), tell the service manager READY=1, run the loop. SIGTERM/
+ * SIGINT: STOPPING=1, every running job checkpoints its exact position and
+ * stays "running" for the next start; then traind exits 0.
+ *
+ * Access: with --group (or under socket activation, the socket file's group)
+ * the server checks each peer's credentials: root, traind's own user and the
+ * group's members may connect. The socket file's mode is the first gate; the
+ * check is the second, and it never lets in anyone the file keeps out.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <limits.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "traind-config.h"
@@ -27,6 +37,7 @@
 #include "traind/kernels.h"
 #include "traind/log.h"
 #include "traind/methods.h"
+#include "traind/notify.h"
 #include "traind/server.h"
 #include "traind/store.h"
 #include "traind/storeq.h"
@@ -39,11 +50,16 @@ struct opts {
 	char data_dir[PATH_MAX];
 	unsigned max_running;
 	int verbose;
+	char group[256];        /* --group / $TRAIND_GROUP as given; "" = the default */
+	bool group_check;       /* a group was named: check peers against gid */
+	bool group_off;         /* --group -: no peer check even when socket-activated */
+	gid_t gid;
 };
 
 static struct daemon D;
 static uv_signal_t sig_term, sig_int;
 static uv_timer_t shutdown_timer;
+static struct notify N;
 
 static void usage(FILE *out)
 {
@@ -60,6 +76,11 @@ static void usage(FILE *out)
 		"  --data-dir DIR     datasets, one directory per name ($TRAIND_DATA_DIR; default\n"
 		"                     the database's directory + /data)\n"
 		"  --max-running N    jobs training at once ($TRAIND_MAX_RUNNING; default 1 per 2 cores)\n"
+		"  --group NAME|GID   who may use the socket: root, traind's user and members of\n"
+		"                     this group, checked on each connection ($TRAIND_GROUP;\n"
+		"                     default: the socket file's group when systemd passes the\n"
+		"                     socket, else no check; '-': no check). A socket traind\n"
+		"                     creates itself gets this group and mode 0660\n"
 		"  -v, --verbose      debug logging\n"
 		"  -h, --help         this help\n"
 		"  --version          print the version\n");
@@ -111,6 +132,40 @@ static void defaults(struct opts *o)
 	o->max_running = cores >= 4 ? (unsigned)(cores / 2) : 1;
 	if ((v = getenv("TRAIND_MAX_RUNNING")) && *v)
 		o->max_running = (unsigned)atoi(v);
+	if ((v = getenv("TRAIND_GROUP")) && *v)
+		snprintf(o->group, sizeof(o->group), "%s", v);
+}
+
+/* Resolve o->group (a name or a number; "-" = no check). 0, or 2 (usage). */
+static int resolve_group(struct opts *o)
+{
+	struct group gr, *res = NULL;
+	char buf[16384];
+	char *end;
+	long n;
+	int rc;
+
+	if (!o->group[0])
+		return 0;
+	if (strcmp(o->group, "-") == 0) {
+		o->group_off = true;
+		return 0;
+	}
+	rc = getgrnam_r(o->group, &gr, buf, sizeof(buf), &res);
+	if (rc == 0 && res) {
+		o->gid = res->gr_gid;
+		o->group_check = true;
+		return 0;
+	}
+	n = strtol(o->group, &end, 10);
+	if (!*end && end != o->group && n >= 0 && n < (long)(gid_t)-1) {
+		o->gid = (gid_t)n;
+		o->group_check = true;
+		return 0;
+	}
+	fprintf(stderr, "traind: --group: there is no group '%s'%s%s\n", o->group, rc ? ": " : "",
+		rc ? strerror(rc) : "");
+	return 2;
 }
 
 static int parse_args(struct opts *o, int argc, char **argv)
@@ -120,6 +175,7 @@ static int parse_args(struct opts *o, int argc, char **argv)
 		{ "db", required_argument, NULL, 'd' },
 		{ "data-dir", required_argument, NULL, 'D' },
 		{ "max-running", required_argument, NULL, 'm' },
+		{ "group", required_argument, NULL, 'g' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -144,6 +200,7 @@ static int parse_args(struct opts *o, int argc, char **argv)
 			o->max_running = (unsigned)n;
 			break;
 		}
+		case 'g': snprintf(o->group, sizeof(o->group), "%s", optarg); break;
 		case 'v': o->verbose = 1; break;
 		case 'h': usage(stdout); return 1;
 		case 'V': printf("traind %s\n", TRAIND_VERSION); return 1;
@@ -170,7 +227,7 @@ static int parse_args(struct opts *o, int argc, char **argv)
 			snprintf(dir, sizeof(dir), ".");
 		join_path(o->data_dir, dir, "data");
 	}
-	return 0;
+	return resolve_group(o);
 }
 
 /* mkdir -p the directory part of `path`. */
@@ -252,11 +309,70 @@ static void on_signal(uv_signal_t *s, int signum)
 	(void)s;
 	if (D.shutting_down)
 		return;
+	notify_stopping(&N, "stopping: checkpointing running jobs");
 	log_notice("received %s; checkpointing running jobs", signum == SIGTERM ? "SIGTERM" : "SIGINT");
 	server_close(D.server);
 	D.server = NULL;
 	uv_timer_start(&shutdown_timer, on_shutdown_timeout, SHUTDOWN_TIMEOUT_MS, 0);
 	jobs_shutdown(&D);
+}
+
+/* The STATUS= line: jobs_summary() ("1 running, 0 queued, 0 paused; job 3 epoch 2/5 step 120"). */
+static void status_line(void *ctx, char *buf, size_t len)
+{
+	jobs_summary(ctx, buf, len);
+}
+
+static void on_change(struct daemon *d)
+{
+	(void)d;
+	notify_status(&N);
+}
+
+/* The path a listening Unix socket is bound to; "" if unnamed or abstract. */
+static void socket_path_of(int fd, char *out, size_t len)
+{
+	struct sockaddr_un sa;
+	socklen_t sl = sizeof(sa);
+
+	out[0] = '\0';
+	memset(&sa, 0, sizeof(sa));
+	if (getsockname(fd, (struct sockaddr *)&sa, &sl) < 0 || sa.sun_family != AF_UNIX ||
+	    sl <= offsetof(struct sockaddr_un, sun_path) || sa.sun_path[0] == '\0')
+		return;
+	snprintf(out, len, "%.*s", (int)(sl - offsetof(struct sockaddr_un, sun_path)), sa.sun_path);
+}
+
+/* Who may connect (see the top of the file). `path` is the socket file;
+ * `activated`: the service manager created it (its group is the default). */
+static void setup_access(const struct opts *o, bool activated, const char *path)
+{
+	struct stat st;
+	gid_t gid;
+
+	if (o->group_off)
+		return;
+	if (o->group_check) {
+		gid = o->gid;
+		if (!activated && chown(path, (uid_t)-1, gid) < 0)
+			log_warn("cannot give %s to group %s: %s; only its file mode decides", path,
+				 o->group, strerror(errno));
+	} else if (activated && path[0] && stat(path, &st) == 0) {
+		gid = st.st_gid;
+	} else {
+		return;
+	}
+	server_set_access(D.server, geteuid(), gid);
+	{
+		struct group gr, *res = NULL;
+		char buf[16384];
+
+		if (getgrgid_r(gid, &gr, buf, sizeof(buf), &res) != 0)
+			res = NULL;
+		log_notice("access: root, uid %u and members of group %s (gid %u)%s", (unsigned)geteuid(),
+			   res ? res->gr_name : "?", (unsigned)gid,
+			   o->group_check ? "" : ", the socket file's group");
+	}
 }
 
 static void raise_fd_limit(void)
@@ -274,7 +390,8 @@ int main(int argc, char **argv)
 	struct opts o;
 	struct tr_err err = { 0 };
 	struct store *s = NULL;
-	int lock_fd, rc;
+	char sock_path[PATH_MAX];
+	int lock_fd, listen_fd, rc;
 
 	memset(&o, 0, sizeof(o));
 	defaults(&o);
@@ -287,7 +404,12 @@ int main(int argc, char **argv)
 	raise_fd_limit();
 	kernels_global_init();
 
-	if (make_parent(o.db, 0750) < 0 || make_parent(o.socket, 0755) < 0) {
+	/* Socket activation: the manager's socket, not ours (LISTEN_* unset). */
+	if (notify_listen_fd(&listen_fd, &err) < 0) {
+		fprintf(stderr, "traind: %s\n", err.msg);
+		return 1;
+	}
+	if (make_parent(o.db, 0750) < 0 || (listen_fd < 0 && make_parent(o.socket, 0755) < 0)) {
 		fprintf(stderr, "traind: cannot create the directories for %s and %s: %s\n", o.db, o.socket,
 			strerror(errno));
 		return 1;
@@ -302,7 +424,13 @@ int main(int argc, char **argv)
 	snprintf(D.db_path, sizeof(D.db_path), "%s", o.db);
 	snprintf(D.data_dir, sizeof(D.data_dir), "%s", o.data_dir);
 	D.on_drained = finish_shutdown;
+	D.on_change = on_change;
+	notify_init(&N, D.loop, status_line, &D);
 
+	if (dscache_new(&D.dsc, o.data_dir) < 0) {
+		fprintf(stderr, "traind: out of memory\n");
+		return 1;
+	}
 	if (store_open(&s, o.db, false, &err) < 0) {
 		fprintf(stderr, "traind: %s: %s\n", o.db, err.msg);
 		return 1;
@@ -313,7 +441,7 @@ int main(int argc, char **argv)
 	}
 	store_close(s);
 
-	if (loopq_init(&D.lq, D.loop) < 0 || dscache_new(&D.dsc, o.data_dir) < 0) {
+	if (loopq_init(&D.lq, D.loop) < 0) {
 		fprintf(stderr, "traind: out of memory\n");
 		return 1;
 	}
@@ -321,21 +449,35 @@ int main(int argc, char **argv)
 		fprintf(stderr, "traind: %s: %s\n", o.db, err.msg);
 		return 1;
 	}
+	if (listen_fd >= 0) {
+		socket_path_of(listen_fd, sock_path, sizeof(sock_path));
+		if (!sock_path[0])
+			snprintf(sock_path, sizeof(sock_path), "fd %d", listen_fd);
+	} else {
+		snprintf(sock_path, sizeof(sock_path), "%s", o.socket);
+	}
 	if (server_new(&D.server, D.loop, methods_dispatch, &D) < 0 ||
-	    server_listen_path(D.server, o.socket, &err) < 0) {
+	    (listen_fd >= 0 ? server_listen_fd(D.server, listen_fd, &err)
+			    : server_listen_path(D.server, o.socket, &err)) < 0) {
 		fprintf(stderr, "traind: %s\n", err.msg[0] ? err.msg : "out of memory");
 		storeq_stop(D.sq);
 		return 1;
 	}
+	setup_access(&o, listen_fd >= 0, sock_path);
 	uv_signal_init(D.loop, &sig_term);
 	uv_signal_init(D.loop, &sig_int);
 	uv_signal_start(&sig_term, on_signal, SIGTERM);
 	uv_signal_start(&sig_int, on_signal, SIGINT);
 	uv_timer_init(D.loop, &shutdown_timer);
 
-	log_notice("traind %s ready: socket %s, database %s, data %s, up to %u running job%s",
-		   TRAIND_VERSION, o.socket, o.db, o.data_dir, o.max_running, o.max_running == 1 ? "" : "s");
+	log_notice("traind %s ready: socket %s%s, database %s, data %s, up to %u running job%s",
+		   TRAIND_VERSION, sock_path, listen_fd >= 0 ? " (from the service manager)" : "", o.db,
+		   o.data_dir, o.max_running, o.max_running == 1 ? "" : "s");
+	if (notify_watchdog_usec(&N))
+		log_info("watchdog: pinging the service manager every %.3f s",
+			 (double)notify_watchdog_usec(&N) / 2e6);
 	jobs_start(&D);
+	notify_ready(&N);
 	uv_run(D.loop, UV_RUN_DEFAULT);
 
 	/* Drain: the store thread commits what it was given; then close handles. */
@@ -343,6 +485,7 @@ int main(int argc, char **argv)
 	D.sq = NULL;
 	if (D.server)
 		server_close(D.server);
+	notify_deinit(&N);
 	loopq_close(&D.lq);
 	uv_walk(D.loop, close_walk, NULL);
 	uv_run(D.loop, UV_RUN_DEFAULT);
@@ -350,7 +493,8 @@ int main(int argc, char **argv)
 		log_warn("event loop closed with handles still open");
 	jobs_free(&D);
 	dscache_free(D.dsc);
-	unlink(o.socket);
+	if (listen_fd < 0)
+		unlink(o.socket);   /* an inherited socket belongs to the manager */
 	close(lock_fd);
 	log_notice("stopped");
 	return 0;

@@ -228,11 +228,29 @@ static int bg_fail(struct bg *b, const char *name, int rc)
 	return b->rc;
 }
 
-/* A stored checkpoint blob: the given epoch's, or the newest. */
+/* A stored checkpoint blob: the given epoch's, else the newest epoch
+ * checkpoint, else (a job that has finished no epoch) the newest of any kind. */
 static int bg_checkpoint(struct bg *b, struct store *s, struct store_checkpoint *ck)
 {
-	int rc = b->epoch >= 0 ? store_epoch_checkpoint(s, b->id, (uint32_t)b->epoch, ck, &b->err)
-			       : store_latest_checkpoint(s, b->id, ck, &b->err);
+	int64_t epoch = b->epoch;
+	int rc;
+
+	if (epoch < 0) {
+		struct store_checkpoint *list = NULL;
+		size_t n = 0;
+
+		rc = store_checkpoint_list(s, b->id, &list, &n, &b->err);
+		if (rc < 0)
+			return bg_fail(b, "StorageError", rc);
+		for (size_t i = 0; i < n; i++) {
+			if (list[i].is_epoch && (int64_t)list[i].epoch > epoch)
+				epoch = list[i].epoch;
+			store_checkpoint_clear(&list[i]);
+		}
+		free(list);
+	}
+	rc = epoch >= 0 ? store_epoch_checkpoint(s, b->id, (uint32_t)epoch, ck, &b->err)
+			: store_latest_checkpoint(s, b->id, ck, &b->err);
 
 	if (rc == -ENOENT)
 		return bg_fail(b, "NoSuchCheckpoint", rc);

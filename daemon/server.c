@@ -374,8 +374,13 @@ static void conn_close(struct conn *c)
 
 		call->conn = NULL;
 		c->current = NULL;
-		if (call->cancel)
+		if (call->cancel) {
+			/* The hook drops its owner's pointer to the call, so
+			 * nobody will end it: free it here. */
 			call->cancel(call->cancel_arg);
+			json_decref(call->msg);
+			free(call);
+		}
 	}
 	if (c->prev)
 		c->prev->next = c->next;

@@ -306,9 +306,22 @@ static void txn_rollback(struct store *s)
 	}
 }
 
+/* Writing on into a deleted or replaced file would lose every commit. */
+static int check_not_moved(struct store *s, struct tr_err *err, const char *ctx)
+{
+	int moved = 0;
+
+	if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) == SQLITE_OK && moved)
+		return tr_err_set(err, -EIO, "%s: the database file was deleted or replaced while "
+				  "traind had it open; restart traind", ctx);
+	return 0;
+}
+
 static int txn_begin(struct store *s, struct tr_err *err, const char *ctx)
 {
 	txn_rollback(s);   /* no-op, unless a failed ROLLBACK left one open */
+	if (check_not_moved(s, err, ctx) < 0)
+		return -EIO;
 	return exec(s, "BEGIN IMMEDIATE", err, ctx);
 }
 
@@ -579,6 +592,8 @@ int store_job_create(struct store *s, const char *name, const char *config_json,
 				  STORE_NAME_MAX);
 	if (!config_json || !state)
 		return tr_err_set(err, -EINVAL, "%s: no configuration or state", ctx);
+	if (check_not_moved(s, err, ctx) < 0)
+		return -EIO;
 	rc = prepare(s, &st, sql, err, ctx);
 	if (rc < 0)
 		goto out;

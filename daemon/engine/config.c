@@ -214,16 +214,15 @@ static int set_dataset(struct train_config *cfg, const char *v, struct tr_err *e
 }
 
 static int set_hidden_list(struct train_config *cfg, const uint64_t *w, size_t n,
-			   const char *shown, struct tr_err *err)
+			   struct tr_err *err)
 {
 	if (n == 0 || n > CFG_MAX_HIDDEN)
-		return tr_err_set(err, -EINVAL, "hidden: %s: expected 1 to %d layer widths",
-				  shown, CFG_MAX_HIDDEN);
+		return tr_err_set(err, -EINVAL, "hidden: expected 1 to %d layer widths, got %zu",
+				  CFG_MAX_HIDDEN, n);
 	for (size_t i = 0; i < n; i++)
 		if (w[i] < 1 || w[i] > 65536)
 			return tr_err_set(err, -EINVAL,
-					  "hidden: %s: width %" PRIu64 " is out of range [1, 65536]",
-					  shown, w[i]);
+					  "hidden: width %" PRIu64 " is out of range [1, 65536]", w[i]);
 	cfg->n_hidden = (uint32_t)n;
 	for (size_t i = 0; i < n; i++)
 		cfg->hidden[i] = (uint32_t)w[i];
@@ -267,7 +266,7 @@ int config_set(struct train_config *cfg, const char *key, const char *value, str
 						  value, CFG_MAX_HIDDEN);
 			n++;
 		}
-		return set_hidden_list(cfg, w, n, value, err);
+		return set_hidden_list(cfg, w, n, err);
 	}
 	case K_U32:
 	case K_U64:
@@ -305,7 +304,7 @@ static int set_from_json(struct train_config *cfg, const struct key_desc *k,
 				return tr_err_set(err, -EINVAL, "hidden: width %" JSON_INTEGER_FORMAT " is negative",
 						  json_integer_value(v));
 			w[0] = (uint64_t)json_integer_value(v);
-			return set_hidden_list(cfg, w, 1, "hidden", err);
+			return set_hidden_list(cfg, w, 1, err);
 		}
 		if (!json_is_array(v))
 			return tr_err_set(err, -EINVAL, "hidden: expected an array of layer widths");
@@ -318,7 +317,7 @@ static int set_from_json(struct train_config *cfg, const struct key_desc *k,
 				return tr_err_set(err, -EINVAL, "hidden: element %zu is not a width >= 1", i);
 			w[i] = (uint64_t)json_integer_value(e);
 		}
-		return set_hidden_list(cfg, w, n, "hidden", err);
+		return set_hidden_list(cfg, w, n, err);
 	}
 	case K_U32:
 	case K_U64:

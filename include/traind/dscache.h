@@ -13,6 +13,8 @@
 #ifndef TRAIND_DSCACHE_H
 #define TRAIND_DSCACHE_H
 
+#include <stdint.h>
+
 #include "traind/dataset.h"
 #include "traind/error.h"
 
@@ -25,5 +27,8 @@ int dscache_get(struct dscache *c, const char *name, const struct dataset **out,
 void dscache_put(struct dscache *c, const struct dataset *ds);
 /* Check the name and that its directory exists inside the data dir (cheap; no load). */
 int dscache_check(struct dscache *c, const char *name, struct tr_err *err);
+
+/* The number of training images, from the label file's header only (cheap). */
+int dscache_train_count(struct dscache *c, const char *name, uint32_t *count, struct tr_err *err);
 
 #endif

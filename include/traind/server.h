@@ -14,7 +14,8 @@
  * Ownership: the server owns connections and calls. A call is valid from
  * dispatch until its final reply (call_reply with continues false, or
  * call_error); if the client goes away first, the call's cancel hook runs and
- * replies become no-ops that just end the call.
+ * the server frees the call (the hook must drop every pointer to it); a call
+ * without a hook stays valid, and its replies become no-ops that end it.
  *
  * Thread: loop thread only.
  */
