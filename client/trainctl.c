@@ -229,7 +229,8 @@ static void usage(FILE *out)
 		"\n"
 		"options:\n"
 		"  --socket PATH   traind's socket (default $TRAIND_SOCKET, else\n"
-		"                  $XDG_RUNTIME_DIR/traind/traind.sock, else /run/traind/traind.sock)\n"
+		"                  $XDG_RUNTIME_DIR/traind/traind.sock if it exists, else\n"
+		"                  /run/traind/traind.sock)\n"
 		"  --json          print exactly one JSON document\n"
 		"  -h, --help      this text\n"
 		"  --version       trainctl's version\n"
@@ -1632,11 +1633,13 @@ static void default_socket(struct cli *cli)
 	const char *env = getenv("TRAIND_SOCKET");
 	const char *xdg = getenv("XDG_RUNTIME_DIR");
 
+	/* A user's own daemon first; when the user has none, the system's. */
 	if (env && *env)
 		cli->socket = env;
 	else if (xdg && *xdg &&
 		 snprintf(cli->socket_buf, sizeof(cli->socket_buf), "%s/traind/traind.sock", xdg) <
-			 (int)sizeof(cli->socket_buf))
+			 (int)sizeof(cli->socket_buf) &&
+		 (access(cli->socket_buf, F_OK) == 0 || access("/run/traind/traind.sock", F_OK) != 0))
 		cli->socket = cli->socket_buf;
 	else
 		cli->socket = "/run/traind/traind.sock";

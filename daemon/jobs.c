@@ -406,6 +406,7 @@ static void schedule(struct daemon *d);
 static void notify(struct job *j);
 
 struct state_write {
+	struct job *j;
 	int64_t id;
 	char state[STORE_STATE_MAX];
 	char *error;
@@ -421,12 +422,16 @@ static int state_fn(struct store *s, void *arg, struct tr_err *err)
 static void state_done(void *arg, int rc, const struct tr_err *err)
 {
 	struct state_write *w = arg;
+	struct job *j = w->j;
 
 	if (rc < 0)
 		log_err("job %" PRId64 ": cannot record state %s: %s", w->id, w->state,
 			err ? err->msg : "?");
 	free(w->error);
 	free(w);
+	notify(j);
+	if (j->d->on_change)
+		j->d->on_change(j->d);
 }
 
 /* Change the in-memory state, record it in the database (in order, on the
@@ -441,17 +446,18 @@ static void set_state(struct job *j, enum job_state st, const char *error)
 	j->updated = now_unix();
 	j->error = error ? strdup(error) : NULL;
 	free(old_error);
+	/* Waiters hear of the new state only once it is durable: a client told
+	 * "done" must never find the job running again after a crash. */
 	if (w && d->sq) {
+		w->j = j;
 		w->id = j->id;
 		snprintf(w->state, sizeof(w->state), "%s", job_state_name(st));
 		w->error = j->error ? strdup(j->error) : NULL;
-		if (storeq_submit(d->sq, state_fn, w, state_done) < 0) {
-			free(w->error);
-			free(w);
-		}
-	} else {
-		free(w);
+		if (storeq_submit(d->sq, state_fn, w, state_done) == 0)
+			return;
+		free(w->error);
 	}
+	free(w);
 	notify(j);
 	if (d->on_change)
 		d->on_change(d);

@@ -61,6 +61,7 @@ struct server {
 static void process(struct conn *c);
 static void conn_close(struct conn *c);
 static void start_reading(struct conn *c);
+static void conn_close_flush(struct conn *c);
 
 /* ---- output ----------------------------------------------------------- */
 
@@ -283,7 +284,10 @@ static void process(struct conn *c)
 			c->scanned = c->len;
 			if (c->len > SERVER_MAX_MESSAGE) {
 				protocol_error(c, "message larger than %u bytes", SERVER_MAX_MESSAGE);
-				conn_close(c);
+				c->len = c->scanned = 0;
+				conn_close_flush(c);
+				c->processing = false;
+				return;
 			}
 			break;
 		}
@@ -392,6 +396,39 @@ static void conn_close(struct conn *c)
 	uv_close((uv_handle_t *)&c->pipe, on_conn_closed);
 }
 
+/* Close once the replies already queued have been written (an error sent
+ * just before hanging up must reach the client). */
+static void on_flushed(uv_shutdown_t *req, int status)
+{
+	struct conn *c = req->data;
+
+	(void)status;
+	free(req);
+	conn_close(c);
+}
+
+static void conn_close_flush(struct conn *c)
+{
+	uv_shutdown_t *req;
+
+	if (c->closing)
+		return;
+	if (c->reading) {
+		uv_read_stop((uv_stream_t *)&c->pipe);
+		c->reading = false;
+	}
+	req = malloc(sizeof(*req));
+	if (!req) {
+		conn_close(c);
+		return;
+	}
+	req->data = c;
+	if (uv_shutdown(req, (uv_stream_t *)&c->pipe, on_flushed) < 0) {
+		free(req);
+		conn_close(c);
+	}
+}
+
 /* ---- listening -------------------------------------------------------- */
 
 static bool peer_allowed(struct server *s, int fd)
@@ -470,7 +507,7 @@ static void on_connection(uv_stream_t *l, int status)
 	s->nconns++;
 	if (s->nconns > SERVER_MAX_CONNECTIONS) {
 		protocol_error(c, "too many connections (%u)", SERVER_MAX_CONNECTIONS);
-		conn_close(c);
+		conn_close_flush(c);
 		return;
 	}
 	if (uv_fileno((uv_handle_t *)&c->pipe, &fd) == 0 && !peer_allowed(s, fd)) {
@@ -481,7 +518,7 @@ static void on_connection(uv_stream_t *l, int status)
 		log_warn("refused a connection from a user outside the allowed group");
 		send_json(c, m);
 		json_decref(m);
-		conn_close(c);
+		conn_close_flush(c);
 		return;
 	}
 	start_reading(c);
