@@ -13,8 +13,10 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import struct
 import tempfile
 import time
+import traceback
 
 BUILD = os.environ.get("TRAIND_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
 DATA = os.environ.get("TRAIND_DATA_DIR", os.path.join(os.path.dirname(__file__), "../../data"))
@@ -22,6 +24,7 @@ TRAIND = os.path.join(BUILD, "daemon", "traind")
 TRAINCTL = os.path.join(BUILD, "client", "trainctl")
 
 failures = []
+_daemons = []   # every Daemon created, stopped and removed by run()
 
 
 def check(cond, what):
@@ -34,6 +37,70 @@ def check(cond, what):
     return cond
 
 
+def poll(fn, timeout=60, interval=0.01, what="condition"):
+    """Call fn until it returns something true; returns that. Raises
+    TimeoutError after `timeout` seconds."""
+    deadline = time.time() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.time() > deadline:
+            raise TimeoutError("timed out after %ss waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def sha256_file(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def safetensors_header(path_or_bytes):
+    """(header dict, data length) of a safetensors file: 8-byte LE length, JSON, data."""
+    if isinstance(path_or_bytes, (bytes, bytearray)):
+        blob = bytes(path_or_bytes)
+    else:
+        with open(path_or_bytes, "rb") as f:
+            blob = f.read()
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + n].decode("utf-8"))
+    return header, len(blob) - 8 - n
+
+
+class Terminated(BaseException):
+    """SIGTERM (meson's timeout): unwind so that the daemons get stopped."""
+
+
+def _terminated(signum, frame):
+    raise Terminated()
+
+
+def run(main):
+    """Run main() (the test body); an exception is a failure. Stops and
+    removes every Daemon created, prints their logs on failure, then exits
+    through finish()."""
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        main()
+    except Exception as e:
+        traceback.print_exc()
+        first = (str(e).strip().splitlines() or [""])[0]
+        failures.append("exception %s: %s" % (type(e).__name__, first))
+    except (Terminated, KeyboardInterrupt) as e:
+        traceback.print_exc()
+        failures.append("interrupted (%s)" % type(e).__name__)
+    for d in _daemons:
+        try:
+            d.stop()
+        except Exception:
+            traceback.print_exc()
+        if failures:
+            print("---- traind log (%s), last 6000 bytes ----" % d.dir)
+            print(d.read_log()[-6000:])
+        shutil.rmtree(d.dir, ignore_errors=True)
+    finish()
+
+
 def finish():
     if failures:
         print("%d check(s) failed:" % len(failures))
@@ -44,28 +111,43 @@ def finish():
     sys.exit(0)
 
 
+def _die_with_parent():
+    """In the child before exec: SIGKILL it if the test process dies, so an
+    interrupted test leaves no traind behind (Linux prctl PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+    except Exception:
+        pass
+
+
 class Daemon:
     """A traind process with its own socket, database and log."""
 
-    def __init__(self, workdir=None, max_running=1, data_dir=None, extra_env=None):
+    def __init__(self, workdir=None, max_running=1, data_dir=None, extra_env=None, extra_args=None,
+                 socket_path=None, db_path=None):
         self.dir = workdir or tempfile.mkdtemp(prefix="traind-test-")
-        self.socket = os.path.join(self.dir, "traind.sock")
-        self.db = os.path.join(self.dir, "traind.db")
+        self.socket = socket_path or os.path.join(self.dir, "traind.sock")
+        self.db = db_path or os.path.join(self.dir, "traind.db")
         self.log = os.path.join(self.dir, "traind.log")
         self.data_dir = data_dir or DATA
         self.max_running = max_running
         self.extra_env = extra_env or {}
+        self.extra_args = list(extra_args or [])
         self.proc = None
+        self._vl = None
+        _daemons.append(self)
 
     def command(self):
         return [TRAIND, "--socket", self.socket, "--db", self.db, "--data-dir", self.data_dir,
-                "--max-running", str(self.max_running)]
+                "--max-running", str(self.max_running)] + self.extra_args
 
     def start(self, wait=True):
         env = dict(os.environ)
         env.update(self.extra_env)
         self.logf = open(self.log, "ab")
-        self.proc = subprocess.Popen(self.command(), stdout=self.logf, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(self.command(), stdout=self.logf, stderr=subprocess.STDOUT, env=env,
+                                     preexec_fn=_die_with_parent)
         if wait:
             self.wait_ready()
         return self
@@ -90,6 +172,9 @@ class Daemon:
         except OSError:
             return ""
 
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
     def signal(self, sig):
         self.proc.send_signal(sig)
 
@@ -102,6 +187,7 @@ class Daemon:
     def kill9(self):
         self.proc.kill()
         self.proc.wait()
+        self._drop_varlink()
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -110,6 +196,7 @@ class Daemon:
                 self.kill9()
         if getattr(self, "logf", None):
             self.logf.close()
+        self._drop_varlink()
 
     def cleanup(self):
         self.stop()
@@ -142,6 +229,64 @@ class Daemon:
             args += ["--epoch", epoch]
         self.ctl(*args)
         return hashlib.sha256(open(out, "rb").read()).hexdigest()
+
+    def export_file(self, job, name=None, epoch=None):
+        """Export the job's model to a file in the work dir; returns its path."""
+        out = os.path.join(self.dir, name or "export-%s-%s.safetensors" % (job, epoch))
+        args = ["export", job, "-o", out]
+        if epoch is not None:
+            args += ["--epoch", epoch]
+        self.ctl(*args)
+        return out
+
+    def status(self, job):
+        return self.ctl_json("status", job)
+
+    def history(self, job):
+        return self.ctl_json("history", job)
+
+    # ---- raw protocol, for fast polling ----
+    def _drop_varlink(self):
+        if self._vl:
+            try:
+                self._vl.close()
+            except OSError:
+                pass
+            self._vl = None
+
+    def call(self, method, params=None):
+        """One varlink call on a connection kept open (reconnects if needed)."""
+        for attempt in (0, 1):
+            try:
+                if not self._vl:
+                    self._vl = Varlink(self.socket, timeout=60)
+                return self._vl.call(method, params)
+            except (OSError, EOFError):
+                self._drop_varlink()
+                if attempt:
+                    raise
+
+    def job(self, job):
+        """The job object of io.traind.Status (raw, fast)."""
+        r = self.call("io.traind.Status", {"id": int(job)})
+        if "error" in r:
+            raise RuntimeError("Status(%s): %s" % (job, r))
+        return r["parameters"]["job"]
+
+    def wait_running_at(self, job, epoch, min_step=1, timeout=300):
+        """Poll until the job trains in epoch `epoch`+1 (that is, `epoch`
+        epochs completed) with at least min_step batches done. Returns the
+        job object. Raises if the job got past that point or stopped."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            j = self.job(job)
+            if j["state"] == "running" and j["epoch"] == epoch and j["step"] >= min_step:
+                return j
+            if j["epoch"] > epoch or j["state"] not in ("queued", "running"):
+                raise RuntimeError("job %s went past epoch %d step %d before we looked: %s" % (
+                    job, epoch, min_step, {k: j.get(k) for k in ("state", "epoch", "step")}))
+            time.sleep(0.002)
+        raise TimeoutError("job %s did not reach epoch %d step %d" % (job, epoch, min_step))
 
     def sql(self, query, params=()):
         con = sqlite3.connect("file:%s?mode=ro" % self.db, uri=True, timeout=10)
