@@ -61,6 +61,22 @@ int trainer_check_config(const struct train_config *cfg, const struct dataset *d
 	}
 	if (ds->train.rows != ds->test.rows || ds->train.cols != ds->test.cols)
 		return tr_err_set(err, -EINVAL, "dataset: train and test images differ in size");
+	{
+		/* A daemon must not be talked into allocating tens of GB: cap the
+		 * model (parameters, gradients and two moments are 16 bytes each). */
+		uint64_t in = (uint64_t)ds->train.rows * ds->train.cols, params = 0;
+
+		for (uint32_t l = 0; l <= cfg->n_hidden; l++) {
+			uint64_t out = l < cfg->n_hidden ? cfg->hidden[l] : DATASET_CLASSES;
+
+			params += out * in + out;
+			in = out;
+		}
+		if (params > TRAINER_MAX_PARAMS)
+			return tr_err_set(err, -EINVAL,
+					  "hidden: the model would have %llu parameters; at most %llu are allowed",
+					  (unsigned long long)params, (unsigned long long)TRAINER_MAX_PARAMS);
+	}
 	return 0;
 }
 

@@ -29,6 +29,7 @@
 #include "traind/team.h"
 
 #define HISTORY_NOTE_MAX 48
+#define TRAINER_MAX_PARAMS (1ull << 24)   /* 16.7M parameters, ~270 MB of training state */
 
 enum eval_split {
 	EVAL_VAL,
@@ -89,7 +90,7 @@ struct trainer {
 
 /* Check cfg (config_validate) and its fit to the dataset: the validation
  * set leaves training images, train_size fits, the batch is not larger than
- * the training set. */
+ * the training set, the model has at most TRAINER_MAX_PARAMS parameters. */
 int trainer_check_config(const struct train_config *cfg, const struct dataset *ds,
 			 struct tr_err *err);
 
