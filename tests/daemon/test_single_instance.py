@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """One traind per database; a stale socket file is replaced, a live socket is
 never taken over, and the refused daemons leave the running one alone."""
+import json
 import os
 import signal
 import sys
@@ -29,7 +30,6 @@ def still_serving(d, job, what):
     rc, out, err = d.ctl("list", "--json", check_rc=False)
     ids = []
     if rc == 0:
-        import json
         ids = [j["id"] for j in json.loads(out)]
     check(rc == 0 and job in ids, "%s: the first traind still answers on its socket (rc %d, jobs %s)"
           % (what, rc, ids))

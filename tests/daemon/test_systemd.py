@@ -61,6 +61,9 @@ TMP_BASE = os.environ.get("TRAIND_TEST_TMP") or os.path.join(BUILD, "tests")
 # A job long enough to stop in the middle of an epoch (2000 steps per epoch).
 CONFIG = ["--train-size", "8000", "--val-size", "2000", "--batch-size", "4", "--epochs", "3"]
 TINY = ["--train-size", "2000", "--val-size", "1000", "--epochs", "1"]
+# Long enough that the job is still training when the notify test pauses it,
+# however fast the machine.
+NOTIFY_CONFIG = ["--train-size", "8000", "--val-size", "2000", "--batch-size", "4", "--epochs", "30"]
 
 # Runs in the child between fork and the daemon's exec, so that getpid() is
 # the daemon's pid: sets LISTEN_PID/WATCHDOG_PID to it, puts an inherited
@@ -514,7 +517,7 @@ def test_notify():
     print("== sd_notify: READY, STATUS, WATCHDOG, STOPPING; journal log format", flush=True)
     # A database with a job that was running when its traind lost power.
     d = Daemon(workdir=tmpdir("notify-")).start()
-    job = d.start_job(*CONFIG)
+    job = d.start_job(*NOTIFY_CONFIG)
     d.wait(job, "--epoch", "1")
     d.kill9()
     d.logf.close()
@@ -564,7 +567,7 @@ def test_notify():
           "WATCHDOG=1 every %.3f s on average (half of WATCHDOG_USEC=0.5 s; %d pings, longest gap %.3f s)"
           % (mean, len(wd), max(gaps) if gaps else 0))
     statuses = [m[2]["STATUS"] for m in msgs if "STATUS" in m[2]]
-    check(len(set(statuses)) >= 3 and any(re.search(r"1 running.*job %d epoch \d+/3 step \d+" % job, s)
+    check(len(set(statuses)) >= 3 and any(re.search(r"1 running.*job %d epoch \d+/30 step \d+" % job, s)
                                           for s in statuses),
           "STATUS= follows the running job's epoch and step (%d distinct, e.g. %r)"
           % (len(set(statuses)), statuses[-1] if statuses else None))
@@ -592,7 +595,7 @@ def test_notify():
           "with JOURNAL_STREAM naming stderr every line starts with a <N> priority (%d lines)" % len(lines))
     want = [("<5>", r"job %d .*: was running when traind stopped; continuing" % job, "recovered at start-up"),
             ("<5>", r"job %d .*: started" % job, "started"),
-            ("<6>", r"job %d: epoch \d+/3 committed \| train_loss" % job, "epoch committed with metrics"),
+            ("<6>", r"job %d: epoch \d+/30 committed \| train_loss" % job, "epoch committed with metrics"),
             ("<5>", r"job %d: paused" % job, "paused"),
             ("<5>", r"job %d: resumed" % job, "resumed"),
             ("<5>", r"job %d: (killed|kill requested)" % kjob, "killed"),
