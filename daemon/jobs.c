@@ -789,7 +789,7 @@ static double eta_seconds(struct job *j, const struct job_progress *p, bool *kno
 	return remaining > 0 ? remaining / p->samples_per_second : 0;
 }
 
-static json_t *checkpoint_json(const struct job_checkpoint *c)
+json_t *checkpoint_json(const struct job_checkpoint *c)
 {
 	json_t *o = json_pack("{s:I,s:I,s:s,s:I,s:s,s:I}", "epoch", (json_int_t)c->epoch, "step",
 			      (json_int_t)c->step, "kind", c->is_epoch ? "epoch" : "position", "size",

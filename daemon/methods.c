@@ -318,16 +318,8 @@ static void work_history(uv_work_t *req)
 		goto out;
 	}
 	a = json_array();
-	for (size_t i = 0; i < n; i++) {
-		struct history_row *r = &rows[i];
-
-		json_array_append_new(a, json_pack("{s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:s}", "epoch",
-						   (json_int_t)r->epoch, "train_loss", r->train_loss,
-						   "train_acc", r->train_acc, "train_macro_acc",
-						   r->train_macro_acc, "val_loss", r->val_loss, "val_acc",
-						   r->val_acc, "val_macro_acc", r->val_macro_acc, "seconds",
-						   r->seconds, "note", r->note));
-	}
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, history_row_json(&rows[i]));
 	b->result = json_pack("{s:o}", "rows", a);
 out:
 	free(rows);
@@ -350,14 +342,13 @@ static void work_checkpoints(uv_work_t *req)
 	a = json_array();
 	for (size_t i = 0; i < n; i++) {
 		struct store_checkpoint *k = &cks[i];
-		json_t *o = json_pack("{s:I,s:I,s:s,s:I,s:s,s:I}", "epoch", (json_int_t)k->epoch, "step",
-				      (json_int_t)k->step, "kind", k->is_epoch ? "epoch" : "position",
-				      "size", (json_int_t)k->size, "checksum", k->checksum, "created",
-				      (json_int_t)k->created_at);
+		struct job_checkpoint jc = {
+			.valid = true, .epoch = k->epoch, .step = k->step, .is_epoch = k->is_epoch,
+			.size = k->size, .created = k->created_at, .val_loss = k->val_loss,
+		};
 
-		if (k->is_epoch && isfinite(k->val_loss))
-			json_object_set_new(o, "val_loss", json_real(k->val_loss));
-		json_array_append_new(a, o);
+		snprintf(jc.checksum, sizeof(jc.checksum), "%s", k->checksum);
+		json_array_append_new(a, checkpoint_json(&jc));
 		store_checkpoint_clear(k);
 	}
 	b->result = json_pack("{s:o}", "checkpoints", a);

@@ -91,19 +91,20 @@ static int add_state(struct st_writer *w, const struct mlp *m, const float *base
 	return 0;
 }
 
+json_t *history_row_json(const struct history_row *r)
+{
+	return json_pack("{s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:s}", "epoch", (json_int_t)r->epoch,
+			 "train_loss", r->train_loss, "train_acc", r->train_acc, "train_macro_acc",
+			 r->train_macro_acc, "val_loss", r->val_loss, "val_acc", r->val_acc,
+			 "val_macro_acc", r->val_macro_acc, "seconds", r->seconds, "note", r->note);
+}
+
 static json_t *history_to_json(const struct history_row *rows, uint32_t n)
 {
 	json_t *a = json_array();
 
 	for (uint32_t i = 0; a && i < n; i++) {
-		const struct history_row *r = &rows[i];
-		json_t *o = json_pack("{s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:s}",
-				      "epoch", (json_int_t)r->epoch,
-				      "train_loss", r->train_loss, "train_acc", r->train_acc,
-				      "train_macro_acc", r->train_macro_acc,
-				      "val_loss", r->val_loss, "val_acc", r->val_acc,
-				      "val_macro_acc", r->val_macro_acc,
-				      "seconds", r->seconds, "note", r->note);
+		json_t *o = history_row_json(&rows[i]);
 
 		if (!o || json_array_append_new(a, o)) {
 			json_decref(a);

@@ -157,6 +157,9 @@ void jobs_wait(struct daemon *d, struct call *c, struct job *j, uint32_t epoch, 
 	       double timeout);
 void jobs_watch(struct daemon *d, struct call *c, struct job *j);
 
+/* The protocol's Checkpoint object. */
+json_t *checkpoint_json(const struct job_checkpoint *c);
+
 /* The Job object of the protocol (status). */
 json_t *job_to_json(struct job *j);
 
