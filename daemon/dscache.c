@@ -58,7 +58,7 @@ void dscache_free(struct dscache *c)
 /* DATA_DIR/name, resolved, must be a directory strictly inside DATA_DIR. */
 static int resolve(struct dscache *c, const char *name, char *out, struct tr_err *err)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX + CFG_NAME_MAX + 2];
 	size_t n = strlen(c->dir);
 
 	if (!config_dataset_name_ok(name))
