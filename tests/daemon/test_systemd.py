@@ -791,11 +791,14 @@ def test_reboot(inst, ref_sha, ref_hist, how):
 
 SANDBOX = r"""
 set -eu
-state=$1 run=$2; shift 2
+state=$1 run=$2 data=$3; shift 3
 # Writable: the state and runtime directories only (bind mounts of their own
 # survive the read-only remount of their parents).
 mount -n --bind "$state" "$state"
 mount -n --bind "$run" "$run"
+# The datasets, wherever the checkout lives (even under /tmp or /root, which
+# the sandbox hides below): bound into the state directory, read-only below.
+mount -n --bind "$data" "$state/data"
 # ProtectSystem=strict: every other mount read-only but the API file systems.
 awk '$4 ~ /(^|,)rw(,|$)/ { print $2 }' /proc/self/mounts | while read -r m; do
 	case "$m" in
@@ -838,17 +841,22 @@ def status_field(pid, name):
 
 def test_sandbox(inst):
     print("== hardening: traind as nobody in the unit's sandbox (emulated), syscall audit", flush=True)
-    traind = inst.at(inst.find("/sbin/traind"))
     unit = parse_unit(inst.at(inst.find("/systemd/system/traind.service")))
-    root = tmpdir("sandbox-")
+    # Outside every directory the sandbox hides (/tmp, /var/tmp, /home, /root),
+    # wherever the build tree is: under /var/lib, as the service's would be.
+    root = tempfile.mkdtemp(prefix="traind-sandbox-test-", dir="/var/lib")
+    _tmpdirs.append(root)
     os.chmod(root, 0o755)
+    traind = os.path.join(root, "traind")
+    shutil.copy2(inst.at(inst.find("/sbin/traind")), traind)
+    os.chmod(traind, 0o755)
     state = os.path.join(root, "state")
     run = os.path.join(root, "run")
     for dd in (state, run):
         os.makedirs(dd, mode=0o750)
         os.chown(dd, 65534, 65534)
     os.chmod(run, 0o755)
-    os.symlink(DATA, os.path.join(state, "data"))
+    os.makedirs(os.path.join(state, "data"))
     n = Notify(os.path.join(root, "notify.sock"))   # on a read-only mount inside
     log = os.path.join(root, "traind.log")
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "STATE_DIRECTORY": state,
@@ -857,7 +865,8 @@ def test_sandbox(inst):
     setpriv = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--no-new-privs",
                "--bounding-set=-all", "--inh-caps=-all", "--"]
     argv = (["unshare", "--mount", "--net", "--ipc", "--uts", "--propagation", "private",
-             "sh", "-c", SANDBOX, "sandbox", state, run] + setpriv + [traind, "--group", "nogroup"])
+             "sh", "-c", SANDBOX, "sandbox", state, run, os.path.realpath(DATA)] + setpriv +
+            [traind, "--group", "nogroup"])
     t0 = time.time()
     p = spawn(argv, env, log, pid_env=["WATCHDOG_PID"], mdwe=True)
     ready = n.wait("READY", "1", timeout=60, since=t0)
