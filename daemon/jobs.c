@@ -239,14 +239,7 @@ static int load_trainer(struct job *j, const struct dataset *ds, bool weights_on
 			ex->restored = true;
 			ex->restored_epoch = ck.epoch;
 			ex->restored_step = ck.step;
-			ex->ck.valid = true;
-			ex->ck.epoch = ck.epoch;
-			ex->ck.step = ck.step;
-			ex->ck.is_epoch = ck.is_epoch;
-			ex->ck.size = ck.size;
-			ex->ck.created = ck.created_at;
-			ex->ck.val_loss = ck.val_loss;
-			snprintf(ex->ck.checksum, sizeof(ex->ck.checksum), "%s", ck.checksum);
+			job_checkpoint_from_store(&ex->ck, &ck);
 		}
 		store_checkpoint_clear(&ck);
 		break;
@@ -789,6 +782,18 @@ static double eta_seconds(struct job *j, const struct job_progress *p, bool *kno
 	return remaining > 0 ? remaining / p->samples_per_second : 0;
 }
 
+void job_checkpoint_from_store(struct job_checkpoint *out, const struct store_checkpoint *c)
+{
+	out->valid = true;
+	out->epoch = c->epoch;
+	out->step = c->step;
+	out->is_epoch = c->is_epoch;
+	out->size = c->size;
+	out->created = c->created_at;
+	out->val_loss = c->val_loss;
+	snprintf(out->checksum, sizeof(out->checksum), "%s", c->checksum);
+}
+
 json_t *checkpoint_json(const struct job_checkpoint *c)
 {
 	json_t *o = json_pack("{s:I,s:I,s:s,s:I,s:s,s:I}", "epoch", (json_int_t)c->epoch, "step",
@@ -975,21 +980,9 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 			j->error = strdup("stored configuration is invalid");
 		}
 		json_decref(cj);
-		if (store_checkpoint_list(s, j->id, &cks, &nck, NULL) == 0 && nck > 0) {
-			struct store_checkpoint *c = &cks[0];
-
-			for (size_t k = 1; k < nck; k++)
-				if (cks[k].epoch > c->epoch || (cks[k].epoch == c->epoch && cks[k].step > c->step))
-					c = &cks[k];
-			j->newest.valid = true;
-			j->newest.epoch = c->epoch;
-			j->newest.step = c->step;
-			j->newest.is_epoch = c->is_epoch;
-			j->newest.size = c->size;
-			j->newest.created = c->created_at;
-			j->newest.val_loss = c->val_loss;
-			snprintf(j->newest.checksum, sizeof(j->newest.checksum), "%s", c->checksum);
-		}
+		/* The list is ordered by (epoch, step): the last is the newest. */
+		if (store_checkpoint_list(s, j->id, &cks, &nck, NULL) == 0 && nck > 0)
+			job_checkpoint_from_store(&j->newest, &cks[nck - 1]);
 		for (size_t k = 0; k < nck; k++)
 			store_checkpoint_clear(&cks[k]);
 		free(cks);

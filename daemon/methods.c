@@ -342,12 +342,9 @@ static void work_checkpoints(uv_work_t *req)
 	a = json_array();
 	for (size_t i = 0; i < n; i++) {
 		struct store_checkpoint *k = &cks[i];
-		struct job_checkpoint jc = {
-			.valid = true, .epoch = k->epoch, .step = k->step, .is_epoch = k->is_epoch,
-			.size = k->size, .created = k->created_at, .val_loss = k->val_loss,
-		};
+		struct job_checkpoint jc;
 
-		snprintf(jc.checksum, sizeof(jc.checksum), "%s", k->checksum);
+		job_checkpoint_from_store(&jc, k);
 		json_array_append_new(a, checkpoint_json(&jc));
 		store_checkpoint_clear(k);
 	}

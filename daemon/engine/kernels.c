@@ -11,6 +11,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -23,6 +24,16 @@ static void global_init(void)
 void kernels_global_init(void)
 {
 	pthread_once(&global_once, global_init);
+}
+
+float *k_alloc_floats(size_t n)
+{
+	void *p = NULL;
+
+	if (posix_memalign(&p, 64, (n ? n : 1) * sizeof(float)))
+		return NULL;
+	memset(p, 0, (n ? n : 1) * sizeof(float));
+	return p;
 }
 
 void k_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha,

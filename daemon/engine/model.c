@@ -23,16 +23,6 @@
 #define SPLIT_ALIGN 16               /* floats: one cache line */
 #define SPLIT_MIN_FLOPS (1u << 18)   /* below this a layer runs on the owner */
 
-static float *alloc_floats(size_t n)
-{
-	void *p = NULL;
-
-	if (posix_memalign(&p, 64, (n ? n : 1) * sizeof(float)))
-		return NULL;
-	memset(p, 0, (n ? n : 1) * sizeof(float));
-	return p;
-}
-
 int mlp_init(struct mlp *m, uint32_t input_dim, uint32_t classes, const struct train_config *cfg,
 	     uint32_t max_batch, struct team *team)
 {
@@ -57,16 +47,16 @@ int mlp_init(struct mlp *m, uint32_t input_dim, uint32_t classes, const struct t
 	m->nparams = off;
 	m->max_batch = max_batch;
 	m->team = team;
-	m->params = alloc_floats(off);
-	m->grads = alloc_floats(off);
-	m->x = alloc_floats((size_t)max_batch * input_dim);
-	m->dlogits = alloc_floats((size_t)max_batch * classes);
-	m->dbuf[0] = alloc_floats((size_t)max_batch * widest);
-	m->dbuf[1] = alloc_floats((size_t)max_batch * widest);
+	m->params = k_alloc_floats(off);
+	m->grads = k_alloc_floats(off);
+	m->x = k_alloc_floats((size_t)max_batch * input_dim);
+	m->dlogits = k_alloc_floats((size_t)max_batch * classes);
+	m->dbuf[0] = k_alloc_floats((size_t)max_batch * widest);
+	m->dbuf[1] = k_alloc_floats((size_t)max_batch * widest);
 	if (!m->params || !m->grads || !m->x || !m->dlogits || !m->dbuf[0] || !m->dbuf[1])
 		goto fail;
 	for (uint32_t l = 0; l < m->nlayers; l++) {
-		m->act[l] = alloc_floats((size_t)max_batch * m->dims[l + 1]);
+		m->act[l] = k_alloc_floats((size_t)max_batch * m->dims[l + 1]);
 		if (!m->act[l])
 			goto fail;
 	}

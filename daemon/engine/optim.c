@@ -16,22 +16,12 @@
 #include "traind/optim.h"
 
 #include "hot.h"
+#include "traind/kernels.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-
-static float *alloc_floats(size_t n)
-{
-	void *p = NULL;
-
-	if (posix_memalign(&p, 64, (n ? n : 1) * sizeof(float)))
-		return NULL;
-	memset(p, 0, (n ? n : 1) * sizeof(float));
-	return p;
-}
 
 int optim_init(struct optim *o, const struct train_config *cfg, size_t nparams)
 {
@@ -53,12 +43,12 @@ int optim_init(struct optim *o, const struct train_config *cfg, size_t nparams)
 	o->decoupled_decay = (float)(1.0 - cfg->lr * cfg->weight_decay);
 	o->n = nparams;
 	if (o->kind != OPTIM_SGD || o->momentum != 0.0) {
-		o->m = alloc_floats(nparams);
+		o->m = k_alloc_floats(nparams);
 		if (!o->m)
 			goto fail;
 	}
 	if (o->kind != OPTIM_SGD) {
-		o->v = alloc_floats(nparams);
+		o->v = k_alloc_floats(nparams);
 		if (!o->v)
 			goto fail;
 	}

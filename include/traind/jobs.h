@@ -157,6 +157,9 @@ void jobs_wait(struct daemon *d, struct call *c, struct job *j, uint32_t epoch, 
 	       double timeout);
 void jobs_watch(struct daemon *d, struct call *c, struct job *j);
 
+/* The loop's copy of a stored checkpoint's description. */
+void job_checkpoint_from_store(struct job_checkpoint *out, const struct store_checkpoint *c);
+
 /* The protocol's Checkpoint object. */
 json_t *checkpoint_json(const struct job_checkpoint *c);
 

@@ -18,6 +18,10 @@
  * depend on what else the process runs. Thread: any; idempotent. */
 void kernels_global_init(void);
 
+/* n zeroed floats, 64-byte aligned (a cache line, an AVX-512 vector); free()
+ * them. NULL on ENOMEM. */
+float *k_alloc_floats(size_t n);
+
 /* C (m, n) = alpha * op(A) op(B) + beta * C, row-major.
  * op(A) is (m, k): A itself when !ta (lda >= k), else A^T with A stored (k, m) (lda >= m).
  * op(B) is (k, n): B itself when !tb (ldb >= n), else B^T with B stored (n, k) (ldb >= k). */
