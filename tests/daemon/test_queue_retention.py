@@ -16,7 +16,15 @@ OVERFIT = ["--train-size", "1000", "--lr", "0.01", "--val-size", "2000", "--epoc
 
 
 def states(d, *jobs):
-    return tuple(d.job(j)["state"] for j in jobs)
+    """The jobs' states from one io.traind.List reply: a single snapshot
+    taken by the loop thread, so two jobs are never sampled at different
+    moments (one Status call per job could see the first still running and
+    the second already started after it finished)."""
+    r = d.call("io.traind.List")
+    if "error" in r:
+        raise RuntimeError("List: %s" % r)
+    by_id = {int(j["id"]): j["state"] for j in r["parameters"]["jobs"]}
+    return tuple(by_id[int(j)] for j in jobs)
 
 
 def check_queue_one(d):
