@@ -75,9 +75,11 @@ def check_queue_order(d):
     order = []
     deadline = time.time() + 600
     while time.time() < deadline and len(order) < 4:
-        for j in (a, b, c, e):
-            if j not in order and d.job(j)["state"] in ("running", "done"):
-                order.append(j)
+        snap = dict(zip((a, b, c, e), states(d, a, b, c, e)))
+        # With one job running at a time, a job already done in this
+        # snapshot started before the one running in it.
+        order += [j for j in (a, b, c, e) if j not in order and snap[j] == "done"]
+        order += [j for j in (a, b, c, e) if j not in order and snap[j] == "running"]
         time.sleep(0.001)
     names = {a: "first", b: "paused+resumed", c: "killed+resumed", e: "started later"}
     check(order == [a, e, c, b], "run order: the running one, the later start, then the resumed ones in "
