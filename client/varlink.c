@@ -148,7 +148,9 @@ void vl_set_timeout(struct vl_conn *c, int timeout_ms)
 	c->timeout_ms = timeout_ms;
 }
 
-/* Write all of data[0, len), waiting for room at most until `deadline`. */
+/* Write all of data[0, len), waiting for room at most until `deadline`.
+ * -EPIPE (connection not marked broken) when traind has hung up: what it
+ * sent before (a refusal) may still be waiting to be read. */
 static int send_all(struct vl_conn *c, const char *data, size_t len, struct tr_err *err)
 {
 	int64_t deadline = deadline_after(c->timeout_ms);
@@ -172,7 +174,7 @@ static int send_all(struct vl_conn *c, const char *data, size_t len, struct tr_e
 			if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
 				continue;
 			if (errno == EPIPE || errno == ECONNRESET)
-				return fail(c, err, -ECONNRESET, "traind closed the connection");
+				return tr_err_set(err, -EPIPE, "traind closed the connection");
 			return fail(c, err, -errno, "cannot send to traind: %s", strerror(errno));
 		}
 		off += (size_t)n;
@@ -215,6 +217,13 @@ int vl_call(struct vl_conn *c, const char *method, json_t *params, bool more, st
 	/* the NUL that json_dumps put at the end is the frame */
 	rc = send_all(c, text, len + 1, err);
 	free(text);
+	if (rc == -EPIPE) {
+		/* traind hung up (it refused the peer, or it is stopping): the
+		 * reply, if it sent one before, says why; vl_recv reads it or
+		 * reports the hang-up. */
+		tr_err_clear(err);
+		rc = 0;
+	}
 	if (rc < 0)
 		return rc;
 	c->in_call = true;

@@ -4,7 +4,14 @@
  * Connection buffer: bytes are appended as they arrive; complete messages
  * (up to a NUL) are taken from the front one at a time, and only while no call
  * is in flight. While a call is pending and the buffer holds more than a
- * message's worth, reading stops (back-pressure) until the call ends.
+ * message's worth, reading stops (back-pressure) until the call ends. An
+ * empty buffer is freed, so an idle connection holds no buffer at all.
+ *
+ * Memory bounds: the input buffers of all connections together stay under
+ * SERVER_MAX_BUFFERED (a connection whose unfinished message would pass it
+ * gets a ProtocolError and is closed); the unwritten replies of all
+ * connections together stay under SERVER_MAX_QUEUED (past it, the
+ * connections with the most unread bytes are closed, largest first).
  */
 #include "traind/server.h"
 
@@ -56,17 +63,22 @@ struct server {
 	uid_t uid;
 	gid_t gid;
 	bool restrict_access;
+	size_t buffered;          /* sum of the connections' buffer capacities */
+	size_t queued;            /* bytes of replies not yet written */
 };
 
 static void process(struct conn *c);
 static void conn_close(struct conn *c);
 static void start_reading(struct conn *c);
 static void conn_close_flush(struct conn *c);
+static void conn_free_buffer(struct conn *c);
 
 /* ---- output ----------------------------------------------------------- */
 
 struct wreq {
 	uv_write_t req;
+	struct server *srv;
+	size_t len;
 	char *data;
 };
 
@@ -75,8 +87,41 @@ static void on_write(uv_write_t *req, int status)
 	struct wreq *w = (struct wreq *)req;
 
 	(void)status;
+	w->srv->queued -= w->len;
 	free(w->data);
 	free(w);
+}
+
+static size_t conn_queued(struct conn *c)
+{
+	return uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe);
+}
+
+/* Past the global reply budget: close the connections holding the most
+ * unread replies until the rest fits. Their queued writes are cancelled and
+ * freed as the handles close. */
+static void enforce_queue_budget(struct server *s)
+{
+	size_t total = 0;
+
+	/* s->queued also counts writes done but not yet called back; the
+	 * streams' own queues say what is really unwritten. */
+	for (struct conn *c = s->conns; c; c = c->next)
+		if (!c->closing)
+			total += conn_queued(c);
+	while (total > SERVER_MAX_QUEUED) {
+		struct conn *worst = NULL;
+
+		for (struct conn *c = s->conns; c; c = c->next)
+			if (!c->closing && (!worst || conn_queued(c) > conn_queued(worst)))
+				worst = c;
+		if (!worst || conn_queued(worst) == 0)
+			break;
+		log_warn("closing a client holding %zu MiB of unread replies (all clients: %zu MiB)",
+			 conn_queued(worst) >> 20, total >> 20);
+		total -= conn_queued(worst);
+		conn_close(worst);
+	}
 }
 
 static void send_json(struct conn *c, json_t *msg)
@@ -88,6 +133,14 @@ static void send_json(struct conn *c, json_t *msg)
 
 	if (!c || c->closing)
 		return;
+	/* Checked before adding, so one large reply (an export) always goes
+	 * out, but a client that reads nothing cannot pile up more. */
+	if (conn_queued(c) > SERVER_MAX_BACKLOG) {
+		log_warn("closing a client that does not read its replies (%zu MiB unread)",
+			 conn_queued(c) >> 20);
+		conn_close(c);
+		return;
+	}
 	text = json_dumps(msg, JSON_COMPACT | JSON_REAL_PRECISION(17));
 	if (!text) {
 		conn_close(c);
@@ -101,6 +154,8 @@ static void send_json(struct conn *c, json_t *msg)
 		return;
 	}
 	w->data = text;
+	w->srv = c->srv;
+	w->len = n;
 	b = uv_buf_init(text, (unsigned)n);
 	if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &b, 1, on_write) < 0) {
 		free(text);
@@ -108,10 +163,9 @@ static void send_json(struct conn *c, json_t *msg)
 		conn_close(c);
 		return;
 	}
-	if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) > SERVER_MAX_BACKLOG) {
-		log_warn("closing a client that does not read its replies");
-		conn_close(c);
-	}
+	c->srv->queued += n;
+	if (c->srv->queued > SERVER_MAX_QUEUED)
+		enforce_queue_budget(c->srv);
 }
 
 static void protocol_error(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -155,8 +209,7 @@ bool call_alive(struct call *c)
 
 bool call_can_stream(struct call *c)
 {
-	return call_alive(c) &&
-	       uv_stream_get_write_queue_size((uv_stream_t *)&c->conn->pipe) < SERVER_STREAM_BACKLOG;
+	return call_alive(c) && conn_queued(c->conn) < SERVER_STREAM_BACKLOG;
 }
 
 void call_on_cancel(struct call *c, void (*fn)(void *arg), void *arg)
@@ -299,6 +352,8 @@ static void process(struct conn *c)
 		c->len -= mlen + 1;
 		c->scanned = 0;
 	}
+	if (c->len == 0)
+		conn_free_buffer(c);
 	/* back-pressure: read more only while there is room for it */
 	if (!c->closing) {
 		bool want = c->len <= SERVER_MAX_MESSAGE && (!c->current || c->len < 65536);
@@ -313,26 +368,41 @@ static void process(struct conn *c)
 	c->processing = false;
 }
 
+/* Room for the next read: 4 KiB to start with, then as much as the
+ * buffer already holds (it doubles), within the global input budget. An
+ * empty buffer gets the NULL that on_read reports as UV_ENOBUFS. */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
 	struct conn *c = h->data;
-	size_t want = suggested < 65536 ? 65536 : suggested;
+	struct server *s = c->srv;
 
-	if (c->cap - c->len < want) {
-		size_t ncap = c->cap ? c->cap : 65536;
+	(void)suggested;
+	if (c->cap - c->len < 1024) {
+		size_t ncap = c->len + (c->len < 4096 ? 4096 : c->len);
 		char *nb;
 
-		while (ncap - c->len < want)
-			ncap *= 2;
+		if (s->buffered - c->cap + ncap > SERVER_MAX_BUFFERED) {
+			*b = uv_buf_init(NULL, 0);
+			return;
+		}
 		nb = realloc(c->buf, ncap);
 		if (!nb) {
 			*b = uv_buf_init(NULL, 0);
 			return;
 		}
+		s->buffered = s->buffered - c->cap + ncap;
 		c->buf = nb;
 		c->cap = ncap;
 	}
 	*b = uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
+}
+
+static void conn_free_buffer(struct conn *c)
+{
+	c->srv->buffered -= c->cap;
+	free(c->buf);
+	c->buf = NULL;
+	c->cap = c->len = c->scanned = 0;
 }
 
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
@@ -340,12 +410,23 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 	struct conn *c = st->data;
 
 	(void)b;
+	if (n == UV_ENOBUFS) {
+		log_warn("refusing a message: unfinished messages of all clients hold %zu MiB",
+			 c->srv->buffered >> 20);
+		protocol_error(c, "the daemon is out of room for unfinished messages (%u MiB in all); "
+			       "try again later", SERVER_MAX_BUFFERED >> 20);
+		conn_close_flush(c);
+		return;
+	}
 	if (n < 0) {
 		conn_close(c);
 		return;
 	}
 	c->len += (size_t)n;
-	process(c);
+	if (c->len == 0)
+		conn_free_buffer(c); /* EAGAIN on an idle connection */
+	else
+		process(c);
 }
 
 static void start_reading(struct conn *c)
@@ -359,7 +440,7 @@ static void on_conn_closed(uv_handle_t *h)
 	struct conn *c = h->data;
 	struct server *s = c->srv;
 
-	free(c->buf);
+	conn_free_buffer(c);
 	free(c);
 	s->open_handles--;
 	if (s->closing && s->open_handles == 0)
@@ -431,59 +512,51 @@ static void conn_close_flush(struct conn *c)
 
 /* ---- listening -------------------------------------------------------- */
 
-static bool peer_allowed(struct server *s, int fd)
+#ifndef SO_PEERGROUPS
+#define SO_PEERGROUPS 59 /* Linux 4.13; older libc headers lack it */
+#endif
+
+/* Root, the daemon's own user, or a member of its group (primary or
+ * supplementary, as the peer had them when it connected: SO_PEERGROUPS). */
+static bool peer_allowed(struct server *s, int fd, struct ucred *peer)
 {
-	struct ucred cred;
+	struct ucred cred = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
 	socklen_t len = sizeof(cred);
-	gid_t groups[256];
-	int ng;
+	gid_t stack[64], *groups = stack;
+	socklen_t glen = sizeof(stack);
+	bool ok = false;
 
 	if (!s->restrict_access)
 		return true;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
 		return false;
+	*peer = cred;
 	if (cred.uid == 0 || cred.uid == s->uid)
 		return true;
 	if (s->gid == (gid_t)-1)
 		return false;
 	if (cred.gid == s->gid)
 		return true;
-	/* supplementary groups of the peer process */
-	{
-		char path[64], line[4096];
-		FILE *f;
-
-		snprintf(path, sizeof(path), "/proc/%d/status", (int)cred.pid);
-		f = fopen(path, "r");
-		if (!f)
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) < 0) {
+		if (errno != ERANGE || !(groups = malloc(glen)))
 			return false;
-		ng = 0;
-		while (fgets(line, sizeof(line), f)) {
-			if (strncmp(line, "Groups:", 7) == 0) {
-				char *p = line + 7, *end;
-
-				while (ng < 256) {
-					long g = strtol(p, &end, 10);
-
-					if (end == p)
-						break;
-					groups[ng++] = (gid_t)g;
-					p = end;
-				}
-			}
-		}
-		fclose(f);
-		for (int i = 0; i < ng; i++)
-			if (groups[i] == s->gid)
-				return true;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) < 0)
+			goto out;
 	}
-	return false;
+	for (size_t i = 0; i < glen / sizeof(gid_t); i++)
+		if (groups[i] == s->gid)
+			ok = true;
+out:
+	if (groups != stack)
+		free(groups);
+	return ok;
 }
 
 static void on_connection(uv_stream_t *l, int status)
 {
 	struct server *s = l->data;
 	struct conn *c;
+	struct ucred peer = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
 	uv_os_fd_t fd;
 
 	if (status < 0 || s->closing)
@@ -510,12 +583,14 @@ static void on_connection(uv_stream_t *l, int status)
 		conn_close_flush(c);
 		return;
 	}
-	if (uv_fileno((uv_handle_t *)&c->pipe, &fd) == 0 && !peer_allowed(s, fd)) {
-		json_t *m = json_pack("{s:s,s:{s:s}}", "error", "io.traind.PermissionDenied",
-				      "parameters", "message",
-				      "permission denied: not root, the daemon's user, or in its group");
+	if (uv_fileno((uv_handle_t *)&c->pipe, &fd) == 0 && !peer_allowed(s, fd, &peer)) {
+		char msg[160];
+		json_t *m;
 
-		log_warn("refused a connection from a user outside the allowed group");
+		snprintf(msg, sizeof(msg), "uid %ld is not root, traind's user (uid %ld) or in its group (gid %ld)",
+			 (long)(int)peer.uid, (long)s->uid, (long)(int)s->gid);
+		m = json_pack("{s:s,s:{s:s}}", "error", "io.traind.PermissionDenied", "parameters", "message", msg);
+		log_warn("refused a connection from pid %ld: %s", (long)peer.pid, msg);
 		send_json(c, m);
 		json_decref(m);
 		conn_close_flush(c);

@@ -8,7 +8,11 @@
  * ProtocolError reply, then the connection is closed); at most
  * SERVER_MAX_CONNECTIONS connections; a client whose unread replies pile up
  * beyond SERVER_MAX_BACKLOG is disconnected (streams skip updates long
- * before that). Malformed JSON, a non-object, a missing method: a
+ * before that, past SERVER_STREAM_BACKLOG). All connections together hold at
+ * most SERVER_MAX_BUFFERED bytes of unfinished messages (past it a
+ * connection gets a ProtocolError and is closed) and SERVER_MAX_QUEUED bytes
+ * of unwritten replies (past it the largest backlogs are closed), so the
+ * daemon's memory stays bounded whatever clients send. Malformed JSON, a non-object, a missing method: a
  * ProtocolError reply naming the problem; the connection stays usable.
  *
  * Ownership: the server owns connections and calls. A call is valid from
@@ -31,8 +35,10 @@
 
 #define SERVER_MAX_MESSAGE (16u << 20)
 #define SERVER_MAX_CONNECTIONS 4096
-#define SERVER_MAX_BACKLOG (64u << 20)
+#define SERVER_MAX_BACKLOG (16u << 20)
 #define SERVER_STREAM_BACKLOG (1u << 20)
+#define SERVER_MAX_BUFFERED (256u << 20)
+#define SERVER_MAX_QUEUED (256u << 20)
 
 struct server;
 struct call;

@@ -824,8 +824,9 @@ mkdir /tmp/.dev/shm
 mount -n -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp/.dev/shm
 ln -s /proc/self/fd /tmp/.dev/fd
 mount -n --move /tmp/.dev /dev
-# ProcSubset=pid (and with it no /proc/sys): a new proc instance.
-mount -n -t proc -o subset=pid,nosuid,nodev,noexec proc /proc
+# ProcSubset=pid (and with it no /proc/sys) and ProtectProc=invisible
+# (other users' processes hidden): a new proc instance.
+mount -n -t proc -o subset=pid,hidepid=invisible,nosuid,nodev,noexec proc /proc
 # UMask=0077
 umask 0077
 exec "$@"
@@ -884,6 +885,8 @@ def test_sandbox(inst):
     check(os.readlink("/proc/%d/ns/net" % pid) != os.readlink("/proc/self/ns/net"), "own network namespace")
     mounts = read("/proc/%d/mounts" % pid)
     check(re.search(r"^proc /proc proc \S*subset=pid", mounts, re.M) is not None, "ProcSubset=pid in force")
+    check(re.search(r"^proc /proc proc \S*hidepid=invisible", mounts, re.M) is not None,
+          "ProtectProc=invisible in force")
     check(re.search(r"^\S+ / \S+ ro[,\s]", mounts, re.M) is not None, "/ is read-only in its view")
     sock = os.path.join(run, "traind.sock")
     st = os.stat(sock)
@@ -899,8 +902,11 @@ def test_sandbox(inst):
     rc, _, err = ctl(sock, "export", job, "-o", os.path.join(root, "m.safetensors"))
     check(rc == 0, "export works")
     rc, _, err = ctl(sock, "list", user=["--reuid=daemon", "--regid=daemon", "--groups=nogroup"])
-    check(rc == 0, "ProcSubset=pid keeps /proc/PID/status: a peer in group nogroup by a supplementary group "
-          "is let in (rc %d %s)" % (rc, err.strip()))
+    check(rc == 0, "with other users' processes invisible, a peer in group nogroup by a supplementary group "
+          "is let in (its groups come from SO_PEERGROUPS) (rc %d %s)" % (rc, err.strip()))
+    rc, _, err = ctl(sock, "list", user=["--reuid=daemon", "--regid=daemon", "--clear-groups"])
+    check(rc == 1 and "Permission denied" in err, "... and one outside it is refused by the socket's mode "
+          "(rc %d %s)" % (rc, err.strip()))
     wd = [m for m in n.snapshot() if m[2].get("WATCHDOG") == "1"]
     check(len(wd) >= 2, "watchdog pings from the sandbox (%d)" % len(wd))
     p.send_signal(signal.SIGTERM)
