@@ -124,6 +124,7 @@ struct bg {
 	char name[STORE_NAME_MAX];
 	struct train_config cfg;
 	int32_t keep;
+	json_t *init_b64;          /* init_from, as sent (a reference taken on the loop) */
 	uint8_t *init_model;       /* init_from's bytes; after the check, the first checkpoint */
 	size_t init_len;
 	char init_checksum[STORE_CHECKSUM_MAX];
@@ -131,6 +132,7 @@ struct bg {
 	int rc;
 	struct tr_err err;
 	const char *error_name;    /* protocol error on failure */
+	const char *bad_param;     /* InvalidParameter: which one */
 	json_t *result;            /* reply parameters on success */
 };
 
@@ -154,7 +156,7 @@ static json_t *bg_error_params(struct bg *b)
 	if (strcmp(name, "DatasetError") == 0)
 		return json_pack("{s:s,s:s}", "dataset", b->cfg.dataset, "message", b->err.msg);
 	if (strcmp(name, "InvalidParameter") == 0)
-		return json_pack("{s:s,s:s}", "parameter", b->init_model ? "init_from" : "config",
+		return json_pack("{s:s,s:s}", "parameter", b->bad_param ? b->bad_param : "config",
 				 "message", b->err.msg);
 	if (strcmp(name, "CheckpointError") == 0)
 		return json_pack("{s:I,s:s}", "id", (json_int_t)b->id, "message", b->err.msg);
@@ -176,6 +178,7 @@ static void bg_after(uv_work_t *req, int status)
 		}
 	}
 	json_decref(b->result);
+	json_decref(b->init_b64);
 	free(b->init_model);
 	free(b);
 }
@@ -216,6 +219,7 @@ static void bg_queue(struct bg *b, uv_work_cb work, uv_after_work_cb after)
 	if (uv_queue_work(b->d->loop, &b->req, work, after) < 0) {
 		call_on_cancel(b->c, NULL, NULL);
 		call_error(b->c, "StorageError", json_pack("{s:s}", "message", "cannot queue work"));
+		json_decref(b->init_b64);
 		free(b->init_model);
 		free(b);
 	}
@@ -265,15 +269,36 @@ static void work_start_check(uv_work_t *req)
 	const struct dataset *ds = NULL;
 	int rc;
 
+	/* init_from is decoded here, not on the loop: a model of many MiB
+	 * would hold up every other client while it is checked. */
+	if (b->init_b64) {
+		struct st_file *f = NULL;
+
+		b->bad_param = "init_from";
+		if (base64_decode(json_string_value(b->init_b64), json_string_length(b->init_b64),
+				  &b->init_model, &b->init_len) < 0) {
+			tr_err_set(&b->err, -EINVAL, "'init_from' is not valid base64");
+			bg_fail(b, "InvalidParameter", -EINVAL);
+			return;
+		}
+		rc = st_parse(&f, b->init_model, b->init_len, &b->err);
+		st_file_free(f);
+		if (rc < 0) {
+			bg_fail(b, "InvalidParameter", rc);
+			return;
+		}
+	}
 	rc = dscache_get(b->d->dsc, b->cfg.dataset, &ds, &b->err);
 	if (rc < 0) {
 		bg_fail(b, "DatasetError", rc);
 		return;
 	}
+	b->bad_param = NULL;
 	rc = trainer_check_config(&b->cfg, ds, &b->err);
 	if (rc < 0)
 		bg_fail(b, "InvalidParameter", rc);
 	if (rc == 0 && b->init_model) {
+		b->bad_param = "init_from";
 		/* The job's starting point becomes its first checkpoint (epoch 0,
 		 * step 0), stored with the job, so a crash before it ever runs
 		 * cannot lose the model it was asked to start from. */
@@ -287,6 +312,7 @@ static void work_start_check(uv_work_t *req)
 		if (rc < 0) {
 			bg_fail(b, "InvalidParameter", rc);
 		} else {
+			b->bad_param = NULL;
 			rc = checkpoint_serialize(t, &blob, &len, &b->err);
 			if (rc == 0)
 				rc = checkpoint_seal(blob, len, b->init_checksum, &b->err);
@@ -504,24 +530,8 @@ static void m_start(struct daemon *d, struct call *c)
 		free(b);
 		return;
 	}
-	if (init && json_is_string(init)) {
-		struct st_file *f = NULL;
-
-		if (base64_decode(json_string_value(init), json_string_length(init), &b->init_model,
-				  &b->init_len) < 0) {
-			free(b);
-			bad_param(c, "init_from", "'init_from' is not valid base64");
-			return;
-		}
-		if (st_parse(&f, b->init_model, b->init_len, &b->err) < 0) {
-			call_error(c, "InvalidParameter",
-				   json_pack("{s:s,s:s}", "parameter", "init_from", "message", b->err.msg));
-			free(b->init_model);
-			free(b);
-			return;
-		}
-		st_file_free(f);
-	}
+	if (init && json_is_string(init))
+		b->init_b64 = json_incref(init); /* decoded and checked off the loop */
 	b->keep = (int32_t)keep;
 	if (name && json_is_string(name))
 		snprintf(b->name, sizeof(b->name), "%s", json_string_value(name));

@@ -7,6 +7,12 @@
  * message's worth, reading stops (back-pressure) until the call ends. An
  * empty buffer is freed, so an idle connection holds no buffer at all.
  *
+ * Fairness: one turn of a connection handles at most SERVER_TURN_MESSAGES
+ * messages; if more are waiting, it goes on the ready list, which an idle
+ * handle serves once per loop iteration, after every other connection's I/O
+ * has had its turn. A client that pipelines thousands of calls thus delays
+ * others by one turn's work, not by its whole pipeline.
+ *
  * Memory bounds: the input buffers of all connections together stay under
  * SERVER_MAX_BUFFERED (a connection whose unfinished message would pass it
  * gets a ProtocolError and is closed); the unwritten replies of all
@@ -34,10 +40,13 @@ struct conn {
 	size_t len, cap;
 	size_t scanned;           /* bytes of buf known to hold no NUL */
 	struct call *current;     /* the call in flight, or NULL */
+	struct parse *parsing;    /* a large message being parsed off the loop */
 	bool closing;
 	bool reading;
 	bool processing;          /* inside process(): do not re-enter */
+	bool ready;               /* on the server's ready list */
 	struct conn *prev, *next;
+	struct conn *ready_next;
 };
 
 struct call {
@@ -63,7 +72,9 @@ struct server {
 	uid_t uid;
 	gid_t gid;
 	bool restrict_access;
-	size_t buffered;          /* sum of the connections' buffer capacities */
+	uv_idle_t turn;           /* runs while the ready list is not empty */
+	struct conn *ready;       /* connections with messages left after a turn */
+	size_t buffered;          /* input buffer bytes beyond the free allowance */
 	size_t queued;            /* bytes of replies not yet written */
 };
 
@@ -270,15 +281,14 @@ void call_error(struct call *c, const char *error, json_t *params)
 /* ---- input ------------------------------------------------------------ */
 
 /* One complete message (without its NUL): validate and dispatch. */
-static void handle_message(struct conn *c, const char *text, size_t len)
+/* A parsed message (msg NULL: jerr says why): validate and dispatch. */
+static void handle_parsed(struct conn *c, json_t *msg, const json_error_t *jerr)
 {
-	json_error_t jerr;
-	json_t *msg = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
 	json_t *method, *params, *more, *oneway;
 	struct call *call;
 
 	if (!msg) {
-		protocol_error(c, "malformed JSON at byte %d: %s", jerr.position, jerr.text);
+		protocol_error(c, "malformed JSON at byte %d: %s", jerr->position, jerr->text);
 		return;
 	}
 	if (!json_is_object(msg)) {
@@ -324,15 +334,119 @@ out:
 	json_decref(msg);
 }
 
+/* Large messages are parsed on the threadpool: jansson reads about 50 MB/s,
+ * so a 12 MiB model upload would stall every other client for a quarter of
+ * a second. The connection takes no further message meanwhile (order kept);
+ * if it closes first, the parse is dropped when it ends. */
+struct parse {
+	uv_work_t req;
+	struct conn *conn;        /* NULL once the connection is gone */
+	char *text;
+	size_t len;
+	json_t *msg;
+	json_error_t jerr;
+};
+
+static void parse_work(uv_work_t *req)
+{
+	struct parse *p = req->data;
+
+	p->msg = json_loadb(p->text, p->len, JSON_REJECT_DUPLICATES, &p->jerr);
+}
+
+static void parse_done(uv_work_t *req, int status)
+{
+	struct parse *p = req->data;
+	struct conn *c = p->conn;
+
+	(void)status;
+	free(p->text);
+	if (!c) {
+		json_decref(p->msg);
+		free(p);
+		return;
+	}
+	c->parsing = NULL;
+	handle_parsed(c, p->msg, &p->jerr);
+	free(p);
+	if (!c->closing)
+		process(c);
+}
+
+static void handle_message(struct conn *c, const char *text, size_t len)
+{
+	json_error_t jerr;
+	json_t *msg;
+
+	if (len >= SERVER_PARSE_OFF_LOOP) {
+		struct parse *p = calloc(1, sizeof(*p));
+
+		if (p && (p->text = malloc(len))) {
+			memcpy(p->text, text, len);
+			p->len = len;
+			p->conn = c;
+			p->req.data = p;
+			if (uv_queue_work(c->srv->loop, &p->req, parse_work, parse_done) == 0) {
+				c->parsing = p;
+				return;
+			}
+			free(p->text);
+		}
+		free(p);
+		/* no memory or no threadpool: parse here */
+	}
+	msg = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	handle_parsed(c, msg, &jerr);
+}
+
+static void on_turn(uv_idle_t *h)
+{
+	struct server *s = h->data;
+	struct conn *list = s->ready;
+
+	/* Handles are freed only after the loop's close phase, so every
+	 * connection on the list is still valid memory here, if closing. */
+	s->ready = NULL;
+	while (list) {
+		struct conn *c = list;
+
+		list = c->ready_next;
+		c->ready_next = NULL;
+		c->ready = false;
+		process(c);
+	}
+	if (!s->ready)
+		uv_idle_stop(h);
+}
+
+static void defer_turn(struct conn *c)
+{
+	struct server *s = c->srv;
+
+	if (c->ready)
+		return;
+	c->ready = true;
+	c->ready_next = s->ready;
+	s->ready = c;
+	uv_idle_start(&s->turn, on_turn);
+}
+
 static void process(struct conn *c)
 {
+	unsigned handled = 0;
+
 	if (c->processing)
 		return;
 	c->processing = true;
-	while (!c->current && !c->closing) {
-		char *nul = memchr(c->buf + c->scanned, '\0', c->len - c->scanned);
+	while (!c->current && !c->parsing && !c->closing) {
+		char *nul;
 		size_t mlen;
 
+		if (handled == SERVER_TURN_MESSAGES) {
+			defer_turn(c);
+			break;
+		}
+		nul = memchr(c->buf + c->scanned, '\0', c->len - c->scanned);
 		if (!nul) {
 			c->scanned = c->len;
 			if (c->len > SERVER_MAX_MESSAGE) {
@@ -345,6 +459,7 @@ static void process(struct conn *c)
 			break;
 		}
 		mlen = (size_t)(nul - c->buf);
+		handled++;
 		handle_message(c, c->buf, mlen);
 		if (c->closing)
 			break;
@@ -356,7 +471,8 @@ static void process(struct conn *c)
 		conn_free_buffer(c);
 	/* back-pressure: read more only while there is room for it */
 	if (!c->closing) {
-		bool want = c->len <= SERVER_MAX_MESSAGE && (!c->current || c->len < 65536);
+		bool busy = c->current || c->parsing;
+		bool want = c->len <= SERVER_MAX_MESSAGE && !c->ready && (!busy || c->len < 65536);
 
 		if (want && !c->reading) {
 			start_reading(c);
@@ -368,9 +484,19 @@ static void process(struct conn *c)
 	c->processing = false;
 }
 
+/* What a buffer of `cap` bytes counts against SERVER_MAX_BUFFERED: the
+ * first SERVER_FREE_BUFFER bytes of every connection are free, so ordinary
+ * small calls are served even while large unfinished messages fill the
+ * budget (4096 connections x 16 KiB bounds that allowance at 64 MiB). */
+static size_t charged(size_t cap)
+{
+	return cap > SERVER_FREE_BUFFER ? cap - SERVER_FREE_BUFFER : 0;
+}
+
 /* Room for the next read: 4 KiB to start with, then as much as the
- * buffer already holds (it doubles), within the global input budget. An
- * empty buffer gets the NULL that on_read reports as UV_ENOBUFS. */
+ * buffer already holds (it doubles), within the global input budget. A
+ * connection refused room gets the NULL that on_read reports as
+ * UV_ENOBUFS. */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
 	struct conn *c = h->data;
@@ -381,7 +507,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 		size_t ncap = c->len + (c->len < 4096 ? 4096 : c->len);
 		char *nb;
 
-		if (s->buffered - c->cap + ncap > SERVER_MAX_BUFFERED) {
+		if (s->buffered - charged(c->cap) + charged(ncap) > SERVER_MAX_BUFFERED) {
 			*b = uv_buf_init(NULL, 0);
 			return;
 		}
@@ -390,7 +516,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 			*b = uv_buf_init(NULL, 0);
 			return;
 		}
-		s->buffered = s->buffered - c->cap + ncap;
+		s->buffered = s->buffered - charged(c->cap) + charged(ncap);
 		c->buf = nb;
 		c->cap = ncap;
 	}
@@ -399,7 +525,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 
 static void conn_free_buffer(struct conn *c)
 {
-	c->srv->buffered -= c->cap;
+	c->srv->buffered -= charged(c->cap);
 	free(c->buf);
 	c->buf = NULL;
 	c->cap = c->len = c->scanned = 0;
@@ -454,6 +580,10 @@ static void conn_close(struct conn *c)
 	if (c->closing)
 		return;
 	c->closing = true;
+	if (c->parsing) {
+		c->parsing->conn = NULL;
+		c->parsing = NULL;
+	}
 	if (c->current) {
 		struct call *call = c->current;
 
@@ -466,6 +596,15 @@ static void conn_close(struct conn *c)
 			json_decref(call->msg);
 			free(call);
 		}
+	}
+	if (c->ready) {
+		struct conn **pp = &s->ready;
+
+		while (*pp && *pp != c)
+			pp = &(*pp)->ready_next;
+		if (*pp)
+			*pp = c->ready_next;
+		c->ready = false;
 	}
 	if (c->prev)
 		c->prev->next = c->next;
@@ -609,6 +748,9 @@ int server_new(struct server **out, uv_loop_t *loop, server_dispatch_fn fn, void
 	s->dispatch = fn;
 	s->ctx = ctx;
 	s->gid = (gid_t)-1;
+	uv_idle_init(loop, &s->turn);
+	s->turn.data = s;
+	s->open_handles++;
 	*out = s;
 	return 0;
 }
@@ -691,7 +833,7 @@ int server_listen_fd(struct server *s, int fd, struct tr_err *err)
 	return start_listening(s, err, "the inherited socket");
 }
 
-static void on_listener_closed(uv_handle_t *h)
+static void on_server_handle_closed(uv_handle_t *h)
 {
 	struct server *s = h->data;
 
@@ -707,10 +849,7 @@ void server_close(struct server *s)
 	s->closing = true;
 	while (s->conns)
 		conn_close(s->conns);
-	if (s->open_handles == 0) {
-		free(s);
-		return;
-	}
+	uv_close((uv_handle_t *)&s->turn, on_server_handle_closed);
 	if (!uv_is_closing((uv_handle_t *)&s->listener) && s->listener.type == UV_NAMED_PIPE)
-		uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+		uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
 }

@@ -39,6 +39,9 @@
 #define SERVER_STREAM_BACKLOG (1u << 20)
 #define SERVER_MAX_BUFFERED (256u << 20)
 #define SERVER_MAX_QUEUED (256u << 20)
+#define SERVER_FREE_BUFFER (16u << 10)
+#define SERVER_TURN_MESSAGES 16
+#define SERVER_PARSE_OFF_LOOP (256u << 10)
 
 struct server;
 struct call;
