@@ -22,6 +22,7 @@
 #include "traind/server.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +77,7 @@ struct server {
 	struct conn *ready;       /* connections with messages left after a turn */
 	size_t buffered;          /* input buffer bytes beyond the free allowance */
 	size_t queued;            /* bytes of replies not yet written */
+	bool trim;                /* a burst passed SERVER_TRIM_AFTER: give memory back once it is over */
 };
 
 static void process(struct conn *c);
@@ -93,14 +95,29 @@ struct wreq {
 	char *data;
 };
 
+/* After a burst of large buffers or backlogs, once all of it is gone,
+ * return the freed heap to the system: glibc keeps it otherwise, and a
+ * daemon that runs for weeks should not stay at its worst moment's size. */
+static void note_memory(struct server *s)
+{
+	if (s->queued > SERVER_TRIM_AFTER || s->buffered > SERVER_TRIM_AFTER) {
+		s->trim = true;
+	} else if (s->trim && s->queued == 0 && s->buffered == 0) {
+		s->trim = false;
+		malloc_trim(0);
+	}
+}
+
 static void on_write(uv_write_t *req, int status)
 {
 	struct wreq *w = (struct wreq *)req;
+	struct server *s = w->srv;
 
 	(void)status;
-	w->srv->queued -= w->len;
+	s->queued -= w->len;
 	free(w->data);
 	free(w);
+	note_memory(s);
 }
 
 static size_t conn_queued(struct conn *c)
@@ -175,6 +192,7 @@ static void send_json(struct conn *c, json_t *msg)
 		return;
 	}
 	c->srv->queued += n;
+	note_memory(c->srv);
 	if (c->srv->queued > SERVER_MAX_QUEUED)
 		enforce_queue_budget(c->srv);
 }
@@ -517,6 +535,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 			return;
 		}
 		s->buffered = s->buffered - charged(c->cap) + charged(ncap);
+		note_memory(s);
 		c->buf = nb;
 		c->cap = ncap;
 	}
@@ -529,6 +548,7 @@ static void conn_free_buffer(struct conn *c)
 	free(c->buf);
 	c->buf = NULL;
 	c->cap = c->len = c->scanned = 0;
+	note_memory(c->srv);
 }
 
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)

@@ -42,6 +42,7 @@
 #define SERVER_FREE_BUFFER (16u << 10)
 #define SERVER_TURN_MESSAGES 16
 #define SERVER_PARSE_OFF_LOOP (256u << 10)
+#define SERVER_TRIM_AFTER (32u << 20)
 
 struct server;
 struct call;

@@ -256,6 +256,7 @@ def main():
     c_unbounded, c_refused = phase_c(d)
     phase("after")
     time.sleep(0.5)
+    burst_over_rss = rss(pid)
     check(d.alive(), "traind is up after all of it")
 
     # afterwards: the budgets are free again
@@ -272,6 +273,7 @@ def main():
     prober.stop = sampler.stop = True
     prober.join(60)
     sampler.join(60)
+    end_rss = rss(pid)
 
     print("    traind VmRSS before: %.0f MiB" % (base / MIB))
     for name, peak in sampler.peak.items():
@@ -283,6 +285,10 @@ def main():
     growth = max(sampler.peak.values()) - base
     check(growth < BUDGET + 64 * MIB, "memory stays bounded: peak VmRSS +%.0f MiB, within the %d MiB budget "
           "plus 64 MiB, against %.0f MiB unbounded" % (growth / MIB, BUDGET // MIB, max(b_unbounded, c_unbounded) / MIB))
+    print("    once B and C are over: VmRSS %.0f MiB (+%.0f); at the end: %.0f MiB (+%.0f)"
+          % (burst_over_rss / MIB, (burst_over_rss - base) / MIB, end_rss / MIB, (end_rss - base) / MIB))
+    check(burst_over_rss - base < 64 * MIB, "once the abusers are gone, traind gives the memory back (VmRSS "
+          "+%.0f MiB)" % ((burst_over_rss - base) / MIB))
     check(idle_rss < 16 * MIB, "2000 idle connections cost under 16 MiB (+%.1f MiB)" % (idle_rss / MIB))
     alls = [x for xs in prober.lat.values() for x in xs]
     for name, xs in prober.lat.items():
