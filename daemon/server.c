@@ -464,6 +464,8 @@ static void process(struct conn *c)
 			defer_turn(c);
 			break;
 		}
+		if (c->len == c->scanned)
+			break;  /* nothing new (c->buf may be NULL) */
 		nul = memchr(c->buf + c->scanned, '\0', c->len - c->scanned);
 		if (!nul) {
 			c->scanned = c->len;

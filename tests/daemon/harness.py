@@ -23,6 +23,37 @@ DATA = os.environ.get("TRAIND_DATA_DIR", os.path.join(os.path.dirname(__file__),
 TRAIND = os.path.join(BUILD, "daemon", "traind")
 TRAINCTL = os.path.join(BUILD, "client", "trainctl")
 
+
+
+def _sanitizer():
+    """"asan" or "tsan" when traind was built with that sanitizer, else None
+    (its allocator quarantines freed memory and it runs several times
+    slower, so memory and latency figures do not hold there)."""
+    try:
+        with open(TRAIND, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    if b"__asan_init" in data:
+        return "asan"
+    if b"__tsan_init" in data:
+        return "tsan"
+    return None
+
+
+SANITIZER = _sanitizer()
+
+
+def preload(lib):
+    """LD_PRELOAD for an interposer library: after the sanitizer runtime,
+    which must come first in a sanitizer build."""
+    if SANITIZER:
+        out = subprocess.run(["ldd", TRAIND], capture_output=True, text=True).stdout
+        m = [ln.split("=>")[1].split()[0] for ln in out.splitlines()
+             if "lib%s.so" % SANITIZER in ln and "=>" in ln]
+        if m:
+            return m[0] + " " + lib
+    return lib
 failures = []
 _daemons = []   # every Daemon created, stopped and removed by run()
 
@@ -69,6 +100,24 @@ def safetensors_header(path_or_bytes):
 
 class Terminated(BaseException):
     """SIGTERM (meson's timeout): unwind so that the daemons get stopped."""
+
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "WARNING: ThreadSanitizer", "SUMMARY: UndefinedBehaviorSanitizer")
+
+
+def sanitizer_reports(text):
+    """The first line of each sanitizer report in a log (ASan, LSan, UBSan,
+    TSan): in a sanitizer build a report is a failure even when traind
+    carried on or exited 0."""
+    return [line.strip() for line in text.splitlines() if any(m in line for m in SANITIZER_MARKERS)]
+
+
+def check_sanitizer_log(text, what):
+    reports = sanitizer_reports(text)
+    check(not reports, "%s: no sanitizer report%s" % (what, " (%d: %s)" % (len(reports), reports[:3])
+                                                       if reports else ""))
+    return not reports
 
 
 def _terminated(signum, frame):
@@ -136,6 +185,7 @@ class Daemon:
         self.extra_args = list(extra_args or [])
         self.proc = None
         self._vl = None
+        self._scanned = 0      # log bytes already searched for sanitizer reports
         _daemons.append(self)
 
     def command(self):
@@ -188,6 +238,7 @@ class Daemon:
         self.proc.kill()
         self.proc.wait()
         self._drop_varlink()
+        self.scan_log()
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -197,6 +248,16 @@ class Daemon:
         if getattr(self, "logf", None):
             self.logf.close()
         self._drop_varlink()
+        self.scan_log()
+
+    def scan_log(self):
+        """Fail on sanitizer reports written since the last scan (a report
+        only shows in sanitizer builds: TRAIND_BUILD_DIR=build-asan...)."""
+        text = self.read_log()
+        new, self._scanned = text[self._scanned:], len(text)
+        reports = sanitizer_reports(new)
+        if reports:
+            check(False, "traind (%s) wrote %d sanitizer report(s): %s" % (self.dir, len(reports), reports[:3]))
 
     def cleanup(self):
         self.stop()
@@ -207,6 +268,9 @@ class Daemon:
         """Run trainctl; returns (rc, stdout, stderr)."""
         cmd = [TRAINCTL, "--socket", self.socket] + [str(a) for a in args]
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if sanitizer_reports(p.stderr):
+            check(False, "trainctl %s wrote a sanitizer report: %s" % (" ".join(map(str, args))[:80],
+                                                                     sanitizer_reports(p.stderr)[:3]))
         if check_rc and p.returncode != 0:
             raise RuntimeError("%s -> %d\nstdout: %s\nstderr: %s\nlog:\n%s" % (
                 " ".join(cmd), p.returncode, p.stdout, p.stderr, self.read_log()[-4000:]))

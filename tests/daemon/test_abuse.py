@@ -31,7 +31,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Daemon, Varlink, check, run  # noqa: E402
+from harness import SANITIZER, Daemon, Varlink, check, run  # noqa: E402
 
 # Trains for longer than the test lasts (it is killed at the end): test
 # bad_input shows that a job trained through abuse keeps its bits.
@@ -283,19 +283,24 @@ def main():
     print("    D: 2000 idle connections: VmRSS +%.1f MiB (%.1f KiB each)"
           % (idle_rss / MIB, idle_rss / 2000 / 1024))
     growth = max(sampler.peak.values()) - base
-    check(growth < BUDGET + 64 * MIB, "memory stays bounded: peak VmRSS +%.0f MiB, within the %d MiB budget "
+    if SANITIZER:
+        # Its allocator keeps freed memory in quarantine and pads every
+        # block, and it runs several times slower: the figures are printed,
+        # the limits hold for the release build.
+        print("    (%s build: memory and latency figures not checked)" % SANITIZER)
+    check(SANITIZER or growth < BUDGET + 64 * MIB, "memory stays bounded: peak VmRSS +%.0f MiB, within the %d MiB budget "
           "plus 64 MiB, against %.0f MiB unbounded" % (growth / MIB, BUDGET // MIB, max(b_unbounded, c_unbounded) / MIB))
     print("    once B and C are over: VmRSS %.0f MiB (+%.0f); at the end: %.0f MiB (+%.0f)"
           % (burst_over_rss / MIB, (burst_over_rss - base) / MIB, end_rss / MIB, (end_rss - base) / MIB))
-    check(burst_over_rss - base < 64 * MIB, "once the abusers are gone, traind gives the memory back (VmRSS "
+    check(SANITIZER or burst_over_rss - base < 64 * MIB, "once the abusers are gone, traind gives the memory back (VmRSS "
           "+%.0f MiB)" % ((burst_over_rss - base) / MIB))
-    check(idle_rss < 16 * MIB, "2000 idle connections cost under 16 MiB (+%.1f MiB)" % (idle_rss / MIB))
+    check(SANITIZER or idle_rss < 16 * MIB, "2000 idle connections cost under 16 MiB (+%.1f MiB)" % (idle_rss / MIB))
     alls = [x for xs in prober.lat.values() for x in xs]
     for name, xs in prober.lat.items():
         print("    prober during %-26s %4d calls, p50 %.2f ms, p99 %.2f ms, max %.1f ms"
               % (name, len(xs), pct(xs, 0.5) * 1e3, pct(xs, 0.99) * 1e3, max(xs) * 1e3))
     check(not prober.errors, "the well-behaved client's calls all succeeded (%s)" % prober.errors[:3])
-    check(len(alls) > 100 and pct(alls, 0.99) < LATENCY_P99,
+    check(len(alls) > 100 and (SANITIZER or pct(alls, 0.99) < LATENCY_P99),
           "the well-behaved client is served throughout: %d calls, p99 %.1f ms (target %d ms)"
           % (len(alls), pct(alls, 0.99) * 1e3, LATENCY_P99 * 1e3))
 

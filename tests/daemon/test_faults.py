@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import BUILD, Daemon, check, poll, run
+from harness import BUILD, Daemon, check, poll, preload, run
 
 JOB = ["--train-size", "4000", "--val-size", "2000", "--epochs", "4", "--keep", "all"]
 SHIM = os.path.join(BUILD, "tests", "faultshim.so")
@@ -193,7 +193,8 @@ def test_eio(ref_sha, ops):
         return
     wd = tempfile.mkdtemp(prefix="traind-eio-")
     trig = os.path.join(wd, "fail-now")
-    d = Daemon(workdir=wd, extra_env={"LD_PRELOAD": SHIM, "FAULTSHIM_PATH": os.path.join(wd, "traind.db"),
+    d = Daemon(workdir=wd, extra_env={"LD_PRELOAD": preload(SHIM),
+                                      "FAULTSHIM_PATH": os.path.join(wd, "traind.db"),
                                       "FAULTSHIM_OPS": ops, "FAULTSHIM_TRIGGER": trig})
     d.start()
     jid = d.start_job(*JOB)

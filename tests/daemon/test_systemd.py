@@ -88,6 +88,16 @@ os.execvp(sys.argv[2], sys.argv[2:])
 
 _tmpdirs = []
 _procs = []     # everything started, killed at the end if still alive
+_logs = []      # every log a traind wrote, searched for sanitizer reports
+
+
+def scan_logs(paths):
+    """In a sanitizer build (TRAIND_BUILD_DIR=build-asan) a report in any
+    traind log is a failure, even when traind went on or exited 0."""
+    for path in paths:
+        reports = harness.sanitizer_reports(read(path))
+        check(not reports, "no sanitizer report in %s%s" % (os.path.basename(path), " (%s)" % reports[:3]
+                                                             if reports else ""))
 
 
 def tmpdir(prefix):
@@ -108,6 +118,8 @@ def spawn(argv, env, log, fds=(), pid_env=(), mdwe=False):
     for fd in fds:
         os.set_inheritable(fd, True)
     logf = open(log, "ab")
+    if log not in _logs:
+        _logs.append(log)
     p = subprocess.Popen([sys.executable, "-c", EXEC_WRAPPER, json.dumps(spec)] + list(argv),
                          stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, env=env,
                          pass_fds=tuple(fds))
@@ -943,6 +955,8 @@ def test_sandbox(inst):
     os.makedirs(d2)
     os.chown(d2, 65534, 65534)
     env2 = dict(env, STATE_DIRECTORY=d2, RUNTIME_DIRECTORY=d2)
+    if harness.SANITIZER == "asan":
+        env2["ASAN_OPTIONS"] = "detect_leaks=0"   # LeakSanitizer cannot run under ptrace
     del env2["NOTIFY_SOCKET"]
     n = Notify(os.path.join(root, "notify3.sock"))
     env2["NOTIFY_SOCKET"] = n.path
@@ -997,6 +1011,7 @@ def test_sandbox(inst):
     check(not wx, "strace: no writable+executable mapping (MemoryDenyWriteExecute=) %s" % wx[:2])
     rt = re.findall(r"sched_setscheduler\([^)]*SCHED_(?:FIFO|RR)", body)
     check(not rt, "strace: no realtime scheduling (RestrictRealtime=)")
+    scan_logs([log, log + ".4"])
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -1031,6 +1046,7 @@ def main():
                 p.wait()
         for d in getattr(harness, "_daemons", []):
             d.stop()
+        scan_logs(_logs)
         for d in _tmpdirs:
             shutil.rmtree(d, ignore_errors=True)
     finish()
