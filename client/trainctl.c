@@ -20,7 +20,6 @@
  * directory, fsync, rename, fsync the directory).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -31,7 +30,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/ioctl.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,6 +39,7 @@
 #include "traind/base64.h"
 #include "traind/config.h"
 #include "traind/error.h"
+#include "traind/fileio.h"
 #include "traind/sha256.h"
 #include "varlink.h"
 
@@ -731,61 +730,19 @@ static int build_config(struct cli *cli, json_t **out)
 /* The bytes of the file at `path`, base64-encoded, for init_from. */
 static int read_init_from(const char *path, char **out)
 {
-	struct stat st;
+	struct tr_err err = { 0 };
 	uint8_t *buf = NULL;
 	size_t len = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	int rc = RC_OK;
 
 	*out = NULL;
-	if (fd < 0)
-		return failf(RC_USAGE, "--init-from: %s: %s", path, strerror(errno));
-	if (fstat(fd, &st) < 0) {
-		rc = failf(RC_USAGE, "--init-from: %s: %s", path, strerror(errno));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = failf(RC_USAGE, "--init-from: %s: not a regular file", path);
-		goto out;
-	}
-	if ((uint64_t)st.st_size > INIT_FROM_MAX) {
-		rc = failf(RC_USAGE, "--init-from: %s: %lld bytes is too large to send (at most %zu)", path,
-			   (long long)st.st_size, INIT_FROM_MAX);
-		goto out;
-	}
-	buf = malloc(INIT_FROM_MAX + 1);
-	if (!buf) {
-		rc = failf(RC_ERROR, "out of memory");
-		goto out;
-	}
-	for (;;) {
-		ssize_t n = read(fd, buf + len, INIT_FROM_MAX + 1 - len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = failf(RC_USAGE, "--init-from: %s: %s", path, strerror(errno));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-		if (len > INIT_FROM_MAX) {
-			rc = failf(RC_USAGE, "--init-from: %s: too large to send (more than %zu bytes)", path,
-				   INIT_FROM_MAX);
-			goto out;
-		}
-	}
-	if (len == 0) {
+	if (file_read_all(path, INIT_FROM_MAX, &buf, &len, &err) < 0)
+		return failf(err.code == -ENOMEM ? RC_ERROR : RC_USAGE, "--init-from: %s", err.msg);
+	if (len == 0)
 		rc = failf(RC_USAGE, "--init-from: %s: the file is empty", path);
-		goto out;
-	}
-	*out = base64_encode(buf, len);
-	if (!*out)
+	else if (!(*out = base64_encode(buf, len)))
 		rc = failf(RC_ERROR, "out of memory");
-out:
 	free(buf);
-	close(fd);
 	return rc;
 }
 
@@ -1334,82 +1291,9 @@ static int cmd_eval(struct cli *cli)
 	return rc;
 }
 
-/* Write data to `path` so that it is either the old file or all of the new
- * one, durably: temp file beside it, fsync, rename, fsync the directory. */
-static int write_atomic(const char *path, const uint8_t *data, size_t len)
-{
-	const char *slash = strrchr(path, '/');
-	const char *base = slash ? slash + 1 : path;
-	char dir[PATH_MAX], tmp[PATH_MAX + 300];
-	size_t off = 0;
-	mode_t mask;
-	int fd, dfd, rc = RC_OK;
-
-	if (!*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
-		return failf(RC_USAGE, "-o: '%s' does not name a file", path);
-	if (!slash)
-		snprintf(dir, sizeof(dir), ".");
-	else if (slash == path)
-		snprintf(dir, sizeof(dir), "/");
-	else if ((size_t)(slash - path) >= sizeof(dir))
-		return failf(RC_ERROR, "cannot write %s: %s", path, strerror(ENAMETOOLONG));
-	else
-		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-	/* a hidden name beside the target; a long target name would not fit */
-	if (strlen(base) <= 200)
-		snprintf(tmp, sizeof(tmp), "%s/.%s.tmp-XXXXXX", dir, base);
-	else
-		snprintf(tmp, sizeof(tmp), "%s/.trainctl-export.tmp-XXXXXX", dir);
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0)
-		return failf(RC_ERROR, "cannot write %s: cannot create a temporary file in %s: %s", path, dir,
-			     strerror(errno));
-	/* mkostemp makes 0600; give the file the mode a plain create would */
-	mask = umask(0);
-	umask(mask);
-	if (fchmod(fd, 0666 & ~mask) < 0) {
-		rc = failf(RC_ERROR, "cannot write %s: %s", tmp, strerror(errno));
-		goto fail_close;
-	}
-	while (off < len) {
-		ssize_t n = write(fd, data + off, len - off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = failf(RC_ERROR, "cannot write %s: %s", tmp, strerror(errno));
-			goto fail_close;
-		}
-		off += (size_t)n;
-	}
-	if (fsync(fd) < 0) {
-		rc = failf(RC_ERROR, "cannot write %s: fsync: %s", tmp, strerror(errno));
-		goto fail_close;
-	}
-	if (close(fd) < 0) {
-		rc = failf(RC_ERROR, "cannot write %s: %s", tmp, strerror(errno));
-		goto fail_unlink;
-	}
-	if (rename(tmp, path) < 0) {
-		rc = failf(RC_ERROR, "cannot write %s: %s", path, strerror(errno));
-		goto fail_unlink;
-	}
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd) < 0)
-		rc = failf(RC_ERROR, "wrote %s, but cannot sync its directory %s: %s", path, dir,
-			   strerror(errno));
-	if (dfd >= 0)
-		close(dfd);
-	return rc;
-fail_close:
-	close(fd);
-fail_unlink:
-	unlink(tmp);
-	return rc;
-}
-
 static int cmd_export(struct cli *cli)
 {
+	struct tr_err err = { 0 };
 	json_t *params, *reply = NULL, *data;
 	const char *sum;
 	char hex[SHA256_HEX_LEN + 1];
@@ -1476,9 +1360,11 @@ static int cmd_export(struct cli *cli)
 			   hex, sum);
 		goto out;
 	}
-	rc = write_atomic(cli->val[O_OUTPUT], bytes, len);
-	if (rc != RC_OK)
+	if (file_write_atomic(cli->val[O_OUTPUT], bytes, len, &err) < 0) {
+		rc = failf(err.code == -EISDIR ? RC_USAGE : RC_ERROR, "%s%s",
+			   err.code == -EISDIR ? "-o: " : "", err.msg);
 		goto out;
+	}
 	if (cli->json) {
 		json_t *doc = json_pack("{s:s,s:I,s:I,s:s}", "file", cli->val[O_OUTPUT], "epoch",
 					(json_int_t)epoch, "size", (json_int_t)len, "sha256", hex);

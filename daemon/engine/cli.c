@@ -5,18 +5,17 @@
  * an epoch (a simulated crash) and resume from a checkpoint file.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "traind-config.h"
 #include "traind/checkpoint.h"
 #include "traind/config.h"
 #include "traind/dataset.h"
+#include "traind/fileio.h"
 #include "traind/trainer.h"
 
 static void usage(FILE *out)
@@ -48,84 +47,6 @@ static void usage(FILE *out)
 		"  --no-test              skip the test-set evaluation\n"
 		"  --hash                 print the SHA-256 of the final parameters\n"
 		"  -h, --help, --version\n");
-}
-
-static int read_file(const char *path, uint8_t **out, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	uint8_t *buf = NULL;
-	long n;
-	int rc = -errno;
-
-	if (!f)
-		return rc;
-	if (fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) {
-		rc = -EIO;
-		goto out;
-	}
-	buf = malloc(n ? (size_t)n : 1);
-	if (!buf) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
-		rc = -EIO;
-		goto out;
-	}
-	*out = buf;
-	*len = (size_t)n;
-	buf = NULL;
-	rc = 0;
-out:
-	free(buf);
-	fclose(f);
-	return rc;
-}
-
-/* temp file, fsync, rename, fsync the directory */
-static int write_file_atomic(const char *path, const uint8_t *data, size_t len)
-{
-	char tmp[4096], dir[4096];
-	const char *slash = strrchr(path, '/');
-	int fd, dfd, rc = 0;
-	size_t off = 0;
-
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	while (off < len) {
-		ssize_t w = write(fd, data + off, len - off);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			rc = -errno;
-			break;
-		}
-		off += (size_t)w;
-	}
-	if (rc == 0 && fsync(fd) < 0)
-		rc = -errno;
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc < 0) {
-		unlink(tmp);
-		return rc;
-	}
-	if (slash)
-		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path) ? (int)(slash - path) : 1, path);
-	else
-		snprintf(dir, sizeof(dir), ".");
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
-	return 0;
 }
 
 static void print_row(const struct history_row *r, uint32_t epochs)
@@ -256,8 +177,8 @@ int main(int argc, char **argv)
 	if (resume_path) {
 		struct checkpoint_info info;
 
-		if (read_file(resume_path, &blob, &blob_len) < 0) {
-			fprintf(stderr, "traind-train: %s: %s\n", resume_path, strerror(errno ? errno : EIO));
+		if (file_read_all(resume_path, 0, &blob, &blob_len, &err) < 0) {
+			fprintf(stderr, "traind-train: %s\n", err.msg);
 			goto out;
 		}
 		if (checkpoint_inspect(blob, blob_len, &info, &err) < 0) {
@@ -288,10 +209,12 @@ int main(int argc, char **argv)
 		if (init_path) {
 			free(blob);
 			blob = NULL;
-			if (read_file(init_path, &blob, &blob_len) < 0 ||
-			    checkpoint_load_model(t, blob, blob_len, &err) < 0) {
-				fprintf(stderr, "traind-train: %s: %s\n", init_path,
-					err.msg[0] ? err.msg : "cannot read the file");
+			if (file_read_all(init_path, 0, &blob, &blob_len, &err) < 0) {
+				fprintf(stderr, "traind-train: %s\n", err.msg);
+				goto out;
+			}
+			if (checkpoint_load_model(t, blob, blob_len, &err) < 0) {
+				fprintf(stderr, "traind-train: %s: %s\n", init_path, err.msg);
 				goto out;
 			}
 		}
@@ -315,10 +238,10 @@ int main(int argc, char **argv)
 				fprintf(stderr, "traind-train: %s\n", err.msg);
 				goto out;
 			}
-			wrc = write_file_atomic(ckpt_path, cb, cl);
+			wrc = file_write_atomic(ckpt_path, cb, cl, &err);
 			free(cb);
 			if (wrc < 0) {
-				fprintf(stderr, "traind-train: %s: %s\n", ckpt_path, strerror(-wrc));
+				fprintf(stderr, "traind-train: %s\n", err.msg);
 				goto out;
 			}
 		}
@@ -351,10 +274,10 @@ int main(int argc, char **argv)
 			fprintf(stderr, "traind-train: %s\n", err.msg);
 			goto out;
 		}
-		wrc = write_file_atomic(export_path, mb, ml);
+		wrc = file_write_atomic(export_path, mb, ml, &err);
 		free(mb);
 		if (wrc < 0) {
-			fprintf(stderr, "traind-train: %s: %s\n", export_path, strerror(-wrc));
+			fprintf(stderr, "traind-train: %s\n", err.msg);
 			goto out;
 		}
 	}
