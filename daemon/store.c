@@ -716,6 +716,24 @@ out:
 	return rc;
 }
 
+/* Room for element `len` of the array at *arr (`cap` elements of `size`
+ * bytes): the list functions' one way of growing their result, doubling. */
+static int grow_for(void **arr, size_t *cap, size_t len, size_t size, struct tr_err *err, const char *ctx)
+{
+	size_t ncap;
+	void *p;
+
+	if (len < *cap)
+		return 0;
+	ncap = *cap ? 2 * *cap : 16;
+	p = realloc(*arr, ncap * size);
+	if (!p)
+		return tr_err_set(err, -ENOMEM, "%s: out of memory", ctx);
+	*arr = p;
+	*cap = ncap;
+	return 0;
+}
+
 int store_job_list(struct store *s, struct store_job **out, size_t *n, struct tr_err *err)
 {
 	static const char sql[] = "SELECT " JOB_COLUMNS " FROM jobs ORDER BY id";
@@ -729,17 +747,9 @@ int store_job_list(struct store *s, struct store_job **out, size_t *n, struct tr
 	*n = 0;
 	rc = prepare(s, &st, sql, err, ctx);
 	while (rc == 0 && (rc = next_row(s, st, err, ctx)) > 0) {
-		if (len == cap) {
-			size_t ncap = cap ? 2 * cap : 16;
-			struct store_job *p = realloc(jobs, ncap * sizeof(*p));
-
-			if (!p) {
-				rc = tr_err_set(err, -ENOMEM, "%s: out of memory", ctx);
-				break;
-			}
-			jobs = p;
-			cap = ncap;
-		}
+		rc = grow_for((void **)&jobs, &cap, len, sizeof(*jobs), err, ctx);
+		if (rc < 0)
+			break;
 		rc = read_job(st, &jobs[len], err);
 		if (rc == 0)
 			len++;
@@ -1136,17 +1146,9 @@ int store_checkpoint_list(struct store *s, int64_t job, struct store_checkpoint 
 	if (rc == 0)
 		rc = bind_i64s(s, st, &job, 1, err, ctx);
 	while (rc == 0 && (rc = next_row(s, st, err, ctx)) > 0) {
-		if (len == cap) {
-			size_t ncap = cap ? 2 * cap : 8;
-			struct store_checkpoint *p = realloc(cks, ncap * sizeof(*p));
-
-			if (!p) {
-				rc = tr_err_set(err, -ENOMEM, "%s: out of memory", ctx);
-				break;
-			}
-			cks = p;
-			cap = ncap;
-		}
+		rc = grow_for((void **)&cks, &cap, len, sizeof(*cks), err, ctx);
+		if (rc < 0)
+			break;
 		rc = read_checkpoint(s, st, false, &cks[len], err);
 		if (rc == 0)
 			len++;
@@ -1192,17 +1194,9 @@ int store_history(struct store *s, int64_t job, struct history_row **rows, size_
 		struct history_row *r;
 		const unsigned char *note;
 
-		if (len == cap) {
-			size_t ncap = cap ? 2 * cap : 16;
-			struct history_row *p = realloc(h, ncap * sizeof(*p));
-
-			if (!p) {
-				rc = tr_err_set(err, -ENOMEM, "%s: out of memory", ctx);
-				break;
-			}
-			h = p;
-			cap = ncap;
-		}
+		rc = grow_for((void **)&h, &cap, len, sizeof(*h), err, ctx);
+		if (rc < 0)
+			break;
 		r = &h[len++];
 		memset(r, 0, sizeof(*r));
 		r->epoch = (uint32_t)sqlite3_column_int64(st, 0);
