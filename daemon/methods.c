@@ -188,7 +188,11 @@ static void bg_after_start(uv_work_t *req, int status)
 	struct bg *b = req->data;
 
 	(void)status;
-	if (b->rc == 0 && b->c) {
+	if (b->rc == 0 && b->c && b->d->shutting_down) {
+		b->rc = -ESHUTDOWN;
+		b->error_name = "InvalidState";
+		tr_err_set(&b->err, -ESHUTDOWN, "traind is shutting down");
+	} else if (b->rc == 0 && b->c) {
 		call_on_cancel(b->c, NULL, NULL);
 		jobs_start_job(b->d, b->c, b->name, &b->cfg, b->keep, b->init_model, b->init_len,
 			       b->init_checksum);

@@ -134,8 +134,11 @@ static void enqueue(struct storeq *q, struct sreq *r)
 
 int storeq_submit(struct storeq *q, storeq_fn fn, void *arg, storeq_done done)
 {
-	struct sreq *r = calloc(1, sizeof(*r));
+	struct sreq *r;
 
+	if (!q)
+		return -ESHUTDOWN; /* stopped: main() drops it before the last loop run */
+	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
 	r->fn = fn;

@@ -29,6 +29,8 @@ typedef void (*storeq_done)(void *arg, int rc, const struct tr_err *err);
 int storeq_start(struct storeq **out, const char *path, struct loopq *lq, struct tr_err *err);
 /* Run everything queued, stop the thread, close the connection. */
 void storeq_stop(struct storeq *q);
+/* Queue fn for the store thread; `done` runs on the loop afterwards. -ENOMEM,
+ * or -ESHUTDOWN when q is NULL (the queue was stopped). */
 int storeq_submit(struct storeq *q, storeq_fn fn, void *arg, storeq_done done);
 /* Run fn on the store thread and wait for it; returns fn's result. */
 int storeq_call(struct storeq *q, storeq_fn fn, void *arg, struct tr_err *err);
