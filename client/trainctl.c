@@ -905,6 +905,7 @@ static int cmd_status(struct cli *cli)
 {
 	json_t *reply = NULL, *job;
 	const char *error;
+	long long kill_after;
 	struct table t;
 	int rc;
 
@@ -934,6 +935,8 @@ static int cmd_status(struct cli *cli)
 		printf("error: %s\n", e ? e : "?");
 		free(e);
 	}
+	if (rc == RC_OK && pint(job, "kill_after", &kill_after))
+		printf("pending: kill after epoch %lld\n", kill_after);
 	json_decref(reply);
 	return rc;
 }

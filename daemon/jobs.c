@@ -427,6 +427,80 @@ static void state_done(void *arg, int rc, const struct tr_err *err)
 		j->d->on_change(j->d);
 }
 
+/* ---- a pending kill after epoch N, recorded with the job ---- */
+
+struct kill_after_write {
+	struct job *j;
+	struct call *c;             /* answered once durable; NULL: nobody waits */
+	int64_t id, epoch;          /* epoch -1: clear */
+};
+
+static int kill_after_fn(struct store *s, void *arg, struct tr_err *err)
+{
+	struct kill_after_write *w = arg;
+
+	return store_job_set_kill_after(s, w->id, w->epoch, err);
+}
+
+static void kill_after_cancel(void *arg)
+{
+	((struct kill_after_write *)arg)->c = NULL;
+}
+
+static json_t *id_state(struct job *j);
+
+static void kill_after_done(void *arg, int rc, const struct tr_err *err)
+{
+	struct kill_after_write *w = arg;
+	struct job *j = w->j;
+
+	if (rc < 0) {
+		log_err("job %" PRId64 ": cannot record the kill after epoch %" PRId64 ": %s", w->id,
+			w->epoch, err ? err->msg : "?");
+		/* Not durable: do not pretend it is pending. */
+		if (w->epoch >= 1) {
+			int64_t want = w->epoch;
+
+			atomic_compare_exchange_strong(&j->kill_after, &want, -1);
+		}
+	}
+	if (w->c) {
+		call_on_cancel(w->c, NULL, NULL);
+		if (rc < 0)
+			call_error(w->c, "StorageError",
+				   json_pack("{s:s}", "message", err ? err->msg : "cannot record the kill"));
+		else
+			call_reply(w->c, id_state(j), false);
+	}
+	free(w);
+	notify(j);
+}
+
+/* Set j->kill_after (epoch >= 1, or -1 to clear) and record it; answer c,
+ * if given, once it is durable. */
+static void set_kill_after(struct job *j, int64_t epoch, struct call *c)
+{
+	struct kill_after_write *w = calloc(1, sizeof(*w));
+
+	atomic_store(&j->kill_after, epoch);
+	if (w) {
+		w->j = j;
+		w->c = c;
+		w->id = j->id;
+		w->epoch = epoch;
+		if (c)
+			call_on_cancel(c, kill_after_cancel, w);
+		if (storeq_submit(j->d->sq, kill_after_fn, w, kill_after_done) == 0)
+			return;
+		if (c)
+			call_on_cancel(c, NULL, NULL);
+		free(w);
+	}
+	log_err("job %" PRId64 ": cannot record the kill after epoch %" PRId64, j->id, epoch);
+	if (c)
+		call_error(c, "StorageError", json_pack("{s:s}", "message", "cannot record the kill"));
+}
+
 /* Change the in-memory state, record it in the database (in order, on the
  * store thread), and tell whoever waits. */
 static void set_state(struct job *j, enum job_state st, const char *error)
@@ -843,6 +917,8 @@ json_t *job_to_json(struct job *j)
 		json_object_set_new(o, "checkpoint", checkpoint_json(&j->newest));
 	if (j->error && (j->state == JOB_FAILED || j->commit_failed))
 		json_object_set_new(o, "error", json_string(j->error));
+	if (atomic_load(&j->kill_after) >= 1 && (j->state == JOB_RUNNING || j->state == JOB_QUEUED))
+		json_object_set_new(o, "kill_after", json_integer(atomic_load(&j->kill_after)));
 	return o;
 }
 
@@ -996,6 +1072,16 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 		j->prog.step = j->newest.valid ? j->newest.step : 0;
 		pthread_mutex_unlock(&j->mu);
 		estimate_steps(j);
+		atomic_store(&j->kill_after, r->kill_after >= 1 ? r->kill_after : -1);
+		if ((j->state == JOB_RUNNING || j->state == JOB_QUEUED) && r->kill_after >= 1 &&
+		    (uint32_t)r->kill_after <= j->committed_epoch) {
+			/* Epoch N committed, traind stopped before recording the kill. */
+			log_notice("job %" PRId64 " (%s): killed after epoch %" PRId64 " as requested before "
+				   "traind stopped", j->id, j->name, r->kill_after);
+			j->state = JOB_KILLED;
+			if (store_job_set_state(s, j->id, "killed", NULL, &cerr) < 0)
+				log_err("job %" PRId64 ": cannot record state killed: %s", j->id, cerr.msg);
+		}
 		if (j->state == JOB_RUNNING || j->state == JOB_QUEUED) {
 			log_notice("job %" PRId64 " (%s): was %s when traind stopped; continuing from %s "
 				   "epoch %u step %u",
@@ -1192,7 +1278,8 @@ void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_o
 		return;
 	}
 	j->weights_only_next = weights_only;
-	atomic_store(&j->kill_after, -1);
+	if (atomic_load(&j->kill_after) != -1)
+		set_kill_after(j, -1, NULL);
 	j->queue_seq = d->next_seq++;
 	log_notice("job %" PRId64 ": resumed%s", j->id, weights_only ? " (weights only)" : "");
 	set_state(j, JOB_QUEUED, NULL);
@@ -1214,10 +1301,9 @@ void jobs_kill(struct daemon *d, struct call *c, struct job *j, int64_t after_ep
 					     "after_epoch is beyond the job's last epoch"));
 			return;
 		}
-		atomic_store(&j->kill_after, after_epoch);
 		log_notice("job %" PRId64 ": will be killed after epoch %" PRId64 " commits", j->id,
 			   after_epoch);
-		call_reply(c, id_state(j), false);
+		set_kill_after(j, after_epoch, c);   /* answers c once recorded */
 		return;
 	}
 	if (j->state == JOB_QUEUED && !j->worker_alive) {

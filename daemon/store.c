@@ -74,7 +74,7 @@ struct store {
 
 /* Column lists shared by the queries and the row readers below. */
 #define JOB_COLUMNS \
-	"id, name, state, config, last_error, keep, epochs, epoch, created_at, updated_at"
+	"id, name, state, config, last_error, keep, epochs, epoch, created_at, updated_at, kill_after"
 #define CHECKPOINT_COLUMNS \
 	"id, job_id, epoch, step, kind, val_loss, size, checksum, created_at"
 #define HISTORY_COLUMNS \
@@ -655,6 +655,34 @@ out:
 	return rc < 0 ? rc : 0;
 }
 
+int store_job_set_kill_after(struct store *s, int64_t id, int64_t epoch, struct tr_err *err)
+{
+	static const char sql[] = "UPDATE jobs SET kill_after = ?2, updated_at = ?3 WHERE id = ?1";
+	sqlite3_stmt *st = NULL;
+	char ctx[96];
+	int rc;
+
+	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": recording kill after epoch %" PRId64, id, epoch);
+	rc = prepare(s, &st, sql, err, ctx);
+	if (rc < 0)
+		goto out;
+	rc = sqlite3_bind_int64(st, 1, id);
+	if (rc == SQLITE_OK)
+		rc = epoch >= 1 ? sqlite3_bind_int64(st, 2, epoch) : sqlite3_bind_null(st, 2);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 3, now_unix());
+	if (rc != SQLITE_OK) {
+		rc = db_fail(s, rc, err, ctx);
+		goto out;
+	}
+	rc = next_row(s, st, err, ctx);
+	if (rc == 0 && sqlite3_changes(s->db) == 0)
+		rc = tr_err_set(err, -ENOENT, "job %" PRId64 ": no such job", id);
+out:
+	sqlite3_finalize(st);
+	return rc < 0 ? rc : 0;
+}
+
 static char *dup_column_text(sqlite3_stmt *st, int col)
 {
 	const unsigned char *t = sqlite3_column_text(st, col);
@@ -678,6 +706,7 @@ static int read_job(sqlite3_stmt *st, struct store_job *j, struct tr_err *err)
 	j->epoch = (uint32_t)sqlite3_column_int64(st, 7);
 	j->created_at = sqlite3_column_int64(st, 8);
 	j->updated_at = sqlite3_column_int64(st, 9);
+	j->kill_after = sqlite3_column_type(st, 10) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 10);
 	if (sqlite3_column_type(st, 3) == SQLITE_NULL)
 		return tr_err_set(err, -EIO, "job %" PRId64 ": no configuration", j->id);
 	has_error = sqlite3_column_type(st, 4) != SQLITE_NULL;

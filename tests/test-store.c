@@ -489,6 +489,65 @@ static void test_old_db_migrates(void **state)
 	assert_int_equal(raw_i64(empty, "PRAGMA auto_vacuum"), 2);
 }
 
+/* A database written by the first schema (migration 0001 only, as a traind
+ * of that version left it, with a job and its first epoch): opening it
+ * applies the later migrations and keeps every row. */
+static void test_v1_db_upgrades(void **state)
+{
+	struct fx *f = *state;
+	char *sql = read_text(TRAIND_MIGRATIONS_DIR "/0001_initial.sql");
+	struct store_job *jobs = NULL;
+	struct store_checkpoint ck = { 0 };
+	struct history_row *h = NULL;
+	sqlite3 *db = raw_open(f->db);
+	struct store *s;
+	size_t n = 0;
+
+	raw_exec_db(db, "PRAGMA auto_vacuum = INCREMENTAL; BEGIN IMMEDIATE");
+	raw_exec_db(db, sql);
+	raw_exec_db(db, "PRAGMA user_version = 1;"
+		    "INSERT INTO jobs (id, name, config, state, epochs, epoch, keep, created_at, updated_at) "
+		    "VALUES (7, 'old', '{\"epochs\": 5}', 'running', 5, 1, 3, 100, 200);"
+		    "INSERT INTO history (job_id, epoch, train_loss, train_acc, train_macro_acc, val_loss, "
+		    "val_acc, val_macro_acc, seconds, created_at) VALUES (7, 1, 0.5, 0.8, 0.8, 0.4, 0.9, 0.9, 1.5, 150);"
+		    "INSERT INTO checkpoints (job_id, epoch, step, kind, val_loss, size, checksum, created_at, blob) "
+		    "VALUES (7, 1, 0, 'epoch', 0.4, 3, 'sha256:x', 150, x'010203');"
+		    "COMMIT");
+	sqlite3_close(db);
+	free(sql);
+	assert_int_equal(raw_i64(f->db, "PRAGMA user_version"), 1);
+
+	s = open_store(f->db, false);
+	assert_int_equal(store_schema_version(s), store_schema_version_known());
+	assert_true(store_schema_version_known() > 1);
+	assert_int_equal(store_job_list(s, &jobs, &n, NULL), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(jobs[0].id, 7);
+	assert_string_equal(jobs[0].name, "old");
+	assert_string_equal(jobs[0].state, "running");
+	assert_int_equal(jobs[0].epoch, 1);
+	assert_int_equal(jobs[0].kill_after, -1);   /* 0002: none pending */
+	store_jobs_free(jobs, n);
+	assert_int_equal(store_history(s, 7, &h, &n, NULL), 0);
+	assert_int_equal(n, 1);
+	assert_true(h[0].val_loss == 0.4);
+	free(h);
+	assert_int_equal(store_epoch_checkpoint(s, 7, 1, &ck, NULL), 0);
+	assert_int_equal(ck.size, 3);
+	assert_memory_equal(ck.blob, "\x01\x02\x03", 3);
+	store_checkpoint_clear(&ck);
+	/* the new column works */
+	assert_int_equal(store_job_set_kill_after(s, 7, 3, NULL), 0);
+	assert_int_equal(store_job_list(s, &jobs, &n, NULL), 0);
+	assert_int_equal(jobs[0].kill_after, 3);
+	store_jobs_free(jobs, n);
+	assert_int_equal(store_job_set_kill_after(s, 7, -1, NULL), 0);
+	assert_int_equal(store_job_set_kill_after(s, 99, 3, NULL), -ENOENT);
+	assert_int_equal(store_integrity_check(s, NULL), 0);
+	store_close(s);
+	assert_int_equal(raw_i64(f->db, "SELECT count(*) FROM jobs WHERE kill_after IS NULL"), 1);
+}
+
 /* A child applies migration 0001 the way the store does, makes SQLite write
  * part of it to disk (a small page cache spills), and dies before COMMIT. */
 static void crash_mid_migration(const char *path, const char *journal_mode)
@@ -1262,6 +1321,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reopen_idempotent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_newer_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_old_db_migrates, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v1_db_upgrades, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_half_applied_migration_wal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_half_applied_migration_rollback_journal, setup,
 						teardown),

@@ -57,6 +57,7 @@ struct store_job {
 	uint32_t epoch;                /* committed epochs (== history rows) */
 	int64_t created_at;            /* unix seconds */
 	int64_t updated_at;
+	int64_t kill_after;            /* kill right after this epoch commits; -1 none */
 };
 
 /* A checkpoint row's description; blob is malloc'ed when requested. */
@@ -88,6 +89,8 @@ int store_schema_version(struct store *s);
 int store_job_create(struct store *s, const char *name, const char *config_json, uint32_t epochs,
 		     int32_t keep, const char *state, int64_t *id, struct tr_err *err);
 /* Set the state and last_error (NULL clears it). */
+/* Record (epoch >= 1) or clear (-1) a pending kill after `epoch`. */
+int store_job_set_kill_after(struct store *s, int64_t id, int64_t epoch, struct tr_err *err);
 int store_job_set_state(struct store *s, int64_t id, const char *state, const char *last_error,
 			struct tr_err *err);
 int store_job_get(struct store *s, int64_t id, struct store_job *out, struct tr_err *err);

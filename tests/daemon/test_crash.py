@@ -2,7 +2,8 @@
 """traind dies (SIGKILL) mid-epoch: restarted with the same command, the job
 continues by itself and ends bit-identical to an uninterrupted run, with a
 sound database and a contiguous history. SIGTERM mid-epoch: traind exits 0
-within seconds, and the next start continues the job bit-exactly."""
+within seconds, and the next start continues the job bit-exactly. A pending
+kill --after-epoch N survives a crash before epoch N."""
 import os
 import signal
 import sqlite3
@@ -177,6 +178,45 @@ def main():
     check(sha_init == sha_init_ref, "it restarted from the --init-from model, not from scratch: same bits as "
           "an uninterrupted --init-from job (%s vs %s)" % (sha_init[:16], sha_init_ref[:16]))
 
+    # ---- kill --after-epoch survives a crash before that epoch ----
+    ka = d.start_job(*CONFIG)
+    d.wait_running_at(ka, epoch=0, min_step=50)
+    rc, out, err = d.ctl("kill", ka, "--after-epoch", "2", check_rc=False)
+    check(rc == 0 and d.job(ka).get("kill_after") == 2, "kill --after-epoch 2 is pending (status kill_after %s)"
+          % d.job(ka).get("kill_after"))
+    rc, out, err = d.ctl("status", ka)
+    check("pending: kill after epoch 2" in out, "trainctl status shows the pending kill (%r)" % out[-200:])
+    check(d.sql("SELECT kill_after FROM jobs WHERE id=?", (ka,)) == [(2,)], "... and it is stored with the job")
+    d.wait_running_at(ka, epoch=1, min_step=50)
+    d.kill9()
+    d.start()
+    rc, out, err = d.wait(ka, "--state", "killed")
+    st = d.job(ka)
+    check(rc == 0 and st["epoch"] == 2, "after a SIGKILL in epoch 2 and a restart, the job is still killed "
+          "right after epoch 2 (rc %d, state %s, epoch %s)" % (rc, st["state"], st["epoch"]))
+    hist, pos = store_consistent(d, ka, "killed after epoch 2")
+    check(hist == [1, 2] and "kill_after" not in st, "history 1..2, no kill pending any more (%s, %s)"
+          % (hist, st.get("kill_after")))
+    # traind stopped after epoch 2 committed but before it recorded 'killed'
+    d.stop()
+    con = sqlite3.connect(d.db)
+    try:
+        con.execute("UPDATE jobs SET state='running' WHERE id=?", (ka,))
+        con.commit()
+    finally:
+        con.close()
+    d.start()
+    st = d.job(ka)
+    check(st["state"] == "killed" and st["epoch"] == 2, "a job stored as running whose kill epoch had "
+          "committed comes back killed, not retrained (%s at epoch %s)" % (st["state"], st["epoch"]))
+    check("killed after epoch 2 as requested" in d.read_log(), "the log says why")
+    d.ctl("resume", ka)
+    rc, out, err = d.wait(ka, "--state", "done")
+    check(rc == 0, "resumed, it finishes (rc %d, %s)" % (rc, err.strip()))
+    check(d.sql("SELECT kill_after FROM jobs WHERE id=?", (ka,)) == [(None,)],
+          "resume cleared the stored kill")
+    sha_killed = sha256_file(d.export_file(ka, "killed.safetensors"))
+
     # ---- the uninterrupted reference ----
     ref = d.start_job(*CONFIG)
     rc, out, err = d.wait(ref, "--state", "done")
@@ -187,6 +227,7 @@ def main():
     check(sha_term == sha_ref, "SIGTERMed+restarted model == uninterrupted model (%s vs %s)"
           % (sha_term[:16], sha_ref[:16]))
     check(sha_paused == sha_ref, "paused, restarted, resumed model == uninterrupted model")
+    check(sha_killed == sha_ref, "killed after epoch 2 across a crash, resumed: model == uninterrupted model")
     check(sha_corrupt == sha_ref, "the model replayed from the checkpoint before the corrupt one == "
           "uninterrupted model (%s vs %s)" % (sha_corrupt[:16], sha_ref[:16]))
     a = [(r["train_loss"], r["val_loss"]) for r in d.history(job)]
