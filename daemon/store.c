@@ -620,6 +620,24 @@ out:
 	return rc < 0 ? rc : 0;
 }
 
+/* Run an UPDATE ... WHERE id = ?1 of one job whose parameters were bound
+ * with result `bound`; -ENOENT when there is no such job. Finalizes st. */
+static int update_one_job(struct store *s, sqlite3_stmt *st, int bound, int64_t id, struct tr_err *err,
+			  const char *ctx)
+{
+	int rc;
+
+	if (bound != SQLITE_OK) {
+		rc = db_fail(s, bound, err, ctx);
+	} else {
+		rc = next_row(s, st, err, ctx);
+		if (rc == 0 && sqlite3_changes(s->db) == 0)
+			rc = tr_err_set(err, -ENOENT, "job %" PRId64 ": no such job", id);
+	}
+	sqlite3_finalize(st);
+	return rc < 0 ? rc : 0;
+}
+
 int store_job_set_state(struct store *s, int64_t id, const char *state, const char *last_error,
 			struct tr_err *err)
 {
@@ -634,7 +652,7 @@ int store_job_set_state(struct store *s, int64_t id, const char *state, const ch
 		return tr_err_set(err, -EINVAL, "%s: no state", ctx);
 	rc = prepare(s, &st, sql, err, ctx);
 	if (rc < 0)
-		goto out;
+		return rc;
 	rc = sqlite3_bind_int64(st, 1, id);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC);
@@ -643,16 +661,7 @@ int store_job_set_state(struct store *s, int64_t id, const char *state, const ch
 				: sqlite3_bind_null(st, 3);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 4, now_unix());
-	if (rc != SQLITE_OK) {
-		rc = db_fail(s, rc, err, ctx);
-		goto out;
-	}
-	rc = next_row(s, st, err, ctx);
-	if (rc == 0 && sqlite3_changes(s->db) == 0)
-		rc = tr_err_set(err, -ENOENT, "job %" PRId64 ": no such job", id);
-out:
-	sqlite3_finalize(st);
-	return rc < 0 ? rc : 0;
+	return update_one_job(s, st, rc, id, err, ctx);
 }
 
 int store_job_set_kill_after(struct store *s, int64_t id, int64_t epoch, struct tr_err *err)
@@ -665,22 +674,13 @@ int store_job_set_kill_after(struct store *s, int64_t id, int64_t epoch, struct 
 	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": recording kill after epoch %" PRId64, id, epoch);
 	rc = prepare(s, &st, sql, err, ctx);
 	if (rc < 0)
-		goto out;
+		return rc;
 	rc = sqlite3_bind_int64(st, 1, id);
 	if (rc == SQLITE_OK)
 		rc = epoch >= 1 ? sqlite3_bind_int64(st, 2, epoch) : sqlite3_bind_null(st, 2);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 3, now_unix());
-	if (rc != SQLITE_OK) {
-		rc = db_fail(s, rc, err, ctx);
-		goto out;
-	}
-	rc = next_row(s, st, err, ctx);
-	if (rc == 0 && sqlite3_changes(s->db) == 0)
-		rc = tr_err_set(err, -ENOENT, "job %" PRId64 ": no such job", id);
-out:
-	sqlite3_finalize(st);
-	return rc < 0 ? rc : 0;
+	return update_one_job(s, st, rc, id, err, ctx);
 }
 
 static char *dup_column_text(sqlite3_stmt *st, int col)
