@@ -1,5 +1,5 @@
 /*
- * test-dataset.c - the IDX loader (daemon/engine/dataset.c).
+ * test-dataset.c - the IDX loader (engine/dataset.c).
  *
  * Every fixture is generated here, into a fresh directory made with mkdtemp
  * under $TRAIND_TEST_TMP (or /tmp) and removed at the end. A "fixture" is the
