@@ -13,7 +13,7 @@ import tempfile
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "daemon"))
 from harness import BUILD, DATA, check, run  # noqa: E402
 
-TT = os.path.join(BUILD, "daemon", "engine", "traind-train")
+TT = os.path.join(BUILD, "engine", "traind-train")
 CFG = ["--train-size", "3000", "--val-size", "1000", "--epochs", "2", "--no-test", "--hash"]
 
 
