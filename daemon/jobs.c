@@ -1049,7 +1049,7 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 		j->state = st < 0 ? JOB_FAILED : (enum job_state)st;
 		j->error = r->last_error ? strdup(r->last_error) : NULL;
 		cj = json_loads(r->config_json ? r->config_json : "", 0, &jerr);
-		if (!cj || config_from_json(&j->cfg, cj, &cerr) < 0) {
+		if (!cj || config_from_stored_json(&j->cfg, cj, &cerr) < 0) {
 			config_defaults(&j->cfg);
 			j->state = JOB_FAILED;
 			free(j->error);

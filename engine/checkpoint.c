@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,42 +50,42 @@ static void state_name(char *buf, size_t len, uint32_t i, const char *what)
 	snprintf(buf, len, "optimizer.state.%u.%s", i, what);
 }
 
-static int add_model(struct st_writer *w, const struct mlp *m, const float *base)
+static enum st_dtype tensor_dtype(const struct net_tensor *x)
 {
-	char name[64];
+	return x->kind == TENSOR_COUNT ? ST_I64 : ST_F32;
+}
+
+/* Every tensor of the model (parameters from `params`, then the buffers), in
+ * state_dict order. */
+static int add_model(struct st_writer *w, const struct net *n, const float *params)
+{
 	int rc;
 
-	for (uint32_t l = 0; l < m->nlayers; l++) {
-		uint64_t wshape[2] = { m->dims[l + 1], m->dims[l] };
-		uint64_t bshape[1] = { m->dims[l + 1] };
+	for (uint32_t i = 0; i < n->ntensors; i++) {
+		const struct net_tensor *x = &n->tensors[i];
 
-		mlp_param_name(l, 0, name, sizeof(name));
-		rc = st_writer_add(w, name, ST_F32, 2, wshape, base + m->w_off[l]);
-		if (rc < 0)
-			return rc;
-		mlp_param_name(l, 1, name, sizeof(name));
-		rc = st_writer_add(w, name, ST_F32, 1, bshape, base + m->b_off[l]);
+		rc = st_writer_add(w, x->name, tensor_dtype(x), x->ndim, x->shape,
+				   net_tensor_data(n, x, (float *)params));
 		if (rc < 0)
 			return rc;
 	}
 	return 0;
 }
 
-static int add_state(struct st_writer *w, const struct mlp *m, const float *base, const char *what)
+/* One optimizer state tensor per parameter, numbered as torch.optim does. */
+static int add_state(struct st_writer *w, const struct net *n, const float *base, const char *what)
 {
 	char name[64];
+	uint32_t p = 0;
 	int rc;
 
-	for (uint32_t l = 0; l < m->nlayers; l++) {
-		uint64_t wshape[2] = { m->dims[l + 1], m->dims[l] };
-		uint64_t bshape[1] = { m->dims[l + 1] };
+	for (uint32_t i = 0; i < n->ntensors; i++) {
+		const struct net_tensor *x = &n->tensors[i];
 
-		state_name(name, sizeof(name), 2 * l, what);
-		rc = st_writer_add(w, name, ST_F32, 2, wshape, base + m->w_off[l]);
-		if (rc < 0)
-			return rc;
-		state_name(name, sizeof(name), 2 * l + 1, what);
-		rc = st_writer_add(w, name, ST_F32, 1, bshape, base + m->b_off[l]);
+		if (x->kind != TENSOR_PARAM)
+			continue;
+		state_name(name, sizeof(name), p++, what);
+		rc = st_writer_add(w, name, ST_F32, x->ndim, x->shape, base + x->off);
 		if (rc < 0)
 			return rc;
 	}
@@ -138,6 +139,15 @@ static int meta_u64(struct st_writer *w, const char *key, uint64_t v)
 	return st_writer_meta(w, key, buf);
 }
 
+/* "C,H,W" of the model's input. */
+static int meta_input(struct st_writer *w, const struct net *n)
+{
+	char buf[48];
+
+	snprintf(buf, sizeof(buf), "%u,%u,%u", n->input.c, n->input.h, n->input.w);
+	return st_writer_meta(w, "input", buf);
+}
+
 /* Locate "sha256:<64 chars>" in the header; exactly one occurrence of the
  * given 64 characters must exist. Returns the offset of the hex in the blob. */
 static int find_checksum(const uint8_t *blob, const struct st_file *f, const char *hex,
@@ -172,7 +182,7 @@ static void hash_with_zeroed(const uint8_t *blob, size_t len, size_t pos, char h
 
 int checkpoint_serialize(const struct trainer *t, uint8_t **blob, size_t *len, struct tr_err *err)
 {
-	const struct mlp *m = &t->model;
+	const struct net *m = &t->model;
 	struct st_writer *w = NULL;
 	uint64_t shape1[1], shape2[2];
 	double sums[2] = { t->sums.loss_sum, t->sums.seconds };
@@ -219,6 +229,10 @@ int checkpoint_serialize(const struct trainer *t, uint8_t **blob, size_t *len, s
 		rc = meta_u64(w, "format_version", CHECKPOINT_VERSION);
 	if (rc == 0)
 		rc = meta_json(w, "config", config_to_json(&t->cfg));
+	if (rc == 0)
+		rc = meta_input(w, m);
+	if (rc == 0)
+		rc = st_writer_meta(w, "numerics", t->numerics);
 	if (rc == 0)
 		rc = meta_u64(w, "epoch", t->epoch);
 	if (rc == 0)
@@ -311,11 +325,12 @@ static int open_blob(const uint8_t *blob, size_t len, struct st_file **out_f,
 		goto fail;
 	}
 	v = st_meta_get(f, "format_version");
-	if (!parse_u64_str(v, &u) || u != CHECKPOINT_VERSION) {
-		tr_err_set(err, rc, "checkpoint: unsupported format version '%.20s' (this traind reads %d)",
+	if (!parse_u64_str(v, &u) || u < 1 || u > CHECKPOINT_VERSION) {
+		tr_err_set(err, rc, "checkpoint: unsupported format version '%.20s' (this traind reads 1 to %d)",
 			   v ? v : "missing", CHECKPOINT_VERSION);
 		goto fail;
 	}
+	info->version = (uint32_t)u;
 	v = st_meta_get(f, "checksum");
 	if (!v || strlen(v) != PREFIX_LEN + SHA256_HEX_LEN || strncmp(v, CHECKSUM_PREFIX, PREFIX_LEN) != 0) {
 		tr_err_set(err, rc, "checkpoint: missing or malformed checksum");
@@ -338,7 +353,7 @@ static int open_blob(const uint8_t *blob, size_t len, struct st_file **out_f,
 		tr_err_set(err, rc, "checkpoint: configuration metadata is missing or not JSON");
 		goto fail;
 	}
-	rc = config_from_json(&info->cfg, cj, err);
+	rc = config_from_stored_json(&info->cfg, cj, err);
 	if (rc < 0) {
 		tr_err_prefix(err, "checkpoint configuration");
 		goto fail;
@@ -402,36 +417,67 @@ static int expect(const struct st_file *f, const char *name, enum st_dtype dt, i
 	return 0;
 }
 
-/* Copy the layer tensors named by `namer` into base (layout of m). */
-static int load_layers(const struct st_file *f, const struct mlp *m, float *base, const char *what,
-		       size_t *seen, struct tr_err *err)
+/* The model's tensors: parameters into `params`, buffers into `buffers` and
+ * `counts` (laid out as n's; NULL: only check them). */
+static int load_model(const struct st_file *f, const struct net *n, float *params, float *buffers,
+		      int64_t *counts, size_t *seen, struct tr_err *err)
 {
-	char name[64];
 	const void *d = NULL;
 	int rc;
 
-	for (uint32_t l = 0; l < m->nlayers; l++) {
-		uint64_t wshape[2] = { m->dims[l + 1], m->dims[l] };
-		uint64_t bshape[1] = { m->dims[l + 1] };
+	for (uint32_t i = 0; i < n->ntensors; i++) {
+		const struct net_tensor *x = &n->tensors[i];
 
-		if (what)
-			state_name(name, sizeof(name), 2 * l, what);
-		else
-			mlp_param_name(l, 0, name, sizeof(name));
-		rc = expect(f, name, ST_F32, 2, wshape, &d, seen, err);
+		rc = expect(f, x->name, tensor_dtype(x), x->ndim, x->shape, &d, seen, err);
 		if (rc < 0)
 			return rc;
-		if (base)
-			memcpy(base + m->w_off[l], d, wshape[0] * wshape[1] * sizeof(float));
-		if (what)
-			state_name(name, sizeof(name), 2 * l + 1, what);
-		else
-			mlp_param_name(l, 1, name, sizeof(name));
-		rc = expect(f, name, ST_F32, 1, bshape, &d, seen, err);
+		if (x->kind == TENSOR_PARAM && params)
+			memcpy(params + x->off, d, x->len * sizeof(float));
+		else if (x->kind == TENSOR_BUFFER && buffers)
+			memcpy(buffers + x->off, d, x->len * sizeof(float));
+		else if (x->kind == TENSOR_COUNT && counts)
+			memcpy(counts + x->off, d, x->len * sizeof(int64_t));
+	}
+	return 0;
+}
+
+/* The optimizer state `what` of every parameter into base (laid out as n's params). */
+static int load_state(const struct st_file *f, const struct net *n, float *base, const char *what,
+		      size_t *seen, struct tr_err *err)
+{
+	const void *d = NULL;
+	char name[64];
+	uint32_t p = 0;
+	int rc;
+
+	for (uint32_t i = 0; i < n->ntensors; i++) {
+		const struct net_tensor *x = &n->tensors[i];
+
+		if (x->kind != TENSOR_PARAM)
+			continue;
+		state_name(name, sizeof(name), p++, what);
+		rc = expect(f, name, ST_F32, x->ndim, x->shape, &d, seen, err);
 		if (rc < 0)
 			return rc;
-		if (base)
-			memcpy(base + m->b_off[l], d, bshape[0] * sizeof(float));
+		memcpy(base + x->off, d, x->len * sizeof(float));
+	}
+	return 0;
+}
+
+/* A stored running variance must be a variance, a count a count. */
+static int check_buffers(const struct net *n, struct tr_err *err)
+{
+	for (uint32_t i = 0; i < n->ntensors; i++) {
+		const struct net_tensor *x = &n->tensors[i];
+
+		if (x->kind == TENSOR_COUNT && n->counts[x->off] < 0)
+			return tr_err_set(err, -EINVAL, "checkpoint: tensor '%s' is negative", x->name);
+		if (x->kind == TENSOR_BUFFER && strstr(x->name, "running_var"))
+			for (size_t e = 0; e < x->len; e++)
+				if (!(n->buffers[x->off + e] >= 0.0f) || isinf(n->buffers[x->off + e]))
+					return tr_err_set(err, -EINVAL,
+							  "checkpoint: tensor '%s' holds a value that is not a variance",
+							  x->name);
 	}
 	return 0;
 }
@@ -482,6 +528,34 @@ out:
 	return rc;
 }
 
+/* A job trained under one BLAS kernel and resumed under another continues,
+ * but not bit-identically to an uninterrupted run: say so (the history row's
+ * note, trainer.numerics_changed), or refuse under strict_numerics. A blob of
+ * format 1 did not record its environment. */
+static int check_numerics(struct trainer *t, const char *trained, struct tr_err *err)
+{
+	size_t used;
+
+	if (!trained)
+		return 0;
+	if (strlen(trained) >= sizeof(t->numerics))
+		return tr_err_set(err, -EINVAL, "checkpoint: numerics is too long");
+	if (strcmp(trained, t->numerics) == 0)
+		return 0;
+	if (t->cfg.strict_numerics)
+		return tr_err_set(err, -EPERM,
+				  "numerics: trained with %s, this machine runs %s; the job has strict_numerics, so it does not resume here (pin the kernel with OPENBLAS_CORETYPE)",
+				  trained, t->numerics);
+	snprintf(t->numerics_changed, sizeof(t->numerics_changed),
+		 "trained with %s, resumed with %s: not bit-identical to an uninterrupted run", trained,
+		 t->numerics);
+	used = strlen(t->note);
+	if (used + 2 + strlen(t->numerics_changed) < sizeof(t->note))
+		snprintf(t->note + used, sizeof(t->note) - used, "%s%.*s", used ? "; " : "",
+			 (int)(sizeof(t->note) - used - 3), t->numerics_changed);
+	return 0;
+}
+
 int checkpoint_restore(struct trainer **out, const uint8_t *blob, size_t len,
 		       const struct dataset *ds, bool weights_only, struct tr_err *err)
 {
@@ -517,12 +591,14 @@ int checkpoint_restore(struct trainer **out, const uint8_t *blob, size_t len,
 	t->step = info.step;
 	t->opt.step = info.optimizer_step;
 
-	rc = load_layers(f, &t->model, t->model.params, NULL, &seen, err);
+	rc = load_model(f, &t->model, t->model.params, t->model.buffers, t->model.counts, &seen, err);
+	if (rc == 0)
+		rc = check_buffers(&t->model, err);
 	if (rc == 0 && t->opt.m)
-		rc = load_layers(f, &t->model, t->opt.m, t->opt.v ? moment_names[0] : "momentum_buffer",
-				 &seen, err);
+		rc = load_state(f, &t->model, t->opt.m, t->opt.v ? moment_names[0] : "momentum_buffer",
+				&seen, err);
 	if (rc == 0 && t->opt.v)
-		rc = load_layers(f, &t->model, t->opt.v, moment_names[1], &seen, err);
+		rc = load_state(f, &t->model, t->opt.v, moment_names[1], &seen, err);
 	shape1[0] = 4;
 	if (rc == 0 && (rc = expect(f, "rng.state", ST_U64, 1, shape1, &d, &seen, err)) == 0)
 		memcpy(t->rng.s, d, sizeof(t->rng.s));
@@ -595,6 +671,9 @@ int checkpoint_restore(struct trainer **out, const uint8_t *blob, size_t len,
 	snprintf(t->note, sizeof(t->note), "%s", note);
 	if (weights_only)
 		trainer_reset_optimizer(t, "resumed weights-only");
+	rc = check_numerics(t, st_meta_get(f, "numerics"), err);
+	if (rc < 0)
+		goto fail;
 	free(seen_pos);
 	st_file_free(f);
 	*out = t;
@@ -608,25 +687,33 @@ fail:
 
 /* ---- model-only files ------------------------------------------------- */
 
-static int write_model(const struct mlp *m, const float *params, uint32_t epoch, uint8_t **out,
-		       size_t *out_len, struct tr_err *err)
+static int write_model(const struct net *n, const struct train_config *cfg, const float *params,
+		       uint32_t epoch, uint8_t **out, size_t *out_len, struct tr_err *err)
 {
 	struct st_writer *w = NULL;
-	char hidden[128] = "";
+	char text[CFG_MODEL_MAX + 64];
 	int rc;
 
-	for (uint32_t l = 0; l + 1 < m->nlayers; l++) {
-		size_t used = strlen(hidden);
-
-		snprintf(hidden + used, sizeof(hidden) - used, "%s%u", l ? "," : "", m->dims[l + 1]);
-	}
 	rc = st_writer_new(&w);
 	if (rc == 0)
-		rc = add_model(w, m, params);
+		rc = add_model(w, n, params);
 	if (rc == 0)
 		rc = st_writer_meta(w, "format", "pt");
-	if (rc == 0)
+	if (rc == 0 && !cfg->model[0]) {
+		/* The MLP's widths, as exports have always said them. */
+		char hidden[128] = "";
+
+		for (uint32_t l = 0; l < cfg->n_hidden; l++) {
+			size_t used = strlen(hidden);
+
+			snprintf(hidden + used, sizeof(hidden) - used, "%s%u", l ? "," : "", cfg->hidden[l]);
+		}
 		rc = st_writer_meta(w, "traind.hidden", hidden);
+	}
+	if (rc == 0) {
+		spec_text(&n->spec, text, sizeof(text));
+		rc = st_writer_meta(w, "traind.model", text);
+	}
 	if (rc == 0)
 		rc = meta_u64(w, "traind.epoch", epoch);
 	if (rc == 0)
@@ -640,7 +727,34 @@ static int write_model(const struct mlp *m, const float *params, uint32_t epoch,
 int checkpoint_export_model(const struct trainer *t, uint8_t **out, size_t *out_len,
 			    struct tr_err *err)
 {
-	return write_model(&t->model, t->model.params, t->epoch, out, out_len, err);
+	return write_model(&t->model, &t->cfg, t->model.params, t->epoch, out, out_len, err);
+}
+
+/* The model's input shape as a blob records it ("C,H,W", format 2), or as a
+ * format-1 blob implies it: the MLP's first weight gives the features. */
+static int blob_input(const struct st_file *f, struct shape *in, struct tr_err *err)
+{
+	const char *v = st_meta_get(f, "input");
+	unsigned c, h, w;
+	int used = 0;
+
+	if (v) {
+		if (sscanf(v, "%u,%u,%u%n", &c, &h, &w, &used) != 3 || v[used] || !c || !h || !w ||
+		    c > 65536 || h > 65536 || w > 65536)
+			return tr_err_set(err, -EINVAL, "checkpoint: input shape '%.32s' is malformed", v);
+		in->c = c;
+		in->h = h;
+		in->w = w;
+	} else {
+		const struct st_tensor *w0 = st_find(f, "net.1.weight");
+
+		if (!w0 || w0->ndim != 2 || w0->shape[1] == 0 || w0->shape[1] > (1u << 24))
+			return tr_err_set(err, -EINVAL, "checkpoint: tensor 'net.1.weight' is missing or malformed");
+		in->c = (uint32_t)w0->shape[1];
+		in->h = in->w = 1;
+	}
+	in->flat = false;
+	return 0;
 }
 
 int checkpoint_export_from_blob(const uint8_t *blob, size_t len, uint8_t **out, size_t *out_len,
@@ -648,64 +762,78 @@ int checkpoint_export_from_blob(const uint8_t *blob, size_t len, uint8_t **out, 
 {
 	struct checkpoint_info info;
 	struct st_file *f = NULL;
-	struct mlp m;
+	struct model_spec spec;
+	struct shape in;
+	struct net n;
 	size_t seen = 0;
-	const uint32_t input_dim = 784;
 	int rc;
 
-	memset(&m, 0, sizeof(m));
+	memset(&n, 0, sizeof(n));
 	rc = open_blob(blob, len, &f, &info, err);
 	if (rc < 0)
 		return rc;
-	/* The layout only: find the input width from the first weight tensor. */
-	{
-		const struct st_tensor *w0 = st_find(f, "net.1.weight");
-		uint32_t in = w0 && w0->ndim == 2 && w0->shape[1] <= 1u << 24 ? (uint32_t)w0->shape[1]
-									       : input_dim;
-
-		rc = mlp_init(&m, in, DATASET_CLASSES, &info.cfg, 1, NULL);
-	}
+	rc = trainer_model_spec(&info.cfg, &spec, err);
+	if (rc == 0)
+		rc = blob_input(f, &in, err);
+	if (rc == 0 && (rc = spec_shapes(&spec, in, DATASET_CLASSES, NULL, NULL, err)) < 0)
+		tr_err_prefix(err, "checkpoint");
+	if (rc < 0)
+		goto out;
+	rc = net_init(&n, &spec, in, DATASET_CLASSES, 1, NULL);
 	if (rc < 0) {
 		tr_err_set(err, rc, "out of memory");
 		goto out;
 	}
-	rc = load_layers(f, &m, m.params, NULL, &seen, err);
+	rc = load_model(f, &n, n.params, n.buffers, n.counts, &seen, err);
 	if (rc == 0)
-		rc = write_model(&m, m.params, info.epoch, out, out_len, err);
+		rc = write_model(&n, &info.cfg, n.params, info.epoch, out, out_len, err);
 out:
-	mlp_deinit(&m);
+	net_deinit(&n);
 	st_file_free(f);
 	return rc;
 }
 
 int checkpoint_load_model(struct trainer *t, const uint8_t *blob, size_t len, struct tr_err *err)
 {
+	struct net *n = &t->model;
 	struct st_file *f = NULL;
 	size_t seen = 0;
-	float *tmp;
-	int rc;
+	float *params, *buffers;
+	int64_t *counts;
+	int rc = -ENOMEM;
 
-	tmp = malloc(t->model.nparams * sizeof(float));
-	if (!tmp)
-		return tr_err_set(err, -ENOMEM, "out of memory");
+	params = malloc((n->nparams ? n->nparams : 1) * sizeof(float));
+	buffers = malloc((n->nbuffers ? n->nbuffers : 1) * sizeof(float));
+	counts = malloc((n->ncounts ? n->ncounts : 1) * sizeof(int64_t));
+	if (!params || !buffers || !counts) {
+		tr_err_set(err, rc, "out of memory");
+		goto out;
+	}
 	rc = st_parse(&f, blob, len, err);
 	if (rc < 0) {
 		tr_err_prefix(err, "model file");
 		goto out;
 	}
-	rc = load_layers(f, &t->model, tmp, NULL, &seen, err);
+	rc = load_model(f, n, params, buffers, counts, &seen, err);
 	if (rc < 0) {
 		tr_err_prefix(err, "model file does not match the configured layers");
 		goto out;
 	}
 	if (seen != f->ntensors) {
-		rc = tr_err_set(err, -EINVAL, "model file: %zu tensors besides the model's net.* weights",
+		rc = tr_err_set(err, -EINVAL, "model file: %zu tensors besides the model's net.* tensors",
 				f->ntensors - seen);
 		goto out;
 	}
-	memcpy(t->model.params, tmp, t->model.nparams * sizeof(float));
+	memcpy(n->params, params, n->nparams * sizeof(float));
+	memcpy(n->buffers, buffers, n->nbuffers * sizeof(float));
+	memcpy(n->counts, counts, n->ncounts * sizeof(int64_t));
+	rc = check_buffers(n, err);
+	if (rc < 0)
+		tr_err_prefix(err, "model file");
 out:
 	st_file_free(f);
-	free(tmp);
+	free(params);
+	free(buffers);
+	free(counts);
 	return rc;
 }

@@ -22,7 +22,7 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: traind-train [OPTIONS]\n"
-		"Train the lesson's MLP on an IDX dataset in the foreground (no daemon).\n\n"
+		"Train a model on an IDX dataset in the foreground (no daemon).\n\n"
 		"  --data-dir DIR         datasets live in DIR/NAME/ (default $TRAIND_DATA_DIR or ./data)\n"
 		"  --dataset NAME         dataset directory name (mnist)\n"
 		"  --epochs N             epochs (5)\n"
@@ -32,7 +32,10 @@ static void usage(FILE *out)
 		"  --optimizer NAME       adam | adamw | sgd (adam)\n"
 		"  --momentum X           SGD momentum (0)\n"
 		"  --weight-decay X       weight decay (0; adamw 0.01)\n"
-		"  --hidden W[,W...]      hidden layer widths (256)\n"
+		"  --hidden W[,W...]      hidden layer widths of the MLP (256)\n"
+		"  --model SPEC           layers, e.g. lenet5 or flatten,linear(256),relu,linear(10) (the MLP of --hidden)\n"
+		"  --ftz true|false       flush denormals to zero while training (true)\n"
+		"  --strict-numerics true|false  refuse to resume under another BLAS kernel (false)\n"
 		"  --seed N               model/shuffle seed (42)\n"
 		"  --split-seed N         train/val split seed (42)\n"
 		"  --val-size N           validation images (10000)\n"
@@ -88,6 +91,9 @@ int main(int argc, char **argv)
 		{ "val-size", required_argument, NULL, 1 },
 		{ "train-size", required_argument, NULL, 1 },
 		{ "threads", required_argument, NULL, 1 },
+		{ "model", required_argument, NULL, 1 },
+		{ "ftz", required_argument, NULL, 1 },
+		{ "strict-numerics", required_argument, NULL, 1 },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *data_dir = getenv("TRAIND_DATA_DIR");

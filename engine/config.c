@@ -17,6 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "traind/dataset.h"
+#include "traind/spec.h"
+
 enum key_type {
 	K_U32,
 	K_U64,
@@ -24,6 +27,8 @@ enum key_type {
 	K_DATASET,
 	K_OPTIM,
 	K_HIDDEN,
+	K_MODEL,
+	K_BOOL,
 };
 
 struct key_desc {
@@ -54,6 +59,9 @@ static const struct key_desc keys[] = {
 	{ "val_size",        K_U32,     OFF(val_size),        1, 1000000, false },
 	{ "train_size",      K_U32,     OFF(train_size),      0, 10000000, false },
 	{ "threads",         K_U32,     OFF(threads),         1, CFG_MAX_THREADS, false },
+	{ "model",           K_MODEL,   OFF(model),           0, 0, false },
+	{ "ftz",             K_BOOL,    OFF(ftz),             0, 0, false },
+	{ "strict_numerics", K_BOOL,    OFF(strict_numerics), 0, 0, false },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -79,6 +87,9 @@ void config_defaults(struct train_config *cfg)
 	cfg->val_size = 10000;
 	cfg->train_size = 0;
 	cfg->threads = 2;
+	cfg->model[0] = '\0';
+	cfg->ftz = true;
+	cfg->strict_numerics = false;
 }
 
 const char *config_optim_name(enum optim_kind k)
@@ -229,6 +240,40 @@ static int set_hidden_list(struct train_config *cfg, const uint64_t *w, size_t n
 	return 0;
 }
 
+/* The SPEC's grammar and arguments; its fit to the data is checked by the
+ * trainer (spec_shapes), which knows the data's shape and classes. */
+static int set_model(struct train_config *cfg, const char *v, struct tr_err *err)
+{
+	struct model_spec spec;
+	int rc;
+
+	if (strlen(v) >= sizeof(cfg->model))
+		return tr_err_set(err, -EINVAL, "model: the SPEC is longer than %d bytes",
+				  CFG_MODEL_MAX - 1);
+	if (*v) {
+		rc = spec_parse(&spec, v, cfg->hidden, cfg->n_hidden, DATASET_CLASSES, err);
+		if (rc < 0)
+			return rc;
+	}
+	snprintf(cfg->model, sizeof(cfg->model), "%s", v);
+	return 0;
+}
+
+static int set_bool(struct train_config *cfg, const struct key_desc *k, const char *v,
+		    struct tr_err *err)
+{
+	bool b;
+
+	if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0 || strcmp(v, "on") == 0)
+		b = true;
+	else if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0 || strcmp(v, "off") == 0)
+		b = false;
+	else
+		return tr_err_set(err, -EINVAL, "%s: expected true or false, got '%.64s'", k->name, v);
+	memcpy((char *)cfg + k->offset, &b, sizeof(b));
+	return 0;
+}
+
 int config_set(struct train_config *cfg, const char *key, const char *value, struct tr_err *err)
 {
 	const struct key_desc *k = find_key(key);
@@ -241,6 +286,10 @@ int config_set(struct train_config *cfg, const char *key, const char *value, str
 	switch (k->type) {
 	case K_DATASET:
 		return set_dataset(cfg, value, err);
+	case K_MODEL:
+		return set_model(cfg, value, err);
+	case K_BOOL:
+		return set_bool(cfg, k, value, err);
 	case K_OPTIM:
 		rc = set_optim(cfg, value, err);
 		/* PyTorch's AdamW defaults to weight decay 0.01: callers set the
@@ -288,6 +337,14 @@ static int set_from_json(struct train_config *cfg, const struct key_desc *k,
 	char shown[64];
 
 	switch (k->type) {
+	case K_MODEL:
+		if (!json_is_string(v))
+			return tr_err_set(err, -EINVAL, "%s: expected a string", k->name);
+		return set_model(cfg, json_string_value(v), err);
+	case K_BOOL:
+		if (!json_is_boolean(v))
+			return tr_err_set(err, -EINVAL, "%s: expected true or false", k->name);
+		return set_bool(cfg, k, json_is_true(v) ? "true" : "false", err);
 	case K_DATASET:
 	case K_OPTIM:
 		if (!json_is_string(v))
@@ -337,13 +394,15 @@ static int set_from_json(struct train_config *cfg, const struct key_desc *k,
 	return -EINVAL;
 }
 
-int config_from_json(struct train_config *cfg, const json_t *obj, struct tr_err *err)
+static int from_json(struct train_config *cfg, const json_t *obj, bool stored, struct tr_err *err)
 {
 	const char *name;
 	json_t *v;
 	int rc;
 
 	config_defaults(cfg);
+	if (stored)
+		cfg->ftz = false;   /* stored before FTZ existed: the arithmetic it had */
 	if (!json_is_object(obj))
 		return tr_err_set(err, -EINVAL, "configuration: expected a JSON object");
 	/* AdamW's PyTorch default weight decay applies unless one is given. */
@@ -360,6 +419,16 @@ int config_from_json(struct train_config *cfg, const json_t *obj, struct tr_err 
 			return rc;
 	}
 	return config_validate(cfg, err);
+}
+
+int config_from_json(struct train_config *cfg, const json_t *obj, struct tr_err *err)
+{
+	return from_json(cfg, obj, false, err);
+}
+
+int config_from_stored_json(struct train_config *cfg, const json_t *obj, struct tr_err *err)
+{
+	return from_json(cfg, obj, true, err);
 }
 
 int config_validate(const struct train_config *cfg, struct tr_err *err)
@@ -430,7 +499,10 @@ json_t *config_to_json(const struct train_config *cfg)
 	    json_object_set_new(o, "split_seed", json_integer((json_int_t)cfg->split_seed)) ||
 	    json_object_set_new(o, "val_size", json_integer(cfg->val_size)) ||
 	    json_object_set_new(o, "train_size", json_integer(cfg->train_size)) ||
-	    json_object_set_new(o, "threads", json_integer(cfg->threads))) {
+	    json_object_set_new(o, "threads", json_integer(cfg->threads)) ||
+	    json_object_set_new(o, "model", json_string(cfg->model)) ||
+	    json_object_set_new(o, "ftz", json_boolean(cfg->ftz)) ||
+	    json_object_set_new(o, "strict_numerics", json_boolean(cfg->strict_numerics))) {
 		h = NULL; /* owned by o once set, or freed by a failed set_new */
 		goto fail;
 	}
@@ -449,7 +521,9 @@ bool config_equal(const struct train_config *a, const struct train_config *b)
 	    a->weight_decay != b->weight_decay || a->beta1 != b->beta1 || a->beta2 != b->beta2 ||
 	    a->eps != b->eps || a->n_hidden != b->n_hidden || a->seed != b->seed ||
 	    a->split_seed != b->split_seed || a->val_size != b->val_size ||
-	    a->train_size != b->train_size || a->threads != b->threads)
+	    a->train_size != b->train_size || a->threads != b->threads ||
+	    strcmp(a->model, b->model) != 0 || a->ftz != b->ftz ||
+	    a->strict_numerics != b->strict_numerics)
 		return false;
 	for (uint32_t i = 0; i < a->n_hidden; i++)
 		if (a->hidden[i] != b->hidden[i])

@@ -133,3 +133,143 @@ void k_colsum(float *db, const float *d, size_t ld, size_t m, size_t c0, size_t 
 			db[j] += row[j];
 	}
 }
+
+/* ---- convolution and pooling ------------------------------------------ */
+
+void k_im2col(float *col, const float *x, size_t c, size_t h, size_t w, size_t k, size_t s,
+	      size_t pad, size_t oh, size_t ow)
+{
+	for (size_t ch = 0; ch < c; ch++) {
+		const float *plane = x + ch * h * w;
+
+		for (size_t i = 0; i < k; i++) {
+			for (size_t j = 0; j < k; j++) {
+				float *row = col + ((ch * k + i) * k + j) * oh * ow;
+
+				for (size_t oy = 0; oy < oh; oy++) {
+					ptrdiff_t iy = (ptrdiff_t)(oy * s + i) - (ptrdiff_t)pad;
+					float *dst = row + oy * ow;
+
+					if (iy < 0 || iy >= (ptrdiff_t)h) {
+						memset(dst, 0, ow * sizeof(float));
+						continue;
+					}
+					for (size_t ox = 0; ox < ow; ox++) {
+						ptrdiff_t ix = (ptrdiff_t)(ox * s + j) - (ptrdiff_t)pad;
+
+						dst[ox] = ix < 0 || ix >= (ptrdiff_t)w ? 0.0f
+							  : plane[(size_t)iy * w + (size_t)ix];
+					}
+				}
+			}
+		}
+	}
+}
+
+void k_col2im(float *dx, const float *col, size_t c, size_t h, size_t w, size_t k, size_t s,
+	      size_t pad, size_t oh, size_t ow)
+{
+	memset(dx, 0, c * h * w * sizeof(float));
+	for (size_t ch = 0; ch < c; ch++) {
+		float *plane = dx + ch * h * w;
+
+		for (size_t i = 0; i < k; i++) {
+			for (size_t j = 0; j < k; j++) {
+				const float *row = col + ((ch * k + i) * k + j) * oh * ow;
+
+				for (size_t oy = 0; oy < oh; oy++) {
+					ptrdiff_t iy = (ptrdiff_t)(oy * s + i) - (ptrdiff_t)pad;
+					const float *src = row + oy * ow;
+
+					if (iy < 0 || iy >= (ptrdiff_t)h)
+						continue;
+					for (size_t ox = 0; ox < ow; ox++) {
+						ptrdiff_t ix = (ptrdiff_t)(ox * s + j) - (ptrdiff_t)pad;
+
+						if (ix >= 0 && ix < (ptrdiff_t)w)
+							plane[(size_t)iy * w + (size_t)ix] += src[ox];
+					}
+				}
+			}
+		}
+	}
+}
+
+void k_maxpool(float *y, uint32_t *argmax, const float *x, size_t c, size_t h, size_t w, size_t k,
+	       size_t s, size_t oh, size_t ow)
+{
+	for (size_t ch = 0; ch < c; ch++) {
+		const float *plane = x + ch * h * w;
+
+		for (size_t oy = 0; oy < oh; oy++) {
+			for (size_t ox = 0; ox < ow; ox++) {
+				size_t best = (oy * s) * w + ox * s;
+				float m = plane[best];
+
+				for (size_t i = 0; i < k; i++) {
+					for (size_t j = 0; j < k; j++) {
+						size_t at = (oy * s + i) * w + ox * s + j;
+						float v = plane[at];
+
+						if (v > m || isnan(v)) {
+							m = v;
+							best = at;
+						}
+					}
+				}
+				y[(ch * oh + oy) * ow + ox] = m;
+				argmax[(ch * oh + oy) * ow + ox] = (uint32_t)(ch * h * w + best);
+			}
+		}
+	}
+}
+
+void k_maxpool_backward(float *dx, const float *dy, const uint32_t *argmax, size_t in_size,
+			size_t out_size)
+{
+	memset(dx, 0, in_size * sizeof(float));
+	for (size_t o = 0; o < out_size; o++)
+		dx[argmax[o]] += dy[o];
+}
+
+void k_avgpool(float *y, const float *x, size_t c, size_t h, size_t w, size_t k, size_t s,
+	       size_t oh, size_t ow)
+{
+	float div = (float)(k * k);
+
+	for (size_t ch = 0; ch < c; ch++) {
+		const float *plane = x + ch * h * w;
+
+		for (size_t oy = 0; oy < oh; oy++) {
+			for (size_t ox = 0; ox < ow; ox++) {
+				float sum = 0.0f;
+
+				for (size_t i = 0; i < k; i++)
+					for (size_t j = 0; j < k; j++)
+						sum += plane[(oy * s + i) * w + ox * s + j];
+				y[(ch * oh + oy) * ow + ox] = sum / div;
+			}
+		}
+	}
+}
+
+void k_avgpool_backward(float *dx, const float *dy, size_t c, size_t h, size_t w, size_t k,
+			size_t s, size_t oh, size_t ow)
+{
+	float div = (float)(k * k);
+
+	memset(dx, 0, c * h * w * sizeof(float));
+	for (size_t ch = 0; ch < c; ch++) {
+		float *plane = dx + ch * h * w;
+
+		for (size_t oy = 0; oy < oh; oy++) {
+			for (size_t ox = 0; ox < ow; ox++) {
+				float g = dy[(ch * oh + oy) * ow + ox] / div;
+
+				for (size_t i = 0; i < k; i++)
+					for (size_t j = 0; j < k; j++)
+						plane[(oy * s + i) * w + ox * s + j] += g;
+			}
+		}
+	}
+}

@@ -10,6 +10,8 @@
  */
 #include "traind/team.h"
 
+#include "traind/numerics.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
@@ -33,6 +35,7 @@ struct team {
 	_Atomic int quit;            /* set before the final gen bump */
 	team_fn fn;                  /* current phase, written before gen is bumped */
 	void *arg;
+	unsigned fpmode;             /* the owner's floating-point mode, taken by helpers each phase */
 };
 
 struct helper_arg {
@@ -63,6 +66,7 @@ static void *helper_main(void *p)
 	struct team *t = ha->t;
 	unsigned idx = ha->idx;
 	uint32_t seen = 0;
+	unsigned fpmode = numerics_get();
 
 	free(ha);
 	for (;;) {
@@ -81,6 +85,10 @@ static void *helper_main(void *p)
 		seen = g;
 		if (atomic_load(&t->quit))
 			break;
+		if (t->fpmode != fpmode) {
+			fpmode = t->fpmode;
+			numerics_set(fpmode);
+		}
 		t->fn(t->arg, idx, t->n);
 		if (atomic_fetch_sub(&t->pending, 1) == 1 && atomic_load(&t->owner_sleeping))
 			futex_wake(&t->pending);
@@ -157,6 +165,7 @@ void team_run(struct team *t, team_fn fn, void *arg)
 	}
 	t->fn = fn;
 	t->arg = arg;
+	t->fpmode = numerics_get();
 	atomic_store(&t->pending, t->n - 1);
 	atomic_fetch_add(&t->gen, 1);
 	if (atomic_load(&t->sleepers))

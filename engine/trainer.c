@@ -35,9 +35,83 @@ static void draw_order(struct trainer *t)
 	rng_shuffle_u32(&t->rng, t->order, t->n_train);
 }
 
+int trainer_model_spec(const struct train_config *cfg, struct model_spec *spec, struct tr_err *err)
+{
+	if (!cfg->model[0]) {
+		spec_mlp(spec, cfg->hidden, cfg->n_hidden, DATASET_CLASSES);
+		return 0;
+	}
+	return spec_parse(spec, cfg->model, cfg->hidden, cfg->n_hidden, DATASET_CLASSES, err);
+}
+
+static struct shape input_shape(const struct dataset *ds)
+{
+	struct shape in = { .c = 1, .h = ds->train.rows, .w = ds->train.cols, .flat = false };
+
+	return in;
+}
+
+int trainer_check_model(const struct train_config *cfg, const struct dataset *ds,
+			struct model_spec *spec, uint64_t *params_out, struct tr_err *err)
+{
+	/* The MLP's messages keep naming "hidden", the key that built it. */
+	const char *key = cfg->model[0] ? "model" : "hidden";
+	struct shape shapes[SPEC_MAX_LAYERS];
+	uint32_t n_train = cfg->train_size ? cfg->train_size : ds->train.count - cfg->val_size;
+	uint32_t max_batch = cfg->batch_size > cfg->eval_batch_size ? cfg->batch_size : cfg->eval_batch_size;
+	uint64_t params = 0, floats, widest = (uint64_t)ds->train.rows * ds->train.cols, sum = widest;
+	int rc;
+
+	rc = trainer_model_spec(cfg, spec, err);
+	if (rc < 0)
+		return rc;
+	rc = spec_shapes(spec, input_shape(ds), DATASET_CLASSES, shapes, &params, err);
+	if (rc < 0)
+		return rc;
+	/* A daemon must not be talked into allocating tens of GB: cap the
+	 * model (parameters, gradients and two moments are 16 bytes each) and
+	 * its activations. */
+	if (params > TRAINER_MAX_PARAMS)
+		return tr_err_set(err, -EINVAL,
+				  "%s: the model would have %llu parameters; at most %llu are allowed",
+				  key, (unsigned long long)params, (unsigned long long)TRAINER_MAX_PARAMS);
+	for (uint32_t i = 0; i < spec->n; i++) {
+		struct shape in = i ? shapes[i - 1] : input_shape(ds);
+		uint64_t size = (uint64_t)shapes[i].c * shapes[i].h * shapes[i].w;
+
+		sum += size;
+		widest = size > widest ? size : widest;
+		if (spec_is_batchnorm(spec->layers[i].kind) && in.h * in.w == 1 &&
+		    (cfg->batch_size == 1 || n_train % cfg->batch_size == 1)) {
+			char name[96];
+
+			spec_layer_text(&spec->layers[i], name, sizeof(name));
+			return tr_err_set(err, -EINVAL,
+					  "model: layer %u %s: a training batch of one sample has no batch statistics (batch_size %u, %u training images: the last batch has 1); change batch_size or train_size",
+					  i + 1, name, cfg->batch_size, n_train);
+		}
+		if (spec->layers[i].kind == LAYER_CONV2D) {
+			uint64_t col = (uint64_t)in.c * spec->layers[i].k * spec->layers[i].k *
+				       shapes[i].h * shapes[i].w;
+
+			sum += 2 * col * cfg->threads / max_batch + 1;
+		}
+	}
+	floats = (uint64_t)max_batch * (sum + 2 * widest);
+	if (floats > TRAINER_MAX_ACTIVATIONS)
+		return tr_err_set(err, -EINVAL,
+				  "%s: the model's activations for batches of %u would take %llu MiB; at most %llu MiB are allowed (a smaller batch_size or eval_batch_size helps)",
+				  key, max_batch, (unsigned long long)(floats * 4 >> 20),
+				  (unsigned long long)(TRAINER_MAX_ACTIVATIONS * 4 >> 20));
+	if (params_out)
+		*params_out = params;
+	return 0;
+}
+
 int trainer_check_config(const struct train_config *cfg, const struct dataset *ds,
 			 struct tr_err *err)
 {
+	struct model_spec spec;
 	int rc;
 
 	rc = config_validate(cfg, err);
@@ -61,23 +135,7 @@ int trainer_check_config(const struct train_config *cfg, const struct dataset *d
 	}
 	if (ds->train.rows != ds->test.rows || ds->train.cols != ds->test.cols)
 		return tr_err_set(err, -EINVAL, "dataset: train and test images differ in size");
-	{
-		/* A daemon must not be talked into allocating tens of GB: cap the
-		 * model (parameters, gradients and two moments are 16 bytes each). */
-		uint64_t in = (uint64_t)ds->train.rows * ds->train.cols, params = 0;
-
-		for (uint32_t l = 0; l <= cfg->n_hidden; l++) {
-			uint64_t out = l < cfg->n_hidden ? cfg->hidden[l] : DATASET_CLASSES;
-
-			params += out * in + out;
-			in = out;
-		}
-		if (params > TRAINER_MAX_PARAMS)
-			return tr_err_set(err, -EINVAL,
-					  "hidden: the model would have %llu parameters; at most %llu are allowed",
-					  (unsigned long long)params, (unsigned long long)TRAINER_MAX_PARAMS);
-	}
-	return 0;
+	return trainer_check_model(cfg, ds, &spec, NULL, err);
 }
 
 int trainer_new(struct trainer **out, const struct train_config *cfg, const struct dataset *ds,
@@ -85,11 +143,14 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 {
 	struct trainer *t;
 	struct rng split_rng;
+	struct model_spec spec;
 	uint32_t max_batch;
 	int rc;
 
 	kernels_global_init();
 	rc = trainer_check_config(cfg, ds, err);
+	if (rc == 0)
+		rc = trainer_model_spec(cfg, &spec, err);
 	if (rc < 0)
 		return rc;
 	t = calloc(1, sizeof(*t));
@@ -109,8 +170,7 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 		tr_err_set(err, rc, "cannot start %u training threads", cfg->threads);
 		goto fail;
 	}
-	rc = mlp_init(&t->model, ds->train.rows * ds->train.cols, DATASET_CLASSES, cfg, max_batch,
-		      t->team);
+	rc = net_init(&t->model, &spec, input_shape(ds), DATASET_CLASSES, max_batch, t->team);
 	if (rc < 0)
 		goto fail_nomem;
 	rc = optim_init(&t->opt, cfg, t->model.nparams);
@@ -133,7 +193,9 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 	rng_shuffle_u32(&split_rng, t->split, t->n_split);
 
 	rng_seed(&t->rng, cfg->seed);
-	mlp_init_params(&t->model, &t->rng);
+	t->model.dropout_key = cfg->seed;
+	net_init_params(&t->model, &t->rng);
+	numerics_blas(t->numerics, sizeof(t->numerics));
 	draw_order(t);
 	*out = t;
 	return 0;
@@ -148,7 +210,7 @@ void trainer_free(struct trainer *t)
 {
 	if (!t)
 		return;
-	mlp_deinit(&t->model);
+	net_deinit(&t->model);
 	optim_deinit(&t->opt);
 	team_free(t->team);
 	free(t->split);
@@ -199,9 +261,11 @@ int trainer_step(struct trainer *t)
 	size_t dim = (size_t)set->rows * set->cols;
 	size_t first, n;
 	double t0 = now_seconds(), loss;
+	unsigned fpmode;
 
 	if (trainer_finished(t) || trainer_epoch_done(t))
 		return -EINVAL;
+	fpmode = numerics_enter(t->cfg.ftz);
 	first = (size_t)t->step * t->cfg.batch_size;
 	n = t->n_train - first < t->cfg.batch_size ? t->n_train - first : t->cfg.batch_size;
 	for (size_t i = 0; i < n; i++) {
@@ -211,11 +275,14 @@ int trainer_step(struct trainer *t)
 		t->labels[i] = set->labels[img];
 	}
 	k_gather(t->model.x, set->pixels, t->batch_idx, n, dim);     /* (n, 784) */
-	mlp_forward(&t->model, n);
-	loss = k_softmax_xent(mlp_logits(&t->model), t->labels, n, DATASET_CLASSES,
-			      1.0f / (float)n, t->model.dlogits, t->pred);
+	/* Dropout's stream: a position unique to this step of the job. */
+	net_forward(&t->model, n, true, (uint64_t)t->epoch * t->steps_per_epoch + t->step);
+	loss = k_softmax_xent(net_output(&t->model), t->labels, n, DATASET_CLASSES,
+			      1.0f / (float)n, net_dout(&t->model), t->pred);
+	net_backward(&t->model, n);
 	optim_begin_step(&t->opt);
-	mlp_backward_update(&t->model, n, &t->opt);
+	net_update(&t->model, &t->opt);
+	numerics_leave(fpmode);
 
 	t->sums.loss_sum += loss / (double)n;
 	t->sums.batches++;
@@ -253,6 +320,7 @@ int trainer_evaluate(struct trainer *t, enum eval_split which, struct metrics *o
 	size_t dim = (size_t)set->rows * set->cols;
 	uint32_t count = which == EVAL_TEST ? set->count : t->n_val;
 	struct metric_sums s;
+	unsigned fpmode = numerics_enter(t->cfg.ftz);
 
 	memset(&s, 0, sizeof(s));
 	for (uint32_t first = 0; first < count; first += t->cfg.eval_batch_size) {
@@ -266,13 +334,14 @@ int trainer_evaluate(struct trainer *t, enum eval_split which, struct metrics *o
 			t->labels[i] = set->labels[img];
 		}
 		k_gather(t->model.x, set->pixels, t->batch_idx, n, dim);
-		mlp_forward(&t->model, n);
-		s.loss_sum += k_softmax_xent(mlp_logits(&t->model), t->labels, n, DATASET_CLASSES,
+		net_forward(&t->model, n, false, 0);
+		s.loss_sum += k_softmax_xent(net_output(&t->model), t->labels, n, DATASET_CLASSES,
 					     1.0f, NULL, t->pred) / (double)n;
 		s.batches++;
 		count_predictions(&s, t->labels, t->pred, n);
 	}
 	metric_sums_finish(&s, count, out);
+	numerics_leave(fpmode);
 	return 0;
 }
 
@@ -318,5 +387,17 @@ void trainer_reset_optimizer(struct trainer *t, const char *note)
 
 void trainer_params_hash(const struct trainer *t, char hex[65])
 {
-	sha256_hex(t->model.params, t->model.nparams * sizeof(float), hex);
+	const struct net *n = &t->model;
+	struct sha256_ctx ctx;
+	uint8_t digest[SHA256_DIGEST_LEN];
+
+	sha256_init(&ctx);
+	for (uint32_t i = 0; i < n->ntensors; i++) {
+		const struct net_tensor *x = &n->tensors[i];
+		size_t elem = x->kind == TENSOR_COUNT ? sizeof(int64_t) : sizeof(float);
+
+		sha256_update(&ctx, net_tensor_data(n, x, NULL), x->len * elem);
+	}
+	sha256_final(&ctx, digest);
+	sha256_to_hex(digest, hex);
 }

@@ -348,7 +348,7 @@ static uint8_t *tampered(enum tamper what, size_t *out_len)
 		if (strcmp(k, "checksum") == 0)
 			v = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 		else if (what == BAD_VERSION && strcmp(k, "format_version") == 0)
-			v = "2";
+			v = "3";
 		else if (what == BAD_FORMAT && strcmp(k, "format") == 0)
 			v = "pt";
 		else if (what == BAD_STEP && strcmp(k, "step") == 0)

@@ -1,7 +1,9 @@
 /*
  * test-gradcheck.c - the engine's analytic gradients (float32, BLAS, split
  * across a team) against central finite differences of a float64 reference
- * forward pass, for every layer, the bias terms and the loss.
+ * forward pass written here layer by layer, for every layer kind, the bias
+ * terms and the loss. BatchNorm in training mode (batch statistics), Dropout
+ * with the mask the engine drew.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -14,143 +16,304 @@
 #include <cmocka.h>
 
 #include "traind/kernels.h"
-#include "traind/model.h"
+#include "traind/net.h"
 #include "traind/rng.h"
+#include "traind/spec.h"
 
-/* Mean softmax cross-entropy of the MLP in float64, params given as doubles. */
-static double ref_loss(const struct mlp *m, const double *p, const double *x, const uint8_t *y,
+/* One layer in float64 over the whole batch: in (batch, in_size) -> out. */
+static void ref_layer(const struct net *n, const struct net_layer *l, const double *p,
+		      const double *in, double *out, size_t batch)
+{
+	const struct layer_spec *s = &l->spec;
+	size_t is = l->in_size, os = l->out_size;
+
+	switch (s->kind) {
+	case LAYER_FLATTEN:
+		memcpy(out, in, batch * is * sizeof(double));
+		break;
+	case LAYER_LINEAR:
+		for (size_t r = 0; r < batch; r++)
+			for (size_t o = 0; o < os; o++) {
+				double v = l->has_bias ? p[l->b_off + o] : 0.0;
+
+				for (size_t i = 0; i < is; i++)
+					v += p[l->w_off + o * is + i] * in[r * is + i];
+				out[r * os + o] = v;
+			}
+		break;
+	case LAYER_CONV2D:
+		for (size_t r = 0; r < batch; r++)
+			for (size_t oc = 0; oc < s->out; oc++)
+				for (size_t oy = 0; oy < l->out.h; oy++)
+					for (size_t ox = 0; ox < l->out.w; ox++) {
+						double v = l->has_bias ? p[l->b_off + oc] : 0.0;
+
+						for (size_t c = 0; c < l->in.c; c++)
+							for (size_t i = 0; i < s->k; i++)
+								for (size_t j = 0; j < s->k; j++) {
+									long iy = (long)(oy * s->stride + i) - (long)s->padding;
+									long ix = (long)(ox * s->stride + j) - (long)s->padding;
+
+									if (iy < 0 || ix < 0 || iy >= (long)l->in.h || ix >= (long)l->in.w)
+										continue;
+									v += p[l->w_off + ((oc * l->in.c + c) * s->k + i) * s->k + j] *
+									     in[r * is + (c * l->in.h + (size_t)iy) * l->in.w + (size_t)ix];
+								}
+						out[r * os + (oc * l->out.h + oy) * l->out.w + ox] = v;
+					}
+		break;
+	case LAYER_MAXPOOL2D:
+	case LAYER_AVGPOOL2D:
+		for (size_t r = 0; r < batch; r++)
+			for (size_t c = 0; c < l->in.c; c++)
+				for (size_t oy = 0; oy < l->out.h; oy++)
+					for (size_t ox = 0; ox < l->out.w; ox++) {
+						double m = -INFINITY, sum = 0.0;
+
+						for (size_t i = 0; i < s->k; i++)
+							for (size_t j = 0; j < s->k; j++) {
+								double v = in[r * is + (c * l->in.h + oy * s->stride + i) * l->in.w +
+									      ox * s->stride + j];
+
+								m = v > m ? v : m;
+								sum += v;
+							}
+						out[r * os + (c * l->out.h + oy) * l->out.w + ox] =
+							s->kind == LAYER_MAXPOOL2D ? m : sum / (double)(s->k * s->k);
+					}
+		break;
+	case LAYER_BATCHNORM1D:
+	case LAYER_BATCHNORM2D: {
+		size_t S = (size_t)l->in.h * l->in.w, C = l->in.c;
+
+		for (size_t c = 0; c < C; c++) {
+			double mean = 0.0, var = 0.0;
+
+			for (size_t r = 0; r < batch; r++)
+				for (size_t t = 0; t < S; t++)
+					mean += in[r * is + c * S + t];
+			mean /= (double)(batch * S);
+			for (size_t r = 0; r < batch; r++)
+				for (size_t t = 0; t < S; t++)
+					var += (in[r * is + c * S + t] - mean) * (in[r * is + c * S + t] - mean);
+			var /= (double)(batch * S);
+			for (size_t r = 0; r < batch; r++)
+				for (size_t t = 0; t < S; t++)
+					out[r * is + c * S + t] = (in[r * is + c * S + t] - mean) / sqrt(var + 1e-5) *
+								  p[l->w_off + c] + p[l->b_off + c];
+		}
+		break;
+	}
+	case LAYER_RELU:
+		for (size_t e = 0; e < batch * is; e++)
+			out[e] = in[e] > 0 ? in[e] : 0;
+		break;
+	case LAYER_TANH:
+		for (size_t e = 0; e < batch * is; e++)
+			out[e] = tanh(in[e]);
+		break;
+	case LAYER_GELU:
+		for (size_t e = 0; e < batch * is; e++)
+			out[e] = in[e] * 0.5 * (1.0 + erf(in[e] / sqrt(2.0)));
+		break;
+	case LAYER_DROPOUT:
+		for (size_t e = 0; e < batch * is; e++)
+			out[e] = l->mask[e] ? in[e] / (1.0 - s->p) : 0.0;
+		break;
+	}
+	(void)n;
+}
+
+/* Mean softmax cross-entropy of the whole net in float64, params as doubles. */
+static double ref_loss(const struct net *n, const double *p, const double *x, const uint8_t *y,
 		       size_t batch)
 {
-	double total = 0;
-	double a[2][1024];
+	size_t widest = n->in_size;
+	double *a, *b, total = 0.0;
 
-	for (size_t r = 0; r < batch; r++) {
-		const double *in = x + r * m->dims[0];
-		double *cur = NULL;
+	for (uint32_t i = 0; i < n->spec.n; i++)
+		widest = n->layers[i].out_size > widest ? n->layers[i].out_size : widest;
+	a = malloc(batch * widest * sizeof(double));
+	b = malloc(batch * widest * sizeof(double));
+	memcpy(a, x, batch * n->in_size * sizeof(double));
+	for (uint32_t i = 0; i < n->spec.n; i++) {
+		double *t;
 
-		for (uint32_t l = 0; l < m->nlayers; l++) {
-			size_t ni = m->dims[l], no = m->dims[l + 1];
-			const double *w = p + m->w_off[l], *b = p + m->b_off[l];
-
-			cur = a[l % 2];
-			for (size_t o = 0; o < no; o++) {
-				double s = b[o];
-
-				for (size_t i = 0; i < ni; i++)
-					s += w[o * ni + i] * in[i];
-				cur[o] = (l + 1 < m->nlayers && s < 0) ? 0 : s;
-			}
-			in = cur;
-		}
-		{
-			size_t k = m->dims[m->nlayers];
-			double mx = cur[0], se = 0;
-
-			for (size_t j = 1; j < k; j++)
-				mx = cur[j] > mx ? cur[j] : mx;
-			for (size_t j = 0; j < k; j++)
-				se += exp(cur[j] - mx);
-			total += log(se) + mx - cur[y[r]];
-		}
+		ref_layer(n, &n->layers[i], p, a, b, batch);
+		t = a;
+		a = b;
+		b = t;
 	}
+	for (size_t r = 0; r < batch; r++) {
+		const double *z = a + r * n->classes;
+		double mx = z[0], se = 0;
+
+		for (size_t j = 1; j < n->classes; j++)
+			mx = z[j] > mx ? z[j] : mx;
+		for (size_t j = 0; j < n->classes; j++)
+			se += exp(z[j] - mx);
+		total += log(se) + mx - z[y[r]];
+	}
+	free(a);
+	free(b);
 	return total / (double)batch;
 }
 
-static void check(uint32_t input_dim, const uint32_t *hidden, uint32_t nh, size_t batch,
-		  unsigned threads, size_t probes_per_tensor)
+/* Train-mode forward and backward of `text` on random inputs of shape in,
+ * then finite differences of the float64 reference on entries of every
+ * parameter tensor; also the gradient at the input. */
+static void check_spec(const char *text, struct shape in, size_t batch, unsigned threads,
+		       size_t probes_per_tensor)
 {
-	struct train_config cfg;
+	struct model_spec spec;
 	struct team *team;
-	struct mlp m;
+	struct net n;
 	struct rng r;
+	struct tr_err err;
 	uint8_t y[256];
 	double *p, *x;
 	double loss_engine, loss_ref;
-	size_t checked = 0;
+	size_t checked = 0, tensors = 0;
 
 	kernels_global_init();
-	config_defaults(&cfg);
-	cfg.n_hidden = nh;
-	memcpy(cfg.hidden, hidden, nh * sizeof(uint32_t));
+	if (spec_parse(&spec, text, NULL, 0, 10, &err) < 0 ||
+	    spec_shapes(&spec, in, 10, NULL, NULL, &err) < 0)
+		fail_msg("%s: %s", text, err.msg);
 	assert_int_equal(team_new(&team, threads), 0);
-	assert_int_equal(mlp_init(&m, input_dim, 10, &cfg, (uint32_t)batch, team), 0);
+	assert_int_equal(net_init(&n, &spec, in, 10, (uint32_t)batch, team), 0);
+	n.input_grad = true;
+	n.dropout_key = 99;
 	rng_seed(&r, 7);
-	mlp_init_params(&m, &r);
+	net_init_params(&n, &r);
+	/* BatchNorm's affine parameters away from 1 and 0, so they matter. */
+	for (uint32_t i = 0; i < spec.n; i++)
+		if (spec_is_batchnorm(spec.layers[i].kind))
+			for (size_t c = 0; c < n.layers[i].in.c; c++) {
+				n.params[n.layers[i].w_off + c] = 0.5f + rng_uniform(&r);
+				n.params[n.layers[i].b_off + c] = rng_uniform(&r) - 0.5f;
+			}
 	/* Inputs in [0, 1) like pixels, labels spread over the classes. */
-	x = malloc(batch * input_dim * sizeof(double));
-	for (size_t i = 0; i < batch * input_dim; i++) {
-		m.x[i] = rng_uniform(&r);
-		x[i] = m.x[i];
+	x = malloc(batch * n.in_size * sizeof(double));
+	for (size_t i = 0; i < batch * n.in_size; i++) {
+		n.x[i] = rng_uniform(&r);
+		x[i] = n.x[i];
 	}
 	for (size_t i = 0; i < batch; i++)
 		y[i] = (uint8_t)(i * 7 % 10);
 
-	mlp_forward(&m, batch);
-	loss_engine = k_softmax_xent(mlp_logits(&m), y, batch, 10, 1.0f / (float)batch, m.dlogits,
+	net_forward(&n, batch, true, 3);
+	loss_engine = k_softmax_xent(net_output(&n), y, batch, 10, 1.0f / (float)batch, net_dout(&n),
 				     NULL) / (double)batch;
-	mlp_backward_update(&m, batch, NULL);
+	net_backward(&n, batch);
 
-	p = malloc(m.nparams * sizeof(double));
-	for (size_t i = 0; i < m.nparams; i++)
-		p[i] = m.params[i];
-	loss_ref = ref_loss(&m, p, x, y, batch);
-	assert_true(fabs(loss_engine - loss_ref) < 1e-5 * (1 + fabs(loss_ref)));
+	p = malloc(n.nparams * sizeof(double));
+	for (size_t i = 0; i < n.nparams; i++)
+		p[i] = n.params[i];
+	loss_ref = ref_loss(&n, p, x, y, batch);
+	if (fabs(loss_engine - loss_ref) > 1e-5 * (1 + fabs(loss_ref)))
+		fail_msg("%s: loss %.9g, reference %.9g", text, loss_engine, loss_ref);
 
-	/* Probe entries of every weight and bias tensor (first, last, and spread). */
-	for (uint32_t l = 0; l < m.nlayers; l++) {
-		size_t offs[2] = { m.w_off[l], m.b_off[l] };
-		size_t lens[2] = { (size_t)m.dims[l + 1] * m.dims[l], m.dims[l + 1] };
+	/* Probe entries of every parameter tensor (first, last, and spread). */
+	for (uint32_t t = 0; t < n.ntensors; t++) {
+		const struct net_tensor *tt = &n.tensors[t];
 
-		for (int t = 0; t < 2; t++) {
-			for (size_t k = 0; k < probes_per_tensor; k++) {
-				size_t i = offs[t] + (k == 0 ? 0 : k == 1 ? lens[t] - 1
-							 : (k * 7919) % lens[t]);
-				double h = 1e-5, save = p[i], fd, g = m.grads[i];
+		if (tt->kind != TENSOR_PARAM)
+			continue;
+		tensors++;
+		for (size_t k = 0; k < probes_per_tensor; k++) {
+			size_t i = tt->off + (k == 0 ? 0 : k == 1 ? tt->len - 1 : (k * 7919) % tt->len);
+			double h = 1e-5, save = p[i], fd, g = n.grads[i];
 
-				p[i] = save + h;
-				fd = ref_loss(&m, p, x, y, batch);
-				p[i] = save - h;
-				fd -= ref_loss(&m, p, x, y, batch);
-				p[i] = save;
-				fd /= 2 * h;
-				if (fabs(fd - g) > 2e-4 + 1e-2 * fabs(fd))
-					fail_msg("layer %u %s index %zu: analytic %.8g, finite difference %.8g",
-						 l, t ? "bias" : "weight", i - offs[t], g, fd);
-				checked++;
-			}
+			p[i] = save + h;
+			fd = ref_loss(&n, p, x, y, batch);
+			p[i] = save - h;
+			fd -= ref_loss(&n, p, x, y, batch);
+			p[i] = save;
+			fd /= 2 * h;
+			if (fabs(fd - g) > 2e-4 + 1e-2 * fabs(fd))
+				fail_msg("%s: %s index %zu: analytic %.8g, finite difference %.8g", text,
+					 tt->name, i - tt->off, g, fd);
+			checked++;
 		}
 	}
-	assert_true(checked == m.nlayers * 2 * probes_per_tensor);
+	assert_true(checked == tensors * probes_per_tensor);
+	/* The gradient at the input, for a few entries. */
+	for (size_t k = 0; k < probes_per_tensor; k++) {
+		size_t i = (k * 104729) % (batch * n.in_size);
+		double h = 1e-5, save = x[i], fd;
+
+		x[i] = save + h;
+		fd = ref_loss(&n, p, x, y, batch);
+		x[i] = save - h;
+		fd -= ref_loss(&n, p, x, y, batch);
+		x[i] = save;
+		fd /= 2 * h;
+		if (fabs(fd - n.dx[i]) > 2e-4 + 1e-2 * fabs(fd))
+			fail_msg("%s: input gradient %zu: analytic %.8g, finite difference %.8g", text, i,
+				 n.dx[i], fd);
+	}
 	free(p);
 	free(x);
-	mlp_deinit(&m);
+	net_deinit(&n);
 	team_free(team);
+}
+
+static struct shape flat(uint32_t c)
+{
+	struct shape s = { .c = c, .h = 1, .w = 1, .flat = true };
+
+	return s;
+}
+
+static struct shape image(uint32_t c, uint32_t h, uint32_t w)
+{
+	struct shape s = { .c = c, .h = h, .w = w, .flat = false };
+
+	return s;
 }
 
 static void test_lesson_shape(void **state)
 {
-	uint32_t hidden[] = { 256 };
-
 	(void)state;
-	check(784, hidden, 1, 16, 1, 24);
+	check_spec("flatten,linear(256),relu,linear(10)", image(1, 28, 28), 16, 1, 24);
 }
 
 static void test_two_hidden_layers(void **state)
 {
-	uint32_t hidden[] = { 24, 12 };
-
 	(void)state;
-	check(30, hidden, 2, 5, 1, 30);
+	check_spec("linear(24),relu,linear(12),relu,linear(10)", flat(30), 5, 1, 30);
 }
 
 /* Layers large enough to be split across a team of 2 and 3: same gradients. */
 static void test_split_across_team(void **state)
 {
-	uint32_t hidden[] = { 512, 64 };
-
 	(void)state;
-	check(96, hidden, 2, 12, 2, 24);
-	check(96, hidden, 2, 12, 3, 24);
+	check_spec("linear(512),relu,linear(64),relu,linear(10)", flat(96), 12, 2, 24);
+	check_spec("linear(512),relu,linear(64),relu,linear(10)", flat(96), 12, 3, 24);
+}
+
+static void test_activations(void **state)
+{
+	(void)state;
+	check_spec("linear(20),tanh,linear(16),gelu,linear(10,bias=false)", flat(12), 6, 1, 16);
+}
+
+static void test_batchnorm_dropout(void **state)
+{
+	(void)state;
+	check_spec("linear(32),batchnorm1d,relu,dropout(0.3),linear(10)", flat(20), 8, 1, 16);
+	check_spec("linear(32),batchnorm1d,relu,dropout(0.3),linear(10)", flat(20), 8, 2, 16);
+}
+
+static void test_conv_pool(void **state)
+{
+	(void)state;
+	check_spec("conv2d(3,3,padding=1),relu,maxpool2d(2),conv2d(4,3,stride=2,bias=false),tanh,flatten,linear(10)",
+		   image(2, 10, 10), 4, 1, 16);
+	check_spec("conv2d(3,3,padding=1),relu,maxpool2d(2),conv2d(4,3,stride=2,bias=false),tanh,flatten,linear(10)",
+		   image(2, 10, 10), 5, 2, 16);
+	check_spec("conv2d(4,3),batchnorm2d,gelu,avgpool2d(2,stride=1),flatten,linear(10)",
+		   image(1, 7, 7), 4, 2, 16);
 }
 
 int main(void)
@@ -159,6 +322,9 @@ int main(void)
 		cmocka_unit_test(test_lesson_shape),
 		cmocka_unit_test(test_two_hidden_layers),
 		cmocka_unit_test(test_split_across_team),
+		cmocka_unit_test(test_activations),
+		cmocka_unit_test(test_batchnorm_dropout),
+		cmocka_unit_test(test_conv_pool),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

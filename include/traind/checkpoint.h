@@ -2,7 +2,9 @@
  * checkpoint.h - a trainer's complete state as one safetensors blob, and back.
  *
  * Tensors (little-endian):
- *   net.{1+2l}.weight F32 [out, in], net.{1+2l}.bias F32 [out]   (PyTorch names)
+ *   net.{i}.weight, net.{i}.bias F32; for BatchNorm also net.{i}.running_mean,
+ *     net.{i}.running_var F32 and net.{i}.num_batches_tracked I64 []: the
+ *     model's state_dict, layer i of the SPEC being nn.Sequential's index i
  *   optimizer.state.{i}.exp_avg / .exp_avg_sq   F32 (Adam, AdamW)
  *   optimizer.state.{i}.momentum_buffer        F32 (SGD with momentum)
  *     where i numbers the parameters as torch.optim's state_dict does
@@ -10,12 +12,17 @@
  *   data.order U32 [n_train]    this epoch's sample order
  *   metrics.sums F64 [2]        loss sum, seconds of the current epoch
  *   metrics.counts I64 [4, 10]  batches (row 0, column 0), correct, total, predicted
- * Metadata (strings): format "traind-checkpoint", format_version "1", config
- * (JSON), epoch, step, optimizer_step, note, history (JSON array of rows), and
- * checksum "sha256:<hex>" of the whole blob with the hex digits zeroed.
+ * Metadata (strings): format "traind-checkpoint", format_version "2", config
+ * (JSON, with the model SPEC), input ("C,H,W"), numerics (the BLAS and kernel
+ * it trained with), epoch, step, optimizer_step, note, history (JSON array of
+ * rows), and checksum "sha256:<hex>" of the whole blob with the hex digits
+ * zeroed. Format 1 (the MLP before SPECs; no input, no numerics, a config
+ * without model and ftz) still loads, as the job it was.
  *
  * A model-only export holds just the net.* tensors and {"format": "pt"} plus
- * the layer widths, so safetensors.torch.load_file + load_state_dict take it.
+ * traind.model (the SPEC) and, for the MLP, traind.hidden, so
+ * safetensors.torch.load_file + load_state_dict(strict=True) take it into the
+ * nn.Sequential the SPEC describes.
  *
  * Loading trusts nothing: the safetensors layer checks the structure; this
  * layer checks the checksum, the format version, every tensor's presence,
@@ -40,10 +47,11 @@
 #include "traind/trainer.h"
 
 #define CHECKPOINT_FORMAT "traind-checkpoint"
-#define CHECKPOINT_VERSION 1
+#define CHECKPOINT_VERSION 2
 
 /* What a blob says about itself, without a dataset. */
 struct checkpoint_info {
+	uint32_t version;           /* format_version: 1 (the MLP) or 2 */
 	struct train_config cfg;
 	uint32_t epoch;             /* completed epochs */
 	uint32_t step;              /* batches done in the current epoch */

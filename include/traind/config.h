@@ -21,6 +21,7 @@
 #define CFG_MAX_HIDDEN 8     /* hidden layers at most */
 #define CFG_NAME_MAX 64      /* dataset name bytes, with NUL */
 #define CFG_MAX_THREADS 16
+#define CFG_MODEL_MAX 1024   /* model SPEC text bytes, with NUL (spec.h's SPEC_TEXT_MAX) */
 
 enum optim_kind {
 	OPTIM_ADAM,
@@ -47,6 +48,10 @@ struct train_config {
 	uint32_t val_size;           /* images of the training file held out for validation (10000) */
 	uint32_t train_size;         /* use only the first N of the training part; 0 = all */
 	uint32_t threads;            /* threads computing one job (2); part of the bits */
+	char model[CFG_MODEL_MAX];   /* layer SPEC or a named architecture (spec.h); "" = the MLP of `hidden` */
+	bool ftz;                    /* flush denormals to zero (FTZ/DAZ) while training; true for new
+					jobs, false for a stored job without the key (its old arithmetic) */
+	bool strict_numerics;        /* refuse to resume under another numeric environment (false) */
 };
 
 /* The lesson's configuration. */
@@ -65,8 +70,13 @@ int config_set(struct train_config *cfg, const char *key, const char *value, str
 int config_validate(const struct train_config *cfg, struct tr_err *err);
 
 /* Build *cfg from a JSON object: defaults, then each key present. Unknown keys,
- * wrong JSON types and bad values are errors naming the key. Validates. */
+ * wrong JSON types and bad values are errors naming the key. Validates. For a
+ * new job (a Start request). */
 int config_from_json(struct train_config *cfg, const json_t *obj, struct tr_err *err);
+/* The same for a stored job's configuration (the store, a checkpoint): a key
+ * that traind did not have when the job was stored takes the value that
+ * keeps that job's arithmetic (ftz false). */
+int config_from_stored_json(struct train_config *cfg, const json_t *obj, struct tr_err *err);
 
 /* A new JSON object with every field (caller owns the reference). NULL on ENOMEM. */
 json_t *config_to_json(const struct train_config *cfg);

@@ -51,4 +51,29 @@ void k_relu_backward(float *dz, const float *act, size_t ld, size_t m, size_t c0
 /* db[j] = sum over rows i < m of d[i, j], for j in [c0, c1). Row order fixed. */
 void k_colsum(float *db, const float *d, size_t ld, size_t m, size_t c0, size_t c1);
 
+/* ---- convolution and pooling on one sample, C x H x W row-major ---- */
+
+/* col (C*K*K, OH*OW) = the K x K patches of x (C, H, W) with zero padding
+ * `pad` and stride `s`: col[(c*K + i)*K + j][oy*OW + ox] = x[c][oy*s - pad + i][ox*s - pad + j]. */
+void k_im2col(float *col, const float *x, size_t c, size_t h, size_t w, size_t k, size_t s,
+	      size_t pad, size_t oh, size_t ow);
+/* The adjoint: dx (C, H, W) = sum of col's patches back at their places
+ * (dx is overwritten). */
+void k_col2im(float *dx, const float *col, size_t c, size_t h, size_t w, size_t k, size_t s,
+	      size_t pad, size_t oh, size_t ow);
+
+/* y (C, OH, OW) = max over each K x K window (stride s) of x (C, H, W); argmax
+ * gets the offset in x of the first maximum (a NaN wins, as PyTorch's). */
+void k_maxpool(float *y, uint32_t *argmax, const float *x, size_t c, size_t h, size_t w, size_t k,
+	       size_t s, size_t oh, size_t ow);
+/* dx (C*H*W) = dy scattered to the argmax offsets (dx is overwritten). */
+void k_maxpool_backward(float *dx, const float *dy, const uint32_t *argmax, size_t in_size,
+			size_t out_size);
+/* y = mean over each window (count_include_pad; no padding here). */
+void k_avgpool(float *y, const float *x, size_t c, size_t h, size_t w, size_t k, size_t s,
+	       size_t oh, size_t ow);
+/* dx = dy / (K*K) spread over each window (dx is overwritten). */
+void k_avgpool_backward(float *dx, const float *dy, size_t c, size_t h, size_t w, size_t k,
+			size_t s, size_t oh, size_t ow);
+
 #endif

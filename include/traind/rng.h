@@ -26,4 +26,11 @@ float rng_uniform(struct rng *r);
 /* Fisher-Yates shuffle of v[0..n). */
 void rng_shuffle_u32(struct rng *r, uint32_t *v, uint32_t n);
 
+/* Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2,
+ * 3"): four random words that depend only on the counter and the key. A
+ * stateless stream: Dropout masks are a function of (seed, step, layer,
+ * element), so they do not depend on how a team splits the work, and a resume
+ * reproduces them without storing them. */
+void philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+
 #endif

@@ -7,7 +7,8 @@
  * have finished, so the work split is fixed by T alone: results never depend on
  * what else runs in the process. Helpers spin briefly between phases (a
  * training step has two phases about 100 us apart) and then sleep on a futex,
- * so an idle or paused job costs no CPU.
+ * so an idle or paused job costs no CPU. Helpers compute in the owner's
+ * floating-point mode (FTZ/DAZ, numerics.h), taken at each phase.
  *
  * Thread: team_new/team_run/team_free are called by the one thread that owns
  * the team (a job's worker); fn runs on all members concurrently.

@@ -23,13 +23,15 @@
 #include "traind/config.h"
 #include "traind/dataset.h"
 #include "traind/error.h"
-#include "traind/model.h"
+#include "traind/net.h"
+#include "traind/numerics.h"
 #include "traind/optim.h"
 #include "traind/rng.h"
 #include "traind/team.h"
 
-#define HISTORY_NOTE_MAX 48
+#define HISTORY_NOTE_MAX 192
 #define TRAINER_MAX_PARAMS (1ull << 24)   /* 16.7M parameters, ~270 MB of training state */
+#define TRAINER_MAX_ACTIVATIONS (1ull << 28) /* floats of activations and scratch, 1 GiB */
 
 enum eval_split {
 	EVAL_VAL,
@@ -67,7 +69,7 @@ struct trainer {
 	struct train_config cfg;
 	const struct dataset *ds;        /* borrowed */
 	struct team *team;               /* owned, cfg.threads members */
-	struct mlp model;
+	struct net model;                /* the layers, their tensors and buffers */
 	struct optim opt;
 	struct rng rng;                  /* init, then one shuffle per epoch */
 	uint32_t n_split;                /* images in the training file */
@@ -86,13 +88,22 @@ struct trainer {
 	struct history_row *history;     /* (cfg.epochs) rows of completed epochs; owned */
 	uint32_t nhistory;
 	char note[HISTORY_NOTE_MAX];     /* attached to the next history row */
+	char numerics[NUMERICS_TEXT_MAX]; /* the BLAS and kernel this job trains with (numerics.h) */
+	char numerics_changed[2 * NUMERICS_TEXT_MAX + 80]; /* set by a restore under another environment, else "" */
 };
 
 /* Check cfg (config_validate) and its fit to the dataset: the validation
  * set leaves training images, train_size fits, the batch is not larger than
- * the training set, the model has at most TRAINER_MAX_PARAMS parameters. */
+ * the training set, the model fits the data's shape and classes (spec_shapes)
+ * and has at most TRAINER_MAX_PARAMS parameters and TRAINER_MAX_ACTIVATIONS
+ * floats of activations. *params (may be NULL) gets its parameter count. */
 int trainer_check_config(const struct train_config *cfg, const struct dataset *ds,
 			 struct tr_err *err);
+int trainer_check_model(const struct train_config *cfg, const struct dataset *ds,
+			struct model_spec *spec, uint64_t *params, struct tr_err *err);
+
+/* The layers cfg describes: its model SPEC, or the MLP of its hidden widths. */
+int trainer_model_spec(const struct train_config *cfg, struct model_spec *spec, struct tr_err *err);
 
 /* A fresh job at epoch 0: checks cfg against the dataset (sizes), initialises
  * the model from cfg.seed and draws the first epoch's order. */
@@ -120,7 +131,8 @@ void metric_sums_finish(const struct metric_sums *s, uint64_t samples, struct me
  * next history row. */
 void trainer_reset_optimizer(struct trainer *t, const char *note);
 
-/* SHA-256 of the parameters (as little-endian float32, state_dict order). */
+/* SHA-256 of the model's tensors (parameters and buffers, little-endian, in
+ * state_dict order; for a model without buffers, of the parameters). */
 void trainer_params_hash(const struct trainer *t, char hex[65]);
 
 /* Samples per epoch, and samples trained so far in this epoch. */

@@ -1,0 +1,782 @@
+/*
+ * net.c - the tensor table, forward, backward and the optimizer phase. See
+ * include/traind/net.h.
+ *
+ * One training step of the lesson's MLP (B = 64) with a team of two:
+ *   team:  linear 1   y1[:, half] = x W1[half]^T + b1[half]          (split by output unit)
+ *   owner: relu 2, linear 3 (logits), loss and dlogits (B, 10)
+ *   owner: linear 3 backward: dW3 = dlogits^T y2; db3; d2 = dlogits W3
+ *   owner: relu 2 backward: d1 = d2 * (y2 > 0)
+ *   team:  linear 1 backward: dW1[half] = d1[:, half]^T x; db1[half]
+ *   team:  optimizer step over the flat arrays, by ranges
+ * Each member computes whole rows or columns, so its writes never touch
+ * another's, and the result depends only on the split.
+ */
+#include "traind/net.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "traind/kernels.h"
+
+#define SPLIT_ALIGN 16               /* floats: one cache line */
+#define SPLIT_MIN_FLOPS (1u << 18)   /* below this a linear layer runs on the owner */
+#define ROWS_MIN_ELEMS (1u << 14)    /* below this an elementwise layer runs on the owner */
+#define UPDATE_MIN_PARAMS (1u << 14) /* below this the optimizer step runs on the owner */
+#define BN_MOMENTUM 0.1
+#define BN_EPS 1e-5
+
+static size_t shape_size(struct shape s)
+{
+	return (size_t)s.c * s.h * s.w;
+}
+
+static void add_tensor(struct net *n, uint32_t layer, const char *what, enum tensor_kind kind,
+		       int ndim, const uint64_t *shape, size_t *counter, size_t *off)
+{
+	struct net_tensor *t = &n->tensors[n->ntensors++];
+	size_t len = 1;
+
+	snprintf(t->name, sizeof(t->name), "net.%u.%s", layer, what);
+	t->kind = kind;
+	t->ndim = ndim;
+	for (int i = 0; i < ndim; i++) {
+		t->shape[i] = shape[i];
+		len *= (size_t)shape[i];
+	}
+	t->off = *counter;
+	t->len = len;
+	*counter += len;
+	*off = t->off;
+}
+
+/* The tensors of layer i, in state_dict order. */
+static void declare_tensors(struct net *n, uint32_t i)
+{
+	struct net_layer *l = &n->layers[i];
+	const struct layer_spec *s = &l->spec;
+	uint64_t shape[4];
+
+	switch (s->kind) {
+	case LAYER_LINEAR:
+		shape[0] = s->out;
+		shape[1] = l->in.c;
+		add_tensor(n, i, "weight", TENSOR_PARAM, 2, shape, &n->nparams, &l->w_off);
+		if (s->bias)
+			add_tensor(n, i, "bias", TENSOR_PARAM, 1, shape, &n->nparams, &l->b_off);
+		l->has_bias = s->bias;
+		break;
+	case LAYER_CONV2D:
+		shape[0] = s->out;
+		shape[1] = l->in.c;
+		shape[2] = s->k;
+		shape[3] = s->k;
+		add_tensor(n, i, "weight", TENSOR_PARAM, 4, shape, &n->nparams, &l->w_off);
+		if (s->bias)
+			add_tensor(n, i, "bias", TENSOR_PARAM, 1, shape, &n->nparams, &l->b_off);
+		l->has_bias = s->bias;
+		break;
+	case LAYER_BATCHNORM1D:
+	case LAYER_BATCHNORM2D:
+		shape[0] = l->in.c;
+		add_tensor(n, i, "weight", TENSOR_PARAM, 1, shape, &n->nparams, &l->w_off);
+		add_tensor(n, i, "bias", TENSOR_PARAM, 1, shape, &n->nparams, &l->b_off);
+		add_tensor(n, i, "running_mean", TENSOR_BUFFER, 1, shape, &n->nbuffers, &l->rm_off);
+		add_tensor(n, i, "running_var", TENSOR_BUFFER, 1, shape, &n->nbuffers, &l->rv_off);
+		add_tensor(n, i, "num_batches_tracked", TENSOR_COUNT, 0, shape, &n->ncounts, &l->nbt);
+		l->has_bias = true;
+		break;
+	default:
+		break;
+	}
+}
+
+int net_init(struct net *n, const struct model_spec *spec, struct shape input, uint32_t classes,
+	     uint32_t max_batch, struct team *team)
+{
+	struct shape shapes[SPEC_MAX_LAYERS];
+	size_t widest, col_len = 1, part_len = 1;
+	bool params_before = false;
+	float *prev;
+	int rc;
+
+	memset(n, 0, sizeof(*n));
+	rc = spec_shapes(spec, input, classes, shapes, NULL, NULL);
+	if (rc < 0)
+		return rc;
+	n->spec = *spec;
+	n->input = input;
+	n->classes = shapes[spec->n - 1].c;
+	n->max_batch = max_batch;
+	n->team = team;
+	n->members = team ? team_size(team) : 1;
+	n->in_size = shape_size(input);
+	widest = n->in_size;
+	for (uint32_t i = 0; i < spec->n; i++) {
+		struct net_layer *l = &n->layers[i];
+
+		l->spec = spec->layers[i];
+		l->in = i ? shapes[i - 1] : input;
+		l->out = shapes[i];
+		l->in_size = shape_size(l->in);
+		l->out_size = shape_size(l->out);
+		l->need_dx = params_before;
+		declare_tensors(n, i);
+		params_before = params_before || spec_has_params(l->spec.kind);
+		if (l->out_size > widest)
+			widest = l->out_size;
+		if (l->spec.kind == LAYER_CONV2D) {
+			size_t ckk = (size_t)l->in.c * l->spec.k * l->spec.k;
+			size_t cl = ckk * l->out.h * l->out.w;
+			size_t pl = (size_t)l->spec.out * ckk + l->spec.out;
+
+			col_len = cl > col_len ? cl : col_len;
+			part_len = pl > part_len ? pl : part_len;
+		}
+	}
+	n->col_len = col_len;
+	n->part_len = part_len;
+	rc = -ENOMEM;
+	n->params = k_alloc_floats(n->nparams);
+	n->grads = k_alloc_floats(n->nparams);
+	n->buffers = k_alloc_floats(n->nbuffers);
+	n->counts = calloc(n->ncounts ? n->ncounts : 1, sizeof(int64_t));
+	n->x = k_alloc_floats((size_t)max_batch * n->in_size);
+	n->dbuf[0] = k_alloc_floats((size_t)max_batch * widest);
+	n->dbuf[1] = k_alloc_floats((size_t)max_batch * widest);
+	n->col = k_alloc_floats(n->members * col_len);
+	n->dcol = k_alloc_floats(n->members * col_len);
+	n->part = k_alloc_floats(n->members * part_len);
+	if (!n->params || !n->grads || !n->buffers || !n->counts || !n->x || !n->dbuf[0] ||
+	    !n->dbuf[1] || !n->col || !n->dcol || !n->part)
+		goto fail;
+	prev = n->x;
+	for (uint32_t i = 0; i < spec->n; i++) {
+		struct net_layer *l = &n->layers[i];
+		size_t rows = (size_t)max_batch * l->out_size;
+
+		if (l->spec.kind == LAYER_FLATTEN) {
+			l->y = prev;
+			continue;
+		}
+		l->y = k_alloc_floats(rows);
+		if (!l->y)
+			goto fail;
+		if (l->spec.kind == LAYER_DROPOUT && !(l->mask = calloc(rows, 1)))
+			goto fail;
+		if (l->spec.kind == LAYER_MAXPOOL2D && !(l->argmax = calloc(rows, sizeof(uint32_t))))
+			goto fail;
+		if (spec_is_batchnorm(l->spec.kind) &&
+		    (!(l->mean = calloc(l->in.c, sizeof(double))) ||
+		     !(l->invstd = calloc(l->in.c, sizeof(double)))))
+			goto fail;
+		prev = l->y;
+	}
+	return 0;
+fail:
+	net_deinit(n);
+	return rc;
+}
+
+void net_deinit(struct net *n)
+{
+	for (uint32_t i = 0; i < n->spec.n; i++) {
+		struct net_layer *l = &n->layers[i];
+
+		if (l->spec.kind != LAYER_FLATTEN)
+			free(l->y);
+		free(l->mask);
+		free(l->argmax);
+		free(l->mean);
+		free(l->invstd);
+	}
+	free(n->params);
+	free(n->grads);
+	free(n->buffers);
+	free(n->counts);
+	free(n->x);
+	free(n->dbuf[0]);
+	free(n->dbuf[1]);
+	free(n->col);
+	free(n->dcol);
+	free(n->part);
+	memset(n, 0, sizeof(*n));
+}
+
+void net_init_params(struct net *n, struct rng *r)
+{
+	for (uint32_t i = 0; i < n->spec.n; i++) {
+		struct net_layer *l = &n->layers[i];
+		size_t fan_in, out;
+
+		switch (l->spec.kind) {
+		case LAYER_LINEAR:
+		case LAYER_CONV2D: {
+			float bound, *w, *b;
+
+			out = l->spec.out;
+			fan_in = l->spec.kind == LAYER_LINEAR ? l->in.c
+							      : (size_t)l->in.c * l->spec.k * l->spec.k;
+			bound = 1.0f / sqrtf((float)fan_in);
+			w = n->params + l->w_off;
+			for (size_t k = 0; k < out * fan_in; k++)
+				w[k] = (2.0f * rng_uniform(r) - 1.0f) * bound;
+			if (l->has_bias) {
+				b = n->params + l->b_off;
+				for (size_t k = 0; k < out; k++)
+					b[k] = (2.0f * rng_uniform(r) - 1.0f) * bound;
+			}
+			break;
+		}
+		case LAYER_BATCHNORM1D:
+		case LAYER_BATCHNORM2D:
+			for (size_t c = 0; c < l->in.c; c++) {
+				n->params[l->w_off + c] = 1.0f;
+				n->params[l->b_off + c] = 0.0f;
+				n->buffers[l->rm_off + c] = 0.0f;
+				n->buffers[l->rv_off + c] = 1.0f;
+			}
+			n->counts[l->nbt] = 0;
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+const struct net_tensor *net_find(const struct net *n, const char *name)
+{
+	for (uint32_t i = 0; i < n->ntensors; i++)
+		if (strcmp(n->tensors[i].name, name) == 0)
+			return &n->tensors[i];
+	return NULL;
+}
+
+void *net_tensor_data(const struct net *n, const struct net_tensor *t, float *params_base)
+{
+	switch (t->kind) {
+	case TENSOR_PARAM:
+		return (params_base ? params_base : n->params) + t->off;
+	case TENSOR_BUFFER:
+		return n->buffers + t->off;
+	case TENSOR_COUNT:
+		return n->counts + t->off;
+	}
+	return NULL;
+}
+
+const float *net_output(const struct net *n)
+{
+	return n->layers[n->spec.n - 1].y;
+}
+
+float *net_dout(struct net *n)
+{
+	return n->dbuf[0];
+}
+
+/* ---- one layer's work, shared by the team members ----------------------- */
+
+struct layer_job {
+	struct net *n;
+	struct net_layer *l;
+	uint32_t index;        /* layer index (Dropout's stream) */
+	size_t batch;
+	bool train;
+	uint64_t step;
+	const float *in;       /* (batch, in_size) the layer's input */
+	const float *dy;       /* (batch, out_size) gradient at its output */
+	float *dx;             /* (batch, in_size) gradient at its input, or NULL */
+	struct optim *opt;
+};
+
+static void run(struct net *n, bool split, team_fn fn, struct layer_job *job)
+{
+	if (split && n->team && team_size(n->team) > 1)
+		team_run(n->team, fn, job);
+	else
+		fn(job, 0, 1);
+}
+
+static bool linear_split(const struct net *n, const struct net_layer *l, size_t batch)
+{
+	return batch * l->in_size * l->out_size >= SPLIT_MIN_FLOPS;
+}
+
+static bool rows_split(const struct net_layer *l, size_t batch)
+{
+	return batch * l->out_size >= ROWS_MIN_ELEMS;
+}
+
+/* y[:, c0:c1] = in W[c0:c1]^T + b[c0:c1] */
+static void linear_forward(void *arg, unsigned idx, unsigned nm)
+{
+	struct layer_job *j = arg;
+	struct net_layer *l = j->l;
+	const float *p = j->n->params;
+	size_t in = l->in_size, out = l->out_size, c0, c1;
+
+	team_split(out, idx, nm, SPLIT_ALIGN, &c0, &c1);
+	if (c0 == c1)
+		return;
+	/* Start from the bias and accumulate (beta = 1): saves the pass that
+	 * would zero y and the pass that would add the bias. */
+	if (l->has_bias)
+		k_fill_rows(l->y, out, j->batch, c0, c1, p + l->b_off);
+	k_gemm(0, 1, j->batch, c1 - c0, in, 1.0f, j->in, in, p + l->w_off + c0 * in, in,
+	       l->has_bias ? 1.0f : 0.0f, l->y + c0, out);
+}
+
+/* dx[:, c0:c1] = dy W[:, c0:c1]; dW[r0:r1] = dy[:, r0:r1]^T in; db[r0:r1] = colsum dy */
+static void linear_backward(void *arg, unsigned idx, unsigned nm)
+{
+	struct layer_job *j = arg;
+	struct net_layer *l = j->l;
+	struct net *n = j->n;
+	size_t in = l->in_size, out = l->out_size, lo, hi;
+
+	if (j->dx) {
+		team_split(in, idx, nm, SPLIT_ALIGN, &lo, &hi);
+		if (lo < hi)
+			k_gemm(0, 0, j->batch, hi - lo, out, 1.0f, j->dy, out,
+			       n->params + l->w_off + lo, in, 0.0f, j->dx + lo, in);
+	}
+	team_split(out, idx, nm, SPLIT_ALIGN, &lo, &hi);
+	if (lo == hi)
+		return;
+	k_gemm(1, 0, hi - lo, in, j->batch, 1.0f, j->dy + lo, out, j->in, in, 0.0f,
+	       n->grads + l->w_off + lo * in, in);
+	if (l->has_bias)
+		k_colsum(n->grads + l->b_off, j->dy, out, j->batch, lo, hi);
+}
+
+/* The Dropout stream: element e of step `step` in layer `index`. */
+static void dropout_block(uint64_t key, uint64_t step, uint32_t index, uint64_t block,
+			  uint32_t out[4])
+{
+	uint32_t ctr[4] = { (uint32_t)block, (uint32_t)(block >> 32) ^ (index << 16),
+			    (uint32_t)step, (uint32_t)(step >> 32) };
+	uint32_t k[2] = { (uint32_t)key, (uint32_t)(key >> 32) };
+
+	philox4x32(ctr, k, out);
+}
+
+static void act_forward(void *arg, unsigned idx, unsigned nm)
+{
+	struct layer_job *j = arg;
+	struct net_layer *l = j->l;
+	size_t size = l->out_size, r0, r1;
+	const float *x;
+	float *y;
+
+	team_split(j->batch, idx, nm, 1, &r0, &r1);
+	x = j->in + r0 * size;
+	y = l->y + r0 * size;
+	switch (l->spec.kind) {
+	case LAYER_RELU:
+		for (size_t e = 0; e < (r1 - r0) * size; e++)
+			y[e] = x[e] > 0.0f ? x[e] : 0.0f;
+		break;
+	case LAYER_TANH:
+		for (size_t e = 0; e < (r1 - r0) * size; e++)
+			y[e] = tanhf(x[e]);
+		break;
+	case LAYER_GELU:
+		for (size_t e = 0; e < (r1 - r0) * size; e++)
+			y[e] = x[e] * 0.5f * (1.0f + erff(x[e] * (float)M_SQRT1_2));
+		break;
+	case LAYER_DROPOUT:
+		if (!j->train) {
+			memcpy(y, x, (r1 - r0) * size * sizeof(float));
+			break;
+		} else {
+			uint64_t threshold = (uint64_t)ldexp(1.0 - l->spec.p, 32);
+			float scale = (float)(1.0 / (1.0 - l->spec.p));
+			uint8_t *mask = l->mask + r0 * size;
+			uint32_t words[4];
+			uint64_t first = (uint64_t)r0 * size;
+
+			for (size_t e = 0; e < (r1 - r0) * size; e++) {
+				uint64_t g = first + e;
+				bool keep;
+
+				if (e == 0 || (g & 3) == 0)
+					dropout_block(j->n->dropout_key, j->step, j->index, g >> 2, words);
+				keep = words[g & 3] < threshold;
+				mask[e] = keep;
+				y[e] = keep ? x[e] * scale : 0.0f;
+			}
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+static void act_backward(void *arg, unsigned idx, unsigned nm)
+{
+	struct layer_job *j = arg;
+	struct net_layer *l = j->l;
+	size_t size = l->out_size, r0, r1, len;
+	const float *dy, *y, *x;
+	float *dx;
+
+	team_split(j->batch, idx, nm, 1, &r0, &r1);
+	len = (r1 - r0) * size;
+	dy = j->dy + r0 * size;
+	y = l->y + r0 * size;
+	x = j->in + r0 * size;
+	dx = j->dx + r0 * size;
+	switch (l->spec.kind) {
+	case LAYER_RELU:
+		for (size_t e = 0; e < len; e++)
+			dx[e] = y[e] > 0.0f ? dy[e] : 0.0f;
+		break;
+	case LAYER_TANH:
+		for (size_t e = 0; e < len; e++)
+			dx[e] = dy[e] * (1.0f - y[e] * y[e]);
+		break;
+	case LAYER_GELU: {
+		const float beta = (float)(M_2_SQRTPI * M_SQRT1_2 * 0.5);   /* 1/sqrt(2 pi) */
+
+		for (size_t e = 0; e < len; e++) {
+			float cdf = 0.5f * (1.0f + erff(x[e] * (float)M_SQRT1_2));
+			float pdf = expf(-0.5f * x[e] * x[e]) * beta;
+
+			dx[e] = dy[e] * (cdf + x[e] * pdf);
+		}
+		break;
+	}
+	case LAYER_DROPOUT: {
+		float scale = (float)(1.0 / (1.0 - l->spec.p));
+		const uint8_t *mask = l->mask + r0 * size;
+
+		for (size_t e = 0; e < len; e++)
+			dx[e] = mask[e] ? dy[e] * scale : 0.0f;
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+/* BatchNorm over (batch, C, S): channels [c0, c1) of this member. */
+static void bn_forward(void *arg, unsigned idx, unsigned nm)
+{
+	struct layer_job *j = arg;
+	struct net_layer *l = j->l;
+	struct net *n = j->n;
+	size_t C = l->in.c, S = (size_t)l->in.h * l->in.w, size = l->in_size, c0, c1;
+	double count = (double)j->batch * (double)S;
+
+	team_split(C, idx, nm, 1, &c0, &c1);
+	for (size_t c = c0; c < c1; c++) {
+		double mean, invstd;
+		float alpha, beta;
+
+		if (j->train) {
+			double sum = 0.0, sq = 0.0, var;
+			float *rm = n->buffers + l->rm_off + c, *rv = n->buffers + l->rv_off + c;
+
+			for (size_t r = 0; r < j->batch; r++)
+				for (size_t s = 0; s < S; s++)
+					sum += j->in[r * size + c * S + s];
+			mean = sum / count;
+			for (size_t r = 0; r < j->batch; r++)
+				for (size_t s = 0; s < S; s++) {
+					double d = j->in[r * size + c * S + s] - mean;
+
+					sq += d * d;
+				}
+			var = sq / count;
+			invstd = 1.0 / sqrt(var + BN_EPS);
+			l->mean[c] = mean;
+			l->invstd[c] = invstd;
+			*rm = (float)(BN_MOMENTUM * mean + (1.0 - BN_MOMENTUM) * *rm);
+			*rv = (float)(BN_MOMENTUM * (count > 1 ? var * count / (count - 1) : var) +
+				      (1.0 - BN_MOMENTUM) * *rv);
+		} else {
+			mean = n->buffers[l->rm_off + c];
+			invstd = 1.0 / sqrt((double)n->buffers[l->rv_off + c] + BN_EPS);
+		}
+		alpha = (float)(invstd * n->params[l->w_off + c]);
+		beta = (float)(n->params[l->b_off + c] - mean * invstd * n->params[l->w_off + c]);
+		for (size_t r = 0; r < j->batch; r++) {
+			const float *x = j->in + r * size + c * S;
+			float *y = l->y + r * size + c * S;
+
+			for (size_t s = 0; s < S; s++)
+				y[s] = x[s] * alpha + beta;
+		}
+	}
+}
+
+static void bn_backward(void *arg, unsigned idx, unsigned nm)
+{
+	struct layer_job *j = arg;
+	struct net_layer *l = j->l;
+	struct net *n = j->n;
+	size_t C = l->in.c, S = (size_t)l->in.h * l->in.w, size = l->in_size, c0, c1;
+	double count = (double)j->batch * (double)S;
+
+	team_split(C, idx, nm, 1, &c0, &c1);
+	for (size_t c = c0; c < c1; c++) {
+		double mean = l->mean[c], invstd = l->invstd[c], sdy = 0.0, sdyx = 0.0;
+
+		for (size_t r = 0; r < j->batch; r++)
+			for (size_t s = 0; s < S; s++) {
+				size_t e = r * size + c * S + s;
+
+				sdy += j->dy[e];
+				sdyx += j->dy[e] * ((j->in[e] - mean) * invstd);
+			}
+		n->grads[l->w_off + c] = (float)sdyx;
+		n->grads[l->b_off + c] = (float)sdy;
+		if (j->dx) {
+			double k = n->params[l->w_off + c] * invstd;
+			double mdy = sdy / count, mdyx = sdyx / count;
+
+			for (size_t r = 0; r < j->batch; r++)
+				for (size_t s = 0; s < S; s++) {
+					size_t e = r * size + c * S + s;
+					double xhat = (j->in[e] - mean) * invstd;
+
+					j->dx[e] = (float)(k * (j->dy[e] - mdy - xhat * mdyx));
+				}
+		}
+	}
+}
+
+/* Conv2d on this member's samples: y[r] (OC, OH*OW) = W (OC, C*K*K) col(x[r]) + b */
+static void conv_forward(void *arg, unsigned idx, unsigned nm)
+{
+	struct layer_job *j = arg;
+	struct net_layer *l = j->l;
+	struct net *n = j->n;
+	const struct layer_spec *s = &l->spec;
+	size_t ckk = (size_t)l->in.c * s->k * s->k, ohw = (size_t)l->out.h * l->out.w;
+	float *col = n->col + idx * n->col_len;
+	size_t r0, r1;
+
+	team_split(j->batch, idx, nm, 1, &r0, &r1);
+	for (size_t r = r0; r < r1; r++) {
+		float *y = l->y + r * l->out_size;
+
+		k_im2col(col, j->in + r * l->in_size, l->in.c, l->in.h, l->in.w, s->k, s->stride,
+			 s->padding, l->out.h, l->out.w);
+		if (l->has_bias)
+			for (size_t oc = 0; oc < s->out; oc++)
+				for (size_t t = 0; t < ohw; t++)
+					y[oc * ohw + t] = n->params[l->b_off + oc];
+		k_gemm(0, 0, s->out, ohw, ckk, 1.0f, n->params + l->w_off, ckk, col, ohw,
+		       l->has_bias ? 1.0f : 0.0f, y, ohw);
+	}
+}
+
+/* This member's samples: its partial dW (OC, C*K*K) and db (OC) sums, and dx. */
+static void conv_backward(void *arg, unsigned idx, unsigned nm)
+{
+	struct layer_job *j = arg;
+	struct net_layer *l = j->l;
+	struct net *n = j->n;
+	const struct layer_spec *s = &l->spec;
+	size_t ckk = (size_t)l->in.c * s->k * s->k, ohw = (size_t)l->out.h * l->out.w;
+	float *col = n->col + idx * n->col_len, *dcol = n->dcol + idx * n->col_len;
+	float *dw = n->part + idx * n->part_len, *db = dw + (size_t)s->out * ckk;
+	size_t r0, r1;
+
+	team_split(j->batch, idx, nm, 1, &r0, &r1);
+	n->part_rows[idx] = (uint32_t)(r1 - r0);
+	for (size_t r = r0; r < r1; r++) {
+		const float *dy = j->dy + r * l->out_size;
+
+		k_im2col(col, j->in + r * l->in_size, l->in.c, l->in.h, l->in.w, s->k, s->stride,
+			 s->padding, l->out.h, l->out.w);
+		k_gemm(0, 1, s->out, ckk, ohw, 1.0f, dy, ohw, col, ohw, r == r0 ? 0.0f : 1.0f, dw,
+		       ckk);
+		for (size_t oc = 0; oc < s->out; oc++) {
+			float sum = 0.0f;
+
+			for (size_t t = 0; t < ohw; t++)
+				sum += dy[oc * ohw + t];
+			db[oc] = r == r0 ? sum : db[oc] + sum;
+		}
+		if (j->dx) {
+			k_gemm(1, 0, ckk, ohw, s->out, 1.0f, n->params + l->w_off, ckk, dy, ohw, 0.0f,
+			       dcol, ohw);
+			k_col2im(j->dx + r * l->in_size, dcol, l->in.c, l->in.h, l->in.w, s->k,
+				 s->stride, s->padding, l->out.h, l->out.w);
+		}
+	}
+}
+
+/* The members' partial sums, added in member order into the gradients. */
+static void conv_reduce(struct net *n, struct net_layer *l, unsigned members)
+{
+	size_t ckk = (size_t)l->in.c * l->spec.k * l->spec.k;
+	size_t nw = (size_t)l->spec.out * ckk, nb = l->spec.out;
+	float *gw = n->grads + l->w_off, *gb = l->has_bias ? n->grads + l->b_off : NULL;
+	bool first = true;
+
+	for (unsigned m = 0; m < members; m++) {
+		const float *dw = n->part + m * n->part_len, *db = dw + nw;
+
+		if (n->part_rows[m] == 0)
+			continue;
+		for (size_t e = 0; e < nw; e++)
+			gw[e] = first ? dw[e] : gw[e] + dw[e];
+		for (size_t e = 0; gb && e < nb; e++)
+			gb[e] = first ? db[e] : gb[e] + db[e];
+		first = false;
+	}
+}
+
+static void pool_forward(void *arg, unsigned idx, unsigned nm)
+{
+	struct layer_job *j = arg;
+	struct net_layer *l = j->l;
+	const struct layer_spec *s = &l->spec;
+	size_t r0, r1;
+
+	team_split(j->batch, idx, nm, 1, &r0, &r1);
+	for (size_t r = r0; r < r1; r++) {
+		const float *x = j->in + r * l->in_size;
+		float *y = l->y + r * l->out_size;
+
+		if (s->kind == LAYER_MAXPOOL2D)
+			k_maxpool(y, l->argmax + r * l->out_size, x, l->in.c, l->in.h, l->in.w, s->k,
+				  s->stride, l->out.h, l->out.w);
+		else
+			k_avgpool(y, x, l->in.c, l->in.h, l->in.w, s->k, s->stride, l->out.h, l->out.w);
+	}
+}
+
+static void pool_backward(void *arg, unsigned idx, unsigned nm)
+{
+	struct layer_job *j = arg;
+	struct net_layer *l = j->l;
+	const struct layer_spec *s = &l->spec;
+	size_t r0, r1;
+
+	team_split(j->batch, idx, nm, 1, &r0, &r1);
+	for (size_t r = r0; r < r1; r++) {
+		const float *dy = j->dy + r * l->out_size;
+		float *dx = j->dx + r * l->in_size;
+
+		if (s->kind == LAYER_MAXPOOL2D)
+			k_maxpool_backward(dx, dy, l->argmax + r * l->out_size, l->in_size, l->out_size);
+		else
+			k_avgpool_backward(dx, dy, l->in.c, l->in.h, l->in.w, s->k, s->stride,
+					   l->out.h, l->out.w);
+	}
+}
+
+/* ---- the passes ------------------------------------------------------------ */
+
+void net_forward(struct net *n, size_t batch, bool train, uint64_t step)
+{
+	const float *in = n->x;
+
+	for (uint32_t i = 0; i < n->spec.n; i++) {
+		struct net_layer *l = &n->layers[i];
+		struct layer_job job = {
+			.n = n, .l = l, .index = i, .batch = batch, .train = train, .step = step,
+			.in = in,
+		};
+
+		switch (l->spec.kind) {
+		case LAYER_FLATTEN:
+			break;
+		case LAYER_LINEAR:
+			run(n, linear_split(n, l, batch), linear_forward, &job);
+			break;
+		case LAYER_CONV2D:
+			run(n, true, conv_forward, &job);
+			break;
+		case LAYER_MAXPOOL2D:
+		case LAYER_AVGPOOL2D:
+			run(n, rows_split(l, batch), pool_forward, &job);
+			break;
+		case LAYER_BATCHNORM1D:
+		case LAYER_BATCHNORM2D:
+			run(n, rows_split(l, batch), bn_forward, &job);
+			if (train)
+				n->counts[l->nbt]++;
+			break;
+		default:
+			run(n, rows_split(l, batch), act_forward, &job);
+			break;
+		}
+		in = l->y;
+	}
+}
+
+void net_backward(struct net *n, size_t batch)
+{
+	float *dy = n->dbuf[0];
+	int cur = 0;
+
+	for (uint32_t i = n->spec.n; i-- > 0;) {
+		struct net_layer *l = &n->layers[i];
+		bool want_dx = l->need_dx || n->input_grad;
+		struct layer_job job = {
+			.n = n, .l = l, .index = i, .batch = batch, .train = true,
+			.in = i ? n->layers[i - 1].y : n->x,
+			.dy = dy,
+			.dx = want_dx ? n->dbuf[1 - cur] : NULL,
+		};
+
+		if (!want_dx && !spec_has_params(l->spec.kind))
+			break;   /* nothing below needs a gradient */
+		switch (l->spec.kind) {
+		case LAYER_FLATTEN:
+			continue;   /* the gradient passes through as it is */
+		case LAYER_LINEAR:
+			run(n, linear_split(n, l, batch), linear_backward, &job);
+			break;
+		case LAYER_CONV2D: {
+			bool split = n->team && team_size(n->team) > 1;
+
+			run(n, split, conv_backward, &job);
+			conv_reduce(n, l, split ? team_size(n->team) : 1);
+			break;
+		}
+		case LAYER_MAXPOOL2D:
+		case LAYER_AVGPOOL2D:
+			run(n, rows_split(l, batch), pool_backward, &job);
+			break;
+		case LAYER_BATCHNORM1D:
+		case LAYER_BATCHNORM2D:
+			run(n, rows_split(l, batch), bn_backward, &job);
+			break;
+		default:
+			run(n, rows_split(l, batch), act_backward, &job);
+			break;
+		}
+		if (want_dx) {
+			dy = job.dx;
+			cur = 1 - cur;
+		}
+	}
+	n->dx = n->input_grad ? dy : NULL;
+}
+
+static void update_part(void *arg, unsigned idx, unsigned nm)
+{
+	struct layer_job *j = arg;
+	size_t lo, hi;
+
+	team_split(j->n->nparams, idx, nm, SPLIT_ALIGN, &lo, &hi);
+	if (lo < hi)
+		optim_update(j->opt, j->n->params, j->n->grads, lo, hi - lo);
+}
+
+void net_update(struct net *n, struct optim *opt)
+{
+	struct layer_job job = { .n = n, .opt = opt };
+
+	run(n, n->nparams >= UPDATE_MIN_PARAMS, update_part, &job);
+}
