@@ -109,7 +109,7 @@ int net_init(struct net *n, const struct model_spec *spec, struct shape input, u
 		return rc;
 	n->spec = *spec;
 	n->input = input;
-	n->classes = shapes[spec->n - 1].c;
+	n->classes = (uint32_t)shape_size(shapes[spec->n - 1]);
 	n->max_batch = max_batch;
 	n->team = team;
 	n->members = team ? team_size(team) : 1;

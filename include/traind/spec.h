@@ -78,8 +78,9 @@ void spec_mlp(struct model_spec *out, const uint32_t *hidden, uint32_t n_hidden,
 
 /* Walk the shapes from `in`: shapes[i] is layer i's output (shapes has
  * spec->n entries; NULL to only check). Checks each layer fits its input, the
- * last layer gives a flat vector of `classes`, and counts the parameters
- * (weights and biases; buffers not counted) into *params. */
+ * last layer gives a flat vector of `classes` (classes 0: any output, for
+ * tests of single layers), and counts the parameters (weights and biases;
+ * buffers not counted) into *params. */
 int spec_shapes(const struct model_spec *spec, struct shape in, uint32_t classes,
 		struct shape *shapes, uint64_t *params, struct tr_err *err);
 

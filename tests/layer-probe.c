@@ -1,0 +1,151 @@
+/*
+ * layer-probe.c - run one forward (and backward) of a model SPEC on given
+ * tensors, for the PyTorch parity tests (tests/torch/test_layers.py).
+ *
+ *   layer-probe IN.safetensors OUT.safetensors
+ *
+ * IN holds "x" F32 [N, ...] (the input batch, NCHW or N x features), every
+ * tensor of the model's state_dict (net.*), and for a training pass "dy" F32
+ * [N, ...] (the gradient at the output). Its metadata: "model" (the SPEC),
+ * "input" ("C,H,W"), "flat" ("1": the input is a vector of C features), "train" ("1" or "0"), "threads", "seed" and "step"
+ * (Dropout's stream).
+ * OUT gets "y" (the output), and after a training pass "dx" (the gradient at
+ * the input), "grad.<name>" for every parameter, the model's tensors as they
+ * are after the pass (BatchNorm's running statistics), and "mask.<i>" U8 for
+ * each Dropout layer i (1 = kept).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "traind/fileio.h"
+#include "traind/kernels.h"
+#include "traind/net.h"
+#include "traind/safetensors.h"
+#include "traind/spec.h"
+#include "traind/team.h"
+
+static int fail(const char *what, const char *msg)
+{
+	fprintf(stderr, "layer-probe: %s: %s\n", what, msg);
+	return 1;
+}
+
+static unsigned meta_uint(const struct st_file *f, const char *key, unsigned dflt)
+{
+	const char *v = st_meta_get(f, key);
+
+	return v ? (unsigned)strtoul(v, NULL, 10) : dflt;
+}
+
+int main(int argc, char **argv)
+{
+	struct tr_err err = { 0 };
+	struct st_file *f = NULL;
+	struct st_writer *w = NULL;
+	struct model_spec spec;
+	struct team *team = NULL;
+	struct net n;
+	struct shape in = { 0 };
+	const struct st_tensor *x, *dy;
+	uint8_t *buf = NULL, *out = NULL;
+	size_t len = 0, out_len = 0;
+	unsigned batch, threads;
+	bool train;
+	char name[NET_TENSOR_NAME + 16];
+	int rc;
+
+	memset(&n, 0, sizeof(n));
+	if (argc != 3)
+		return fail("usage", "layer-probe IN.safetensors OUT.safetensors");
+	kernels_global_init();
+	if (file_read_all(argv[1], 1u << 30, &buf, &len, &err) < 0)
+		return fail(argv[1], err.msg);
+	if (st_parse(&f, buf, len, &err) < 0)
+		return fail(argv[1], err.msg);
+	if (!st_meta_get(f, "model") || !st_meta_get(f, "input") ||
+	    sscanf(st_meta_get(f, "input"), "%u,%u,%u", &in.c, &in.h, &in.w) != 3)
+		return fail(argv[1], "metadata model and input (C,H,W) are required");
+	in.flat = meta_uint(f, "flat", 0) == 1;
+	train = meta_uint(f, "train", 0) == 1;
+	threads = meta_uint(f, "threads", 1);
+	if (spec_parse(&spec, st_meta_get(f, "model"), NULL, 0, 10, &err) < 0 ||
+	    spec_shapes(&spec, in, 0, NULL, NULL, &err) < 0)
+		return fail("model", err.msg);
+	x = st_find(f, "x");
+	if (!x || x->dtype != ST_F32 || x->ndim < 2)
+		return fail(argv[1], "tensor x (F32, [N, ...]) is required");
+	batch = (unsigned)x->shape[0];
+	if (team_new(&team, threads) < 0 || net_init(&n, &spec, in, 0, batch, team) < 0)
+		return fail("net", "cannot build the model");
+	if (x->nbytes != (uint64_t)batch * n.in_size * sizeof(float))
+		return fail("x", "its size does not match the input shape");
+	memcpy(n.x, x->data, x->nbytes);
+	n.dropout_key = strtoull(st_meta_get(f, "seed") ? st_meta_get(f, "seed") : "0", NULL, 10);
+	n.input_grad = true;
+	for (uint32_t i = 0; i < n.ntensors; i++) {
+		const struct net_tensor *t = &n.tensors[i];
+		const struct st_tensor *s = st_find(f, t->name);
+		size_t elem = t->kind == TENSOR_COUNT ? sizeof(int64_t) : sizeof(float);
+
+		if (!s || s->nbytes != t->len * elem)
+			return fail(t->name, "missing, or not the size the model needs");
+		memcpy(net_tensor_data(&n, t, NULL), s->data, s->nbytes);
+	}
+	net_forward(&n, batch, train, meta_uint(f, "step", 0));
+
+	rc = st_writer_new(&w);
+	{
+		uint64_t shape[2] = { batch, n.classes };
+
+		if (rc == 0)
+			rc = st_writer_add(w, "y", ST_F32, 2, shape, net_output(&n));
+	}
+	if (train) {
+		uint64_t shape[2] = { batch, n.in_size };
+
+		dy = st_find(f, "dy");
+		if (!dy || dy->dtype != ST_F32 || dy->nbytes != (uint64_t)batch * n.classes * sizeof(float))
+			return fail(argv[1], "tensor dy (F32, the output's shape) is required for train=1");
+		memcpy(net_dout(&n), dy->data, dy->nbytes);
+		net_backward(&n, batch);
+		if (rc == 0)
+			rc = st_writer_add(w, "dx", ST_F32, 2, shape, n.dx);
+		for (uint32_t i = 0; rc == 0 && i < n.ntensors; i++) {
+			const struct net_tensor *t = &n.tensors[i];
+
+			if (t->kind == TENSOR_PARAM) {
+				snprintf(name, sizeof(name), "grad.%s", t->name);
+				rc = st_writer_add(w, name, ST_F32, t->ndim, t->shape, n.grads + t->off);
+			}
+		}
+		for (uint32_t i = 0; rc == 0 && i < spec.n; i++) {
+			uint64_t mshape[2] = { batch, n.layers[i].out_size };
+
+			if (spec.layers[i].kind != LAYER_DROPOUT)
+				continue;
+			snprintf(name, sizeof(name), "mask.%u", i);
+			rc = st_writer_add(w, name, ST_U8, 2, mshape, n.layers[i].mask);
+		}
+	}
+	for (uint32_t i = 0; rc == 0 && i < n.ntensors; i++) {
+		const struct net_tensor *t = &n.tensors[i];
+
+		rc = st_writer_add(w, t->name, t->kind == TENSOR_COUNT ? ST_I64 : ST_F32, t->ndim,
+				   t->shape, net_tensor_data(&n, t, NULL));
+	}
+	if (rc == 0)
+		rc = st_writer_finish(w, &out, &out_len);
+	if (rc < 0)
+		return fail("output", "cannot serialize");
+	if (file_write_atomic(argv[2], out, out_len, &err) < 0)
+		return fail(argv[2], err.msg);
+	st_writer_free(w);
+	st_file_free(f);
+	net_deinit(&n);
+	team_free(team);
+	free(buf);
+	free(out);
+	return 0;
+}

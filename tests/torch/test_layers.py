@@ -1,0 +1,162 @@
+"""test_layers.py - every layer kind of traind's engine against PyTorch 1.13.
+
+For each case: random inputs and parameters, the same in both; traind's
+forward (tests/layer-probe) in training or eval mode, and in training mode
+its gradients at the input and at every parameter for a random gradient at
+the output, and BatchNorm's running statistics afterwards, must agree with
+PyTorch's within 1e-5 relative to the tensor's largest value. Dropout's masks
+are traind's own (a counter-based stream); PyTorch is handed the mask traind
+drew, and the test checks the mask's keep rate. Teams of 1 and 2 threads.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+import st  # noqa: E402
+
+BUILD = os.environ.get("TRAIND_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
+PROBE = os.path.join(BUILD, "tests", "layer-probe")
+TOL = 1e-5
+
+failures = []
+worst = {}
+
+
+class Masked(torch.nn.Module):
+    """nn.Dropout in training mode, with a given mask."""
+
+    def __init__(self, p, mask):
+        super().__init__()
+        self.p = p
+        self.mask = mask
+
+    def forward(self, x):
+        return x * self.mask.reshape(x.shape).to(x.dtype) / (1.0 - self.p)
+
+
+def close(what, got, want, floor=1e-7):
+    got = got.reshape(want.shape).to(torch.float64)
+    want = want.to(torch.float64)
+    scale = want.abs().max().item() if want.numel() else 0.0
+    err = (got - want).abs().max().item() if want.numel() else 0.0
+    # A gradient that is exactly 0 in exact arithmetic (a bias before
+    # BatchNorm, which removes any shift) is rounding noise in both: such a
+    # tensor is compared at the scale of the model's largest gradient (floor).
+    rel = err / max(scale, floor / TOL)
+    kind = what.split(":")[0].split(" ")[0]
+    worst[kind] = max(worst.get(kind, 0.0), rel)
+    if not (err <= max(TOL * scale, floor)):
+        failures.append("%s: max |traind - torch| = %.3g, max |torch| = %.3g (> %g relative)"
+                        % (what, err, scale, TOL))
+        print("FAIL:", failures[-1], flush=True)
+
+
+def run_case(spec, in_shape, batch, train, threads, seed):
+    torch.manual_seed(seed)
+    net = st.sequential(spec, in_shape)
+    # BatchNorm with statistics and affine parameters that matter.
+    for m in net:
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            with torch.no_grad():
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.num_batches_tracked.fill_(3)
+    x = torch.randn((batch,) + tuple(in_shape))
+    state = {"net.%s" % k: v.clone() for k, v in net.state_dict().items()}
+    with torch.no_grad():
+        out_shape = net.eval()(x).shape
+    dy = torch.randn(out_shape)
+    flat = len(in_shape) == 1
+    c, h, w = (in_shape[0], 1, 1) if flat else in_shape
+    with tempfile.TemporaryDirectory() as d:
+        src, dst = os.path.join(d, "in.safetensors"), os.path.join(d, "out.safetensors")
+        tensors = {"x": x, "dy": dy}
+        tensors.update(state)
+        st.save(src, tensors, {"model": spec, "input": "%d,%d,%d" % (c, h, w),
+                               "flat": int(flat), "train": int(train), "threads": threads,
+                               "seed": seed, "step": 5})
+        subprocess.run([PROBE, src, dst], check=True)
+        got, _ = st.load(dst)
+    name = "%s [%s, %d thread%s, %s]" % (spec, "train" if train else "eval", threads,
+                                        "s" if threads > 1 else "", "x".join(map(str, in_shape)))
+    mods = list(net)
+    for i, m in enumerate(mods):
+        if isinstance(m, torch.nn.Dropout) and train:
+            mask = got["mask.%d" % i]
+            rate = mask.float().mean().item()
+            if mask.numel() >= 1000 and abs(rate - (1 - m.p)) > 0.05:
+                failures.append("%s: dropout keeps %.3f, expected about %.3f" % (name, rate, 1 - m.p))
+            mods[i] = Masked(m.p, mask)
+    model = torch.nn.Sequential(*mods)
+    model.train(train)
+    xr = x.clone().requires_grad_(True)
+    y = model(xr)
+    close("forward: " + name, got["y"], y.detach())
+    if not train:
+        return
+    y.backward(dy)
+    close("input gradient: " + name, got["dx"], xr.grad)
+    gscale = max([p.grad.abs().max().item() for p in model.parameters()] + [0.0])
+    for k, p in model.named_parameters():
+        close("gradient %s: %s" % (k, name), got["grad.net." + k], p.grad, max(1e-7, TOL * gscale))
+    for k, b in model.named_buffers():
+        if k.endswith("num_batches_tracked"):
+            if int(got["net." + k].item()) != int(b.item()):
+                failures.append("%s: %s is %d, torch %d" % (name, k, int(got["net." + k].item()), int(b.item())))
+        else:
+            close("buffer %s: %s" % (k, name), got["net." + k], b)
+
+
+CASES = [
+    ("linear(13)", (20,), 9),
+    ("linear(13,bias=false)", (20,), 9),
+    ("relu", (50,), 8),
+    ("tanh", (50,), 8),
+    ("gelu", (50,), 8),
+    ("dropout(0.3)", (256,), 16),
+    ("batchnorm1d", (12,), 10),
+    ("batchnorm2d", (3, 5, 5), 6),
+    ("conv2d(4,3)", (2, 8, 8), 5),
+    ("conv2d(5,3,stride=2,padding=1)", (3, 9, 9), 4),
+    ("conv2d(3,5,padding=2,bias=false)", (1, 7, 7), 3),
+    ("maxpool2d(2)", (3, 8, 8), 4),
+    ("maxpool2d(3,stride=2)", (2, 9, 9), 4),
+    ("avgpool2d(2)", (3, 8, 8), 4),
+    ("avgpool2d(3,stride=1)", (2, 6, 6), 4),
+    ("flatten,linear(6)", (2, 3, 3), 4),
+    (st.LENET5, (1, 28, 28), 8),
+    ("flatten,linear(64),batchnorm1d,relu,dropout(0.2),linear(10)", (1, 28, 28), 16),
+    ("conv2d(8,3,padding=1),batchnorm2d,gelu,maxpool2d(2),conv2d(4,3),tanh,avgpool2d(2),flatten,linear(10)",
+     (3, 12, 12), 6),
+]
+
+
+def main():
+    if not os.path.exists(PROBE):
+        print("FAIL: %s is not built" % PROBE)
+        return 1
+    seed = 1
+    for spec, shape, batch in CASES:
+        for train in (True, False):
+            for threads in (1, 2):
+                seed += 1
+                try:
+                    run_case(spec, shape, batch, train, threads, seed)
+                except Exception as e:  # a crash of the probe, a missing tensor...
+                    failures.append("%s: %r" % (spec, e))
+                    print("FAIL:", failures[-1], flush=True)
+    print("largest relative difference by check: " +
+          ", ".join("%s %.2g" % kv for kv in sorted(worst.items())))
+    n = len(CASES) * 4
+    print("%d cases, %d failures" % (n, len(failures)))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
