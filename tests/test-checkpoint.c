@@ -451,11 +451,147 @@ static int teardown(void **state)
 	return 0;
 }
 
+
+/* Every layer kind resumes to the bit from any position: BatchNorm's running
+ * statistics and num_batches_tracked travel in the blob, Dropout's masks come
+ * back from the stream without being stored; on teams of 1 and 2. */
+static void test_resume_models(void **state)
+{
+	static const char *const models[] = {
+		"flatten,linear(48),batchnorm1d,relu,dropout(0.2),linear(10)",
+		"conv2d(4,5,padding=2),batchnorm2d,relu,maxpool2d(2),conv2d(6,3,stride=2),tanh,"
+		"avgpool2d(2),flatten,dropout(0.5),linear(24),gelu,linear(10)",
+	};
+	struct train_config cfg;
+	struct run ref, got;
+
+	(void)state;
+	for (size_t m = 0; m < sizeof(models) / sizeof(models[0]); m++) {
+		for (uint32_t threads = 1; threads <= 2; threads++) {
+			small_config(&cfg);
+			cfg.epochs = 2;
+			cfg.threads = threads;
+			snprintf(cfg.model, sizeof(cfg.model), "%s", models[m]);
+			uninterrupted(&cfg, &ref);
+			uint32_t spe = (1200 - cfg.val_size + cfg.batch_size - 1) / cfg.batch_size;
+			long stops[] = { 3, spe, spe + 5 };
+
+			for (size_t s = 0; s < sizeof(stops) / sizeof(stops[0]); s++) {
+				interrupted(&cfg, stops[s], false, &got);
+				if (strcmp(ref.hash, got.hash) != 0)
+					fail_msg("%s, %u threads, stopped after %ld steps: %s != %s", models[m],
+						 threads, stops[s], got.hash, ref.hash);
+				assert_same_history(&ref, &got);
+			}
+		}
+	}
+}
+
+/* The same blob with one metadata value replaced, sealed again. */
+static uint8_t *with_meta(const uint8_t *blob, size_t len, const char *key, const char *value,
+			  size_t *out_len)
+{
+	static const char zeros[] = "0000000000000000000000000000000000000000000000000000000000000000";
+	struct st_file *f = NULL;
+	struct st_writer *w = NULL;
+	uint8_t *out = NULL, *p;
+	char hex[65];
+
+	assert_int_equal(st_parse(&f, blob, len, NULL), 0);
+	assert_int_equal(st_writer_new(&w), 0);
+	for (size_t i = 0; i < f->ntensors; i++) {
+		const struct st_tensor *x = &f->tensors[i];
+
+		assert_int_equal(st_writer_add(w, x->name, x->dtype, x->ndim, x->shape, x->data), 0);
+	}
+	for (size_t i = 0; i < f->nmeta; i++) {
+		const char *k = f->meta[i].key, *v = f->meta[i].value;
+
+		if (strcmp(k, "checksum") == 0)
+			v = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+		else if (strcmp(k, key) == 0)
+			v = value;
+		assert_int_equal(st_writer_meta(w, k, v), 0);
+	}
+	assert_int_equal(st_writer_finish(w, &out, out_len), 0);
+	p = memmem(out, *out_len, zeros, 64);
+	assert_non_null(p);
+	sha256_hex(out, *out_len, hex);
+	memcpy(p, hex, 64);
+	st_writer_free(w);
+	st_file_free(f);
+	return out;
+}
+
+/* A blob trained under another BLAS kernel: the resume says so in the next
+ * history row; with strict_numerics it is refused, naming both kernels. */
+static void test_numerics_recorded(void **state)
+{
+	struct train_config cfg;
+	struct trainer *t = NULL;
+	struct tr_err err = { 0 };
+	uint8_t *blob = NULL, *moved;
+	size_t len = 0, moved_len = 0;
+	struct st_file *f = NULL;
+	char here[NUMERICS_TEXT_MAX];
+
+	(void)state;
+	numerics_blas(here, sizeof(here));
+	assert_non_null(strstr(here, "OpenBLAS "));
+	assert_non_null(strstr(here, numerics_core()));
+	small_config(&cfg);
+	assert_int_equal(trainer_new(&t, &cfg, ds, NULL), 0);
+	run_trainer(t, 3);
+	assert_int_equal(checkpoint_save(t, &blob, &len, &err), 0);
+	trainer_free(t);
+	t = NULL;
+	assert_int_equal(st_parse(&f, blob, len, NULL), 0);
+	assert_string_equal(st_meta_get(f, "numerics"), here);
+	assert_string_equal(st_meta_get(f, "format_version"), "2");
+	st_file_free(f);
+
+	/* the same environment: nothing to say */
+	assert_int_equal(checkpoint_restore(&t, blob, len, ds, false, &err), 0);
+	assert_string_equal(t->numerics_changed, "");
+	trainer_free(t);
+	t = NULL;
+
+	moved = with_meta(blob, len, "numerics", "OpenBLAS 0.3.21 SkylakeX", &moved_len);
+	assert_int_equal(checkpoint_restore(&t, moved, moved_len, ds, false, &err), 0);
+	assert_non_null(strstr(t->numerics_changed, "trained with OpenBLAS 0.3.21 SkylakeX"));
+	assert_non_null(strstr(t->numerics_changed, "not bit-identical"));
+	assert_non_null(strstr(t->note, "SkylakeX"));
+	run_trainer(t, -1);
+	assert_non_null(strstr(t->history[0].note, "SkylakeX"));
+	assert_string_equal(t->history[1].note, "");
+	trainer_free(t);
+	t = NULL;
+	free(moved);
+	free(blob);
+
+	cfg.strict_numerics = true;
+	assert_int_equal(trainer_new(&t, &cfg, ds, NULL), 0);
+	run_trainer(t, 3);
+	assert_int_equal(checkpoint_save(t, &blob, &len, &err), 0);
+	trainer_free(t);
+	t = NULL;
+	moved = with_meta(blob, len, "numerics", "OpenBLAS 0.3.21 SkylakeX", &moved_len);
+	assert_int_not_equal(checkpoint_restore(&t, moved, moved_len, ds, false, &err), 0);
+	assert_null(t);
+	assert_non_null(strstr(err.msg, "SkylakeX"));
+	assert_non_null(strstr(err.msg, here));
+	assert_non_null(strstr(err.msg, "strict_numerics"));
+	free(moved);
+	free(blob);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_resume_equivalence),
 		cmocka_unit_test(test_resume_twice_and_with_two_threads),
+		cmocka_unit_test(test_resume_models),
+		cmocka_unit_test(test_numerics_recorded),
 		cmocka_unit_test(test_weights_only_differs),
 		cmocka_unit_test(test_export_and_init_from),
 		cmocka_unit_test(test_every_byte_flip_rejected),
