@@ -45,10 +45,12 @@
  * and the signal SIGUSR2 cuts at once (from any thread, at any moment).
  *
  * The report line: "cut pid=P trigger=signal|after loss=L writes=W syncs=S
- * unsynced_ops=O lost_ops=LO torn_ops=T lost_bytes=B kept_bytes=K
- * db_lost_bytes=DB wal_lost_bytes=WB": W and S count the process's tracked
- * writes and syncs, O the changes that were not yet synced at the cut, and B
- * the written bytes the cut threw away.
+ * unsynced_ops=O db_unsynced_ops=DO wal_unsynced_ops=WO lost_ops=LO
+ * torn_ops=T lost_bytes=B kept_bytes=K db_lost_bytes=DB wal_lost_bytes=WB":
+ * W and S count the process's tracked writes and syncs, O the changes not
+ * yet synced at the cut (DO in the database, WO in the WAL), LO and T the
+ * writes that were lost whole or torn, B the written bytes the cut threw away
+ * and K those it kept.
  *
  * Threads: every wrapper that touches a tracked file holds `lock` around the
  * real call and its log entry; SIGUSR2's handler only posts a semaphore that
@@ -486,7 +488,7 @@ int unlink(const char *path)
 
 struct figures {
 	uint64_t unsynced_ops, lost_ops, torn_ops, lost_bytes, kept_bytes;
-	uint64_t file_lost[NFILES];
+	uint64_t file_ops[NFILES], file_lost[NFILES];
 };
 
 static void put(int fd, const void *buf, size_t len, off64_t off)
@@ -516,7 +518,8 @@ static size_t torn_length(const struct op *o)
 }
 
 /* Roll f back to its last sync, then replay the changes that survive. */
-static void restore(struct file *f, int which, const char *loss, uint64_t last_seq, struct figures *fig)
+static void restore(struct file *f, int which, const char *loss, uint64_t last_seq,
+		    struct figures *fig)
 {
 	bool reorder = strcmp(loss, "reorder") == 0, tear = strcmp(loss, "tear") == 0;
 	int fd;
@@ -539,6 +542,7 @@ static void restore(struct file *f, int which, const char *loss, uint64_t last_s
 		size_t keep = 0;
 
 		fig->unsynced_ops++;
+		fig->file_ops[which]++;
 		if (o->trunc) {
 			if (reorder && rand64() % 2)
 				resize(fd, o->off);
@@ -584,10 +588,11 @@ static void cut(const char *trigger)
 		restore(&files[i], i, loss, last, &fig);
 	n = snprintf(line, sizeof(line),
 		     "cut pid=%ld trigger=%s loss=%s writes=%llu syncs=%llu unsynced_ops=%llu "
-		     "lost_ops=%llu torn_ops=%llu lost_bytes=%llu kept_bytes=%llu "
-		     "db_lost_bytes=%llu wal_lost_bytes=%llu\n",
+		     "db_unsynced_ops=%llu wal_unsynced_ops=%llu lost_ops=%llu torn_ops=%llu "
+		     "lost_bytes=%llu kept_bytes=%llu db_lost_bytes=%llu wal_lost_bytes=%llu\n",
 		     (long)getpid(), trigger, loss, (unsigned long long)nwrites,
 		     (unsigned long long)nsyncs, (unsigned long long)fig.unsynced_ops,
+		     (unsigned long long)fig.file_ops[0], (unsigned long long)fig.file_ops[1],
 		     (unsigned long long)fig.lost_ops, (unsigned long long)fig.torn_ops,
 		     (unsigned long long)fig.lost_bytes, (unsigned long long)fig.kept_bytes,
 		     (unsigned long long)fig.file_lost[0], (unsigned long long)fig.file_lost[1]);
