@@ -24,6 +24,11 @@
  * thrown away, is left in place: the next opener must ignore it. Creating,
  * deleting and renaming files are treated as durable (SQLite syncs the
  * directory after creating a journal or WAL); a deleted file's log is dropped.
+ * Wrapped: write, writev, pwrite(64), ftruncate(64), fsync, fdatasync and
+ * unlink, which covers SQLite's unix VFS (Debian's libsqlite3 imports
+ * pwrite64, write, ftruncate64, fdatasync and unlink; its memory map of the
+ * database is read-only, and off unless mmap_size is set, which traind does
+ * not do).
  *
  * Which unsynced changes survive (POWERCUT_LOSS):
  *   drop     none: every file is exactly as it was at its last sync (default)
