@@ -206,6 +206,35 @@ def check_commit_race(d):
           "after a restart they stay gone")
 
 
+def check_bad_input(d, ref):
+    """Delete's and List's parameters are checked before anything happens."""
+    cases = [
+        ("io.traind.Delete", {}, "id"),
+        ("io.traind.Delete", {"id": "1"}, "id"),
+        ("io.traind.Delete", {"id": 0}, "id"),
+        ("io.traind.Delete", {"id": ref, "force": 1}, "force"),
+        ("io.traind.Delete", {"id": ref, "forse": True}, "forse"),
+        ("io.traind.List", {"states": "done"}, "states"),
+        ("io.traind.List", {"states": []}, "states"),
+        ("io.traind.List", {"states": ["done", "gone"]}, "states"),
+        ("io.traind.List", {"state": ["done"]}, "state"),
+    ]
+    for method, params, param in cases:
+        r = d.call(method, params)
+        got = r.get("error", ""), (r.get("parameters") or {}).get("parameter")
+        check(got[0].endswith("InvalidParameter") and got[1] == param,
+              "%s %s: InvalidParameter %s (%s)" % (method, json.dumps(params), param, got))
+    check(rows(d, ref)[0] == 1, "and the job is still there")
+    r = d.call("io.traind.Delete", {"id": 987654})
+    check(r.get("error") == "io.traind.NoSuchJob" and r["parameters"] == {"id": 987654},
+          "Delete of an unknown id: NoSuchJob (%s)" % r)
+    r = d.call("io.traind.List", {"states": ["done"]})
+    jobs = r.get("parameters", {}).get("jobs", [])
+    check("error" not in r and set(r["parameters"]) == {"jobs"} and ref in [j["id"] for j in jobs] and
+          all(j["state"] == "done" and set(j) == set(d.job(ref)) for j in jobs if j["id"] == ref) and
+          all(j["state"] == "done" for j in jobs), "List with states keeps its reply's shape")
+
+
 def check_ids_and_restart(d, ref, other, ref_hash):
     """The newest job removed: its id is not given again, not even after a
     restart; a removal survives SIGKILL right after its reply."""
@@ -386,6 +415,7 @@ def body(work):
     check_stopped(d)
     other = check_refused_and_forced(d, ref_hash)
     check_commit_race(d)
+    check_bad_input(d, ref)
     check_ids_and_restart(d, ref, other, ref_hash)
     check(d.alive(), "traind kept running through all of it")
     d.stop()
