@@ -19,7 +19,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import DATA, TRAINCTL, Daemon, Varlink, check, run  # noqa: E402
+from harness import DATA, SANITIZER, TRAINCTL, Daemon, Varlink, check, run  # noqa: E402
 
 TINY = ["--train-size", "64", "--val-size", "64", "--epochs", "1", "--hidden", "2", "--threads", "1"]
 SMALL = ["--train-size", "2000", "--val-size", "1000", "--epochs", "2"]
@@ -386,11 +386,14 @@ def check_many(workdir):
           "the file shrinks back near its size before the jobs (%s vs %s)" % (kib(end_db), kib(base_db)))
     check(live_db <= base_db + 256 * 1024 or live_db < peak_db / 4,
           "already while traind runs the file is back down (%s, peak %s)" % (kib(live_db), kib(peak_db)))
-    check(after_raw <= max(2 * base_raw, base_raw + 0.002),
-          "List is as fast after rm as before (%.2f ms vs %.2f ms)" % (after_raw * 1e3, base_raw * 1e3))
-    check(after_ctl <= max(2 * base_ctl, base_ctl + 0.02),
-          "trainctl list is as fast after rm as before (%.1f ms vs %.1f ms)" % (after_ctl * 1e3,
-                                                                               base_ctl * 1e3))
+    check(after_raw < full_raw / 10, "List after rm costs nothing for the removed jobs (%.2f ms, with "
+          "them %.2f ms)" % (after_raw * 1e3, full_raw * 1e3))
+    if not SANITIZER:   # a sanitizer's allocator and slowdown make timings noise
+        check(after_raw <= max(2 * base_raw, base_raw + 0.002),
+              "List is as fast after rm as before (%.2f ms vs %.2f ms)" % (after_raw * 1e3, base_raw * 1e3))
+        check(after_ctl <= max(2 * base_ctl, base_ctl + 0.02),
+              "trainctl list is as fast after rm as before (%.1f ms vs %.1f ms)" % (after_ctl * 1e3,
+                                                                                   base_ctl * 1e3))
 
 
 def main():
