@@ -88,6 +88,7 @@ enum opt {
 	O_TIMEOUT,
 	O_SPLIT,
 	O_OUTPUT,
+	O_FORCE,
 	O_COUNT
 };
 
@@ -133,6 +134,7 @@ static const struct opt_desc opts[O_COUNT] = {
 	[O_TIMEOUT] = { "timeout", 0, true, NULL },
 	[O_SPLIT] = { "split", 0, true, NULL },
 	[O_OUTPUT] = { "output", 'o', true, NULL },
+	[O_FORCE] = { "force", 0, false, NULL },
 };
 
 struct cli;
@@ -141,6 +143,7 @@ enum job_arg {
 	JOB_NONE,
 	JOB_REQUIRED,
 	JOB_OPTIONAL,
+	JOB_MANY,       /* one or more: JOB... (cli->jobs) */
 };
 
 struct verb {
@@ -154,8 +157,10 @@ struct cli {
 	const struct verb *verb;
 	const char *val[O_COUNT];   /* option values (NULL for flags) */
 	bool set[O_COUNT];          /* option given */
-	int64_t job;                /* JOB, when has_job */
+	int64_t job;                /* JOB (the first, for JOB_MANY), when has_job */
 	bool has_job;
+	int64_t *jobs;              /* JOB_MANY: every JOB given, in order; owned */
+	size_t njobs;
 	bool json;
 	const char *socket;         /* the socket's path */
 	char socket_buf[4096];
@@ -214,7 +219,10 @@ static void usage(FILE *out)
 		"  resume JOB [--weights-only]     continue from the newest checkpoint\n"
 		"  kill JOB [--after-epoch N]      stop at once (or right after epoch N commits)\n"
 		"  status [JOB]                    one job, or all of them\n"
-		"  list                            all jobs\n"
+		"  list [--state S[,S...]]         all jobs, or those in a state S\n"
+		"  rm JOB... [--force]             remove jobs with their checkpoints and history;\n"
+		"                                  a queued or running one only with --force,\n"
+		"                                  which kills it first\n"
 		"  history JOB [--csv]             per-epoch losses and accuracies\n"
 		"  checkpoints JOB                 the job's stored checkpoints\n"
 		"  wait JOB [--epoch N] [--state S[,S...]] [--timeout SECONDS]\n"
@@ -235,7 +243,8 @@ static void usage(FILE *out)
 		"  --version       trainctl's version\n"
 		"\n"
 		"exit status: 0 success, 1 error (from traind or otherwise), 2 usage error,\n"
-		"3 wait timed out, 4 wait ended in a state not asked for\n");
+		"3 wait timed out, 4 wait ended in a state not asked for (rm: 1 if any JOB\n"
+		"was refused)\n");
 }
 
 /* ---- small parsers ---------------------------------------------------- */
@@ -362,6 +371,8 @@ static void describe_error(const struct vl_reply *r, char *out, size_t n)
 			 msg ? msg : "");
 	} else if (ours && strcmp(last, "UnexpectedState") == 0 && has_id && state) {
 		snprintf(out, n, "unexpected state: job %lld is %s", id, state);
+	} else if (ours && strcmp(last, "JobRemoved") == 0 && has_id) {
+		snprintf(out, n, "job %lld was removed", id);
 	} else if (ours && strcmp(last, "Timeout") == 0 && has_id) {
 		snprintf(out, n, "timeout: job %lld", id);
 	} else if (ours && strcmp(last, "DatasetError") == 0 && dataset) {
@@ -871,14 +882,24 @@ static int cmd_kill(struct cli *cli)
 	return state_verb(cli, "io.traind.Kill", "Kill", p);
 }
 
+static int parse_states(const char *list, json_t **out);
+
 static int cmd_list(struct cli *cli)
 {
-	json_t *reply = NULL, *jobs, *job;
+	json_t *reply = NULL, *jobs, *job, *params = NULL, *states = NULL;
 	struct table t;
 	size_t i;
 	int rc;
 
-	rc = rpc(cli, "io.traind.List", NULL, &reply);
+	if (cli->set[O_STATE]) {
+		rc = parse_states(cli->val[O_STATE], &states);
+		if (rc != RC_OK)
+			return rc;
+		params = json_pack("{s:o}", "states", states);
+		if (!params)
+			return failf(RC_ERROR, "out of memory");
+	}
+	rc = rpc(cli, "io.traind.List", params, &reply);
 	if (rc != RC_OK)
 		return rc;
 	jobs = json_object_get(reply, "jobs");
@@ -1496,6 +1517,76 @@ static int cmd_watch(struct cli *cli)
 	return rc;
 }
 
+/* rm JOB... [--force]: one Delete per JOB, in order, each answered on its
+ * own line (removed on stdout, refused on stderr); exit 1 if any was
+ * refused. --json: one array, an object per JOB answered: {"id", "removed":
+ * true, "state"} (the state it was in) or {"id", "removed": false, "error"
+ * (the varlink error's name), "message"}. */
+static int cmd_rm(struct cli *cli)
+{
+	json_t *doc = NULL;
+	int rc, result = RC_OK;
+
+	if (cli->json && !(doc = json_array()))
+		return failf(RC_ERROR, "out of memory");
+	rc = ensure_connected(cli);
+	for (size_t i = 0; rc == RC_OK && i < cli->njobs; i++) {
+		struct vl_reply r = { 0 };
+		struct tr_err err = { 0 };
+		long long id = cli->jobs[i];
+		json_t *params = json_pack("{s:I}", "id", (json_int_t)id), *item = NULL;
+		const char *state;
+		char line[1024];
+
+		if (params && cli->set[O_FORCE] && json_object_set_new(params, "force", json_true())) {
+			json_decref(params);
+			params = NULL;
+		}
+		if (!params) {
+			rc = failf(RC_ERROR, "out of memory");
+			break;
+		}
+		rc = vl_call(cli->conn, "io.traind.Delete", params, false, &err);
+		json_decref(params);
+		if (rc == 0)
+			rc = vl_recv(cli->conn, &r, &err);
+		if (rc < 0) {
+			/* the connection is gone: the remaining jobs are not tried */
+			rc = failf(RC_ERROR, "%s", err.msg);
+			break;
+		}
+		state = r.error ? NULL : pstr(r.params, "state");
+		if (r.error) {
+			describe_error(&r, line, sizeof(line));
+			failf(RC_ERROR, "%s", line);
+			result = RC_ERROR;
+			if (doc)
+				item = json_pack("{s:I,s:b,s:s,s:s}", "id", (json_int_t)id, "removed", 0, "error",
+						 r.error, "message", line);
+		} else if (!state) {
+			rc = malformed("Delete", "state");
+		} else if (doc) {
+			item = json_pack("{s:I,s:b,s:s}", "id", (json_int_t)id, "removed", 1, "state", state);
+		} else {
+			char *st = clean_dup(state);
+
+			printf("job %lld: removed (was %s)\n", id, st ? st : "?");
+			free(st);
+		}
+		if (rc == RC_OK && doc && (!item || json_array_append_new(doc, item)))
+			rc = failf(RC_ERROR, "out of memory");
+		vl_reply_clear(&r);
+	}
+	if (doc && json_array_size(doc) > 0) {
+		int prc = print_json(doc);
+
+		if (rc == RC_OK)
+			rc = prc;
+	}
+	json_decref(doc);
+	return rc != RC_OK ? rc : result;
+}
+
 /* ---- command line ----------------------------------------------------- */
 
 static const struct verb verbs[] = {
@@ -1508,13 +1599,14 @@ static const struct verb verbs[] = {
 	{ "resume", cmd_resume, BIT(O_WEIGHTS_ONLY), JOB_REQUIRED },
 	{ "kill", cmd_kill, BIT(O_AFTER_EPOCH), JOB_REQUIRED },
 	{ "status", cmd_status, 0, JOB_OPTIONAL },
-	{ "list", cmd_list, 0, JOB_NONE },
+	{ "list", cmd_list, BIT(O_STATE), JOB_NONE },
 	{ "history", cmd_history, BIT(O_CSV), JOB_REQUIRED },
 	{ "checkpoints", cmd_checkpoints, 0, JOB_REQUIRED },
 	{ "wait", cmd_wait, BIT(O_EPOCH) | BIT(O_STATE) | BIT(O_TIMEOUT), JOB_REQUIRED },
 	{ "eval", cmd_eval, BIT(O_SPLIT) | BIT(O_EPOCH), JOB_REQUIRED },
 	{ "export", cmd_export, BIT(O_EPOCH) | BIT(O_OUTPUT), JOB_REQUIRED },
 	{ "watch", cmd_watch, 0, JOB_REQUIRED },
+	{ "rm", cmd_rm, BIT(O_FORCE), JOB_MANY },
 };
 
 static void default_socket(struct cli *cli)
@@ -1553,6 +1645,8 @@ static int find_short(char c)
 /* A positional argument: the verb, then JOB. */
 static int positional(struct cli *cli, const char *arg)
 {
+	int64_t id;
+
 	if (!cli->verb) {
 		for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
 			if (strcmp(verbs[i].name, arg) == 0)
@@ -1561,10 +1655,14 @@ static int positional(struct cli *cli, const char *arg)
 			return failf(RC_USAGE, "unknown verb '%.64s' (see trainctl --help)", arg);
 		return RC_OK;
 	}
-	if (cli->verb->job == JOB_NONE || cli->has_job)
+	if (cli->verb->job == JOB_NONE || (cli->has_job && cli->verb->job != JOB_MANY))
 		return failf(RC_USAGE, "%s: unexpected argument '%.64s'", cli->verb->name, arg);
-	if (!parse_int(arg, 1, INT64_MAX, &cli->job))
+	if (!parse_int(arg, 1, INT64_MAX, &id))
 		return failf(RC_USAGE, "%s: JOB must be a positive integer, got '%.64s'", cli->verb->name, arg);
+	if (cli->verb->job == JOB_MANY)
+		cli->jobs[cli->njobs++] = id;   /* room for every argument: parse_args */
+	if (!cli->has_job)
+		cli->job = id;
 	cli->has_job = true;
 	return RC_OK;
 }
@@ -1576,6 +1674,9 @@ static int parse_args(struct cli *cli, int argc, char **argv)
 	bool only_positional = false;
 	int rc;
 
+	cli->jobs = calloc((size_t)argc, sizeof(*cli->jobs));
+	if (!cli->jobs)
+		return failf(RC_ERROR, "out of memory");
 	for (int i = 1; i < argc; i++) {
 		const char *arg = argv[i];
 		const char *inline_val = NULL;
@@ -1634,7 +1735,7 @@ static int parse_args(struct cli *cli, int argc, char **argv)
 	}
 	if (!cli->verb)
 		return failf(RC_USAGE, "missing verb (see trainctl --help)");
-	if (cli->verb->job == JOB_REQUIRED && !cli->has_job)
+	if ((cli->verb->job == JOB_REQUIRED || cli->verb->job == JOB_MANY) && !cli->has_job)
 		return failf(RC_USAGE, "%s: missing JOB", cli->verb->name);
 	cli->json = cli->set[O_JSON];
 	if (cli->set[O_SOCKET]) {
@@ -1654,12 +1755,15 @@ int main(int argc, char **argv)
 
 	memset(&cli, 0, sizeof(cli));
 	rc = parse_args(&cli, argc, argv);
-	if (rc < 0)
-		return fflush(stdout) == 0 ? RC_OK : RC_ERROR;
-	if (rc != RC_OK)
+	if (rc != RC_OK) {
+		free(cli.jobs);
+		if (rc < 0)
+			return fflush(stdout) == 0 ? RC_OK : RC_ERROR;
 		return rc;
+	}
 	rc = cli.verb->run(&cli);
 	vl_free(cli.conn);
+	free(cli.jobs);
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		int e = errno;
 

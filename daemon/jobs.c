@@ -397,6 +397,7 @@ struct waiter {
 
 static void schedule(struct daemon *d);
 static void notify(struct job *j);
+static void removal_submit(struct removal *r);
 
 struct state_write {
 	struct job *j;
@@ -552,6 +553,8 @@ static void finalize(struct job *j)
 				   j->committed_epoch);
 		set_state(j, st, st == JOB_FAILED ? j->error : NULL);
 	}
+	if (j->removal)
+		removal_submit(j->removal);   /* after the state write: the store runs them in order */
 	schedule(d);
 	if (d->shutting_down && d->running == 0 && d->on_drained)
 		d->on_drained(d);
@@ -688,7 +691,7 @@ static void schedule(struct daemon *d)
 		for (size_t i = 0; i < d->njobs; i++) {
 			struct job *j = d->jobs[i];
 
-			if (j->state == JOB_QUEUED && !j->worker_alive &&
+			if (j->state == JOB_QUEUED && !j->worker_alive && !j->removal &&
 			    (!next || j->queue_seq < next->queue_seq))
 				next = j;
 		}
@@ -767,6 +770,8 @@ static void notify(struct job *j)
 		int r;
 
 		next = w->next;
+		if (j->removal && w->kind != W_STOP)
+			continue;   /* a job being removed: its waiters hear JobRemoved */
 		switch (w->kind) {
 		case W_WAIT:
 			r = wait_check(w);
@@ -995,7 +1000,7 @@ static struct job *job_new(struct daemon *d)
 struct job *jobs_find(struct daemon *d, int64_t id)
 {
 	for (size_t i = 0; i < d->njobs; i++)
-		if (d->jobs[i]->id == id)
+		if (d->jobs[i]->id == id && !d->jobs[i]->removal)
 			return d->jobs[i];
 	return NULL;
 }
@@ -1360,6 +1365,142 @@ void jobs_watch(struct daemon *d, struct call *c, struct job *j)
 	notify(j);   /* a job that is not training gets its one final reply now */
 }
 
+/* ==== removal (io.traind.Delete) ======================================== */
+
+struct removal {
+	struct job *j;
+	struct call *c;              /* answered once removed; NULL when the client left */
+	int64_t id;
+	enum job_state was;          /* the job's state when Delete was called */
+	bool killed;                 /* force stopped its worker first */
+	struct store_removed removed;
+};
+
+static int removal_fn(struct store *s, void *arg, struct tr_err *err)
+{
+	struct removal *r = arg;
+
+	return store_job_delete(s, r->id, &r->removed, err);
+}
+
+static void removal_cancel(void *arg)
+{
+	((struct removal *)arg)->c = NULL;   /* the removal goes on */
+}
+
+/* Take j out of the registry and free it; every call still waiting on it
+ * ends with JobRemoved. Only once its worker is gone and all its store work
+ * has run (the removal is the last: the store thread keeps the order). */
+static void job_remove(struct daemon *d, struct job *j)
+{
+	while (j->waiters) {
+		struct waiter *w = j->waiters;
+
+		j->waiters = w->next;
+		call_on_cancel(w->call, NULL, NULL);
+		call_error(w->call, "JobRemoved", json_pack("{s:I}", "id", (json_int_t)j->id));
+		waiter_free(w);
+	}
+	for (size_t i = 0; i < d->njobs; i++) {
+		if (d->jobs[i] == j) {
+			memmove(&d->jobs[i], &d->jobs[i + 1], (d->njobs - i - 1) * sizeof(d->jobs[0]));
+			d->njobs--;
+			break;
+		}
+	}
+	free(j->error);
+	pthread_mutex_destroy(&j->mu);
+	free(j);
+}
+
+static void removal_done(void *arg, int rc, const struct tr_err *err)
+{
+	struct removal *r = arg;
+	struct job *j = r->j;
+	struct daemon *d = j->d;
+
+	if (r->c)
+		call_on_cancel(r->c, NULL, NULL);
+	if (rc < 0) {
+		/* Still there: it becomes visible again, as it now is (killed, if
+		 * force stopped it; a queued one may run). */
+		log_err("job %" PRId64 ": cannot remove it: %s", r->id, err ? err->msg : "?");
+		j->removal = NULL;
+		if (r->c)
+			call_error(r->c, "StorageError",
+				   json_pack("{s:s}", "message", err ? err->msg : "cannot remove the job"));
+		free(r);
+		notify(j);
+		schedule(d);
+		return;
+	}
+	log_notice("job %" PRId64 " (%s): removed (was %s%s) with %" PRId64 " checkpoints (%" PRId64
+		   " bytes) and %" PRId64 " history rows",
+		   r->id, j->name, job_state_name(r->was), r->killed ? ", killed first" : "",
+		   r->removed.checkpoints, r->removed.checkpoint_bytes, r->removed.history_rows);
+	if (r->c)
+		call_reply(r->c, json_pack("{s:I,s:s}", "id", (json_int_t)r->id, "state",
+					   job_state_name(r->was)),
+			   false);
+	job_remove(d, j);
+	free(r);
+	if (d->on_change)
+		d->on_change(d);
+}
+
+/* Hand the removal to the store thread: behind every write already queued
+ * for the job, so none of them can land after it. */
+static void removal_submit(struct removal *r)
+{
+	struct job *j = r->j;
+
+	if (storeq_submit(j->d->sq, removal_fn, r, removal_done) == 0)
+		return;
+	j->removal = NULL;
+	if (r->c) {
+		call_on_cancel(r->c, NULL, NULL);
+		call_error(r->c, "StorageError", json_pack("{s:s}", "message", "cannot queue the removal"));
+	}
+	free(r);
+	notify(j);
+	schedule(j->d);
+}
+
+void jobs_delete(struct daemon *d, struct call *c, struct job *j, bool force)
+{
+	bool stopping = j->worker_alive || j->finalize_pending;
+	struct removal *r;
+
+	(void)d;
+	if (!force && (stopping || j->state == JOB_QUEUED || j->state == JOB_RUNNING)) {
+		invalid_state(c, j, j->state == JOB_QUEUED
+					    ? "a queued job is removed only with force (trainctl rm --force)"
+					    : "a running job is removed only with force (trainctl rm --force), "
+					      "which kills it first");
+		return;
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r) {
+		call_error(c, "StorageError", json_pack("{s:s}", "message", "out of memory"));
+		return;
+	}
+	r->j = j;
+	r->c = c;
+	r->id = j->id;
+	r->was = j->state;
+	j->removal = r;
+	call_on_cancel(c, removal_cancel, r);
+	if (stopping) {
+		/* As Kill: the worker stops at once and saves nothing more;
+		 * finalize() submits the removal once it and its commits are done. */
+		r->killed = j->worker_alive;
+		atomic_store(&j->stop, STOP_KILL);
+		log_notice("job %" PRId64 ": kill requested, to remove it", j->id);
+		return;
+	}
+	removal_submit(r);
+}
+
 void jobs_shutdown(struct daemon *d)
 {
 	d->shutting_down = true;
@@ -1386,6 +1527,7 @@ void jobs_free(struct daemon *d)
 			free(w);
 		}
 		free(j->error);
+		free(j->removal);   /* a removal the loop stopped before (its call is gone) */
 		pthread_mutex_destroy(&j->mu);
 		free(j);
 	}

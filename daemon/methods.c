@@ -588,17 +588,62 @@ static void m_status(struct daemon *d, struct call *c)
 	call_reply(c, json_pack("{s:o}", "job", job_to_json(j)), false);
 }
 
+/* An optional array of state names, as a mask of enum job_state bits
+ * (absent or null: *mask unchanged). Returns false after replying. */
+static bool get_states(struct call *c, const char *key, unsigned *mask)
+{
+	json_t *states = json_object_get(call_params(c), key);
+	unsigned m = 0;
+	size_t i;
+	json_t *s;
+
+	if (!states || json_is_null(states))
+		return true;
+	if (!json_is_array(states) || json_array_size(states) == 0) {
+		bad_param(c, key, "'%s' must be a non-empty array of state names", key);
+		return false;
+	}
+	json_array_foreach(states, i, s) {
+		int st = json_is_string(s) ? job_state_parse(json_string_value(s)) : -1;
+
+		if (st < 0) {
+			bad_param(c, key, "'%s' holds an unknown state (expected queued, running, paused, "
+				  "killed, failed or done)", key);
+			return false;
+		}
+		m |= 1u << st;
+	}
+	*mask = m;
+	return true;
+}
+
 static void m_list(struct daemon *d, struct call *c)
 {
-	static const char *const keys[] = { NULL };
+	static const char *const keys[] = { "states", NULL };
+	unsigned mask = ~0u;
 	json_t *a;
 
-	if (!only_keys(c, keys))
+	if (!only_keys(c, keys) || !get_states(c, "states", &mask))
 		return;
 	a = json_array();
-	for (size_t i = 0; i < d->njobs; i++)
-		json_array_append_new(a, job_to_json(d->jobs[i]));
+	for (size_t i = 0; i < d->njobs; i++) {
+		struct job *j = d->jobs[i];
+
+		if (!j->removal && ((mask >> j->state) & 1u))
+			json_array_append_new(a, job_to_json(j));
+	}
 	call_reply(c, json_pack("{s:o}", "jobs", a), false);
+}
+
+static void m_delete(struct daemon *d, struct call *c)
+{
+	static const char *const keys[] = { "id", "force", NULL };
+	bool force = false;
+	struct job *j;
+
+	if (!only_keys(c, keys) || !get_bool(c, "force", &force) || !(j = get_job(d, c)))
+		return;
+	jobs_delete(d, c, j, force);
 }
 
 static void m_history(struct daemon *d, struct call *c)
@@ -775,6 +820,7 @@ static const struct {
 	{ "io.traind.Eval", m_eval },
 	{ "io.traind.Export", m_export },
 	{ "io.traind.Watch", m_watch },
+	{ "io.traind.Delete", m_delete },
 	{ "org.varlink.service.GetInfo", m_get_info },
 	{ "org.varlink.service.GetInterfaceDescription", m_get_interface },
 };

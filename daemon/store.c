@@ -38,6 +38,12 @@
  *   - at most one position checkpoint, at epoch == jobs.epoch; the next epoch
  *     commit deletes it.
  *
+ * Removal (store_job_delete): the job's history, checkpoints and row in one
+ * transaction, then an incremental vacuum, so the file shrinks back (at the
+ * next WAL checkpoint) instead of keeping the free pages. Ids come from
+ * job_id_high (migration 0003), never from SQLite's max(id) + 1, so a
+ * removed job's id is never given again.
+ *
  * Errors: SQLite result codes never leave this file. errno_of() maps them;
  * every failure fills tr_err with "what we were doing: sqlite3_errmsg()".
  * The message is taken before any ROLLBACK, which would overwrite it.
@@ -581,8 +587,8 @@ int store_job_create(struct store *s, const char *name, const char *config_json,
 		     int32_t keep, const char *state, int64_t *id, struct tr_err *err)
 {
 	static const char sql[] =
-		"INSERT INTO jobs (name, config, state, epochs, epoch, keep, last_error, created_at, "
-		"updated_at) VALUES (?1, ?2, ?3, ?4, 0, ?5, NULL, ?6, ?6)";
+		"INSERT INTO jobs (id, name, config, state, epochs, epoch, keep, last_error, created_at, "
+		"updated_at) VALUES ((SELECT id + 1 FROM job_id_high), ?1, ?2, ?3, ?4, 0, ?5, NULL, ?6, ?6)";
 	sqlite3_stmt *st = NULL;
 	const char *ctx = "creating a job";
 	int rc;
@@ -810,6 +816,51 @@ void store_jobs_free(struct store_job *jobs, size_t n)
 	for (size_t i = 0; i < n; i++)
 		store_job_clear(&jobs[i]);
 	free(jobs);
+}
+
+int store_job_delete(struct store *s, int64_t id, struct store_removed *out, struct tr_err *err)
+{
+	static const char freed_sql[] =
+		"SELECT (SELECT count(*) FROM checkpoints WHERE job_id = ?1),"
+		"       (SELECT coalesce(sum(size), 0) FROM checkpoints WHERE job_id = ?1),"
+		"       (SELECT count(*) FROM history WHERE job_id = ?1)";
+	struct store_removed r = { 0 };
+	sqlite3_stmt *st = NULL;
+	char ctx[64];
+	int rc;
+
+	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": removing", id);
+	rc = txn_begin(s, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = prepare(s, &st, freed_sql, err, ctx);
+	if (rc == 0)
+		rc = bind_i64s(s, st, &id, 1, err, ctx);
+	if (rc == 0)
+		rc = next_row(s, st, err, ctx);
+	if (rc > 0) {
+		r.checkpoints = sqlite3_column_int64(st, 0);
+		r.checkpoint_bytes = sqlite3_column_int64(st, 1);
+		r.history_rows = sqlite3_column_int64(st, 2);
+		rc = 0;
+	}
+	sqlite3_finalize(st);
+	/* Children first: the rows go whether or not foreign keys cascade. */
+	if (rc == 0)
+		rc = exec_i64(s, "DELETE FROM history WHERE job_id = ?1", &id, 1, err, ctx);
+	if (rc >= 0)
+		rc = exec_i64(s, "DELETE FROM checkpoints WHERE job_id = ?1", &id, 1, err, ctx);
+	if (rc >= 0)
+		rc = exec_i64(s, "DELETE FROM jobs WHERE id = ?1", &id, 1, err, ctx);
+	if (rc == 0)
+		rc = tr_err_set(err, -ENOENT, "job %" PRId64 ": no such job", id);
+	rc = txn_end(s, rc < 0 ? rc : 0, err, ctx);
+	if (rc < 0)
+		return rc;
+	vacuum_free_pages(s);
+	if (out)
+		*out = r;
+	return 0;
 }
 
 /* -ENOENT with a message unless job `id` exists. */

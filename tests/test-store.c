@@ -2,7 +2,8 @@
  * test-store.c - the SQLite store (daemon/store.c): connection settings,
  * migrations (fresh, old, newer, crashed half-way), jobs, the atomic epoch
  * commit and its retention, position checkpoints, dropping a corrupt
- * checkpoint, incremental vacuum, a read-only connection next to a writer,
+ * checkpoint, incremental vacuum, removing jobs (rows, space, ids never
+ * reused), a read-only connection next to a writer,
  * a full disk, running out of memory and corruption. Faults are injected
  * from outside the store: a trigger that fails the history insert, a child
  * process that dies in the middle of a migration, a 2 MB tmpfs, an SQLite
@@ -543,6 +544,9 @@ static void test_v1_db_upgrades(void **state)
 	store_jobs_free(jobs, n);
 	assert_int_equal(store_job_set_kill_after(s, 7, -1, NULL), 0);
 	assert_int_equal(store_job_set_kill_after(s, 99, 3, NULL), -ENOENT);
+	/* 0003: the next id is above the old job's, also once it is removed */
+	assert_int_equal(store_job_delete(s, 7, NULL, NULL), 0);
+	assert_int_equal(new_job(s, 1), 8);
 	assert_int_equal(store_integrity_check(s, NULL), 0);
 	store_close(s);
 	assert_int_equal(raw_i64(f->db, "SELECT count(*) FROM jobs WHERE kill_after IS NULL"), 1);
@@ -1093,6 +1097,211 @@ static void test_incremental_vacuum(void **state)
 	assert_true(file_size(f->db) < 3 * MB);
 }
 
+/* ---- removal ----------------------------------------------------------- */
+
+static int64_t rows_of(const char *db, const char *table, const char *col, int64_t job)
+{
+	char sql[128];
+
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s WHERE %s = %lld", table, col, (long long)job);
+	return raw_i64(db, sql);
+}
+
+/* A job goes with all its rows, in one transaction; the others stay as they
+ * were; nothing can write rows for it afterwards. */
+static void test_job_delete(void **state)
+{
+	struct fx *f = *state;
+	struct store *s = open_store(f->db, false);
+	struct tr_err err = { 0 };
+	struct store_removed r = { -1, -1, -1 };
+	struct store_checkpoint ck;
+	struct store_job j;
+	int64_t a = new_job(s, -1), b = new_job(s, -1), c = new_job(s, 2);
+
+	for (uint32_t e = 1; e <= 3; e++) {
+		commit(s, a, e, 1.0 / e, 5000);
+		commit(s, b, e, 1.0 / e, 7000);
+	}
+	assert_int_equal(try_position(s, b, 3, 5, &err), 0);
+	commit(s, c, 1, 0.5, 3000);
+	assert_int_equal(store_job_set_state(s, b, "done", NULL, &err), 0);
+
+	assert_int_equal(store_job_delete(s, b, &r, &err), 0);
+	assert_int_equal(r.checkpoints, 4);                 /* 3 epochs + the position */
+	assert_int_equal(r.checkpoint_bytes, 3 * 7000 + 1000);
+	assert_int_equal(r.history_rows, 3);
+	assert_int_equal(rows_of(f->db, "jobs", "id", b), 0);
+	assert_int_equal(rows_of(f->db, "checkpoints", "job_id", b), 0);
+	assert_int_equal(rows_of(f->db, "history", "job_id", b), 0);
+	assert_int_equal(store_job_get(s, b, &j, &err), -ENOENT);
+	assert_int_equal(store_latest_checkpoint(s, b, &ck, &err), -ENOENT);
+
+	/* the others are untouched */
+	assert_int_equal(history_len(s, a), 3);
+	assert_int_equal(job_epoch(s, a), 3);
+	assert_epoch_checkpoints(s, a, (uint32_t[]){ 1, 2, 3 }, 3);
+	assert_int_equal(store_latest_checkpoint(s, a, &ck, &err), 0);
+	assert_blob_is(&ck, 3, 0, 5000);
+	store_checkpoint_clear(&ck);
+	assert_int_equal(history_len(s, c), 1);
+
+	/* gone for good: no second delete, and a late write (a commit that was
+	 * in flight, a state change) creates nothing */
+	assert_int_equal(store_job_delete(s, b, NULL, &err), -ENOENT);
+	assert_non_null(strstr(err.msg, "no such job"));
+	assert_int_equal(try_commit(s, b, 4, 0.1, 7000, &err), -ENOENT);
+	assert_int_equal(try_position(s, b, 3, 9, &err), -ENOENT);
+	assert_int_equal(store_job_set_state(s, b, "killed", NULL, &err), -ENOENT);
+	assert_int_equal(store_job_set_kill_after(s, b, 2, &err), -ENOENT);
+	assert_int_equal(rows_of(f->db, "checkpoints", "job_id", b), 0);
+	assert_int_equal(rows_of(f->db, "history", "job_id", b), 0);
+	assert_int_equal(rows_of(f->db, "jobs", "id", b), 0);
+
+	/* a job without any checkpoint or history */
+	c = new_job(s, 1);
+	assert_int_equal(store_job_delete(s, c, &r, &err), 0);
+	assert_int_equal(r.checkpoints, 0);
+	assert_int_equal(r.checkpoint_bytes, 0);
+	assert_int_equal(r.history_rows, 0);
+	assert_int_equal(store_integrity_check(s, &err), 0);
+	store_close(s);
+}
+
+/* The next id is always above every id ever given, removed or not, across
+ * reopening; SQLite's own choice (max(id) + 1) is refused by the trigger. */
+static void test_job_ids_never_reused(void **state)
+{
+	struct fx *f = *state;
+	struct store *s = open_store(f->db, false);
+	struct tr_err err = { 0 };
+	int64_t a = new_job(s, 1), b = new_job(s, 1), c = new_job(s, 1), d;
+
+	assert_true(a < b && b < c);
+	assert_int_equal(store_job_delete(s, c, NULL, &err), 0);
+	d = new_job(s, 1);
+	assert_int_equal(d, c + 1);
+	assert_int_equal(store_job_delete(s, a, NULL, &err), 0);
+	assert_int_equal(store_job_delete(s, b, NULL, &err), 0);
+	assert_int_equal(store_job_delete(s, d, NULL, &err), 0);
+	assert_int_equal(raw_i64(f->db, "SELECT count(*) FROM jobs"), 0);
+	store_close(s);
+	s = open_store(f->db, false);
+	assert_int_equal(new_job(s, 1), d + 1);
+	assert_int_equal(new_job(s, 1), d + 2);
+	assert_int_equal(store_job_delete(s, d + 2, NULL, &err), 0);
+	store_close(s);
+	/* what SQLite itself would pick now (max(id) + 1) is d + 2 again */
+
+	{
+		sqlite3 *db = raw_open(f->db);
+		char sql[256];
+
+		assert_int_equal(sqlite3_exec(db, "INSERT INTO jobs (name, config, state, epochs, created_at, "
+					      "updated_at) VALUES ('x', '{}', 'queued', 1, 0, 0)",
+					      NULL, NULL, NULL),
+				 SQLITE_CONSTRAINT);
+		assert_non_null(strstr(sqlite3_errmsg(db), "never reused"));
+		snprintf(sql, sizeof(sql), "INSERT INTO jobs (id, name, config, state, epochs, created_at, "
+			 "updated_at) VALUES (%lld, 'x', '{}', 'queued', 1, 0, 0)", (long long)c);
+		assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_CONSTRAINT);
+		assert_int_equal(raw_i64_db(db, "SELECT count(*) FROM jobs"), 1);
+		assert_int_equal(raw_i64_db(db, "SELECT id FROM job_id_high"), d + 2);
+		assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	}
+}
+
+/* Removing jobs gives their pages back: the file does not keep growing
+ * across create/remove cycles and ends near its size before them. */
+static void test_delete_gives_space_back(void **state)
+{
+	struct fx *f = *state;
+	struct store *s = open_store(f->db, false);
+	struct tr_err err = { 0 };
+	sqlite3 *raw = raw_open(f->db);
+	int64_t keep = new_job(s, -1);
+	int64_t page_size = raw_i64_db(raw, "PRAGMA page_size");
+	int64_t base, peak = 0;
+	off_t base_file;
+
+	commit(s, keep, 1, 0.5, 100000);
+	base = raw_i64_db(raw, "PRAGMA page_count");
+	assert_int_equal(sqlite3_close(raw), SQLITE_OK);
+	store_close(s);
+	base_file = file_size(f->db);
+	s = open_store(f->db, false);
+	raw = raw_open(f->db);
+	for (int round = 0; round < 5; round++) {
+		int64_t ids[8], pages;
+
+		for (int i = 0; i < 8; i++) {
+			ids[i] = new_job(s, -1);
+			for (uint32_t e = 1; e <= 3; e++)
+				commit(s, ids[i], e, 1.0, 200000);
+		}
+		pages = raw_i64_db(raw, "PRAGMA page_count");
+		assert_true(pages * page_size > 8 * 3 * 200000);
+		if (pages > peak)
+			peak = pages;
+		for (int i = 0; i < 8; i++)
+			assert_int_equal(store_job_delete(s, ids[i], NULL, &err), 0);
+		assert_int_equal(raw_i64_db(raw, "PRAGMA freelist_count"), 0);
+		pages = raw_i64_db(raw, "PRAGMA page_count");
+		if (pages > base + 8)
+			fail_msg("round %d: %lld pages after removing, %lld before creating", round,
+				 (long long)pages, (long long)base);
+	}
+	assert_int_equal(history_len(s, keep), 1);
+	assert_int_equal(sqlite3_close(raw), SQLITE_OK);
+	store_close(s);
+	/* the last connection checkpointed the WAL into the file, truncated */
+	if (file_size(f->db) > base_file + 8 * page_size)
+		fail_msg("%lld bytes after the rounds, %lld before (peak %lld pages)",
+			 (long long)file_size(f->db), (long long)base_file, (long long)peak);
+}
+
+/* Out of memory at every allocation of a removal: it fails whole (the job
+ * and all its rows still there) or succeeds whole. */
+static void test_delete_out_of_memory(void **state)
+{
+	struct fx *f = *state;
+	struct store *s = open_store(f->db, false);
+	struct tr_err err = { 0 };
+	sqlite3 *raw = raw_open(f->db);
+	int64_t job = new_job(s, -1);
+	long n, failures = 0;
+	int rc;
+
+	sqlite3_busy_timeout(raw, 0);
+	commit(s, job, 1, 0.5, 20000);
+	commit(s, job, 2, 0.6, 20000);
+	assert_int_equal(try_position(s, job, 2, 3, &err), 0);
+	for (n = 0;; n++) {
+		bool hit;
+
+		fault_arm(n);
+		rc = store_job_delete(s, job, NULL, &err);
+		hit = fault_disarm();
+		if (rc == 0)
+			break;
+		assert_true(hit);
+		assert_int_equal(err.code, rc);
+		failures++;
+		raw_exec_db(raw, "BEGIN IMMEDIATE; ROLLBACK;");   /* not left in a transaction */
+		assert_int_equal(rows_of(f->db, "jobs", "id", job), 1);
+		assert_int_equal(rows_of(f->db, "checkpoints", "job_id", job), 3);
+		assert_int_equal(rows_of(f->db, "history", "job_id", job), 2);
+		assert_true(n < 100000);
+	}
+	assert_true(failures > 5);
+	assert_int_equal(rows_of(f->db, "jobs", "id", job), 0);
+	assert_int_equal(rows_of(f->db, "checkpoints", "job_id", job), 0);
+	assert_int_equal(rows_of(f->db, "history", "job_id", job), 0);
+	assert_int_equal(sqlite3_close(raw), SQLITE_OK);
+	assert_int_equal(store_integrity_check(s, &err), 0);
+	store_close(s);
+}
+
 /* ---- concurrency ------------------------------------------------------- */
 
 /* A reader sees the committed state while a writer holds a write
@@ -1335,6 +1544,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_positions_and_latest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drop_checkpoint, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_incremental_vacuum, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_job_delete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_job_ids_never_reused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delete_gives_space_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delete_out_of_memory, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wal_reader, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_integrity_corrupt, setup, teardown),

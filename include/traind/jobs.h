@@ -17,7 +17,8 @@
  * Pause and shutdown save the exact position and wait for that commit.
  *
  * States: queued -> running -> {paused, killed, failed, done}; resume puts
- * paused/killed/failed back to queued. At most max_running jobs run; the
+ * paused/killed/failed back to queued. Delete removes a stopped job (a
+ * queued or running one only with force, which kills it first). At most max_running jobs run; the
  * rest wait in order of queueing. A shutdown (SIGTERM) checkpoints every
  * running job and leaves it "running" in the database, so the next start
  * continues it, as it does after a crash.
@@ -109,6 +110,7 @@ struct job {
 	struct job_progress prog;    /* guarded by mu */
 
 	struct waiter *waiters;      /* Wait/Watch/Pause/Kill calls pending on this job */
+	struct removal *removal;     /* a Delete in progress (jobs_delete), else NULL */
 	struct daemon *d;
 };
 
@@ -156,6 +158,13 @@ void jobs_kill(struct daemon *d, struct call *c, struct job *j, int64_t after_ep
 void jobs_wait(struct daemon *d, struct call *c, struct job *j, uint32_t epoch, unsigned states,
 	       double timeout);
 void jobs_watch(struct daemon *d, struct call *c, struct job *j);
+/* Delete: remove the job with its checkpoints and history (one store
+ * transaction), then take it out of the registry; its id is never reused.
+ * A queued or running job is refused (InvalidState) unless `force`: then it
+ * is killed first, as by Kill, and removed once its worker has stopped and
+ * its commits in flight have landed. From the call on, jobs_find no longer
+ * finds it; calls still waiting on it end with JobRemoved. */
+void jobs_delete(struct daemon *d, struct call *c, struct job *j, bool force);
 
 /* The loop's copy of a stored checkpoint's description. */
 void job_checkpoint_from_store(struct job_checkpoint *out, const struct store_checkpoint *c);

@@ -14,6 +14,10 @@
  * exactly at the newest epoch checkpoint, and UNIQUE(job, epoch) makes a
  * duplicated epoch impossible.
  *
+ * Job ids: store_job_create assigns the next id above the highest ever
+ * assigned (table job_id_high, migration 0003), so a removed job's id is
+ * never reused; a trigger refuses any insert that would reuse one.
+ *
  * Retention (store_commit_epoch): keep the newest `keep` epoch checkpoints plus
  * the one with the lowest val_loss (keep < 0: all); an epoch commit deletes the
  * job's position (mid-epoch) checkpoints, which it supersedes; freed pages are
@@ -96,6 +100,17 @@ int store_job_set_state(struct store *s, int64_t id, const char *state, const ch
 int store_job_get(struct store *s, int64_t id, struct store_job *out, struct tr_err *err);
 /* All jobs ordered by id; *out is a malloc'ed array (free with store_jobs_free). */
 int store_job_list(struct store *s, struct store_job **out, size_t *n, struct tr_err *err);
+/* What store_job_delete removed with the job. */
+struct store_removed {
+	int64_t checkpoints;           /* checkpoint rows */
+	int64_t checkpoint_bytes;      /* their blobs' total size */
+	int64_t history_rows;
+};
+/* One transaction: delete the job with all its checkpoints and history rows
+ * (-ENOENT, nothing changed, if there is no such job); then give the freed
+ * pages back (incremental vacuum). The id is never assigned again (migration
+ * 0003). *out (may be NULL) says what went. */
+int store_job_delete(struct store *s, int64_t id, struct store_removed *out, struct tr_err *err);
 void store_job_clear(struct store_job *j);
 void store_jobs_free(struct store_job *jobs, size_t n);
 
