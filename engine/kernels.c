@@ -136,6 +136,18 @@ void k_colsum(float *db, const float *d, size_t ld, size_t m, size_t c0, size_t 
 
 /* ---- convolution and pooling ------------------------------------------ */
 
+/* The output columns [*lo, *hi) whose input column ox*s + j - pad lies in [0, w). */
+static void valid_cols(size_t ow, size_t w, size_t s, size_t j, size_t pad, size_t *lo, size_t *hi)
+{
+	size_t a = j >= pad ? 0 : (pad - j + s - 1) / s;         /* first ox with ox*s + j >= pad */
+	size_t b = w + pad > j ? (w + pad - j - 1) / s + 1 : 0;  /* first ox with ox*s + j - pad >= w */
+
+	*lo = a < ow ? a : ow;
+	*hi = b < ow ? b : ow;
+	if (*hi < *lo)
+		*hi = *lo;
+}
+
 void k_im2col(float *col, const float *x, size_t c, size_t h, size_t w, size_t k, size_t s,
 	      size_t pad, size_t oh, size_t ow)
 {
@@ -145,21 +157,28 @@ void k_im2col(float *col, const float *x, size_t c, size_t h, size_t w, size_t k
 		for (size_t i = 0; i < k; i++) {
 			for (size_t j = 0; j < k; j++) {
 				float *row = col + ((ch * k + i) * k + j) * oh * ow;
+				size_t lo, hi;
 
+				valid_cols(ow, w, s, j, pad, &lo, &hi);
 				for (size_t oy = 0; oy < oh; oy++) {
 					ptrdiff_t iy = (ptrdiff_t)(oy * s + i) - (ptrdiff_t)pad;
 					float *dst = row + oy * ow;
+					ptrdiff_t base;   /* x column of ox is plane[base + ox * s] */
 
 					if (iy < 0 || iy >= (ptrdiff_t)h) {
 						memset(dst, 0, ow * sizeof(float));
 						continue;
 					}
-					for (size_t ox = 0; ox < ow; ox++) {
-						ptrdiff_t ix = (ptrdiff_t)(ox * s + j) - (ptrdiff_t)pad;
-
-						dst[ox] = ix < 0 || ix >= (ptrdiff_t)w ? 0.0f
-							  : plane[(size_t)iy * w + (size_t)ix];
-					}
+					base = iy * (ptrdiff_t)w + (ptrdiff_t)j - (ptrdiff_t)pad;
+					for (size_t ox = 0; ox < lo; ox++)
+						dst[ox] = 0.0f;
+					if (s == 1 && hi > lo)
+						memcpy(dst + lo, plane + base + (ptrdiff_t)lo, (hi - lo) * sizeof(float));
+					else
+						for (size_t ox = lo; ox < hi; ox++)
+							dst[ox] = plane[base + (ptrdiff_t)(ox * s)];
+					for (size_t ox = hi; ox < ow; ox++)
+						dst[ox] = 0.0f;
 				}
 			}
 		}
@@ -176,19 +195,19 @@ void k_col2im(float *dx, const float *col, size_t c, size_t h, size_t w, size_t 
 		for (size_t i = 0; i < k; i++) {
 			for (size_t j = 0; j < k; j++) {
 				const float *row = col + ((ch * k + i) * k + j) * oh * ow;
+				size_t lo, hi;
 
+				valid_cols(ow, w, s, j, pad, &lo, &hi);
 				for (size_t oy = 0; oy < oh; oy++) {
 					ptrdiff_t iy = (ptrdiff_t)(oy * s + i) - (ptrdiff_t)pad;
 					const float *src = row + oy * ow;
+					ptrdiff_t base;
 
 					if (iy < 0 || iy >= (ptrdiff_t)h)
 						continue;
-					for (size_t ox = 0; ox < ow; ox++) {
-						ptrdiff_t ix = (ptrdiff_t)(ox * s + j) - (ptrdiff_t)pad;
-
-						if (ix >= 0 && ix < (ptrdiff_t)w)
-							plane[(size_t)iy * w + (size_t)ix] += src[ox];
-					}
+					base = iy * (ptrdiff_t)w + (ptrdiff_t)j - (ptrdiff_t)pad;
+					for (size_t ox = lo; ox < hi; ox++)
+						plane[base + (ptrdiff_t)(ox * s)] += src[ox];
 				}
 			}
 		}
