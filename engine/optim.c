@@ -74,14 +74,17 @@ void optim_reset(struct optim *o)
 	o->step = 0;
 }
 
-void optim_begin_step(struct optim *o)
+void optim_begin_step(struct optim *o, double lr)
 {
 	o->step++;
+	o->lr = lr;
+	o->f_lr = (float)lr;
+	o->decoupled_decay = (float)(1.0 - lr * o->weight_decay);
 	if (o->kind != OPTIM_SGD) {
 		double bc1 = 1.0 - pow(o->beta1, (double)o->step);
 		double bc2 = 1.0 - pow(o->beta2, (double)o->step);
 
-		o->step_size = (float)(o->lr / bc1);
+		o->step_size = (float)(lr / bc1);
 		o->inv_bc2_sqrt = (float)(1.0 / sqrt(bc2));
 	}
 }

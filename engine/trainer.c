@@ -280,7 +280,7 @@ int trainer_step(struct trainer *t)
 	loss = k_softmax_xent(net_output(&t->model), t->labels, n, DATASET_CLASSES,
 			      1.0f / (float)n, net_dout(&t->model), t->pred);
 	net_backward(&t->model, n);
-	optim_begin_step(&t->opt);
+	optim_begin_step(&t->opt, t->cfg.lr);
 	net_update(&t->model, &t->opt);
 	numerics_leave(fpmode);
 

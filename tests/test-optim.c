@@ -40,7 +40,7 @@ static void make(struct optim *o, enum optim_kind kind, double lr, double wd, do
 
 static void step(struct optim *o, float *p, const float *g, size_t n)
 {
-	optim_begin_step(o);
+	optim_begin_step(o, o->lr);
 	optim_update(o, p, g, 0, n);
 }
 
@@ -155,7 +155,7 @@ static void test_against_reference(void **state)
 			for (size_t i = 0; i < N; i++)
 				g[i] = (rng_uniform(&r) - 0.5f) * (float)(1 + s);
 			step(&o, p, g, N);
-			optim_begin_step(&o2);
+			optim_begin_step(&o2, o2.lr);
 			for (size_t off = 0; off < N; off += 100)
 				optim_update(&o2, p2, g, off, N - off < 100 ? N - off : 100);
 			for (size_t i = 0; i < N; i++) {

@@ -31,8 +31,8 @@ struct optim {
 	 * to float once. */
 	float f_lr, f_eps, f_wd, f_momentum, f_beta2;
 	float one_minus_beta1, one_minus_beta2;
-	float decoupled_decay; /* AdamW: 1 - lr * wd */
 	/* per-step scalars, set by optim_begin_step */
+	float decoupled_decay; /* AdamW: 1 - lr * wd */
 	float step_size;      /* lr / (1 - beta1^step) */
 	float inv_bc2_sqrt;   /* 1 / sqrt(1 - beta2^step) */
 };
@@ -41,8 +41,10 @@ int optim_init(struct optim *o, const struct train_config *cfg, size_t nparams);
 void optim_deinit(struct optim *o);
 /* Forget all state: zero moments, step 0 (a fresh optimizer). */
 void optim_reset(struct optim *o);
-/* Count one more update and compute its bias corrections. */
-void optim_begin_step(struct optim *o);
+/* Count one more update at learning rate lr (the configured one, or what a
+ * schedule gives for this step) and compute its bias corrections and
+ * lr-dependent scalars, each rounded to float once as PyTorch does. */
+void optim_begin_step(struct optim *o, double lr);
 /* Update p[off, off+len) from g[off, off+len) (and the state there). */
 void optim_update(const struct optim *o, float *p, const float *g, size_t off, size_t len);
 
