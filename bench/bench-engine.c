@@ -10,6 +10,11 @@
  *      process whose peak RSS is reported.
  *   3. efficiency = 4.50e10 FLOP / (epoch seconds x 2-thread peak FLOP/s).
  *
+ *   4. lenet5: its epoch (the same data, batch and optimizer) with threads=2,
+ *      beside PyTorch 1.13's for the same model, data and cores, measured in
+ *      the same run by bench/torch-epoch.py (when /usr/bin/python3 has torch),
+ *      and the lesson's MLP in PyTorch too.
+ *
  * FLOPs per epoch: 818,176 per training sample (forward 406,528, backward
  * 411,648, no input gradient) x 50000 + 406,528 x 10000 validation.
  */
@@ -75,8 +80,9 @@ static int cmp_double(const void *x, const void *y)
 	return a < b ? -1 : a > b;
 }
 
-/* In a child: load MNIST, run `epochs` epochs, write the epoch times to fd. */
-static int run_epochs(const char *dir, int epochs, int threads, int fd)
+/* In a child: load MNIST, run `epochs` epochs of `model` (NULL: the lesson's
+ * MLP), write the epoch times to fd. */
+static int run_epochs(const char *dir, int epochs, int threads, const char *model, int fd)
 {
 	struct dataset *ds = NULL;
 	struct trainer *t = NULL;
@@ -87,6 +93,8 @@ static int run_epochs(const char *dir, int epochs, int threads, int fd)
 	config_defaults(&cfg);
 	cfg.epochs = (uint32_t)epochs;
 	cfg.threads = (uint32_t)threads;
+	if (model)
+		snprintf(cfg.model, sizeof(cfg.model), "%s", model);
 	if (dataset_load(&ds, dir, &err) < 0 || trainer_new(&t, &cfg, ds, &err) < 0) {
 		fprintf(stderr, "bench-engine: %s\n", err.msg);
 		return 1;
@@ -106,7 +114,8 @@ static int run_epochs(const char *dir, int epochs, int threads, int fd)
 	return 0;
 }
 
-static int measure(const char *dir, int epochs, int threads, struct epoch_result *r, long *rss_kb)
+static int measure(const char *dir, int epochs, int threads, const char *model,
+		   struct epoch_result *r, long *rss_kb)
 {
 	int fds[2];
 	pid_t pid;
@@ -120,7 +129,7 @@ static int measure(const char *dir, int epochs, int threads, struct epoch_result
 	pid = fork();
 	if (pid == 0) {
 		close(fds[0]);
-		_exit(run_epochs(dir, epochs, threads, fds[1]));
+		_exit(run_epochs(dir, epochs, threads, model, fds[1]));
 	}
 	close(fds[1]);
 	if (read(fds[0], times, sizeof(double) * (size_t)epochs) != (ssize_t)(sizeof(double) * (size_t)epochs)) {
@@ -136,6 +145,32 @@ static int measure(const char *dir, int epochs, int threads, struct epoch_result
 	r->sps = 50000.0 / times[0];
 	*rss_kb = ru.ru_maxrss;
 	return 0;
+}
+
+/* PyTorch's median epoch for `model` (lenet5 or mlp) on `threads` threads, or
+ * a negative value when PyTorch is not there. */
+static double torch_epoch(const char *data, const char *model, int threads, int epochs)
+{
+	char cmd[8192], line[128];
+	double times[64];
+	int n = 0;
+	FILE *p;
+
+	if (access("/usr/bin/python3", X_OK) != 0)
+		return -1;
+	snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s/torch-epoch.py %s '%s' %d %d 2>/dev/null",
+		 BENCH_DIR, model, data, threads, epochs);
+	fflush(stdout);
+	p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	while (n < 64 && fgets(line, sizeof(line), p))
+		if (sscanf(line, "epoch %lf", &times[n]) == 1)
+			n++;
+	if (pclose(p) != 0 || n == 0)
+		return -1;
+	qsort(times, (size_t)n, sizeof(double), cmp_double);
+	return times[n / 2];
 }
 
 int main(int argc, char **argv)
@@ -156,7 +191,7 @@ int main(int argc, char **argv)
 	peak1 = sgemm_peak(1, 2048, 4);
 	printf("sgemm peak (n=2048, best sample): 2 threads %.1f GFLOP/s, 1 thread %.1f GFLOP/s\n",
 	       peak2 / 1e9, peak1 / 1e9);
-	if (measure(dir, epochs, 2, &r2, &rss2) < 0 || measure(dir, epochs, 1, &r1, &rss1) < 0) {
+	if (measure(dir, epochs, 2, NULL, &r2, &rss2) < 0 || measure(dir, epochs, 1, NULL, &r1, &rss1) < 0) {
 		fprintf(stderr, "bench-engine: training run failed (is MNIST in %s?)\n", dir);
 		return 1;
 	}
@@ -176,5 +211,28 @@ int main(int argc, char **argv)
 	printf("efficiency threads=2: %.2f (target >= 0.60)\n", flops / (r2.best * peak2));
 	printf("efficiency threads=1 vs 1-thread peak: %.2f\n", flops / (r1.best * peak1));
 	printf("speedup threads=2 over threads=1: %.2fx\n", r1.best / r2.best);
+	{
+		int le = epochs < 3 ? epochs : 3;
+		struct epoch_result rl;
+		long rssl;
+		double tl, tm;
+
+		if (measure(dir, le, 2, "lenet5", &rl, &rssl) < 0) {
+			fprintf(stderr, "bench-engine: the lenet5 run failed\n");
+			return 1;
+		}
+		printf("lenet5 epoch, threads=2, %d epochs: best %.3f s, median %.3f s, peak RSS %.1f MB\n",
+		       le, rl.best, rl.median, rssl / 1024.0);
+		tl = torch_epoch(data ? data : "data", "lenet5", 2, le);
+		tm = torch_epoch(data ? data : "data", "mlp", 2, le);
+		if (tl < 0 || tm < 0) {
+			printf("PyTorch: not measured (no torch for /usr/bin/python3)\n");
+		} else {
+			printf("PyTorch 1.13, same data in tensors, 2 threads, median epoch: lenet5 %.3f s, lesson MLP %.3f s\n",
+			       tl, tm);
+			printf("traind vs PyTorch (by the median): lenet5 %.2fx faster (goal >= 2), lesson MLP %.2fx faster\n",
+			       tl / rl.median, tm / r2.median);
+		}
+	}
 	return 0;
 }

@@ -262,8 +262,8 @@ int main(int argc, char **argv)
 		struct metrics m;
 
 		trainer_evaluate(t, EVAL_TEST, &m);
-		printf("[MLP] | test_loss: %.4f | test_acc: %.4f | test_macro_acc: %.4f\n", m.loss, m.acc,
-		       m.macro_acc);
+		printf("[%s] | test_loss: %.6f | test_acc: %.6f | test_macro_acc: %.6f\n",
+		       t->cfg.model[0] ? t->cfg.model : "MLP", m.loss, m.acc, m.macro_acc);
 	}
 	if (show_hash) {
 		char hex[65];

@@ -1,0 +1,148 @@
+"""test_models.py - models trained by traind, checked in PyTorch 1.13.
+
+- lenet5 on MNIST, 5 epochs with the lesson's optimizer and batch: test
+  accuracy >= 0.985; on Fashion-MNIST >= 0.88.
+- The exports of lenet5 and of an MLP with batchnorm1d and dropout load with
+  load_state_dict(strict=True) into the nn.Sequential their SPEC describes
+  (inside a module whose Sequential is `net`, as the lesson's), and PyTorch's
+  test loss and accuracy of the loaded model equal traind's within 1e-4.
+- A model file missing a BatchNorm buffer, or with an extra tensor, is refused
+  by PyTorch's strict loading and by traind's --init-from.
+"""
+import gzip
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+import st  # noqa: E402
+
+BUILD = os.environ.get("TRAIND_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
+DATA = os.environ.get("TRAIND_DATA_DIR", os.path.join(os.path.dirname(__file__), "../../data"))
+TT = os.path.join(BUILD, "engine", "traind-train")
+
+failures = []
+
+
+def check(cond, what):
+    print(("ok: " if cond else "FAIL: ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+    return cond
+
+
+def idx(path):
+    for p in (path, path + ".gz"):
+        if os.path.exists(p):
+            with (gzip.open(p) if p.endswith(".gz") else open(p, "rb")) as f:
+                return f.read()
+    raise FileNotFoundError(path)
+
+
+def test_set(dataset):
+    img = idx(os.path.join(DATA, dataset, "t10k-images-idx3-ubyte"))
+    lab = idx(os.path.join(DATA, dataset, "t10k-labels-idx1-ubyte"))
+    n = int.from_bytes(img[4:8], "big")
+    x = torch.frombuffer(bytearray(img[16:]), dtype=torch.uint8).reshape(n, 1, 28, 28)
+    y = torch.frombuffer(bytearray(lab[8:]), dtype=torch.uint8).long()
+    return x.float() / 255.0, y   # the engine's pixels: (float)p / 255.0f
+
+
+class Model(torch.nn.Module):
+    def __init__(self, spec):
+        super().__init__()
+        self.net = st.sequential(spec, (1, 28, 28))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def train(dataset, spec, epochs, out, extra=()):
+    cmd = [TT, "--dataset", dataset, "--model", spec, "--epochs", str(epochs), "--export", out]
+    cmd += list(extra)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TRAIND_DATA_DIR=DATA))
+    print(p.stdout, p.stderr, flush=True)
+    if p.returncode != 0:
+        raise RuntimeError("traind-train failed: " + p.stderr)
+    m = re.search(r"test_loss: ([0-9.]+) \| test_acc: ([0-9.]+)", p.stdout)
+    return float(m.group(1)), float(m.group(2))
+
+
+def torch_eval(model, x, y):
+    """Loss as traind reports it (the mean of per-batch mean losses, batches
+    of 128 in order) and accuracy."""
+    model.eval()
+    losses, correct = [], 0
+    with torch.no_grad():
+        for i in range(0, len(x), 128):
+            z = model(x[i:i + 128])
+            losses.append(torch.nn.functional.cross_entropy(z.double(), y[i:i + 128]).item())
+            correct += (z.argmax(1) == y[i:i + 128]).sum().item()
+    return sum(losses) / len(losses), correct / len(x)
+
+
+def check_export(path, spec, dataset, loss, acc, label):
+    tensors, meta = st.load(path)
+    check(meta.get("format") == "pt", "%s: export metadata format pt" % label)
+    model = Model(spec)
+    want = set(model.state_dict().keys())
+    check(set(tensors) == want, "%s: the export has exactly the state_dict's %d tensors" % (label, len(want)))
+    model.load_state_dict(tensors, strict=True)
+    x, y = test_set(dataset)
+    tl, ta = torch_eval(model, x, y)
+    print("%s: traind test loss %.6f acc %.6f; PyTorch %.6f %.6f" % (label, loss, acc, tl, ta))
+    check(abs(tl - loss) <= 1e-4, "%s: PyTorch's test loss %.6f equals traind's %.6f within 1e-4" % (label, tl, loss))
+    check(abs(ta - acc) <= 1e-4, "%s: PyTorch's test accuracy %.6f equals traind's %.6f within 1e-4" % (label, ta, acc))
+    return tensors
+
+
+def main():
+    with tempfile.TemporaryDirectory() as d:
+        ex = os.path.join(d, "lenet5.safetensors")
+        loss, acc = train("mnist", "lenet5", 5, ex)
+        check(acc >= 0.985, "lenet5 on MNIST, 5 epochs: test accuracy %.4f >= 0.985" % acc)
+        check_export(ex, st.LENET5, "mnist", loss, acc, "lenet5 MNIST")
+
+        mlp = "flatten,linear(256),batchnorm1d,relu,dropout(0.2),linear(10)"
+        ex2 = os.path.join(d, "mlp-bn.safetensors")
+        loss, acc = train("mnist", mlp, 2, ex2)
+        check(acc >= 0.97, "MLP with batchnorm1d and dropout, 2 epochs: test accuracy %.4f >= 0.97" % acc)
+        tensors = check_export(ex2, mlp, "mnist", loss, acc, "MLP+BN+dropout")
+        check(int(tensors["net.2.num_batches_tracked"].item()) == 2 * 782,
+              "num_batches_tracked counts the training steps (%d)" % int(tensors["net.2.num_batches_tracked"].item()))
+
+        # Strict loading, both ways: a missing buffer, an extra tensor.
+        bad = dict(tensors)
+        del bad["net.2.running_var"]
+        miss = os.path.join(d, "missing.safetensors")
+        st.save(miss, bad, {"format": "pt"})
+        try:
+            Model(mlp).load_state_dict(bad, strict=True)
+            check(False, "PyTorch refuses a model file without net.2.running_var")
+        except RuntimeError:
+            check(True, "PyTorch refuses a model file without net.2.running_var")
+        p = subprocess.run([TT, "--model", mlp, "--epochs", "1", "--train-size", "640", "--init-from", miss,
+                            "--no-test"], capture_output=True, text=True, env=dict(os.environ, TRAIND_DATA_DIR=DATA))
+        check(p.returncode != 0 and "net.2.running_var" in p.stderr,
+              "traind-train --init-from refuses it, naming net.2.running_var: %s" % p.stderr.strip())
+        extra = dict(tensors)
+        extra["net.9.weight"] = torch.zeros(3)
+        st.save(miss, extra, {"format": "pt"})
+        p = subprocess.run([TT, "--model", mlp, "--epochs", "1", "--train-size", "640", "--init-from", miss,
+                            "--no-test"], capture_output=True, text=True, env=dict(os.environ, TRAIND_DATA_DIR=DATA))
+        check(p.returncode != 0 and "besides" in p.stderr,
+              "traind-train --init-from refuses an extra tensor: %s" % p.stderr.strip())
+
+        ex3 = os.path.join(d, "lenet5-fashion.safetensors")
+        loss, acc = train("fashion-mnist", "lenet5", 5, ex3)
+        check(acc >= 0.88, "lenet5 on Fashion-MNIST, 5 epochs: test accuracy %.4f >= 0.88" % acc)
+    print("%d failures" % len(failures))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
