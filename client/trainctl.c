@@ -78,6 +78,9 @@ enum opt {
 	O_VAL_SIZE,
 	O_TRAIN_SIZE,
 	O_THREADS,
+	O_MODEL,
+	O_FTZ,
+	O_STRICT_NUMERICS,
 	O_KEEP,
 	O_INIT_FROM,
 	O_WEIGHTS_ONLY,
@@ -93,7 +96,7 @@ enum opt {
 };
 
 #define CONFIG_FIRST O_DATASET
-#define CONFIG_LAST O_THREADS
+#define CONFIG_LAST O_STRICT_NUMERICS
 #define BIT(o) (UINT64_C(1) << (o))
 #define GLOBAL_OPTS (BIT(O_SOCKET) | BIT(O_JSON) | BIT(O_HELP) | BIT(O_VERSION))
 
@@ -124,6 +127,9 @@ static const struct opt_desc opts[O_COUNT] = {
 	[O_VAL_SIZE] = { "val-size", 0, true, "val_size" },
 	[O_TRAIN_SIZE] = { "train-size", 0, true, "train_size" },
 	[O_THREADS] = { "threads", 0, true, "threads" },
+	[O_MODEL] = { "model", 0, true, "model" },
+	[O_FTZ] = { "ftz", 0, true, "ftz" },
+	[O_STRICT_NUMERICS] = { "strict-numerics", 0, true, "strict_numerics" },
 	[O_KEEP] = { "keep", 0, true, NULL },
 	[O_INIT_FROM] = { "init-from", 0, true, NULL },
 	[O_WEIGHTS_ONLY] = { "weights-only", 0, false, NULL },
@@ -213,7 +219,8 @@ static void usage(FILE *out)
 		"        [--batch-size 64] [--eval-batch-size 128] [--lr 0.001]\n"
 		"        [--optimizer adam|adamw|sgd] [--momentum M] [--weight-decay W]\n"
 		"        [--hidden 256[,128...]] [--seed 42] [--split-seed 42] [--val-size 10000]\n"
-		"        [--train-size N] [--threads N] [--keep K|all] [--init-from MODEL.safetensors]\n"
+		"        [--train-size N] [--threads N] [--model SPEC|mlp|lenet5] [--ftz true|false]\n"
+		"        [--strict-numerics true|false] [--keep K|all] [--init-from MODEL.safetensors]\n"
 		"                                  queue a new job; prints its id\n"
 		"  pause JOB                       checkpoint the exact position, then stop\n"
 		"  resume JOB [--weights-only]     continue from the newest checkpoint\n"
@@ -718,6 +725,9 @@ static int build_config(struct cli *cli, json_t **out)
 		case O_VAL_SIZE: v = json_integer(cfg.val_size); break;
 		case O_TRAIN_SIZE: v = json_integer(cfg.train_size); break;
 		case O_THREADS: v = json_integer(cfg.threads); break;
+		case O_MODEL: v = json_string(cfg.model); break;
+		case O_FTZ: v = json_boolean(cfg.ftz); break;
+		case O_STRICT_NUMERICS: v = json_boolean(cfg.strict_numerics); break;
 		case O_HIDDEN:
 			v = json_array();
 			for (uint32_t i = 0; v && i < cfg.n_hidden; i++)
@@ -1594,6 +1604,7 @@ static const struct verb verbs[] = {
 	  BIT(O_NAME) | BIT(O_DATASET) | BIT(O_EPOCHS) | BIT(O_BATCH_SIZE) | BIT(O_EVAL_BATCH_SIZE) |
 	  BIT(O_LR) | BIT(O_OPTIMIZER) | BIT(O_MOMENTUM) | BIT(O_WEIGHT_DECAY) | BIT(O_HIDDEN) |
 	  BIT(O_SEED) | BIT(O_SPLIT_SEED) | BIT(O_VAL_SIZE) | BIT(O_TRAIN_SIZE) | BIT(O_THREADS) |
+	  BIT(O_MODEL) | BIT(O_FTZ) | BIT(O_STRICT_NUMERICS) |
 	  BIT(O_KEEP) | BIT(O_INIT_FROM), JOB_NONE },
 	{ "pause", cmd_pause, 0, JOB_REQUIRED },
 	{ "resume", cmd_resume, BIT(O_WEIGHTS_ONLY), JOB_REQUIRED },
