@@ -103,13 +103,17 @@ class Terminated(BaseException):
 
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                     "WARNING: ThreadSanitizer", "SUMMARY: UndefinedBehaviorSanitizer")
+                     "WARNING: ThreadSanitizer", "SUMMARY: UndefinedBehaviorSanitizer",
+                     # traind's own: an error reply whose parameters are not
+                     # as its interface declares them (server.c), in any build
+                     "protocol bug:")
 
 
 def sanitizer_reports(text):
     """The first line of each sanitizer report in a log (ASan, LSan, UBSan,
-    TSan): in a sanitizer build a report is a failure even when traind
-    carried on or exited 0."""
+    TSan), and of each protocol bug traind logged: in a sanitizer build a
+    report is a failure even when traind carried on or exited 0, and in
+    every build an error sent with undeclared parameters is."""
     return [line.strip() for line in text.splitlines() if any(m in line for m in SANITIZER_MARKERS)]
 
 
