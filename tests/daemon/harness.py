@@ -151,6 +151,8 @@ def run(main):
             print("---- traind log (%s), last 6000 bytes ----" % d.dir)
             print(d.read_log()[-6000:])
         shutil.rmtree(d.dir, ignore_errors=True)
+        if d.sockdir:
+            shutil.rmtree(d.sockdir, ignore_errors=True)
     finish()
 
 
@@ -162,6 +164,23 @@ def finish():
         sys.exit(1)
     print("all checks passed")
     sys.exit(0)
+
+
+SUN_PATH_MAX = 107     # bytes of a Unix socket's path, NUL excluded (sun_path[108])
+
+
+def socket_dir(prefix="traind-sock-"):
+    """A new directory short enough for sockets (sun_path is 108 bytes): the
+    usual temporary directory if its path is short, else /tmp, else /run.
+    The caller removes it."""
+    for base in (None, "/tmp", "/run"):
+        if base is not None and not os.access(base, os.W_OK):
+            continue
+        d = tempfile.mkdtemp(prefix=prefix, dir=base)
+        if len(os.fsencode(d)) <= 60:
+            return d
+        os.rmdir(d)
+    raise RuntimeError("no directory with a path short enough for sockets")
 
 
 def _die_with_parent():
@@ -181,6 +200,10 @@ class Daemon:
                  socket_path=None, db_path=None):
         self.dir = workdir or tempfile.mkdtemp(prefix="traind-test-")
         self.socket = socket_path or os.path.join(self.dir, "traind.sock")
+        self.sockdir = None    # a short directory of our own for the socket, if the default is too long
+        if socket_path is None and len(os.fsencode(self.socket)) > SUN_PATH_MAX - 8:
+            self.sockdir = socket_dir()
+            self.socket = os.path.join(self.sockdir, "traind.sock")
         self.db = db_path or os.path.join(self.dir, "traind.db")
         self.log = os.path.join(self.dir, "traind.log")
         self.data_dir = data_dir or DATA
@@ -266,6 +289,8 @@ class Daemon:
     def cleanup(self):
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self.sockdir:
+            shutil.rmtree(self.sockdir, ignore_errors=True)
 
     # ---- trainctl ----
     def ctl(self, *args, check_rc=True, timeout=600):

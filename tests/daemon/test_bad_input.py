@@ -58,7 +58,7 @@ def check_trainctl(d):
     one_line_error(rc, out, err, "status of a job that does not exist", "999")
     rc, out, err = d.ctl("eval", 1, "--split", "train", check_rc=False)
     one_line_error(rc, out, err, "eval --split train", "split")
-    p = subprocess.run([TRAINCTL, "--socket", os.path.join(d.dir, "nobody.sock"), "list"],
+    p = subprocess.run([TRAINCTL, "--socket", os.path.join(os.path.dirname(d.socket), "nobody.sock"), "list"],
                        capture_output=True, text=True, timeout=60)
     one_line_error(p.returncode, p.stdout, p.stderr, "trainctl on a socket nobody listens on", "nobody.sock")
 
