@@ -1062,6 +1062,11 @@ def main():
         scan_logs(_logs)
         for d in _tmpdirs:
             shutil.rmtree(d, ignore_errors=True)
+        if TMP_BASE == "/run/traind-tests":
+            try:
+                os.rmdir(TMP_BASE)    # unless another run is using it
+            except OSError:
+                pass
     finish()
 
 
