@@ -279,8 +279,9 @@ static bool parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
 static int opt_int(struct cli *cli, enum opt o, int64_t min, int64_t max, int64_t *out)
 {
 	if (!parse_int(cli->val[o], min, max, out))
-		return failf(RC_USAGE, "--%s: expected a whole number in [%lld, %lld], got '%.64s'",
-			     opts[o].name, (long long)min, (long long)max, cli->val[o]);
+		return failf(RC_USAGE, "--%s: expected a whole number in [%lld, %lld], got '%.*s'",
+			     opts[o].name, (long long)min, (long long)max, tr_utf8_cut(cli->val[o], TR_QUOTE_MAX),
+			     cli->val[o]);
 	return RC_OK;
 }
 
@@ -384,6 +385,8 @@ static void describe_error(const struct vl_reply *r, char *out, size_t n)
 		snprintf(out, n, "timeout: job %lld", id);
 	} else if (ours && strcmp(last, "DatasetError") == 0 && dataset) {
 		snprintf(out, n, "dataset error: %s%s%s", dataset, msg ? ": " : "", msg ? msg : "");
+	} else if (ours && strcmp(last, "ShuttingDown") == 0 && msg) {
+		snprintf(out, n, "%s", msg);
 	} else if (ours && strcmp(last, "CheckpointError") == 0 && has_id) {
 		snprintf(out, n, "checkpoint error: job %lld%s%s", id, msg ? ": " : "", msg ? msg : "");
 	} else {
@@ -672,16 +675,20 @@ static int rpc_id(struct cli *cli, const char *method, json_t **out)
 	return rpc(cli, method, params, out);
 }
 
-/* A config_set/config_validate message "key: what" as "--flag: what". */
-static int config_error(const char *msg)
+/* A config_set/config_validate error about key K ("K: what") as
+ * "--flag: what", the flag found from the key the error names (err->key). */
+static int config_error(const struct tr_err *err)
 {
 	for (int o = CONFIG_FIRST; o <= CONFIG_LAST; o++) {
 		size_t kl = strlen(opts[o].key);
 
-		if (strncmp(msg, opts[o].key, kl) == 0 && msg[kl] == ':')
-			return failf(RC_USAGE, "--%s:%s", opts[o].name, msg + kl + 1);
+		if (strcmp(err->key, opts[o].key) != 0)
+			continue;
+		if (strncmp(err->msg, opts[o].key, kl) == 0 && err->msg[kl] == ':')
+			return failf(RC_USAGE, "--%s:%s", opts[o].name, err->msg + kl + 1);
+		return failf(RC_USAGE, "--%s: %s", opts[o].name, err->msg);
 	}
-	return failf(RC_USAGE, "%s", msg);
+	return failf(RC_USAGE, "%s", err->msg);
 }
 
 /* The "config" parameter of Start: only the keys given, JSON-typed, after
@@ -699,12 +706,12 @@ static int build_config(struct cli *cli, json_t **out)
 	for (int o = CONFIG_FIRST; o <= CONFIG_LAST; o++) {
 		if (cli->set[o] && config_set(&cfg, opts[o].key, cli->val[o], &err) < 0) {
 			json_decref(obj);
-			return config_error(err.msg);
+			return config_error(&err);
 		}
 	}
 	if (config_validate(&cfg, &err) < 0) {
 		json_decref(obj);
-		return config_error(err.msg);
+		return config_error(&err);
 	}
 	for (int o = CONFIG_FIRST; o <= CONFIG_LAST; o++) {
 		json_t *v = NULL;
@@ -777,8 +784,8 @@ static int cmd_start(struct cli *cli)
 
 	if (cli->set[O_KEEP] && strcmp(cli->val[O_KEEP], "all") != 0 &&
 	    !parse_int(cli->val[O_KEEP], 0, INT32_MAX, &keep))
-		return failf(RC_USAGE, "--keep: expected a number of checkpoints >= 0 or 'all', got '%.64s'",
-			     cli->val[O_KEEP]);
+		return failf(RC_USAGE, "--keep: expected a number of checkpoints >= 0 or 'all', got '%.*s'",
+			     tr_utf8_cut(cli->val[O_KEEP], TR_QUOTE_MAX), cli->val[O_KEEP]);
 	if (cli->set[O_KEEP] && strcmp(cli->val[O_KEEP], "all") == 0)
 		keep = -1;
 	rc = build_config(cli, &config);
@@ -1190,7 +1197,8 @@ static int parse_states(const char *list, json_t **out)
 	*out = NULL;
 	if (!*list || strlen(list) >= sizeof(buf) || list[0] == ',' || list[strlen(list) - 1] == ',' ||
 	    strstr(list, ",,"))
-		return failf(RC_USAGE, "--state: expected a list of states like paused,done, got '%.64s'", list);
+		return failf(RC_USAGE, "--state: expected a list of states like paused,done, got '%.*s'",
+			     tr_utf8_cut(list, TR_QUOTE_MAX), list);
 	snprintf(buf, sizeof(buf), "%s", list);
 	arr = json_array();
 	if (!arr)
@@ -1203,8 +1211,8 @@ static int parse_states(const char *list, json_t **out)
 		if (!known) {
 			json_decref(arr);
 			return failf(RC_USAGE,
-				     "--state: unknown state '%.32s' (expected queued, running, paused, killed, failed or done)",
-				     tok);
+				     "--state: unknown state '%.*s' (expected queued, running, paused, killed, failed or done)",
+				     tr_utf8_cut(tok, 32), tok);
 		}
 		json_array_append_new(arr, json_string(tok));
 	}
@@ -1231,7 +1239,8 @@ static int cmd_wait(struct cli *cli)
 		errno = 0;
 		timeout = strtod(s, &end);
 		if (!*s || *end || errno || !isfinite(timeout) || timeout < 0 || *s == ' ' || *s == '\t')
-			return failf(RC_USAGE, "--timeout: expected a number of seconds >= 0, got '%.64s'", s);
+			return failf(RC_USAGE, "--timeout: expected a number of seconds >= 0, got '%.*s'",
+				     tr_utf8_cut(s, TR_QUOTE_MAX), s);
 	}
 	if (cli->set[O_STATE]) {
 		rc = parse_states(cli->val[O_STATE], &states);
@@ -1283,7 +1292,8 @@ static int cmd_eval(struct cli *cli)
 
 	if (cli->set[O_SPLIT] && strcmp(cli->val[O_SPLIT], "val") != 0 &&
 	    strcmp(cli->val[O_SPLIT], "test") != 0)
-		return failf(RC_USAGE, "--split: expected val or test, got '%.64s'", cli->val[O_SPLIT]);
+		return failf(RC_USAGE, "--split: expected val or test, got '%.*s'",
+			     tr_utf8_cut(cli->val[O_SPLIT], TR_QUOTE_MAX), cli->val[O_SPLIT]);
 	if (cli->set[O_EPOCH]) {
 		rc = opt_int(cli, O_EPOCH, 1, 100000, &epoch);
 		if (rc != RC_OK)
@@ -1390,8 +1400,8 @@ static int cmd_export(struct cli *cli)
 	if (strncmp(sum, "sha256:", 7) == 0)
 		sum += 7;
 	if (strlen(sum) != SHA256_HEX_LEN || strcasecmp(sum, hex) != 0) {
-		rc = failf(RC_ERROR, "export: checksum mismatch: received data has sha256 %s, traind announced %.80s; nothing written",
-			   hex, sum);
+		rc = failf(RC_ERROR, "export: checksum mismatch: received data has sha256 %s, traind announced %.*s; nothing written",
+			   hex, tr_utf8_cut(sum, 80), sum);
 		goto out;
 	}
 	if (file_write_atomic(cli->val[O_OUTPUT], bytes, len, &err) < 0) {
@@ -1663,13 +1673,16 @@ static int positional(struct cli *cli, const char *arg)
 			if (strcmp(verbs[i].name, arg) == 0)
 				cli->verb = &verbs[i];
 		if (!cli->verb)
-			return failf(RC_USAGE, "unknown verb '%.64s' (see trainctl --help)", arg);
+			return failf(RC_USAGE, "unknown verb '%.*s' (see trainctl --help)",
+				     tr_utf8_cut(arg, TR_QUOTE_MAX), arg);
 		return RC_OK;
 	}
 	if (cli->verb->job == JOB_NONE || (cli->has_job && cli->verb->job != JOB_MANY))
-		return failf(RC_USAGE, "%s: unexpected argument '%.64s'", cli->verb->name, arg);
+		return failf(RC_USAGE, "%s: unexpected argument '%.*s'", cli->verb->name,
+			     tr_utf8_cut(arg, TR_QUOTE_MAX), arg);
 	if (!parse_int(arg, 1, INT64_MAX, &id))
-		return failf(RC_USAGE, "%s: JOB must be a positive integer, got '%.64s'", cli->verb->name, arg);
+		return failf(RC_USAGE, "%s: JOB must be a positive integer, got '%.*s'", cli->verb->name,
+			     tr_utf8_cut(arg, TR_QUOTE_MAX), arg);
 	if (cli->verb->job == JOB_MANY)
 		cli->jobs[cli->njobs++] = id;   /* room for every argument: parse_args */
 	if (!cli->has_job)
@@ -1710,7 +1723,7 @@ static int parse_args(struct cli *cli, int argc, char **argv)
 
 			o = find_long(arg + 2, len);
 			inline_val = eq ? eq + 1 : NULL;
-			snprintf(shown, sizeof(shown), "--%.*s", (int)(len > 64 ? 64 : len), arg + 2);
+			snprintf(shown, sizeof(shown), "--%.*s", tr_utf8_cut(arg + 2, len > 64 ? 64 : len), arg + 2);
 		} else {
 			o = find_short(arg[1]);
 			inline_val = arg[2] ? arg + 2 : NULL;

@@ -258,6 +258,8 @@ static int parse_reply(struct vl_conn *c, const char *text, size_t len, struct v
 	params = json_object_get(msg, "parameters");
 	error = json_object_get(msg, "error");
 	cont = json_object_get(msg, "continues");
+	if (json_is_null(params))
+		params = NULL; /* null is no parameters, as an absent field */
 	if ((params && !json_is_object(params)) || (error && !json_is_string(error)) ||
 	    (cont && !json_is_boolean(cont))) {
 		json_decref(msg);

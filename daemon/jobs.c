@@ -468,7 +468,7 @@ static void kill_after_done(void *arg, int rc, const struct tr_err *err)
 	if (w->c) {
 		call_on_cancel(w->c, NULL, NULL);
 		if (rc < 0)
-			call_error(w->c, "StorageError",
+			call_error(w->c, PROTO_STORAGE_ERROR,
 				   json_pack("{s:s}", "message", err ? err->msg : "cannot record the kill"));
 		else
 			call_reply(w->c, id_state(j), false);
@@ -499,7 +499,7 @@ static void set_kill_after(struct job *j, int64_t epoch, struct call *c)
 	}
 	log_err("job %" PRId64 ": cannot record the kill after epoch %" PRId64, j->id, epoch);
 	if (c)
-		call_error(c, "StorageError", json_pack("{s:s}", "message", "cannot record the kill"));
+		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "cannot record the kill"));
 }
 
 /* Change the in-memory state, record it in the database (in order, on the
@@ -782,7 +782,7 @@ static void notify(struct job *j)
 			if (r > 0)
 				reply_job(w->call, j);
 			else
-				call_error(w->call, "UnexpectedState",
+				call_error(w->call, PROTO_UNEXPECTED_STATE,
 					   json_pack("{s:I,s:s}", "id", (json_int_t)j->id, "state",
 						     job_state_name(j->state)));
 			waiter_free(w);
@@ -793,7 +793,7 @@ static void notify(struct job *j)
 			waiter_unlink(w);
 			call_on_cancel(w->call, NULL, NULL);
 			if (j->state == JOB_FAILED && strcmp(call_method(w->call), "io.traind.Pause") == 0)
-				call_error(w->call, "CheckpointError",
+				call_error(w->call, PROTO_CHECKPOINT_ERROR,
 					   json_pack("{s:I,s:s}", "id", (json_int_t)j->id, "message",
 						     j->error ? j->error : "the pause checkpoint failed"));
 			else
@@ -827,7 +827,7 @@ static void on_wait_timeout(uv_timer_t *t)
 
 	waiter_unlink(w);
 	call_on_cancel(w->call, NULL, NULL);
-	call_error(w->call, "Timeout", json_pack("{s:I}", "id", (json_int_t)w->job->id));
+	call_error(w->call, PROTO_TIMEOUT, json_pack("{s:I}", "id", (json_int_t)w->job->id));
 	waiter_free(w);
 }
 
@@ -1120,7 +1120,7 @@ static json_t *id_state(struct job *j)
 
 static void invalid_state(struct call *c, struct job *j, const char *msg)
 {
-	call_error(c, "InvalidState",
+	call_error(c, PROTO_INVALID_STATE,
 		   json_pack("{s:I,s:s,s:s}", "id", (json_int_t)j->id, "state", job_state_name(j->state),
 			     "message", msg));
 }
@@ -1179,13 +1179,13 @@ static void create_done(void *arg, int rc, const struct tr_err *err)
 		call_on_cancel(r->c, NULL, NULL);
 	if (rc < 0) {
 		if (r->c)
-			call_error(r->c, "StorageError", json_pack("{s:s}", "message", err ? err->msg : "?"));
+			call_error(r->c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", err ? err->msg : "?"));
 		goto out;
 	}
 	j = job_new(d);
 	if (!j) {
 		if (r->c)
-			call_error(r->c, "StorageError", json_pack("{s:s}", "message", "out of memory"));
+			call_error(r->c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
 		goto out;
 	}
 	j->id = r->id;
@@ -1229,7 +1229,7 @@ void jobs_start_job(struct daemon *d, struct call *c, const char *name,
 		free(r);
 		json_decref(cj);
 		free(init_ckpt);
-		call_error(c, "StorageError", json_pack("{s:s}", "message", "out of memory"));
+		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
 		return;
 	}
 	r->d = d;
@@ -1249,7 +1249,7 @@ void jobs_start_job(struct daemon *d, struct call *c, const char *name,
 		free(r->config_json);
 		free(r->init_ckpt);
 		free(r);
-		call_error(c, "StorageError", json_pack("{s:s}", "message", "cannot queue the job"));
+		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "cannot queue the job"));
 	}
 }
 
@@ -1268,7 +1268,7 @@ void jobs_pause(struct daemon *d, struct call *c, struct job *j)
 	if (atomic_load(&j->stop) == STOP_NONE)
 		atomic_store(&j->stop, STOP_PAUSE);
 	if (!add_waiter(j, c, W_STOP))
-		call_error(c, "StorageError", json_pack("{s:s}", "message", "out of memory"));
+		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
 }
 
 void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_only)
@@ -1301,9 +1301,7 @@ void jobs_kill(struct daemon *d, struct call *c, struct job *j, int64_t after_ep
 	}
 	if (after_epoch > 0 && (uint32_t)after_epoch > j->committed_epoch) {
 		if ((uint64_t)after_epoch > j->cfg.epochs) {
-			call_error(c, "InvalidParameter",
-				   json_pack("{s:s,s:s}", "parameter", "after_epoch", "message",
-					     "after_epoch is beyond the job's last epoch"));
+			call_invalid_parameter(c, "after_epoch", "after_epoch is beyond the job's last epoch");
 			return;
 		}
 		log_notice("job %" PRId64 ": will be killed after epoch %" PRId64 " commits", j->id,
@@ -1320,7 +1318,7 @@ void jobs_kill(struct daemon *d, struct call *c, struct job *j, int64_t after_ep
 	atomic_store(&j->stop, STOP_KILL);
 	log_notice("job %" PRId64 ": kill requested", j->id);
 	if (!add_waiter(j, c, W_STOP))
-		call_error(c, "StorageError", json_pack("{s:s}", "message", "out of memory"));
+		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
 }
 
 void jobs_wait(struct daemon *d, struct call *c, struct job *j, uint32_t epoch, unsigned states,
@@ -1333,7 +1331,7 @@ void jobs_wait(struct daemon *d, struct call *c, struct job *j, uint32_t epoch, 
 		states = STOPPED_STATES;
 	w = add_waiter(j, c, W_WAIT);
 	if (!w) {
-		call_error(c, "StorageError", json_pack("{s:s}", "message", "out of memory"));
+		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
 		return;
 	}
 	w->epoch = epoch;
@@ -1359,7 +1357,7 @@ void jobs_watch(struct daemon *d, struct call *c, struct job *j)
 
 	(void)d;
 	if (!w) {
-		call_error(c, "StorageError", json_pack("{s:s}", "message", "out of memory"));
+		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
 		return;
 	}
 	notify(j);   /* a job that is not training gets its one final reply now */
@@ -1398,7 +1396,7 @@ static void job_remove(struct daemon *d, struct job *j)
 
 		j->waiters = w->next;
 		call_on_cancel(w->call, NULL, NULL);
-		call_error(w->call, "JobRemoved", json_pack("{s:I}", "id", (json_int_t)j->id));
+		call_error(w->call, PROTO_JOB_REMOVED, json_pack("{s:I}", "id", (json_int_t)j->id));
 		waiter_free(w);
 	}
 	for (size_t i = 0; i < d->njobs; i++) {
@@ -1427,7 +1425,7 @@ static void removal_done(void *arg, int rc, const struct tr_err *err)
 		log_err("job %" PRId64 ": cannot remove it: %s", r->id, err ? err->msg : "?");
 		j->removal = NULL;
 		if (r->c)
-			call_error(r->c, "StorageError",
+			call_error(r->c, PROTO_STORAGE_ERROR,
 				   json_pack("{s:s}", "message", err ? err->msg : "cannot remove the job"));
 		free(r);
 		notify(j);
@@ -1459,7 +1457,7 @@ static void removal_submit(struct removal *r)
 	j->removal = NULL;
 	if (r->c) {
 		call_on_cancel(r->c, NULL, NULL);
-		call_error(r->c, "StorageError", json_pack("{s:s}", "message", "cannot queue the removal"));
+		call_error(r->c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "cannot queue the removal"));
 	}
 	free(r);
 	notify(j);
@@ -1481,7 +1479,7 @@ void jobs_delete(struct daemon *d, struct call *c, struct job *j, bool force)
 	}
 	r = calloc(1, sizeof(*r));
 	if (!r) {
-		call_error(c, "StorageError", json_pack("{s:s}", "message", "out of memory"));
+		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
 		return;
 	}
 	r->j = j;

@@ -19,22 +19,9 @@
 #include "traind/sha256.h"
 
 extern const char traind_interface_description[];
+extern const char varlink_service_description[];
 
 /* ---- parameter helpers ------------------------------------------------ */
-
-static void bad_param(struct call *c, const char *param, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void bad_param(struct call *c, const char *param, const char *fmt, ...)
-{
-	char msg[TR_ERR_MSG_MAX];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	call_error(c, "InvalidParameter", json_pack("{s:s,s:s}", "parameter", param, "message", msg));
-}
 
 /* Only the listed keys may appear. Returns false after replying. */
 static bool only_keys(struct call *c, const char *const *allowed)
@@ -49,7 +36,11 @@ static bool only_keys(struct call *c, const char *const *allowed)
 			if (strcmp(*a, key) == 0)
 				ok = true;
 		if (!ok) {
-			bad_param(c, key, "unknown parameter '%.64s' for %s", key, call_method(c));
+			char name[TR_QUOTE_MAX + 1];
+			int n = tr_utf8_cut(key, TR_QUOTE_MAX);
+
+			snprintf(name, sizeof(name), "%.*s", n, key);
+			call_invalid_parameter(c, name, "unknown parameter '%s' for %s", name, call_method(c));
 			return false;
 		}
 	}
@@ -64,18 +55,18 @@ static bool get_int(struct call *c, const char *key, bool required, int64_t min,
 
 	if (!v || json_is_null(v)) {
 		if (required) {
-			bad_param(c, key, "missing parameter '%s'", key);
+			call_invalid_parameter(c, key, "missing parameter '%s'", key);
 			return false;
 		}
 		return true;
 	}
 	if (!json_is_integer(v)) {
-		bad_param(c, key, "'%s' must be an integer", key);
+		call_invalid_parameter(c, key, "'%s' must be an integer", key);
 		return false;
 	}
 	if (json_integer_value(v) < min || json_integer_value(v) > max) {
-		bad_param(c, key, "'%s' is %" JSON_INTEGER_FORMAT ", out of range [%" PRId64 ", %" PRId64 "]",
-			  key, json_integer_value(v), min, max);
+		call_invalid_parameter(c, key, "'%s' is %" JSON_INTEGER_FORMAT ", out of range [%" PRId64
+				       ", %" PRId64 "]", key, json_integer_value(v), min, max);
 		return false;
 	}
 	*out = json_integer_value(v);
@@ -89,7 +80,7 @@ static bool get_bool(struct call *c, const char *key, bool *out)
 	if (!v || json_is_null(v))
 		return true;
 	if (!json_is_boolean(v)) {
-		bad_param(c, key, "'%s' must be true or false", key);
+		call_invalid_parameter(c, key, "'%s' must be true or false", key);
 		return false;
 	}
 	*out = json_is_true(v);
@@ -106,7 +97,7 @@ static struct job *get_job(struct daemon *d, struct call *c)
 		return NULL;
 	j = jobs_find(d, id);
 	if (!j)
-		call_error(c, "NoSuchJob", json_pack("{s:I}", "id", (json_int_t)id));
+		call_error(c, PROTO_NO_SUCH_JOB, json_pack("{s:I}", "id", (json_int_t)id));
 	return j;
 }
 
@@ -131,8 +122,8 @@ struct bg {
 	/* results */
 	int rc;
 	struct tr_err err;
-	const char *error_name;    /* protocol error on failure */
-	const char *bad_param;     /* InvalidParameter: which one */
+	enum proto_error error;    /* protocol error on failure */
+	const char *bad_param;     /* PROTO_INVALID_PARAMETER: which one */
 	json_t *result;            /* reply parameters on success */
 };
 
@@ -147,20 +138,21 @@ static void bg_cancel(void *arg)
 /* The parameters of the error reply for a failed background call. */
 static json_t *bg_error_params(struct bg *b)
 {
-	const char *name = b->error_name ? b->error_name : "StorageError";
-
-	if (strcmp(name, "NoSuchCheckpoint") == 0)
+	switch (b->error) {
+	case PROTO_NO_SUCH_CHECKPOINT:
 		return b->epoch >= 0 ? json_pack("{s:I,s:I}", "id", (json_int_t)b->id, "epoch",
 						 (json_int_t)b->epoch)
 				     : json_pack("{s:I}", "id", (json_int_t)b->id);
-	if (strcmp(name, "DatasetError") == 0)
+	case PROTO_DATASET_ERROR:
 		return json_pack("{s:s,s:s}", "dataset", b->cfg.dataset, "message", b->err.msg);
-	if (strcmp(name, "InvalidParameter") == 0)
+	case PROTO_INVALID_PARAMETER:
 		return json_pack("{s:s,s:s}", "parameter", b->bad_param ? b->bad_param : "config",
 				 "message", b->err.msg);
-	if (strcmp(name, "CheckpointError") == 0)
+	case PROTO_CHECKPOINT_ERROR:
 		return json_pack("{s:I,s:s}", "id", (json_int_t)b->id, "message", b->err.msg);
-	return json_pack("{s:s}", "message", b->err.msg);
+	default:
+		return json_pack("{s:s}", "message", b->err.msg);
+	}
 }
 
 static void bg_after(uv_work_t *req, int status)
@@ -171,7 +163,7 @@ static void bg_after(uv_work_t *req, int status)
 	if (b->c) {
 		call_on_cancel(b->c, NULL, NULL);
 		if (b->rc < 0) {
-			call_error(b->c, b->error_name ? b->error_name : "StorageError", bg_error_params(b));
+			call_error(b->c, b->error, bg_error_params(b));
 		} else {
 			call_reply(b->c, b->result, false);
 			b->result = NULL;
@@ -190,7 +182,7 @@ static void bg_after_start(uv_work_t *req, int status)
 	(void)status;
 	if (b->rc == 0 && b->c && b->d->shutting_down) {
 		b->rc = -ESHUTDOWN;
-		b->error_name = "InvalidState";
+		b->error = PROTO_SHUTTING_DOWN;
 		tr_err_set(&b->err, -ESHUTDOWN, "traind is shutting down");
 	} else if (b->rc == 0 && b->c) {
 		call_on_cancel(b->c, NULL, NULL);
@@ -207,12 +199,13 @@ static struct bg *bg_new(struct daemon *d, struct call *c)
 	struct bg *b = calloc(1, sizeof(*b));
 
 	if (!b) {
-		call_error(c, "StorageError", json_pack("{s:s}", "message", "out of memory"));
+		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
 		return NULL;
 	}
 	b->d = d;
 	b->c = c;
 	b->epoch = -1;
+	b->error = PROTO_STORAGE_ERROR;
 	b->req.data = b;
 	return b;
 }
@@ -222,17 +215,17 @@ static void bg_queue(struct bg *b, uv_work_cb work, uv_after_work_cb after)
 	call_on_cancel(b->c, bg_cancel, b);
 	if (uv_queue_work(b->d->loop, &b->req, work, after) < 0) {
 		call_on_cancel(b->c, NULL, NULL);
-		call_error(b->c, "StorageError", json_pack("{s:s}", "message", "cannot queue work"));
+		call_error(b->c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "cannot queue work"));
 		json_decref(b->init_b64);
 		free(b->init_model);
 		free(b);
 	}
 }
 
-static int bg_fail(struct bg *b, const char *name, int rc)
+static int bg_fail(struct bg *b, enum proto_error e, int rc)
 {
 	b->rc = rc < 0 ? rc : -EIO;
-	b->error_name = name;
+	b->error = e;
 	return b->rc;
 }
 
@@ -249,7 +242,7 @@ static int bg_checkpoint(struct bg *b, struct store *s, struct store_checkpoint 
 
 		rc = store_checkpoint_list(s, b->id, &list, &n, &b->err);
 		if (rc < 0)
-			return bg_fail(b, "StorageError", rc);
+			return bg_fail(b, PROTO_STORAGE_ERROR, rc);
 		for (size_t i = 0; i < n; i++) {
 			if (list[i].is_epoch && (int64_t)list[i].epoch > epoch)
 				epoch = list[i].epoch;
@@ -261,9 +254,9 @@ static int bg_checkpoint(struct bg *b, struct store *s, struct store_checkpoint 
 			: store_latest_checkpoint(s, b->id, ck, &b->err);
 
 	if (rc == -ENOENT)
-		return bg_fail(b, "NoSuchCheckpoint", rc);
+		return bg_fail(b, PROTO_NO_SUCH_CHECKPOINT, rc);
 	if (rc < 0)
-		return bg_fail(b, "StorageError", rc);
+		return bg_fail(b, PROTO_STORAGE_ERROR, rc);
 	return 0;
 }
 
@@ -282,25 +275,25 @@ static void work_start_check(uv_work_t *req)
 		if (base64_decode(json_string_value(b->init_b64), json_string_length(b->init_b64),
 				  &b->init_model, &b->init_len) < 0) {
 			tr_err_set(&b->err, -EINVAL, "'init_from' is not valid base64");
-			bg_fail(b, "InvalidParameter", -EINVAL);
+			bg_fail(b, PROTO_INVALID_PARAMETER, -EINVAL);
 			return;
 		}
 		rc = st_parse(&f, b->init_model, b->init_len, &b->err);
 		st_file_free(f);
 		if (rc < 0) {
-			bg_fail(b, "InvalidParameter", rc);
+			bg_fail(b, PROTO_INVALID_PARAMETER, rc);
 			return;
 		}
 	}
 	rc = dscache_get(b->d->dsc, b->cfg.dataset, &ds, &b->err);
 	if (rc < 0) {
-		bg_fail(b, "DatasetError", rc);
+		bg_fail(b, PROTO_DATASET_ERROR, rc);
 		return;
 	}
 	b->bad_param = NULL;
 	rc = trainer_check_config(&b->cfg, ds, &b->err);
 	if (rc < 0)
-		bg_fail(b, "InvalidParameter", rc);
+		bg_fail(b, PROTO_INVALID_PARAMETER, rc);
 	if (rc == 0 && b->init_model) {
 		b->bad_param = "init_from";
 		/* The job's starting point becomes its first checkpoint (epoch 0,
@@ -314,7 +307,7 @@ static void work_start_check(uv_work_t *req)
 		if (rc == 0)
 			rc = checkpoint_load_model(t, b->init_model, b->init_len, &b->err);
 		if (rc < 0) {
-			bg_fail(b, "InvalidParameter", rc);
+			bg_fail(b, PROTO_INVALID_PARAMETER, rc);
 		} else {
 			b->bad_param = NULL;
 			rc = checkpoint_serialize(t, &blob, &len, &b->err);
@@ -322,7 +315,7 @@ static void work_start_check(uv_work_t *req)
 				rc = checkpoint_seal(blob, len, b->init_checksum, &b->err);
 			if (rc < 0) {
 				free(blob);
-				bg_fail(b, "StorageError", rc);
+				bg_fail(b, PROTO_STORAGE_ERROR, rc);
 			} else {
 				free(b->init_model);
 				b->init_model = blob;
@@ -344,7 +337,7 @@ static void work_history(uv_work_t *req)
 
 	if (store_open(&s, b->d->db_path, true, &b->err) < 0 ||
 	    store_history(s, b->id, &rows, &n, &b->err) < 0) {
-		bg_fail(b, "StorageError", -EIO);
+		bg_fail(b, PROTO_STORAGE_ERROR, -EIO);
 		goto out;
 	}
 	a = json_array();
@@ -366,7 +359,7 @@ static void work_checkpoints(uv_work_t *req)
 
 	if (store_open(&s, b->d->db_path, true, &b->err) < 0 ||
 	    store_checkpoint_list(s, b->id, &cks, &n, &b->err) < 0) {
-		bg_fail(b, "StorageError", -EIO);
+		bg_fail(b, PROTO_STORAGE_ERROR, -EIO);
 		goto out;
 	}
 	a = json_array();
@@ -398,27 +391,27 @@ static void work_eval(uv_work_t *req)
 	memset(&ck, 0, sizeof(ck));
 	rc = store_open(&s, b->d->db_path, true, &b->err);
 	if (rc < 0) {
-		bg_fail(b, "StorageError", rc);
+		bg_fail(b, PROTO_STORAGE_ERROR, rc);
 		goto out;
 	}
 	if (bg_checkpoint(b, s, &ck) < 0)
 		goto out;
 	rc = checkpoint_inspect(ck.blob, (size_t)ck.size, &info, &b->err);
 	if (rc < 0) {
-		bg_fail(b, "CheckpointError", rc);
+		bg_fail(b, PROTO_CHECKPOINT_ERROR, rc);
 		goto out;
 	}
 	snprintf(b->cfg.dataset, sizeof(b->cfg.dataset), "%s", info.cfg.dataset);
 	rc = dscache_get(b->d->dsc, info.cfg.dataset, &ds, &b->err);
 	if (rc < 0) {
-		bg_fail(b, "DatasetError", rc);
+		bg_fail(b, PROTO_DATASET_ERROR, rc);
 		goto out;
 	}
 	rc = checkpoint_restore(&t, ck.blob, (size_t)ck.size, ds, false, &b->err);
 	if (rc == 0)
 		rc = trainer_evaluate(t, b->split, &m);
 	if (rc < 0) {
-		bg_fail(b, "CheckpointError", rc);
+		bg_fail(b, PROTO_CHECKPOINT_ERROR, rc);
 		goto out;
 	}
 	b->result = json_pack("{s:f,s:f,s:f,s:I,s:I,s:I,s:s}", "loss", m.loss, "acc", m.acc,
@@ -447,21 +440,21 @@ static void work_export(uv_work_t *req)
 	memset(&ck, 0, sizeof(ck));
 	rc = store_open(&s, b->d->db_path, true, &b->err);
 	if (rc < 0) {
-		bg_fail(b, "StorageError", rc);
+		bg_fail(b, PROTO_STORAGE_ERROR, rc);
 		goto out;
 	}
 	if (bg_checkpoint(b, s, &ck) < 0)
 		goto out;
 	rc = checkpoint_export_from_blob(ck.blob, (size_t)ck.size, &model, &len, &b->err);
 	if (rc < 0) {
-		bg_fail(b, "CheckpointError", rc);
+		bg_fail(b, PROTO_CHECKPOINT_ERROR, rc);
 		goto out;
 	}
 	sha256_hex(model, len, hex);
 	text = base64_encode(model, len);
 	if (!text) {
 		tr_err_set(&b->err, -ENOMEM, "out of memory");
-		bg_fail(b, "StorageError", -ENOMEM);
+		bg_fail(b, PROTO_STORAGE_ERROR, -ENOMEM);
 		goto out;
 	}
 	b->result = json_pack("{s:I,s:I,s:I,s:s,s:s}", "epoch", (json_int_t)ck.epoch, "step",
@@ -490,22 +483,22 @@ static void m_start(struct daemon *d, struct call *c)
 		const char *n = json_is_string(name) ? json_string_value(name) : NULL;
 
 		if (!n || !*n || strlen(n) >= STORE_NAME_MAX) {
-			bad_param(c, "name", "'name' must be a string of 1 to %d bytes", STORE_NAME_MAX - 1);
+			call_invalid_parameter(c, "name", "'name' must be a string of 1 to %d bytes", STORE_NAME_MAX - 1);
 			return;
 		}
 		for (const char *q = n; *q; q++) {
 			if ((unsigned char)*q < 0x20 || *q == 0x7f) {
-				bad_param(c, "name", "'name' must not contain control characters");
+				call_invalid_parameter(c, "name", "'name' must not contain control characters");
 				return;
 			}
 		}
 	}
 	if (config && !json_is_null(config) && !json_is_object(config)) {
-		bad_param(c, "config", "'config' must be an object");
+		call_invalid_parameter(c, "config", "'config' must be an object");
 		return;
 	}
 	if (init && !json_is_null(init) && !json_is_string(init)) {
-		bad_param(c, "init_from", "'init_from' must be a base64 string");
+		call_invalid_parameter(c, "init_from", "'init_from' must be a base64 string");
 		return;
 	}
 	b = bg_new(d, c);
@@ -514,14 +507,12 @@ static void m_start(struct daemon *d, struct call *c)
 	if (config && json_is_object(config)) {
 		rc = config_from_json(&b->cfg, config, &b->err);
 		if (rc < 0) {
-			char param[80];
-			const char *colon = strchr(b->err.msg, ':');
+			/* the key the configuration module names, as data */
+			char param[sizeof("config.") + TR_ERR_KEY_MAX];
 
-			snprintf(param, sizeof(param), "config.%.*s",
-				 colon && colon - b->err.msg < 40 ? (int)(colon - b->err.msg) : 0, b->err.msg);
-			call_error(c, "InvalidParameter",
-				   json_pack("{s:s,s:s}", "parameter", colon ? param : "config", "message",
-					     b->err.msg));
+			snprintf(param, sizeof(param), "config%s%s", b->err.key[0] ? "." : "", b->err.key);
+			call_error(c, PROTO_INVALID_PARAMETER,
+				   json_pack("{s:s,s:s}", "parameter", param, "message", b->err.msg));
 			free(b);
 			return;
 		}
@@ -529,7 +520,7 @@ static void m_start(struct daemon *d, struct call *c)
 		config_defaults(&b->cfg);
 	}
 	if (dscache_check(d->dsc, b->cfg.dataset, &b->err) < 0) {
-		call_error(c, "DatasetError",
+		call_error(c, PROTO_DATASET_ERROR,
 			   json_pack("{s:s,s:s}", "dataset", b->cfg.dataset, "message", b->err.msg));
 		free(b);
 		return;
@@ -600,14 +591,14 @@ static bool get_states(struct call *c, const char *key, unsigned *mask)
 	if (!states || json_is_null(states))
 		return true;
 	if (!json_is_array(states) || json_array_size(states) == 0) {
-		bad_param(c, key, "'%s' must be a non-empty array of state names", key);
+		call_invalid_parameter(c, key, "'%s' must be a non-empty array of state names", key);
 		return false;
 	}
 	json_array_foreach(states, i, s) {
 		int st = json_is_string(s) ? job_state_parse(json_string_value(s)) : -1;
 
 		if (st < 0) {
-			bad_param(c, key, "'%s' holds an unknown state (expected queued, running, paused, "
+			call_invalid_parameter(c, key, "'%s' holds an unknown state (expected queued, running, paused, "
 				  "killed, failed or done)", key);
 			return false;
 		}
@@ -687,18 +678,19 @@ static void m_wait(struct daemon *d, struct call *c)
 		json_t *s;
 
 		if (!json_is_array(states) || json_array_size(states) == 0) {
-			bad_param(c, "states", "'states' must be a non-empty array of state names");
+			call_invalid_parameter(c, "states", "'states' must be a non-empty array of state names");
 			return;
 		}
 		json_array_foreach(states, i, s) {
 			int st = json_is_string(s) ? job_state_parse(json_string_value(s)) : -1;
 
 			if (st < 0) {
-				bad_param(c, "states", "unknown state %s%.32s%s (expected queued, running, "
-					  "paused, killed, failed or done)",
-					  json_is_string(s) ? "'" : "",
-					  json_is_string(s) ? json_string_value(s) : "(not a string)",
-					  json_is_string(s) ? "'" : "");
+				const char *text = json_is_string(s) ? json_string_value(s) : "(not a string)";
+
+				call_invalid_parameter(c, "states", "unknown state %s%.*s%s (expected queued, running, "
+						       "paused, killed, failed or done)",
+						       json_is_string(s) ? "'" : "", tr_utf8_cut(text, 32), text,
+						       json_is_string(s) ? "'" : "");
 				return;
 			}
 			mask |= 1u << st;
@@ -707,7 +699,7 @@ static void m_wait(struct daemon *d, struct call *c)
 	if (timeout && !json_is_null(timeout)) {
 		if (!json_is_number(timeout) || !isfinite(json_number_value(timeout)) ||
 		    json_number_value(timeout) < 0 || json_number_value(timeout) > 1e7) {
-			bad_param(c, "timeout", "'timeout' must be a number of seconds in [0, 1e7]");
+			call_invalid_parameter(c, "timeout", "'timeout' must be a number of seconds in [0, 1e7]");
 			return;
 		}
 		t = json_number_value(timeout);
@@ -715,7 +707,7 @@ static void m_wait(struct daemon *d, struct call *c)
 	if (!(j = get_job(d, c)))
 		return;
 	if ((uint64_t)epoch > j->cfg.epochs) {
-		bad_param(c, "epoch", "job %" PRId64 " has only %u epochs", j->id, j->cfg.epochs);
+		call_invalid_parameter(c, "epoch", "job %" PRId64 " has only %u epochs", j->id, j->cfg.epochs);
 		return;
 	}
 	jobs_wait(d, c, j, (uint32_t)epoch, mask, t);
@@ -740,7 +732,7 @@ static void m_eval(struct daemon *d, struct call *c)
 		else if (strcmp(s, "test") == 0)
 			which = EVAL_TEST;
 		else {
-			bad_param(c, "split", "'split' must be \"val\" or \"test\"");
+			call_invalid_parameter(c, "split", "'split' must be \"val\" or \"test\"");
 			return;
 		}
 	}
@@ -789,19 +781,27 @@ static void m_get_info(struct daemon *d, struct call *c)
 static void m_get_interface(struct daemon *d, struct call *c)
 {
 	json_t *iface = json_object_get(call_params(c), "interface");
+	static const char *const keys[] = { "interface", NULL };
+	const char *name;
 
 	(void)d;
+	if (!only_keys(c, keys))
+		return;
 	if (!json_is_string(iface)) {
-		call_error(c, "org.varlink.service.InvalidParameter",
-			   json_pack("{s:s}", "parameter", "interface"));
+		call_invalid_parameter(c, "interface", "'interface' must be an interface name");
 		return;
 	}
-	if (strcmp(json_string_value(iface), "io.traind") != 0) {
-		call_error(c, "org.varlink.service.InterfaceNotFound",
-			   json_pack("{s:s}", "interface", json_string_value(iface)));
-		return;
+	name = json_string_value(iface);
+	if (strcmp(name, "io.traind") == 0) {
+		call_reply(c, json_pack("{s:s}", "description", traind_interface_description), false);
+	} else if (strcmp(name, "org.varlink.service") == 0) {
+		call_reply(c, json_pack("{s:s}", "description", varlink_service_description), false);
+	} else {
+		char shown[TR_QUOTE_MAX + 1];
+
+		snprintf(shown, sizeof(shown), "%.*s", tr_utf8_cut(name, TR_QUOTE_MAX), name);
+		call_error(c, PROTO_INTERFACE_NOT_FOUND, json_pack("{s:s}", "interface", shown));
 	}
-	call_reply(c, json_pack("{s:s}", "description", traind_interface_description), false);
 }
 
 static const struct {
@@ -833,9 +833,8 @@ void methods_dispatch(void *ctx, struct call *c, const char *method)
 		if (strcmp(methods[i].name, method) == 0) {
 			if (d->shutting_down && methods[i].fn != m_status && methods[i].fn != m_list &&
 			    methods[i].fn != m_get_info) {
-				call_error(c, "InvalidState",
-					   json_pack("{s:I,s:s,s:s}", "id", (json_int_t)0, "state", "stopping",
-						     "message", "traind is shutting down"));
+				call_error(c, PROTO_SHUTTING_DOWN,
+					   json_pack("{s:s}", "message", "traind is shutting down"));
 				return;
 			}
 			methods[i].fn(d, c);
@@ -843,9 +842,9 @@ void methods_dispatch(void *ctx, struct call *c, const char *method)
 		}
 	}
 	if (strncmp(method, "io.traind.", 10) == 0 || strncmp(method, "org.varlink.service.", 20) == 0)
-		call_error(c, "org.varlink.service.MethodNotFound",
-			   json_pack("{s:s}", "method", method));
+		call_error(c, PROTO_METHOD_NOT_FOUND, json_pack("{s:s}", "method", method));
 	else
-		call_error(c, "org.varlink.service.InterfaceNotFound",
-			   json_pack("{s:s}", "interface", method));
+		call_error(c, PROTO_INTERFACE_NOT_FOUND,
+			   json_pack("{s:s%}", "interface", method,
+				     strrchr(method, '.') ? (size_t)(strrchr(method, '.') - method) : strlen(method)));
 }

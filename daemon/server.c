@@ -197,18 +197,54 @@ static void send_json(struct conn *c, json_t *msg)
 		enforce_queue_budget(c->srv);
 }
 
-static void protocol_error(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The message of a reply naming error `e` with `params`, checked against
+ * e's declaration (a mismatch is a bug in traind: logged, sent anyway, so
+ * the client still hears what went wrong). Takes params. */
+static json_t *error_message(enum proto_error e, json_t *params)
+{
+	char why[160];
+	json_t *m;
 
-static void protocol_error(struct conn *c, const char *fmt, ...)
+	if (!params)
+		params = json_object();
+	if (!proto_error_check(e, params, why, sizeof(why))) {
+		char *text = json_dumps(params, JSON_COMPACT);
+
+		log_err("protocol bug: %s sent with parameters %s not as declared: %s", proto_error_name(e),
+			text ? text : "(none)", why);
+		free(text);
+	}
+	m = json_object();
+	if (!m || json_object_set_new(m, "error", json_string(proto_error_name(e))) < 0) {
+		json_decref(m);
+		json_decref(params);
+		return NULL;
+	}
+	if (json_object_set_new(m, "parameters", params) < 0) {
+		json_decref(m);
+		return NULL;
+	}
+	return m;
+}
+
+/* An error outside any call (the message was not a call; the connection is
+ * refused): {"message": ...} for an error that carries just a message. */
+static void conn_error(struct conn *c, enum proto_error e, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void conn_error(struct conn *c, enum proto_error e, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
 	json_t *m;
+	int n;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	m = json_pack("{s:s,s:{s:s}}", "error", "io.traind.ProtocolError", "parameters", "message", msg);
+	if (n >= (int)sizeof(msg))
+		msg[tr_utf8_cut(msg, sizeof(msg) - 1)] = '\0';
+	m = error_message(e, json_pack("{s:s}", "message", msg));
 	if (m)
 		send_json(c, m);
 	json_decref(m);
@@ -277,23 +313,28 @@ void call_reply(struct call *c, json_t *params, bool continues)
 		call_end(c);
 }
 
-void call_error(struct call *c, const char *error, json_t *params)
+void call_error(struct call *c, enum proto_error e, json_t *params)
 {
-	if (call_alive(c) && !c->oneway) {
-		char name[160];
-		json_t *m;
+	json_t *m = error_message(e, params);
 
-		if (strchr(error, '.'))
-			snprintf(name, sizeof(name), "%s", error);
-		else
-			snprintf(name, sizeof(name), "io.traind.%s", error);
-		m = json_pack("{s:s,s:o}", "error", name, "parameters", params ? params : json_object());
-		params = NULL;
+	if (m && call_alive(c) && !c->oneway)
 		send_json(c->conn, m);
-		json_decref(m);
-	}
-	json_decref(params);
+	json_decref(m);
 	call_end(c);
+}
+
+void call_invalid_parameter(struct call *c, const char *param, const char *fmt, ...)
+{
+	char msg[TR_ERR_MSG_MAX];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (n >= (int)sizeof(msg))
+		msg[tr_utf8_cut(msg, sizeof(msg) - 1)] = '\0';
+	call_error(c, PROTO_INVALID_PARAMETER, json_pack("{s:s,s:s}", "parameter", param, "message", msg));
 }
 
 /* ---- input ------------------------------------------------------------ */
@@ -306,11 +347,11 @@ static void handle_parsed(struct conn *c, json_t *msg, const json_error_t *jerr)
 	struct call *call;
 
 	if (!msg) {
-		protocol_error(c, "malformed JSON at byte %d: %s", jerr->position, jerr->text);
+		conn_error(c, PROTO_PROTOCOL_ERROR, "malformed JSON at byte %d: %s", jerr->position, jerr->text);
 		return;
 	}
 	if (!json_is_object(msg)) {
-		protocol_error(c, "a message must be a JSON object");
+		conn_error(c, PROTO_PROTOCOL_ERROR, "a message must be a JSON object");
 		goto out;
 	}
 	method = json_object_get(msg, "method");
@@ -319,25 +360,33 @@ static void handle_parsed(struct conn *c, json_t *msg, const json_error_t *jerr)
 	oneway = json_object_get(msg, "oneway");
 	if (!json_is_string(method) || json_string_length(method) == 0 ||
 	    json_string_length(method) >= sizeof(call->method)) {
-		protocol_error(c, "the message has no \"method\" string");
+		conn_error(c, PROTO_PROTOCOL_ERROR, "the message has no \"method\" string");
 		goto out;
 	}
+	/* null, as an absent "parameters", is a call without any (the
+	 * reference Go client sends it for GetInfo) */
+	if (json_is_null(params))
+		params = NULL;
 	if (params && !json_is_object(params)) {
-		protocol_error(c, "\"parameters\" must be an object");
+		conn_error(c, PROTO_PROTOCOL_ERROR, "\"parameters\" must be an object or null");
 		goto out;
 	}
 	if ((more && !json_is_boolean(more)) || (oneway && !json_is_boolean(oneway))) {
-		protocol_error(c, "\"more\" and \"oneway\" must be booleans");
+		conn_error(c, PROTO_PROTOCOL_ERROR, "\"more\" and \"oneway\" must be booleans");
 		goto out;
 	}
 	call = calloc(1, sizeof(*call));
 	if (!call) {
-		protocol_error(c, "out of memory");
+		conn_error(c, PROTO_PROTOCOL_ERROR, "out of memory");
 		goto out;
 	}
 	if (!params) {
 		params = json_object();
-		json_object_set_new(msg, "parameters", params);
+		if (!params || json_object_set_new(msg, "parameters", params) < 0) {
+			free(call);
+			conn_error(c, PROTO_PROTOCOL_ERROR, "out of memory");
+			goto out;
+		}
 	}
 	call->conn = c;
 	call->msg = msg;
@@ -470,7 +519,7 @@ static void process(struct conn *c)
 		if (!nul) {
 			c->scanned = c->len;
 			if (c->len > SERVER_MAX_MESSAGE) {
-				protocol_error(c, "message larger than %u bytes", SERVER_MAX_MESSAGE);
+				conn_error(c, PROTO_PROTOCOL_ERROR, "message larger than %u bytes", SERVER_MAX_MESSAGE);
 				c->len = c->scanned = 0;
 				conn_close_flush(c);
 				c->processing = false;
@@ -561,7 +610,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 	if (n == UV_ENOBUFS) {
 		log_warn("refusing a message: unfinished messages of all clients hold %zu MiB",
 			 c->srv->buffered >> 20);
-		protocol_error(c, "the daemon is out of room for unfinished messages (%u MiB in all); "
+		conn_error(c, PROTO_TOO_MANY_REQUESTS, "the daemon is out of room for unfinished messages (%u MiB in all); "
 			       "try again later", SERVER_MAX_BUFFERED >> 20);
 		conn_close_flush(c);
 		return;
@@ -740,20 +789,17 @@ static void on_connection(uv_stream_t *l, int status)
 	s->conns = c;
 	s->nconns++;
 	if (s->nconns > SERVER_MAX_CONNECTIONS) {
-		protocol_error(c, "too many connections (%u)", SERVER_MAX_CONNECTIONS);
+		conn_error(c, PROTO_TOO_MANY_REQUESTS, "too many connections (%u)", SERVER_MAX_CONNECTIONS);
 		conn_close_flush(c);
 		return;
 	}
 	if (uv_fileno((uv_handle_t *)&c->pipe, &fd) == 0 && !peer_allowed(s, fd, &peer)) {
 		char msg[160];
-		json_t *m;
 
 		snprintf(msg, sizeof(msg), "uid %ld is not root, traind's user (uid %ld) or in its group (gid %ld)",
 			 (long)(int)peer.uid, (long)s->uid, (long)(int)s->gid);
-		m = json_pack("{s:s,s:{s:s}}", "error", "io.traind.PermissionDenied", "parameters", "message", msg);
 		log_warn("refused a connection from pid %ld: %s", (long)peer.pid, msg);
-		send_json(c, m);
-		json_decref(m);
+		conn_error(c, PROTO_PERMISSION_DENIED, "%s", msg);
 		conn_close_flush(c);
 		return;
 	}

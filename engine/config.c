@@ -210,7 +210,8 @@ static int set_optim(struct train_config *cfg, const char *v, struct tr_err *err
 		cfg->optimizer = OPTIM_SGD;
 	else
 		return tr_err_set(err, -EINVAL,
-				  "optimizer: unknown optimizer '%.64s' (expected adam, adamw or sgd)", v);
+				  "optimizer: unknown optimizer '%.*s' (expected adam, adamw or sgd)",
+				  tr_utf8_cut(v, TR_QUOTE_MAX), v);
 	return 0;
 }
 
@@ -218,8 +219,8 @@ static int set_dataset(struct train_config *cfg, const char *v, struct tr_err *e
 {
 	if (!config_dataset_name_ok(v))
 		return tr_err_set(err, -EINVAL,
-				  "dataset: '%.64s' is not a dataset name (1-63 of A-Z a-z 0-9 . _ -, not starting with '.')",
-				  v);
+				  "dataset: '%.*s' is not a dataset name (1-63 of A-Z a-z 0-9 . _ -, not starting with '.')",
+				  tr_utf8_cut(v, TR_QUOTE_MAX), v);
 	snprintf(cfg->dataset, sizeof(cfg->dataset), "%s", v);
 	return 0;
 }
@@ -269,20 +270,20 @@ static int set_bool(struct train_config *cfg, const struct key_desc *k, const ch
 	else if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0 || strcmp(v, "off") == 0)
 		b = false;
 	else
-		return tr_err_set(err, -EINVAL, "%s: expected true or false, got '%.64s'", k->name, v);
+		return tr_err_set(err, -EINVAL, "%s: expected true or false, got '%.*s'", k->name,
+				  tr_utf8_cut(v, TR_QUOTE_MAX), v);
 	memcpy((char *)cfg + k->offset, &b, sizeof(b));
 	return 0;
 }
 
-int config_set(struct train_config *cfg, const char *key, const char *value, struct tr_err *err)
+/* One key from its text form (config_set). */
+static int set_text(struct train_config *cfg, const struct key_desc *k, const char *value,
+		    struct tr_err *err)
 {
-	const struct key_desc *k = find_key(key);
 	uint64_t uv = 0;
 	double dv = 0;
 	int rc;
 
-	if (!k)
-		return tr_err_set(err, -EINVAL, "unknown configuration key '%.64s'", key);
 	switch (k->type) {
 	case K_DATASET:
 		return set_dataset(cfg, value, err);
@@ -304,15 +305,17 @@ int config_set(struct train_config *cfg, const char *key, const char *value, str
 		char *save = NULL;
 
 		if (strlen(value) >= sizeof(buf) || !*value)
-			return tr_err_set(err, -EINVAL, "hidden: '%.64s' is not a list of widths like 256 or 512,256", value);
+			return tr_err_set(err, -EINVAL, "hidden: '%.*s' is not a list of widths like 256 or 512,256",
+					  tr_utf8_cut(value, TR_QUOTE_MAX), value);
 		snprintf(buf, sizeof(buf), "%s", value);
 		if (buf[strlen(buf) - 1] == ',' || buf[0] == ',' || strstr(buf, ",,"))
-			return tr_err_set(err, -EINVAL, "hidden: '%.64s' is not a list of widths like 256 or 512,256", value);
+			return tr_err_set(err, -EINVAL, "hidden: '%.*s' is not a list of widths like 256 or 512,256",
+					  tr_utf8_cut(value, TR_QUOTE_MAX), value);
 		for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 			if (n == CFG_MAX_HIDDEN + 1 || !parse_u64(tok, &w[n]))
 				return tr_err_set(err, -EINVAL,
-						  "hidden: '%.64s' is not a list of at most %d widths like 256 or 512,256",
-						  value, CFG_MAX_HIDDEN);
+						  "hidden: '%.*s' is not a list of at most %d widths like 256 or 512,256",
+						  tr_utf8_cut(value, TR_QUOTE_MAX), value, CFG_MAX_HIDDEN);
 			n++;
 		}
 		return set_hidden_list(cfg, w, n, err);
@@ -320,15 +323,31 @@ int config_set(struct train_config *cfg, const char *key, const char *value, str
 	case K_U32:
 	case K_U64:
 		if (!parse_u64(value, &uv))
-			return tr_err_set(err, -EINVAL, "%s: expected a whole number >= 0, got '%.64s'",
-					  k->name, value);
+			return tr_err_set(err, -EINVAL, "%s: expected a whole number >= 0, got '%.*s'",
+					  k->name, tr_utf8_cut(value, TR_QUOTE_MAX), value);
 		return set_number(cfg, k, 0, uv, true, value, err);
 	case K_F64:
 		if (!parse_f64(value, &dv))
-			return tr_err_set(err, -EINVAL, "%s: expected a number, got '%.64s'", k->name, value);
+			return tr_err_set(err, -EINVAL, "%s: expected a number, got '%.*s'", k->name,
+					  tr_utf8_cut(value, TR_QUOTE_MAX), value);
 		return set_number(cfg, k, dv, 0, false, value, err);
 	}
 	return -EINVAL;
+}
+
+/* Every failure names the key as data too (err->key). */
+int config_set(struct train_config *cfg, const char *key, const char *value, struct tr_err *err)
+{
+	const struct key_desc *k = find_key(key);
+
+	if (!k) {
+		tr_err_set(err, -EINVAL, "unknown configuration key '%.*s'",
+			   tr_utf8_cut(key, TR_QUOTE_MAX), key);
+		return tr_err_key(err, key);
+	}
+	if (set_text(cfg, k, value, err) < 0)
+		return tr_err_key(err, k->name);
+	return 0;
 }
 
 static int set_from_json(struct train_config *cfg, const struct key_desc *k,
@@ -412,11 +431,16 @@ static int from_json(struct train_config *cfg, const json_t *obj, bool stored, s
 	json_object_foreach((json_t *)obj, name, v) {
 		const struct key_desc *k = find_key(name);
 
-		if (!k)
-			return tr_err_set(err, -EINVAL, "unknown configuration key '%.64s'", name);
+		/* The error names the key as data (err->key), for a caller that
+		 * maps it to its own name for the input (config.lr, --lr). */
+		if (!k) {
+			tr_err_set(err, -EINVAL, "unknown configuration key '%.*s'",
+				   tr_utf8_cut(name, TR_QUOTE_MAX), name);
+			return tr_err_key(err, name);
+		}
 		rc = set_from_json(cfg, k, v, err);
 		if (rc < 0)
-			return rc;
+			return tr_err_key(err, k->name);
 	}
 	return config_validate(cfg, err);
 }
@@ -434,41 +458,41 @@ int config_from_stored_json(struct train_config *cfg, const json_t *obj, struct 
 int config_validate(const struct train_config *cfg, struct tr_err *err)
 {
 	if (!config_dataset_name_ok(cfg->dataset))
-		return tr_err_set(err, -EINVAL, "dataset: '%s' is not a dataset name", cfg->dataset);
+		return tr_err_set_key(err, -EINVAL, "dataset", "'%s' is not a dataset name", cfg->dataset);
 	if (cfg->epochs < 1 || cfg->epochs > 100000)
-		return tr_err_set(err, -EINVAL, "epochs: %u is out of range [1, 100000]", cfg->epochs);
+		return tr_err_set_key(err, -EINVAL, "epochs", "%u is out of range [1, 100000]", cfg->epochs);
 	if (cfg->batch_size < 1 || cfg->batch_size > 65536)
-		return tr_err_set(err, -EINVAL, "batch_size: %u is out of range [1, 65536]", cfg->batch_size);
+		return tr_err_set_key(err, -EINVAL, "batch_size", "%u is out of range [1, 65536]", cfg->batch_size);
 	if (cfg->eval_batch_size < 1 || cfg->eval_batch_size > 65536)
-		return tr_err_set(err, -EINVAL, "eval_batch_size: %u is out of range [1, 65536]",
-				  cfg->eval_batch_size);
+		return tr_err_set_key(err, -EINVAL, "eval_batch_size", "%u is out of range [1, 65536]",
+				      cfg->eval_batch_size);
 	if (!isfinite(cfg->lr) || cfg->lr <= 0 || cfg->lr > 10)
-		return tr_err_set(err, -EINVAL, "lr: %g is out of range (0, 10]", cfg->lr);
+		return tr_err_set_key(err, -EINVAL, "lr", "%g is out of range (0, 10]", cfg->lr);
 	if (cfg->optimizer != OPTIM_ADAM && cfg->optimizer != OPTIM_ADAMW && cfg->optimizer != OPTIM_SGD)
-		return tr_err_set(err, -EINVAL, "optimizer: unknown optimizer");
+		return tr_err_set_key(err, -EINVAL, "optimizer", "unknown optimizer");
 	if (!isfinite(cfg->momentum) || cfg->momentum < 0 || cfg->momentum >= 1)
-		return tr_err_set(err, -EINVAL, "momentum: %g is out of range [0, 1)", cfg->momentum);
+		return tr_err_set_key(err, -EINVAL, "momentum", "%g is out of range [0, 1)", cfg->momentum);
 	if (cfg->momentum != 0 && cfg->optimizer != OPTIM_SGD)
-		return tr_err_set(err, -EINVAL, "momentum: only the sgd optimizer takes a momentum");
+		return tr_err_set_key(err, -EINVAL, "momentum", "only the sgd optimizer takes a momentum");
 	if (!isfinite(cfg->weight_decay) || cfg->weight_decay < 0 || cfg->weight_decay > 10)
-		return tr_err_set(err, -EINVAL, "weight_decay: %g is out of range [0, 10]", cfg->weight_decay);
+		return tr_err_set_key(err, -EINVAL, "weight_decay", "%g is out of range [0, 10]", cfg->weight_decay);
 	if (!isfinite(cfg->beta1) || cfg->beta1 < 0 || cfg->beta1 >= 1)
-		return tr_err_set(err, -EINVAL, "beta1: %g is out of range [0, 1)", cfg->beta1);
+		return tr_err_set_key(err, -EINVAL, "beta1", "%g is out of range [0, 1)", cfg->beta1);
 	if (!isfinite(cfg->beta2) || cfg->beta2 < 0 || cfg->beta2 >= 1)
-		return tr_err_set(err, -EINVAL, "beta2: %g is out of range [0, 1)", cfg->beta2);
+		return tr_err_set_key(err, -EINVAL, "beta2", "%g is out of range [0, 1)", cfg->beta2);
 	if (!isfinite(cfg->eps) || cfg->eps <= 0 || cfg->eps > 1)
-		return tr_err_set(err, -EINVAL, "eps: %g is out of range (0, 1]", cfg->eps);
+		return tr_err_set_key(err, -EINVAL, "eps", "%g is out of range (0, 1]", cfg->eps);
 	if (cfg->n_hidden < 1 || cfg->n_hidden > CFG_MAX_HIDDEN)
-		return tr_err_set(err, -EINVAL, "hidden: expected 1 to %d layers", CFG_MAX_HIDDEN);
+		return tr_err_set_key(err, -EINVAL, "hidden", "expected 1 to %d layers", CFG_MAX_HIDDEN);
 	for (uint32_t i = 0; i < cfg->n_hidden; i++)
 		if (cfg->hidden[i] < 1 || cfg->hidden[i] > 65536)
-			return tr_err_set(err, -EINVAL, "hidden: width %u is out of range [1, 65536]",
+			return tr_err_set_key(err, -EINVAL, "hidden", "width %u is out of range [1, 65536]",
 					  cfg->hidden[i]);
 	if (cfg->val_size < 1)
-		return tr_err_set(err, -EINVAL, "val_size: must be at least 1");
+		return tr_err_set_key(err, -EINVAL, "val_size", "must be at least 1");
 	if (cfg->threads < 1 || cfg->threads > CFG_MAX_THREADS)
-		return tr_err_set(err, -EINVAL, "threads: %u is out of range [1, %d]", cfg->threads,
-				  CFG_MAX_THREADS);
+		return tr_err_set_key(err, -EINVAL, "threads", "%u is out of range [1, %d]", cfg->threads,
+				      CFG_MAX_THREADS);
 	return 0;
 }
 

@@ -104,6 +104,8 @@ static void test_bad_values_named(void **state)
 		if (!strstr(err.msg, bad[i].needle))
 			fail_msg("%s=%s: message '%s' does not name '%s'", bad[i].key, bad[i].value,
 				 err.msg, bad[i].needle);
+		if (strcmp(err.key, bad[i].key) != 0)
+			fail_msg("%s=%s: the error names key '%s'", bad[i].key, bad[i].value, err.key);
 	}
 }
 
@@ -117,6 +119,7 @@ static void test_cross_field(void **state)
 	c.momentum = 0.9;   /* adam takes no momentum */
 	assert_int_equal(config_validate(&c, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "momentum"));
+	assert_string_equal(err.key, "momentum");
 }
 
 static void test_json_round_trip(void **state)
@@ -171,6 +174,7 @@ static void test_json_bad_input(void **state)
 		{ "{\"dataset\": null}", "dataset" },
 		{ "{\"batch_size\": 9223372036854775807}", "batch_size" },
 		{ "{\"unknown_key\": 1}", "unknown_key" },
+		{ "{\"a:b\": 1}", "a:b" },
 	};
 
 	(void)state;
@@ -184,6 +188,10 @@ static void test_json_bad_input(void **state)
 			fail_msg("%s was accepted", bad[i].json);
 		if (!strstr(err.msg, bad[i].needle))
 			fail_msg("%s: message '%s' does not name '%s'", bad[i].json, err.msg, bad[i].needle);
+		/* the key as data, not to be found in the message (a key may
+		 * hold a colon: "a:b") */
+		if (strcmp(bad[i].json, "[]") != 0 && strcmp(err.key, bad[i].needle) != 0)
+			fail_msg("%s: the error names key '%s'", bad[i].json, err.key);
 		json_decref(j);
 	}
 }

@@ -59,19 +59,21 @@ void config_defaults(struct train_config *cfg);
 
 /* Set one field from its text form, as given on a command line: key is a JSON
  * key above ("epochs", "lr", "hidden" as "512,256", "optimizer" as "adamw"...).
- * Returns -EINVAL naming the key and the value when either is bad. Does not
+ * Returns -EINVAL naming the key (in the message and as err->key) and the
+ * value when either is bad. Does not
  * check cross-field rules; call config_validate when done. */
 int config_set(struct train_config *cfg, const char *key, const char *value, struct tr_err *err);
 /* Note: setting "optimizer" to adamw also sets weight_decay to 0.01 (PyTorch's
  * default), so set the optimizer before an explicit weight_decay. */
 
-/* Check ranges and cross-field rules (epochs >= 1, lr finite and > 0, ...).
+/* Check ranges and cross-field rules (epochs >= 1, lr finite and > 0, ...);
+ * a failure names the key in err->key.
  * Dataset-dependent limits (batch size vs. data size) are checked by the trainer. */
 int config_validate(const struct train_config *cfg, struct tr_err *err);
 
 /* Build *cfg from a JSON object: defaults, then each key present. Unknown keys,
- * wrong JSON types and bad values are errors naming the key. Validates. For a
- * new job (a Start request). */
+ * wrong JSON types and bad values are errors naming the key (err->key too).
+ * Validates. For a new job (a Start request). */
 int config_from_json(struct train_config *cfg, const json_t *obj, struct tr_err *err);
 /* The same for a stored job's configuration (the store, a checkpoint): a key
  * that traind did not have when the job was stored takes the value that

@@ -10,10 +10,13 @@
  * beyond SERVER_MAX_BACKLOG is disconnected (streams skip updates long
  * before that, past SERVER_STREAM_BACKLOG). All connections together hold at
  * most SERVER_MAX_BUFFERED bytes of unfinished messages (past it a
- * connection gets a ProtocolError and is closed) and SERVER_MAX_QUEUED bytes
+ * connection gets a TooManyRequests error and is closed) and SERVER_MAX_QUEUED bytes
  * of unwritten replies (past it the largest backlogs are closed), so the
- * daemon's memory stays bounded whatever clients send. Malformed JSON, a non-object, a missing method: a
- * ProtocolError reply naming the problem; the connection stays usable.
+ * daemon's memory stays bounded whatever clients send (refusals for load are
+ * TooManyRequests). Malformed JSON, a non-object, a missing method: a
+ * ProtocolError reply naming the problem; the connection stays usable. A
+ * call's "parameters" may be absent or null, both meaning {} (as systemd's
+ * varlink and the reference Go client, which sends null, expect).
  *
  * Ownership: the server owns connections and calls. A call is valid from
  * dispatch until its final reply (call_reply with continues false, or
@@ -32,6 +35,7 @@
 #include <uv.h>
 
 #include "traind/error.h"
+#include "traind/errors.h"
 
 #define SERVER_MAX_MESSAGE (16u << 20)
 #define SERVER_MAX_CONNECTIONS 4096
@@ -72,8 +76,14 @@ bool call_alive(struct call *c);            /* the client is still there */
 bool call_can_stream(struct call *c);
 /* Reply; takes ownership of params (NULL = {}). continues = more replies follow. */
 void call_reply(struct call *c, json_t *params, bool continues);
-/* Error reply "io.traind.NAME" (or a full name); takes params; ends the call. */
-void call_error(struct call *c, const char *error, json_t *params);
+/* Error reply `e` (errors.h) with `params` (taken; NULL = {}); ends the
+ * call. Parameters that differ from e's declaration are sent anyway and
+ * logged as a protocol bug ("protocol bug: ... not as declared"). */
+void call_error(struct call *c, enum proto_error e, json_t *params);
+/* org.varlink.service.InvalidParameter naming `param`, with a printf-style
+ * message (client text in it cut with tr_utf8_cut); ends the call. */
+void call_invalid_parameter(struct call *c, const char *param, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 /* Run fn(arg) if the client disconnects while the call is pending. */
 void call_on_cancel(struct call *c, void (*fn)(void *arg), void *arg);
 

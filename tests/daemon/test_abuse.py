@@ -14,7 +14,7 @@ prober calls Status every 10 ms on its own connection. Then:
      unread replies pass its budget (SERVER_MAX_QUEUED, 256 MiB);
   C. 40 clients each send 10 MiB of a message that never ends: once all
      unfinished messages pass their budget (SERVER_MAX_BUFFERED, 256 MiB) the
-     next ones get a ProtocolError and are closed;
+     next ones get a TooManyRequests error and are closed;
   D. 2000 idle connections held open (run before B and C, whose memory
      the allocator may keep).
 
@@ -203,10 +203,10 @@ def phase_c(d):
                 errors.append(json.loads(data.split(b"\0")[0]))
             except ValueError:
                 errors.append({"raw": data[:100]})
-    ok = [e for e in errors if e.get("error") == "io.traind.ProtocolError" and
+    ok = [e for e in errors if e.get("error") == "io.traind.TooManyRequests" and
           "out of room" in e.get("parameters", {}).get("message", "")]
     check(len(ok) >= conns - BUDGET // (16 * MIB) - 2,
-          "C: clients past the budget for unfinished messages get a ProtocolError naming it (%d of %d): %s"
+          "C: clients past the budget for unfinished messages get a TooManyRequests naming it (%d of %d): %s"
           % (len(ok), conns, (ok or errors or [{}])[0].get("parameters", {}).get("message")))
     for s in socks:
         s.close()
@@ -265,7 +265,7 @@ def main():
     v = Varlink(d.socket, timeout=30)
     r = v.call("io.traind.Start", {"init_from": big})
     v.close()
-    check(r.get("error") == "io.traind.InvalidParameter",
+    check(r.get("error") == "org.varlink.service.InvalidParameter",
           "a legal 12 MiB message is read and answered afterwards (%s)" % r.get("error"))
     rc, out, err = d.ctl("list", check_rc=False)
     check(rc == 0, "trainctl list works afterwards (rc %d %s)" % (rc, err.strip()))

@@ -58,7 +58,7 @@ def check_trainctl(d):
     one_line_error(rc, out, err, "status of a job that does not exist", "999")
     rc, out, err = d.ctl("eval", 1, "--split", "train", check_rc=False)
     one_line_error(rc, out, err, "eval --split train", "split")
-    p = subprocess.run([TRAINCTL, "--socket", os.path.join(d.dir, "nobody.sock"), "list"],
+    p = subprocess.run([TRAINCTL, "--socket", os.path.join(os.path.dirname(d.socket), "nobody.sock"), "list"],
                        capture_output=True, text=True, timeout=60)
     one_line_error(p.returncode, p.stdout, p.stderr, "trainctl on a socket nobody listens on", "nobody.sock")
 
@@ -169,7 +169,7 @@ connect_retrying.eagain = 0
 
 def check_raw(d, bg):
     P = "io.traind.ProtocolError"
-    IP = "io.traind.InvalidParameter"
+    IP = "org.varlink.service.InvalidParameter"
     # framing and JSON
     is_error(exchange(d, b'{"method": \0'), P, "malformed JSON", words=["JSON"])
     is_error(exchange(d, b'{"method": "io.traind.List",}\0'), P, "trailing comma", words=["JSON"])
@@ -193,12 +193,25 @@ def check_raw(d, bg):
              "invalid UTF-8 in a key", words=["byte"])
     is_error(exchange(d, b'{"method": "io.traind.Status", "parameters": {"id": 1e999}}\0'), P,
              "a number too large for a double", words=["JSON"])
+    # "parameters": null (the reference Go client's call without any) and
+    # absent are both {}
+    r = exchange(d, b'{"method": "org.varlink.service.GetInfo", "parameters": null}\0')
+    check("interfaces" in r.get("parameters", {}), "GetInfo with \"parameters\": null is answered (%s)"
+          % json.dumps(r)[:200])
+    r = exchange(d, b'{"method": "io.traind.List", "parameters": null}\0')
+    check("jobs" in r.get("parameters", {}), "List with \"parameters\": null is answered (%s)" % json.dumps(r)[:200])
+    is_error(exchange(d, b'{"method": "io.traind.Status", "parameters": null}\0'), IP,
+             "Status with \"parameters\": null: id missing", "id", ["missing"])
+    is_error(exchange(d, b'{"method": "io.traind.List", "parameters": 7}\0'), P,
+             "parameters a number", words=["parameters"])
     # methods
     r = call(d, "io.traind.NoSuchMethod", {})
     is_error(r, "org.varlink.service.MethodNotFound", "unknown method")
     check(r.get("parameters", {}).get("method") == "io.traind.NoSuchMethod", "MethodNotFound names the method")
-    is_error(call(d, "com.example.Foo", {}), "org.varlink.service.InterfaceNotFound", "unknown interface",
-             words=["com.example"])
+    r = call(d, "com.example.Foo", {})
+    is_error(r, "org.varlink.service.InterfaceNotFound", "unknown interface", words=["com.example"])
+    check(r.get("parameters", {}).get("interface") == "com.example",
+          "InterfaceNotFound names the interface, not the method (%s)" % json.dumps(r)[:200])
     # parameters
     is_error(call(d, "io.traind.Status", {"id": "1"}), IP, "id as a string", "id")
     is_error(call(d, "io.traind.Status", {"id": 1.5}), IP, "id as a float", "id")
@@ -248,6 +261,30 @@ def check_raw(d, bg):
     is_error(call(d, "io.traind.Kill", {"id": bg, "after_epoch": 0}), IP, "after_epoch 0", "after_epoch")
     is_error(call(d, "io.traind.Resume", {"id": bg, "weights_only": "yes"}), IP, "weights_only a string",
              "weights_only")
+    # invalid parameters: the standard error, with traind's message as an extra field
+    r = call(d, "io.traind.Status", {"id": "1"})
+    check(r.get("error") == "org.varlink.service.InvalidParameter" and
+          sorted(r.get("parameters", {})) == ["message", "parameter"] and
+          "integer" in r["parameters"]["message"],
+          "InvalidParameter carries parameter and traind's message (%s)" % json.dumps(r)[:200])
+    is_error(call(d, "io.traind.Start", {"config": {"a:b": 1}}), IP,
+             "an unknown config key with a colon in it names the key", "config.a:b", ["unknown"])
+    # client text quoted in a message is cut at a character boundary: a
+    # 2-byte character across byte 64 of what is quoted is left out whole
+    # (cut inside it, the message is not UTF-8, and the reply loses its
+    # parameters)
+    cut = "a" * 63 + "\u00e9" + "z"
+    is_error(call(d, "io.traind.Status", {"id": bg, cut: 1}), IP,
+             "an unknown parameter with a multi-byte character at the cut", "a" * 63, ["a" * 63])
+    is_error(call(d, "io.traind.Start", {"config": {cut: 1}}), IP,
+             "an unknown config key with a multi-byte character at the cut", "config." + "a" * 63,
+             ["unknown configuration key"])
+    is_error(call(d, "io.traind.Start", {"config": {"optimizer": cut}}), IP,
+             "an unknown optimizer with a multi-byte character at the cut", "config.optimizer", ["a" * 63])
+    is_error(call(d, "io.traind.Start", {"config": {"dataset": "\u20ac" * 30}}), IP,
+             "a dataset name of 3-byte characters, cut inside one", "config.dataset", ["dataset name"])
+    is_error(call(d, "io.traind.Wait", {"id": bg, "states": ["s" * 31 + "\u00e9"]}), IP,
+             "an unknown state with a multi-byte character at the cut", "states", ["s" * 31])
     r = call(d, "io.traind.Status", {"id": 12345})
     is_error(r, "io.traind.NoSuchJob", "an unknown job")
     check(r.get("parameters", {}).get("id") == 12345, "NoSuchJob names the id")
@@ -370,8 +407,16 @@ def check_service(d):
     check("interface io.traind" in desc and "method Start(" in desc,
           "GetInterfaceDescription(io.traind) returns the interface description")
     check(desc == want, "... exactly daemon/io.traind.varlink (%d vs %d chars)" % (len(desc), len(want)))
-    is_error(call(d, "org.varlink.service.GetInterfaceDescription", {"interface": "io.other"}),
-             "org.varlink.service.InterfaceNotFound", "GetInterfaceDescription of another interface")
+    r = call(d, "org.varlink.service.GetInterfaceDescription", {"interface": "org.varlink.service"})
+    desc = r.get("parameters", {}).get("description", "")
+    with open(os.path.join(SRC, "daemon", "org.varlink.service.varlink")) as f:
+        want = f.read()
+    check(desc == want and "error InvalidParameter (parameter: string)" in desc,
+          "GetInterfaceDescription(org.varlink.service) returns the standard description (%d vs %d chars)"
+          % (len(desc), len(want)))
+    r = call(d, "org.varlink.service.GetInterfaceDescription", {"interface": "io.other"})
+    is_error(r, "org.varlink.service.InterfaceNotFound", "GetInterfaceDescription of another interface")
+    check(r.get("parameters", {}).get("interface") == "io.other", "... naming it")
     is_error(call(d, "org.varlink.service.GetInterfaceDescription", {}),
              "org.varlink.service.InvalidParameter", "GetInterfaceDescription without interface")
 

@@ -56,7 +56,21 @@ from harness import BUILD, DATA, TRAINCTL, Daemon, check, finish  # noqa: E402
 SRC = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "../.."))
 BUILD = os.path.abspath(BUILD)
 DATA = os.path.abspath(DATA)
-TMP_BASE = os.environ.get("TRAIND_TEST_TMP") or os.path.join(BUILD, "tests")
+
+
+def _tmp_base():
+    """Where scratch directories go: not /tmp (the sandbox test mounts a
+    private /tmp), and short, as the sockets made in them must fit the
+    108 bytes of sun_path wherever the checkout is: /run (this test runs as
+    root), else the build tree."""
+    if os.environ.get("TRAIND_TEST_TMP"):
+        return os.environ["TRAIND_TEST_TMP"]
+    if os.path.isdir("/run") and os.access("/run", os.W_OK):
+        return "/run/traind-tests"
+    return os.path.join(BUILD, "tests")
+
+
+TMP_BASE = _tmp_base()
 
 # A job long enough to stop in the middle of an epoch (2000 steps per epoch).
 CONFIG = ["--train-size", "8000", "--val-size", "2000", "--batch-size", "4", "--epochs", "3"]
@@ -101,8 +115,7 @@ def scan_logs(paths):
 
 
 def tmpdir(prefix):
-    """A scratch directory under the build tree (not /tmp: the sandbox test
-    mounts a private /tmp); all are removed at the end."""
+    """A scratch directory under TMP_BASE; all are removed at the end."""
     os.makedirs(TMP_BASE, exist_ok=True)
     d = tempfile.mkdtemp(prefix="systemd-" + prefix, dir=TMP_BASE)
     _tmpdirs.append(d)
@@ -1049,6 +1062,11 @@ def main():
         scan_logs(_logs)
         for d in _tmpdirs:
             shutil.rmtree(d, ignore_errors=True)
+        if TMP_BASE == "/run/traind-tests":
+            try:
+                os.rmdir(TMP_BASE)    # unless another run is using it
+            except OSError:
+                pass
     finish()
 
 

@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Models beyond the lesson's MLP, through traind: an MLP with batchnorm1d and
+dropout paused mid-epoch and resumed ends bit-identical to never pausing; a
+lenet5 job killed after an epoch and resumed ends bit-identical too; status,
+list and the job's JSON show the model and its parameter count; a bad SPEC is
+refused at start naming the layer, and traind keeps running."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Daemon, check, run, sha256_file  # noqa: E402
+
+BN_MLP = "flatten,linear(128),batchnorm1d,relu,dropout(0.2),linear(10)"
+# Small steps, so that a pause lands in the middle of an epoch.
+BN_CONFIG = ["--model", BN_MLP, "--train-size", "8000", "--batch-size", "8", "--val-size", "1000",
+             "--epochs", "2"]
+LENET_CONFIG = ["--model", "lenet5", "--train-size", "2560", "--val-size", "500", "--epochs", "3"]
+
+
+def main():
+    d = Daemon(max_running=1).start()
+
+    # ---- the model in status, list and the job's JSON ----
+    job = d.start_job(*BN_CONFIG)
+    st = d.status(job)
+    check(st.get("model") == BN_MLP, "status shows the model's SPEC (%r)" % st.get("model"))
+    check(st.get("config", {}).get("model") == BN_MLP, "the job's config holds the model")
+    want_params = 784 * 128 + 128 + 2 * 128 + 128 * 10 + 10
+    check(st.get("params") == want_params, "status shows the parameter count %s (got %s)"
+          % (want_params, st.get("params")))
+    lst = d.ctl_json("list")
+    mine = [j for j in lst if j["id"] == job]
+    check(mine and mine[0].get("model") == BN_MLP and mine[0].get("params") == want_params,
+          "list shows the model and its parameters")
+    rc, out, err = d.ctl("status", job)
+    check(BN_MLP in out and str(want_params) in out.replace(",", ""),
+          "trainctl status prints the model and parameter count:\n%s" % out)
+
+    # ---- BatchNorm + Dropout: pause mid-epoch, resume, bit-exact ----
+    j = d.wait_running_at(job, epoch=0, min_step=200)
+    rc, out, err = d.ctl("pause", job, check_rc=False)
+    check(rc == 0, "pause mid-epoch 1 (rc %d, %s)" % (rc, err.strip()))
+    st = d.status(job)
+    check(st["state"] == "paused" and st["step"] > 0, "paused mid-epoch (epoch %s step %s)"
+          % (st["epoch"], st["step"]))
+    rc, out, err = d.ctl("resume", job, check_rc=False)
+    check(rc == 0, "resume (rc %d, %s)" % (rc, err.strip()))
+    rc, out, err = d.wait(job, "--state", "done")
+    check(rc == 0, "the resumed BatchNorm job finishes (%s)" % err.strip())
+    ref = d.start_job(*BN_CONFIG)
+    rc, out, err = d.wait(ref, "--state", "done")
+    check(rc == 0, "its uninterrupted reference finishes")
+    a, b = sha256_file(d.export_file(job)), sha256_file(d.export_file(ref))
+    check(a == b, "BatchNorm+Dropout MLP: paused+resumed export == uninterrupted (%s vs %s)" % (a[:16], b[:16]))
+    check([(r["train_loss"], r["val_loss"]) for r in d.history(job)] ==
+          [(r["train_loss"], r["val_loss"]) for r in d.history(ref)],
+          "and the histories agree bit for bit")
+
+    # ---- lenet5: kill after epoch 1, resume, bit-exact ----
+    le = d.start_job(*LENET_CONFIG)
+    rc, out, err = d.ctl("kill", le, "--after-epoch", "1", check_rc=False)
+    check(rc == 0, "kill --after-epoch 1 accepted")
+    rc, out, err = d.wait(le, "--state", "killed")
+    check(rc == 0, "lenet5 job killed after epoch 1 (%s)" % err.strip())
+    check([r["epoch"] for r in d.history(le)] == [1], "its history ends at epoch 1")
+    rc, out, err = d.ctl("resume", le, check_rc=False)
+    check(rc == 0, "resume the lenet5 job")
+    rc, out, err = d.wait(le, "--state", "done")
+    check(rc == 0, "the resumed lenet5 job finishes")
+    le_ref = d.start_job(*LENET_CONFIG)
+    rc, out, err = d.wait(le_ref, "--state", "done")
+    check(rc == 0, "the uninterrupted lenet5 job finishes")
+    a, b = sha256_file(d.export_file(le)), sha256_file(d.export_file(le_ref))
+    check(a == b, "lenet5: killed+resumed export == uninterrupted (%s vs %s)" % (a[:16], b[:16]))
+    st = d.status(le)
+    check(st.get("params") == 61706, "lenet5 has 61706 parameters (status says %s)" % st.get("params"))
+    check(st.get("model", "").startswith("conv2d(6,5,padding=2),relu,maxpool2d(2)"),
+          "status shows lenet5 expanded (%r)" % st.get("model"))
+    ev = d.ctl_json("eval", le, "--split", "test")
+    check(0 < ev.get("acc", 0) <= 1 and ev.get("count") == 10000, "eval of a lenet5 checkpoint on the test set (%s)" % ev)
+
+    # ---- bad SPECs: refused at start, naming what is wrong ----
+    cases = [
+        (["--model", "lenet5", "--dataset", "mnist", "--model", "conv2d(6,5),relu,linear(10)"], "linear(10)"),
+        (["--model", "flatten,linear(12)"], "12 outputs"),
+        (["--model", "flatten,linear(256),relu,linaer(10)"], "linaer"),
+        (["--model", "conv2d(16)"], "conv2d"),
+        (["--model", "conv2d(6,5),maxpool2d(2),conv2d(16,5),maxpool2d(2),conv2d(16,5),flatten,linear(10)"],
+         "smaller than the kernel"),
+        (["--model", "flatten,linear(65536),relu,linear(65536),linear(10)"], "parameters"),
+        (["--model", "flatten,batchnorm1d,linear(10)", "--train-size", "6401"], "one sample"),
+        (["--ftz", "maybe"], "ftz"),
+    ]
+    for args, needle in cases:
+        rc, out, err = d.ctl("start", *args, check_rc=False)
+        check(rc != 0 and needle in err and len(err.strip().splitlines()) == 1,
+              "start %s is refused naming %r (rc %d: %s)" % (" ".join(args), needle, rc, err.strip()))
+    check(d.alive(), "traind is still running after the refused starts")
+    rc, out, err = d.ctl("status", job)
+    check(rc == 0, "and answers")
+
+
+if __name__ == "__main__":
+    run(main)
