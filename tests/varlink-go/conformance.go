@@ -235,7 +235,7 @@ func main() {
 		len(t.Methods), len(t.Errors))
 
 	// the generated client: a small job from start to export
-	jobs, err := iotraind.List().Call(ctx, c)
+	jobs, err := iotraind.List().Call(ctx, c, nil)
 	check(err == nil, "List (sent without parameters): %d jobs (%v)", len(jobs), err)
 	name := "go-client"
 	one, train, val, batch := int64(1), int64(2000), int64(1000), int64(50)
