@@ -53,6 +53,7 @@ static int64_t now_unix(void)
 
 /* A checkpoint on its way to the store thread and back to the loop. */
 struct commit {
+	struct loopq_node node;      /* a synchronous commit's trip to the loop */
 	struct job *j;
 	int64_t job_id;
 	bool is_epoch;
@@ -69,7 +70,6 @@ struct commit {
 };
 
 struct worker_exit {
-	struct job *j;
 	int outcome;                 /* enum job_state; JOB_RUNNING for a shutdown stop */
 	int rc;
 	char msg[TR_ERR_MSG_MAX];
@@ -82,16 +82,32 @@ struct worker_exit {
 /* Where a (re)started worker actually continues from: the loop's view of
  * the job may be stale when a corrupt checkpoint was dropped on the way. */
 struct restored {
-	struct job *j;
 	bool from_checkpoint;
 	struct job_checkpoint ck;
 	uint32_t nhistory;
 	double last_val_acc;
 };
 
-static void on_commit_event(void *arg);
-static void on_worker_exit(void *arg);
-static void on_restored(void *arg);
+/* One run of a worker thread, allocated by the loop before the thread starts
+ * (and freed by the loop when the run's exit event arrives), so that the
+ * events the thread posts need no allocation and cannot be lost. */
+struct worker_run {
+	struct job *j;
+	bool weights_only;               /* restore the model only */
+	struct loopq_node restored_node; /* "the trainer is built": posted at most once */
+	struct restored restored;
+	struct loopq_node exit_node;     /* "I have stopped": the run's last post */
+	struct worker_exit ex;
+};
+
+static void on_commit_event(struct commit *c);
+static void on_worker_exit(struct loopq_node *n);
+static void on_restored(struct loopq_node *n);
+
+static void on_commit_node(struct loopq_node *n)
+{
+	on_commit_event(loopq_entry(n, struct commit, node));
+}
 
 static int commit_fn(struct store *s, void *arg, struct tr_err *err)
 {
@@ -163,7 +179,8 @@ static int hand_over(struct job *j, struct trainer *t, const struct history_row 
 	rc = c->rc;
 	if (rc < 0 && err)
 		*err = c->err;
-	loopq_post(&d->lq, on_commit_event, c);
+	c->node.fn = on_commit_node;
+	loopq_post(&d->lq, &c->node);
 	return rc;
 }
 
@@ -248,17 +265,12 @@ static int load_trainer(struct job *j, const struct dataset *ds, bool weights_on
 	return rc;
 }
 
-struct worker_start {
-	struct job *j;
-	bool weights_only;
-};
-
 static void *worker_main(void *arg)
 {
-	struct worker_start *ws = arg;
-	struct job *j = ws->j;
+	struct worker_run *run = arg;
+	struct job *j = run->j;
 	struct daemon *d = j->d;
-	struct worker_exit *ex = calloc(1, sizeof(*ex));
+	struct worker_exit *ex = &run->ex;
 	const struct dataset *ds = NULL;
 	struct trainer *t = NULL;
 	struct tr_err err = { 0 };
@@ -267,7 +279,6 @@ static void *worker_main(void *arg)
 	double sps = 0;
 	int rc;
 
-	ex->j = j;
 	ex->outcome = JOB_FAILED;
 	/* Training yields to the loop and the store thread: a checkpoint commit or
 	 * a status reply should never queue behind a minibatch. Linux nice values
@@ -278,21 +289,15 @@ static void *worker_main(void *arg)
 	rc = dscache_get(d->dsc, j->cfg.dataset, &ds, &err);
 	if (rc < 0)
 		goto out;
-	rc = load_trainer(j, ds, ws->weights_only, &t, ex, &err);
+	rc = load_trainer(j, ds, run->weights_only, &t, ex, &err);
 	if (rc < 0)
 		goto out;
-	{
-		struct restored *r = calloc(1, sizeof(*r));
-
-		if (r) {
-			r->j = j;
-			r->from_checkpoint = ex->restored;
-			r->ck = ex->ck;
-			r->nhistory = t->nhistory;
-			r->last_val_acc = t->nhistory ? t->history[t->nhistory - 1].val_acc : 0;
-			loopq_post(&d->lq, on_restored, r);
-		}
-	}
+	run->restored.from_checkpoint = ex->restored;
+	run->restored.ck = ex->ck;
+	run->restored.nhistory = t->nhistory;
+	run->restored.last_val_acc = t->nhistory ? t->history[t->nhistory - 1].val_acc : 0;
+	run->restored_node.fn = on_restored;
+	loopq_post(&d->lq, &run->restored_node);
 	publish(j, t, 0, true);
 	for (;;) {
 		int stop = atomic_load(&j->stop);
@@ -368,8 +373,9 @@ out:
 	trainer_free(t);
 	if (ds)
 		dscache_put(d->dsc, ds);
-	free(ws);
-	loopq_post(&d->lq, on_worker_exit, ex);
+	/* The last touch of the run: the loop frees it. */
+	run->exit_node.fn = on_worker_exit;
+	loopq_post(&d->lq, &run->exit_node);
 	return NULL;
 }
 
@@ -557,9 +563,8 @@ static void finalize(struct job *j)
 		d->on_drained(d);
 }
 
-static void on_commit_event(void *arg)
+static void on_commit_event(struct commit *c)
 {
-	struct commit *c = arg;
 	struct job *j = c->j;
 
 	atomic_fetch_sub(&j->commits_inflight, 1);
@@ -603,10 +608,11 @@ static void on_commit_event(void *arg)
 		finalize(j);
 }
 
-static void on_restored(void *arg)
+static void on_restored(struct loopq_node *n)
 {
-	struct restored *r = arg;
-	struct job *j = r->j;
+	struct worker_run *run = loopq_entry(n, struct worker_run, restored_node);
+	struct restored *r = &run->restored;
+	struct job *j = run->j;
 
 	if (r->from_checkpoint)
 		j->newest = r->ck;
@@ -615,14 +621,14 @@ static void on_restored(void *arg)
 	j->committed_epoch = r->nhistory;
 	j->has_val_acc = r->nhistory > 0;
 	j->last_val_acc = r->last_val_acc;
-	free(r);
-	notify(j);
+	notify(j);   /* the run stays the worker's until its exit event */
 }
 
-static void on_worker_exit(void *arg)
+static void on_worker_exit(struct loopq_node *n)
 {
-	struct worker_exit *ex = arg;
-	struct job *j = ex->j;
+	struct worker_run *run = loopq_entry(n, struct worker_run, exit_node);
+	struct worker_exit *ex = &run->ex;
+	struct job *j = run->j;
 	struct daemon *d = j->d;
 
 	pthread_join(j->thread, NULL);
@@ -636,7 +642,7 @@ static void on_worker_exit(void *arg)
 		free(j->error);
 		j->error = strdup(ex->msg);
 	}
-	free(ex);
+	free(run);
 	j->finalize_pending = true;
 	if (atomic_load(&j->commits_inflight) == 0)
 		finalize(j);
@@ -645,16 +651,16 @@ static void on_worker_exit(void *arg)
 static void start_worker(struct job *j)
 {
 	struct daemon *d = j->d;
-	struct worker_start *ws = calloc(1, sizeof(*ws));
+	struct worker_run *run = calloc(1, sizeof(*run));
 	bool weights_only = j->weights_only_next;
 	int rc;
 
-	if (!ws) {
+	if (!run) {
 		set_state(j, JOB_FAILED, "out of memory starting the worker");
 		return;
 	}
-	ws->j = j;
-	ws->weights_only = weights_only;   /* ws belongs to the worker once it runs */
+	run->j = j;
+	run->weights_only = weights_only;   /* run belongs to the worker once it runs */
 	atomic_store(&j->stop, STOP_NONE);
 	j->commit_failed = false;
 	pthread_mutex_lock(&j->mu);
@@ -666,9 +672,9 @@ static void start_worker(struct job *j)
 		j->prog.steps_per_epoch = spe;
 	}
 	pthread_mutex_unlock(&j->mu);
-	rc = -pthread_create(&j->thread, NULL, worker_main, ws);
+	rc = -pthread_create(&j->thread, NULL, worker_main, run);
 	if (rc < 0) {
-		free(ws);
+		free(run);
 		set_state(j, JOB_FAILED, "cannot start a worker thread");
 		return;
 	}
