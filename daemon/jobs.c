@@ -404,18 +404,37 @@ struct waiter {
 static void schedule(struct daemon *d);
 static void notify(struct job *j);
 
+/* A target state on its way to the database. */
 struct state_write {
 	struct job *j;
+	struct call *c;              /* answered once the write completes; NULL: nobody */
 	int64_t id;
-	char state[STORE_STATE_MAX];
-	char *error;
+	enum job_state st;
+	char *error;                 /* last_error to record with it, owned */
 };
+
+static json_t *id_state(struct job *j);
 
 static int state_fn(struct store *s, void *arg, struct tr_err *err)
 {
 	struct state_write *w = arg;
 
-	return store_job_set_state(s, w->id, w->state, w->error, err);
+	return store_job_set_state(s, w->id, job_state_name(w->st), w->error, err);
+}
+
+/* The one place `state` changes after recovery: st (with its error, which
+ * this takes) is what the database holds now. */
+static void commit_state(struct job *j, enum job_state st, char *error)
+{
+	j->state = st;
+	free(j->state_error);
+	j->state_error = error;
+	j->updated = now_unix();
+}
+
+static void state_write_cancel(void *arg)
+{
+	((struct state_write *)arg)->c = NULL;
 }
 
 static void state_done(void *arg, int rc, const struct tr_err *err)
@@ -423,10 +442,19 @@ static void state_done(void *arg, int rc, const struct tr_err *err)
 	struct state_write *w = arg;
 	struct job *j = w->j;
 
+	j->state_writes--;
 	if (rc < 0)
-		log_err("job %" PRId64 ": cannot record state %s: %s", w->id, w->state,
+		log_err("job %" PRId64 ": cannot record state %s: %s", w->id, job_state_name(w->st),
 			err ? err->msg : "?");
-	free(w->error);
+	commit_state(j, w->st, w->error);
+	if (w->c) {
+		call_on_cancel(w->c, NULL, NULL);
+		if (rc < 0)
+			call_error(w->c, "StorageError",
+				   json_pack("{s:s}", "message", err ? err->msg : "cannot record the state"));
+		else
+			call_reply(w->c, id_state(j), false);
+	}
 	free(w);
 	notify(j);
 	if (j->d->on_change)
@@ -452,8 +480,6 @@ static void kill_after_cancel(void *arg)
 {
 	((struct kill_after_write *)arg)->c = NULL;
 }
-
-static json_t *id_state(struct job *j);
 
 static void kill_after_done(void *arg, int rc, const struct tr_err *err)
 {
@@ -507,30 +533,39 @@ static void set_kill_after(struct job *j, int64_t epoch, struct call *c)
 		call_error(c, "StorageError", json_pack("{s:s}", "message", "cannot record the kill"));
 }
 
-/* Change the in-memory state, record it in the database (in order, on the
- * store thread), and tell whoever waits. */
-static void set_state(struct job *j, enum job_state st, const char *error)
+/* Decide the job's next state: the target changes now; the committed state
+ * (what clients see) once the store thread has recorded it, in order, when
+ * state_done runs. `c`, if given, is answered then (id and state). */
+static void set_state(struct job *j, enum job_state st, const char *error, struct call *c)
 {
 	struct daemon *d = j->d;
 	struct state_write *w = calloc(1, sizeof(*w));
 	char *old_error = j->error;   /* `error` may be j->error itself (finalize) */
 
-	j->state = st;
-	j->updated = now_unix();
+	j->target = st;
 	j->error = error ? strdup(error) : NULL;
 	free(old_error);
-	/* Waiters hear of the new state only once it is durable: a client told
-	 * "done" must never find the job running again after a crash. */
-	if (w && d->sq) {
+	if (w) {
 		w->j = j;
+		w->c = c;
 		w->id = j->id;
-		snprintf(w->state, sizeof(w->state), "%s", job_state_name(st));
+		w->st = st;
 		w->error = j->error ? strdup(j->error) : NULL;
-		if (storeq_submit(d->sq, state_fn, w, state_done) == 0)
+		if ((!j->error || w->error) && storeq_submit(d->sq, state_fn, w, state_done) == 0) {
+			j->state_writes++;
+			if (c)
+				call_on_cancel(c, state_write_cancel, w);
 			return;
+		}
 		free(w->error);
+		free(w);
 	}
-	free(w);
+	/* Not even queued (out of memory, or the store thread has stopped):
+	 * as for a write the database refused, see jobs.h. */
+	log_err("job %" PRId64 ": cannot record state %s", j->id, job_state_name(st));
+	commit_state(j, st, j->error ? strdup(j->error) : NULL);
+	if (c)
+		call_error(c, "StorageError", json_pack("{s:s}", "message", "cannot record the state"));
 	notify(j);
 	if (d->on_change)
 		d->on_change(d);
@@ -548,7 +583,7 @@ static void finalize(struct job *j)
 		/* shutdown: stays running in the database, continues at next start */
 		log_notice("job %" PRId64 ": checkpointed for shutdown at epoch %u step %u", j->id,
 			   j->prog.epoch, j->prog.step);
-		j->state = JOB_RUNNING;
+		j->target = JOB_RUNNING;   /* what the database says already */
 		notify(j);
 	} else {
 		if (st == JOB_FAILED)
@@ -556,7 +591,7 @@ static void finalize(struct job *j)
 		else
 			log_notice("job %" PRId64 ": %s at epoch %u", j->id, job_state_name(st),
 				   j->committed_epoch);
-		set_state(j, st, st == JOB_FAILED ? j->error : NULL);
+		set_state(j, st, st == JOB_FAILED ? j->error : NULL, NULL);
 	}
 	schedule(d);
 	if (d->shutting_down && d->running == 0 && d->on_drained)
@@ -656,7 +691,7 @@ static void start_worker(struct job *j)
 	int rc;
 
 	if (!run) {
-		set_state(j, JOB_FAILED, "out of memory starting the worker");
+		set_state(j, JOB_FAILED, "out of memory starting the worker", NULL);
 		return;
 	}
 	run->j = j;
@@ -675,7 +710,7 @@ static void start_worker(struct job *j)
 	rc = -pthread_create(&j->thread, NULL, worker_main, run);
 	if (rc < 0) {
 		free(run);
-		set_state(j, JOB_FAILED, "cannot start a worker thread");
+		set_state(j, JOB_FAILED, "cannot start a worker thread", NULL);
 		return;
 	}
 	j->weights_only_next = false;
@@ -683,7 +718,7 @@ static void start_worker(struct job *j)
 	d->running++;
 	log_notice("job %" PRId64 " (%s): started%s", j->id, j->name,
 		   weights_only ? " (weights-only resume)" : "");
-	set_state(j, JOB_RUNNING, NULL);
+	set_state(j, JOB_RUNNING, NULL, NULL);
 }
 
 static void schedule(struct daemon *d)
@@ -694,7 +729,7 @@ static void schedule(struct daemon *d)
 		for (size_t i = 0; i < d->njobs; i++) {
 			struct job *j = d->jobs[i];
 
-			if (j->state == JOB_QUEUED && !j->worker_alive &&
+			if (j->target == JOB_QUEUED && !j->worker_alive &&
 			    (!next || j->queue_seq < next->queue_seq))
 				next = j;
 		}
@@ -740,6 +775,13 @@ static void waiter_cancel(void *arg)
 
 static json_t *watch_json(struct job *j, const struct job_progress *p);
 
+/* Nothing more is going to happen to the job by itself: no worker, nothing
+ * to finalize, every state write completed (so state == target). */
+static bool settled(const struct job *j)
+{
+	return !j->worker_alive && !j->finalize_pending && j->state_writes == 0;
+}
+
 /* 1: satisfied, -1: can no longer be satisfied, 0: keep waiting. */
 static int wait_check(struct waiter *w)
 {
@@ -748,12 +790,10 @@ static int wait_check(struct waiter *w)
 
 	if (w->epoch && j->committed_epoch >= w->epoch)
 		return 1;
-	if (w->states & (1u << j->state)) {
-		/* a job reported stopped only once its worker is gone */
-		if (!(stopped && (j->worker_alive || j->finalize_pending)))
-			return 1;
-	}
-	if (stopped && !j->worker_alive && !j->finalize_pending)
+	/* a job reported stopped only once its worker is gone */
+	if ((w->states & (1u << j->state)) && (!stopped || settled(j)))
+		return 1;
+	if (stopped && settled(j))
 		return -1;
 	return 0;
 }
@@ -766,8 +806,7 @@ static void reply_job(struct call *c, struct job *j)
 static void notify(struct job *j)
 {
 	struct waiter *w = j->waiters, *next;
-	bool stopped = !j->worker_alive && !j->finalize_pending && j->state != JOB_QUEUED &&
-		       j->state != JOB_RUNNING;
+	bool stopped = settled(j) && j->state != JOB_QUEUED && j->state != JOB_RUNNING;
 
 	for (; w; w = next) {
 		int r;
@@ -789,7 +828,7 @@ static void notify(struct job *j)
 			waiter_free(w);
 			break;
 		case W_STOP:
-			if (j->worker_alive || j->finalize_pending)
+			if (!settled(j))
 				continue;
 			waiter_unlink(w);
 			call_on_cancel(w->call, NULL, NULL);
@@ -804,7 +843,7 @@ static void notify(struct job *j)
 			waiter_free(w);
 			break;
 		case W_WATCH:
-			if (!stopped && !(j->state == JOB_RUNNING && j->d->shutting_down && !j->worker_alive))
+			if (!stopped && !(j->state == JOB_RUNNING && j->d->shutting_down && settled(j)))
 				continue;
 			waiter_unlink(w);
 			call_on_cancel(w->call, NULL, NULL);
@@ -921,7 +960,9 @@ json_t *job_to_json(struct job *j)
 		json_object_set_new(o, "val_acc", json_real(j->last_val_acc));
 	if (j->newest.valid)
 		json_object_set_new(o, "checkpoint", checkpoint_json(&j->newest));
-	if (j->error && (j->state == JOB_FAILED || j->commit_failed))
+	if (j->state == JOB_FAILED && j->state_error)
+		json_object_set_new(o, "error", json_string(j->state_error));
+	else if (j->commit_failed && j->error)
 		json_object_set_new(o, "error", json_string(j->error));
 	if (atomic_load(&j->kill_after) >= 1 && (j->state == JOB_RUNNING || j->state == JOB_QUEUED))
 		json_object_set_new(o, "kill_after", json_integer(atomic_load(&j->kill_after)));
@@ -1054,12 +1095,15 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 		j->committed_epoch = r->epoch;
 		j->state = st < 0 ? JOB_FAILED : (enum job_state)st;
 		j->error = r->last_error ? strdup(r->last_error) : NULL;
+		j->state_error = r->last_error ? strdup(r->last_error) : NULL;
 		cj = json_loads(r->config_json ? r->config_json : "", 0, &jerr);
 		if (!cj || config_from_json(&j->cfg, cj, &cerr) < 0) {
 			config_defaults(&j->cfg);
 			j->state = JOB_FAILED;
 			free(j->error);
 			j->error = strdup("stored configuration is invalid");
+			free(j->state_error);
+			j->state_error = j->error ? strdup(j->error) : NULL;
 		}
 		json_decref(cj);
 		/* The list is ordered by (epoch, step): the last is the newest. */
@@ -1094,9 +1138,15 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 				   j->id, j->name, job_state_name(j->state),
 				   j->newest.valid ? "its checkpoint at" : "the start,",
 				   j->newest.epoch, j->newest.step);
+			/* Queued again, in the database too: what status shows is what
+			 * the database holds. */
+			if (j->state == JOB_RUNNING &&
+			    store_job_set_state(s, j->id, "queued", r->last_error, &cerr) < 0)
+				log_err("job %" PRId64 ": cannot record state queued: %s", j->id, cerr.msg);
 			j->state = JOB_QUEUED;
 			j->queue_seq = d->next_seq++;
 		}
+		j->target = j->state;
 	}
 	store_jobs_free(rows, n);
 	return rc;
@@ -1193,7 +1243,7 @@ static void create_done(void *arg, int rc, const struct tr_err *err)
 	snprintf(j->name, sizeof(j->name), "%s", r->name);
 	j->cfg = r->cfg;
 	j->keep = r->keep;
-	j->state = JOB_QUEUED;
+	j->state = j->target = JOB_QUEUED;   /* the row was created queued */
 	j->created = j->updated = now_unix();
 	if (r->init_ckpt) {
 		j->newest.valid = true;
@@ -1257,12 +1307,11 @@ void jobs_start_job(struct daemon *d, struct call *c, const char *name,
 void jobs_pause(struct daemon *d, struct call *c, struct job *j)
 {
 	(void)d;
-	if (j->state == JOB_QUEUED) {
-		set_state(j, JOB_PAUSED, NULL);
-		call_reply(c, id_state(j), false);
+	if (j->target == JOB_QUEUED) {
+		set_state(j, JOB_PAUSED, NULL, c);   /* answers c once durable */
 		return;
 	}
-	if (j->state != JOB_RUNNING || !j->worker_alive) {
+	if (j->target != JOB_RUNNING || !j->worker_alive) {
 		invalid_state(c, j, "only a queued or running job can be paused");
 		return;
 	}
@@ -1274,9 +1323,9 @@ void jobs_pause(struct daemon *d, struct call *c, struct job *j)
 
 void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_only)
 {
-	if (j->state != JOB_PAUSED && j->state != JOB_KILLED && j->state != JOB_FAILED) {
-		invalid_state(c, j, j->state == JOB_DONE ? "the job is already done"
-							  : "only a paused, killed or failed job can be resumed");
+	if (j->target != JOB_PAUSED && j->target != JOB_KILLED && j->target != JOB_FAILED) {
+		invalid_state(c, j, j->target == JOB_DONE ? "the job is already done"
+							   : "only a paused, killed or failed job can be resumed");
 		return;
 	}
 	if (j->worker_alive || j->finalize_pending) {
@@ -1288,15 +1337,14 @@ void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_o
 		set_kill_after(j, -1, NULL);
 	j->queue_seq = d->next_seq++;
 	log_notice("job %" PRId64 ": resumed%s", j->id, weights_only ? " (weights only)" : "");
-	set_state(j, JOB_QUEUED, NULL);
+	set_state(j, JOB_QUEUED, NULL, c);   /* answers c once durable */
 	schedule(d);
-	call_reply(c, id_state(j), false);
 }
 
 void jobs_kill(struct daemon *d, struct call *c, struct job *j, int64_t after_epoch)
 {
 	(void)d;
-	if (j->state != JOB_RUNNING && j->state != JOB_QUEUED) {
+	if (j->target != JOB_RUNNING && j->target != JOB_QUEUED) {
 		invalid_state(c, j, "only a queued or running job can be killed");
 		return;
 	}
@@ -1312,10 +1360,9 @@ void jobs_kill(struct daemon *d, struct call *c, struct job *j, int64_t after_ep
 		set_kill_after(j, after_epoch, c);   /* answers c once recorded */
 		return;
 	}
-	if (j->state == JOB_QUEUED && !j->worker_alive) {
+	if (j->target == JOB_QUEUED && !j->worker_alive) {
 		log_notice("job %" PRId64 ": killed while queued", j->id);
-		set_state(j, JOB_KILLED, NULL);
-		call_reply(c, id_state(j), false);
+		set_state(j, JOB_KILLED, NULL, c);   /* answers c once durable */
 		return;
 	}
 	atomic_store(&j->stop, STOP_KILL);
@@ -1392,6 +1439,7 @@ void jobs_free(struct daemon *d)
 			free(w);
 		}
 		free(j->error);
+		free(j->state_error);
 		pthread_mutex_destroy(&j->mu);
 		free(j);
 	}

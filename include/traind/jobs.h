@@ -22,6 +22,17 @@
  * running job and leaves it "running" in the database, so the next start
  * continues it, as it does after a crash.
  *
+ * Two states per job. `target` is where the loop has decided to take the job:
+ * the scheduler and the verbs act on it at once. `state` is the committed
+ * state: it changes only when the store thread reports the write of a target
+ * done, in the order the writes were made, and it is the only state the
+ * protocol shows (Status, List, Wait, Watch and every reply), so a client is
+ * never told of a state the database does not hold; a Pause, Kill or Resume
+ * is answered when its state is durable. (When the database refuses a write
+ * (disk full, I/O error) the state is adopted anyway, with the error logged
+ * and the caller answered StorageError: there is nothing more durable to
+ * show, and the next start recovers from what the database holds.)
+ *
  * Thread: everything here on the loop thread, except the worker internals.
  */
 #ifndef TRAIND_JOBS_H
@@ -86,8 +97,11 @@ struct job {
 	char name[STORE_NAME_MAX];
 	struct train_config cfg;
 	int32_t keep;
-	enum job_state state;
-	char *error;                 /* last failure, owned */
+	enum job_state state;        /* committed (durable); the only state the protocol shows */
+	char *state_error;           /* last_error committed with `state`, owned */
+	enum job_state target;       /* decided; what the scheduler and the verbs act on */
+	unsigned state_writes;       /* state writes submitted and not yet completed */
+	char *error;                 /* last failure (working copy, recorded with the next state), owned */
 	int64_t created, updated;
 	uint32_t committed_epoch;    /* epochs whose checkpoint + history are durable */
 	double last_val_acc;
