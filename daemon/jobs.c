@@ -94,6 +94,7 @@ struct restored {
 struct worker_run {
 	struct job *j;
 	bool weights_only;               /* restore the model only */
+	const struct dataset *ds;        /* the Start check's dataset reference, or NULL: get it */
 	struct loopq_node restored_node; /* "the trainer is built": posted at most once */
 	struct restored restored;
 	struct loopq_node exit_node;     /* "I have stopped": the run's last post */
@@ -286,7 +287,9 @@ static void *worker_main(void *arg)
 	if (setpriority(PRIO_PROCESS, (id_t)gettid(), WORKER_NICE) < 0)
 		log_debug("job %" PRId64 ": cannot lower the worker's priority", j->id);
 	publish(j, NULL, 0, false);
-	rc = dscache_get(d->dsc, j->cfg.dataset, &ds, &err);
+	ds = run->ds;   /* a new job's first run: loaded by the Start check */
+	run->ds = NULL;
+	rc = ds ? 0 : dscache_get(d->dsc, j->cfg.dataset, &ds, &err);
 	if (rc < 0)
 		goto out;
 	rc = load_trainer(j, ds, run->weights_only, &t, ex, &err);
@@ -696,6 +699,7 @@ static void start_worker(struct job *j)
 	}
 	run->j = j;
 	run->weights_only = weights_only;   /* run belongs to the worker once it runs */
+	run->ds = j->ds;
 	atomic_store(&j->stop, STOP_NONE);
 	j->commit_failed = false;
 	pthread_mutex_lock(&j->mu);
@@ -709,11 +713,12 @@ static void start_worker(struct job *j)
 	pthread_mutex_unlock(&j->mu);
 	rc = -pthread_create(&j->thread, NULL, worker_main, run);
 	if (rc < 0) {
-		free(run);
+		free(run);   /* j keeps its dataset reference */
 		set_state(j, JOB_FAILED, "cannot start a worker thread", NULL);
 		return;
 	}
 	j->weights_only_next = false;
+	j->ds = NULL;   /* the worker's now */
 	j->worker_alive = true;
 	d->running++;
 	log_notice("job %" PRId64 " (%s): started%s", j->id, j->name,
@@ -1013,29 +1018,57 @@ static void on_watch_tick(uv_timer_t *t)
 
 /* ==== loop side: registry =============================================== */
 
-static struct job *job_new(struct daemon *d)
+/* Room in the registry for `more` jobs beyond those in it and those being
+ * created, so that adding a job stored meanwhile cannot fail. */
+static int registry_reserve(struct daemon *d, size_t more)
+{
+	size_t need = d->njobs + d->creating + more, ncap = d->cap ? d->cap : 16;
+	struct job **nj;
+
+	if (need <= d->cap)
+		return 0;
+	while (ncap < need)
+		ncap *= 2;
+	nj = realloc(d->jobs, ncap * sizeof(*nj));
+	if (!nj)
+		return -ENOMEM;
+	d->jobs = nj;
+	d->cap = ncap;
+	return 0;
+}
+
+/* A job not yet in the registry. */
+static struct job *job_alloc(struct daemon *d)
 {
 	struct job *j = calloc(1, sizeof(*j));
 
 	if (!j)
 		return NULL;
-	if (d->njobs == d->cap) {
-		size_t ncap = d->cap ? d->cap * 2 : 16;
-		struct job **nj = realloc(d->jobs, ncap * sizeof(*nj));
-
-		if (!nj) {
-			free(j);
-			return NULL;
-		}
-		d->jobs = nj;
-		d->cap = ncap;
-	}
-	d->jobs[d->njobs++] = j;
 	j->d = d;
 	pthread_mutex_init(&j->mu, NULL);
 	atomic_init(&j->stop, STOP_NONE);
 	atomic_init(&j->kill_after, -1);
 	atomic_init(&j->commits_inflight, 0);
+	return j;
+}
+
+static void job_destroy(struct job *j)
+{
+	if (j->ds)
+		dscache_put(j->d->dsc, j->ds);
+	free(j->error);
+	free(j->state_error);
+	pthread_mutex_destroy(&j->mu);
+	free(j);
+}
+
+static struct job *job_new(struct daemon *d)
+{
+	struct job *j;
+
+	if (registry_reserve(d, 1) < 0 || !(j = job_alloc(d)))
+		return NULL;
+	d->jobs[d->njobs++] = j;
 	return j;
 }
 
@@ -1047,25 +1080,64 @@ struct job *jobs_find(struct daemon *d, int64_t id)
 	return NULL;
 }
 
-/* Steps per epoch before the job has run in this process: from the dataset's
- * label header, so status can show "step 101/782" for a paused job. */
-static void estimate_steps(struct job *j)
+uint32_t jobs_steps_per_epoch(const struct train_config *cfg, uint32_t train_count)
 {
-	uint32_t count = 0, n;
+	uint32_t n;
 
-	if (dscache_train_count(j->d->dsc, j->cfg.dataset, &count, NULL) < 0 ||
-	    count <= j->cfg.val_size)
-		return;
-	n = j->cfg.train_size ? j->cfg.train_size : count - j->cfg.val_size;
+	if (train_count <= cfg->val_size || cfg->batch_size == 0)
+		return 0;
+	n = cfg->train_size ? cfg->train_size : train_count - cfg->val_size;
+	return (uint32_t)(((uint64_t)n + cfg->batch_size - 1) / cfg->batch_size);
+}
+
+static void set_steps_per_epoch(struct job *j, uint32_t spe)
+{
 	pthread_mutex_lock(&j->mu);
 	if (!j->prog.steps_per_epoch)
-		j->prog.steps_per_epoch = (n + j->cfg.batch_size - 1) / j->cfg.batch_size;
+		j->prog.steps_per_epoch = spe;
 	pthread_mutex_unlock(&j->mu);
+}
+
+
+/* The training images of each dataset recovery has met, so that thousands of
+ * jobs on one dataset read its label header once. */
+struct train_counts {
+	size_t n;
+	struct {
+		char name[CFG_NAME_MAX];
+		uint32_t count;          /* 0: unreadable */
+	} ds[16];
+};
+
+/* Steps per epoch of a recovered job before it runs in this process, so
+ * status can show "step 101/782" for a paused job: from its dataset's label
+ * header. Start-up only, before the loop serves anyone (a new job's comes
+ * from the dataset its Start check loaded, on the thread pool). */
+static void recover_steps(struct job *j, struct train_counts *tc)
+{
+	uint32_t count = 0;
+	size_t i;
+
+	for (i = 0; i < tc->n; i++)
+		if (strcmp(tc->ds[i].name, j->cfg.dataset) == 0)
+			break;
+	if (i < tc->n) {
+		count = tc->ds[i].count;
+	} else {
+		if (dscache_train_count(j->d->dsc, j->cfg.dataset, &count, NULL) < 0)
+			count = 0;
+		if (tc->n < sizeof(tc->ds) / sizeof(tc->ds[0])) {
+			snprintf(tc->ds[tc->n].name, sizeof(tc->ds[tc->n].name), "%s", j->cfg.dataset);
+			tc->ds[tc->n++].count = count;
+		}
+	}
+	set_steps_per_epoch(j, jobs_steps_per_epoch(&j->cfg, count));
 }
 
 int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 {
 	struct store_job *rows = NULL;
+	struct train_counts tc = { 0 };
 	size_t n = 0;
 	int rc;
 
@@ -1121,7 +1193,7 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 		j->prog.epoch = j->newest.valid ? j->newest.epoch : 0;
 		j->prog.step = j->newest.valid ? j->newest.step : 0;
 		pthread_mutex_unlock(&j->mu);
-		estimate_steps(j);
+		recover_steps(j, &tc);
 		atomic_store(&j->kill_after, r->kill_after >= 1 ? r->kill_after : -1);
 		if ((j->state == JOB_RUNNING || j->state == JOB_QUEUED) && r->kill_after >= 1 &&
 		    (uint32_t)r->kill_after <= j->committed_epoch) {
@@ -1176,41 +1248,38 @@ static void invalid_state(struct call *c, struct job *j, const char *msg)
 			     "message", msg));
 }
 
+void job_spec_clear(struct daemon *d, struct job_spec *spec)
+{
+	if (spec->ds)
+		dscache_put(d->dsc, spec->ds);
+	spec->ds = NULL;
+	free(spec->init_ckpt);
+	spec->init_ckpt = NULL;
+}
+
+/* A Start on its way to the database. The job is allocated, and its slot in
+ * the registry reserved, before the row is written: once it is durable the
+ * job joins the registry without anything left to fail. */
 struct create_req {
 	struct daemon *d;
 	struct call *c;
-	char name[STORE_NAME_MAX];
-	struct train_config cfg;
-	int32_t keep;
-	uint8_t *init_ckpt;
-	size_t init_len;
-	char init_checksum[STORE_CHECKSUM_MAX];
+	struct job *j;               /* filled in from the spec, not yet in the registry */
+	struct job_spec spec;        /* init_ckpt for the store thread; ds moved to j */
 	char *config_json;
 	int64_t id;
-	bool cancelled;
 };
 
 static int create_fn(struct store *s, void *arg, struct tr_err *err)
 {
 	struct create_req *r = arg;
-	int rc;
+	const struct job_spec *sp = &r->spec;
 
-	if (!r->init_ckpt)
-		return store_job_create(s, r->name, r->config_json, r->cfg.epochs, r->keep, "queued",
+	if (!sp->init_ckpt)
+		return store_job_create(s, sp->name, r->config_json, sp->cfg.epochs, sp->keep, "queued",
 					&r->id, err);
-	/* With a starting model: the job counts as queued only once its first
-	 * checkpoint is stored; a crash in between leaves it failed, saying so. */
-	rc = store_job_create(s, r->name, r->config_json, r->cfg.epochs, r->keep, "failed", &r->id,
-			      err);
-	if (rc == 0)
-		rc = store_job_set_state(s, r->id, "failed",
-					 "the start was interrupted before its --init-from model was stored",
-					 err);
-	if (rc == 0)
-		rc = store_save_position(s, r->id, 0, 0, r->init_ckpt, r->init_len, r->init_checksum, err);
-	if (rc == 0)
-		rc = store_job_set_state(s, r->id, "queued", NULL, err);
-	return rc;
+	/* With a starting model: the job and its first checkpoint, in one transaction. */
+	return store_job_create_at(s, sp->name, r->config_json, sp->cfg.epochs, sp->keep, "queued",
+				   sp->init_ckpt, sp->init_len, sp->init_checksum, &r->id, err);
 }
 
 static void create_cancel(void *arg)
@@ -1220,88 +1289,94 @@ static void create_cancel(void *arg)
 	r->c = NULL;   /* the job is still created; nobody to tell its id */
 }
 
+static void create_req_free(struct create_req *r)
+{
+	if (r->j)
+		job_destroy(r->j);
+	job_spec_clear(r->d, &r->spec);
+	free(r->config_json);
+	free(r);
+}
+
 static void create_done(void *arg, int rc, const struct tr_err *err)
 {
 	struct create_req *r = arg;
 	struct daemon *d = r->d;
-	struct job *j;
+	struct job *j = r->j;
 
+	d->creating--;
 	if (r->c)
 		call_on_cancel(r->c, NULL, NULL);
 	if (rc < 0) {
 		if (r->c)
 			call_error(r->c, "StorageError", json_pack("{s:s}", "message", err ? err->msg : "?"));
-		goto out;
+		create_req_free(r);
+		return;
 	}
-	j = job_new(d);
-	if (!j) {
-		if (r->c)
-			call_error(r->c, "StorageError", json_pack("{s:s}", "message", "out of memory"));
-		goto out;
-	}
+	r->j = NULL;
 	j->id = r->id;
-	snprintf(j->name, sizeof(j->name), "%s", r->name);
-	j->cfg = r->cfg;
-	j->keep = r->keep;
-	j->state = j->target = JOB_QUEUED;   /* the row was created queued */
 	j->created = j->updated = now_unix();
-	if (r->init_ckpt) {
+	if (r->spec.init_ckpt) {
 		j->newest.valid = true;
 		j->newest.is_epoch = false;
-		j->newest.size = (int64_t)r->init_len;
+		j->newest.size = (int64_t)r->spec.init_len;
 		j->newest.created = j->created;
 		j->newest.val_loss = NAN;
-		snprintf(j->newest.checksum, sizeof(j->newest.checksum), "%s", r->init_checksum);
+		snprintf(j->newest.checksum, sizeof(j->newest.checksum), "%s", r->spec.init_checksum);
 	}
 	j->queue_seq = d->next_seq++;
-	estimate_steps(j);
+	d->jobs[d->njobs++] = j;   /* reserved by jobs_start_job */
 	log_notice("job %" PRId64 " (%s): created: %s, %u epochs, batch %u, %s lr %g", j->id, j->name,
 		   j->cfg.dataset, j->cfg.epochs, j->cfg.batch_size, config_optim_name(j->cfg.optimizer),
 		   j->cfg.lr);
 	if (r->c)
 		call_reply(r->c, json_pack("{s:I}", "id", (json_int_t)j->id), false);
+	create_req_free(r);
 	schedule(d);
 	if (d->on_change)
 		d->on_change(d);
-out:
-	free(r->init_ckpt);
-	free(r->config_json);
-	free(r);
 }
 
-void jobs_start_job(struct daemon *d, struct call *c, const char *name,
-		    const struct train_config *cfg, int32_t keep, uint8_t *init_ckpt, size_t init_len,
-		    const char *init_checksum)
+void jobs_start_job(struct daemon *d, struct call *c, struct job_spec *spec)
 {
 	struct create_req *r = calloc(1, sizeof(*r));
-	json_t *cj = config_to_json(cfg);
+	json_t *cj = NULL;
+	struct job *j;
 
-	if (!r || !cj) {
-		free(r);
-		json_decref(cj);
-		free(init_ckpt);
+	if (!r) {
+		job_spec_clear(d, spec);
 		call_error(c, "StorageError", json_pack("{s:s}", "message", "out of memory"));
 		return;
 	}
 	r->d = d;
-	r->c = c;
-	snprintf(r->name, sizeof(r->name), "%s", name);
-	r->cfg = *cfg;
-	r->keep = keep;
-	r->init_ckpt = init_ckpt;
-	r->init_len = init_len;
-	if (init_checksum)
-		snprintf(r->init_checksum, sizeof(r->init_checksum), "%s", init_checksum);
-	r->config_json = json_dumps(cj, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+	r->spec = *spec;   /* r owns what spec owned */
+	spec->ds = NULL;
+	spec->init_ckpt = NULL;
+	cj = config_to_json(&r->spec.cfg);
+	if (cj)
+		r->config_json = json_dumps(cj, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
 	json_decref(cj);
-	call_on_cancel(c, create_cancel, r);
-	if (!r->config_json || storeq_submit(d->sq, create_fn, r, create_done) < 0) {
-		call_on_cancel(c, NULL, NULL);
-		free(r->config_json);
-		free(r->init_ckpt);
-		free(r);
-		call_error(c, "StorageError", json_pack("{s:s}", "message", "cannot queue the job"));
+	r->j = j = job_alloc(d);
+	if (!r->config_json || !j || registry_reserve(d, 1) < 0) {
+		create_req_free(r);
+		call_error(c, "StorageError", json_pack("{s:s}", "message", "out of memory"));
+		return;
 	}
+	snprintf(j->name, sizeof(j->name), "%s", r->spec.name);
+	j->cfg = r->spec.cfg;
+	j->keep = r->spec.keep;
+	j->state = j->target = JOB_QUEUED;   /* the row is created queued */
+	j->ds = r->spec.ds;                  /* for its first run */
+	r->spec.ds = NULL;
+	j->prog.steps_per_epoch = r->spec.steps_per_epoch;
+	if (storeq_submit(d->sq, create_fn, r, create_done) < 0) {
+		create_req_free(r);
+		call_error(c, "StorageError", json_pack("{s:s}", "message", "cannot queue the job"));
+		return;
+	}
+	d->creating++;
+	r->c = c;
+	call_on_cancel(c, create_cancel, r);
 }
 
 void jobs_pause(struct daemon *d, struct call *c, struct job *j)
@@ -1438,10 +1513,7 @@ void jobs_free(struct daemon *d)
 			free(w->timer);
 			free(w);
 		}
-		free(j->error);
-		free(j->state_error);
-		pthread_mutex_destroy(&j->mu);
-		free(j);
+		job_destroy(j);
 	}
 	free(d->jobs);
 	d->jobs = NULL;
