@@ -26,7 +26,11 @@
  *   - allocation failures: for every N, the Nth allocation on the path
  *     Start -> epochs committed -> finalize fails; the daemon answers with an
  *     error or records the job failed, keeps serving, every job settles (no
- *     event is lost), nothing leaks, the loop closes.
+ *     event is lost), the jobs it lists are the jobs the database holds,
+ *     nothing leaks, the loop closes.
+ *
+ * TEST_JOBS_FILTER=PATTERN runs only the matching tests; TEST_JOBS_TRACE=1
+ * prints the stack of each allocation made to fail.
  */
 #include <errno.h>
 #include <execinfo.h>
@@ -235,6 +239,20 @@ void __wrap_free(void *p)
 {
 	live_del(p);
 	__real_free(p);
+}
+
+static void fault_arm(long at)
+{
+	atomic_store(&alloc_count, 0);
+	atomic_store(&fail_hits, 0);
+	atomic_store(&fail_at, at);
+}
+
+/* Whether the armed allocation was reached (and failed). */
+static bool fault_disarm(void)
+{
+	atomic_store(&fail_at, -1);
+	return atomic_load(&fail_hits) > 0;
 }
 
 /* ---- a gate in front of the store's state writes ---------------------------- */
@@ -493,6 +511,22 @@ static bool jobs_busy(struct daemon *d)
 }
 
 
+/* Every job is done or failed, nothing runs, nothing is in flight on the
+ * thread pool or the store thread, and the loop has run what they posted. */
+static bool settled_final(struct fx *f)
+{
+	struct daemon *d = &f->d;
+
+	if (jobs_busy(d) || f->loop.active_reqs.count > 0)
+		return false;
+	for (size_t i = 0; i < d->njobs; i++)
+		if (d->jobs[i]->state != JOB_DONE && d->jobs[i]->state != JOB_FAILED)
+			return false;
+	storeq_call(d->sq, noop_fn, NULL, NULL);
+	uv_run(&f->loop, UV_RUN_NOWAIT);
+	return !jobs_busy(d) && f->loop.active_reqs.count == 0;
+}
+
 static void close_walk(uv_handle_t *h, void *arg)
 {
 	(void)arg;
@@ -700,6 +734,22 @@ static void db_state(struct fx *f, int64_t id, char *buf, size_t len)
 	sqlite3_close(db);
 }
 
+static int64_t db_jobs(struct fx *f)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int64_t n = -1;
+
+	assert_int_equal(sqlite3_open_v2(f->db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM jobs", -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
 /* Run the loop until the store thread waits at the gate. */
 static void wait_gate(struct fx *f)
 {
@@ -807,11 +857,90 @@ static void test_done_shown_once_durable(void **state)
 	assert_int_equal(live_count(), before);
 }
 
+/* ---- allocation failures on Start -> commit -> finalize ---------------------- */
+
+static void test_allocation_failures(void **state)
+{
+	struct fx *f = *state;
+	long n, errors = 0, failed_jobs = 0, done_jobs = 0, dropped = 0;
+
+	for (n = 0;; n++) {
+		json_t *r, *jobs, *j;
+		size_t i, before = live_count();
+		double deadline;
+		bool hit;
+
+		daemon_up(f, 1);
+		fault_arm(n);
+		r = rpc(f, &f->cl[0], "io.traind.Start",
+			json_pack("{s:o,s:s}", "config", tiny_config(2), "name", "oom"));
+		if (!r) {
+			dropped++;   /* the server closed the connection: no reply buffer */
+		} else if (reply_error(r)) {
+			const char *e = reply_error(r);
+
+			if (strcmp(e, "io.traind.StorageError") != 0 && strcmp(e, "io.traind.DatasetError") != 0 &&
+			    strcmp(e, "io.traind.InvalidParameter") != 0 && strcmp(e, "io.traind.ProtocolError") != 0)
+				fail_msg("allocation %ld: Start answered %s", n, json_dumps(r, 0));
+			errors++;
+		}
+		json_decref(r);
+		/* Every job the daemon knows settles in done or failed (a lost
+		 * event would leave it running or stopping for ever). The loop is
+		 * run here, without client calls that would allocate too. */
+		deadline = now_mono() + REPLY_TIMEOUT;
+		while (!settled_final(f)) {
+			if (now_mono() > deadline)
+				fail_msg("allocation %ld failed: a job never settled", n);
+			uv_run(&f->loop, UV_RUN_NOWAIT);
+			usleep(200);
+		}
+		hit = fault_disarm();
+		/* The daemon still serves; it knows the jobs the database holds
+		 * (at most the one). */
+		r = rpc(f, &f->cl[1], "io.traind.List", NULL);
+		assert_non_null(r);
+		assert_null(reply_error(r));
+		jobs = json_object_get(reply_params(r), "jobs");
+		assert_true(json_array_size(jobs) <= 1);
+		if ((int64_t)json_array_size(jobs) != db_jobs(f))
+			fail_msg("allocation %ld failed: the daemon lists %zu jobs, the database holds %" PRId64,
+				 n, json_array_size(jobs), db_jobs(f));
+		json_array_foreach(jobs, i, j) {
+			if (strcmp(json_string_value(json_object_get(j, "state")), "done") == 0)
+				done_jobs++;
+			else
+				failed_jobs++;
+		}
+		json_decref(r);
+		daemon_down(f);
+		if (live_count() != before)
+			fail_msg("allocation %ld failed: %zu allocations leaked", n, live_count() - before);
+		/* A fresh database for the next round. */
+		{
+			char path[400];
+
+			unlink(f->db);
+			snprintf(path, sizeof(path), "%s-wal", f->db);
+			unlink(path);
+			snprintf(path, sizeof(path), "%s-shm", f->db);
+			unlink(path);
+		}
+		if (!hit)
+			break;   /* the whole path ran with fewer than n + 1 allocations */
+	}
+	print_message("%ld allocations on the path, each failed once: %ld error replies, %ld connections "
+		      "closed, %ld jobs failed, %ld done\n", n, errors, dropped, failed_jobs, done_jobs);
+	assert_true(n > 50);
+	assert_true(errors + dropped + failed_jobs > 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_verbs_answer_durable_states, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_done_shown_once_durable, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_allocation_failures, setup, teardown),
 	};
 
 	log_init();
