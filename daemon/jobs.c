@@ -413,6 +413,7 @@ struct state_write {
 	struct call *c;              /* answered once the write completes; NULL: nobody */
 	int64_t id;
 	enum job_state st;
+	uint32_t seq;                /* the decision's number (j->state_seq) */
 	char *error;                 /* last_error to record with it, owned */
 };
 
@@ -425,10 +426,17 @@ static int state_fn(struct store *s, void *arg, struct tr_err *err)
 	return store_job_set_state(s, w->id, job_state_name(w->st), w->error, err);
 }
 
-/* The one place `state` changes after recovery: st (with its error, which
- * this takes) is what the database holds now. */
-static void commit_state(struct job *j, enum job_state st, char *error)
+/* The one place `state` changes after recovery: decision seq, st (with its
+ * error, which this takes), is what the database holds now. Writes complete
+ * in order; only a decision that could not be queued at all (see set_state)
+ * is shown before those queued earlier, which then must not undo it. */
+static void commit_state(struct job *j, uint32_t seq, enum job_state st, char *error)
 {
+	if ((int32_t)(seq - j->state_shown) < 0) {
+		free(error);
+		return;
+	}
+	j->state_shown = seq;
 	j->state = st;
 	free(j->state_error);
 	j->state_error = error;
@@ -449,7 +457,7 @@ static void state_done(void *arg, int rc, const struct tr_err *err)
 	if (rc < 0)
 		log_err("job %" PRId64 ": cannot record state %s: %s", w->id, job_state_name(w->st),
 			err ? err->msg : "?");
-	commit_state(j, w->st, w->error);
+	commit_state(j, w->seq, w->st, w->error);
 	if (w->c) {
 		call_on_cancel(w->c, NULL, NULL);
 		if (rc < 0)
@@ -546,6 +554,7 @@ static void set_state(struct job *j, enum job_state st, const char *error, struc
 	char *old_error = j->error;   /* `error` may be j->error itself (finalize) */
 
 	j->target = st;
+	j->state_seq++;
 	j->error = error ? strdup(error) : NULL;
 	free(old_error);
 	if (w) {
@@ -553,6 +562,7 @@ static void set_state(struct job *j, enum job_state st, const char *error, struc
 		w->c = c;
 		w->id = j->id;
 		w->st = st;
+		w->seq = j->state_seq;
 		w->error = j->error ? strdup(j->error) : NULL;
 		if ((!j->error || w->error) && storeq_submit(d->sq, state_fn, w, state_done) == 0) {
 			j->state_writes++;
@@ -566,7 +576,7 @@ static void set_state(struct job *j, enum job_state st, const char *error, struc
 	/* Not even queued (out of memory, or the store thread has stopped):
 	 * as for a write the database refused, see jobs.h. */
 	log_err("job %" PRId64 ": cannot record state %s", j->id, job_state_name(st));
-	commit_state(j, st, j->error ? strdup(j->error) : NULL);
+	commit_state(j, j->state_seq, st, j->error ? strdup(j->error) : NULL);
 	if (c)
 		call_error(c, "StorageError", json_pack("{s:s}", "message", "cannot record the state"));
 	notify(j);

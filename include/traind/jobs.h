@@ -101,6 +101,8 @@ struct job {
 	char *state_error;           /* last_error committed with `state`, owned */
 	enum job_state target;       /* decided; what the scheduler and the verbs act on */
 	unsigned state_writes;       /* state writes submitted and not yet completed */
+	uint32_t state_seq;          /* state decisions taken (numbers them) */
+	uint32_t state_shown;        /* the decision `state` is */
 	char *error;                 /* last failure (working copy, recorded with the next state), owned */
 	int64_t created, updated;
 	uint32_t committed_epoch;    /* epochs whose checkpoint + history are durable */
