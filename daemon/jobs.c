@@ -696,6 +696,14 @@ static void on_worker_exit(struct loopq_node *n)
 		finalize(j);
 }
 
+/* A job that does not run now lets go of the dataset its Start check loaded. */
+static void job_drop_dataset(struct job *j)
+{
+	if (j->ds)
+		dscache_put(j->d->dsc, j->ds);
+	j->ds = NULL;
+}
+
 static void start_worker(struct job *j)
 {
 	struct daemon *d = j->d;
@@ -704,6 +712,7 @@ static void start_worker(struct job *j)
 	int rc;
 
 	if (!run) {
+		job_drop_dataset(j);
 		set_state(j, JOB_FAILED, "out of memory starting the worker", NULL);
 		return;
 	}
@@ -723,7 +732,8 @@ static void start_worker(struct job *j)
 	pthread_mutex_unlock(&j->mu);
 	rc = -pthread_create(&j->thread, NULL, worker_main, run);
 	if (rc < 0) {
-		free(run);   /* j keeps its dataset reference */
+		free(run);
+		job_drop_dataset(j);
 		set_state(j, JOB_FAILED, "cannot start a worker thread", NULL);
 		return;
 	}
@@ -1064,8 +1074,7 @@ static struct job *job_alloc(struct daemon *d)
 
 static void job_destroy(struct job *j)
 {
-	if (j->ds)
-		dscache_put(j->d->dsc, j->ds);
+	job_drop_dataset(j);
 	free(j->error);
 	free(j->state_error);
 	pthread_mutex_destroy(&j->mu);
@@ -1393,6 +1402,7 @@ void jobs_pause(struct daemon *d, struct call *c, struct job *j)
 {
 	(void)d;
 	if (j->target == JOB_QUEUED) {
+		job_drop_dataset(j);
 		set_state(j, JOB_PAUSED, NULL, c);   /* answers c once durable */
 		return;
 	}
@@ -1447,6 +1457,7 @@ void jobs_kill(struct daemon *d, struct call *c, struct job *j, int64_t after_ep
 	}
 	if (j->target == JOB_QUEUED && !j->worker_alive) {
 		log_notice("job %" PRId64 ": killed while queued", j->id);
+		job_drop_dataset(j);
 		set_state(j, JOB_KILLED, NULL, c);   /* answers c once durable */
 		return;
 	}
