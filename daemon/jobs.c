@@ -460,11 +460,7 @@ static void state_done(void *arg, int rc, const struct tr_err *err)
 	commit_state(j, w->seq, w->st, w->error);
 	if (w->c) {
 		call_on_cancel(w->c, NULL, NULL);
-		if (rc < 0)
-			call_error(w->c, "StorageError",
-				   json_pack("{s:s}", "message", err ? err->msg : "cannot record the state"));
-		else
-			call_reply(w->c, id_state(j), false);
+		call_reply(w->c, id_state(j), false);
 	}
 	free(w);
 	notify(j);
@@ -578,7 +574,7 @@ static void set_state(struct job *j, enum job_state st, const char *error, struc
 	log_err("job %" PRId64 ": cannot record state %s", j->id, job_state_name(st));
 	commit_state(j, j->state_seq, st, j->error ? strdup(j->error) : NULL);
 	if (c)
-		call_error(c, "StorageError", json_pack("{s:s}", "message", "cannot record the state"));
+		call_reply(c, id_state(j), false);
 	notify(j);
 	if (d->on_change)
 		d->on_change(d);

@@ -7,9 +7,11 @@
  * must lie inside the data directory (a symlink pointing out is refused), so a
  * client can never make traind open a path of its choosing.
  *
- * Thread: any but the loop: every function except dscache_new, dscache_free
- * and dscache_put reads the file system (realpath, the dataset's files). A
- * mutex guards the table; loading happens outside it, one loader per name.
+ * Thread: any, but not the loop thread while it serves clients: every
+ * function except dscache_free and dscache_put reads the file system
+ * (realpath, the dataset's files); the daemon calls them on the thread pool,
+ * on workers, and at start-up. A mutex guards the table; loading happens
+ * outside it, one loader per name.
  */
 #ifndef TRAIND_DSCACHE_H
 #define TRAIND_DSCACHE_H

@@ -29,9 +29,10 @@
  * protocol shows (Status, List, Wait, Watch and every reply), so a client is
  * never told of a state the database does not hold; a Pause, Kill or Resume
  * is answered when its state is durable. (When the database refuses a write
- * (disk full, I/O error) the state is adopted anyway, with the error logged
- * and the caller answered StorageError: there is nothing more durable to
- * show, and the next start recovers from what the database holds.)
+ * (disk full, I/O error) the state is adopted anyway when the write fails,
+ * with the error logged: there is nothing more durable to show; the job acts
+ * on it (a resumed job runs, and fails at its first checkpoint), and the next
+ * start recovers from what the database holds.)
  *
  * Thread: everything here on the loop thread, except the worker internals.
  */
