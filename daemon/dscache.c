@@ -72,13 +72,6 @@ static int resolve(struct dscache *c, const char *name, char *out, struct tr_err
 	return 0;
 }
 
-int dscache_check(struct dscache *c, const char *name, struct tr_err *err)
-{
-	char real[PATH_MAX];
-
-	return resolve(c, name, real, err);
-}
-
 int dscache_get(struct dscache *c, const char *name, const struct dataset **out, struct tr_err *err)
 {
 	char real[PATH_MAX];

@@ -53,6 +53,7 @@ static int64_t now_unix(void)
 
 /* A checkpoint on its way to the store thread and back to the loop. */
 struct commit {
+	struct loopq_node node;      /* a synchronous commit's trip to the loop */
 	struct job *j;
 	int64_t job_id;
 	bool is_epoch;
@@ -69,7 +70,6 @@ struct commit {
 };
 
 struct worker_exit {
-	struct job *j;
 	int outcome;                 /* enum job_state; JOB_RUNNING for a shutdown stop */
 	int rc;
 	char msg[TR_ERR_MSG_MAX];
@@ -82,16 +82,33 @@ struct worker_exit {
 /* Where a (re)started worker actually continues from: the loop's view of
  * the job may be stale when a corrupt checkpoint was dropped on the way. */
 struct restored {
-	struct job *j;
 	bool from_checkpoint;
 	struct job_checkpoint ck;
 	uint32_t nhistory;
 	double last_val_acc;
 };
 
-static void on_commit_event(void *arg);
-static void on_worker_exit(void *arg);
-static void on_restored(void *arg);
+/* One run of a worker thread, allocated by the loop before the thread starts
+ * (and freed by the loop when the run's exit event arrives), so that the
+ * events the thread posts need no allocation and cannot be lost. */
+struct worker_run {
+	struct job *j;
+	bool weights_only;               /* restore the model only */
+	const struct dataset *ds;        /* the Start check's dataset reference, or NULL: get it */
+	struct loopq_node restored_node; /* "the trainer is built": posted at most once */
+	struct restored restored;
+	struct loopq_node exit_node;     /* "I have stopped": the run's last post */
+	struct worker_exit ex;
+};
+
+static void on_commit_event(struct commit *c);
+static void on_worker_exit(struct loopq_node *n);
+static void on_restored(struct loopq_node *n);
+
+static void on_commit_node(struct loopq_node *n)
+{
+	on_commit_event(loopq_entry(n, struct commit, node));
+}
 
 static int commit_fn(struct store *s, void *arg, struct tr_err *err)
 {
@@ -163,7 +180,8 @@ static int hand_over(struct job *j, struct trainer *t, const struct history_row 
 	rc = c->rc;
 	if (rc < 0 && err)
 		*err = c->err;
-	loopq_post(&d->lq, on_commit_event, c);
+	c->node.fn = on_commit_node;
+	loopq_post(&d->lq, &c->node);
 	return rc;
 }
 
@@ -248,17 +266,12 @@ static int load_trainer(struct job *j, const struct dataset *ds, bool weights_on
 	return rc;
 }
 
-struct worker_start {
-	struct job *j;
-	bool weights_only;
-};
-
 static void *worker_main(void *arg)
 {
-	struct worker_start *ws = arg;
-	struct job *j = ws->j;
+	struct worker_run *run = arg;
+	struct job *j = run->j;
 	struct daemon *d = j->d;
-	struct worker_exit *ex = calloc(1, sizeof(*ex));
+	struct worker_exit *ex = &run->ex;
 	const struct dataset *ds = NULL;
 	struct trainer *t = NULL;
 	struct tr_err err = { 0 };
@@ -267,7 +280,6 @@ static void *worker_main(void *arg)
 	double sps = 0;
 	int rc;
 
-	ex->j = j;
 	ex->outcome = JOB_FAILED;
 	/* Training yields to the loop and the store thread: a checkpoint commit or
 	 * a status reply should never queue behind a minibatch. Linux nice values
@@ -275,24 +287,20 @@ static void *worker_main(void *arg)
 	if (setpriority(PRIO_PROCESS, (id_t)gettid(), WORKER_NICE) < 0)
 		log_debug("job %" PRId64 ": cannot lower the worker's priority", j->id);
 	publish(j, NULL, 0, false);
-	rc = dscache_get(d->dsc, j->cfg.dataset, &ds, &err);
+	ds = run->ds;   /* a new job's first run: loaded by the Start check */
+	run->ds = NULL;
+	rc = ds ? 0 : dscache_get(d->dsc, j->cfg.dataset, &ds, &err);
 	if (rc < 0)
 		goto out;
-	rc = load_trainer(j, ds, ws->weights_only, &t, ex, &err);
+	rc = load_trainer(j, ds, run->weights_only, &t, ex, &err);
 	if (rc < 0)
 		goto out;
-	{
-		struct restored *r = calloc(1, sizeof(*r));
-
-		if (r) {
-			r->j = j;
-			r->from_checkpoint = ex->restored;
-			r->ck = ex->ck;
-			r->nhistory = t->nhistory;
-			r->last_val_acc = t->nhistory ? t->history[t->nhistory - 1].val_acc : 0;
-			loopq_post(&d->lq, on_restored, r);
-		}
-	}
+	run->restored.from_checkpoint = ex->restored;
+	run->restored.ck = ex->ck;
+	run->restored.nhistory = t->nhistory;
+	run->restored.last_val_acc = t->nhistory ? t->history[t->nhistory - 1].val_acc : 0;
+	run->restored_node.fn = on_restored;
+	loopq_post(&d->lq, &run->restored_node);
 	publish(j, t, 0, true);
 	for (;;) {
 		int stop = atomic_load(&j->stop);
@@ -368,8 +376,9 @@ out:
 	trainer_free(t);
 	if (ds)
 		dscache_put(d->dsc, ds);
-	free(ws);
-	loopq_post(&d->lq, on_worker_exit, ex);
+	/* The last touch of the run: the loop frees it. */
+	run->exit_node.fn = on_worker_exit;
+	loopq_post(&d->lq, &run->exit_node);
 	return NULL;
 }
 
@@ -399,18 +408,45 @@ static void schedule(struct daemon *d);
 static void notify(struct job *j);
 static void removal_submit(struct removal *r);
 
+/* A target state on its way to the database. */
 struct state_write {
 	struct job *j;
+	struct call *c;              /* answered once the write completes; NULL: nobody */
 	int64_t id;
-	char state[STORE_STATE_MAX];
-	char *error;
+	enum job_state st;
+	uint32_t seq;                /* the decision's number (j->state_seq) */
+	char *error;                 /* last_error to record with it, owned */
 };
+
+static json_t *id_state(struct job *j);
 
 static int state_fn(struct store *s, void *arg, struct tr_err *err)
 {
 	struct state_write *w = arg;
 
-	return store_job_set_state(s, w->id, w->state, w->error, err);
+	return store_job_set_state(s, w->id, job_state_name(w->st), w->error, err);
+}
+
+/* The one place `state` changes after recovery: decision seq, st (with its
+ * error, which this takes), is what the database holds now. Writes complete
+ * in order; only a decision that could not be queued at all (see set_state)
+ * is shown before those queued earlier, which then must not undo it. */
+static void commit_state(struct job *j, uint32_t seq, enum job_state st, char *error)
+{
+	if ((int32_t)(seq - j->state_shown) < 0) {
+		free(error);
+		return;
+	}
+	j->state_shown = seq;
+	j->state = st;
+	free(j->state_error);
+	j->state_error = error;
+	j->updated = now_unix();
+}
+
+static void state_write_cancel(void *arg)
+{
+	((struct state_write *)arg)->c = NULL;
 }
 
 static void state_done(void *arg, int rc, const struct tr_err *err)
@@ -418,10 +454,15 @@ static void state_done(void *arg, int rc, const struct tr_err *err)
 	struct state_write *w = arg;
 	struct job *j = w->j;
 
+	j->state_writes--;
 	if (rc < 0)
-		log_err("job %" PRId64 ": cannot record state %s: %s", w->id, w->state,
+		log_err("job %" PRId64 ": cannot record state %s: %s", w->id, job_state_name(w->st),
 			err ? err->msg : "?");
-	free(w->error);
+	commit_state(j, w->seq, w->st, w->error);
+	if (w->c) {
+		call_on_cancel(w->c, NULL, NULL);
+		call_reply(w->c, id_state(j), false);
+	}
 	free(w);
 	notify(j);
 	if (j->d->on_change)
@@ -447,8 +488,6 @@ static void kill_after_cancel(void *arg)
 {
 	((struct kill_after_write *)arg)->c = NULL;
 }
-
-static json_t *id_state(struct job *j);
 
 static void kill_after_done(void *arg, int rc, const struct tr_err *err)
 {
@@ -502,30 +541,41 @@ static void set_kill_after(struct job *j, int64_t epoch, struct call *c)
 		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "cannot record the kill"));
 }
 
-/* Change the in-memory state, record it in the database (in order, on the
- * store thread), and tell whoever waits. */
-static void set_state(struct job *j, enum job_state st, const char *error)
+/* Decide the job's next state: the target changes now; the committed state
+ * (what clients see) once the store thread has recorded it, in order, when
+ * state_done runs. `c`, if given, is answered then (id and state). */
+static void set_state(struct job *j, enum job_state st, const char *error, struct call *c)
 {
 	struct daemon *d = j->d;
 	struct state_write *w = calloc(1, sizeof(*w));
 	char *old_error = j->error;   /* `error` may be j->error itself (finalize) */
 
-	j->state = st;
-	j->updated = now_unix();
+	j->target = st;
+	j->state_seq++;
 	j->error = error ? strdup(error) : NULL;
 	free(old_error);
-	/* Waiters hear of the new state only once it is durable: a client told
-	 * "done" must never find the job running again after a crash. */
-	if (w && d->sq) {
+	if (w) {
 		w->j = j;
+		w->c = c;
 		w->id = j->id;
-		snprintf(w->state, sizeof(w->state), "%s", job_state_name(st));
+		w->st = st;
+		w->seq = j->state_seq;
 		w->error = j->error ? strdup(j->error) : NULL;
-		if (storeq_submit(d->sq, state_fn, w, state_done) == 0)
+		if ((!j->error || w->error) && storeq_submit(d->sq, state_fn, w, state_done) == 0) {
+			j->state_writes++;
+			if (c)
+				call_on_cancel(c, state_write_cancel, w);
 			return;
+		}
 		free(w->error);
+		free(w);
 	}
-	free(w);
+	/* Not even queued (out of memory, or the store thread has stopped):
+	 * as for a write the database refused, see jobs.h. */
+	log_err("job %" PRId64 ": cannot record state %s", j->id, job_state_name(st));
+	commit_state(j, j->state_seq, st, j->error ? strdup(j->error) : NULL);
+	if (c)
+		call_reply(c, id_state(j), false);
 	notify(j);
 	if (d->on_change)
 		d->on_change(d);
@@ -543,7 +593,7 @@ static void finalize(struct job *j)
 		/* shutdown: stays running in the database, continues at next start */
 		log_notice("job %" PRId64 ": checkpointed for shutdown at epoch %u step %u", j->id,
 			   j->prog.epoch, j->prog.step);
-		j->state = JOB_RUNNING;
+		j->target = JOB_RUNNING;   /* what the database says already */
 		notify(j);
 	} else {
 		if (st == JOB_FAILED)
@@ -551,7 +601,7 @@ static void finalize(struct job *j)
 		else
 			log_notice("job %" PRId64 ": %s at epoch %u", j->id, job_state_name(st),
 				   j->committed_epoch);
-		set_state(j, st, st == JOB_FAILED ? j->error : NULL);
+		set_state(j, st, st == JOB_FAILED ? j->error : NULL, NULL);
 	}
 	if (j->removal)
 		removal_submit(j->removal);   /* after the state write: the store runs them in order */
@@ -560,9 +610,8 @@ static void finalize(struct job *j)
 		d->on_drained(d);
 }
 
-static void on_commit_event(void *arg)
+static void on_commit_event(struct commit *c)
 {
-	struct commit *c = arg;
 	struct job *j = c->j;
 
 	atomic_fetch_sub(&j->commits_inflight, 1);
@@ -606,10 +655,11 @@ static void on_commit_event(void *arg)
 		finalize(j);
 }
 
-static void on_restored(void *arg)
+static void on_restored(struct loopq_node *n)
 {
-	struct restored *r = arg;
-	struct job *j = r->j;
+	struct worker_run *run = loopq_entry(n, struct worker_run, restored_node);
+	struct restored *r = &run->restored;
+	struct job *j = run->j;
 
 	if (r->from_checkpoint)
 		j->newest = r->ck;
@@ -618,14 +668,14 @@ static void on_restored(void *arg)
 	j->committed_epoch = r->nhistory;
 	j->has_val_acc = r->nhistory > 0;
 	j->last_val_acc = r->last_val_acc;
-	free(r);
-	notify(j);
+	notify(j);   /* the run stays the worker's until its exit event */
 }
 
-static void on_worker_exit(void *arg)
+static void on_worker_exit(struct loopq_node *n)
 {
-	struct worker_exit *ex = arg;
-	struct job *j = ex->j;
+	struct worker_run *run = loopq_entry(n, struct worker_run, exit_node);
+	struct worker_exit *ex = &run->ex;
+	struct job *j = run->j;
 	struct daemon *d = j->d;
 
 	pthread_join(j->thread, NULL);
@@ -639,25 +689,35 @@ static void on_worker_exit(void *arg)
 		free(j->error);
 		j->error = strdup(ex->msg);
 	}
-	free(ex);
+	free(run);
 	j->finalize_pending = true;
 	if (atomic_load(&j->commits_inflight) == 0)
 		finalize(j);
 }
 
+/* A job that does not run now lets go of the dataset its Start check loaded. */
+static void job_drop_dataset(struct job *j)
+{
+	if (j->ds)
+		dscache_put(j->d->dsc, j->ds);
+	j->ds = NULL;
+}
+
 static void start_worker(struct job *j)
 {
 	struct daemon *d = j->d;
-	struct worker_start *ws = calloc(1, sizeof(*ws));
+	struct worker_run *run = calloc(1, sizeof(*run));
 	bool weights_only = j->weights_only_next;
 	int rc;
 
-	if (!ws) {
-		set_state(j, JOB_FAILED, "out of memory starting the worker");
+	if (!run) {
+		job_drop_dataset(j);
+		set_state(j, JOB_FAILED, "out of memory starting the worker", NULL);
 		return;
 	}
-	ws->j = j;
-	ws->weights_only = weights_only;   /* ws belongs to the worker once it runs */
+	run->j = j;
+	run->weights_only = weights_only;   /* run belongs to the worker once it runs */
+	run->ds = j->ds;
 	atomic_store(&j->stop, STOP_NONE);
 	j->commit_failed = false;
 	pthread_mutex_lock(&j->mu);
@@ -669,18 +729,20 @@ static void start_worker(struct job *j)
 		j->prog.steps_per_epoch = spe;
 	}
 	pthread_mutex_unlock(&j->mu);
-	rc = -pthread_create(&j->thread, NULL, worker_main, ws);
+	rc = -pthread_create(&j->thread, NULL, worker_main, run);
 	if (rc < 0) {
-		free(ws);
-		set_state(j, JOB_FAILED, "cannot start a worker thread");
+		free(run);
+		job_drop_dataset(j);
+		set_state(j, JOB_FAILED, "cannot start a worker thread", NULL);
 		return;
 	}
 	j->weights_only_next = false;
+	j->ds = NULL;   /* the worker's now */
 	j->worker_alive = true;
 	d->running++;
 	log_notice("job %" PRId64 " (%s): started%s", j->id, j->name,
 		   weights_only ? " (weights-only resume)" : "");
-	set_state(j, JOB_RUNNING, NULL);
+	set_state(j, JOB_RUNNING, NULL, NULL);
 }
 
 static void schedule(struct daemon *d)
@@ -691,7 +753,7 @@ static void schedule(struct daemon *d)
 		for (size_t i = 0; i < d->njobs; i++) {
 			struct job *j = d->jobs[i];
 
-			if (j->state == JOB_QUEUED && !j->worker_alive && !j->removal &&
+			if (j->target == JOB_QUEUED && !j->worker_alive && !j->removal &&
 			    (!next || j->queue_seq < next->queue_seq))
 				next = j;
 		}
@@ -737,6 +799,13 @@ static void waiter_cancel(void *arg)
 
 static json_t *watch_json(struct job *j, const struct job_progress *p);
 
+/* Nothing more is going to happen to the job by itself: no worker, nothing
+ * to finalize, every state write completed (so state == target). */
+static bool settled(const struct job *j)
+{
+	return !j->worker_alive && !j->finalize_pending && j->state_writes == 0;
+}
+
 /* 1: satisfied, -1: can no longer be satisfied, 0: keep waiting. */
 static int wait_check(struct waiter *w)
 {
@@ -745,12 +814,10 @@ static int wait_check(struct waiter *w)
 
 	if (w->epoch && j->committed_epoch >= w->epoch)
 		return 1;
-	if (w->states & (1u << j->state)) {
-		/* a job reported stopped only once its worker is gone */
-		if (!(stopped && (j->worker_alive || j->finalize_pending)))
-			return 1;
-	}
-	if (stopped && !j->worker_alive && !j->finalize_pending)
+	/* a job reported stopped only once its worker is gone */
+	if ((w->states & (1u << j->state)) && (!stopped || settled(j)))
+		return 1;
+	if (stopped && settled(j))
 		return -1;
 	return 0;
 }
@@ -763,8 +830,7 @@ static void reply_job(struct call *c, struct job *j)
 static void notify(struct job *j)
 {
 	struct waiter *w = j->waiters, *next;
-	bool stopped = !j->worker_alive && !j->finalize_pending && j->state != JOB_QUEUED &&
-		       j->state != JOB_RUNNING;
+	bool stopped = settled(j) && j->state != JOB_QUEUED && j->state != JOB_RUNNING;
 
 	for (; w; w = next) {
 		int r;
@@ -788,7 +854,7 @@ static void notify(struct job *j)
 			waiter_free(w);
 			break;
 		case W_STOP:
-			if (j->worker_alive || j->finalize_pending)
+			if (!settled(j))
 				continue;
 			waiter_unlink(w);
 			call_on_cancel(w->call, NULL, NULL);
@@ -803,7 +869,7 @@ static void notify(struct job *j)
 			waiter_free(w);
 			break;
 		case W_WATCH:
-			if (!stopped && !(j->state == JOB_RUNNING && j->d->shutting_down && !j->worker_alive))
+			if (!stopped && !(j->state == JOB_RUNNING && j->d->shutting_down && settled(j)))
 				continue;
 			waiter_unlink(w);
 			call_on_cancel(w->call, NULL, NULL);
@@ -920,7 +986,9 @@ json_t *job_to_json(struct job *j)
 		json_object_set_new(o, "val_acc", json_real(j->last_val_acc));
 	if (j->newest.valid)
 		json_object_set_new(o, "checkpoint", checkpoint_json(&j->newest));
-	if (j->error && (j->state == JOB_FAILED || j->commit_failed))
+	if (j->state == JOB_FAILED && j->state_error)
+		json_object_set_new(o, "error", json_string(j->state_error));
+	else if (j->commit_failed && j->error)
 		json_object_set_new(o, "error", json_string(j->error));
 	if (atomic_load(&j->kill_after) >= 1 && (j->state == JOB_RUNNING || j->state == JOB_QUEUED))
 		json_object_set_new(o, "kill_after", json_integer(atomic_load(&j->kill_after)));
@@ -971,29 +1039,57 @@ static void on_watch_tick(uv_timer_t *t)
 
 /* ==== loop side: registry =============================================== */
 
-static struct job *job_new(struct daemon *d)
+/* Room in the registry for `more` jobs beyond those in it and those being
+ * created, so that adding a job stored meanwhile cannot fail. */
+static int registry_reserve(struct daemon *d, size_t more)
+{
+	size_t need = d->njobs + d->creating + more, ncap = d->cap ? d->cap : 16;
+	struct job **nj;
+
+	if (need <= d->cap)
+		return 0;
+	while (ncap < need)
+		ncap *= 2;
+	nj = realloc(d->jobs, ncap * sizeof(*nj));
+	if (!nj)
+		return -ENOMEM;
+	d->jobs = nj;
+	d->cap = ncap;
+	return 0;
+}
+
+/* A job not yet in the registry. */
+static struct job *job_alloc(struct daemon *d)
 {
 	struct job *j = calloc(1, sizeof(*j));
 
 	if (!j)
 		return NULL;
-	if (d->njobs == d->cap) {
-		size_t ncap = d->cap ? d->cap * 2 : 16;
-		struct job **nj = realloc(d->jobs, ncap * sizeof(*nj));
-
-		if (!nj) {
-			free(j);
-			return NULL;
-		}
-		d->jobs = nj;
-		d->cap = ncap;
-	}
-	d->jobs[d->njobs++] = j;
 	j->d = d;
 	pthread_mutex_init(&j->mu, NULL);
 	atomic_init(&j->stop, STOP_NONE);
 	atomic_init(&j->kill_after, -1);
 	atomic_init(&j->commits_inflight, 0);
+	return j;
+}
+
+static void job_destroy(struct job *j)
+{
+	job_drop_dataset(j);
+	free(j->error);
+	free(j->state_error);
+	free(j->removal);   /* a removal the loop stopped before (its call is gone) */
+	pthread_mutex_destroy(&j->mu);
+	free(j);
+}
+
+static struct job *job_new(struct daemon *d)
+{
+	struct job *j;
+
+	if (registry_reserve(d, 1) < 0 || !(j = job_alloc(d)))
+		return NULL;
+	d->jobs[d->njobs++] = j;
 	return j;
 }
 
@@ -1005,25 +1101,64 @@ struct job *jobs_find(struct daemon *d, int64_t id)
 	return NULL;
 }
 
-/* Steps per epoch before the job has run in this process: from the dataset's
- * label header, so status can show "step 101/782" for a paused job. */
-static void estimate_steps(struct job *j)
+uint32_t jobs_steps_per_epoch(const struct train_config *cfg, uint32_t train_count)
 {
-	uint32_t count = 0, n;
+	uint32_t n;
 
-	if (dscache_train_count(j->d->dsc, j->cfg.dataset, &count, NULL) < 0 ||
-	    count <= j->cfg.val_size)
-		return;
-	n = j->cfg.train_size ? j->cfg.train_size : count - j->cfg.val_size;
+	if (train_count <= cfg->val_size || cfg->batch_size == 0)
+		return 0;
+	n = cfg->train_size ? cfg->train_size : train_count - cfg->val_size;
+	return (uint32_t)(((uint64_t)n + cfg->batch_size - 1) / cfg->batch_size);
+}
+
+static void set_steps_per_epoch(struct job *j, uint32_t spe)
+{
 	pthread_mutex_lock(&j->mu);
 	if (!j->prog.steps_per_epoch)
-		j->prog.steps_per_epoch = (n + j->cfg.batch_size - 1) / j->cfg.batch_size;
+		j->prog.steps_per_epoch = spe;
 	pthread_mutex_unlock(&j->mu);
+}
+
+
+/* The training images of each dataset recovery has met, so that thousands of
+ * jobs on one dataset read its label header once. */
+struct train_counts {
+	size_t n;
+	struct {
+		char name[CFG_NAME_MAX];
+		uint32_t count;          /* 0: unreadable */
+	} ds[16];
+};
+
+/* Steps per epoch of a recovered job before it runs in this process, so
+ * status can show "step 101/782" for a paused job: from its dataset's label
+ * header. Start-up only, before the loop serves anyone (a new job's comes
+ * from the dataset its Start check loaded, on the thread pool). */
+static void recover_steps(struct job *j, struct train_counts *tc)
+{
+	uint32_t count = 0;
+	size_t i;
+
+	for (i = 0; i < tc->n; i++)
+		if (strcmp(tc->ds[i].name, j->cfg.dataset) == 0)
+			break;
+	if (i < tc->n) {
+		count = tc->ds[i].count;
+	} else {
+		if (dscache_train_count(j->d->dsc, j->cfg.dataset, &count, NULL) < 0)
+			count = 0;
+		if (tc->n < sizeof(tc->ds) / sizeof(tc->ds[0])) {
+			snprintf(tc->ds[tc->n].name, sizeof(tc->ds[tc->n].name), "%s", j->cfg.dataset);
+			tc->ds[tc->n++].count = count;
+		}
+	}
+	set_steps_per_epoch(j, jobs_steps_per_epoch(&j->cfg, count));
 }
 
 int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 {
 	struct store_job *rows = NULL;
+	struct train_counts tc = { 0 };
 	size_t n = 0;
 	int rc;
 
@@ -1053,12 +1188,15 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 		j->committed_epoch = r->epoch;
 		j->state = st < 0 ? JOB_FAILED : (enum job_state)st;
 		j->error = r->last_error ? strdup(r->last_error) : NULL;
+		j->state_error = r->last_error ? strdup(r->last_error) : NULL;
 		cj = json_loads(r->config_json ? r->config_json : "", 0, &jerr);
 		if (!cj || config_from_stored_json(&j->cfg, cj, &cerr) < 0) {
 			config_defaults(&j->cfg);
 			j->state = JOB_FAILED;
 			free(j->error);
 			j->error = strdup("stored configuration is invalid");
+			free(j->state_error);
+			j->state_error = j->error ? strdup(j->error) : NULL;
 		}
 		json_decref(cj);
 		/* The list is ordered by (epoch, step): the last is the newest. */
@@ -1076,7 +1214,7 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 		j->prog.epoch = j->newest.valid ? j->newest.epoch : 0;
 		j->prog.step = j->newest.valid ? j->newest.step : 0;
 		pthread_mutex_unlock(&j->mu);
-		estimate_steps(j);
+		recover_steps(j, &tc);
 		atomic_store(&j->kill_after, r->kill_after >= 1 ? r->kill_after : -1);
 		if ((j->state == JOB_RUNNING || j->state == JOB_QUEUED) && r->kill_after >= 1 &&
 		    (uint32_t)r->kill_after <= j->committed_epoch) {
@@ -1093,9 +1231,15 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 				   j->id, j->name, job_state_name(j->state),
 				   j->newest.valid ? "its checkpoint at" : "the start,",
 				   j->newest.epoch, j->newest.step);
+			/* Queued again, in the database too: what status shows is what
+			 * the database holds. */
+			if (j->state == JOB_RUNNING &&
+			    store_job_set_state(s, j->id, "queued", r->last_error, &cerr) < 0)
+				log_err("job %" PRId64 ": cannot record state queued: %s", j->id, cerr.msg);
 			j->state = JOB_QUEUED;
 			j->queue_seq = d->next_seq++;
 		}
+		j->target = j->state;
 	}
 	store_jobs_free(rows, n);
 	return rc;
@@ -1125,41 +1269,38 @@ static void invalid_state(struct call *c, struct job *j, const char *msg)
 			     "message", msg));
 }
 
+void job_spec_clear(struct daemon *d, struct job_spec *spec)
+{
+	if (spec->ds)
+		dscache_put(d->dsc, spec->ds);
+	spec->ds = NULL;
+	free(spec->init_ckpt);
+	spec->init_ckpt = NULL;
+}
+
+/* A Start on its way to the database. The job is allocated, and its slot in
+ * the registry reserved, before the row is written: once it is durable the
+ * job joins the registry without anything left to fail. */
 struct create_req {
 	struct daemon *d;
 	struct call *c;
-	char name[STORE_NAME_MAX];
-	struct train_config cfg;
-	int32_t keep;
-	uint8_t *init_ckpt;
-	size_t init_len;
-	char init_checksum[STORE_CHECKSUM_MAX];
+	struct job *j;               /* filled in from the spec, not yet in the registry */
+	struct job_spec spec;        /* init_ckpt for the store thread; ds moved to j */
 	char *config_json;
 	int64_t id;
-	bool cancelled;
 };
 
 static int create_fn(struct store *s, void *arg, struct tr_err *err)
 {
 	struct create_req *r = arg;
-	int rc;
+	const struct job_spec *sp = &r->spec;
 
-	if (!r->init_ckpt)
-		return store_job_create(s, r->name, r->config_json, r->cfg.epochs, r->keep, "queued",
+	if (!sp->init_ckpt)
+		return store_job_create(s, sp->name, r->config_json, sp->cfg.epochs, sp->keep, "queued",
 					&r->id, err);
-	/* With a starting model: the job counts as queued only once its first
-	 * checkpoint is stored; a crash in between leaves it failed, saying so. */
-	rc = store_job_create(s, r->name, r->config_json, r->cfg.epochs, r->keep, "failed", &r->id,
-			      err);
-	if (rc == 0)
-		rc = store_job_set_state(s, r->id, "failed",
-					 "the start was interrupted before its --init-from model was stored",
-					 err);
-	if (rc == 0)
-		rc = store_save_position(s, r->id, 0, 0, r->init_ckpt, r->init_len, r->init_checksum, err);
-	if (rc == 0)
-		rc = store_job_set_state(s, r->id, "queued", NULL, err);
-	return rc;
+	/* With a starting model: the job and its first checkpoint, in one transaction. */
+	return store_job_create_at(s, sp->name, r->config_json, sp->cfg.epochs, sp->keep, "queued",
+				   sp->init_ckpt, sp->init_len, sp->init_checksum, &r->id, err);
 }
 
 static void create_cancel(void *arg)
@@ -1169,99 +1310,105 @@ static void create_cancel(void *arg)
 	r->c = NULL;   /* the job is still created; nobody to tell its id */
 }
 
+static void create_req_free(struct create_req *r)
+{
+	if (r->j)
+		job_destroy(r->j);
+	job_spec_clear(r->d, &r->spec);
+	free(r->config_json);
+	free(r);
+}
+
 static void create_done(void *arg, int rc, const struct tr_err *err)
 {
 	struct create_req *r = arg;
 	struct daemon *d = r->d;
-	struct job *j;
+	struct job *j = r->j;
 
+	d->creating--;
 	if (r->c)
 		call_on_cancel(r->c, NULL, NULL);
 	if (rc < 0) {
 		if (r->c)
 			call_error(r->c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", err ? err->msg : "?"));
-		goto out;
+		create_req_free(r);
+		return;
 	}
-	j = job_new(d);
-	if (!j) {
-		if (r->c)
-			call_error(r->c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
-		goto out;
-	}
+	r->j = NULL;
 	j->id = r->id;
-	snprintf(j->name, sizeof(j->name), "%s", r->name);
-	j->cfg = r->cfg;
-	j->keep = r->keep;
-	j->state = JOB_QUEUED;
 	j->created = j->updated = now_unix();
-	if (r->init_ckpt) {
+	if (r->spec.init_ckpt) {
 		j->newest.valid = true;
 		j->newest.is_epoch = false;
-		j->newest.size = (int64_t)r->init_len;
+		j->newest.size = (int64_t)r->spec.init_len;
 		j->newest.created = j->created;
 		j->newest.val_loss = NAN;
-		snprintf(j->newest.checksum, sizeof(j->newest.checksum), "%s", r->init_checksum);
+		snprintf(j->newest.checksum, sizeof(j->newest.checksum), "%s", r->spec.init_checksum);
 	}
 	j->queue_seq = d->next_seq++;
-	estimate_steps(j);
+	d->jobs[d->njobs++] = j;   /* reserved by jobs_start_job */
 	log_notice("job %" PRId64 " (%s): created: %s, %u epochs, batch %u, %s lr %g", j->id, j->name,
 		   j->cfg.dataset, j->cfg.epochs, j->cfg.batch_size, config_optim_name(j->cfg.optimizer),
 		   j->cfg.lr);
 	if (r->c)
 		call_reply(r->c, json_pack("{s:I}", "id", (json_int_t)j->id), false);
+	create_req_free(r);
 	schedule(d);
 	if (d->on_change)
 		d->on_change(d);
-out:
-	free(r->init_ckpt);
-	free(r->config_json);
-	free(r);
 }
 
-void jobs_start_job(struct daemon *d, struct call *c, const char *name,
-		    const struct train_config *cfg, int32_t keep, uint8_t *init_ckpt, size_t init_len,
-		    const char *init_checksum)
+void jobs_start_job(struct daemon *d, struct call *c, struct job_spec *spec)
 {
 	struct create_req *r = calloc(1, sizeof(*r));
-	json_t *cj = config_to_json(cfg);
+	json_t *cj = NULL;
+	struct job *j;
 
-	if (!r || !cj) {
-		free(r);
-		json_decref(cj);
-		free(init_ckpt);
+	if (!r) {
+		job_spec_clear(d, spec);
 		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
 		return;
 	}
 	r->d = d;
-	r->c = c;
-	snprintf(r->name, sizeof(r->name), "%s", name);
-	r->cfg = *cfg;
-	r->keep = keep;
-	r->init_ckpt = init_ckpt;
-	r->init_len = init_len;
-	if (init_checksum)
-		snprintf(r->init_checksum, sizeof(r->init_checksum), "%s", init_checksum);
-	r->config_json = json_dumps(cj, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+	r->spec = *spec;   /* r owns what spec owned */
+	spec->ds = NULL;
+	spec->init_ckpt = NULL;
+	cj = config_to_json(&r->spec.cfg);
+	if (cj)
+		r->config_json = json_dumps(cj, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
 	json_decref(cj);
-	call_on_cancel(c, create_cancel, r);
-	if (!r->config_json || storeq_submit(d->sq, create_fn, r, create_done) < 0) {
-		call_on_cancel(c, NULL, NULL);
-		free(r->config_json);
-		free(r->init_ckpt);
-		free(r);
-		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "cannot queue the job"));
+	r->j = j = job_alloc(d);
+	if (!r->config_json || !j || registry_reserve(d, 1) < 0) {
+		create_req_free(r);
+		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
+		return;
 	}
+	snprintf(j->name, sizeof(j->name), "%s", r->spec.name);
+	j->cfg = r->spec.cfg;
+	j->keep = r->spec.keep;
+	j->state = j->target = JOB_QUEUED;   /* the row is created queued */
+	j->ds = r->spec.ds;                  /* for its first run */
+	r->spec.ds = NULL;
+	j->prog.steps_per_epoch = r->spec.steps_per_epoch;
+	if (storeq_submit(d->sq, create_fn, r, create_done) < 0) {
+		create_req_free(r);
+		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "cannot queue the job"));
+		return;
+	}
+	d->creating++;
+	r->c = c;
+	call_on_cancel(c, create_cancel, r);
 }
 
 void jobs_pause(struct daemon *d, struct call *c, struct job *j)
 {
 	(void)d;
-	if (j->state == JOB_QUEUED) {
-		set_state(j, JOB_PAUSED, NULL);
-		call_reply(c, id_state(j), false);
+	if (j->target == JOB_QUEUED) {
+		job_drop_dataset(j);
+		set_state(j, JOB_PAUSED, NULL, c);   /* answers c once durable */
 		return;
 	}
-	if (j->state != JOB_RUNNING || !j->worker_alive) {
+	if (j->target != JOB_RUNNING || !j->worker_alive) {
 		invalid_state(c, j, "only a queued or running job can be paused");
 		return;
 	}
@@ -1273,9 +1420,9 @@ void jobs_pause(struct daemon *d, struct call *c, struct job *j)
 
 void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_only)
 {
-	if (j->state != JOB_PAUSED && j->state != JOB_KILLED && j->state != JOB_FAILED) {
-		invalid_state(c, j, j->state == JOB_DONE ? "the job is already done"
-							  : "only a paused, killed or failed job can be resumed");
+	if (j->target != JOB_PAUSED && j->target != JOB_KILLED && j->target != JOB_FAILED) {
+		invalid_state(c, j, j->target == JOB_DONE ? "the job is already done"
+							   : "only a paused, killed or failed job can be resumed");
 		return;
 	}
 	if (j->worker_alive || j->finalize_pending) {
@@ -1287,15 +1434,14 @@ void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_o
 		set_kill_after(j, -1, NULL);
 	j->queue_seq = d->next_seq++;
 	log_notice("job %" PRId64 ": resumed%s", j->id, weights_only ? " (weights only)" : "");
-	set_state(j, JOB_QUEUED, NULL);
+	set_state(j, JOB_QUEUED, NULL, c);   /* answers c once durable */
 	schedule(d);
-	call_reply(c, id_state(j), false);
 }
 
 void jobs_kill(struct daemon *d, struct call *c, struct job *j, int64_t after_epoch)
 {
 	(void)d;
-	if (j->state != JOB_RUNNING && j->state != JOB_QUEUED) {
+	if (j->target != JOB_RUNNING && j->target != JOB_QUEUED) {
 		invalid_state(c, j, "only a queued or running job can be killed");
 		return;
 	}
@@ -1309,10 +1455,10 @@ void jobs_kill(struct daemon *d, struct call *c, struct job *j, int64_t after_ep
 		set_kill_after(j, after_epoch, c);   /* answers c once recorded */
 		return;
 	}
-	if (j->state == JOB_QUEUED && !j->worker_alive) {
+	if (j->target == JOB_QUEUED && !j->worker_alive) {
 		log_notice("job %" PRId64 ": killed while queued", j->id);
-		set_state(j, JOB_KILLED, NULL);
-		call_reply(c, id_state(j), false);
+		job_drop_dataset(j);
+		set_state(j, JOB_KILLED, NULL, c);   /* answers c once durable */
 		return;
 	}
 	atomic_store(&j->stop, STOP_KILL);
@@ -1524,10 +1670,7 @@ void jobs_free(struct daemon *d)
 			free(w->timer);
 			free(w);
 		}
-		free(j->error);
-		free(j->removal);   /* a removal the loop stopped before (its call is gone) */
-		pthread_mutex_destroy(&j->mu);
-		free(j);
+		job_destroy(j);
 	}
 	free(d->jobs);
 	d->jobs = NULL;

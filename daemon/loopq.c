@@ -1,29 +1,20 @@
 /* loopq.c - see include/traind/loopq.h. */
 #include "traind/loopq.h"
 
-#include <errno.h>
-#include <stdlib.h>
-
-struct loopq_item {
-	void (*fn)(void *arg);
-	void *arg;
-	struct loopq_item *next;
-};
-
 static void drain(struct loopq *q)
 {
-	struct loopq_item *it;
+	struct loopq_node *n;
 
 	pthread_mutex_lock(&q->mu);
-	it = q->head;
+	n = q->head;
 	q->head = q->tail = NULL;
 	pthread_mutex_unlock(&q->mu);
-	while (it) {
-		struct loopq_item *next = it->next;
+	while (n) {
+		struct loopq_node *next = n->next;   /* fn may free n */
 
-		it->fn(it->arg);
-		free(it);
-		it = next;
+		n->next = NULL;
+		n->fn(n);
+		n = next;
 	}
 }
 
@@ -49,22 +40,15 @@ void loopq_close(struct loopq *q)
 	uv_close((uv_handle_t *)&q->async, NULL);
 }
 
-int loopq_post(struct loopq *q, void (*fn)(void *arg), void *arg)
+void loopq_post(struct loopq *q, struct loopq_node *node)
 {
-	struct loopq_item *it = malloc(sizeof(*it));
-
-	if (!it)
-		return -ENOMEM;
-	it->fn = fn;
-	it->arg = arg;
-	it->next = NULL;
+	node->next = NULL;
 	pthread_mutex_lock(&q->mu);
 	if (q->tail)
-		q->tail->next = it;
+		q->tail->next = node;
 	else
-		q->head = it;
-	q->tail = it;
+		q->head = node;
+	q->tail = node;
 	pthread_mutex_unlock(&q->mu);
 	uv_async_send(&q->async);
-	return 0;
 }

@@ -15,7 +15,6 @@
 #include "traind/base64.h"
 #include "traind/checkpoint.h"
 #include "traind/log.h"
-#include "traind/safetensors.h"
 #include "traind/sha256.h"
 
 extern const char traind_interface_description[];
@@ -112,13 +111,11 @@ struct bg {
 	int64_t epoch;             /* -1: newest */
 	enum eval_split split;
 	/* Start */
-	char name[STORE_NAME_MAX];
-	struct train_config cfg;
-	int32_t keep;
+	json_t *config_in;         /* config, as sent (a reference taken on the loop) */
 	json_t *init_b64;          /* init_from, as sent (a reference taken on the loop) */
-	uint8_t *init_model;       /* init_from's bytes; after the check, the first checkpoint */
-	size_t init_len;
-	char init_checksum[STORE_CHECKSUM_MAX];
+	struct train_config cfg;
+	struct job_spec spec;      /* the job the check made, for jobs_start_job */
+	char param[80];            /* InvalidParameter "config.KEY" */
 	/* results */
 	int rc;
 	struct tr_err err;
@@ -170,8 +167,9 @@ static void bg_after(uv_work_t *req, int status)
 		}
 	}
 	json_decref(b->result);
+	json_decref(b->config_in);
 	json_decref(b->init_b64);
-	free(b->init_model);
+	job_spec_clear(b->d, &b->spec);
 	free(b);
 }
 
@@ -186,9 +184,7 @@ static void bg_after_start(uv_work_t *req, int status)
 		tr_err_set(&b->err, -ESHUTDOWN, "traind is shutting down");
 	} else if (b->rc == 0 && b->c) {
 		call_on_cancel(b->c, NULL, NULL);
-		jobs_start_job(b->d, b->c, b->name, &b->cfg, b->keep, b->init_model, b->init_len,
-			       b->init_checksum);
-		b->init_model = NULL;
+		jobs_start_job(b->d, b->c, &b->spec);   /* takes what spec owns */
 		b->c = NULL;
 	}
 	bg_after(req, status);
@@ -216,8 +212,8 @@ static void bg_queue(struct bg *b, uv_work_cb work, uv_after_work_cb after)
 	if (uv_queue_work(b->d->loop, &b->req, work, after) < 0) {
 		call_on_cancel(b->c, NULL, NULL);
 		call_error(b->c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "cannot queue work"));
+		json_decref(b->config_in);
 		json_decref(b->init_b64);
-		free(b->init_model);
 		free(b);
 	}
 }
@@ -260,71 +256,89 @@ static int bg_checkpoint(struct bg *b, struct store *s, struct store_checkpoint 
 	return 0;
 }
 
+/* The parameter a config error names: "config.KEY" from config.c's
+ * "KEY: ..." messages, else "config". */
+/* The configuration key the configuration module named, as data (err.key). */
+static const char *config_param(struct bg *b)
+{
+	snprintf(b->param, sizeof(b->param), "config%s%.*s", b->err.key[0] ? "." : "",
+		 (int)sizeof(b->param) - 8, b->err.key);
+	return b->param;
+}
+
+/* The one check of a new job, off the loop: the configuration (parsed and
+ * checked against the dataset), the dataset (loaded here, and kept for the
+ * job's first run), the starting model (decoded and parsed once: a model of
+ * many MiB would hold up every other client on the loop). */
 static void work_start_check(uv_work_t *req)
 {
 	struct bg *b = req->data;
-	const struct dataset *ds = NULL;
+	struct job_spec *sp = &b->spec;
 	int rc;
 
-	/* init_from is decoded here, not on the loop: a model of many MiB
-	 * would hold up every other client while it is checked. */
-	if (b->init_b64) {
-		struct st_file *f = NULL;
-
-		b->bad_param = "init_from";
-		if (base64_decode(json_string_value(b->init_b64), json_string_length(b->init_b64),
-				  &b->init_model, &b->init_len) < 0) {
-			tr_err_set(&b->err, -EINVAL, "'init_from' is not valid base64");
-			bg_fail(b, PROTO_INVALID_PARAMETER, -EINVAL);
-			return;
-		}
-		rc = st_parse(&f, b->init_model, b->init_len, &b->err);
-		st_file_free(f);
-		if (rc < 0) {
-			bg_fail(b, PROTO_INVALID_PARAMETER, rc);
-			return;
-		}
+	rc = b->config_in ? config_from_json(&sp->cfg, b->config_in, &b->err) : 0;
+	if (!b->config_in)
+		config_defaults(&sp->cfg);
+	if (rc < 0) {
+		b->bad_param = config_param(b);
+		bg_fail(b, PROTO_INVALID_PARAMETER, rc);
+		return;
 	}
-	rc = dscache_get(b->d->dsc, b->cfg.dataset, &ds, &b->err);
+	b->cfg = sp->cfg;   /* DatasetError names it */
+	if (!sp->name[0])
+		snprintf(sp->name, sizeof(sp->name), "%.40s-%s", sp->cfg.dataset,
+			 config_optim_name(sp->cfg.optimizer));
+	rc = dscache_get(b->d->dsc, sp->cfg.dataset, &sp->ds, &b->err);
 	if (rc < 0) {
 		bg_fail(b, PROTO_DATASET_ERROR, rc);
 		return;
 	}
-	b->bad_param = NULL;
-	rc = trainer_check_config(&b->cfg, ds, &b->err);
-	if (rc < 0)
-		bg_fail(b, PROTO_INVALID_PARAMETER, rc);
-	if (rc == 0 && b->init_model) {
-		b->bad_param = "init_from";
+	if (!b->init_b64) {
+		rc = trainer_check_config(&sp->cfg, sp->ds, &b->err);
+		if (rc < 0) {
+			b->bad_param = config_param(b);
+			bg_fail(b, rc == -EINVAL ? PROTO_INVALID_PARAMETER : PROTO_STORAGE_ERROR, rc);
+		}
+		sp->steps_per_epoch = jobs_steps_per_epoch(&sp->cfg, sp->ds->train.count);
+		return;
+	}
+	{
 		/* The job's starting point becomes its first checkpoint (epoch 0,
 		 * step 0), stored with the job, so a crash before it ever runs
 		 * cannot lose the model it was asked to start from. */
 		struct trainer *t = NULL;
-		uint8_t *blob = NULL;
+		uint8_t *model = NULL;
 		size_t len = 0;
 
-		rc = trainer_new(&t, &b->cfg, ds, &b->err);
-		if (rc == 0)
-			rc = checkpoint_load_model(t, b->init_model, b->init_len, &b->err);
+		if (base64_decode(json_string_value(b->init_b64), json_string_length(b->init_b64), &model,
+				  &len) < 0) {
+			b->bad_param = "init_from";
+			tr_err_set(&b->err, -EINVAL, "'init_from' is not valid base64");
+			bg_fail(b, PROTO_INVALID_PARAMETER, -EINVAL);
+			return;
+		}
+		rc = trainer_new(&t, &sp->cfg, sp->ds, &b->err);   /* checks cfg against the dataset */
 		if (rc < 0) {
-			bg_fail(b, PROTO_INVALID_PARAMETER, rc);
+			b->bad_param = config_param(b);
+			bg_fail(b, rc == -EINVAL ? PROTO_INVALID_PARAMETER : PROTO_STORAGE_ERROR, rc);
 		} else {
+			sp->steps_per_epoch = t->steps_per_epoch;
+			b->bad_param = "init_from";
+			rc = checkpoint_load_model(t, model, len, &b->err);
+			if (rc < 0)
+				bg_fail(b, rc == -EINVAL ? PROTO_INVALID_PARAMETER : PROTO_STORAGE_ERROR, rc);
+		}
+		if (rc == 0) {
 			b->bad_param = NULL;
-			rc = checkpoint_serialize(t, &blob, &len, &b->err);
+			rc = checkpoint_serialize(t, &sp->init_ckpt, &sp->init_len, &b->err);
 			if (rc == 0)
-				rc = checkpoint_seal(blob, len, b->init_checksum, &b->err);
-			if (rc < 0) {
-				free(blob);
+				rc = checkpoint_seal(sp->init_ckpt, sp->init_len, sp->init_checksum, &b->err);
+			if (rc < 0)
 				bg_fail(b, PROTO_STORAGE_ERROR, rc);
-			} else {
-				free(b->init_model);
-				b->init_model = blob;
-				b->init_len = len;
-			}
 		}
 		trainer_free(t);
+		free(model);
 	}
-	dscache_put(b->d->dsc, ds);
 }
 
 static void work_history(uv_work_t *req)
@@ -475,7 +489,6 @@ static void m_start(struct daemon *d, struct call *c)
 	json_t *config = json_object_get(p, "config"), *init = json_object_get(p, "init_from");
 	int64_t keep = 3;
 	struct bg *b;
-	int rc;
 
 	if (!only_keys(c, keys) || !get_int(c, "keep", false, -1, 1000000, &keep))
 		return;
@@ -504,35 +517,14 @@ static void m_start(struct daemon *d, struct call *c)
 	b = bg_new(d, c);
 	if (!b)
 		return;
-	if (config && json_is_object(config)) {
-		rc = config_from_json(&b->cfg, config, &b->err);
-		if (rc < 0) {
-			/* the key the configuration module names, as data */
-			char param[sizeof("config.") + TR_ERR_KEY_MAX];
-
-			snprintf(param, sizeof(param), "config%s%s", b->err.key[0] ? "." : "", b->err.key);
-			call_error(c, PROTO_INVALID_PARAMETER,
-				   json_pack("{s:s,s:s}", "parameter", param, "message", b->err.msg));
-			free(b);
-			return;
-		}
-	} else {
-		config_defaults(&b->cfg);
-	}
-	if (dscache_check(d->dsc, b->cfg.dataset, &b->err) < 0) {
-		call_error(c, PROTO_DATASET_ERROR,
-			   json_pack("{s:s,s:s}", "dataset", b->cfg.dataset, "message", b->err.msg));
-		free(b);
-		return;
-	}
+	/* Everything else is checked once, on the thread pool. */
+	if (config && json_is_object(config))
+		b->config_in = json_incref(config);
 	if (init && json_is_string(init))
-		b->init_b64 = json_incref(init); /* decoded and checked off the loop */
-	b->keep = (int32_t)keep;
+		b->init_b64 = json_incref(init);
+	b->spec.keep = (int32_t)keep;
 	if (name && json_is_string(name))
-		snprintf(b->name, sizeof(b->name), "%s", json_string_value(name));
-	else
-		snprintf(b->name, sizeof(b->name), "%.40s-%s", b->cfg.dataset,
-			 config_optim_name(b->cfg.optimizer));
+		snprintf(b->spec.name, sizeof(b->spec.name), "%s", json_string_value(name));
 	bg_queue(b, work_start_check, bg_after_start);
 }
 

@@ -312,6 +312,14 @@ static void txn_rollback(struct store *s)
 	}
 }
 
+/* Before a write outside txn_begin (one autocommit statement): a failed
+ * ROLLBACK (out of memory) may have left the last transaction open, and the
+ * write would join it and be rolled back with it at the next txn_begin. */
+static void autocommit_begin(struct store *s)
+{
+	txn_rollback(s);
+}
+
 /* Writing on into a deleted or replaced file would lose every commit. */
 static int check_not_moved(struct store *s, struct tr_err *err, const char *ctx)
 {
@@ -583,23 +591,27 @@ int store_schema_version(struct store *s)
 
 /* ---- jobs -------------------------------------------------------------- */
 
-int store_job_create(struct store *s, const char *name, const char *config_json, uint32_t epochs,
-		     int32_t keep, const char *state, int64_t *id, struct tr_err *err)
+static int check_job_args(const char *name, const char *config_json, const char *state,
+			  struct tr_err *err, const char *ctx)
 {
-	static const char sql[] =
-		"INSERT INTO jobs (id, name, config, state, epochs, epoch, keep, last_error, created_at, "
-		"updated_at) VALUES ((SELECT id + 1 FROM job_id_high), ?1, ?2, ?3, ?4, 0, ?5, NULL, ?6, ?6)";
-	sqlite3_stmt *st = NULL;
-	const char *ctx = "creating a job";
-	int rc;
-
 	if (!name || strnlen(name, STORE_NAME_MAX) >= STORE_NAME_MAX)
 		return tr_err_set(err, -EINVAL, "%s: the name must be shorter than %d bytes", ctx,
 				  STORE_NAME_MAX);
 	if (!config_json || !state)
 		return tr_err_set(err, -EINVAL, "%s: no configuration or state", ctx);
-	if (check_not_moved(s, err, ctx) < 0)
-		return -EIO;
+	return 0;
+}
+
+/* INSERT the job row (arguments checked); its id into *id. */
+static int insert_job(struct store *s, const char *name, const char *config_json, uint32_t epochs,
+		      int32_t keep, const char *state, int64_t *id, struct tr_err *err, const char *ctx)
+{
+	static const char sql[] =
+		"INSERT INTO jobs (id, name, config, state, epochs, epoch, keep, last_error, created_at, "
+		"updated_at) VALUES ((SELECT id + 1 FROM job_id_high), ?1, ?2, ?3, ?4, 0, ?5, NULL, ?6, ?6)";
+	sqlite3_stmt *st = NULL;
+	int rc;
+
 	rc = prepare(s, &st, sql, err, ctx);
 	if (rc < 0)
 		goto out;
@@ -619,11 +631,30 @@ int store_job_create(struct store *s, const char *name, const char *config_json,
 		goto out;
 	}
 	rc = next_row(s, st, err, ctx);
-	if (rc == 0 && id)
+	if (rc == 0)
 		*id = sqlite3_last_insert_rowid(s->db);
 out:
 	sqlite3_finalize(st);
 	return rc < 0 ? rc : 0;
+}
+
+int store_job_create(struct store *s, const char *name, const char *config_json, uint32_t epochs,
+		     int32_t keep, const char *state, int64_t *id, struct tr_err *err)
+{
+	const char *ctx = "creating a job";
+	int64_t new_id = 0;
+	int rc;
+
+	rc = check_job_args(name, config_json, state, err, ctx);
+	if (rc < 0)
+		return rc;
+	if (check_not_moved(s, err, ctx) < 0)
+		return -EIO;
+	autocommit_begin(s);
+	rc = insert_job(s, name, config_json, epochs, keep, state, &new_id, err, ctx);
+	if (rc == 0 && id)
+		*id = new_id;
+	return rc;
 }
 
 /* Run an UPDATE ... WHERE id = ?1 of one job whose parameters were bound
@@ -656,6 +687,7 @@ int store_job_set_state(struct store *s, int64_t id, const char *state, const ch
 	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": setting state '%.20s'", id, state ? state : "");
 	if (!state)
 		return tr_err_set(err, -EINVAL, "%s: no state", ctx);
+	autocommit_begin(s);
 	rc = prepare(s, &st, sql, err, ctx);
 	if (rc < 0)
 		return rc;
@@ -678,6 +710,7 @@ int store_job_set_kill_after(struct store *s, int64_t id, int64_t epoch, struct 
 	int rc;
 
 	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": recording kill after epoch %" PRId64, id, epoch);
+	autocommit_begin(s);
 	rc = prepare(s, &st, sql, err, ctx);
 	if (rc < 0)
 		return rc;
@@ -1079,6 +1112,31 @@ int store_save_position(struct store *s, int64_t job, uint32_t epoch, uint32_t s
 	rc = insert_checkpoint(s, job, epoch, step, false, NAN, blob, len, checksum, err, ctx);
 out:
 	return txn_end(s, rc < 0 ? rc : 0, err, ctx);
+}
+
+int store_job_create_at(struct store *s, const char *name, const char *config_json, uint32_t epochs,
+			int32_t keep, const char *state, const uint8_t *blob, size_t len,
+			const char *checksum, int64_t *id, struct tr_err *err)
+{
+	const char *ctx = "creating a job with its first checkpoint";
+	int64_t new_id = 0;
+	int rc;
+
+	rc = check_job_args(name, config_json, state, err, ctx);
+	if (rc == 0)
+		rc = check_blob(blob, len, checksum, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = txn_begin(s, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = insert_job(s, name, config_json, epochs, keep, state, &new_id, err, ctx);
+	if (rc == 0)
+		rc = insert_checkpoint(s, new_id, 0, 0, false, NAN, blob, len, checksum, err, ctx);
+	rc = txn_end(s, rc < 0 ? rc : 0, err, ctx);
+	if (rc == 0 && id)
+		*id = new_id;
+	return rc;
 }
 
 /* Fill *c from a row of CHECKPOINT_COLUMNS [, blob]. */

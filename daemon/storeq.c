@@ -3,7 +3,9 @@
  *
  * A FIFO of requests guarded by a mutex and a condition variable (Redis
  * bio.c's shape). A synchronous caller waits on its request's own condition;
- * an asynchronous one gets its `done` posted to the loop.
+ * an asynchronous one gets its `done` posted to the loop through the loopq
+ * node inside the request, so once a request is queued its completion always
+ * runs (posting cannot fail).
  */
 #include "traind/storeq.h"
 
@@ -23,7 +25,8 @@ struct sreq {
 	struct tr_err err;
 	pthread_cond_t cond;
 	struct storeq *q;
-	struct sreq *next;
+	struct sreq *next;       /* the store thread's FIFO */
+	struct loopq_node node;  /* the completion's trip to the loop */
 };
 
 struct storeq {
@@ -36,9 +39,9 @@ struct storeq {
 	bool stopping;
 };
 
-static void deliver(void *p)
+static void deliver(struct loopq_node *n)
 {
-	struct sreq *r = p;
+	struct sreq *r = loopq_entry(n, struct sreq, node);
 
 	r->done(r->arg, r->rc, &r->err);
 	free(r);
@@ -72,8 +75,8 @@ static void *store_main(void *p)
 			pthread_cond_broadcast(&r->cond);
 			pthread_mutex_unlock(&q->mu);
 		} else if (r->done) {
-			if (loopq_post(q->lq, deliver, r) < 0)
-				free(r);
+			r->node.fn = deliver;
+			loopq_post(q->lq, &r->node);
 		} else {
 			free(r);
 		}

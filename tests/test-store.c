@@ -873,6 +873,112 @@ static void test_commit_atomic(void **state)
 	store_close(s);
 }
 
+/* A job and its first checkpoint (trainctl start --init-from) in one
+ * transaction: both or neither, whatever fails on the way. */
+static void test_job_create_at(void **state)
+{
+	struct fx *f = *state;
+	struct store *s = open_store(f->db, false);
+	sqlite3 *raw = raw_open(f->db);
+	struct tr_err err = { 0 };
+	struct store_checkpoint *cks = NULL, ck;
+	struct store_job j;
+	uint8_t *blob = make_blob(0, 0, 30000);
+	char sum[STORE_CHECKSUM_MAX];
+	int64_t id = 0, none = -7;
+	size_t n = 0;
+	long k, failures = 0, dangling = 0;
+	int rc;
+
+	sqlite3_busy_timeout(raw, 0);
+	make_checksum(sum, 0, 0);
+	assert_int_equal(store_job_create_at(s, "init", "{\"epochs\":3}", 3, 2, "queued", blob, 30000, sum,
+					     &id, &err), 0);
+	assert_true(id > 0);
+	assert_int_equal(store_job_get(s, id, &j, &err), 0);
+	assert_string_equal(j.state, "queued");
+	assert_null(j.last_error);
+	assert_int_equal(j.epoch, 0);
+	assert_int_equal(j.keep, 2);
+	store_job_clear(&j);
+	assert_int_equal(store_checkpoint_list(s, id, &cks, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_false(cks[0].is_epoch);
+	assert_string_equal(cks[0].checksum, sum);
+	free(cks);
+	assert_int_equal(store_latest_checkpoint(s, id, &ck, &err), 0);
+	assert_blob_is(&ck, 0, 0, 30000);
+	store_checkpoint_clear(&ck);
+	/* it trains on from there: epoch 1 supersedes the position */
+	commit(s, id, 1, 0.5, 1000);
+	assert_int_equal(raw_i64(f->db, "SELECT count(*) FROM checkpoints WHERE kind = 'position'"), 0);
+
+	/* bad arguments change nothing */
+	assert_int_equal(store_job_create_at(s, "x", "{}", 1, 1, "queued", blob, 0, sum, &none, &err),
+			 -EINVAL);
+	assert_int_equal(store_job_create_at(s, "x", "{}", 1, 1, "queued", blob, 10, "", &none, &err),
+			 -EINVAL);
+	assert_int_equal(store_job_create_at(s, "x", "{}", 1, 1, "sleeping", blob, 10, sum, &none, &err),
+			 -EINVAL);
+	assert_int_equal(none, -7);
+
+	/* the checkpoint's insert fails: no job either */
+	raw_exec(f->db, "CREATE TRIGGER fail_ckpt BEFORE INSERT ON checkpoints "
+			"BEGIN SELECT RAISE(ABORT, 'injected fault'); END");
+	assert_int_equal(store_job_create_at(s, "x", "{}", 1, 1, "queued", blob, 30000, sum, &none, &err),
+			 -EINVAL);
+	assert_non_null(strstr(err.msg, "injected fault"));
+	assert_int_equal(none, -7);
+	assert_int_equal(raw_i64(f->db, "SELECT count(*) FROM jobs"), 1);
+	raw_exec(f->db, "DROP TRIGGER fail_ckpt");
+
+	/* out of memory at every allocation on the way */
+	for (k = 0;; k++) {
+		none = -7;
+		fault_arm(k);
+		rc = store_job_create_at(s, "oom", "{}", 1, 1, "queued", blob, 30000, sum, &none, &err);
+		fault_disarm();
+		if (rc == 0)
+			break;
+		failures++;
+		assert_int_equal(none, -7);
+		assert_int_equal(raw_i64_db(raw, "SELECT count(*) FROM jobs"), 1);
+		/* Under a persistent shortage even ROLLBACK can fail, leaving the
+		 * connection in the failed transaction until the next one begins.
+		 * A state change made meanwhile must be committed on its own, not
+		 * join that transaction and be rolled back with it. */
+		if (sqlite3_exec(raw, "BEGIN IMMEDIATE; ROLLBACK;", NULL, NULL, NULL) == SQLITE_BUSY) {
+			dangling++;
+			assert_int_equal(store_job_set_state(s, id, dangling % 2 ? "paused" : "queued", NULL,
+							     &err), 0);
+			assert_int_equal(store_job_set_kill_after(s, id, dangling % 2 ? 2 : -1, &err), 0);
+		}
+		assert_int_equal(raw_i64_db(raw, "SELECT count(*) FROM checkpoints WHERE kind = 'position'"),
+				 0);
+		assert_true(k < 100000);
+	}
+	assert_true(failures > 5);
+	assert_true(none > id);
+	/* nothing of a failed attempt was committed with the one that worked,
+	 * and the state changes made while one was left open were kept */
+	assert_int_equal(raw_i64_db(raw, "SELECT count(*) FROM jobs"), 2);
+	if (dangling) {
+		char st[STORE_STATE_MAX];
+
+		raw_text(f->db, "SELECT state FROM jobs WHERE name = 'init'", st, sizeof(st));
+		assert_string_equal(st, dangling % 2 ? "paused" : "queued");
+		assert_int_equal(raw_i64_db(raw, "SELECT ifnull(kill_after, -1) FROM jobs WHERE name = 'init'"),
+				 dangling % 2 ? 2 : -1);
+	}
+	print_message("%ld allocation failures, %ld left a transaction open\n", failures, dangling);
+	assert_int_equal(raw_i64(f->db, "SELECT count(*) FROM checkpoints WHERE kind = 'position'"), 1);
+	raw_exec_db(raw, "BEGIN IMMEDIATE; ROLLBACK;");   /* not left in a transaction */
+	free(blob);
+	assert_int_equal(sqlite3_close(raw), SQLITE_OK);
+	assert_int_equal(store_integrity_check(s, &err), 0);
+	store_close(s);
+}
+
 /* ---- retention --------------------------------------------------------- */
 
 static void test_retention_keep2(void **state)
@@ -1538,6 +1644,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_jobs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_epoch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_atomic, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_job_create_at, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retention_keep2, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retention_keep_all_and_zero, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retention_nan, setup, teardown),

@@ -7,8 +7,11 @@
  * must lie inside the data directory (a symlink pointing out is refused), so a
  * client can never make traind open a path of its choosing.
  *
- * Thread: any (a mutex guards the table; loading happens outside it, one
- * loader per name).
+ * Thread: any, but not the loop thread while it serves clients: every
+ * function except dscache_free and dscache_put reads the file system
+ * (realpath, the dataset's files); the daemon calls them on the thread pool,
+ * on workers, and at start-up. A mutex guards the table; loading happens
+ * outside it, one loader per name.
  */
 #ifndef TRAIND_DSCACHE_H
 #define TRAIND_DSCACHE_H
@@ -25,10 +28,7 @@ void dscache_free(struct dscache *c);
 /* A loaded dataset by name; pair with dscache_put. */
 int dscache_get(struct dscache *c, const char *name, const struct dataset **out, struct tr_err *err);
 void dscache_put(struct dscache *c, const struct dataset *ds);
-/* Check the name and that its directory exists inside the data dir (cheap; no load). */
-int dscache_check(struct dscache *c, const char *name, struct tr_err *err);
-
-/* The number of training images, from the label file's header only (cheap). */
+/* The number of training images, from the label file's header only. */
 int dscache_train_count(struct dscache *c, const char *name, uint32_t *count, struct tr_err *err);
 
 #endif

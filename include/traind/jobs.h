@@ -23,6 +23,18 @@
  * running job and leaves it "running" in the database, so the next start
  * continues it, as it does after a crash.
  *
+ * Two states per job. `target` is where the loop has decided to take the job:
+ * the scheduler and the verbs act on it at once. `state` is the committed
+ * state: it changes only when the store thread reports the write of a target
+ * done, in the order the writes were made, and it is the only state the
+ * protocol shows (Status, List, Wait, Watch and every reply), so a client is
+ * never told of a state the database does not hold; a Pause, Kill or Resume
+ * is answered when its state is durable. (When the database refuses a write
+ * (disk full, I/O error) the state is adopted anyway when the write fails,
+ * with the error logged: there is nothing more durable to show; the job acts
+ * on it (a resumed job runs, and fails at its first checkpoint), and the next
+ * start recovers from what the database holds.)
+ *
  * Thread: everything here on the loop thread, except the worker internals.
  */
 #ifndef TRAIND_JOBS_H
@@ -87,8 +99,13 @@ struct job {
 	char name[STORE_NAME_MAX];
 	struct train_config cfg;
 	int32_t keep;
-	enum job_state state;
-	char *error;                 /* last failure, owned */
+	enum job_state state;        /* committed (durable); the only state the protocol shows */
+	char *state_error;           /* last_error committed with `state`, owned */
+	enum job_state target;       /* decided; what the scheduler and the verbs act on */
+	unsigned state_writes;       /* state writes submitted and not yet completed */
+	uint32_t state_seq;          /* state decisions taken (numbers them) */
+	uint32_t state_shown;        /* the decision `state` is */
+	char *error;                 /* last failure (working copy, recorded with the next state), owned */
 	int64_t created, updated;
 	uint32_t committed_epoch;    /* epochs whose checkpoint + history are durable */
 	double last_val_acc;
@@ -96,6 +113,8 @@ struct job {
 	struct job_checkpoint newest;
 	bool weights_only_next;      /* the next start restores the model only */
 	uint64_t queue_seq;          /* order among queued jobs */
+	const struct dataset *ds;    /* the dataset the Start check loaded, for the first run
+	                                (a dscache reference, owned; NULL once handed over) */
 
 	/* worker side */
 	bool worker_alive;           /* a thread exists (until its exit event) */
@@ -127,6 +146,7 @@ struct daemon {
 	uint64_t next_seq;
 	struct job **jobs;           /* by id */
 	size_t njobs, cap;
+	size_t creating;             /* Starts being stored, each with a slot in `jobs` reserved */
 	bool shutting_down;
 	void (*on_drained)(struct daemon *d);   /* shutdown: every worker has stopped */
 	uv_timer_t watch_timer;
@@ -138,19 +158,38 @@ int job_state_parse(const char *name);   /* -1 if unknown */
 
 /* Load jobs from the database (store already migrated). Jobs left running or
  * queued are queued again, in id order, to continue from their newest
- * checkpoints. Runs before the loop starts (uses `s` synchronously). */
+ * checkpoints. Runs before the loop starts (uses `s` synchronously; reads
+ * each dataset's label header once, for the jobs' steps per epoch). */
 int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err);
 /* Start the scheduler and the watch timer. */
 void jobs_start(struct daemon *d);
 struct job *jobs_find(struct daemon *d, int64_t id);
 
+/* Batches per epoch of cfg on a training file of train_count images. */
+uint32_t jobs_steps_per_epoch(const struct train_config *cfg, uint32_t train_count);
+
+/* A new job as the Start check made it (methods.c, on the thread pool): the
+ * configuration parsed and checked against the dataset once, the dataset
+ * loaded once, the starting model parsed once. */
+struct job_spec {
+	char name[STORE_NAME_MAX];
+	struct train_config cfg;     /* checked against ds */
+	int32_t keep;
+	const struct dataset *ds;    /* a dscache reference (owned): the job's first run trains on it */
+	uint32_t steps_per_epoch;
+	uint8_t *init_ckpt;          /* owned, or NULL: a sealed checkpoint at epoch 0 step 0 to start
+	                                from (--init-from), stored in one transaction with the job */
+	size_t init_len;
+	char init_checksum[STORE_CHECKSUM_MAX];
+};
+
+/* Release what a spec owns (the dataset reference, the checkpoint). */
+void job_spec_clear(struct daemon *d, struct job_spec *spec);
+
 /* The verbs. Each either ends `c` itself (reply or error) or keeps it pending
  * until the job reaches the awaited point. */
-/* init_ckpt (owned, may be NULL): a sealed checkpoint at epoch 0 step 0 to
- * start from (trainctl start --init-from), stored together with the job. */
-void jobs_start_job(struct daemon *d, struct call *c, const char *name,
-		    const struct train_config *cfg, int32_t keep, uint8_t *init_ckpt, size_t init_len,
-		    const char *init_checksum);
+/* Store the job (queued) and answer its id; takes what spec owns, always. */
+void jobs_start_job(struct daemon *d, struct call *c, struct job_spec *spec);
 void jobs_pause(struct daemon *d, struct call *c, struct job *j);
 void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_only);
 void jobs_kill(struct daemon *d, struct call *c, struct job *j, int64_t after_epoch);

@@ -92,9 +92,15 @@ int store_schema_version(struct store *s);
 /* Jobs ------------------------------------------------------------------ */
 int store_job_create(struct store *s, const char *name, const char *config_json, uint32_t epochs,
 		     int32_t keep, const char *state, int64_t *id, struct tr_err *err);
-/* Set the state and last_error (NULL clears it). */
+/* One transaction: a new job (as store_job_create) together with its first
+ * checkpoint, a position at epoch 0 step 0 (a job started from a given model):
+ * after any crash the job exists with its starting model, or not at all. */
+int store_job_create_at(struct store *s, const char *name, const char *config_json, uint32_t epochs,
+			int32_t keep, const char *state, const uint8_t *blob, size_t len,
+			const char *checksum, int64_t *id, struct tr_err *err);
 /* Record (epoch >= 1) or clear (-1) a pending kill after `epoch`. */
 int store_job_set_kill_after(struct store *s, int64_t id, int64_t epoch, struct tr_err *err);
+/* Set the state and last_error (NULL clears it). */
 int store_job_set_state(struct store *s, int64_t id, const char *state, const char *last_error,
 			struct tr_err *err);
 int store_job_get(struct store *s, int64_t id, struct store_job *out, struct tr_err *err);

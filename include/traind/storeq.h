@@ -30,7 +30,8 @@ int storeq_start(struct storeq **out, const char *path, struct loopq *lq, struct
 /* Run everything queued, stop the thread, close the connection. */
 void storeq_stop(struct storeq *q);
 /* Queue fn for the store thread; `done` runs on the loop afterwards. -ENOMEM,
- * or -ESHUTDOWN when q is NULL (the queue was stopped). */
+ * or -ESHUTDOWN when q is NULL (the queue was stopped); on failure nothing
+ * runs. Once it returns 0, `done` is certain to run (unless done is NULL). */
 int storeq_submit(struct storeq *q, storeq_fn fn, void *arg, storeq_done done);
 /* Run fn on the store thread and wait for it; returns fn's result. */
 int storeq_call(struct storeq *q, storeq_fn fn, void *arg, struct tr_err *err);
