@@ -72,15 +72,14 @@ def check_stopped(d):
     paused = d.start_job(*SLOW)
     d.wait_running_at(paused, epoch=0, min_step=20)
     d.ctl("pause", paused)
-    # failed: its dataset disappears while it waits in the queue
+    # failed: its dataset disappears while it is paused (a new job's first run
+    # trains on the dataset its Start check loaded; a resumed one loads it again)
     link_dataset(os.path.join(DATA, "mnist"), os.path.join(d.data_dir, "doomed"))
-    blockers = [d.start_job(*SLOW), d.start_job(*SLOW)]   # both slots
-    for b in blockers:
-        d.wait_running_at(b, epoch=0, min_step=1)
-    failed = d.start_job("--dataset", "doomed", *TINY)
+    failed = d.start_job("--dataset", "doomed", *SLOW)
+    d.wait_running_at(failed, epoch=0, min_step=5)
+    d.ctl("pause", failed)
     shutil.rmtree(os.path.join(d.data_dir, "doomed"))
-    for b in blockers:
-        d.ctl("kill", b)
+    d.ctl("resume", failed)
     d.wait(failed, "--state", "failed")
     states = {j: d.job(j)["state"] for j in (done, killed, paused, failed)}
     check(states == {done: "done", killed: "killed", paused: "paused", failed: "failed"},
@@ -97,6 +96,13 @@ def check_stopped(d):
     rc, out, err = d.ctl("rm", done, check_rc=False)
     check(rc == 1 and "no such job %s" % done in err, "rm of a removed job: no such job (%d, %s)" % (
         rc, err.strip()))
+    blockers = []   # two killed jobs around a removed one
+    for _ in range(2):
+        b = d.start_job(*SLOW)
+        d.wait_running_at(b, epoch=0, min_step=1)
+        d.ctl("kill", b)
+        d.wait(b, "--state", "killed")
+        blockers.append(b)
     rc, out, err = d.ctl("rm", blockers[0], done, blockers[1], "--json", check_rc=False)
     doc = json.loads(out) if out.strip() else None
     check(rc == 1 and doc == [{"id": blockers[0], "removed": True, "state": "killed"},
