@@ -613,7 +613,7 @@ static void fmt_pair(json_t *o, const char *a, const char *b, char *out, size_t 
 static void job_table_init(struct table *t)
 {
 	static const char *head[] = { "id", "name", "state", "epoch", "step", "samples/s", "eta",
-				      "val_acc", "checkpoint" };
+				      "val_acc", "checkpoint", "params" };
 
 	memset(t, 0, sizeof(*t));
 	t->ncols = sizeof(head) / sizeof(head[0]);
@@ -625,12 +625,13 @@ static void job_table_init(struct table *t)
 
 static void job_table_add(struct table *t, json_t *job)
 {
-	char id[32], epoch[64], step[64], sps[32], eta[32], acc[32], ckpt[64];
+	char id[32], epoch[64], step[64], sps[32], eta[32], acc[32], ckpt[64], params[32];
 	const char *name = pstr(job, "name");
 	const char *state = pstr(job, "state");
 	json_t *cp = json_object_get(job, "checkpoint");
+	long long np;
 	double v;
-	char *row[9];
+	char *row[10];
 
 	fmt_int(job, "id", id, sizeof(id));
 	fmt_pair(job, "epoch", "epochs", epoch, sizeof(epoch));
@@ -654,6 +655,11 @@ static void job_table_add(struct table *t, json_t *job)
 	row[6] = eta;
 	row[7] = acc;
 	row[8] = ckpt;
+	if (pint(job, "params", &np))
+		snprintf(params, sizeof(params), "%lld", np);
+	else
+		snprintf(params, sizeof(params), "-");
+	row[9] = params;
 	table_add(t, row);
 }
 
@@ -975,6 +981,22 @@ static int cmd_status(struct cli *cli)
 	}
 	if (rc == RC_OK && pint(job, "kill_after", &kill_after))
 		printf("pending: kill after epoch %lld\n", kill_after);
+	if (rc == RC_OK && pstr(job, "model")) {
+		char *m = clean_dup(pstr(job, "model"));
+		long long np;
+
+		if (pint(job, "params", &np))
+			printf("model: %s (%lld parameters)\n", m ? m : "?", np);
+		else
+			printf("model: %s\n", m ? m : "?");
+		free(m);
+	}
+	if (rc == RC_OK && pstr(job, "numerics")) {
+		char *m = clean_dup(pstr(job, "numerics"));
+
+		printf("numerics: %s\n", m ? m : "?");
+		free(m);
+	}
 	json_decref(reply);
 	return rc;
 }

@@ -86,6 +86,9 @@ struct restored {
 	struct job_checkpoint ck;
 	uint32_t nhistory;
 	double last_val_acc;
+	uint64_t params;
+	char numerics[sizeof(((struct trainer *)0)->numerics_changed)]; /* "" or what a
+	                                 restore under another BLAS kernel means */
 };
 
 /* One run of a worker thread, allocated by the loop before the thread starts
@@ -299,6 +302,8 @@ static void *worker_main(void *arg)
 	run->restored.ck = ex->ck;
 	run->restored.nhistory = t->nhistory;
 	run->restored.last_val_acc = t->nhistory ? t->history[t->nhistory - 1].val_acc : 0;
+	run->restored.params = t->model.nparams;
+	snprintf(run->restored.numerics, sizeof(run->restored.numerics), "%s", t->numerics_changed);
 	run->restored_node.fn = on_restored;
 	loopq_post(&d->lq, &run->restored_node);
 	publish(j, t, 0, true);
@@ -668,6 +673,12 @@ static void on_restored(struct loopq_node *n)
 	j->committed_epoch = r->nhistory;
 	j->has_val_acc = r->nhistory > 0;
 	j->last_val_acc = r->last_val_acc;
+	j->params = r->params;
+	if (r->numerics[0]) {
+		free(j->numerics);
+		j->numerics = strdup(r->numerics);   /* NULL on ENOMEM: the log still says it */
+		log_warn("job %" PRId64 ": %s", j->id, r->numerics);
+	}
 	notify(j);   /* the run stays the worker's until its exit event */
 }
 
@@ -986,6 +997,20 @@ json_t *job_to_json(struct job *j)
 		json_object_set_new(o, "val_acc", json_real(j->last_val_acc));
 	if (j->newest.valid)
 		json_object_set_new(o, "checkpoint", checkpoint_json(&j->newest));
+	{
+		struct model_spec spec;
+		char text[CFG_MODEL_MAX + 64];
+
+		if (trainer_model_spec(&j->cfg, &spec, NULL) == 0)
+			spec_text(&spec, text, sizeof(text));
+		else
+			snprintf(text, sizeof(text), "%s", j->cfg.model);
+		json_object_set_new(o, "model", json_string(text));
+	}
+	if (j->params)
+		json_object_set_new(o, "params", json_integer((json_int_t)j->params));
+	if (j->numerics)
+		json_object_set_new(o, "numerics", json_string(j->numerics));
 	if (j->state == JOB_FAILED && j->state_error)
 		json_object_set_new(o, "error", json_string(j->state_error));
 	else if (j->commit_failed && j->error)
@@ -1078,6 +1103,7 @@ static void job_destroy(struct job *j)
 	job_drop_dataset(j);
 	free(j->error);
 	free(j->state_error);
+	free(j->numerics);
 	free(j->removal);   /* a removal the loop stopped before (its call is gone) */
 	pthread_mutex_destroy(&j->mu);
 	free(j);
@@ -1121,22 +1147,24 @@ static void set_steps_per_epoch(struct job *j, uint32_t spe)
 
 
 /* The training images of each dataset recovery has met, so that thousands of
- * jobs on one dataset read its label header once. */
+ * jobs on one dataset read its headers once. */
 struct train_counts {
 	size_t n;
 	struct {
 		char name[CFG_NAME_MAX];
 		uint32_t count;          /* 0: unreadable */
+		uint32_t rows, cols;
 	} ds[16];
 };
 
-/* Steps per epoch of a recovered job before it runs in this process, so
- * status can show "step 101/782" for a paused job: from its dataset's label
- * header. Start-up only, before the loop serves anyone (a new job's comes
- * from the dataset its Start check loaded, on the thread pool). */
+/* Steps per epoch and the model's parameter count of a recovered job before
+ * it runs in this process, so status can show "step 101/782" and the model
+ * for a paused or finished job: from its dataset's headers. Start-up only,
+ * before the loop serves anyone (a new job's come from the dataset its Start
+ * check loaded, on the thread pool). */
 static void recover_steps(struct job *j, struct train_counts *tc)
 {
-	uint32_t count = 0;
+	uint32_t count = 0, rows = 0, cols = 0;
 	size_t i;
 
 	for (i = 0; i < tc->n; i++)
@@ -1144,15 +1172,21 @@ static void recover_steps(struct job *j, struct train_counts *tc)
 			break;
 	if (i < tc->n) {
 		count = tc->ds[i].count;
+		rows = tc->ds[i].rows;
+		cols = tc->ds[i].cols;
 	} else {
-		if (dscache_train_count(j->d->dsc, j->cfg.dataset, &count, NULL) < 0)
-			count = 0;
+		if (dscache_train_shape(j->d->dsc, j->cfg.dataset, &count, &rows, &cols, NULL) < 0)
+			count = rows = cols = 0;
 		if (tc->n < sizeof(tc->ds) / sizeof(tc->ds[0])) {
 			snprintf(tc->ds[tc->n].name, sizeof(tc->ds[tc->n].name), "%s", j->cfg.dataset);
-			tc->ds[tc->n++].count = count;
+			tc->ds[tc->n].count = count;
+			tc->ds[tc->n].rows = rows;
+			tc->ds[tc->n++].cols = cols;
 		}
 	}
 	set_steps_per_epoch(j, jobs_steps_per_epoch(&j->cfg, count));
+	if (rows && cols && rows <= 65536 && cols <= 65536)
+		j->params = trainer_count_params(&j->cfg, rows, cols);
 }
 
 int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
@@ -1390,6 +1424,7 @@ void jobs_start_job(struct daemon *d, struct call *c, struct job_spec *spec)
 	j->ds = r->spec.ds;                  /* for its first run */
 	r->spec.ds = NULL;
 	j->prog.steps_per_epoch = r->spec.steps_per_epoch;
+	j->params = r->spec.params;
 	if (storeq_submit(d->sq, create_fn, r, create_done) < 0) {
 		create_req_free(r);
 		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "cannot queue the job"));

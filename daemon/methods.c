@@ -300,6 +300,7 @@ static void work_start_check(uv_work_t *req)
 			bg_fail(b, rc == -EINVAL ? PROTO_INVALID_PARAMETER : PROTO_STORAGE_ERROR, rc);
 		}
 		sp->steps_per_epoch = jobs_steps_per_epoch(&sp->cfg, sp->ds->train.count);
+		sp->params = trainer_count_params(&sp->cfg, sp->ds->train.rows, sp->ds->train.cols);
 		return;
 	}
 	{
@@ -323,6 +324,7 @@ static void work_start_check(uv_work_t *req)
 			bg_fail(b, rc == -EINVAL ? PROTO_INVALID_PARAMETER : PROTO_STORAGE_ERROR, rc);
 		} else {
 			sp->steps_per_epoch = t->steps_per_epoch;
+			sp->params = t->model.nparams;
 			b->bad_param = "init_from";
 			rc = checkpoint_load_model(t, model, len, &b->err);
 			if (rc < 0)

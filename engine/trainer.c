@@ -51,6 +51,18 @@ static struct shape input_shape(const struct dataset *ds)
 	return in;
 }
 
+uint64_t trainer_count_params(const struct train_config *cfg, uint32_t rows, uint32_t cols)
+{
+	struct shape in = { .c = 1, .h = rows, .w = cols, .flat = false };
+	struct model_spec spec;
+	uint64_t params = 0;
+
+	if (trainer_model_spec(cfg, &spec, NULL) < 0 ||
+	    spec_shapes(&spec, in, DATASET_CLASSES, NULL, &params, NULL) < 0)
+		return 0;
+	return params;
+}
+
 int trainer_check_model(const struct train_config *cfg, const struct dataset *ds,
 			struct model_spec *spec, uint64_t *params_out, struct tr_err *err)
 {
@@ -118,24 +130,27 @@ int trainer_check_config(const struct train_config *cfg, const struct dataset *d
 	if (rc < 0)
 		return rc;
 	if (cfg->val_size >= ds->train.count)
-		return tr_err_set(err, -EINVAL,
-				  "val_size: %u leaves no training images (the training file has %u)",
+		return tr_err_set_key(err, -EINVAL, "val_size",
+				  "%u leaves no training images (the training file has %u)",
 				  cfg->val_size, ds->train.count);
 	if (cfg->train_size > ds->train.count - cfg->val_size)
-		return tr_err_set(err, -EINVAL,
-				  "train_size: %u is more than the %u images of the split's training part",
+		return tr_err_set_key(err, -EINVAL, "train_size",
+				  "%u is more than the %u images of the split's training part",
 				  cfg->train_size, ds->train.count - cfg->val_size);
 	{
 		uint32_t n_train = cfg->train_size ? cfg->train_size : ds->train.count - cfg->val_size;
 
 		if (cfg->batch_size > n_train)
-			return tr_err_set(err, -EINVAL,
-					  "batch_size: %u is larger than the %u training images",
+			return tr_err_set_key(err, -EINVAL, "batch_size",
+					  "%u is larger than the %u training images",
 					  cfg->batch_size, n_train);
 	}
 	if (ds->train.rows != ds->test.rows || ds->train.cols != ds->test.cols)
 		return tr_err_set(err, -EINVAL, "dataset: train and test images differ in size");
-	return trainer_check_model(cfg, ds, &spec, NULL, err);
+	rc = trainer_check_model(cfg, ds, &spec, NULL, err);
+	if (rc < 0)
+		return tr_err_key(err, cfg->model[0] ? "model" : "hidden");
+	return 0;
 }
 
 int trainer_new(struct trainer **out, const struct train_config *cfg, const struct dataset *ds,

@@ -28,7 +28,9 @@ void dscache_free(struct dscache *c);
 /* A loaded dataset by name; pair with dscache_put. */
 int dscache_get(struct dscache *c, const char *name, const struct dataset **out, struct tr_err *err);
 void dscache_put(struct dscache *c, const struct dataset *ds);
-/* The number of training images, from the label file's header only. */
-int dscache_train_count(struct dscache *c, const char *name, uint32_t *count, struct tr_err *err);
+/* The number of training images and their size, from the headers of the
+ * training label and image files only (a few bytes each). */
+int dscache_train_shape(struct dscache *c, const char *name, uint32_t *count, uint32_t *rows,
+			uint32_t *cols, struct tr_err *err);
 
 #endif

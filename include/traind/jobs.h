@@ -111,6 +111,9 @@ struct job {
 	double last_val_acc;
 	bool has_val_acc;
 	struct job_checkpoint newest;
+	uint64_t params;             /* the model's parameters; 0 until known (its dataset's shape) */
+	char *numerics;              /* set when the last restore ran under another BLAS kernel than
+	                                the job trained with: what that means, owned; else NULL */
 	bool weights_only_next;      /* the next start restores the model only */
 	uint64_t queue_seq;          /* order among queued jobs */
 	const struct dataset *ds;    /* the dataset the Start check loaded, for the first run
@@ -177,6 +180,7 @@ struct job_spec {
 	int32_t keep;
 	const struct dataset *ds;    /* a dscache reference (owned): the job's first run trains on it */
 	uint32_t steps_per_epoch;
+	uint64_t params;             /* the model's parameters */
 	uint8_t *init_ckpt;          /* owned, or NULL: a sealed checkpoint at epoch 0 step 0 to start
 	                                from (--init-from), stored in one transaction with the job */
 	size_t init_len;

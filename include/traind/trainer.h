@@ -102,6 +102,10 @@ int trainer_check_config(const struct train_config *cfg, const struct dataset *d
 int trainer_check_model(const struct train_config *cfg, const struct dataset *ds,
 			struct model_spec *spec, uint64_t *params, struct tr_err *err);
 
+/* The parameters of cfg's model on images of rows x cols (one channel), or
+ * 0 when the model does not fit them. */
+uint64_t trainer_count_params(const struct train_config *cfg, uint32_t rows, uint32_t cols);
+
 /* The layers cfg describes: its model SPEC, or the MLP of its hidden widths. */
 int trainer_model_spec(const struct train_config *cfg, struct model_spec *spec, struct tr_err *err);
 

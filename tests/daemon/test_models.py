@@ -81,7 +81,7 @@ def main():
 
     # ---- bad SPECs: refused at start, naming what is wrong ----
     cases = [
-        (["--model", "lenet5", "--dataset", "mnist", "--model", "conv2d(6,5),relu,linear(10)"], "linear(10)"),
+        (["--model", "conv2d(6,5),relu,linear(10)"], "not a flat vector"),
         (["--model", "flatten,linear(12)"], "12 outputs"),
         (["--model", "flatten,linear(256),relu,linaer(10)"], "linaer"),
         (["--model", "conv2d(16)"], "conv2d"),
