@@ -226,7 +226,7 @@ static int embed(const char *out, struct iface *files, int n)
 int main(int argc, char **argv)
 {
 	struct iface files[MAX_FILES];
-	int n = argc - 2;
+	int n = argc - 2, rc = 1;
 
 	if (argc < 3 || n > MAX_FILES) {
 		fprintf(stderr, "usage: check-errors OUTPUT.c SYMBOL=FILE...\n");
@@ -238,7 +238,8 @@ int main(int argc, char **argv)
 
 		if (!eq) {
 			fprintf(stderr, "check-errors: expected SYMBOL=FILE, got %s\n", argv[i + 2]);
-			return 2;
+			rc = 2;
+			goto out;
 		}
 		*eq = '\0';
 		files[i].symbol = argv[i + 2];
@@ -246,16 +247,24 @@ int main(int argc, char **argv)
 		files[i].text = read_all(files[i].path, &files[i].len);
 		if (!files[i].text) {
 			perror(files[i].path);
-			return 1;
+			goto out;
 		}
 		if (parse(&files[i]) < 0)
-			return 1;
+			goto out;
 	}
 	if (check(files, n) < 0)
-		return 1;
+		goto out;
 	if (embed(argv[1], files, n) < 0) {
 		perror(argv[1]);
-		return 1;
+		goto out;
 	}
-	return 0;
+	rc = 0;
+out:
+	/* A build tool, but the sanitizer builds run it under LeakSanitizer. */
+	for (int i = 0; i < n; i++) {
+		for (int j = 0; j < files[i].ndecls; j++)
+			free(files[i].decls[j]);
+		free(files[i].text);
+	}
+	return rc;
 }
