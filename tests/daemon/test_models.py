@@ -4,7 +4,12 @@ dropout paused mid-epoch and resumed ends bit-identical to never pausing; a
 lenet5 job killed after an epoch and resumed ends bit-identical too; status,
 list and the job's JSON show the model and its parameter count; a bad SPEC is
 refused at start naming the layer, and traind keeps running."""
+import hashlib
+import json
 import os
+import re
+import sqlite3
+import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -15,6 +20,59 @@ BN_MLP = "flatten,linear(128),batchnorm1d,relu,dropout(0.2),linear(10)"
 BN_CONFIG = ["--model", BN_MLP, "--train-size", "8000", "--batch-size", "8", "--val-size", "1000",
              "--epochs", "2"]
 LENET_CONFIG = ["--model", "lenet5", "--train-size", "2560", "--val-size", "500", "--epochs", "3"]
+
+
+def move_to_other_kernel(db, job):
+    """Rewrite the job's newest checkpoint as if it had been trained under
+    another BLAS kernel: its "numerics" metadata changed (same length, so the
+    layout stays), its checksum sealed again. Returns the pretended kernel."""
+    con = sqlite3.connect(db, timeout=30)
+    rid, blob = con.execute("SELECT id, blob FROM checkpoints WHERE job_id=? ORDER BY id DESC LIMIT 1",
+                            (job,)).fetchone()
+    blob = bytearray(blob)
+    n = struct.unpack("<Q", blob[:8])[0]
+    meta = json.loads(blob[8:8 + n])["__metadata__"]
+    was = meta["numerics"]
+    other = "OpenBLAS 0.0.0 " + "Q" * (len(was) - len("OpenBLAS 0.0.0 "))
+    i = blob.index(json.dumps(was).encode(), 8, 8 + n)
+    blob[i:i + len(was) + 2] = json.dumps(other).encode()
+    m = re.search(rb"sha256:([0-9a-f]{64})", bytes(blob[8:8 + n]))
+    pos = 8 + m.start(1)
+    blob[pos:pos + 64] = b"0" * 64
+    blob[pos:pos + 64] = hashlib.sha256(bytes(blob)).hexdigest().encode()
+    con.execute("UPDATE checkpoints SET blob=?, checksum=? WHERE id=?",
+                (bytes(blob), "sha256:" + bytes(blob[pos:pos + 64]).decode(), rid))
+    con.commit()
+    con.close()
+    return was, other
+
+
+def numerics(d):
+    """A job resumed under another BLAS kernel continues and says so (status,
+    history note, log); with --strict-numerics true it is refused."""
+    cfg = ["--train-size", "2000", "--batch-size", "8", "--val-size", "500", "--epochs", "2"]
+    for strict in (False, True):
+        job = d.start_job(*cfg, *(["--strict-numerics", "true"] if strict else []))
+        d.wait_running_at(job, epoch=0, min_step=20)
+        d.ctl("pause", job)
+        was, other = move_to_other_kernel(d.db, job)
+        d.ctl("resume", job, check_rc=False)
+        if not strict:
+            rc, out, err = d.wait(job, "--state", "done")
+            check(rc == 0, "a job moved to another kernel finishes")
+            st = d.status(job)
+            want = "trained with %s, resumed with %s: not bit-identical" % (other, was)
+            check(want in st.get("numerics", ""), "status says %r (%r)" % (want, st.get("numerics")))
+            rc, out, err = d.ctl("status", job)
+            check("numerics: trained with" in out, "trainctl status prints it")
+            notes = [r.get("note", "") for r in d.history(job)]
+            check(want in notes[0] and notes[1] == "", "the resumed epoch's history note says it (%r)" % notes)
+            check(want in d.read_log(), "the log says it")
+        else:
+            rc, out, err = d.wait(job, "--state", "failed")
+            st = d.status(job)
+            check(rc == 0 and "strict_numerics" in st.get("error", "") and other in st.get("error", ""),
+                  "with --strict-numerics the resume is refused, naming both kernels (%r)" % st.get("error"))
 
 
 def main():
@@ -78,6 +136,8 @@ def main():
           "status shows lenet5 expanded (%r)" % st.get("model"))
     ev = d.ctl_json("eval", le, "--split", "test")
     check(0 < ev.get("acc", 0) <= 1 and ev.get("count") == 10000, "eval of a lenet5 checkpoint on the test set (%s)" % ev)
+
+    numerics(d)
 
     # ---- bad SPECs: refused at start, naming what is wrong ----
     cases = [
