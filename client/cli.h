@@ -1,0 +1,108 @@
+/*
+ * cli.h - trainctl's command line: the option table, the verb table's
+ * entries and the parsed run (struct cli) the verbs are handed.
+ *
+ * The tables themselves live in trainctl.c, beside main(), which parses
+ * argv against them: the global options may appear anywhere, a verb's own
+ * ones after the verb. A verb's handler (verbs.h) checks its flag values,
+ * builds the call's parameters, talks to the daemon (rpc.h) and prints the
+ * reply (render.h).
+ *
+ * Thread: trainctl has one.
+ */
+#ifndef TRAIND_CLIENT_CLI_H
+#define TRAIND_CLIENT_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum opt {
+	O_SOCKET,
+	O_JSON,
+	O_HELP,
+	O_VERSION,
+	O_NAME,
+	/* the configuration flags, in the order they are applied: optimizer
+	 * before weight_decay, since choosing adamw sets a default decay */
+	O_DATASET,
+	O_EPOCHS,
+	O_BATCH_SIZE,
+	O_EVAL_BATCH_SIZE,
+	O_LR,
+	O_OPTIMIZER,
+	O_MOMENTUM,
+	O_WEIGHT_DECAY,
+	O_HIDDEN,
+	O_SEED,
+	O_SPLIT_SEED,
+	O_VAL_SIZE,
+	O_TRAIN_SIZE,
+	O_THREADS,
+	O_MODEL,
+	O_FTZ,
+	O_STRICT_NUMERICS,
+	O_KEEP,
+	O_INIT_FROM,
+	O_WEIGHTS_ONLY,
+	O_AFTER_EPOCH,
+	O_CSV,
+	O_EPOCH,
+	O_STATE,
+	O_TIMEOUT,
+	O_SPLIT,
+	O_OUTPUT,
+	O_FORCE,
+	O_COUNT
+};
+
+#define CONFIG_FIRST O_DATASET
+#define CONFIG_LAST O_STRICT_NUMERICS
+
+struct opt_desc {
+	const char *name;     /* long name, without "--" */
+	char short_name;      /* 0: none */
+	bool value;           /* takes a value */
+	const char *key;      /* configuration key (config.h) for start's config flags */
+};
+
+/* Every option, indexed by enum opt (trainctl.c). */
+extern const struct opt_desc opts[O_COUNT];
+
+struct cli;
+
+enum job_arg {
+	JOB_NONE,
+	JOB_REQUIRED,
+	JOB_OPTIONAL,
+	JOB_MANY,       /* one or more: JOB... (cli->jobs) */
+};
+
+struct verb {
+	const char *name;
+	int (*run)(struct cli *cli);
+	uint64_t opts;        /* the options it takes besides the global ones */
+	enum job_arg job;
+};
+
+struct cli {
+	const struct verb *verb;
+	const char *val[O_COUNT];   /* option values (NULL for flags) */
+	bool set[O_COUNT];          /* option given */
+	int64_t job;                /* JOB (the first, for JOB_MANY), when has_job */
+	bool has_job;
+	int64_t *jobs;              /* JOB_MANY: every JOB given, in order; owned */
+	size_t njobs;
+	bool json;
+	const char *socket;         /* the socket's path */
+	char socket_buf[4096];
+	struct vl_conn *conn;       /* connected on first use (rpc.h) */
+};
+
+/* Strict decimal: digits only, no sign, no spaces, within [min, max]. */
+bool parse_int(const char *s, int64_t min, int64_t max, int64_t *out);
+
+/* The value of option o as parse_int; RC_USAGE with a line naming the flag. */
+int opt_int(struct cli *cli, enum opt o, int64_t min, int64_t max, int64_t *out);
+
+#endif

@@ -1,0 +1,493 @@
+/*
+ * render.c - how trainctl prints the daemon's replies (see render.h).
+ *
+ * DESIGN. Text output is built from a small table type: cells are copied
+ * and made one line as rows are added, column widths are measured in UTF-8
+ * code points when the table is printed, and an empty last text cell leaves
+ * no trailing blanks. Numbers are formatted here, once: fixed precision for
+ * losses and accuracies, "-" for any field the reply lacks.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "msg.h"
+#include "render.h"
+#include "reply.h"
+
+int render_json(FILE *out, json_t *doc)
+{
+	if (json_dumpf(doc, out, JSON_INDENT(2) | JSON_ENCODE_ANY) < 0 || fputc('\n', out) == EOF)
+		return failf(RC_ERROR, "cannot print the JSON reply");
+	return RC_OK;
+}
+
+char *clean_dup(const char *s)
+{
+	char *d = strdup(s ? s : "");
+
+	if (d)
+		one_line(d);
+	return d;
+}
+
+/* ---- tables ----------------------------------------------------------- */
+
+void table_add(struct table *t, char *const *row)
+{
+	if (t->nrows == t->cap) {
+		size_t ncap = t->cap ? t->cap * 2 : 16;
+		char **nc = realloc(t->cells, ncap * t->ncols * sizeof(*nc));
+
+		if (!nc) {
+			t->oom = true;
+			return;
+		}
+		t->cells = nc;
+		t->cap = ncap;
+	}
+	for (size_t c = 0; c < t->ncols; c++) {
+		char *d = clean_dup(row[c]);
+
+		if (!d)
+			t->oom = true;
+		t->cells[t->nrows * t->ncols + c] = d;
+	}
+	t->nrows++;
+}
+
+/* Display width, counting UTF-8 code points. */
+static size_t text_width(const char *s)
+{
+	size_t w = 0;
+
+	for (; *s; s++)
+		if (((unsigned char)*s & 0xc0) != 0x80)
+			w++;
+	return w;
+}
+
+static void table_print_cell(FILE *out, const char *s, size_t width, bool left, bool last)
+{
+	size_t pad = width - text_width(s);
+
+	if (!left)
+		fprintf(out, "%*s", (int)pad, "");
+	fputs(s, out);
+	if (left && !last)
+		fprintf(out, "%*s", (int)pad, "");
+}
+
+int table_print(struct table *t, FILE *out)
+{
+	size_t width[TABLE_MAX_COLS];
+
+	if (t->oom)
+		return failf(RC_ERROR, "out of memory");
+	for (size_t c = 0; c < t->ncols; c++) {
+		width[c] = text_width(t->head[c]);
+		for (size_t r = 0; r < t->nrows; r++) {
+			size_t w = text_width(t->cells[r * t->ncols + c]);
+
+			if (w > width[c])
+				width[c] = w;
+		}
+	}
+	for (size_t r = 0; r <= t->nrows; r++) {
+		for (size_t c = 0; c < t->ncols; c++) {
+			const char *s = r == 0 ? t->head[c] : t->cells[(r - 1) * t->ncols + c];
+
+			if (c + 1 == t->ncols && t->left[c] && !*s)
+				break;  /* no trailing blanks before an empty last cell */
+			if (c)
+				fputs("  ", out);
+			table_print_cell(out, s, width[c], t->left[c], c + 1 == t->ncols);
+		}
+		fputc('\n', out);
+	}
+	return RC_OK;
+}
+
+void table_free(struct table *t)
+{
+	for (size_t i = 0; i < t->nrows * t->ncols; i++)
+		free(t->cells[i]);
+	free(t->cells);
+}
+
+/* ---- fields ----------------------------------------------------------- */
+
+/* "1h02m03s", "2m05s", "45s"; "-" when unknown. */
+static void fmt_eta(json_t *o, const char *key, char *out, size_t n)
+{
+	double s;
+	long long t;
+
+	if (!pnum(o, key, &s) || !isfinite(s) || s < 0 || s > 1e12) {
+		snprintf(out, n, "-");
+		return;
+	}
+	t = llround(s);
+	if (t >= 3600)
+		snprintf(out, n, "%lldh%02lldm%02llds", t / 3600, t / 60 % 60, t % 60);
+	else if (t >= 60)
+		snprintf(out, n, "%lldm%02llds", t / 60, t % 60);
+	else
+		snprintf(out, n, "%llds", t);
+}
+
+static void fmt_int(json_t *o, const char *key, char *out, size_t n)
+{
+	long long v;
+
+	if (pint(o, key, &v))
+		snprintf(out, n, "%lld", v);
+	else
+		snprintf(out, n, "-");
+}
+
+static void fmt_fixed(json_t *o, const char *key, int prec, char *out, size_t n)
+{
+	double v;
+
+	if (pnum(o, key, &v))
+		snprintf(out, n, "%.*f", prec, v);
+	else
+		snprintf(out, n, "-");
+}
+
+static void fmt_pair(json_t *o, const char *a, const char *b, char *out, size_t n)
+{
+	char x[32], y[32];
+
+	fmt_int(o, a, x, sizeof(x));
+	fmt_int(o, b, y, sizeof(y));
+	snprintf(out, n, "%s/%s", x, y);
+}
+
+/* The shortest decimal that reads back as exactly v. */
+static void fmt_shortest(double v, char *out, size_t n)
+{
+	for (int prec = 1; prec <= 17; prec++) {
+		snprintf(out, n, "%.*g", prec, v);
+		if (strtod(out, NULL) == v)
+			return;
+	}
+}
+
+/* ---- jobs ------------------------------------------------------------- */
+
+void job_table_init(struct table *t)
+{
+	static const char *head[] = { "id", "name", "state", "epoch", "step", "samples/s", "eta",
+				      "val_acc", "checkpoint", "params" };
+
+	memset(t, 0, sizeof(*t));
+	t->ncols = sizeof(head) / sizeof(head[0]);
+	for (size_t c = 0; c < t->ncols; c++) {
+		t->head[c] = head[c];
+		t->left[c] = c == 1 || c == 2;
+	}
+}
+
+void job_table_add(struct table *t, json_t *job)
+{
+	char id[32], epoch[64], step[64], sps[32], eta[32], acc[32], ckpt[64], params[32];
+	const char *name = pstr(job, "name");
+	const char *state = pstr(job, "state");
+	json_t *cp = json_object_get(job, "checkpoint");
+	long long np;
+	double v;
+	char *row[10];
+
+	fmt_int(job, "id", id, sizeof(id));
+	fmt_pair(job, "epoch", "epochs", epoch, sizeof(epoch));
+	fmt_pair(job, "step", "steps_per_epoch", step, sizeof(step));
+	if (pnum(job, "samples_per_second", &v) && v > 0)
+		snprintf(sps, sizeof(sps), "%.0f", v);
+	else
+		snprintf(sps, sizeof(sps), "-");
+	fmt_eta(job, "eta_seconds", eta, sizeof(eta));
+	fmt_fixed(job, "val_acc", 4, acc, sizeof(acc));
+	if (json_is_object(cp))
+		fmt_pair(cp, "epoch", "step", ckpt, sizeof(ckpt));
+	else
+		snprintf(ckpt, sizeof(ckpt), "-");
+	row[0] = id;
+	row[1] = (char *)(name && *name ? name : "-");
+	row[2] = (char *)(state ? state : "?");
+	row[3] = epoch;
+	row[4] = step;
+	row[5] = sps;
+	row[6] = eta;
+	row[7] = acc;
+	row[8] = ckpt;
+	if (pint(job, "params", &np))
+		snprintf(params, sizeof(params), "%lld", np);
+	else
+		snprintf(params, sizeof(params), "-");
+	row[9] = params;
+	table_add(t, row);
+}
+
+int render_jobs(FILE *out, json_t *jobs)
+{
+	struct table t;
+	json_t *job;
+	size_t i;
+	int rc;
+
+	job_table_init(&t);
+	json_array_foreach(jobs, i, job)
+		if (json_is_object(job))
+			job_table_add(&t, job);
+	rc = table_print(&t, out);
+	table_free(&t);
+	return rc;
+}
+
+int render_status(FILE *out, json_t *job)
+{
+	const char *error;
+	long long kill_after;
+	struct table t;
+	int rc;
+
+	job_table_init(&t);
+	job_table_add(&t, job);
+	rc = table_print(&t, out);
+	table_free(&t);
+	error = pstr(job, "error");
+	if (rc == RC_OK && error && *error) {
+		char *e = clean_dup(error);
+
+		fprintf(out, "error: %s\n", e ? e : "?");
+		free(e);
+	}
+	if (rc == RC_OK && pint(job, "kill_after", &kill_after))
+		fprintf(out, "pending: kill after epoch %lld\n", kill_after);
+	if (rc == RC_OK && pstr(job, "model")) {
+		char *m = clean_dup(pstr(job, "model"));
+		long long np;
+
+		if (pint(job, "params", &np))
+			fprintf(out, "model: %s (%lld parameters)\n", m ? m : "?", np);
+		else
+			fprintf(out, "model: %s\n", m ? m : "?");
+		free(m);
+	}
+	if (rc == RC_OK && pstr(job, "numerics")) {
+		char *m = clean_dup(pstr(job, "numerics"));
+
+		fprintf(out, "numerics: %s\n", m ? m : "?");
+		free(m);
+	}
+	return rc;
+}
+
+void render_job_state(FILE *out, json_t *job, long long fallback_id)
+{
+	long long id = fallback_id;
+	char epoch[64];
+	char *state = clean_dup(pstr(job, "state"));
+
+	pint(job, "id", &id);
+	fmt_pair(job, "epoch", "epochs", epoch, sizeof(epoch));
+	fprintf(out, "job %lld: %s (epoch %s)\n", id, state && *state ? state : "?", epoch);
+	free(state);
+}
+
+/* ---- history ---------------------------------------------------------- */
+
+static const char *history_cols[] = { "epoch", "train_loss", "train_acc", "train_macro_acc", "val_loss",
+				      "val_acc", "val_macro_acc", "seconds", "note" };
+#define HISTORY_NCOLS (sizeof(history_cols) / sizeof(history_cols[0]))
+
+static void csv_field(FILE *out, const char *s)
+{
+	if (!strpbrk(s, ",\"\r\n")) {
+		fputs(s, out);
+		return;
+	}
+	fputc('"', out);
+	for (; *s; s++) {
+		if (*s == '"')
+			fputc('"', out);
+		fputc(*s, out);
+	}
+	fputc('"', out);
+}
+
+int render_history_csv(FILE *out, json_t *rows)
+{
+	json_t *row;
+	size_t i;
+
+	for (size_t c = 0; c < HISTORY_NCOLS; c++)
+		fprintf(out, "%s%s", c ? "," : "", history_cols[c]);
+	fputc('\n', out);
+	json_array_foreach(rows, i, row) {
+		for (size_t c = 0; c < HISTORY_NCOLS; c++) {
+			json_t *v = json_object_get(row, history_cols[c]);
+			char num[64];
+
+			if (c)
+				fputc(',', out);
+			if (json_is_string(v)) {
+				csv_field(out, json_string_value(v));
+			} else if (json_is_integer(v)) {
+				fprintf(out, "%lld", (long long)json_integer_value(v));
+			} else if (json_is_real(v)) {
+				fmt_shortest(json_real_value(v), num, sizeof(num));
+				fputs(num, out);
+			}
+		}
+		fputc('\n', out);
+	}
+	return RC_OK;
+}
+
+int render_history_table(FILE *out, json_t *rows)
+{
+	struct table t;
+	json_t *row;
+	size_t i;
+	int rc;
+
+	memset(&t, 0, sizeof(t));
+	t.ncols = HISTORY_NCOLS;
+	for (size_t c = 0; c < HISTORY_NCOLS; c++) {
+		t.head[c] = history_cols[c];
+		t.left[c] = c == HISTORY_NCOLS - 1;
+	}
+	json_array_foreach(rows, i, row) {
+		char cell[HISTORY_NCOLS][64];
+		char *cells[HISTORY_NCOLS];
+		const char *note = pstr(row, "note");
+
+		fmt_int(row, "epoch", cell[0], sizeof(cell[0]));
+		for (size_t c = 1; c + 1 < HISTORY_NCOLS; c++)
+			fmt_fixed(row, history_cols[c], c == 7 ? 2 : 4, cell[c], sizeof(cell[c]));
+		for (size_t c = 0; c + 1 < HISTORY_NCOLS; c++)
+			cells[c] = cell[c];
+		cells[HISTORY_NCOLS - 1] = (char *)(note ? note : "");
+		table_add(&t, cells);
+	}
+	rc = table_print(&t, out);
+	table_free(&t);
+	return rc;
+}
+
+int render_history_json(FILE *out, json_t *rows)
+{
+	json_t *doc = json_array(), *row;
+	size_t i;
+	int rc;
+
+	/* exactly the documented keys, in the documented order */
+	json_array_foreach(rows, i, row) {
+		json_t *o = json_object();
+
+		for (size_t c = 0; o && c < HISTORY_NCOLS; c++) {
+			json_t *v = json_object_get(row, history_cols[c]);
+
+			json_object_set_new(o, history_cols[c], v ? json_incref(v) : json_null());
+		}
+		if (json_array_append_new(doc, o))
+			break;
+	}
+	rc = doc && json_array_size(doc) == json_array_size(rows) ? render_json(out, doc)
+								   : failf(RC_ERROR, "out of memory");
+	json_decref(doc);
+	return rc;
+}
+
+/* ---- checkpoints ------------------------------------------------------ */
+
+int render_checkpoints(FILE *out, json_t *list)
+{
+	static const char *head[] = { "epoch", "step", "kind", "size", "val_loss", "created", "checksum" };
+	struct table t;
+	json_t *cp;
+	size_t i;
+	int rc;
+
+	memset(&t, 0, sizeof(t));
+	t.ncols = sizeof(head) / sizeof(head[0]);
+	for (size_t c = 0; c < t.ncols; c++) {
+		t.head[c] = head[c];
+		t.left[c] = c == 2 || c == 5 || c == 6;
+	}
+	json_array_foreach(list, i, cp) {
+		char epoch[32], step[32], size[32], vloss[32], created[64];
+		const char *kind = pstr(cp, "kind"), *sum = pstr(cp, "checksum");
+		char *row[7];
+		long long when;
+
+		fmt_int(cp, "epoch", epoch, sizeof(epoch));
+		fmt_int(cp, "step", step, sizeof(step));
+		fmt_int(cp, "size", size, sizeof(size));
+		fmt_fixed(cp, "val_loss", 4, vloss, sizeof(vloss));
+		snprintf(created, sizeof(created), "-");
+		if (pint(cp, "created", &when)) {
+			time_t tt = (time_t)when;
+			struct tm tm;
+
+			if (localtime_r(&tt, &tm))
+				strftime(created, sizeof(created), "%Y-%m-%d %H:%M:%S", &tm);
+		}
+		row[0] = epoch;
+		row[1] = step;
+		row[2] = (char *)(kind ? kind : "-");
+		row[3] = size;
+		row[4] = vloss;
+		row[5] = created;
+		row[6] = (char *)(sum ? sum : "-");
+		table_add(&t, row);
+	}
+	rc = table_print(&t, out);
+	table_free(&t);
+	return rc;
+}
+
+/* ---- watch ------------------------------------------------------------ */
+
+void watch_line(json_t *p, bool bar, char *out, size_t n)
+{
+	long long id = 0, epoch = 0, epochs = 0, step = 0, spe = 0, shown;
+	const char *state = pstr(p, "state");
+	char loss[32], eta[32], sps[32], cells[23] = "";
+	double v;
+	bool running = state && strcmp(state, "running") == 0;
+
+	pint(p, "id", &id);
+	pint(p, "epoch", &epoch);
+	pint(p, "epochs", &epochs);
+	pint(p, "step", &step);
+	pint(p, "steps_per_epoch", &spe);
+	shown = epoch < epochs && (running || step > 0) ? epoch + 1 : epoch;
+	fmt_fixed(p, "loss", 4, loss, sizeof(loss));
+	fmt_eta(p, "eta_seconds", eta, sizeof(eta));
+	if (pnum(p, "samples_per_second", &v) && isfinite(v) && v >= 0)
+		snprintf(sps, sizeof(sps), "%.0f", v);
+	else
+		snprintf(sps, sizeof(sps), "-");
+	if (bar) {
+		double frac = 0;
+		int fill;
+
+		if (epochs > 0 && spe > 0)
+			frac = ((double)epoch * (double)spe + (double)step) / ((double)epochs * (double)spe);
+		frac = frac < 0 ? 0 : frac > 1 ? 1 : frac;
+		fill = (int)(frac * 20);
+		cells[0] = '[';
+		for (int i = 0; i < 20; i++)
+			cells[1 + i] = i < fill ? '#' : '.';
+		cells[21] = ']';
+		cells[22] = '\0';
+	}
+	snprintf(out, n, "job %lld: %s%s%s epoch %lld/%lld batch %lld/%lld loss %s %s samples/s ETA %s", id,
+		 state ? state : "?", bar ? " " : "", cells, shown, epochs, step, spe, loss, sps, eta);
+	one_line(out);
+}

@@ -1,0 +1,83 @@
+/*
+ * render.h - how trainctl prints the daemon's replies.
+ *
+ * It owns the output formats: --json (one JSON document, printed by
+ * jansson), aligned tables (jobs, history, checkpoints), history's CSV, the
+ * one-line job states and watch's progress line. Each function takes the
+ * reply's JSON as the daemon sent it and reads it defensively: a field
+ * missing or of the wrong type shows as "-" (or "?" for a state), never as a
+ * crash or a made-up value. Text from the daemon is made one line (control
+ * characters replaced) before it reaches the terminal.
+ *
+ * Errors: the int functions return RC_OK, or print the one error line
+ * (msg.h) and return RC_ERROR (out of memory, a JSON document that cannot be
+ * printed). Nothing else fails.
+ *
+ * Thread: trainctl has one.
+ */
+#ifndef TRAIND_CLIENT_RENDER_H
+#define TRAIND_CLIENT_RENDER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+/* doc (any JSON value) indented by 2, then a newline. */
+int render_json(FILE *out, json_t *doc);
+
+/* A copy of s (NULL: "") fit for one line of a terminal; NULL if out of memory. */
+char *clean_dup(const char *s);
+
+#define TABLE_MAX_COLS 10
+
+/* Rows of text cells printed in aligned columns: text left-aligned, numbers
+ * right-aligned, two spaces between columns, widths in UTF-8 code points. */
+struct table {
+	size_t ncols;
+	const char *head[TABLE_MAX_COLS];
+	bool left[TABLE_MAX_COLS];    /* left-aligned (text); otherwise right (numbers) */
+	char **cells;                 /* nrows * ncols, owned */
+	size_t nrows, cap;
+	bool oom;                     /* a row was lost: table_print fails */
+};
+
+/* Append a row of t->ncols cells (copied, made one line). */
+void table_add(struct table *t, char *const *row);
+/* The header line and every row. */
+int table_print(struct table *t, FILE *out);
+void table_free(struct table *t);
+
+/* A table of jobs (List's "jobs", Status's "job"): id, name, state, epoch,
+ * step, samples/s, eta, val_acc, checkpoint, params. */
+void job_table_init(struct table *t);
+void job_table_add(struct table *t, json_t *job);
+
+/* list: the jobs' table (non-objects in the array skipped). */
+int render_jobs(FILE *out, json_t *jobs);
+
+/* status JOB: the job's table row, then, when present, the lines "error:",
+ * "pending: kill after epoch N", "model: SPEC (N parameters)", "numerics:". */
+int render_status(FILE *out, json_t *job);
+
+/* history: the rows (objects) as a table, as CSV (header line, then one
+ * line per row; a text field with a comma, quote or line break quoted, its
+ * quotes doubled; reals in the shortest decimal that reads back exactly),
+ * or as a JSON array with exactly the documented keys in their order. */
+int render_history_table(FILE *out, json_t *rows);
+int render_history_csv(FILE *out, json_t *rows);
+int render_history_json(FILE *out, json_t *rows);
+
+/* checkpoints: the table (created in local time). */
+int render_checkpoints(FILE *out, json_t *list);
+
+/* "job 3: done (epoch 5/5)"; fallback_id when the job has no id. */
+void render_job_state(FILE *out, json_t *job, long long fallback_id);
+
+/* One progress line of a Watch reply into out (n bytes), made one line;
+ * with `bar`, a 20-cell progress bar "[#####...............]". The epoch
+ * shown is the one being trained (committed + 1 while a job is in the middle
+ * of one), as training logs count. */
+void watch_line(json_t *p, bool bar, char *out, size_t n);
+
+#endif

@@ -1,0 +1,40 @@
+/*
+ * rpc.h - trainctl's calls to the daemon, over varlink.c.
+ *
+ * It owns the run's one connection (cli->conn, opened on first use with a
+ * 300 s reply timeout; main() frees it) and turns what goes wrong into
+ * trainctl's one error line (msg.h): a connection failure as varlink.c
+ * words it (with "(is traind running?)" when there is no daemon), a daemon
+ * error reply as a sentence from its name and parameters ("no such job 42").
+ *
+ * Thread: trainctl has one.
+ */
+#ifndef TRAIND_CLIENT_RPC_H
+#define TRAIND_CLIENT_RPC_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "cli.h"
+#include "varlink.h"
+
+/* Connect cli->conn unless it is; RC_OK or RC_ERROR (line printed). */
+int ensure_connected(struct cli *cli);
+
+/* One line for a daemon error reply into out (n bytes): its name's last
+ * component in words, then what its parameters say ("no such job 42"). */
+void describe_error(const struct vl_reply *r, char *out, size_t n);
+
+/* Call `method` with `params` (stolen; NULL: none) and read its one reply.
+ * On success *out holds the reply's parameters (caller owns). On failure the
+ * line is printed and the exit code returned: RC_ERROR, or for Wait
+ * RC_TIMEOUT and RC_STATE. */
+int rpc(struct cli *cli, const char *method, json_t *params, json_t **out);
+
+/* The parameters {"id": JOB}; NULL if out of memory. */
+json_t *id_params(struct cli *cli);
+
+/* rpc() with the parameters {"id": JOB}. */
+int rpc_id(struct cli *cli, const char *method, json_t **out);
+
+#endif

@@ -1,0 +1,174 @@
+/*
+ * verbs-model.c - the verbs that use a job's model: eval, export.
+ *
+ * `export -o` verifies the size and SHA-256 of what the daemon sent, then
+ * writes it atomically (temp file in the target's directory, fsync, rename,
+ * fsync the directory); nothing is written when either check fails.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <jansson.h>
+
+#include "traind/base64.h"
+#include "traind/error.h"
+#include "traind/fileio.h"
+#include "traind/sha256.h"
+#include "msg.h"
+#include "render.h"
+#include "reply.h"
+#include "rpc.h"
+#include "verbs.h"
+
+int cmd_eval(struct cli *cli)
+{
+	json_t *params, *reply = NULL;
+	const char *split;
+	int64_t epoch = 0;
+	long long e, count;
+	double loss, acc, macro;
+	int rc;
+
+	if (cli->set[O_SPLIT] && strcmp(cli->val[O_SPLIT], "val") != 0 &&
+	    strcmp(cli->val[O_SPLIT], "test") != 0)
+		return failf(RC_USAGE, "--split: expected val or test, got '%.*s'",
+			     tr_utf8_cut(cli->val[O_SPLIT], TR_QUOTE_MAX), cli->val[O_SPLIT]);
+	if (cli->set[O_EPOCH]) {
+		rc = opt_int(cli, O_EPOCH, 1, 100000, &epoch);
+		if (rc != RC_OK)
+			return rc;
+	}
+	params = id_params(cli);
+	if (!params)
+		return failf(RC_ERROR, "out of memory");
+	if (cli->set[O_SPLIT])
+		json_object_set_new(params, "split", json_string(cli->val[O_SPLIT]));
+	if (cli->set[O_EPOCH])
+		json_object_set_new(params, "epoch", json_integer((json_int_t)epoch));
+	rc = rpc(cli, "io.traind.Eval", params, &reply);
+	if (rc != RC_OK)
+		return rc;
+	split = pstr(reply, "split");
+	if (!pnum(reply, "loss", &loss))
+		rc = malformed("Eval", "loss");
+	else if (!pnum(reply, "acc", &acc))
+		rc = malformed("Eval", "acc");
+	else if (!pnum(reply, "macro_acc", &macro))
+		rc = malformed("Eval", "macro_acc");
+	else if (!pint(reply, "count", &count))
+		rc = malformed("Eval", "count");
+	else if (!pint(reply, "epoch", &e))
+		rc = malformed("Eval", "epoch");
+	else if (!split)
+		rc = malformed("Eval", "split");
+	else if (cli->json)
+		rc = render_json(stdout, reply);
+	else {
+		char *s = clean_dup(split);
+
+		printf("job %lld epoch %lld %s: loss %.4f acc %.4f macro_acc %.4f (%lld samples)\n",
+		       (long long)cli->job, e, s ? s : "?", loss, acc, macro, count);
+		free(s);
+	}
+	json_decref(reply);
+	return rc;
+}
+
+int cmd_export(struct cli *cli)
+{
+	struct tr_err err = { 0 };
+	json_t *params, *reply = NULL, *data;
+	const char *sum;
+	char hex[SHA256_HEX_LEN + 1];
+	uint8_t *bytes = NULL;
+	size_t len = 0;
+	long long epoch, size;
+	int64_t want_epoch = 0;
+	int rc;
+
+	if (!cli->set[O_OUTPUT])
+		return failf(RC_USAGE, "export: missing -o FILE");
+	if (!*cli->val[O_OUTPUT])
+		return failf(RC_USAGE, "-o: empty file name");
+	if (cli->set[O_EPOCH]) {
+		rc = opt_int(cli, O_EPOCH, 1, 100000, &want_epoch);
+		if (rc != RC_OK)
+			return rc;
+	}
+	params = id_params(cli);
+	if (!params)
+		return failf(RC_ERROR, "out of memory");
+	if (cli->set[O_EPOCH])
+		json_object_set_new(params, "epoch", json_integer((json_int_t)want_epoch));
+	rc = rpc(cli, "io.traind.Export", params, &reply);
+	if (rc != RC_OK)
+		return rc;
+	data = json_object_get(reply, "data");
+	sum = pstr(reply, "sha256");
+	if (!pint(reply, "epoch", &epoch)) {
+		rc = malformed("Export", "epoch");
+		goto out;
+	}
+	if (!pint(reply, "size", &size) || size < 0) {
+		rc = malformed("Export", "size");
+		goto out;
+	}
+	if (!sum) {
+		rc = malformed("Export", "sha256");
+		goto out;
+	}
+	if (!json_is_string(data)) {
+		rc = malformed("Export", "data");
+		goto out;
+	}
+	rc = base64_decode(json_string_value(data), json_string_length(data), &bytes, &len);
+	if (rc == -ENOMEM) {
+		rc = failf(RC_ERROR, "out of memory");
+		goto out;
+	}
+	if (rc < 0) {
+		rc = failf(RC_ERROR, "malformed reply from traind: Export's data is not valid base64");
+		goto out;
+	}
+	if ((unsigned long long)size != len) {
+		rc = failf(RC_ERROR, "export: received %zu bytes, but traind announced %lld; nothing written",
+			   len, size);
+		goto out;
+	}
+	sha256_hex(bytes, len, hex);
+	if (strncmp(sum, "sha256:", 7) == 0)
+		sum += 7;
+	if (strlen(sum) != SHA256_HEX_LEN || strcasecmp(sum, hex) != 0) {
+		rc = failf(RC_ERROR, "export: checksum mismatch: received data has sha256 %s, traind announced %.*s; nothing written",
+			   hex, tr_utf8_cut(sum, 80), sum);
+		goto out;
+	}
+	if (file_write_atomic(cli->val[O_OUTPUT], bytes, len, &err) < 0) {
+		rc = failf(err.code == -EISDIR ? RC_USAGE : RC_ERROR, "%s%s",
+			   err.code == -EISDIR ? "-o: " : "", err.msg);
+		goto out;
+	}
+	if (cli->json) {
+		json_t *doc = json_pack("{s:s,s:I,s:I,s:s}", "file", cli->val[O_OUTPUT], "epoch",
+					(json_int_t)epoch, "size", (json_int_t)len, "sha256", hex);
+
+		if (!doc)  /* a file name that is not UTF-8 */
+			doc = json_pack("{s:I,s:I,s:s}", "epoch", (json_int_t)epoch, "size", (json_int_t)len,
+					"sha256", hex);
+		rc = doc ? render_json(stdout, doc) : failf(RC_ERROR, "out of memory");
+		json_decref(doc);
+	} else {
+		char *f = clean_dup(cli->val[O_OUTPUT]);
+
+		printf("wrote %s (%zu bytes, epoch %lld)\n", f ? f : "?", len, epoch);
+		free(f);
+	}
+out:
+	free(bytes);
+	json_decref(reply);
+	return rc;
+}

@@ -1,0 +1,302 @@
+/*
+ * verbs-query.c - the verbs that read jobs: status, list, history,
+ * checkpoints, wait, watch.
+ *
+ * wait and watch block for as long as the job takes: wait's socket timeout
+ * is its --timeout plus a margin (none without one), watch's none. watch
+ * redraws one line in place on a terminal (cut to its width), prints a line
+ * per update otherwise, and with --json prints only the last update.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "traind/error.h"
+#include "msg.h"
+#include "render.h"
+#include "reply.h"
+#include "rpc.h"
+#include "verbs.h"
+
+#define WAIT_MARGIN_S 30.0             /* wait --timeout T: the socket waits T + this */
+
+static const char *job_states[] = { "queued", "running", "paused", "killed", "failed", "done" };
+
+/* --state a,b: each a known state name, into a JSON array. */
+static int parse_states(const char *list, json_t **out)
+{
+	char buf[256];
+	char *save = NULL;
+	json_t *arr;
+
+	*out = NULL;
+	if (!*list || strlen(list) >= sizeof(buf) || list[0] == ',' || list[strlen(list) - 1] == ',' ||
+	    strstr(list, ",,"))
+		return failf(RC_USAGE, "--state: expected a list of states like paused,done, got '%.*s'",
+			     tr_utf8_cut(list, TR_QUOTE_MAX), list);
+	snprintf(buf, sizeof(buf), "%s", list);
+	arr = json_array();
+	if (!arr)
+		return failf(RC_ERROR, "out of memory");
+	for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		bool known = false;
+
+		for (size_t i = 0; i < sizeof(job_states) / sizeof(job_states[0]); i++)
+			known = known || strcmp(tok, job_states[i]) == 0;
+		if (!known) {
+			json_decref(arr);
+			return failf(RC_USAGE,
+				     "--state: unknown state '%.*s' (expected queued, running, paused, killed, failed or done)",
+				     tr_utf8_cut(tok, 32), tok);
+		}
+		json_array_append_new(arr, json_string(tok));
+	}
+	*out = arr;
+	return RC_OK;
+}
+
+int cmd_list(struct cli *cli)
+{
+	json_t *reply = NULL, *jobs, *params = NULL, *states = NULL;
+	int rc;
+
+	if (cli->set[O_STATE]) {
+		rc = parse_states(cli->val[O_STATE], &states);
+		if (rc != RC_OK)
+			return rc;
+		params = json_pack("{s:o}", "states", states);
+		if (!params)
+			return failf(RC_ERROR, "out of memory");
+	}
+	rc = rpc(cli, "io.traind.List", params, &reply);
+	if (rc != RC_OK)
+		return rc;
+	jobs = json_object_get(reply, "jobs");
+	if (!json_is_array(jobs)) {
+		json_decref(reply);
+		return malformed("List", "jobs");
+	}
+	if (cli->json) {
+		rc = render_json(stdout, jobs);
+		json_decref(reply);
+		return rc;
+	}
+	rc = render_jobs(stdout, jobs);
+	json_decref(reply);
+	return rc;
+}
+
+int cmd_status(struct cli *cli)
+{
+	json_t *reply = NULL, *job;
+	int rc;
+
+	if (!cli->has_job)
+		return cmd_list(cli);
+	rc = rpc_id(cli, "io.traind.Status", &reply);
+	if (rc != RC_OK)
+		return rc;
+	job = json_object_get(reply, "job");
+	if (!json_is_object(job)) {
+		json_decref(reply);
+		return malformed("Status", "job");
+	}
+	if (cli->json) {
+		rc = render_json(stdout, job);
+		json_decref(reply);
+		return rc;
+	}
+	rc = render_status(stdout, job);
+	json_decref(reply);
+	return rc;
+}
+
+int cmd_history(struct cli *cli)
+{
+	json_t *reply = NULL, *rows, *row;
+	size_t i;
+	int rc;
+
+	rc = rpc_id(cli, "io.traind.History", &reply);
+	if (rc != RC_OK)
+		return rc;
+	rows = json_object_get(reply, "rows");
+	if (!json_is_array(rows)) {
+		json_decref(reply);
+		return malformed("History", "rows");
+	}
+	json_array_foreach(rows, i, row) {
+		if (!json_is_object(row)) {
+			json_decref(reply);
+			return malformed("History", "rows");
+		}
+	}
+	if (cli->json) {
+		rc = render_history_json(stdout, rows);
+	} else if (cli->set[O_CSV]) {
+		rc = render_history_csv(stdout, rows);
+	} else {
+		rc = render_history_table(stdout, rows);
+	}
+	json_decref(reply);
+	return rc;
+}
+
+int cmd_checkpoints(struct cli *cli)
+{
+	json_t *reply = NULL, *list;
+	int rc;
+
+	rc = rpc_id(cli, "io.traind.Checkpoints", &reply);
+	if (rc != RC_OK)
+		return rc;
+	list = json_object_get(reply, "checkpoints");
+	if (!json_is_array(list)) {
+		json_decref(reply);
+		return malformed("Checkpoints", "checkpoints");
+	}
+	if (cli->json) {
+		rc = render_json(stdout, list);
+		json_decref(reply);
+		return rc;
+	}
+	rc = render_checkpoints(stdout, list);
+	json_decref(reply);
+	return rc;
+}
+
+int cmd_wait(struct cli *cli)
+{
+	json_t *params, *reply = NULL, *job, *states = NULL;
+	int64_t epoch = 0;
+	double timeout = -1;
+	int rc;
+
+	if (cli->set[O_EPOCH]) {
+		rc = opt_int(cli, O_EPOCH, 1, 100000, &epoch);
+		if (rc != RC_OK)
+			return rc;
+	}
+	if (cli->set[O_TIMEOUT]) {
+		const char *s = cli->val[O_TIMEOUT];
+		char *end;
+
+		errno = 0;
+		timeout = strtod(s, &end);
+		if (!*s || *end || errno || !isfinite(timeout) || timeout < 0 || *s == ' ' || *s == '\t')
+			return failf(RC_USAGE, "--timeout: expected a number of seconds >= 0, got '%.*s'",
+				     tr_utf8_cut(s, TR_QUOTE_MAX), s);
+	}
+	if (cli->set[O_STATE]) {
+		rc = parse_states(cli->val[O_STATE], &states);
+		if (rc != RC_OK)
+			return rc;
+	}
+	params = id_params(cli);
+	if (!params) {
+		json_decref(states);
+		return failf(RC_ERROR, "out of memory");
+	}
+	if (cli->set[O_EPOCH])
+		json_object_set_new(params, "epoch", json_integer((json_int_t)epoch));
+	if (states)
+		json_object_set_new(params, "states", states);
+	if (cli->set[O_TIMEOUT])
+		json_object_set_new(params, "timeout", json_real(timeout));
+	rc = ensure_connected(cli);
+	if (rc != RC_OK) {
+		json_decref(params);
+		return rc;
+	}
+	if (timeout >= 0 && (timeout + WAIT_MARGIN_S) * 1000.0 < (double)INT_MAX)
+		vl_set_timeout(cli->conn, (int)((timeout + WAIT_MARGIN_S) * 1000.0));
+	else
+		vl_set_timeout(cli->conn, -1);
+	rc = rpc(cli, "io.traind.Wait", params, &reply);
+	if (rc != RC_OK)
+		return rc;
+	job = json_object_get(reply, "job");
+	if (!json_is_object(job))
+		rc = malformed("Wait", "job");
+	else if (cli->json)
+		rc = render_json(stdout, job);
+	else
+		render_job_state(stdout, job, cli->job);
+	json_decref(reply);
+	return rc;
+}
+
+int cmd_watch(struct cli *cli)
+{
+	struct vl_reply r = { 0 };
+	struct tr_err err = { 0 };
+	json_t *params, *last = NULL;
+	bool tty = !cli->json && isatty(STDOUT_FILENO);
+	bool drawn = false;
+	int rc;
+
+	rc = ensure_connected(cli);
+	if (rc != RC_OK)
+		return rc;
+	vl_set_timeout(cli->conn, -1);
+	params = id_params(cli);
+	if (!params)
+		return failf(RC_ERROR, "out of memory");
+	rc = vl_call(cli->conn, "io.traind.Watch", params, true, &err);
+	json_decref(params);
+	if (rc < 0)
+		return failf(RC_ERROR, "%s", err.msg);
+	for (;;) {
+		char line[512];
+
+		rc = vl_recv(cli->conn, &r, &err);
+		if (rc < 0 || r.error) {
+			if (drawn)
+				putchar('\n');
+			if (rc < 0) {
+				rc = failf(RC_ERROR, "%s", err.msg);
+			} else {
+				describe_error(&r, line, sizeof(line));
+				rc = failf(RC_ERROR, "%s", line);
+			}
+			break;
+		}
+		if (cli->json) {
+			json_decref(last);
+			last = json_incref(r.params);
+		} else if (tty) {
+			struct winsize ws;
+
+			watch_line(r.params, true, line, sizeof(line));
+			if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 &&
+			    (size_t)ws.ws_col - 1 < sizeof(line))
+				line[ws.ws_col - 1] = '\0';
+			printf("\r%s\033[K", line);
+			fflush(stdout);
+			drawn = true;
+		} else {
+			watch_line(r.params, false, line, sizeof(line));
+			printf("%s\n", line);
+			fflush(stdout);
+		}
+		if (!r.continues) {
+			if (drawn)
+				putchar('\n');
+			rc = cli->json ? render_json(stdout, last) : RC_OK;
+			break;
+		}
+	}
+	vl_reply_clear(&r);
+	json_decref(last);
+	return rc;
+}
+

@@ -1,0 +1,38 @@
+/*
+ * verbs.h - the handlers of trainctl's verbs, one per verb, grouped by kind:
+ * verbs-jobs.c changes jobs (start, pause, resume, kill, rm), verbs-query.c
+ * reads them (status, list, history, checkpoints, wait, watch),
+ * verbs-model.c uses a job's model (eval, export).
+ *
+ * Each checks its flag values before connecting, makes its call(s) (rpc.h)
+ * and prints the reply (render.h): human text by default, exactly one JSON
+ * document with --json. Returns an exit code (msg.h); on failure exactly one
+ * line on stderr and nothing on stdout (rm: a line per refused JOB).
+ *
+ * Thread: trainctl has one.
+ */
+#ifndef TRAIND_CLIENT_VERBS_H
+#define TRAIND_CLIENT_VERBS_H
+
+#include "cli.h"
+
+/* verbs-jobs.c */
+int cmd_start(struct cli *cli);
+int cmd_pause(struct cli *cli);
+int cmd_resume(struct cli *cli);
+int cmd_kill(struct cli *cli);
+int cmd_rm(struct cli *cli);
+
+/* verbs-query.c */
+int cmd_status(struct cli *cli);
+int cmd_list(struct cli *cli);
+int cmd_history(struct cli *cli);
+int cmd_checkpoints(struct cli *cli);
+int cmd_wait(struct cli *cli);
+int cmd_watch(struct cli *cli);
+
+/* verbs-model.c */
+int cmd_eval(struct cli *cli);
+int cmd_export(struct cli *cli);
+
+#endif

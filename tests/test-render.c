@@ -1,0 +1,182 @@
+/*
+ * test-render.c - trainctl's rendering (client/render.c), driven with JSON
+ * objects like the daemon's replies: the jobs table (column alignment by
+ * code points, missing fields as "-", the params column), history's CSV
+ * (quoting, shortest reals, missing fields), watch's line (the progress
+ * bar's width and fill, the epoch shown, one line), and status's extra lines
+ * (error, pending kill, model, numerics). The expected texts are written out
+ * by hand from the documented formats.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "msg.h"
+#include "render.h"
+
+static json_t *parse(const char *text)
+{
+	json_error_t jerr;
+	json_t *v = json_loads(text, 0, &jerr);
+
+	if (!v)
+		fail_msg("bad test JSON: %s", jerr.text);
+	return v;
+}
+
+/* What fn prints for the JSON `text`; asserts it returns RC_OK. */
+static char *rendered(int (*fn)(FILE *, json_t *), const char *text)
+{
+	json_t *v = parse(text);
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+
+	assert_non_null(out);
+	assert_int_equal(fn(out, v), RC_OK);
+	assert_int_equal(fclose(out), 0);
+	json_decref(v);
+	return buf;
+}
+
+static void test_jobs_table(void **state)
+{
+	char *s;
+
+	(void)state;
+	/* text columns (name, state) left, numbers right, two spaces apart;
+	 * "naïve" is 5 wide though 6 bytes; a job without checkpoint,
+	 * samples/s, eta or params shows "-" there */
+	s = rendered(render_jobs,
+		     "[{\"id\": 1, \"name\": \"na\\u00efve\", \"state\": \"running\", \"epoch\": 1, \"epochs\": 5,"
+		     "  \"step\": 10, \"steps_per_epoch\": 938, \"samples_per_second\": 1234.4,"
+		     "  \"eta_seconds\": 3723, \"val_acc\": 0.97123, \"checkpoint\": {\"epoch\": 1, \"step\": 0},"
+		     "  \"params\": 235146},"
+		     " {\"id\": 12, \"name\": \"longer-name\", \"state\": \"done\", \"epoch\": 5, \"epochs\": 5,"
+		     "  \"step\": 0, \"steps_per_epoch\": 938, \"val_acc\": 0.98},"
+		     " \"not a job\"]");
+	assert_string_equal(s,
+		"id  name         state    epoch    step  samples/s       eta  val_acc  checkpoint  params\n"
+		" 1  naïve        running    1/5  10/938       1234  1h02m03s   0.9712         1/0  235146\n"
+		"12  longer-name  done       5/5   0/938          -         -   0.9800           -       -\n");
+	free(s);
+
+	/* no jobs: the header alone */
+	s = rendered(render_jobs, "[]");
+	assert_string_equal(s, "id  name  state  epoch  step  samples/s  eta  val_acc  checkpoint  params\n");
+	free(s);
+}
+
+static void test_history_csv(void **state)
+{
+	char *s;
+
+	(void)state;
+	s = rendered(render_history_csv,
+		     "[{\"epoch\": 1, \"train_loss\": 0.5, \"train_acc\": 0.9, \"train_macro_acc\": 0.89,"
+		     "  \"val_loss\": 0.25, \"val_acc\": 0.95, \"val_macro_acc\": 0.94, \"seconds\": 12.5,"
+		     "  \"note\": \"lr 1e-3, \\\"warm\\\" start\"},"
+		     " {\"epoch\": 2, \"train_loss\": 0.30000000000000004, \"train_acc\": 1, \"val_loss\": 0.1,"
+		     "  \"val_acc\": 0.96, \"val_macro_acc\": 0.955, \"seconds\": 3, \"note\": \"resumed\"},"
+		     " {\"epoch\": 3, \"note\": \"two\\nlines\"}]");
+	assert_string_equal(s,
+		"epoch,train_loss,train_acc,train_macro_acc,val_loss,val_acc,val_macro_acc,seconds,note\n"
+		"1,0.5,0.9,0.89,0.25,0.95,0.94,12.5,\"lr 1e-3, \"\"warm\"\" start\"\n"
+		"2,0.30000000000000004,1,,0.1,0.96,0.955,3,resumed\n"
+		"3,,,,,,,,\"two\nlines\"\n");
+	free(s);
+}
+
+static void test_watch_line(void **state)
+{
+	char line[512];
+	json_t *p;
+	const char *open, *close;
+
+	(void)state;
+	/* half-way through epoch 2 of 4: 3/8 done, so 7 of 20 cells */
+	p = parse("{\"id\": 3, \"state\": \"running\", \"epoch\": 1, \"epochs\": 4, \"step\": 469,"
+		  " \"steps_per_epoch\": 938, \"loss\": 0.25, \"samples_per_second\": 5000.4, \"eta_seconds\": 65}");
+	watch_line(p, true, line, sizeof(line));
+	assert_string_equal(line, "job 3: running [#######.............] epoch 2/4 batch 469/938 loss 0.2500 "
+				  "5000 samples/s ETA 1m05s");
+	open = strchr(line, '[');
+	close = strchr(line, ']');
+	assert_non_null(open);
+	assert_non_null(close);
+	assert_int_equal(close - open - 1, 20);
+	watch_line(p, false, line, sizeof(line));
+	assert_string_equal(line, "job 3: running epoch 2/4 batch 469/938 loss 0.2500 5000 samples/s ETA 1m05s");
+	json_decref(p);
+
+	/* done: a full bar, the last epoch, unknown figures as "-" */
+	p = parse("{\"id\": 4, \"state\": \"done\", \"epoch\": 4, \"epochs\": 4, \"step\": 0, \"steps_per_epoch\": 938}");
+	watch_line(p, true, line, sizeof(line));
+	assert_string_equal(line, "job 4: done [####################] epoch 4/4 batch 0/938 loss - - samples/s ETA -");
+	json_decref(p);
+
+	/* paused between epochs: the epoch committed, not the next; a state
+	 * with a line break stays one line */
+	p = parse("{\"id\": 5, \"state\": \"pau\\nsed\", \"epoch\": 1, \"epochs\": 3, \"step\": 0,"
+		  " \"steps_per_epoch\": 100, \"eta_seconds\": 7322.4}");
+	watch_line(p, true, line, sizeof(line));
+	assert_string_equal(line, "job 5: pau sed [######..............] epoch 1/3 batch 0/100 loss - - samples/s ETA 2h02m02s");
+	json_decref(p);
+}
+
+static void test_status_extras(void **state)
+{
+	char *s;
+	const char *extras;
+
+	(void)state;
+	/* the row (an empty name as "-"), then error (made one line), the
+	 * pending kill, the model with its parameter count, numerics */
+	s = rendered(render_status,
+		     "{\"id\": 7, \"name\": \"\", \"state\": \"failed\", \"epoch\": 2, \"epochs\": 5, \"step\": 3,"
+		     " \"steps_per_epoch\": 10, \"error\": \"out of\\nmemory\", \"kill_after\": 3,"
+		     " \"model\": \"mlp:784-256-10\", \"params\": 203530, \"numerics\": \"resumed under Haswell\"}");
+	assert_string_equal(s,
+		"id  name  state   epoch  step  samples/s  eta  val_acc  checkpoint  params\n"
+		" 7  -     failed    2/5  3/10          -    -        -           -  203530\n"
+		"error: out of memory\n"
+		"pending: kill after epoch 3\n"
+		"model: mlp:784-256-10 (203530 parameters)\n"
+		"numerics: resumed under Haswell\n");
+	free(s);
+
+	/* an empty error and no kill pending print nothing; a model without
+	 * a parameter count prints the model alone */
+	s = rendered(render_status, "{\"id\": 8, \"state\": \"done\", \"error\": \"\", \"model\": \"lenet5\"}");
+	extras = strchr(s, '\n');
+	assert_non_null(extras);
+	extras = strchr(extras + 1, '\n');
+	assert_non_null(extras);
+	assert_string_equal(extras + 1, "model: lenet5\n");
+	free(s);
+
+	/* nothing extra at all: the table alone */
+	s = rendered(render_status, "{\"id\": 9, \"state\": \"queued\"}");
+	extras = strchr(strchr(s, '\n') + 1, '\n');
+	assert_string_equal(extras + 1, "");
+	free(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_jobs_table),
+		cmocka_unit_test(test_history_csv),
+		cmocka_unit_test(test_watch_line),
+		cmocka_unit_test(test_status_extras),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
