@@ -78,6 +78,9 @@ struct server {
 	size_t buffered;          /* input buffer bytes beyond the free allowance */
 	size_t queued;            /* bytes of replies not yet written */
 	bool trim;                /* a burst passed SERVER_TRIM_AFTER: give memory back once it is over */
+	uv_pipe_t refuse;         /* takes a connection there is no memory for (refuse_pending) */
+	bool refusing;            /* refuse is open or closing */
+	bool stalled;             /* a connection waits for refuse to be free */
 };
 
 static void process(struct conn *c);
@@ -762,6 +765,44 @@ out:
 	return ok;
 }
 
+static void refuse_pending(struct server *s);
+
+static void on_refused_closed(uv_handle_t *h)
+{
+	struct server *s = h->data;
+
+	s->refusing = false;
+	s->open_handles--;
+	if (s->closing) {
+		if (s->open_handles == 0)
+			free(s);
+		return;
+	}
+	if (s->stalled) {
+		s->stalled = false;
+		refuse_pending(s);
+	}
+}
+
+/* Accept the pending connection into s->refuse and close it at once: libuv
+ * stops watching the listener until its pending connection is accepted, so
+ * one that cannot be served (no memory for it) must still be taken, or
+ * traind would never accept another. Allocates nothing. */
+static void refuse_pending(struct server *s)
+{
+	if (s->refusing) {
+		s->stalled = true;   /* taken when the handle is free again */
+		return;
+	}
+	log_warn("out of memory: closed a new connection at once");
+	uv_pipe_init(s->loop, &s->refuse, 0);
+	s->refuse.data = s;
+	s->refusing = true;
+	s->open_handles++;
+	(void)uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&s->refuse);   /* EAGAIN: none left */
+	uv_close((uv_handle_t *)&s->refuse, on_refused_closed);
+}
+
 static void on_connection(uv_stream_t *l, int status)
 {
 	struct server *s = l->data;
@@ -772,8 +813,10 @@ static void on_connection(uv_stream_t *l, int status)
 	if (status < 0 || s->closing)
 		return;
 	c = calloc(1, sizeof(*c));
-	if (!c)
+	if (!c) {
+		refuse_pending(s);
 		return;
+	}
 	uv_pipe_init(s->loop, &c->pipe, 0);
 	c->pipe.data = c;
 	c->srv = s;

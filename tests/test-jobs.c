@@ -857,6 +857,42 @@ static void test_done_shown_once_durable(void **state)
 	assert_int_equal(live_count(), before);
 }
 
+/* A connection traind has no memory for is closed at once, and the next one
+ * is accepted and served (libuv stops watching the listener until its
+ * pending connection is taken: a connection left unaccepted would end all
+ * accepting for good). */
+static void test_connection_without_memory(void **state)
+{
+	struct fx *f = *state;
+	size_t before = live_count();
+	struct client c = { .fd = -1 }, next = { .fd = -1 };
+	double deadline;
+	json_t *r;
+
+	daemon_up(f, 1);
+	for (int round = 0; round < 2; round++) {
+		fault_arm(0);   /* the connection's own allocation */
+		client_connect(f, &c);
+		deadline = now_mono() + REPLY_TIMEOUT;
+		while (pump(f, &c)) {
+			assert_true(now_mono() < deadline);
+			usleep(100);
+		}
+		assert_true(fault_disarm());
+		client_connect(f, &next);
+		send_call(&next, "org.varlink.service.GetInfo", NULL);
+		r = recv_reply(f, &next, REPLY_TIMEOUT, NULL);
+		if (!r)
+			fail_msg("round %d: the connection after a refused one is not served", round);
+		assert_non_null(json_object_get(json_object_get(r, "parameters"), "vendor"));
+		json_decref(r);
+	}
+	client_close(&c);
+	client_close(&next);
+	daemon_down(f);
+	assert_int_equal(live_count(), before);
+}
+
 /* ---- allocation failures on Start -> commit -> finalize ---------------------- */
 
 static void test_allocation_failures(void **state)
@@ -941,6 +977,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_verbs_answer_durable_states, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_done_shown_once_durable, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_allocation_failures, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_connection_without_memory, setup, teardown),
 	};
 
 	log_init();
