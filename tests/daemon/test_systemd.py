@@ -973,7 +973,10 @@ def test_sandbox(inst):
     del env2["NOTIFY_SOCKET"]
     n = Notify(os.path.join(root, "notify3.sock"))
     env2["NOTIFY_SOCKET"] = n.path
-    os.symlink(DATA, os.path.join(d2, "data"))
+    # traind runs as nobody here: a symlink to DATA would need every directory
+    # above the checkout to be open to nobody (a clone under mktemp -d is not),
+    # so the dataset it trains on is linked (or copied) in.
+    mirror_dataset(os.path.join(DATA, "mnist"), os.path.join(d2, "data", "mnist"))
     errf = open(log + ".4", "wb")
     p = subprocess.Popen(["strace", "-f", "-qq", "-o", trace, "--"] + setpriv[:-1] + ["--", traind],
                          env=env2, stdout=errf, stderr=errf)
@@ -1026,6 +1029,19 @@ def test_sandbox(inst):
     check(not rt, "strace: no realtime scheduling (RestrictRealtime=)")
     scan_logs([log, log + ".4"])
     shutil.rmtree(root, ignore_errors=True)
+
+
+def mirror_dataset(src, dst):
+    """dst holds src's files, hard-linked where the file system allows, else
+    copied, readable by anyone."""
+    os.makedirs(dst)
+    for name in os.listdir(src):
+        a, b = os.path.join(os.path.realpath(src), name), os.path.join(dst, name)
+        try:
+            os.link(os.path.realpath(a), b)
+        except OSError:
+            shutil.copyfile(a, b)
+        os.chmod(b, 0o644)
 
 
 def main():
