@@ -3,7 +3,7 @@
  * thread, the loop queue and the control socket around it) on a real libuv
  * loop, in process, training a tiny synthetic dataset in milliseconds.
  *
- * The daemon is wired as main() wires it (store, recovery, store thread,
+ * The daemon is built as main() builds it (daemon_new: store, recovery, store thread,
  * loopq, server on a socket, methods) on a private loop, and driven through
  * its socket by a client in this thread: each wait for a reply runs the loop.
  * Every test tears it all down and ends with uv_loop_close() == 0.
@@ -56,7 +56,7 @@
 #include <sqlite3.h>
 
 #include "testutil.h"
-#include "traind/dscache.h"
+#include "traind/daemon.h"
 #include "traind/jobs.h"
 #include "traind/log.h"
 #include "traind/loopq.h"
@@ -329,7 +329,7 @@ struct fx {
 	char db[300];
 	char sock[100];           /* within sun_path's 108 bytes */
 	uv_loop_t loop;
-	struct daemon d;
+	struct daemon *d;
 	struct client cl[NCLIENTS];
 };
 
@@ -475,28 +475,23 @@ static int noop_fn(struct store *s, void *arg, struct tr_err *err)
 
 static void daemon_up(struct fx *f, unsigned max_running)
 {
-	struct store *s = NULL;
+	struct daemon_config cfg = {
+		.loop = &f->loop,
+		.db_path = f->db,
+		.data_dir = f->data_dir,
+		.max_running = max_running,
+		.listen_fd = -1,
+		.socket_path = f->sock,
+	};
 	struct tr_err err = { 0 };
 
 	assert_int_equal(uv_loop_init(&f->loop), 0);
-	memset(&f->d, 0, sizeof(f->d));
-	f->d.loop = &f->loop;
-	f->d.max_running = max_running;
-	snprintf(f->d.db_path, sizeof(f->d.db_path), "%s", f->db);
-	snprintf(f->d.data_dir, sizeof(f->d.data_dir), "%s", f->data_dir);
-	assert_int_equal(dscache_new(&f->d.dsc, f->data_dir), 0);
-	assert_int_equal(store_open(&s, f->db, false, &err), 0);
-	assert_int_equal(jobs_recover(&f->d, s, &err), 0);
-	store_close(s);
-	assert_int_equal(loopq_init(&f->d.lq, &f->loop), 0);
-	assert_int_equal(storeq_start(&f->d.sq, f->db, &f->d.lq, &err), 0);
-	assert_int_equal(server_new(&f->d.server, &f->loop, methods_dispatch, &f->d), 0);
-	assert_int_equal(server_listen_path(f->d.server, f->sock, &err), 0);
-	jobs_start(&f->d);
+	assert_int_equal(daemon_new(&f->d, &cfg, &err), 0);
+	daemon_start(f->d);
 	for (int i = 0; i < NCLIENTS; i++)
 		client_connect(f, &f->cl[i]);
 	/* Accepted before any fault is armed. */
-	while (server_connections(f->d.server) < NCLIENTS)
+	while (server_connections(f->d->server) < NCLIENTS)
 		uv_run(&f->loop, UV_RUN_NOWAIT);
 }
 
@@ -515,7 +510,7 @@ static bool jobs_busy(struct daemon *d)
  * thread pool or the store thread, and the loop has run what they posted. */
 static bool settled_final(struct fx *f)
 {
-	struct daemon *d = &f->d;
+	struct daemon *d = f->d;
 
 	if (jobs_busy(d) || f->loop.active_reqs.count > 0)
 		return false;
@@ -527,13 +522,6 @@ static bool settled_final(struct fx *f)
 	return !jobs_busy(d) && f->loop.active_reqs.count == 0;
 }
 
-static void close_walk(uv_handle_t *h, void *arg)
-{
-	(void)arg;
-	if (!uv_is_closing(h))
-		uv_close(h, NULL);
-}
-
 /* Stop every worker, drain the store thread and the loop, close everything;
  * the loop must close with nothing left on it. */
 static void daemon_down(struct fx *f)
@@ -542,24 +530,17 @@ static void daemon_down(struct fx *f)
 
 	for (int i = 0; i < NCLIENTS; i++)
 		client_close(&f->cl[i]);
-	jobs_shutdown(&f->d);
-	while (jobs_busy(&f->d) || f->loop.active_reqs.count > 0 || server_connections(f->d.server)) {
+	daemon_shutdown(f->d);
+	while (jobs_busy(f->d) || f->loop.active_reqs.count > 0) {
 		assert_true(now_mono() < deadline);
 		uv_run(&f->loop, UV_RUN_NOWAIT);
 		usleep(200);
 	}
-	storeq_call(f->d.sq, noop_fn, NULL, NULL);
+	storeq_call(f->d->sq, noop_fn, NULL, NULL);
 	uv_run(&f->loop, UV_RUN_NOWAIT);
-	storeq_stop(f->d.sq);
-	f->d.sq = NULL;
-	server_close(f->d.server);
-	f->d.server = NULL;
-	loopq_close(&f->d.lq);
-	uv_walk(&f->loop, close_walk, NULL);
-	uv_run(&f->loop, UV_RUN_DEFAULT);
+	daemon_free(f->d);
+	f->d = NULL;
 	assert_int_equal(uv_loop_close(&f->loop), 0);
-	jobs_free(&f->d);
-	dscache_free(f->d.dsc);
 	unlink(f->sock);
 }
 

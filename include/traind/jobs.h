@@ -48,6 +48,7 @@
 #include <uv.h>
 
 #include "traind/config.h"
+#include "traind/daemon.h"
 #include "traind/dscache.h"
 #include "traind/loopq.h"
 #include "traind/server.h"
@@ -136,25 +137,6 @@ struct job {
 	struct daemon *d;
 };
 
-struct daemon {
-	uv_loop_t *loop;
-	struct loopq lq;
-	struct storeq *sq;
-	struct dscache *dsc;
-	struct server *server;
-	char db_path[4096];
-	char data_dir[4096];
-	unsigned max_running;
-	unsigned running;
-	uint64_t next_seq;
-	struct job **jobs;           /* by id */
-	size_t njobs, cap;
-	size_t creating;             /* Starts being stored, each with a slot in `jobs` reserved */
-	bool shutting_down;
-	void (*on_drained)(struct daemon *d);   /* shutdown: every worker has stopped */
-	uv_timer_t watch_timer;
-	void (*on_change)(struct daemon *d);    /* after any state change (sd_notify STATUS) */
-};
 
 const char *job_state_name(enum job_state s);
 int job_state_parse(const char *name);   /* -1 if unknown */
