@@ -18,6 +18,7 @@
 #include "traind/checkpoint.h"
 #include "traind/log.h"
 #include "traind/trainer.h"
+#include "traind/wire.h"
 
 #define WORKER_NICE 5   /* training threads run at this nice value */
 
@@ -201,6 +202,13 @@ static void publish(struct job *j, struct trainer *t, double sps, bool active)
 	j->prog.has_loss = t && t->sums.batches > 0;
 	j->prog.loss = j->prog.has_loss ? t->sums.loss_sum / (double)t->sums.batches : 0;
 	j->prog.active = active;
+	pthread_mutex_unlock(&j->mu);
+}
+
+void job_progress_get(struct job *j, struct job_progress *out)
+{
+	pthread_mutex_lock(&j->mu);
+	*out = j->prog;
 	pthread_mutex_unlock(&j->mu);
 }
 
@@ -423,7 +431,6 @@ struct state_write {
 	char *error;                 /* last_error to record with it, owned */
 };
 
-static json_t *id_state(struct job *j);
 
 static int state_fn(struct store *s, void *arg, struct tr_err *err)
 {
@@ -466,7 +473,7 @@ static void state_done(void *arg, int rc, const struct tr_err *err)
 	commit_state(j, w->seq, w->st, w->error);
 	if (w->c) {
 		call_on_cancel(w->c, NULL, NULL);
-		call_reply(w->c, id_state(j), false);
+		call_reply(w->c, job_id_state_json(j), false);
 	}
 	free(w);
 	notify(j);
@@ -515,7 +522,7 @@ static void kill_after_done(void *arg, int rc, const struct tr_err *err)
 			call_error(w->c, PROTO_STORAGE_ERROR,
 				   json_pack("{s:s}", "message", err ? err->msg : "cannot record the kill"));
 		else
-			call_reply(w->c, id_state(j), false);
+			call_reply(w->c, job_id_state_json(j), false);
 	}
 	free(w);
 	notify(j);
@@ -580,7 +587,7 @@ static void set_state(struct job *j, enum job_state st, const char *error, struc
 	log_err("job %" PRId64 ": cannot record state %s", j->id, job_state_name(st));
 	commit_state(j, j->state_seq, st, j->error ? strdup(j->error) : NULL);
 	if (c)
-		call_reply(c, id_state(j), false);
+		call_reply(c, job_id_state_json(j), false);
 	notify(j);
 	if (d->on_change)
 		d->on_change(d);
@@ -808,7 +815,6 @@ static void waiter_cancel(void *arg)
 	waiter_free(w);
 }
 
-static json_t *watch_json(struct job *j, const struct job_progress *p);
 
 /* Nothing more is going to happen to the job by itself: no worker, nothing
  * to finalize, every state write completed (so state == target). */
@@ -887,9 +893,7 @@ static void notify(struct job *j)
 			{
 				struct job_progress p;
 
-				pthread_mutex_lock(&j->mu);
-				p = j->prog;
-				pthread_mutex_unlock(&j->mu);
+				job_progress_get(j, &p);
 				call_reply(w->call, watch_json(j, &p), false);
 			}
 			waiter_free(w);
@@ -923,21 +927,6 @@ static struct waiter *add_waiter(struct job *j, struct call *c, enum waiter_kind
 	return w;
 }
 
-/* ==== JSON ============================================================== */
-
-static double eta_seconds(struct job *j, const struct job_progress *p, bool *known)
-{
-	double remaining;
-
-	*known = false;
-	if (j->state != JOB_RUNNING || p->samples_per_second <= 0 || p->steps_per_epoch == 0)
-		return 0;
-	remaining = ((double)(j->cfg.epochs - p->epoch) * p->steps_per_epoch - p->step) *
-		    j->cfg.batch_size;
-	*known = true;
-	return remaining > 0 ? remaining / p->samples_per_second : 0;
-}
-
 void job_checkpoint_from_store(struct job_checkpoint *out, const struct store_checkpoint *c)
 {
 	out->valid = true;
@@ -948,93 +937,6 @@ void job_checkpoint_from_store(struct job_checkpoint *out, const struct store_ch
 	out->created = c->created_at;
 	out->val_loss = c->val_loss;
 	snprintf(out->checksum, sizeof(out->checksum), "%s", c->checksum);
-}
-
-json_t *checkpoint_json(const struct job_checkpoint *c)
-{
-	json_t *o = json_pack("{s:I,s:I,s:s,s:I,s:s,s:I}", "epoch", (json_int_t)c->epoch, "step",
-			      (json_int_t)c->step, "kind", c->is_epoch ? "epoch" : "position", "size",
-			      (json_int_t)c->size, "checksum", c->checksum, "created",
-			      (json_int_t)c->created);
-
-	if (o && c->is_epoch && isfinite(c->val_loss))
-		json_object_set_new(o, "val_loss", json_real(c->val_loss));
-	return o;
-}
-
-json_t *job_to_json(struct job *j)
-{
-	struct job_progress p;
-	json_t *o;
-	bool eta_known;
-	double eta;
-	uint32_t epoch, step;
-
-	pthread_mutex_lock(&j->mu);
-	p = j->prog;
-	pthread_mutex_unlock(&j->mu);
-	/* A running job shows its live position; a stopped one its durable one. */
-	if (j->state == JOB_RUNNING && (p.active || j->worker_alive)) {
-		epoch = p.epoch;
-		step = p.step;
-	} else {
-		epoch = j->newest.valid ? j->newest.epoch : j->committed_epoch;
-		step = j->newest.valid ? j->newest.step : 0;
-	}
-	eta = eta_seconds(j, &p, &eta_known);
-	o = json_pack("{s:I,s:s,s:s,s:I,s:I,s:I,s:I,s:f,s:I,s:o,s:I,s:I,s:I}", "id", (json_int_t)j->id,
-		      "name", j->name, "state", job_state_name(j->state), "epoch", (json_int_t)epoch,
-		      "epochs", (json_int_t)j->cfg.epochs, "step", (json_int_t)step, "steps_per_epoch",
-		      (json_int_t)p.steps_per_epoch, "samples_per_second",
-		      j->state == JOB_RUNNING ? p.samples_per_second : 0.0, "keep", (json_int_t)j->keep,
-		      "config", config_to_json(&j->cfg), "created", (json_int_t)j->created, "updated",
-		      (json_int_t)j->updated, "committed_epoch", (json_int_t)j->committed_epoch);
-	if (!o)
-		return json_object();
-	if (eta_known)
-		json_object_set_new(o, "eta_seconds", json_real(eta));
-	if (j->has_val_acc)
-		json_object_set_new(o, "val_acc", json_real(j->last_val_acc));
-	if (j->newest.valid)
-		json_object_set_new(o, "checkpoint", checkpoint_json(&j->newest));
-	{
-		struct model_spec spec;
-		char text[CFG_MODEL_MAX + 64];
-
-		if (trainer_model_spec(&j->cfg, &spec, NULL) == 0)
-			spec_text(&spec, text, sizeof(text));
-		else
-			snprintf(text, sizeof(text), "%s", j->cfg.model);
-		json_object_set_new(o, "model", json_string(text));
-	}
-	if (j->params)
-		json_object_set_new(o, "params", json_integer((json_int_t)j->params));
-	if (j->numerics)
-		json_object_set_new(o, "numerics", json_string(j->numerics));
-	if (j->state == JOB_FAILED && j->state_error)
-		json_object_set_new(o, "error", json_string(j->state_error));
-	else if (j->commit_failed && j->error)
-		json_object_set_new(o, "error", json_string(j->error));
-	if (atomic_load(&j->kill_after) >= 1 && (j->state == JOB_RUNNING || j->state == JOB_QUEUED))
-		json_object_set_new(o, "kill_after", json_integer(atomic_load(&j->kill_after)));
-	return o;
-}
-
-static json_t *watch_json(struct job *j, const struct job_progress *p)
-{
-	bool eta_known;
-	double eta = eta_seconds(j, p, &eta_known);
-	json_t *o = json_pack("{s:I,s:s,s:I,s:I,s:I,s:I,s:f}", "id", (json_int_t)j->id, "state",
-			      job_state_name(j->state), "epoch", (json_int_t)p->epoch, "epochs",
-			      (json_int_t)j->cfg.epochs, "step", (json_int_t)p->step, "steps_per_epoch",
-			      (json_int_t)p->steps_per_epoch, "samples_per_second",
-			      j->state == JOB_RUNNING ? p->samples_per_second : 0.0);
-
-	if (o && p->has_loss)
-		json_object_set_new(o, "loss", json_real(p->loss));
-	if (o && eta_known)
-		json_object_set_new(o, "eta_seconds", json_real(eta));
-	return o;
 }
 
 static void on_watch_tick(uv_timer_t *t)
@@ -1049,9 +951,7 @@ static void on_watch_tick(uv_timer_t *t)
 
 			if (w->kind != W_WATCH || !call_can_stream(w->call))
 				continue;
-			pthread_mutex_lock(&j->mu);
-			p = j->prog;
-			pthread_mutex_unlock(&j->mu);
+			job_progress_get(j, &p);
 			if (w->sent_any && p.epoch == w->sent.epoch && p.step == w->sent.step &&
 			    p.active == w->sent.active)
 				continue;
@@ -1290,11 +1190,6 @@ void jobs_start(struct daemon *d)
 }
 
 /* ==== verbs ============================================================= */
-
-static json_t *id_state(struct job *j)
-{
-	return json_pack("{s:I,s:s}", "id", (json_int_t)j->id, "state", job_state_name(j->state));
-}
 
 static void invalid_state(struct call *c, struct job *j, const char *msg)
 {

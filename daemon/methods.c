@@ -16,6 +16,7 @@
 #include "traind/checkpoint.h"
 #include "traind/log.h"
 #include "traind/sha256.h"
+#include "traind/wire.h"
 
 extern const char traind_interface_description[];
 extern const char varlink_service_description[];

@@ -194,11 +194,8 @@ void jobs_delete(struct daemon *d, struct call *c, struct job *j, bool force);
 /* The loop's copy of a stored checkpoint's description. */
 void job_checkpoint_from_store(struct job_checkpoint *out, const struct store_checkpoint *c);
 
-/* The protocol's Checkpoint object. */
-json_t *checkpoint_json(const struct job_checkpoint *c);
-
-/* The Job object of the protocol (status). */
-json_t *job_to_json(struct job *j);
+/* A copy of the progress the worker last published (the loop's view). */
+void job_progress_get(struct job *j, struct job_progress *out);
 
 /* SIGTERM: checkpoint every running job, then call d->on_drained. */
 void jobs_shutdown(struct daemon *d);
