@@ -18,6 +18,7 @@
 #include "traind/checkpoint.h"
 #include "traind/log.h"
 #include "traind/trainer.h"
+#include "traind/waiters.h"
 #include "traind/wire.h"
 
 #define WORKER_NICE 5   /* training threads run at this nice value */
@@ -397,28 +398,7 @@ out:
 
 /* ==== loop side: bookkeeping ============================================ */
 
-enum waiter_kind {
-	W_WAIT,
-	W_WATCH,
-	W_STOP,     /* a Pause or Kill call answered when the worker stops */
-};
-
-struct waiter {
-	enum waiter_kind kind;
-	struct call *call;
-	struct job *job;
-	uint32_t epoch;             /* W_WAIT: 0 = none */
-	unsigned states;            /* W_WAIT: mask of enum job_state */
-	uv_timer_t *timer;          /* W_WAIT timeout, or NULL */
-	struct job_progress sent;   /* W_WATCH: last update sent */
-	bool sent_any;
-	struct waiter *next;
-};
-
-#define STOPPED_STATES ((1u << JOB_PAUSED) | (1u << JOB_KILLED) | (1u << JOB_FAILED) | (1u << JOB_DONE))
-
 static void schedule(struct daemon *d);
-static void notify(struct job *j);
 static void removal_submit(struct removal *r);
 
 /* A target state on its way to the database. */
@@ -430,7 +410,6 @@ struct state_write {
 	uint32_t seq;                /* the decision's number (j->state_seq) */
 	char *error;                 /* last_error to record with it, owned */
 };
-
 
 static int state_fn(struct store *s, void *arg, struct tr_err *err)
 {
@@ -476,7 +455,7 @@ static void state_done(void *arg, int rc, const struct tr_err *err)
 		call_reply(w->c, job_id_state_json(j), false);
 	}
 	free(w);
-	notify(j);
+	waiters_notify(j);
 	if (j->d->on_change)
 		j->d->on_change(j->d);
 }
@@ -525,7 +504,7 @@ static void kill_after_done(void *arg, int rc, const struct tr_err *err)
 			call_reply(w->c, job_id_state_json(j), false);
 	}
 	free(w);
-	notify(j);
+	waiters_notify(j);
 }
 
 /* Set j->kill_after (epoch >= 1, or -1 to clear) and record it; answer c,
@@ -588,7 +567,7 @@ static void set_state(struct job *j, enum job_state st, const char *error, struc
 	commit_state(j, j->state_seq, st, j->error ? strdup(j->error) : NULL);
 	if (c)
 		call_reply(c, job_id_state_json(j), false);
-	notify(j);
+	waiters_notify(j);
 	if (d->on_change)
 		d->on_change(d);
 }
@@ -606,7 +585,7 @@ static void finalize(struct job *j)
 		log_notice("job %" PRId64 ": checkpointed for shutdown at epoch %u step %u", j->id,
 			   j->prog.epoch, j->prog.step);
 		j->target = JOB_RUNNING;   /* what the database says already */
-		notify(j);
+		waiters_notify(j);
 	} else {
 		if (st == JOB_FAILED)
 			log_err("job %" PRId64 ": failed: %s", j->id, j->error ? j->error : "?");
@@ -659,7 +638,7 @@ static void on_commit_event(struct commit *c)
 			log_info("job %" PRId64 ": position epoch %u step %u saved", j->id, c->epoch, c->step);
 		}
 		j->updated = now_unix();
-		notify(j);
+		waiters_notify(j);
 	}
 	free(c->blob);
 	free(c);
@@ -686,7 +665,7 @@ static void on_restored(struct loopq_node *n)
 		j->numerics = strdup(r->numerics);   /* NULL on ENOMEM: the log still says it */
 		log_warn("job %" PRId64 ": %s", j->id, r->numerics);
 	}
-	notify(j);   /* the run stays the worker's until its exit event */
+	waiters_notify(j);   /* the run stays the worker's until its exit event */
 }
 
 static void on_worker_exit(struct loopq_node *n)
@@ -781,152 +760,6 @@ static void schedule(struct daemon *d)
 	}
 }
 
-/* ==== loop side: waiters ================================================ */
-
-static void waiter_unlink(struct waiter *w)
-{
-	struct waiter **pp = &w->job->waiters;
-
-	while (*pp && *pp != w)
-		pp = &(*pp)->next;
-	if (*pp)
-		*pp = w->next;
-}
-
-static void on_timer_closed(uv_handle_t *h)
-{
-	free(h);
-}
-
-static void waiter_free(struct waiter *w)
-{
-	if (w->timer) {
-		uv_timer_stop(w->timer);
-		uv_close((uv_handle_t *)w->timer, on_timer_closed);
-	}
-	free(w);
-}
-
-static void waiter_cancel(void *arg)
-{
-	struct waiter *w = arg;
-
-	waiter_unlink(w);
-	waiter_free(w);
-}
-
-
-/* Nothing more is going to happen to the job by itself: no worker, nothing
- * to finalize, every state write completed (so state == target). */
-static bool settled(const struct job *j)
-{
-	return !j->worker_alive && !j->finalize_pending && j->state_writes == 0;
-}
-
-/* 1: satisfied, -1: can no longer be satisfied, 0: keep waiting. */
-static int wait_check(struct waiter *w)
-{
-	struct job *j = w->job;
-	bool stopped = (STOPPED_STATES >> j->state) & 1u;
-
-	if (w->epoch && j->committed_epoch >= w->epoch)
-		return 1;
-	/* a job reported stopped only once its worker is gone */
-	if ((w->states & (1u << j->state)) && (!stopped || settled(j)))
-		return 1;
-	if (stopped && settled(j))
-		return -1;
-	return 0;
-}
-
-static void reply_job(struct call *c, struct job *j)
-{
-	call_reply(c, json_pack("{s:o}", "job", job_to_json(j)), false);
-}
-
-static void notify(struct job *j)
-{
-	struct waiter *w = j->waiters, *next;
-	bool stopped = settled(j) && j->state != JOB_QUEUED && j->state != JOB_RUNNING;
-
-	for (; w; w = next) {
-		int r;
-
-		next = w->next;
-		if (j->removal && w->kind != W_STOP)
-			continue;   /* a job being removed: its waiters hear JobRemoved */
-		switch (w->kind) {
-		case W_WAIT:
-			r = wait_check(w);
-			if (r == 0)
-				continue;
-			waiter_unlink(w);
-			call_on_cancel(w->call, NULL, NULL);
-			if (r > 0)
-				reply_job(w->call, j);
-			else
-				call_error(w->call, PROTO_UNEXPECTED_STATE,
-					   json_pack("{s:I,s:s}", "id", (json_int_t)j->id, "state",
-						     job_state_name(j->state)));
-			waiter_free(w);
-			break;
-		case W_STOP:
-			if (!settled(j))
-				continue;
-			waiter_unlink(w);
-			call_on_cancel(w->call, NULL, NULL);
-			if (j->state == JOB_FAILED && strcmp(call_method(w->call), "io.traind.Pause") == 0)
-				call_error(w->call, PROTO_CHECKPOINT_ERROR,
-					   json_pack("{s:I,s:s}", "id", (json_int_t)j->id, "message",
-						     j->error ? j->error : "the pause checkpoint failed"));
-			else
-				call_reply(w->call, json_pack("{s:I,s:s}", "id", (json_int_t)j->id, "state",
-							      job_state_name(j->state)),
-					   false);
-			waiter_free(w);
-			break;
-		case W_WATCH:
-			if (!stopped && !(j->state == JOB_RUNNING && j->d->shutting_down && settled(j)))
-				continue;
-			waiter_unlink(w);
-			call_on_cancel(w->call, NULL, NULL);
-			{
-				struct job_progress p;
-
-				job_progress_get(j, &p);
-				call_reply(w->call, watch_json(j, &p), false);
-			}
-			waiter_free(w);
-			break;
-		}
-	}
-}
-
-static void on_wait_timeout(uv_timer_t *t)
-{
-	struct waiter *w = t->data;
-
-	waiter_unlink(w);
-	call_on_cancel(w->call, NULL, NULL);
-	call_error(w->call, PROTO_TIMEOUT, json_pack("{s:I}", "id", (json_int_t)w->job->id));
-	waiter_free(w);
-}
-
-static struct waiter *add_waiter(struct job *j, struct call *c, enum waiter_kind kind)
-{
-	struct waiter *w = calloc(1, sizeof(*w));
-
-	if (!w)
-		return NULL;
-	w->kind = kind;
-	w->call = c;
-	w->job = j;
-	w->next = j->waiters;
-	j->waiters = w;
-	call_on_cancel(c, waiter_cancel, w);
-	return w;
-}
-
 void job_checkpoint_from_store(struct job_checkpoint *out, const struct store_checkpoint *c)
 {
 	out->valid = true;
@@ -937,29 +770,6 @@ void job_checkpoint_from_store(struct job_checkpoint *out, const struct store_ch
 	out->created = c->created_at;
 	out->val_loss = c->val_loss;
 	snprintf(out->checksum, sizeof(out->checksum), "%s", c->checksum);
-}
-
-static void on_watch_tick(uv_timer_t *t)
-{
-	struct daemon *d = t->data;
-
-	for (size_t i = 0; i < d->njobs; i++) {
-		struct job *j = d->jobs[i];
-
-		for (struct waiter *w = j->waiters; w; w = w->next) {
-			struct job_progress p;
-
-			if (w->kind != W_WATCH || !call_can_stream(w->call))
-				continue;
-			job_progress_get(j, &p);
-			if (w->sent_any && p.epoch == w->sent.epoch && p.step == w->sent.step &&
-			    p.active == w->sent.active)
-				continue;
-			w->sent = p;
-			w->sent_any = true;
-			call_reply(w->call, watch_json(j, &p), true);
-		}
-	}
 }
 
 /* ==== loop side: registry =============================================== */
@@ -1044,7 +854,6 @@ static void set_steps_per_epoch(struct job *j, uint32_t spe)
 		j->prog.steps_per_epoch = spe;
 	pthread_mutex_unlock(&j->mu);
 }
-
 
 /* The training images of each dataset recovery has met, so that thousands of
  * jobs on one dataset read its headers once. */
@@ -1181,9 +990,7 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 
 void jobs_start(struct daemon *d)
 {
-	uv_timer_init(d->loop, &d->watch_timer);
-	d->watch_timer.data = d;
-	uv_timer_start(&d->watch_timer, on_watch_tick, 100, 100);
+	waiters_start(d);
 	schedule(d);
 	if (d->on_change)
 		d->on_change(d);
@@ -1344,8 +1151,7 @@ void jobs_pause(struct daemon *d, struct call *c, struct job *j)
 	}
 	if (atomic_load(&j->stop) == STOP_NONE)
 		atomic_store(&j->stop, STOP_PAUSE);
-	if (!add_waiter(j, c, W_STOP))
-		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
+	waiters_add_stop(j, c);
 }
 
 void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_only)
@@ -1393,50 +1199,7 @@ void jobs_kill(struct daemon *d, struct call *c, struct job *j, int64_t after_ep
 	}
 	atomic_store(&j->stop, STOP_KILL);
 	log_notice("job %" PRId64 ": kill requested", j->id);
-	if (!add_waiter(j, c, W_STOP))
-		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
-}
-
-void jobs_wait(struct daemon *d, struct call *c, struct job *j, uint32_t epoch, unsigned states,
-	       double timeout)
-{
-	struct waiter *w;
-	int r;
-
-	if (!epoch && !states)
-		states = STOPPED_STATES;
-	w = add_waiter(j, c, W_WAIT);
-	if (!w) {
-		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
-		return;
-	}
-	w->epoch = epoch;
-	w->states = states;
-	r = wait_check(w);
-	if (r != 0) {
-		notify(j);
-		return;
-	}
-	if (timeout >= 0) {
-		w->timer = malloc(sizeof(*w->timer));
-		if (w->timer) {
-			uv_timer_init(d->loop, w->timer);
-			w->timer->data = w;
-			uv_timer_start(w->timer, on_wait_timeout, (uint64_t)(timeout * 1000.0), 0);
-		}
-	}
-}
-
-void jobs_watch(struct daemon *d, struct call *c, struct job *j)
-{
-	struct waiter *w = add_waiter(j, c, W_WATCH);
-
-	(void)d;
-	if (!w) {
-		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
-		return;
-	}
-	notify(j);   /* a job that is not training gets its one final reply now */
+	waiters_add_stop(j, c);
 }
 
 /* ==== removal (io.traind.Delete) ======================================== */
@@ -1467,14 +1230,7 @@ static void removal_cancel(void *arg)
  * has run (the removal is the last: the store thread keeps the order). */
 static void job_remove(struct daemon *d, struct job *j)
 {
-	while (j->waiters) {
-		struct waiter *w = j->waiters;
-
-		j->waiters = w->next;
-		call_on_cancel(w->call, NULL, NULL);
-		call_error(w->call, PROTO_JOB_REMOVED, json_pack("{s:I}", "id", (json_int_t)j->id));
-		waiter_free(w);
-	}
+	waiters_remove_all(j);
 	for (size_t i = 0; i < d->njobs; i++) {
 		if (d->jobs[i] == j) {
 			memmove(&d->jobs[i], &d->jobs[i + 1], (d->njobs - i - 1) * sizeof(d->jobs[0]));
@@ -1504,7 +1260,7 @@ static void removal_done(void *arg, int rc, const struct tr_err *err)
 			call_error(r->c, PROTO_STORAGE_ERROR,
 				   json_pack("{s:s}", "message", err ? err->msg : "cannot remove the job"));
 		free(r);
-		notify(j);
+		waiters_notify(j);
 		schedule(d);
 		return;
 	}
@@ -1536,7 +1292,7 @@ static void removal_submit(struct removal *r)
 		call_error(r->c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "cannot queue the removal"));
 	}
 	free(r);
-	notify(j);
+	waiters_notify(j);
 	schedule(j->d);
 }
 
@@ -1593,13 +1349,7 @@ void jobs_free(struct daemon *d)
 	for (size_t i = 0; i < d->njobs; i++) {
 		struct job *j = d->jobs[i];
 
-		while (j->waiters) {
-			struct waiter *w = j->waiters;
-
-			j->waiters = w->next;
-			free(w->timer);
-			free(w);
-		}
+		waiters_free_all(j);
 		job_destroy(j);
 	}
 	free(d->jobs);

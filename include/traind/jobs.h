@@ -179,10 +179,7 @@ void jobs_start_job(struct daemon *d, struct call *c, struct job_spec *spec);
 void jobs_pause(struct daemon *d, struct call *c, struct job *j);
 void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_only);
 void jobs_kill(struct daemon *d, struct call *c, struct job *j, int64_t after_epoch);
-/* Wait: epoch (0 = none), states mask (bit per enum job_state), timeout (<0 none). */
-void jobs_wait(struct daemon *d, struct call *c, struct job *j, uint32_t epoch, unsigned states,
-	       double timeout);
-void jobs_watch(struct daemon *d, struct call *c, struct job *j);
+/* Wait and Watch: waiters.h. */
 /* Delete: remove the job with its checkpoints and history (one store
  * transaction), then take it out of the registry; its id is never reused.
  * A queued or running job is refused (InvalidState) unless `force`: then it
