@@ -19,6 +19,7 @@
 #include "traind/jobs.h"
 #include "traind/methods.h"
 #include "traind/store.h"
+#include "traind/worker.h"
 
 /* jobs.c: every worker has stopped after a daemon_shutdown. */
 static void drained(struct daemon *d)
@@ -39,6 +40,7 @@ int daemon_new(struct daemon **out, const struct daemon_config *cfg, struct tr_e
 	if (!d)
 		return tr_err_set(err, -ENOMEM, "out of memory");
 	d->loop = cfg->loop;
+	d->runner = &thread_runner;
 	d->max_running = cfg->max_running;
 	snprintf(d->db_path, sizeof(d->db_path), "%s", cfg->db_path);
 	snprintf(d->data_dir, sizeof(d->data_dir), "%s", cfg->data_dir);

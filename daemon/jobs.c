@@ -1,7 +1,8 @@
 /*
- * jobs.c - registry, scheduler, workers. See include/traind/jobs.h for the
- * design; this file is in three parts: the worker thread (top), the events it
- * and the store thread post to the loop (middle), and the loop-side verbs.
+ * jobs.c - registry, recovery, scheduler, state machine and verbs. See
+ * include/traind/jobs.h for the design; this file is in parts: the state
+ * writes and the events of a run (worker.h) and of the store thread, the
+ * scheduler, the registry and recovery, the verbs, and removal.
  */
 #include "traind/jobs.h"
 
@@ -11,17 +12,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "traind/checkpoint.h"
 #include "traind/log.h"
 #include "traind/trainer.h"
 #include "traind/waiters.h"
+#include "traind/worker.h"
 #include "traind/wire.h"
-
-#define WORKER_NICE 5   /* training threads run at this nice value */
 
 static const char *state_names[] = { "queued", "running", "paused", "killed", "failed", "done" };
 
@@ -38,172 +36,9 @@ int job_state_parse(const char *name)
 	return -1;
 }
 
-static double now_mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static int64_t now_unix(void)
 {
 	return (int64_t)time(NULL);
-}
-
-/* ==== worker thread ===================================================== */
-
-/* A checkpoint on its way to the store thread and back to the loop. */
-struct commit {
-	struct loopq_node node;      /* a synchronous commit's trip to the loop */
-	struct job *j;
-	int64_t job_id;
-	bool is_epoch;
-	struct history_row row;      /* epoch commits */
-	uint32_t epoch, step;        /* position of the blob */
-	uint8_t *blob;
-	size_t len;
-	char checksum[STORE_CHECKSUM_MAX];
-	double hold_seconds;         /* training thread held for serialization */
-	double submitted;            /* monotonic time of hand-over */
-	double durable_after;        /* seconds from hand-over to commit */
-	int rc;
-	struct tr_err err;
-};
-
-struct worker_exit {
-	int outcome;                 /* enum job_state; JOB_RUNNING for a shutdown stop */
-	int rc;
-	char msg[TR_ERR_MSG_MAX];
-	uint32_t restored_epoch;     /* where a resume started (for the log) */
-	uint32_t restored_step;
-	bool restored;
-	struct job_checkpoint ck;    /* the checkpoint it restored */
-};
-
-/* Where a (re)started worker actually continues from: the loop's view of
- * the job may be stale when a corrupt checkpoint was dropped on the way. */
-struct restored {
-	bool from_checkpoint;
-	struct job_checkpoint ck;
-	uint32_t nhistory;
-	double last_val_acc;
-	uint64_t params;
-	char numerics[sizeof(((struct trainer *)0)->numerics_changed)]; /* "" or what a
-	                                 restore under another BLAS kernel means */
-};
-
-/* One run of a worker thread, allocated by the loop before the thread starts
- * (and freed by the loop when the run's exit event arrives), so that the
- * events the thread posts need no allocation and cannot be lost. */
-struct worker_run {
-	struct job *j;
-	bool weights_only;               /* restore the model only */
-	const struct dataset *ds;        /* the Start check's dataset reference, or NULL: get it */
-	struct loopq_node restored_node; /* "the trainer is built": posted at most once */
-	struct restored restored;
-	struct loopq_node exit_node;     /* "I have stopped": the run's last post */
-	struct worker_exit ex;
-};
-
-static void on_commit_event(struct commit *c);
-static void on_worker_exit(struct loopq_node *n);
-static void on_restored(struct loopq_node *n);
-
-static void on_commit_node(struct loopq_node *n)
-{
-	on_commit_event(loopq_entry(n, struct commit, node));
-}
-
-static int commit_fn(struct store *s, void *arg, struct tr_err *err)
-{
-	struct commit *c = arg;
-	int rc;
-
-	/* Hash here, off the training thread. */
-	rc = checkpoint_seal(c->blob, c->len, c->checksum, err);
-	if (rc < 0)
-		return rc;
-	if (c->is_epoch)
-		rc = store_commit_epoch(s, c->job_id, &c->row, c->blob, c->len, c->checksum, err);
-	else
-		rc = store_save_position(s, c->job_id, c->epoch, c->step, c->blob, c->len, c->checksum,
-					 err);
-	c->durable_after = now_mono() - c->submitted;
-	return rc;
-}
-
-static void commit_done(void *arg, int rc, const struct tr_err *err)
-{
-	struct commit *c = arg;
-
-	c->rc = rc;
-	if (err)
-		c->err = *err;
-	on_commit_event(c);
-}
-
-/* Serialize the trainer and hand it to the store thread; with `sync`, wait
- * for the commit (pause, shutdown, kill-after-epoch). Returns the commit's
- * result when sync, else 0 once submitted. */
-static int hand_over(struct job *j, struct trainer *t, const struct history_row *row, bool sync,
-		     struct tr_err *err)
-{
-	struct daemon *d = j->d;
-	struct commit *c = calloc(1, sizeof(*c));
-	double t0 = now_mono();
-	int rc;
-
-	if (!c)
-		return tr_err_set(err, -ENOMEM, "out of memory");
-	c->j = j;
-	c->job_id = j->id;
-	c->is_epoch = row != NULL;
-	if (row)
-		c->row = *row;
-	c->epoch = t->epoch;
-	c->step = t->step;
-	rc = checkpoint_serialize(t, &c->blob, &c->len, err);
-	if (rc < 0) {
-		free(c);
-		return rc;
-	}
-	c->hold_seconds = now_mono() - t0;
-	c->submitted = now_mono();
-	atomic_fetch_add(&j->commits_inflight, 1);
-	if (!sync) {
-		rc = storeq_submit(d->sq, commit_fn, c, commit_done);
-		if (rc < 0) {
-			atomic_fetch_sub(&j->commits_inflight, 1);
-			free(c->blob);
-			free(c);
-			return tr_err_set(err, rc, "cannot queue the checkpoint");
-		}
-		return 0;
-	}
-	c->rc = storeq_call(d->sq, commit_fn, c, &c->err);
-	rc = c->rc;
-	if (rc < 0 && err)
-		*err = c->err;
-	c->node.fn = on_commit_node;
-	loopq_post(&d->lq, &c->node);
-	return rc;
-}
-
-static void publish(struct job *j, struct trainer *t, double sps, bool active)
-{
-	pthread_mutex_lock(&j->mu);
-	if (t) {
-		j->prog.epoch = t->epoch;
-		j->prog.step = t->step;
-		j->prog.steps_per_epoch = t->steps_per_epoch;
-	}
-	if (sps > 0)
-		j->prog.samples_per_second = sps;
-	j->prog.has_loss = t && t->sums.batches > 0;
-	j->prog.loss = j->prog.has_loss ? t->sums.loss_sum / (double)t->sums.batches : 0;
-	j->prog.active = active;
-	pthread_mutex_unlock(&j->mu);
 }
 
 void job_progress_get(struct job *j, struct job_progress *out)
@@ -211,189 +46,6 @@ void job_progress_get(struct job *j, struct job_progress *out)
 	pthread_mutex_lock(&j->mu);
 	*out = j->prog;
 	pthread_mutex_unlock(&j->mu);
-}
-
-struct drop_req {
-	int64_t job_id, ckpt_id;
-};
-
-static int drop_fn(struct store *s, void *arg, struct tr_err *err)
-{
-	struct drop_req *r = arg;
-
-	return store_drop_checkpoint(s, r->job_id, r->ckpt_id, err);
-}
-
-/* Build the trainer: from the newest checkpoint that verifies (dropping ones
- * that do not, which moves the history back with them), or fresh. */
-static int load_trainer(struct job *j, const struct dataset *ds, bool weights_only,
-			struct trainer **out, struct worker_exit *ex, struct tr_err *err)
-{
-	struct store *rs = NULL;
-	int rc;
-
-	rc = store_open(&rs, j->d->db_path, true, err);
-	if (rc < 0)
-		return rc;
-	for (int tries = 0; tries < 1000; tries++) {
-		struct store_checkpoint ck;
-		struct checkpoint_info info;
-		struct drop_req dr;
-
-		memset(&ck, 0, sizeof(ck));
-		rc = store_latest_checkpoint(rs, j->id, &ck, err);
-		if (rc == -ENOENT) {
-			rc = trainer_new(out, &j->cfg, ds, err);
-			break;
-		}
-		if (rc < 0)
-			break;
-		rc = checkpoint_inspect(ck.blob, ck.size > 0 ? (size_t)ck.size : 0, &info, err);
-		if (rc == 0 && strcmp(info.checksum, ck.checksum) != 0)
-			rc = tr_err_set(err, -EINVAL, "checksum %s differs from the stored %s", info.checksum,
-					ck.checksum);
-		if (rc < 0) {
-			log_warn("job %" PRId64 ": checkpoint at epoch %u step %u is unusable (%s); "
-				 "falling back to the one before it",
-				 j->id, ck.epoch, ck.step, err ? err->msg : "corrupt");
-			dr.job_id = j->id;
-			dr.ckpt_id = ck.id;
-			store_checkpoint_clear(&ck);
-			rc = storeq_call(j->d->sq, drop_fn, &dr, err);
-			if (rc < 0)
-				break;
-			continue;
-		}
-		rc = checkpoint_restore(out, ck.blob, (size_t)ck.size, ds, weights_only, err);
-		if (rc == 0) {
-			ex->restored = true;
-			ex->restored_epoch = ck.epoch;
-			ex->restored_step = ck.step;
-			job_checkpoint_from_store(&ex->ck, &ck);
-		}
-		store_checkpoint_clear(&ck);
-		break;
-	}
-	store_close(rs);
-	return rc;
-}
-
-static void *worker_main(void *arg)
-{
-	struct worker_run *run = arg;
-	struct job *j = run->j;
-	struct daemon *d = j->d;
-	struct worker_exit *ex = &run->ex;
-	const struct dataset *ds = NULL;
-	struct trainer *t = NULL;
-	struct tr_err err = { 0 };
-	double window_t = now_mono();
-	uint64_t window_samples = 0;
-	double sps = 0;
-	int rc;
-
-	ex->outcome = JOB_FAILED;
-	/* Training yields to the loop and the store thread: a checkpoint commit or
-	 * a status reply should never queue behind a minibatch. Linux nice values
-	 * are per thread and inherited by the team threads created below. */
-	if (setpriority(PRIO_PROCESS, (id_t)gettid(), WORKER_NICE) < 0)
-		log_debug("job %" PRId64 ": cannot lower the worker's priority", j->id);
-	publish(j, NULL, 0, false);
-	ds = run->ds;   /* a new job's first run: loaded by the Start check */
-	run->ds = NULL;
-	rc = ds ? 0 : dscache_get(d->dsc, j->cfg.dataset, &ds, &err);
-	if (rc < 0)
-		goto out;
-	rc = load_trainer(j, ds, run->weights_only, &t, ex, &err);
-	if (rc < 0)
-		goto out;
-	run->restored.from_checkpoint = ex->restored;
-	run->restored.ck = ex->ck;
-	run->restored.nhistory = t->nhistory;
-	run->restored.last_val_acc = t->nhistory ? t->history[t->nhistory - 1].val_acc : 0;
-	run->restored.params = t->model.nparams;
-	snprintf(run->restored.numerics, sizeof(run->restored.numerics), "%s", t->numerics_changed);
-	run->restored_node.fn = on_restored;
-	loopq_post(&d->lq, &run->restored_node);
-	publish(j, t, 0, true);
-	for (;;) {
-		int stop = atomic_load(&j->stop);
-
-		if (stop != STOP_NONE) {
-			if (stop == STOP_PAUSE || stop == STOP_SHUTDOWN) {
-				/* Save the exact position unless the newest epoch
-				 * checkpoint already is it. */
-				if (t->step > 0) {
-					rc = hand_over(j, t, NULL, true, &err);
-					if (rc < 0)
-						goto out;
-				}
-				ex->outcome = stop == STOP_PAUSE ? JOB_PAUSED : JOB_RUNNING;
-			} else {
-				ex->outcome = stop == STOP_KILL ? JOB_KILLED : JOB_FAILED;
-			}
-			rc = 0;
-			break;
-		}
-		if (trainer_finished(t)) {
-			ex->outcome = JOB_DONE;
-			rc = 0;
-			break;
-		}
-		if (trainer_epoch_done(t)) {
-			struct history_row row;
-			int64_t kill_after;
-
-			rc = trainer_end_epoch(t, &row);
-			if (rc < 0) {
-				tr_err_set(&err, rc, "evaluation failed");
-				goto out;
-			}
-			kill_after = atomic_load(&j->kill_after);
-			if (kill_after == (int64_t)row.epoch) {
-				/* The lesson's crash: die right after this commit. */
-				rc = hand_over(j, t, &row, true, &err);
-				if (rc < 0)
-					goto out;
-				ex->outcome = JOB_KILLED;
-				break;
-			}
-			rc = hand_over(j, t, &row, false, &err);
-			if (rc < 0)
-				goto out;
-			publish(j, t, sps, true);
-			continue;
-		}
-		rc = trainer_step(t);
-		if (rc < 0) {
-			tr_err_set(&err, rc, "training step failed");
-			goto out;
-		}
-		window_samples += t->cfg.batch_size;
-		if (window_samples >= 4096) {
-			double now = now_mono();
-
-			sps = (double)window_samples / (now - window_t);
-			window_t = now;
-			window_samples = 0;
-		}
-		publish(j, t, sps, true);
-	}
-out:
-	if (rc < 0) {
-		ex->outcome = JOB_FAILED;
-		ex->rc = rc;
-		snprintf(ex->msg, sizeof(ex->msg), "%s", err.msg[0] ? err.msg : strerror(-rc));
-	}
-	if (t)
-		publish(j, t, sps, false);
-	trainer_free(t);
-	if (ds)
-		dscache_put(d->dsc, ds);
-	/* The last touch of the run: the loop frees it. */
-	run->exit_node.fn = on_worker_exit;
-	loopq_post(&d->lq, &run->exit_node);
-	return NULL;
 }
 
 /* ==== loop side: bookkeeping ============================================ */
@@ -601,9 +253,8 @@ static void finalize(struct job *j)
 		d->on_drained(d);
 }
 
-static void on_commit_event(struct commit *c)
+void jobs_on_commit(struct job *j, const struct run_commit *c)
 {
-	struct job *j = c->j;
 
 	atomic_fetch_sub(&j->commits_inflight, 1);
 	if (c->rc < 0) {
@@ -613,7 +264,7 @@ static void on_commit_event(struct commit *c)
 		free(j->error);
 		j->error = strdup(c->err.msg);
 		if (j->worker_alive)
-			atomic_store(&j->stop, STOP_FAIL);
+			j->d->runner->stop(j, STOP_FAIL);
 	} else {
 		j->newest.valid = true;
 		j->newest.epoch = c->epoch;
@@ -633,25 +284,19 @@ static void on_commit_event(struct commit *c)
 				 c->row.val_loss, c->row.val_acc, c->row.seconds, c->hold_seconds * 1e3,
 				 c->durable_after * 1e3);
 			if (atomic_load(&j->kill_after) == (int64_t)c->row.epoch && j->worker_alive)
-				atomic_store(&j->stop, STOP_KILL);
+				j->d->runner->stop(j, STOP_KILL);
 		} else {
 			log_info("job %" PRId64 ": position epoch %u step %u saved", j->id, c->epoch, c->step);
 		}
 		j->updated = now_unix();
 		waiters_notify(j);
 	}
-	free(c->blob);
-	free(c);
 	if (j->finalize_pending && atomic_load(&j->commits_inflight) == 0)
 		finalize(j);
 }
 
-static void on_restored(struct loopq_node *n)
+void jobs_on_restored(struct job *j, const struct run_restored *r)
 {
-	struct worker_run *run = loopq_entry(n, struct worker_run, restored_node);
-	struct restored *r = &run->restored;
-	struct job *j = run->j;
-
 	if (r->from_checkpoint)
 		j->newest = r->ck;
 	else
@@ -668,14 +313,10 @@ static void on_restored(struct loopq_node *n)
 	waiters_notify(j);   /* the run stays the worker's until its exit event */
 }
 
-static void on_worker_exit(struct loopq_node *n)
+void jobs_on_exit(struct job *j, const struct run_exit *ex)
 {
-	struct worker_run *run = loopq_entry(n, struct worker_run, exit_node);
-	struct worker_exit *ex = &run->ex;
-	struct job *j = run->j;
 	struct daemon *d = j->d;
 
-	pthread_join(j->thread, NULL);
 	j->worker_alive = false;
 	d->running--;
 	j->exit_outcome = ex->outcome;
@@ -686,7 +327,6 @@ static void on_worker_exit(struct loopq_node *n)
 		free(j->error);
 		j->error = strdup(ex->msg);
 	}
-	free(run);
 	j->finalize_pending = true;
 	if (atomic_load(&j->commits_inflight) == 0)
 		finalize(j);
@@ -703,38 +343,17 @@ static void job_drop_dataset(struct job *j)
 static void start_worker(struct job *j)
 {
 	struct daemon *d = j->d;
-	struct worker_run *run = calloc(1, sizeof(*run));
 	bool weights_only = j->weights_only_next;
-	int rc;
+	struct tr_err err = { 0 };
 
-	if (!run) {
-		job_drop_dataset(j);
-		set_state(j, JOB_FAILED, "out of memory starting the worker", NULL);
-		return;
-	}
-	run->j = j;
-	run->weights_only = weights_only;   /* run belongs to the worker once it runs */
-	run->ds = j->ds;
-	atomic_store(&j->stop, STOP_NONE);
 	j->commit_failed = false;
-	pthread_mutex_lock(&j->mu);
-	{
-		uint32_t spe = j->prog.steps_per_epoch;
-
-		memset(&j->prog, 0, sizeof(j->prog));
-		j->prog.epoch = j->committed_epoch;
-		j->prog.steps_per_epoch = spe;
-	}
-	pthread_mutex_unlock(&j->mu);
-	rc = -pthread_create(&j->thread, NULL, worker_main, run);
-	if (rc < 0) {
-		free(run);
+	if (d->runner->start(j, weights_only, j->ds, &err) < 0) {
 		job_drop_dataset(j);
-		set_state(j, JOB_FAILED, "cannot start a worker thread", NULL);
+		set_state(j, JOB_FAILED, err.msg, NULL);
 		return;
 	}
 	j->weights_only_next = false;
-	j->ds = NULL;   /* the worker's now */
+	j->ds = NULL;   /* the run's now */
 	j->worker_alive = true;
 	d->running++;
 	log_notice("job %" PRId64 " (%s): started%s", j->id, j->name,
@@ -1139,7 +758,6 @@ void jobs_start_job(struct daemon *d, struct call *c, struct job_spec *spec)
 
 void jobs_pause(struct daemon *d, struct call *c, struct job *j)
 {
-	(void)d;
 	if (j->target == JOB_QUEUED) {
 		job_drop_dataset(j);
 		set_state(j, JOB_PAUSED, NULL, c);   /* answers c once durable */
@@ -1149,8 +767,7 @@ void jobs_pause(struct daemon *d, struct call *c, struct job *j)
 		invalid_state(c, j, "only a queued or running job can be paused");
 		return;
 	}
-	if (atomic_load(&j->stop) == STOP_NONE)
-		atomic_store(&j->stop, STOP_PAUSE);
+	d->runner->stop(j, STOP_PAUSE);
 	waiters_add_stop(j, c);
 }
 
@@ -1176,7 +793,6 @@ void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_o
 
 void jobs_kill(struct daemon *d, struct call *c, struct job *j, int64_t after_epoch)
 {
-	(void)d;
 	if (j->target != JOB_RUNNING && j->target != JOB_QUEUED) {
 		invalid_state(c, j, "only a queued or running job can be killed");
 		return;
@@ -1197,7 +813,7 @@ void jobs_kill(struct daemon *d, struct call *c, struct job *j, int64_t after_ep
 		set_state(j, JOB_KILLED, NULL, c);   /* answers c once durable */
 		return;
 	}
-	atomic_store(&j->stop, STOP_KILL);
+	d->runner->stop(j, STOP_KILL);
 	log_notice("job %" PRId64 ": kill requested", j->id);
 	waiters_add_stop(j, c);
 }
@@ -1324,7 +940,7 @@ void jobs_delete(struct daemon *d, struct call *c, struct job *j, bool force)
 		/* As Kill: the worker stops at once and saves nothing more;
 		 * finalize() submits the removal once it and its commits are done. */
 		r->killed = j->worker_alive;
-		atomic_store(&j->stop, STOP_KILL);
+		d->runner->stop(j, STOP_KILL);
 		log_notice("job %" PRId64 ": kill requested, to remove it", j->id);
 		return;
 	}
@@ -1337,8 +953,8 @@ void jobs_shutdown(struct daemon *d)
 	for (size_t i = 0; i < d->njobs; i++) {
 		struct job *j = d->jobs[i];
 
-		if (j->worker_alive && atomic_load(&j->stop) == STOP_NONE)
-			atomic_store(&j->stop, STOP_SHUTDOWN);
+		if (j->worker_alive)
+			d->runner->stop(j, STOP_SHUTDOWN);
 	}
 	if (d->running == 0 && d->on_drained)
 		d->on_drained(d);

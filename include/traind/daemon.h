@@ -40,6 +40,7 @@
 
 struct daemon;
 struct job;
+struct runner_ops;
 
 struct daemon_config {
 	uv_loop_t *loop;             /* the loop the daemon runs on (the caller's) */
@@ -62,6 +63,7 @@ struct daemon {
 	struct server *server;       /* NULL once daemon_shutdown has closed it */
 	char db_path[4096];
 	char data_dir[4096];
+	const struct runner_ops *runner;   /* where jobs train (worker.h: thread_runner) */
 	unsigned max_running;
 	unsigned running;
 	uint64_t next_seq;

@@ -1,20 +1,17 @@
 /*
- * jobs.h - the job registry, the scheduler and the training workers.
+ * jobs.h - the job registry, recovery, the scheduler and the jobs' state
+ * machine, and the verbs (Start, Pause, Resume, Kill, Delete) that drive it.
  *
- * DESIGN. The loop thread owns the registry: every struct job, its state, its
- * waiters, and all decisions (start, pause, kill, resume, fail, finish). Each
- * running job has one worker thread that owns its trainer (and the trainer's
- * team). The two meet in three narrow places:
- *   - job->stop: an atomic the loop sets and the worker reads between steps;
- *   - job->prog: a progress snapshot the worker publishes under job->mu and
- *     the loop copies for status and watch replies (never live buffers);
- *   - the loop queue: the worker posts "epoch committed" (via the store
- *     thread) and "I have stopped" events; the loop frees nothing of a job's
- *     worker side before that last event.
- * Checkpoints: at each epoch end the worker serializes the trainer to memory
- * (the only time it is held) and hands the blob to the store thread, which
- * commits checkpoint + history row in one transaction while training goes on.
- * Pause and shutdown save the exact position and wait for that commit.
+ * DESIGN. The loop thread owns the registry: every struct job, its state, and
+ * all decisions (start, pause, kill, resume, fail, finish). A job trains in a
+ * run behind the runner interface (worker.h: today a thread of this process
+ * that owns its trainer); the loop starts and stops runs only through
+ * runner_ops and hears of them only through the events a run posts
+ * (restored, commit, exit), and frees nothing a run may touch before its exit
+ * event. What a run shares with the loop (stop, kill_after, the progress
+ * snapshot under mu, commits_inflight) is listed in worker.h. The calls
+ * pending on a job (Wait, Watch, a Pause or Kill answered once stopped) are
+ * waiters.h's; the protocol's JSON shapes wire.h's.
  *
  * States: queued -> running -> {paused, killed, failed, done}; resume puts
  * paused/killed/failed back to queued. Delete removes a stopped job (a
@@ -35,7 +32,7 @@
  * on it (a resumed job runs, and fails at its first checkpoint), and the next
  * start recovers from what the database holds.)
  *
- * Thread: everything here on the loop thread, except the worker internals.
+ * Thread: everything here on the loop thread.
  */
 #ifndef TRAIND_JOBS_H
 #define TRAIND_JOBS_H
@@ -120,10 +117,9 @@ struct job {
 	const struct dataset *ds;    /* the dataset the Start check loaded, for the first run
 	                                (a dscache reference, owned; NULL once handed over) */
 
-	/* worker side */
-	bool worker_alive;           /* a thread exists (until its exit event) */
-	pthread_t thread;
-	_Atomic int stop;            /* enum job_stop, loop -> worker */
+	/* the run (worker.h) */
+	bool worker_alive;           /* a run exists (from its start until its exit event) */
+	_Atomic int stop;            /* enum job_stop, set by runner_ops.stop, read by the run */
 	_Atomic int64_t kill_after;  /* die after this epoch commits; -1 none */
 	_Atomic int commits_inflight;
 	bool commit_failed;
