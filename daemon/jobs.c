@@ -67,7 +67,7 @@ static int state_fn(struct store *s, void *arg, struct tr_err *err)
 {
 	struct state_write *w = arg;
 
-	return store_job_set_state(s, w->id, job_state_name(w->st), w->error, err);
+	return store_job_set_state(s, w->id, w->st, w->error, err);
 }
 
 /* The one place `state` changes after recovery: decision seq, st (with its
@@ -536,7 +536,6 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 		json_t *cj;
 		json_error_t jerr;
 		struct tr_err cerr = { 0 };
-		int st = job_state_parse(r->state);
 
 		if (!j) {
 			rc = tr_err_set(err, -ENOMEM, "out of memory");
@@ -548,7 +547,7 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 		j->created = r->created_at;
 		j->updated = r->updated_at;
 		j->committed_epoch = r->epoch;
-		j->state = st < 0 ? JOB_FAILED : (enum job_state)st;
+		j->state = r->state;
 		j->error = r->last_error ? strdup(r->last_error) : NULL;
 		j->state_error = r->last_error ? strdup(r->last_error) : NULL;
 		cj = json_loads(r->config_json ? r->config_json : "", 0, &jerr);
@@ -584,7 +583,7 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 			log_notice("job %" PRId64 " (%s): killed after epoch %" PRId64 " as requested before "
 				   "traind stopped", j->id, j->name, r->kill_after);
 			j->state = JOB_KILLED;
-			if (store_job_set_state(s, j->id, "killed", NULL, &cerr) < 0)
+			if (store_job_set_state(s, j->id, JOB_KILLED, NULL, &cerr) < 0)
 				log_err("job %" PRId64 ": cannot record state killed: %s", j->id, cerr.msg);
 		}
 		if (j->state == JOB_RUNNING || j->state == JOB_QUEUED) {
@@ -596,7 +595,7 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 			/* Queued again, in the database too: what status shows is what
 			 * the database holds. */
 			if (j->state == JOB_RUNNING &&
-			    store_job_set_state(s, j->id, "queued", r->last_error, &cerr) < 0)
+			    store_job_set_state(s, j->id, JOB_QUEUED, r->last_error, &cerr) < 0)
 				log_err("job %" PRId64 ": cannot record state queued: %s", j->id, cerr.msg);
 			j->state = JOB_QUEUED;
 			j->queue_seq = d->next_seq++;
@@ -651,10 +650,10 @@ static int create_fn(struct store *s, void *arg, struct tr_err *err)
 	const struct job_spec *sp = &r->spec;
 
 	if (!sp->init_ckpt)
-		return store_job_create(s, sp->name, r->config_json, sp->cfg.epochs, sp->keep, "queued",
+		return store_job_create(s, sp->name, r->config_json, sp->cfg.epochs, sp->keep, JOB_QUEUED,
 					&r->id, err);
 	/* With a starting model: the job and its first checkpoint, in one transaction. */
-	return store_job_create_at(s, sp->name, r->config_json, sp->cfg.epochs, sp->keep, "queued",
+	return store_job_create_at(s, sp->name, r->config_json, sp->cfg.epochs, sp->keep, JOB_QUEUED,
 				   sp->init_ckpt, sp->init_len, sp->init_checksum, &r->id, err);
 }
 

@@ -257,39 +257,39 @@ static bool fault_disarm(void)
 
 /* ---- a gate in front of the store's state writes ---------------------------- */
 
-int __real_store_job_set_state(struct store *s, int64_t id, const char *state, const char *last_error,
-			       struct tr_err *err);
-int __wrap_store_job_set_state(struct store *s, int64_t id, const char *state, const char *last_error,
-			       struct tr_err *err);
+int __real_store_job_set_state(struct store *s, int64_t id, enum job_state state,
+			       const char *last_error, struct tr_err *err);
+int __wrap_store_job_set_state(struct store *s, int64_t id, enum job_state state,
+			       const char *last_error, struct tr_err *err);
 
 static struct {
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
-	char state[STORE_STATE_MAX];   /* hold the write of this state; "" = open */
+	int state;                     /* hold the write of this enum job_state; -1 = open */
 	bool held;                     /* the store thread is waiting at the gate */
 	bool release;
-} gate = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, "", false, false };
+} gate = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, -1, false, false };
 
-int __wrap_store_job_set_state(struct store *s, int64_t id, const char *state, const char *last_error,
-			       struct tr_err *err)
+int __wrap_store_job_set_state(struct store *s, int64_t id, enum job_state state,
+			       const char *last_error, struct tr_err *err)
 {
 	pthread_mutex_lock(&gate.mu);
-	if (gate.state[0] && strcmp(gate.state, state) == 0) {
+	if (gate.state >= 0 && gate.state == (int)state) {
 		gate.held = true;
 		pthread_cond_broadcast(&gate.cond);
 		while (!gate.release)
 			pthread_cond_wait(&gate.cond, &gate.mu);
 		gate.held = false;
-		gate.state[0] = '\0';
+		gate.state = -1;
 	}
 	pthread_mutex_unlock(&gate.mu);
 	return __real_store_job_set_state(s, id, state, last_error, err);
 }
 
-static void gate_arm(const char *state)
+static void gate_arm(enum job_state state)
 {
 	pthread_mutex_lock(&gate.mu);
-	snprintf(gate.state, sizeof(gate.state), "%s", state);
+	gate.state = (int)state;
 	gate.release = false;
 	pthread_mutex_unlock(&gate.mu);
 }
@@ -806,15 +806,15 @@ static void test_verbs_answer_durable_states(void **state)
 	daemon_up(f, 0);   /* nothing runs: the job stays queued */
 	id = start_job(f, 2);
 
-	gate_arm("paused");
+	gate_arm(JOB_PAUSED);
 	send_call(&f->cl[0], "io.traind.Pause", json_pack("{s:I}", "id", (json_int_t)id));
 	check_held_then_durable(f, id, "queued", "paused", "Pause");
 
-	gate_arm("queued");
+	gate_arm(JOB_QUEUED);
 	send_call(&f->cl[0], "io.traind.Resume", json_pack("{s:I}", "id", (json_int_t)id));
 	check_held_then_durable(f, id, "paused", "queued", "Resume");
 
-	gate_arm("killed");
+	gate_arm(JOB_KILLED);
 	send_call(&f->cl[0], "io.traind.Kill", json_pack("{s:I}", "id", (json_int_t)id));
 	check_held_then_durable(f, id, "queued", "killed", "Kill");
 
@@ -829,7 +829,7 @@ static void test_done_shown_once_durable(void **state)
 	int64_t id;
 
 	daemon_up(f, 1);
-	gate_arm("done");
+	gate_arm(JOB_DONE);
 	id = start_job(f, 2);
 	/* The worker trains both epochs, they commit, the loop finalizes and
 	 * asks for "done": held. */

@@ -52,15 +52,6 @@
 #include "traind/store.h"
 #include "traind/storeq.h"
 
-enum job_state {
-	JOB_QUEUED,
-	JOB_RUNNING,
-	JOB_PAUSED,
-	JOB_KILLED,
-	JOB_FAILED,
-	JOB_DONE,
-};
-
 enum job_stop {
 	STOP_NONE,
 	STOP_PAUSE,      /* save the exact position, then paused */

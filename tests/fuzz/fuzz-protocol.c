@@ -126,9 +126,10 @@ static void tiny_config(struct train_config *cfg)
 	cfg->threads = 1;
 }
 
-/* A job row in `state` with `epochs_done` committed epochs of a real trainer. */
-static void make_job(struct store *s, const struct dataset *ds, const char *state,
-		     uint32_t epochs_done, bool position, const char *error)
+/* A job row named `name`, in `state`, with `epochs_done` committed epochs of a
+ * real trainer. */
+static void make_job(struct store *s, const struct dataset *ds, const char *name,
+		     enum job_state state, uint32_t epochs_done, bool position, const char *error)
 {
 	struct train_config cfg;
 	struct trainer *t = NULL;
@@ -140,7 +141,7 @@ static void make_job(struct store *s, const struct dataset *ds, const char *stat
 	tiny_config(&cfg);
 	cj = config_to_json(&cfg);
 	text = json_dumps(cj, JSON_COMPACT | JSON_SORT_KEYS);
-	if (store_job_create(s, state, text, cfg.epochs, 3, "queued", &id, &err) < 0)
+	if (store_job_create(s, name, text, cfg.epochs, 3, JOB_QUEUED, &id, &err) < 0)
 		DIE("%s\n", err.msg);
 	free(text);
 	json_decref(cj);
@@ -195,11 +196,11 @@ static void make_template(void)
 		DIE("%s\n", err.msg);
 	if (store_open(&s, template_db, false, &err) < 0)
 		DIE("%s\n", err.msg);
-	make_job(s, ds, "paused", 1, true, NULL);                 /* id 1 */
-	make_job(s, ds, "done", 3, false, NULL);                  /* id 2 */
-	make_job(s, ds, "failed", 1, false, "a failure");         /* id 3 */
-	make_job(s, ds, "queued", 0, false, NULL);                /* id 4 */
-	make_job(s, ds, "killed", 2, true, NULL);                 /* id 5 */
+	make_job(s, ds, "paused", JOB_PAUSED, 1, true, NULL);            /* id 1 */
+	make_job(s, ds, "done", JOB_DONE, 3, false, NULL);               /* id 2 */
+	make_job(s, ds, "failed", JOB_FAILED, 1, false, "a failure");    /* id 3 */
+	make_job(s, ds, "queued", JOB_QUEUED, 0, false, NULL);           /* id 4 */
+	make_job(s, ds, "killed", JOB_KILLED, 2, true, NULL);            /* id 5 */
 	store_close(s);
 	dataset_free(ds);
 }
