@@ -1,6 +1,7 @@
 /*
- * test-jobs.c - the daemon's jobs module (daemon/jobs.c, with the store
- * thread, the loop queue and the control socket around it) on a real libuv
+ * test-jobs.c - the daemon's jobs module (daemon/jobs.c with its worker,
+ * waiters and wire, the store thread, the loop queue and the control socket
+ * around it) on a real libuv
  * loop, in process, training a tiny synthetic dataset in milliseconds.
  *
  * The daemon is built as main() builds it (daemon_new: store, recovery, store thread,

@@ -1,7 +1,7 @@
 /*
  * fuzz-protocol.c - libFuzzer harness for the control socket: varlink
  * framing (server.c) and request dispatch with parameter validation
- * (methods.c, the verbs of jobs.c), in process, without training.
+ * (methods.c, the verbs of jobs.c and waiters.c), in process, without training.
  *
  * Set-up (once): a temporary directory with a data dir holding one tiny IDX
  * dataset "tiny" (48 + 12 images of 4x4), and a template database with five
