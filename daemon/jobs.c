@@ -1,7 +1,8 @@
 /*
- * jobs.c - registry, scheduler, workers. See include/traind/jobs.h for the
- * design; this file is in three parts: the worker thread (top), the events it
- * and the store thread post to the loop (middle), and the loop-side verbs.
+ * jobs.c - registry, recovery, scheduler, state machine and verbs. See
+ * include/traind/jobs.h for the design; this file is in parts: the state
+ * writes and the events of a run (worker.h) and of the store thread, the
+ * scheduler, the registry and recovery, the verbs, and removal.
  */
 #include "traind/jobs.h"
 
@@ -11,15 +12,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "traind/checkpoint.h"
 #include "traind/log.h"
 #include "traind/trainer.h"
-
-#define WORKER_NICE 5   /* training threads run at this nice value */
+#include "traind/waiters.h"
+#include "traind/worker.h"
+#include "traind/wire.h"
 
 static const char *state_names[] = { "queued", "running", "paused", "killed", "failed", "done" };
 
@@ -36,381 +36,21 @@ int job_state_parse(const char *name)
 	return -1;
 }
 
-static double now_mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static int64_t now_unix(void)
 {
 	return (int64_t)time(NULL);
 }
 
-/* ==== worker thread ===================================================== */
-
-/* A checkpoint on its way to the store thread and back to the loop. */
-struct commit {
-	struct loopq_node node;      /* a synchronous commit's trip to the loop */
-	struct job *j;
-	int64_t job_id;
-	bool is_epoch;
-	struct history_row row;      /* epoch commits */
-	uint32_t epoch, step;        /* position of the blob */
-	uint8_t *blob;
-	size_t len;
-	char checksum[STORE_CHECKSUM_MAX];
-	double hold_seconds;         /* training thread held for serialization */
-	double submitted;            /* monotonic time of hand-over */
-	double durable_after;        /* seconds from hand-over to commit */
-	int rc;
-	struct tr_err err;
-};
-
-struct worker_exit {
-	int outcome;                 /* enum job_state; JOB_RUNNING for a shutdown stop */
-	int rc;
-	char msg[TR_ERR_MSG_MAX];
-	uint32_t restored_epoch;     /* where a resume started (for the log) */
-	uint32_t restored_step;
-	bool restored;
-	struct job_checkpoint ck;    /* the checkpoint it restored */
-};
-
-/* Where a (re)started worker actually continues from: the loop's view of
- * the job may be stale when a corrupt checkpoint was dropped on the way. */
-struct restored {
-	bool from_checkpoint;
-	struct job_checkpoint ck;
-	uint32_t nhistory;
-	double last_val_acc;
-	uint64_t params;
-	char numerics[sizeof(((struct trainer *)0)->numerics_changed)]; /* "" or what a
-	                                 restore under another BLAS kernel means */
-};
-
-/* One run of a worker thread, allocated by the loop before the thread starts
- * (and freed by the loop when the run's exit event arrives), so that the
- * events the thread posts need no allocation and cannot be lost. */
-struct worker_run {
-	struct job *j;
-	bool weights_only;               /* restore the model only */
-	const struct dataset *ds;        /* the Start check's dataset reference, or NULL: get it */
-	struct loopq_node restored_node; /* "the trainer is built": posted at most once */
-	struct restored restored;
-	struct loopq_node exit_node;     /* "I have stopped": the run's last post */
-	struct worker_exit ex;
-};
-
-static void on_commit_event(struct commit *c);
-static void on_worker_exit(struct loopq_node *n);
-static void on_restored(struct loopq_node *n);
-
-static void on_commit_node(struct loopq_node *n)
-{
-	on_commit_event(loopq_entry(n, struct commit, node));
-}
-
-static int commit_fn(struct store *s, void *arg, struct tr_err *err)
-{
-	struct commit *c = arg;
-	int rc;
-
-	/* Hash here, off the training thread. */
-	rc = checkpoint_seal(c->blob, c->len, c->checksum, err);
-	if (rc < 0)
-		return rc;
-	if (c->is_epoch)
-		rc = store_commit_epoch(s, c->job_id, &c->row, c->blob, c->len, c->checksum, err);
-	else
-		rc = store_save_position(s, c->job_id, c->epoch, c->step, c->blob, c->len, c->checksum,
-					 err);
-	c->durable_after = now_mono() - c->submitted;
-	return rc;
-}
-
-static void commit_done(void *arg, int rc, const struct tr_err *err)
-{
-	struct commit *c = arg;
-
-	c->rc = rc;
-	if (err)
-		c->err = *err;
-	on_commit_event(c);
-}
-
-/* Serialize the trainer and hand it to the store thread; with `sync`, wait
- * for the commit (pause, shutdown, kill-after-epoch). Returns the commit's
- * result when sync, else 0 once submitted. */
-static int hand_over(struct job *j, struct trainer *t, const struct history_row *row, bool sync,
-		     struct tr_err *err)
-{
-	struct daemon *d = j->d;
-	struct commit *c = calloc(1, sizeof(*c));
-	double t0 = now_mono();
-	int rc;
-
-	if (!c)
-		return tr_err_set(err, -ENOMEM, "out of memory");
-	c->j = j;
-	c->job_id = j->id;
-	c->is_epoch = row != NULL;
-	if (row)
-		c->row = *row;
-	c->epoch = t->epoch;
-	c->step = t->step;
-	rc = checkpoint_serialize(t, &c->blob, &c->len, err);
-	if (rc < 0) {
-		free(c);
-		return rc;
-	}
-	c->hold_seconds = now_mono() - t0;
-	c->submitted = now_mono();
-	atomic_fetch_add(&j->commits_inflight, 1);
-	if (!sync) {
-		rc = storeq_submit(d->sq, commit_fn, c, commit_done);
-		if (rc < 0) {
-			atomic_fetch_sub(&j->commits_inflight, 1);
-			free(c->blob);
-			free(c);
-			return tr_err_set(err, rc, "cannot queue the checkpoint");
-		}
-		return 0;
-	}
-	c->rc = storeq_call(d->sq, commit_fn, c, &c->err);
-	rc = c->rc;
-	if (rc < 0 && err)
-		*err = c->err;
-	c->node.fn = on_commit_node;
-	loopq_post(&d->lq, &c->node);
-	return rc;
-}
-
-static void publish(struct job *j, struct trainer *t, double sps, bool active)
+void job_progress_get(struct job *j, struct job_progress *out)
 {
 	pthread_mutex_lock(&j->mu);
-	if (t) {
-		j->prog.epoch = t->epoch;
-		j->prog.step = t->step;
-		j->prog.steps_per_epoch = t->steps_per_epoch;
-	}
-	if (sps > 0)
-		j->prog.samples_per_second = sps;
-	j->prog.has_loss = t && t->sums.batches > 0;
-	j->prog.loss = j->prog.has_loss ? t->sums.loss_sum / (double)t->sums.batches : 0;
-	j->prog.active = active;
+	*out = j->prog;
 	pthread_mutex_unlock(&j->mu);
-}
-
-struct drop_req {
-	int64_t job_id, ckpt_id;
-};
-
-static int drop_fn(struct store *s, void *arg, struct tr_err *err)
-{
-	struct drop_req *r = arg;
-
-	return store_drop_checkpoint(s, r->job_id, r->ckpt_id, err);
-}
-
-/* Build the trainer: from the newest checkpoint that verifies (dropping ones
- * that do not, which moves the history back with them), or fresh. */
-static int load_trainer(struct job *j, const struct dataset *ds, bool weights_only,
-			struct trainer **out, struct worker_exit *ex, struct tr_err *err)
-{
-	struct store *rs = NULL;
-	int rc;
-
-	rc = store_open(&rs, j->d->db_path, true, err);
-	if (rc < 0)
-		return rc;
-	for (int tries = 0; tries < 1000; tries++) {
-		struct store_checkpoint ck;
-		struct checkpoint_info info;
-		struct drop_req dr;
-
-		memset(&ck, 0, sizeof(ck));
-		rc = store_latest_checkpoint(rs, j->id, &ck, err);
-		if (rc == -ENOENT) {
-			rc = trainer_new(out, &j->cfg, ds, err);
-			break;
-		}
-		if (rc < 0)
-			break;
-		rc = checkpoint_inspect(ck.blob, ck.size > 0 ? (size_t)ck.size : 0, &info, err);
-		if (rc == 0 && strcmp(info.checksum, ck.checksum) != 0)
-			rc = tr_err_set(err, -EINVAL, "checksum %s differs from the stored %s", info.checksum,
-					ck.checksum);
-		if (rc < 0) {
-			log_warn("job %" PRId64 ": checkpoint at epoch %u step %u is unusable (%s); "
-				 "falling back to the one before it",
-				 j->id, ck.epoch, ck.step, err ? err->msg : "corrupt");
-			dr.job_id = j->id;
-			dr.ckpt_id = ck.id;
-			store_checkpoint_clear(&ck);
-			rc = storeq_call(j->d->sq, drop_fn, &dr, err);
-			if (rc < 0)
-				break;
-			continue;
-		}
-		rc = checkpoint_restore(out, ck.blob, (size_t)ck.size, ds, weights_only, err);
-		if (rc == 0) {
-			ex->restored = true;
-			ex->restored_epoch = ck.epoch;
-			ex->restored_step = ck.step;
-			job_checkpoint_from_store(&ex->ck, &ck);
-		}
-		store_checkpoint_clear(&ck);
-		break;
-	}
-	store_close(rs);
-	return rc;
-}
-
-static void *worker_main(void *arg)
-{
-	struct worker_run *run = arg;
-	struct job *j = run->j;
-	struct daemon *d = j->d;
-	struct worker_exit *ex = &run->ex;
-	const struct dataset *ds = NULL;
-	struct trainer *t = NULL;
-	struct tr_err err = { 0 };
-	double window_t = now_mono();
-	uint64_t window_samples = 0;
-	double sps = 0;
-	int rc;
-
-	ex->outcome = JOB_FAILED;
-	/* Training yields to the loop and the store thread: a checkpoint commit or
-	 * a status reply should never queue behind a minibatch. Linux nice values
-	 * are per thread and inherited by the team threads created below. */
-	if (setpriority(PRIO_PROCESS, (id_t)gettid(), WORKER_NICE) < 0)
-		log_debug("job %" PRId64 ": cannot lower the worker's priority", j->id);
-	publish(j, NULL, 0, false);
-	ds = run->ds;   /* a new job's first run: loaded by the Start check */
-	run->ds = NULL;
-	rc = ds ? 0 : dscache_get(d->dsc, j->cfg.dataset, &ds, &err);
-	if (rc < 0)
-		goto out;
-	rc = load_trainer(j, ds, run->weights_only, &t, ex, &err);
-	if (rc < 0)
-		goto out;
-	run->restored.from_checkpoint = ex->restored;
-	run->restored.ck = ex->ck;
-	run->restored.nhistory = t->nhistory;
-	run->restored.last_val_acc = t->nhistory ? t->history[t->nhistory - 1].val_acc : 0;
-	run->restored.params = t->model.nparams;
-	snprintf(run->restored.numerics, sizeof(run->restored.numerics), "%s", t->numerics_changed);
-	run->restored_node.fn = on_restored;
-	loopq_post(&d->lq, &run->restored_node);
-	publish(j, t, 0, true);
-	for (;;) {
-		int stop = atomic_load(&j->stop);
-
-		if (stop != STOP_NONE) {
-			if (stop == STOP_PAUSE || stop == STOP_SHUTDOWN) {
-				/* Save the exact position unless the newest epoch
-				 * checkpoint already is it. */
-				if (t->step > 0) {
-					rc = hand_over(j, t, NULL, true, &err);
-					if (rc < 0)
-						goto out;
-				}
-				ex->outcome = stop == STOP_PAUSE ? JOB_PAUSED : JOB_RUNNING;
-			} else {
-				ex->outcome = stop == STOP_KILL ? JOB_KILLED : JOB_FAILED;
-			}
-			rc = 0;
-			break;
-		}
-		if (trainer_finished(t)) {
-			ex->outcome = JOB_DONE;
-			rc = 0;
-			break;
-		}
-		if (trainer_epoch_done(t)) {
-			struct history_row row;
-			int64_t kill_after;
-
-			rc = trainer_end_epoch(t, &row);
-			if (rc < 0) {
-				tr_err_set(&err, rc, "evaluation failed");
-				goto out;
-			}
-			kill_after = atomic_load(&j->kill_after);
-			if (kill_after == (int64_t)row.epoch) {
-				/* The lesson's crash: die right after this commit. */
-				rc = hand_over(j, t, &row, true, &err);
-				if (rc < 0)
-					goto out;
-				ex->outcome = JOB_KILLED;
-				break;
-			}
-			rc = hand_over(j, t, &row, false, &err);
-			if (rc < 0)
-				goto out;
-			publish(j, t, sps, true);
-			continue;
-		}
-		rc = trainer_step(t);
-		if (rc < 0) {
-			tr_err_set(&err, rc, "training step failed");
-			goto out;
-		}
-		window_samples += t->cfg.batch_size;
-		if (window_samples >= 4096) {
-			double now = now_mono();
-
-			sps = (double)window_samples / (now - window_t);
-			window_t = now;
-			window_samples = 0;
-		}
-		publish(j, t, sps, true);
-	}
-out:
-	if (rc < 0) {
-		ex->outcome = JOB_FAILED;
-		ex->rc = rc;
-		snprintf(ex->msg, sizeof(ex->msg), "%s", err.msg[0] ? err.msg : strerror(-rc));
-	}
-	if (t)
-		publish(j, t, sps, false);
-	trainer_free(t);
-	if (ds)
-		dscache_put(d->dsc, ds);
-	/* The last touch of the run: the loop frees it. */
-	run->exit_node.fn = on_worker_exit;
-	loopq_post(&d->lq, &run->exit_node);
-	return NULL;
 }
 
 /* ==== loop side: bookkeeping ============================================ */
 
-enum waiter_kind {
-	W_WAIT,
-	W_WATCH,
-	W_STOP,     /* a Pause or Kill call answered when the worker stops */
-};
-
-struct waiter {
-	enum waiter_kind kind;
-	struct call *call;
-	struct job *job;
-	uint32_t epoch;             /* W_WAIT: 0 = none */
-	unsigned states;            /* W_WAIT: mask of enum job_state */
-	uv_timer_t *timer;          /* W_WAIT timeout, or NULL */
-	struct job_progress sent;   /* W_WATCH: last update sent */
-	bool sent_any;
-	struct waiter *next;
-};
-
-#define STOPPED_STATES ((1u << JOB_PAUSED) | (1u << JOB_KILLED) | (1u << JOB_FAILED) | (1u << JOB_DONE))
-
 static void schedule(struct daemon *d);
-static void notify(struct job *j);
 static void removal_submit(struct removal *r);
 
 /* A target state on its way to the database. */
@@ -423,13 +63,11 @@ struct state_write {
 	char *error;                 /* last_error to record with it, owned */
 };
 
-static json_t *id_state(struct job *j);
-
 static int state_fn(struct store *s, void *arg, struct tr_err *err)
 {
 	struct state_write *w = arg;
 
-	return store_job_set_state(s, w->id, job_state_name(w->st), w->error, err);
+	return store_job_set_state(s, w->id, w->st, w->error, err);
 }
 
 /* The one place `state` changes after recovery: decision seq, st (with its
@@ -466,10 +104,10 @@ static void state_done(void *arg, int rc, const struct tr_err *err)
 	commit_state(j, w->seq, w->st, w->error);
 	if (w->c) {
 		call_on_cancel(w->c, NULL, NULL);
-		call_reply(w->c, id_state(j), false);
+		call_reply(w->c, job_id_state_json(j), false);
 	}
 	free(w);
-	notify(j);
+	waiters_notify(j);
 	if (j->d->on_change)
 		j->d->on_change(j->d);
 }
@@ -515,10 +153,10 @@ static void kill_after_done(void *arg, int rc, const struct tr_err *err)
 			call_error(w->c, PROTO_STORAGE_ERROR,
 				   json_pack("{s:s}", "message", err ? err->msg : "cannot record the kill"));
 		else
-			call_reply(w->c, id_state(j), false);
+			call_reply(w->c, job_id_state_json(j), false);
 	}
 	free(w);
-	notify(j);
+	waiters_notify(j);
 }
 
 /* Set j->kill_after (epoch >= 1, or -1 to clear) and record it; answer c,
@@ -580,8 +218,8 @@ static void set_state(struct job *j, enum job_state st, const char *error, struc
 	log_err("job %" PRId64 ": cannot record state %s", j->id, job_state_name(st));
 	commit_state(j, j->state_seq, st, j->error ? strdup(j->error) : NULL);
 	if (c)
-		call_reply(c, id_state(j), false);
-	notify(j);
+		call_reply(c, job_id_state_json(j), false);
+	waiters_notify(j);
 	if (d->on_change)
 		d->on_change(d);
 }
@@ -599,7 +237,7 @@ static void finalize(struct job *j)
 		log_notice("job %" PRId64 ": checkpointed for shutdown at epoch %u step %u", j->id,
 			   j->prog.epoch, j->prog.step);
 		j->target = JOB_RUNNING;   /* what the database says already */
-		notify(j);
+		waiters_notify(j);
 	} else {
 		if (st == JOB_FAILED)
 			log_err("job %" PRId64 ": failed: %s", j->id, j->error ? j->error : "?");
@@ -615,9 +253,8 @@ static void finalize(struct job *j)
 		d->on_drained(d);
 }
 
-static void on_commit_event(struct commit *c)
+void jobs_on_commit(struct job *j, const struct run_commit *c)
 {
-	struct job *j = c->j;
 
 	atomic_fetch_sub(&j->commits_inflight, 1);
 	if (c->rc < 0) {
@@ -627,7 +264,7 @@ static void on_commit_event(struct commit *c)
 		free(j->error);
 		j->error = strdup(c->err.msg);
 		if (j->worker_alive)
-			atomic_store(&j->stop, STOP_FAIL);
+			j->d->runner->stop(j, STOP_FAIL);
 	} else {
 		j->newest.valid = true;
 		j->newest.epoch = c->epoch;
@@ -647,25 +284,19 @@ static void on_commit_event(struct commit *c)
 				 c->row.val_loss, c->row.val_acc, c->row.seconds, c->hold_seconds * 1e3,
 				 c->durable_after * 1e3);
 			if (atomic_load(&j->kill_after) == (int64_t)c->row.epoch && j->worker_alive)
-				atomic_store(&j->stop, STOP_KILL);
+				j->d->runner->stop(j, STOP_KILL);
 		} else {
 			log_info("job %" PRId64 ": position epoch %u step %u saved", j->id, c->epoch, c->step);
 		}
 		j->updated = now_unix();
-		notify(j);
+		waiters_notify(j);
 	}
-	free(c->blob);
-	free(c);
 	if (j->finalize_pending && atomic_load(&j->commits_inflight) == 0)
 		finalize(j);
 }
 
-static void on_restored(struct loopq_node *n)
+void jobs_on_restored(struct job *j, const struct run_restored *r)
 {
-	struct worker_run *run = loopq_entry(n, struct worker_run, restored_node);
-	struct restored *r = &run->restored;
-	struct job *j = run->j;
-
 	if (r->from_checkpoint)
 		j->newest = r->ck;
 	else
@@ -679,17 +310,13 @@ static void on_restored(struct loopq_node *n)
 		j->numerics = strdup(r->numerics);   /* NULL on ENOMEM: the log still says it */
 		log_warn("job %" PRId64 ": %s", j->id, r->numerics);
 	}
-	notify(j);   /* the run stays the worker's until its exit event */
+	waiters_notify(j);   /* the run stays the worker's until its exit event */
 }
 
-static void on_worker_exit(struct loopq_node *n)
+void jobs_on_exit(struct job *j, const struct run_exit *ex)
 {
-	struct worker_run *run = loopq_entry(n, struct worker_run, exit_node);
-	struct worker_exit *ex = &run->ex;
-	struct job *j = run->j;
 	struct daemon *d = j->d;
 
-	pthread_join(j->thread, NULL);
 	j->worker_alive = false;
 	d->running--;
 	j->exit_outcome = ex->outcome;
@@ -700,7 +327,6 @@ static void on_worker_exit(struct loopq_node *n)
 		free(j->error);
 		j->error = strdup(ex->msg);
 	}
-	free(run);
 	j->finalize_pending = true;
 	if (atomic_load(&j->commits_inflight) == 0)
 		finalize(j);
@@ -717,38 +343,17 @@ static void job_drop_dataset(struct job *j)
 static void start_worker(struct job *j)
 {
 	struct daemon *d = j->d;
-	struct worker_run *run = calloc(1, sizeof(*run));
 	bool weights_only = j->weights_only_next;
-	int rc;
+	struct tr_err err = { 0 };
 
-	if (!run) {
-		job_drop_dataset(j);
-		set_state(j, JOB_FAILED, "out of memory starting the worker", NULL);
-		return;
-	}
-	run->j = j;
-	run->weights_only = weights_only;   /* run belongs to the worker once it runs */
-	run->ds = j->ds;
-	atomic_store(&j->stop, STOP_NONE);
 	j->commit_failed = false;
-	pthread_mutex_lock(&j->mu);
-	{
-		uint32_t spe = j->prog.steps_per_epoch;
-
-		memset(&j->prog, 0, sizeof(j->prog));
-		j->prog.epoch = j->committed_epoch;
-		j->prog.steps_per_epoch = spe;
-	}
-	pthread_mutex_unlock(&j->mu);
-	rc = -pthread_create(&j->thread, NULL, worker_main, run);
-	if (rc < 0) {
-		free(run);
+	if (d->runner->start(j, weights_only, j->ds, &err) < 0) {
 		job_drop_dataset(j);
-		set_state(j, JOB_FAILED, "cannot start a worker thread", NULL);
+		set_state(j, JOB_FAILED, err.msg, NULL);
 		return;
 	}
 	j->weights_only_next = false;
-	j->ds = NULL;   /* the worker's now */
+	j->ds = NULL;   /* the run's now */
 	j->worker_alive = true;
 	d->running++;
 	log_notice("job %" PRId64 " (%s): started%s", j->id, j->name,
@@ -774,170 +379,6 @@ static void schedule(struct daemon *d)
 	}
 }
 
-/* ==== loop side: waiters ================================================ */
-
-static void waiter_unlink(struct waiter *w)
-{
-	struct waiter **pp = &w->job->waiters;
-
-	while (*pp && *pp != w)
-		pp = &(*pp)->next;
-	if (*pp)
-		*pp = w->next;
-}
-
-static void on_timer_closed(uv_handle_t *h)
-{
-	free(h);
-}
-
-static void waiter_free(struct waiter *w)
-{
-	if (w->timer) {
-		uv_timer_stop(w->timer);
-		uv_close((uv_handle_t *)w->timer, on_timer_closed);
-	}
-	free(w);
-}
-
-static void waiter_cancel(void *arg)
-{
-	struct waiter *w = arg;
-
-	waiter_unlink(w);
-	waiter_free(w);
-}
-
-static json_t *watch_json(struct job *j, const struct job_progress *p);
-
-/* Nothing more is going to happen to the job by itself: no worker, nothing
- * to finalize, every state write completed (so state == target). */
-static bool settled(const struct job *j)
-{
-	return !j->worker_alive && !j->finalize_pending && j->state_writes == 0;
-}
-
-/* 1: satisfied, -1: can no longer be satisfied, 0: keep waiting. */
-static int wait_check(struct waiter *w)
-{
-	struct job *j = w->job;
-	bool stopped = (STOPPED_STATES >> j->state) & 1u;
-
-	if (w->epoch && j->committed_epoch >= w->epoch)
-		return 1;
-	/* a job reported stopped only once its worker is gone */
-	if ((w->states & (1u << j->state)) && (!stopped || settled(j)))
-		return 1;
-	if (stopped && settled(j))
-		return -1;
-	return 0;
-}
-
-static void reply_job(struct call *c, struct job *j)
-{
-	call_reply(c, json_pack("{s:o}", "job", job_to_json(j)), false);
-}
-
-static void notify(struct job *j)
-{
-	struct waiter *w = j->waiters, *next;
-	bool stopped = settled(j) && j->state != JOB_QUEUED && j->state != JOB_RUNNING;
-
-	for (; w; w = next) {
-		int r;
-
-		next = w->next;
-		if (j->removal && w->kind != W_STOP)
-			continue;   /* a job being removed: its waiters hear JobRemoved */
-		switch (w->kind) {
-		case W_WAIT:
-			r = wait_check(w);
-			if (r == 0)
-				continue;
-			waiter_unlink(w);
-			call_on_cancel(w->call, NULL, NULL);
-			if (r > 0)
-				reply_job(w->call, j);
-			else
-				call_error(w->call, PROTO_UNEXPECTED_STATE,
-					   json_pack("{s:I,s:s}", "id", (json_int_t)j->id, "state",
-						     job_state_name(j->state)));
-			waiter_free(w);
-			break;
-		case W_STOP:
-			if (!settled(j))
-				continue;
-			waiter_unlink(w);
-			call_on_cancel(w->call, NULL, NULL);
-			if (j->state == JOB_FAILED && strcmp(call_method(w->call), "io.traind.Pause") == 0)
-				call_error(w->call, PROTO_CHECKPOINT_ERROR,
-					   json_pack("{s:I,s:s}", "id", (json_int_t)j->id, "message",
-						     j->error ? j->error : "the pause checkpoint failed"));
-			else
-				call_reply(w->call, json_pack("{s:I,s:s}", "id", (json_int_t)j->id, "state",
-							      job_state_name(j->state)),
-					   false);
-			waiter_free(w);
-			break;
-		case W_WATCH:
-			if (!stopped && !(j->state == JOB_RUNNING && j->d->shutting_down && settled(j)))
-				continue;
-			waiter_unlink(w);
-			call_on_cancel(w->call, NULL, NULL);
-			{
-				struct job_progress p;
-
-				pthread_mutex_lock(&j->mu);
-				p = j->prog;
-				pthread_mutex_unlock(&j->mu);
-				call_reply(w->call, watch_json(j, &p), false);
-			}
-			waiter_free(w);
-			break;
-		}
-	}
-}
-
-static void on_wait_timeout(uv_timer_t *t)
-{
-	struct waiter *w = t->data;
-
-	waiter_unlink(w);
-	call_on_cancel(w->call, NULL, NULL);
-	call_error(w->call, PROTO_TIMEOUT, json_pack("{s:I}", "id", (json_int_t)w->job->id));
-	waiter_free(w);
-}
-
-static struct waiter *add_waiter(struct job *j, struct call *c, enum waiter_kind kind)
-{
-	struct waiter *w = calloc(1, sizeof(*w));
-
-	if (!w)
-		return NULL;
-	w->kind = kind;
-	w->call = c;
-	w->job = j;
-	w->next = j->waiters;
-	j->waiters = w;
-	call_on_cancel(c, waiter_cancel, w);
-	return w;
-}
-
-/* ==== JSON ============================================================== */
-
-static double eta_seconds(struct job *j, const struct job_progress *p, bool *known)
-{
-	double remaining;
-
-	*known = false;
-	if (j->state != JOB_RUNNING || p->samples_per_second <= 0 || p->steps_per_epoch == 0)
-		return 0;
-	remaining = ((double)(j->cfg.epochs - p->epoch) * p->steps_per_epoch - p->step) *
-		    j->cfg.batch_size;
-	*known = true;
-	return remaining > 0 ? remaining / p->samples_per_second : 0;
-}
-
 void job_checkpoint_from_store(struct job_checkpoint *out, const struct store_checkpoint *c)
 {
 	out->valid = true;
@@ -948,118 +389,6 @@ void job_checkpoint_from_store(struct job_checkpoint *out, const struct store_ch
 	out->created = c->created_at;
 	out->val_loss = c->val_loss;
 	snprintf(out->checksum, sizeof(out->checksum), "%s", c->checksum);
-}
-
-json_t *checkpoint_json(const struct job_checkpoint *c)
-{
-	json_t *o = json_pack("{s:I,s:I,s:s,s:I,s:s,s:I}", "epoch", (json_int_t)c->epoch, "step",
-			      (json_int_t)c->step, "kind", c->is_epoch ? "epoch" : "position", "size",
-			      (json_int_t)c->size, "checksum", c->checksum, "created",
-			      (json_int_t)c->created);
-
-	if (o && c->is_epoch && isfinite(c->val_loss))
-		json_object_set_new(o, "val_loss", json_real(c->val_loss));
-	return o;
-}
-
-json_t *job_to_json(struct job *j)
-{
-	struct job_progress p;
-	json_t *o;
-	bool eta_known;
-	double eta;
-	uint32_t epoch, step;
-
-	pthread_mutex_lock(&j->mu);
-	p = j->prog;
-	pthread_mutex_unlock(&j->mu);
-	/* A running job shows its live position; a stopped one its durable one. */
-	if (j->state == JOB_RUNNING && (p.active || j->worker_alive)) {
-		epoch = p.epoch;
-		step = p.step;
-	} else {
-		epoch = j->newest.valid ? j->newest.epoch : j->committed_epoch;
-		step = j->newest.valid ? j->newest.step : 0;
-	}
-	eta = eta_seconds(j, &p, &eta_known);
-	o = json_pack("{s:I,s:s,s:s,s:I,s:I,s:I,s:I,s:f,s:I,s:o,s:I,s:I,s:I}", "id", (json_int_t)j->id,
-		      "name", j->name, "state", job_state_name(j->state), "epoch", (json_int_t)epoch,
-		      "epochs", (json_int_t)j->cfg.epochs, "step", (json_int_t)step, "steps_per_epoch",
-		      (json_int_t)p.steps_per_epoch, "samples_per_second",
-		      j->state == JOB_RUNNING ? p.samples_per_second : 0.0, "keep", (json_int_t)j->keep,
-		      "config", config_to_json(&j->cfg), "created", (json_int_t)j->created, "updated",
-		      (json_int_t)j->updated, "committed_epoch", (json_int_t)j->committed_epoch);
-	if (!o)
-		return json_object();
-	if (eta_known)
-		json_object_set_new(o, "eta_seconds", json_real(eta));
-	if (j->has_val_acc)
-		json_object_set_new(o, "val_acc", json_real(j->last_val_acc));
-	if (j->newest.valid)
-		json_object_set_new(o, "checkpoint", checkpoint_json(&j->newest));
-	{
-		struct model_spec spec;
-		char text[CFG_MODEL_MAX + 64];
-
-		if (trainer_model_spec(&j->cfg, &spec, NULL) == 0)
-			spec_text(&spec, text, sizeof(text));
-		else
-			snprintf(text, sizeof(text), "%s", j->cfg.model);
-		json_object_set_new(o, "model", json_string(text));
-	}
-	if (j->params)
-		json_object_set_new(o, "params", json_integer((json_int_t)j->params));
-	if (j->numerics)
-		json_object_set_new(o, "numerics", json_string(j->numerics));
-	if (j->state == JOB_FAILED && j->state_error)
-		json_object_set_new(o, "error", json_string(j->state_error));
-	else if (j->commit_failed && j->error)
-		json_object_set_new(o, "error", json_string(j->error));
-	if (atomic_load(&j->kill_after) >= 1 && (j->state == JOB_RUNNING || j->state == JOB_QUEUED))
-		json_object_set_new(o, "kill_after", json_integer(atomic_load(&j->kill_after)));
-	return o;
-}
-
-static json_t *watch_json(struct job *j, const struct job_progress *p)
-{
-	bool eta_known;
-	double eta = eta_seconds(j, p, &eta_known);
-	json_t *o = json_pack("{s:I,s:s,s:I,s:I,s:I,s:I,s:f}", "id", (json_int_t)j->id, "state",
-			      job_state_name(j->state), "epoch", (json_int_t)p->epoch, "epochs",
-			      (json_int_t)j->cfg.epochs, "step", (json_int_t)p->step, "steps_per_epoch",
-			      (json_int_t)p->steps_per_epoch, "samples_per_second",
-			      j->state == JOB_RUNNING ? p->samples_per_second : 0.0);
-
-	if (o && p->has_loss)
-		json_object_set_new(o, "loss", json_real(p->loss));
-	if (o && eta_known)
-		json_object_set_new(o, "eta_seconds", json_real(eta));
-	return o;
-}
-
-static void on_watch_tick(uv_timer_t *t)
-{
-	struct daemon *d = t->data;
-
-	for (size_t i = 0; i < d->njobs; i++) {
-		struct job *j = d->jobs[i];
-
-		for (struct waiter *w = j->waiters; w; w = w->next) {
-			struct job_progress p;
-
-			if (w->kind != W_WATCH || !call_can_stream(w->call))
-				continue;
-			pthread_mutex_lock(&j->mu);
-			p = j->prog;
-			pthread_mutex_unlock(&j->mu);
-			if (w->sent_any && p.epoch == w->sent.epoch && p.step == w->sent.step &&
-			    p.active == w->sent.active)
-				continue;
-			w->sent = p;
-			w->sent_any = true;
-			call_reply(w->call, watch_json(j, &p), true);
-		}
-	}
 }
 
 /* ==== loop side: registry =============================================== */
@@ -1145,7 +474,6 @@ static void set_steps_per_epoch(struct job *j, uint32_t spe)
 	pthread_mutex_unlock(&j->mu);
 }
 
-
 /* The training images of each dataset recovery has met, so that thousands of
  * jobs on one dataset read its headers once. */
 struct train_counts {
@@ -1208,7 +536,6 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 		json_t *cj;
 		json_error_t jerr;
 		struct tr_err cerr = { 0 };
-		int st = job_state_parse(r->state);
 
 		if (!j) {
 			rc = tr_err_set(err, -ENOMEM, "out of memory");
@@ -1220,7 +547,7 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 		j->created = r->created_at;
 		j->updated = r->updated_at;
 		j->committed_epoch = r->epoch;
-		j->state = st < 0 ? JOB_FAILED : (enum job_state)st;
+		j->state = r->state;
 		j->error = r->last_error ? strdup(r->last_error) : NULL;
 		j->state_error = r->last_error ? strdup(r->last_error) : NULL;
 		cj = json_loads(r->config_json ? r->config_json : "", 0, &jerr);
@@ -1256,7 +583,7 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 			log_notice("job %" PRId64 " (%s): killed after epoch %" PRId64 " as requested before "
 				   "traind stopped", j->id, j->name, r->kill_after);
 			j->state = JOB_KILLED;
-			if (store_job_set_state(s, j->id, "killed", NULL, &cerr) < 0)
+			if (store_job_set_state(s, j->id, JOB_KILLED, NULL, &cerr) < 0)
 				log_err("job %" PRId64 ": cannot record state killed: %s", j->id, cerr.msg);
 		}
 		if (j->state == JOB_RUNNING || j->state == JOB_QUEUED) {
@@ -1268,7 +595,7 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 			/* Queued again, in the database too: what status shows is what
 			 * the database holds. */
 			if (j->state == JOB_RUNNING &&
-			    store_job_set_state(s, j->id, "queued", r->last_error, &cerr) < 0)
+			    store_job_set_state(s, j->id, JOB_QUEUED, r->last_error, &cerr) < 0)
 				log_err("job %" PRId64 ": cannot record state queued: %s", j->id, cerr.msg);
 			j->state = JOB_QUEUED;
 			j->queue_seq = d->next_seq++;
@@ -1281,20 +608,13 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 
 void jobs_start(struct daemon *d)
 {
-	uv_timer_init(d->loop, &d->watch_timer);
-	d->watch_timer.data = d;
-	uv_timer_start(&d->watch_timer, on_watch_tick, 100, 100);
+	waiters_start(d);
 	schedule(d);
 	if (d->on_change)
 		d->on_change(d);
 }
 
 /* ==== verbs ============================================================= */
-
-static json_t *id_state(struct job *j)
-{
-	return json_pack("{s:I,s:s}", "id", (json_int_t)j->id, "state", job_state_name(j->state));
-}
 
 static void invalid_state(struct call *c, struct job *j, const char *msg)
 {
@@ -1330,10 +650,10 @@ static int create_fn(struct store *s, void *arg, struct tr_err *err)
 	const struct job_spec *sp = &r->spec;
 
 	if (!sp->init_ckpt)
-		return store_job_create(s, sp->name, r->config_json, sp->cfg.epochs, sp->keep, "queued",
+		return store_job_create(s, sp->name, r->config_json, sp->cfg.epochs, sp->keep, JOB_QUEUED,
 					&r->id, err);
 	/* With a starting model: the job and its first checkpoint, in one transaction. */
-	return store_job_create_at(s, sp->name, r->config_json, sp->cfg.epochs, sp->keep, "queued",
+	return store_job_create_at(s, sp->name, r->config_json, sp->cfg.epochs, sp->keep, JOB_QUEUED,
 				   sp->init_ckpt, sp->init_len, sp->init_checksum, &r->id, err);
 }
 
@@ -1437,7 +757,6 @@ void jobs_start_job(struct daemon *d, struct call *c, struct job_spec *spec)
 
 void jobs_pause(struct daemon *d, struct call *c, struct job *j)
 {
-	(void)d;
 	if (j->target == JOB_QUEUED) {
 		job_drop_dataset(j);
 		set_state(j, JOB_PAUSED, NULL, c);   /* answers c once durable */
@@ -1447,10 +766,8 @@ void jobs_pause(struct daemon *d, struct call *c, struct job *j)
 		invalid_state(c, j, "only a queued or running job can be paused");
 		return;
 	}
-	if (atomic_load(&j->stop) == STOP_NONE)
-		atomic_store(&j->stop, STOP_PAUSE);
-	if (!add_waiter(j, c, W_STOP))
-		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
+	d->runner->stop(j, STOP_PAUSE);
+	waiters_add_stop(j, c);
 }
 
 void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_only)
@@ -1475,7 +792,6 @@ void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_o
 
 void jobs_kill(struct daemon *d, struct call *c, struct job *j, int64_t after_epoch)
 {
-	(void)d;
 	if (j->target != JOB_RUNNING && j->target != JOB_QUEUED) {
 		invalid_state(c, j, "only a queued or running job can be killed");
 		return;
@@ -1496,52 +812,9 @@ void jobs_kill(struct daemon *d, struct call *c, struct job *j, int64_t after_ep
 		set_state(j, JOB_KILLED, NULL, c);   /* answers c once durable */
 		return;
 	}
-	atomic_store(&j->stop, STOP_KILL);
+	d->runner->stop(j, STOP_KILL);
 	log_notice("job %" PRId64 ": kill requested", j->id);
-	if (!add_waiter(j, c, W_STOP))
-		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
-}
-
-void jobs_wait(struct daemon *d, struct call *c, struct job *j, uint32_t epoch, unsigned states,
-	       double timeout)
-{
-	struct waiter *w;
-	int r;
-
-	if (!epoch && !states)
-		states = STOPPED_STATES;
-	w = add_waiter(j, c, W_WAIT);
-	if (!w) {
-		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
-		return;
-	}
-	w->epoch = epoch;
-	w->states = states;
-	r = wait_check(w);
-	if (r != 0) {
-		notify(j);
-		return;
-	}
-	if (timeout >= 0) {
-		w->timer = malloc(sizeof(*w->timer));
-		if (w->timer) {
-			uv_timer_init(d->loop, w->timer);
-			w->timer->data = w;
-			uv_timer_start(w->timer, on_wait_timeout, (uint64_t)(timeout * 1000.0), 0);
-		}
-	}
-}
-
-void jobs_watch(struct daemon *d, struct call *c, struct job *j)
-{
-	struct waiter *w = add_waiter(j, c, W_WATCH);
-
-	(void)d;
-	if (!w) {
-		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
-		return;
-	}
-	notify(j);   /* a job that is not training gets its one final reply now */
+	waiters_add_stop(j, c);
 }
 
 /* ==== removal (io.traind.Delete) ======================================== */
@@ -1572,14 +845,7 @@ static void removal_cancel(void *arg)
  * has run (the removal is the last: the store thread keeps the order). */
 static void job_remove(struct daemon *d, struct job *j)
 {
-	while (j->waiters) {
-		struct waiter *w = j->waiters;
-
-		j->waiters = w->next;
-		call_on_cancel(w->call, NULL, NULL);
-		call_error(w->call, PROTO_JOB_REMOVED, json_pack("{s:I}", "id", (json_int_t)j->id));
-		waiter_free(w);
-	}
+	waiters_remove_all(j);
 	for (size_t i = 0; i < d->njobs; i++) {
 		if (d->jobs[i] == j) {
 			memmove(&d->jobs[i], &d->jobs[i + 1], (d->njobs - i - 1) * sizeof(d->jobs[0]));
@@ -1609,7 +875,7 @@ static void removal_done(void *arg, int rc, const struct tr_err *err)
 			call_error(r->c, PROTO_STORAGE_ERROR,
 				   json_pack("{s:s}", "message", err ? err->msg : "cannot remove the job"));
 		free(r);
-		notify(j);
+		waiters_notify(j);
 		schedule(d);
 		return;
 	}
@@ -1641,7 +907,7 @@ static void removal_submit(struct removal *r)
 		call_error(r->c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "cannot queue the removal"));
 	}
 	free(r);
-	notify(j);
+	waiters_notify(j);
 	schedule(j->d);
 }
 
@@ -1673,7 +939,7 @@ void jobs_delete(struct daemon *d, struct call *c, struct job *j, bool force)
 		/* As Kill: the worker stops at once and saves nothing more;
 		 * finalize() submits the removal once it and its commits are done. */
 		r->killed = j->worker_alive;
-		atomic_store(&j->stop, STOP_KILL);
+		d->runner->stop(j, STOP_KILL);
 		log_notice("job %" PRId64 ": kill requested, to remove it", j->id);
 		return;
 	}
@@ -1686,8 +952,8 @@ void jobs_shutdown(struct daemon *d)
 	for (size_t i = 0; i < d->njobs; i++) {
 		struct job *j = d->jobs[i];
 
-		if (j->worker_alive && atomic_load(&j->stop) == STOP_NONE)
-			atomic_store(&j->stop, STOP_SHUTDOWN);
+		if (j->worker_alive)
+			d->runner->stop(j, STOP_SHUTDOWN);
 	}
 	if (d->running == 0 && d->on_drained)
 		d->on_drained(d);
@@ -1698,13 +964,7 @@ void jobs_free(struct daemon *d)
 	for (size_t i = 0; i < d->njobs; i++) {
 		struct job *j = d->jobs[i];
 
-		while (j->waiters) {
-			struct waiter *w = j->waiters;
-
-			j->waiters = w->next;
-			free(w->timer);
-			free(w);
-		}
+		waiters_free_all(j);
 		job_destroy(j);
 	}
 	free(d->jobs);

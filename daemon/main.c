@@ -32,15 +32,12 @@
 #include <unistd.h>
 
 #include "traind-config.h"
-#include "traind/dscache.h"
+#include "traind/daemon.h"
 #include "traind/jobs.h"
 #include "traind/kernels.h"
 #include "traind/log.h"
-#include "traind/methods.h"
 #include "traind/notify.h"
 #include "traind/server.h"
-#include "traind/store.h"
-#include "traind/storeq.h"
 
 #define SHUTDOWN_TIMEOUT_MS 60000
 
@@ -56,7 +53,7 @@ struct opts {
 	gid_t gid;
 };
 
-static struct daemon D;
+static struct daemon *D;
 static uv_signal_t sig_term, sig_int;
 static uv_timer_t shutdown_timer;
 static struct notify N;
@@ -280,18 +277,12 @@ static int lock_database(const char *db)
 	return fd;
 }
 
-static void close_walk(uv_handle_t *h, void *arg)
-{
-	(void)arg;
-	if (!uv_is_closing(h))
-		uv_close(h, NULL);
-}
-
+/* The daemon's on_drained; the loop stops right after. */
 static void finish_shutdown(struct daemon *d)
 {
+	(void)d;
 	log_notice("all jobs checkpointed; stopping");
 	uv_timer_stop(&shutdown_timer);
-	uv_stop(d->loop);
 }
 
 static void on_shutdown_timeout(uv_timer_t *t)
@@ -307,14 +298,12 @@ static void on_shutdown_timeout(uv_timer_t *t)
 static void on_signal(uv_signal_t *s, int signum)
 {
 	(void)s;
-	if (D.shutting_down)
+	if (D->shutting_down)
 		return;
 	notify_stopping(&N, "stopping: checkpointing running jobs");
 	log_notice("received %s; checkpointing running jobs", signum == SIGTERM ? "SIGTERM" : "SIGINT");
-	server_close(D.server);
-	D.server = NULL;
 	uv_timer_start(&shutdown_timer, on_shutdown_timeout, SHUTDOWN_TIMEOUT_MS, 0);
-	jobs_shutdown(&D);
+	daemon_shutdown(D);
 }
 
 /* The STATUS= line: jobs_summary() ("1 running, 0 queued, 0 paused; job 3 epoch 2/5 step 120"). */
@@ -362,7 +351,7 @@ static void setup_access(const struct opts *o, bool activated, const char *path)
 	} else {
 		return;
 	}
-	server_set_access(D.server, geteuid(), gid);
+	server_set_access(D->server, geteuid(), gid);
 	{
 		struct group gr, *res = NULL;
 		char buf[16384];
@@ -389,7 +378,8 @@ int main(int argc, char **argv)
 {
 	struct opts o;
 	struct tr_err err = { 0 };
-	struct store *s = NULL;
+	struct daemon_config cfg;
+	uv_loop_t *loop;
 	char sock_path[PATH_MAX];
 	int lock_fd, listen_fd, rc;
 
@@ -418,37 +408,21 @@ int main(int argc, char **argv)
 	if (lock_fd < 0)
 		return 1;
 
-	memset(&D, 0, sizeof(D));
-	D.loop = uv_default_loop();
-	D.max_running = o.max_running;
-	snprintf(D.db_path, sizeof(D.db_path), "%s", o.db);
-	snprintf(D.data_dir, sizeof(D.data_dir), "%s", o.data_dir);
-	D.on_drained = finish_shutdown;
-	D.on_change = on_change;
-	notify_init(&N, D.loop, status_line, &D);
-
-	if (dscache_new(&D.dsc, o.data_dir) < 0) {
-		fprintf(stderr, "traind: out of memory\n");
+	loop = uv_default_loop();
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.loop = loop;
+	cfg.db_path = o.db;
+	cfg.data_dir = o.data_dir;
+	cfg.max_running = o.max_running;
+	cfg.listen_fd = listen_fd;
+	cfg.socket_path = o.socket;
+	cfg.on_drained = finish_shutdown;
+	cfg.on_change = on_change;
+	if (daemon_new(&D, &cfg, &err) < 0) {
+		fprintf(stderr, "traind: %s\n", err.msg);
 		return 1;
 	}
-	if (store_open(&s, o.db, false, &err) < 0) {
-		fprintf(stderr, "traind: %s: %s\n", o.db, err.msg);
-		return 1;
-	}
-	if (jobs_recover(&D, s, &err) < 0) {
-		fprintf(stderr, "traind: recovering jobs from %s: %s\n", o.db, err.msg);
-		return 1;
-	}
-	store_close(s);
-
-	if (loopq_init(&D.lq, D.loop) < 0) {
-		fprintf(stderr, "traind: out of memory\n");
-		return 1;
-	}
-	if (storeq_start(&D.sq, o.db, &D.lq, &err) < 0) {
-		fprintf(stderr, "traind: %s: %s\n", o.db, err.msg);
-		return 1;
-	}
+	notify_init(&N, loop, status_line, D);
 	if (listen_fd >= 0) {
 		socket_path_of(listen_fd, sock_path, sizeof(sock_path));
 		if (!sock_path[0])
@@ -456,19 +430,12 @@ int main(int argc, char **argv)
 	} else {
 		snprintf(sock_path, sizeof(sock_path), "%s", o.socket);
 	}
-	if (server_new(&D.server, D.loop, methods_dispatch, &D) < 0 ||
-	    (listen_fd >= 0 ? server_listen_fd(D.server, listen_fd, &err)
-			    : server_listen_path(D.server, o.socket, &err)) < 0) {
-		fprintf(stderr, "traind: %s\n", err.msg[0] ? err.msg : "out of memory");
-		storeq_stop(D.sq);
-		return 1;
-	}
 	setup_access(&o, listen_fd >= 0, sock_path);
-	uv_signal_init(D.loop, &sig_term);
-	uv_signal_init(D.loop, &sig_int);
+	uv_signal_init(loop, &sig_term);
+	uv_signal_init(loop, &sig_int);
 	uv_signal_start(&sig_term, on_signal, SIGTERM);
 	uv_signal_start(&sig_int, on_signal, SIGINT);
-	uv_timer_init(D.loop, &shutdown_timer);
+	uv_timer_init(loop, &shutdown_timer);
 
 	log_notice("traind %s ready: socket %s%s, database %s, data %s, up to %u running job%s",
 		   TRAIND_VERSION, sock_path, listen_fd >= 0 ? " (from the service manager)" : "", o.db,
@@ -476,23 +443,16 @@ int main(int argc, char **argv)
 	if (notify_watchdog_usec(&N))
 		log_info("watchdog: pinging the service manager every %.3f s",
 			 (double)notify_watchdog_usec(&N) / 2e6);
-	jobs_start(&D);
+	daemon_start(D);
 	notify_ready(&N);
-	uv_run(D.loop, UV_RUN_DEFAULT);
+	daemon_run(D);
 
-	/* Drain: the store thread commits what it was given; then close handles. */
-	storeq_stop(D.sq);
-	D.sq = NULL;
-	if (D.server)
-		server_close(D.server);
+	/* The store thread drains, every handle closes (ours too), the registry goes. */
 	notify_deinit(&N);
-	loopq_close(&D.lq);
-	uv_walk(D.loop, close_walk, NULL);
-	uv_run(D.loop, UV_RUN_DEFAULT);
-	if (uv_loop_close(D.loop) != 0)
+	daemon_free(D);
+	D = NULL;
+	if (uv_loop_close(loop) != 0)
 		log_warn("event loop closed with handles still open");
-	jobs_free(&D);
-	dscache_free(D.dsc);
 	if (listen_fd < 0)
 		unlink(o.socket);   /* an inherited socket belongs to the manager */
 	close(lock_fd);

@@ -16,6 +16,8 @@
 #include "traind/checkpoint.h"
 #include "traind/log.h"
 #include "traind/sha256.h"
+#include "traind/waiters.h"
+#include "traind/wire.h"
 
 extern const char traind_interface_description[];
 extern const char varlink_service_description[];
@@ -704,7 +706,7 @@ static void m_wait(struct daemon *d, struct call *c)
 		call_invalid_parameter(c, "epoch", "job %" PRId64 " has only %u epochs", j->id, j->cfg.epochs);
 		return;
 	}
-	jobs_wait(d, c, j, (uint32_t)epoch, mask, t);
+	waiters_wait(d, c, j, (uint32_t)epoch, mask, t);
 }
 
 static void m_eval(struct daemon *d, struct call *c)
@@ -760,7 +762,7 @@ static void m_watch(struct daemon *d, struct call *c)
 
 	if (!only_keys(c, keys) || !(j = get_job(d, c)))
 		return;
-	jobs_watch(d, c, j);
+	waiters_watch(c, j);
 }
 
 static void m_get_info(struct daemon *d, struct call *c)

@@ -591,20 +591,44 @@ int store_schema_version(struct store *s)
 
 /* ---- jobs -------------------------------------------------------------- */
 
-static int check_job_args(const char *name, const char *config_json, const char *state,
+/* The jobs.state column's text of each enum job_state (the schema's CHECK
+ * lists the same): the one place a state is text on its way to SQL. */
+static const char *const state_text[JOB_STATE_COUNT] = {
+	[JOB_QUEUED] = "queued", [JOB_RUNNING] = "running", [JOB_PAUSED] = "paused",
+	[JOB_KILLED] = "killed", [JOB_FAILED] = "failed", [JOB_DONE] = "done",
+};
+
+/* The column's text of `st`; NULL for a value that is not a state. */
+static const char *state_column(enum job_state st)
+{
+	return (unsigned)st < JOB_STATE_COUNT ? state_text[st] : NULL;
+}
+
+/* The state a column's text holds. The schema's CHECK admits only the
+ * texts above; anything else (a database written around it) reads as
+ * failed, so the job is shown and can be resumed or removed. */
+static enum job_state state_from_column(const unsigned char *text)
+{
+	for (int i = 0; text && i < JOB_STATE_COUNT; i++)
+		if (strcmp((const char *)text, state_text[i]) == 0)
+			return (enum job_state)i;
+	return JOB_FAILED;
+}
+
+static int check_job_args(const char *name, const char *config_json, enum job_state state,
 			  struct tr_err *err, const char *ctx)
 {
 	if (!name || strnlen(name, STORE_NAME_MAX) >= STORE_NAME_MAX)
 		return tr_err_set(err, -EINVAL, "%s: the name must be shorter than %d bytes", ctx,
 				  STORE_NAME_MAX);
-	if (!config_json || !state)
+	if (!config_json || !state_column(state))
 		return tr_err_set(err, -EINVAL, "%s: no configuration or state", ctx);
 	return 0;
 }
 
 /* INSERT the job row (arguments checked); its id into *id. */
 static int insert_job(struct store *s, const char *name, const char *config_json, uint32_t epochs,
-		      int32_t keep, const char *state, int64_t *id, struct tr_err *err, const char *ctx)
+		      int32_t keep, enum job_state state, int64_t *id, struct tr_err *err, const char *ctx)
 {
 	static const char sql[] =
 		"INSERT INTO jobs (id, name, config, state, epochs, epoch, keep, last_error, created_at, "
@@ -619,7 +643,7 @@ static int insert_job(struct store *s, const char *name, const char *config_json
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_text(st, 2, config_json, -1, SQLITE_STATIC);
 	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_text(st, 3, state, -1, SQLITE_STATIC);
+		rc = sqlite3_bind_text(st, 3, state_column(state), -1, SQLITE_STATIC);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 4, epochs);
 	if (rc == SQLITE_OK)
@@ -639,7 +663,7 @@ out:
 }
 
 int store_job_create(struct store *s, const char *name, const char *config_json, uint32_t epochs,
-		     int32_t keep, const char *state, int64_t *id, struct tr_err *err)
+		     int32_t keep, enum job_state state, int64_t *id, struct tr_err *err)
 {
 	const char *ctx = "creating a job";
 	int64_t new_id = 0;
@@ -675,7 +699,7 @@ static int update_one_job(struct store *s, sqlite3_stmt *st, int bound, int64_t 
 	return rc < 0 ? rc : 0;
 }
 
-int store_job_set_state(struct store *s, int64_t id, const char *state, const char *last_error,
+int store_job_set_state(struct store *s, int64_t id, enum job_state state, const char *last_error,
 			struct tr_err *err)
 {
 	static const char sql[] =
@@ -684,8 +708,10 @@ int store_job_set_state(struct store *s, int64_t id, const char *state, const ch
 	char ctx[96];
 	int rc;
 
-	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": setting state '%.20s'", id, state ? state : "");
-	if (!state)
+	const char *text = state_column(state);
+
+	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": setting state '%.20s'", id, text ? text : "");
+	if (!text)
 		return tr_err_set(err, -EINVAL, "%s: no state", ctx);
 	autocommit_begin(s);
 	rc = prepare(s, &st, sql, err, ctx);
@@ -693,7 +719,7 @@ int store_job_set_state(struct store *s, int64_t id, const char *state, const ch
 		return rc;
 	rc = sqlite3_bind_int64(st, 1, id);
 	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC);
+		rc = sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
 	if (rc == SQLITE_OK)
 		rc = last_error ? sqlite3_bind_text(st, 3, last_error, -1, SQLITE_STATIC)
 				: sqlite3_bind_null(st, 3);
@@ -739,7 +765,7 @@ static int read_job(sqlite3_stmt *st, struct store_job *j, struct tr_err *err)
 	memset(j, 0, sizeof(*j));
 	j->id = sqlite3_column_int64(st, 0);
 	snprintf(j->name, sizeof(j->name), "%s", name ? (const char *)name : "");
-	snprintf(j->state, sizeof(j->state), "%s", state ? (const char *)state : "");
+	j->state = state_from_column(state);
 	j->keep = (int32_t)sqlite3_column_int64(st, 5);
 	j->epochs = (uint32_t)sqlite3_column_int64(st, 6);
 	j->epoch = (uint32_t)sqlite3_column_int64(st, 7);
@@ -1115,7 +1141,7 @@ out:
 }
 
 int store_job_create_at(struct store *s, const char *name, const char *config_json, uint32_t epochs,
-			int32_t keep, const char *state, const uint8_t *blob, size_t len,
+			int32_t keep, enum job_state state, const uint8_t *blob, size_t len,
 			const char *checksum, int64_t *id, struct tr_err *err)
 {
 	const char *ctx = "creating a job with its first checkpoint";

@@ -92,7 +92,10 @@ static int add_state(struct st_writer *w, const struct net *n, const float *base
 	return 0;
 }
 
-json_t *history_row_json(const struct history_row *r)
+/* A history row in the checkpoint's "history" metadata. The engine's own
+ * (a file format, not the protocol: the daemon's wire.c has the protocol's
+ * row), keyed as the history columns. */
+static json_t *history_meta_json(const struct history_row *r)
 {
 	return json_pack("{s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:s}", "epoch", (json_int_t)r->epoch,
 			 "train_loss", r->train_loss, "train_acc", r->train_acc, "train_macro_acc",
@@ -105,7 +108,7 @@ static json_t *history_to_json(const struct history_row *rows, uint32_t n)
 	json_t *a = json_array();
 
 	for (uint32_t i = 0; a && i < n; i++) {
-		json_t *o = history_row_json(&rows[i]);
+		json_t *o = history_meta_json(&rows[i]);
 
 		if (!o || json_array_append_new(a, o)) {
 			json_decref(a);

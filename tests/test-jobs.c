@@ -1,9 +1,10 @@
 /*
- * test-jobs.c - the daemon's jobs module (daemon/jobs.c, with the store
- * thread, the loop queue and the control socket around it) on a real libuv
+ * test-jobs.c - the daemon's jobs module (daemon/jobs.c with its worker,
+ * waiters and wire, the store thread, the loop queue and the control socket
+ * around it) on a real libuv
  * loop, in process, training a tiny synthetic dataset in milliseconds.
  *
- * The daemon is wired as main() wires it (store, recovery, store thread,
+ * The daemon is built as main() builds it (daemon_new: store, recovery, store thread,
  * loopq, server on a socket, methods) on a private loop, and driven through
  * its socket by a client in this thread: each wait for a reply runs the loop.
  * Every test tears it all down and ends with uv_loop_close() == 0.
@@ -56,7 +57,7 @@
 #include <sqlite3.h>
 
 #include "testutil.h"
-#include "traind/dscache.h"
+#include "traind/daemon.h"
 #include "traind/jobs.h"
 #include "traind/log.h"
 #include "traind/loopq.h"
@@ -257,39 +258,39 @@ static bool fault_disarm(void)
 
 /* ---- a gate in front of the store's state writes ---------------------------- */
 
-int __real_store_job_set_state(struct store *s, int64_t id, const char *state, const char *last_error,
-			       struct tr_err *err);
-int __wrap_store_job_set_state(struct store *s, int64_t id, const char *state, const char *last_error,
-			       struct tr_err *err);
+int __real_store_job_set_state(struct store *s, int64_t id, enum job_state state,
+			       const char *last_error, struct tr_err *err);
+int __wrap_store_job_set_state(struct store *s, int64_t id, enum job_state state,
+			       const char *last_error, struct tr_err *err);
 
 static struct {
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
-	char state[STORE_STATE_MAX];   /* hold the write of this state; "" = open */
+	int state;                     /* hold the write of this enum job_state; -1 = open */
 	bool held;                     /* the store thread is waiting at the gate */
 	bool release;
-} gate = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, "", false, false };
+} gate = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, -1, false, false };
 
-int __wrap_store_job_set_state(struct store *s, int64_t id, const char *state, const char *last_error,
-			       struct tr_err *err)
+int __wrap_store_job_set_state(struct store *s, int64_t id, enum job_state state,
+			       const char *last_error, struct tr_err *err)
 {
 	pthread_mutex_lock(&gate.mu);
-	if (gate.state[0] && strcmp(gate.state, state) == 0) {
+	if (gate.state >= 0 && gate.state == (int)state) {
 		gate.held = true;
 		pthread_cond_broadcast(&gate.cond);
 		while (!gate.release)
 			pthread_cond_wait(&gate.cond, &gate.mu);
 		gate.held = false;
-		gate.state[0] = '\0';
+		gate.state = -1;
 	}
 	pthread_mutex_unlock(&gate.mu);
 	return __real_store_job_set_state(s, id, state, last_error, err);
 }
 
-static void gate_arm(const char *state)
+static void gate_arm(enum job_state state)
 {
 	pthread_mutex_lock(&gate.mu);
-	snprintf(gate.state, sizeof(gate.state), "%s", state);
+	gate.state = (int)state;
 	gate.release = false;
 	pthread_mutex_unlock(&gate.mu);
 }
@@ -329,7 +330,7 @@ struct fx {
 	char db[300];
 	char sock[100];           /* within sun_path's 108 bytes */
 	uv_loop_t loop;
-	struct daemon d;
+	struct daemon *d;
 	struct client cl[NCLIENTS];
 };
 
@@ -475,28 +476,23 @@ static int noop_fn(struct store *s, void *arg, struct tr_err *err)
 
 static void daemon_up(struct fx *f, unsigned max_running)
 {
-	struct store *s = NULL;
+	struct daemon_config cfg = {
+		.loop = &f->loop,
+		.db_path = f->db,
+		.data_dir = f->data_dir,
+		.max_running = max_running,
+		.listen_fd = -1,
+		.socket_path = f->sock,
+	};
 	struct tr_err err = { 0 };
 
 	assert_int_equal(uv_loop_init(&f->loop), 0);
-	memset(&f->d, 0, sizeof(f->d));
-	f->d.loop = &f->loop;
-	f->d.max_running = max_running;
-	snprintf(f->d.db_path, sizeof(f->d.db_path), "%s", f->db);
-	snprintf(f->d.data_dir, sizeof(f->d.data_dir), "%s", f->data_dir);
-	assert_int_equal(dscache_new(&f->d.dsc, f->data_dir), 0);
-	assert_int_equal(store_open(&s, f->db, false, &err), 0);
-	assert_int_equal(jobs_recover(&f->d, s, &err), 0);
-	store_close(s);
-	assert_int_equal(loopq_init(&f->d.lq, &f->loop), 0);
-	assert_int_equal(storeq_start(&f->d.sq, f->db, &f->d.lq, &err), 0);
-	assert_int_equal(server_new(&f->d.server, &f->loop, methods_dispatch, &f->d), 0);
-	assert_int_equal(server_listen_path(f->d.server, f->sock, &err), 0);
-	jobs_start(&f->d);
+	assert_int_equal(daemon_new(&f->d, &cfg, &err), 0);
+	daemon_start(f->d);
 	for (int i = 0; i < NCLIENTS; i++)
 		client_connect(f, &f->cl[i]);
 	/* Accepted before any fault is armed. */
-	while (server_connections(f->d.server) < NCLIENTS)
+	while (server_connections(f->d->server) < NCLIENTS)
 		uv_run(&f->loop, UV_RUN_NOWAIT);
 }
 
@@ -515,7 +511,7 @@ static bool jobs_busy(struct daemon *d)
  * thread pool or the store thread, and the loop has run what they posted. */
 static bool settled_final(struct fx *f)
 {
-	struct daemon *d = &f->d;
+	struct daemon *d = f->d;
 
 	if (jobs_busy(d) || f->loop.active_reqs.count > 0)
 		return false;
@@ -527,13 +523,6 @@ static bool settled_final(struct fx *f)
 	return !jobs_busy(d) && f->loop.active_reqs.count == 0;
 }
 
-static void close_walk(uv_handle_t *h, void *arg)
-{
-	(void)arg;
-	if (!uv_is_closing(h))
-		uv_close(h, NULL);
-}
-
 /* Stop every worker, drain the store thread and the loop, close everything;
  * the loop must close with nothing left on it. */
 static void daemon_down(struct fx *f)
@@ -542,24 +531,17 @@ static void daemon_down(struct fx *f)
 
 	for (int i = 0; i < NCLIENTS; i++)
 		client_close(&f->cl[i]);
-	jobs_shutdown(&f->d);
-	while (jobs_busy(&f->d) || f->loop.active_reqs.count > 0 || server_connections(f->d.server)) {
+	daemon_shutdown(f->d);
+	while (jobs_busy(f->d) || f->loop.active_reqs.count > 0) {
 		assert_true(now_mono() < deadline);
 		uv_run(&f->loop, UV_RUN_NOWAIT);
 		usleep(200);
 	}
-	storeq_call(f->d.sq, noop_fn, NULL, NULL);
+	storeq_call(f->d->sq, noop_fn, NULL, NULL);
 	uv_run(&f->loop, UV_RUN_NOWAIT);
-	storeq_stop(f->d.sq);
-	f->d.sq = NULL;
-	server_close(f->d.server);
-	f->d.server = NULL;
-	loopq_close(&f->d.lq);
-	uv_walk(&f->loop, close_walk, NULL);
-	uv_run(&f->loop, UV_RUN_DEFAULT);
+	daemon_free(f->d);
+	f->d = NULL;
 	assert_int_equal(uv_loop_close(&f->loop), 0);
-	jobs_free(&f->d);
-	dscache_free(f->d.dsc);
 	unlink(f->sock);
 }
 
@@ -825,15 +807,15 @@ static void test_verbs_answer_durable_states(void **state)
 	daemon_up(f, 0);   /* nothing runs: the job stays queued */
 	id = start_job(f, 2);
 
-	gate_arm("paused");
+	gate_arm(JOB_PAUSED);
 	send_call(&f->cl[0], "io.traind.Pause", json_pack("{s:I}", "id", (json_int_t)id));
 	check_held_then_durable(f, id, "queued", "paused", "Pause");
 
-	gate_arm("queued");
+	gate_arm(JOB_QUEUED);
 	send_call(&f->cl[0], "io.traind.Resume", json_pack("{s:I}", "id", (json_int_t)id));
 	check_held_then_durable(f, id, "paused", "queued", "Resume");
 
-	gate_arm("killed");
+	gate_arm(JOB_KILLED);
 	send_call(&f->cl[0], "io.traind.Kill", json_pack("{s:I}", "id", (json_int_t)id));
 	check_held_then_durable(f, id, "queued", "killed", "Kill");
 
@@ -848,7 +830,7 @@ static void test_done_shown_once_durable(void **state)
 	int64_t id;
 
 	daemon_up(f, 1);
-	gate_arm("done");
+	gate_arm(JOB_DONE);
 	id = start_job(f, 2);
 	/* The worker trains both epochs, they commit, the loop finalizes and
 	 * asks for "done": held. */

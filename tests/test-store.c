@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <ftw.h>
 #include <math.h>
 #include <setjmp.h>
@@ -272,7 +273,7 @@ static int64_t new_job(struct store *s, int32_t keep)
 	struct tr_err err = { 0 };
 	int64_t id = -1;
 
-	assert_int_equal(store_job_create(s, "mlp", "{\"epochs\":50}", 50, keep, "queued", &id, &err),
+	assert_int_equal(store_job_create(s, "mlp", "{\"epochs\":50}", 50, keep, JOB_QUEUED, &id, &err),
 			 0);
 	assert_true(id > 0);
 	return id;
@@ -525,7 +526,7 @@ static void test_v1_db_upgrades(void **state)
 	assert_int_equal(n, 1);
 	assert_int_equal(jobs[0].id, 7);
 	assert_string_equal(jobs[0].name, "old");
-	assert_string_equal(jobs[0].state, "running");
+	assert_int_equal(jobs[0].state, JOB_RUNNING);
 	assert_int_equal(jobs[0].epoch, 1);
 	assert_int_equal(jobs[0].kill_after, -1);   /* 0002: none pending */
 	store_jobs_free(jobs, n);
@@ -697,14 +698,14 @@ static void test_jobs(void **state)
 
 	assert_int_equal(store_job_list(s, &jobs, &n, &err), 0);
 	assert_int_equal(n, 0);
-	assert_int_equal(store_job_create(s, "first", "{\"lr\":0.001}", 5, 3, "queued", &a, &err), 0);
-	assert_int_equal(store_job_create(s, "second", "{}", 7, -1, "paused", &b, &err), 0);
+	assert_int_equal(store_job_create(s, "first", "{\"lr\":0.001}", 5, 3, JOB_QUEUED, &a, &err), 0);
+	assert_int_equal(store_job_create(s, "second", "{}", 7, -1, JOB_PAUSED, &b, &err), 0);
 	assert_true(b > a);
 
 	assert_int_equal(store_job_get(s, a, &j, &err), 0);
 	assert_int_equal(j.id, a);
 	assert_string_equal(j.name, "first");
-	assert_string_equal(j.state, "queued");
+	assert_int_equal(j.state, JOB_QUEUED);
 	assert_string_equal(j.config_json, "{\"lr\":0.001}");
 	assert_null(j.last_error);
 	assert_int_equal(j.keep, 3);
@@ -715,31 +716,64 @@ static void test_jobs(void **state)
 	store_job_clear(&j);
 	assert_null(j.config_json);
 
-	assert_int_equal(store_job_set_state(s, a, "failed", "dataset missing", &err), 0);
+	assert_int_equal(store_job_set_state(s, a, JOB_FAILED, "dataset missing", &err), 0);
 	assert_int_equal(store_job_get(s, a, &j, &err), 0);
-	assert_string_equal(j.state, "failed");
+	assert_int_equal(j.state, JOB_FAILED);
 	assert_string_equal(j.last_error, "dataset missing");
 	store_job_clear(&j);
-	assert_int_equal(store_job_set_state(s, a, "queued", NULL, &err), 0);
+	assert_int_equal(store_job_set_state(s, a, JOB_QUEUED, NULL, &err), 0);
 	assert_int_equal(store_job_get(s, a, &j, &err), 0);
-	assert_string_equal(j.state, "queued");
+	assert_int_equal(j.state, JOB_QUEUED);
 	assert_null(j.last_error);
 	store_job_clear(&j);
 
-	/* the CHECK constraint, and nothing changed */
-	assert_int_equal(store_job_set_state(s, a, "exploded", NULL, &err), -EINVAL);
-	assert_non_null(strstr(err.msg, "CHECK"));
-	assert_int_equal(store_job_create(s, "bad", "{}", 1, 1, "sleeping", &c, &err), -EINVAL);
-	assert_int_equal(store_job_create(s, "bad", "{not json", 1, 1, "queued", &c, &err), -EINVAL);
-	assert_int_equal(store_job_create(s, "bad", "{}", 1, -2, "queued", &c, &err), -EINVAL);
+	/* each state is its text in the column, and reads back as itself */
+	{
+		static const char *const text[JOB_STATE_COUNT] = {
+			"queued", "running", "paused", "killed", "failed", "done",
+		};
+
+		for (int k = 0; k < JOB_STATE_COUNT; k++) {
+			char col[16];
+
+			assert_int_equal(store_job_set_state(s, a, (enum job_state)k, NULL, &err), 0);
+			snprintf(sql, sizeof(sql), "SELECT state FROM jobs WHERE id = %" PRId64, a);
+			raw_text(f->db, sql, col, sizeof(col));
+			assert_string_equal(col, text[k]);
+			assert_int_equal(store_job_get(s, a, &j, &err), 0);
+			assert_int_equal(j.state, k);
+			store_job_clear(&j);
+		}
+		assert_int_equal(store_job_set_state(s, a, JOB_QUEUED, NULL, &err), 0);
+	}
+
+	/* a value that is no state is refused; the CHECK constraint refuses a
+	 * text that is none written around the store; nothing changed */
+	assert_int_equal(store_job_set_state(s, a, (enum job_state)JOB_STATE_COUNT, NULL, &err),
+			 -EINVAL);
+	assert_int_equal(store_job_create(s, "bad", "{}", 1, 1, (enum job_state)JOB_STATE_COUNT, &c,
+					  &err), -EINVAL);
+	{
+		sqlite3 *db = raw_open(f->db);
+
+		snprintf(sql, sizeof(sql), "UPDATE jobs SET state = 'exploded' WHERE id = %" PRId64, a);
+		assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_CONSTRAINT);
+		assert_non_null(strstr(sqlite3_errmsg(db), "CHECK"));
+		assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	}
+	assert_int_equal(store_job_get(s, a, &j, &err), 0);
+	assert_int_equal(j.state, JOB_QUEUED);
+	store_job_clear(&j);
+	assert_int_equal(store_job_create(s, "bad", "{not json", 1, 1, JOB_QUEUED, &c, &err), -EINVAL);
+	assert_int_equal(store_job_create(s, "bad", "{}", 1, -2, JOB_QUEUED, &c, &err), -EINVAL);
 	memset(long_name, 'x', sizeof(long_name) - 1);
 	long_name[sizeof(long_name) - 1] = '\0';
-	assert_int_equal(store_job_create(s, long_name, "{}", 1, 1, "queued", &c, &err), -EINVAL);
+	assert_int_equal(store_job_create(s, long_name, "{}", 1, 1, JOB_QUEUED, &c, &err), -EINVAL);
 	assert_int_equal(c, 0);
 
 	/* no such job */
 	assert_int_equal(store_job_get(s, 999, &j, &err), -ENOENT);
-	assert_int_equal(store_job_set_state(s, 999, "done", NULL, &err), -ENOENT);
+	assert_int_equal(store_job_set_state(s, 999, JOB_DONE, NULL, &err), -ENOENT);
 	assert_non_null(strstr(err.msg, "no such job"));
 	assert_int_equal(try_commit(s, 999, 1, 0.5, 10, &err), -ENOENT);
 	assert_int_equal(try_position(s, 999, 0, 1, &err), -ENOENT);
@@ -749,10 +783,10 @@ static void test_jobs(void **state)
 	assert_int_equal(store_job_list(s, &jobs, &n, &err), 0);
 	assert_int_equal(n, 2);
 	assert_int_equal(jobs[0].id, a);
-	assert_string_equal(jobs[0].state, "queued");
+	assert_int_equal(jobs[0].state, JOB_QUEUED);
 	assert_int_equal(jobs[1].id, b);
 	assert_string_equal(jobs[1].name, "second");
-	assert_string_equal(jobs[1].state, "paused");
+	assert_int_equal(jobs[1].state, JOB_PAUSED);
 	assert_int_equal(jobs[1].keep, -1);
 	store_jobs_free(jobs, n);
 	store_jobs_free(NULL, 0);
@@ -892,11 +926,11 @@ static void test_job_create_at(void **state)
 
 	sqlite3_busy_timeout(raw, 0);
 	make_checksum(sum, 0, 0);
-	assert_int_equal(store_job_create_at(s, "init", "{\"epochs\":3}", 3, 2, "queued", blob, 30000, sum,
+	assert_int_equal(store_job_create_at(s, "init", "{\"epochs\":3}", 3, 2, JOB_QUEUED, blob, 30000, sum,
 					     &id, &err), 0);
 	assert_true(id > 0);
 	assert_int_equal(store_job_get(s, id, &j, &err), 0);
-	assert_string_equal(j.state, "queued");
+	assert_int_equal(j.state, JOB_QUEUED);
 	assert_null(j.last_error);
 	assert_int_equal(j.epoch, 0);
 	assert_int_equal(j.keep, 2);
@@ -914,18 +948,19 @@ static void test_job_create_at(void **state)
 	assert_int_equal(raw_i64(f->db, "SELECT count(*) FROM checkpoints WHERE kind = 'position'"), 0);
 
 	/* bad arguments change nothing */
-	assert_int_equal(store_job_create_at(s, "x", "{}", 1, 1, "queued", blob, 0, sum, &none, &err),
+	assert_int_equal(store_job_create_at(s, "x", "{}", 1, 1, JOB_QUEUED, blob, 0, sum, &none, &err),
 			 -EINVAL);
-	assert_int_equal(store_job_create_at(s, "x", "{}", 1, 1, "queued", blob, 10, "", &none, &err),
+	assert_int_equal(store_job_create_at(s, "x", "{}", 1, 1, JOB_QUEUED, blob, 10, "", &none, &err),
 			 -EINVAL);
-	assert_int_equal(store_job_create_at(s, "x", "{}", 1, 1, "sleeping", blob, 10, sum, &none, &err),
+	assert_int_equal(store_job_create_at(s, "x", "{}", 1, 1, (enum job_state)JOB_STATE_COUNT, blob,
+					     10, sum, &none, &err),
 			 -EINVAL);
 	assert_int_equal(none, -7);
 
 	/* the checkpoint's insert fails: no job either */
 	raw_exec(f->db, "CREATE TRIGGER fail_ckpt BEFORE INSERT ON checkpoints "
 			"BEGIN SELECT RAISE(ABORT, 'injected fault'); END");
-	assert_int_equal(store_job_create_at(s, "x", "{}", 1, 1, "queued", blob, 30000, sum, &none, &err),
+	assert_int_equal(store_job_create_at(s, "x", "{}", 1, 1, JOB_QUEUED, blob, 30000, sum, &none, &err),
 			 -EINVAL);
 	assert_non_null(strstr(err.msg, "injected fault"));
 	assert_int_equal(none, -7);
@@ -936,7 +971,7 @@ static void test_job_create_at(void **state)
 	for (k = 0;; k++) {
 		none = -7;
 		fault_arm(k);
-		rc = store_job_create_at(s, "oom", "{}", 1, 1, "queued", blob, 30000, sum, &none, &err);
+		rc = store_job_create_at(s, "oom", "{}", 1, 1, JOB_QUEUED, blob, 30000, sum, &none, &err);
 		fault_disarm();
 		if (rc == 0)
 			break;
@@ -949,7 +984,7 @@ static void test_job_create_at(void **state)
 		 * join that transaction and be rolled back with it. */
 		if (sqlite3_exec(raw, "BEGIN IMMEDIATE; ROLLBACK;", NULL, NULL, NULL) == SQLITE_BUSY) {
 			dangling++;
-			assert_int_equal(store_job_set_state(s, id, dangling % 2 ? "paused" : "queued", NULL,
+			assert_int_equal(store_job_set_state(s, id, dangling % 2 ? JOB_PAUSED : JOB_QUEUED, NULL,
 							     &err), 0);
 			assert_int_equal(store_job_set_kill_after(s, id, dangling % 2 ? 2 : -1, &err), 0);
 		}
@@ -963,7 +998,7 @@ static void test_job_create_at(void **state)
 	 * and the state changes made while one was left open were kept */
 	assert_int_equal(raw_i64_db(raw, "SELECT count(*) FROM jobs"), 2);
 	if (dangling) {
-		char st[STORE_STATE_MAX];
+		char st[16];
 
 		raw_text(f->db, "SELECT state FROM jobs WHERE name = 'init'", st, sizeof(st));
 		assert_string_equal(st, dangling % 2 ? "paused" : "queued");
@@ -1231,7 +1266,7 @@ static void test_job_delete(void **state)
 	}
 	assert_int_equal(try_position(s, b, 3, 5, &err), 0);
 	commit(s, c, 1, 0.5, 3000);
-	assert_int_equal(store_job_set_state(s, b, "done", NULL, &err), 0);
+	assert_int_equal(store_job_set_state(s, b, JOB_DONE, NULL, &err), 0);
 
 	assert_int_equal(store_job_delete(s, b, &r, &err), 0);
 	assert_int_equal(r.checkpoints, 4);                 /* 3 epochs + the position */
@@ -1258,7 +1293,7 @@ static void test_job_delete(void **state)
 	assert_non_null(strstr(err.msg, "no such job"));
 	assert_int_equal(try_commit(s, b, 4, 0.1, 7000, &err), -ENOENT);
 	assert_int_equal(try_position(s, b, 3, 9, &err), -ENOENT);
-	assert_int_equal(store_job_set_state(s, b, "killed", NULL, &err), -ENOENT);
+	assert_int_equal(store_job_set_state(s, b, JOB_KILLED, NULL, &err), -ENOENT);
 	assert_int_equal(store_job_set_kill_after(s, b, 2, &err), -ENOENT);
 	assert_int_equal(rows_of(f->db, "checkpoints", "job_id", b), 0);
 	assert_int_equal(rows_of(f->db, "history", "job_id", b), 0);
@@ -1448,7 +1483,7 @@ static void test_wal_reader(void **state)
 	commit(w, job, 2, 0.4, 100);
 	assert_int_equal(job_epoch(r, job), 2);   /* the reader sees the new commit */
 
-	assert_int_equal(store_job_create(r, "x", "{}", 1, 1, "queued", &id, &err), -EROFS);
+	assert_int_equal(store_job_create(r, "x", "{}", 1, 1, JOB_QUEUED, &id, &err), -EROFS);
 	assert_int_equal(try_commit(r, job, 3, 0.3, 100, &err), -EROFS);
 	assert_int_equal(store_integrity_check(r, &err), 0);
 	store_close(r);

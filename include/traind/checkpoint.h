@@ -39,8 +39,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <jansson.h>
-
 #include "traind/config.h"
 #include "traind/dataset.h"
 #include "traind/error.h"
@@ -86,10 +84,5 @@ int checkpoint_export_from_blob(const uint8_t *blob, size_t len, uint8_t **out, 
 /* Replace t's parameters with those of a model file (an export, or any
  * safetensors file with exactly the net.* tensors of t's shapes). */
 int checkpoint_load_model(struct trainer *t, const uint8_t *blob, size_t len, struct tr_err *err);
-
-/* A history row as a JSON object keyed as the history columns (epoch,
- * train_loss, train_acc, train_macro_acc, val_loss, val_acc, val_macro_acc,
- * seconds, note): the checkpoint's history metadata and the protocol's rows. */
-json_t *history_row_json(const struct history_row *r);
 
 #endif

@@ -1,20 +1,17 @@
 /*
- * jobs.h - the job registry, the scheduler and the training workers.
+ * jobs.h - the job registry, recovery, the scheduler and the jobs' state
+ * machine, and the verbs (Start, Pause, Resume, Kill, Delete) that drive it.
  *
- * DESIGN. The loop thread owns the registry: every struct job, its state, its
- * waiters, and all decisions (start, pause, kill, resume, fail, finish). Each
- * running job has one worker thread that owns its trainer (and the trainer's
- * team). The two meet in three narrow places:
- *   - job->stop: an atomic the loop sets and the worker reads between steps;
- *   - job->prog: a progress snapshot the worker publishes under job->mu and
- *     the loop copies for status and watch replies (never live buffers);
- *   - the loop queue: the worker posts "epoch committed" (via the store
- *     thread) and "I have stopped" events; the loop frees nothing of a job's
- *     worker side before that last event.
- * Checkpoints: at each epoch end the worker serializes the trainer to memory
- * (the only time it is held) and hands the blob to the store thread, which
- * commits checkpoint + history row in one transaction while training goes on.
- * Pause and shutdown save the exact position and wait for that commit.
+ * DESIGN. The loop thread owns the registry: every struct job, its state, and
+ * all decisions (start, pause, kill, resume, fail, finish). A job trains in a
+ * run behind the runner interface (worker.h: today a thread of this process
+ * that owns its trainer); the loop starts and stops runs only through
+ * runner_ops and hears of them only through the events a run posts
+ * (restored, commit, exit), and frees nothing a run may touch before its exit
+ * event. What a run shares with the loop (stop, kill_after, the progress
+ * snapshot under mu, commits_inflight) is listed in worker.h. The calls
+ * pending on a job (Wait, Watch, a Pause or Kill answered once stopped) are
+ * waiters.h's; the protocol's JSON shapes wire.h's.
  *
  * States: queued -> running -> {paused, killed, failed, done}; resume puts
  * paused/killed/failed back to queued. Delete removes a stopped job (a
@@ -35,7 +32,7 @@
  * on it (a resumed job runs, and fails at its first checkpoint), and the next
  * start recovers from what the database holds.)
  *
- * Thread: everything here on the loop thread, except the worker internals.
+ * Thread: everything here on the loop thread.
  */
 #ifndef TRAIND_JOBS_H
 #define TRAIND_JOBS_H
@@ -48,20 +45,12 @@
 #include <uv.h>
 
 #include "traind/config.h"
+#include "traind/daemon.h"
 #include "traind/dscache.h"
 #include "traind/loopq.h"
 #include "traind/server.h"
 #include "traind/store.h"
 #include "traind/storeq.h"
-
-enum job_state {
-	JOB_QUEUED,
-	JOB_RUNNING,
-	JOB_PAUSED,
-	JOB_KILLED,
-	JOB_FAILED,
-	JOB_DONE,
-};
 
 enum job_stop {
 	STOP_NONE,
@@ -119,10 +108,9 @@ struct job {
 	const struct dataset *ds;    /* the dataset the Start check loaded, for the first run
 	                                (a dscache reference, owned; NULL once handed over) */
 
-	/* worker side */
-	bool worker_alive;           /* a thread exists (until its exit event) */
-	pthread_t thread;
-	_Atomic int stop;            /* enum job_stop, loop -> worker */
+	/* the run (worker.h) */
+	bool worker_alive;           /* a run exists (from its start until its exit event) */
+	_Atomic int stop;            /* enum job_stop, set by runner_ops.stop, read by the run */
 	_Atomic int64_t kill_after;  /* die after this epoch commits; -1 none */
 	_Atomic int commits_inflight;
 	bool commit_failed;
@@ -136,25 +124,6 @@ struct job {
 	struct daemon *d;
 };
 
-struct daemon {
-	uv_loop_t *loop;
-	struct loopq lq;
-	struct storeq *sq;
-	struct dscache *dsc;
-	struct server *server;
-	char db_path[4096];
-	char data_dir[4096];
-	unsigned max_running;
-	unsigned running;
-	uint64_t next_seq;
-	struct job **jobs;           /* by id */
-	size_t njobs, cap;
-	size_t creating;             /* Starts being stored, each with a slot in `jobs` reserved */
-	bool shutting_down;
-	void (*on_drained)(struct daemon *d);   /* shutdown: every worker has stopped */
-	uv_timer_t watch_timer;
-	void (*on_change)(struct daemon *d);    /* after any state change (sd_notify STATUS) */
-};
 
 const char *job_state_name(enum job_state s);
 int job_state_parse(const char *name);   /* -1 if unknown */
@@ -197,10 +166,7 @@ void jobs_start_job(struct daemon *d, struct call *c, struct job_spec *spec);
 void jobs_pause(struct daemon *d, struct call *c, struct job *j);
 void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_only);
 void jobs_kill(struct daemon *d, struct call *c, struct job *j, int64_t after_epoch);
-/* Wait: epoch (0 = none), states mask (bit per enum job_state), timeout (<0 none). */
-void jobs_wait(struct daemon *d, struct call *c, struct job *j, uint32_t epoch, unsigned states,
-	       double timeout);
-void jobs_watch(struct daemon *d, struct call *c, struct job *j);
+/* Wait and Watch: waiters.h. */
 /* Delete: remove the job with its checkpoints and history (one store
  * transaction), then take it out of the registry; its id is never reused.
  * A queued or running job is refused (InvalidState) unless `force`: then it
@@ -212,11 +178,8 @@ void jobs_delete(struct daemon *d, struct call *c, struct job *j, bool force);
 /* The loop's copy of a stored checkpoint's description. */
 void job_checkpoint_from_store(struct job_checkpoint *out, const struct store_checkpoint *c);
 
-/* The protocol's Checkpoint object. */
-json_t *checkpoint_json(const struct job_checkpoint *c);
-
-/* The Job object of the protocol (status). */
-json_t *job_to_json(struct job *j);
+/* A copy of the progress the worker last published (the loop's view). */
+void job_progress_get(struct job *j, struct job_progress *out);
 
 /* SIGTERM: checkpoint every running job, then call d->on_drained. */
 void jobs_shutdown(struct daemon *d);

@@ -41,10 +41,10 @@
 #include <stdint.h>
 
 #include "traind/error.h"
+#include "traind/jobstate.h"
 #include "traind/trainer.h"   /* struct history_row */
 
 #define STORE_NAME_MAX 64
-#define STORE_STATE_MAX 16
 #define STORE_CHECKSUM_MAX 72
 
 struct store;
@@ -53,7 +53,7 @@ struct store;
 struct store_job {
 	int64_t id;
 	char name[STORE_NAME_MAX];
-	char state[STORE_STATE_MAX];   /* queued running paused killed failed done */
+	enum job_state state;          /* the jobs.state column, read as the enum */
 	char *config_json;             /* the job's configuration (config.h keys) */
 	char *last_error;              /* NULL when none */
 	int32_t keep;                  /* retention: newest K epoch checkpoints; -1 = all */
@@ -91,17 +91,18 @@ int store_schema_version(struct store *s);
 
 /* Jobs ------------------------------------------------------------------ */
 int store_job_create(struct store *s, const char *name, const char *config_json, uint32_t epochs,
-		     int32_t keep, const char *state, int64_t *id, struct tr_err *err);
+		     int32_t keep, enum job_state state, int64_t *id, struct tr_err *err);
 /* One transaction: a new job (as store_job_create) together with its first
  * checkpoint, a position at epoch 0 step 0 (a job started from a given model):
  * after any crash the job exists with its starting model, or not at all. */
 int store_job_create_at(struct store *s, const char *name, const char *config_json, uint32_t epochs,
-			int32_t keep, const char *state, const uint8_t *blob, size_t len,
+			int32_t keep, enum job_state state, const uint8_t *blob, size_t len,
 			const char *checksum, int64_t *id, struct tr_err *err);
 /* Record (epoch >= 1) or clear (-1) a pending kill after `epoch`. */
 int store_job_set_kill_after(struct store *s, int64_t id, int64_t epoch, struct tr_err *err);
-/* Set the state and last_error (NULL clears it). */
-int store_job_set_state(struct store *s, int64_t id, const char *state, const char *last_error,
+/* Set the state and last_error (NULL clears it). A state that is not one of
+ * enum job_state: -EINVAL. */
+int store_job_set_state(struct store *s, int64_t id, enum job_state state, const char *last_error,
 			struct tr_err *err);
 int store_job_get(struct store *s, int64_t id, struct store_job *out, struct tr_err *err);
 /* All jobs ordered by id; *out is a malloc'ed array (free with store_jobs_free). */

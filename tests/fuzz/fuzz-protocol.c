@@ -1,24 +1,24 @@
 /*
  * fuzz-protocol.c - libFuzzer harness for the control socket: varlink
  * framing (server.c) and request dispatch with parameter validation
- * (methods.c, the verbs of jobs.c), in process, without training.
+ * (methods.c, the verbs of jobs.c and waiters.c), in process, without training.
  *
  * Set-up (once): a temporary directory with a data dir holding one tiny IDX
  * dataset "tiny" (48 + 12 images of 4x4), and a template database with five
  * jobs on it (paused with an epoch checkpoint and history, done, failed,
- * queued, killed). A private uv loop, a dscache, and a server listening on a
- * socket in the temporary directory.
+ * queued, killed). A private uv loop.
  *
- * Per input: the template database is copied, jobs are recovered from it and
- * a store thread is started on it, as traind's main() does; max_running is 0,
+ * Per input: the template database is copied and a daemon is built on it
+ * with daemon_new (jobs recovered, a store thread, a server listening on a
+ * socket in the temporary directory), as traind's main() does; max_running is 0,
  * so the scheduler never starts a worker: a Start is validated (config,
  * dataset, init_from model) and stored as a queued job, but nothing trains.
  * A client connects; the input (after its first byte) is written to the
  * socket in chunks whose sizes come from the first byte, while the loop runs
  * without blocking; then the loop runs until it is quiet (no thread-pool
  * work, the store thread idle, no new replies), at most a bounded number of
- * rounds. The client closes, pending calls are cancelled, the store thread
- * stops and the registry is freed.
+ * rounds. The client closes, pending calls are cancelled, and daemon_free
+ * stops the store thread, closes the server and frees the registry.
  *
  * Checks beyond "no crash": every reply is NUL-terminated JSON, an object
  * with a "parameters" object and, for an error, an "error" string in the
@@ -44,10 +44,8 @@
 
 #include "../testutil.h"
 #include "traind/checkpoint.h"
-#include "traind/dscache.h"
+#include "traind/daemon.h"
 #include "traind/jobs.h"
-#include "traind/loopq.h"
-#include "traind/methods.h"
 #include "traind/server.h"
 #include "traind/store.h"
 #include "traind/storeq.h"
@@ -61,10 +59,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define MAX_ROUNDS 4000       /* loop rounds per input */
 
 static char tmpdir[256];
+static char data_dir[512];
 static char template_db[512];
+static char work_db[512];
 static char sock_path[512];
 static uv_loop_t loop;
-static struct daemon D;
+static struct daemon *D;
 
 /* Replies received for the current input. */
 static char *rbuf;
@@ -126,9 +126,10 @@ static void tiny_config(struct train_config *cfg)
 	cfg->threads = 1;
 }
 
-/* A job row in `state` with `epochs_done` committed epochs of a real trainer. */
-static void make_job(struct store *s, const struct dataset *ds, const char *state,
-		     uint32_t epochs_done, bool position, const char *error)
+/* A job row named `name`, in `state`, with `epochs_done` committed epochs of a
+ * real trainer. */
+static void make_job(struct store *s, const struct dataset *ds, const char *name,
+		     enum job_state state, uint32_t epochs_done, bool position, const char *error)
 {
 	struct train_config cfg;
 	struct trainer *t = NULL;
@@ -140,7 +141,7 @@ static void make_job(struct store *s, const struct dataset *ds, const char *stat
 	tiny_config(&cfg);
 	cj = config_to_json(&cfg);
 	text = json_dumps(cj, JSON_COMPACT | JSON_SORT_KEYS);
-	if (store_job_create(s, state, text, cfg.epochs, 3, "queued", &id, &err) < 0)
+	if (store_job_create(s, name, text, cfg.epochs, 3, JOB_QUEUED, &id, &err) < 0)
 		DIE("%s\n", err.msg);
 	free(text);
 	json_decref(cj);
@@ -177,7 +178,7 @@ static void make_job(struct store *s, const struct dataset *ds, const char *stat
 		DIE("%s\n", err.msg);
 }
 
-static void make_template(const char *data_dir)
+static void make_template(void)
 {
 	char dir[1024];
 	struct dataset *syn = make_synthetic(48, 12, 4, 11);
@@ -195,11 +196,11 @@ static void make_template(const char *data_dir)
 		DIE("%s\n", err.msg);
 	if (store_open(&s, template_db, false, &err) < 0)
 		DIE("%s\n", err.msg);
-	make_job(s, ds, "paused", 1, true, NULL);                 /* id 1 */
-	make_job(s, ds, "done", 3, false, NULL);                  /* id 2 */
-	make_job(s, ds, "failed", 1, false, "a failure");         /* id 3 */
-	make_job(s, ds, "queued", 0, false, NULL);                /* id 4 */
-	make_job(s, ds, "killed", 2, true, NULL);                 /* id 5 */
+	make_job(s, ds, "paused", JOB_PAUSED, 1, true, NULL);            /* id 1 */
+	make_job(s, ds, "done", JOB_DONE, 3, false, NULL);               /* id 2 */
+	make_job(s, ds, "failed", JOB_FAILED, 1, false, "a failure");    /* id 3 */
+	make_job(s, ds, "queued", JOB_QUEUED, 0, false, NULL);           /* id 4 */
+	make_job(s, ds, "killed", JOB_KILLED, 2, true, NULL);            /* id 5 */
 	store_close(s);
 	dataset_free(ds);
 }
@@ -215,8 +216,6 @@ static void cleanup_tmpdir(void)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	char data_dir[512];
-	struct tr_err err = { 0 };
 	const char *base = getenv("TMPDIR");
 
 	(void)argc;
@@ -228,42 +227,37 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	atexit(cleanup_tmpdir);
 	snprintf(data_dir, sizeof(data_dir), "%s/data", tmpdir);
 	snprintf(template_db, sizeof(template_db), "%s/template.db", tmpdir);
+	snprintf(work_db, sizeof(work_db), "%s/work.db", tmpdir);
 	snprintf(sock_path, sizeof(sock_path), "%s/s", tmpdir);
-	make_template(data_dir);
+	make_template();
 
 	if (uv_loop_init(&loop) < 0)
 		DIE("uv_loop_init\n");
-	memset(&D, 0, sizeof(D));
-	D.loop = &loop;
-	D.max_running = 0;   /* the scheduler never starts a worker */
-	snprintf(D.db_path, sizeof(D.db_path), "%s/work.db", tmpdir);
-	snprintf(D.data_dir, sizeof(D.data_dir), "%s", data_dir);
-	if (loopq_init(&D.lq, &loop) < 0 || dscache_new(&D.dsc, data_dir) < 0)
-		DIE("out of memory\n");
-	if (server_new(&D.server, &loop, methods_dispatch, &D) < 0 ||
-	    server_listen_path(D.server, sock_path, &err) < 0)
-		DIE("%s\n", err.msg);
 	return 0;
 }
 
-/* Fresh registry and store thread on a copy of the template database. */
+/* A fresh daemon on a copy of the template database. */
 static void daemon_reset(void)
 {
+	struct daemon_config cfg = {
+		.loop = &loop,
+		.db_path = work_db,
+		.data_dir = data_dir,
+		.max_running = 0,   /* the scheduler never starts a worker */
+		.listen_fd = -1,
+		.socket_path = sock_path,
+	};
 	char wal[600], cmd[1200];
-	struct store *s = NULL;
 	struct tr_err err = { 0 };
 
-	snprintf(wal, sizeof(wal), "%s-wal", D.db_path);
+	snprintf(wal, sizeof(wal), "%s-wal", work_db);
 	unlink(wal);
-	snprintf(wal, sizeof(wal), "%s-shm", D.db_path);
+	snprintf(wal, sizeof(wal), "%s-shm", work_db);
 	unlink(wal);
-	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", template_db, D.db_path);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", template_db, work_db);
 	if (system(cmd) != 0)
 		DIE("cannot copy the template database\n");
-	if (store_open(&s, D.db_path, false, &err) < 0 || jobs_recover(&D, s, &err) < 0)
-		DIE("%s\n", err.msg);
-	store_close(s);
-	if (storeq_start(&D.sq, D.db_path, &D.lq, &err) < 0)
+	if (daemon_new(&D, &cfg, &err) < 0)
 		DIE("%s\n", err.msg);
 }
 
@@ -404,7 +398,7 @@ static bool drive(int fd, const uint8_t *data, size_t size, uint8_t chunking)
 			continue;
 		}
 		/* Let the store thread finish what it was given, then deliver it. */
-		storeq_call(D.sq, noop_fn, NULL, NULL);
+		storeq_call(D->sq, noop_fn, NULL, NULL);
 		uv_run(&loop, UV_RUN_NOWAIT);
 		if (client_read(fd) || busy()) {
 			quiet = 0;
@@ -417,24 +411,21 @@ static bool drive(int fd, const uint8_t *data, size_t size, uint8_t chunking)
 }
 
 /* Close the client; wait until the server has dropped the connection and all
- * work it started is done; stop the store thread; free the registry. */
+ * work it started is done; free the daemon (its store thread stops, its
+ * server closes, the completions it posted last run). */
 static void teardown(int fd)
 {
 	close(fd);
 	for (int round = 0; round < 100000; round++) {
 		uv_run(&loop, UV_RUN_NOWAIT);
-		if (server_connections(D.server) == 0 && !busy())
+		if (server_connections(D->server) == 0 && !busy())
 			break;
 		usleep(50);
 	}
-	CHECK(server_connections(D.server) == 0 && !busy());
-	storeq_stop(D.sq);
-	D.sq = NULL;
-	uv_run(&loop, UV_RUN_NOWAIT);   /* completions the store thread posted last */
-	uv_run(&loop, UV_RUN_NOWAIT);
-	jobs_free(&D);
-	D.running = 0;
-	D.next_seq = 0;
+	CHECK(server_connections(D->server) == 0 && !busy());
+	daemon_free(D);
+	D = NULL;
+	unlink(sock_path);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -1,0 +1,414 @@
+/*
+ * worker.c - the thread runner: each run of a job on a dedicated thread
+ * that owns its trainer. See include/traind/worker.h for the contract with
+ * the loop.
+ *
+ * A run is one struct worker_run, allocated by the loop before the thread
+ * starts and freed by the loop when the run's exit event arrives, so the
+ * events the thread posts need no allocation and cannot be lost. The thread
+ * builds its trainer (load_trainer: the newest checkpoint that verifies, or
+ * fresh), posts "restored", trains step by step, publishes progress, hands
+ * each epoch's checkpoint to the store thread, and honours j->stop between
+ * steps.
+ */
+#include "traind/worker.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "traind/daemon.h"
+#include "traind/log.h"
+
+#define WORKER_NICE 5   /* training threads run at this nice value */
+
+static double now_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* A checkpoint on its way to the store thread and back to the loop. */
+struct commit {
+	struct loopq_node node;      /* a synchronous commit's trip to the loop */
+	struct job *j;
+	int64_t job_id;
+	uint8_t *blob;
+	double submitted;            /* monotonic time of hand-over */
+	struct run_commit out;       /* what the loop hears */
+};
+
+/* One run of a worker thread, allocated by the loop before the thread starts
+ * (and freed by the loop when the run's exit event arrives), so that the
+ * events the thread posts need no allocation and cannot be lost. */
+struct worker_run {
+	struct job *j;
+	bool weights_only;               /* restore the model only */
+	const struct dataset *ds;        /* the Start check's dataset reference, or NULL: get it */
+	pthread_t thread;                /* set by start (before the run can post its exit) */
+	struct loopq_node restored_node; /* "the trainer is built": posted at most once */
+	struct run_restored restored;
+	struct loopq_node exit_node;     /* "I have stopped": the run's last post */
+	struct run_exit ex;
+};
+
+/* The commit's outcome to the loop; the loop has what it needs, the blob goes. */
+static void commit_event(struct commit *c)
+{
+	jobs_on_commit(c->j, &c->out);
+	free(c->blob);
+	free(c);
+}
+
+static void on_commit_node(struct loopq_node *n)
+{
+	commit_event(loopq_entry(n, struct commit, node));
+}
+
+static void on_restored(struct loopq_node *n)
+{
+	struct worker_run *run = loopq_entry(n, struct worker_run, restored_node);
+
+	jobs_on_restored(run->j, &run->restored);   /* the run stays the worker's */
+}
+
+/* The run's last event: join the thread, free the run, tell the loop. */
+static void on_worker_exit(struct loopq_node *n)
+{
+	struct worker_run *run = loopq_entry(n, struct worker_run, exit_node);
+	struct job *j = run->j;
+	struct run_exit ex = run->ex;
+
+	pthread_join(run->thread, NULL);
+	free(run);
+	jobs_on_exit(j, &ex);
+}
+
+static int commit_fn(struct store *s, void *arg, struct tr_err *err)
+{
+	struct commit *c = arg;
+	int rc;
+
+	/* Hash here, off the training thread. */
+	rc = checkpoint_seal(c->blob, c->out.len, c->out.checksum, err);
+	if (rc < 0)
+		return rc;
+	if (c->out.is_epoch)
+		rc = store_commit_epoch(s, c->job_id, &c->out.row, c->blob, c->out.len, c->out.checksum,
+					err);
+	else
+		rc = store_save_position(s, c->job_id, c->out.epoch, c->out.step, c->blob, c->out.len,
+					 c->out.checksum, err);
+	c->out.durable_after = now_mono() - c->submitted;
+	return rc;
+}
+
+static void commit_done(void *arg, int rc, const struct tr_err *err)
+{
+	struct commit *c = arg;
+
+	c->out.rc = rc;
+	if (err)
+		c->out.err = *err;
+	commit_event(c);
+}
+
+/* Serialize the trainer and hand it to the store thread; with `sync`, wait
+ * for the commit (pause, shutdown, kill-after-epoch). Returns the commit's
+ * result when sync, else 0 once submitted. */
+static int hand_over(struct job *j, struct trainer *t, const struct history_row *row, bool sync,
+		     struct tr_err *err)
+{
+	struct daemon *d = j->d;
+	struct commit *c = calloc(1, sizeof(*c));
+	double t0 = now_mono();
+	int rc;
+
+	if (!c)
+		return tr_err_set(err, -ENOMEM, "out of memory");
+	c->j = j;
+	c->job_id = j->id;
+	c->out.is_epoch = row != NULL;
+	if (row)
+		c->out.row = *row;
+	c->out.epoch = t->epoch;
+	c->out.step = t->step;
+	rc = checkpoint_serialize(t, &c->blob, &c->out.len, err);
+	if (rc < 0) {
+		free(c);
+		return rc;
+	}
+	c->out.hold_seconds = now_mono() - t0;
+	c->submitted = now_mono();
+	atomic_fetch_add(&j->commits_inflight, 1);
+	if (!sync) {
+		rc = storeq_submit(d->sq, commit_fn, c, commit_done);
+		if (rc < 0) {
+			atomic_fetch_sub(&j->commits_inflight, 1);
+			free(c->blob);
+			free(c);
+			return tr_err_set(err, rc, "cannot queue the checkpoint");
+		}
+		return 0;
+	}
+	c->out.rc = storeq_call(d->sq, commit_fn, c, &c->out.err);
+	rc = c->out.rc;
+	if (rc < 0 && err)
+		*err = c->out.err;
+	c->node.fn = on_commit_node;
+	loopq_post(&d->lq, &c->node);
+	return rc;
+}
+
+static void publish(struct job *j, struct trainer *t, double sps, bool active)
+{
+	pthread_mutex_lock(&j->mu);
+	if (t) {
+		j->prog.epoch = t->epoch;
+		j->prog.step = t->step;
+		j->prog.steps_per_epoch = t->steps_per_epoch;
+	}
+	if (sps > 0)
+		j->prog.samples_per_second = sps;
+	j->prog.has_loss = t && t->sums.batches > 0;
+	j->prog.loss = j->prog.has_loss ? t->sums.loss_sum / (double)t->sums.batches : 0;
+	j->prog.active = active;
+	pthread_mutex_unlock(&j->mu);
+}
+
+struct drop_req {
+	int64_t job_id, ckpt_id;
+};
+
+static int drop_fn(struct store *s, void *arg, struct tr_err *err)
+{
+	struct drop_req *r = arg;
+
+	return store_drop_checkpoint(s, r->job_id, r->ckpt_id, err);
+}
+
+/* Build the trainer: from the newest checkpoint that verifies (dropping ones
+ * that do not, which moves the history back with them), or fresh. */
+static int load_trainer(struct job *j, const struct dataset *ds, bool weights_only,
+			struct trainer **out, struct run_exit *ex, struct tr_err *err)
+{
+	struct store *rs = NULL;
+	int rc;
+
+	rc = store_open(&rs, j->d->db_path, true, err);
+	if (rc < 0)
+		return rc;
+	for (int tries = 0; tries < 1000; tries++) {
+		struct store_checkpoint ck;
+		struct checkpoint_info info;
+		struct drop_req dr;
+
+		memset(&ck, 0, sizeof(ck));
+		rc = store_latest_checkpoint(rs, j->id, &ck, err);
+		if (rc == -ENOENT) {
+			rc = trainer_new(out, &j->cfg, ds, err);
+			break;
+		}
+		if (rc < 0)
+			break;
+		rc = checkpoint_inspect(ck.blob, ck.size > 0 ? (size_t)ck.size : 0, &info, err);
+		if (rc == 0 && strcmp(info.checksum, ck.checksum) != 0)
+			rc = tr_err_set(err, -EINVAL, "checksum %s differs from the stored %s", info.checksum,
+					ck.checksum);
+		if (rc < 0) {
+			log_warn("job %" PRId64 ": checkpoint at epoch %u step %u is unusable (%s); "
+				 "falling back to the one before it",
+				 j->id, ck.epoch, ck.step, err ? err->msg : "corrupt");
+			dr.job_id = j->id;
+			dr.ckpt_id = ck.id;
+			store_checkpoint_clear(&ck);
+			rc = storeq_call(j->d->sq, drop_fn, &dr, err);
+			if (rc < 0)
+				break;
+			continue;
+		}
+		rc = checkpoint_restore(out, ck.blob, (size_t)ck.size, ds, weights_only, err);
+		if (rc == 0) {
+			ex->restored = true;
+			ex->restored_epoch = ck.epoch;
+			ex->restored_step = ck.step;
+			job_checkpoint_from_store(&ex->ck, &ck);
+		}
+		store_checkpoint_clear(&ck);
+		break;
+	}
+	store_close(rs);
+	return rc;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker_run *run = arg;
+	struct job *j = run->j;
+	struct daemon *d = j->d;
+	struct run_exit *ex = &run->ex;
+	const struct dataset *ds = NULL;
+	struct trainer *t = NULL;
+	struct tr_err err = { 0 };
+	double window_t = now_mono();
+	uint64_t window_samples = 0;
+	double sps = 0;
+	int rc;
+
+	ex->outcome = JOB_FAILED;
+	/* Training yields to the loop and the store thread: a checkpoint commit or
+	 * a status reply should never queue behind a minibatch. Linux nice values
+	 * are per thread and inherited by the team threads created below. */
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), WORKER_NICE) < 0)
+		log_debug("job %" PRId64 ": cannot lower the worker's priority", j->id);
+	publish(j, NULL, 0, false);
+	ds = run->ds;   /* a new job's first run: loaded by the Start check */
+	run->ds = NULL;
+	rc = ds ? 0 : dscache_get(d->dsc, j->cfg.dataset, &ds, &err);
+	if (rc < 0)
+		goto out;
+	rc = load_trainer(j, ds, run->weights_only, &t, ex, &err);
+	if (rc < 0)
+		goto out;
+	run->restored.from_checkpoint = ex->restored;
+	run->restored.ck = ex->ck;
+	run->restored.nhistory = t->nhistory;
+	run->restored.last_val_acc = t->nhistory ? t->history[t->nhistory - 1].val_acc : 0;
+	run->restored.params = t->model.nparams;
+	snprintf(run->restored.numerics, sizeof(run->restored.numerics), "%s", t->numerics_changed);
+	run->restored_node.fn = on_restored;
+	loopq_post(&d->lq, &run->restored_node);
+	publish(j, t, 0, true);
+	for (;;) {
+		int stop = atomic_load(&j->stop);
+
+		if (stop != STOP_NONE) {
+			if (stop == STOP_PAUSE || stop == STOP_SHUTDOWN) {
+				/* Save the exact position unless the newest epoch
+				 * checkpoint already is it. */
+				if (t->step > 0) {
+					rc = hand_over(j, t, NULL, true, &err);
+					if (rc < 0)
+						goto out;
+				}
+				ex->outcome = stop == STOP_PAUSE ? JOB_PAUSED : JOB_RUNNING;
+			} else {
+				ex->outcome = stop == STOP_KILL ? JOB_KILLED : JOB_FAILED;
+			}
+			rc = 0;
+			break;
+		}
+		if (trainer_finished(t)) {
+			ex->outcome = JOB_DONE;
+			rc = 0;
+			break;
+		}
+		if (trainer_epoch_done(t)) {
+			struct history_row row;
+			int64_t kill_after;
+
+			rc = trainer_end_epoch(t, &row);
+			if (rc < 0) {
+				tr_err_set(&err, rc, "evaluation failed");
+				goto out;
+			}
+			kill_after = atomic_load(&j->kill_after);
+			if (kill_after == (int64_t)row.epoch) {
+				/* The lesson's crash: die right after this commit. */
+				rc = hand_over(j, t, &row, true, &err);
+				if (rc < 0)
+					goto out;
+				ex->outcome = JOB_KILLED;
+				break;
+			}
+			rc = hand_over(j, t, &row, false, &err);
+			if (rc < 0)
+				goto out;
+			publish(j, t, sps, true);
+			continue;
+		}
+		rc = trainer_step(t);
+		if (rc < 0) {
+			tr_err_set(&err, rc, "training step failed");
+			goto out;
+		}
+		window_samples += t->cfg.batch_size;
+		if (window_samples >= 4096) {
+			double now = now_mono();
+
+			sps = (double)window_samples / (now - window_t);
+			window_t = now;
+			window_samples = 0;
+		}
+		publish(j, t, sps, true);
+	}
+out:
+	if (rc < 0) {
+		ex->outcome = JOB_FAILED;
+		ex->rc = rc;
+		snprintf(ex->msg, sizeof(ex->msg), "%s", err.msg[0] ? err.msg : strerror(-rc));
+	}
+	if (t)
+		publish(j, t, sps, false);
+	trainer_free(t);
+	if (ds)
+		dscache_put(d->dsc, ds);
+	/* The last touch of the run: the loop frees it. */
+	run->exit_node.fn = on_worker_exit;
+	loopq_post(&d->lq, &run->exit_node);
+	return NULL;
+}
+
+static int thread_start(struct job *j, bool weights_only, const struct dataset *ds,
+			struct tr_err *err)
+{
+	struct worker_run *run = calloc(1, sizeof(*run));
+	int rc;
+
+	if (!run)
+		return tr_err_set(err, -ENOMEM, "out of memory starting the worker");
+	run->j = j;
+	run->weights_only = weights_only;   /* run belongs to the worker once it runs */
+	run->ds = ds;
+	atomic_store(&j->stop, STOP_NONE);
+	pthread_mutex_lock(&j->mu);
+	{
+		uint32_t spe = j->prog.steps_per_epoch;
+
+		memset(&j->prog, 0, sizeof(j->prog));
+		j->prog.epoch = j->committed_epoch;
+		j->prog.steps_per_epoch = spe;
+	}
+	pthread_mutex_unlock(&j->mu);
+	rc = -pthread_create(&run->thread, NULL, worker_main, run);
+	if (rc < 0) {
+		free(run);
+		return tr_err_set(err, rc, "cannot start a worker thread");
+	}
+	return 0;
+}
+
+static void thread_stop(struct job *j, enum job_stop why)
+{
+	if (why == STOP_PAUSE || why == STOP_SHUTDOWN) {
+		if (atomic_load(&j->stop) == STOP_NONE)
+			atomic_store(&j->stop, why);
+		return;
+	}
+	atomic_store(&j->stop, why);
+}
+
+const struct runner_ops thread_runner = {
+	.name = "thread",
+	.start = thread_start,
+	.stop = thread_stop,
+};
