@@ -853,9 +853,8 @@ static void job_remove(struct daemon *d, struct job *j)
 			break;
 		}
 	}
-	free(j->error);
-	pthread_mutex_destroy(&j->mu);
-	free(j);
+	j->removal = NULL;   /* removal_done's, which frees it */
+	job_destroy(j);      /* everything else the job owns: its errors, its dataset reference... */
 }
 
 static void removal_done(void *arg, int rc, const struct tr_err *err)

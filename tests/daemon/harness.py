@@ -284,6 +284,10 @@ class Daemon:
         new, self._scanned = text[self._scanned:], len(text)
         reports = sanitizer_reports(new)
         if reports:
+            # The report itself, so that a CI log shows where it comes from.
+            at = new.find("==ERROR:")
+            at = new.rfind("\n", 0, at) + 1 if at >= 0 else 0
+            print("---- sanitizer report ----\n" + new[at:at + 8000], flush=True)
             check(False, "traind (%s) wrote %d sanitizer report(s): %s" % (self.dir, len(reports), reports[:3]))
 
     def cleanup(self):
