@@ -433,6 +433,7 @@ static void job_destroy(struct job *j)
 	free(j->error);
 	free(j->state_error);
 	free(j->numerics);
+	free(j->model_text);
 	free(j->removal);   /* a removal the loop stopped before (its call is gone) */
 	pthread_mutex_destroy(&j->mu);
 	free(j);

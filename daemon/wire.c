@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "traind/config.h"
 #include "traind/spec.h"
@@ -69,7 +70,8 @@ json_t *job_to_json(struct job *j)
 		json_object_set_new(o, "val_acc", json_real(j->last_val_acc));
 	if (j->newest.valid)
 		json_object_set_new(o, "checkpoint", checkpoint_json(&j->newest));
-	{
+	if (!j->model_text) {
+		/* Parsed once per job, not at every Status and List. */
 		struct model_spec spec;
 		char text[CFG_MODEL_MAX + 64];
 
@@ -77,8 +79,10 @@ json_t *job_to_json(struct job *j)
 			spec_text(&spec, text, sizeof(text));
 		else
 			snprintf(text, sizeof(text), "%s", j->cfg.model);
-		json_object_set_new(o, "model", json_string(text));
+		j->model_text = strdup(text);   /* NULL on ENOMEM: tried again next time */
 	}
+	if (j->model_text)
+		json_object_set_new(o, "model", json_string(j->model_text));
 	if (j->params)
 		json_object_set_new(o, "params", json_integer((json_int_t)j->params));
 	if (j->numerics)

@@ -101,6 +101,8 @@ struct job {
 	bool has_val_acc;
 	struct job_checkpoint newest;
 	uint64_t params;             /* the model's parameters; 0 until known (its dataset's shape) */
+	char *model_text;            /* the model's SPEC written out (mlp, lenet5 expanded), made on
+	                                first use by wire.c: cfg does not change; owned */
 	char *numerics;              /* set when the last restore ran under another BLAS kernel than
 	                                the job trained with: what that means, owned; else NULL */
 	bool weights_only_next;      /* the next start restores the model only */
