@@ -106,6 +106,9 @@ static void usage(FILE *out)
 		"  export JOB [--epoch N] -o FILE.safetensors\n"
 		"                                  write the model (PyTorch names) to FILE\n"
 		"  watch JOB                       live progress until the job stops\n"
+		"  counters                        traind's counters since it started: epochs\n"
+		"                                  committed, jobs failed, error replies, and\n"
+		"                                  the checkpoint commit latency histogram\n"
 		"\n"
 		"options:\n"
 		"  --socket PATH   traind's socket (default $TRAIND_SOCKET, else\n"
@@ -172,6 +175,7 @@ static const struct verb verbs[] = {
 	{ "export", cmd_export, BIT(O_EPOCH) | BIT(O_OUTPUT), JOB_REQUIRED },
 	{ "watch", cmd_watch, 0, JOB_REQUIRED },
 	{ "rm", cmd_rm, BIT(O_FORCE), JOB_MANY },
+	{ "counters", cmd_counters, 0, JOB_NONE },
 };
 
 static void default_socket(struct cli *cli)

@@ -1,6 +1,6 @@
 /*
  * verbs-query.c - the verbs that read jobs: status, list, history,
- * checkpoints, wait, watch.
+ * checkpoints, wait, watch; and counters (traind's own).
  *
  * wait and watch block for as long as the job takes: wait's socket timeout
  * is its --timeout plus a margin (none without one), watch's none. watch
@@ -300,3 +300,54 @@ int cmd_watch(struct cli *cli)
 	return rc;
 }
 
+
+/* counters: traind's counters since it started, and the commit latency
+ * histogram with its cumulative counts ("le" as Prometheus has it). */
+int cmd_counters(struct cli *cli)
+{
+	static const char *const names[] = { "epochs_committed", "jobs_failed", "client_errors" };
+	json_t *reply = NULL, *h, *buckets, *counts, *sum, *count;
+	int rc;
+
+	rc = rpc(cli, "io.traind.Counters", NULL, &reply);
+	if (rc != RC_OK)
+		return rc;
+	h = json_object_get(reply, "commit_seconds");
+	buckets = json_object_get(h, "buckets");
+	counts = json_object_get(h, "counts");
+	sum = json_object_get(h, "sum");
+	count = json_object_get(h, "count");
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!json_is_integer(json_object_get(reply, names[i]))) {
+			json_decref(reply);
+			return malformed("Counters", names[i]);
+		}
+	if (!json_is_array(buckets) || !json_is_array(counts) ||
+	    json_array_size(buckets) != json_array_size(counts) || !json_is_number(sum) ||
+	    !json_is_integer(count)) {
+		json_decref(reply);
+		return malformed("Counters", "commit_seconds");
+	}
+	if (cli->json) {
+		rc = render_json(stdout, reply);
+		json_decref(reply);
+		return rc;
+	}
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		printf("%-18s %" JSON_INTEGER_FORMAT "\n", names[i],
+		       json_integer_value(json_object_get(reply, names[i])));
+	printf("%-18s %" JSON_INTEGER_FORMAT " commits, %.3f s in all", "commit_seconds",
+	       json_integer_value(count), json_number_value(sum));
+	if (json_integer_value(count) > 0)
+		printf(", mean %.1f ms", 1e3 * json_number_value(sum) / (double)json_integer_value(count));
+	printf("\n");
+	for (size_t i = 0; i < json_array_size(buckets); i++) {
+		json_t *b = json_array_get(buckets, i), *n = json_array_get(counts, i);
+
+		if (json_is_number(b) && json_is_integer(n))
+			printf("  le %-8g %" JSON_INTEGER_FORMAT "\n", json_number_value(b), json_integer_value(n));
+	}
+	printf("  le %-8s %" JSON_INTEGER_FORMAT "\n", "+Inf", json_integer_value(count));
+	json_decref(reply);
+	return RC_OK;
+}

@@ -1,7 +1,8 @@
 /*
  * verbs.h - the handlers of trainctl's verbs, one per verb, grouped by kind:
  * verbs-jobs.c changes jobs (start, pause, resume, kill, rm), verbs-query.c
- * reads them (status, list, history, checkpoints, wait, watch),
+ * reads them (status, list, history, checkpoints, wait, watch) and traind's
+ * counters (counters),
  * verbs-model.c uses a job's model (eval, export).
  *
  * Each checks its flag values before connecting, makes its call(s) (rpc.h)
@@ -30,6 +31,7 @@ int cmd_history(struct cli *cli);
 int cmd_checkpoints(struct cli *cli);
 int cmd_wait(struct cli *cli);
 int cmd_watch(struct cli *cli);
+int cmd_counters(struct cli *cli);
 
 /* verbs-model.c */
 int cmd_eval(struct cli *cli);

@@ -193,6 +193,8 @@ static void set_state(struct job *j, enum job_state st, const char *error, struc
 	struct state_write *w = calloc(1, sizeof(*w));
 	char *old_error = j->error;   /* `error` may be j->error itself (finalize) */
 
+	if (st == JOB_FAILED)
+		d->counters.jobs_failed++;
 	j->target = st;
 	j->state_seq++;
 	j->error = error ? strdup(error) : NULL;
@@ -275,6 +277,7 @@ void jobs_on_commit(struct job *j, const struct run_commit *c)
 		j->newest.val_loss = c->is_epoch ? c->row.val_loss : NAN;
 		snprintf(j->newest.checksum, sizeof(j->newest.checksum), "%s", c->checksum);
 		if (c->is_epoch) {
+			counters_observe_commit(&j->d->counters, c->durable_after);
 			j->committed_epoch = c->row.epoch;
 			j->last_val_acc = c->row.val_acc;
 			j->has_val_acc = true;

@@ -14,6 +14,7 @@
 #include "traind-config.h"
 #include "traind/base64.h"
 #include "traind/checkpoint.h"
+#include "traind/counters.h"
 #include "traind/log.h"
 #include "traind/sha256.h"
 #include "traind/waiters.h"
@@ -765,6 +766,21 @@ static void m_watch(struct daemon *d, struct call *c)
 	waiters_watch(c, j);
 }
 
+static void m_counters(struct daemon *d, struct call *c)
+{
+	static const char *const keys[] = { NULL };
+	json_t *r;
+
+	if (!only_keys(c, keys))
+		return;
+	r = counters_json(&d->counters);
+	if (!r) {
+		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
+		return;
+	}
+	call_reply(c, r, false);
+}
+
 static void m_get_info(struct daemon *d, struct call *c)
 {
 	(void)d;
@@ -817,6 +833,7 @@ static const struct {
 	{ "io.traind.Export", m_export },
 	{ "io.traind.Watch", m_watch },
 	{ "io.traind.Delete", m_delete },
+	{ "io.traind.Counters", m_counters },
 	{ "org.varlink.service.GetInfo", m_get_info },
 	{ "org.varlink.service.GetInterfaceDescription", m_get_interface },
 };

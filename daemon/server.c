@@ -81,6 +81,7 @@ struct server {
 	uv_pipe_t refuse;         /* takes a connection there is no memory for (refuse_pending) */
 	bool refusing;            /* refuse is open or closing */
 	bool stalled;             /* a connection waits for refuse to be free */
+	uint64_t *errors_sent;    /* counts error replies sent, or NULL (server_count_errors) */
 };
 
 static void process(struct conn *c);
@@ -248,8 +249,11 @@ static void conn_error(struct conn *c, enum proto_error e, const char *fmt, ...)
 	if (n >= (int)sizeof(msg))
 		msg[tr_utf8_cut(msg, sizeof(msg) - 1)] = '\0';
 	m = error_message(e, json_pack("{s:s}", "message", msg));
-	if (m)
+	if (m && !c->closing) {
 		send_json(c, m);
+		if (c->srv->errors_sent)
+			(*c->srv->errors_sent)++;
+	}
 	json_decref(m);
 }
 
@@ -320,8 +324,11 @@ void call_error(struct call *c, enum proto_error e, json_t *params)
 {
 	json_t *m = error_message(e, params);
 
-	if (m && call_alive(c) && !c->oneway)
+	if (m && call_alive(c) && !c->oneway) {
 		send_json(c->conn, m);
+		if (c->conn->srv->errors_sent)
+			(*c->conn->srv->errors_sent)++;
+	}
 	json_decref(m);
 	call_end(c);
 }
@@ -876,6 +883,11 @@ void server_set_access(struct server *s, uid_t uid, gid_t gid)
 unsigned server_connections(const struct server *s)
 {
 	return s->nconns;
+}
+
+void server_count_errors(struct server *s, uint64_t *counter)
+{
+	s->errors_sent = counter;
 }
 
 static int start_listening(struct server *s, struct tr_err *err, const char *what)

@@ -32,6 +32,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "traind/counters.h"
 #include "traind/dscache.h"
 #include "traind/error.h"
 #include "traind/loopq.h"
@@ -75,6 +76,7 @@ struct daemon {
 	void (*user_drained)(struct daemon *d); /* cfg->on_drained */
 	uv_timer_t watch_timer;
 	void (*on_change)(struct daemon *d);    /* after any state change (sd_notify STATUS) */
+	struct counters counters;    /* since this traind started (io.traind.Counters) */
 };
 
 /* Everything daemon_new does, in order (see the top); on failure nothing is

@@ -31,6 +31,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <uv.h>
 
@@ -66,6 +67,9 @@ void server_set_access(struct server *s, uid_t uid, gid_t gid);
  * server is freed once every handle has closed. */
 void server_close(struct server *s);
 unsigned server_connections(const struct server *s);
+/* Count every error reply sent from now on in *counter (counters.h's
+ * client_errors; it must outlive the server). */
+void server_count_errors(struct server *s, uint64_t *counter);
 
 json_t *call_params(struct call *c);        /* borrowed; an object (maybe empty) */
 const char *call_method(struct call *c);
