@@ -72,6 +72,7 @@ const struct opt_desc opts[O_COUNT] = {
 	[O_SPLIT] = { "split", 0, true, NULL },
 	[O_OUTPUT] = { "output", 'o', true, NULL },
 	[O_FORCE] = { "force", 0, false, NULL },
+	[O_METRIC] = { "metric", 0, true, NULL },
 };
 
 static void usage(FILE *out)
@@ -106,6 +107,9 @@ static void usage(FILE *out)
 		"  export JOB [--epoch N] -o FILE.safetensors\n"
 		"                                  write the model (PyTorch names) to FILE\n"
 		"  watch JOB                       live progress until the job stops\n"
+		"  plot JOB... [--metric loss|acc|lr] [-o FILE.svg|FILE.png]\n"
+		"                                  learning curves by epoch: to an SVG or PNG\n"
+		"                                  file, or as text on a terminal\n"
 		"  counters                        traind's counters since it started: epochs\n"
 		"                                  committed, jobs failed, error replies, and\n"
 		"                                  the checkpoint commit latency histogram\n"
@@ -176,6 +180,7 @@ static const struct verb verbs[] = {
 	{ "watch", cmd_watch, 0, JOB_REQUIRED },
 	{ "rm", cmd_rm, BIT(O_FORCE), JOB_MANY },
 	{ "counters", cmd_counters, 0, JOB_NONE },
+	{ "plot", cmd_plot, BIT(O_METRIC) | BIT(O_OUTPUT), JOB_MANY },
 };
 
 static void default_socket(struct cli *cli)

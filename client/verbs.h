@@ -3,7 +3,8 @@
  * verbs-jobs.c changes jobs (start, pause, resume, kill, rm), verbs-query.c
  * reads them (status, list, history, checkpoints, wait, watch) and traind's
  * counters (counters),
- * verbs-model.c uses a job's model (eval, export).
+ * verbs-model.c uses a job's model (eval, export), verbs-plot.c draws
+ * learning curves (plot).
  *
  * Each checks its flag values before connecting, makes its call(s) (rpc.h)
  * and prints the reply (render.h): human text by default, exactly one JSON
@@ -32,6 +33,9 @@ int cmd_checkpoints(struct cli *cli);
 int cmd_wait(struct cli *cli);
 int cmd_watch(struct cli *cli);
 int cmd_counters(struct cli *cli);
+
+/* verbs-plot.c */
+int cmd_plot(struct cli *cli);
 
 /* verbs-model.c */
 int cmd_eval(struct cli *cli);
