@@ -53,8 +53,8 @@ void plot_axis_fit(struct plot_axis *a, double min, double max, int max_ticks, b
 		min = max;
 		max = t;
 	}
-	if (max_ticks < 2)
-		max_ticks = 2;
+	if (max_ticks < 3)   /* 2 cannot always do: [-1, 999] needs -1000, 0, 1000 */
+		max_ticks = 3;
 	if (max_ticks > PLOT_MAX_TICKS)
 		max_ticks = PLOT_MAX_TICKS;
 	if (max == min) {
@@ -613,7 +613,7 @@ int plot_text(FILE *out, const struct plot *p, int cols, int rows, bool color)
 	g.rows = rows;
 	dots_w = g.cols * 2;
 	dots_h = g.rows * 4;
-	plot_axis_fit(&xa, xmin, xmax, g.cols / 8 < 2 ? 2 : g.cols / 8, true);
+	plot_axis_fit(&xa, xmin, xmax, g.cols / 4 < 2 ? 2 : g.cols / 4, true);
 	g.bits = calloc((size_t)g.rows * (size_t)g.cols, 1);
 	g.owner = malloc((size_t)g.rows * (size_t)g.cols * sizeof(*g.owner));
 	line = malloc((size_t)(lw + 2 + g.cols) + 1);

@@ -57,7 +57,7 @@ struct plot_axis {
 };
 
 /* Round [min, max] out to nice ticks: step 1, 2 or 5 x 10^k, at most
- * max_ticks (2..PLOT_MAX_TICKS) ticks; with `integer`, a whole step >= 1. An
+ * max_ticks (3..PLOT_MAX_TICKS) ticks; with `integer`, a whole step >= 1. An
  * empty range (min == max) is widened around the value; non-finite input
  * gives [0, 1]. */
 void plot_axis_fit(struct plot_axis *a, double min, double max, int max_ticks, bool integer);
