@@ -9,9 +9,10 @@
  *
  * Naming the SVG's paths: cairo 1.16's SVG surface cannot give an element
  * an id (its tags are PDF-only), so the document is post-processed: it
- * writes glyphs and clip paths first, then the page's drawing in order, so
- * the series, being drawn last, are its last <path> elements, one each, in
- * series order. Each gets id="job-N-KIND" class="series job-N KIND"; a
+ * writes the glyphs' definitions first, then the page's drawing in order,
+ * so the series, being drawn last, are its last <path> elements, one each
+ * (a series without a finite point draws nothing and gets none), in series
+ * order. Each gets id="job-N-KIND" class="series job-N KIND"; a
  * document where those paths are not strokes (a cairo that writes
  * otherwise) is an error, never a mislabelled chart.
  *
@@ -374,44 +375,62 @@ static void draw_series(cairo_t *cr, const struct plot *p, const struct frame *f
 	}
 }
 
-/* Give the last p->nseries <path> elements of the SVG their ids. */
+/* Whether cairo strokes anything for r: a finite point at least. */
+static bool drawn(const struct plot_series *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (isfinite(r->x[i]) && isfinite(r->y[i]))
+			return true;
+	return false;
+}
+
+/* Give the last <path> elements of the SVG, one per series drawn, their ids. */
 static int name_paths(const struct plot *p, struct membuf *m, char *why, size_t nwhy)
 {
-	size_t *at = calloc(p->nseries ? p->nseries : 1, sizeof(*at));
+	size_t ndrawn = 0;
+	size_t *at;
 	size_t found = 0, k;
 	struct membuf out = { 0 };
 	const uint8_t *q = m->p, *end = m->p + m->len;
 	int rc = 0;
 
+	for (size_t s = 0; s < p->nseries; s++)
+		ndrawn += drawn(&p->series[s]);
+	at = calloc(ndrawn ? ndrawn : 1, sizeof(*at));
 	if (!at) {
 		snprintf(why, nwhy, "out of memory");
 		return -ENOMEM;
 	}
-	if (p->nseries == 0)
+	if (ndrawn == 0)
 		goto out;
-	/* every "<path", keeping the last nseries positions in a ring */
+	/* every "<path", keeping the last ndrawn positions in a ring */
 	while ((q = memmem(q, (size_t)(end - q), "<path", 5)) != NULL) {
-		at[found % p->nseries] = (size_t)(q - m->p);
+		at[found % ndrawn] = (size_t)(q - m->p);
 		found++;
 		q += 5;
 	}
-	if (found < p->nseries) {
-		snprintf(why, nwhy, "cairo wrote %zu paths for %zu series", found, p->nseries);
+	if (found < ndrawn) {
+		snprintf(why, nwhy, "cairo wrote %zu paths for %zu series", found, ndrawn);
 		rc = -EPROTO;
 		goto out;
 	}
 	{
-		size_t pos = 0;
+		size_t pos = 0, d = 0;
 
 		for (size_t s = 0; s < p->nseries; s++) {
 			const struct plot_series *r = &p->series[s];
-			size_t off = at[(found - p->nseries + s) % p->nseries];
+			size_t off;
+
+			if (!drawn(r))
+				continue;
+			off = at[(found - ndrawn + d) % ndrawn];
+			d++;
 			const uint8_t *close = memchr(m->p + off, '>', m->len - off);
 			char attr[160];
 			int n;
 
 			if (!close || !memmem(m->p + off, (size_t)(close - (m->p + off)), "fill:none", 9)) {
-				snprintf(why, nwhy, "the SVG's path %zu is not a series' stroke", found - p->nseries + s);
+				snprintf(why, nwhy, "the SVG's path %zu is not a series' stroke", found - ndrawn + d - 1);
 				rc = -EPROTO;
 				goto out;
 			}

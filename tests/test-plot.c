@@ -306,6 +306,20 @@ static void test_render(void **state)
 	free(data);
 	plot_clear(&p);
 
+	/* a series with no finite point draws nothing, and the next keeps its name */
+	one_job(&p, true);
+	for (int i = 0; i < 5; i++)
+		p.series[0].y[i] = NAN;
+	assert_int_equal(plot_render(&p, PLOT_SVG, &data, &len, why, sizeof(why)), 0);
+	svg = calloc(len + 1, 1);
+	memcpy(svg, data, len);
+	assert_null(strstr(svg, "job-1-train"));
+	assert_non_null(strstr(svg, "<path id=\"job-1-val\""));
+	free(svg);
+	free(data);
+	data = NULL;
+	plot_clear(&p);
+
 	/* nothing finite: an error, not an empty chart */
 	one_job(&p, false);
 	for (int i = 0; i < 5; i++)
