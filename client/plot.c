@@ -308,13 +308,23 @@ static void draw_legend(cairo_t *cr, const struct plot *p, const struct frame *f
 		double cy = corner & 2 ? f->y0 - h - 8 : f->y1 + 8;
 		size_t under = 0;
 
-		for (size_t s = 0; s < p->nseries; s++)
-			for (size_t i = 0; i < p->series[s].n; i++) {
-				double x = plot_axis_map(&f->xa, p->series[s].x[i], f->x0, f->x1);
-				double y = plot_axis_map(&f->ya, p->series[s].y[i], f->y0, f->y1);
+		/* the curves sampled along their segments, not just at the epochs */
+		for (size_t s = 0; s < p->nseries; s++) {
+			const struct plot_series *r = &p->series[s];
 
-				under += x >= cx && x <= cx + w && y >= cy && y <= cy + h;
+			for (size_t i = 0; i < r->n; i++) {
+				size_t j = i + 1 < r->n ? i + 1 : i;
+
+				for (int t = 0; t < 16; t++) {
+					double u = j == i ? 0 : t / 16.0;
+					double vx = r->x[i] + u * (r->x[j] - r->x[i]), vy = r->y[i] + u * (r->y[j] - r->y[i]);
+					double x = plot_axis_map(&f->xa, vx, f->x0, f->x1);
+					double y = plot_axis_map(&f->ya, vy, f->y0, f->y1);
+
+					under += x >= cx && x <= cx + w && y >= cy && y <= cy + h;   /* NaN: false */
+				}
 			}
+		}
 		if (under < best) {
 			best = under;
 			bx = cx;
