@@ -24,6 +24,7 @@
 #include <cairo-svg.h>
 #include <cairo.h>
 #include <errno.h>
+#include <fontconfig/fontconfig.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -533,6 +534,12 @@ int plot_render(const struct plot *p, enum plot_format fmt, uint8_t **out, size_
 fail:
 	free(m.p);
 	return rc;
+}
+
+void plot_release(void)
+{
+	cairo_debug_reset_static_data();
+	FcFini();
 }
 
 /* ---- text ------------------------------------------------------------- */

@@ -87,6 +87,11 @@ int plot_render(const struct plot *p, enum plot_format f, uint8_t **out, size_t 
  * its ANSI color (a cell takes the color of the last series drawn in it). */
 int plot_text(FILE *out, const struct plot *p, int cols, int rows, bool color);
 
+/* Let go of what cairo and fontconfig keep for the process (font caches):
+ * call once, after the last plot_render, before exiting (so LeakSanitizer
+ * sees no leak); no cairo object may be alive. */
+void plot_release(void);
+
 /* Free what p owns (its series). */
 void plot_clear(struct plot *p);
 

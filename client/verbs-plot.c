@@ -181,6 +181,7 @@ static int write_chart(struct cli *cli, const struct plot *p, const struct metri
 	int rc;
 
 	rc = plot_render(p, fmt, &data, &len, why, sizeof(why));
+	plot_release();   /* trainctl draws one chart per run */
 	if (rc < 0)
 		return failf(RC_ERROR, "plot: cannot draw the chart: %s", why);
 	if (file_write_atomic(cli->val[O_OUTPUT], data, len, &err) < 0) {

@@ -337,5 +337,8 @@ int main(void)
 		cmocka_unit_test(test_render),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int rc = cmocka_run_group_tests(tests, NULL, NULL);
+
+	plot_release();
+	return rc;
 }
