@@ -542,7 +542,7 @@ static int history_from_json(struct trainer *t, const char *text, uint32_t versi
 		if (version >= 3) {
 			json_t *lr = json_object_get(o, "lr"), *gn = json_object_get(o, "grad_norm");
 
-			if (!json_is_number(lr) || !(json_number_value(lr) > 0) ||
+			if (!json_is_number(lr) || !(json_number_value(lr) >= 0) ||
 			    !(json_is_null(gn) || (json_is_number(gn) && json_number_value(gn) >= 0))) {
 				tr_err_set(err, rc, "checkpoint: history row %zu: 'lr' or 'grad_norm' is malformed",
 					   i + 1);

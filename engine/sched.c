@@ -849,11 +849,12 @@ int sched_load(struct sched *s, const double *values, const int64_t *counts, uin
 {
 	const char *bad = NULL;
 
-	if (!isfinite(values[0]) || values[0] <= 0 || values[0] > 1e3)
+	/* A rate may be 0: cosine reaches eta_min (0 by default) at t_max. */
+	if (!isfinite(values[0]) || values[0] < 0 || values[0] > 1e3)
 		bad = "the learning rate";
 	else if (!isfinite(values[1]) || values[1] < 0 || values[1] >= 1)
 		bad = "the momentum";
-	else if (!isfinite(values[5]) || values[5] <= 0 || values[5] > 1e3)
+	else if (!isfinite(values[5]) || values[5] < 0 || values[5] > 1e3)
 		bad = "the epoch's learning rate";
 	else if (!isfinite(values[6]) || values[6] < 0)
 		bad = "the gradient norm sum";

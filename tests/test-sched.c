@@ -147,6 +147,7 @@ static const char *const specs[] = {
 	"onecycle(max_lr=0.01)",
 	"plateau(patience=0,factor=0.5)",
 	"linear(start_factor=0.1,total_iters=2) then cosine(t_max=3)",
+	"cosine(t_max=2)",   /* the rate is 0 after epoch 2, then rises again */
 };
 
 /* Each schedule, with and without early stopping and clipping, resumed from
