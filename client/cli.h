@@ -42,6 +42,11 @@ enum opt {
 	O_MODEL,
 	O_FTZ,
 	O_STRICT_NUMERICS,
+	O_LR_SCHEDULER,
+	O_MONITOR,
+	O_EARLY_STOP_PATIENCE,
+	O_EARLY_STOP_MIN_DELTA,
+	O_CLIP_GRAD_NORM,
 	O_KEEP,
 	O_INIT_FROM,
 	O_WEIGHTS_ONLY,
@@ -54,11 +59,12 @@ enum opt {
 	O_OUTPUT,
 	O_FORCE,
 	O_METRIC,
+	O_BEST,
 	O_COUNT
 };
 
 #define CONFIG_FIRST O_DATASET
-#define CONFIG_LAST O_STRICT_NUMERICS
+#define CONFIG_LAST O_CLIP_GRAD_NORM
 
 struct opt_desc {
 	const char *name;     /* long name, without "--" */

@@ -283,6 +283,28 @@ int render_status(FILE *out, json_t *job)
 		fprintf(out, "numerics: %s\n", m ? m : "?");
 		free(m);
 	}
+	if (rc == RC_OK) {
+		long long best_epoch;
+		double v;
+		char num[64];
+
+		if (pnum(job, "lr", &v) && isfinite(v)) {
+			fmt_shortest(v, num, sizeof(num));
+			fprintf(out, "lr: %s\n", num);
+		}
+		if (pint(job, "best_epoch", &best_epoch) && pnum(job, "best_value", &v)) {
+			char *m = clean_dup(pstr(job, "monitor") ? pstr(job, "monitor") : "val_loss");
+
+			fprintf(out, "best: epoch %lld, %s %.4f\n", best_epoch, m ? m : "?", v);
+			free(m);
+		}
+		if (pstr(job, "stopped_early")) {
+			char *m = clean_dup(pstr(job, "stopped_early"));
+
+			fprintf(out, "%s\n", m ? m : "?");
+			free(m);
+		}
+	}
 	return rc;
 }
 
@@ -301,7 +323,10 @@ void render_job_state(FILE *out, json_t *job, long long fallback_id)
 /* ---- history ---------------------------------------------------------- */
 
 static const char *history_cols[] = { "epoch", "train_loss", "train_acc", "train_macro_acc", "val_loss",
-				      "val_acc", "val_macro_acc", "seconds", "note" };
+				      "val_acc", "val_macro_acc", "seconds", "note", "lr", "grad_norm" };
+/* CSV and JSON keep the older columns' positions (lr, grad_norm come last);
+ * the table shows the note last: */
+static const int table_cols[] = { 0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 8 };
 #define HISTORY_NCOLS (sizeof(history_cols) / sizeof(history_cols[0]))
 
 static void csv_field(FILE *out, const char *s)
@@ -358,7 +383,7 @@ int render_history_table(FILE *out, json_t *rows)
 	memset(&t, 0, sizeof(t));
 	t.ncols = HISTORY_NCOLS;
 	for (size_t c = 0; c < HISTORY_NCOLS; c++) {
-		t.head[c] = history_cols[c];
+		t.head[c] = history_cols[table_cols[c]];
 		t.left[c] = c == HISTORY_NCOLS - 1;
 	}
 	json_array_foreach(rows, i, row) {
@@ -367,8 +392,15 @@ int render_history_table(FILE *out, json_t *rows)
 		const char *note = pstr(row, "note");
 
 		fmt_int(row, "epoch", cell[0], sizeof(cell[0]));
-		for (size_t c = 1; c + 1 < HISTORY_NCOLS; c++)
-			fmt_fixed(row, history_cols[c], c == 7 ? 2 : 4, cell[c], sizeof(cell[c]));
+		for (size_t c = 1; c + 1 < HISTORY_NCOLS; c++) {
+			const char *key = history_cols[table_cols[c]];
+			double v;
+
+			if (strcmp(key, "lr") == 0 && pnum(row, "lr", &v) && isfinite(v))
+				fmt_shortest(v, cell[c], sizeof(cell[c]));
+			else
+				fmt_fixed(row, key, c == 7 ? 2 : 4, cell[c], sizeof(cell[c]));
+		}
 		for (size_t c = 0; c + 1 < HISTORY_NCOLS; c++)
 			cells[c] = cell[c];
 		cells[HISTORY_NCOLS - 1] = (char *)(note ? note : "");
@@ -407,7 +439,8 @@ int render_history_json(FILE *out, json_t *rows)
 
 int render_checkpoints(FILE *out, json_t *list)
 {
-	static const char *head[] = { "epoch", "step", "kind", "size", "val_loss", "created", "checksum" };
+	static const char *head[] = { "epoch", "step", "kind", "size", "val_loss", "best", "created",
+				      "checksum" };
 	struct table t;
 	json_t *cp;
 	size_t i;
@@ -417,13 +450,14 @@ int render_checkpoints(FILE *out, json_t *list)
 	t.ncols = sizeof(head) / sizeof(head[0]);
 	for (size_t c = 0; c < t.ncols; c++) {
 		t.head[c] = head[c];
-		t.left[c] = c == 2 || c == 5 || c == 6;
+		t.left[c] = c == 2 || c == 5 || c == 6 || c == 7;
 	}
 	json_array_foreach(list, i, cp) {
 		char epoch[32], step[32], size[32], vloss[32], created[64];
 		const char *kind = pstr(cp, "kind"), *sum = pstr(cp, "checksum");
-		char *row[7];
+		char *row[8];
 		long long when;
+		json_t *best = json_object_get(cp, "best");
 
 		fmt_int(cp, "epoch", epoch, sizeof(epoch));
 		fmt_int(cp, "step", step, sizeof(step));
@@ -442,8 +476,9 @@ int render_checkpoints(FILE *out, json_t *list)
 		row[2] = (char *)(kind ? kind : "-");
 		row[3] = size;
 		row[4] = vloss;
-		row[5] = created;
-		row[6] = (char *)(sum ? sum : "-");
+		row[5] = (char *)(json_is_true(best) ? "best" : "");
+		row[6] = created;
+		row[7] = (char *)(sum ? sum : "-");
 		table_add(&t, row);
 	}
 	rc = table_print(&t, out);

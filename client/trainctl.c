@@ -61,6 +61,11 @@ const struct opt_desc opts[O_COUNT] = {
 	[O_MODEL] = { "model", 0, true, "model" },
 	[O_FTZ] = { "ftz", 0, true, "ftz" },
 	[O_STRICT_NUMERICS] = { "strict-numerics", 0, true, "strict_numerics" },
+	[O_LR_SCHEDULER] = { "lr-scheduler", 0, true, "lr_scheduler" },
+	[O_MONITOR] = { "monitor", 0, true, "monitor" },
+	[O_EARLY_STOP_PATIENCE] = { "early-stop-patience", 0, true, "early_stop_patience" },
+	[O_EARLY_STOP_MIN_DELTA] = { "early-stop-min-delta", 0, true, "early_stop_min_delta" },
+	[O_CLIP_GRAD_NORM] = { "clip-grad-norm", 0, true, "clip_grad_norm" },
 	[O_KEEP] = { "keep", 0, true, NULL },
 	[O_INIT_FROM] = { "init-from", 0, true, NULL },
 	[O_WEIGHTS_ONLY] = { "weights-only", 0, false, NULL },
@@ -73,6 +78,7 @@ const struct opt_desc opts[O_COUNT] = {
 	[O_OUTPUT] = { "output", 'o', true, NULL },
 	[O_FORCE] = { "force", 0, false, NULL },
 	[O_METRIC] = { "metric", 0, true, NULL },
+	[O_BEST] = { "best", 0, false, NULL },
 };
 
 static void usage(FILE *out)
@@ -87,8 +93,20 @@ static void usage(FILE *out)
 		"        [--optimizer adam|adamw|sgd] [--momentum M] [--weight-decay W]\n"
 		"        [--hidden 256[,128...]] [--seed 42] [--split-seed 42] [--val-size 10000]\n"
 		"        [--train-size N] [--threads N] [--model SPEC|mlp|lenet5] [--ftz true|false]\n"
-		"        [--strict-numerics true|false] [--keep K|all] [--init-from MODEL.safetensors]\n"
+		"        [--strict-numerics true|false] [--lr-scheduler SPEC]\n"
+		"        [--monitor val_loss|val_acc|val_macro_acc] [--early-stop-patience N]\n"
+		"        [--early-stop-min-delta D] [--clip-grad-norm X]\n"
+		"        [--keep K|all] [--init-from MODEL.safetensors]\n"
 		"                                  queue a new job; prints its id\n"
+		"        --lr-scheduler SPEC: step(step_size=N[,gamma=G]), multistep(milestones=2:4[,gamma=G]),\n"
+		"          exponential(gamma=G), cosine(t_max=N[,eta_min=E]),\n"
+		"          linear([start_factor=F][,end_factor=F][,total_iters=N]),\n"
+		"          onecycle(max_lr=L[,pct_start=P][,div_factor=D][,final_div_factor=F][,anneal=cos|linear]),\n"
+		"          plateau([monitor=M][,factor=F][,patience=N][,threshold=T][,cooldown=N][,min_lr=L]),\n"
+		"          or A then B (SequentialLR), e.g. 'linear(start_factor=0.1,total_iters=2) then cosine(t_max=8)'\n"
+		"        --monitor: what the best checkpoint and early stopping go by (val_loss)\n"
+		"        --early-stop-patience N: stop after N epochs without an improvement by more\n"
+		"          than --early-stop-min-delta (0); --clip-grad-norm X: clip the total gradient 2-norm\n"
 		"  pause JOB                       checkpoint the exact position, then stop\n"
 		"  resume JOB [--weights-only]     continue from the newest checkpoint\n"
 		"  kill JOB [--after-epoch N]      stop at once (or right after epoch N commits)\n"
@@ -102,9 +120,9 @@ static void usage(FILE *out)
 		"  wait JOB [--epoch N] [--state S[,S...]] [--timeout SECONDS]\n"
 		"                                  block until epoch N is committed or the job is\n"
 		"                                  in a state S (default paused,killed,failed,done)\n"
-		"  eval JOB [--split val|test] [--epoch N]\n"
+		"  eval JOB [--split val|test] [--epoch N|--best]\n"
 		"                                  loss and accuracy of a checkpoint\n"
-		"  export JOB [--epoch N] -o FILE.safetensors\n"
+		"  export JOB [--epoch N|--best] -o FILE.safetensors\n"
 		"                                  write the model (PyTorch names) to FILE\n"
 		"  watch JOB                       live progress until the job stops\n"
 		"  plot JOB... [--metric loss|acc|lr] [-o FILE.svg|FILE.png]\n"
@@ -165,7 +183,8 @@ static const struct verb verbs[] = {
 	  BIT(O_NAME) | BIT(O_DATASET) | BIT(O_EPOCHS) | BIT(O_BATCH_SIZE) | BIT(O_EVAL_BATCH_SIZE) |
 	  BIT(O_LR) | BIT(O_OPTIMIZER) | BIT(O_MOMENTUM) | BIT(O_WEIGHT_DECAY) | BIT(O_HIDDEN) |
 	  BIT(O_SEED) | BIT(O_SPLIT_SEED) | BIT(O_VAL_SIZE) | BIT(O_TRAIN_SIZE) | BIT(O_THREADS) |
-	  BIT(O_MODEL) | BIT(O_FTZ) | BIT(O_STRICT_NUMERICS) |
+	  BIT(O_MODEL) | BIT(O_FTZ) | BIT(O_STRICT_NUMERICS) | BIT(O_LR_SCHEDULER) | BIT(O_MONITOR) |
+	  BIT(O_EARLY_STOP_PATIENCE) | BIT(O_EARLY_STOP_MIN_DELTA) | BIT(O_CLIP_GRAD_NORM) |
 	  BIT(O_KEEP) | BIT(O_INIT_FROM), JOB_NONE },
 	{ "pause", cmd_pause, 0, JOB_REQUIRED },
 	{ "resume", cmd_resume, BIT(O_WEIGHTS_ONLY), JOB_REQUIRED },
@@ -175,8 +194,8 @@ static const struct verb verbs[] = {
 	{ "history", cmd_history, BIT(O_CSV), JOB_REQUIRED },
 	{ "checkpoints", cmd_checkpoints, 0, JOB_REQUIRED },
 	{ "wait", cmd_wait, BIT(O_EPOCH) | BIT(O_STATE) | BIT(O_TIMEOUT), JOB_REQUIRED },
-	{ "eval", cmd_eval, BIT(O_SPLIT) | BIT(O_EPOCH), JOB_REQUIRED },
-	{ "export", cmd_export, BIT(O_EPOCH) | BIT(O_OUTPUT), JOB_REQUIRED },
+	{ "eval", cmd_eval, BIT(O_SPLIT) | BIT(O_EPOCH) | BIT(O_BEST), JOB_REQUIRED },
+	{ "export", cmd_export, BIT(O_EPOCH) | BIT(O_OUTPUT) | BIT(O_BEST), JOB_REQUIRED },
 	{ "watch", cmd_watch, 0, JOB_REQUIRED },
 	{ "rm", cmd_rm, BIT(O_FORCE), JOB_MANY },
 	{ "counters", cmd_counters, 0, JOB_NONE },

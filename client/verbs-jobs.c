@@ -88,6 +88,11 @@ static int build_config(struct cli *cli, json_t **out)
 		case O_MODEL: v = json_string(cfg.model); break;
 		case O_FTZ: v = json_boolean(cfg.ftz); break;
 		case O_STRICT_NUMERICS: v = json_boolean(cfg.strict_numerics); break;
+		case O_LR_SCHEDULER: v = json_string(cfg.lr_scheduler); break;
+		case O_MONITOR: v = json_string(monitor_name(cfg.monitor)); break;
+		case O_EARLY_STOP_PATIENCE: v = json_integer(cfg.early_stop_patience); break;
+		case O_EARLY_STOP_MIN_DELTA: v = json_real(cfg.early_stop_min_delta); break;
+		case O_CLIP_GRAD_NORM: v = json_real(cfg.clip_grad_norm); break;
 		case O_HIDDEN:
 			v = json_array();
 			for (uint32_t i = 0; v && i < cfg.n_hidden; i++)

@@ -37,6 +37,8 @@ int cmd_eval(struct cli *cli)
 	    strcmp(cli->val[O_SPLIT], "test") != 0)
 		return failf(RC_USAGE, "--split: expected val or test, got '%.*s'",
 			     tr_utf8_cut(cli->val[O_SPLIT], TR_QUOTE_MAX), cli->val[O_SPLIT]);
+	if (cli->set[O_EPOCH] && cli->set[O_BEST])
+		return failf(RC_USAGE, "--best: give --epoch N or --best, not both");
 	if (cli->set[O_EPOCH]) {
 		rc = opt_int(cli, O_EPOCH, 1, 100000, &epoch);
 		if (rc != RC_OK)
@@ -49,6 +51,8 @@ int cmd_eval(struct cli *cli)
 		json_object_set_new(params, "split", json_string(cli->val[O_SPLIT]));
 	if (cli->set[O_EPOCH])
 		json_object_set_new(params, "epoch", json_integer((json_int_t)epoch));
+	if (cli->set[O_BEST])
+		json_object_set_new(params, "best", json_true());
 	rc = rpc(cli, "io.traind.Eval", params, &reply);
 	if (rc != RC_OK)
 		return rc;
@@ -94,6 +98,8 @@ int cmd_export(struct cli *cli)
 		return failf(RC_USAGE, "export: missing -o FILE");
 	if (!*cli->val[O_OUTPUT])
 		return failf(RC_USAGE, "-o: empty file name");
+	if (cli->set[O_EPOCH] && cli->set[O_BEST])
+		return failf(RC_USAGE, "--best: give --epoch N or --best, not both");
 	if (cli->set[O_EPOCH]) {
 		rc = opt_int(cli, O_EPOCH, 1, 100000, &want_epoch);
 		if (rc != RC_OK)
@@ -104,6 +110,8 @@ int cmd_export(struct cli *cli)
 		return failf(RC_ERROR, "out of memory");
 	if (cli->set[O_EPOCH])
 		json_object_set_new(params, "epoch", json_integer((json_int_t)want_epoch));
+	if (cli->set[O_BEST])
+		json_object_set_new(params, "best", json_true());
 	rc = rpc(cli, "io.traind.Export", params, &reply);
 	if (rc != RC_OK)
 		return rc;

@@ -281,6 +281,7 @@ void jobs_on_commit(struct job *j, const struct run_commit *c)
 			j->committed_epoch = c->row.epoch;
 			j->last_val_acc = c->row.val_acc;
 			j->has_val_acc = true;
+			job_note_row(j, &c->row);
 			log_info("job %" PRId64 ": epoch %u/%u committed | train_loss %.4f train_acc %.4f | "
 				 "val_loss %.4f val_acc %.4f | %.2fs | held %.1f ms, durable after %.1f ms",
 				 j->id, c->row.epoch, j->cfg.epochs, c->row.train_loss, c->row.train_acc,
@@ -308,6 +309,8 @@ void jobs_on_restored(struct job *j, const struct run_restored *r)
 	j->has_val_acc = r->nhistory > 0;
 	j->last_val_acc = r->last_val_acc;
 	j->params = r->params;
+	j->best_epoch = r->best_epoch;
+	j->best_value = r->best_value;
 	if (r->numerics[0]) {
 		free(j->numerics);
 		j->numerics = strdup(r->numerics);   /* NULL on ENOMEM: the log still says it */
@@ -382,6 +385,22 @@ static void schedule(struct daemon *d)
 	}
 }
 
+void job_note_row(struct job *j, const struct history_row *r)
+{
+	double v = sched_monitored(j->cfg.monitor, r->val_loss, r->val_acc, r->val_macro_acc);
+	const char *stop = strstr(r->note, "stopped early after epoch");
+
+	/* As the trainer's (sched.c): strictly better, NaN never best. */
+	if (!isnan(v) && (j->best_epoch == 0 || monitor_better(j->cfg.monitor, v, j->best_value))) {
+		j->best_epoch = r->epoch;
+		j->best_value = v;
+	}
+	if (stop) {
+		free(j->stopped_early);
+		j->stopped_early = strdup(stop);   /* NULL on ENOMEM: the history still has it */
+	}
+}
+
 void job_checkpoint_from_store(struct job_checkpoint *out, const struct store_checkpoint *c)
 {
 	out->valid = true;
@@ -391,6 +410,7 @@ void job_checkpoint_from_store(struct job_checkpoint *out, const struct store_ch
 	out->size = c->size;
 	out->created = c->created_at;
 	out->val_loss = c->val_loss;
+	out->best = c->best;
 	snprintf(out->checksum, sizeof(out->checksum), "%s", c->checksum);
 }
 
@@ -437,6 +457,7 @@ static void job_destroy(struct job *j)
 	free(j->state_error);
 	free(j->numerics);
 	free(j->model_text);
+	free(j->stopped_early);
 	free(j->removal);   /* a removal the loop stopped before (its call is gone) */
 	pthread_mutex_destroy(&j->mu);
 	free(j);
@@ -573,6 +594,8 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 		if (store_history(s, j->id, &hist, &nh, NULL) == 0 && nh > 0) {
 			j->last_val_acc = hist[nh - 1].val_acc;
 			j->has_val_acc = true;
+			for (size_t h = 0; h < nh; h++)
+				job_note_row(j, &hist[h]);
 		}
 		free(hist);
 		pthread_mutex_lock(&j->mu);

@@ -112,6 +112,7 @@ struct bg {
 	bool gone;                 /* the client went away */
 	int64_t id;
 	int64_t epoch;             /* -1: newest */
+	bool best;                 /* Eval/Export best: the best epoch checkpoint instead */
 	enum eval_split split;
 	/* Start */
 	json_t *config_in;         /* config, as sent (a reference taken on the loop) */
@@ -235,6 +236,15 @@ static int bg_checkpoint(struct bg *b, struct store *s, struct store_checkpoint 
 	int64_t epoch = b->epoch;
 	int rc;
 
+	if (b->best) {
+		rc = store_best_checkpoint(s, b->id, ck, &b->err);
+		if (rc == -ENOENT) {
+			tr_err_set(&b->err, rc, "job %" PRId64 " has no best checkpoint yet (no epoch with a finite monitored value)",
+				   b->id);
+			return bg_fail(b, PROTO_NO_SUCH_CHECKPOINT, rc);
+		}
+		return rc < 0 ? bg_fail(b, PROTO_STORAGE_ERROR, rc) : 0;
+	}
 	if (epoch < 0) {
 		struct store_checkpoint *list = NULL;
 		size_t n = 0;
@@ -712,15 +722,21 @@ static void m_wait(struct daemon *d, struct call *c)
 
 static void m_eval(struct daemon *d, struct call *c)
 {
-	static const char *const keys[] = { "id", "split", "epoch", NULL };
+	static const char *const keys[] = { "id", "split", "epoch", "best", NULL };
 	json_t *split = json_object_get(call_params(c), "split");
 	enum eval_split which = EVAL_VAL;
 	int64_t epoch = -1;
+	bool best = false;
 	struct job *j;
 	struct bg *b;
 
-	if (!only_keys(c, keys) || !get_int(c, "epoch", false, 0, 100000, &epoch))
+	if (!only_keys(c, keys) || !get_int(c, "epoch", false, 0, 100000, &epoch) ||
+	    !get_bool(c, "best", &best))
 		return;
+	if (best && epoch >= 0) {
+		call_invalid_parameter(c, "best", "give 'epoch' or 'best', not both");
+		return;
+	}
 	if (split && !json_is_null(split)) {
 		const char *s = json_is_string(split) ? json_string_value(split) : "";
 
@@ -737,22 +753,31 @@ static void m_eval(struct daemon *d, struct call *c)
 		return;
 	b->id = j->id;
 	b->epoch = epoch;
+	b->best = best;
 	b->split = which;
 	bg_queue(b, work_eval, bg_after);
 }
 
 static void m_export(struct daemon *d, struct call *c)
 {
-	static const char *const keys[] = { "id", "epoch", NULL };
+	static const char *const keys[] = { "id", "epoch", "best", NULL };
 	int64_t epoch = -1;
+	bool best = false;
 	struct job *j;
 	struct bg *b;
 
 	if (!only_keys(c, keys) || !get_int(c, "epoch", false, 0, 100000, &epoch) ||
-	    !(j = get_job(d, c)) || !(b = bg_new(d, c)))
+	    !get_bool(c, "best", &best))
+		return;
+	if (best && epoch >= 0) {
+		call_invalid_parameter(c, "best", "give 'epoch' or 'best', not both");
+		return;
+	}
+	if (!(j = get_job(d, c)) || !(b = bg_new(d, c)))
 		return;
 	b->id = j->id;
 	b->epoch = epoch;
+	b->best = best;
 	bg_queue(b, work_export, bg_after);
 }
 

@@ -82,10 +82,10 @@ struct store {
 #define JOB_COLUMNS \
 	"id, name, state, config, last_error, keep, epochs, epoch, created_at, updated_at, kill_after"
 #define CHECKPOINT_COLUMNS \
-	"id, job_id, epoch, step, kind, val_loss, size, checksum, created_at"
+	"id, job_id, epoch, step, kind, val_loss, size, checksum, created_at, score"
 #define HISTORY_COLUMNS \
 	"epoch, train_loss, train_acc, train_macro_acc, val_loss, val_acc, val_macro_acc, " \
-	"seconds, note"
+	"seconds, note, lr, grad_norm"
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -972,13 +972,43 @@ out:
 	return rc;
 }
 
+/* The job's monitor (config key "monitor"; a job stored without it has
+ * val_loss), in the caller's transaction; what an epoch's score is. */
+static int job_score(struct store *s, int64_t job, const struct history_row *row, double *score,
+		     struct tr_err *err, const char *ctx)
+{
+	sqlite3_stmt *st = NULL;
+	const unsigned char *m;
+	int rc;
+
+	rc = prepare(s, &st, "SELECT json_extract(config, '$.monitor') FROM jobs WHERE id = ?1", err, ctx);
+	if (rc == 0)
+		rc = bind_i64s(s, st, &job, 1, err, ctx);
+	if (rc == 0)
+		rc = next_row(s, st, err, ctx);
+	if (rc == 0)
+		rc = tr_err_set(err, -ENOENT, "%s: no such job", ctx);
+	if (rc > 0) {
+		m = sqlite3_column_text(st, 0);
+		if (m && strcmp((const char *)m, "val_acc") == 0)
+			*score = -row->val_acc;
+		else if (m && strcmp((const char *)m, "val_macro_acc") == 0)
+			*score = -row->val_macro_acc;
+		else
+			*score = row->val_loss;
+		rc = 0;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
 static int insert_checkpoint(struct store *s, int64_t job, uint32_t epoch, uint32_t step,
-			     bool is_epoch, double val_loss, const uint8_t *blob, size_t len,
-			     const char *checksum, struct tr_err *err, const char *ctx)
+			     bool is_epoch, double val_loss, double score, const uint8_t *blob,
+			     size_t len, const char *checksum, struct tr_err *err, const char *ctx)
 {
 	static const char sql[] =
 		"INSERT INTO checkpoints (job_id, epoch, step, kind, val_loss, size, checksum, "
-		"created_at, blob) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+		"created_at, blob, score) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 	sqlite3_stmt *st = NULL;
 	int rc;
 
@@ -1002,6 +1032,8 @@ static int insert_checkpoint(struct store *s, int64_t job, uint32_t epoch, uint3
 		rc = sqlite3_bind_int64(st, 8, now_unix());
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_blob64(st, 9, blob, len, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = is_epoch ? bind_real(st, 10, score) : sqlite3_bind_null(st, 10);
 	if (rc != SQLITE_OK) {
 		rc = db_fail(s, rc, err, ctx);
 		goto out;
@@ -1017,7 +1049,7 @@ static int insert_history(struct store *s, int64_t job, const struct history_row
 {
 	static const char sql[] =
 		"INSERT INTO history (job_id, " HISTORY_COLUMNS ", created_at) "
-		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
 	const double reals[] = { row->train_loss, row->train_acc, row->train_macro_acc,
 				 row->val_loss,   row->val_acc,   row->val_macro_acc,
 				 row->seconds };
@@ -1036,7 +1068,11 @@ static int insert_history(struct store *s, int64_t job, const struct history_row
 		rc = sqlite3_bind_text(st, 10, row->note, (int)strnlen(row->note, HISTORY_NOTE_MAX),
 				       SQLITE_STATIC);
 	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 11, now_unix());
+		rc = bind_real(st, 11, row->lr);
+	if (rc == SQLITE_OK)
+		rc = bind_real(st, 12, row->grad_norm);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 13, now_unix());
 	if (rc != SQLITE_OK) {
 		rc = db_fail(s, rc, err, ctx);
 		goto out;
@@ -1051,14 +1087,16 @@ int store_commit_epoch(struct store *s, int64_t job, const struct history_row *r
 		       const uint8_t *blob, size_t len, const char *checksum, struct tr_err *err)
 {
 	/* Keep the newest max(keep, 1) epoch checkpoints and the best one
-	 * (lowest val_loss, the earliest of equals; NULL = NaN never best). */
+	 * (lowest score: val_loss, or minus the monitored accuracy; the
+	 * earliest of equals; NULL = NaN never best). */
 	static const char retention_sql[] =
 		"DELETE FROM checkpoints WHERE job_id = ?1 AND kind = 'epoch'"
 		" AND id NOT IN (SELECT id FROM checkpoints WHERE job_id = ?1 AND kind = 'epoch'"
 		"                ORDER BY epoch DESC LIMIT ?2)"
 		" AND id NOT IN (SELECT id FROM checkpoints WHERE job_id = ?1 AND kind = 'epoch'"
-		"                AND val_loss IS NOT NULL ORDER BY val_loss, epoch LIMIT 1)";
+		"                AND score IS NOT NULL ORDER BY score, epoch LIMIT 1)";
 	int64_t committed = 0, keep = -1;
+	double score = NAN;
 	char ctx[80];
 	int rc;
 
@@ -1084,8 +1122,11 @@ int store_commit_epoch(struct store *s, int64_t job, const struct history_row *r
 				" epochs; the next is %" PRId64, ctx, committed, committed + 1);
 		goto out;
 	}
-	rc = insert_checkpoint(s, job, row->epoch, 0, true, row->val_loss, blob, len, checksum, err,
-			       ctx);
+	rc = job_score(s, job, row, &score, err, ctx);
+	if (rc < 0)
+		goto out;
+	rc = insert_checkpoint(s, job, row->epoch, 0, true, row->val_loss, score, blob, len, checksum,
+			       err, ctx);
 	if (rc < 0)
 		goto out;
 	rc = insert_history(s, job, row, err, ctx);
@@ -1135,7 +1176,7 @@ int store_save_position(struct store *s, int64_t job, uint32_t epoch, uint32_t s
 		      (int64_t[]){ job }, 1, err, ctx);
 	if (rc < 0)
 		goto out;
-	rc = insert_checkpoint(s, job, epoch, step, false, NAN, blob, len, checksum, err, ctx);
+	rc = insert_checkpoint(s, job, epoch, step, false, NAN, NAN, blob, len, checksum, err, ctx);
 out:
 	return txn_end(s, rc < 0 ? rc : 0, err, ctx);
 }
@@ -1158,7 +1199,7 @@ int store_job_create_at(struct store *s, const char *name, const char *config_js
 		return rc;
 	rc = insert_job(s, name, config_json, epochs, keep, state, &new_id, err, ctx);
 	if (rc == 0)
-		rc = insert_checkpoint(s, new_id, 0, 0, false, NAN, blob, len, checksum, err, ctx);
+		rc = insert_checkpoint(s, new_id, 0, 0, false, NAN, NAN, blob, len, checksum, err, ctx);
 	rc = txn_end(s, rc < 0 ? rc : 0, err, ctx);
 	if (rc == 0 && id)
 		*id = new_id;
@@ -1182,9 +1223,10 @@ static int read_checkpoint(struct store *s, sqlite3_stmt *st, bool with_blob,
 	c->size = sqlite3_column_int64(st, 6);
 	snprintf(c->checksum, sizeof(c->checksum), "%s", sum ? (const char *)sum : "");
 	c->created_at = sqlite3_column_int64(st, 8);
+	c->score = column_real(st, 9);
 	if (with_blob) {
-		const void *p = sqlite3_column_blob(st, 9);
-		int n = sqlite3_column_bytes(st, 9);
+		const void *p = sqlite3_column_blob(st, 10);
+		int n = sqlite3_column_bytes(st, 10);
 
 		if (!p && sqlite3_errcode(s->db) == SQLITE_NOMEM)
 			return tr_err_set(err, -ENOMEM, "checkpoint %" PRId64 ": out of memory", c->id);
@@ -1244,6 +1286,18 @@ int store_epoch_checkpoint(struct store *s, int64_t job, uint32_t epoch,
 
 	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": checkpoint of epoch %u", job, epoch);
 	return get_checkpoint(s, sql, (int64_t[]){ job, epoch }, 2, out, err, ctx);
+}
+
+int store_best_checkpoint(struct store *s, int64_t job, struct store_checkpoint *out,
+			  struct tr_err *err)
+{
+	static const char sql[] = "SELECT " CHECKPOINT_COLUMNS ", blob FROM checkpoints "
+				  "WHERE job_id = ?1 AND kind = 'epoch' AND score IS NOT NULL "
+				  "ORDER BY score, epoch LIMIT 1";
+	char ctx[64];
+
+	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": best checkpoint", job);
+	return get_checkpoint(s, sql, &job, 1, out, err, ctx);
 }
 
 int store_drop_checkpoint(struct store *s, int64_t job, int64_t checkpoint_id, struct tr_err *err)
@@ -1324,6 +1378,16 @@ int store_checkpoint_list(struct store *s, int64_t job, struct store_checkpoint 
 		free(cks);   /* descriptions only: no blobs to free */
 		return rc;
 	}
+	{
+		/* The best: the lowest score, the earliest of equals (as retention). */
+		struct store_checkpoint *best = NULL;
+
+		for (size_t i = 0; i < len; i++)
+			if (cks[i].is_epoch && !isnan(cks[i].score) && (!best || cks[i].score < best->score))
+				best = &cks[i];
+		if (best)
+			best->best = true;
+	}
 	*out = cks;
 	*n = len;
 	return 0;
@@ -1373,6 +1437,8 @@ int store_history(struct store *s, int64_t job, struct history_row **rows, size_
 		r->seconds = column_real(st, 7);
 		note = sqlite3_column_text(st, 8);
 		snprintf(r->note, sizeof(r->note), "%s", note ? (const char *)note : "");
+		r->lr = column_real(st, 9);
+		r->grad_norm = column_real(st, 10);
 		rc = 0;
 	}
 	sqlite3_finalize(st);

@@ -34,6 +34,8 @@ json_t *checkpoint_json(const struct job_checkpoint *c)
 
 	if (o && c->is_epoch && isfinite(c->val_loss))
 		json_object_set_new(o, "val_loss", json_real(c->val_loss));
+	if (o)
+		json_object_set_new(o, "best", json_boolean(c->best));
 	return o;
 }
 
@@ -87,6 +89,15 @@ json_t *job_to_json(struct job *j)
 		json_object_set_new(o, "params", json_integer((json_int_t)j->params));
 	if (j->numerics)
 		json_object_set_new(o, "numerics", json_string(j->numerics));
+	json_object_set_new(o, "monitor", json_string(monitor_name(j->cfg.monitor)));
+	if (p.has_lr)
+		json_object_set_new(o, "lr", json_real(p.lr));
+	if (j->best_epoch) {
+		json_object_set_new(o, "best_epoch", json_integer(j->best_epoch));
+		json_object_set_new(o, "best_value", json_real(j->best_value));
+	}
+	if (j->stopped_early)
+		json_object_set_new(o, "stopped_early", json_string(j->stopped_early));
 	if (j->state == JOB_FAILED && j->state_error)
 		json_object_set_new(o, "error", json_string(j->state_error));
 	else if (j->commit_failed && j->error)
@@ -115,10 +126,18 @@ json_t *watch_json(struct job *j, const struct job_progress *p)
 
 json_t *history_row_json(const struct history_row *r)
 {
-	return json_pack("{s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:s}", "epoch", (json_int_t)r->epoch,
-			 "train_loss", r->train_loss, "train_acc", r->train_acc, "train_macro_acc",
-			 r->train_macro_acc, "val_loss", r->val_loss, "val_acc", r->val_acc,
-			 "val_macro_acc", r->val_macro_acc, "seconds", r->seconds, "note", r->note);
+	json_t *o = json_pack("{s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:s}", "epoch", (json_int_t)r->epoch,
+			      "train_loss", r->train_loss, "train_acc", r->train_acc, "train_macro_acc",
+			      r->train_macro_acc, "val_loss", r->val_loss, "val_acc", r->val_acc,
+			      "val_macro_acc", r->val_macro_acc, "seconds", r->seconds, "note", r->note);
+
+	/* lr: null for rows stored before schedules (their rate was the
+	 * config's lr); grad_norm: null unless the job clips. */
+	if (o && !isnan(r->lr))
+		json_object_set_new(o, "lr", json_real(r->lr));
+	if (o && !isnan(r->grad_norm))
+		json_object_set_new(o, "grad_norm", json_real(r->grad_norm));
+	return o;
 }
 
 json_t *job_id_state_json(struct job *j)

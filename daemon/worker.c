@@ -182,6 +182,10 @@ static void publish(struct job *j, struct trainer *t, double sps, bool active)
 	j->prog.has_loss = t && t->sums.batches > 0;
 	j->prog.loss = j->prog.has_loss ? t->sums.loss_sum / (double)t->sums.batches : 0;
 	j->prog.active = active;
+	if (t) {
+		j->prog.lr = t->sched.lr;
+		j->prog.has_lr = true;
+	}
 	pthread_mutex_unlock(&j->mu);
 }
 
@@ -284,6 +288,8 @@ static void *worker_main(void *arg)
 	run->restored.nhistory = t->nhistory;
 	run->restored.last_val_acc = t->nhistory ? t->history[t->nhistory - 1].val_acc : 0;
 	run->restored.params = t->model.nparams;
+	run->restored.best_epoch = t->sched.best_epoch;
+	run->restored.best_value = t->sched.best_value;
 	snprintf(run->restored.numerics, sizeof(run->restored.numerics), "%s", t->numerics_changed);
 	run->restored_node.fn = on_restored;
 	loopq_post(&d->lq, &run->restored_node);

@@ -18,6 +18,7 @@
 
 #include "traind/safetensors.h"
 #include "traind/sha256.h"
+#include "trainsched.h"
 
 #define CHECKSUM_PREFIX "sha256:"
 #define PREFIX_LEN 7
@@ -97,10 +98,11 @@ static int add_state(struct st_writer *w, const struct net *n, const float *base
  * row), keyed as the history columns. */
 static json_t *history_meta_json(const struct history_row *r)
 {
-	return json_pack("{s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:s}", "epoch", (json_int_t)r->epoch,
+	return json_pack("{s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:s,s:f,s:o}", "epoch", (json_int_t)r->epoch,
 			 "train_loss", r->train_loss, "train_acc", r->train_acc, "train_macro_acc",
 			 r->train_macro_acc, "val_loss", r->val_loss, "val_acc", r->val_acc,
-			 "val_macro_acc", r->val_macro_acc, "seconds", r->seconds, "note", r->note);
+			 "val_macro_acc", r->val_macro_acc, "seconds", r->seconds, "note", r->note,
+			 "lr", r->lr, "grad_norm", isnan(r->grad_norm) ? json_null() : json_real(r->grad_norm));
 }
 
 static json_t *history_to_json(const struct history_row *rows, uint32_t n)
@@ -190,6 +192,8 @@ int checkpoint_serialize(const struct trainer *t, uint8_t **blob, size_t *len, s
 	uint64_t shape1[1], shape2[2];
 	double sums[2] = { t->sums.loss_sum, t->sums.seconds };
 	int64_t counts[4][DATASET_CLASSES];
+	double sched_values[SCHED_NVALUES];
+	int64_t sched_counts[SCHED_NCOUNTS];
 	uint8_t *buf = NULL;
 	size_t buf_len = 0;
 	char placeholder[PREFIX_LEN + SHA256_HEX_LEN + 1];
@@ -226,6 +230,13 @@ int checkpoint_serialize(const struct trainer *t, uint8_t **blob, size_t *len, s
 	shape2[1] = DATASET_CLASSES;
 	if (rc == 0)
 		rc = st_writer_add(w, "metrics.counts", ST_I64, 2, shape2, counts);
+	sched_save(&t->sched, sched_values, sched_counts);
+	shape1[0] = SCHED_NVALUES;
+	if (rc == 0)
+		rc = st_writer_add(w, "schedule.values", ST_F64, 1, shape1, sched_values);
+	shape1[0] = SCHED_NCOUNTS;
+	if (rc == 0)
+		rc = st_writer_add(w, "schedule.counts", ST_I64, 1, shape1, sched_counts);
 	if (rc == 0)
 		rc = st_writer_meta(w, "format", CHECKPOINT_FORMAT);
 	if (rc == 0)
@@ -485,7 +496,8 @@ static int check_buffers(const struct net *n, struct tr_err *err)
 	return 0;
 }
 
-static int history_from_json(struct trainer *t, const char *text, struct tr_err *err)
+static int history_from_json(struct trainer *t, const char *text, uint32_t version,
+			     struct tr_err *err)
 {
 	static const char *const keys[] = { "train_loss", "train_acc", "train_macro_acc", "val_loss",
 					    "val_acc", "val_macro_acc", "seconds" };
@@ -523,12 +535,61 @@ static int history_from_json(struct trainer *t, const char *text, struct tr_err 
 			}
 			*dst[k] = json_number_value(v);
 		}
+		/* Format 3: the epoch's rate and mean gradient norm (null: not
+		 * clipped); before, the constant lr and none. */
+		r->lr = t->cfg.lr;
+		r->grad_norm = NAN;
+		if (version >= 3) {
+			json_t *lr = json_object_get(o, "lr"), *gn = json_object_get(o, "grad_norm");
+
+			if (!json_is_number(lr) || !(json_number_value(lr) >= 0) ||
+			    !(json_is_null(gn) || (json_is_number(gn) && json_number_value(gn) >= 0))) {
+				tr_err_set(err, rc, "checkpoint: history row %zu: 'lr' or 'grad_norm' is malformed",
+					   i + 1);
+				goto out;
+			}
+			r->lr = json_number_value(lr);
+			if (json_is_number(gn))
+				r->grad_norm = json_number_value(gn);
+		}
 	}
 	t->nhistory = t->epoch;
 	rc = 0;
 out:
 	json_decref(a);
 	return rc;
+}
+
+/* The schedule's state (format 3), checked by sched_load; a job stopped
+ * early is at an epoch end. */
+static int load_schedule(const struct st_file *f, struct trainer *t, size_t *seen, struct tr_err *err)
+{
+	uint64_t shape1[1];
+	const void *d = NULL;
+	double values[SCHED_NVALUES];
+	int64_t counts[SCHED_NCOUNTS];
+	int rc;
+
+	shape1[0] = SCHED_NVALUES;
+	rc = expect(f, "schedule.values", ST_F64, 1, shape1, &d, seen, err);
+	if (rc < 0)
+		return rc;
+	memcpy(values, d, sizeof(values));
+	shape1[0] = SCHED_NCOUNTS;
+	rc = expect(f, "schedule.counts", ST_I64, 1, shape1, &d, seen, err);
+	if (rc < 0)
+		return rc;
+	memcpy(counts, d, sizeof(counts));
+	rc = sched_load(&t->sched, values, counts, t->epoch, err);
+	if (rc < 0)
+		return rc;
+	if (t->sched.stopped && (t->step != 0 || !t->cfg.early_stop_patience))
+		return tr_err_set(err, -EINVAL, "checkpoint: schedule state: stopped early, but %s",
+				  t->step ? "in the middle of an epoch" : "the job has no early_stop_patience");
+	if (t->sched.grad_norm_count > t->step)
+		return tr_err_set(err, -EINVAL, "checkpoint: schedule state: %llu gradient norms for %u steps",
+				  (unsigned long long)t->sched.grad_norm_count, t->step);
+	return 0;
 }
 
 /* A job trained under one BLAS kernel and resumed under another continues,
@@ -618,11 +679,6 @@ int checkpoint_restore(struct trainer **out, const uint8_t *blob, size_t len,
 	if (rc < 0)
 		goto fail;
 	rc = -EINVAL;
-	if (seen != f->ntensors) {
-		tr_err_set(err, rc, "checkpoint: %zu unexpected tensors (for optimizer %s)",
-			   f->ntensors - seen, config_optim_name(info.cfg.optimizer));
-		goto fail;
-	}
 	if (!(t->rng.s[0] | t->rng.s[1] | t->rng.s[2] | t->rng.s[3])) {
 		tr_err_set(err, rc, "checkpoint: rng.state is all zero");
 		goto fail;
@@ -663,9 +719,22 @@ int checkpoint_restore(struct trainer **out, const uint8_t *blob, size_t len,
 			   total, trainer_samples_done(t));
 		goto fail;
 	}
-	rc = history_from_json(t, st_meta_get(f, "history"), err);
+	rc = history_from_json(t, st_meta_get(f, "history"), info.version, err);
 	if (rc < 0)
 		goto fail;
+	if (info.version >= 3) {
+		rc = load_schedule(f, t, &seen, err);
+		if (rc < 0)
+			goto fail;
+	} else {
+		trainsched_replay_best(t);
+	}
+	rc = -EINVAL;
+	if (seen != f->ntensors) {
+		tr_err_set(err, rc, "checkpoint: %zu unexpected tensors (for optimizer %s)",
+			   f->ntensors - seen, config_optim_name(info.cfg.optimizer));
+		goto fail;
+	}
 	note = st_meta_get(f, "note");
 	if (!note || strlen(note) >= HISTORY_NOTE_MAX) {
 		rc = tr_err_set(err, -EINVAL, "checkpoint: note is missing or too long");

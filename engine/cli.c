@@ -41,6 +41,12 @@ static void usage(FILE *out)
 		"  --val-size N           validation images (10000)\n"
 		"  --train-size N         train on the first N images of the training part (all)\n"
 		"  --threads N            threads for this job; part of its bits (2)\n"
+		"  --lr-scheduler SPEC    e.g. cosine(t_max=5), onecycle(max_lr=0.01),\n"
+		"                         'linear(start_factor=0.1,total_iters=2) then cosine(t_max=3)' (none)\n"
+		"  --monitor NAME         val_loss | val_acc | val_macro_acc: the best epoch (val_loss)\n"
+		"  --early-stop-patience N  stop after N epochs without improvement (0: never)\n"
+		"  --early-stop-min-delta X an improvement beats the best by more than X (0)\n"
+		"  --clip-grad-norm X     clip the total gradient 2-norm to X (0: no clipping)\n"
 		"  --checkpoint FILE      write a checkpoint to FILE after every epoch\n"
 		"  --crash-after-epoch N  stop right after epoch N's checkpoint (simulated crash)\n"
 		"  --resume FILE          continue from a checkpoint file\n"
@@ -94,6 +100,11 @@ int main(int argc, char **argv)
 		{ "model", required_argument, NULL, 1 },
 		{ "ftz", required_argument, NULL, 1 },
 		{ "strict-numerics", required_argument, NULL, 1 },
+		{ "lr-scheduler", required_argument, NULL, 1 },
+		{ "monitor", required_argument, NULL, 1 },
+		{ "early-stop-patience", required_argument, NULL, 1 },
+		{ "early-stop-min-delta", required_argument, NULL, 1 },
+		{ "clip-grad-norm", required_argument, NULL, 1 },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *data_dir = getenv("TRAIND_DATA_DIR");

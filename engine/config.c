@@ -29,6 +29,8 @@ enum key_type {
 	K_HIDDEN,
 	K_MODEL,
 	K_BOOL,
+	K_SCHED,
+	K_MONITOR,
 };
 
 struct key_desc {
@@ -62,6 +64,11 @@ static const struct key_desc keys[] = {
 	{ "model",           K_MODEL,   OFF(model),           0, 0, false },
 	{ "ftz",             K_BOOL,    OFF(ftz),             0, 0, false },
 	{ "strict_numerics", K_BOOL,    OFF(strict_numerics), 0, 0, false },
+	{ "lr_scheduler",    K_SCHED,   OFF(lr_scheduler),    0, 0, false },
+	{ "monitor",         K_MONITOR, OFF(monitor),         0, 0, false },
+	{ "early_stop_patience", K_U32, OFF(early_stop_patience), 0, 1000000, false },
+	{ "early_stop_min_delta", K_F64, OFF(early_stop_min_delta), 0, 1e6, false },
+	{ "clip_grad_norm",  K_F64,     OFF(clip_grad_norm),  0, 1e6, false },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -90,6 +97,11 @@ void config_defaults(struct train_config *cfg)
 	cfg->model[0] = '\0';
 	cfg->ftz = true;
 	cfg->strict_numerics = false;
+	cfg->lr_scheduler[0] = '\0';
+	cfg->monitor = MONITOR_VAL_LOSS;
+	cfg->early_stop_patience = 0;
+	cfg->early_stop_min_delta = 0.0;
+	cfg->clip_grad_norm = 0.0;
 }
 
 const char *config_optim_name(enum optim_kind k)
@@ -260,6 +272,32 @@ static int set_model(struct train_config *cfg, const char *v, struct tr_err *err
 	return 0;
 }
 
+/* The schedule's grammar and arguments; the milestones' fit to the epochs is
+ * checked by config_validate (the keys may come in any order). */
+static int set_sched(struct train_config *cfg, const char *v, struct tr_err *err)
+{
+	struct sched_spec spec;
+	int rc;
+
+	if (strlen(v) >= sizeof(cfg->lr_scheduler))
+		return tr_err_set(err, -EINVAL, "lr_scheduler: the SPEC is longer than %d bytes",
+				  SCHED_TEXT_MAX - 1);
+	rc = sched_parse(&spec, v, 0, err);
+	if (rc < 0)
+		return rc;
+	snprintf(cfg->lr_scheduler, sizeof(cfg->lr_scheduler), "%s", v);
+	return 0;
+}
+
+static int set_monitor(struct train_config *cfg, const char *v, struct tr_err *err)
+{
+	if (monitor_parse(v, &cfg->monitor) < 0)
+		return tr_err_set(err, -EINVAL,
+				  "monitor: unknown metric '%.*s' (expected val_loss, val_acc or val_macro_acc)",
+				  tr_utf8_cut(v, TR_QUOTE_MAX), v);
+	return 0;
+}
+
 static int set_bool(struct train_config *cfg, const struct key_desc *k, const char *v,
 		    struct tr_err *err)
 {
@@ -289,6 +327,10 @@ static int set_text(struct train_config *cfg, const struct key_desc *k, const ch
 		return set_dataset(cfg, value, err);
 	case K_MODEL:
 		return set_model(cfg, value, err);
+	case K_SCHED:
+		return set_sched(cfg, value, err);
+	case K_MONITOR:
+		return set_monitor(cfg, value, err);
 	case K_BOOL:
 		return set_bool(cfg, k, value, err);
 	case K_OPTIM:
@@ -360,6 +402,12 @@ static int set_from_json(struct train_config *cfg, const struct key_desc *k,
 		if (!json_is_string(v))
 			return tr_err_set(err, -EINVAL, "%s: expected a string", k->name);
 		return set_model(cfg, json_string_value(v), err);
+	case K_SCHED:
+	case K_MONITOR:
+		if (!json_is_string(v))
+			return tr_err_set(err, -EINVAL, "%s: expected a string", k->name);
+		return k->type == K_SCHED ? set_sched(cfg, json_string_value(v), err)
+					  : set_monitor(cfg, json_string_value(v), err);
 	case K_BOOL:
 		if (!json_is_boolean(v))
 			return tr_err_set(err, -EINVAL, "%s: expected true or false", k->name);
@@ -488,6 +536,29 @@ int config_validate(const struct train_config *cfg, struct tr_err *err)
 		if (cfg->hidden[i] < 1 || cfg->hidden[i] > 65536)
 			return tr_err_set_key(err, -EINVAL, "hidden", "width %u is out of range [1, 65536]",
 					  cfg->hidden[i]);
+	{
+		struct sched_spec spec;
+		int rc = sched_parse(&spec, cfg->lr_scheduler, cfg->epochs, err);
+
+		if (rc < 0)
+			return rc;
+		if (sched_cycles_momentum(&spec) && cfg->optimizer == OPTIM_SGD && cfg->momentum == 0)
+			return tr_err_set_key(err, -EINVAL, "lr_scheduler",
+					      "onecycle cycles the momentum (cycle_momentum=true, PyTorch's default) but sgd has momentum 0: set momentum, or cycle_momentum=false");
+	}
+	if (cfg->monitor != MONITOR_VAL_LOSS && cfg->monitor != MONITOR_VAL_ACC &&
+	    cfg->monitor != MONITOR_VAL_MACRO_ACC)
+		return tr_err_set_key(err, -EINVAL, "monitor", "unknown metric");
+	if (cfg->early_stop_patience > 1000000)
+		return tr_err_set_key(err, -EINVAL, "early_stop_patience", "%u is out of range [0, 1000000]",
+				      cfg->early_stop_patience);
+	if (!isfinite(cfg->early_stop_min_delta) || cfg->early_stop_min_delta < 0 ||
+	    cfg->early_stop_min_delta > 1e6)
+		return tr_err_set_key(err, -EINVAL, "early_stop_min_delta", "%g is out of range [0, 1e6]",
+				      cfg->early_stop_min_delta);
+	if (!isfinite(cfg->clip_grad_norm) || cfg->clip_grad_norm < 0 || cfg->clip_grad_norm > 1e6)
+		return tr_err_set_key(err, -EINVAL, "clip_grad_norm", "%g is out of range [0, 1e6] (0: no clipping)",
+				      cfg->clip_grad_norm);
 	if (cfg->val_size < 1)
 		return tr_err_set_key(err, -EINVAL, "val_size", "must be at least 1");
 	if (cfg->threads < 1 || cfg->threads > CFG_MAX_THREADS)
@@ -526,7 +597,12 @@ json_t *config_to_json(const struct train_config *cfg)
 	    json_object_set_new(o, "threads", json_integer(cfg->threads)) ||
 	    json_object_set_new(o, "model", json_string(cfg->model)) ||
 	    json_object_set_new(o, "ftz", json_boolean(cfg->ftz)) ||
-	    json_object_set_new(o, "strict_numerics", json_boolean(cfg->strict_numerics))) {
+	    json_object_set_new(o, "strict_numerics", json_boolean(cfg->strict_numerics)) ||
+	    json_object_set_new(o, "lr_scheduler", json_string(cfg->lr_scheduler)) ||
+	    json_object_set_new(o, "monitor", json_string(monitor_name(cfg->monitor))) ||
+	    json_object_set_new(o, "early_stop_patience", json_integer(cfg->early_stop_patience)) ||
+	    json_object_set_new(o, "early_stop_min_delta", json_real(cfg->early_stop_min_delta)) ||
+	    json_object_set_new(o, "clip_grad_norm", json_real(cfg->clip_grad_norm))) {
 		h = NULL; /* owned by o once set, or freed by a failed set_new */
 		goto fail;
 	}
@@ -547,7 +623,10 @@ bool config_equal(const struct train_config *a, const struct train_config *b)
 	    a->split_seed != b->split_seed || a->val_size != b->val_size ||
 	    a->train_size != b->train_size || a->threads != b->threads ||
 	    strcmp(a->model, b->model) != 0 || a->ftz != b->ftz ||
-	    a->strict_numerics != b->strict_numerics)
+	    a->strict_numerics != b->strict_numerics ||
+	    strcmp(a->lr_scheduler, b->lr_scheduler) != 0 || a->monitor != b->monitor ||
+	    a->early_stop_patience != b->early_stop_patience ||
+	    a->early_stop_min_delta != b->early_stop_min_delta || a->clip_grad_norm != b->clip_grad_norm)
 		return false;
 	for (uint32_t i = 0; i < a->n_hidden; i++)
 		if (a->hidden[i] != b->hidden[i])

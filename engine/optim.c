@@ -74,6 +74,17 @@ void optim_reset(struct optim *o)
 	o->step = 0;
 }
 
+void optim_set_momentum(struct optim *o, double m)
+{
+	if (o->kind == OPTIM_SGD) {
+		o->momentum = m;
+		o->f_momentum = (float)m;
+	} else {
+		o->beta1 = m;
+		o->one_minus_beta1 = (float)(1.0 - m);
+	}
+}
+
 void optim_begin_step(struct optim *o, double lr)
 {
 	o->step++;

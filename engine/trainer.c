@@ -19,6 +19,7 @@
 
 #include "traind/kernels.h"
 #include "traind/sha256.h"
+#include "trainsched.h"
 
 static double now_seconds(void)
 {
@@ -211,6 +212,7 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 	t->model.dropout_key = cfg->seed;
 	net_init_params(&t->model, &t->rng);
 	numerics_blas(t->numerics, sizeof(t->numerics));
+	trainsched_init(t);
 	draw_order(t);
 	*out = t;
 	return 0;
@@ -244,7 +246,7 @@ bool trainer_epoch_done(const struct trainer *t)
 
 bool trainer_finished(const struct trainer *t)
 {
-	return t->epoch >= t->cfg.epochs;
+	return t->epoch >= t->cfg.epochs || t->sched.stopped;
 }
 
 uint64_t trainer_epoch_samples(const struct trainer *t)
@@ -295,8 +297,9 @@ int trainer_step(struct trainer *t)
 	loss = k_softmax_xent(net_output(&t->model), t->labels, n, DATASET_CLASSES,
 			      1.0f / (float)n, net_dout(&t->model), t->pred);
 	net_backward(&t->model, n);
-	optim_begin_step(&t->opt, t->cfg.lr);
+	trainsched_begin_update(t);      /* clipping; optim_begin_step at the scheduled rate */
 	net_update(&t->model, &t->opt);
+	trainsched_end_update(t);
 	numerics_leave(fpmode);
 
 	t->sums.loss_sum += loss / (double)n;
@@ -383,6 +386,7 @@ int trainer_end_epoch(struct trainer *t, struct history_row *row)
 	r.val_macro_acc = val.macro_acc;
 	r.seconds = t->sums.seconds + (now_seconds() - t0);
 	memcpy(r.note, t->note, sizeof(r.note));
+	trainsched_end_epoch(t, &r);
 	t->history[t->nhistory++] = r;
 	if (row)
 		*row = r;

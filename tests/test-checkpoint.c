@@ -348,7 +348,7 @@ static uint8_t *tampered(enum tamper what, size_t *out_len)
 		if (strcmp(k, "checksum") == 0)
 			v = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 		else if (what == BAD_VERSION && strcmp(k, "format_version") == 0)
-			v = "3";
+			v = "4";
 		else if (what == BAD_FORMAT && strcmp(k, "format") == 0)
 			v = "pt";
 		else if (what == BAD_STEP && strcmp(k, "step") == 0)
@@ -547,7 +547,7 @@ static void test_numerics_recorded(void **state)
 	t = NULL;
 	assert_int_equal(st_parse(&f, blob, len, NULL), 0);
 	assert_string_equal(st_meta_get(f, "numerics"), here);
-	assert_string_equal(st_meta_get(f, "format_version"), "2");
+	assert_string_equal(st_meta_get(f, "format_version"), "3");
 	st_file_free(f);
 
 	/* the same environment: nothing to say */

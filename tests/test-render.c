@@ -85,12 +85,13 @@ static void test_history_csv(void **state)
 		     "  \"note\": \"lr 1e-3, \\\"warm\\\" start\"},"
 		     " {\"epoch\": 2, \"train_loss\": 0.30000000000000004, \"train_acc\": 1, \"val_loss\": 0.1,"
 		     "  \"val_acc\": 0.96, \"val_macro_acc\": 0.955, \"seconds\": 3, \"note\": \"resumed\"},"
-		     " {\"epoch\": 3, \"note\": \"two\\nlines\"}]");
+		     " {\"epoch\": 3, \"note\": \"two\\nlines\", \"lr\": 0.0001, \"grad_norm\": 2.5}]");
+	/* lr and grad_norm come after the older columns, which keep their places */
 	assert_string_equal(s,
-		"epoch,train_loss,train_acc,train_macro_acc,val_loss,val_acc,val_macro_acc,seconds,note\n"
-		"1,0.5,0.9,0.89,0.25,0.95,0.94,12.5,\"lr 1e-3, \"\"warm\"\" start\"\n"
-		"2,0.30000000000000004,1,,0.1,0.96,0.955,3,resumed\n"
-		"3,,,,,,,,\"two\nlines\"\n");
+		"epoch,train_loss,train_acc,train_macro_acc,val_loss,val_acc,val_macro_acc,seconds,note,lr,grad_norm\n"
+		"1,0.5,0.9,0.89,0.25,0.95,0.94,12.5,\"lr 1e-3, \"\"warm\"\" start\",,\n"
+		"2,0.30000000000000004,1,,0.1,0.96,0.955,3,resumed,,\n"
+		"3,,,,,,,,\"two\nlines\",0.0001,2.5\n");
 	free(s);
 }
 

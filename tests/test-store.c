@@ -538,6 +538,14 @@ static void test_v1_db_upgrades(void **state)
 	assert_int_equal(ck.size, 3);
 	assert_memory_equal(ck.blob, "\x01\x02\x03", 3);
 	store_checkpoint_clear(&ck);
+	/* 0005: the old checkpoint's score is its val_loss, so it is the best */
+	assert_int_equal(store_best_checkpoint(s, 7, &ck, NULL), 0);
+	assert_true(ck.score == 0.4);
+	assert_int_equal(ck.epoch, 1);
+	store_checkpoint_clear(&ck);
+	assert_int_equal(store_history(s, 7, &h, &n, NULL), 0);
+	assert_true(isnan(h[0].lr) && isnan(h[0].grad_norm));
+	free(h);
 	/* the new column works */
 	assert_int_equal(store_job_set_kill_after(s, 7, 3, NULL), 0);
 	assert_int_equal(store_job_list(s, &jobs, &n, NULL), 0);
@@ -1066,6 +1074,69 @@ static void test_retention_nan(void **state)
 	for (uint32_t e = 1; e <= 5; e++)
 		commit(s, job, e, NAN, 300);
 	assert_epoch_checkpoints(s, job, want, 2);
+	store_close(s);
+}
+
+/* Migration 0005: the best checkpoint by the job's monitor (config key
+ * "monitor"): val_acc is maximized (score -val_acc), retention keeps it, the
+ * list marks it, store_best_checkpoint finds it; a job without the key goes
+ * by val_loss. History rows keep lr and grad_norm (NaN: NULL). */
+static void test_best_by_monitor(void **state)
+{
+	struct fx *f = *state;
+	struct store *s = open_store(f->db, false);
+	struct tr_err err = { 0 };
+	const double acc[] = { 0.7, 0.9, 0.8, 0.9, 0.85 };   /* best: epoch 2 (4 ties, later) */
+	const uint32_t kept[] = { 2, 5 };
+	struct store_checkpoint ck, *cks = NULL;
+	struct history_row *h = NULL;
+	size_t n = 0, marked = 0;
+	int64_t job = -1, plain;
+
+	assert_int_equal(store_job_create(s, "acc", "{\"epochs\":50,\"monitor\":\"val_acc\"}", 50, 1,
+					  JOB_QUEUED, &job, &err), 0);
+	for (uint32_t e = 1; e <= 5; e++) {
+		struct history_row row;
+		char sum[STORE_CHECKSUM_MAX];
+		uint8_t *blob = make_blob(e, 0, 200);
+
+		make_row(&row, e, 0.1 * e);   /* val_loss would pick epoch 1 */
+		row.val_acc = acc[e - 1];
+		row.lr = 1e-3 / e;
+		row.grad_norm = e == 3 ? NAN : 0.5 * e;
+		make_checksum(sum, e, 0);
+		if (store_commit_epoch(s, job, &row, blob, 200, sum, &err) != 0)
+			fail_msg("commit %u: %s", e, err.msg);
+		free(blob);
+	}
+	assert_epoch_checkpoints(s, job, kept, 2);
+	assert_int_equal(store_checkpoint_list(s, job, &cks, &n, NULL), 0);
+	for (size_t i = 0; i < n; i++) {
+		if (cks[i].best) {
+			marked++;
+			assert_int_equal(cks[i].epoch, 2);
+			assert_true(cks[i].score == -0.9);
+		}
+	}
+	assert_int_equal(marked, 1);
+	free(cks);
+	assert_int_equal(store_best_checkpoint(s, job, &ck, NULL), 0);
+	assert_int_equal(ck.epoch, 2);
+	assert_non_null(ck.blob);
+	store_checkpoint_clear(&ck);
+	assert_int_equal(store_history(s, job, &h, &n, NULL), 0);
+	assert_int_equal(n, 5);
+	assert_true(h[1].lr == 1e-3 / 2 && h[1].grad_norm == 1.0 && isnan(h[2].grad_norm));
+	free(h);
+
+	plain = new_job(s, 1);   /* no monitor key: val_loss */
+	commit(s, plain, 1, 0.3, 100);
+	commit(s, plain, 2, 0.2, 100);
+	commit(s, plain, 3, 0.4, 100);
+	assert_int_equal(store_best_checkpoint(s, plain, &ck, NULL), 0);
+	assert_int_equal(ck.epoch, 2);
+	store_checkpoint_clear(&ck);
+	assert_int_equal(store_best_checkpoint(s, new_job(s, 1), &ck, &err), -ENOENT);
 	store_close(s);
 }
 
@@ -1683,6 +1754,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_retention_keep2, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retention_keep_all_and_zero, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retention_nan, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_best_by_monitor, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_positions_and_latest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drop_checkpoint, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_incremental_vacuum, setup, teardown),

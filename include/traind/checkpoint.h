@@ -12,12 +12,17 @@
  *   data.order U32 [n_train]    this epoch's sample order
  *   metrics.sums F64 [2]        loss sum, seconds of the current epoch
  *   metrics.counts I64 [4, 10]  batches (row 0, column 0), correct, total, predicted
- * Metadata (strings): format "traind-checkpoint", format_version "2", config
+ *   schedule.values F64 [8], schedule.counts I64 [12]   (format 3) the lr
+ *     schedule's, best epoch's, early stopping's and grad-norm sums' state
+ *     (sched.h's sched_save)
+ * Metadata (strings): format "traind-checkpoint", format_version "3", config
  * (JSON, with the model SPEC), input ("C,H,W"), numerics (the BLAS and kernel
  * it trained with), epoch, step, optimizer_step, note, history (JSON array of
  * rows), and checksum "sha256:<hex>" of the whole blob with the hex digits
- * zeroed. Format 1 (the MLP before SPECs; no input, no numerics, a config
- * without model and ftz) still loads, as the job it was.
+ * zeroed; format 3's history rows also have lr and grad_norm. Format 1 (the
+ * MLP before SPECs; no input, no numerics, a config without model and ftz)
+ * and format 2 (no schedule: the constant lr, the best epoch found from the
+ * history) still load, as the jobs they were.
  *
  * A model-only export holds just the net.* tensors and {"format": "pt"} plus
  * traind.model (the SPEC) and, for the MLP, traind.hidden, so
@@ -45,11 +50,11 @@
 #include "traind/trainer.h"
 
 #define CHECKPOINT_FORMAT "traind-checkpoint"
-#define CHECKPOINT_VERSION 2
+#define CHECKPOINT_VERSION 3
 
 /* What a blob says about itself, without a dataset. */
 struct checkpoint_info {
-	uint32_t version;           /* format_version: 1 (the MLP) or 2 */
+	uint32_t version;           /* format_version: 1 (the MLP), 2, or 3 (schedules) */
 	struct train_config cfg;
 	uint32_t epoch;             /* completed epochs */
 	uint32_t step;              /* batches done in the current epoch */

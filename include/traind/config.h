@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "traind/error.h"
+#include "traind/sched.h"
 
 #define CFG_MAX_HIDDEN 8     /* hidden layers at most */
 #define CFG_NAME_MAX 64      /* dataset name bytes, with NUL */
@@ -52,6 +53,14 @@ struct train_config {
 	bool ftz;                    /* flush denormals to zero (FTZ/DAZ) while training; true for new
 					jobs, false for a stored job without the key (its old arithmetic) */
 	bool strict_numerics;        /* refuse to resume under another numeric environment (false) */
+	/* Schedules, the best epoch, early stopping, clipping (sched.h, clip.h).
+	 * Their defaults are "off", which is what a stored job without the keys
+	 * had, so config_from_stored_json needs no special case for them. */
+	char lr_scheduler[SCHED_TEXT_MAX]; /* an lr_scheduler SPEC (sched.h); "" = the constant lr */
+	enum monitor_kind monitor;   /* what "best" means: val_loss (default), val_acc, val_macro_acc */
+	uint32_t early_stop_patience; /* epochs without improvement before stopping; 0 = never stop early */
+	double early_stop_min_delta; /* an improvement must beat the best by more than this (0) */
+	double clip_grad_norm;       /* max total gradient 2-norm; 0 = no clipping */
 };
 
 /* The lesson's configuration. */

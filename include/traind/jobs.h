@@ -69,6 +69,8 @@ struct job_progress {
 	double loss;                 /* running mean train loss of this epoch */
 	bool has_loss;
 	bool active;                 /* the worker is training (not loading) */
+	double lr;                   /* the rate the next step uses (the schedule's) */
+	bool has_lr;
 };
 
 struct job_checkpoint {          /* the newest committed checkpoint, loop's copy */
@@ -77,6 +79,7 @@ struct job_checkpoint {          /* the newest committed checkpoint, loop's copy
 	bool is_epoch;
 	int64_t size, created;
 	double val_loss;
+	bool best;                   /* the job's best checkpoint (store_checkpoint.best) */
 	char checksum[STORE_CHECKSUM_MAX];
 };
 
@@ -100,6 +103,10 @@ struct job {
 	double last_val_acc;
 	bool has_val_acc;
 	struct job_checkpoint newest;
+	uint32_t best_epoch;         /* the best epoch by cfg.monitor so far; 0: none */
+	double best_value;           /* its monitored value */
+	char *stopped_early;         /* the note of an early stop ("stopped early after epoch 7: ..."),
+	                                owned; NULL when the job did not stop early */
 	uint64_t params;             /* the model's parameters; 0 until known (its dataset's shape) */
 	char *model_text;            /* the model's SPEC written out (mlp, lenet5 expanded), made on
 	                                first use by wire.c: cfg does not change; owned */
@@ -176,6 +183,10 @@ void jobs_kill(struct daemon *d, struct call *c, struct job *j, int64_t after_ep
  * its commits in flight have landed. From the call on, jobs_find no longer
  * finds it; calls still waiting on it end with JobRemoved. */
 void jobs_delete(struct daemon *d, struct call *c, struct job *j, bool force);
+
+/* A committed (or recovered) history row's part in the job's status: the
+ * best epoch by the job's monitor, an early stop's note. */
+void job_note_row(struct job *j, const struct history_row *r);
 
 /* The loop's copy of a stored checkpoint's description. */
 void job_checkpoint_from_store(struct job_checkpoint *out, const struct store_checkpoint *c);

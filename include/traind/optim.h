@@ -45,6 +45,9 @@ void optim_reset(struct optim *o);
  * schedule gives for this step) and compute its bias corrections and
  * lr-dependent scalars, each rounded to float once as PyTorch does. */
 void optim_begin_step(struct optim *o, double lr);
+/* Set Adam's beta1 (or SGD's momentum) for the next steps, as OneCycleLR's
+ * cycle_momentum does to param_group['betas'] / ['momentum']. */
+void optim_set_momentum(struct optim *o, double m);
 /* Update p[off, off+len) from g[off, off+len) (and the state there). */
 void optim_update(const struct optim *o, float *p, const float *g, size_t off, size_t len);
 

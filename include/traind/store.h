@@ -19,7 +19,8 @@
  * never reused; a trigger refuses any insert that would reuse one.
  *
  * Retention (store_commit_epoch): keep the newest `keep` epoch checkpoints plus
- * the one with the lowest val_loss (keep < 0: all); an epoch commit deletes the
+ * the best one, with the lowest score (val_loss, or minus the accuracy the
+ * job's monitor names: migration 0005) (keep < 0: all); an epoch commit deletes the
  * job's position (mid-epoch) checkpoints, which it supersedes; freed pages are
  * given back with PRAGMA incremental_vacuum. History rows are never pruned.
  *
@@ -72,6 +73,9 @@ struct store_checkpoint {
 	uint32_t step;                 /* batches into the next epoch (0 for epoch checkpoints) */
 	bool is_epoch;                 /* true: end of epoch `epoch`; false: a mid-epoch position */
 	double val_loss;               /* epoch checkpoints; NAN for positions */
+	double score;                  /* what "best" minimizes: val_loss or -accuracy (the job's
+					  monitor); NAN for positions and NaN metrics */
+	bool best;                     /* store_checkpoint_list: the job's best checkpoint */
 	int64_t size;
 	char checksum[STORE_CHECKSUM_MAX];
 	int64_t created_at;
@@ -142,6 +146,10 @@ int store_latest_checkpoint(struct store *s, int64_t job, struct store_checkpoin
 /* The epoch checkpoint at end of `epoch`, blob loaded; -ENOENT if not kept. */
 int store_epoch_checkpoint(struct store *s, int64_t job, uint32_t epoch,
 			   struct store_checkpoint *out, struct tr_err *err);
+/* The job's best epoch checkpoint (lowest score, the earliest of equals;
+ * retention always keeps it), blob loaded; -ENOENT when it has none. */
+int store_best_checkpoint(struct store *s, int64_t job, struct store_checkpoint *out,
+			  struct tr_err *err);
 /* Delete one checkpoint by id (a corrupt one, say); if it was an epoch
  * checkpoint, also delete history rows and checkpoints after the newest
  * remaining checkpoint, so the history again ends at it; all in one transaction. */

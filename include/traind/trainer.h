@@ -27,6 +27,7 @@
 #include "traind/numerics.h"
 #include "traind/optim.h"
 #include "traind/rng.h"
+#include "traind/sched.h"
 #include "traind/team.h"
 
 #define HISTORY_NOTE_MAX 192
@@ -52,6 +53,8 @@ struct history_row {
 	double train_loss, train_acc, train_macro_acc;
 	double val_loss, val_acc, val_macro_acc;
 	double seconds;                  /* wall time of the epoch (train + val) */
+	double lr;                       /* the learning rate the epoch began with */
+	double grad_norm;                /* mean pre-clip gradient norm of its steps; NaN: not computed */
 	char note[HISTORY_NOTE_MAX];     /* e.g. "resumed weights-only", or "" */
 };
 
@@ -85,6 +88,7 @@ struct trainer {
 	uint32_t step;                   /* batches completed in the current epoch */
 	uint32_t steps_per_epoch;        /* ceil(n_train / batch_size) */
 	struct metric_sums sums;         /* current epoch's training metrics */
+	struct sched sched;              /* lr schedule, best epoch, early stopping, grad-norm sums */
 	struct history_row *history;     /* (cfg.epochs) rows of completed epochs; owned */
 	uint32_t nhistory;
 	char note[HISTORY_NOTE_MAX];     /* attached to the next history row */
@@ -118,6 +122,7 @@ void trainer_free(struct trainer *t);
 /* Train one batch. Only while !trainer_epoch_done && !trainer_finished. */
 int trainer_step(struct trainer *t);
 bool trainer_epoch_done(const struct trainer *t);
+/* True after the last epoch, or when early stopping ended the job. */
 bool trainer_finished(const struct trainer *t);
 
 /* After the last batch of an epoch: evaluate on the validation set, append the

@@ -51,6 +51,8 @@ struct run_restored {
 	uint32_t nhistory;
 	double last_val_acc;
 	uint64_t params;
+	uint32_t best_epoch;         /* the restored schedule's best epoch (0: none) */
+	double best_value;
 	char numerics[sizeof(((struct trainer *)0)->numerics_changed)]; /* "" or what a
 	                                 restore under another BLAS kernel means */
 };

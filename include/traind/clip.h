@@ -1,0 +1,34 @@
+/*
+ * clip.h - gradient clipping by the total norm, as torch.nn.utils.clip_grad_norm_
+ * (norm_type 2): the 2-norm of all the gradients together; when max_norm /
+ * (norm + 1e-6) is below 1, every gradient is multiplied by it (float32, as
+ * PyTorch's clip_coef_clamped).
+ *
+ * The norm is summed in double: each member of the job's team sums the squares
+ * of its share of the flat gradient array (team_split: fixed by the array's
+ * size and the team's), and the shares are added in member order, so a given
+ * team size always gives the same bits. (PyTorch sums in float32 per tensor,
+ * then takes the norm of the norms; the two agree to float32 rounding.)
+ *
+ * Thread: the job's owner thread (it drives the team).
+ */
+#ifndef TRAIND_CLIP_H
+#define TRAIND_CLIP_H
+
+#include <stddef.h>
+
+#include "traind/team.h"
+
+/* The total 2-norm of g[0, n) (team may be NULL: one member). */
+double clip_total_norm(struct team *team, const float *g, size_t n);
+
+/* clip_grad_norm_'s coefficient for a norm: float32 (1 / (norm + 1e-6)) * max_norm
+ * (PyTorch's max_norm / tensor is reciprocal() * max_norm). */
+float clip_coef(double max_norm, double norm);
+
+/* The norm of g, and, when max_norm > 0 and the coefficient is below 1, g
+ * scaled by it (*coef gets the coefficient applied, 1 when none; may be NULL).
+ * Returns the norm before clipping. */
+double clip_grad_norm(struct team *team, float *g, size_t n, double max_norm, float *coef);
+
+#endif
