@@ -54,9 +54,9 @@ async function live(page, out) {
   await shot(page, 'job-training');
 
   await page.click('#pause');
-  await page.waitForFunction(() => /is paused/.test(document.querySelector('#msg').textContent),
+  await page.waitForFunction(() => /is paused/.test(document.querySelector('#action').textContent),
     null, { timeout: 120000 });
-  out.pause_message = await page.textContent('#msg');
+  out.pause_message = await page.textContent('#action');
   await page.waitForSelector('#state:text("paused")', { timeout: 30000 });
   await shot(page, 'job-paused');
 }
@@ -66,9 +66,9 @@ async function refused(page, out) {
   await page.waitForSelector('#state', { timeout: 30000 });
   await page.context().clearCookies();
   await page.click('#resume');
-  await page.waitForFunction(() => /resume job/.test(document.querySelector('#msg').textContent),
+  await page.waitForFunction(() => /^resume job \d+: /.test(document.querySelector('#action').textContent),
     null, { timeout: 30000 });
-  out.refused_message = await page.textContent('#msg');
+  out.refused_message = await page.textContent('#action');
   const r = await page.goto(URL + '/jobs/' + JOB);
   out.page_without_token = r.status();
   await shot(page, 'refused');

@@ -21,8 +21,9 @@ function el(tag, attrs, ...children) {
   return e;
 }
 
-function say(text, ok) {
-  const m = $('#msg');
+// #msg: what polling found wrong; #action: the outcome of the last button.
+function say(text, ok, where) {
+  const m = $(where || '#msg');
   if (!m) return;
   m.textContent = text || '';
   m.className = ok ? 'ok' : '';
@@ -51,12 +52,12 @@ function control(path, body) {
 }
 
 async function act(id, what) {
-  say(what + ' job ' + id + '...', true);
+  say(what + ' job ' + id + '...', true, '#action');
   try {
     const r = await control('/api/jobs/' + id + '/' + what);
-    say('job ' + id + ' is ' + r.state, true);
+    say('job ' + id + ' is ' + r.state, true, '#action');
   } catch (e) {
-    say(what + ' job ' + id + ': ' + e.message);
+    say(what + ' job ' + id + ': ' + e.message + (e.status ? ' (' + e.status + ')' : ''), false, '#action');
   }
 }
 
@@ -154,10 +155,10 @@ function startForm() {
     if (f.get('name')) body.name = f.get('name');
     try {
       const r = await control('/api/jobs', body);
-      say('started job ' + r.id, true);
+      say('started job ' + r.id, true, '#action');
       refreshTable();
     } catch (e) {
-      say('start: ' + e.message);
+      say('start: ' + e.message, false, '#action');
     }
   });
   $('#compare-chosen').addEventListener('click', () => {
