@@ -13,7 +13,6 @@
 #include "rpc.h"
 #include "varlink.h"
 
-#define QUIET_MS 15000
 #define EVENT_MAX 4096
 
 static atomic_int open_streams;
@@ -21,6 +20,7 @@ static atomic_int open_streams;
 struct events {
 	char socket[4096];
 	int64_t job;
+	int quiet_ms;               /* a keep-alive comment after this long without a reply */
 	struct vl_conn *c;          /* the Watch call, NULL between calls */
 	long long next_id;
 	char *pending;              /* bytes to send, [off, len) */
@@ -28,7 +28,7 @@ struct events {
 	bool done;                  /* end the stream once pending is sent */
 };
 
-struct events *events_new(const char *socket, int64_t job, const char *last_id)
+struct events *events_new(const char *socket, int64_t job, const char *last_id, int quiet_ms)
 {
 	struct events *e;
 
@@ -43,6 +43,7 @@ struct events *events_new(const char *socket, int64_t job, const char *last_id)
 	}
 	snprintf(e->socket, sizeof(e->socket), "%s", socket);
 	e->job = job;
+	e->quiet_ms = quiet_ms;
 	e->next_id = 1;
 	if (last_id) {
 		char *end;
@@ -106,7 +107,7 @@ static void next_event(struct events *e)
 	if (!e->c) {
 		json_t *params = json_pack("{s:I}", "id", (json_int_t)e->job);
 
-		rc = vl_connect(&e->c, e->socket, QUIET_MS, &err);
+		rc = vl_connect(&e->c, e->socket, e->quiet_ms, &err);
 		if (rc == 0)
 			rc = vl_call(e->c, "io.traind.Watch", params, true, &err);
 		json_decref(params);

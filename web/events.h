@@ -8,8 +8,9 @@
  * id counts up (continuing from Last-Event-ID after a reconnect). When Watch
  * ends (the job stopped training) an event "end" follows and the stream
  * closes; when traind says no (no such job...) an event "error" with
- * {"error", "message"}. While Watch is quiet for 15 s a comment line keeps
- * the connection alive and the Watch call is made anew.
+ * {"error", "message"}. While Watch is quiet for `quiet_ms` (15 s, or half
+ * the idle timeout if that is shorter) a comment line keeps the connection
+ * alive and the Watch call is made anew.
  *
  * Thread: each stream is read by its connection's own thread (libmicrohttpd
  * thread-per-connection), which may block in Watch.
@@ -27,7 +28,7 @@ struct events;
 
 /* A new stream for job `job`; NULL when EVENTS_MAX are open or out of
  * memory. last_id: the Last-Event-ID header or NULL. */
-struct events *events_new(const char *socket, int64_t job, const char *last_id);
+struct events *events_new(const char *socket, int64_t job, const char *last_id, int quiet_ms);
 
 /* libmicrohttpd's content reader: the next bytes of the stream. */
 ssize_t events_read(void *cls, uint64_t pos, char *buf, size_t max);

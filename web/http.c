@@ -202,7 +202,8 @@ static enum MHD_Result send_page(struct web_server *s, struct MHD_Connection *c,
 
 static enum MHD_Result send_events(struct web_server *s, struct MHD_Connection *c, int64_t job)
 {
-	struct events *e = events_new(s->cfg.socket, job, header(c, "Last-Event-ID"));
+	int quiet_ms = s->cfg.timeout_s * 500 < 15000 ? (int)s->cfg.timeout_s * 500 : 15000;
+	struct events *e = events_new(s->cfg.socket, job, header(c, "Last-Event-ID"), quiet_ms);
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
 	struct web_resp r = { 0 };

@@ -100,6 +100,27 @@ static bool origin_ours(const char *origin, const char *host)
 	return strcasecmp(rest, host) == 0;
 }
 
+/* Whether a Host header names this machine by a loopback name or address
+ * ("localhost", "127.0.0.1:8765", "[::1]:8765"), or is absent (HTTP/1.0,
+ * a Unix socket client). A browser page from another site that rebinds its
+ * DNS name to 127.0.0.1 sends its own name here, so it cannot read
+ * /metrics without the token. */
+static bool host_loopback(const char *host)
+{
+	size_t n;
+
+	if (!host || !*host)
+		return true;
+	if (host[0] == '[')
+		return strncmp(host, "[::1]", 5) == 0 && (host[5] == '\0' || host[5] == ':');
+	n = strcspn(host, ":");
+	if (n == 9 && strncasecmp(host, "localhost", 9) == 0)
+		return true;
+	if (n >= 7 && strncmp(host, "127.", 4) == 0 && strspn(host, "0123456789.") == n)
+		return true;
+	return false;
+}
+
 static void refuse(struct web_route *out, int status, const char *reason)
 {
 	out->kind = WEB_REFUSE;
@@ -222,7 +243,7 @@ void web_decide(const struct web_request *req, const struct web_policy *policy, 
 	if (out->kind == WEB_REFUSE && status == 400)
 		return;
 
-	if (out->kind == WEB_METRICS && req->local_peer && !policy->metrics_token)
+	if (out->kind == WEB_METRICS && req->local_peer && !policy->metrics_token && host_loopback(req->host))
 		return;
 
 	authed = web_cookie_has_token(req->cookie, policy->token) ||

@@ -13,7 +13,8 @@
  *   - only GET, HEAD and POST (405 otherwise); a path that is not one of
  *     ours: 404, but only once the token is shown (401 before);
  *   - /metrics: no token needed from a loopback peer (or a Unix socket)
- *     unless policy->metrics_token;
+ *     whose Host header is a loopback name or address (or absent), unless
+ *     policy->metrics_token;
  *   - everything else needs the token: the cookie traind_token, an
  *     "Authorization: Bearer TOKEN" header, or (GET of a page only) the
  *     query parameter token=..., which is answered by setting the cookie

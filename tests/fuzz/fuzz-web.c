@@ -13,7 +13,8 @@
  *
  * Checks beyond "no crash":
  *   - a request let through (anything but a refusal, a redirect or
- *     /metrics from a local peer) shows the token, by cookie or bearer;
+ *     /metrics from a local peer by a loopback Host) shows the token, by
+ *     cookie or bearer;
  *   - a control route (start, pause, resume, kill) came by POST with
  *     X-Traind-Control: 1 and no foreign Origin;
  *   - a redirect is a GET of a page with the right ?token=;
@@ -246,6 +247,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else if (!(route.kind == WEB_METRICS && req.local_peer && !policy.metrics_token)) {
 		if (!authed)
 			abort();
+	} else if (!authed && p.has_host && p.host[0] && strncmp(p.host, "127.", 4) != 0 &&
+		   strncasecmp(p.host, "localhost", 9) != 0 && strncmp(p.host, "[::1]", 5) != 0) {
+		abort();   /* /metrics without the token for a Host that is not loopback */
 	}
 	if (control) {
 		if (strcmp(p.method, "POST") != 0 || !p.has_control || strcmp(p.control, "1") != 0)
