@@ -90,6 +90,9 @@ static int die(const char *fmt, ...)
 	return 1;
 }
 
+/* die() for a bad command line: exit code 2. */
+#define BAD_FLAG(...) (die(__VA_ARGS__) + 1)
+
 static bool parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
 {
 	char *end;
@@ -212,7 +215,7 @@ static int open_listen(const struct options *o, int *fd_out, bool *unix_out, cha
 		struct stat st;
 
 		if (!*path || strlen(path) >= sizeof(sun.sun_path))
-			return die("--listen %s: the path is empty or longer than %zu bytes", spec,
+			return BAD_FLAG("--listen %s: the path is empty or longer than %zu bytes", spec,
 				   sizeof(sun.sun_path) - 1);
 		memcpy(sun.sun_path, path, strlen(path));
 		if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
@@ -241,23 +244,23 @@ static int open_listen(const struct options *o, int *fd_out, bool *unix_out, cha
 		int grc;
 
 		if (!colon || !parse_uint(colon + 1, 0, 65535, &port))
-			return die("--listen %s: want ADDR:PORT (127.0.0.1:8765, [::1]:8765) or unix:PATH", spec);
+			return BAD_FLAG("--listen %s: want ADDR:PORT (127.0.0.1:8765, [::1]:8765) or unix:PATH", spec);
 		hl = (size_t)(colon - spec);
 		if (hl >= 2 && spec[0] == '[' && spec[hl - 1] == ']') {
 			spec++;
 			hl -= 2;
 		}
 		if (hl == 0 || hl >= sizeof(host))
-			return die("--listen %s: no address before the port", o->listen);
+			return BAD_FLAG("--listen %s: no address before the port", o->listen);
 		memcpy(host, spec, hl);
 		host[hl] = '\0';
 		grc = getaddrinfo(host, colon + 1, &hints, &ai);
 		if (grc != 0)
-			return die("--listen %s: %s is not a numeric IP address (%s)", o->listen, host,
+			return BAD_FLAG("--listen %s: %s is not a numeric IP address (%s)", o->listen, host,
 				   gai_strerror(grc));
 		if (!addr_loopback(ai->ai_addr) && !o->behind_proxy) {
 			freeaddrinfo(ai);
-			return die("--listen %s: not a loopback address; traind-web speaks plain HTTP, so "
+			return BAD_FLAG("--listen %s: not a loopback address; traind-web speaks plain HTTP, so "
 				   "serve it to a network only behind a TLS proxy, with --behind-proxy "
 				   "(see the README)", o->listen);
 		}
@@ -373,14 +376,19 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
-	if (pages_load(o.static_dir, &err) < 0)
+	rc = open_listen(&o, &cfg.listen_fd, &cfg.unix_listen, url, sizeof(url));
+	if (rc != 0)
+		return rc;
+	if (pages_load(o.static_dir, &err) < 0) {
+		close(cfg.listen_fd);
 		return die("%s", err.msg);
-	if (!o.token_file && default_token_file(&o) != 0)
+	}
+	if ((!o.token_file && default_token_file(&o) != 0) || make_token(token) != 0 ||
+	    write_token(o.token_file, token) != 0) {
+		close(cfg.listen_fd);
+		pages_free();
 		return 1;
-	if (make_token(token) != 0 || write_token(o.token_file, token) != 0)
-		return 1;
-	if (open_listen(&o, &cfg.listen_fd, &cfg.unix_listen, url, sizeof(url)) != 0)
-		return 1;
+	}
 	cfg.socket = o.socket;
 	cfg.policy.token = token;
 	cfg.policy.metrics_token = o.metrics_token;
@@ -388,6 +396,8 @@ int main(int argc, char **argv)
 	cfg.timeout_s = o.timeout_s;
 	if (http_start(&server, &cfg, &err) < 0) {
 		close(cfg.listen_fd);
+		pages_free();
+		unlink(o.token_file);
 		return die("%s", err.msg);
 	}
 	if (cfg.unix_listen)

@@ -10,8 +10,8 @@
 //   TRAIND_WEB_STEP   what to do: "live" (table, job page, curve growth,
 //                     pause) or "refused" (a page whose cookie is gone
 //                     presses resume) or "compare" (the compare view)
-// Prints one JSON object with what it saw on its last line; exits non-zero
-// on an error.
+// Prints one JSON object with what it saw on its last line (also on an
+// error, with "error" set, and exits non-zero).
 'use strict';
 const path = require('path');
 const { chromium } = require(process.env.PLAYWRIGHT_CORE);
@@ -82,12 +82,13 @@ async function compare(page, out) {
   await shot(page, 'compare');
 }
 
+const out = {};
+
 (async () => {
   const browser = await chromium.launch({
     executablePath: '/usr/bin/chromium', headless: true,
     args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
   });
-  const out = {};
   try {
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     const page = await context.newPage();
@@ -102,6 +103,9 @@ async function compare(page, out) {
   }
   console.log(JSON.stringify(out));
 })().catch(e => {
+  // what was seen up to the failure, so that the test names the check
   console.error('browser.cjs:', e && e.stack ? e.stack : e);
+  out.error = String(e && e.message ? e.message : e).split('\n')[0];
+  console.log(JSON.stringify(out));
   process.exit(1);
 });

@@ -136,11 +136,13 @@ def browser(web, job, step):
                TRAIND_WEB_SHOTS=SHOTS, TRAIND_WEB_STEP=step, PLAYWRIGHT_CORE=PLAYWRIGHT)
     p = subprocess.run(["node", os.path.join(os.path.dirname(__file__), "browser.cjs")], env=env,
                        capture_output=True, text=True, timeout=400)
+    try:
+        out = json.loads(p.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        out = {}
     if p.returncode != 0:
         print(p.stdout, p.stderr, flush=True)
-        check(False, "browser step %s ran (exit %d)" % (step, p.returncode))
-        return {}
-    out = json.loads(p.stdout.strip().splitlines()[-1])
+        check(False, "browser step %s ran (exit %d: %s)" % (step, p.returncode, out.get("error")))
     print("browser %s: %s" % (step, {k: v for k, v in out.items() if k != "val_loss_series"}), flush=True)
     check(out.get("page_errors") == [], "no JavaScript errors on the %s pages: %s" % (step, out.get("page_errors")))
     return out
@@ -286,6 +288,72 @@ def many_connections(web):
     check(st, "traind-web serves after the connection flood")
 
 
+def concurrent(web, job):
+    """64 clients at once, each a few requests on its own connection."""
+    import threading
+    statuses = []
+
+    def client():
+        c = http.client.HTTPConnection("127.0.0.1", web.port, timeout=60)
+        try:
+            for path in ("/api/jobs", "/api/jobs/%d/history" % job, "/metrics", "/static/app.js"):
+                statuses.append(web.request("GET", path, conn=c)[0])
+        except OSError as e:
+            statuses.append(str(e))
+        finally:
+            c.close()
+    threads = [threading.Thread(target=client) for _ in range(64)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    bad = [s for s in statuses if s != 200]
+    check(len(statuses) == 256 and not bad, "64 concurrent clients, 256 requests: all 200 (%d bad: %s)" % (len(bad), bad[:5]))
+
+
+def command_line(d):
+    """Bad flags and a non-loopback --listen without --behind-proxy are refused."""
+    for args, what in ((["--listen", "0.0.0.0:0"], "--behind-proxy"), (["--listen", "[::]:0"], "--behind-proxy"),
+                       (["--listen", "localhost:8765"], "numeric"), (["--listen", "127.0.0.1"], "ADDR:PORT"),
+                       (["--max-connections", "0"], "--max-connections"), (["--bogus"], "option"),
+                       (["--static-dir", "/nonexistent"], "/nonexistent")):
+        p = subprocess.run([WEB, "--socket", d.socket, "--token-file", os.path.join(d.dir, "t")] + args,
+                           capture_output=True, text=True, timeout=30)
+        want = 1 if what == "/nonexistent" else 2
+        check(p.returncode == want and what in p.stderr and p.stderr.startswith("traind-web: "),
+              "traind-web %s: refused naming %s, exit %d (exit %d: %s)" % (" ".join(args), what, want, p.returncode, p.stderr.strip()[:120]))
+    # A Unix socket: every peer is local (no token for /metrics), the rest needs the token.
+    path = os.path.join(d.sockdir or d.dir, "web.sock")
+    p = subprocess.Popen([WEB, "--socket", d.socket, "--listen", "unix:" + path, "--token-file",
+                          os.path.join(d.dir, "unix-token"), "--static-dir", STATIC],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        p.stdout.readline()
+        token = open(os.path.join(d.dir, "unix-token")).read().strip()
+        check(oct(os.stat(os.path.join(d.dir, "unix-token")).st_mode & 0o777) == "0o640", "the token file is mode 0640")
+
+        def get(path_, auth):
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(30)
+            s.connect(path)
+            s.sendall(("GET %s HTTP/1.1\r\nHost: localhost\r\n%sConnection: close\r\n\r\n" % (
+                path_, "Authorization: Bearer %s\r\n" % token if auth else "")).encode())
+            got = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+            s.close()
+            return int(got.split(b" ")[1])
+        check(get("/metrics", False) == 200, "unix:PATH: /metrics without the token")
+        check(get("/api/jobs", False) == 401, "unix:PATH: the API without the token is 401")
+        check(get("/api/jobs", True) == 200, "unix:PATH: the API with the token")
+    finally:
+        p.terminate()
+        p.wait(30)
+
+
 def prometheus(d, web, job, want_epoch):
     promdir = tempfile.mkdtemp(prefix="traind-prom-")
     port = free_port()
@@ -362,6 +430,8 @@ def main():
     refusals(d, web, job)
     protocol(d, web, job)
     many_connections(web)
+    concurrent(web, job)
+    command_line(d)
 
     out = browser(web, job, "live")
     check(out.get("index_url") == web.url + "/", "the token URL lands on / (got %s)" % out.get("index_url"))
