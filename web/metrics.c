@@ -39,8 +39,15 @@ static void value(FILE *f, double v)
 		fputs("NaN", f);
 	else if (isinf(v))
 		fputs(v > 0 ? "+Inf" : "-Inf", f);
-	else
-		fprintf(f, "%.17g", v);
+	else {
+		/* the shortest of %.15g and %.17g that reads back as v */
+		char buf[32];
+
+		snprintf(buf, sizeof(buf), "%.15g", v);
+		if (strtod(buf, NULL) != v)
+			snprintf(buf, sizeof(buf), "%.17g", v);
+		fputs(buf, f);
+	}
 }
 
 static void head(FILE *f, const char *name, const char *type, const char *help)

@@ -9,7 +9,8 @@
 //   PLAYWRIGHT_CORE   the playwright-core package directory
 //   TRAIND_WEB_STEP   what to do: "live" (table, job page, curve growth,
 //                     pause) or "refused" (a page whose cookie is gone
-//                     presses resume) or "compare" (the compare view)
+//                     presses resume) or "compare" (the compare view) or
+//                     "start" (the start form)
 // Prints one JSON object with what it saw on its last line (also on an
 // error, with "error" set, and exits non-zero).
 'use strict';
@@ -69,9 +70,10 @@ async function refused(page, out) {
   await page.waitForFunction(() => /^resume job \d+: /.test(document.querySelector('#action').textContent),
     null, { timeout: 30000 });
   out.refused_message = await page.textContent('#action');
+  await shot(page, 'refused-button');
   const r = await page.goto(URL + '/jobs/' + JOB);
   out.page_without_token = r.status();
-  await shot(page, 'refused');
+  await shot(page, 'refused-page');
 }
 
 async function compare(page, out) {
@@ -83,6 +85,19 @@ async function compare(page, out) {
 }
 
 const out = {};
+
+async function start(page, out) {
+  await page.goto(URL + '/?token=' + TOKEN);
+  await page.fill('#start input[name=name]', 'from-form');
+  await page.fill('#start input[name=epochs]', '1');
+  await page.fill('#start input[name=train_size]', '500');
+  await page.click('#start button[type=submit]');
+  await page.waitForFunction(() => /^started job \d+/.test(document.querySelector('#action').textContent),
+    null, { timeout: 30000 });
+  out.started = parseInt((await page.textContent('#action')).match(/\d+/)[0], 10);
+  await page.waitForSelector('#jobs tr[data-job="' + out.started + '"]', { timeout: 30000 });
+  await shot(page, 'index-started');
+}
 
 (async () => {
   const browser = await chromium.launch({
@@ -97,6 +112,7 @@ const out = {};
     if (STEP === 'live') await live(page, out);
     else if (STEP === 'refused') await refused(page, out);
     else if (STEP === 'compare') await compare(page, out);
+    else if (STEP === 'start') await start(page, out);
     out.page_errors = errors;
   } finally {
     await browser.close();

@@ -157,7 +157,7 @@ def refusals(d, web, job):
         check(st == 401, "GET %s without the token: 401 (got %d)" % (path, st))
     st, h, _ = web.request("GET", "/api/jobs", token=False, headers={"Authorization": "Bearer " + "0" * 64})
     check(st == 401, "a wrong bearer token: 401 (got %d)" % st)
-    st, h, _ = web.request("GET", "/api/jobs", token=False, headers={"Cookie": "traind_token=" + web.token[:-1] + "0"})
+    st, h, _ = web.request("GET", "/api/jobs", token=False, headers={"Cookie": "traind_token=" + web.token[:-1] + ("1" if web.token[-1] == "0" else "0")})
     check(st == 401, "a wrong cookie: 401 (got %d)" % st)
     st, h, _ = web.request("GET", "/?token=" + "f" * 64, token=False)
     check(st == 401 and "set-cookie" not in h, "a wrong ?token=: 401 and no cookie (got %d)" % st)
@@ -478,6 +478,10 @@ def main():
                               body=json.dumps({"name": "from-web", "config": {"epochs": 1, "train_size": 500, "val_size": 100}}).encode())
     check(st == 201 and json.loads(body)["id"] == job + 1, "POST /api/jobs starts a job: %d %r" % (st, body[:80]))
     check(d.wait(job + 1, "--timeout", "120")[0] == 0, "the job started from the web finishes")
+    out = browser(web, job, "start")
+    st = d.status(out["started"]) if out.get("started") else {}
+    check(st.get("name") == "from-form" and st.get("epochs") == 1 and st["config"].get("train_size") == 500,
+          "the start form started job %s with its settings in traind" % out.get("started"))
 
     check(web.alive(), "traind-web is up at the end")
     rc = web.stop()
