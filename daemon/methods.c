@@ -302,7 +302,7 @@ static void work_start_check(uv_work_t *req)
 			bg_fail(b, rc == -EINVAL ? PROTO_INVALID_PARAMETER : PROTO_STORAGE_ERROR, rc);
 		}
 		sp->steps_per_epoch = jobs_steps_per_epoch(&sp->cfg, sp->ds->train.count);
-		sp->params = trainer_count_params(&sp->cfg, sp->ds->train.rows, sp->ds->train.cols);
+		sp->params = trainer_count_params(&sp->cfg, trainer_input_shape(sp->ds), sp->ds->classes);
 		return;
 	}
 	{

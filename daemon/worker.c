@@ -284,6 +284,7 @@ static void *worker_main(void *arg)
 	run->restored.nhistory = t->nhistory;
 	run->restored.last_val_acc = t->nhistory ? t->history[t->nhistory - 1].val_acc : 0;
 	run->restored.params = t->model.nparams;
+	run->restored.classes = t->model.classes;
 	snprintf(run->restored.numerics, sizeof(run->restored.numerics), "%s", t->numerics_changed);
 	run->restored_node.fn = on_restored;
 	loopq_post(&d->lq, &run->restored_node);

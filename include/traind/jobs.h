@@ -101,6 +101,7 @@ struct job {
 	bool has_val_acc;
 	struct job_checkpoint newest;
 	uint64_t params;             /* the model's parameters; 0 until known (its dataset's shape) */
+	uint32_t classes;            /* its dataset's classes; 0 until known */
 	char *model_text;            /* the model's SPEC written out (mlp, lenet5 expanded), made on
 	                                first use by wire.c: cfg does not change; owned */
 	char *numerics;              /* set when the last restore ran under another BLAS kernel than

@@ -51,6 +51,7 @@ struct run_restored {
 	uint32_t nhistory;
 	double last_val_acc;
 	uint64_t params;
+	uint32_t classes;            /* the model's outputs: its dataset's classes */
 	char numerics[sizeof(((struct trainer *)0)->numerics_changed)]; /* "" or what a
 	                                 restore under another BLAS kernel means */
 };

@@ -57,7 +57,7 @@ static uint32_t be32(const uint8_t *p)
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-static void check_set(const struct idx_set *s, const uint8_t *img, size_t img_len)
+static void check_set(const struct ds_split *s, const uint8_t *img, size_t img_len)
 {
 	size_t dim = (size_t)s->rows * s->cols;
 	volatile uint8_t sink = 0;
@@ -80,7 +80,7 @@ static void check_set(const struct idx_set *s, const uint8_t *img, size_t img_le
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct idx_set set;
+	struct ds_split set;
 	struct tr_err err;
 	char ipath[64], lpath[64];
 	size_t split;
@@ -105,7 +105,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rc = idx_set_load(&set, ipath, lpath, &err);
 	if (rc == 0) {
 		check_set(&set, data, split);
-		idx_set_deinit(&set);
+		ds_split_deinit(&set);
 		CHECK(set.pixels == NULL && set.labels == NULL);
 	} else {
 		CHECK(rc < 0);
