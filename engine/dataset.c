@@ -221,7 +221,7 @@ int ds_check_finite(const float *px, size_t n, size_t image, const char *what, s
 
 		memcpy(&v, px + i, sizeof(v));
 		if (!isfinite(v))
-			return tr_err_set(err, -EINVAL, "%s: image %zu has a %s pixel (value %zu)", what,
+			return tr_err_set(err, -EINVAL, "%s: image %zu has a %s pixel (at value %zu of the image)", what,
 					  i / image, isnan(v) ? "NaN" : "infinite", i % image);
 	}
 	return 0;
