@@ -53,6 +53,7 @@ enum opt {
 	O_SPLIT,
 	O_OUTPUT,
 	O_FORCE,
+	O_PER_CLASS,
 	O_COUNT
 };
 

@@ -355,6 +355,12 @@ void metric_sums_finish(const struct metric_sums *s, uint64_t samples, struct me
 
 int trainer_evaluate(struct trainer *t, enum eval_split which, struct metrics *out)
 {
+	return trainer_evaluate_sums(t, which, out, NULL);
+}
+
+int trainer_evaluate_sums(struct trainer *t, enum eval_split which, struct metrics *out,
+			  struct metric_sums *sums)
+{
 	const struct ds_split *set = which == EVAL_TEST ? &t->ds->test : &t->ds->train;
 	uint32_t count = which == EVAL_TEST ? set->count : t->n_val;
 	struct metric_sums s;
@@ -379,6 +385,8 @@ int trainer_evaluate(struct trainer *t, enum eval_split which, struct metrics *o
 		count_predictions(&s, t->labels, t->pred, n);
 	}
 	metric_sums_finish(&s, count, out);
+	if (sums)
+		*sums = s;
 	numerics_leave(fpmode);
 	return 0;
 }

@@ -132,6 +132,9 @@ int trainer_end_epoch(struct trainer *t, struct history_row *row);
 
 /* Loss and accuracy of the current model on the validation or test set. */
 int trainer_evaluate(struct trainer *t, enum eval_split split, struct metrics *out);
+/* The same, also giving the per-class counts (*sums, may be NULL). */
+int trainer_evaluate_sums(struct trainer *t, enum eval_split split, struct metrics *out,
+			  struct metric_sums *sums);
 
 /* Loss/acc/macro of running sums. */
 void metric_sums_finish(const struct metric_sums *s, uint64_t samples, struct metrics *out);

@@ -4,7 +4,8 @@ trains through the daemon and ends bit-identical (the exported model) to the
 same job on the IDX files; after a restart, the recovered job's model and
 parameter count come from the npz's headers again (dataset_probe); a
 100-class safetensors dataset gets an MLP ending in 100 outputs; a malformed
-dataset is refused at start with its named DatasetError (the file and the
+dataset is refused at start with its named DatasetError; eval --per-class
+shows the class names of the dataset's dataset.json (the file and the
 problem) while traind stays up and serves the other jobs."""
 import os
 import random
@@ -17,6 +18,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 from harness import DATA, Daemon, check, run  # noqa: E402
 import dsformats as F  # noqa: E402
 
+NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 CFG = ["--train-size", "2000", "--val-size", "1000", "--epochs", "2"]
 
 
@@ -28,6 +30,7 @@ def make_data(root):
     mnist = F.load_idx_dir(os.path.join(DATA, "mnist"))
     F.write_npz(os.path.join(root, "mnist-npz", "mnist.npz"),
                 {s: ((v[0], v[1], v[2]), v[3], v[4]) for s, v in mnist.items()})
+    F.write_json(os.path.join(root, "mnist-npz"), {"classes": NAMES})
     r = random.Random(3)
     sp = {}
     for split, per in (("train", 30), ("test", 5)):
@@ -65,6 +68,16 @@ def main():
     check(st.get("model") == "flatten,linear(32),relu,linear(100)", "100 classes: the MLP ends in 100 outputs (%s)"
           % st.get("model"))
     check(st.get("params") == 100 * 32 + 32 + 32 * 100 + 100, "... with its parameter count (%s)" % st.get("params"))
+    ev = d.ctl_json("eval", b, "--split", "test", "--per-class")
+    rows = ev.get("per_class") or []
+    check([r.get("name") for r in rows] == NAMES and sum(r["count"] for r in rows) == 10000
+          and sum(r["correct"] for r in rows) == round(ev["acc"] * 10000),
+          "eval --per-class: a row per class with the dataset's names, counts adding up (%s)" % rows[:2])
+    rc, out, err = d.ctl("eval", b, "--split", "test", "--per-class")
+    check("seven" in out and len(out.splitlines()) == 12, "... and as a table (%s)" % out[:300])
+    ev = d.ctl_json("eval", c, "--per-class")
+    check(len(ev.get("per_class") or []) == 100 and "name" not in ev["per_class"][0],
+          "a dataset without names: 100 rows without names")
     params_b = d.status(b).get("params")
     check(d.alive(), "traind is still up")
     d.stop()

@@ -70,7 +70,7 @@ static void put(const char *name, const void *buf, size_t len)
 	CHECK(fclose(f) == 0);
 }
 
-static void drop(const char *name)
+static __attribute__((unused)) void drop(const char *name)
 {
 	char path[512];
 
@@ -79,7 +79,7 @@ static void drop(const char *name)
 }
 
 /* A .npy file as numpy.save writes it (version 1.0, header to 64 bytes). */
-static void put_npy(const char *name, const char *descr, const char *shape, const void *d, size_t n)
+static __attribute__((unused)) void put_npy(const char *name, const char *descr, const char *shape, const void *d, size_t n)
 {
 	char head[128];
 	uint8_t buf[512];
@@ -137,8 +137,8 @@ static void check_split(const struct dataset *ds, const struct ds_split *s)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const uint8_t u8img[4] = { 0, 64, 128, 255 };
-	static const uint8_t one_label[1] = { 0 };
+	static const uint8_t u8img[4] __attribute__((unused)) = { 0, 64, 128, 255 };
+	static const uint8_t one_label[1] __attribute__((unused)) = { 0 };
 	struct dataset *ds = (struct dataset *)1;
 	struct dataset_shape sh;
 	struct tr_err err;
