@@ -27,7 +27,8 @@
  *
  * Pixels stay in their stored type (uint8 or float32) and layout in memory;
  * the trainer converts a batch to float NCHW when it gathers it
- * (dataset_gather). Labels are stored as uint8: at most 256 classes. The
+ * (k_gather for plain uint8, else k_gather_images). Labels are stored as
+ * uint8: at most 256 classes. The
  * number of classes is the count of names in dataset.json, else the largest
  * label (of both splits) + 1.
  *
