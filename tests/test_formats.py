@@ -3,7 +3,8 @@
 
 - one MNIST, five formats: the test converts the IDX bytes of
   $TRAIND_DATA_DIR/mnist into x_*.npy/y_*.npy, one NAME.npz, train/test
-  .safetensors and train/test.csv (with a header row); a job with the same
+  .safetensors and train/test.csv (with a header row), and, when Debian's
+  python3 has NumPy, an npz written by np.savez_compressed; a job with the same
   configuration on each ends with the same parameter hash and test line as
   the IDX job (the same bytes, the same arithmetic);
 - Fashion-MNIST with class names in dataset.json (the names change nothing
@@ -50,6 +51,34 @@ def splits_of(ds):
     return {s: ((v[0], v[1], v[2]), v[3], v[4]) for s, v in ds.items()}
 
 
+SYS_PYTHON = "/usr/bin/python3"   # Debian's, with NumPy (beside PyTorch)
+NUMPY_NPZ = r"""
+import gzip, os, struct, sys
+import numpy as np
+src, dst = sys.argv[1], sys.argv[2]
+def idx(name):
+    with open(os.path.join(src, name), "rb") as f:
+        data = f.read()
+    magic, n = struct.unpack(">II", data[:8])
+    if magic == 0x803:
+        r, c = struct.unpack(">II", data[8:16])
+        return np.frombuffer(data, np.uint8, offset=16).reshape(n, r, c)
+    return np.frombuffer(data, np.uint8, offset=8).astype(np.int64)
+os.makedirs(os.path.dirname(dst))
+np.savez_compressed(dst, x_train=idx("train-images-idx3-ubyte"), y_train=idx("train-labels-idx1-ubyte"),
+                    x_test=idx("t10k-images-idx3-ubyte"), y_test=idx("t10k-labels-idx1-ubyte"))
+"""
+
+
+def numpy_npz(src, dst):
+    """The IDX files saved by NumPy itself (np.savez_compressed, int64
+    labels), when Debian's python3 has NumPy and the IDX files are plain."""
+    if not os.path.exists(SYS_PYTHON) or not os.path.exists(os.path.join(src, "train-images-idx3-ubyte")):
+        return False
+    p = subprocess.run([SYS_PYTHON, "-c", NUMPY_NPZ, src, dst], capture_output=True, text=True, timeout=300)
+    return p.returncode == 0
+
+
 def mnist_five_formats(w):
     mnist = F.load_idx_dir(os.path.join(DATA, "mnist"))
     sp = splits_of(mnist)
@@ -59,10 +88,15 @@ def mnist_five_formats(w):
                 {s: (v[0], v[1], F.labels_as(v[2], "i8")) for s, v in sp.items()}, lab_tc="i8")
     F.write_st_dir(os.path.join(dd, "m-st"), {s: (v[0], v[1], F.labels_as(v[2], "i8")) for s, v in sp.items()})
     F.write_csv_dir(os.path.join(dd, "m-csv"), sp, header=True)
+    names = ["m-npy", "m-npz", "m-st", "m-csv"]
+    if numpy_npz(os.path.join(DATA, "mnist"), os.path.join(dd, "m-numpy", "mnist.npz")):
+        names.append("m-numpy")
+    else:
+        print("SKIP m-numpy: no NumPy in %s" % SYS_PYTHON)
     rc, out, err = tt(DATA, "--dataset", "mnist", *CFG)
     ref = result(out)
     check(rc == 0 and ref[0] and ref[1], "the IDX job runs (rc %d %s)" % (rc, err.strip()))
-    for name in ("m-npy", "m-npz", "m-st", "m-csv"):
+    for name in names:
         rc, out, err = tt(dd, "--dataset", name, *CFG)
         got = result(out)
         check(rc == 0 and got == ref, "%s: the same parameters and test line as IDX (rc %d, %s vs %s; %s)"
