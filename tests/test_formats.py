@@ -195,11 +195,17 @@ def k_classes(w, k, fmt):
     else:
         F.write_st_dir(os.path.join(dd, name), {s: (v[0], v[1], F.labels_as(v[2], "i4")) for s, v in sp.items()},
                        lab_tc="i4")
-    rc, out, err = tt(dd, "--dataset", name, "--val-size", str(5 * k), "--epochs", "8", "--batch-size", "16",
-                      "--lr", "0.01", "--hidden", "64")
+    cfg = ["--dataset", name, "--val-size", str(5 * k), "--epochs", "8", "--batch-size", "16", "--lr", "0.01",
+           "--hidden", "64", "--hash"]
+    rc, out, err = tt(dd, *cfg)
     acc = test_acc(out)
     check(rc == 0 and acc >= 0.9, "%d classes (%s): the MLP ends in %d outputs, test_acc %.4f >= 0.9 (rc %d %s)"
           % (k, fmt, k, acc, rc, err.strip()[:200]))
+    ck = os.path.join(dd, "ck.safetensors")
+    rc2, out2, err2 = tt(dd, *cfg, "--checkpoint", ck, "--crash-after-epoch", "3")
+    rc2, out2, err2 = tt(dd, "--resume", ck, "--hash")
+    check(rc2 == 0 and result(out2) == result(out),
+          "%d classes: a checkpoint after epoch 3 resumes to the same bits (rc %d %s)" % (k, rc2, err2.strip()[:200]))
     rc, out, err = tt(dd, "--dataset", name, "--model", "flatten,linear(10)", "--val-size", str(5 * k),
                       "--epochs", "1")
     check(rc != 0 and "layer 2 linear(10)" in err and "%d classes" % k in err,

@@ -3,7 +3,8 @@
 trains through the daemon and ends bit-identical (the exported model) to the
 same job on the IDX files; after a restart, the recovered job's model and
 parameter count come from the npz's headers again (dataset_probe); a
-100-class safetensors dataset gets an MLP ending in 100 outputs; a malformed
+100-class safetensors dataset gets an MLP ending in 100 outputs, and a job on
+it paused mid-epoch and resumed ends bit-identical to one never paused; a malformed
 dataset is refused at start with its named DatasetError; eval --per-class
 shows the class names of the dataset's dataset.json (the file and the
 problem) while traind stays up and serves the other jobs."""
@@ -53,17 +54,27 @@ def main():
     d.start()
     a = d.start_job("--dataset", "mnist", *CFG)
     b = d.start_job("--dataset", "mnist-npz", *CFG)
-    c = d.start_job("--dataset", "c100", "--val-size", "500", "--epochs", "1", "--hidden", "32")
+    c100 = ["--dataset", "c100", "--val-size", "500", "--epochs", "2", "--hidden", "32", "--batch-size", "8"]
+    c = d.start_job(*c100)
+    d.wait_running_at(c, epoch=0, min_step=20)
+    d.ctl("pause", c)
+    rc, out, err = d.wait(c, "--state", "paused")
+    check(rc == 0, "the 100-class job pauses mid-epoch")
+    d.ctl("resume", c)
+    c_ref = d.start_job(*c100)
     rc, out, err = d.ctl("start", "--dataset", "broken", "--val-size", "5", "--epochs", "1", check_rc=False)
     check(rc != 0 and "dataset error: broken" in err and "x_train.npy" in err and "image 7 has a NaN pixel" in err,
           "a dataset with a NaN pixel is refused with its DatasetError (%s)" % err.strip())
     r = d.call("io.traind.Start", {"config": {"dataset": "broken", "val_size": 5, "epochs": 1}})
     check(r.get("error") == "io.traind.DatasetError" and r["parameters"].get("dataset") == "broken"
           and "NaN" in r["parameters"].get("message", ""), "... over varlink: io.traind.DatasetError (%s)" % r)
-    for j in (a, b, c):
+    for j in (a, b, c, c_ref):
         rc, out, err = d.wait(j, "--state", "done")
         check(rc == 0, "job %d finishes (%s)" % (j, err.strip()))
     check(d.export_sha(a) == d.export_sha(b), "the npz job's model is bit-identical to the IDX job's")
+    check(d.export_sha(c) == d.export_sha(c_ref),
+          "100 classes: paused mid-epoch (per-class counts of 100 classes in the checkpoint) and resumed, "
+          "bit-identical to never pausing")
     st = d.status(c)
     check(st.get("model") == "flatten,linear(32),relu,linear(100)", "100 classes: the MLP ends in 100 outputs (%s)"
           % st.get("model"))
