@@ -541,6 +541,10 @@ static int finish(struct dataset *ds, struct ds_meta *m, const char *dir, struct
 				  dir, m->height ? m->height : ds->height, m->width ? m->width : ds->width,
 				  m->channels ? m->channels : ds->channels, ds->channels, ds->height,
 				  ds->width);
+	if (m->has_dtype && m->dtype != ds->dtype)
+		return tr_err_set(err, -EINVAL, "%s/dataset.json: says dtype %s but the images are %s", dir,
+				  m->dtype == DS_F32 ? "float32" : "uint8",
+				  ds->dtype == DS_F32 ? "float32" : "uint8");
 	if (m->nmean && m->nmean != ds->channels)
 		return tr_err_set(err, -EINVAL,
 				  "%s/dataset.json: \"mean\" and \"std\" have %u values but the images have %u channels",

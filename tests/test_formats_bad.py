@@ -357,6 +357,11 @@ def cases():
         npy(d, b)
         F.write_json(d, {"classes": ["a", "b", "a", "c", "d"]})
 
+    @add("json-dtype-disagrees", ["dataset.json", "says dtype float32 but the images are uint8"])
+    def _(d):
+        npy(d, b)
+        F.write_json(d, {"dtype": "float32"})
+
     @add("json-bad-layout", ["dataset.json", "\"layout\" must be"])
     def _(d):
         npy(d, b)
