@@ -599,7 +599,7 @@ static int load(struct dataset **out, const char *dir, bool probe, struct tr_err
 		break;
 	case F_NPZ:
 		snprintf(path, sizeof(path), "%s/%s", dir, npz);
-		rc = ds_load_npz(ds, path, &m, err);
+		rc = ds_load_npz(ds, path, probe, &m, err);
 		break;
 	case F_ST:
 		rc = ds_load_safetensors(ds, dir, &m, err);

@@ -472,7 +472,8 @@ int ds_load_npy(struct dataset *ds, const char *dir, bool probe, const struct ds
 	return rc;
 }
 
-int ds_load_npz(struct dataset *ds, const char *path, const struct ds_meta *m, struct tr_err *err)
+int ds_load_npz(struct dataset *ds, const char *path, bool probe, const struct ds_meta *m,
+		struct tr_err *err)
 {
 	zip_error_t ze;
 	zip_t *za;
@@ -486,9 +487,9 @@ int ds_load_npz(struct dataset *ds, const char *path, const struct ds_meta *m, s
 		zip_error_fini(&ze);
 		return rc;
 	}
-	rc = split_load(ds, &ds->train, true, path, za, "x_train.npy", "y_train.npy", false, m, err);
+	rc = split_load(ds, &ds->train, true, path, za, "x_train.npy", "y_train.npy", probe, m, err);
 	if (rc == 0)
-		rc = split_load(ds, &ds->test, false, path, za, "x_test.npy", "y_test.npy", false, m, err);
+		rc = split_load(ds, &ds->test, false, path, za, "x_test.npy", "y_test.npy", probe, m, err);
 	zip_discard(za);
 	return rc;
 }

@@ -89,7 +89,7 @@ int ds_load_idx(struct dataset *ds, const char *dir, bool probe, const struct ds
 		struct tr_err *err);
 int ds_load_npy(struct dataset *ds, const char *dir, bool probe, const struct ds_meta *m,
 		struct tr_err *err);
-int ds_load_npz(struct dataset *ds, const char *path, const struct ds_meta *m,
+int ds_load_npz(struct dataset *ds, const char *path, bool probe, const struct ds_meta *m,
 		struct tr_err *err);
 int ds_load_safetensors(struct dataset *ds, const char *dir, const struct ds_meta *m,
 			struct tr_err *err);

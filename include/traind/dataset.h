@@ -122,9 +122,9 @@ void ds_split_deinit(struct ds_split *set);
  * new dataset owned by the caller. Thread: any (reads files). */
 int dataset_load(struct dataset **out, const char *dir, struct tr_err *err);
 
-/* The shape of the dataset in `dir` without keeping its pixels: IDX and NumPy
- * read only headers and labels; safetensors, npz and CSV are parsed whole
- * (and freed). Thread: any (reads files). */
+/* The shape of the dataset in `dir` without keeping its pixels: IDX, npy and
+ * npz read only the images' headers and the labels; safetensors and CSV are
+ * parsed whole (and freed). Thread: any (reads files). */
 int dataset_probe(struct dataset_shape *out, const char *dir, struct tr_err *err);
 
 /* Free a dataset from dataset_load. NULL accepted. */
