@@ -81,6 +81,15 @@ int ds_st_parse(struct dataset *ds, struct ds_split *set, bool first, const uint
 	}
 	view(&img, ti);
 	view(&lab, tl);
+	if (!m->has_layout && img.ndim == 4 && (img.shape[3] == 1 || img.shape[3] == 3 || img.shape[3] == 4) &&
+	    !(img.shape[1] == 1 || img.shape[1] == 3 || img.shape[1] == 4)) {
+		/* [N,C,H,W] is the rule; an NHWC-looking tensor needs saying so. */
+		rc = tr_err_set(err, -EINVAL,
+				"%s: shape [%llu, %llu, %llu, %llu] looks like NHWC, not [N,C,H,W]; state \"layout\": \"NHWC\" in dataset.json",
+				iwhat, (unsigned long long)img.shape[0], (unsigned long long)img.shape[1],
+				(unsigned long long)img.shape[2], (unsigned long long)img.shape[3]);
+		goto out;
+	}
 	rc = ds_check_images(&img, &mm, iwhat, &shape, &layout, err);
 	if (rc == 0)
 		rc = ds_check_labels(&lab, shape.count, lwhat, err);

@@ -263,6 +263,15 @@ def cases():
         F.write(os.path.join(d, "test.safetensors"),
                 F.st_bytes([("images", "u1", te[0], te[1]), ("labels", "i8", (3,), struct.pack("<3q", 0, 1, 256))]))
 
+    @add("st-nhwc-unstated", ["train.safetensors: tensor 'images'", "looks like NHWC", "layout"])
+    def _(d):
+        st(d, {s: ((v[0][0], 2, 8, 1), v[1], F.labels_as(v[2], "i8")) for s, v in b.items()})
+
+    @add("st-nhwc-stated", None)
+    def _(d):
+        st(d, {s: ((v[0][0], 2, 8, 1), v[1], F.labels_as(v[2], "i8")) for s, v in b.items()})
+        F.write_json(d, {"layout": "NHWC"})
+
     @add("st-nan-pixel", ["test.safetensors: tensor 'images'", "image 2 has a NaN pixel"])
     def _(d):
         px = bytearray(f32(te[1]))
