@@ -60,6 +60,7 @@ enum opt {
 	O_FORCE,
 	O_METRIC,
 	O_BEST,
+	O_PER_CLASS,
 	O_COUNT
 };
 

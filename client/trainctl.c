@@ -79,6 +79,7 @@ const struct opt_desc opts[O_COUNT] = {
 	[O_FORCE] = { "force", 0, false, NULL },
 	[O_METRIC] = { "metric", 0, true, NULL },
 	[O_BEST] = { "best", 0, false, NULL },
+	[O_PER_CLASS] = { "per-class", 0, false, NULL },
 };
 
 static void usage(FILE *out)
@@ -120,7 +121,7 @@ static void usage(FILE *out)
 		"  wait JOB [--epoch N] [--state S[,S...]] [--timeout SECONDS]\n"
 		"                                  block until epoch N is committed or the job is\n"
 		"                                  in a state S (default paused,killed,failed,done)\n"
-		"  eval JOB [--split val|test] [--epoch N|--best]\n"
+		"  eval JOB [--split val|test] [--epoch N|--best] [--per-class]\n"
 		"                                  loss and accuracy of a checkpoint\n"
 		"  export JOB [--epoch N|--best] -o FILE.safetensors\n"
 		"                                  write the model (PyTorch names) to FILE\n"
@@ -194,7 +195,7 @@ static const struct verb verbs[] = {
 	{ "history", cmd_history, BIT(O_CSV), JOB_REQUIRED },
 	{ "checkpoints", cmd_checkpoints, 0, JOB_REQUIRED },
 	{ "wait", cmd_wait, BIT(O_EPOCH) | BIT(O_STATE) | BIT(O_TIMEOUT), JOB_REQUIRED },
-	{ "eval", cmd_eval, BIT(O_SPLIT) | BIT(O_EPOCH) | BIT(O_BEST), JOB_REQUIRED },
+	{ "eval", cmd_eval, BIT(O_SPLIT) | BIT(O_EPOCH) | BIT(O_BEST) | BIT(O_PER_CLASS), JOB_REQUIRED },
 	{ "export", cmd_export, BIT(O_EPOCH) | BIT(O_OUTPUT) | BIT(O_BEST), JOB_REQUIRED },
 	{ "watch", cmd_watch, 0, JOB_REQUIRED },
 	{ "rm", cmd_rm, BIT(O_FORCE), JOB_MANY },

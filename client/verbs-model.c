@@ -24,6 +24,35 @@
 #include "rpc.h"
 #include "verbs.h"
 
+/* eval --per-class: one line per class, named when the dataset has names. */
+static int print_per_class(const json_t *rows)
+{
+	size_t i;
+	json_t *r;
+
+	if (!json_is_array(rows))
+		return malformed("Eval", "per_class");
+	printf("%-5s %-24s %8s %8s %8s %8s\n", "class", "name", "count", "correct", "predicted", "acc");
+	json_array_foreach(rows, i, r) {
+		long long k, n, ok, pred;
+		const char *name = pstr(r, "name");
+		char *clean = name ? clean_dup(name) : NULL;
+		double acc;
+
+		if (!pint(r, "class", &k) || !pint(r, "count", &n) || !pint(r, "correct", &ok) ||
+		    !pint(r, "predicted", &pred)) {
+			free(clean);
+			return malformed("Eval", "per_class");
+		}
+		if (pnum(r, "acc", &acc))
+			printf("%-5lld %-24s %8lld %8lld %8lld %8.4f\n", k, clean ? clean : "-", n, ok, pred, acc);
+		else
+			printf("%-5lld %-24s %8lld %8lld %8lld %8s\n", k, clean ? clean : "-", n, ok, pred, "-");
+		free(clean);
+	}
+	return RC_OK;
+}
+
 int cmd_eval(struct cli *cli)
 {
 	json_t *params, *reply = NULL;
@@ -53,6 +82,8 @@ int cmd_eval(struct cli *cli)
 		json_object_set_new(params, "epoch", json_integer((json_int_t)epoch));
 	if (cli->set[O_BEST])
 		json_object_set_new(params, "best", json_true());
+	if (cli->set[O_PER_CLASS])
+		json_object_set_new(params, "per_class", json_true());
 	rc = rpc(cli, "io.traind.Eval", params, &reply);
 	if (rc != RC_OK)
 		return rc;
@@ -77,6 +108,8 @@ int cmd_eval(struct cli *cli)
 		printf("job %lld epoch %lld %s: loss %.4f acc %.4f macro_acc %.4f (%lld samples)\n",
 		       (long long)cli->job, e, s ? s : "?", loss, acc, macro, count);
 		free(s);
+		if (cli->set[O_PER_CLASS])
+			rc = print_per_class(json_object_get(reply, "per_class"));
 	}
 	json_decref(reply);
 	return rc;

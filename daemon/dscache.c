@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 #include "traind/config.h"
 
@@ -152,51 +151,13 @@ void dscache_put(struct dscache *c, const struct dataset *ds)
 	}
 }
 
-/* The first n header bytes of DIR/NAME or DIR/NAME.gz; -ENOENT when neither opens. */
-static int read_header(const char *dir, const char *name, unsigned char *h, int n, char *path,
-		       size_t path_len)
+int dscache_train_shape(struct dscache *c, const char *name, struct dataset_shape *shape,
+			struct tr_err *err)
 {
-	for (int gz = 0; gz < 2; gz++) {
-		gzFile f;
-		int got;
-
-		snprintf(path, path_len, "%s/%s%s", dir, name, gz ? ".gz" : "");
-		f = gzopen(path, "rb");
-		if (!f)
-			continue;
-		got = gzread(f, h, (unsigned)n);
-		gzclose(f);
-		return got == n ? 0 : -EINVAL;
-	}
-	return -ENOENT;
-}
-
-static uint32_t be32(const unsigned char *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-int dscache_train_shape(struct dscache *c, const char *name, uint32_t *count, uint32_t *rows,
-			uint32_t *cols, struct tr_err *err)
-{
-	char real[PATH_MAX], path[PATH_MAX + 64];
-	unsigned char h[16];
+	char real[PATH_MAX];
 	int rc = resolve(c, name, real, err);
 
 	if (rc < 0)
 		return rc;
-	rc = read_header(real, "train-labels-idx1-ubyte", h, 8, path, sizeof(path));
-	if (rc == -ENOENT)
-		return tr_err_set(err, rc, "dataset '%s': no train-labels-idx1-ubyte[.gz]", name);
-	if (rc < 0 || be32(h) != 0x00000801)
-		return tr_err_set(err, -EINVAL, "%s: not an IDX label file", path);
-	*count = be32(h + 4);
-	rc = read_header(real, "train-images-idx3-ubyte", h, 16, path, sizeof(path));
-	if (rc == -ENOENT)
-		return tr_err_set(err, rc, "dataset '%s': no train-images-idx3-ubyte[.gz]", name);
-	if (rc < 0 || be32(h) != 0x00000803)
-		return tr_err_set(err, -EINVAL, "%s: not an IDX image file", path);
-	*rows = be32(h + 8);
-	*cols = be32(h + 12);
-	return 0;
+	return dataset_probe(shape, real, err);
 }

@@ -311,6 +311,8 @@ void jobs_on_restored(struct job *j, const struct run_restored *r)
 	j->params = r->params;
 	j->best_epoch = r->best_epoch;
 	j->best_value = r->best_value;
+	if (r->classes)
+		j->classes = r->classes;
 	if (r->numerics[0]) {
 		free(j->numerics);
 		j->numerics = strdup(r->numerics);   /* NULL on ENOMEM: the log still says it */
@@ -505,8 +507,7 @@ struct train_counts {
 	size_t n;
 	struct {
 		char name[CFG_NAME_MAX];
-		uint32_t count;          /* 0: unreadable */
-		uint32_t rows, cols;
+		struct dataset_shape shape;  /* train_count 0: unreadable */
 	} ds[16];
 };
 
@@ -517,29 +518,29 @@ struct train_counts {
  * check loaded, on the thread pool). */
 static void recover_steps(struct job *j, struct train_counts *tc)
 {
-	uint32_t count = 0, rows = 0, cols = 0;
+	struct dataset_shape sh = { 0 };
 	size_t i;
 
 	for (i = 0; i < tc->n; i++)
 		if (strcmp(tc->ds[i].name, j->cfg.dataset) == 0)
 			break;
 	if (i < tc->n) {
-		count = tc->ds[i].count;
-		rows = tc->ds[i].rows;
-		cols = tc->ds[i].cols;
+		sh = tc->ds[i].shape;
 	} else {
-		if (dscache_train_shape(j->d->dsc, j->cfg.dataset, &count, &rows, &cols, NULL) < 0)
-			count = rows = cols = 0;
+		if (dscache_train_shape(j->d->dsc, j->cfg.dataset, &sh, NULL) < 0)
+			memset(&sh, 0, sizeof(sh));
 		if (tc->n < sizeof(tc->ds) / sizeof(tc->ds[0])) {
 			snprintf(tc->ds[tc->n].name, sizeof(tc->ds[tc->n].name), "%s", j->cfg.dataset);
-			tc->ds[tc->n].count = count;
-			tc->ds[tc->n].rows = rows;
-			tc->ds[tc->n++].cols = cols;
+			tc->ds[tc->n++].shape = sh;
 		}
 	}
-	set_steps_per_epoch(j, jobs_steps_per_epoch(&j->cfg, count));
-	if (rows && cols && rows <= 65536 && cols <= 65536)
-		j->params = trainer_count_params(&j->cfg, rows, cols);
+	set_steps_per_epoch(j, jobs_steps_per_epoch(&j->cfg, sh.train_count));
+	if (sh.train_count) {
+		struct shape in = { .c = sh.channels, .h = sh.height, .w = sh.width, .flat = false };
+
+		j->classes = sh.classes;
+		j->params = trainer_count_params(&j->cfg, in, sh.classes);
+	}
 }
 
 int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
@@ -772,6 +773,7 @@ void jobs_start_job(struct daemon *d, struct call *c, struct job_spec *spec)
 	r->spec.ds = NULL;
 	j->prog.steps_per_epoch = r->spec.steps_per_epoch;
 	j->params = r->spec.params;
+	j->classes = j->ds ? j->ds->classes : 0;
 	if (storeq_submit(d->sq, create_fn, r, create_done) < 0) {
 		create_req_free(r);
 		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "cannot queue the job"));

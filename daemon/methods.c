@@ -114,6 +114,7 @@ struct bg {
 	int64_t epoch;             /* -1: newest */
 	bool best;                 /* Eval/Export best: the best epoch checkpoint instead */
 	enum eval_split split;
+	bool per_class;            /* Eval: add the per-class counts */
 	/* Start */
 	json_t *config_in;         /* config, as sent (a reference taken on the loop) */
 	json_t *init_b64;          /* init_from, as sent (a reference taken on the loop) */
@@ -313,7 +314,7 @@ static void work_start_check(uv_work_t *req)
 			bg_fail(b, rc == -EINVAL ? PROTO_INVALID_PARAMETER : PROTO_STORAGE_ERROR, rc);
 		}
 		sp->steps_per_epoch = jobs_steps_per_epoch(&sp->cfg, sp->ds->train.count);
-		sp->params = trainer_count_params(&sp->cfg, sp->ds->train.rows, sp->ds->train.cols);
+		sp->params = trainer_count_params(&sp->cfg, trainer_input_shape(sp->ds), sp->ds->classes);
 		return;
 	}
 	{
@@ -414,6 +415,7 @@ static void work_eval(uv_work_t *req)
 	struct checkpoint_info info;
 	const struct dataset *ds = NULL;
 	struct trainer *t = NULL;
+	struct metric_sums *sums = NULL;
 	struct metrics m;
 	int rc;
 
@@ -425,6 +427,11 @@ static void work_eval(uv_work_t *req)
 	}
 	if (bg_checkpoint(b, s, &ck) < 0)
 		goto out;
+	if (b->per_class && !(sums = calloc(1, sizeof(*sums)))) {
+		tr_err_set(&b->err, -ENOMEM, "out of memory");
+		bg_fail(b, PROTO_STORAGE_ERROR, -ENOMEM);
+		goto out;
+	}
 	rc = checkpoint_inspect(ck.blob, (size_t)ck.size, &info, &b->err);
 	if (rc < 0) {
 		bg_fail(b, PROTO_CHECKPOINT_ERROR, rc);
@@ -438,7 +445,7 @@ static void work_eval(uv_work_t *req)
 	}
 	rc = checkpoint_restore(&t, ck.blob, (size_t)ck.size, ds, false, &b->err);
 	if (rc == 0)
-		rc = trainer_evaluate(t, b->split, &m);
+		rc = trainer_evaluate_sums(t, b->split, &m, sums);
 	if (rc < 0) {
 		bg_fail(b, PROTO_CHECKPOINT_ERROR, rc);
 		goto out;
@@ -447,7 +454,27 @@ static void work_eval(uv_work_t *req)
 			      "macro_acc", m.macro_acc, "count", (json_int_t)m.count, "epoch",
 			      (json_int_t)ck.epoch, "step", (json_int_t)ck.step, "split",
 			      b->split == EVAL_TEST ? "test" : "val");
+	if (sums && b->result) {
+		/* One row per class of the dataset, named when it has names. */
+		json_t *rows = json_array();
+
+		for (uint32_t k = 0; rows && k < t->model.classes; k++) {
+			json_t *r = json_pack("{s:I,s:I,s:I,s:I}", "class", (json_int_t)k, "count",
+					      (json_int_t)sums->total[k], "correct",
+					      (json_int_t)sums->correct[k], "predicted",
+					      (json_int_t)sums->predicted[k]);
+
+			if (r && ds->class_names)
+				json_object_set_new(r, "name", json_string(ds->class_names[k]));
+			if (r && sums->total[k])
+				json_object_set_new(r, "acc", json_real((double)sums->correct[k] /
+									(double)sums->total[k]));
+			json_array_append_new(rows, r);
+		}
+		json_object_set_new(b->result, "per_class", rows);
+	}
 out:
+	free(sums);
 	trainer_free(t);
 	if (ds)
 		dscache_put(b->d->dsc, ds);
@@ -722,8 +749,9 @@ static void m_wait(struct daemon *d, struct call *c)
 
 static void m_eval(struct daemon *d, struct call *c)
 {
-	static const char *const keys[] = { "id", "split", "epoch", "best", NULL };
+	static const char *const keys[] = { "id", "split", "epoch", "best", "per_class", NULL };
 	json_t *split = json_object_get(call_params(c), "split");
+	json_t *per_class = json_object_get(call_params(c), "per_class");
 	enum eval_split which = EVAL_VAL;
 	int64_t epoch = -1;
 	bool best = false;
@@ -749,12 +777,17 @@ static void m_eval(struct daemon *d, struct call *c)
 			return;
 		}
 	}
+	if (per_class && !json_is_null(per_class) && !json_is_boolean(per_class)) {
+		call_invalid_parameter(c, "per_class", "'per_class' must be true or false");
+		return;
+	}
 	if (!(j = get_job(d, c)) || !(b = bg_new(d, c)))
 		return;
 	b->id = j->id;
 	b->epoch = epoch;
 	b->best = best;
 	b->split = which;
+	b->per_class = json_is_true(per_class);
 	bg_queue(b, work_eval, bg_after);
 }
 

@@ -72,12 +72,13 @@ json_t *job_to_json(struct job *j)
 		json_object_set_new(o, "val_acc", json_real(j->last_val_acc));
 	if (j->newest.valid)
 		json_object_set_new(o, "checkpoint", checkpoint_json(&j->newest));
-	if (!j->model_text) {
-		/* Parsed once per job, not at every Status and List. */
+	if (!j->model_text && j->classes) {
+		/* Parsed once per job, not at every Status and List, once its
+		 * dataset's classes (which size mlp's last layer) are known. */
 		struct model_spec spec;
 		char text[CFG_MODEL_MAX + 64];
 
-		if (trainer_model_spec(&j->cfg, &spec, NULL) == 0)
+		if (trainer_model_spec(&j->cfg, j->classes, &spec, NULL) == 0)
 			spec_text(&spec, text, sizeof(text));
 		else
 			snprintf(text, sizeof(text), "%s", j->cfg.model);
@@ -85,6 +86,8 @@ json_t *job_to_json(struct job *j)
 	}
 	if (j->model_text)
 		json_object_set_new(o, "model", json_string(j->model_text));
+	else if (j->cfg.model[0])
+		json_object_set_new(o, "model", json_string(j->cfg.model));
 	if (j->params)
 		json_object_set_new(o, "params", json_integer((json_int_t)j->params));
 	if (j->numerics)

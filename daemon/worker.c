@@ -290,6 +290,7 @@ static void *worker_main(void *arg)
 	run->restored.params = t->model.nparams;
 	run->restored.best_epoch = t->sched.best_epoch;
 	run->restored.best_value = t->sched.best_value;
+	run->restored.classes = t->model.classes;
 	snprintf(run->restored.numerics, sizeof(run->restored.numerics), "%s", t->numerics_changed);
 	run->restored_node.fn = on_restored;
 	loopq_post(&d->lq, &run->restored_node);

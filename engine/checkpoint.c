@@ -191,7 +191,8 @@ int checkpoint_serialize(const struct trainer *t, uint8_t **blob, size_t *len, s
 	struct st_writer *w = NULL;
 	uint64_t shape1[1], shape2[2];
 	double sums[2] = { t->sums.loss_sum, t->sums.seconds };
-	int64_t counts[4][DATASET_CLASSES];
+	uint32_t k = m->classes;   /* metrics.counts is (4, classes): the classes live there */
+	int64_t (*counts)[DATASET_MAX_CLASSES] = NULL;
 	double sched_values[SCHED_NVALUES];
 	int64_t sched_counts[SCHED_NCOUNTS];
 	uint8_t *buf = NULL;
@@ -199,12 +200,19 @@ int checkpoint_serialize(const struct trainer *t, uint8_t **blob, size_t *len, s
 	char placeholder[PREFIX_LEN + SHA256_HEX_LEN + 1];
 	int rc;
 
-	memset(counts, 0, sizeof(counts));
-	counts[0][0] = (int64_t)t->sums.batches;
-	for (int c = 0; c < DATASET_CLASSES; c++) {
-		counts[1][c] = (int64_t)t->sums.correct[c];
-		counts[2][c] = (int64_t)t->sums.total[c];
-		counts[3][c] = (int64_t)t->sums.predicted[c];
+	/* (4, k) packed rows: the first k of each DATASET_MAX_CLASSES row. */
+	counts = calloc(4, sizeof(*counts));
+	if (!counts)
+		return tr_err_set(err, -ENOMEM, "out of memory");
+	{
+		int64_t *packed = &counts[0][0];
+
+		packed[0] = (int64_t)t->sums.batches;
+		for (uint32_t c = 0; c < k; c++) {
+			packed[1 * k + c] = (int64_t)t->sums.correct[c];
+			packed[2 * k + c] = (int64_t)t->sums.total[c];
+			packed[3 * k + c] = (int64_t)t->sums.predicted[c];
+		}
 	}
 	snprintf(placeholder, sizeof(placeholder), "%s%s", CHECKSUM_PREFIX, zeros64);
 
@@ -227,7 +235,7 @@ int checkpoint_serialize(const struct trainer *t, uint8_t **blob, size_t *len, s
 	if (rc == 0)
 		rc = st_writer_add(w, "metrics.sums", ST_F64, 1, shape1, sums);
 	shape2[0] = 4;
-	shape2[1] = DATASET_CLASSES;
+	shape2[1] = k;
 	if (rc == 0)
 		rc = st_writer_add(w, "metrics.counts", ST_I64, 2, shape2, counts);
 	sched_save(&t->sched, sched_values, sched_counts);
@@ -271,6 +279,7 @@ int checkpoint_serialize(const struct trainer *t, uint8_t **blob, size_t *len, s
 out:
 	st_writer_free(w);
 	free(buf);
+	free(counts);
 	return rc;
 }
 
@@ -628,7 +637,9 @@ int checkpoint_restore(struct trainer **out, const uint8_t *blob, size_t len,
 	struct trainer *t = NULL;
 	const void *d = NULL;
 	uint64_t shape1[1], shape2[2];
-	int64_t counts[4][DATASET_CLASSES];
+	int64_t (*counts)[DATASET_MAX_CLASSES] = NULL;   /* (4, k) packed, as stored */
+	const int64_t *packed;
+	uint32_t k;
 	double sums[2];
 	uint8_t *seen_pos = NULL;
 	size_t seen = 0;
@@ -673,11 +684,14 @@ int checkpoint_restore(struct trainer **out, const uint8_t *blob, size_t len,
 	if (rc == 0 && (rc = expect(f, "metrics.sums", ST_F64, 1, shape1, &d, &seen, err)) == 0)
 		memcpy(sums, d, sizeof(sums));
 	shape2[0] = 4;
-	shape2[1] = DATASET_CLASSES;
+	shape2[1] = k = t->model.classes;
+	if (rc == 0 && !(counts = calloc(4, sizeof(*counts))))
+		rc = tr_err_set(err, -ENOMEM, "out of memory");
 	if (rc == 0 && (rc = expect(f, "metrics.counts", ST_I64, 2, shape2, &d, &seen, err)) == 0)
-		memcpy(counts, d, sizeof(counts));
+		memcpy(counts, d, 4 * (size_t)k * sizeof(int64_t));
 	if (rc < 0)
 		goto fail;
+	packed = &counts[0][0];
 	rc = -EINVAL;
 	if (!(t->rng.s[0] | t->rng.s[1] | t->rng.s[2] | t->rng.s[3])) {
 		tr_err_set(err, rc, "checkpoint: rng.state is all zero");
@@ -698,21 +712,23 @@ int checkpoint_restore(struct trainer **out, const uint8_t *blob, size_t len,
 	}
 	t->sums.loss_sum = sums[0];
 	t->sums.seconds = sums[1];
-	if (counts[0][0] != (int64_t)t->step) {
+	if (packed[0] != (int64_t)t->step) {
 		tr_err_set(err, rc, "checkpoint: metric batch count %" PRId64 " does not match step %u",
-			   counts[0][0], t->step);
+			   packed[0], t->step);
 		goto fail;
 	}
-	t->sums.batches = (uint64_t)counts[0][0];
-	for (int c = 0; c < DATASET_CLASSES; c++) {
-		if (counts[1][c] < 0 || counts[2][c] < 0 || counts[3][c] < 0 || counts[1][c] > counts[2][c]) {
-			tr_err_set(err, rc, "checkpoint: metric counts for class %d are inconsistent", c);
+	t->sums.batches = (uint64_t)packed[0];
+	for (uint32_t c = 0; c < k; c++) {
+		int64_t ok = packed[1 * k + c], all = packed[2 * k + c], pred = packed[3 * k + c];
+
+		if (ok < 0 || all < 0 || pred < 0 || ok > all) {
+			tr_err_set(err, rc, "checkpoint: metric counts for class %u are inconsistent", c);
 			goto fail;
 		}
-		t->sums.correct[c] = (uint64_t)counts[1][c];
-		t->sums.total[c] = (uint64_t)counts[2][c];
-		t->sums.predicted[c] = (uint64_t)counts[3][c];
-		total += (uint64_t)counts[2][c];
+		t->sums.correct[c] = (uint64_t)ok;
+		t->sums.total[c] = (uint64_t)all;
+		t->sums.predicted[c] = (uint64_t)pred;
+		total += (uint64_t)all;
 	}
 	if (total != trainer_samples_done(t)) {
 		tr_err_set(err, rc, "checkpoint: metric counts cover %" PRIu64 " samples, expected %" PRIu64,
@@ -746,11 +762,13 @@ int checkpoint_restore(struct trainer **out, const uint8_t *blob, size_t len,
 	rc = check_numerics(t, st_meta_get(f, "numerics"), err);
 	if (rc < 0)
 		goto fail;
+	free(counts);
 	free(seen_pos);
 	st_file_free(f);
 	*out = t;
 	return 0;
 fail:
+	free(counts);
 	free(seen_pos);
 	trainer_free(t);
 	st_file_free(f);
@@ -829,6 +847,19 @@ static int blob_input(const struct st_file *f, struct shape *in, struct tr_err *
 	return 0;
 }
 
+/* The classes a checkpoint's model was trained for: the width of its
+ * metrics.counts tensor, (4, classes). */
+static int blob_classes(const struct st_file *f, uint32_t *classes, struct tr_err *err)
+{
+	const struct st_tensor *c = st_find(f, "metrics.counts");
+
+	if (!c || c->ndim != 2 || c->shape[0] != 4 || c->shape[1] == 0 ||
+	    c->shape[1] > DATASET_MAX_CLASSES)
+		return tr_err_set(err, -EINVAL, "checkpoint: tensor 'metrics.counts' is missing or malformed");
+	*classes = (uint32_t)c->shape[1];
+	return 0;
+}
+
 int checkpoint_export_from_blob(const uint8_t *blob, size_t len, uint8_t **out, size_t *out_len,
 				struct tr_err *err)
 {
@@ -837,6 +868,7 @@ int checkpoint_export_from_blob(const uint8_t *blob, size_t len, uint8_t **out, 
 	struct model_spec spec;
 	struct shape in;
 	struct net n;
+	uint32_t classes = 0;
 	size_t seen = 0;
 	int rc;
 
@@ -844,14 +876,16 @@ int checkpoint_export_from_blob(const uint8_t *blob, size_t len, uint8_t **out, 
 	rc = open_blob(blob, len, &f, &info, err);
 	if (rc < 0)
 		return rc;
-	rc = trainer_model_spec(&info.cfg, &spec, err);
+	rc = blob_classes(f, &classes, err);
+	if (rc == 0)
+		rc = trainer_model_spec(&info.cfg, classes, &spec, err);
 	if (rc == 0)
 		rc = blob_input(f, &in, err);
-	if (rc == 0 && (rc = spec_shapes(&spec, in, DATASET_CLASSES, NULL, NULL, err)) < 0)
+	if (rc == 0 && (rc = spec_shapes(&spec, in, classes, NULL, NULL, err)) < 0)
 		tr_err_prefix(err, "checkpoint");
 	if (rc < 0)
 		goto out;
-	rc = net_init(&n, &spec, in, DATASET_CLASSES, 1, NULL);
+	rc = net_init(&n, &spec, in, classes, 1, NULL);
 	if (rc < 0) {
 		tr_err_set(err, rc, "out of memory");
 		goto out;

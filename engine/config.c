@@ -264,7 +264,9 @@ static int set_model(struct train_config *cfg, const char *v, struct tr_err *err
 		return tr_err_set(err, -EINVAL, "model: the SPEC is longer than %d bytes",
 				  CFG_MODEL_MAX - 1);
 	if (*v) {
-		rc = spec_parse(&spec, v, cfg->hidden, cfg->n_hidden, DATASET_CLASSES, err);
+		/* Grammar only: the classes (which size mlp's and lenet5's last
+		 * layer) come from the dataset when the job is checked. */
+		rc = spec_parse(&spec, v, cfg->hidden, cfg->n_hidden, 10, err);
 		if (rc < 0)
 			return rc;
 	}

@@ -1,628 +1,709 @@
 /*
- * dataset.c - IDX loader for MNIST-style datasets. See include/traind/dataset.h.
+ * dataset.c - a dataset directory: its format, dataset.json, and what every
+ * format shares. See include/traind/dataset.h and engine/ds.h.
  *
  * Design
  * ------
- * An IDX file is a big-endian header (magic, then one uint32 per dimension)
- * followed by the raw uint8 payload. We read the header, validate it, work out
- * the exact payload size, and then read the payload straight into the buffer
- * the caller ends up owning: no intermediate copy and no float conversion.
+ * dataset_load lists the directory once and sorts the names it knows into
+ * formats; exactly one format may be present. dataset.json, when present, is
+ * parsed first (strictly: unknown keys, wrong types, duplicate keys are
+ * refused), because the loaders need it: class names bound the labels,
+ * "layout" decides 4-D arrays, height/width/channels decide CSV rows. The
+ * format module fills both splits; dataset_finish then checks what must hold
+ * whatever the format (the splits agree in shape, dataset.json agrees with
+ * the data, mean/std have one value per channel) and derives the classes.
  *
- * Files are read through a tiny "source" (struct src) that hides whether the
- * bytes come from a plain file (read(2)) or a gzip stream (zlib inflate over
- * read(2)). Gzip is chosen by the magic bytes 1f 8b; a file named *.gz without
- * that magic is rejected rather than guessed at. inflate() is used directly
- * instead of gzread() because gzread() silently ignores garbage after the
- * gzip member; we want to reject it.
- *
- * Invariants and limits
- * - Every size is computed in uint64_t from values already bounded by the
- *   limits below (count <= 10,000,000, rows and cols <= 4096), so nothing
- *   overflows; the result is checked against SIZE_MAX before allocation.
- * - A plain file's size is compared with header + payload before anything
- *   large is allocated. A gzip file's decompressed size is unknown until the
- *   end, so its payload buffer starts at most GZ_FIRST_ALLOC bytes and grows
- *   by doubling (capped at the expected size) as data actually arrives: a
- *   small corrupt file that claims a huge payload cannot make us reserve it.
- * - After the payload, the source must be exactly at its end: no trailing
- *   bytes in a plain file, no extra decompressed bytes, the gzip stream must
- *   finish (inflate checks CRC-32 and length) and nothing may follow it.
- *   Concatenated gzip members count as trailing data.
- * - Error codes: missing file -ENOENT (other open/stat errors pass errno
- *   through); read errors, truncation, trailing data and corrupt gzip -EIO;
- *   a well-formed file with a bad header or contents -EINVAL; -ENOMEM.
- *   Every message starts with the path of the file at fault.
- * - Each function has one cleanup chain; on failure outputs are left empty.
+ * The array checks (ds_check_images, ds_check_labels, ds_labels_to_u8,
+ * ds_check_finite) live here too so that npy, npz and safetensors say the
+ * same things the same way. Each function has one cleanup path; on failure
+ * nothing is left allocated.
  */
-#include "traind/dataset.h"
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "ds.h"
 
+#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <stdbool.h>
-#include <stdint.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
-#include <zlib.h>
+#include <jansson.h>
 
-#define IDX_IMAGES_MAGIC 0x00000803u    /* ubyte, 3 dimensions */
-#define IDX_LABELS_MAGIC 0x00000801u    /* ubyte, 1 dimension */
-#define IDX_MAX_COUNT    10000000u      /* sanity bound on images per file */
-#define IDX_MAX_SIDE     4096u          /* sanity bound on rows and cols */
+#include "traind/fileio.h"
 
-#define GZ_IN_SIZE       (256u * 1024u)        /* compressed read buffer */
-#define GZ_FIRST_ALLOC   ((size_t)16 << 20)    /* first payload buffer, gzip */
+#define META_MAX_BYTES (1u << 20)   /* dataset.json */
 
-/* A byte source: a plain file or a gzip stream over a file. */
-struct src {
-	const char *path;       /* for error messages; not owned */
-	int fd;                 /* open file, -1 if none */
-	uint64_t file_size;     /* size on disk (compressed size for gzip) */
-	bool gz;                /* true: bytes are inflated from the file */
-	bool zs_ready;          /* zs was initialised and needs inflateEnd */
-	bool gz_end;            /* inflate reported the end of the gzip stream */
-	z_stream zs;            /* inflate state (gz only) */
-	unsigned char *in;      /* (GZ_IN_SIZE) compressed input (gz only) */
-};
+/* ---- element types ---------------------------------------------------- */
 
-/* One decoded IDX file: its dimensions and its payload. */
-struct idx_file {
-	uint32_t ndims;         /* 1 for labels, 3 for images */
-	uint32_t dims[3];       /* dims[0] is the item count */
-	uint8_t *data;          /* (dims[0] * dims[1] * dims[2]) payload, owned */
-	size_t size;            /* bytes in data */
-};
+size_t ds_num_size(enum ds_num t)
+{
+	static const size_t sizes[] = {
+		[NUM_U8] = 1, [NUM_I8] = 1, [NUM_U16] = 2, [NUM_I16] = 2, [NUM_U32] = 4,
+		[NUM_I32] = 4, [NUM_U64] = 8, [NUM_I64] = 8, [NUM_F16] = 2, [NUM_F32] = 4,
+		[NUM_F64] = 8, [NUM_BOOL] = 1,
+	};
+
+	return sizes[t];
+}
+
+const char *ds_num_name(enum ds_num t)
+{
+	static const char *const names[] = {
+		[NUM_U8] = "uint8", [NUM_I8] = "int8", [NUM_U16] = "uint16", [NUM_I16] = "int16",
+		[NUM_U32] = "uint32", [NUM_I32] = "int32", [NUM_U64] = "uint64", [NUM_I64] = "int64",
+		[NUM_F16] = "float16", [NUM_F32] = "float32", [NUM_F64] = "float64", [NUM_BOOL] = "bool",
+	};
+
+	return names[t];
+}
+
+bool ds_num_is_int(enum ds_num t)
+{
+	return t <= NUM_I64;
+}
+
+uint32_t ds_label_limit(const struct ds_meta *m)
+{
+	return m && m->nnames ? m->nnames : DATASET_MAX_CLASSES;
+}
+
+/* ---- array checks ----------------------------------------------------- */
+
+static bool channel_like(uint64_t v)
+{
+	return v == 1 || v == 3 || v == 4;
+}
+
+int ds_check_images(const struct ds_array *img, const struct ds_meta *m, const char *what,
+		    struct ds_split *set, enum ds_layout *layout, struct tr_err *err)
+{
+	uint64_t n, c, h, w;
+
+	if (img->type != NUM_U8 && img->type != NUM_F32)
+		return tr_err_set(err, -EINVAL, "%s: images must be uint8 or float32, not %s", what,
+				  ds_num_name(img->type));
+	if (img->ndim == 3) {
+		n = img->shape[0];
+		c = 1;
+		h = img->shape[1];
+		w = img->shape[2];
+		*layout = DS_NCHW;
+	} else if (img->ndim == 4) {
+		uint64_t a = img->shape[1], b = img->shape[3];
+
+		if (m->has_layout)
+			*layout = m->layout;
+		else if (channel_like(b) && !channel_like(a))
+			*layout = DS_NHWC;
+		else if (channel_like(a) && !channel_like(b))
+			*layout = DS_NCHW;
+		else if (m->channels && a == m->channels && b != m->channels)
+			*layout = DS_NCHW;
+		else if (m->channels && b == m->channels && a != m->channels)
+			*layout = DS_NHWC;
+		else
+			return tr_err_set(err, -EINVAL,
+					  "%s: images of shape (%llu, %llu, %llu, %llu) could be NHWC or NCHW; state \"layout\" in dataset.json",
+					  what, (unsigned long long)img->shape[0], (unsigned long long)a,
+					  (unsigned long long)img->shape[2], (unsigned long long)b);
+		n = img->shape[0];
+		c = *layout == DS_NHWC ? b : a;
+		h = *layout == DS_NHWC ? a : img->shape[2];
+		w = *layout == DS_NHWC ? img->shape[2] : b;
+	} else {
+		return tr_err_set(err, -EINVAL,
+				  "%s: images must have 3 dimensions (N, H, W) or 4 (N, H, W, C or N, C, H, W), not %d",
+				  what, img->ndim);
+	}
+	if (n == 0 || n > DATASET_MAX_COUNT)
+		return tr_err_set(err, -EINVAL, "%s: bad count %llu (must be 1..%u)", what,
+				  (unsigned long long)n, DATASET_MAX_COUNT);
+	if (c == 0 || c > DATASET_MAX_CHANNELS)
+		return tr_err_set(err, -EINVAL, "%s: bad channel count %llu (must be 1..%u)", what,
+				  (unsigned long long)c, DATASET_MAX_CHANNELS);
+	if (h == 0 || w == 0 || h > DATASET_MAX_SIDE || w > DATASET_MAX_SIDE)
+		return tr_err_set(err, -EINVAL,
+				  "%s: bad dimensions %llux%llu (rows and cols must be 1..%u)", what,
+				  (unsigned long long)h, (unsigned long long)w, DATASET_MAX_SIDE);
+	if (c * h * w > DATASET_MAX_IMAGE)
+		return tr_err_set(err, -EINVAL, "%s: images of %llux%llux%llu are too large (at most 2^24 values)",
+				  what, (unsigned long long)c, (unsigned long long)h,
+				  (unsigned long long)w);
+	set->count = (uint32_t)n;
+	set->channels = (uint32_t)c;
+	set->rows = (uint32_t)h;
+	set->cols = (uint32_t)w;
+	return 0;
+}
+
+int ds_check_labels(const struct ds_array *lab, uint32_t count, const char *what,
+		    struct tr_err *err)
+{
+	if (!ds_num_is_int(lab->type))
+		return tr_err_set(err, -EINVAL, "%s: labels must be integers, not %s", what,
+				  ds_num_name(lab->type));
+	if (lab->ndim != 1)
+		return tr_err_set(err, -EINVAL, "%s: labels must have 1 dimension (N), not %d", what,
+				  lab->ndim);
+	if (lab->shape[0] != count)
+		return tr_err_set(err, -EINVAL, "%s: count mismatch: %llu labels but %u images", what,
+				  (unsigned long long)lab->shape[0], count);
+	return 0;
+}
+
+int ds_labels_to_u8(const struct ds_array *lab, uint32_t count, uint32_t limit, const char *what,
+		    uint8_t **out, struct tr_err *err)
+{
+	const uint8_t *p = lab->data;
+	size_t es = ds_num_size(lab->type);
+	uint8_t *y;
+
+	y = malloc(count ? count : 1);
+	if (!y)
+		return tr_err_set(err, -ENOMEM, "%s: out of memory", what);
+	for (uint32_t i = 0; i < count; i++) {
+		const uint8_t *e = p + (size_t)i * es;
+		int64_t v = 0;
+		uint64_t u = 0;
+		bool neg = false;
+
+		switch (lab->type) {
+		case NUM_U8: u = e[0]; break;
+		case NUM_I8: v = (int8_t)e[0]; neg = v < 0; u = (uint64_t)v; break;
+		case NUM_U16: u = (uint64_t)e[0] | (uint64_t)e[1] << 8; break;
+		case NUM_I16: v = (int16_t)(e[0] | e[1] << 8); neg = v < 0; u = (uint64_t)v; break;
+		case NUM_U32: case NUM_I32: {
+			uint32_t x;
+
+			memcpy(&x, e, 4);
+			u = x;
+			if (lab->type == NUM_I32) {
+				v = (int32_t)x;
+				neg = v < 0;
+			}
+			break;
+		}
+		default: {
+			memcpy(&u, e, 8);
+			if (lab->type == NUM_I64) {
+				v = (int64_t)u;
+				neg = v < 0;
+			}
+			break;
+		}
+		}
+		if (neg || u >= limit) {
+			if (neg)
+				tr_err_set(err, -EINVAL, "%s: label %lld at index %u out of range (must be 0..%u)",
+					   what, (long long)v, i, limit - 1);
+			else
+				tr_err_set(err, -EINVAL, "%s: label %llu at index %u out of range (must be < %u%s)",
+					   what, (unsigned long long)u, i, limit,
+					   limit == DATASET_MAX_CLASSES ? ": at most 256 classes"
+									 : ", the class names' count");
+			free(y);
+			return -EINVAL;
+		}
+		y[i] = (uint8_t)u;
+	}
+	*out = y;
+	return 0;
+}
+
+int ds_check_finite(const float *px, size_t n, size_t image, const char *what, struct tr_err *err)
+{
+	for (size_t i = 0; i < n; i++) {
+		float v;
+
+		memcpy(&v, px + i, sizeof(v));
+		if (!isfinite(v))
+			return tr_err_set(err, -EINVAL, "%s: image %zu has a %s pixel (at value %zu of the image)", what,
+					  i / image, isnan(v) ? "NaN" : "infinite", i % image);
+	}
+	return 0;
+}
+
+int ds_split_from_arrays(struct dataset *ds, struct ds_split *set, bool first,
+			 struct ds_array *img, const struct ds_array *lab, const struct ds_meta *m,
+			 const char *img_what, const char *lab_what, struct tr_err *err)
+{
+	enum ds_layout layout;
+	enum ds_dtype dtype = img->type == NUM_F32 ? DS_F32 : DS_U8;
+	struct ds_split s = { 0 };
+	int rc;
+
+	rc = ds_check_images(img, m, img_what, &s, &layout, err);
+	if (rc == 0)
+		rc = ds_check_labels(lab, s.count, lab_what, err);
+	if (rc < 0)
+		return rc;
+	if (first) {
+		ds->dtype = dtype;
+		ds->layout = layout;
+	} else if (dtype != ds->dtype) {
+		return tr_err_set(err, -EINVAL, "%s: %s images, but the training images are %s", img_what,
+				  dtype == DS_F32 ? "float32" : "uint8",
+				  ds->dtype == DS_F32 ? "float32" : "uint8");
+	} else if (s.channels > 1 && layout != ds->layout) {
+		return tr_err_set(err, -EINVAL, "%s: %s images, but the training images are %s", img_what,
+				  layout == DS_NHWC ? "NHWC" : "NCHW",
+				  ds->layout == DS_NHWC ? "NHWC" : "NCHW");
+	}
+	if (img->data && dtype == DS_F32) {
+		rc = ds_check_finite(img->data, (size_t)s.count * s.channels * s.rows * s.cols,
+				     (size_t)s.channels * s.rows * s.cols, img_what, err);
+		if (rc < 0)
+			return rc;
+	}
+	rc = ds_labels_to_u8(lab, s.count, ds_label_limit(m), lab_what, &s.labels, err);
+	if (rc < 0)
+		return rc;
+	s.pixels = img->data;
+	img->data = NULL;
+	*set = s;
+	return 0;
+}
+
+/* ---- dataset.json ----------------------------------------------------- */
+
+void ds_meta_deinit(struct ds_meta *m)
+{
+	if (!m)
+		return;
+	free(m->names);
+	memset(m, 0, sizeof(*m));
+}
+
+static int meta_dim(const json_t *v, const char *key, uint32_t max, uint32_t *out, const char *what,
+		    struct tr_err *err)
+{
+	if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > max)
+		return tr_err_set(err, -EINVAL, "%s: \"%s\" must be an integer 1..%u", what, key, max);
+	*out = (uint32_t)json_integer_value(v);
+	return 0;
+}
+
+static int meta_floats(const json_t *v, const char *key, bool positive, float *out, uint32_t *n,
+		       const char *what, struct tr_err *err)
+{
+	size_t i;
+	json_t *x;
+
+	if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > DATASET_MAX_CHANNELS)
+		return tr_err_set(err, -EINVAL, "%s: \"%s\" must be an array of 1..%u numbers (one per channel)",
+				  what, key, DATASET_MAX_CHANNELS);
+	json_array_foreach(v, i, x) {
+		double d;
+
+		if (!json_is_number(x))
+			return tr_err_set(err, -EINVAL, "%s: \"%s\"[%zu] is not a number", what, key, i);
+		d = json_number_value(x);
+		if (!isfinite(d) || fabs(d) > 1e30 || (positive && !((float)d > 0.0f)))
+			return tr_err_set(err, -EINVAL, "%s: \"%s\"[%zu] = %g is %s", what, key, i, d,
+					  positive ? "not a positive number" : "out of range");
+		out[i] = (float)d;
+	}
+	*n = (uint32_t)json_array_size(v);
+	return 0;
+}
+
+static int meta_names(struct ds_meta *m, const json_t *v, const char *what, struct tr_err *err)
+{
+	size_t i, n = json_array_size(v);
+	json_t *x;
+
+	if (!json_is_array(v) || n == 0 || n > DATASET_MAX_CLASSES)
+		return tr_err_set(err, -EINVAL, "%s: \"classes\" must be an array of 1..%d names", what,
+				  DATASET_MAX_CLASSES);
+	m->names = calloc(n, sizeof(*m->names));
+	if (!m->names)
+		return tr_err_set(err, -ENOMEM, "%s: out of memory", what);
+	json_array_foreach(v, i, x) {
+		const char *s = json_string_value(x);
+		size_t len;
+
+		if (!s)
+			return tr_err_set(err, -EINVAL, "%s: \"classes\"[%zu] is not a string", what, i);
+		len = json_string_length(x);
+		if (len == 0 || len >= DATASET_NAME_MAX || strlen(s) != len)
+			return tr_err_set(err, -EINVAL, "%s: \"classes\"[%zu] must be 1..%d bytes", what, i,
+					  DATASET_NAME_MAX - 1);
+		for (size_t k = 0; k < len; k++)
+			if ((unsigned char)s[k] < 0x20 || s[k] == 0x7f)
+				return tr_err_set(err, -EINVAL, "%s: \"classes\"[%zu] has a control character",
+						  what, i);
+		for (size_t k = 0; k < i; k++)
+			if (strcmp(m->names[k], s) == 0)
+				return tr_err_set(err, -EINVAL, "%s: \"classes\"[%zu] \"%s\" is also \"classes\"[%zu]",
+						  what, i, s, k);
+		memcpy(m->names[i], s, len + 1);
+	}
+	m->nnames = (uint32_t)n;
+	return 0;
+}
+
+int ds_meta_parse(struct ds_meta *m, const char *text, size_t len, const char *what,
+		  struct tr_err *err)
+{
+	json_error_t jerr;
+	const char *key;
+	json_t *root, *v;
+	int rc = 0;
+
+	memset(m, 0, sizeof(*m));
+	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root)
+		return tr_err_set(err, -EINVAL, "%s: not valid JSON: line %d: %s", what, jerr.line,
+				  jerr.text);
+	if (!json_is_object(root)) {
+		rc = tr_err_set(err, -EINVAL, "%s: must be a JSON object", what);
+		goto out;
+	}
+	m->present = true;
+	json_object_foreach(root, key, v) {
+		if (strcmp(key, "classes") == 0) {
+			rc = meta_names(m, v, what, err);
+		} else if (strcmp(key, "layout") == 0) {
+			const char *s = json_string_value(v);
+
+			m->has_layout = true;
+			if (s && strcmp(s, "NHWC") == 0)
+				m->layout = DS_NHWC;
+			else if (s && strcmp(s, "NCHW") == 0)
+				m->layout = DS_NCHW;
+			else
+				rc = tr_err_set(err, -EINVAL, "%s: \"layout\" must be \"NHWC\" or \"NCHW\"", what);
+		} else if (strcmp(key, "dtype") == 0) {
+			const char *s = json_string_value(v);
+
+			m->has_dtype = true;
+			if (s && strcmp(s, "uint8") == 0)
+				m->dtype = DS_U8;
+			else if (s && strcmp(s, "float32") == 0)
+				m->dtype = DS_F32;
+			else
+				rc = tr_err_set(err, -EINVAL, "%s: \"dtype\" must be \"uint8\" or \"float32\"", what);
+		} else if (strcmp(key, "height") == 0) {
+			rc = meta_dim(v, key, DATASET_MAX_SIDE, &m->height, what, err);
+		} else if (strcmp(key, "width") == 0) {
+			rc = meta_dim(v, key, DATASET_MAX_SIDE, &m->width, what, err);
+		} else if (strcmp(key, "channels") == 0) {
+			rc = meta_dim(v, key, DATASET_MAX_CHANNELS, &m->channels, what, err);
+		} else if (strcmp(key, "mean") == 0) {
+			rc = meta_floats(v, key, false, m->mean, &m->nmean, what, err);
+		} else if (strcmp(key, "std") == 0) {
+			rc = meta_floats(v, key, true, m->std, &m->nstd, what, err);
+		} else {
+			rc = tr_err_set(err, -EINVAL,
+					"%s: unknown key \"%.64s\" (known: classes, layout, height, width, channels, dtype, mean, std)",
+					what, key);
+		}
+		if (rc < 0)
+			goto out;
+	}
+	if ((m->nmean != 0) != (m->nstd != 0) || m->nmean != m->nstd)
+		rc = tr_err_set(err, -EINVAL, "%s: \"mean\" and \"std\" must come together, with as many values",
+				what);
+out:
+	json_decref(root);
+	if (rc < 0)
+		ds_meta_deinit(m);
+	return rc;
+}
+
+static int meta_load(struct ds_meta *m, const char *dir, struct tr_err *err)
+{
+	char path[4096];
+	uint8_t *text = NULL;
+	size_t len = 0;
+	struct stat st;
+	int rc;
+
+	memset(m, 0, sizeof(*m));
+	snprintf(path, sizeof(path), "%s/dataset.json", dir);
+	if (stat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return tr_err_set(err, -errno, "%s: cannot stat: %s", path, strerror(errno));
+	}
+	rc = file_read_all(path, META_MAX_BYTES, &text, &len, err);
+	if (rc < 0)
+		return rc;
+	rc = ds_meta_parse(m, (const char *)text, len, path, err);
+	free(text);
+	return rc;
+}
+
+/* ---- the directory ---------------------------------------------------- */
+
+enum fmt { F_IDX, F_NPY, F_NPZ, F_ST, F_CSV, F_N };
+
+static const char *const fmt_names[F_N] = { "idx", "npy", "npz", "safetensors", "csv" };
 
 static bool has_suffix(const char *s, const char *suffix)
 {
-	size_t n = strlen(s), m = strlen(suffix);
+	size_t n = strlen(s), k = strlen(suffix);
 
-	return n >= m && strcmp(s + n - m, suffix) == 0;
+	return n > k && strcmp(s + n - k, suffix) == 0;
 }
 
-static uint32_t be32(const unsigned char *p)
+static int classify(const char *name)
 {
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | (uint32_t)p[3];
+	static const char *const idx[] = {
+		"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+		"t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
+	};
+
+	for (size_t i = 0; i < 4; i++) {
+		size_t n = strlen(idx[i]);
+
+		if (strncmp(name, idx[i], n) == 0 && (!name[n] || strcmp(name + n, ".gz") == 0))
+			return F_IDX;
+	}
+	if (!strcmp(name, "x_train.npy") || !strcmp(name, "y_train.npy") ||
+	    !strcmp(name, "x_test.npy") || !strcmp(name, "y_test.npy"))
+		return F_NPY;
+	if (has_suffix(name, ".npz"))
+		return F_NPZ;
+	if (!strcmp(name, "train.safetensors") || !strcmp(name, "test.safetensors"))
+		return F_ST;
+	if (!strcmp(name, "train.csv") || !strcmp(name, "test.csv"))
+		return F_CSV;
+	return -1;
 }
 
-/* read(2) that retries on EINTR. Returns bytes read, 0 at EOF, -errno. */
-static ssize_t read_some(int fd, void *buf, size_t n)
+/* Which format `dir` holds; *npz gets the one .npz file's name. */
+static int detect(const char *dir, int *fmt, char *npz, size_t npz_len, struct tr_err *err)
 {
-	ssize_t r;
+	char first[F_N][256] = { { 0 } };
+	int nnpz = 0, found = -1, rc = 0;
+	struct dirent *de;
+	DIR *d;
 
-	do
-		r = read(fd, buf, n);
-	while (r < 0 && errno == EINTR);
-	return r < 0 ? -errno : r;
-}
-
-/* Open `path` and decide between plain and gzip by its first two bytes. */
-static int src_open(struct src *s, const char *path, struct tr_err *err)
-{
-	unsigned char magic[2];
-	struct stat st;
-	ssize_t r;
-	int rc;
-
-	memset(s, 0, sizeof(*s));
-	s->path = path;
-	s->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (s->fd < 0) {
+	d = opendir(dir);
+	if (!d) {
 		rc = -errno;
 		if (rc == -ENOENT)
-			return tr_err_set(err, rc, "%s: not found", path);
-		return tr_err_set(err, rc, "%s: cannot open: %s", path,
-				  strerror(-rc));
+			return tr_err_set(err, rc, "%s: no such dataset directory", dir);
+		return tr_err_set(err, rc, "%s: cannot open: %s", dir, strerror(-rc));
 	}
-	if (fstat(s->fd, &st) < 0) {
-		rc = tr_err_set(err, -errno, "%s: cannot stat: %s", path,
-				strerror(errno));
-		goto close_fd;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = tr_err_set(err, -EINVAL, "%s: not a regular file", path);
-		goto close_fd;
-	}
-	s->file_size = (uint64_t)st.st_size;
-	if (s->file_size == 0) {
-		rc = tr_err_set(err, -EIO, "%s: empty file", path);
-		goto close_fd;
-	}
+	while ((de = readdir(d))) {
+		int f = classify(de->d_name);
 
-	do
-		r = pread(s->fd, magic, sizeof(magic), 0);
-	while (r < 0 && errno == EINTR);
-	if (r < 0) {
-		rc = tr_err_set(err, -EIO, "%s: read error: %s", path,
-				strerror(errno));
-		goto close_fd;
+		if (f < 0)
+			continue;
+		if (f == F_NPZ && nnpz++ == 0)
+			snprintf(npz, npz_len, "%s", de->d_name);
+		if (!first[f][0])
+			snprintf(first[f], sizeof(first[f]), "%s", de->d_name);
 	}
-	s->gz = r == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
-	if (!s->gz && has_suffix(path, ".gz")) {
-		rc = tr_err_set(err, -EINVAL,
-				"%s: not a gzip file (no gzip magic 1f 8b)",
-				path);
-		goto close_fd;
+	closedir(d);
+	for (int f = 0; f < F_N; f++) {
+		if (!first[f][0])
+			continue;
+		if (found >= 0)
+			return tr_err_set(err, -EINVAL,
+					  "%s: files of two formats (%s: %s, %s: %s); keep one", dir,
+					  fmt_names[found], first[found], fmt_names[f], first[f]);
+		found = f;
 	}
-	if (!s->gz)
-		return 0;
-
-	s->in = malloc(GZ_IN_SIZE);
-	if (!s->in) {
-		rc = tr_err_set(err, -ENOMEM, "%s: out of memory", path);
-		goto close_fd;
-	}
-	/* 16 + MAX_WBITS: gzip wrapper only, with CRC-32 and length check. */
-	if (inflateInit2(&s->zs, 16 + MAX_WBITS) != Z_OK) {
-		rc = tr_err_set(err, -ENOMEM, "%s: cannot start zlib", path);
-		goto free_in;
-	}
-	s->zs_ready = true;
-	return 0;
-
-free_in:
-	free(s->in);
-	s->in = NULL;
-close_fd:
-	close(s->fd);
-	s->fd = -1;
-	return rc;
-}
-
-static void src_close(struct src *s)
-{
-	if (s->zs_ready)
-		inflateEnd(&s->zs);
-	free(s->in);
-	if (s->fd >= 0)
-		close(s->fd);
-	memset(s, 0, sizeof(*s));
-	s->fd = -1;
-}
-
-/* Read up to n bytes of a plain file; *got < n only at end of file. */
-static int plain_read(struct src *s, uint8_t *buf, size_t n, size_t *got,
-		      struct tr_err *err)
-{
-	size_t done = 0;
-
-	while (done < n) {
-		ssize_t r = read_some(s->fd, buf + done, n - done);
-
-		if (r < 0)
-			return tr_err_set(err, -EIO, "%s: read error: %s",
-					  s->path, strerror((int)-r));
-		if (r == 0)
-			break;
-		done += (size_t)r;
-	}
-	*got = done;
+	if (found < 0)
+		return tr_err_set(err, -ENOENT,
+				  "%s: no dataset files: expected the IDX files (train-images-idx3-ubyte ...), x_train.npy ..., one NAME.npz, train.safetensors and test.safetensors, or train.csv and test.csv",
+				  dir);
+	if (found == F_NPZ && nnpz > 1)
+		return tr_err_set(err, -EINVAL, "%s: %d .npz files; a dataset is one NAME.npz", dir, nnpz);
+	*fmt = found;
 	return 0;
 }
 
-/* Inflate up to n bytes; *got < n only at the end of the gzip stream. */
-static int gz_read(struct src *s, uint8_t *buf, size_t n, size_t *got,
-		   struct tr_err *err)
+/* Checks that hold whatever the format, and the derived fields. */
+static int finish(struct dataset *ds, struct ds_meta *m, const char *dir, struct tr_err *err)
 {
-	z_stream *zs = &s->zs;
-	size_t done = 0;
+	const struct ds_split *a = &ds->train, *b = &ds->test;
+	uint32_t top = 0;
 
-	while (done < n && !s->gz_end) {
-		size_t want = n - done;
-		uInt chunk = want > UINT_MAX ? UINT_MAX : (uInt)want;
-		int zr;
-
-		if (zs->avail_in == 0) {
-			ssize_t r = read_some(s->fd, s->in, GZ_IN_SIZE);
-
-			if (r < 0)
-				return tr_err_set(err, -EIO,
-						  "%s: read error: %s",
-						  s->path, strerror((int)-r));
-			if (r == 0)
-				return tr_err_set(err, -EIO,
-						  "%s: truncated gzip stream (unexpected end of file)",
-						  s->path);
-			zs->next_in = s->in;
-			zs->avail_in = (uInt)r;
-		}
-		zs->next_out = buf + done;
-		zs->avail_out = chunk;
-		zr = inflate(zs, Z_NO_FLUSH);
-		done += chunk - zs->avail_out;
-		if (zr == Z_STREAM_END) {
-			s->gz_end = true;
-		} else if (zr == Z_MEM_ERROR) {
-			return tr_err_set(err, -ENOMEM,
-					  "%s: out of memory in zlib", s->path);
-		} else if (zr != Z_OK && !(zr == Z_BUF_ERROR && zs->avail_in == 0)) {
-			/* Z_BUF_ERROR with input left would mean no progress
-			 * is possible: as corrupt as Z_DATA_ERROR. */
-			return tr_err_set(err, -EIO,
-					  "%s: corrupt gzip stream: %s", s->path,
-					  zs->msg ? zs->msg : zError(zr));
-		}
+	if (a->channels != b->channels || a->rows != b->rows || a->cols != b->cols)
+		return tr_err_set(err, -EINVAL,
+				  "%s: dimensions mismatch: test images are %ux%ux%u but training images are %ux%ux%u",
+				  dir, b->channels, b->rows, b->cols, a->channels, a->rows, a->cols);
+	ds->channels = a->channels;
+	ds->height = a->rows;
+	ds->width = a->cols;
+	if ((m->height && m->height != ds->height) || (m->width && m->width != ds->width) ||
+	    (m->channels && m->channels != ds->channels))
+		return tr_err_set(err, -EINVAL,
+				  "%s/dataset.json: says height %u, width %u, channels %u but the images are %ux%ux%u (CxHxW)",
+				  dir, m->height ? m->height : ds->height, m->width ? m->width : ds->width,
+				  m->channels ? m->channels : ds->channels, ds->channels, ds->height,
+				  ds->width);
+	if (m->has_dtype && m->dtype != ds->dtype)
+		return tr_err_set(err, -EINVAL, "%s/dataset.json: says dtype %s but the images are %s", dir,
+				  m->dtype == DS_F32 ? "float32" : "uint8",
+				  ds->dtype == DS_F32 ? "float32" : "uint8");
+	if (m->nmean && m->nmean != ds->channels)
+		return tr_err_set(err, -EINVAL,
+				  "%s/dataset.json: \"mean\" and \"std\" have %u values but the images have %u channels",
+				  dir, m->nmean, ds->channels);
+	if (m->nmean) {
+		ds->normalize = true;
+		memcpy(ds->mean, m->mean, sizeof(ds->mean));
+		memcpy(ds->std, m->std, sizeof(ds->std));
 	}
-	*got = done;
+	for (int s = 0; s < 2; s++) {
+		const struct ds_split *set = s ? b : a;
+
+		for (uint32_t i = 0; i < set->count; i++)
+			top = set->labels[i] > top ? set->labels[i] : top;
+	}
+	ds->classes = top + 1;
+	if (m->nnames) {
+		ds->classes = m->nnames;
+		ds->class_names = m->names;
+		m->names = NULL;
+		m->nnames = 0;
+	}
 	return 0;
 }
 
-static int src_read(struct src *s, uint8_t *buf, size_t n, size_t *got,
-		    struct tr_err *err)
+static int load(struct dataset **out, const char *dir, bool probe, struct tr_err *err)
 {
-	return s->gz ? gz_read(s, buf, n, got, err)
-		     : plain_read(s, buf, n, got, err);
-}
-
-/* Check that `s` is exactly at its end after `expected` bytes were read. */
-static int src_expect_end(struct src *s, uint64_t expected, struct tr_err *err)
-{
-	uint8_t extra[64];
-	size_t got;
-	ssize_t r;
-	int rc;
-
-	rc = src_read(s, extra, sizeof(extra), &got, err);
-	if (rc)
-		return rc;
-	if (got > 0)
-		return tr_err_set(err, -EIO,
-				  "%s: trailing bytes: expected %llu bytes, %s is longer",
-				  s->path, (unsigned long long)expected,
-				  s->gz ? "decompressed data" : "file");
-	if (!s->gz)
-		return 0;
-	/* The gzip stream ended cleanly; nothing may follow it. */
-	if (s->zs.avail_in == 0) {
-		r = read_some(s->fd, extra, 1);
-		if (r < 0)
-			return tr_err_set(err, -EIO, "%s: read error: %s",
-					  s->path, strerror((int)-r));
-		if (r == 0)
-			return 0;
-	}
-	return tr_err_set(err, -EIO, "%s: trailing data after the gzip stream",
-			  s->path);
-}
-
-/*
- * Read exactly `size` payload bytes into a new buffer (*out, owned by the
- * caller on success). For gzip the buffer grows as data arrives; see the top
- * of the file. `total` (header + payload) is only for the message.
- */
-static int read_payload(struct src *s, size_t size, uint64_t total,
-			uint8_t **out, struct tr_err *err)
-{
-	size_t cap = s->gz && size > GZ_FIRST_ALLOC ? GZ_FIRST_ALLOC : size;
-	size_t have = 0, got;
-	uint8_t *buf, *grown;
-	int rc;
-
-	buf = malloc(cap);
-	if (!buf)
-		return tr_err_set(err, -ENOMEM,
-				  "%s: out of memory for %zu bytes", s->path,
-				  cap);
-	while (have < size) {
-		if (have == cap) {
-			cap = cap > size / 2 ? size : cap * 2;
-			grown = realloc(buf, cap);
-			if (!grown) {
-				rc = tr_err_set(err, -ENOMEM,
-						"%s: out of memory for %zu bytes",
-						s->path, cap);
-				goto free_buf;
-			}
-			buf = grown;
-		}
-		rc = src_read(s, buf + have, cap - have, &got, err);
-		if (rc)
-			goto free_buf;
-		have += got;
-		if (have < cap)
-			break;          /* end of data */
-	}
-	if (have < size) {
-		rc = tr_err_set(err, -EIO,
-				"%s: truncated: expected %llu bytes, got %llu%s",
-				s->path, (unsigned long long)total,
-				(unsigned long long)(total - size + have),
-				s->gz ? " (decompressed)" : "");
-		goto free_buf;
-	}
-	*out = buf;
-	return 0;
-
-free_buf:
-	free(buf);
-	return rc;
-}
-
-/* Read the header fields (magic excluded) into `hdr`, which has n bytes. */
-static int read_header(struct src *s, unsigned char *hdr, size_t n,
-		       size_t already, struct tr_err *err)
-{
-	size_t got;
-	int rc;
-
-	rc = src_read(s, hdr, n, &got, err);
-	if (rc)
-		return rc;
-	if (got == n)
-		return 0;
-	if (already + got == 0)
-		return tr_err_set(err, -EIO, "%s: empty file", s->path);
-	return tr_err_set(err, -EIO,
-			  "%s: truncated header: expected %zu bytes, got %zu",
-			  s->path, already + n, already + got);
-}
-
-/* Load one IDX file whose magic must be `magic`, validating everything. */
-static int idx_read(struct idx_file *f, const char *path, uint32_t magic,
-		    struct tr_err *err)
-{
-	unsigned char hdr[4 * 4];
-	uint64_t payload, total;
-	uint32_t got_magic;
-	struct src s;
-	int rc;
-
-	memset(f, 0, sizeof(*f));
-	f->ndims = magic & 0xff;
-
-	rc = src_open(&s, path, err);
-	if (rc)
-		return rc;
-
-	rc = read_header(&s, hdr, 4, 0, err);
-	if (rc)
-		goto close_src;
-	got_magic = be32(hdr);
-	if (got_magic != magic) {
-		const char *hint = "";
-
-		if (got_magic == IDX_IMAGES_MAGIC)
-			hint = " (this is an image file)";
-		else if (got_magic == IDX_LABELS_MAGIC)
-			hint = " (this is a label file)";
-		rc = tr_err_set(err, -EINVAL,
-				"%s: bad magic 0x%08x, expected 0x%08x%s",
-				path, got_magic, magic, hint);
-		goto close_src;
-	}
-	rc = read_header(&s, hdr + 4, 4 * f->ndims, 4, err);
-	if (rc)
-		goto close_src;
-	for (uint32_t i = 0; i < f->ndims; i++)
-		f->dims[i] = be32(hdr + 4 + 4 * i);
-
-	if (f->dims[0] == 0 || f->dims[0] > IDX_MAX_COUNT) {
-		rc = tr_err_set(err, -EINVAL,
-				"%s: bad count %u (must be 1..%u)", path,
-				f->dims[0], IDX_MAX_COUNT);
-		goto close_src;
-	}
-	payload = f->dims[0];
-	for (uint32_t i = 1; i < f->ndims; i++) {
-		if (f->dims[i] == 0 || f->dims[i] > IDX_MAX_SIDE) {
-			rc = tr_err_set(err, -EINVAL,
-					"%s: bad dimensions %ux%u (rows and cols must be 1..%u)",
-					path, f->dims[1], f->dims[2],
-					IDX_MAX_SIDE);
-			goto close_src;
-		}
-		payload *= f->dims[i];  /* < 10^7 * 4096 * 4096 < 2^48 */
-	}
-	total = 4 + 4 * (uint64_t)f->ndims + payload;
-	if (payload > SIZE_MAX) {
-		rc = tr_err_set(err, -EINVAL,
-				"%s: payload of %llu bytes too large for this machine",
-				path, (unsigned long long)payload);
-		goto close_src;
-	}
-	if (!s.gz && s.file_size != total) {
-		rc = tr_err_set(err, -EIO, "%s: %s: expected %llu bytes, got %llu",
-				path, s.file_size < total ? "truncated"
-							   : "trailing bytes",
-				(unsigned long long)total,
-				(unsigned long long)s.file_size);
-		goto close_src;
-	}
-
-	rc = read_payload(&s, (size_t)payload, total, &f->data, err);
-	if (rc)
-		goto close_src;
-	f->size = (size_t)payload;
-	rc = src_expect_end(&s, total, err);
-	if (rc)
-		goto free_data;
-	src_close(&s);
-	return 0;
-
-free_data:
-	free(f->data);
-	f->data = NULL;
-	f->size = 0;
-close_src:
-	src_close(&s);
-	return rc;
-}
-
-int idx_set_load(struct idx_set *out, const char *images_path,
-		 const char *labels_path, struct tr_err *err)
-{
-	struct idx_file images, labels;
-	int rc;
-
-	memset(out, 0, sizeof(*out));
-
-	rc = idx_read(&images, images_path, IDX_IMAGES_MAGIC, err);
-	if (rc)
-		return rc;
-	rc = idx_read(&labels, labels_path, IDX_LABELS_MAGIC, err);
-	if (rc)
-		goto free_images;
-	if (labels.dims[0] != images.dims[0]) {
-		rc = tr_err_set(err, -EINVAL,
-				"%s: count mismatch: %u labels but %u images in %s",
-				labels_path, labels.dims[0], images.dims[0],
-				images_path);
-		goto free_labels;
-	}
-	for (size_t i = 0; i < labels.size; i++) {
-		if (labels.data[i] >= DATASET_CLASSES) {
-			rc = tr_err_set(err, -EINVAL,
-					"%s: label %u at index %zu out of range (must be < %d)",
-					labels_path, labels.data[i], i,
-					DATASET_CLASSES);
-			goto free_labels;
-		}
-	}
-
-	out->count = images.dims[0];
-	out->rows = images.dims[1];
-	out->cols = images.dims[2];
-	out->pixels = images.data;
-	out->labels = labels.data;
-	return 0;
-
-free_labels:
-	free(labels.data);
-free_images:
-	free(images.data);
-	return rc;
-}
-
-void idx_set_deinit(struct idx_set *set)
-{
-	if (!set)
-		return;
-	free(set->pixels);
-	free(set->labels);
-	memset(set, 0, sizeof(*set));
-}
-
-/*
- * Find `name` in `dir`: the plain file if it exists, else name + ".gz".
- * On success *out is a new string owned by the caller.
- */
-static int find_file(char **out, const char *dir, const char *name,
-		     struct tr_err *err)
-{
-	size_t len = strlen(dir) + 1 + strlen(name) + sizeof(".gz");
-	struct stat st;
-	char *path;
-	int rc;
+	char npz[256], path[4096 + 256];
+	struct ds_meta m;
+	struct dataset *ds;
+	int fmt = 0, rc;
 
 	*out = NULL;
-	path = malloc(len);
-	if (!path)
-		return tr_err_set(err, -ENOMEM, "%s/%s: out of memory", dir,
-				  name);
-	snprintf(path, len, "%s/%s", dir, name);
-	if (stat(path, &st) == 0)
-		goto found;
-	if (errno != ENOENT)
-		goto stat_failed;
-	snprintf(path, len, "%s/%s.gz", dir, name);
-	if (stat(path, &st) == 0)
-		goto found;
-	if (errno != ENOENT)
-		goto stat_failed;
-	free(path);
-	return tr_err_set(err, -ENOENT, "%s/%s: not found (nor %s.gz)", dir,
-			  name, name);
-
-stat_failed:
-	rc = -errno;
-	tr_err_set(err, rc, "%s: cannot stat: %s", path, strerror(-rc));
-	free(path);
-	return rc;
-
-found:
-	*out = path;
-	return 0;
-}
-
-/* Load one split from `dir` given its two file names. */
-static int split_load(struct idx_set *set, const char *dir,
-		      const char *images_name, const char *labels_name,
-		      char **images_path, struct tr_err *err)
-{
-	char *labels_path;
-	int rc;
-
-	rc = find_file(images_path, dir, images_name, err);
-	if (rc)
+	rc = detect(dir, &fmt, npz, sizeof(npz), err);
+	if (rc < 0)
 		return rc;
-	rc = find_file(&labels_path, dir, labels_name, err);
-	if (rc)
+	rc = meta_load(&m, dir, err);
+	if (rc < 0)
 		return rc;
-	rc = idx_set_load(set, *images_path, labels_path, err);
-	free(labels_path);
+	ds = calloc(1, sizeof(*ds));
+	if (!ds) {
+		rc = tr_err_set(err, -ENOMEM, "%s: out of memory", dir);
+		goto out;
+	}
+	snprintf(ds->format, sizeof(ds->format), "%s", fmt_names[fmt]);
+	switch (fmt) {
+	case F_IDX:
+		rc = ds_load_idx(ds, dir, probe, &m, err);
+		break;
+	case F_NPY:
+		rc = ds_load_npy(ds, dir, probe, &m, err);
+		break;
+	case F_NPZ:
+		snprintf(path, sizeof(path), "%s/%s", dir, npz);
+		rc = ds_load_npz(ds, path, probe, &m, err);
+		break;
+	case F_ST:
+		rc = ds_load_safetensors(ds, dir, &m, err);
+		break;
+	default:
+		rc = ds_load_csv(ds, dir, &m, err);
+		break;
+	}
+	if (rc == 0)
+		rc = finish(ds, &m, dir, err);
+	if (rc < 0) {
+		dataset_free(ds);
+		goto out;
+	}
+	*out = ds;
+out:
+	ds_meta_deinit(&m);
 	return rc;
 }
 
 int dataset_load(struct dataset **out, const char *dir, struct tr_err *err)
 {
-	char *train_images = NULL, *test_images = NULL;
+	return load(out, dir, false, err);
+}
+
+int dataset_probe(struct dataset_shape *out, const char *dir, struct tr_err *err)
+{
 	struct dataset *ds;
-	int rc;
+	int rc = load(&ds, dir, true, err);
 
-	*out = NULL;
-	ds = calloc(1, sizeof(*ds));
-	if (!ds)
-		return tr_err_set(err, -ENOMEM, "%s: out of memory", dir);
-
-	rc = split_load(&ds->train, dir, "train-images-idx3-ubyte",
-			"train-labels-idx1-ubyte", &train_images, err);
-	if (rc)
-		goto free_ds;
-	rc = split_load(&ds->test, dir, "t10k-images-idx3-ubyte",
-			"t10k-labels-idx1-ubyte", &test_images, err);
-	if (rc)
-		goto free_ds;
-	if (ds->test.rows != ds->train.rows || ds->test.cols != ds->train.cols) {
-		rc = tr_err_set(err, -EINVAL,
-				"%s: dimensions mismatch: test images are %ux%u but %s has %ux%u",
-				test_images, ds->test.rows, ds->test.cols,
-				train_images, ds->train.rows, ds->train.cols);
-		goto free_ds;
-	}
-	free(train_images);
-	free(test_images);
-	*out = ds;
-	return 0;
-
-free_ds:
-	free(train_images);
-	free(test_images);
+	if (rc < 0)
+		return rc;
+	memset(out, 0, sizeof(*out));
+	snprintf(out->format, sizeof(out->format), "%s", ds->format);
+	out->train_count = ds->train.count;
+	out->test_count = ds->test.count;
+	out->channels = ds->channels;
+	out->height = ds->height;
+	out->width = ds->width;
+	out->classes = ds->classes;
 	dataset_free(ds);
-	return rc;
+	return 0;
 }
 
 void dataset_free(struct dataset *ds)
 {
 	if (!ds)
 		return;
-	idx_set_deinit(&ds->train);
-	idx_set_deinit(&ds->test);
+	ds_split_deinit(&ds->train);
+	ds_split_deinit(&ds->test);
+	free(ds->class_names);
 	free(ds);
 }
 
-static size_t set_bytes(const struct idx_set *set)
+size_t dataset_image_size(const struct dataset *ds)
 {
-	return (size_t)set->count * set->rows * set->cols + set->count;
+	return (size_t)ds->channels * ds->height * ds->width;
+}
+
+static size_t set_bytes(const struct dataset *ds, const struct ds_split *set)
+{
+	size_t elem = ds->dtype == DS_F32 ? sizeof(float) : 1;
+
+	return (size_t)set->count * set->channels * set->rows * set->cols * elem + set->count;
 }
 
 size_t dataset_bytes(const struct dataset *ds)
 {
 	if (!ds)
 		return 0;
-	return set_bytes(&ds->train) + set_bytes(&ds->test);
+	return set_bytes(ds, &ds->train) + set_bytes(ds, &ds->test);
+}
+
+bool dataset_plain_u8(const struct dataset *ds)
+{
+	return ds->dtype == DS_U8 && (ds->channels <= 1 || ds->layout == DS_NCHW) && !ds->normalize;
+}
+
+const char *dataset_class_name(const struct dataset *ds, uint32_t c, char buf[16])
+{
+	if (ds && ds->class_names && c < ds->classes)
+		return ds->class_names[c];
+	snprintf(buf, 16, "%u", c);
+	return buf;
+}
+
+void dataset_init_memory(struct dataset *ds)
+{
+	uint32_t top = 0;
+
+	snprintf(ds->format, sizeof(ds->format), "memory");
+	ds->dtype = DS_U8;
+	ds->layout = DS_NCHW;
+	for (int s = 0; s < 2; s++) {
+		struct ds_split *set = s ? &ds->test : &ds->train;
+
+		if (!set->channels)
+			set->channels = 1;
+		for (uint32_t i = 0; i < set->count; i++)
+			top = set->labels[i] > top ? set->labels[i] : top;
+	}
+	ds->channels = ds->train.channels;
+	ds->height = ds->train.rows;
+	ds->width = ds->train.cols;
+	if (!ds->classes)
+		ds->classes = top + 1;
 }

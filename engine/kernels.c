@@ -58,6 +58,32 @@ void k_gather(float *x, const uint8_t *pixels, const uint32_t *idx, size_t n, si
 	}
 }
 
+void k_gather_images(float *x, const void *pixels, bool f32, bool nhwc, size_t c, size_t hw,
+		     const uint32_t *idx, size_t n, const float *mean, const float *std)
+{
+	size_t dim = c * hw;
+
+	for (size_t i = 0; i < n; i++) {
+		float *dst = x + i * dim;
+		size_t base = (size_t)idx[i] * dim;
+
+		for (size_t ch = 0; ch < c; ch++) {
+			float *row = dst + ch * hw;
+
+			for (size_t p = 0; p < hw; p++) {
+				size_t at = base + (nhwc ? p * c + ch : ch * hw + p);
+				float v;
+
+				if (f32)
+					memcpy(&v, (const float *)pixels + at, sizeof(v));
+				else
+					v = (float)((const uint8_t *)pixels)[at] / 255.0f;
+				row[p] = mean ? (v - mean[ch]) / std[ch] : v;
+			}
+		}
+	}
+}
+
 void k_fill_rows(float *z, size_t ld, size_t m, size_t c0, size_t c1, const float *b)
 {
 	for (size_t i = 0; i < m; i++)

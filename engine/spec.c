@@ -402,8 +402,13 @@ int spec_parse(struct model_spec *out, const char *text, const uint32_t *hidden,
 		spec_mlp(out, hidden, n_hidden, classes);
 		return 0;
 	}
-	if (b - a == 6 && strncmp(text + a, "lenet5", 6) == 0)
-		return spec_parse(out, lenet5_text, hidden, n_hidden, classes, err);
+	if (b - a == 6 && strncmp(text + a, "lenet5", 6) == 0) {
+		/* Its last layer has one output per class of the data. */
+		rc = spec_parse(out, lenet5_text, hidden, n_hidden, classes, err);
+		if (rc == 0 && classes)
+			out->layers[out->n - 1].out = classes;
+		return rc;
+	}
 	if (b == a)
 		return tr_err_set(err, -EINVAL, "model: empty (give layers like flatten,linear(256),relu,linear(10), or mlp or lenet5)");
 	for (;;) {
@@ -526,8 +531,13 @@ int spec_shapes(const struct model_spec *spec, struct shape in, uint32_t classes
 		return tr_err_set(err, -EINVAL,
 				  "model: the last layer gives a %u\xc3\x97" "1\xc3\x97" "1 image; end the model with flatten,linear(%u)",
 				  s.c, classes);
-	if (s.c != classes)
-		return tr_err_set(err, -EINVAL, "model: the last layer gives %u outputs; the dataset has %u classes",
-				  s.c, classes);
+	if (s.c != classes) {
+		char name[96];
+
+		spec_layer_text(&spec->layers[spec->n - 1], name, sizeof(name));
+		return tr_err_set(err, -EINVAL,
+				  "model: layer %u %s: the last layer gives %u outputs; the dataset has %u classes",
+				  spec->n, name, s.c, classes);
+	}
 	return 0;
 }

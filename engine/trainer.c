@@ -7,7 +7,11 @@
  * training part with the job's RNG (RandomSampler) and walks it in batches of
  * batch_size, the last one partial (drop_last=False); validation and test go in
  * order in batches of eval_batch_size. Pixels become float (x/255) only when a
- * batch is gathered.
+ * batch is gathered: one-channel uint8 images without normalisation (IDX
+ * MNIST and the same bytes in any format) by k_gather, everything else
+ * (float32, NHWC, mean/std) by k_gather_images; see gather().
+ *
+ * The shape of the input and the number of classes come from the dataset.
  */
 #include "traind/trainer.h"
 
@@ -36,30 +40,31 @@ static void draw_order(struct trainer *t)
 	rng_shuffle_u32(&t->rng, t->order, t->n_train);
 }
 
-int trainer_model_spec(const struct train_config *cfg, struct model_spec *spec, struct tr_err *err)
+int trainer_model_spec(const struct train_config *cfg, uint32_t classes, struct model_spec *spec,
+		       struct tr_err *err)
 {
 	if (!cfg->model[0]) {
-		spec_mlp(spec, cfg->hidden, cfg->n_hidden, DATASET_CLASSES);
+		spec_mlp(spec, cfg->hidden, cfg->n_hidden, classes);
 		return 0;
 	}
-	return spec_parse(spec, cfg->model, cfg->hidden, cfg->n_hidden, DATASET_CLASSES, err);
+	return spec_parse(spec, cfg->model, cfg->hidden, cfg->n_hidden, classes, err);
 }
 
-static struct shape input_shape(const struct dataset *ds)
+struct shape trainer_input_shape(const struct dataset *ds)
 {
-	struct shape in = { .c = 1, .h = ds->train.rows, .w = ds->train.cols, .flat = false };
+	struct shape in = { .c = ds->channels ? ds->channels : 1, .h = ds->train.rows,
+			    .w = ds->train.cols, .flat = false };
 
 	return in;
 }
 
-uint64_t trainer_count_params(const struct train_config *cfg, uint32_t rows, uint32_t cols)
+uint64_t trainer_count_params(const struct train_config *cfg, struct shape in, uint32_t classes)
 {
-	struct shape in = { .c = 1, .h = rows, .w = cols, .flat = false };
 	struct model_spec spec;
 	uint64_t params = 0;
 
-	if (trainer_model_spec(cfg, &spec, NULL) < 0 ||
-	    spec_shapes(&spec, in, DATASET_CLASSES, NULL, &params, NULL) < 0)
+	if (trainer_model_spec(cfg, classes, &spec, NULL) < 0 ||
+	    spec_shapes(&spec, in, classes, NULL, &params, NULL) < 0)
 		return 0;
 	return params;
 }
@@ -72,13 +77,13 @@ int trainer_check_model(const struct train_config *cfg, const struct dataset *ds
 	struct shape shapes[SPEC_MAX_LAYERS];
 	uint32_t n_train = cfg->train_size ? cfg->train_size : ds->train.count - cfg->val_size;
 	uint32_t max_batch = cfg->batch_size > cfg->eval_batch_size ? cfg->batch_size : cfg->eval_batch_size;
-	uint64_t params = 0, floats, widest = (uint64_t)ds->train.rows * ds->train.cols, sum = widest;
+	uint64_t params = 0, floats, widest = dataset_image_size(ds), sum = widest;
 	int rc;
 
-	rc = trainer_model_spec(cfg, spec, err);
+	rc = trainer_model_spec(cfg, ds->classes, spec, err);
 	if (rc < 0)
 		return rc;
-	rc = spec_shapes(spec, input_shape(ds), DATASET_CLASSES, shapes, &params, err);
+	rc = spec_shapes(spec, trainer_input_shape(ds), ds->classes, shapes, &params, err);
 	if (rc < 0)
 		return rc;
 	/* A daemon must not be talked into allocating tens of GB: cap the
@@ -89,7 +94,7 @@ int trainer_check_model(const struct train_config *cfg, const struct dataset *ds
 				  "%s: the model would have %llu parameters; at most %llu are allowed",
 				  key, (unsigned long long)params, (unsigned long long)TRAINER_MAX_PARAMS);
 	for (uint32_t i = 0; i < spec->n; i++) {
-		struct shape in = i ? shapes[i - 1] : input_shape(ds);
+		struct shape in = i ? shapes[i - 1] : trainer_input_shape(ds);
 		uint64_t size = (uint64_t)shapes[i].c * shapes[i].h * shapes[i].w;
 
 		sum += size;
@@ -146,8 +151,12 @@ int trainer_check_config(const struct train_config *cfg, const struct dataset *d
 					  "%u is larger than the %u training images",
 					  cfg->batch_size, n_train);
 	}
-	if (ds->train.rows != ds->test.rows || ds->train.cols != ds->test.cols)
+	if (ds->train.rows != ds->test.rows || ds->train.cols != ds->test.cols ||
+	    ds->train.channels != ds->test.channels)
 		return tr_err_set(err, -EINVAL, "dataset: train and test images differ in size");
+	if (ds->classes < 1 || ds->classes > DATASET_MAX_CLASSES || ds->channels < 1)
+		return tr_err_set(err, -EINVAL, "dataset: %u classes, %u channels", ds->classes,
+				  ds->channels);
 	rc = trainer_check_model(cfg, ds, &spec, NULL, err);
 	if (rc < 0)
 		return tr_err_key(err, cfg->model[0] ? "model" : "hidden");
@@ -166,7 +175,7 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 	kernels_global_init();
 	rc = trainer_check_config(cfg, ds, err);
 	if (rc == 0)
-		rc = trainer_model_spec(cfg, &spec, err);
+		rc = trainer_model_spec(cfg, ds->classes, &spec, err);
 	if (rc < 0)
 		return rc;
 	t = calloc(1, sizeof(*t));
@@ -186,7 +195,7 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 		tr_err_set(err, rc, "cannot start %u training threads", cfg->threads);
 		goto fail;
 	}
-	rc = net_init(&t->model, &spec, input_shape(ds), DATASET_CLASSES, max_batch, t->team);
+	rc = net_init(&t->model, &spec, trainer_input_shape(ds), ds->classes, max_batch, t->team);
 	if (rc < 0)
 		goto fail_nomem;
 	rc = optim_init(&t->opt, cfg, t->model.nparams);
@@ -272,10 +281,25 @@ static void count_predictions(struct metric_sums *s, const uint8_t *labels, cons
 	}
 }
 
+/* x (n, C*H*W) of the images in batch_idx. One-channel uint8 data without
+ * normalisation keeps k_gather, the arithmetic every job before other
+ * formats had; the rest goes through k_gather_images. */
+static void gather(struct trainer *t, const struct ds_split *set, size_t n)
+{
+	const struct dataset *ds = t->ds;
+
+	if (dataset_plain_u8(ds))
+		k_gather(t->model.x, set->pixels, t->batch_idx, n, dataset_image_size(ds));
+	else
+		k_gather_images(t->model.x, set->pixels, ds->dtype == DS_F32,
+				ds->layout == DS_NHWC && ds->channels > 1, ds->channels,
+				(size_t)ds->height * ds->width, t->batch_idx, n,
+				ds->normalize ? ds->mean : NULL, ds->normalize ? ds->std : NULL);
+}
+
 int trainer_step(struct trainer *t)
 {
-	const struct idx_set *set = &t->ds->train;
-	size_t dim = (size_t)set->rows * set->cols;
+	const struct ds_split *set = &t->ds->train;
 	size_t first, n;
 	double t0 = now_seconds(), loss;
 	unsigned fpmode;
@@ -291,10 +315,10 @@ int trainer_step(struct trainer *t)
 		t->batch_idx[i] = img;
 		t->labels[i] = set->labels[img];
 	}
-	k_gather(t->model.x, set->pixels, t->batch_idx, n, dim);     /* (n, 784) */
+	gather(t, set, n);                                     /* (n, C*H*W) */
 	/* Dropout's stream: a position unique to this step of the job. */
 	net_forward(&t->model, n, true, (uint64_t)t->epoch * t->steps_per_epoch + t->step);
-	loss = k_softmax_xent(net_output(&t->model), t->labels, n, DATASET_CLASSES,
+	loss = k_softmax_xent(net_output(&t->model), t->labels, n, t->model.classes,
 			      1.0f / (float)n, net_dout(&t->model), t->pred);
 	net_backward(&t->model, n);
 	trainsched_begin_update(t);      /* clipping; optim_begin_step at the scheduled rate */
@@ -316,7 +340,7 @@ void metric_sums_finish(const struct metric_sums *s, uint64_t samples, struct me
 	double recall_sum = 0.0;
 	int classes = 0;
 
-	for (int c = 0; c < DATASET_CLASSES; c++) {
+	for (int c = 0; c < DATASET_MAX_CLASSES; c++) {
 		correct += s->correct[c];
 		/* torchmetrics' macro average leaves out classes that are neither
 		 * present nor predicted; a predicted-but-absent class scores 0. */
@@ -334,8 +358,13 @@ void metric_sums_finish(const struct metric_sums *s, uint64_t samples, struct me
 
 int trainer_evaluate(struct trainer *t, enum eval_split which, struct metrics *out)
 {
-	const struct idx_set *set = which == EVAL_TEST ? &t->ds->test : &t->ds->train;
-	size_t dim = (size_t)set->rows * set->cols;
+	return trainer_evaluate_sums(t, which, out, NULL);
+}
+
+int trainer_evaluate_sums(struct trainer *t, enum eval_split which, struct metrics *out,
+			  struct metric_sums *sums)
+{
+	const struct ds_split *set = which == EVAL_TEST ? &t->ds->test : &t->ds->train;
 	uint32_t count = which == EVAL_TEST ? set->count : t->n_val;
 	struct metric_sums s;
 	unsigned fpmode = numerics_enter(t->cfg.ftz);
@@ -351,14 +380,16 @@ int trainer_evaluate(struct trainer *t, enum eval_split which, struct metrics *o
 			t->batch_idx[i] = img;
 			t->labels[i] = set->labels[img];
 		}
-		k_gather(t->model.x, set->pixels, t->batch_idx, n, dim);
+		gather(t, set, n);
 		net_forward(&t->model, n, false, 0);
-		s.loss_sum += k_softmax_xent(net_output(&t->model), t->labels, n, DATASET_CLASSES,
+		s.loss_sum += k_softmax_xent(net_output(&t->model), t->labels, n, t->model.classes,
 					     1.0f, NULL, t->pred) / (double)n;
 		s.batches++;
 		count_predictions(&s, t->labels, t->pred, n);
 	}
 	metric_sums_finish(&s, count, out);
+	if (sums)
+		*sums = s;
 	numerics_leave(fpmode);
 	return 0;
 }

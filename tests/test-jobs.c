@@ -360,7 +360,7 @@ static void write_file(const char *path, const void *buf, size_t len)
 }
 
 static void write_idx(const char *dir, const char *images, const char *labels,
-		      const struct idx_set *set)
+		      const struct ds_split *set)
 {
 	size_t dim = (size_t)set->rows * set->cols;
 	size_t ilen = 16 + set->count * dim, llen = 8 + set->count;

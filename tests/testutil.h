@@ -19,13 +19,13 @@ static inline struct dataset *make_synthetic(uint32_t n_train, uint32_t n_test, 
 					      uint64_t seed)
 {
 	struct dataset *ds = calloc(1, sizeof(*ds));
-	struct idx_set *sets[2] = { &ds->train, &ds->test };
+	struct ds_split *sets[2] = { &ds->train, &ds->test };
 	uint32_t counts[2] = { n_train, n_test };
 	struct rng r;
 
 	rng_seed(&r, seed);
 	for (int s = 0; s < 2; s++) {
-		struct idx_set *set = sets[s];
+		struct ds_split *set = sets[s];
 		size_t dim = (size_t)side * side;
 
 		set->count = counts[s];
@@ -45,6 +45,8 @@ static inline struct dataset *make_synthetic(uint32_t n_train, uint32_t n_test, 
 			}
 		}
 	}
+	ds->classes = 10;
+	dataset_init_memory(ds);
 	return ds;
 }
 

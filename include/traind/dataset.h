@@ -1,66 +1,150 @@
 /*
- * dataset.h - IDX image/label sets (MNIST, Fashion-MNIST) held as uint8.
+ * dataset.h - image classification datasets: IDX, NumPy (.npy, .npz),
+ * safetensors and CSV, with an optional dataset.json.
  *
- * A dataset is a directory holding the four standard IDX files, each either
- * plain or gzip-compressed (name + ".gz"):
- *   train-images-idx3-ubyte  train-labels-idx1-ubyte
- *   t10k-images-idx3-ubyte   t10k-labels-idx1-ubyte
- * Pixels stay uint8 in memory (about 55 MB for MNIST); the trainer converts a
- * batch to float when it gathers it.
+ * A dataset is a directory; the files found decide its format:
+ *   idx          train-images-idx3-ubyte, train-labels-idx1-ubyte,
+ *                t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (each plain
+ *                or name + ".gz")
+ *   npy          x_train.npy, y_train.npy, x_test.npy, y_test.npy
+ *   npz          one NAME.npz holding those four arrays (read with libzip)
+ *   safetensors  train.safetensors, test.safetensors, each with tensors
+ *                "images" (U8 or F32, [N,H,W] or [N,C,H,W]) and "labels"
+ *                (an integer dtype, [N])
+ *   csv          train.csv, test.csv: one image a row, the label first, then
+ *                the pixels; an optional header row
+ * Files of two formats in one directory are refused (ambiguous).
  *
- * Loading validates everything: magic numbers (0x00000803 images, 0x00000801
- * labels), dimensions (non-zero rows/cols, at most 4096 each), exact file sizes
- * (header + payload, no trailing bytes), image/label count agreement, labels
- * < 10, and gzip stream integrity. Any failure returns a negative code and an
- * error message naming the file and the problem.
+ * dataset.json (optional, every key optional):
+ *   {"classes": ["T-shirt", ...], "layout": "NHWC"|"NCHW",
+ *    "height": H, "width": W, "channels": C, "dtype": "uint8"|"float32" (CSV),
+ *    "mean": [m per channel], "std": [s per channel]}
+ * A stated height/width/channels must agree with the data; "layout" decides
+ * 4-D arrays ((N,H,W,C) or (N,C,H,W)), which are otherwise guessed only when
+ * exactly one of the two candidate channel axes is 1, 3 or 4. mean/std is
+ * torchvision's Normalize after ToTensor: uint8 x becomes (x/255 - mean[c]) /
+ * std[c], float32 x becomes (x - mean[c]) / std[c], in float32.
  *
- * Ownership: a loaded struct idx_set / struct dataset owns its buffers; free
- * with the matching _free (NULL accepted). Once loaded a dataset is read-only
- * and may be shared by any number of threads.
+ * Pixels stay in their stored type (uint8 or float32) and layout in memory;
+ * the trainer converts a batch to float NCHW when it gathers it
+ * (k_gather for plain uint8, else k_gather_images). Labels are stored as
+ * uint8: at most 256 classes. The
+ * number of classes is the count of names in dataset.json, else the largest
+ * label (of both splits) + 1.
+ *
+ * Loading validates everything: sizes (exact file sizes, no trailing bytes),
+ * dtypes, byte order and C order (NumPy), counts of images and labels
+ * agreeing, labels in range (0..255, and < the names' count), no NaN or
+ * infinite float pixels, at most DATASET_MAX_COUNT images per split and
+ * DATASET_MAX_SIDE pixels a side, DATASET_MAX_CHANNELS channels. Every error
+ * is a negative code (-ENOENT missing file, -EIO truncated/corrupt/unreadable,
+ * -EINVAL bad contents, -ENOMEM) with a message naming the file, the tensor
+ * or row, and the problem.
+ *
+ * Ownership: a loaded struct ds_split / struct dataset owns its buffers; free
+ * with the matching function (NULL accepted). Once loaded a dataset is
+ * read-only and may be shared by any number of threads.
  */
 #ifndef TRAIND_DATASET_H
 #define TRAIND_DATASET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "traind/error.h"
 
-#define DATASET_CLASSES 10
+#define DATASET_MAX_CLASSES  256          /* labels are uint8 */
+#define DATASET_MAX_COUNT    10000000u    /* images per split */
+#define DATASET_MAX_SIDE     4096u        /* rows and cols */
+#define DATASET_MAX_CHANNELS 64u
+#define DATASET_MAX_IMAGE    (1u << 24)   /* values per image (C*H*W) */
+#define DATASET_NAME_MAX     64           /* a class name, with NUL */
+#define DATASET_FORMAT_MAX   16
 
-/* One split (train or test): `count` images of rows x cols pixels. */
-struct idx_set {
+/* How pixels are stored. */
+enum ds_dtype {
+	DS_U8,
+	DS_F32,
+};
+
+/* Axis order of a stored image (one channel: both are the same). */
+enum ds_layout {
+	DS_NCHW,
+	DS_NHWC,
+};
+
+/* One split (train or test): `count` images of channels x rows x cols. */
+struct ds_split {
 	uint32_t count;     /* number of images (== number of labels) */
-	uint32_t rows;      /* image height in pixels */
-	uint32_t cols;      /* image width in pixels */
-	uint8_t *pixels;    /* (count, rows * cols), row-major, owned */
-	uint8_t *labels;    /* (count), each < DATASET_CLASSES, owned */
+	uint32_t channels;  /* C */
+	uint32_t rows;      /* H */
+	uint32_t cols;      /* W */
+	uint8_t *pixels;    /* (count, C*H*W) in the dataset's dtype and layout (bytes of float32
+	                       values when it is DS_F32, maybe unaligned: memcpy them), owned */
+	uint8_t *labels;    /* (count), each < the dataset's classes, owned */
 };
 
 struct dataset {
-	struct idx_set train;   /* the 60000-image training file pair (MNIST) */
-	struct idx_set test;    /* the 10000-image t10k file pair (MNIST) */
+	struct ds_split train;
+	struct ds_split test;
+	char format[DATASET_FORMAT_MAX]; /* "idx", "npy", "npz", "safetensors", "csv" */
+	enum ds_dtype dtype;             /* of every pixel of both splits */
+	enum ds_layout layout;           /* as stored */
+	uint32_t channels, height, width; /* equal to each split's */
+	uint32_t classes;                /* names' count, else largest label + 1 */
+	char (*class_names)[DATASET_NAME_MAX]; /* (classes) from dataset.json, or NULL; owned */
+	bool normalize;                  /* mean/std given */
+	float mean[DATASET_MAX_CHANNELS]; /* (channels) */
+	float std[DATASET_MAX_CHANNELS];  /* (channels), each > 0 */
+};
+
+/* What dataset_probe reports: the training split's size and the data's
+ * shape and classes, as dataset_load would give them. */
+struct dataset_shape {
+	char format[DATASET_FORMAT_MAX];
+	uint32_t train_count, test_count;
+	uint32_t channels, height, width;
+	uint32_t classes;
 };
 
 /* Load one IDX image file and its label file (paths given exactly; a ".gz"
- * suffix or gzip magic selects decompression). Fills `out` (owned by caller,
- * free with idx_set_deinit). Thread: any. */
-int idx_set_load(struct idx_set *out, const char *images_path,
+ * suffix or gzip magic selects decompression). Fills `out` (free with
+ * ds_split_deinit). Labels are only checked to be < DATASET_MAX_CLASSES.
+ * Thread: any. */
+int idx_set_load(struct ds_split *out, const char *images_path,
 		 const char *labels_path, struct tr_err *err);
 
 /* Release the buffers of `set` and zero it. NULL accepted. */
-void idx_set_deinit(struct idx_set *set);
+void ds_split_deinit(struct ds_split *set);
 
-/* Load the dataset in directory `dir` (see the file names above; for each,
- * the plain name is tried first, then name + ".gz"). Both splits must have the
- * same image dimensions. On success *out is a new dataset owned by the caller.
- * Thread: any. */
+/* Load the dataset in directory `dir` (formats above). On success *out is a
+ * new dataset owned by the caller. Thread: any (reads files). */
 int dataset_load(struct dataset **out, const char *dir, struct tr_err *err);
+
+/* The shape of the dataset in `dir` without keeping its pixels: IDX, npy and
+ * npz read only the images' headers and the labels; safetensors and CSV are
+ * parsed whole (and freed). Thread: any (reads files). */
+int dataset_probe(struct dataset_shape *out, const char *dir, struct tr_err *err);
 
 /* Free a dataset from dataset_load. NULL accepted. */
 void dataset_free(struct dataset *ds);
 
 /* Bytes of pixel and label memory held by `ds` (for memory reports). */
 size_t dataset_bytes(const struct dataset *ds);
+
+/* Values per image (C*H*W). */
+size_t dataset_image_size(const struct dataset *ds);
+
+/* True when a gather is the plain uint8 x/255 of one-channel (or NCHW)
+ * images without normalisation: the IDX path, k_gather. */
+bool dataset_plain_u8(const struct dataset *ds);
+
+/* The name of class c ("3" when the dataset has no names). */
+const char *dataset_class_name(const struct dataset *ds, uint32_t c, char buf[16]);
+
+/* Fill the fields of a dataset built in memory (tests): format, one-channel
+ * uint8 NCHW, shape from the train split, classes from the labels. */
+void dataset_init_memory(struct dataset *ds);
 
 #endif

@@ -28,9 +28,10 @@ void dscache_free(struct dscache *c);
 /* A loaded dataset by name; pair with dscache_put. */
 int dscache_get(struct dscache *c, const char *name, const struct dataset **out, struct tr_err *err);
 void dscache_put(struct dscache *c, const struct dataset *ds);
-/* The number of training images and their size, from the headers of the
- * training label and image files only (a few bytes each). */
-int dscache_train_shape(struct dscache *c, const char *name, uint32_t *count, uint32_t *rows,
-			uint32_t *cols, struct tr_err *err);
+/* The number of training images, their shape and the classes, without
+ * keeping the pixels (dataset_probe: headers and labels where the format
+ * allows it). */
+int dscache_train_shape(struct dscache *c, const char *name, struct dataset_shape *shape,
+			struct tr_err *err);
 
 #endif

@@ -108,6 +108,7 @@ struct job {
 	char *stopped_early;         /* the note of an early stop ("stopped early after epoch 7: ..."),
 	                                owned; NULL when the job did not stop early */
 	uint64_t params;             /* the model's parameters; 0 until known (its dataset's shape) */
+	uint32_t classes;            /* its dataset's classes; 0 until known */
 	char *model_text;            /* the model's SPEC written out (mlp, lenet5 expanded), made on
 	                                first use by wire.c: cfg does not change; owned */
 	char *numerics;              /* set when the last restore ran under another BLAS kernel than

@@ -10,6 +10,7 @@
 #ifndef TRAIND_KERNELS_H
 #define TRAIND_KERNELS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +32,14 @@ void k_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha,
 
 /* x (n, dim) = pixels[idx[i]] / 255 for each of the n sample indices. */
 void k_gather(float *x, const uint8_t *pixels, const uint32_t *idx, size_t n, size_t dim);
+
+/* The general gather, for every dataset k_gather does not cover: x (n, C*H*W)
+ * in NCHW from images stored as uint8 (f32 false) or float32, NCHW or NHWC
+ * (nhwc), of c channels of hw pixels each. uint8 becomes (float)v / 255.0f,
+ * float32 stays; then with mean != NULL, torchvision's Normalize in float32:
+ * (x - mean[ch]) / std[ch]. */
+void k_gather_images(float *x, const void *pixels, bool f32, bool nhwc, size_t c, size_t hw,
+		     const uint32_t *idx, size_t n, const float *mean, const float *std);
 
 /* For rows 0..m-1 and columns [c0, c1) of z (ld): z = b[col]. */
 void k_fill_rows(float *z, size_t ld, size_t m, size_t c0, size_t c1, const float *b);

@@ -9,7 +9,7 @@
  * or a named architecture, which expands to a SPEC:
  *   mlp     flatten,linear(H1),relu,...,linear(CLASSES) from the config's hidden widths
  *   lenet5  conv2d(6,5,padding=2),relu,maxpool2d(2),conv2d(16,5),relu,maxpool2d(2),
- *           flatten,linear(120),relu,linear(84),relu,linear(10)
+ *           flatten,linear(120),relu,linear(84),relu,linear(CLASSES)
  * Layer i (0-based) is the nn.Sequential index: its tensors are net.{i}.weight,
  * net.{i}.bias and, for BatchNorm, net.{i}.running_mean, .running_var and
  * .num_batches_tracked.

@@ -62,9 +62,9 @@ struct history_row {
 struct metric_sums {
 	double loss_sum;                 /* sum of per-batch mean losses */
 	uint64_t batches;
-	uint64_t correct[DATASET_CLASSES];
-	uint64_t total[DATASET_CLASSES];     /* samples per true class */
-	uint64_t predicted[DATASET_CLASSES]; /* samples per predicted class */
+	uint64_t correct[DATASET_MAX_CLASSES];   /* per true class; classes past the model's stay 0 */
+	uint64_t total[DATASET_MAX_CLASSES];     /* samples per true class */
+	uint64_t predicted[DATASET_MAX_CLASSES]; /* samples per predicted class */
 	double seconds;                  /* wall time spent in this epoch so far */
 };
 
@@ -106,12 +106,17 @@ int trainer_check_config(const struct train_config *cfg, const struct dataset *d
 int trainer_check_model(const struct train_config *cfg, const struct dataset *ds,
 			struct model_spec *spec, uint64_t *params, struct tr_err *err);
 
-/* The parameters of cfg's model on images of rows x cols (one channel), or
- * 0 when the model does not fit them. */
-uint64_t trainer_count_params(const struct train_config *cfg, uint32_t rows, uint32_t cols);
+/* The parameters of cfg's model on images of shape `in` with `classes`
+ * classes, or 0 when the model does not fit them. */
+uint64_t trainer_count_params(const struct train_config *cfg, struct shape in, uint32_t classes);
 
-/* The layers cfg describes: its model SPEC, or the MLP of its hidden widths. */
-int trainer_model_spec(const struct train_config *cfg, struct model_spec *spec, struct tr_err *err);
+/* The layers cfg describes for data of `classes` classes: its model SPEC, or
+ * the MLP of its hidden widths (ending in `classes` outputs). */
+int trainer_model_spec(const struct train_config *cfg, uint32_t classes, struct model_spec *spec,
+		       struct tr_err *err);
+
+/* The dataset's per-sample input: C x H x W. */
+struct shape trainer_input_shape(const struct dataset *ds);
 
 /* A fresh job at epoch 0: checks cfg against the dataset (sizes), initialises
  * the model from cfg.seed and draws the first epoch's order. */
@@ -132,6 +137,9 @@ int trainer_end_epoch(struct trainer *t, struct history_row *row);
 
 /* Loss and accuracy of the current model on the validation or test set. */
 int trainer_evaluate(struct trainer *t, enum eval_split split, struct metrics *out);
+/* The same, also giving the per-class counts (*sums, may be NULL). */
+int trainer_evaluate_sums(struct trainer *t, enum eval_split split, struct metrics *out,
+			  struct metric_sums *sums);
 
 /* Loss/acc/macro of running sums. */
 void metric_sums_finish(const struct metric_sums *s, uint64_t samples, struct metrics *out);

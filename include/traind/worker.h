@@ -53,6 +53,7 @@ struct run_restored {
 	uint64_t params;
 	uint32_t best_epoch;         /* the restored schedule's best epoch (0: none) */
 	double best_value;
+	uint32_t classes;            /* the model's outputs: its dataset's classes */
 	char numerics[sizeof(((struct trainer *)0)->numerics_changed)]; /* "" or what a
 	                                 restore under another BLAS kernel means */
 };

@@ -142,7 +142,7 @@ static uint64_t param_count(const struct train_config *cfg)
 	uint64_t in = SIDE * SIDE, n = 0;
 
 	for (uint32_t l = 0; l <= cfg->n_hidden; l++) {
-		uint64_t out = l < cfg->n_hidden ? cfg->hidden[l] : DATASET_CLASSES;
+		uint64_t out = l < cfg->n_hidden ? cfg->hidden[l] : ds->classes;
 
 		n += in * out + out;
 		in = out;

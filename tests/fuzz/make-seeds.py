@@ -70,3 +70,53 @@ seeds = {
 }
 for k, v in seeds.items(): w('protocol', k, v)
 print(f"wrote {len(seeds)} protocol seeds and the idx seeds under {root}")
+
+# The dataset formats (fuzz-dataset.c's modes).
+import io, sys, zipfile
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+import dsformats as F
+for d in ('npy', 'npz', 'dsst', 'csv', 'dsjson'):
+    os.makedirs(os.path.join(root, d), exist_ok=True)
+def npy_pair(x, y): return struct.pack('<H', len(x)) + x + y
+px4 = bytes([0, 64, 128, 255])
+w('npy', 'u8-2x2', npy_pair(F.npy_bytes('u1', (1, 2, 2), px4), F.npy_bytes('u1', (1,), b'\0')))
+w('npy', 'u8-3-images-i8-labels', npy_pair(F.npy_bytes('u1', (3, 2, 2), px4 * 3), F.npy_bytes('i8', (3,), struct.pack('<3q', 0, 1, 2))))
+w('npy', 'f32-nhwc', npy_pair(F.npy_bytes('f4', (1, 2, 2, 1), struct.pack('<4f', 0, .5, 1, .25)), F.npy_bytes('u1', (1,), b'\1')))
+w('npy', 'v2-header', npy_pair(F.npy_bytes('u1', (1, 2, 2), px4, version=2), F.npy_bytes('u1', (1,), b'\0')))
+w('npy', 'near-big-endian', npy_pair(F.npy_bytes('f4', (1, 2, 2), struct.pack('>4f', 0, .5, 1, .25), descr='>f4'), F.npy_bytes('u1', (1,), b'\0')))
+w('npy', 'near-fortran', npy_pair(F.npy_bytes('u1', (1, 2, 2), px4, fortran=True), F.npy_bytes('u1', (1,), b'\0')))
+w('npy', 'near-header-lies', npy_pair(F.npy_bytes('u1', (100000, 2, 2), px4), F.npy_bytes('u1', (1,), b'\0')))
+w('npy', 'near-nan', npy_pair(F.npy_bytes('f4', (1, 2, 2), struct.pack('<4f', 0, float('nan'), 1, 0)), F.npy_bytes('u1', (1,), b'\0')))
+w('npy', 'near-negative-label', npy_pair(F.npy_bytes('u1', (1, 2, 2), px4), F.npy_bytes('i8', (1,), struct.pack('<q', -1))))
+def npz_bytes(splits, compress):
+    b = io.BytesIO()
+    with zipfile.ZipFile(b, 'w', zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as z:
+        for s, (shape, px, lab) in splits.items():
+            info = zipfile.ZipInfo('x_%s.npy' % s, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+            z.writestr(info, F.npy_bytes('u1', shape, px))
+            info = zipfile.ZipInfo('y_%s.npy' % s, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = info.compress_type
+            z.writestr(info, F.npy_bytes('u1', (shape[0],), lab))
+    return b.getvalue()
+small = {'train': ((2, 2, 2), px4 * 2, b'\0\1'), 'test': ((1, 2, 2), px4, b'\1')}
+w('npz', 'deflated', npz_bytes(small, True))
+w('npz', 'stored', npz_bytes(small, False))
+w('npz', 'near-missing-test', npz_bytes({'train': small['train']}, False))
+w('dsst', 'u8-labels-i64', F.st_bytes([('images', 'u1', (2, 2, 2), px4 * 2), ('labels', 'i8', (2,), struct.pack('<2q', 0, 3))]))
+w('dsst', 'f32-nchw', F.st_bytes([('images', 'f4', (1, 1, 2, 2), struct.pack('<4f', 0, .5, 1, .25)), ('labels', 'u1', (1,), b'\0')]))
+w('dsst', 'near-extra-tensor', F.st_bytes([('images', 'u1', (1, 2, 2), px4), ('labels', 'u1', (1,), b'\0'), ('x', 'u1', (1,), b'\0')]))
+w('dsst', 'near-count-mismatch', F.st_bytes([('images', 'u1', (2, 2, 2), px4 * 2), ('labels', 'u1', (1,), b'\0')]))
+w('csv', 'plain-header', b'\0label,a,b,c,d\n1,0,10,255,3\n0,1,2,3,4\n')
+w('csv', 'plain-no-header-crlf', b'\0' + b'2,0,10,255,3\r\n0,1,2,3,4\r\n')
+w('csv', 'float32', b'\1' + b'0,0.5,-1e3,2.25,7\n')
+w('csv', 'nhwc-2x3x2', b'\2' + b'1,' + b','.join(b'%d' % i for i in range(12)) + b'\n')
+w('csv', 'names', b'\3' + b'2,9,9,9,9\n')
+w('csv', 'near-ragged', b'\0' + b'1,2,3,4,5\n1,2,3\n')
+w('csv', 'near-pixel-256', b'\0' + b'1,2,3,4,256\n')
+w('dsjson', 'names', b'{"classes": ["r", "g", "b"]}')
+w('dsjson', 'full', b'{"classes": ["r", "g", "b", "x"], "layout": "NHWC", "height": 2, "width": 2, "channels": 3, "mean": [0.5, 0.5, 0.5], "std": [0.2, 0.3, 0.4]}')
+w('dsjson', 'nchw', b'{"layout": "NCHW"}')
+w('dsjson', 'near-two-names', b'{"classes": ["r", "g"]}')
+w('dsjson', 'near-std-zero', b'{"mean": [0, 0, 0], "std": [1, 0, 1]}')
+w('dsjson', 'near-duplicate-key', b'{"layout": "NHWC", "layout": "NCHW"}')

@@ -254,9 +254,19 @@ func main() {
 	check(err == nil && len(rows) == 1 && rows[0].Epoch == 1, "History: %d row(s) (%v)", len(rows), err)
 	cks, err := iotraind.Checkpoints().Call(ctx, c, id)
 	check(err == nil && len(cks) >= 1, "Checkpoints: %d (%v)", len(cks), err)
-	loss, acc, _, count, epoch, _, split, err := iotraind.Eval().Call(ctx, c, id, nil, nil)
-	check(err == nil && acc > 0.5 && acc <= 1 && count == 1000 && epoch == 1 && split == "val",
+	loss, acc, _, count, epoch, _, split, none, err := iotraind.Eval().Call(ctx, c, id, nil, nil, nil)
+	check(err == nil && acc > 0.5 && acc <= 1 && count == 1000 && epoch == 1 && split == "val" && none == nil,
 		"Eval: loss %.3f acc %.3f on %d %s images of epoch %d (%v)", loss, acc, count, split, epoch, err)
+	perClass := true
+	_, _, _, _, _, _, _, classes, err := iotraind.Eval().Call(ctx, c, id, nil, nil, &perClass)
+	total := int64(0)
+	if classes != nil {
+		for _, k := range *classes {
+			total += k.Count
+		}
+	}
+	check(err == nil && classes != nil && len(*classes) == 10 && total == 1000,
+		"Eval per_class: 10 ClassCounts rows covering the 1000 images (%v)", err)
 	ep, _, size, sum, data, err := iotraind.Export().Call(ctx, c, id, nil)
 	bytes, derr := base64.StdEncoding.DecodeString(data)
 	h := sha256.Sum256(bytes)
