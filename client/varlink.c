@@ -322,7 +322,7 @@ int vl_recv(struct vl_conn *c, struct vl_reply *r, struct tr_err *err)
 		return tr_err_set(err, -EINVAL, "no call is waiting for a reply");
 	for (;;) {
 		size_t avail = c->len - c->start;
-		char *from = c->buf + c->start;
+		char *from = c->buf ? c->buf + c->start : NULL;   /* no buffer before the first read */
 		char *nul = avail > c->scanned ? memchr(from + c->scanned, '\0', avail - c->scanned) : NULL;
 		struct pollfd p = { .fd = c->fd, .events = POLLIN };
 		ssize_t n;
