@@ -5,6 +5,7 @@
 
 #include <math.h>
 
+#include "hot.h"
 #include "traind/kernels.h"
 
 #define CLIP_ALIGN 1024   /* shares of whole 4 KiB blocks */
@@ -17,16 +18,33 @@ struct clip_job {
 	double part[32];        /* one partial sum per member (CFG_MAX_THREADS <= 32) */
 };
 
+/* Squares of g[lo, hi) summed in double in 8 lanes (element lo + 8k + l
+ * into lane l), the lanes then added in order: a fixed order, and no chain of
+ * dependent additions through the whole range. */
+HOT_CLONES
+static double sum_squares_range(const float *restrict g, size_t lo, size_t hi)
+{
+	double acc[8] = { 0 };
+	double s = 0.0;
+	size_t i = lo;
+
+	for (; i + 8 <= hi; i += 8)
+		for (int l = 0; l < 8; l++)
+			acc[l] += (double)g[i + l] * (double)g[i + l];
+	for (int l = 0; i < hi; i++, l++)
+		acc[l] += (double)g[i] * (double)g[i];
+	for (int l = 0; l < 8; l++)
+		s += acc[l];
+	return s;
+}
+
 static void sum_squares(void *arg, unsigned idx, unsigned nm)
 {
 	struct clip_job *j = arg;
 	size_t lo, hi;
-	double s = 0.0;
 
 	team_split(j->n, idx, nm, CLIP_ALIGN, &lo, &hi);
-	for (size_t i = lo; i < hi; i++)
-		s += (double)j->g[i] * (double)j->g[i];
-	j->part[idx] = s;
+	j->part[idx] = sum_squares_range(j->g, lo, hi);
 }
 
 static void scale(void *arg, unsigned idx, unsigned nm)
@@ -39,9 +57,12 @@ static void scale(void *arg, unsigned idx, unsigned nm)
 		j->gw[i] *= j->coef;
 }
 
+/* Below this many gradients one thread is faster than waking the team. */
+#define CLIP_SPLIT_MIN ((size_t)1 << 20)
+
 static void run(struct team *team, team_fn fn, struct clip_job *j)
 {
-	if (team)
+	if (team && team_size(team) > 1 && j->n >= CLIP_SPLIT_MIN)
 		team_run(team, fn, j);
 	else
 		fn(j, 0, 1);
@@ -50,7 +71,7 @@ static void run(struct team *team, team_fn fn, struct clip_job *j)
 double clip_total_norm(struct team *team, const float *g, size_t n)
 {
 	struct clip_job j = { .g = g, .n = n };
-	unsigned members = team ? team_size(team) : 1;
+	unsigned members = team && team_size(team) > 1 && n >= CLIP_SPLIT_MIN ? team_size(team) : 1;
 	double s = 0.0;
 
 	run(team, sum_squares, &j);

@@ -4,10 +4,11 @@
  * (norm + 1e-6) is below 1, every gradient is multiplied by it (float32, as
  * PyTorch's clip_coef_clamped).
  *
- * The norm is summed in double: each member of the job's team sums the squares
- * of its share of the flat gradient array (team_split: fixed by the array's
- * size and the team's), and the shares are added in member order, so a given
- * team size always gives the same bits. (PyTorch sums in float32 per tensor,
+ * The norm is summed in double, in 8 lanes added in order: for up to 2^20
+ * gradients by the owner alone; for more, each member of the job's team sums
+ * the squares of its share of the flat gradient array (team_split: fixed by
+ * the array's size and the team's), and the shares are added in member order.
+ * So a given model and team size always give the same bits. (PyTorch sums in float32 per tensor,
  * then takes the norm of the norms; the two agree to float32 rounding.)
  *
  * Thread: the job's owner thread (it drives the team).

@@ -82,6 +82,18 @@ def main():
     rc, out, err = d.ctl("resume", job, check_rc=False)
     check(rc != 0 and "done" in err, "an early-stopped job is done: resume is refused (%s)" % err.strip())
 
+    # ---- a third: killed (trainctl kill: nothing saved) mid-epoch 3, resumed ----
+    k = d.start_job(*CONFIG)
+    d.wait_running_at(k, epoch=2, min_step=50)
+    rc, out, err = d.ctl("kill", k, check_rc=False)
+    check(rc == 0 and d.status(k)["state"] == "killed", "kill mid-epoch 3 (rc %d, %s)" % (rc, err.strip()))
+    rc, out, err = d.ctl("resume", k, check_rc=False)
+    rc, out, err = d.wait(k, "--state", "done")
+    kh = d.history(k)
+    check([[r.get(x) for x in keys] for r in kh] == [[r.get(x) for x in keys] for r in ref_hist]
+          and sha256_file(d.export_file(k)) == sha_ref,
+          "killed mid-epoch and resumed from epoch 2's checkpoint == uninterrupted (model, history)")
+
     # ---- the best checkpoint: marked, kept (--keep 1), used by --best ----
     for jid in (ref, job):
         cks = [c for c in d.ctl_json("checkpoints", jid) if c["kind"] == "epoch"]

@@ -10,8 +10,9 @@ param_groups[0]['lr'] and the momentum before every optimizer.step(). PyTorch
 computes the rates in Python floats (double): the two sequences must be equal
 as doubles, bit for bit (so float32-exact too).
 
-Clipping: clip_grad_norm_ on random gradients of a small model's tensors,
-from tiny to huge norms: traind's coefficient is the one of the correctly
+Clipping: clip_grad_norm_ on the gradients of a small MLP (the lesson's
+shape) after a backward pass, and on random gradients of its tensors from
+tiny to huge norms: traind's coefficient is the one of the correctly
 rounded norm (traind sums in double) and within 2e-6 of PyTorch's (which
 sums in float32, a few ulps off for 50k gradients), and for each team size the clipped gradients are the same bits.
 """
@@ -138,7 +139,15 @@ def check_clip():
     for case in range(40):
         scale = 10.0 ** rng.uniform(-4, 3)
         max_norm = float(10.0 ** rng.uniform(-2, 1))
-        flat = (rng.standard_normal(n) * scale).astype(np.float32)
+        if case < 4:
+            # a real model's gradients: the lesson's MLP shape on random images
+            torch.manual_seed(case)
+            net = torch.nn.Sequential(torch.nn.Linear(784, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+            x, y = torch.rand(32, 784) * (1 + 30 * case), torch.randint(0, 10, (32,))
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+            flat = np.concatenate([p.grad.numpy().ravel() for p in net.parameters()]).astype(np.float32)
+        else:
+            flat = (rng.standard_normal(n) * scale).astype(np.float32)
         ps, off = [], 0
         for s in shapes:
             k = int(np.prod(s))

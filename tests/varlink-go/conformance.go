@@ -254,11 +254,11 @@ func main() {
 	check(err == nil && len(rows) == 1 && rows[0].Epoch == 1, "History: %d row(s) (%v)", len(rows), err)
 	cks, err := iotraind.Checkpoints().Call(ctx, c, id)
 	check(err == nil && len(cks) >= 1, "Checkpoints: %d (%v)", len(cks), err)
-	loss, acc, _, count, epoch, _, split, none, err := iotraind.Eval().Call(ctx, c, id, nil, nil, nil)
+	loss, acc, _, count, epoch, _, split, none, err := iotraind.Eval().Call(ctx, c, id, nil, nil, nil, nil)
 	check(err == nil && acc > 0.5 && acc <= 1 && count == 1000 && epoch == 1 && split == "val" && none == nil,
 		"Eval: loss %.3f acc %.3f on %d %s images of epoch %d (%v)", loss, acc, count, split, epoch, err)
 	perClass := true
-	_, _, _, _, _, _, _, classes, err := iotraind.Eval().Call(ctx, c, id, nil, nil, &perClass)
+	_, _, _, _, _, _, _, classes, err := iotraind.Eval().Call(ctx, c, id, nil, nil, nil, &perClass)
 	total := int64(0)
 	if classes != nil {
 		for _, k := range *classes {
@@ -267,7 +267,7 @@ func main() {
 	}
 	check(err == nil && classes != nil && len(*classes) == 10 && total == 1000,
 		"Eval per_class: 10 ClassCounts rows covering the 1000 images (%v)", err)
-	ep, _, size, sum, data, err := iotraind.Export().Call(ctx, c, id, nil)
+	ep, _, size, sum, data, err := iotraind.Export().Call(ctx, c, id, nil, nil)
 	bytes, derr := base64.StdEncoding.DecodeString(data)
 	h := sha256.Sum256(bytes)
 	check(err == nil && derr == nil && ep == 1 && int64(len(bytes)) == size && hex.EncodeToString(h[:]) == sum,
@@ -312,8 +312,11 @@ func main() {
 	_, err = iotraind.Start().Call(ctx, c, nil, &iotraind.Config{Dataset: &nosuch}, nil, nil)
 	var dse *iotraind.DatasetError
 	check(errors.As(err, &dse) && dse.Dataset == "nosuch", "Start(dataset nosuch): DatasetError (%v)", err)
+	best := true
+	bep, _, _, _, _, err := iotraind.Export().Call(ctx, c, id, nil, &best)
+	check(err == nil && bep == 1, "Export(best): the best epoch checkpoint, epoch %d (%v)", bep, err)
 	e99 := int64(99)
-	_, _, _, _, _, err = iotraind.Export().Call(ctx, c, id, &e99)
+	_, _, _, _, _, err = iotraind.Export().Call(ctx, c, id, &e99, nil)
 	var nsc *iotraind.NoSuchCheckpoint
 	check(errors.As(err, &nsc) && nsc.Id == id && nsc.Epoch != nil && *nsc.Epoch == 99,
 		"Export(epoch 99): NoSuchCheckpoint with id and epoch (%v)", err)
