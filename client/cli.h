@@ -53,6 +53,7 @@ enum opt {
 	O_SPLIT,
 	O_OUTPUT,
 	O_FORCE,
+	O_ALLOW_DATA_CHANGE,
 	O_COUNT
 };
 

@@ -283,6 +283,15 @@ int render_status(FILE *out, json_t *job)
 		fprintf(out, "numerics: %s\n", m ? m : "?");
 		free(m);
 	}
+	if (rc == RC_OK && pstr(job, "dataset_digest")) {
+		json_t *cfg = json_object_get(job, "config");
+		char *ds = clean_dup(cfg ? pstr(cfg, "dataset") : NULL);
+		char *dg = clean_dup(pstr(job, "dataset_digest"));
+
+		fprintf(out, "dataset: %s %s\n", ds && *ds ? ds : "?", dg ? dg : "?");
+		free(ds);
+		free(dg);
+	}
 	return rc;
 }
 

@@ -85,6 +85,8 @@ void describe_error(const struct vl_reply *r, char *out, size_t n)
 		snprintf(out, n, "timeout: job %lld", id);
 	} else if (ours && strcmp(last, "DatasetError") == 0 && dataset) {
 		snprintf(out, n, "dataset error: %s%s%s", dataset, msg ? ": " : "", msg ? msg : "");
+	} else if (ours && strcmp(last, "DatasetChanged") == 0 && msg) {
+		snprintf(out, n, "%s", msg);
 	} else if (ours && strcmp(last, "ShuttingDown") == 0 && msg) {
 		snprintf(out, n, "%s", msg);
 	} else if (ours && strcmp(last, "CheckpointError") == 0 && has_id) {

@@ -72,6 +72,7 @@ const struct opt_desc opts[O_COUNT] = {
 	[O_SPLIT] = { "split", 0, true, NULL },
 	[O_OUTPUT] = { "output", 'o', true, NULL },
 	[O_FORCE] = { "force", 0, false, NULL },
+	[O_ALLOW_DATA_CHANGE] = { "allow-data-change", 0, false, NULL },
 };
 
 static void usage(FILE *out)
@@ -89,7 +90,9 @@ static void usage(FILE *out)
 		"        [--strict-numerics true|false] [--keep K|all] [--init-from MODEL.safetensors]\n"
 		"                                  queue a new job; prints its id\n"
 		"  pause JOB                       checkpoint the exact position, then stop\n"
-		"  resume JOB [--weights-only]     continue from the newest checkpoint\n"
+		"  resume JOB [--weights-only] [--allow-data-change]\n"
+		"                                  continue from the newest checkpoint (refused\n"
+		"                                  if its dataset's files changed, unless allowed)\n"
 		"  kill JOB [--after-epoch N]      stop at once (or right after epoch N commits)\n"
 		"  status [JOB]                    one job, or all of them\n"
 		"  list [--state S[,S...]]         all jobs, or those in a state S\n"
@@ -101,7 +104,7 @@ static void usage(FILE *out)
 		"  wait JOB [--epoch N] [--state S[,S...]] [--timeout SECONDS]\n"
 		"                                  block until epoch N is committed or the job is\n"
 		"                                  in a state S (default paused,killed,failed,done)\n"
-		"  eval JOB [--split val|test] [--epoch N]\n"
+		"  eval JOB [--split val|test] [--epoch N] [--allow-data-change]\n"
 		"                                  loss and accuracy of a checkpoint\n"
 		"  export JOB [--epoch N] -o FILE.safetensors\n"
 		"                                  write the model (PyTorch names) to FILE\n"
@@ -161,14 +164,14 @@ static const struct verb verbs[] = {
 	  BIT(O_MODEL) | BIT(O_FTZ) | BIT(O_STRICT_NUMERICS) |
 	  BIT(O_KEEP) | BIT(O_INIT_FROM), JOB_NONE },
 	{ "pause", cmd_pause, 0, JOB_REQUIRED },
-	{ "resume", cmd_resume, BIT(O_WEIGHTS_ONLY), JOB_REQUIRED },
+	{ "resume", cmd_resume, BIT(O_WEIGHTS_ONLY) | BIT(O_ALLOW_DATA_CHANGE), JOB_REQUIRED },
 	{ "kill", cmd_kill, BIT(O_AFTER_EPOCH), JOB_REQUIRED },
 	{ "status", cmd_status, 0, JOB_OPTIONAL },
 	{ "list", cmd_list, BIT(O_STATE), JOB_NONE },
 	{ "history", cmd_history, BIT(O_CSV), JOB_REQUIRED },
 	{ "checkpoints", cmd_checkpoints, 0, JOB_REQUIRED },
 	{ "wait", cmd_wait, BIT(O_EPOCH) | BIT(O_STATE) | BIT(O_TIMEOUT), JOB_REQUIRED },
-	{ "eval", cmd_eval, BIT(O_SPLIT) | BIT(O_EPOCH), JOB_REQUIRED },
+	{ "eval", cmd_eval, BIT(O_SPLIT) | BIT(O_EPOCH) | BIT(O_ALLOW_DATA_CHANGE), JOB_REQUIRED },
 	{ "export", cmd_export, BIT(O_EPOCH) | BIT(O_OUTPUT), JOB_REQUIRED },
 	{ "watch", cmd_watch, 0, JOB_REQUIRED },
 	{ "rm", cmd_rm, BIT(O_FORCE), JOB_MANY },

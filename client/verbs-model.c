@@ -49,6 +49,8 @@ int cmd_eval(struct cli *cli)
 		json_object_set_new(params, "split", json_string(cli->val[O_SPLIT]));
 	if (cli->set[O_EPOCH])
 		json_object_set_new(params, "epoch", json_integer((json_int_t)epoch));
+	if (cli->set[O_ALLOW_DATA_CHANGE])
+		json_object_set_new(params, "allow_data_change", json_true());
 	rc = rpc(cli, "io.traind.Eval", params, &reply);
 	if (rc != RC_OK)
 		return rc;

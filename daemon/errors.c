@@ -16,6 +16,8 @@ static const struct proto_error_desc table[PROTO_ERROR_COUNT] = {
 	[PROTO_UNEXPECTED_STATE] = { "io.traind.UnexpectedState", { INT("id"), STR("state") } },
 	[PROTO_TIMEOUT] = { "io.traind.Timeout", { INT("id") } },
 	[PROTO_DATASET_ERROR] = { "io.traind.DatasetError", { STR("dataset"), STR("message") } },
+	[PROTO_DATASET_CHANGED] = { "io.traind.DatasetChanged", { STR("dataset"), INT("id"), STR("recorded"),
+								   STR("current"), STR("message") } },
 	[PROTO_CHECKPOINT_ERROR] = { "io.traind.CheckpointError", { INT("id"), STR("message") } },
 	[PROTO_STORAGE_ERROR] = { "io.traind.StorageError", { STR("message") } },
 	[PROTO_SHUTTING_DOWN] = { "io.traind.ShuttingDown", { STR("message") } },

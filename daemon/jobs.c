@@ -305,6 +305,8 @@ void jobs_on_restored(struct job *j, const struct run_restored *r)
 	j->has_val_acc = r->nhistory > 0;
 	j->last_val_acc = r->last_val_acc;
 	j->params = r->params;
+	if (r->dataset_digest[0])   /* recorded by the run: the job had none */
+		snprintf(j->dataset_digest, sizeof(j->dataset_digest), "%s", r->dataset_digest);
 	if (r->numerics[0]) {
 		free(j->numerics);
 		j->numerics = strdup(r->numerics);   /* NULL on ENOMEM: the log still says it */
@@ -389,6 +391,45 @@ void job_checkpoint_from_store(struct job_checkpoint *out, const struct store_ch
 	out->created = c->created_at;
 	out->val_loss = c->val_loss;
 	snprintf(out->checksum, sizeof(out->checksum), "%s", c->checksum);
+}
+
+/* ---- the dataset's digest, recorded with the job ---- */
+
+struct digest_write {
+	int64_t id;
+	char digest[DSCACHE_DIGEST_MAX];
+};
+
+static int digest_fn(struct store *s, void *arg, struct tr_err *err)
+{
+	struct digest_write *w = arg;
+
+	return store_job_set_dataset_digest(s, w->id, w->digest, err);
+}
+
+static void digest_done(void *arg, int rc, const struct tr_err *err)
+{
+	struct digest_write *w = arg;
+
+	if (rc < 0)
+		log_err("job %" PRId64 ": cannot record its dataset's digest: %s", w->id,
+			err ? err->msg : "?");
+	free(w);
+}
+
+void jobs_record_digest(struct job *j, const char *digest)
+{
+	struct digest_write *w = calloc(1, sizeof(*w));
+
+	snprintf(j->dataset_digest, sizeof(j->dataset_digest), "%s", digest);
+	if (w) {
+		w->id = j->id;
+		snprintf(w->digest, sizeof(w->digest), "%s", digest);
+		if (storeq_submit(j->d->sq, digest_fn, w, digest_done) == 0)
+			return;
+		free(w);
+	}
+	log_err("job %" PRId64 ": cannot record its dataset's digest", j->id);
 }
 
 /* ==== loop side: registry =============================================== */
@@ -518,6 +559,27 @@ static void recover_steps(struct job *j, struct train_counts *tc)
 		j->params = trainer_count_params(&j->cfg, rows, cols);
 }
 
+/* A job recovered at start-up whose dataset's files are not those it
+ * started with must not train on the others: true, with j->error saying
+ * so. (A dataset that cannot be read is left to the run, which fails with
+ * its error.) */
+static bool recover_data_changed(struct job *j, struct store *s)
+{
+	char now[DSCACHE_DIGEST_MAX], msg[TR_ERR_MSG_MAX];
+	struct tr_err derr = { 0 };
+
+	if (!j->dataset_digest[0] ||
+	    dscache_digest(j->d->dsc, j->cfg.dataset, s, NULL, now, NULL, &derr) < 0 ||
+	    strcmp(now, j->dataset_digest) == 0)
+		return false;
+	dscache_changed_message(msg, sizeof(msg), j->cfg.dataset, j->id, j->dataset_digest, now,
+				"resume");
+	log_err("job %" PRId64 " (%s): not continued at start-up: %s", j->id, j->name, msg);
+	free(j->error);
+	j->error = strdup(msg);
+	return true;
+}
+
 int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 {
 	struct store_job *rows = NULL;
@@ -551,6 +613,7 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 		j->state = r->state;
 		j->error = r->last_error ? strdup(r->last_error) : NULL;
 		j->state_error = r->last_error ? strdup(r->last_error) : NULL;
+		snprintf(j->dataset_digest, sizeof(j->dataset_digest), "%s", r->dataset_digest);
 		cj = json_loads(r->config_json ? r->config_json : "", 0, &jerr);
 		if (!cj || config_from_stored_json(&j->cfg, cj, &cerr) < 0) {
 			config_defaults(&j->cfg);
@@ -586,6 +649,13 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 			j->state = JOB_KILLED;
 			if (store_job_set_state(s, j->id, JOB_KILLED, NULL, &cerr) < 0)
 				log_err("job %" PRId64 ": cannot record state killed: %s", j->id, cerr.msg);
+		}
+		if ((j->state == JOB_RUNNING || j->state == JOB_QUEUED) && recover_data_changed(j, s)) {
+			j->state = JOB_FAILED;
+			if (store_job_set_state(s, j->id, JOB_FAILED, j->error, &cerr) < 0)
+				log_err("job %" PRId64 ": cannot record state failed: %s", j->id, cerr.msg);
+			free(j->state_error);
+			j->state_error = j->error ? strdup(j->error) : NULL;
 		}
 		if (j->state == JOB_RUNNING || j->state == JOB_QUEUED) {
 			log_notice("job %" PRId64 " (%s): was %s when traind stopped; continuing from %s "
@@ -649,13 +719,21 @@ static int create_fn(struct store *s, void *arg, struct tr_err *err)
 {
 	struct create_req *r = arg;
 	const struct job_spec *sp = &r->spec;
+	int rc;
 
 	if (!sp->init_ckpt)
-		return store_job_create(s, sp->name, r->config_json, sp->cfg.epochs, sp->keep, JOB_QUEUED,
-					&r->id, err);
-	/* With a starting model: the job and its first checkpoint, in one transaction. */
-	return store_job_create_at(s, sp->name, r->config_json, sp->cfg.epochs, sp->keep, JOB_QUEUED,
-				   sp->init_ckpt, sp->init_len, sp->init_checksum, &r->id, err);
+		rc = store_job_create(s, sp->name, r->config_json, sp->cfg.epochs, sp->keep, JOB_QUEUED,
+				      &r->id, err);
+	else   /* With a starting model: the job and its first checkpoint, in one transaction. */
+		rc = store_job_create_at(s, sp->name, r->config_json, sp->cfg.epochs, sp->keep,
+					 JOB_QUEUED, sp->init_ckpt, sp->init_len, sp->init_checksum,
+					 &r->id, err);
+	/* A crash in between leaves the job without a digest: its first run
+	 * records it (as for a job stored before digests). */
+	if (rc == 0 && sp->dataset_digest[0] &&
+	    store_job_set_dataset_digest(s, r->id, sp->dataset_digest, err) < 0)
+		log_err("job %" PRId64 ": cannot record its dataset's digest: %s", r->id, err->msg);
+	return rc;
 }
 
 static void create_cancel(void *arg)
@@ -746,6 +824,7 @@ void jobs_start_job(struct daemon *d, struct call *c, struct job_spec *spec)
 	r->spec.ds = NULL;
 	j->prog.steps_per_epoch = r->spec.steps_per_epoch;
 	j->params = r->spec.params;
+	snprintf(j->dataset_digest, sizeof(j->dataset_digest), "%s", r->spec.dataset_digest);
 	if (storeq_submit(d->sq, create_fn, r, create_done) < 0) {
 		create_req_free(r);
 		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "cannot queue the job"));

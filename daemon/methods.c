@@ -118,6 +118,10 @@ struct bg {
 	struct train_config cfg;
 	struct job_spec spec;      /* the job the check made, for jobs_start_job */
 	char param[80];            /* InvalidParameter "config.KEY" */
+	/* Resume, Eval: the dataset's digest */
+	bool weights_only, allow_data_change;
+	char recorded[DSCACHE_DIGEST_MAX];   /* the job's ("": none recorded) */
+	char current[DSCACHE_DIGEST_MAX];    /* the files' now ("": unknown) */
 	/* results */
 	int rc;
 	struct tr_err err;
@@ -149,6 +153,9 @@ static json_t *bg_error_params(struct bg *b)
 				 "message", b->err.msg);
 	case PROTO_CHECKPOINT_ERROR:
 		return json_pack("{s:I,s:s}", "id", (json_int_t)b->id, "message", b->err.msg);
+	case PROTO_DATASET_CHANGED:
+		return json_pack("{s:s,s:I,s:s,s:s,s:s}", "dataset", b->cfg.dataset, "id", (json_int_t)b->id,
+				 "recorded", b->recorded, "current", b->current, "message", b->err.msg);
 	default:
 		return json_pack("{s:s}", "message", b->err.msg);
 	}
@@ -258,6 +265,20 @@ static int bg_checkpoint(struct bg *b, struct store *s, struct store_checkpoint 
 	return 0;
 }
 
+/* The digest of the dataset `name` now (dscache_digest), with a read
+ * connection of its own. */
+static int bg_digest(struct bg *b, const char *name, char out[DSCACHE_DIGEST_MAX])
+{
+	struct store *rs = NULL;
+	int rc;
+
+	rc = store_open(&rs, b->d->db_path, true, &b->err);
+	if (rc == 0)
+		rc = dscache_digest(b->d->dsc, name, rs, b->d->sq, out, NULL, &b->err);
+	store_close(rs);
+	return rc;
+}
+
 /* The parameter a config error names: "config.KEY" from config.c's
  * "KEY: ..." messages, else "config". */
 /* The configuration key the configuration module named, as data (err.key). */
@@ -290,7 +311,11 @@ static void work_start_check(uv_work_t *req)
 	if (!sp->name[0])
 		snprintf(sp->name, sizeof(sp->name), "%.40s-%s", sp->cfg.dataset,
 			 config_optim_name(sp->cfg.optimizer));
-	rc = dscache_get(b->d->dsc, sp->cfg.dataset, &sp->ds, &b->err);
+	/* The files' identity first, then the data: what the job records is
+	 * what it trains on, unless the files change in between. */
+	rc = bg_digest(b, sp->cfg.dataset, sp->dataset_digest);
+	if (rc == 0)
+		rc = dscache_get(b->d->dsc, sp->cfg.dataset, sp->dataset_digest, &sp->ds, &b->err);
 	if (rc < 0) {
 		bg_fail(b, PROTO_DATASET_ERROR, rc);
 		return;
@@ -420,7 +445,15 @@ static void work_eval(uv_work_t *req)
 		goto out;
 	}
 	snprintf(b->cfg.dataset, sizeof(b->cfg.dataset), "%s", info.cfg.dataset);
-	rc = dscache_get(b->d->dsc, info.cfg.dataset, &ds, &b->err);
+	rc = dscache_digest(b->d->dsc, info.cfg.dataset, s, b->d->sq, b->current, NULL, &b->err);
+	if (rc == 0 && b->recorded[0] && strcmp(b->recorded, b->current) != 0 && !b->allow_data_change) {
+		dscache_changed_message(b->err.msg, sizeof(b->err.msg), info.cfg.dataset, b->id, b->recorded,
+					b->current, "eval");
+		bg_fail(b, PROTO_DATASET_CHANGED, -ESTALE);
+		goto out;
+	}
+	if (rc == 0)
+		rc = dscache_get(b->d->dsc, info.cfg.dataset, b->current, &ds, &b->err);
 	if (rc < 0) {
 		bg_fail(b, PROTO_DATASET_ERROR, rc);
 		goto out;
@@ -542,15 +575,76 @@ static void m_pause(struct daemon *d, struct call *c)
 	jobs_pause(d, c, j);
 }
 
-static void m_resume(struct daemon *d, struct call *c)
+/* Resume, once the dataset's digest is known: refused when the files are
+ * not those the job started with (unless allowed: then the new digest is
+ * the job's); a job without a digest records it. A dataset that cannot be
+ * read is left to the run, which fails with its error. */
+static void bg_after_resume(uv_work_t *req, int status)
 {
-	static const char *const keys[] = { "id", "weights_only", NULL };
-	bool weights_only = false;
+	struct bg *b = req->data;
 	struct job *j;
 
-	if (!only_keys(c, keys) || !get_bool(c, "weights_only", &weights_only) || !(j = get_job(d, c)))
+	(void)status;
+	if (!b->c)
+		goto out;
+	call_on_cancel(b->c, NULL, NULL);
+	j = jobs_find(b->d, b->id);
+	if (!j) {
+		call_error(b->c, PROTO_NO_SUCH_JOB, json_pack("{s:I}", "id", (json_int_t)b->id));
+		goto out;
+	}
+	snprintf(b->recorded, sizeof(b->recorded), "%s", j->dataset_digest);
+	if (b->current[0] && b->recorded[0] && strcmp(b->current, b->recorded) != 0) {
+		if (!b->allow_data_change) {
+			dscache_changed_message(b->err.msg, sizeof(b->err.msg), j->cfg.dataset, j->id,
+						b->recorded, b->current, "resume");
+			call_error(b->c, PROTO_DATASET_CHANGED, bg_error_params(b));
+			goto out;
+		}
+		if (j->target == JOB_PAUSED || j->target == JOB_KILLED || j->target == JOB_FAILED) {
+			log_warn("job %" PRId64 ": resumed on changed data (dataset %s %s, was %s), as "
+				 "allowed", j->id, j->cfg.dataset, b->current, b->recorded);
+			jobs_record_digest(j, b->current);
+		}
+	} else if (b->current[0] && !b->recorded[0] &&
+		   (j->target == JOB_PAUSED || j->target == JOB_KILLED || j->target == JOB_FAILED)) {
+		jobs_record_digest(j, b->current);
+	}
+	jobs_resume(b->d, b->c, j, b->weights_only);
+out:
+	b->c = NULL;
+	bg_after(req, status);
+}
+
+static void work_resume_check(uv_work_t *req)
+{
+	struct bg *b = req->data;
+
+	if (bg_digest(b, b->cfg.dataset, b->current) < 0)
+		b->current[0] = '\0';
+}
+
+static void m_resume(struct daemon *d, struct call *c)
+{
+	static const char *const keys[] = { "id", "weights_only", "allow_data_change", NULL };
+	bool weights_only = false, allow = false;
+	struct job *j;
+	struct bg *b;
+
+	if (!only_keys(c, keys) || !get_bool(c, "weights_only", &weights_only) ||
+	    !get_bool(c, "allow_data_change", &allow) || !(j = get_job(d, c)))
 		return;
-	jobs_resume(d, c, j, weights_only);
+	if (j->target != JOB_PAUSED && j->target != JOB_KILLED && j->target != JOB_FAILED) {
+		jobs_resume(d, c, j, weights_only);   /* refuses it, as it is */
+		return;
+	}
+	if (!(b = bg_new(d, c)))
+		return;
+	b->id = j->id;
+	b->weights_only = weights_only;
+	b->allow_data_change = allow;
+	snprintf(b->cfg.dataset, sizeof(b->cfg.dataset), "%s", j->cfg.dataset);
+	bg_queue(b, work_resume_check, bg_after_resume);
 }
 
 static void m_kill(struct daemon *d, struct call *c)
@@ -711,14 +805,17 @@ static void m_wait(struct daemon *d, struct call *c)
 
 static void m_eval(struct daemon *d, struct call *c)
 {
-	static const char *const keys[] = { "id", "split", "epoch", NULL };
+	static const char *const keys[] = { "id", "split", "epoch", "allow_data_change", NULL };
 	json_t *split = json_object_get(call_params(c), "split");
 	enum eval_split which = EVAL_VAL;
 	int64_t epoch = -1;
 	struct job *j;
 	struct bg *b;
 
-	if (!only_keys(c, keys) || !get_int(c, "epoch", false, 0, 100000, &epoch))
+	bool allow = false;
+
+	if (!only_keys(c, keys) || !get_int(c, "epoch", false, 0, 100000, &epoch) ||
+	    !get_bool(c, "allow_data_change", &allow))
 		return;
 	if (split && !json_is_null(split)) {
 		const char *s = json_is_string(split) ? json_string_value(split) : "";
@@ -737,6 +834,8 @@ static void m_eval(struct daemon *d, struct call *c)
 	b->id = j->id;
 	b->epoch = epoch;
 	b->split = which;
+	b->allow_data_change = allow;
+	snprintf(b->recorded, sizeof(b->recorded), "%s", j->dataset_digest);
 	bg_queue(b, work_eval, bg_after);
 }
 

@@ -35,6 +35,7 @@ enum proto_error {
 	PROTO_UNEXPECTED_STATE,
 	PROTO_TIMEOUT,
 	PROTO_DATASET_ERROR,
+	PROTO_DATASET_CHANGED,
 	PROTO_CHECKPOINT_ERROR,
 	PROTO_STORAGE_ERROR,
 	PROTO_SHUTTING_DOWN,
@@ -54,7 +55,7 @@ enum proto_type {
 	PROTO_STRING,
 };
 
-#define PROTO_MAX_PARAMS 4
+#define PROTO_MAX_PARAMS 5
 
 struct proto_param {
 	const char *name;         /* NULL ends the list */

@@ -51,6 +51,8 @@ struct run_restored {
 	uint32_t nhistory;
 	double last_val_acc;
 	uint64_t params;
+	char dataset_digest[DSCACHE_DIGEST_MAX]; /* the digest the run recorded for a job that had
+	                                 none (stored before digests), else "" */
 	char numerics[sizeof(((struct trainer *)0)->numerics_changed)]; /* "" or what a
 	                                 restore under another BLAS kernel means */
 };
