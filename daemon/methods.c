@@ -598,6 +598,7 @@ static void bg_after_resume(uv_work_t *req, int status)
 		if (!b->allow_data_change) {
 			dscache_changed_message(b->err.msg, sizeof(b->err.msg), j->cfg.dataset, j->id,
 						b->recorded, b->current, "resume");
+			b->error = PROTO_DATASET_CHANGED;
 			call_error(b->c, PROTO_DATASET_CHANGED, bg_error_params(b));
 			goto out;
 		}
