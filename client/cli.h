@@ -54,6 +54,7 @@ enum opt {
 	O_OUTPUT,
 	O_FORCE,
 	O_ALLOW_DATA_CHANGE,
+	O_REPLACE,
 	O_COUNT
 };
 
@@ -77,6 +78,7 @@ enum job_arg {
 	JOB_REQUIRED,
 	JOB_OPTIONAL,
 	JOB_MANY,       /* one or more: JOB... (cli->jobs) */
+	ARGS,           /* words, not job ids (cli->args): dataset import NAME PATH... */
 };
 
 struct verb {
@@ -94,6 +96,8 @@ struct cli {
 	bool has_job;
 	int64_t *jobs;              /* JOB_MANY: every JOB given, in order; owned */
 	size_t njobs;
+	const char **args;          /* ARGS: the positional words after the verb; owned array */
+	size_t nargs;
 	bool json;
 	const char *socket;         /* the socket's path */
 	char socket_buf[4096];

@@ -73,6 +73,7 @@ const struct opt_desc opts[O_COUNT] = {
 	[O_OUTPUT] = { "output", 'o', true, NULL },
 	[O_FORCE] = { "force", 0, false, NULL },
 	[O_ALLOW_DATA_CHANGE] = { "allow-data-change", 0, false, NULL },
+	[O_REPLACE] = { "replace", 0, false, NULL },
 };
 
 static void usage(FILE *out)
@@ -109,6 +110,12 @@ static void usage(FILE *out)
 		"  export JOB [--epoch N] -o FILE.safetensors\n"
 		"                                  write the model (PyTorch names) to FILE\n"
 		"  watch JOB                       live progress until the job stops\n"
+		"  datasets                        every dataset: format, sizes, shape, classes,\n"
+		"                                  digest, the jobs using it (or its error)\n"
+		"  dataset import NAME PATH... [--replace]\n"
+		"                                  add a dataset from files you can read (sent\n"
+		"                                  to traind as open files)\n"
+		"  dataset rm NAME                 remove a dataset no job uses\n"
 		"\n"
 		"options:\n"
 		"  --socket PATH   traind's socket (default $TRAIND_SOCKET, else\n"
@@ -175,6 +182,8 @@ static const struct verb verbs[] = {
 	{ "export", cmd_export, BIT(O_EPOCH) | BIT(O_OUTPUT), JOB_REQUIRED },
 	{ "watch", cmd_watch, 0, JOB_REQUIRED },
 	{ "rm", cmd_rm, BIT(O_FORCE), JOB_MANY },
+	{ "datasets", cmd_datasets, 0, JOB_NONE },
+	{ "dataset", cmd_dataset, BIT(O_REPLACE), ARGS },
 };
 
 static void default_socket(struct cli *cli)
@@ -224,6 +233,10 @@ static int positional(struct cli *cli, const char *arg)
 				     tr_utf8_cut(arg, TR_QUOTE_MAX), arg);
 		return RC_OK;
 	}
+	if (cli->verb->job == ARGS) {
+		cli->args[cli->nargs++] = arg;   /* room for every argument: parse_args */
+		return RC_OK;
+	}
 	if (cli->verb->job == JOB_NONE || (cli->has_job && cli->verb->job != JOB_MANY))
 		return failf(RC_USAGE, "%s: unexpected argument '%.*s'", cli->verb->name,
 			     tr_utf8_cut(arg, TR_QUOTE_MAX), arg);
@@ -246,7 +259,8 @@ static int parse_args(struct cli *cli, int argc, char **argv)
 	int rc;
 
 	cli->jobs = calloc((size_t)argc, sizeof(*cli->jobs));
-	if (!cli->jobs)
+	cli->args = calloc((size_t)argc, sizeof(*cli->args));
+	if (!cli->jobs || !cli->args)
 		return failf(RC_ERROR, "out of memory");
 	for (int i = 1; i < argc; i++) {
 		const char *arg = argv[i];
@@ -328,6 +342,7 @@ int main(int argc, char **argv)
 	rc = parse_args(&cli, argc, argv);
 	if (rc != RC_OK) {
 		free(cli.jobs);
+		free(cli.args);
 		if (rc < 0)
 			return fflush(stdout) == 0 ? RC_OK : RC_ERROR;
 		return rc;
@@ -335,6 +350,7 @@ int main(int argc, char **argv)
 	rc = cli.verb->run(&cli);
 	vl_free(cli.conn);
 	free(cli.jobs);
+	free(cli.args);
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		int e = errno;
 

@@ -2,7 +2,8 @@
  * verbs.h - the handlers of trainctl's verbs, one per verb, grouped by kind:
  * verbs-jobs.c changes jobs (start, pause, resume, kill, rm), verbs-query.c
  * reads them (status, list, history, checkpoints, wait, watch),
- * verbs-model.c uses a job's model (eval, export).
+ * verbs-model.c uses a job's model (eval, export), verbs-data.c the
+ * datasets (datasets, dataset import, dataset rm).
  *
  * Each checks its flag values before connecting, makes its call(s) (rpc.h)
  * and prints the reply (render.h): human text by default, exactly one JSON
@@ -34,5 +35,9 @@ int cmd_watch(struct cli *cli);
 /* verbs-model.c */
 int cmd_eval(struct cli *cli);
 int cmd_export(struct cli *cli);
+
+/* verbs-data.c */
+int cmd_datasets(struct cli *cli);
+int cmd_dataset(struct cli *cli);   /* import NAME PATH... [--replace], rm NAME */
 
 #endif

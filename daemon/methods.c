@@ -517,6 +517,67 @@ out:
 	store_close(s);
 }
 
+/* Every dataset directory: loaded (shared with the jobs through the
+ * cache), its digest and size; one that does not load is listed with its
+ * error. */
+static void work_datasets(uv_work_t *req)
+{
+	struct bg *b = req->data;
+	struct store *rs = NULL;
+	char **names = NULL;
+	size_t n = 0;
+	json_t *a;
+	int rc;
+
+	rc = store_open(&rs, b->d->db_path, true, &b->err);
+	if (rc == 0)
+		rc = dscache_list(b->d->dsc, &names, &n, &b->err);
+	if (rc < 0) {
+		bg_fail(b, PROTO_STORAGE_ERROR, rc);
+		goto out;
+	}
+	a = json_array();
+	for (size_t i = 0; i < n; i++) {
+		char digest[DSCACHE_DIGEST_MAX];
+		const struct dataset *ds = NULL;
+		struct tr_err e = { 0 };
+		uint64_t size = 0;
+		bool has_digest;
+
+		has_digest = dscache_digest(b->d->dsc, names[i], rs, b->d->sq, digest, &size, &e) == 0;
+		if (has_digest)
+			dscache_get(b->d->dsc, names[i], digest, &ds, &e);
+		json_array_append_new(a, dataset_json(names[i], ds, has_digest ? digest : NULL, size, e.msg));
+		dscache_put(b->d->dsc, ds);
+		free(names[i]);
+	}
+	free(names);
+	b->result = json_pack("{s:o}", "datasets", a);
+out:
+	store_close(rs);
+}
+
+/* The jobs that use each dataset, from the registry (the loop's). */
+static void bg_after_datasets(uv_work_t *req, int status)
+{
+	struct bg *b = req->data;
+	json_t *a = json_object_get(b->result, "datasets"), *o;
+	size_t i;
+
+	json_array_foreach(a, i, o) {
+		const char *name = json_string_value(json_object_get(o, "name"));
+		json_t *ids = json_object_get(o, "jobs");
+
+		for (size_t k = 0; name && k < b->d->njobs; k++) {
+			struct job *j = b->d->jobs[k];
+
+			if (!j->removal && strcmp(j->cfg.dataset, name) == 0)
+				json_array_append_new(ids, json_integer((json_int_t)j->id));
+		}
+	}
+	bg_after(req, status);
+}
+
 /* ---- methods ---------------------------------------------------------- */
 
 static void m_start(struct daemon *d, struct call *c)
@@ -855,6 +916,16 @@ static void m_export(struct daemon *d, struct call *c)
 	bg_queue(b, work_export, bg_after);
 }
 
+static void m_datasets(struct daemon *d, struct call *c)
+{
+	static const char *const keys[] = { NULL };
+	struct bg *b;
+
+	if (!only_keys(c, keys) || !(b = bg_new(d, c)))
+		return;
+	bg_queue(b, work_datasets, bg_after_datasets);
+}
+
 static void m_watch(struct daemon *d, struct call *c)
 {
 	static const char *const keys[] = { "id", NULL };
@@ -917,6 +988,7 @@ static const struct {
 	{ "io.traind.Export", m_export },
 	{ "io.traind.Watch", m_watch },
 	{ "io.traind.Delete", m_delete },
+	{ "io.traind.Datasets", m_datasets },
 	{ "org.varlink.service.GetInfo", m_get_info },
 	{ "org.varlink.service.GetInterfaceDescription", m_get_interface },
 };

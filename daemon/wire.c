@@ -127,3 +127,26 @@ json_t *job_id_state_json(struct job *j)
 {
 	return json_pack("{s:I,s:s}", "id", (json_int_t)j->id, "state", job_state_name(j->state));
 }
+
+json_t *dataset_json(const char *name, const struct dataset *ds, const char *digest, uint64_t size,
+		     const char *error)
+{
+	json_t *o = json_pack("{s:s,s:[]}", "name", name, "jobs");
+
+	if (!o)
+		return NULL;
+	if (digest) {
+		json_object_set_new(o, "digest", json_string(digest));
+		json_object_set_new(o, "size", json_integer((json_int_t)size));
+	}
+	if (!ds) {
+		json_object_set_new(o, "error", json_string(error ? error : "cannot be loaded"));
+		return o;
+	}
+	json_object_set_new(o, "format", json_string("idx"));
+	json_object_set_new(o, "train", json_integer(ds->train.count));
+	json_object_set_new(o, "test", json_integer(ds->test.count));
+	json_object_set_new(o, "shape", json_pack("[i,i,i]", 1, (int)ds->train.rows, (int)ds->train.cols));
+	json_object_set_new(o, "classes", json_integer(DATASET_CLASSES));
+	return o;
+}
