@@ -5,15 +5,18 @@
 #include "traind/methods.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "traind-config.h"
 #include "traind/base64.h"
 #include "traind/checkpoint.h"
+#include "traind/dsimport.h"
 #include "traind/log.h"
 #include "traind/sha256.h"
 #include "traind/waiters.h"
@@ -122,6 +125,14 @@ struct bg {
 	bool weights_only, allow_data_change;
 	char recorded[DSCACHE_DIGEST_MAX];   /* the job's ("": none recorded) */
 	char current[DSCACHE_DIGEST_MAX];    /* the files' now ("": unknown) */
+	/* DatasetImport, DatasetRemove (name in cfg.dataset) */
+	int fds[DSIMPORT_MAX_FILES];       /* the passed files, owned (closed by bg_after) */
+	size_t nfds;
+	char fnames[DSIMPORT_MAX_FILES][DSIMPORT_NAME_MAX + 1];
+	size_t nfiles;                     /* how many files the import had */
+	bool replace;
+	char tmp[PATH_MAX];                /* the copy, to commit or discard */
+	uint64_t bytes;
 	/* results */
 	int rc;
 	struct tr_err err;
@@ -153,6 +164,13 @@ static json_t *bg_error_params(struct bg *b)
 				 "message", b->err.msg);
 	case PROTO_CHECKPOINT_ERROR:
 		return json_pack("{s:I,s:s}", "id", (json_int_t)b->id, "message", b->err.msg);
+	case PROTO_NO_SUCH_DATASET:
+	case PROTO_DATASET_EXISTS:
+	case PROTO_DATASET_IN_USE:
+		return json_pack("{s:s,s:s}", "dataset", b->cfg.dataset, "message", b->err.msg);
+	case PROTO_DATASET_TOO_BIG:
+		return json_pack("{s:s,s:I,s:I,s:s}", "dataset", b->cfg.dataset, "size", (json_int_t)b->bytes,
+				 "limit", (json_int_t)b->d->max_dataset_bytes, "message", b->err.msg);
 	case PROTO_DATASET_CHANGED:
 		return json_pack("{s:s,s:I,s:s,s:s,s:s}", "dataset", b->cfg.dataset, "id", (json_int_t)b->id,
 				 "recorded", b->recorded, "current", b->current, "message", b->err.msg);
@@ -179,6 +197,8 @@ static void bg_after(uv_work_t *req, int status)
 	json_decref(b->config_in);
 	json_decref(b->init_b64);
 	job_spec_clear(b->d, &b->spec);
+	for (size_t i = 0; i < b->nfds; i++)
+		close(b->fds[i]);
 	free(b);
 }
 
@@ -223,6 +243,8 @@ static void bg_queue(struct bg *b, uv_work_cb work, uv_after_work_cb after)
 		call_error(b->c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "cannot queue work"));
 		json_decref(b->config_in);
 		json_decref(b->init_b64);
+		for (size_t i = 0; i < b->nfds; i++)
+			close(b->fds[i]);
 		free(b);
 	}
 }
@@ -576,6 +598,243 @@ static void bg_after_datasets(uv_work_t *req, int status)
 		}
 	}
 	bg_after(req, status);
+}
+
+/* ---- DatasetImport, DatasetRemove -------------------------------------- */
+
+/* The jobs that use dataset `name` ("job 3, job 7"), live ones only (queued
+ * or running) if live_only; false when none. */
+static bool jobs_using(struct daemon *d, const char *name, bool live_only, char *buf, size_t len)
+{
+	size_t o = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < d->njobs; i++) {
+		struct job *j = d->jobs[i];
+		bool live = j->target == JOB_QUEUED || j->target == JOB_RUNNING || j->worker_alive;
+
+		if (j->removal || strcmp(j->cfg.dataset, name) != 0 || (live_only && !live))
+			continue;
+		if (o < len)
+			o += (size_t)snprintf(buf + o, len - o, "%s%" PRId64 " (%s)", o ? ", " : "", j->id,
+					      job_state_name(j->state));
+	}
+	return o > 0;
+}
+
+static void work_import_copy(uv_work_t *req)
+{
+	struct bg *b = req->data;
+	const char *names[DSIMPORT_MAX_FILES];
+	int rc;
+
+	for (size_t i = 0; i < b->nfds; i++)
+		names[i] = b->fnames[i];
+	rc = dsimport_copy(dscache_dir(b->d->dsc), b->cfg.dataset, names, b->fds, b->nfds, b->replace,
+			   b->d->max_dataset_bytes, b->tmp, &b->bytes, &b->err);
+	if (rc == -EEXIST)
+		bg_fail(b, PROTO_DATASET_EXISTS, rc);
+	else if (rc == -EFBIG)
+		bg_fail(b, PROTO_DATASET_TOO_BIG, rc);
+	else if (rc == -EINVAL)
+		bg_fail(b, PROTO_DATASET_ERROR, rc);
+	else if (rc < 0)
+		bg_fail(b, PROTO_STORAGE_ERROR, rc);
+}
+
+/* Into place, then listed as Datasets lists it; or (rc < 0 already: a
+ * live job took the dataset meanwhile, or the client left) discarded. */
+static void work_import_commit(uv_work_t *req)
+{
+	struct bg *b = req->data;
+	char digest[DSCACHE_DIGEST_MAX];
+	const struct dataset *ds = NULL;
+	struct store *rs = NULL;
+	struct tr_err e = { 0 };
+	uint64_t size = 0;
+	int rc;
+
+	if (b->rc < 0 || !b->c) {
+		dsimport_discard(b->tmp);
+		return;
+	}
+	rc = dsimport_commit(dscache_dir(b->d->dsc), b->tmp, b->cfg.dataset, b->replace, &b->err);
+	if (rc < 0) {
+		dsimport_discard(b->tmp);
+		bg_fail(b, rc == -EEXIST ? PROTO_DATASET_EXISTS : PROTO_STORAGE_ERROR, rc);
+		return;
+	}
+	log_notice("dataset %s: %s (%" PRIu64 " bytes in %zu files)", b->cfg.dataset,
+		   b->replace ? "imported, replacing any before" : "imported", b->bytes, b->nfiles);
+	rc = store_open(&rs, b->d->db_path, true, &e) == 0 &&
+	     dscache_digest(b->d->dsc, b->cfg.dataset, rs, b->d->sq, digest, &size, &e) == 0;
+	store_close(rs);
+	if (rc)
+		dscache_get(b->d->dsc, b->cfg.dataset, digest, &ds, &e);
+	b->result = json_pack("{s:o}", "dataset", dataset_json(b->cfg.dataset, ds, rc ? digest : NULL, size,
+								 e.msg));
+	dscache_put(b->d->dsc, ds);
+}
+
+static void bg_after_import_commit(uv_work_t *req, int status)
+{
+	struct bg *b = req->data;
+	json_t *ids = json_object_get(json_object_get(b->result, "dataset"), "jobs");
+
+	for (size_t k = 0; ids && k < b->d->njobs; k++) {
+		struct job *j = b->d->jobs[k];
+
+		if (!j->removal && strcmp(j->cfg.dataset, b->cfg.dataset) == 0)
+			json_array_append_new(ids, json_integer((json_int_t)j->id));
+	}
+	bg_after(req, status);
+}
+
+/* Copied and valid: a replacement still may not go under a live job (one
+ * may have started meanwhile); then the rename, off the loop again. */
+static void bg_after_import_copy(uv_work_t *req, int status)
+{
+	struct bg *b = req->data;
+	char who[512];
+
+	(void)status;
+	for (size_t i = 0; i < b->nfds; i++)
+		close(b->fds[i]);
+	b->nfds = 0;
+	if (b->rc == 0 && b->replace && jobs_using(b->d, b->cfg.dataset, true, who, sizeof(who))) {
+		tr_err_set(&b->err, -EBUSY, "dataset %s is used by job %s: it cannot be replaced while a "
+			   "queued or running job uses it", b->cfg.dataset, who);
+		bg_fail(b, PROTO_DATASET_IN_USE, -EBUSY);
+	}
+	if (!b->tmp[0]) {   /* nothing to commit or discard */
+		bg_after(req, status);
+		return;
+	}
+	if (uv_queue_work(b->d->loop, &b->req, work_import_commit, bg_after_import_commit) < 0) {
+		dsimport_discard(b->tmp);   /* no thread pool: a rare stall beats a leak */
+		if (b->rc == 0) {
+			tr_err_set(&b->err, -ENOMEM, "cannot queue work");
+			bg_fail(b, PROTO_STORAGE_ERROR, -ENOMEM);
+		}
+		bg_after(req, status);
+	}
+}
+
+static void m_dataset_import(struct daemon *d, struct call *c)
+{
+	static const char *const keys[] = { "name", "files", "replace", NULL };
+	json_t *p = call_params(c), *name = json_object_get(p, "name"), *files = json_object_get(p, "files");
+	bool replace = false;
+	char who[512];
+	size_t nfiles, i;
+	json_t *f;
+	struct bg *b;
+	int pending;
+
+	if (!only_keys(c, keys) || !get_bool(c, "replace", &replace))
+		return;
+	if (!json_is_string(name) || !config_dataset_name_ok(json_string_value(name))) {
+		call_invalid_parameter(c, "name", "'name' must be a dataset name (1-63 of A-Z a-z 0-9 . _ -, not "
+				       "starting with '.')");
+		return;
+	}
+	nfiles = json_is_array(files) ? json_array_size(files) : 0;
+	if (nfiles == 0 || nfiles > DSIMPORT_MAX_FILES) {
+		call_invalid_parameter(c, "files", "'files' must be an array of 1 to %d files", DSIMPORT_MAX_FILES);
+		return;
+	}
+	json_array_foreach(files, i, f) {
+		json_t *fn = json_object_get(f, "name"), *sz = json_object_get(f, "size");
+		const char *n = json_is_string(fn) ? json_string_value(fn) : NULL;
+
+		if (!json_is_object(f) || !n || (sz && !json_is_null(sz) && !json_is_integer(sz))) {
+			call_invalid_parameter(c, "files", "files[%zu] must be {\"name\": string, \"size\": int}", i);
+			return;
+		}
+		if (!dsimport_file_name_ok(n) || strlen(n) != json_string_length(fn)) {
+			call_invalid_parameter(c, "files", "files[%zu]: '%.*s' is not a safe file name (a base name "
+					       "of 1 to %d bytes: no '/', not starting with '.', no control "
+					       "characters)", i, tr_utf8_cut(n, TR_QUOTE_MAX), n, DSIMPORT_NAME_MAX);
+			return;
+		}
+		for (size_t k = 0; k < i; k++) {
+			if (strcmp(json_string_value(json_object_get(json_array_get(files, k), "name")), n) == 0) {
+				call_invalid_parameter(c, "files", "files[%zu]: '%.*s' is named twice", i,
+						       tr_utf8_cut(n, TR_QUOTE_MAX), n);
+				return;
+			}
+		}
+	}
+	pending = call_pending_fds(c);
+	if ((size_t)pending < nfiles) {
+		call_invalid_parameter(c, "files", "%zu files named but %d file descriptors passed with the call "
+				       "(send them with SCM_RIGHTS)", nfiles, pending);
+		return;
+	}
+	if (replace && jobs_using(d, json_string_value(name), true, who, sizeof(who))) {
+		call_error(c, PROTO_DATASET_IN_USE,
+			   json_pack("{s:s,s:s+++}", "dataset", json_string_value(name), "message",
+				     "dataset ", json_string_value(name), " cannot be replaced while a queued or running "
+				     "job uses it: job ", who));
+		return;
+	}
+	if (!(b = bg_new(d, c)))
+		return;
+	snprintf(b->cfg.dataset, sizeof(b->cfg.dataset), "%s", json_string_value(name));
+	b->replace = replace;
+	b->nfds = (size_t)call_take_fds(c, b->fds, (int)nfiles);
+	b->nfiles = nfiles;
+	json_array_foreach(files, i, f)
+		snprintf(b->fnames[i], sizeof(b->fnames[i]), "%s", json_string_value(json_object_get(f, "name")));
+	if (b->nfds != nfiles) {
+		tr_err_set(&b->err, -EBADF, "could not take the %zu file descriptors passed", nfiles);
+		bg_fail(b, PROTO_STORAGE_ERROR, -EBADF);
+		bg_after(&b->req, 0);
+		return;
+	}
+	bg_queue(b, work_import_copy, bg_after_import_copy);
+}
+
+static void work_dataset_remove(uv_work_t *req)
+{
+	struct bg *b = req->data;
+	int rc = dsimport_remove(dscache_dir(b->d->dsc), b->cfg.dataset, &b->err);
+
+	if (rc == -ENOENT)
+		bg_fail(b, PROTO_NO_SUCH_DATASET, rc);
+	else if (rc < 0)
+		bg_fail(b, PROTO_STORAGE_ERROR, rc);
+	else {
+		log_notice("dataset %s: removed", b->cfg.dataset);
+		b->result = json_pack("{s:s}", "name", b->cfg.dataset);
+	}
+}
+
+static void m_dataset_remove(struct daemon *d, struct call *c)
+{
+	static const char *const keys[] = { "name", NULL };
+	json_t *name = json_object_get(call_params(c), "name");
+	char who[512];
+	struct bg *b;
+
+	if (!only_keys(c, keys))
+		return;
+	if (!json_is_string(name) || !config_dataset_name_ok(json_string_value(name))) {
+		call_invalid_parameter(c, "name", "'name' must be a dataset name (1-63 of A-Z a-z 0-9 . _ -, not "
+				       "starting with '.')");
+		return;
+	}
+	if (jobs_using(d, json_string_value(name), false, who, sizeof(who))) {
+		call_error(c, PROTO_DATASET_IN_USE,
+			   json_pack("{s:s,s:s++++}", "dataset", json_string_value(name), "message", "dataset ",
+				     json_string_value(name), " is used by job ", who,
+				     "; remove those jobs first (trainctl rm)"));
+		return;
+	}
+	if (!(b = bg_new(d, c)))
+		return;
+	snprintf(b->cfg.dataset, sizeof(b->cfg.dataset), "%s", json_string_value(name));
+	bg_queue(b, work_dataset_remove, bg_after);
 }
 
 /* ---- methods ---------------------------------------------------------- */
@@ -989,6 +1248,8 @@ static const struct {
 	{ "io.traind.Watch", m_watch },
 	{ "io.traind.Delete", m_delete },
 	{ "io.traind.Datasets", m_datasets },
+	{ "io.traind.DatasetImport", m_dataset_import },
+	{ "io.traind.DatasetRemove", m_dataset_remove },
 	{ "org.varlink.service.GetInfo", m_get_info },
 	{ "org.varlink.service.GetInterfaceDescription", m_get_interface },
 };
