@@ -55,6 +55,8 @@ enum opt {
 	O_FORCE,
 	O_ALLOW_DATA_CHANGE,
 	O_REPLACE,
+	O_TOP,
+	O_RESIZE,
 	O_COUNT
 };
 

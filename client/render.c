@@ -584,3 +584,38 @@ int render_datasets(FILE *out, json_t *list)
 	}
 	return rc;
 }
+
+int render_predictions(FILE *out, json_t *list)
+{
+	json_t *p;
+	size_t i;
+
+	json_array_foreach(list, i, p) {
+		char *file = clean_dup(pstr(p, "file"));
+		json_t *top = json_object_get(p, "top"), *t;
+		long long index = 0, cls = -1;
+		double prob = 0;
+		size_t k;
+
+		pint(p, "index", &index);
+		pint(p, "class", &cls);
+		pnum(p, "prob", &prob);
+		if (fprintf(out, "%s#%lld  class %lld  p %.4f", file ? file : "?", index, cls, prob) < 0) {
+			free(file);
+			return failf(RC_ERROR, "cannot write the predictions");
+		}
+		json_array_foreach(top, k, t) {
+			long long c = -1;
+			double q = 0;
+
+			if (k == 0)
+				continue;
+			pint(t, "class", &c);
+			pnum(t, "prob", &q);
+			fprintf(out, "%s%lld:%.4f", k == 1 ? "  (then " : ", ", c, q);
+		}
+		fprintf(out, "%s\n", json_array_size(top) > 1 ? ")" : "");
+		free(file);
+	}
+	return RC_OK;
+}

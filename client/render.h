@@ -58,6 +58,9 @@ void job_table_add(struct table *t, json_t *job);
  * dataset that does not load. */
 int render_datasets(FILE *out, json_t *list);
 
+/* predict: a line per image, "FILE#INDEX  class C  p P  (then C:P, ...)". */
+int render_predictions(FILE *out, json_t *list);
+
 /* list: the jobs' table (non-objects in the array skipped). */
 int render_jobs(FILE *out, json_t *jobs);
 

@@ -86,7 +86,8 @@ void describe_error(const struct vl_reply *r, char *out, size_t n)
 	} else if (ours && strcmp(last, "DatasetError") == 0 && dataset) {
 		snprintf(out, n, "dataset error: %s%s%s", dataset, msg ? ": " : "", msg ? msg : "");
 	} else if (ours && (strcmp(last, "DatasetExists") == 0 || strcmp(last, "DatasetInUse") == 0 ||
-			    strcmp(last, "NoSuchDataset") == 0 || strcmp(last, "DatasetTooBig") == 0) && msg) {
+			    strcmp(last, "NoSuchDataset") == 0 || strcmp(last, "DatasetTooBig") == 0 ||
+			    strcmp(last, "ImageError") == 0 || strcmp(last, "ImageSizeMismatch") == 0) && msg) {
 		snprintf(out, n, "%s", msg);
 	} else if (ours && strcmp(last, "DatasetChanged") == 0 && msg) {
 		snprintf(out, n, "%s", msg);

@@ -74,6 +74,8 @@ const struct opt_desc opts[O_COUNT] = {
 	[O_FORCE] = { "force", 0, false, NULL },
 	[O_ALLOW_DATA_CHANGE] = { "allow-data-change", 0, false, NULL },
 	[O_REPLACE] = { "replace", 0, false, NULL },
+	[O_TOP] = { "top", 0, true, NULL },
+	[O_RESIZE] = { "resize", 0, false, NULL },
 };
 
 static void usage(FILE *out)
@@ -116,6 +118,9 @@ static void usage(FILE *out)
 		"                                  add a dataset from files you can read (sent\n"
 		"                                  to traind as open files)\n"
 		"  dataset rm NAME                 remove a dataset no job uses\n"
+		"  predict JOB FILE... [--epoch N] [--top K] [--resize]\n"
+		"                                  classes and probabilities of the images in\n"
+		"                                  PGM/PNG files (one each) or IDX image files\n"
 		"\n"
 		"options:\n"
 		"  --socket PATH   traind's socket (default $TRAIND_SOCKET, else\n"
@@ -184,6 +189,7 @@ static const struct verb verbs[] = {
 	{ "rm", cmd_rm, BIT(O_FORCE), JOB_MANY },
 	{ "datasets", cmd_datasets, 0, JOB_NONE },
 	{ "dataset", cmd_dataset, BIT(O_REPLACE), ARGS },
+	{ "predict", cmd_predict, BIT(O_EPOCH) | BIT(O_TOP) | BIT(O_RESIZE), ARGS },
 };
 
 static void default_socket(struct cli *cli)

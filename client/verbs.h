@@ -39,5 +39,6 @@ int cmd_export(struct cli *cli);
 /* verbs-data.c */
 int cmd_datasets(struct cli *cli);
 int cmd_dataset(struct cli *cli);   /* import NAME PATH... [--replace], rm NAME */
+int cmd_predict(struct cli *cli);   /* predict JOB FILE... */
 
 #endif

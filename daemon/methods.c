@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "traind-config.h"
@@ -18,6 +19,7 @@
 #include "traind/checkpoint.h"
 #include "traind/dsimport.h"
 #include "traind/log.h"
+#include "traind/predict.h"
 #include "traind/sha256.h"
 #include "traind/waiters.h"
 #include "traind/wire.h"
@@ -133,6 +135,10 @@ struct bg {
 	bool replace;
 	char tmp[PATH_MAX];                /* the copy, to commit or discard */
 	uint64_t bytes;
+	/* Predict */
+	int64_t top;
+	char file[DSIMPORT_NAME_MAX + 1];   /* ImageError, ImageSizeMismatch: which */
+	char size[32], expected[32];
 	/* results */
 	int rc;
 	struct tr_err err;
@@ -164,6 +170,11 @@ static json_t *bg_error_params(struct bg *b)
 				 "message", b->err.msg);
 	case PROTO_CHECKPOINT_ERROR:
 		return json_pack("{s:I,s:s}", "id", (json_int_t)b->id, "message", b->err.msg);
+	case PROTO_IMAGE_ERROR:
+		return json_pack("{s:s,s:s}", "file", b->file, "message", b->err.msg);
+	case PROTO_IMAGE_SIZE_MISMATCH:
+		return json_pack("{s:s,s:s,s:s,s:s}", "file", b->file, "size", b->size, "expected", b->expected,
+				 "message", b->err.msg);
 	case PROTO_NO_SUCH_DATASET:
 	case PROTO_DATASET_EXISTS:
 	case PROTO_DATASET_IN_USE:
@@ -720,7 +731,8 @@ static void bg_after_import_copy(uv_work_t *req, int status)
 	}
 }
 
-static void m_dataset_import(struct daemon *d, struct call *c)
+/* true: the call owns fds[0, nfd) now (via its bg) */
+static bool m_dataset_import_call(struct daemon *d, struct call *c, int *fds, int nfd)
 {
 	static const char *const keys[] = { "name", "files", "replace", NULL };
 	json_t *p = call_params(c), *name = json_object_get(p, "name"), *files = json_object_get(p, "files");
@@ -732,16 +744,16 @@ static void m_dataset_import(struct daemon *d, struct call *c)
 	int pending;
 
 	if (!only_keys(c, keys) || !get_bool(c, "replace", &replace))
-		return;
+		return false;
 	if (!json_is_string(name) || !config_dataset_name_ok(json_string_value(name))) {
 		call_invalid_parameter(c, "name", "'name' must be a dataset name (1-63 of A-Z a-z 0-9 . _ -, not "
 				       "starting with '.')");
-		return;
+		return false;
 	}
 	nfiles = json_is_array(files) ? json_array_size(files) : 0;
 	if (nfiles == 0 || nfiles > DSIMPORT_MAX_FILES) {
 		call_invalid_parameter(c, "files", "'files' must be an array of 1 to %d files", DSIMPORT_MAX_FILES);
-		return;
+		return false;
 	}
 	json_array_foreach(files, i, f) {
 		json_t *fn = json_object_get(f, "name"), *sz = json_object_get(f, "size");
@@ -749,50 +761,60 @@ static void m_dataset_import(struct daemon *d, struct call *c)
 
 		if (!json_is_object(f) || !n || (sz && !json_is_null(sz) && !json_is_integer(sz))) {
 			call_invalid_parameter(c, "files", "files[%zu] must be {\"name\": string, \"size\": int}", i);
-			return;
+			return false;
 		}
 		if (!dsimport_file_name_ok(n) || strlen(n) != json_string_length(fn)) {
 			call_invalid_parameter(c, "files", "files[%zu]: '%.*s' is not a safe file name (a base name "
 					       "of 1 to %d bytes: no '/', not starting with '.', no control "
 					       "characters)", i, tr_utf8_cut(n, TR_QUOTE_MAX), n, DSIMPORT_NAME_MAX);
-			return;
+			return false;
 		}
 		for (size_t k = 0; k < i; k++) {
 			if (strcmp(json_string_value(json_object_get(json_array_get(files, k), "name")), n) == 0) {
 				call_invalid_parameter(c, "files", "files[%zu]: '%.*s' is named twice", i,
 						       tr_utf8_cut(n, TR_QUOTE_MAX), n);
-				return;
+				return false;
 			}
 		}
 	}
-	pending = call_pending_fds(c);
+	pending = nfd;
 	if ((size_t)pending < nfiles) {
 		call_invalid_parameter(c, "files", "%zu files named but %d file descriptors passed with the call "
 				       "(send them with SCM_RIGHTS)", nfiles, pending);
-		return;
+		return false;
 	}
 	if (replace && jobs_using(d, json_string_value(name), true, who, sizeof(who))) {
 		call_error(c, PROTO_DATASET_IN_USE,
 			   json_pack("{s:s,s:s+++}", "dataset", json_string_value(name), "message",
 				     "dataset ", json_string_value(name), " cannot be replaced while a queued or running "
 				     "job uses it: job ", who));
-		return;
+		return false;
 	}
 	if (!(b = bg_new(d, c)))
-		return;
+		return false;
 	snprintf(b->cfg.dataset, sizeof(b->cfg.dataset), "%s", json_string_value(name));
 	b->replace = replace;
-	b->nfds = (size_t)call_take_fds(c, b->fds, (int)nfiles);
+	b->nfds = nfiles;
+	memcpy(b->fds, fds, nfiles * sizeof(int));
+	for (int k = (int)nfiles; k < nfd; k++)
+		close(fds[k]);
 	b->nfiles = nfiles;
 	json_array_foreach(files, i, f)
 		snprintf(b->fnames[i], sizeof(b->fnames[i]), "%s", json_string_value(json_object_get(f, "name")));
-	if (b->nfds != nfiles) {
-		tr_err_set(&b->err, -EBADF, "could not take the %zu file descriptors passed", nfiles);
-		bg_fail(b, PROTO_STORAGE_ERROR, -EBADF);
-		bg_after(&b->req, 0);
-		return;
-	}
-	bg_queue(b, work_import_copy, bg_after_import_copy);
+	bg_queue(b, work_import_copy, bg_after_import_copy);   /* closes the fds, whatever happens */
+	return true;
+}
+
+/* The descriptors passed with the call are taken first, all of them, so
+ * that a refused call leaves none behind for the next one. */
+static void m_dataset_import(struct daemon *d, struct call *c)
+{
+	int fds[SERVER_MAX_FDS];
+	int nfd = call_take_fds(c, fds, SERVER_MAX_FDS);
+
+	if (!m_dataset_import_call(d, c, fds, nfd))
+		for (int k = 0; k < nfd; k++)
+			close(fds[k]);
 }
 
 static void work_dataset_remove(uv_work_t *req)
@@ -835,6 +857,202 @@ static void m_dataset_remove(struct daemon *d, struct call *c)
 		return;
 	snprintf(b->cfg.dataset, sizeof(b->cfg.dataset), "%s", json_string_value(name));
 	bg_queue(b, work_dataset_remove, bg_after);
+}
+
+/* ---- Predict ----------------------------------------------------------- */
+
+/* All of the regular file fd, from offset 0, at most PREDICT_MAX_FILE bytes. */
+static int read_fd(int fd, const char *name, uint8_t **out, size_t *len, struct tr_err *err)
+{
+	struct stat st;
+	uint8_t *buf;
+	size_t off = 0;
+
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return tr_err_set(err, -EINVAL, "file %s: not a regular file", name);
+	if ((uint64_t)st.st_size > PREDICT_MAX_FILE)
+		return tr_err_set(err, -EINVAL, "file %s: %lld bytes, more than %u", name,
+				  (long long)st.st_size, PREDICT_MAX_FILE);
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf)
+		return tr_err_set(err, -ENOMEM, "out of memory");
+	while (off < (size_t)st.st_size) {
+		ssize_t got = pread(fd, buf + off, (size_t)st.st_size - off, (off_t)off);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0) {
+			free(buf);
+			return tr_err_set(err, -EINVAL, "file %s: cannot read it: %s", name,
+					  got < 0 ? strerror(errno) : "it shrank");
+		}
+		off += (size_t)got;
+	}
+	*out = buf;
+	*len = off;
+	return 0;
+}
+
+static void work_predict(uv_work_t *req)
+{
+	struct bg *b = req->data;
+	struct store *s = NULL;
+	struct store_checkpoint ck;
+	struct net net;
+	bool have_net = false;
+	json_t *preds = NULL;
+	uint64_t images = 0;
+	int rc;
+
+	memset(&ck, 0, sizeof(ck));
+	rc = store_open(&s, b->d->db_path, true, &b->err);
+	if (rc < 0) {
+		bg_fail(b, PROTO_STORAGE_ERROR, rc);
+		goto out;
+	}
+	if (bg_checkpoint(b, s, &ck) < 0)
+		goto out;
+	rc = checkpoint_model_net(ck.blob, (size_t)ck.size, 256, &net, &b->err);
+	if (rc < 0) {
+		bg_fail(b, PROTO_CHECKPOINT_ERROR, rc);
+		goto out;
+	}
+	have_net = true;
+	if (net.input.c != 1) {
+		tr_err_set(&b->err, -EINVAL, "the model takes %u channels; predict reads grey images only",
+			   net.input.c);
+		bg_fail(b, PROTO_CHECKPOINT_ERROR, -EINVAL);
+		goto out;
+	}
+	preds = json_array();
+	for (size_t i = 0; i < b->nfds && rc == 0; i++) {
+		struct predict_images im = { 0 };
+		uint8_t *buf = NULL;
+		double *probs = NULL;
+		size_t len = 0;
+
+		snprintf(b->file, sizeof(b->file), "%s", b->fnames[i]);
+		rc = read_fd(b->fds[i], b->fnames[i], &buf, &len, &b->err);
+		if (rc == 0)
+			rc = predict_decode(buf, len, b->fnames[i], &im, &b->err);
+		free(buf);
+		if (rc == 0 && (images += im.count) > PREDICT_MAX_IMAGES)
+			rc = tr_err_set(&b->err, -EINVAL, "more than %u images in one call", PREDICT_MAX_IMAGES);
+		if (rc < 0) {
+			bg_fail(b, rc == -ENOMEM ? PROTO_STORAGE_ERROR : PROTO_IMAGE_ERROR, rc);
+			predict_images_free(&im);
+			break;
+		}
+		snprintf(b->size, sizeof(b->size), "%ux%u", im.w, im.h);
+		snprintf(b->expected, sizeof(b->expected), "%ux%u", net.input.w, net.input.h);
+		rc = predict_fit(&im, net.input.h, net.input.w, b->replace, b->fnames[i], &b->err);
+		if (rc == 0)
+			rc = predict_run(&net, &im, &probs, &b->err);
+		if (rc < 0) {
+			bg_fail(b, rc == -ERANGE ? PROTO_IMAGE_SIZE_MISMATCH
+				   : rc == -ENOMEM ? PROTO_STORAGE_ERROR : PROTO_IMAGE_ERROR, rc);
+			predict_images_free(&im);
+			break;
+		}
+		for (uint32_t k = 0; k < im.count; k++) {
+			const double *p = probs + (size_t)k * net.classes;
+			bool used[DATASET_CLASSES] = { false };
+			json_t *top = json_array();
+			int best = 0;
+
+			for (int64_t t = 0; t < b->top && t < (int64_t)net.classes; t++) {
+				int m = -1;
+
+				for (uint32_t c = 0; c < net.classes; c++)
+					if (!used[c] && (m < 0 || p[c] > p[m]))
+						m = (int)c;
+				used[m] = true;
+				if (t == 0)
+					best = m;
+				json_array_append_new(top, json_pack("{s:i,s:f}", "class", m, "prob", p[m]));
+			}
+			json_array_append_new(preds, json_pack("{s:s,s:I,s:i,s:f,s:o}", "file", b->fnames[i],
+							       "index", (json_int_t)k, "class", best, "prob",
+							       p[best], "top", top));
+		}
+		free(probs);
+		predict_images_free(&im);
+	}
+	if (rc == 0 && b->rc == 0) {
+		b->result = json_pack("{s:I,s:I,s:O}", "epoch", (json_int_t)ck.epoch, "step",
+				      (json_int_t)ck.step, "predictions", preds);
+	}
+out:
+	json_decref(preds);
+	if (have_net)
+		net_deinit(&net);
+	store_checkpoint_clear(&ck);
+	store_close(s);
+}
+
+/* true: the call owns fds[0, nfd) now (via its bg) */
+static bool m_predict_call(struct daemon *d, struct call *c, int *fds, int nfd)
+{
+	static const char *const keys[] = { "id", "epoch", "files", "top", "resize", NULL };
+	json_t *files = json_object_get(call_params(c), "files"), *f;
+	int64_t epoch = -1, top = 3;
+	bool resize = false;
+	size_t nfiles, i;
+	struct job *j;
+	struct bg *b;
+	int pending;
+
+	if (!only_keys(c, keys) || !get_int(c, "epoch", false, 0, 100000, &epoch) ||
+	    !get_int(c, "top", false, 1, DATASET_CLASSES, &top) || !get_bool(c, "resize", &resize))
+		return false;
+	nfiles = json_is_array(files) ? json_array_size(files) : 0;
+	if (nfiles == 0 || nfiles > DSIMPORT_MAX_FILES) {
+		call_invalid_parameter(c, "files", "'files' must be an array of 1 to %d files", DSIMPORT_MAX_FILES);
+		return false;
+	}
+	json_array_foreach(files, i, f) {
+		json_t *fn = json_object_get(f, "name");
+		const char *n = json_is_string(fn) ? json_string_value(fn) : NULL;
+
+		if (!json_is_object(f) || !n || !dsimport_file_name_ok(n) || strlen(n) != json_string_length(fn)) {
+			call_invalid_parameter(c, "files", "files[%zu] must be {\"name\": a base name of 1 to %d bytes "
+					       "(no '/', not starting with '.', no control characters)}", i,
+					       DSIMPORT_NAME_MAX);
+			return false;
+		}
+	}
+	pending = nfd;
+	if ((size_t)pending < nfiles) {
+		call_invalid_parameter(c, "files", "%zu files named but %d file descriptors passed with the call "
+				       "(send them with SCM_RIGHTS)", nfiles, pending);
+		return false;
+	}
+	if (!(j = get_job(d, c)) || !(b = bg_new(d, c)))
+		return false;
+	b->id = j->id;
+	b->epoch = epoch;
+	b->top = top;
+	b->replace = resize;
+	b->nfds = nfiles;
+	memcpy(b->fds, fds, nfiles * sizeof(int));
+	for (int k = (int)nfiles; k < nfd; k++)
+		close(fds[k]);
+	json_array_foreach(files, i, f)
+		snprintf(b->fnames[i], sizeof(b->fnames[i]), "%s", json_string_value(json_object_get(f, "name")));
+	bg_queue(b, work_predict, bg_after);   /* closes the fds, whatever happens */
+	return true;
+}
+
+/* The descriptors passed with the call are taken first, all of them, so
+ * that a refused call leaves none behind for the next one. */
+static void m_predict(struct daemon *d, struct call *c)
+{
+	int fds[SERVER_MAX_FDS];
+	int nfd = call_take_fds(c, fds, SERVER_MAX_FDS);
+
+	if (!m_predict_call(d, c, fds, nfd))
+		for (int k = 0; k < nfd; k++)
+			close(fds[k]);
 }
 
 /* ---- methods ---------------------------------------------------------- */
@@ -1250,6 +1468,7 @@ static const struct {
 	{ "io.traind.Datasets", m_datasets },
 	{ "io.traind.DatasetImport", m_dataset_import },
 	{ "io.traind.DatasetRemove", m_dataset_remove },
+	{ "io.traind.Predict", m_predict },
 	{ "org.varlink.service.GetInfo", m_get_info },
 	{ "org.varlink.service.GetInterfaceDescription", m_get_interface },
 };
