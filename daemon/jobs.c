@@ -524,6 +524,8 @@ struct train_counts {
 		char name[CFG_NAME_MAX];
 		uint32_t count;          /* 0: unreadable */
 		uint32_t rows, cols;
+		int digest_rc;           /* 1: not computed yet; else dscache_digest's result */
+		char digest[DSCACHE_DIGEST_MAX];
 	} ds[16];
 };
 
@@ -551,6 +553,7 @@ static void recover_steps(struct job *j, struct train_counts *tc)
 			snprintf(tc->ds[tc->n].name, sizeof(tc->ds[tc->n].name), "%s", j->cfg.dataset);
 			tc->ds[tc->n].count = count;
 			tc->ds[tc->n].rows = rows;
+			tc->ds[tc->n].digest_rc = 1;
 			tc->ds[tc->n++].cols = cols;
 		}
 	}
@@ -563,14 +566,29 @@ static void recover_steps(struct job *j, struct train_counts *tc)
  * started with must not train on the others: true, with j->error saying
  * so. (A dataset that cannot be read is left to the run, which fails with
  * its error.) */
-static bool recover_data_changed(struct job *j, struct store *s)
+static bool recover_data_changed(struct job *j, struct store *s, struct train_counts *tc)
 {
 	char now[DSCACHE_DIGEST_MAX], msg[TR_ERR_MSG_MAX];
 	struct tr_err derr = { 0 };
+	size_t i;
+	int rc;
 
-	if (!j->dataset_digest[0] ||
-	    dscache_digest(j->d->dsc, j->cfg.dataset, s, NULL, now, NULL, &derr) < 0 ||
-	    strcmp(now, j->dataset_digest) == 0)
+	if (!j->dataset_digest[0])
+		return false;
+	for (i = 0; i < tc->n; i++)   /* once per dataset, however many jobs use it */
+		if (strcmp(tc->ds[i].name, j->cfg.dataset) == 0)
+			break;
+	if (i < tc->n && tc->ds[i].digest_rc != 1) {
+		rc = tc->ds[i].digest_rc;
+		snprintf(now, sizeof(now), "%s", tc->ds[i].digest);
+	} else {
+		rc = dscache_digest(j->d->dsc, j->cfg.dataset, s, NULL, now, NULL, &derr);
+		if (i < tc->n) {
+			tc->ds[i].digest_rc = rc;
+			snprintf(tc->ds[i].digest, sizeof(tc->ds[i].digest), "%s", rc == 0 ? now : "");
+		}
+	}
+	if (rc < 0 || strcmp(now, j->dataset_digest) == 0)
 		return false;
 	dscache_changed_message(msg, sizeof(msg), j->cfg.dataset, j->id, j->dataset_digest, now,
 				"resume");
@@ -650,7 +668,7 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 			if (store_job_set_state(s, j->id, JOB_KILLED, NULL, &cerr) < 0)
 				log_err("job %" PRId64 ": cannot record state killed: %s", j->id, cerr.msg);
 		}
-		if ((j->state == JOB_RUNNING || j->state == JOB_QUEUED) && recover_data_changed(j, s)) {
+		if ((j->state == JOB_RUNNING || j->state == JOB_QUEUED) && recover_data_changed(j, s, &tc)) {
 			j->state = JOB_FAILED;
 			if (store_job_set_state(s, j->id, JOB_FAILED, j->error, &cerr) < 0)
 				log_err("job %" PRId64 ": cannot record state failed: %s", j->id, cerr.msg);

@@ -290,9 +290,13 @@ static int check_dataset(struct worker_run *run, struct tr_err *err)
 	if (!run->digest[0]) {
 		struct digest_req r = { j->id, now };
 
-		rc = storeq_call(d->sq, digest_fn, &r, err);
-		if (rc < 0)
-			return rc;
+		struct tr_err werr = { 0 };
+
+		/* Not fatal: without a record the next start tries again. */
+		if (storeq_call(d->sq, digest_fn, &r, &werr) < 0) {
+			log_warn("job %" PRId64 ": cannot record its dataset's digest: %s", j->id, werr.msg);
+			return 0;
+		}
 		snprintf(run->restored.dataset_digest, sizeof(run->restored.dataset_digest), "%s", now);
 		snprintf(run->digest, sizeof(run->digest), "%s", now);
 	}
