@@ -85,6 +85,8 @@ struct server {
 };
 
 static void process(struct conn *c);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b);
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b);
 static void conn_close(struct conn *c);
 static void start_reading(struct conn *c);
 static void conn_close_flush(struct conn *c);
@@ -310,6 +312,12 @@ int call_take_fds(struct call *c, int *fds, int max)
 		}
 		uv_close((uv_handle_t *)h, on_fd_handle_closed);
 	}
+	/* uv_accept re-arms the connection's poll for input once the queue is
+	 * empty, even when it is not reading (back-pressure): that would spin
+	 * the loop. A start and stop disarms it again. */
+	if (conn && n > 0 && !conn->reading &&
+	    uv_read_start((uv_stream_t *)&conn->pipe, on_alloc, on_read) == 0)
+		uv_read_stop((uv_stream_t *)&conn->pipe);
 	return n;
 }
 
