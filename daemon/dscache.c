@@ -294,16 +294,25 @@ int dscache_list(struct dscache *c, char ***out, size_t *n, struct tr_err *err)
 	return list_dir(c->dir, is_dataset_dir, out, n, err);
 }
 
+/* The file digests a dataset_digest found missing, written to the store
+ * at the end in one transaction. */
+struct new_digests {
+	size_t n;
+	struct store_file_id *f;     /* (n) with their paths in path */
+	char (*path)[PATH_MAX + CFG_NAME_MAX + 2];
+	char (*hex)[SHA256_HEX_LEN + 1];
+};
+
 struct put_req {
-	const struct store_file_id *f;
-	const char *hex;
+	const struct new_digests *nd;
+	const char **hex;
 };
 
 static int put_fn(struct store *s, void *arg, struct tr_err *err)
 {
 	struct put_req *r = arg;
 
-	return store_file_digest_put(s, r->f, r->hex, err);
+	return store_file_digests_put(s, r->nd->f, r->hex, r->nd->n, err);
 }
 
 /* The content digest of one open file, whose identity is `f`. */
@@ -350,7 +359,7 @@ static int hex_to_bytes(const char *hex, uint8_t out[SHA256_DIGEST_LEN])
 
 /* One file's part of the directory digest: name, NUL, size (8 bytes LE),
  * content digest, the last from the store when it still knows the file. */
-static int digest_file(const char *dir, const char *name, struct store *rs, struct storeq *sq,
+static int digest_file(const char *dir, const char *name, struct store *rs, struct new_digests *nd,
 		       struct sha256_ctx *outer, uint64_t *bytes, struct tr_err *err)
 {
 	char path[PATH_MAX + CFG_NAME_MAX + 2], hex[SHA256_HEX_LEN + 1];
@@ -376,17 +385,16 @@ static int digest_file(const char *dir, const char *name, struct store *rs, stru
 	if (rc == 0 && hex_to_bytes(hex, dg) < 0)
 		rc = -ENOENT;
 	if (rc < 0) {
-		struct put_req r = { &f, hex };
+		size_t k = nd->n++;
 
 		rc = hash_file(fd, path, dg, err);
 		if (rc < 0)
 			goto out;
 		sha256_to_hex(dg, hex);
-		/* Only a cache: a failure to remember costs a re-hash next time. */
-		if (sq)
-			(void)storeq_call(sq, put_fn, &r, NULL);
-		else if (rs)
-			(void)store_file_digest_put(rs, &f, hex, NULL);
+		snprintf(nd->path[k], sizeof(nd->path[k]), "%s", path);
+		snprintf(nd->hex[k], sizeof(nd->hex[k]), "%s", hex);
+		nd->f[k] = f;
+		nd->f[k].path = nd->path[k];
 	}
 	for (int i = 0; i < 8; i++)
 		size_le[i] = (uint8_t)((uint64_t)st.st_size >> (8 * i));
@@ -404,6 +412,8 @@ int dscache_digest(struct dscache *c, const char *name, struct store *rs, struct
 		   char out[DSCACHE_DIGEST_MAX], uint64_t *bytes, struct tr_err *err)
 {
 	char real[PATH_MAX], **names = NULL;
+	struct new_digests nd;
+	const char **hexes = NULL;
 	uint8_t dg[SHA256_DIGEST_LEN];
 	char hex[SHA256_HEX_LEN + 1];
 	struct sha256_ctx outer;
@@ -417,9 +427,31 @@ int dscache_digest(struct dscache *c, const char *name, struct store *rs, struct
 	rc = list_dir(real, is_regular, &names, &n, err);
 	if (rc < 0)
 		return rc;
+	memset(&nd, 0, sizeof(nd));
+	nd.f = calloc(n ? n : 1, sizeof(*nd.f));
+	nd.path = calloc(n ? n : 1, sizeof(*nd.path));
+	nd.hex = calloc(n ? n : 1, sizeof(*nd.hex));
+	hexes = calloc(n ? n : 1, sizeof(*hexes));
+	if (!nd.f || !nd.path || !nd.hex || !hexes)
+		rc = tr_err_set(err, -ENOMEM, "out of memory");
 	sha256_init(&outer);
 	for (size_t i = 0; i < n && rc == 0; i++)
-		rc = digest_file(real, names[i], rs, sq, &outer, &total, err);
+		rc = digest_file(real, names[i], rs, &nd, &outer, &total, err);
+	if (rc == 0 && nd.n) {
+		/* Only a cache: a failure to remember costs a re-hash next time. */
+		struct put_req r = { &nd, hexes };
+
+		for (size_t i = 0; i < nd.n; i++)
+			hexes[i] = nd.hex[i];
+		if (sq)
+			(void)storeq_call(sq, put_fn, &r, NULL);
+		else if (rs)
+			(void)store_file_digests_put(rs, nd.f, hexes, nd.n, NULL);
+	}
+	free(nd.f);
+	free(nd.path);
+	free(nd.hex);
+	free(hexes);
 	free_names(names, n);
 	if (rc < 0)
 		return rc;

@@ -305,9 +305,11 @@ static int bg_digest(struct bg *b, const char *name, char out[DSCACHE_DIGEST_MAX
 	struct store *rs = NULL;
 	int rc;
 
-	rc = store_open(&rs, b->d->db_path, true, &b->err);
-	if (rc == 0)
-		rc = dscache_digest(b->d->dsc, name, rs, b->d->sq, out, NULL, &b->err);
+	/* Without a connection (the database is gone, say) the files are
+	 * hashed in full: the store's own error comes with the next write. */
+	if (store_open(&rs, b->d->db_path, true, NULL) < 0)
+		rs = NULL;
+	rc = dscache_digest(b->d->dsc, name, rs, b->d->sq, out, NULL, &b->err);
 	store_close(rs);
 	return rc;
 }

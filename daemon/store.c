@@ -816,16 +816,15 @@ out:
 	return rc;
 }
 
-int store_file_digest_put(struct store *s, const struct store_file_id *f, const char *hex,
-			  struct tr_err *err)
+/* One INSERT OR REPLACE of a file digest row, in whatever transaction is open. */
+static int put_file_digest(struct store *s, const struct store_file_id *f, const char *hex,
+			   struct tr_err *err, const char *ctx)
 {
 	static const char sql[] = "INSERT OR REPLACE INTO dataset_files (path, size, mtime_ns, ctime_ns, "
 				  "inode, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-	const char *ctx = "remembering a dataset file's digest";
 	sqlite3_stmt *st = NULL;
 	int rc;
 
-	autocommit_begin(s);
 	rc = prepare(s, &st, sql, err, ctx);
 	if (rc < 0)
 		return rc;
@@ -846,6 +845,28 @@ int store_file_digest_put(struct store *s, const struct store_file_id *f, const 
 		rc = next_row(s, st, err, ctx);
 	sqlite3_finalize(st);
 	return rc < 0 ? rc : 0;
+}
+
+int store_file_digest_put(struct store *s, const struct store_file_id *f, const char *hex,
+			  struct tr_err *err)
+{
+	return store_file_digests_put(s, f, &hex, 1, err);
+}
+
+int store_file_digests_put(struct store *s, const struct store_file_id *f, const char *const *hex,
+			   size_t n, struct tr_err *err)
+{
+	const char *ctx = "remembering dataset files' digests";
+	int rc;
+
+	if (n == 0)
+		return 0;
+	rc = txn_begin(s, err, ctx);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = put_file_digest(s, &f[i], hex[i], err, ctx);
+	return txn_end(s, rc, err, ctx);
 }
 
 static char *dup_column_text(sqlite3_stmt *st, int col)

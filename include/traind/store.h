@@ -168,9 +168,12 @@ struct store_file_id {
 /* The remembered digest of f; -ENOENT when none, or f has changed since. */
 int store_file_digest_get(struct store *s, const struct store_file_id *f, char hex[65],
 			  struct tr_err *err);
-/* Remember (replacing any older row for the path). */
+/* Remember (replacing any older row for the path); the plural form writes
+ * n of them in one transaction. */
 int store_file_digest_put(struct store *s, const struct store_file_id *f, const char *hex,
 			  struct tr_err *err);
+int store_file_digests_put(struct store *s, const struct store_file_id *f, const char *const *hex,
+			   size_t n, struct tr_err *err);
 
 /* PRAGMA integrity_check == "ok" -> 0, else -EIO with the first problem. */
 int store_integrity_check(struct store *s, struct tr_err *err);
