@@ -61,6 +61,10 @@ enum opt {
 	O_METRIC,
 	O_BEST,
 	O_PER_CLASS,
+	O_ALLOW_DATA_CHANGE,
+	O_REPLACE,
+	O_TOP,
+	O_RESIZE,
 	O_COUNT
 };
 
@@ -84,6 +88,7 @@ enum job_arg {
 	JOB_REQUIRED,
 	JOB_OPTIONAL,
 	JOB_MANY,       /* one or more: JOB... (cli->jobs) */
+	ARGS,           /* words, not job ids (cli->args): dataset import NAME PATH... */
 };
 
 struct verb {
@@ -101,6 +106,8 @@ struct cli {
 	bool has_job;
 	int64_t *jobs;              /* JOB_MANY: every JOB given, in order; owned */
 	size_t njobs;
+	const char **args;          /* ARGS: the positional words after the verb; owned array */
+	size_t nargs;
 	bool json;
 	const char *socket;         /* the socket's path */
 	char socket_buf[4096];

@@ -305,6 +305,15 @@ int render_status(FILE *out, json_t *job)
 			free(m);
 		}
 	}
+	if (rc == RC_OK && pstr(job, "dataset_digest")) {
+		json_t *cfg = json_object_get(job, "config");
+		char *ds = clean_dup(cfg ? pstr(cfg, "dataset") : NULL);
+		char *dg = clean_dup(pstr(job, "dataset_digest"));
+
+		fprintf(out, "dataset: %s %s\n", ds && *ds ? ds : "?", dg ? dg : "?");
+		free(ds);
+		free(dg);
+	}
 	return rc;
 }
 
@@ -525,4 +534,123 @@ void watch_line(json_t *p, bool bar, char *out, size_t n)
 	snprintf(out, n, "job %lld: %s%s%s epoch %lld/%lld batch %lld/%lld loss %s %s samples/s ETA %s", id,
 		 state ? state : "?", bar ? " " : "", cells, shown, epochs, step, spe, loss, sps, eta);
 	one_line(out);
+}
+
+/* ---- datasets --------------------------------------------------------- */
+
+static void fmt_size(json_t *o, const char *key, char *out, size_t n)
+{
+	long long v;
+
+	if (!pint(o, key, &v))
+		snprintf(out, n, "-");
+	else if (v >= 1 << 30)
+		snprintf(out, n, "%.1f GiB", (double)v / (1 << 30));
+	else if (v >= 1 << 20)
+		snprintf(out, n, "%.1f MiB", (double)v / (1 << 20));
+	else if (v >= 1 << 10)
+		snprintf(out, n, "%.1f KiB", (double)v / (1 << 10));
+	else
+		snprintf(out, n, "%lld B", v);
+}
+
+int render_datasets(FILE *out, json_t *list)
+{
+	static const char *head[] = { "name", "format", "train", "test", "shape", "classes", "size",
+				      "digest", "jobs" };
+	struct table t;
+	json_t *ds;
+	size_t i;
+	int rc;
+
+	memset(&t, 0, sizeof(t));
+	t.ncols = sizeof(head) / sizeof(head[0]);
+	for (size_t c = 0; c < t.ncols; c++) {
+		t.head[c] = head[c];
+		t.left[c] = c <= 1 || c == 4 || c == 7 || c == 8;
+	}
+	json_array_foreach(list, i, ds) {
+		char train[32], test[32], shape[64], classes[32], size[32], digest[32], jobs[256];
+		const char *format = pstr(ds, "format"), *dg = pstr(ds, "digest");
+		json_t *sh = json_object_get(ds, "shape"), *ids = json_object_get(ds, "jobs"), *v;
+		char *row[9];
+		size_t k, o = 0;
+
+		if (!json_is_object(ds))
+			continue;
+		fmt_int(ds, "train", train, sizeof(train));
+		fmt_int(ds, "test", test, sizeof(test));
+		fmt_int(ds, "classes", classes, sizeof(classes));
+		fmt_size(ds, "size", size, sizeof(size));
+		snprintf(shape, sizeof(shape), "-");
+		json_array_foreach(sh, k, v)
+			o += (size_t)snprintf(shape + (k ? o : 0), sizeof(shape) - (k ? o : 0), "%s%lld",
+					      k ? "x" : "", (long long)json_integer_value(v));
+		snprintf(digest, sizeof(digest), "%.19s", dg ? dg : "-");
+		o = 0;
+		jobs[0] = '\0';
+		json_array_foreach(ids, k, v)
+			if (o < sizeof(jobs))
+				o += (size_t)snprintf(jobs + o, sizeof(jobs) - o, "%s%lld", k ? "," : "",
+						      (long long)json_integer_value(v));
+		row[0] = (char *)pstr(ds, "name");
+		row[1] = (char *)(format ? format : "-");
+		row[2] = train;
+		row[3] = test;
+		row[4] = shape;
+		row[5] = classes;
+		row[6] = size;
+		row[7] = digest;
+		row[8] = jobs[0] ? jobs : "-";
+		table_add(&t, row);
+	}
+	rc = table_print(&t, out);
+	table_free(&t);
+	json_array_foreach(list, i, ds) {
+		const char *e = pstr(ds, "error");
+
+		if (rc == RC_OK && e) {
+			char *n = clean_dup(pstr(ds, "name")), *m = clean_dup(e);
+
+			fprintf(out, "%s: error: %s\n", n ? n : "?", m ? m : "?");
+			free(n);
+			free(m);
+		}
+	}
+	return rc;
+}
+
+int render_predictions(FILE *out, json_t *list)
+{
+	json_t *p;
+	size_t i;
+
+	json_array_foreach(list, i, p) {
+		char *file = clean_dup(pstr(p, "file"));
+		json_t *top = json_object_get(p, "top"), *t;
+		long long index = 0, cls = -1;
+		double prob = 0;
+		size_t k;
+
+		pint(p, "index", &index);
+		pint(p, "class", &cls);
+		pnum(p, "prob", &prob);
+		if (fprintf(out, "%s#%lld  class %lld  p %.4f", file ? file : "?", index, cls, prob) < 0) {
+			free(file);
+			return failf(RC_ERROR, "cannot write the predictions");
+		}
+		json_array_foreach(top, k, t) {
+			long long c = -1;
+			double q = 0;
+
+			if (k == 0)
+				continue;
+			pint(t, "class", &c);
+			pnum(t, "prob", &q);
+			fprintf(out, "%s%lld:%.4f", k == 1 ? "  (then " : ", ", c, q);
+		}
+		fprintf(out, "%s\n", json_array_size(top) > 1 ? ")" : "");
+		free(file);
+	}
+	return RC_OK;
 }

@@ -53,6 +53,14 @@ void table_free(struct table *t);
 void job_table_init(struct table *t);
 void job_table_add(struct table *t, json_t *job);
 
+/* datasets: a table (name, format, train, test, shape CxHxW, classes, size,
+ * digest cut to 12 hex digits, jobs), then "NAME: error: ..." for each
+ * dataset that does not load. */
+int render_datasets(FILE *out, json_t *list);
+
+/* predict: a line per image, "FILE#INDEX  class C  p P  (then C:P, ...)". */
+int render_predictions(FILE *out, json_t *list);
+
 /* list: the jobs' table (non-objects in the array skipped). */
 int render_jobs(FILE *out, json_t *jobs);
 

@@ -85,6 +85,12 @@ void describe_error(const struct vl_reply *r, char *out, size_t n)
 		snprintf(out, n, "timeout: job %lld", id);
 	} else if (ours && strcmp(last, "DatasetError") == 0 && dataset) {
 		snprintf(out, n, "dataset error: %s%s%s", dataset, msg ? ": " : "", msg ? msg : "");
+	} else if (ours && (strcmp(last, "DatasetExists") == 0 || strcmp(last, "DatasetInUse") == 0 ||
+			    strcmp(last, "NoSuchDataset") == 0 || strcmp(last, "DatasetTooBig") == 0 ||
+			    strcmp(last, "ImageError") == 0 || strcmp(last, "ImageSizeMismatch") == 0) && msg) {
+		snprintf(out, n, "%s", msg);
+	} else if (ours && strcmp(last, "DatasetChanged") == 0 && msg) {
+		snprintf(out, n, "%s", msg);
 	} else if (ours && strcmp(last, "ShuttingDown") == 0 && msg) {
 		snprintf(out, n, "%s", msg);
 	} else if (ours && strcmp(last, "CheckpointError") == 0 && has_id) {
@@ -113,6 +119,12 @@ void describe_error(const struct vl_reply *r, char *out, size_t n)
  * and RC_STATE. */
 int rpc(struct cli *cli, const char *method, json_t *params, json_t **out)
 {
+	return rpc_fds(cli, method, params, NULL, 0, out);
+}
+
+int rpc_fds(struct cli *cli, const char *method, json_t *params, const int *fds, size_t nfds,
+	    json_t **out)
+{
 	struct vl_reply r = { 0 };
 	struct tr_err err = { 0 };
 	bool wait = strcmp(method, "io.traind.Wait") == 0;
@@ -124,7 +136,7 @@ int rpc(struct cli *cli, const char *method, json_t *params, json_t **out)
 		json_decref(params);
 		return rc;
 	}
-	rc = vl_call(cli->conn, method, params, false, &err);
+	rc = vl_call_fds(cli->conn, method, params, false, fds, nfds, &err);
 	json_decref(params);
 	if (rc < 0)
 		return failf(RC_ERROR, "%s", err.msg);

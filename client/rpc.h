@@ -31,6 +31,10 @@ void describe_error(const struct vl_reply *r, char *out, size_t n);
  * RC_TIMEOUT and RC_STATE. */
 int rpc(struct cli *cli, const char *method, json_t *params, json_t **out);
 
+/* rpc(), passing open file descriptors with the call (vl_call_fds). */
+int rpc_fds(struct cli *cli, const char *method, json_t *params, const int *fds, size_t nfds,
+	    json_t **out);
+
 /* The parameters {"id": JOB}; NULL if out of memory. */
 json_t *id_params(struct cli *cli);
 

@@ -80,6 +80,10 @@ const struct opt_desc opts[O_COUNT] = {
 	[O_METRIC] = { "metric", 0, true, NULL },
 	[O_BEST] = { "best", 0, false, NULL },
 	[O_PER_CLASS] = { "per-class", 0, false, NULL },
+	[O_ALLOW_DATA_CHANGE] = { "allow-data-change", 0, false, NULL },
+	[O_REPLACE] = { "replace", 0, false, NULL },
+	[O_TOP] = { "top", 0, true, NULL },
+	[O_RESIZE] = { "resize", 0, false, NULL },
 };
 
 static void usage(FILE *out)
@@ -109,7 +113,9 @@ static void usage(FILE *out)
 		"        --early-stop-patience N: stop after N epochs without an improvement by more\n"
 		"          than --early-stop-min-delta (0); --clip-grad-norm X: clip the total gradient 2-norm\n"
 		"  pause JOB                       checkpoint the exact position, then stop\n"
-		"  resume JOB [--weights-only]     continue from the newest checkpoint\n"
+		"  resume JOB [--weights-only] [--allow-data-change]\n"
+		"                                  continue from the newest checkpoint (refused\n"
+		"                                  if its dataset's files changed, unless allowed)\n"
 		"  kill JOB [--after-epoch N]      stop at once (or right after epoch N commits)\n"
 		"  status [JOB]                    one job, or all of them\n"
 		"  list [--state S[,S...]]         all jobs, or those in a state S\n"
@@ -121,7 +127,7 @@ static void usage(FILE *out)
 		"  wait JOB [--epoch N] [--state S[,S...]] [--timeout SECONDS]\n"
 		"                                  block until epoch N is committed or the job is\n"
 		"                                  in a state S (default paused,killed,failed,done)\n"
-		"  eval JOB [--split val|test] [--epoch N|--best] [--per-class]\n"
+		"  eval JOB [--split val|test] [--epoch N|--best] [--per-class] [--allow-data-change]\n"
 		"                                  loss and accuracy of a checkpoint\n"
 		"  export JOB [--epoch N|--best] -o FILE.safetensors\n"
 		"                                  write the model (PyTorch names) to FILE\n"
@@ -132,6 +138,15 @@ static void usage(FILE *out)
 		"  counters                        traind's counters since it started: epochs\n"
 		"                                  committed, jobs failed, error replies, and\n"
 		"                                  the checkpoint commit latency histogram\n"
+		"  datasets                        every dataset: format, sizes, shape, classes,\n"
+		"                                  digest, the jobs using it (or its error)\n"
+		"  dataset import NAME PATH... [--replace]\n"
+		"                                  add a dataset from files you can read (sent\n"
+		"                                  to traind as open files)\n"
+		"  dataset rm NAME                 remove a dataset no job uses\n"
+		"  predict JOB FILE... [--epoch N] [--top K] [--resize]\n"
+		"                                  classes and probabilities of the images in\n"
+		"                                  PGM/PNG files (one each) or IDX image files\n"
 		"\n"
 		"options:\n"
 		"  --socket PATH   traind's socket (default $TRAIND_SOCKET, else\n"
@@ -188,19 +203,23 @@ static const struct verb verbs[] = {
 	  BIT(O_EARLY_STOP_PATIENCE) | BIT(O_EARLY_STOP_MIN_DELTA) | BIT(O_CLIP_GRAD_NORM) |
 	  BIT(O_KEEP) | BIT(O_INIT_FROM), JOB_NONE },
 	{ "pause", cmd_pause, 0, JOB_REQUIRED },
-	{ "resume", cmd_resume, BIT(O_WEIGHTS_ONLY), JOB_REQUIRED },
+	{ "resume", cmd_resume, BIT(O_WEIGHTS_ONLY) | BIT(O_ALLOW_DATA_CHANGE), JOB_REQUIRED },
 	{ "kill", cmd_kill, BIT(O_AFTER_EPOCH), JOB_REQUIRED },
 	{ "status", cmd_status, 0, JOB_OPTIONAL },
 	{ "list", cmd_list, BIT(O_STATE), JOB_NONE },
 	{ "history", cmd_history, BIT(O_CSV), JOB_REQUIRED },
 	{ "checkpoints", cmd_checkpoints, 0, JOB_REQUIRED },
 	{ "wait", cmd_wait, BIT(O_EPOCH) | BIT(O_STATE) | BIT(O_TIMEOUT), JOB_REQUIRED },
-	{ "eval", cmd_eval, BIT(O_SPLIT) | BIT(O_EPOCH) | BIT(O_BEST) | BIT(O_PER_CLASS), JOB_REQUIRED },
+	{ "eval", cmd_eval, BIT(O_SPLIT) | BIT(O_EPOCH) | BIT(O_BEST) | BIT(O_PER_CLASS) | BIT(O_ALLOW_DATA_CHANGE),
+	  JOB_REQUIRED },
 	{ "export", cmd_export, BIT(O_EPOCH) | BIT(O_OUTPUT) | BIT(O_BEST), JOB_REQUIRED },
 	{ "watch", cmd_watch, 0, JOB_REQUIRED },
 	{ "rm", cmd_rm, BIT(O_FORCE), JOB_MANY },
 	{ "counters", cmd_counters, 0, JOB_NONE },
 	{ "plot", cmd_plot, BIT(O_METRIC) | BIT(O_OUTPUT), JOB_MANY },
+	{ "datasets", cmd_datasets, 0, JOB_NONE },
+	{ "dataset", cmd_dataset, BIT(O_REPLACE), ARGS },
+	{ "predict", cmd_predict, BIT(O_EPOCH) | BIT(O_TOP) | BIT(O_RESIZE), ARGS },
 };
 
 static void default_socket(struct cli *cli)
@@ -250,6 +269,10 @@ static int positional(struct cli *cli, const char *arg)
 				     tr_utf8_cut(arg, TR_QUOTE_MAX), arg);
 		return RC_OK;
 	}
+	if (cli->verb->job == ARGS) {
+		cli->args[cli->nargs++] = arg;   /* room for every argument: parse_args */
+		return RC_OK;
+	}
 	if (cli->verb->job == JOB_NONE || (cli->has_job && cli->verb->job != JOB_MANY))
 		return failf(RC_USAGE, "%s: unexpected argument '%.*s'", cli->verb->name,
 			     tr_utf8_cut(arg, TR_QUOTE_MAX), arg);
@@ -272,7 +295,8 @@ static int parse_args(struct cli *cli, int argc, char **argv)
 	int rc;
 
 	cli->jobs = calloc((size_t)argc, sizeof(*cli->jobs));
-	if (!cli->jobs)
+	cli->args = calloc((size_t)argc, sizeof(*cli->args));
+	if (!cli->jobs || !cli->args)
 		return failf(RC_ERROR, "out of memory");
 	for (int i = 1; i < argc; i++) {
 		const char *arg = argv[i];
@@ -354,6 +378,7 @@ int main(int argc, char **argv)
 	rc = parse_args(&cli, argc, argv);
 	if (rc != RC_OK) {
 		free(cli.jobs);
+		free(cli.args);
 		if (rc < 0)
 			return fflush(stdout) == 0 ? RC_OK : RC_ERROR;
 		return rc;
@@ -361,6 +386,7 @@ int main(int argc, char **argv)
 	rc = cli.verb->run(&cli);
 	vl_free(cli.conn);
 	free(cli.jobs);
+	free(cli.args);
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		int e = errno;
 

@@ -151,7 +151,8 @@ void vl_set_timeout(struct vl_conn *c, int timeout_ms)
 /* Write all of data[0, len), waiting for room at most until `deadline`.
  * -EPIPE (connection not marked broken) when traind has hung up: what it
  * sent before (a refusal) may still be waiting to be read. */
-static int send_all(struct vl_conn *c, const char *data, size_t len, struct tr_err *err)
+static int send_all(struct vl_conn *c, const char *data, size_t len, const int *fds, size_t nfds,
+		    struct tr_err *err)
 {
 	int64_t deadline = deadline_after(c->timeout_ms);
 	size_t off = 0;
@@ -169,7 +170,28 @@ static int send_all(struct vl_conn *c, const char *data, size_t len, struct tr_e
 		if (pr == 0)
 			return fail(c, err, -ETIMEDOUT, "traind did not take the call within %.3g s",
 				    c->timeout_ms / 1000.0);
-		n = send(c->fd, data + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (nfds && off == 0) {
+			/* The descriptors ride on the message's first bytes
+			 * (SCM_RIGHTS), as systemd's varlink passes them. */
+			union {
+				char buf[CMSG_SPACE(VL_MAX_FDS * sizeof(int))];
+				struct cmsghdr align;
+			} u;
+			struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
+			struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+					     .msg_controllen = CMSG_SPACE(nfds * sizeof(int)) };
+			struct cmsghdr *cm;
+
+			memset(&u, 0, sizeof(u));
+			cm = CMSG_FIRSTHDR(&mh);
+			cm->cmsg_level = SOL_SOCKET;
+			cm->cmsg_type = SCM_RIGHTS;
+			cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+			memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
+			n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		} else {
+			n = send(c->fd, data + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		}
 		if (n < 0) {
 			if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
 				continue;
@@ -183,6 +205,12 @@ static int send_all(struct vl_conn *c, const char *data, size_t len, struct tr_e
 }
 
 int vl_call(struct vl_conn *c, const char *method, json_t *params, bool more, struct tr_err *err)
+{
+	return vl_call_fds(c, method, params, more, NULL, 0, err);
+}
+
+int vl_call_fds(struct vl_conn *c, const char *method, json_t *params, bool more, const int *fds,
+		size_t nfds, struct tr_err *err)
 {
 	json_t *msg, *p;
 	char *text;
@@ -215,7 +243,11 @@ int vl_call(struct vl_conn *c, const char *method, json_t *params, bool more, st
 				  method, len, VL_MAX_MESSAGE);
 	}
 	/* the NUL that json_dumps put at the end is the frame */
-	rc = send_all(c, text, len + 1, err);
+	if (nfds > VL_MAX_FDS) {
+		free(text);
+		return tr_err_set(err, -E2BIG, "%zu files in one call, at most %d", nfds, VL_MAX_FDS);
+	}
+	rc = send_all(c, text, len + 1, fds, nfds, err);
 	free(text);
 	if (rc == -EPIPE) {
 		/* traind hung up (it refused the peer, or it is stopping): the

@@ -54,6 +54,12 @@ int vl_call(struct vl_conn *c, const char *method, json_t *params, bool more, st
 
 /* Read the next reply of the call in flight into *r (cleared first; the
  * caller frees it with vl_reply_clear). -EINVAL when no call is in flight. */
+/* vl_call, passing the open file descriptors fds[0, nfds) along with the
+ * call (SCM_RIGHTS on its first bytes); at most VL_MAX_FDS. The caller
+ * still owns and closes them. */
+#define VL_MAX_FDS 32
+int vl_call_fds(struct vl_conn *c, const char *method, json_t *params, bool more, const int *fds,
+		size_t nfds, struct tr_err *err);
 int vl_recv(struct vl_conn *c, struct vl_reply *r, struct tr_err *err);
 
 /* Free what a reply holds and reset it; accepts a zeroed reply. */

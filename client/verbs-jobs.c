@@ -237,6 +237,8 @@ int cmd_resume(struct cli *cli)
 
 	if (p && cli->set[O_WEIGHTS_ONLY])
 		json_object_set_new(p, "weights_only", json_true());
+	if (p && cli->set[O_ALLOW_DATA_CHANGE])
+		json_object_set_new(p, "allow_data_change", json_true());
 	return state_verb(cli, "io.traind.Resume", "Resume", p);
 }
 

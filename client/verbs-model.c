@@ -84,6 +84,8 @@ int cmd_eval(struct cli *cli)
 		json_object_set_new(params, "best", json_true());
 	if (cli->set[O_PER_CLASS])
 		json_object_set_new(params, "per_class", json_true());
+	if (cli->set[O_ALLOW_DATA_CHANGE])
+		json_object_set_new(params, "allow_data_change", json_true());
 	rc = rpc(cli, "io.traind.Eval", params, &reply);
 	if (rc != RC_OK)
 		return rc;

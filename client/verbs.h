@@ -4,7 +4,8 @@
  * reads them (status, list, history, checkpoints, wait, watch) and traind's
  * counters (counters),
  * verbs-model.c uses a job's model (eval, export), verbs-plot.c draws
- * learning curves (plot).
+ * learning curves (plot), verbs-data.c the datasets (datasets, dataset
+ * import, dataset rm).
  *
  * Each checks its flag values before connecting, makes its call(s) (rpc.h)
  * and prints the reply (render.h): human text by default, exactly one JSON
@@ -40,5 +41,10 @@ int cmd_plot(struct cli *cli);
 /* verbs-model.c */
 int cmd_eval(struct cli *cli);
 int cmd_export(struct cli *cli);
+
+/* verbs-data.c */
+int cmd_datasets(struct cli *cli);
+int cmd_dataset(struct cli *cli);   /* import NAME PATH... [--replace], rm NAME */
+int cmd_predict(struct cli *cli);   /* predict JOB FILE... */
 
 #endif

@@ -42,6 +42,7 @@ int daemon_new(struct daemon **out, const struct daemon_config *cfg, struct tr_e
 	d->loop = cfg->loop;
 	d->runner = &thread_runner;
 	d->max_running = cfg->max_running;
+	d->max_dataset_bytes = cfg->max_dataset_bytes ? cfg->max_dataset_bytes : UINT64_C(4) << 30;
 	snprintf(d->db_path, sizeof(d->db_path), "%s", cfg->db_path);
 	snprintf(d->data_dir, sizeof(d->data_dir), "%s", cfg->data_dir);
 	d->on_drained = drained;

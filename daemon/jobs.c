@@ -313,6 +313,8 @@ void jobs_on_restored(struct job *j, const struct run_restored *r)
 	j->best_value = r->best_value;
 	if (r->classes)
 		j->classes = r->classes;
+	if (r->dataset_digest[0])   /* recorded by the run: the job had none */
+		snprintf(j->dataset_digest, sizeof(j->dataset_digest), "%s", r->dataset_digest);
 	if (r->numerics[0]) {
 		free(j->numerics);
 		j->numerics = strdup(r->numerics);   /* NULL on ENOMEM: the log still says it */
@@ -416,6 +418,45 @@ void job_checkpoint_from_store(struct job_checkpoint *out, const struct store_ch
 	snprintf(out->checksum, sizeof(out->checksum), "%s", c->checksum);
 }
 
+/* ---- the dataset's digest, recorded with the job ---- */
+
+struct digest_write {
+	int64_t id;
+	char digest[DSCACHE_DIGEST_MAX];
+};
+
+static int digest_fn(struct store *s, void *arg, struct tr_err *err)
+{
+	struct digest_write *w = arg;
+
+	return store_job_set_dataset_digest(s, w->id, w->digest, err);
+}
+
+static void digest_done(void *arg, int rc, const struct tr_err *err)
+{
+	struct digest_write *w = arg;
+
+	if (rc < 0)
+		log_err("job %" PRId64 ": cannot record its dataset's digest: %s", w->id,
+			err ? err->msg : "?");
+	free(w);
+}
+
+void jobs_record_digest(struct job *j, const char *digest)
+{
+	struct digest_write *w = calloc(1, sizeof(*w));
+
+	snprintf(j->dataset_digest, sizeof(j->dataset_digest), "%s", digest);
+	if (w) {
+		w->id = j->id;
+		snprintf(w->digest, sizeof(w->digest), "%s", digest);
+		if (storeq_submit(j->d->sq, digest_fn, w, digest_done) == 0)
+			return;
+		free(w);
+	}
+	log_err("job %" PRId64 ": cannot record its dataset's digest", j->id);
+}
+
 /* ==== loop side: registry =============================================== */
 
 /* Room in the registry for `more` jobs beyond those in it and those being
@@ -508,6 +549,8 @@ struct train_counts {
 	struct {
 		char name[CFG_NAME_MAX];
 		struct dataset_shape shape;  /* train_count 0: unreadable */
+		int digest_rc;           /* 1: not computed yet; else dscache_digest's result */
+		char digest[DSCACHE_DIGEST_MAX];
 	} ds[16];
 };
 
@@ -531,6 +574,7 @@ static void recover_steps(struct job *j, struct train_counts *tc)
 			memset(&sh, 0, sizeof(sh));
 		if (tc->n < sizeof(tc->ds) / sizeof(tc->ds[0])) {
 			snprintf(tc->ds[tc->n].name, sizeof(tc->ds[tc->n].name), "%s", j->cfg.dataset);
+			tc->ds[tc->n].digest_rc = 1;
 			tc->ds[tc->n++].shape = sh;
 		}
 	}
@@ -541,6 +585,42 @@ static void recover_steps(struct job *j, struct train_counts *tc)
 		j->classes = sh.classes;
 		j->params = trainer_count_params(&j->cfg, in, sh.classes);
 	}
+}
+
+/* A job recovered at start-up whose dataset's files are not those it
+ * started with must not train on the others: true, with j->error saying
+ * so. (A dataset that cannot be read is left to the run, which fails with
+ * its error.) */
+static bool recover_data_changed(struct job *j, struct store *s, struct train_counts *tc)
+{
+	char now[DSCACHE_DIGEST_MAX], msg[TR_ERR_MSG_MAX];
+	struct tr_err derr = { 0 };
+	size_t i;
+	int rc;
+
+	if (!j->dataset_digest[0])
+		return false;
+	for (i = 0; i < tc->n; i++)   /* once per dataset, however many jobs use it */
+		if (strcmp(tc->ds[i].name, j->cfg.dataset) == 0)
+			break;
+	if (i < tc->n && tc->ds[i].digest_rc != 1) {
+		rc = tc->ds[i].digest_rc;
+		snprintf(now, sizeof(now), "%s", tc->ds[i].digest);
+	} else {
+		rc = dscache_digest(j->d->dsc, j->cfg.dataset, s, NULL, now, NULL, &derr);
+		if (i < tc->n) {
+			tc->ds[i].digest_rc = rc;
+			snprintf(tc->ds[i].digest, sizeof(tc->ds[i].digest), "%s", rc == 0 ? now : "");
+		}
+	}
+	if (rc < 0 || strcmp(now, j->dataset_digest) == 0)
+		return false;
+	dscache_changed_message(msg, sizeof(msg), j->cfg.dataset, j->id, j->dataset_digest, now,
+				"resume");
+	log_err("job %" PRId64 " (%s): not continued at start-up: %s", j->id, j->name, msg);
+	free(j->error);
+	j->error = strdup(msg);
+	return true;
 }
 
 int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
@@ -576,6 +656,7 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 		j->state = r->state;
 		j->error = r->last_error ? strdup(r->last_error) : NULL;
 		j->state_error = r->last_error ? strdup(r->last_error) : NULL;
+		snprintf(j->dataset_digest, sizeof(j->dataset_digest), "%s", r->dataset_digest);
 		cj = json_loads(r->config_json ? r->config_json : "", 0, &jerr);
 		if (!cj || config_from_stored_json(&j->cfg, cj, &cerr) < 0) {
 			config_defaults(&j->cfg);
@@ -613,6 +694,13 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 			j->state = JOB_KILLED;
 			if (store_job_set_state(s, j->id, JOB_KILLED, NULL, &cerr) < 0)
 				log_err("job %" PRId64 ": cannot record state killed: %s", j->id, cerr.msg);
+		}
+		if ((j->state == JOB_RUNNING || j->state == JOB_QUEUED) && recover_data_changed(j, s, &tc)) {
+			j->state = JOB_FAILED;
+			if (store_job_set_state(s, j->id, JOB_FAILED, j->error, &cerr) < 0)
+				log_err("job %" PRId64 ": cannot record state failed: %s", j->id, cerr.msg);
+			free(j->state_error);
+			j->state_error = j->error ? strdup(j->error) : NULL;
 		}
 		if (j->state == JOB_RUNNING || j->state == JOB_QUEUED) {
 			log_notice("job %" PRId64 " (%s): was %s when traind stopped; continuing from %s "
@@ -676,13 +764,21 @@ static int create_fn(struct store *s, void *arg, struct tr_err *err)
 {
 	struct create_req *r = arg;
 	const struct job_spec *sp = &r->spec;
+	int rc;
 
 	if (!sp->init_ckpt)
-		return store_job_create(s, sp->name, r->config_json, sp->cfg.epochs, sp->keep, JOB_QUEUED,
-					&r->id, err);
-	/* With a starting model: the job and its first checkpoint, in one transaction. */
-	return store_job_create_at(s, sp->name, r->config_json, sp->cfg.epochs, sp->keep, JOB_QUEUED,
-				   sp->init_ckpt, sp->init_len, sp->init_checksum, &r->id, err);
+		rc = store_job_create(s, sp->name, r->config_json, sp->cfg.epochs, sp->keep, JOB_QUEUED,
+				      &r->id, err);
+	else   /* With a starting model: the job and its first checkpoint, in one transaction. */
+		rc = store_job_create_at(s, sp->name, r->config_json, sp->cfg.epochs, sp->keep,
+					 JOB_QUEUED, sp->init_ckpt, sp->init_len, sp->init_checksum,
+					 &r->id, err);
+	/* A crash in between leaves the job without a digest: its first run
+	 * records it (as for a job stored before digests). */
+	if (rc == 0 && sp->dataset_digest[0] &&
+	    store_job_set_dataset_digest(s, r->id, sp->dataset_digest, err) < 0)
+		log_err("job %" PRId64 ": cannot record its dataset's digest: %s", r->id, err->msg);
+	return rc;
 }
 
 static void create_cancel(void *arg)
@@ -774,6 +870,7 @@ void jobs_start_job(struct daemon *d, struct call *c, struct job_spec *spec)
 	j->prog.steps_per_epoch = r->spec.steps_per_epoch;
 	j->params = r->spec.params;
 	j->classes = j->ds ? j->ds->classes : 0;
+	snprintf(j->dataset_digest, sizeof(j->dataset_digest), "%s", r->spec.dataset_digest);
 	if (storeq_submit(d->sq, create_fn, r, create_done) < 0) {
 		create_req_free(r);
 		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "cannot queue the job"));

@@ -46,6 +46,8 @@ struct opts {
 	char db[PATH_MAX];
 	char data_dir[PATH_MAX];
 	unsigned max_running;
+	char max_dataset[64];   /* --max-dataset-bytes / $TRAIND_MAX_DATASET_BYTES as given; "" = 4 GiB */
+	uint64_t max_dataset_bytes;
 	int verbose;
 	char group[256];        /* --group / $TRAIND_GROUP as given; "" = the default */
 	bool group_check;       /* a group was named: check peers against gid */
@@ -73,6 +75,9 @@ static void usage(FILE *out)
 		"  --data-dir DIR     datasets, one directory per name ($TRAIND_DATA_DIR; default\n"
 		"                     the database's directory + /data)\n"
 		"  --max-running N    jobs training at once ($TRAIND_MAX_RUNNING; default 1 per 2 cores)\n"
+		"  --max-dataset-bytes N  the largest dataset `trainctl dataset import` may add, in\n"
+		"                     bytes, with an optional K, M or G suffix (powers of 1024)\n"
+		"                     ($TRAIND_MAX_DATASET_BYTES; default 4G)\n"
 		"  --group NAME|GID   who may use the socket: root, traind's user and members of\n"
 		"                     this group, checked on each connection ($TRAIND_GROUP;\n"
 		"                     default: the socket file's group when systemd passes the\n"
@@ -131,6 +136,35 @@ static void defaults(struct opts *o)
 		o->max_running = (unsigned)atoi(v);
 	if ((v = getenv("TRAIND_GROUP")) && *v)
 		snprintf(o->group, sizeof(o->group), "%s", v);
+	if ((v = getenv("TRAIND_MAX_DATASET_BYTES")) && *v)
+		snprintf(o->max_dataset, sizeof(o->max_dataset), "%s", v);
+}
+
+/* "4G", "512M", "100000": bytes (K, M, G, T: powers of 1024); false if not
+ * a positive number that fits. */
+static bool parse_bytes(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long n;
+	int shift = 0;
+
+	if (!*s || *s < '0' || *s > '9')
+		return false;
+	errno = 0;
+	n = strtoull(s, &end, 10);
+	if (errno || n == 0)
+		return false;
+	if (*end) {
+		const char *units = "KMGT", *u = strchr(units, *end);
+
+		if (!u || end[1])
+			return false;
+		shift = 10 * (int)(u - units + 1);
+	}
+	if (shift && n > (UINT64_MAX >> shift))
+		return false;
+	*out = (uint64_t)n << shift;
+	return true;
 }
 
 /* Resolve o->group (a name or a number; "-" = no check). 0, or 2 (usage). */
@@ -173,6 +207,7 @@ static int parse_args(struct opts *o, int argc, char **argv)
 		{ "data-dir", required_argument, NULL, 'D' },
 		{ "max-running", required_argument, NULL, 'm' },
 		{ "group", required_argument, NULL, 'g' },
+		{ "max-dataset-bytes", required_argument, NULL, 'B' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -198,6 +233,7 @@ static int parse_args(struct opts *o, int argc, char **argv)
 			break;
 		}
 		case 'g': snprintf(o->group, sizeof(o->group), "%s", optarg); break;
+		case 'B': snprintf(o->max_dataset, sizeof(o->max_dataset), "%s", optarg); break;
 		case 'v': o->verbose = 1; break;
 		case 'h': usage(stdout); return 1;
 		case 'V': printf("traind %s\n", TRAIND_VERSION); return 1;
@@ -210,6 +246,12 @@ static int parse_args(struct opts *o, int argc, char **argv)
 	}
 	if (o->max_running < 1 || o->max_running > 64) {
 		fprintf(stderr, "traind: TRAIND_MAX_RUNNING must be a number from 1 to 64\n");
+		return 2;
+	}
+	o->max_dataset_bytes = UINT64_C(4) << 30;
+	if (o->max_dataset[0] && !parse_bytes(o->max_dataset, &o->max_dataset_bytes)) {
+		fprintf(stderr, "traind: --max-dataset-bytes: '%s' is not a size in bytes (e.g. 4G, 512M, "
+			"100000)\n", o->max_dataset);
 		return 2;
 	}
 	if (!o->data_dir[0]) {
@@ -414,6 +456,7 @@ int main(int argc, char **argv)
 	cfg.db_path = o.db;
 	cfg.data_dir = o.data_dir;
 	cfg.max_running = o.max_running;
+	cfg.max_dataset_bytes = o.max_dataset_bytes;
 	cfg.listen_fd = listen_fd;
 	cfg.socket_path = o.socket;
 	cfg.on_drained = finish_shutdown;

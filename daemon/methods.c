@@ -5,17 +5,22 @@
 #include "traind/methods.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "traind-config.h"
 #include "traind/base64.h"
 #include "traind/checkpoint.h"
 #include "traind/counters.h"
+#include "traind/dsimport.h"
 #include "traind/log.h"
+#include "traind/predict.h"
 #include "traind/sha256.h"
 #include "traind/waiters.h"
 #include "traind/wire.h"
@@ -121,6 +126,22 @@ struct bg {
 	struct train_config cfg;
 	struct job_spec spec;      /* the job the check made, for jobs_start_job */
 	char param[80];            /* InvalidParameter "config.KEY" */
+	/* Resume, Eval: the dataset's digest */
+	bool weights_only, allow_data_change;
+	char recorded[DSCACHE_DIGEST_MAX];   /* the job's ("": none recorded) */
+	char current[DSCACHE_DIGEST_MAX];    /* the files' now ("": unknown) */
+	/* DatasetImport, DatasetRemove (name in cfg.dataset) */
+	int fds[DSIMPORT_MAX_FILES];       /* the passed files, owned (closed by bg_after) */
+	size_t nfds;
+	char fnames[DSIMPORT_MAX_FILES][DSIMPORT_NAME_MAX + 1];
+	size_t nfiles;                     /* how many files the import had */
+	bool replace;
+	char tmp[PATH_MAX];                /* the copy, to commit or discard */
+	uint64_t bytes;
+	/* Predict */
+	int64_t top;
+	char file[DSIMPORT_NAME_MAX + 1];   /* ImageError, ImageSizeMismatch: which */
+	char size[32], expected[32];
 	/* results */
 	int rc;
 	struct tr_err err;
@@ -152,6 +173,21 @@ static json_t *bg_error_params(struct bg *b)
 				 "message", b->err.msg);
 	case PROTO_CHECKPOINT_ERROR:
 		return json_pack("{s:I,s:s}", "id", (json_int_t)b->id, "message", b->err.msg);
+	case PROTO_IMAGE_ERROR:
+		return json_pack("{s:s,s:s}", "file", b->file, "message", b->err.msg);
+	case PROTO_IMAGE_SIZE_MISMATCH:
+		return json_pack("{s:s,s:s,s:s,s:s}", "file", b->file, "size", b->size, "expected", b->expected,
+				 "message", b->err.msg);
+	case PROTO_NO_SUCH_DATASET:
+	case PROTO_DATASET_EXISTS:
+	case PROTO_DATASET_IN_USE:
+		return json_pack("{s:s,s:s}", "dataset", b->cfg.dataset, "message", b->err.msg);
+	case PROTO_DATASET_TOO_BIG:
+		return json_pack("{s:s,s:I,s:I,s:s}", "dataset", b->cfg.dataset, "size", (json_int_t)b->bytes,
+				 "limit", (json_int_t)b->d->max_dataset_bytes, "message", b->err.msg);
+	case PROTO_DATASET_CHANGED:
+		return json_pack("{s:s,s:I,s:s,s:s,s:s}", "dataset", b->cfg.dataset, "id", (json_int_t)b->id,
+				 "recorded", b->recorded, "current", b->current, "message", b->err.msg);
 	default:
 		return json_pack("{s:s}", "message", b->err.msg);
 	}
@@ -175,6 +211,8 @@ static void bg_after(uv_work_t *req, int status)
 	json_decref(b->config_in);
 	json_decref(b->init_b64);
 	job_spec_clear(b->d, &b->spec);
+	for (size_t i = 0; i < b->nfds; i++)
+		close(b->fds[i]);
 	free(b);
 }
 
@@ -219,6 +257,8 @@ static void bg_queue(struct bg *b, uv_work_cb work, uv_after_work_cb after)
 		call_error(b->c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "cannot queue work"));
 		json_decref(b->config_in);
 		json_decref(b->init_b64);
+		for (size_t i = 0; i < b->nfds; i++)
+			close(b->fds[i]);
 		free(b);
 	}
 }
@@ -270,6 +310,22 @@ static int bg_checkpoint(struct bg *b, struct store *s, struct store_checkpoint 
 	return 0;
 }
 
+/* The digest of the dataset `name` now (dscache_digest), with a read
+ * connection of its own. */
+static int bg_digest(struct bg *b, const char *name, char out[DSCACHE_DIGEST_MAX])
+{
+	struct store *rs = NULL;
+	int rc;
+
+	/* Without a connection (the database is gone, say) the files are
+	 * hashed in full: the store's own error comes with the next write. */
+	if (store_open(&rs, b->d->db_path, true, NULL) < 0)
+		rs = NULL;
+	rc = dscache_digest(b->d->dsc, name, rs, b->d->sq, out, NULL, &b->err);
+	store_close(rs);
+	return rc;
+}
+
 /* The parameter a config error names: "config.KEY" from config.c's
  * "KEY: ..." messages, else "config". */
 /* The configuration key the configuration module named, as data (err.key). */
@@ -302,7 +358,11 @@ static void work_start_check(uv_work_t *req)
 	if (!sp->name[0])
 		snprintf(sp->name, sizeof(sp->name), "%.40s-%s", sp->cfg.dataset,
 			 config_optim_name(sp->cfg.optimizer));
-	rc = dscache_get(b->d->dsc, sp->cfg.dataset, &sp->ds, &b->err);
+	/* The files' identity first, then the data: what the job records is
+	 * what it trains on, unless the files change in between. */
+	rc = bg_digest(b, sp->cfg.dataset, sp->dataset_digest);
+	if (rc == 0)
+		rc = dscache_get(b->d->dsc, sp->cfg.dataset, sp->dataset_digest, &sp->ds, &b->err);
 	if (rc < 0) {
 		bg_fail(b, PROTO_DATASET_ERROR, rc);
 		return;
@@ -438,7 +498,15 @@ static void work_eval(uv_work_t *req)
 		goto out;
 	}
 	snprintf(b->cfg.dataset, sizeof(b->cfg.dataset), "%s", info.cfg.dataset);
-	rc = dscache_get(b->d->dsc, info.cfg.dataset, &ds, &b->err);
+	rc = dscache_digest(b->d->dsc, info.cfg.dataset, s, b->d->sq, b->current, NULL, &b->err);
+	if (rc == 0 && b->recorded[0] && strcmp(b->recorded, b->current) != 0 && !b->allow_data_change) {
+		dscache_changed_message(b->err.msg, sizeof(b->err.msg), info.cfg.dataset, b->id, b->recorded,
+					b->current, "eval");
+		bg_fail(b, PROTO_DATASET_CHANGED, -ESTALE);
+		goto out;
+	}
+	if (rc == 0)
+		rc = dscache_get(b->d->dsc, info.cfg.dataset, b->current, &ds, &b->err);
 	if (rc < 0) {
 		bg_fail(b, PROTO_DATASET_ERROR, rc);
 		goto out;
@@ -522,6 +590,511 @@ out:
 	store_close(s);
 }
 
+/* Every dataset directory: loaded (shared with the jobs through the
+ * cache), its digest and size; one that does not load is listed with its
+ * error. */
+static void work_datasets(uv_work_t *req)
+{
+	struct bg *b = req->data;
+	struct store *rs = NULL;
+	char **names = NULL;
+	size_t n = 0;
+	json_t *a;
+	int rc;
+
+	rc = store_open(&rs, b->d->db_path, true, &b->err);
+	if (rc == 0)
+		rc = dscache_list(b->d->dsc, &names, &n, &b->err);
+	if (rc < 0) {
+		bg_fail(b, PROTO_STORAGE_ERROR, rc);
+		goto out;
+	}
+	a = json_array();
+	for (size_t i = 0; i < n; i++) {
+		char digest[DSCACHE_DIGEST_MAX];
+		const struct dataset *ds = NULL;
+		struct tr_err e = { 0 };
+		uint64_t size = 0;
+		bool has_digest;
+
+		has_digest = dscache_digest(b->d->dsc, names[i], rs, b->d->sq, digest, &size, &e) == 0;
+		if (has_digest)
+			dscache_get(b->d->dsc, names[i], digest, &ds, &e);
+		json_array_append_new(a, dataset_json(names[i], ds, has_digest ? digest : NULL, size, e.msg));
+		dscache_put(b->d->dsc, ds);
+		free(names[i]);
+	}
+	free(names);
+	b->result = json_pack("{s:o}", "datasets", a);
+out:
+	store_close(rs);
+}
+
+/* The jobs that use each dataset, from the registry (the loop's). */
+static void bg_after_datasets(uv_work_t *req, int status)
+{
+	struct bg *b = req->data;
+	json_t *a = json_object_get(b->result, "datasets"), *o;
+	size_t i;
+
+	json_array_foreach(a, i, o) {
+		const char *name = json_string_value(json_object_get(o, "name"));
+		json_t *ids = json_object_get(o, "jobs");
+
+		for (size_t k = 0; name && k < b->d->njobs; k++) {
+			struct job *j = b->d->jobs[k];
+
+			if (!j->removal && strcmp(j->cfg.dataset, name) == 0)
+				json_array_append_new(ids, json_integer((json_int_t)j->id));
+		}
+	}
+	bg_after(req, status);
+}
+
+/* ---- DatasetImport, DatasetRemove -------------------------------------- */
+
+/* The jobs that use dataset `name` ("job 3, job 7"), live ones only (queued
+ * or running) if live_only; false when none. */
+static bool jobs_using(struct daemon *d, const char *name, bool live_only, char *buf, size_t len)
+{
+	size_t o = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < d->njobs; i++) {
+		struct job *j = d->jobs[i];
+		bool live = j->target == JOB_QUEUED || j->target == JOB_RUNNING || j->worker_alive;
+
+		if (j->removal || strcmp(j->cfg.dataset, name) != 0 || (live_only && !live))
+			continue;
+		if (o < len)
+			o += (size_t)snprintf(buf + o, len - o, "%s%" PRId64 " (%s)", o ? ", " : "", j->id,
+					      job_state_name(j->state));
+	}
+	return o > 0;
+}
+
+static void work_import_copy(uv_work_t *req)
+{
+	struct bg *b = req->data;
+	const char *names[DSIMPORT_MAX_FILES];
+	int rc;
+
+	for (size_t i = 0; i < b->nfds; i++)
+		names[i] = b->fnames[i];
+	rc = dsimport_copy(dscache_dir(b->d->dsc), b->cfg.dataset, names, b->fds, b->nfds, b->replace,
+			   b->d->max_dataset_bytes, b->tmp, &b->bytes, &b->err);
+	if (rc == -EEXIST)
+		bg_fail(b, PROTO_DATASET_EXISTS, rc);
+	else if (rc == -EFBIG)
+		bg_fail(b, PROTO_DATASET_TOO_BIG, rc);
+	else if (rc == -EINVAL)
+		bg_fail(b, PROTO_DATASET_ERROR, rc);
+	else if (rc < 0)
+		bg_fail(b, PROTO_STORAGE_ERROR, rc);
+}
+
+/* Into place, then listed as Datasets lists it; or (rc < 0 already: a
+ * live job took the dataset meanwhile, or the client left) discarded. */
+static void work_import_commit(uv_work_t *req)
+{
+	struct bg *b = req->data;
+	char digest[DSCACHE_DIGEST_MAX];
+	const struct dataset *ds = NULL;
+	struct store *rs = NULL;
+	struct tr_err e = { 0 };
+	uint64_t size = 0;
+	int rc;
+
+	if (b->rc < 0 || !b->c) {
+		dsimport_discard(b->tmp);
+		return;
+	}
+	rc = dsimport_commit(dscache_dir(b->d->dsc), b->tmp, b->cfg.dataset, b->replace, &b->err);
+	if (rc < 0) {
+		dsimport_discard(b->tmp);
+		bg_fail(b, rc == -EEXIST ? PROTO_DATASET_EXISTS : PROTO_STORAGE_ERROR, rc);
+		return;
+	}
+	log_notice("dataset %s: %s (%" PRIu64 " bytes in %zu files)", b->cfg.dataset,
+		   b->replace ? "imported, replacing any before" : "imported", b->bytes, b->nfiles);
+	rc = store_open(&rs, b->d->db_path, true, &e) == 0 &&
+	     dscache_digest(b->d->dsc, b->cfg.dataset, rs, b->d->sq, digest, &size, &e) == 0;
+	store_close(rs);
+	if (rc)
+		dscache_get(b->d->dsc, b->cfg.dataset, digest, &ds, &e);
+	b->result = json_pack("{s:o}", "dataset", dataset_json(b->cfg.dataset, ds, rc ? digest : NULL, size,
+								 e.msg));
+	dscache_put(b->d->dsc, ds);
+}
+
+static void bg_after_import_commit(uv_work_t *req, int status)
+{
+	struct bg *b = req->data;
+	json_t *ids = json_object_get(json_object_get(b->result, "dataset"), "jobs");
+
+	for (size_t k = 0; ids && k < b->d->njobs; k++) {
+		struct job *j = b->d->jobs[k];
+
+		if (!j->removal && strcmp(j->cfg.dataset, b->cfg.dataset) == 0)
+			json_array_append_new(ids, json_integer((json_int_t)j->id));
+	}
+	bg_after(req, status);
+}
+
+/* Copied and valid: a replacement still may not go under a live job (one
+ * may have started meanwhile); then the rename, off the loop again. */
+static void bg_after_import_copy(uv_work_t *req, int status)
+{
+	struct bg *b = req->data;
+	char who[512];
+
+	(void)status;
+	for (size_t i = 0; i < b->nfds; i++)
+		close(b->fds[i]);
+	b->nfds = 0;
+	if (b->rc == 0 && b->replace && jobs_using(b->d, b->cfg.dataset, true, who, sizeof(who))) {
+		tr_err_set(&b->err, -EBUSY, "dataset %s is used by job %s: it cannot be replaced while a "
+			   "queued or running job uses it", b->cfg.dataset, who);
+		bg_fail(b, PROTO_DATASET_IN_USE, -EBUSY);
+	}
+	if (!b->tmp[0]) {   /* nothing to commit or discard */
+		bg_after(req, status);
+		return;
+	}
+	if (uv_queue_work(b->d->loop, &b->req, work_import_commit, bg_after_import_commit) < 0) {
+		dsimport_discard(b->tmp);   /* no thread pool: a rare stall beats a leak */
+		if (b->rc == 0) {
+			tr_err_set(&b->err, -ENOMEM, "cannot queue work");
+			bg_fail(b, PROTO_STORAGE_ERROR, -ENOMEM);
+		}
+		bg_after(req, status);
+	}
+}
+
+/* true: the call owns fds[0, nfd) now (via its bg) */
+static bool m_dataset_import_call(struct daemon *d, struct call *c, int *fds, int nfd)
+{
+	static const char *const keys[] = { "name", "files", "replace", NULL };
+	json_t *p = call_params(c), *name = json_object_get(p, "name"), *files = json_object_get(p, "files");
+	bool replace = false;
+	char who[512];
+	size_t nfiles, i;
+	json_t *f;
+	struct bg *b;
+	int pending;
+
+	if (!only_keys(c, keys) || !get_bool(c, "replace", &replace))
+		return false;
+	if (!json_is_string(name) || !config_dataset_name_ok(json_string_value(name))) {
+		call_invalid_parameter(c, "name", "'name' must be a dataset name (1-63 of A-Z a-z 0-9 . _ -, not "
+				       "starting with '.')");
+		return false;
+	}
+	nfiles = json_is_array(files) ? json_array_size(files) : 0;
+	if (nfiles == 0 || nfiles > DSIMPORT_MAX_FILES) {
+		call_invalid_parameter(c, "files", "'files' must be an array of 1 to %d files", DSIMPORT_MAX_FILES);
+		return false;
+	}
+	json_array_foreach(files, i, f) {
+		json_t *fn = json_object_get(f, "name"), *sz = json_object_get(f, "size");
+		const char *n = json_is_string(fn) ? json_string_value(fn) : NULL;
+
+		if (!json_is_object(f) || !n || (sz && !json_is_null(sz) && !json_is_integer(sz))) {
+			call_invalid_parameter(c, "files", "files[%zu] must be {\"name\": string, \"size\": int}", i);
+			return false;
+		}
+		if (!dsimport_file_name_ok(n) || strlen(n) != json_string_length(fn)) {
+			call_invalid_parameter(c, "files", "files[%zu]: '%.*s' is not a safe file name (a base name "
+					       "of 1 to %d bytes: no '/', not starting with '.', no control "
+					       "characters)", i, tr_utf8_cut(n, TR_QUOTE_MAX), n, DSIMPORT_NAME_MAX);
+			return false;
+		}
+		for (size_t k = 0; k < i; k++) {
+			if (strcmp(json_string_value(json_object_get(json_array_get(files, k), "name")), n) == 0) {
+				call_invalid_parameter(c, "files", "files[%zu]: '%.*s' is named twice", i,
+						       tr_utf8_cut(n, TR_QUOTE_MAX), n);
+				return false;
+			}
+		}
+	}
+	pending = nfd;
+	if ((size_t)pending < nfiles) {
+		call_invalid_parameter(c, "files", "%zu files named but %d file descriptors passed with the call "
+				       "(send them with SCM_RIGHTS)", nfiles, pending);
+		return false;
+	}
+	if (replace && jobs_using(d, json_string_value(name), true, who, sizeof(who))) {
+		call_error(c, PROTO_DATASET_IN_USE,
+			   json_pack("{s:s,s:s+++}", "dataset", json_string_value(name), "message",
+				     "dataset ", json_string_value(name), " cannot be replaced while a queued or running "
+				     "job uses it: job ", who));
+		return false;
+	}
+	if (!(b = bg_new(d, c)))
+		return false;
+	snprintf(b->cfg.dataset, sizeof(b->cfg.dataset), "%s", json_string_value(name));
+	b->replace = replace;
+	b->nfds = nfiles;
+	memcpy(b->fds, fds, nfiles * sizeof(int));
+	for (int k = (int)nfiles; k < nfd; k++)
+		close(fds[k]);
+	b->nfiles = nfiles;
+	json_array_foreach(files, i, f)
+		snprintf(b->fnames[i], sizeof(b->fnames[i]), "%s", json_string_value(json_object_get(f, "name")));
+	bg_queue(b, work_import_copy, bg_after_import_copy);   /* closes the fds, whatever happens */
+	return true;
+}
+
+/* The descriptors passed with the call are taken first, all of them, so
+ * that a refused call leaves none behind for the next one. */
+static void m_dataset_import(struct daemon *d, struct call *c)
+{
+	int fds[SERVER_MAX_FDS];
+	int nfd = call_take_fds(c, fds, SERVER_MAX_FDS);
+
+	if (!m_dataset_import_call(d, c, fds, nfd))
+		for (int k = 0; k < nfd; k++)
+			close(fds[k]);
+}
+
+static void work_dataset_remove(uv_work_t *req)
+{
+	struct bg *b = req->data;
+	int rc = dsimport_remove(dscache_dir(b->d->dsc), b->cfg.dataset, &b->err);
+
+	if (rc == -ENOENT)
+		bg_fail(b, PROTO_NO_SUCH_DATASET, rc);
+	else if (rc < 0)
+		bg_fail(b, PROTO_STORAGE_ERROR, rc);
+	else {
+		log_notice("dataset %s: removed", b->cfg.dataset);
+		b->result = json_pack("{s:s}", "name", b->cfg.dataset);
+	}
+}
+
+static void m_dataset_remove(struct daemon *d, struct call *c)
+{
+	static const char *const keys[] = { "name", NULL };
+	json_t *name = json_object_get(call_params(c), "name");
+	char who[512];
+	struct bg *b;
+
+	if (!only_keys(c, keys))
+		return;
+	if (!json_is_string(name) || !config_dataset_name_ok(json_string_value(name))) {
+		call_invalid_parameter(c, "name", "'name' must be a dataset name (1-63 of A-Z a-z 0-9 . _ -, not "
+				       "starting with '.')");
+		return;
+	}
+	if (jobs_using(d, json_string_value(name), false, who, sizeof(who))) {
+		call_error(c, PROTO_DATASET_IN_USE,
+			   json_pack("{s:s,s:s++++}", "dataset", json_string_value(name), "message", "dataset ",
+				     json_string_value(name), " is used by job ", who,
+				     "; remove those jobs first (trainctl rm)"));
+		return;
+	}
+	if (!(b = bg_new(d, c)))
+		return;
+	snprintf(b->cfg.dataset, sizeof(b->cfg.dataset), "%s", json_string_value(name));
+	bg_queue(b, work_dataset_remove, bg_after);
+}
+
+/* ---- Predict ----------------------------------------------------------- */
+
+/* All of the regular file fd, from offset 0, at most PREDICT_MAX_FILE bytes. */
+static int read_fd(int fd, const char *name, uint8_t **out, size_t *len, struct tr_err *err)
+{
+	struct stat st;
+	uint8_t *buf;
+	size_t off = 0;
+
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return tr_err_set(err, -EINVAL, "file %s: not a regular file", name);
+	if ((uint64_t)st.st_size > PREDICT_MAX_FILE)
+		return tr_err_set(err, -EINVAL, "file %s: %lld bytes, more than %u", name,
+				  (long long)st.st_size, PREDICT_MAX_FILE);
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf)
+		return tr_err_set(err, -ENOMEM, "out of memory");
+	while (off < (size_t)st.st_size) {
+		ssize_t got = pread(fd, buf + off, (size_t)st.st_size - off, (off_t)off);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0) {
+			free(buf);
+			return tr_err_set(err, -EINVAL, "file %s: cannot read it: %s", name,
+					  got < 0 ? strerror(errno) : "it shrank");
+		}
+		off += (size_t)got;
+	}
+	*out = buf;
+	*len = off;
+	return 0;
+}
+
+static void work_predict(uv_work_t *req)
+{
+	struct bg *b = req->data;
+	struct store *s = NULL;
+	struct store_checkpoint ck;
+	struct net net;
+	bool have_net = false;
+	json_t *preds = NULL;
+	uint64_t images = 0;
+	int rc;
+
+	memset(&ck, 0, sizeof(ck));
+	rc = store_open(&s, b->d->db_path, true, &b->err);
+	if (rc < 0) {
+		bg_fail(b, PROTO_STORAGE_ERROR, rc);
+		goto out;
+	}
+	if (bg_checkpoint(b, s, &ck) < 0)
+		goto out;
+	rc = checkpoint_model_net(ck.blob, (size_t)ck.size, 256, &net, &b->err);
+	if (rc < 0) {
+		bg_fail(b, PROTO_CHECKPOINT_ERROR, rc);
+		goto out;
+	}
+	have_net = true;
+	if (net.input.c != 1) {
+		tr_err_set(&b->err, -EINVAL, "the model takes %u channels; predict reads grey images only",
+			   net.input.c);
+		bg_fail(b, PROTO_CHECKPOINT_ERROR, -EINVAL);
+		goto out;
+	}
+	preds = json_array();
+	for (size_t i = 0; i < b->nfds && rc == 0; i++) {
+		struct predict_images im = { 0 };
+		uint8_t *buf = NULL;
+		double *probs = NULL;
+		size_t len = 0;
+
+		snprintf(b->file, sizeof(b->file), "%s", b->fnames[i]);
+		rc = read_fd(b->fds[i], b->fnames[i], &buf, &len, &b->err);
+		if (rc == 0)
+			rc = predict_decode(buf, len, b->fnames[i], &im, &b->err);
+		free(buf);
+		if (rc == 0 && (images += im.count) > PREDICT_MAX_IMAGES)
+			rc = tr_err_set(&b->err, -EINVAL, "more than %u images in one call", PREDICT_MAX_IMAGES);
+		if (rc < 0) {
+			bg_fail(b, rc == -ENOMEM ? PROTO_STORAGE_ERROR : PROTO_IMAGE_ERROR, rc);
+			predict_images_free(&im);
+			break;
+		}
+		snprintf(b->size, sizeof(b->size), "%ux%u", im.w, im.h);
+		snprintf(b->expected, sizeof(b->expected), "%ux%u", net.input.w, net.input.h);
+		rc = predict_fit(&im, net.input.h, net.input.w, b->replace, b->fnames[i], &b->err);
+		if (rc == 0)
+			rc = predict_run(&net, &im, &probs, &b->err);
+		if (rc < 0) {
+			bg_fail(b, rc == -ERANGE ? PROTO_IMAGE_SIZE_MISMATCH
+				   : rc == -ENOMEM ? PROTO_STORAGE_ERROR : PROTO_IMAGE_ERROR, rc);
+			predict_images_free(&im);
+			break;
+		}
+		for (uint32_t k = 0; k < im.count; k++) {
+			const double *p = probs + (size_t)k * net.classes;
+			bool used[DATASET_MAX_CLASSES] = { false };
+			json_t *top = json_array();
+			int best = 0;
+
+			for (int64_t t = 0; t < b->top && t < (int64_t)net.classes; t++) {
+				int m = -1;
+
+				for (uint32_t c = 0; c < net.classes; c++)
+					if (!used[c] && (m < 0 || p[c] > p[m]))
+						m = (int)c;
+				used[m] = true;
+				if (t == 0)
+					best = m;
+				json_array_append_new(top, json_pack("{s:i,s:f}", "class", m, "prob", p[m]));
+			}
+			json_array_append_new(preds, json_pack("{s:s,s:I,s:i,s:f,s:o}", "file", b->fnames[i],
+							       "index", (json_int_t)k, "class", best, "prob",
+							       p[best], "top", top));
+		}
+		free(probs);
+		predict_images_free(&im);
+	}
+	if (rc == 0 && b->rc == 0) {
+		b->result = json_pack("{s:I,s:I,s:O}", "epoch", (json_int_t)ck.epoch, "step",
+				      (json_int_t)ck.step, "predictions", preds);
+	}
+out:
+	json_decref(preds);
+	if (have_net)
+		net_deinit(&net);
+	store_checkpoint_clear(&ck);
+	store_close(s);
+}
+
+/* true: the call owns fds[0, nfd) now (via its bg) */
+static bool m_predict_call(struct daemon *d, struct call *c, int *fds, int nfd)
+{
+	static const char *const keys[] = { "id", "epoch", "files", "top", "resize", NULL };
+	json_t *files = json_object_get(call_params(c), "files"), *f;
+	int64_t epoch = -1, top = 3;
+	bool resize = false;
+	size_t nfiles, i;
+	struct job *j;
+	struct bg *b;
+	int pending;
+
+	if (!only_keys(c, keys) || !get_int(c, "epoch", false, 0, 100000, &epoch) ||
+	    !get_int(c, "top", false, 1, DATASET_MAX_CLASSES, &top) || !get_bool(c, "resize", &resize))
+		return false;
+	nfiles = json_is_array(files) ? json_array_size(files) : 0;
+	if (nfiles == 0 || nfiles > DSIMPORT_MAX_FILES) {
+		call_invalid_parameter(c, "files", "'files' must be an array of 1 to %d files", DSIMPORT_MAX_FILES);
+		return false;
+	}
+	json_array_foreach(files, i, f) {
+		json_t *fn = json_object_get(f, "name");
+		const char *n = json_is_string(fn) ? json_string_value(fn) : NULL;
+
+		if (!json_is_object(f) || !n || !dsimport_file_name_ok(n) || strlen(n) != json_string_length(fn)) {
+			call_invalid_parameter(c, "files", "files[%zu] must be {\"name\": a base name of 1 to %d bytes "
+					       "(no '/', not starting with '.', no control characters)}", i,
+					       DSIMPORT_NAME_MAX);
+			return false;
+		}
+	}
+	pending = nfd;
+	if ((size_t)pending < nfiles) {
+		call_invalid_parameter(c, "files", "%zu files named but %d file descriptors passed with the call "
+				       "(send them with SCM_RIGHTS)", nfiles, pending);
+		return false;
+	}
+	if (!(j = get_job(d, c)) || !(b = bg_new(d, c)))
+		return false;
+	b->id = j->id;
+	b->epoch = epoch;
+	b->top = top;
+	b->replace = resize;
+	b->nfds = nfiles;
+	memcpy(b->fds, fds, nfiles * sizeof(int));
+	for (int k = (int)nfiles; k < nfd; k++)
+		close(fds[k]);
+	json_array_foreach(files, i, f)
+		snprintf(b->fnames[i], sizeof(b->fnames[i]), "%s", json_string_value(json_object_get(f, "name")));
+	bg_queue(b, work_predict, bg_after);   /* closes the fds, whatever happens */
+	return true;
+}
+
+/* The descriptors passed with the call are taken first, all of them, so
+ * that a refused call leaves none behind for the next one. */
+static void m_predict(struct daemon *d, struct call *c)
+{
+	int fds[SERVER_MAX_FDS];
+	int nfd = call_take_fds(c, fds, SERVER_MAX_FDS);
+
+	if (!m_predict_call(d, c, fds, nfd))
+		for (int k = 0; k < nfd; k++)
+			close(fds[k]);
+}
+
 /* ---- methods ---------------------------------------------------------- */
 
 static void m_start(struct daemon *d, struct call *c)
@@ -580,15 +1153,77 @@ static void m_pause(struct daemon *d, struct call *c)
 	jobs_pause(d, c, j);
 }
 
-static void m_resume(struct daemon *d, struct call *c)
+/* Resume, once the dataset's digest is known: refused when the files are
+ * not those the job started with (unless allowed: then the new digest is
+ * the job's); a job without a digest records it. A dataset that cannot be
+ * read is left to the run, which fails with its error. */
+static void bg_after_resume(uv_work_t *req, int status)
 {
-	static const char *const keys[] = { "id", "weights_only", NULL };
-	bool weights_only = false;
+	struct bg *b = req->data;
 	struct job *j;
 
-	if (!only_keys(c, keys) || !get_bool(c, "weights_only", &weights_only) || !(j = get_job(d, c)))
+	(void)status;
+	if (!b->c)
+		goto out;
+	call_on_cancel(b->c, NULL, NULL);
+	j = jobs_find(b->d, b->id);
+	if (!j) {
+		call_error(b->c, PROTO_NO_SUCH_JOB, json_pack("{s:I}", "id", (json_int_t)b->id));
+		goto out;
+	}
+	snprintf(b->recorded, sizeof(b->recorded), "%s", j->dataset_digest);
+	if (b->current[0] && b->recorded[0] && strcmp(b->current, b->recorded) != 0) {
+		if (!b->allow_data_change) {
+			dscache_changed_message(b->err.msg, sizeof(b->err.msg), j->cfg.dataset, j->id,
+						b->recorded, b->current, "resume");
+			b->error = PROTO_DATASET_CHANGED;
+			call_error(b->c, PROTO_DATASET_CHANGED, bg_error_params(b));
+			goto out;
+		}
+		if (j->target == JOB_PAUSED || j->target == JOB_KILLED || j->target == JOB_FAILED) {
+			log_warn("job %" PRId64 ": resumed on changed data (dataset %s %s, was %s), as "
+				 "allowed", j->id, j->cfg.dataset, b->current, b->recorded);
+			jobs_record_digest(j, b->current);
+		}
+	} else if (b->current[0] && !b->recorded[0] &&
+		   (j->target == JOB_PAUSED || j->target == JOB_KILLED || j->target == JOB_FAILED)) {
+		jobs_record_digest(j, b->current);
+	}
+	jobs_resume(b->d, b->c, j, b->weights_only);
+out:
+	b->c = NULL;
+	bg_after(req, status);
+}
+
+static void work_resume_check(uv_work_t *req)
+{
+	struct bg *b = req->data;
+
+	if (bg_digest(b, b->cfg.dataset, b->current) < 0)
+		b->current[0] = '\0';
+}
+
+static void m_resume(struct daemon *d, struct call *c)
+{
+	static const char *const keys[] = { "id", "weights_only", "allow_data_change", NULL };
+	bool weights_only = false, allow = false;
+	struct job *j;
+	struct bg *b;
+
+	if (!only_keys(c, keys) || !get_bool(c, "weights_only", &weights_only) ||
+	    !get_bool(c, "allow_data_change", &allow) || !(j = get_job(d, c)))
 		return;
-	jobs_resume(d, c, j, weights_only);
+	if (j->target != JOB_PAUSED && j->target != JOB_KILLED && j->target != JOB_FAILED) {
+		jobs_resume(d, c, j, weights_only);   /* refuses it, as it is */
+		return;
+	}
+	if (!(b = bg_new(d, c)))
+		return;
+	b->id = j->id;
+	b->weights_only = weights_only;
+	b->allow_data_change = allow;
+	snprintf(b->cfg.dataset, sizeof(b->cfg.dataset), "%s", j->cfg.dataset);
+	bg_queue(b, work_resume_check, bg_after_resume);
 }
 
 static void m_kill(struct daemon *d, struct call *c)
@@ -749,7 +1384,7 @@ static void m_wait(struct daemon *d, struct call *c)
 
 static void m_eval(struct daemon *d, struct call *c)
 {
-	static const char *const keys[] = { "id", "split", "epoch", "best", "per_class", NULL };
+	static const char *const keys[] = { "id", "split", "epoch", "best", "per_class", "allow_data_change", NULL };
 	json_t *split = json_object_get(call_params(c), "split");
 	json_t *per_class = json_object_get(call_params(c), "per_class");
 	enum eval_split which = EVAL_VAL;
@@ -758,8 +1393,10 @@ static void m_eval(struct daemon *d, struct call *c)
 	struct job *j;
 	struct bg *b;
 
+	bool allow = false;
+
 	if (!only_keys(c, keys) || !get_int(c, "epoch", false, 0, 100000, &epoch) ||
-	    !get_bool(c, "best", &best))
+	    !get_bool(c, "best", &best) || !get_bool(c, "allow_data_change", &allow))
 		return;
 	if (best && epoch >= 0) {
 		call_invalid_parameter(c, "best", "give 'epoch' or 'best', not both");
@@ -788,6 +1425,8 @@ static void m_eval(struct daemon *d, struct call *c)
 	b->best = best;
 	b->split = which;
 	b->per_class = json_is_true(per_class);
+	b->allow_data_change = allow;
+	snprintf(b->recorded, sizeof(b->recorded), "%s", j->dataset_digest);
 	bg_queue(b, work_eval, bg_after);
 }
 
@@ -812,6 +1451,16 @@ static void m_export(struct daemon *d, struct call *c)
 	b->epoch = epoch;
 	b->best = best;
 	bg_queue(b, work_export, bg_after);
+}
+
+static void m_datasets(struct daemon *d, struct call *c)
+{
+	static const char *const keys[] = { NULL };
+	struct bg *b;
+
+	if (!only_keys(c, keys) || !(b = bg_new(d, c)))
+		return;
+	bg_queue(b, work_datasets, bg_after_datasets);
 }
 
 static void m_watch(struct daemon *d, struct call *c)
@@ -892,6 +1541,10 @@ static const struct {
 	{ "io.traind.Watch", m_watch },
 	{ "io.traind.Delete", m_delete },
 	{ "io.traind.Counters", m_counters },
+	{ "io.traind.Datasets", m_datasets },
+	{ "io.traind.DatasetImport", m_dataset_import },
+	{ "io.traind.DatasetRemove", m_dataset_remove },
+	{ "io.traind.Predict", m_predict },
 	{ "org.varlink.service.GetInfo", m_get_info },
 	{ "org.varlink.service.GetInterfaceDescription", m_get_interface },
 };

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -85,6 +86,8 @@ struct server {
 };
 
 static void process(struct conn *c);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b);
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b);
 static void conn_close(struct conn *c);
 static void start_reading(struct conn *c);
 static void conn_close_flush(struct conn *c);
@@ -282,6 +285,49 @@ bool call_alive(struct call *c)
 bool call_can_stream(struct call *c)
 {
 	return call_alive(c) && conn_queued(c->conn) < SERVER_STREAM_BACKLOG;
+}
+
+static void on_fd_handle_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+int call_take_fds(struct call *c, int *fds, int max)
+{
+	struct conn *conn = c->conn;
+	int n = 0;
+
+	while (conn && n < max && uv_pipe_pending_count(&conn->pipe) > 0) {
+		/* libuv hands a passed descriptor over only as a handle: take
+		 * it into one, keep a duplicate, close the handle. */
+		uv_pipe_t *h = malloc(sizeof(*h));
+		uv_os_fd_t fd;
+
+		if (!h || uv_pipe_init(conn->srv->loop, h, 0) < 0) {
+			free(h);
+			break;
+		}
+		if (uv_accept((uv_stream_t *)&conn->pipe, (uv_stream_t *)h) == 0 &&
+		    uv_fileno((uv_handle_t *)h, &fd) == 0) {
+			int dup = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+
+			if (dup >= 0)
+				fds[n++] = dup;
+		}
+		uv_close((uv_handle_t *)h, on_fd_handle_closed);
+	}
+	/* uv_accept re-arms the connection's poll for input once the queue is
+	 * empty, even when it is not reading (back-pressure): that would spin
+	 * the loop. A start and stop disarms it again. */
+	if (conn && n > 0 && !conn->reading &&
+	    uv_read_start((uv_stream_t *)&conn->pipe, on_alloc, on_read) == 0)
+		uv_read_stop((uv_stream_t *)&conn->pipe);
+	return n;
+}
+
+int call_pending_fds(struct call *c)
+{
+	return c->conn ? uv_pipe_pending_count(&c->conn->pipe) : 0;
 }
 
 void call_on_cancel(struct call *c, void (*fn)(void *arg), void *arg)
@@ -629,6 +675,12 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 		conn_close(c);
 		return;
 	}
+	if (uv_pipe_pending_count(&c->pipe) > SERVER_MAX_FDS) {
+		conn_error(c, PROTO_PROTOCOL_ERROR, "more than %d file descriptors passed and not taken by a call",
+			   SERVER_MAX_FDS);
+		conn_close_flush(c);
+		return;
+	}
 	c->len += (size_t)n;
 	if (c->len == 0)
 		conn_free_buffer(c); /* EAGAIN on an idle connection */
@@ -824,7 +876,10 @@ static void on_connection(uv_stream_t *l, int status)
 		refuse_pending(s);
 		return;
 	}
-	uv_pipe_init(s->loop, &c->pipe, 0);
+	/* IPC mode: libuv reads with recvmsg and keeps the descriptors a
+	 * client passes (SCM_RIGHTS) until a call takes them (call_take_fds)
+	 * or the connection closes. */
+	uv_pipe_init(s->loop, &c->pipe, 1);
 	c->pipe.data = c;
 	c->srv = s;
 	s->open_handles++;

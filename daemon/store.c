@@ -80,7 +80,8 @@ struct store {
 
 /* Column lists shared by the queries and the row readers below. */
 #define JOB_COLUMNS \
-	"id, name, state, config, last_error, keep, epochs, epoch, created_at, updated_at, kill_after"
+	"id, name, state, config, last_error, keep, epochs, epoch, created_at, updated_at, kill_after, " \
+	"dataset_digest"
 #define CHECKPOINT_COLUMNS \
 	"id, job_id, epoch, step, kind, val_loss, size, checksum, created_at, score"
 #define HISTORY_COLUMNS \
@@ -748,6 +749,126 @@ int store_job_set_kill_after(struct store *s, int64_t id, int64_t epoch, struct 
 	return update_one_job(s, st, rc, id, err, ctx);
 }
 
+int store_job_set_dataset_digest(struct store *s, int64_t id, const char *digest, struct tr_err *err)
+{
+	static const char sql[] = "UPDATE jobs SET dataset_digest = ?2, updated_at = ?3 WHERE id = ?1";
+	sqlite3_stmt *st = NULL;
+	char ctx[96];
+	int rc;
+
+	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": recording its dataset's digest", id);
+	if (digest && (strncmp(digest, "sha256:", 7) != 0 || strlen(digest) != 7 + 64))
+		return tr_err_set(err, -EINVAL, "%s: '%.80s' is not a sha256: digest", ctx, digest);
+	autocommit_begin(s);
+	rc = prepare(s, &st, sql, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = sqlite3_bind_int64(st, 1, id);
+	if (rc == SQLITE_OK)
+		rc = digest ? sqlite3_bind_text(st, 2, digest, -1, SQLITE_STATIC) : sqlite3_bind_null(st, 2);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 3, now_unix());
+	return update_one_job(s, st, rc, id, err, ctx);
+}
+
+/* ---- dataset file digests ---------------------------------------------- */
+
+int store_file_digest_get(struct store *s, const struct store_file_id *f, char hex[65],
+			  struct tr_err *err)
+{
+	static const char sql[] = "SELECT sha256 FROM dataset_files WHERE path = ?1 AND size = ?2 "
+				  "AND mtime_ns = ?3 AND ctime_ns = ?4 AND inode = ?5";
+	const char *ctx = "reading a dataset file's digest";
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = prepare(s, &st, sql, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = sqlite3_bind_text(st, 1, f->path, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 2, f->size);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 3, f->mtime_ns);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 4, f->ctime_ns);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 5, f->inode);
+	if (rc != SQLITE_OK) {
+		rc = db_fail(s, rc, err, ctx);
+		goto out;
+	}
+	rc = next_row(s, st, err, ctx);
+	if (rc == 1) {
+		const unsigned char *t = sqlite3_column_text(st, 0);
+
+		if (t && strlen((const char *)t) == 64) {
+			memcpy(hex, t, 65);
+			rc = 0;
+		} else {
+			rc = -ENOENT;
+		}
+	} else if (rc == 0) {
+		rc = -ENOENT;
+	}
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* One INSERT OR REPLACE of a file digest row, in whatever transaction is open. */
+static int put_file_digest(struct store *s, const struct store_file_id *f, const char *hex,
+			   struct tr_err *err, const char *ctx)
+{
+	static const char sql[] = "INSERT OR REPLACE INTO dataset_files (path, size, mtime_ns, ctime_ns, "
+				  "inode, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = prepare(s, &st, sql, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = sqlite3_bind_text(st, 1, f->path, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 2, f->size);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 3, f->mtime_ns);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 4, f->ctime_ns);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 5, f->inode);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 6, hex, -1, SQLITE_STATIC);
+	if (rc != SQLITE_OK)
+		rc = db_fail(s, rc, err, ctx);
+	else
+		rc = next_row(s, st, err, ctx);
+	sqlite3_finalize(st);
+	return rc < 0 ? rc : 0;
+}
+
+int store_file_digest_put(struct store *s, const struct store_file_id *f, const char *hex,
+			  struct tr_err *err)
+{
+	return store_file_digests_put(s, f, &hex, 1, err);
+}
+
+int store_file_digests_put(struct store *s, const struct store_file_id *f, const char *const *hex,
+			   size_t n, struct tr_err *err)
+{
+	const char *ctx = "remembering dataset files' digests";
+	int rc;
+
+	if (n == 0)
+		return 0;
+	rc = txn_begin(s, err, ctx);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = put_file_digest(s, &f[i], hex[i], err, ctx);
+	return txn_end(s, rc, err, ctx);
+}
+
 static char *dup_column_text(sqlite3_stmt *st, int col)
 {
 	const unsigned char *t = sqlite3_column_text(st, col);
@@ -772,6 +893,9 @@ static int read_job(sqlite3_stmt *st, struct store_job *j, struct tr_err *err)
 	j->created_at = sqlite3_column_int64(st, 8);
 	j->updated_at = sqlite3_column_int64(st, 9);
 	j->kill_after = sqlite3_column_type(st, 10) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 10);
+	if (sqlite3_column_type(st, 11) != SQLITE_NULL)
+		snprintf(j->dataset_digest, sizeof(j->dataset_digest), "%s",
+			 (const char *)sqlite3_column_text(st, 11));
 	if (sqlite3_column_type(st, 3) == SQLITE_NULL)
 		return tr_err_set(err, -EIO, "job %" PRId64 ": no configuration", j->id);
 	has_error = sqlite3_column_type(st, 4) != SQLITE_NULL;

@@ -101,6 +101,8 @@ json_t *job_to_json(struct job *j)
 	}
 	if (j->stopped_early)
 		json_object_set_new(o, "stopped_early", json_string(j->stopped_early));
+	if (j->dataset_digest[0])
+		json_object_set_new(o, "dataset_digest", json_string(j->dataset_digest));
 	if (j->state == JOB_FAILED && j->state_error)
 		json_object_set_new(o, "error", json_string(j->state_error));
 	else if (j->commit_failed && j->error)
@@ -146,4 +148,36 @@ json_t *history_row_json(const struct history_row *r)
 json_t *job_id_state_json(struct job *j)
 {
 	return json_pack("{s:I,s:s}", "id", (json_int_t)j->id, "state", job_state_name(j->state));
+}
+
+json_t *dataset_json(const char *name, const struct dataset *ds, const char *digest, uint64_t size,
+		     const char *error)
+{
+	json_t *o = json_pack("{s:s,s:[]}", "name", name, "jobs");
+
+	if (!o)
+		return NULL;
+	if (digest) {
+		json_object_set_new(o, "digest", json_string(digest));
+		json_object_set_new(o, "size", json_integer((json_int_t)size));
+	}
+	if (!ds) {
+		json_object_set_new(o, "error", json_string(error ? error : "cannot be loaded"));
+		return o;
+	}
+	json_object_set_new(o, "format", json_string(ds->format));
+	json_object_set_new(o, "train", json_integer(ds->train.count));
+	json_object_set_new(o, "test", json_integer(ds->test.count));
+	json_object_set_new(o, "shape", json_pack("[i,i,i]", (int)ds->channels, (int)ds->height, (int)ds->width));
+	json_object_set_new(o, "classes", json_integer(ds->classes));
+	json_object_set_new(o, "dtype", json_string(ds->dtype == DS_F32 ? "float32" : "uint8"));
+	if (ds->class_names) {
+		json_t *names = json_array();
+
+		for (uint32_t c = 0; names && c < ds->classes; c++)
+			json_array_append_new(names, json_string(ds->class_names[c]));
+		if (names)
+			json_object_set_new(o, "class_names", names);
+	}
+	return o;
 }

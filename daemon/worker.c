@@ -54,6 +54,7 @@ struct worker_run {
 	struct job *j;
 	bool weights_only;               /* restore the model only */
 	const struct dataset *ds;        /* the Start check's dataset reference, or NULL: get it */
+	char digest[DSCACHE_DIGEST_MAX]; /* the job's dataset digest when it started ("": none yet) */
 	pthread_t thread;                /* set by start (before the run can post its exit) */
 	struct loopq_node restored_node; /* "the trainer is built": posted at most once */
 	struct run_restored restored;
@@ -254,6 +255,57 @@ static int load_trainer(struct job *j, const struct dataset *ds, bool weights_on
 	return rc;
 }
 
+struct digest_req {
+	int64_t id;
+	const char *digest;
+};
+
+static int digest_fn(struct store *s, void *arg, struct tr_err *err)
+{
+	struct digest_req *r = arg;
+
+	return store_job_set_dataset_digest(s, r->id, r->digest, err);
+}
+
+/* The dataset's files must be those the job started with (a resume was
+ * checked when asked, but files can change while it waits in the queue,
+ * and a recovered job is checked here too); a job that has no digest yet
+ * (stored before digests) records it now. Off the loop: it hashes. */
+static int check_dataset(struct worker_run *run, struct tr_err *err)
+{
+	struct job *j = run->j;
+	struct daemon *d = j->d;
+	char now[DSCACHE_DIGEST_MAX];
+	struct store *rs = NULL;
+	int rc;
+
+	if (store_open(&rs, d->db_path, true, NULL) < 0)
+		rs = NULL;   /* hashed in full; the store's error comes with the run's first read */
+	rc = dscache_digest(d->dsc, j->cfg.dataset, rs, d->sq, now, NULL, err);
+	store_close(rs);
+	if (rc < 0)
+		return rc;
+	if (run->digest[0] && strcmp(run->digest, now) != 0) {
+		dscache_changed_message(err->msg, sizeof(err->msg), j->cfg.dataset, j->id, run->digest,
+					now, "resume");
+		return err->code = -ESTALE;
+	}
+	if (!run->digest[0]) {
+		struct digest_req r = { j->id, now };
+
+		struct tr_err werr = { 0 };
+
+		/* Not fatal: without a record the next start tries again. */
+		if (storeq_call(d->sq, digest_fn, &r, &werr) < 0) {
+			log_warn("job %" PRId64 ": cannot record its dataset's digest: %s", j->id, werr.msg);
+			return 0;
+		}
+		snprintf(run->restored.dataset_digest, sizeof(run->restored.dataset_digest), "%s", now);
+		snprintf(run->digest, sizeof(run->digest), "%s", now);
+	}
+	return 0;
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker_run *run = arg;
@@ -277,7 +329,10 @@ static void *worker_main(void *arg)
 	publish(j, NULL, 0, false);
 	ds = run->ds;   /* a new job's first run: loaded by the Start check */
 	run->ds = NULL;
-	rc = ds ? 0 : dscache_get(d->dsc, j->cfg.dataset, &ds, &err);
+	rc = check_dataset(run, &err);
+	if (rc < 0)
+		goto out;
+	rc = ds ? 0 : dscache_get(d->dsc, j->cfg.dataset, run->digest, &ds, &err);
 	if (rc < 0)
 		goto out;
 	rc = load_trainer(j, ds, run->weights_only, &t, ex, &err);
@@ -386,6 +441,7 @@ static int thread_start(struct job *j, bool weights_only, const struct dataset *
 	run->j = j;
 	run->weights_only = weights_only;   /* run belongs to the worker once it runs */
 	run->ds = ds;
+	snprintf(run->digest, sizeof(run->digest), "%s", j->dataset_digest);
 	atomic_store(&j->stop, STOP_NONE);
 	pthread_mutex_lock(&j->mu);
 	{

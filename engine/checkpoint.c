@@ -899,6 +899,43 @@ out:
 	return rc;
 }
 
+int checkpoint_model_net(const uint8_t *blob, size_t len, uint32_t max_batch, struct net *out,
+			 struct tr_err *err)
+{
+	struct checkpoint_info info;
+	struct st_file *f = NULL;
+	struct model_spec spec;
+	struct shape in;
+	uint32_t classes = 0;
+	size_t seen = 0;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = open_blob(blob, len, &f, &info, err);
+	if (rc < 0)
+		return rc;
+	rc = blob_classes(f, &classes, err);
+	if (rc == 0)
+		rc = trainer_model_spec(&info.cfg, classes, &spec, err);
+	if (rc == 0)
+		rc = blob_input(f, &in, err);
+	if (rc == 0 && (rc = spec_shapes(&spec, in, classes, NULL, NULL, err)) < 0)
+		tr_err_prefix(err, "checkpoint");
+	if (rc < 0)
+		goto out;
+	rc = net_init(out, &spec, in, classes, max_batch ? max_batch : 1, NULL);
+	if (rc < 0) {
+		tr_err_set(err, rc, "out of memory");
+		goto out;
+	}
+	rc = load_model(f, out, out->params, out->buffers, out->counts, &seen, err);
+	if (rc < 0)
+		net_deinit(out);
+out:
+	st_file_free(f);
+	return rc;
+}
+
 int checkpoint_load_model(struct trainer *t, const uint8_t *blob, size_t len, struct tr_err *err)
 {
 	struct net *n = &t->model;

@@ -811,6 +811,58 @@ static void test_jobs(void **state)
 
 /* ---- epoch commits ----------------------------------------------------- */
 
+/* Migration 0004: a job's dataset digest, and the file digest cache keyed
+ * by the file's identity: any part of it changed is a miss. */
+static void test_dataset_digests(void **state)
+{
+	struct fx *f = *state;
+	struct store *s = open_store(f->db, false);
+	struct tr_err err = { 0 };
+	struct store_file_id id = { "/data/mnist/train-images-idx3-ubyte", 47040016, 1000000000123,
+				    1000000000456, 42 };
+	struct store_file_id other;
+	const char *hex = "1f0c000000000000000000000000000000000000000000000000000000000001";
+	char digest[80], got[65];
+	struct store_job j;
+	int64_t a = 0;
+
+	assert_int_equal(store_job_create(s, "j", "{}", 1, 3, JOB_QUEUED, &a, &err), 0);
+	assert_int_equal(store_job_get(s, a, &j, &err), 0);
+	assert_string_equal(j.dataset_digest, "");
+	store_job_clear(&j);
+	snprintf(digest, sizeof(digest), "sha256:%s", hex);
+	assert_int_equal(store_job_set_dataset_digest(s, a, digest, &err), 0);
+	assert_int_equal(store_job_get(s, a, &j, &err), 0);
+	assert_string_equal(j.dataset_digest, digest);
+	store_job_clear(&j);
+	assert_int_equal(store_job_set_dataset_digest(s, a, "md5:abc", &err), -EINVAL);
+	assert_int_equal(store_job_set_dataset_digest(s, a + 100, digest, &err), -ENOENT);
+
+	assert_int_equal(store_file_digest_get(s, &id, got, &err), -ENOENT);
+	assert_int_equal(store_file_digest_put(s, &id, hex, &err), 0);
+	assert_int_equal(store_file_digest_get(s, &id, got, &err), 0);
+	assert_string_equal(got, hex);
+	for (int k = 0; k < 4; k++) {
+		other = id;
+		if (k == 0)
+			other.size++;
+		else if (k == 1)
+			other.mtime_ns++;
+		else if (k == 2)
+			other.ctime_ns++;
+		else
+			other.inode++;
+		assert_int_equal(store_file_digest_get(s, &other, got, &err), -ENOENT);
+	}
+	/* a changed file replaces its row */
+	other = id;
+	other.mtime_ns += 5;
+	assert_int_equal(store_file_digest_put(s, &other, hex, &err), 0);
+	assert_int_equal(store_file_digest_get(s, &id, got, &err), -ENOENT);
+	assert_int_equal(store_file_digest_get(s, &other, got, &err), 0);
+	store_close(s);
+}
+
 static void test_commit_epoch(void **state)
 {
 	struct fx *f = *state;
@@ -1748,6 +1800,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_jobs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dataset_digests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_epoch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_atomic, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_job_create_at, setup, teardown),

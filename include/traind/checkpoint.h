@@ -86,6 +86,12 @@ int checkpoint_export_model(const struct trainer *t, uint8_t **out, size_t *out_
 int checkpoint_export_from_blob(const uint8_t *blob, size_t len, uint8_t **out, size_t *out_len,
 				struct tr_err *err);
 
+/* The model of a checkpoint blob alone, as a net ready for eval-mode
+ * forwards of up to max_batch inputs of the blob's input shape (n->input),
+ * without a dataset (predict). The caller net_deinit's it. */
+int checkpoint_model_net(const uint8_t *blob, size_t len, uint32_t max_batch, struct net *out,
+			 struct tr_err *err);
+
 /* Replace t's parameters with those of a model file (an export, or any
  * safetensors file with exactly the net.* tensors of t's shapes). */
 int checkpoint_load_model(struct trainer *t, const uint8_t *blob, size_t len, struct tr_err *err);

@@ -48,6 +48,7 @@ struct daemon_config {
 	const char *db_path;         /* the database (created and migrated if needed) */
 	const char *data_dir;        /* datasets, one directory per name */
 	unsigned max_running;        /* jobs training at once (0: none start, for tests) */
+	uint64_t max_dataset_bytes;  /* the largest dataset DatasetImport takes (0: 4 GiB) */
 	int listen_fd;               /* >= 0: listen on this inherited listening socket */
 	const char *socket_path;     /* else, if not NULL: bind and listen here */
 	void (*on_drained)(struct daemon *d);   /* shutdown: every worker has stopped
@@ -66,6 +67,7 @@ struct daemon {
 	char data_dir[4096];
 	const struct runner_ops *runner;   /* where jobs train (worker.h: thread_runner) */
 	unsigned max_running;
+	uint64_t max_dataset_bytes;  /* DatasetImport's cap */
 	unsigned running;
 	uint64_t next_seq;
 	struct job **jobs;           /* by id */

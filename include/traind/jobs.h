@@ -113,6 +113,8 @@ struct job {
 	                                first use by wire.c: cfg does not change; owned */
 	char *numerics;              /* set when the last restore ran under another BLAS kernel than
 	                                the job trained with: what that means, owned; else NULL */
+	char dataset_digest[DSCACHE_DIGEST_MAX]; /* its dataset's files when it started
+	                                (dscache_digest); "" until recorded. A run refuses other files */
 	bool weights_only_next;      /* the next start restores the model only */
 	uint64_t queue_seq;          /* order among queued jobs */
 	const struct dataset *ds;    /* the dataset the Start check loaded, for the first run
@@ -160,6 +162,7 @@ struct job_spec {
 	const struct dataset *ds;    /* a dscache reference (owned): the job's first run trains on it */
 	uint32_t steps_per_epoch;
 	uint64_t params;             /* the model's parameters */
+	char dataset_digest[DSCACHE_DIGEST_MAX]; /* the dataset's files, taken before loading it */
 	uint8_t *init_ckpt;          /* owned, or NULL: a sealed checkpoint at epoch 0 step 0 to start
 	                                from (--init-from), stored in one transaction with the job */
 	size_t init_len;
@@ -188,6 +191,9 @@ void jobs_delete(struct daemon *d, struct call *c, struct job *j, bool force);
 /* A committed (or recovered) history row's part in the job's status: the
  * best epoch by the job's monitor, an early stop's note. */
 void job_note_row(struct job *j, const struct history_row *r);
+/* Record `digest` as the job's dataset identity (in memory now, in the
+ * store through the store thread, ahead of any later write for the job). */
+void jobs_record_digest(struct job *j, const char *digest);
 
 /* The loop's copy of a stored checkpoint's description. */
 void job_checkpoint_from_store(struct job_checkpoint *out, const struct store_checkpoint *c);

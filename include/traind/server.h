@@ -48,6 +48,7 @@
 #define SERVER_TURN_MESSAGES 16
 #define SERVER_PARSE_OFF_LOOP (256u << 10)
 #define SERVER_TRIM_AFTER (32u << 20)
+#define SERVER_MAX_FDS 32         /* descriptors passed and not yet taken, per connection */
 
 struct server;
 struct call;
@@ -88,6 +89,13 @@ void call_error(struct call *c, enum proto_error e, json_t *params);
  * message (client text in it cut with tr_utf8_cut); ends the call. */
 void call_invalid_parameter(struct call *c, const char *param, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* File descriptors the client passed (SCM_RIGHTS) with its messages, in
+ * order: the number waiting, and take up to max of them (the caller owns
+ * and closes them; close-on-exec). Untaken ones close with the
+ * connection; a connection holding more than SERVER_MAX_FDS untaken gets a
+ * ProtocolError and is closed. */
+int call_pending_fds(struct call *c);
+int call_take_fds(struct call *c, int *fds, int max);
 /* Run fn(arg) if the client disconnects while the call is pending. */
 void call_on_cancel(struct call *c, void (*fn)(void *arg), void *arg);
 

@@ -63,6 +63,8 @@ struct store_job {
 	int64_t created_at;            /* unix seconds */
 	int64_t updated_at;
 	int64_t kill_after;            /* kill right after this epoch commits; -1 none */
+	char dataset_digest[STORE_CHECKSUM_MAX]; /* "sha256:..." of its dataset's files; "" not yet
+	                                            recorded (migration 0004) */
 };
 
 /* A checkpoint row's description; blob is malloc'ed when requested. */
@@ -104,6 +106,8 @@ int store_job_create_at(struct store *s, const char *name, const char *config_js
 			const char *checksum, int64_t *id, struct tr_err *err);
 /* Record (epoch >= 1) or clear (-1) a pending kill after `epoch`. */
 int store_job_set_kill_after(struct store *s, int64_t id, int64_t epoch, struct tr_err *err);
+/* Record the digest of the job's dataset ("sha256:" + 64 hex; NULL clears). */
+int store_job_set_dataset_digest(struct store *s, int64_t id, const char *digest, struct tr_err *err);
 /* Set the state and last_error (NULL clears it). A state that is not one of
  * enum job_state: -EINVAL. */
 int store_job_set_state(struct store *s, int64_t id, enum job_state state, const char *last_error,
@@ -162,6 +166,22 @@ void store_checkpoint_clear(struct store_checkpoint *c);   /* frees blob */
 /* The job's history rows, by epoch. *rows malloc'ed (caller frees). */
 int store_history(struct store *s, int64_t job, struct history_row **rows, size_t *n,
 		  struct tr_err *err);
+
+/* Dataset file digests (migration 0004): a file's content SHA-256 (64 hex
+ * digits), remembered by the file's identity. */
+struct store_file_id {
+	const char *path;              /* absolute, resolved */
+	int64_t size, mtime_ns, ctime_ns, inode;
+};
+/* The remembered digest of f; -ENOENT when none, or f has changed since. */
+int store_file_digest_get(struct store *s, const struct store_file_id *f, char hex[65],
+			  struct tr_err *err);
+/* Remember (replacing any older row for the path); the plural form writes
+ * n of them in one transaction. */
+int store_file_digest_put(struct store *s, const struct store_file_id *f, const char *hex,
+			  struct tr_err *err);
+int store_file_digests_put(struct store *s, const struct store_file_id *f, const char *const *hex,
+			   size_t n, struct tr_err *err);
 
 /* PRAGMA integrity_check == "ok" -> 0, else -EIO with the first problem. */
 int store_integrity_check(struct store *s, struct tr_err *err);

@@ -54,6 +54,8 @@ struct run_restored {
 	uint32_t best_epoch;         /* the restored schedule's best epoch (0: none) */
 	double best_value;
 	uint32_t classes;            /* the model's outputs: its dataset's classes */
+	char dataset_digest[DSCACHE_DIGEST_MAX]; /* the digest the run recorded for a job that had
+	                                 none (stored before digests), else "" */
 	char numerics[sizeof(((struct trainer *)0)->numerics_changed)]; /* "" or what a
 	                                 restore under another BLAS kernel means */
 };

@@ -27,7 +27,9 @@ for the manager.
               ProcSubset=pid; setpriv: NoNewPrivileges, no capabilities;
               prctl(PR_SET_MDWE): MemoryDenyWriteExecute); strace checks the
               system calls against the unit's SystemCallFilter= and the socket
-              families against RestrictAddressFamilies=.
+              families against RestrictAddressFamilies=, while a non-root
+              member of the service's group imports a dataset only it can
+              read (passed as open files) and a job trains on it.
 
 Needs root (setpriv, unshare, mount). Meson suite 'daemon'; TRAIND_BUILD_DIR
 is the build directory, TRAIND_DATA_DIR the datasets.
@@ -977,7 +979,21 @@ def test_sandbox(inst):
     # above the checkout to be open to nobody (a clone under mktemp -d is not),
     # so the dataset it trains on is linked (or copied) in.
     mirror_dataset(os.path.join(DATA, "mnist"), os.path.join(d2, "data", "mnist"))
+    os.chown(os.path.join(d2, "data"), 65534, 65534)   # the service's data directory is its own
+    # A dataset only its owner, user daemon (a member of the service's group
+    # here: nogroup), can read: traind cannot open it by path, so the import
+    # must pass the open files.
+    mine = os.path.join(root, "daemon-files")
+    os.makedirs(mine, mode=0o700)
+    for name in os.listdir(os.path.join(DATA, "mnist")):
+        shutil.copyfile(os.path.join(DATA, "mnist", name), os.path.join(mine, name))
+        os.chown(os.path.join(mine, name), 1, 1)
+        os.chmod(os.path.join(mine, name), 0o600)
+    os.chown(mine, 1, 1)
+    member = ["--reuid=daemon", "--regid=daemon", "--groups=nogroup"]
     errf = open(log + ".4", "wb")
+    # (no --group: chown(2) of its own socket is outside the unit's filter;
+    # the socket is nobody:nogroup, mode 0660, all the same)
     p = subprocess.Popen(["strace", "-f", "-qq", "-o", trace, "--"] + setpriv[:-1] + ["--", traind],
                          env=env2, stdout=errf, stderr=errf)
     _procs.append(p)
@@ -989,6 +1005,26 @@ def test_sandbox(inst):
         ctl(sock, "wait", job, "--state", "done", "--timeout", "600", timeout=700)
         ctl(sock, "eval", job)
         ctl(sock, "status", job)
+        # Import as a member of the group, into the service's data directory.
+        files = sorted(os.path.join(mine, f) for f in os.listdir(mine))
+        rc, out, err = ctl(sock, "dataset", "import", "theirs", *files, "--json", user=member)
+        check(rc == 0 and json.loads(out).get("train") == 60000,
+              "a non-root member of the service's group imports a dataset only it can read "
+              "(rc %d %s)" % (rc, err.strip()))
+        landed = os.path.join(d2, "data", "theirs")
+        owners = {(os.stat(os.path.join(landed, f)).st_uid, os.stat(os.path.join(landed, f)).st_gid)
+                  for f in os.listdir(landed)} if os.path.isdir(landed) else set()
+        check(sorted(os.listdir(landed) if os.path.isdir(landed) else []) == sorted(os.listdir(mine))
+              and owners == {(65534, 65534)} and os.stat(landed).st_uid == 65534,
+              "it lands under the service's data directory, owned by the service's user (%s)" % owners)
+        rc, out, err = ctl(sock, "start", "--dataset", "theirs", *TINY, "--json", user=member)
+        job2 = json.loads(out)["id"] if rc == 0 else None
+        rc, _, err = ctl(sock, "wait", job2 or 0, "--state", "done", "--timeout", "600", timeout=700,
+                         user=member)
+        check(rc == 0, "and a job of theirs trains on it (rc %d %s)" % (rc, err.strip()))
+        rc, out, err = ctl(sock, "dataset", "rm", "theirs", user=member)
+        check(rc == 1 and "used by job %s" % job2 in err, "rm is refused while their job uses it (%s)"
+              % err.strip())
         os.kill(ready[1], signal.SIGTERM)    # traind (setpriv exec'd it), not strace
     else:
         p.kill()

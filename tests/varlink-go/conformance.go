@@ -247,6 +247,10 @@ func main() {
 	job, err := iotraind.Wait().Call(ctx, c, id, nil, &[]string{"done", "failed"}, &timeout)
 	check(err == nil && job.State == "done" && job.Epoch == 1, "Wait: job %d is %s at epoch %d (%v)",
 		id, job.State, job.Epoch, err)
+	check(err == nil && job.Dataset_digest != nil && len(*job.Dataset_digest) == 71,
+		"Wait: the job records its dataset's digest (%v)", err)
+	dss, err := iotraind.Datasets().Call(ctx, c)
+	check(err == nil && len(dss) > 0 && len(dss[0].Jobs) >= 0, "Datasets: %d datasets (%v)", len(dss), err)
 	job, err = iotraind.Status().Call(ctx, c, id)
 	check(err == nil && job.Name == name && job.Config.Train_size != nil && *job.Config.Train_size == 2000,
 		"Status: %s, train_size as given (%v)", job.Name, err)
@@ -254,11 +258,11 @@ func main() {
 	check(err == nil && len(rows) == 1 && rows[0].Epoch == 1, "History: %d row(s) (%v)", len(rows), err)
 	cks, err := iotraind.Checkpoints().Call(ctx, c, id)
 	check(err == nil && len(cks) >= 1, "Checkpoints: %d (%v)", len(cks), err)
-	loss, acc, _, count, epoch, _, split, none, err := iotraind.Eval().Call(ctx, c, id, nil, nil, nil, nil)
+	loss, acc, _, count, epoch, _, split, none, err := iotraind.Eval().Call(ctx, c, id, nil, nil, nil, nil, nil)
 	check(err == nil && acc > 0.5 && acc <= 1 && count == 1000 && epoch == 1 && split == "val" && none == nil,
 		"Eval: loss %.3f acc %.3f on %d %s images of epoch %d (%v)", loss, acc, count, split, epoch, err)
 	perClass := true
-	_, _, _, _, _, _, _, classes, err := iotraind.Eval().Call(ctx, c, id, nil, nil, nil, &perClass)
+	_, _, _, _, _, _, _, classes, err := iotraind.Eval().Call(ctx, c, id, nil, nil, nil, &perClass, nil)
 	total := int64(0)
 	if classes != nil {
 		for _, k := range *classes {
@@ -320,7 +324,7 @@ func main() {
 	var nsc *iotraind.NoSuchCheckpoint
 	check(errors.As(err, &nsc) && nsc.Id == id && nsc.Epoch != nil && *nsc.Epoch == 99,
 		"Export(epoch 99): NoSuchCheckpoint with id and epoch (%v)", err)
-	_, _, err = iotraind.Resume().Call(ctx, c, id, nil)
+	_, _, err = iotraind.Resume().Call(ctx, c, id, nil, nil)
 	var ist *iotraind.InvalidState
 	check(errors.As(err, &ist) && ist.Id == id && ist.State == "done" && ist.Message != "",
 		"Resume of a done job: InvalidState with id, state and message (%v)", err)
