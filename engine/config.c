@@ -29,6 +29,7 @@ enum key_type {
 	K_HIDDEN,
 	K_MODEL,
 	K_BOOL,
+	K_RNG,
 };
 
 struct key_desc {
@@ -62,6 +63,7 @@ static const struct key_desc keys[] = {
 	{ "model",           K_MODEL,   OFF(model),           0, 0, false },
 	{ "ftz",             K_BOOL,    OFF(ftz),             0, 0, false },
 	{ "strict_numerics", K_BOOL,    OFF(strict_numerics), 0, 0, false },
+	{ "rng",             K_RNG,     OFF(rng),             0, 0, false },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -90,6 +92,7 @@ void config_defaults(struct train_config *cfg)
 	cfg->model[0] = '\0';
 	cfg->ftz = true;
 	cfg->strict_numerics = false;
+	cfg->rng = RNG_TORCH;
 }
 
 const char *config_optim_name(enum optim_kind k)
@@ -98,6 +101,15 @@ const char *config_optim_name(enum optim_kind k)
 	case OPTIM_ADAM: return "adam";
 	case OPTIM_ADAMW: return "adamw";
 	case OPTIM_SGD: return "sgd";
+	}
+	return "?";
+}
+
+const char *config_rng_name(enum rng_kind k)
+{
+	switch (k) {
+	case RNG_XOSHIRO: return "xoshiro";
+	case RNG_TORCH: return "torch";
 	}
 	return "?";
 }
@@ -215,6 +227,19 @@ static int set_optim(struct train_config *cfg, const char *v, struct tr_err *err
 	return 0;
 }
 
+static int set_rng(struct train_config *cfg, const char *v, struct tr_err *err)
+{
+	if (strcmp(v, "torch") == 0)
+		cfg->rng = RNG_TORCH;
+	else if (strcmp(v, "xoshiro") == 0)
+		cfg->rng = RNG_XOSHIRO;
+	else
+		return tr_err_set(err, -EINVAL,
+				  "rng: unknown random stream '%.*s' (expected torch or xoshiro)",
+				  tr_utf8_cut(v, TR_QUOTE_MAX), v);
+	return 0;
+}
+
 static int set_dataset(struct train_config *cfg, const char *v, struct tr_err *err)
 {
 	if (!config_dataset_name_ok(v))
@@ -291,6 +316,8 @@ static int set_text(struct train_config *cfg, const struct key_desc *k, const ch
 		return set_model(cfg, value, err);
 	case K_BOOL:
 		return set_bool(cfg, k, value, err);
+	case K_RNG:
+		return set_rng(cfg, value, err);
 	case K_OPTIM:
 		rc = set_optim(cfg, value, err);
 		/* PyTorch's AdamW defaults to weight decay 0.01: callers set the
@@ -364,6 +391,10 @@ static int set_from_json(struct train_config *cfg, const struct key_desc *k,
 		if (!json_is_boolean(v))
 			return tr_err_set(err, -EINVAL, "%s: expected true or false", k->name);
 		return set_bool(cfg, k, json_is_true(v) ? "true" : "false", err);
+	case K_RNG:
+		if (!json_is_string(v))
+			return tr_err_set(err, -EINVAL, "%s: expected a string", k->name);
+		return set_rng(cfg, json_string_value(v), err);
 	case K_DATASET:
 	case K_OPTIM:
 		if (!json_is_string(v))
@@ -420,8 +451,10 @@ static int from_json(struct train_config *cfg, const json_t *obj, bool stored, s
 	int rc;
 
 	config_defaults(cfg);
-	if (stored)
-		cfg->ftz = false;   /* stored before FTZ existed: the arithmetic it had */
+	if (stored) {
+		cfg->ftz = false;          /* stored before FTZ existed: the arithmetic it had */
+		cfg->rng = RNG_XOSHIRO;    /* stored before `rng` existed: the stream it drew from */
+	}
 	if (!json_is_object(obj))
 		return tr_err_set(err, -EINVAL, "configuration: expected a JSON object");
 	/* AdamW's PyTorch default weight decay applies unless one is given. */
@@ -482,6 +515,8 @@ int config_validate(const struct train_config *cfg, struct tr_err *err)
 		return tr_err_set_key(err, -EINVAL, "beta2", "%g is out of range [0, 1)", cfg->beta2);
 	if (!isfinite(cfg->eps) || cfg->eps <= 0 || cfg->eps > 1)
 		return tr_err_set_key(err, -EINVAL, "eps", "%g is out of range (0, 1]", cfg->eps);
+	if (cfg->rng != RNG_XOSHIRO && cfg->rng != RNG_TORCH)
+		return tr_err_set_key(err, -EINVAL, "rng", "unknown random stream");
 	if (cfg->n_hidden < 1 || cfg->n_hidden > CFG_MAX_HIDDEN)
 		return tr_err_set_key(err, -EINVAL, "hidden", "expected 1 to %d layers", CFG_MAX_HIDDEN);
 	for (uint32_t i = 0; i < cfg->n_hidden; i++)
@@ -526,7 +561,8 @@ json_t *config_to_json(const struct train_config *cfg)
 	    json_object_set_new(o, "threads", json_integer(cfg->threads)) ||
 	    json_object_set_new(o, "model", json_string(cfg->model)) ||
 	    json_object_set_new(o, "ftz", json_boolean(cfg->ftz)) ||
-	    json_object_set_new(o, "strict_numerics", json_boolean(cfg->strict_numerics))) {
+	    json_object_set_new(o, "strict_numerics", json_boolean(cfg->strict_numerics)) ||
+	    json_object_set_new(o, "rng", json_string(config_rng_name(cfg->rng)))) {
 		h = NULL; /* owned by o once set, or freed by a failed set_new */
 		goto fail;
 	}
@@ -547,7 +583,7 @@ bool config_equal(const struct train_config *a, const struct train_config *b)
 	    a->split_seed != b->split_seed || a->val_size != b->val_size ||
 	    a->train_size != b->train_size || a->threads != b->threads ||
 	    strcmp(a->model, b->model) != 0 || a->ftz != b->ftz ||
-	    a->strict_numerics != b->strict_numerics)
+	    a->strict_numerics != b->strict_numerics || a->rng != b->rng)
 		return false;
 	for (uint32_t i = 0; i < a->n_hidden; i++)
 		if (a->hidden[i] != b->hidden[i])

@@ -8,6 +8,17 @@
  * batch_size, the last one partial (drop_last=False); validation and test go in
  * order in batches of eval_batch_size. Pixels become float (x/255) only when a
  * batch is gathered.
+ *
+ * Whose random numbers (config rng): xoshiro, traind's own stream; or torch,
+ * the draws the lesson's PyTorch program makes, in its order:
+ *   torch.manual_seed(seed); the model's reset_parameters (net_init_params_torch)
+ *   random_split(60000, generator=Generator().manual_seed(split_seed)): randperm
+ *   each epoch: iter(train_dl) draws an int64 (the iterator's base seed), its
+ *     RandomSampler an int64 that seeds a Generator of its own, then randperm(n)
+ *     from that; iter(val_dl) draws one int64
+ * and pixels x * (float)(1/255) as v2.ToDtype(float32, scale=True). The test
+ * loader's draw is not made: evaluating the test set never changes a job's
+ * stream, so a job evaluated and then continued equals one never evaluated.
  */
 #include "traind/trainer.h"
 
@@ -28,11 +39,71 @@ static double now_seconds(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* ---- the job's random draws, by config rng (see the top) ---------------- */
+
+/* The train/val split, from split_seed alone. */
+static void draw_split(struct trainer *t)
+{
+	if (t->cfg.rng == RNG_TORCH) {
+		struct mt19937 g;
+
+		mt_seed(&g, t->cfg.split_seed);
+		mt_randperm(&g, t->split, t->n_split);
+		return;
+	}
+	{
+		struct rng split_rng;
+
+		rng_seed(&split_rng, t->cfg.split_seed);
+		for (uint32_t i = 0; i < t->n_split; i++)
+			t->split[i] = i;
+		rng_shuffle_u32(&split_rng, t->split, t->n_split);
+	}
+}
+
+/* Seed the job's stream and draw the initial weights. */
+static void draw_init(struct trainer *t)
+{
+	if (t->cfg.rng == RNG_TORCH) {
+		mt_seed(&t->mt, t->cfg.seed);
+		net_init_params_torch(&t->model, &t->mt);
+		return;
+	}
+	rng_seed(&t->rng, t->cfg.seed);
+	net_init_params(&t->model, &t->rng);
+}
+
+/* The next epoch's order of the training part. */
 static void draw_order(struct trainer *t)
 {
+	if (t->cfg.rng == RNG_TORCH) {
+		struct mt19937 g;
+
+		(void)mt_random_i64(&t->mt);              /* the loader iterator's _base_seed */
+		mt_seed(&g, mt_random_i64(&t->mt));       /* RandomSampler's own Generator */
+		mt_randperm(&g, t->order, t->n_train);
+		return;
+	}
 	for (uint32_t i = 0; i < t->n_train; i++)
 		t->order[i] = i;
 	rng_shuffle_u32(&t->rng, t->order, t->n_train);
+}
+
+/* After an epoch's validation: iter(val_dl)'s base seed (torch only). */
+static void draw_val_loader(struct trainer *t)
+{
+	if (t->cfg.rng == RNG_TORCH)
+		(void)mt_random_i64(&t->mt);
+}
+
+/* Batch n of images batch_idx into the model's input: x/255, or for a torch
+ * job x * (float)(1/255) as v2.ToDtype(float32, scale=True). */
+static void gather_pixels(struct trainer *t, const struct idx_set *set, size_t n, size_t dim)
+{
+	if (t->cfg.rng == RNG_TORCH)
+		k_gather_scaled(t->model.x, set->pixels, t->batch_idx, n, dim, (float)(1.0 / 255.0));
+	else
+		gather_pixels(t, set, n, dim);
 }
 
 int trainer_model_spec(const struct train_config *cfg, struct model_spec *spec, struct tr_err *err)
@@ -157,7 +228,6 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 		struct tr_err *err)
 {
 	struct trainer *t;
-	struct rng split_rng;
 	struct model_spec spec;
 	uint32_t max_batch;
 	int rc;
@@ -202,14 +272,9 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 		goto fail_nomem;
 
 	/* The split has its own generator, so it never depends on the model seed. */
-	rng_seed(&split_rng, cfg->split_seed);
-	for (uint32_t i = 0; i < t->n_split; i++)
-		t->split[i] = i;
-	rng_shuffle_u32(&split_rng, t->split, t->n_split);
-
-	rng_seed(&t->rng, cfg->seed);
+	draw_split(t);
 	t->model.dropout_key = cfg->seed;
-	net_init_params(&t->model, &t->rng);
+	draw_init(t);
 	numerics_blas(t->numerics, sizeof(t->numerics));
 	draw_order(t);
 	*out = t;
@@ -289,7 +354,7 @@ int trainer_step(struct trainer *t)
 		t->batch_idx[i] = img;
 		t->labels[i] = set->labels[img];
 	}
-	k_gather(t->model.x, set->pixels, t->batch_idx, n, dim);     /* (n, 784) */
+	gather_pixels(t, set, n, dim);     /* (n, 784) */
 	/* Dropout's stream: a position unique to this step of the job. */
 	net_forward(&t->model, n, true, (uint64_t)t->epoch * t->steps_per_epoch + t->step);
 	loss = k_softmax_xent(net_output(&t->model), t->labels, n, DATASET_CLASSES,
@@ -348,7 +413,7 @@ int trainer_evaluate(struct trainer *t, enum eval_split which, struct metrics *o
 			t->batch_idx[i] = img;
 			t->labels[i] = set->labels[img];
 		}
-		k_gather(t->model.x, set->pixels, t->batch_idx, n, dim);
+		gather_pixels(t, set, n, dim);
 		net_forward(&t->model, n, false, 0);
 		s.loss_sum += k_softmax_xent(net_output(&t->model), t->labels, n, DATASET_CLASSES,
 					     1.0f, NULL, t->pred) / (double)n;
@@ -390,6 +455,7 @@ int trainer_end_epoch(struct trainer *t, struct history_row *row)
 	t->note[0] = '\0';
 	t->epoch++;
 	t->step = 0;
+	draw_val_loader(t);
 	draw_order(t);
 	return 0;
 }

@@ -31,6 +31,10 @@ void k_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha,
 
 /* x (n, dim) = pixels[idx[i]] / 255 for each of the n sample indices. */
 void k_gather(float *x, const uint8_t *pixels, const uint32_t *idx, size_t n, size_t dim);
+/* The same with pixels[idx[i]] * scale (scale (float)(1/255): torchvision's
+ * ToDtype(float32, scale=True), one ulp off x/255 for 126 of the 256 values). */
+void k_gather_scaled(float *x, const uint8_t *pixels, const uint32_t *idx, size_t n, size_t dim,
+		     float scale);
 
 /* For rows 0..m-1 and columns [c0, c1) of z (ld): z = b[col]. */
 void k_fill_rows(float *z, size_t ld, size_t m, size_t c0, size_t c1, const float *b);

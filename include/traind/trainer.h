@@ -71,7 +71,10 @@ struct trainer {
 	struct team *team;               /* owned, cfg.threads members */
 	struct net model;                /* the layers, their tensors and buffers */
 	struct optim opt;
-	struct rng rng;                  /* init, then one shuffle per epoch */
+	struct rng rng;                  /* rng xoshiro: init, then one shuffle per epoch */
+	struct mt19937 mt;               /* rng torch: the lesson's global generator (torch.manual_seed(seed)):
+					    init, then per epoch the train loader's two int64 draws and
+					    the val loader's one */
 	uint32_t n_split;                /* images in the training file */
 	uint32_t *split;                 /* (n_split) permutation from split_seed: train part, then val part; owned */
 	uint32_t n_train_part;           /* n_split - val_size */
