@@ -42,6 +42,7 @@ enum opt {
 	O_MODEL,
 	O_FTZ,
 	O_STRICT_NUMERICS,
+	O_RNG,
 	O_KEEP,
 	O_INIT_FROM,
 	O_WEIGHTS_ONLY,
@@ -53,11 +54,12 @@ enum opt {
 	O_SPLIT,
 	O_OUTPUT,
 	O_FORCE,
+	O_FROM,
 	O_COUNT
 };
 
 #define CONFIG_FIRST O_DATASET
-#define CONFIG_LAST O_STRICT_NUMERICS
+#define CONFIG_LAST O_RNG
 
 struct opt_desc {
 	const char *name;     /* long name, without "--" */

@@ -61,6 +61,7 @@ const struct opt_desc opts[O_COUNT] = {
 	[O_MODEL] = { "model", 0, true, "model" },
 	[O_FTZ] = { "ftz", 0, true, "ftz" },
 	[O_STRICT_NUMERICS] = { "strict-numerics", 0, true, "strict_numerics" },
+	[O_RNG] = { "rng", 0, true, "rng" },
 	[O_KEEP] = { "keep", 0, true, NULL },
 	[O_INIT_FROM] = { "init-from", 0, true, NULL },
 	[O_WEIGHTS_ONLY] = { "weights-only", 0, false, NULL },
@@ -72,6 +73,7 @@ const struct opt_desc opts[O_COUNT] = {
 	[O_SPLIT] = { "split", 0, true, NULL },
 	[O_OUTPUT] = { "output", 'o', true, NULL },
 	[O_FORCE] = { "force", 0, false, NULL },
+	[O_FROM] = { "from", 0, true, NULL },
 };
 
 static void usage(FILE *out)
@@ -86,10 +88,16 @@ static void usage(FILE *out)
 		"        [--optimizer adam|adamw|sgd] [--momentum M] [--weight-decay W]\n"
 		"        [--hidden 256[,128...]] [--seed 42] [--split-seed 42] [--val-size 10000]\n"
 		"        [--train-size N] [--threads N] [--model SPEC|mlp|lenet5] [--ftz true|false]\n"
-		"        [--strict-numerics true|false] [--keep K|all] [--init-from MODEL.safetensors]\n"
-		"                                  queue a new job; prints its id\n"
+		"        [--strict-numerics true|false] [--rng torch|xoshiro] [--keep K|all]\n"
+		"        [--init-from MODEL.safetensors | --from JOB[@EPOCH] [--weights-only]]\n"
+		"                                  queue a new job; prints its id; --from: begin\n"
+		"                                  from another job's checkpoint (its full state,\n"
+		"                                  or with --weights-only its model), with the\n"
+		"                                  flags given changed\n"
 		"  pause JOB                       checkpoint the exact position, then stop\n"
-		"  resume JOB [--weights-only]     continue from the newest checkpoint\n"
+		"  resume JOB [--weights-only] [--epochs N]\n"
+		"                                  continue from the newest checkpoint; --epochs:\n"
+		"                                  up to N epochs in all (also a done job)\n"
 		"  kill JOB [--after-epoch N]      stop at once (or right after epoch N commits)\n"
 		"  status [JOB]                    one job, or all of them\n"
 		"  list [--state S[,S...]]         all jobs, or those in a state S\n"
@@ -158,10 +166,10 @@ static const struct verb verbs[] = {
 	  BIT(O_NAME) | BIT(O_DATASET) | BIT(O_EPOCHS) | BIT(O_BATCH_SIZE) | BIT(O_EVAL_BATCH_SIZE) |
 	  BIT(O_LR) | BIT(O_OPTIMIZER) | BIT(O_MOMENTUM) | BIT(O_WEIGHT_DECAY) | BIT(O_HIDDEN) |
 	  BIT(O_SEED) | BIT(O_SPLIT_SEED) | BIT(O_VAL_SIZE) | BIT(O_TRAIN_SIZE) | BIT(O_THREADS) |
-	  BIT(O_MODEL) | BIT(O_FTZ) | BIT(O_STRICT_NUMERICS) |
-	  BIT(O_KEEP) | BIT(O_INIT_FROM), JOB_NONE },
+	  BIT(O_MODEL) | BIT(O_FTZ) | BIT(O_STRICT_NUMERICS) | BIT(O_RNG) |
+	  BIT(O_KEEP) | BIT(O_INIT_FROM) | BIT(O_FROM) | BIT(O_WEIGHTS_ONLY), JOB_NONE },
 	{ "pause", cmd_pause, 0, JOB_REQUIRED },
-	{ "resume", cmd_resume, BIT(O_WEIGHTS_ONLY), JOB_REQUIRED },
+	{ "resume", cmd_resume, BIT(O_WEIGHTS_ONLY) | BIT(O_EPOCHS), JOB_REQUIRED },
 	{ "kill", cmd_kill, BIT(O_AFTER_EPOCH), JOB_REQUIRED },
 	{ "status", cmd_status, 0, JOB_OPTIONAL },
 	{ "list", cmd_list, BIT(O_STATE), JOB_NONE },

@@ -88,6 +88,7 @@ static int build_config(struct cli *cli, json_t **out)
 		case O_MODEL: v = json_string(cfg.model); break;
 		case O_FTZ: v = json_boolean(cfg.ftz); break;
 		case O_STRICT_NUMERICS: v = json_boolean(cfg.strict_numerics); break;
+		case O_RNG: v = json_string(config_rng_name(cfg.rng)); break;
 		case O_HIDDEN:
 			v = json_array();
 			for (uint32_t i = 0; v && i < cfg.n_hidden; i++)
@@ -228,10 +229,20 @@ int cmd_pause(struct cli *cli)
 
 int cmd_resume(struct cli *cli)
 {
-	json_t *p = id_params(cli);
+	json_t *p;
+	int64_t epochs = 0;
+	int rc;
 
+	if (cli->set[O_EPOCHS]) {
+		rc = opt_int(cli, O_EPOCHS, 1, 100000, &epochs);
+		if (rc != RC_OK)
+			return rc;
+	}
+	p = id_params(cli);
 	if (p && cli->set[O_WEIGHTS_ONLY])
 		json_object_set_new(p, "weights_only", json_true());
+	if (p && epochs)
+		json_object_set_new(p, "epochs", json_integer((json_int_t)epochs));
 	return state_verb(cli, "io.traind.Resume", "Resume", p);
 }
 

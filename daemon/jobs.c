@@ -771,16 +771,86 @@ void jobs_pause(struct daemon *d, struct call *c, struct job *j)
 	waiters_add_stop(j, c);
 }
 
-void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_only)
+/* ---- a job's configuration, recorded again (resume --epochs) ---- */
+
+struct config_write {
+	int64_t id;
+	uint32_t epochs;
+	char *json;                  /* owned */
+};
+
+static int config_fn(struct store *s, void *arg, struct tr_err *err)
 {
-	if (j->target != JOB_PAUSED && j->target != JOB_KILLED && j->target != JOB_FAILED) {
-		invalid_state(c, j, j->target == JOB_DONE ? "the job is already done"
+	struct config_write *w = arg;
+
+	return store_job_set_config(s, w->id, w->json, w->epochs, err);
+}
+
+static void config_done(void *arg, int rc, const struct tr_err *err)
+{
+	struct config_write *w = arg;
+
+	if (rc < 0)
+		log_err("job %" PRId64 ": cannot record its %u epochs: %s", w->id, w->epochs,
+			err ? err->msg : "?");
+	free(w->json);
+	free(w);
+}
+
+/* Record j->cfg; queued before the state write that follows it, so the store
+ * holds the new epochs before the job is queued again. */
+static int record_config(struct job *j)
+{
+	struct config_write *w = calloc(1, sizeof(*w));
+	json_t *o = config_to_json(&j->cfg);
+
+	if (w && o && (w->json = json_dumps(o, JSON_COMPACT))) {
+		w->id = j->id;
+		w->epochs = j->cfg.epochs;
+		json_decref(o);
+		if (storeq_submit(j->d->sq, config_fn, w, config_done) == 0)
+			return 0;
+		o = NULL;
+	}
+	json_decref(o);
+	if (w)
+		free(w->json);
+	free(w);
+	return -ENOMEM;
+}
+
+void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_only,
+		 uint32_t epochs)
+{
+	bool more = epochs > 0;
+
+	if (j->target != JOB_PAUSED && j->target != JOB_KILLED && j->target != JOB_FAILED &&
+	    !(more && j->target == JOB_DONE)) {
+		invalid_state(c, j, j->target == JOB_DONE ? "the job is already done (resume --epochs N trains it on to N epochs)"
 							   : "only a paused, killed or failed job can be resumed");
 		return;
 	}
 	if (j->worker_alive || j->finalize_pending) {
 		invalid_state(c, j, "the job is still stopping");
 		return;
+	}
+	if (more && epochs <= j->committed_epoch) {
+		call_invalid_parameter(c, "epochs",
+				       "job %" PRId64 " has committed %u epoch(s); the epochs in all must be more than that, not %u",
+				       j->id, j->committed_epoch, epochs);
+		return;
+	}
+	if (more && epochs != j->cfg.epochs) {
+		uint32_t old = j->cfg.epochs;
+
+		j->cfg.epochs = epochs;
+		if (record_config(j) < 0) {
+			j->cfg.epochs = old;
+			call_error(c, PROTO_STORAGE_ERROR,
+				   json_pack("{s:s}", "message", "cannot record the job's epochs"));
+			return;
+		}
+		log_notice("job %" PRId64 ": %u epochs in all (was %u)", j->id, epochs, old);
 	}
 	j->weights_only_next = weights_only;
 	if (atomic_load(&j->kill_after) != -1)

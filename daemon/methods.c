@@ -544,13 +544,15 @@ static void m_pause(struct daemon *d, struct call *c)
 
 static void m_resume(struct daemon *d, struct call *c)
 {
-	static const char *const keys[] = { "id", "weights_only", NULL };
+	static const char *const keys[] = { "id", "weights_only", "epochs", NULL };
 	bool weights_only = false;
+	int64_t epochs = 0;
 	struct job *j;
 
-	if (!only_keys(c, keys) || !get_bool(c, "weights_only", &weights_only) || !(j = get_job(d, c)))
+	if (!only_keys(c, keys) || !get_bool(c, "weights_only", &weights_only) ||
+	    !get_int(c, "epochs", false, 1, 100000, &epochs) || !(j = get_job(d, c)))
 		return;
-	jobs_resume(d, c, j, weights_only);
+	jobs_resume(d, c, j, weights_only, (uint32_t)epochs);
 }
 
 static void m_kill(struct daemon *d, struct call *c)

@@ -728,6 +728,32 @@ int store_job_set_state(struct store *s, int64_t id, enum job_state state, const
 	return update_one_job(s, st, rc, id, err, ctx);
 }
 
+int store_job_set_config(struct store *s, int64_t id, const char *config_json, uint32_t epochs,
+			 struct tr_err *err)
+{
+	static const char sql[] =
+		"UPDATE jobs SET config = ?2, epochs = ?3, updated_at = ?4 WHERE id = ?1";
+	sqlite3_stmt *st = NULL;
+	char ctx[96];
+	int rc;
+
+	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": recording its configuration", id);
+	if (!config_json)
+		return tr_err_set(err, -EINVAL, "%s: no configuration", ctx);
+	autocommit_begin(s);
+	rc = prepare(s, &st, sql, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = sqlite3_bind_int64(st, 1, id);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 2, config_json, -1, SQLITE_TRANSIENT);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 3, epochs);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 4, now_unix());
+	return update_one_job(s, st, rc, id, err, ctx);
+}
+
 int store_job_set_kill_after(struct store *s, int64_t id, int64_t epoch, struct tr_err *err)
 {
 	static const char sql[] = "UPDATE jobs SET kill_after = ?2, updated_at = ?3 WHERE id = ?1";

@@ -460,6 +460,25 @@ int trainer_end_epoch(struct trainer *t, struct history_row *row)
 	return 0;
 }
 
+int trainer_set_epochs(struct trainer *t, uint32_t epochs, struct tr_err *err)
+{
+	struct history_row *h;
+
+	if (epochs < 1 || epochs > 100000 || epochs < t->epoch || (epochs == t->epoch && t->step != 0))
+		return tr_err_set_key(err, -EINVAL, "epochs",
+				      "%u is fewer than the job has trained (epoch %u, step %u)", epochs,
+				      t->epoch, t->step);
+	if (epochs > t->cfg.epochs) {
+		h = realloc(t->history, (size_t)epochs * sizeof(*h));
+		if (!h)
+			return tr_err_set(err, -ENOMEM, "out of memory");
+		memset(h + t->cfg.epochs, 0, (size_t)(epochs - t->cfg.epochs) * sizeof(*h));
+		t->history = h;
+	}
+	t->cfg.epochs = epochs;
+	return 0;
+}
+
 void trainer_reset_optimizer(struct trainer *t, const char *note)
 {
 	optim_reset(&t->opt);

@@ -166,7 +166,11 @@ void job_spec_clear(struct daemon *d, struct job_spec *spec);
 /* Store the job (queued) and answer its id; takes what spec owns, always. */
 void jobs_start_job(struct daemon *d, struct call *c, struct job_spec *spec);
 void jobs_pause(struct daemon *d, struct call *c, struct job *j);
-void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_only);
+/* epochs > 0 (resume --epochs): train on to that many epochs in all, also a
+ * done job; it must be more than the epochs committed (InvalidParameter
+ * epochs). The new count is recorded with the job's configuration. */
+void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_only,
+		 uint32_t epochs);
 void jobs_kill(struct daemon *d, struct call *c, struct job *j, int64_t after_epoch);
 /* Wait and Watch: waiters.h. */
 /* Delete: remove the job with its checkpoints and history (one store

@@ -98,6 +98,9 @@ int store_job_create(struct store *s, const char *name, const char *config_json,
 int store_job_create_at(struct store *s, const char *name, const char *config_json, uint32_t epochs,
 			int32_t keep, enum job_state state, const uint8_t *blob, size_t len,
 			const char *checksum, int64_t *id, struct tr_err *err);
+/* A job's configuration and its epochs column (resume --epochs). */
+int store_job_set_config(struct store *s, int64_t id, const char *config_json, uint32_t epochs,
+			 struct tr_err *err);
 /* Record (epoch >= 1) or clear (-1) a pending kill after `epoch`. */
 int store_job_set_kill_after(struct store *s, int64_t id, int64_t epoch, struct tr_err *err);
 /* Set the state and last_error (NULL clears it). A state that is not one of

@@ -134,6 +134,11 @@ int trainer_evaluate(struct trainer *t, enum eval_split split, struct metrics *o
 /* Loss/acc/macro of running sums. */
 void metric_sums_finish(const struct metric_sums *s, uint64_t samples, struct metrics *out);
 
+/* Train up to `epochs` in all from here (a resume with --epochs): at least
+ * the epochs completed (more when the position is inside an epoch); the
+ * history grows to hold them. -EINVAL naming epochs, -ENOMEM. */
+int trainer_set_epochs(struct trainer *t, uint32_t epochs, struct tr_err *err);
+
 /* Restart the optimizer from scratch (weights-only restore), noting it in the
  * next history row. */
 void trainer_reset_optimizer(struct trainer *t, const char *note);
