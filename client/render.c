@@ -283,6 +283,12 @@ int render_status(FILE *out, json_t *job)
 		fprintf(out, "numerics: %s\n", m ? m : "?");
 		free(m);
 	}
+	if (rc == RC_OK && pstr(job, "origin")) {
+		char *m = clean_dup(pstr(job, "origin"));
+
+		fprintf(out, "from: %s\n", m ? m : "?");
+		free(m);
+	}
 	return rc;
 }
 

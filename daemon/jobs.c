@@ -434,6 +434,7 @@ static void job_destroy(struct job *j)
 	free(j->state_error);
 	free(j->numerics);
 	free(j->model_text);
+	free(j->origin);
 	free(j->removal);   /* a removal the loop stopped before (its call is gone) */
 	pthread_mutex_destroy(&j->mu);
 	free(j);
@@ -548,6 +549,7 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 		j->created = r->created_at;
 		j->updated = r->updated_at;
 		j->committed_epoch = r->epoch;
+		j->origin = r->origin ? strdup(r->origin) : NULL;
 		j->state = r->state;
 		j->error = r->last_error ? strdup(r->last_error) : NULL;
 		j->state_error = r->last_error ? strdup(r->last_error) : NULL;
@@ -631,6 +633,8 @@ void job_spec_clear(struct daemon *d, struct job_spec *spec)
 	spec->ds = NULL;
 	free(spec->init_ckpt);
 	spec->init_ckpt = NULL;
+	free(spec->origin_rows);
+	spec->origin_rows = NULL;
 }
 
 /* A Start on its way to the database. The job is allocated, and its slot in
@@ -653,6 +657,17 @@ static int create_fn(struct store *s, void *arg, struct tr_err *err)
 	if (!sp->init_ckpt)
 		return store_job_create(s, sp->name, r->config_json, sp->cfg.epochs, sp->keep, JOB_QUEUED,
 					&r->id, err);
+	if (sp->has_origin) {
+		struct store_origin o = {
+			.text = sp->origin, .epoch = sp->origin_epoch, .step = sp->origin_step,
+			.is_epoch = sp->origin_is_epoch, .val_loss = sp->origin_val_loss,
+			.rows = sp->origin_rows, .nrows = sp->origin_epoch,
+		};
+
+		return store_job_create_from(s, sp->name, r->config_json, sp->cfg.epochs, sp->keep,
+					     JOB_QUEUED, sp->init_ckpt, sp->init_len, sp->init_checksum,
+					     &o, &r->id, err);
+	}
 	/* With a starting model: the job and its first checkpoint, in one transaction. */
 	return store_job_create_at(s, sp->name, r->config_json, sp->cfg.epochs, sp->keep, JOB_QUEUED,
 				   sp->init_ckpt, sp->init_len, sp->init_checksum, &r->id, err);
@@ -700,6 +715,22 @@ static void create_done(void *arg, int rc, const struct tr_err *err)
 		j->newest.val_loss = NAN;
 		snprintf(j->newest.checksum, sizeof(j->newest.checksum), "%s", r->spec.init_checksum);
 	}
+	if (r->spec.has_origin) {
+		j->origin = strdup(r->spec.origin);   /* shown if it could be kept; stored either way */
+		j->newest.epoch = r->spec.origin_epoch;
+		j->newest.step = r->spec.origin_step;
+		j->newest.is_epoch = r->spec.origin_is_epoch;
+		j->newest.val_loss = r->spec.origin_is_epoch ? r->spec.origin_val_loss : NAN;
+		j->committed_epoch = r->spec.origin_epoch;
+		if (r->spec.origin_epoch) {
+			j->last_val_acc = r->spec.origin_val_acc;
+			j->has_val_acc = true;
+		}
+		pthread_mutex_lock(&j->mu);
+		j->prog.epoch = r->spec.origin_epoch;
+		j->prog.step = r->spec.origin_step;
+		pthread_mutex_unlock(&j->mu);
+	}
 	j->queue_seq = d->next_seq++;
 	d->jobs[d->njobs++] = j;   /* reserved by jobs_start_job */
 	log_notice("job %" PRId64 " (%s): created: %s, %u epochs, batch %u, %s lr %g", j->id, j->name,
@@ -728,6 +759,7 @@ void jobs_start_job(struct daemon *d, struct call *c, struct job_spec *spec)
 	r->spec = *spec;   /* r owns what spec owned */
 	spec->ds = NULL;
 	spec->init_ckpt = NULL;
+	spec->origin_rows = NULL;
 	cj = config_to_json(&r->spec.cfg);
 	if (cj)
 		r->config_json = json_dumps(cj, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
@@ -804,7 +836,7 @@ static int record_config(struct job *j)
 	struct config_write *w = calloc(1, sizeof(*w));
 	json_t *o = config_to_json(&j->cfg);
 
-	if (w && o && (w->json = json_dumps(o, JSON_COMPACT))) {
+	if (w && o && (w->json = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17)))) {
 		w->id = j->id;
 		w->epochs = j->cfg.epochs;
 		json_decref(o);

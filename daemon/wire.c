@@ -87,6 +87,8 @@ json_t *job_to_json(struct job *j)
 		json_object_set_new(o, "params", json_integer((json_int_t)j->params));
 	if (j->numerics)
 		json_object_set_new(o, "numerics", json_string(j->numerics));
+	if (j->origin)
+		json_object_set_new(o, "origin", json_string(j->origin));
 	if (j->state == JOB_FAILED && j->state_error)
 		json_object_set_new(o, "error", json_string(j->state_error));
 	else if (j->commit_failed && j->error)

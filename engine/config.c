@@ -444,17 +444,13 @@ static int set_from_json(struct train_config *cfg, const struct key_desc *k,
 	return -EINVAL;
 }
 
-static int from_json(struct train_config *cfg, const json_t *obj, bool stored, struct tr_err *err)
+/* Each key of obj over *cfg (not validated). */
+static int apply_keys(struct train_config *cfg, const json_t *obj, struct tr_err *err)
 {
 	const char *name;
 	json_t *v;
 	int rc;
 
-	config_defaults(cfg);
-	if (stored) {
-		cfg->ftz = false;          /* stored before FTZ existed: the arithmetic it had */
-		cfg->rng = RNG_XOSHIRO;    /* stored before `rng` existed: the stream it drew from */
-	}
 	if (!json_is_object(obj))
 		return tr_err_set(err, -EINVAL, "configuration: expected a JSON object");
 	/* AdamW's PyTorch default weight decay applies unless one is given. */
@@ -475,7 +471,32 @@ static int from_json(struct train_config *cfg, const json_t *obj, bool stored, s
 		if (rc < 0)
 			return tr_err_key(err, k->name);
 	}
-	return config_validate(cfg, err);
+	return 0;
+}
+
+static int from_json(struct train_config *cfg, const json_t *obj, bool stored, struct tr_err *err)
+{
+	int rc;
+
+	config_defaults(cfg);
+	if (stored) {
+		cfg->ftz = false;          /* stored before FTZ existed: the arithmetic it had */
+		cfg->rng = RNG_XOSHIRO;    /* stored before `rng` existed: the stream it drew from */
+	}
+	rc = apply_keys(cfg, obj, err);
+	return rc < 0 ? rc : config_validate(cfg, err);
+}
+
+int config_apply_json(struct train_config *cfg, const json_t *obj, struct tr_err *err)
+{
+	struct train_config next = *cfg;
+	int rc = apply_keys(&next, obj, err);
+
+	if (rc == 0)
+		rc = config_validate(&next, err);
+	if (rc == 0)
+		*cfg = next;
+	return rc;
 }
 
 int config_from_json(struct train_config *cfg, const json_t *obj, struct tr_err *err)

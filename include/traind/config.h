@@ -88,6 +88,11 @@ int config_from_json(struct train_config *cfg, const json_t *obj, struct tr_err 
  * keeps that job's arithmetic (ftz false, rng xoshiro). */
 int config_from_stored_json(struct train_config *cfg, const json_t *obj, struct tr_err *err);
 
+/* The keys of obj over an existing *cfg (start --from: another job's
+ * configuration with some settings changed), then validated; *cfg is left
+ * as it was on failure. Errors as config_from_json. */
+int config_apply_json(struct train_config *cfg, const json_t *obj, struct tr_err *err);
+
 /* A new JSON object with every field (caller owns the reference). NULL on ENOMEM. */
 json_t *config_to_json(const struct train_config *cfg);
 

@@ -106,6 +106,7 @@ struct job {
 	char *numerics;              /* set when the last restore ran under another BLAS kernel than
 	                                the job trained with: what that means, owned; else NULL */
 	bool weights_only_next;      /* the next start restores the model only */
+	char *origin;                /* where it came from (start --from): "job 3 epoch 2", owned; else NULL */
 	uint64_t queue_seq;          /* order among queued jobs */
 	const struct dataset *ds;    /* the dataset the Start check loaded, for the first run
 	                                (a dscache reference, owned; NULL once handed over) */
@@ -156,6 +157,14 @@ struct job_spec {
 	                                from (--init-from), stored in one transaction with the job */
 	size_t init_len;
 	char init_checksum[STORE_CHECKSUM_MAX];
+	/* start --from: where init_ckpt came from and where it stands */
+	bool has_origin;
+	char origin[64];             /* "job 3 epoch 2", "... (weights only)" */
+	uint32_t origin_epoch, origin_step;   /* init_ckpt's position (0, 0 with weights only) */
+	bool origin_is_epoch;
+	double origin_val_loss;
+	struct history_row *origin_rows;      /* (origin_epoch) the history before it, owned */
+	double origin_val_acc;
 };
 
 /* Release what a spec owns (the dataset reference, the checkpoint). */

@@ -6,7 +6,15 @@
   1..N once each) and its export is bit-identical to a job started with N
   epochs. N not more than the committed epochs is refused naming epochs.
 - The job's config (status, SQLite) says N afterwards, so a daemon restart
-  keeps it."""
+  keeps it.
+- start --from JOB@EPOCH: a new job from the full state of another's epoch
+  checkpoint, with nothing changed, ends bit-identical to that job, its
+  history beginning with the other's rows; with --lr changed it trains on
+  differently and its first own history row says where it started; a
+  setting the state depends on (batch size) is refused naming it; with
+  --weights-only it is a fresh job from that model, bit-identical to
+  start --init-from the epoch's export. The job records its origin (status,
+  SQLite, across a restart)."""
 import os
 import sys
 
@@ -79,10 +87,64 @@ def main():
     check(d.export_sha(b) == d.export_sha(ref), "pause mid-epoch + resume --epochs 4 is bit-identical to the "
           "4-epoch job")
 
-    # restart: the new epochs are the job's
+    # ---- start --from ----
+    rc, out, err = d.ctl("start", "--from", ref, "--batch-size", "8", check_rc=False)
+    check(rc != 0 and "batch_size" in err and "weights" in err,
+          "start --from %s --batch-size 8 is refused naming batch_size (rc %d: %s)" % (ref, rc, err.strip()))
+    rc, out, err = d.ctl("start", "--from", "999", check_rc=False)
+    check(rc != 0 and "999" in err, "start --from 999: no such job (%s)" % err.strip())
+    rc, out, err = d.ctl("start", "--from", "%s@9" % ref, check_rc=False)
+    check(rc != 0 and "checkpoint" in err, "start --from %s@9: no such checkpoint (%s)" % (ref, err.strip()))
+    for bad in ("x", "3@", "@2", "3@-1"):
+        rc, out, err = d.ctl("start", "--from", bad, check_rc=False)
+        check(rc == 2 and "--from" in err, "start --from %s is a usage error (rc %d: %s)" % (bad, rc, err.strip()))
+    rc, out, err = d.ctl("start", "--weights-only", check_rc=False)
+    check(rc == 2 and "--from" in err, "start --weights-only without --from is a usage error (%s)" % err.strip())
+
+    c = d.start_job("--from", "%s@2" % ref)
+    st = d.status(c)
+    check(st.get("origin") == "job %s epoch 2" % ref, "status: origin 'job %s epoch 2' (%r)" % (ref, st.get("origin")))
+    check(st["epochs"] == 4 and st["config"]["train_size"] == 5000 and st["config"]["hidden"] == [32],
+          "the new job has the other's configuration (epochs %s, train_size %s, hidden %s)"
+          % (st["epochs"], st["config"]["train_size"], st["config"]["hidden"]))
+    rc, out, err = d.ctl("status", c)
+    check("from: job %s epoch 2" % ref in out, "trainctl status prints 'from: job %s epoch 2'" % ref)
+    rc, _, err = d.wait(c, "--state", "done")
+    check(rc == 0, "the job from %s@2 is done (rc %d)" % (ref, rc))
+    hc = d.history(c)
+    check(epochs_of(hc) == [1, 2, 3, 4], "its history: epochs %s" % epochs_of(hc))
+    check([(r["train_loss"], r["val_loss"]) for r in hc[:2]] == [(r["train_loss"], r["val_loss"]) for r in hr[:2]],
+          "its epochs 1-2 are the other job's rows")
+    check(d.export_sha(c) == d.export_sha(ref), "from %s@2 with nothing changed: bit-identical to %s" % (ref, ref))
+    check(d.sql("SELECT origin FROM jobs WHERE id=?", (c,)) == [("job %s epoch 2" % ref,)], "SQLite: jobs.origin")
+
+    e = d.start_job("--from", "%s@2" % ref, "--lr", "0.0003", "--epochs", "3")
+    rc, _, err = d.wait(e, "--state", "done")
+    check(rc == 0, "the job from %s@2 with --lr 0.0003 is done (rc %d)" % (ref, rc))
+    he = d.history(e)
+    check(epochs_of(he) == [1, 2, 3] and d.status(e)["config"]["lr"] == 0.0003,
+          "with --lr 0.0003 --epochs 3: epochs %s, lr %s" % (epochs_of(he), d.status(e)["config"]["lr"]))
+    check(he[2]["val_loss"] != hr[2]["val_loss"], "its epoch 3 differs from the other job's (another lr)")
+    check("started from job %s epoch 2" % ref in he[2]["note"], "epoch 3's note says where it started (%r)"
+          % he[2]["note"])
+
+    w = d.start_job("--from", "%s@2" % ref, "--weights-only", "--epochs", "1", "--lr", "0.0005")
+    model2 = d.export_file(ref, name="ref-2.safetensors", epoch=2)
+    i = d.start_job(*SMALL, "--epochs", "1", "--lr", "0.0005", "--init-from", model2)
+    for job in (w, i):
+        rc, _, err = d.wait(job, "--state", "done")
+        check(rc == 0, "job %s is done (rc %d)" % (job, rc))
+    check(d.status(w).get("origin") == "job %s epoch 2 (weights only)" % ref,
+          "origin of the weights-only job: %r" % d.status(w).get("origin"))
+    check(epochs_of(d.history(w)) == [1], "the weights-only job starts at epoch 0: history %s" % epochs_of(d.history(w)))
+    check(d.export_sha(w) == d.export_sha(i), "--from %s@2 --weights-only is bit-identical to --init-from the "
+          "epoch-2 export" % ref)
+
+    # restart: the new epochs and the origins are the jobs'
     d.stop()
     d.start()
     check(d.status(a)["epochs"] == 4, "after a restart the job still has 4 epochs")
+    check(d.status(c).get("origin") == "job %s epoch 2" % ref, "after a restart job %s still shows its origin" % c)
 
 
 if __name__ == "__main__":
