@@ -32,7 +32,16 @@ def epochs_of(rows):
 def main():
     d = Daemon(max_running=1).start()
 
+    # the rng setting: torch by default, named when bad
+    r = d.call("io.traind.Start", {"config": {"rng": "mt"}})
+    check(r.get("error") == "org.varlink.service.InvalidParameter" and
+          r.get("parameters", {}).get("parameter") == "config.rng",
+          "Start with config rng 'mt': InvalidParameter config.rng (%s)" % r)
+    rc, out, err = d.ctl("start", "--rng", "numpy", check_rc=False)
+    check(rc == 2 and "--rng" in err and "torch or xoshiro" in err, "start --rng numpy: usage error (%s)" % err.strip())
+
     ref = d.start_job(*SMALL, "--epochs", "4")
+    check(d.status(ref)["config"].get("rng") == "torch", "a new job's config says rng torch")
     a = d.start_job(*SMALL, "--epochs", "2")
     rc, _, err = d.wait(a, "--state", "done")
     check(rc == 0, "job %s (2 epochs) is done (rc %d, %s)" % (a, rc, err.strip()))
