@@ -11,10 +11,10 @@
 - The lesson's run: traind-train with the defaults and PyTorch's loop of the
   lesson (Adam 1e-3, batches of 64, pixels as v2.ToDtype(float32, scale=True))
   agree epoch by epoch within 2e-3 on every loss and accuracy, and on the test
-  set. LESSON_EPOCHS (default 3 to keep the test near a minute on a loaded
-  2-core machine, where PyTorch takes 15-30 s an epoch; 5 is the lesson's run;
-  0 checks the draws only)
-  sets how many.
+  set. LESSON_EPOCHS sets how many: default 3 (the test takes about 50 s on a
+  quiet 2-core machine, PyTorch's side 13 s an epoch; 250 s under a load of
+  15, PyTorch's side 65 s an epoch); 5 is the lesson's run; 0 checks the
+  draws only.
 """
 import gzip
 import os
