@@ -47,6 +47,7 @@ enum opt {
 	O_EARLY_STOP_PATIENCE,
 	O_EARLY_STOP_MIN_DELTA,
 	O_CLIP_GRAD_NORM,
+	O_RNG,
 	O_KEEP,
 	O_INIT_FROM,
 	O_WEIGHTS_ONLY,
@@ -65,11 +66,12 @@ enum opt {
 	O_REPLACE,
 	O_TOP,
 	O_RESIZE,
+	O_FROM,
 	O_COUNT
 };
 
 #define CONFIG_FIRST O_DATASET
-#define CONFIG_LAST O_CLIP_GRAD_NORM
+#define CONFIG_LAST O_RNG
 
 struct opt_desc {
 	const char *name;     /* long name, without "--" */

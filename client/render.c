@@ -314,6 +314,12 @@ int render_status(FILE *out, json_t *job)
 		free(ds);
 		free(dg);
 	}
+	if (rc == RC_OK && pstr(job, "origin")) {
+		char *m = clean_dup(pstr(job, "origin"));
+
+		fprintf(out, "from: %s\n", m ? m : "?");
+		free(m);
+	}
 	return rc;
 }
 

@@ -66,6 +66,7 @@ const struct opt_desc opts[O_COUNT] = {
 	[O_EARLY_STOP_PATIENCE] = { "early-stop-patience", 0, true, "early_stop_patience" },
 	[O_EARLY_STOP_MIN_DELTA] = { "early-stop-min-delta", 0, true, "early_stop_min_delta" },
 	[O_CLIP_GRAD_NORM] = { "clip-grad-norm", 0, true, "clip_grad_norm" },
+	[O_RNG] = { "rng", 0, true, "rng" },
 	[O_KEEP] = { "keep", 0, true, NULL },
 	[O_INIT_FROM] = { "init-from", 0, true, NULL },
 	[O_WEIGHTS_ONLY] = { "weights-only", 0, false, NULL },
@@ -84,6 +85,7 @@ const struct opt_desc opts[O_COUNT] = {
 	[O_REPLACE] = { "replace", 0, false, NULL },
 	[O_TOP] = { "top", 0, true, NULL },
 	[O_RESIZE] = { "resize", 0, false, NULL },
+	[O_FROM] = { "from", 0, true, NULL },
 };
 
 static void usage(FILE *out)
@@ -101,8 +103,12 @@ static void usage(FILE *out)
 		"        [--strict-numerics true|false] [--lr-scheduler SPEC]\n"
 		"        [--monitor val_loss|val_acc|val_macro_acc] [--early-stop-patience N]\n"
 		"        [--early-stop-min-delta D] [--clip-grad-norm X]\n"
-		"        [--keep K|all] [--init-from MODEL.safetensors]\n"
-		"                                  queue a new job; prints its id\n"
+		"        [--rng torch|xoshiro] [--keep K|all]\n"
+		"        [--init-from MODEL.safetensors | --from JOB[@EPOCH] [--weights-only]]\n"
+		"                                  queue a new job; prints its id; --from: begin\n"
+		"                                  from another job's checkpoint (its full state,\n"
+		"                                  or with --weights-only its model), with the\n"
+		"                                  flags given changed\n"
 		"        --lr-scheduler SPEC: step(step_size=N[,gamma=G]), multistep(milestones=2:4[,gamma=G]),\n"
 		"          exponential(gamma=G), cosine(t_max=N[,eta_min=E]),\n"
 		"          linear([start_factor=F][,end_factor=F][,total_iters=N]),\n"
@@ -112,10 +118,13 @@ static void usage(FILE *out)
 		"        --monitor: what the best checkpoint and early stopping go by (val_loss)\n"
 		"        --early-stop-patience N: stop after N epochs without an improvement by more\n"
 		"          than --early-stop-min-delta (0); --clip-grad-norm X: clip the total gradient 2-norm\n"
+		);
+	fputs(   /* in two: a string literal of at most 4095 bytes */
 		"  pause JOB                       checkpoint the exact position, then stop\n"
-		"  resume JOB [--weights-only] [--allow-data-change]\n"
+		"  resume JOB [--weights-only] [--allow-data-change] [--epochs N]\n"
 		"                                  continue from the newest checkpoint (refused\n"
-		"                                  if its dataset's files changed, unless allowed)\n"
+		"                                  if its dataset's files changed, unless allowed);\n"
+		"                                  --epochs: up to N epochs in all (also a done job)\n"
 		"  kill JOB [--after-epoch N]      stop at once (or right after epoch N commits)\n"
 		"  status [JOB]                    one job, or all of them\n"
 		"  list [--state S[,S...]]         all jobs, or those in a state S\n"
@@ -158,7 +167,7 @@ static void usage(FILE *out)
 		"\n"
 		"exit status: 0 success, 1 error (from traind or otherwise), 2 usage error,\n"
 		"3 wait timed out, 4 wait ended in a state not asked for (rm: 1 if any JOB\n"
-		"was refused)\n");
+		"was refused)\n", out);
 }
 
 /* ---- small parsers ---------------------------------------------------- */
@@ -200,10 +209,10 @@ static const struct verb verbs[] = {
 	  BIT(O_LR) | BIT(O_OPTIMIZER) | BIT(O_MOMENTUM) | BIT(O_WEIGHT_DECAY) | BIT(O_HIDDEN) |
 	  BIT(O_SEED) | BIT(O_SPLIT_SEED) | BIT(O_VAL_SIZE) | BIT(O_TRAIN_SIZE) | BIT(O_THREADS) |
 	  BIT(O_MODEL) | BIT(O_FTZ) | BIT(O_STRICT_NUMERICS) | BIT(O_LR_SCHEDULER) | BIT(O_MONITOR) |
-	  BIT(O_EARLY_STOP_PATIENCE) | BIT(O_EARLY_STOP_MIN_DELTA) | BIT(O_CLIP_GRAD_NORM) |
-	  BIT(O_KEEP) | BIT(O_INIT_FROM), JOB_NONE },
+	  BIT(O_EARLY_STOP_PATIENCE) | BIT(O_EARLY_STOP_MIN_DELTA) | BIT(O_CLIP_GRAD_NORM) | BIT(O_RNG) |
+	  BIT(O_KEEP) | BIT(O_INIT_FROM) | BIT(O_FROM) | BIT(O_WEIGHTS_ONLY), JOB_NONE },
 	{ "pause", cmd_pause, 0, JOB_REQUIRED },
-	{ "resume", cmd_resume, BIT(O_WEIGHTS_ONLY) | BIT(O_ALLOW_DATA_CHANGE), JOB_REQUIRED },
+	{ "resume", cmd_resume, BIT(O_WEIGHTS_ONLY) | BIT(O_ALLOW_DATA_CHANGE) | BIT(O_EPOCHS), JOB_REQUIRED },
 	{ "kill", cmd_kill, BIT(O_AFTER_EPOCH), JOB_REQUIRED },
 	{ "status", cmd_status, 0, JOB_OPTIONAL },
 	{ "list", cmd_list, BIT(O_STATE), JOB_NONE },

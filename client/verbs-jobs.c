@@ -62,7 +62,8 @@ static int build_config(struct cli *cli, json_t **out)
 			return config_error(&err);
 		}
 	}
-	if (config_validate(&cfg, &err) < 0) {
+	/* With --from the rest comes from the other job: the daemon checks the whole. */
+	if (!cli->set[O_FROM] && config_validate(&cfg, &err) < 0) {
 		json_decref(obj);
 		return config_error(&err);
 	}
@@ -93,6 +94,7 @@ static int build_config(struct cli *cli, json_t **out)
 		case O_EARLY_STOP_PATIENCE: v = json_integer(cfg.early_stop_patience); break;
 		case O_EARLY_STOP_MIN_DELTA: v = json_real(cfg.early_stop_min_delta); break;
 		case O_CLIP_GRAD_NORM: v = json_real(cfg.clip_grad_norm); break;
+		case O_RNG: v = json_string(config_rng_name(cfg.rng)); break;
 		case O_HIDDEN:
 			v = json_array();
 			for (uint32_t i = 0; v && i < cfg.n_hidden; i++)
@@ -165,6 +167,32 @@ int cmd_start(struct cli *cli)
 	}
 	if (cli->set[O_KEEP])
 		json_object_set_new(params, "keep", json_integer((json_int_t)keep));
+	if (cli->set[O_FROM] || cli->set[O_WEIGHTS_ONLY]) {
+		int64_t from = 0, epoch = -1;
+		char buf[64];
+		char *at;
+
+		if (!cli->set[O_FROM] || cli->set[O_INIT_FROM]) {
+			json_decref(params);
+			return failf(RC_USAGE, cli->set[O_FROM] ? "--from and --init-from cannot both be given"
+								 : "--weights-only goes with --from JOB");
+		}
+		snprintf(buf, sizeof(buf), "%s", cli->val[O_FROM]);
+		at = strchr(buf, '@');
+		if (at)
+			*at++ = '\0';
+		if (strlen(cli->val[O_FROM]) >= sizeof(buf) || !parse_int(buf, 1, INT64_MAX, &from) ||
+		    (at && !parse_int(at, 0, 100000, &epoch))) {
+			json_decref(params);
+			return failf(RC_USAGE, "--from: expected JOB or JOB@EPOCH (like 3 or 3@2), got '%.*s'",
+				     tr_utf8_cut(cli->val[O_FROM], TR_QUOTE_MAX), cli->val[O_FROM]);
+		}
+		json_object_set_new(params, "from_job", json_integer((json_int_t)from));
+		if (epoch >= 0)
+			json_object_set_new(params, "from_epoch", json_integer((json_int_t)epoch));
+		if (cli->set[O_WEIGHTS_ONLY])
+			json_object_set_new(params, "weights_only", json_true());
+	}
 	if (cli->set[O_INIT_FROM]) {
 		rc = read_init_from(cli->val[O_INIT_FROM], &init);
 		if (rc != RC_OK) {
@@ -233,12 +261,22 @@ int cmd_pause(struct cli *cli)
 
 int cmd_resume(struct cli *cli)
 {
-	json_t *p = id_params(cli);
+	json_t *p;
+	int64_t epochs = 0;
+	int rc;
 
+	if (cli->set[O_EPOCHS]) {
+		rc = opt_int(cli, O_EPOCHS, 1, 100000, &epochs);
+		if (rc != RC_OK)
+			return rc;
+	}
+	p = id_params(cli);
 	if (p && cli->set[O_WEIGHTS_ONLY])
 		json_object_set_new(p, "weights_only", json_true());
 	if (p && cli->set[O_ALLOW_DATA_CHANGE])
 		json_object_set_new(p, "allow_data_change", json_true());
+	if (p && epochs)
+		json_object_set_new(p, "epochs", json_integer((json_int_t)epochs));
 	return state_verb(cli, "io.traind.Resume", "Resume", p);
 }
 

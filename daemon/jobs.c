@@ -501,6 +501,7 @@ static void job_destroy(struct job *j)
 	free(j->numerics);
 	free(j->model_text);
 	free(j->stopped_early);
+	free(j->origin);
 	free(j->removal);   /* a removal the loop stopped before (its call is gone) */
 	pthread_mutex_destroy(&j->mu);
 	free(j);
@@ -653,6 +654,7 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 		j->created = r->created_at;
 		j->updated = r->updated_at;
 		j->committed_epoch = r->epoch;
+		j->origin = r->origin ? strdup(r->origin) : NULL;
 		j->state = r->state;
 		j->error = r->last_error ? strdup(r->last_error) : NULL;
 		j->state_error = r->last_error ? strdup(r->last_error) : NULL;
@@ -746,6 +748,8 @@ void job_spec_clear(struct daemon *d, struct job_spec *spec)
 	spec->ds = NULL;
 	free(spec->init_ckpt);
 	spec->init_ckpt = NULL;
+	free(spec->origin_rows);
+	spec->origin_rows = NULL;
 }
 
 /* A Start on its way to the database. The job is allocated, and its slot in
@@ -769,7 +773,17 @@ static int create_fn(struct store *s, void *arg, struct tr_err *err)
 	if (!sp->init_ckpt)
 		rc = store_job_create(s, sp->name, r->config_json, sp->cfg.epochs, sp->keep, JOB_QUEUED,
 				      &r->id, err);
-	else   /* With a starting model: the job and its first checkpoint, in one transaction. */
+	else if (sp->has_origin) {   /* from another job: its checkpoint, history and origin */
+		struct store_origin o = {
+			.text = sp->origin, .epoch = sp->origin_epoch, .step = sp->origin_step,
+			.is_epoch = sp->origin_is_epoch, .val_loss = sp->origin_val_loss,
+			.rows = sp->origin_rows, .nrows = sp->origin_epoch,
+		};
+
+		rc = store_job_create_from(s, sp->name, r->config_json, sp->cfg.epochs, sp->keep,
+					   JOB_QUEUED, sp->init_ckpt, sp->init_len, sp->init_checksum,
+					   &o, &r->id, err);
+	} else   /* With a starting model: the job and its first checkpoint, in one transaction. */
 		rc = store_job_create_at(s, sp->name, r->config_json, sp->cfg.epochs, sp->keep,
 					 JOB_QUEUED, sp->init_ckpt, sp->init_len, sp->init_checksum,
 					 &r->id, err);
@@ -823,6 +837,22 @@ static void create_done(void *arg, int rc, const struct tr_err *err)
 		j->newest.val_loss = NAN;
 		snprintf(j->newest.checksum, sizeof(j->newest.checksum), "%s", r->spec.init_checksum);
 	}
+	if (r->spec.has_origin) {
+		j->origin = strdup(r->spec.origin);   /* shown if it could be kept; stored either way */
+		j->newest.epoch = r->spec.origin_epoch;
+		j->newest.step = r->spec.origin_step;
+		j->newest.is_epoch = r->spec.origin_is_epoch;
+		j->newest.val_loss = r->spec.origin_is_epoch ? r->spec.origin_val_loss : NAN;
+		j->committed_epoch = r->spec.origin_epoch;
+		if (r->spec.origin_epoch) {
+			j->last_val_acc = r->spec.origin_val_acc;
+			j->has_val_acc = true;
+		}
+		pthread_mutex_lock(&j->mu);
+		j->prog.epoch = r->spec.origin_epoch;
+		j->prog.step = r->spec.origin_step;
+		pthread_mutex_unlock(&j->mu);
+	}
 	j->queue_seq = d->next_seq++;
 	d->jobs[d->njobs++] = j;   /* reserved by jobs_start_job */
 	log_notice("job %" PRId64 " (%s): created: %s, %u epochs, batch %u, %s lr %g", j->id, j->name,
@@ -851,6 +881,7 @@ void jobs_start_job(struct daemon *d, struct call *c, struct job_spec *spec)
 	r->spec = *spec;   /* r owns what spec owned */
 	spec->ds = NULL;
 	spec->init_ckpt = NULL;
+	spec->origin_rows = NULL;
 	cj = config_to_json(&r->spec.cfg);
 	if (cj)
 		r->config_json = json_dumps(cj, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
@@ -896,16 +927,86 @@ void jobs_pause(struct daemon *d, struct call *c, struct job *j)
 	waiters_add_stop(j, c);
 }
 
-void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_only)
+/* ---- a job's configuration, recorded again (resume --epochs) ---- */
+
+struct config_write {
+	int64_t id;
+	uint32_t epochs;
+	char *json;                  /* owned */
+};
+
+static int config_fn(struct store *s, void *arg, struct tr_err *err)
 {
-	if (j->target != JOB_PAUSED && j->target != JOB_KILLED && j->target != JOB_FAILED) {
-		invalid_state(c, j, j->target == JOB_DONE ? "the job is already done"
+	struct config_write *w = arg;
+
+	return store_job_set_config(s, w->id, w->json, w->epochs, err);
+}
+
+static void config_done(void *arg, int rc, const struct tr_err *err)
+{
+	struct config_write *w = arg;
+
+	if (rc < 0)
+		log_err("job %" PRId64 ": cannot record its %u epochs: %s", w->id, w->epochs,
+			err ? err->msg : "?");
+	free(w->json);
+	free(w);
+}
+
+/* Record j->cfg; queued before the state write that follows it, so the store
+ * holds the new epochs before the job is queued again. */
+static int record_config(struct job *j)
+{
+	struct config_write *w = calloc(1, sizeof(*w));
+	json_t *o = config_to_json(&j->cfg);
+
+	if (w && o && (w->json = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17)))) {
+		w->id = j->id;
+		w->epochs = j->cfg.epochs;
+		json_decref(o);
+		if (storeq_submit(j->d->sq, config_fn, w, config_done) == 0)
+			return 0;
+		o = NULL;
+	}
+	json_decref(o);
+	if (w)
+		free(w->json);
+	free(w);
+	return -ENOMEM;
+}
+
+void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_only,
+		 uint32_t epochs)
+{
+	bool more = epochs > 0;
+
+	if (j->target != JOB_PAUSED && j->target != JOB_KILLED && j->target != JOB_FAILED &&
+	    !(more && j->target == JOB_DONE)) {
+		invalid_state(c, j, j->target == JOB_DONE ? "the job is already done (resume --epochs N trains it on to N epochs)"
 							   : "only a paused, killed or failed job can be resumed");
 		return;
 	}
 	if (j->worker_alive || j->finalize_pending) {
 		invalid_state(c, j, "the job is still stopping");
 		return;
+	}
+	if (more && epochs <= j->committed_epoch) {
+		call_invalid_parameter(c, "epochs",
+				       "job %" PRId64 " has committed %u epoch(s); the epochs in all must be more than that, not %u",
+				       j->id, j->committed_epoch, epochs);
+		return;
+	}
+	if (more && epochs != j->cfg.epochs) {
+		uint32_t old = j->cfg.epochs;
+
+		j->cfg.epochs = epochs;
+		if (record_config(j) < 0) {
+			j->cfg.epochs = old;
+			call_error(c, PROTO_STORAGE_ERROR,
+				   json_pack("{s:s}", "message", "cannot record the job's epochs"));
+			return;
+		}
+		log_notice("job %" PRId64 ": %u epochs in all (was %u)", j->id, epochs, old);
 	}
 	j->weights_only_next = weights_only;
 	if (atomic_load(&j->kill_after) != -1)

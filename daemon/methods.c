@@ -123,11 +123,14 @@ struct bg {
 	/* Start */
 	json_t *config_in;         /* config, as sent (a reference taken on the loop) */
 	json_t *init_b64;          /* init_from, as sent (a reference taken on the loop) */
+	int64_t from_job;          /* from_job (then id/epoch name its checkpoint), 0: none */
+	bool weights_only;         /* with from_job: the model alone */
+	uint32_t resume_epochs;    /* Resume epochs: the epochs in all (0: as configured) */
 	struct train_config cfg;
 	struct job_spec spec;      /* the job the check made, for jobs_start_job */
 	char param[80];            /* InvalidParameter "config.KEY" */
-	/* Resume, Eval: the dataset's digest */
-	bool weights_only, allow_data_change;
+	/* Resume, Eval: the dataset's digest (Resume: weights_only above too) */
+	bool allow_data_change;
 	char recorded[DSCACHE_DIGEST_MAX];   /* the job's ("": none recorded) */
 	char current[DSCACHE_DIGEST_MAX];    /* the files' now ("": unknown) */
 	/* DatasetImport, DatasetRemove (name in cfg.dataset) */
@@ -336,6 +339,160 @@ static const char *config_param(struct bg *b)
 	return b->param;
 }
 
+/* With the full state of another job, only the settings that do not change
+ * what the state means may differ: the first one that does, or NULL. */
+static const char *frozen_key_changed(const struct train_config *a, const struct train_config *b)
+{
+	if (strcmp(a->dataset, b->dataset) != 0)
+		return "dataset";
+	if (a->batch_size != b->batch_size)
+		return "batch_size";
+	if (a->optimizer != b->optimizer)
+		return "optimizer";
+	if (a->n_hidden != b->n_hidden || memcmp(a->hidden, b->hidden, a->n_hidden * sizeof(a->hidden[0])))
+		return "hidden";
+	if (strcmp(a->model, b->model) != 0)
+		return "model";
+	if (a->seed != b->seed)
+		return "seed";
+	if (a->split_seed != b->split_seed)
+		return "split_seed";
+	if (a->val_size != b->val_size)
+		return "val_size";
+	if (a->train_size != b->train_size)
+		return "train_size";
+	if (a->rng != b->rng)
+		return "rng";
+	return NULL;
+}
+
+/* Start with from_job: the job's checkpoint (b->id, b->epoch) with the
+ * settings of config changed, as the new job's first checkpoint (its full
+ * state at the checkpoint's position with the history before it, or with
+ * weights_only its model in a fresh job at epoch 0). */
+static void work_start_from(struct bg *b)
+{
+	struct job_spec *sp = &b->spec;
+	struct store *s = NULL;
+	struct store_checkpoint ck;
+	struct checkpoint_info info;
+	struct trainer *t = NULL;
+	uint8_t *model = NULL;
+	size_t len = 0;
+	const char *frozen;
+	int rc;
+
+	memset(&ck, 0, sizeof(ck));
+	rc = store_open(&s, b->d->db_path, true, &b->err);
+	if (rc < 0) {
+		bg_fail(b, PROTO_STORAGE_ERROR, rc);
+		goto out;
+	}
+	if (bg_checkpoint(b, s, &ck) < 0)
+		goto out;
+	rc = checkpoint_inspect(ck.blob, (size_t)ck.size, &info, &b->err);
+	if (rc < 0) {
+		bg_fail(b, PROTO_CHECKPOINT_ERROR, rc);
+		goto out;
+	}
+	sp->cfg = info.cfg;
+	rc = b->config_in ? config_apply_json(&sp->cfg, b->config_in, &b->err) : 0;
+	if (rc < 0) {
+		b->bad_param = config_param(b);
+		bg_fail(b, PROTO_INVALID_PARAMETER, rc);
+		goto out;
+	}
+	if (!b->weights_only && (frozen = frozen_key_changed(&sp->cfg, &info.cfg))) {
+		tr_err_set_key(&b->err, -EINVAL, frozen,
+			       "cannot change when starting from job %" PRId64 "'s full state (its optimizer state and data order depend on it); add weights_only to keep only its model",
+			       b->id);
+		b->bad_param = config_param(b);
+		bg_fail(b, PROTO_INVALID_PARAMETER, -EINVAL);
+		goto out;
+	}
+	b->cfg = sp->cfg;   /* DatasetError names it */
+	if (!sp->name[0])
+		snprintf(sp->name, sizeof(sp->name), "%.40s-%s", sp->cfg.dataset,
+			 config_optim_name(sp->cfg.optimizer));
+	rc = bg_digest(b, sp->cfg.dataset, sp->dataset_digest);
+	if (rc == 0)
+		rc = dscache_get(b->d->dsc, sp->cfg.dataset, sp->dataset_digest, &sp->ds, &b->err);
+	if (rc < 0) {
+		bg_fail(b, PROTO_DATASET_ERROR, rc);
+		goto out;
+	}
+	if (b->weights_only) {
+		rc = trainer_new(&t, &sp->cfg, sp->ds, &b->err);
+		if (rc < 0) {
+			b->bad_param = config_param(b);
+			bg_fail(b, rc == -EINVAL ? PROTO_INVALID_PARAMETER : PROTO_STORAGE_ERROR, rc);
+			goto out;
+		}
+		rc = checkpoint_export_from_blob(ck.blob, (size_t)ck.size, &model, &len, &b->err);
+		if (rc == 0)
+			rc = checkpoint_load_model(t, model, len, &b->err);
+		if (rc < 0) {
+			tr_err_prefix(&b->err, "job %" PRId64 "'s model does not fit the new job's", b->id);
+			b->bad_param = "from_job";
+			bg_fail(b, rc == -EINVAL ? PROTO_INVALID_PARAMETER : PROTO_STORAGE_ERROR, rc);
+			goto out;
+		}
+	} else {
+		rc = checkpoint_restore(&t, ck.blob, (size_t)ck.size, sp->ds, false, &b->err);
+		if (rc < 0) {
+			bg_fail(b, PROTO_CHECKPOINT_ERROR, rc);
+			goto out;
+		}
+		rc = trainer_set_epochs(t, sp->cfg.epochs, &b->err);
+		if (rc < 0) {
+			b->bad_param = config_param(b);
+			bg_fail(b, rc == -EINVAL ? PROTO_INVALID_PARAMETER : PROTO_STORAGE_ERROR, rc);
+			goto out;
+		}
+		t->cfg = sp->cfg;   /* what may change: lr, betas, threads...; the next run builds on it */
+	}
+	if (ck.step)
+		snprintf(sp->origin, sizeof(sp->origin), "job %" PRId64 " epoch %u step %u%s", b->id,
+			 ck.epoch, ck.step, b->weights_only ? " (weights only)" : "");
+	else
+		snprintf(sp->origin, sizeof(sp->origin), "job %" PRId64 " epoch %u%s", b->id, ck.epoch,
+			 b->weights_only ? " (weights only)" : "");
+	snprintf(t->note, sizeof(t->note), "started from %s", sp->origin);
+	sp->has_origin = true;
+	sp->origin_epoch = t->epoch;
+	sp->origin_step = t->step;
+	sp->origin_is_epoch = t->step == 0 && t->epoch > 0;
+	if (t->nhistory != t->epoch) {
+		rc = tr_err_set(&b->err, -EINVAL, "the checkpoint's history has %u rows at epoch %u",
+				t->nhistory, t->epoch);
+		bg_fail(b, PROTO_CHECKPOINT_ERROR, rc);
+		goto out;
+	}
+	if (t->nhistory) {
+		sp->origin_rows = malloc(t->nhistory * sizeof(*sp->origin_rows));
+		if (!sp->origin_rows) {
+			tr_err_set(&b->err, -ENOMEM, "out of memory");
+			bg_fail(b, PROTO_STORAGE_ERROR, -ENOMEM);
+			goto out;
+		}
+		memcpy(sp->origin_rows, t->history, t->nhistory * sizeof(*sp->origin_rows));
+		sp->origin_val_loss = t->history[t->nhistory - 1].val_loss;
+		sp->origin_val_acc = t->history[t->nhistory - 1].val_acc;
+	}
+	sp->steps_per_epoch = t->steps_per_epoch;
+	sp->params = t->model.nparams;
+	rc = checkpoint_serialize(t, &sp->init_ckpt, &sp->init_len, &b->err);
+	if (rc == 0)
+		rc = checkpoint_seal(sp->init_ckpt, sp->init_len, sp->init_checksum, &b->err);
+	if (rc < 0)
+		bg_fail(b, PROTO_STORAGE_ERROR, rc);
+out:
+	trainer_free(t);
+	free(model);
+	store_checkpoint_clear(&ck);
+	store_close(s);
+}
+
 /* The one check of a new job, off the loop: the configuration (parsed and
  * checked against the dataset), the dataset (loaded here, and kept for the
  * job's first run), the starting model (decoded and parsed once: a model of
@@ -346,6 +503,10 @@ static void work_start_check(uv_work_t *req)
 	struct job_spec *sp = &b->spec;
 	int rc;
 
+	if (b->from_job) {
+		work_start_from(b);
+		return;
+	}
 	rc = b->config_in ? config_from_json(&sp->cfg, b->config_in, &b->err) : 0;
 	if (!b->config_in)
 		config_defaults(&sp->cfg);
@@ -1099,14 +1260,32 @@ static void m_predict(struct daemon *d, struct call *c)
 
 static void m_start(struct daemon *d, struct call *c)
 {
-	static const char *const keys[] = { "name", "config", "keep", "init_from", NULL };
+	static const char *const keys[] = { "name", "config", "keep", "init_from", "from_job",
+					    "from_epoch", "weights_only", NULL };
 	json_t *p = call_params(c), *name = json_object_get(p, "name");
 	json_t *config = json_object_get(p, "config"), *init = json_object_get(p, "init_from");
-	int64_t keep = 3;
+	int64_t keep = 3, from_job = 0, from_epoch = -1;
+	bool weights_only = false;
 	struct bg *b;
 
-	if (!only_keys(c, keys) || !get_int(c, "keep", false, -1, 1000000, &keep))
+	if (!only_keys(c, keys) || !get_int(c, "keep", false, -1, 1000000, &keep) ||
+	    !get_int(c, "from_job", false, 1, INT64_MAX, &from_job) ||
+	    !get_int(c, "from_epoch", false, 0, 100000, &from_epoch) ||
+	    !get_bool(c, "weights_only", &weights_only))
 		return;
+	if (!from_job && (from_epoch >= 0 || weights_only)) {
+		call_invalid_parameter(c, from_epoch >= 0 ? "from_epoch" : "weights_only",
+				       "'%s' goes with from_job", from_epoch >= 0 ? "from_epoch" : "weights_only");
+		return;
+	}
+	if (from_job && init && !json_is_null(init)) {
+		call_invalid_parameter(c, "init_from", "'init_from' and 'from_job' cannot both be given");
+		return;
+	}
+	if (from_job && !jobs_find(d, from_job)) {
+		call_error(c, PROTO_NO_SUCH_JOB, json_pack("{s:I}", "id", (json_int_t)from_job));
+		return;
+	}
 	if (name && !json_is_null(name)) {
 		const char *n = json_is_string(name) ? json_string_value(name) : NULL;
 
@@ -1138,6 +1317,12 @@ static void m_start(struct daemon *d, struct call *c)
 	if (init && json_is_string(init))
 		b->init_b64 = json_incref(init);
 	b->spec.keep = (int32_t)keep;
+	b->from_job = from_job;
+	b->weights_only = weights_only;
+	if (from_job) {
+		b->id = from_job;        /* the checkpoint bg_checkpoint finds */
+		b->epoch = from_epoch;
+	}
 	if (name && json_is_string(name))
 		snprintf(b->spec.name, sizeof(b->spec.name), "%s", json_string_value(name));
 	bg_queue(b, work_start_check, bg_after_start);
@@ -1151,6 +1336,13 @@ static void m_pause(struct daemon *d, struct call *c)
 	if (!only_keys(c, keys) || !(j = get_job(d, c)))
 		return;
 	jobs_pause(d, c, j);
+}
+
+/* A job Resume can continue (a done one only with epochs). */
+static bool resumable(const struct job *j)
+{
+	return j->target == JOB_PAUSED || j->target == JOB_KILLED || j->target == JOB_FAILED ||
+	       j->target == JOB_DONE;
 }
 
 /* Resume, once the dataset's digest is known: refused when the files are
@@ -1180,16 +1372,15 @@ static void bg_after_resume(uv_work_t *req, int status)
 			call_error(b->c, PROTO_DATASET_CHANGED, bg_error_params(b));
 			goto out;
 		}
-		if (j->target == JOB_PAUSED || j->target == JOB_KILLED || j->target == JOB_FAILED) {
+		if (resumable(j)) {
 			log_warn("job %" PRId64 ": resumed on changed data (dataset %s %s, was %s), as "
 				 "allowed", j->id, j->cfg.dataset, b->current, b->recorded);
 			jobs_record_digest(j, b->current);
 		}
-	} else if (b->current[0] && !b->recorded[0] &&
-		   (j->target == JOB_PAUSED || j->target == JOB_KILLED || j->target == JOB_FAILED)) {
+	} else if (b->current[0] && !b->recorded[0] && resumable(j)) {
 		jobs_record_digest(j, b->current);
 	}
-	jobs_resume(b->d, b->c, j, b->weights_only);
+	jobs_resume(b->d, b->c, j, b->weights_only, b->resume_epochs);
 out:
 	b->c = NULL;
 	bg_after(req, status);
@@ -1205,16 +1396,18 @@ static void work_resume_check(uv_work_t *req)
 
 static void m_resume(struct daemon *d, struct call *c)
 {
-	static const char *const keys[] = { "id", "weights_only", "allow_data_change", NULL };
+	static const char *const keys[] = { "id", "weights_only", "allow_data_change", "epochs", NULL };
 	bool weights_only = false, allow = false;
+	int64_t epochs = 0;
 	struct job *j;
 	struct bg *b;
 
 	if (!only_keys(c, keys) || !get_bool(c, "weights_only", &weights_only) ||
-	    !get_bool(c, "allow_data_change", &allow) || !(j = get_job(d, c)))
+	    !get_bool(c, "allow_data_change", &allow) ||
+	    !get_int(c, "epochs", false, 1, 100000, &epochs) || !(j = get_job(d, c)))
 		return;
-	if (j->target != JOB_PAUSED && j->target != JOB_KILLED && j->target != JOB_FAILED) {
-		jobs_resume(d, c, j, weights_only);   /* refuses it, as it is */
+	if (!resumable(j) && !(j->target == JOB_DONE && epochs)) {
+		jobs_resume(d, c, j, weights_only, (uint32_t)epochs);   /* refuses it, as it is */
 		return;
 	}
 	if (!(b = bg_new(d, c)))
@@ -1222,6 +1415,7 @@ static void m_resume(struct daemon *d, struct call *c)
 	b->id = j->id;
 	b->weights_only = weights_only;
 	b->allow_data_change = allow;
+	b->resume_epochs = (uint32_t)epochs;
 	snprintf(b->cfg.dataset, sizeof(b->cfg.dataset), "%s", j->cfg.dataset);
 	bg_queue(b, work_resume_check, bg_after_resume);
 }

@@ -81,7 +81,7 @@ struct store {
 /* Column lists shared by the queries and the row readers below. */
 #define JOB_COLUMNS \
 	"id, name, state, config, last_error, keep, epochs, epoch, created_at, updated_at, kill_after, " \
-	"dataset_digest"
+	"dataset_digest, origin"
 #define CHECKPOINT_COLUMNS \
 	"id, job_id, epoch, step, kind, val_loss, size, checksum, created_at, score"
 #define HISTORY_COLUMNS \
@@ -729,6 +729,32 @@ int store_job_set_state(struct store *s, int64_t id, enum job_state state, const
 	return update_one_job(s, st, rc, id, err, ctx);
 }
 
+int store_job_set_config(struct store *s, int64_t id, const char *config_json, uint32_t epochs,
+			 struct tr_err *err)
+{
+	static const char sql[] =
+		"UPDATE jobs SET config = ?2, epochs = ?3, updated_at = ?4 WHERE id = ?1";
+	sqlite3_stmt *st = NULL;
+	char ctx[96];
+	int rc;
+
+	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": recording its configuration", id);
+	if (!config_json)
+		return tr_err_set(err, -EINVAL, "%s: no configuration", ctx);
+	autocommit_begin(s);
+	rc = prepare(s, &st, sql, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = sqlite3_bind_int64(st, 1, id);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 2, config_json, -1, SQLITE_TRANSIENT);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 3, epochs);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 4, now_unix());
+	return update_one_job(s, st, rc, id, err, ctx);
+}
+
 int store_job_set_kill_after(struct store *s, int64_t id, int64_t epoch, struct tr_err *err)
 {
 	static const char sql[] = "UPDATE jobs SET kill_after = ?2, updated_at = ?3 WHERE id = ?1";
@@ -902,6 +928,10 @@ static int read_job(sqlite3_stmt *st, struct store_job *j, struct tr_err *err)
 	j->config_json = dup_column_text(st, 3);
 	if (has_error)
 		j->last_error = dup_column_text(st, 4);
+	if (sqlite3_column_type(st, 12) != SQLITE_NULL && !(j->origin = dup_column_text(st, 12))) {
+		store_job_clear(j);
+		return tr_err_set(err, -ENOMEM, "job %" PRId64 ": out of memory", j->id);
+	}
 	if (!j->config_json || (has_error && !j->last_error)) {
 		store_job_clear(j);
 		return tr_err_set(err, -ENOMEM, "job %" PRId64 ": out of memory", j->id);
@@ -988,8 +1018,10 @@ void store_job_clear(struct store_job *j)
 		return;
 	free(j->config_json);
 	free(j->last_error);
+	free(j->origin);
 	j->config_json = NULL;
 	j->last_error = NULL;
+	j->origin = NULL;
 }
 
 void store_jobs_free(struct store_job *jobs, size_t n)
@@ -1324,6 +1356,67 @@ int store_job_create_at(struct store *s, const char *name, const char *config_js
 	rc = insert_job(s, name, config_json, epochs, keep, state, &new_id, err, ctx);
 	if (rc == 0)
 		rc = insert_checkpoint(s, new_id, 0, 0, false, NAN, NAN, blob, len, checksum, err, ctx);
+	rc = txn_end(s, rc < 0 ? rc : 0, err, ctx);
+	if (rc == 0 && id)
+		*id = new_id;
+	return rc;
+}
+
+/* The origin and committed epochs of a job just inserted. */
+static int set_origin(struct store *s, int64_t id, const struct store_origin *o, struct tr_err *err,
+		      const char *ctx)
+{
+	static const char sql[] = "UPDATE jobs SET origin = ?2, epoch = ?3 WHERE id = ?1";
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = prepare(s, &st, sql, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = sqlite3_bind_int64(st, 1, id);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 2, o->text, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 3, (sqlite3_int64)o->nrows);
+	if (rc != SQLITE_OK)
+		rc = db_fail(s, rc, err, ctx);
+	else
+		rc = next_row(s, st, err, ctx);
+	sqlite3_finalize(st);
+	return rc < 0 ? rc : 0;
+}
+
+int store_job_create_from(struct store *s, const char *name, const char *config_json,
+			  uint32_t epochs, int32_t keep, enum job_state state, const uint8_t *blob,
+			  size_t len, const char *checksum, const struct store_origin *o, int64_t *id,
+			  struct tr_err *err)
+{
+	const char *ctx = "creating a job from another's checkpoint";
+	int64_t new_id = 0;
+	double score = NAN;
+	int rc;
+
+	rc = check_job_args(name, config_json, state, err, ctx);
+	if (rc == 0)
+		rc = check_blob(blob, len, checksum, err, ctx);
+	if (rc == 0 && (!o || !o->text || o->nrows != o->epoch || (o->is_epoch && (o->step || !o->epoch))))
+		rc = tr_err_set(err, -EINVAL, "%s: the origin's position and history disagree", ctx);
+	if (rc < 0)
+		return rc;
+	rc = txn_begin(s, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = insert_job(s, name, config_json, epochs, keep, state, &new_id, err, ctx);
+	if (rc == 0)
+		rc = set_origin(s, new_id, o, err, ctx);
+	for (size_t i = 0; rc == 0 && i < o->nrows; i++)
+		rc = insert_history(s, new_id, &o->rows[i], err, ctx);
+	/* An epoch checkpoint's score by the new job's monitor, from its row. */
+	if (rc == 0 && o->is_epoch && o->epoch >= 1 && o->epoch <= o->nrows)
+		rc = job_score(s, new_id, &o->rows[o->epoch - 1], &score, err, ctx);
+	if (rc == 0)
+		rc = insert_checkpoint(s, new_id, o->epoch, o->step, o->is_epoch, o->val_loss, score, blob,
+				       len, checksum, err, ctx);
 	rc = txn_end(s, rc < 0 ? rc : 0, err, ctx);
 	if (rc == 0 && id)
 		*id = new_id;

@@ -103,6 +103,8 @@ json_t *job_to_json(struct job *j)
 		json_object_set_new(o, "stopped_early", json_string(j->stopped_early));
 	if (j->dataset_digest[0])
 		json_object_set_new(o, "dataset_digest", json_string(j->dataset_digest));
+	if (j->origin)
+		json_object_set_new(o, "origin", json_string(j->origin));
 	if (j->state == JOB_FAILED && j->state_error)
 		json_object_set_new(o, "error", json_string(j->state_error));
 	else if (j->commit_failed && j->error)

@@ -242,6 +242,14 @@ static int load_trainer(struct job *j, const struct dataset *ds, bool weights_on
 			continue;
 		}
 		rc = checkpoint_restore(out, ck.blob, (size_t)ck.size, ds, weights_only, err);
+		/* resume --epochs: the job's epochs, not the checkpoint's */
+		if (rc == 0 && (*out)->cfg.epochs != j->cfg.epochs) {
+			rc = trainer_set_epochs(*out, j->cfg.epochs, err);
+			if (rc < 0) {
+				trainer_free(*out);
+				*out = NULL;
+			}
+		}
 		if (rc == 0) {
 			ex->restored = true;
 			ex->restored_epoch = ck.epoch;

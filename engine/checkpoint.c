@@ -185,6 +185,23 @@ static void hash_with_zeroed(const uint8_t *blob, size_t len, size_t pos, char h
 
 /* ---- save ------------------------------------------------------------- */
 
+/* The job's stream: xoshiro's four words as "rng.state", or for rng torch
+ * the mt19937's 624 words and its position as "rng.mt19937" U32 [625]. */
+static int add_rng(struct st_writer *w, const struct trainer *t)
+{
+	uint64_t shape1[1];
+	uint32_t mt[MT_N + 1];
+
+	if (t->cfg.rng != RNG_TORCH) {
+		shape1[0] = 4;
+		return st_writer_add(w, "rng.state", ST_U64, 1, shape1, t->rng.s);
+	}
+	memcpy(mt, t->mt.s, sizeof(t->mt.s));
+	mt[MT_N] = t->mt.idx;
+	shape1[0] = MT_N + 1;
+	return st_writer_add(w, "rng.mt19937", ST_U32, 1, shape1, mt);
+}
+
 int checkpoint_serialize(const struct trainer *t, uint8_t **blob, size_t *len, struct tr_err *err)
 {
 	const struct net *m = &t->model;
@@ -225,9 +242,8 @@ int checkpoint_serialize(const struct trainer *t, uint8_t **blob, size_t *len, s
 			      : add_state(w, m, t->opt.m, "momentum_buffer");
 	if (rc == 0 && t->opt.v)
 		rc = add_state(w, m, t->opt.v, moment_names[1]);
-	shape1[0] = 4;
 	if (rc == 0)
-		rc = st_writer_add(w, "rng.state", ST_U64, 1, shape1, t->rng.s);
+		rc = add_rng(w, t);
 	shape1[0] = t->n_train;
 	if (rc == 0)
 		rc = st_writer_add(w, "data.order", ST_U32, 1, shape1, t->order);
@@ -629,6 +645,39 @@ static int check_numerics(struct trainer *t, const char *trained, struct tr_err 
 	return 0;
 }
 
+/* The stream add_rng wrote, for the job's rng; a state it cannot continue
+ * from (all zero, a position past the end) is refused. */
+static int load_rng(const struct st_file *f, struct trainer *t, size_t *seen, struct tr_err *err)
+{
+	uint64_t shape1[1];
+	const void *d = NULL;
+	uint32_t mt[MT_N + 1];
+	int rc;
+
+	if (t->cfg.rng != RNG_TORCH) {
+		shape1[0] = 4;
+		rc = expect(f, "rng.state", ST_U64, 1, shape1, &d, seen, err);
+		if (rc < 0)
+			return rc;
+		memcpy(t->rng.s, d, sizeof(t->rng.s));
+		if (!(t->rng.s[0] | t->rng.s[1] | t->rng.s[2] | t->rng.s[3]))
+			return tr_err_set(err, -EINVAL, "checkpoint: rng.state is all zero");
+		return 0;
+	}
+	shape1[0] = MT_N + 1;
+	rc = expect(f, "rng.mt19937", ST_U32, 1, shape1, &d, seen, err);
+	if (rc < 0)
+		return rc;
+	memcpy(mt, d, sizeof(mt));
+	memcpy(t->mt.s, mt, sizeof(t->mt.s));
+	t->mt.idx = mt[MT_N];
+	if (!mt_state_ok(&t->mt))
+		return tr_err_set(err, -EINVAL,
+				  "checkpoint: rng.mt19937 is not a generator state (position %u of %d, or all words zero)",
+				  t->mt.idx, MT_N);
+	return 0;
+}
+
 int checkpoint_restore(struct trainer **out, const uint8_t *blob, size_t len,
 		       const struct dataset *ds, bool weights_only, struct tr_err *err)
 {
@@ -674,9 +723,8 @@ int checkpoint_restore(struct trainer **out, const uint8_t *blob, size_t len,
 				&seen, err);
 	if (rc == 0 && t->opt.v)
 		rc = load_state(f, &t->model, t->opt.v, moment_names[1], &seen, err);
-	shape1[0] = 4;
-	if (rc == 0 && (rc = expect(f, "rng.state", ST_U64, 1, shape1, &d, &seen, err)) == 0)
-		memcpy(t->rng.s, d, sizeof(t->rng.s));
+	if (rc == 0)
+		rc = load_rng(f, t, &seen, err);
 	shape1[0] = t->n_train;
 	if (rc == 0 && (rc = expect(f, "data.order", ST_U32, 1, shape1, &d, &seen, err)) == 0)
 		memcpy(t->order, d, (size_t)t->n_train * sizeof(uint32_t));
@@ -693,10 +741,6 @@ int checkpoint_restore(struct trainer **out, const uint8_t *blob, size_t len,
 		goto fail;
 	packed = &counts[0][0];
 	rc = -EINVAL;
-	if (!(t->rng.s[0] | t->rng.s[1] | t->rng.s[2] | t->rng.s[3])) {
-		tr_err_set(err, rc, "checkpoint: rng.state is all zero");
-		goto fail;
-	}
 	seen_pos = calloc(t->n_train, 1);
 	if (!seen_pos) {
 		rc = tr_err_set(err, -ENOMEM, "out of memory");

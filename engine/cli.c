@@ -36,6 +36,7 @@ static void usage(FILE *out)
 		"  --model SPEC           layers, e.g. lenet5 or flatten,linear(256),relu,linear(10) (the MLP of --hidden)\n"
 		"  --ftz true|false       flush denormals to zero while training (true)\n"
 		"  --strict-numerics true|false  refuse to resume under another BLAS kernel (false)\n"
+		"  --rng torch|xoshiro    random streams: PyTorch's (init, split, order as the lesson) or traind's own (torch)\n"
 		"  --seed N               model/shuffle seed (42)\n"
 		"  --split-seed N         train/val split seed (42)\n"
 		"  --val-size N           validation images (10000)\n"
@@ -105,6 +106,7 @@ int main(int argc, char **argv)
 		{ "early-stop-patience", required_argument, NULL, 1 },
 		{ "early-stop-min-delta", required_argument, NULL, 1 },
 		{ "clip-grad-norm", required_argument, NULL, 1 },
+		{ "rng", required_argument, NULL, 1 },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *data_dir = getenv("TRAIND_DATA_DIR");

@@ -31,6 +31,7 @@ enum key_type {
 	K_BOOL,
 	K_SCHED,
 	K_MONITOR,
+	K_RNG,
 };
 
 struct key_desc {
@@ -69,6 +70,7 @@ static const struct key_desc keys[] = {
 	{ "early_stop_patience", K_U32, OFF(early_stop_patience), 0, 1000000, false },
 	{ "early_stop_min_delta", K_F64, OFF(early_stop_min_delta), 0, 1e6, false },
 	{ "clip_grad_norm",  K_F64,     OFF(clip_grad_norm),  0, 1e6, false },
+	{ "rng",             K_RNG,     OFF(rng),             0, 0, false },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -102,6 +104,7 @@ void config_defaults(struct train_config *cfg)
 	cfg->early_stop_patience = 0;
 	cfg->early_stop_min_delta = 0.0;
 	cfg->clip_grad_norm = 0.0;
+	cfg->rng = RNG_TORCH;
 }
 
 const char *config_optim_name(enum optim_kind k)
@@ -110,6 +113,15 @@ const char *config_optim_name(enum optim_kind k)
 	case OPTIM_ADAM: return "adam";
 	case OPTIM_ADAMW: return "adamw";
 	case OPTIM_SGD: return "sgd";
+	}
+	return "?";
+}
+
+const char *config_rng_name(enum rng_kind k)
+{
+	switch (k) {
+	case RNG_XOSHIRO: return "xoshiro";
+	case RNG_TORCH: return "torch";
 	}
 	return "?";
 }
@@ -227,6 +239,19 @@ static int set_optim(struct train_config *cfg, const char *v, struct tr_err *err
 	return 0;
 }
 
+static int set_rng(struct train_config *cfg, const char *v, struct tr_err *err)
+{
+	if (strcmp(v, "torch") == 0)
+		cfg->rng = RNG_TORCH;
+	else if (strcmp(v, "xoshiro") == 0)
+		cfg->rng = RNG_XOSHIRO;
+	else
+		return tr_err_set(err, -EINVAL,
+				  "rng: unknown random stream '%.*s' (expected torch or xoshiro)",
+				  tr_utf8_cut(v, TR_QUOTE_MAX), v);
+	return 0;
+}
+
 static int set_dataset(struct train_config *cfg, const char *v, struct tr_err *err)
 {
 	if (!config_dataset_name_ok(v))
@@ -335,6 +360,8 @@ static int set_text(struct train_config *cfg, const struct key_desc *k, const ch
 		return set_monitor(cfg, value, err);
 	case K_BOOL:
 		return set_bool(cfg, k, value, err);
+	case K_RNG:
+		return set_rng(cfg, value, err);
 	case K_OPTIM:
 		rc = set_optim(cfg, value, err);
 		/* PyTorch's AdamW defaults to weight decay 0.01: callers set the
@@ -414,6 +441,10 @@ static int set_from_json(struct train_config *cfg, const struct key_desc *k,
 		if (!json_is_boolean(v))
 			return tr_err_set(err, -EINVAL, "%s: expected true or false", k->name);
 		return set_bool(cfg, k, json_is_true(v) ? "true" : "false", err);
+	case K_RNG:
+		if (!json_is_string(v))
+			return tr_err_set(err, -EINVAL, "%s: expected a string", k->name);
+		return set_rng(cfg, json_string_value(v), err);
 	case K_DATASET:
 	case K_OPTIM:
 		if (!json_is_string(v))
@@ -463,15 +494,13 @@ static int set_from_json(struct train_config *cfg, const struct key_desc *k,
 	return -EINVAL;
 }
 
-static int from_json(struct train_config *cfg, const json_t *obj, bool stored, struct tr_err *err)
+/* Each key of obj over *cfg (not validated). */
+static int apply_keys(struct train_config *cfg, const json_t *obj, struct tr_err *err)
 {
 	const char *name;
 	json_t *v;
 	int rc;
 
-	config_defaults(cfg);
-	if (stored)
-		cfg->ftz = false;   /* stored before FTZ existed: the arithmetic it had */
 	if (!json_is_object(obj))
 		return tr_err_set(err, -EINVAL, "configuration: expected a JSON object");
 	/* AdamW's PyTorch default weight decay applies unless one is given. */
@@ -492,7 +521,32 @@ static int from_json(struct train_config *cfg, const json_t *obj, bool stored, s
 		if (rc < 0)
 			return tr_err_key(err, k->name);
 	}
-	return config_validate(cfg, err);
+	return 0;
+}
+
+static int from_json(struct train_config *cfg, const json_t *obj, bool stored, struct tr_err *err)
+{
+	int rc;
+
+	config_defaults(cfg);
+	if (stored) {
+		cfg->ftz = false;          /* stored before FTZ existed: the arithmetic it had */
+		cfg->rng = RNG_XOSHIRO;    /* stored before `rng` existed: the stream it drew from */
+	}
+	rc = apply_keys(cfg, obj, err);
+	return rc < 0 ? rc : config_validate(cfg, err);
+}
+
+int config_apply_json(struct train_config *cfg, const json_t *obj, struct tr_err *err)
+{
+	struct train_config next = *cfg;
+	int rc = apply_keys(&next, obj, err);
+
+	if (rc == 0)
+		rc = config_validate(&next, err);
+	if (rc == 0)
+		*cfg = next;
+	return rc;
 }
 
 int config_from_json(struct train_config *cfg, const json_t *obj, struct tr_err *err)
@@ -532,6 +586,8 @@ int config_validate(const struct train_config *cfg, struct tr_err *err)
 		return tr_err_set_key(err, -EINVAL, "beta2", "%g is out of range [0, 1)", cfg->beta2);
 	if (!isfinite(cfg->eps) || cfg->eps <= 0 || cfg->eps > 1)
 		return tr_err_set_key(err, -EINVAL, "eps", "%g is out of range (0, 1]", cfg->eps);
+	if (cfg->rng != RNG_XOSHIRO && cfg->rng != RNG_TORCH)
+		return tr_err_set_key(err, -EINVAL, "rng", "unknown random stream");
 	if (cfg->n_hidden < 1 || cfg->n_hidden > CFG_MAX_HIDDEN)
 		return tr_err_set_key(err, -EINVAL, "hidden", "expected 1 to %d layers", CFG_MAX_HIDDEN);
 	for (uint32_t i = 0; i < cfg->n_hidden; i++)
@@ -604,7 +660,9 @@ json_t *config_to_json(const struct train_config *cfg)
 	    json_object_set_new(o, "monitor", json_string(monitor_name(cfg->monitor))) ||
 	    json_object_set_new(o, "early_stop_patience", json_integer(cfg->early_stop_patience)) ||
 	    json_object_set_new(o, "early_stop_min_delta", json_real(cfg->early_stop_min_delta)) ||
-	    json_object_set_new(o, "clip_grad_norm", json_real(cfg->clip_grad_norm))) {
+	    json_object_set_new(o, "clip_grad_norm", json_real(cfg->clip_grad_norm)) ||
+
+	    json_object_set_new(o, "rng", json_string(config_rng_name(cfg->rng)))) {
 		h = NULL; /* owned by o once set, or freed by a failed set_new */
 		goto fail;
 	}
@@ -628,7 +686,8 @@ bool config_equal(const struct train_config *a, const struct train_config *b)
 	    a->strict_numerics != b->strict_numerics ||
 	    strcmp(a->lr_scheduler, b->lr_scheduler) != 0 || a->monitor != b->monitor ||
 	    a->early_stop_patience != b->early_stop_patience ||
-	    a->early_stop_min_delta != b->early_stop_min_delta || a->clip_grad_norm != b->clip_grad_norm)
+	    a->early_stop_min_delta != b->early_stop_min_delta || a->clip_grad_norm != b->clip_grad_norm ||
+	    a->rng != b->rng)
 		return false;
 	for (uint32_t i = 0; i < a->n_hidden; i++)
 		if (a->hidden[i] != b->hidden[i])

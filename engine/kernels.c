@@ -84,6 +84,18 @@ void k_gather_images(float *x, const void *pixels, bool f32, bool nhwc, size_t c
 	}
 }
 
+void k_gather_scaled(float *x, const uint8_t *pixels, const uint32_t *idx, size_t n, size_t dim,
+		     float scale)
+{
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *src = pixels + (size_t)idx[i] * dim;
+		float *dst = x + i * dim;
+
+		for (size_t j = 0; j < dim; j++)
+			dst[j] = (float)src[j] * scale;
+	}
+}
+
 void k_fill_rows(float *z, size_t ld, size_t m, size_t c0, size_t c1, const float *b)
 {
 	for (size_t i = 0; i < m; i++)

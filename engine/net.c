@@ -247,6 +247,48 @@ void net_init_params(struct net *n, struct rng *r)
 	}
 }
 
+/* fan_in of a linear or conv2d layer, as torch.nn.init._calculate_fan_in_and_fan_out. */
+static size_t layer_fan_in(const struct net_layer *l)
+{
+	return l->spec.kind == LAYER_LINEAR ? l->in.c : (size_t)l->in.c * l->spec.k * l->spec.k;
+}
+
+void net_init_params_torch(struct net *n, struct mt19937 *m)
+{
+	/* kaiming_uniform_(a=sqrt(5)): gain = sqrt(2 / (1 + a**2)), std = gain /
+	 * sqrt(fan_in), bound = sqrt(3) * std, each in double as Python computes
+	 * them (a**2 is pow, as Python's float power). */
+	double a = sqrt(5.0), gain = sqrt(2.0 / (1.0 + pow(a, 2.0)));
+
+	for (uint32_t i = 0; i < n->spec.n; i++) {
+		struct net_layer *l = &n->layers[i];
+
+		if (l->spec.kind == LAYER_LINEAR || l->spec.kind == LAYER_CONV2D) {
+			size_t fan_in = layer_fan_in(l), count = l->spec.out * fan_in;
+			double bound = sqrt(3.0) * (gain / sqrt((double)fan_in));
+			float *w = n->params + l->w_off;
+
+			for (size_t k = 0; k < count; k++)
+				w[k] = mt_uniform_f32(m, -bound, bound);
+			if (l->has_bias) {
+				float *b = n->params + l->b_off;
+
+				bound = 1.0 / sqrt((double)fan_in);
+				for (size_t k = 0; k < l->spec.out; k++)
+					b[k] = mt_uniform_f32(m, -bound, bound);
+			}
+		} else if (l->spec.kind == LAYER_BATCHNORM1D || l->spec.kind == LAYER_BATCHNORM2D) {
+			for (size_t c = 0; c < l->in.c; c++) {
+				n->params[l->w_off + c] = 1.0f;
+				n->params[l->b_off + c] = 0.0f;
+				n->buffers[l->rm_off + c] = 0.0f;
+				n->buffers[l->rv_off + c] = 1.0f;
+			}
+			n->counts[l->nbt] = 0;
+		}
+	}
+}
+
 const struct net_tensor *net_find(const struct net *n, const char *name)
 {
 	for (uint32_t i = 0; i < n->ntensors; i++)

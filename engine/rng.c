@@ -99,3 +99,77 @@ void philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4])
 	out[2] = c2;
 	out[3] = c3;
 }
+
+/* ---- mt19937, as PyTorch's CPU generator ------------------------------ */
+
+void mt_seed(struct mt19937 *m, uint64_t seed)
+{
+	m->s[0] = (uint32_t)seed;
+	for (uint32_t i = 1; i < MT_N; i++)
+		m->s[i] = 1812433253u * (m->s[i - 1] ^ (m->s[i - 1] >> 30)) + i;
+	m->idx = MT_N;
+}
+
+static void mt_twist(struct mt19937 *m)
+{
+	uint32_t *s = m->s;
+
+	for (uint32_t i = 0; i < MT_N; i++) {
+		uint32_t y = (s[i] & 0x80000000u) | (s[(i + 1) % MT_N] & 0x7fffffffu);
+
+		s[i] = s[(i + 397) % MT_N] ^ (y >> 1) ^ ((y & 1u) ? 0x9908b0dfu : 0u);
+	}
+	m->idx = 0;
+}
+
+uint32_t mt_next32(struct mt19937 *m)
+{
+	uint32_t y;
+
+	if (m->idx >= MT_N)
+		mt_twist(m);
+	y = m->s[m->idx++];
+	y ^= y >> 11;
+	y ^= (y << 7) & 0x9d2c5680u;
+	y ^= (y << 15) & 0xefc60000u;
+	y ^= y >> 18;
+	return y;
+}
+
+uint64_t mt_random_i64(struct mt19937 *m)
+{
+	uint64_t hi = mt_next32(m);
+	uint64_t lo = mt_next32(m);
+
+	return ((hi << 32) | lo) & 0x7fffffffffffffffull;
+}
+
+float mt_uniform_f32(struct mt19937 *m, double from, double to)
+{
+	float lo = (float)from, hi = (float)to;
+	double x = (double)(mt_next32(m) & 0xFFFFFFu) * (1.0 / 16777216.0);
+
+	return (float)(x * (double)(hi - lo) + (double)lo);
+}
+
+void mt_randperm(struct mt19937 *m, uint32_t *v, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		v[i] = i;
+	for (uint32_t i = 0; i + 1 < n; i++) {
+		uint32_t z = mt_next32(m) % (n - i);
+		uint32_t tmp = v[i];
+
+		v[i] = v[i + z];
+		v[i + z] = tmp;
+	}
+}
+
+bool mt_state_ok(const struct mt19937 *m)
+{
+	uint32_t any = 0;
+
+	for (uint32_t i = 0; i < MT_N; i++)
+		any |= m->s[i];
+	return m->idx <= MT_N && any != 0;
+}

@@ -12,6 +12,17 @@
  * (float32, NHWC, mean/std) by k_gather_images; see gather().
  *
  * The shape of the input and the number of classes come from the dataset.
+ *
+ * Whose random numbers (config rng): xoshiro, traind's own stream; or torch,
+ * the draws the lesson's PyTorch program makes, in its order:
+ *   torch.manual_seed(seed); the model's reset_parameters (net_init_params_torch)
+ *   random_split(60000, generator=Generator().manual_seed(split_seed)): randperm
+ *   each epoch: iter(train_dl) draws an int64 (the iterator's base seed), its
+ *     RandomSampler an int64 that seeds a Generator of its own, then randperm(n)
+ *     from that; iter(val_dl) draws one int64
+ * and plain uint8 pixels x * (float)(1/255) as v2.ToDtype(float32, scale=True). The test
+ * loader's draw is not made: evaluating the test set never changes a job's
+ * stream, so a job evaluated and then continued equals one never evaluated.
  */
 #include "traind/trainer.h"
 
@@ -33,11 +44,61 @@ static double now_seconds(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* ---- the job's random draws, by config rng (see the top) ---------------- */
+
+/* The train/val split, from split_seed alone. */
+static void draw_split(struct trainer *t)
+{
+	if (t->cfg.rng == RNG_TORCH) {
+		struct mt19937 g;
+
+		mt_seed(&g, t->cfg.split_seed);
+		mt_randperm(&g, t->split, t->n_split);
+		return;
+	}
+	{
+		struct rng split_rng;
+
+		rng_seed(&split_rng, t->cfg.split_seed);
+		for (uint32_t i = 0; i < t->n_split; i++)
+			t->split[i] = i;
+		rng_shuffle_u32(&split_rng, t->split, t->n_split);
+	}
+}
+
+/* Seed the job's stream and draw the initial weights. */
+static void draw_init(struct trainer *t)
+{
+	if (t->cfg.rng == RNG_TORCH) {
+		mt_seed(&t->mt, t->cfg.seed);
+		net_init_params_torch(&t->model, &t->mt);
+		return;
+	}
+	rng_seed(&t->rng, t->cfg.seed);
+	net_init_params(&t->model, &t->rng);
+}
+
+/* The next epoch's order of the training part. */
 static void draw_order(struct trainer *t)
 {
+	if (t->cfg.rng == RNG_TORCH) {
+		struct mt19937 g;
+
+		(void)mt_random_i64(&t->mt);              /* the loader iterator's _base_seed */
+		mt_seed(&g, mt_random_i64(&t->mt));       /* RandomSampler's own Generator */
+		mt_randperm(&g, t->order, t->n_train);
+		return;
+	}
 	for (uint32_t i = 0; i < t->n_train; i++)
 		t->order[i] = i;
 	rng_shuffle_u32(&t->rng, t->order, t->n_train);
+}
+
+/* After an epoch's validation: iter(val_dl)'s base seed (torch only). */
+static void draw_val_loader(struct trainer *t)
+{
+	if (t->cfg.rng == RNG_TORCH)
+		(void)mt_random_i64(&t->mt);
 }
 
 int trainer_model_spec(const struct train_config *cfg, uint32_t classes, struct model_spec *spec,
@@ -167,7 +228,6 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 		struct tr_err *err)
 {
 	struct trainer *t;
-	struct rng split_rng;
 	struct model_spec spec;
 	uint32_t max_batch;
 	int rc;
@@ -212,14 +272,9 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 		goto fail_nomem;
 
 	/* The split has its own generator, so it never depends on the model seed. */
-	rng_seed(&split_rng, cfg->split_seed);
-	for (uint32_t i = 0; i < t->n_split; i++)
-		t->split[i] = i;
-	rng_shuffle_u32(&split_rng, t->split, t->n_split);
-
-	rng_seed(&t->rng, cfg->seed);
+	draw_split(t);
 	t->model.dropout_key = cfg->seed;
-	net_init_params(&t->model, &t->rng);
+	draw_init(t);
 	numerics_blas(t->numerics, sizeof(t->numerics));
 	trainsched_init(t);
 	draw_order(t);
@@ -288,7 +343,10 @@ static void gather(struct trainer *t, const struct ds_split *set, size_t n)
 {
 	const struct dataset *ds = t->ds;
 
-	if (dataset_plain_u8(ds))
+	if (dataset_plain_u8(ds) && t->cfg.rng == RNG_TORCH)   /* v2.ToDtype(float32, scale=True) */
+		k_gather_scaled(t->model.x, set->pixels, t->batch_idx, n, dataset_image_size(ds),
+				(float)(1.0 / 255.0));
+	else if (dataset_plain_u8(ds))
 		k_gather(t->model.x, set->pixels, t->batch_idx, n, dataset_image_size(ds));
 	else
 		k_gather_images(t->model.x, set->pixels, ds->dtype == DS_F32,
@@ -425,7 +483,27 @@ int trainer_end_epoch(struct trainer *t, struct history_row *row)
 	t->note[0] = '\0';
 	t->epoch++;
 	t->step = 0;
+	draw_val_loader(t);
 	draw_order(t);
+	return 0;
+}
+
+int trainer_set_epochs(struct trainer *t, uint32_t epochs, struct tr_err *err)
+{
+	struct history_row *h;
+
+	if (epochs < 1 || epochs > 100000 || epochs < t->epoch || (epochs == t->epoch && t->step != 0))
+		return tr_err_set_key(err, -EINVAL, "epochs",
+				      "%u is fewer than the job has trained (epoch %u, step %u)", epochs,
+				      t->epoch, t->step);
+	if (epochs > t->cfg.epochs) {
+		h = realloc(t->history, (size_t)epochs * sizeof(*h));
+		if (!h)
+			return tr_err_set(err, -ENOMEM, "out of memory");
+		memset(h + t->cfg.epochs, 0, (size_t)(epochs - t->cfg.epochs) * sizeof(*h));
+		t->history = h;
+	}
+	t->cfg.epochs = epochs;
 	return 0;
 }
 

@@ -90,15 +90,18 @@ static void test_resume_equivalence(void **state)
 	struct run ref, got;
 
 	(void)state;
-	for (size_t k = 0; k < 3; k++) {
+	/* each optimizer with PyTorch's streams (rng torch, the default: the
+	 * mt19937 state is in the blob), and adam with traind's own (xoshiro) */
+	for (size_t k = 0; k < 4; k++) {
 		small_config(&cfg);
-		cfg.optimizer = kinds[k];
-		if (kinds[k] == OPTIM_SGD) {
+		cfg.optimizer = kinds[k % 3];
+		cfg.rng = k < 3 ? RNG_TORCH : RNG_XOSHIRO;
+		if (cfg.optimizer == OPTIM_SGD) {
 			cfg.lr = 0.05;
 			cfg.momentum = 0.9;
 			cfg.weight_decay = 1e-4;
 		}
-		if (kinds[k] == OPTIM_ADAMW)
+		if (cfg.optimizer == OPTIM_ADAMW)
 			cfg.weight_decay = 0.01;
 		uninterrupted(&cfg, &ref);
 		uint32_t spe = (1200 - cfg.val_size + cfg.batch_size - 1) / cfg.batch_size;
@@ -291,6 +294,7 @@ enum tamper {
 	BAD_EPOCH,
 	BAD_CONFIG,
 	ZERO_RNG,
+	BAD_MT_POS,
 	BAD_HISTORY,
 };
 
@@ -323,14 +327,18 @@ static uint8_t *tampered(enum tamper what, size_t *out_len)
 			shape[1] = 10;
 		}
 		if ((what == BAD_ORDER && strcmp(x->name, "data.order") == 0) ||
-		    (what == ZERO_RNG && strcmp(x->name, "rng.state") == 0)) {
+		    (what == ZERO_RNG && strcmp(x->name, "rng.mt19937") == 0) ||
+		    (what == BAD_MT_POS && strcmp(x->name, "rng.mt19937") == 0)) {
 			uint8_t *copy = malloc(x->nbytes);
+			uint32_t past_end = 625;
 
 			memcpy(copy, x->data, x->nbytes);
 			if (what == BAD_ORDER)
 				memcpy(copy, copy + 4, 4);      /* a duplicate position */
+			else if (what == BAD_MT_POS)
+				memcpy(copy + 624 * 4, &past_end, 4);
 			else
-				memset(copy, 0, x->nbytes);
+				memset(copy, 0, 624 * 4);       /* the words, not the position */
 			scratch[ns++] = copy;
 			data = copy;
 		}
@@ -395,7 +403,8 @@ static void test_semantic_checks(void **state)
 		{ BAD_STEP, "step" },
 		{ BAD_EPOCH, "epoch" },
 		{ BAD_CONFIG, "epochs" },
-		{ ZERO_RNG, "rng" },
+		{ ZERO_RNG, "rng.mt19937" },
+		{ BAD_MT_POS, "position 625" },
 		{ BAD_HISTORY, "history" },
 	};
 

@@ -34,7 +34,45 @@ static void test_defaults_are_the_lesson(void **state)
 	assert_int_equal(c.seed, 42);
 	assert_int_equal(c.split_seed, 42);
 	assert_int_equal(c.val_size, 10000);
+	assert_int_equal(c.rng, RNG_TORCH);
 	assert_int_equal(config_validate(&c, NULL), 0);
+}
+
+/* rng: torch for a new job, xoshiro for a stored job without the key, the
+ * stored value when it has one; bad values name the key. */
+static void test_rng_key(void **state)
+{
+	struct train_config c;
+	struct tr_err err = { 0 };
+	json_t *o = json_object(), *j;
+
+	(void)state;
+	assert_int_equal(config_from_json(&c, o, NULL), 0);
+	assert_int_equal(c.rng, RNG_TORCH);
+	assert_int_equal(config_from_stored_json(&c, o, NULL), 0);
+	assert_int_equal(c.rng, RNG_XOSHIRO);
+	json_object_set_new(o, "rng", json_string("torch"));
+	assert_int_equal(config_from_stored_json(&c, o, NULL), 0);
+	assert_int_equal(c.rng, RNG_TORCH);
+	json_object_set_new(o, "rng", json_string("xoshiro"));
+	assert_int_equal(config_from_json(&c, o, NULL), 0);
+	assert_int_equal(c.rng, RNG_XOSHIRO);
+	j = config_to_json(&c);
+	assert_string_equal(json_string_value(json_object_get(j, "rng")), "xoshiro");
+	json_decref(j);
+	json_object_set_new(o, "rng", json_string("mt"));
+	assert_int_equal(config_from_json(&c, o, &err), -EINVAL);
+	assert_string_equal(err.key, "rng");
+	assert_non_null(strstr(err.msg, "torch or xoshiro"));
+	json_object_set_new(o, "rng", json_integer(1));
+	assert_int_equal(config_from_json(&c, o, &err), -EINVAL);
+	assert_string_equal(err.key, "rng");
+	config_defaults(&c);
+	assert_int_equal(config_set(&c, "rng", "xoshiro", NULL), 0);
+	assert_int_equal(c.rng, RNG_XOSHIRO);
+	assert_int_equal(config_set(&c, "rng", "Torch", &err), -EINVAL);
+	assert_string_equal(err.key, "rng");
+	json_decref(o);
 }
 
 static void test_set_from_text(void **state)
@@ -215,6 +253,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults_are_the_lesson),
+		cmocka_unit_test(test_rng_key),
 		cmocka_unit_test(test_set_from_text),
 		cmocka_unit_test(test_bad_values_named),
 		cmocka_unit_test(test_cross_field),

@@ -967,6 +967,79 @@ static void test_commit_atomic(void **state)
 	store_close(s);
 }
 
+/* A job from another's checkpoint (trainctl start --from): the job with its
+ * origin, the history before the checkpoint and the checkpoint at its
+ * position, in one transaction; an origin whose history does not match its
+ * position is refused; a failing insert leaves nothing. */
+static void test_job_create_from(void **state)
+{
+	struct fx *f = *state;
+	struct store *s = open_store(f->db, false);
+	struct tr_err err = { 0 };
+	struct store_checkpoint ck;
+	struct store_job j;
+	struct history_row rows[2];
+	uint8_t *blob = make_blob(2, 0, 20000);
+	char sum[STORE_CHECKSUM_MAX];
+	int64_t id = 0, none = -7;
+	struct store_origin o = { .text = "job 1 epoch 2", .epoch = 2, .step = 0, .is_epoch = true,
+				  .val_loss = 0.25, .rows = rows, .nrows = 2 };
+
+	(void)state;
+	memset(rows, 0, sizeof(rows));
+	rows[0].epoch = 1;
+	rows[0].val_loss = 0.5;
+	rows[1].epoch = 2;
+	rows[1].val_loss = 0.25;
+	make_checksum(sum, 2, 0);
+	assert_int_equal(store_job_create_from(s, "from", "{\"epochs\":4}", 4, 3, JOB_QUEUED, blob, 20000,
+					       sum, &o, &id, &err), 0);
+	assert_int_equal(store_job_get(s, id, &j, &err), 0);
+	assert_string_equal(j.origin, "job 1 epoch 2");
+	assert_int_equal(j.epoch, 2);
+	store_job_clear(&j);
+	assert_null(j.origin);
+	assert_int_equal(history_len(s, id), 2);
+	assert_int_equal(store_latest_checkpoint(s, id, &ck, &err), 0);
+	assert_true(ck.is_epoch);
+	assert_int_equal(ck.epoch, 2);
+	assert_true(ck.val_loss == 0.25);
+	store_checkpoint_clear(&ck);
+	/* it trains on: epoch 3 */
+	commit(s, id, 3, 0.2, 1000);
+	assert_int_equal(history_len(s, id), 3);
+
+	/* a job without an origin reads NULL */
+	assert_int_equal(store_job_create(s, "plain", "{}", 1, 1, JOB_QUEUED, &none, &err), 0);
+	assert_int_equal(store_job_get(s, none, &j, &err), 0);
+	assert_null(j.origin);
+	store_job_clear(&j);
+
+	/* history and position disagree: refused, nothing written */
+	none = -7;
+	o.nrows = 1;
+	assert_int_equal(store_job_create_from(s, "x", "{}", 4, 3, JOB_QUEUED, blob, 20000, sum, &o,
+					       &none, &err), -EINVAL);
+	assert_int_equal(none, -7);
+	o.nrows = 2;
+	o.step = 5;   /* an epoch checkpoint mid-epoch */
+	assert_int_equal(store_job_create_from(s, "x", "{}", 4, 3, JOB_QUEUED, blob, 20000, sum, &o,
+					       &none, &err), -EINVAL);
+	o.step = 0;
+	/* the history's insert fails: no job, no checkpoint */
+	raw_exec(f->db, "CREATE TRIGGER fail_hist BEFORE INSERT ON history "
+			"BEGIN SELECT RAISE(ABORT, 'injected fault'); END");
+	assert_int_equal(store_job_create_from(s, "x", "{}", 4, 3, JOB_QUEUED, blob, 20000, sum, &o,
+					       &none, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "injected fault"));
+	assert_int_equal(none, -7);
+	assert_int_equal(raw_i64(f->db, "SELECT count(*) FROM jobs"), 2);
+	assert_int_equal(raw_i64(f->db, "SELECT count(*) FROM checkpoints"), 2);
+	raw_exec(f->db, "DROP TRIGGER fail_hist");
+	free(blob);
+	store_close(s);
+}
+
 /* A job and its first checkpoint (trainctl start --init-from) in one
  * transaction: both or neither, whatever fails on the way. */
 static void test_job_create_at(void **state)
@@ -1791,6 +1864,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_fresh_db, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_job_create_from, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reopen_idempotent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_newer_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_old_db_migrates, setup, teardown),

@@ -30,6 +30,12 @@ enum optim_kind {
 	OPTIM_SGD,
 };
 
+/* Whose random streams a job draws from (rng.h). */
+enum rng_kind {
+	RNG_XOSHIRO,   /* traind's own xoshiro256** (every job stored before the key) */
+	RNG_TORCH,     /* mt19937 with PyTorch's draws: init, split, order as the lesson's program */
+};
+
 struct train_config {
 	char dataset[CFG_NAME_MAX];  /* dataset directory name under the data dir ("mnist") */
 	uint32_t epochs;             /* epochs to train (5) */
@@ -61,6 +67,8 @@ struct train_config {
 	uint32_t early_stop_patience; /* epochs without improvement before stopping; 0 = never stop early */
 	double early_stop_min_delta; /* an improvement must beat the best by more than this (0) */
 	double clip_grad_norm;       /* max total gradient 2-norm; 0 = no clipping */
+	enum rng_kind rng;           /* torch for new jobs, xoshiro for a stored job without the key;
+					torch also makes pixels x * (float)(1/255) as the lesson's ToDtype */
 };
 
 /* The lesson's configuration. */
@@ -86,14 +94,21 @@ int config_validate(const struct train_config *cfg, struct tr_err *err);
 int config_from_json(struct train_config *cfg, const json_t *obj, struct tr_err *err);
 /* The same for a stored job's configuration (the store, a checkpoint): a key
  * that traind did not have when the job was stored takes the value that
- * keeps that job's arithmetic (ftz false). */
+ * keeps that job's arithmetic (ftz false, rng xoshiro). */
 int config_from_stored_json(struct train_config *cfg, const json_t *obj, struct tr_err *err);
+
+/* The keys of obj over an existing *cfg (start --from: another job's
+ * configuration with some settings changed), then validated; *cfg is left
+ * as it was on failure. Errors as config_from_json. */
+int config_apply_json(struct train_config *cfg, const json_t *obj, struct tr_err *err);
 
 /* A new JSON object with every field (caller owns the reference). NULL on ENOMEM. */
 json_t *config_to_json(const struct train_config *cfg);
 
 /* "adam", "adamw", "sgd". */
 const char *config_optim_name(enum optim_kind k);
+/* "xoshiro", "torch". */
+const char *config_rng_name(enum rng_kind k);
 
 /* True when a and b describe the same job bit for bit. */
 bool config_equal(const struct train_config *a, const struct train_config *b);

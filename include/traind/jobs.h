@@ -116,6 +116,7 @@ struct job {
 	char dataset_digest[DSCACHE_DIGEST_MAX]; /* its dataset's files when it started
 	                                (dscache_digest); "" until recorded. A run refuses other files */
 	bool weights_only_next;      /* the next start restores the model only */
+	char *origin;                /* where it came from (start --from): "job 3 epoch 2", owned; else NULL */
 	uint64_t queue_seq;          /* order among queued jobs */
 	const struct dataset *ds;    /* the dataset the Start check loaded, for the first run
 	                                (a dscache reference, owned; NULL once handed over) */
@@ -167,6 +168,14 @@ struct job_spec {
 	                                from (--init-from), stored in one transaction with the job */
 	size_t init_len;
 	char init_checksum[STORE_CHECKSUM_MAX];
+	/* start --from: where init_ckpt came from and where it stands */
+	bool has_origin;
+	char origin[64];             /* "job 3 epoch 2", "... (weights only)" */
+	uint32_t origin_epoch, origin_step;   /* init_ckpt's position (0, 0 with weights only) */
+	bool origin_is_epoch;
+	double origin_val_loss;
+	struct history_row *origin_rows;      /* (origin_epoch) the history before it, owned */
+	double origin_val_acc;
 };
 
 /* Release what a spec owns (the dataset reference, the checkpoint). */
@@ -177,7 +186,11 @@ void job_spec_clear(struct daemon *d, struct job_spec *spec);
 /* Store the job (queued) and answer its id; takes what spec owns, always. */
 void jobs_start_job(struct daemon *d, struct call *c, struct job_spec *spec);
 void jobs_pause(struct daemon *d, struct call *c, struct job *j);
-void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_only);
+/* epochs > 0 (resume --epochs): train on to that many epochs in all, also a
+ * done job; it must be more than the epochs committed (InvalidParameter
+ * epochs). The new count is recorded with the job's configuration. */
+void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_only,
+		 uint32_t epochs);
 void jobs_kill(struct daemon *d, struct call *c, struct job *j, int64_t after_epoch);
 /* Wait and Watch: waiters.h. */
 /* Delete: remove the job with its checkpoints and history (one store

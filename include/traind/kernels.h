@@ -32,6 +32,10 @@ void k_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha,
 
 /* x (n, dim) = pixels[idx[i]] / 255 for each of the n sample indices. */
 void k_gather(float *x, const uint8_t *pixels, const uint32_t *idx, size_t n, size_t dim);
+/* The same with pixels[idx[i]] * scale (scale (float)(1/255): torchvision's
+ * ToDtype(float32, scale=True), one ulp off x/255 for 126 of the 256 values). */
+void k_gather_scaled(float *x, const uint8_t *pixels, const uint32_t *idx, size_t n, size_t dim,
+		     float scale);
 
 /* The general gather, for every dataset k_gather does not cover: x (n, C*H*W)
  * in NCHW from images stored as uint8 (f32 false) or float32, NCHW or NHWC

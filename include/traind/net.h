@@ -113,6 +113,11 @@ void net_deinit(struct net *n);
  * kaiming_uniform(a=sqrt(5)), i.e. W and b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
  * W row-major then b; BatchNorm weight 1, bias 0, running mean 0, var 1. */
 void net_init_params(struct net *n, struct rng *r);
+/* The same as PyTorch 1.13 draws it from its generator m (a job with rng
+ * torch): each Linear and Conv2d in order, weight by kaiming_uniform_(a=
+ * sqrt(5)) (bound computed in double), then bias by uniform_(-1/sqrt(fan_in),
+ * 1/sqrt(fan_in)), each element one mt_uniform_f32; BatchNorm draws nothing. */
+void net_init_params_torch(struct net *n, struct mt19937 *m);
 
 /* Forward `batch` rows of n->x. train: batch statistics (and running
  * statistics updated), Dropout masks drawn for `step` (a position that is

@@ -65,6 +65,7 @@ struct store_job {
 	int64_t kill_after;            /* kill right after this epoch commits; -1 none */
 	char dataset_digest[STORE_CHECKSUM_MAX]; /* "sha256:..." of its dataset's files; "" not yet
 	                                            recorded (migration 0004) */
+	char *origin;                  /* where it came from ("job 3 epoch 2"), NULL when none */
 };
 
 /* A checkpoint row's description; blob is malloc'ed when requested. */
@@ -104,6 +105,24 @@ int store_job_create(struct store *s, const char *name, const char *config_json,
 int store_job_create_at(struct store *s, const char *name, const char *config_json, uint32_t epochs,
 			int32_t keep, enum job_state state, const uint8_t *blob, size_t len,
 			const char *checksum, int64_t *id, struct tr_err *err);
+/* Where a job created from another's checkpoint begins (start --from). */
+struct store_origin {
+	const char *text;              /* the jobs.origin column: "job 3 epoch 2" */
+	uint32_t epoch, step;          /* the first checkpoint's position */
+	bool is_epoch;                 /* it is an epoch's end (step 0, epoch >= 1) */
+	double val_loss;               /* that epoch's, for an epoch checkpoint */
+	const struct history_row *rows; /* the history up to it (rows 1..epoch) */
+	size_t nrows;
+};
+/* One transaction: a new job with its first checkpoint at o's position, the
+ * history before it and its origin (jobs.epoch = o->nrows). */
+int store_job_create_from(struct store *s, const char *name, const char *config_json,
+			  uint32_t epochs, int32_t keep, enum job_state state, const uint8_t *blob,
+			  size_t len, const char *checksum, const struct store_origin *o, int64_t *id,
+			  struct tr_err *err);
+/* A job's configuration and its epochs column (resume --epochs). */
+int store_job_set_config(struct store *s, int64_t id, const char *config_json, uint32_t epochs,
+			 struct tr_err *err);
 /* Record (epoch >= 1) or clear (-1) a pending kill after `epoch`. */
 int store_job_set_kill_after(struct store *s, int64_t id, int64_t epoch, struct tr_err *err);
 /* Record the digest of the job's dataset ("sha256:" + 64 hex; NULL clears). */

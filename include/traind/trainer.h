@@ -74,7 +74,10 @@ struct trainer {
 	struct team *team;               /* owned, cfg.threads members */
 	struct net model;                /* the layers, their tensors and buffers */
 	struct optim opt;
-	struct rng rng;                  /* init, then one shuffle per epoch */
+	struct rng rng;                  /* rng xoshiro: init, then one shuffle per epoch */
+	struct mt19937 mt;               /* rng torch: the lesson's global generator (torch.manual_seed(seed)):
+					    init, then per epoch the train loader's two int64 draws and
+					    the val loader's one */
 	uint32_t n_split;                /* images in the training file */
 	uint32_t *split;                 /* (n_split) permutation from split_seed: train part, then val part; owned */
 	uint32_t n_train_part;           /* n_split - val_size */
@@ -143,6 +146,11 @@ int trainer_evaluate_sums(struct trainer *t, enum eval_split split, struct metri
 
 /* Loss/acc/macro of running sums. */
 void metric_sums_finish(const struct metric_sums *s, uint64_t samples, struct metrics *out);
+
+/* Train up to `epochs` in all from here (a resume with --epochs): at least
+ * the epochs completed (more when the position is inside an epoch); the
+ * history grows to hold them. -EINVAL naming epochs, -ENOMEM. */
+int trainer_set_epochs(struct trainer *t, uint32_t epochs, struct tr_err *err);
 
 /* Restart the optimizer from scratch (weights-only restore), noting it in the
  * next history row. */

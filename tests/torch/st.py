@@ -8,6 +8,8 @@ import torch
 DTYPES = {"F32": torch.float32, "F64": torch.float64, "I64": torch.int64,
           "I32": torch.int32, "U8": torch.uint8}
 NAMES = {v: k for k, v in DTYPES.items()}
+# Read only: torch 1.13 has no uint32, and traind's U32 tensors (indices) fit int32.
+LOAD_ONLY = {"U32": torch.int32}
 
 
 def load(path):
@@ -21,11 +23,11 @@ def load(path):
     out = {}
     for name, e in header.items():
         b, end = e["data_offsets"]
-        if e["dtype"] not in DTYPES:
+        dt = DTYPES.get(e["dtype"], LOAD_ONLY.get(e["dtype"]))
+        if dt is None:
             continue
         raw = bytearray(body[b:end])
-        t = torch.frombuffer(raw, dtype=DTYPES[e["dtype"]]) if raw else \
-            torch.empty(0, dtype=DTYPES[e["dtype"]])
+        t = torch.frombuffer(raw, dtype=dt) if raw else torch.empty(0, dtype=dt)
         out[name] = t.reshape(e["shape"]).clone()
     return out, meta
 

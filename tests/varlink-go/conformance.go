@@ -241,7 +241,7 @@ func main() {
 	one, train, val, batch := int64(1), int64(2000), int64(1000), int64(50)
 	cfg := iotraind.Config{Epochs: &one, Train_size: &train, Val_size: &val, Batch_size: &batch,
 		Hidden: &[]int64{32}}
-	id, err := iotraind.Start().Call(ctx, c, &name, &cfg, nil, nil)
+	id, err := iotraind.Start().Call(ctx, c, &name, &cfg, nil, nil, nil, nil, nil)
 	check(err == nil && id > 0, "Start: job %d (%v)", id, err)
 	timeout := 300.0
 	job, err := iotraind.Wait().Call(ctx, c, id, nil, &[]string{"done", "failed"}, &timeout)
@@ -309,11 +309,11 @@ func main() {
 	check(errors.As(err, &ip) && ip.Parameter == "id",
 		"Status(id 0): org.varlink.service.InvalidParameter naming id (%T %v)", err, err)
 	bad := -1.0
-	_, err = iotraind.Start().Call(ctx, c, nil, &iotraind.Config{Lr: &bad}, nil, nil)
+	_, err = iotraind.Start().Call(ctx, c, nil, &iotraind.Config{Lr: &bad}, nil, nil, nil, nil, nil)
 	check(errors.As(err, &ip) && ip.Parameter == "config.lr",
 		"Start(lr -1): InvalidParameter naming config.lr (%T %v)", err, err)
 	nosuch := "nosuch"
-	_, err = iotraind.Start().Call(ctx, c, nil, &iotraind.Config{Dataset: &nosuch}, nil, nil)
+	_, err = iotraind.Start().Call(ctx, c, nil, &iotraind.Config{Dataset: &nosuch}, nil, nil, nil, nil, nil)
 	var dse *iotraind.DatasetError
 	check(errors.As(err, &dse) && dse.Dataset == "nosuch", "Start(dataset nosuch): DatasetError (%v)", err)
 	best := true
