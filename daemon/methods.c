@@ -449,6 +449,12 @@ static void work_start_from(struct bg *b)
 			bg_fail(b, rc == -EINVAL ? PROTO_INVALID_PARAMETER : PROTO_STORAGE_ERROR, rc);
 			goto out;
 		}
+		rc = trainer_set_lr(t, sp->cfg.lr, &b->err);
+		if (rc < 0) {
+			b->bad_param = config_param(b);
+			bg_fail(b, PROTO_INVALID_PARAMETER, rc);
+			goto out;
+		}
 		t->cfg = sp->cfg;   /* what may change: lr, betas, threads...; the next run builds on it */
 	}
 	if (ck.step)
@@ -1148,7 +1154,7 @@ static void work_predict(uv_work_t *req)
 		snprintf(b->expected, sizeof(b->expected), "%ux%u", net.input.w, net.input.h);
 		rc = predict_fit(&im, net.input.h, net.input.w, b->replace, b->fnames[i], &b->err);
 		if (rc == 0)
-			rc = predict_run(&net, &im, &probs, &b->err);
+			rc = predict_run(&net, &im, b->cfg.rng == RNG_TORCH, &probs, &b->err);
 		if (rc < 0) {
 			bg_fail(b, rc == -ERANGE ? PROTO_IMAGE_SIZE_MISMATCH
 				   : rc == -ENOMEM ? PROTO_STORAGE_ERROR : PROTO_IMAGE_ERROR, rc);
@@ -1234,6 +1240,7 @@ static bool m_predict_call(struct daemon *d, struct call *c, int *fds, int nfd)
 	b->epoch = epoch;
 	b->top = top;
 	b->replace = resize;
+	b->cfg = j->cfg;   /* its pixels scale as the job's training did */
 	b->nfds = nfiles;
 	memcpy(b->fds, fds, nfiles * sizeof(int));
 	for (int k = (int)nfiles; k < nfd; k++)

@@ -503,7 +503,30 @@ int trainer_set_epochs(struct trainer *t, uint32_t epochs, struct tr_err *err)
 		memset(h + t->cfg.epochs, 0, (size_t)(epochs - t->cfg.epochs) * sizeof(*h));
 		t->history = h;
 	}
+	if (epochs > t->cfg.epochs && t->sched.stopped) {
+		/* Going on from an early stop: it trains again, and early
+		 * stopping counts on from where it was (its wait included). */
+		t->sched.stopped = false;
+		t->sched.note[0] = '\0';
+	}
 	t->cfg.epochs = epochs;
+	t->sched.cfg.epochs = epochs;   /* onecycle's total (README: it depends on it) */
+	return 0;
+}
+
+int trainer_set_lr(struct trainer *t, double lr, struct tr_err *err)
+{
+	if (lr == t->cfg.lr)
+		return 0;
+	if (t->cfg.lr_scheduler[0])
+		return tr_err_set_key(err, -EINVAL, "lr",
+				      "cannot change under the schedule '%s' (its rate is part of the state "
+				      "taken over); start with weights_only to change it", t->cfg.lr_scheduler);
+	t->cfg.lr = lr;
+	t->sched.cfg.lr = lr;
+	t->sched.lr = lr;
+	if (t->step == 0)
+		t->sched.epoch_lr = lr;
 	return 0;
 }
 

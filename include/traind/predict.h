@@ -46,7 +46,9 @@ int predict_fit(struct predict_images *im, uint32_t h, uint32_t w, bool resize, 
 void predict_images_free(struct predict_images *im);
 
 /* The class probabilities (softmax of the logits, in double) of im's
- * images: probs (count, classes), malloc'ed. */
-int predict_run(struct net *n, const struct predict_images *im, double **probs, struct tr_err *err);
+ * images: probs (count, classes), malloc'ed. Pixels become x/255, or with
+ * torch_scale x * (float)(1/255) (a job with rng torch), as its training made them. */
+int predict_run(struct net *n, const struct predict_images *im, bool torch_scale, double **probs,
+		struct tr_err *err);
 
 #endif

@@ -151,6 +151,10 @@ void metric_sums_finish(const struct metric_sums *s, uint64_t samples, struct me
  * the epochs completed (more when the position is inside an epoch); the
  * history grows to hold them. -EINVAL naming epochs, -ENOMEM. */
 int trainer_set_epochs(struct trainer *t, uint32_t epochs, struct tr_err *err);
+/* Continue with learning rate lr from here (start --from with another lr):
+ * the constant rate of a job without lr_scheduler; refused (-EINVAL, key
+ * "lr") under a schedule, whose rate is its state's. */
+int trainer_set_lr(struct trainer *t, double lr, struct tr_err *err);
 
 /* Restart the optimizer from scratch (weights-only restore), noting it in the
  * next history row. */
