@@ -363,6 +363,7 @@ static void start_worker(struct job *j)
 		return;
 	}
 	j->weights_only_next = false;
+	j->go_on_next = false;
 	j->ds = NULL;   /* the run's now */
 	j->worker_alive = true;
 	d->running++;
@@ -1009,6 +1010,7 @@ void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_o
 		log_notice("job %" PRId64 ": %u epochs in all (was %u)", j->id, epochs, old);
 	}
 	j->weights_only_next = weights_only;
+	j->go_on_next = more;
 	if (atomic_load(&j->kill_after) != -1)
 		set_kill_after(j, -1, NULL);
 	j->queue_seq = d->next_seq++;

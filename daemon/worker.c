@@ -53,6 +53,7 @@ struct commit {
 struct worker_run {
 	struct job *j;
 	bool weights_only;               /* restore the model only */
+	bool go_on;                      /* resume --epochs: past an early stop too */
 	const struct dataset *ds;        /* the Start check's dataset reference, or NULL: get it */
 	char digest[DSCACHE_DIGEST_MAX]; /* the job's dataset digest when it started ("": none yet) */
 	pthread_t thread;                /* set by start (before the run can post its exit) */
@@ -203,7 +204,7 @@ static int drop_fn(struct store *s, void *arg, struct tr_err *err)
 
 /* Build the trainer: from the newest checkpoint that verifies (dropping ones
  * that do not, which moves the history back with them), or fresh. */
-static int load_trainer(struct job *j, const struct dataset *ds, bool weights_only,
+static int load_trainer(struct job *j, const struct dataset *ds, bool weights_only, bool go_on,
 			struct trainer **out, struct run_exit *ex, struct tr_err *err)
 {
 	struct store *rs = NULL;
@@ -242,7 +243,10 @@ static int load_trainer(struct job *j, const struct dataset *ds, bool weights_on
 			continue;
 		}
 		rc = checkpoint_restore(out, ck.blob, (size_t)ck.size, ds, weights_only, err);
-		/* resume --epochs: the job's epochs, not the checkpoint's */
+		/* resume --epochs: the job's epochs, not the checkpoint's; it goes
+		 * on past an early stop too */
+		if (rc == 0 && go_on)
+			trainer_go_on(*out);
 		if (rc == 0 && (*out)->cfg.epochs != j->cfg.epochs) {
 			rc = trainer_set_epochs(*out, j->cfg.epochs, err);
 			if (rc < 0) {
@@ -343,7 +347,7 @@ static void *worker_main(void *arg)
 	rc = ds ? 0 : dscache_get(d->dsc, j->cfg.dataset, run->digest, &ds, &err);
 	if (rc < 0)
 		goto out;
-	rc = load_trainer(j, ds, run->weights_only, &t, ex, &err);
+	rc = load_trainer(j, ds, run->weights_only, run->go_on, &t, ex, &err);
 	if (rc < 0)
 		goto out;
 	run->restored.from_checkpoint = ex->restored;
@@ -448,6 +452,7 @@ static int thread_start(struct job *j, bool weights_only, const struct dataset *
 		return tr_err_set(err, -ENOMEM, "out of memory starting the worker");
 	run->j = j;
 	run->weights_only = weights_only;   /* run belongs to the worker once it runs */
+	run->go_on = j->go_on_next;
 	run->ds = ds;
 	snprintf(run->digest, sizeof(run->digest), "%s", j->dataset_digest);
 	atomic_store(&j->stop, STOP_NONE);

@@ -503,15 +503,16 @@ int trainer_set_epochs(struct trainer *t, uint32_t epochs, struct tr_err *err)
 		memset(h + t->cfg.epochs, 0, (size_t)(epochs - t->cfg.epochs) * sizeof(*h));
 		t->history = h;
 	}
-	if (epochs > t->cfg.epochs && t->sched.stopped) {
-		/* Going on from an early stop: it trains again, and early
-		 * stopping counts on from where it was (its wait included). */
-		t->sched.stopped = false;
-		t->sched.note[0] = '\0';
-	}
 	t->cfg.epochs = epochs;
 	t->sched.cfg.epochs = epochs;   /* onecycle's total (README: it depends on it) */
 	return 0;
+}
+
+void trainer_go_on(struct trainer *t)
+{
+	/* Early stopping counts on from where it was (its wait included). */
+	t->sched.stopped = false;
+	t->sched.note[0] = '\0';
 }
 
 int trainer_set_lr(struct trainer *t, double lr, struct tr_err *err)

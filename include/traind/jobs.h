@@ -116,6 +116,7 @@ struct job {
 	char dataset_digest[DSCACHE_DIGEST_MAX]; /* its dataset's files when it started
 	                                (dscache_digest); "" until recorded. A run refuses other files */
 	bool weights_only_next;      /* the next start restores the model only */
+	bool go_on_next;             /* the next start goes on past an early stop (resume --epochs) */
 	char *origin;                /* where it came from (start --from): "job 3 epoch 2", owned; else NULL */
 	uint64_t queue_seq;          /* order among queued jobs */
 	const struct dataset *ds;    /* the dataset the Start check loaded, for the first run

@@ -151,6 +151,9 @@ void metric_sums_finish(const struct metric_sums *s, uint64_t samples, struct me
  * the epochs completed (more when the position is inside an epoch); the
  * history grows to hold them. -EINVAL naming epochs, -ENOMEM. */
 int trainer_set_epochs(struct trainer *t, uint32_t epochs, struct tr_err *err);
+/* Train on past an early stop (resume --epochs of a job that stopped early):
+ * early stopping counts on from its state. */
+void trainer_go_on(struct trainer *t);
 /* Continue with learning rate lr from here (start --from with another lr):
  * the constant rate of a job without lr_scheduler; refused (-EINVAL, key
  * "lr") under a schedule, whose rate is its state's. */

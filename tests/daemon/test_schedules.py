@@ -81,7 +81,6 @@ def main():
           % (st.get("stopped_early"), st.get("best_epoch")))
     rc, out, err = d.ctl("resume", job, check_rc=False)
     check(rc != 0 and "done" in err, "an early-stopped job is done: resume is refused (%s)" % err.strip())
-
     # ---- a third: killed (trainctl kill: nothing saved) mid-epoch 3, resumed ----
     k = d.start_job(*CONFIG)
     d.wait_running_at(k, epoch=2, min_step=50)
@@ -116,6 +115,22 @@ def main():
     check(rc == 2 and "--best" in err, "export --best --epoch is refused (%d, %s)" % (rc, err.strip()))
     r = d.call("io.traind.Eval", {"id": job, "best": True, "epoch": 1})
     check(r.get("error") == "org.varlink.service.InvalidParameter", "Eval best and epoch: InvalidParameter (%s)" % r)
+
+    # ---- resume --epochs goes on from an early stop (job k, done at epoch 3): early stopping
+    # counts on from its state (wait 2 of patience 2), so the next epoch
+    # without an improvement stops it again.
+    rc, out, err = d.ctl("resume", k, "--epochs", "6", check_rc=False)
+    check(rc == 0, "resume --epochs 6 of an early-stopped job is accepted (rc %d, %s)" % (rc, err.strip()))
+    rc, out, err = d.wait(k, "--state", "done")
+    hist4 = d.history(k)
+    check([r["epoch"] for r in hist4] == [1, 2, 3, 4] and
+          hist4[-1].get("note", "").startswith("stopped early after epoch 4: val_acc has not improved on "),
+          "it trained epoch 4 and stopped early again (history %s, note %r)"
+          % ([r["epoch"] for r in hist4], hist4[-1].get("note") if hist4 else None))
+    # start --from with another lr: a schedule's rate is its state's
+    rc, out, err = d.ctl("start", "--from", str(ref), "--lr", "0.001", check_rc=False)
+    check(rc != 0 and "lr" in err and "schedule" in err,
+          "start --from a scheduled job with another --lr is refused naming lr (rc %d, %s)" % (rc, err.strip()))
 
     # ---- bad values, refused at start naming what is wrong ----
     bad = [
