@@ -626,6 +626,23 @@ int render_datasets(FILE *out, json_t *list)
 	return rc;
 }
 
+/* "3" or, when the class has a name other than its number, "3 (Dress)"; malloc'ed. */
+static char *class_label(json_t *o, long long cls)
+{
+	char *name = clean_dup(pstr(o, "name")), num[32], *s;
+
+	snprintf(num, sizeof(num), "%lld", cls);
+	if (!name || !*name || strcmp(name, num) == 0) {
+		free(name);
+		return strdup(num);
+	}
+	s = malloc(strlen(num) + strlen(name) + 4);
+	if (s)
+		sprintf(s, "%s (%s)", num, name);
+	free(name);
+	return s;
+}
+
 int render_predictions(FILE *out, json_t *list)
 {
 	json_t *p;
@@ -638,22 +655,32 @@ int render_predictions(FILE *out, json_t *list)
 		double prob = 0;
 		size_t k;
 
+		char *name;
+
 		pint(p, "index", &index);
 		pint(p, "class", &cls);
 		pnum(p, "prob", &prob);
-		if (fprintf(out, "%s#%lld  class %lld  p %.4f", file ? file : "?", index, cls, prob) < 0) {
+		name = class_label(p, cls);
+		if (fprintf(out, "%s#%lld  class %s  p %.4f", file ? file : "?", index, name ? name : "?",
+			    prob) < 0) {
+			free(name);
 			free(file);
 			return failf(RC_ERROR, "cannot write the predictions");
 		}
+		free(name);
 		json_array_foreach(top, k, t) {
 			long long c = -1;
 			double q = 0;
 
 			if (k == 0)
 				continue;
+			char *tn;
+
 			pint(t, "class", &c);
 			pnum(t, "prob", &q);
-			fprintf(out, "%s%lld:%.4f", k == 1 ? "  (then " : ", ", c, q);
+			tn = class_label(t, c);
+			fprintf(out, "%s%s:%.4f", k == 1 ? "  (then " : ", ", tn ? tn : "?", q);
+			free(tn);
 		}
 		fprintf(out, "%s\n", json_array_size(top) > 1 ? ")" : "");
 		free(file);

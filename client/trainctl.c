@@ -153,7 +153,7 @@ static void usage(FILE *out)
 		"                                  add a dataset from files you can read (sent\n"
 		"                                  to traind as open files)\n"
 		"  dataset rm NAME                 remove a dataset no job uses\n"
-		"  predict JOB FILE... [--epoch N] [--top K] [--resize]\n"
+		"  predict JOB FILE... [--epoch N|--best] [--top K] [--resize]\n"
 		"                                  classes and probabilities of the images in\n"
 		"                                  PGM/PNG files (one each) or IDX image files\n"
 		"\n"
@@ -228,7 +228,7 @@ static const struct verb verbs[] = {
 	{ "plot", cmd_plot, BIT(O_METRIC) | BIT(O_OUTPUT), JOB_MANY },
 	{ "datasets", cmd_datasets, 0, JOB_NONE },
 	{ "dataset", cmd_dataset, BIT(O_REPLACE), ARGS },
-	{ "predict", cmd_predict, BIT(O_EPOCH) | BIT(O_TOP) | BIT(O_RESIZE), ARGS },
+	{ "predict", cmd_predict, BIT(O_EPOCH) | BIT(O_BEST) | BIT(O_TOP) | BIT(O_RESIZE), ARGS },
 };
 
 static void default_socket(struct cli *cli)

@@ -75,7 +75,7 @@ int cmd_predict(struct cli *cli)
 	int rc;
 
 	if (cli->nargs < 2)
-		return failf(RC_USAGE, "predict: usage: predict JOB FILE... [--epoch N] [--top K] [--resize]");
+		return failf(RC_USAGE, "predict: usage: predict JOB FILE... [--epoch N|--best] [--top K] [--resize]");
 	if (!parse_int(cli->args[0], 1, INT64_MAX, &id))
 		return failf(RC_USAGE, "predict: JOB must be a positive integer, got '%.*s'",
 			     tr_utf8_cut(cli->args[0], TR_QUOTE_MAX), cli->args[0]);
@@ -83,6 +83,8 @@ int cmd_predict(struct cli *cli)
 		return rc;
 	if (cli->set[O_TOP] && (rc = opt_int(cli, O_TOP, 1, 10, &top)) != RC_OK)
 		return rc;
+	if (cli->set[O_BEST] && cli->set[O_EPOCH])
+		return failf(RC_USAGE, "predict: give --epoch or --best, not both");
 	files = json_array();
 	params = json_pack("{s:I,s:o,s:I}", "id", (json_int_t)id, "files", files, "top", (json_int_t)top);
 	if (!params)
@@ -91,6 +93,8 @@ int cmd_predict(struct cli *cli)
 		json_object_set_new(params, "epoch", json_integer((json_int_t)epoch));
 	if (cli->set[O_RESIZE])
 		json_object_set_new(params, "resize", json_true());
+	if (cli->set[O_BEST])
+		json_object_set_new(params, "best", json_true());
 	rc = open_files("predict", cli->args + 1, cli->nargs - 1, fds, &opened, files);
 	if (rc == RC_OK)
 		rc = rpc_fds(cli, "io.traind.Predict", json_incref(params), fds, opened, &reply);

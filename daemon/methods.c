@@ -1106,6 +1106,7 @@ static void work_predict(uv_work_t *req)
 	struct store *s = NULL;
 	struct store_checkpoint ck;
 	struct net net;
+	const struct dataset *ds = NULL;   /* the job's: class names, mean/std (a reference) */
 	bool have_net = false;
 	json_t *preds = NULL;
 	uint64_t images = 0;
@@ -1131,6 +1132,14 @@ static void work_predict(uv_work_t *req)
 		bg_fail(b, PROTO_CHECKPOINT_ERROR, -EINVAL);
 		goto out;
 	}
+	/* Its dataset's class names and normalisation: as its training saw them. */
+	rc = dscache_get(b->d->dsc, b->cfg.dataset, NULL, &ds, &b->err);
+	if (rc < 0) {
+		tr_err_prefix(&b->err, "predict needs job %" PRId64 "'s dataset (its classes and "
+			      "normalisation)", b->id);
+		bg_fail(b, PROTO_DATASET_ERROR, rc);
+		goto out;
+	}
 	preds = json_array();
 	for (size_t i = 0; i < b->nfds && rc == 0; i++) {
 		struct predict_images im = { 0 };
@@ -1154,7 +1163,8 @@ static void work_predict(uv_work_t *req)
 		snprintf(b->expected, sizeof(b->expected), "%ux%u", net.input.w, net.input.h);
 		rc = predict_fit(&im, net.input.h, net.input.w, b->replace, b->fnames[i], &b->err);
 		if (rc == 0)
-			rc = predict_run(&net, &im, b->cfg.rng == RNG_TORCH, &probs, &b->err);
+			rc = predict_run(&net, &im, b->cfg.rng == RNG_TORCH, ds->normalize ? ds->mean : NULL,
+					 ds->normalize ? ds->std : NULL, &probs, &b->err);
 		if (rc < 0) {
 			bg_fail(b, rc == -ERANGE ? PROTO_IMAGE_SIZE_MISMATCH
 				   : rc == -ENOMEM ? PROTO_STORAGE_ERROR : PROTO_IMAGE_ERROR, rc);
@@ -1164,6 +1174,7 @@ static void work_predict(uv_work_t *req)
 		for (uint32_t k = 0; k < im.count; k++) {
 			const double *p = probs + (size_t)k * net.classes;
 			bool used[DATASET_MAX_CLASSES] = { false };
+			char num[16];
 			json_t *top = json_array();
 			int best = 0;
 
@@ -1176,11 +1187,14 @@ static void work_predict(uv_work_t *req)
 				used[m] = true;
 				if (t == 0)
 					best = m;
-				json_array_append_new(top, json_pack("{s:i,s:f}", "class", m, "prob", p[m]));
+				json_array_append_new(top, json_pack("{s:i,s:s,s:f}", "class", m, "name",
+								     dataset_class_name(ds, (uint32_t)m, num),
+								     "prob", p[m]));
 			}
-			json_array_append_new(preds, json_pack("{s:s,s:I,s:i,s:f,s:o}", "file", b->fnames[i],
-							       "index", (json_int_t)k, "class", best, "prob",
-							       p[best], "top", top));
+			json_array_append_new(preds, json_pack("{s:s,s:I,s:i,s:s,s:f,s:o}", "file", b->fnames[i],
+							       "index", (json_int_t)k, "class", best, "name",
+							       dataset_class_name(ds, (uint32_t)best, num),
+							       "prob", p[best], "top", top));
 		}
 		free(probs);
 		predict_images_free(&im);
@@ -1191,6 +1205,8 @@ static void work_predict(uv_work_t *req)
 	}
 out:
 	json_decref(preds);
+	if (ds)
+		dscache_put(b->d->dsc, ds);
 	if (have_net)
 		net_deinit(&net);
 	store_checkpoint_clear(&ck);
@@ -1200,18 +1216,23 @@ out:
 /* true: the call owns fds[0, nfd) now (via its bg) */
 static bool m_predict_call(struct daemon *d, struct call *c, int *fds, int nfd)
 {
-	static const char *const keys[] = { "id", "epoch", "files", "top", "resize", NULL };
+	static const char *const keys[] = { "id", "epoch", "best", "files", "top", "resize", NULL };
 	json_t *files = json_object_get(call_params(c), "files"), *f;
 	int64_t epoch = -1, top = 3;
-	bool resize = false;
+	bool resize = false, best = false;
 	size_t nfiles, i;
 	struct job *j;
 	struct bg *b;
 	int pending;
 
 	if (!only_keys(c, keys) || !get_int(c, "epoch", false, 0, 100000, &epoch) ||
-	    !get_int(c, "top", false, 1, DATASET_MAX_CLASSES, &top) || !get_bool(c, "resize", &resize))
+	    !get_int(c, "top", false, 1, DATASET_MAX_CLASSES, &top) || !get_bool(c, "resize", &resize) ||
+	    !get_bool(c, "best", &best))
 		return false;
+	if (best && epoch >= 0) {
+		call_invalid_parameter(c, "best", "give 'epoch' or 'best', not both");
+		return false;
+	}
 	nfiles = json_is_array(files) ? json_array_size(files) : 0;
 	if (nfiles == 0 || nfiles > DSIMPORT_MAX_FILES) {
 		call_invalid_parameter(c, "files", "'files' must be an array of 1 to %d files", DSIMPORT_MAX_FILES);
@@ -1240,6 +1261,7 @@ static bool m_predict_call(struct daemon *d, struct call *c, int *fds, int nfd)
 	b->epoch = epoch;
 	b->top = top;
 	b->replace = resize;
+	b->best = best;
 	b->cfg = j->cfg;   /* its pixels scale as the job's training did */
 	b->nfds = nfiles;
 	memcpy(b->fds, fds, nfiles * sizeof(int));

@@ -302,8 +302,8 @@ int predict_fit(struct predict_images *im, uint32_t h, uint32_t w, bool resize, 
 	return 0;
 }
 
-int predict_run(struct net *n, const struct predict_images *im, bool torch_scale, double **probs,
-		struct tr_err *err)
+int predict_run(struct net *n, const struct predict_images *im, bool torch_scale, const float *mean,
+		const float *std, double **probs, struct tr_err *err)
 {
 	size_t dim = (size_t)im->h * im->w, classes = n->classes;
 	uint32_t *idx = malloc(n->max_batch * sizeof(*idx));
@@ -325,9 +325,11 @@ int predict_run(struct net *n, const struct predict_images *im, bool torch_scale
 
 		for (size_t i = 0; i < b; i++)
 			idx[i] = at + (uint32_t)i;
-		if (torch_scale)   /* (b, dim) as the job's training made them: rng torch's ToDtype */
+		if (mean)          /* (b, dim) as the job's training made them: normalised, */
+			k_gather_images(n->x, im->pixels, false, false, 1, dim, idx, b, mean, std);
+		else if (torch_scale)   /* rng torch's ToDtype, */
 			k_gather_scaled(n->x, im->pixels, idx, b, dim, (float)(1.0 / 255.0));
-		else               /* x/255 */
+		else                    /* or x/255 */
 			k_gather(n->x, im->pixels, idx, b, dim);
 		net_forward(n, b, false, 0);
 		y = net_output(n);                            /* (b, classes) logits */

@@ -47,8 +47,9 @@ void predict_images_free(struct predict_images *im);
 
 /* The class probabilities (softmax of the logits, in double) of im's
  * images: probs (count, classes), malloc'ed. Pixels become x/255, or with
- * torch_scale x * (float)(1/255) (a job with rng torch), as its training made them. */
-int predict_run(struct net *n, const struct predict_images *im, bool torch_scale, double **probs,
-		struct tr_err *err);
+ * torch_scale x * (float)(1/255) (a job with rng torch), as its training made them;
+ * with mean and std (its dataset.json's, one channel), (x/255 - mean) / std. */
+int predict_run(struct net *n, const struct predict_images *im, bool torch_scale, const float *mean,
+		const float *std, double **probs, struct tr_err *err);
 
 #endif

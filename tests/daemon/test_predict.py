@@ -7,6 +7,7 @@ no Dropout). Images of the wrong size are refused with ImageSizeMismatch
 unless --resize; broken files get ImageError naming the file; traind stays up."""
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -32,6 +33,8 @@ net.load_state_dict({k[len("net."):]: v for k, v in w.items()}, strict=True)
 net.eval()
 raw = open(images, "rb").read()
 x = torch.frombuffer(bytearray(raw), dtype=torch.uint8).reshape(-1, 1, 28, 28).float() / 255
+if len(sys.argv) > 6:   # torchvision's Normalize(mean, std), as dataset.json asks
+    x = (x - float(sys.argv[5])) / float(sys.argv[6])
 with torch.no_grad():
     p = torch.softmax(net(x).double(), dim=1)
 print(json.dumps(p.tolist()))
@@ -110,6 +113,36 @@ def main():
           "the text form: a line per image (%s)" % out.strip().splitlines()[:1])
     one = d.ctl_json("predict", job, files[0], "--epoch", "1")
     check(len(one) == 1 and len(one[0]["top"]) == 3, "--epoch 1 uses that epoch's checkpoint")
+
+    # ---- a dataset with class names and normalisation (dataset.json); --best ----
+    names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    named = os.path.join(data, "named")
+    shutil.copytree(os.path.join(data, "small"), named)
+    with open(os.path.join(named, "dataset.json"), "w") as f:
+        json.dump({"classes": names, "mean": [0.1307], "std": [0.3081]}, f)
+    nj = d.start_job("--dataset", "named", "--model", MODEL, "--train-size", "2000", "--val-size", "1000",
+                     "--epochs", "2")
+    rc, out, err = d.wait(nj, "--state", "done")
+    check(rc == 0, "a job on the named, normalised dataset trains (%s)" % err.strip())
+    best = d.status(nj).get("best_epoch")
+    got2 = d.ctl_json("predict", nj, idx, "--best")
+    check(len(got2) == 64 and all(g["name"] == names[g["class"]] and
+                                  all(t["name"] == names[t["class"]] for t in g["top"]) for g in got2),
+          "predict names each class from dataset.json")
+    p = subprocess.run(["/usr/bin/python3", "-c", REFERENCE, TORCH_DIR, d.status(nj)["model"],
+                        d.export_file(nj, epoch=best, name="best.safetensors"), raw, "0.1307", "0.3081"],
+                       capture_output=True, text=True, timeout=300)
+    ref2 = json.loads(p.stdout) if p.returncode == 0 else []
+    check(p.returncode == 0 and [g["class"] for g in got2] == [max(range(10), key=lambda c: r[c]) for r in ref2]
+          and max(abs(g["prob"] - ref2[i][g["class"]]) for i, g in enumerate(got2)) < 1e-4,
+          "--best: PyTorch's classes and probabilities on the best epoch's export, images normalised as "
+          "dataset.json says (%s)" % p.stderr.strip()[-200:])
+    rc, out, err = d.ctl("predict", nj, files[0])
+    check(rc == 0 and "class %d (%s)" % (got[0]["class"], names[got[0]["class"]]) in out or
+          re.search(r"class \d \((zero|one|two|three|four|five|six|seven|eight|nine)\)", out) is not None,
+          "the text form names the class (%s)" % out.strip())
+    rc, out, err = d.ctl("predict", nj, files[0], "--best", "--epoch", "1", check_rc=False)
+    check(rc == 2 and "--best" in err, "predict --best --epoch is a usage error (%s)" % err.strip())
 
     # ---- refusals ----
     small = os.path.join(work, "small.pgm")
