@@ -195,7 +195,9 @@ def k_classes(w, k, fmt):
     else:
         F.write_st_dir(os.path.join(dd, name), {s: (v[0], v[1], F.labels_as(v[2], "i4")) for s, v in sp.items()},
                        lab_tc="i4")
-    cfg = ["--dataset", name, "--val-size", str(5 * k), "--epochs", "8", "--batch-size", "16", "--lr", "0.01",
+    # lr 0.003: at 0.01 Adam overshoots on 100 classes (test_acc 0.87 with rng torch, 0.98 xoshiro;
+    # 1.0 for both at 0.003)
+    cfg = ["--dataset", name, "--val-size", str(5 * k), "--epochs", "8", "--batch-size", "16", "--lr", "0.003",
            "--hidden", "64", "--hash"]
     rc, out, err = tt(dd, *cfg)
     acc = test_acc(out)
