@@ -186,11 +186,12 @@ static void hash_with_zeroed(const uint8_t *blob, size_t len, size_t pos, char h
 /* ---- save ------------------------------------------------------------- */
 
 /* The job's stream: xoshiro's four words as "rng.state", or for rng torch
- * the mt19937's 624 words and its position as "rng.mt19937" U32 [625]. */
-static int add_rng(struct st_writer *w, const struct trainer *t)
+ * the mt19937's 624 words and its position as "rng.mt19937" U32 [625],
+ * packed into the caller's `mt` (the writer keeps pointers to the data until
+ * st_writer_finish, so it must outlive this call). */
+static int add_rng(struct st_writer *w, const struct trainer *t, uint32_t mt[MT_N + 1])
 {
 	uint64_t shape1[1];
-	uint32_t mt[MT_N + 1];
 
 	if (t->cfg.rng != RNG_TORCH) {
 		shape1[0] = 4;
@@ -212,6 +213,7 @@ int checkpoint_serialize(const struct trainer *t, uint8_t **blob, size_t *len, s
 	int64_t (*counts)[DATASET_MAX_CLASSES] = NULL;
 	double sched_values[SCHED_NVALUES];
 	int64_t sched_counts[SCHED_NCOUNTS];
+	uint32_t mt[MT_N + 1];     /* rng torch's state, packed (alive until the writer finishes) */
 	uint8_t *buf = NULL;
 	size_t buf_len = 0;
 	char placeholder[PREFIX_LEN + SHA256_HEX_LEN + 1];
@@ -243,7 +245,7 @@ int checkpoint_serialize(const struct trainer *t, uint8_t **blob, size_t *len, s
 	if (rc == 0 && t->opt.v)
 		rc = add_state(w, m, t->opt.v, moment_names[1]);
 	if (rc == 0)
-		rc = add_rng(w, t);
+		rc = add_rng(w, t, mt);
 	shape1[0] = t->n_train;
 	if (rc == 0)
 		rc = st_writer_add(w, "data.order", ST_U32, 1, shape1, t->order);
