@@ -9,6 +9,7 @@ dataset is refused at start with its named DatasetError; eval --per-class
 shows the class names of the dataset's dataset.json (the file and the
 problem) while traind stays up and serves the other jobs."""
 import os
+import time
 import random
 import struct
 import sys
@@ -54,12 +55,22 @@ def main():
     d.start()
     a = d.start_job("--dataset", "mnist", *CFG)
     b = d.start_job("--dataset", "mnist-npz", *CFG)
-    c100 = ["--dataset", "c100", "--val-size", "500", "--epochs", "2", "--hidden", "32", "--batch-size", "8"]
+    # hidden 512: an epoch of 437 small steps takes a while even on a quiet
+    # machine (with 32 it took ~30 ms, and the poll below could miss it)
+    c100 = ["--dataset", "c100", "--val-size", "500", "--epochs", "3", "--hidden", "512", "--batch-size", "8"]
     c = d.start_job(*c100)
-    d.wait_running_at(c, epoch=0, min_step=20)
+    deadline = time.time() + 300
+    while time.time() < deadline:   # running, some steps into an epoch before the last
+        j = d.job(c)
+        if j["state"] != "queued" and (j["state"] != "running" or (j["step"] >= 1 and j["epoch"] < 2)):
+            break
+        time.sleep(0.002)
+    check(j["state"] == "running", "the 100-class job is caught while it trains (%s)"
+          % {k: j.get(k) for k in ("state", "epoch", "step")})
     d.ctl("pause", c)
     rc, out, err = d.wait(c, "--state", "paused")
-    check(rc == 0, "the 100-class job pauses mid-epoch")
+    j = d.job(c)
+    check(rc == 0, "the 100-class job pauses (at epoch %d step %d)" % (j["epoch"], j["step"]))
     d.ctl("resume", c)
     c_ref = d.start_job(*c100)
     rc, out, err = d.ctl("start", "--dataset", "broken", "--val-size", "5", "--epochs", "1", check_rc=False)
@@ -76,9 +87,9 @@ def main():
           "100 classes: paused mid-epoch (per-class counts of 100 classes in the checkpoint) and resumed, "
           "bit-identical to never pausing")
     st = d.status(c)
-    check(st.get("model") == "flatten,linear(32),relu,linear(100)", "100 classes: the MLP ends in 100 outputs (%s)"
+    check(st.get("model") == "flatten,linear(512),relu,linear(100)", "100 classes: the MLP ends in 100 outputs (%s)"
           % st.get("model"))
-    check(st.get("params") == 100 * 32 + 32 + 32 * 100 + 100, "... with its parameter count (%s)" % st.get("params"))
+    check(st.get("params") == 100 * 512 + 512 + 512 * 100 + 100, "... with its parameter count (%s)" % st.get("params"))
     ev = d.ctl_json("eval", b, "--split", "test", "--per-class")
     rows = ev.get("per_class") or []
     check([r.get("name") for r in rows] == NAMES and sum(r["count"] for r in rows) == 10000
@@ -98,7 +109,7 @@ def main():
           "after a restart the npz job's model and parameters come from its headers (%s, %s)"
           % (st.get("model"), st.get("params")))
     st = d.status(c)
-    check(st.get("model") == "flatten,linear(32),relu,linear(100)", "... and the 100-class job's (%s)" % st.get("model"))
+    check(st.get("model") == "flatten,linear(512),relu,linear(100)", "... and the 100-class job's (%s)" % st.get("model"))
 
 
 if __name__ == "__main__":
