@@ -938,6 +938,47 @@ static void bg_after_import_copy(uv_work_t *req, int status)
 	}
 }
 
+/* ---- calls that pass files (DatasetImport, Predict) ------------------- */
+
+/* At least as many descriptors passed as files named; else InvalidParameter. */
+static bool enough_fds(struct call *c, size_t nfiles, int nfd)
+{
+	if ((size_t)nfd >= nfiles)
+		return true;
+	call_invalid_parameter(c, "files", "%zu files named but %d file descriptors passed with the call "
+			       "(send them with SCM_RIGHTS)", nfiles, nfd);
+	return false;
+}
+
+/* The call's files: b owns the first json_array_size(files) descriptors
+ * (closed by bg_after) and their names; the rest are closed now. */
+static void bg_take_files(struct bg *b, json_t *files, const int *fds, int nfd)
+{
+	size_t nfiles = json_array_size(files), i;
+	json_t *f;
+
+	b->nfds = nfiles;
+	memcpy(b->fds, fds, nfiles * sizeof(int));
+	for (int k = (int)nfiles; k < nfd; k++)
+		close(fds[k]);
+	json_array_foreach(files, i, f)
+		snprintf(b->fnames[i], sizeof(b->fnames[i]), "%s", json_string_value(json_object_get(f, "name")));
+}
+
+/* The descriptors passed with the call are taken first, all of them, so
+ * that a refused call leaves none behind for the next one; `call` returns
+ * true when it took them (bg_take_files). */
+static void with_fds(struct daemon *d, struct call *c,
+		     bool (*call)(struct daemon *d, struct call *c, int *fds, int nfd))
+{
+	int fds[SERVER_MAX_FDS];
+	int nfd = call_take_fds(c, fds, SERVER_MAX_FDS);
+
+	if (!call(d, c, fds, nfd))
+		for (int k = 0; k < nfd; k++)
+			close(fds[k]);
+}
+
 /* true: the call owns fds[0, nfd) now (via its bg) */
 static bool m_dataset_import_call(struct daemon *d, struct call *c, int *fds, int nfd)
 {
@@ -948,7 +989,6 @@ static bool m_dataset_import_call(struct daemon *d, struct call *c, int *fds, in
 	size_t nfiles, i;
 	json_t *f;
 	struct bg *b;
-	int pending;
 
 	if (!only_keys(c, keys) || !get_bool(c, "replace", &replace))
 		return false;
@@ -984,12 +1024,8 @@ static bool m_dataset_import_call(struct daemon *d, struct call *c, int *fds, in
 			}
 		}
 	}
-	pending = nfd;
-	if ((size_t)pending < nfiles) {
-		call_invalid_parameter(c, "files", "%zu files named but %d file descriptors passed with the call "
-				       "(send them with SCM_RIGHTS)", nfiles, pending);
+	if (!enough_fds(c, nfiles, nfd))
 		return false;
-	}
 	if (replace && jobs_using(d, json_string_value(name), true, who, sizeof(who))) {
 		call_error(c, PROTO_DATASET_IN_USE,
 			   json_pack("{s:s,s:s+++}", "dataset", json_string_value(name), "message",
@@ -1001,27 +1037,15 @@ static bool m_dataset_import_call(struct daemon *d, struct call *c, int *fds, in
 		return false;
 	snprintf(b->cfg.dataset, sizeof(b->cfg.dataset), "%s", json_string_value(name));
 	b->replace = replace;
-	b->nfds = nfiles;
-	memcpy(b->fds, fds, nfiles * sizeof(int));
-	for (int k = (int)nfiles; k < nfd; k++)
-		close(fds[k]);
+	bg_take_files(b, files, fds, nfd);
 	b->nfiles = nfiles;
-	json_array_foreach(files, i, f)
-		snprintf(b->fnames[i], sizeof(b->fnames[i]), "%s", json_string_value(json_object_get(f, "name")));
 	bg_queue(b, work_import_copy, bg_after_import_copy);   /* closes the fds, whatever happens */
 	return true;
 }
 
-/* The descriptors passed with the call are taken first, all of them, so
- * that a refused call leaves none behind for the next one. */
 static void m_dataset_import(struct daemon *d, struct call *c)
 {
-	int fds[SERVER_MAX_FDS];
-	int nfd = call_take_fds(c, fds, SERVER_MAX_FDS);
-
-	if (!m_dataset_import_call(d, c, fds, nfd))
-		for (int k = 0; k < nfd; k++)
-			close(fds[k]);
+	with_fds(d, c, m_dataset_import_call);
 }
 
 static void work_dataset_remove(uv_work_t *req)
@@ -1223,7 +1247,6 @@ static bool m_predict_call(struct daemon *d, struct call *c, int *fds, int nfd)
 	size_t nfiles, i;
 	struct job *j;
 	struct bg *b;
-	int pending;
 
 	if (!only_keys(c, keys) || !get_int(c, "epoch", false, 0, 100000, &epoch) ||
 	    !get_int(c, "top", false, 1, DATASET_MAX_CLASSES, &top) || !get_bool(c, "resize", &resize) ||
@@ -1249,12 +1272,8 @@ static bool m_predict_call(struct daemon *d, struct call *c, int *fds, int nfd)
 			return false;
 		}
 	}
-	pending = nfd;
-	if ((size_t)pending < nfiles) {
-		call_invalid_parameter(c, "files", "%zu files named but %d file descriptors passed with the call "
-				       "(send them with SCM_RIGHTS)", nfiles, pending);
+	if (!enough_fds(c, nfiles, nfd))
 		return false;
-	}
 	if (!(j = get_job(d, c)) || !(b = bg_new(d, c)))
 		return false;
 	b->id = j->id;
@@ -1263,26 +1282,14 @@ static bool m_predict_call(struct daemon *d, struct call *c, int *fds, int nfd)
 	b->replace = resize;
 	b->best = best;
 	b->cfg = j->cfg;   /* its pixels scale as the job's training did */
-	b->nfds = nfiles;
-	memcpy(b->fds, fds, nfiles * sizeof(int));
-	for (int k = (int)nfiles; k < nfd; k++)
-		close(fds[k]);
-	json_array_foreach(files, i, f)
-		snprintf(b->fnames[i], sizeof(b->fnames[i]), "%s", json_string_value(json_object_get(f, "name")));
+	bg_take_files(b, files, fds, nfd);
 	bg_queue(b, work_predict, bg_after);   /* closes the fds, whatever happens */
 	return true;
 }
 
-/* The descriptors passed with the call are taken first, all of them, so
- * that a refused call leaves none behind for the next one. */
 static void m_predict(struct daemon *d, struct call *c)
 {
-	int fds[SERVER_MAX_FDS];
-	int nfd = call_take_fds(c, fds, SERVER_MAX_FDS);
-
-	if (!m_predict_call(d, c, fds, nfd))
-		for (int k = 0; k < nfd; k++)
-			close(fds[k]);
+	with_fds(d, c, m_predict_call);
 }
 
 /* ---- methods ---------------------------------------------------------- */

@@ -799,6 +799,23 @@ int store_job_set_dataset_digest(struct store *s, int64_t id, const char *digest
 
 /* ---- dataset file digests ---------------------------------------------- */
 
+/* A file's identity as parameters ?1..?5 (path, size, mtime_ns, ctime_ns,
+ * inode); an SQLite result code. */
+static int bind_file_id(sqlite3_stmt *st, const struct store_file_id *f)
+{
+	int rc = sqlite3_bind_text(st, 1, f->path, -1, SQLITE_STATIC);
+
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 2, f->size);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 3, f->mtime_ns);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 4, f->ctime_ns);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 5, f->inode);
+	return rc;
+}
+
 int store_file_digest_get(struct store *s, const struct store_file_id *f, char hex[65],
 			  struct tr_err *err)
 {
@@ -811,15 +828,7 @@ int store_file_digest_get(struct store *s, const struct store_file_id *f, char h
 	rc = prepare(s, &st, sql, err, ctx);
 	if (rc < 0)
 		return rc;
-	rc = sqlite3_bind_text(st, 1, f->path, -1, SQLITE_STATIC);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 2, f->size);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 3, f->mtime_ns);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 4, f->ctime_ns);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 5, f->inode);
+	rc = bind_file_id(st, f);
 	if (rc != SQLITE_OK) {
 		rc = db_fail(s, rc, err, ctx);
 		goto out;
@@ -854,15 +863,7 @@ static int put_file_digest(struct store *s, const struct store_file_id *f, const
 	rc = prepare(s, &st, sql, err, ctx);
 	if (rc < 0)
 		return rc;
-	rc = sqlite3_bind_text(st, 1, f->path, -1, SQLITE_STATIC);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 2, f->size);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 3, f->mtime_ns);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 4, f->ctime_ns);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 5, f->inode);
+	rc = bind_file_id(st, f);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_text(st, 6, hex, -1, SQLITE_STATIC);
 	if (rc != SQLITE_OK)

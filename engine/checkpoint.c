@@ -906,49 +906,12 @@ static int blob_classes(const struct st_file *f, uint32_t *classes, struct tr_er
 	return 0;
 }
 
-int checkpoint_export_from_blob(const uint8_t *blob, size_t len, uint8_t **out, size_t *out_len,
-				struct tr_err *err)
+/* The model of a checkpoint blob, built for batches of max_batch (0: 1)
+ * and loaded; *info (may be NULL) gets the blob's config and position. */
+static int blob_net(const uint8_t *blob, size_t len, uint32_t max_batch, struct net *out,
+		    struct checkpoint_info *info, struct tr_err *err)
 {
-	struct checkpoint_info info;
-	struct st_file *f = NULL;
-	struct model_spec spec;
-	struct shape in;
-	struct net n;
-	uint32_t classes = 0;
-	size_t seen = 0;
-	int rc;
-
-	memset(&n, 0, sizeof(n));
-	rc = open_blob(blob, len, &f, &info, err);
-	if (rc < 0)
-		return rc;
-	rc = blob_classes(f, &classes, err);
-	if (rc == 0)
-		rc = trainer_model_spec(&info.cfg, classes, &spec, err);
-	if (rc == 0)
-		rc = blob_input(f, &in, err);
-	if (rc == 0 && (rc = spec_shapes(&spec, in, classes, NULL, NULL, err)) < 0)
-		tr_err_prefix(err, "checkpoint");
-	if (rc < 0)
-		goto out;
-	rc = net_init(&n, &spec, in, classes, 1, NULL);
-	if (rc < 0) {
-		tr_err_set(err, rc, "out of memory");
-		goto out;
-	}
-	rc = load_model(f, &n, n.params, n.buffers, n.counts, &seen, err);
-	if (rc == 0)
-		rc = write_model(&n, &info.cfg, n.params, info.epoch, out, out_len, err);
-out:
-	net_deinit(&n);
-	st_file_free(f);
-	return rc;
-}
-
-int checkpoint_model_net(const uint8_t *blob, size_t len, uint32_t max_batch, struct net *out,
-			 struct tr_err *err)
-{
-	struct checkpoint_info info;
+	struct checkpoint_info own;
 	struct st_file *f = NULL;
 	struct model_spec spec;
 	struct shape in;
@@ -956,13 +919,15 @@ int checkpoint_model_net(const uint8_t *blob, size_t len, uint32_t max_batch, st
 	size_t seen = 0;
 	int rc;
 
+	if (!info)
+		info = &own;
 	memset(out, 0, sizeof(*out));
-	rc = open_blob(blob, len, &f, &info, err);
+	rc = open_blob(blob, len, &f, info, err);
 	if (rc < 0)
 		return rc;
 	rc = blob_classes(f, &classes, err);
 	if (rc == 0)
-		rc = trainer_model_spec(&info.cfg, classes, &spec, err);
+		rc = trainer_model_spec(&info->cfg, classes, &spec, err);
 	if (rc == 0)
 		rc = blob_input(f, &in, err);
 	if (rc == 0 && (rc = spec_shapes(&spec, in, classes, NULL, NULL, err)) < 0)
@@ -970,16 +935,36 @@ int checkpoint_model_net(const uint8_t *blob, size_t len, uint32_t max_batch, st
 	if (rc < 0)
 		goto out;
 	rc = net_init(out, &spec, in, classes, max_batch ? max_batch : 1, NULL);
-	if (rc < 0) {
-		tr_err_set(err, rc, "out of memory");
-		goto out;
-	}
-	rc = load_model(f, out, out->params, out->buffers, out->counts, &seen, err);
 	if (rc < 0)
-		net_deinit(out);
+		tr_err_set(err, rc, "out of memory");
+	else
+		rc = load_model(f, out, out->params, out->buffers, out->counts, &seen, err);
+	if (rc < 0)
+		net_deinit(out);   /* what a failed net_init left, as the export always did */
 out:
 	st_file_free(f);
 	return rc;
+}
+
+int checkpoint_export_from_blob(const uint8_t *blob, size_t len, uint8_t **out, size_t *out_len,
+				struct tr_err *err)
+{
+	struct checkpoint_info info;
+	struct net n;
+	int rc;
+
+	rc = blob_net(blob, len, 1, &n, &info, err);
+	if (rc < 0)
+		return rc;
+	rc = write_model(&n, &info.cfg, n.params, info.epoch, out, out_len, err);
+	net_deinit(&n);
+	return rc;
+}
+
+int checkpoint_model_net(const uint8_t *blob, size_t len, uint32_t max_batch, struct net *out,
+			 struct tr_err *err)
+{
+	return blob_net(blob, len, max_batch, out, NULL, err);
 }
 
 int checkpoint_load_model(struct trainer *t, const uint8_t *blob, size_t len, struct tr_err *err)
