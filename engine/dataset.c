@@ -438,6 +438,18 @@ static int meta_load(struct ds_meta *m, const char *dir, struct tr_err *err)
 	return rc;
 }
 
+int ds_read_file(const char *dir, const char *name, size_t cap, char *path, size_t path_len,
+		 uint8_t **buf, size_t *len, struct tr_err *err)
+{
+	int rc;
+
+	snprintf(path, path_len, "%s/%s", dir, name);
+	rc = file_read_all(path, cap, buf, len, err);
+	if (rc == -ENOENT)
+		rc = tr_err_set(err, -ENOENT, "%s: not found", path);
+	return rc;
+}
+
 /* ---- the directory ---------------------------------------------------- */
 
 enum fmt { F_IDX, F_NPY, F_NPZ, F_ST, F_CSV, F_N };

@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "traind/fileio.h"
 
 #define CSV_FILE_MAX ((size_t)1 << 36)
 
@@ -270,10 +269,7 @@ static int load_one(struct dataset *ds, struct ds_split *set, bool first, const 
 	size_t len = 0;
 	int rc;
 
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	rc = file_read_all(path, CSV_FILE_MAX, &buf, &len, err);
-	if (rc == -ENOENT)
-		rc = tr_err_set(err, -ENOENT, "%s: not found", path);
+	rc = ds_read_file(dir, name, CSV_FILE_MAX, path, sizeof(path), &buf, &len, err);
 	if (rc == 0)
 		rc = ds_csv_parse(ds, set, first, (const char *)buf, len, m, path, err);
 	free(buf);

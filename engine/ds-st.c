@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "traind/fileio.h"
 #include "traind/safetensors.h"
 
 #define ST_FILE_MAX ((size_t)1 << 36)   /* 64 GiB: the caps on N and images bound it anyway */
@@ -117,10 +116,7 @@ static int load_one(struct dataset *ds, struct ds_split *set, bool first, const 
 	size_t len = 0;
 	int rc;
 
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	rc = file_read_all(path, ST_FILE_MAX, &buf, &len, err);
-	if (rc == -ENOENT)
-		rc = tr_err_set(err, -ENOENT, "%s: not found", path);
+	rc = ds_read_file(dir, name, ST_FILE_MAX, path, sizeof(path), &buf, &len, err);
 	if (rc == 0)
 		rc = ds_st_parse(ds, set, first, buf, len, m, path, err);
 	free(buf);

@@ -111,6 +111,11 @@ void ds_meta_deinit(struct ds_meta *m);
 
 /* Parse one CSV split from memory into set (fuzz harness; ds_load_csv reads
  * the file and calls this). */
+/* Read dir/name whole (at most cap bytes) into *buf (malloc'ed); `path`
+ * gets "dir/name" for messages; a missing file is "PATH: not found". */
+int ds_read_file(const char *dir, const char *name, size_t cap, char *path, size_t path_len,
+		 uint8_t **buf, size_t *len, struct tr_err *err);
+
 int ds_csv_parse(struct dataset *ds, struct ds_split *set, bool first, const char *text,
 		 size_t len, const struct ds_meta *m, const char *what, struct tr_err *err);
 
