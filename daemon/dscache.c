@@ -285,9 +285,10 @@ static int hash_file(int fd, const char *path, uint8_t out[SHA256_DIGEST_LEN], s
 	uint8_t *buf = malloc(chunk);
 	int rc = 0;
 
-	if (!buf)
+	if (!buf || sha256_init(&ctx) < 0) {
+		free(buf);
 		return tr_err_set(err, -ENOMEM, "out of memory");
-	sha256_init(&ctx);
+	}
 	for (;;) {
 		ssize_t got = read(fd, buf, chunk);
 
@@ -301,8 +302,8 @@ static int hash_file(int fd, const char *path, uint8_t out[SHA256_DIGEST_LEN], s
 			break;
 		sha256_update(&ctx, buf, (size_t)got);
 	}
-	if (rc == 0)
-		sha256_final(&ctx, out);
+	if (sha256_final(&ctx, rc == 0 ? out : NULL) < 0 && rc == 0)
+		rc = tr_err_set(err, -ENOMEM, "%s: cannot hash (out of memory)", path);
 	free(buf);
 	return rc;
 }
@@ -378,7 +379,7 @@ int dscache_digest(struct dscache *c, const char *name, struct store *rs, struct
 	const char **hexes = NULL;
 	uint8_t dg[SHA256_DIGEST_LEN];
 	char hex[SHA256_HEX_LEN + 1];
-	struct sha256_ctx outer;
+	struct sha256_ctx outer = { NULL };   /* final is harmless before init */
 	uint64_t total = 0;
 	size_t n = 0;
 	int rc;
@@ -396,7 +397,8 @@ int dscache_digest(struct dscache *c, const char *name, struct store *rs, struct
 	hexes = calloc(n ? n : 1, sizeof(*hexes));
 	if (!nd.f || !nd.path || !nd.hex || !hexes)
 		rc = tr_err_set(err, -ENOMEM, "out of memory");
-	sha256_init(&outer);
+	if (rc == 0 && sha256_init(&outer) < 0)
+		rc = tr_err_set(err, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < n && rc == 0; i++)
 		rc = digest_file(real, names[i], rs, &nd, &outer, &total, err);
 	if (rc == 0 && nd.n) {
@@ -415,9 +417,12 @@ int dscache_digest(struct dscache *c, const char *name, struct store *rs, struct
 	free(nd.hex);
 	free(hexes);
 	free_names(names, n);
-	if (rc < 0)
+	if (rc < 0) {
+		sha256_final(&outer, NULL);   /* frees it, if init ran */
 		return rc;
-	sha256_final(&outer, dg);
+	}
+	if (sha256_final(&outer, dg) < 0)
+		return tr_err_set(err, -ENOMEM, "out of memory hashing dataset %s", name);
 	sha256_to_hex(dg, hex);
 	snprintf(out, DSCACHE_DIGEST_MAX, "sha256:%s", hex);
 	if (bytes)

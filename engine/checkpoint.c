@@ -170,17 +170,20 @@ static int find_checksum(const uint8_t *blob, const struct st_file *f, const cha
 	return found == 1 ? 0 : -EINVAL;
 }
 
-static void hash_with_zeroed(const uint8_t *blob, size_t len, size_t pos, char hex[65])
+/* The blob's digest with the 64 bytes at `pos` taken as '0': 0 or -ENOMEM. */
+static int hash_with_zeroed(const uint8_t *blob, size_t len, size_t pos, char hex[65])
 {
 	struct sha256_ctx ctx;
 	uint8_t digest[SHA256_DIGEST_LEN];
+	int rc;
 
 	sha256_init(&ctx);
 	sha256_update(&ctx, blob, pos);
 	sha256_update(&ctx, zeros64, SHA256_HEX_LEN);
 	sha256_update(&ctx, blob + pos + SHA256_HEX_LEN, len - pos - SHA256_HEX_LEN);
-	sha256_final(&ctx, digest);
+	rc = sha256_final(&ctx, digest);
 	sha256_to_hex(digest, hex);
+	return rc;
 }
 
 /* ---- save ------------------------------------------------------------- */
@@ -315,7 +318,8 @@ int checkpoint_seal(uint8_t *blob, size_t len, char checksum[72], struct tr_err 
 	st_file_free(f);
 	if (rc < 0)
 		return tr_err_set(err, rc, "checkpoint: no unique checksum placeholder to seal");
-	hash_with_zeroed(blob, len, pos, hex);
+	if (hash_with_zeroed(blob, len, pos, hex) < 0)
+		return tr_err_set(err, -ENOMEM, "checkpoint: cannot hash the blob (out of memory)");
 	memcpy(blob + pos, hex, SHA256_HEX_LEN);
 	if (checksum)
 		snprintf(checksum, 72, "%s%s", CHECKSUM_PREFIX, hex);
@@ -381,7 +385,10 @@ static int open_blob(const uint8_t *blob, size_t len, struct st_file **out_f,
 		tr_err_set(err, rc, "checkpoint: checksum value is not unique in the header");
 		goto fail;
 	}
-	hash_with_zeroed(blob, len, pos, hex);
+	if (hash_with_zeroed(blob, len, pos, hex) < 0) {
+		rc = tr_err_set(err, -ENOMEM, "checkpoint: cannot hash the blob (out of memory)");
+		goto fail;
+	}
 	if (memcmp(hex, v + PREFIX_LEN, SHA256_HEX_LEN) != 0) {
 		tr_err_set(err, rc, "checkpoint: checksum mismatch (stored %.16s..., computed %.16s...): the blob is corrupt",
 			   v + PREFIX_LEN, hex);

@@ -1,10 +1,12 @@
 /*
  * test-sha256.c - SHA-256 against the FIPS 180-2/NIST example vectors, plus
  * checks that how the input is split across sha256_update calls never changes
- * the digest (the block-buffer logic is where implementations go wrong), and
+ * the digest (the block-buffer logic is where implementations go wrong),
+ * that a failed or discarded context behaves as sha256.h says, and
  * that every message length around the padding boundaries (55/56/64 bytes
  * mod 64) hashes right.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,16 +22,16 @@ static void digest_of(const void *data, size_t len, uint8_t out[SHA256_DIGEST_LE
 {
 	struct sha256_ctx ctx;
 
-	sha256_init(&ctx);
+	assert_int_equal(sha256_init(&ctx), 0);
 	sha256_update(&ctx, data, len);
-	sha256_final(&ctx, out);
+	assert_int_equal(sha256_final(&ctx, out), 0);
 }
 
 static void assert_hex(const char *msg, size_t len, const char *expect)
 {
 	char hex[SHA256_HEX_LEN + 1];
 
-	sha256_hex(msg, len, hex);
+	assert_int_equal(sha256_hex(msg, len, hex), 0);
 	assert_string_equal(hex, expect);
 }
 
@@ -80,16 +82,16 @@ static void test_million_a(void **state)
 	all = malloc(1000000);
 	assert_non_null(all);
 	memset(all, 'a', 1000000);
-	sha256_hex(all, 1000000, hex);
+	assert_int_equal(sha256_hex(all, 1000000, hex), 0);
 	assert_string_equal(hex, expect);
 	free(all);
 
 	/* As the standard's test describes it: 1000 updates of 1000 bytes. */
 	memset(chunk, 'a', sizeof(chunk));
-	sha256_init(&ctx);
+	assert_int_equal(sha256_init(&ctx), 0);
 	for (int i = 0; i < 1000; i++)
 		sha256_update(&ctx, chunk, sizeof(chunk));
-	sha256_final(&ctx, digest);
+	assert_int_equal(sha256_final(&ctx, digest), 0);
 	sha256_to_hex(digest, hex);
 	assert_string_equal(hex, expect);
 }
@@ -116,12 +118,12 @@ static void test_all_lengths(void **state)
 
 	(void)state;
 	fill_pattern(msg, sizeof(msg));
-	sha256_init(&outer);
+	assert_int_equal(sha256_init(&outer), 0);
 	for (size_t n = 0; n < sizeof(msg); n++) {
 		digest_of(msg, n, digest);
 		sha256_update(&outer, digest, sizeof(digest));
 	}
-	sha256_final(&outer, digest);
+	assert_int_equal(sha256_final(&outer, digest), 0);
 	sha256_to_hex(digest, hex);
 	assert_string_equal(hex, "7b074096cabb18dd0d1b468a173cb2f97f80e952525bca29542e606fd6d0753a");
 }
@@ -139,11 +141,11 @@ static void test_split_points(void **state)
 	digest_of(msg, sizeof(msg), one_shot);
 	for (size_t i = 0; i <= sizeof(msg); i++) {
 		for (size_t j = i; j <= sizeof(msg); j++) {
-			sha256_init(&ctx);
+			assert_int_equal(sha256_init(&ctx), 0);
 			sha256_update(&ctx, msg, i);
 			sha256_update(&ctx, msg + i, j - i);
 			sha256_update(&ctx, msg + j, sizeof(msg) - j);
-			sha256_final(&ctx, split);
+			assert_int_equal(sha256_final(&ctx, split), 0);
 			assert_memory_equal(split, one_shot, sizeof(one_shot));
 		}
 	}
@@ -161,13 +163,13 @@ static void test_chunk_sizes(void **state)
 	fill_pattern(msg, sizeof(msg));
 	digest_of(msg, sizeof(msg), one_shot);
 	for (size_t chunk = 1; chunk <= 130; chunk++) {
-		sha256_init(&ctx);
+		assert_int_equal(sha256_init(&ctx), 0);
 		for (size_t off = 0; off < sizeof(msg); off += chunk) {
 			size_t n = sizeof(msg) - off < chunk ? sizeof(msg) - off : chunk;
 
 			sha256_update(&ctx, msg + off, n);
 		}
-		sha256_final(&ctx, chunked);
+		assert_int_equal(sha256_final(&ctx, chunked), 0);
 		assert_memory_equal(chunked, one_shot, sizeof(one_shot));
 	}
 }
@@ -180,14 +182,34 @@ static void test_reinit(void **state)
 	struct sha256_ctx ctx;
 
 	(void)state;
-	sha256_init(&ctx);
+	assert_int_equal(sha256_init(&ctx), 0);
 	sha256_update(&ctx, "something else entirely", 23);
-	sha256_final(&ctx, digest);
-	sha256_init(&ctx);
+	assert_int_equal(sha256_final(&ctx, digest), 0);
+	assert_int_equal(sha256_init(&ctx), 0);
 	sha256_update(&ctx, "abc", 3);
-	sha256_final(&ctx, digest);
+	assert_int_equal(sha256_final(&ctx, digest), 0);
 	sha256_to_hex(digest, hex);
 	assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+/* A discarded context (final with NULL) frees it; a context whose init
+ * failed (md NULL, as after an allocation failure) ignores updates and its
+ * final reports the failure with a zeroed digest, never a wrong one. */
+static void test_discard_and_failed(void **state)
+{
+	static const uint8_t zero[SHA256_DIGEST_LEN];
+	uint8_t digest[SHA256_DIGEST_LEN];
+	struct sha256_ctx ctx;
+
+	(void)state;
+	assert_int_equal(sha256_init(&ctx), 0);
+	sha256_update(&ctx, "abc", 3);
+	assert_int_equal(sha256_final(&ctx, NULL), 0);
+	assert_null(ctx.md);
+	sha256_update(&ctx, "abc", 3);
+	memset(digest, 0xaa, sizeof(digest));
+	assert_int_equal(sha256_final(&ctx, digest), -ENOMEM);
+	assert_memory_equal(digest, zero, sizeof(zero));
 }
 
 static void test_to_hex(void **state)
@@ -216,6 +238,7 @@ int main(void)
 		cmocka_unit_test(test_split_points),
 		cmocka_unit_test(test_chunk_sizes),
 		cmocka_unit_test(test_reinit),
+		cmocka_unit_test(test_discard_and_failed),
 		cmocka_unit_test(test_to_hex),
 	};
 
