@@ -5,7 +5,8 @@
  * bio.c's shape). A synchronous caller waits on its request's own condition;
  * an asynchronous one gets its `done` posted to the loop through the loopq
  * node inside the request, so once a request is queued its completion always
- * runs (posting cannot fail).
+ * runs (posting cannot fail). After each request, once its outcome is
+ * out, the thread lets the store checkpoint its WAL (store_maintain).
  */
 #include "traind/storeq.h"
 
@@ -80,6 +81,9 @@ static void *store_main(void *p)
 		} else {
 			free(r);
 		}
+		/* After the request's outcome is out: its caller does not wait
+		 * for the WAL checkpoint. */
+		store_maintain(q->store);
 	}
 	return NULL;
 }

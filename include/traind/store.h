@@ -91,6 +91,13 @@ struct store_checkpoint {
 int store_open(struct store **out, const char *path, bool readonly, struct tr_err *err);
 void store_close(struct store *s);
 
+/* Housekeeping between requests of a writer connection: copy the WAL into
+ * the database when it has grown past SQLite's usual checkpoint threshold
+ * (a passive checkpoint: it never waits for readers). No-op otherwise and on
+ * read connections. Without it the WAL is still checkpointed, inside the
+ * commit, past a cap of 8000 frames. */
+void store_maintain(struct store *s);
+
 /* The schema version this build knows (the highest embedded migration), and
  * the database's current PRAGMA user_version. */
 int store_schema_version_known(void);
