@@ -208,6 +208,15 @@ static int add_rng(struct st_writer *w, const struct trainer *t, uint32_t mt[MT_
 
 int checkpoint_serialize(const struct trainer *t, uint8_t **blob, size_t *len, struct tr_err *err)
 {
+	size_t cap = 0;
+
+	*blob = NULL;
+	return checkpoint_serialize_into(t, blob, &cap, len, err);
+}
+
+int checkpoint_serialize_into(const struct trainer *t, uint8_t **blob, size_t *cap, size_t *len,
+			      struct tr_err *err)
+{
 	const struct net *m = &t->model;
 	struct st_writer *w = NULL;
 	uint64_t shape1[1], shape2[2];
@@ -217,8 +226,6 @@ int checkpoint_serialize(const struct trainer *t, uint8_t **blob, size_t *len, s
 	double sched_values[SCHED_NVALUES];
 	int64_t sched_counts[SCHED_NCOUNTS];
 	uint32_t mt[MT_N + 1];     /* rng torch's state, packed (alive until the writer finishes) */
-	uint8_t *buf = NULL;
-	size_t buf_len = 0;
 	char placeholder[PREFIX_LEN + SHA256_HEX_LEN + 1];
 	int rc;
 
@@ -289,17 +296,11 @@ int checkpoint_serialize(const struct trainer *t, uint8_t **blob, size_t *len, s
 	if (rc == 0)
 		rc = st_writer_meta(w, "checksum", placeholder);
 	if (rc == 0)
-		rc = st_writer_finish(w, &buf, &buf_len);
-	if (rc < 0) {
+		rc = st_writer_finish_into(w, blob, cap, len);
+	if (rc < 0)
 		tr_err_set(err, rc, "cannot serialize the checkpoint (out of memory)");
-		goto out;
-	}
-	*blob = buf;
-	*len = buf_len;
-	buf = NULL;
 out:
 	st_writer_free(w);
-	free(buf);
 	free(counts);
 	return rc;
 }

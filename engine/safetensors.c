@@ -834,6 +834,14 @@ int st_writer_meta(struct st_writer *w, const char *key, const char *value)
 
 int st_writer_finish(struct st_writer *w, uint8_t **out, size_t *out_len)
 {
+	size_t cap = 0;
+
+	*out = NULL;
+	return st_writer_finish_into(w, out, &cap, out_len);
+}
+
+int st_writer_finish_into(struct st_writer *w, uint8_t **out, size_t *cap, size_t *out_len)
+{
 	const size_t flags = JSON_PRESERVE_ORDER | JSON_COMPACT;
 	json_t *root;
 	uint8_t *buf = NULL;
@@ -841,7 +849,6 @@ int st_writer_finish(struct st_writer *w, uint8_t **out, size_t *out_len)
 	size_t json_len, hlen, total;
 	int rc;
 
-	*out = NULL;
 	*out_len = 0;
 	root = json_object();
 	if (!root)
@@ -872,7 +879,7 @@ int st_writer_finish(struct st_writer *w, uint8_t **out, size_t *out_len)
 		goto out;
 	}
 	total = 8 + hlen + (size_t)w->datalen;
-	buf = malloc(total);
+	buf = *out && *cap >= total ? *out : malloc(total);
 	if (!buf) {
 		rc = -ENOMEM;
 		goto out;
@@ -891,12 +898,17 @@ int st_writer_finish(struct st_writer *w, uint8_t **out, size_t *out_len)
 		p += w->data[i].nbytes;
 	}
 
-	*out = buf;
+	if (buf != *out) {
+		free(*out);
+		*out = buf;
+		*cap = total;
+	}
 	*out_len = total;
 	buf = NULL;
 	rc = 0;
 out:
-	free(buf);
+	if (buf != *out)
+		free(buf);
 	json_decref(root);
 	return rc;
 }

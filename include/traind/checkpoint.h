@@ -68,6 +68,11 @@ int checkpoint_save(const struct trainer *t, uint8_t **blob, size_t *len, struct
 /* The two halves of checkpoint_save, so that a training thread only copies
  * its state out (serialize) and another thread hashes it (seal): */
 int checkpoint_serialize(const struct trainer *t, uint8_t **blob, size_t *len, struct tr_err *err);
+/* checkpoint_serialize into the caller's buffer *blob of *cap bytes when it
+ * fits (no allocation, no fresh pages to fault in while training waits),
+ * else into a new one that replaces it (st_writer_finish_into). */
+int checkpoint_serialize_into(const struct trainer *t, uint8_t **blob, size_t *cap, size_t *len,
+			      struct tr_err *err);
 /* Write the checksum into a serialized blob; its "sha256:<hex>" into checksum. */
 int checkpoint_seal(uint8_t *blob, size_t len, char checksum[72], struct tr_err *err);
 

@@ -94,6 +94,11 @@ int st_writer_meta(struct st_writer *w, const char *key, const char *value);
 /* Serialize into a new malloc'ed buffer *out of *out_len bytes (caller frees).
  * Tensors are laid out in the order added; metadata keys in the order added. */
 int st_writer_finish(struct st_writer *w, uint8_t **out, size_t *out_len);
+/* The same into the caller's buffer *buf of *cap bytes (may be NULL / 0)
+ * when the file fits, else into a new malloc'ed one that replaces it (the
+ * old one freed, *cap updated). On error *buf and *cap are still valid and
+ * the caller's. */
+int st_writer_finish_into(struct st_writer *w, uint8_t **buf, size_t *cap, size_t *out_len);
 void st_writer_free(struct st_writer *w);
 
 #endif
