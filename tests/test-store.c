@@ -1434,6 +1434,37 @@ static void test_incremental_vacuum(void **state)
 	assert_true(file_size(f->db) < 3 * MB);
 }
 
+/* An epoch commit is durable without copying the WAL into the database: the
+ * writer checkpoints only in store_maintain, which the store thread calls
+ * after it has reported the commit. */
+static void test_wal_checkpoint_in_maintain(void **state)
+{
+	struct fx *f = *state;
+	struct store *s = open_store(f->db, false);
+	int64_t job = new_job(s, -1);
+	char wal[sizeof(f->db) + 8];
+	off_t before;
+
+	snprintf(wal, sizeof(wal), "%s-wal", f->db);
+	before = file_size(f->db);
+	/* 6 MB: ~1500 pages, past SQLite's usual threshold of 1000 frames */
+	for (uint32_t e = 1; e <= 6; e++)
+		commit(s, job, e, 1.0 / e, MB);
+	assert_true(file_size(wal) > 6 * MB);
+	if (file_size(f->db) > before + MB)
+		fail_msg("the commits checkpointed the WAL: the database grew from %lld to %lld bytes",
+			 (long long)before, (long long)file_size(f->db));
+	store_maintain(s);
+	assert_true(file_size(f->db) > before + 6 * MB);
+	/* below the threshold it does nothing */
+	before = file_size(f->db);
+	commit(s, job, 7, 0.1, 1024);
+	store_maintain(s);
+	assert_int_equal(file_size(f->db), before);
+	assert_int_equal(store_integrity_check(s, NULL), 0);
+	store_close(s);
+}
+
 /* ---- removal ----------------------------------------------------------- */
 
 static int64_t rows_of(const char *db, const char *table, const char *col, int64_t job)
@@ -1885,6 +1916,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_positions_and_latest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drop_checkpoint, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_incremental_vacuum, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wal_checkpoint_in_maintain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_job_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_job_ids_never_reused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete_gives_space_back, setup, teardown),
