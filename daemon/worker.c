@@ -112,8 +112,12 @@ static void pool_put(struct blob_pool *p, uint8_t *buf, size_t cap)
 	}
 }
 
-/* The run's spare, allocated and faulted in before training starts (a
- * failure only means the first hand-over allocates). */
+/* The run's spare, allocated and written once before training starts (a
+ * failure only means the first hand-over allocates): by serializing into
+ * it, which faults its pages in and leaves them in the cache the way a
+ * commit leaves them for the next epoch (a memset of this size did not,
+ * probably through glibc's non-temporal stores: the first epoch's copy then
+ * took 1.8 ms instead of 0.3). */
 static void pool_prefault(struct blob_pool *p, const struct trainer *t)
 {
 	uint8_t *buf = NULL;
@@ -122,14 +126,16 @@ static void pool_prefault(struct blob_pool *p, const struct trainer *t)
 	if (checkpoint_serialize_into(t, &buf, &cap, &len, NULL) < 0)
 		return;
 	free(buf);
-	buf = malloc(len + BLOB_SLACK);
-	if (!buf)
+	cap = len + BLOB_SLACK;
+	buf = malloc(cap);
+	if (!buf || checkpoint_serialize_into(t, &buf, &cap, &len, NULL) < 0) {
+		free(buf);
 		return;
-	memset(buf, 0, len + BLOB_SLACK);
+	}
 	pthread_mutex_lock(&p->mu);
 	if (!p->spare) {
 		p->spare = buf;
-		p->cap = len + BLOB_SLACK;
+		p->cap = cap;
 		buf = NULL;
 	}
 	pthread_mutex_unlock(&p->mu);
