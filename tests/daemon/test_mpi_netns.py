@@ -10,6 +10,12 @@ model's sha256), with the same history row by row; a rank really ran in the
 second namespace while the job trained, the reduction's bytes crossed the
 veth, and nothing of the job is left running in either namespace after it.
 
+Then the second host goes away in the middle of epoch 2 of a 2-rank job
+with --max-restarts 0 (every process in its namespace SIGKILLed): the job
+is failed with a reason naming the rank, nothing of it is left running on
+either host, and `resume --ranks 1` continues it on the first host alone
+(elastic) to the same bits and history as a 1-rank job that never failed.
+
 trainctl and the test reach traind from outside the namespaces: its unix
 socket is a file. Skips (77) when not root, without `ip` or mpirun, or when
 traind has no MPI runner (--mpi-launcher)."""
@@ -26,6 +32,8 @@ from harness import TRAIND, Daemon, check, run, sha256_file  # noqa: E402
 from netns import NetnsHosts  # noqa: E402
 
 TRAIN, BATCH, EPOCHS = 4000, 64, 2
+# long enough to lose a host in the middle of an epoch (1000 steps each)
+LONG = ["--train-size", "4000", "--val-size", "1000", "--batch-size", "4", "--epochs", "3"]
 CONFIG = ["--train-size", str(TRAIN), "--val-size", "1000", "--batch-size", str(BATCH), "--epochs", str(EPOCHS)]
 PARAMS = 784 * 256 + 256 + 256 * 10 + 10       # the lesson's 784-256-10 MLP: 203,530
 METRICS = ["train_loss", "train_acc", "train_macro_acc", "val_loss", "val_acc", "val_macro_acc"]
@@ -75,6 +83,56 @@ class Watcher(threading.Thread):
             time.sleep(0.02)
 
 
+def settle(ns, keep=(), timeout=15):
+    """The processes left in ns after waiting up to timeout for them to go."""
+    deadline = time.time() + timeout
+    while True:
+        left = set(pids_in(ns)) - set(keep)
+        if not left or time.time() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+def lose_a_host(d, hosts):
+    print("== the second host goes away mid-epoch; resume on one rank", flush=True)
+    ref = d.start_job(*LONG, "--ranks", "1", "--shards", "2")
+    d.wait(ref, "--state", "done,failed,killed")
+    check(d.status(ref)["state"] == "done", "the 1-rank reference job of the long config is done")
+
+    job = d.start_job(*LONG, "--ranks", "2", "--shards", "2", "--hosts", hosts.hosts_value(), "--max-restarts", "0")
+    d.wait_running_at(job, 1, min_step=50, timeout=300)
+    gone = pids_in(hosts.names[1])
+    print("    SIGKILL in %s: %s" % (hosts.names[1], [cmdline(p) for p in gone]), flush=True)
+    check(any("traind-rank" in cmdline(p) for p in gone), "a rank was running on the second host when it went")
+    for pid in gone:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+    rc, out, err = d.wait(job, "--state", "done,failed,killed", "--timeout", "120")
+    st = d.status(job)
+    reason = st.get("error") or ""
+    check(st["state"] == "failed", "with --max-restarts 0 the job is failed (%s, %s)" % (st["state"], reason))
+    check("rank" in reason, "its reason names the rank that was lost (%r)" % reason)
+    left = settle(hosts.names[0], keep=[d.proc.pid])
+    check(not left, "no rank or mpirun of it is left on the first host (%s)" % [cmdline(p) for p in left])
+    left = settle(hosts.names[1])
+    check(not left, "nor on the second (%s)" % [cmdline(p) for p in left])
+
+    rc, out, err = d.ctl("resume", job, "--ranks", "1", check_rc=False)
+    check(rc == 0, "resume --ranks 1: on the first host alone (rc %d, %s)" % (rc, err.strip()))
+    d.wait(job, "--state", "done,failed,killed")
+    st = d.status(job)
+    check(st["state"] == "done", "... and it finishes (%s)" % st)
+    sha_ref = sha256_file(d.export_file(ref, "long-ranks1.safetensors"))
+    sha_job = sha256_file(d.export_file(job, "long-lost-host.safetensors"))
+    check(sha_job == sha_ref, "the job that lost a host and went on with one rank == the 1-rank job, bit for bit "
+          "(%s vs %s)" % (sha_job[:16], sha_ref[:16]))
+    h_ref, h_job = d.history(ref), d.history(job)
+    same = [all(a[k] == b[k] for k in METRICS) for a, b in zip(h_job, h_ref)]
+    check(len(h_job) == len(h_ref) == 3 and all(same), "... with the same history row by row (%s)" % same)
+
+
 def main():
     why = NetnsHosts.check()
     if why:
@@ -99,7 +157,9 @@ def main():
             before = [hosts.counters(0), hosts.counters(1)]
             watch = Watcher(hosts.names[1])
             watch.start()
-            job = d.start_job(*CONFIG, "--ranks", "2", "--shards", "2", "--hosts", hosts.hosts_value())
+            # no restarts: a failure shows as failed, not hidden by a retry
+            job = d.start_job(*CONFIG, "--ranks", "2", "--shards", "2", "--hosts", hosts.hosts_value(),
+                              "--max-restarts", "0")
             rc, out, err = d.wait(job, "--state", "done,failed,killed")
             watch.stop = True
             watch.join()
@@ -141,6 +201,8 @@ def main():
             check(not left, "nothing is left running in the second namespace (%s)" % [cmdline(p) for p in left])
             mine = set(pids_in(hosts.names[0])) - {d.proc.pid}
             check(not mine, "only traind is left in the first namespace (%s)" % [cmdline(p) for p in mine])
+
+            lose_a_host(d, hosts)
         finally:
             d.stop()    # before the namespaces go (destroy() would SIGKILL it)
 
