@@ -30,8 +30,10 @@
  * moving and adding them does not depend on the values). Each phase is timed
  * between barriers, --steps times after 3 warm-up steps; the medians are
  * printed with the bytes a rank receives per step and the bandwidth the
- * gather reached (received bytes / gather time), and the reduction's share of
- * the step. Every rank says where it runs (hostname, network namespace,
+ * gather reached (received bytes / gather time), the reduction's share of
+ * the step, and a checksum (FNV-1a) of the ordered sum: shard k's synthetic
+ * gradient depends on k alone, so with the same --shards it is the same on
+ * 1 rank or 2, on one machine or two. Every rank says where it runs (hostname, network namespace,
  * address) first. Needs MNIST (TRAIND_DATA_DIR, else data/).
  *
  * Options: --batch B (64), --shards S (R), --threads T (1), --steps N (20),
@@ -173,8 +175,18 @@ static void describe(char *line, int rank)
 
 /* The medians of one model's phases on this rank (compute: the slowest
  * rank's, identical on every rank). Returns 0, or -1 with why set. */
+static uint64_t fnv1a(const void *data, size_t n)
+{
+	const unsigned char *b = data;
+	uint64_t h = 1469598103934665603ull;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 1099511628211ull;
+	return h;
+}
+
 static int bench_model(const struct opts *o, int hidden, const struct dataset *ds, int rank, int ranks,
-		       uint64_t *params, struct phase_times *pt, char *why, size_t whylen)
+		       uint64_t *params, struct phase_times *pt, uint64_t *sum_check, char *why, size_t whylen)
 {
 	struct train_config cfg;
 	struct trainer *t = NULL;
@@ -209,8 +221,14 @@ static int bench_model(const struct opts *o, int hidden, const struct dataset *d
 			 o->shards, p);
 		goto out;
 	}
-	for (size_t i = 0; i < p * (size_t)local; i++)
-		mine[i] = (float)((i * 2654435761u + (size_t)rank * 97) % 1000) * 1e-6f - 5e-4f;
+	/* shard k's synthetic gradient depends on k only, so the ordered sum
+	 * is the same on any rank count (its checksum shows it) */
+	for (int k = 0; k < local; k++) {
+		size_t shard = (size_t)rank * (size_t)local + (size_t)k;
+
+		for (size_t i = 0; i < p; i++)
+			mine[p * (size_t)k + i] = (float)((i * 2654435761u + shard * 40503u) % 1000) * 1e-6f - 5e-4f;
+	}
 
 	for (int s = -WARMUP; s < n; s++) {
 		double t0, t1, mine_c, max_c;
@@ -255,6 +273,7 @@ static int bench_model(const struct opts *o, int hidden, const struct dataset *d
 		if (s >= 0)
 			ta[s] = MPI_Wtime() - t0;
 	}
+	*sum_check = fnv1a(sum, sizeof(float) * p);
 	pt->compute = median(tc, n);
 	pt->gather = median(tg, n);
 	pt->sum = median(ts, n);
@@ -308,16 +327,17 @@ int main(int argc, char **argv)
 		       o.batch, o.steps);
 		for (int r = 0; r < ranks; r++)
 			printf("  %s\n", lines + (size_t)r * LINE);
-		printf("%-9s %9s %8s %10s %9s %7s %10s %9s %10s %9s %7s\n", "model", "params", "grad MB",
-		       "compute ms", "gather ms", "sum ms", "ordered ms", "allred ms", "recv MB/st", "MB/s", "reduce%");
+		printf("%-9s %9s %8s %10s %9s %7s %10s %9s %10s %9s %7s  %s\n", "model", "params", "grad MB",
+		       "compute ms", "gather ms", "sum ms", "ordered ms", "allred ms", "recv MB/st", "MB/s", "reduce%",
+		       "ordered sum");
 		free(lines);
 	}
 	for (int m = 0; m < o.nhidden && !rc; m++) {
 		struct phase_times pt = { 0 };
-		uint64_t params = 0;
+		uint64_t params = 0, sum_check = 0;
 		int ok, all_ok;
 
-		ok = bench_model(&o, o.hidden[m], ds, rank, ranks, &params, &pt, why, sizeof why) == 0;
+		ok = bench_model(&o, o.hidden[m], ds, rank, ranks, &params, &pt, &sum_check, why, sizeof why) == 0;
 		MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_LAND, MPI_COMM_WORLD);
 		if (!all_ok) {
 			if (!ok)
@@ -331,10 +351,11 @@ int main(int argc, char **argv)
 			char name[16];
 
 			snprintf(name, sizeof name, "784-%d", o.hidden[m]);
-			printf("%-9s %9llu %8.2f %10.2f %9.2f %7.2f %10.2f %9.2f %10.2f %9.0f %6.1f%%\n", name,
+			printf("%-9s %9llu %8.2f %10.2f %9.2f %7.2f %10.2f %9.2f %10.2f %9.0f %6.1f%%  %016llx\n", name,
 			       (unsigned long long)params, grad / 1e6, pt.compute * 1e3, pt.gather * 1e3,
 			       pt.sum * 1e3, ordered * 1e3, pt.allreduce * 1e3, recv / 1e6,
-			       ranks > 1 && pt.gather > 0 ? recv / pt.gather / 1e6 : 0.0, 100 * ordered / step);
+			       ranks > 1 && pt.gather > 0 ? recv / pt.gather / 1e6 : 0.0, 100 * ordered / step,
+			       (unsigned long long)sum_check);
 			fflush(stdout);
 		}
 	}
