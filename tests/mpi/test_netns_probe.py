@@ -36,7 +36,7 @@ def check(cond, what):
 def mpirun(hosts, extra=(), count=COUNT, timeout=120):
     cmd = hosts.wrap(0, ["mpirun", "--allow-run-as-root", "-n", "2", "--host", hosts.hosts_value()]
                      + hosts.mpi_args() + list(extra) + [PROBE, str(count)])
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=netns.mpi_env())
     return p
 
 
@@ -94,7 +94,7 @@ def main():
         bad[bad.index("plm_rsh_agent") + 1] = "%s %s=%s" % (hosts.agent, hosts.addrs[0], hosts.names[0])
         cmd = hosts.wrap(0, ["mpirun", "--allow-run-as-root", "-n", "2", "--host", hosts.hosts_value()]
                          + bad + [PROBE, "16"])
-        q = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        q = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=netns.mpi_env())
         check(q.returncode != 0, "a host missing from the agent's map: mpirun fails (rc %d)" % q.returncode)
         check("is not in the map" in q.stdout + q.stderr,
               "... and says the host is not in the agent's map (%s)" % (q.stderr.strip().splitlines() or [""])[0])

@@ -247,7 +247,8 @@ def traced(cmd, families, private_net, procsubset=True):
     script.append('exec "$@"')
     flags = ["--mount", "--pid", "--fork", "--propagation", "private"] + (["--net"] if private_net else [])
     argv = ["unshare"] + flags + ["sh", "-c", "; ".join(script), "sh"] + inner
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=180, preexec_fn=mdwe_nnp)
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=180, preexec_fn=mdwe_nnp,
+                       env=netns.mpi_env())
     calls, fams = defaultdict(set), defaultdict(set)
     prog, pending = {}, {}
     try:
