@@ -19,6 +19,10 @@ they change and against what mpirun really does.
            tests/mpi/mpi-probe on this machine succeed, and strace finds
            mpirun's, orted's and the ranks' system calls inside the unit's
            SystemCallFilter= and their socket families inside the drop-in's.
+  traind   (when traind has the MPI runner) traind itself in a private
+           network with socket() limited as the unit does: a --ranks 2 job
+           fails, with mpirun's reason; limited as the local drop-in does:
+           it finishes.
   network  under traind-mpi.conf's: 2 ranks across two network namespaces
            (tests/daemon/netns.py, TCP over a veth) succeed, with the same
            strace checks, the remote orted included. What this drop-in
@@ -41,6 +45,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "daemon"))
 import netns  # noqa: E402
 from netns import NetnsHosts  # noqa: E402
+import harness  # noqa: E402
+from harness import TRAIND, Daemon  # noqa: E402
 
 SRC = os.path.normpath(os.path.join(HERE, "..", ".."))
 BUILD = os.path.abspath(os.environ.get("TRAIND_BUILD_DIR", os.path.join(SRC, "build")))
@@ -325,6 +331,45 @@ def test_runtime():
         check("orted" in calls, "network: strace followed the remote orted too")
 
 
+class RestrictedDaemon(Daemon):
+    """traind in a private network (loopback up) with socket() limited to
+    `families`, as the unit's PrivateNetwork= and RestrictAddressFamilies=."""
+
+    def __init__(self, families, **kw):
+        self.families = families
+        super().__init__(extra_args=["--mpi-arg=--oversubscribe"], extra_env=netns.mpi_env(), **kw)
+
+    def command(self):
+        return (["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", RESTRICT,
+                 ",".join(sorted(self.families))] + super().command())
+
+
+def test_traind():
+    p = subprocess.run([TRAIND, "--mpi-launcher", "mpirun", "--help"], capture_output=True, text=True)
+    if p.returncode != 0:
+        print("== traind: skipped, this traind has no MPI runner", flush=True)
+        return
+    job_args = ["--train-size", "2000", "--val-size", "500", "--epochs", "1", "--ranks", "2", "--shards", "2"]
+    for label, families, want in (("the unit's AF_UNIX", {"AF_UNIX"}, "failed"),
+                                  ("traind-mpi-local.conf's", families_of(effective(DROPINS["local"])), "done")):
+        print("== traind: a 2-rank job under %s families" % label, flush=True)
+        d = RestrictedDaemon(families, max_running=1)
+        try:
+            d.start()
+            job = d.start_job(*job_args)
+            d.wait(job, "--state", "done,failed,killed", "--timeout", "300")
+            st = d.status(job)
+            print("    %s %s" % (st["state"], st.get("error") or ""), flush=True)
+            check(st["state"] == want, "a 2-rank job under %s families is %s (%s %s)"
+                  % (label, want, st["state"], st.get("error") or ""))
+        finally:
+            d.stop()
+            log = d.read_log()
+            d.cleanup()
+        reports = harness.sanitizer_reports(log)
+        check(not reports, "traind wrote no sanitizer report %s" % reports[:3])
+
+
 def main():
     if os.geteuid() != 0:
         skip("needs root (unshare, ip netns)")
@@ -342,6 +387,7 @@ def main():
     try:
         test_units()
         test_runtime()
+        test_traind()
     finally:
         for d in _tmp:
             shutil.rmtree(d, ignore_errors=True)
