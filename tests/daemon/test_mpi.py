@@ -116,7 +116,11 @@ def main():
     job = d.start_job(*JOB, "--ranks", "2")
     pids = wait_ranks(d)
     check(sorted(pids.values()) == [0, 1], "2 traind-rank processes under traind, ranks 0 and 1 (%s)" % pids)
+    rc, out, err = d.ctl("watch", job, check_rc=False, timeout=300)
+    check(rc == 0 and "done" in out, "watch follows the 2-rank job to its end (rc %d: %s)" % (rc, out.strip()[-200:]))
     check(d.wait(job, "--state", "done")[0] == 0, "the 2-rank job is done")
+    rc, out, err = d.ctl("status", job)
+    check("ranks: 2, shards 2" in out, "status says ranks: 2, shards 2")
     st = d.status(job)
     check(st["config"]["shards"] == 2 and st["config"]["ranks"] == 2 and st["config"]["max_restarts"] == 3,
           "status shows shards 2 (default: the ranks), ranks 2, max_restarts 3")
@@ -160,6 +164,14 @@ def main():
     rc, out, err = d.ctl("resume", job, check_rc=False)
     check(rc == 0 and d.wait(job, "--state", "done")[0] == 0, "resumed by hand, it finishes")
     check(d.export_sha(job) == ref_sha, "bit-identical after the failure and the resume")
+
+    # kill: at once, no rank left.
+    job = d.start_job(*JOB, "--ranks", "2")
+    d.wait_running_at(job, 0, min_step=5)
+    d.ctl("kill", job)
+    check(d.wait(job, "--state", "killed")[0] == 0, "a 2-rank job is killed")
+    poll(lambda: not ranks_of(d.proc.pid), timeout=30, what="no rank left after the kill")
+    check(True, "no rank is left after the kill")
 
     # Kill after epoch 2, resume on 1 rank (elastic): same bits.
     job = d.start_job(*JOB, "--ranks", "2")
