@@ -240,7 +240,7 @@ static void finalize(struct job *j)
 			   j->prog.epoch, j->prog.step);
 		j->target = JOB_RUNNING;   /* what the database says already */
 		waiters_notify(j);
-	} else if (st == JOB_FAILED && j->cfg.ranks > 1 && !j->commit_failed && !j->removal &&
+	} else if (st == JOB_FAILED && j->exit_restartable && !j->commit_failed && !j->removal &&
 		   !d->shutting_down && j->restarts < j->cfg.max_restarts) {
 		/* A rank, a host or the launcher failed: again from the newest
 		 * checkpoint, which gives the same bits as never failing. */
@@ -341,6 +341,7 @@ void jobs_on_exit(struct job *j, const struct run_exit *ex)
 	j->worker_alive = false;
 	d->running--;
 	j->exit_outcome = ex->outcome;
+	j->exit_restartable = ex->restartable;
 	if (ex->restored)
 		log_info("job %" PRId64 ": had resumed from epoch %u step %u", j->id, ex->restored_epoch,
 			 ex->restored_step);

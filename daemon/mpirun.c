@@ -16,7 +16,9 @@
  * (a kill after that epoch, committed first). When the launcher exits
  * without rank 0's word, the run failed; its reason is the launcher's
  * "process rank N ... on node H exited on signal S" line when it printed
- * one. jobs.c restarts a failed multi-rank job up to max_restarts times.
+ * one. Such a failure is restartable (run_exit): jobs.c restarts the job
+ * up to max_restarts times; one before the launcher ran (no traind-rank, a
+ * dataset that changed) is not.
  *
  * Thread: start and stop on the loop; the run on its own thread.
  */
@@ -130,6 +132,8 @@ static int rank_program(char *out, size_t size, struct tr_err *err)
 
 	if (env && *env) {
 		snprintf(out, size, "%s", env);
+		if (access(out, X_OK) < 0)
+			return tr_err_set(err, -ENOENT, "%s ($TRAIND_RANK_PROGRAM): %s", out, strerror(errno));
 		return 0;
 	}
 	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -522,6 +526,7 @@ static void *mpi_main(void *arg)
 		}
 		failure_reason(run, err.msg, sizeof(err.msg));
 		rc = -ECHILD;
+		ex->restartable = true;
 		goto out;
 	}
 	rc = rw_send(run->conn_fd, RW_INIT, blob, len, NULL, 0);
@@ -547,6 +552,7 @@ static void *mpi_main(void *arg)
 	} else {
 		failure_reason(run, err.msg, sizeof(err.msg));
 		rc = -ECHILD;
+		ex->restartable = true;
 	}
 out:
 	if (rc < 0) {

@@ -133,6 +133,7 @@ struct job {
 	bool commit_failed;
 	bool finalize_pending;       /* worker gone, waiting for commits in flight */
 	int exit_outcome;            /* enum job_state the worker ended in */
+	bool exit_restartable;       /* run_exit.restartable */
 	pthread_mutex_t mu;
 	struct job_progress prog;    /* guarded by mu */
 

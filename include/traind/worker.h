@@ -82,6 +82,8 @@ struct run_exit {
 	uint32_t restored_step;
 	bool restored;
 	struct job_checkpoint ck;    /* the checkpoint it restored */
+	bool restartable;            /* a failure of the run's processes (a rank, a host, the
+	                                launcher), which a restart may get past */
 };
 
 struct runner_ops {

@@ -225,6 +225,17 @@ def main():
     d.start()
     check(d.wait(job, "--state", "done")[0] == 0, "after traind's restart the job finishes")
     check(d.export_sha(job) == ref_sha, "stopped by SIGTERM and continued: bit-identical")
+    d.stop()
+
+    # No traind-rank: failed at once with the reason, not restarted.
+    e = Daemon(max_running=1, extra_args=MPI_ARGS,
+               extra_env={"TRAIND_RANK_PROGRAM": "/nonexistent/traind-rank"}).start()
+    job = e.start_job(*JOB, "--ranks", "2")
+    check(e.wait(job, "--state", "failed")[0] == 0, "a job whose traind-rank is missing fails")
+    st = e.status(job)
+    check("/nonexistent/traind-rank" in (st.get("error") or "") and not st.get("restarts"),
+          "its error names the program, and it was not restarted (%r, restarts %s)"
+          % (st.get("error"), st.get("restarts")))
 
 
 if __name__ == "__main__":
