@@ -9,7 +9,8 @@
  * (run_load_trainer: the newest checkpoint that verifies, weights only,
  * --epochs) and serializes it for rank 0; it listens on a Unix socket in a
  * fresh private directory, starts the launcher (in a process group of its
- * own, output to a log file there), hands rank 0 the blob, publishes the
+ * own, output to a log file there; both names are removed once rank 0 is
+ * connected), hands rank 0 the blob, publishes the
  * progress rank 0 reports, commits the checkpoints rank 0 hands over
  * (run_hand_over_blob: traind stays the one writer of the store), passes
  * j->stop on, and answers each epoch's checkpoint with "go on" or "stop"
@@ -68,6 +69,7 @@ struct mpi_run {
 	char dir[64];                    /* the run's private directory ("" until made) */
 	char sock[96], log[96];
 	int listen_fd, conn_fd;
+	int log_fd;                      /* the launcher's output, kept open once its name is gone */
 	pid_t pid;                       /* the launcher, leader of its process group; 0: none */
 	int status;                      /* its wait status once reaped */
 	bool reaped;
@@ -174,6 +176,9 @@ static int make_contact(struct mpi_run *run, struct tr_err *err)
 	if (run->listen_fd < 0 || bind(run->listen_fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
 	    listen(run->listen_fd, 1) < 0)
 		return tr_err_set(err, -errno, "contact socket %s: %s", run->sock, strerror(errno));
+	run->log_fd = open(run->log, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	if (run->log_fd < 0)
+		return tr_err_set(err, -errno, "%s: %s", run->log, strerror(errno));
 	return 0;
 }
 
@@ -218,8 +223,8 @@ static int spawn_launcher(struct mpi_run *run, struct tr_err *err)
 
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, run->log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
-	posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	posix_spawn_file_actions_adddup2(&fa, run->log_fd, 1);
+	posix_spawn_file_actions_adddup2(&fa, run->log_fd, 2);
 	posix_spawnattr_init(&at);
 	sigemptyset(&none);
 	sigemptyset(&dfl);
@@ -275,25 +280,20 @@ static void finish_launcher(struct mpi_run *run, double seconds)
 static void failure_reason(struct mpi_run *run, char *out, size_t size)
 {
 	char buf[8192], last[512] = "", exit_text[64];
-	FILE *f = fopen(run->log, "r");
 	const char *found = NULL;
+	off_t size_now = run->log_fd >= 0 ? lseek(run->log_fd, 0, SEEK_END) : -1;
+	ssize_t n = 0;
 
 	if (WIFSIGNALED(run->status))
 		snprintf(exit_text, sizeof(exit_text), "killed by signal %d", WTERMSIG(run->status));
 	else
 		snprintf(exit_text, sizeof(exit_text), "exit status %d", WEXITSTATUS(run->status));
-	buf[0] = '\0';
-	if (f) {
-		size_t n;
+	if (size_now > 0) {
+		off_t from = size_now > (off_t)sizeof(buf) - 1 ? size_now - (off_t)sizeof(buf) + 1 : 0;
 
-		if (fseek(f, 0, SEEK_END) == 0 && ftell(f) > (long)sizeof(buf) - 1)
-			fseek(f, -(long)sizeof(buf) + 1, SEEK_END);
-		else
-			fseek(f, 0, SEEK_SET);
-		n = fread(buf, 1, sizeof(buf) - 1, f);
-		buf[n] = '\0';
-		fclose(f);
+		n = pread(run->log_fd, buf, sizeof(buf) - 1, from);
 	}
+	buf[n > 0 ? n : 0] = '\0';
 	/* OpenMPI: "mpirun noticed that process rank 1 with PID 123 on node h
 	 * exited on signal 9 (Killed)." */
 	found = strstr(buf, "process rank ");
@@ -319,18 +319,28 @@ static void failure_reason(struct mpi_run *run, char *out, size_t size)
 		 last);
 }
 
+/* The directory's names go as soon as rank 0 is connected (a SIGKILL of
+ * traind then leaves nothing behind); the open descriptors stay. */
+static void remove_names(struct mpi_run *run)
+{
+	if (!run->dir[0])
+		return;
+	unlink(run->sock);
+	unlink(run->log);
+	rmdir(run->dir);
+	run->dir[0] = '\0';
+}
+
 static void cleanup_dir(struct mpi_run *run)
 {
 	if (run->listen_fd >= 0)
 		close(run->listen_fd);
 	if (run->conn_fd >= 0)
 		close(run->conn_fd);
-	run->listen_fd = run->conn_fd = -1;
-	if (!run->dir[0])
-		return;
-	unlink(run->sock);
-	unlink(run->log);
-	rmdir(run->dir);
+	if (run->log_fd >= 0)
+		close(run->log_fd);
+	run->listen_fd = run->conn_fd = run->log_fd = -1;
+	remove_names(run);
 }
 
 /* Rank 0's checkpoint: committed; an epoch's answered. */
@@ -448,6 +458,7 @@ static int await_rank0(struct mpi_run *run, int *stopped, struct tr_err *err)
 			run->conn_fd = accept4(run->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 			if (run->conn_fd < 0)
 				return tr_err_set(err, -errno, "accept: %s", strerror(errno));
+			remove_names(run);
 			return 0;
 		}
 		if (n < 0 && errno != EINTR)
@@ -586,7 +597,7 @@ static int mpi_start(struct job *j, bool weights_only, const struct dataset *ds,
 	run->weights_only = weights_only;
 	run->go_on = j->go_on_next;
 	run->ds = ds;
-	run->listen_fd = run->conn_fd = -1;
+	run->listen_fd = run->conn_fd = run->log_fd = -1;
 	snprintf(run->digest, sizeof(run->digest), "%s", j->dataset_digest);
 	atomic_store(&j->stop, STOP_NONE);
 	pthread_mutex_lock(&j->mu);

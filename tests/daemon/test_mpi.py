@@ -211,6 +211,8 @@ def main():
     poll(lambda: not any(alive(p) for p in pids) and not ranks_of(contact=contact), timeout=30,
          what="every rank gone after SIGKILL of traind")
     check(True, "no rank is left running after SIGKILL of traind")
+    check(contact and not os.path.exists(os.path.dirname(contact)),
+          "nor its contact directory (%s)" % contact)
     d.start()
     check(d.wait(job, "--state", "done")[0] == 0, "after traind's restart the job finishes")
     check(d.export_sha(job) == ref_sha, "recovered after SIGKILL of traind: bit-identical")
