@@ -139,6 +139,7 @@ int trainer_check_model(const struct train_config *cfg, const struct dataset *ds
 	uint32_t n_train = cfg->train_size ? cfg->train_size : ds->train.count - cfg->val_size;
 	uint32_t max_batch = cfg->batch_size > cfg->eval_batch_size ? cfg->batch_size : cfg->eval_batch_size;
 	uint64_t params = 0, floats, widest = dataset_image_size(ds), sum = widest;
+	uint32_t shard = cfg->batch_size / (config_shards(cfg) ? config_shards(cfg) : 1);
 	int rc;
 
 	rc = trainer_model_spec(cfg, ds->classes, spec, err);
@@ -166,20 +167,16 @@ int trainer_check_model(const struct train_config *cfg, const struct dataset *ds
 
 		sum += size;
 		widest = size > widest ? size : widest;
-		if (spec_is_batchnorm(spec->layers[i].kind) && config_shards(cfg) > 1) {
-			char name[96];
-
-			spec_layer_text(&spec->layers[i], name, sizeof(name));
-			tr_err_set(err, -EINVAL,
-				   "model: layer %u %s: batch normalization with shards > 1 is not supported yet (its running statistics would depend on which rank saw which shard)",
-				   i + 1, name);
-			return tr_err_key(err, "shards");
-		}
+		/* A shard (the batch itself with shards 1) of one sample. */
 		if (spec_is_batchnorm(spec->layers[i].kind) && in.h * in.w == 1 &&
-		    (cfg->batch_size == 1 || n_train % cfg->batch_size == 1)) {
+		    (shard == 1 || n_train % cfg->batch_size % shard == 1)) {
 			char name[96];
 
 			spec_layer_text(&spec->layers[i], name, sizeof(name));
+			if (config_shards(cfg) > 1)
+				return tr_err_set(err, -EINVAL,
+						  "model: layer %u %s: a training shard of one sample has no batch statistics (batch_size %u in %u shards, %u training images); change batch_size, shards or train_size",
+						  i + 1, name, cfg->batch_size, config_shards(cfg), n_train);
 			return tr_err_set(err, -EINVAL,
 					  "model: layer %u %s: a training batch of one sample has no batch statistics (batch_size %u, %u training images: the last batch has 1); change batch_size or train_size",
 					  i + 1, name, cfg->batch_size, n_train);
@@ -288,8 +285,9 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 	if (!t->split || !t->order || !t->batch_idx || !t->labels || !t->pred || !t->history)
 		goto fail_nomem;
 	if (config_shards(cfg) > 1) {
-		t->shard_block = shard_grads_off(t) + t->model.nparams * sizeof(float);
-		t->shard_buf = malloc(config_shards(cfg) * t->shard_block);
+		t->shard_block = shard_grads_off(t) + t->model.nparams * sizeof(float) +
+				 t->model.nbuffers * sizeof(float) + t->model.ncounts * sizeof(int64_t);
+		t->shard_buf = malloc((config_shards(cfg) + 1) * t->shard_block);
 		if (!t->shard_buf)
 			goto fail_nomem;
 	}
@@ -414,15 +412,25 @@ int trainer_set_comm(struct trainer *t, const struct trainer_comm *comm, struct 
 /* Forward and backward of the shards this rank owns (all of them without a
  * comm), each into its block of shard_buf; then every block everywhere;
  * then the gradients into n->grads, the predictions into t->pred and the
- * loss into *loss, each added in shard order. */
+ * loss into *loss, each added in shard order. Batch normalization: each
+ * shard normalizes by its own statistics and updates the running ones
+ * from the step's starting values; the new running statistics are the
+ * mean of the non-empty shards' (added in shard order), and the counts
+ * those of shard 0. The block's tail holds those buffers and counts; the
+ * step's starting values wait in the block after the last. */
 static int step_shards(struct trainer *t, size_t n, uint64_t pos, double *loss)
 {
 	struct net *m = &t->model;
 	uint32_t s = config_shards(&t->cfg), nranks = t->comm ? t->comm->nranks : 1;
 	uint32_t rank = t->comm ? t->comm->rank : 0, per = s / nranks;
 	size_t b = t->cfg.batch_size / s, goff = shard_grads_off(t), p = m->nparams;
+	size_t boff = goff + p * sizeof(float), coff = boff + m->nbuffers * sizeof(float);
+	size_t bbytes = m->nbuffers * sizeof(float), cbytes = m->ncounts * sizeof(int64_t);
+	uint8_t *start = t->shard_buf + (size_t)s * t->shard_block;
 	int rc = 0;
 
+	memcpy(start, m->buffers, bbytes);
+	memcpy(start + bbytes, m->counts, cbytes);
 	for (uint32_t i = 0; i < per; i++) {
 		uint32_t k = rank * per + i;
 		uint8_t *blk = t->shard_buf + (size_t)k * t->shard_block;
@@ -430,12 +438,16 @@ static int step_shards(struct trainer *t, size_t n, uint64_t pos, double *loss)
 		struct shard_head h = { .loss = 0.0, .samples = cnt };
 
 		if (cnt) {
+			memcpy(m->buffers, start, bbytes);
+			memcpy(m->counts, start + bbytes, cbytes);
 			gather_idx(t, &t->ds->train, t->batch_idx + lo, cnt);
 			net_forward(m, cnt, true, pos * s + k);
 			h.loss = k_softmax_xent(net_output(m), t->labels + lo, cnt, m->classes,
 						1.0f / (float)n, net_dout(m), blk + SHARD_PRED_OFF);
 			net_backward(m, cnt);
 			memcpy(blk + goff, m->grads, p * sizeof(float));
+			memcpy(blk + boff, m->buffers, bbytes);
+			memcpy(blk + coff, m->counts, cbytes);
 		} else {
 			memset(blk + goff, 0, p * sizeof(float));
 		}
@@ -463,6 +475,31 @@ static int step_shards(struct trainer *t, size_t n, uint64_t pos, double *loss)
 		*loss += h.loss;
 		if (h.samples)
 			memcpy(t->pred + (size_t)k * b, blk + SHARD_PRED_OFF, h.samples);
+	}
+	if (m->nbuffers || m->ncounts) {
+		uint32_t used = 0;
+
+		for (uint32_t k = 0; k < s; k++) {
+			const uint8_t *blk = t->shard_buf + (size_t)k * t->shard_block;
+			struct shard_head h;
+
+			memcpy(&h, blk, sizeof(h));
+			if (!h.samples)
+				continue;
+			if (used++ == 0) {
+				memcpy(m->buffers, blk + boff, bbytes);
+				memcpy(m->counts, blk + coff, cbytes);
+				continue;
+			}
+			for (size_t j = 0; j < m->nbuffers; j++) {
+				float v;
+
+				memcpy(&v, blk + boff + j * sizeof(float), sizeof(v));
+				m->buffers[j] += v;
+			}
+		}
+		for (size_t j = 0; j < m->nbuffers; j++)
+			m->buffers[j] /= (float)used;
 	}
 	return 0;
 }

@@ -3,7 +3,7 @@
  * same bits whichever ranks compute the shards: one process doing all S in
  * turn equals 2 (or S) trainers exchanging their shards through a
  * trainer_comm, weights and history row by row; the last, short batch's
- * empty shards included; shards = 1 is today's arithmetic; bad settings
+ * empty shards included, BatchNorm and Dropout too; shards = 1 is today's arithmetic; bad settings
  * are refused naming their key; a sharded job resumed from a mid-epoch
  * checkpoint equals one never stopped.
  */
@@ -157,6 +157,25 @@ static void test_ranks_same_bits(void **state)
 	assert_string_not_equal(s1.hex, one.hex);
 }
 
+/* BatchNorm and Dropout: per-shard statistics, the running ones averaged
+ * over the shards in shard order; the same on 1, 2 and 4 ranks. */
+static void test_batchnorm_dropout(void **state)
+{
+	struct train_config cfg;
+	struct result one, two, four;
+
+	(void)state;
+	shard_config(&cfg, 4);
+	cfg.epochs = 1;
+	snprintf(cfg.model, sizeof(cfg.model),
+		 "flatten, linear(64), batchnorm1d, relu, dropout(0.2), linear(10)");
+	train_alone(&cfg, &one);
+	train_ranks(&cfg, 2, &two);
+	assert_same(&one, &two);
+	train_ranks(&cfg, 4, &four);
+	assert_same(&one, &four);
+}
+
 static void test_two_shards(void **state)
 {
 	struct train_config cfg;
@@ -251,12 +270,17 @@ static void test_bad_settings(void **state)
 	assert_int_equal(config_validate(&cfg, &err), -EINVAL);
 	assert_string_equal(err.key, "hosts");
 	assert_non_null(strstr(err.msg, "1 slots for 2 ranks"));
-	/* Batch normalization's running statistics are not sharded. */
+	/* Batch normalization needs shards of two samples at least. */
 	small_config(&cfg);
-	cfg.shards = 2;
+	cfg.shards = 16;
 	snprintf(cfg.model, sizeof(cfg.model), "flatten, linear(64), batchnorm1d, relu, linear(10)");
 	assert_int_equal(trainer_check_config(&cfg, ds, &err), -EINVAL);
-	if (!strstr(err.msg, "batch normalization with shards > 1"))
+	if (!strstr(err.msg, "a training shard of one sample"))
+		fail_msg("%s", err.msg);
+	cfg.shards = 4;
+	cfg.train_size = 1197;       /* the last batch: 13 = 4 + 4 + 4 + 1 */
+	assert_int_equal(trainer_check_config(&cfg, ds, &err), -EINVAL);
+	if (!strstr(err.msg, "a training shard of one sample"))
 		fail_msg("%s", err.msg);
 }
 
@@ -290,6 +314,7 @@ int main(void)
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_one_shard_is_today),
 		cmocka_unit_test(test_two_shards),
+		cmocka_unit_test(test_batchnorm_dropout),
 		cmocka_unit_test(test_ranks_same_bits),
 		cmocka_unit_test(test_resume_mid_epoch),
 	};
