@@ -132,6 +132,16 @@ def main():
     rc, out, err = d.ctl("eval", job, "--split", "test")
     check(rc == 0 and "acc" in out, "eval of the 2-rank job works")
 
+    # BatchNorm and Dropout: per-shard statistics, the same on 2 ranks as in 1 process.
+    bn = ["--epochs", "1", "--train-size", "2000", "--val-size", "500", "--threads", "1", "--model",
+          "flatten,linear(64),batchnorm1d,relu,dropout(0.2),linear(10)"]
+    a = d.start_job(*bn, "--shards", "2")
+    b = d.start_job(*bn, "--ranks", "2")
+    check(d.wait(a, "--state", "done")[0] == 0 and d.wait(b, "--state", "done")[0] == 0,
+          "BatchNorm + Dropout jobs, 1 process and 2 ranks, done")
+    check(d.export_sha(a) == d.export_sha(b) and rows(d, a) == rows(d, b),
+          "BatchNorm + Dropout: 2 ranks bit-identical to 1 process with 2 shards, history too")
+
     # Bad settings: clear errors naming the flag.
     rc, out, err = d.ctl("start", *JOB, "--ranks", "2", "--shards", "3", check_rc=False)
     check(rc != 0 and "--shards" in err and "multiple of ranks 2" in err,
