@@ -239,6 +239,21 @@ def main():
     check(d.export_sha(job) == ref_sha, "stopped by SIGTERM and continued: bit-identical")
     d.stop()
 
+    # --hosts and --mpi-arg: rank 1 on "otherhost", started through a launch
+    # agent (here one that runs the command on this machine) and reached over
+    # TCP only; the same bits. (Two network namespaces: the mpinet tests.)
+    agent = os.path.join(d.dir, "agent")
+    with open(agent, "w") as f:
+        f.write('#!/bin/sh\nwhile [ "${1#-}" != "$1" ]; do shift; done\nshift\nexec sh -c "$*"\n')
+    os.chmod(agent, 0o755)
+    h = Daemon(max_running=1, extra_args=MPI_ARGS + [
+        "--mpi-arg=--mca", "--mpi-arg=plm_rsh_agent", "--mpi-arg=" + agent,
+        "--mpi-arg=--mca", "--mpi-arg=btl", "--mpi-arg=self,tcp"]).start()
+    job = h.start_job(*JOB, "--ranks", "2", "--hosts", "localhost:1,otherhost:1", "--max-restarts", "0")
+    check(h.wait(job, "--state", "done")[0] == 0, "a job on hosts localhost:1,otherhost:1 is done")
+    check(h.export_sha(job) == ref_sha, "on two 'hosts' over TCP: bit-identical")
+    h.stop()
+
     # No traind-rank: failed at once with the reason, not restarted.
     e = Daemon(max_running=1, extra_args=MPI_ARGS,
                extra_env={"TRAIND_RANK_PROGRAM": "/nonexistent/traind-rank"}).start()
