@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -39,6 +40,8 @@
 #include "traind/jobstate.h"
 #include "traind/rankwire.h"
 #include "traind/trainer.h"
+
+#define RANK_NICE 5   /* worker.c's WORKER_NICE */
 
 struct rank {
 	int rank, size;
@@ -346,6 +349,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: traind-rank --contact SOCKET --data-dir DIR --job ID (started by traind)\n");
 		return 2;
 	}
+	/* As traind's own training threads: below the control path. */
+	if (setpriority(PRIO_PROCESS, 0, RANK_NICE) < 0)
+		perror("traind-rank: setpriority");
 	MPI_Init(&argc, &argv);
 	MPI_Comm_rank(MPI_COMM_WORLD, &r.rank);
 	MPI_Comm_size(MPI_COMM_WORLD, &r.size);
