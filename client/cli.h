@@ -48,6 +48,10 @@ enum opt {
 	O_EARLY_STOP_MIN_DELTA,
 	O_CLIP_GRAD_NORM,
 	O_RNG,
+	O_SHARDS,
+	O_RANKS,
+	O_HOSTS,
+	O_MAX_RESTARTS,
 	O_KEEP,
 	O_INIT_FROM,
 	O_WEIGHTS_ONLY,
@@ -71,7 +75,7 @@ enum opt {
 };
 
 #define CONFIG_FIRST O_DATASET
-#define CONFIG_LAST O_RNG
+#define CONFIG_LAST O_MAX_RESTARTS
 
 struct opt_desc {
 	const char *name;     /* long name, without "--" */

@@ -320,6 +320,25 @@ int render_status(FILE *out, json_t *job)
 		fprintf(out, "from: %s\n", m ? m : "?");
 		free(m);
 	}
+	if (rc == RC_OK) {
+		json_t *cfg = json_object_get(job, "config");
+		long long ranks = 1, shards = 1, restarts = 0;
+
+		if (cfg && pint(cfg, "ranks", &ranks) && pint(cfg, "shards", &shards) &&
+		    (ranks > 1 || shards > 1)) {
+			char *h = clean_dup(pstr(cfg, "hosts"));
+
+			fprintf(out, "ranks: %lld, shards %lld%s%s\n", ranks, shards, h && *h ? ", hosts " : "",
+				h && *h ? h : "");
+			free(h);
+		}
+		if (pint(job, "restarts", &restarts) && restarts > 0) {
+			char *m = clean_dup(pstr(job, "last_failure"));
+
+			fprintf(out, "restarts: %lld, after: %s\n", restarts, m ? m : "?");
+			free(m);
+		}
+	}
 	return rc;
 }
 

@@ -67,6 +67,10 @@ const struct opt_desc opts[O_COUNT] = {
 	[O_EARLY_STOP_MIN_DELTA] = { "early-stop-min-delta", 0, true, "early_stop_min_delta" },
 	[O_CLIP_GRAD_NORM] = { "clip-grad-norm", 0, true, "clip_grad_norm" },
 	[O_RNG] = { "rng", 0, true, "rng" },
+	[O_SHARDS] = { "shards", 0, true, "shards" },
+	[O_RANKS] = { "ranks", 0, true, "ranks" },
+	[O_HOSTS] = { "hosts", 0, true, "hosts" },
+	[O_MAX_RESTARTS] = { "max-restarts", 0, true, "max_restarts" },
 	[O_KEEP] = { "keep", 0, true, NULL },
 	[O_INIT_FROM] = { "init-from", 0, true, NULL },
 	[O_WEIGHTS_ONLY] = { "weights-only", 0, false, NULL },
@@ -104,6 +108,7 @@ static void usage(FILE *out)
 		"        [--monitor val_loss|val_acc|val_macro_acc] [--early-stop-patience N]\n"
 		"        [--early-stop-min-delta D] [--clip-grad-norm X]\n"
 		"        [--rng torch|xoshiro] [--keep K|all]\n"
+		"        [--ranks R [--shards S] [--hosts HOST:SLOTS,...] [--max-restarts 3]]\n"
 		"        [--init-from MODEL.safetensors | --from JOB[@EPOCH] [--weights-only]]\n"
 		"                                  queue a new job; prints its id; --from: begin\n"
 		"                                  from another job's checkpoint (its full state,\n"
@@ -118,13 +123,16 @@ static void usage(FILE *out)
 		"        --monitor: what the best checkpoint and early stopping go by (val_loss)\n"
 		"        --early-stop-patience N: stop after N epochs without an improvement by more\n"
 		"          than --early-stop-min-delta (0); --clip-grad-norm X: clip the total gradient 2-norm\n"
+		"        --ranks R: R processes through mpirun; --shards S (default R, a multiple of R\n"
+		"          dividing the batch): the batch's fixed shards, whose count decides the bits\n"
 		);
 	fputs(   /* in two: a string literal of at most 4095 bytes */
 		"  pause JOB                       checkpoint the exact position, then stop\n"
-		"  resume JOB [--weights-only] [--allow-data-change] [--epochs N]\n"
+		"  resume JOB [--weights-only] [--allow-data-change] [--epochs N] [--ranks R]\n"
 		"                                  continue from the newest checkpoint (refused\n"
 		"                                  if its dataset's files changed, unless allowed);\n"
-		"                                  --epochs: up to N epochs in all (also a done job)\n"
+		"                                  --epochs: up to N epochs in all (also a done job);\n"
+		"                                  --ranks: on R ranks (R divides the job's shards)\n"
 		"  kill JOB [--after-epoch N]      stop at once (or right after epoch N commits)\n"
 		"  status [JOB]                    one job, or all of them\n"
 		"  list [--state S[,S...]]         all jobs, or those in a state S\n"
@@ -210,9 +218,11 @@ static const struct verb verbs[] = {
 	  BIT(O_SEED) | BIT(O_SPLIT_SEED) | BIT(O_VAL_SIZE) | BIT(O_TRAIN_SIZE) | BIT(O_THREADS) |
 	  BIT(O_MODEL) | BIT(O_FTZ) | BIT(O_STRICT_NUMERICS) | BIT(O_LR_SCHEDULER) | BIT(O_MONITOR) |
 	  BIT(O_EARLY_STOP_PATIENCE) | BIT(O_EARLY_STOP_MIN_DELTA) | BIT(O_CLIP_GRAD_NORM) | BIT(O_RNG) |
+	  BIT(O_SHARDS) | BIT(O_RANKS) | BIT(O_HOSTS) | BIT(O_MAX_RESTARTS) |
 	  BIT(O_KEEP) | BIT(O_INIT_FROM) | BIT(O_FROM) | BIT(O_WEIGHTS_ONLY), JOB_NONE },
 	{ "pause", cmd_pause, 0, JOB_REQUIRED },
-	{ "resume", cmd_resume, BIT(O_WEIGHTS_ONLY) | BIT(O_ALLOW_DATA_CHANGE) | BIT(O_EPOCHS), JOB_REQUIRED },
+	{ "resume", cmd_resume, BIT(O_WEIGHTS_ONLY) | BIT(O_ALLOW_DATA_CHANGE) | BIT(O_EPOCHS) | BIT(O_RANKS),
+	  JOB_REQUIRED },
 	{ "kill", cmd_kill, BIT(O_AFTER_EPOCH), JOB_REQUIRED },
 	{ "status", cmd_status, 0, JOB_OPTIONAL },
 	{ "list", cmd_list, BIT(O_STATE), JOB_NONE },

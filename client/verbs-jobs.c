@@ -95,6 +95,10 @@ static int build_config(struct cli *cli, json_t **out)
 		case O_EARLY_STOP_MIN_DELTA: v = json_real(cfg.early_stop_min_delta); break;
 		case O_CLIP_GRAD_NORM: v = json_real(cfg.clip_grad_norm); break;
 		case O_RNG: v = json_string(config_rng_name(cfg.rng)); break;
+		case O_SHARDS: v = json_integer(cfg.shards); break;
+		case O_RANKS: v = json_integer(cfg.ranks); break;
+		case O_HOSTS: v = json_string(cfg.hosts); break;
+		case O_MAX_RESTARTS: v = json_integer(cfg.max_restarts); break;
 		case O_HIDDEN:
 			v = json_array();
 			for (uint32_t i = 0; v && i < cfg.n_hidden; i++)
@@ -262,11 +266,16 @@ int cmd_pause(struct cli *cli)
 int cmd_resume(struct cli *cli)
 {
 	json_t *p;
-	int64_t epochs = 0;
+	int64_t epochs = 0, ranks = 0;
 	int rc;
 
 	if (cli->set[O_EPOCHS]) {
 		rc = opt_int(cli, O_EPOCHS, 1, 100000, &epochs);
+		if (rc != RC_OK)
+			return rc;
+	}
+	if (cli->set[O_RANKS]) {
+		rc = opt_int(cli, O_RANKS, 1, CFG_MAX_RANKS, &ranks);
 		if (rc != RC_OK)
 			return rc;
 	}
@@ -277,6 +286,8 @@ int cmd_resume(struct cli *cli)
 		json_object_set_new(p, "allow_data_change", json_true());
 	if (p && epochs)
 		json_object_set_new(p, "epochs", json_integer((json_int_t)epochs));
+	if (p && ranks)
+		json_object_set_new(p, "ranks", json_integer((json_int_t)ranks));
 	return state_verb(cli, "io.traind.Resume", "Resume", p);
 }
 

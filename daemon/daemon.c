@@ -48,6 +48,14 @@ int daemon_new(struct daemon **out, const struct daemon_config *cfg, struct tr_e
 	d->on_drained = drained;
 	d->user_drained = cfg->on_drained;
 	d->on_change = cfg->on_change;
+	d->mpi_launcher = strdup(cfg->mpi_launcher ? cfg->mpi_launcher : "mpirun");
+	for (unsigned i = 0; i < cfg->n_mpi_args && i < DAEMON_MPI_ARGS_MAX; i++)
+		if ((d->mpi_args[d->n_mpi_args] = strdup(cfg->mpi_args[i])))
+			d->n_mpi_args++;
+	if (!d->mpi_launcher || d->n_mpi_args != cfg->n_mpi_args) {
+		rc = tr_err_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
 
 	rc = dscache_new(&d->dsc, cfg->data_dir);
 	if (rc < 0) {
@@ -139,6 +147,9 @@ void daemon_free(struct daemon *d)
 	uv_walk(d->loop, close_walk, NULL);
 	uv_run(d->loop, UV_RUN_DEFAULT);
 	jobs_free(d);
+	free(d->mpi_launcher);
+	for (unsigned i = 0; i < d->n_mpi_args; i++)
+		free(d->mpi_args[i]);
 	dscache_free(d->dsc);
 	free(d);
 }

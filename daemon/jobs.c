@@ -240,6 +240,17 @@ static void finalize(struct job *j)
 			   j->prog.epoch, j->prog.step);
 		j->target = JOB_RUNNING;   /* what the database says already */
 		waiters_notify(j);
+	} else if (st == JOB_FAILED && j->exit_restartable && !j->commit_failed && !j->removal &&
+		   !d->shutting_down && j->restarts < j->cfg.max_restarts) {
+		/* A rank, a host or the launcher failed: again from the newest
+		 * checkpoint, which gives the same bits as never failing. */
+		j->restarts++;
+		free(j->last_failure);
+		j->last_failure = j->error ? strdup(j->error) : NULL;
+		log_err("job %" PRId64 ": failed: %s; restart %u of %u from its newest checkpoint", j->id,
+			j->error ? j->error : "?", j->restarts, j->cfg.max_restarts);
+		j->queue_seq = d->next_seq++;
+		set_state(j, JOB_QUEUED, NULL, NULL);
 	} else {
 		if (st == JOB_FAILED)
 			log_err("job %" PRId64 ": failed: %s", j->id, j->error ? j->error : "?");
@@ -266,7 +277,7 @@ void jobs_on_commit(struct job *j, const struct run_commit *c)
 		free(j->error);
 		j->error = strdup(c->err.msg);
 		if (j->worker_alive)
-			j->d->runner->stop(j, STOP_FAIL);
+			job_runner(j)->stop(j, STOP_FAIL);
 	} else {
 		j->newest.valid = true;
 		j->newest.epoch = c->epoch;
@@ -288,7 +299,7 @@ void jobs_on_commit(struct job *j, const struct run_commit *c)
 				 c->row.val_loss, c->row.val_acc, c->row.seconds, c->hold_seconds * 1e3,
 				 c->durable_after * 1e3);
 			if (atomic_load(&j->kill_after) == (int64_t)c->row.epoch && j->worker_alive)
-				j->d->runner->stop(j, STOP_KILL);
+				job_runner(j)->stop(j, STOP_KILL);
 		} else {
 			log_info("job %" PRId64 ": position epoch %u step %u saved", j->id, c->epoch, c->step);
 		}
@@ -330,6 +341,7 @@ void jobs_on_exit(struct job *j, const struct run_exit *ex)
 	j->worker_alive = false;
 	d->running--;
 	j->exit_outcome = ex->outcome;
+	j->exit_restartable = ex->restartable;
 	if (ex->restored)
 		log_info("job %" PRId64 ": had resumed from epoch %u step %u", j->id, ex->restored_epoch,
 			 ex->restored_step);
@@ -357,7 +369,7 @@ static void start_worker(struct job *j)
 	struct tr_err err = { 0 };
 
 	j->commit_failed = false;
-	if (d->runner->start(j, weights_only, j->ds, &err) < 0) {
+	if (job_runner(j)->start(j, weights_only, j->ds, &err) < 0) {
 		job_drop_dataset(j);
 		set_state(j, JOB_FAILED, err.msg, NULL);
 		return;
@@ -503,6 +515,7 @@ static void job_destroy(struct job *j)
 	free(j->model_text);
 	free(j->stopped_early);
 	free(j->origin);
+	free(j->last_failure);
 	free(j->removal);   /* a removal the loop stopped before (its call is gone) */
 	pthread_mutex_destroy(&j->mu);
 	free(j);
@@ -924,7 +937,7 @@ void jobs_pause(struct daemon *d, struct call *c, struct job *j)
 		invalid_state(c, j, "only a queued or running job can be paused");
 		return;
 	}
-	d->runner->stop(j, STOP_PAUSE);
+	job_runner(j)->stop(j, STOP_PAUSE);
 	waiters_add_stop(j, c);
 }
 
@@ -977,7 +990,7 @@ static int record_config(struct job *j)
 }
 
 void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_only,
-		 uint32_t epochs)
+		 uint32_t epochs, uint32_t ranks)
 {
 	bool more = epochs > 0;
 
@@ -997,20 +1010,32 @@ void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_o
 				       j->id, j->committed_epoch, epochs);
 		return;
 	}
-	if (more && epochs != j->cfg.epochs) {
-		uint32_t old = j->cfg.epochs;
+	if (ranks && config_shards(&j->cfg) % ranks != 0) {
+		call_invalid_parameter(c, "ranks",
+				       "%u ranks do not divide job %" PRId64 "'s %u shards", ranks, j->id,
+				       config_shards(&j->cfg));
+		return;
+	}
+	if ((more && epochs != j->cfg.epochs) || (ranks && ranks != j->cfg.ranks)) {
+		uint32_t old = j->cfg.epochs, old_ranks = j->cfg.ranks;
 
-		j->cfg.epochs = epochs;
+		j->cfg.epochs = more ? epochs : old;
+		j->cfg.ranks = ranks ? ranks : old_ranks;
 		if (record_config(j) < 0) {
 			j->cfg.epochs = old;
+			j->cfg.ranks = old_ranks;
 			call_error(c, PROTO_STORAGE_ERROR,
 				   json_pack("{s:s}", "message", "cannot record the job's epochs"));
 			return;
 		}
-		log_notice("job %" PRId64 ": %u epochs in all (was %u)", j->id, epochs, old);
+		if (more && epochs != old)
+			log_notice("job %" PRId64 ": %u epochs in all (was %u)", j->id, epochs, old);
+		if (ranks && ranks != old_ranks)
+			log_notice("job %" PRId64 ": on %u rank(s) (was %u)", j->id, ranks, old_ranks);
 	}
 	j->weights_only_next = weights_only;
 	j->go_on_next = more;
+	j->restarts = 0;
 	if (atomic_load(&j->kill_after) != -1)
 		set_kill_after(j, -1, NULL);
 	j->queue_seq = d->next_seq++;
@@ -1041,7 +1066,7 @@ void jobs_kill(struct daemon *d, struct call *c, struct job *j, int64_t after_ep
 		set_state(j, JOB_KILLED, NULL, c);   /* answers c once durable */
 		return;
 	}
-	d->runner->stop(j, STOP_KILL);
+	job_runner(j)->stop(j, STOP_KILL);
 	log_notice("job %" PRId64 ": kill requested", j->id);
 	waiters_add_stop(j, c);
 }
@@ -1167,7 +1192,7 @@ void jobs_delete(struct daemon *d, struct call *c, struct job *j, bool force)
 		/* As Kill: the worker stops at once and saves nothing more;
 		 * finalize() submits the removal once it and its commits are done. */
 		r->killed = j->worker_alive;
-		d->runner->stop(j, STOP_KILL);
+		job_runner(j)->stop(j, STOP_KILL);
 		log_notice("job %" PRId64 ": kill requested, to remove it", j->id);
 		return;
 	}
@@ -1181,7 +1206,7 @@ void jobs_shutdown(struct daemon *d)
 		struct job *j = d->jobs[i];
 
 		if (j->worker_alive)
-			d->runner->stop(j, STOP_SHUTDOWN);
+			job_runner(j)->stop(j, STOP_SHUTDOWN);
 	}
 	if (d->running == 0 && d->on_drained)
 		d->on_drained(d);

@@ -53,6 +53,9 @@ struct opts {
 	bool group_check;       /* a group was named: check peers against gid */
 	bool group_off;         /* --group -: no peer check even when socket-activated */
 	gid_t gid;
+	const char *mpi_launcher;       /* --mpi-launcher; NULL = mpirun */
+	const char *mpi_args[DAEMON_MPI_ARGS_MAX];   /* --mpi-arg, in order */
+	unsigned n_mpi_args;
 };
 
 static struct daemon *D;
@@ -83,6 +86,10 @@ static void usage(FILE *out)
 		"                     default: the socket file's group when systemd passes the\n"
 		"                     socket, else no check; '-': no check). A socket traind\n"
 		"                     creates itself gets this group and mode 0660\n"
+		"  --mpi-launcher CMD the launcher of jobs with ranks > 1 (default mpirun); traind\n"
+		"                     runs CMD [--allow-run-as-root] -n R --host HOSTS [ARGS] traind-rank ...\n"
+		"  --mpi-arg ARG      one more argument for the launcher, before the program\n"
+		"                     (repeat it: --mpi-arg=--mca --mpi-arg=btl --mpi-arg=self,tcp)\n"
 		"  -v, --verbose      debug logging\n"
 		"  -h, --help         this help\n"
 		"  --version          print the version\n");
@@ -208,6 +215,8 @@ static int parse_args(struct opts *o, int argc, char **argv)
 		{ "max-running", required_argument, NULL, 'm' },
 		{ "group", required_argument, NULL, 'g' },
 		{ "max-dataset-bytes", required_argument, NULL, 'B' },
+		{ "mpi-launcher", required_argument, NULL, 'L' },
+		{ "mpi-arg", required_argument, NULL, 'A' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -234,6 +243,20 @@ static int parse_args(struct opts *o, int argc, char **argv)
 		}
 		case 'g': snprintf(o->group, sizeof(o->group), "%s", optarg); break;
 		case 'B': snprintf(o->max_dataset, sizeof(o->max_dataset), "%s", optarg); break;
+		case 'L':
+			if (!*optarg) {
+				fprintf(stderr, "traind: --mpi-launcher: empty\n");
+				return 2;
+			}
+			o->mpi_launcher = optarg;
+			break;
+		case 'A':
+			if (o->n_mpi_args == DAEMON_MPI_ARGS_MAX) {
+				fprintf(stderr, "traind: --mpi-arg: more than %d\n", DAEMON_MPI_ARGS_MAX);
+				return 2;
+			}
+			o->mpi_args[o->n_mpi_args++] = optarg;
+			break;
 		case 'v': o->verbose = 1; break;
 		case 'h': usage(stdout); return 1;
 		case 'V': printf("traind %s\n", TRAIND_VERSION); return 1;
@@ -457,6 +480,9 @@ int main(int argc, char **argv)
 	cfg.data_dir = o.data_dir;
 	cfg.max_running = o.max_running;
 	cfg.max_dataset_bytes = o.max_dataset_bytes;
+	cfg.mpi_launcher = o.mpi_launcher;
+	cfg.mpi_args = o.mpi_args;
+	cfg.n_mpi_args = o.n_mpi_args;
 	cfg.listen_fd = listen_fd;
 	cfg.socket_path = o.socket;
 	cfg.on_drained = finish_shutdown;

@@ -126,6 +126,7 @@ struct bg {
 	int64_t from_job;          /* from_job (then id/epoch name its checkpoint), 0: none */
 	bool weights_only;         /* with from_job: the model alone */
 	uint32_t resume_epochs;    /* Resume epochs: the epochs in all (0: as configured) */
+	uint32_t resume_ranks;     /* Resume ranks (0: as configured) */
 	struct train_config cfg;
 	struct job_spec spec;      /* the job the check made, for jobs_start_job */
 	char param[80];            /* InvalidParameter "config.KEY" */
@@ -1416,7 +1417,7 @@ static void bg_after_resume(uv_work_t *req, int status)
 	} else if (b->current[0] && !b->recorded[0] && resumable(j)) {
 		jobs_record_digest(j, b->current);
 	}
-	jobs_resume(b->d, b->c, j, b->weights_only, b->resume_epochs);
+	jobs_resume(b->d, b->c, j, b->weights_only, b->resume_epochs, b->resume_ranks);
 out:
 	b->c = NULL;
 	bg_after(req, status);
@@ -1432,18 +1433,20 @@ static void work_resume_check(uv_work_t *req)
 
 static void m_resume(struct daemon *d, struct call *c)
 {
-	static const char *const keys[] = { "id", "weights_only", "allow_data_change", "epochs", NULL };
+	static const char *const keys[] = { "id", "weights_only", "allow_data_change", "epochs", "ranks",
+					    NULL };
 	bool weights_only = false, allow = false;
-	int64_t epochs = 0;
+	int64_t epochs = 0, ranks = 0;
 	struct job *j;
 	struct bg *b;
 
 	if (!only_keys(c, keys) || !get_bool(c, "weights_only", &weights_only) ||
 	    !get_bool(c, "allow_data_change", &allow) ||
-	    !get_int(c, "epochs", false, 1, 100000, &epochs) || !(j = get_job(d, c)))
+	    !get_int(c, "epochs", false, 1, 100000, &epochs) ||
+	    !get_int(c, "ranks", false, 1, CFG_MAX_RANKS, &ranks) || !(j = get_job(d, c)))
 		return;
 	if (!resumable(j) && !(j->target == JOB_DONE && epochs)) {
-		jobs_resume(d, c, j, weights_only, (uint32_t)epochs);   /* refuses it, as it is */
+		jobs_resume(d, c, j, weights_only, (uint32_t)epochs, (uint32_t)ranks);   /* refuses it, as it is */
 		return;
 	}
 	if (!(b = bg_new(d, c)))
@@ -1452,6 +1455,7 @@ static void m_resume(struct daemon *d, struct call *c)
 	b->weights_only = weights_only;
 	b->allow_data_change = allow;
 	b->resume_epochs = (uint32_t)epochs;
+	b->resume_ranks = (uint32_t)ranks;
 	snprintf(b->cfg.dataset, sizeof(b->cfg.dataset), "%s", j->cfg.dataset);
 	bg_queue(b, work_resume_check, bg_after_resume);
 }

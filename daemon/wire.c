@@ -111,6 +111,10 @@ json_t *job_to_json(struct job *j)
 		json_object_set_new(o, "error", json_string(j->error));
 	if (atomic_load(&j->kill_after) >= 1 && (j->state == JOB_RUNNING || j->state == JOB_QUEUED))
 		json_object_set_new(o, "kill_after", json_integer(atomic_load(&j->kill_after)));
+	if (j->restarts)
+		json_object_set_new(o, "restarts", json_integer(j->restarts));
+	if (j->last_failure)
+		json_object_set_new(o, "last_failure", json_string(j->last_failure));
 	return o;
 }
 

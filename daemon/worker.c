@@ -112,6 +112,16 @@ static void pool_put(struct blob_pool *p, uint8_t *buf, size_t cap)
 	}
 }
 
+/* A commit's buffer back where it came from: its pool, or the heap for a
+ * blob handed over without one (pool NULL: a rank's checkpoint). */
+static void give_back(struct blob_pool *p, uint8_t *buf, size_t cap)
+{
+	if (p)
+		pool_put(p, buf, cap);
+	else
+		free(buf);
+}
+
 /* The run's spare, allocated and written once before training starts (a
  * failure only means the first hand-over allocates): by serializing into
  * it, which faults its pages in and leaves them in the cache the way a
@@ -161,7 +171,7 @@ struct worker_run {
 static void commit_event(struct commit *c)
 {
 	jobs_on_commit(c->j, &c->out);
-	pool_put(c->pool, c->blob, c->cap);
+	give_back(c->pool, c->blob, c->cap);
 	free(c);
 }
 
@@ -218,42 +228,37 @@ static void commit_done(void *arg, int rc, const struct tr_err *err)
 	commit_event(c);
 }
 
-/* Serialize the trainer and hand it to the store thread; with `sync`, wait
- * for the commit (pause, shutdown, kill-after-epoch). Returns the commit's
- * result when sync, else 0 once submitted. */
-static int hand_over(struct job *j, struct blob_pool *pool, struct trainer *t,
-		     const struct history_row *row, bool sync, struct tr_err *err)
+int run_hand_over_blob(struct job *j, struct blob_pool *pool, uint8_t *blob, size_t cap, size_t len,
+		       const struct history_row *row, uint32_t epoch, uint32_t step, double hold_seconds,
+		       bool sync, struct tr_err *err)
 {
 	struct daemon *d = j->d;
 	struct commit *c = calloc(1, sizeof(*c));
-	double t0 = now_mono();
 	int rc;
 
-	if (!c)
+	if (!c) {
+		give_back(pool, blob, cap);
 		return tr_err_set(err, -ENOMEM, "out of memory");
-	c->pool = pool;
-	pool_take(pool, &c->blob, &c->cap);
+	}
 	c->j = j;
 	c->job_id = j->id;
+	c->pool = pool;
+	c->blob = blob;
+	c->cap = cap;
 	c->out.is_epoch = row != NULL;
 	if (row)
 		c->out.row = *row;
-	c->out.epoch = t->epoch;
-	c->out.step = t->step;
-	rc = checkpoint_serialize_into(t, &c->blob, &c->cap, &c->out.len, err);
-	if (rc < 0) {
-		pool_put(pool, c->blob, c->cap);
-		free(c);
-		return rc;
-	}
-	c->out.hold_seconds = now_mono() - t0;
+	c->out.epoch = epoch;
+	c->out.step = step;
+	c->out.len = len;
+	c->out.hold_seconds = hold_seconds;
 	c->submitted = now_mono();
 	atomic_fetch_add(&j->commits_inflight, 1);
 	if (!sync) {
 		rc = storeq_submit(d->sq, commit_fn, c, commit_done);
 		if (rc < 0) {
 			atomic_fetch_sub(&j->commits_inflight, 1);
-			pool_put(pool, c->blob, c->cap);
+			give_back(pool, c->blob, c->cap);
 			free(c);
 			return tr_err_set(err, rc, "cannot queue the checkpoint");
 		}
@@ -266,6 +271,28 @@ static int hand_over(struct job *j, struct blob_pool *pool, struct trainer *t,
 	c->node.fn = on_commit_node;
 	loopq_post(&d->lq, &c->node);
 	return rc;
+}
+
+/* Serialize the trainer into the pool's spare and hand it to the store
+ * thread; with `sync`, wait for the commit (pause, shutdown,
+ * kill-after-epoch). Returns the commit's result when sync, else 0 once
+ * submitted. */
+static int hand_over(struct job *j, struct blob_pool *pool, struct trainer *t,
+		     const struct history_row *row, bool sync, struct tr_err *err)
+{
+	double t0 = now_mono();
+	uint8_t *blob = NULL;
+	size_t cap = 0, len = 0;
+	int rc;
+
+	pool_take(pool, &blob, &cap);
+	rc = checkpoint_serialize_into(t, &blob, &cap, &len, err);
+	if (rc < 0) {
+		pool_put(pool, blob, cap);
+		return rc;
+	}
+	return run_hand_over_blob(j, pool, blob, cap, len, row, t->epoch, t->step, now_mono() - t0,
+				  sync, err);
 }
 
 static void publish(struct job *j, struct trainer *t, double sps, bool active)
@@ -301,8 +328,8 @@ static int drop_fn(struct store *s, void *arg, struct tr_err *err)
 
 /* Build the trainer: from the newest checkpoint that verifies (dropping ones
  * that do not, which moves the history back with them), or fresh. */
-static int load_trainer(struct job *j, const struct dataset *ds, bool weights_only, bool go_on,
-			struct trainer **out, struct run_exit *ex, struct tr_err *err)
+int run_load_trainer(struct job *j, const struct dataset *ds, bool weights_only, bool go_on,
+		     struct trainer **out, struct run_exit *ex, struct tr_err *err)
 {
 	struct store *rs = NULL;
 	int rc;
@@ -380,9 +407,9 @@ static int digest_fn(struct store *s, void *arg, struct tr_err *err)
  * checked when asked, but files can change while it waits in the queue,
  * and a recovered job is checked here too); a job that has no digest yet
  * (stored before digests) records it now. Off the loop: it hashes. */
-static int check_dataset(struct worker_run *run, struct tr_err *err)
+int run_check_dataset(struct job *j, char digest[DSCACHE_DIGEST_MAX],
+		      char recorded[DSCACHE_DIGEST_MAX], struct tr_err *err)
 {
-	struct job *j = run->j;
 	struct daemon *d = j->d;
 	char now[DSCACHE_DIGEST_MAX];
 	struct store *rs = NULL;
@@ -394,12 +421,12 @@ static int check_dataset(struct worker_run *run, struct tr_err *err)
 	store_close(rs);
 	if (rc < 0)
 		return rc;
-	if (run->digest[0] && strcmp(run->digest, now) != 0) {
-		dscache_changed_message(err->msg, sizeof(err->msg), j->cfg.dataset, j->id, run->digest,
+	if (digest[0] && strcmp(digest, now) != 0) {
+		dscache_changed_message(err->msg, sizeof(err->msg), j->cfg.dataset, j->id, digest,
 					now, "resume");
 		return err->code = -ESTALE;
 	}
-	if (!run->digest[0]) {
+	if (!digest[0]) {
 		struct digest_req r = { j->id, now };
 
 		struct tr_err werr = { 0 };
@@ -409,8 +436,8 @@ static int check_dataset(struct worker_run *run, struct tr_err *err)
 			log_warn("job %" PRId64 ": cannot record its dataset's digest: %s", j->id, werr.msg);
 			return 0;
 		}
-		snprintf(run->restored.dataset_digest, sizeof(run->restored.dataset_digest), "%s", now);
-		snprintf(run->digest, sizeof(run->digest), "%s", now);
+		snprintf(recorded, DSCACHE_DIGEST_MAX, "%s", now);
+		snprintf(digest, DSCACHE_DIGEST_MAX, "%s", now);
 	}
 	return 0;
 }
@@ -438,13 +465,13 @@ static void *worker_main(void *arg)
 	publish(j, NULL, 0, false);
 	ds = run->ds;   /* a new job's first run: loaded by the Start check */
 	run->ds = NULL;
-	rc = check_dataset(run, &err);
+	rc = run_check_dataset(j, run->digest, run->restored.dataset_digest, &err);
 	if (rc < 0)
 		goto out;
 	rc = ds ? 0 : dscache_get(d->dsc, j->cfg.dataset, run->digest, &ds, &err);
 	if (rc < 0)
 		goto out;
-	rc = load_trainer(j, ds, run->weights_only, run->go_on, &t, ex, &err);
+	rc = run_load_trainer(j, ds, run->weights_only, run->go_on, &t, ex, &err);
 	if (rc < 0)
 		goto out;
 	run->restored.from_checkpoint = ex->restored;

@@ -32,6 +32,7 @@ enum key_type {
 	K_SCHED,
 	K_MONITOR,
 	K_RNG,
+	K_HOSTS,
 };
 
 struct key_desc {
@@ -71,6 +72,10 @@ static const struct key_desc keys[] = {
 	{ "early_stop_min_delta", K_F64, OFF(early_stop_min_delta), 0, 1e6, false },
 	{ "clip_grad_norm",  K_F64,     OFF(clip_grad_norm),  0, 1e6, false },
 	{ "rng",             K_RNG,     OFF(rng),             0, 0, false },
+	{ "shards",          K_U32,     OFF(shards),          1, CFG_MAX_SHARDS, false },
+	{ "ranks",           K_U32,     OFF(ranks),           1, CFG_MAX_RANKS, false },
+	{ "hosts",           K_HOSTS,   OFF(hosts),           0, 0, false },
+	{ "max_restarts",    K_U32,     OFF(max_restarts),    0, 1000, false },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -105,6 +110,69 @@ void config_defaults(struct train_config *cfg)
 	cfg->early_stop_min_delta = 0.0;
 	cfg->clip_grad_norm = 0.0;
 	cfg->rng = RNG_TORCH;
+	cfg->shards = 0;
+	cfg->ranks = 1;
+	cfg->hosts[0] = '\0';
+	cfg->max_restarts = 3;
+}
+
+uint32_t config_shards(const struct train_config *cfg)
+{
+	return cfg->shards ? cfg->shards : cfg->ranks;
+}
+
+/* "HOST:SLOTS[,HOST:SLOTS...]": host names of [A-Za-z0-9._-], slots 1..ranks max;
+ * *slots gets their sum. */
+static int parse_hosts(const char *v, uint32_t *slots, struct tr_err *err)
+{
+	const char *p = v;
+
+	*slots = 0;
+	while (*p) {
+		const char *h = p, *colon;
+		uint64_t n = 0;
+		size_t hl = 0;
+
+		while (h[hl] && h[hl] != ':' && h[hl] != ',') {
+			char c = h[hl];
+
+			if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+			      c == '.' || c == '-' || c == '_'))
+				return tr_err_set(err, -EINVAL,
+						  "hosts: '%.*s' is not a list like node1:2,node2:2 (a host name has A-Z a-z 0-9 . _ -)",
+						  tr_utf8_cut(v, TR_QUOTE_MAX), v);
+			hl++;
+		}
+		colon = h + hl;
+		if (hl == 0 || *colon != ':' || colon[1] < '0' || colon[1] > '9')
+			return tr_err_set(err, -EINVAL, "hosts: '%.*s' is not a list like node1:2,node2:2 (HOST:SLOTS)",
+					  tr_utf8_cut(v, TR_QUOTE_MAX), v);
+		p = colon + 1;
+		while (*p >= '0' && *p <= '9' && n <= CFG_MAX_RANKS)
+			n = n * 10 + (uint64_t)(*p++ - '0');
+		if (n < 1 || n > CFG_MAX_RANKS || (*p && *p != ','))
+			return tr_err_set(err, -EINVAL, "hosts: '%.*s': slots must be whole numbers 1 to %d",
+					  tr_utf8_cut(v, TR_QUOTE_MAX), v, CFG_MAX_RANKS);
+		*slots += (uint32_t)n;
+		if (*p == ',' && !*++p)
+			return tr_err_set(err, -EINVAL, "hosts: '%.*s' ends in a comma",
+					  tr_utf8_cut(v, TR_QUOTE_MAX), v);
+	}
+	return 0;
+}
+
+static int set_hosts(struct train_config *cfg, const char *v, struct tr_err *err)
+{
+	uint32_t slots;
+	int rc;
+
+	if (strlen(v) >= sizeof(cfg->hosts))
+		return tr_err_set(err, -EINVAL, "hosts: the list is longer than %d bytes", CFG_HOSTS_MAX - 1);
+	rc = parse_hosts(v, &slots, err);
+	if (rc < 0)
+		return rc;
+	snprintf(cfg->hosts, sizeof(cfg->hosts), "%s", v);
+	return 0;
 }
 
 const char *config_optim_name(enum optim_kind k)
@@ -362,6 +430,8 @@ static int set_text(struct train_config *cfg, const struct key_desc *k, const ch
 		return set_bool(cfg, k, value, err);
 	case K_RNG:
 		return set_rng(cfg, value, err);
+	case K_HOSTS:
+		return set_hosts(cfg, value, err);
 	case K_OPTIM:
 		rc = set_optim(cfg, value, err);
 		/* PyTorch's AdamW defaults to weight decay 0.01: callers set the
@@ -445,6 +515,10 @@ static int set_from_json(struct train_config *cfg, const struct key_desc *k,
 		if (!json_is_string(v))
 			return tr_err_set(err, -EINVAL, "%s: expected a string", k->name);
 		return set_rng(cfg, json_string_value(v), err);
+	case K_HOSTS:
+		if (!json_is_string(v))
+			return tr_err_set(err, -EINVAL, "%s: expected a string", k->name);
+		return set_hosts(cfg, json_string_value(v), err);
 	case K_DATASET:
 	case K_OPTIM:
 		if (!json_is_string(v))
@@ -534,6 +608,8 @@ static int from_json(struct train_config *cfg, const json_t *obj, bool stored, s
 		cfg->rng = RNG_XOSHIRO;    /* stored before `rng` existed: the stream it drew from */
 	}
 	rc = apply_keys(cfg, obj, err);
+	if (rc == 0)
+		cfg->shards = config_shards(cfg);
 	return rc < 0 ? rc : config_validate(cfg, err);
 }
 
@@ -542,8 +618,10 @@ int config_apply_json(struct train_config *cfg, const json_t *obj, struct tr_err
 	struct train_config next = *cfg;
 	int rc = apply_keys(&next, obj, err);
 
-	if (rc == 0)
+	if (rc == 0) {
+		next.shards = config_shards(&next);
 		rc = config_validate(&next, err);
+	}
 	if (rc == 0)
 		*cfg = next;
 	return rc;
@@ -622,6 +700,35 @@ int config_validate(const struct train_config *cfg, struct tr_err *err)
 	if (cfg->threads < 1 || cfg->threads > CFG_MAX_THREADS)
 		return tr_err_set_key(err, -EINVAL, "threads", "%u is out of range [1, %d]", cfg->threads,
 				      CFG_MAX_THREADS);
+	if (cfg->ranks < 1 || cfg->ranks > CFG_MAX_RANKS)
+		return tr_err_set_key(err, -EINVAL, "ranks", "%u is out of range [1, %d]", cfg->ranks,
+				      CFG_MAX_RANKS);
+	{
+		uint32_t s = config_shards(cfg), slots = 0;
+
+		if (s < 1 || s > CFG_MAX_SHARDS)
+			return tr_err_set_key(err, -EINVAL, "shards", "%u is out of range [1, %d]", s,
+					      CFG_MAX_SHARDS);
+		if (s % cfg->ranks != 0)
+			return tr_err_set_key(err, -EINVAL, "shards",
+					      "%u is not a multiple of ranks %u (each rank computes the same number of shards)",
+					      s, cfg->ranks);
+		if (cfg->batch_size % s != 0)
+			return tr_err_set_key(err, -EINVAL, "shards",
+					      "%u does not divide batch_size %u into equal shards", s,
+					      cfg->batch_size);
+		if (cfg->hosts[0]) {
+			if (parse_hosts(cfg->hosts, &slots, err) < 0)
+				return tr_err_key(err, "hosts");
+			if (slots < cfg->ranks)
+				return tr_err_set_key(err, -EINVAL, "hosts",
+						      "'%s' has %u slots for %u ranks", cfg->hosts, slots,
+						      cfg->ranks);
+		}
+	}
+	if (cfg->max_restarts > 1000)
+		return tr_err_set_key(err, -EINVAL, "max_restarts", "%u is out of range [0, 1000]",
+				      cfg->max_restarts);
 	return 0;
 }
 
@@ -661,6 +768,10 @@ json_t *config_to_json(const struct train_config *cfg)
 	    json_object_set_new(o, "early_stop_patience", json_integer(cfg->early_stop_patience)) ||
 	    json_object_set_new(o, "early_stop_min_delta", json_real(cfg->early_stop_min_delta)) ||
 	    json_object_set_new(o, "clip_grad_norm", json_real(cfg->clip_grad_norm)) ||
+	    json_object_set_new(o, "shards", json_integer(config_shards(cfg))) ||
+	    json_object_set_new(o, "ranks", json_integer(cfg->ranks)) ||
+	    json_object_set_new(o, "hosts", json_string(cfg->hosts)) ||
+	    json_object_set_new(o, "max_restarts", json_integer(cfg->max_restarts)) ||
 
 	    json_object_set_new(o, "rng", json_string(config_rng_name(cfg->rng)))) {
 		h = NULL; /* owned by o once set, or freed by a failed set_new */
@@ -687,7 +798,8 @@ bool config_equal(const struct train_config *a, const struct train_config *b)
 	    strcmp(a->lr_scheduler, b->lr_scheduler) != 0 || a->monitor != b->monitor ||
 	    a->early_stop_patience != b->early_stop_patience ||
 	    a->early_stop_min_delta != b->early_stop_min_delta || a->clip_grad_norm != b->clip_grad_norm ||
-	    a->rng != b->rng)
+	    a->rng != b->rng || config_shards(a) != config_shards(b) || a->ranks != b->ranks ||
+	    strcmp(a->hosts, b->hosts) != 0 || a->max_restarts != b->max_restarts)
 		return false;
 	for (uint32_t i = 0; i < a->n_hidden; i++)
 		if (a->hidden[i] != b->hidden[i])

@@ -139,6 +139,7 @@ int trainer_check_model(const struct train_config *cfg, const struct dataset *ds
 	uint32_t n_train = cfg->train_size ? cfg->train_size : ds->train.count - cfg->val_size;
 	uint32_t max_batch = cfg->batch_size > cfg->eval_batch_size ? cfg->batch_size : cfg->eval_batch_size;
 	uint64_t params = 0, floats, widest = dataset_image_size(ds), sum = widest;
+	uint32_t shard = cfg->batch_size / (config_shards(cfg) ? config_shards(cfg) : 1);
 	int rc;
 
 	rc = trainer_model_spec(cfg, ds->classes, spec, err);
@@ -154,17 +155,28 @@ int trainer_check_model(const struct train_config *cfg, const struct dataset *ds
 		return tr_err_set(err, -EINVAL,
 				  "%s: the model would have %llu parameters; at most %llu are allowed",
 				  key, (unsigned long long)params, (unsigned long long)TRAINER_MAX_PARAMS);
+	if (config_shards(cfg) > 1 && params * config_shards(cfg) > TRAINER_MAX_ACTIVATIONS)
+		return tr_err_set_key(err, -EINVAL, "shards",
+				      "%u shards of the model's %llu gradients would take %llu MiB; at most %llu MiB are allowed",
+				      config_shards(cfg), (unsigned long long)params,
+				      (unsigned long long)(params * config_shards(cfg) * 4 >> 20),
+				      (unsigned long long)(TRAINER_MAX_ACTIVATIONS * 4 >> 20));
 	for (uint32_t i = 0; i < spec->n; i++) {
 		struct shape in = i ? shapes[i - 1] : trainer_input_shape(ds);
 		uint64_t size = (uint64_t)shapes[i].c * shapes[i].h * shapes[i].w;
 
 		sum += size;
 		widest = size > widest ? size : widest;
+		/* A shard (the batch itself with shards 1) of one sample. */
 		if (spec_is_batchnorm(spec->layers[i].kind) && in.h * in.w == 1 &&
-		    (cfg->batch_size == 1 || n_train % cfg->batch_size == 1)) {
+		    (shard == 1 || n_train % cfg->batch_size % shard == 1)) {
 			char name[96];
 
 			spec_layer_text(&spec->layers[i], name, sizeof(name));
+			if (config_shards(cfg) > 1)
+				return tr_err_set(err, -EINVAL,
+						  "model: layer %u %s: a training shard of one sample has no batch statistics (batch_size %u in %u shards, %u training images); change batch_size, shards or train_size",
+						  i + 1, name, cfg->batch_size, config_shards(cfg), n_train);
 			return tr_err_set(err, -EINVAL,
 					  "model: layer %u %s: a training batch of one sample has no batch statistics (batch_size %u, %u training images: the last batch has 1); change batch_size or train_size",
 					  i + 1, name, cfg->batch_size, n_train);
@@ -224,6 +236,8 @@ int trainer_check_config(const struct train_config *cfg, const struct dataset *d
 	return 0;
 }
 
+static size_t shard_grads_off(const struct trainer *t);
+
 int trainer_new(struct trainer **out, const struct train_config *cfg, const struct dataset *ds,
 		struct tr_err *err)
 {
@@ -270,6 +284,13 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 	rc = -ENOMEM;
 	if (!t->split || !t->order || !t->batch_idx || !t->labels || !t->pred || !t->history)
 		goto fail_nomem;
+	if (config_shards(cfg) > 1) {
+		t->shard_block = shard_grads_off(t) + t->model.nparams * sizeof(float) +
+				 t->model.nbuffers * sizeof(float) + t->model.ncounts * sizeof(int64_t);
+		t->shard_buf = malloc((config_shards(cfg) + 1) * t->shard_block);
+		if (!t->shard_buf)
+			goto fail_nomem;
+	}
 
 	/* The split has its own generator, so it never depends on the model seed. */
 	draw_split(t);
@@ -300,6 +321,7 @@ void trainer_free(struct trainer *t)
 	free(t->labels);
 	free(t->pred);
 	free(t->history);
+	free(t->shard_buf);
 	free(t);
 }
 
@@ -339,20 +361,147 @@ static void count_predictions(struct metric_sums *s, const uint8_t *labels, cons
 /* x (n, C*H*W) of the images in batch_idx. One-channel uint8 data without
  * normalisation keeps k_gather, the arithmetic every job before other
  * formats had; the rest goes through k_gather_images. */
-static void gather(struct trainer *t, const struct ds_split *set, size_t n)
+
+static void gather_idx(struct trainer *t, const struct ds_split *set, const uint32_t *idx, size_t n)
 {
 	const struct dataset *ds = t->ds;
 
 	if (dataset_plain_u8(ds) && t->cfg.rng == RNG_TORCH)   /* v2.ToDtype(float32, scale=True) */
-		k_gather_scaled(t->model.x, set->pixels, t->batch_idx, n, dataset_image_size(ds),
+		k_gather_scaled(t->model.x, set->pixels, idx, n, dataset_image_size(ds),
 				(float)(1.0 / 255.0));
 	else if (dataset_plain_u8(ds))
-		k_gather(t->model.x, set->pixels, t->batch_idx, n, dataset_image_size(ds));
+		k_gather(t->model.x, set->pixels, idx, n, dataset_image_size(ds));
 	else
 		k_gather_images(t->model.x, set->pixels, ds->dtype == DS_F32,
 				ds->layout == DS_NHWC && ds->channels > 1, ds->channels,
-				(size_t)ds->height * ds->width, t->batch_idx, n,
+				(size_t)ds->height * ds->width, idx, n,
 				ds->normalize ? ds->mean : NULL, ds->normalize ? ds->std : NULL);
+}
+
+static void gather(struct trainer *t, const struct ds_split *set, size_t n)
+{
+	gather_idx(t, set, t->batch_idx, n);
+}
+
+/* A shard's result block: this header, its predictions, its gradients. */
+struct shard_head {
+	double loss;                     /* k_softmax_xent's sum over the shard's samples */
+	uint64_t samples;
+};
+
+#define SHARD_PRED_OFF sizeof(struct shard_head)
+
+static size_t shard_grads_off(const struct trainer *t)
+{
+	size_t b = t->cfg.batch_size / config_shards(&t->cfg);
+
+	return SHARD_PRED_OFF + ((b + 15) & ~(size_t)15);
+}
+
+int trainer_set_comm(struct trainer *t, const struct trainer_comm *comm, struct tr_err *err)
+{
+	uint32_t s = config_shards(&t->cfg);
+
+	if (comm && (comm->nranks < 1 || s % comm->nranks != 0 || comm->rank >= comm->nranks))
+		return tr_err_set_key(err, -EINVAL, "ranks",
+				      "%u ranks do not divide the job's %u shards", comm ? comm->nranks : 0, s);
+	t->comm = comm;
+	return 0;
+}
+
+/* Forward and backward of the shards this rank owns (all of them without a
+ * comm), each into its block of shard_buf; then every block everywhere;
+ * then the gradients into n->grads, the predictions into t->pred and the
+ * loss into *loss, each added in shard order. Batch normalization: each
+ * shard normalizes by its own statistics and updates the running ones
+ * from the step's starting values; the new running statistics are the
+ * mean of the non-empty shards' (added in shard order), and the counts
+ * those of shard 0. The block's tail holds those buffers and counts; the
+ * step's starting values wait in the block after the last. */
+static int step_shards(struct trainer *t, size_t n, uint64_t pos, double *loss)
+{
+	struct net *m = &t->model;
+	uint32_t s = config_shards(&t->cfg), nranks = t->comm ? t->comm->nranks : 1;
+	uint32_t rank = t->comm ? t->comm->rank : 0, per = s / nranks;
+	size_t b = t->cfg.batch_size / s, goff = shard_grads_off(t), p = m->nparams;
+	size_t boff = goff + p * sizeof(float), coff = boff + m->nbuffers * sizeof(float);
+	size_t bbytes = m->nbuffers * sizeof(float), cbytes = m->ncounts * sizeof(int64_t);
+	uint8_t *start = t->shard_buf + (size_t)s * t->shard_block;
+	int rc = 0;
+
+	memcpy(start, m->buffers, bbytes);
+	memcpy(start + bbytes, m->counts, cbytes);
+	for (uint32_t i = 0; i < per; i++) {
+		uint32_t k = rank * per + i;
+		uint8_t *blk = t->shard_buf + (size_t)k * t->shard_block;
+		size_t lo = (size_t)k * b, cnt = lo < n ? (n - lo < b ? n - lo : b) : 0;
+		struct shard_head h = { .loss = 0.0, .samples = cnt };
+
+		if (cnt) {
+			memcpy(m->buffers, start, bbytes);
+			memcpy(m->counts, start + bbytes, cbytes);
+			gather_idx(t, &t->ds->train, t->batch_idx + lo, cnt);
+			net_forward(m, cnt, true, pos * s + k);
+			h.loss = k_softmax_xent(net_output(m), t->labels + lo, cnt, m->classes,
+						1.0f / (float)n, net_dout(m), blk + SHARD_PRED_OFF);
+			net_backward(m, cnt);
+			memcpy(blk + goff, m->grads, p * sizeof(float));
+			memcpy(blk + boff, m->buffers, bbytes);
+			memcpy(blk + coff, m->counts, cbytes);
+		} else {
+			memset(blk + goff, 0, p * sizeof(float));
+		}
+		memcpy(blk, &h, sizeof(h));
+	}
+	if (t->comm && nranks > 1)
+		rc = t->comm->allgather(t->comm->ctx, t->shard_buf, (size_t)per * t->shard_block);
+	if (rc < 0)
+		return rc;
+	*loss = 0.0;
+	for (uint32_t k = 0; k < s; k++) {
+		const uint8_t *blk = t->shard_buf + (size_t)k * t->shard_block;
+		struct shard_head h;
+
+		memcpy(&h, blk, sizeof(h));
+		if (k == 0)
+			memcpy(m->grads, blk + goff, p * sizeof(float));
+		else
+			for (size_t j = 0; j < p; j++) {
+				float g;
+
+				memcpy(&g, blk + goff + j * sizeof(float), sizeof(g));
+				m->grads[j] += g;
+			}
+		*loss += h.loss;
+		if (h.samples)
+			memcpy(t->pred + (size_t)k * b, blk + SHARD_PRED_OFF, h.samples);
+	}
+	if (m->nbuffers || m->ncounts) {
+		uint32_t used = 0;
+
+		for (uint32_t k = 0; k < s; k++) {
+			const uint8_t *blk = t->shard_buf + (size_t)k * t->shard_block;
+			struct shard_head h;
+
+			memcpy(&h, blk, sizeof(h));
+			if (!h.samples)
+				continue;
+			if (used++ == 0) {
+				memcpy(m->buffers, blk + boff, bbytes);
+				memcpy(m->counts, blk + coff, cbytes);
+				continue;
+			}
+			for (size_t j = 0; j < m->nbuffers; j++) {
+				float v;
+
+				memcpy(&v, blk + boff + j * sizeof(float), sizeof(v));
+				m->buffers[j] += v;
+			}
+		}
+		for (size_t j = 0; j < m->nbuffers; j++)
+			m->buffers[j] /= (float)used;
+	}
+	return 0;
 }
 
 int trainer_step(struct trainer *t)
@@ -373,12 +522,21 @@ int trainer_step(struct trainer *t)
 		t->batch_idx[i] = img;
 		t->labels[i] = set->labels[img];
 	}
-	gather(t, set, n);                                     /* (n, C*H*W) */
-	/* Dropout's stream: a position unique to this step of the job. */
-	net_forward(&t->model, n, true, (uint64_t)t->epoch * t->steps_per_epoch + t->step);
-	loss = k_softmax_xent(net_output(&t->model), t->labels, n, t->model.classes,
-			      1.0f / (float)n, net_dout(&t->model), t->pred);
-	net_backward(&t->model, n);
+	if (t->shard_buf) {
+		int rc = step_shards(t, n, (uint64_t)t->epoch * t->steps_per_epoch + t->step, &loss);
+
+		if (rc < 0) {
+			numerics_leave(fpmode);
+			return rc;
+		}
+	} else {
+		gather(t, set, n);                             /* (n, C*H*W) */
+		/* Dropout's stream: a position unique to this step of the job. */
+		net_forward(&t->model, n, true, (uint64_t)t->epoch * t->steps_per_epoch + t->step);
+		loss = k_softmax_xent(net_output(&t->model), t->labels, n, t->model.classes,
+				      1.0f / (float)n, net_dout(&t->model), t->pred);
+		net_backward(&t->model, n);
+	}
 	trainsched_begin_update(t);      /* clipping; optim_begin_step at the scheduled rate */
 	net_update(&t->model, &t->opt);
 	trainsched_end_update(t);

@@ -23,6 +23,9 @@
 #define CFG_NAME_MAX 64      /* dataset name bytes, with NUL */
 #define CFG_MAX_THREADS 16
 #define CFG_MODEL_MAX 1024   /* model SPEC text bytes, with NUL (spec.h's SPEC_TEXT_MAX) */
+#define CFG_MAX_RANKS 64     /* MPI ranks of one job at most */
+#define CFG_MAX_SHARDS 64    /* shards of a batch at most */
+#define CFG_HOSTS_MAX 512    /* hosts text bytes, with NUL */
 
 enum optim_kind {
 	OPTIM_ADAM,
@@ -69,7 +72,20 @@ struct train_config {
 	double clip_grad_norm;       /* max total gradient 2-norm; 0 = no clipping */
 	enum rng_kind rng;           /* torch for new jobs, xoshiro for a stored job without the key;
 					torch also makes pixels x * (float)(1/255) as the lesson's ToDtype */
+	/* Data parallelism (README "Jobs over MPI"). `shards` is part of the
+	 * bits: each batch is split into that many fixed shards whose gradients
+	 * are summed in shard order; 1 (every job stored before the key) is the
+	 * arithmetic of one unsplit batch. `ranks`, `hosts` and `max_restarts`
+	 * only say where and how the job runs: the same shards give the same
+	 * bits on any rank count that divides them. */
+	uint32_t shards;             /* 0 while parsing: "the ranks" (config_shards); stored resolved */
+	uint32_t ranks;              /* processes of the job (1: a thread of traind) */
+	char hosts[CFG_HOSTS_MAX];   /* "HOST:SLOTS,..." for the launcher; "" = localhost:ranks */
+	uint32_t max_restarts;       /* restarts after a failure of a multi-rank run (3) */
 };
+
+/* The job's shards: cfg->shards, or its ranks while shards is unset (0). */
+uint32_t config_shards(const struct train_config *cfg);
 
 /* The lesson's configuration. */
 void config_defaults(struct train_config *cfg);

@@ -43,6 +43,8 @@ struct daemon;
 struct job;
 struct runner_ops;
 
+#define DAEMON_MPI_ARGS_MAX 64
+
 struct daemon_config {
 	uv_loop_t *loop;             /* the loop the daemon runs on (the caller's) */
 	const char *db_path;         /* the database (created and migrated if needed) */
@@ -54,6 +56,9 @@ struct daemon_config {
 	void (*on_drained)(struct daemon *d);   /* shutdown: every worker has stopped
 	                                           (called just before the loop is stopped) */
 	void (*on_change)(struct daemon *d);    /* after any state change (sd_notify STATUS) */
+	const char *mpi_launcher;    /* jobs with ranks > 1: the launcher (NULL: "mpirun") */
+	const char *const *mpi_args; /* n_mpi_args more arguments for it, before the program */
+	unsigned n_mpi_args;
 };
 
 struct daemon {
@@ -66,6 +71,9 @@ struct daemon {
 	char db_path[4096];
 	char data_dir[4096];
 	const struct runner_ops *runner;   /* where jobs train (worker.h: thread_runner) */
+	char *mpi_launcher;          /* owned copies of daemon_config's */
+	char *mpi_args[DAEMON_MPI_ARGS_MAX];
+	unsigned n_mpi_args;
 	unsigned max_running;
 	uint64_t max_dataset_bytes;  /* DatasetImport's cap */
 	unsigned running;

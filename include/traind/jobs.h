@@ -117,6 +117,9 @@ struct job {
 	                                (dscache_digest); "" until recorded. A run refuses other files */
 	bool weights_only_next;      /* the next start restores the model only */
 	bool go_on_next;             /* the next start goes on past an early stop (resume --epochs) */
+	uint32_t restarts;           /* automatic restarts of a failed multi-rank run since the job
+	                                was started or resumed (cfg.max_restarts at most) */
+	char *last_failure;          /* the failure the newest restart followed, owned; else NULL */
 	char *origin;                /* where it came from (start --from): "job 3 epoch 2", owned; else NULL */
 	uint64_t queue_seq;          /* order among queued jobs */
 	const struct dataset *ds;    /* the dataset the Start check loaded, for the first run
@@ -130,6 +133,7 @@ struct job {
 	bool commit_failed;
 	bool finalize_pending;       /* worker gone, waiting for commits in flight */
 	int exit_outcome;            /* enum job_state the worker ended in */
+	bool exit_restartable;       /* run_exit.restartable */
 	pthread_mutex_t mu;
 	struct job_progress prog;    /* guarded by mu */
 
@@ -190,8 +194,10 @@ void jobs_pause(struct daemon *d, struct call *c, struct job *j);
 /* epochs > 0 (resume --epochs): train on to that many epochs in all, also a
  * done job; it must be more than the epochs committed (InvalidParameter
  * epochs). The new count is recorded with the job's configuration. */
+/* ranks > 0 (resume --ranks): run on that many ranks from now on (recorded
+ * likewise; it must divide the job's shards, InvalidParameter ranks). */
 void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_only,
-		 uint32_t epochs);
+		 uint32_t epochs, uint32_t ranks);
 void jobs_kill(struct daemon *d, struct call *c, struct job *j, int64_t after_epoch);
 /* Wait and Watch: waiters.h. */
 /* Delete: remove the job with its checkpoints and history (one store

@@ -68,8 +68,21 @@ struct metric_sums {
 	double seconds;                  /* wall time spent in this epoch so far */
 };
 
+/* How the ranks of a multi-process job exchange a step's shard results
+ * (traind-rank's MPI; NULL: one process computing every shard). */
+struct trainer_comm {
+	uint32_t rank, nranks;       /* nranks divides the job's shards */
+	/* In place: all holds nranks blocks of `bytes`; this rank's block is
+	 * filled; afterwards every block is, on every rank. 0 or -errno. */
+	int (*allgather)(void *ctx, void *all, size_t bytes);
+	void *ctx;
+};
+
 struct trainer {
 	struct train_config cfg;
+	const struct trainer_comm *comm; /* borrowed; NULL: this process computes every shard */
+	uint8_t *shard_buf;              /* (shards * shard_block) with shards > 1; owned */
+	size_t shard_block;              /* bytes of one shard's result: header, predictions, gradients */
 	const struct dataset *ds;        /* borrowed */
 	struct team *team;               /* owned, cfg.threads members */
 	struct net model;                /* the layers, their tensors and buffers */
@@ -127,7 +140,16 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 		struct tr_err *err);
 void trainer_free(struct trainer *t);
 
-/* Train one batch. Only while !trainer_epoch_done && !trainer_finished. */
+/* Run the job's shards across comm's ranks from now on (before a step;
+ * comm outlives the trainer's use of it). -EINVAL when its ranks do not
+ * divide the shards. */
+int trainer_set_comm(struct trainer *t, const struct trainer_comm *comm, struct tr_err *err);
+
+/* Train one batch. With shards S > 1 the batch is cut into S equal shards
+ * (the last batch's trailing ones short or empty), each shard's gradient is
+ * computed alone with the loss scaled by 1/batch, and the gradients are
+ * added in shard order 0..S-1 (likewise the losses), whichever rank
+ * computed them; then every rank takes the same optimizer step. Only while !trainer_epoch_done && !trainer_finished. */
 int trainer_step(struct trainer *t);
 bool trainer_epoch_done(const struct trainer *t);
 /* True after the last epoch, or when early stopping ended the job. */

@@ -82,6 +82,8 @@ struct run_exit {
 	uint32_t restored_step;
 	bool restored;
 	struct job_checkpoint ck;    /* the checkpoint it restored */
+	bool restartable;            /* a failure of the run's processes (a rank, a host, the
+	                                launcher), which a restart may get past */
 };
 
 struct runner_ops {
@@ -100,6 +102,32 @@ struct runner_ops {
 
 /* The thread backend (worker.c). */
 extern const struct runner_ops thread_runner;
+/* The MPI backend (mpirun.c): a job with ranks > 1 as processes started by
+ * the launcher of mpi_settings (daemon.h). */
+extern const struct runner_ops mpi_runner;
+
+/* The runner of j: mpi_runner for ranks > 1, else the daemon's. */
+const struct runner_ops *job_runner(const struct job *j);
+
+/* Shared by the runners (worker.c), on a run's own thread. */
+/* The trainer of a (re)started run: the newest checkpoint that verifies
+ * (dropping those that do not), or fresh; ex->restored and its position
+ * filled in. */
+int run_load_trainer(struct job *j, const struct dataset *ds, bool weights_only, bool go_on,
+		     struct trainer **out, struct run_exit *ex, struct tr_err *err);
+/* The dataset's files must be `digest` ("" : none recorded yet, then it is
+ * recorded and copied to digest and `recorded`); -ESTALE otherwise. */
+int run_check_dataset(struct job *j, char digest[DSCACHE_DIGEST_MAX],
+		      char recorded[DSCACHE_DIGEST_MAX], struct tr_err *err);
+/* Hand a serialized trainer (blob: `len` bytes of a `cap`-byte buffer,
+ * owned from here whatever happens: given back to `pool` after the commit,
+ * or freed when pool is NULL) at epoch/step to the store thread (row: an
+ * epoch's commit with its history row); jobs_on_commit follows. sync: wait
+ * for the commit and return its result. */
+struct blob_pool;
+int run_hand_over_blob(struct job *j, struct blob_pool *pool, uint8_t *blob, size_t cap, size_t len,
+		       const struct history_row *row, uint32_t epoch, uint32_t step, double hold_seconds,
+		       bool sync, struct tr_err *err);
 
 /* The events, implemented by jobs.c, run on the loop thread. */
 void jobs_on_restored(struct job *j, const struct run_restored *r);

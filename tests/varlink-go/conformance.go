@@ -324,7 +324,7 @@ func main() {
 	var nsc *iotraind.NoSuchCheckpoint
 	check(errors.As(err, &nsc) && nsc.Id == id && nsc.Epoch != nil && *nsc.Epoch == 99,
 		"Export(epoch 99): NoSuchCheckpoint with id and epoch (%v)", err)
-	_, _, err = iotraind.Resume().Call(ctx, c, id, nil, nil, nil)
+	_, _, err = iotraind.Resume().Call(ctx, c, id, nil, nil, nil, nil)
 	var ist *iotraind.InvalidState
 	check(errors.As(err, &ist) && ist.Id == id && ist.State == "done" && ist.Message != "",
 		"Resume of a done job: InvalidState with id, state and message (%v)", err)
