@@ -211,8 +211,11 @@ def test_units():
         check(opened and all(NETWORK_ITEMS.match(i) for i in opened) and not (items0 - items),
               "%s opens only network items (%s)" % (os.path.basename(path), sorted(opened)))
         keys = {k for k, _ in assignments(open(path).read())}
-        check(keys <= {"RestrictAddressFamilies", "PrivateNetwork", "IPAddressDeny", "IPAddressAllow"},
-              "%s sets only the network's keys (%s)" % (os.path.basename(path), sorted(keys)))
+        check(keys <= {"RestrictAddressFamilies", "PrivateNetwork", "IPAddressDeny", "IPAddressAllow", "KillMode"},
+              "%s sets only the network's keys and KillMode (%s)" % (os.path.basename(path), sorted(keys)))
+        check(("KillMode", "mixed") in assignments(open(path).read()),
+              "%s has SIGTERM go to traind alone (KillMode=mixed), so rank 0 saves the exact position"
+              % os.path.basename(path))
     local, net = effective(DROPINS["local"]), effective(DROPINS["network"])
     check(local.get("PrivateNetwork") == ["yes"] and local.get("IPAddressDeny") == ["any"]
           and local.get("IPAddressAllow") == ["localhost"],
