@@ -29,6 +29,8 @@
 #define BN_MOMENTUM 0.1
 #define BN_EPS 1e-5
 
+static bool per_sample(enum layer_kind k);
+
 static size_t shape_size(struct shape s)
 {
 	return (size_t)s.c * s.h * s.w;
@@ -134,7 +136,8 @@ int net_init(struct net *n, const struct model_spec *spec, struct shape input, u
 			size_t pl = (size_t)l->spec.out * ckk + l->spec.out;
 
 			col_len = cl > col_len ? cl : col_len;
-			part_len = pl > part_len ? pl : part_len;
+			l->part_off = part_len - 1;
+			part_len += pl;   /* each conv2d its own slice: a phase may run several */
 		}
 	}
 	n->col_len = col_len;
@@ -167,6 +170,9 @@ int net_init(struct net *n, const struct model_spec *spec, struct shape input, u
 			goto fail;
 		if (l->spec.kind == LAYER_DROPOUT && !(l->mask = calloc(rows, 1)))
 			goto fail;
+		if (i > 0 && per_sample(l->spec.kind) && per_sample(n->layers[i - 1].spec.kind) &&
+		    !(l->gx = k_alloc_floats((size_t)max_batch * l->in_size)))
+			goto fail;
 		if (l->spec.kind == LAYER_MAXPOOL2D && !(l->argmax = calloc(rows, sizeof(uint32_t))))
 			goto fail;
 		if (spec_is_batchnorm(l->spec.kind) &&
@@ -189,6 +195,7 @@ void net_deinit(struct net *n)
 		if (l->spec.kind != LAYER_FLATTEN)
 			free(l->y);
 		free(l->mask);
+		free(l->gx);
 		free(l->argmax);
 		free(l->mean);
 		free(l->invstd);
@@ -333,6 +340,22 @@ struct layer_job {
 	const float *dy;       /* (batch, out_size) gradient at its output */
 	float *dx;             /* (batch, in_size) gradient at its input, or NULL */
 	struct optim *opt;
+	/* A linear layer followed by a ReLU computes the ReLU on its own columns
+	 * in the same phase: forward, relu is that ReLU layer (its y written);
+	 * backward (only when the linear passes no gradient down), relu_job is
+	 * the ReLU's job (its dx written from its dy, then used as this dy). */
+	struct net_layer *relu;
+	const struct layer_job *relu_job;
+};
+
+/* A run of layers that work sample by sample, computed in one phase: every
+ * layer's function splits the batch with team_split(batch, idx, n, 1), so a
+ * member computes the same rows of each in turn and nothing needs the other
+ * members' rows until the run ends. */
+struct run_job {
+	struct layer_job *jobs;
+	int first, end;        /* forward: first <= i < end; backward: first >= i > end */
+	bool backward;
 };
 
 static void run(struct net *n, bool split, team_fn fn, struct layer_job *job)
@@ -370,6 +393,14 @@ static void linear_forward(void *arg, unsigned idx, unsigned nm)
 		k_fill_rows(l->y, out, j->batch, c0, c1, p + l->b_off);
 	k_gemm(0, 1, j->batch, c1 - c0, in, 1.0f, j->in, in, p + l->w_off + c0 * in, in,
 	       l->has_bias ? 1.0f : 0.0f, l->y + c0, out);
+	if (j->relu)
+		for (size_t r = 0; r < j->batch; r++) {
+			const float *x = l->y + r * out;
+			float *y = j->relu->y + r * out;
+
+			for (size_t c = c0; c < c1; c++)
+				y[c] = x[c] > 0.0f ? x[c] : 0.0f;
+		}
 }
 
 /* dx[:, c0:c1] = dy W[:, c0:c1]; dW[r0:r1] = dy[:, r0:r1]^T in; db[r0:r1] = colsum dy */
@@ -389,6 +420,14 @@ static void linear_backward(void *arg, unsigned idx, unsigned nm)
 	team_split(out, idx, nm, SPLIT_ALIGN, &lo, &hi);
 	if (lo == hi)
 		return;
+	if (j->relu_job)   /* the ReLU's backward on these columns: they are all this member reads */
+		for (size_t r = 0; r < j->batch; r++) {
+			const float *y = j->relu_job->l->y + r * out, *dy = j->relu_job->dy + r * out;
+			float *dx = j->relu_job->dx + r * out;
+
+			for (size_t c = lo; c < hi; c++)
+				dx[c] = y[c] > 0.0f ? dy[c] : 0.0f;
+		}
 	k_gemm(1, 0, hi - lo, in, j->batch, 1.0f, j->dy + lo, out, j->in, in, 0.0f,
 	       n->grads + l->w_off + lo * in, in);
 	if (l->has_bias)
@@ -627,7 +666,7 @@ static void conv_backward(void *arg, unsigned idx, unsigned nm)
 	const struct layer_spec *s = &l->spec;
 	size_t ckk = (size_t)l->in.c * s->k * s->k, ohw = (size_t)l->out.h * l->out.w;
 	float *col = n->col + idx * n->col_len, *dcol = n->dcol + idx * n->col_len;
-	float *dw = n->part + idx * n->part_len, *db = dw + (size_t)s->out * ckk;
+	float *dw = n->part + idx * n->part_len + l->part_off, *db = dw + (size_t)s->out * ckk;
 	size_t r0, r1;
 
 	team_split(j->batch, idx, nm, 1, &r0, &r1);
@@ -664,7 +703,7 @@ static void conv_reduce(struct net *n, struct net_layer *l, unsigned members)
 	bool first = true;
 
 	for (unsigned m = 0; m < members; m++) {
-		const float *dw = n->part + m * n->part_len, *db = dw + nw;
+		const float *dw = n->part + m * n->part_len + l->part_off, *db = dw + nw;
 
 		if (n->part_rows[m] == 0)
 			continue;
@@ -718,89 +757,204 @@ static void pool_backward(void *arg, unsigned idx, unsigned nm)
 
 /* ---- the passes ------------------------------------------------------------ */
 
+/* Layers whose work is sample by sample (see struct run_job). */
+static bool per_sample(enum layer_kind k)
+{
+	switch (k) {
+	case LAYER_FLATTEN:
+	case LAYER_RELU:
+	case LAYER_TANH:
+	case LAYER_GELU:
+	case LAYER_DROPOUT:
+	case LAYER_CONV2D:
+	case LAYER_MAXPOOL2D:
+	case LAYER_AVGPOOL2D:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static team_fn forward_fn(enum layer_kind k)
+{
+	switch (k) {
+	case LAYER_CONV2D:
+		return conv_forward;
+	case LAYER_MAXPOOL2D:
+	case LAYER_AVGPOOL2D:
+		return pool_forward;
+	case LAYER_FLATTEN:
+		return NULL;
+	default:
+		return act_forward;
+	}
+}
+
+static team_fn backward_fn(enum layer_kind k)
+{
+	switch (k) {
+	case LAYER_CONV2D:
+		return conv_backward;
+	case LAYER_MAXPOOL2D:
+	case LAYER_AVGPOOL2D:
+		return pool_backward;
+	case LAYER_FLATTEN:
+		return NULL;
+	default:
+		return act_backward;
+	}
+}
+
+static void run_rows(void *arg, unsigned idx, unsigned nm)
+{
+	struct run_job *rj = arg;
+
+	if (!rj->backward) {
+		for (int i = rj->first; i < rj->end; i++) {
+			team_fn fn = forward_fn(rj->jobs[i].l->spec.kind);
+
+			if (fn)
+				fn(&rj->jobs[i], idx, nm);
+		}
+		return;
+	}
+	for (int i = rj->first; i > rj->end; i--) {
+		team_fn fn = backward_fn(rj->jobs[i].l->spec.kind);
+
+		if (fn)
+			fn(&rj->jobs[i], idx, nm);
+	}
+}
+
+/* Whether a run of per-sample layers is worth the team. */
+static bool run_split(const struct run_job *rj)
+{
+	int lo = rj->backward ? rj->end + 1 : rj->first, hi = rj->backward ? rj->first + 1 : rj->end;
+
+	for (int i = lo; i < hi; i++)
+		if (rj->jobs[i].l->spec.kind == LAYER_CONV2D || rows_split(rj->jobs[i].l, rj->jobs[i].batch))
+			return true;
+	return false;
+}
+
 void net_forward(struct net *n, size_t batch, bool train, uint64_t step)
 {
+	struct layer_job jobs[SPEC_MAX_LAYERS];
 	const float *in = n->x;
 
 	for (uint32_t i = 0; i < n->spec.n; i++) {
-		struct net_layer *l = &n->layers[i];
-		struct layer_job job = {
-			.n = n, .l = l, .index = i, .batch = batch, .train = train, .step = step,
-			.in = in,
+		jobs[i] = (struct layer_job){
+			.n = n, .l = &n->layers[i], .index = i, .batch = batch, .train = train,
+			.step = step, .in = in,
 		};
+		in = n->layers[i].y;
+	}
+	for (int i = 0; i < (int)n->spec.n;) {
+		struct net_layer *l = &n->layers[i];
 
 		switch (l->spec.kind) {
-		case LAYER_FLATTEN:
-			break;
 		case LAYER_LINEAR:
-			run(n, linear_split(n, l, batch), linear_forward, &job);
-			break;
-		case LAYER_CONV2D:
-			run(n, true, conv_forward, &job);
-			break;
-		case LAYER_MAXPOOL2D:
-		case LAYER_AVGPOOL2D:
-			run(n, rows_split(l, batch), pool_forward, &job);
+			if (i + 1 < (int)n->spec.n && n->layers[i + 1].spec.kind == LAYER_RELU)
+				jobs[i].relu = &n->layers[i + 1];
+			run(n, linear_split(n, l, batch), linear_forward, &jobs[i]);
+			i += jobs[i].relu ? 2 : 1;
 			break;
 		case LAYER_BATCHNORM1D:
 		case LAYER_BATCHNORM2D:
-			run(n, rows_split(l, batch), bn_forward, &job);
+			run(n, rows_split(l, batch), bn_forward, &jobs[i]);
 			if (train)
 				n->counts[l->nbt]++;
+			i++;
 			break;
-		default:
-			run(n, rows_split(l, batch), act_forward, &job);
+		default: {
+			struct run_job rj = { .jobs = jobs, .first = i, .end = i };
+
+			while (rj.end < (int)n->spec.n && per_sample(n->layers[rj.end].spec.kind))
+				rj.end++;
+			if (run_split(&rj) && n->team && team_size(n->team) > 1)
+				team_run(n->team, run_rows, &rj);
+			else
+				run_rows(&rj, 0, 1);
+			i = rj.end;
 			break;
 		}
-		in = l->y;
+		}
 	}
+}
+
+/* The ReLU at i is computed by the linear layer below it (see struct layer_job). */
+static bool relu_fused_down(const struct net *n, const struct layer_job *jobs, int i, int stop)
+{
+	return n->layers[i].spec.kind == LAYER_RELU && i > stop &&
+	       n->layers[i - 1].spec.kind == LAYER_LINEAR && !jobs[i - 1].dx;
 }
 
 void net_backward(struct net *n, size_t batch)
 {
+	struct layer_job jobs[SPEC_MAX_LAYERS];
 	float *dy = n->dbuf[0];
+	int stop = 0;   /* the lowest layer that runs */
 	int cur = 0;
 
-	for (uint32_t i = n->spec.n; i-- > 0;) {
+	/* Each layer's gradient buffers, top down, as the pass will use them. */
+	for (int i = (int)n->spec.n - 1; i >= 0; i--) {
 		struct net_layer *l = &n->layers[i];
 		bool want_dx = l->need_dx || n->input_grad;
-		struct layer_job job = {
+
+		if (!want_dx && !spec_has_params(l->spec.kind)) {
+			stop = i + 1;   /* nothing below needs a gradient */
+			break;
+		}
+		jobs[i] = (struct layer_job){
 			.n = n, .l = l, .index = i, .batch = batch, .train = true,
 			.in = i ? n->layers[i - 1].y : n->x,
 			.dy = dy,
-			.dx = want_dx ? n->dbuf[1 - cur] : NULL,
+			.dx = want_dx ? (l->gx ? l->gx : n->dbuf[1 - cur]) : NULL,
 		};
-
-		if (!want_dx && !spec_has_params(l->spec.kind))
-			break;   /* nothing below needs a gradient */
-		switch (l->spec.kind) {
-		case LAYER_FLATTEN:
+		if (l->spec.kind == LAYER_FLATTEN)
 			continue;   /* the gradient passes through as it is */
-		case LAYER_LINEAR:
-			run(n, linear_split(n, l, batch), linear_backward, &job);
-			break;
-		case LAYER_CONV2D: {
-			bool split = n->team && team_size(n->team) > 1;
-
-			run(n, split, conv_backward, &job);
-			conv_reduce(n, l, split ? team_size(n->team) : 1);
-			break;
+		if (want_dx) {
+			dy = jobs[i].dx;
+			if (!l->gx)
+				cur = 1 - cur;
 		}
-		case LAYER_MAXPOOL2D:
-		case LAYER_AVGPOOL2D:
-			run(n, rows_split(l, batch), pool_backward, &job);
+	}
+	for (int i = (int)n->spec.n - 1; i >= stop; i--) {
+		struct net_layer *l = &n->layers[i];
+
+		if (relu_fused_down(n, jobs, i, stop)) {
+			jobs[i - 1].relu_job = &jobs[i];
+			i--;
+			l = &n->layers[i];
+		}
+		switch (l->spec.kind) {
+		case LAYER_LINEAR:
+			run(n, linear_split(n, l, batch), linear_backward, &jobs[i]);
 			break;
 		case LAYER_BATCHNORM1D:
 		case LAYER_BATCHNORM2D:
-			run(n, rows_split(l, batch), bn_backward, &job);
+			run(n, rows_split(l, batch), bn_backward, &jobs[i]);
 			break;
-		default:
-			run(n, rows_split(l, batch), act_backward, &job);
+		default: {
+			/* down to the first layer that is not per sample (or whose
+			 * ReLU the linear layer below computes) */
+			struct run_job rj = { .jobs = jobs, .first = i, .end = i, .backward = true };
+			bool split;
+
+			while (rj.end >= stop && per_sample(n->layers[rj.end].spec.kind) &&
+			       !relu_fused_down(n, jobs, rj.end, stop))
+				rj.end--;
+			split = run_split(&rj) && n->team && team_size(n->team) > 1;
+			if (split)
+				team_run(n->team, run_rows, &rj);
+			else
+				run_rows(&rj, 0, 1);
+			for (int k = i; k > rj.end; k--)
+				if (n->layers[k].spec.kind == LAYER_CONV2D)
+					conv_reduce(n, &n->layers[k], split ? team_size(n->team) : 1);
+			i = rj.end + 1;
 			break;
 		}
-		if (want_dx) {
-			dy = job.dx;
-			cur = 1 - cur;
 		}
 	}
 	n->dx = n->input_grad ? dy : NULL;

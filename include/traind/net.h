@@ -62,12 +62,17 @@ struct net_layer {
 	struct shape in, out;        /* per-sample shapes */
 	size_t in_size, out_size;    /* floats per sample */
 	size_t w_off, b_off;         /* params offsets (linear, conv2d, batchnorm: weight, bias) */
+	size_t part_off;             /* conv2d: its slice of each member's gradient sums (net->part) */
 	size_t rm_off, rv_off;       /* batchnorm: buffers offsets of running_mean, running_var */
 	size_t nbt;                  /* batchnorm: index in counts of num_batches_tracked */
 	bool has_bias;
 	bool need_dx;                /* some layer before this one has parameters */
 	float *y;                    /* (max_batch, out_size) output, owned (flatten: the input, borrowed) */
 	uint8_t *mask;               /* dropout: (max_batch, out_size) 1 = kept, owned */
+	float *gx;                   /* a per-sample layer above another: (max_batch, in_size) the
+				      * gradient at its input, owned (struct run_job in net.c: the
+				      * members of a phase write rows of different sizes, so they
+				      * cannot share the two buffers of dbuf) */
 	uint32_t *argmax;            /* maxpool2d: (max_batch, out_size) input offset of each max, owned */
 	double *mean, *invstd;       /* batchnorm: (C) statistics of the last training batch, owned */
 };
@@ -93,7 +98,7 @@ struct net {
 	/* conv2d scratch, one slice per team member: */
 	unsigned members;
 	size_t col_len;              /* floats of one member's im2col buffer */
-	size_t part_len;             /* floats of one member's weight+bias gradient sums */
+	size_t part_len;             /* floats of one member's weight+bias gradient sums, all conv2d layers */
 	float *col;                  /* (members, col_len), owned */
 	float *dcol;                 /* (members, col_len), owned */
 	float *part;                 /* (members, part_len), owned */
