@@ -353,6 +353,9 @@ struct layer_job {
  * member computes the same rows of each in turn and nothing needs the other
  * members' rows until the run ends. */
 struct run_job {
+	struct net *n;
+	net_input_fn fill;     /* forward: fills the member's rows of n->x first (or NULL) */
+	void *fill_arg;
 	struct layer_job *jobs;
 	int first, end;        /* forward: first <= i < end; backward: first >= i > end */
 	bool backward;
@@ -458,8 +461,7 @@ static void act_forward(void *arg, unsigned idx, unsigned nm)
 	y = l->y + r0 * size;
 	switch (l->spec.kind) {
 	case LAYER_RELU:
-		for (size_t e = 0; e < (r1 - r0) * size; e++)
-			y[e] = x[e] > 0.0f ? x[e] : 0.0f;
+		k_relu_rows(y, x, (r1 - r0) * size);
 		break;
 	case LAYER_TANH:
 		for (size_t e = 0; e < (r1 - r0) * size; e++)
@@ -513,8 +515,7 @@ static void act_backward(void *arg, unsigned idx, unsigned nm)
 	dx = j->dx + r0 * size;
 	switch (l->spec.kind) {
 	case LAYER_RELU:
-		for (size_t e = 0; e < len; e++)
-			dx[e] = y[e] > 0.0f ? dy[e] : 0.0f;
+		k_relu_backward_rows(dx, y, dy, len);
 		break;
 	case LAYER_TANH:
 		for (size_t e = 0; e < len; e++)
@@ -809,6 +810,13 @@ static void run_rows(void *arg, unsigned idx, unsigned nm)
 {
 	struct run_job *rj = arg;
 
+	if (rj->fill) {
+		size_t r0, r1;
+
+		team_split(rj->jobs[0].batch, idx, nm, 1, &r0, &r1);
+		if (r0 < r1)
+			rj->fill(rj->fill_arg, r0, r1);
+	}
 	if (!rj->backward) {
 		for (int i = rj->first; i < rj->end; i++) {
 			team_fn fn = forward_fn(rj->jobs[i].l->spec.kind);
@@ -839,8 +847,15 @@ static bool run_split(const struct run_job *rj)
 
 void net_forward(struct net *n, size_t batch, bool train, uint64_t step)
 {
+	net_forward_from(n, batch, train, step, NULL, NULL);
+}
+
+void net_forward_from(struct net *n, size_t batch, bool train, uint64_t step, net_input_fn fill,
+		      void *fill_arg)
+{
 	struct layer_job jobs[SPEC_MAX_LAYERS];
 	const float *in = n->x;
+	bool team = n->team && team_size(n->team) > 1;
 
 	for (uint32_t i = 0; i < n->spec.n; i++) {
 		jobs[i] = (struct layer_job){
@@ -848,6 +863,16 @@ void net_forward(struct net *n, size_t batch, bool train, uint64_t step)
 			.step = step, .in = in,
 		};
 		in = n->layers[i].y;
+	}
+	if (fill && !per_sample(n->layers[0].spec.kind)) {
+		/* the first layer needs every row: the input is its own phase */
+		struct run_job rj = { .n = n, .fill = fill, .fill_arg = fill_arg, .jobs = jobs };
+
+		if (team && batch * n->in_size >= ROWS_MIN_ELEMS)
+			team_run(n->team, run_rows, &rj);
+		else
+			fill(fill_arg, 0, batch);
+		fill = NULL;
 	}
 	for (int i = 0; i < (int)n->spec.n;) {
 		struct net_layer *l = &n->layers[i];
@@ -867,14 +892,16 @@ void net_forward(struct net *n, size_t batch, bool train, uint64_t step)
 			i++;
 			break;
 		default: {
-			struct run_job rj = { .jobs = jobs, .first = i, .end = i };
+			struct run_job rj = { .n = n, .fill = fill, .fill_arg = fill_arg, .jobs = jobs,
+					      .first = i, .end = i };
 
 			while (rj.end < (int)n->spec.n && per_sample(n->layers[rj.end].spec.kind))
 				rj.end++;
-			if (run_split(&rj) && n->team && team_size(n->team) > 1)
+			if (team && (fill || run_split(&rj)))
 				team_run(n->team, run_rows, &rj);
 			else
 				run_rows(&rj, 0, 1);
+			fill = NULL;
 			i = rj.end;
 			break;
 		}
@@ -938,7 +965,7 @@ void net_backward(struct net *n, size_t batch)
 		default: {
 			/* down to the first layer that is not per sample (or whose
 			 * ReLU the linear layer below computes) */
-			struct run_job rj = { .jobs = jobs, .first = i, .end = i, .backward = true };
+			struct run_job rj = { .n = n, .jobs = jobs, .first = i, .end = i, .backward = true };
 			bool split;
 
 			while (rj.end >= stop && per_sample(n->layers[rj.end].spec.kind) &&

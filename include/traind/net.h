@@ -128,6 +128,14 @@ void net_init_params_torch(struct net *n, struct mt19937 *m);
  * statistics updated), Dropout masks drawn for `step` (a position that is
  * unique per training step); eval: running statistics, no Dropout. */
 void net_forward(struct net *n, size_t batch, bool train, uint64_t step);
+/* Fills rows [r0, r1) of n->x; team members call it at once on disjoint
+ * ranges. */
+typedef void (*net_input_fn)(void *arg, size_t r0, size_t r1);
+/* net_forward, with the input rows filled by fill(arg, ...) in the team: in
+ * the first phase when the first layers work sample by sample (each member
+ * its own rows, no wait between), else in a phase of its own. */
+void net_forward_from(struct net *n, size_t batch, bool train, uint64_t step, net_input_fn fill,
+		      void *arg);
 /* The last layer's output (batch, classes). */
 const float *net_output(const struct net *n);
 /* Where the caller puts the gradient of the loss at the output, (batch,
