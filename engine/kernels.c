@@ -284,13 +284,12 @@ static void maxpool2(float *y, uint32_t *argmax, const float *x, size_t c, size_
 				size_t best = at;
 				float m = plane[at];
 
-				for (int q = 0; q < 3; q++) {
+				for (int q = 0; q < 3; q++) {   /* selects, not branches: maxima are random */
 					float v = plane[o[q]];
+					bool take = (v > m) | (v != v);
 
-					if (v > m || isnan(v)) {
-						m = v;
-						best = o[q];
-					}
+					m = take ? v : m;
+					best = take ? o[q] : best;
 				}
 				yr[ox] = m;
 				ar[ox] = (uint32_t)(ch * h * w + best);

@@ -26,6 +26,7 @@
 #define SPLIT_MIN_FLOPS (1u << 18)   /* below this a linear layer runs on the owner */
 #define ROWS_MIN_ELEMS (1u << 14)    /* below this an elementwise layer runs on the owner */
 #define UPDATE_MIN_PARAMS (1u << 14) /* below this the optimizer step runs on the owner */
+#define RUN_BLOCK 2                  /* samples a run of per-sample layers takes at a time */
 #define BN_MOMENTUM 0.1
 #define BN_EPS 1e-5
 
@@ -397,13 +398,8 @@ static void linear_forward(void *arg, unsigned idx, unsigned nm)
 	k_gemm(0, 1, j->batch, c1 - c0, in, 1.0f, j->in, in, p + l->w_off + c0 * in, in,
 	       l->has_bias ? 1.0f : 0.0f, l->y + c0, out);
 	if (j->relu)
-		for (size_t r = 0; r < j->batch; r++) {
-			const float *x = l->y + r * out;
-			float *y = j->relu->y + r * out;
-
-			for (size_t c = c0; c < c1; c++)
-				y[c] = x[c] > 0.0f ? x[c] : 0.0f;
-		}
+		for (size_t r = 0; r < j->batch; r++)
+			k_relu_rows(j->relu->y + r * out + c0, l->y + r * out + c0, c1 - c0);
 }
 
 /* dx[:, c0:c1] = dy W[:, c0:c1]; dW[r0:r1] = dy[:, r0:r1]^T in; db[r0:r1] = colsum dy */
@@ -424,13 +420,9 @@ static void linear_backward(void *arg, unsigned idx, unsigned nm)
 	if (lo == hi)
 		return;
 	if (j->relu_job)   /* the ReLU's backward on these columns: they are all this member reads */
-		for (size_t r = 0; r < j->batch; r++) {
-			const float *y = j->relu_job->l->y + r * out, *dy = j->relu_job->dy + r * out;
-			float *dx = j->relu_job->dx + r * out;
-
-			for (size_t c = lo; c < hi; c++)
-				dx[c] = y[c] > 0.0f ? dy[c] : 0.0f;
-		}
+		for (size_t r = 0; r < j->batch; r++)
+			k_relu_backward_rows(j->relu_job->dx + r * out + lo, j->relu_job->l->y + r * out + lo,
+					     j->relu_job->dy + r * out + lo, hi - lo);
 	k_gemm(1, 0, hi - lo, in, j->batch, 1.0f, j->dy + lo, out, j->in, in, 0.0f,
 	       n->grads + l->w_off + lo * in, in);
 	if (l->has_bias)
@@ -448,15 +440,14 @@ static void dropout_block(uint64_t key, uint64_t step, uint32_t index, uint64_t 
 	philox4x32(ctr, k, out);
 }
 
-static void act_forward(void *arg, unsigned idx, unsigned nm)
+/* rows [r0, r1) of the member idx whose share starts at row `first` */
+static void act_forward(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1)
 {
-	struct layer_job *j = arg;
 	struct net_layer *l = j->l;
-	size_t size = l->out_size, r0, r1;
+	size_t size = l->out_size;
 	const float *x;
 	float *y;
 
-	team_split(j->batch, idx, nm, 1, &r0, &r1);
 	x = j->in + r0 * size;
 	y = l->y + r0 * size;
 	switch (l->spec.kind) {
@@ -480,10 +471,10 @@ static void act_forward(void *arg, unsigned idx, unsigned nm)
 			float scale = (float)(1.0 / (1.0 - l->spec.p));
 			uint8_t *mask = l->mask + r0 * size;
 			uint32_t words[4];
-			uint64_t first = (uint64_t)r0 * size;
+			uint64_t g0 = (uint64_t)r0 * size;
 
 			for (size_t e = 0; e < (r1 - r0) * size; e++) {
-				uint64_t g = first + e;
+				uint64_t g = g0 + e;
 				bool keep;
 
 				if (e == 0 || (g & 3) == 0)
@@ -499,15 +490,14 @@ static void act_forward(void *arg, unsigned idx, unsigned nm)
 	}
 }
 
-static void act_backward(void *arg, unsigned idx, unsigned nm)
+/* rows [r0, r1) of the member idx whose share starts at row `first` */
+static void act_backward(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1)
 {
-	struct layer_job *j = arg;
 	struct net_layer *l = j->l;
-	size_t size = l->out_size, r0, r1, len;
+	size_t size = l->out_size, len;
 	const float *dy, *y, *x;
 	float *dx;
 
-	team_split(j->batch, idx, nm, 1, &r0, &r1);
 	len = (r1 - r0) * size;
 	dy = j->dy + r0 * size;
 	y = l->y + r0 * size;
@@ -633,17 +623,14 @@ static void bn_backward(void *arg, unsigned idx, unsigned nm)
 }
 
 /* Conv2d on this member's samples: y[r] (OC, OH*OW) = W (OC, C*K*K) col(x[r]) + b */
-static void conv_forward(void *arg, unsigned idx, unsigned nm)
+/* rows [r0, r1) of the member idx whose share starts at row `first` */
+static void conv_forward(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1)
 {
-	struct layer_job *j = arg;
 	struct net_layer *l = j->l;
 	struct net *n = j->n;
 	const struct layer_spec *s = &l->spec;
 	size_t ckk = (size_t)l->in.c * s->k * s->k, ohw = (size_t)l->out.h * l->out.w;
 	float *col = n->col + idx * n->col_len;
-	size_t r0, r1;
-
-	team_split(j->batch, idx, nm, 1, &r0, &r1);
 	for (size_t r = r0; r < r1; r++) {
 		float *y = l->y + r * l->out_size;
 
@@ -659,32 +646,29 @@ static void conv_forward(void *arg, unsigned idx, unsigned nm)
 }
 
 /* This member's samples: its partial dW (OC, C*K*K) and db (OC) sums, and dx. */
-static void conv_backward(void *arg, unsigned idx, unsigned nm)
+/* rows [r0, r1) of the member idx whose share starts at row `first` */
+static void conv_backward(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1)
 {
-	struct layer_job *j = arg;
 	struct net_layer *l = j->l;
 	struct net *n = j->n;
 	const struct layer_spec *s = &l->spec;
 	size_t ckk = (size_t)l->in.c * s->k * s->k, ohw = (size_t)l->out.h * l->out.w;
 	float *col = n->col + idx * n->col_len, *dcol = n->dcol + idx * n->col_len;
 	float *dw = n->part + idx * n->part_len + l->part_off, *db = dw + (size_t)s->out * ckk;
-	size_t r0, r1;
 
-	team_split(j->batch, idx, nm, 1, &r0, &r1);
-	n->part_rows[idx] = (uint32_t)(r1 - r0);
 	for (size_t r = r0; r < r1; r++) {
 		const float *dy = j->dy + r * l->out_size;
 
 		k_im2col(col, j->in + r * l->in_size, l->in.c, l->in.h, l->in.w, s->k, s->stride,
 			 s->padding, l->out.h, l->out.w);
-		k_gemm(0, 1, s->out, ckk, ohw, 1.0f, dy, ohw, col, ohw, r == r0 ? 0.0f : 1.0f, dw,
+		k_gemm(0, 1, s->out, ckk, ohw, 1.0f, dy, ohw, col, ohw, r == first ? 0.0f : 1.0f, dw,
 		       ckk);
 		for (size_t oc = 0; oc < s->out; oc++) {
 			float sum = 0.0f;
 
 			for (size_t t = 0; t < ohw; t++)
 				sum += dy[oc * ohw + t];
-			db[oc] = r == r0 ? sum : db[oc] + sum;
+			db[oc] = r == first ? sum : db[oc] + sum;
 		}
 		if (j->dx) {
 			k_gemm(1, 0, ckk, ohw, s->out, 1.0f, n->params + l->w_off, ckk, dy, ohw, 0.0f,
@@ -716,14 +700,11 @@ static void conv_reduce(struct net *n, struct net_layer *l, unsigned members)
 	}
 }
 
-static void pool_forward(void *arg, unsigned idx, unsigned nm)
+/* rows [r0, r1) of the member idx whose share starts at row `first` */
+static void pool_forward(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1)
 {
-	struct layer_job *j = arg;
 	struct net_layer *l = j->l;
 	const struct layer_spec *s = &l->spec;
-	size_t r0, r1;
-
-	team_split(j->batch, idx, nm, 1, &r0, &r1);
 	for (size_t r = r0; r < r1; r++) {
 		const float *x = j->in + r * l->in_size;
 		float *y = l->y + r * l->out_size;
@@ -736,14 +717,11 @@ static void pool_forward(void *arg, unsigned idx, unsigned nm)
 	}
 }
 
-static void pool_backward(void *arg, unsigned idx, unsigned nm)
+/* rows [r0, r1) of the member idx whose share starts at row `first` */
+static void pool_backward(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1)
 {
-	struct layer_job *j = arg;
 	struct net_layer *l = j->l;
 	const struct layer_spec *s = &l->spec;
-	size_t r0, r1;
-
-	team_split(j->batch, idx, nm, 1, &r0, &r1);
 	for (size_t r = r0; r < r1; r++) {
 		const float *dy = j->dy + r * l->out_size;
 		float *dx = j->dx + r * l->in_size;
@@ -776,7 +754,9 @@ static bool per_sample(enum layer_kind k)
 	}
 }
 
-static team_fn forward_fn(enum layer_kind k)
+typedef void (*rows_fn)(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1);
+
+static rows_fn forward_fn(enum layer_kind k)
 {
 	switch (k) {
 	case LAYER_CONV2D:
@@ -791,7 +771,7 @@ static team_fn forward_fn(enum layer_kind k)
 	}
 }
 
-static team_fn backward_fn(enum layer_kind k)
+static rows_fn backward_fn(enum layer_kind k)
 {
 	switch (k) {
 	case LAYER_CONV2D:
@@ -806,31 +786,33 @@ static team_fn backward_fn(enum layer_kind k)
 	}
 }
 
+/* The member's share of the batch, RUN_BLOCK samples at a time through every
+ * layer of the run (the input filled first), so a sample's activations are
+ * still in cache when the next layer reads them. */
 static void run_rows(void *arg, unsigned idx, unsigned nm)
 {
 	struct run_job *rj = arg;
+	size_t m0, m1;
 
-	if (rj->fill) {
-		size_t r0, r1;
+	team_split(rj->jobs[0].batch, idx, nm, 1, &m0, &m1);
+	rj->n->part_rows[idx] = (uint32_t)(m1 - m0);
+	for (size_t b0 = m0; b0 < m1; b0 += RUN_BLOCK) {
+		size_t b1 = b0 + RUN_BLOCK < m1 ? b0 + RUN_BLOCK : m1;
 
-		team_split(rj->jobs[0].batch, idx, nm, 1, &r0, &r1);
-		if (r0 < r1)
-			rj->fill(rj->fill_arg, r0, r1);
-	}
-	if (!rj->backward) {
-		for (int i = rj->first; i < rj->end; i++) {
-			team_fn fn = forward_fn(rj->jobs[i].l->spec.kind);
+		if (rj->fill)
+			rj->fill(rj->fill_arg, b0, b1);
+		for (int i = rj->first; !rj->backward && i < rj->end; i++) {
+			rows_fn fn = forward_fn(rj->jobs[i].l->spec.kind);
 
 			if (fn)
-				fn(&rj->jobs[i], idx, nm);
+				fn(&rj->jobs[i], idx, m0, b0, b1);
 		}
-		return;
-	}
-	for (int i = rj->first; i > rj->end; i--) {
-		team_fn fn = backward_fn(rj->jobs[i].l->spec.kind);
+		for (int i = rj->first; rj->backward && i > rj->end; i--) {
+			rows_fn fn = backward_fn(rj->jobs[i].l->spec.kind);
 
-		if (fn)
-			fn(&rj->jobs[i], idx, nm);
+			if (fn)
+				fn(&rj->jobs[i], idx, m0, b0, b1);
+		}
 	}
 }
 
