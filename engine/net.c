@@ -2,15 +2,24 @@
  * net.c - the tensor table, forward, backward and the optimizer phase. See
  * include/traind/net.h.
  *
- * One training step of the lesson's MLP (B = 64) with a team of two:
- *   team:  linear 1   y1[:, half] = x W1[half]^T + b1[half]          (split by output unit)
- *   owner: relu 2, linear 3 (logits), loss and dlogits (B, 10)
+ * One training step of the lesson's MLP (B = 64) with a team of two, four
+ * phases (one team_run, one wait, each; five before, the gather on the owner):
+ *   team:  the batch gathered (uint8 -> float), by rows
+ *   team:  linear 1 and its ReLU: y1[:, half] = x W1[half]^T + b1[half];
+ *          y2[:, half] = max(y1[:, half], 0)                 (split by output unit)
+ *   owner: linear 3 (logits), loss and dlogits (B, 10)
  *   owner: linear 3 backward: dW3 = dlogits^T y2; db3; d2 = dlogits W3
- *   owner: relu 2 backward: d1 = d2 * (y2 > 0)
- *   team:  linear 1 backward: dW1[half] = d1[:, half]^T x; db1[half]
+ *   team:  ReLU 2 and linear 1 backward on the member's units:
+ *          d1[:, half] = d2[:, half] * (y2[:, half] > 0); dW1[half] = d1[:, half]^T x; db1[half]
  *   team:  optimizer step over the flat arrays, by ranges
- * Each member computes whole rows or columns, so its writes never touch
- * another's, and the result depends only on the split.
+ * A convolutional model's runs of per-sample layers (conv2d, activations,
+ * pools, flatten) take one phase each way, each member its samples two at a
+ * time through all of the run's layers (struct run_job); the gather joins the
+ * first run when the model starts with one. Each member computes whole rows
+ * or columns, so its writes never touch another's, and the result depends
+ * only on the split, which these fusions leave as it was: every element is
+ * computed by the same operations in the same order as with one phase per
+ * layer (the bits are those of the previous engine).
  */
 #include "traind/net.h"
 
