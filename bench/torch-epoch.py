@@ -1,10 +1,13 @@
 """torch-epoch.py - PyTorch 1.13's epoch time for the same model, data and
-cores as bench-engine: MNIST pre-converted to float tensors, batch 64, Adam
-1e-3, one epoch of 50000 training samples and 10000 validation samples.
+cores as bench-engine: MNIST pre-converted to float tensors, Adam 1e-3, one
+epoch of training samples then validation samples (eval batch 128).
 
-    /usr/bin/python3 bench/torch-epoch.py MODEL DATA_DIR THREADS EPOCHS
+    /usr/bin/python3 bench/torch-epoch.py MODEL DATA_DIR THREADS EPOCHS [HIDDEN BATCH TRAIN VAL]
 
-MODEL is lenet5 or mlp. Prints one line per epoch: "epoch SECONDS".
+MODEL is lenet5 or mlp (Flatten, Linear(784, HIDDEN), ReLU, Linear(HIDDEN,
+10)). The defaults are the lesson's: HIDDEN 256, BATCH 64, TRAIN 50000, VAL
+10000. PyTorch runs on THREADS threads (torch.set_num_threads, and one
+inter-op thread). Prints one line per epoch: "epoch SECONDS".
 """
 import gzip
 import os
@@ -14,7 +17,9 @@ import time
 import torch
 
 model_name, data, threads, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+hidden, batch, n_train, n_val = (int(a) for a in (sys.argv[5:9] if len(sys.argv) >= 9 else (256, 64, 50000, 10000)))
 torch.set_num_threads(threads)
+torch.set_num_interop_threads(1)
 torch.manual_seed(42)
 
 
@@ -31,27 +36,28 @@ lab = idx(os.path.join(data, "mnist", "train-labels-idx1-ubyte"))
 x = torch.frombuffer(bytearray(img[16:]), dtype=torch.uint8).reshape(-1, 1, 28, 28).float() / 255
 y = torch.frombuffer(bytearray(lab[8:]), dtype=torch.uint8).long()
 perm = torch.randperm(len(x))
-xt, yt, xv, yv = x[perm[:50000]], y[perm[:50000]], x[perm[50000:]], y[perm[50000:]]
+xt, yt = x[perm[:n_train]], y[perm[:n_train]]
+xv, yv = x[perm[len(x) - n_val:]], y[perm[len(x) - n_val:]]
 nn = torch.nn
 if model_name == "lenet5":
     m = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5),
                       nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(),
                       nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
 else:
-    m = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
+    m = nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, 10))
 opt = torch.optim.Adam(m.parameters(), 1e-3)
 lf = nn.CrossEntropyLoss()
 for e in range(epochs):
     t0 = time.time()
     m.train()
-    order = torch.randperm(50000)
-    for i in range(0, 50000, 64):
-        b = order[i:i + 64]
+    order = torch.randperm(n_train)
+    for i in range(0, n_train, batch):
+        b = order[i:i + batch]
         opt.zero_grad()
         lf(m(xt[b]), yt[b]).backward()
         opt.step()
     m.eval()
     with torch.no_grad():
-        for i in range(0, 10000, 128):
+        for i in range(0, n_val, 128):
             lf(m(xv[i:i + 128]), yv[i:i + 128])
     print("epoch %.4f" % (time.time() - t0), flush=True)

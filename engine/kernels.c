@@ -149,6 +149,21 @@ double k_softmax_xent(const float *logits, const uint8_t *y, size_t m, size_t k,
 	return loss;
 }
 
+HOT_CLONES
+void k_relu_rows(float *restrict y, const float *restrict x, size_t len)
+{
+	for (size_t e = 0; e < len; e++)
+		y[e] = x[e] > 0.0f ? x[e] : 0.0f;
+}
+
+HOT_CLONES
+void k_relu_backward_rows(float *restrict dx, const float *restrict y, const float *restrict dy,
+			  size_t len)
+{
+	for (size_t e = 0; e < len; e++)
+		dx[e] = y[e] > 0.0f ? dy[e] : 0.0f;
+}
+
 void k_relu_backward(float *dz, const float *act, size_t ld, size_t m, size_t c0, size_t c1)
 {
 	for (size_t i = 0; i < m; i++) {
@@ -252,9 +267,44 @@ void k_col2im(float *dx, const float *col, size_t c, size_t h, size_t w, size_t 
 	}
 }
 
+/* The same comparisons for 2 x 2 windows, stride 2, in the same order. */
+static void maxpool2(float *y, uint32_t *argmax, const float *x, size_t c, size_t h, size_t w,
+		     size_t oh, size_t ow)
+{
+	for (size_t ch = 0; ch < c; ch++) {
+		const float *plane = x + ch * h * w;
+
+		for (size_t oy = 0; oy < oh; oy++) {
+			const size_t row = 2 * oy * w;
+			float *yr = y + (ch * oh + oy) * ow;
+			uint32_t *ar = argmax + (ch * oh + oy) * ow;
+
+			for (size_t ox = 0; ox < ow; ox++) {
+				const size_t at = row + 2 * ox, o[3] = { at + 1, at + w, at + w + 1 };
+				size_t best = at;
+				float m = plane[at];
+
+				for (int q = 0; q < 3; q++) {   /* selects, not branches: maxima are random */
+					float v = plane[o[q]];
+					bool take = (v > m) | (v != v);
+
+					m = take ? v : m;
+					best = take ? o[q] : best;
+				}
+				yr[ox] = m;
+				ar[ox] = (uint32_t)(ch * h * w + best);
+			}
+		}
+	}
+}
+
 void k_maxpool(float *y, uint32_t *argmax, const float *x, size_t c, size_t h, size_t w, size_t k,
 	       size_t s, size_t oh, size_t ow)
 {
+	if (k == 2 && s == 2) {
+		maxpool2(y, argmax, x, c, h, w, oh, ow);
+		return;
+	}
 	for (size_t ch = 0; ch < c; ch++) {
 		const float *plane = x + ch * h * w;
 

@@ -2,15 +2,24 @@
  * net.c - the tensor table, forward, backward and the optimizer phase. See
  * include/traind/net.h.
  *
- * One training step of the lesson's MLP (B = 64) with a team of two:
- *   team:  linear 1   y1[:, half] = x W1[half]^T + b1[half]          (split by output unit)
- *   owner: relu 2, linear 3 (logits), loss and dlogits (B, 10)
+ * One training step of the lesson's MLP (B = 64) with a team of two, four
+ * phases (one team_run, one wait, each; five before, the gather on the owner):
+ *   team:  the batch gathered (uint8 -> float), by rows
+ *   team:  linear 1 and its ReLU: y1[:, half] = x W1[half]^T + b1[half];
+ *          y2[:, half] = max(y1[:, half], 0)                 (split by output unit)
+ *   owner: linear 3 (logits), loss and dlogits (B, 10)
  *   owner: linear 3 backward: dW3 = dlogits^T y2; db3; d2 = dlogits W3
- *   owner: relu 2 backward: d1 = d2 * (y2 > 0)
- *   team:  linear 1 backward: dW1[half] = d1[:, half]^T x; db1[half]
+ *   team:  ReLU 2 and linear 1 backward on the member's units:
+ *          d1[:, half] = d2[:, half] * (y2[:, half] > 0); dW1[half] = d1[:, half]^T x; db1[half]
  *   team:  optimizer step over the flat arrays, by ranges
- * Each member computes whole rows or columns, so its writes never touch
- * another's, and the result depends only on the split.
+ * A convolutional model's runs of per-sample layers (conv2d, activations,
+ * pools, flatten) take one phase each way, each member its samples two at a
+ * time through all of the run's layers (struct run_job); the gather joins the
+ * first run when the model starts with one. Each member computes whole rows
+ * or columns, so its writes never touch another's, and the result depends
+ * only on the split, which these fusions leave as it was: every element is
+ * computed by the same operations in the same order as with one phase per
+ * layer (the bits are those of the previous engine).
  */
 #include "traind/net.h"
 
@@ -26,8 +35,11 @@
 #define SPLIT_MIN_FLOPS (1u << 18)   /* below this a linear layer runs on the owner */
 #define ROWS_MIN_ELEMS (1u << 14)    /* below this an elementwise layer runs on the owner */
 #define UPDATE_MIN_PARAMS (1u << 14) /* below this the optimizer step runs on the owner */
+#define RUN_BLOCK 2                  /* samples a run of per-sample layers takes at a time */
 #define BN_MOMENTUM 0.1
 #define BN_EPS 1e-5
+
+static bool per_sample(enum layer_kind k);
 
 static size_t shape_size(struct shape s)
 {
@@ -134,7 +146,8 @@ int net_init(struct net *n, const struct model_spec *spec, struct shape input, u
 			size_t pl = (size_t)l->spec.out * ckk + l->spec.out;
 
 			col_len = cl > col_len ? cl : col_len;
-			part_len = pl > part_len ? pl : part_len;
+			l->part_off = part_len - 1;
+			part_len += pl;   /* each conv2d its own slice: a phase may run several */
 		}
 	}
 	n->col_len = col_len;
@@ -167,6 +180,9 @@ int net_init(struct net *n, const struct model_spec *spec, struct shape input, u
 			goto fail;
 		if (l->spec.kind == LAYER_DROPOUT && !(l->mask = calloc(rows, 1)))
 			goto fail;
+		if (i > 0 && per_sample(l->spec.kind) && per_sample(n->layers[i - 1].spec.kind) &&
+		    !(l->gx = k_alloc_floats((size_t)max_batch * l->in_size)))
+			goto fail;
 		if (l->spec.kind == LAYER_MAXPOOL2D && !(l->argmax = calloc(rows, sizeof(uint32_t))))
 			goto fail;
 		if (spec_is_batchnorm(l->spec.kind) &&
@@ -189,6 +205,7 @@ void net_deinit(struct net *n)
 		if (l->spec.kind != LAYER_FLATTEN)
 			free(l->y);
 		free(l->mask);
+		free(l->gx);
 		free(l->argmax);
 		free(l->mean);
 		free(l->invstd);
@@ -333,6 +350,25 @@ struct layer_job {
 	const float *dy;       /* (batch, out_size) gradient at its output */
 	float *dx;             /* (batch, in_size) gradient at its input, or NULL */
 	struct optim *opt;
+	/* A linear layer followed by a ReLU computes the ReLU on its own columns
+	 * in the same phase: forward, relu is that ReLU layer (its y written);
+	 * backward (only when the linear passes no gradient down), relu_job is
+	 * the ReLU's job (its dx written from its dy, then used as this dy). */
+	struct net_layer *relu;
+	const struct layer_job *relu_job;
+};
+
+/* A run of layers that work sample by sample, computed in one phase: every
+ * layer's function splits the batch with team_split(batch, idx, n, 1), so a
+ * member computes the same rows of each in turn and nothing needs the other
+ * members' rows until the run ends. */
+struct run_job {
+	struct net *n;
+	net_input_fn fill;     /* forward: fills the member's rows of n->x first (or NULL) */
+	void *fill_arg;
+	struct layer_job *jobs;
+	int first, end;        /* forward: first <= i < end; backward: first >= i > end */
+	bool backward;
 };
 
 static void run(struct net *n, bool split, team_fn fn, struct layer_job *job)
@@ -370,6 +406,9 @@ static void linear_forward(void *arg, unsigned idx, unsigned nm)
 		k_fill_rows(l->y, out, j->batch, c0, c1, p + l->b_off);
 	k_gemm(0, 1, j->batch, c1 - c0, in, 1.0f, j->in, in, p + l->w_off + c0 * in, in,
 	       l->has_bias ? 1.0f : 0.0f, l->y + c0, out);
+	if (j->relu)
+		for (size_t r = 0; r < j->batch; r++)
+			k_relu_rows(j->relu->y + r * out + c0, l->y + r * out + c0, c1 - c0);
 }
 
 /* dx[:, c0:c1] = dy W[:, c0:c1]; dW[r0:r1] = dy[:, r0:r1]^T in; db[r0:r1] = colsum dy */
@@ -389,6 +428,10 @@ static void linear_backward(void *arg, unsigned idx, unsigned nm)
 	team_split(out, idx, nm, SPLIT_ALIGN, &lo, &hi);
 	if (lo == hi)
 		return;
+	if (j->relu_job)   /* the ReLU's backward on these columns: they are all this member reads */
+		for (size_t r = 0; r < j->batch; r++)
+			k_relu_backward_rows(j->relu_job->dx + r * out + lo, j->relu_job->l->y + r * out + lo,
+					     j->relu_job->dy + r * out + lo, hi - lo);
 	k_gemm(1, 0, hi - lo, in, j->batch, 1.0f, j->dy + lo, out, j->in, in, 0.0f,
 	       n->grads + l->w_off + lo * in, in);
 	if (l->has_bias)
@@ -406,21 +449,19 @@ static void dropout_block(uint64_t key, uint64_t step, uint32_t index, uint64_t 
 	philox4x32(ctr, k, out);
 }
 
-static void act_forward(void *arg, unsigned idx, unsigned nm)
+/* rows [r0, r1) of the member idx whose share starts at row `first` */
+static void act_forward(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1)
 {
-	struct layer_job *j = arg;
 	struct net_layer *l = j->l;
-	size_t size = l->out_size, r0, r1;
+	size_t size = l->out_size;
 	const float *x;
 	float *y;
 
-	team_split(j->batch, idx, nm, 1, &r0, &r1);
 	x = j->in + r0 * size;
 	y = l->y + r0 * size;
 	switch (l->spec.kind) {
 	case LAYER_RELU:
-		for (size_t e = 0; e < (r1 - r0) * size; e++)
-			y[e] = x[e] > 0.0f ? x[e] : 0.0f;
+		k_relu_rows(y, x, (r1 - r0) * size);
 		break;
 	case LAYER_TANH:
 		for (size_t e = 0; e < (r1 - r0) * size; e++)
@@ -439,10 +480,10 @@ static void act_forward(void *arg, unsigned idx, unsigned nm)
 			float scale = (float)(1.0 / (1.0 - l->spec.p));
 			uint8_t *mask = l->mask + r0 * size;
 			uint32_t words[4];
-			uint64_t first = (uint64_t)r0 * size;
+			uint64_t g0 = (uint64_t)r0 * size;
 
 			for (size_t e = 0; e < (r1 - r0) * size; e++) {
-				uint64_t g = first + e;
+				uint64_t g = g0 + e;
 				bool keep;
 
 				if (e == 0 || (g & 3) == 0)
@@ -458,15 +499,14 @@ static void act_forward(void *arg, unsigned idx, unsigned nm)
 	}
 }
 
-static void act_backward(void *arg, unsigned idx, unsigned nm)
+/* rows [r0, r1) of the member idx whose share starts at row `first` */
+static void act_backward(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1)
 {
-	struct layer_job *j = arg;
 	struct net_layer *l = j->l;
-	size_t size = l->out_size, r0, r1, len;
+	size_t size = l->out_size, len;
 	const float *dy, *y, *x;
 	float *dx;
 
-	team_split(j->batch, idx, nm, 1, &r0, &r1);
 	len = (r1 - r0) * size;
 	dy = j->dy + r0 * size;
 	y = l->y + r0 * size;
@@ -474,8 +514,7 @@ static void act_backward(void *arg, unsigned idx, unsigned nm)
 	dx = j->dx + r0 * size;
 	switch (l->spec.kind) {
 	case LAYER_RELU:
-		for (size_t e = 0; e < len; e++)
-			dx[e] = y[e] > 0.0f ? dy[e] : 0.0f;
+		k_relu_backward_rows(dx, y, dy, len);
 		break;
 	case LAYER_TANH:
 		for (size_t e = 0; e < len; e++)
@@ -593,17 +632,14 @@ static void bn_backward(void *arg, unsigned idx, unsigned nm)
 }
 
 /* Conv2d on this member's samples: y[r] (OC, OH*OW) = W (OC, C*K*K) col(x[r]) + b */
-static void conv_forward(void *arg, unsigned idx, unsigned nm)
+/* rows [r0, r1) of the member idx whose share starts at row `first` */
+static void conv_forward(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1)
 {
-	struct layer_job *j = arg;
 	struct net_layer *l = j->l;
 	struct net *n = j->n;
 	const struct layer_spec *s = &l->spec;
 	size_t ckk = (size_t)l->in.c * s->k * s->k, ohw = (size_t)l->out.h * l->out.w;
 	float *col = n->col + idx * n->col_len;
-	size_t r0, r1;
-
-	team_split(j->batch, idx, nm, 1, &r0, &r1);
 	for (size_t r = r0; r < r1; r++) {
 		float *y = l->y + r * l->out_size;
 
@@ -619,32 +655,29 @@ static void conv_forward(void *arg, unsigned idx, unsigned nm)
 }
 
 /* This member's samples: its partial dW (OC, C*K*K) and db (OC) sums, and dx. */
-static void conv_backward(void *arg, unsigned idx, unsigned nm)
+/* rows [r0, r1) of the member idx whose share starts at row `first` */
+static void conv_backward(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1)
 {
-	struct layer_job *j = arg;
 	struct net_layer *l = j->l;
 	struct net *n = j->n;
 	const struct layer_spec *s = &l->spec;
 	size_t ckk = (size_t)l->in.c * s->k * s->k, ohw = (size_t)l->out.h * l->out.w;
 	float *col = n->col + idx * n->col_len, *dcol = n->dcol + idx * n->col_len;
-	float *dw = n->part + idx * n->part_len, *db = dw + (size_t)s->out * ckk;
-	size_t r0, r1;
+	float *dw = n->part + idx * n->part_len + l->part_off, *db = dw + (size_t)s->out * ckk;
 
-	team_split(j->batch, idx, nm, 1, &r0, &r1);
-	n->part_rows[idx] = (uint32_t)(r1 - r0);
 	for (size_t r = r0; r < r1; r++) {
 		const float *dy = j->dy + r * l->out_size;
 
 		k_im2col(col, j->in + r * l->in_size, l->in.c, l->in.h, l->in.w, s->k, s->stride,
 			 s->padding, l->out.h, l->out.w);
-		k_gemm(0, 1, s->out, ckk, ohw, 1.0f, dy, ohw, col, ohw, r == r0 ? 0.0f : 1.0f, dw,
+		k_gemm(0, 1, s->out, ckk, ohw, 1.0f, dy, ohw, col, ohw, r == first ? 0.0f : 1.0f, dw,
 		       ckk);
 		for (size_t oc = 0; oc < s->out; oc++) {
 			float sum = 0.0f;
 
 			for (size_t t = 0; t < ohw; t++)
 				sum += dy[oc * ohw + t];
-			db[oc] = r == r0 ? sum : db[oc] + sum;
+			db[oc] = r == first ? sum : db[oc] + sum;
 		}
 		if (j->dx) {
 			k_gemm(1, 0, ckk, ohw, s->out, 1.0f, n->params + l->w_off, ckk, dy, ohw, 0.0f,
@@ -664,7 +697,7 @@ static void conv_reduce(struct net *n, struct net_layer *l, unsigned members)
 	bool first = true;
 
 	for (unsigned m = 0; m < members; m++) {
-		const float *dw = n->part + m * n->part_len, *db = dw + nw;
+		const float *dw = n->part + m * n->part_len + l->part_off, *db = dw + nw;
 
 		if (n->part_rows[m] == 0)
 			continue;
@@ -676,14 +709,11 @@ static void conv_reduce(struct net *n, struct net_layer *l, unsigned members)
 	}
 }
 
-static void pool_forward(void *arg, unsigned idx, unsigned nm)
+/* rows [r0, r1) of the member idx whose share starts at row `first` */
+static void pool_forward(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1)
 {
-	struct layer_job *j = arg;
 	struct net_layer *l = j->l;
 	const struct layer_spec *s = &l->spec;
-	size_t r0, r1;
-
-	team_split(j->batch, idx, nm, 1, &r0, &r1);
 	for (size_t r = r0; r < r1; r++) {
 		const float *x = j->in + r * l->in_size;
 		float *y = l->y + r * l->out_size;
@@ -696,14 +726,11 @@ static void pool_forward(void *arg, unsigned idx, unsigned nm)
 	}
 }
 
-static void pool_backward(void *arg, unsigned idx, unsigned nm)
+/* rows [r0, r1) of the member idx whose share starts at row `first` */
+static void pool_backward(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1)
 {
-	struct layer_job *j = arg;
 	struct net_layer *l = j->l;
 	const struct layer_spec *s = &l->spec;
-	size_t r0, r1;
-
-	team_split(j->batch, idx, nm, 1, &r0, &r1);
 	for (size_t r = r0; r < r1; r++) {
 		const float *dy = j->dy + r * l->out_size;
 		float *dx = j->dx + r * l->in_size;
@@ -718,89 +745,234 @@ static void pool_backward(void *arg, unsigned idx, unsigned nm)
 
 /* ---- the passes ------------------------------------------------------------ */
 
+/* Layers whose work is sample by sample (see struct run_job). */
+static bool per_sample(enum layer_kind k)
+{
+	switch (k) {
+	case LAYER_FLATTEN:
+	case LAYER_RELU:
+	case LAYER_TANH:
+	case LAYER_GELU:
+	case LAYER_DROPOUT:
+	case LAYER_CONV2D:
+	case LAYER_MAXPOOL2D:
+	case LAYER_AVGPOOL2D:
+		return true;
+	default:
+		return false;
+	}
+}
+
+typedef void (*rows_fn)(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1);
+
+static rows_fn forward_fn(enum layer_kind k)
+{
+	switch (k) {
+	case LAYER_CONV2D:
+		return conv_forward;
+	case LAYER_MAXPOOL2D:
+	case LAYER_AVGPOOL2D:
+		return pool_forward;
+	case LAYER_FLATTEN:
+		return NULL;
+	default:
+		return act_forward;
+	}
+}
+
+static rows_fn backward_fn(enum layer_kind k)
+{
+	switch (k) {
+	case LAYER_CONV2D:
+		return conv_backward;
+	case LAYER_MAXPOOL2D:
+	case LAYER_AVGPOOL2D:
+		return pool_backward;
+	case LAYER_FLATTEN:
+		return NULL;
+	default:
+		return act_backward;
+	}
+}
+
+/* The member's share of the batch, RUN_BLOCK samples at a time through every
+ * layer of the run (the input filled first), so a sample's activations are
+ * still in cache when the next layer reads them. */
+static void run_rows(void *arg, unsigned idx, unsigned nm)
+{
+	struct run_job *rj = arg;
+	size_t m0, m1;
+
+	team_split(rj->jobs[0].batch, idx, nm, 1, &m0, &m1);
+	rj->n->part_rows[idx] = (uint32_t)(m1 - m0);
+	for (size_t b0 = m0; b0 < m1; b0 += RUN_BLOCK) {
+		size_t b1 = b0 + RUN_BLOCK < m1 ? b0 + RUN_BLOCK : m1;
+
+		if (rj->fill)
+			rj->fill(rj->fill_arg, b0, b1);
+		for (int i = rj->first; !rj->backward && i < rj->end; i++) {
+			rows_fn fn = forward_fn(rj->jobs[i].l->spec.kind);
+
+			if (fn)
+				fn(&rj->jobs[i], idx, m0, b0, b1);
+		}
+		for (int i = rj->first; rj->backward && i > rj->end; i--) {
+			rows_fn fn = backward_fn(rj->jobs[i].l->spec.kind);
+
+			if (fn)
+				fn(&rj->jobs[i], idx, m0, b0, b1);
+		}
+	}
+}
+
+/* Whether a run of per-sample layers is worth the team. */
+static bool run_split(const struct run_job *rj)
+{
+	int lo = rj->backward ? rj->end + 1 : rj->first, hi = rj->backward ? rj->first + 1 : rj->end;
+
+	for (int i = lo; i < hi; i++)
+		if (rj->jobs[i].l->spec.kind == LAYER_CONV2D || rows_split(rj->jobs[i].l, rj->jobs[i].batch))
+			return true;
+	return false;
+}
+
 void net_forward(struct net *n, size_t batch, bool train, uint64_t step)
 {
+	net_forward_from(n, batch, train, step, NULL, NULL);
+}
+
+void net_forward_from(struct net *n, size_t batch, bool train, uint64_t step, net_input_fn fill,
+		      void *fill_arg)
+{
+	struct layer_job jobs[SPEC_MAX_LAYERS];
 	const float *in = n->x;
+	bool team = n->team && team_size(n->team) > 1;
 
 	for (uint32_t i = 0; i < n->spec.n; i++) {
-		struct net_layer *l = &n->layers[i];
-		struct layer_job job = {
-			.n = n, .l = l, .index = i, .batch = batch, .train = train, .step = step,
-			.in = in,
+		jobs[i] = (struct layer_job){
+			.n = n, .l = &n->layers[i], .index = i, .batch = batch, .train = train,
+			.step = step, .in = in,
 		};
+		in = n->layers[i].y;
+	}
+	if (fill && !per_sample(n->layers[0].spec.kind)) {
+		/* the first layer needs every row: the input is its own phase */
+		struct run_job rj = { .n = n, .fill = fill, .fill_arg = fill_arg, .jobs = jobs };
+
+		if (team && batch * n->in_size >= ROWS_MIN_ELEMS)
+			team_run(n->team, run_rows, &rj);
+		else
+			fill(fill_arg, 0, batch);
+		fill = NULL;
+	}
+	for (int i = 0; i < (int)n->spec.n;) {
+		struct net_layer *l = &n->layers[i];
 
 		switch (l->spec.kind) {
-		case LAYER_FLATTEN:
-			break;
 		case LAYER_LINEAR:
-			run(n, linear_split(n, l, batch), linear_forward, &job);
-			break;
-		case LAYER_CONV2D:
-			run(n, true, conv_forward, &job);
-			break;
-		case LAYER_MAXPOOL2D:
-		case LAYER_AVGPOOL2D:
-			run(n, rows_split(l, batch), pool_forward, &job);
+			if (i + 1 < (int)n->spec.n && n->layers[i + 1].spec.kind == LAYER_RELU)
+				jobs[i].relu = &n->layers[i + 1];
+			run(n, linear_split(n, l, batch), linear_forward, &jobs[i]);
+			i += jobs[i].relu ? 2 : 1;
 			break;
 		case LAYER_BATCHNORM1D:
 		case LAYER_BATCHNORM2D:
-			run(n, rows_split(l, batch), bn_forward, &job);
+			run(n, rows_split(l, batch), bn_forward, &jobs[i]);
 			if (train)
 				n->counts[l->nbt]++;
+			i++;
 			break;
-		default:
-			run(n, rows_split(l, batch), act_forward, &job);
+		default: {
+			struct run_job rj = { .n = n, .fill = fill, .fill_arg = fill_arg, .jobs = jobs,
+					      .first = i, .end = i };
+
+			while (rj.end < (int)n->spec.n && per_sample(n->layers[rj.end].spec.kind))
+				rj.end++;
+			if (team && (fill || run_split(&rj)))
+				team_run(n->team, run_rows, &rj);
+			else
+				run_rows(&rj, 0, 1);
+			fill = NULL;
+			i = rj.end;
 			break;
 		}
-		in = l->y;
+		}
 	}
+}
+
+/* The ReLU at i is computed by the linear layer below it (see struct layer_job). */
+static bool relu_fused_down(const struct net *n, const struct layer_job *jobs, int i, int stop)
+{
+	return n->layers[i].spec.kind == LAYER_RELU && i > stop &&
+	       n->layers[i - 1].spec.kind == LAYER_LINEAR && !jobs[i - 1].dx;
 }
 
 void net_backward(struct net *n, size_t batch)
 {
+	struct layer_job jobs[SPEC_MAX_LAYERS];
 	float *dy = n->dbuf[0];
+	int stop = 0;   /* the lowest layer that runs */
 	int cur = 0;
 
-	for (uint32_t i = n->spec.n; i-- > 0;) {
+	/* Each layer's gradient buffers, top down, as the pass will use them. */
+	for (int i = (int)n->spec.n - 1; i >= 0; i--) {
 		struct net_layer *l = &n->layers[i];
 		bool want_dx = l->need_dx || n->input_grad;
-		struct layer_job job = {
+
+		if (!want_dx && !spec_has_params(l->spec.kind)) {
+			stop = i + 1;   /* nothing below needs a gradient */
+			break;
+		}
+		jobs[i] = (struct layer_job){
 			.n = n, .l = l, .index = i, .batch = batch, .train = true,
 			.in = i ? n->layers[i - 1].y : n->x,
 			.dy = dy,
-			.dx = want_dx ? n->dbuf[1 - cur] : NULL,
+			.dx = want_dx ? (l->gx ? l->gx : n->dbuf[1 - cur]) : NULL,
 		};
-
-		if (!want_dx && !spec_has_params(l->spec.kind))
-			break;   /* nothing below needs a gradient */
-		switch (l->spec.kind) {
-		case LAYER_FLATTEN:
+		if (l->spec.kind == LAYER_FLATTEN)
 			continue;   /* the gradient passes through as it is */
-		case LAYER_LINEAR:
-			run(n, linear_split(n, l, batch), linear_backward, &job);
-			break;
-		case LAYER_CONV2D: {
-			bool split = n->team && team_size(n->team) > 1;
-
-			run(n, split, conv_backward, &job);
-			conv_reduce(n, l, split ? team_size(n->team) : 1);
-			break;
+		if (want_dx) {
+			dy = jobs[i].dx;
+			if (!l->gx)
+				cur = 1 - cur;
 		}
-		case LAYER_MAXPOOL2D:
-		case LAYER_AVGPOOL2D:
-			run(n, rows_split(l, batch), pool_backward, &job);
+	}
+	for (int i = (int)n->spec.n - 1; i >= stop; i--) {
+		struct net_layer *l = &n->layers[i];
+
+		if (relu_fused_down(n, jobs, i, stop)) {
+			jobs[i - 1].relu_job = &jobs[i];
+			i--;
+			l = &n->layers[i];
+		}
+		switch (l->spec.kind) {
+		case LAYER_LINEAR:
+			run(n, linear_split(n, l, batch), linear_backward, &jobs[i]);
 			break;
 		case LAYER_BATCHNORM1D:
 		case LAYER_BATCHNORM2D:
-			run(n, rows_split(l, batch), bn_backward, &job);
+			run(n, rows_split(l, batch), bn_backward, &jobs[i]);
 			break;
-		default:
-			run(n, rows_split(l, batch), act_backward, &job);
+		default: {
+			/* down to the first layer that is not per sample (or whose
+			 * ReLU the linear layer below computes) */
+			struct run_job rj = { .n = n, .jobs = jobs, .first = i, .end = i, .backward = true };
+			bool split;
+
+			while (rj.end >= stop && per_sample(n->layers[rj.end].spec.kind) &&
+			       !relu_fused_down(n, jobs, rj.end, stop))
+				rj.end--;
+			split = run_split(&rj) && n->team && team_size(n->team) > 1;
+			if (split)
+				team_run(n->team, run_rows, &rj);
+			else
+				run_rows(&rj, 0, 1);
+			for (int k = i; k > rj.end; k--)
+				if (n->layers[k].spec.kind == LAYER_CONV2D)
+					conv_reduce(n, &n->layers[k], split ? team_size(n->team) : 1);
+			i = rj.end + 1;
 			break;
 		}
-		if (want_dx) {
-			dy = job.dx;
-			cur = 1 - cur;
 		}
 	}
 	n->dx = n->input_grad ? dy : NULL;

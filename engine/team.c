@@ -19,10 +19,12 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #define SPIN_ITERS 20000   /* about 100-300 us of pause instructions */
+#define PAUSE_ITERS 2000   /* the first 10-30 us pause only; after that each spin yields the core */
 
 struct team {
 	unsigned n;                  /* members, including the owner */
@@ -53,8 +55,16 @@ static void futex_wake(_Atomic uint32_t *addr)
 	syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
-static inline void cpu_relax(void)
+/* One spin of a waiter. Past PAUSE_ITERS it yields: on a machine where other
+ * processes hold the cores, the member it waits for may be queued behind it
+ * on the same core, and pausing there would burn that member's time slice
+ * (an epoch took 10x longer); on an idle core sched_yield returns at once. */
+static inline void cpu_relax(int spins)
 {
+	if (spins > PAUSE_ITERS) {
+		sched_yield();
+		return;
+	}
 #if defined(__x86_64__) || defined(__i386__)
 	__builtin_ia32_pause();
 #endif
@@ -75,7 +85,7 @@ static void *helper_main(void *p)
 
 		while ((g = atomic_load(&t->gen)) == seen) {
 			if (spins++ < SPIN_ITERS) {
-				cpu_relax();
+				cpu_relax(spins);
 				continue;
 			}
 			atomic_fetch_add(&t->sleepers, 1);
@@ -177,7 +187,7 @@ void team_run(struct team *t, team_fn fn, void *arg)
 		if (p == 0)
 			break;
 		if (spins++ < SPIN_ITERS) {
-			cpu_relax();
+			cpu_relax(spins);
 			continue;
 		}
 		atomic_store(&t->owner_sleeping, 1);

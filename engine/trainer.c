@@ -9,7 +9,7 @@
  * order in batches of eval_batch_size. Pixels become float (x/255) only when a
  * batch is gathered: one-channel uint8 images without normalisation (IDX
  * MNIST and the same bytes in any format) by k_gather, everything else
- * (float32, NHWC, mean/std) by k_gather_images; see gather().
+ * (float32, NHWC, mean/std) by k_gather_images; see gather_rows().
  *
  * The shape of the input and the number of classes come from the dataset.
  *
@@ -358,29 +358,34 @@ static void count_predictions(struct metric_sums *s, const uint8_t *labels, cons
 	}
 }
 
-/* x (n, C*H*W) of the images in batch_idx. One-channel uint8 data without
+struct gather_job {
+	const struct trainer *t;
+	const struct ds_split *set;
+	const uint32_t *idx;            /* the rows' images: batch_idx, or a shard's part of it */
+};
+
+/* Rows [r0, r1) of x (n, C*H*W): the images in batch_idx, gathered by the team
+ * in the first phase of net_forward_from. One-channel uint8 data without
  * normalisation keeps k_gather, the arithmetic every job before other
  * formats had; the rest goes through k_gather_images. */
-
-static void gather_idx(struct trainer *t, const struct ds_split *set, const uint32_t *idx, size_t n)
+static void gather_rows(void *arg, size_t r0, size_t r1)
 {
+	const struct gather_job *g = arg;
+	const struct trainer *t = g->t;
 	const struct dataset *ds = t->ds;
+	size_t dim = dataset_image_size(ds), n = r1 - r0;
+	float *x = t->model.x + r0 * dim;
+	const uint32_t *idx = g->idx + r0;
 
 	if (dataset_plain_u8(ds) && t->cfg.rng == RNG_TORCH)   /* v2.ToDtype(float32, scale=True) */
-		k_gather_scaled(t->model.x, set->pixels, idx, n, dataset_image_size(ds),
-				(float)(1.0 / 255.0));
+		k_gather_scaled(x, g->set->pixels, idx, n, dim, (float)(1.0 / 255.0));
 	else if (dataset_plain_u8(ds))
-		k_gather(t->model.x, set->pixels, idx, n, dataset_image_size(ds));
+		k_gather(x, g->set->pixels, idx, n, dim);
 	else
-		k_gather_images(t->model.x, set->pixels, ds->dtype == DS_F32,
+		k_gather_images(x, g->set->pixels, ds->dtype == DS_F32,
 				ds->layout == DS_NHWC && ds->channels > 1, ds->channels,
 				(size_t)ds->height * ds->width, idx, n,
 				ds->normalize ? ds->mean : NULL, ds->normalize ? ds->std : NULL);
-}
-
-static void gather(struct trainer *t, const struct ds_split *set, size_t n)
-{
-	gather_idx(t, set, t->batch_idx, n);
 }
 
 /* A shard's result block: this header, its predictions, its gradients. */
@@ -440,8 +445,8 @@ static int step_shards(struct trainer *t, size_t n, uint64_t pos, double *loss)
 		if (cnt) {
 			memcpy(m->buffers, start, bbytes);
 			memcpy(m->counts, start + bbytes, cbytes);
-			gather_idx(t, &t->ds->train, t->batch_idx + lo, cnt);
-			net_forward(m, cnt, true, pos * s + k);
+			net_forward_from(m, cnt, true, pos * s + k, gather_rows,
+					 &(struct gather_job){ t, &t->ds->train, t->batch_idx + lo });
 			h.loss = k_softmax_xent(net_output(m), t->labels + lo, cnt, m->classes,
 						1.0f / (float)n, net_dout(m), blk + SHARD_PRED_OFF);
 			net_backward(m, cnt);
@@ -530,9 +535,10 @@ int trainer_step(struct trainer *t)
 			return rc;
 		}
 	} else {
-		gather(t, set, n);                             /* (n, C*H*W) */
-		/* Dropout's stream: a position unique to this step of the job. */
-		net_forward(&t->model, n, true, (uint64_t)t->epoch * t->steps_per_epoch + t->step);
+		/* x (n, C*H*W) gathered by the team; Dropout's stream: a position
+		 * unique to this step of the job. */
+		net_forward_from(&t->model, n, true, (uint64_t)t->epoch * t->steps_per_epoch + t->step,
+				 gather_rows, &(struct gather_job){ t, set, t->batch_idx });
 		loss = k_softmax_xent(net_output(&t->model), t->labels, n, t->model.classes,
 				      1.0f / (float)n, net_dout(&t->model), t->pred);
 		net_backward(&t->model, n);
@@ -596,8 +602,8 @@ int trainer_evaluate_sums(struct trainer *t, enum eval_split which, struct metri
 			t->batch_idx[i] = img;
 			t->labels[i] = set->labels[img];
 		}
-		gather(t, set, n);
-		net_forward(&t->model, n, false, 0);
+		net_forward_from(&t->model, n, false, 0, gather_rows,
+				 &(struct gather_job){ t, set, t->batch_idx });
 		s.loss_sum += k_softmax_xent(net_output(&t->model), t->labels, n, t->model.classes,
 					     1.0f, NULL, t->pred) / (double)n;
 		s.batches++;

@@ -58,6 +58,11 @@ void k_relu(float *z, size_t ld, size_t m, size_t c0, size_t c1);
 double k_softmax_xent(const float *logits, const uint8_t *y, size_t m, size_t k,
 		      float grad_scale, float *dlogits, uint8_t *pred);
 
+/* y[e] = x[e] > 0 ? x[e] : 0 and dx[e] = y[e] > 0 ? dy[e] : 0 for e < len
+ * (ReLU forward and backward on whole rows; the arrays do not overlap). */
+void k_relu_rows(float *y, const float *x, size_t len);
+void k_relu_backward_rows(float *dx, const float *y, const float *dy, size_t len);
+
 /* For rows 0..m-1 and columns [c0, c1): dz = act > 0 ? dz : 0 (ReLU backward). */
 void k_relu_backward(float *dz, const float *act, size_t ld, size_t m, size_t c0, size_t c1);
 

@@ -62,12 +62,17 @@ struct net_layer {
 	struct shape in, out;        /* per-sample shapes */
 	size_t in_size, out_size;    /* floats per sample */
 	size_t w_off, b_off;         /* params offsets (linear, conv2d, batchnorm: weight, bias) */
+	size_t part_off;             /* conv2d: its slice of each member's gradient sums (net->part) */
 	size_t rm_off, rv_off;       /* batchnorm: buffers offsets of running_mean, running_var */
 	size_t nbt;                  /* batchnorm: index in counts of num_batches_tracked */
 	bool has_bias;
 	bool need_dx;                /* some layer before this one has parameters */
 	float *y;                    /* (max_batch, out_size) output, owned (flatten: the input, borrowed) */
 	uint8_t *mask;               /* dropout: (max_batch, out_size) 1 = kept, owned */
+	float *gx;                   /* a per-sample layer above another: (max_batch, in_size) the
+				      * gradient at its input, owned (struct run_job in net.c: the
+				      * members of a phase write rows of different sizes, so they
+				      * cannot share the two buffers of dbuf) */
 	uint32_t *argmax;            /* maxpool2d: (max_batch, out_size) input offset of each max, owned */
 	double *mean, *invstd;       /* batchnorm: (C) statistics of the last training batch, owned */
 };
@@ -93,7 +98,7 @@ struct net {
 	/* conv2d scratch, one slice per team member: */
 	unsigned members;
 	size_t col_len;              /* floats of one member's im2col buffer */
-	size_t part_len;             /* floats of one member's weight+bias gradient sums */
+	size_t part_len;             /* floats of one member's weight+bias gradient sums, all conv2d layers */
 	float *col;                  /* (members, col_len), owned */
 	float *dcol;                 /* (members, col_len), owned */
 	float *part;                 /* (members, part_len), owned */
@@ -123,6 +128,14 @@ void net_init_params_torch(struct net *n, struct mt19937 *m);
  * statistics updated), Dropout masks drawn for `step` (a position that is
  * unique per training step); eval: running statistics, no Dropout. */
 void net_forward(struct net *n, size_t batch, bool train, uint64_t step);
+/* Fills rows [r0, r1) of n->x; team members call it at once on disjoint
+ * ranges. */
+typedef void (*net_input_fn)(void *arg, size_t r0, size_t r1);
+/* net_forward, with the input rows filled by fill(arg, ...) in the team: in
+ * the first phase when the first layers work sample by sample (each member
+ * its own rows, no wait between), else in a phase of its own. */
+void net_forward_from(struct net *n, size_t batch, bool train, uint64_t step, net_input_fn fill,
+		      void *arg);
 /* The last layer's output (batch, classes). */
 const float *net_output(const struct net *n);
 /* Where the caller puts the gradient of the loss at the output, (batch,
