@@ -128,7 +128,11 @@ def check_refused_and_forced(d, ref_hash):
     d.wait(spare, "--state", "done")
     running = d.start_job(*SLOW)
     d.wait_running_at(running, epoch=0, min_step=20)
-    other = d.start_job(*SMALL)          # the second slot: trains meanwhile
+    # The second slot: a slow job, so that the queued ones stay queued
+    # until the removals (a SMALL job there finished in a few seconds, and
+    # the queued job took its slot and finished before rm --force reached it).
+    blocker = d.start_job(*SLOW)
+    other = d.start_job(*SMALL)          # trains once the removals free a slot
     queued = d.start_job(*SMALL)
     queued2 = d.start_job(*SMALL)
     check(d.job(queued)["state"] == "queued" and d.job(other)["state"] in ("queued", "running"),
@@ -186,6 +190,7 @@ def check_refused_and_forced(d, ref_hash):
     check(d.export_sha(other) == ref_hash,
           "the unrelated job, trained while others were removed, is bit-identical to the reference")
     d.wait(queued2, "--state", "done")
+    d.wait(blocker, "--state", "done")
     return other
 
 

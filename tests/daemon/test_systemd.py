@@ -286,7 +286,13 @@ def parse_unit(path):
 
 
 def unit_environment(unit):
-    env = {}
+    """The unit's Environment=, plus the machine's pinned OpenBLAS settings
+    (OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE... where set) as the site's drop-in
+    would pin them (README: pinning the kernel). The kernel decides the bits:
+    without them the unit's traind would run OpenBLAS's own pick for the CPU
+    while the reference run, started from this environment, runs the pinned
+    one, and the two are not comparable."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_") and k != "OPENBLAS_NUM_THREADS"}
     for v in unit.get("Environment", []):
         for item in shlex.split(v):
             k, _, val = item.partition("=")
