@@ -419,7 +419,9 @@ def main():
     os.makedirs(SHOTS, exist_ok=True)
     d = harness.Daemon().start()
     web = Web(d)
-    job = d.start_job("--name", 'web "test"\\x', "--epochs", "30", "--train-size", "30000",
+    # Long enough to still be training when the browser presses pause (the
+    # test kills it at the end): 30 epochs were done before Chromium got there.
+    job = d.start_job("--name", 'web "test"\\x', "--epochs", "400", "--train-size", "30000",
                       "--val-size", "1000", "--threads", "1")
     d.wait_running_at(job, 0, min_step=1, timeout=120)
 
