@@ -623,16 +623,7 @@ static int mpi_start(struct job *j, bool weights_only, const struct dataset *ds,
 	run->ds = ds;
 	run->listen_fd = run->conn_fd = run->log_fd = -1;
 	snprintf(run->digest, sizeof(run->digest), "%s", j->dataset_digest);
-	atomic_store(&j->stop, STOP_NONE);
-	pthread_mutex_lock(&j->mu);
-	{
-		uint32_t spe = j->prog.steps_per_epoch;
-
-		memset(&j->prog, 0, sizeof(j->prog));
-		j->prog.epoch = j->committed_epoch;
-		j->prog.steps_per_epoch = spe;
-	}
-	pthread_mutex_unlock(&j->mu);
+	run_reset(j);
 	rc = -pthread_create(&run->thread, NULL, mpi_main, run);
 	if (rc < 0) {
 		free(run);
@@ -641,18 +632,8 @@ static int mpi_start(struct job *j, bool weights_only, const struct dataset *ds,
 	return 0;
 }
 
-static void mpi_stop(struct job *j, enum job_stop why)
-{
-	if (why == STOP_PAUSE || why == STOP_SHUTDOWN) {
-		if (atomic_load(&j->stop) == STOP_NONE)
-			atomic_store(&j->stop, why);
-		return;
-	}
-	atomic_store(&j->stop, why);
-}
-
 const struct runner_ops mpi_runner = {
 	.name = "mpi",
 	.start = mpi_start,
-	.stop = mpi_stop,
+	.stop = run_request_stop,
 };

@@ -568,6 +568,30 @@ out:
 	return NULL;
 }
 
+void run_reset(struct job *j)
+{
+	atomic_store(&j->stop, STOP_NONE);
+	pthread_mutex_lock(&j->mu);
+	{
+		uint32_t spe = j->prog.steps_per_epoch;
+
+		memset(&j->prog, 0, sizeof(j->prog));
+		j->prog.epoch = j->committed_epoch;
+		j->prog.steps_per_epoch = spe;
+	}
+	pthread_mutex_unlock(&j->mu);
+}
+
+void run_request_stop(struct job *j, enum job_stop why)
+{
+	if (why == STOP_PAUSE || why == STOP_SHUTDOWN) {
+		if (atomic_load(&j->stop) == STOP_NONE)
+			atomic_store(&j->stop, why);
+		return;
+	}
+	atomic_store(&j->stop, why);
+}
+
 static int thread_start(struct job *j, bool weights_only, const struct dataset *ds,
 			struct tr_err *err)
 {
@@ -585,16 +609,7 @@ static int thread_start(struct job *j, bool weights_only, const struct dataset *
 	run->go_on = j->go_on_next;
 	run->ds = ds;
 	snprintf(run->digest, sizeof(run->digest), "%s", j->dataset_digest);
-	atomic_store(&j->stop, STOP_NONE);
-	pthread_mutex_lock(&j->mu);
-	{
-		uint32_t spe = j->prog.steps_per_epoch;
-
-		memset(&j->prog, 0, sizeof(j->prog));
-		j->prog.epoch = j->committed_epoch;
-		j->prog.steps_per_epoch = spe;
-	}
-	pthread_mutex_unlock(&j->mu);
+	run_reset(j);
 	rc = -pthread_create(&run->thread, NULL, worker_main, run);
 	if (rc < 0) {
 		pool_put(run->pool, NULL, 0);
@@ -604,18 +619,8 @@ static int thread_start(struct job *j, bool weights_only, const struct dataset *
 	return 0;
 }
 
-static void thread_stop(struct job *j, enum job_stop why)
-{
-	if (why == STOP_PAUSE || why == STOP_SHUTDOWN) {
-		if (atomic_load(&j->stop) == STOP_NONE)
-			atomic_store(&j->stop, why);
-		return;
-	}
-	atomic_store(&j->stop, why);
-}
-
 const struct runner_ops thread_runner = {
 	.name = "thread",
 	.start = thread_start,
-	.stop = thread_stop,
+	.stop = run_request_stop,
 };

@@ -129,6 +129,14 @@ int run_hand_over_blob(struct job *j, struct blob_pool *pool, uint8_t *blob, siz
 		       const struct history_row *row, uint32_t epoch, uint32_t step, double hold_seconds,
 		       bool sync, struct tr_err *err);
 
+/* For a backend's start, on the loop thread before its run begins: no stop
+ * request, and the progress snapshot back to the committed epoch (the
+ * epoch's step count kept for status until the run publishes its own). */
+void run_reset(struct job *j);
+/* Every backend's runner_ops.stop: a pause or a shutdown does not override
+ * an earlier request; a kill or a failure does. */
+void run_request_stop(struct job *j, enum job_stop why);
+
 /* The events, implemented by jobs.c, run on the loop thread. */
 void jobs_on_restored(struct job *j, const struct run_restored *r);
 void jobs_on_commit(struct job *j, const struct run_commit *c);
