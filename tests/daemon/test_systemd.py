@@ -54,6 +54,7 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import BUILD, DATA, TRAINCTL, Daemon, check, finish  # noqa: E402
+from syscalls import expand, syscall_groups  # noqa: E402
 
 SRC = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "../.."))
 BUILD = os.path.abspath(BUILD)
@@ -299,32 +300,6 @@ def unit_environment(unit):
             env[k] = val
     return env
 
-
-def syscall_groups():
-    """{"@group": [entries]} from systemd-analyze syscall-filter."""
-    out = subprocess.run(["systemd-analyze", "syscall-filter"], capture_output=True, text=True,
-                         check=True).stdout
-    groups, cur = {}, None
-    for line in out.splitlines():
-        if line.startswith("@"):
-            cur = line.split()[0]
-            groups[cur] = []
-        elif cur and line.strip() and not line.strip().startswith("#"):
-            groups[cur].append(line.strip())
-    return groups
-
-
-def expand(groups, name, seen=None):
-    seen = seen if seen is not None else set()
-    out = set()
-    for e in groups.get(name, []):
-        if e.startswith("@"):
-            if e not in seen:
-                seen.add(e)
-                out |= expand(groups, e, seen)
-        else:
-            out.add(e)
-    return out
 
 
 def test_units(inst):

@@ -47,6 +47,7 @@ import netns  # noqa: E402
 from netns import NetnsHosts  # noqa: E402
 import harness  # noqa: E402
 from harness import TRAIND, Daemon  # noqa: E402
+from syscalls import expand, syscall_groups  # noqa: E402
 
 SRC = os.path.normpath(os.path.join(HERE, "..", ".."))
 BUILD = os.path.abspath(os.environ.get("TRAIND_BUILD_DIR", os.path.join(SRC, "build")))
@@ -119,30 +120,6 @@ def effective(dropin):
 def families_of(unit):
     return set(" ".join(unit.get("RestrictAddressFamilies", [])).split())
 
-
-def syscall_groups():
-    out = subprocess.run(["systemd-analyze", "syscall-filter"], capture_output=True, text=True).stdout
-    groups, cur = {}, None
-    for line in out.splitlines():
-        if line.startswith("@"):
-            cur = line.split()[0]
-            groups[cur] = []
-        elif cur and line.strip() and not line.strip().startswith("#"):
-            groups[cur].append(line.strip())
-    return groups
-
-
-def expand(groups, name, seen=None):
-    seen = seen if seen is not None else set()
-    out = set()
-    for e in groups.get(name, []):
-        if e.startswith("@"):
-            if e not in seen:
-                seen.add(e)
-                out |= expand(groups, e, seen)
-        else:
-            out.add(e)
-    return out
 
 
 def allowed_syscalls(unit):
