@@ -26,11 +26,11 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "daemon"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "lib"))
 import harness  # noqa: E402
 
 epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-train = os.path.join(harness.BUILD, "engine", "traind-train")
+train = harness.TRAIND_TRAIN
 
 out = subprocess.run([train, "--epochs", str(epochs), "--no-test", "--data-dir", harness.DATA],
                      capture_output=True, text=True, check=True).stdout

@@ -2,7 +2,7 @@
  * bench-dataset.c - how long loading (dataset_load) and probing
  * (dataset_probe, what traind does for each job at start-up recovery) take
  * for dataset directories given on the command line, e.g. the same MNIST in
- * several formats (tests/dsformats.py writes them):
+ * several formats (tests/lib/dsformats.py writes them):
  *
  *   build/bench/bench-dataset data/mnist /tmp/m-npy /tmp/m-npz /tmp/m-st /tmp/m-csv
  *

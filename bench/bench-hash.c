@@ -1,6 +1,6 @@
 /*
  * bench-hash.c - the checkpoint's hashing and base64 throughput, MB/s, on
- * checkpoint-sized buffers: traind's own API (engine/sha256.c, base64.c)
+ * checkpoint-sized buffers: traind's own API (engine/core/sha256.c, base64.c)
  * against OpenSSL's libcrypto called directly (EVP_Digest, EVP_EncodeBlock,
  * EVP_DecodeBlock), in one run. The lesson's checkpoint with Adam state is
  * about 2.6 MB; 50 MB stands for a large model.

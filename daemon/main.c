@@ -32,12 +32,12 @@
 #include <unistd.h>
 
 #include "traind-config.h"
-#include "traind/daemon.h"
-#include "traind/jobs.h"
+#include "daemon/core/daemon.h"
+#include "daemon/jobs/jobs.h"
 #include "traind/kernels.h"
-#include "traind/log.h"
-#include "traind/notify.h"
-#include "traind/server.h"
+#include "daemon/core/log.h"
+#include "daemon/core/notify.h"
+#include "daemon/proto/server.h"
 
 #define SHUTDOWN_TIMEOUT_MS 60000
 

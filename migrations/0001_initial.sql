@@ -1,9 +1,9 @@
 -- 0001_initial.sql - traind's first schema: jobs, their checkpoint blobs and
 -- their per-epoch history.
 --
--- Applied by daemon/store.c inside BEGIN IMMEDIATE ... COMMIT together with
+-- Applied by daemon/store/store.c inside BEGIN IMMEDIATE ... COMMIT together with
 -- PRAGMA user_version = 1, so this file must not contain transaction control
--- or the user_version pragma (scripts/embed-migrations.py refuses them).
+-- or the user_version pragma (tools/embed-migrations.py refuses them).
 -- auto_vacuum=INCREMENTAL is set by the store before this runs on a new file.
 --
 -- Invariants the store keeps (not all expressible here):

@@ -1,7 +1,7 @@
 -- 0004_dataset_digest.sql - a job's data cannot change under it.
 --
 -- jobs.dataset_digest: the identity of the dataset directory the job trains
--- on, "sha256:" + 64 hex digits (see include/traind/dscache.h for how it is
+-- on, "sha256:" + 64 hex digits (see daemon/data/dscache.h for how it is
 -- computed from the directory's files), recorded when the job is created
 -- (or, for a job stored before this migration, at its next start or
 -- resume). Resume, the recovery at start-up and Eval compare the files'

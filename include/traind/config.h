@@ -18,10 +18,11 @@
 
 #include "traind/error.h"
 #include "traind/sched.h"
+#include "traind/team.h"
 
 #define CFG_MAX_HIDDEN 8     /* hidden layers at most */
 #define CFG_NAME_MAX 64      /* dataset name bytes, with NUL */
-#define CFG_MAX_THREADS 16
+#define CFG_MAX_THREADS TEAM_MAX_MEMBERS
 #define CFG_MODEL_MAX 1024   /* model SPEC text bytes, with NUL (spec.h's SPEC_TEXT_MAX) */
 #define CFG_MAX_RANKS 64     /* MPI ranks of one job at most */
 #define CFG_MAX_SHARDS 64    /* shards of a batch at most */

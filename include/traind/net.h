@@ -32,9 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "traind/config.h"
 #include "traind/error.h"
-#include "traind/optim.h"
 #include "traind/rng.h"
 #include "traind/spec.h"
 #include "traind/team.h"
@@ -102,7 +100,7 @@ struct net {
 	float *col;                  /* (members, col_len), owned */
 	float *dcol;                 /* (members, col_len), owned */
 	float *part;                 /* (members, part_len), owned */
-	uint32_t part_rows[CFG_MAX_THREADS];   /* samples each member summed in the last conv backward */
+	uint32_t part_rows[TEAM_MAX_MEMBERS];   /* samples each member summed in the last conv backward */
 	uint64_t dropout_key;        /* the job's seed: Dropout masks' Philox key */
 	struct team *team;           /* the job's team, not owned; NULL: run on the caller */
 };
@@ -146,9 +144,6 @@ float *net_dout(struct net *n);
  * parameter's gradient into n->grads. */
 void net_backward(struct net *n, size_t batch);
 
-/* One optimizer step over every parameter (optim_begin_step done by the
- * caller), split across the team. */
-void net_update(struct net *n, struct optim *opt);
 
 /* The tensor named `name`, or NULL. */
 const struct net_tensor *net_find(const struct net *n, const char *name);

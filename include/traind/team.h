@@ -18,6 +18,9 @@
 
 #include <stddef.h>
 
+/* The most members a team has (a job's `threads` at most). */
+#define TEAM_MAX_MEMBERS 16
+
 struct team;
 
 typedef void (*team_fn)(void *arg, unsigned idx, unsigned n);

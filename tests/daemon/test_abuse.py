@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import SANITIZER, Daemon, Varlink, check, run  # noqa: E402
 
 # Trains for longer than the test lasts (it is killed at the end): test

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import DATA, TRAINCTL, Daemon, Varlink, check, run, sha256_file  # noqa: E402
 
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
@@ -402,14 +402,14 @@ def check_service(d):
     check(all(k in p for k in ("vendor", "product", "version", "url")), "GetInfo has vendor/product/version/url")
     r = call(d, "org.varlink.service.GetInterfaceDescription", {"interface": "io.traind"})
     desc = r.get("parameters", {}).get("description", "")
-    with open(os.path.join(SRC, "daemon", "io.traind.varlink")) as f:
+    with open(os.path.join(SRC, "daemon", "proto", "io.traind.varlink")) as f:
         want = f.read()
     check("interface io.traind" in desc and "method Start(" in desc,
           "GetInterfaceDescription(io.traind) returns the interface description")
-    check(desc == want, "... exactly daemon/io.traind.varlink (%d vs %d chars)" % (len(desc), len(want)))
+    check(desc == want, "... exactly daemon/proto/io.traind.varlink (%d vs %d chars)" % (len(desc), len(want)))
     r = call(d, "org.varlink.service.GetInterfaceDescription", {"interface": "org.varlink.service"})
     desc = r.get("parameters", {}).get("description", "")
-    with open(os.path.join(SRC, "daemon", "org.varlink.service.varlink")) as f:
+    with open(os.path.join(SRC, "daemon", "proto", "org.varlink.service.varlink")) as f:
         want = f.read()
     check(desc == want and "error InvalidParameter (parameter: string)" in desc,
           "GetInterfaceDescription(org.varlink.service) returns the standard description (%d vs %d chars)"

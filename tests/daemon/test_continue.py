@@ -18,7 +18,7 @@
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import Daemon, check, run  # noqa: E402
 
 # small epochs (1250 steps of 4): a few seconds each, long enough to pause in

@@ -12,7 +12,7 @@ import shutil
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import DATA, Daemon, Varlink, check, run  # noqa: E402
 
 SMALL = ["--train-size", "2000", "--val-size", "500", "--epochs", "2"]

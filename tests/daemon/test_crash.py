@@ -10,7 +10,7 @@ import sqlite3
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import Daemon, check, poll, run, sha256_file  # noqa: E402
 
 CONFIG = ["--train-size", "10000", "--batch-size", "4", "--val-size", "2000", "--epochs", "3"]

@@ -11,7 +11,7 @@ import shutil
 import socket
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import Daemon, check, run  # noqa: E402
 from dsdata import dataset_digest, write_small_mnist  # noqa: E402
 

@@ -1,25 +1,27 @@
 #!/usr/bin/env python3
 """Disk and I/O faults: disk full during a commit (small tmpfs), a read-only
-database, I/O errors on write and fsync (LD_PRELOAD tests/faultshim.c), a
+database, I/O errors on write and fsync (LD_PRELOAD tests/lib/faultshim.c), a
 corrupted checkpoint blob, a database deleted under the daemon, a database of
 a newer schema. In each: the job fails with the cause in status and the log
 (or falls back to the previous good checkpoint), the daemon keeps serving,
 nothing committed is lost, and once the cause is gone resume finishes
 bit-identical to an uninterrupted run. (A half-applied migration is covered by
-tests/test-store.c.) The tmpfs cases need root and mount; skipped otherwise.
+tests/unit/test-store.c.) The tmpfs cases need root and mount; skipped otherwise.
 """
 import os
 import re
 import shutil
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 
-from harness import BUILD, Daemon, check, poll, preload, run
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from harness import BUILD, FAULTSHIM, Daemon, check, poll, preload, run  # noqa: E402
 
 JOB = ["--train-size", "4000", "--val-size", "2000", "--epochs", "4", "--keep", "all"]
-SHIM = os.path.join(BUILD, "tests", "faultshim.so")
+SHIM = FAULTSHIM
 
 
 def history_epochs(d, jid):

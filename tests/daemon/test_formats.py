@@ -15,8 +15,7 @@ import struct
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 from harness import DATA, Daemon, check, run  # noqa: E402
 import dsformats as F  # noqa: E402
 

@@ -9,7 +9,7 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import Daemon, check, run, sha256_file  # noqa: E402
 
 HISTORY_KEYS = {"epoch", "train_loss", "train_acc", "train_macro_acc", "val_loss", "val_acc",

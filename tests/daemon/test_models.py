@@ -12,7 +12,7 @@ import sqlite3
 import struct
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import Daemon, check, run, sha256_file  # noqa: E402
 
 BN_MLP = "flatten,linear(128),batchnorm1d,relu,dropout(0.2),linear(10)"

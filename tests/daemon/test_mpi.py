@@ -14,8 +14,8 @@ import signal
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BUILD, SANITIZER, Daemon, check, poll, run  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from harness import BUILD, SANITIZER, TRAIND_RANK, Daemon, check, poll, run  # noqa: E402
 
 # Small and fast: 63 steps an epoch of a 1-thread MLP.
 JOB = ["--epochs", "3", "--train-size", "4000", "--val-size", "1000", "--threads", "1"]
@@ -266,7 +266,7 @@ def main():
 
 
 if __name__ == "__main__":
-    if not shutil.which("mpirun") or not os.path.exists(os.path.join(BUILD, "daemon", "traind-rank")):
+    if not shutil.which("mpirun") or not os.path.exists(TRAIND_RANK):
         print("skip: no mpirun or no traind-rank (libopenmpi-dev)")
         sys.exit(77)
     run(main)

@@ -18,7 +18,7 @@ import termios
 import xml.etree.ElementTree as ET
 import zlib
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import TRAINCTL, Daemon, check, run  # noqa: E402
 
 SVG_NS = "{http://www.w3.org/2000/svg}"

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import zlib
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import Daemon, check, run  # noqa: E402
 from dsdata import idx_images, mnist_split, write_small_mnist  # noqa: E402
 

@@ -5,7 +5,7 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import Daemon, check, run, safetensors_header, sha256_file  # noqa: E402
 
 SLOW = ["--train-size", "10000", "--batch-size", "4", "--val-size", "2000", "--epochs", "2"]

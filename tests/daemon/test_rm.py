@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import DATA, SANITIZER, TRAINCTL, Daemon, Varlink, check, run  # noqa: E402
 
 TINY = ["--train-size", "64", "--val-size", "64", "--epochs", "1", "--hidden", "2", "--threads", "1"]

@@ -6,7 +6,7 @@ import os
 import signal
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import Daemon, check, run  # noqa: E402
 
 SLOW = ["--train-size", "10000", "--batch-size", "4", "--val-size", "2000", "--epochs", "2"]

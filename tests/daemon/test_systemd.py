@@ -51,7 +51,7 @@ import threading
 import time
 import traceback
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import harness  # noqa: E402
 from harness import BUILD, DATA, TRAINCTL, Daemon, check, finish  # noqa: E402
 from syscalls import expand, syscall_groups  # noqa: E402

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import TRAINCTL, Daemon, check, poll, run  # noqa: E402
 
 SLOW = ["--train-size", "10000", "--batch-size", "4", "--val-size", "2000"]

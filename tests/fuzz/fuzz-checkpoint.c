@@ -13,7 +13,7 @@
  *      same calls, so the semantic checks behind the checksum (config,
  *      position, shapes, permutation, counts, history) are fuzzed too;
  *   3. load_model of the input into a trainer built from the seeds' config.
- * The dataset is a small synthetic one (tests/testutil.h) built once.
+ * The dataset is a small synthetic one (tests/lib/testutil.h) built once.
  *
  * Checks beyond "no crash": failures return a negative code with a message
  * and no trainer; a restored trainer is consistent (position in range, order
@@ -36,7 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../testutil.h"
+#include "tests/lib/testutil.h"
 #include "traind/checkpoint.h"
 #include "traind/safetensors.h"
 #include "traind/sha256.h"

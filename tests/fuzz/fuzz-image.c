@@ -1,6 +1,6 @@
 /*
  * fuzz-image.c - libFuzzer harness for predict_decode and predict_fit (the
- * PGM, PNG and IDX image readers of io.traind.Predict, daemon/predict.c).
+ * PGM, PNG and IDX image readers of io.traind.Predict, daemon/data/predict.c).
  *
  * Input: the first byte picks a target size for predict_fit (0: none,
  * else 1..255 pixels square, resizing); the rest is the file.
@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "traind/predict.h"
+#include "daemon/data/predict.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -42,13 +42,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "../testutil.h"
+#include "tests/lib/testutil.h"
 #include "traind/checkpoint.h"
-#include "traind/daemon.h"
-#include "traind/jobs.h"
-#include "traind/server.h"
-#include "traind/store.h"
-#include "traind/storeq.h"
+#include "daemon/core/daemon.h"
+#include "daemon/jobs/jobs.h"
+#include "daemon/proto/server.h"
+#include "daemon/store/store.h"
+#include "daemon/store/storeq.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -15,8 +15,8 @@
  *
  * Build and run (not part of the meson build):
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude \
- *     tests/fuzz/fuzz-safetensors.c engine/safetensors.c \
- *     engine/error.c -ljansson -o /tmp/fuzz-st
+ *     tests/fuzz/fuzz-safetensors.c engine/core/safetensors.c \
+ *     engine/core/error.c -ljansson -o /tmp/fuzz-st
  *   /tmp/fuzz-st -max_total_time=180 /tmp/st-corpus tests/fuzz/corpus/safetensors
  */
 #include <errno.h>

@@ -73,7 +73,7 @@ print(f"wrote {len(seeds)} protocol seeds and the idx seeds under {root}")
 
 # The dataset formats (fuzz-dataset.c's modes).
 import io, sys, zipfile
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
 import dsformats as F
 for d in ('npy', 'npz', 'dsst', 'csv', 'dsjson'):
     os.makedirs(os.path.join(root, d), exist_ok=True)

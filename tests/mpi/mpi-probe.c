@@ -1,7 +1,7 @@
 /* mpi-probe - where each MPI rank runs, and one all-reduce among them.
  *
  * Used by tests/mpi/test_netns_probe.py (two "hosts" as network namespaces,
- * tests/daemon/netns.py) to show that mpirun put one rank in each namespace
+ * tests/lib/netns.py) to show that mpirun put one rank in each namespace
  * and that the ranks reach each other. Every rank describes itself on one
  * line (hostname, network namespace, its IPv4 addresses other than
  * loopback, pid); rank 0 gathers the lines and prints them in rank order:

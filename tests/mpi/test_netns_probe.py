@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Two "hosts" on one machine (tests/daemon/netns.py): mpirun in the first
+"""Two "hosts" on one machine (tests/lib/netns.py): mpirun in the first
 namespace starts one rank of tests/mpi/mpi-probe there and one in the
 second through the launch agent tests/mpi/netns-agent; the ranks report
 where they run and do an 8 MiB all-reduce over TCP on the veth.
@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "daemon"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import netns  # noqa: E402
 from netns import NetnsHosts  # noqa: E402
 

@@ -24,7 +24,7 @@ they change and against what mpirun really does.
            fails, with mpirun's reason; limited as the local drop-in does:
            it finishes.
   network  under traind-mpi.conf's: 2 ranks across two network namespaces
-           (tests/daemon/netns.py, TCP over a veth) succeed, with the same
+           (tests/lib/netns.py, TCP over a veth) succeed, with the same
            strace checks, the remote orted included. What this drop-in
            adds over the local one, PrivateNetwork=no and no IP filter, no
            tool here emulates for a process tree: checked in the unit files
@@ -42,7 +42,7 @@ import tempfile
 from collections import defaultdict
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "daemon"))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 import netns  # noqa: E402
 from netns import NetnsHosts  # noqa: E402
 import harness  # noqa: E402

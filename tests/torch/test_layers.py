@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import st  # noqa: E402
 
 BUILD = os.environ.get("TRAIND_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
-PROBE = os.path.join(BUILD, "tests", "layer-probe")
+PROBE = os.path.join(BUILD, "tests", "torch", "layer-probe")
 TOL = 1e-5
 
 failures = []

@@ -23,7 +23,7 @@ import st  # noqa: E402
 
 BUILD = os.environ.get("TRAIND_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
 DATA = os.environ.get("TRAIND_DATA_DIR", os.path.join(os.path.dirname(__file__), "../../data"))
-TT = os.path.join(BUILD, "engine", "traind-train")
+TT = os.path.join(BUILD, "cli", "traind-train")
 
 failures = []
 

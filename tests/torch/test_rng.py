@@ -32,8 +32,8 @@ import st  # noqa: E402
 
 BUILD = os.environ.get("TRAIND_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
 DATA = os.environ.get("TRAIND_DATA_DIR", os.path.join(os.path.dirname(__file__), "../../data"))
-TT = os.path.join(BUILD, "engine", "traind-train")
-PROBE = os.path.join(BUILD, "tests", "rng-probe")
+TT = os.path.join(BUILD, "cli", "traind-train")
+PROBE = os.path.join(BUILD, "tests", "torch", "rng-probe")
 EPOCHS = int(os.environ.get("LESSON_EPOCHS", "3"))
 TOL = 2e-3
 

@@ -28,7 +28,7 @@ import torch
 from torch.optim import lr_scheduler as S
 
 BUILD = os.environ.get("TRAIND_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
-PROBE = os.path.join(BUILD, "tests", "sched-probe")
+PROBE = os.path.join(BUILD, "tests", "torch", "sched-probe")
 warnings.simplefilter("ignore")
 failures = []
 CLIP_REL = 2e-6   # PyTorch's float32-summed norm against the exact one

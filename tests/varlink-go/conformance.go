@@ -6,7 +6,7 @@
 // Its client calls org.varlink.service.GetInfo (which it sends with
 // "parameters": null) and GetInterfaceDescription; its IDL parser reads
 // both descriptions; the io.traind client code its generator made from
-// daemon/io.traind.varlink (package iotraind, built with this program)
+// daemon/proto/io.traind.varlink (package iotraind, built with this program)
 // starts a small job, waits for it, reads it back and provokes the errors.
 // Every reply and every error is also read raw and checked against the
 // parsed interface: each field declared, each non-optional declared field

@@ -4,9 +4,9 @@ Debian's golang-github-varlink-go-dev in /usr/share/gocode).
 
 Offline, in GOPATH mode (GO111MODULE=off) against /usr/share/gocode: builds
 the library's interface generator (cmd/varlink-go-interface-generator), runs
-it on daemon/io.traind.varlink, builds conformance.go with the Go code it
+it on daemon/proto/io.traind.varlink, builds conformance.go with the Go code it
 generated (so that code must compile), and runs it against a real traind
-(tests/daemon/harness.py). conformance.go says what it checks. The Go build
+(tests/lib/harness.py). conformance.go says what it checks. The Go build
 cache is kept in the build directory, so only the first run compiles the
 standard library. Meson suite 'daemon'.
 """
@@ -17,7 +17,7 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "daemon"))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 from harness import BUILD, Daemon, check, run  # noqa: E402
 
 SRC = os.path.normpath(os.path.join(HERE, "..", ".."))
@@ -54,12 +54,12 @@ def main():
         go(env, "build", "-o", gen, "github.com/varlink/go/cmd/varlink-go-interface-generator")
         pkg = os.path.join(work, "src", "iotraind")
         os.makedirs(pkg)
-        shutil.copy(os.path.join(SRC, "daemon", "io.traind.varlink"), pkg)
+        shutil.copy(os.path.join(SRC, "daemon", "proto", "io.traind.varlink"), pkg)
         p = subprocess.run([gen, os.path.join(pkg, "io.traind.varlink")], env=env, capture_output=True,
                            text=True, timeout=120)
         generated = os.path.join(pkg, "iotraind.go")
         check(p.returncode == 0 and os.path.exists(generated),
-              "the interface generator reads daemon/io.traind.varlink (rc %d %s)" % (p.returncode, p.stderr.strip()))
+              "the interface generator reads daemon/proto/io.traind.varlink (rc %d %s)" % (p.returncode, p.stderr.strip()))
         go(env, "vet", "iotraind")
         check(True, "the generated package iotraind compiles and passes go vet")
         prog = os.path.join(work, "src", "conformance")

@@ -34,12 +34,12 @@ import time
 import urllib.parse
 import urllib.request
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "daemon"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import harness  # noqa: E402
 from harness import check, poll  # noqa: E402
 
 SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-WEB = os.path.join(harness.BUILD, "web", "traind-web")
+WEB = harness.TRAIND_WEB
 STATIC = os.path.join(harness.BUILD, "web")
 PLAYWRIGHT = os.path.join(SRC, "web", "node_modules", "playwright-core")
 SHOTS = os.path.join(harness.BUILD, "web-artifacts")

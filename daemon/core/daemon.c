@@ -1,0 +1,155 @@
+/*
+ * daemon.c - one traind's life cycle. See daemon/core/daemon.h.
+ *
+ * The start-up order is main()'s of old: the dataset cache, the database
+ * (opened, migrated and read by recovery on this thread, before the loop
+ * runs, then closed), the loop queue, the store thread on its own
+ * connection, the control socket. daemon_free undoes it in reverse once the
+ * loop has stopped: the store thread commits what it was given and posts the
+ * completions, the loop runs them while every handle closes, and only then
+ * is the registry freed.
+ */
+#include "daemon/core/daemon.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/jobs/jobs.h"
+#include "daemon/proto/methods.h"
+#include "daemon/store/store.h"
+#include "daemon/runner/worker.h"
+
+/* jobs.c: every worker has stopped after a daemon_shutdown. */
+static void drained(struct daemon *d)
+{
+	if (d->user_drained)
+		d->user_drained(d);
+	uv_stop(d->loop);
+}
+
+int daemon_new(struct daemon **out, const struct daemon_config *cfg, struct tr_err *err)
+{
+	struct daemon *d;
+	struct store *s = NULL;
+	int rc;
+
+	*out = NULL;
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return tr_err_set(err, -ENOMEM, "out of memory");
+	d->loop = cfg->loop;
+	d->runner = &thread_runner;
+	d->max_running = cfg->max_running;
+	d->max_dataset_bytes = cfg->max_dataset_bytes ? cfg->max_dataset_bytes : UINT64_C(4) << 30;
+	snprintf(d->db_path, sizeof(d->db_path), "%s", cfg->db_path);
+	snprintf(d->data_dir, sizeof(d->data_dir), "%s", cfg->data_dir);
+	d->on_drained = drained;
+	d->user_drained = cfg->on_drained;
+	d->on_change = cfg->on_change;
+	d->mpi_launcher = strdup(cfg->mpi_launcher ? cfg->mpi_launcher : "mpirun");
+	for (unsigned i = 0; i < cfg->n_mpi_args && i < DAEMON_MPI_ARGS_MAX; i++)
+		if ((d->mpi_args[d->n_mpi_args] = strdup(cfg->mpi_args[i])))
+			d->n_mpi_args++;
+	if (!d->mpi_launcher || d->n_mpi_args != cfg->n_mpi_args) {
+		rc = tr_err_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
+
+	rc = dscache_new(&d->dsc, cfg->data_dir);
+	if (rc < 0) {
+		tr_err_set(err, rc, "out of memory");
+		goto fail;
+	}
+	rc = store_open(&s, cfg->db_path, false, err);
+	if (rc < 0) {
+		tr_err_prefix(err, "%s", cfg->db_path);
+		goto fail;
+	}
+	rc = jobs_recover(d, s, err);
+	store_close(s);
+	if (rc < 0) {
+		tr_err_prefix(err, "recovering jobs from %s", cfg->db_path);
+		goto fail;
+	}
+	rc = loopq_init(&d->lq, d->loop);
+	if (rc < 0) {
+		tr_err_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	d->lq_ready = true;
+	rc = storeq_start(&d->sq, cfg->db_path, &d->lq, err);
+	if (rc < 0) {
+		tr_err_prefix(err, "%s", cfg->db_path);
+		goto fail;
+	}
+	if (cfg->listen_fd >= 0 || cfg->socket_path) {
+		err->msg[0] = '\0';
+		rc = server_new(&d->server, d->loop, methods_dispatch, d);
+		if (rc == 0)
+			server_count_errors(d->server, &d->counters.client_errors);
+		if (rc == 0)
+			rc = cfg->listen_fd >= 0 ? server_listen_fd(d->server, cfg->listen_fd, err)
+						 : server_listen_path(d->server, cfg->socket_path, err);
+		if (rc < 0) {
+			if (!err->msg[0])
+				tr_err_set(err, rc, "out of memory");
+			goto fail;
+		}
+	}
+	*out = d;
+	return 0;
+
+fail:
+	daemon_free(d);
+	return rc;
+}
+
+void daemon_start(struct daemon *d)
+{
+	jobs_start(d);
+}
+
+void daemon_run(struct daemon *d)
+{
+	uv_run(d->loop, UV_RUN_DEFAULT);
+}
+
+void daemon_shutdown(struct daemon *d)
+{
+	if (d->shutting_down)
+		return;
+	server_close(d->server);
+	d->server = NULL;
+	jobs_shutdown(d);
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+void daemon_free(struct daemon *d)
+{
+	if (!d)
+		return;
+	/* Drain: the store thread commits what it was given; then close handles. */
+	storeq_stop(d->sq);
+	d->sq = NULL;
+	server_close(d->server);
+	d->server = NULL;
+	if (d->lq_ready)
+		loopq_close(&d->lq);
+	d->lq_ready = false;
+	uv_walk(d->loop, close_walk, NULL);
+	uv_run(d->loop, UV_RUN_DEFAULT);
+	jobs_free(d);
+	free(d->mpi_launcher);
+	for (unsigned i = 0; i < d->n_mpi_args; i++)
+		free(d->mpi_args[i]);
+	dscache_free(d->dsc);
+	free(d);
+}

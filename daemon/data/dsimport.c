@@ -1,0 +1,222 @@
+/* dsimport.c - see daemon/data/dsimport.h. */
+#include "daemon/data/dsimport.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "traind/dataset.h"
+
+bool dsimport_file_name_ok(const char *name)
+{
+	size_t n = strnlen(name, DSIMPORT_NAME_MAX + 1);
+
+	if (n == 0 || n > DSIMPORT_NAME_MAX || name[0] == '.')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (name[i] == '/' || (unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+			return false;
+	return true;
+}
+
+static int fsync_path(const char *path, struct tr_err *err)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = 0;
+
+	if (fd < 0)
+		return tr_err_set(err, -errno, "%s: %s", path, strerror(errno));
+	if (fsync(fd) < 0)
+		rc = tr_err_set(err, -errno, "fsync %s: %s", path, strerror(errno));
+	close(fd);
+	return rc;
+}
+
+static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return (type == FTW_DP ? rmdir(path) : unlink(path)) < 0 ? -1 : 0;
+}
+
+void dsimport_discard(const char *tmp)
+{
+	if (tmp && tmp[0])
+		(void)nftw(tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Copy all of the regular file `in` (size bytes) into a new file at `path`,
+ * fsync'ed. */
+static int copy_fd(int in, uint64_t size, const char *path, const char *shown, struct tr_err *err)
+{
+	static const size_t chunk = 1 << 20;
+	char *buf = malloc(chunk);
+	uint64_t off = 0;
+	int out = -1, rc = 0;
+
+	if (!buf)
+		return tr_err_set(err, -ENOMEM, "out of memory");
+	out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (out < 0) {
+		rc = tr_err_set(err, -errno, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	while (off < size) {
+		size_t want = size - off < chunk ? (size_t)(size - off) : chunk;
+		ssize_t got = pread(in, buf, want, (off_t)off);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			rc = tr_err_set(err, errno == EBADF ? -EINVAL : -errno, "file %s: cannot read it: %s",
+					shown, strerror(errno));
+			goto out;
+		}
+		if (got == 0) {
+			rc = tr_err_set(err, -EINVAL, "file %s: it shrank while being read (%" PRIu64
+					" of %" PRIu64 " bytes)", shown, off, size);
+			goto out;
+		}
+		for (ssize_t put = 0; put < got;) {
+			ssize_t w = write(out, buf + put, (size_t)(got - put));
+
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0) {
+				rc = tr_err_set(err, -errno, "%s: %s", path, strerror(errno));
+				goto out;
+			}
+			put += w;
+		}
+		off += (uint64_t)got;
+	}
+	if (fsync(out) < 0)
+		rc = tr_err_set(err, -errno, "fsync %s: %s", path, strerror(errno));
+out:
+	if (out >= 0)
+		close(out);
+	free(buf);
+	return rc;
+}
+
+int dsimport_copy(const char *data_dir, const char *name, const char *const *names, const int *fds,
+		  size_t n, bool replace, uint64_t max_bytes, char *tmp, uint64_t *bytes,
+		  struct tr_err *err)
+{
+	char path[PATH_MAX];
+	struct dataset *ds = NULL;
+	uint64_t total = 0;
+	uint64_t sizes[DSIMPORT_MAX_FILES];
+	struct stat st;
+	int rc = 0;
+
+	tmp[0] = '\0';
+	*bytes = 0;
+	if (n == 0 || n > DSIMPORT_MAX_FILES)
+		return tr_err_set(err, -EINVAL, "a dataset is 1 to %d files", DSIMPORT_MAX_FILES);
+	for (size_t i = 0; i < n; i++) {
+		if (fstat(fds[i], &st) < 0 || !S_ISREG(st.st_mode))
+			return tr_err_set(err, -EINVAL, "file %s: not a regular file", names[i]);
+		if ((fcntl(fds[i], F_GETFL) & O_ACCMODE) == O_WRONLY)
+			return tr_err_set(err, -EINVAL, "file %s: not open for reading", names[i]);
+		sizes[i] = (uint64_t)st.st_size;
+		total += sizes[i];
+	}
+	*bytes = total;
+	if (total > max_bytes)
+		return tr_err_set(err, -EFBIG, "dataset %s: its files hold %" PRIu64 " bytes, more than "
+				  "the %" PRIu64 " this traind accepts (--max-dataset-bytes)",
+				  name, total, max_bytes);
+	snprintf(path, sizeof(path), "%s/%s", data_dir, name);
+	if (!replace && lstat(path, &st) == 0)
+		return tr_err_set(err, -EEXIST, "dataset %s exists already (import --replace replaces it)",
+				  name);
+	snprintf(tmp, PATH_MAX, "%s/.tmp-%s-XXXXXX", data_dir, name);
+	if (!mkdtemp(tmp)) {
+		rc = tr_err_set(err, -errno, "%s: cannot create a directory there: %s", data_dir,
+				strerror(errno));
+		tmp[0] = '\0';
+		return rc;
+	}
+	chmod(tmp, 0755);
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		snprintf(path, sizeof(path), "%s/%s", tmp, names[i]);
+		rc = copy_fd(fds[i], sizes[i], path, names[i], err);
+	}
+	if (rc == 0) {
+		rc = dataset_load(&ds, tmp, err);
+		dataset_free(ds);
+		if (rc < 0) {
+			/* name the dataset's files as the client knows them, not the temporary path */
+			char msg[TR_ERR_MSG_MAX];
+			const char *rel = strstr(err->msg, tmp);
+
+			if (rel) {
+				snprintf(msg, sizeof(msg), "%.*s%s", (int)(rel - err->msg), err->msg,
+					 rel + strlen(tmp) + 1);
+				snprintf(err->msg, sizeof(err->msg), "%s", msg);
+			}
+			rc = err->code = -EINVAL;
+		}
+	}
+	if (rc == 0)
+		rc = fsync_path(tmp, err);
+	if (rc < 0) {
+		dsimport_discard(tmp);
+		tmp[0] = '\0';
+	}
+	return rc;
+}
+
+int dsimport_commit(const char *data_dir, const char *tmp, const char *name, bool replace,
+		    struct tr_err *err)
+{
+	char path[PATH_MAX];
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/%s", data_dir, name);
+	rc = renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE);
+	if (rc < 0 && errno == EEXIST && replace) {
+		/* the new files in, the old ones at tmp, in one step */
+		rc = renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_EXCHANGE);
+		if (rc == 0) {
+			dsimport_discard(tmp);
+			return fsync_path(data_dir, err);
+		}
+	}
+	if (rc < 0 && errno == EEXIST)
+		return tr_err_set(err, -EEXIST, "dataset %s exists already (import --replace replaces it)",
+				  name);
+	if (rc < 0)
+		return tr_err_set(err, -errno, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+	return fsync_path(data_dir, err);
+}
+
+int dsimport_remove(const char *data_dir, const char *name, struct tr_err *err)
+{
+	char path[PATH_MAX], gone[PATH_MAX];
+	struct stat st;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/%s", data_dir, name);
+	if (lstat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+		return tr_err_set(err, -ENOENT, "no dataset %s", name);
+	for (unsigned k = 0;; k++) {
+		snprintf(gone, sizeof(gone), "%s/.rm-%s-%u-%u", data_dir, name, (unsigned)getpid(), k);
+		rc = renameat2(AT_FDCWD, path, AT_FDCWD, gone, RENAME_NOREPLACE);
+		if (rc == 0 || errno != EEXIST || k > 1000)
+			break;
+	}
+	if (rc < 0)
+		return tr_err_set(err, errno == ENOENT ? -ENOENT : -errno, "cannot remove dataset %s: %s",
+				  name, strerror(errno));
+	rc = fsync_path(data_dir, err);
+	dsimport_discard(gone);
+	return rc;
+}

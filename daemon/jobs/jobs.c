@@ -1,0 +1,1251 @@
+/*
+ * jobs.c - registry, recovery, scheduler, state machine and verbs. See
+ * daemon/jobs/jobs.h for the design; this file is in parts: the state
+ * writes and the events of a run (worker.h) and of the store thread, the
+ * scheduler, the registry and recovery, the verbs, and removal.
+ */
+#include "daemon/jobs/jobs.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "traind/checkpoint.h"
+#include "daemon/core/log.h"
+#include "traind/trainer.h"
+#include "daemon/proto/waiters.h"
+#include "daemon/runner/worker.h"
+#include "daemon/proto/wire.h"
+
+static const char *state_names[] = { "queued", "running", "paused", "killed", "failed", "done" };
+
+const char *job_state_name(enum job_state s)
+{
+	return state_names[s];
+}
+
+int job_state_parse(const char *name)
+{
+	for (int i = 0; i <= JOB_DONE; i++)
+		if (strcmp(name, state_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+static int64_t now_unix(void)
+{
+	return (int64_t)time(NULL);
+}
+
+void job_progress_get(struct job *j, struct job_progress *out)
+{
+	pthread_mutex_lock(&j->mu);
+	*out = j->prog;
+	pthread_mutex_unlock(&j->mu);
+}
+
+/* ==== loop side: bookkeeping ============================================ */
+
+static void schedule(struct daemon *d);
+static void removal_submit(struct removal *r);
+
+/* A target state on its way to the database. */
+struct state_write {
+	struct job *j;
+	struct call *c;              /* answered once the write completes; NULL: nobody */
+	int64_t id;
+	enum job_state st;
+	uint32_t seq;                /* the decision's number (j->state_seq) */
+	char *error;                 /* last_error to record with it, owned */
+};
+
+static int state_fn(struct store *s, void *arg, struct tr_err *err)
+{
+	struct state_write *w = arg;
+
+	return store_job_set_state(s, w->id, w->st, w->error, err);
+}
+
+/* The one place `state` changes after recovery: decision seq, st (with its
+ * error, which this takes), is what the database holds now. Writes complete
+ * in order; only a decision that could not be queued at all (see set_state)
+ * is shown before those queued earlier, which then must not undo it. */
+static void commit_state(struct job *j, uint32_t seq, enum job_state st, char *error)
+{
+	if ((int32_t)(seq - j->state_shown) < 0) {
+		free(error);
+		return;
+	}
+	j->state_shown = seq;
+	j->state = st;
+	free(j->state_error);
+	j->state_error = error;
+	j->updated = now_unix();
+}
+
+static void state_write_cancel(void *arg)
+{
+	((struct state_write *)arg)->c = NULL;
+}
+
+static void state_done(void *arg, int rc, const struct tr_err *err)
+{
+	struct state_write *w = arg;
+	struct job *j = w->j;
+
+	j->state_writes--;
+	if (rc < 0)
+		log_err("job %" PRId64 ": cannot record state %s: %s", w->id, job_state_name(w->st),
+			err ? err->msg : "?");
+	commit_state(j, w->seq, w->st, w->error);
+	if (w->c) {
+		call_on_cancel(w->c, NULL, NULL);
+		call_reply(w->c, job_id_state_json(j), false);
+	}
+	free(w);
+	waiters_notify(j);
+	if (j->d->on_change)
+		j->d->on_change(j->d);
+}
+
+/* ---- a pending kill after epoch N, recorded with the job ---- */
+
+struct kill_after_write {
+	struct job *j;
+	struct call *c;             /* answered once durable; NULL: nobody waits */
+	int64_t id, epoch;          /* epoch -1: clear */
+};
+
+static int kill_after_fn(struct store *s, void *arg, struct tr_err *err)
+{
+	struct kill_after_write *w = arg;
+
+	return store_job_set_kill_after(s, w->id, w->epoch, err);
+}
+
+static void kill_after_cancel(void *arg)
+{
+	((struct kill_after_write *)arg)->c = NULL;
+}
+
+static void kill_after_done(void *arg, int rc, const struct tr_err *err)
+{
+	struct kill_after_write *w = arg;
+	struct job *j = w->j;
+
+	if (rc < 0) {
+		log_err("job %" PRId64 ": cannot record the kill after epoch %" PRId64 ": %s", w->id,
+			w->epoch, err ? err->msg : "?");
+		/* Not durable: do not pretend it is pending. */
+		if (w->epoch >= 1) {
+			int64_t want = w->epoch;
+
+			atomic_compare_exchange_strong(&j->kill_after, &want, -1);
+		}
+	}
+	if (w->c) {
+		call_on_cancel(w->c, NULL, NULL);
+		if (rc < 0)
+			call_error(w->c, PROTO_STORAGE_ERROR,
+				   json_pack("{s:s}", "message", err ? err->msg : "cannot record the kill"));
+		else
+			call_reply(w->c, job_id_state_json(j), false);
+	}
+	free(w);
+	waiters_notify(j);
+}
+
+/* Set j->kill_after (epoch >= 1, or -1 to clear) and record it; answer c,
+ * if given, once it is durable. */
+static void set_kill_after(struct job *j, int64_t epoch, struct call *c)
+{
+	struct kill_after_write *w = calloc(1, sizeof(*w));
+
+	atomic_store(&j->kill_after, epoch);
+	if (w) {
+		w->j = j;
+		w->c = c;
+		w->id = j->id;
+		w->epoch = epoch;
+		if (c)
+			call_on_cancel(c, kill_after_cancel, w);
+		if (storeq_submit(j->d->sq, kill_after_fn, w, kill_after_done) == 0)
+			return;
+		if (c)
+			call_on_cancel(c, NULL, NULL);
+		free(w);
+	}
+	log_err("job %" PRId64 ": cannot record the kill after epoch %" PRId64, j->id, epoch);
+	if (c)
+		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "cannot record the kill"));
+}
+
+/* Decide the job's next state: the target changes now; the committed state
+ * (what clients see) once the store thread has recorded it, in order, when
+ * state_done runs. `c`, if given, is answered then (id and state). */
+static void set_state(struct job *j, enum job_state st, const char *error, struct call *c)
+{
+	struct daemon *d = j->d;
+	struct state_write *w = calloc(1, sizeof(*w));
+	char *old_error = j->error;   /* `error` may be j->error itself (finalize) */
+
+	if (st == JOB_FAILED)
+		d->counters.jobs_failed++;
+	j->target = st;
+	j->state_seq++;
+	j->error = error ? strdup(error) : NULL;
+	free(old_error);
+	if (w) {
+		w->j = j;
+		w->c = c;
+		w->id = j->id;
+		w->st = st;
+		w->seq = j->state_seq;
+		w->error = j->error ? strdup(j->error) : NULL;
+		if ((!j->error || w->error) && storeq_submit(d->sq, state_fn, w, state_done) == 0) {
+			j->state_writes++;
+			if (c)
+				call_on_cancel(c, state_write_cancel, w);
+			return;
+		}
+		free(w->error);
+		free(w);
+	}
+	/* Not even queued (out of memory, or the store thread has stopped):
+	 * as for a write the database refused, see jobs.h. */
+	log_err("job %" PRId64 ": cannot record state %s", j->id, job_state_name(st));
+	commit_state(j, j->state_seq, st, j->error ? strdup(j->error) : NULL);
+	if (c)
+		call_reply(c, job_id_state_json(j), false);
+	waiters_notify(j);
+	if (d->on_change)
+		d->on_change(d);
+}
+
+static void finalize(struct job *j)
+{
+	struct daemon *d = j->d;
+	enum job_state st = (enum job_state)j->exit_outcome;
+
+	j->finalize_pending = false;
+	if (j->commit_failed && st != JOB_FAILED && st != JOB_RUNNING)
+		st = JOB_FAILED;
+	if (st == JOB_RUNNING) {
+		/* shutdown: stays running in the database, continues at next start */
+		log_notice("job %" PRId64 ": checkpointed for shutdown at epoch %u step %u", j->id,
+			   j->prog.epoch, j->prog.step);
+		j->target = JOB_RUNNING;   /* what the database says already */
+		waiters_notify(j);
+	} else if (st == JOB_FAILED && j->exit_restartable && !j->commit_failed && !j->removal &&
+		   !d->shutting_down && j->restarts < j->cfg.max_restarts) {
+		/* A rank, a host or the launcher failed: again from the newest
+		 * checkpoint, which gives the same bits as never failing. */
+		j->restarts++;
+		free(j->last_failure);
+		j->last_failure = j->error ? strdup(j->error) : NULL;
+		log_err("job %" PRId64 ": failed: %s; restart %u of %u from its newest checkpoint", j->id,
+			j->error ? j->error : "?", j->restarts, j->cfg.max_restarts);
+		j->queue_seq = d->next_seq++;
+		set_state(j, JOB_QUEUED, NULL, NULL);
+	} else {
+		if (st == JOB_FAILED)
+			log_err("job %" PRId64 ": failed: %s", j->id, j->error ? j->error : "?");
+		else
+			log_notice("job %" PRId64 ": %s at epoch %u", j->id, job_state_name(st),
+				   j->committed_epoch);
+		set_state(j, st, st == JOB_FAILED ? j->error : NULL, NULL);
+	}
+	if (j->removal)
+		removal_submit(j->removal);   /* after the state write: the store runs them in order */
+	schedule(d);
+	if (d->shutting_down && d->running == 0 && d->on_drained)
+		d->on_drained(d);
+}
+
+void jobs_on_commit(struct job *j, const struct run_commit *c)
+{
+
+	atomic_fetch_sub(&j->commits_inflight, 1);
+	if (c->rc < 0) {
+		log_err("job %" PRId64 ": checkpoint at epoch %u step %u not committed: %s", j->id, c->epoch,
+			c->step, c->err.msg);
+		j->commit_failed = true;
+		free(j->error);
+		j->error = strdup(c->err.msg);
+		if (j->worker_alive)
+			job_runner(j)->stop(j, STOP_FAIL);
+	} else {
+		j->newest.valid = true;
+		j->newest.epoch = c->epoch;
+		j->newest.step = c->step;
+		j->newest.is_epoch = c->is_epoch;
+		j->newest.size = (int64_t)c->len;
+		j->newest.created = now_unix();
+		j->newest.val_loss = c->is_epoch ? c->row.val_loss : NAN;
+		snprintf(j->newest.checksum, sizeof(j->newest.checksum), "%s", c->checksum);
+		if (c->is_epoch) {
+			counters_observe_commit(&j->d->counters, c->durable_after);
+			j->committed_epoch = c->row.epoch;
+			j->last_val_acc = c->row.val_acc;
+			j->has_val_acc = true;
+			job_note_row(j, &c->row);
+			log_info("job %" PRId64 ": epoch %u/%u committed | train_loss %.4f train_acc %.4f | "
+				 "val_loss %.4f val_acc %.4f | %.2fs | held %.1f ms, durable after %.1f ms",
+				 j->id, c->row.epoch, j->cfg.epochs, c->row.train_loss, c->row.train_acc,
+				 c->row.val_loss, c->row.val_acc, c->row.seconds, c->hold_seconds * 1e3,
+				 c->durable_after * 1e3);
+			if (atomic_load(&j->kill_after) == (int64_t)c->row.epoch && j->worker_alive)
+				job_runner(j)->stop(j, STOP_KILL);
+		} else {
+			log_info("job %" PRId64 ": position epoch %u step %u saved", j->id, c->epoch, c->step);
+		}
+		j->updated = now_unix();
+		waiters_notify(j);
+	}
+	if (j->finalize_pending && atomic_load(&j->commits_inflight) == 0)
+		finalize(j);
+}
+
+void jobs_on_restored(struct job *j, const struct run_restored *r)
+{
+	if (r->from_checkpoint)
+		j->newest = r->ck;
+	else
+		j->newest.valid = false;
+	j->committed_epoch = r->nhistory;
+	j->has_val_acc = r->nhistory > 0;
+	j->last_val_acc = r->last_val_acc;
+	j->params = r->params;
+	j->best_epoch = r->best_epoch;
+	j->best_value = r->best_value;
+	if (r->classes)
+		j->classes = r->classes;
+	if (r->dataset_digest[0])   /* recorded by the run: the job had none */
+		snprintf(j->dataset_digest, sizeof(j->dataset_digest), "%s", r->dataset_digest);
+	if (r->numerics[0]) {
+		free(j->numerics);
+		j->numerics = strdup(r->numerics);   /* NULL on ENOMEM: the log still says it */
+		log_warn("job %" PRId64 ": %s", j->id, r->numerics);
+	}
+	waiters_notify(j);   /* the run stays the worker's until its exit event */
+}
+
+void jobs_on_exit(struct job *j, const struct run_exit *ex)
+{
+	struct daemon *d = j->d;
+
+	j->worker_alive = false;
+	d->running--;
+	j->exit_outcome = ex->outcome;
+	j->exit_restartable = ex->restartable;
+	if (ex->restored)
+		log_info("job %" PRId64 ": had resumed from epoch %u step %u", j->id, ex->restored_epoch,
+			 ex->restored_step);
+	if (ex->outcome == JOB_FAILED && ex->msg[0]) {
+		free(j->error);
+		j->error = strdup(ex->msg);
+	}
+	j->finalize_pending = true;
+	if (atomic_load(&j->commits_inflight) == 0)
+		finalize(j);
+}
+
+/* A job that does not run now lets go of the dataset its Start check loaded. */
+static void job_drop_dataset(struct job *j)
+{
+	if (j->ds)
+		dscache_put(j->d->dsc, j->ds);
+	j->ds = NULL;
+}
+
+static void start_worker(struct job *j)
+{
+	struct daemon *d = j->d;
+	bool weights_only = j->weights_only_next;
+	struct tr_err err = { 0 };
+
+	j->commit_failed = false;
+	if (job_runner(j)->start(j, weights_only, j->ds, &err) < 0) {
+		job_drop_dataset(j);
+		set_state(j, JOB_FAILED, err.msg, NULL);
+		return;
+	}
+	j->weights_only_next = false;
+	j->go_on_next = false;
+	j->ds = NULL;   /* the run's now */
+	j->worker_alive = true;
+	d->running++;
+	log_notice("job %" PRId64 " (%s): started%s", j->id, j->name,
+		   weights_only ? " (weights-only resume)" : "");
+	set_state(j, JOB_RUNNING, NULL, NULL);
+}
+
+static void schedule(struct daemon *d)
+{
+	while (!d->shutting_down && d->running < d->max_running) {
+		struct job *next = NULL;
+
+		for (size_t i = 0; i < d->njobs; i++) {
+			struct job *j = d->jobs[i];
+
+			if (j->target == JOB_QUEUED && !j->worker_alive && !j->removal &&
+			    (!next || j->queue_seq < next->queue_seq))
+				next = j;
+		}
+		if (!next)
+			break;
+		start_worker(next);
+	}
+}
+
+void job_note_row(struct job *j, const struct history_row *r)
+{
+	double v = sched_monitored(j->cfg.monitor, r->val_loss, r->val_acc, r->val_macro_acc);
+	const char *stop = strstr(r->note, "stopped early after epoch");
+
+	/* As the trainer's (sched.c): strictly better, NaN never best. */
+	if (!isnan(v) && (j->best_epoch == 0 || monitor_better(j->cfg.monitor, v, j->best_value))) {
+		j->best_epoch = r->epoch;
+		j->best_value = v;
+	}
+	if (stop) {
+		free(j->stopped_early);
+		j->stopped_early = strdup(stop);   /* NULL on ENOMEM: the history still has it */
+	}
+}
+
+void job_checkpoint_from_store(struct job_checkpoint *out, const struct store_checkpoint *c)
+{
+	out->valid = true;
+	out->epoch = c->epoch;
+	out->step = c->step;
+	out->is_epoch = c->is_epoch;
+	out->size = c->size;
+	out->created = c->created_at;
+	out->val_loss = c->val_loss;
+	out->best = c->best;
+	snprintf(out->checksum, sizeof(out->checksum), "%s", c->checksum);
+}
+
+/* ---- the dataset's digest, recorded with the job ---- */
+
+struct digest_write {
+	int64_t id;
+	char digest[DSCACHE_DIGEST_MAX];
+};
+
+static int digest_fn(struct store *s, void *arg, struct tr_err *err)
+{
+	struct digest_write *w = arg;
+
+	return store_job_set_dataset_digest(s, w->id, w->digest, err);
+}
+
+static void digest_done(void *arg, int rc, const struct tr_err *err)
+{
+	struct digest_write *w = arg;
+
+	if (rc < 0)
+		log_err("job %" PRId64 ": cannot record its dataset's digest: %s", w->id,
+			err ? err->msg : "?");
+	free(w);
+}
+
+void jobs_record_digest(struct job *j, const char *digest)
+{
+	struct digest_write *w = calloc(1, sizeof(*w));
+
+	snprintf(j->dataset_digest, sizeof(j->dataset_digest), "%s", digest);
+	if (w) {
+		w->id = j->id;
+		snprintf(w->digest, sizeof(w->digest), "%s", digest);
+		if (storeq_submit(j->d->sq, digest_fn, w, digest_done) == 0)
+			return;
+		free(w);
+	}
+	log_err("job %" PRId64 ": cannot record its dataset's digest", j->id);
+}
+
+/* ==== loop side: registry =============================================== */
+
+/* Room in the registry for `more` jobs beyond those in it and those being
+ * created, so that adding a job stored meanwhile cannot fail. */
+static int registry_reserve(struct daemon *d, size_t more)
+{
+	size_t need = d->njobs + d->creating + more, ncap = d->cap ? d->cap : 16;
+	struct job **nj;
+
+	if (need <= d->cap)
+		return 0;
+	while (ncap < need)
+		ncap *= 2;
+	nj = realloc(d->jobs, ncap * sizeof(*nj));
+	if (!nj)
+		return -ENOMEM;
+	d->jobs = nj;
+	d->cap = ncap;
+	return 0;
+}
+
+/* A job not yet in the registry. */
+static struct job *job_alloc(struct daemon *d)
+{
+	struct job *j = calloc(1, sizeof(*j));
+
+	if (!j)
+		return NULL;
+	j->d = d;
+	pthread_mutex_init(&j->mu, NULL);
+	atomic_init(&j->stop, STOP_NONE);
+	atomic_init(&j->kill_after, -1);
+	atomic_init(&j->commits_inflight, 0);
+	return j;
+}
+
+static void job_destroy(struct job *j)
+{
+	job_drop_dataset(j);
+	free(j->error);
+	free(j->state_error);
+	free(j->numerics);
+	free(j->model_text);
+	free(j->stopped_early);
+	free(j->origin);
+	free(j->last_failure);
+	free(j->removal);   /* a removal the loop stopped before (its call is gone) */
+	pthread_mutex_destroy(&j->mu);
+	free(j);
+}
+
+static struct job *job_new(struct daemon *d)
+{
+	struct job *j;
+
+	if (registry_reserve(d, 1) < 0 || !(j = job_alloc(d)))
+		return NULL;
+	d->jobs[d->njobs++] = j;
+	return j;
+}
+
+struct job *jobs_find(struct daemon *d, int64_t id)
+{
+	for (size_t i = 0; i < d->njobs; i++)
+		if (d->jobs[i]->id == id && !d->jobs[i]->removal)
+			return d->jobs[i];
+	return NULL;
+}
+
+uint32_t jobs_steps_per_epoch(const struct train_config *cfg, uint32_t train_count)
+{
+	uint32_t n;
+
+	if (train_count <= cfg->val_size || cfg->batch_size == 0)
+		return 0;
+	n = cfg->train_size ? cfg->train_size : train_count - cfg->val_size;
+	return (uint32_t)(((uint64_t)n + cfg->batch_size - 1) / cfg->batch_size);
+}
+
+static void set_steps_per_epoch(struct job *j, uint32_t spe)
+{
+	pthread_mutex_lock(&j->mu);
+	if (!j->prog.steps_per_epoch)
+		j->prog.steps_per_epoch = spe;
+	pthread_mutex_unlock(&j->mu);
+}
+
+/* The training images of each dataset recovery has met, so that thousands of
+ * jobs on one dataset read its headers once. */
+struct train_counts {
+	size_t n;
+	struct {
+		char name[CFG_NAME_MAX];
+		struct dataset_shape shape;  /* train_count 0: unreadable */
+		int digest_rc;           /* 1: not computed yet; else dscache_digest's result */
+		char digest[DSCACHE_DIGEST_MAX];
+	} ds[16];
+};
+
+/* Steps per epoch and the model's parameter count of a recovered job before
+ * it runs in this process, so status can show "step 101/782" and the model
+ * for a paused or finished job: from its dataset's headers. Start-up only,
+ * before the loop serves anyone (a new job's come from the dataset its Start
+ * check loaded, on the thread pool). */
+static void recover_steps(struct job *j, struct train_counts *tc)
+{
+	struct dataset_shape sh = { 0 };
+	size_t i;
+
+	for (i = 0; i < tc->n; i++)
+		if (strcmp(tc->ds[i].name, j->cfg.dataset) == 0)
+			break;
+	if (i < tc->n) {
+		sh = tc->ds[i].shape;
+	} else {
+		if (dscache_train_shape(j->d->dsc, j->cfg.dataset, &sh, NULL) < 0)
+			memset(&sh, 0, sizeof(sh));
+		if (tc->n < sizeof(tc->ds) / sizeof(tc->ds[0])) {
+			snprintf(tc->ds[tc->n].name, sizeof(tc->ds[tc->n].name), "%s", j->cfg.dataset);
+			tc->ds[tc->n].digest_rc = 1;
+			tc->ds[tc->n++].shape = sh;
+		}
+	}
+	set_steps_per_epoch(j, jobs_steps_per_epoch(&j->cfg, sh.train_count));
+	if (sh.train_count) {
+		struct shape in = { .c = sh.channels, .h = sh.height, .w = sh.width, .flat = false };
+
+		j->classes = sh.classes;
+		j->params = trainer_count_params(&j->cfg, in, sh.classes);
+	}
+}
+
+/* A job recovered at start-up whose dataset's files are not those it
+ * started with must not train on the others: true, with j->error saying
+ * so. (A dataset that cannot be read is left to the run, which fails with
+ * its error.) */
+static bool recover_data_changed(struct job *j, struct store *s, struct train_counts *tc)
+{
+	char now[DSCACHE_DIGEST_MAX], msg[TR_ERR_MSG_MAX];
+	struct tr_err derr = { 0 };
+	size_t i;
+	int rc;
+
+	if (!j->dataset_digest[0])
+		return false;
+	for (i = 0; i < tc->n; i++)   /* once per dataset, however many jobs use it */
+		if (strcmp(tc->ds[i].name, j->cfg.dataset) == 0)
+			break;
+	if (i < tc->n && tc->ds[i].digest_rc != 1) {
+		rc = tc->ds[i].digest_rc;
+		snprintf(now, sizeof(now), "%s", tc->ds[i].digest);
+	} else {
+		rc = dscache_digest(j->d->dsc, j->cfg.dataset, s, NULL, now, NULL, &derr);
+		if (i < tc->n) {
+			tc->ds[i].digest_rc = rc;
+			snprintf(tc->ds[i].digest, sizeof(tc->ds[i].digest), "%s", rc == 0 ? now : "");
+		}
+	}
+	if (rc < 0 || strcmp(now, j->dataset_digest) == 0)
+		return false;
+	dscache_changed_message(msg, sizeof(msg), j->cfg.dataset, j->id, j->dataset_digest, now,
+				"resume");
+	log_err("job %" PRId64 " (%s): not continued at start-up: %s", j->id, j->name, msg);
+	free(j->error);
+	j->error = strdup(msg);
+	return true;
+}
+
+int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
+{
+	struct store_job *rows = NULL;
+	struct train_counts tc = { 0 };
+	size_t n = 0;
+	int rc;
+
+	rc = store_job_list(s, &rows, &n, err);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		struct store_job *r = &rows[i];
+		struct job *j = job_new(d);
+		struct store_checkpoint *cks = NULL;
+		struct history_row *hist = NULL;
+		size_t nck = 0, nh = 0;
+		json_t *cj;
+		json_error_t jerr;
+		struct tr_err cerr = { 0 };
+
+		if (!j) {
+			rc = tr_err_set(err, -ENOMEM, "out of memory");
+			break;
+		}
+		j->id = r->id;
+		snprintf(j->name, sizeof(j->name), "%s", r->name);
+		j->keep = r->keep;
+		j->created = r->created_at;
+		j->updated = r->updated_at;
+		j->committed_epoch = r->epoch;
+		j->origin = r->origin ? strdup(r->origin) : NULL;
+		j->state = r->state;
+		j->error = r->last_error ? strdup(r->last_error) : NULL;
+		j->state_error = r->last_error ? strdup(r->last_error) : NULL;
+		snprintf(j->dataset_digest, sizeof(j->dataset_digest), "%s", r->dataset_digest);
+		cj = json_loads(r->config_json ? r->config_json : "", 0, &jerr);
+		if (!cj || config_from_stored_json(&j->cfg, cj, &cerr) < 0) {
+			config_defaults(&j->cfg);
+			j->state = JOB_FAILED;
+			free(j->error);
+			j->error = strdup("stored configuration is invalid");
+			free(j->state_error);
+			j->state_error = j->error ? strdup(j->error) : NULL;
+		}
+		json_decref(cj);
+		/* The list is ordered by (epoch, step): the last is the newest. */
+		if (store_checkpoint_list(s, j->id, &cks, &nck, NULL) == 0 && nck > 0)
+			job_checkpoint_from_store(&j->newest, &cks[nck - 1]);
+		for (size_t k = 0; k < nck; k++)
+			store_checkpoint_clear(&cks[k]);
+		free(cks);
+		if (store_history(s, j->id, &hist, &nh, NULL) == 0 && nh > 0) {
+			j->last_val_acc = hist[nh - 1].val_acc;
+			j->has_val_acc = true;
+			for (size_t h = 0; h < nh; h++)
+				job_note_row(j, &hist[h]);
+		}
+		free(hist);
+		pthread_mutex_lock(&j->mu);
+		j->prog.epoch = j->newest.valid ? j->newest.epoch : 0;
+		j->prog.step = j->newest.valid ? j->newest.step : 0;
+		pthread_mutex_unlock(&j->mu);
+		recover_steps(j, &tc);
+		atomic_store(&j->kill_after, r->kill_after >= 1 ? r->kill_after : -1);
+		if ((j->state == JOB_RUNNING || j->state == JOB_QUEUED) && r->kill_after >= 1 &&
+		    (uint32_t)r->kill_after <= j->committed_epoch) {
+			/* Epoch N committed, traind stopped before recording the kill. */
+			log_notice("job %" PRId64 " (%s): killed after epoch %" PRId64 " as requested before "
+				   "traind stopped", j->id, j->name, r->kill_after);
+			j->state = JOB_KILLED;
+			if (store_job_set_state(s, j->id, JOB_KILLED, NULL, &cerr) < 0)
+				log_err("job %" PRId64 ": cannot record state killed: %s", j->id, cerr.msg);
+		}
+		if ((j->state == JOB_RUNNING || j->state == JOB_QUEUED) && recover_data_changed(j, s, &tc)) {
+			j->state = JOB_FAILED;
+			if (store_job_set_state(s, j->id, JOB_FAILED, j->error, &cerr) < 0)
+				log_err("job %" PRId64 ": cannot record state failed: %s", j->id, cerr.msg);
+			free(j->state_error);
+			j->state_error = j->error ? strdup(j->error) : NULL;
+		}
+		if (j->state == JOB_RUNNING || j->state == JOB_QUEUED) {
+			log_notice("job %" PRId64 " (%s): was %s when traind stopped; continuing from %s "
+				   "epoch %u step %u",
+				   j->id, j->name, job_state_name(j->state),
+				   j->newest.valid ? "its checkpoint at" : "the start,",
+				   j->newest.epoch, j->newest.step);
+			/* Queued again, in the database too: what status shows is what
+			 * the database holds. */
+			if (j->state == JOB_RUNNING &&
+			    store_job_set_state(s, j->id, JOB_QUEUED, r->last_error, &cerr) < 0)
+				log_err("job %" PRId64 ": cannot record state queued: %s", j->id, cerr.msg);
+			j->state = JOB_QUEUED;
+			j->queue_seq = d->next_seq++;
+		}
+		j->target = j->state;
+	}
+	store_jobs_free(rows, n);
+	return rc;
+}
+
+void jobs_start(struct daemon *d)
+{
+	waiters_start(d);
+	schedule(d);
+	if (d->on_change)
+		d->on_change(d);
+}
+
+/* ==== verbs ============================================================= */
+
+static void invalid_state(struct call *c, struct job *j, const char *msg)
+{
+	call_error(c, PROTO_INVALID_STATE,
+		   json_pack("{s:I,s:s,s:s}", "id", (json_int_t)j->id, "state", job_state_name(j->state),
+			     "message", msg));
+}
+
+void job_spec_clear(struct daemon *d, struct job_spec *spec)
+{
+	if (spec->ds)
+		dscache_put(d->dsc, spec->ds);
+	spec->ds = NULL;
+	free(spec->init_ckpt);
+	spec->init_ckpt = NULL;
+	free(spec->origin_rows);
+	spec->origin_rows = NULL;
+}
+
+/* A Start on its way to the database. The job is allocated, and its slot in
+ * the registry reserved, before the row is written: once it is durable the
+ * job joins the registry without anything left to fail. */
+struct create_req {
+	struct daemon *d;
+	struct call *c;
+	struct job *j;               /* filled in from the spec, not yet in the registry */
+	struct job_spec spec;        /* init_ckpt for the store thread; ds moved to j */
+	char *config_json;
+	int64_t id;
+};
+
+static int create_fn(struct store *s, void *arg, struct tr_err *err)
+{
+	struct create_req *r = arg;
+	const struct job_spec *sp = &r->spec;
+	int rc;
+
+	if (!sp->init_ckpt)
+		rc = store_job_create(s, sp->name, r->config_json, sp->cfg.epochs, sp->keep, JOB_QUEUED,
+				      &r->id, err);
+	else if (sp->has_origin) {   /* from another job: its checkpoint, history and origin */
+		struct store_origin o = {
+			.text = sp->origin, .epoch = sp->origin_epoch, .step = sp->origin_step,
+			.is_epoch = sp->origin_is_epoch, .val_loss = sp->origin_val_loss,
+			.rows = sp->origin_rows, .nrows = sp->origin_epoch,
+		};
+
+		rc = store_job_create_from(s, sp->name, r->config_json, sp->cfg.epochs, sp->keep,
+					   JOB_QUEUED, sp->init_ckpt, sp->init_len, sp->init_checksum,
+					   &o, &r->id, err);
+	} else   /* With a starting model: the job and its first checkpoint, in one transaction. */
+		rc = store_job_create_at(s, sp->name, r->config_json, sp->cfg.epochs, sp->keep,
+					 JOB_QUEUED, sp->init_ckpt, sp->init_len, sp->init_checksum,
+					 &r->id, err);
+	/* A crash in between leaves the job without a digest: its first run
+	 * records it (as for a job stored before digests). */
+	if (rc == 0 && sp->dataset_digest[0] &&
+	    store_job_set_dataset_digest(s, r->id, sp->dataset_digest, err) < 0)
+		log_err("job %" PRId64 ": cannot record its dataset's digest: %s", r->id, err->msg);
+	return rc;
+}
+
+static void create_cancel(void *arg)
+{
+	struct create_req *r = arg;
+
+	r->c = NULL;   /* the job is still created; nobody to tell its id */
+}
+
+static void create_req_free(struct create_req *r)
+{
+	if (r->j)
+		job_destroy(r->j);
+	job_spec_clear(r->d, &r->spec);
+	free(r->config_json);
+	free(r);
+}
+
+static void create_done(void *arg, int rc, const struct tr_err *err)
+{
+	struct create_req *r = arg;
+	struct daemon *d = r->d;
+	struct job *j = r->j;
+
+	d->creating--;
+	if (r->c)
+		call_on_cancel(r->c, NULL, NULL);
+	if (rc < 0) {
+		if (r->c)
+			call_error(r->c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", err ? err->msg : "?"));
+		create_req_free(r);
+		return;
+	}
+	r->j = NULL;
+	j->id = r->id;
+	j->created = j->updated = now_unix();
+	if (r->spec.init_ckpt) {
+		j->newest.valid = true;
+		j->newest.is_epoch = false;
+		j->newest.size = (int64_t)r->spec.init_len;
+		j->newest.created = j->created;
+		j->newest.val_loss = NAN;
+		snprintf(j->newest.checksum, sizeof(j->newest.checksum), "%s", r->spec.init_checksum);
+	}
+	if (r->spec.has_origin) {
+		j->origin = strdup(r->spec.origin);   /* shown if it could be kept; stored either way */
+		j->newest.epoch = r->spec.origin_epoch;
+		j->newest.step = r->spec.origin_step;
+		j->newest.is_epoch = r->spec.origin_is_epoch;
+		j->newest.val_loss = r->spec.origin_is_epoch ? r->spec.origin_val_loss : NAN;
+		j->committed_epoch = r->spec.origin_epoch;
+		if (r->spec.origin_epoch) {
+			j->last_val_acc = r->spec.origin_val_acc;
+			j->has_val_acc = true;
+		}
+		pthread_mutex_lock(&j->mu);
+		j->prog.epoch = r->spec.origin_epoch;
+		j->prog.step = r->spec.origin_step;
+		pthread_mutex_unlock(&j->mu);
+	}
+	j->queue_seq = d->next_seq++;
+	d->jobs[d->njobs++] = j;   /* reserved by jobs_start_job */
+	log_notice("job %" PRId64 " (%s): created: %s, %u epochs, batch %u, %s lr %g", j->id, j->name,
+		   j->cfg.dataset, j->cfg.epochs, j->cfg.batch_size, config_optim_name(j->cfg.optimizer),
+		   j->cfg.lr);
+	if (r->c)
+		call_reply(r->c, json_pack("{s:I}", "id", (json_int_t)j->id), false);
+	create_req_free(r);
+	schedule(d);
+	if (d->on_change)
+		d->on_change(d);
+}
+
+void jobs_start_job(struct daemon *d, struct call *c, struct job_spec *spec)
+{
+	struct create_req *r = calloc(1, sizeof(*r));
+	json_t *cj = NULL;
+	struct job *j;
+
+	if (!r) {
+		job_spec_clear(d, spec);
+		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
+		return;
+	}
+	r->d = d;
+	r->spec = *spec;   /* r owns what spec owned */
+	spec->ds = NULL;
+	spec->init_ckpt = NULL;
+	spec->origin_rows = NULL;
+	cj = config_to_json(&r->spec.cfg);
+	if (cj)
+		r->config_json = json_dumps(cj, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+	json_decref(cj);
+	r->j = j = job_alloc(d);
+	if (!r->config_json || !j || registry_reserve(d, 1) < 0) {
+		create_req_free(r);
+		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
+		return;
+	}
+	snprintf(j->name, sizeof(j->name), "%s", r->spec.name);
+	j->cfg = r->spec.cfg;
+	j->keep = r->spec.keep;
+	j->state = j->target = JOB_QUEUED;   /* the row is created queued */
+	j->ds = r->spec.ds;                  /* for its first run */
+	r->spec.ds = NULL;
+	j->prog.steps_per_epoch = r->spec.steps_per_epoch;
+	j->params = r->spec.params;
+	j->classes = j->ds ? j->ds->classes : 0;
+	snprintf(j->dataset_digest, sizeof(j->dataset_digest), "%s", r->spec.dataset_digest);
+	if (storeq_submit(d->sq, create_fn, r, create_done) < 0) {
+		create_req_free(r);
+		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "cannot queue the job"));
+		return;
+	}
+	d->creating++;
+	r->c = c;
+	call_on_cancel(c, create_cancel, r);
+}
+
+void jobs_pause(struct daemon *d, struct call *c, struct job *j)
+{
+	if (j->target == JOB_QUEUED) {
+		job_drop_dataset(j);
+		set_state(j, JOB_PAUSED, NULL, c);   /* answers c once durable */
+		return;
+	}
+	if (j->target != JOB_RUNNING || !j->worker_alive) {
+		invalid_state(c, j, "only a queued or running job can be paused");
+		return;
+	}
+	job_runner(j)->stop(j, STOP_PAUSE);
+	waiters_add_stop(j, c);
+}
+
+/* ---- a job's configuration, recorded again (resume --epochs) ---- */
+
+struct config_write {
+	int64_t id;
+	uint32_t epochs;
+	char *json;                  /* owned */
+};
+
+static int config_fn(struct store *s, void *arg, struct tr_err *err)
+{
+	struct config_write *w = arg;
+
+	return store_job_set_config(s, w->id, w->json, w->epochs, err);
+}
+
+static void config_done(void *arg, int rc, const struct tr_err *err)
+{
+	struct config_write *w = arg;
+
+	if (rc < 0)
+		log_err("job %" PRId64 ": cannot record its %u epochs: %s", w->id, w->epochs,
+			err ? err->msg : "?");
+	free(w->json);
+	free(w);
+}
+
+/* Record j->cfg; queued before the state write that follows it, so the store
+ * holds the new epochs before the job is queued again. */
+static int record_config(struct job *j)
+{
+	struct config_write *w = calloc(1, sizeof(*w));
+	json_t *o = config_to_json(&j->cfg);
+
+	if (w && o && (w->json = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17)))) {
+		w->id = j->id;
+		w->epochs = j->cfg.epochs;
+		json_decref(o);
+		if (storeq_submit(j->d->sq, config_fn, w, config_done) == 0)
+			return 0;
+		o = NULL;
+	}
+	json_decref(o);
+	if (w)
+		free(w->json);
+	free(w);
+	return -ENOMEM;
+}
+
+void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_only,
+		 uint32_t epochs, uint32_t ranks)
+{
+	bool more = epochs > 0;
+
+	if (j->target != JOB_PAUSED && j->target != JOB_KILLED && j->target != JOB_FAILED &&
+	    !(more && j->target == JOB_DONE)) {
+		invalid_state(c, j, j->target == JOB_DONE ? "the job is already done (resume --epochs N trains it on to N epochs)"
+							   : "only a paused, killed or failed job can be resumed");
+		return;
+	}
+	if (j->worker_alive || j->finalize_pending) {
+		invalid_state(c, j, "the job is still stopping");
+		return;
+	}
+	if (more && epochs <= j->committed_epoch) {
+		call_invalid_parameter(c, "epochs",
+				       "job %" PRId64 " has committed %u epoch(s); the epochs in all must be more than that, not %u",
+				       j->id, j->committed_epoch, epochs);
+		return;
+	}
+	if (ranks && config_shards(&j->cfg) % ranks != 0) {
+		call_invalid_parameter(c, "ranks",
+				       "%u ranks do not divide job %" PRId64 "'s %u shards", ranks, j->id,
+				       config_shards(&j->cfg));
+		return;
+	}
+	if ((more && epochs != j->cfg.epochs) || (ranks && ranks != j->cfg.ranks)) {
+		uint32_t old = j->cfg.epochs, old_ranks = j->cfg.ranks;
+
+		j->cfg.epochs = more ? epochs : old;
+		j->cfg.ranks = ranks ? ranks : old_ranks;
+		if (record_config(j) < 0) {
+			j->cfg.epochs = old;
+			j->cfg.ranks = old_ranks;
+			call_error(c, PROTO_STORAGE_ERROR,
+				   json_pack("{s:s}", "message", "cannot record the job's epochs"));
+			return;
+		}
+		if (more && epochs != old)
+			log_notice("job %" PRId64 ": %u epochs in all (was %u)", j->id, epochs, old);
+		if (ranks && ranks != old_ranks)
+			log_notice("job %" PRId64 ": on %u rank(s) (was %u)", j->id, ranks, old_ranks);
+	}
+	j->weights_only_next = weights_only;
+	j->go_on_next = more;
+	j->restarts = 0;
+	if (atomic_load(&j->kill_after) != -1)
+		set_kill_after(j, -1, NULL);
+	j->queue_seq = d->next_seq++;
+	log_notice("job %" PRId64 ": resumed%s", j->id, weights_only ? " (weights only)" : "");
+	set_state(j, JOB_QUEUED, NULL, c);   /* answers c once durable */
+	schedule(d);
+}
+
+void jobs_kill(struct daemon *d, struct call *c, struct job *j, int64_t after_epoch)
+{
+	if (j->target != JOB_RUNNING && j->target != JOB_QUEUED) {
+		invalid_state(c, j, "only a queued or running job can be killed");
+		return;
+	}
+	if (after_epoch > 0 && (uint32_t)after_epoch > j->committed_epoch) {
+		if ((uint64_t)after_epoch > j->cfg.epochs) {
+			call_invalid_parameter(c, "after_epoch", "after_epoch is beyond the job's last epoch");
+			return;
+		}
+		log_notice("job %" PRId64 ": will be killed after epoch %" PRId64 " commits", j->id,
+			   after_epoch);
+		set_kill_after(j, after_epoch, c);   /* answers c once recorded */
+		return;
+	}
+	if (j->target == JOB_QUEUED && !j->worker_alive) {
+		log_notice("job %" PRId64 ": killed while queued", j->id);
+		job_drop_dataset(j);
+		set_state(j, JOB_KILLED, NULL, c);   /* answers c once durable */
+		return;
+	}
+	job_runner(j)->stop(j, STOP_KILL);
+	log_notice("job %" PRId64 ": kill requested", j->id);
+	waiters_add_stop(j, c);
+}
+
+/* ==== removal (io.traind.Delete) ======================================== */
+
+struct removal {
+	struct job *j;
+	struct call *c;              /* answered once removed; NULL when the client left */
+	int64_t id;
+	enum job_state was;          /* the job's state when Delete was called */
+	bool killed;                 /* force stopped its worker first */
+	struct store_removed removed;
+};
+
+static int removal_fn(struct store *s, void *arg, struct tr_err *err)
+{
+	struct removal *r = arg;
+
+	return store_job_delete(s, r->id, &r->removed, err);
+}
+
+static void removal_cancel(void *arg)
+{
+	((struct removal *)arg)->c = NULL;   /* the removal goes on */
+}
+
+/* Take j out of the registry and free it; every call still waiting on it
+ * ends with JobRemoved. Only once its worker is gone and all its store work
+ * has run (the removal is the last: the store thread keeps the order). */
+static void job_remove(struct daemon *d, struct job *j)
+{
+	waiters_remove_all(j);
+	for (size_t i = 0; i < d->njobs; i++) {
+		if (d->jobs[i] == j) {
+			memmove(&d->jobs[i], &d->jobs[i + 1], (d->njobs - i - 1) * sizeof(d->jobs[0]));
+			d->njobs--;
+			break;
+		}
+	}
+	j->removal = NULL;   /* removal_done's, which frees it */
+	job_destroy(j);      /* everything else the job owns: its errors, its dataset reference... */
+}
+
+static void removal_done(void *arg, int rc, const struct tr_err *err)
+{
+	struct removal *r = arg;
+	struct job *j = r->j;
+	struct daemon *d = j->d;
+
+	if (r->c)
+		call_on_cancel(r->c, NULL, NULL);
+	if (rc < 0) {
+		/* Still there: it becomes visible again, as it now is (killed, if
+		 * force stopped it; a queued one may run). */
+		log_err("job %" PRId64 ": cannot remove it: %s", r->id, err ? err->msg : "?");
+		j->removal = NULL;
+		if (r->c)
+			call_error(r->c, PROTO_STORAGE_ERROR,
+				   json_pack("{s:s}", "message", err ? err->msg : "cannot remove the job"));
+		free(r);
+		waiters_notify(j);
+		schedule(d);
+		return;
+	}
+	log_notice("job %" PRId64 " (%s): removed (was %s%s) with %" PRId64 " checkpoints (%" PRId64
+		   " bytes) and %" PRId64 " history rows",
+		   r->id, j->name, job_state_name(r->was), r->killed ? ", killed first" : "",
+		   r->removed.checkpoints, r->removed.checkpoint_bytes, r->removed.history_rows);
+	if (r->c)
+		call_reply(r->c, json_pack("{s:I,s:s}", "id", (json_int_t)r->id, "state",
+					   job_state_name(r->was)),
+			   false);
+	job_remove(d, j);
+	free(r);
+	if (d->on_change)
+		d->on_change(d);
+}
+
+/* Hand the removal to the store thread: behind every write already queued
+ * for the job, so none of them can land after it. */
+static void removal_submit(struct removal *r)
+{
+	struct job *j = r->j;
+
+	if (storeq_submit(j->d->sq, removal_fn, r, removal_done) == 0)
+		return;
+	j->removal = NULL;
+	if (r->c) {
+		call_on_cancel(r->c, NULL, NULL);
+		call_error(r->c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "cannot queue the removal"));
+	}
+	free(r);
+	waiters_notify(j);
+	schedule(j->d);
+}
+
+void jobs_delete(struct daemon *d, struct call *c, struct job *j, bool force)
+{
+	bool stopping = j->worker_alive || j->finalize_pending;
+	struct removal *r;
+
+	(void)d;
+	if (!force && (stopping || j->state == JOB_QUEUED || j->state == JOB_RUNNING)) {
+		invalid_state(c, j, j->state == JOB_QUEUED
+					    ? "a queued job is removed only with force (trainctl rm --force)"
+					    : "a running job is removed only with force (trainctl rm --force), "
+					      "which kills it first");
+		return;
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r) {
+		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
+		return;
+	}
+	r->j = j;
+	r->c = c;
+	r->id = j->id;
+	r->was = j->state;
+	j->removal = r;
+	call_on_cancel(c, removal_cancel, r);
+	if (stopping) {
+		/* As Kill: the worker stops at once and saves nothing more;
+		 * finalize() submits the removal once it and its commits are done. */
+		r->killed = j->worker_alive;
+		job_runner(j)->stop(j, STOP_KILL);
+		log_notice("job %" PRId64 ": kill requested, to remove it", j->id);
+		return;
+	}
+	removal_submit(r);
+}
+
+void jobs_shutdown(struct daemon *d)
+{
+	d->shutting_down = true;
+	for (size_t i = 0; i < d->njobs; i++) {
+		struct job *j = d->jobs[i];
+
+		if (j->worker_alive)
+			job_runner(j)->stop(j, STOP_SHUTDOWN);
+	}
+	if (d->running == 0 && d->on_drained)
+		d->on_drained(d);
+}
+
+void jobs_free(struct daemon *d)
+{
+	for (size_t i = 0; i < d->njobs; i++) {
+		struct job *j = d->jobs[i];
+
+		waiters_free_all(j);
+		job_destroy(j);
+	}
+	free(d->jobs);
+	d->jobs = NULL;
+	d->njobs = d->cap = 0;
+}
+
+void jobs_summary(struct daemon *d, char *buf, size_t len)
+{
+	unsigned counts[JOB_DONE + 1] = { 0 };
+	size_t used;
+
+	for (size_t i = 0; i < d->njobs; i++)
+		counts[d->jobs[i]->state]++;
+	used = (size_t)snprintf(buf, len, "%u running, %u queued, %u paused", counts[JOB_RUNNING],
+				counts[JOB_QUEUED], counts[JOB_PAUSED]);
+	for (size_t i = 0; i < d->njobs && used < len; i++) {
+		struct job *j = d->jobs[i];
+		uint32_t e, s;
+
+		if (j->state != JOB_RUNNING)
+			continue;
+		pthread_mutex_lock(&j->mu);
+		e = j->prog.epoch;
+		s = j->prog.step;
+		pthread_mutex_unlock(&j->mu);
+		used += (size_t)snprintf(buf + used, len - used, "; job %" PRId64 " epoch %u/%u step %u",
+					 j->id, e + 1 > j->cfg.epochs ? j->cfg.epochs : e + 1, j->cfg.epochs,
+					 s);
+	}
+}

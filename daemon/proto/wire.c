@@ -1,0 +1,189 @@
+/*
+ * wire.c - the protocol's JSON shapes. See daemon/proto/wire.h.
+ */
+#include "daemon/proto/wire.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "traind/config.h"
+#include "traind/spec.h"
+#include "traind/trainer.h"
+
+static double eta_seconds(struct job *j, const struct job_progress *p, bool *known)
+{
+	double remaining;
+
+	*known = false;
+	if (j->state != JOB_RUNNING || p->samples_per_second <= 0 || p->steps_per_epoch == 0)
+		return 0;
+	remaining = ((double)(j->cfg.epochs - p->epoch) * p->steps_per_epoch - p->step) *
+		    j->cfg.batch_size;
+	*known = true;
+	return remaining > 0 ? remaining / p->samples_per_second : 0;
+}
+
+json_t *checkpoint_json(const struct job_checkpoint *c)
+{
+	json_t *o = json_pack("{s:I,s:I,s:s,s:I,s:s,s:I}", "epoch", (json_int_t)c->epoch, "step",
+			      (json_int_t)c->step, "kind", c->is_epoch ? "epoch" : "position", "size",
+			      (json_int_t)c->size, "checksum", c->checksum, "created",
+			      (json_int_t)c->created);
+
+	if (o && c->is_epoch && isfinite(c->val_loss))
+		json_object_set_new(o, "val_loss", json_real(c->val_loss));
+	if (o)
+		json_object_set_new(o, "best", json_boolean(c->best));
+	return o;
+}
+
+json_t *job_to_json(struct job *j)
+{
+	struct job_progress p;
+	json_t *o;
+	bool eta_known;
+	double eta;
+	uint32_t epoch, step;
+
+	job_progress_get(j, &p);
+	/* A running job shows its live position; a stopped one its durable one. */
+	if (j->state == JOB_RUNNING && (p.active || j->worker_alive)) {
+		epoch = p.epoch;
+		step = p.step;
+	} else {
+		epoch = j->newest.valid ? j->newest.epoch : j->committed_epoch;
+		step = j->newest.valid ? j->newest.step : 0;
+	}
+	eta = eta_seconds(j, &p, &eta_known);
+	o = json_pack("{s:I,s:s,s:s,s:I,s:I,s:I,s:I,s:f,s:I,s:o,s:I,s:I,s:I}", "id", (json_int_t)j->id,
+		      "name", j->name, "state", job_state_name(j->state), "epoch", (json_int_t)epoch,
+		      "epochs", (json_int_t)j->cfg.epochs, "step", (json_int_t)step, "steps_per_epoch",
+		      (json_int_t)p.steps_per_epoch, "samples_per_second",
+		      j->state == JOB_RUNNING ? p.samples_per_second : 0.0, "keep", (json_int_t)j->keep,
+		      "config", config_to_json(&j->cfg), "created", (json_int_t)j->created, "updated",
+		      (json_int_t)j->updated, "committed_epoch", (json_int_t)j->committed_epoch);
+	if (!o)
+		return json_object();
+	if (eta_known)
+		json_object_set_new(o, "eta_seconds", json_real(eta));
+	if (j->has_val_acc)
+		json_object_set_new(o, "val_acc", json_real(j->last_val_acc));
+	if (j->newest.valid)
+		json_object_set_new(o, "checkpoint", checkpoint_json(&j->newest));
+	if (!j->model_text && j->classes) {
+		/* Parsed once per job, not at every Status and List, once its
+		 * dataset's classes (which size mlp's last layer) are known. */
+		struct model_spec spec;
+		char text[CFG_MODEL_MAX + 64];
+
+		if (trainer_model_spec(&j->cfg, j->classes, &spec, NULL) == 0)
+			spec_text(&spec, text, sizeof(text));
+		else
+			snprintf(text, sizeof(text), "%s", j->cfg.model);
+		j->model_text = strdup(text);   /* NULL on ENOMEM: tried again next time */
+	}
+	if (j->model_text)
+		json_object_set_new(o, "model", json_string(j->model_text));
+	else if (j->cfg.model[0])
+		json_object_set_new(o, "model", json_string(j->cfg.model));
+	if (j->params)
+		json_object_set_new(o, "params", json_integer((json_int_t)j->params));
+	if (j->numerics)
+		json_object_set_new(o, "numerics", json_string(j->numerics));
+	json_object_set_new(o, "monitor", json_string(monitor_name(j->cfg.monitor)));
+	if (p.has_lr)
+		json_object_set_new(o, "lr", json_real(p.lr));
+	if (j->best_epoch) {
+		json_object_set_new(o, "best_epoch", json_integer(j->best_epoch));
+		json_object_set_new(o, "best_value", json_real(j->best_value));
+	}
+	if (j->stopped_early)
+		json_object_set_new(o, "stopped_early", json_string(j->stopped_early));
+	if (j->dataset_digest[0])
+		json_object_set_new(o, "dataset_digest", json_string(j->dataset_digest));
+	if (j->origin)
+		json_object_set_new(o, "origin", json_string(j->origin));
+	if (j->state == JOB_FAILED && j->state_error)
+		json_object_set_new(o, "error", json_string(j->state_error));
+	else if (j->commit_failed && j->error)
+		json_object_set_new(o, "error", json_string(j->error));
+	if (atomic_load(&j->kill_after) >= 1 && (j->state == JOB_RUNNING || j->state == JOB_QUEUED))
+		json_object_set_new(o, "kill_after", json_integer(atomic_load(&j->kill_after)));
+	if (j->restarts)
+		json_object_set_new(o, "restarts", json_integer(j->restarts));
+	if (j->last_failure)
+		json_object_set_new(o, "last_failure", json_string(j->last_failure));
+	return o;
+}
+
+json_t *watch_json(struct job *j, const struct job_progress *p)
+{
+	bool eta_known;
+	double eta = eta_seconds(j, p, &eta_known);
+	json_t *o = json_pack("{s:I,s:s,s:I,s:I,s:I,s:I,s:f}", "id", (json_int_t)j->id, "state",
+			      job_state_name(j->state), "epoch", (json_int_t)p->epoch, "epochs",
+			      (json_int_t)j->cfg.epochs, "step", (json_int_t)p->step, "steps_per_epoch",
+			      (json_int_t)p->steps_per_epoch, "samples_per_second",
+			      j->state == JOB_RUNNING ? p->samples_per_second : 0.0);
+
+	if (o && p->has_loss)
+		json_object_set_new(o, "loss", json_real(p->loss));
+	if (o && eta_known)
+		json_object_set_new(o, "eta_seconds", json_real(eta));
+	return o;
+}
+
+json_t *history_row_json(const struct history_row *r)
+{
+	json_t *o = json_pack("{s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:s}", "epoch", (json_int_t)r->epoch,
+			      "train_loss", r->train_loss, "train_acc", r->train_acc, "train_macro_acc",
+			      r->train_macro_acc, "val_loss", r->val_loss, "val_acc", r->val_acc,
+			      "val_macro_acc", r->val_macro_acc, "seconds", r->seconds, "note", r->note);
+
+	/* lr: null for rows stored before schedules (their rate was the
+	 * config's lr); grad_norm: null unless the job clips. */
+	if (o && !isnan(r->lr))
+		json_object_set_new(o, "lr", json_real(r->lr));
+	if (o && !isnan(r->grad_norm))
+		json_object_set_new(o, "grad_norm", json_real(r->grad_norm));
+	return o;
+}
+
+json_t *job_id_state_json(struct job *j)
+{
+	return json_pack("{s:I,s:s}", "id", (json_int_t)j->id, "state", job_state_name(j->state));
+}
+
+json_t *dataset_json(const char *name, const struct dataset *ds, const char *digest, uint64_t size,
+		     const char *error)
+{
+	json_t *o = json_pack("{s:s,s:[]}", "name", name, "jobs");
+
+	if (!o)
+		return NULL;
+	if (digest) {
+		json_object_set_new(o, "digest", json_string(digest));
+		json_object_set_new(o, "size", json_integer((json_int_t)size));
+	}
+	if (!ds) {
+		json_object_set_new(o, "error", json_string(error ? error : "cannot be loaded"));
+		return o;
+	}
+	json_object_set_new(o, "format", json_string(ds->format));
+	json_object_set_new(o, "train", json_integer(ds->train.count));
+	json_object_set_new(o, "test", json_integer(ds->test.count));
+	json_object_set_new(o, "shape", json_pack("[i,i,i]", (int)ds->channels, (int)ds->height, (int)ds->width));
+	json_object_set_new(o, "classes", json_integer(ds->classes));
+	json_object_set_new(o, "dtype", json_string(ds->dtype == DS_F32 ? "float32" : "uint8"));
+	if (ds->class_names) {
+		json_t *names = json_array();
+
+		for (uint32_t c = 0; names && c < ds->classes; c++)
+			json_array_append_new(names, json_string(ds->class_names[c]));
+		if (names)
+			json_object_set_new(o, "class_names", names);
+	}
+	return o;
+}

@@ -1,0 +1,1769 @@
+/*
+ * store.c - traind's SQLite database. See daemon/store/store.h.
+ *
+ * Design
+ *
+ * One struct store is one SQLite connection (opened SQLITE_OPEN_NOMUTEX: the
+ * caller guarantees one thread at a time). The daemon has one writer
+ * connection; readers open their own read-only connections, which WAL lets
+ * run next to the writer without blocking it or seeing its uncommitted work.
+ *
+ * Open: busy_timeout and foreign_keys on every connection. A writer first
+ * refuses, before changing anything, a database of a newer schema or one with
+ * tables but user_version 0 (not ours). Then it sets auto_vacuum=INCREMENTAL
+ * on a database without any schema object (with a VACUUM when the file
+ * already has pages and so ignores the pragma), journal_mode=WAL (verified: a
+ * file system without shared memory would silently keep the rollback
+ * journal), synchronous=FULL (a commit survives power loss), a cap on the idle
+ * WAL file and secure_delete=FAST (Debian builds SQLite with SECURE_DELETE;
+ * zeroing every freed page of a pruned blob just before incremental_vacuum
+ * truncates it would double the I/O). A writer checkpoints its WAL in
+ * store_maintain, which its owner calls between requests (the store thread:
+ * after it has reported the commit), instead of inside the commit that
+ * crossed the threshold: that copy of ~1000 pages plus an fsync of the
+ * database doubled an epoch commit's latency every other epoch. The commit
+ * itself is durable once its WAL frames are synced (synchronous=FULL); the
+ * checkpoint only moves them into the database file, itself crash-safe.
+ *
+ * Epoch commits write the new blob last in their transaction, after the
+ * position and retention deletes, so it fills the pages those just freed:
+ * the file does not grow by a blob and shrink back, and the incremental
+ * vacuum after it has nothing to move (it used to move the new blob, ~650
+ * pages, into the old one's place, in a second synced transaction).
+ *
+ * Migrations (tools/embed-migrations.py embeds migrations/NNNN_*.sql as
+ * store_migrations[], version i + 1 at index i): each pending one runs in its
+ * own BEGIN IMMEDIATE transaction together with PRAGMA user_version = N, and
+ * the version is re-read inside the transaction, so concurrent openers and a
+ * crash mid-migration are both harmless. A version above the known one is
+ * refused; a read-only connection migrates nothing and wants the exact version.
+ * Migrations run with foreign_keys=ON (it cannot change inside a transaction):
+ * a table rebuild must use PRAGMA defer_foreign_keys.
+ *
+ * Invariants (per job), kept by doing every change in one transaction:
+ *   - jobs.epoch == number of history rows == the highest history epoch, and
+ *     the history epochs are 1..jobs.epoch (store_commit_epoch only appends
+ *     jobs.epoch + 1; store_drop_checkpoint only truncates);
+ *   - epoch checkpoint N exists only together with history row N, and the
+ *     newest epoch checkpoint is never pruned (retention keeps at least one
+ *     even with keep = 0), so the history ends at the newest checkpoint;
+ *   - at most one position checkpoint, at epoch == jobs.epoch; the next epoch
+ *     commit deletes it.
+ *
+ * Removal (store_job_delete): the job's history, checkpoints and row in one
+ * transaction, then an incremental vacuum, so the file shrinks back (at the
+ * next WAL checkpoint) instead of keeping the free pages. Ids come from
+ * job_id_high (migration 0003), never from SQLite's max(id) + 1, so a
+ * removed job's id is never given again.
+ *
+ * Errors: SQLite result codes never leave this file. errno_of() maps them;
+ * every failure fills tr_err with "what we were doing: sqlite3_errmsg()".
+ * The message is taken before any ROLLBACK, which would overwrite it.
+ *
+ * Style: values only ever reach SQL as bound parameters; the one formatted
+ * statement is PRAGMA user_version = N with N from the embedded table. Every
+ * function finalizes its statements at its single exit label, and a function
+ * that opens a transaction ends it there too (txn_end: COMMIT on success,
+ * ROLLBACK otherwise).
+ */
+#include "daemon/store/store.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "migrations.h"
+
+#define STORE_BUSY_TIMEOUT_MS 5000
+
+struct store {
+	sqlite3 *db;             /* the connection; owned */
+	sqlite3_stmt *rollback;  /* "ROLLBACK", prepared once opened: undoing a failed
+				  * transaction must not need memory; owned */
+	bool readonly;           /* opened SQLITE_OPEN_READONLY: no migrations, writes fail -EROFS */
+	int wal_frames;          /* frames in the WAL after the last commit (wal_hook) */
+};
+
+/* WAL checkpoints: store_maintain copies the WAL into the database once it
+ * holds this many frames (SQLite's own default threshold), after the commit
+ * its caller reported; the hook does it inside the commit only past the hard
+ * cap, for a writer whose owner never calls store_maintain. */
+#define STORE_WAL_CHECKPOINT_FRAMES 1000
+#define STORE_WAL_HARD_FRAMES 8000
+
+/* Column lists shared by the queries and the row readers below. */
+#define JOB_COLUMNS \
+	"id, name, state, config, last_error, keep, epochs, epoch, created_at, updated_at, kill_after, " \
+	"dataset_digest, origin"
+#define CHECKPOINT_COLUMNS \
+	"id, job_id, epoch, step, kind, val_loss, size, checksum, created_at, score"
+#define HISTORY_COLUMNS \
+	"epoch, train_loss, train_acc, train_macro_acc, val_loss, val_acc, val_macro_acc, " \
+	"seconds, note, lr, grad_norm"
+
+/* ---- errors ------------------------------------------------------------ */
+
+/* The project's errno code for an SQLite (extended) result code. */
+static int errno_of(sqlite3 *db, int rc)
+{
+	int sys = db ? sqlite3_system_errno(db) : 0;
+
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_ROW:
+	case SQLITE_DONE:
+		return 0;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return -EBUSY;
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_READONLY:
+		return -EROFS;
+	case SQLITE_IOERR:
+		return sys == ENOSPC || sys == EDQUOT ? -ENOSPC : -EIO;
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+	case SQLITE_PROTOCOL:
+		return -EIO;
+	case SQLITE_CANTOPEN:
+		return sys == ENOENT || sys == EACCES || sys == EPERM || sys == EROFS ||
+				       sys == ENOTDIR || sys == EISDIR
+			       ? -sys
+			       : -EIO;
+	case SQLITE_PERM:
+	case SQLITE_AUTH:
+		return -EACCES;
+	case SQLITE_INTERRUPT:
+		return -EINTR;
+	case SQLITE_CONSTRAINT:
+		switch (rc) {
+		case SQLITE_CONSTRAINT_UNIQUE:
+		case SQLITE_CONSTRAINT_PRIMARYKEY:
+		case SQLITE_CONSTRAINT_ROWID:
+			return -EEXIST;
+		case SQLITE_CONSTRAINT_FOREIGNKEY:
+			return -ENOENT;
+		default:   /* CHECK, NOT NULL, a trigger's RAISE, ... */
+			return -EINVAL;
+		}
+	case SQLITE_TOOBIG:
+	case SQLITE_MISMATCH:
+	case SQLITE_RANGE:
+	case SQLITE_MISUSE:
+		return -EINVAL;
+	default:   /* SQLITE_ERROR (e.g. a table missing), SQLITE_SCHEMA, ... */
+		return -EIO;
+	}
+}
+
+/* Fill err from the connection's last error; returns the errno code. */
+static int db_fail(struct store *s, int rc, struct tr_err *err, const char *ctx)
+{
+	return tr_err_set(err, errno_of(s->db, rc), "%s: %s", ctx, sqlite3_errmsg(s->db));
+}
+
+/* ---- statements -------------------------------------------------------- */
+
+static int prepare(struct store *s, sqlite3_stmt **st, const char *sql, struct tr_err *err,
+		   const char *ctx)
+{
+	int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
+
+	if (rc != SQLITE_OK)
+		return db_fail(s, rc, err, ctx);
+	return 0;
+}
+
+/* Step a statement: 1 for a row, 0 when done, else a negative errno. */
+static int next_row(struct store *s, sqlite3_stmt *st, struct tr_err *err, const char *ctx)
+{
+	int rc = sqlite3_step(st);
+
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc == SQLITE_DONE)
+		return 0;
+	return db_fail(s, rc, err, ctx);
+}
+
+/* Bind int64 parameters ?1..?n. */
+static int bind_i64s(struct store *s, sqlite3_stmt *st, const int64_t *args, int n,
+		     struct tr_err *err, const char *ctx)
+{
+	for (int i = 0; i < n; i++) {
+		int rc = sqlite3_bind_int64(st, i + 1, args[i]);
+
+		if (rc != SQLITE_OK)
+			return db_fail(s, rc, err, ctx);
+	}
+	return 0;
+}
+
+/* Run SQL without parameters or results (may hold several statements). */
+static int exec(struct store *s, const char *sql, struct tr_err *err, const char *ctx)
+{
+	int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+
+	if (rc != SQLITE_OK)
+		return db_fail(s, rc, err, ctx);
+	return 0;
+}
+
+/* Run one statement with int64 parameters ?1..?n and no result rows.
+ * Returns the number of rows it changed, or a negative errno. */
+static int exec_i64(struct store *s, const char *sql, const int64_t *args, int n,
+		    struct tr_err *err, const char *ctx)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = prepare(s, &st, sql, err, ctx);
+	if (rc < 0)
+		goto out;
+	rc = bind_i64s(s, st, args, n, err, ctx);
+	if (rc < 0)
+		goto out;
+	rc = next_row(s, st, err, ctx);
+	if (rc == 0)
+		rc = sqlite3_changes(s->db);
+	else if (rc > 0)
+		rc = tr_err_set(err, -EIO, "%s: unexpected result row", ctx);
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* The first column of the first row of a query with int64 parameters.
+ * -ENOENT (message not set) when there is no row. */
+static int query_i64(struct store *s, const char *sql, const int64_t *args, int n, int64_t *out,
+		     struct tr_err *err, const char *ctx)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = prepare(s, &st, sql, err, ctx);
+	if (rc < 0)
+		goto out;
+	rc = bind_i64s(s, st, args, n, err, ctx);
+	if (rc < 0)
+		goto out;
+	rc = next_row(s, st, err, ctx);
+	if (rc == 0) {
+		rc = -ENOENT;
+	} else if (rc > 0) {
+		*out = sqlite3_column_int64(st, 0);
+		rc = 0;
+	}
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* The first column of a pragma's first row, as text. */
+static int pragma_text(struct store *s, const char *sql, char *buf, size_t size, struct tr_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = prepare(s, &st, sql, err, sql);
+	if (rc < 0)
+		goto out;
+	rc = next_row(s, st, err, sql);
+	if (rc == 0) {
+		rc = tr_err_set(err, -EIO, "%s: returned nothing", sql);
+	} else if (rc > 0) {
+		const unsigned char *t = sqlite3_column_text(st, 0);
+
+		snprintf(buf, size, "%s", t ? (const char *)t : "");
+		rc = 0;
+	}
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int pragma_i64(struct store *s, const char *sql, int64_t *out, struct tr_err *err)
+{
+	int rc = query_i64(s, sql, NULL, 0, out, err, sql);
+
+	if (rc == -ENOENT)
+		rc = tr_err_set(err, -EIO, "%s: returned nothing", sql);
+	return rc;
+}
+
+static double column_real(sqlite3_stmt *st, int col)
+{
+	return sqlite3_column_type(st, col) == SQLITE_NULL ? NAN : sqlite3_column_double(st, col);
+}
+
+/* Bind a double; NaN as NULL (which SQLite would do anyway, but say so). */
+static int bind_real(sqlite3_stmt *st, int col, double v)
+{
+	return isnan(v) ? sqlite3_bind_null(st, col) : sqlite3_bind_double(st, col, v);
+}
+
+static int64_t now_unix(void)
+{
+	return (int64_t)time(NULL);
+}
+
+/* ---- transactions ------------------------------------------------------ */
+
+static void txn_rollback(struct store *s)
+{
+	/* After SQLITE_FULL, IOERR, NOMEM, ... SQLite may have rolled back
+	 * already; ROLLBACK would then only fail. */
+	if (sqlite3_get_autocommit(s->db))
+		return;
+	if (s->rollback) {
+		sqlite3_step(s->rollback);
+		sqlite3_reset(s->rollback);
+	} else {
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	}
+}
+
+/* Before a write outside txn_begin (one autocommit statement): a failed
+ * ROLLBACK (out of memory) may have left the last transaction open, and the
+ * write would join it and be rolled back with it at the next txn_begin. */
+static void autocommit_begin(struct store *s)
+{
+	txn_rollback(s);
+}
+
+/* Writing on into a deleted or replaced file would lose every commit. */
+static int check_not_moved(struct store *s, struct tr_err *err, const char *ctx)
+{
+	int moved = 0;
+
+	if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) == SQLITE_OK && moved)
+		return tr_err_set(err, -EIO, "%s: the database file was deleted or replaced while "
+				  "traind had it open; restart traind", ctx);
+	return 0;
+}
+
+static int txn_begin(struct store *s, struct tr_err *err, const char *ctx)
+{
+	txn_rollback(s);   /* no-op, unless a failed ROLLBACK left one open */
+	if (check_not_moved(s, err, ctx) < 0)
+		return -EIO;
+	return exec(s, "BEGIN IMMEDIATE", err, ctx);
+}
+
+/* End the transaction begun by txn_begin: COMMIT when rc == 0 (rolling back
+ * if that fails), else ROLLBACK. Returns the final result. */
+static int txn_end(struct store *s, int rc, struct tr_err *err, const char *ctx)
+{
+	if (rc == 0)
+		rc = exec(s, "COMMIT", err, ctx);
+	if (rc < 0)
+		txn_rollback(s);
+	return rc;
+}
+
+/* Give the free pages back to the file system. Its own small write
+ * transaction, after the commit that freed them; failure only leaves them in
+ * the free list for the next insert, so it is ignored. */
+static void vacuum_free_pages(struct store *s)
+{
+	sqlite3_exec(s->db, "PRAGMA incremental_vacuum", NULL, NULL, NULL);
+	txn_rollback(s);
+}
+
+/* ---- open, migrations -------------------------------------------------- */
+
+int store_schema_version_known(void)
+{
+	return store_migration_count;
+}
+
+static int version_refused(int64_t v, struct tr_err *err)
+{
+	return tr_err_set(err, -EINVAL,
+			  "database schema version %" PRId64
+			  " is newer than this traind (knows up to %d); upgrade traind",
+			  v, store_schema_version_known());
+}
+
+/* Apply migration m (version m->version) if the database is still just below
+ * it, in one transaction with the version bump. */
+static int apply_migration(struct store *s, const struct store_migration *m, struct tr_err *err)
+{
+	char ctx[96];
+	char bump[48];
+	int64_t v = 0;
+	int rc;
+
+	snprintf(ctx, sizeof(ctx), "schema migration %s", m->name);
+	rc = txn_begin(s, err, ctx);
+	if (rc < 0)
+		return rc;
+	/* Re-read under the write lock: another opener may have been first. */
+	rc = pragma_i64(s, "PRAGMA user_version", &v, err);
+	if (rc < 0 || v >= m->version)
+		goto out;
+	if (v != m->version - 1) {
+		rc = tr_err_set(err, -EINVAL, "%s: database is at schema version %" PRId64
+				", expected %d", ctx, v, m->version - 1);
+		goto out;
+	}
+	rc = exec(s, m->sql, err, ctx);
+	if (rc < 0)
+		goto out;
+	if (sqlite3_get_autocommit(s->db)) {
+		/* Only a migration that ends the transaction itself gets here
+		 * (embed-migrations.py refuses those). */
+		rc = tr_err_set(err, -EINVAL, "%s: the migration ended its transaction", ctx);
+		goto out;
+	}
+	snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", m->version);
+	rc = exec(s, bump, err, ctx);
+out:
+	return txn_end(s, rc, err, ctx);
+}
+
+static int migrate(struct store *s, struct tr_err *err)
+{
+	int known = store_schema_version_known();
+	int64_t v = 0;
+	int rc;
+
+	rc = pragma_i64(s, "PRAGMA user_version", &v, err);
+	if (rc < 0)
+		return rc;
+	if (v > known)
+		return version_refused(v, err);
+	if (v < 0)
+		return tr_err_set(err, -EINVAL, "database schema version %" PRId64 " is not traind's", v);
+	for (int64_t i = v; i < known; i++) {
+		rc = apply_migration(s, &store_migrations[i], err);
+		if (rc < 0)
+			return rc;
+	}
+	/* Someone may have moved it on between our checks. */
+	rc = pragma_i64(s, "PRAGMA user_version", &v, err);
+	if (rc == 0 && v != known)
+		rc = v > known ? version_refused(v, err)
+			       : tr_err_set(err, -EIO, "database schema version %" PRId64
+					    " after migrating to %d", v, known);
+	return rc;
+}
+
+static int check_version(struct store *s, struct tr_err *err)
+{
+	int known = store_schema_version_known();
+	int64_t v = 0;
+	int rc;
+
+	rc = pragma_i64(s, "PRAGMA user_version", &v, err);
+	if (rc < 0)
+		return rc;
+	if (v > known)
+		return version_refused(v, err);
+	if (v != known)
+		return tr_err_set(err, -EINVAL,
+				  "database schema version %" PRId64 " is older than this traind's %d; "
+				  "open it read-write (start traind) to migrate it",
+				  v, known);
+	return 0;
+}
+
+/* Before a writer changes anything: refuse a newer schema, and a file with
+ * tables but no schema version (someone else's database). *objects: the
+ * number of schema objects. */
+static int preflight(struct store *s, int64_t *objects, struct tr_err *err)
+{
+	int64_t v = 0;
+	int rc;
+
+	rc = pragma_i64(s, "PRAGMA user_version", &v, err);
+	if (rc == 0)
+		rc = pragma_i64(s, "SELECT count(*) FROM sqlite_master", objects, err);
+	if (rc < 0)
+		return rc;
+	if (v > store_schema_version_known())
+		return version_refused(v, err);
+	if (v == 0 && *objects > 0)
+		return tr_err_set(err, -EINVAL, "database has %" PRId64 " schema objects but no "
+				  "schema version: not a traind database", *objects);
+	return 0;
+}
+
+/* auto_vacuum can only be chosen before the first table exists. */
+static int set_auto_vacuum(struct store *s, struct tr_err *err)
+{
+	int64_t mode = 0;
+	int rc;
+
+	rc = exec(s, "PRAGMA auto_vacuum = INCREMENTAL", err, "PRAGMA auto_vacuum");
+	if (rc == 0)
+		rc = pragma_i64(s, "PRAGMA auto_vacuum", &mode, err);
+	if (rc < 0 || mode == 2)
+		return rc;
+	/* The file has pages already (it was created, but never given a
+	 * table): the mode only changes by rebuilding it, cheap while empty. */
+	rc = exec(s, "VACUUM", err, "VACUUM (to set auto_vacuum)");
+	if (rc == 0)
+		rc = pragma_i64(s, "PRAGMA auto_vacuum", &mode, err);
+	if (rc == 0 && mode != 2)
+		rc = tr_err_set(err, -EIO, "PRAGMA auto_vacuum is %" PRId64 " after VACUUM, not 2", mode);
+	return rc;
+}
+
+static int configure(struct store *s, struct tr_err *err)
+{
+	int64_t objects = 0;
+	char mode[32];
+	int rc;
+
+	rc = sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
+	if (rc != SQLITE_OK)
+		return db_fail(s, rc, err, "busy_timeout");
+	rc = exec(s, "PRAGMA foreign_keys = ON", err, "PRAGMA foreign_keys");
+	if (rc < 0 || s->readonly)
+		return rc;
+	rc = preflight(s, &objects, err);
+	if (rc == 0 && objects == 0)
+		rc = set_auto_vacuum(s, err);
+	if (rc < 0)
+		return rc;
+	rc = pragma_text(s, "PRAGMA journal_mode = WAL", mode, sizeof(mode), err);
+	if (rc < 0)
+		return rc;
+	if (strcasecmp(mode, "wal") != 0)
+		return tr_err_set(err, -EINVAL,
+				  "journal_mode is '%s', not 'wal' (a file system without shared memory?)",
+				  mode);
+	rc = exec(s, "PRAGMA synchronous = FULL", err, "PRAGMA synchronous");
+	if (rc == 0)
+		rc = exec(s, "PRAGMA journal_size_limit = 67108864", err,   /* 64 MiB */
+			  "PRAGMA journal_size_limit");
+	if (rc == 0)
+		rc = exec(s, "PRAGMA secure_delete = FAST", err, "PRAGMA secure_delete");
+	return rc;
+}
+
+/* SQLite calls this after each commit of the writer (instead of its
+ * automatic checkpoint, which it replaces): remember the WAL's size. */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	struct store *s = arg;
+
+	s->wal_frames = frames;
+	if (frames >= STORE_WAL_HARD_FRAMES)
+		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	return SQLITE_OK;
+}
+
+void store_maintain(struct store *s)
+{
+	int log = 0, done = 0;
+
+	if (!s || s->readonly || s->wal_frames < STORE_WAL_CHECKPOINT_FRAMES)
+		return;
+	/* PASSIVE: never waits for readers; what it could not copy now, the
+	 * next call copies. */
+	if (sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done) == SQLITE_OK &&
+	    done >= log)
+		s->wal_frames = 0;
+}
+
+int store_open(struct store **out, const char *path, bool readonly, struct tr_err *err)
+{
+	struct store *s = NULL;
+	int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+		    SQLITE_OPEN_NOMUTEX;
+	int rc;
+
+	if (!out || !path || !*path)
+		return tr_err_set(err, -EINVAL, "store_open: no database path");
+	*out = NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return tr_err_set(err, -ENOMEM, "out of memory");
+	s->readonly = readonly;
+	rc = sqlite3_open_v2(path, &s->db, flags, NULL);
+	if (rc != SQLITE_OK) {
+		rc = s->db ? db_fail(s, rc, err, "opening the database")
+			   : tr_err_set(err, -ENOMEM, "opening the database: out of memory");
+		goto fail;
+	}
+	sqlite3_extended_result_codes(s->db, 1);
+	rc = configure(s, err);
+	if (rc < 0)
+		goto fail;
+	rc = readonly ? check_version(s, err) : migrate(s, err);
+	if (rc < 0)
+		goto fail;
+	/* After the migrations, whose schema changes would expire it. */
+	rc = prepare(s, &s->rollback, "ROLLBACK", err, "preparing ROLLBACK");
+	if (rc < 0)
+		goto fail;
+	if (!readonly)
+		sqlite3_wal_hook(s->db, wal_hook, s);
+	*out = s;
+	return 0;
+fail:
+	store_close(s);
+	return rc;
+}
+
+void store_close(struct store *s)
+{
+	if (!s)
+		return;
+	/* Every other statement is finalized where it was prepared, so this
+	 * closes. */
+	sqlite3_finalize(s->rollback);
+	sqlite3_close(s->db);
+	free(s);
+}
+
+int store_schema_version(struct store *s)
+{
+	int64_t v = 0;
+	int rc = pragma_i64(s, "PRAGMA user_version", &v, NULL);
+
+	return rc < 0 ? rc : (int)v;
+}
+
+/* ---- jobs -------------------------------------------------------------- */
+
+/* The jobs.state column's text of each enum job_state (the schema's CHECK
+ * lists the same): the one place a state is text on its way to SQL. */
+static const char *const state_text[JOB_STATE_COUNT] = {
+	[JOB_QUEUED] = "queued", [JOB_RUNNING] = "running", [JOB_PAUSED] = "paused",
+	[JOB_KILLED] = "killed", [JOB_FAILED] = "failed", [JOB_DONE] = "done",
+};
+
+/* The column's text of `st`; NULL for a value that is not a state. */
+static const char *state_column(enum job_state st)
+{
+	return (unsigned)st < JOB_STATE_COUNT ? state_text[st] : NULL;
+}
+
+/* The state a column's text holds. The schema's CHECK admits only the
+ * texts above; anything else (a database written around it) reads as
+ * failed, so the job is shown and can be resumed or removed. */
+static enum job_state state_from_column(const unsigned char *text)
+{
+	for (int i = 0; text && i < JOB_STATE_COUNT; i++)
+		if (strcmp((const char *)text, state_text[i]) == 0)
+			return (enum job_state)i;
+	return JOB_FAILED;
+}
+
+static int check_job_args(const char *name, const char *config_json, enum job_state state,
+			  struct tr_err *err, const char *ctx)
+{
+	if (!name || strnlen(name, STORE_NAME_MAX) >= STORE_NAME_MAX)
+		return tr_err_set(err, -EINVAL, "%s: the name must be shorter than %d bytes", ctx,
+				  STORE_NAME_MAX);
+	if (!config_json || !state_column(state))
+		return tr_err_set(err, -EINVAL, "%s: no configuration or state", ctx);
+	return 0;
+}
+
+/* INSERT the job row (arguments checked); its id into *id. */
+static int insert_job(struct store *s, const char *name, const char *config_json, uint32_t epochs,
+		      int32_t keep, enum job_state state, int64_t *id, struct tr_err *err, const char *ctx)
+{
+	static const char sql[] =
+		"INSERT INTO jobs (id, name, config, state, epochs, epoch, keep, last_error, created_at, "
+		"updated_at) VALUES ((SELECT id + 1 FROM job_id_high), ?1, ?2, ?3, ?4, 0, ?5, NULL, ?6, ?6)";
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = prepare(s, &st, sql, err, ctx);
+	if (rc < 0)
+		goto out;
+	rc = sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 2, config_json, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 3, state_column(state), -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 4, epochs);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 5, keep);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 6, now_unix());
+	if (rc != SQLITE_OK) {
+		rc = db_fail(s, rc, err, ctx);
+		goto out;
+	}
+	rc = next_row(s, st, err, ctx);
+	if (rc == 0)
+		*id = sqlite3_last_insert_rowid(s->db);
+out:
+	sqlite3_finalize(st);
+	return rc < 0 ? rc : 0;
+}
+
+int store_job_create(struct store *s, const char *name, const char *config_json, uint32_t epochs,
+		     int32_t keep, enum job_state state, int64_t *id, struct tr_err *err)
+{
+	const char *ctx = "creating a job";
+	int64_t new_id = 0;
+	int rc;
+
+	rc = check_job_args(name, config_json, state, err, ctx);
+	if (rc < 0)
+		return rc;
+	if (check_not_moved(s, err, ctx) < 0)
+		return -EIO;
+	autocommit_begin(s);
+	rc = insert_job(s, name, config_json, epochs, keep, state, &new_id, err, ctx);
+	if (rc == 0 && id)
+		*id = new_id;
+	return rc;
+}
+
+/* Run an UPDATE ... WHERE id = ?1 of one job whose parameters were bound
+ * with result `bound`; -ENOENT when there is no such job. Finalizes st. */
+static int update_one_job(struct store *s, sqlite3_stmt *st, int bound, int64_t id, struct tr_err *err,
+			  const char *ctx)
+{
+	int rc;
+
+	if (bound != SQLITE_OK) {
+		rc = db_fail(s, bound, err, ctx);
+	} else {
+		rc = next_row(s, st, err, ctx);
+		if (rc == 0 && sqlite3_changes(s->db) == 0)
+			rc = tr_err_set(err, -ENOENT, "job %" PRId64 ": no such job", id);
+	}
+	sqlite3_finalize(st);
+	return rc < 0 ? rc : 0;
+}
+
+int store_job_set_state(struct store *s, int64_t id, enum job_state state, const char *last_error,
+			struct tr_err *err)
+{
+	static const char sql[] =
+		"UPDATE jobs SET state = ?2, last_error = ?3, updated_at = ?4 WHERE id = ?1";
+	sqlite3_stmt *st = NULL;
+	char ctx[96];
+	int rc;
+
+	const char *text = state_column(state);
+
+	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": setting state '%.20s'", id, text ? text : "");
+	if (!text)
+		return tr_err_set(err, -EINVAL, "%s: no state", ctx);
+	autocommit_begin(s);
+	rc = prepare(s, &st, sql, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = sqlite3_bind_int64(st, 1, id);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = last_error ? sqlite3_bind_text(st, 3, last_error, -1, SQLITE_STATIC)
+				: sqlite3_bind_null(st, 3);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 4, now_unix());
+	return update_one_job(s, st, rc, id, err, ctx);
+}
+
+int store_job_set_config(struct store *s, int64_t id, const char *config_json, uint32_t epochs,
+			 struct tr_err *err)
+{
+	static const char sql[] =
+		"UPDATE jobs SET config = ?2, epochs = ?3, updated_at = ?4 WHERE id = ?1";
+	sqlite3_stmt *st = NULL;
+	char ctx[96];
+	int rc;
+
+	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": recording its configuration", id);
+	if (!config_json)
+		return tr_err_set(err, -EINVAL, "%s: no configuration", ctx);
+	autocommit_begin(s);
+	rc = prepare(s, &st, sql, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = sqlite3_bind_int64(st, 1, id);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 2, config_json, -1, SQLITE_TRANSIENT);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 3, epochs);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 4, now_unix());
+	return update_one_job(s, st, rc, id, err, ctx);
+}
+
+int store_job_set_kill_after(struct store *s, int64_t id, int64_t epoch, struct tr_err *err)
+{
+	static const char sql[] = "UPDATE jobs SET kill_after = ?2, updated_at = ?3 WHERE id = ?1";
+	sqlite3_stmt *st = NULL;
+	char ctx[96];
+	int rc;
+
+	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": recording kill after epoch %" PRId64, id, epoch);
+	autocommit_begin(s);
+	rc = prepare(s, &st, sql, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = sqlite3_bind_int64(st, 1, id);
+	if (rc == SQLITE_OK)
+		rc = epoch >= 1 ? sqlite3_bind_int64(st, 2, epoch) : sqlite3_bind_null(st, 2);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 3, now_unix());
+	return update_one_job(s, st, rc, id, err, ctx);
+}
+
+int store_job_set_dataset_digest(struct store *s, int64_t id, const char *digest, struct tr_err *err)
+{
+	static const char sql[] = "UPDATE jobs SET dataset_digest = ?2, updated_at = ?3 WHERE id = ?1";
+	sqlite3_stmt *st = NULL;
+	char ctx[96];
+	int rc;
+
+	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": recording its dataset's digest", id);
+	if (digest && (strncmp(digest, "sha256:", 7) != 0 || strlen(digest) != 7 + 64))
+		return tr_err_set(err, -EINVAL, "%s: '%.80s' is not a sha256: digest", ctx, digest);
+	autocommit_begin(s);
+	rc = prepare(s, &st, sql, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = sqlite3_bind_int64(st, 1, id);
+	if (rc == SQLITE_OK)
+		rc = digest ? sqlite3_bind_text(st, 2, digest, -1, SQLITE_STATIC) : sqlite3_bind_null(st, 2);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 3, now_unix());
+	return update_one_job(s, st, rc, id, err, ctx);
+}
+
+/* ---- dataset file digests ---------------------------------------------- */
+
+/* A file's identity as parameters ?1..?5 (path, size, mtime_ns, ctime_ns,
+ * inode); an SQLite result code. */
+static int bind_file_id(sqlite3_stmt *st, const struct store_file_id *f)
+{
+	int rc = sqlite3_bind_text(st, 1, f->path, -1, SQLITE_STATIC);
+
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 2, f->size);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 3, f->mtime_ns);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 4, f->ctime_ns);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 5, f->inode);
+	return rc;
+}
+
+int store_file_digest_get(struct store *s, const struct store_file_id *f, char hex[65],
+			  struct tr_err *err)
+{
+	static const char sql[] = "SELECT sha256 FROM dataset_files WHERE path = ?1 AND size = ?2 "
+				  "AND mtime_ns = ?3 AND ctime_ns = ?4 AND inode = ?5";
+	const char *ctx = "reading a dataset file's digest";
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = prepare(s, &st, sql, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = bind_file_id(st, f);
+	if (rc != SQLITE_OK) {
+		rc = db_fail(s, rc, err, ctx);
+		goto out;
+	}
+	rc = next_row(s, st, err, ctx);
+	if (rc == 1) {
+		const unsigned char *t = sqlite3_column_text(st, 0);
+
+		if (t && strlen((const char *)t) == 64) {
+			memcpy(hex, t, 65);
+			rc = 0;
+		} else {
+			rc = -ENOENT;
+		}
+	} else if (rc == 0) {
+		rc = -ENOENT;
+	}
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* One INSERT OR REPLACE of a file digest row, in whatever transaction is open. */
+static int put_file_digest(struct store *s, const struct store_file_id *f, const char *hex,
+			   struct tr_err *err, const char *ctx)
+{
+	static const char sql[] = "INSERT OR REPLACE INTO dataset_files (path, size, mtime_ns, ctime_ns, "
+				  "inode, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = prepare(s, &st, sql, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = bind_file_id(st, f);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 6, hex, -1, SQLITE_STATIC);
+	if (rc != SQLITE_OK)
+		rc = db_fail(s, rc, err, ctx);
+	else
+		rc = next_row(s, st, err, ctx);
+	sqlite3_finalize(st);
+	return rc < 0 ? rc : 0;
+}
+
+int store_file_digest_put(struct store *s, const struct store_file_id *f, const char *hex,
+			  struct tr_err *err)
+{
+	return store_file_digests_put(s, f, &hex, 1, err);
+}
+
+int store_file_digests_put(struct store *s, const struct store_file_id *f, const char *const *hex,
+			   size_t n, struct tr_err *err)
+{
+	const char *ctx = "remembering dataset files' digests";
+	int rc;
+
+	if (n == 0)
+		return 0;
+	rc = txn_begin(s, err, ctx);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = put_file_digest(s, &f[i], hex[i], err, ctx);
+	return txn_end(s, rc, err, ctx);
+}
+
+static char *dup_column_text(sqlite3_stmt *st, int col)
+{
+	const unsigned char *t = sqlite3_column_text(st, col);
+
+	return t ? strdup((const char *)t) : NULL;
+}
+
+/* Fill *j from a row of JOB_COLUMNS. */
+static int read_job(sqlite3_stmt *st, struct store_job *j, struct tr_err *err)
+{
+	const unsigned char *name = sqlite3_column_text(st, 1);
+	const unsigned char *state = sqlite3_column_text(st, 2);
+	bool has_error;
+
+	memset(j, 0, sizeof(*j));
+	j->id = sqlite3_column_int64(st, 0);
+	snprintf(j->name, sizeof(j->name), "%s", name ? (const char *)name : "");
+	j->state = state_from_column(state);
+	j->keep = (int32_t)sqlite3_column_int64(st, 5);
+	j->epochs = (uint32_t)sqlite3_column_int64(st, 6);
+	j->epoch = (uint32_t)sqlite3_column_int64(st, 7);
+	j->created_at = sqlite3_column_int64(st, 8);
+	j->updated_at = sqlite3_column_int64(st, 9);
+	j->kill_after = sqlite3_column_type(st, 10) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 10);
+	if (sqlite3_column_type(st, 11) != SQLITE_NULL)
+		snprintf(j->dataset_digest, sizeof(j->dataset_digest), "%s",
+			 (const char *)sqlite3_column_text(st, 11));
+	if (sqlite3_column_type(st, 3) == SQLITE_NULL)
+		return tr_err_set(err, -EIO, "job %" PRId64 ": no configuration", j->id);
+	has_error = sqlite3_column_type(st, 4) != SQLITE_NULL;
+	j->config_json = dup_column_text(st, 3);
+	if (has_error)
+		j->last_error = dup_column_text(st, 4);
+	if (sqlite3_column_type(st, 12) != SQLITE_NULL && !(j->origin = dup_column_text(st, 12))) {
+		store_job_clear(j);
+		return tr_err_set(err, -ENOMEM, "job %" PRId64 ": out of memory", j->id);
+	}
+	if (!j->config_json || (has_error && !j->last_error)) {
+		store_job_clear(j);
+		return tr_err_set(err, -ENOMEM, "job %" PRId64 ": out of memory", j->id);
+	}
+	return 0;
+}
+
+int store_job_get(struct store *s, int64_t id, struct store_job *out, struct tr_err *err)
+{
+	static const char sql[] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?1";
+	sqlite3_stmt *st = NULL;
+	char ctx[64];
+	int rc;
+
+	snprintf(ctx, sizeof(ctx), "job %" PRId64, id);
+	memset(out, 0, sizeof(*out));
+	rc = prepare(s, &st, sql, err, ctx);
+	if (rc < 0)
+		goto out;
+	rc = bind_i64s(s, st, &id, 1, err, ctx);
+	if (rc < 0)
+		goto out;
+	rc = next_row(s, st, err, ctx);
+	if (rc == 0)
+		rc = tr_err_set(err, -ENOENT, "%s: no such job", ctx);
+	else if (rc > 0)
+		rc = read_job(st, out, err);
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Room for element `len` of the array at *arr (`cap` elements of `size`
+ * bytes): the list functions' one way of growing their result, doubling. */
+static int grow_for(void **arr, size_t *cap, size_t len, size_t size, struct tr_err *err, const char *ctx)
+{
+	size_t ncap;
+	void *p;
+
+	if (len < *cap)
+		return 0;
+	ncap = *cap ? 2 * *cap : 16;
+	p = realloc(*arr, ncap * size);
+	if (!p)
+		return tr_err_set(err, -ENOMEM, "%s: out of memory", ctx);
+	*arr = p;
+	*cap = ncap;
+	return 0;
+}
+
+int store_job_list(struct store *s, struct store_job **out, size_t *n, struct tr_err *err)
+{
+	static const char sql[] = "SELECT " JOB_COLUMNS " FROM jobs ORDER BY id";
+	const char *ctx = "listing jobs";
+	sqlite3_stmt *st = NULL;
+	struct store_job *jobs = NULL;
+	size_t len = 0, cap = 0;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	rc = prepare(s, &st, sql, err, ctx);
+	while (rc == 0 && (rc = next_row(s, st, err, ctx)) > 0) {
+		rc = grow_for((void **)&jobs, &cap, len, sizeof(*jobs), err, ctx);
+		if (rc < 0)
+			break;
+		rc = read_job(st, &jobs[len], err);
+		if (rc == 0)
+			len++;
+	}
+	sqlite3_finalize(st);
+	if (rc < 0) {
+		store_jobs_free(jobs, len);
+		return rc;
+	}
+	*out = jobs;
+	*n = len;
+	return 0;
+}
+
+void store_job_clear(struct store_job *j)
+{
+	if (!j)
+		return;
+	free(j->config_json);
+	free(j->last_error);
+	free(j->origin);
+	j->config_json = NULL;
+	j->last_error = NULL;
+	j->origin = NULL;
+}
+
+void store_jobs_free(struct store_job *jobs, size_t n)
+{
+	if (!jobs)
+		return;
+	for (size_t i = 0; i < n; i++)
+		store_job_clear(&jobs[i]);
+	free(jobs);
+}
+
+int store_job_delete(struct store *s, int64_t id, struct store_removed *out, struct tr_err *err)
+{
+	static const char freed_sql[] =
+		"SELECT (SELECT count(*) FROM checkpoints WHERE job_id = ?1),"
+		"       (SELECT coalesce(sum(size), 0) FROM checkpoints WHERE job_id = ?1),"
+		"       (SELECT count(*) FROM history WHERE job_id = ?1)";
+	struct store_removed r = { 0 };
+	sqlite3_stmt *st = NULL;
+	char ctx[64];
+	int rc;
+
+	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": removing", id);
+	rc = txn_begin(s, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = prepare(s, &st, freed_sql, err, ctx);
+	if (rc == 0)
+		rc = bind_i64s(s, st, &id, 1, err, ctx);
+	if (rc == 0)
+		rc = next_row(s, st, err, ctx);
+	if (rc > 0) {
+		r.checkpoints = sqlite3_column_int64(st, 0);
+		r.checkpoint_bytes = sqlite3_column_int64(st, 1);
+		r.history_rows = sqlite3_column_int64(st, 2);
+		rc = 0;
+	}
+	sqlite3_finalize(st);
+	/* Children first: the rows go whether or not foreign keys cascade. */
+	if (rc == 0)
+		rc = exec_i64(s, "DELETE FROM history WHERE job_id = ?1", &id, 1, err, ctx);
+	if (rc >= 0)
+		rc = exec_i64(s, "DELETE FROM checkpoints WHERE job_id = ?1", &id, 1, err, ctx);
+	if (rc >= 0)
+		rc = exec_i64(s, "DELETE FROM jobs WHERE id = ?1", &id, 1, err, ctx);
+	if (rc == 0)
+		rc = tr_err_set(err, -ENOENT, "job %" PRId64 ": no such job", id);
+	rc = txn_end(s, rc < 0 ? rc : 0, err, ctx);
+	if (rc < 0)
+		return rc;
+	vacuum_free_pages(s);
+	if (out)
+		*out = r;
+	return 0;
+}
+
+/* -ENOENT with a message unless job `id` exists. */
+static int job_exists(struct store *s, int64_t id, struct tr_err *err, const char *ctx)
+{
+	int64_t one = 0;
+	int rc = query_i64(s, "SELECT 1 FROM jobs WHERE id = ?1", &id, 1, &one, err, ctx);
+
+	if (rc == -ENOENT)
+		rc = tr_err_set(err, -ENOENT, "job %" PRId64 ": no such job", id);
+	return rc;
+}
+
+/* ---- checkpoints and history ------------------------------------------- */
+
+static int check_blob(const uint8_t *blob, size_t len, const char *checksum, struct tr_err *err,
+		      const char *ctx)
+{
+	if (!blob || len == 0)
+		return tr_err_set(err, -EINVAL, "%s: empty checkpoint", ctx);
+	if (!checksum || !*checksum || strnlen(checksum, STORE_CHECKSUM_MAX) >= STORE_CHECKSUM_MAX)
+		return tr_err_set(err, -EINVAL, "%s: the checksum must be 1 to %d bytes", ctx,
+				  STORE_CHECKSUM_MAX - 1);
+	return 0;
+}
+
+/* The job's committed epoch count and retention, in the caller's transaction. */
+static int job_epoch_keep(struct store *s, int64_t job, int64_t *epoch, int64_t *keep,
+			  struct tr_err *err, const char *ctx)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = prepare(s, &st, "SELECT epoch, keep FROM jobs WHERE id = ?1", err, ctx);
+	if (rc < 0)
+		goto out;
+	rc = bind_i64s(s, st, &job, 1, err, ctx);
+	if (rc < 0)
+		goto out;
+	rc = next_row(s, st, err, ctx);
+	if (rc == 0) {
+		rc = tr_err_set(err, -ENOENT, "%s: no such job", ctx);
+	} else if (rc > 0) {
+		*epoch = sqlite3_column_int64(st, 0);
+		*keep = sqlite3_column_int64(st, 1);
+		rc = 0;
+	}
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* The job's monitor (config key "monitor"; a job stored without it has
+ * val_loss), in the caller's transaction; what an epoch's score is. */
+static int job_score(struct store *s, int64_t job, const struct history_row *row, double *score,
+		     struct tr_err *err, const char *ctx)
+{
+	sqlite3_stmt *st = NULL;
+	const unsigned char *m;
+	int rc;
+
+	rc = prepare(s, &st, "SELECT json_extract(config, '$.monitor') FROM jobs WHERE id = ?1", err, ctx);
+	if (rc == 0)
+		rc = bind_i64s(s, st, &job, 1, err, ctx);
+	if (rc == 0)
+		rc = next_row(s, st, err, ctx);
+	if (rc == 0)
+		rc = tr_err_set(err, -ENOENT, "%s: no such job", ctx);
+	if (rc > 0) {
+		m = sqlite3_column_text(st, 0);
+		if (m && strcmp((const char *)m, "val_acc") == 0)
+			*score = -row->val_acc;
+		else if (m && strcmp((const char *)m, "val_macro_acc") == 0)
+			*score = -row->val_macro_acc;
+		else
+			*score = row->val_loss;
+		rc = 0;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Insert a checkpoint row; with blob NULL an empty one (size 0) that
+ * fill_checkpoint completes later in the same transaction. */
+static int insert_checkpoint(struct store *s, int64_t job, uint32_t epoch, uint32_t step,
+			     bool is_epoch, double val_loss, double score, const uint8_t *blob,
+			     size_t len, const char *checksum, struct tr_err *err, const char *ctx)
+{
+	static const char sql[] =
+		"INSERT INTO checkpoints (job_id, epoch, step, kind, val_loss, size, checksum, "
+		"created_at, blob, score) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = prepare(s, &st, sql, err, ctx);
+	if (rc < 0)
+		goto out;
+	rc = sqlite3_bind_int64(st, 1, job);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 2, epoch);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 3, step);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 4, is_epoch ? "epoch" : "position", -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = is_epoch ? bind_real(st, 5, val_loss) : sqlite3_bind_null(st, 5);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 6, blob ? (sqlite3_int64)len : 0);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 7, checksum, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 8, now_unix());
+	if (rc == SQLITE_OK)
+		rc = blob ? sqlite3_bind_blob64(st, 9, blob, len, SQLITE_STATIC)
+			  : sqlite3_bind_zeroblob(st, 9, 0);
+	if (rc == SQLITE_OK)
+		rc = is_epoch ? bind_real(st, 10, score) : sqlite3_bind_null(st, 10);
+	if (rc != SQLITE_OK) {
+		rc = db_fail(s, rc, err, ctx);
+		goto out;
+	}
+	rc = next_row(s, st, err, ctx);
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Write the blob of the checkpoint row `id` (inserted empty), in the
+ * caller's transaction. */
+static int fill_checkpoint(struct store *s, int64_t id, const uint8_t *blob, size_t len,
+			   struct tr_err *err, const char *ctx)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = prepare(s, &st, "UPDATE checkpoints SET size = ?2, blob = ?3 WHERE id = ?1", err, ctx);
+	if (rc < 0)
+		goto out;
+	rc = sqlite3_bind_int64(st, 1, id);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 2, (sqlite3_int64)len);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_blob64(st, 3, blob, len, SQLITE_STATIC);
+	if (rc != SQLITE_OK) {
+		rc = db_fail(s, rc, err, ctx);
+		goto out;
+	}
+	rc = next_row(s, st, err, ctx);
+	if (rc == 0 && sqlite3_changes(s->db) != 1)
+		rc = tr_err_set(err, -EIO, "%s: the new checkpoint row is gone", ctx);
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int insert_history(struct store *s, int64_t job, const struct history_row *row,
+			  struct tr_err *err, const char *ctx)
+{
+	static const char sql[] =
+		"INSERT INTO history (job_id, " HISTORY_COLUMNS ", created_at) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+	const double reals[] = { row->train_loss, row->train_acc, row->train_macro_acc,
+				 row->val_loss,   row->val_acc,   row->val_macro_acc,
+				 row->seconds };
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = prepare(s, &st, sql, err, ctx);
+	if (rc < 0)
+		goto out;
+	rc = sqlite3_bind_int64(st, 1, job);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 2, row->epoch);
+	for (int i = 0; i < 7 && rc == SQLITE_OK; i++)
+		rc = bind_real(st, 3 + i, reals[i]);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 10, row->note, (int)strnlen(row->note, HISTORY_NOTE_MAX),
+				       SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = bind_real(st, 11, row->lr);
+	if (rc == SQLITE_OK)
+		rc = bind_real(st, 12, row->grad_norm);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 13, now_unix());
+	if (rc != SQLITE_OK) {
+		rc = db_fail(s, rc, err, ctx);
+		goto out;
+	}
+	rc = next_row(s, st, err, ctx);
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int store_commit_epoch(struct store *s, int64_t job, const struct history_row *row,
+		       const uint8_t *blob, size_t len, const char *checksum, struct tr_err *err)
+{
+	/* Keep the newest max(keep, 1) epoch checkpoints and the best one
+	 * (lowest score: val_loss, or minus the monitored accuracy; the
+	 * earliest of equals; NULL = NaN never best). */
+	static const char retention_sql[] =
+		"DELETE FROM checkpoints WHERE job_id = ?1 AND kind = 'epoch'"
+		" AND id NOT IN (SELECT id FROM checkpoints WHERE job_id = ?1 AND kind = 'epoch'"
+		"                ORDER BY epoch DESC LIMIT ?2)"
+		" AND id NOT IN (SELECT id FROM checkpoints WHERE job_id = ?1 AND kind = 'epoch'"
+		"                AND score IS NOT NULL ORDER BY score, epoch LIMIT 1)";
+	int64_t committed = 0, keep = -1, ckpt_id = 0;
+	double score = NAN;
+	char ctx[80];
+	int rc;
+
+	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": committing epoch %u", job, row ? row->epoch : 0);
+	if (!row || row->epoch == 0)
+		return tr_err_set(err, -EINVAL, "%s: epochs count from 1", ctx);
+	rc = check_blob(blob, len, checksum, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = txn_begin(s, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = job_epoch_keep(s, job, &committed, &keep, err, ctx);
+	if (rc < 0)
+		goto out;
+	if (row->epoch <= committed) {
+		rc = tr_err_set(err, -EEXIST, "%s: already committed (the job has %" PRId64 ")", ctx,
+				committed);
+		goto out;
+	}
+	if (row->epoch != committed + 1) {
+		rc = tr_err_set(err, -EINVAL, "%s: the job has committed %" PRId64
+				" epochs; the next is %" PRId64, ctx, committed, committed + 1);
+		goto out;
+	}
+	rc = job_score(s, job, row, &score, err, ctx);
+	if (rc < 0)
+		goto out;
+	/* The row first, empty, so that retention sees it; its blob last, into
+	 * the pages retention and the position's removal just freed (no file
+	 * growth, nothing for the incremental vacuum to move afterwards). */
+	rc = insert_checkpoint(s, job, row->epoch, 0, true, row->val_loss, score, NULL, 0, checksum,
+			       err, ctx);
+	if (rc < 0)
+		goto out;
+	ckpt_id = sqlite3_last_insert_rowid(s->db);
+	rc = insert_history(s, job, row, err, ctx);
+	if (rc < 0)
+		goto out;
+	rc = exec_i64(s, "UPDATE jobs SET epoch = ?2, updated_at = ?3 WHERE id = ?1",
+		      (int64_t[]){ job, row->epoch, now_unix() }, 3, err, ctx);
+	if (rc < 0)
+		goto out;
+	rc = exec_i64(s, "DELETE FROM checkpoints WHERE job_id = ?1 AND kind = 'position'",
+		      (int64_t[]){ job }, 1, err, ctx);
+	if (rc >= 0 && keep >= 0)
+		rc = exec_i64(s, retention_sql, (int64_t[]){ job, keep > 1 ? keep : 1 }, 2, err, ctx);
+	if (rc >= 0)
+		rc = fill_checkpoint(s, ckpt_id, blob, len, err, ctx);
+out:
+	rc = txn_end(s, rc < 0 ? rc : 0, err, ctx);
+	if (rc == 0)
+		vacuum_free_pages(s);
+	return rc;
+}
+
+int store_save_position(struct store *s, int64_t job, uint32_t epoch, uint32_t step,
+			const uint8_t *blob, size_t len, const char *checksum, struct tr_err *err)
+{
+	int64_t committed = 0, keep = -1;
+	char ctx[96];
+	int rc;
+
+	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": saving the position at epoch %u step %u", job,
+		 epoch, step);
+	rc = check_blob(blob, len, checksum, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = txn_begin(s, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = job_epoch_keep(s, job, &committed, &keep, err, ctx);
+	if (rc < 0)
+		goto out;
+	if (epoch != committed) {
+		/* Otherwise the history would not end where this position starts. */
+		rc = tr_err_set(err, -EINVAL, "%s: the job has committed %" PRId64 " epochs", ctx,
+				committed);
+		goto out;
+	}
+	rc = exec_i64(s, "DELETE FROM checkpoints WHERE job_id = ?1 AND kind = 'position'",
+		      (int64_t[]){ job }, 1, err, ctx);
+	if (rc < 0)
+		goto out;
+	rc = insert_checkpoint(s, job, epoch, step, false, NAN, NAN, blob, len, checksum, err, ctx);
+out:
+	return txn_end(s, rc < 0 ? rc : 0, err, ctx);
+}
+
+int store_job_create_at(struct store *s, const char *name, const char *config_json, uint32_t epochs,
+			int32_t keep, enum job_state state, const uint8_t *blob, size_t len,
+			const char *checksum, int64_t *id, struct tr_err *err)
+{
+	const char *ctx = "creating a job with its first checkpoint";
+	int64_t new_id = 0;
+	int rc;
+
+	rc = check_job_args(name, config_json, state, err, ctx);
+	if (rc == 0)
+		rc = check_blob(blob, len, checksum, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = txn_begin(s, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = insert_job(s, name, config_json, epochs, keep, state, &new_id, err, ctx);
+	if (rc == 0)
+		rc = insert_checkpoint(s, new_id, 0, 0, false, NAN, NAN, blob, len, checksum, err, ctx);
+	rc = txn_end(s, rc < 0 ? rc : 0, err, ctx);
+	if (rc == 0 && id)
+		*id = new_id;
+	return rc;
+}
+
+/* The origin and committed epochs of a job just inserted. */
+static int set_origin(struct store *s, int64_t id, const struct store_origin *o, struct tr_err *err,
+		      const char *ctx)
+{
+	static const char sql[] = "UPDATE jobs SET origin = ?2, epoch = ?3 WHERE id = ?1";
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = prepare(s, &st, sql, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = sqlite3_bind_int64(st, 1, id);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 2, o->text, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 3, (sqlite3_int64)o->nrows);
+	if (rc != SQLITE_OK)
+		rc = db_fail(s, rc, err, ctx);
+	else
+		rc = next_row(s, st, err, ctx);
+	sqlite3_finalize(st);
+	return rc < 0 ? rc : 0;
+}
+
+int store_job_create_from(struct store *s, const char *name, const char *config_json,
+			  uint32_t epochs, int32_t keep, enum job_state state, const uint8_t *blob,
+			  size_t len, const char *checksum, const struct store_origin *o, int64_t *id,
+			  struct tr_err *err)
+{
+	const char *ctx = "creating a job from another's checkpoint";
+	int64_t new_id = 0;
+	double score = NAN;
+	int rc;
+
+	rc = check_job_args(name, config_json, state, err, ctx);
+	if (rc == 0)
+		rc = check_blob(blob, len, checksum, err, ctx);
+	if (rc == 0 && (!o || !o->text || o->nrows != o->epoch || (o->is_epoch && (o->step || !o->epoch))))
+		rc = tr_err_set(err, -EINVAL, "%s: the origin's position and history disagree", ctx);
+	if (rc < 0)
+		return rc;
+	rc = txn_begin(s, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = insert_job(s, name, config_json, epochs, keep, state, &new_id, err, ctx);
+	if (rc == 0)
+		rc = set_origin(s, new_id, o, err, ctx);
+	for (size_t i = 0; rc == 0 && i < o->nrows; i++)
+		rc = insert_history(s, new_id, &o->rows[i], err, ctx);
+	/* An epoch checkpoint's score by the new job's monitor, from its row. */
+	if (rc == 0 && o->is_epoch && o->epoch >= 1 && o->epoch <= o->nrows)
+		rc = job_score(s, new_id, &o->rows[o->epoch - 1], &score, err, ctx);
+	if (rc == 0)
+		rc = insert_checkpoint(s, new_id, o->epoch, o->step, o->is_epoch, o->val_loss, score, blob,
+				       len, checksum, err, ctx);
+	rc = txn_end(s, rc < 0 ? rc : 0, err, ctx);
+	if (rc == 0 && id)
+		*id = new_id;
+	return rc;
+}
+
+/* Fill *c from a row of CHECKPOINT_COLUMNS [, blob]. */
+static int read_checkpoint(struct store *s, sqlite3_stmt *st, bool with_blob,
+			   struct store_checkpoint *c, struct tr_err *err)
+{
+	const unsigned char *kind = sqlite3_column_text(st, 4);
+	const unsigned char *sum = sqlite3_column_text(st, 7);
+
+	memset(c, 0, sizeof(*c));
+	c->id = sqlite3_column_int64(st, 0);
+	c->job_id = sqlite3_column_int64(st, 1);
+	c->epoch = (uint32_t)sqlite3_column_int64(st, 2);
+	c->step = (uint32_t)sqlite3_column_int64(st, 3);
+	c->is_epoch = kind && strcmp((const char *)kind, "epoch") == 0;
+	c->val_loss = column_real(st, 5);
+	c->size = sqlite3_column_int64(st, 6);
+	snprintf(c->checksum, sizeof(c->checksum), "%s", sum ? (const char *)sum : "");
+	c->created_at = sqlite3_column_int64(st, 8);
+	c->score = column_real(st, 9);
+	if (with_blob) {
+		const void *p = sqlite3_column_blob(st, 10);
+		int n = sqlite3_column_bytes(st, 10);
+
+		if (!p && sqlite3_errcode(s->db) == SQLITE_NOMEM)
+			return tr_err_set(err, -ENOMEM, "checkpoint %" PRId64 ": out of memory", c->id);
+		if ((int64_t)n != c->size)
+			return tr_err_set(err, -EIO, "checkpoint %" PRId64 ": blob has %d bytes, not %"
+					  PRId64, c->id, n, c->size);
+		c->blob = malloc(n > 0 ? (size_t)n : 1);
+		if (!c->blob)
+			return tr_err_set(err, -ENOMEM, "checkpoint %" PRId64 ": out of memory", c->id);
+		if (n > 0)
+			memcpy(c->blob, p, (size_t)n);
+	}
+	return 0;
+}
+
+/* The one checkpoint a query with int64 parameters finds, blob loaded. */
+static int get_checkpoint(struct store *s, const char *sql, const int64_t *args, int n,
+			  struct store_checkpoint *out, struct tr_err *err, const char *ctx)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = prepare(s, &st, sql, err, ctx);
+	if (rc < 0)
+		goto out;
+	rc = bind_i64s(s, st, args, n, err, ctx);
+	if (rc < 0)
+		goto out;
+	rc = next_row(s, st, err, ctx);
+	if (rc == 0)
+		rc = tr_err_set(err, -ENOENT, "%s: no such checkpoint", ctx);
+	else if (rc > 0)
+		rc = read_checkpoint(s, st, true, out, err);
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int store_latest_checkpoint(struct store *s, int64_t job, struct store_checkpoint *out,
+			    struct tr_err *err)
+{
+	static const char sql[] = "SELECT " CHECKPOINT_COLUMNS ", blob FROM checkpoints "
+				  "WHERE job_id = ?1 ORDER BY epoch DESC, step DESC LIMIT 1";
+	char ctx[64];
+
+	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": newest checkpoint", job);
+	return get_checkpoint(s, sql, &job, 1, out, err, ctx);
+}
+
+int store_epoch_checkpoint(struct store *s, int64_t job, uint32_t epoch,
+			   struct store_checkpoint *out, struct tr_err *err)
+{
+	static const char sql[] = "SELECT " CHECKPOINT_COLUMNS ", blob FROM checkpoints "
+				  "WHERE job_id = ?1 AND epoch = ?2 AND kind = 'epoch'";
+	char ctx[80];
+
+	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": checkpoint of epoch %u", job, epoch);
+	return get_checkpoint(s, sql, (int64_t[]){ job, epoch }, 2, out, err, ctx);
+}
+
+int store_best_checkpoint(struct store *s, int64_t job, struct store_checkpoint *out,
+			  struct tr_err *err)
+{
+	static const char sql[] = "SELECT " CHECKPOINT_COLUMNS ", blob FROM checkpoints "
+				  "WHERE job_id = ?1 AND kind = 'epoch' AND score IS NOT NULL "
+				  "ORDER BY score, epoch LIMIT 1";
+	char ctx[64];
+
+	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": best checkpoint", job);
+	return get_checkpoint(s, sql, &job, 1, out, err, ctx);
+}
+
+int store_drop_checkpoint(struct store *s, int64_t job, int64_t checkpoint_id, struct tr_err *err)
+{
+	static const char newest_sql[] = "SELECT epoch FROM checkpoints WHERE job_id = ?1 "
+					 "ORDER BY epoch DESC, step DESC LIMIT 1";
+	int64_t is_epoch = 0, newest = 0;
+	char ctx[96];
+	int rc;
+
+	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": dropping checkpoint %" PRId64, job,
+		 checkpoint_id);
+	rc = txn_begin(s, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = query_i64(s, "SELECT kind = 'epoch' FROM checkpoints WHERE id = ?1 AND job_id = ?2",
+		       (int64_t[]){ checkpoint_id, job }, 2, &is_epoch, err, ctx);
+	if (rc == -ENOENT)
+		rc = tr_err_set(err, -ENOENT, "%s: no such checkpoint", ctx);
+	if (rc < 0)
+		goto out;
+	rc = exec_i64(s, "DELETE FROM checkpoints WHERE id = ?1", &checkpoint_id, 1, err, ctx);
+	if (rc < 0 || !is_epoch)
+		goto out;
+	/* Fall back to the newest remaining checkpoint (or the start): the
+	 * history and the job's epoch end there again. */
+	rc = query_i64(s, newest_sql, &job, 1, &newest, err, ctx);
+	if (rc == -ENOENT) {
+		newest = 0;
+		rc = 0;
+	}
+	if (rc < 0)
+		goto out;
+	rc = exec_i64(s, "DELETE FROM history WHERE job_id = ?1 AND epoch > ?2",
+		      (int64_t[]){ job, newest }, 2, err, ctx);
+	if (rc >= 0)
+		rc = exec_i64(s, "DELETE FROM checkpoints WHERE job_id = ?1 AND epoch > ?2",
+			      (int64_t[]){ job, newest }, 2, err, ctx);
+	if (rc >= 0)
+		rc = exec_i64(s, "UPDATE jobs SET epoch = ?2, updated_at = ?3 WHERE id = ?1",
+			      (int64_t[]){ job, newest, now_unix() }, 3, err, ctx);
+out:
+	rc = txn_end(s, rc < 0 ? rc : 0, err, ctx);
+	if (rc == 0)
+		vacuum_free_pages(s);
+	return rc;
+}
+
+int store_checkpoint_list(struct store *s, int64_t job, struct store_checkpoint **out, size_t *n,
+			  struct tr_err *err)
+{
+	static const char sql[] = "SELECT " CHECKPOINT_COLUMNS " FROM checkpoints "
+				  "WHERE job_id = ?1 ORDER BY epoch, step";
+	struct store_checkpoint *cks = NULL;
+	sqlite3_stmt *st = NULL;
+	size_t len = 0, cap = 0;
+	char ctx[64];
+	int rc;
+
+	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": listing checkpoints", job);
+	*out = NULL;
+	*n = 0;
+	rc = prepare(s, &st, sql, err, ctx);
+	if (rc == 0)
+		rc = bind_i64s(s, st, &job, 1, err, ctx);
+	while (rc == 0 && (rc = next_row(s, st, err, ctx)) > 0) {
+		rc = grow_for((void **)&cks, &cap, len, sizeof(*cks), err, ctx);
+		if (rc < 0)
+			break;
+		rc = read_checkpoint(s, st, false, &cks[len], err);
+		if (rc == 0)
+			len++;
+	}
+	sqlite3_finalize(st);
+	if (rc == 0 && len == 0)
+		rc = job_exists(s, job, err, ctx);
+	if (rc < 0) {
+		free(cks);   /* descriptions only: no blobs to free */
+		return rc;
+	}
+	{
+		/* The best: the lowest score, the earliest of equals (as retention). */
+		struct store_checkpoint *best = NULL;
+
+		for (size_t i = 0; i < len; i++)
+			if (cks[i].is_epoch && !isnan(cks[i].score) && (!best || cks[i].score < best->score))
+				best = &cks[i];
+		if (best)
+			best->best = true;
+	}
+	*out = cks;
+	*n = len;
+	return 0;
+}
+
+void store_checkpoint_clear(struct store_checkpoint *c)
+{
+	if (!c)
+		return;
+	free(c->blob);
+	c->blob = NULL;
+}
+
+int store_history(struct store *s, int64_t job, struct history_row **rows, size_t *n,
+		  struct tr_err *err)
+{
+	static const char sql[] = "SELECT " HISTORY_COLUMNS " FROM history WHERE job_id = ?1 "
+				  "ORDER BY epoch";
+	struct history_row *h = NULL;
+	sqlite3_stmt *st = NULL;
+	size_t len = 0, cap = 0;
+	char ctx[64];
+	int rc;
+
+	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": reading the history", job);
+	*rows = NULL;
+	*n = 0;
+	rc = prepare(s, &st, sql, err, ctx);
+	if (rc == 0)
+		rc = bind_i64s(s, st, &job, 1, err, ctx);
+	while (rc == 0 && (rc = next_row(s, st, err, ctx)) > 0) {
+		struct history_row *r;
+		const unsigned char *note;
+
+		rc = grow_for((void **)&h, &cap, len, sizeof(*h), err, ctx);
+		if (rc < 0)
+			break;
+		r = &h[len++];
+		memset(r, 0, sizeof(*r));
+		r->epoch = (uint32_t)sqlite3_column_int64(st, 0);
+		r->train_loss = column_real(st, 1);
+		r->train_acc = column_real(st, 2);
+		r->train_macro_acc = column_real(st, 3);
+		r->val_loss = column_real(st, 4);
+		r->val_acc = column_real(st, 5);
+		r->val_macro_acc = column_real(st, 6);
+		r->seconds = column_real(st, 7);
+		note = sqlite3_column_text(st, 8);
+		snprintf(r->note, sizeof(r->note), "%s", note ? (const char *)note : "");
+		r->lr = column_real(st, 9);
+		r->grad_norm = column_real(st, 10);
+		rc = 0;
+	}
+	sqlite3_finalize(st);
+	if (rc == 0 && len == 0)
+		rc = job_exists(s, job, err, ctx);
+	if (rc < 0) {
+		free(h);
+		return rc;
+	}
+	*rows = h;
+	*n = len;
+	return 0;
+}
+
+int store_integrity_check(struct store *s, struct tr_err *err)
+{
+	char first[TR_ERR_MSG_MAX - 32];
+	int rc;
+
+	rc = pragma_text(s, "PRAGMA integrity_check", first, sizeof(first), err);
+	if (rc < 0 || strcmp(first, "ok") == 0)
+		return rc;
+	for (char *p = first; *p; p++)   /* "*** in database main ***\nPage 3: ..." */
+		if (*p == '\n' || *p == '\r' || *p == '\t')
+			*p = ' ';
+	return tr_err_set(err, -EIO, "integrity check: %s", first);
+}

@@ -1,0 +1,215 @@
+/*
+ * store.h - traind's SQLite database: jobs, per-epoch checkpoint blobs and
+ * history rows, committed transactionally.
+ *
+ * Schema: migrations/NNNN_name.sql, embedded at build time, applied in order
+ * at open, each in its own transaction together with its PRAGMA user_version
+ * bump (so a crash mid-migration leaves the previous version intact and the
+ * migration is re-applied). A database from a newer version is refused.
+ * Connection settings: WAL, synchronous=FULL, foreign_keys=ON, busy_timeout,
+ * auto_vacuum=INCREMENTAL (set when the file is created).
+ *
+ * Invariant: epoch N's checkpoint and its history row are written in one
+ * transaction (store_commit_epoch), so after any crash the history ends
+ * exactly at the newest epoch checkpoint, and UNIQUE(job, epoch) makes a
+ * duplicated epoch impossible.
+ *
+ * Job ids: store_job_create assigns the next id above the highest ever
+ * assigned (table job_id_high, migration 0003), so a removed job's id is
+ * never reused; a trigger refuses any insert that would reuse one.
+ *
+ * Retention (store_commit_epoch): keep the newest `keep` epoch checkpoints plus
+ * the best one, with the lowest score (val_loss, or minus the accuracy the
+ * job's monitor names: migration 0005) (keep < 0: all); an epoch commit deletes the
+ * job's position (mid-epoch) checkpoints, which it supersedes; freed pages are
+ * given back with PRAGMA incremental_vacuum. History rows are never pruned.
+ *
+ * Errors: SQLite result codes stay inside store.c; callers get -ENOENT (no such
+ * job/checkpoint), -EINVAL (bad argument, or a database traind cannot use,
+ * such as a newer schema), -EBUSY (locked too long), -ENOSPC (disk full),
+ * -EROFS (read-only), -EIO (I/O error or corruption), -ENOMEM, with a message
+ * in tr_err that includes SQLite's explanation.
+ *
+ * Thread: a struct store is one SQLite connection; use it from one thread at a
+ * time. The daemon has exactly one writer connection (its store thread) and
+ * separate read connections.
+ */
+#ifndef TRAIND_STORE_H
+#define TRAIND_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "traind/error.h"
+#include "daemon/store/jobstate.h"
+#include "traind/trainer.h"   /* struct history_row */
+
+#define STORE_NAME_MAX 64
+#define STORE_CHECKSUM_MAX 72
+
+struct store;
+
+/* A job row. config_json and last_error are malloc'ed (free with store_job_clear). */
+struct store_job {
+	int64_t id;
+	char name[STORE_NAME_MAX];
+	enum job_state state;          /* the jobs.state column, read as the enum */
+	char *config_json;             /* the job's configuration (config.h keys) */
+	char *last_error;              /* NULL when none */
+	int32_t keep;                  /* retention: newest K epoch checkpoints; -1 = all */
+	uint32_t epochs;               /* planned */
+	uint32_t epoch;                /* committed epochs (== history rows) */
+	int64_t created_at;            /* unix seconds */
+	int64_t updated_at;
+	int64_t kill_after;            /* kill right after this epoch commits; -1 none */
+	char dataset_digest[STORE_CHECKSUM_MAX]; /* "sha256:..." of its dataset's files; "" not yet
+	                                            recorded (migration 0004) */
+	char *origin;                  /* where it came from ("job 3 epoch 2"), NULL when none */
+};
+
+/* A checkpoint row's description; blob is malloc'ed when requested. */
+struct store_checkpoint {
+	int64_t id;
+	int64_t job_id;
+	uint32_t epoch;                /* completed epochs at this position */
+	uint32_t step;                 /* batches into the next epoch (0 for epoch checkpoints) */
+	bool is_epoch;                 /* true: end of epoch `epoch`; false: a mid-epoch position */
+	double val_loss;               /* epoch checkpoints; NAN for positions */
+	double score;                  /* what "best" minimizes: val_loss or -accuracy (the job's
+					  monitor); NAN for positions and NaN metrics */
+	bool best;                     /* store_checkpoint_list: the job's best checkpoint */
+	int64_t size;
+	char checksum[STORE_CHECKSUM_MAX];
+	int64_t created_at;
+	uint8_t *blob;                 /* NULL unless loaded */
+};
+
+/* Open (creating if needed) the database at `path`. With readonly false,
+ * applies pending migrations; with readonly true, opens SQLITE_OPEN_READONLY
+ * and only checks the schema version. */
+int store_open(struct store **out, const char *path, bool readonly, struct tr_err *err);
+void store_close(struct store *s);
+
+/* Housekeeping between requests of a writer connection: copy the WAL into
+ * the database when it has grown past SQLite's usual checkpoint threshold
+ * (a passive checkpoint: it never waits for readers). No-op otherwise and on
+ * read connections. Without it the WAL is still checkpointed, inside the
+ * commit, past a cap of 8000 frames. */
+void store_maintain(struct store *s);
+
+/* The schema version this build knows (the highest embedded migration), and
+ * the database's current PRAGMA user_version. */
+int store_schema_version_known(void);
+int store_schema_version(struct store *s);
+
+/* Jobs ------------------------------------------------------------------ */
+int store_job_create(struct store *s, const char *name, const char *config_json, uint32_t epochs,
+		     int32_t keep, enum job_state state, int64_t *id, struct tr_err *err);
+/* One transaction: a new job (as store_job_create) together with its first
+ * checkpoint, a position at epoch 0 step 0 (a job started from a given model):
+ * after any crash the job exists with its starting model, or not at all. */
+int store_job_create_at(struct store *s, const char *name, const char *config_json, uint32_t epochs,
+			int32_t keep, enum job_state state, const uint8_t *blob, size_t len,
+			const char *checksum, int64_t *id, struct tr_err *err);
+/* Where a job created from another's checkpoint begins (start --from). */
+struct store_origin {
+	const char *text;              /* the jobs.origin column: "job 3 epoch 2" */
+	uint32_t epoch, step;          /* the first checkpoint's position */
+	bool is_epoch;                 /* it is an epoch's end (step 0, epoch >= 1) */
+	double val_loss;               /* that epoch's, for an epoch checkpoint */
+	const struct history_row *rows; /* the history up to it (rows 1..epoch) */
+	size_t nrows;
+};
+/* One transaction: a new job with its first checkpoint at o's position, the
+ * history before it and its origin (jobs.epoch = o->nrows). */
+int store_job_create_from(struct store *s, const char *name, const char *config_json,
+			  uint32_t epochs, int32_t keep, enum job_state state, const uint8_t *blob,
+			  size_t len, const char *checksum, const struct store_origin *o, int64_t *id,
+			  struct tr_err *err);
+/* A job's configuration and its epochs column (resume --epochs). */
+int store_job_set_config(struct store *s, int64_t id, const char *config_json, uint32_t epochs,
+			 struct tr_err *err);
+/* Record (epoch >= 1) or clear (-1) a pending kill after `epoch`. */
+int store_job_set_kill_after(struct store *s, int64_t id, int64_t epoch, struct tr_err *err);
+/* Record the digest of the job's dataset ("sha256:" + 64 hex; NULL clears). */
+int store_job_set_dataset_digest(struct store *s, int64_t id, const char *digest, struct tr_err *err);
+/* Set the state and last_error (NULL clears it). A state that is not one of
+ * enum job_state: -EINVAL. */
+int store_job_set_state(struct store *s, int64_t id, enum job_state state, const char *last_error,
+			struct tr_err *err);
+int store_job_get(struct store *s, int64_t id, struct store_job *out, struct tr_err *err);
+/* All jobs ordered by id; *out is a malloc'ed array (free with store_jobs_free). */
+int store_job_list(struct store *s, struct store_job **out, size_t *n, struct tr_err *err);
+/* What store_job_delete removed with the job. */
+struct store_removed {
+	int64_t checkpoints;           /* checkpoint rows */
+	int64_t checkpoint_bytes;      /* their blobs' total size */
+	int64_t history_rows;
+};
+/* One transaction: delete the job with all its checkpoints and history rows
+ * (-ENOENT, nothing changed, if there is no such job); then give the freed
+ * pages back (incremental vacuum). The id is never assigned again (migration
+ * 0003). *out (may be NULL) says what went. */
+int store_job_delete(struct store *s, int64_t id, struct store_removed *out, struct tr_err *err);
+void store_job_clear(struct store_job *j);
+void store_jobs_free(struct store_job *jobs, size_t n);
+
+/* Checkpoints and history ------------------------------------------------ */
+
+/* One transaction: insert epoch row->epoch's checkpoint blob and its history
+ * row, set the job's epoch, delete its position checkpoints, apply retention,
+ * and (after commit) run an incremental vacuum. Fails with -EEXIST if that
+ * epoch is already committed (nothing changes). */
+int store_commit_epoch(struct store *s, int64_t job, const struct history_row *row,
+		       const uint8_t *blob, size_t len, const char *checksum, struct tr_err *err);
+
+/* One transaction: replace the job's position checkpoint (at most one is kept)
+ * with this one, at completed epochs `epoch` and `step` batches into the next. */
+int store_save_position(struct store *s, int64_t job, uint32_t epoch, uint32_t step,
+			const uint8_t *blob, size_t len, const char *checksum, struct tr_err *err);
+
+/* The newest checkpoint of the job (highest (epoch, step)), blob loaded.
+ * -ENOENT when it has none. */
+int store_latest_checkpoint(struct store *s, int64_t job, struct store_checkpoint *out,
+			    struct tr_err *err);
+/* The epoch checkpoint at end of `epoch`, blob loaded; -ENOENT if not kept. */
+int store_epoch_checkpoint(struct store *s, int64_t job, uint32_t epoch,
+			   struct store_checkpoint *out, struct tr_err *err);
+/* The job's best epoch checkpoint (lowest score, the earliest of equals;
+ * retention always keeps it), blob loaded; -ENOENT when it has none. */
+int store_best_checkpoint(struct store *s, int64_t job, struct store_checkpoint *out,
+			  struct tr_err *err);
+/* Delete one checkpoint by id (a corrupt one, say); if it was an epoch
+ * checkpoint, also delete history rows and checkpoints after the newest
+ * remaining checkpoint, so the history again ends at it; all in one transaction. */
+int store_drop_checkpoint(struct store *s, int64_t job, int64_t checkpoint_id, struct tr_err *err);
+/* Descriptions (no blobs) of all checkpoints of the job, oldest first. */
+int store_checkpoint_list(struct store *s, int64_t job, struct store_checkpoint **out, size_t *n,
+			  struct tr_err *err);
+void store_checkpoint_clear(struct store_checkpoint *c);   /* frees blob */
+
+/* The job's history rows, by epoch. *rows malloc'ed (caller frees). */
+int store_history(struct store *s, int64_t job, struct history_row **rows, size_t *n,
+		  struct tr_err *err);
+
+/* Dataset file digests (migration 0004): a file's content SHA-256 (64 hex
+ * digits), remembered by the file's identity. */
+struct store_file_id {
+	const char *path;              /* absolute, resolved */
+	int64_t size, mtime_ns, ctime_ns, inode;
+};
+/* The remembered digest of f; -ENOENT when none, or f has changed since. */
+int store_file_digest_get(struct store *s, const struct store_file_id *f, char hex[65],
+			  struct tr_err *err);
+/* Remember (replacing any older row for the path); the plural form writes
+ * n of them in one transaction. */
+int store_file_digest_put(struct store *s, const struct store_file_id *f, const char *hex,
+			  struct tr_err *err);
+int store_file_digests_put(struct store *s, const struct store_file_id *f, const char *const *hex,
+			   size_t n, struct tr_err *err);
+
+/* PRAGMA integrity_check == "ok" -> 0, else -EIO with the first problem. */
+int store_integrity_check(struct store *s, struct tr_err *err);
+
+#endif

@@ -1,0 +1,235 @@
+/*
+ * load.c - reading a dataset directory: which format it holds, its
+ * dataset.json, and the checks every format shares. dataset_load and
+ * dataset_probe of include/traind/dataset.h.
+ *
+ * Design
+ * ------
+ * dataset_load lists the directory once and sorts the names it knows into
+ * formats; exactly one format may be present. dataset.json, when present, is
+ * parsed first (strictly: unknown keys, wrong types, duplicate keys are
+ * refused), because the loaders need it: class names bound the labels,
+ * "layout" decides 4-D arrays, height/width/channels decide CSV rows. The
+ * format's loader (ds-*.c, engine/data/ds.h) fills both splits; finish then
+ * checks what must hold whatever the format (the splits agree in shape,
+ * dataset.json agrees with the data, mean/std have one value per channel)
+ * and derives the classes.
+ *
+ * Thread: any; no shared state.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "traind/dataset.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "engine/data/ds.h"
+
+enum fmt { F_IDX, F_NPY, F_NPZ, F_ST, F_CSV, F_N };
+
+static const char *const fmt_names[F_N] = { "idx", "npy", "npz", "safetensors", "csv" };
+static bool has_suffix(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), k = strlen(suffix);
+
+	return n > k && strcmp(s + n - k, suffix) == 0;
+}
+
+static int classify(const char *name)
+{
+	static const char *const idx[] = {
+		"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+		"t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
+	};
+
+	for (size_t i = 0; i < 4; i++) {
+		size_t n = strlen(idx[i]);
+
+		if (strncmp(name, idx[i], n) == 0 && (!name[n] || strcmp(name + n, ".gz") == 0))
+			return F_IDX;
+	}
+	if (!strcmp(name, "x_train.npy") || !strcmp(name, "y_train.npy") ||
+	    !strcmp(name, "x_test.npy") || !strcmp(name, "y_test.npy"))
+		return F_NPY;
+	if (has_suffix(name, ".npz"))
+		return F_NPZ;
+	if (!strcmp(name, "train.safetensors") || !strcmp(name, "test.safetensors"))
+		return F_ST;
+	if (!strcmp(name, "train.csv") || !strcmp(name, "test.csv"))
+		return F_CSV;
+	return -1;
+}
+
+/* Which format `dir` holds; *npz gets the one .npz file's name. */
+static int detect(const char *dir, int *fmt, char *npz, size_t npz_len, struct tr_err *err)
+{
+	char first[F_N][256] = { { 0 } };
+	int nnpz = 0, found = -1, rc = 0;
+	struct dirent *de;
+	DIR *d;
+
+	d = opendir(dir);
+	if (!d) {
+		rc = -errno;
+		if (rc == -ENOENT)
+			return tr_err_set(err, rc, "%s: no such dataset directory", dir);
+		return tr_err_set(err, rc, "%s: cannot open: %s", dir, strerror(-rc));
+	}
+	while ((de = readdir(d))) {
+		int f = classify(de->d_name);
+
+		if (f < 0)
+			continue;
+		if (f == F_NPZ && nnpz++ == 0)
+			snprintf(npz, npz_len, "%s", de->d_name);
+		if (!first[f][0])
+			snprintf(first[f], sizeof(first[f]), "%s", de->d_name);
+	}
+	closedir(d);
+	for (int f = 0; f < F_N; f++) {
+		if (!first[f][0])
+			continue;
+		if (found >= 0)
+			return tr_err_set(err, -EINVAL,
+					  "%s: files of two formats (%s: %s, %s: %s); keep one", dir,
+					  fmt_names[found], first[found], fmt_names[f], first[f]);
+		found = f;
+	}
+	if (found < 0)
+		return tr_err_set(err, -ENOENT,
+				  "%s: no dataset files: expected the IDX files (train-images-idx3-ubyte ...), x_train.npy ..., one NAME.npz, train.safetensors and test.safetensors, or train.csv and test.csv",
+				  dir);
+	if (found == F_NPZ && nnpz > 1)
+		return tr_err_set(err, -EINVAL, "%s: %d .npz files; a dataset is one NAME.npz", dir, nnpz);
+	*fmt = found;
+	return 0;
+}
+
+/* Checks that hold whatever the format, and the derived fields. */
+static int finish(struct dataset *ds, struct ds_meta *m, const char *dir, struct tr_err *err)
+{
+	const struct ds_split *a = &ds->train, *b = &ds->test;
+	uint32_t top = 0;
+
+	if (a->channels != b->channels || a->rows != b->rows || a->cols != b->cols)
+		return tr_err_set(err, -EINVAL,
+				  "%s: dimensions mismatch: test images are %ux%ux%u but training images are %ux%ux%u",
+				  dir, b->channels, b->rows, b->cols, a->channels, a->rows, a->cols);
+	ds->channels = a->channels;
+	ds->height = a->rows;
+	ds->width = a->cols;
+	if ((m->height && m->height != ds->height) || (m->width && m->width != ds->width) ||
+	    (m->channels && m->channels != ds->channels))
+		return tr_err_set(err, -EINVAL,
+				  "%s/dataset.json: says height %u, width %u, channels %u but the images are %ux%ux%u (CxHxW)",
+				  dir, m->height ? m->height : ds->height, m->width ? m->width : ds->width,
+				  m->channels ? m->channels : ds->channels, ds->channels, ds->height,
+				  ds->width);
+	if (m->has_dtype && m->dtype != ds->dtype)
+		return tr_err_set(err, -EINVAL, "%s/dataset.json: says dtype %s but the images are %s", dir,
+				  m->dtype == DS_F32 ? "float32" : "uint8",
+				  ds->dtype == DS_F32 ? "float32" : "uint8");
+	if (m->nmean && m->nmean != ds->channels)
+		return tr_err_set(err, -EINVAL,
+				  "%s/dataset.json: \"mean\" and \"std\" have %u values but the images have %u channels",
+				  dir, m->nmean, ds->channels);
+	if (m->nmean) {
+		ds->normalize = true;
+		memcpy(ds->mean, m->mean, sizeof(ds->mean));
+		memcpy(ds->std, m->std, sizeof(ds->std));
+	}
+	for (int s = 0; s < 2; s++) {
+		const struct ds_split *set = s ? b : a;
+
+		for (uint32_t i = 0; i < set->count; i++)
+			top = set->labels[i] > top ? set->labels[i] : top;
+	}
+	ds->classes = top + 1;
+	if (m->nnames) {
+		ds->classes = m->nnames;
+		ds->class_names = m->names;
+		m->names = NULL;
+		m->nnames = 0;
+	}
+	return 0;
+}
+
+static int load(struct dataset **out, const char *dir, bool probe, struct tr_err *err)
+{
+	char npz[256], path[4096 + 256];
+	struct ds_meta m;
+	struct dataset *ds;
+	int fmt = 0, rc;
+
+	*out = NULL;
+	rc = detect(dir, &fmt, npz, sizeof(npz), err);
+	if (rc < 0)
+		return rc;
+	rc = ds_meta_load(&m, dir, err);
+	if (rc < 0)
+		return rc;
+	ds = calloc(1, sizeof(*ds));
+	if (!ds) {
+		rc = tr_err_set(err, -ENOMEM, "%s: out of memory", dir);
+		goto out;
+	}
+	snprintf(ds->format, sizeof(ds->format), "%s", fmt_names[fmt]);
+	switch (fmt) {
+	case F_IDX:
+		rc = ds_load_idx(ds, dir, probe, &m, err);
+		break;
+	case F_NPY:
+		rc = ds_load_npy(ds, dir, probe, &m, err);
+		break;
+	case F_NPZ:
+		snprintf(path, sizeof(path), "%s/%s", dir, npz);
+		rc = ds_load_npz(ds, path, probe, &m, err);
+		break;
+	case F_ST:
+		rc = ds_load_safetensors(ds, dir, &m, err);
+		break;
+	default:
+		rc = ds_load_csv(ds, dir, &m, err);
+		break;
+	}
+	if (rc == 0)
+		rc = finish(ds, &m, dir, err);
+	if (rc < 0) {
+		dataset_free(ds);
+		goto out;
+	}
+	*out = ds;
+out:
+	ds_meta_deinit(&m);
+	return rc;
+}
+
+int dataset_load(struct dataset **out, const char *dir, struct tr_err *err)
+{
+	return load(out, dir, false, err);
+}
+
+int dataset_probe(struct dataset_shape *out, const char *dir, struct tr_err *err)
+{
+	struct dataset *ds;
+	int rc = load(&ds, dir, true, err);
+
+	if (rc < 0)
+		return rc;
+	memset(out, 0, sizeof(*out));
+	snprintf(out->format, sizeof(out->format), "%s", ds->format);
+	out->train_count = ds->train.count;
+	out->test_count = ds->test.count;
+	out->channels = ds->channels;
+	out->height = ds->height;
+	out->width = ds->width;
+	out->classes = ds->classes;
+	dataset_free(ds);
+	return 0;
+}

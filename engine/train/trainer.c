@@ -1,0 +1,719 @@
+/*
+ * trainer.c - the training loop. See include/traind/trainer.h.
+ *
+ * Data path, as the lesson's DataLoaders: the training file's images are
+ * split once by a permutation drawn from split_seed (first n - val_size train,
+ * rest validation, as torch.utils.data.random_split); each epoch shuffles the
+ * training part with the job's RNG (RandomSampler) and walks it in batches of
+ * batch_size, the last one partial (drop_last=False); validation and test go in
+ * order in batches of eval_batch_size. Pixels become float (x/255) only when a
+ * batch is gathered: one-channel uint8 images without normalisation (IDX
+ * MNIST and the same bytes in any format) by k_gather, everything else
+ * (float32, NHWC, mean/std) by k_gather_images; see gather_rows().
+ *
+ * The shape of the input and the number of classes come from the dataset.
+ *
+ * Whose random numbers (config rng): xoshiro, traind's own stream; or torch,
+ * the draws the lesson's PyTorch program makes, in its order:
+ *   torch.manual_seed(seed); the model's reset_parameters (net_init_params_torch)
+ *   random_split(60000, generator=Generator().manual_seed(split_seed)): randperm
+ *   each epoch: iter(train_dl) draws an int64 (the iterator's base seed), its
+ *     RandomSampler an int64 that seeds a Generator of its own, then randperm(n)
+ *     from that; iter(val_dl) draws one int64
+ * and plain uint8 pixels x * (float)(1/255) as v2.ToDtype(float32, scale=True). The test
+ * loader's draw is not made: evaluating the test set never changes a job's
+ * stream, so a job evaluated and then continued equals one never evaluated.
+ */
+#include "traind/trainer.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "traind/kernels.h"
+#include "traind/sha256.h"
+#include "engine/train/trainer-sched.h"
+
+static double now_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ---- the job's random draws, by config rng (see the top) ---------------- */
+
+/* The train/val split, from split_seed alone. */
+static void draw_split(struct trainer *t)
+{
+	if (t->cfg.rng == RNG_TORCH) {
+		struct mt19937 g;
+
+		mt_seed(&g, t->cfg.split_seed);
+		mt_randperm(&g, t->split, t->n_split);
+		return;
+	}
+	{
+		struct rng split_rng;
+
+		rng_seed(&split_rng, t->cfg.split_seed);
+		for (uint32_t i = 0; i < t->n_split; i++)
+			t->split[i] = i;
+		rng_shuffle_u32(&split_rng, t->split, t->n_split);
+	}
+}
+
+/* Seed the job's stream and draw the initial weights. */
+static void draw_init(struct trainer *t)
+{
+	if (t->cfg.rng == RNG_TORCH) {
+		mt_seed(&t->mt, t->cfg.seed);
+		net_init_params_torch(&t->model, &t->mt);
+		return;
+	}
+	rng_seed(&t->rng, t->cfg.seed);
+	net_init_params(&t->model, &t->rng);
+}
+
+/* The next epoch's order of the training part. */
+static void draw_order(struct trainer *t)
+{
+	if (t->cfg.rng == RNG_TORCH) {
+		struct mt19937 g;
+
+		(void)mt_random_i64(&t->mt);              /* the loader iterator's _base_seed */
+		mt_seed(&g, mt_random_i64(&t->mt));       /* RandomSampler's own Generator */
+		mt_randperm(&g, t->order, t->n_train);
+		return;
+	}
+	for (uint32_t i = 0; i < t->n_train; i++)
+		t->order[i] = i;
+	rng_shuffle_u32(&t->rng, t->order, t->n_train);
+}
+
+/* After an epoch's validation: iter(val_dl)'s base seed (torch only). */
+static void draw_val_loader(struct trainer *t)
+{
+	if (t->cfg.rng == RNG_TORCH)
+		(void)mt_random_i64(&t->mt);
+}
+
+int trainer_model_spec(const struct train_config *cfg, uint32_t classes, struct model_spec *spec,
+		       struct tr_err *err)
+{
+	if (!cfg->model[0]) {
+		spec_mlp(spec, cfg->hidden, cfg->n_hidden, classes);
+		return 0;
+	}
+	return spec_parse(spec, cfg->model, cfg->hidden, cfg->n_hidden, classes, err);
+}
+
+struct shape trainer_input_shape(const struct dataset *ds)
+{
+	struct shape in = { .c = ds->channels ? ds->channels : 1, .h = ds->train.rows,
+			    .w = ds->train.cols, .flat = false };
+
+	return in;
+}
+
+uint64_t trainer_count_params(const struct train_config *cfg, struct shape in, uint32_t classes)
+{
+	struct model_spec spec;
+	uint64_t params = 0;
+
+	if (trainer_model_spec(cfg, classes, &spec, NULL) < 0 ||
+	    spec_shapes(&spec, in, classes, NULL, &params, NULL) < 0)
+		return 0;
+	return params;
+}
+
+int trainer_check_model(const struct train_config *cfg, const struct dataset *ds,
+			struct model_spec *spec, uint64_t *params_out, struct tr_err *err)
+{
+	/* The MLP's messages keep naming "hidden", the key that built it. */
+	const char *key = cfg->model[0] ? "model" : "hidden";
+	struct shape shapes[SPEC_MAX_LAYERS];
+	uint32_t n_train = cfg->train_size ? cfg->train_size : ds->train.count - cfg->val_size;
+	uint32_t max_batch = cfg->batch_size > cfg->eval_batch_size ? cfg->batch_size : cfg->eval_batch_size;
+	uint64_t params = 0, floats, widest = dataset_image_size(ds), sum = widest;
+	uint32_t shard = cfg->batch_size / (config_shards(cfg) ? config_shards(cfg) : 1);
+	int rc;
+
+	rc = trainer_model_spec(cfg, ds->classes, spec, err);
+	if (rc < 0)
+		return rc;
+	rc = spec_shapes(spec, trainer_input_shape(ds), ds->classes, shapes, &params, err);
+	if (rc < 0)
+		return rc;
+	/* A daemon must not be talked into allocating tens of GB: cap the
+	 * model (parameters, gradients and two moments are 16 bytes each) and
+	 * its activations. */
+	if (params > TRAINER_MAX_PARAMS)
+		return tr_err_set(err, -EINVAL,
+				  "%s: the model would have %llu parameters; at most %llu are allowed",
+				  key, (unsigned long long)params, (unsigned long long)TRAINER_MAX_PARAMS);
+	if (config_shards(cfg) > 1 && params * config_shards(cfg) > TRAINER_MAX_ACTIVATIONS)
+		return tr_err_set_key(err, -EINVAL, "shards",
+				      "%u shards of the model's %llu gradients would take %llu MiB; at most %llu MiB are allowed",
+				      config_shards(cfg), (unsigned long long)params,
+				      (unsigned long long)(params * config_shards(cfg) * 4 >> 20),
+				      (unsigned long long)(TRAINER_MAX_ACTIVATIONS * 4 >> 20));
+	for (uint32_t i = 0; i < spec->n; i++) {
+		struct shape in = i ? shapes[i - 1] : trainer_input_shape(ds);
+		uint64_t size = (uint64_t)shapes[i].c * shapes[i].h * shapes[i].w;
+
+		sum += size;
+		widest = size > widest ? size : widest;
+		/* A shard (the batch itself with shards 1) of one sample. */
+		if (spec_is_batchnorm(spec->layers[i].kind) && in.h * in.w == 1 &&
+		    (shard == 1 || n_train % cfg->batch_size % shard == 1)) {
+			char name[96];
+
+			spec_layer_text(&spec->layers[i], name, sizeof(name));
+			if (config_shards(cfg) > 1)
+				return tr_err_set(err, -EINVAL,
+						  "model: layer %u %s: a training shard of one sample has no batch statistics (batch_size %u in %u shards, %u training images); change batch_size, shards or train_size",
+						  i + 1, name, cfg->batch_size, config_shards(cfg), n_train);
+			return tr_err_set(err, -EINVAL,
+					  "model: layer %u %s: a training batch of one sample has no batch statistics (batch_size %u, %u training images: the last batch has 1); change batch_size or train_size",
+					  i + 1, name, cfg->batch_size, n_train);
+		}
+		if (spec->layers[i].kind == LAYER_CONV2D) {
+			uint64_t col = (uint64_t)in.c * spec->layers[i].k * spec->layers[i].k *
+				       shapes[i].h * shapes[i].w;
+
+			sum += 2 * col * cfg->threads / max_batch + 1;
+		}
+	}
+	floats = (uint64_t)max_batch * (sum + 2 * widest);
+	if (floats > TRAINER_MAX_ACTIVATIONS)
+		return tr_err_set(err, -EINVAL,
+				  "%s: the model's activations for batches of %u would take %llu MiB; at most %llu MiB are allowed (a smaller batch_size or eval_batch_size helps)",
+				  key, max_batch, (unsigned long long)(floats * 4 >> 20),
+				  (unsigned long long)(TRAINER_MAX_ACTIVATIONS * 4 >> 20));
+	if (params_out)
+		*params_out = params;
+	return 0;
+}
+
+int trainer_check_config(const struct train_config *cfg, const struct dataset *ds,
+			 struct tr_err *err)
+{
+	struct model_spec spec;
+	int rc;
+
+	rc = config_validate(cfg, err);
+	if (rc < 0)
+		return rc;
+	if (cfg->val_size >= ds->train.count)
+		return tr_err_set_key(err, -EINVAL, "val_size",
+				  "%u leaves no training images (the training file has %u)",
+				  cfg->val_size, ds->train.count);
+	if (cfg->train_size > ds->train.count - cfg->val_size)
+		return tr_err_set_key(err, -EINVAL, "train_size",
+				  "%u is more than the %u images of the split's training part",
+				  cfg->train_size, ds->train.count - cfg->val_size);
+	{
+		uint32_t n_train = cfg->train_size ? cfg->train_size : ds->train.count - cfg->val_size;
+
+		if (cfg->batch_size > n_train)
+			return tr_err_set_key(err, -EINVAL, "batch_size",
+					  "%u is larger than the %u training images",
+					  cfg->batch_size, n_train);
+	}
+	if (ds->train.rows != ds->test.rows || ds->train.cols != ds->test.cols ||
+	    ds->train.channels != ds->test.channels)
+		return tr_err_set(err, -EINVAL, "dataset: train and test images differ in size");
+	if (ds->classes < 1 || ds->classes > DATASET_MAX_CLASSES || ds->channels < 1)
+		return tr_err_set(err, -EINVAL, "dataset: %u classes, %u channels", ds->classes,
+				  ds->channels);
+	rc = trainer_check_model(cfg, ds, &spec, NULL, err);
+	if (rc < 0)
+		return tr_err_key(err, cfg->model[0] ? "model" : "hidden");
+	return 0;
+}
+
+static size_t shard_grads_off(const struct trainer *t);
+
+int trainer_new(struct trainer **out, const struct train_config *cfg, const struct dataset *ds,
+		struct tr_err *err)
+{
+	struct trainer *t;
+	struct model_spec spec;
+	uint32_t max_batch;
+	int rc;
+
+	kernels_global_init();
+	rc = trainer_check_config(cfg, ds, err);
+	if (rc == 0)
+		rc = trainer_model_spec(cfg, ds->classes, &spec, err);
+	if (rc < 0)
+		return rc;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return tr_err_set(err, -ENOMEM, "out of memory");
+	t->cfg = *cfg;
+	t->ds = ds;
+	t->n_split = ds->train.count;
+	t->n_val = cfg->val_size;
+	t->n_train_part = t->n_split - t->n_val;
+	t->n_train = cfg->train_size ? cfg->train_size : t->n_train_part;
+	t->steps_per_epoch = (t->n_train + cfg->batch_size - 1) / cfg->batch_size;
+	max_batch = cfg->batch_size > cfg->eval_batch_size ? cfg->batch_size : cfg->eval_batch_size;
+
+	rc = team_new(&t->team, cfg->threads);
+	if (rc < 0) {
+		tr_err_set(err, rc, "cannot start %u training threads", cfg->threads);
+		goto fail;
+	}
+	rc = net_init(&t->model, &spec, trainer_input_shape(ds), ds->classes, max_batch, t->team);
+	if (rc < 0)
+		goto fail_nomem;
+	rc = optim_init(&t->opt, cfg, t->model.nparams);
+	if (rc < 0)
+		goto fail_nomem;
+	t->split = malloc((size_t)t->n_split * sizeof(*t->split));
+	t->order = malloc((size_t)t->n_train * sizeof(*t->order));
+	t->batch_idx = malloc((size_t)max_batch * sizeof(*t->batch_idx));
+	t->labels = malloc(max_batch);
+	t->pred = malloc(max_batch);
+	t->history = calloc(cfg->epochs, sizeof(*t->history));
+	rc = -ENOMEM;
+	if (!t->split || !t->order || !t->batch_idx || !t->labels || !t->pred || !t->history)
+		goto fail_nomem;
+	if (config_shards(cfg) > 1) {
+		t->shard_block = shard_grads_off(t) + t->model.nparams * sizeof(float) +
+				 t->model.nbuffers * sizeof(float) + t->model.ncounts * sizeof(int64_t);
+		t->shard_buf = malloc((config_shards(cfg) + 1) * t->shard_block);
+		if (!t->shard_buf)
+			goto fail_nomem;
+	}
+
+	/* The split has its own generator, so it never depends on the model seed. */
+	draw_split(t);
+	t->model.dropout_key = cfg->seed;
+	draw_init(t);
+	numerics_blas(t->numerics, sizeof(t->numerics));
+	trainsched_init(t);
+	draw_order(t);
+	*out = t;
+	return 0;
+fail_nomem:
+	tr_err_set(err, -ENOMEM, "out of memory allocating the model and its buffers");
+fail:
+	trainer_free(t);
+	return rc;
+}
+
+void trainer_free(struct trainer *t)
+{
+	if (!t)
+		return;
+	net_deinit(&t->model);
+	optim_deinit(&t->opt);
+	team_free(t->team);
+	free(t->split);
+	free(t->order);
+	free(t->batch_idx);
+	free(t->labels);
+	free(t->pred);
+	free(t->history);
+	free(t->shard_buf);
+	free(t);
+}
+
+bool trainer_epoch_done(const struct trainer *t)
+{
+	return t->step >= t->steps_per_epoch;
+}
+
+bool trainer_finished(const struct trainer *t)
+{
+	return t->epoch >= t->cfg.epochs || t->sched.stopped;
+}
+
+uint64_t trainer_epoch_samples(const struct trainer *t)
+{
+	return t->n_train;
+}
+
+uint64_t trainer_samples_done(const struct trainer *t)
+{
+	uint64_t done = (uint64_t)t->step * t->cfg.batch_size;
+
+	return done < t->n_train ? done : t->n_train;
+}
+
+static void count_predictions(struct metric_sums *s, const uint8_t *labels, const uint8_t *pred,
+			      size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		s->total[labels[i]]++;
+		s->predicted[pred[i]]++;
+		if (labels[i] == pred[i])
+			s->correct[labels[i]]++;
+	}
+}
+
+struct gather_job {
+	const struct trainer *t;
+	const struct ds_split *set;
+	const uint32_t *idx;            /* the rows' images: batch_idx, or a shard's part of it */
+};
+
+/* Rows [r0, r1) of x (n, C*H*W): the images in batch_idx, gathered by the team
+ * in the first phase of net_forward_from. One-channel uint8 data without
+ * normalisation keeps k_gather, the arithmetic every job before other
+ * formats had; the rest goes through k_gather_images. */
+static void gather_rows(void *arg, size_t r0, size_t r1)
+{
+	const struct gather_job *g = arg;
+	const struct trainer *t = g->t;
+	const struct dataset *ds = t->ds;
+	size_t dim = dataset_image_size(ds), n = r1 - r0;
+	float *x = t->model.x + r0 * dim;
+	const uint32_t *idx = g->idx + r0;
+
+	if (dataset_plain_u8(ds) && t->cfg.rng == RNG_TORCH)   /* v2.ToDtype(float32, scale=True) */
+		k_gather_scaled(x, g->set->pixels, idx, n, dim, (float)(1.0 / 255.0));
+	else if (dataset_plain_u8(ds))
+		k_gather(x, g->set->pixels, idx, n, dim);
+	else
+		k_gather_images(x, g->set->pixels, ds->dtype == DS_F32,
+				ds->layout == DS_NHWC && ds->channels > 1, ds->channels,
+				(size_t)ds->height * ds->width, idx, n,
+				ds->normalize ? ds->mean : NULL, ds->normalize ? ds->std : NULL);
+}
+
+/* A shard's result block: this header, its predictions, its gradients. */
+struct shard_head {
+	double loss;                     /* k_softmax_xent's sum over the shard's samples */
+	uint64_t samples;
+};
+
+#define SHARD_PRED_OFF sizeof(struct shard_head)
+
+static size_t shard_grads_off(const struct trainer *t)
+{
+	size_t b = t->cfg.batch_size / config_shards(&t->cfg);
+
+	return SHARD_PRED_OFF + ((b + 15) & ~(size_t)15);
+}
+
+int trainer_set_comm(struct trainer *t, const struct trainer_comm *comm, struct tr_err *err)
+{
+	uint32_t s = config_shards(&t->cfg);
+
+	if (comm && (comm->nranks < 1 || s % comm->nranks != 0 || comm->rank >= comm->nranks))
+		return tr_err_set_key(err, -EINVAL, "ranks",
+				      "%u ranks do not divide the job's %u shards", comm ? comm->nranks : 0, s);
+	t->comm = comm;
+	return 0;
+}
+
+/* Forward and backward of the shards this rank owns (all of them without a
+ * comm), each into its block of shard_buf; then every block everywhere;
+ * then the gradients into n->grads, the predictions into t->pred and the
+ * loss into *loss, each added in shard order. Batch normalization: each
+ * shard normalizes by its own statistics and updates the running ones
+ * from the step's starting values; the new running statistics are the
+ * mean of the non-empty shards' (added in shard order), and the counts
+ * those of shard 0. The block's tail holds those buffers and counts; the
+ * step's starting values wait in the block after the last. */
+static int step_shards(struct trainer *t, size_t n, uint64_t pos, double *loss)
+{
+	struct net *m = &t->model;
+	uint32_t s = config_shards(&t->cfg), nranks = t->comm ? t->comm->nranks : 1;
+	uint32_t rank = t->comm ? t->comm->rank : 0, per = s / nranks;
+	size_t b = t->cfg.batch_size / s, goff = shard_grads_off(t), p = m->nparams;
+	size_t boff = goff + p * sizeof(float), coff = boff + m->nbuffers * sizeof(float);
+	size_t bbytes = m->nbuffers * sizeof(float), cbytes = m->ncounts * sizeof(int64_t);
+	uint8_t *start = t->shard_buf + (size_t)s * t->shard_block;
+	int rc = 0;
+
+	memcpy(start, m->buffers, bbytes);
+	memcpy(start + bbytes, m->counts, cbytes);
+	for (uint32_t i = 0; i < per; i++) {
+		uint32_t k = rank * per + i;
+		uint8_t *blk = t->shard_buf + (size_t)k * t->shard_block;
+		size_t lo = (size_t)k * b, cnt = lo < n ? (n - lo < b ? n - lo : b) : 0;
+		struct shard_head h = { .loss = 0.0, .samples = cnt };
+
+		if (cnt) {
+			memcpy(m->buffers, start, bbytes);
+			memcpy(m->counts, start + bbytes, cbytes);
+			net_forward_from(m, cnt, true, pos * s + k, gather_rows,
+					 &(struct gather_job){ t, &t->ds->train, t->batch_idx + lo });
+			h.loss = k_softmax_xent(net_output(m), t->labels + lo, cnt, m->classes,
+						1.0f / (float)n, net_dout(m), blk + SHARD_PRED_OFF);
+			net_backward(m, cnt);
+			memcpy(blk + goff, m->grads, p * sizeof(float));
+			memcpy(blk + boff, m->buffers, bbytes);
+			memcpy(blk + coff, m->counts, cbytes);
+		} else {
+			memset(blk + goff, 0, p * sizeof(float));
+		}
+		memcpy(blk, &h, sizeof(h));
+	}
+	if (t->comm && nranks > 1)
+		rc = t->comm->allgather(t->comm->ctx, t->shard_buf, (size_t)per * t->shard_block);
+	if (rc < 0)
+		return rc;
+	*loss = 0.0;
+	for (uint32_t k = 0; k < s; k++) {
+		const uint8_t *blk = t->shard_buf + (size_t)k * t->shard_block;
+		struct shard_head h;
+
+		memcpy(&h, blk, sizeof(h));
+		if (k == 0)
+			memcpy(m->grads, blk + goff, p * sizeof(float));
+		else
+			for (size_t j = 0; j < p; j++) {
+				float g;
+
+				memcpy(&g, blk + goff + j * sizeof(float), sizeof(g));
+				m->grads[j] += g;
+			}
+		*loss += h.loss;
+		if (h.samples)
+			memcpy(t->pred + (size_t)k * b, blk + SHARD_PRED_OFF, h.samples);
+	}
+	if (m->nbuffers || m->ncounts) {
+		uint32_t used = 0;
+
+		for (uint32_t k = 0; k < s; k++) {
+			const uint8_t *blk = t->shard_buf + (size_t)k * t->shard_block;
+			struct shard_head h;
+
+			memcpy(&h, blk, sizeof(h));
+			if (!h.samples)
+				continue;
+			if (used++ == 0) {
+				memcpy(m->buffers, blk + boff, bbytes);
+				memcpy(m->counts, blk + coff, cbytes);
+				continue;
+			}
+			for (size_t j = 0; j < m->nbuffers; j++) {
+				float v;
+
+				memcpy(&v, blk + boff + j * sizeof(float), sizeof(v));
+				m->buffers[j] += v;
+			}
+		}
+		for (size_t j = 0; j < m->nbuffers; j++)
+			m->buffers[j] /= (float)used;
+	}
+	return 0;
+}
+
+int trainer_step(struct trainer *t)
+{
+	const struct ds_split *set = &t->ds->train;
+	size_t first, n;
+	double t0 = now_seconds(), loss;
+	unsigned fpmode;
+
+	if (trainer_finished(t) || trainer_epoch_done(t))
+		return -EINVAL;
+	fpmode = numerics_enter(t->cfg.ftz);
+	first = (size_t)t->step * t->cfg.batch_size;
+	n = t->n_train - first < t->cfg.batch_size ? t->n_train - first : t->cfg.batch_size;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t img = t->split[t->order[first + i]];
+
+		t->batch_idx[i] = img;
+		t->labels[i] = set->labels[img];
+	}
+	if (t->shard_buf) {
+		int rc = step_shards(t, n, (uint64_t)t->epoch * t->steps_per_epoch + t->step, &loss);
+
+		if (rc < 0) {
+			numerics_leave(fpmode);
+			return rc;
+		}
+	} else {
+		/* x (n, C*H*W) gathered by the team; Dropout's stream: a position
+		 * unique to this step of the job. */
+		net_forward_from(&t->model, n, true, (uint64_t)t->epoch * t->steps_per_epoch + t->step,
+				 gather_rows, &(struct gather_job){ t, set, t->batch_idx });
+		loss = k_softmax_xent(net_output(&t->model), t->labels, n, t->model.classes,
+				      1.0f / (float)n, net_dout(&t->model), t->pred);
+		net_backward(&t->model, n);
+	}
+	trainsched_begin_update(t);      /* clipping; optim_begin_step at the scheduled rate */
+	optim_step(&t->opt, t->model.params, t->model.grads, t->model.nparams, t->model.team);
+	trainsched_end_update(t);
+	numerics_leave(fpmode);
+
+	t->sums.loss_sum += loss / (double)n;
+	t->sums.batches++;
+	count_predictions(&t->sums, t->labels, t->pred, n);
+	t->step++;
+	t->sums.seconds += now_seconds() - t0;
+	return 0;
+}
+
+void metric_sums_finish(const struct metric_sums *s, uint64_t samples, struct metrics *out)
+{
+	uint64_t correct = 0;
+	double recall_sum = 0.0;
+	int classes = 0;
+
+	for (int c = 0; c < DATASET_MAX_CLASSES; c++) {
+		correct += s->correct[c];
+		/* torchmetrics' macro average leaves out classes that are neither
+		 * present nor predicted; a predicted-but-absent class scores 0. */
+		if (s->total[c] == 0 && s->predicted[c] == 0)
+			continue;
+		classes++;
+		if (s->total[c])
+			recall_sum += (double)s->correct[c] / (double)s->total[c];
+	}
+	out->loss = s->batches ? s->loss_sum / (double)s->batches : 0.0;
+	out->acc = samples ? (double)correct / (double)samples : 0.0;
+	out->macro_acc = classes ? recall_sum / classes : 0.0;
+	out->count = samples;
+}
+
+int trainer_evaluate(struct trainer *t, enum eval_split which, struct metrics *out)
+{
+	return trainer_evaluate_sums(t, which, out, NULL);
+}
+
+int trainer_evaluate_sums(struct trainer *t, enum eval_split which, struct metrics *out,
+			  struct metric_sums *sums)
+{
+	const struct ds_split *set = which == EVAL_TEST ? &t->ds->test : &t->ds->train;
+	uint32_t count = which == EVAL_TEST ? set->count : t->n_val;
+	struct metric_sums s;
+	unsigned fpmode = numerics_enter(t->cfg.ftz);
+
+	memset(&s, 0, sizeof(s));
+	for (uint32_t first = 0; first < count; first += t->cfg.eval_batch_size) {
+		size_t n = count - first < t->cfg.eval_batch_size ? count - first : t->cfg.eval_batch_size;
+
+		for (size_t i = 0; i < n; i++) {
+			uint32_t img = which == EVAL_TEST ? first + (uint32_t)i
+							  : t->split[t->n_train_part + first + i];
+
+			t->batch_idx[i] = img;
+			t->labels[i] = set->labels[img];
+		}
+		net_forward_from(&t->model, n, false, 0, gather_rows,
+				 &(struct gather_job){ t, set, t->batch_idx });
+		s.loss_sum += k_softmax_xent(net_output(&t->model), t->labels, n, t->model.classes,
+					     1.0f, NULL, t->pred) / (double)n;
+		s.batches++;
+		count_predictions(&s, t->labels, t->pred, n);
+	}
+	metric_sums_finish(&s, count, out);
+	if (sums)
+		*sums = s;
+	numerics_leave(fpmode);
+	return 0;
+}
+
+int trainer_end_epoch(struct trainer *t, struct history_row *row)
+{
+	struct history_row r;
+	struct metrics train, val;
+	double t0 = now_seconds();
+	int rc;
+
+	if (!trainer_epoch_done(t) || trainer_finished(t))
+		return -EINVAL;
+	rc = trainer_evaluate(t, EVAL_VAL, &val);
+	if (rc < 0)
+		return rc;
+	metric_sums_finish(&t->sums, t->n_train, &train);
+	memset(&r, 0, sizeof(r));
+	r.epoch = t->epoch + 1;
+	r.train_loss = train.loss;
+	r.train_acc = train.acc;
+	r.train_macro_acc = train.macro_acc;
+	r.val_loss = val.loss;
+	r.val_acc = val.acc;
+	r.val_macro_acc = val.macro_acc;
+	r.seconds = t->sums.seconds + (now_seconds() - t0);
+	memcpy(r.note, t->note, sizeof(r.note));
+	trainsched_end_epoch(t, &r);
+	t->history[t->nhistory++] = r;
+	if (row)
+		*row = r;
+	memset(&t->sums, 0, sizeof(t->sums));
+	t->note[0] = '\0';
+	t->epoch++;
+	t->step = 0;
+	draw_val_loader(t);
+	draw_order(t);
+	return 0;
+}
+
+int trainer_set_epochs(struct trainer *t, uint32_t epochs, struct tr_err *err)
+{
+	struct history_row *h;
+
+	if (epochs < 1 || epochs > 100000 || epochs < t->epoch || (epochs == t->epoch && t->step != 0))
+		return tr_err_set_key(err, -EINVAL, "epochs",
+				      "%u is fewer than the job has trained (epoch %u, step %u)", epochs,
+				      t->epoch, t->step);
+	if (epochs > t->cfg.epochs) {
+		h = realloc(t->history, (size_t)epochs * sizeof(*h));
+		if (!h)
+			return tr_err_set(err, -ENOMEM, "out of memory");
+		memset(h + t->cfg.epochs, 0, (size_t)(epochs - t->cfg.epochs) * sizeof(*h));
+		t->history = h;
+	}
+	t->cfg.epochs = epochs;
+	t->sched.cfg.epochs = epochs;   /* onecycle's total (README: it depends on it) */
+	return 0;
+}
+
+void trainer_go_on(struct trainer *t)
+{
+	/* Early stopping counts on from where it was (its wait included). */
+	t->sched.stopped = false;
+	t->sched.note[0] = '\0';
+}
+
+int trainer_set_lr(struct trainer *t, double lr, struct tr_err *err)
+{
+	if (lr == t->cfg.lr)
+		return 0;
+	if (t->cfg.lr_scheduler[0])
+		return tr_err_set_key(err, -EINVAL, "lr",
+				      "cannot change under the schedule '%s' (its rate is part of the state "
+				      "taken over); start with weights_only to change it", t->cfg.lr_scheduler);
+	t->cfg.lr = lr;
+	t->sched.cfg.lr = lr;
+	t->sched.lr = lr;
+	if (t->step == 0)
+		t->sched.epoch_lr = lr;
+	return 0;
+}
+
+void trainer_reset_optimizer(struct trainer *t, const char *note)
+{
+	optim_reset(&t->opt);
+	snprintf(t->note, sizeof(t->note), "%s", note ? note : "");
+}
+
+void trainer_params_hash(const struct trainer *t, char hex[65])
+{
+	const struct net *n = &t->model;
+	struct sha256_ctx ctx;
+	uint8_t digest[SHA256_DIGEST_LEN];
+
+	sha256_init(&ctx);
+	for (uint32_t i = 0; i < n->ntensors; i++) {
+		const struct net_tensor *x = &n->tensors[i];
+		size_t elem = x->kind == TENSOR_COUNT ? sizeof(int64_t) : sizeof(float);
+
+		sha256_update(&ctx, net_tensor_data(n, x, NULL), x->len * elem);
+	}
+	sha256_final(&ctx, digest);
+	sha256_to_hex(digest, hex);
+}
