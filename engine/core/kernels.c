@@ -6,9 +6,11 @@
  * one thread per call.
  */
 #include "traind/kernels.h"
+#include "engine/core/bf16.h"
 #include "engine/core/hot.h"
 
 #include <cblas.h>
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -36,12 +38,42 @@ float *k_alloc_floats(size_t n)
 	return p;
 }
 
-void k_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha,
-	    const float *a, size_t lda, const float *b, size_t ldb,
+const char *k_precision_name(enum k_precision p)
+{
+	switch (p) {
+	case K_FP32: return "fp32";
+	case K_BF16: return "bf16";
+	}
+	return "?";
+}
+
+int k_precision_check(enum k_precision p, struct tr_err *err)
+{
+	if (p == K_FP32)
+		return 0;
+	if (p != K_BF16)
+		return tr_err_set_key(err, -EINVAL, "precision", "unknown precision");
+	if (bf16_isa() == BF16_NONE)
+		return tr_err_set_key(err, -EINVAL, "precision", "%s", bf16_why());
+	return 0;
+}
+
+size_t k_gemm_scratch_len(enum k_precision p, size_t kmax)
+{
+	return p == K_BF16 ? bf16_scratch_len(kmax) : 0;
+}
+
+void k_gemm(const struct k_gemm_mode *mode, int ta, int tb, size_t m, size_t n, size_t k,
+	    float alpha, const float *a, size_t lda, const float *b, size_t ldb,
 	    float beta, float *c, size_t ldc)
 {
 	if (m == 0 || n == 0)
 		return;
+	if (mode && mode->prec == K_BF16) {
+		bf16_gemm(bf16_isa(), mode->scratch, mode->scratch_len, ta, tb, m, n, k, alpha, a, lda,
+			  b, ldb, beta, c, ldc);
+		return;
+	}
 	cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
 		    (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
 }

@@ -45,6 +45,11 @@ static size_t shape_size(struct shape s)
 	return (size_t)s.c * s.h * s.w;
 }
 
+static size_t size_max(size_t a, size_t b)
+{
+	return a > b ? a : b;
+}
+
 static void add_tensor(struct net *n, uint32_t layer, const char *what, enum tensor_kind kind,
 		       int ndim, const uint64_t *shape, size_t *counter, size_t *off)
 {
@@ -109,7 +114,7 @@ int net_init(struct net *n, const struct model_spec *spec, struct shape input, u
 	     uint32_t max_batch, struct team *team)
 {
 	struct shape shapes[SPEC_MAX_LAYERS];
-	size_t widest, col_len = 1, part_len = 1;
+	size_t widest, col_len = 1, part_len = 1, kmax = 0;
 	bool params_before = false;
 	float *prev;
 	int rc;
@@ -147,10 +152,16 @@ int net_init(struct net *n, const struct model_spec *spec, struct shape input, u
 			col_len = cl > col_len ? cl : col_len;
 			l->part_off = part_len - 1;
 			part_len += pl;   /* each conv2d its own slice: a phase may run several */
+			kmax = size_max(kmax, size_max(ckk, size_max((size_t)l->out.h * l->out.w, l->spec.out)));
 		}
+		if (l->spec.kind == LAYER_LINEAR)
+			kmax = size_max(kmax, size_max(max_batch, size_max(l->in_size, l->out_size)));
 	}
 	n->col_len = col_len;
 	n->part_len = part_len;
+	n->gemm_kmax = kmax;
+	for (unsigned m = 0; m < n->members; m++)
+		n->gemm[m] = (struct k_gemm_mode){ .prec = K_FP32 };
 	rc = -ENOMEM;
 	n->params = k_alloc_floats(n->nparams);
 	n->grads = k_alloc_floats(n->nparams);
@@ -209,6 +220,7 @@ void net_deinit(struct net *n)
 		free(l->mean);
 		free(l->invstd);
 	}
+	free(n->gemm_scratch);
 	free(n->params);
 	free(n->grads);
 	free(n->buffers);
@@ -303,6 +315,23 @@ void net_init_params_torch(struct net *n, struct mt19937 *m)
 			n->counts[l->nbt] = 0;
 		}
 	}
+}
+
+int net_set_precision(struct net *n, enum k_precision p)
+{
+	size_t len = (k_gemm_scratch_len(p, n->gemm_kmax) + 63) / 64 * 64;
+	void *scratch = NULL;
+
+	if (len && posix_memalign(&scratch, 64, n->members * len))
+		return -ENOMEM;
+	free(n->gemm_scratch);
+	n->gemm_scratch = scratch;
+	n->precision = p;
+	for (unsigned m = 0; m < n->members; m++)
+		n->gemm[m] = (struct k_gemm_mode){ .prec = p,
+						   .scratch = len ? (char *)scratch + m * len : NULL,
+						   .scratch_len = len };
+	return 0;
 }
 
 const struct net_tensor *net_find(const struct net *n, const char *name)
@@ -402,7 +431,7 @@ static void linear_forward(void *arg, unsigned idx, unsigned nm)
 	 * would zero y and the pass that would add the bias. */
 	if (l->has_bias)
 		k_fill_rows(l->y, out, j->batch, c0, c1, p + l->b_off);
-	k_gemm(0, 1, j->batch, c1 - c0, in, 1.0f, j->in, in, p + l->w_off + c0 * in, in,
+	k_gemm(&j->n->gemm[idx], 0, 1, j->batch, c1 - c0, in, 1.0f, j->in, in, p + l->w_off + c0 * in, in,
 	       l->has_bias ? 1.0f : 0.0f, l->y + c0, out);
 	if (j->relu)
 		for (size_t r = 0; r < j->batch; r++)
@@ -420,7 +449,7 @@ static void linear_backward(void *arg, unsigned idx, unsigned nm)
 	if (j->dx) {
 		team_split(in, idx, nm, SPLIT_ALIGN, &lo, &hi);
 		if (lo < hi)
-			k_gemm(0, 0, j->batch, hi - lo, out, 1.0f, j->dy, out,
+			k_gemm(&n->gemm[idx], 0, 0, j->batch, hi - lo, out, 1.0f, j->dy, out,
 			       n->params + l->w_off + lo, in, 0.0f, j->dx + lo, in);
 	}
 	team_split(out, idx, nm, SPLIT_ALIGN, &lo, &hi);
@@ -430,7 +459,7 @@ static void linear_backward(void *arg, unsigned idx, unsigned nm)
 		for (size_t r = 0; r < j->batch; r++)
 			k_relu_backward_rows(j->relu_job->dx + r * out + lo, j->relu_job->l->y + r * out + lo,
 					     j->relu_job->dy + r * out + lo, hi - lo);
-	k_gemm(1, 0, hi - lo, in, j->batch, 1.0f, j->dy + lo, out, j->in, in, 0.0f,
+	k_gemm(&n->gemm[idx], 1, 0, hi - lo, in, j->batch, 1.0f, j->dy + lo, out, j->in, in, 0.0f,
 	       n->grads + l->w_off + lo * in, in);
 	if (l->has_bias)
 		k_colsum(n->grads + l->b_off, j->dy, out, j->batch, lo, hi);
@@ -647,7 +676,7 @@ static void conv_forward(const struct layer_job *j, unsigned idx, size_t first, 
 			for (size_t oc = 0; oc < s->out; oc++)
 				for (size_t t = 0; t < ohw; t++)
 					y[oc * ohw + t] = n->params[l->b_off + oc];
-		k_gemm(0, 0, s->out, ohw, ckk, 1.0f, n->params + l->w_off, ckk, col, ohw,
+		k_gemm(&n->gemm[idx], 0, 0, s->out, ohw, ckk, 1.0f, n->params + l->w_off, ckk, col, ohw,
 		       l->has_bias ? 1.0f : 0.0f, y, ohw);
 	}
 }
@@ -668,7 +697,7 @@ static void conv_backward(const struct layer_job *j, unsigned idx, size_t first,
 
 		k_im2col(col, j->in + r * l->in_size, l->in.c, l->in.h, l->in.w, s->k, s->stride,
 			 s->padding, l->out.h, l->out.w);
-		k_gemm(0, 1, s->out, ckk, ohw, 1.0f, dy, ohw, col, ohw, r == first ? 0.0f : 1.0f, dw,
+		k_gemm(&n->gemm[idx], 0, 1, s->out, ckk, ohw, 1.0f, dy, ohw, col, ohw, r == first ? 0.0f : 1.0f, dw,
 		       ckk);
 		for (size_t oc = 0; oc < s->out; oc++) {
 			float sum = 0.0f;
@@ -678,7 +707,7 @@ static void conv_backward(const struct layer_job *j, unsigned idx, size_t first,
 			db[oc] = r == first ? sum : db[oc] + sum;
 		}
 		if (j->dx) {
-			k_gemm(1, 0, ckk, ohw, s->out, 1.0f, n->params + l->w_off, ckk, dy, ohw, 0.0f,
+			k_gemm(&n->gemm[idx], 1, 0, ckk, ohw, s->out, 1.0f, n->params + l->w_off, ckk, dy, ohw, 0.0f,
 			       dcol, ohw);
 			k_col2im(j->dx + r * l->in_size, dcol, l->in.c, l->in.h, l->in.w, s->k,
 				 s->stride, s->padding, l->out.h, l->out.w);

@@ -1,7 +1,9 @@
 /*
  * kernels.h - the numeric building blocks of one training step, each a plain
- * loop over row-major float buffers, plus the one sgemm wrapper every matrix
- * product goes through.
+ * loop over row-major float buffers, plus the one GEMM wrapper every matrix
+ * product goes through, in the job's precision: float32 (OpenBLAS's sgemm)
+ * or bfloat16 inputs with float32 accumulation (engine/core/bf16.h, on AMX
+ * or AVX-512-BF16; doc/precision.md).
  *
  * Shapes are written (rows, cols); every matrix is row-major with an explicit
  * leading dimension (the row stride in floats). All functions are pure with
@@ -14,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "traind/error.h"
+
 /* Set OpenBLAS to one thread (once per process). The engine splits work across
  * its own teams, so BLAS's process-wide pool must not: results would otherwise
  * depend on what else the process runs. Thread: any; idempotent. */
@@ -23,11 +27,41 @@ void kernels_global_init(void);
  * them. NULL on ENOMEM. */
 float *k_alloc_floats(size_t n);
 
+/* The arithmetic of a job's matrix products (config `precision`). */
+enum k_precision {
+	K_FP32,   /* float32 throughout: OpenBLAS's sgemm (every job stored before the key) */
+	K_BF16,   /* inputs rounded to bfloat16 (round to nearest even), float32 accumulation */
+};
+
+/* "fp32", "bf16". */
+const char *k_precision_name(enum k_precision p);
+/* 0 when this process can compute in p; else -EINVAL with err (key
+ * "precision") naming what the CPU lacks. The first call for bf16 decides
+ * the process's bf16 path (bf16.h: cpuid, AMX permission, TRAIND_BF16).
+ * Thread: any. */
+int k_precision_check(enum k_precision p, struct tr_err *err);
+
+/* How one team member's products run: the precision and, for bf16, the
+ * member's own scratch for the packed operands. */
+struct k_gemm_mode {
+	enum k_precision prec;
+	void *scratch;        /* bf16: k_gemm_scratch_len(prec, kmax) bytes, 64-byte aligned; not owned */
+	size_t scratch_len;
+};
+
+/* The scratch bytes a member needs for products whose k is at most kmax (0 for fp32). */
+size_t k_gemm_scratch_len(enum k_precision p, size_t kmax);
+
 /* C (m, n) = alpha * op(A) op(B) + beta * C, row-major.
  * op(A) is (m, k): A itself when !ta (lda >= k), else A^T with A stored (k, m) (lda >= m).
- * op(B) is (k, n): B itself when !tb (ldb >= n), else B^T with B stored (n, k) (ldb >= k). */
-void k_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha,
-	    const float *a, size_t lda, const float *b, size_t ldb,
+ * op(B) is (k, n): B itself when !tb (ldb >= n), else B^T with B stored (n, k) (ldb >= k).
+ * mode NULL or K_FP32: OpenBLAS's sgemm on one thread. K_BF16: every element
+ * of op(A) and op(B) rounded to bfloat16, the products summed in float32 over
+ * k in a fixed order, then alpha and beta applied in float32 (bf16.h); the
+ * bits depend only on the operands and the process's bf16 path, which
+ * k_precision_check must have accepted. */
+void k_gemm(const struct k_gemm_mode *mode, int ta, int tb, size_t m, size_t n, size_t k,
+	    float alpha, const float *a, size_t lda, const float *b, size_t ldb,
 	    float beta, float *c, size_t ldc);
 
 /* x (n, dim) = pixels[idx[i]] / 255 for each of the n sample indices. */

@@ -33,6 +33,7 @@
 #include <stdint.h>
 
 #include "traind/error.h"
+#include "traind/kernels.h"
 #include "traind/rng.h"
 #include "traind/spec.h"
 #include "traind/team.h"
@@ -103,6 +104,11 @@ struct net {
 	uint32_t part_rows[TEAM_MAX_MEMBERS];   /* samples each member summed in the last conv backward */
 	uint64_t dropout_key;        /* the job's seed: Dropout masks' Philox key */
 	struct team *team;           /* the job's team, not owned; NULL: run on the caller */
+	/* The matrix products' arithmetic (net_set_precision; fp32 after net_init): */
+	enum k_precision precision;
+	size_t gemm_kmax;            /* the longest sum over k of any of the model's products */
+	void *gemm_scratch;          /* bf16: (members, gemm[0].scratch_len) bytes of packed operands, owned */
+	struct k_gemm_mode gemm[TEAM_MAX_MEMBERS];   /* member i's products: precision, its scratch */
 };
 
 /* Build the table and the buffers for spec on inputs of shape `input` (spec
@@ -111,6 +117,12 @@ struct net {
 int net_init(struct net *n, const struct model_spec *spec, struct shape input, uint32_t classes,
 	     uint32_t max_batch, struct team *team);
 void net_deinit(struct net *n);
+
+/* Compute the products in precision p from now on (K_FP32 after
+ * net_init): each member gets its bf16 scratch (k_gemm_scratch_len for the
+ * model's longest sum). The caller has checked p with k_precision_check.
+ * -ENOMEM. */
+int net_set_precision(struct net *n, enum k_precision p);
 
 /* PyTorch's reset_parameters, layer by layer from r: Linear and Conv2d as
  * kaiming_uniform(a=sqrt(5)), i.e. W and b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)),

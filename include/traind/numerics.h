@@ -1,8 +1,10 @@
 /*
  * numerics.h - the numeric environment that decides a job's bits: the CPU's
  * floating-point mode (flush-to-zero and denormals-are-zero, a job setting)
- * and the BLAS library and kernel (OpenBLAS picks its kernel by CPU, and the
- * kernel decides how each dot product is summed).
+ * and what computes its matrix products: for precision fp32 the BLAS library
+ * and kernel (OpenBLAS picks its kernel by CPU, and the kernel decides how
+ * each dot product is summed), for bf16 traind's bf16 kernels and their path
+ * (AMX or AVX-512-BF16; the two sum each pair of products in another order).
  *
  * A job records the environment it trained in (numerics_describe); a resume
  * compares it with the current one, so a job that moves to another kernel is
@@ -17,6 +19,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+
+#include "traind/kernels.h"
 
 #define NUMERICS_TEXT_MAX 96
 
@@ -34,5 +38,11 @@ void numerics_leave(unsigned saved);
 void numerics_blas(char *buf, size_t len);
 /* The BLAS kernel alone ("Haswell"). */
 const char *numerics_core(void);
+
+/* What a job of precision p records as its environment: numerics_blas for
+ * fp32; "traind-bf16 1 amx" for bf16 (the bf16 kernels' version, bf16.h's
+ * BF16_KERNELS_VERSION, and the process's path: amx or avx512-bf16; no BLAS
+ * computes any of a bf16 job's arithmetic). */
+void numerics_describe(enum k_precision p, char *buf, size_t len);
 
 #endif
