@@ -35,7 +35,9 @@ static void usage(FILE *out)
 		"  --hidden W[,W...]      hidden layer widths of the MLP (256)\n"
 		"  --model SPEC           layers, e.g. lenet5 or flatten,linear(256),relu,linear(10) (the MLP of --hidden)\n"
 		"  --ftz true|false       flush denormals to zero while training (true)\n"
-		"  --strict-numerics true|false  refuse to resume under another BLAS kernel (false)\n"
+		"  --strict-numerics true|false  refuse to resume under another BLAS kernel or bf16 path (false)\n"
+		"  --precision fp32|bf16  matrix products in float32, or on bfloat16 inputs with float32\n"
+		"                         accumulation (AMX or AVX-512-BF16; doc/precision.md) (fp32)\n"
 		"  --rng torch|xoshiro    random streams: PyTorch's (init, split, order as the lesson) or traind's own (torch)\n"
 		"  --seed N               model/shuffle seed (42)\n"
 		"  --split-seed N         train/val split seed (42)\n"
@@ -107,6 +109,7 @@ int main(int argc, char **argv)
 		{ "early-stop-min-delta", required_argument, NULL, 1 },
 		{ "clip-grad-norm", required_argument, NULL, 1 },
 		{ "rng", required_argument, NULL, 1 },
+		{ "precision", required_argument, NULL, 1 },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *data_dir = getenv("TRAIND_DATA_DIR");

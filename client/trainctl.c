@@ -71,6 +71,7 @@ const struct opt_desc opts[O_COUNT] = {
 	[O_RANKS] = { "ranks", 0, true, "ranks" },
 	[O_HOSTS] = { "hosts", 0, true, "hosts" },
 	[O_MAX_RESTARTS] = { "max-restarts", 0, true, "max_restarts" },
+	[O_PRECISION] = { "precision", 0, true, "precision" },
 	[O_KEEP] = { "keep", 0, true, NULL },
 	[O_INIT_FROM] = { "init-from", 0, true, NULL },
 	[O_WEIGHTS_ONLY] = { "weights-only", 0, false, NULL },
@@ -104,7 +105,7 @@ static void usage(FILE *out)
 		"        [--optimizer adam|adamw|sgd] [--momentum M] [--weight-decay W]\n"
 		"        [--hidden 256[,128...]] [--seed 42] [--split-seed 42] [--val-size 10000]\n"
 		"        [--train-size N] [--threads N] [--model SPEC|mlp|lenet5] [--ftz true|false]\n"
-		"        [--strict-numerics true|false] [--lr-scheduler SPEC]\n"
+		"        [--strict-numerics true|false] [--precision fp32|bf16] [--lr-scheduler SPEC]\n"
 		"        [--monitor val_loss|val_acc|val_macro_acc] [--early-stop-patience N]\n"
 		"        [--early-stop-min-delta D] [--clip-grad-norm X]\n"
 		"        [--rng torch|xoshiro] [--keep K|all]\n"
@@ -125,6 +126,8 @@ static void usage(FILE *out)
 		"          than --early-stop-min-delta (0); --clip-grad-norm X: clip the total gradient 2-norm\n"
 		"        --ranks R: R processes through mpirun; --shards S (default R, a multiple of R\n"
 		"          dividing the batch): the batch's fixed shards, whose count decides the bits\n"
+		"        --precision bf16: matrix products on bfloat16 inputs with float32 accumulation\n"
+		"          (AMX or AVX-512-BF16; refused where the CPU has neither) (fp32)\n"
 		);
 	fputs(   /* in two: a string literal of at most 4095 bytes */
 		"  pause JOB                       checkpoint the exact position, then stop\n"
@@ -218,7 +221,7 @@ static const struct verb verbs[] = {
 	  BIT(O_SEED) | BIT(O_SPLIT_SEED) | BIT(O_VAL_SIZE) | BIT(O_TRAIN_SIZE) | BIT(O_THREADS) |
 	  BIT(O_MODEL) | BIT(O_FTZ) | BIT(O_STRICT_NUMERICS) | BIT(O_LR_SCHEDULER) | BIT(O_MONITOR) |
 	  BIT(O_EARLY_STOP_PATIENCE) | BIT(O_EARLY_STOP_MIN_DELTA) | BIT(O_CLIP_GRAD_NORM) | BIT(O_RNG) |
-	  BIT(O_SHARDS) | BIT(O_RANKS) | BIT(O_HOSTS) | BIT(O_MAX_RESTARTS) |
+	  BIT(O_SHARDS) | BIT(O_RANKS) | BIT(O_HOSTS) | BIT(O_MAX_RESTARTS) | BIT(O_PRECISION) |
 	  BIT(O_KEEP) | BIT(O_INIT_FROM) | BIT(O_FROM) | BIT(O_WEIGHTS_ONLY), JOB_NONE },
 	{ "pause", cmd_pause, 0, JOB_REQUIRED },
 	{ "resume", cmd_resume, BIT(O_WEIGHTS_ONLY) | BIT(O_ALLOW_DATA_CHANGE) | BIT(O_EPOCHS) | BIT(O_RANKS),

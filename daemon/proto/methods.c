@@ -411,6 +411,13 @@ static void work_start_from(struct bg *b)
 		bg_fail(b, PROTO_INVALID_PARAMETER, -EINVAL);
 		goto out;
 	}
+	/* the full state's trainer below is the old job's: check a new precision here */
+	rc = k_precision_check(sp->cfg.precision, &b->err);
+	if (rc < 0) {
+		b->bad_param = config_param(b);
+		bg_fail(b, PROTO_INVALID_PARAMETER, rc);
+		goto out;
+	}
 	b->cfg = sp->cfg;   /* DatasetError names it */
 	if (!sp->name[0])
 		snprintf(sp->name, sizeof(sp->name), "%.40s-%s", sp->cfg.dataset,

@@ -230,6 +230,58 @@ static inline __mmask16 lanes(size_t n)
 
 /* ---- packing ---------------------------------------------------------------- */
 
+/* Two rows of 16 floats as 16 pair dwords: bf16(lo[j]) | bf16(hi[j]) << 16. */
+TARGET_AVX512 static inline __m512i pairs_of_rows(__m512 lo, __m512 hi)
+{
+	return _mm512_or_si512(_mm512_srli_epi32(rne_hi(lo), 16),
+			       _mm512_and_si512(rne_hi(hi), _mm512_set1_epi32((int)0xffff0000u)));
+}
+
+/* 32 consecutive floats (two vectors) as 16 pair dwords: bf16(x[2j]) | bf16(x[2j + 1]) << 16. */
+TARGET_AVX512 static inline __m512i pairs_of_run(__m512 x0, __m512 x1)
+{
+	/* word w of the result is the high word of float w of the 32 */
+	const __m512i odd = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35,
+					     33, 31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+
+	return _mm512_permutex2var_epi16(rne_hi(x0), odd, rne_hi(x1));
+}
+
+/* r[i] (16 dwords each) becomes its transpose: r[j] holds element j of each old r[i]. */
+TARGET_AVX512 static inline void transpose16(__m512i r[16])
+{
+	__m512i t[16], c[16];
+
+	for (int q = 0; q < 8; q++) {
+		t[2 * q] = _mm512_unpacklo_epi32(r[2 * q], r[2 * q + 1]);
+		t[2 * q + 1] = _mm512_unpackhi_epi32(r[2 * q], r[2 * q + 1]);
+	}
+	/* c[4g + s], lane L: element 4L + s of the rows 4g..4g+3 */
+	for (int g = 0; g < 4; g++) {
+		c[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+		c[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+		c[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+		c[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+	}
+	for (int s = 0; s < 4; s++) {
+		__m512i x01 = _mm512_shuffle_i32x4(c[s], c[4 + s], 0x44);
+		__m512i x23 = _mm512_shuffle_i32x4(c[8 + s], c[12 + s], 0x44);
+		__m512i y01 = _mm512_shuffle_i32x4(c[s], c[4 + s], 0xee);
+		__m512i y23 = _mm512_shuffle_i32x4(c[8 + s], c[12 + s], 0xee);
+
+		r[s] = _mm512_shuffle_i32x4(x01, x23, 0x88);
+		r[4 + s] = _mm512_shuffle_i32x4(x01, x23, 0xdd);
+		r[8 + s] = _mm512_shuffle_i32x4(y01, y23, 0x88);
+		r[12 + s] = _mm512_shuffle_i32x4(y01, y23, 0xdd);
+	}
+}
+
+/* 16 floats at p, the lanes [0, n) of them (none when p is NULL). */
+TARGET_AVX512 static inline __m512 load16(const float *p, size_t n)
+{
+	return p && n ? _mm512_maskz_loadu_ps(lanes(n), p) : _mm512_setzero_ps();
+}
+
 /* ap (mbp, kp) = bf16(op(A)[m0 + r][c]) for r < mb, c < k; zero elsewhere.
  * op(A) (m, k) is A (lda) or, with ta, the transpose of A stored (k, m). */
 TARGET_AVX512 static void pack_a(uint16_t *ap, size_t kp, int ta, const float *a, size_t lda,
@@ -238,15 +290,10 @@ TARGET_AVX512 static void pack_a(uint16_t *ap, size_t kp, int ta, const float *a
 	if (!ta) {
 		for (size_t r = 0; r < mbp; r++) {
 			uint16_t *dst = ap + r * kp;
-			const float *src = a + (m0 + r) * lda;
+			const float *src = r < mb ? a + (m0 + r) * lda : NULL;
 
-			if (r >= mb) {
-				memset(dst, 0, kp * sizeof(*dst));
-				continue;
-			}
 			for (size_t c = 0; c < kp; c += 16) {
-				__mmask16 mk = c < k ? lanes(k - c) : 0;
-				__m512i h = rne_hi(_mm512_maskz_loadu_ps(mk, src + c));
+				__m512i h = rne_hi(load16(src ? src + c : NULL, c < k ? k - c : 0));
 
 				_mm256_storeu_si256((__m256i *)(dst + c),
 						    _mm512_cvtepi32_epi16(_mm512_srli_epi32(h, 16)));
@@ -254,18 +301,23 @@ TARGET_AVX512 static void pack_a(uint16_t *ap, size_t kp, int ta, const float *a
 		}
 		return;
 	}
-	memset(ap, 0, mbp * kp * sizeof(*ap));
-	for (size_t r0 = 0; r0 < mb; r0 += 16) {
-		__mmask16 mk = lanes(mb - r0);
-		size_t rows = mb - r0 < 16 ? mb - r0 : 16;
+	/* pairs of rows of the stored A (k, m), 16 columns at a time, transposed */
+	for (size_t r0 = 0; r0 < mbp; r0 += 16) {
+		size_t cols = r0 < mb ? mb - r0 : 0;
 
-		for (size_t c = 0; c < k; c++) {
-			uint16_t h[16];
-			__m512i v = rne_hi(_mm512_maskz_loadu_ps(mk, a + c * lda + m0 + r0));
+		for (size_t p0 = 0; p0 < kp / 2; p0 += 16) {
+			__m512i v[16];
 
-			_mm256_storeu_si256((__m256i *)h, _mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16)));
-			for (size_t i = 0; i < rows; i++)
-				ap[(r0 + i) * kp + c] = h[i];
+			for (size_t i = 0; i < 16; i++) {
+				size_t c = 2 * (p0 + i);
+				const float *lo = c < k ? a + c * lda + m0 + r0 : NULL;
+				const float *hi = c + 1 < k ? a + (c + 1) * lda + m0 + r0 : NULL;
+
+				v[i] = pairs_of_rows(load16(lo, cols), load16(hi, cols));
+			}
+			transpose16(v);
+			for (size_t j = 0; j < 16; j++)
+				_mm512_storeu_si512(ap + (r0 + j) * kp + 2 * p0, v[j]);
 		}
 	}
 }
@@ -276,8 +328,6 @@ TARGET_AVX512 static void pack_a(uint16_t *ap, size_t kp, int ta, const float *a
 TARGET_AVX512 static void pack_b(uint32_t *bp, size_t nbp, int tb, const float *b, size_t ldb,
 				 size_t n0, size_t nb, size_t k, size_t kp)
 {
-	const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
-
 	if (!tb) {
 		for (size_t p = 0; p < kp / 2; p++) {
 			const float *r0 = 2 * p < k ? b + 2 * p * ldb + n0 : NULL;
@@ -285,43 +335,28 @@ TARGET_AVX512 static void pack_b(uint32_t *bp, size_t nbp, int tb, const float *
 			uint32_t *dst = bp + p * nbp;
 
 			for (size_t c = 0; c < nbp; c += 16) {
-				__mmask16 mk = c < nb ? lanes(nb - c) : 0;
-				__m512i v0 = rne_hi(_mm512_maskz_loadu_ps(r0 ? mk : 0, r0 ? r0 + c : b));
-				__m512i v1 = rne_hi(_mm512_maskz_loadu_ps(r1 ? mk : 0, r1 ? r1 + c : b));
+				size_t n = c < nb ? nb - c : 0;
 
-				_mm512_storeu_si512(dst + c, _mm512_or_si512(_mm512_srli_epi32(v0, 16),
-									     _mm512_and_si512(v1, hi)));
+				_mm512_storeu_si512(dst + c, pairs_of_rows(load16(r0 ? r0 + c : NULL, n),
+									   load16(r1 ? r1 + c : NULL, n)));
 			}
 		}
 		return;
 	}
-	{
-		/* word w of the pair vector is the high word of float w of 32 */
-		static const uint16_t odd[32] = {
-			1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31,
-			33, 35, 37, 39, 41, 43, 45, 47, 49, 51, 53, 55, 57, 59, 61, 63,
-		};
-		const __m512i idx = _mm512_loadu_si512(odd);
+	/* runs of k of 16 rows of the stored B (n, k), transposed */
+	for (size_t j0 = 0; j0 < nbp; j0 += 16) {
+		for (size_t p0 = 0; p0 < kp / 2; p0 += 16) {
+			size_t c = 2 * p0, n0k = c < k ? k - c : 0, n1k = c + 16 < k ? k - c - 16 : 0;
+			__m512i v[16];
 
-		for (size_t j = 0; j < nbp; j++) {
-			const float *row = b + (n0 + j) * ldb;
+			for (size_t i = 0; i < 16; i++) {
+				const float *row = j0 + i < nb ? b + (n0 + j0 + i) * ldb + c : NULL;
 
-			if (j >= nb) {
-				for (size_t p = 0; p < kp / 2; p++)
-					bp[p * nbp + j] = 0;
-				continue;
+				v[i] = pairs_of_run(load16(row, n0k), load16(row ? row + 16 : NULL, n1k));
 			}
-			for (size_t p0 = 0; p0 < kp / 2; p0 += 16) {
-				size_t c = 2 * p0;
-				__mmask16 m0 = c < k ? lanes(k - c) : 0, m1 = c + 16 < k ? lanes(k - c - 16) : 0;
-				__m512i lo = rne_hi(_mm512_maskz_loadu_ps(m0, m0 ? row + c : row));
-				__m512i up = rne_hi(_mm512_maskz_loadu_ps(m1, m1 ? row + c + 16 : row));
-				uint32_t pairs[16];
-
-				_mm512_storeu_si512(pairs, _mm512_permutex2var_epi16(lo, idx, up));
-				for (size_t i = 0; i < 16; i++)
-					bp[(p0 + i) * nbp + j] = pairs[i];
-			}
+			transpose16(v);
+			for (size_t q = 0; q < 16; q++)
+				_mm512_storeu_si512(bp + (p0 + q) * nbp + j0, v[q]);
 		}
 	}
 }

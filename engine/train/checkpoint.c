@@ -643,8 +643,10 @@ static int check_numerics(struct trainer *t, const char *trained, struct tr_err 
 		return 0;
 	if (t->cfg.strict_numerics)
 		return tr_err_set(err, -EPERM,
-				  "numerics: trained with %s, this machine runs %s; the job has strict_numerics, so it does not resume here (pin the kernel with OPENBLAS_CORETYPE)",
-				  trained, t->numerics);
+				  "numerics: trained with %s, this machine runs %s; the job has strict_numerics, so it does not resume here (%s)",
+				  trained, t->numerics,
+				  t->cfg.precision == K_BF16 ? "pin the bf16 path with TRAIND_BF16=amx or avx512"
+							     : "pin the kernel with OPENBLAS_CORETYPE");
 	snprintf(t->numerics_changed, sizeof(t->numerics_changed),
 		 "trained with %s, resumed with %s: not bit-identical to an uninterrupted run", trained,
 		 t->numerics);

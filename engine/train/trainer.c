@@ -206,6 +206,8 @@ int trainer_check_config(const struct train_config *cfg, const struct dataset *d
 	int rc;
 
 	rc = config_validate(cfg, err);
+	if (rc == 0)
+		rc = k_precision_check(cfg->precision, err);   /* bf16: what the CPU lacks */
 	if (rc < 0)
 		return rc;
 	if (cfg->val_size >= ds->train.count)
@@ -270,6 +272,8 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 		goto fail;
 	}
 	rc = net_init(&t->model, &spec, trainer_input_shape(ds), ds->classes, max_batch, t->team);
+	if (rc == 0)
+		rc = net_set_precision(&t->model, cfg->precision);
 	if (rc < 0)
 		goto fail_nomem;
 	rc = optim_init(&t->opt, cfg, t->model.nparams);
@@ -296,7 +300,7 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 	draw_split(t);
 	t->model.dropout_key = cfg->seed;
 	draw_init(t);
-	numerics_blas(t->numerics, sizeof(t->numerics));
+	numerics_describe(cfg->precision, t->numerics, sizeof(t->numerics));
 	trainsched_init(t);
 	draw_order(t);
 	*out = t;

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "traind/error.h"
+#include "traind/kernels.h"
 #include "traind/sched.h"
 #include "traind/team.h"
 
@@ -83,6 +84,12 @@ struct train_config {
 	uint32_t ranks;              /* processes of the job (1: a thread of traind) */
 	char hosts[CFG_HOSTS_MAX];   /* "HOST:SLOTS,..." for the launcher; "" = localhost:ranks */
 	uint32_t max_restarts;       /* restarts after a failure of a multi-rank run (3) */
+	/* The matrix products' arithmetic (doc/precision.md): fp32 (the
+	 * default, and every job stored before the key) or bf16 (inputs
+	 * rounded to bfloat16, float32 accumulation, on AMX or AVX-512-BF16;
+	 * the rest of the step, the master weights and the optimizer stay
+	 * float32). Part of the bits. */
+	enum k_precision precision;
 };
 
 /* The job's shards: cfg->shards, or its ranks while shards is unset (0). */
