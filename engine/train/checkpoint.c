@@ -711,6 +711,11 @@ int checkpoint_restore(struct trainer **out, const uint8_t *blob, size_t len,
 	rc = open_blob(blob, len, &f, &info, err);
 	if (rc < 0)
 		return rc;
+	rc = k_precision_check(info.cfg.precision, err);
+	if (rc < 0) {
+		tr_err_prefix(err, "the job cannot continue on this machine");
+		goto fail;
+	}
 	rc = trainer_new(&t, &info.cfg, ds, err);
 	if (rc < 0) {
 		tr_err_prefix(err, "checkpoint does not fit this dataset");
