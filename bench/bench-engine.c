@@ -20,12 +20,21 @@
  *      beside PyTorch 1.13's for the same model, data and cores, measured in
  *      the same run by bench/torch-epoch.py (when /usr/bin/python3 has torch),
  *      and the lesson's MLP in PyTorch too.
+ *   5. precision bf16 (doc/precision.md; where the CPU has AMX or
+ *      AVX-512-BF16): the lesson's MLP and lenet5 epochs in bf16, threads=2,
+ *      against the fp32 ones above, and against PyTorch 1.13 at its best
+ *      under torch.autocast("cpu", torch.bfloat16): the better median of 1
+ *      and 2 torch threads, with OPENBLAS_NUM_THREADS=1.
+ *
+ *   bench-engine --bf16 [EPOCHS]   section 5 alone, its fp32 runs measured
+ *                                  right before each bf16 run
  *
  * The sweep: the MLP 784-H-10 for H in 256/1024/4096, batch 64/256/1024,
  * threads 1 and 2, on 10000 training and 2000 validation samples per epoch
  * (fewer than the lesson's, so the table takes minutes), 3 epochs per cell:
- * the median epoch, its efficiency against the same thread count's peak, and
- * PyTorch's median epoch for the same shape, data and threads.
+ * the median epoch, its efficiency against the same thread count's peak, the
+ * median epoch in precision bf16 and its speedup over fp32 (where the CPU
+ * has bf16), and PyTorch's median epoch for the same shape, data and threads.
  *
  * FLOPs of the MLP 784-H-10 per training sample: forward 2(784H + 10H),
  * backward 2(784H) (dW1) + 2(10H) (dW2) + 2(10H) (the gradient into the
@@ -44,6 +53,7 @@
 #include "traind/config.h"
 #include "traind/dataset.h"
 #include "traind/kernels.h"
+#include "traind/numerics.h"
 #include "traind/trainer.h"
 
 #define MAX_EPOCHS 64
@@ -54,6 +64,8 @@
 #define TARGET_TORCH_MLP 4.0
 #define TARGET_TORCH_LENET 3.0
 #define TARGET_RSS_MB 120.0
+#define TARGET_BF16_FP32 2.0      /* bf16 epoch vs fp32, where the CPU has AMX */
+#define TARGET_BF16_TORCH 3.0     /* bf16 epoch vs PyTorch's autocast at its best */
 
 static double now(void)
 {
@@ -100,6 +112,7 @@ struct run_spec {
 	uint32_t val;           /* validation samples */
 	int threads;
 	int epochs;
+	enum k_precision precision;
 };
 
 static double mlp_flops(uint32_t h, uint32_t train, uint32_t val)
@@ -133,6 +146,7 @@ static int run_epochs(const char *dir, const struct run_spec *r, int fd)
 	config_defaults(&cfg);
 	cfg.epochs = (uint32_t)r->epochs;
 	cfg.threads = (uint32_t)r->threads;
+	cfg.precision = r->precision;
 	if (r->model)
 		snprintf(cfg.model, sizeof(cfg.model), "%s", r->model);
 	if (r->hidden)
@@ -196,8 +210,10 @@ static int measure(const char *dir, const struct run_spec *r, struct epoch_resul
 }
 
 /* PyTorch's median epoch for `model` (lenet5 or mlp) of r's shape, or a
- * negative value when PyTorch is not there. */
-static double torch_epoch(const char *data, const char *model, const struct run_spec *r)
+ * negative value when PyTorch is not there; env: assignments put before
+ * the command ("" or "OPENBLAS_NUM_THREADS=1 ..."). */
+static double torch_epoch_env(const char *data, const char *model, const struct run_spec *r,
+			      const char *env)
 {
 	char cmd[8192], line[128];
 	double times[MAX_EPOCHS];
@@ -206,8 +222,8 @@ static double torch_epoch(const char *data, const char *model, const struct run_
 
 	if (access("/usr/bin/python3", X_OK) != 0)
 		return -1;
-	snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s/torch-epoch.py %s '%s' %d %d %u %u %u %u 2>/dev/null",
-		 BENCH_DIR, model, data, r->threads, r->epochs, r->hidden ? r->hidden : 256,
+	snprintf(cmd, sizeof(cmd), "%s/usr/bin/python3 %s/torch-epoch.py %s '%s' %d %d %u %u %u %u 2>/dev/null",
+		 env, BENCH_DIR, model, data, r->threads, r->epochs, r->hidden ? r->hidden : 256,
 		 r->batch ? r->batch : 64, r->train ? r->train : 50000, r->train ? r->val : 10000);
 	fflush(stdout);
 	p = popen(cmd, "r");
@@ -220,6 +236,11 @@ static double torch_epoch(const char *data, const char *model, const struct run_
 		return -1;
 	qsort(times, (size_t)n, sizeof(double), cmp_double);
 	return times[n / 2];
+}
+
+static double torch_epoch(const char *data, const char *model, const struct run_spec *r)
+{
+	return torch_epoch_env(data, model, r, "");
 }
 
 static const char *verdict(int ok)
@@ -235,6 +256,84 @@ static void peaks(double *peak2, double *peak1)
 		*peak2 = p2;
 	if (p1 > *peak1)
 		*peak1 = p1;
+}
+
+/* PyTorch's autocast bf16 at its best for `model` of r's shape: the better
+ * median of 1 and 2 torch threads, OPENBLAS_NUM_THREADS=1; *threads gets
+ * which. Negative without PyTorch. */
+static double torch_bf16_best(const char *data, const char *model, const struct run_spec *r, int *threads)
+{
+	const char *env = "OPENBLAS_NUM_THREADS=1 TORCH_EPOCH_AUTOCAST=bf16 ";
+	struct run_spec one = *r;
+	double best = -1;
+
+	for (int t = 1; t <= 2; t++) {
+		double s;
+
+		one.threads = t;
+		s = torch_epoch_env(data, model, &one, env);
+		if (s > 0 && (best < 0 || s < best)) {
+			best = s;
+			*threads = t;
+		}
+	}
+	return best;
+}
+
+/* Section 5: bf16 against fp32 (mlp32 / lenet32, or measured here right
+ * before each bf16 run when NULL) and against PyTorch's autocast. */
+static int bf16_section(const char *data, const char *dir, int epochs, int torch,
+			const struct epoch_result *mlp32, const struct epoch_result *lenet32)
+{
+	struct run_spec m = { .threads = 2, .epochs = epochs }, l = m;
+	struct epoch_result m32, l32, m16, l16;
+	struct tr_err err = { 0 };
+	char env[NUMERICS_TEXT_MAX];
+	double tm = -1, tl = -1;
+	int tmt = 0, tlt = 0;
+
+	l.model = "lenet5";
+	l.epochs = epochs < 3 ? epochs : 3;
+	if (k_precision_check(K_BF16, &err) < 0) {
+		printf("bf16: not measured: %s\n", err.msg);
+		return 0;
+	}
+	numerics_describe(K_BF16, env, sizeof(env));
+	if (!mlp32 && measure(dir, &m, &m32) < 0)
+		return 1;
+	m.precision = K_BF16;
+	if (measure(dir, &m, &m16) < 0)
+		return 1;
+	if (!lenet32 && measure(dir, &l, &l32) < 0)
+		return 1;
+	l.precision = K_BF16;
+	if (measure(dir, &l, &l16) < 0)
+		return 1;
+	mlp32 = mlp32 ? mlp32 : &m32;
+	lenet32 = lenet32 ? lenet32 : &l32;
+	printf("precision bf16 (%s), threads=2, against fp32 (OpenBLAS %s) in the same run:\n", env,
+	       openblas_get_corename());
+	printf("  lesson MLP epoch: bf16 median %.3f s (best %.3f, slowest %.3f), fp32 median %.3f s: %.2fx; target >= %.0fx: %s\n",
+	       m16.median, m16.best, m16.worst, mlp32->median, mlp32->median / m16.median, TARGET_BF16_FP32,
+	       verdict(mlp32->median / m16.median >= TARGET_BF16_FP32));
+	printf("  lenet5 epoch (%d epochs): bf16 median %.3f s (best %.3f), fp32 median %.3f s: %.2fx; target >= %.0fx: %s\n",
+	       l.epochs, l16.median, l16.best, lenet32->median, lenet32->median / l16.median, TARGET_BF16_FP32,
+	       verdict(lenet32->median / l16.median >= TARGET_BF16_FP32));
+	if (torch) {
+		m.precision = l.precision = K_FP32;
+		tm = torch_bf16_best(data, "mlp", &m, &tmt);
+		tl = torch_bf16_best(data, "lenet5", &l, &tlt);
+	}
+	if (tm < 0 || tl < 0) {
+		printf("  PyTorch autocast: not measured (%s)\n", torch ? "no torch for /usr/bin/python3" : "--no-torch");
+		return 0;
+	}
+	printf("  PyTorch 1.13 under torch.autocast(\"cpu\", torch.bfloat16) at its best (OPENBLAS_NUM_THREADS=1, better of 1 and 2 torch threads), median epoch: lesson MLP %.3f s (%d thread%s), lenet5 %.3f s (%d thread%s)\n",
+	       tm, tmt, tmt > 1 ? "s" : "", tl, tlt, tlt > 1 ? "s" : "");
+	printf("  traind bf16 vs PyTorch autocast by the median: lesson MLP %.2fx (target >= %.0fx: %s), lenet5 %.2fx (target >= %.0fx: %s)\n",
+	       tm / m16.median, TARGET_BF16_TORCH, verdict(tm / m16.median >= TARGET_BF16_TORCH),
+	       tl / l16.median, TARGET_BF16_TORCH, verdict(tl / l16.median >= TARGET_BF16_TORCH));
+	return 0;
 }
 
 static int lesson(const char *data, const char *dir, int epochs, int torch)
@@ -287,14 +386,14 @@ static int lesson(const char *data, const char *dir, int epochs, int torch)
 	       sl.epochs, rl.best, rl.median, rl.rss_kb / 1024.0);
 	if (tl < 0 || tm < 0) {
 		printf("PyTorch: not measured (%s)\n", torch ? "no torch for /usr/bin/python3" : "--no-torch");
-		return 0;
+		return bf16_section(data, dir, epochs, torch, &r2, &rl);
 	}
 	printf("PyTorch 1.13, same data in tensors, 2 threads, median epoch: lenet5 %.3f s, lesson MLP %.3f s\n",
 	       tl, tm);
 	printf("traind vs PyTorch by the median: lesson MLP %.2fx faster (target >= %.0fx: %s), lenet5 %.2fx faster (target >= %.0fx: %s)\n",
 	       tm / r2.median, TARGET_TORCH_MLP, verdict(tm / r2.median >= TARGET_TORCH_MLP),
 	       tl / rl.median, TARGET_TORCH_LENET, verdict(tl / rl.median >= TARGET_TORCH_LENET));
-	return 0;
+	return bf16_section(data, dir, epochs, torch, &r2, &rl);
 }
 
 static int sweep(const char *data, const char *dir, int torch)
@@ -302,6 +401,8 @@ static int sweep(const char *data, const char *dir, int torch)
 	static const uint32_t widths[] = { 256, 1024, 4096 }, batches[] = { 64, 256, 1024 };
 	struct run_spec s = { .train = 10000, .val = 2000, .epochs = 3 };
 	double peak[3] = { 0 };
+	struct tr_err err = { 0 };
+	bool bf16;
 
 	peaks(&peak[2], &peak[1]);
 	printf("OpenBLAS kernel (openblas_get_corename): %s\n", openblas_get_corename());
@@ -310,31 +411,53 @@ static int sweep(const char *data, const char *dir, int torch)
 	printf("sweep: MLP 784-H-10, %u training + %u validation samples per epoch (not the lesson's 50000 + 10000),\n"
 	       "median of %d epochs; efficiency = the shape's FLOPs / (median epoch x that thread count's peak)\n",
 	       s.train, s.val, s.epochs);
-	printf("%6s %6s %3s | %9s %6s | %9s %8s\n", "hidden", "batch", "thr", "traind s", "eff", "torch s",
-	       "speedup");
+	bf16 = k_precision_check(K_BF16, &err) == 0;
+	if (bf16) {
+		char env[NUMERICS_TEXT_MAX];
+
+		numerics_describe(K_BF16, env, sizeof(env));
+		printf("bf16 s: the same run in precision bf16 (%s); x fp32: its speedup over traind s\n", env);
+	} else {
+		printf("bf16: not measured: %s\n", err.msg);
+	}
+	printf("%6s %6s %3s | %9s %6s | %9s %7s | %9s %8s\n", "hidden", "batch", "thr", "traind s", "eff",
+	       "bf16 s", "x fp32", "torch s", "speedup");
 	for (size_t h = 0; h < sizeof(widths) / sizeof(widths[0]); h++)
 		for (size_t b = 0; b < sizeof(batches) / sizeof(batches[0]); b++)
 			for (int thr = 1; thr <= 2; thr++) {
-				struct epoch_result r;
+				struct epoch_result r, r16 = { 0 };
 				double ts = -1, eff;
+				char b16[16] = "-", x16[16] = "-";
 
 				s.hidden = widths[h];
 				s.batch = batches[b];
 				s.threads = thr;
+				s.precision = K_FP32;
 				if (measure(dir, &s, &r) < 0) {
 					fprintf(stderr, "bench-engine: the sweep's run H=%u B=%u failed\n",
 						s.hidden, s.batch);
 					return 1;
 				}
+				if (bf16) {
+					s.precision = K_BF16;
+					if (measure(dir, &s, &r16) < 0) {
+						fprintf(stderr, "bench-engine: the sweep's bf16 run H=%u B=%u failed\n",
+							s.hidden, s.batch);
+						return 1;
+					}
+					s.precision = K_FP32;
+					snprintf(b16, sizeof(b16), "%.3f", r16.median);
+					snprintf(x16, sizeof(x16), "%.2fx", r.median / r16.median);
+				}
 				if (torch)
 					ts = torch_epoch(data, "mlp", &s);
 				eff = mlp_flops(s.hidden, s.train, s.val) / (r.median * peak[thr]);
 				if (ts > 0)
-					printf("%6u %6u %3d | %9.3f %6.2f | %9.3f %7.2fx\n", s.hidden, s.batch,
-					       thr, r.median, eff, ts, ts / r.median);
+					printf("%6u %6u %3d | %9.3f %6.2f | %9s %7s | %9.3f %7.2fx\n", s.hidden,
+					       s.batch, thr, r.median, eff, b16, x16, ts, ts / r.median);
 				else
-					printf("%6u %6u %3d | %9.3f %6.2f | %9s %8s\n", s.hidden, s.batch, thr,
-					       r.median, eff, "-", "-");
+					printf("%6u %6u %3d | %9.3f %6.2f | %9s %7s | %9s %8s\n", s.hidden, s.batch,
+					       thr, r.median, eff, b16, x16, "-", "-");
 				fflush(stdout);
 			}
 	{
@@ -351,17 +474,19 @@ int main(int argc, char **argv)
 {
 	const char *data = getenv("TRAIND_DATA_DIR");
 	char dir[4096];
-	int epochs = 5, do_sweep = 0, torch = 1;
+	int epochs = 5, do_sweep = 0, torch = 1, only_bf16 = 0;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--sweep") == 0) {
 			do_sweep = 1;
+		} else if (strcmp(argv[i], "--bf16") == 0) {
+			only_bf16 = 1;
 		} else if (strcmp(argv[i], "--no-torch") == 0) {
 			torch = 0;
 		} else if (atoi(argv[i]) >= 1 && atoi(argv[i]) <= MAX_EPOCHS) {
 			epochs = atoi(argv[i]);
 		} else {
-			fprintf(stderr, "usage: bench-engine [EPOCHS (1..%d, 5)] [--sweep] [--no-torch]\n",
+			fprintf(stderr, "usage: bench-engine [EPOCHS (1..%d, 5)] [--sweep | --bf16] [--no-torch]\n",
 				MAX_EPOCHS);
 			return 2;
 		}
@@ -370,5 +495,9 @@ int main(int argc, char **argv)
 		data = "data";
 	snprintf(dir, sizeof(dir), "%s/mnist", data);
 	kernels_global_init();
+	if (only_bf16) {
+		printf("OpenBLAS kernel (openblas_get_corename): %s\n", openblas_get_corename());
+		return bf16_section(data, dir, epochs, torch, NULL, NULL);
+	}
 	return do_sweep ? sweep(data, dir, torch) : lesson(data, dir, epochs, torch);
 }

@@ -8,6 +8,9 @@ MODEL is lenet5 or mlp (Flatten, Linear(784, HIDDEN), ReLU, Linear(HIDDEN,
 10)). The defaults are the lesson's: HIDDEN 256, BATCH 64, TRAIN 50000, VAL
 10000. PyTorch runs on THREADS threads (torch.set_num_threads, and one
 inter-op thread). Prints one line per epoch: "epoch SECONDS".
+With TORCH_EPOCH_AUTOCAST=bf16 in the environment, the model's forward
+passes and losses run under torch.autocast("cpu", dtype=torch.bfloat16) (the
+counterpart of traind's precision bf16).
 """
 import gzip
 import os
@@ -47,6 +50,7 @@ else:
     m = nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, 10))
 opt = torch.optim.Adam(m.parameters(), 1e-3)
 lf = nn.CrossEntropyLoss()
+bf16 = os.environ.get("TORCH_EPOCH_AUTOCAST") == "bf16"
 for e in range(epochs):
     t0 = time.time()
     m.train()
@@ -54,10 +58,12 @@ for e in range(epochs):
     for i in range(0, n_train, batch):
         b = order[i:i + batch]
         opt.zero_grad()
-        lf(m(xt[b]), yt[b]).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = lf(m(xt[b]), yt[b])
+        loss.backward()
         opt.step()
     m.eval()
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         for i in range(0, n_val, 128):
             lf(m(xv[i:i + 128]), yv[i:i + 128])
     print("epoch %.4f" % (time.time() - t0), flush=True)
