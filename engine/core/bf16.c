@@ -40,9 +40,9 @@
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
 
-#define TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
+#define TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 #define TARGET_DPBF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
-#define TARGET_AMX __attribute__((target("avx512f,avx512bw,avx512vl,amx-tile,amx-bf16")))
+#define TARGET_AMX __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16")))
 
 static size_t round_up(size_t x, size_t to)
 {
@@ -97,7 +97,7 @@ enum bf16_isa bf16_choose(const struct bf16_cpu *cpu, const char *env, char *why
 {
 	bool base = cpu->avx512f && cpu->avx512bw && cpu->os_avx512;
 	bool avx = base && cpu->avx512_bf16;
-	bool amx = base && cpu->amx_tile && cpu->amx_bf16 && cpu->os_amx;
+	bool amx = avx && cpu->amx_tile && cpu->amx_bf16 && cpu->os_amx;   /* packs with AVX-512-BF16 */
 	char lacks[160] = "";
 
 	if (why && len)
@@ -133,7 +133,7 @@ enum bf16_isa bf16_choose(const struct bf16_cpu *cpu, const char *env, char *why
 		if (amx)
 			return BF16_AMX;
 		if (why && len) {
-			if (base && cpu->amx_tile && cpu->amx_bf16)
+			if (avx && cpu->amx_tile && cpu->amx_bf16)
 				snprintf(why, len,
 					 "TRAIND_BF16=amx asks for AMX tiles, and the kernel does not grant tile data to this process (arch_prctl ARCH_REQ_XCOMP_PERM; Linux 5.16 or later)");
 			else
@@ -210,18 +210,6 @@ float bf16_to_float(uint16_t h)
 	return f;
 }
 
-/* 16 floats rounded as bf16_from_float, each bfloat16 in the high half of
- * its 32-bit lane (the low half is rounding debris). */
-TARGET_AVX512 static inline __m512i rne_hi(__m512 v)
-{
-	__m512i u = _mm512_castps_si512(v);
-	__m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-	__m512i r = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
-	__mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-
-	return _mm512_mask_mov_epi32(r, nan, _mm512_set1_epi32(0x7fc00000));
-}
-
 /* The lanes [0, n) of a 16-lane vector (n may exceed 16). */
 static inline __mmask16 lanes(size_t n)
 {
@@ -230,21 +218,29 @@ static inline __mmask16 lanes(size_t n)
 
 /* ---- packing ---------------------------------------------------------------- */
 
+/* The packing converts with vcvtne(2)ps2bf16: round to nearest even as
+ * bf16_from_float, except that float32 denormals become zero (the products'
+ * instructions read bfloat16 denormals as zero anyway; the one difference is
+ * a float32 just below FLT_MIN, which bf16_from_float rounds up to FLT_MIN)
+ * and that a NaN stays the same NaN, quieted. */
+
+/* 16 floats as 16 bfloat16. */
+TARGET_AVX512 static inline __m256i to_bf16(__m512 x)
+{
+	return (__m256i)_mm512_cvtneps_pbh(x);
+}
+
 /* Two rows of 16 floats as 16 pair dwords: bf16(lo[j]) | bf16(hi[j]) << 16. */
 TARGET_AVX512 static inline __m512i pairs_of_rows(__m512 lo, __m512 hi)
 {
-	return _mm512_or_si512(_mm512_srli_epi32(rne_hi(lo), 16),
-			       _mm512_and_si512(rne_hi(hi), _mm512_set1_epi32((int)0xffff0000u)));
+	return _mm512_or_si512(_mm512_cvtepu16_epi32(to_bf16(lo)),
+			       _mm512_slli_epi32(_mm512_cvtepu16_epi32(to_bf16(hi)), 16));
 }
 
 /* 32 consecutive floats (two vectors) as 16 pair dwords: bf16(x[2j]) | bf16(x[2j + 1]) << 16. */
 TARGET_AVX512 static inline __m512i pairs_of_run(__m512 x0, __m512 x1)
 {
-	/* word w of the result is the high word of float w of the 32 */
-	const __m512i odd = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35,
-					     33, 31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-
-	return _mm512_permutex2var_epi16(rne_hi(x0), odd, rne_hi(x1));
+	return (__m512i)_mm512_cvtne2ps_pbh(x1, x0);
 }
 
 /* r[i] (16 dwords each) becomes its transpose: r[j] holds element j of each old r[i]. */
@@ -292,12 +288,9 @@ TARGET_AVX512 static void pack_a(uint16_t *ap, size_t kp, int ta, const float *a
 			uint16_t *dst = ap + r * kp;
 			const float *src = r < mb ? a + (m0 + r) * lda : NULL;
 
-			for (size_t c = 0; c < kp; c += 16) {
-				__m512i h = rne_hi(load16(src ? src + c : NULL, c < k ? k - c : 0));
-
+			for (size_t c = 0; c < kp; c += 16)
 				_mm256_storeu_si256((__m256i *)(dst + c),
-						    _mm512_cvtepi32_epi16(_mm512_srli_epi32(h, 16)));
-			}
+						    to_bf16(load16(src ? src + c : NULL, c < k ? k - c : 0)));
 		}
 		return;
 	}
@@ -334,6 +327,10 @@ TARGET_AVX512 static void pack_b(uint32_t *bp, size_t nbp, int tb, const float *
 			const float *r1 = 2 * p + 1 < k ? b + (2 * p + 1) * ldb + n0 : NULL;
 			uint32_t *dst = bp + p * nbp;
 
+			if (!r0) {   /* the padding of k */
+				memset(dst, 0, nbp * sizeof(*dst));
+				continue;
+			}
 			for (size_t c = 0; c < nbp; c += 16) {
 				size_t n = c < nb ? nb - c : 0;
 
@@ -395,10 +392,12 @@ TARGET_AMX static void amx_release(void)
 	_tile_release();
 }
 
-/* One block: 16 or 32 rows (two), 16 or 32 columns (two). */
+/* One block: 16 or 32 rows (two), 16 or 32 columns (two), into out (rows of
+ * ldo floats: the staging block, or C itself when alpha 1 and beta 0 make acc
+ * the result). */
 TARGET_AMX static inline __attribute__((always_inline)) void
 amx_block(const uint16_t *ap, size_t kp, const uint32_t *bp, size_t nbp, bool two_rows,
-	  bool two_cols, float *stage)
+	  bool two_cols, float *out, size_t ldo)
 {
 	const size_t sa = kp * sizeof(uint16_t), sb = nbp * sizeof(uint32_t);
 
@@ -424,26 +423,26 @@ amx_block(const uint16_t *ap, size_t kp, const uint32_t *bp, size_t nbp, bool tw
 				_tile_dpbf16ps(3, 5, 7);
 		}
 	}
-	_tile_stored(0, stage, 32 * sizeof(float));
+	_tile_stored(0, out, ldo * sizeof(float));
 	if (two_cols)
-		_tile_stored(1, stage + 16, 32 * sizeof(float));
+		_tile_stored(1, out + 16, ldo * sizeof(float));
 	if (two_rows)
-		_tile_stored(2, stage + 16 * 32, 32 * sizeof(float));
+		_tile_stored(2, out + 16 * ldo, ldo * sizeof(float));
 	if (two_rows && two_cols)
-		_tile_stored(3, stage + 16 * 32 + 16, 32 * sizeof(float));
+		_tile_stored(3, out + 16 * ldo + 16, ldo * sizeof(float));
 }
 
 TARGET_AMX static void amx_any(const uint16_t *ap, size_t kp, const uint32_t *bp, size_t nbp,
-			       size_t rows, size_t cols, float *stage)
+			       size_t rows, size_t cols, float *out, size_t ldo)
 {
 	if (rows > 16 && cols > 16)
-		amx_block(ap, kp, bp, nbp, true, true, stage);
+		amx_block(ap, kp, bp, nbp, true, true, out, ldo);
 	else if (rows > 16)
-		amx_block(ap, kp, bp, nbp, true, false, stage);
+		amx_block(ap, kp, bp, nbp, true, false, out, ldo);
 	else if (cols > 16)
-		amx_block(ap, kp, bp, nbp, false, true, stage);
+		amx_block(ap, kp, bp, nbp, false, true, out, ldo);
 	else
-		amx_block(ap, kp, bp, nbp, false, false, stage);
+		amx_block(ap, kp, bp, nbp, false, false, out, ldo);
 }
 
 /* R rows (R <= 8), 16 or 32 columns (two). */
@@ -499,26 +498,29 @@ TARGET_DPBF16 static void avx_any(const uint16_t *ap, size_t kp, const uint32_t 
 	}
 }
 
-/* c (rows, cols; ldc) = alpha * acc + beta * c, acc the staging block. */
+/* c (rows, cols; ldc) = alpha * acc + beta * c, acc the staging block; the
+ * same operations as the scalar expression (no contraction to FMA). */
 TARGET_AVX512 static void store_block(float *c, size_t ldc, const float *stage, size_t rows,
 				      size_t cols, float alpha, float beta)
 {
+	const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+
 	for (size_t r = 0; r < rows; r++) {
 		float *dst = c + r * ldc;
 		const float *acc = stage + r * 32;
 
-		if (alpha == 1.0f && beta == 0.0f)
-			for (size_t j = 0; j < cols; j++)
-				dst[j] = acc[j];
-		else if (alpha == 1.0f && beta == 1.0f)
-			for (size_t j = 0; j < cols; j++)
-				dst[j] = dst[j] + acc[j];
-		else if (beta == 0.0f)
-			for (size_t j = 0; j < cols; j++)
-				dst[j] = alpha * acc[j];
-		else
-			for (size_t j = 0; j < cols; j++)
-				dst[j] = alpha * acc[j] + beta * dst[j];
+		for (size_t j = 0; j < cols; j += 16) {
+			__mmask16 mk = lanes(cols - j);
+			__m512 v = _mm512_maskz_loadu_ps(mk, acc + j);
+
+			if (alpha != 1.0f)
+				v = _mm512_mul_ps(va, v);
+			if (beta == 1.0f)
+				v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, dst + j));
+			else if (beta != 0.0f)
+				v = _mm512_add_ps(v, _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(mk, dst + j)));
+			_mm512_mask_storeu_ps(dst + j, mk, v);
+		}
 	}
 }
 
@@ -568,13 +570,19 @@ void bf16_gemm(enum bf16_isa isa, void *scratch, size_t scratch_len, int ta, int
 
 				for (size_t j = 0; j < nb; j += 32) {
 					size_t cols = nb - j < 32 ? nb - j : 32;
+					float *cij = c + (m0 + i) * ldc + n0 + j;
+					/* whole tiles of a result that is acc: straight into C */
+					bool direct = isa == BF16_AMX && alpha == 1.0f && beta == 0.0f &&
+						      rows % 16 == 0 && cols % 16 == 0;
 
-					if (isa == BF16_AMX)
-						amx_any(ap + i * kp, kp, bp + j, nbp, rows, cols, stage);
+					if (direct)
+						amx_any(ap + i * kp, kp, bp + j, nbp, rows, cols, cij, ldc);
+					else if (isa == BF16_AMX)
+						amx_any(ap + i * kp, kp, bp + j, nbp, rows, cols, stage, 32);
 					else
 						avx_any(ap + i * kp, kp, bp + j, nbp, rows, cols, stage);
-					store_block(c + (m0 + i) * ldc + n0 + j, ldc, stage, rows, cols, alpha,
-						    beta);
+					if (!direct)
+						store_block(cij, ldc, stage, rows, cols, alpha, beta);
 				}
 			}
 		}

@@ -9,8 +9,11 @@
  *
  *   C = alpha * acc + beta * C,   acc[i][j] = sum over k of bf16(A[i][k]) * bf16(B[k][j])
  *
- * with every input rounded to bfloat16 by round-to-nearest-even (NaN becomes
- * the quiet NaN 0x7fc0; denormals are kept, as PyTorch's conversion does) and
+ * with every input rounded to bfloat16 by round-to-nearest-even, as PyTorch
+ * rounds (vcvtneps2bf16; unlike PyTorch's conversion it reads a float32
+ * denormal as zero, which the products would read as zero anyway once
+ * rounded, except one just below FLT_MIN that PyTorch rounds up to FLT_MIN;
+ * a NaN stays a NaN) and
  * acc summed in float32 in increasing k from 0, each product added exactly
  * and each sum rounded to nearest even, in the order of the path's
  * instruction (Intel SDM, checked bit for bit by tests/unit/test-bf16.c):
@@ -76,7 +79,9 @@ const char *bf16_why(void);
 /* "amx", "avx512-bf16", "none". */
 const char *bf16_isa_name(enum bf16_isa isa);
 
-/* float32 -> bfloat16, round to nearest even (NaN -> 0x7fc0), and back. */
+/* float32 -> bfloat16, round to nearest even (NaN -> 0x7fc0; denormals
+ * kept), as PyTorch's tensor.bfloat16(); and back. For tests and tools: the
+ * products convert as described above. */
 uint16_t bf16_from_float(float f);
 float bf16_to_float(uint16_t h);
 

@@ -5,7 +5,8 @@
  * scalar model of its instruction (Intel SDM: tdpbf16ps sums the even and
  * the odd products of 32 values of k apart and adds the two to the element,
  * vdpbf16ps adds pair after pair, odd product first; both read bfloat16
- * denormals as zero and flush denormal sums, rounding to nearest even), over every transpose,
+ * denormals as zero and flush denormal sums, rounding to nearest even; the
+ * packing's conversion reads float32 denormals as zero), over every transpose,
  * alpha and beta, shapes that cross the packing panels, and splits of the
  * columns as a team makes them. A path the CPU lacks is skipped, saying so.
  */
@@ -136,6 +137,15 @@ static float op(const float *x, size_t ld, int t, size_t r, size_t c)
 	return t ? x[c * ld + r] : x[r * ld + c];
 }
 
+/* What a product sees of a float32 operand: the packing's vcvtneps2bf16
+ * reads a float32 denormal as zero, then rounds to nearest even (as
+ * bf16_from_float); the product's instruction reads a bfloat16 denormal as
+ * zero (none is left). */
+static float operand(float x)
+{
+	return daz(bf16_to_float(bf16_from_float(daz(x))));
+}
+
 /* One element of acc on path isa, as the SDM's pseudo-code computes it:
  * tdpbf16ps sums the even and the odd products of its 32 values of k
  * separately from 0 (each a fused multiply-add), then adds even + odd to the
@@ -146,10 +156,10 @@ static float model_dot(enum bf16_isa isa, const float *a, size_t lda, int ta, co
 	float acc = 0.0f, even = 0.0f, odd = 0.0f;
 
 	for (size_t p = 0; p < (k + 1) / 2; p++) {
-		float a0 = daz(bf16_to_float(bf16_from_float(op(a, lda, ta, i, 2 * p))));
-		float b0 = daz(bf16_to_float(bf16_from_float(op(b, ldb, tb, 2 * p, j))));
-		float a1 = 2 * p + 1 < k ? daz(bf16_to_float(bf16_from_float(op(a, lda, ta, i, 2 * p + 1)))) : 0.0f;
-		float b1 = 2 * p + 1 < k ? daz(bf16_to_float(bf16_from_float(op(b, ldb, tb, 2 * p + 1, j)))) : 0.0f;
+		float a0 = operand(op(a, lda, ta, i, 2 * p));
+		float b0 = operand(op(b, ldb, tb, 2 * p, j));
+		float a1 = 2 * p + 1 < k ? operand(op(a, lda, ta, i, 2 * p + 1)) : 0.0f;
+		float b1 = 2 * p + 1 < k ? operand(op(b, ldb, tb, 2 * p + 1, j)) : 0.0f;
 
 		if (isa == BF16_AVX512) {
 			acc = daz(fmaf(a1, b1, acc));
@@ -185,7 +195,9 @@ static float value(void)
 	if (u < 0.15f)
 		return from_bits((bits(x) & 0xffff0000u) | 0x8000u);   /* a tie */
 	if (u < 0.17f)
-		return ldexpf(x, -125);                                 /* a denormal after rounding */
+		return ldexpf(x, -125);                                 /* tiny, some denormal */
+	if (u < 0.18f)   /* a float32 denormal just below FLT_MIN: zero, though RNE alone gives FLT_MIN */
+		return from_bits((u < 0.175f ? 0x007f8000u : 0x807f8000u) | (bits(x) & 0x7fffu));
 	return x;
 }
 
