@@ -376,9 +376,8 @@ int main(int argc, char **argv)
 	}
 	OK(dnnl_engine_create(&eng, dnnl_cpu, 0));
 	OK(dnnl_stream_create(&strm, eng, dnnl_stream_default_flags));
-	printf("one thread each; OpenBLAS kernel %s; oneDNN %d.%d.%d (ISA %d); traind bf16 path %s; best of %d\n",
-	       openblas_get_corename(), v->major, v->minor, v->patch, (int)dnnl_get_effective_cpu_isa(),
-	       bf16_isa_name(bf16_isa()), reps);
+	printf("one thread each; OpenBLAS kernel %s; oneDNN %d.%d.%d; traind bf16 path %s; best of %d\n",
+	       openblas_get_corename(), v->major, v->minor, v->patch, bf16_isa_name(bf16_isa()), reps);
 	printf("%-20s %-13s %9s %9s %9s %9s %9s  %s\n", "product", "m x n x k", "sgemm us", "amx us",
 	       "avx us", "dnnl+cvt", "dnnl raw", "oneDNN implementation");
 	for (size_t s = 0; s < sizeof(SHAPES) / sizeof(SHAPES[0]); s++) {
