@@ -1,10 +1,11 @@
 /*
  * bf16.c - bfloat16 products on AMX tiles and AVX-512-BF16. See bf16.h.
  *
- * A product, whichever the path: B is packed a panel of up to NB_MAX
- * columns at a time into the pair-interleaved layout (row p of the panel
+ * A product, whichever the path: B is packed a panel of up to 256
+ * columns at a time (fewer for a long k: a panel is about 512 KiB, at least
+ * 16 columns) into the pair-interleaved layout (row p of the panel
  * holds, for each column j, the dword bf16(B[2p][j]) | bf16(B[2p+1][j]) << 16),
- * A a panel of up to MB_MAX rows at a time into rows of bfloat16; both are
+ * A a panel of as many rows at a time into rows of bfloat16; both are
  * padded with zeros, k to a multiple of 32 and the panels to multiples of 16
  * rows and columns. Then each block of up to 32 x 32 of C is summed over the
  * whole of k by a kernel into a staging block (zero at the start), and
@@ -34,8 +35,8 @@
 #include <unistd.h>
 
 #define STAGE_BYTES (32 * 32 * sizeof(float))   /* one block of C, rows of 32 floats */
-#define MB_MAX 256                              /* rows of A packed at a time */
-#define NB_MAX 256                              /* columns of B packed at a time */
+#define PANEL_MAX 256        /* rows of A, columns of B packed at a time at most */
+#define PANEL_BYTES (512u << 10)   /* ... and in about this many bytes, at least 16 */
 
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
@@ -526,22 +527,34 @@ TARGET_AVX512 static void store_block(float *c, size_t ldc, const float *stage, 
 
 /* ---- the product --------------------------------------------------------- */
 
+/* Rows of A (and columns of B) in a panel for k padded to kp: a multiple of
+ * 16 from 16 to PANEL_MAX, about PANEL_BYTES of bfloat16. A panel of A
+ * takes panel * kp * 2 bytes, one of B as many, at most
+ * max(PANEL_BYTES, 32 kp) each, so a scratch sized for a k serves any
+ * shorter one. */
+static size_t panel(size_t kp)
+{
+	size_t rows = kp ? PANEL_BYTES / (2 * kp) / 16 * 16 : PANEL_MAX;
+
+	return rows < 16 ? 16 : rows > PANEL_MAX ? PANEL_MAX : rows;
+}
+
 size_t bf16_scratch_len(size_t kmax)
 {
-	size_t kp = round_up(kmax, 32);
+	size_t kp = round_up(kmax, 32), one = 32 * kp > PANEL_BYTES ? 32 * kp : PANEL_BYTES;
 
-	return STAGE_BYTES + (size_t)MB_MAX * kp * sizeof(uint16_t) + kp / 2 * NB_MAX * sizeof(uint32_t);
+	return STAGE_BYTES + 2 * one;
 }
 
 void bf16_gemm(enum bf16_isa isa, void *scratch, size_t scratch_len, int ta, int tb, size_t m,
 	       size_t n, size_t k, float alpha, const float *a, size_t lda, const float *b, size_t ldb,
 	       float beta, float *c, size_t ldc)
 {
-	size_t kp = round_up(k, 32);
+	size_t kp = round_up(k, 32), rows_max = panel(kp);
 	float *stage = scratch;
 	uint16_t *ap = (uint16_t *)((char *)scratch + STAGE_BYTES);
-	uint32_t *bp = (uint32_t *)(ap + (size_t)MB_MAX * kp);
-	bool a_once = m <= MB_MAX;
+	uint32_t *bp = (uint32_t *)(ap + rows_max * kp);
+	bool a_once = m <= rows_max;
 
 	if (m == 0 || n == 0)
 		return;
@@ -556,12 +569,12 @@ void bf16_gemm(enum bf16_isa isa, void *scratch, size_t scratch_len, int ta, int
 		amx_config();
 	if (a_once)
 		pack_a(ap, kp, ta, a, lda, 0, m, round_up(m, 16), k);
-	for (size_t n0 = 0; n0 < n; n0 += NB_MAX) {
-		size_t nb = n - n0 < NB_MAX ? n - n0 : NB_MAX, nbp = round_up(nb, 16);
+	for (size_t n0 = 0; n0 < n; n0 += rows_max) {
+		size_t nb = n - n0 < rows_max ? n - n0 : rows_max, nbp = round_up(nb, 16);
 
 		pack_b(bp, nbp, tb, b, ldb, n0, nb, k, kp);
-		for (size_t m0 = 0; m0 < m; m0 += MB_MAX) {
-			size_t mb = m - m0 < MB_MAX ? m - m0 : MB_MAX;
+		for (size_t m0 = 0; m0 < m; m0 += rows_max) {
+			size_t mb = m - m0 < rows_max ? m - m0 : rows_max;
 
 			if (!a_once)
 				pack_a(ap, kp, ta, a, lda, m0, mb, round_up(mb, 16), k);

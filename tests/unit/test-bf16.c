@@ -217,7 +217,7 @@ struct shape {
 static const struct shape SHAPES[] = {
 	{ 1, 1, 1 }, { 1, 1, 0 }, { 3, 5, 2 }, { 16, 16, 32 }, { 17, 33, 31 }, { 64, 128, 784 },
 	{ 6, 784, 25 }, { 16, 100, 150 }, { 150, 100, 16 }, { 33, 300, 65 }, { 300, 20, 10 },
-	{ 40, 513, 7 }, { 7, 37, 1001 },
+	{ 40, 513, 7 }, { 7, 37, 1001 }, { 20, 40, 9000 },   /* the last: panels of 16 */
 };
 
 /* Every shape, transpose, alpha and beta on path isa, bit for bit. */
