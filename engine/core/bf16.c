@@ -41,8 +41,8 @@
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
 
-#define TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
-#define TARGET_DPBF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+/* Both paths pack with AVX-512 and AVX-512-BF16 (bf16_choose requires them) */
+#define TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 #define TARGET_AMX __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16")))
 
 static size_t round_up(size_t x, size_t to)
@@ -226,26 +226,26 @@ static inline __mmask16 lanes(size_t n)
  * and that a NaN stays the same NaN, quieted. */
 
 /* 16 floats as 16 bfloat16. */
-TARGET_AVX512 static inline __m256i to_bf16(__m512 x)
+TARGET_BF16 static inline __m256i to_bf16(__m512 x)
 {
 	return (__m256i)_mm512_cvtneps_pbh(x);
 }
 
 /* Two rows of 16 floats as 16 pair dwords: bf16(lo[j]) | bf16(hi[j]) << 16. */
-TARGET_AVX512 static inline __m512i pairs_of_rows(__m512 lo, __m512 hi)
+TARGET_BF16 static inline __m512i pairs_of_rows(__m512 lo, __m512 hi)
 {
 	return _mm512_or_si512(_mm512_cvtepu16_epi32(to_bf16(lo)),
 			       _mm512_slli_epi32(_mm512_cvtepu16_epi32(to_bf16(hi)), 16));
 }
 
 /* 32 consecutive floats (two vectors) as 16 pair dwords: bf16(x[2j]) | bf16(x[2j + 1]) << 16. */
-TARGET_AVX512 static inline __m512i pairs_of_run(__m512 x0, __m512 x1)
+TARGET_BF16 static inline __m512i pairs_of_run(__m512 x0, __m512 x1)
 {
 	return (__m512i)_mm512_cvtne2ps_pbh(x1, x0);
 }
 
 /* r[i] (16 dwords each) becomes its transpose: r[j] holds element j of each old r[i]. */
-TARGET_AVX512 static inline void transpose16(__m512i r[16])
+TARGET_BF16 static inline void transpose16(__m512i r[16])
 {
 	__m512i t[16], c[16];
 
@@ -274,14 +274,14 @@ TARGET_AVX512 static inline void transpose16(__m512i r[16])
 }
 
 /* 16 floats at p, the lanes [0, n) of them (none when p is NULL). */
-TARGET_AVX512 static inline __m512 load16(const float *p, size_t n)
+TARGET_BF16 static inline __m512 load16(const float *p, size_t n)
 {
 	return p && n ? _mm512_maskz_loadu_ps(lanes(n), p) : _mm512_setzero_ps();
 }
 
 /* ap (mbp, kp) = bf16(op(A)[m0 + r][c]) for r < mb, c < k; zero elsewhere.
  * op(A) (m, k) is A (lda) or, with ta, the transpose of A stored (k, m). */
-TARGET_AVX512 static void pack_a(uint16_t *ap, size_t kp, int ta, const float *a, size_t lda,
+TARGET_BF16 static void pack_a(uint16_t *ap, size_t kp, int ta, const float *a, size_t lda,
 				 size_t m0, size_t mb, size_t mbp, size_t k)
 {
 	if (!ta) {
@@ -319,7 +319,7 @@ TARGET_AVX512 static void pack_a(uint16_t *ap, size_t kp, int ta, const float *a
 /* bp (kp / 2, nbp) dwords: bf16(op(B)[2p][n0 + j]) | bf16(op(B)[2p + 1][n0 + j]) << 16
  * for j < nb and rows < k; zero elsewhere. op(B) (k, n) is B (ldb) or, with
  * tb, the transpose of B stored (n, k). */
-TARGET_AVX512 static void pack_b(uint32_t *bp, size_t nbp, int tb, const float *b, size_t ldb,
+TARGET_BF16 static void pack_b(uint32_t *bp, size_t nbp, int tb, const float *b, size_t ldb,
 				 size_t n0, size_t nb, size_t k, size_t kp)
 {
 	if (!tb) {
@@ -447,7 +447,7 @@ TARGET_AMX static void amx_any(const uint16_t *ap, size_t kp, const uint32_t *bp
 }
 
 /* R rows (R <= 8), 16 or 32 columns (two). */
-TARGET_DPBF16 static inline __attribute__((always_inline)) void
+TARGET_BF16 static inline __attribute__((always_inline)) void
 avx_rows(const uint16_t *ap, size_t kp, const uint32_t *bp, size_t nbp, int R, bool two,
 	 float *stage)
 {
@@ -479,7 +479,7 @@ avx_rows(const uint16_t *ap, size_t kp, const uint32_t *bp, size_t nbp, int R, b
 	}
 }
 
-TARGET_DPBF16 static void avx_any(const uint16_t *ap, size_t kp, const uint32_t *bp, size_t nbp,
+TARGET_BF16 static void avx_any(const uint16_t *ap, size_t kp, const uint32_t *bp, size_t nbp,
 				  size_t rows, size_t cols, float *stage)
 {
 	bool two = cols > 16;
@@ -501,7 +501,7 @@ TARGET_DPBF16 static void avx_any(const uint16_t *ap, size_t kp, const uint32_t 
 
 /* c (rows, cols; ldc) = alpha * acc + beta * c, acc the staging block; the
  * same operations as the scalar expression (no contraction to FMA). */
-TARGET_AVX512 static void store_block(float *c, size_t ldc, const float *stage, size_t rows,
+TARGET_BF16 static void store_block(float *c, size_t ldc, const float *stage, size_t rows,
 				      size_t cols, float alpha, float beta)
 {
 	const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
