@@ -404,7 +404,8 @@ static void schedule(struct daemon *d)
 
 void job_note_row(struct job *j, const struct history_row *r)
 {
-	double v = sched_monitored(j->cfg.monitor, r->val_loss, r->val_acc, r->val_macro_acc);
+	double v = sched_monitored(j->cfg.monitor, r->val_loss, r->val_acc, r->val_macro_acc, r->val_mae,
+				   r->val_rmse);
 	const char *stop = strstr(r->note, "stopped early after epoch");
 
 	/* As the trainer's (sched.c): strictly better, NaN never best. */
