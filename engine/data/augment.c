@@ -43,7 +43,7 @@ static int perr(struct tr_err *err, const char *op, const char *fmt, const char 
 	char msg[256];
 
 	snprintf(msg, sizeof(msg), fmt, what);
-	return tr_err_set_key(err, -EINVAL, "augment", "augment: %s: %s", op, msg);
+	return tr_err_set_key(err, -EINVAL, "augment", "%s: %s", op, msg);
 }
 
 static void trim(const char **s, size_t *n)
@@ -114,7 +114,7 @@ static int split_call(const char *s, size_t n, char *name, size_t name_len, stru
 	*nargs = 0;
 	trim(&s, &nl);
 	if (nl == 0 || nl >= name_len)
-		return tr_err_set_key(err, -EINVAL, "augment", "augment: '%.*s' is not a transform",
+		return tr_err_set_key(err, -EINVAL, "augment", "'%.*s' is not a transform",
 				      tr_utf8_cut(s, n > TR_QUOTE_MAX ? TR_QUOTE_MAX : n), s);
 	memcpy(name, s, nl);
 	name[nl] = '\0';
@@ -281,7 +281,7 @@ static int parse_op(struct augment_op *op, const char *s, size_t n, struct tr_er
 		return 0;
 	}
 	return tr_err_set_key(err, -EINVAL, "augment",
-			      "augment: unknown transform '%.32s' (known: random_crop, random_horizontal_flip, random_vertical_flip, normalize)",
+			      "unknown transform '%.32s' (known: random_crop, random_horizontal_flip, random_vertical_flip, normalize)",
 			      name);
 }
 
@@ -292,7 +292,7 @@ int augment_parse(struct augment *out, const char *text, struct tr_err *err)
 
 	memset(out, 0, sizeof(*out));
 	if (strlen(text) >= AUGMENT_TEXT_MAX)
-		return tr_err_set_key(err, -EINVAL, "augment", "augment: the SPEC is longer than %d bytes",
+		return tr_err_set_key(err, -EINVAL, "augment", "the SPEC is longer than %d bytes",
 				      AUGMENT_TEXT_MAX - 1);
 	for (const char *q = text;; q++) {
 		if (*q == '(')
@@ -300,7 +300,7 @@ int augment_parse(struct augment *out, const char *text, struct tr_err *err)
 		else if (*q == ')')
 			depth--;
 		if (depth < 0)
-			return tr_err_set_key(err, -EINVAL, "augment", "augment: unbalanced ')'");
+			return tr_err_set_key(err, -EINVAL, "augment", "unbalanced ')'");
 		if ((*q == ',' && depth == 0) || !*q) {
 			size_t n = (size_t)(q - p);
 			const char *s = p;
@@ -310,11 +310,11 @@ int augment_parse(struct augment *out, const char *text, struct tr_err *err)
 			if (n == 0) {
 				if (!*q && out->n == 0)
 					break;   /* "" */
-				return tr_err_set_key(err, -EINVAL, "augment", "augment: an empty transform in '%.*s'",
+				return tr_err_set_key(err, -EINVAL, "augment", "an empty transform in '%.*s'",
 						      tr_utf8_cut(text, TR_QUOTE_MAX), text);
 			}
 			if (out->n == AUGMENT_MAX_OPS)
-				return tr_err_set_key(err, -EINVAL, "augment", "augment: more than %d transforms",
+				return tr_err_set_key(err, -EINVAL, "augment", "more than %d transforms",
 						      AUGMENT_MAX_OPS);
 			rc = parse_op(&out->ops[out->n], s, n, err);
 			if (rc < 0)
@@ -326,11 +326,11 @@ int augment_parse(struct augment *out, const char *text, struct tr_err *err)
 			break;
 	}
 	if (depth != 0)
-		return tr_err_set_key(err, -EINVAL, "augment", "augment: missing ')'");
+		return tr_err_set_key(err, -EINVAL, "augment", "missing ')'");
 	for (uint32_t i = 0; i + 1 < out->n; i++)
 		if (out->ops[i].kind == AUG_NORMALIZE)
 			return tr_err_set_key(err, -EINVAL, "augment",
-					      "augment: normalize must come last (torchvision's order: crops and flips, then normalize)");
+					      "normalize must come last (torchvision's order: crops and flips, then normalize)");
 	return 0;
 }
 
@@ -344,22 +344,22 @@ int augment_check(const struct augment *a, const struct augment_data *d, struct 
 
 			if (op->h > ph || op->w > pw)
 				return tr_err_set_key(err, -EINVAL, "augment",
-						      "augment: random_crop(%u:%u,padding=%u): the crop is larger than the %ux%u images padded to %llux%llu",
+						      "random_crop(%u:%u,padding=%u): the crop is larger than the %ux%u images padded to %llux%llu",
 						      op->h, op->w, op->padding, d->h, d->w,
 						      (unsigned long long)ph, (unsigned long long)pw);
 			if (op->h != d->h || op->w != d->w)
 				return tr_err_set_key(err, -EINVAL, "augment",
-						      "augment: random_crop(%u:%u): the crop must be the images' own size %u:%u (pad and crop back, as random_crop(%u,padding=4)), so the model sees one input size in training and evaluation",
+						      "random_crop(%u:%u): the crop must be the images' own size %u:%u (pad and crop back, as random_crop(%u,padding=4)), so the model sees one input size in training and evaluation",
 						      op->h, op->w, d->h, d->w, d->h);
 		}
 		if (op->kind == AUG_NORMALIZE) {
 			if (op->nch != d->c)
 				return tr_err_set_key(err, -EINVAL, "augment",
-						      "augment: normalize: %u values of mean and std, but the images have %u channel%s",
+						      "normalize: %u values of mean and std, but the images have %u channel%s",
 						      op->nch, d->c, d->c == 1 ? "" : "s");
 			if (d->mean)
 				return tr_err_set_key(err, -EINVAL, "augment",
-						      "augment: normalize: the dataset is normalised already (mean and std in its dataset.json)");
+						      "normalize: the dataset is normalised already (mean and std in its dataset.json)");
 		}
 	}
 	return 0;

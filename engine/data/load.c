@@ -111,6 +111,32 @@ static int detect(const char *dir, int *fmt, char *npz, size_t npz_len, struct t
 	return 0;
 }
 
+/* Float targets: whether they are all 0/1, and their names. */
+static int finish_targets(struct dataset *ds, struct ds_meta *m, const char *dir, struct tr_err *err)
+{
+	ds->classes = 0;
+	ds->targets_binary = true;
+	for (int s = 0; s < 2 && ds->targets_binary; s++) {
+		const struct ds_split *set = s ? &ds->test : &ds->train;
+		size_t n = (size_t)set->count * ds->target_width;
+
+		for (size_t i = 0; set->targets && i < n; i++)
+			if (set->targets[i] != 0.0f && set->targets[i] != 1.0f) {
+				ds->targets_binary = false;
+				break;
+			}
+	}
+	if (m->ntargets && m->ntargets != ds->target_width)
+		return tr_err_set(err, -EINVAL,
+				  "%s/dataset.json: names %u \"targets\" but the data has %u per sample", dir,
+				  m->ntargets, ds->target_width);
+	if (m->target_names && !ds->target_names) {
+		ds->target_names = m->target_names;
+		m->target_names = NULL;
+	}
+	return 0;
+}
+
 /* Checks that hold whatever the format, and the derived fields. */
 static int finish(struct dataset *ds, struct ds_meta *m, const char *dir, struct tr_err *err)
 {
@@ -144,6 +170,12 @@ static int finish(struct dataset *ds, struct ds_meta *m, const char *dir, struct
 		memcpy(ds->mean, m->mean, sizeof(ds->mean));
 		memcpy(ds->std, m->std, sizeof(ds->std));
 	}
+	if (ds->target == DS_TARGET_VALUES)
+		return finish_targets(ds, m, dir, err);
+	if (m->ntargets)
+		return tr_err_set(err, -EINVAL,
+				  "%s/dataset.json: names %u \"targets\", but the labels are classes (integers of shape (N)); float targets are floats, or (N, K)",
+				  dir, m->ntargets);
 	for (int s = 0; s < 2; s++) {
 		const struct ds_split *set = s ? b : a;
 
@@ -230,6 +262,9 @@ int dataset_probe(struct dataset_shape *out, const char *dir, struct tr_err *err
 	out->height = ds->height;
 	out->width = ds->width;
 	out->classes = ds->classes;
+	out->target = ds->target;
+	out->target_width = ds->target_width;
+	out->targets_binary = ds->targets_binary;
 	dataset_free(ds);
 	return 0;
 }

@@ -168,10 +168,10 @@ int trainer_check_model(const struct train_config *cfg, const struct dataset *ds
 		spec_layer_text(&spec->layers[spec->n - 1], name, sizeof(name));
 		if (rc == 0 && (!s.flat || s.c != ds->target_width))
 			rc = tr_err_set(err, -EINVAL,
-					"model: layer %u %s: the model's output is %s%u wide, the targets %u (dataset '%s' has %u %s per sample); end the model with linear(%u)",
+					"model: layer %u %s: the model's output is %s%u wide, the targets %u (dataset '%s' has %s, %u per sample); end the model with linear(%u)",
 					spec->n, name, s.flat ? "" : "an image, not flat, ", s.c * s.h * s.w,
-					ds->target_width, cfg->dataset, ds->target_width,
-					dataset_target_text(ds), ds->target_width);
+					ds->target_width, cfg->dataset, dataset_target_text(ds),
+					ds->target_width, ds->target_width);
 	}
 	if (rc < 0)
 		return rc;
@@ -237,16 +237,16 @@ static int check_task(const struct train_config *cfg, const struct dataset *ds, 
 
 	if (task != TASK_CLASSIFICATION && ds->target == DS_TARGET_CLASS)
 		return tr_err_set_key(err, -EINVAL, "loss",
-				      "loss %s needs %s targets; dataset '%s' has classes (%u): use loss cross_entropy",
+				      "%s needs %s targets; dataset '%s' has classes (%u): use loss cross_entropy",
 				      loss, task == TASK_MULTILABEL ? "0/1" : "float", name, ds->classes);
 	if (task == TASK_CLASSIFICATION && ds->target == DS_TARGET_VALUES)
 		return tr_err_set_key(err, -EINVAL, "loss",
-				      "loss cross_entropy needs class labels; dataset '%s' has %s (%u per sample): use loss mse, l1 or huber%s",
+				      "cross_entropy needs class labels; dataset '%s' has %s (%u per sample): use loss mse, l1 or huber%s",
 				      name, dataset_target_text(ds), ds->target_width,
 				      ds->targets_binary ? ", or bce_with_logits for multi-label" : "");
 	if (task == TASK_MULTILABEL && !ds->targets_binary)
 		return tr_err_set_key(err, -EINVAL, "loss",
-				      "loss bce_with_logits needs 0/1 targets; dataset '%s' has other values (float targets): use loss mse, l1 or huber",
+				      "bce_with_logits needs 0/1 targets; dataset '%s' has other values (float targets): use loss mse, l1 or huber",
 				      name);
 	if (task == TASK_MULTILABEL && ds->target_width > DATASET_MAX_CLASSES)
 		return tr_err_set_key(err, -EINVAL, "loss",
