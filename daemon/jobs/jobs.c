@@ -598,8 +598,8 @@ static void recover_steps(struct job *j, struct train_counts *tc)
 	if (sh.train_count) {
 		struct shape in = { .c = sh.channels, .h = sh.height, .w = sh.width, .flat = false };
 
-		j->classes = sh.classes;
-		j->params = trainer_count_params(&j->cfg, in, sh.classes);
+		j->classes = sh.target == DS_TARGET_VALUES ? sh.target_width : sh.classes;
+		j->params = trainer_count_params(&j->cfg, in, j->classes);
 	}
 }
 
@@ -915,7 +915,7 @@ void jobs_start_job(struct daemon *d, struct call *c, struct job_spec *spec)
 	r->spec.ds = NULL;
 	j->prog.steps_per_epoch = r->spec.steps_per_epoch;
 	j->params = r->spec.params;
-	j->classes = j->ds ? j->ds->classes : 0;
+	j->classes = j->ds ? dataset_outputs(j->ds) : 0;
 	snprintf(j->dataset_digest, sizeof(j->dataset_digest), "%s", r->spec.dataset_digest);
 	if (storeq_submit(d->sq, create_fn, r, create_done) < 0) {
 		create_req_free(r);

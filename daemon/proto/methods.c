@@ -364,6 +364,8 @@ static const char *frozen_key_changed(const struct train_config *a, const struct
 		return "train_size";
 	if (a->rng != b->rng)
 		return "rng";
+	if (a->loss != b->loss)
+		return "loss";
 	return NULL;
 }
 
@@ -542,7 +544,7 @@ static void work_start_check(uv_work_t *req)
 			bg_fail(b, rc == -EINVAL ? PROTO_INVALID_PARAMETER : PROTO_STORAGE_ERROR, rc);
 		}
 		sp->steps_per_epoch = jobs_steps_per_epoch(&sp->cfg, sp->ds->train.count);
-		sp->params = trainer_count_params(&sp->cfg, trainer_input_shape(sp->ds), sp->ds->classes);
+		sp->params = trainer_count_params(&sp->cfg, trainer_input_shape(sp->ds), dataset_outputs(sp->ds));
 		return;
 	}
 	{
@@ -686,15 +688,22 @@ static void work_eval(uv_work_t *req)
 		bg_fail(b, PROTO_CHECKPOINT_ERROR, rc);
 		goto out;
 	}
-	b->result = json_pack("{s:f,s:f,s:f,s:I,s:I,s:I,s:s}", "loss", m.loss, "acc", m.acc,
-			      "macro_acc", m.macro_acc, "count", (json_int_t)m.count, "epoch",
-			      (json_int_t)ck.epoch, "step", (json_int_t)ck.step, "split",
-			      b->split == EVAL_TEST ? "test" : "val");
+	/* acc and macro_acc: null where the task has none (regression;
+	 * multi-label's macro); mae and rmse: a regression's */
+	b->result = json_pack("{s:o,s:o,s:o,s:I,s:I,s:I,s:s,s:s}", "loss", real_or_null(m.loss), "acc",
+			      real_or_null(m.acc), "macro_acc", real_or_null(m.macro_acc), "count",
+			      (json_int_t)m.count, "epoch", (json_int_t)ck.epoch, "step", (json_int_t)ck.step,
+			      "split", b->split == EVAL_TEST ? "test" : "val", "task",
+			      loss_task_name(t->task));
+	if (b->result && t->task == TASK_REGRESSION) {
+		json_object_set_new(b->result, "mae", real_or_null(m.mae));
+		json_object_set_new(b->result, "rmse", real_or_null(m.rmse));
+	}
 	if (sums && b->result) {
 		/* One row per class of the dataset, named when it has names. */
 		json_t *rows = json_array();
 
-		for (uint32_t k = 0; rows && k < t->model.classes; k++) {
+		for (uint32_t k = 0; rows && t->task != TASK_REGRESSION && k < t->model.classes; k++) {
 			json_t *r = json_pack("{s:I,s:I,s:I,s:I}", "class", (json_int_t)k, "count",
 					      (json_int_t)sums->total[k], "correct",
 					      (json_int_t)sums->correct[k], "predicted",
@@ -702,6 +711,8 @@ static void work_eval(uv_work_t *req)
 
 			if (r && ds->class_names)
 				json_object_set_new(r, "name", json_string(ds->class_names[k]));
+			else if (r && ds->target_names)   /* multi-label: the label's name */
+				json_object_set_new(r, "name", json_string(ds->target_names[k]));
 			if (r && sums->total[k])
 				json_object_set_new(r, "acc", json_real((double)sums->correct[k] /
 									(double)sums->total[k]));

@@ -300,12 +300,14 @@ int ds_split_from_arrays(struct dataset *ds, struct ds_split *set, bool first,
 		rc = ds_check_labels(lab, s.count, lab_what, err);
 	if (rc < 0)
 		return rc;
-	if (!first && (target != ds->target || width != ds->target_width))
+	if (!first && target == ds->target && width != ds->target_width)
+		return tr_err_set(err, -EINVAL, "%s: %u targets per sample, but the training split has %u",
+				  lab_what, width, ds->target_width);
+	if (!first && target != ds->target)
 		return tr_err_set(err, -EINVAL,
-				  "%s: %s%.0u, but the training split has %s%.0u (a sample's targets must be alike in both splits)",
-				  lab_what, classes ? "classes" : "float targets per sample: ", width,
-				  ds->target == DS_TARGET_CLASS ? "classes" : "float targets per sample: ",
-				  ds->target_width);
+				  "%s: %s, but the training split has %s (a sample's targets must be alike in both splits)",
+				  lab_what, classes ? "classes (integers of shape (N))" : "float targets",
+				  ds->target == DS_TARGET_CLASS ? "classes (integers of shape (N))" : "float targets");
 	if (first) {
 		ds->dtype = dtype;
 		ds->layout = layout;

@@ -474,16 +474,13 @@ static int set_weights_text(struct train_config *cfg, const struct key_desc *k, 
 
 static int set_augment(struct train_config *cfg, const char *v, struct tr_err *err)
 {
-	struct augment *a = malloc(sizeof(*a));
+	struct augment a;   /* 4 KiB; parsing allocates nothing */
 	int rc;
 
-	if (!a)
-		return tr_err_set(err, -ENOMEM, "augment: out of memory");
 	if (strlen(v) >= sizeof(cfg->augment))
 		rc = tr_err_set(err, -EINVAL, "augment: the SPEC is longer than %d bytes", CFG_AUGMENT_MAX - 1);
 	else
-		rc = augment_parse(a, v, err);
-	free(a);
+		rc = augment_parse(&a, v, err);
 	if (rc < 0)
 		return rc;
 	snprintf(cfg->augment, sizeof(cfg->augment), "%s", v);
@@ -629,29 +626,28 @@ static int set_from_json(struct train_config *cfg, const struct key_desc *k,
 		return k->type == K_LOSS ? set_loss(cfg, json_string_value(v), err)
 					 : set_augment(cfg, json_string_value(v), err);
 	case K_WEIGHTS: {
-		double *w;
+		float *dst = (float *)((char *)cfg + k->offset);
 		size_t n, i;
 		json_t *e;
-		int rc;
 
 		if (!json_is_array(v))
 			return tr_err_set(err, -EINVAL, "%s: expected an array of numbers", k->name);
 		n = json_array_size(v);
 		if (n > CFG_MAX_WEIGHTS)
 			return tr_err_set(err, -EINVAL, "%s: %zu values; at most %d", k->name, n, CFG_MAX_WEIGHTS);
-		w = malloc((n ? n : 1) * sizeof(*w));
-		if (!w)
-			return tr_err_set(err, -ENOMEM, "%s: out of memory", k->name);
 		json_array_foreach(v, i, e) {
-			if (!json_is_number(e)) {
-				free(w);
+			double w = json_number_value(e);
+
+			if (!json_is_number(e))
 				return tr_err_set(err, -EINVAL, "%s: element %zu is not a number", k->name, i + 1);
-			}
-			w[i] = json_number_value(e);
+			if (!isfinite(w) || w < 0 || w > k->max)
+				return tr_err_set(err, -EINVAL, "%s: value %zu (%g) is not a weight in [0, %g]",
+						  k->name, i + 1, w, k->max);
 		}
-		rc = set_weights(cfg, k, w, n, err);
-		free(w);
-		return rc;
+		json_array_foreach(v, i, e)
+			dst[i] = (float)json_number_value(e);
+		*weights_count(cfg, k) = (uint32_t)n;
+		return 0;
 	}
 	case K_DATASET:
 	case K_OPTIM:
@@ -776,8 +772,7 @@ int config_from_stored_json(struct train_config *cfg, const json_t *obj, struct 
  * the targets, the weights' count) is the trainer's to check. */
 static int validate_loss(const struct train_config *cfg, struct tr_err *err)
 {
-	struct augment *a;
-	int rc;
+	struct augment a;   /* 4 KiB; parsing allocates nothing */
 
 	if ((unsigned)cfg->loss > LOSS_BCE_WITH_LOGITS)
 		return tr_err_set_key(err, -EINVAL, "loss", "unknown loss");
@@ -815,12 +810,7 @@ static int validate_loss(const struct train_config *cfg, struct tr_err *err)
 				      "val_macro_acc is not a metric of multi-label (the loss bce_with_logits): monitor val_loss or val_acc");
 	if (memchr(cfg->augment, '\0', sizeof(cfg->augment)) == NULL)
 		return tr_err_set_key(err, -EINVAL, "augment", "the SPEC is too long");
-	a = malloc(sizeof(*a));
-	if (!a)
-		return tr_err_set(err, -ENOMEM, "out of memory");
-	rc = augment_parse(a, cfg->augment, err);
-	free(a);
-	return rc;
+	return augment_parse(&a, cfg->augment, err);
 }
 
 int config_validate(const struct train_config *cfg, struct tr_err *err)

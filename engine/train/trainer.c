@@ -232,7 +232,9 @@ static int check_task(const struct train_config *cfg, const struct dataset *ds, 
 {
 	enum loss_task task = loss_task_of(cfg->loss);
 	const char *name = cfg->dataset, *loss = loss_name(cfg->loss);
-	struct augment *a;
+	struct augment a;   /* 4 KiB; parsing allocates nothing */
+	struct augment_data d = { ds->channels, ds->height, ds->width, ds->normalize ? ds->mean : NULL,
+				  ds->normalize ? ds->std : NULL };
 	int rc;
 
 	if (task != TASK_CLASSIFICATION && ds->target == DS_TARGET_CLASS)
@@ -260,18 +262,8 @@ static int check_task(const struct train_config *cfg, const struct dataset *ds, 
 		return tr_err_set_key(err, -EINVAL, "pos_weight",
 				      "%u values, but dataset '%s' has %u labels per sample (one weight per label)",
 				      cfg->n_pos_weight, name, ds->target_width);
-	a = malloc(sizeof(*a));
-	if (!a)
-		return tr_err_set(err, -ENOMEM, "out of memory");
-	rc = augment_parse(a, cfg->augment, err);
-	if (rc == 0) {
-		struct augment_data d = { ds->channels, ds->height, ds->width,
-					  ds->normalize ? ds->mean : NULL, ds->normalize ? ds->std : NULL };
-
-		rc = augment_check(a, &d, err);
-	}
-	free(a);
-	return rc;
+	rc = augment_parse(&a, cfg->augment, err);
+	return rc < 0 ? rc : augment_check(&a, &d, err);
 }
 
 int trainer_check_config(const struct train_config *cfg, const struct dataset *ds,
