@@ -705,7 +705,28 @@ int render_predictions(FILE *out, json_t *list)
 		size_t k;
 
 		char *name;
+		json_t *values = json_object_get(p, "values"), *v;
 
+		if (json_is_array(values)) {
+			/* regression: the outputs; multi-label: each label's probability */
+			json_t *labels = json_object_get(p, "labels");
+
+			pint(p, "index", &index);
+			fprintf(out, "%s#%lld  %s", file ? file : "?", index, json_is_array(labels) ? "p" : "value");
+			json_array_foreach(values, k, v)
+				fprintf(out, "%s%.6g", k ? " " : " ", json_number_value(v));
+			if (json_is_array(labels)) {
+				fprintf(out, "  labels");
+				if (!json_array_size(labels))
+					fprintf(out, " -");
+				json_array_foreach(labels, k, v)
+					fprintf(out, "%s%lld", k ? "," : " ", (long long)json_integer_value(v));
+			}
+			free(file);
+			if (fprintf(out, "\n") < 0)
+				return failf(RC_ERROR, "cannot write the predictions");
+			continue;
+		}
 		pint(p, "index", &index);
 		pint(p, "class", &cls);
 		pnum(p, "prob", &prob);
