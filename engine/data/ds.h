@@ -1,5 +1,6 @@
 /*
- * ds.h - the dataset format loaders (ds-idx.c, ds-npy.c, ds-st.c, ds-csv.c)
+ * ds.h - the dataset format loaders (ds-idx.c, ds-npy.c, ds-st.c, ds-csv.c,
+ * ds-cifar.c)
  * and what they share (ds.c); private to engine/data/.
  *
  * load.c finds the format, reads dataset.json (struct ds_meta) and calls
@@ -109,6 +110,11 @@ int ds_load_safetensors(struct dataset *ds, const char *dir, const struct ds_met
 			struct tr_err *err);
 int ds_load_csv(struct dataset *ds, const char *dir, const struct ds_meta *m,
 		struct tr_err *err);
+int ds_load_cifar(struct dataset *ds, const char *dir, bool probe, const struct ds_meta *m,
+		  struct tr_err *err);
+/* CIFAR's class names: batches.meta.txt's into m, unless dataset.json has
+ * "classes" (which win) or there is no such file. */
+int ds_cifar_meta(struct ds_meta *m, const char *dir, struct tr_err *err);
 
 /* Parse a .npy header at buf (len bytes available, at least the whole file
  * for files; at least the header for streams): fills *a (data NULL) and

@@ -31,9 +31,9 @@
 
 #include "engine/data/ds.h"
 
-enum fmt { F_IDX, F_NPY, F_NPZ, F_ST, F_CSV, F_N };
+enum fmt { F_IDX, F_NPY, F_NPZ, F_ST, F_CSV, F_CIFAR, F_N };
 
-static const char *const fmt_names[F_N] = { "idx", "npy", "npz", "safetensors", "csv" };
+static const char *const fmt_names[F_N] = { "idx", "npy", "npz", "safetensors", "csv", "cifar" };
 static bool has_suffix(const char *s, const char *suffix)
 {
 	size_t n = strlen(s), k = strlen(suffix);
@@ -63,6 +63,16 @@ static int classify(const char *name)
 		return F_ST;
 	if (!strcmp(name, "train.csv") || !strcmp(name, "test.csv"))
 		return F_CSV;
+	if (!strcmp(name, "test_batch.bin") || !strcmp(name, "batches.meta.txt"))
+		return F_CIFAR;
+	if (strncmp(name, "data_batch_", 11) == 0 && has_suffix(name, ".bin")) {
+		const char *d = name + 11;
+
+		while (*d >= '0' && *d <= '9')
+			d++;
+		if (d > name + 11 && strcmp(d, ".bin") == 0)
+			return F_CIFAR;
+	}
 	return -1;
 }
 
@@ -103,7 +113,7 @@ static int detect(const char *dir, int *fmt, char *npz, size_t npz_len, struct t
 	}
 	if (found < 0)
 		return tr_err_set(err, -ENOENT,
-				  "%s: no dataset files: expected the IDX files (train-images-idx3-ubyte ...), x_train.npy ..., one NAME.npz, train.safetensors and test.safetensors, or train.csv and test.csv",
+				  "%s: no dataset files: expected the IDX files (train-images-idx3-ubyte ...), x_train.npy ..., one NAME.npz, train.safetensors and test.safetensors, train.csv and test.csv, or CIFAR-10's data_batch_1.bin ... and test_batch.bin",
 				  dir);
 	if (found == F_NPZ && nnpz > 1)
 		return tr_err_set(err, -EINVAL, "%s: %d .npz files; a dataset is one NAME.npz", dir, nnpz);
@@ -225,6 +235,11 @@ static int load(struct dataset **out, const char *dir, bool probe, struct tr_err
 		break;
 	case F_ST:
 		rc = ds_load_safetensors(ds, dir, &m, err);
+		break;
+	case F_CIFAR:
+		rc = ds_cifar_meta(&m, dir, err);
+		if (rc == 0)
+			rc = ds_load_cifar(ds, dir, probe, &m, err);
 		break;
 	default:
 		rc = ds_load_csv(ds, dir, &m, err);

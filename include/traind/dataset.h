@@ -12,7 +12,15 @@
  *                "images" (U8 or F32, [N,H,W] or [N,C,H,W]) and "labels"
  *                (an integer dtype, [N])
  *   csv          train.csv, test.csv: one image a row, the label first, then
- *                the pixels; an optional header row
+ *                the pixels; an optional header row; or with dataset.json
+ *                "targets" the target columns named, the rest features
+ *   cifar        CIFAR-10 binary: data_batch_1.bin ... data_batch_N.bin and
+ *                test_batch.bin, records of a label byte and 3x32x32 pixel
+ *                bytes (channel-major); batches.meta.txt the class names
+ *
+ * Targets: integer labels of shape (N) are classes (classification); float
+ * labels of shape (N) or (N, K), or 0/1 integers of shape (N, K), are float
+ * targets (regression; multi-label when every value is 0 or 1).
  * Files of two formats in one directory are refused (ambiguous).
  *
  * dataset.json (optional, every key optional):
@@ -98,7 +106,7 @@ struct ds_split {
 struct dataset {
 	struct ds_split train;
 	struct ds_split test;
-	char format[DATASET_FORMAT_MAX]; /* "idx", "npy", "npz", "safetensors", "csv" */
+	char format[DATASET_FORMAT_MAX]; /* "idx", "npy", "npz", "safetensors", "csv", "cifar" */
 	enum ds_dtype dtype;             /* of every pixel of both splits */
 	enum ds_layout layout;           /* as stored */
 	uint32_t channels, height, width; /* equal to each split's */
