@@ -26,7 +26,9 @@
  * dataset.json (optional, every key optional):
  *   {"classes": ["T-shirt", ...], "layout": "NHWC"|"NCHW",
  *    "height": H, "width": W, "channels": C, "dtype": "uint8"|"float32" (CSV),
- *    "mean": [m per channel], "std": [s per channel]}
+ *    "mean": [m per channel], "std": [s per channel],
+ *    "targets": ["y", ...] or [column numbers] (float targets: their names;
+ *                in a CSV the target columns, the rest being features)}
  * A stated height/width/channels must agree with the data; "layout" decides
  * 4-D arrays ((N,H,W,C) or (N,C,H,W)), which are otherwise guessed only when
  * exactly one of the two candidate channel axes is 1, 3 or 4. mean/std is
