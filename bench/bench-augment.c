@@ -2,7 +2,8 @@
  * bench-augment.c - what --augment costs per training epoch: lenet5 on
  * 20000 MNIST samples (batch 64, 2 threads, rng torch), one epoch without
  * augmentation and one with random_crop(28,padding=2) and
- * random_horizontal_flip(0.5), alternated, ROUNDS times in one run; prints
+ * random_horizontal_flip(0.5), in alternating order, ROUNDS times in one
+ * run; prints
  * each pair's seconds and their ratio, the best epoch of each and their
  * ratio, and the transforms alone (augment_rows over the epoch's 20000
  * gathered samples, on one thread) as a fraction of the best plain epoch;
@@ -85,9 +86,15 @@ int main(int argc, char **argv)
 	printf("CPU: %s\nnumerics: %s\nlenet5, 20000 samples, batch 64, 2 threads; augment: %s\n", cpu, numerics,
 	       aug);
 	for (int r = 0; r < rounds; r++) {
-		double plain = epoch(ds, "", numerics, sizeof(numerics));
+		/* the order alternates, so that a drift of the machine's load
+		 * does not favour one of the two */
+		double plain = r % 2 ? 0 : epoch(ds, "", numerics, sizeof(numerics));
 		double with = epoch(ds, aug, numerics, sizeof(numerics));
-		double ratio = with / plain;
+		double ratio;
+
+		if (r % 2)
+			plain = epoch(ds, "", numerics, sizeof(numerics));
+		ratio = with / plain;
 
 		best_plain = plain < best_plain ? plain : best_plain;
 		best_with = with < best_with ? with : best_with;
