@@ -293,11 +293,18 @@ void jobs_on_commit(struct job *j, const struct run_commit *c)
 			j->last_val_acc = c->row.val_acc;
 			j->has_val_acc = true;
 			job_note_row(j, &c->row);
-			log_info("job %" PRId64 ": epoch %u/%u committed | train_loss %.4f train_acc %.4f | "
-				 "val_loss %.4f val_acc %.4f | %.2fs | held %.1f ms, durable after %.1f ms",
-				 j->id, c->row.epoch, j->cfg.epochs, c->row.train_loss, c->row.train_acc,
-				 c->row.val_loss, c->row.val_acc, c->row.seconds, c->hold_seconds * 1e3,
-				 c->durable_after * 1e3);
+			if (!isnan(c->row.val_rmse))   /* a regression's metrics */
+				log_info("job %" PRId64 ": epoch %u/%u committed | train_loss %.4f | "
+					 "val_loss %.4f val_mae %.4f val_rmse %.4f | %.2fs | held %.1f ms, durable after %.1f ms",
+					 j->id, c->row.epoch, j->cfg.epochs, c->row.train_loss, c->row.val_loss,
+					 c->row.val_mae, c->row.val_rmse, c->row.seconds, c->hold_seconds * 1e3,
+					 c->durable_after * 1e3);
+			else
+				log_info("job %" PRId64 ": epoch %u/%u committed | train_loss %.4f train_acc %.4f | "
+					 "val_loss %.4f val_acc %.4f | %.2fs | held %.1f ms, durable after %.1f ms",
+					 j->id, c->row.epoch, j->cfg.epochs, c->row.train_loss, c->row.train_acc,
+					 c->row.val_loss, c->row.val_acc, c->row.seconds, c->hold_seconds * 1e3,
+					 c->durable_after * 1e3);
 			if (atomic_load(&j->kill_after) == (int64_t)c->row.epoch && j->worker_alive)
 				job_runner(j)->stop(j, STOP_KILL);
 		} else {
