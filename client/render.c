@@ -12,13 +12,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "traind/jsonfmt.h"
 #include "msg.h"
 #include "render.h"
 #include "reply.h"
 
 int render_json(FILE *out, json_t *doc)
 {
-	if (json_dumpf(doc, out, JSON_INDENT(2) | JSON_ENCODE_ANY) < 0 || fputc('\n', out) == EOF)
+	if (jsonfmt_dumpf(doc, out, JSON_INDENT(2) | JSON_ENCODE_ANY) < 0 || fputc('\n', out) == EOF)
 		return failf(RC_ERROR, "cannot print the JSON reply");
 	return RC_OK;
 }
