@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/core/log.h"
 #include "daemon/jobs/jobs.h"
+#include "daemon/jobs/stepseries.h"
 #include "daemon/proto/methods.h"
 #include "daemon/store/store.h"
 #include "daemon/runner/worker.h"
@@ -109,6 +111,8 @@ fail:
 void daemon_start(struct daemon *d)
 {
 	jobs_start(d);
+	if (stepseries_start(d) < 0)
+		log_warn("out of memory: the step series (the loss by step) is not kept");
 }
 
 void daemon_run(struct daemon *d)
@@ -136,7 +140,9 @@ void daemon_free(struct daemon *d)
 {
 	if (!d)
 		return;
-	/* Drain: the store thread commits what it was given; then close handles. */
+	/* Drain: the store thread commits what it was given (the step series'
+	 * last points too); then close handles. */
+	stepseries_flush_all(d->steps);
 	storeq_stop(d->sq);
 	d->sq = NULL;
 	server_close(d->server);
@@ -146,6 +152,7 @@ void daemon_free(struct daemon *d)
 	d->lq_ready = false;
 	uv_walk(d->loop, close_walk, NULL);
 	uv_run(d->loop, UV_RUN_DEFAULT);
+	stepseries_free(d->steps);   /* its timer closed by the walk */
 	jobs_free(d);
 	free(d->mpi_launcher);
 	for (unsigned i = 0; i < d->n_mpi_args; i++)

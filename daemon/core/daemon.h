@@ -7,7 +7,8 @@
  *   daemon_new       open and migrate the database, recover the jobs it
  *                    holds (before the loop runs), start the store thread,
  *                    listen on the control socket;
- *   daemon_start     start the scheduler and the watch timer;
+ *   daemon_start     start the scheduler, the watch timer and the step
+ *                    series' sampling;
  *   daemon_run       run the loop until a daemon_shutdown has drained;
  *   daemon_shutdown  stop accepting calls and checkpoint every running job
  *                    (it stays "running" for the next start); once the last
@@ -42,6 +43,7 @@
 struct daemon;
 struct job;
 struct runner_ops;
+struct stepseries;
 
 #define DAEMON_MPI_ARGS_MAX 64
 
@@ -87,6 +89,8 @@ struct daemon {
 	uv_timer_t watch_timer;
 	void (*on_change)(struct daemon *d);    /* after any state change (sd_notify STATUS) */
 	struct counters counters;    /* since this traind started (io.traind.Counters) */
+	struct stepseries *steps;    /* the running loss by step (jobs/stepseries.h); NULL: not
+	                                sampled (out of memory at start) */
 };
 
 /* Everything daemon_new does, in order (see the top); on failure nothing is

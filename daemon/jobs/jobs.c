@@ -85,6 +85,8 @@ static void commit_state(struct job *j, uint32_t seq, enum job_state st, char *e
 	free(j->state_error);
 	j->state_error = error;
 	j->updated = now_unix();
+	if (st == JOB_RUNNING && !j->started)
+		j->started = j->updated;   /* as the store recorded it */
 }
 
 static void state_write_cancel(void *arg)
@@ -667,6 +669,7 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 		j->keep = r->keep;
 		j->created = r->created_at;
 		j->updated = r->updated_at;
+		j->started = r->started_at;
 		j->committed_epoch = r->epoch;
 		j->origin = r->origin ? strdup(r->origin) : NULL;
 		j->state = r->state;

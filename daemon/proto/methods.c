@@ -607,6 +607,24 @@ out:
 	store_close(s);
 }
 
+static void work_steps(uv_work_t *req)
+{
+	struct bg *b = req->data;
+	struct store *s = NULL;
+	struct store_step *pts = NULL;
+	size_t n = 0;
+
+	if (store_open(&s, b->d->db_path, true, &b->err) < 0 ||
+	    store_steps(s, b->id, &pts, &n, &b->err) < 0) {
+		bg_fail(b, PROTO_STORAGE_ERROR, -EIO);
+		goto out;
+	}
+	b->result = steps_json((uint32_t)b->epoch, pts, n);
+out:
+	free(pts);
+	store_close(s);
+}
+
 static void work_checkpoints(uv_work_t *req)
 {
 	struct bg *b = req->data;
@@ -1552,6 +1570,22 @@ static void m_history(struct daemon *d, struct call *c)
 	bg_queue(b, work_history, bg_after);
 }
 
+/* Steps: the step series (daemon/jobs/stepseries.h), read off the loop. */
+static void m_steps(struct daemon *d, struct call *c)
+{
+	static const char *const keys[] = { "id", NULL };
+	struct job_progress p;
+	struct job *j;
+	struct bg *b;
+
+	if (!only_keys(c, keys) || !(j = get_job(d, c)) || !(b = bg_new(d, c)))
+		return;
+	job_progress_get(j, &p);
+	b->id = j->id;
+	b->epoch = p.steps_per_epoch;   /* carried to the reply */
+	bg_queue(b, work_steps, bg_after);
+}
+
 static void m_checkpoints(struct daemon *d, struct call *c)
 {
 	static const char *const keys[] = { "id", NULL };
@@ -1768,6 +1802,7 @@ static const struct {
 	{ "io.traind.Status", m_status },
 	{ "io.traind.List", m_list },
 	{ "io.traind.History", m_history },
+	{ "io.traind.Steps", m_steps },
 	{ "io.traind.Checkpoints", m_checkpoints },
 	{ "io.traind.Wait", m_wait },
 	{ "io.traind.Eval", m_eval },
