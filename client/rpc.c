@@ -144,7 +144,7 @@ static void cli_words(struct cli *cli, const struct vl_reply *r, char *line, siz
 	if (strcmp(last, "InvalidParameter") == 0 && param && msg) {
 		const char *key = strrchr(param, '.') ? strrchr(param, '.') + 1 : param;
 		size_t kl = strlen(key);
-		char head[160], flag[72], body[1024];
+		char head[160], flag[72], body[800];
 		int o;
 
 		if (strncmp(msg, key, kl) == 0 && msg[kl] == ':')
