@@ -535,6 +535,16 @@ static void work_start_check(uv_work_t *req)
 		bg_fail(b, PROTO_DATASET_ERROR, rc);
 		return;
 	}
+	/* val_size not given, on a training file too small for the lesson's
+	 * 10000 (none left to train on, or less than a batch): a sixth of the
+	 * file instead, MNIST's own ratio. It is recorded with the job like any
+	 * setting; a job that would have trained with 10000 still does. */
+	if (!json_object_get(b->config_in, "val_size")) {
+		uint32_t count = sp->ds->train.count;
+
+		if (sp->cfg.val_size >= count || count - sp->cfg.val_size < sp->cfg.batch_size)
+			sp->cfg.val_size = count / 6 > 0 ? count / 6 : 1;
+	}
 	if (!b->init_b64) {
 		rc = trainer_check_config(&sp->cfg, sp->ds, &b->err);
 		if (rc < 0) {
