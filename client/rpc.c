@@ -158,10 +158,12 @@ static void cli_words(struct cli *cli, const struct vl_reply *r, char *line, siz
 				if (*p == '_')
 					*p = '-';
 			o = opt_find(flag);
-			if (o >= 0 && (o == O_FROM || (cli->verb && (cli->verb->opts & (UINT64_C(1) << o)))))
-				snprintf(head, sizeof(head), "--%s", opts[o].name);
-			else
-				snprintf(head, sizeof(head), "%s", param);
+			if (o < 0 || (o != O_FROM && !(cli->verb && (cli->verb->opts & (UINT64_C(1) << o))))) {
+				/* not a flag of this verb (a positional NAME): as traind says it */
+				flag_words(line, n);
+				return;
+			}
+			snprintf(head, sizeof(head), "--%s", opts[o].name);
 		}
 		snprintf(body, sizeof(body), "%s", msg);
 		flag_words(body, sizeof(body));   /* the message's words only: the head is right */
