@@ -275,6 +275,14 @@ void api_handle(const struct web_route *route, const struct api_args *args, stru
 		method = "io.traind.Kill";
 		params = id_of(route);
 		break;
+	case WEB_API_DELETE:
+		method = "io.traind.Delete";   /* no force: the page offers it for stopped jobs */
+		params = id_of(route);
+		break;
+	case WEB_API_STEPS:
+		method = "io.traind.Steps";
+		params = id_of(route);
+		break;
 	case WEB_API_START:
 		method = "io.traind.Start";
 		if (web_start_params(args->body, args->body_len, &params, why, sizeof(why)) < 0) {
