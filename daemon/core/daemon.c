@@ -16,9 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/core/log.h"
 #include "daemon/jobs/jobs.h"
-#include "daemon/jobs/stepseries.h"
 #include "daemon/proto/methods.h"
 #include "daemon/store/store.h"
 #include "daemon/runner/worker.h"
@@ -50,6 +48,7 @@ int daemon_new(struct daemon **out, const struct daemon_config *cfg, struct tr_e
 	d->on_drained = drained;
 	d->user_drained = cfg->on_drained;
 	d->on_change = cfg->on_change;
+	d->on_run_end = cfg->on_run_end;
 	d->mpi_launcher = strdup(cfg->mpi_launcher ? cfg->mpi_launcher : "mpirun");
 	for (unsigned i = 0; i < cfg->n_mpi_args && i < DAEMON_MPI_ARGS_MAX; i++)
 		if ((d->mpi_args[d->n_mpi_args] = strdup(cfg->mpi_args[i])))
@@ -111,8 +110,6 @@ fail:
 void daemon_start(struct daemon *d)
 {
 	jobs_start(d);
-	if (stepseries_start(d) < 0)
-		log_warn("out of memory: the step series (the loss by step) is not kept");
 }
 
 void daemon_run(struct daemon *d)
@@ -140,9 +137,7 @@ void daemon_free(struct daemon *d)
 {
 	if (!d)
 		return;
-	/* Drain: the store thread commits what it was given (the step series'
-	 * last points too); then close handles. */
-	stepseries_flush_all(d->steps);
+	/* Drain: the store thread commits what it was given; then close handles. */
 	storeq_stop(d->sq);
 	d->sq = NULL;
 	server_close(d->server);
@@ -152,7 +147,6 @@ void daemon_free(struct daemon *d)
 	d->lq_ready = false;
 	uv_walk(d->loop, close_walk, NULL);
 	uv_run(d->loop, UV_RUN_DEFAULT);
-	stepseries_free(d->steps);   /* its timer closed by the walk */
 	jobs_free(d);
 	free(d->mpi_launcher);
 	for (unsigned i = 0; i < d->n_mpi_args; i++)

@@ -7,8 +7,7 @@
  *   daemon_new       open and migrate the database, recover the jobs it
  *                    holds (before the loop runs), start the store thread,
  *                    listen on the control socket;
- *   daemon_start     start the scheduler, the watch timer and the step
- *                    series' sampling;
+ *   daemon_start     start the scheduler and the watch timer;
  *   daemon_run       run the loop until a daemon_shutdown has drained;
  *   daemon_shutdown  stop accepting calls and checkpoint every running job
  *                    (it stays "running" for the next start); once the last
@@ -43,7 +42,6 @@
 struct daemon;
 struct job;
 struct runner_ops;
-struct stepseries;
 
 #define DAEMON_MPI_ARGS_MAX 64
 
@@ -58,6 +56,9 @@ struct daemon_config {
 	void (*on_drained)(struct daemon *d);   /* shutdown: every worker has stopped
 	                                           (called just before the loop is stopped) */
 	void (*on_change)(struct daemon *d);    /* after any state change (sd_notify STATUS) */
+	void (*on_run_end)(struct daemon *d, struct job *j);  /* a job's run has ended, before the
+	                                           state it ended in is written (main.c: the step
+	                                           series' last points, jobs/stepseries.h); may be NULL */
 	const char *mpi_launcher;    /* jobs with ranks > 1: the launcher (NULL: "mpirun") */
 	const char *const *mpi_args; /* n_mpi_args more arguments for it, before the program */
 	unsigned n_mpi_args;
@@ -89,8 +90,7 @@ struct daemon {
 	uv_timer_t watch_timer;
 	void (*on_change)(struct daemon *d);    /* after any state change (sd_notify STATUS) */
 	struct counters counters;    /* since this traind started (io.traind.Counters) */
-	struct stepseries *steps;    /* the running loss by step (jobs/stepseries.h); NULL: not
-	                                sampled (out of memory at start) */
+	void (*on_run_end)(struct daemon *d, struct job *j);   /* cfg->on_run_end */
 };
 
 /* Everything daemon_new does, in order (see the top); on failure nothing is

@@ -234,6 +234,8 @@ static void finalize(struct job *j)
 	enum job_state st = (enum job_state)j->exit_outcome;
 
 	j->finalize_pending = false;
+	if (d->on_run_end)
+		d->on_run_end(d, j);   /* ahead of the state it ended in (the step series) */
 	if (j->commit_failed && st != JOB_FAILED && st != JOB_RUNNING)
 		st = JOB_FAILED;
 	if (st == JOB_RUNNING) {

@@ -123,15 +123,16 @@ static uint32_t every_of(uint32_t epochs, uint32_t spe)
 	return spe > per_epoch ? (spe + per_epoch - 1) / per_epoch : 1;
 }
 
-/* Take a point of j now if it has moved far enough since the last one. */
-static void sample(struct stepseries *ss, struct job *j)
+/* Take a point of j now if it has moved far enough since the last one
+ * (`last`: the run has stopped; its final progress counts too). */
+static void sample(struct stepseries *ss, struct job *j, bool last)
 {
 	struct job_progress p;
 	struct series_job *sj;
 	uint32_t every;
 
 	job_progress_get(j, &p);
-	if (!p.active || !p.has_loss || p.steps_per_epoch == 0 || p.step < 1)
+	if ((!p.active && !last) || !p.has_loss || p.steps_per_epoch == 0 || p.step < 1)
 		return;
 	sj = find(ss, j->id, true);
 	if (!sj)
@@ -166,7 +167,7 @@ static void on_tick(uv_timer_t *t)
 
 	for (size_t i = 0; i < d->njobs; i++)
 		if (d->jobs[i]->state == JOB_RUNNING && d->jobs[i]->worker_alive)
-			sample(ss, d->jobs[i]);
+			sample(ss, d->jobs[i], false);
 	for (size_t i = 0; i < ss->n;) {
 		struct series_job *sj = &ss->jobs[i];
 		struct job *j = jobs_find(d, sj->id);
@@ -187,18 +188,31 @@ static void on_tick(uv_timer_t *t)
 	}
 }
 
-int stepseries_start(struct daemon *d)
+int stepseries_new(struct stepseries **out, struct daemon *d)
 {
 	struct stepseries *ss = calloc(1, sizeof(*ss));
 
+	*out = NULL;
 	if (!ss)
 		return -ENOMEM;
 	ss->d = d;
 	uv_timer_init(d->loop, &ss->timer);
 	ss->timer.data = ss;
 	uv_timer_start(&ss->timer, on_tick, TICK_MS, TICK_MS);
-	d->steps = ss;
+	*out = ss;
 	return 0;
+}
+
+void stepseries_job_stopped(struct stepseries *ss, struct job *j)
+{
+	struct series_job *sj;
+
+	if (!ss)
+		return;
+	sample(ss, j, true);
+	sj = find(ss, j->id, false);
+	if (sj)
+		flush(ss, sj);
 }
 
 void stepseries_flush_all(struct stepseries *ss)

@@ -22,6 +22,9 @@
  * owns its per-job buffers (by job id; a job gone from the registry drops
  * its own) and its timer.
  *
+ * main.c owns it (the daemon knows it only as its on_run_end hook, so the
+ * jobs module need not include this one).
+ *
  * Thread: loop thread only (the writes run on the store thread and own what
  * they write).
  */
@@ -32,15 +35,22 @@
 #define STEPSERIES_CAP 20000     /* points per job at most, whatever happens */
 
 struct daemon;
+struct job;
 struct stepseries;
 
-/* Start sampling the daemon's jobs (d->steps); 0 or -ENOMEM. */
-int stepseries_start(struct daemon *d);
-/* Hand every point still in memory to the store thread (before it stops:
- * daemon_free). */
+/* Start sampling the daemon's jobs (after daemon_start); 0 or -ENOMEM. */
+int stepseries_new(struct stepseries **out, struct daemon *d);
+/* j's run has ended (daemon_config.on_run_end: before the state it ended
+ * in is written): its
+ * last position, and every point of it still in memory, to the store
+ * thread, ahead of that state: a client told the job stopped finds its
+ * whole series. Accepts ss NULL. */
+void stepseries_job_stopped(struct stepseries *ss, struct job *j);
+/* Hand every point still in memory to the store thread: before
+ * daemon_free, which stops it. */
 void stepseries_flush_all(struct stepseries *ss);
-/* Free it; its timer must be closed already (daemon_free's walk closes
- * every handle first). Accepts NULL. */
+/* Free it, after daemon_free (whose walk closed its timer with every
+ * other handle). Accepts NULL. */
 void stepseries_free(struct stepseries *ss);
 
 #endif

@@ -216,6 +216,11 @@ def dashboard(d, web):
           "epoch axes have whole-number ticks (%s; steps %s)" % (ticks, out.get("steps_ticks")))
     labels = out.get("lr_labels") or []
     check(len(labels) >= 2 and len(set(labels)) == len(labels), "the lr axis's labels all differ: %s" % labels)
+    for axis in ("lr", "loss_y"):
+        labels, splits = out.get(axis + "_labels") or [], out.get(axis + "_splits") or []
+        check(labels and len(labels) == len(splits) and
+              all(abs(float(l) - v) <= 1e-9 * abs(v) for l, v in zip(labels, splits) if l),
+              "the %s axis's labels are its ticks' values (%s at %s)" % (axis, labels, splits))
     check(abs(out.get("chart_width", 0) - out.get("box_width", -9)) <= 1 and out.get("chart_width", 0) > 560,
           "the chart is as wide as its box (%s of %s px, not capped)" % (out.get("chart_width"), out.get("box_width")))
     narrow = out.get("chart_width_narrow") or [0, 1]

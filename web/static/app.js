@@ -111,14 +111,19 @@ function when(t) {
   return t ? new Date(t * 1000).toLocaleString() : '';
 }
 
-// Tick labels that differ from their neighbours: the fewest significant
-// digits that tell every tick apart (no "0.002, 0.002, 0.001").
+// Tick labels that say their values: the fewest decimals that write every
+// tick exactly (0.5, 1, 1.5; 0.0002, 0.0004), so neighbours always differ
+// and none is rounded to another's label (no "0.002, 0.002, 0.001", no
+// "2" for 1.5); tiny values in exponent form (1e-7).
 function tickLabels(splits) {
-  for (let p = 1; p <= 12; p++) {
-    const labels = splits.map(v => (v === null || v === undefined) ? '' : (v === 0 ? '0' : String(Number(v.toPrecision(p)))));
-    if (new Set(labels.filter(l => l !== '')).size === labels.filter(l => l !== '').length) return labels;
+  const vals = splits.filter(v => v !== null && v !== undefined);
+  for (let d = 0; d <= 15; d++) {
+    if (vals.every(v => Math.abs(Number(v.toFixed(d)) - v) <= Math.abs(v) * 1e-9)) {
+      return splits.map(v => (v === null || v === undefined) ? '' :
+        (d > 6 && v !== 0 ? String(Number(v.toPrecision(6))) : String(Number(v.toFixed(d)))));
+    }
   }
-  return splits.map(v => String(v));
+  return splits.map(v => (v === null || v === undefined) ? '' : String(Number(v.toPrecision(6))));
 }
 
 function progressBar(job) {
