@@ -143,6 +143,8 @@ static int build_config(struct cli *cli, json_t **out, const char **name, const 
 {
 	struct train_config cfg;
 	struct tr_err err = { 0 };
+	/* the file's settings (at most 127 more than there are flags, which
+	 * no configuration has), then room for every flag */
 	struct setting set[CONFIG_LAST - CONFIG_FIRST + 128];
 	size_t n = 0;
 	json_t *file_doc = NULL, *defaults, *cj = NULL, *obj = NULL;

@@ -120,12 +120,12 @@ int yamlcfg_read(const char *path, json_t **out, char *why, size_t n)
 					     "a list of plain values is expected");
 					goto out;
 				}
-				used += (size_t)snprintf(joined + used, used < sizeof(joined) ? sizeof(joined) - used : 0,
-							 "%s%s", used ? "," : "", (const char *)e->data.scalar.value);
-				if (used >= sizeof(joined)) {
+				if (used + 1 + e->data.scalar.length >= sizeof(joined)) {
 					fail(why, n, path, &v->start_mark, key, "the list is too long");
 					goto out;
 				}
+				used += (size_t)snprintf(joined + used, sizeof(joined) - used, "%s%s", used ? "," : "",
+							 (const char *)e->data.scalar.value);
 			}
 			text = joined;
 		} else {
