@@ -151,16 +151,6 @@ static void fmt_int(json_t *o, const char *key, char *out, size_t n)
 		snprintf(out, n, "-");
 }
 
-static void fmt_fixed(json_t *o, const char *key, int prec, char *out, size_t n)
-{
-	double v;
-
-	if (pnum(o, key, &v))
-		snprintf(out, n, "%.*f", prec, v);
-	else
-		snprintf(out, n, "-");
-}
-
 static void fmt_pair(json_t *o, const char *a, const char *b, char *out, size_t n)
 {
 	char x[32], y[32];
@@ -644,7 +634,7 @@ int render_checkpoints(FILE *out, json_t *list)
 		fmt_int(cp, "epoch", epoch, sizeof(epoch));
 		fmt_int(cp, "step", step, sizeof(step));
 		fmt_int(cp, "size", size, sizeof(size));
-		fmt_fixed(cp, "val_loss", 4, vloss, sizeof(vloss));
+		fmt_g(cp, "val_loss", vloss, sizeof(vloss));
 		snprintf(created, sizeof(created), "-");
 		if (pint(cp, "created", &when)) {
 			time_t tt = (time_t)when;

@@ -280,14 +280,17 @@ func main() {
 	if check(err == nil, "Watch sent with more (%v)", err) {
 		var state string
 		var flags uint64
+		var committed *int64
 		for n := 0; n < 100; n++ {
-			_, state, _, _, _, _, _, _, _, flags, err = recv(ctx)
+			_, state, _, _, _, _, _, _, _, committed, flags, err = recv(ctx)
 			if err != nil || flags&varlink.Continues == 0 {
 				break
 			}
 		}
 		check(err == nil && state == "done" && flags&varlink.Continues == 0,
 			"Watch of a done job: one last reply, state %s (%v)", state, err)
+		check(committed != nil && *committed == ep,
+			"Watch's committed_epoch is the job's committed epochs (%v)", committed)
 	}
 
 	// the same replies, raw, against the declared output
@@ -296,6 +299,7 @@ func main() {
 	expectReply(ctx, c, "io.traind.Status", map[string]interface{}{"id": id})
 	expectReply(ctx, c, "io.traind.History", map[string]interface{}{"id": id})
 	expectReply(ctx, c, "io.traind.Checkpoints", map[string]interface{}{"id": id})
+	expectReply(ctx, c, "io.traind.Steps", map[string]interface{}{"id": id})
 	expectReply(ctx, c, "io.traind.Eval", map[string]interface{}{"id": id})
 	expectReply(ctx, c, "io.traind.Export", map[string]interface{}{"id": id})
 	expectReply(ctx, c, "io.traind.Counters", nil)
