@@ -394,3 +394,164 @@ void k_avgpool_backward(float *dx, const float *dy, size_t c, size_t h, size_t w
 		}
 	}
 }
+
+/* ---- the layers after LeNet ----------------------------------------------- */
+
+void k_im2col_dil(float *col, const float *x, size_t c, size_t h, size_t w, size_t k, size_t s,
+		  size_t pad, size_t d, size_t oh, size_t ow)
+{
+	for (size_t ch = 0; ch < c; ch++) {
+		const float *plane = x + ch * h * w;
+
+		for (size_t i = 0; i < k; i++) {
+			for (size_t j = 0; j < k; j++) {
+				float *row = col + ((ch * k + i) * k + j) * oh * ow;
+
+				for (size_t oy = 0; oy < oh; oy++) {
+					ptrdiff_t iy = (ptrdiff_t)(oy * s + i * d) - (ptrdiff_t)pad;
+
+					for (size_t ox = 0; ox < ow; ox++) {
+						ptrdiff_t ix = (ptrdiff_t)(ox * s + j * d) - (ptrdiff_t)pad;
+
+						row[oy * ow + ox] = iy < 0 || ix < 0 || iy >= (ptrdiff_t)h ||
+									    ix >= (ptrdiff_t)w
+									    ? 0.0f
+									    : plane[iy * (ptrdiff_t)w + ix];
+					}
+				}
+			}
+		}
+	}
+}
+
+void k_col2im_dil(float *dx, const float *col, size_t c, size_t h, size_t w, size_t k, size_t s,
+		  size_t pad, size_t d, size_t oh, size_t ow)
+{
+	memset(dx, 0, c * h * w * sizeof(float));
+	for (size_t ch = 0; ch < c; ch++) {
+		float *plane = dx + ch * h * w;
+
+		for (size_t i = 0; i < k; i++) {
+			for (size_t j = 0; j < k; j++) {
+				const float *row = col + ((ch * k + i) * k + j) * oh * ow;
+
+				for (size_t oy = 0; oy < oh; oy++) {
+					ptrdiff_t iy = (ptrdiff_t)(oy * s + i * d) - (ptrdiff_t)pad;
+
+					if (iy < 0 || iy >= (ptrdiff_t)h)
+						continue;
+					for (size_t ox = 0; ox < ow; ox++) {
+						ptrdiff_t ix = (ptrdiff_t)(ox * s + j * d) - (ptrdiff_t)pad;
+
+						if (ix >= 0 && ix < (ptrdiff_t)w)
+							plane[iy * (ptrdiff_t)w + ix] += row[oy * ow + ox];
+					}
+				}
+			}
+		}
+	}
+}
+
+void k_maxpool_pad(float *y, uint32_t *argmax, const float *x, size_t c, size_t h, size_t w,
+		   size_t k, size_t s, size_t pad, size_t oh, size_t ow)
+{
+	for (size_t ch = 0; ch < c; ch++) {
+		const float *plane = x + ch * h * w;
+
+		for (size_t oy = 0; oy < oh; oy++) {
+			ptrdiff_t y0 = (ptrdiff_t)(oy * s) - (ptrdiff_t)pad;
+			ptrdiff_t y1 = y0 + (ptrdiff_t)k < (ptrdiff_t)h ? y0 + (ptrdiff_t)k : (ptrdiff_t)h;
+
+			y0 = y0 < 0 ? 0 : y0;
+			for (size_t ox = 0; ox < ow; ox++) {
+				ptrdiff_t x0 = (ptrdiff_t)(ox * s) - (ptrdiff_t)pad;
+				ptrdiff_t x1 = x0 + (ptrdiff_t)k < (ptrdiff_t)w ? x0 + (ptrdiff_t)k : (ptrdiff_t)w;
+				size_t best;
+				float m;
+
+				x0 = x0 < 0 ? 0 : x0;
+				best = (size_t)(y0 * (ptrdiff_t)w + x0);
+				m = plane[best];
+				for (ptrdiff_t iy = y0; iy < y1; iy++) {
+					for (ptrdiff_t ix = x0; ix < x1; ix++) {
+						size_t at = (size_t)(iy * (ptrdiff_t)w + ix);
+						float v = plane[at];
+
+						if (v > m || isnan(v)) {
+							m = v;
+							best = at;
+						}
+					}
+				}
+				y[(ch * oh + oy) * ow + ox] = m;
+				argmax[(ch * oh + oy) * ow + ox] = (uint32_t)(ch * h * w + best);
+			}
+		}
+	}
+}
+
+void k_adaptive_avgpool(float *y, const float *x, size_t c, size_t h, size_t w, size_t oh,
+			size_t ow)
+{
+	for (size_t ch = 0; ch < c; ch++) {
+		const float *plane = x + ch * h * w;
+
+		for (size_t oy = 0; oy < oh; oy++) {
+			size_t y0 = oy * h / oh, y1 = ((oy + 1) * h + oh - 1) / oh;
+
+			for (size_t ox = 0; ox < ow; ox++) {
+				size_t x0 = ox * w / ow, x1 = ((ox + 1) * w + ow - 1) / ow;
+				float sum = 0.0f;
+
+				for (size_t iy = y0; iy < y1; iy++)
+					for (size_t ix = x0; ix < x1; ix++)
+						sum += plane[iy * w + ix];
+				y[(ch * oh + oy) * ow + ox] = sum / (float)(y1 - y0) / (float)(x1 - x0);
+			}
+		}
+	}
+}
+
+void k_adaptive_avgpool_backward(float *dx, const float *dy, size_t c, size_t h, size_t w,
+				 size_t oh, size_t ow)
+{
+	memset(dx, 0, c * h * w * sizeof(float));
+	for (size_t ch = 0; ch < c; ch++) {
+		float *plane = dx + ch * h * w;
+
+		for (size_t oy = 0; oy < oh; oy++) {
+			size_t y0 = oy * h / oh, y1 = ((oy + 1) * h + oh - 1) / oh;
+
+			for (size_t ox = 0; ox < ow; ox++) {
+				size_t x0 = ox * w / ow, x1 = ((ox + 1) * w + ow - 1) / ow;
+				float g = dy[(ch * oh + oy) * ow + ox] / (float)(y1 - y0) / (float)(x1 - x0);
+
+				for (size_t iy = y0; iy < y1; iy++)
+					for (size_t ix = x0; ix < x1; ix++)
+						plane[iy * w + ix] += g;
+			}
+		}
+	}
+}
+
+void k_upsample_nearest(float *y, const float *x, size_t c, size_t h, size_t w, size_t f)
+{
+	size_t oh = h * f, ow = w * f;
+
+	for (size_t ch = 0; ch < c; ch++)
+		for (size_t oy = 0; oy < oh; oy++)
+			for (size_t ox = 0; ox < ow; ox++)
+				y[(ch * oh + oy) * ow + ox] = x[(ch * h + oy / f) * w + ox / f];
+}
+
+void k_upsample_nearest_backward(float *dx, const float *dy, size_t c, size_t h, size_t w,
+				 size_t f)
+{
+	size_t oh = h * f, ow = w * f;
+
+	memset(dx, 0, c * h * w * sizeof(float));
+	for (size_t ch = 0; ch < c; ch++)
+		for (size_t oy = 0; oy < oh; oy++)
+			for (size_t ox = 0; ox < ow; ox++)
+				dx[(ch * h + oy / f) * w + ox / f] += dy[(ch * oh + oy) * ow + ox];
+}

@@ -181,7 +181,7 @@ static void check_spec(const char *text, struct shape in, size_t batch, unsigned
 		fail_msg("%s: %s", text, err.msg);
 	assert_int_equal(team_new(&team, threads), 0);
 	assert_int_equal(net_init(&n, &spec, in, 10, (uint32_t)batch, team), 0);
-	n.input_grad = true;
+	assert_int_equal(net_set_input_grad(&n, true), 0);
 	n.dropout_key = 99;
 	rng_seed(&r, 7);
 	net_init_params(&n, &r);
