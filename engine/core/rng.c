@@ -195,8 +195,11 @@ static float u2f(uint32_t u)
 	return f;
 }
 
-/* Cephes logf for x > 0 (one lane of PyTorch's log256_ps): the same float
- * operations in the same order. */
+/* Cephes logf for x > 0 (one lane of PyTorch's log256_ps), with the fused
+ * multiply-adds GCC forms from its separate multiplies and adds (PyTorch is
+ * built with -mfma and GCC's default -ffp-contract=fast: a product whose
+ * only use is an addition becomes one FMA; of two products added, the
+ * earlier one). */
 static float cephes_logf(float x)
 {
 	static const float p[9] = { 7.0376836292E-2f, -1.1514610310E-1f, 1.1676998740E-1f,
@@ -221,28 +224,23 @@ static float cephes_logf(float x)
 	x = x + tmp;
 	z = x * x;
 	y = p[0];
-	for (int k = 1; k < 9; k++) {
-		y = y * x;
-		y = y + p[k];
-	}
+	for (int k = 1; k < 9; k++)
+		y = fmaf(y, x, p[k]);
 	y = y * x;
-	y = y * z;
-	tmp = e * -2.12194440e-4f;
-	y = y + tmp;
-	tmp = z * 0.5f;
-	y = y - tmp;
-	tmp = e * 0.693359375f;
+	y = fmaf(y, z, e * -2.12194440e-4f);
+	y = fmaf(-z, 0.5f, y);
 	x = x + y;
-	x = x + tmp;
+	x = fmaf(e, 0.693359375f, x);
 	return invalid ? u2f(0xffffffffu) : x;
 }
 
-/* Cephes sinf and cosf of x (one lane of PyTorch's sincos256_ps). */
+/* Cephes sinf and cosf of x (one lane of PyTorch's sincos256_ps), with
+ * GCC's fused multiply-adds as in cephes_logf. */
 static void cephes_sincosf(float x, float *s, float *c)
 {
 	uint32_t sign_sin = f2u(x) & 0x80000000u, sign_cos, swap;
 	int32_t j, j4;
-	float y, z, y2, ysin1, ysin2, t;
+	float y, z, y2, ysin1, ysin2;
 	bool poly;
 
 	x = u2f(f2u(x) & 0x7fffffffu);
@@ -253,31 +251,22 @@ static void cephes_sincosf(float x, float *s, float *c)
 	j4 = j;
 	swap = ((uint32_t)j & 4u) << 29;
 	poly = (j & 2) == 0;
-	x = x + y * -0.78515625f;
-	x = x + y * -2.4187564849853515625e-4f;
-	x = x + y * -3.77489497744594108e-8f;
+	x = fmaf(y, -0.78515625f, x);
+	x = fmaf(y, -2.4187564849853515625e-4f, x);
+	x = fmaf(y, -3.77489497744594108e-8f, x);
 	j4 -= 2;
 	sign_cos = (~(uint32_t)j4 & 4u) << 29;
 	sign_sin ^= swap;
 	z = x * x;
-	y = 2.443315711809948E-005f;
+	y = fmaf(2.443315711809948E-005f, z, -1.388731625493765E-003f);
+	y = fmaf(y, z, 4.166664568298827E-002f);
 	y = y * z;
-	y = y + -1.388731625493765E-003f;
-	y = y * z;
-	y = y + 4.166664568298827E-002f;
-	y = y * z;
-	y = y * z;
-	t = z * 0.5f;
-	y = y - t;
+	y = fmaf(y, z, -(z * 0.5f));
 	y = y + 1.0f;
-	y2 = -1.9515295891E-4f;
+	y2 = fmaf(-1.9515295891E-4f, z, 8.3321608736E-3f);
+	y2 = fmaf(y2, z, -1.6666654611E-1f);
 	y2 = y2 * z;
-	y2 = y2 + 8.3321608736E-3f;
-	y2 = y2 * z;
-	y2 = y2 + -1.6666654611E-1f;
-	y2 = y2 * z;
-	y2 = y2 * x;
-	y2 = y2 + x;
+	y2 = fmaf(y2, x, x);
 	ysin2 = poly ? y2 : 0.0f;
 	ysin1 = poly ? 0.0f : y;
 	y2 = y2 - ysin2;
