@@ -71,6 +71,7 @@ enum opt {
 	O_TOP,
 	O_RESIZE,
 	O_FROM,
+	O_PYTORCH,
 	O_COUNT
 };
 

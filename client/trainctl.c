@@ -90,6 +90,7 @@ const struct opt_desc opts[O_COUNT] = {
 	[O_TOP] = { "top", 0, true, NULL },
 	[O_RESIZE] = { "resize", 0, false, NULL },
 	[O_FROM] = { "from", 0, true, NULL },
+	[O_PYTORCH] = { "pytorch", 0, true, NULL },
 };
 
 static void usage(FILE *out)
@@ -146,8 +147,9 @@ static void usage(FILE *out)
 		"                                  in a state S (default paused,killed,failed,done)\n"
 		"  eval JOB [--split val|test] [--epoch N|--best] [--per-class] [--allow-data-change]\n"
 		"                                  loss and accuracy of a checkpoint\n"
-		"  export JOB [--epoch N|--best] -o FILE.safetensors\n"
-		"                                  write the model (PyTorch names) to FILE\n"
+		"  export JOB [--epoch N|--best] [-o FILE.safetensors] [--pytorch FILE.py]\n"
+		"                                  write the model (PyTorch names) to FILE;\n"
+		"                                  --pytorch: its PyTorch code (class Model)\n"
 		"  watch JOB                       live progress until the job stops\n"
 		"  plot JOB... [--metric loss|acc|lr] [-o FILE.svg|FILE.png]\n"
 		"                                  learning curves by epoch: to an SVG or PNG\n"
@@ -231,7 +233,7 @@ static const struct verb verbs[] = {
 	{ "wait", cmd_wait, BIT(O_EPOCH) | BIT(O_STATE) | BIT(O_TIMEOUT), JOB_REQUIRED },
 	{ "eval", cmd_eval, BIT(O_SPLIT) | BIT(O_EPOCH) | BIT(O_BEST) | BIT(O_PER_CLASS) | BIT(O_ALLOW_DATA_CHANGE),
 	  JOB_REQUIRED },
-	{ "export", cmd_export, BIT(O_EPOCH) | BIT(O_OUTPUT) | BIT(O_BEST), JOB_REQUIRED },
+	{ "export", cmd_export, BIT(O_EPOCH) | BIT(O_OUTPUT) | BIT(O_BEST) | BIT(O_PYTORCH), JOB_REQUIRED },
 	{ "watch", cmd_watch, 0, JOB_REQUIRED },
 	{ "rm", cmd_rm, BIT(O_FORCE), JOB_MANY },
 	{ "counters", cmd_counters, 0, JOB_NONE },
