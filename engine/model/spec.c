@@ -739,6 +739,12 @@ static int parse_seq(struct parser *p, int32_t parent, uint32_t branch, int32_t 
 			return 0;
 		}
 		where_prefix(p->out, parent, branch, prefix, sizeof(prefix));
+		if (parent >= 0 && p->s[p->pos] == '\0') {
+			char where[512];
+
+			spec_where(p->out, (uint32_t)parent, where, sizeof(where));
+			return tr_err_set(p->err, -EINVAL, "model: %s: the text ends before its ')'", where);
+		}
 		if (parent < 0)
 			return tr_err_set(p->err, -EINVAL, "model: after layer %u: expected ',' at '%.16s'",
 					  pos, p->s + p->pos);
