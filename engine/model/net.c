@@ -577,22 +577,24 @@ static bool borrows_input(enum layer_kind k)
 	return k == LAYER_FLATTEN || k == LAYER_IDENTITY;
 }
 
-uint64_t net_floats(const struct model_spec *spec, struct shape input, uint32_t max_batch,
-		    unsigned members)
+int net_floats(const struct model_spec *spec, struct shape input, uint32_t max_batch,
+	       unsigned members, uint64_t *floats)
 {
 	struct net n;
-	uint64_t floats = 0;
+	int rc;
 
+	*floats = 0;
 	memset(&n, 0, sizeof(n));
-	if (net_layout(&n, spec, input, 0, max_batch, members ? members : 1, false) == 0) {
-		floats = (uint64_t)max_batch * n.in_size + n.plan->floats +
-			 3ull * (n.members) * n.col_len + (uint64_t)n.members * n.part_len;
+	rc = net_layout(&n, spec, input, 0, max_batch, members ? members : 1, false);
+	if (rc == 0) {
+		*floats = (uint64_t)max_batch * n.in_size + n.plan->floats +
+			  3ull * (n.members) * n.col_len + (uint64_t)n.members * n.part_len;
 		for (uint32_t i = 0; i < spec->n; i++)
 			if (!borrows_input(n.layers[i].spec.kind))
-				floats += (uint64_t)max_batch * n.layers[i].out_size;
+				*floats += (uint64_t)max_batch * n.layers[i].out_size;
 	}
 	net_deinit(&n);
-	return floats;
+	return rc;
 }
 
 int net_init(struct net *n, const struct model_spec *spec, struct shape input, uint32_t classes,

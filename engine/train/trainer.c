@@ -181,8 +181,10 @@ int trainer_check_model(const struct train_config *cfg, const struct dataset *ds
 	}
 	/* What net_init will allocate: activations, the gradient pool, the
 	 * team's convolution scratch. */
-	floats = net_floats(spec, trainer_input_shape(ds), max_batch, cfg->threads);
-	if (floats == 0 || floats > TRAINER_MAX_ACTIVATIONS)
+	rc = net_floats(spec, trainer_input_shape(ds), max_batch, cfg->threads, &floats);
+	if (rc < 0)
+		return tr_err_set(err, rc, rc == -ENOMEM ? "out of memory" : "%s: the model does not fit the data", key);
+	if (floats > TRAINER_MAX_ACTIVATIONS)
 		return tr_err_set(err, -EINVAL,
 				  "%s: the model's activations for batches of %u would take %llu MiB; at most %llu MiB are allowed (a smaller batch_size or eval_batch_size helps)",
 				  key, max_batch, (unsigned long long)(floats * 4 >> 20),

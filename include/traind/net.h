@@ -131,10 +131,11 @@ int net_init(struct net *n, const struct model_spec *spec, struct shape input, u
 	     uint32_t max_batch, struct team *team);
 void net_deinit(struct net *n);
 
-/* The floats net_init would allocate for spec (activations, gradients,
- * scratch; parameters not counted), or 0 when it does not fit `input`. */
-uint64_t net_floats(const struct model_spec *spec, struct shape input, uint32_t max_batch,
-		    unsigned members);
+/* The floats net_init would allocate for spec into *floats (activations,
+ * gradients, scratch; parameters not counted). 0, -EINVAL (spec does not
+ * fit `input`) or -ENOMEM. */
+int net_floats(const struct model_spec *spec, struct shape input, uint32_t max_batch,
+	       unsigned members, uint64_t *floats);
 
 /* Also compute the gradient at the input in net_backward (n->dx; tests).
  * 0 or -ENOMEM (the plan's buffers). */
