@@ -51,6 +51,9 @@ static const struct {
 };
 
 #define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
+
+static const char *const arch_names[] = { "mlp", "lenet5", "resnet20", "resnet32", "resnet56",
+					  "resnet18", "resnet18_cifar" };
 #define KNOWN_LAYERS                                                                            \
 	"flatten, identity, linear, relu, leakyrelu, tanh, sigmoid, silu, gelu, softplus, dropout, " \
 	"batchnorm1d, batchnorm2d, conv2d, maxpool2d, avgpool2d, adaptiveavgpool2d, upsample; "   \
@@ -608,9 +611,16 @@ static int parse_item(struct parser *p, int32_t parent, uint32_t branch, uint32_
 	for (i = 0; i < NKINDS; i++)
 		if (strcmp(kinds[i].name, name) == 0)
 			break;
-	if (i == NKINDS)
+	if (i == NKINDS) {
+		if (strcmp(name, "mlp") == 0 || strcmp(name, "lenet5") == 0 || strncmp(name, "resnet", 6) == 0)
+			for (size_t a = 0; a < sizeof(arch_names) / sizeof(arch_names[0]); a++)
+				if (strcmp(name, arch_names[a]) == 0)
+					return tr_err_set(p->err, -EINVAL,
+							  "model: %slayer %u: '%s' is a whole model, not a layer: give it alone (--model %s)",
+							  prefix, pos + 1, name, name);
 		return tr_err_set(p->err, -EINVAL, "model: %slayer %u: unknown layer '%s' (known: %s)",
 				  prefix, pos + 1, name, KNOWN_LAYERS);
+	}
 	memset(l, 0, sizeof(*l));
 	l->kind = kinds[i].kind;
 	l->bias = true;
@@ -982,10 +992,21 @@ static int block_shape(const struct model_spec *spec, const struct shape *shapes
 			shape_text(s[0], a, sizeof(a));
 			shape_text(s[1], b, sizeof(b));
 			spec_where(spec, (uint32_t)l->last[0], last, sizeof(last));
-			if (l->nbranches == 1)
+			if (l->nbranches == 1) {
+				char hint[80];
+
+				if (s[0].flat || s[1].flat)
+					snprintf(hint, sizeof(hint), "shortcut=%slinear(%u)",
+						 s[1].flat ? "" : "flatten,", s[0].c);
+				else if (s[0].h && s[1].h % s[0].h == 0 && s[1].h / s[0].h > 1)
+					snprintf(hint, sizeof(hint), "shortcut=conv2d(%u,1,stride=%u),batchnorm2d",
+						 s[0].c, s[1].h / s[0].h);
+				else
+					snprintf(hint, sizeof(hint), "shortcut=conv2d(%u,1),batchnorm2d", s[0].c);
 				return tr_err_set(err, -EINVAL,
-						  "model: %s: output %s does not match the block's input %s (the identity shortcut); give shortcut=..., e.g. shortcut=conv2d(%u,1,stride=2),batchnorm2d",
-						  last, a, b, s[0].c);
+						  "model: %s: output %s does not match the block's input %s (the identity shortcut); give shortcut=..., e.g. %s",
+						  last, a, b, hint);
+			}
 			return tr_err_set(err, -EINVAL,
 					  "model: %s: output %s does not match the shortcut's %s", last, a, b);
 		}
