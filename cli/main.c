@@ -16,6 +16,7 @@
 #include "traind/config.h"
 #include "traind/dataset.h"
 #include "traind/fileio.h"
+#include "traind/pycode.h"
 #include "traind/trainer.h"
 
 static void usage(FILE *out)
@@ -61,6 +62,7 @@ static void usage(FILE *out)
 		"  --weights-only         with --resume: keep the model, start a fresh optimizer\n"
 		"  --init-from FILE       start from a model-only .safetensors file\n"
 		"  --export FILE          write the final model (PyTorch names) to FILE\n"
+		"  --export-pytorch FILE.py  write the model's PyTorch code (class Model) to FILE.py\n"
 		"  --no-test              skip the test-set evaluation\n"
 		"  --hash                 print the SHA-256 of the final parameters\n"
 		"  -h, --help, --version\n");
@@ -99,6 +101,7 @@ int main(int argc, char **argv)
 		{ "weights-only", no_argument, NULL, 'w' },
 		{ "init-from", required_argument, NULL, 'i' },
 		{ "export", required_argument, NULL, 'e' },
+		{ "export-pytorch", required_argument, NULL, 'P' },
 		{ "no-test", no_argument, NULL, 'T' },
 		{ "hash", no_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
@@ -137,6 +140,7 @@ int main(int argc, char **argv)
 	};
 	const char *data_dir = getenv("TRAIND_DATA_DIR");
 	const char *ckpt_path = NULL, *resume_path = NULL, *init_path = NULL, *export_path = NULL;
+	const char *pycode_path = NULL;
 	bool weights_only = false, run_test = true, show_hash = false;
 	long crash_after = -1;
 	struct train_config cfg;
@@ -180,6 +184,7 @@ int main(int argc, char **argv)
 		case 'w': weights_only = true; break;
 		case 'i': init_path = optarg; break;
 		case 'e': export_path = optarg; break;
+		case 'P': pycode_path = optarg; break;
 		case 'T': run_test = false; break;
 		case 'H': show_hash = true; break;
 		case 'h': usage(stdout); return 0;
@@ -328,6 +333,22 @@ int main(int argc, char **argv)
 		}
 		wrc = file_write_atomic(export_path, mb, ml, &err);
 		free(mb);
+		if (wrc < 0) {
+			fprintf(stderr, "traind-train: %s\n", err.msg);
+			goto out;
+		}
+	}
+	if (pycode_path) {
+		char *code = NULL;
+		size_t cl = 0;
+		int wrc;
+
+		if (pycode_write(&t->model.spec, t->model.input, &code, &cl, &err) < 0) {
+			fprintf(stderr, "traind-train: %s\n", err.msg);
+			goto out;
+		}
+		wrc = file_write_atomic(pycode_path, (const uint8_t *)code, cl, &err);
+		free(code);
 		if (wrc < 0) {
 			fprintf(stderr, "traind-train: %s\n", err.msg);
 			goto out;

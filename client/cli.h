@@ -86,6 +86,7 @@ enum opt {
 	O_TOP,
 	O_RESIZE,
 	O_FROM,
+	O_PYTORCH,
 	O_COUNT
 };
 

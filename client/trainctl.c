@@ -122,6 +122,8 @@ const struct opt_desc opts[O_COUNT] = {
 	[O_RESIZE] = { "resize", 0, false, NULL, NULL, "scale images to the model's size" },
 	[O_FROM] = { "from", 0, true, NULL, "JOB[@EPOCH]",
 		     "begin from another job's checkpoint (its full state, or with --weights-only its model)" },
+	[O_PYTORCH] = { "pytorch", 0, true, NULL, "FILE.py",
+			"also write the model's PyTorch code: class Model, into which the export loads strict" },
 };
 
 /* start's flags: every configuration flag and the job's own. */
@@ -180,11 +182,14 @@ const struct verb verbs[] = {
 	{ "checkpoints", cmd_checkpoints, 0, JOB_REQUIRED, "JOB", "the job's stored checkpoints", NULL, false },
 	{ "eval", cmd_eval, BIT(O_SPLIT) | BIT(O_EPOCH) | BIT(O_BEST) | BIT(O_PER_CLASS) | BIT(O_ALLOW_DATA_CHANGE),
 	  JOB_REQUIRED, "JOB", "loss and the task's metrics of a checkpoint on the validation or test split", NULL, false },
-	{ "export", cmd_export, BIT(O_EPOCH) | BIT(O_OUTPUT) | BIT(O_BEST), JOB_REQUIRED, "JOB -o FILE.safetensors",
-	  "write the model (PyTorch's names) as safetensors",
+	{ "export", cmd_export, BIT(O_EPOCH) | BIT(O_OUTPUT) | BIT(O_BEST) | BIT(O_PYTORCH), JOB_REQUIRED,
+	  "JOB [-o FILE.safetensors] [--pytorch FILE.py]",
+	  "write the model (PyTorch's names) as safetensors, and/or its PyTorch code",
 	  "The file is safetensors, whatever its name (a .pt or .pth name gets a warning):\n"
 	  "load it in Python with traind.torch.load(FILE) (no safetensors package needed) or\n"
-	  "safetensors.torch.load_file(FILE), then model.load_state_dict(...).", false },
+	  "safetensors.torch.load_file(FILE), then model.load_state_dict(...).\n"
+	  "--pytorch FILE.py writes the model's code: exec it, Model(), then\n"
+	  "load_state_dict(traind.torch.load(FILE), strict=True). At least one of -o and --pytorch.", false },
 	{ "predict", cmd_predict, BIT(O_EPOCH) | BIT(O_BEST) | BIT(O_TOP) | BIT(O_RESIZE), ARGS, "JOB FILE...",
 	  "classes and probabilities of images (PGM, PNG, IDX files of many), or the rows of a FILE.csv (a regression's values)", NULL, false },
 	{ "plot", cmd_plot, BIT(O_METRIC) | BIT(O_OUTPUT), JOB_MANY, "JOB...",

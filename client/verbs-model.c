@@ -1,5 +1,6 @@
 /*
- * verbs-model.c - the verbs that use a job's model: eval, export.
+ * verbs-model.c - the verbs that use a job's model: eval, export (the
+ * weights, and with --pytorch the module's PyTorch code).
  *
  * An export is safetensors whatever the file's name; a name PyTorch users
  * give pickles (.pt, .pth, .pkl, .ckpt) gets a warning on stderr (and the
@@ -152,7 +153,7 @@ static bool pickle_name(const char *path)
 int cmd_export(struct cli *cli)
 {
 	struct tr_err err = { 0 };
-	json_t *params, *reply = NULL, *data;
+	json_t *params, *reply = NULL, *data, *code = NULL;
 	const char *sum;
 	char hex[SHA256_HEX_LEN + 1];
 	uint8_t *bytes = NULL;
@@ -161,10 +162,12 @@ int cmd_export(struct cli *cli)
 	int64_t want_epoch = 0;
 	int rc;
 
-	if (!cli->set[O_OUTPUT])
-		return failf(RC_USAGE, "export: missing -o FILE");
-	if (!*cli->val[O_OUTPUT])
+	if (!cli->set[O_OUTPUT] && !cli->set[O_PYTORCH])
+		return failf(RC_USAGE, "export: missing -o FILE (the weights) or --pytorch FILE.py (the code)");
+	if (cli->set[O_OUTPUT] && !*cli->val[O_OUTPUT])
 		return failf(RC_USAGE, "-o: empty file name");
+	if (cli->set[O_PYTORCH] && !*cli->val[O_PYTORCH])
+		return failf(RC_USAGE, "--pytorch: empty file name");
 	if (cli->set[O_EPOCH] && cli->set[O_BEST])
 		return failf(RC_USAGE, "--best: give --epoch N or --best, not both");
 	if (cli->set[O_EPOCH]) {
@@ -179,6 +182,8 @@ int cmd_export(struct cli *cli)
 		json_object_set_new(params, "epoch", json_integer((json_int_t)want_epoch));
 	if (cli->set[O_BEST])
 		json_object_set_new(params, "best", json_true());
+	if (cli->set[O_PYTORCH])
+		json_object_set_new(params, "pytorch", json_true());
 	rc = rpc(cli, "io.traind.Export", params, &reply);
 	if (rc != RC_OK)
 		return rc;
@@ -222,9 +227,16 @@ int cmd_export(struct cli *cli)
 			   hex, tr_utf8_cut(sum, 80), sum);
 		goto out;
 	}
+	if (cli->set[O_PYTORCH]) {
+		code = json_object_get(reply, "pytorch");
+		if (!json_is_string(code)) {
+			rc = malformed("Export", "pytorch");
+			goto out;
+		}
+	}
 	/* Written all the same (scripts that name it so keep working), but
 	 * said: torch.load cannot read safetensors under any name. */
-	if (pickle_name(cli->val[O_OUTPUT])) {
+	if (cli->set[O_OUTPUT] && pickle_name(cli->val[O_OUTPUT])) {
 		char *f = clean_dup(cli->val[O_OUTPUT]);
 
 		fflush(stdout);
@@ -233,25 +245,42 @@ int cmd_export(struct cli *cli)
 				"or name it .safetensors\n", f ? f : "?");
 		free(f);
 	}
-	if (file_write_atomic(cli->val[O_OUTPUT], bytes, len, &err) < 0) {
+	if (cli->set[O_OUTPUT] && file_write_atomic(cli->val[O_OUTPUT], bytes, len, &err) < 0) {
 		rc = failf(err.code == -EISDIR ? RC_USAGE : RC_ERROR, "%s%s",
 			   err.code == -EISDIR ? "-o: " : "", err.msg);
 		goto out;
 	}
+	if (code && file_write_atomic(cli->val[O_PYTORCH], (const uint8_t *)json_string_value(code),
+				      json_string_length(code), &err) < 0) {
+		rc = failf(err.code == -EISDIR ? RC_USAGE : RC_ERROR, "%s%s",
+			   err.code == -EISDIR ? "--pytorch: " : "", err.msg);
+		goto out;
+	}
 	if (cli->json) {
-		json_t *doc = json_pack("{s:s,s:I,s:I,s:s}", "file", cli->val[O_OUTPUT], "epoch",
-					(json_int_t)epoch, "size", (json_int_t)len, "sha256", hex);
+		json_t *doc = json_pack("{s:I,s:I,s:s}", "epoch", (json_int_t)epoch, "size",
+					(json_int_t)len, "sha256", hex);
 
-		if (!doc)  /* a file name that is not UTF-8 */
-			doc = json_pack("{s:I,s:I,s:s}", "epoch", (json_int_t)epoch, "size", (json_int_t)len,
-					"sha256", hex);
+		/* a file name that is not UTF-8 is left out */
+		if (doc && cli->set[O_OUTPUT])
+			json_object_set_new(doc, "file", json_string(cli->val[O_OUTPUT]));
+		if (doc && code)
+			json_object_set_new(doc, "pytorch_file", json_string(cli->val[O_PYTORCH]));
 		rc = doc ? render_json(stdout, doc) : failf(RC_ERROR, "out of memory");
 		json_decref(doc);
 	} else {
-		char *f = clean_dup(cli->val[O_OUTPUT]);
+		if (cli->set[O_OUTPUT]) {
+			char *f = clean_dup(cli->val[O_OUTPUT]);
 
-		printf("wrote %s (%zu bytes, epoch %lld)\n", f ? f : "?", len, epoch);
-		free(f);
+			printf("wrote %s (%zu bytes, epoch %lld)\n", f ? f : "?", len, epoch);
+			free(f);
+		}
+		if (code) {
+			char *f = clean_dup(cli->val[O_PYTORCH]);
+
+			printf("wrote %s (the PyTorch code of the model, %zu bytes, epoch %lld)\n",
+			       f ? f : "?", json_string_length(code), epoch);
+			free(f);
+		}
 	}
 out:
 	free(bytes);

@@ -118,6 +118,7 @@ struct bg {
 	int64_t id;
 	int64_t epoch;             /* -1: newest */
 	bool best;                 /* Eval/Export best: the best epoch checkpoint instead */
+	bool pytorch;              /* Export: also the model's PyTorch code */
 	enum eval_split split;
 	bool per_class;            /* Eval: add the per-class counts */
 	/* Start */
@@ -765,7 +766,8 @@ static void work_export(uv_work_t *req)
 	uint8_t *model = NULL;
 	size_t len = 0;
 	char hex[SHA256_HEX_LEN + 1];
-	char *text = NULL;
+	char *text = NULL, *code = NULL;
+	size_t code_len = 0;
 	int rc;
 
 	memset(&ck, 0, sizeof(ck));
@@ -790,7 +792,18 @@ static void work_export(uv_work_t *req)
 	}
 	b->result = json_pack("{s:I,s:I,s:I,s:s,s:s}", "epoch", (json_int_t)ck.epoch, "step",
 			      (json_int_t)ck.step, "size", (json_int_t)len, "sha256", hex, "data", text);
+	if (b->result && b->pytorch) {
+		rc = checkpoint_pytorch_from_blob(ck.blob, (size_t)ck.size, &code, &code_len, &b->err);
+		if (rc < 0) {
+			json_decref(b->result);
+			b->result = NULL;
+			bg_fail(b, PROTO_CHECKPOINT_ERROR, rc);
+			goto out;
+		}
+		json_object_set_new(b->result, "pytorch", json_stringn(code, code_len));
+	}
 out:
+	free(code);
 	free(text);
 	free(model);
 	store_checkpoint_clear(&ck);
@@ -1757,14 +1770,14 @@ static void m_eval(struct daemon *d, struct call *c)
 
 static void m_export(struct daemon *d, struct call *c)
 {
-	static const char *const keys[] = { "id", "epoch", "best", NULL };
+	static const char *const keys[] = { "id", "epoch", "best", "pytorch", NULL };
 	int64_t epoch = -1;
-	bool best = false;
+	bool best = false, pytorch = false;
 	struct job *j;
 	struct bg *b;
 
 	if (!only_keys(c, keys) || !get_int(c, "epoch", false, 0, 100000, &epoch) ||
-	    !get_bool(c, "best", &best))
+	    !get_bool(c, "best", &best) || !get_bool(c, "pytorch", &pytorch))
 		return;
 	if (best && epoch >= 0) {
 		call_invalid_parameter(c, "best", "give 'epoch' or 'best', not both");
@@ -1775,6 +1788,7 @@ static void m_export(struct daemon *d, struct call *c)
 	b->id = j->id;
 	b->epoch = epoch;
 	b->best = best;
+	b->pytorch = pytorch;
 	bg_queue(b, work_export, bg_after);
 }
 

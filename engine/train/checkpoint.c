@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "traind/pycode.h"
 #include "traind/safetensors.h"
 #include "traind/sha256.h"
 #include "engine/train/trainer-sched.h"
@@ -877,7 +878,7 @@ static int write_model(const struct net *n, const struct train_config *cfg, cons
 		       uint32_t epoch, uint8_t **out, size_t *out_len, struct tr_err *err)
 {
 	struct st_writer *w = NULL;
-	char text[CFG_MODEL_MAX + 64];
+	char text[4 * CFG_MODEL_MAX];   /* the canonical text may be longer than the config's */
 	int rc;
 
 	rc = st_writer_new(&w);
@@ -1007,6 +1008,20 @@ int checkpoint_export_from_blob(const uint8_t *blob, size_t len, uint8_t **out, 
 	if (rc < 0)
 		return rc;
 	rc = write_model(&n, &info.cfg, n.params, info.epoch, out, out_len, err);
+	net_deinit(&n);
+	return rc;
+}
+
+int checkpoint_pytorch_from_blob(const uint8_t *blob, size_t len, char **code, size_t *code_len,
+				 struct tr_err *err)
+{
+	struct net n;
+	int rc;
+
+	rc = blob_net(blob, len, 1, &n, NULL, err);
+	if (rc < 0)
+		return rc;
+	rc = pycode_write(&n.spec, n.input, code, code_len, err);
 	net_deinit(&n);
 	return rc;
 }

@@ -149,7 +149,7 @@ int trainer_check_model(const struct train_config *cfg, const struct dataset *ds
 	struct shape shapes[SPEC_MAX_LAYERS];
 	uint32_t n_train = cfg->train_size ? cfg->train_size : ds->train.count - cfg->val_size;
 	uint32_t max_batch = cfg->batch_size > cfg->eval_batch_size ? cfg->batch_size : cfg->eval_batch_size;
-	uint64_t params = 0, floats, widest = dataset_image_size(ds), sum = widest;
+	uint64_t params = 0, floats;
 	uint32_t shard = cfg->batch_size / (config_shards(cfg) ? config_shards(cfg) : 1);
 	int rc;
 
@@ -189,33 +189,28 @@ int trainer_check_model(const struct train_config *cfg, const struct dataset *ds
 				      (unsigned long long)(params * config_shards(cfg) * 4 >> 20),
 				      (unsigned long long)(TRAINER_MAX_ACTIVATIONS * 4 >> 20));
 	for (uint32_t i = 0; i < spec->n; i++) {
-		struct shape in = i ? shapes[i - 1] : trainer_input_shape(ds);
-		uint64_t size = (uint64_t)shapes[i].c * shapes[i].h * shapes[i].w;
+		struct shape in = spec_input_shape(spec, shapes, trainer_input_shape(ds), i);
 
-		sum += size;
-		widest = size > widest ? size : widest;
 		/* A shard (the batch itself with shards 1) of one sample. */
 		if (spec_is_batchnorm(spec->layers[i].kind) && in.h * in.w == 1 &&
 		    (shard == 1 || n_train % cfg->batch_size % shard == 1)) {
-			char name[96];
+			char name[512];
 
-			spec_layer_text(&spec->layers[i], name, sizeof(name));
+			spec_where(spec, i, name, sizeof(name));
 			if (config_shards(cfg) > 1)
 				return tr_err_set(err, -EINVAL,
-						  "model: layer %u %s: a training shard of one sample has no batch statistics (batch_size %u in %u shards, %u training images); change batch_size, shards or train_size",
-						  i + 1, name, cfg->batch_size, config_shards(cfg), n_train);
+						  "model: %s: a training shard of one sample has no batch statistics (batch_size %u in %u shards, %u training images); change batch_size, shards or train_size",
+						  name, cfg->batch_size, config_shards(cfg), n_train);
 			return tr_err_set(err, -EINVAL,
-					  "model: layer %u %s: a training batch of one sample has no batch statistics (batch_size %u, %u training images: the last batch has 1); change batch_size or train_size",
-					  i + 1, name, cfg->batch_size, n_train);
-		}
-		if (spec->layers[i].kind == LAYER_CONV2D) {
-			uint64_t col = (uint64_t)in.c * spec->layers[i].k * spec->layers[i].k *
-				       shapes[i].h * shapes[i].w;
-
-			sum += 2 * col * cfg->threads / max_batch + 1;
+					  "model: %s: a training batch of one sample has no batch statistics (batch_size %u, %u training images: the last batch has 1); change batch_size or train_size",
+					  name, cfg->batch_size, n_train);
 		}
 	}
-	floats = (uint64_t)max_batch * (sum + 2 * widest);
+	/* What net_init will allocate: activations, the gradient pool, the
+	 * team's convolution scratch. */
+	rc = net_floats(spec, trainer_input_shape(ds), max_batch, cfg->threads, &floats);
+	if (rc < 0)
+		return tr_err_set(err, rc, rc == -ENOMEM ? "out of memory" : "%s: the model does not fit the data", key);
 	if (floats > TRAINER_MAX_ACTIVATIONS)
 		return tr_err_set(err, -EINVAL,
 				  "%s: the model's activations for batches of %u would take %llu MiB; at most %llu MiB are allowed (a smaller batch_size or eval_batch_size helps)",

@@ -94,4 +94,33 @@ void k_avgpool(float *y, const float *x, size_t c, size_t h, size_t w, size_t k,
 void k_avgpool_backward(float *dx, const float *dy, size_t c, size_t h, size_t w, size_t k,
 			size_t s, size_t oh, size_t ow);
 
+/* ---- the layers after LeNet (spec.h), on one sample ---- */
+
+/* k_im2col and k_col2im with dilation d: the patch element (i, j) is
+ * x[c][oy*s - pad + i*d][ox*s - pad + j*d]. */
+void k_im2col_dil(float *col, const float *x, size_t c, size_t h, size_t w, size_t k, size_t s,
+		  size_t pad, size_t d, size_t oh, size_t ow);
+void k_col2im_dil(float *dx, const float *col, size_t c, size_t h, size_t w, size_t k, size_t s,
+		  size_t pad, size_t d, size_t oh, size_t ow);
+
+/* k_maxpool with zero-cost padding `pad` (PyTorch's: padded places never
+ * win; pad <= k/2 so every window holds an input place). */
+void k_maxpool_pad(float *y, uint32_t *argmax, const float *x, size_t c, size_t h, size_t w,
+		   size_t k, size_t s, size_t pad, size_t oh, size_t ow);
+
+/* PyTorch's adaptive_avg_pool2d: output (oy, ox) is the mean of rows
+ * [floor(oy*h/oh), ceil((oy+1)*h/oh)) and the same for columns (the sum in
+ * float, then divided by the rows and by the columns); the backward spreads
+ * dy the same way (dx is overwritten). */
+void k_adaptive_avgpool(float *y, const float *x, size_t c, size_t h, size_t w, size_t oh,
+			size_t ow);
+void k_adaptive_avgpool_backward(float *dx, const float *dy, size_t c, size_t h, size_t w,
+				 size_t oh, size_t ow);
+
+/* Nearest-neighbour upsampling by an integer factor f: y (C, H*f, W*f) =
+ * x[c][oy / f][ox / f]; the backward sums each f x f block (dx overwritten). */
+void k_upsample_nearest(float *y, const float *x, size_t c, size_t h, size_t w, size_t f);
+void k_upsample_nearest_backward(float *dx, const float *dy, size_t c, size_t h, size_t w,
+				 size_t f);
+
 #endif

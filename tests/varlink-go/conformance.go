@@ -276,11 +276,15 @@ func main() {
 	}
 	check(err == nil && classes != nil && len(*classes) == 10 && total == 1000,
 		"Eval per_class: 10 ClassCounts rows covering the 1000 images (%v)", err)
-	ep, _, size, sum, data, err := iotraind.Export().Call(ctx, c, id, nil, nil)
+	ep, _, size, sum, data, _, err := iotraind.Export().Call(ctx, c, id, nil, nil, nil)
 	bytes, derr := base64.StdEncoding.DecodeString(data)
 	h := sha256.Sum256(bytes)
 	check(err == nil && derr == nil && ep == 1 && int64(len(bytes)) == size && hex.EncodeToString(h[:]) == sum,
 		"Export: %d bytes whose sha256 is the one announced (%v %v)", size, err, derr)
+	withCode := true
+	_, _, _, _, _, code, err := iotraind.Export().Call(ctx, c, id, nil, nil, &withCode)
+	check(err == nil && code != nil && strings.Contains(*code, "class Model(nn.Module)"),
+		"Export(pytorch): the reply's pytorch holds the module's code (%v)", err)
 	recv, err := iotraind.Watch().Send(ctx, c, varlink.More, id)
 	if check(err == nil, "Watch sent with more (%v)", err) {
 		var state string
@@ -307,6 +311,7 @@ func main() {
 	expectReply(ctx, c, "io.traind.Steps", map[string]interface{}{"id": id})
 	expectReply(ctx, c, "io.traind.Eval", map[string]interface{}{"id": id})
 	expectReply(ctx, c, "io.traind.Export", map[string]interface{}{"id": id})
+	expectReply(ctx, c, "io.traind.Export", map[string]interface{}{"id": id, "pytorch": true})
 	expectReply(ctx, c, "io.traind.Counters", nil)
 
 	// errors, typed by the generated code and by the library
@@ -326,10 +331,10 @@ func main() {
 	var dse *iotraind.DatasetError
 	check(errors.As(err, &dse) && dse.Dataset == "nosuch", "Start(dataset nosuch): DatasetError (%v)", err)
 	best := true
-	bep, _, _, _, _, err := iotraind.Export().Call(ctx, c, id, nil, &best)
+	bep, _, _, _, _, _, err := iotraind.Export().Call(ctx, c, id, nil, &best, nil)
 	check(err == nil && bep == 1, "Export(best): the best epoch checkpoint, epoch %d (%v)", bep, err)
 	e99 := int64(99)
-	_, _, _, _, _, err = iotraind.Export().Call(ctx, c, id, &e99, nil)
+	_, _, _, _, _, _, err = iotraind.Export().Call(ctx, c, id, &e99, nil, nil)
 	var nsc *iotraind.NoSuchCheckpoint
 	check(errors.As(err, &nsc) && nsc.Id == id && nsc.Epoch != nil && *nsc.Epoch == 99,
 		"Export(epoch 99): NoSuchCheckpoint with id and epoch (%v)", err)
