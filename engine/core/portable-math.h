@@ -183,41 +183,40 @@ static inline V pkm_log(V x)
 	return v_sel(m_nan(x), v_add(x, x), y);
 }
 
-/* tanh x: |x| < 1: x + (x z) P(z), z = x^2 (one fmaf); else, with a = min(|x|,
- * 10) (tanh rounds to 1 from 9.01), 1 - 2 / (e^(2a) + 1) with x's sign. NaN
- * gives x + x. */
+/* tanh x, computed on a = |x| and given x's sign (so tanh(-x) = -tanh(x)
+ * exactly, and tanh(-0) = -0): a < 1: a + (a z) P(z), z = a^2 (one fmaf);
+ * else, with a at most 10 (tanh rounds to 1 from 9.01), 1 - 2 / (e^(2a) + 1).
+ * NaN gives x + x. */
 static inline V pkm_tanh(V x)
 {
 	V a = pkm_abs(x);
-	V z = v_mul(x, x);
+	V z = v_mul(a, a);
 	V p, small, ac, e, big;
 
 	PKM_HORNER(z, pk_tanh_p, 9, p);
-	small = v_fma(v_mul(x, z), p, x);
+	small = v_fma(v_mul(a, z), p, a);
 	ac = v_min(a, v_set1(10.0f));
 	e = pkm_exp(v_add(ac, ac));
 	big = v_sub(v_set1(1.0f), v_div(v_set1(2.0f), v_add(e, v_set1(1.0f))));
-	big = pkm_copysign(big, x);
-	return v_sel(m_nan(x), v_add(x, x), v_sel(m_lt(a, v_set1(1.0f)), small, big));
+	return v_sel(m_nan(x), v_add(x, x), pkm_copysign(v_sel(m_lt(a, v_set1(1.0f)), small, big), x));
 }
 
-/* erf x: |x| < 1: x + x P(x^2) (one fmaf); 1 <= |x| < 2: 1 - E_b((|x| - 1.5)
- * * 2); 2 <= |x| < 4: 1 - E_c(|x| - 3) (E ~ erfc, the shifts exact); beyond,
- * 1; with x's sign. NaN gives x + x. */
+/* erf x, computed on a = |x| and given x's sign: a < 1: a + a P(a^2) (one
+ * fmaf); 1 <= a < 2: 1 - E_b((a - 1.5) * 2); 2 <= a < 4: 1 - E_c(a - 3) (E ~
+ * erfc, the shifts exact); beyond, 1. NaN gives x + x. */
 static inline V pkm_erf(V x)
 {
 	V a = pkm_abs(x);
-	V z = v_mul(x, x);
+	V z = v_mul(a, a);
 	V p, eb, ec, small, far;
 
 	PKM_HORNER(z, pk_erf_p, 7, p);
-	small = v_fma(x, p, x);
+	small = v_fma(a, p, a);
 	PKM_HORNER(v_mul(v_sub(a, v_set1(1.5f)), v_set1(2.0f)), pk_erfc_b, 11, eb);
 	PKM_HORNER(v_sub(a, v_set1(3.0f)), pk_erfc_c, 12, ec);
 	far = v_sel(m_lt(a, v_set1(2.0f)), v_sub(v_set1(1.0f), eb),
 		    v_sel(m_lt(a, v_set1(4.0f)), v_sub(v_set1(1.0f), ec), v_set1(1.0f)));
-	far = pkm_copysign(far, x);
-	return v_sel(m_nan(x), v_add(x, x), v_sel(m_lt(a, v_set1(1.0f)), small, far));
+	return v_sel(m_nan(x), v_add(x, x), pkm_copysign(v_sel(m_lt(a, v_set1(1.0f)), small, far), x));
 }
 
 /* sigmoid x = (x >= 0 ? 1 : e) / (1 + e), e = e^-|x|: no overflow, and the
