@@ -801,7 +801,7 @@ static void run_rows(void *arg, unsigned idx, unsigned nm)
 	struct run_job *rj = arg;
 	size_t m0, m1;
 
-	team_split(rj->jobs[0].batch, idx, nm, 1, &m0, &m1);
+	team_split(rj->jobs[rj->first].batch, idx, nm, 1, &m0, &m1);   /* backward: jobs below stop are unset */
 	rj->n->part_rows[idx] = (uint32_t)(m1 - m0);
 	for (size_t b0 = m0; b0 < m1; b0 += RUN_BLOCK) {
 		size_t b1 = b0 + RUN_BLOCK < m1 ? b0 + RUN_BLOCK : m1;
