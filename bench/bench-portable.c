@@ -8,6 +8,9 @@
  *
  *   bench-portable [--wall] [ROUNDS]   the GEMM table (ROUNDS timed rounds, 7;
  *                                  CPU time, or wall time with --wall)
+ *   bench-portable --epoch [ROUNDS]  the lesson MLP's epoch (20000 samples)
+ *                                  with kernels openblas and portable (each
+ *                                  vector path), 1 and 2 threads
  *   bench-portable --ulp [STEP]    max ulp error of each function over every
  *                                  STEP-th float bit pattern (1: all 2^32)
  *
@@ -41,10 +44,13 @@
 #include <immintrin.h>
 #endif
 
+#include "traind/config.h"
+#include "traind/dataset.h"
 #include "traind/kernels.h"
 #include "traind/numerics.h"
 #include "traind/portable.h"
 #include "traind/team.h"
+#include "traind/trainer.h"
 
 /* The clock of a measurement on a team: CPU time by default, since on a
  * machine shared with others wall time mostly measures the others. Each
@@ -236,14 +242,14 @@ static double sgemm_peak(int threads)
 
 /* ---- the table --------------------------------------------------------------------- */
 
-struct shape {
+struct product {
 	const char *what;
 	int ta, tb;
 	size_t m, n, k;
 	int lesson;              /* one of the lesson MLP's products per step */
 };
 
-static const struct shape shapes[] = {
+static const struct product products[] = {
 	{ "mlp fwd1  X W1^T", 0, 1, 64, 256, 784, 1 },
 	{ "mlp dW1   dY^T X", 1, 0, 256, 784, 64, 1 },
 	{ "mlp fwd2  H W2^T", 0, 1, 64, 10, 256, 1 },
@@ -269,10 +275,10 @@ static const struct shape shapes[] = {
 	{ "square 512", 0, 0, 512, 512, 512, 0 },
 	{ "square 1024", 0, 0, 1024, 1024, 1024, 0 },
 };
-#define NSHAPES (sizeof(shapes) / sizeof(shapes[0]))
+#define NSHAPES (sizeof(products) / sizeof(products[0]))
 
 struct gemm_job {
-	const struct shape *s;
+	const struct product *s;
 	const float *a, *b;
 	float *c;
 	size_t lda, ldb, ldc;
@@ -282,7 +288,7 @@ struct gemm_job {
 static void openblas_member(void *arg, unsigned idx, unsigned nm)
 {
 	const struct gemm_job *j = arg;
-	const struct shape *s = j->s;
+	const struct product *s = j->s;
 	size_t lo, hi;
 
 	if (s->n >= s->m) {
@@ -300,7 +306,7 @@ static void openblas_member(void *arg, unsigned idx, unsigned nm)
 
 static void run_openblas(struct team *team, const struct gemm_job *j)
 {
-	const struct shape *s = j->s;
+	const struct product *s = j->s;
 
 	/* net.c runs a product this small on the owner (SPLIT_MIN_FLOPS), and
 	 * so does pk_gemm_team */
@@ -312,7 +318,7 @@ static void run_openblas(struct team *team, const struct gemm_job *j)
 
 static void run_portable(struct team *team, const struct gemm_job *j)
 {
-	const struct shape *s = j->s;
+	const struct product *s = j->s;
 
 	pk_gemm_team(team, s->ta, s->tb, s->m, s->n, s->k, 1.0f, j->a, j->lda, j->b, j->ldb, 0.0f, j->c,
 		     j->ldc);
@@ -392,7 +398,7 @@ static int table(int rounds)
 			continue;
 		pk_isa_set((enum pk_isa)isa, NULL);
 		for (size_t si = 0; si < NSHAPES; si++) {
-			const struct shape *s = &shapes[si];
+			const struct product *s = &products[si];
 			struct gemm_job j = { .s = s };
 			size_t arows = s->ta ? s->k : s->m, brows = s->tb ? s->n : s->k;
 			float *a, *b, *c;
@@ -441,6 +447,118 @@ static int table(int rounds)
 			       lesson_f / lesson_p[t] / 1e9 / fpeak[t]);
 	}
 	team_free(teams[2]);
+	return 0;
+}
+
+/* ---- --epoch ------------------------------------------------------------------------ */
+
+struct epoch_cfg {
+	enum kernels_kind kernels;
+	enum pk_isa isa;         /* portable */
+	int threads;
+	double wall[64], cpu[64];
+	int n;
+};
+
+static double process_cpu(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double wall_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *x, const void *y)
+{
+	double a = *(const double *)x, b = *(const double *)y;
+
+	return a < b ? -1 : a > b;
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(double), cmp_double);
+	return n ? v[n / 2] : 0.0;
+}
+
+/* One epoch of the lesson's MLP (20000 training and 5000 validation
+ * samples, batch 64, Adam) in each configuration, `rounds` times, the
+ * configurations alternating within a round. */
+static int epochs(int rounds)
+{
+	const char *dir = getenv("TRAIND_DATA_DIR");
+	struct epoch_cfg cfgs[16];
+	int ncfg = 0;
+	struct dataset *ds = NULL;
+	struct tr_err err = { 0 };
+	char path[4096], cpu[256];
+
+	snprintf(path, sizeof(path), "%s/mnist", dir ? dir : "data");
+	if (dataset_load(&ds, path, &err) < 0) {
+		fprintf(stderr, "bench-portable: %s\n", err.msg);
+		return 1;
+	}
+	for (int t = 1; t <= 2; t++) {
+		cfgs[ncfg++] = (struct epoch_cfg){ .kernels = KERNELS_OPENBLAS, .threads = t };
+		for (int isa = PK_ISA_COUNT - 1; isa >= 1; isa--)   /* generic: far too slow for epochs */
+			if (pk_isa_supported((enum pk_isa)isa))
+				cfgs[ncfg++] = (struct epoch_cfg){ .kernels = KERNELS_PORTABLE,
+								   .isa = (enum pk_isa)isa, .threads = t };
+	}
+	cpu_model(cpu, sizeof(cpu));
+	printf("CPU: %s; OpenBLAS kernel %s\n", cpu, openblas_get_corename());
+	printf("the lesson MLP 784-256-10, batch 64, Adam: one epoch of 20000 samples + 5000 validated, %d rounds\n",
+	       rounds);
+	for (int r = 0; r < rounds && r < 64; r++)
+		for (int c = 0; c < ncfg; c++) {
+			struct epoch_cfg *e = &cfgs[c];
+			struct train_config cfg;
+			struct trainer *t = NULL;
+			double w0, c0;
+
+			config_defaults(&cfg);
+			cfg.epochs = 1;
+			cfg.train_size = 20000;
+			cfg.val_size = 5000;
+			cfg.threads = (uint32_t)e->threads;
+			cfg.kernels = e->kernels;
+			if (e->kernels == KERNELS_PORTABLE)
+				pk_isa_set(e->isa, NULL);
+			if (trainer_new(&t, &cfg, ds, &err) < 0) {
+				fprintf(stderr, "bench-portable: %s\n", err.msg);
+				return 1;
+			}
+			w0 = wall_now();
+			c0 = process_cpu();
+			while (!trainer_epoch_done(t))
+				trainer_step(t);
+			trainer_end_epoch(t, NULL);
+			e->wall[e->n] = wall_now() - w0;
+			e->cpu[e->n++] = process_cpu() - c0;
+			trainer_free(t);
+		}
+	printf("%-22s %2s %12s %12s %8s\n", "kernels", "t", "wall median", "CPU median", "ratio");
+	for (int c = 0; c < ncfg; c++) {
+		struct epoch_cfg *e = &cfgs[c], *base = &cfgs[c - (c % (ncfg / 2))];
+		char name[64];
+		double w = median(e->wall, e->n), cp = median(e->cpu, e->n);
+
+		snprintf(name, sizeof(name), "%s%s%s", e->kernels == KERNELS_PORTABLE ? "portable " : "openblas",
+			 e->kernels == KERNELS_PORTABLE ? pk_isa_name(e->isa) : "",
+			 "");
+		printf("%-22s %2d %10.3f s %10.3f s %8.2f\n", name, e->threads, w, cp,
+		       e == base ? 1.0 : median(base->cpu, base->n) / cp);
+	}
+	printf("(ratio: OpenBLAS's median CPU seconds over this one's, same thread count)\n");
+	dataset_free(ds);
 	return 0;
 }
 
@@ -516,10 +634,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench-portable: %s\n", err.msg);
 		return 2;
 	}
+	if (argc >= 2 && strcmp(argv[1], "--epoch") == 0)
+		return epochs(argc >= 3 && atoi(argv[2]) > 0 ? atoi(argv[2]) : 3);
 	if (argc >= 2 && strcmp(argv[1], "--ulp") == 0)
 		return ulp(argc >= 3 && strtoull(argv[2], NULL, 10) > 0 ? strtoull(argv[2], NULL, 10) : 1);
 	if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
-		printf("usage: bench-portable [--wall] [ROUNDS] | --ulp [STEP]\n");
+		printf("usage: bench-portable [--wall] [ROUNDS] | --epoch [ROUNDS] | --ulp [STEP]\n");
 		return 0;
 	}
 	if (argc >= 2 && strcmp(argv[1], "--wall") == 0) {

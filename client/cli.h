@@ -52,6 +52,7 @@ enum opt {
 	O_RANKS,
 	O_HOSTS,
 	O_MAX_RESTARTS,
+	O_KERNELS,
 	O_KEEP,
 	O_INIT_FROM,
 	O_WEIGHTS_ONLY,
@@ -75,7 +76,7 @@ enum opt {
 };
 
 #define CONFIG_FIRST O_DATASET
-#define CONFIG_LAST O_MAX_RESTARTS
+#define CONFIG_LAST O_KERNELS
 
 struct opt_desc {
 	const char *name;     /* long name, without "--" */

@@ -71,6 +71,7 @@ const struct opt_desc opts[O_COUNT] = {
 	[O_RANKS] = { "ranks", 0, true, "ranks" },
 	[O_HOSTS] = { "hosts", 0, true, "hosts" },
 	[O_MAX_RESTARTS] = { "max-restarts", 0, true, "max_restarts" },
+	[O_KERNELS] = { "kernels", 0, true, "kernels" },
 	[O_KEEP] = { "keep", 0, true, NULL },
 	[O_INIT_FROM] = { "init-from", 0, true, NULL },
 	[O_WEIGHTS_ONLY] = { "weights-only", 0, false, NULL },
@@ -107,7 +108,7 @@ static void usage(FILE *out)
 		"        [--strict-numerics true|false] [--lr-scheduler SPEC]\n"
 		"        [--monitor val_loss|val_acc|val_macro_acc] [--early-stop-patience N]\n"
 		"        [--early-stop-min-delta D] [--clip-grad-norm X]\n"
-		"        [--rng torch|xoshiro] [--keep K|all]\n"
+		"        [--rng torch|xoshiro] [--kernels openblas|portable] [--keep K|all]\n"
 		"        [--ranks R [--shards S] [--hosts HOST:SLOTS,...] [--max-restarts 3]]\n"
 		"        [--init-from MODEL.safetensors | --from JOB[@EPOCH] [--weights-only]]\n"
 		"                                  queue a new job; prints its id; --from: begin\n"
@@ -125,6 +126,8 @@ static void usage(FILE *out)
 		"          than --early-stop-min-delta (0); --clip-grad-norm X: clip the total gradient 2-norm\n"
 		"        --ranks R: R processes through mpirun; --shards S (default R, a multiple of R\n"
 		"          dividing the batch): the batch's fixed shards, whose count decides the bits\n"
+		"        --kernels portable: traind's own kernels, the same bits on any CPU and thread\n"
+		"          count (doc/portable.md; not yet for every layer); openblas (the default)\n"
 		);
 	fputs(   /* in two: a string literal of at most 4095 bytes */
 		"  pause JOB                       checkpoint the exact position, then stop\n"
@@ -218,7 +221,7 @@ static const struct verb verbs[] = {
 	  BIT(O_SEED) | BIT(O_SPLIT_SEED) | BIT(O_VAL_SIZE) | BIT(O_TRAIN_SIZE) | BIT(O_THREADS) |
 	  BIT(O_MODEL) | BIT(O_FTZ) | BIT(O_STRICT_NUMERICS) | BIT(O_LR_SCHEDULER) | BIT(O_MONITOR) |
 	  BIT(O_EARLY_STOP_PATIENCE) | BIT(O_EARLY_STOP_MIN_DELTA) | BIT(O_CLIP_GRAD_NORM) | BIT(O_RNG) |
-	  BIT(O_SHARDS) | BIT(O_RANKS) | BIT(O_HOSTS) | BIT(O_MAX_RESTARTS) |
+	  BIT(O_SHARDS) | BIT(O_RANKS) | BIT(O_HOSTS) | BIT(O_MAX_RESTARTS) | BIT(O_KERNELS) |
 	  BIT(O_KEEP) | BIT(O_INIT_FROM) | BIT(O_FROM) | BIT(O_WEIGHTS_ONLY), JOB_NONE },
 	{ "pause", cmd_pause, 0, JOB_REQUIRED },
 	{ "resume", cmd_resume, BIT(O_WEIGHTS_ONLY) | BIT(O_ALLOW_DATA_CHANGE) | BIT(O_EPOCHS) | BIT(O_RANKS),

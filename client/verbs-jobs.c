@@ -99,6 +99,7 @@ static int build_config(struct cli *cli, json_t **out)
 		case O_RANKS: v = json_integer(cfg.ranks); break;
 		case O_HOSTS: v = json_string(cfg.hosts); break;
 		case O_MAX_RESTARTS: v = json_integer(cfg.max_restarts); break;
+		case O_KERNELS: v = json_string(config_kernels_name(cfg.kernels)); break;
 		case O_HIDDEN:
 			v = json_array();
 			for (uint32_t i = 0; v && i < cfg.n_hidden; i++)

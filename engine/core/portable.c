@@ -34,7 +34,8 @@
 
 #include "engine/core/portable-isa.h"
 
-#define PK_KC 128            /* k block of orientation J */
+#define PK_KC 160            /* k block of orientation J, at most (k is cut in equal blocks) */
+#define PK_TEAM_MIN (1u << 18) /* m n k below which a team's GEMM runs on the caller */
 
 /* ---- the path ------------------------------------------------------------- */
 
@@ -186,6 +187,19 @@ void pk_describe(char *buf, size_t len)
 	snprintf(buf, len, "traind portable %d %s", PK_CONTRACT, pk_isa_name(pk_isa_active()));
 }
 
+/* "traind portable N " and the path */
+bool pk_same_bits(const char *a, const char *b)
+{
+	static const char prefix[] = "traind portable ";
+	const char *ea, *eb;
+
+	if (strncmp(a, prefix, sizeof(prefix) - 1) != 0 || strncmp(b, prefix, sizeof(prefix) - 1) != 0)
+		return false;
+	ea = strchr(a + sizeof(prefix) - 1, ' ');
+	eb = strchr(b + sizeof(prefix) - 1, ' ');
+	return ea && eb && ea - a == eb - b && strncmp(a, b, (size_t)(ea - a)) == 0;
+}
+
 /* ---- scratch, one buffer per thread ---------------------------------------- */
 
 static pthread_key_t scratch_key;
@@ -277,12 +291,14 @@ static void gemm_range(const struct gemm *g, size_t b0, size_t b1, size_t v0, si
 {
 	const struct pk_ops *o = g->ops;
 	size_t panel = (size_t)o->nv_max * o->vl;
-	size_t kc = g->c_cs == 1 ? PK_KC : g->k;   /* transposed tiles take k whole */
-	/* A panel of Q used by more than a few tiles is copied into a
-	 * contiguous block first (in L1, whatever Q's row stride). */
-	bool copy = g->c_cs == 1 && !g->src && b1 - b0 > 2 * (size_t)o->nb_max[o->nv_max - 1];
+	size_t nkb = (g->k + PK_KC - 1) / PK_KC;
+	/* transposed tiles take k whole; else equal blocks of at most PK_KC */
+	size_t kc = g->c_cs == 1 ? (g->k + nkb - 1) / nkb : g->k;
+	/* A panel of Q used by many tiles is copied into a contiguous block
+	 * first (in L1, whatever Q's row stride). */
+	bool copy = g->c_cs == 1 && !g->src && b1 - b0 >= 64;
 	float buf[PK_NB_MAX * PK_NV_MAX * 16];
-	float panel_buf[PK_KC * PK_NV_MAX * 16] __attribute__((aligned(64)));
+	float panel_buf[PK_KC * PK_NV_MAX * 16] __attribute__((aligned(64)));   /* 40 KB */
 
 	for (size_t k0 = 0; k0 < g->k; k0 += kc) {
 		size_t kl = min_sz(kc, g->k - k0);
@@ -478,12 +494,13 @@ void pk_gemm_team(struct team *team, int ta, int tb, size_t m, size_t n, size_t 
 		g.packed = s + acopy;
 		g.q = g.packed;
 		g.q_ld = round_up(g.vdim, 16);
-		if (members > 1 && g.vdim >= 32 * members)
+		if (members > 1 && g.vdim >= 32 * members && (double)m * (double)n * (double)k >= PK_TEAM_MIN)
 			team_run(team, member_pack, &g);
 		else
 			pack_cols(&g, 0, g.vdim);
 	}
-	if (members == 1) {
+	if (members == 1 || (double)m * (double)n * (double)k < PK_TEAM_MIN) {
+		/* one member; or a product smaller than waking the team */
 		gemm_range(&g, 0, g.bdim, 0, g.vdim);
 		return;
 	}
@@ -815,6 +832,19 @@ void pk_add_chunks(float *out, const float *parts, size_t part_stride, unsigned 
 		for (size_t e = lo; e < hi; e++)
 			out[e] = out[e] + p[e];
 	}
+}
+
+double pk_powi(double x, uint64_t n)
+{
+	double r = 1.0;
+
+	while (n) {
+		if (n & 1)
+			r = r * x;
+		x = x * x;
+		n >>= 1;
+	}
+	return r;
 }
 
 /* ---- element-wise ------------------------------------------------------------ */

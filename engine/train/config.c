@@ -33,6 +33,7 @@ enum key_type {
 	K_MONITOR,
 	K_RNG,
 	K_HOSTS,
+	K_KERNELS,
 };
 
 struct key_desc {
@@ -76,6 +77,7 @@ static const struct key_desc keys[] = {
 	{ "ranks",           K_U32,     OFF(ranks),           1, CFG_MAX_RANKS, false },
 	{ "hosts",           K_HOSTS,   OFF(hosts),           0, 0, false },
 	{ "max_restarts",    K_U32,     OFF(max_restarts),    0, 1000, false },
+	{ "kernels",         K_KERNELS, OFF(kernels),         0, 0, false },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -114,6 +116,7 @@ void config_defaults(struct train_config *cfg)
 	cfg->ranks = 1;
 	cfg->hosts[0] = '\0';
 	cfg->max_restarts = 3;
+	cfg->kernels = KERNELS_OPENBLAS;
 }
 
 uint32_t config_shards(const struct train_config *cfg)
@@ -320,6 +323,28 @@ static int set_rng(struct train_config *cfg, const char *v, struct tr_err *err)
 	return 0;
 }
 
+const char *config_kernels_name(enum kernels_kind k)
+{
+	switch (k) {
+	case KERNELS_OPENBLAS: return "openblas";
+	case KERNELS_PORTABLE: return "portable";
+	}
+	return "?";
+}
+
+static int set_kernels(struct train_config *cfg, const char *v, struct tr_err *err)
+{
+	if (strcmp(v, "openblas") == 0)
+		cfg->kernels = KERNELS_OPENBLAS;
+	else if (strcmp(v, "portable") == 0)
+		cfg->kernels = KERNELS_PORTABLE;
+	else
+		return tr_err_set(err, -EINVAL,
+				  "kernels: unknown kernels '%.*s' (expected openblas or portable)",
+				  tr_utf8_cut(v, TR_QUOTE_MAX), v);
+	return 0;
+}
+
 static int set_dataset(struct train_config *cfg, const char *v, struct tr_err *err)
 {
 	if (!config_dataset_name_ok(v))
@@ -432,6 +457,8 @@ static int set_text(struct train_config *cfg, const struct key_desc *k, const ch
 		return set_rng(cfg, value, err);
 	case K_HOSTS:
 		return set_hosts(cfg, value, err);
+	case K_KERNELS:
+		return set_kernels(cfg, value, err);
 	case K_OPTIM:
 		rc = set_optim(cfg, value, err);
 		/* PyTorch's AdamW defaults to weight decay 0.01: callers set the
@@ -519,6 +546,10 @@ static int set_from_json(struct train_config *cfg, const struct key_desc *k,
 		if (!json_is_string(v))
 			return tr_err_set(err, -EINVAL, "%s: expected a string", k->name);
 		return set_hosts(cfg, json_string_value(v), err);
+	case K_KERNELS:
+		if (!json_is_string(v))
+			return tr_err_set(err, -EINVAL, "%s: expected a string", k->name);
+		return set_kernels(cfg, json_string_value(v), err);
 	case K_DATASET:
 	case K_OPTIM:
 		if (!json_is_string(v))
@@ -606,6 +637,7 @@ static int from_json(struct train_config *cfg, const json_t *obj, bool stored, s
 	if (stored) {
 		cfg->ftz = false;          /* stored before FTZ existed: the arithmetic it had */
 		cfg->rng = RNG_XOSHIRO;    /* stored before `rng` existed: the stream it drew from */
+		cfg->kernels = KERNELS_OPENBLAS;   /* stored before `kernels`: OpenBLAS's arithmetic */
 	}
 	rc = apply_keys(cfg, obj, err);
 	if (rc == 0)
@@ -666,6 +698,8 @@ int config_validate(const struct train_config *cfg, struct tr_err *err)
 		return tr_err_set_key(err, -EINVAL, "eps", "%g is out of range (0, 1]", cfg->eps);
 	if (cfg->rng != RNG_XOSHIRO && cfg->rng != RNG_TORCH)
 		return tr_err_set_key(err, -EINVAL, "rng", "unknown random stream");
+	if (cfg->kernels != KERNELS_OPENBLAS && cfg->kernels != KERNELS_PORTABLE)
+		return tr_err_set_key(err, -EINVAL, "kernels", "unknown kernels");
 	if (cfg->n_hidden < 1 || cfg->n_hidden > CFG_MAX_HIDDEN)
 		return tr_err_set_key(err, -EINVAL, "hidden", "expected 1 to %d layers", CFG_MAX_HIDDEN);
 	for (uint32_t i = 0; i < cfg->n_hidden; i++)
@@ -772,6 +806,7 @@ json_t *config_to_json(const struct train_config *cfg)
 	    json_object_set_new(o, "ranks", json_integer(cfg->ranks)) ||
 	    json_object_set_new(o, "hosts", json_string(cfg->hosts)) ||
 	    json_object_set_new(o, "max_restarts", json_integer(cfg->max_restarts)) ||
+	    json_object_set_new(o, "kernels", json_string(config_kernels_name(cfg->kernels))) ||
 
 	    json_object_set_new(o, "rng", json_string(config_rng_name(cfg->rng)))) {
 		h = NULL; /* owned by o once set, or freed by a failed set_new */
@@ -799,7 +834,8 @@ bool config_equal(const struct train_config *a, const struct train_config *b)
 	    a->early_stop_patience != b->early_stop_patience ||
 	    a->early_stop_min_delta != b->early_stop_min_delta || a->clip_grad_norm != b->clip_grad_norm ||
 	    a->rng != b->rng || config_shards(a) != config_shards(b) || a->ranks != b->ranks ||
-	    strcmp(a->hosts, b->hosts) != 0 || a->max_restarts != b->max_restarts)
+	    strcmp(a->hosts, b->hosts) != 0 || a->max_restarts != b->max_restarts ||
+	    a->kernels != b->kernels)
 		return false;
 	for (uint32_t i = 0; i < a->n_hidden; i++)
 		if (a->hidden[i] != b->hidden[i])

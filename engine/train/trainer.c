@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "traind/kernels.h"
+#include "traind/portable.h"
 #include "traind/sha256.h"
 #include "engine/train/trainer-sched.h"
 
@@ -199,6 +200,66 @@ int trainer_check_model(const struct train_config *cfg, const struct dataset *ds
 	return 0;
 }
 
+/* What of a kernels=portable job does not run on the portable kernels yet
+ * (doc/portable.md, "What runs portably"): its description, or NULL when
+ * all of it does. Covered: linear (k_gemm_by), the loss (k_softmax_xent_by),
+ * the optimizers (pk_powi for Adam's powers), and the layers without
+ * arithmetic of their own or whose every rounding is already fixed by the
+ * layer's code alone (flatten, relu, dropout, the pools, batchnorm: sums in
+ * a fixed order per channel, sqrt). Not yet: conv2d (its GEMMs and the
+ * team's partial sums), tanh and gelu (libm), clipping (team-split sums),
+ * the schedules (libm's cos and pow). */
+static const char *portable_gap(const struct train_config *cfg, const struct model_spec *spec,
+				char *buf, size_t len)
+{
+	for (uint32_t i = 0; i < spec->n; i++) {
+		char name[96];
+
+		switch (spec->layers[i].kind) {
+		case LAYER_LINEAR:
+		case LAYER_FLATTEN:
+		case LAYER_RELU:
+		case LAYER_DROPOUT:
+		case LAYER_MAXPOOL2D:
+		case LAYER_AVGPOOL2D:
+		case LAYER_BATCHNORM1D:
+		case LAYER_BATCHNORM2D:
+			continue;
+		default:
+			spec_layer_text(&spec->layers[i], name, sizeof(name));
+			snprintf(buf, len, "layer %u %s", i + 1, name);
+			return buf;
+		}
+	}
+	if (cfg->clip_grad_norm > 0)
+		return "clip_grad_norm";
+	if (cfg->lr_scheduler[0])
+		return "lr_scheduler";
+	return NULL;
+}
+
+/* A portable job: the path TRAIND_ISA asks for runs here, and the model and
+ * training use only what the portable kernels cover. */
+static int check_portable(const struct train_config *cfg, const struct model_spec *spec,
+			  struct tr_err *err)
+{
+	char what[128];
+	const char *gap;
+
+	if (cfg->kernels != KERNELS_PORTABLE)
+		return 0;
+	if (pk_init(err) < 0) {
+		tr_err_prefix(err, "kernels");
+		return tr_err_key(err, "kernels");
+	}
+	gap = portable_gap(cfg, spec, what, sizeof(what));
+	if (gap)
+		return tr_err_set_key(err, -EINVAL, "kernels",
+				      "portable is not yet supported for %s (so far a portable job may have linear, relu, flatten, dropout, pool and batchnorm layers, no clipping and no schedule; use kernels openblas)",
+				      gap);
+	return 0;
+}
+
 int trainer_check_config(const struct train_config *cfg, const struct dataset *ds,
 			 struct tr_err *err)
 {
@@ -233,7 +294,7 @@ int trainer_check_config(const struct train_config *cfg, const struct dataset *d
 	rc = trainer_check_model(cfg, ds, &spec, NULL, err);
 	if (rc < 0)
 		return tr_err_key(err, cfg->model[0] ? "model" : "hidden");
-	return 0;
+	return check_portable(cfg, &spec, err);
 }
 
 static size_t shard_grads_off(const struct trainer *t);
@@ -295,8 +356,12 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 	/* The split has its own generator, so it never depends on the model seed. */
 	draw_split(t);
 	t->model.dropout_key = cfg->seed;
+	t->model.kernels = cfg->kernels;
 	draw_init(t);
-	numerics_blas(t->numerics, sizeof(t->numerics));
+	if (cfg->kernels == KERNELS_PORTABLE)
+		pk_describe(t->numerics, sizeof(t->numerics));
+	else
+		numerics_blas(t->numerics, sizeof(t->numerics));
 	trainsched_init(t);
 	draw_order(t);
 	*out = t;
@@ -447,7 +512,7 @@ static int step_shards(struct trainer *t, size_t n, uint64_t pos, double *loss)
 			memcpy(m->counts, start + bbytes, cbytes);
 			net_forward_from(m, cnt, true, pos * s + k, gather_rows,
 					 &(struct gather_job){ t, &t->ds->train, t->batch_idx + lo });
-			h.loss = k_softmax_xent(net_output(m), t->labels + lo, cnt, m->classes,
+			h.loss = k_softmax_xent_by(t->cfg.kernels, net_output(m), t->labels + lo, cnt, m->classes,
 						1.0f / (float)n, net_dout(m), blk + SHARD_PRED_OFF);
 			net_backward(m, cnt);
 			memcpy(blk + goff, m->grads, p * sizeof(float));
@@ -539,7 +604,7 @@ int trainer_step(struct trainer *t)
 		 * unique to this step of the job. */
 		net_forward_from(&t->model, n, true, (uint64_t)t->epoch * t->steps_per_epoch + t->step,
 				 gather_rows, &(struct gather_job){ t, set, t->batch_idx });
-		loss = k_softmax_xent(net_output(&t->model), t->labels, n, t->model.classes,
+		loss = k_softmax_xent_by(t->cfg.kernels, net_output(&t->model), t->labels, n, t->model.classes,
 				      1.0f / (float)n, net_dout(&t->model), t->pred);
 		net_backward(&t->model, n);
 	}
@@ -604,7 +669,7 @@ int trainer_evaluate_sums(struct trainer *t, enum eval_split which, struct metri
 		}
 		net_forward_from(&t->model, n, false, 0, gather_rows,
 				 &(struct gather_job){ t, set, t->batch_idx });
-		s.loss_sum += k_softmax_xent(net_output(&t->model), t->labels, n, t->model.classes,
+		s.loss_sum += k_softmax_xent_by(t->cfg.kernels, net_output(&t->model), t->labels, n, t->model.classes,
 					     1.0f, NULL, t->pred) / (double)n;
 		s.batches++;
 		count_predictions(&s, t->labels, t->pred, n);

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "traind/error.h"
+#include "traind/kernels.h"
 #include "traind/sched.h"
 #include "traind/team.h"
 
@@ -83,6 +84,8 @@ struct train_config {
 	uint32_t ranks;              /* processes of the job (1: a thread of traind) */
 	char hosts[CFG_HOSTS_MAX];   /* "HOST:SLOTS,..." for the launcher; "" = localhost:ranks */
 	uint32_t max_restarts;       /* restarts after a failure of a multi-rank run (3) */
+	enum kernels_kind kernels;   /* openblas (new jobs and every stored job without the key) or
+					portable (kernels.h); part of the bits */
 };
 
 /* The job's shards: cfg->shards, or its ranks while shards is unset (0). */
@@ -126,6 +129,8 @@ json_t *config_to_json(const struct train_config *cfg);
 const char *config_optim_name(enum optim_kind k);
 /* "xoshiro", "torch". */
 const char *config_rng_name(enum rng_kind k);
+/* "openblas", "portable". */
+const char *config_kernels_name(enum kernels_kind k);
 
 /* True when a and b describe the same job bit for bit. */
 bool config_equal(const struct train_config *a, const struct train_config *b);

@@ -74,6 +74,9 @@ int pk_isa_set(enum pk_isa isa, struct tr_err *err);
 /* "traind portable 1 avx512": the kernels, the contract version, the path
  * that runs (a job's numeric environment; the path does not change bits). */
 void pk_describe(char *buf, size_t len);
+/* Whether two numeric environments from pk_describe give the same bits: the
+ * same contract version, whatever the paths. */
+bool pk_same_bits(const char *a, const char *b);
 
 /* ---- GEMM ------------------------------------------------------------------
  * C (m, n) = alpha op(A) op(B) + beta C, row-major, with the layouts of
@@ -146,6 +149,11 @@ void pk_chunk(size_t batch, unsigned c, size_t *r0, size_t *r1);
  * part_c at parts + c * part_stride. */
 void pk_add_chunks(float *out, const float *parts, size_t part_stride, unsigned nchunks,
 		   size_t lo, size_t hi);
+
+/* x^n in double by squaring, low bit first: r = 1; while n: (n odd: r *= x);
+ * x *= x; n >>= 1. Adam's bias corrections in a portable job (libm's pow
+ * is not the same function on every glibc). */
+double pk_powi(double x, uint64_t n);
 
 /* ---- transcendental functions ---------------------------------------------
  * y[i] = f(x[i]) for i < n (y may be x). Errors against the correctly
