@@ -120,9 +120,11 @@ static const char *isa_needs(enum pk_isa isa)
 static void env_init(void)
 {
 	const char *v = getenv("TRAIND_ISA");
-	enum pk_isa isa = pk_isa_best();
+	enum pk_isa isa;
 
+#if defined(__x86_64__)
 	__builtin_cpu_init();
+#endif
 	isa = pk_isa_best();
 	if (v && *v) {
 		enum pk_isa want;
@@ -362,8 +364,8 @@ static void member_compute(void *arg, unsigned idx, unsigned n)
 	const struct pk_ops *o = g->ops;
 	size_t lo, hi;
 
-	if (g->split_v) {
-		team_split(g->vdim, idx, n, (size_t)o->nv_max * o->vl, &lo, &hi);
+	if (g->split_v) {   /* by vectors: balanced within one */
+		team_split(g->vdim, idx, n, o->vl, &lo, &hi);
 		if (lo < hi)
 			gemm_range(g, 0, g->bdim, lo, hi);
 	} else {
