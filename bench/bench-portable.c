@@ -11,8 +11,9 @@
  *   bench-portable --epoch [ROUNDS]  the lesson MLP's epoch (20000 samples)
  *                                  with kernels openblas and portable (each
  *                                  vector path), 1 and 2 threads
- *   bench-portable --ulp [STEP]    max ulp error of each function over every
- *                                  STEP-th float bit pattern (1: all 2^32)
+ *   bench-portable --ulp [STEP [FUNC]]  max ulp error of each function (or
+ *                                  FUNC: exp, log, tanh, erf, sigmoid) over
+ *                                  every STEP-th float bit pattern (1: all 2^32)
  *
  * The table. Each row is one product C = op(A) op(B) as the layers make it
  * (batch 64): the lesson MLP's (forward X W1^T: NT; the weight gradient
@@ -569,7 +570,7 @@ static double sigmoid64(double x)
 	return x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x));
 }
 
-static int ulp(uint64_t step)
+static int ulp(uint64_t step, const char *only)
 {
 	static const struct {
 		const char *name;
@@ -584,10 +585,14 @@ static int ulp(uint64_t step)
 
 	printf("path %s; every %llu-th float bit pattern; reference: glibc's double function rounded to float\n",
 	       pk_isa_name(pk_isa_active()), (unsigned long long)step);
+	fflush(stdout);
 	for (size_t f = 0; f < sizeof(fns) / sizeof(fns[0]); f++) {
 		double worst = 0.0, worst_denorm = 0.0;
 		float at = 0.0f;
 		uint64_t n = 0, specials_bad = 0;
+
+		if (only && strcmp(only, fns[f].name) != 0)
+			continue;
 
 		for (uint64_t base = 0; base < (1ull << 32); base += (uint64_t)B * step) {
 			int cnt = 0;
@@ -637,9 +642,10 @@ int main(int argc, char **argv)
 	if (argc >= 2 && strcmp(argv[1], "--epoch") == 0)
 		return epochs(argc >= 3 && atoi(argv[2]) > 0 ? atoi(argv[2]) : 3);
 	if (argc >= 2 && strcmp(argv[1], "--ulp") == 0)
-		return ulp(argc >= 3 && strtoull(argv[2], NULL, 10) > 0 ? strtoull(argv[2], NULL, 10) : 1);
+		return ulp(argc >= 3 && strtoull(argv[2], NULL, 10) > 0 ? strtoull(argv[2], NULL, 10) : 1,
+			   argc >= 4 ? argv[3] : NULL);
 	if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
-		printf("usage: bench-portable [--wall] [ROUNDS] | --epoch [ROUNDS] | --ulp [STEP]\n");
+		printf("usage: bench-portable [--wall] [ROUNDS] | --epoch [ROUNDS] | --ulp [STEP [FUNC]]\n");
 		return 0;
 	}
 	if (argc >= 2 && strcmp(argv[1], "--wall") == 0) {

@@ -39,23 +39,27 @@ PK_ALWAYS_INLINE void tile_body(const struct pk_tile *t, const int NB, const int
 	T acc[PK_NB_MAX][PK_NV_MAX];
 	const float *rows[PK_NB_MAX];
 	const TM full = t_mask(TVL), lastm = t_mask(t->last);
+	/* the fields in locals: the stores to C could alias *t for all the
+	 * compiler knows, and it would reload them after every store */
 	const float *q = t->q, *p = t->p;
-	const size_t q_ld = t->q_ld, p_cs = t->p_cs, k = t->k;
+	const size_t q_ld = t->q_ld, p_cs = t->p_cs, p_rs = t->p_rs, k = t->k, c_ld = t->c_ld;
+	const enum pk_init init = t->init;
+	const float beta = t->beta;
 	float *c = t->c;
 
 #pragma GCC unroll 12
 	for (int b = 0; b < NB; b++) {
-		rows[b] = p + b * t->p_rs;
+		rows[b] = p + b * p_rs;
 #pragma GCC unroll 4
 		for (int v = 0; v < NV; v++) {
 			TM m = v == NV - 1 ? lastm : full;
 
-			if (t->init == PK_INIT_ZERO)
+			if (init == PK_INIT_ZERO)
 				acc[b][v] = t_zero();
-			else if (t->init == PK_INIT_LOAD)
-				acc[b][v] = t_loadm(c + b * t->c_ld + v * TVL, m);
+			else if (init == PK_INIT_LOAD)
+				acc[b][v] = t_loadm(c + b * c_ld + v * TVL, m);
 			else
-				acc[b][v] = t_mul(t_set1(t->beta), t_loadm(c + b * t->c_ld + v * TVL, m));
+				acc[b][v] = t_mul(t_set1(beta), t_loadm(c + b * c_ld + v * TVL, m));
 		}
 	}
 	for (size_t kk = 0; kk < k; kk++) {
@@ -80,7 +84,7 @@ PK_ALWAYS_INLINE void tile_body(const struct pk_tile *t, const int NB, const int
 	for (int b = 0; b < NB; b++)
 #pragma GCC unroll 4
 		for (int v = 0; v < NV; v++)
-			t_storem(c + b * t->c_ld + v * TVL, acc[b][v], v == NV - 1 ? lastm : full);
+			t_storem(c + b * c_ld + v * TVL, acc[b][v], v == NV - 1 ? lastm : full);
 }
 
 #define PK_TILE_CASE(NB, NV)                                     \
