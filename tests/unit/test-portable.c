@@ -539,7 +539,8 @@ struct fn {
 	const char *name;
 	void (*arr)(float *, const float *, size_t);
 	float (*one)(float);
-	double max_ulp;          /* the bound doc/portable.md states (exhaustive measurement) */
+	double max_ulp;          /* the bound doc/portable.md states: the maximum over all 2^32
+				    floats (bench-portable --ulp 1), rounded up */
 };
 
 static double sigmoid64(double x)
@@ -558,11 +559,11 @@ static double ref64(const char *name, double x)
 }
 
 static const struct fn fns[] = {
-	{ "exp", pk_exp, pk_expf, 1.0 },
-	{ "log", pk_log, pk_logf, 1.0 },
-	{ "tanh", pk_tanh, pk_tanhf, 1.1 },
-	{ "erf", pk_erf, pk_erff, 1.0 },
-	{ "sigmoid", pk_sigmoid, pk_sigmoidf, 2.5 },
+	{ "exp", pk_exp, pk_expf, 1.02 },
+	{ "log", pk_log, pk_logf, 0.84 },
+	{ "tanh", pk_tanh, pk_tanhf, 1.11 },
+	{ "erf", pk_erf, pk_erff, 0.991 },
+	{ "sigmoid", pk_sigmoid, pk_sigmoidf, 2.41 },
 };
 
 /* Sample: every 4099th bit pattern (all signs, exponents, denormals, NaNs,
