@@ -27,6 +27,10 @@
  * best of ROUNDS rounds in which portable and OpenBLAS alternate, each timed
  * over enough calls to last a few milliseconds, by CPU time (stamp).
  *
+ * With TRAIND_ISA set, only that path (e.g. TRAIND_ISA=avx2 with
+ * OPENBLAS_CORETYPE=Haswell: the AVX2 path against OpenBLAS's AVX2 kernel, as
+ * on a CPU without AVX-512).
+ *
  * Printed with the CPU model, OpenBLAS's version and kernel, the machine's
  * load, and two peaks measured in the same run: the FMA peak (a loop of
  * independent fused multiply-adds in registers, on the widest path) and
@@ -39,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #if defined(__x86_64__)
@@ -355,6 +360,8 @@ static void measure(struct team *team, const struct gemm_job *j, int rounds, dou
 
 static int table(int rounds)
 {
+	const char *env = getenv("TRAIND_ISA");
+	bool only_env = env && *env;   /* TRAIND_ISA set: that path only */
 	struct team *teams[3] = { NULL, NULL, NULL };
 	double fpeak[3], speak[3];
 	char cpu[256], blas[128];
@@ -395,7 +402,7 @@ static int table(int rounds)
 	for (int isa = PK_ISA_COUNT - 1; isa >= 0; isa--) {
 		double lesson_p[3] = { 0 }, lesson_o[3] = { 0 }, lesson_f = 0;
 
-		if (!pk_isa_supported((enum pk_isa)isa))
+		if (!pk_isa_supported((enum pk_isa)isa) || (only_env && pk_isa_active() != (enum pk_isa)isa))
 			continue;
 		pk_isa_set((enum pk_isa)isa, NULL);
 		for (size_t si = 0; si < NSHAPES; si++) {
@@ -461,12 +468,15 @@ struct epoch_cfg {
 	int n;
 };
 
+/* The process's user CPU time: its system time is mostly the team's
+ * sched_yield while a member waits for another that the machine's load
+ * has descheduled. */
 static double process_cpu(void)
 {
-	struct timespec ts;
+	struct rusage ru;
 
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6;
 }
 
 static double wall_now(void)
@@ -546,7 +556,7 @@ static int epochs(int rounds)
 			e->cpu[e->n++] = process_cpu() - c0;
 			trainer_free(t);
 		}
-	printf("%-22s %2s %12s %12s %8s\n", "kernels", "t", "wall median", "CPU median", "ratio");
+	printf("%-22s %2s %12s %12s %8s\n", "kernels", "t", "wall median", "user CPU", "ratio");
 	for (int c = 0; c < ncfg; c++) {
 		struct epoch_cfg *e = &cfgs[c], *base = &cfgs[c - (c % (ncfg / 2))];
 		char name[64];
@@ -558,7 +568,7 @@ static int epochs(int rounds)
 		printf("%-22s %2d %10.3f s %10.3f s %8.2f\n", name, e->threads, w, cp,
 		       e == base ? 1.0 : median(base->cpu, base->n) / cp);
 	}
-	printf("(ratio: OpenBLAS's median CPU seconds over this one's, same thread count)\n");
+	printf("(user CPU: median seconds of the process; ratio: OpenBLAS's over this one's, same thread count)\n");
 	dataset_free(ds);
 	return 0;
 }

@@ -364,8 +364,10 @@ static void member_compute(void *arg, unsigned idx, unsigned n)
 	const struct pk_ops *o = g->ops;
 	size_t lo, hi;
 
-	if (g->split_v) {   /* by vectors: balanced within one */
+	if (g->split_v) {   /* by vectors, balanced within one; its own columns packed first */
 		team_split(g->vdim, idx, n, o->vl, &lo, &hi);
+		if (lo < hi && g->src)
+			pack_cols(g, lo, hi);
 		if (lo < hi)
 			gemm_range(g, 0, g->bdim, lo, hi);
 	} else {
@@ -496,13 +498,11 @@ void pk_gemm_team(struct team *team, int ta, int tb, size_t m, size_t n, size_t 
 		g.packed = s + acopy;
 		g.q = g.packed;
 		g.q_ld = round_up(g.vdim, 16);
-		if (members > 1 && g.vdim >= 32 * members && (double)m * (double)n * (double)k >= PK_TEAM_MIN)
-			team_run(team, member_pack, &g);
-		else
-			pack_cols(&g, 0, g.vdim);
 	}
 	if (members == 1 || (double)m * (double)n * (double)k < PK_TEAM_MIN) {
 		/* one member; or a product smaller than waking the team */
+		if (g.src)
+			pack_cols(&g, 0, g.vdim);
 		gemm_range(&g, 0, g.bdim, 0, g.vdim);
 		return;
 	}
@@ -512,8 +512,16 @@ void pk_gemm_team(struct team *team, int ta, int tb, size_t m, size_t n, size_t 
 		size_t units_v = (g.vdim + panel - 1) / panel;
 		size_t units_b = (g.bdim + o->nb_max[nv - 1] - 1) / o->nb_max[nv - 1];
 
-		/* panels split the vector side's reads; rows when panels are few */
+		/* panels split the vector side's reads (each member packs its
+		 * own: one phase); rows when panels are few (every member reads
+		 * all of the packed side: packed in a phase of its own first) */
 		g.split_v = units_v >= 2 * (size_t)members || units_v >= units_b;
+		if (g.src && !g.split_v) {
+			if (g.vdim >= 32 * members)
+				team_run(team, member_pack, &g);
+			else
+				pack_cols(&g, 0, g.vdim);
+		}
 		team_run(team, member_compute, &g);
 	}
 }
