@@ -512,8 +512,9 @@ static int step_shards(struct trainer *t, size_t n, uint64_t pos, double *loss)
 			memcpy(m->counts, start + bbytes, cbytes);
 			net_forward_from(m, cnt, true, pos * s + k, gather_rows,
 					 &(struct gather_job){ t, &t->ds->train, t->batch_idx + lo });
-			h.loss = k_softmax_xent_by(t->cfg.kernels, net_output(m), t->labels + lo, cnt, m->classes,
-						1.0f / (float)n, net_dout(m), blk + SHARD_PRED_OFF);
+			h.loss = k_softmax_xent_by(t->cfg.kernels, net_output(m), t->labels + lo, cnt,
+						   m->classes, 1.0f / (float)n, net_dout(m),
+						   blk + SHARD_PRED_OFF);
 			net_backward(m, cnt);
 			memcpy(blk + goff, m->grads, p * sizeof(float));
 			memcpy(blk + boff, m->buffers, bbytes);
@@ -604,8 +605,8 @@ int trainer_step(struct trainer *t)
 		 * unique to this step of the job. */
 		net_forward_from(&t->model, n, true, (uint64_t)t->epoch * t->steps_per_epoch + t->step,
 				 gather_rows, &(struct gather_job){ t, set, t->batch_idx });
-		loss = k_softmax_xent_by(t->cfg.kernels, net_output(&t->model), t->labels, n, t->model.classes,
-				      1.0f / (float)n, net_dout(&t->model), t->pred);
+		loss = k_softmax_xent_by(t->cfg.kernels, net_output(&t->model), t->labels, n,
+					 t->model.classes, 1.0f / (float)n, net_dout(&t->model), t->pred);
 		net_backward(&t->model, n);
 	}
 	trainsched_begin_update(t);      /* clipping; optim_begin_step at the scheduled rate */
@@ -669,8 +670,8 @@ int trainer_evaluate_sums(struct trainer *t, enum eval_split which, struct metri
 		}
 		net_forward_from(&t->model, n, false, 0, gather_rows,
 				 &(struct gather_job){ t, set, t->batch_idx });
-		s.loss_sum += k_softmax_xent_by(t->cfg.kernels, net_output(&t->model), t->labels, n, t->model.classes,
-					     1.0f, NULL, t->pred) / (double)n;
+		s.loss_sum += k_softmax_xent_by(t->cfg.kernels, net_output(&t->model), t->labels, n,
+						t->model.classes, 1.0f, NULL, t->pred) / (double)n;
 		s.batches++;
 		count_predictions(&s, t->labels, t->pred, n);
 	}
