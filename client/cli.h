@@ -67,6 +67,7 @@ enum opt {
 	O_HUBER_DELTA,
 	O_POS_WEIGHT,
 	O_AUGMENT,
+	O_KERNELS,
 	O_KEEP,
 	O_INIT_FROM,
 	O_WEIGHTS_ONLY,
@@ -91,7 +92,7 @@ enum opt {
 };
 
 #define CONFIG_FIRST O_DATASET
-#define CONFIG_LAST O_AUGMENT
+#define CONFIG_LAST O_KERNELS
 
 struct opt_desc {
 	const char *name;     /* long name, without "--" */

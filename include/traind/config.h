@@ -18,6 +18,7 @@
 
 #include "traind/error.h"
 #include "traind/loss.h"
+#include "traind/kernels.h"
 #include "traind/sched.h"
 #include "traind/team.h"
 
@@ -100,6 +101,8 @@ struct train_config {
 	/* Training-batch augmentation (augment.h): an augment SPEC, "" = none
 	 * (every job stored before the key). Part of the bits. */
 	char augment[CFG_AUGMENT_MAX];
+	enum kernels_kind kernels;   /* openblas (new jobs and every stored job without the key) or
+					portable (kernels.h); part of the bits */
 };
 
 /* The job's shards: cfg->shards, or its ranks while shards is unset (0). */
@@ -143,6 +146,8 @@ json_t *config_to_json(const struct train_config *cfg);
 const char *config_optim_name(enum optim_kind k);
 /* "xoshiro", "torch". */
 const char *config_rng_name(enum rng_kind k);
+/* "openblas", "portable". */
+const char *config_kernels_name(enum kernels_kind k);
 
 /* True when a and b describe the same job bit for bit. */
 bool config_equal(const struct train_config *a, const struct train_config *b);

@@ -44,6 +44,7 @@
 #include <stdint.h>
 
 #include "traind/error.h"
+#include "traind/kernels.h"
 #include "traind/rng.h"
 #include "traind/spec.h"
 #include "traind/team.h"
@@ -121,6 +122,7 @@ struct net {
 	float *part;                 /* (members, part_len), owned */
 	uint32_t part_rows[TEAM_MAX_MEMBERS];   /* samples each member summed in the last conv backward */
 	uint64_t dropout_key;        /* the job's seed: Dropout masks' Philox key */
+	enum kernels_kind kernels;   /* the job's kernels (kernels.h): the linear layers' GEMMs */
 	struct team *team;           /* the job's team, not owned; NULL: run on the caller */
 };
 
