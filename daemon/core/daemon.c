@@ -87,8 +87,10 @@ int daemon_new(struct daemon **out, const struct daemon_config *cfg, struct tr_e
 	if (cfg->listen_fd >= 0 || cfg->socket_path) {
 		err->msg[0] = '\0';
 		rc = server_new(&d->server, d->loop, methods_dispatch, d);
-		if (rc == 0)
+		if (rc == 0) {
 			server_count_errors(d->server, &d->counters.client_errors);
+			server_set_message_timeout(d->server, cfg->message_timeout_ms);
+		}
 		if (rc == 0)
 			rc = cfg->listen_fd >= 0 ? server_listen_fd(d->server, cfg->listen_fd, err)
 						 : server_listen_path(d->server, cfg->socket_path, err);
