@@ -157,6 +157,7 @@ struct server {
 	struct conn *conns;
 	unsigned nconns;          /* connections not closing */
 	struct peer *peers;
+	unsigned active;          /* peers with connections not closing */
 	struct call *calls;       /* dispatched and not ended (with a client or not) */
 	struct conn_list lists[ST_NSTATES];  /* idle, message and flush (busy: none) */
 	bool closing;
@@ -180,6 +181,7 @@ struct server {
 };
 
 static void process(struct conn *c);
+static bool quota_ok(unsigned remaining, unsigned users, unsigned share, unsigned charge);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b);
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b);
 static void conn_close(struct conn *c);
@@ -337,7 +339,8 @@ static void conn_leave(struct conn *c)
 	list_remove(c);
 	c->leaving = true;
 	s->nconns--;
-	c->peer->conns--;
+	if (--c->peer->conns == 0)
+		s->active--;
 }
 
 /* ---- output ----------------------------------------------------------- */
@@ -1058,6 +1061,9 @@ static bool note_fds(struct conn *c, unsigned got, uint64_t at)
 	unsigned skipped;
 	char why[256];
 
+	unsigned free_fds = s->client_fds < s->fd_budget ? s->fd_budget - s->client_fds : 0;
+	bool share_ok = quota_ok(free_fds, s->active, p->conns + p->fds, got);
+
 	c->npending += got;
 	p->fds += got;
 	s->client_fds += got;
@@ -1076,13 +1082,14 @@ static bool note_fds(struct conn *c, unsigned got, uint64_t at)
 		conn_refuse(c, PROTO_TOO_MANY_REQUESTS, why);
 		return false;
 	}
-	if (s->client_fds > s->fd_budget) {
+	if (!share_ok) {
 		if (ratelim_ok(s, &s->log_fds, &skipped))
-			log_warn("refused a client of uid %u passing descriptors: clients hold %u, traind's "
-				 "budget for them (and %u refusals not logged)", (unsigned)p->uid, s->client_fds,
-				 skipped);
-		snprintf(why, sizeof(why), "traind is short of file descriptors (its clients hold %u of the "
-			 "%u it allows them); try again later", s->client_fds, s->fd_budget);
+			log_warn("refused a client of uid %u passing %u descriptors: that uid has %u, its share "
+				 "of the %u left to clients (and %u refusals not logged)", (unsigned)p->uid, got,
+				 p->conns + p->fds - got, free_fds, skipped);
+		snprintf(why, sizeof(why), "traind is short of file descriptors: uid %u holds %u (connections "
+			 "and descriptors passed), its share of the %u left; try again later", (unsigned)p->uid,
+			 p->conns + p->fds - got, free_fds);
 		conn_refuse(c, PROTO_TOO_MANY_REQUESTS, why);
 		return false;
 	}
@@ -1351,34 +1358,56 @@ static bool evict_idle(struct server *s, struct peer *p, const char *why)
 	return true;
 }
 
+/* A uid may take `charge` more of a pool with `remaining` units free when,
+ * with `users` uids holding some of it (itself included), it then holds at
+ * most a (users + 1)th of what the others leave free, as dbus-broker's
+ * quotas (src/util/user.c, user_charge_check):
+ *     (share + charge) * (users + 1) - share <= remaining
+ * A lone uid gets about half of a pool, and whoever comes next still finds
+ * room. */
+static bool quota_ok(unsigned remaining, unsigned users, unsigned share, unsigned charge)
+{
+	return ((uint64_t)share + charge) * (users + 1) - share <= remaining;
+}
+
 static void on_retry(uv_timer_t *t);
 
-/* accept(2) failed for want of descriptors: give up the spare one to take
- * the connection, answer it, and take the spare back. */
-static void accept_short(struct server *s, int err)
+/* accept(2) failed for want of descriptors (it takes one before it looks
+ * for a connection): give up the spare one to take the connection, answer
+ * it, and take the spare back. True when one was answered (there may be
+ * more); false when there was none, or no spare to take it with. */
+static bool accept_short(struct server *s, int err)
 {
 	unsigned skipped;
 	char msg[200];
-	int fd = -1;
+	int fd = -1, why = err;
 
-	snprintf(msg, sizeof(msg), "traind is out of file descriptors (%s); try again later", strerror(err));
 	if (s->spare_fd >= 0) {
 		close(s->spare_fd);
 		s->spare_fd = -1;
 		fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd >= 0)
-			refuse_fd(s, fd, PROTO_TOO_MANY_REQUESTS, msg);
+		if (fd < 0)
+			why = errno;
+		if (fd >= 0) {
+			snprintf(msg, sizeof(msg), "traind is out of file descriptors (%s); try again later",
+				 strerror(err));
+			refuse_fd(s, fd, PROTO_TOO_MANY_REQUESTS, msg);   /* closes fd: room for the spare */
+		}
 		s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (fd < 0 && (why == EAGAIN || why == EWOULDBLOCK))
+			return false;     /* no connection was waiting after all */
 	}
 	if (ratelim_ok(s, &s->log_emfile, &skipped))
 		log_err("out of file descriptors (%s; clients hold %u): %s a new connection (and %u others "
 			"not logged)", strerror(err), s->client_fds,
 			fd >= 0 ? "answered TooManyRequests to" : "could not answer", skipped);
-	if (fd < 0 && s->spare_fd < 0) {
-		/* no way to take it now: stop polling for a moment, not spin */
+	if (fd < 0 || s->spare_fd < 0) {
+		/* no way to take more now: stop polling for a moment, not spin */
 		uv_poll_stop(&s->listen_poll);
 		uv_timer_start(&s->retry, on_retry, ACCEPT_RETRY_MS, 0);
+		return false;
 	}
+	return true;
 }
 
 static void on_listen(uv_poll_t *h, int status, int events);
@@ -1393,15 +1422,25 @@ static void on_retry(uv_timer_t *t)
 		uv_poll_start(&s->listen_poll, UV_READABLE, on_listen);
 }
 
-/* Room for one more connection of peer p: the limits of the uid, of the
- * table and of the descriptor budget, each making room by closing an idle
- * connection first. NULL, or what is full (for the refusal). */
+/* Room for one more connection of peer p. A uid past its cap or its
+ * share of the table or of the descriptors may only replace one of its own
+ * idle connections; within them, a full table or budget is made room in by
+ * closing the oldest idle connection of anyone. NULL, or why not (for the
+ * refusal). */
 static const char *make_room(struct server *s, struct peer *p, char *why, size_t len)
 {
-	if (p->conns >= SERVER_MAX_UID_CONNECTIONS &&
-	    !evict_idle(s, p, "its uid has the most connections one user may have")) {
-		snprintf(why, len, "uid %u has %u connections open, the most one user may have, and none "
-			 "of them is idle", (unsigned)p->uid, p->conns);
+	unsigned users = s->active + (p->conns == 0);
+	unsigned free_conns = s->nconns < s->max_conns ? s->max_conns - s->nconns : 0;
+	unsigned free_fds = s->client_fds < s->fd_budget ? s->fd_budget - s->client_fds : 0;
+
+	if (p->conns >= SERVER_MAX_UID_CONNECTIONS || !quota_ok(free_conns, users, p->conns, 1) ||
+	    !quota_ok(free_fds, users, p->conns + p->fds, 1)) {
+		if (evict_idle(s, p, "its uid has its share of connections"))
+			return NULL;
+		snprintf(why, len, "uid %u has %u connections open, none of them idle: %s", (unsigned)p->uid,
+			 p->conns, p->conns >= SERVER_MAX_UID_CONNECTIONS ? "the most one user may have"
+			 : "its share of the room left (each of the users connected may take a share of "
+			   "what the others leave)");
 		return why;
 	}
 	if (s->nconns >= s->max_conns && !evict_idle(s, NULL, "every connection is taken")) {
@@ -1478,7 +1517,8 @@ static void admit(struct server *s, int fd)
 	}
 	s->nconns++;
 	s->client_fds++;
-	p->conns++;
+	if (p->conns++ == 0)
+		s->active++;
 	c->next = s->conns;
 	if (s->conns)
 		s->conns->prev = c;
@@ -1504,10 +1544,9 @@ static void on_listen(uv_poll_t *h, int status, int events)
 		if (errno == EINTR || errno == ECONNABORTED)
 			continue;
 		if (errno == EMFILE || errno == ENFILE) {
-			accept_short(s, errno);
-			if (s->spare_fd < 0)
-				return;
-			continue;
+			if (accept_short(s, errno))
+				continue;
+			return;
 		}
 		return;   /* EAGAIN: none left; anything else: the next turn retries */
 	}
