@@ -96,7 +96,7 @@ struct gate {
 	struct client *clients;
 	struct lingering lingers[GATE_LINGER_MAX];
 	unsigned nlinger;
-	struct ratelim log_refuse, log_evict, log_slow;
+	struct ratelim log_refuse, log_evict, log_slow, log_diag;
 };
 
 static uint64_t now_ms(void)
@@ -215,6 +215,12 @@ static struct client *identify(struct gate *g, int fd, const struct sockaddr_sto
 		    local.ss_family == ss->ss_family && diag_uid(g, ss, &local, &key.uid) == 0) {
 			key.is_uid = true;
 		} else {
+			unsigned skipped;
+
+			if (g->nl >= 0 && loopback(ss) && ratelim_ok(&g->log_diag, &skipped))
+				fprintf(stderr, "traind-web: sock_diag did not say whose a loopback connection is "
+					"(%s): counted by its address (and %u others not logged)\n", strerror(errno),
+					skipped);
 			key.family = ss->ss_family;
 			if (ss->ss_family == AF_INET)
 				memcpy(key.ip, &((const struct sockaddr_in *)(const void *)ss)->sin_addr, 4);
@@ -325,16 +331,19 @@ static void drain_lingers(struct gate *g)
 	g->nlinger = k;
 }
 
-/* The oldest connection that may be closed to make room: of client c, or of
- * anyone; waiting (no request begun) before receiving; none younger than
- * GATE_GRACE_MS in its phase. Mutex held. */
+/* The oldest connection that may be closed to make room: of client c (its
+ * own, to make room for its new one), or of anyone; waiting (no request
+ * begun) before receiving. None younger than GATE_GRACE_MS in its phase
+ * unless it is the same uid's (one client's flood does not close another's
+ * request as it arrives; an address may be many users). Mutex held. */
 static struct entry *victim(struct gate *g, struct client *c, uint64_t now)
 {
 	struct entry *best[2] = { NULL, NULL };
+	bool grace = !c || !c->is_uid;
 
 	for (struct entry *e = g->entries; e; e = e->next) {
 		if (!e->live || !e->conn || e->phase == PH_HANDLING || (c && e->client != c) ||
-		    now - e->since < GATE_GRACE_MS)
+		    (grace && now - e->since < GATE_GRACE_MS))
 			continue;
 		if (!best[e->phase] || e->since < best[e->phase]->since)
 			best[e->phase] = e;

@@ -10,12 +10,15 @@
  * decides, in the manner of nginx's limit_conn and HAProxy's maxconn:
  *   - the client: the peer's uid for a Unix socket (SO_PEERCRED) and for a
  *     loopback TCP peer (sock_diag, as `ss -e` shows it), else its address;
- *   - at most `max_per_client` connections of one client and
- *     `max_connections` in all. Past either, the oldest idle connection (no
- *     request begun) of that client, else of anyone, is closed to make room;
- *     past that the oldest one still receiving its request that has had a
- *     second to send it; only then is the new one refused, with a 503
- *     naming the limit.
+ *   - at most `max_per_client` connections of one client: past it, the
+ *     client's own oldest idle connection (no request begun), else its
+ *     oldest one still receiving a request, is closed to make room for the
+ *     new one; when all of them are being handled, the new one is refused
+ *     with a 503 naming the limit;
+ *   - at most `max_connections` in all: past it, the oldest idle connection
+ *     of anyone, else the oldest still receiving its request, is closed,
+ *     but only one that has had GATE_GRACE_MS to send it (a flood does not
+ *     close another client's request as it arrives); else a 503.
  * Then, for each request (HAProxy's `timeout http-request`, nginx's
  * client_header_timeout, for the whole request: line, headers and body):
  *   - from the connection's start, or the end of its previous response,
@@ -47,7 +50,7 @@
 struct MHD_Daemon;
 struct MHD_Connection;
 
-#define GATE_GRACE_MS 1000        /* a request still arriving is never closed to make room sooner */
+#define GATE_GRACE_MS 1000        /* another client's request is never closed to make room sooner */
 
 struct gate_config {
 	int listen_fd;                /* bound and listening; the gate closes it */

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -294,6 +295,19 @@ static int open_listen(const struct options *o, int *fd_out, bool *unix_out, cha
 	return 0;
 }
 
+/* A connection takes two descriptors (the gate keeps a duplicate) and
+ * one being closed two more: raise the soft limit to the hard one, as traind
+ * does, so that --max-connections is not cut short by a default of 1024. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
 static int parse_args(int argc, char **argv, struct options *o)
 {
 	enum { OPT_SOCKET = 256, OPT_LISTEN, OPT_TOKEN_FILE, OPT_METRICS_TOKEN, OPT_BEHIND_PROXY,
@@ -396,6 +410,7 @@ int main(int argc, char **argv)
 	if (rc != 0)
 		return 2;
 	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
 	/* the signals that stop us are taken by sigwait below, blocked in every thread */
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);

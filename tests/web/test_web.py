@@ -271,18 +271,21 @@ def many_connections(web):
             pass
     check(web.alive(), "traind-web is up with %d half-open connections" % len(socks))
     # One client (this test's uid) holds at most its share (half of
-    # --max-connections 128); the others are answered 503 naming the limit.
+    # --max-connections 128): each connection past it closes the client's
+    # own oldest (a 503 "closed to make room" to one whose request began).
     time.sleep(0.3)
-    refused = 0
+    closed = 0
     for s in socks:
         s.setblocking(False)
         try:
             got = s.recv(4096)
-        except (BlockingIOError, OSError):
-            got = b""
-        refused += got.startswith(b"HTTP/1.1 503") and b"--max-client-connections" in got
-    check(refused >= n - 64, "past its share of connections a client is answered 503 naming "
-          "--max-client-connections (%d of %d)" % (refused, n))
+            closed += got == b"" or got.startswith(b"HTTP/1.1 503")
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed += 1
+    check(closed >= n - 64, "a client holds at most its share of connections: the oldest are closed to make "
+          "room (%d of %d closed, 64 may stay)" % (closed, n))
     for s in socks:
         s.close()
     st = poll(lambda: web.request("GET", "/api/jobs")[0] == 200, timeout=30, interval=0.2,
