@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/data/dsimport.h"
 #include "daemon/jobs/jobs.h"
 #include "daemon/proto/methods.h"
 #include "daemon/store/store.h"
@@ -62,6 +63,9 @@ int daemon_new(struct daemon **out, const struct daemon_config *cfg, struct tr_e
 		tr_err_set(err, rc, "out of memory");
 		goto fail;
 	}
+	dscache_set_limit(d->dsc, d->max_dataset_bytes, "--max-dataset-bytes");
+	/* what an import or a removal cut short by a crash left behind */
+	dsimport_sweep(cfg->data_dir);
 	rc = store_open(&s, cfg->db_path, false, err);
 	if (rc < 0) {
 		tr_err_prefix(err, "%s", cfg->db_path);

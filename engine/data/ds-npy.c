@@ -440,6 +440,13 @@ static int split_load(struct dataset *ds, struct ds_split *set, bool first, cons
 	rc = read_header(&s, &img, &payload, err);
 	if (rc == 0)
 		rc = ds_check_images(&img, m, s.what, &shape, &layout, err);
+	if (rc == 0 && !probe) {
+		char detail[160];
+
+		snprintf(detail, sizeof(detail), "its %u images of %ux%ux%u %s%s", shape.count, shape.channels,
+			 shape.rows, shape.cols, ds_num_name(img.type), za ? " (decompressed)" : "");
+		rc = ds_budget_charge(m, payload, true, s.what, detail, err);
+	}
 	if (rc == 0 && !probe)
 		rc = read_payload(&s, &img, payload, err);
 	if (rc < 0)
@@ -450,6 +457,15 @@ static int split_load(struct dataset *ds, struct ds_split *set, bool first, cons
 	rc = read_header(&t, &lab, &payload, err);
 	if (rc == 0)
 		rc = ds_check_labels(&lab, shape.count, t.what, err);
+	if (rc == 0) {
+		char detail[96];
+
+		/* read as they are, then kept as one byte each */
+		snprintf(detail, sizeof(detail), "its %u labels", shape.count);
+		rc = ds_budget_charge(m, payload, false, t.what, detail, err);
+		if (rc == 0)
+			rc = ds_budget_charge(m, shape.count, true, t.what, detail, err);
+	}
 	if (rc == 0)
 		rc = read_payload(&t, &lab, payload, err);
 	if (rc == 0)
