@@ -230,6 +230,66 @@ static enum MHD_Result send_events(struct web_server *s, struct MHD_Connection *
 	return ret;
 }
 
+/* The page's URL without its token, for the redirect that sets the cookie:
+ * the path and every other query parameter, as they came (percent-encoded
+ * again), so /compare?jobs=1,2&token=... lands on /compare?jobs=1,2. */
+struct query_out {
+	char *buf;
+	size_t len, o;
+	bool overflow;
+};
+
+static void put(struct query_out *q, const char *s, bool encode)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		bool plain = !encode || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+			     (ch >= '0' && ch <= '9') || strchr("-._~,:", ch);
+
+		if (q->o + (plain ? 1 : 3) >= q->len) {
+			q->overflow = true;
+			return;
+		}
+		if (plain) {
+			q->buf[q->o++] = (char)ch;
+		} else {
+			q->buf[q->o++] = '%';
+			q->buf[q->o++] = hex[ch >> 4];
+			q->buf[q->o++] = hex[ch & 15];
+		}
+	}
+	q->buf[q->o] = '\0';
+}
+
+static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	struct query_out *q = cls;
+
+	(void)kind;
+	if (strcmp(key, "token") == 0)
+		return MHD_YES;
+	put(q, q->buf[0] && strchr(q->buf, '?') ? "&" : "?", false);
+	put(q, key, true);
+	if (value) {
+		put(q, "=", false);
+		put(q, value, true);
+	}
+	return MHD_YES;
+}
+
+static void location_without_token(struct MHD_Connection *c, const char *url, char *out, size_t len)
+{
+	struct query_out q = { out, len, 0, false };
+
+	out[0] = '\0';
+	put(&q, url, false);
+	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, add_arg, &q);
+	if (q.overflow)
+		snprintf(out, len, "%s", url);   /* too long to keep: the page alone */
+}
+
 /* Log a refusal or a server-side failure, one line on stderr. */
 static void log_status(const char *method, const char *url, int status, const char *why)
 {
@@ -264,7 +324,7 @@ static enum MHD_Result dispatch(struct web_server *s, struct MHD_Connection *c, 
 		r.len = strlen(r.body);
 		r.borrowed = true;
 		r.set_cookie = true;
-		snprintf(r.location, sizeof(r.location), "%s", url);
+		location_without_token(c, url, r.location, sizeof(r.location));
 		return send_resp(s, c, &r);
 	case WEB_PAGE_INDEX:
 		return send_page(s, c, "index.html");

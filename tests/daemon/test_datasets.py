@@ -158,6 +158,18 @@ def main():
     refused(d, ["dataset", "import", "cut", files[0], files[1], trunc, files[3]], "a truncated image file",
             "dataset error: cut", "train-images-idx3-ubyte")
     check(not os.path.exists(os.path.join(data, "cut")), "a dataset that does not load is not added")
+    # issue 21: the message lost the file names ("csv_2col:  dimensions mismatch")
+    two = os.path.join(work, "csv_2col")
+    os.makedirs(two)
+    with open(os.path.join(two, "train.csv"), "w") as f:
+        f.write("".join("%d,%s\n" % (i % 2, ",".join(["1"] * 4)) for i in range(4)))
+    with open(os.path.join(two, "test.csv"), "w") as f:
+        f.write("".join("%d,%s\n" % (i % 2, ",".join(["1"] * 9)) for i in range(2)))
+    rc, out, err = d.ctl("dataset", "import", "csv_2col", os.path.join(two, "train.csv"),
+                         os.path.join(two, "test.csv"), check_rc=False)
+    check(rc == 1 and "dimensions mismatch: test images are 1x3x3 (test.csv) but training images are 1x2x2 "
+          "(train.csv)" in err and "  " not in err and ".tmp-" not in err,
+          "an import whose splits differ names both files, not the temporary directory (%s)" % err.strip())
     refused(d, ["dataset", "import", "../up"] + files, "a dataset name with '/'", "invalid parameter name")
     refused(d, ["dataset", "import", ".hidden"] + files, "a hidden dataset name", "invalid parameter name")
     refused(d, ["dataset", "rm", "small"], "rm while a job uses it", "dataset small is used by job %d" % job)

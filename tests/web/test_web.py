@@ -213,6 +213,10 @@ def protocol(d, web, job):
     st, h, _ = web.request("GET", "/jobs/%d?token=%s" % (job, web.token), token=False)
     cookie = h.get("set-cookie", "")
     check(st == 303 and h.get("location") == "/jobs/%d" % job, "the token URL redirects to the page (got %d %s)" % (st, h.get("location")))
+    # issue 21: /compare?jobs=1,2&token=... went to /compare, without its jobs
+    st, h, _ = web.request("GET", "/compare?jobs=1,2&token=%s&metric=val_loss&x=a%%20b" % web.token, token=False)
+    check(st == 303 and h.get("location") == "/compare?jobs=1,2&metric=val_loss&x=a%20b",
+          "the token URL keeps the page's other parameters (got %d %s)" % (st, h.get("location")))
     check("HttpOnly" in cookie and "SameSite=Strict" in cookie and web.token in cookie,
           "the cookie is HttpOnly and SameSite=Strict: %s" % cookie.replace(web.token, "TOKEN"))
     st, h, body = web.request("GET", "/jobs/%d" % job, token=False, headers={"Cookie": "a=b; traind_token=" + web.token})
