@@ -1325,7 +1325,10 @@ out:
 
 /* Answer a connection that will not be served with error `e` and close it,
  * without a connection object (nothing is allocated: it must work when
- * memory or descriptors are short). The reply fits in any socket buffer. */
+ * memory or descriptors are short). The reply fits in any socket buffer.
+ * What the client sent already (its first call, often, before the accept)
+ * is read and dropped first: a Unix socket closed with unread input resets
+ * its peer, which would then lose the reply. */
 static void refuse_fd(struct server *s, int fd, enum proto_error e, const char *msg)
 {
 	char out[512];
@@ -1335,6 +1338,9 @@ static void refuse_fd(struct server *s, int fd, enum proto_error e, const char *
 	if (n > 0 && n < (int)sizeof(out) &&
 	    send(fd, out, (size_t)n + 1, MSG_DONTWAIT | MSG_NOSIGNAL) == n + 1 && s->errors_sent)
 		(*s->errors_sent)++;
+	shutdown(fd, SHUT_WR);
+	for (int k = 0; k < 16 && recv(fd, out, sizeof(out), MSG_DONTWAIT) > 0; k++)
+		;
 	close(fd);
 }
 
