@@ -52,6 +52,12 @@ enum opt {
 	O_RANKS,
 	O_HOSTS,
 	O_MAX_RESTARTS,
+	O_LOSS,
+	O_LABEL_SMOOTHING,
+	O_CLASS_WEIGHTS,
+	O_HUBER_DELTA,
+	O_POS_WEIGHT,
+	O_AUGMENT,
 	O_KEEP,
 	O_INIT_FROM,
 	O_WEIGHTS_ONLY,
@@ -75,7 +81,7 @@ enum opt {
 };
 
 #define CONFIG_FIRST O_DATASET
-#define CONFIG_LAST O_MAX_RESTARTS
+#define CONFIG_LAST O_AUGMENT
 
 struct opt_desc {
 	const char *name;     /* long name, without "--" */

@@ -357,11 +357,32 @@ void render_job_state(FILE *out, json_t *job, long long fallback_id)
 /* ---- history ---------------------------------------------------------- */
 
 static const char *history_cols[] = { "epoch", "train_loss", "train_acc", "train_macro_acc", "val_loss",
-				      "val_acc", "val_macro_acc", "seconds", "note", "lr", "grad_norm" };
-/* CSV and JSON keep the older columns' positions (lr, grad_norm come last);
- * the table shows the note last: */
-static const int table_cols[] = { 0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 8 };
+				      "val_acc", "val_macro_acc", "seconds", "note", "lr", "grad_norm",
+				      "val_mae", "val_rmse" };
+/* CSV and JSON keep the older columns' positions (lr, grad_norm, then
+ * val_mae, val_rmse come last); the table shows the note last: */
+static const int table_cols[] = { 0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 9, 10, 8 };
 #define HISTORY_NCOLS (sizeof(history_cols) / sizeof(history_cols[0]))
+
+/* The table leaves out the metrics the job's task does not have: an
+ * accuracy (regression) or val_mae/val_rmse (classification) that no row
+ * has a number for. */
+static bool task_column(const char *key)
+{
+	return strstr(key, "_acc") || strcmp(key, "val_mae") == 0 || strcmp(key, "val_rmse") == 0;
+}
+
+static bool column_has_number(json_t *rows, const char *key)
+{
+	json_t *row;
+	size_t i;
+	double v;
+
+	json_array_foreach(rows, i, row)
+		if (pnum(row, key, &v))
+			return true;
+	return false;
+}
 
 static void csv_field(FILE *out, const char *s)
 {
@@ -414,30 +435,39 @@ int render_history_table(FILE *out, json_t *rows)
 	size_t i;
 	int rc;
 
+	int shown[HISTORY_NCOLS];
+	size_t ncols = 0;
+
 	memset(&t, 0, sizeof(t));
-	t.ncols = HISTORY_NCOLS;
 	for (size_t c = 0; c < HISTORY_NCOLS; c++) {
-		t.head[c] = history_cols[table_cols[c]];
-		t.left[c] = c == HISTORY_NCOLS - 1;
+		const char *key = history_cols[table_cols[c]];
+
+		if (task_column(key) && !column_has_number(rows, key))
+			continue;
+		shown[ncols] = table_cols[c];
+		t.head[ncols] = key;
+		t.left[ncols] = c == HISTORY_NCOLS - 1;
+		ncols++;
 	}
+	t.ncols = ncols;
 	json_array_foreach(rows, i, row) {
 		char cell[HISTORY_NCOLS][64];
 		char *cells[HISTORY_NCOLS];
 		const char *note = pstr(row, "note");
 
 		fmt_int(row, "epoch", cell[0], sizeof(cell[0]));
-		for (size_t c = 1; c + 1 < HISTORY_NCOLS; c++) {
-			const char *key = history_cols[table_cols[c]];
+		for (size_t c = 1; c + 1 < ncols; c++) {
+			const char *key = history_cols[shown[c]];
 			double v;
 
 			if (strcmp(key, "lr") == 0 && pnum(row, "lr", &v) && isfinite(v))
 				fmt_shortest(v, cell[c], sizeof(cell[c]));
 			else
-				fmt_fixed(row, key, c == 7 ? 2 : 4, cell[c], sizeof(cell[c]));
+				fmt_fixed(row, key, strcmp(key, "seconds") == 0 ? 2 : 4, cell[c], sizeof(cell[c]));
 		}
-		for (size_t c = 0; c + 1 < HISTORY_NCOLS; c++)
+		for (size_t c = 0; c + 1 < ncols; c++)
 			cells[c] = cell[c];
-		cells[HISTORY_NCOLS - 1] = (char *)(note ? note : "");
+		cells[ncols - 1] = (char *)(note ? note : "");
 		table_add(&t, cells);
 	}
 	rc = table_print(&t, out);
@@ -675,7 +705,28 @@ int render_predictions(FILE *out, json_t *list)
 		size_t k;
 
 		char *name;
+		json_t *values = json_object_get(p, "values"), *v;
 
+		if (json_is_array(values)) {
+			/* regression: the outputs; multi-label: each label's probability */
+			json_t *labels = json_object_get(p, "labels");
+
+			pint(p, "index", &index);
+			fprintf(out, "%s#%lld  %s", file ? file : "?", index, json_is_array(labels) ? "p" : "value");
+			json_array_foreach(values, k, v)
+				fprintf(out, "%s%.6g", k ? " " : " ", json_number_value(v));
+			if (json_is_array(labels)) {
+				fprintf(out, "  labels");
+				if (!json_array_size(labels))
+					fprintf(out, " -");
+				json_array_foreach(labels, k, v)
+					fprintf(out, "%s%lld", k ? "," : " ", (long long)json_integer_value(v));
+			}
+			free(file);
+			if (fprintf(out, "\n") < 0)
+				return failf(RC_ERROR, "cannot write the predictions");
+			continue;
+		}
 		pint(p, "index", &index);
 		pint(p, "class", &cls);
 		pnum(p, "prob", &prob);

@@ -29,7 +29,7 @@ int render_json(FILE *out, json_t *doc);
 /* A copy of s (NULL: "") fit for one line of a terminal; NULL if out of memory. */
 char *clean_dup(const char *s);
 
-#define TABLE_MAX_COLS 12
+#define TABLE_MAX_COLS 16
 
 /* Rows of text cells printed in aligned columns: text left-aligned, numbers
  * right-aligned, two spaces between columns, widths in UTF-8 code points. */

@@ -71,6 +71,12 @@ const struct opt_desc opts[O_COUNT] = {
 	[O_RANKS] = { "ranks", 0, true, "ranks" },
 	[O_HOSTS] = { "hosts", 0, true, "hosts" },
 	[O_MAX_RESTARTS] = { "max-restarts", 0, true, "max_restarts" },
+	[O_LOSS] = { "loss", 0, true, "loss" },
+	[O_LABEL_SMOOTHING] = { "label-smoothing", 0, true, "label_smoothing" },
+	[O_CLASS_WEIGHTS] = { "class-weights", 0, true, "class_weights" },
+	[O_HUBER_DELTA] = { "huber-delta", 0, true, "huber_delta" },
+	[O_POS_WEIGHT] = { "pos-weight", 0, true, "pos_weight" },
+	[O_AUGMENT] = { "augment", 0, true, "augment" },
 	[O_KEEP] = { "keep", 0, true, NULL },
 	[O_INIT_FROM] = { "init-from", 0, true, NULL },
 	[O_WEIGHTS_ONLY] = { "weights-only", 0, false, NULL },
@@ -105,9 +111,11 @@ static void usage(FILE *out)
 		"        [--hidden 256[,128...]] [--seed 42] [--split-seed 42] [--val-size 10000]\n"
 		"        [--train-size N] [--threads N] [--model SPEC|mlp|lenet5] [--ftz true|false]\n"
 		"        [--strict-numerics true|false] [--lr-scheduler SPEC]\n"
-		"        [--monitor val_loss|val_acc|val_macro_acc] [--early-stop-patience N]\n"
+		"        [--monitor val_loss|val_acc|val_macro_acc|val_mae|val_rmse] [--early-stop-patience N]\n"
 		"        [--early-stop-min-delta D] [--clip-grad-norm X]\n"
 		"        [--rng torch|xoshiro] [--keep K|all]\n"
+		"        [--loss cross_entropy|mse|l1|huber|bce_with_logits] [--label-smoothing S]\n"
+		"        [--class-weights W,...] [--huber-delta D] [--pos-weight W,...] [--augment SPEC]\n"
 		"        [--ranks R [--shards S] [--hosts HOST:SLOTS,...] [--max-restarts 3]]\n"
 		"        [--init-from MODEL.safetensors | --from JOB[@EPOCH] [--weights-only]]\n"
 		"                                  queue a new job; prints its id; --from: begin\n"
@@ -123,6 +131,9 @@ static void usage(FILE *out)
 		"        --monitor: what the best checkpoint and early stopping go by (val_loss)\n"
 		"        --early-stop-patience N: stop after N epochs without an improvement by more\n"
 		"          than --early-stop-min-delta (0); --clip-grad-norm X: clip the total gradient 2-norm\n"
+		"        --loss: cross_entropy (classes), mse/l1/huber (float targets), bce_with_logits\n"
+		"          (0/1 targets: multi-label); --augment: training batches only, e.g.\n"
+		"          'random_crop(32,padding=4),random_horizontal_flip(0.5)'\n"
 		"        --ranks R: R processes through mpirun; --shards S (default R, a multiple of R\n"
 		"          dividing the batch): the batch's fixed shards, whose count decides the bits\n"
 		);
@@ -139,17 +150,17 @@ static void usage(FILE *out)
 		"  rm JOB... [--force]             remove jobs with their checkpoints and history;\n"
 		"                                  a queued or running one only with --force,\n"
 		"                                  which kills it first\n"
-		"  history JOB [--csv]             per-epoch losses and accuracies\n"
+		"  history JOB [--csv]             per-epoch losses and the task's metrics\n"
 		"  checkpoints JOB                 the job's stored checkpoints\n"
 		"  wait JOB [--epoch N] [--state S[,S...]] [--timeout SECONDS]\n"
 		"                                  block until epoch N is committed or the job is\n"
 		"                                  in a state S (default paused,killed,failed,done)\n"
 		"  eval JOB [--split val|test] [--epoch N|--best] [--per-class] [--allow-data-change]\n"
-		"                                  loss and accuracy of a checkpoint\n"
+		"                                  loss and the task's metrics of a checkpoint\n"
 		"  export JOB [--epoch N|--best] -o FILE.safetensors\n"
 		"                                  write the model (PyTorch names) to FILE\n"
 		"  watch JOB                       live progress until the job stops\n"
-		"  plot JOB... [--metric loss|acc|lr] [-o FILE.svg|FILE.png]\n"
+		"  plot JOB... [--metric loss|acc|lr|mae|rmse] [-o FILE.svg|FILE.png]\n"
 		"                                  learning curves by epoch: to an SVG or PNG\n"
 		"                                  file, or as text on a terminal\n"
 		"  counters                        traind's counters since it started: epochs\n"
@@ -163,7 +174,9 @@ static void usage(FILE *out)
 		"  dataset rm NAME                 remove a dataset no job uses\n"
 		"  predict JOB FILE... [--epoch N|--best] [--top K] [--resize]\n"
 		"                                  classes and probabilities of the images in\n"
-		"                                  PGM/PNG files (one each) or IDX image files\n"
+		"                                  PGM/PNG files (one each) or IDX image files,\n"
+		"                                  or of the rows of a FILE.csv (the dataset's\n"
+		"                                  features); a regression's values\n"
 		"\n"
 		"options:\n"
 		"  --socket PATH   traind's socket (default $TRAIND_SOCKET, else\n"
@@ -218,7 +231,9 @@ static const struct verb verbs[] = {
 	  BIT(O_SEED) | BIT(O_SPLIT_SEED) | BIT(O_VAL_SIZE) | BIT(O_TRAIN_SIZE) | BIT(O_THREADS) |
 	  BIT(O_MODEL) | BIT(O_FTZ) | BIT(O_STRICT_NUMERICS) | BIT(O_LR_SCHEDULER) | BIT(O_MONITOR) |
 	  BIT(O_EARLY_STOP_PATIENCE) | BIT(O_EARLY_STOP_MIN_DELTA) | BIT(O_CLIP_GRAD_NORM) | BIT(O_RNG) |
-	  BIT(O_SHARDS) | BIT(O_RANKS) | BIT(O_HOSTS) | BIT(O_MAX_RESTARTS) |
+	  BIT(O_SHARDS) | BIT(O_RANKS) | BIT(O_HOSTS) | BIT(O_MAX_RESTARTS) | BIT(O_LOSS) |
+	  BIT(O_LABEL_SMOOTHING) | BIT(O_CLASS_WEIGHTS) | BIT(O_HUBER_DELTA) | BIT(O_POS_WEIGHT) |
+	  BIT(O_AUGMENT) |
 	  BIT(O_KEEP) | BIT(O_INIT_FROM) | BIT(O_FROM) | BIT(O_WEIGHTS_ONLY), JOB_NONE },
 	{ "pause", cmd_pause, 0, JOB_REQUIRED },
 	{ "resume", cmd_resume, BIT(O_WEIGHTS_ONLY) | BIT(O_ALLOW_DATA_CHANGE) | BIT(O_EPOCHS) | BIT(O_RANKS),

@@ -99,6 +99,23 @@ static int build_config(struct cli *cli, json_t **out)
 		case O_RANKS: v = json_integer(cfg.ranks); break;
 		case O_HOSTS: v = json_string(cfg.hosts); break;
 		case O_MAX_RESTARTS: v = json_integer(cfg.max_restarts); break;
+		case O_LOSS: v = json_string(loss_name(cfg.loss)); break;
+		case O_LABEL_SMOOTHING: v = json_real(cfg.label_smoothing); break;
+		case O_HUBER_DELTA: v = json_real(cfg.huber_delta); break;
+		case O_AUGMENT: v = json_string(cfg.augment); break;
+		case O_CLASS_WEIGHTS:
+		case O_POS_WEIGHT: {
+			const float *w = o == O_CLASS_WEIGHTS ? cfg.class_weights : cfg.pos_weight;
+			uint32_t n = o == O_CLASS_WEIGHTS ? cfg.n_class_weights : cfg.n_pos_weight;
+
+			v = json_array();
+			for (uint32_t i = 0; v && i < n; i++)
+				if (json_array_append_new(v, json_real((double)w[i]))) {
+					json_decref(v);
+					v = NULL;
+				}
+			break;
+		}
 		case O_HIDDEN:
 			v = json_array();
 			for (uint32_t i = 0; v && i < cfg.n_hidden; i++)

@@ -6,6 +6,8 @@
  * fsync the directory); nothing is written when either check fails.
  */
 #include <errno.h>
+#include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,7 +61,8 @@ int cmd_eval(struct cli *cli)
 	const char *split;
 	int64_t epoch = 0;
 	long long e, count;
-	double loss, acc, macro;
+	double loss = NAN, acc = NAN, macro = NAN, mae = NAN, rmse = NAN;
+	bool has_acc, has_macro, has_mae;
 	int rc;
 
 	if (cli->set[O_SPLIT] && strcmp(cli->val[O_SPLIT], "val") != 0 &&
@@ -90,11 +93,15 @@ int cmd_eval(struct cli *cli)
 	if (rc != RC_OK)
 		return rc;
 	split = pstr(reply, "split");
-	if (!pnum(reply, "loss", &loss))
+	/* acc, macro_acc: null where the job's task has none; mae, rmse: a regression's */
+	has_acc = pnum(reply, "acc", &acc);
+	has_macro = pnum(reply, "macro_acc", &macro);
+	has_mae = pnum(reply, "mae", &mae) && pnum(reply, "rmse", &rmse);
+	if (!pnum(reply, "loss", &loss) && !json_is_null(json_object_get(reply, "loss")))
 		rc = malformed("Eval", "loss");
-	else if (!pnum(reply, "acc", &acc))
+	else if (!has_acc && !json_is_null(json_object_get(reply, "acc")))
 		rc = malformed("Eval", "acc");
-	else if (!pnum(reply, "macro_acc", &macro))
+	else if (!has_macro && !json_is_null(json_object_get(reply, "macro_acc")))
 		rc = malformed("Eval", "macro_acc");
 	else if (!pint(reply, "count", &count))
 		rc = malformed("Eval", "count");
@@ -107,8 +114,14 @@ int cmd_eval(struct cli *cli)
 	else {
 		char *s = clean_dup(split);
 
-		printf("job %lld epoch %lld %s: loss %.4f acc %.4f macro_acc %.4f (%lld samples)\n",
-		       (long long)cli->job, e, s ? s : "?", loss, acc, macro, count);
+		printf("job %lld epoch %lld %s: loss %.4f", (long long)cli->job, e, s ? s : "?", loss);
+		if (has_acc)
+			printf(" acc %.4f", acc);
+		if (has_macro)
+			printf(" macro_acc %.4f", macro);
+		if (has_mae)
+			printf(" mae %.4f rmse %.4f", mae, rmse);
+		printf(" (%lld samples)\n", count);
 		free(s);
 		if (cli->set[O_PER_CLASS])
 			rc = print_per_class(json_object_get(reply, "per_class"));

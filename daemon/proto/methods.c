@@ -364,6 +364,8 @@ static const char *frozen_key_changed(const struct train_config *a, const struct
 		return "train_size";
 	if (a->rng != b->rng)
 		return "rng";
+	if (a->loss != b->loss)
+		return "loss";
 	return NULL;
 }
 
@@ -542,7 +544,7 @@ static void work_start_check(uv_work_t *req)
 			bg_fail(b, rc == -EINVAL ? PROTO_INVALID_PARAMETER : PROTO_STORAGE_ERROR, rc);
 		}
 		sp->steps_per_epoch = jobs_steps_per_epoch(&sp->cfg, sp->ds->train.count);
-		sp->params = trainer_count_params(&sp->cfg, trainer_input_shape(sp->ds), sp->ds->classes);
+		sp->params = trainer_count_params(&sp->cfg, trainer_input_shape(sp->ds), dataset_outputs(sp->ds));
 		return;
 	}
 	{
@@ -686,15 +688,22 @@ static void work_eval(uv_work_t *req)
 		bg_fail(b, PROTO_CHECKPOINT_ERROR, rc);
 		goto out;
 	}
-	b->result = json_pack("{s:f,s:f,s:f,s:I,s:I,s:I,s:s}", "loss", m.loss, "acc", m.acc,
-			      "macro_acc", m.macro_acc, "count", (json_int_t)m.count, "epoch",
-			      (json_int_t)ck.epoch, "step", (json_int_t)ck.step, "split",
-			      b->split == EVAL_TEST ? "test" : "val");
+	/* acc and macro_acc: null where the task has none (regression;
+	 * multi-label's macro); mae and rmse: a regression's */
+	b->result = json_pack("{s:o,s:o,s:o,s:I,s:I,s:I,s:s,s:s}", "loss", real_or_null(m.loss), "acc",
+			      real_or_null(m.acc), "macro_acc", real_or_null(m.macro_acc), "count",
+			      (json_int_t)m.count, "epoch", (json_int_t)ck.epoch, "step", (json_int_t)ck.step,
+			      "split", b->split == EVAL_TEST ? "test" : "val", "task",
+			      loss_task_name(t->task));
+	if (b->result && t->task == TASK_REGRESSION) {
+		json_object_set_new(b->result, "mae", real_or_null(m.mae));
+		json_object_set_new(b->result, "rmse", real_or_null(m.rmse));
+	}
 	if (sums && b->result) {
 		/* One row per class of the dataset, named when it has names. */
 		json_t *rows = json_array();
 
-		for (uint32_t k = 0; rows && k < t->model.classes; k++) {
+		for (uint32_t k = 0; rows && t->task != TASK_REGRESSION && k < t->model.classes; k++) {
 			json_t *r = json_pack("{s:I,s:I,s:I,s:I}", "class", (json_int_t)k, "count",
 					      (json_int_t)sums->total[k], "correct",
 					      (json_int_t)sums->correct[k], "predicted",
@@ -702,6 +711,8 @@ static void work_eval(uv_work_t *req)
 
 			if (r && ds->class_names)
 				json_object_set_new(r, "name", json_string(ds->class_names[k]));
+			else if (r && ds->target_names)   /* multi-label: the label's name */
+				json_object_set_new(r, "name", json_string(ds->target_names[k]));
 			if (r && sums->total[k])
 				json_object_set_new(r, "acc", json_real((double)sums->correct[k] /
 									(double)sums->total[k]));
@@ -1135,6 +1146,10 @@ static void work_predict(uv_work_t *req)
 	bool have_net = false;
 	json_t *preds = NULL;
 	uint64_t images = 0;
+	enum loss_task task = loss_task_of(b->cfg.loss);
+	struct augment aug;            /* the job's: its normalize applies */
+	struct augment_data augd;
+	struct predict_scaling sc;
 	int rc;
 
 	memset(&ck, 0, sizeof(ck));
@@ -1151,12 +1166,6 @@ static void work_predict(uv_work_t *req)
 		goto out;
 	}
 	have_net = true;
-	if (net.input.c != 1) {
-		tr_err_set(&b->err, -EINVAL, "the model takes %u channels; predict reads grey images only",
-			   net.input.c);
-		bg_fail(b, PROTO_CHECKPOINT_ERROR, -EINVAL);
-		goto out;
-	}
 	/* Its dataset's class names and normalisation: as its training saw them. */
 	rc = dscache_get(b->d->dsc, b->cfg.dataset, NULL, &ds, &b->err);
 	if (rc < 0) {
@@ -1165,17 +1174,37 @@ static void work_predict(uv_work_t *req)
 		bg_fail(b, PROTO_DATASET_ERROR, rc);
 		goto out;
 	}
+	if (augment_parse(&aug, b->cfg.augment, &b->err) < 0) {
+		bg_fail(b, PROTO_CHECKPOINT_ERROR, -EINVAL);
+		goto out;
+	}
+	augd = (struct augment_data){ ds->channels, ds->height, ds->width, ds->normalize ? ds->mean : NULL,
+				      ds->normalize ? ds->std : NULL };
+	sc = (struct predict_scaling){ .torch_scale = b->cfg.rng == RNG_TORCH,
+				       .mean = ds->normalize ? ds->mean : NULL,
+				       .std = ds->normalize ? ds->std : NULL,
+				       .nhwc = ds->layout == DS_NHWC, .channels = ds->channels,
+				       .hw = ds->height * ds->width, .aug = &aug, .augd = &augd };
 	preds = json_array();
 	for (size_t i = 0; i < b->nfds && rc == 0; i++) {
 		struct predict_images im = { 0 };
 		uint8_t *buf = NULL;
 		double *probs = NULL;
-		size_t len = 0;
+		size_t len = 0, nl = strlen(b->fnames[i]);
+		bool rows = nl > 4 && strcmp(b->fnames[i] + nl - 4, ".csv") == 0;
 
 		snprintf(b->file, sizeof(b->file), "%s", b->fnames[i]);
 		rc = read_fd(b->fds[i], b->fnames[i], &buf, &len, &b->err);
-		if (rc == 0)
+		if (rc == 0 && !rows && net.input.c != 1) {
+			rc = tr_err_set(&b->err, -EINVAL, "file %s: the model takes %u channels; predict reads "
+					"grey images (or its dataset's rows from a .csv file)", b->fnames[i],
+					net.input.c);
+		} else if (rc == 0 && rows) {
+			rc = predict_decode_rows(buf, len, b->fnames[i], (uint32_t)net.in_size,
+						 ds->dtype == DS_F32, &im, &b->err);
+		} else if (rc == 0) {
 			rc = predict_decode(buf, len, b->fnames[i], &im, &b->err);
+		}
 		free(buf);
 		if (rc == 0 && (images += im.count) > PREDICT_MAX_IMAGES)
 			rc = tr_err_set(&b->err, -EINVAL, "more than %u images in one call", PREDICT_MAX_IMAGES);
@@ -1186,10 +1215,9 @@ static void work_predict(uv_work_t *req)
 		}
 		snprintf(b->size, sizeof(b->size), "%ux%u", im.w, im.h);
 		snprintf(b->expected, sizeof(b->expected), "%ux%u", net.input.w, net.input.h);
-		rc = predict_fit(&im, net.input.h, net.input.w, b->replace, b->fnames[i], &b->err);
+		rc = rows ? 0 : predict_fit(&im, net.input.h, net.input.w, b->replace, b->fnames[i], &b->err);
 		if (rc == 0)
-			rc = predict_run(&net, &im, b->cfg.rng == RNG_TORCH, ds->normalize ? ds->mean : NULL,
-					 ds->normalize ? ds->std : NULL, &probs, &b->err);
+			rc = predict_run(&net, &im, &sc, task, &probs, &b->err);
 		if (rc < 0) {
 			bg_fail(b, rc == -ERANGE ? PROTO_IMAGE_SIZE_MISMATCH
 				   : rc == -ENOMEM ? PROTO_STORAGE_ERROR : PROTO_IMAGE_ERROR, rc);
@@ -1200,9 +1228,28 @@ static void work_predict(uv_work_t *req)
 			const double *p = probs + (size_t)k * net.classes;
 			bool used[DATASET_MAX_CLASSES] = { false };
 			char num[16];
-			json_t *top = json_array();
+			json_t *top;
 			int best = 0;
 
+			if (task != TASK_CLASSIFICATION) {
+				/* regression: the outputs; multi-label: each label's probability
+				 * and the labels above 0.5 */
+				json_t *vals = json_array(), *labels = json_array(), *o;
+
+				for (uint32_t c = 0; c < net.classes; c++) {
+					json_array_append_new(vals, json_real(p[c]));
+					if (task == TASK_MULTILABEL && p[c] > 0.5)
+						json_array_append_new(labels, json_integer(c));
+				}
+				o = json_pack("{s:s,s:I,s:o}", "file", b->fnames[i], "index", (json_int_t)k, "values", vals);
+				if (o && task == TASK_MULTILABEL)
+					json_object_set_new(o, "labels", labels);
+				else
+					json_decref(labels);
+				json_array_append_new(preds, o);
+				continue;
+			}
+			top = json_array();
 			for (int64_t t = 0; t < b->top && t < (int64_t)net.classes; t++) {
 				int m = -1;
 

@@ -68,7 +68,7 @@ json_t *job_to_json(struct job *j)
 		return json_object();
 	if (eta_known)
 		json_object_set_new(o, "eta_seconds", json_real(eta));
-	if (j->has_val_acc)
+	if (j->has_val_acc && isfinite(j->last_val_acc))
 		json_object_set_new(o, "val_acc", json_real(j->last_val_acc));
 	if (j->newest.valid)
 		json_object_set_new(o, "checkpoint", checkpoint_json(&j->newest));
@@ -135,19 +135,31 @@ json_t *watch_json(struct job *j, const struct job_progress *p)
 	return o;
 }
 
+/* A number, or null for NaN (a metric the job's task does not have). */
+json_t *real_or_null(double v)
+{
+	return isfinite(v) ? json_real(v) : json_null();
+}
+
 json_t *history_row_json(const struct history_row *r)
 {
-	json_t *o = json_pack("{s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:s}", "epoch", (json_int_t)r->epoch,
-			      "train_loss", r->train_loss, "train_acc", r->train_acc, "train_macro_acc",
-			      r->train_macro_acc, "val_loss", r->val_loss, "val_acc", r->val_acc,
-			      "val_macro_acc", r->val_macro_acc, "seconds", r->seconds, "note", r->note);
+	json_t *o = json_pack("{s:I,s:o,s:o,s:o,s:o,s:o,s:o,s:f,s:s}", "epoch", (json_int_t)r->epoch,
+			      "train_loss", real_or_null(r->train_loss), "train_acc", real_or_null(r->train_acc),
+			      "train_macro_acc", real_or_null(r->train_macro_acc), "val_loss",
+			      real_or_null(r->val_loss), "val_acc", real_or_null(r->val_acc), "val_macro_acc",
+			      real_or_null(r->val_macro_acc), "seconds", r->seconds, "note", r->note);
 
 	/* lr: null for rows stored before schedules (their rate was the
-	 * config's lr); grad_norm: null unless the job clips. */
+	 * config's lr); grad_norm: null unless the job clips; val_mae and
+	 * val_rmse: a regression's only. */
 	if (o && !isnan(r->lr))
 		json_object_set_new(o, "lr", json_real(r->lr));
 	if (o && !isnan(r->grad_norm))
 		json_object_set_new(o, "grad_norm", json_real(r->grad_norm));
+	if (o && !isnan(r->val_mae))
+		json_object_set_new(o, "val_mae", json_real(r->val_mae));
+	if (o && !isnan(r->val_rmse))
+		json_object_set_new(o, "val_rmse", json_real(r->val_rmse));
 	return o;
 }
 
@@ -176,6 +188,20 @@ json_t *dataset_json(const char *name, const struct dataset *ds, const char *dig
 	json_object_set_new(o, "test", json_integer(ds->test.count));
 	json_object_set_new(o, "shape", json_pack("[i,i,i]", (int)ds->channels, (int)ds->height, (int)ds->width));
 	json_object_set_new(o, "classes", json_integer(ds->classes));
+	/* "classes", or float targets ("values", "binary": all 0/1) with their count */
+	json_object_set_new(o, "targets", json_string(ds->target == DS_TARGET_CLASS ? "classes"
+						      : ds->targets_binary ? "binary" : "values"));
+	if (ds->target == DS_TARGET_VALUES) {
+		json_object_set_new(o, "target_width", json_integer(ds->target_width));
+		if (ds->target_names) {
+			json_t *names = json_array();
+
+			for (uint32_t c = 0; names && c < ds->target_width; c++)
+				json_array_append_new(names, json_string(ds->target_names[c]));
+			if (names)
+				json_object_set_new(o, "target_names", names);
+		}
+	}
 	json_object_set_new(o, "dtype", json_string(ds->dtype == DS_F32 ? "float32" : "uint8"));
 	if (ds->class_names) {
 		json_t *names = json_array();

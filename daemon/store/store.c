@@ -125,7 +125,7 @@ struct store {
 	"id, job_id, epoch, step, kind, val_loss, size, checksum, created_at, score"
 #define HISTORY_COLUMNS \
 	"epoch, train_loss, train_acc, train_macro_acc, val_loss, val_acc, val_macro_acc, " \
-	"seconds, note, lr, grad_norm"
+	"seconds, note, lr, grad_norm, val_mae, val_rmse"
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -1271,6 +1271,10 @@ static int job_score(struct store *s, int64_t job, const struct history_row *row
 			*score = -row->val_acc;
 		else if (m && strcmp((const char *)m, "val_macro_acc") == 0)
 			*score = -row->val_macro_acc;
+		else if (m && strcmp((const char *)m, "val_mae") == 0)
+			*score = row->val_mae;
+		else if (m && strcmp((const char *)m, "val_rmse") == 0)
+			*score = row->val_rmse;
 		else
 			*score = row->val_loss;
 		rc = 0;
@@ -1357,7 +1361,7 @@ static int insert_history(struct store *s, int64_t job, const struct history_row
 {
 	static const char sql[] =
 		"INSERT INTO history (job_id, " HISTORY_COLUMNS ", created_at) "
-		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
 	const double reals[] = { row->train_loss, row->train_acc, row->train_macro_acc,
 				 row->val_loss,   row->val_acc,   row->val_macro_acc,
 				 row->seconds };
@@ -1380,7 +1384,11 @@ static int insert_history(struct store *s, int64_t job, const struct history_row
 	if (rc == SQLITE_OK)
 		rc = bind_real(st, 12, row->grad_norm);
 	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 13, now_unix());
+		rc = bind_real(st, 13, row->val_mae);
+	if (rc == SQLITE_OK)
+		rc = bind_real(st, 14, row->val_rmse);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 15, now_unix());
 	if (rc != SQLITE_OK) {
 		rc = db_fail(s, rc, err, ctx);
 		goto out;
@@ -1813,6 +1821,8 @@ int store_history(struct store *s, int64_t job, struct history_row **rows, size_
 		snprintf(r->note, sizeof(r->note), "%s", note ? (const char *)note : "");
 		r->lr = column_real(st, 9);
 		r->grad_norm = column_real(st, 10);
+		r->val_mae = column_real(st, 11);
+		r->val_rmse = column_real(st, 12);
 		rc = 0;
 	}
 	sqlite3_finalize(st);

@@ -485,11 +485,10 @@ static int split_load(struct dataset *ds, struct ds_split *set, bool first, cons
 	if (rc == 0) {
 		char detail[96];
 
-		/* read as they are, then kept as one byte each */
+		/* read as they are; what the split keeps of them (a byte a label,
+		 * float32 targets) is no more */
 		snprintf(detail, sizeof(detail), "its %u labels", shape.count);
-		rc = ds_budget_charge(m, payload, false, t.what, detail, err);
-		if (rc == 0)
-			rc = ds_budget_charge(m, shape.count, true, t.what, detail, err);
+		rc = ds_budget_charge(m, payload, true, t.what, detail, err);
 	}
 	if (rc == 0)
 		rc = read_payload(&t, &lab, payload, err);

@@ -85,13 +85,35 @@ static void test_history_csv(void **state)
 		     "  \"note\": \"lr 1e-3, \\\"warm\\\" start\"},"
 		     " {\"epoch\": 2, \"train_loss\": 0.30000000000000004, \"train_acc\": 1, \"val_loss\": 0.1,"
 		     "  \"val_acc\": 0.96, \"val_macro_acc\": 0.955, \"seconds\": 3, \"note\": \"resumed\"},"
-		     " {\"epoch\": 3, \"note\": \"two\\nlines\", \"lr\": 0.0001, \"grad_norm\": 2.5}]");
-	/* lr and grad_norm come after the older columns, which keep their places */
+		     " {\"epoch\": 3, \"note\": \"two\\nlines\", \"lr\": 0.0001, \"grad_norm\": 2.5},"
+		     " {\"epoch\": 4, \"train_loss\": 2.5, \"train_acc\": null, \"val_loss\": 3.5, \"val_acc\": null,"
+		     "  \"seconds\": 1, \"note\": \"\", \"val_mae\": 1.25, \"val_rmse\": 1.875}]");
+	/* lr and grad_norm come after the older columns, which keep their
+	 * places, then a regression's val_mae and val_rmse; null is empty */
 	assert_string_equal(s,
-		"epoch,train_loss,train_acc,train_macro_acc,val_loss,val_acc,val_macro_acc,seconds,note,lr,grad_norm\n"
-		"1,0.5,0.9,0.89,0.25,0.95,0.94,12.5,\"lr 1e-3, \"\"warm\"\" start\",,\n"
-		"2,0.30000000000000004,1,,0.1,0.96,0.955,3,resumed,,\n"
-		"3,,,,,,,,\"two\nlines\",0.0001,2.5\n");
+		"epoch,train_loss,train_acc,train_macro_acc,val_loss,val_acc,val_macro_acc,seconds,note,lr,grad_norm,"
+		"val_mae,val_rmse\n"
+		"1,0.5,0.9,0.89,0.25,0.95,0.94,12.5,\"lr 1e-3, \"\"warm\"\" start\",,,,\n"
+		"2,0.30000000000000004,1,,0.1,0.96,0.955,3,resumed,,,,\n"
+		"3,,,,,,,,\"two\nlines\",0.0001,2.5,,\n"
+		"4,2.5,,,3.5,,,1,,,,1.25,1.875\n");
+	free(s);
+
+	/* the table leaves out the metrics the task has none of: a
+	 * regression's accuracies; a classification's val_mae and val_rmse */
+	s = rendered(render_history_table,
+		     "[{\"epoch\": 1, \"train_loss\": 2.5, \"train_acc\": null, \"train_macro_acc\": null,"
+		     "  \"val_loss\": 3.5, \"val_acc\": null, \"val_macro_acc\": null, \"seconds\": 1,"
+		     "  \"note\": \"\", \"lr\": 0.01, \"val_mae\": 1.25, \"val_rmse\": 1.875}]");
+	assert_string_equal(s,
+		"epoch  train_loss  val_loss  val_mae  val_rmse  seconds    lr  grad_norm  note\n"
+		"    1      2.5000    3.5000   1.2500    1.8750     1.00  0.01          -\n");
+	free(s);
+	s = rendered(render_history_table,
+		     "[{\"epoch\": 1, \"train_loss\": 0.5, \"train_acc\": 0.9, \"train_macro_acc\": 0.89,"
+		     "  \"val_loss\": 0.25, \"val_acc\": 0.95, \"val_macro_acc\": 0.94, \"seconds\": 2, \"note\": \"x\"}]");
+	assert_non_null(strstr(s, "epoch  train_loss  train_acc  train_macro_acc  val_loss  val_acc  val_macro_acc  seconds"));
+	assert_null(strstr(s, "val_mae"));
 	free(s);
 }
 

@@ -10,7 +10,8 @@
 //   TRAIND_WEB_STEP   what to do: "live" (table, job page, curve growth,
 //                     pause) or "refused" (a page whose cookie is gone
 //                     presses resume) or "compare" (the compare view) or
-//                     "start" (the start form)
+//                     "start" (the start form) or "regression" (a
+//                     regression job's page and compare view)
 // Prints one JSON object with what it saw on its last line (also on an
 // error, with "error" set, and exits non-zero).
 'use strict';
@@ -86,6 +87,25 @@ async function compare(page, out) {
 
 const out = {};
 
+// A regression job's page: the metric chart is the validation MAE and RMSE,
+// the history table has the task's columns.
+async function regression(page, out) {
+  await page.goto(URL + '/jobs/' + JOB + '?token=' + TOKEN);
+  await page.goto(URL + '/jobs/' + JOB);
+  await page.waitForFunction(() => window.traindCharts.acc && window.traindCharts.acc.data[0].length >= 1,
+    null, { timeout: 30000 });
+  out.metric_title = await page.textContent('#metric-title');
+  out.metric_series = await page.evaluate(() => window.traindCharts.acc.series.map(s => s.label));
+  out.rmse_series = await page.evaluate(() => window.traindCharts.acc.data[2]);
+  out.history_head = await page.textContent('#history thead');
+  await page.goto(URL + '/compare?jobs=' + JOB + '&metric=val_rmse');
+  await page.waitForFunction(() => window.traindCharts.compare, null, { timeout: 30000 });
+  out.compare_rmse = await page.evaluate(() => window.traindCharts.compare.data[1]);
+  await page.goto(URL + '/jobs/' + JOB);
+  await page.waitForFunction(() => window.traindCharts.acc, null, { timeout: 30000 });
+  await shot(page, 'regression');
+}
+
 async function start(page, out) {
   await page.goto(URL + '/?token=' + TOKEN);
   await page.fill('#start input[name=name]', 'from-form');
@@ -113,6 +133,7 @@ async function start(page, out) {
     else if (STEP === 'refused') await refused(page, out);
     else if (STEP === 'compare') await compare(page, out);
     else if (STEP === 'start') await start(page, out);
+    else if (STEP === 'regression') await regression(page, out);
     out.page_errors = errors;
   } finally {
     await browser.close();

@@ -449,9 +449,41 @@ def metrics(d, web, job):
         web2.stop()
 
 
+def regression(d, web):
+    """A regression job (diabetes from scripts/sklearn-data): its page charts
+    the validation MAE and RMSE and its history table has those columns, the
+    compare view offers val_rmse, Prometheus has traind_job_val_rmse."""
+    job = d.start_job("--dataset", "diabetes", "--loss", "mse", "--val-size", "88", "--hidden", "16",
+                      "--epochs", "3", "--batch-size", "32", "--lr", "0.01")
+    check(d.wait(job, "--state", "done")[0] == 0, "the regression job finishes")
+    hist = d.history(job)
+    out = browser(web, job, "regression")
+    check(out.get("metric_title") == "Validation error by epoch" and
+          out.get("metric_series", [])[1:] == ["val MAE", "val RMSE"],
+          "the job page charts val MAE and RMSE (%s %s)" % (out.get("metric_title"), out.get("metric_series")))
+    rmse = out.get("rmse_series") or []
+    check(len(rmse) == 3 and abs(rmse[-1] - hist[-1]["val_rmse"]) < 1e-9, "the chart's RMSE is the history's")
+    head = out.get("history_head", "")
+    check("val RMSE" in head and "val MAE" in head and "acc" not in head,
+          "the history table has the task's columns (%s)" % head)
+    cmp_ = out.get("compare_rmse") or []
+    check(len(cmp_) == 3 and abs(cmp_[-1] - hist[-1]["val_rmse"]) < 1e-9, "compare --metric val_rmse")
+    st, h, body = web.request("GET", "/metrics")
+    line = [ln for ln in body.decode().splitlines() if ln.startswith("traind_job_val_rmse{") and
+            'job="%d"' % job in ln]
+    check(len(line) == 1 and abs(float(line[0].split()[-1]) - hist[-1]["val_rmse"]) < 1e-6 * hist[-1]["val_rmse"],
+          "Prometheus: traind_job_val_rmse of the job (%s)" % line)
+
+
 def main():
     os.makedirs(SHOTS, exist_ok=True)
-    d = harness.Daemon().start()
+    # a copy of MNIST (a link out of the data directory is refused) and a
+    # regression set of the test's own
+    data = tempfile.mkdtemp(prefix="traind-web-data-")
+    shutil.copytree(os.path.join(harness.DATA, "mnist"), os.path.join(data, "mnist"))
+    subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "sklearn-data"),
+                    "--only", "diabetes", data], check=True, capture_output=True)
+    d = harness.Daemon(data_dir=data).start()
     web = Web(d)
     # Long enough to still be training when the browser presses pause (the
     # test kills it at the end): 30 epochs were done before Chromium got there.
@@ -515,6 +547,7 @@ def main():
     check(st.get("name") == "from-form" and st.get("epochs") == 1 and st["config"].get("train_size") == 500,
           "the start form started job %s with its settings in traind" % out.get("started"))
 
+    regression(d, web)
     check(web.alive(), "traind-web is up at the end")
     rc = web.stop()
     check(rc == 0, "traind-web exits 0 on SIGTERM (got %s)" % rc)
@@ -523,6 +556,7 @@ def main():
     check("Assertion" not in log and not harness.sanitizer_reports(log),
           "traind-web's log has no assertion or sanitizer report: %s" % harness.sanitizer_reports(log)[:3])
     print("screenshots in", SHOTS, sorted(os.listdir(SHOTS)), flush=True)
+    shutil.rmtree(data, ignore_errors=True)
 
 
 if __name__ == "__main__":

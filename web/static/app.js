@@ -198,12 +198,34 @@ const jobPage = {
   id: null, epoch: -1, steps: [[], []], events: null, state: null, lastLoss: null,
 };
 
-function drawEpochCharts(rows) {
+// The job's task, from its loss (config key "loss"): its metrics follow it.
+function taskOf(job) {
+  const loss = job.config.loss || 'cross_entropy';
+  if (loss === 'cross_entropy') return 'classification';
+  return loss === 'bce_with_logits' ? 'multi-label' : 'regression';
+}
+
+// The history table's columns for a task: [heading, key, digits].
+function historyColumns(task) {
+  const metrics = task === 'regression'
+    ? [['val MAE', 'val_mae', 4], ['val RMSE', 'val_rmse', 4]]
+    : [['train acc', 'train_acc', 4], ['val acc', 'val_acc', 4]];
+  return [['train loss', 'train_loss', 4], ['val loss', 'val_loss', 4]].concat(metrics);
+}
+
+function drawEpochCharts(rows, task) {
   const x = rows.map(r => r.epoch);
   chart('loss', $('#chart-loss'), 'loss', ['epoch', 'train loss', 'val loss'],
     [x, rows.map(r => r.train_loss), rows.map(r => r.val_loss)]);
-  chart('acc', $('#chart-acc'), 'accuracy', ['epoch', 'train acc', 'val acc'],
-    [x, rows.map(r => r.train_acc), rows.map(r => r.val_acc)]);
+  if (task === 'regression') {
+    $('#metric-title').textContent = 'Validation error by epoch';
+    chart('acc', $('#chart-acc'), 'error', ['epoch', 'val MAE', 'val RMSE'],
+      [x, rows.map(r => r.val_mae), rows.map(r => r.val_rmse)]);
+  } else {
+    $('#metric-title').textContent = task === 'multi-label' ? 'Per-label accuracy by epoch' : 'Accuracy by epoch';
+    chart('acc', $('#chart-acc'), 'accuracy', ['epoch', 'train acc', 'val acc'],
+      [x, rows.map(r => r.train_acc), rows.map(r => r.val_acc)]);
+  }
   if (rows.some(r => typeof r.lr === 'number')) {
     $('#lr-box').hidden = false;
     chart('lr', $('#chart-lr'), 'learning rate', ['epoch', 'lr'], [x, rows.map(r => r.lr)]);
@@ -237,10 +259,12 @@ async function refreshJob() {
   if (job.committed_epoch !== jobPage.epoch) {
     jobPage.epoch = job.committed_epoch;
     const [h, c] = await Promise.all([api('/api/jobs/' + id + '/history'), api('/api/jobs/' + id + '/checkpoints')]);
-    drawEpochCharts(h.rows);
+    const task = taskOf(job), cols = historyColumns(task);
+    drawEpochCharts(h.rows, task);
+    $('#history thead').replaceChildren(el('tr', {}, el('th', {}, 'epoch'), ...cols.map(c => el('th', {}, c[0])),
+      el('th', {}, 'lr'), el('th', {}, 'seconds'), el('th', {}, 'note')));
     $('#history tbody').replaceChildren(...h.rows.map(r => el('tr', {},
-      el('td', {}, r.epoch), el('td', { class: 'num' }, fmt(r.train_loss)), el('td', { class: 'num' }, fmt(r.train_acc)),
-      el('td', { class: 'num' }, fmt(r.val_loss)), el('td', { class: 'num' }, fmt(r.val_acc)),
+      el('td', {}, r.epoch), ...cols.map(c => el('td', { class: 'num' }, fmt(r[c[1]], c[2]))),
       el('td', { class: 'num' }, fmt(r.lr, 6)), el('td', { class: 'num' }, fmt(r.seconds, 1)), el('td', {}, r.note))));
     $('#checkpoints tbody').replaceChildren(...c.checkpoints.map(k => el('tr', {},
       el('td', {}, k.epoch), el('td', {}, k.step), el('td', {}, k.kind), el('td', { class: 'num' }, k.size),
