@@ -302,6 +302,8 @@ def main():
         print("---- traind-web's log ----\n" + web.read_log()[-4000:])
     check(web.alive() and uweb.alive(), "traind-web is up at the end")
     check(web.stop() == 0 and uweb.stop() == 0, "traind-web exits 0 on SIGTERM")
+    reports = harness.sanitizer_reports(web.read_log() + uweb.read_log())
+    check(not reports, "traind-web's logs have no sanitizer report: %s" % reports[:3])
     d.ctl("kill", job)
 
 
