@@ -489,7 +489,10 @@ def main():
     phase_slowloris(d, pr, 200 * scale)
     phase_fdclose(d, pr)
     phase_fdflood(d, pr, 627, base_fds)
-    phase_calls(d, pr, 300, bg)
+    if root:
+        phase_calls(d, pr, 300, bg)
+    else:
+        print("SKIP: calls: the prober would share the attacker's calls in flight (not root)")
     phase_idle(d, pr, 4200 if not args.long else 12000)
     phase_emfile(d, pr)
     pr.phase = "after"
