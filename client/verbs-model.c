@@ -1,6 +1,10 @@
 /*
  * verbs-model.c - the verbs that use a job's model: eval, export.
  *
+ * An export is safetensors whatever the file's name; a name PyTorch users
+ * give pickles (.pt, .pth, .pkl, .ckpt) gets a warning on stderr (and the
+ * file is written: scripts that name it so keep working).
+ *
  * `export -o` verifies the size and SHA-256 of what the daemon sent, then
  * writes it atomically (temp file in the target's directory, fsync, rename,
  * fsync the directory); nothing is written when either check fails.
@@ -130,6 +134,21 @@ int cmd_eval(struct cli *cli)
 	return rc;
 }
 
+/* Whether `path` has a name PyTorch users give torch.save's pickles. */
+static bool pickle_name(const char *path)
+{
+	static const char *const exts[] = { ".pt", ".pth", ".pkl", ".ckpt" };
+	size_t len = strlen(path);
+
+	for (size_t i = 0; i < sizeof(exts) / sizeof(exts[0]); i++) {
+		size_t el = strlen(exts[i]);
+
+		if (len > el && strcasecmp(path + len - el, exts[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
 int cmd_export(struct cli *cli)
 {
 	struct tr_err err = { 0 };
@@ -202,6 +221,17 @@ int cmd_export(struct cli *cli)
 		rc = failf(RC_ERROR, "export: checksum mismatch: received data has sha256 %s, traind announced %.*s; nothing written",
 			   hex, tr_utf8_cut(sum, 80), sum);
 		goto out;
+	}
+	/* Written all the same (scripts that name it so keep working), but
+	 * said: torch.load cannot read safetensors under any name. */
+	if (pickle_name(cli->val[O_OUTPUT])) {
+		char *f = clean_dup(cli->val[O_OUTPUT]);
+
+		fflush(stdout);
+		fprintf(stderr, "trainctl: warning: %s will hold safetensors, not a PyTorch pickle: torch.load "
+				"cannot read it; load it with traind.torch.load() (or safetensors.torch.load_file), "
+				"or name it .safetensors\n", f ? f : "?");
+		free(f);
 	}
 	if (file_write_atomic(cli->val[O_OUTPUT], bytes, len, &err) < 0) {
 		rc = failf(err.code == -EISDIR ? RC_USAGE : RC_ERROR, "%s%s",

@@ -49,6 +49,7 @@ int daemon_new(struct daemon **out, const struct daemon_config *cfg, struct tr_e
 	d->on_drained = drained;
 	d->user_drained = cfg->on_drained;
 	d->on_change = cfg->on_change;
+	d->on_run_end = cfg->on_run_end;
 	d->mpi_launcher = strdup(cfg->mpi_launcher ? cfg->mpi_launcher : "mpirun");
 	for (unsigned i = 0; i < cfg->n_mpi_args && i < DAEMON_MPI_ARGS_MAX; i++)
 		if ((d->mpi_args[d->n_mpi_args] = strdup(cfg->mpi_args[i])))

@@ -89,6 +89,8 @@ static void commit_state(struct job *j, uint32_t seq, enum job_state st, char *e
 	free(j->state_error);
 	j->state_error = error;
 	j->updated = now_unix();
+	if (st == JOB_RUNNING && !j->started)
+		j->started = j->updated;   /* as the store recorded it */
 }
 
 static void state_write_cancel(void *arg)
@@ -236,6 +238,8 @@ static void finalize(struct job *j)
 	enum job_state st = (enum job_state)j->exit_outcome;
 
 	j->finalize_pending = false;
+	if (d->on_run_end)
+		d->on_run_end(d, j);   /* ahead of the state it ended in (the step series) */
 	if (j->commit_failed && st != JOB_FAILED && st != JOB_RUNNING)
 		st = JOB_FAILED;
 	if (st == JOB_RUNNING) {
@@ -679,6 +683,7 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 		j->keep = r->keep;
 		j->created = r->created_at;
 		j->updated = r->updated_at;
+		j->started = r->started_at;
 		j->committed_epoch = r->epoch;
 		j->origin = r->origin ? strdup(r->origin) : NULL;
 		j->state = r->state;

@@ -537,6 +537,16 @@ static void work_start_check(uv_work_t *req)
 		bg_fail(b, PROTO_DATASET_ERROR, rc);
 		return;
 	}
+	/* val_size not given, on a training file too small for the lesson's
+	 * 10000 (none left to train on, or less than a batch): a sixth of the
+	 * file instead, MNIST's own ratio. It is recorded with the job like any
+	 * setting; a job that would have trained with 10000 still does. */
+	if (!json_object_get(b->config_in, "val_size")) {
+		uint32_t count = sp->ds->train.count;
+
+		if (sp->cfg.val_size >= count || count - sp->cfg.val_size < sp->cfg.batch_size)
+			sp->cfg.val_size = count / 6 > 0 ? count / 6 : 1;
+	}
 	if (!b->init_b64) {
 		rc = trainer_check_config(&sp->cfg, sp->ds, &b->err);
 		if (rc < 0) {
@@ -606,6 +616,24 @@ static void work_history(uv_work_t *req)
 	b->result = json_pack("{s:o}", "rows", a);
 out:
 	free(rows);
+	store_close(s);
+}
+
+static void work_steps(uv_work_t *req)
+{
+	struct bg *b = req->data;
+	struct store *s = NULL;
+	struct store_step *pts = NULL;
+	size_t n = 0;
+
+	if (store_open(&s, b->d->db_path, true, &b->err) < 0 ||
+	    store_steps(s, b->id, &pts, &n, &b->err) < 0) {
+		bg_fail(b, PROTO_STORAGE_ERROR, -EIO);
+		goto out;
+	}
+	b->result = steps_json((uint32_t)b->epoch, pts, n);
+out:
+	free(pts);
 	store_close(s);
 }
 
@@ -1599,6 +1627,22 @@ static void m_history(struct daemon *d, struct call *c)
 	bg_queue(b, work_history, bg_after);
 }
 
+/* Steps: the step series (daemon/jobs/stepseries.h), read off the loop. */
+static void m_steps(struct daemon *d, struct call *c)
+{
+	static const char *const keys[] = { "id", NULL };
+	struct job_progress p;
+	struct job *j;
+	struct bg *b;
+
+	if (!only_keys(c, keys) || !(j = get_job(d, c)) || !(b = bg_new(d, c)))
+		return;
+	job_progress_get(j, &p);
+	b->id = j->id;
+	b->epoch = p.steps_per_epoch;   /* carried to the reply */
+	bg_queue(b, work_steps, bg_after);
+}
+
 static void m_checkpoints(struct daemon *d, struct call *c)
 {
 	static const char *const keys[] = { "id", NULL };
@@ -1815,6 +1859,7 @@ static const struct {
 	{ "io.traind.Status", m_status },
 	{ "io.traind.List", m_list },
 	{ "io.traind.History", m_history },
+	{ "io.traind.Steps", m_steps },
 	{ "io.traind.Checkpoints", m_checkpoints },
 	{ "io.traind.Wait", m_wait },
 	{ "io.traind.Eval", m_eval },

@@ -71,6 +71,7 @@
 #include <unistd.h>
 
 #include "daemon/core/log.h"
+#include "traind/jsonfmt.h"
 
 #define ACCEPT_BATCH 64           /* connections accepted per turn of the loop */
 #define ACCEPT_RETRY_MS 100       /* out of descriptors and no spare: wait this long */
@@ -430,7 +431,7 @@ static void send_json(struct conn *c, json_t *msg)
 		conn_close(c);
 		return;
 	}
-	text = json_dumps(msg, JSON_COMPACT | JSON_REAL_PRECISION(17));
+	text = jsonfmt_dumps(msg, JSON_COMPACT);   /* shortest exact reals: 0.9, not 0.90000000000000002 */
 	if (!text) {
 		conn_close(c);
 		return;

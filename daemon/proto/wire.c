@@ -111,6 +111,11 @@ json_t *job_to_json(struct job *j)
 		json_object_set_new(o, "error", json_string(j->error));
 	if (atomic_load(&j->kill_after) >= 1 && (j->state == JOB_RUNNING || j->state == JOB_QUEUED))
 		json_object_set_new(o, "kill_after", json_integer(atomic_load(&j->kill_after)));
+	if (j->started)
+		json_object_set_new(o, "started", json_integer((json_int_t)j->started));
+	/* A job that stopped by itself or was stopped for good: when. */
+	if (j->state == JOB_DONE || j->state == JOB_FAILED || j->state == JOB_KILLED)
+		json_object_set_new(o, "finished", json_integer((json_int_t)j->updated));
 	if (j->restarts)
 		json_object_set_new(o, "restarts", json_integer(j->restarts));
 	if (j->last_failure)
@@ -128,6 +133,8 @@ json_t *watch_json(struct job *j, const struct job_progress *p)
 			      (json_int_t)p->steps_per_epoch, "samples_per_second",
 			      j->state == JOB_RUNNING ? p->samples_per_second : 0.0);
 
+	if (o)
+		json_object_set_new(o, "committed_epoch", json_integer(j->committed_epoch));
 	if (o && p->has_loss)
 		json_object_set_new(o, "loss", json_real(p->loss));
 	if (o && eta_known)
@@ -161,6 +168,19 @@ json_t *history_row_json(const struct history_row *r)
 	if (o && !isnan(r->val_rmse))
 		json_object_set_new(o, "val_rmse", json_real(r->val_rmse));
 	return o;
+}
+
+json_t *steps_json(uint32_t steps_per_epoch, const struct store_step *pts, size_t n)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; a && i < n; i++)
+		if (json_array_append_new(a, json_pack("{s:I,s:I,s:f}", "epoch", (json_int_t)pts[i].epoch, "step",
+						       (json_int_t)pts[i].step, "loss", pts[i].loss))) {
+			json_decref(a);
+			a = NULL;
+		}
+	return a ? json_pack("{s:I,s:o}", "steps_per_epoch", (json_int_t)steps_per_epoch, "points", a) : NULL;
 }
 
 json_t *job_id_state_json(struct job *j)

@@ -40,6 +40,9 @@ json_t *real_or_null(double v);
  * a field struct dataset gains (format, channels, class names) goes here. */
 json_t *dataset_json(const char *name, const struct dataset *ds, const char *digest, uint64_t size,
 		     const char *error);
+/* Steps' reply: {"steps_per_epoch", "points": [{"epoch", "step", "loss"}...]}.
+ * Any thread: it reads only its arguments. */
+json_t *steps_json(uint32_t steps_per_epoch, const struct store_step *pts, size_t n);
 /* {"id": ..., "state": ...}: what Pause, Resume and Kill answer. */
 json_t *job_id_state_json(struct job *j);
 

@@ -258,11 +258,16 @@ func main() {
 	check(err == nil && len(rows) == 1 && rows[0].Epoch == 1, "History: %d row(s) (%v)", len(rows), err)
 	cks, err := iotraind.Checkpoints().Call(ctx, c, id)
 	check(err == nil && len(cks) >= 1, "Checkpoints: %d (%v)", len(cks), err)
-	loss, acc, _, count, epoch, _, split, none, err := iotraind.Eval().Call(ctx, c, id, nil, nil, nil, nil, nil)
-	check(err == nil && acc > 0.5 && acc <= 1 && count == 1000 && epoch == 1 && split == "val" && none == nil,
+	lossp, accp, _, count, epoch, _, split, none, task, mae, _, err := iotraind.Eval().Call(ctx, c, id, nil, nil, nil, nil, nil)
+	loss, acc := -1.0, -1.0
+	if lossp != nil && accp != nil {
+		loss, acc = *lossp, *accp
+	}
+	check(err == nil && acc > 0.5 && acc <= 1 && count == 1000 && epoch == 1 && split == "val" && none == nil &&
+		task != nil && *task == "classification" && mae == nil,
 		"Eval: loss %.3f acc %.3f on %d %s images of epoch %d (%v)", loss, acc, count, split, epoch, err)
 	perClass := true
-	_, _, _, _, _, _, _, classes, err := iotraind.Eval().Call(ctx, c, id, nil, nil, nil, &perClass, nil)
+	_, _, _, _, _, _, _, classes, _, _, _, err := iotraind.Eval().Call(ctx, c, id, nil, nil, nil, &perClass, nil)
 	total := int64(0)
 	if classes != nil {
 		for _, k := range *classes {
@@ -280,14 +285,17 @@ func main() {
 	if check(err == nil, "Watch sent with more (%v)", err) {
 		var state string
 		var flags uint64
+		var committed *int64
 		for n := 0; n < 100; n++ {
-			_, state, _, _, _, _, _, _, _, flags, err = recv(ctx)
+			_, state, _, _, _, _, _, _, _, committed, flags, err = recv(ctx)
 			if err != nil || flags&varlink.Continues == 0 {
 				break
 			}
 		}
 		check(err == nil && state == "done" && flags&varlink.Continues == 0,
 			"Watch of a done job: one last reply, state %s (%v)", state, err)
+		check(committed != nil && *committed == ep,
+			"Watch's committed_epoch is the job's committed epochs (%v)", committed)
 	}
 
 	// the same replies, raw, against the declared output
@@ -296,6 +304,7 @@ func main() {
 	expectReply(ctx, c, "io.traind.Status", map[string]interface{}{"id": id})
 	expectReply(ctx, c, "io.traind.History", map[string]interface{}{"id": id})
 	expectReply(ctx, c, "io.traind.Checkpoints", map[string]interface{}{"id": id})
+	expectReply(ctx, c, "io.traind.Steps", map[string]interface{}{"id": id})
 	expectReply(ctx, c, "io.traind.Eval", map[string]interface{}{"id": id})
 	expectReply(ctx, c, "io.traind.Export", map[string]interface{}{"id": id})
 	expectReply(ctx, c, "io.traind.Counters", nil)
