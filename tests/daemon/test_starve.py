@@ -57,6 +57,7 @@ MIB = 1 << 20
 LATENCY_P99 = 0.100          # seconds: the prober's Status, History and List
 MESSAGE_TIMEOUT = 2.0        # traind --message-timeout in this test
 NOBODY = 65534
+PHASE_MIN = 3.0              # seconds a phase lasts at least: a few hundred samples for its p99
 # The attackers' interpreter: Debian's (the first python3 in PATH may live
 # under root's home, out of nobody's reach).
 ATTACK_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
@@ -355,6 +356,7 @@ def phase_fdclose(d, pr):
         time.sleep(0.01)
     after = nfds(pid)
     check("jobs" in reply.get("parameters", {}), "fdclose: the List with 10 descriptors is answered")
+    time.sleep(PHASE_MIN)   # the prober's samples while the connection stays open
     # the connection itself is one more descriptor; the 10 are gone while it is open
     check(after <= before + 1 + 2, "fdclose: descriptors passed with a call that takes none are closed once it is "
           "dispatched, not when the connection closes (traind held %d before, %d with the connection open)"
@@ -389,7 +391,7 @@ def phase_idle(d, pr, n):
 def phase_calls(d, pr, n, job):
     pr.phase = "calls"
     a = Attacker(d, "calls", n, job=job)
-    time.sleep(0.5)
+    time.sleep(PHASE_MIN)
     rep = a.stop()
     count, sample = errors_of(rep, "io.traind.TooManyRequests")
     print("    calls: %d Waits: %d TooManyRequests; %s" % (n, count, sample[:200]))
@@ -434,7 +436,7 @@ def phase_emfile(d, pr):
             s = connect(d.socket)
             s.settimeout(0.3)
             socks.append(s)
-        time.sleep(0.5)
+        time.sleep(PHASE_MIN)
         for s in socks:
             try:
                 data = s.recv(4096)
@@ -484,7 +486,7 @@ def main():
     base_rss, base_fds = rss(pid), nfds(pid)
     pr = Prober(d, bg)
     pr.start()
-    time.sleep(1.0)
+    time.sleep(PHASE_MIN)
 
     phase_slowloris(d, pr, 200 * scale)
     phase_fdclose(d, pr)
@@ -496,7 +498,7 @@ def main():
     phase_idle(d, pr, 4200 if not args.long else 12000)
     phase_emfile(d, pr)
     pr.phase = "after"
-    time.sleep(1.0)
+    time.sleep(PHASE_MIN)
     pr.stop = True
     pr.join(60)
     if args.eval_flood:
