@@ -6,7 +6,9 @@
  * connection's thread has ended, before it closes the socket). An entry is
  * `live` (counted against the limits) until the gate closes it; one being
  * closed still holds a thread and a socket until libmicrohttpd notices, so
- * the gate takes no more than twice max_connections in all.
+ * the gate takes no more than twice max_connections in all, and twice
+ * max_per_client of one client (one that churns connections waits for its
+ * own to close, not everyone).
  *
  * Phases of a live entry: waiting (no request begun: a new connection, or
  * one kept alive after a response), receiving (request line seen, headers
@@ -56,6 +58,7 @@ struct client {
 	unsigned char ip[16];
 	char name[64];            /* "uid 1000", "10.1.2.3" */
 	unsigned live;            /* its live connections */
+	unsigned all;             /* and those being closed */
 	struct client *next;
 };
 
@@ -249,11 +252,8 @@ static void client_drop_if_unused(struct gate *g, struct client *c)
 {
 	struct client **pp;
 
-	if (c->live)
-		return;
-	for (struct entry *e = g->entries; e; e = e->next)
-		if (e->client == c)
-			return;
+	if (c->all)
+		return;   /* entries point to it */
 	for (pp = &g->clients; *pp && *pp != c; pp = &(*pp)->next)
 		;
 	if (*pp)
@@ -341,8 +341,10 @@ static struct entry *victim(struct gate *g, struct client *c, uint64_t now)
 	struct entry *best[2] = { NULL, NULL };
 	bool grace = !c || !c->is_uid;
 
+	/* one libmicrohttpd has not started yet (a burst) may go too: it
+	 * sees the end of the stream when it starts */
 	for (struct entry *e = g->entries; e; e = e->next) {
-		if (!e->live || !e->conn || e->phase == PH_HANDLING || (c && e->client != c) ||
+		if (!e->live || (!e->conn && !e->added) || e->phase == PH_HANDLING || (c && e->client != c) ||
 		    (grace && now - e->since < GATE_GRACE_MS))
 			continue;
 		if (!best[e->phase] || e->since < best[e->phase]->since)
@@ -381,6 +383,13 @@ static void admit(struct gate *g, int fd, const struct sockaddr_storage *ss, soc
 				 "later", g->cfg.max_connections);
 			why = msg;
 		}
+	}
+	if (!why && c->all >= 2 * g->cfg.max_per_client) {
+		/* a client that churns connections waits for its own to close,
+		 * not everyone */
+		snprintf(msg, sizeof(msg), "%u connections of %s are still closing; try again later", c->all - c->live,
+			 c->name);
+		why = msg;
 	}
 	if (!why && g->all >= 2 * g->cfg.max_connections) {
 		snprintf(msg, sizeof(msg), "%u connections are still closing; try again later", g->all - g->live);
@@ -425,6 +434,7 @@ static void admit(struct gate *g, int fd, const struct sockaddr_storage *ss, soc
 		g->entries->prev = e;
 	g->entries = e;
 	c->live++;
+	c->all++;
 	g->live++;
 	g->all++;
 	pthread_mutex_unlock(&g->mu);
@@ -454,6 +464,7 @@ static void unlink_entry(struct gate *g, struct entry *e)
 		g->live--;
 	}
 	g->all--;
+	e->client->all--;
 	close(e->dup);
 	client_drop_if_unused(g, e->client);
 	free(e);

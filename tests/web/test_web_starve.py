@@ -24,6 +24,7 @@ at most 64) but --request-timeout 4, so that the deadline shows in seconds.
   unix           140 slow-loris on a --listen unix: socket, nobody against root.
 
 Bounds (release build): every prober request answered 200, p99 under 250 ms
+(or, on a loaded machine, under 4 times the same run's unattacked p99)
 (each is a new TCP connection, a new thread in traind-web and a List call
 to traind); traind-web's threads under 2 x 128 + 16 and descriptors under
 4 x 128 + 128 + 64 (see below); VmRSS
@@ -49,6 +50,7 @@ from test_web import Web, _stop_webs  # noqa: E402
 
 MIB = 1 << 20
 LATENCY_P99 = 0.250
+LOAD_FACTOR = 4              # see the bound's check in main()
 REQUEST_TIMEOUT = 4
 NOBODY = 65534
 ATTACK_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
@@ -210,8 +212,9 @@ class Prober(threading.Thread):
             time.sleep(0.02)
 
 
-def run_phase(pr, name, attack):
+def run_phase(pr, name, make):
     pr.phase = name
+    attack = make()
     rep = attack.wait()
     print("    %-15s %d connections opened; at the end %d open, %d closed by traind-web: %s"
           % (name, attack.ready, rep["open"], rep["closed"],
@@ -243,7 +246,7 @@ def main():
     pr.start()
     time.sleep(2.0)
 
-    rep = run_phase(pr, "slowloris", Attacker("slowloris", web.port, n, secs))
+    rep = run_phase(pr, "slowloris", lambda: Attacker("slowloris", web.port, n, secs))
     k408, s408 = replies(rep, "HTTP/1.1 408")
     check(k408 <= 64 and rep["closed"] == n,
           "slowloris: the attacker holds at most its share (64): each connection past it closes its own oldest "
@@ -251,13 +254,13 @@ def main():
     check(k408 > 0 and "--request-timeout" in s408,
           "slowloris: those it holds get 408 naming --request-timeout at the deadline (%d): %s"
           % (k408, s408[-100:]))
-    rep = run_phase(pr, "slowloris-same", Attacker("slowloris", web.port, n, secs, other_uid=False))
+    rep = run_phase(pr, "slowloris-same", lambda: Attacker("slowloris", web.port, n, secs, other_uid=False))
     # a token holder whose POST body trickles: the deadline covers the body
-    rep = run_phase(pr, "slowpost", Attacker("slowpost", web.port, 40, secs, token=web.token))
+    rep = run_phase(pr, "slowpost", lambda: Attacker("slowpost", web.port, 40, secs, token=web.token))
     k408, s408 = replies(rep, "HTTP/1.1 408")
     check(k408 >= 35, "slowpost: a trickling body gets 408 at the request's deadline (%d of 40): %s"
           % (k408, s408[-100:]))
-    rep = run_phase(pr, "idle", Attacker("idle", web.port, n * 7, secs))
+    rep = run_phase(pr, "idle", lambda: Attacker("idle", web.port, n * 7, secs))
     pr.phase = "after"
     time.sleep(2.0)
     pr.stop = True
@@ -270,7 +273,7 @@ def main():
     upr = Prober(uweb, unix=upath)
     upr.start()
     time.sleep(2.0)
-    rep = run_phase(upr, "unix slowloris", Attacker("slowloris", "unix:" + upath, n, secs))
+    rep = run_phase(upr, "unix slowloris", lambda: Attacker("slowloris", "unix:" + upath, n, secs))
     upr.stop = True
     upr.join(60)
     k408, s408 = replies(rep, "HTTP/1.1 408")
@@ -283,6 +286,14 @@ def main():
     # one varlink socket per request being handled. Unbounded, the issue's
     # attack took a thread and a descriptor per connection.
     thr_limit, fd_limit = 2 * 128 + 16, 4 * 128 + 128 + 64
+    # The bound holds on a quiet machine; on a loaded one the same run's
+    # unattacked phases ("start", "after") say what its noise is, and an
+    # attacked phase may be up to LOAD_FACTOR times as slow as they are
+    # before it counts as starved (starvation is seconds: the issue's
+    # request waited 70 s).
+    quiet = pr.lat.get("start", []) + pr.lat.get("after", []) + upr.lat.get("start", [])
+    bound = max(LATENCY_P99, LOAD_FACTOR * pct(quiet, 0.99))
+    print("    unattacked p99 %.1f ms: the bound is %.0f ms" % (pct(quiet, 0.99) * 1e3, bound * 1e3))
     for p in (pr, upr):
         for name, xs in p.lat.items():
             thr, fds, r = p.peak.get(name, [0, 0, 0])
@@ -290,8 +301,9 @@ def main():
                   "%d threads, %d descriptors, VmRSS +%.0f MiB" % (name, len(xs), pct(xs, 0.5) * 1e3,
                                                                  pct(xs, 0.99) * 1e3, max(xs) * 1e3, thr, fds,
                                                                  (r - base_rss) / MIB if r else 0))
-            check(SANITIZER or pct(xs, 0.99) < LATENCY_P99, "%s: the prober's GET /api/jobs p99 %.1f ms, under "
-                  "%d ms" % (name, pct(xs, 0.99) * 1e3, LATENCY_P99 * 1e3))
+            check(SANITIZER or name in ("start", "after") or pct(xs, 0.99) < bound,
+                  "%s: the prober's GET /api/jobs p99 %.1f ms, under %.0f ms" % (name, pct(xs, 0.99) * 1e3,
+                                                                            bound * 1e3))
             check(thr < thr_limit and fds < fd_limit, "%s: traind-web's threads (%d, under %d) and descriptors "
                   "(%d, under %d) stay bounded" % (name, thr, thr_limit, fds, fd_limit))
             check(SANITIZER or p is upr or r - base_rss < 64 * MIB,
