@@ -332,10 +332,12 @@ static void drain_lingers(struct gate *g)
 }
 
 /* The oldest connection that may be closed to make room: of client c (its
- * own, to make room for its new one), or of anyone; waiting (no request
- * begun) before receiving. None younger than GATE_GRACE_MS in its phase
- * unless it is the same uid's (one client's flood does not close another's
- * request as it arrives; an address may be many users). Mutex held. */
+ * own, to make room for its new one), or of anyone; idle (waiting, no
+ * request begun, for GATE_FRESH_MS at least: a new one has its request on
+ * the way) before one still receiving its request. None younger than
+ * GATE_GRACE_MS in its phase unless it is the same uid's (one client's flood
+ * does not close another's request as it arrives; an address may be many
+ * users). Mutex held. */
 static struct entry *victim(struct gate *g, struct client *c, uint64_t now)
 {
 	struct entry *best[2] = { NULL, NULL };
@@ -345,7 +347,8 @@ static struct entry *victim(struct gate *g, struct client *c, uint64_t now)
 	 * sees the end of the stream when it starts */
 	for (struct entry *e = g->entries; e; e = e->next) {
 		if (!e->live || (!e->conn && !e->added) || e->phase == PH_HANDLING || (c && e->client != c) ||
-		    (grace && now - e->since < GATE_GRACE_MS))
+		    (grace && now - e->since < GATE_GRACE_MS) ||
+		    (e->phase == PH_WAITING && now - e->since < GATE_FRESH_MS))
 			continue;
 		if (!best[e->phase] || e->since < best[e->phase]->since)
 			best[e->phase] = e;

@@ -11,10 +11,11 @@
  *   - the client: the peer's uid for a Unix socket (SO_PEERCRED) and for a
  *     loopback TCP peer (sock_diag, as `ss -e` shows it), else its address;
  *   - at most `max_per_client` connections of one client: past it, the
- *     client's own oldest idle connection (no request begun), else its
- *     oldest one still receiving a request, is closed to make room for the
- *     new one; when all of them are being handled, the new one is refused
- *     with a 503 naming the limit;
+ *     client's own oldest idle connection (no request begun for
+ *     GATE_FRESH_MS), else its oldest one still receiving a request, is
+ *     closed to make room for the new one; when all of them are being
+ *     handled (or are new), the new one is refused with a 503 naming the
+ *     limit;
  *   - at most `max_connections` in all: past it, the oldest idle connection
  *     of anyone, else the oldest still receiving its request, is closed,
  *     but only one that has had GATE_GRACE_MS to send it (a flood does not
@@ -51,6 +52,7 @@ struct MHD_Daemon;
 struct MHD_Connection;
 
 #define GATE_GRACE_MS 1000        /* another client's request is never closed to make room sooner */
+#define GATE_FRESH_MS 250         /* nor a new connection, whose request is on the way */
 
 struct gate_config {
 	int listen_fd;                /* bound and listening; the gate closes it */
