@@ -201,6 +201,8 @@ class Prober(threading.Thread):
                     self.errors.append("%s: %s %r" % (phase, status, body[:120]))
             except Exception as e:  # noqa: BLE001 - any failure is a finding
                 self.errors.append("%s: %r" % (phase, e))
+            # latencies and peaks by the whole phase, connect burst included
+            phase = phase.replace(" (connecting)", "")
             self.lat.setdefault(phase, []).append(time.perf_counter() - t0)
             p = self.peak.setdefault(phase, [0, 0, 0])
             try:
