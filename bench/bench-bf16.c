@@ -163,7 +163,7 @@ static void bench_shape(const struct shape *sh, int reps, struct result *r)
 		double t0 = now(), t;
 
 		for (int i = 0; i < sh->calls; i++)
-			k_gemm(NULL, sh->ta, sh->tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, n);
+			k_gemm(sh->ta, sh->tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, n);
 		t = now() - t0;
 		r->sgemm = t < r->sgemm ? t : r->sgemm;
 		for (enum bf16_isa p = BF16_AVX512; p <= BF16_AMX; p++) {
@@ -329,13 +329,14 @@ static void bench_im2col(int mb, int c, int h, int w, int oc, int k, int pad, in
 
 		for (int r = 0; r < mb; r++) {
 			k_im2col(col, x + (size_t)r * c * h * w, c, h, w, k, 1, pad, oh, ow);
-			k_gemm(gm, 0, 0, oc, ohw, ckk, 1.0f, wt, ckk, col, ohw, 0.0f, y, ohw);
+			k_gemm_job(KERNELS_OPENBLAS, gm, 0, 0, oc, ohw, ckk, 1.0f, wt, ckk, col, ohw, 0.0f, y, ohw);
 		}
 		t = now() - t0;
 		out[0] = t < out[0] ? t : out[0];
 		t0 = now();
 		for (int r = 0; r < mb; r++) {
-			k_gemm(gm, 1, 0, ckk, ohw, oc, 1.0f, wt, ckk, dy + (size_t)r * oc * ohw, ohw, 0.0f, dcol, ohw);
+			k_gemm_job(KERNELS_OPENBLAS, gm, 1, 0, ckk, ohw, oc, 1.0f, wt, ckk,
+				   dy + (size_t)r * oc * ohw, ohw, 0.0f, dcol, ohw);
 			k_col2im(dx, dcol, c, h, w, k, 1, pad, oh, ow);
 		}
 		t = now() - t0;
@@ -343,8 +344,8 @@ static void bench_im2col(int mb, int c, int h, int w, int oc, int k, int pad, in
 		t0 = now();
 		for (int r = 0; r < mb; r++) {
 			k_im2col(col, x + (size_t)r * c * h * w, c, h, w, k, 1, pad, oh, ow);
-			k_gemm(gm, 0, 1, oc, ckk, ohw, 1.0f, dy + (size_t)r * oc * ohw, ohw, col, ohw,
-			       r ? 1.0f : 0.0f, dw, ckk);
+			k_gemm_job(KERNELS_OPENBLAS, gm, 0, 1, oc, ckk, ohw, 1.0f, dy + (size_t)r * oc * ohw,
+				   ohw, col, ohw, r ? 1.0f : 0.0f, dw, ckk);
 		}
 		t = now() - t0;
 		out[2] = t < out[2] ? t : out[2];

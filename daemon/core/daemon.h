@@ -53,9 +53,13 @@ struct daemon_config {
 	uint64_t max_dataset_bytes;  /* the largest dataset DatasetImport takes (0: 4 GiB) */
 	int listen_fd;               /* >= 0: listen on this inherited listening socket */
 	const char *socket_path;     /* else, if not NULL: bind and listen here */
+	unsigned message_timeout_ms; /* a client's time to send one message (0: the server's default) */
 	void (*on_drained)(struct daemon *d);   /* shutdown: every worker has stopped
 	                                           (called just before the loop is stopped) */
 	void (*on_change)(struct daemon *d);    /* after any state change (sd_notify STATUS) */
+	void (*on_run_end)(struct daemon *d, struct job *j);  /* a job's run has ended, before the
+	                                           state it ended in is written (main.c: the step
+	                                           series' last points, jobs/stepseries.h); may be NULL */
 	const char *mpi_launcher;    /* jobs with ranks > 1: the launcher (NULL: "mpirun") */
 	const char *const *mpi_args; /* n_mpi_args more arguments for it, before the program */
 	unsigned n_mpi_args;
@@ -87,6 +91,7 @@ struct daemon {
 	uv_timer_t watch_timer;
 	void (*on_change)(struct daemon *d);    /* after any state change (sd_notify STATUS) */
 	struct counters counters;    /* since this traind started (io.traind.Counters) */
+	void (*on_run_end)(struct daemon *d, struct job *j);   /* cfg->on_run_end */
 };
 
 /* Everything daemon_new does, in order (see the top); on failure nothing is

@@ -66,8 +66,12 @@ struct state_write {
 static int state_fn(struct store *s, void *arg, struct tr_err *err)
 {
 	struct state_write *w = arg;
+	int rc = store_job_set_state(s, w->id, w->st, w->error, err);
 
-	return store_job_set_state(s, w->id, w->st, w->error, err);
+	if (rc == 0 && store_reserve_spent(s))
+		log_warn("job %" PRId64 ": the disk is full: its state %s was recorded in the room reserved "
+			 "beside the database; free some space", w->id, job_state_name(w->st));
+	return rc;
 }
 
 /* The one place `state` changes after recovery: decision seq, st (with its
@@ -85,6 +89,8 @@ static void commit_state(struct job *j, uint32_t seq, enum job_state st, char *e
 	free(j->state_error);
 	j->state_error = error;
 	j->updated = now_unix();
+	if (st == JOB_RUNNING && !j->started)
+		j->started = j->updated;   /* as the store recorded it */
 }
 
 static void state_write_cancel(void *arg)
@@ -232,6 +238,8 @@ static void finalize(struct job *j)
 	enum job_state st = (enum job_state)j->exit_outcome;
 
 	j->finalize_pending = false;
+	if (d->on_run_end)
+		d->on_run_end(d, j);   /* ahead of the state it ended in (the step series) */
 	if (j->commit_failed && st != JOB_FAILED && st != JOB_RUNNING)
 		st = JOB_FAILED;
 	if (st == JOB_RUNNING) {
@@ -293,11 +301,18 @@ void jobs_on_commit(struct job *j, const struct run_commit *c)
 			j->last_val_acc = c->row.val_acc;
 			j->has_val_acc = true;
 			job_note_row(j, &c->row);
-			log_info("job %" PRId64 ": epoch %u/%u committed | train_loss %.4f train_acc %.4f | "
-				 "val_loss %.4f val_acc %.4f | %.2fs | held %.1f ms, durable after %.1f ms",
-				 j->id, c->row.epoch, j->cfg.epochs, c->row.train_loss, c->row.train_acc,
-				 c->row.val_loss, c->row.val_acc, c->row.seconds, c->hold_seconds * 1e3,
-				 c->durable_after * 1e3);
+			if (!isnan(c->row.val_rmse))   /* a regression's metrics */
+				log_info("job %" PRId64 ": epoch %u/%u committed | train_loss %.4f | "
+					 "val_loss %.4f val_mae %.4f val_rmse %.4f | %.2fs | held %.1f ms, durable after %.1f ms",
+					 j->id, c->row.epoch, j->cfg.epochs, c->row.train_loss, c->row.val_loss,
+					 c->row.val_mae, c->row.val_rmse, c->row.seconds, c->hold_seconds * 1e3,
+					 c->durable_after * 1e3);
+			else
+				log_info("job %" PRId64 ": epoch %u/%u committed | train_loss %.4f train_acc %.4f | "
+					 "val_loss %.4f val_acc %.4f | %.2fs | held %.1f ms, durable after %.1f ms",
+					 j->id, c->row.epoch, j->cfg.epochs, c->row.train_loss, c->row.train_acc,
+					 c->row.val_loss, c->row.val_acc, c->row.seconds, c->hold_seconds * 1e3,
+					 c->durable_after * 1e3);
 			if (atomic_load(&j->kill_after) == (int64_t)c->row.epoch && j->worker_alive)
 				job_runner(j)->stop(j, STOP_KILL);
 		} else {
@@ -404,7 +419,8 @@ static void schedule(struct daemon *d)
 
 void job_note_row(struct job *j, const struct history_row *r)
 {
-	double v = sched_monitored(j->cfg.monitor, r->val_loss, r->val_acc, r->val_macro_acc);
+	double v = sched_monitored(j->cfg.monitor, r->val_loss, r->val_acc, r->val_macro_acc, r->val_mae,
+				   r->val_rmse);
 	const char *stop = strstr(r->note, "stopped early after epoch");
 
 	/* As the trainer's (sched.c): strictly better, NaN never best. */
@@ -597,8 +613,8 @@ static void recover_steps(struct job *j, struct train_counts *tc)
 	if (sh.train_count) {
 		struct shape in = { .c = sh.channels, .h = sh.height, .w = sh.width, .flat = false };
 
-		j->classes = sh.classes;
-		j->params = trainer_count_params(&j->cfg, in, sh.classes);
+		j->classes = sh.target == DS_TARGET_VALUES ? sh.target_width : sh.classes;
+		j->params = trainer_count_params(&j->cfg, in, j->classes);
 	}
 }
 
@@ -667,6 +683,7 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 		j->keep = r->keep;
 		j->created = r->created_at;
 		j->updated = r->updated_at;
+		j->started = r->started_at;
 		j->committed_epoch = r->epoch;
 		j->origin = r->origin ? strdup(r->origin) : NULL;
 		j->state = r->state;
@@ -914,7 +931,7 @@ void jobs_start_job(struct daemon *d, struct call *c, struct job_spec *spec)
 	r->spec.ds = NULL;
 	j->prog.steps_per_epoch = r->spec.steps_per_epoch;
 	j->params = r->spec.params;
-	j->classes = j->ds ? j->ds->classes : 0;
+	j->classes = j->ds ? dataset_outputs(j->ds) : 0;
 	snprintf(j->dataset_digest, sizeof(j->dataset_digest), "%s", r->spec.dataset_digest);
 	if (storeq_submit(d->sq, create_fn, r, create_done) < 0) {
 		create_req_free(r);

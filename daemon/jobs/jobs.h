@@ -99,6 +99,8 @@ struct job {
 	uint32_t state_shown;        /* the decision `state` is */
 	char *error;                 /* last failure (working copy, recorded with the next state), owned */
 	int64_t created, updated;
+	int64_t started;             /* its first move to running (unix seconds), 0: not yet; the
+	                                store records it with that state (store_job_set_state) */
 	uint32_t committed_epoch;    /* epochs whose checkpoint + history are durable */
 	double last_val_acc;
 	bool has_val_acc;

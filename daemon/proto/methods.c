@@ -118,6 +118,7 @@ struct bg {
 	int64_t id;
 	int64_t epoch;             /* -1: newest */
 	bool best;                 /* Eval/Export best: the best epoch checkpoint instead */
+	bool pytorch;              /* Export: also the model's PyTorch code */
 	enum eval_split split;
 	bool per_class;            /* Eval: add the per-class counts */
 	/* Start */
@@ -364,6 +365,8 @@ static const char *frozen_key_changed(const struct train_config *a, const struct
 		return "train_size";
 	if (a->rng != b->rng)
 		return "rng";
+	if (a->loss != b->loss)
+		return "loss";
 	return NULL;
 }
 
@@ -542,6 +545,16 @@ static void work_start_check(uv_work_t *req)
 		bg_fail(b, PROTO_DATASET_ERROR, rc);
 		return;
 	}
+	/* val_size not given, on a training file too small for the lesson's
+	 * 10000 (none left to train on, or less than a batch): a sixth of the
+	 * file instead, MNIST's own ratio. It is recorded with the job like any
+	 * setting; a job that would have trained with 10000 still does. */
+	if (!json_object_get(b->config_in, "val_size")) {
+		uint32_t count = sp->ds->train.count;
+
+		if (sp->cfg.val_size >= count || count - sp->cfg.val_size < sp->cfg.batch_size)
+			sp->cfg.val_size = count / 6 > 0 ? count / 6 : 1;
+	}
 	if (!b->init_b64) {
 		rc = trainer_check_config(&sp->cfg, sp->ds, &b->err);
 		if (rc < 0) {
@@ -549,7 +562,7 @@ static void work_start_check(uv_work_t *req)
 			bg_fail(b, rc == -EINVAL ? PROTO_INVALID_PARAMETER : PROTO_STORAGE_ERROR, rc);
 		}
 		sp->steps_per_epoch = jobs_steps_per_epoch(&sp->cfg, sp->ds->train.count);
-		sp->params = trainer_count_params(&sp->cfg, trainer_input_shape(sp->ds), sp->ds->classes);
+		sp->params = trainer_count_params(&sp->cfg, trainer_input_shape(sp->ds), dataset_outputs(sp->ds));
 		return;
 	}
 	{
@@ -611,6 +624,24 @@ static void work_history(uv_work_t *req)
 	b->result = json_pack("{s:o}", "rows", a);
 out:
 	free(rows);
+	store_close(s);
+}
+
+static void work_steps(uv_work_t *req)
+{
+	struct bg *b = req->data;
+	struct store *s = NULL;
+	struct store_step *pts = NULL;
+	size_t n = 0;
+
+	if (store_open(&s, b->d->db_path, true, &b->err) < 0 ||
+	    store_steps(s, b->id, &pts, &n, &b->err) < 0) {
+		bg_fail(b, PROTO_STORAGE_ERROR, -EIO);
+		goto out;
+	}
+	b->result = steps_json((uint32_t)b->epoch, pts, n);
+out:
+	free(pts);
 	store_close(s);
 }
 
@@ -693,15 +724,22 @@ static void work_eval(uv_work_t *req)
 		bg_fail(b, PROTO_CHECKPOINT_ERROR, rc);
 		goto out;
 	}
-	b->result = json_pack("{s:f,s:f,s:f,s:I,s:I,s:I,s:s}", "loss", m.loss, "acc", m.acc,
-			      "macro_acc", m.macro_acc, "count", (json_int_t)m.count, "epoch",
-			      (json_int_t)ck.epoch, "step", (json_int_t)ck.step, "split",
-			      b->split == EVAL_TEST ? "test" : "val");
+	/* acc and macro_acc: null where the task has none (regression;
+	 * multi-label's macro); mae and rmse: a regression's */
+	b->result = json_pack("{s:o,s:o,s:o,s:I,s:I,s:I,s:s,s:s}", "loss", real_or_null(m.loss), "acc",
+			      real_or_null(m.acc), "macro_acc", real_or_null(m.macro_acc), "count",
+			      (json_int_t)m.count, "epoch", (json_int_t)ck.epoch, "step", (json_int_t)ck.step,
+			      "split", b->split == EVAL_TEST ? "test" : "val", "task",
+			      loss_task_name(t->task));
+	if (b->result && t->task == TASK_REGRESSION) {
+		json_object_set_new(b->result, "mae", real_or_null(m.mae));
+		json_object_set_new(b->result, "rmse", real_or_null(m.rmse));
+	}
 	if (sums && b->result) {
 		/* One row per class of the dataset, named when it has names. */
 		json_t *rows = json_array();
 
-		for (uint32_t k = 0; rows && k < t->model.classes; k++) {
+		for (uint32_t k = 0; rows && t->task != TASK_REGRESSION && k < t->model.classes; k++) {
 			json_t *r = json_pack("{s:I,s:I,s:I,s:I}", "class", (json_int_t)k, "count",
 					      (json_int_t)sums->total[k], "correct",
 					      (json_int_t)sums->correct[k], "predicted",
@@ -709,6 +747,8 @@ static void work_eval(uv_work_t *req)
 
 			if (r && ds->class_names)
 				json_object_set_new(r, "name", json_string(ds->class_names[k]));
+			else if (r && ds->target_names)   /* multi-label: the label's name */
+				json_object_set_new(r, "name", json_string(ds->target_names[k]));
 			if (r && sums->total[k])
 				json_object_set_new(r, "acc", json_real((double)sums->correct[k] /
 									(double)sums->total[k]));
@@ -733,7 +773,8 @@ static void work_export(uv_work_t *req)
 	uint8_t *model = NULL;
 	size_t len = 0;
 	char hex[SHA256_HEX_LEN + 1];
-	char *text = NULL;
+	char *text = NULL, *code = NULL;
+	size_t code_len = 0;
 	int rc;
 
 	memset(&ck, 0, sizeof(ck));
@@ -758,7 +799,18 @@ static void work_export(uv_work_t *req)
 	}
 	b->result = json_pack("{s:I,s:I,s:I,s:s,s:s}", "epoch", (json_int_t)ck.epoch, "step",
 			      (json_int_t)ck.step, "size", (json_int_t)len, "sha256", hex, "data", text);
+	if (b->result && b->pytorch) {
+		rc = checkpoint_pytorch_from_blob(ck.blob, (size_t)ck.size, &code, &code_len, &b->err);
+		if (rc < 0) {
+			json_decref(b->result);
+			b->result = NULL;
+			bg_fail(b, PROTO_CHECKPOINT_ERROR, rc);
+			goto out;
+		}
+		json_object_set_new(b->result, "pytorch", json_stringn(code, code_len));
+	}
 out:
+	free(code);
 	free(text);
 	free(model);
 	store_checkpoint_clear(&ck);
@@ -1142,6 +1194,10 @@ static void work_predict(uv_work_t *req)
 	bool have_net = false;
 	json_t *preds = NULL;
 	uint64_t images = 0;
+	enum loss_task task = loss_task_of(b->cfg.loss);
+	struct augment aug;            /* the job's: its normalize applies */
+	struct augment_data augd;
+	struct predict_scaling sc;
 	int rc;
 
 	memset(&ck, 0, sizeof(ck));
@@ -1158,12 +1214,6 @@ static void work_predict(uv_work_t *req)
 		goto out;
 	}
 	have_net = true;
-	if (net.input.c != 1) {
-		tr_err_set(&b->err, -EINVAL, "the model takes %u channels; predict reads grey images only",
-			   net.input.c);
-		bg_fail(b, PROTO_CHECKPOINT_ERROR, -EINVAL);
-		goto out;
-	}
 	/* Its dataset's class names and normalisation: as its training saw them. */
 	rc = dscache_get(b->d->dsc, b->cfg.dataset, NULL, &ds, &b->err);
 	if (rc < 0) {
@@ -1172,17 +1222,37 @@ static void work_predict(uv_work_t *req)
 		bg_fail(b, PROTO_DATASET_ERROR, rc);
 		goto out;
 	}
+	if (augment_parse(&aug, b->cfg.augment, &b->err) < 0) {
+		bg_fail(b, PROTO_CHECKPOINT_ERROR, -EINVAL);
+		goto out;
+	}
+	augd = (struct augment_data){ ds->channels, ds->height, ds->width, ds->normalize ? ds->mean : NULL,
+				      ds->normalize ? ds->std : NULL };
+	sc = (struct predict_scaling){ .torch_scale = b->cfg.rng == RNG_TORCH,
+				       .mean = ds->normalize ? ds->mean : NULL,
+				       .std = ds->normalize ? ds->std : NULL,
+				       .nhwc = ds->layout == DS_NHWC, .channels = ds->channels,
+				       .hw = ds->height * ds->width, .aug = &aug, .augd = &augd };
 	preds = json_array();
 	for (size_t i = 0; i < b->nfds && rc == 0; i++) {
 		struct predict_images im = { 0 };
 		uint8_t *buf = NULL;
 		double *probs = NULL;
-		size_t len = 0;
+		size_t len = 0, nl = strlen(b->fnames[i]);
+		bool rows = nl > 4 && strcmp(b->fnames[i] + nl - 4, ".csv") == 0;
 
 		snprintf(b->file, sizeof(b->file), "%s", b->fnames[i]);
 		rc = read_fd(b->fds[i], b->fnames[i], &buf, &len, &b->err);
-		if (rc == 0)
+		if (rc == 0 && !rows && net.input.c != 1) {
+			rc = tr_err_set(&b->err, -EINVAL, "file %s: the model takes %u channels; predict reads "
+					"grey images (or its dataset's rows from a .csv file)", b->fnames[i],
+					net.input.c);
+		} else if (rc == 0 && rows) {
+			rc = predict_decode_rows(buf, len, b->fnames[i], (uint32_t)net.in_size,
+						 ds->dtype == DS_F32, &im, &b->err);
+		} else if (rc == 0) {
 			rc = predict_decode(buf, len, b->fnames[i], &im, &b->err);
+		}
 		free(buf);
 		if (rc == 0 && (images += im.count) > PREDICT_MAX_IMAGES)
 			rc = tr_err_set(&b->err, -EINVAL, "more than %u images in one call", PREDICT_MAX_IMAGES);
@@ -1193,10 +1263,9 @@ static void work_predict(uv_work_t *req)
 		}
 		snprintf(b->size, sizeof(b->size), "%ux%u", im.w, im.h);
 		snprintf(b->expected, sizeof(b->expected), "%ux%u", net.input.w, net.input.h);
-		rc = predict_fit(&im, net.input.h, net.input.w, b->replace, b->fnames[i], &b->err);
+		rc = rows ? 0 : predict_fit(&im, net.input.h, net.input.w, b->replace, b->fnames[i], &b->err);
 		if (rc == 0)
-			rc = predict_run(&net, &im, b->cfg.rng == RNG_TORCH, ds->normalize ? ds->mean : NULL,
-					 ds->normalize ? ds->std : NULL, &probs, &b->err);
+			rc = predict_run(&net, &im, &sc, task, &probs, &b->err);
 		if (rc < 0) {
 			bg_fail(b, rc == -ERANGE ? PROTO_IMAGE_SIZE_MISMATCH
 				   : rc == -ENOMEM ? PROTO_STORAGE_ERROR : PROTO_IMAGE_ERROR, rc);
@@ -1207,9 +1276,28 @@ static void work_predict(uv_work_t *req)
 			const double *p = probs + (size_t)k * net.classes;
 			bool used[DATASET_MAX_CLASSES] = { false };
 			char num[16];
-			json_t *top = json_array();
+			json_t *top;
 			int best = 0;
 
+			if (task != TASK_CLASSIFICATION) {
+				/* regression: the outputs; multi-label: each label's probability
+				 * and the labels above 0.5 */
+				json_t *vals = json_array(), *labels = json_array(), *o;
+
+				for (uint32_t c = 0; c < net.classes; c++) {
+					json_array_append_new(vals, json_real(p[c]));
+					if (task == TASK_MULTILABEL && p[c] > 0.5)
+						json_array_append_new(labels, json_integer(c));
+				}
+				o = json_pack("{s:s,s:I,s:o}", "file", b->fnames[i], "index", (json_int_t)k, "values", vals);
+				if (o && task == TASK_MULTILABEL)
+					json_object_set_new(o, "labels", labels);
+				else
+					json_decref(labels);
+				json_array_append_new(preds, o);
+				continue;
+			}
+			top = json_array();
 			for (int64_t t = 0; t < b->top && t < (int64_t)net.classes; t++) {
 				int m = -1;
 
@@ -1559,6 +1647,22 @@ static void m_history(struct daemon *d, struct call *c)
 	bg_queue(b, work_history, bg_after);
 }
 
+/* Steps: the step series (daemon/jobs/stepseries.h), read off the loop. */
+static void m_steps(struct daemon *d, struct call *c)
+{
+	static const char *const keys[] = { "id", NULL };
+	struct job_progress p;
+	struct job *j;
+	struct bg *b;
+
+	if (!only_keys(c, keys) || !(j = get_job(d, c)) || !(b = bg_new(d, c)))
+		return;
+	job_progress_get(j, &p);
+	b->id = j->id;
+	b->epoch = p.steps_per_epoch;   /* carried to the reply */
+	bg_queue(b, work_steps, bg_after);
+}
+
 static void m_checkpoints(struct daemon *d, struct call *c)
 {
 	static const char *const keys[] = { "id", NULL };
@@ -1673,14 +1777,14 @@ static void m_eval(struct daemon *d, struct call *c)
 
 static void m_export(struct daemon *d, struct call *c)
 {
-	static const char *const keys[] = { "id", "epoch", "best", NULL };
+	static const char *const keys[] = { "id", "epoch", "best", "pytorch", NULL };
 	int64_t epoch = -1;
-	bool best = false;
+	bool best = false, pytorch = false;
 	struct job *j;
 	struct bg *b;
 
 	if (!only_keys(c, keys) || !get_int(c, "epoch", false, 0, 100000, &epoch) ||
-	    !get_bool(c, "best", &best))
+	    !get_bool(c, "best", &best) || !get_bool(c, "pytorch", &pytorch))
 		return;
 	if (best && epoch >= 0) {
 		call_invalid_parameter(c, "best", "give 'epoch' or 'best', not both");
@@ -1691,6 +1795,7 @@ static void m_export(struct daemon *d, struct call *c)
 	b->id = j->id;
 	b->epoch = epoch;
 	b->best = best;
+	b->pytorch = pytorch;
 	bg_queue(b, work_export, bg_after);
 }
 
@@ -1775,6 +1880,7 @@ static const struct {
 	{ "io.traind.Status", m_status },
 	{ "io.traind.List", m_list },
 	{ "io.traind.History", m_history },
+	{ "io.traind.Steps", m_steps },
 	{ "io.traind.Checkpoints", m_checkpoints },
 	{ "io.traind.Wait", m_wait },
 	{ "io.traind.Eval", m_eval },

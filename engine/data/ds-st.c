@@ -2,7 +2,8 @@
  * ds-st.c - safetensors datasets: train.safetensors and test.safetensors,
  * each with exactly the tensors "images" (U8 or F32, [N,H,W] or [N,C,H,W];
  * NHWC only when dataset.json says "layout": "NHWC") and "labels" (an integer
- * dtype, [N]). The file is parsed by traind's strict safetensors parser
+ * dtype, [N]: classes; or float targets, F32/F64 [N] or [N,K], or 0/1
+ * integers [N,K]: multi-label; the tensor may then be named "targets"). The file is parsed by traind's strict safetensors parser
  * (engine/core/safetensors.c: header, offsets, sizes, no gaps or overlaps); the
  * checks on top are ds.h's. See include/traind/dataset.h.
  */
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "traind/safetensors.h"
 
@@ -49,6 +51,7 @@ int ds_st_parse(struct dataset *ds, struct ds_split *set, bool first, const uint
 	enum ds_layout layout;
 	struct st_file *f = NULL;
 	char iwhat[4400], lwhat[4400];
+	const char *lname = "labels";
 	int rc;
 
 	if (!mm.has_layout) {
@@ -61,9 +64,11 @@ int ds_st_parse(struct dataset *ds, struct ds_split *set, bool first, const uint
 		return rc;
 	}
 	snprintf(iwhat, sizeof(iwhat), "%s: tensor 'images'", what);
-	snprintf(lwhat, sizeof(lwhat), "%s: tensor 'labels'", what);
 	ti = st_find(f, "images");
 	tl = st_find(f, "labels");
+	if (!tl && (tl = st_find(f, "targets")))
+		lname = "targets";
+	snprintf(lwhat, sizeof(lwhat), "%s: tensor '%s'", what, lname);
 	if (!ti || !tl) {
 		rc = tr_err_set(err, -EINVAL, "%s: no tensor '%s' (a dataset file has 'images' and 'labels')",
 				what, ti ? "labels" : "images");
@@ -71,7 +76,7 @@ int ds_st_parse(struct dataset *ds, struct ds_split *set, bool first, const uint
 	}
 	if (f->ntensors != 2) {
 		for (size_t i = 0; i < f->ntensors; i++)
-			if (strcmp(f->tensors[i].name, "images") && strcmp(f->tensors[i].name, "labels")) {
+			if (strcmp(f->tensors[i].name, "images") && strcmp(f->tensors[i].name, lname)) {
 				rc = tr_err_set(err, -EINVAL,
 						"%s: unexpected tensor '%s' (a dataset file has only 'images' and 'labels')",
 						what, f->tensors[i].name);
@@ -114,8 +119,18 @@ static int load_one(struct dataset *ds, struct ds_split *set, bool first, const 
 	char path[4400];
 	uint8_t *buf = NULL;
 	size_t len = 0;
+	struct stat st;
 	int rc;
 
+	/* the file is read whole, and the split keeps about as much */
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (stat(path, &st) == 0) {
+		rc = ds_budget_charge(m, (uint64_t)st.st_size, false, path, "the file, read whole,", err);
+		if (rc == 0)
+			rc = ds_budget_charge(m, (uint64_t)st.st_size, true, path, "its tensors", err);
+		if (rc < 0)
+			return rc;
+	}
 	rc = ds_read_file(dir, name, ST_FILE_MAX, path, sizeof(path), &buf, &len, err);
 	if (rc == 0)
 		rc = ds_st_parse(ds, set, first, buf, len, m, path, err);

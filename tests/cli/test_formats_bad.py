@@ -84,12 +84,29 @@ def cases():
         npy(d, b)
         F.write(npy_img(d), F.npy_bytes("u1", (1000, 4, 4), tr[1]))
 
+    # issue 21: the shape's size overflowed and was shown as "needs 0 bytes"
+    @add("npy-shape-overflow", ["x_train.npy", "(4294967296, 4294967296, 1)", "more than 2^50 bytes"])
+    def _(d):
+        npy(d, b)
+        F.write(npy_img(d), F.npy_bytes("u1", (1 << 32, 1 << 32, 1), b""))
+
+    # issue 21: '|u1\x00' passed for '|u1' once read as a C string
+    @add("npy-descr-nul", ["x_train.npy", "control character 0x00"])
+    def _(d):
+        npy(d, b)
+        F.write(npy_img(d), F.npy_bytes("u1", (7, 4, 4), tr[1], descr="|u1\x00"))
+
     @add("npy-wrong-dtype-images", ["x_train.npy", "images must be uint8 or float32, not int64"])
     def _(d):
         npy(d, b)
         F.write(npy_img(d), F.npy_bytes("i8", (7, 4, 4), F.labels_as(tr[1], "i8")))
 
-    @add("npy-float-labels", ["y_test.npy", "labels must be integers, not float32"])
+    # issue 21: the message named neither file ("csv_2col:  dimensions mismatch")
+    @add("csv-dims-differ", ["dimensions mismatch", "(test.csv)", "(train.csv)"])
+    def _(d):
+        F.write_csv_dir(d, {"train": tr, "test": ((3, 2, 2), bytes(12), te[2])})
+
+    @add("npy-float-labels", ["y_test.npy", "float targets, but the training split has classes"])
     def _(d):
         npy(d, b)
         F.write(os.path.join(d, "y_test.npy"), F.npy_bytes("f4", (3,), f32(te[2])))
@@ -225,7 +242,7 @@ def cases():
         st(d, {s: (v[0], v[1], F.labels_as(v[2], "i8")) for s, v in b.items()})
         F.write(os.path.join(d, "test.safetensors"), F.st_bytes([("images", "u1", te[0], te[1])]))
 
-    @add("st-float-labels", ["train.safetensors: tensor 'labels'", "labels must be integers, not float32"])
+    @add("st-float-labels", ["test.safetensors: tensor 'labels'", "classes (integers of shape (N)), but the training split has float targets"])
     def _(d):
         st(d, {s: (v[0], v[1], F.labels_as(v[2], "i8")) for s, v in b.items()})
         F.write(os.path.join(d, "train.safetensors"),
