@@ -19,6 +19,7 @@
 #include "daemon/jobs/jobs.h"
 #include "daemon/proto/methods.h"
 #include "daemon/store/store.h"
+#include "daemon/runner/mpirun.h"
 #include "daemon/runner/worker.h"
 
 /* jobs.c: every worker has stopped after a daemon_shutdown. */
@@ -40,7 +41,6 @@ int daemon_new(struct daemon **out, const struct daemon_config *cfg, struct tr_e
 	if (!d)
 		return tr_err_set(err, -ENOMEM, "out of memory");
 	d->loop = cfg->loop;
-	d->runner = &thread_runner;
 	d->max_running = cfg->max_running;
 	d->max_dataset_bytes = cfg->max_dataset_bytes ? cfg->max_dataset_bytes : UINT64_C(4) << 30;
 	snprintf(d->db_path, sizeof(d->db_path), "%s", cfg->db_path);
@@ -56,12 +56,18 @@ int daemon_new(struct daemon **out, const struct daemon_config *cfg, struct tr_e
 		rc = tr_err_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
+	d->run_env = (struct run_env){
+		.lq = &d->lq, .db_path = d->db_path, .data_dir = d->data_dir,
+		.mpi_launcher = d->mpi_launcher, .mpi_args = (const char *const *)d->mpi_args,
+		.n_mpi_args = d->n_mpi_args, .local = &thread_runner, .multi = &mpi_runner,
+	};
 
 	rc = dscache_new(&d->dsc, cfg->data_dir);
 	if (rc < 0) {
 		tr_err_set(err, rc, "out of memory");
 		goto fail;
 	}
+	d->run_env.dsc = d->dsc;
 	rc = store_open(&s, cfg->db_path, false, err);
 	if (rc < 0) {
 		tr_err_prefix(err, "%s", cfg->db_path);
@@ -84,6 +90,7 @@ int daemon_new(struct daemon **out, const struct daemon_config *cfg, struct tr_e
 		tr_err_prefix(err, "%s", cfg->db_path);
 		goto fail;
 	}
+	d->run_env.sq = d->sq;
 	if (cfg->listen_fd >= 0 || cfg->socket_path) {
 		err->msg[0] = '\0';
 		rc = server_new(&d->server, d->loop, methods_dispatch, d);

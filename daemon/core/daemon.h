@@ -38,12 +38,11 @@
 #include "daemon/core/loopq.h"
 #include "daemon/proto/server.h"
 #include "daemon/store/storeq.h"
+#include "daemon/runner/runner.h"
 
 struct daemon;
 struct job;
-struct runner_ops;
-
-#define DAEMON_MPI_ARGS_MAX 64
+#define DAEMON_MPI_ARGS_MAX RUN_MPI_ARGS_MAX
 
 struct daemon_config {
 	uv_loop_t *loop;             /* the loop the daemon runs on (the caller's) */
@@ -70,7 +69,7 @@ struct daemon {
 	struct server *server;       /* NULL once daemon_shutdown has closed it */
 	char db_path[4096];
 	char data_dir[4096];
-	const struct runner_ops *runner;   /* where jobs train (worker.h: thread_runner) */
+	struct run_env run_env;      /* what the jobs' runs share (runner.h) */
 	char *mpi_launcher;          /* owned copies of daemon_config's */
 	char *mpi_args[DAEMON_MPI_ARGS_MAX];
 	unsigned n_mpi_args;

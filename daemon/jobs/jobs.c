@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,6 @@
 #include "daemon/core/log.h"
 #include "traind/trainer.h"
 #include "daemon/proto/waiters.h"
-#include "daemon/runner/worker.h"
 #include "daemon/proto/wire.h"
 
 static const char *state_names[] = { "queued", "running", "paused", "killed", "failed", "done" };
@@ -41,14 +41,29 @@ static int64_t now_unix(void)
 	return (int64_t)time(NULL);
 }
 
-void job_progress_get(struct job *j, struct job_progress *out)
+void job_progress_get(struct job *j, struct run_progress *out)
 {
-	pthread_mutex_lock(&j->mu);
-	*out = j->prog;
-	pthread_mutex_unlock(&j->mu);
+	run_progress_get(&j->run, out);
 }
 
 /* ==== loop side: bookkeeping ============================================ */
+
+/* The job whose run ctx is ctx. */
+static struct job *job_of(struct run_ctx *ctx)
+{
+	return (struct job *)((char *)ctx - offsetof(struct job, run));
+}
+
+static void on_run_restored(struct run_ctx *ctx, const struct run_restored *r);
+static void on_run_commit(struct run_ctx *ctx, const struct run_commit *c);
+static void on_run_exit(struct run_ctx *ctx, const struct run_exit *ex);
+
+/* What the jobs' runs tell the loop (runner.h). */
+static const struct run_events job_run_events = {
+	.restored = on_run_restored,
+	.commit = on_run_commit,
+	.exit = on_run_exit,
+};
 
 static void schedule(struct daemon *d);
 static void removal_submit(struct removal *r);
@@ -144,7 +159,7 @@ static void kill_after_done(void *arg, int rc, const struct tr_err *err)
 		if (w->epoch >= 1) {
 			int64_t want = w->epoch;
 
-			atomic_compare_exchange_strong(&j->kill_after, &want, -1);
+			atomic_compare_exchange_strong(&j->run.kill_after, &want, -1);
 		}
 	}
 	if (w->c) {
@@ -165,7 +180,7 @@ static void set_kill_after(struct job *j, int64_t epoch, struct call *c)
 {
 	struct kill_after_write *w = calloc(1, sizeof(*w));
 
-	atomic_store(&j->kill_after, epoch);
+	atomic_store(&j->run.kill_after, epoch);
 	if (w) {
 		w->j = j;
 		w->c = c;
@@ -235,9 +250,12 @@ static void finalize(struct job *j)
 	if (j->commit_failed && st != JOB_FAILED && st != JOB_RUNNING)
 		st = JOB_FAILED;
 	if (st == JOB_RUNNING) {
+		struct run_progress p;
+
 		/* shutdown: stays running in the database, continues at next start */
+		run_progress_get(&j->run, &p);
 		log_notice("job %" PRId64 ": checkpointed for shutdown at epoch %u step %u", j->id,
-			   j->prog.epoch, j->prog.step);
+			   p.epoch, p.step);
 		j->target = JOB_RUNNING;   /* what the database says already */
 		waiters_notify(j);
 	} else if (st == JOB_FAILED && j->exit_restartable && !j->commit_failed && !j->removal &&
@@ -266,10 +284,11 @@ static void finalize(struct job *j)
 		d->on_drained(d);
 }
 
-void jobs_on_commit(struct job *j, const struct run_commit *c)
+static void on_run_commit(struct run_ctx *ctx, const struct run_commit *c)
 {
+	struct job *j = job_of(ctx);
 
-	atomic_fetch_sub(&j->commits_inflight, 1);
+	atomic_fetch_sub(&j->run.commits_inflight, 1);
 	if (c->rc < 0) {
 		log_err("job %" PRId64 ": checkpoint at epoch %u step %u not committed: %s", j->id, c->epoch,
 			c->step, c->err.msg);
@@ -277,7 +296,7 @@ void jobs_on_commit(struct job *j, const struct run_commit *c)
 		free(j->error);
 		j->error = strdup(c->err.msg);
 		if (j->worker_alive)
-			job_runner(j)->stop(j, STOP_FAIL);
+			run_request_stop(&j->run, STOP_FAIL);
 	} else {
 		j->newest.valid = true;
 		j->newest.epoch = c->epoch;
@@ -298,20 +317,22 @@ void jobs_on_commit(struct job *j, const struct run_commit *c)
 				 j->id, c->row.epoch, j->cfg.epochs, c->row.train_loss, c->row.train_acc,
 				 c->row.val_loss, c->row.val_acc, c->row.seconds, c->hold_seconds * 1e3,
 				 c->durable_after * 1e3);
-			if (atomic_load(&j->kill_after) == (int64_t)c->row.epoch && j->worker_alive)
-				job_runner(j)->stop(j, STOP_KILL);
+			if (atomic_load(&j->run.kill_after) == (int64_t)c->row.epoch && j->worker_alive)
+				run_request_stop(&j->run, STOP_KILL);
 		} else {
 			log_info("job %" PRId64 ": position epoch %u step %u saved", j->id, c->epoch, c->step);
 		}
 		j->updated = now_unix();
 		waiters_notify(j);
 	}
-	if (j->finalize_pending && atomic_load(&j->commits_inflight) == 0)
+	if (j->finalize_pending && atomic_load(&j->run.commits_inflight) == 0)
 		finalize(j);
 }
 
-void jobs_on_restored(struct job *j, const struct run_restored *r)
+static void on_run_restored(struct run_ctx *ctx, const struct run_restored *r)
 {
+	struct job *j = job_of(ctx);
+
 	if (r->from_checkpoint)
 		j->newest = r->ck;
 	else
@@ -334,8 +355,9 @@ void jobs_on_restored(struct job *j, const struct run_restored *r)
 	waiters_notify(j);   /* the run stays the worker's until its exit event */
 }
 
-void jobs_on_exit(struct job *j, const struct run_exit *ex)
+static void on_run_exit(struct run_ctx *ctx, const struct run_exit *ex)
 {
+	struct job *j = job_of(ctx);
 	struct daemon *d = j->d;
 
 	j->worker_alive = false;
@@ -350,7 +372,7 @@ void jobs_on_exit(struct job *j, const struct run_exit *ex)
 		j->error = strdup(ex->msg);
 	}
 	j->finalize_pending = true;
-	if (atomic_load(&j->commits_inflight) == 0)
+	if (atomic_load(&j->run.commits_inflight) == 0)
 		finalize(j);
 }
 
@@ -366,10 +388,14 @@ static void start_worker(struct job *j)
 {
 	struct daemon *d = j->d;
 	bool weights_only = j->weights_only_next;
+	struct run_start how = {
+		.weights_only = weights_only, .go_on = j->go_on_next, .ds = j->ds,
+		.digest = j->dataset_digest, .committed_epoch = j->committed_epoch,
+	};
 	struct tr_err err = { 0 };
 
 	j->commit_failed = false;
-	if (job_runner(j)->start(j, weights_only, j->ds, &err) < 0) {
+	if (run_start(&j->run, &how, &err) < 0) {
 		job_drop_dataset(j);
 		set_state(j, JOB_FAILED, err.msg, NULL);
 		return;
@@ -416,19 +442,6 @@ void job_note_row(struct job *j, const struct history_row *r)
 		free(j->stopped_early);
 		j->stopped_early = strdup(stop);   /* NULL on ENOMEM: the history still has it */
 	}
-}
-
-void job_checkpoint_from_store(struct job_checkpoint *out, const struct store_checkpoint *c)
-{
-	out->valid = true;
-	out->epoch = c->epoch;
-	out->step = c->step;
-	out->is_epoch = c->is_epoch;
-	out->size = c->size;
-	out->created = c->created_at;
-	out->val_loss = c->val_loss;
-	out->best = c->best;
-	snprintf(out->checksum, sizeof(out->checksum), "%s", c->checksum);
 }
 
 /* ---- the dataset's digest, recorded with the job ---- */
@@ -499,10 +512,10 @@ static struct job *job_alloc(struct daemon *d)
 	if (!j)
 		return NULL;
 	j->d = d;
-	pthread_mutex_init(&j->mu, NULL);
-	atomic_init(&j->stop, STOP_NONE);
-	atomic_init(&j->kill_after, -1);
-	atomic_init(&j->commits_inflight, 0);
+	run_ctx_init(&j->run);
+	j->run.cfg = &j->cfg;
+	j->run.env = &d->run_env;
+	j->run.events = &job_run_events;
 	return j;
 }
 
@@ -517,7 +530,7 @@ static void job_destroy(struct job *j)
 	free(j->origin);
 	free(j->last_failure);
 	free(j->removal);   /* a removal the loop stopped before (its call is gone) */
-	pthread_mutex_destroy(&j->mu);
+	run_ctx_deinit(&j->run);
 	free(j);
 }
 
@@ -549,13 +562,6 @@ uint32_t jobs_steps_per_epoch(const struct train_config *cfg, uint32_t train_cou
 	return (uint32_t)(((uint64_t)n + cfg->batch_size - 1) / cfg->batch_size);
 }
 
-static void set_steps_per_epoch(struct job *j, uint32_t spe)
-{
-	pthread_mutex_lock(&j->mu);
-	if (!j->prog.steps_per_epoch)
-		j->prog.steps_per_epoch = spe;
-	pthread_mutex_unlock(&j->mu);
-}
 
 /* The training images of each dataset recovery has met, so that thousands of
  * jobs on one dataset read its headers once. */
@@ -593,7 +599,7 @@ static void recover_steps(struct job *j, struct train_counts *tc)
 			tc->ds[tc->n++].shape = sh;
 		}
 	}
-	set_steps_per_epoch(j, jobs_steps_per_epoch(&j->cfg, sh.train_count));
+	run_progress_steps(&j->run, jobs_steps_per_epoch(&j->cfg, sh.train_count), true);
 	if (sh.train_count) {
 		struct shape in = { .c = sh.channels, .h = sh.height, .w = sh.width, .flat = false };
 
@@ -662,7 +668,7 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 			rc = tr_err_set(err, -ENOMEM, "out of memory");
 			break;
 		}
-		j->id = r->id;
+		j->id = j->run.id = r->id;
 		snprintf(j->name, sizeof(j->name), "%s", r->name);
 		j->keep = r->keep;
 		j->created = r->created_at;
@@ -685,7 +691,7 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 		json_decref(cj);
 		/* The list is ordered by (epoch, step): the last is the newest. */
 		if (store_checkpoint_list(s, j->id, &cks, &nck, NULL) == 0 && nck > 0)
-			job_checkpoint_from_store(&j->newest, &cks[nck - 1]);
+			store_ckpt_describe(&j->newest, &cks[nck - 1]);
 		for (size_t k = 0; k < nck; k++)
 			store_checkpoint_clear(&cks[k]);
 		free(cks);
@@ -696,12 +702,10 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 				job_note_row(j, &hist[h]);
 		}
 		free(hist);
-		pthread_mutex_lock(&j->mu);
-		j->prog.epoch = j->newest.valid ? j->newest.epoch : 0;
-		j->prog.step = j->newest.valid ? j->newest.step : 0;
-		pthread_mutex_unlock(&j->mu);
+		run_progress_place(&j->run, j->newest.valid ? j->newest.epoch : 0,
+				   j->newest.valid ? j->newest.step : 0);
 		recover_steps(j, &tc);
-		atomic_store(&j->kill_after, r->kill_after >= 1 ? r->kill_after : -1);
+		atomic_store(&j->run.kill_after, r->kill_after >= 1 ? r->kill_after : -1);
 		if ((j->state == JOB_RUNNING || j->state == JOB_QUEUED) && r->kill_after >= 1 &&
 		    (uint32_t)r->kill_after <= j->committed_epoch) {
 			/* Epoch N committed, traind stopped before recording the kill. */
@@ -841,7 +845,7 @@ static void create_done(void *arg, int rc, const struct tr_err *err)
 		return;
 	}
 	r->j = NULL;
-	j->id = r->id;
+	j->id = j->run.id = r->id;
 	j->created = j->updated = now_unix();
 	if (r->spec.init_ckpt) {
 		j->newest.valid = true;
@@ -862,10 +866,7 @@ static void create_done(void *arg, int rc, const struct tr_err *err)
 			j->last_val_acc = r->spec.origin_val_acc;
 			j->has_val_acc = true;
 		}
-		pthread_mutex_lock(&j->mu);
-		j->prog.epoch = r->spec.origin_epoch;
-		j->prog.step = r->spec.origin_step;
-		pthread_mutex_unlock(&j->mu);
+		run_progress_place(&j->run, r->spec.origin_epoch, r->spec.origin_step);
 	}
 	j->queue_seq = d->next_seq++;
 	d->jobs[d->njobs++] = j;   /* reserved by jobs_start_job */
@@ -912,7 +913,7 @@ void jobs_start_job(struct daemon *d, struct call *c, struct job_spec *spec)
 	j->state = j->target = JOB_QUEUED;   /* the row is created queued */
 	j->ds = r->spec.ds;                  /* for its first run */
 	r->spec.ds = NULL;
-	j->prog.steps_per_epoch = r->spec.steps_per_epoch;
+	run_progress_steps(&j->run, r->spec.steps_per_epoch, false);
 	j->params = r->spec.params;
 	j->classes = j->ds ? j->ds->classes : 0;
 	snprintf(j->dataset_digest, sizeof(j->dataset_digest), "%s", r->spec.dataset_digest);
@@ -937,7 +938,7 @@ void jobs_pause(struct daemon *d, struct call *c, struct job *j)
 		invalid_state(c, j, "only a queued or running job can be paused");
 		return;
 	}
-	job_runner(j)->stop(j, STOP_PAUSE);
+	run_request_stop(&j->run, STOP_PAUSE);
 	waiters_add_stop(j, c);
 }
 
@@ -1036,7 +1037,7 @@ void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_o
 	j->weights_only_next = weights_only;
 	j->go_on_next = more;
 	j->restarts = 0;
-	if (atomic_load(&j->kill_after) != -1)
+	if (atomic_load(&j->run.kill_after) != -1)
 		set_kill_after(j, -1, NULL);
 	j->queue_seq = d->next_seq++;
 	log_notice("job %" PRId64 ": resumed%s", j->id, weights_only ? " (weights only)" : "");
@@ -1066,7 +1067,7 @@ void jobs_kill(struct daemon *d, struct call *c, struct job *j, int64_t after_ep
 		set_state(j, JOB_KILLED, NULL, c);   /* answers c once durable */
 		return;
 	}
-	job_runner(j)->stop(j, STOP_KILL);
+	run_request_stop(&j->run, STOP_KILL);
 	log_notice("job %" PRId64 ": kill requested", j->id);
 	waiters_add_stop(j, c);
 }
@@ -1192,7 +1193,7 @@ void jobs_delete(struct daemon *d, struct call *c, struct job *j, bool force)
 		/* As Kill: the worker stops at once and saves nothing more;
 		 * finalize() submits the removal once it and its commits are done. */
 		r->killed = j->worker_alive;
-		job_runner(j)->stop(j, STOP_KILL);
+		run_request_stop(&j->run, STOP_KILL);
 		log_notice("job %" PRId64 ": kill requested, to remove it", j->id);
 		return;
 	}
@@ -1206,7 +1207,7 @@ void jobs_shutdown(struct daemon *d)
 		struct job *j = d->jobs[i];
 
 		if (j->worker_alive)
-			job_runner(j)->stop(j, STOP_SHUTDOWN);
+			run_request_stop(&j->run, STOP_SHUTDOWN);
 	}
 	if (d->running == 0 && d->on_drained)
 		d->on_drained(d);
@@ -1236,14 +1237,14 @@ void jobs_summary(struct daemon *d, char *buf, size_t len)
 				counts[JOB_QUEUED], counts[JOB_PAUSED]);
 	for (size_t i = 0; i < d->njobs && used < len; i++) {
 		struct job *j = d->jobs[i];
+		struct run_progress p;
 		uint32_t e, s;
 
 		if (j->state != JOB_RUNNING)
 			continue;
-		pthread_mutex_lock(&j->mu);
-		e = j->prog.epoch;
-		s = j->prog.step;
-		pthread_mutex_unlock(&j->mu);
+		run_progress_get(&j->run, &p);
+		e = p.epoch;
+		s = p.step;
 		used += (size_t)snprintf(buf + used, len - used, "; job %" PRId64 " epoch %u/%u step %u",
 					 j->id, e + 1 > j->cfg.epochs ? j->cfg.epochs : e + 1, j->cfg.epochs,
 					 s);

@@ -3,13 +3,12 @@
  * machine, and the verbs (Start, Pause, Resume, Kill, Delete) that drive it.
  *
  * DESIGN. The loop thread owns the registry: every struct job, its state, and
- * all decisions (start, pause, kill, resume, fail, finish). A job trains in a
- * run behind the runner interface (worker.h: today a thread of this process
- * that owns its trainer); the loop starts and stops runs only through
- * runner_ops and hears of them only through the events a run posts
- * (restored, commit, exit), and frees nothing a run may touch before its exit
- * event. What a run shares with the loop (stop, kill_after, the progress
- * snapshot under mu, commits_inflight) is listed in worker.h. The calls
+ * all decisions (start, pause, kill, resume, fail, finish). A job trains in
+ * runs behind the runner interface (runner.h); the loop starts and stops
+ * runs only through it and hears of them only through the events a run
+ * posts (restored, commit, exit), and frees nothing a run may touch before
+ * its exit event. What a run sees of its job is the struct run_ctx embedded
+ * in it (job.run), listed in runner.h. The calls
  * pending on a job (Wait, Watch, a Pause or Kill answered once stopped) are
  * waiters.h's; the protocol's JSON shapes wire.h's.
  *
@@ -51,37 +50,7 @@
 #include "daemon/proto/server.h"
 #include "daemon/store/store.h"
 #include "daemon/store/storeq.h"
-
-enum job_stop {
-	STOP_NONE,
-	STOP_PAUSE,      /* save the exact position, then paused */
-	STOP_SHUTDOWN,   /* save the exact position, stay "running" for the next start */
-	STOP_KILL,       /* stop at once, save nothing */
-	STOP_FAIL,       /* the loop saw a failure (a commit); stop at once */
-};
-
-/* What the worker publishes (under job->mu) for status and watch. */
-struct job_progress {
-	uint32_t epoch;              /* completed epochs (in memory; may be ahead of the DB) */
-	uint32_t step;               /* batches done in the current epoch */
-	uint32_t steps_per_epoch;
-	double samples_per_second;   /* recent training throughput */
-	double loss;                 /* running mean train loss of this epoch */
-	bool has_loss;
-	bool active;                 /* the worker is training (not loading) */
-	double lr;                   /* the rate the next step uses (the schedule's) */
-	bool has_lr;
-};
-
-struct job_checkpoint {          /* the newest committed checkpoint, loop's copy */
-	bool valid;
-	uint32_t epoch, step;
-	bool is_epoch;
-	int64_t size, created;
-	double val_loss;
-	bool best;                   /* the job's best checkpoint (store_checkpoint.best) */
-	char checksum[STORE_CHECKSUM_MAX];
-};
+#include "daemon/runner/runner.h"
 
 struct waiter;
 struct daemon;
@@ -102,7 +71,7 @@ struct job {
 	uint32_t committed_epoch;    /* epochs whose checkpoint + history are durable */
 	double last_val_acc;
 	bool has_val_acc;
-	struct job_checkpoint newest;
+	struct store_ckpt_desc newest; /* the newest committed checkpoint, loop's copy */
 	uint32_t best_epoch;         /* the best epoch by cfg.monitor so far; 0: none */
 	double best_value;           /* its monitored value */
 	char *stopped_early;         /* the note of an early stop ("stopped early after epoch 7: ..."),
@@ -125,17 +94,13 @@ struct job {
 	const struct dataset *ds;    /* the dataset the Start check loaded, for the first run
 	                                (a dscache reference, owned; NULL once handed over) */
 
-	/* the run (worker.h) */
+	/* its runs (runner.h) */
 	bool worker_alive;           /* a run exists (from its start until its exit event) */
-	_Atomic int stop;            /* enum job_stop, set by runner_ops.stop, read by the run */
-	_Atomic int64_t kill_after;  /* die after this epoch commits; -1 none */
-	_Atomic int commits_inflight;
 	bool commit_failed;
 	bool finalize_pending;       /* worker gone, waiting for commits in flight */
 	int exit_outcome;            /* enum job_state the worker ended in */
 	bool exit_restartable;       /* run_exit.restartable */
-	pthread_mutex_t mu;
-	struct job_progress prog;    /* guarded by mu */
+	struct run_ctx run;          /* all that a run sees: shared with it (runner.h) */
 
 	struct waiter *waiters;      /* Wait/Watch/Pause/Kill calls pending on this job */
 	struct removal *removal;     /* a Delete in progress (jobs_delete), else NULL */
@@ -215,11 +180,8 @@ void job_note_row(struct job *j, const struct history_row *r);
  * store through the store thread, ahead of any later write for the job). */
 void jobs_record_digest(struct job *j, const char *digest);
 
-/* The loop's copy of a stored checkpoint's description. */
-void job_checkpoint_from_store(struct job_checkpoint *out, const struct store_checkpoint *c);
-
-/* A copy of the progress the worker last published (the loop's view). */
-void job_progress_get(struct job *j, struct job_progress *out);
+/* A copy of the progress the run last published (the loop's view). */
+void job_progress_get(struct job *j, struct run_progress *out);
 
 /* SIGTERM: checkpoint every running job, then call d->on_drained. */
 void jobs_shutdown(struct daemon *d);

@@ -623,9 +623,9 @@ static void work_checkpoints(uv_work_t *req)
 	a = json_array();
 	for (size_t i = 0; i < n; i++) {
 		struct store_checkpoint *k = &cks[i];
-		struct job_checkpoint jc;
+		struct store_ckpt_desc jc;
 
-		job_checkpoint_from_store(&jc, k);
+		store_ckpt_describe(&jc, k);
 		json_array_append_new(a, checkpoint_json(&jc));
 		store_checkpoint_clear(k);
 	}

@@ -22,7 +22,7 @@ struct waiter {
 	uint32_t epoch;             /* W_WAIT: 0 = none */
 	unsigned states;            /* W_WAIT: mask of enum job_state */
 	uv_timer_t *timer;          /* W_WAIT timeout, or NULL */
-	struct job_progress sent;   /* W_WATCH: last update sent */
+	struct run_progress sent;   /* W_WATCH: last update sent */
 	bool sent_any;
 	struct waiter *next;
 };
@@ -136,7 +136,7 @@ void waiters_notify(struct job *j)
 			waiter_unlink(w);
 			call_on_cancel(w->call, NULL, NULL);
 			{
-				struct job_progress p;
+				struct run_progress p;
 
 				job_progress_get(j, &p);
 				call_reply(w->call, watch_json(j, &p), false);
@@ -180,7 +180,7 @@ static void on_watch_tick(uv_timer_t *t)
 		struct job *j = d->jobs[i];
 
 		for (struct waiter *w = j->waiters; w; w = w->next) {
-			struct job_progress p;
+			struct run_progress p;
 
 			if (w->kind != W_WATCH || !call_can_stream(w->call))
 				continue;

@@ -12,7 +12,7 @@
 #include "traind/spec.h"
 #include "traind/trainer.h"
 
-static double eta_seconds(struct job *j, const struct job_progress *p, bool *known)
+static double eta_seconds(struct job *j, const struct run_progress *p, bool *known)
 {
 	double remaining;
 
@@ -25,7 +25,7 @@ static double eta_seconds(struct job *j, const struct job_progress *p, bool *kno
 	return remaining > 0 ? remaining / p->samples_per_second : 0;
 }
 
-json_t *checkpoint_json(const struct job_checkpoint *c)
+json_t *checkpoint_json(const struct store_ckpt_desc *c)
 {
 	json_t *o = json_pack("{s:I,s:I,s:s,s:I,s:s,s:I}", "epoch", (json_int_t)c->epoch, "step",
 			      (json_int_t)c->step, "kind", c->is_epoch ? "epoch" : "position", "size",
@@ -41,7 +41,7 @@ json_t *checkpoint_json(const struct job_checkpoint *c)
 
 json_t *job_to_json(struct job *j)
 {
-	struct job_progress p;
+	struct run_progress p;
 	json_t *o;
 	bool eta_known;
 	double eta;
@@ -109,8 +109,8 @@ json_t *job_to_json(struct job *j)
 		json_object_set_new(o, "error", json_string(j->state_error));
 	else if (j->commit_failed && j->error)
 		json_object_set_new(o, "error", json_string(j->error));
-	if (atomic_load(&j->kill_after) >= 1 && (j->state == JOB_RUNNING || j->state == JOB_QUEUED))
-		json_object_set_new(o, "kill_after", json_integer(atomic_load(&j->kill_after)));
+	if (atomic_load(&j->run.kill_after) >= 1 && (j->state == JOB_RUNNING || j->state == JOB_QUEUED))
+		json_object_set_new(o, "kill_after", json_integer(atomic_load(&j->run.kill_after)));
 	if (j->restarts)
 		json_object_set_new(o, "restarts", json_integer(j->restarts));
 	if (j->last_failure)
@@ -118,7 +118,7 @@ json_t *job_to_json(struct job *j)
 	return o;
 }
 
-json_t *watch_json(struct job *j, const struct job_progress *p)
+json_t *watch_json(struct job *j, const struct run_progress *p)
 {
 	bool eta_known;
 	double eta = eta_seconds(j, p, &eta_known);

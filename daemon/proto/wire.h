@@ -24,9 +24,9 @@
 /* The Job object. */
 json_t *job_to_json(struct job *j);
 /* The Checkpoint object. */
-json_t *checkpoint_json(const struct job_checkpoint *c);
+json_t *checkpoint_json(const struct store_ckpt_desc *c);
 /* One Watch update of `j` at progress `p`. */
-json_t *watch_json(struct job *j, const struct job_progress *p);
+json_t *watch_json(struct job *j, const struct run_progress *p);
 /* A history row, keyed as the history columns (epoch, train_loss, train_acc,
  * train_macro_acc, val_loss, val_acc, val_macro_acc, seconds, note). */
 json_t *history_row_json(const struct history_row *r);
