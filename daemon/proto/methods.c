@@ -18,6 +18,7 @@
 #include "traind/base64.h"
 #include "traind/checkpoint.h"
 #include "daemon/core/counters.h"
+#include "daemon/core/daemon.h"
 #include "daemon/data/dsimport.h"
 #include "daemon/core/log.h"
 #include "daemon/data/predict.h"
@@ -102,10 +103,78 @@ static struct job *get_job(struct daemon *d, struct call *c)
 
 	if (!get_int(c, "id", true, 1, INT64_MAX, &id))
 		return NULL;
-	j = jobs_find(d, id);
+	j = jobs_find(d->jobs, id);
 	if (!j)
-		call_error(c, PROTO_NO_SUCH_JOB, json_pack("{s:I}", "id", (json_int_t)id));
+		call_error(c, PROTO_NO_SUCH_JOB, &(struct proto_detail){ .has_id = true, .id = id });
 	return j;
+}
+
+/* ---- the jobs module's verbs, answered through a struct jobs_done ------ */
+
+/* A verb's call while the jobs module works on it. */
+struct verb {
+	struct jobs_done done;     /* first: the answer comes back through it */
+	struct call *c;
+	bool start;                /* Start: answered with the id alone */
+};
+
+static void verb_reply(struct call *c, const struct jobs_result *r, bool start)
+{
+	struct proto_detail dt;
+	enum proto_error e;
+
+	if (r->code == JOBS_OK) {
+		call_reply(c, start ? json_pack("{s:I}", "id", (json_int_t)r->id)
+				    : job_id_state_json(r->id, r->state),
+			   false);
+		return;
+	}
+	e = proto_jobs_error(r, &dt);
+	call_error(c, e, &dt);
+}
+
+static void verb_answered(struct jobs_done *done)
+{
+	struct verb *v = (struct verb *)done;
+
+	call_on_cancel(v->c, NULL, NULL);
+	verb_reply(v->c, &done->result, v->start);
+	free(v);
+}
+
+static void verb_cancel(void *arg)
+{
+	struct verb *v = arg;
+
+	jobs_done_cancel(&v->done);   /* the verb goes on; nobody to tell */
+	free(v);
+}
+
+/* The verb's call, or NULL after replying (out of memory). */
+static struct verb *verb_new(struct call *c, bool start)
+{
+	struct verb *v = calloc(1, sizeof(*v));
+
+	if (!v) {
+		call_error(c, PROTO_STORAGE_ERROR, &(struct proto_detail){ .message = "out of memory" });
+		return NULL;
+	}
+	v->done.fn = verb_answered;
+	v->c = c;
+	v->start = start;
+	return v;
+}
+
+/* What the verb returned (jobs.h): the call waits for its answer, or gets
+ * it now. */
+static void verb_started(struct verb *v, int rc)
+{
+	if (rc == JOBS_PENDING) {
+		call_on_cancel(v->c, verb_cancel, v);
+		return;
+	}
+	verb_reply(v->c, &v->done.result, v->start);
+	free(v);
 }
 
 /* ---- background work (libuv thread pool) ------------------------------ */
@@ -162,40 +231,30 @@ static void bg_cancel(void *arg)
 	b->c = NULL;
 }
 
-/* The parameters of the error reply for a failed background call. */
-static json_t *bg_error_params(struct bg *b)
+/* The fields of the error reply for a failed background call (each error
+ * sends those it declares). */
+static void bg_detail(struct bg *b, struct proto_detail *dt)
 {
-	switch (b->error) {
-	case PROTO_NO_SUCH_CHECKPOINT:
-		return b->epoch >= 0 ? json_pack("{s:I,s:I}", "id", (json_int_t)b->id, "epoch",
-						 (json_int_t)b->epoch)
-				     : json_pack("{s:I}", "id", (json_int_t)b->id);
-	case PROTO_DATASET_ERROR:
-		return json_pack("{s:s,s:s}", "dataset", b->cfg.dataset, "message", b->err.msg);
-	case PROTO_INVALID_PARAMETER:
-		return json_pack("{s:s,s:s}", "parameter", b->bad_param ? b->bad_param : "config",
-				 "message", b->err.msg);
-	case PROTO_CHECKPOINT_ERROR:
-		return json_pack("{s:I,s:s}", "id", (json_int_t)b->id, "message", b->err.msg);
-	case PROTO_IMAGE_ERROR:
-		return json_pack("{s:s,s:s}", "file", b->file, "message", b->err.msg);
-	case PROTO_IMAGE_SIZE_MISMATCH:
-		return json_pack("{s:s,s:s,s:s,s:s}", "file", b->file, "size", b->size, "expected", b->expected,
-				 "message", b->err.msg);
-	case PROTO_NO_SUCH_DATASET:
-	case PROTO_DATASET_EXISTS:
-	case PROTO_DATASET_IN_USE:
-		return json_pack("{s:s,s:s}", "dataset", b->cfg.dataset, "message", b->err.msg);
-	case PROTO_DATASET_TOO_BIG:
-		return json_pack("{s:s,s:I,s:I,s:s}", "dataset", b->cfg.dataset, "size", (json_int_t)b->bytes,
-				 "limit", (json_int_t)b->d->max_dataset_bytes, "message", b->err.msg);
-	case PROTO_DATASET_CHANGED:
-		return json_pack("{s:s,s:I,s:s,s:s,s:s}", "dataset", b->cfg.dataset, "id", (json_int_t)b->id,
-				 "recorded", b->recorded, "current", b->current, "message", b->err.msg);
-	default:
-		return json_pack("{s:s}", "message", b->err.msg);
-	}
+	*dt = (struct proto_detail){
+		.has_id = true, .id = b->id,
+		.has_epoch = b->epoch >= 0, .epoch = b->epoch,
+		.has_size = true, .size = (int64_t)b->bytes, .limit = (int64_t)b->d->max_dataset_bytes,
+		.message = b->err.msg,
+		.parameter = b->bad_param ? b->bad_param : "config",
+		.dataset = b->cfg.dataset,
+		.recorded = b->recorded, .current = b->current,
+		.file = b->file, .size_text = b->size, .expected = b->expected,
+	};
 }
+
+static void bg_error(struct bg *b)
+{
+	struct proto_detail dt;
+
+	bg_detail(b, &dt);
+	call_error(b->c, b->error, &dt);
+}
+
 
 static void bg_after(uv_work_t *req, int status)
 {
@@ -205,7 +264,7 @@ static void bg_after(uv_work_t *req, int status)
 	if (b->c) {
 		call_on_cancel(b->c, NULL, NULL);
 		if (b->rc < 0) {
-			call_error(b->c, b->error, bg_error_params(b));
+			bg_error(b);
 		} else {
 			call_reply(b->c, b->result, false);
 			b->result = NULL;
@@ -214,7 +273,7 @@ static void bg_after(uv_work_t *req, int status)
 	json_decref(b->result);
 	json_decref(b->config_in);
 	json_decref(b->init_b64);
-	job_spec_clear(b->d, &b->spec);
+	job_spec_clear(b->d->dsc, &b->spec);
 	for (size_t i = 0; i < b->nfds; i++)
 		close(b->fds[i]);
 	free(b);
@@ -230,8 +289,12 @@ static void bg_after_start(uv_work_t *req, int status)
 		b->error = PROTO_SHUTTING_DOWN;
 		tr_err_set(&b->err, -ESHUTDOWN, "traind is shutting down");
 	} else if (b->rc == 0 && b->c) {
+		struct verb *v;
+
 		call_on_cancel(b->c, NULL, NULL);
-		jobs_start_job(b->d, b->c, &b->spec);   /* takes what spec owns */
+		v = verb_new(b->c, true);
+		if (v)   /* takes what spec owns */
+			verb_started(v, jobs_start_job(b->d->jobs, &b->spec, &v->done));
 		b->c = NULL;
 	}
 	bg_after(req, status);
@@ -242,7 +305,7 @@ static struct bg *bg_new(struct daemon *d, struct call *c)
 	struct bg *b = calloc(1, sizeof(*b));
 
 	if (!b) {
-		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
+		call_error(c, PROTO_STORAGE_ERROR, &(struct proto_detail){ .message = "out of memory" });
 		return NULL;
 	}
 	b->d = d;
@@ -258,7 +321,7 @@ static void bg_queue(struct bg *b, uv_work_cb work, uv_after_work_cb after)
 	call_on_cancel(b->c, bg_cancel, b);
 	if (uv_queue_work(b->d->loop, &b->req, work, after) < 0) {
 		call_on_cancel(b->c, NULL, NULL);
-		call_error(b->c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "cannot queue work"));
+		call_error(b->c, PROTO_STORAGE_ERROR, &(struct proto_detail){ .message = "cannot queue work" });
 		json_decref(b->config_in);
 		json_decref(b->init_b64);
 		for (size_t i = 0; i < b->nfds; i++)
@@ -809,8 +872,8 @@ static void bg_after_datasets(uv_work_t *req, int status)
 		const char *name = json_string_value(json_object_get(o, "name"));
 		json_t *ids = json_object_get(o, "jobs");
 
-		for (size_t k = 0; name && k < b->d->njobs; k++) {
-			struct job *j = b->d->jobs[k];
+		for (size_t k = 0; name && k < jobs_count(b->d->jobs); k++) {
+			struct job *j = jobs_at(b->d->jobs, k);
 
 			if (!j->removal && strcmp(j->cfg.dataset, name) == 0)
 				json_array_append_new(ids, json_integer((json_int_t)j->id));
@@ -828,8 +891,8 @@ static bool jobs_using(struct daemon *d, const char *name, bool live_only, char 
 	size_t o = 0;
 
 	buf[0] = '\0';
-	for (size_t i = 0; i < d->njobs; i++) {
-		struct job *j = d->jobs[i];
+	for (size_t i = 0; i < jobs_count(d->jobs); i++) {
+		struct job *j = jobs_at(d->jobs, i);
 		bool live = j->target == JOB_QUEUED || j->target == JOB_RUNNING || j->worker_alive;
 
 		if (j->removal || strcmp(j->cfg.dataset, name) != 0 || (live_only && !live))
@@ -900,8 +963,8 @@ static void bg_after_import_commit(uv_work_t *req, int status)
 	struct bg *b = req->data;
 	json_t *ids = json_object_get(json_object_get(b->result, "dataset"), "jobs");
 
-	for (size_t k = 0; ids && k < b->d->njobs; k++) {
-		struct job *j = b->d->jobs[k];
+	for (size_t k = 0; ids && k < jobs_count(b->d->jobs); k++) {
+		struct job *j = jobs_at(b->d->jobs, k);
 
 		if (!j->removal && strcmp(j->cfg.dataset, b->cfg.dataset) == 0)
 			json_array_append_new(ids, json_integer((json_int_t)j->id));
@@ -1028,10 +1091,12 @@ static bool m_dataset_import_call(struct daemon *d, struct call *c, int *fds, in
 	if (!enough_fds(c, nfiles, nfd))
 		return false;
 	if (replace && jobs_using(d, json_string_value(name), true, who, sizeof(who))) {
+		char msg[1024];   /* a name, and `who` */
+
+		snprintf(msg, sizeof(msg), "dataset %s cannot be replaced while a queued or running job uses "
+			 "it: job %s", json_string_value(name), who);
 		call_error(c, PROTO_DATASET_IN_USE,
-			   json_pack("{s:s,s:s+++}", "dataset", json_string_value(name), "message",
-				     "dataset ", json_string_value(name), " cannot be replaced while a queued or running "
-				     "job uses it: job ", who));
+			   &(struct proto_detail){ .dataset = json_string_value(name), .message = msg });
 		return false;
 	}
 	if (!(b = bg_new(d, c)))
@@ -1079,10 +1144,12 @@ static void m_dataset_remove(struct daemon *d, struct call *c)
 		return;
 	}
 	if (jobs_using(d, json_string_value(name), false, who, sizeof(who))) {
+		char msg[1024];   /* a name, and `who` */
+
+		snprintf(msg, sizeof(msg), "dataset %s is used by job %s; remove those jobs first (trainctl rm)",
+			 json_string_value(name), who);
 		call_error(c, PROTO_DATASET_IN_USE,
-			   json_pack("{s:s,s:s++++}", "dataset", json_string_value(name), "message", "dataset ",
-				     json_string_value(name), " is used by job ", who,
-				     "; remove those jobs first (trainctl rm)"));
+			   &(struct proto_detail){ .dataset = json_string_value(name), .message = msg });
 		return;
 	}
 	if (!(b = bg_new(d, c)))
@@ -1319,8 +1386,8 @@ static void m_start(struct daemon *d, struct call *c)
 		call_invalid_parameter(c, "init_from", "'init_from' and 'from_job' cannot both be given");
 		return;
 	}
-	if (from_job && !jobs_find(d, from_job)) {
-		call_error(c, PROTO_NO_SUCH_JOB, json_pack("{s:I}", "id", (json_int_t)from_job));
+	if (from_job && !jobs_find(d->jobs, from_job)) {
+		call_error(c, PROTO_NO_SUCH_JOB, &(struct proto_detail){ .has_id = true, .id = from_job });
 		return;
 	}
 	if (name && !json_is_null(name)) {
@@ -1368,18 +1435,12 @@ static void m_start(struct daemon *d, struct call *c)
 static void m_pause(struct daemon *d, struct call *c)
 {
 	static const char *const keys[] = { "id", NULL };
+	struct verb *v;
 	struct job *j;
 
-	if (!only_keys(c, keys) || !(j = get_job(d, c)))
+	if (!only_keys(c, keys) || !(j = get_job(d, c)) || !(v = verb_new(c, false)))
 		return;
-	jobs_pause(d, c, j);
-}
-
-/* A job Resume can continue (a done one only with epochs). */
-static bool resumable(const struct job *j)
-{
-	return j->target == JOB_PAUSED || j->target == JOB_KILLED || j->target == JOB_FAILED ||
-	       j->target == JOB_DONE;
+	verb_started(v, jobs_pause(d->jobs, j, &v->done));
 }
 
 /* Resume, once the dataset's digest is known: refused when the files are
@@ -1389,15 +1450,16 @@ static bool resumable(const struct job *j)
 static void bg_after_resume(uv_work_t *req, int status)
 {
 	struct bg *b = req->data;
+	struct verb *v;
 	struct job *j;
 
 	(void)status;
 	if (!b->c)
 		goto out;
 	call_on_cancel(b->c, NULL, NULL);
-	j = jobs_find(b->d, b->id);
+	j = jobs_find(b->d->jobs, b->id);
 	if (!j) {
-		call_error(b->c, PROTO_NO_SUCH_JOB, json_pack("{s:I}", "id", (json_int_t)b->id));
+		call_error(b->c, PROTO_NO_SUCH_JOB, &(struct proto_detail){ .has_id = true, .id = b->id });
 		goto out;
 	}
 	snprintf(b->recorded, sizeof(b->recorded), "%s", j->dataset_digest);
@@ -1406,18 +1468,21 @@ static void bg_after_resume(uv_work_t *req, int status)
 			dscache_changed_message(b->err.msg, sizeof(b->err.msg), j->cfg.dataset, j->id,
 						b->recorded, b->current, "resume");
 			b->error = PROTO_DATASET_CHANGED;
-			call_error(b->c, PROTO_DATASET_CHANGED, bg_error_params(b));
+			bg_error(b);
 			goto out;
 		}
-		if (resumable(j)) {
+		if (job_resumable(j)) {
 			log_warn("job %" PRId64 ": resumed on changed data (dataset %s %s, was %s), as "
 				 "allowed", j->id, j->cfg.dataset, b->current, b->recorded);
 			jobs_record_digest(j, b->current);
 		}
-	} else if (b->current[0] && !b->recorded[0] && resumable(j)) {
+	} else if (b->current[0] && !b->recorded[0] && job_resumable(j)) {
 		jobs_record_digest(j, b->current);
 	}
-	jobs_resume(b->d, b->c, j, b->weights_only, b->resume_epochs, b->resume_ranks);
+	v = verb_new(b->c, false);
+	if (v)
+		verb_started(v, jobs_resume(b->d->jobs, j, b->weights_only, b->resume_epochs,
+					    b->resume_ranks, &v->done));
 out:
 	b->c = NULL;
 	bg_after(req, status);
@@ -1437,6 +1502,7 @@ static void m_resume(struct daemon *d, struct call *c)
 					    NULL };
 	bool weights_only = false, allow = false;
 	int64_t epochs = 0, ranks = 0;
+	struct verb *v;
 	struct job *j;
 	struct bg *b;
 
@@ -1445,8 +1511,10 @@ static void m_resume(struct daemon *d, struct call *c)
 	    !get_int(c, "epochs", false, 1, 100000, &epochs) ||
 	    !get_int(c, "ranks", false, 1, CFG_MAX_RANKS, &ranks) || !(j = get_job(d, c)))
 		return;
-	if (!resumable(j) && !(j->target == JOB_DONE && epochs)) {
-		jobs_resume(d, c, j, weights_only, (uint32_t)epochs, (uint32_t)ranks);   /* refuses it, as it is */
+	if (!job_resumable(j) && !(j->target == JOB_DONE && epochs)) {
+		if ((v = verb_new(c, false)))   /* refused, as it is */
+			verb_started(v, jobs_resume(d->jobs, j, weights_only, (uint32_t)epochs,
+						    (uint32_t)ranks, &v->done));
 		return;
 	}
 	if (!(b = bg_new(d, c)))
@@ -1464,12 +1532,13 @@ static void m_kill(struct daemon *d, struct call *c)
 {
 	static const char *const keys[] = { "id", "after_epoch", NULL };
 	int64_t after = 0;
+	struct verb *v;
 	struct job *j;
 
 	if (!only_keys(c, keys) || !get_int(c, "after_epoch", false, 1, 100000, &after) ||
-	    !(j = get_job(d, c)))
+	    !(j = get_job(d, c)) || !(v = verb_new(c, false)))
 		return;
-	jobs_kill(d, c, j, after);
+	verb_started(v, jobs_kill(d->jobs, j, after, &v->done));
 }
 
 static void m_status(struct daemon *d, struct call *c)
@@ -1520,8 +1589,8 @@ static void m_list(struct daemon *d, struct call *c)
 	if (!only_keys(c, keys) || !get_states(c, "states", &mask))
 		return;
 	a = json_array();
-	for (size_t i = 0; i < d->njobs; i++) {
-		struct job *j = d->jobs[i];
+	for (size_t i = 0; i < jobs_count(d->jobs); i++) {
+		struct job *j = jobs_at(d->jobs, i);
 
 		if (!j->removal && ((mask >> j->state) & 1u))
 			json_array_append_new(a, job_to_json(j));
@@ -1533,11 +1602,13 @@ static void m_delete(struct daemon *d, struct call *c)
 {
 	static const char *const keys[] = { "id", "force", NULL };
 	bool force = false;
+	struct verb *v;
 	struct job *j;
 
-	if (!only_keys(c, keys) || !get_bool(c, "force", &force) || !(j = get_job(d, c)))
+	if (!only_keys(c, keys) || !get_bool(c, "force", &force) || !(j = get_job(d, c)) ||
+	    !(v = verb_new(c, false)))
 		return;
-	jobs_delete(d, c, j, force);
+	verb_started(v, jobs_delete(d->jobs, j, force, &v->done));
 }
 
 static void m_history(struct daemon *d, struct call *c)
@@ -1704,7 +1775,7 @@ static void m_watch(struct daemon *d, struct call *c)
 
 	if (!only_keys(c, keys) || !(j = get_job(d, c)))
 		return;
-	waiters_watch(c, j);
+	waiters_watch(d, c, j);
 }
 
 static void m_counters(struct daemon *d, struct call *c)
@@ -1716,7 +1787,7 @@ static void m_counters(struct daemon *d, struct call *c)
 		return;
 	r = counters_json(&d->counters);
 	if (!r) {
-		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
+		call_error(c, PROTO_STORAGE_ERROR, &(struct proto_detail){ .message = "out of memory" });
 		return;
 	}
 	call_reply(c, r, false);
@@ -1753,7 +1824,7 @@ static void m_get_interface(struct daemon *d, struct call *c)
 		char shown[TR_QUOTE_MAX + 1];
 
 		snprintf(shown, sizeof(shown), "%.*s", tr_utf8_cut(name, TR_QUOTE_MAX), name);
-		call_error(c, PROTO_INTERFACE_NOT_FOUND, json_pack("{s:s}", "interface", shown));
+		call_error(c, PROTO_INTERFACE_NOT_FOUND, &(struct proto_detail){ .interface = shown });
 	}
 }
 
@@ -1792,17 +1863,20 @@ void methods_dispatch(void *ctx, struct call *c, const char *method)
 			if (d->shutting_down && methods[i].fn != m_status && methods[i].fn != m_list &&
 			    methods[i].fn != m_get_info) {
 				call_error(c, PROTO_SHUTTING_DOWN,
-					   json_pack("{s:s}", "message", "traind is shutting down"));
+					   &(struct proto_detail){ .message = "traind is shutting down" });
 				return;
 			}
 			methods[i].fn(d, c);
 			return;
 		}
 	}
-	if (strncmp(method, "io.traind.", 10) == 0 || strncmp(method, "org.varlink.service.", 20) == 0)
-		call_error(c, PROTO_METHOD_NOT_FOUND, json_pack("{s:s}", "method", method));
-	else
-		call_error(c, PROTO_INTERFACE_NOT_FOUND,
-			   json_pack("{s:s%}", "interface", method,
-				     strrchr(method, '.') ? (size_t)(strrchr(method, '.') - method) : strlen(method)));
+	if (strncmp(method, "io.traind.", 10) == 0 || strncmp(method, "org.varlink.service.", 20) == 0) {
+		call_error(c, PROTO_METHOD_NOT_FOUND, &(struct proto_detail){ .method = method });
+	} else {
+		char iface[256];
+		const char *dot = strrchr(method, '.');
+
+		snprintf(iface, sizeof(iface), "%.*s", dot ? (int)(dot - method) : (int)strlen(method), method);
+		call_error(c, PROTO_INTERFACE_NOT_FOUND, &(struct proto_detail){ .interface = iface });
+	}
 }

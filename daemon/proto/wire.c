@@ -4,7 +4,6 @@
 #include "daemon/proto/wire.h"
 
 #include <math.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -109,8 +108,8 @@ json_t *job_to_json(struct job *j)
 		json_object_set_new(o, "error", json_string(j->state_error));
 	else if (j->commit_failed && j->error)
 		json_object_set_new(o, "error", json_string(j->error));
-	if (atomic_load(&j->run.kill_after) >= 1 && (j->state == JOB_RUNNING || j->state == JOB_QUEUED))
-		json_object_set_new(o, "kill_after", json_integer(atomic_load(&j->run.kill_after)));
+	if (job_kill_after(j) >= 1 && (j->state == JOB_RUNNING || j->state == JOB_QUEUED))
+		json_object_set_new(o, "kill_after", json_integer(job_kill_after(j)));
 	if (j->restarts)
 		json_object_set_new(o, "restarts", json_integer(j->restarts));
 	if (j->last_failure)
@@ -151,9 +150,9 @@ json_t *history_row_json(const struct history_row *r)
 	return o;
 }
 
-json_t *job_id_state_json(struct job *j)
+json_t *job_id_state_json(int64_t id, enum job_state state)
 {
-	return json_pack("{s:I,s:s}", "id", (json_int_t)j->id, "state", job_state_name(j->state));
+	return json_pack("{s:I,s:s}", "id", (json_int_t)id, "state", job_state_name(state));
 }
 
 json_t *dataset_json(const char *name, const struct dataset *ds, const char *digest, uint64_t size,

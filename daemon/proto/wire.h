@@ -37,7 +37,7 @@ json_t *history_row_json(const struct history_row *r);
  * a field struct dataset gains (format, channels, class names) goes here. */
 json_t *dataset_json(const char *name, const struct dataset *ds, const char *digest, uint64_t size,
 		     const char *error);
-/* {"id": ..., "state": ...}: what Pause, Resume and Kill answer. */
-json_t *job_id_state_json(struct job *j);
+/* {"id": ..., "state": ...}: what Pause, Resume, Kill and Delete answer. */
+json_t *job_id_state_json(int64_t id, enum job_state state);
 
 #endif

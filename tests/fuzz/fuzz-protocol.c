@@ -44,7 +44,7 @@
 
 #include "tests/lib/testutil.h"
 #include "traind/checkpoint.h"
-#include "daemon/core/daemon.h"
+#include "daemon/daemon.h"
 #include "daemon/jobs/jobs.h"
 #include "daemon/proto/server.h"
 #include "daemon/store/store.h"

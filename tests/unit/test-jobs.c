@@ -57,7 +57,7 @@
 #include <sqlite3.h>
 
 #include "tests/lib/testutil.h"
-#include "daemon/core/daemon.h"
+#include "daemon/daemon.h"
 #include "daemon/jobs/jobs.h"
 #include "daemon/core/log.h"
 #include "daemon/core/loopq.h"
@@ -498,10 +498,10 @@ static void daemon_up(struct fx *f, unsigned max_running)
 
 static bool jobs_busy(struct daemon *d)
 {
-	if (d->running)
+	if (jobs_running(d->jobs))
 		return true;
-	for (size_t i = 0; i < d->njobs; i++)
-		if (d->jobs[i]->worker_alive || d->jobs[i]->finalize_pending)
+	for (size_t i = 0; i < jobs_count(d->jobs); i++)
+		if (jobs_at(d->jobs, i)->worker_alive || jobs_at(d->jobs, i)->finalize_pending)
 			return true;
 	return false;
 }
@@ -515,8 +515,8 @@ static bool settled_final(struct fx *f)
 
 	if (jobs_busy(d) || f->loop.active_reqs.count > 0)
 		return false;
-	for (size_t i = 0; i < d->njobs; i++)
-		if (d->jobs[i]->state != JOB_DONE && d->jobs[i]->state != JOB_FAILED)
+	for (size_t i = 0; i < jobs_count(d->jobs); i++)
+		if (jobs_at(d->jobs, i)->state != JOB_DONE && jobs_at(d->jobs, i)->state != JOB_FAILED)
 			return false;
 	storeq_call(d->sq, noop_fn, NULL, NULL);
 	uv_run(&f->loop, UV_RUN_NOWAIT);
