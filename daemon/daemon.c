@@ -23,6 +23,7 @@
 
 #include "daemon/data/dscache.h"
 #include "daemon/jobs/jobs.h"
+#include "daemon/proto/bgwork.h"
 #include "daemon/proto/methods.h"
 #include "daemon/proto/server.h"
 #include "daemon/proto/waiters.h"
@@ -82,6 +83,11 @@ int daemon_new(struct daemon **out, const struct daemon_config *cfg, struct tr_e
 	rc = dscache_new(&d->dsc, cfg->data_dir);
 	if (rc < 0) {
 		tr_err_set(err, rc, "out of memory");
+		goto fail;
+	}
+	d->bg = bgwork_new(d->loop, d->db_path);
+	if (!d->bg) {
+		rc = tr_err_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
 	jc = (struct jobs_config){
@@ -197,5 +203,6 @@ void daemon_free(struct daemon *d)
 	for (unsigned i = 0; i < d->n_mpi_args; i++)
 		free(d->mpi_args[i]);
 	dscache_free(d->dsc);
+	bgwork_free(d->bg);
 	free(d);
 }

@@ -26,6 +26,7 @@
 #include "daemon/core/loopq.h"
 
 struct daemon;
+struct bgwork;
 struct dscache;
 struct jobs;
 struct server;
@@ -41,6 +42,7 @@ struct daemon {
 	struct dscache *dsc;
 	struct jobs *jobs;           /* the registry (jobs.h) */
 	struct server *server;       /* NULL once daemon_shutdown has closed it */
+	struct bgwork *bg;           /* the methods' door to the thread pool (bgwork.h) */
 	char db_path[4096];
 	char data_dir[4096];
 	char *mpi_launcher;          /* owned copies of daemon_config's */
