@@ -12,7 +12,6 @@
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,7 +59,7 @@ void job_progress_get(struct job *j, struct run_progress *out)
 
 int64_t job_kill_after(struct job *j)
 {
-	return atomic_load(&j->run.kill_after);
+	return run_kill_after(&j->run);
 }
 
 bool job_settled(const struct job *j)
@@ -315,11 +314,8 @@ static void kill_after_done(void *arg, int rc, const struct tr_err *err)
 		log_err("job %" PRId64 ": cannot record the kill after epoch %" PRId64 ": %s", w->id,
 			w->epoch, err ? err->msg : "?");
 		/* Not durable: do not pretend it is pending. */
-		if (w->epoch >= 1) {
-			int64_t want = w->epoch;
-
-			atomic_compare_exchange_strong(&j->run.kill_after, &want, -1);
-		}
+		if (w->epoch >= 1)
+			run_drop_kill_after(&j->run, w->epoch);
 		r = result_error(j, JOBS_E_STORAGE, NULL, "%s", err ? err->msg : "cannot record the kill");
 	} else {
 		r = result_state(j);
@@ -336,7 +332,7 @@ static int set_kill_after(struct job *j, int64_t epoch, struct jobs_done *done)
 {
 	struct kill_after_write *w = calloc(1, sizeof(*w));
 
-	atomic_store(&j->run.kill_after, epoch);
+	run_set_kill_after(&j->run, epoch);
 	if (w) {
 		w->j = j;
 		w->id = j->id;
@@ -442,7 +438,6 @@ static void on_run_commit(struct run_ctx *ctx, const struct run_commit *c)
 {
 	struct job *j = job_of(ctx);
 
-	atomic_fetch_sub(&j->run.commits_inflight, 1);
 	if (c->rc < 0) {
 		log_err("job %" PRId64 ": checkpoint at epoch %u step %u not committed: %s", j->id, c->epoch,
 			c->step, c->err.msg);
@@ -471,7 +466,7 @@ static void on_run_commit(struct run_ctx *ctx, const struct run_commit *c)
 				 j->id, c->row.epoch, j->cfg.epochs, c->row.train_loss, c->row.train_acc,
 				 c->row.val_loss, c->row.val_acc, c->row.seconds, c->hold_seconds * 1e3,
 				 c->durable_after * 1e3);
-			if (atomic_load(&j->run.kill_after) == (int64_t)c->row.epoch && j->worker_alive)
+			if (run_kill_after(&j->run) == (int64_t)c->row.epoch && j->worker_alive)
 				run_request_stop(&j->run, STOP_KILL);
 		} else {
 			log_info("job %" PRId64 ": position epoch %u step %u saved", j->id, c->epoch, c->step);
@@ -479,7 +474,7 @@ static void on_run_commit(struct run_ctx *ctx, const struct run_commit *c)
 		j->updated = now_unix();
 		changed(j);
 	}
-	if (j->finalize_pending && atomic_load(&j->run.commits_inflight) == 0)
+	if (j->finalize_pending && run_commits_inflight(&j->run) == 0)
 		finalize(j);
 }
 
@@ -525,7 +520,7 @@ static void on_run_exit(struct run_ctx *ctx, const struct run_exit *ex)
 		j->error = strdup(ex->msg);
 	}
 	j->finalize_pending = true;
-	if (atomic_load(&j->run.commits_inflight) == 0)
+	if (run_commits_inflight(&j->run) == 0)
 		finalize(j);
 }
 
@@ -701,10 +696,7 @@ static struct job *job_alloc(struct jobs *js)
 	if (!j)
 		return NULL;
 	j->js = js;
-	run_ctx_init(&j->run);
-	j->run.cfg = &j->cfg;
-	j->run.env = &js->cfg.env;
-	j->run.events = &job_run_events;
+	run_ctx_init(&j->run, &j->cfg, &js->cfg.env, &job_run_events);
 	return j;
 }
 
@@ -893,7 +885,7 @@ int jobs_recover(struct jobs *js, struct store *s, struct tr_err *err)
 		run_progress_place(&j->run, j->newest.valid ? j->newest.epoch : 0,
 				   j->newest.valid ? j->newest.step : 0);
 		recover_steps(j, &tc);
-		atomic_store(&j->run.kill_after, r->kill_after >= 1 ? r->kill_after : -1);
+		run_set_kill_after(&j->run, r->kill_after >= 1 ? r->kill_after : -1);
 		if ((j->state == JOB_RUNNING || j->state == JOB_QUEUED) && r->kill_after >= 1 &&
 		    (uint32_t)r->kill_after <= j->committed_epoch) {
 			/* Epoch N committed, traind stopped before recording the kill. */
@@ -1211,7 +1203,7 @@ int jobs_resume(struct jobs *js, struct job *j, bool weights_only, uint32_t epoc
 	j->weights_only_next = weights_only;
 	j->go_on_next = more;
 	j->restarts = 0;
-	if (atomic_load(&j->run.kill_after) != -1)
+	if (run_kill_after(&j->run) != -1)
 		set_kill_after(j, -1, NULL);
 	j->queue_seq = js->next_seq++;
 	log_notice("job %" PRId64 ": resumed%s", j->id, weights_only ? " (weights only)" : "");

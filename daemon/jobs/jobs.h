@@ -7,8 +7,13 @@
  * finish). A job trains in runs behind the runner interface (runner.h); the
  * module starts and stops runs only through it, hears of them only through
  * the events a run posts (restored, commit, exit), and frees nothing a run
- * may touch before its exit event. What a run may see of its job is the
- * struct run_ctx embedded in it (job.run), nothing else.
+ * may touch before its exit event. A struct job is split in two: what the
+ * loop owns (identity, committed state, decisions, what waits on it,
+ * removal: the fields below, read on the loop thread only) and what a run
+ * shares with it, the struct run_ctx embedded in it (job.run), which the
+ * loop reaches only through runner.h's functions (run_start,
+ * run_request_stop, run_kill_after, run_progress_get...). A run sees its
+ * ctx, nothing else.
  *
  * States: queued -> running -> {paused, killed, failed, done}; resume puts
  * paused/killed/failed back to queued. Delete removes a stopped job (a

@@ -23,9 +23,13 @@
 
 /* ==== the ctx (loop side) ============================================== */
 
-void run_ctx_init(struct run_ctx *ctx)
+void run_ctx_init(struct run_ctx *ctx, const struct train_config *cfg, const struct run_env *env,
+		  const struct run_events *events)
 {
 	memset(ctx, 0, sizeof(*ctx));
+	ctx->cfg = cfg;
+	ctx->env = env;
+	ctx->events = events;
 	pthread_mutex_init(&ctx->mu, NULL);
 	atomic_init(&ctx->stop, STOP_NONE);
 	atomic_init(&ctx->kill_after, -1);
@@ -52,6 +56,26 @@ void run_request_stop(struct run_ctx *ctx, enum run_stop why)
 		return;
 	}
 	atomic_store(&ctx->stop, why);
+}
+
+int64_t run_kill_after(struct run_ctx *ctx)
+{
+	return atomic_load(&ctx->kill_after);
+}
+
+void run_set_kill_after(struct run_ctx *ctx, int64_t epoch)
+{
+	atomic_store(&ctx->kill_after, epoch);
+}
+
+void run_drop_kill_after(struct run_ctx *ctx, int64_t epoch)
+{
+	atomic_compare_exchange_strong(&ctx->kill_after, &epoch, -1);
+}
+
+int run_commits_inflight(struct run_ctx *ctx)
+{
+	return atomic_load(&ctx->commits_inflight);
 }
 
 void run_progress_place(struct run_ctx *ctx, uint32_t epoch, uint32_t step)
@@ -112,6 +136,7 @@ struct commit {
 /* The commit's outcome to the loop; the loop has what it needs, the blob goes. */
 static void commit_event(struct commit *c)
 {
+	atomic_fetch_sub(&c->ctx->commits_inflight, 1);
 	c->ctx->events->commit(c->ctx, &c->out);
 	blob_pool_put(c->pool, c->blob, c->cap);
 	free(c);

@@ -10,17 +10,19 @@
  * run_request_stop, and hears of them only through the three events of its
  * struct run_events, which it implements.
  *
- * What a run shares with the loop (struct run_ctx):
+ * What a run shares with the loop (struct run_ctx; the owner goes through
+ * the functions below, never at the fields):
  *   - id, cfg, env, events: the owner's, constant while a run exists (the
- *     loop changes cfg only while none does);
+ *     loop changes cfg and id only while none does);
  *   - stop: written by run_request_stop (loop), read by the run between
  *     steps;
- *   - kill_after: the loop's, read by the run after each epoch;
+ *   - kill_after: the loop's (run_set_kill_after), read by the run after
+ *     each epoch;
  *   - mu / prog: the progress snapshot the run publishes (run_publish) and
  *     the loop copies (run_progress_get), never live buffers;
  *   - commits_inflight: +1 by the run for each checkpoint it hands to the
- *     store thread (run_hand_over_blob), -1 by the loop when it hears of the
- *     commit.
+ *     store thread (run_hand_over_blob), -1 on the loop just before
+ *     events->commit; the loop reads it with run_commits_inflight.
  * Checkpoints: at each epoch end a run serializes its trainer to memory and
  * hands the blob to the store thread, which commits checkpoint + history
  * row in one transaction while training goes on; pause, shutdown and
@@ -195,8 +197,11 @@ struct runner_ops {
 
 /* ---- the owner's side (loop thread) ------------------------------------ */
 
-/* A ctx with no run, no stop request, no kill pending, empty progress. */
-void run_ctx_init(struct run_ctx *ctx);
+/* A ctx for a job on cfg (its id comes later: ctx->id, while no run
+ * exists), whose runs share env and report to events: no run, no stop
+ * request, no kill pending, empty progress. */
+void run_ctx_init(struct run_ctx *ctx, const struct train_config *cfg, const struct run_env *env,
+		  const struct run_events *events);
 void run_ctx_deinit(struct run_ctx *ctx);
 /* Start a run of ctx on the runner its configuration calls for (ranks > 1:
  * env->multi, else env->local). 0, or an error in err with nothing started
@@ -206,6 +211,13 @@ int run_start(struct run_ctx *ctx, const struct run_start *how, struct tr_err *e
  * or a shutdown does not override an earlier request; a kill or a failure
  * does. Returns at once. */
 void run_request_stop(struct run_ctx *ctx, enum run_stop why);
+/* The kill after an epoch the runs honour (-1: none). Any thread. */
+int64_t run_kill_after(struct run_ctx *ctx);
+void run_set_kill_after(struct run_ctx *ctx, int64_t epoch);
+/* Withdraw the kill after `epoch` if it is still the one set. */
+void run_drop_kill_after(struct run_ctx *ctx, int64_t epoch);
+/* Checkpoints handed to the store thread whose commit event has not run yet. */
+int run_commits_inflight(struct run_ctx *ctx);
 /* The progress snapshot, while no run writes it: the position (recovery,
  * a job started from another), and the steps per epoch when not known yet
  * (only_unknown) or always. */
