@@ -35,11 +35,22 @@ void bgwork_free(struct bgwork *q)
 	free(q);
 }
 
-void bg_task_init(struct bg_task *t, struct call *c)
+void *bg_task_new(struct call *c, size_t size, void (*work)(struct bg_task *t),
+		  bool (*after)(struct bg_task *t), void (*release)(struct bg_task *t))
 {
+	struct bg_task *t = calloc(1, size);
+
+	if (!t) {
+		call_error(c, PROTO_STORAGE_ERROR, &(struct proto_detail){ .message = "out of memory" });
+		return NULL;
+	}
 	t->c = c;
+	t->work = work;
+	t->after = after;
+	t->release = release;
 	t->error = PROTO_STORAGE_ERROR;
 	t->req.data = t;
+	return t;
 }
 
 static void on_cancel(void *arg)

@@ -64,8 +64,11 @@ struct bg_task {
 struct bgwork *bgwork_new(uv_loop_t *loop, const char *db_path);
 void bgwork_free(struct bgwork *q);   /* after the loop has stopped; accepts NULL */
 
-/* Prepare t (zeroed by its method, with work and release set) to answer c. */
-void bg_task_init(struct bg_task *t, struct call *c);
+/* A method's task: `size` bytes zeroed (its struct, with the struct
+ * bg_task first), the hooks set, to answer c; NULL after answering c
+ * (StorageError: out of memory). */
+void *bg_task_new(struct call *c, size_t size, void (*work)(struct bg_task *t),
+		  bool (*after)(struct bg_task *t), void (*release)(struct bg_task *t));
 /* Queue t (see the top). When it cannot be queued, c gets a StorageError
  * and t is released: false. */
 bool bg_submit(struct bgwork *q, struct bg_task *t);

@@ -83,16 +83,10 @@ static void data_release(struct bg_task *t)
 static struct data_task *data_task_new(struct daemon *d, struct call *c, const char *name,
 				       void (*work)(struct bg_task *t), bool (*after)(struct bg_task *t))
 {
-	struct data_task *dt = calloc(1, sizeof(*dt));
+	struct data_task *dt = bg_task_new(c, sizeof(*dt), work, after, data_release);
 
-	if (!dt) {
-		call_error(c, PROTO_STORAGE_ERROR, &(struct proto_detail){ .message = "out of memory" });
+	if (!dt)
 		return NULL;
-	}
-	bg_task_init(&dt->t, c);
-	dt->t.work = work;
-	dt->t.after = after;
-	dt->t.release = data_release;
 	dt->d = d;
 	snprintf(dt->name, sizeof(dt->name), "%s", name ? name : "");
 	dt->t.detail = (struct proto_detail){ .dataset = dt->name, .has_size = true,
@@ -260,11 +254,8 @@ void m_dataset_import(struct daemon *d, struct call *c, struct call_fds *fds)
 				       "starting with '.')");
 		return;
 	}
-	nfiles = json_is_array(files) ? json_array_size(files) : 0;
-	if (nfiles == 0 || nfiles > DSIMPORT_MAX_FILES) {
-		call_invalid_parameter(c, "files", "'files' must be an array of 1 to %d files", DSIMPORT_MAX_FILES);
+	if (!params_files_count(c, files, &nfiles))
 		return;
-	}
 	json_array_foreach(files, i, f) {
 		json_t *fn = json_object_get(f, "name"), *sz = json_object_get(f, "size");
 		const char *n = json_is_string(fn) ? json_string_value(fn) : NULL;

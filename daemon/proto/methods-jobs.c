@@ -151,6 +151,24 @@ static const char *frozen_key_changed(const struct train_config *a, const struct
 	return NULL;
 }
 
+/* The new job's configuration is known: its name (when none was given)
+ * and its dataset, whose files' identity is taken first, then the data:
+ * what the job records is what it trains on, unless the files change in
+ * between. */
+static int start_dataset(struct start_task *s)
+{
+	struct job_spec *sp = &s->spec;
+	int rc;
+
+	if (!sp->name[0])
+		snprintf(sp->name, sizeof(sp->name), "%.40s-%s", sp->cfg.dataset,
+			 config_optim_name(sp->cfg.optimizer));
+	rc = methods_digest(&s->t, s->d, sp->cfg.dataset, sp->dataset_digest);
+	if (rc == 0)
+		rc = dscache_get(s->d->dsc, sp->cfg.dataset, sp->dataset_digest, &sp->ds, &s->t.err);
+	return rc < 0 ? bg_fail(&s->t, PROTO_FROM_DATASET, rc) : 0;
+}
+
 /* Start with from_job: the job's checkpoint (s->from) with the settings of
  * config changed, as the new job's first checkpoint (its full state at the
  * checkpoint's position with the history before it, or with weights_only
@@ -191,16 +209,8 @@ static void start_from(struct start_task *s)
 		bg_fail(bt, PROTO_FROM_CONFIG, -EINVAL);
 		goto out;
 	}
-	if (!sp->name[0])
-		snprintf(sp->name, sizeof(sp->name), "%.40s-%s", sp->cfg.dataset,
-			 config_optim_name(sp->cfg.optimizer));
-	rc = methods_digest(bt, s->d, sp->cfg.dataset, sp->dataset_digest);
-	if (rc == 0)
-		rc = dscache_get(s->d->dsc, sp->cfg.dataset, sp->dataset_digest, &sp->ds, err);
-	if (rc < 0) {
-		bg_fail(bt, PROTO_FROM_DATASET, rc);
+	if (start_dataset(s) < 0)
 		goto out;
-	}
 	if (s->weights_only) {
 		rc = trainer_new(&t, &sp->cfg, sp->ds, err);
 		if (rc < 0) {
@@ -293,18 +303,8 @@ static void start_fresh(struct start_task *s)
 		bg_fail(bt, PROTO_FROM_CONFIG, rc);
 		return;
 	}
-	if (!sp->name[0])
-		snprintf(sp->name, sizeof(sp->name), "%.40s-%s", sp->cfg.dataset,
-			 config_optim_name(sp->cfg.optimizer));
-	/* The files' identity first, then the data: what the job records is
-	 * what it trains on, unless the files change in between. */
-	rc = methods_digest(bt, s->d, sp->cfg.dataset, sp->dataset_digest);
-	if (rc == 0)
-		rc = dscache_get(s->d->dsc, sp->cfg.dataset, sp->dataset_digest, &sp->ds, err);
-	if (rc < 0) {
-		bg_fail(bt, PROTO_FROM_DATASET, rc);
+	if (start_dataset(s) < 0)
 		return;
-	}
 	if (!s->init_b64) {
 		rc = trainer_check_config(&sp->cfg, sp->ds, err);
 		if (rc < 0) {
@@ -440,15 +440,8 @@ void m_start(struct daemon *d, struct call *c, struct call_fds *fds)
 		call_invalid_parameter(c, "init_from", "'init_from' must be a base64 string");
 		return;
 	}
-	s = calloc(1, sizeof(*s));
-	if (!s) {
-		call_error(c, PROTO_STORAGE_ERROR, &(struct proto_detail){ .message = "out of memory" });
+	if (!(s = bg_task_new(c, sizeof(*s), start_work, start_after, start_release)))
 		return;
-	}
-	bg_task_init(&s->t, c);
-	s->t.work = start_work;
-	s->t.after = start_after;
-	s->t.release = start_release;
 	s->d = d;
 	/* Everything else is checked once, on the thread pool. */
 	if (config && json_is_object(config))
@@ -600,15 +593,8 @@ void m_resume(struct daemon *d, struct call *c, struct call_fds *fds)
 						    (uint32_t)ranks, &v->done));
 		return;
 	}
-	r = calloc(1, sizeof(*r));
-	if (!r) {
-		call_error(c, PROTO_STORAGE_ERROR, &(struct proto_detail){ .message = "out of memory" });
+	if (!(r = bg_task_new(c, sizeof(*r), resume_work, resume_after, resume_release)))
 		return;
-	}
-	bg_task_init(&r->t, c);
-	r->t.work = resume_work;
-	r->t.after = resume_after;
-	r->t.release = resume_release;
 	r->d = d;
 	r->id = j->id;
 	r->weights_only = weights_only;

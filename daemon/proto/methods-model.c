@@ -191,13 +191,8 @@ void m_eval(struct daemon *d, struct call *c, struct call_fds *fds)
 	}
 	if (!(j = params_job(d, c)))
 		return;
-	if (!(e = calloc(1, sizeof(*e)))) {
-		call_error(c, PROTO_STORAGE_ERROR, &(struct proto_detail){ .message = "out of memory" });
+	if (!(e = bg_task_new(c, sizeof(*e), eval_work, NULL, task_release)))
 		return;
-	}
-	bg_task_init(&e->t, c);
-	e->t.work = eval_work;
-	e->t.release = task_release;
 	e->d = d;
 	e->ref = (struct ckpt_ref){ .id = j->id, .epoch = epoch, .best = best };
 	e->split = which;
@@ -267,13 +262,8 @@ void m_export(struct daemon *d, struct call *c, struct call_fds *fds)
 	}
 	if (!(j = params_job(d, c)))
 		return;
-	if (!(x = calloc(1, sizeof(*x)))) {
-		call_error(c, PROTO_STORAGE_ERROR, &(struct proto_detail){ .message = "out of memory" });
+	if (!(x = bg_task_new(c, sizeof(*x), export_work, NULL, task_release)))
 		return;
-	}
-	bg_task_init(&x->t, c);
-	x->t.work = export_work;
-	x->t.release = task_release;
 	x->ref = (struct ckpt_ref){ .id = j->id, .epoch = epoch, .best = best };
 	x->t.detail = (struct proto_detail){ .has_id = true, .id = j->id, .has_epoch = epoch >= 0,
 					     .epoch = epoch };
@@ -459,11 +449,8 @@ void m_predict(struct daemon *d, struct call *c, struct call_fds *fds)
 		call_invalid_parameter(c, "best", "give 'epoch' or 'best', not both");
 		return;
 	}
-	nfiles = json_is_array(files) ? json_array_size(files) : 0;
-	if (nfiles == 0 || nfiles > DSIMPORT_MAX_FILES) {
-		call_invalid_parameter(c, "files", "'files' must be an array of 1 to %d files", DSIMPORT_MAX_FILES);
+	if (!params_files_count(c, files, &nfiles))
 		return;
-	}
 	json_array_foreach(files, i, f) {
 		json_t *fn = json_object_get(f, "name");
 		const char *n = json_is_string(fn) ? json_string_value(fn) : NULL;
@@ -477,13 +464,8 @@ void m_predict(struct daemon *d, struct call *c, struct call_fds *fds)
 	}
 	if (!params_enough_fds(c, nfiles, fds) || !(j = params_job(d, c)))
 		return;
-	if (!(p = calloc(1, sizeof(*p)))) {
-		call_error(c, PROTO_STORAGE_ERROR, &(struct proto_detail){ .message = "out of memory" });
+	if (!(p = bg_task_new(c, sizeof(*p), predict_work, NULL, predict_release)))
 		return;
-	}
-	bg_task_init(&p->t, c);
-	p->t.work = predict_work;
-	p->t.release = predict_release;
 	p->d = d;
 	p->ref = (struct ckpt_ref){ .id = j->id, .epoch = epoch, .best = best };
 	p->top = top;

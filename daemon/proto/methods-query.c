@@ -115,14 +115,8 @@ static void rows_submit(struct daemon *d, struct call *c, void (*work)(struct bg
 
 	if (!params_only(c, keys) || !(j = params_job(d, c)))
 		return;
-	r = calloc(1, sizeof(*r));
-	if (!r) {
-		call_error(c, PROTO_STORAGE_ERROR, &(struct proto_detail){ .message = "out of memory" });
+	if (!(r = bg_task_new(c, sizeof(*r), work, NULL, rows_release)))
 		return;
-	}
-	bg_task_init(&r->t, c);
-	r->t.work = work;
-	r->t.release = rows_release;
 	r->id = j->id;
 	bg_submit(d->bg, &r->t);
 }

@@ -110,6 +110,16 @@ struct job *params_job(struct daemon *d, struct call *c)
 	return j;
 }
 
+bool params_files_count(struct call *c, json_t *files, size_t *n)
+{
+	*n = json_is_array(files) ? json_array_size(files) : 0;
+	if (*n == 0 || *n > DSIMPORT_MAX_FILES) {
+		call_invalid_parameter(c, "files", "'files' must be an array of 1 to %d files", DSIMPORT_MAX_FILES);
+		return false;
+	}
+	return true;
+}
+
 void params_take_fds(struct call *c, struct call_fds *fds)
 {
 	fds->n = call_take_fds(c, fds->fd, SERVER_MAX_FDS);

@@ -50,6 +50,8 @@ struct call_files {
 	size_t n;
 };
 
+/* "files", an array of 1 to DSIMPORT_MAX_FILES entries: their count. */
+bool params_files_count(struct call *c, json_t *files, size_t *n);
 /* Take every descriptor passed with c. */
 void params_take_fds(struct call *c, struct call_fds *fds);
 /* Close those still in fds (the method took none, or the rest). */
