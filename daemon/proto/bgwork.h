@@ -23,8 +23,9 @@
  * the answer would have started does not happen (a Start's job is not
  * stored).
  *
- * Thread: bgwork_*, bg_submit, bg_resubmit and the hooks after and release
- * on the loop thread; work, bg_store and bg_fail on the pool.
+ * Thread: bgwork_*, bg_task_new, bg_submit, bg_resubmit and the hooks
+ * after and release on the loop thread; work and bg_store on the pool;
+ * bg_fail in work or after (the task is one thread's at a time).
  */
 #ifndef TRAIND_BGWORK_H
 #define TRAIND_BGWORK_H

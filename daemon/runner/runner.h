@@ -150,8 +150,8 @@ struct run_events {
 
 #define RUN_MPI_ARGS_MAX 64    /* run_env.mpi_args */
 
-/* What every run of one daemon shares: set up before the first run starts,
- * constant from then on. */
+/* What every run of one daemon shares: set up before the first run starts
+ * (sq once the store thread runs), constant while runs exist. */
 struct run_env {
 	struct storeq *sq;           /* the store thread: blobs, and a run's few writes */
 	struct loopq *lq;            /* where events are posted */
