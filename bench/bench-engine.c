@@ -3,8 +3,9 @@
  * how it compares with PyTorch 1.13, measured in one run (these machines are
  * shared and noisy, so only ratios within a run mean anything).
  *
- *   bench-engine [EPOCHS]     the lesson's figures (EPOCHS per run, 5)
+ *   bench-engine [EPOCHS]     the lesson's figures (EPOCHS per run, 5), then resnet20's
  *   bench-engine --sweep      the scaling table (below)
+ *   bench-engine --resnet     resnet20's figures alone
  *
  *   1. sgemm peak: large square sgemm (n = 2048) with OpenBLAS on 2 threads and
  *      on 1 thread, best of several samples, before and after the training
@@ -20,6 +21,13 @@
  *      beside PyTorch 1.13's for the same model, data and cores, measured in
  *      the same run by bench/torch-epoch.py (when /usr/bin/python3 has torch),
  *      and the lesson's MLP in PyTorch too.
+ *
+ *   5. resnet20 (He et al.'s CIFAR ResNet, spec.h) on Fashion-MNIST: 5000
+ *      training + 1000 validation samples an epoch, batch 128, SGD (lr 0.1,
+ *      momentum 0.9, weight decay 5e-4), threads=2 and threads=1, 2 epochs;
+ *      beside PyTorch 1.13's epoch for the same module (bench/torch-epoch.py
+ *      resnet20), data and cores at its best: the faster of 1 and 2 torch
+ *      threads, OPENBLAS_NUM_THREADS=1.
  *
  * The sweep: the MLP 784-H-10 for H in 256/1024/4096, batch 64/256/1024,
  * threads 1 and 2, on 10000 training and 2000 validation samples per epoch
@@ -54,6 +62,7 @@
 #define TARGET_TORCH_MLP 4.0
 #define TARGET_TORCH_LENET 3.0
 #define TARGET_RSS_MB 120.0
+#define TARGET_TORCH_RESNET 2.0   /* issue 22 */
 
 static double now(void)
 {
@@ -94,6 +103,7 @@ static double sgemm_peak(int threads, int n, int samples)
 /* One training run: the model, its shape and data, and the thread count. */
 struct run_spec {
 	const char *model;      /* NULL: the MLP of `hidden` */
+	bool sgd;               /* SGD lr 0.1, momentum 0.9, weight decay 5e-4 (else the default Adam) */
 	uint32_t hidden;
 	uint32_t batch;
 	uint32_t train;         /* training samples per epoch (0: the lesson's 50000) */
@@ -142,6 +152,12 @@ static int run_epochs(const char *dir, const struct run_spec *r, int fd)
 	if (r->train) {
 		cfg.train_size = r->train;
 		cfg.val_size = r->val;
+	}
+	if (r->sgd) {
+		config_set(&cfg, "optimizer", "sgd", NULL);
+		cfg.lr = 0.1;
+		cfg.momentum = 0.9;
+		cfg.weight_decay = 5e-4;
 	}
 	if (dataset_load(&ds, dir, &err) < 0 || trainer_new(&t, &cfg, ds, &err) < 0) {
 		fprintf(stderr, "bench-engine: %s\n", err.msg);
@@ -206,8 +222,8 @@ static double torch_epoch(const char *data, const char *model, const struct run_
 
 	if (access("/usr/bin/python3", X_OK) != 0)
 		return -1;
-	snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s/torch-epoch.py %s '%s' %d %d %u %u %u %u 2>/dev/null",
-		 BENCH_DIR, model, data, r->threads, r->epochs, r->hidden ? r->hidden : 256,
+	snprintf(cmd, sizeof(cmd), "%s/usr/bin/python3 %s/torch-epoch.py %s '%s' %d %d %u %u %u %u 2>/dev/null",
+		 strcmp(model, "resnet20") == 0 ? "OPENBLAS_NUM_THREADS=1 " : "", BENCH_DIR, model, data, r->threads, r->epochs, r->hidden ? r->hidden : 256,
 		 r->batch ? r->batch : 64, r->train ? r->train : 50000, r->train ? r->val : 10000);
 	fflush(stdout);
 	p = popen(cmd, "r");
@@ -297,6 +313,46 @@ static int lesson(const char *data, const char *dir, int epochs, int torch)
 	return 0;
 }
 
+/* resnet20 on Fashion-MNIST beside PyTorch's best (see the top, 5.). */
+static int resnet(const char *data, int torch)
+{
+	char dir[4096];
+	struct run_spec s2 = { .model = "resnet20", .sgd = true, .batch = 128,
+			       .train = 5000, .val = 1000, .threads = 2, .epochs = 2 },
+			s1 = s2, st = s2;
+	struct epoch_result r2, r1;
+	double t1 = -1, t2 = -1, best;
+
+	snprintf(dir, sizeof(dir), "%s/fashion-mnist", data);
+	s1.threads = 1;
+	if (measure(dir, &s2, &r2) < 0 || measure(dir, &s1, &r1) < 0) {
+		fprintf(stderr, "bench-engine: the resnet20 run failed (is Fashion-MNIST in %s?)\n", dir);
+		return 1;
+	}
+	printf("resnet20 epoch (Fashion-MNIST, train %u + val %u, batch %u, SGD), %d epochs each:\n",
+	       s2.train, s2.val, s2.batch, s2.epochs);
+	printf("  threads=2: best %.3f s, median %.3f s, peak RSS %.1f MB\n", r2.best, r2.median,
+	       r2.rss_kb / 1024.0);
+	printf("  threads=1: best %.3f s, median %.3f s, peak RSS %.1f MB\n", r1.best, r1.median,
+	       r1.rss_kb / 1024.0);
+	if (torch) {
+		st.threads = 1;
+		t1 = torch_epoch(data, "resnet20", &st);
+		st.threads = 2;
+		t2 = torch_epoch(data, "resnet20", &st);
+	}
+	if (t1 < 0 || t2 < 0) {
+		printf("PyTorch: not measured (%s)\n", torch ? "no torch for /usr/bin/python3" : "--no-torch");
+		return 0;
+	}
+	best = t1 < t2 ? t1 : t2;
+	printf("PyTorch 1.13 resnet20, same module, data and cores, OPENBLAS_NUM_THREADS=1, median epoch: 1 thread %.3f s, 2 threads %.3f s\n",
+	       t1, t2);
+	printf("traind (threads=2) vs PyTorch at its best by the median: resnet20 %.2fx faster (target >= %.0fx: %s)\n",
+	       best / r2.median, TARGET_TORCH_RESNET, verdict(best / r2.median >= TARGET_TORCH_RESNET));
+	return 0;
+}
+
 static int sweep(const char *data, const char *dir, int torch)
 {
 	static const uint32_t widths[] = { 256, 1024, 4096 }, batches[] = { 64, 256, 1024 };
@@ -351,17 +407,19 @@ int main(int argc, char **argv)
 {
 	const char *data = getenv("TRAIND_DATA_DIR");
 	char dir[4096];
-	int epochs = 5, do_sweep = 0, torch = 1;
+	int epochs = 5, do_sweep = 0, torch = 1, only_resnet = 0, rc;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--sweep") == 0) {
 			do_sweep = 1;
+		} else if (strcmp(argv[i], "--resnet") == 0) {
+			only_resnet = 1;
 		} else if (strcmp(argv[i], "--no-torch") == 0) {
 			torch = 0;
 		} else if (atoi(argv[i]) >= 1 && atoi(argv[i]) <= MAX_EPOCHS) {
 			epochs = atoi(argv[i]);
 		} else {
-			fprintf(stderr, "usage: bench-engine [EPOCHS (1..%d, 5)] [--sweep] [--no-torch]\n",
+			fprintf(stderr, "usage: bench-engine [EPOCHS (1..%d, 5)] [--sweep | --resnet] [--no-torch]\n",
 				MAX_EPOCHS);
 			return 2;
 		}
@@ -370,5 +428,10 @@ int main(int argc, char **argv)
 		data = "data";
 	snprintf(dir, sizeof(dir), "%s/mnist", data);
 	kernels_global_init();
-	return do_sweep ? sweep(data, dir, torch) : lesson(data, dir, epochs, torch);
+	if (only_resnet)
+		return resnet(data, torch);
+	if (do_sweep)
+		return sweep(data, dir, torch);
+	rc = lesson(data, dir, epochs, torch);
+	return rc ? rc : resnet(data, torch);
 }

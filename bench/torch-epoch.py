@@ -8,6 +8,11 @@ MODEL is lenet5 or mlp (Flatten, Linear(784, HIDDEN), ReLU, Linear(HIDDEN,
 10)). The defaults are the lesson's: HIDDEN 256, BATCH 64, TRAIN 50000, VAL
 10000. PyTorch runs on THREADS threads (torch.set_num_threads, and one
 inter-op thread). Prints one line per epoch: "epoch SECONDS".
+
+MODEL resnet20: He et al.'s CIFAR ResNet as traind builds it (the module
+`traind-train --export-pytorch` writes: BasicBlocks, option-B shortcuts,
+global average pooling) on Fashion-MNIST, SGD (lr 0.1, momentum 0.9, weight
+decay 5e-4) as bench-engine trains it.
 """
 import os
 import sys
@@ -24,8 +29,9 @@ torch.set_num_threads(threads)
 torch.set_num_interop_threads(1)
 torch.manual_seed(42)
 
-img = idx(os.path.join(data, "mnist", "train-images-idx3-ubyte"))
-lab = idx(os.path.join(data, "mnist", "train-labels-idx1-ubyte"))
+dataset = "fashion-mnist" if model_name == "resnet20" else "mnist"
+img = idx(os.path.join(data, dataset, "train-images-idx3-ubyte"))
+lab = idx(os.path.join(data, dataset, "train-labels-idx1-ubyte"))
 x = torch.frombuffer(bytearray(img[16:]), dtype=torch.uint8).reshape(-1, 1, 28, 28).float() / 255
 y = torch.frombuffer(bytearray(lab[8:]), dtype=torch.uint8).long()
 perm = torch.randperm(len(x))
@@ -36,9 +42,36 @@ if model_name == "lenet5":
     m = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5),
                       nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(),
                       nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+elif model_name == "resnet20":
+    class Residual(nn.Module):
+        def __init__(self, body, shortcut=None):
+            super().__init__()
+            self.body = body
+            self.shortcut = shortcut if shortcut is not None else nn.Identity()
+
+        def forward(self, x):
+            return self.body(x) + self.shortcut(x)
+
+    def block(cin, cout, stride):
+        body = nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout),
+                             nn.ReLU(), nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout))
+        short = None
+        if stride != 1 or cin != cout:
+            short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+        return [Residual(body, short), nn.ReLU()]
+
+    layers, cin = [nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU()], 16
+    for cout in (16, 32, 64):
+        for b in range(3):
+            layers += block(cin, cout, 2 if (b == 0 and cout != 16) else 1)
+            cin = cout
+    m = nn.Sequential(*layers, nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(64, 10))
 else:
     m = nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, 10))
-opt = torch.optim.Adam(m.parameters(), 1e-3)
+if model_name == "resnet20":
+    opt = torch.optim.SGD(m.parameters(), 0.1, momentum=0.9, weight_decay=5e-4)
+else:
+    opt = torch.optim.Adam(m.parameters(), 1e-3)
 lf = nn.CrossEntropyLoss()
 for e in range(epochs):
     t0 = time.time()

@@ -16,13 +16,14 @@
 #include "traind/config.h"
 #include "traind/dataset.h"
 #include "traind/fileio.h"
+#include "traind/pycode.h"
 #include "traind/trainer.h"
 
 static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: traind-train [OPTIONS]\n"
-		"Train a model on an IDX dataset in the foreground (no daemon).\n\n"
+		"Train a model on a dataset in the foreground (no daemon).\n\n"
 		"  --data-dir DIR         datasets live in DIR/NAME/ (default $TRAIND_DATA_DIR or ./data)\n"
 		"  --dataset NAME         dataset directory name (mnist)\n"
 		"  --epochs N             epochs (5)\n"
@@ -37,6 +38,8 @@ static void usage(FILE *out)
 		"  --ftz true|false       flush denormals to zero while training (true)\n"
 		"  --strict-numerics true|false  refuse to resume under another BLAS kernel (false)\n"
 		"  --rng torch|xoshiro    random streams: PyTorch's (init, split, order as the lesson) or traind's own (torch)\n"
+		"  --kernels openblas|portable  OpenBLAS and libm, or traind's own kernels: the same bits on any\n"
+		"                         CPU and thread count (TRAIND_ISA=avx512|avx2|generic picks the path) (openblas)\n"
 		"  --seed N               model/shuffle seed (42)\n"
 		"  --split-seed N         train/val split seed (42)\n"
 		"  --val-size N           validation images (10000)\n"
@@ -44,29 +47,50 @@ static void usage(FILE *out)
 		"  --threads N            threads for this job; part of its bits (2)\n"
 		"  --lr-scheduler SPEC    e.g. cosine(t_max=5), onecycle(max_lr=0.01),\n"
 		"                         'linear(start_factor=0.1,total_iters=2) then cosine(t_max=3)' (none)\n"
-		"  --monitor NAME         val_loss | val_acc | val_macro_acc: the best epoch (val_loss)\n"
+		"  --monitor NAME         val_loss | val_acc | val_macro_acc | val_mae | val_rmse: the best epoch (val_loss)\n"
 		"  --early-stop-patience N  stop after N epochs without improvement (0: never)\n"
 		"  --early-stop-min-delta X an improvement beats the best by more than X (0)\n"
 		"  --clip-grad-norm X     clip the total gradient 2-norm to X (0: no clipping)\n"
+		"  --loss NAME            cross_entropy | mse | l1 | huber | bce_with_logits (cross_entropy)\n"
+		"  --label-smoothing X    cross_entropy's label smoothing, 0..1 (0)\n"
+		"  --class-weights W,...  cross_entropy's weight of each class (none)\n"
+		"  --huber-delta X        huber's delta (1.0)\n"
+		"  --pos-weight W,...     bce_with_logits' weight of each label's positives (none)\n"
+		"  --augment SPEC         training-batch augmentation, e.g.\n"
+		"                         'random_crop(32,padding=4),random_horizontal_flip(0.5)' (none)\n"
 		"  --checkpoint FILE      write a checkpoint to FILE after every epoch\n"
 		"  --crash-after-epoch N  stop right after epoch N's checkpoint (simulated crash)\n"
 		"  --resume FILE          continue from a checkpoint file\n"
 		"  --weights-only         with --resume: keep the model, start a fresh optimizer\n"
 		"  --init-from FILE       start from a model-only .safetensors file\n"
 		"  --export FILE          write the final model (PyTorch names) to FILE\n"
+		"  --export-pytorch FILE.py  write the model's PyTorch code (class Model) to FILE.py\n"
 		"  --no-test              skip the test-set evaluation\n"
 		"  --hash                 print the SHA-256 of the final parameters\n"
 		"  -h, --help, --version\n");
 }
 
-static void print_row(const struct history_row *r, uint32_t epochs)
+/* The lesson's line; a regression's has val_mae and val_rmse instead of the
+ * accuracies, a multi-label's the per-label accuracy alone. */
+static void print_row(const struct history_row *r, uint32_t epochs, enum loss_task task)
 {
 	int width = snprintf(NULL, 0, "%u", epochs);
 
-	printf("Epoch [%0*u/%0*u] | train_loss: %.4f | train_acc: %.4f | val_loss: %.4f | val_acc: %.4f"
-	       " | val_macro_acc: %.4f | %.2fs%s%s\n",
-	       width, r->epoch, width, epochs, r->train_loss, r->train_acc, r->val_loss, r->val_acc,
-	       r->val_macro_acc, r->seconds, r->note[0] ? " | " : "", r->note);
+	if (task == TASK_REGRESSION)
+		printf("Epoch [%0*u/%0*u] | train_loss: %.4f | val_loss: %.4f | val_mae: %.4f | val_rmse: %.4f"
+		       " | %.2fs%s%s\n",
+		       width, r->epoch, width, epochs, r->train_loss, r->val_loss, r->val_mae, r->val_rmse,
+		       r->seconds, r->note[0] ? " | " : "", r->note);
+	else if (task == TASK_MULTILABEL)
+		printf("Epoch [%0*u/%0*u] | train_loss: %.4f | train_acc: %.4f | val_loss: %.4f | val_acc: %.4f"
+		       " | %.2fs%s%s\n",
+		       width, r->epoch, width, epochs, r->train_loss, r->train_acc, r->val_loss, r->val_acc,
+		       r->seconds, r->note[0] ? " | " : "", r->note);
+	else
+		printf("Epoch [%0*u/%0*u] | train_loss: %.4f | train_acc: %.4f | val_loss: %.4f | val_acc: %.4f"
+		       " | val_macro_acc: %.4f | %.2fs%s%s\n",
+		       width, r->epoch, width, epochs, r->train_loss, r->train_acc, r->val_loss, r->val_acc,
+		       r->val_macro_acc, r->seconds, r->note[0] ? " | " : "", r->note);
 }
 
 int main(int argc, char **argv)
@@ -79,6 +103,7 @@ int main(int argc, char **argv)
 		{ "weights-only", no_argument, NULL, 'w' },
 		{ "init-from", required_argument, NULL, 'i' },
 		{ "export", required_argument, NULL, 'e' },
+		{ "export-pytorch", required_argument, NULL, 'P' },
 		{ "no-test", no_argument, NULL, 'T' },
 		{ "hash", no_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
@@ -107,10 +132,18 @@ int main(int argc, char **argv)
 		{ "early-stop-min-delta", required_argument, NULL, 1 },
 		{ "clip-grad-norm", required_argument, NULL, 1 },
 		{ "rng", required_argument, NULL, 1 },
+		{ "loss", required_argument, NULL, 1 },
+		{ "label-smoothing", required_argument, NULL, 1 },
+		{ "class-weights", required_argument, NULL, 1 },
+		{ "huber-delta", required_argument, NULL, 1 },
+		{ "pos-weight", required_argument, NULL, 1 },
+		{ "augment", required_argument, NULL, 1 },
+		{ "kernels", required_argument, NULL, 1 },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *data_dir = getenv("TRAIND_DATA_DIR");
 	const char *ckpt_path = NULL, *resume_path = NULL, *init_path = NULL, *export_path = NULL;
+	const char *pycode_path = NULL;
 	bool weights_only = false, run_test = true, show_hash = false;
 	long crash_after = -1;
 	struct train_config cfg;
@@ -154,6 +187,7 @@ int main(int argc, char **argv)
 		case 'w': weights_only = true; break;
 		case 'i': init_path = optarg; break;
 		case 'e': export_path = optarg; break;
+		case 'P': pycode_path = optarg; break;
 		case 'T': run_test = false; break;
 		case 'H': show_hash = true; break;
 		case 'h': usage(stdout); return 0;
@@ -219,7 +253,7 @@ int main(int argc, char **argv)
 		printf("Resumed from %s: %u epochs done, step %u%s\n", resume_path, t->epoch, t->step,
 		       weights_only ? " (weights only, fresh optimizer)" : "");
 		for (uint32_t i = 0; i < t->nhistory; i++)
-			print_row(&t->history[i], cfg.epochs);
+			print_row(&t->history[i], cfg.epochs, t->task);
 	} else {
 		if (trainer_new(&t, &cfg, ds, &err) < 0) {
 			fprintf(stderr, "traind-train: %s\n", err.msg);
@@ -246,7 +280,7 @@ int main(int argc, char **argv)
 				goto out;
 		if (trainer_end_epoch(t, &row) < 0)
 			goto out;
-		print_row(&row, cfg.epochs);
+		print_row(&row, cfg.epochs, t->task);
 		fflush(stdout);
 		if (ckpt_path) {
 			uint8_t *cb = NULL;
@@ -275,8 +309,15 @@ int main(int argc, char **argv)
 		struct metrics m;
 
 		trainer_evaluate(t, EVAL_TEST, &m);
-		printf("[%s] | test_loss: %.6f | test_acc: %.6f | test_macro_acc: %.6f\n",
-		       t->cfg.model[0] ? t->cfg.model : "MLP", m.loss, m.acc, m.macro_acc);
+		if (t->task == TASK_REGRESSION)
+			printf("[%s] | test_loss: %.6f | test_mae: %.6f | test_rmse: %.6f\n",
+			       t->cfg.model[0] ? t->cfg.model : "MLP", m.loss, m.mae, m.rmse);
+		else if (t->task == TASK_MULTILABEL)
+			printf("[%s] | test_loss: %.6f | test_acc: %.6f\n",
+			       t->cfg.model[0] ? t->cfg.model : "MLP", m.loss, m.acc);
+		else
+			printf("[%s] | test_loss: %.6f | test_acc: %.6f | test_macro_acc: %.6f\n",
+			       t->cfg.model[0] ? t->cfg.model : "MLP", m.loss, m.acc, m.macro_acc);
 	}
 	if (show_hash) {
 		char hex[65];
@@ -295,6 +336,22 @@ int main(int argc, char **argv)
 		}
 		wrc = file_write_atomic(export_path, mb, ml, &err);
 		free(mb);
+		if (wrc < 0) {
+			fprintf(stderr, "traind-train: %s\n", err.msg);
+			goto out;
+		}
+	}
+	if (pycode_path) {
+		char *code = NULL;
+		size_t cl = 0;
+		int wrc;
+
+		if (pycode_write(&t->model.spec, t->model.input, &code, &cl, &err) < 0) {
+			fprintf(stderr, "traind-train: %s\n", err.msg);
+			goto out;
+		}
+		wrc = file_write_atomic(pycode_path, (const uint8_t *)code, cl, &err);
+		free(code);
 		if (wrc < 0) {
 			fprintf(stderr, "traind-train: %s\n", err.msg);
 			goto out;

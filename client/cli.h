@@ -6,7 +6,9 @@
  * argv against them: the global options may appear anywhere, a verb's own
  * ones after the verb. A verb's handler (verbs.h) checks its flag values,
  * builds the call's parameters, talks to the daemon (rpc.h) and prints the
- * reply (render.h).
+ * reply (render.h). The tables are also what `help`, `VERB --help` and the
+ * shell completion (complete.c) read: a verb or flag added there is
+ * documented and completed with no other change.
  *
  * Thread: trainctl has one.
  */
@@ -16,6 +18,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+
+#include <jansson.h>
 
 enum opt {
 	O_SOCKET,
@@ -23,6 +28,7 @@ enum opt {
 	O_HELP,
 	O_VERSION,
 	O_NAME,
+	O_CONFIG,
 	/* the configuration flags, in the order they are applied: optimizer
 	 * before weight_decay, since choosing adamw sets a default decay */
 	O_DATASET,
@@ -33,6 +39,9 @@ enum opt {
 	O_OPTIMIZER,
 	O_MOMENTUM,
 	O_WEIGHT_DECAY,
+	O_BETA1,
+	O_BETA2,
+	O_EPS,
 	O_HIDDEN,
 	O_SEED,
 	O_SPLIT_SEED,
@@ -52,6 +61,13 @@ enum opt {
 	O_RANKS,
 	O_HOSTS,
 	O_MAX_RESTARTS,
+	O_LOSS,
+	O_LABEL_SMOOTHING,
+	O_CLASS_WEIGHTS,
+	O_HUBER_DELTA,
+	O_POS_WEIGHT,
+	O_AUGMENT,
+	O_KERNELS,
 	O_KEEP,
 	O_INIT_FROM,
 	O_WEIGHTS_ONLY,
@@ -71,17 +87,20 @@ enum opt {
 	O_TOP,
 	O_RESIZE,
 	O_FROM,
+	O_PYTORCH,
 	O_COUNT
 };
 
 #define CONFIG_FIRST O_DATASET
-#define CONFIG_LAST O_MAX_RESTARTS
+#define CONFIG_LAST O_KERNELS
 
 struct opt_desc {
 	const char *name;     /* long name, without "--" */
 	char short_name;      /* 0: none */
 	bool value;           /* takes a value */
 	const char *key;      /* configuration key (config.h) for start's config flags */
+	const char *arg;      /* the value's name in help ("N", "adam|adamw|sgd"); NULL: no value */
+	const char *help;     /* one line for `VERB --help` */
 };
 
 /* Every option, indexed by enum opt (trainctl.c). */
@@ -102,7 +121,15 @@ struct verb {
 	int (*run)(struct cli *cli);
 	uint64_t opts;        /* the options it takes besides the global ones */
 	enum job_arg job;
+	const char *args;     /* its positional arguments in help ("JOB", "JOB FILE...") */
+	const char *summary;  /* one line for `trainctl help` */
+	const char *details;  /* more lines for `help VERB` (NULL: none) */
+	bool hidden;          /* not listed (the completion's helper) */
 };
+
+/* Every verb, in the order help lists them (trainctl.c). */
+extern const struct verb verbs[];
+extern const size_t n_verbs;
 
 struct cli {
 	const struct verb *verb;
@@ -118,6 +145,9 @@ struct cli {
 	const char *socket;         /* the socket's path */
 	char socket_buf[4096];
 	struct vl_conn *conn;       /* connected on first use (rpc.h) */
+	/* start --config FILE: the file's settings (yamlcfg_read: {KEY: {"text",
+	 * "line"}}), owned; the daemon's errors about one of its keys name its line */
+	json_t *config_file;
 };
 
 /* Strict decimal: digits only, no sign, no spaces, within [min, max]. */
@@ -125,5 +155,17 @@ bool parse_int(const char *s, int64_t min, int64_t max, int64_t *out);
 
 /* The value of option o as parse_int; RC_USAGE with a line naming the flag. */
 int opt_int(struct cli *cli, enum opt o, int64_t min, int64_t max, int64_t *out);
+
+/* The option spelled `name` ("batch-size"), -1 if none. */
+int opt_find(const char *name);
+/* The configuration flag of configuration key `key` ("batch_size" ->
+ * O_BATCH_SIZE), -1 if the key has no flag. */
+int opt_of_key(const char *key);
+
+/* `help [VERB]`, `VERB --help`: a verb's usage, flags and details, or (NULL)
+ * the list of verbs. */
+void print_help(FILE *out, const struct verb *v);
+/* The verb named `name`, or NULL. */
+const struct verb *verb_find(const char *name);
 
 #endif

@@ -4,21 +4,25 @@
  * DESIGN. Text output is built from a small table type: cells are copied
  * and made one line as rows are added, column widths are measured in UTF-8
  * code points when the table is printed, and an empty last text cell leaves
- * no trailing blanks. Numbers are formatted here, once: fixed precision for
- * losses and accuracies, "-" for any field the reply lacks.
+ * no trailing blanks. Numbers are formatted here, once, as a person writes
+ * them: four significant digits in tables and lines (0.9812, 0.0003,
+ * 1.447), the shortest exact form in CSV and JSON (jsonfmt.h), "-" for any
+ * field the reply lacks. Times are local ("2026-05-01 10:00"), durations
+ * "1h02m03s".
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "traind/jsonfmt.h"
 #include "msg.h"
 #include "render.h"
 #include "reply.h"
 
 int render_json(FILE *out, json_t *doc)
 {
-	if (json_dumpf(doc, out, JSON_INDENT(2) | JSON_ENCODE_ANY) < 0 || fputc('\n', out) == EOF)
+	if (jsonfmt_dumpf(doc, out, JSON_INDENT(2) | JSON_ENCODE_ANY) < 0 || fputc('\n', out) == EOF)
 		return failf(RC_ERROR, "cannot print the JSON reply");
 	return RC_OK;
 }
@@ -147,16 +151,6 @@ static void fmt_int(json_t *o, const char *key, char *out, size_t n)
 		snprintf(out, n, "-");
 }
 
-static void fmt_fixed(json_t *o, const char *key, int prec, char *out, size_t n)
-{
-	double v;
-
-	if (pnum(o, key, &v))
-		snprintf(out, n, "%.*f", prec, v);
-	else
-		snprintf(out, n, "-");
-}
-
 static void fmt_pair(json_t *o, const char *a, const char *b, char *out, size_t n)
 {
 	char x[32], y[32];
@@ -164,6 +158,66 @@ static void fmt_pair(json_t *o, const char *a, const char *b, char *out, size_t 
 	fmt_int(o, a, x, sizeof(x));
 	fmt_int(o, b, y, sizeof(y));
 	snprintf(out, n, "%s/%s", x, y);
+}
+
+/* Four significant digits, as people write a loss or a rate: "0.9812",
+ * "1.447", "0.0003", "1e-05"; "-" when absent. */
+static void fmt_g(json_t *o, const char *key, char *out, size_t n)
+{
+	double v;
+
+	if (pnum(o, key, &v) && isfinite(v))
+		snprintf(out, n, "%.4g", v);
+	else
+		snprintf(out, n, "-");
+}
+
+/* "1h02m03s", "2m05s", "45s", "0.34s" for a span of seconds. */
+static void fmt_span(double s, char *out, size_t n)
+{
+	long long t;
+
+	if (!isfinite(s) || s < 0 || s > 1e12) {
+		snprintf(out, n, "-");
+		return;
+	}
+	if (s < 10) {
+		snprintf(out, n, "%.2gs", s);
+		return;
+	}
+	t = llround(s);
+	if (t >= 3600)
+		snprintf(out, n, "%lldh%02lldm%02llds", t / 3600, t / 60 % 60, t % 60);
+	else if (t >= 60)
+		snprintf(out, n, "%lldm%02llds", t / 60, t % 60);
+	else
+		snprintf(out, n, "%llds", t);
+}
+
+/* A unix time in local time: "2026-05-01 10:00" (seconds: ":SS" too). */
+static void fmt_time(long long when, bool seconds, char *out, size_t n)
+{
+	time_t tt = (time_t)when;
+	struct tm tm;
+
+	if (when <= 0 || !localtime_r(&tt, &tm) ||
+	    !strftime(out, n, seconds ? "%Y-%m-%d %H:%M:%S" : "%Y-%m-%d %H:%M", &tm))
+		snprintf(out, n, "-");
+}
+
+/* A job's wall time from its start: to its end when it has stopped, to now
+ * while it runs or waits to; "-" before it has started. */
+static bool job_span(json_t *job, double *out)
+{
+	const char *state = pstr(job, "state");
+	long long started, end;
+
+	if (!pint(job, "started", &started) || started <= 0 || !state)
+		return false;
+	if (!pint(job, "finished", &end) && (strcmp(state, "paused") != 0 || !pint(job, "updated", &end)))
+		end = (long long)time(NULL);
+	*out = end >= started ? (double)(end - started) : 0;
+	return true;
 }
 
 /* The shortest decimal that reads back as exactly v. */
@@ -181,39 +235,59 @@ static void fmt_shortest(double v, char *out, size_t n)
 void job_table_init(struct table *t)
 {
 	static const char *head[] = { "id", "name", "state", "epoch", "step", "samples/s", "eta",
-				      "val_acc", "checkpoint", "params" };
+				      "val_acc", "started", "time" };
 
 	memset(t, 0, sizeof(*t));
 	t->ncols = sizeof(head) / sizeof(head[0]);
 	for (size_t c = 0; c < t->ncols; c++) {
 		t->head[c] = head[c];
-		t->left[c] = c == 1 || c == 2;
+		t->left[c] = c == 1 || c == 2 || c == 8;
 	}
 }
 
 void job_table_add(struct table *t, json_t *job)
 {
-	char id[32], epoch[64], step[64], sps[32], eta[32], acc[32], ckpt[64], params[32];
+	char id[32], epoch[64], step[64], sps[32], eta[32], acc[32], started[32], took[32];
 	const char *name = pstr(job, "name");
 	const char *state = pstr(job, "state");
 	json_t *cp = json_object_get(job, "checkpoint");
-	long long np;
+	bool running = state && strcmp(state, "running") == 0;
+	const char *kind = pstr(cp, "kind");
+	long long when;
 	double v;
 	char *row[10];
 
 	fmt_int(job, "id", id, sizeof(id));
 	fmt_pair(job, "epoch", "epochs", epoch, sizeof(epoch));
-	fmt_pair(job, "step", "steps_per_epoch", step, sizeof(step));
-	if (pnum(job, "samples_per_second", &v) && v > 0)
+	/* the position in an epoch: a running job's, or where a paused one
+	 * stopped (its checkpoint a position); between epochs, none */
+	snprintf(step, sizeof(step), "-");
+	if (running) {
+		fmt_pair(job, "step", "steps_per_epoch", step, sizeof(step));
+	} else if (kind && strcmp(kind, "position") == 0) {
+		long long spe;
+		char a[32];
+
+		fmt_int(cp, "step", a, sizeof(a));
+		if (pint(job, "steps_per_epoch", &spe) && spe > 0)
+			snprintf(step, sizeof(step), "%s/%lld", a, spe);
+		else
+			snprintf(step, sizeof(step), "%s", a);
+	}
+	if (running && pnum(job, "samples_per_second", &v) && v > 0)
 		snprintf(sps, sizeof(sps), "%.0f", v);
 	else
 		snprintf(sps, sizeof(sps), "-");
-	fmt_eta(job, "eta_seconds", eta, sizeof(eta));
-	fmt_fixed(job, "val_acc", 4, acc, sizeof(acc));
-	if (json_is_object(cp))
-		fmt_pair(cp, "epoch", "step", ckpt, sizeof(ckpt));
+	if (running)
+		fmt_eta(job, "eta_seconds", eta, sizeof(eta));
 	else
-		snprintf(ckpt, sizeof(ckpt), "-");
+		snprintf(eta, sizeof(eta), "-");
+	fmt_g(job, "val_acc", acc, sizeof(acc));
+	fmt_time(pint(job, "started", &when) ? when : 0, false, started, sizeof(started));
+	if (job_span(job, &v))
+		fmt_span(v, took, sizeof(took));
+	else
+		snprintf(took, sizeof(took), "-");
 	row[0] = id;
 	row[1] = (char *)(name && *name ? name : "-");
 	row[2] = (char *)(state ? state : "?");
@@ -222,12 +296,8 @@ void job_table_add(struct table *t, json_t *job)
 	row[5] = sps;
 	row[6] = eta;
 	row[7] = acc;
-	row[8] = ckpt;
-	if (pint(job, "params", &np))
-		snprintf(params, sizeof(params), "%lld", np);
-	else
-		snprintf(params, sizeof(params), "-");
-	row[9] = params;
+	row[8] = started;
+	row[9] = took;
 	table_add(t, row);
 }
 
@@ -247,17 +317,85 @@ int render_jobs(FILE *out, json_t *jobs)
 	return rc;
 }
 
-int render_status(FILE *out, json_t *job)
+/* "train_loss 0.3036  train_acc 0.9166  val_loss 0.1401  val_acc 0.959" of
+ * a history row. */
+static void row_metrics(json_t *row, char *out, size_t n)
+{
+	static const char *const keys[] = { "train_loss", "train_acc", "val_loss", "val_acc" };
+	size_t used = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]) && used < n; i++) {
+		char v[32];
+
+		fmt_g(row, keys[i], v, sizeof(v));
+		used += (size_t)snprintf(out + used, n - used, "%s%s %s", i ? "  " : "", keys[i], v);
+	}
+}
+
+/* The seconds of every epoch of the history together (training and
+ * validation, no time queued or paused). */
+static double rows_seconds(json_t *rows)
+{
+	double sum = 0, v;
+	json_t *row;
+	size_t i;
+
+	json_array_foreach(rows, i, row)
+		if (pnum(row, "seconds", &v) && isfinite(v))
+			sum += v;
+	return sum;
+}
+
+int render_status(FILE *out, json_t *job, json_t *rows)
 {
 	const char *error;
-	long long kill_after;
+	long long kill_after, when;
+	json_t *cp = json_object_get(job, "checkpoint"), *last = json_array_get(rows, json_array_size(rows) - 1);
 	struct table t;
+	double span;
 	int rc;
 
 	job_table_init(&t);
 	job_table_add(&t, job);
 	rc = table_print(&t, out);
 	table_free(&t);
+	if (rc == RC_OK && pint(job, "started", &when) && when > 0) {
+		char a[32], b[32], took[32], train[32];
+		long long end;
+		bool finished = pint(job, "finished", &end);
+
+		fmt_time(when, true, a, sizeof(a));
+		fmt_time(finished ? end : 0, true, b, sizeof(b));
+		if (!job_span(job, &span))
+			span = NAN;
+		fmt_span(span, took, sizeof(took));
+		fmt_span(rows_seconds(rows), train, sizeof(train));
+		fprintf(out, "started: %s%s%s (%s%s, %s training)\n", a, finished ? ", finished " : "",
+			finished ? b : "", took, finished ? "" : " so far", train);
+	}
+	if (rc == RC_OK && json_is_object(last)) {
+		char m[256];
+		long long e = 0, epochs = 0;
+
+		pint(last, "epoch", &e);
+		pint(job, "epochs", &epochs);
+		row_metrics(last, m, sizeof(m));
+		fprintf(out, "%s: epoch %lld/%lld: %s\n", pint(job, "finished", &when) ? "final" : "latest", e, epochs,
+			m);
+	}
+	if (rc == RC_OK && json_is_object(cp)) {
+		long long e = 0, st = 0;
+		const char *kind = pstr(cp, "kind");
+
+		pint(cp, "epoch", &e);
+		pint(cp, "step", &st);
+		if (kind && strcmp(kind, "position") == 0)
+			fprintf(out, "checkpoint: epoch %lld step %lld (the exact position, from a pause or a shutdown)\n",
+				e + 1, st);
+		else
+			fprintf(out, "checkpoint: epoch %lld\n", e);
+	}
 	error = pstr(job, "error");
 	if (rc == RC_OK && error && *error) {
 		char *e = clean_dup(error);
@@ -289,13 +427,13 @@ int render_status(FILE *out, json_t *job)
 		char num[64];
 
 		if (pnum(job, "lr", &v) && isfinite(v)) {
-			fmt_shortest(v, num, sizeof(num));
+			snprintf(num, sizeof(num), "%.4g", v);
 			fprintf(out, "lr: %s\n", num);
 		}
 		if (pint(job, "best_epoch", &best_epoch) && pnum(job, "best_value", &v)) {
 			char *m = clean_dup(pstr(job, "monitor") ? pstr(job, "monitor") : "val_loss");
 
-			fprintf(out, "best: epoch %lld, %s %.4f\n", best_epoch, m ? m : "?", v);
+			fprintf(out, "best: epoch %lld, %s %.4g\n", best_epoch, m ? m : "?", v);
 			free(m);
 		}
 		if (pstr(job, "stopped_early")) {
@@ -357,11 +495,32 @@ void render_job_state(FILE *out, json_t *job, long long fallback_id)
 /* ---- history ---------------------------------------------------------- */
 
 static const char *history_cols[] = { "epoch", "train_loss", "train_acc", "train_macro_acc", "val_loss",
-				      "val_acc", "val_macro_acc", "seconds", "note", "lr", "grad_norm" };
-/* CSV and JSON keep the older columns' positions (lr, grad_norm come last);
- * the table shows the note last: */
-static const int table_cols[] = { 0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 8 };
+				      "val_acc", "val_macro_acc", "seconds", "note", "lr", "grad_norm",
+				      "val_mae", "val_rmse" };
+/* CSV and JSON keep the older columns' positions (lr, grad_norm, then
+ * val_mae, val_rmse come last); the table shows the note last: */
+static const int table_cols[] = { 0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 9, 10, 8 };
 #define HISTORY_NCOLS (sizeof(history_cols) / sizeof(history_cols[0]))
+
+/* The table leaves out the metrics the job's task does not have: an
+ * accuracy (regression) or val_mae/val_rmse (classification) that no row
+ * has a number for. */
+static bool task_column(const char *key)
+{
+	return strstr(key, "_acc") || strcmp(key, "val_mae") == 0 || strcmp(key, "val_rmse") == 0;
+}
+
+static bool column_has_number(json_t *rows, const char *key)
+{
+	json_t *row;
+	size_t i;
+	double v;
+
+	json_array_foreach(rows, i, row)
+		if (pnum(row, key, &v))
+			return true;
+	return false;
+}
 
 static void csv_field(FILE *out, const char *s)
 {
@@ -414,30 +573,39 @@ int render_history_table(FILE *out, json_t *rows)
 	size_t i;
 	int rc;
 
+	int shown[HISTORY_NCOLS];
+	size_t ncols = 0;
+
 	memset(&t, 0, sizeof(t));
-	t.ncols = HISTORY_NCOLS;
 	for (size_t c = 0; c < HISTORY_NCOLS; c++) {
-		t.head[c] = history_cols[table_cols[c]];
-		t.left[c] = c == HISTORY_NCOLS - 1;
+		const char *key = history_cols[table_cols[c]];
+
+		if (task_column(key) && !column_has_number(rows, key))
+			continue;
+		shown[ncols] = table_cols[c];
+		t.head[ncols] = key;
+		t.left[ncols] = c == HISTORY_NCOLS - 1;
+		ncols++;
 	}
+	t.ncols = ncols;
 	json_array_foreach(rows, i, row) {
 		char cell[HISTORY_NCOLS][64];
 		char *cells[HISTORY_NCOLS];
 		const char *note = pstr(row, "note");
 
 		fmt_int(row, "epoch", cell[0], sizeof(cell[0]));
-		for (size_t c = 1; c + 1 < HISTORY_NCOLS; c++) {
-			const char *key = history_cols[table_cols[c]];
+		for (size_t c = 1; c + 1 < ncols; c++) {
+			const char *key = history_cols[shown[c]];
 			double v;
 
-			if (strcmp(key, "lr") == 0 && pnum(row, "lr", &v) && isfinite(v))
-				fmt_shortest(v, cell[c], sizeof(cell[c]));
+			if (strcmp(key, "seconds") == 0 && pnum(row, key, &v))
+				fmt_span(v, cell[c], sizeof(cell[c]));
 			else
-				fmt_fixed(row, key, c == 7 ? 2 : 4, cell[c], sizeof(cell[c]));
+				fmt_g(row, key, cell[c], sizeof(cell[c]));
 		}
-		for (size_t c = 0; c + 1 < HISTORY_NCOLS; c++)
+		for (size_t c = 0; c + 1 < ncols; c++)
 			cells[c] = cell[c];
-		cells[HISTORY_NCOLS - 1] = (char *)(note ? note : "");
+		cells[ncols - 1] = (char *)(note ? note : "");
 		table_add(&t, cells);
 	}
 	rc = table_print(&t, out);
@@ -496,7 +664,7 @@ int render_checkpoints(FILE *out, json_t *list)
 		fmt_int(cp, "epoch", epoch, sizeof(epoch));
 		fmt_int(cp, "step", step, sizeof(step));
 		fmt_int(cp, "size", size, sizeof(size));
-		fmt_fixed(cp, "val_loss", 4, vloss, sizeof(vloss));
+		fmt_g(cp, "val_loss", vloss, sizeof(vloss));
 		snprintf(created, sizeof(created), "-");
 		if (pint(cp, "created", &when)) {
 			time_t tt = (time_t)when;
@@ -536,7 +704,7 @@ void watch_line(json_t *p, bool bar, char *out, size_t n)
 	pint(p, "step", &step);
 	pint(p, "steps_per_epoch", &spe);
 	shown = epoch < epochs && (running || step > 0) ? epoch + 1 : epoch;
-	fmt_fixed(p, "loss", 4, loss, sizeof(loss));
+	fmt_g(p, "loss", loss, sizeof(loss));
 	fmt_eta(p, "eta_seconds", eta, sizeof(eta));
 	if (pnum(p, "samples_per_second", &v) && isfinite(v) && v >= 0)
 		snprintf(sps, sizeof(sps), "%.0f", v);
@@ -558,6 +726,78 @@ void watch_line(json_t *p, bool bar, char *out, size_t n)
 	}
 	snprintf(out, n, "job %lld: %s%s%s epoch %lld/%lld batch %lld/%lld loss %s %s samples/s ETA %s", id,
 		 state ? state : "?", bar ? " " : "", cells, shown, epochs, step, spe, loss, sps, eta);
+	one_line(out);
+}
+
+void watch_epoch_line(json_t *row, long long id, long long epochs, char *out, size_t n)
+{
+	const char *note = pstr(row, "note");
+	char m[256], secs[32];
+	long long e = 0;
+	double v;
+
+	pint(row, "epoch", &e);
+	row_metrics(row, m, sizeof(m));
+	fmt_span(pnum(row, "seconds", &v) ? v : NAN, secs, sizeof(secs));
+	snprintf(out, n, "job %lld: epoch %lld/%lld  %s  %s%s%s%s", id, e, epochs, m, secs, note && *note ? "  (" : "",
+		 note && *note ? note : "", note && *note ? ")" : "");
+	one_line(out);
+}
+
+void watch_summary(json_t *job, json_t *rows, char *out, size_t n)
+{
+	const char *state = pstr(job, "state"), *error = pstr(job, "error"), *early = pstr(job, "stopped_early");
+	const char *monitor = pstr(job, "monitor");
+	json_t *last = json_array_get(rows, json_array_size(rows) - 1), *cp = json_object_get(job, "checkpoint");
+	long long id = 0, epoch = 0, epochs = 0, best = 0, e = 0;
+	size_t used;
+	double span, v;
+	char took[32], train[32], m[256];
+
+	pint(job, "id", &id);
+	pint(job, "epochs", &epochs);
+	pint(job, "committed_epoch", &epoch);
+	if (!state)
+		state = "?";
+	if (strcmp(state, "done") == 0) {
+		/* the time training; the wall clock too when queueing or pauses
+		 * made it much longer */
+		fmt_span(rows_seconds(rows), train, sizeof(train));
+		used = (size_t)snprintf(out, n, "job %lld: done: %lld epoch%s in %s", id, epoch, epoch == 1 ? "" : "s",
+					train);
+		if (job_span(job, &span) && span > rows_seconds(rows) + 60 && used < n) {
+			fmt_span(span, took, sizeof(took));
+			used += (size_t)snprintf(out + used, n - used, " (%s from start to end)", took);
+		}
+		if (json_is_object(last) && used < n) {
+			pint(last, "epoch", &e);
+			row_metrics(last, m, sizeof(m));
+			used += (size_t)snprintf(out + used, n - used, "; epoch %lld: %s", e, m);
+		}
+		if (pint(job, "best_epoch", &best) && pnum(job, "best_value", &v) && used < n)
+			used += (size_t)snprintf(out + used, n - used, "; best epoch %lld (%s %.4g)", best,
+						 monitor ? monitor : "val_loss", v);
+		if (early && used < n)
+			snprintf(out + used, n - used, "; %s", early);
+	} else if (strcmp(state, "failed") == 0) {
+		snprintf(out, n, "job %lld: failed at epoch %lld/%lld: %s", id, epoch, epochs, error ? error : "?");
+	} else if (strcmp(state, "paused") == 0) {
+		long long st = 0;
+		const char *kind = pstr(cp, "kind");
+
+		pint(cp, "step", &st);
+		if (kind && strcmp(kind, "position") == 0)
+			snprintf(out, n, "job %lld: paused in epoch %lld/%lld at step %lld; trainctl resume %lld goes on", id,
+				 epoch + 1, epochs, st, id);
+		else
+			snprintf(out, n, "job %lld: paused after epoch %lld/%lld; trainctl resume %lld goes on", id, epoch,
+				 epochs, id);
+	} else if (strcmp(state, "killed") == 0) {
+		snprintf(out, n, "job %lld: killed after epoch %lld/%lld; trainctl resume %lld goes on from there", id,
+			 epoch, epochs, id);
+	} else {
+		snprintf(out, n, "job %lld: %s at epoch %lld/%lld", id, state, epoch, epochs);
+	}
 	one_line(out);
 }
 
@@ -675,7 +915,28 @@ int render_predictions(FILE *out, json_t *list)
 		size_t k;
 
 		char *name;
+		json_t *values = json_object_get(p, "values"), *v;
 
+		if (json_is_array(values)) {
+			/* regression: the outputs; multi-label: each label's probability */
+			json_t *labels = json_object_get(p, "labels");
+
+			pint(p, "index", &index);
+			fprintf(out, "%s#%lld  %s", file ? file : "?", index, json_is_array(labels) ? "p" : "value");
+			json_array_foreach(values, k, v)
+				fprintf(out, "%s%.6g", k ? " " : " ", json_number_value(v));
+			if (json_is_array(labels)) {
+				fprintf(out, "  labels");
+				if (!json_array_size(labels))
+					fprintf(out, " -");
+				json_array_foreach(labels, k, v)
+					fprintf(out, "%s%lld", k ? "," : " ", (long long)json_integer_value(v));
+			}
+			free(file);
+			if (fprintf(out, "\n") < 0)
+				return failf(RC_ERROR, "cannot write the predictions");
+			continue;
+		}
 		pint(p, "index", &index);
 		pint(p, "class", &cls);
 		pnum(p, "prob", &prob);

@@ -1,6 +1,7 @@
 /*
  * rpc.c - trainctl's calls to the daemon (see rpc.h).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include "msg.h"
 #include "reply.h"
 #include "rpc.h"
+#include "suggest.h"
 
 #define CALL_TIMEOUT_MS (300 * 1000)   /* any single reply except wait's and watch's */
 
@@ -28,89 +30,150 @@ int ensure_connected(struct cli *cli)
 }
 
 
-/* "NoSuchJob" -> "no such job". */
-static void decamel(const char *name, char *out, size_t n)
-{
-	size_t o = 0;
+/* ---- trainctl's words for the daemon's errors ---------------------------- */
 
-	for (const char *s = name; *s && o + 2 < n; s++) {
-		if (*s >= 'A' && *s <= 'Z') {
-			if (o > 0)
-				out[o++] = ' ';
-			out[o++] = (char)(*s - 'A' + 'a');
-		} else {
-			out[o++] = *s;
+/* Replace, in s (n bytes), each whole-word `from` by `to`. */
+static void replace_word(char *s, size_t n, const char *from, const char *to)
+{
+	size_t fl = strlen(from), tl = strlen(to);
+
+	for (char *p = strstr(s, from); p; p = strstr(p, from)) {
+		bool left = p == s || !(isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == '-' || p[-1] == '.');
+		bool right = !(isalnum((unsigned char)p[fl]) || p[fl] == '_');
+		size_t rest = strlen(p + fl);
+
+		if (!left || !right || (size_t)(p - s) + tl + rest + 1 > n) {
+			p += fl;
+			continue;
 		}
+		memmove(p + tl, p + fl, rest + 1);
+		memcpy(p, to, tl);
+		p += tl;
 	}
-	out[o] = '\0';
 }
 
-/* One line for a daemon error: its name's last component in words, then
- * what its parameters say ("no such job 42"). */
-void describe_error(const struct vl_reply *r, char *out, size_t n)
+/* The protocol's names for trainctl's flags in a message: weights_only
+ * becomes --weights-only, batch_size --batch-size, from_job --from. Only
+ * names with an underscore: a plain word ("dataset", "epochs") is as likely
+ * English as a key. */
+static void flag_words(char *s, size_t n)
+{
+	replace_word(s, n, "from_job", "--from");
+	replace_word(s, n, "from_epoch", "--from JOB@EPOCH");
+	for (int o = 0; o < O_COUNT; o++) {
+		char key[64], flag[72];
+
+		if (!strchr(opts[o].name, '-'))
+			continue;
+		snprintf(key, sizeof(key), "%s", opts[o].name);
+		for (char *p = key; *p; p++)
+			if (*p == '-')
+				*p = '_';
+		snprintf(flag, sizeof(flag), "--%s", opts[o].name);
+		replace_word(s, n, key, flag);
+	}
+}
+
+/* What named setting `key` of Start's configuration came from, for a line's
+ * head: "--batch-size" (a flag, or the flag of a key traind complains about
+ * by itself), "run.yaml:4: batch_size" (the --config file), or the key. */
+static void setting_head(struct cli *cli, const char *key, char *out, size_t n)
+{
+	int o = opt_of_key(key);
+	json_t *e = json_object_get(cli->config_file, key);
+	long long line = 0;
+
+	if (e && !(o >= 0 && cli->set[o]) && pint(e, "line", &line))
+		snprintf(out, n, "%s:%lld: %s", cli->val[O_CONFIG], line, key);
+	else if (o >= 0)
+		snprintf(out, n, "--%s", opts[o].name);
+	else
+		snprintf(out, n, "%s", key);
+}
+
+/* start --dataset NAME that traind does not have: the names it has, and the
+ * nearest. false when traind has it (the error is about its files). */
+static bool unknown_dataset(struct cli *cli, const char *name, char *out, size_t n)
+{
+	struct vl_reply r = { 0 };
+	struct tr_err err = { 0 };
+	const char *names[256], *best;
+	char head[160];
+	size_t k = 0, used;
+	json_t *list, *d;
+	size_t i;
+	bool found = false;
+
+	if (vl_call(cli->conn, "io.traind.Datasets", NULL, false, &err) < 0 || vl_recv(cli->conn, &r, &err) < 0 ||
+	    r.error) {
+		vl_reply_clear(&r);
+		return false;
+	}
+	list = json_object_get(r.params, "datasets");
+	json_array_foreach(list, i, d)
+		if (pstr(d, "name") && k < 256)
+			names[k++] = pstr(d, "name");
+	for (i = 0; i < k; i++)
+		found = found || strcmp(names[i], name) == 0;
+	if (!found) {
+		setting_head(cli, "dataset", head, sizeof(head));
+		used = (size_t)snprintf(out, n, "%s: traind has no dataset '%.*s'", head, tr_utf8_cut(name, TR_QUOTE_MAX),
+					name);
+		for (i = 0; i < k && used < n; i++)
+			used += (size_t)snprintf(out + used, n - used, "%s%s", i ? ", " : " (it has: ", names[i]);
+		best = suggest_closest(name, names, k);
+		if (used < n)
+			snprintf(out + used, n - used, "%s%s%s%s", k ? ")" : " (it has none; trainctl dataset import adds one)",
+				 best ? "; did you mean " : "", best ? best : "", best ? "?" : "");
+	}
+	vl_reply_clear(&r);
+	return !found;
+}
+
+/* trainctl's line for a daemon error: its flags, not the protocol's names
+ * ("--batch-size: ..." for "invalid parameter config.batch_size: ..."), the
+ * line of a --config file for a key that came from there, and for a dataset
+ * traind does not have, those it has. */
+static void cli_words(struct cli *cli, const struct vl_reply *r, char *line, size_t n)
 {
 	const char *dot = strrchr(r->error, '.');
 	const char *last = dot ? dot + 1 : r->error;
-	const char *msg = pstr(r->params, "message");
-	const char *state = pstr(r->params, "state");
-	const char *param = pstr(r->params, "parameter");
+	const char *param = pstr(r->params, "parameter"), *msg = pstr(r->params, "message");
 	const char *dataset = pstr(r->params, "dataset");
-	char head[128];
-	long long id = 0, epoch = 0;
-	bool has_id = pint(r->params, "id", &id);
-	bool has_epoch = pint(r->params, "epoch", &epoch);
-	bool ours = strncmp(r->error, "io.traind.", 10) == 0;
-	size_t o;
-	const char *key;
-	json_t *v;
 
-	decamel(last, head, sizeof(head));
-	if (ours && strcmp(last, "NoSuchJob") == 0 && has_id) {
-		snprintf(out, n, "no such job %lld", id);
-	} else if (ours && strcmp(last, "NoSuchCheckpoint") == 0 && has_id) {
-		if (has_epoch)
-			snprintf(out, n, "no such checkpoint: job %lld epoch %lld", id, epoch);
-		else
-			snprintf(out, n, "no such checkpoint: job %lld has none", id);
-	} else if (strcmp(last, "InvalidParameter") == 0 && param) {
-		snprintf(out, n, "invalid parameter %s%s%s", param, msg ? ": " : "", msg ? msg : "");
-	} else if (ours && strcmp(last, "InvalidState") == 0 && has_id && state) {
-		snprintf(out, n, "invalid state: job %lld is %s%s%s", id, state, msg ? ": " : "",
-			 msg ? msg : "");
-	} else if (ours && strcmp(last, "UnexpectedState") == 0 && has_id && state) {
-		snprintf(out, n, "unexpected state: job %lld is %s", id, state);
-	} else if (ours && strcmp(last, "JobRemoved") == 0 && has_id) {
-		snprintf(out, n, "job %lld was removed", id);
-	} else if (ours && strcmp(last, "Timeout") == 0 && has_id) {
-		snprintf(out, n, "timeout: job %lld", id);
-	} else if (ours && strcmp(last, "DatasetError") == 0 && dataset) {
-		snprintf(out, n, "dataset error: %s%s%s", dataset, msg ? ": " : "", msg ? msg : "");
-	} else if (ours && (strcmp(last, "DatasetExists") == 0 || strcmp(last, "DatasetInUse") == 0 ||
-			    strcmp(last, "NoSuchDataset") == 0 || strcmp(last, "DatasetTooBig") == 0 ||
-			    strcmp(last, "ImageError") == 0 || strcmp(last, "ImageSizeMismatch") == 0) && msg) {
-		snprintf(out, n, "%s", msg);
-	} else if (ours && strcmp(last, "DatasetChanged") == 0 && msg) {
-		snprintf(out, n, "%s", msg);
-	} else if (ours && strcmp(last, "ShuttingDown") == 0 && msg) {
-		snprintf(out, n, "%s", msg);
-	} else if (ours && strcmp(last, "CheckpointError") == 0 && has_id) {
-		snprintf(out, n, "checkpoint error: job %lld%s%s", id, msg ? ": " : "", msg ? msg : "");
-	} else {
-		/* anything else: "words: key value, key value, message" */
-		o = (size_t)snprintf(out, n, "%s", head);
-		json_object_foreach(r->params, key, v) {
-			char *text;
+	if (strcmp(last, "InvalidParameter") == 0 && param && msg) {
+		const char *key = strrchr(param, '.') ? strrchr(param, '.') + 1 : param;
+		size_t kl = strlen(key);
+		char head[160], flag[72], body[800];
+		int o;
 
-			if (o >= n || strcmp(key, "message") == 0)
-				continue;
-			text = json_is_string(v) ? NULL : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-			o += (size_t)snprintf(out + o, n - o, "%s%s %s", o == strlen(head) ? ": " : ", ",
-					      key, text ? text : json_is_string(v) ? json_string_value(v) : "?");
-			free(text);
+		if (strncmp(msg, key, kl) == 0 && msg[kl] == ':')
+			msg += kl + 1 + (msg[kl + 1] == ' ');
+		if (strncmp(param, "config.", 7) == 0) {
+			setting_head(cli, key, head, sizeof(head));
+		} else {
+			snprintf(flag, sizeof(flag), "%s", strcmp(key, "from_job") == 0 || strcmp(key, "from_epoch") == 0
+							   ? "from" : key);
+			for (char *p = flag; *p; p++)
+				if (*p == '_')
+					*p = '-';
+			o = opt_find(flag);
+			if (o < 0 || (o != O_FROM && !(cli->verb && (cli->verb->opts & (UINT64_C(1) << o))))) {
+				/* not a flag of this verb (a positional NAME): as traind says it */
+				flag_words(line, n);
+				return;
+			}
+			snprintf(head, sizeof(head), "--%s", opts[o].name);
 		}
-		if (msg && o < n)
-			snprintf(out + o, n - o, "%s%s", o == strlen(head) ? ": " : ", ", msg);
+		snprintf(body, sizeof(body), "%s", msg);
+		flag_words(body, sizeof(body));   /* the message's words only: the head is right */
+		snprintf(line, n, "%s: %s", head, body);
+		return;
+	} else if (strcmp(last, "DatasetError") == 0 && dataset && strcmp(cli->verb->name, "start") == 0 &&
+		   unknown_dataset(cli, dataset, line, n)) {
+		return;
 	}
+	flag_words(line, n);
 }
 
 /* Call `method` with `params` (stolen; NULL: none) and read its one reply.
@@ -152,6 +215,7 @@ int rpc_fds(struct cli *cli, const char *method, json_t *params, const int *fds,
 		else if (wait && strcmp(r.error, "io.traind.UnexpectedState") == 0)
 			rc = RC_STATE;
 		describe_error(&r, line, sizeof(line));
+		cli_words(cli, &r, line, sizeof(line));
 		vl_reply_clear(&r);
 		return failf(rc, "%s", line);
 	}

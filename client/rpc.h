@@ -5,7 +5,11 @@
  * 300 s reply timeout; main() frees it) and turns what goes wrong into
  * trainctl's one error line (msg.h): a connection failure as varlink.c
  * words it (with "(is traind running?)" when there is no daemon), a daemon
- * error reply as a sentence from its name and parameters ("no such job 42").
+ * error reply as a sentence from its name and parameters ("no such job 42"),
+ * in trainctl's own words: the flags, not the protocol's parameter names
+ * ("--batch-size: ...", not "invalid parameter config.batch_size: ..."),
+ * the --config file's line for a setting from there, and for a dataset
+ * traind does not have the ones it has, with the nearest.
  *
  * Thread: trainctl has one.
  */
@@ -16,14 +20,11 @@
 #include <stddef.h>
 
 #include "cli.h"
+#include "describe.h"
 #include "varlink.h"
 
 /* Connect cli->conn unless it is; RC_OK or RC_ERROR (line printed). */
 int ensure_connected(struct cli *cli);
-
-/* One line for a daemon error reply into out (n bytes): its name's last
- * component in words, then what its parameters say ("no such job 42"). */
-void describe_error(const struct vl_reply *r, char *out, size_t n);
 
 /* Call `method` with `params` (stolen; NULL: none) and read its one reply.
  * On success *out holds the reply's parameters (caller owns). On failure the

@@ -28,6 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "traind/jsonfmt.h"
+
 #define VL_READ_CHUNK 65536
 
 struct vl_conn {
@@ -231,7 +233,7 @@ int vl_call_fds(struct vl_conn *c, const char *method, json_t *params, bool more
 		json_decref(msg);
 		return tr_err_set(err, -ENOMEM, "out of memory building the call %s", method);
 	}
-	text = json_dumps(msg, JSON_COMPACT | JSON_REAL_PRECISION(17));
+	text = jsonfmt_dumps(msg, JSON_COMPACT);
 	json_decref(msg);
 	if (!text)
 		return tr_err_set(err, -ENOMEM, "cannot encode the call %s (out of memory or invalid text)",

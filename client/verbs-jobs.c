@@ -1,10 +1,11 @@
 /*
  * verbs-jobs.c - the verbs that change jobs: start, pause, resume, kill, rm.
  *
- * start checks its configuration flags with the engine's own
- * config_set/config_validate (the code the daemon runs), so a bad flag never
- * reaches the daemon and its message names the flag; it sends only the keys
- * given. `start --init-from` reads the model here and sends its bytes (the
+ * start checks its configuration flags, and the settings of a --config file
+ * (yamlcfg.h), with the engine's own config_set/config_validate (the code the
+ * daemon runs), so a bad flag or line never reaches the daemon and its
+ * message names the flag or the file's line; it sends only the keys given,
+ * a flag winning over the file. `start --init-from` reads the model here and sends its bytes (the
  * daemon never opens client paths).
  */
 #include <errno.h>
@@ -24,99 +25,208 @@
 #include "render.h"
 #include "reply.h"
 #include "rpc.h"
+#include "suggest.h"
 #include "verbs.h"
+#include "yamlcfg.h"
 
 #define INIT_FROM_MAX ((size_t)(VL_MAX_MESSAGE - 65536) / 4 * 3)  /* fits a call in base64 */
 
-/* A config_set/config_validate error about key K ("K: what") as
- * "--flag: what", the flag found from the key the error names (err->key). */
-static int config_error(const struct tr_err *err)
-{
-	for (int o = CONFIG_FIRST; o <= CONFIG_LAST; o++) {
-		size_t kl = strlen(opts[o].key);
+/* One setting for Start's config: its key, its text as a flag or the file
+ * has it, and where it came from. */
+struct setting {
+	const char *key;
+	const char *text;       /* NULL: the file's empty value */
+	int opt;                /* the flag that gave it, or -1: the file */
+	long long line;         /* the file's line */
+};
 
-		if (strcmp(err->key, opts[o].key) != 0)
+/* The line for error `err` about one setting (err->key names it): "--flag:
+ * what" for a flag, "FILE:LINE: key: what" for the file, "key: what"
+ * otherwise (a rule between keys). */
+static int setting_error(const struct tr_err *err, const struct setting *set, size_t n, const char *file)
+{
+	const char *msg = err->msg;
+	size_t kl = strlen(err->key);
+	int o = opt_of_key(err->key);
+
+	/* config.c writes "key: what": the flag or file names the key once */
+	if (kl && strncmp(msg, err->key, kl) == 0 && msg[kl] == ':')
+		msg += kl + 1 + (msg[kl + 1] == ' ');
+	for (size_t i = n; i-- > 0;) {
+		if (strcmp(set[i].key, err->key) != 0)
 			continue;
-		if (strncmp(err->msg, opts[o].key, kl) == 0 && err->msg[kl] == ':')
-			return failf(RC_USAGE, "--%s:%s", opts[o].name, err->msg + kl + 1);
-		return failf(RC_USAGE, "--%s: %s", opts[o].name, err->msg);
+		if (set[i].opt >= 0)
+			return failf(RC_USAGE, "--%s: %s", opts[set[i].opt].name, msg);
+		return failf(RC_USAGE, "%s:%lld: %s: %s", file, set[i].line, err->key, msg);
 	}
-	return failf(RC_USAGE, "%s", err->msg);
+	if (o >= 0)
+		return failf(RC_USAGE, "--%s: %s", opts[o].name, msg);
+	return failf(RC_USAGE, "%s%s%s", kl ? err->key : "", kl ? ": " : "", msg);
 }
 
-/* The "config" parameter of Start: only the keys given, JSON-typed, after
- * checking them as the daemon will. */
-static int build_config(struct cli *cli, json_t **out)
+/* "(did you mean batch_size?)" for an unknown key of the file. */
+static int unknown_key(const char *file, const struct setting *s, json_t *known)
+{
+	const char *names[128], *best, *k;
+	size_t n = 0;
+	json_t *v;
+	char dashed[128];
+
+	json_object_foreach(known, k, v)
+		if (n < 128)
+			names[n++] = k;
+	snprintf(dashed, sizeof(dashed), "%s", s->key);
+	for (char *p = dashed; *p; p++)
+		if (*p == '-')
+			*p = '_';
+	best = suggest_closest(dashed, names, n);
+	if (best)
+		return failf(RC_USAGE, "%s:%lld: unknown setting '%.*s' (did you mean %s?)", file, s->line,
+			     tr_utf8_cut(s->key, TR_QUOTE_MAX), s->key, best);
+	return failf(RC_USAGE, "%s:%lld: unknown setting '%.*s' (the keys are those of `trainctl config JOB`)",
+		     file, s->line, tr_utf8_cut(s->key, TR_QUOTE_MAX), s->key);
+}
+
+/* A YAML-ish boolean as config_set takes it ("yes" -> "true"). */
+static const char *bool_text(const char *t)
+{
+	static const char *const yes[] = { "true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON", "y", "Y" };
+	static const char *const no[] = { "false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF", "n", "N" };
+
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+		if (strcmp(t, yes[i]) == 0)
+			return "true";
+	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+		if (strcmp(t, no[i]) == 0)
+			return "false";
+	return t;
+}
+
+/* start --config FILE: its settings into set[] (configuration keys) and
+ * its name and keep into *name, *keep (NULL: not there), all pointing into
+ * *file_doc. */
+static int read_config_file(struct cli *cli, json_t **file_doc, struct setting *set, size_t *n, size_t cap,
+			    const char **name, const char **keep, json_t *defaults)
+{
+	const char *path = cli->val[O_CONFIG], *key;
+	char why[1024];
+	json_t *e;
+
+	if (yamlcfg_read(path, file_doc, why, sizeof(why)) < 0)
+		return failf(RC_USAGE, "--config: %s", why);
+	json_object_foreach(*file_doc, key, e) {
+		json_t *t = json_object_get(e, "text");
+		long long line = 0;
+		struct setting s;
+
+		pint(e, "line", &line);
+		s = (struct setting){ key, json_is_string(t) ? json_string_value(t) : NULL, -1, line };
+		if (strcmp(key, "name") == 0 || strcmp(key, "keep") == 0) {
+			if (!s.text)
+				return failf(RC_USAGE, "%s:%lld: %s: no value", path, line, key);
+			*(strcmp(key, "name") == 0 ? name : keep) = s.text;
+			continue;
+		}
+		if (!json_object_get(defaults, key))
+			return unknown_key(path, &s, defaults);
+		if (*n == cap)
+			return failf(RC_USAGE, "%s: too many settings", path);
+		set[(*n)++] = s;
+	}
+	return RC_OK;
+}
+
+/* The "config" parameter of Start: only the keys given (by the file or by
+ * flags, flags winning), JSON-typed as config_to_json types them, after
+ * checking them as the daemon will (config_set, config_validate). */
+static int build_config(struct cli *cli, json_t **out, const char **name, const char **keep)
 {
 	struct train_config cfg;
 	struct tr_err err = { 0 };
-	json_t *obj = json_object();
+	/* the file's settings (at most 127 more than there are flags, which
+	 * no configuration has), then room for every flag */
+	struct setting set[CONFIG_LAST - CONFIG_FIRST + 128];
+	size_t n = 0;
+	json_t *file_doc = NULL, *defaults, *cj = NULL, *obj = NULL;
+	const char *file = cli->set[O_CONFIG] ? cli->val[O_CONFIG] : NULL;
+	int rc;
 
 	*out = NULL;
-	if (!obj)
-		return failf(RC_ERROR, "out of memory");
 	config_defaults(&cfg);
+	defaults = config_to_json(&cfg);
+	if (!defaults)
+		return failf(RC_ERROR, "out of memory");
+	if (file) {
+		rc = read_config_file(cli, &file_doc, set, &n, sizeof(set) / sizeof(set[0]) - (CONFIG_LAST - CONFIG_FIRST + 1),
+				      name, keep, defaults);
+		if (rc != RC_OK)
+			goto out;
+	}
+	/* flags over the file */
 	for (int o = CONFIG_FIRST; o <= CONFIG_LAST; o++) {
-		if (cli->set[o] && config_set(&cfg, opts[o].key, cli->val[o], &err) < 0) {
-			json_decref(obj);
-			return config_error(&err);
+		size_t i;
+
+		if (!cli->set[o])
+			continue;
+		for (i = 0; i < n && strcmp(set[i].key, opts[o].key) != 0; i++)
+			;
+		set[i] = (struct setting){ opts[o].key, cli->val[o], o, 0 };
+		if (i == n)
+			n++;
+	}
+	/* optimizer first: choosing adamw sets a default decay that an
+	 * explicit weight_decay then overrides */
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < n; i++) {
+			json_t *def = json_object_get(defaults, set[i].key);
+			const char *text = set[i].text;
+
+			if ((strcmp(set[i].key, "optimizer") == 0) != (pass == 0))
+				continue;
+			if (!text && !json_is_string(def)) {
+				rc = failf(RC_USAGE, "%s:%lld: %s: no value", file, set[i].line, set[i].key);
+				goto out;
+			}
+			if (!text)
+				text = "";   /* an empty string setting: model, lr_scheduler, hosts */
+			if (json_is_boolean(def))
+				text = bool_text(text);
+			if (config_set(&cfg, set[i].key, text, &err) < 0) {
+				rc = setting_error(&err, set, n, file);
+				goto out;
+			}
 		}
 	}
 	/* With --from the rest comes from the other job: the daemon checks the whole. */
 	if (!cli->set[O_FROM] && config_validate(&cfg, &err) < 0) {
-		json_decref(obj);
-		return config_error(&err);
+		rc = setting_error(&err, set, n, file);
+		goto out;
 	}
-	for (int o = CONFIG_FIRST; o <= CONFIG_LAST; o++) {
-		json_t *v = NULL;
+	cj = config_to_json(&cfg);
+	obj = json_object();
+	if (!cj || !obj) {
+		rc = failf(RC_ERROR, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		json_t *v = json_object_get(cj, set[i].key);
 
-		if (!cli->set[o])
-			continue;
-		switch ((enum opt)o) {
-		case O_DATASET: v = json_string(cfg.dataset); break;
-		case O_EPOCHS: v = json_integer(cfg.epochs); break;
-		case O_BATCH_SIZE: v = json_integer(cfg.batch_size); break;
-		case O_EVAL_BATCH_SIZE: v = json_integer(cfg.eval_batch_size); break;
-		case O_LR: v = json_real(cfg.lr); break;
-		case O_OPTIMIZER: v = json_string(config_optim_name(cfg.optimizer)); break;
-		case O_MOMENTUM: v = json_real(cfg.momentum); break;
-		case O_WEIGHT_DECAY: v = json_real(cfg.weight_decay); break;
-		case O_SEED: v = json_integer((json_int_t)cfg.seed); break;
-		case O_SPLIT_SEED: v = json_integer((json_int_t)cfg.split_seed); break;
-		case O_VAL_SIZE: v = json_integer(cfg.val_size); break;
-		case O_TRAIN_SIZE: v = json_integer(cfg.train_size); break;
-		case O_THREADS: v = json_integer(cfg.threads); break;
-		case O_MODEL: v = json_string(cfg.model); break;
-		case O_FTZ: v = json_boolean(cfg.ftz); break;
-		case O_STRICT_NUMERICS: v = json_boolean(cfg.strict_numerics); break;
-		case O_LR_SCHEDULER: v = json_string(cfg.lr_scheduler); break;
-		case O_MONITOR: v = json_string(monitor_name(cfg.monitor)); break;
-		case O_EARLY_STOP_PATIENCE: v = json_integer(cfg.early_stop_patience); break;
-		case O_EARLY_STOP_MIN_DELTA: v = json_real(cfg.early_stop_min_delta); break;
-		case O_CLIP_GRAD_NORM: v = json_real(cfg.clip_grad_norm); break;
-		case O_RNG: v = json_string(config_rng_name(cfg.rng)); break;
-		case O_SHARDS: v = json_integer(cfg.shards); break;
-		case O_RANKS: v = json_integer(cfg.ranks); break;
-		case O_HOSTS: v = json_string(cfg.hosts); break;
-		case O_MAX_RESTARTS: v = json_integer(cfg.max_restarts); break;
-		case O_HIDDEN:
-			v = json_array();
-			for (uint32_t i = 0; v && i < cfg.n_hidden; i++)
-				if (json_array_append_new(v, json_integer(cfg.hidden[i]))) {
-					json_decref(v);
-					v = NULL;
-				}
-			break;
-		default:
-			break;
-		}
-		if (json_object_set_new(obj, opts[o].key, v)) {
-			json_decref(obj);
-			return failf(RC_ERROR, "out of memory");
+		if (!v || json_object_set(obj, set[i].key, v)) {
+			rc = failf(RC_ERROR, "out of memory");
+			goto out;
 		}
 	}
 	*out = obj;
-	return RC_OK;
+	obj = NULL;
+	rc = RC_OK;
+out:
+	/* kept for the run: name and keep point into it, and the daemon's
+	 * errors about its keys name its lines (rpc.c) */
+	cli->config_file = file_doc;
+	json_decref(obj);
+	json_decref(cj);
+	json_decref(defaults);
+	return rc;
 }
 
 /* The bytes of the file at `path`, base64-encoded, for init_from. */
@@ -141,35 +251,39 @@ static int read_init_from(const char *path, char **out)
 int cmd_start(struct cli *cli)
 {
 	json_t *params, *config = NULL, *reply = NULL;
+	const char *file_name = NULL, *file_keep = NULL, *keep_text, *name;
 	char *init = NULL;
 	int64_t keep = 0;
 	long long id;
 	int rc;
 
-	if (cli->set[O_KEEP] && strcmp(cli->val[O_KEEP], "all") != 0 &&
-	    !parse_int(cli->val[O_KEEP], 0, INT32_MAX, &keep))
-		return failf(RC_USAGE, "--keep: expected a number of checkpoints >= 0 or 'all', got '%.*s'",
-			     tr_utf8_cut(cli->val[O_KEEP], TR_QUOTE_MAX), cli->val[O_KEEP]);
-	if (cli->set[O_KEEP] && strcmp(cli->val[O_KEEP], "all") == 0)
-		keep = -1;
-	rc = build_config(cli, &config);
+	rc = build_config(cli, &config, &file_name, &file_keep);
 	if (rc != RC_OK)
 		return rc;
+	keep_text = cli->set[O_KEEP] ? cli->val[O_KEEP] : file_keep;
+	if (keep_text && strcmp(keep_text, "all") != 0 && !parse_int(keep_text, 0, INT32_MAX, &keep)) {
+		json_decref(config);
+		return failf(RC_USAGE, "%s: expected a number of checkpoints >= 0 or 'all', got '%.*s'",
+			     cli->set[O_KEEP] ? "--keep" : "keep", tr_utf8_cut(keep_text, TR_QUOTE_MAX), keep_text);
+	}
+	if (keep_text && strcmp(keep_text, "all") == 0)
+		keep = -1;
+	name = cli->set[O_NAME] ? cli->val[O_NAME] : file_name;
 	params = json_object();
 	if (!params || json_object_set_new(params, "config", config)) {
 		json_decref(params);
 		return failf(RC_ERROR, "out of memory");
 	}
-	if (cli->set[O_NAME]) {
-		json_t *name = json_string(cli->val[O_NAME]);
+	if (name) {
+		json_t *jname = json_string(name);
 
-		if (!name) {
+		if (!jname) {
 			json_decref(params);
 			return failf(RC_USAGE, "--name: not valid UTF-8 text");
 		}
-		json_object_set_new(params, "name", name);
+		json_object_set_new(params, "name", jname);
 	}
-	if (cli->set[O_KEEP])
+	if (keep_text)
 		json_object_set_new(params, "keep", json_integer((json_int_t)keep));
 	if (cli->set[O_FROM] || cli->set[O_WEIGHTS_ONLY]) {
 		int64_t from = 0, epoch = -1;

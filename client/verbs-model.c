@@ -1,11 +1,18 @@
 /*
- * verbs-model.c - the verbs that use a job's model: eval, export.
+ * verbs-model.c - the verbs that use a job's model: eval, export (the
+ * weights, and with --pytorch the module's PyTorch code).
+ *
+ * An export is safetensors whatever the file's name; a name PyTorch users
+ * give pickles (.pt, .pth, .pkl, .ckpt) gets a warning on stderr (and the
+ * file is written: scripts that name it so keep working).
  *
  * `export -o` verifies the size and SHA-256 of what the daemon sent, then
  * writes it atomically (temp file in the target's directory, fsync, rename,
  * fsync the directory); nothing is written when either check fails.
  */
 #include <errno.h>
+#include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,7 +66,8 @@ int cmd_eval(struct cli *cli)
 	const char *split;
 	int64_t epoch = 0;
 	long long e, count;
-	double loss, acc, macro;
+	double loss = NAN, acc = NAN, macro = NAN, mae = NAN, rmse = NAN;
+	bool has_acc, has_macro, has_mae;
 	int rc;
 
 	if (cli->set[O_SPLIT] && strcmp(cli->val[O_SPLIT], "val") != 0 &&
@@ -90,11 +98,15 @@ int cmd_eval(struct cli *cli)
 	if (rc != RC_OK)
 		return rc;
 	split = pstr(reply, "split");
-	if (!pnum(reply, "loss", &loss))
+	/* acc, macro_acc: null where the job's task has none; mae, rmse: a regression's */
+	has_acc = pnum(reply, "acc", &acc);
+	has_macro = pnum(reply, "macro_acc", &macro);
+	has_mae = pnum(reply, "mae", &mae) && pnum(reply, "rmse", &rmse);
+	if (!pnum(reply, "loss", &loss) && !json_is_null(json_object_get(reply, "loss")))
 		rc = malformed("Eval", "loss");
-	else if (!pnum(reply, "acc", &acc))
+	else if (!has_acc && !json_is_null(json_object_get(reply, "acc")))
 		rc = malformed("Eval", "acc");
-	else if (!pnum(reply, "macro_acc", &macro))
+	else if (!has_macro && !json_is_null(json_object_get(reply, "macro_acc")))
 		rc = malformed("Eval", "macro_acc");
 	else if (!pint(reply, "count", &count))
 		rc = malformed("Eval", "count");
@@ -107,8 +119,14 @@ int cmd_eval(struct cli *cli)
 	else {
 		char *s = clean_dup(split);
 
-		printf("job %lld epoch %lld %s: loss %.4f acc %.4f macro_acc %.4f (%lld samples)\n",
-		       (long long)cli->job, e, s ? s : "?", loss, acc, macro, count);
+		printf("job %lld epoch %lld %s: loss %.4f", (long long)cli->job, e, s ? s : "?", loss);
+		if (has_acc)
+			printf(" acc %.4f", acc);
+		if (has_macro)
+			printf(" macro_acc %.4f", macro);
+		if (has_mae)
+			printf(" mae %.4f rmse %.4f", mae, rmse);
+		printf(" (%lld samples)\n", count);
 		free(s);
 		if (cli->set[O_PER_CLASS])
 			rc = print_per_class(json_object_get(reply, "per_class"));
@@ -117,10 +135,25 @@ int cmd_eval(struct cli *cli)
 	return rc;
 }
 
+/* Whether `path` has a name PyTorch users give torch.save's pickles. */
+static bool pickle_name(const char *path)
+{
+	static const char *const exts[] = { ".pt", ".pth", ".pkl", ".ckpt" };
+	size_t len = strlen(path);
+
+	for (size_t i = 0; i < sizeof(exts) / sizeof(exts[0]); i++) {
+		size_t el = strlen(exts[i]);
+
+		if (len > el && strcasecmp(path + len - el, exts[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
 int cmd_export(struct cli *cli)
 {
 	struct tr_err err = { 0 };
-	json_t *params, *reply = NULL, *data;
+	json_t *params, *reply = NULL, *data, *code = NULL;
 	const char *sum;
 	char hex[SHA256_HEX_LEN + 1];
 	uint8_t *bytes = NULL;
@@ -129,10 +162,12 @@ int cmd_export(struct cli *cli)
 	int64_t want_epoch = 0;
 	int rc;
 
-	if (!cli->set[O_OUTPUT])
-		return failf(RC_USAGE, "export: missing -o FILE");
-	if (!*cli->val[O_OUTPUT])
+	if (!cli->set[O_OUTPUT] && !cli->set[O_PYTORCH])
+		return failf(RC_USAGE, "export: missing -o FILE (the weights) or --pytorch FILE.py (the code)");
+	if (cli->set[O_OUTPUT] && !*cli->val[O_OUTPUT])
 		return failf(RC_USAGE, "-o: empty file name");
+	if (cli->set[O_PYTORCH] && !*cli->val[O_PYTORCH])
+		return failf(RC_USAGE, "--pytorch: empty file name");
 	if (cli->set[O_EPOCH] && cli->set[O_BEST])
 		return failf(RC_USAGE, "--best: give --epoch N or --best, not both");
 	if (cli->set[O_EPOCH]) {
@@ -147,6 +182,8 @@ int cmd_export(struct cli *cli)
 		json_object_set_new(params, "epoch", json_integer((json_int_t)want_epoch));
 	if (cli->set[O_BEST])
 		json_object_set_new(params, "best", json_true());
+	if (cli->set[O_PYTORCH])
+		json_object_set_new(params, "pytorch", json_true());
 	rc = rpc(cli, "io.traind.Export", params, &reply);
 	if (rc != RC_OK)
 		return rc;
@@ -190,25 +227,60 @@ int cmd_export(struct cli *cli)
 			   hex, tr_utf8_cut(sum, 80), sum);
 		goto out;
 	}
-	if (file_write_atomic(cli->val[O_OUTPUT], bytes, len, &err) < 0) {
+	if (cli->set[O_PYTORCH]) {
+		code = json_object_get(reply, "pytorch");
+		if (!json_is_string(code)) {
+			rc = malformed("Export", "pytorch");
+			goto out;
+		}
+	}
+	/* Written all the same (scripts that name it so keep working), but
+	 * said: torch.load cannot read safetensors under any name. */
+	if (cli->set[O_OUTPUT] && pickle_name(cli->val[O_OUTPUT])) {
+		char *f = clean_dup(cli->val[O_OUTPUT]);
+
+		fflush(stdout);
+		fprintf(stderr, "trainctl: warning: %s will hold safetensors, not a PyTorch pickle: torch.load "
+				"cannot read it; load it with traind.torch.load() (or safetensors.torch.load_file), "
+				"or name it .safetensors\n", f ? f : "?");
+		free(f);
+	}
+	if (cli->set[O_OUTPUT] && file_write_atomic(cli->val[O_OUTPUT], bytes, len, &err) < 0) {
 		rc = failf(err.code == -EISDIR ? RC_USAGE : RC_ERROR, "%s%s",
 			   err.code == -EISDIR ? "-o: " : "", err.msg);
 		goto out;
 	}
+	if (code && file_write_atomic(cli->val[O_PYTORCH], (const uint8_t *)json_string_value(code),
+				      json_string_length(code), &err) < 0) {
+		rc = failf(err.code == -EISDIR ? RC_USAGE : RC_ERROR, "%s%s",
+			   err.code == -EISDIR ? "--pytorch: " : "", err.msg);
+		goto out;
+	}
 	if (cli->json) {
-		json_t *doc = json_pack("{s:s,s:I,s:I,s:s}", "file", cli->val[O_OUTPUT], "epoch",
-					(json_int_t)epoch, "size", (json_int_t)len, "sha256", hex);
+		json_t *doc = json_pack("{s:I,s:I,s:s}", "epoch", (json_int_t)epoch, "size",
+					(json_int_t)len, "sha256", hex);
 
-		if (!doc)  /* a file name that is not UTF-8 */
-			doc = json_pack("{s:I,s:I,s:s}", "epoch", (json_int_t)epoch, "size", (json_int_t)len,
-					"sha256", hex);
+		/* a file name that is not UTF-8 is left out */
+		if (doc && cli->set[O_OUTPUT])
+			json_object_set_new(doc, "file", json_string(cli->val[O_OUTPUT]));
+		if (doc && code)
+			json_object_set_new(doc, "pytorch_file", json_string(cli->val[O_PYTORCH]));
 		rc = doc ? render_json(stdout, doc) : failf(RC_ERROR, "out of memory");
 		json_decref(doc);
 	} else {
-		char *f = clean_dup(cli->val[O_OUTPUT]);
+		if (cli->set[O_OUTPUT]) {
+			char *f = clean_dup(cli->val[O_OUTPUT]);
 
-		printf("wrote %s (%zu bytes, epoch %lld)\n", f ? f : "?", len, epoch);
-		free(f);
+			printf("wrote %s (%zu bytes, epoch %lld)\n", f ? f : "?", len, epoch);
+			free(f);
+		}
+		if (code) {
+			char *f = clean_dup(cli->val[O_PYTORCH]);
+
+			printf("wrote %s (the PyTorch code of the model, %zu bytes, epoch %lld)\n",
+			       f ? f : "?", json_string_length(code), epoch);
+			free(f);
+		}
 	}
 out:
 	free(bytes);

@@ -4,8 +4,11 @@
  *
  * wait and watch block for as long as the job takes: wait's socket timeout
  * is its --timeout plus a margin (none without one), watch's none. watch
- * redraws one line in place on a terminal (cut to its width), prints a line
- * per update otherwise, and with --json prints only the last update.
+ * prints a line per committed epoch (its History row, read on a second
+ * connection when a Watch update says another epoch committed) and, once the
+ * job has stopped, a summary (watch_summary); on a terminal a progress line
+ * is redrawn in place (cut to its width) while an epoch runs. With --json it
+ * prints only the last update.
  */
 #include <errno.h>
 #include <limits.h>
@@ -115,7 +118,20 @@ int cmd_status(struct cli *cli)
 		json_decref(reply);
 		return rc;
 	}
-	rc = render_status(stdout, job);
+	{
+		/* its history, for the final (or latest) epoch's metrics and the
+		 * time spent training */
+		json_t *hist = NULL;
+		long long committed = 0;
+
+		if (pint(job, "committed_epoch", &committed) && committed > 0 &&
+		    (rc = rpc_id(cli, "io.traind.History", &hist)) != RC_OK) {
+			json_decref(reply);
+			return rc;
+		}
+		rc = render_status(stdout, job, json_object_get(hist, "rows"));
+		json_decref(hist);
+	}
 	json_decref(reply);
 	return rc;
 }
@@ -235,13 +251,79 @@ int cmd_wait(struct cli *cli)
 	return rc;
 }
 
+/* A second connection of watch's, for History and Status while the first
+ * streams the Watch. */
+static int side_call(struct cli *cli, struct vl_conn **side, const char *method, json_t **out)
+{
+	struct vl_reply r = { 0 };
+	struct tr_err err = { 0 };
+	json_t *params = id_params(cli);
+	int rc = RC_OK;
+
+	*out = NULL;
+	if (!params)
+		return failf(RC_ERROR, "out of memory");
+	if (!*side && vl_connect(side, cli->socket, 300 * 1000, &err) < 0)
+		rc = failf(RC_ERROR, "%s", err.msg);
+	else if (vl_call(*side, method, params, false, &err) < 0 || vl_recv(*side, &r, &err) < 0)
+		rc = failf(RC_ERROR, "%s", err.msg);
+	else if (r.error) {
+		char line[1024];
+
+		describe_error(&r, line, sizeof(line));
+		rc = failf(RC_ERROR, "%s", line);
+	} else {
+		*out = r.params;
+		r.params = NULL;
+	}
+	json_decref(params);
+	vl_reply_clear(&r);
+	return rc;
+}
+
+/* Print the epochs of the job's history after *printed (clearing a drawn
+ * progress line first); *printed moves on. */
+static int print_epochs(struct cli *cli, struct vl_conn **side, long long epochs, long long *printed,
+			bool *drawn, json_t **rows_out)
+{
+	json_t *reply = NULL, *rows, *row;
+	size_t i;
+	int rc;
+
+	rc = side_call(cli, side, "io.traind.History", &reply);
+	if (rc != RC_OK)
+		return rc;
+	rows = json_object_get(reply, "rows");
+	json_array_foreach(rows, i, row) {
+		long long e = 0;
+		char line[512];
+
+		if (!pint(row, "epoch", &e) || e <= *printed)
+			continue;
+		if (*drawn) {
+			printf("\r\033[K");
+			*drawn = false;
+		}
+		watch_epoch_line(row, cli->job, epochs, line, sizeof(line));
+		printf("%s\n", line);
+		*printed = e;
+	}
+	fflush(stdout);
+	if (rows_out)
+		*rows_out = json_incref(rows);
+	json_decref(reply);
+	return RC_OK;
+}
+
 int cmd_watch(struct cli *cli)
 {
 	struct vl_reply r = { 0 };
 	struct tr_err err = { 0 };
+	struct vl_conn *side = NULL;
 	json_t *params, *last = NULL;
 	bool tty = !cli->json && isatty(STDOUT_FILENO);
 	bool drawn = false;
+	long long printed = 0;
 	int rc;
 
 	rc = ensure_connected(cli);
@@ -257,6 +339,7 @@ int cmd_watch(struct cli *cli)
 		return failf(RC_ERROR, "%s", err.msg);
 	for (;;) {
 		char line[512];
+		long long committed = 0, epochs = 0;
 
 		rc = vl_recv(cli->conn, &r, &err);
 		if (rc < 0 || r.error) {
@@ -270,10 +353,15 @@ int cmd_watch(struct cli *cli)
 			}
 			break;
 		}
+		pint(r.params, "epochs", &epochs);
 		if (cli->json) {
 			json_decref(last);
 			last = json_incref(r.params);
-		} else if (tty) {
+		} else if (pint(r.params, "committed_epoch", &committed) && committed > printed &&
+			   (rc = print_epochs(cli, &side, epochs, &printed, &drawn, NULL)) != RC_OK) {
+			break;
+		}
+		if (tty && r.continues) {
 			struct winsize ws;
 
 			watch_line(r.params, true, line, sizeof(line));
@@ -283,23 +371,36 @@ int cmd_watch(struct cli *cli)
 			printf("\r%s\033[K", line);
 			fflush(stdout);
 			drawn = true;
-		} else {
-			watch_line(r.params, false, line, sizeof(line));
-			printf("%s\n", line);
-			fflush(stdout);
 		}
 		if (!r.continues) {
-			if (drawn)
-				putchar('\n');
-			rc = cli->json ? render_json(stdout, last) : RC_OK;
+			json_t *status = NULL, *rows = NULL;
+
+			if (cli->json) {
+				rc = render_json(stdout, last);
+				break;
+			}
+			/* the job has stopped: the epochs not printed yet, then
+			 * what became of it */
+			rc = print_epochs(cli, &side, epochs, &printed, &drawn, &rows);
+			if (rc == RC_OK)
+				rc = side_call(cli, &side, "io.traind.Status", &status);
+			if (rc == RC_OK) {
+				if (drawn)
+					printf("\r\033[K");
+				watch_summary(json_object_get(status, "job"), rows, line, sizeof(line));
+				printf("%s\n", line);
+			}
+			json_decref(status);
+			json_decref(rows);
 			break;
 		}
+		vl_reply_clear(&r);
 	}
 	vl_reply_clear(&r);
+	vl_free(side);
 	json_decref(last);
 	return rc;
 }
-
 
 /* counters: traind's counters since it started, and the commit latency
  * histogram with its cumulative counts ("le" as Prometheus has it). */

@@ -42,6 +42,15 @@ int cmd_plot(struct cli *cli);
 int cmd_eval(struct cli *cli);
 int cmd_export(struct cli *cli);
 
+/* verbs-config.c */
+int cmd_config(struct cli *cli);    /* config JOB: the job's configuration as YAML */
+
+/* complete.c */
+int cmd_complete(struct cli *cli);  /* __complete -- WORD...: the shell completion's candidates */
+
+/* trainctl.c */
+int cmd_help(struct cli *cli);      /* help [VERB] */
+
 /* verbs-data.c */
 int cmd_datasets(struct cli *cli);
 int cmd_dataset(struct cli *cli);   /* import NAME PATH... [--replace], rm NAME */

@@ -53,6 +53,15 @@ static void changed(void *ctx)
 		d->on_change(d);
 }
 
+/* The registry: a job's run has ended (before the state it ended in). */
+static void run_ended(void *ctx, struct job *j)
+{
+	struct daemon *d = ctx;
+
+	if (d->on_run_end)
+		d->on_run_end(d, j);
+}
+
 int daemon_new(struct daemon **out, const struct daemon_config *cfg, struct tr_err *err)
 {
 	struct daemon *d;
@@ -71,6 +80,7 @@ int daemon_new(struct daemon **out, const struct daemon_config *cfg, struct tr_e
 	snprintf(d->data_dir, sizeof(d->data_dir), "%s", cfg->data_dir);
 	d->user_drained = cfg->on_drained;
 	d->on_change = cfg->on_change;
+	d->on_run_end = cfg->on_run_end;
 	d->mpi_launcher = strdup(cfg->mpi_launcher ? cfg->mpi_launcher : "mpirun");
 	for (unsigned i = 0; i < cfg->n_mpi_args && i < DAEMON_MPI_ARGS_MAX; i++)
 		if ((d->mpi_args[d->n_mpi_args] = strdup(cfg->mpi_args[i])))
@@ -102,6 +112,7 @@ int daemon_new(struct daemon **out, const struct daemon_config *cfg, struct tr_e
 		.observer = &waiters_observer,
 		.on_change = changed,
 		.on_drained = drained,
+		.on_run_end = run_ended,
 		.ctx = d,
 	};
 	rc = jobs_new(&d->jobs, &jc);

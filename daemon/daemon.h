@@ -45,6 +45,9 @@ struct daemon_config {
 	void (*on_drained)(struct daemon *d);   /* shutdown: every run has stopped
 	                                           (called just before the loop is stopped) */
 	void (*on_change)(struct daemon *d);    /* after any state change (sd_notify STATUS) */
+	void (*on_run_end)(struct daemon *d, struct job *j);  /* a job's run has ended, before the
+	                                           state it ended in is written (main.c: the step
+	                                           series' last points, jobs/stepseries.h); may be NULL */
 	const char *mpi_launcher;    /* jobs with ranks > 1: the launcher (NULL: "mpirun") */
 	const char *const *mpi_args; /* n_mpi_args more arguments for it, before the program */
 	unsigned n_mpi_args;

@@ -34,6 +34,7 @@
 #include "traind-config.h"
 #include "daemon/daemon.h"
 #include "daemon/jobs/jobs.h"
+#include "daemon/jobs/stepseries.h"
 #include "traind/kernels.h"
 #include "daemon/core/log.h"
 #include "daemon/core/notify.h"
@@ -342,6 +343,15 @@ static int lock_database(const char *db)
 	return fd;
 }
 
+static struct stepseries *steps;   /* the loss by step (jobs/stepseries.h); NULL: not kept */
+
+/* The daemon's on_run_end: the step series' last points of the job. */
+static void run_ended(struct daemon *d, struct job *j)
+{
+	(void)d;
+	stepseries_job_stopped(steps, j);
+}
+
 /* The daemon's on_drained; the loop stops right after. */
 static void finish_shutdown(struct daemon *d)
 {
@@ -489,6 +499,7 @@ int main(int argc, char **argv)
 	cfg.socket_path = o.socket;
 	cfg.on_drained = finish_shutdown;
 	cfg.on_change = on_change;
+	cfg.on_run_end = run_ended;
 	if (daemon_new(&D, &cfg, &err) < 0) {
 		fprintf(stderr, "traind: %s\n", err.msg);
 		return 1;
@@ -515,13 +526,19 @@ int main(int argc, char **argv)
 		log_info("watchdog: pinging the service manager every %.3f s",
 			 (double)notify_watchdog_usec(&N) / 2e6);
 	daemon_start(D);
+	if (stepseries_new(&steps, D) < 0)
+		log_warn("out of memory: the running loss by step is not kept");
 	notify_ready(&N);
 	daemon_run(D);
 
-	/* The store thread drains, every handle closes (ours too), the registry goes. */
+	/* The store thread drains (the step series' last points too), every
+	 * handle closes (ours too), the registry goes. */
 	notify_deinit(&N);
+	stepseries_flush_all(steps);
 	daemon_free(D);
 	D = NULL;
+	stepseries_free(steps);
+	steps = NULL;
 	if (uv_loop_close(loop) != 0)
 		log_warn("event loop closed with handles still open");
 	if (listen_fd < 0)

@@ -13,6 +13,7 @@
 
 #include "rpc.h"
 #include "traind/base64.h"
+#include "traind/jsonfmt.h"
 #include "varlink.h"
 
 #define CALL_TIMEOUT_MS (300 * 1000)   /* Pause waits for its checkpoint */
@@ -26,7 +27,7 @@ void web_resp_clear(struct web_resp *r)
 
 void web_resp_json(struct web_resp *r, int status, json_t *v)
 {
-	char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
+	char *text = v ? jsonfmt_dumps(v, JSON_COMPACT) : NULL;
 
 	json_decref(v);
 	web_resp_clear(r);
@@ -272,6 +273,14 @@ void api_handle(const struct web_route *route, const struct api_args *args, stru
 		break;
 	case WEB_API_KILL:
 		method = "io.traind.Kill";
+		params = id_of(route);
+		break;
+	case WEB_API_DELETE:
+		method = "io.traind.Delete";   /* no force: the page offers it for stopped jobs */
+		params = id_of(route);
+		break;
+	case WEB_API_STEPS:
+		method = "io.traind.Steps";
 		params = id_of(route);
 		break;
 	case WEB_API_START:

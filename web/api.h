@@ -7,7 +7,7 @@
  *
  * traind's error replies become HTTP statuses (web_status_for_error) with
  * {"error": "io.traind.NoSuchJob", "message": "no such job 42",
- * "parameters": {...}}: the sentence is trainctl's (client/rpc.c).
+ * "parameters": {...}}: the sentence is trainctl's (client/describe.c).
  *
  * Thread: any connection thread; nothing shared but the socket path.
  */

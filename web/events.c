@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "rpc.h"
+#include "traind/jsonfmt.h"
 #include "varlink.h"
 
 #define EVENT_MAX 4096
@@ -85,7 +86,7 @@ static void set_pending(struct events *e, char *text)
 static void error_event(struct events *e, const char *name, const char *message)
 {
 	json_t *v = json_pack("{s:s, s:s}", "error", name, "message", message);
-	char *data = v ? json_dumps(v, JSON_COMPACT) : NULL;
+	char *data = v ? jsonfmt_dumps(v, JSON_COMPACT) : NULL;
 	char *text = NULL;
 
 	json_decref(v);
@@ -135,7 +136,7 @@ static void next_event(struct events *e)
 		error_event(e, r.error, line);
 		goto out;
 	}
-	data = json_dumps(r.params, JSON_COMPACT);
+	data = jsonfmt_dumps(r.params, JSON_COMPACT);
 	if (!data || strlen(data) > EVENT_MAX) {
 		error_event(e, "traind-web.Internal", "a Watch reply could not be encoded");
 		goto out;

@@ -79,7 +79,7 @@ struct per_job {
 	int which;   /* what per_job_value reads */
 };
 
-enum { V_EPOCH, V_STEP, V_SPS, V_VAL_LOSS, V_VAL_ACC, V_BEST };
+enum { V_EPOCH, V_STEP, V_SPS, V_VAL_LOSS, V_VAL_ACC, V_BEST, V_VAL_MAE, V_VAL_RMSE };
 
 /* The value of `which` for job; false when it has none (no sample). */
 static bool per_job_value(json_t *job, json_t *rows, int which, double *v)
@@ -96,6 +96,9 @@ static bool per_job_value(json_t *job, json_t *rows, int which, double *v)
 	case V_SPS: x = json_object_get(job, "samples_per_second"); break;
 	case V_VAL_ACC: x = json_object_get(job, "val_acc"); break;
 	case V_VAL_LOSS: x = last ? json_object_get(last, "val_loss") : NULL; break;
+	/* a regression's; absent (no sample) for the other tasks */
+	case V_VAL_MAE: x = last ? json_object_get(last, "val_mae") : NULL; break;
+	case V_VAL_RMSE: x = last ? json_object_get(last, "val_rmse") : NULL; break;
 	case V_BEST:
 		json_array_foreach(rows, i, row) {
 			json_t *l = json_object_get(row, "val_loss");
@@ -161,6 +164,9 @@ int metrics_render(json_t *jobs, json_t *histories, json_t *ctrs, char **text, s
 		{ "traind_job_val_loss", "The job's latest validation loss.", V_VAL_LOSS },
 		{ "traind_job_val_acc", "The job's latest validation accuracy.", V_VAL_ACC },
 		{ "traind_job_best_val_loss", "The lowest validation loss in the job's history.", V_BEST },
+		{ "traind_job_val_mae", "The job's latest validation mean absolute error (regression).", V_VAL_MAE },
+		{ "traind_job_val_rmse", "The job's latest validation root mean squared error (regression).",
+		  V_VAL_RMSE },
 	};
 	FILE *f;
 	size_t i;

@@ -17,6 +17,7 @@ static struct page pages[] = {
 	{ "style.css", "text/css; charset=utf-8", NULL, 0, NULL, 0 },
 	{ "uPlot.iife.min.js", "text/javascript; charset=utf-8", NULL, 0, NULL, 0 },
 	{ "uPlot.min.css", "text/css; charset=utf-8", NULL, 0, NULL, 0 },
+	{ "favicon.svg", "image/svg+xml", NULL, 0, NULL, 0 },
 };
 
 #define NPAGES (sizeof(pages) / sizeof(pages[0]))

@@ -144,6 +144,8 @@ static void route_api_job(const char *rest, bool post, struct web_route *out)
 		{ "/pause", WEB_API_PAUSE, true },
 		{ "/resume", WEB_API_RESUME, true },
 		{ "/kill", WEB_API_KILL, true },
+		{ "/steps", WEB_API_STEPS, false },
+		{ "/delete", WEB_API_DELETE, true },
 	};
 	size_t idlen = strcspn(rest, "/");
 
@@ -198,7 +200,8 @@ void web_route_path(const char *method, const char *path, struct web_route *out)
 	}
 	if (post) {
 		if (strcmp(path, "/") == 0 || strcmp(path, "/metrics") == 0 || strcmp(path, "/compare") == 0 ||
-		    strncmp(path, "/jobs/", 6) == 0 || strncmp(path, "/static/", 8) == 0)
+		    strncmp(path, "/jobs/", 6) == 0 || strncmp(path, "/static/", 8) == 0 ||
+		    strcmp(path, "/favicon.ico") == 0)
 			refuse(out, 405, "this page is read with GET");
 		else
 			refuse(out, 404, "no such page");
@@ -215,6 +218,9 @@ void web_route_path(const char *method, const char *path, struct web_route *out)
 			out->kind = WEB_PAGE_JOB;
 		else
 			refuse(out, 404, "no such page: a job id is a positive decimal number");
+	} else if (strcmp(path, "/favicon.ico") == 0) {
+		out->kind = WEB_STATIC;
+		out->name = "favicon.svg";
 	} else if (strncmp(path, "/static/", 8) == 0 && path[8] && !strchr(path + 8, '/')) {
 		out->kind = WEB_STATIC;
 		out->name = path + 8;
@@ -230,7 +236,8 @@ static bool is_page(enum web_kind k)
 
 static bool is_control(enum web_kind k)
 {
-	return k == WEB_API_START || k == WEB_API_PAUSE || k == WEB_API_RESUME || k == WEB_API_KILL;
+	return k == WEB_API_START || k == WEB_API_PAUSE || k == WEB_API_RESUME || k == WEB_API_KILL ||
+	       k == WEB_API_DELETE;
 }
 
 void web_decide(const struct web_request *req, const struct web_policy *policy, struct web_route *out)

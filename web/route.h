@@ -11,7 +11,8 @@
  *
  * Rules, in order:
  *   - only GET, HEAD and POST (405 otherwise); a path that is not one of
- *     ours: 404, but only once the token is shown (401 before);
+ *     ours: 404, but only once the token is shown (401 before); /favicon.ico
+ *     is the static favicon.svg (browsers ask for it on every page);
  *   - /metrics: no token needed from a loopback peer (or a Unix socket)
  *     whose Host header is a loopback name or address (or absent), unless
  *     policy->metrics_token;
@@ -19,7 +20,7 @@
  *     "Authorization: Bearer TOKEN" header, or (GET of a page only) the
  *     query parameter token=..., which is answered by setting the cookie
  *     and redirecting to the same page without it; 401 otherwise;
- *   - POST (control: start, pause, resume, kill) also needs the header
+ *   - POST (control: start, pause, resume, kill, delete) also needs the header
  *     X-Traind-Control: 1 and no foreign Origin (an Origin must be
  *     http(s)://HOST of the request's own Host header) and no
  *     Sec-Fetch-Site: cross-site; 403 otherwise.
@@ -52,6 +53,8 @@ enum web_kind {
 	WEB_API_PAUSE,       /* POST /api/jobs/N/pause */
 	WEB_API_RESUME,      /* POST /api/jobs/N/resume */
 	WEB_API_KILL,        /* POST /api/jobs/N/kill */
+	WEB_API_STEPS,       /* GET /api/jobs/N/steps   the running loss by step */
+	WEB_API_DELETE,      /* POST /api/jobs/N/delete (a stopped job) */
 };
 
 /* The token: 32 random bytes in hex. */

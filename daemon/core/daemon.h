@@ -28,6 +28,7 @@
 struct daemon;
 struct bgwork;
 struct dscache;
+struct job;
 struct jobs;
 struct server;
 struct storeq;
@@ -55,6 +56,7 @@ struct daemon {
 	void (*on_change)(struct daemon *d);    /* after any state change (sd_notify STATUS) */
 	uv_timer_t watch_timer;      /* Watch's updates (waiters.c) */
 	struct counters counters;    /* since this traind started (io.traind.Counters) */
+	void (*on_run_end)(struct daemon *d, struct job *j);   /* daemon_config.on_run_end */
 };
 
 #endif

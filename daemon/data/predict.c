@@ -302,10 +302,114 @@ int predict_fit(struct predict_images *im, uint32_t h, uint32_t w, bool resize, 
 	return 0;
 }
 
-int predict_run(struct net *n, const struct predict_images *im, bool torch_scale, const float *mean,
-		const float *std, double **probs, struct tr_err *err)
+/* A number field [s, s + n) of a CSV line: a float (any finite number). */
+static bool csv_float(const char *s, size_t n, float *out)
 {
-	size_t dim = (size_t)im->h * im->w, classes = n->classes;
+	char buf[64], *end;
+
+	while (n && (*s == ' ' || *s == '\t')) {
+		s++;
+		n--;
+	}
+	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r'))
+		n--;
+	if (n == 0 || n >= sizeof(buf))
+		return false;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	*out = strtof(buf, &end);
+	return *end == '\0' && isfinite(*out);
+}
+
+int predict_decode_rows(const uint8_t *buf, size_t len, const char *name, uint32_t dim, bool f32,
+			struct predict_images *out, struct tr_err *err)
+{
+	const char *text = (const char *)buf;
+	size_t esize = f32 ? sizeof(float) : 1, pos = 0, line = 0, count = 0, cap = 0;
+	uint8_t *px = NULL;
+
+	memset(out, 0, sizeof(*out));
+	while (pos < len) {
+		const char *ls = text + pos, *nl = memchr(ls, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - ls) : len - pos, at = 0, k = 0;
+		float v;
+
+		pos += n + (nl ? 1 : 0);
+		line++;
+		if (n && ls[n - 1] == '\r')
+			n--;
+		if (n == 0)
+			continue;
+		{
+			const char *c = memchr(ls, ',', n);
+
+			if (line == 1 && !csv_float(ls, c ? (size_t)(c - ls) : n, &v))
+				continue;   /* a header */
+		}
+		if (count == PREDICT_MAX_IMAGES) {
+			free(px);
+			return tr_err_set(err, -EINVAL, "file %s: more than %u rows", name, PREDICT_MAX_IMAGES);
+		}
+		if (count == cap) {
+			size_t ncap = cap ? cap * 2 : 64;
+			uint8_t *np = realloc(px, ncap * dim * esize);
+
+			if (!np) {
+				free(px);
+				return tr_err_set(err, -ENOMEM, "out of memory");
+			}
+			px = np;
+			cap = ncap;
+		}
+		while (at <= n) {
+			const char *c = memchr(ls + at, ',', n - at);
+			size_t fl = c ? (size_t)(c - ls) - at : n - at;
+
+			if (k == dim || !csv_float(ls + at, fl, &v) || (!f32 && (v < 0 || v > 255 || v != floorf(v)))) {
+				free(px);
+				if (k == dim)
+					return tr_err_set(err, -EINVAL, "file %s: line %zu: more than the model's %u values",
+							  name, line, dim);
+				return tr_err_set(err, -EINVAL, "file %s: line %zu: field %zu '%.*s' is not %s", name,
+						  line, k + 1, (int)(fl > 20 ? 20 : fl), ls + at,
+						  f32 ? "a finite number" : "a pixel 0..255 (the dataset's values are uint8)");
+			}
+			if (f32)
+				memcpy(px + (count * dim + k) * sizeof(float), &v, sizeof(v));
+			else
+				px[count * dim + k] = (uint8_t)v;
+			k++;
+			if (!c)
+				break;
+			at = (size_t)(c - ls) + 1;
+		}
+		if (k != dim) {
+			free(px);
+			return tr_err_set(err, -EINVAL, "file %s: line %zu: %zu values, the model takes %u", name,
+					  line, k, dim);
+		}
+		count++;
+	}
+	if (count == 0) {
+		free(px);
+		return tr_err_set(err, -EINVAL, "file %s: no rows", name);
+	}
+	out->pixels = px;
+	out->count = (uint32_t)count;
+	out->rows = true;
+	out->f32 = f32;
+	out->dim = dim;
+	out->h = 1;
+	out->w = dim;
+	return 0;
+}
+
+int predict_run(struct net *n, const struct predict_images *im, const struct predict_scaling *sc,
+		enum loss_task task, double **probs, struct tr_err *err)
+{
+	size_t dim = im->rows ? im->dim : (size_t)im->h * im->w, classes = n->classes;
+	bool torch_scale = sc->torch_scale;
+	const float *mean = sc->mean, *std = sc->std;
 	uint32_t *idx = malloc(n->max_batch * sizeof(*idx));
 	double *p = malloc((size_t)im->count * classes * sizeof(*p));
 
@@ -325,17 +429,30 @@ int predict_run(struct net *n, const struct predict_images *im, bool torch_scale
 
 		for (size_t i = 0; i < b; i++)
 			idx[i] = at + (uint32_t)i;
-		if (mean)          /* (b, dim) as the job's training made them: normalised, */
+		if (im->rows && (im->f32 || mean || (sc->nhwc && sc->channels > 1)))
+			/* rows as the trainer's gather_rows makes them */
+			k_gather_images(n->x, im->pixels, im->f32, sc->nhwc && sc->channels > 1, sc->channels,
+					sc->hw, idx, b, mean, std);
+		else if (mean)          /* (b, dim) as the job's training made them: normalised, */
 			k_gather_images(n->x, im->pixels, false, false, 1, dim, idx, b, mean, std);
 		else if (torch_scale)   /* rng torch's ToDtype, */
 			k_gather_scaled(n->x, im->pixels, idx, b, dim, (float)(1.0 / 255.0));
 		else                    /* or x/255 */
 			k_gather(n->x, im->pixels, idx, b, dim);
+		if (sc->aug && sc->aug->n)   /* its normalize (random transforms are training's) */
+			augment_rows(sc->aug, sc->augd, n->x, idx, b, 0, 0, false);
 		net_forward(n, b, false, 0);
 		y = net_output(n);                            /* (b, classes) logits */
 		for (size_t i = 0; i < b; i++) {
 			const float *row = y + i * classes;
 			double *out = p + (at + i) * classes, max = row[0], sum = 0;
+
+			if (task != TASK_CLASSIFICATION) {
+				for (size_t c = 0; c < classes; c++)
+					out[c] = task == TASK_REGRESSION ? (double)row[c]
+									 : 1.0 / (1.0 + exp(-(double)row[c]));
+				continue;
+			}
 
 			for (size_t c = 1; c < classes; c++)
 				if (row[c] > max)

@@ -269,6 +269,8 @@ static void commit_state(struct job *j, uint32_t seq, enum job_state st, char *e
 	free(j->state_error);
 	j->state_error = error;
 	j->updated = now_unix();
+	if (st == JOB_RUNNING && !j->started)
+		j->started = j->updated;   /* as the store recorded it */
 }
 
 static void state_done(void *arg, int rc, const struct tr_err *err)
@@ -397,6 +399,8 @@ static void finalize(struct job *j)
 	enum job_state st = (enum job_state)j->exit_outcome;
 
 	j->finalize_pending = false;
+	if (js->cfg.on_run_end)
+		js->cfg.on_run_end(js->cfg.ctx, j);   /* ahead of the state it ended in (the step series) */
 	if (j->commit_failed && st != JOB_FAILED && st != JOB_RUNNING)
 		st = JOB_FAILED;
 	if (st == JOB_RUNNING) {
@@ -461,11 +465,18 @@ static void on_run_commit(struct run_ctx *ctx, const struct run_commit *c)
 			j->last_val_acc = c->row.val_acc;
 			j->has_val_acc = true;
 			job_note_row(j, &c->row);
-			log_info("job %" PRId64 ": epoch %u/%u committed | train_loss %.4f train_acc %.4f | "
-				 "val_loss %.4f val_acc %.4f | %.2fs | held %.1f ms, durable after %.1f ms",
-				 j->id, c->row.epoch, j->cfg.epochs, c->row.train_loss, c->row.train_acc,
-				 c->row.val_loss, c->row.val_acc, c->row.seconds, c->hold_seconds * 1e3,
-				 c->durable_after * 1e3);
+			if (!isnan(c->row.val_rmse))   /* a regression's metrics */
+				log_info("job %" PRId64 ": epoch %u/%u committed | train_loss %.4f | "
+					 "val_loss %.4f val_mae %.4f val_rmse %.4f | %.2fs | held %.1f ms, durable after %.1f ms",
+					 j->id, c->row.epoch, j->cfg.epochs, c->row.train_loss, c->row.val_loss,
+					 c->row.val_mae, c->row.val_rmse, c->row.seconds, c->hold_seconds * 1e3,
+					 c->durable_after * 1e3);
+			else
+				log_info("job %" PRId64 ": epoch %u/%u committed | train_loss %.4f train_acc %.4f | "
+					 "val_loss %.4f val_acc %.4f | %.2fs | held %.1f ms, durable after %.1f ms",
+					 j->id, c->row.epoch, j->cfg.epochs, c->row.train_loss, c->row.train_acc,
+					 c->row.val_loss, c->row.val_acc, c->row.seconds, c->hold_seconds * 1e3,
+					 c->durable_after * 1e3);
 			if (run_kill_after(&j->run) == (int64_t)c->row.epoch && j->worker_alive)
 				run_request_stop(&j->run, STOP_KILL);
 		} else {
@@ -577,7 +588,8 @@ static void schedule(struct jobs *js)
 
 void job_note_row(struct job *j, const struct history_row *r)
 {
-	double v = sched_monitored(j->cfg.monitor, r->val_loss, r->val_acc, r->val_macro_acc);
+	double v = sched_monitored(j->cfg.monitor, r->val_loss, r->val_acc, r->val_macro_acc, r->val_mae,
+				   r->val_rmse);
 	const char *stop = strstr(r->note, "stopped early after epoch");
 
 	/* As the trainer's (sched.c): strictly better, NaN never best. */
@@ -783,8 +795,8 @@ static void recover_steps(struct job *j, struct train_counts *tc)
 	if (sh.train_count) {
 		struct shape in = { .c = sh.channels, .h = sh.height, .w = sh.width, .flat = false };
 
-		j->classes = sh.classes;
-		j->params = trainer_count_params(&j->cfg, in, sh.classes);
+		j->classes = sh.target == DS_TARGET_VALUES ? sh.target_width : sh.classes;
+		j->params = trainer_count_params(&j->cfg, in, j->classes);
 	}
 }
 
@@ -853,6 +865,7 @@ int jobs_recover(struct jobs *js, struct store *s, struct tr_err *err)
 		j->keep = r->keep;
 		j->created = r->created_at;
 		j->updated = r->updated_at;
+		j->started = r->started_at;
 		j->committed_epoch = r->epoch;
 		j->origin = r->origin ? strdup(r->origin) : NULL;
 		j->state = r->state;
@@ -1078,7 +1091,7 @@ int jobs_start_job(struct jobs *js, struct job_spec *spec, struct jobs_done *don
 	r->spec.ds = NULL;
 	run_progress_steps(&j->run, r->spec.steps_per_epoch, false);
 	j->params = r->spec.params;
-	j->classes = j->ds ? j->ds->classes : 0;
+	j->classes = j->ds ? dataset_outputs(j->ds) : 0;
 	snprintf(j->dataset_digest, sizeof(j->dataset_digest), "%s", r->spec.dataset_digest);
 	if (storeq_submit(js->cfg.env.sq, create_fn, r, create_done) < 0) {
 		create_req_free(r);

@@ -86,6 +86,8 @@ struct job {
 
 	/* committed: what the database holds, the only state the protocol shows */
 	enum job_state state;
+	int64_t started;             /* its first move to running (unix seconds), 0: not yet; the
+	                                store records it with that state (store_job_set_state) */
 	char *state_error;           /* last_error committed with `state`, owned */
 	uint32_t committed_epoch;    /* epochs whose checkpoint + history are durable */
 	double last_val_acc;
@@ -176,6 +178,8 @@ struct jobs_config {
 	const struct jobs_observer *observer;   /* may be NULL */
 	void (*on_change)(void *ctx);   /* after any change of a job's state (sd_notify STATUS) */
 	void (*on_drained)(void *ctx);  /* after jobs_shutdown, once every run has stopped */
+	void (*on_run_end)(void *ctx, struct job *j);   /* a job's run has ended, before the state
+	                                it ended in is decided (the step series); may be NULL */
 	void *ctx;                   /* the observer's and the hooks' */
 };
 

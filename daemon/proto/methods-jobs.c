@@ -148,6 +148,8 @@ static const char *frozen_key_changed(const struct train_config *a, const struct
 		return "train_size";
 	if (a->rng != b->rng)
 		return "rng";
+	if (a->loss != b->loss)
+		return "loss";
 	return NULL;
 }
 
@@ -305,6 +307,16 @@ static void start_fresh(struct start_task *s)
 	}
 	if (start_dataset(s) < 0)
 		return;
+	/* val_size not given, on a training file too small for the lesson's
+	 * 10000 (none left to train on, or less than a batch): a sixth of the
+	 * file instead, MNIST's own ratio. It is recorded with the job like any
+	 * setting; a job that would have trained with 10000 still does. */
+	if (!json_object_get(s->config_in, "val_size")) {
+		uint32_t count = sp->ds->train.count;
+
+		if (sp->cfg.val_size >= count || count - sp->cfg.val_size < sp->cfg.batch_size)
+			sp->cfg.val_size = count / 6 > 0 ? count / 6 : 1;
+	}
 	if (!s->init_b64) {
 		rc = trainer_check_config(&sp->cfg, sp->ds, err);
 		if (rc < 0) {
@@ -312,7 +324,7 @@ static void start_fresh(struct start_task *s)
 			bg_fail(bt, PROTO_FROM_FIT, rc);
 		}
 		sp->steps_per_epoch = jobs_steps_per_epoch(&sp->cfg, sp->ds->train.count);
-		sp->params = trainer_count_params(&sp->cfg, trainer_input_shape(sp->ds), sp->ds->classes);
+		sp->params = trainer_count_params(&sp->cfg, trainer_input_shape(sp->ds), dataset_outputs(sp->ds));
 		return;
 	}
 	{

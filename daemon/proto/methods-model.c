@@ -18,6 +18,7 @@
 #include "traind/trainer.h"
 #include "daemon/data/predict.h"
 #include "daemon/jobs/jobs.h"
+#include "daemon/proto/wire.h"
 
 /* A stored checkpoint blob: the given epoch's, else the newest epoch
  * checkpoint, else (a job that has finished no epoch) the newest of any
@@ -123,15 +124,22 @@ static void eval_work(struct bg_task *bt)
 		bg_fail(bt, PROTO_FROM_CHECKPOINT, rc);
 		goto out;
 	}
-	bt->result = json_pack("{s:f,s:f,s:f,s:I,s:I,s:I,s:s}", "loss", m.loss, "acc", m.acc,
-			       "macro_acc", m.macro_acc, "count", (json_int_t)m.count, "epoch",
-			       (json_int_t)ck.epoch, "step", (json_int_t)ck.step, "split",
-			       e->split == EVAL_TEST ? "test" : "val");
+	/* acc and macro_acc: null where the task has none (regression;
+	 * multi-label's macro); mae and rmse: a regression's */
+	bt->result = json_pack("{s:o,s:o,s:o,s:I,s:I,s:I,s:s,s:s}", "loss", real_or_null(m.loss), "acc",
+			       real_or_null(m.acc), "macro_acc", real_or_null(m.macro_acc), "count",
+			       (json_int_t)m.count, "epoch", (json_int_t)ck.epoch, "step", (json_int_t)ck.step,
+			       "split", e->split == EVAL_TEST ? "test" : "val", "task",
+			       loss_task_name(t->task));
+	if (bt->result && t->task == TASK_REGRESSION) {
+		json_object_set_new(bt->result, "mae", real_or_null(m.mae));
+		json_object_set_new(bt->result, "rmse", real_or_null(m.rmse));
+	}
 	if (sums && bt->result) {
 		/* One row per class of the dataset, named when it has names. */
 		json_t *rows = json_array();
 
-		for (uint32_t k = 0; rows && k < t->model.classes; k++) {
+		for (uint32_t k = 0; rows && t->task != TASK_REGRESSION && k < t->model.classes; k++) {
 			json_t *r = json_pack("{s:I,s:I,s:I,s:I}", "class", (json_int_t)k, "count",
 					      (json_int_t)sums->total[k], "correct",
 					      (json_int_t)sums->correct[k], "predicted",
@@ -139,6 +147,8 @@ static void eval_work(struct bg_task *bt)
 
 			if (r && ds->class_names)
 				json_object_set_new(r, "name", json_string(ds->class_names[k]));
+			else if (r && ds->target_names)   /* multi-label: the label's name */
+				json_object_set_new(r, "name", json_string(ds->target_names[k]));
 			if (r && sums->total[k])
 				json_object_set_new(r, "acc", json_real((double)sums->correct[k] /
 									(double)sums->total[k]));
@@ -210,6 +220,7 @@ void m_eval(struct daemon *d, struct call *c, struct call_fds *fds)
 struct export_task {
 	struct bg_task t;          /* first */
 	struct ckpt_ref ref;
+	bool pytorch;              /* also the model's PyTorch code */
 };
 
 static void export_work(struct bg_task *bt)
@@ -219,7 +230,8 @@ static void export_work(struct bg_task *bt)
 	uint8_t *model = NULL;
 	size_t len = 0;
 	char hex[SHA256_HEX_LEN + 1];
-	char *text = NULL;
+	char *text = NULL, *code = NULL;
+	size_t code_len = 0;
 	int rc;
 
 	memset(&ck, 0, sizeof(ck));
@@ -238,7 +250,18 @@ static void export_work(struct bg_task *bt)
 	}
 	bt->result = json_pack("{s:I,s:I,s:I,s:s,s:s}", "epoch", (json_int_t)ck.epoch, "step",
 			       (json_int_t)ck.step, "size", (json_int_t)len, "sha256", hex, "data", text);
+	if (bt->result && x->pytorch) {
+		rc = checkpoint_pytorch_from_blob(ck.blob, (size_t)ck.size, &code, &code_len, &bt->err);
+		if (rc < 0) {
+			json_decref(bt->result);
+			bt->result = NULL;
+			bg_fail(bt, PROTO_FROM_CHECKPOINT, rc);
+			goto out;
+		}
+		json_object_set_new(bt->result, "pytorch", json_stringn(code, code_len));
+	}
 out:
+	free(code);
 	free(text);
 	free(model);
 	store_checkpoint_clear(&ck);
@@ -246,15 +269,15 @@ out:
 
 void m_export(struct daemon *d, struct call *c, struct call_fds *fds)
 {
-	static const char *const keys[] = { "id", "epoch", "best", NULL };
+	static const char *const keys[] = { "id", "epoch", "best", "pytorch", NULL };
 	int64_t epoch = -1;
-	bool best = false;
+	bool best = false, pytorch = false;
 	struct export_task *x;
 	struct job *j;
 
 	(void)fds;
 	if (!params_only(c, keys) || !params_int(c, "epoch", false, 0, 100000, &epoch) ||
-	    !params_bool(c, "best", &best))
+	    !params_bool(c, "best", &best) || !params_bool(c, "pytorch", &pytorch))
 		return;
 	if (best && epoch >= 0) {
 		call_invalid_parameter(c, "best", "give 'epoch' or 'best', not both");
@@ -265,6 +288,7 @@ void m_export(struct daemon *d, struct call *c, struct call_fds *fds)
 	if (!(x = bg_task_new(c, sizeof(*x), export_work, NULL, task_release)))
 		return;
 	x->ref = (struct ckpt_ref){ .id = j->id, .epoch = epoch, .best = best };
+	x->pytorch = pytorch;
 	x->t.detail = (struct proto_detail){ .has_id = true, .id = j->id, .has_epoch = epoch >= 0,
 					     .epoch = epoch };
 	bg_submit(d->bg, &x->t);
@@ -334,6 +358,10 @@ static void predict_work(struct bg_task *bt)
 	bool have_net = false;
 	json_t *preds = NULL;
 	uint64_t images = 0;
+	enum loss_task task = loss_task_of(p->cfg.loss);
+	struct augment aug;            /* the job's: its normalize applies */
+	struct augment_data augd;
+	struct predict_scaling sc;
 	int rc;
 
 	memset(&ck, 0, sizeof(ck));
@@ -345,12 +373,6 @@ static void predict_work(struct bg_task *bt)
 		goto out;
 	}
 	have_net = true;
-	if (net.input.c != 1) {
-		bg_fail(bt, PROTO_FROM_CHECKPOINT,
-			tr_err_set(err, -EINVAL, "the model takes %u channels; predict reads grey images only",
-				   net.input.c));
-		goto out;
-	}
 	/* Its dataset's class names and normalisation: as its training saw them. */
 	rc = dscache_get(p->d->dsc, p->cfg.dataset, NULL, &ds, err);
 	if (rc < 0) {
@@ -359,18 +381,37 @@ static void predict_work(struct bg_task *bt)
 		bg_fail(bt, PROTO_FROM_DATASET, rc);
 		goto out;
 	}
+	if (augment_parse(&aug, p->cfg.augment, err) < 0) {
+		bg_fail(bt, PROTO_FROM_CHECKPOINT, -EINVAL);
+		goto out;
+	}
+	augd = (struct augment_data){ ds->channels, ds->height, ds->width, ds->normalize ? ds->mean : NULL,
+				      ds->normalize ? ds->std : NULL };
+	sc = (struct predict_scaling){ .torch_scale = p->cfg.rng == RNG_TORCH,
+				       .mean = ds->normalize ? ds->mean : NULL,
+				       .std = ds->normalize ? ds->std : NULL,
+				       .nhwc = ds->layout == DS_NHWC, .channels = ds->channels,
+				       .hw = ds->height * ds->width, .aug = &aug, .augd = &augd };
 	preds = json_array();
 	for (size_t i = 0; i < p->files.n && rc == 0; i++) {
 		const char *name = p->files.names[i];
 		struct predict_images im = { 0 };
 		uint8_t *buf = NULL;
 		double *probs = NULL;
-		size_t len = 0;
+		size_t len = 0, nl = strlen(name);
+		bool rows = nl > 4 && strcmp(name + nl - 4, ".csv") == 0;
 
 		snprintf(p->file, sizeof(p->file), "%s", name);
 		rc = read_fd(p->files.fds[i], name, &buf, &len, err);
-		if (rc == 0)
+		if (rc == 0 && !rows && net.input.c != 1) {
+			rc = tr_err_set(err, -EINVAL, "file %s: the model takes %u channels; predict reads "
+					"grey images (or its dataset's rows from a .csv file)", name, net.input.c);
+		} else if (rc == 0 && rows) {
+			rc = predict_decode_rows(buf, len, name, (uint32_t)net.in_size, ds->dtype == DS_F32, &im,
+						 err);
+		} else if (rc == 0) {
 			rc = predict_decode(buf, len, name, &im, err);
+		}
 		free(buf);
 		if (rc == 0 && (images += im.count) > PREDICT_MAX_IMAGES)
 			rc = tr_err_set(err, -EINVAL, "more than %u images in one call", PREDICT_MAX_IMAGES);
@@ -381,10 +422,9 @@ static void predict_work(struct bg_task *bt)
 		}
 		snprintf(p->size, sizeof(p->size), "%ux%u", im.w, im.h);
 		snprintf(p->expected, sizeof(p->expected), "%ux%u", net.input.w, net.input.h);
-		rc = predict_fit(&im, net.input.h, net.input.w, p->resize, name, err);
+		rc = rows ? 0 : predict_fit(&im, net.input.h, net.input.w, p->resize, name, err);
 		if (rc == 0)
-			rc = predict_run(&net, &im, p->cfg.rng == RNG_TORCH, ds->normalize ? ds->mean : NULL,
-					 ds->normalize ? ds->std : NULL, &probs, err);
+			rc = predict_run(&net, &im, &sc, task, &probs, err);
 		if (rc < 0) {
 			bg_fail(bt, PROTO_FROM_IMAGE, rc);
 			predict_images_free(&im);
@@ -394,8 +434,28 @@ static void predict_work(struct bg_task *bt)
 			const double *pr = probs + (size_t)k * net.classes;
 			bool used[DATASET_MAX_CLASSES] = { false };
 			char num[16];
-			json_t *top = json_array();
+			json_t *top;
 			int best = 0;
+
+			if (task != TASK_CLASSIFICATION) {
+				/* regression: the outputs; multi-label: each label's probability
+				 * and the labels above 0.5 */
+				json_t *vals = json_array(), *labels = json_array(), *o;
+
+				for (uint32_t c = 0; c < net.classes; c++) {
+					json_array_append_new(vals, json_real(pr[c]));
+					if (task == TASK_MULTILABEL && pr[c] > 0.5)
+						json_array_append_new(labels, json_integer(c));
+				}
+				o = json_pack("{s:s,s:I,s:o}", "file", name, "index", (json_int_t)k, "values", vals);
+				if (o && task == TASK_MULTILABEL)
+					json_object_set_new(o, "labels", labels);
+				else
+					json_decref(labels);
+				json_array_append_new(preds, o);
+				continue;
+			}
+			top = json_array();
 
 			for (int64_t t = 0; t < p->top && t < (int64_t)net.classes; t++) {
 				int m = -1;

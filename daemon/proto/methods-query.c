@@ -4,7 +4,7 @@
  * daemon/proto/methods.h.
  *
  * Status and List answer from the registry (the committed state, jobs.h);
- * History and Checkpoints read the database on the thread pool; Wait and
+ * History, Steps and Checkpoints read the database on the thread pool; Wait and
  * Watch stay pending on their job (waiters.h).
  */
 #include "daemon/proto/methods.h"
@@ -54,6 +54,7 @@ void m_list(struct daemon *d, struct call *c, struct call_fds *fds)
 struct rows_task {
 	struct bg_task t;          /* first */
 	int64_t id;
+	uint32_t steps_per_epoch;  /* Steps: carried to the reply */
 };
 
 static void rows_release(struct bg_task *t)
@@ -79,6 +80,23 @@ static void history_work(struct bg_task *t)
 	t->result = json_pack("{s:o}", "rows", a);
 out:
 	free(rows);
+}
+
+/* Steps: the step series (daemon/jobs/stepseries.h), read off the loop. */
+static void steps_work(struct bg_task *t)
+{
+	struct rows_task *r = (struct rows_task *)t;
+	struct store_step *pts = NULL;
+	struct store *s;
+	size_t n = 0;
+
+	if (bg_store(t, &s, &t->err) < 0 || store_steps(s, r->id, &pts, &n, &t->err) < 0) {
+		bg_fail(t, PROTO_FROM_STORE, -EIO);
+		goto out;
+	}
+	t->result = steps_json(r->steps_per_epoch, pts, n);
+out:
+	free(pts);
 }
 
 static void checkpoints_work(struct bg_task *t)
@@ -110,6 +128,7 @@ out:
 static void rows_submit(struct daemon *d, struct call *c, void (*work)(struct bg_task *t))
 {
 	static const char *const keys[] = { "id", NULL };
+	struct run_progress p;
 	struct rows_task *r;
 	struct job *j;
 
@@ -117,7 +136,9 @@ static void rows_submit(struct daemon *d, struct call *c, void (*work)(struct bg
 		return;
 	if (!(r = bg_task_new(c, sizeof(*r), work, NULL, rows_release)))
 		return;
+	job_progress_get(j, &p);
 	r->id = j->id;
+	r->steps_per_epoch = p.steps_per_epoch;
 	bg_submit(d->bg, &r->t);
 }
 
@@ -125,6 +146,12 @@ void m_history(struct daemon *d, struct call *c, struct call_fds *fds)
 {
 	(void)fds;
 	rows_submit(d, c, history_work);
+}
+
+void m_steps(struct daemon *d, struct call *c, struct call_fds *fds)
+{
+	(void)fds;
+	rows_submit(d, c, steps_work);
 }
 
 void m_checkpoints(struct daemon *d, struct call *c, struct call_fds *fds)

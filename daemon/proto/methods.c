@@ -25,6 +25,7 @@ static const struct method {
 	{ "io.traind.Status", m_status, M_SHUTDOWN },
 	{ "io.traind.List", m_list, M_SHUTDOWN },
 	{ "io.traind.History", m_history, 0 },
+	{ "io.traind.Steps", m_steps, 0 },
 	{ "io.traind.Checkpoints", m_checkpoints, 0 },
 	{ "io.traind.Wait", m_wait, 0 },
 	{ "io.traind.Eval", m_eval, 0 },

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "daemon/core/log.h"
+#include "traind/jsonfmt.h"
 
 struct conn {
 	uv_pipe_t pipe;
@@ -176,7 +177,7 @@ static void send_json(struct conn *c, json_t *msg)
 		conn_close(c);
 		return;
 	}
-	text = json_dumps(msg, JSON_COMPACT | JSON_REAL_PRECISION(17));
+	text = jsonfmt_dumps(msg, JSON_COMPACT);   /* shortest exact reals: 0.9, not 0.90000000000000002 */
 	if (!text) {
 		conn_close(c);
 		return;

@@ -67,7 +67,7 @@ json_t *job_to_json(struct job *j)
 		return json_object();
 	if (eta_known)
 		json_object_set_new(o, "eta_seconds", json_real(eta));
-	if (j->has_val_acc)
+	if (j->has_val_acc && isfinite(j->last_val_acc))
 		json_object_set_new(o, "val_acc", json_real(j->last_val_acc));
 	if (j->newest.valid)
 		json_object_set_new(o, "checkpoint", checkpoint_json(&j->newest));
@@ -110,6 +110,11 @@ json_t *job_to_json(struct job *j)
 		json_object_set_new(o, "error", json_string(j->error));
 	if (job_kill_after(j) >= 1 && (j->state == JOB_RUNNING || j->state == JOB_QUEUED))
 		json_object_set_new(o, "kill_after", json_integer(job_kill_after(j)));
+	if (j->started)
+		json_object_set_new(o, "started", json_integer((json_int_t)j->started));
+	/* A job that stopped by itself or was stopped for good: when. */
+	if (j->state == JOB_DONE || j->state == JOB_FAILED || j->state == JOB_KILLED)
+		json_object_set_new(o, "finished", json_integer((json_int_t)j->updated));
 	if (j->restarts)
 		json_object_set_new(o, "restarts", json_integer(j->restarts));
 	if (j->last_failure)
@@ -127,6 +132,8 @@ json_t *watch_json(struct job *j, const struct run_progress *p)
 			      (json_int_t)p->steps_per_epoch, "samples_per_second",
 			      j->state == JOB_RUNNING ? p->samples_per_second : 0.0);
 
+	if (o)
+		json_object_set_new(o, "committed_epoch", json_integer(j->committed_epoch));
 	if (o && p->has_loss)
 		json_object_set_new(o, "loss", json_real(p->loss));
 	if (o && eta_known)
@@ -134,20 +141,45 @@ json_t *watch_json(struct job *j, const struct run_progress *p)
 	return o;
 }
 
+/* A number, or null for NaN (a metric the job's task does not have). */
+json_t *real_or_null(double v)
+{
+	return isfinite(v) ? json_real(v) : json_null();
+}
+
 json_t *history_row_json(const struct history_row *r)
 {
-	json_t *o = json_pack("{s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:s}", "epoch", (json_int_t)r->epoch,
-			      "train_loss", r->train_loss, "train_acc", r->train_acc, "train_macro_acc",
-			      r->train_macro_acc, "val_loss", r->val_loss, "val_acc", r->val_acc,
-			      "val_macro_acc", r->val_macro_acc, "seconds", r->seconds, "note", r->note);
+	json_t *o = json_pack("{s:I,s:o,s:o,s:o,s:o,s:o,s:o,s:f,s:s}", "epoch", (json_int_t)r->epoch,
+			      "train_loss", real_or_null(r->train_loss), "train_acc", real_or_null(r->train_acc),
+			      "train_macro_acc", real_or_null(r->train_macro_acc), "val_loss",
+			      real_or_null(r->val_loss), "val_acc", real_or_null(r->val_acc), "val_macro_acc",
+			      real_or_null(r->val_macro_acc), "seconds", r->seconds, "note", r->note);
 
 	/* lr: null for rows stored before schedules (their rate was the
-	 * config's lr); grad_norm: null unless the job clips. */
+	 * config's lr); grad_norm: null unless the job clips; val_mae and
+	 * val_rmse: a regression's only. */
 	if (o && !isnan(r->lr))
 		json_object_set_new(o, "lr", json_real(r->lr));
 	if (o && !isnan(r->grad_norm))
 		json_object_set_new(o, "grad_norm", json_real(r->grad_norm));
+	if (o && !isnan(r->val_mae))
+		json_object_set_new(o, "val_mae", json_real(r->val_mae));
+	if (o && !isnan(r->val_rmse))
+		json_object_set_new(o, "val_rmse", json_real(r->val_rmse));
 	return o;
+}
+
+json_t *steps_json(uint32_t steps_per_epoch, const struct store_step *pts, size_t n)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; a && i < n; i++)
+		if (json_array_append_new(a, json_pack("{s:I,s:I,s:f}", "epoch", (json_int_t)pts[i].epoch, "step",
+						       (json_int_t)pts[i].step, "loss", pts[i].loss))) {
+			json_decref(a);
+			a = NULL;
+		}
+	return a ? json_pack("{s:I,s:o}", "steps_per_epoch", (json_int_t)steps_per_epoch, "points", a) : NULL;
 }
 
 json_t *job_id_state_json(int64_t id, enum job_state state)
@@ -175,6 +207,20 @@ json_t *dataset_json(const char *name, const struct dataset *ds, const char *dig
 	json_object_set_new(o, "test", json_integer(ds->test.count));
 	json_object_set_new(o, "shape", json_pack("[i,i,i]", (int)ds->channels, (int)ds->height, (int)ds->width));
 	json_object_set_new(o, "classes", json_integer(ds->classes));
+	/* "classes", or float targets ("values", "binary": all 0/1) with their count */
+	json_object_set_new(o, "targets", json_string(ds->target == DS_TARGET_CLASS ? "classes"
+						      : ds->targets_binary ? "binary" : "values"));
+	if (ds->target == DS_TARGET_VALUES) {
+		json_object_set_new(o, "target_width", json_integer(ds->target_width));
+		if (ds->target_names) {
+			json_t *names = json_array();
+
+			for (uint32_t c = 0; names && c < ds->target_width; c++)
+				json_array_append_new(names, json_string(ds->target_names[c]));
+			if (names)
+				json_object_set_new(o, "target_names", names);
+		}
+	}
 	json_object_set_new(o, "dtype", json_string(ds->dtype == DS_F32 ? "float32" : "uint8"));
 	if (ds->class_names) {
 		json_t *names = json_array();

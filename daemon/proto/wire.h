@@ -30,6 +30,9 @@ json_t *watch_json(struct job *j, const struct run_progress *p);
 /* A history row, keyed as the history columns (epoch, train_loss, train_acc,
  * train_macro_acc, val_loss, val_acc, val_macro_acc, seconds, note). */
 json_t *history_row_json(const struct history_row *r);
+/* v as a JSON number, or null when it is not finite (a metric the job's
+ * task does not have). */
+json_t *real_or_null(double v);
 /* One Dataset object (Datasets), without its "jobs" (the loop adds them):
  * what the loaded `ds` says (NULL: `error` says why it does not load), the
  * files' digest and total size (digest NULL: unknown). Any thread: it
@@ -37,6 +40,9 @@ json_t *history_row_json(const struct history_row *r);
  * a field struct dataset gains (format, channels, class names) goes here. */
 json_t *dataset_json(const char *name, const struct dataset *ds, const char *digest, uint64_t size,
 		     const char *error);
+/* Steps' reply: {"steps_per_epoch", "points": [{"epoch", "step", "loss"}...]}.
+ * Any thread: it reads only its arguments. */
+json_t *steps_json(uint32_t steps_per_epoch, const struct store_step *pts, size_t n);
 /* {"id": ..., "state": ...}: what Pause, Resume, Kill and Delete answer. */
 json_t *job_id_state_json(int64_t id, enum job_state state);
 

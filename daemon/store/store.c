@@ -101,12 +101,12 @@ struct store {
 /* Column lists shared by the queries and the row readers below. */
 #define JOB_COLUMNS \
 	"id, name, state, config, last_error, keep, epochs, epoch, created_at, updated_at, kill_after, " \
-	"dataset_digest, origin"
+	"dataset_digest, origin, started_at"
 #define CHECKPOINT_COLUMNS \
 	"id, job_id, epoch, step, kind, val_loss, size, checksum, created_at, score"
 #define HISTORY_COLUMNS \
 	"epoch, train_loss, train_acc, train_macro_acc, val_loss, val_acc, val_macro_acc, " \
-	"seconds, note, lr, grad_norm"
+	"seconds, note, lr, grad_norm, val_mae, val_rmse"
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -751,7 +751,9 @@ int store_job_set_state(struct store *s, int64_t id, enum job_state state, const
 			struct tr_err *err)
 {
 	static const char sql[] =
-		"UPDATE jobs SET state = ?2, last_error = ?3, updated_at = ?4 WHERE id = ?1";
+		"UPDATE jobs SET state = ?2, last_error = ?3, updated_at = ?4, "
+		"started_at = CASE WHEN ?2 = 'running' THEN coalesce(started_at, ?4) ELSE started_at END "
+		"WHERE id = ?1";
 	sqlite3_stmt *st = NULL;
 	char ctx[96];
 	int rc;
@@ -970,6 +972,7 @@ static int read_job(sqlite3_stmt *st, struct store_job *j, struct tr_err *err)
 	if (sqlite3_column_type(st, 11) != SQLITE_NULL)
 		snprintf(j->dataset_digest, sizeof(j->dataset_digest), "%s",
 			 (const char *)sqlite3_column_text(st, 11));
+	j->started_at = sqlite3_column_type(st, 13) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 13);
 	if (sqlite3_column_type(st, 3) == SQLITE_NULL)
 		return tr_err_set(err, -EIO, "job %" PRId64 ": no configuration", j->id);
 	has_error = sqlite3_column_type(st, 4) != SQLITE_NULL;
@@ -1198,6 +1201,10 @@ static int job_score(struct store *s, int64_t job, const struct history_row *row
 			*score = -row->val_acc;
 		else if (m && strcmp((const char *)m, "val_macro_acc") == 0)
 			*score = -row->val_macro_acc;
+		else if (m && strcmp((const char *)m, "val_mae") == 0)
+			*score = row->val_mae;
+		else if (m && strcmp((const char *)m, "val_rmse") == 0)
+			*score = row->val_rmse;
 		else
 			*score = row->val_loss;
 		rc = 0;
@@ -1284,7 +1291,7 @@ static int insert_history(struct store *s, int64_t job, const struct history_row
 {
 	static const char sql[] =
 		"INSERT INTO history (job_id, " HISTORY_COLUMNS ", created_at) "
-		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
 	const double reals[] = { row->train_loss, row->train_acc, row->train_macro_acc,
 				 row->val_loss,   row->val_acc,   row->val_macro_acc,
 				 row->seconds };
@@ -1307,7 +1314,11 @@ static int insert_history(struct store *s, int64_t job, const struct history_row
 	if (rc == SQLITE_OK)
 		rc = bind_real(st, 12, row->grad_norm);
 	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 13, now_unix());
+		rc = bind_real(st, 13, row->val_mae);
+	if (rc == SQLITE_OK)
+		rc = bind_real(st, 14, row->val_rmse);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 15, now_unix());
 	if (rc != SQLITE_OK) {
 		rc = db_fail(s, rc, err, ctx);
 		goto out;
@@ -1753,6 +1764,8 @@ int store_history(struct store *s, int64_t job, struct history_row **rows, size_
 		snprintf(r->note, sizeof(r->note), "%s", note ? (const char *)note : "");
 		r->lr = column_real(st, 9);
 		r->grad_norm = column_real(st, 10);
+		r->val_mae = column_real(st, 11);
+		r->val_rmse = column_real(st, 12);
 		rc = 0;
 	}
 	sqlite3_finalize(st);
@@ -1763,6 +1776,90 @@ int store_history(struct store *s, int64_t job, struct history_row **rows, size_
 		return rc;
 	}
 	*rows = h;
+	*n = len;
+	return 0;
+}
+
+/* ---- the step series (migration 0008) ---------------------------------- */
+
+int store_steps_add(struct store *s, int64_t job, const struct store_step *pts, size_t n, size_t cap,
+		    struct tr_err *err)
+{
+	static const char sql[] = "INSERT OR REPLACE INTO step_series (job_id, epoch, step, loss, created_at) "
+				  "VALUES (?1, ?2, ?3, ?4, ?5)";
+	sqlite3_stmt *st = NULL;
+	int64_t have = 0, now = now_unix();
+	char ctx[64];
+	int rc;
+
+	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": adding to the step series", job);
+	rc = txn_begin(s, err, ctx);
+	if (rc < 0)
+		return rc;
+	/* A job removed meanwhile took its series with it: nothing to add. */
+	rc = job_exists(s, job, err, ctx);
+	if (rc == -ENOENT) {
+		tr_err_clear(err);
+		return txn_end(s, 0, err, ctx);
+	}
+	if (rc == 0)
+		rc = query_i64(s, "SELECT count(*) FROM step_series WHERE job_id = ?1", &job, 1, &have, err, ctx);
+	if (rc == 0)
+		rc = prepare(s, &st, sql, err, ctx);
+	for (size_t i = 0; rc == 0 && i < n && (size_t)have < cap; i++) {
+		if (!isfinite(pts[i].loss) || pts[i].step < 1)
+			continue;
+		sqlite3_reset(st);
+		rc = sqlite3_bind_int64(st, 1, job);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_bind_int64(st, 2, pts[i].epoch);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_bind_int64(st, 3, pts[i].step);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_bind_double(st, 4, pts[i].loss);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_bind_int64(st, 5, now);
+		rc = rc == SQLITE_OK ? next_row(s, st, err, ctx) : db_fail(s, rc, err, ctx);
+		have++;
+	}
+	sqlite3_finalize(st);
+	return txn_end(s, rc < 0 ? rc : 0, err, ctx);
+}
+
+int store_steps(struct store *s, int64_t job, struct store_step **out, size_t *n, struct tr_err *err)
+{
+	static const char sql[] = "SELECT epoch, step, loss FROM step_series WHERE job_id = ?1 "
+				  "ORDER BY epoch, step";
+	struct store_step *pts = NULL;
+	sqlite3_stmt *st = NULL;
+	size_t len = 0, cap = 0;
+	char ctx[64];
+	int rc;
+
+	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": reading the step series", job);
+	*out = NULL;
+	*n = 0;
+	rc = job_exists(s, job, err, ctx);
+	if (rc == 0)
+		rc = prepare(s, &st, sql, err, ctx);
+	if (rc == 0)
+		rc = bind_i64s(s, st, &job, 1, err, ctx);
+	while (rc == 0 && (rc = next_row(s, st, err, ctx)) > 0) {
+		rc = grow_for((void **)&pts, &cap, len, sizeof(*pts), err, ctx);
+		if (rc < 0)
+			break;
+		pts[len].epoch = (uint32_t)sqlite3_column_int64(st, 0);
+		pts[len].step = (uint32_t)sqlite3_column_int64(st, 1);
+		pts[len].loss = sqlite3_column_double(st, 2);
+		len++;
+		rc = 0;
+	}
+	sqlite3_finalize(st);
+	if (rc < 0) {
+		free(pts);
+		return rc;
+	}
+	*out = pts;
 	*n = len;
 	return 0;
 }

@@ -66,6 +66,8 @@ struct store_job {
 	char dataset_digest[STORE_CHECKSUM_MAX]; /* "sha256:..." of its dataset's files; "" not yet
 	                                            recorded (migration 0004) */
 	char *origin;                  /* where it came from ("job 3 epoch 2"), NULL when none */
+	int64_t started_at;            /* its first move to running (unix seconds); 0: not yet
+	                                  (migration 0008) */
 };
 
 /* A checkpoint row's description; blob is malloc'ed when requested. */
@@ -134,8 +136,8 @@ int store_job_set_config(struct store *s, int64_t id, const char *config_json, u
 int store_job_set_kill_after(struct store *s, int64_t id, int64_t epoch, struct tr_err *err);
 /* Record the digest of the job's dataset ("sha256:" + 64 hex; NULL clears). */
 int store_job_set_dataset_digest(struct store *s, int64_t id, const char *digest, struct tr_err *err);
-/* Set the state and last_error (NULL clears it). A state that is not one of
- * enum job_state: -EINVAL. */
+/* Set the state and last_error (NULL clears it); the first 'running' also
+ * records started_at. A state that is not one of enum job_state: -EINVAL. */
 int store_job_set_state(struct store *s, int64_t id, enum job_state state, const char *last_error,
 			struct tr_err *err);
 int store_job_get(struct store *s, int64_t id, struct store_job *out, struct tr_err *err);
@@ -208,6 +210,23 @@ void store_ckpt_describe(struct store_ckpt_desc *out, const struct store_checkpo
 /* The job's history rows, by epoch. *rows malloc'ed (caller frees). */
 int store_history(struct store *s, int64_t job, struct history_row **rows, size_t *n,
 		  struct tr_err *err);
+
+/* The step series (migration 0008): a bounded sample of a job's running
+ * mean train loss, by position. */
+struct store_step {
+	uint32_t epoch;                /* completed epochs when taken (the point is in epoch + 1) */
+	uint32_t step;                 /* batches into that epoch, >= 1 */
+	double loss;                   /* the mean train loss of the epoch's batches so far */
+};
+/* One transaction: add (or replace, at the same position) the points pts[0,
+ * n) of the job, as long as the job has fewer than `cap` points; points that
+ * are not finite are skipped. A job that no longer exists: 0, nothing
+ * written (its series went with it). */
+int store_steps_add(struct store *s, int64_t job, const struct store_step *pts, size_t n, size_t cap,
+		    struct tr_err *err);
+/* The job's points by position; *out malloc'ed (caller frees). -ENOENT: no
+ * such job. */
+int store_steps(struct store *s, int64_t job, struct store_step **out, size_t *n, struct tr_err *err);
 
 /* Dataset file digests (migration 0004): a file's content SHA-256 (64 hex
  * digits), remembered by the file's identity. */

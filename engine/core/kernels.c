@@ -3,9 +3,11 @@
  *
  * Everything here is deterministic for a given input and split: fixed loop
  * orders, no FMA contraction (the build passes -ffp-contract=off), and BLAS on
- * one thread per call.
+ * one thread per call. The *_by wrappers run a job's kernels: these, or the
+ * portable ones (portable.c).
  */
 #include "traind/kernels.h"
+#include "traind/portable.h"
 #include "engine/core/hot.h"
 
 #include <cblas.h>
@@ -44,6 +46,16 @@ void k_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha,
 		return;
 	cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
 		    (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+}
+
+void k_gemm_by(enum kernels_kind kernels, int ta, int tb, size_t m, size_t n, size_t k, float alpha,
+	       const float *a, size_t lda, const float *b, size_t ldb,
+	       float beta, float *c, size_t ldc)
+{
+	if (kernels == KERNELS_PORTABLE)
+		pk_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+	else
+		k_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 HOT_CLONES
@@ -215,9 +227,59 @@ static inline void copy_floats(float *restrict dst, const float *restrict src, s
 #if defined(__GNUC__) && !defined(__clang__)
 __attribute__((optimize("no-tree-loop-distribute-patterns")))
 #endif
+/* k_im2col of a "same" convolution (stride 1, 2 pad = k - 1, so OW = W):
+ * each patch row is the plane shifted by (i - pad, j - pad), copied as one
+ * block over the rows that exist, then the columns that wrapped around from
+ * the neighbouring image row set to 0. Only data moves: the result is
+ * k_im2col's, bit for bit. */
+static void im2col_same(float *col, const float *x, size_t c, size_t h, size_t w, size_t k,
+			size_t pad, size_t oh, size_t ow)
+{
+	for (size_t ch = 0; ch < c; ch++) {
+		const float *plane = x + ch * h * w;
+
+		for (size_t i = 0; i < k; i++) {
+			ptrdiff_t dy = (ptrdiff_t)i - (ptrdiff_t)pad;
+			size_t y0 = dy < 0 ? (size_t)-dy : 0;
+			size_t y1 = (ptrdiff_t)oh < (ptrdiff_t)h - dy ? oh : (size_t)((ptrdiff_t)h - dy);
+
+			for (size_t j = 0; j < k; j++) {
+				ptrdiff_t dx = (ptrdiff_t)j - (ptrdiff_t)pad;
+				float *row = col + ((ch * k + i) * k + j) * oh * ow;
+				size_t n, first = dx < 0 ? (size_t)-dx : 0, last = dx > 0 ? (size_t)dx : 0;
+
+				if (y1 <= y0) {
+					for (size_t t = 0; t < oh * ow; t++)
+						row[t] = 0.0f;
+					continue;
+				}
+				for (size_t t = 0; t < y0 * ow; t++)
+					row[t] = 0.0f;
+				/* the block, less the ends that would read outside the plane */
+				n = (y1 - y0) * ow;
+				copy_floats(row + y0 * ow + first,
+					    plane + ((ptrdiff_t)y0 + dy) * (ptrdiff_t)w + dx + (ptrdiff_t)first,
+					    n - first - last);
+				for (size_t oy = y0; oy < y1; oy++) {
+					for (size_t ox = 0; ox < first; ox++)
+						row[oy * ow + ox] = 0.0f;
+					for (size_t ox = ow - last; ox < ow; ox++)
+						row[oy * ow + ox] = 0.0f;
+				}
+				for (size_t t = y1 * ow; t < oh * ow; t++)
+					row[t] = 0.0f;
+			}
+		}
+	}
+}
+
 void k_im2col(float *col, const float *x, size_t c, size_t h, size_t w, size_t k, size_t s,
 	      size_t pad, size_t oh, size_t ow)
 {
+	if (s == 1 && 2 * pad + 1 == k && ow == w && oh == h) {
+		im2col_same(col, x, c, h, w, k, pad, oh, ow);
+		return;
+	}
 	for (size_t ch = 0; ch < c; ch++) {
 		const float *plane = x + ch * h * w;
 
@@ -252,6 +314,15 @@ void k_im2col(float *col, const float *x, size_t c, size_t h, size_t w, size_t k
 	}
 }
 
+/* One row segment of k_col2im: dst[x] += src[x], each element one add in
+ * the loop order of k_col2im, so vectorising it keeps every bit. */
+static inline void add_floats(float *restrict dst, const float *restrict src, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		dst[i] += src[i];
+}
+
+HOT_CLONES
 void k_col2im(float *dx, const float *col, size_t c, size_t h, size_t w, size_t k, size_t s,
 	      size_t pad, size_t oh, size_t ow)
 {
@@ -273,8 +344,11 @@ void k_col2im(float *dx, const float *col, size_t c, size_t h, size_t w, size_t 
 					if (iy < 0 || iy >= (ptrdiff_t)h)
 						continue;
 					base = iy * (ptrdiff_t)w + (ptrdiff_t)j - (ptrdiff_t)pad;
-					for (size_t ox = lo; ox < hi; ox++)
-						plane[base + (ptrdiff_t)(ox * s)] += src[ox];
+					if (s == 1 && hi > lo)
+						add_floats(plane + base + (ptrdiff_t)lo, src + lo, hi - lo);
+					else
+						for (size_t ox = lo; ox < hi; ox++)
+							plane[base + (ptrdiff_t)(ox * s)] += src[ox];
 				}
 			}
 		}
@@ -393,4 +467,165 @@ void k_avgpool_backward(float *dx, const float *dy, size_t c, size_t h, size_t w
 			}
 		}
 	}
+}
+
+/* ---- the layers after LeNet ----------------------------------------------- */
+
+void k_im2col_dil(float *col, const float *x, size_t c, size_t h, size_t w, size_t k, size_t s,
+		  size_t pad, size_t d, size_t oh, size_t ow)
+{
+	for (size_t ch = 0; ch < c; ch++) {
+		const float *plane = x + ch * h * w;
+
+		for (size_t i = 0; i < k; i++) {
+			for (size_t j = 0; j < k; j++) {
+				float *row = col + ((ch * k + i) * k + j) * oh * ow;
+
+				for (size_t oy = 0; oy < oh; oy++) {
+					ptrdiff_t iy = (ptrdiff_t)(oy * s + i * d) - (ptrdiff_t)pad;
+
+					for (size_t ox = 0; ox < ow; ox++) {
+						ptrdiff_t ix = (ptrdiff_t)(ox * s + j * d) - (ptrdiff_t)pad;
+
+						row[oy * ow + ox] = iy < 0 || ix < 0 || iy >= (ptrdiff_t)h ||
+									    ix >= (ptrdiff_t)w
+									    ? 0.0f
+									    : plane[iy * (ptrdiff_t)w + ix];
+					}
+				}
+			}
+		}
+	}
+}
+
+void k_col2im_dil(float *dx, const float *col, size_t c, size_t h, size_t w, size_t k, size_t s,
+		  size_t pad, size_t d, size_t oh, size_t ow)
+{
+	memset(dx, 0, c * h * w * sizeof(float));
+	for (size_t ch = 0; ch < c; ch++) {
+		float *plane = dx + ch * h * w;
+
+		for (size_t i = 0; i < k; i++) {
+			for (size_t j = 0; j < k; j++) {
+				const float *row = col + ((ch * k + i) * k + j) * oh * ow;
+
+				for (size_t oy = 0; oy < oh; oy++) {
+					ptrdiff_t iy = (ptrdiff_t)(oy * s + i * d) - (ptrdiff_t)pad;
+
+					if (iy < 0 || iy >= (ptrdiff_t)h)
+						continue;
+					for (size_t ox = 0; ox < ow; ox++) {
+						ptrdiff_t ix = (ptrdiff_t)(ox * s + j * d) - (ptrdiff_t)pad;
+
+						if (ix >= 0 && ix < (ptrdiff_t)w)
+							plane[iy * (ptrdiff_t)w + ix] += row[oy * ow + ox];
+					}
+				}
+			}
+		}
+	}
+}
+
+void k_maxpool_pad(float *y, uint32_t *argmax, const float *x, size_t c, size_t h, size_t w,
+		   size_t k, size_t s, size_t pad, size_t oh, size_t ow)
+{
+	for (size_t ch = 0; ch < c; ch++) {
+		const float *plane = x + ch * h * w;
+
+		for (size_t oy = 0; oy < oh; oy++) {
+			ptrdiff_t y0 = (ptrdiff_t)(oy * s) - (ptrdiff_t)pad;
+			ptrdiff_t y1 = y0 + (ptrdiff_t)k < (ptrdiff_t)h ? y0 + (ptrdiff_t)k : (ptrdiff_t)h;
+
+			y0 = y0 < 0 ? 0 : y0;
+			for (size_t ox = 0; ox < ow; ox++) {
+				ptrdiff_t x0 = (ptrdiff_t)(ox * s) - (ptrdiff_t)pad;
+				ptrdiff_t x1 = x0 + (ptrdiff_t)k < (ptrdiff_t)w ? x0 + (ptrdiff_t)k : (ptrdiff_t)w;
+				size_t best;
+				float m;
+
+				x0 = x0 < 0 ? 0 : x0;
+				best = (size_t)(y0 * (ptrdiff_t)w + x0);
+				m = plane[best];
+				for (ptrdiff_t iy = y0; iy < y1; iy++) {
+					for (ptrdiff_t ix = x0; ix < x1; ix++) {
+						size_t at = (size_t)(iy * (ptrdiff_t)w + ix);
+						float v = plane[at];
+
+						if (v > m || isnan(v)) {
+							m = v;
+							best = at;
+						}
+					}
+				}
+				y[(ch * oh + oy) * ow + ox] = m;
+				argmax[(ch * oh + oy) * ow + ox] = (uint32_t)(ch * h * w + best);
+			}
+		}
+	}
+}
+
+void k_adaptive_avgpool(float *y, const float *x, size_t c, size_t h, size_t w, size_t oh,
+			size_t ow)
+{
+	for (size_t ch = 0; ch < c; ch++) {
+		const float *plane = x + ch * h * w;
+
+		for (size_t oy = 0; oy < oh; oy++) {
+			size_t y0 = oy * h / oh, y1 = ((oy + 1) * h + oh - 1) / oh;
+
+			for (size_t ox = 0; ox < ow; ox++) {
+				size_t x0 = ox * w / ow, x1 = ((ox + 1) * w + ow - 1) / ow;
+				float sum = 0.0f;
+
+				for (size_t iy = y0; iy < y1; iy++)
+					for (size_t ix = x0; ix < x1; ix++)
+						sum += plane[iy * w + ix];
+				y[(ch * oh + oy) * ow + ox] = sum / (float)(y1 - y0) / (float)(x1 - x0);
+			}
+		}
+	}
+}
+
+void k_adaptive_avgpool_backward(float *dx, const float *dy, size_t c, size_t h, size_t w,
+				 size_t oh, size_t ow)
+{
+	memset(dx, 0, c * h * w * sizeof(float));
+	for (size_t ch = 0; ch < c; ch++) {
+		float *plane = dx + ch * h * w;
+
+		for (size_t oy = 0; oy < oh; oy++) {
+			size_t y0 = oy * h / oh, y1 = ((oy + 1) * h + oh - 1) / oh;
+
+			for (size_t ox = 0; ox < ow; ox++) {
+				size_t x0 = ox * w / ow, x1 = ((ox + 1) * w + ow - 1) / ow;
+				float g = dy[(ch * oh + oy) * ow + ox] / (float)(y1 - y0) / (float)(x1 - x0);
+
+				for (size_t iy = y0; iy < y1; iy++)
+					for (size_t ix = x0; ix < x1; ix++)
+						plane[iy * w + ix] += g;
+			}
+		}
+	}
+}
+
+void k_upsample_nearest(float *y, const float *x, size_t c, size_t h, size_t w, size_t f)
+{
+	size_t oh = h * f, ow = w * f;
+
+	for (size_t ch = 0; ch < c; ch++)
+		for (size_t oy = 0; oy < oh; oy++)
+			for (size_t ox = 0; ox < ow; ox++)
+				y[(ch * oh + oy) * ow + ox] = x[(ch * h + oy / f) * w + ox / f];
+}
+
+void k_upsample_nearest_backward(float *dx, const float *dy, size_t c, size_t h, size_t w,
+				 size_t f)
+{
+	size_t oh = h * f, ow = w * f;
+
+	memset(dx, 0, c * h * w * sizeof(float));
+	for (size_t ch = 0; ch < c; ch++)
+		for (size_t oy = 0; oy < oh; oy++)
+			for (size_t ox = 0; ox < ow; ox++)
+				dx[(ch * h + oy / f) * w + ox / f] += dy[(ch * oh + oy) * ow + ox];
 }

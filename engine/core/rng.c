@@ -4,6 +4,9 @@
  */
 #include "traind/rng.h"
 
+#include <math.h>
+#include <string.h>
+
 static uint64_t splitmix64(uint64_t *x)
 {
 	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
@@ -172,4 +175,134 @@ bool mt_state_ok(const struct mt19937 *m)
 	for (uint32_t i = 0; i < MT_N; i++)
 		any |= m->s[i];
 	return m->idx <= MT_N && any != 0;
+}
+
+/* ---- normal_, as PyTorch's AVX2 kernel -------------------------------------- */
+
+static uint32_t f2u(float f)
+{
+	uint32_t u;
+
+	memcpy(&u, &f, sizeof(u));
+	return u;
+}
+
+static float u2f(uint32_t u)
+{
+	float f;
+
+	memcpy(&f, &u, sizeof(f));
+	return f;
+}
+
+/* Cephes logf for x > 0 (one lane of PyTorch's log256_ps), with the fused
+ * multiply-adds GCC forms from its separate multiplies and adds (PyTorch is
+ * built with -mfma and GCC's default -ffp-contract=fast: a product whose
+ * only use is an addition becomes one FMA; of two products added, the
+ * earlier one). */
+static float cephes_logf(float x)
+{
+	static const float p[9] = { 7.0376836292E-2f, -1.1514610310E-1f, 1.1676998740E-1f,
+				    -1.2420140846E-1f, 1.4249322787E-1f, -1.6668057665E-1f,
+				    2.0000714765E-1f, -2.4999993993E-1f, 3.3333331174E-1f };
+	const float min_norm = u2f(0x00800000u), sqrthf = 0.707106781186547524f;
+	bool invalid = x <= 0.0f;
+	int32_t ei;
+	float e, y, z, tmp;
+	bool lt;
+
+	x = x > min_norm ? x : min_norm;
+	ei = (int32_t)(f2u(x) >> 23);
+	x = u2f((f2u(x) & ~0x7f800000u) | f2u(0.5f));
+	ei -= 0x7f;
+	e = (float)ei;
+	e = e + 1.0f;
+	lt = x < sqrthf;
+	tmp = lt ? x : 0.0f;
+	x = x - 1.0f;
+	e = e - (lt ? 1.0f : 0.0f);
+	x = x + tmp;
+	z = x * x;
+	y = p[0];
+	for (int k = 1; k < 9; k++)
+		y = fmaf(y, x, p[k]);
+	y = y * x;
+	y = fmaf(y, z, e * -2.12194440e-4f);
+	y = fmaf(-z, 0.5f, y);
+	x = x + y;
+	x = fmaf(e, 0.693359375f, x);
+	return invalid ? u2f(0xffffffffu) : x;
+}
+
+/* Cephes sinf and cosf of x (one lane of PyTorch's sincos256_ps), with
+ * GCC's fused multiply-adds as in cephes_logf. */
+static void cephes_sincosf(float x, float *s, float *c)
+{
+	uint32_t sign_sin = f2u(x) & 0x80000000u, sign_cos, swap;
+	int32_t j, j4;
+	float y, z, y2, ysin1, ysin2;
+	bool poly;
+
+	x = u2f(f2u(x) & 0x7fffffffu);
+	y = x * 1.27323954473516f;
+	j = (int32_t)y;
+	j = (j + 1) & ~1;
+	y = (float)j;
+	j4 = j;
+	swap = ((uint32_t)j & 4u) << 29;
+	poly = (j & 2) == 0;
+	x = fmaf(y, -0.78515625f, x);
+	x = fmaf(y, -2.4187564849853515625e-4f, x);
+	x = fmaf(y, -3.77489497744594108e-8f, x);
+	j4 -= 2;
+	sign_cos = (~(uint32_t)j4 & 4u) << 29;
+	sign_sin ^= swap;
+	z = x * x;
+	y = fmaf(2.443315711809948E-005f, z, -1.388731625493765E-003f);
+	y = fmaf(y, z, 4.166664568298827E-002f);
+	y = y * z;
+	y = fmaf(y, z, -(z * 0.5f));
+	y = y + 1.0f;
+	y2 = fmaf(-1.9515295891E-4f, z, 8.3321608736E-3f);
+	y2 = fmaf(y2, z, -1.6666654611E-1f);
+	y2 = y2 * z;
+	y2 = fmaf(y2, x, x);
+	ysin2 = poly ? y2 : 0.0f;
+	ysin1 = poly ? 0.0f : y;
+	y2 = y2 - ysin2;
+	y = y - ysin1;
+	*s = u2f(f2u(ysin1 + ysin2) ^ sign_sin);
+	*c = u2f(f2u(y + y2) ^ sign_cos);
+}
+
+static void normal_fill_16(float *d, float mean, float std)
+{
+	const float two_pi = (float)(2.0f * 3.14159265358979323846);
+
+	for (int j = 0; j < 8; j++) {
+		float u1 = 1.0f - d[j], u2 = d[j + 8];
+		float radius = sqrtf(-2.0f * cephes_logf(u1));
+		float theta = two_pi * u2, s, c;
+
+		cephes_sincosf(theta, &s, &c);
+		d[j] = fmaf(radius * c, std, mean);
+		d[j + 8] = fmaf(radius * s, std, mean);
+	}
+}
+
+void mt_normal_fill_f32(struct mt19937 *m, float *data, size_t n, double mean, double std)
+{
+	float fm = (float)mean, fs = (float)std;
+
+	for (size_t i = 0; i < n; i++)
+		data[i] = mt_uniform_f32(m, 0.0, 1.0);
+	for (size_t i = 0; i + 16 <= n; i += 16)
+		normal_fill_16(data + i, fm, fs);
+	if (n % 16 != 0 && n >= 16) {
+		float *tail = data + n - 16;
+
+		for (size_t i = 0; i < 16; i++)
+			tail[i] = mt_uniform_f32(m, 0.0, 1.0);
+		normal_fill_16(tail, fm, fs);
+	}
 }

@@ -17,6 +17,7 @@ void ds_split_deinit(struct ds_split *set)
 		return;
 	free(set->pixels);
 	free(set->labels);
+	free(set->targets);
 	memset(set, 0, sizeof(*set));
 }
 
@@ -27,6 +28,7 @@ void dataset_free(struct dataset *ds)
 	ds_split_deinit(&ds->train);
 	ds_split_deinit(&ds->test);
 	free(ds->class_names);
+	free(ds->target_names);
 	free(ds);
 }
 
@@ -39,7 +41,21 @@ static size_t set_bytes(const struct dataset *ds, const struct ds_split *set)
 {
 	size_t elem = ds->dtype == DS_F32 ? sizeof(float) : 1;
 
-	return (size_t)set->count * set->channels * set->rows * set->cols * elem + set->count;
+	return (size_t)set->count * set->channels * set->rows * set->cols * elem +
+	       (set->labels ? set->count : 0) +
+	       (set->targets ? (size_t)set->count * ds->target_width * sizeof(float) : 0);
+}
+
+uint32_t dataset_outputs(const struct dataset *ds)
+{
+	return ds->target == DS_TARGET_VALUES ? ds->target_width : ds->classes;
+}
+
+const char *dataset_target_text(const struct dataset *ds)
+{
+	if (ds->target == DS_TARGET_CLASS)
+		return "classes";
+	return ds->targets_binary ? "0/1 targets" : "float targets";
 }
 
 size_t dataset_bytes(const struct dataset *ds)

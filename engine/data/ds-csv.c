@@ -10,6 +10,14 @@
  * values are ordered). Pixels are integers 0..255 (uint8), or any finite
  * number with "dtype": "float32". Every row must have the same number of
  * fields; an error names the file, the line and the field.
+ *
+ * Float targets (regression, multi-label): dataset.json's "targets" names
+ * the target columns, by header name (["y"]) or by number from 0 ([10]);
+ * every other column is a feature (a "pixel", uint8 or with "dtype":
+ * "float32" any finite number), in file order. Without height and width in
+ * dataset.json the features of a row are one 1 x F "image" (a table's row).
+ * Targets are finite numbers; the names of the target columns (from the
+ * header) become the dataset's target names.
  */
 #include "engine/data/ds.h"
 
@@ -125,6 +133,242 @@ static int decide_shape(uint64_t p, const struct ds_meta *m, const char *what, s
 	return 0;
 }
 
+/* Field j of the line [ls, ls + n). */
+static struct field nth_field(const char *ls, size_t n, size_t j)
+{
+	const char *p = ls, *end = ls + n;
+	struct field f = { p, 0 };
+
+	for (size_t k = 0; k <= j; k++) {
+		const char *c = memchr(p, ',', (size_t)(end - p));
+
+		f.s = p;
+		f.n = c ? (size_t)(c - p) : (size_t)(end - p);
+		p = c ? c + 1 : end;
+	}
+	return f;
+}
+
+/* The columns of dataset.json's "targets" in a row of nfields fields
+ * (is_target: nfields flags; col: ntargets indices), from the header's names
+ * or the numbers given. */
+static int target_columns(const struct ds_meta *m, const char *hdr, size_t hn, size_t nfields,
+			  const char *what, bool *is_target, uint32_t *col, struct tr_err *err)
+{
+	for (uint32_t t = 0; t < m->ntargets; t++) {
+		size_t c = nfields;
+
+		if (m->target_cols) {
+			c = m->target_cols[t];
+		} else if (hdr) {
+			for (size_t j = 0; j < nfields; j++) {
+				struct field f = nth_field(hdr, hn, j);
+
+				trim(&f);
+				if (f.n == strlen(m->target_names[t]) && memcmp(f.s, m->target_names[t], f.n) == 0)
+					c = j;
+			}
+		} else {
+			return tr_err_set(err, -EINVAL,
+					  "%s: dataset.json names the targets (\"%s\"...) but the file has no header row; add one, or give the target columns' numbers",
+					  what, m->target_names[0]);
+		}
+		if (c >= nfields)
+			return m->target_cols
+				       ? tr_err_set(err, -EINVAL, "%s: target column %u, but a row has %zu fields",
+						    what, m->target_cols[t], nfields)
+				       : tr_err_set(err, -EINVAL, "%s: no column \"%s\" (dataset.json's targets) in the header",
+						    what, m->target_names[t]);
+		if (is_target[c])
+			return tr_err_set(err, -EINVAL, "%s: target column %zu named twice", what, c);
+		is_target[c] = true;
+		col[t] = (uint32_t)c;
+	}
+	if (m->ntargets >= nfields)
+		return tr_err_set(err, -EINVAL, "%s: %zu fields a row, all of them targets: no features",
+				  what, nfields);
+	return 0;
+}
+
+/* The names of the target columns from the header, for the dataset. */
+static int header_names(struct dataset *ds, const struct ds_meta *m, const char *hdr, size_t hn,
+			const uint32_t *col, const char *what, struct tr_err *err)
+{
+	ds->target_names = calloc(m->ntargets, sizeof(*ds->target_names));
+	if (!ds->target_names)
+		return tr_err_set(err, -ENOMEM, "%s: out of memory", what);
+	for (uint32_t t = 0; t < m->ntargets; t++) {
+		struct field f = nth_field(hdr, hn, col[t]);
+
+		trim(&f);
+		snprintf(ds->target_names[t], DATASET_NAME_MAX, "%.*s",
+			 (int)(f.n < DATASET_NAME_MAX - 1 ? f.n : DATASET_NAME_MAX - 1), f.s);
+	}
+	return 0;
+}
+
+/* One split of a CSV with float targets (see the top). */
+static int csv_parse_targets(struct dataset *ds, struct ds_split *set, bool first, const char *text,
+			     size_t len, const struct ds_meta *m, const char *what, struct tr_err *err)
+{
+	bool f32 = m->has_dtype && m->dtype == DS_F32;
+	size_t esize = f32 ? sizeof(float) : 1, pos = 0, line = 0, nfields = 0, image = 0, hn = 0;
+	uint32_t nt = m->ntargets, *col = NULL;
+	const char *hdr = NULL;
+	bool *is_target = NULL;
+	uint8_t *px = NULL;
+	float *tg = NULL;
+	size_t cap = 0, count = 0;
+	struct ds_split s = { 0 };
+	int rc = 0;
+
+	while (pos < len) {
+		const char *ls = text + pos, *nl = memchr(ls, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - ls) : len - pos, k, feat = 0;
+		uint64_t u;
+
+		pos += n + (nl ? 1 : 0);
+		line++;
+		if (n && ls[n - 1] == '\r')
+			n--;
+		if (n == 0) {
+			if (pos >= len)
+				break;
+			rc = tr_err_set(err, -EINVAL, "%s: line %zu: empty line", what, line);
+			goto fail;
+		}
+		k = count_fields(ls, n);
+		if (line == 1) {
+			struct field f0 = nth_field(ls, n, 0);
+			float dummy;
+
+			if (!field_uint(f0, &u) && !field_float(f0, &dummy)) {
+				hdr = ls;
+				hn = n;
+				nfields = k;
+				continue;
+			}
+		}
+		if (!nfields)
+			nfields = k;
+		if (k != nfields) {
+			rc = tr_err_set(err, -EINVAL, "%s: line %zu: %zu fields, expected %zu (as on the first line)",
+					what, line, k, nfields);
+			goto fail;
+		}
+		if (!is_target) {
+			is_target = calloc(nfields, sizeof(*is_target));
+			col = calloc(nt, sizeof(*col));
+			if (!is_target || !col) {
+				rc = tr_err_set(err, -ENOMEM, "%s: out of memory", what);
+				goto fail;
+			}
+			rc = target_columns(m, hdr, hn, nfields, what, is_target, col, err);
+			if (rc < 0)
+				goto fail;
+			image = nfields - nt;
+			if (m->height && m->width) {
+				rc = decide_shape(image, m, what, line, &s, err);
+				if (rc < 0)
+					goto fail;
+			} else {
+				s.channels = 1;
+				s.rows = 1;
+				s.cols = (uint32_t)image;
+				if (image > DATASET_MAX_SIDE) {
+					rc = tr_err_set(err, -EINVAL,
+							"%s: %zu features a row, more than %u: give \"height\" and \"width\" in dataset.json",
+							what, image, DATASET_MAX_SIDE);
+					goto fail;
+				}
+			}
+		}
+		if (count == DATASET_MAX_COUNT) {
+			rc = tr_err_set(err, -EINVAL, "%s: line %zu: more than %u rows", what, line,
+					DATASET_MAX_COUNT);
+			goto fail;
+		}
+		if (count == cap) {
+			size_t ncap = cap ? cap * 2 : 1024;
+			uint8_t *np2;
+			float *nt2;
+
+			if (ncap > DATASET_MAX_COUNT)
+				ncap = DATASET_MAX_COUNT;
+			np2 = realloc(px, ncap * image * esize);
+			if (np2)
+				px = np2;
+			nt2 = np2 ? realloc(tg, ncap * nt * sizeof(float)) : NULL;
+			if (nt2)
+				tg = nt2;
+			if (!np2 || !nt2) {
+				rc = tr_err_set(err, -ENOMEM, "%s: out of memory at line %zu", what, line);
+				goto fail;
+			}
+			cap = ncap;
+		}
+		for (size_t j = 0, t = 0, at = 0; j < nfields; j++) {
+			const char *c = memchr(ls + at, ',', n - at);
+			struct field f = { ls + at, c ? (size_t)(c - ls) - at : n - at };
+			float v = 0;
+
+			at = c ? (size_t)(c - ls) + 1 : n;
+			if (is_target[j] || f32) {
+				if (!field_float(f, &v) || !isfinite(v)) {
+					rc = tr_err_set(err, -EINVAL,
+							"%s: line %zu: field %zu '%.*s' is not a finite number%s", what,
+							line, j + 1, (int)(f.n > 20 ? 20 : f.n), f.s,
+							is_target[j] ? " (a target)" : "");
+					goto fail;
+				}
+			} else if (!field_uint(f, &u) || u > 255) {
+				rc = tr_err_set(err, -EINVAL,
+						"%s: line %zu: field %zu '%.*s' is not a pixel 0..255 (for other values set \"dtype\": \"float32\" in dataset.json)",
+						what, line, j + 1, (int)(f.n > 20 ? 20 : f.n), f.s);
+				goto fail;
+			}
+			if (is_target[j]) {
+				for (t = 0; t < nt && col[t] != j; t++)
+					;
+				tg[count * nt + t] = v;
+			} else if (f32) {
+				memcpy(px + (count * image + feat++) * sizeof(float), &v, sizeof(v));
+			} else {
+				px[count * image + feat++] = (uint8_t)u;
+			}
+		}
+		count++;
+	}
+	if (count == 0) {
+		rc = tr_err_set(err, -EINVAL, "%s: no rows (%s)", what, line ? "only a header" : "empty file");
+		goto fail;
+	}
+	if (first) {
+		ds->dtype = f32 ? DS_F32 : DS_U8;
+		ds->layout = m->has_layout ? m->layout : DS_NCHW;
+		ds->target = DS_TARGET_VALUES;
+		ds->target_width = nt;
+		if (hdr && !ds->target_names) {
+			rc = header_names(ds, m, hdr, hn, col, what, err);
+			if (rc < 0)
+				goto fail;
+		}
+	}
+	s.count = (uint32_t)count;
+	s.pixels = px;
+	s.targets = tg;
+	*set = s;
+	free(is_target);
+	free(col);
+	return 0;
+fail:
+	free(px);
+	free(tg);
+	free(is_target);
+	free(col);
+	return rc;
+}
+
 int ds_csv_parse(struct dataset *ds, struct ds_split *set, bool first, const char *text,
 		 size_t len, const struct ds_meta *m, const char *what, struct tr_err *err)
 {
@@ -136,6 +380,8 @@ int ds_csv_parse(struct dataset *ds, struct ds_split *set, bool first, const cha
 	struct ds_split s = { 0 };
 	int rc = 0;
 
+	if (m->ntargets)
+		return csv_parse_targets(ds, set, first, text, len, m, what, err);
 	while (pos < len) {
 		const char *ls = text + pos, *nl = memchr(ls, '\n', len - pos);
 		size_t n = nl ? (size_t)(nl - ls) : len - pos, k;

@@ -2,7 +2,8 @@
  * ds-st.c - safetensors datasets: train.safetensors and test.safetensors,
  * each with exactly the tensors "images" (U8 or F32, [N,H,W] or [N,C,H,W];
  * NHWC only when dataset.json says "layout": "NHWC") and "labels" (an integer
- * dtype, [N]). The file is parsed by traind's strict safetensors parser
+ * dtype, [N]: classes; or float targets, F32/F64 [N] or [N,K], or 0/1
+ * integers [N,K]: multi-label; the tensor may then be named "targets"). The file is parsed by traind's strict safetensors parser
  * (engine/core/safetensors.c: header, offsets, sizes, no gaps or overlaps); the
  * checks on top are ds.h's. See include/traind/dataset.h.
  */
@@ -49,6 +50,7 @@ int ds_st_parse(struct dataset *ds, struct ds_split *set, bool first, const uint
 	enum ds_layout layout;
 	struct st_file *f = NULL;
 	char iwhat[4400], lwhat[4400];
+	const char *lname = "labels";
 	int rc;
 
 	if (!mm.has_layout) {
@@ -61,9 +63,11 @@ int ds_st_parse(struct dataset *ds, struct ds_split *set, bool first, const uint
 		return rc;
 	}
 	snprintf(iwhat, sizeof(iwhat), "%s: tensor 'images'", what);
-	snprintf(lwhat, sizeof(lwhat), "%s: tensor 'labels'", what);
 	ti = st_find(f, "images");
 	tl = st_find(f, "labels");
+	if (!tl && (tl = st_find(f, "targets")))
+		lname = "targets";
+	snprintf(lwhat, sizeof(lwhat), "%s: tensor '%s'", what, lname);
 	if (!ti || !tl) {
 		rc = tr_err_set(err, -EINVAL, "%s: no tensor '%s' (a dataset file has 'images' and 'labels')",
 				what, ti ? "labels" : "images");
@@ -71,7 +75,7 @@ int ds_st_parse(struct dataset *ds, struct ds_split *set, bool first, const uint
 	}
 	if (f->ntensors != 2) {
 		for (size_t i = 0; i < f->ntensors; i++)
-			if (strcmp(f->tensors[i].name, "images") && strcmp(f->tensors[i].name, "labels")) {
+			if (strcmp(f->tensors[i].name, "images") && strcmp(f->tensors[i].name, lname)) {
 				rc = tr_err_set(err, -EINVAL,
 						"%s: unexpected tensor '%s' (a dataset file has only 'images' and 'labels')",
 						what, f->tensors[i].name);

@@ -134,15 +134,80 @@ int ds_check_images(const struct ds_array *img, const struct ds_meta *m, const c
 int ds_check_labels(const struct ds_array *lab, uint32_t count, const char *what,
 		    struct tr_err *err)
 {
-	if (!ds_num_is_int(lab->type))
-		return tr_err_set(err, -EINVAL, "%s: labels must be integers, not %s", what,
-				  ds_num_name(lab->type));
-	if (lab->ndim != 1)
-		return tr_err_set(err, -EINVAL, "%s: labels must have 1 dimension (N), not %d", what,
-				  lab->ndim);
+	if (lab->type == NUM_F16)
+		return tr_err_set(err, -EINVAL,
+				  "%s: labels must be integers (classes) or float32/float64 (targets), not float16",
+				  what);
+	if (lab->ndim != 1 && lab->ndim != 2)
+		return tr_err_set(err, -EINVAL,
+				  "%s: labels must have 1 dimension (N: a class or a target per sample) or 2 (N, K targets per sample), not %d",
+				  what, lab->ndim);
+	if (lab->ndim == 1 && lab->type == NUM_BOOL)
+		return tr_err_set(err, -EINVAL, "%s: bool labels of shape (N): save classes as integers", what);
 	if (lab->shape[0] != count)
 		return tr_err_set(err, -EINVAL, "%s: count mismatch: %llu labels but %u images", what,
 				  (unsigned long long)lab->shape[0], count);
+	if (lab->ndim == 2 && (lab->shape[1] == 0 || lab->shape[1] > DATASET_MAX_TARGETS))
+		return tr_err_set(err, -EINVAL, "%s: %llu targets per sample (must be 1..%u)", what,
+				  (unsigned long long)lab->shape[1], DATASET_MAX_TARGETS);
+	return 0;
+}
+
+bool ds_labels_are_classes(const struct ds_array *lab)
+{
+	return ds_num_is_int(lab->type) && lab->ndim == 1;
+}
+
+/* Element i of a little-endian numeric array, as a double. */
+static double elem_double(const struct ds_array *a, size_t i)
+{
+	const uint8_t *e = (const uint8_t *)a->data + i * ds_num_size(a->type);
+
+	switch (a->type) {
+	case NUM_U8: case NUM_BOOL: return e[0];
+	case NUM_I8: return (int8_t)e[0];
+	case NUM_U16: return (uint16_t)(e[0] | e[1] << 8);
+	case NUM_I16: return (int16_t)(e[0] | e[1] << 8);
+	case NUM_U32: { uint32_t v; memcpy(&v, e, 4); return v; }
+	case NUM_I32: { int32_t v; memcpy(&v, e, 4); return v; }
+	case NUM_U64: { uint64_t v; memcpy(&v, e, 8); return (double)v; }
+	case NUM_I64: { int64_t v; memcpy(&v, e, 8); return (double)v; }
+	case NUM_F32: { float v; memcpy(&v, e, 4); return v; }
+	case NUM_F64: { double v; memcpy(&v, e, 8); return v; }
+	default: return NAN;
+	}
+}
+
+int ds_labels_to_float(const struct ds_array *lab, uint32_t count, const char *what, float **out,
+		       struct tr_err *err)
+{
+	uint32_t w = lab->ndim == 2 ? (uint32_t)lab->shape[1] : 1;
+	bool binary = lab->type != NUM_F32 && lab->type != NUM_F64;   /* integers (N, K): 0/1 */
+	size_t n = (size_t)count * w;
+	float *y;
+
+	y = malloc((n ? n : 1) * sizeof(*y));
+	if (!y)
+		return tr_err_set(err, -ENOMEM, "%s: out of memory", what);
+	for (size_t i = 0; i < n; i++) {
+		double v = elem_double(lab, i);
+
+		if (!isfinite(v) || fabs(v) > 3.4e38) {
+			tr_err_set(err, -EINVAL, "%s: target %zu of sample %zu is %s", what, i % w, i / w,
+				   isnan(v) ? "NaN" : "not a finite float32");
+			free(y);
+			return -EINVAL;
+		}
+		if (binary && v != 0 && v != 1) {
+			tr_err_set(err, -EINVAL,
+				   "%s: integer labels of shape (N, K) are multi-label targets, 0 or 1; sample %zu has %.0f at %zu",
+				   what, i / w, v, i % w);
+			free(y);
+			return -EINVAL;
+		}
+		y[i] = (float)v;
+	}
+	*out = y;
 	return 0;
 }
 
@@ -224,6 +289,9 @@ int ds_split_from_arrays(struct dataset *ds, struct ds_split *set, bool first,
 {
 	enum ds_layout layout;
 	enum ds_dtype dtype = img->type == NUM_F32 ? DS_F32 : DS_U8;
+	bool classes = ds_labels_are_classes(lab);
+	enum ds_target target = classes ? DS_TARGET_CLASS : DS_TARGET_VALUES;
+	uint32_t width = classes ? 0 : lab->ndim == 2 ? (uint32_t)lab->shape[1] : 1;
 	struct ds_split s = { 0 };
 	int rc;
 
@@ -232,9 +300,19 @@ int ds_split_from_arrays(struct dataset *ds, struct ds_split *set, bool first,
 		rc = ds_check_labels(lab, s.count, lab_what, err);
 	if (rc < 0)
 		return rc;
+	if (!first && target == ds->target && width != ds->target_width)
+		return tr_err_set(err, -EINVAL, "%s: %u targets per sample, but the training split has %u",
+				  lab_what, width, ds->target_width);
+	if (!first && target != ds->target)
+		return tr_err_set(err, -EINVAL,
+				  "%s: %s, but the training split has %s (a sample's targets must be alike in both splits)",
+				  lab_what, classes ? "classes (integers of shape (N))" : "float targets",
+				  ds->target == DS_TARGET_CLASS ? "classes (integers of shape (N))" : "float targets");
 	if (first) {
 		ds->dtype = dtype;
 		ds->layout = layout;
+		ds->target = target;
+		ds->target_width = width;
 	} else if (dtype != ds->dtype) {
 		return tr_err_set(err, -EINVAL, "%s: %s images, but the training images are %s", img_what,
 				  dtype == DS_F32 ? "float32" : "uint8",
@@ -250,7 +328,10 @@ int ds_split_from_arrays(struct dataset *ds, struct ds_split *set, bool first,
 		if (rc < 0)
 			return rc;
 	}
-	rc = ds_labels_to_u8(lab, s.count, ds_label_limit(m), lab_what, &s.labels, err);
+	if (classes)
+		rc = ds_labels_to_u8(lab, s.count, ds_label_limit(m), lab_what, &s.labels, err);
+	else
+		rc = ds_labels_to_float(lab, s.count, lab_what, &s.targets, err);
 	if (rc < 0)
 		return rc;
 	s.pixels = img->data;
@@ -266,6 +347,8 @@ void ds_meta_deinit(struct ds_meta *m)
 	if (!m)
 		return;
 	free(m->names);
+	free(m->target_names);
+	free(m->target_cols);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -337,6 +420,51 @@ static int meta_names(struct ds_meta *m, const json_t *v, const char *what, stru
 	return 0;
 }
 
+/* "targets": names (strings) or CSV column indices (integers), 1..DATASET_MAX_TARGETS. */
+static int meta_targets(struct ds_meta *m, const json_t *v, const char *what, struct tr_err *err)
+{
+	size_t i, n = json_array_size(v);
+	json_t *x;
+
+	if (!json_is_array(v) || n == 0 || n > DATASET_MAX_TARGETS)
+		return tr_err_set(err, -EINVAL,
+				  "%s: \"targets\" must be an array of 1..%d names (or CSV column numbers from 0)",
+				  what, DATASET_MAX_TARGETS);
+	if (json_is_integer(json_array_get(v, 0)))
+		m->target_cols = calloc(n, sizeof(*m->target_cols));
+	else
+		m->target_names = calloc(n, sizeof(*m->target_names));
+	if (!m->target_cols && !m->target_names)
+		return tr_err_set(err, -ENOMEM, "%s: out of memory", what);
+	json_array_foreach(v, i, x) {
+		if (m->target_cols) {
+			if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) > 1000000)
+				return tr_err_set(err, -EINVAL,
+						  "%s: \"targets\"[%zu] is not a column number (all names or all numbers)",
+						  what, i);
+			m->target_cols[i] = (uint32_t)json_integer_value(x);
+			for (size_t k = 0; k < i; k++)
+				if (m->target_cols[k] == m->target_cols[i])
+					return tr_err_set(err, -EINVAL, "%s: \"targets\"[%zu]: column %u twice", what,
+							  i, m->target_cols[i]);
+		} else {
+			const char *s = json_string_value(x);
+			size_t len = s ? json_string_length(x) : 0;
+
+			if (!s || len == 0 || len >= DATASET_NAME_MAX || strlen(s) != len)
+				return tr_err_set(err, -EINVAL,
+						  "%s: \"targets\"[%zu] must be a name of 1..%d bytes (all names or all numbers)",
+						  what, i, DATASET_NAME_MAX - 1);
+			for (size_t k = 0; k < i; k++)
+				if (strcmp(m->target_names[k], s) == 0)
+					return tr_err_set(err, -EINVAL, "%s: \"targets\"[%zu] \"%s\" twice", what, i, s);
+			memcpy(m->target_names[i], s, len + 1);
+		}
+	}
+	m->ntargets = (uint32_t)n;
+	return 0;
+}
+
 int ds_meta_parse(struct ds_meta *m, const char *text, size_t len, const char *what,
 		  struct tr_err *err)
 {
@@ -388,9 +516,11 @@ int ds_meta_parse(struct ds_meta *m, const char *text, size_t len, const char *w
 			rc = meta_floats(v, key, false, m->mean, &m->nmean, what, err);
 		} else if (strcmp(key, "std") == 0) {
 			rc = meta_floats(v, key, true, m->std, &m->nstd, what, err);
+		} else if (strcmp(key, "targets") == 0) {
+			rc = meta_targets(m, v, what, err);
 		} else {
 			rc = tr_err_set(err, -EINVAL,
-					"%s: unknown key \"%.64s\" (known: classes, layout, height, width, channels, dtype, mean, std)",
+					"%s: unknown key \"%.64s\" (known: classes, layout, height, width, channels, dtype, mean, std, targets)",
 					what, key);
 		}
 		if (rc < 0)
@@ -398,6 +528,10 @@ int ds_meta_parse(struct ds_meta *m, const char *text, size_t len, const char *w
 	}
 	if ((m->nmean != 0) != (m->nstd != 0) || m->nmean != m->nstd)
 		rc = tr_err_set(err, -EINVAL, "%s: \"mean\" and \"std\" must come together, with as many values",
+				what);
+	else if (m->nnames && m->ntargets)
+		rc = tr_err_set(err, -EINVAL,
+				"%s: \"classes\" (class labels) and \"targets\" (float targets) exclude each other",
 				what);
 out:
 	json_decref(root);

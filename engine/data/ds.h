@@ -1,5 +1,6 @@
 /*
- * ds.h - the dataset format loaders (ds-idx.c, ds-npy.c, ds-st.c, ds-csv.c)
+ * ds.h - the dataset format loaders (ds-idx.c, ds-npy.c, ds-st.c, ds-csv.c,
+ * ds-cifar.c)
  * and what they share (ds.c); private to engine/data/.
  *
  * load.c finds the format, reads dataset.json (struct ds_meta) and calls
@@ -33,6 +34,9 @@ struct ds_meta {
 	enum ds_dtype dtype;                   /* "dtype" (CSV pixels) */
 	uint32_t nmean, nstd;                  /* 0: not given */
 	float mean[DATASET_MAX_CHANNELS], std[DATASET_MAX_CHANNELS];
+	uint32_t ntargets;                     /* "targets": 0 not given */
+	char (*target_names)[DATASET_NAME_MAX]; /* (ntargets) names (CSV: header columns), owned; or */
+	uint32_t *target_cols;                 /* (ntargets) CSV column indices (0-based), owned; one of the two */
 };
 
 /* Element types of the arrays files hold. */
@@ -60,9 +64,19 @@ bool ds_num_is_int(enum ds_num t);
 int ds_check_images(const struct ds_array *img, const struct ds_meta *m, const char *what,
 		    struct ds_split *set, enum ds_layout *layout, struct tr_err *err);
 
-/* Check a labels array's rank and dtype, and its count against `count`. */
+/* Check a labels array's rank and dtype, and its count against `count`:
+ * integers (N) are classes; floats (N) or (N, K), or integers or bools
+ * (N, K), are float targets (the integers and bools 0/1: multi-label). */
 int ds_check_labels(const struct ds_array *lab, uint32_t count, const char *what,
 		    struct tr_err *err);
+
+/* True when a checked labels array holds classes (integers of shape (N)). */
+bool ds_labels_are_classes(const struct ds_array *lab);
+
+/* Convert checked float targets to float32 (*out (count, width), owned):
+ * finite values only; integers and bools of shape (N, K) only 0 or 1. */
+int ds_labels_to_float(const struct ds_array *lab, uint32_t count, const char *what, float **out,
+		       struct tr_err *err);
 
 /* Convert checked labels to uint8 (*out, owned), refusing negative values and
  * values >= limit (DATASET_MAX_CLASSES, or the names' count). */
@@ -96,6 +110,11 @@ int ds_load_safetensors(struct dataset *ds, const char *dir, const struct ds_met
 			struct tr_err *err);
 int ds_load_csv(struct dataset *ds, const char *dir, const struct ds_meta *m,
 		struct tr_err *err);
+int ds_load_cifar(struct dataset *ds, const char *dir, bool probe, const struct ds_meta *m,
+		  struct tr_err *err);
+/* CIFAR's class names: batches.meta.txt's into m, unless dataset.json has
+ * "classes" (which win) or there is no such file. */
+int ds_cifar_meta(struct ds_meta *m, const char *dir, struct tr_err *err);
 
 /* Parse a .npy header at buf (len bytes available, at least the whole file
  * for files; at least the header for streams): fills *a (data NULL) and

@@ -31,9 +31,9 @@
 
 #include "engine/data/ds.h"
 
-enum fmt { F_IDX, F_NPY, F_NPZ, F_ST, F_CSV, F_N };
+enum fmt { F_IDX, F_NPY, F_NPZ, F_ST, F_CSV, F_CIFAR, F_N };
 
-static const char *const fmt_names[F_N] = { "idx", "npy", "npz", "safetensors", "csv" };
+static const char *const fmt_names[F_N] = { "idx", "npy", "npz", "safetensors", "csv", "cifar" };
 static bool has_suffix(const char *s, const char *suffix)
 {
 	size_t n = strlen(s), k = strlen(suffix);
@@ -63,6 +63,16 @@ static int classify(const char *name)
 		return F_ST;
 	if (!strcmp(name, "train.csv") || !strcmp(name, "test.csv"))
 		return F_CSV;
+	if (!strcmp(name, "test_batch.bin") || !strcmp(name, "batches.meta.txt"))
+		return F_CIFAR;
+	if (strncmp(name, "data_batch_", 11) == 0 && has_suffix(name, ".bin")) {
+		const char *d = name + 11;
+
+		while (*d >= '0' && *d <= '9')
+			d++;
+		if (d > name + 11 && strcmp(d, ".bin") == 0)
+			return F_CIFAR;
+	}
 	return -1;
 }
 
@@ -103,11 +113,37 @@ static int detect(const char *dir, int *fmt, char *npz, size_t npz_len, struct t
 	}
 	if (found < 0)
 		return tr_err_set(err, -ENOENT,
-				  "%s: no dataset files: expected the IDX files (train-images-idx3-ubyte ...), x_train.npy ..., one NAME.npz, train.safetensors and test.safetensors, or train.csv and test.csv",
+				  "%s: no dataset files: expected the IDX files (train-images-idx3-ubyte ...), x_train.npy ..., one NAME.npz, train.safetensors and test.safetensors, train.csv and test.csv, or CIFAR-10's data_batch_1.bin ... and test_batch.bin",
 				  dir);
 	if (found == F_NPZ && nnpz > 1)
 		return tr_err_set(err, -EINVAL, "%s: %d .npz files; a dataset is one NAME.npz", dir, nnpz);
 	*fmt = found;
+	return 0;
+}
+
+/* Float targets: whether they are all 0/1, and their names. */
+static int finish_targets(struct dataset *ds, struct ds_meta *m, const char *dir, struct tr_err *err)
+{
+	ds->classes = 0;
+	ds->targets_binary = true;
+	for (int s = 0; s < 2 && ds->targets_binary; s++) {
+		const struct ds_split *set = s ? &ds->test : &ds->train;
+		size_t n = (size_t)set->count * ds->target_width;
+
+		for (size_t i = 0; set->targets && i < n; i++)
+			if (set->targets[i] != 0.0f && set->targets[i] != 1.0f) {
+				ds->targets_binary = false;
+				break;
+			}
+	}
+	if (m->ntargets && m->ntargets != ds->target_width)
+		return tr_err_set(err, -EINVAL,
+				  "%s/dataset.json: names %u \"targets\" but the data has %u per sample", dir,
+				  m->ntargets, ds->target_width);
+	if (m->target_names && !ds->target_names) {
+		ds->target_names = m->target_names;
+		m->target_names = NULL;
+	}
 	return 0;
 }
 
@@ -144,6 +180,12 @@ static int finish(struct dataset *ds, struct ds_meta *m, const char *dir, struct
 		memcpy(ds->mean, m->mean, sizeof(ds->mean));
 		memcpy(ds->std, m->std, sizeof(ds->std));
 	}
+	if (ds->target == DS_TARGET_VALUES)
+		return finish_targets(ds, m, dir, err);
+	if (m->ntargets)
+		return tr_err_set(err, -EINVAL,
+				  "%s/dataset.json: names %u \"targets\", but the labels are classes (integers of shape (N)); float targets are floats, or (N, K)",
+				  dir, m->ntargets);
 	for (int s = 0; s < 2; s++) {
 		const struct ds_split *set = s ? b : a;
 
@@ -194,6 +236,11 @@ static int load(struct dataset **out, const char *dir, bool probe, struct tr_err
 	case F_ST:
 		rc = ds_load_safetensors(ds, dir, &m, err);
 		break;
+	case F_CIFAR:
+		rc = ds_cifar_meta(&m, dir, err);
+		if (rc == 0)
+			rc = ds_load_cifar(ds, dir, probe, &m, err);
+		break;
 	default:
 		rc = ds_load_csv(ds, dir, &m, err);
 		break;
@@ -230,6 +277,9 @@ int dataset_probe(struct dataset_shape *out, const char *dir, struct tr_err *err
 	out->height = ds->height;
 	out->width = ds->width;
 	out->classes = ds->classes;
+	out->target = ds->target;
+	out->target_width = ds->target_width;
+	out->targets_binary = ds->targets_binary;
 	dataset_free(ds);
 	return 0;
 }

@@ -1,5 +1,5 @@
 /*
- * net.c - the tensor table, forward, backward and the optimizer phase. See
+ * net.c - the tensor table, the graph's plan, forward and backward. See
  * include/traind/net.h.
  *
  * One training step of the lesson's MLP (B = 64) with a team of two, four
@@ -12,17 +12,34 @@
  *   team:  ReLU 2 and linear 1 backward on the member's units:
  *          d1[:, half] = d2[:, half] * (y2[:, half] > 0); dW1[half] = d1[:, half]^T x; db1[half]
  *   team:  optimizer step over the flat arrays, by ranges
- * A convolutional model's runs of per-sample layers (conv2d, activations,
- * pools, flatten) take one phase each way, each member its samples two at a
- * time through all of the run's layers (struct run_job); the gather joins the
- * first run when the model starts with one. Each member computes whole rows
- * or columns, so its writes never touch another's, and the result depends
- * only on the split, which these fusions leave as it was: every element is
- * computed by the same operations in the same order as with one phase per
- * layer (the bits are those of the previous engine).
+ * A convolutional model's runs of per-sample nodes (conv2d, activations,
+ * pools, flatten, the joins of blocks), consecutive in execution order, take
+ * one phase each way, each member its samples two at a time through all of
+ * the run's nodes (struct run_job): a node reads rows of values computed
+ * earlier in the same run by the same member, or in an earlier phase. The
+ * gather joins the first run when the model starts with one. Each member
+ * computes whole rows or columns, so its writes never touch another's, and
+ * the result depends only on the split, which these fusions leave as it
+ * was: every element is computed by the same operations in the same order as
+ * with one phase per layer (the bits are those of the previous engine, and a
+ * SPEC without blocks runs the very phases it ran before blocks existed).
+ *
+ * The backward plan (plan_backward, at net_init and net_set_input_grad):
+ * which nodes do anything (active: parameters, or a gradient to pass down),
+ * the phases in backward order, and the gradient buffers. A value's gradient
+ * (its "class", shared with the values it aliases: flatten's and identity's
+ * input, a residual branch's last output, whose gradient is the join's)
+ * lives from the phase of its first writer to the phase of its producer; a
+ * second reader of a value (a block's input) adds its gradient in: a join
+ * adds in place, a layer writes into a scratch buffer that is then added,
+ * row by row in the same phase. Classes whose lifetimes do not overlap share
+ * a pool buffer (greedy interval colouring); everything touched in one phase
+ * is in distinct buffers, since the members of a phase write rows of
+ * different sizes.
  */
 #include "traind/net.h"
 
+#include <alloca.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -37,21 +54,84 @@
 #define RUN_BLOCK 2                  /* samples a run of per-sample layers takes at a time */
 #define BN_MOMENTUM 0.1
 #define BN_EPS 1e-5
+#define PHASE_END 0x7fffffff         /* a lifetime that lasts past the backward pass */
 
 static bool per_sample(enum layer_kind k);
 
-static size_t shape_size(struct shape s)
+/* One phase of the backward pass: a linear layer (with the ReLU above it
+ * when relu >= 0), a BatchNorm, or a run of per-sample nodes, order
+ * positions hi down to lo. */
+struct bphase {
+	enum { BP_LINEAR, BP_BATCHNORM, BP_RUN } kind;
+	int hi, lo;          /* order positions, hi >= lo */
+	int relu;            /* BP_LINEAR: the fused ReLU's node, or -1 */
+};
+
+struct net_plan {
+	uint32_t nvals;      /* spec.n + 1: value spec.n is the model's input */
+	int *cls;            /* (nvals) the gradient class of each value, -1: none */
+	uint32_t ncls;
+	int *cls_buf;        /* (ncls + nodes) pool buffer of each class, then of each scratch */
+	uint32_t *first;     /* (spec.n) bit k: the node writes input k's gradient first */
+	uint32_t *alias;     /* (spec.n) bit k: input k's gradient is the node's own (no work) */
+	struct bphase *phases;
+	uint32_t nphases;
+	uint32_t nbufs;
+	size_t *buf_len;     /* (nbufs) floats per sample */
+	float **bufs;        /* (nbufs) (max_batch, buf_len), owned */
+	size_t floats;       /* all of the pool's floats */
+};
+
+static uint32_t vin(const struct net *n)
 {
-	return (size_t)s.c * s.h * s.w;
+	return n->spec.n;
 }
 
-static void add_tensor(struct net *n, uint32_t layer, const char *what, enum tensor_kind kind,
+/* The values node i reads: its src, or a join's branch ends. */
+static uint32_t node_inputs(const struct net *n, uint32_t i, uint32_t *v)
+{
+	const struct layer_spec *s = &n->layers[i].spec;
+
+	if (s->kind == LAYER_RESIDUAL) {
+		v[0] = s->last[0] < 0 ? vin(n) : (uint32_t)s->last[0];
+		v[1] = s->last[1] < 0 ? vin(n) : (uint32_t)s->last[1];
+		return 2;
+	}
+	if (s->kind == LAYER_CONCAT) {
+		for (uint32_t b = 0; b < s->nbranches; b++)
+			v[b] = s->last[b] < 0 ? vin(n) : (uint32_t)s->last[b];
+		return s->nbranches;
+	}
+	v[0] = s->src < 0 ? vin(n) : (uint32_t)s->src;
+	return 1;
+}
+
+static float *value_y(const struct net *n, uint32_t v)
+{
+	return v == vin(n) ? n->x : n->layers[v].y;
+}
+
+static size_t value_size(const struct net *n, uint32_t v)
+{
+	return v == vin(n) ? n->in_size : n->layers[v].out_size;
+}
+
+static float *grad_of(const struct net *n, uint32_t v)
+{
+	const struct net_plan *p = n->plan;
+
+	if (p->cls[v] < 0)
+		return NULL;
+	return p->bufs[p->cls_buf[p->cls[v]]];
+}
+
+static void add_tensor(struct net *n, const char *path, const char *what, enum tensor_kind kind,
 		       int ndim, const uint64_t *shape, size_t *counter, size_t *off)
 {
 	struct net_tensor *t = &n->tensors[n->ntensors++];
 	size_t len = 1;
 
-	snprintf(t->name, sizeof(t->name), "net.%u.%s", layer, what);
+	snprintf(t->name, sizeof(t->name), "%.96s.%s", path, what);
 	t->kind = kind;
 	t->ndim = ndim;
 	for (int i = 0; i < ndim; i++) {
@@ -64,40 +144,42 @@ static void add_tensor(struct net *n, uint32_t layer, const char *what, enum ten
 	*off = t->off;
 }
 
-/* The tensors of layer i, in state_dict order. */
+/* The tensors of node i, in state_dict order. */
 static void declare_tensors(struct net *n, uint32_t i)
 {
 	struct net_layer *l = &n->layers[i];
 	const struct layer_spec *s = &l->spec;
 	uint64_t shape[4];
+	char path[NET_TENSOR_NAME];
 
+	spec_module_path(&n->spec, i, path, sizeof(path));
 	switch (s->kind) {
 	case LAYER_LINEAR:
 		shape[0] = s->out;
 		shape[1] = l->in.c;
-		add_tensor(n, i, "weight", TENSOR_PARAM, 2, shape, &n->nparams, &l->w_off);
+		add_tensor(n, path, "weight", TENSOR_PARAM, 2, shape, &n->nparams, &l->w_off);
 		if (s->bias)
-			add_tensor(n, i, "bias", TENSOR_PARAM, 1, shape, &n->nparams, &l->b_off);
+			add_tensor(n, path, "bias", TENSOR_PARAM, 1, shape, &n->nparams, &l->b_off);
 		l->has_bias = s->bias;
 		break;
 	case LAYER_CONV2D:
 		shape[0] = s->out;
-		shape[1] = l->in.c;
+		shape[1] = l->in.c / s->groups;
 		shape[2] = s->k;
 		shape[3] = s->k;
-		add_tensor(n, i, "weight", TENSOR_PARAM, 4, shape, &n->nparams, &l->w_off);
+		add_tensor(n, path, "weight", TENSOR_PARAM, 4, shape, &n->nparams, &l->w_off);
 		if (s->bias)
-			add_tensor(n, i, "bias", TENSOR_PARAM, 1, shape, &n->nparams, &l->b_off);
+			add_tensor(n, path, "bias", TENSOR_PARAM, 1, shape, &n->nparams, &l->b_off);
 		l->has_bias = s->bias;
 		break;
 	case LAYER_BATCHNORM1D:
 	case LAYER_BATCHNORM2D:
 		shape[0] = l->in.c;
-		add_tensor(n, i, "weight", TENSOR_PARAM, 1, shape, &n->nparams, &l->w_off);
-		add_tensor(n, i, "bias", TENSOR_PARAM, 1, shape, &n->nparams, &l->b_off);
-		add_tensor(n, i, "running_mean", TENSOR_BUFFER, 1, shape, &n->nbuffers, &l->rm_off);
-		add_tensor(n, i, "running_var", TENSOR_BUFFER, 1, shape, &n->nbuffers, &l->rv_off);
-		add_tensor(n, i, "num_batches_tracked", TENSOR_COUNT, 0, shape, &n->ncounts, &l->nbt);
+		add_tensor(n, path, "weight", TENSOR_PARAM, 1, shape, &n->nparams, &l->w_off);
+		add_tensor(n, path, "bias", TENSOR_PARAM, 1, shape, &n->nparams, &l->b_off);
+		add_tensor(n, path, "running_mean", TENSOR_BUFFER, 1, shape, &n->nbuffers, &l->rm_off);
+		add_tensor(n, path, "running_var", TENSOR_BUFFER, 1, shape, &n->nbuffers, &l->rv_off);
+		add_tensor(n, path, "num_batches_tracked", TENSOR_COUNT, 0, shape, &n->ncounts, &l->nbt);
 		l->has_bias = true;
 		break;
 	default:
@@ -105,73 +187,445 @@ static void declare_tensors(struct net *n, uint32_t i)
 	}
 }
 
-int net_init(struct net *n, const struct model_spec *spec, struct shape input, uint32_t classes,
-	     uint32_t max_batch, struct team *team)
+/* Append node i's subtree in execution order: a block's branches, then it. */
+static void emit_order(struct net *n, uint32_t i, uint32_t *count)
 {
-	struct shape shapes[SPEC_MAX_LAYERS];
-	size_t widest, col_len = 1, part_len = 1;
-	bool params_before = false;
-	float *prev;
+	const struct layer_spec *s = &n->layers[i].spec;
+
+	if (spec_is_block(s->kind))
+		for (uint32_t c = i + 1; c < s->end; c++) {
+			if (n->layers[c].spec.parent != (int32_t)i)
+				continue;
+			emit_order(n, c, count);
+			if (spec_is_block(n->layers[c].spec.kind))
+				c = n->layers[c].spec.end - 1;
+		}
+	n->order[(*count)++] = i;
+}
+
+/* ---- the backward plan ------------------------------------------------------- */
+
+static int uf_find(int *parent, int x)
+{
+	while (parent[x] != x)
+		x = parent[x] = parent[parent[x]];
+	return x;
+}
+
+static bool relu_fusable(const struct net *n, int q);
+
+/* Phases of the backward pass over the active nodes (see struct bphase). */
+static uint32_t backward_phases(const struct net *n, struct bphase *ph)
+{
+	uint32_t count = 0;
+
+	for (int q = (int)n->spec.n - 1; q >= 0;) {
+		uint32_t i = n->order[q];
+		enum layer_kind k = n->layers[i].spec.kind;
+		struct bphase p = { .hi = q, .lo = q, .relu = -1 };
+
+		if (!n->layers[i].active) {
+			q--;
+			continue;
+		}
+		if (relu_fusable(n, q)) {
+			p.kind = BP_LINEAR;
+			p.relu = (int)i;
+			p.lo = q - 1;
+		} else if (k == LAYER_LINEAR) {
+			p.kind = BP_LINEAR;
+		} else if (spec_is_batchnorm(k)) {
+			p.kind = BP_BATCHNORM;
+		} else {
+			/* down to the first node that is not per sample (or is a
+			 * ReLU the linear layer below it computes) */
+			p.kind = BP_RUN;
+			while (p.lo - 1 >= 0 && per_sample(n->layers[n->order[p.lo - 1]].spec.kind) &&
+			       n->layers[n->order[p.lo - 1]].active && !relu_fusable(n, p.lo - 1))
+				p.lo--;
+		}
+		ph[count++] = p;
+		q = p.lo - 1;
+	}
+	return count;
+}
+
+/* The ReLU at order position q is computed by the linear layer just below
+ * it, in that layer's phase: the linear's only reader, passing no gradient
+ * down (see struct layer_job). */
+static bool relu_fusable(const struct net *n, int q)
+{
+	uint32_t i = n->order[q], src;
+	const struct net_layer *lin;
+
+	if (n->layers[i].spec.kind != LAYER_RELU || q == 0 || !n->layers[i].active)
+		return false;
+	src = n->order[q - 1];
+	lin = &n->layers[src];
+	return n->layers[i].spec.src == (int32_t)src && lin->spec.kind == LAYER_LINEAR &&
+	       lin->consumers == 1 && !lin->need_dx;
+}
+
+struct interval {
+	int start, end;
+	size_t size;         /* floats per sample */
+	int buf;
+};
+
+static void plan_free(struct net_plan *p)
+{
+	if (!p)
+		return;
+	for (uint32_t b = 0; p->bufs && b < p->nbufs; b++)
+		free(p->bufs[b]);
+	free(p->bufs);
+	free(p->buf_len);
+	free(p->cls);
+	free(p->cls_buf);
+	free(p->first);
+	free(p->alias);
+	free(p->phases);
+	free(p);
+}
+
+/* Plan the backward pass (see the top); allocate the pool when alloc. */
+static int plan_backward(struct net *n, bool alloc)
+{
+	uint32_t N = n->spec.n, V = N + 1;
+	struct net_plan *p;
+	int *uf = NULL, *phase_of = NULL;
+	struct interval *iv = NULL;
+	bool *up = NULL, *written = NULL;
+	uint32_t niv = 0, v[SPEC_MAX_BRANCHES];
+	int rc = -ENOMEM;
+
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->nvals = V;
+	p->cls = malloc(V * sizeof(int));
+	p->first = calloc(N, sizeof(uint32_t));
+	p->alias = calloc(N, sizeof(uint32_t));
+	p->phases = calloc(N, sizeof(struct bphase));
+	p->cls_buf = malloc((V + N) * sizeof(int));
+	uf = malloc(V * sizeof(int));
+	phase_of = malloc(N * sizeof(int));
+	iv = calloc(V + N, sizeof(*iv));
+	up = calloc(V, sizeof(bool));
+	written = calloc(V, sizeof(bool));
+	if (!p->cls || !p->first || !p->alias || !p->phases || !p->cls_buf || !uf || !phase_of ||
+	    !iv || !up || !written)
+		goto out;
+
+	/* Which values carry a gradient: those a layer with parameters (or
+	 * the input, with input_grad) feeds. */
+	up[N] = n->input_grad;
+	for (uint32_t q = 0; q < N; q++) {
+		uint32_t i = n->order[q], m = node_inputs(n, i, v);
+		struct net_layer *l = &n->layers[i];
+
+		l->need_dx = false;
+		for (uint32_t k = 0; k < m; k++)
+			l->need_dx = l->need_dx || up[v[k]];
+		up[i] = l->need_dx || spec_has_params(l->spec.kind);
+		l->active = up[i];
+	}
+	/* Aliases: a value whose only reader passes its gradient through
+	 * unchanged shares that reader's class. */
+	for (uint32_t x = 0; x < V; x++)
+		uf[x] = (int)x;
+	for (uint32_t i = 0; i < N; i++) {
+		struct net_layer *l = &n->layers[i];
+		uint32_t m = node_inputs(n, i, v);
+
+		for (uint32_t k = 0; k < m; k++) {
+			bool pass = l->spec.kind == LAYER_FLATTEN || l->spec.kind == LAYER_IDENTITY ||
+				    l->spec.kind == LAYER_RESIDUAL;
+			uint32_t readers = v[k] == N ? 1 : n->layers[v[k]].consumers;
+
+			if (pass && readers == 1 && up[v[k]]) {
+				uf[uf_find(uf, (int)v[k])] = uf_find(uf, (int)i);
+				p->alias[i] |= 1u << k;
+			}
+		}
+	}
+	p->ncls = 0;
+	for (uint32_t x = 0; x < V; x++)
+		p->cls[x] = -1;
+	for (uint32_t x = 0; x < V; x++) {
+		int r = uf_find(uf, (int)x);
+
+		if (!up[x] && x != n->out_node)
+			continue;
+		if (p->cls[r] < 0 || (uint32_t)r != x) {
+			if (p->cls[r] < 0) {
+				p->cls[r] = (int)p->ncls;
+				iv[p->ncls] = (struct interval){ .start = PHASE_END, .end = -1,
+								 .size = value_size(n, x), .buf = -1 };
+				p->ncls++;
+			}
+			p->cls[x] = p->cls[r];
+		}
+	}
+	/* Phases, first writers, scratch buffers and lifetimes. */
+	p->nphases = backward_phases(n, p->phases);
+	for (uint32_t i = 0; i < N; i++) {
+		phase_of[i] = -1;
+		n->layers[i].scratch = -1;
+	}
+	for (uint32_t ph = 0; ph < p->nphases; ph++)
+		for (int q = p->phases[ph].hi; q >= p->phases[ph].lo; q--)
+			phase_of[n->order[q]] = (int)ph;
+	niv = p->ncls;
+	iv[p->cls[n->out_node]].start = 0;   /* the loss writes it before phase 0 */
+	for (uint32_t ph = 0; ph < p->nphases; ph++) {
+		for (int q = p->phases[ph].hi; q >= p->phases[ph].lo; q--) {
+			uint32_t i = n->order[q], m = node_inputs(n, i, v);
+			struct net_layer *l = &n->layers[i];
+			int c = p->cls[i];
+
+			if (!l->active)
+				continue;
+			/* it reads the gradient at its output */
+			if (c >= 0) {
+				iv[c].start = iv[c].start < (int)ph ? iv[c].start : (int)ph;
+				iv[c].end = iv[c].end > (int)ph ? iv[c].end : (int)ph;
+			}
+			for (uint32_t k = 0; k < m; k++) {
+				int ck = p->cls[v[k]];
+
+				if (!up[v[k]] || (p->alias[i] >> k & 1))
+					continue;
+				iv[ck].start = iv[ck].start < (int)ph ? iv[ck].start : (int)ph;
+				iv[ck].end = iv[ck].end > (int)ph ? iv[ck].end : (int)ph;
+				if (!written[ck]) {
+					written[ck] = true;
+					p->first[i] |= 1u << k;
+				} else if (!spec_is_block(l->spec.kind) && l->spec.kind != LAYER_FLATTEN &&
+					   l->spec.kind != LAYER_IDENTITY) {
+					/* a layer's dx goes to scratch, then is added */
+					iv[niv] = (struct interval){ .start = (int)ph, .end = (int)ph,
+								     .size = value_size(n, v[k]), .buf = -1 };
+					l->scratch = (int)niv++;
+				}
+			}
+		}
+	}
+	if (p->cls[N] >= 0)
+		iv[p->cls[N]].end = PHASE_END;   /* n->dx outlives the pass */
+	if (iv[p->cls[n->out_node]].end < 0)
+		iv[p->cls[n->out_node]].end = 0;   /* net_dout is always a buffer */
+	/* Greedy interval colouring, by start. */
+	for (;;) {
+		uint32_t best = niv;
+
+		for (uint32_t a = 0; a < niv; a++)
+			if (iv[a].buf < 0 && iv[a].end >= iv[a].start &&
+			    (best == niv || iv[a].start < iv[best].start))
+				best = a;
+		if (best == niv)
+			break;
+		{
+			int pick = -1;
+			size_t *len;
+
+			for (uint32_t b = 0; b < p->nbufs; b++) {
+				bool busy = false;
+
+				for (uint32_t a = 0; a < niv && !busy; a++)
+					busy = iv[a].buf == (int)b && !(iv[a].end < iv[best].start ||
+									iv[best].end < iv[a].start);
+				if (!busy && (pick < 0 || (p->buf_len[b] >= iv[best].size) >
+								  (p->buf_len[pick] >= iv[best].size)))
+					pick = (int)b;
+			}
+			if (pick < 0) {
+				len = realloc(p->buf_len, (p->nbufs + 1) * sizeof(size_t));
+				if (!len)
+					goto out;
+				p->buf_len = len;
+				p->buf_len[p->nbufs] = 0;
+				pick = (int)p->nbufs++;
+			}
+			if (p->buf_len[pick] < iv[best].size)
+				p->buf_len[pick] = iv[best].size;
+			iv[best].buf = pick;
+		}
+	}
+	for (uint32_t a = 0; a < niv; a++)
+		p->cls_buf[a] = iv[a].buf < 0 ? 0 : iv[a].buf;
+	if (p->nbufs == 0) {   /* nothing to plan: still a place for net_dout */
+		p->buf_len = calloc(1, sizeof(size_t));
+		if (!p->buf_len)
+			goto out;
+		p->buf_len[0] = n->classes ? n->classes : 1;
+		p->nbufs = 1;
+	}
+	for (uint32_t b = 0; b < p->nbufs; b++)
+		p->floats += (size_t)n->max_batch * p->buf_len[b];
+	if (alloc) {
+		p->bufs = calloc(p->nbufs, sizeof(float *));
+		if (!p->bufs)
+			goto out;
+		for (uint32_t b = 0; b < p->nbufs; b++)
+			if (!(p->bufs[b] = k_alloc_floats((size_t)n->max_batch * p->buf_len[b])))
+				goto out;
+	}
+	plan_free(n->plan);
+	n->plan = p;
+	p = NULL;
+	n->dout = alloc ? grad_of(n, n->out_node) : NULL;
+	rc = 0;
+out:
+	plan_free(p);
+	free(uf);
+	free(phase_of);
+	free(iv);
+	free(up);
+	free(written);
+	return rc;
+}
+
+int net_set_input_grad(struct net *n, bool on)
+{
+	bool was = n->input_grad;
 	int rc;
 
-	memset(n, 0, sizeof(*n));
-	rc = spec_shapes(spec, input, classes, shapes, NULL, NULL);
+	n->input_grad = on;
+	rc = plan_backward(n, true);
 	if (rc < 0)
+		n->input_grad = was;
+	return rc;
+}
+
+/* ---- init ----------------------------------------------------------------- */
+
+/* The table, the order and the plan of spec, without the big buffers. */
+static int net_layout(struct net *n, const struct model_spec *spec, struct shape input,
+		      uint32_t classes, uint32_t max_batch, unsigned members, bool alloc)
+{
+	struct shape *shapes;
+	size_t col_len = 1, part_len = 1;
+	uint32_t count = 0, v[SPEC_MAX_BRANCHES];
+	int rc;
+
+	shapes = malloc(SPEC_MAX_LAYERS * sizeof(*shapes));
+	n->layers = calloc(spec->n ? spec->n : 1, sizeof(*n->layers));
+	n->order = calloc(spec->n ? spec->n : 1, sizeof(*n->order));
+	n->tensors = calloc(NET_MAX_TENSORS, sizeof(*n->tensors));
+	if (!shapes || !n->layers || !n->order || !n->tensors) {
+		free(shapes);
+		return -ENOMEM;
+	}
+	rc = spec_shapes(spec, input, classes, shapes, NULL, NULL);
+	if (rc < 0) {
+		free(shapes);
 		return rc;
+	}
 	n->spec = *spec;
 	n->input = input;
-	n->classes = (uint32_t)shape_size(shapes[spec->n - 1]);
 	n->max_batch = max_batch;
-	n->team = team;
-	n->members = team ? team_size(team) : 1;
+	n->members = members;
 	n->in_size = shape_size(input);
-	widest = n->in_size;
 	for (uint32_t i = 0; i < spec->n; i++) {
 		struct net_layer *l = &n->layers[i];
 
 		l->spec = spec->layers[i];
-		l->in = i ? shapes[i - 1] : input;
+		if (spec_is_block(l->spec.kind))
+			l->in = l->spec.last[0] < 0 ? input : shapes[l->spec.last[0]];
+		else
+			l->in = spec_input_shape(spec, shapes, input, i);
 		l->out = shapes[i];
 		l->in_size = shape_size(l->in);
 		l->out_size = shape_size(l->out);
-		l->need_dx = params_before;
+		if (l->spec.parent < 0)
+			n->out_node = i;
 		declare_tensors(n, i);
-		params_before = params_before || spec_has_params(l->spec.kind);
-		if (l->out_size > widest)
-			widest = l->out_size;
 		if (l->spec.kind == LAYER_CONV2D) {
 			size_t ckk = (size_t)l->in.c * l->spec.k * l->spec.k;
 			size_t cl = ckk * l->out.h * l->out.w;
-			size_t pl = (size_t)l->spec.out * ckk + l->spec.out;
+			size_t pl = (size_t)l->spec.out * (ckk / l->spec.groups) + l->spec.out;
 
 			col_len = cl > col_len ? cl : col_len;
 			l->part_off = part_len - 1;
 			part_len += pl;   /* each conv2d its own slice: a phase may run several */
 		}
 	}
+	free(shapes);
+	n->classes = (uint32_t)n->layers[n->out_node].out_size;
+	for (uint32_t i = 0; i < spec->n; i++)
+		if (n->layers[i].spec.parent < 0) {
+			emit_order(n, i, &count);
+			if (spec_is_block(n->layers[i].spec.kind))
+				i = n->layers[i].spec.end - 1;
+		}
+	for (uint32_t i = 0; i < spec->n; i++) {
+		uint32_t m = node_inputs(n, i, v);
+
+		for (uint32_t k = 0; k < m; k++)
+			if (v[k] != vin(n))
+				n->layers[v[k]].consumers++;
+	}
 	n->col_len = col_len;
 	n->part_len = part_len;
+	return plan_backward(n, alloc);
+}
+
+/* Activation floats per sample: every node's output but the borrowed ones. */
+static bool borrows_input(enum layer_kind k)
+{
+	return k == LAYER_FLATTEN || k == LAYER_IDENTITY;
+}
+
+int net_floats(const struct model_spec *spec, struct shape input, uint32_t max_batch,
+	       unsigned members, uint64_t *floats)
+{
+	struct net n;
+	int rc;
+
+	*floats = 0;
+	memset(&n, 0, sizeof(n));
+	rc = net_layout(&n, spec, input, 0, max_batch, members ? members : 1, false);
+	if (rc == 0) {
+		*floats = (uint64_t)max_batch * n.in_size + n.plan->floats +
+			  3ull * (n.members) * n.col_len + (uint64_t)n.members * n.part_len;
+		for (uint32_t i = 0; i < spec->n; i++)
+			if (!borrows_input(n.layers[i].spec.kind))
+				*floats += (uint64_t)max_batch * n.layers[i].out_size;
+	}
+	net_deinit(&n);
+	return rc;
+}
+
+int net_init(struct net *n, const struct model_spec *spec, struct shape input, uint32_t classes,
+	     uint32_t max_batch, struct team *team)
+{
+	int rc;
+
+	memset(n, 0, sizeof(*n));
+	n->team = team;
+	rc = net_layout(n, spec, input, classes, max_batch, team ? team_size(team) : 1, true);
+	if (rc < 0)
+		goto fail;
 	rc = -ENOMEM;
 	n->params = k_alloc_floats(n->nparams);
 	n->grads = k_alloc_floats(n->nparams);
 	n->buffers = k_alloc_floats(n->nbuffers);
 	n->counts = calloc(n->ncounts ? n->ncounts : 1, sizeof(int64_t));
 	n->x = k_alloc_floats((size_t)max_batch * n->in_size);
-	n->dbuf[0] = k_alloc_floats((size_t)max_batch * widest);
-	n->dbuf[1] = k_alloc_floats((size_t)max_batch * widest);
-	n->col = k_alloc_floats(n->members * col_len);
-	n->dcol = k_alloc_floats(n->members * col_len);
-	n->part = k_alloc_floats(n->members * part_len);
-	if (!n->params || !n->grads || !n->buffers || !n->counts || !n->x || !n->dbuf[0] ||
-	    !n->dbuf[1] || !n->col || !n->dcol || !n->part)
+	n->col = k_alloc_floats(n->members * n->col_len);
+	n->dcol = k_alloc_floats(n->members * n->col_len);
+	n->part = k_alloc_floats(n->members * n->part_len);
+	if (!n->params || !n->grads || !n->buffers || !n->counts || !n->x || !n->col || !n->dcol ||
+	    !n->part)
 		goto fail;
-	prev = n->x;
-	for (uint32_t i = 0; i < spec->n; i++) {
-		struct net_layer *l = &n->layers[i];
+	for (uint32_t q = 0; q < spec->n; q++) {
+		struct net_layer *l = &n->layers[n->order[q]];
 		size_t rows = (size_t)max_batch * l->out_size;
 
-		if (l->spec.kind == LAYER_FLATTEN) {
-			l->y = prev;
+		if (borrows_input(l->spec.kind)) {
+			l->y = value_y(n, l->spec.src < 0 ? vin(n) : (uint32_t)l->spec.src);
+			l->y_borrowed = true;
 			continue;
 		}
 		l->y = k_alloc_floats(rows);
@@ -179,16 +633,12 @@ int net_init(struct net *n, const struct model_spec *spec, struct shape input, u
 			goto fail;
 		if (l->spec.kind == LAYER_DROPOUT && !(l->mask = calloc(rows, 1)))
 			goto fail;
-		if (i > 0 && per_sample(l->spec.kind) && per_sample(n->layers[i - 1].spec.kind) &&
-		    !(l->gx = k_alloc_floats((size_t)max_batch * l->in_size)))
-			goto fail;
 		if (l->spec.kind == LAYER_MAXPOOL2D && !(l->argmax = calloc(rows, sizeof(uint32_t))))
 			goto fail;
 		if (spec_is_batchnorm(l->spec.kind) &&
 		    (!(l->mean = calloc(l->in.c, sizeof(double))) ||
 		     !(l->invstd = calloc(l->in.c, sizeof(double)))))
 			goto fail;
-		prev = l->y;
 	}
 	return 0;
 fail:
@@ -198,28 +648,56 @@ fail:
 
 void net_deinit(struct net *n)
 {
-	for (uint32_t i = 0; i < n->spec.n; i++) {
+	for (uint32_t i = 0; n->layers && i < n->spec.n; i++) {
 		struct net_layer *l = &n->layers[i];
 
-		if (l->spec.kind != LAYER_FLATTEN)
+		if (!l->y_borrowed)
 			free(l->y);
 		free(l->mask);
-		free(l->gx);
 		free(l->argmax);
 		free(l->mean);
 		free(l->invstd);
 	}
+	plan_free(n->plan);
+	free(n->layers);
+	free(n->order);
+	free(n->tensors);
 	free(n->params);
 	free(n->grads);
 	free(n->buffers);
 	free(n->counts);
 	free(n->x);
-	free(n->dbuf[0]);
-	free(n->dbuf[1]);
 	free(n->col);
 	free(n->dcol);
 	free(n->part);
 	memset(n, 0, sizeof(*n));
+}
+
+/* ---- initial weights ------------------------------------------------------- */
+
+/* fan_in of a linear or conv2d layer, as torch.nn.init._calculate_fan_in_and_fan_out. */
+static size_t layer_fan_in(const struct net_layer *l)
+{
+	return l->spec.kind == LAYER_LINEAR
+		       ? l->in.c
+		       : (size_t)(l->in.c / l->spec.groups) * l->spec.k * l->spec.k;
+}
+
+/* fan_out of a conv2d layer: out channels times the receptive field. */
+static size_t conv_fan_out(const struct net_layer *l)
+{
+	return (size_t)l->spec.out * l->spec.k * l->spec.k;
+}
+
+static void init_batchnorm(struct net *n, const struct net_layer *l)
+{
+	for (size_t c = 0; c < l->in.c; c++) {
+		n->params[l->w_off + c] = 1.0f;
+		n->params[l->b_off + c] = 0.0f;
+		n->buffers[l->rm_off + c] = 0.0f;
+		n->buffers[l->rv_off + c] = 1.0f;
+	}
+	n->counts[l->nbt] = 0;
 }
 
 void net_init_params(struct net *n, struct rng *r)
@@ -234,8 +712,7 @@ void net_init_params(struct net *n, struct rng *r)
 			float bound, *w, *b;
 
 			out = l->spec.out;
-			fan_in = l->spec.kind == LAYER_LINEAR ? l->in.c
-							      : (size_t)l->in.c * l->spec.k * l->spec.k;
+			fan_in = layer_fan_in(l);
 			bound = 1.0f / sqrtf((float)fan_in);
 			w = n->params + l->w_off;
 			for (size_t k = 0; k < out * fan_in; k++)
@@ -249,24 +726,32 @@ void net_init_params(struct net *n, struct rng *r)
 		}
 		case LAYER_BATCHNORM1D:
 		case LAYER_BATCHNORM2D:
-			for (size_t c = 0; c < l->in.c; c++) {
-				n->params[l->w_off + c] = 1.0f;
-				n->params[l->b_off + c] = 0.0f;
-				n->buffers[l->rm_off + c] = 0.0f;
-				n->buffers[l->rv_off + c] = 1.0f;
-			}
-			n->counts[l->nbt] = 0;
+			init_batchnorm(n, l);
 			break;
 		default:
 			break;
 		}
 	}
-}
+	if (n->spec.init != SPEC_INIT_TORCHVISION)
+		return;
+	for (uint32_t i = 0; i < n->spec.n; i++) {
+		struct net_layer *l = &n->layers[i];
+		float *w = n->params + l->w_off;
+		double std;
 
-/* fan_in of a linear or conv2d layer, as torch.nn.init._calculate_fan_in_and_fan_out. */
-static size_t layer_fan_in(const struct net_layer *l)
-{
-	return l->spec.kind == LAYER_LINEAR ? l->in.c : (size_t)l->in.c * l->spec.k * l->spec.k;
+		if (l->spec.kind != LAYER_CONV2D)
+			continue;
+		std = sqrt(2.0) / sqrt((double)conv_fan_out(l));
+		for (size_t k = 0; k < l->spec.out * layer_fan_in(l); k += 2) {
+			/* Box-Muller from two 24-bit uniforms, u1 in (0, 1] */
+			double u1 = 1.0 - (double)rng_uniform(r), u2 = (double)rng_uniform(r);
+			double rad = sqrt(-2.0 * log(u1)), th = 2.0 * M_PI * u2;
+
+			w[k] = (float)(rad * cos(th) * std);
+			if (k + 1 < l->spec.out * layer_fan_in(l))
+				w[k + 1] = (float)(rad * sin(th) * std);
+		}
+	}
 }
 
 void net_init_params_torch(struct net *n, struct mt19937 *m)
@@ -293,15 +778,22 @@ void net_init_params_torch(struct net *n, struct mt19937 *m)
 				for (size_t k = 0; k < l->spec.out; k++)
 					b[k] = mt_uniform_f32(m, -bound, bound);
 			}
-		} else if (l->spec.kind == LAYER_BATCHNORM1D || l->spec.kind == LAYER_BATCHNORM2D) {
-			for (size_t c = 0; c < l->in.c; c++) {
-				n->params[l->w_off + c] = 1.0f;
-				n->params[l->b_off + c] = 0.0f;
-				n->buffers[l->rm_off + c] = 0.0f;
-				n->buffers[l->rv_off + c] = 1.0f;
-			}
-			n->counts[l->nbt] = 0;
+		} else if (spec_is_batchnorm(l->spec.kind)) {
+			init_batchnorm(n, l);
 		}
+	}
+	if (n->spec.init != SPEC_INIT_TORCHVISION)
+		return;
+	/* torchvision: for m in self.modules(): Conv2d -> kaiming_normal_(
+	 * mode="fan_out", nonlinearity="relu"): std = gain / sqrt(fan_out),
+	 * gain = sqrt(2.0), in double, then normal_(0, std). */
+	for (uint32_t i = 0; i < n->spec.n; i++) {
+		struct net_layer *l = &n->layers[i];
+
+		if (l->spec.kind != LAYER_CONV2D)
+			continue;
+		mt_normal_fill_f32(m, n->params + l->w_off, l->spec.out * layer_fan_in(l), 0.0,
+				   sqrt(2.0) / sqrt((double)conv_fan_out(l)));
 	}
 }
 
@@ -328,12 +820,12 @@ void *net_tensor_data(const struct net *n, const struct net_tensor *t, float *pa
 
 const float *net_output(const struct net *n)
 {
-	return n->layers[n->spec.n - 1].y;
+	return n->layers[n->out_node].y;
 }
 
 float *net_dout(struct net *n)
 {
-	return n->dbuf[0];
+	return n->dout;
 }
 
 /* ---- one layer's work, shared by the team members ----------------------- */
@@ -341,13 +833,14 @@ float *net_dout(struct net *n)
 struct layer_job {
 	struct net *n;
 	struct net_layer *l;
-	uint32_t index;        /* layer index (Dropout's stream) */
+	uint32_t index;        /* node index (Dropout's stream) */
 	size_t batch;
 	bool train;
 	uint64_t step;
 	const float *in;       /* (batch, in_size) the layer's input */
 	const float *dy;       /* (batch, out_size) gradient at its output */
 	float *dx;             /* (batch, in_size) gradient at its input, or NULL */
+	float *acc;            /* dx is a scratch buffer: add it into acc (the input's gradient) */
 	/* A linear layer followed by a ReLU computes the ReLU on its own columns
 	 * in the same phase: forward, relu is that ReLU layer (its y written);
 	 * backward (only when the linear passes no gradient down), relu_job is
@@ -356,16 +849,16 @@ struct layer_job {
 	const struct layer_job *relu_job;
 };
 
-/* A run of layers that work sample by sample, computed in one phase: every
- * layer's function splits the batch with team_split(batch, idx, n, 1), so a
+/* A run of nodes that work sample by sample, computed in one phase: every
+ * node's function splits the batch with team_split(batch, idx, n, 1), so a
  * member computes the same rows of each in turn and nothing needs the other
  * members' rows until the run ends. */
 struct run_job {
 	struct net *n;
 	net_input_fn fill;     /* forward: fills the member's rows of n->x first (or NULL) */
 	void *fill_arg;
-	struct layer_job *jobs;
-	int first, end;        /* forward: first <= i < end; backward: first >= i > end */
+	struct layer_job *jobs;   /* by node index */
+	int first, end;        /* order positions; forward: first <= p < end; backward: first >= p > end */
 	bool backward;
 };
 
@@ -379,6 +872,7 @@ static void run(struct net *n, bool split, team_fn fn, struct layer_job *job)
 
 static bool linear_split(const struct net *n, const struct net_layer *l, size_t batch)
 {
+	(void)n;
 	return batch * l->in_size * l->out_size >= SPLIT_MIN_FLOPS;
 }
 
@@ -402,8 +896,8 @@ static void linear_forward(void *arg, unsigned idx, unsigned nm)
 	 * would zero y and the pass that would add the bias. */
 	if (l->has_bias)
 		k_fill_rows(l->y, out, j->batch, c0, c1, p + l->b_off);
-	k_gemm(0, 1, j->batch, c1 - c0, in, 1.0f, j->in, in, p + l->w_off + c0 * in, in,
-	       l->has_bias ? 1.0f : 0.0f, l->y + c0, out);
+	k_gemm_by(j->n->kernels, 0, 1, j->batch, c1 - c0, in, 1.0f, j->in, in, p + l->w_off + c0 * in, in,
+		  l->has_bias ? 1.0f : 0.0f, l->y + c0, out);
 	if (j->relu)
 		for (size_t r = 0; r < j->batch; r++)
 			k_relu_rows(j->relu->y + r * out + c0, l->y + r * out + c0, c1 - c0);
@@ -420,8 +914,8 @@ static void linear_backward(void *arg, unsigned idx, unsigned nm)
 	if (j->dx) {
 		team_split(in, idx, nm, SPLIT_ALIGN, &lo, &hi);
 		if (lo < hi)
-			k_gemm(0, 0, j->batch, hi - lo, out, 1.0f, j->dy, out,
-			       n->params + l->w_off + lo, in, 0.0f, j->dx + lo, in);
+			k_gemm_by(n->kernels, 0, 0, j->batch, hi - lo, out, 1.0f, j->dy, out,
+				  n->params + l->w_off + lo, in, 0.0f, j->dx + lo, in);
 	}
 	team_split(out, idx, nm, SPLIT_ALIGN, &lo, &hi);
 	if (lo == hi)
@@ -430,8 +924,8 @@ static void linear_backward(void *arg, unsigned idx, unsigned nm)
 		for (size_t r = 0; r < j->batch; r++)
 			k_relu_backward_rows(j->relu_job->dx + r * out + lo, j->relu_job->l->y + r * out + lo,
 					     j->relu_job->dy + r * out + lo, hi - lo);
-	k_gemm(1, 0, hi - lo, in, j->batch, 1.0f, j->dy + lo, out, j->in, in, 0.0f,
-	       n->grads + l->w_off + lo * in, in);
+	k_gemm_by(n->kernels, 1, 0, hi - lo, in, j->batch, 1.0f, j->dy + lo, out, j->in, in, 0.0f,
+		  n->grads + l->w_off + lo * in, in);
 	if (l->has_bias)
 		k_colsum(n->grads + l->b_off, j->dy, out, j->batch, lo, hi);
 }
@@ -451,27 +945,52 @@ static void dropout_block(uint64_t key, uint64_t step, uint32_t index, uint64_t 
 static void act_forward(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1)
 {
 	struct net_layer *l = j->l;
-	size_t size = l->out_size;
+	size_t size = l->out_size, len = (r1 - r0) * size;
 	const float *x;
 	float *y;
 
+	(void)idx;
+	(void)first;
 	x = j->in + r0 * size;
 	y = l->y + r0 * size;
 	switch (l->spec.kind) {
 	case LAYER_RELU:
-		k_relu_rows(y, x, (r1 - r0) * size);
+		k_relu_rows(y, x, len);
 		break;
 	case LAYER_TANH:
-		for (size_t e = 0; e < (r1 - r0) * size; e++)
+		for (size_t e = 0; e < len; e++)
 			y[e] = tanhf(x[e]);
 		break;
 	case LAYER_GELU:
-		for (size_t e = 0; e < (r1 - r0) * size; e++)
+		for (size_t e = 0; e < len; e++)
 			y[e] = x[e] * 0.5f * (1.0f + erff(x[e] * (float)M_SQRT1_2));
 		break;
+	case LAYER_LEAKYRELU: {
+		float slope = (float)l->spec.p;
+
+		for (size_t e = 0; e < len; e++)
+			y[e] = x[e] > 0.0f ? x[e] : x[e] * slope;
+		break;
+	}
+	case LAYER_SIGMOID:
+		for (size_t e = 0; e < len; e++)
+			y[e] = 1.0f / (1.0f + expf(-x[e]));
+		break;
+	case LAYER_SILU:
+		for (size_t e = 0; e < len; e++)
+			y[e] = x[e] / (1.0f + expf(-x[e]));
+		break;
+	case LAYER_SOFTPLUS: {
+		/* PyTorch: (x * beta) > threshold ? x : log1p(exp(x * beta)) / beta */
+		float beta = (float)l->spec.p, thr = (float)l->spec.threshold;
+
+		for (size_t e = 0; e < len; e++)
+			y[e] = x[e] * beta > thr ? x[e] : log1pf(expf(x[e] * beta)) / beta;
+		break;
+	}
 	case LAYER_DROPOUT:
 		if (!j->train) {
-			memcpy(y, x, (r1 - r0) * size * sizeof(float));
+			memcpy(y, x, len * sizeof(float));
 			break;
 		} else {
 			uint64_t threshold = (uint64_t)ldexp(1.0 - l->spec.p, 32);
@@ -480,7 +999,7 @@ static void act_forward(const struct layer_job *j, unsigned idx, size_t first, s
 			uint32_t words[4];
 			uint64_t g0 = (uint64_t)r0 * size;
 
-			for (size_t e = 0; e < (r1 - r0) * size; e++) {
+			for (size_t e = 0; e < len; e++) {
 				uint64_t g = g0 + e;
 				bool keep;
 
@@ -505,6 +1024,8 @@ static void act_backward(const struct layer_job *j, unsigned idx, size_t first, 
 	const float *dy, *y, *x;
 	float *dx;
 
+	(void)idx;
+	(void)first;
 	len = (r1 - r0) * size;
 	dy = j->dy + r0 * size;
 	y = l->y + r0 * size;
@@ -526,6 +1047,34 @@ static void act_backward(const struct layer_job *j, unsigned idx, size_t first, 
 			float pdf = expf(-0.5f * x[e] * x[e]) * beta;
 
 			dx[e] = dy[e] * (cdf + x[e] * pdf);
+		}
+		break;
+	}
+	case LAYER_LEAKYRELU: {
+		float slope = (float)l->spec.p;
+
+		for (size_t e = 0; e < len; e++)
+			dx[e] = x[e] > 0.0f ? dy[e] : dy[e] * slope;
+		break;
+	}
+	case LAYER_SIGMOID:
+		for (size_t e = 0; e < len; e++)
+			dx[e] = dy[e] * (1.0f - y[e]) * y[e];
+		break;
+	case LAYER_SILU:
+		for (size_t e = 0; e < len; e++) {
+			float s = 1.0f / (1.0f + expf(-x[e]));
+
+			dx[e] = dy[e] * s * (1.0f + x[e] * (1.0f - s));
+		}
+		break;
+	case LAYER_SOFTPLUS: {
+		float beta = (float)l->spec.p, thr = (float)l->spec.threshold;
+
+		for (size_t e = 0; e < len; e++) {
+			float z = expf(x[e] * beta);
+
+			dx[e] = x[e] * beta > thr ? dy[e] : dy[e] * z / (z + 1.0f);
 		}
 		break;
 	}
@@ -629,47 +1178,64 @@ static void bn_backward(void *arg, unsigned idx, unsigned nm)
 	}
 }
 
-/* Conv2d on this member's samples: y[r] (OC, OH*OW) = W (OC, C*K*K) col(x[r]) + b */
+static void conv_im2col(const struct net_layer *l, float *col, const float *x)
+{
+	const struct layer_spec *s = &l->spec;
+
+	if (s->dilation == 1)
+		k_im2col(col, x, l->in.c, l->in.h, l->in.w, s->k, s->stride, s->padding, l->out.h,
+			 l->out.w);
+	else
+		k_im2col_dil(col, x, l->in.c, l->in.h, l->in.w, s->k, s->stride, s->padding,
+			     s->dilation, l->out.h, l->out.w);
+}
+
+/* Conv2d on this member's samples: per group g, y[r] (OC/G, OH*OW) =
+ * W_g (OC/G, C/G*K*K) col_g(x[r]) + b (one group: the whole of both) */
 /* rows [r0, r1) of the member idx whose share starts at row `first` */
 static void conv_forward(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1)
 {
 	struct net_layer *l = j->l;
 	struct net *n = j->n;
 	const struct layer_spec *s = &l->spec;
-	size_t ckk = (size_t)l->in.c * s->k * s->k, ohw = (size_t)l->out.h * l->out.w;
+	size_t G = s->groups, og = s->out / G;
+	size_t ckk = (size_t)l->in.c / G * s->k * s->k, ohw = (size_t)l->out.h * l->out.w;
 	float *col = n->col + idx * n->col_len;
+
+	(void)first;
 	for (size_t r = r0; r < r1; r++) {
 		float *y = l->y + r * l->out_size;
 
-		k_im2col(col, j->in + r * l->in_size, l->in.c, l->in.h, l->in.w, s->k, s->stride,
-			 s->padding, l->out.h, l->out.w);
+		conv_im2col(l, col, j->in + r * l->in_size);
 		if (l->has_bias)
 			for (size_t oc = 0; oc < s->out; oc++)
 				for (size_t t = 0; t < ohw; t++)
 					y[oc * ohw + t] = n->params[l->b_off + oc];
-		k_gemm(0, 0, s->out, ohw, ckk, 1.0f, n->params + l->w_off, ckk, col, ohw,
-		       l->has_bias ? 1.0f : 0.0f, y, ohw);
+		for (size_t g = 0; g < G; g++)
+			k_gemm(0, 0, og, ohw, ckk, 1.0f, n->params + l->w_off + g * og * ckk, ckk,
+			       col + g * ckk * ohw, ohw, l->has_bias ? 1.0f : 0.0f, y + g * og * ohw, ohw);
 	}
 }
 
-/* This member's samples: its partial dW (OC, C*K*K) and db (OC) sums, and dx. */
+/* This member's samples: its partial dW (OC, C/G*K*K) and db (OC) sums, and dx. */
 /* rows [r0, r1) of the member idx whose share starts at row `first` */
 static void conv_backward(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1)
 {
 	struct net_layer *l = j->l;
 	struct net *n = j->n;
 	const struct layer_spec *s = &l->spec;
-	size_t ckk = (size_t)l->in.c * s->k * s->k, ohw = (size_t)l->out.h * l->out.w;
+	size_t G = s->groups, og = s->out / G;
+	size_t ckk = (size_t)l->in.c / G * s->k * s->k, ohw = (size_t)l->out.h * l->out.w;
 	float *col = n->col + idx * n->col_len, *dcol = n->dcol + idx * n->col_len;
 	float *dw = n->part + idx * n->part_len + l->part_off, *db = dw + (size_t)s->out * ckk;
 
 	for (size_t r = r0; r < r1; r++) {
 		const float *dy = j->dy + r * l->out_size;
 
-		k_im2col(col, j->in + r * l->in_size, l->in.c, l->in.h, l->in.w, s->k, s->stride,
-			 s->padding, l->out.h, l->out.w);
-		k_gemm(0, 1, s->out, ckk, ohw, 1.0f, dy, ohw, col, ohw, r == first ? 0.0f : 1.0f, dw,
-		       ckk);
+		conv_im2col(l, col, j->in + r * l->in_size);
+		for (size_t g = 0; g < G; g++)
+			k_gemm(0, 1, og, ckk, ohw, 1.0f, dy + g * og * ohw, ohw, col + g * ckk * ohw, ohw,
+			       r == first ? 0.0f : 1.0f, dw + g * og * ckk, ckk);
 		for (size_t oc = 0; oc < s->out; oc++) {
 			float sum = 0.0f;
 
@@ -678,10 +1244,15 @@ static void conv_backward(const struct layer_job *j, unsigned idx, size_t first,
 			db[oc] = r == first ? sum : db[oc] + sum;
 		}
 		if (j->dx) {
-			k_gemm(1, 0, ckk, ohw, s->out, 1.0f, n->params + l->w_off, ckk, dy, ohw, 0.0f,
-			       dcol, ohw);
-			k_col2im(j->dx + r * l->in_size, dcol, l->in.c, l->in.h, l->in.w, s->k,
-				 s->stride, s->padding, l->out.h, l->out.w);
+			for (size_t g = 0; g < G; g++)
+				k_gemm(1, 0, ckk, ohw, og, 1.0f, n->params + l->w_off + g * og * ckk, ckk,
+				       dy + g * og * ohw, ohw, 0.0f, dcol + g * ckk * ohw, ohw);
+			if (s->dilation == 1)
+				k_col2im(j->dx + r * l->in_size, dcol, l->in.c, l->in.h, l->in.w, s->k,
+					 s->stride, s->padding, l->out.h, l->out.w);
+			else
+				k_col2im_dil(j->dx + r * l->in_size, dcol, l->in.c, l->in.h, l->in.w, s->k,
+					     s->stride, s->padding, s->dilation, l->out.h, l->out.w);
 		}
 	}
 }
@@ -689,7 +1260,7 @@ static void conv_backward(const struct layer_job *j, unsigned idx, size_t first,
 /* The members' partial sums, added in member order into the gradients. */
 static void conv_reduce(struct net *n, struct net_layer *l, unsigned members)
 {
-	size_t ckk = (size_t)l->in.c * l->spec.k * l->spec.k;
+	size_t ckk = (size_t)l->in.c / l->spec.groups * l->spec.k * l->spec.k;
 	size_t nw = (size_t)l->spec.out * ckk, nb = l->spec.out;
 	float *gw = n->grads + l->w_off, *gb = l->has_bias ? n->grads + l->b_off : NULL;
 	bool first = true;
@@ -712,15 +1283,25 @@ static void pool_forward(const struct layer_job *j, unsigned idx, size_t first, 
 {
 	struct net_layer *l = j->l;
 	const struct layer_spec *s = &l->spec;
+
+	(void)idx;
+	(void)first;
 	for (size_t r = r0; r < r1; r++) {
 		const float *x = j->in + r * l->in_size;
 		float *y = l->y + r * l->out_size;
 
-		if (s->kind == LAYER_MAXPOOL2D)
+		if (s->kind == LAYER_MAXPOOL2D && s->padding)
+			k_maxpool_pad(y, l->argmax + r * l->out_size, x, l->in.c, l->in.h, l->in.w, s->k,
+				      s->stride, s->padding, l->out.h, l->out.w);
+		else if (s->kind == LAYER_MAXPOOL2D)
 			k_maxpool(y, l->argmax + r * l->out_size, x, l->in.c, l->in.h, l->in.w, s->k,
 				  s->stride, l->out.h, l->out.w);
-		else
+		else if (s->kind == LAYER_AVGPOOL2D)
 			k_avgpool(y, x, l->in.c, l->in.h, l->in.w, s->k, s->stride, l->out.h, l->out.w);
+		else if (s->kind == LAYER_ADAPTIVEAVGPOOL2D)
+			k_adaptive_avgpool(y, x, l->in.c, l->in.h, l->in.w, l->out.h, l->out.w);
+		else
+			k_upsample_nearest(y, x, l->in.c, l->in.h, l->in.w, s->k);
 	}
 }
 
@@ -729,35 +1310,111 @@ static void pool_backward(const struct layer_job *j, unsigned idx, size_t first,
 {
 	struct net_layer *l = j->l;
 	const struct layer_spec *s = &l->spec;
+
+	(void)idx;
+	(void)first;
 	for (size_t r = r0; r < r1; r++) {
 		const float *dy = j->dy + r * l->out_size;
 		float *dx = j->dx + r * l->in_size;
 
 		if (s->kind == LAYER_MAXPOOL2D)
 			k_maxpool_backward(dx, dy, l->argmax + r * l->out_size, l->in_size, l->out_size);
-		else
+		else if (s->kind == LAYER_AVGPOOL2D)
 			k_avgpool_backward(dx, dy, l->in.c, l->in.h, l->in.w, s->k, s->stride,
 					   l->out.h, l->out.w);
+		else if (s->kind == LAYER_ADAPTIVEAVGPOOL2D)
+			k_adaptive_avgpool_backward(dx, dy, l->in.c, l->in.h, l->in.w, l->out.h, l->out.w);
+		else
+			k_upsample_nearest_backward(dx, dy, l->in.c, l->in.h, l->in.w, s->k);
+	}
+}
+
+/* ---- joins and pass-throughs ------------------------------------------------ */
+
+/* A residual join: y = body + shortcut; a concat: each input's rows one
+ * after the other. */
+static void join_forward(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1)
+{
+	struct net *n = j->n;
+	struct net_layer *l = j->l;
+	uint32_t v[SPEC_MAX_BRANCHES], m = node_inputs(n, j->index, v);
+	size_t size = l->out_size;
+
+	(void)idx;
+	(void)first;
+	if (l->spec.kind == LAYER_RESIDUAL) {
+		const float *a = value_y(n, v[0]) + r0 * size, *b = value_y(n, v[1]) + r0 * size;
+		float *y = l->y + r0 * size;
+
+		for (size_t e = 0; e < (r1 - r0) * size; e++)
+			y[e] = a[e] + b[e];
+		return;
+	}
+	for (size_t r = r0; r < r1; r++) {
+		size_t at = 0;
+
+		for (uint32_t k = 0; k < m; k++) {
+			size_t vs = value_size(n, v[k]);
+
+			memcpy(l->y + r * size + at, value_y(n, v[k]) + r * vs, vs * sizeof(float));
+			at += vs;
+		}
+	}
+}
+
+/* dst rows = src rows (first) or += */
+static void put_rows(float *dst, size_t dst_ld, const float *src, size_t src_ld, size_t len,
+		     size_t r0, size_t r1, bool first)
+{
+	for (size_t r = r0; r < r1; r++) {
+		float *d = dst + r * dst_ld;
+		const float *s = src + r * src_ld;
+
+		if (first)
+			memcpy(d, s, len * sizeof(float));
+		else
+			for (size_t e = 0; e < len; e++)
+				d[e] += s[e];
+	}
+}
+
+/* The gradient at a join's inputs (or a flatten's or identity's, when it
+ * does not alias it): dy as it is (residual, pass-through) or its slice
+ * (concat), written or added. */
+static void pass_backward(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1)
+{
+	struct net *n = j->n;
+	const struct net_plan *p = n->plan;
+	uint32_t v[SPEC_MAX_BRANCHES], m = node_inputs(n, j->index, v);
+	size_t size = j->l->out_size, at = 0;
+
+	(void)idx;
+	(void)first;
+	for (uint32_t k = 0; k < m; k++) {
+		size_t vs = value_size(n, v[k]);
+		float *g = grad_of(n, v[k]);
+		bool slice = j->l->spec.kind == LAYER_CONCAT;
+
+		if (g && !(p->alias[j->index] >> k & 1) && n->layers[j->index].active &&
+		    (v[k] != vin(n) || n->input_grad))
+			put_rows(g, vs, j->dy + (slice ? at : 0), size, vs, r0, r1,
+				 p->first[j->index] >> k & 1);
+		at += vs;
 	}
 }
 
 /* ---- the passes ------------------------------------------------------------ */
 
-/* Layers whose work is sample by sample (see struct run_job). */
+/* Nodes whose work is sample by sample (see struct run_job). */
 static bool per_sample(enum layer_kind k)
 {
 	switch (k) {
-	case LAYER_FLATTEN:
-	case LAYER_RELU:
-	case LAYER_TANH:
-	case LAYER_GELU:
-	case LAYER_DROPOUT:
-	case LAYER_CONV2D:
-	case LAYER_MAXPOOL2D:
-	case LAYER_AVGPOOL2D:
-		return true;
-	default:
+	case LAYER_LINEAR:
+	case LAYER_BATCHNORM1D:
+	case LAYER_BATCHNORM2D:
 		return false;
+	default:
+		return true;
 	}
 }
 
@@ -770,8 +1427,14 @@ static rows_fn forward_fn(enum layer_kind k)
 		return conv_forward;
 	case LAYER_MAXPOOL2D:
 	case LAYER_AVGPOOL2D:
+	case LAYER_ADAPTIVEAVGPOOL2D:
+	case LAYER_UPSAMPLE:
 		return pool_forward;
+	case LAYER_RESIDUAL:
+	case LAYER_CONCAT:
+		return join_forward;
 	case LAYER_FLATTEN:
+	case LAYER_IDENTITY:
 		return NULL;
 	default:
 		return act_forward;
@@ -785,40 +1448,57 @@ static rows_fn backward_fn(enum layer_kind k)
 		return conv_backward;
 	case LAYER_MAXPOOL2D:
 	case LAYER_AVGPOOL2D:
+	case LAYER_ADAPTIVEAVGPOOL2D:
+	case LAYER_UPSAMPLE:
 		return pool_backward;
+	case LAYER_RESIDUAL:
+	case LAYER_CONCAT:
 	case LAYER_FLATTEN:
-		return NULL;
+	case LAYER_IDENTITY:
+		return pass_backward;
 	default:
 		return act_backward;
 	}
 }
 
+/* A layer that wrote its dx into scratch adds it into its input's gradient. */
+static void add_scratch(const struct layer_job *j, size_t r0, size_t r1)
+{
+	if (j->acc)
+		put_rows(j->acc, j->l->in_size, j->dx, j->l->in_size, j->l->in_size, r0, r1, false);
+}
+
 /* The member's share of the batch, RUN_BLOCK samples at a time through every
- * layer of the run (the input filled first), so a sample's activations are
- * still in cache when the next layer reads them. */
+ * node of the run (the input filled first), so a sample's activations are
+ * still in cache when the next node reads them. */
 static void run_rows(void *arg, unsigned idx, unsigned nm)
 {
 	struct run_job *rj = arg;
-	size_t m0, m1;
+	const struct net *n = rj->n;
+	size_t m0, m1, batch = rj->jobs[n->order[rj->first]].batch;
 
-	team_split(rj->jobs[0].batch, idx, nm, 1, &m0, &m1);
+	team_split(batch, idx, nm, 1, &m0, &m1);
 	rj->n->part_rows[idx] = (uint32_t)(m1 - m0);
 	for (size_t b0 = m0; b0 < m1; b0 += RUN_BLOCK) {
 		size_t b1 = b0 + RUN_BLOCK < m1 ? b0 + RUN_BLOCK : m1;
 
 		if (rj->fill)
 			rj->fill(rj->fill_arg, b0, b1);
-		for (int i = rj->first; !rj->backward && i < rj->end; i++) {
-			rows_fn fn = forward_fn(rj->jobs[i].l->spec.kind);
+		for (int p = rj->first; !rj->backward && p < rj->end; p++) {
+			const struct layer_job *j = &rj->jobs[n->order[p]];
+			rows_fn fn = forward_fn(j->l->spec.kind);
 
 			if (fn)
-				fn(&rj->jobs[i], idx, m0, b0, b1);
+				fn(j, idx, m0, b0, b1);
 		}
-		for (int i = rj->first; rj->backward && i > rj->end; i--) {
-			rows_fn fn = backward_fn(rj->jobs[i].l->spec.kind);
+		for (int p = rj->first; rj->backward && p > rj->end; p--) {
+			const struct layer_job *j = &rj->jobs[n->order[p]];
+			rows_fn fn = backward_fn(j->l->spec.kind);
 
-			if (fn)
-				fn(&rj->jobs[i], idx, m0, b0, b1);
+			if (!j->l->active)
+				continue;
+			fn(j, idx, m0, b0, b1);
+			add_scratch(j, b0, b1);
 		}
 	}
 }
@@ -826,11 +1506,15 @@ static void run_rows(void *arg, unsigned idx, unsigned nm)
 /* Whether a run of per-sample layers is worth the team. */
 static bool run_split(const struct run_job *rj)
 {
+	const struct net *n = rj->n;
 	int lo = rj->backward ? rj->end + 1 : rj->first, hi = rj->backward ? rj->first + 1 : rj->end;
 
-	for (int i = lo; i < hi; i++)
-		if (rj->jobs[i].l->spec.kind == LAYER_CONV2D || rows_split(rj->jobs[i].l, rj->jobs[i].batch))
+	for (int p = lo; p < hi; p++) {
+		const struct layer_job *j = &rj->jobs[n->order[p]];
+
+		if (j->l->spec.kind == LAYER_CONV2D || rows_split(j->l, j->batch))
 			return true;
+	}
 	return false;
 }
 
@@ -842,20 +1526,23 @@ void net_forward(struct net *n, size_t batch, bool train, uint64_t step)
 void net_forward_from(struct net *n, size_t batch, bool train, uint64_t step, net_input_fn fill,
 		      void *fill_arg)
 {
-	struct layer_job jobs[SPEC_MAX_LAYERS];
-	const float *in = n->x;
+	struct layer_job *jobs = alloca(n->spec.n * sizeof(*jobs));
 	bool team = n->team && team_size(n->team) > 1;
+	int N = (int)n->spec.n;
 
 	for (uint32_t i = 0; i < n->spec.n; i++) {
+		struct net_layer *l = &n->layers[i];
+
 		jobs[i] = (struct layer_job){
-			.n = n, .l = &n->layers[i], .index = i, .batch = batch, .train = train,
-			.step = step, .in = in,
+			.n = n, .l = l, .index = i, .batch = batch, .train = train, .step = step,
+			.in = spec_is_block(l->spec.kind) ? NULL
+							  : value_y(n, l->spec.src < 0 ? vin(n) : (uint32_t)l->spec.src),
 		};
-		in = n->layers[i].y;
 	}
-	if (fill && !per_sample(n->layers[0].spec.kind)) {
+	if (fill && !per_sample(n->layers[n->order[0]].spec.kind)) {
 		/* the first layer needs every row: the input is its own phase */
-		struct run_job rj = { .n = n, .fill = fill, .fill_arg = fill_arg, .jobs = jobs };
+		struct run_job rj = { .n = n, .fill = fill, .fill_arg = fill_arg, .jobs = jobs,
+				      .first = 0, .end = 0 };
 
 		if (team && batch * n->in_size >= ROWS_MIN_ELEMS)
 			team_run(n->team, run_rows, &rj);
@@ -863,116 +1550,112 @@ void net_forward_from(struct net *n, size_t batch, bool train, uint64_t step, ne
 			fill(fill_arg, 0, batch);
 		fill = NULL;
 	}
-	for (int i = 0; i < (int)n->spec.n;) {
+	for (int q = 0; q < N;) {
+		uint32_t i = n->order[q];
 		struct net_layer *l = &n->layers[i];
 
 		switch (l->spec.kind) {
 		case LAYER_LINEAR:
-			if (i + 1 < (int)n->spec.n && n->layers[i + 1].spec.kind == LAYER_RELU)
-				jobs[i].relu = &n->layers[i + 1];
+			if (q + 1 < N && n->layers[n->order[q + 1]].spec.kind == LAYER_RELU &&
+			    n->layers[n->order[q + 1]].spec.src == (int32_t)i)
+				jobs[i].relu = &n->layers[n->order[q + 1]];
 			run(n, linear_split(n, l, batch), linear_forward, &jobs[i]);
-			i += jobs[i].relu ? 2 : 1;
+			q += jobs[i].relu ? 2 : 1;
 			break;
 		case LAYER_BATCHNORM1D:
 		case LAYER_BATCHNORM2D:
 			run(n, rows_split(l, batch), bn_forward, &jobs[i]);
 			if (train)
 				n->counts[l->nbt]++;
-			i++;
+			q++;
 			break;
 		default: {
 			struct run_job rj = { .n = n, .fill = fill, .fill_arg = fill_arg, .jobs = jobs,
-					      .first = i, .end = i };
+					      .first = q, .end = q };
 
-			while (rj.end < (int)n->spec.n && per_sample(n->layers[rj.end].spec.kind))
+			while (rj.end < N && per_sample(n->layers[n->order[rj.end]].spec.kind))
 				rj.end++;
 			if (team && (fill || run_split(&rj)))
 				team_run(n->team, run_rows, &rj);
 			else
 				run_rows(&rj, 0, 1);
 			fill = NULL;
-			i = rj.end;
+			q = rj.end;
 			break;
 		}
 		}
 	}
 }
 
-/* The ReLU at i is computed by the linear layer below it (see struct layer_job). */
-static bool relu_fused_down(const struct net *n, const struct layer_job *jobs, int i, int stop)
+/* The rows of a scratch buffer added into the input's gradient after a
+ * phase that splits by columns or channels. */
+static void add_scratch_all(void *arg, unsigned idx, unsigned nm)
 {
-	return n->layers[i].spec.kind == LAYER_RELU && i > stop &&
-	       n->layers[i - 1].spec.kind == LAYER_LINEAR && !jobs[i - 1].dx;
+	struct layer_job *j = arg;
+	size_t r0, r1;
+
+	team_split(j->batch, idx, nm, 1, &r0, &r1);
+	add_scratch(j, r0, r1);
 }
 
 void net_backward(struct net *n, size_t batch)
 {
-	struct layer_job jobs[SPEC_MAX_LAYERS];
-	float *dy = n->dbuf[0];
-	int stop = 0;   /* the lowest layer that runs */
-	int cur = 0;
+	struct layer_job *jobs = alloca(n->spec.n * sizeof(*jobs));
+	const struct net_plan *p = n->plan;
+	bool team = n->team && team_size(n->team) > 1;
 
-	/* Each layer's gradient buffers, top down, as the pass will use them. */
-	for (int i = (int)n->spec.n - 1; i >= 0; i--) {
+	/* Each node's gradient buffers, as the plan made them. */
+	for (uint32_t i = 0; i < n->spec.n; i++) {
 		struct net_layer *l = &n->layers[i];
-		bool want_dx = l->need_dx || n->input_grad;
+		uint32_t src = l->spec.src < 0 ? vin(n) : (uint32_t)l->spec.src;
+		bool want_dx = l->need_dx && !spec_is_block(l->spec.kind) &&
+			       (src != vin(n) || n->input_grad);
 
-		if (!want_dx && !spec_has_params(l->spec.kind)) {
-			stop = i + 1;   /* nothing below needs a gradient */
-			break;
-		}
 		jobs[i] = (struct layer_job){
 			.n = n, .l = l, .index = i, .batch = batch, .train = true,
-			.in = i ? n->layers[i - 1].y : n->x,
-			.dy = dy,
-			.dx = want_dx ? (l->gx ? l->gx : n->dbuf[1 - cur]) : NULL,
+			.in = spec_is_block(l->spec.kind) ? NULL : value_y(n, src),
+			.dy = grad_of(n, i),
 		};
-		if (l->spec.kind == LAYER_FLATTEN)
-			continue;   /* the gradient passes through as it is */
-		if (want_dx) {
-			dy = jobs[i].dx;
-			if (!l->gx)
-				cur = 1 - cur;
+		if (want_dx && l->scratch >= 0) {
+			jobs[i].dx = p->bufs[p->cls_buf[l->scratch]];
+			jobs[i].acc = grad_of(n, src);
+		} else if (want_dx) {
+			jobs[i].dx = grad_of(n, src);
 		}
 	}
-	for (int i = (int)n->spec.n - 1; i >= stop; i--) {
+	for (uint32_t ph = 0; ph < p->nphases; ph++) {
+		const struct bphase *b = &p->phases[ph];
+		uint32_t i = n->order[b->lo];
 		struct net_layer *l = &n->layers[i];
 
-		if (relu_fused_down(n, jobs, i, stop)) {
-			jobs[i - 1].relu_job = &jobs[i];
-			i--;
-			l = &n->layers[i];
-		}
-		switch (l->spec.kind) {
-		case LAYER_LINEAR:
+		switch (b->kind) {
+		case BP_LINEAR:
+			jobs[i].relu_job = b->relu >= 0 ? &jobs[b->relu] : NULL;
 			run(n, linear_split(n, l, batch), linear_backward, &jobs[i]);
+			if (jobs[i].acc)
+				run(n, team && rows_split(l, batch), add_scratch_all, &jobs[i]);
 			break;
-		case LAYER_BATCHNORM1D:
-		case LAYER_BATCHNORM2D:
+		case BP_BATCHNORM:
 			run(n, rows_split(l, batch), bn_backward, &jobs[i]);
+			if (jobs[i].acc)
+				run(n, team && rows_split(l, batch), add_scratch_all, &jobs[i]);
 			break;
-		default: {
-			/* down to the first layer that is not per sample (or whose
-			 * ReLU the linear layer below computes) */
-			struct run_job rj = { .n = n, .jobs = jobs, .first = i, .end = i, .backward = true };
-			bool split;
+		case BP_RUN: {
+			struct run_job rj = { .n = n, .jobs = jobs, .first = b->hi, .end = b->lo - 1,
+					      .backward = true };
+			bool split = run_split(&rj) && team;
 
-			while (rj.end >= stop && per_sample(n->layers[rj.end].spec.kind) &&
-			       !relu_fused_down(n, jobs, rj.end, stop))
-				rj.end--;
-			split = run_split(&rj) && n->team && team_size(n->team) > 1;
 			if (split)
 				team_run(n->team, run_rows, &rj);
 			else
 				run_rows(&rj, 0, 1);
-			for (int k = i; k > rj.end; k--)
-				if (n->layers[k].spec.kind == LAYER_CONV2D)
-					conv_reduce(n, &n->layers[k], split ? team_size(n->team) : 1);
-			i = rj.end + 1;
+			for (int q = b->hi; q >= b->lo; q--)
+				if (n->layers[n->order[q]].spec.kind == LAYER_CONV2D &&
+				    n->layers[n->order[q]].active)
+					conv_reduce(n, &n->layers[n->order[q]], split ? team_size(n->team) : 1);
 			break;
 		}
 		}
 	}
-	n->dx = n->input_grad ? dy : NULL;
+	n->dx = n->input_grad ? grad_of(n, vin(n)) : NULL;
 }
-

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "traind/pycode.h"
+#include "traind/portable.h"
 #include "traind/safetensors.h"
 #include "traind/sha256.h"
 #include "engine/train/trainer-sched.h"
@@ -96,13 +98,29 @@ static int add_state(struct st_writer *w, const struct net *n, const float *base
 /* A history row in the checkpoint's "history" metadata. The engine's own
  * (a file format, not the protocol: the daemon's wire.c has the protocol's
  * row), keyed as the history columns. */
+static json_t *real_or_null(double v)
+{
+	return isfinite(v) ? json_real(v) : json_null();
+}
+
+/* A metric the job's task does not have (NaN) is null; val_mae and
+ * val_rmse are written only by a regression. */
 static json_t *history_meta_json(const struct history_row *r)
 {
-	return json_pack("{s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:s,s:f,s:o}", "epoch", (json_int_t)r->epoch,
-			 "train_loss", r->train_loss, "train_acc", r->train_acc, "train_macro_acc",
-			 r->train_macro_acc, "val_loss", r->val_loss, "val_acc", r->val_acc,
-			 "val_macro_acc", r->val_macro_acc, "seconds", r->seconds, "note", r->note,
-			 "lr", r->lr, "grad_norm", isnan(r->grad_norm) ? json_null() : json_real(r->grad_norm));
+	json_t *o = json_pack("{s:I,s:o,s:o,s:o,s:o,s:o,s:o,s:f,s:s,s:f,s:o}", "epoch", (json_int_t)r->epoch,
+			      "train_loss", real_or_null(r->train_loss), "train_acc", real_or_null(r->train_acc),
+			      "train_macro_acc", real_or_null(r->train_macro_acc), "val_loss",
+			      real_or_null(r->val_loss), "val_acc", real_or_null(r->val_acc), "val_macro_acc",
+			      real_or_null(r->val_macro_acc), "seconds", r->seconds, "note", r->note, "lr", r->lr,
+			      "grad_norm", real_or_null(r->grad_norm));
+
+	if (o && !isnan(r->val_mae) &&
+	    (json_object_set_new(o, "val_mae", real_or_null(r->val_mae)) ||
+	     json_object_set_new(o, "val_rmse", real_or_null(r->val_rmse)))) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
 }
 
 static json_t *history_to_json(const struct history_row *rows, uint32_t n)
@@ -221,23 +239,24 @@ int checkpoint_serialize_into(const struct trainer *t, uint8_t **blob, size_t *c
 	struct st_writer *w = NULL;
 	uint64_t shape1[1], shape2[2];
 	double sums[2] = { t->sums.loss_sum, t->sums.seconds };
-	uint32_t k = m->classes;   /* metrics.counts is (4, classes): the classes live there */
-	int64_t (*counts)[DATASET_MAX_CLASSES] = NULL;
+	uint32_t k = m->classes;   /* metrics.counts is (4, outputs): the model's width lives there */
+	int64_t *counts = NULL;
 	double sched_values[SCHED_NVALUES];
 	int64_t sched_counts[SCHED_NCOUNTS];
 	uint32_t mt[MT_N + 1];     /* rng torch's state, packed (alive until the writer finishes) */
 	char placeholder[PREFIX_LEN + SHA256_HEX_LEN + 1];
 	int rc;
 
-	/* (4, k) packed rows: the first k of each DATASET_MAX_CLASSES row. */
-	counts = calloc(4, sizeof(*counts));
+	/* (4, k): the batches, then per class (per label) correct, total and
+	 * predicted; a regression has its samples in total[0], the rest 0. */
+	counts = calloc(4 * (size_t)k, sizeof(*counts));
 	if (!counts)
 		return tr_err_set(err, -ENOMEM, "out of memory");
 	{
-		int64_t *packed = &counts[0][0];
+		int64_t *packed = counts;
 
 		packed[0] = (int64_t)t->sums.batches;
-		for (uint32_t c = 0; c < k; c++) {
+		for (uint32_t c = 0; c < k && c < DATASET_MAX_CLASSES; c++) {
 			packed[1 * k + c] = (int64_t)t->sums.correct[c];
 			packed[2 * k + c] = (int64_t)t->sums.total[c];
 			packed[3 * k + c] = (int64_t)t->sums.predicted[c];
@@ -563,12 +582,28 @@ static int history_from_json(struct trainer *t, const char *text, uint32_t versi
 		for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
 			json_t *v = json_object_get(o, keys[k]);
 
-			if (!json_is_number(v)) {
+			/* null: a metric the task does not have (or not finite) */
+			if (!json_is_number(v) && !(json_is_null(v) && k != 6)) {
 				tr_err_set(err, rc, "checkpoint: history row %zu: '%s' is not a number",
 					   i + 1, keys[k]);
 				goto out;
 			}
-			*dst[k] = json_number_value(v);
+			*dst[k] = json_is_null(v) ? NAN : json_number_value(v);
+		}
+		r->val_mae = r->val_rmse = NAN;
+		{
+			json_t *mae = json_object_get(o, "val_mae"), *rmse = json_object_get(o, "val_rmse");
+
+			if ((mae && !json_is_number(mae) && !json_is_null(mae)) ||
+			    (rmse && !json_is_number(rmse) && !json_is_null(rmse))) {
+				tr_err_set(err, rc, "checkpoint: history row %zu: 'val_mae' or 'val_rmse' is malformed",
+					   i + 1);
+				goto out;
+			}
+			if (json_is_number(mae))
+				r->val_mae = json_number_value(mae);
+			if (json_is_number(rmse))
+				r->val_rmse = json_number_value(rmse);
 		}
 		/* Format 3: the epoch's rate and mean gradient norm (null: not
 		 * clipped); before, the constant lr and none. */
@@ -641,6 +676,9 @@ static int check_numerics(struct trainer *t, const char *trained, struct tr_err 
 		return tr_err_set(err, -EINVAL, "checkpoint: numerics is too long");
 	if (strcmp(trained, t->numerics) == 0)
 		return 0;
+	/* a portable job on another path: the same bits (portable.h) */
+	if (t->cfg.kernels == KERNELS_PORTABLE && pk_same_bits(trained, t->numerics))
+		return 0;
 	if (t->cfg.strict_numerics)
 		return tr_err_set(err, -EPERM,
 				  "numerics: trained with %s, this machine runs %s; the job has strict_numerics, so it does not resume here (pin the kernel with OPENBLAS_CORETYPE)",
@@ -696,7 +734,7 @@ int checkpoint_restore(struct trainer **out, const uint8_t *blob, size_t len,
 	struct trainer *t = NULL;
 	const void *d = NULL;
 	uint64_t shape1[1], shape2[2];
-	int64_t (*counts)[DATASET_MAX_CLASSES] = NULL;   /* (4, k) packed, as stored */
+	int64_t *counts = NULL;   /* (4, k) packed, as stored */
 	const int64_t *packed;
 	uint32_t k;
 	double sums[2];
@@ -743,13 +781,13 @@ int checkpoint_restore(struct trainer **out, const uint8_t *blob, size_t len,
 		memcpy(sums, d, sizeof(sums));
 	shape2[0] = 4;
 	shape2[1] = k = t->model.classes;
-	if (rc == 0 && !(counts = calloc(4, sizeof(*counts))))
+	if (rc == 0 && !(counts = calloc(4 * (size_t)k, sizeof(*counts))))
 		rc = tr_err_set(err, -ENOMEM, "out of memory");
 	if (rc == 0 && (rc = expect(f, "metrics.counts", ST_I64, 2, shape2, &d, &seen, err)) == 0)
 		memcpy(counts, d, 4 * (size_t)k * sizeof(int64_t));
 	if (rc < 0)
 		goto fail;
-	packed = &counts[0][0];
+	packed = counts;
 	rc = -EINVAL;
 	seen_pos = calloc(t->n_train, 1);
 	if (!seen_pos) {
@@ -775,15 +813,24 @@ int checkpoint_restore(struct trainer **out, const uint8_t *blob, size_t len,
 	for (uint32_t c = 0; c < k; c++) {
 		int64_t ok = packed[1 * k + c], all = packed[2 * k + c], pred = packed[3 * k + c];
 
-		if (ok < 0 || all < 0 || pred < 0 || ok > all) {
+		/* multi-label: every label counts every sample; regression: the
+		 * samples in total[0], nothing else */
+		if (ok < 0 || all < 0 || pred < 0 || ok > all ||
+		    (t->task == TASK_MULTILABEL && (uint64_t)all != trainer_samples_done(t)) ||
+		    (t->task == TASK_REGRESSION && (ok || pred || (c && all))) ||
+		    (c >= DATASET_MAX_CLASSES && (ok || all || pred))) {
 			tr_err_set(err, rc, "checkpoint: metric counts for class %u are inconsistent", c);
 			goto fail;
 		}
+		if (c >= DATASET_MAX_CLASSES)
+			continue;
 		t->sums.correct[c] = (uint64_t)ok;
 		t->sums.total[c] = (uint64_t)all;
 		t->sums.predicted[c] = (uint64_t)pred;
 		total += (uint64_t)all;
 	}
+	if (t->task == TASK_MULTILABEL)
+		total = k ? (uint64_t)packed[2 * k] : 0;
 	if (total != trainer_samples_done(t)) {
 		tr_err_set(err, rc, "checkpoint: metric counts cover %" PRIu64 " samples, expected %" PRIu64,
 			   total, trainer_samples_done(t));
@@ -835,7 +882,7 @@ static int write_model(const struct net *n, const struct train_config *cfg, cons
 		       uint32_t epoch, uint8_t **out, size_t *out_len, struct tr_err *err)
 {
 	struct st_writer *w = NULL;
-	char text[CFG_MODEL_MAX + 64];
+	char text[4 * CFG_MODEL_MAX];   /* the canonical text may be longer than the config's */
 	int rc;
 
 	rc = st_writer_new(&w);
@@ -965,6 +1012,20 @@ int checkpoint_export_from_blob(const uint8_t *blob, size_t len, uint8_t **out, 
 	if (rc < 0)
 		return rc;
 	rc = write_model(&n, &info.cfg, n.params, info.epoch, out, out_len, err);
+	net_deinit(&n);
+	return rc;
+}
+
+int checkpoint_pytorch_from_blob(const uint8_t *blob, size_t len, char **code, size_t *code_len,
+				 struct tr_err *err)
+{
+	struct net n;
+	int rc;
+
+	rc = blob_net(blob, len, 1, &n, NULL, err);
+	if (rc < 0)
+		return rc;
+	rc = pycode_write(&n.spec, n.input, code, code_len, err);
 	net_deinit(&n);
 	return rc;
 }

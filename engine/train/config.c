@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "traind/augment.h"
 #include "traind/dataset.h"
 #include "traind/spec.h"
 
@@ -33,6 +34,10 @@ enum key_type {
 	K_MONITOR,
 	K_RNG,
 	K_HOSTS,
+	K_LOSS,
+	K_WEIGHTS,
+	K_AUGMENT,
+	K_KERNELS,
 };
 
 struct key_desc {
@@ -76,6 +81,13 @@ static const struct key_desc keys[] = {
 	{ "ranks",           K_U32,     OFF(ranks),           1, CFG_MAX_RANKS, false },
 	{ "hosts",           K_HOSTS,   OFF(hosts),           0, 0, false },
 	{ "max_restarts",    K_U32,     OFF(max_restarts),    0, 1000, false },
+	{ "loss",            K_LOSS,    OFF(loss),            0, 0, false },
+	{ "label_smoothing", K_F64,     OFF(label_smoothing), 0, 1, false },
+	{ "class_weights",   K_WEIGHTS, OFF(class_weights),   0, 1e6, false },
+	{ "huber_delta",     K_F64,     OFF(huber_delta),     0, 1e6, true },
+	{ "pos_weight",      K_WEIGHTS, OFF(pos_weight),      0, 1e6, false },
+	{ "augment",         K_AUGMENT, OFF(augment),         0, 0, false },
+	{ "kernels",         K_KERNELS, OFF(kernels),         0, 0, false },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -114,6 +126,13 @@ void config_defaults(struct train_config *cfg)
 	cfg->ranks = 1;
 	cfg->hosts[0] = '\0';
 	cfg->max_restarts = 3;
+	cfg->loss = LOSS_CROSS_ENTROPY;
+	cfg->label_smoothing = 0.0;
+	cfg->n_class_weights = 0;
+	cfg->huber_delta = 1.0;
+	cfg->n_pos_weight = 0;
+	cfg->augment[0] = '\0';
+	cfg->kernels = KERNELS_OPENBLAS;
 }
 
 uint32_t config_shards(const struct train_config *cfg)
@@ -320,6 +339,28 @@ static int set_rng(struct train_config *cfg, const char *v, struct tr_err *err)
 	return 0;
 }
 
+const char *config_kernels_name(enum kernels_kind k)
+{
+	switch (k) {
+	case KERNELS_OPENBLAS: return "openblas";
+	case KERNELS_PORTABLE: return "portable";
+	}
+	return "?";
+}
+
+static int set_kernels(struct train_config *cfg, const char *v, struct tr_err *err)
+{
+	if (strcmp(v, "openblas") == 0)
+		cfg->kernels = KERNELS_OPENBLAS;
+	else if (strcmp(v, "portable") == 0)
+		cfg->kernels = KERNELS_PORTABLE;
+	else
+		return tr_err_set(err, -EINVAL,
+				  "kernels: unknown kernels '%.*s' (expected openblas or portable)",
+				  tr_utf8_cut(v, TR_QUOTE_MAX), v);
+	return 0;
+}
+
 static int set_dataset(struct train_config *cfg, const char *v, struct tr_err *err)
 {
 	if (!config_dataset_name_ok(v))
@@ -388,8 +429,86 @@ static int set_monitor(struct train_config *cfg, const char *v, struct tr_err *e
 {
 	if (monitor_parse(v, &cfg->monitor) < 0)
 		return tr_err_set(err, -EINVAL,
-				  "monitor: unknown metric '%.*s' (expected val_loss, val_acc or val_macro_acc)",
+				  "monitor: unknown metric '%.*s' (expected val_loss, val_acc, val_macro_acc, val_mae or val_rmse)",
 				  tr_utf8_cut(v, TR_QUOTE_MAX), v);
+	return 0;
+}
+
+static int set_loss(struct train_config *cfg, const char *v, struct tr_err *err)
+{
+	if (loss_parse(v, &cfg->loss) < 0)
+		return tr_err_set(err, -EINVAL,
+				  "loss: unknown loss '%.*s' (expected cross_entropy, mse, l1, huber or bce_with_logits)",
+				  tr_utf8_cut(v, TR_QUOTE_MAX), v);
+	return 0;
+}
+
+/* The count field that goes with a weights field. */
+static uint32_t *weights_count(struct train_config *cfg, const struct key_desc *k)
+{
+	return k->offset == OFF(class_weights) ? &cfg->n_class_weights : &cfg->n_pos_weight;
+}
+
+/* A list of weights (class_weights, pos_weight): n values, each a finite
+ * number >= 0 kept as float32; none (n 0) clears it. */
+static int set_weights(struct train_config *cfg, const struct key_desc *k, const double *w, size_t n,
+		       struct tr_err *err)
+{
+	float *dst = (float *)((char *)cfg + k->offset);
+
+	if (n > CFG_MAX_WEIGHTS)
+		return tr_err_set(err, -EINVAL, "%s: %zu values; at most %d", k->name, n, CFG_MAX_WEIGHTS);
+	for (size_t i = 0; i < n; i++)
+		if (!isfinite(w[i]) || w[i] < 0 || w[i] > k->max)
+			return tr_err_set(err, -EINVAL, "%s: value %zu (%g) is not a weight in [0, %g]", k->name,
+					  i + 1, w[i], k->max);
+	for (size_t i = 0; i < n; i++)
+		dst[i] = (float)w[i];
+	*weights_count(cfg, k) = (uint32_t)n;
+	return 0;
+}
+
+/* "1,2,0.5" (or "" for none). */
+static int set_weights_text(struct train_config *cfg, const struct key_desc *k, const char *v,
+			    struct tr_err *err)
+{
+	double *vals = malloc((CFG_MAX_WEIGHTS + 1) * sizeof(*vals));
+	const char *p = v;
+	bool bad = false;
+	size_t n = 0;
+	int rc;
+
+	if (!vals)
+		return tr_err_set(err, -ENOMEM, "%s: out of memory", k->name);
+	while (*p && !bad && n <= CFG_MAX_WEIGHTS) {
+		char *end;
+
+		bad = *p == ',' || *p == ' ' || *p == '\t';
+		vals[n++] = strtod(p, &end);
+		bad |= end == p || (*end && *end != ',') || (*end == ',' && !end[1]);
+		p = *end ? end + 1 : end;
+	}
+	if (bad)
+		rc = tr_err_set(err, -EINVAL, "%s: '%.*s' is not a list of numbers like 1,2,0.5", k->name,
+				tr_utf8_cut(v, TR_QUOTE_MAX), v);
+	else
+		rc = set_weights(cfg, k, vals, n, err);
+	free(vals);
+	return rc;
+}
+
+static int set_augment(struct train_config *cfg, const char *v, struct tr_err *err)
+{
+	struct augment a;   /* 4 KiB; parsing allocates nothing */
+	int rc;
+
+	if (strlen(v) >= sizeof(cfg->augment))
+		rc = tr_err_set(err, -EINVAL, "augment: the SPEC is longer than %d bytes", CFG_AUGMENT_MAX - 1);
+	else
+		rc = augment_parse(&a, v, err);
+	if (rc < 0)
+		return rc;
+	snprintf(cfg->augment, sizeof(cfg->augment), "%s", v);
 	return 0;
 }
 
@@ -432,6 +551,14 @@ static int set_text(struct train_config *cfg, const struct key_desc *k, const ch
 		return set_rng(cfg, value, err);
 	case K_HOSTS:
 		return set_hosts(cfg, value, err);
+	case K_LOSS:
+		return set_loss(cfg, value, err);
+	case K_WEIGHTS:
+		return set_weights_text(cfg, k, value, err);
+	case K_AUGMENT:
+		return set_augment(cfg, value, err);
+	case K_KERNELS:
+		return set_kernels(cfg, value, err);
 	case K_OPTIM:
 		rc = set_optim(cfg, value, err);
 		/* PyTorch's AdamW defaults to weight decay 0.01: callers set the
@@ -519,6 +646,40 @@ static int set_from_json(struct train_config *cfg, const struct key_desc *k,
 		if (!json_is_string(v))
 			return tr_err_set(err, -EINVAL, "%s: expected a string", k->name);
 		return set_hosts(cfg, json_string_value(v), err);
+	case K_LOSS:
+	case K_AUGMENT:
+		if (!json_is_string(v))
+			return tr_err_set(err, -EINVAL, "%s: expected a string", k->name);
+		return k->type == K_LOSS ? set_loss(cfg, json_string_value(v), err)
+					 : set_augment(cfg, json_string_value(v), err);
+	case K_WEIGHTS: {
+		float *dst = (float *)((char *)cfg + k->offset);
+		size_t n, i;
+		json_t *e;
+
+		if (!json_is_array(v))
+			return tr_err_set(err, -EINVAL, "%s: expected an array of numbers", k->name);
+		n = json_array_size(v);
+		if (n > CFG_MAX_WEIGHTS)
+			return tr_err_set(err, -EINVAL, "%s: %zu values; at most %d", k->name, n, CFG_MAX_WEIGHTS);
+		json_array_foreach(v, i, e) {
+			double w = json_number_value(e);
+
+			if (!json_is_number(e))
+				return tr_err_set(err, -EINVAL, "%s: element %zu is not a number", k->name, i + 1);
+			if (!isfinite(w) || w < 0 || w > k->max)
+				return tr_err_set(err, -EINVAL, "%s: value %zu (%g) is not a weight in [0, %g]",
+						  k->name, i + 1, w, k->max);
+		}
+		json_array_foreach(v, i, e)
+			dst[i] = (float)json_number_value(e);
+		*weights_count(cfg, k) = (uint32_t)n;
+		return 0;
+	}
+	case K_KERNELS:
+		if (!json_is_string(v))
+			return tr_err_set(err, -EINVAL, "%s: expected a string", k->name);
+		return set_kernels(cfg, json_string_value(v), err);
 	case K_DATASET:
 	case K_OPTIM:
 		if (!json_is_string(v))
@@ -606,6 +767,7 @@ static int from_json(struct train_config *cfg, const json_t *obj, bool stored, s
 	if (stored) {
 		cfg->ftz = false;          /* stored before FTZ existed: the arithmetic it had */
 		cfg->rng = RNG_XOSHIRO;    /* stored before `rng` existed: the stream it drew from */
+		cfg->kernels = KERNELS_OPENBLAS;   /* stored before `kernels`: OpenBLAS's arithmetic */
 	}
 	rc = apply_keys(cfg, obj, err);
 	if (rc == 0)
@@ -637,6 +799,52 @@ int config_from_stored_json(struct train_config *cfg, const json_t *obj, struct 
 	return from_json(cfg, obj, true, err);
 }
 
+/* The loss and its settings: each setting only with the loss that takes it;
+ * the monitor among the task's metrics. The fit to the data (the task of
+ * the targets, the weights' count) is the trainer's to check. */
+static int validate_loss(const struct train_config *cfg, struct tr_err *err)
+{
+	struct augment a;   /* 4 KiB; parsing allocates nothing */
+
+	if ((unsigned)cfg->loss > LOSS_BCE_WITH_LOGITS)
+		return tr_err_set_key(err, -EINVAL, "loss", "unknown loss");
+	if (!isfinite(cfg->label_smoothing) || cfg->label_smoothing < 0 || cfg->label_smoothing > 1)
+		return tr_err_set_key(err, -EINVAL, "label_smoothing", "%g is out of range [0, 1]",
+				      cfg->label_smoothing);
+	if (!isfinite(cfg->huber_delta) || cfg->huber_delta <= 0 || cfg->huber_delta > 1e6)
+		return tr_err_set_key(err, -EINVAL, "huber_delta", "%g is out of range (0, 1e6]", cfg->huber_delta);
+	if (cfg->n_class_weights > CFG_MAX_WEIGHTS || cfg->n_pos_weight > CFG_MAX_WEIGHTS)
+		return tr_err_set_key(err, -EINVAL, cfg->n_pos_weight > CFG_MAX_WEIGHTS ? "pos_weight" : "class_weights",
+				      "at most %d values", CFG_MAX_WEIGHTS);
+	if (cfg->loss != LOSS_CROSS_ENTROPY && cfg->label_smoothing != 0)
+		return tr_err_set_key(err, -EINVAL, "label_smoothing", "only the cross_entropy loss takes label smoothing (the loss is %s)",
+				      loss_name(cfg->loss));
+	if (cfg->loss != LOSS_CROSS_ENTROPY && cfg->n_class_weights)
+		return tr_err_set_key(err, -EINVAL, "class_weights", "only the cross_entropy loss takes class weights (the loss is %s)",
+				      loss_name(cfg->loss));
+	if (cfg->loss != LOSS_HUBER && cfg->huber_delta != 1.0)
+		return tr_err_set_key(err, -EINVAL, "huber_delta", "only the huber loss takes a delta (the loss is %s)",
+				      loss_name(cfg->loss));
+	if (cfg->loss != LOSS_BCE_WITH_LOGITS && cfg->n_pos_weight)
+		return tr_err_set_key(err, -EINVAL, "pos_weight", "only the bce_with_logits loss takes pos_weight (the loss is %s)",
+				      loss_name(cfg->loss));
+	if (loss_task_of(cfg->loss) == TASK_REGRESSION ? monitor_is_accuracy(cfg->monitor)
+						       : monitor_is_regression(cfg->monitor))
+		return tr_err_set_key(err, -EINVAL, "monitor",
+				      "%s is not a metric of %s (the loss %s): monitor val_loss%s",
+				      monitor_name(cfg->monitor), loss_task_name(loss_task_of(cfg->loss)),
+				      loss_name(cfg->loss),
+				      loss_task_of(cfg->loss) == TASK_REGRESSION ? ", val_mae or val_rmse"
+				      : loss_task_of(cfg->loss) == TASK_MULTILABEL ? " or val_acc"
+										   : ", val_acc or val_macro_acc");
+	if (cfg->loss == LOSS_BCE_WITH_LOGITS && cfg->monitor == MONITOR_VAL_MACRO_ACC)
+		return tr_err_set_key(err, -EINVAL, "monitor",
+				      "val_macro_acc is not a metric of multi-label (the loss bce_with_logits): monitor val_loss or val_acc");
+	if (memchr(cfg->augment, '\0', sizeof(cfg->augment)) == NULL)
+		return tr_err_set_key(err, -EINVAL, "augment", "the SPEC is too long");
+	return augment_parse(&a, cfg->augment, err);
+}
+
 int config_validate(const struct train_config *cfg, struct tr_err *err)
 {
 	if (!config_dataset_name_ok(cfg->dataset))
@@ -666,6 +874,8 @@ int config_validate(const struct train_config *cfg, struct tr_err *err)
 		return tr_err_set_key(err, -EINVAL, "eps", "%g is out of range (0, 1]", cfg->eps);
 	if (cfg->rng != RNG_XOSHIRO && cfg->rng != RNG_TORCH)
 		return tr_err_set_key(err, -EINVAL, "rng", "unknown random stream");
+	if (cfg->kernels != KERNELS_OPENBLAS && cfg->kernels != KERNELS_PORTABLE)
+		return tr_err_set_key(err, -EINVAL, "kernels", "unknown kernels");
 	if (cfg->n_hidden < 1 || cfg->n_hidden > CFG_MAX_HIDDEN)
 		return tr_err_set_key(err, -EINVAL, "hidden", "expected 1 to %d layers", CFG_MAX_HIDDEN);
 	for (uint32_t i = 0; i < cfg->n_hidden; i++)
@@ -683,7 +893,8 @@ int config_validate(const struct train_config *cfg, struct tr_err *err)
 					      "onecycle cycles the momentum (cycle_momentum=true, PyTorch's default) but sgd has momentum 0: set momentum, or cycle_momentum=false");
 	}
 	if (cfg->monitor != MONITOR_VAL_LOSS && cfg->monitor != MONITOR_VAL_ACC &&
-	    cfg->monitor != MONITOR_VAL_MACRO_ACC)
+	    cfg->monitor != MONITOR_VAL_MACRO_ACC && cfg->monitor != MONITOR_VAL_MAE &&
+	    cfg->monitor != MONITOR_VAL_RMSE)
 		return tr_err_set_key(err, -EINVAL, "monitor", "unknown metric");
 	if (cfg->early_stop_patience > 1000000)
 		return tr_err_set_key(err, -EINVAL, "early_stop_patience", "%u is out of range [0, 1000000]",
@@ -729,7 +940,19 @@ int config_validate(const struct train_config *cfg, struct tr_err *err)
 	if (cfg->max_restarts > 1000)
 		return tr_err_set_key(err, -EINVAL, "max_restarts", "%u is out of range [0, 1000]",
 				      cfg->max_restarts);
-	return 0;
+	return validate_loss(cfg, err);
+}
+
+static json_t *weights_json(const float *w, uint32_t n)
+{
+	json_t *a = json_array();
+
+	for (uint32_t i = 0; a && i < n; i++)
+		if (json_array_append_new(a, json_real((double)w[i]))) {
+			json_decref(a);
+			return NULL;
+		}
+	return a;
 }
 
 json_t *config_to_json(const struct train_config *cfg)
@@ -772,8 +995,15 @@ json_t *config_to_json(const struct train_config *cfg)
 	    json_object_set_new(o, "ranks", json_integer(cfg->ranks)) ||
 	    json_object_set_new(o, "hosts", json_string(cfg->hosts)) ||
 	    json_object_set_new(o, "max_restarts", json_integer(cfg->max_restarts)) ||
+	    json_object_set_new(o, "kernels", json_string(config_kernels_name(cfg->kernels))) ||
 
-	    json_object_set_new(o, "rng", json_string(config_rng_name(cfg->rng)))) {
+	    json_object_set_new(o, "rng", json_string(config_rng_name(cfg->rng))) ||
+	    json_object_set_new(o, "loss", json_string(loss_name(cfg->loss))) ||
+	    json_object_set_new(o, "label_smoothing", json_real(cfg->label_smoothing)) ||
+	    json_object_set_new(o, "class_weights", weights_json(cfg->class_weights, cfg->n_class_weights)) ||
+	    json_object_set_new(o, "huber_delta", json_real(cfg->huber_delta)) ||
+	    json_object_set_new(o, "pos_weight", weights_json(cfg->pos_weight, cfg->n_pos_weight)) ||
+	    json_object_set_new(o, "augment", json_string(cfg->augment))) {
 		h = NULL; /* owned by o once set, or freed by a failed set_new */
 		goto fail;
 	}
@@ -799,7 +1029,13 @@ bool config_equal(const struct train_config *a, const struct train_config *b)
 	    a->early_stop_patience != b->early_stop_patience ||
 	    a->early_stop_min_delta != b->early_stop_min_delta || a->clip_grad_norm != b->clip_grad_norm ||
 	    a->rng != b->rng || config_shards(a) != config_shards(b) || a->ranks != b->ranks ||
-	    strcmp(a->hosts, b->hosts) != 0 || a->max_restarts != b->max_restarts)
+	    strcmp(a->hosts, b->hosts) != 0 || a->max_restarts != b->max_restarts ||
+	    a->loss != b->loss || a->label_smoothing != b->label_smoothing ||
+	    a->n_class_weights != b->n_class_weights || a->huber_delta != b->huber_delta ||
+	    a->n_pos_weight != b->n_pos_weight || strcmp(a->augment, b->augment) != 0 ||
+	    memcmp(a->class_weights, b->class_weights, a->n_class_weights * sizeof(float)) != 0 ||
+	    memcmp(a->pos_weight, b->pos_weight, a->n_pos_weight * sizeof(float)) != 0 ||
+	    a->kernels != b->kernels)
 		return false;
 	for (uint32_t i = 0; i < a->n_hidden; i++)
 		if (a->hidden[i] != b->hidden[i])

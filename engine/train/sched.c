@@ -33,6 +33,8 @@ const char *monitor_name(enum monitor_kind m)
 	case MONITOR_VAL_LOSS: return "val_loss";
 	case MONITOR_VAL_ACC: return "val_acc";
 	case MONITOR_VAL_MACRO_ACC: return "val_macro_acc";
+	case MONITOR_VAL_MAE: return "val_mae";
+	case MONITOR_VAL_RMSE: return "val_rmse";
 	}
 	return "?";
 }
@@ -45,6 +47,10 @@ int monitor_parse(const char *s, enum monitor_kind *out)
 		*out = MONITOR_VAL_ACC;
 	else if (strcmp(s, "val_macro_acc") == 0)
 		*out = MONITOR_VAL_MACRO_ACC;
+	else if (strcmp(s, "val_mae") == 0)
+		*out = MONITOR_VAL_MAE;
+	else if (strcmp(s, "val_rmse") == 0)
+		*out = MONITOR_VAL_RMSE;
 	else
 		return -EINVAL;
 	return 0;
@@ -52,7 +58,17 @@ int monitor_parse(const char *s, enum monitor_kind *out)
 
 static bool monitor_max(enum monitor_kind m)
 {
-	return m != MONITOR_VAL_LOSS;
+	return m == MONITOR_VAL_ACC || m == MONITOR_VAL_MACRO_ACC;
+}
+
+bool monitor_is_accuracy(enum monitor_kind m)
+{
+	return m == MONITOR_VAL_ACC || m == MONITOR_VAL_MACRO_ACC;
+}
+
+bool monitor_is_regression(enum monitor_kind m)
+{
+	return m == MONITOR_VAL_MAE || m == MONITOR_VAL_RMSE;
 }
 
 bool monitor_better(enum monitor_kind m, double a, double b)
@@ -60,11 +76,14 @@ bool monitor_better(enum monitor_kind m, double a, double b)
 	return monitor_max(m) ? a > b : a < b;
 }
 
-double sched_monitored(enum monitor_kind m, double val_loss, double val_acc, double val_macro_acc)
+double sched_monitored(enum monitor_kind m, double val_loss, double val_acc, double val_macro_acc,
+		       double val_mae, double val_rmse)
 {
 	switch (m) {
 	case MONITOR_VAL_ACC: return val_acc;
 	case MONITOR_VAL_MACRO_ACC: return val_macro_acc;
+	case MONITOR_VAL_MAE: return val_mae;
+	case MONITOR_VAL_RMSE: return val_rmse;
 	default: return val_loss;
 	}
 }
@@ -346,7 +365,7 @@ static int apply_arg(struct parser *p, const char *name, struct sched_part *q, c
 	case SCHED_PLATEAU:
 		if (strcmp(k, "monitor") == 0) {
 			if (monitor_parse(a->word, &q->monitor) < 0)
-				return perr(p, name, "monitor must be val_loss, val_acc or val_macro_acc%s", "");
+				return perr(p, name, "monitor must be val_loss, val_acc, val_macro_acc, val_mae or val_rmse%s", "");
 			q->has_monitor = true;
 			return 0;
 		}
@@ -769,15 +788,16 @@ static void epoch_step(struct sched *s)
 }
 
 bool sched_after_epoch(struct sched *s, uint32_t epoch, double val_loss, double val_acc,
-		       double val_macro_acc)
+		       double val_macro_acc, double val_mae, double val_rmse)
 {
 	enum monitor_kind m = s->cfg.monitor;
-	double v = sched_monitored(m, val_loss, val_acc, val_macro_acc);
+	double v = sched_monitored(m, val_loss, val_acc, val_macro_acc, val_mae, val_rmse);
 	bool best = false;
 
 	s->note[0] = '\0';
 	if (s->spec.n && s->spec.parts[0].kind == SCHED_PLATEAU)
-		plateau_step(s, sched_monitored(s->spec.parts[0].monitor, val_loss, val_acc, val_macro_acc));
+		plateau_step(s, sched_monitored(s->spec.parts[0].monitor, val_loss, val_acc, val_macro_acc,
+						val_mae, val_rmse));
 	else if (s->spec.n && !sched_is_per_batch(&s->spec))
 		epoch_step(s);
 

@@ -58,7 +58,7 @@ void trainsched_end_epoch(struct trainer *t, struct history_row *r)
 
 	r->lr = s->epoch_lr;
 	r->grad_norm = s->grad_norm_count ? s->grad_norm_sum / (double)s->grad_norm_count : NAN;
-	sched_after_epoch(s, r->epoch, r->val_loss, r->val_acc, r->val_macro_acc);
+	sched_after_epoch(s, r->epoch, r->val_loss, r->val_acc, r->val_macro_acc, r->val_mae, r->val_rmse);
 	if (s->note[0]) {
 		size_t used = strlen(r->note);
 
@@ -75,7 +75,8 @@ void trainsched_replay_best(struct trainer *t)
 
 	for (uint32_t i = 0; i < t->nhistory; i++) {
 		const struct history_row *r = &t->history[i];
-		double v = sched_monitored(s->cfg.monitor, r->val_loss, r->val_acc, r->val_macro_acc);
+		double v = sched_monitored(s->cfg.monitor, r->val_loss, r->val_acc, r->val_macro_acc,
+					   r->val_mae, r->val_rmse);
 
 		if (!isnan(v) && (s->best_epoch == 0 || monitor_better(s->cfg.monitor, v, s->best_value))) {
 			s->best_value = v;

@@ -13,6 +13,16 @@
  *
  * The shape of the input and the number of classes come from the dataset.
  *
+ * The loss (loss.h) sits on the net's outputs: the batch's targets (classes
+ * or float values) are gathered beside its images, loss_batch gives the
+ * gradient at the outputs, and the metrics follow the loss's task
+ * (count_outputs): accuracy and macro accuracy for classification,
+ * per-label accuracy for multi-label, MAE and RMSE for regression (on
+ * validation and test; a regression's training row has its loss alone).
+ * Augmentation (augment.h) runs where a batch is gathered, on each team
+ * member's own rows: every transform on training batches, normalize also on
+ * the others.
+ *
  * Whose random numbers (config rng): xoshiro, traind's own stream; or torch,
  * the draws the lesson's PyTorch program makes, in its order:
  *   torch.manual_seed(seed); the model's reset_parameters (net_init_params_torch)
@@ -27,12 +37,14 @@
 #include "traind/trainer.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "traind/clock.h"
 #include "traind/kernels.h"
+#include "traind/portable.h"
 #include "traind/sha256.h"
 #include "engine/train/trainer-sched.h"
 
@@ -130,14 +142,30 @@ int trainer_check_model(const struct train_config *cfg, const struct dataset *ds
 	struct shape shapes[SPEC_MAX_LAYERS];
 	uint32_t n_train = cfg->train_size ? cfg->train_size : ds->train.count - cfg->val_size;
 	uint32_t max_batch = cfg->batch_size > cfg->eval_batch_size ? cfg->batch_size : cfg->eval_batch_size;
-	uint64_t params = 0, floats, widest = dataset_image_size(ds), sum = widest;
+	uint64_t params = 0, floats;
 	uint32_t shard = cfg->batch_size / (config_shards(cfg) ? config_shards(cfg) : 1);
 	int rc;
 
-	rc = trainer_model_spec(cfg, ds->classes, spec, err);
+	rc = trainer_model_spec(cfg, dataset_outputs(ds), spec, err);
 	if (rc < 0)
 		return rc;
-	rc = spec_shapes(spec, trainer_input_shape(ds), ds->classes, shapes, &params, err);
+	if (ds->target == DS_TARGET_CLASS) {
+		rc = spec_shapes(spec, trainer_input_shape(ds), ds->classes, shapes, &params, err);
+	} else {
+		/* Float targets: the message speaks of targets, not classes. */
+		struct shape s;
+		char name[96];
+
+		rc = spec_shapes(spec, trainer_input_shape(ds), 0, shapes, &params, err);
+		s = shapes[spec->n - 1];
+		spec_layer_text(&spec->layers[spec->n - 1], name, sizeof(name));
+		if (rc == 0 && (!s.flat || s.c != ds->target_width))
+			rc = tr_err_set(err, -EINVAL,
+					"model: layer %u %s: the model's output is %s%u wide, the targets %u (dataset '%s' has %s, %u per sample); end the model with linear(%u)",
+					spec->n, name, s.flat ? "" : "an image, not flat, ", s.c * s.h * s.w,
+					ds->target_width, cfg->dataset, dataset_target_text(ds),
+					ds->target_width, ds->target_width);
+	}
 	if (rc < 0)
 		return rc;
 	/* A daemon must not be talked into allocating tens of GB: cap the
@@ -154,33 +182,28 @@ int trainer_check_model(const struct train_config *cfg, const struct dataset *ds
 				      (unsigned long long)(params * config_shards(cfg) * 4 >> 20),
 				      (unsigned long long)(TRAINER_MAX_ACTIVATIONS * 4 >> 20));
 	for (uint32_t i = 0; i < spec->n; i++) {
-		struct shape in = i ? shapes[i - 1] : trainer_input_shape(ds);
-		uint64_t size = (uint64_t)shapes[i].c * shapes[i].h * shapes[i].w;
+		struct shape in = spec_input_shape(spec, shapes, trainer_input_shape(ds), i);
 
-		sum += size;
-		widest = size > widest ? size : widest;
 		/* A shard (the batch itself with shards 1) of one sample. */
 		if (spec_is_batchnorm(spec->layers[i].kind) && in.h * in.w == 1 &&
 		    (shard == 1 || n_train % cfg->batch_size % shard == 1)) {
-			char name[96];
+			char name[512];
 
-			spec_layer_text(&spec->layers[i], name, sizeof(name));
+			spec_where(spec, i, name, sizeof(name));
 			if (config_shards(cfg) > 1)
 				return tr_err_set(err, -EINVAL,
-						  "model: layer %u %s: a training shard of one sample has no batch statistics (batch_size %u in %u shards, %u training images); change batch_size, shards or train_size",
-						  i + 1, name, cfg->batch_size, config_shards(cfg), n_train);
+						  "model: %s: a training shard of one sample has no batch statistics (batch_size %u in %u shards, %u training images); change batch_size, shards or train_size",
+						  name, cfg->batch_size, config_shards(cfg), n_train);
 			return tr_err_set(err, -EINVAL,
-					  "model: layer %u %s: a training batch of one sample has no batch statistics (batch_size %u, %u training images: the last batch has 1); change batch_size or train_size",
-					  i + 1, name, cfg->batch_size, n_train);
-		}
-		if (spec->layers[i].kind == LAYER_CONV2D) {
-			uint64_t col = (uint64_t)in.c * spec->layers[i].k * spec->layers[i].k *
-				       shapes[i].h * shapes[i].w;
-
-			sum += 2 * col * cfg->threads / max_batch + 1;
+					  "model: %s: a training batch of one sample has no batch statistics (batch_size %u, %u training images: the last batch has 1); change batch_size or train_size",
+					  name, cfg->batch_size, n_train);
 		}
 	}
-	floats = (uint64_t)max_batch * (sum + 2 * widest);
+	/* What net_init will allocate: activations, the gradient pool, the
+	 * team's convolution scratch. */
+	rc = net_floats(spec, trainer_input_shape(ds), max_batch, cfg->threads, &floats);
+	if (rc < 0)
+		return tr_err_set(err, rc, rc == -ENOMEM ? "out of memory" : "%s: the model does not fit the data", key);
 	if (floats > TRAINER_MAX_ACTIVATIONS)
 		return tr_err_set(err, -EINVAL,
 				  "%s: the model's activations for batches of %u would take %llu MiB; at most %llu MiB are allowed (a smaller batch_size or eval_batch_size helps)",
@@ -188,6 +211,108 @@ int trainer_check_model(const struct train_config *cfg, const struct dataset *ds
 				  (unsigned long long)(TRAINER_MAX_ACTIVATIONS * 4 >> 20));
 	if (params_out)
 		*params_out = params;
+	return 0;
+}
+
+/* The loss's task against the dataset's targets, the weights' counts, the
+ * augmentation against the images. */
+static int check_task(const struct train_config *cfg, const struct dataset *ds, struct tr_err *err)
+{
+	enum loss_task task = loss_task_of(cfg->loss);
+	const char *name = cfg->dataset, *loss = loss_name(cfg->loss);
+	struct augment a;   /* 4 KiB; parsing allocates nothing */
+	struct augment_data d = { ds->channels, ds->height, ds->width, ds->normalize ? ds->mean : NULL,
+				  ds->normalize ? ds->std : NULL };
+	int rc;
+
+	if (task != TASK_CLASSIFICATION && ds->target == DS_TARGET_CLASS)
+		return tr_err_set_key(err, -EINVAL, "loss",
+				      "%s needs %s targets; dataset '%s' has classes (%u): use loss cross_entropy",
+				      loss, task == TASK_MULTILABEL ? "0/1" : "float", name, ds->classes);
+	if (task == TASK_CLASSIFICATION && ds->target == DS_TARGET_VALUES)
+		return tr_err_set_key(err, -EINVAL, "loss",
+				      "cross_entropy needs class labels; dataset '%s' has %s (%u per sample): use loss mse, l1 or huber%s",
+				      name, dataset_target_text(ds), ds->target_width,
+				      ds->targets_binary ? ", or bce_with_logits for multi-label" : "");
+	if (task == TASK_MULTILABEL && !ds->targets_binary)
+		return tr_err_set_key(err, -EINVAL, "loss",
+				      "bce_with_logits needs 0/1 targets; dataset '%s' has other values (float targets): use loss mse, l1 or huber",
+				      name);
+	if (task == TASK_MULTILABEL && ds->target_width > DATASET_MAX_CLASSES)
+		return tr_err_set_key(err, -EINVAL, "loss",
+				      "dataset '%s' has %u labels per sample; bce_with_logits takes at most %d",
+				      name, ds->target_width, DATASET_MAX_CLASSES);
+	if (cfg->n_class_weights && cfg->n_class_weights != ds->classes)
+		return tr_err_set_key(err, -EINVAL, "class_weights",
+				      "%u values, but dataset '%s' has %u classes (one weight per class)",
+				      cfg->n_class_weights, name, ds->classes);
+	if (cfg->n_pos_weight && cfg->n_pos_weight != ds->target_width)
+		return tr_err_set_key(err, -EINVAL, "pos_weight",
+				      "%u values, but dataset '%s' has %u labels per sample (one weight per label)",
+				      cfg->n_pos_weight, name, ds->target_width);
+	rc = augment_parse(&a, cfg->augment, err);
+	return rc < 0 ? rc : augment_check(&a, &d, err);
+}
+
+/* What of a kernels=portable job does not run on the portable kernels yet
+ * (doc/portable.md, "What runs portably"): its description, or NULL when
+ * all of it does. Covered: linear (k_gemm_by), the plain cross-entropy (loss.c:
+ * pk_softmax_xent), the optimizers (pk_powi for Adam's powers), and the layers without
+ * arithmetic of their own or whose every rounding is already fixed by the
+ * layer's code alone (flatten, relu, dropout, the pools, batchnorm: sums in
+ * a fixed order per channel, sqrt). Not yet: conv2d (its GEMMs and the
+ * team's partial sums), tanh and gelu (libm), clipping (team-split sums),
+ * the schedules (libm's cos and pow). */
+static const char *portable_gap(const struct train_config *cfg, const struct model_spec *spec,
+				char *buf, size_t len)
+{
+	for (uint32_t i = 0; i < spec->n; i++) {
+		char name[96];
+
+		switch (spec->layers[i].kind) {
+		case LAYER_LINEAR:
+		case LAYER_FLATTEN:
+		case LAYER_RELU:
+		case LAYER_DROPOUT:
+		case LAYER_MAXPOOL2D:
+		case LAYER_AVGPOOL2D:
+		case LAYER_BATCHNORM1D:
+		case LAYER_BATCHNORM2D:
+			continue;
+		default:
+			spec_layer_text(&spec->layers[i], name, sizeof(name));
+			snprintf(buf, len, "layer %u %s", i + 1, name);
+			return buf;
+		}
+	}
+	if (cfg->loss != LOSS_CROSS_ENTROPY || cfg->label_smoothing > 0 || cfg->n_class_weights)
+		return "loss (only the plain cross_entropy so far)";
+	if (cfg->clip_grad_norm > 0)
+		return "clip_grad_norm";
+	if (cfg->lr_scheduler[0])
+		return "lr_scheduler";
+	return NULL;
+}
+
+/* A portable job: the path TRAIND_ISA asks for runs here, and the model and
+ * training use only what the portable kernels cover. */
+static int check_portable(const struct train_config *cfg, const struct model_spec *spec,
+			  struct tr_err *err)
+{
+	char what[128];
+	const char *gap;
+
+	if (cfg->kernels != KERNELS_PORTABLE)
+		return 0;
+	if (pk_init(err) < 0) {
+		tr_err_prefix(err, "kernels");
+		return tr_err_key(err, "kernels");
+	}
+	gap = portable_gap(cfg, spec, what, sizeof(what));
+	if (gap)
+		return tr_err_set_key(err, -EINVAL, "kernels",
+				      "portable is not yet supported for %s (so far a portable job may have linear, relu, flatten, dropout, pool and batchnorm layers, no clipping and no schedule; use kernels openblas)",
+				      gap);
 	return 0;
 }
 
@@ -219,13 +344,17 @@ int trainer_check_config(const struct train_config *cfg, const struct dataset *d
 	if (ds->train.rows != ds->test.rows || ds->train.cols != ds->test.cols ||
 	    ds->train.channels != ds->test.channels)
 		return tr_err_set(err, -EINVAL, "dataset: train and test images differ in size");
-	if (ds->classes < 1 || ds->classes > DATASET_MAX_CLASSES || ds->channels < 1)
+	if ((ds->target == DS_TARGET_CLASS && (ds->classes < 1 || ds->classes > DATASET_MAX_CLASSES)) ||
+	    ds->channels < 1)
 		return tr_err_set(err, -EINVAL, "dataset: %u classes, %u channels", ds->classes,
 				  ds->channels);
+	rc = check_task(cfg, ds, err);
+	if (rc < 0)
+		return rc;
 	rc = trainer_check_model(cfg, ds, &spec, NULL, err);
 	if (rc < 0)
 		return tr_err_key(err, cfg->model[0] ? "model" : "hidden");
-	return 0;
+	return check_portable(cfg, &spec, err);
 }
 
 static size_t shard_grads_off(const struct trainer *t);
@@ -241,7 +370,7 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 	kernels_global_init();
 	rc = trainer_check_config(cfg, ds, err);
 	if (rc == 0)
-		rc = trainer_model_spec(cfg, ds->classes, &spec, err);
+		rc = trainer_model_spec(cfg, dataset_outputs(ds), &spec, err);
 	if (rc < 0)
 		return rc;
 	t = calloc(1, sizeof(*t));
@@ -261,34 +390,57 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 		tr_err_set(err, rc, "cannot start %u training threads", cfg->threads);
 		goto fail;
 	}
-	rc = net_init(&t->model, &spec, trainer_input_shape(ds), ds->classes, max_batch, t->team);
+	rc = net_init(&t->model, &spec, trainer_input_shape(ds), dataset_outputs(ds), max_batch, t->team);
 	if (rc < 0)
 		goto fail_nomem;
+	t->task = loss_task_of(cfg->loss);
+	t->width = dataset_outputs(ds);
+	t->loss = (struct loss){
+		.kind = cfg->loss,
+		.width = t->width,
+		.label_smoothing = (float)cfg->label_smoothing,
+		.class_weights = cfg->n_class_weights ? t->cfg.class_weights : NULL,
+		.delta = (float)cfg->huber_delta,
+		.pos_weight = cfg->n_pos_weight ? t->cfg.pos_weight : NULL,
+		.kernels = cfg->kernels,
+	};
+	if (augment_parse(&t->aug, cfg->augment, err) < 0) {   /* checked: cannot fail */
+		rc = -EINVAL;
+		goto fail;
+	}
+	t->augd = (struct augment_data){ ds->channels, ds->height, ds->width,
+					 ds->normalize ? ds->mean : NULL, ds->normalize ? ds->std : NULL };
 	rc = optim_init(&t->opt, cfg, t->model.nparams);
 	if (rc < 0)
 		goto fail_nomem;
 	t->split = malloc((size_t)t->n_split * sizeof(*t->split));
 	t->order = malloc((size_t)t->n_train * sizeof(*t->order));
 	t->batch_idx = malloc((size_t)max_batch * sizeof(*t->batch_idx));
-	t->labels = malloc(max_batch);
-	t->pred = malloc(max_batch);
+	t->classes = malloc((size_t)max_batch * sizeof(*t->classes));
+	t->values = ds->target == DS_TARGET_VALUES ? malloc((size_t)max_batch * t->width * sizeof(float)) : NULL;
 	t->history = calloc(cfg->epochs, sizeof(*t->history));
 	rc = -ENOMEM;
-	if (!t->split || !t->order || !t->batch_idx || !t->labels || !t->pred || !t->history)
+	if (!t->split || !t->order || !t->batch_idx || !t->classes || !t->history ||
+	    (ds->target == DS_TARGET_VALUES && !t->values))
 		goto fail_nomem;
 	if (config_shards(cfg) > 1) {
 		t->shard_block = shard_grads_off(t) + t->model.nparams * sizeof(float) +
 				 t->model.nbuffers * sizeof(float) + t->model.ncounts * sizeof(int64_t);
 		t->shard_buf = malloc((config_shards(cfg) + 1) * t->shard_block);
-		if (!t->shard_buf)
+		t->out = malloc((size_t)cfg->batch_size * t->width * sizeof(float));
+		if (!t->shard_buf || !t->out)
 			goto fail_nomem;
 	}
 
 	/* The split has its own generator, so it never depends on the model seed. */
 	draw_split(t);
 	t->model.dropout_key = cfg->seed;
+	t->model.kernels = cfg->kernels;
 	draw_init(t);
-	numerics_blas(t->numerics, sizeof(t->numerics));
+	if (cfg->kernels == KERNELS_PORTABLE)
+		pk_describe(t->numerics, sizeof(t->numerics));
+	else
+		numerics_blas(t->numerics, sizeof(t->numerics));
 	trainsched_init(t);
 	draw_order(t);
 	*out = t;
@@ -310,8 +462,9 @@ void trainer_free(struct trainer *t)
 	free(t->split);
 	free(t->order);
 	free(t->batch_idx);
-	free(t->labels);
-	free(t->pred);
+	free(t->classes);
+	free(t->values);
+	free(t->out);
 	free(t->history);
 	free(t->shard_buf);
 	free(t);
@@ -339,21 +492,70 @@ uint64_t trainer_samples_done(const struct trainer *t)
 	return done < t->n_train ? done : t->n_train;
 }
 
-static void count_predictions(struct metric_sums *s, const uint8_t *labels, const uint8_t *pred,
-			      size_t n)
+/* Count n samples' outputs out (n, width) against their targets into s:
+ * classification by the first maximum (as k_softmax_xent's argmax);
+ * multi-label by output > 0 (sigmoid > 0.5) against target 1; regression
+ * its samples, and with `errors` the sums of its errors. */
+static void count_outputs(const struct trainer *t, struct metric_sums *s, const float *out,
+			  const uint32_t *classes, const float *values, size_t n, bool errors)
 {
+	uint32_t w = t->width;
+
 	for (size_t i = 0; i < n; i++) {
-		s->total[labels[i]]++;
-		s->predicted[pred[i]]++;
-		if (labels[i] == pred[i])
-			s->correct[labels[i]]++;
+		const float *z = out + i * w;
+
+		if (t->task == TASK_CLASSIFICATION) {
+			float mx = z[0];
+			uint32_t arg = 0, y = classes[i];
+
+			for (uint32_t j = 1; j < w; j++)
+				if (z[j] > mx) {
+					mx = z[j];
+					arg = j;
+				}
+			s->total[y]++;
+			s->predicted[arg]++;
+			if (arg == y)
+				s->correct[y]++;
+		} else if (t->task == TASK_MULTILABEL) {
+			for (uint32_t c = 0; c < w; c++) {
+				bool pos = z[c] > 0.0f, truth = values[i * w + c] >= 0.5f;
+
+				s->total[c]++;
+				s->predicted[c] += pos;
+				s->correct[c] += pos == truth;
+			}
+		} else {
+			s->total[0]++;
+			for (uint32_t c = 0; errors && c < w; c++) {
+				double e = (double)z[c] - (double)values[i * w + c];
+
+				s->abs_sum += fabs(e);
+				s->sq_sum += e * e;
+			}
+		}
 	}
+}
+
+/* The targets of the batch's samples idx[0..n) of `set` into t->classes or
+ * t->values. */
+static void gather_targets(struct trainer *t, const struct ds_split *set, const uint32_t *idx, size_t n)
+{
+	if (t->ds->target == DS_TARGET_VALUES) {
+		for (size_t i = 0; i < n; i++)
+			memcpy(t->values + i * t->width, set->targets + (size_t)idx[i] * t->width,
+			       t->width * sizeof(float));
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		t->classes[i] = set->labels[idx[i]];
 }
 
 struct gather_job {
 	const struct trainer *t;
 	const struct ds_split *set;
 	const uint32_t *idx;            /* the rows' images: batch_idx, or a shard's part of it */
+	bool train;                     /* a training batch: augmented */
 };
 
 /* Rows [r0, r1) of x (n, C*H*W): the images in batch_idx, gathered by the team
@@ -378,21 +580,24 @@ static void gather_rows(void *arg, size_t r0, size_t r1)
 				ds->layout == DS_NHWC && ds->channels > 1, ds->channels,
 				(size_t)ds->height * ds->width, idx, n,
 				ds->normalize ? ds->mean : NULL, ds->normalize ? ds->std : NULL);
+	if (t->aug.n)
+		augment_rows(&t->aug, &t->augd, x, idx, n, t->cfg.seed, t->epoch, g->train);
 }
 
-/* A shard's result block: this header, its predictions, its gradients. */
+/* A shard's result block: this header, its outputs, its gradients. */
 struct shard_head {
-	double loss;                     /* k_softmax_xent's sum over the shard's samples */
+	double loss;                     /* loss_batch's sum over the shard's samples */
 	uint64_t samples;
 };
 
-#define SHARD_PRED_OFF sizeof(struct shard_head)
+#define SHARD_OUT_OFF ((sizeof(struct shard_head) + 15) & ~(size_t)15)
 
 static size_t shard_grads_off(const struct trainer *t)
 {
 	size_t b = t->cfg.batch_size / config_shards(&t->cfg);
+	size_t w = dataset_outputs(t->ds);
 
-	return SHARD_PRED_OFF + ((b + 15) & ~(size_t)15);
+	return SHARD_OUT_OFF + ((b * w * sizeof(float) + 15) & ~(size_t)15);
 }
 
 int trainer_set_comm(struct trainer *t, const struct trainer_comm *comm, struct tr_err *err)
@@ -408,15 +613,16 @@ int trainer_set_comm(struct trainer *t, const struct trainer_comm *comm, struct 
 
 /* Forward and backward of the shards this rank owns (all of them without a
  * comm), each into its block of shard_buf; then every block everywhere;
- * then the gradients into n->grads, the predictions into t->pred and the
+ * then the gradients into n->grads, the outputs into t->out and the
  * loss into *loss, each added in shard order. Batch normalization: each
  * shard normalizes by its own statistics and updates the running ones
  * from the step's starting values; the new running statistics are the
  * mean of the non-empty shards' (added in shard order), and the counts
  * those of shard 0. The block's tail holds those buffers and counts; the
  * step's starting values wait in the block after the last. */
-static int step_shards(struct trainer *t, size_t n, uint64_t pos, double *loss)
+static int step_shards(struct trainer *t, size_t n, uint64_t pos, double norm, double *loss)
 {
+	struct loss_targets y = { t->classes, t->values };
 	struct net *m = &t->model;
 	uint32_t s = config_shards(&t->cfg), nranks = t->comm ? t->comm->nranks : 1;
 	uint32_t rank = t->comm ? t->comm->rank : 0, per = s / nranks;
@@ -437,10 +643,12 @@ static int step_shards(struct trainer *t, size_t n, uint64_t pos, double *loss)
 		if (cnt) {
 			memcpy(m->buffers, start, bbytes);
 			memcpy(m->counts, start + bbytes, cbytes);
+			struct loss_targets ys = loss_targets_at(&y, lo, t->width);
+
 			net_forward_from(m, cnt, true, pos * s + k, gather_rows,
-					 &(struct gather_job){ t, &t->ds->train, t->batch_idx + lo });
-			h.loss = k_softmax_xent(net_output(m), t->labels + lo, cnt, m->classes,
-						1.0f / (float)n, net_dout(m), blk + SHARD_PRED_OFF);
+					 &(struct gather_job){ t, &t->ds->train, t->batch_idx + lo, true });
+			h.loss = loss_batch(&t->loss, net_output(m), &ys, cnt, norm, net_dout(m));
+			memcpy(blk + SHARD_OUT_OFF, net_output(m), cnt * t->width * sizeof(float));
 			net_backward(m, cnt);
 			memcpy(blk + goff, m->grads, p * sizeof(float));
 			memcpy(blk + boff, m->buffers, bbytes);
@@ -471,7 +679,8 @@ static int step_shards(struct trainer *t, size_t n, uint64_t pos, double *loss)
 			}
 		*loss += h.loss;
 		if (h.samples)
-			memcpy(t->pred + (size_t)k * b, blk + SHARD_PRED_OFF, h.samples);
+			memcpy(t->out + (size_t)k * b * t->width, blk + SHARD_OUT_OFF,
+			       h.samples * t->width * sizeof(float));
 	}
 	if (m->nbuffers || m->ncounts) {
 		uint32_t used = 0;
@@ -504,8 +713,10 @@ static int step_shards(struct trainer *t, size_t n, uint64_t pos, double *loss)
 int trainer_step(struct trainer *t)
 {
 	const struct ds_split *set = &t->ds->train;
+	struct loss_targets y = { t->classes, t->values };
+	const float *out;
 	size_t first, n;
-	double t0 = clock_seconds(), loss;
+	double t0 = clock_seconds(), loss, norm;
 	unsigned fpmode;
 
 	if (trainer_finished(t) || trainer_epoch_done(t))
@@ -513,47 +724,65 @@ int trainer_step(struct trainer *t)
 	fpmode = numerics_enter(t->cfg.ftz);
 	first = (size_t)t->step * t->cfg.batch_size;
 	n = t->n_train - first < t->cfg.batch_size ? t->n_train - first : t->cfg.batch_size;
-	for (size_t i = 0; i < n; i++) {
-		uint32_t img = t->split[t->order[first + i]];
-
-		t->batch_idx[i] = img;
-		t->labels[i] = set->labels[img];
-	}
+	for (size_t i = 0; i < n; i++)
+		t->batch_idx[i] = t->split[t->order[first + i]];
+	gather_targets(t, set, t->batch_idx, n);
+	norm = loss_norm(&t->loss, &y, n);
 	if (t->shard_buf) {
-		int rc = step_shards(t, n, (uint64_t)t->epoch * t->steps_per_epoch + t->step, &loss);
+		int rc = step_shards(t, n, (uint64_t)t->epoch * t->steps_per_epoch + t->step, norm, &loss);
 
 		if (rc < 0) {
 			numerics_leave(fpmode);
 			return rc;
 		}
+		out = t->out;
 	} else {
 		/* x (n, C*H*W) gathered by the team; Dropout's stream: a position
 		 * unique to this step of the job. */
 		net_forward_from(&t->model, n, true, (uint64_t)t->epoch * t->steps_per_epoch + t->step,
-				 gather_rows, &(struct gather_job){ t, set, t->batch_idx });
-		loss = k_softmax_xent(net_output(&t->model), t->labels, n, t->model.classes,
-				      1.0f / (float)n, net_dout(&t->model), t->pred);
+				 gather_rows, &(struct gather_job){ t, set, t->batch_idx, true });
+		loss = loss_batch(&t->loss, net_output(&t->model), &y, n, norm, net_dout(&t->model));
 		net_backward(&t->model, n);
+		out = net_output(&t->model);
 	}
 	trainsched_begin_update(t);      /* clipping; optim_begin_step at the scheduled rate */
 	optim_step(&t->opt, t->model.params, t->model.grads, t->model.nparams, t->model.team);
 	trainsched_end_update(t);
 	numerics_leave(fpmode);
 
-	t->sums.loss_sum += loss / (double)n;
+	t->sums.loss_sum += loss / norm;
 	t->sums.batches++;
-	count_predictions(&t->sums, t->labels, t->pred, n);
+	count_outputs(t, &t->sums, out, t->classes, t->values, n, false);
 	t->step++;
 	t->sums.seconds += clock_seconds() - t0;
 	return 0;
 }
 
-void metric_sums_finish(const struct metric_sums *s, uint64_t samples, struct metrics *out)
+void metric_sums_finish(const struct metric_sums *s, enum loss_task task, uint32_t width,
+			uint64_t samples, struct metrics *out)
 {
 	uint64_t correct = 0;
 	double recall_sum = 0.0;
 	int classes = 0;
 
+	out->loss = s->batches ? s->loss_sum / (double)s->batches : 0.0;
+	out->count = samples;
+	out->acc = out->macro_acc = out->mae = out->rmse = NAN;
+	if (task == TASK_REGRESSION) {
+		double values = (double)samples * width;
+
+		if (values > 0) {
+			out->mae = s->abs_sum / values;
+			out->rmse = sqrt(s->sq_sum / values);
+		}
+		return;
+	}
+	if (task == TASK_MULTILABEL) {
+		for (uint32_t c = 0; c < width && c < DATASET_MAX_CLASSES; c++)
+			correct += s->correct[c];
+		out->acc = samples ? (double)correct / ((double)samples * width) : 0.0;
+		return;
+	}
 	for (int c = 0; c < DATASET_MAX_CLASSES; c++) {
 		correct += s->correct[c];
 		/* torchmetrics' macro average leaves out classes that are neither
@@ -564,10 +793,8 @@ void metric_sums_finish(const struct metric_sums *s, uint64_t samples, struct me
 		if (s->total[c])
 			recall_sum += (double)s->correct[c] / (double)s->total[c];
 	}
-	out->loss = s->batches ? s->loss_sum / (double)s->batches : 0.0;
 	out->acc = samples ? (double)correct / (double)samples : 0.0;
 	out->macro_acc = classes ? recall_sum / classes : 0.0;
-	out->count = samples;
 }
 
 int trainer_evaluate(struct trainer *t, enum eval_split which, struct metrics *out)
@@ -580,30 +807,31 @@ int trainer_evaluate_sums(struct trainer *t, enum eval_split which, struct metri
 {
 	const struct ds_split *set = which == EVAL_TEST ? &t->ds->test : &t->ds->train;
 	uint32_t count = which == EVAL_TEST ? set->count : t->n_val;
-	struct metric_sums s;
-	unsigned fpmode = numerics_enter(t->cfg.ftz);
+	struct loss_targets y = { t->classes, t->values };
+	struct metric_sums *s = calloc(1, sizeof(*s));   /* 6 KiB: not on a worker's stack */
+	unsigned fpmode;
 
-	memset(&s, 0, sizeof(s));
+	if (!s)
+		return -ENOMEM;
+	fpmode = numerics_enter(t->cfg.ftz);
 	for (uint32_t first = 0; first < count; first += t->cfg.eval_batch_size) {
 		size_t n = count - first < t->cfg.eval_batch_size ? count - first : t->cfg.eval_batch_size;
 
-		for (size_t i = 0; i < n; i++) {
-			uint32_t img = which == EVAL_TEST ? first + (uint32_t)i
-							  : t->split[t->n_train_part + first + i];
-
-			t->batch_idx[i] = img;
-			t->labels[i] = set->labels[img];
-		}
+		for (size_t i = 0; i < n; i++)
+			t->batch_idx[i] = which == EVAL_TEST ? first + (uint32_t)i
+							     : t->split[t->n_train_part + first + i];
+		gather_targets(t, set, t->batch_idx, n);
 		net_forward_from(&t->model, n, false, 0, gather_rows,
-				 &(struct gather_job){ t, set, t->batch_idx });
-		s.loss_sum += k_softmax_xent(net_output(&t->model), t->labels, n, t->model.classes,
-					     1.0f, NULL, t->pred) / (double)n;
-		s.batches++;
-		count_predictions(&s, t->labels, t->pred, n);
+				 &(struct gather_job){ t, set, t->batch_idx, false });
+		s->loss_sum += loss_batch(&t->loss, net_output(&t->model), &y, n, loss_norm(&t->loss, &y, n),
+					  NULL) / loss_norm(&t->loss, &y, n);
+		s->batches++;
+		count_outputs(t, s, net_output(&t->model), t->classes, t->values, n, true);
 	}
-	metric_sums_finish(&s, count, out);
+	metric_sums_finish(s, t->task, t->width, count, out);
 	if (sums)
-		*sums = s;
+		*sums = *s;
+	free(s);
 	numerics_leave(fpmode);
 	return 0;
 }
@@ -620,7 +848,7 @@ int trainer_end_epoch(struct trainer *t, struct history_row *row)
 	rc = trainer_evaluate(t, EVAL_VAL, &val);
 	if (rc < 0)
 		return rc;
-	metric_sums_finish(&t->sums, t->n_train, &train);
+	metric_sums_finish(&t->sums, t->task, t->width, t->n_train, &train);
 	memset(&r, 0, sizeof(r));
 	r.epoch = t->epoch + 1;
 	r.train_loss = train.loss;
@@ -629,6 +857,8 @@ int trainer_end_epoch(struct trainer *t, struct history_row *row)
 	r.val_loss = val.loss;
 	r.val_acc = val.acc;
 	r.val_macro_acc = val.macro_acc;
+	r.val_mae = val.mae;
+	r.val_rmse = val.rmse;
 	r.seconds = t->sums.seconds + (clock_seconds() - t0);
 	memcpy(r.note, t->note, sizeof(r.note));
 	trainsched_end_epoch(t, &r);

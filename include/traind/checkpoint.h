@@ -5,6 +5,7 @@
  *   net.{i}.weight, net.{i}.bias F32; for BatchNorm also net.{i}.running_mean,
  *     net.{i}.running_var F32 and net.{i}.num_batches_tracked I64 []: the
  *     model's state_dict, layer i of the SPEC being nn.Sequential's index i
+ *     (inside blocks net.{i}.body.{j}..., net.{i}.branches.{b}.{j}...: spec.h)
  *   optimizer.state.{i}.exp_avg / .exp_avg_sq   F32 (Adam, AdamW)
  *   optimizer.state.{i}.momentum_buffer        F32 (SGD with momentum)
  *     where i numbers the parameters as torch.optim's state_dict does
@@ -25,9 +26,11 @@
  * history) still load, as the jobs they were.
  *
  * A model-only export holds just the net.* tensors and {"format": "pt"} plus
- * traind.model (the SPEC) and, for the MLP, traind.hidden, so
- * safetensors.torch.load_file + load_state_dict(strict=True) take it into the
- * nn.Sequential the SPEC describes.
+ * traind.model (the SPEC; a named ResNet: its name) and, for the MLP,
+ * traind.hidden, so safetensors.torch.load_file + load_state_dict(strict=True)
+ * take it into the module the SPEC describes (the nn.Sequential of a SPEC
+ * without blocks; for any SPEC, the Model of checkpoint_pytorch_from_blob's
+ * code).
  *
  * Loading trusts nothing: the safetensors layer checks the structure; this
  * layer checks the checksum, the format version, every tensor's presence,
@@ -90,6 +93,11 @@ int checkpoint_export_model(const struct trainer *t, uint8_t **out, size_t *out_
 			    struct tr_err *err);
 int checkpoint_export_from_blob(const uint8_t *blob, size_t len, uint8_t **out, size_t *out_len,
 				struct tr_err *err);
+
+/* The PyTorch code of a checkpoint's model (pycode.h) into a new malloc'ed
+ * string (*code, NUL-terminated, *code_len bytes). */
+int checkpoint_pytorch_from_blob(const uint8_t *blob, size_t len, char **code, size_t *code_len,
+				 struct tr_err *err);
 
 /* The model of a checkpoint blob alone, as a net ready for eval-mode
  * forwards of up to max_batch inputs of the blob's input shape (n->input),

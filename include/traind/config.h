@@ -17,6 +17,8 @@
 #include <stdint.h>
 
 #include "traind/error.h"
+#include "traind/loss.h"
+#include "traind/kernels.h"
 #include "traind/sched.h"
 #include "traind/team.h"
 
@@ -27,6 +29,8 @@
 #define CFG_MAX_RANKS 64     /* MPI ranks of one job at most */
 #define CFG_MAX_SHARDS 64    /* shards of a batch at most */
 #define CFG_HOSTS_MAX 512    /* hosts text bytes, with NUL */
+#define CFG_MAX_WEIGHTS 1024 /* class_weights, pos_weight: values at most */
+#define CFG_AUGMENT_MAX 512  /* augment SPEC text bytes, with NUL */
 
 enum optim_kind {
 	OPTIM_ADAM,
@@ -83,6 +87,22 @@ struct train_config {
 	uint32_t ranks;              /* processes of the job (1: a thread of traind) */
 	char hosts[CFG_HOSTS_MAX];   /* "HOST:SLOTS,..." for the launcher; "" = localhost:ranks */
 	uint32_t max_restarts;       /* restarts after a failure of a multi-rank run (3) */
+	/* The loss (loss.h) and what it weighs; their defaults are the plain
+	 * cross-entropy every job stored before the keys had. The loss decides
+	 * the task (classification, regression, multi-label), which the
+	 * dataset's targets must fit (the trainer checks). */
+	enum loss_kind loss;         /* cross_entropy */
+	double label_smoothing;      /* cross_entropy: [0, 1] (0) */
+	uint32_t n_class_weights;    /* cross_entropy: one per class, or 0: none */
+	float class_weights[CFG_MAX_WEIGHTS]; /* (n_class_weights) >= 0, float32 as PyTorch's weight */
+	double huber_delta;          /* huber: > 0 (1.0) */
+	uint32_t n_pos_weight;       /* bce_with_logits: one per output, or 0: none */
+	float pos_weight[CFG_MAX_WEIGHTS];    /* (n_pos_weight) >= 0 */
+	/* Training-batch augmentation (augment.h): an augment SPEC, "" = none
+	 * (every job stored before the key). Part of the bits. */
+	char augment[CFG_AUGMENT_MAX];
+	enum kernels_kind kernels;   /* openblas (new jobs and every stored job without the key) or
+					portable (kernels.h); part of the bits */
 };
 
 /* The job's shards: cfg->shards, or its ranks while shards is unset (0). */
@@ -126,6 +146,8 @@ json_t *config_to_json(const struct train_config *cfg);
 const char *config_optim_name(enum optim_kind k);
 /* "xoshiro", "torch". */
 const char *config_rng_name(enum rng_kind k);
+/* "openblas", "portable". */
+const char *config_kernels_name(enum kernels_kind k);
 
 /* True when a and b describe the same job bit for bit. */
 bool config_equal(const struct train_config *a, const struct train_config *b);

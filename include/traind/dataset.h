@@ -12,13 +12,23 @@
  *                "images" (U8 or F32, [N,H,W] or [N,C,H,W]) and "labels"
  *                (an integer dtype, [N])
  *   csv          train.csv, test.csv: one image a row, the label first, then
- *                the pixels; an optional header row
+ *                the pixels; an optional header row; or with dataset.json
+ *                "targets" the target columns named, the rest features
+ *   cifar        CIFAR-10 binary: data_batch_1.bin ... data_batch_N.bin and
+ *                test_batch.bin, records of a label byte and 3x32x32 pixel
+ *                bytes (channel-major); batches.meta.txt the class names
+ *
+ * Targets: integer labels of shape (N) are classes (classification); float
+ * labels of shape (N) or (N, K), or 0/1 integers of shape (N, K), are float
+ * targets (regression; multi-label when every value is 0 or 1).
  * Files of two formats in one directory are refused (ambiguous).
  *
  * dataset.json (optional, every key optional):
  *   {"classes": ["T-shirt", ...], "layout": "NHWC"|"NCHW",
  *    "height": H, "width": W, "channels": C, "dtype": "uint8"|"float32" (CSV),
- *    "mean": [m per channel], "std": [s per channel]}
+ *    "mean": [m per channel], "std": [s per channel],
+ *    "targets": ["y", ...] or [column numbers] (float targets: their names;
+ *                in a CSV the target columns, the rest being features)}
  * A stated height/width/channels must agree with the data; "layout" decides
  * 4-D arrays ((N,H,W,C) or (N,C,H,W)), which are otherwise guessed only when
  * exactly one of the two candidate channel axes is 1, 3 or 4. mean/std is
@@ -61,11 +71,20 @@
 #define DATASET_MAX_IMAGE    (1u << 24)   /* values per image (C*H*W) */
 #define DATASET_NAME_MAX     64           /* a class name, with NUL */
 #define DATASET_FORMAT_MAX   16
+#define DATASET_MAX_TARGETS  4096         /* float targets per sample */
 
 /* How pixels are stored. */
 enum ds_dtype {
 	DS_U8,
 	DS_F32,
+};
+
+/* What a sample's target is. */
+enum ds_target {
+	DS_TARGET_CLASS,    /* one class per sample: labels (classification) */
+	DS_TARGET_VALUES,   /* target_width floats per sample: targets (regression; multi-label
+			       when every value is 0 or 1). A class per position (sequences)
+			       will be a third kind: labels of (count, T) */
 };
 
 /* Axis order of a stored image (one channel: both are the same). */
@@ -82,13 +101,14 @@ struct ds_split {
 	uint32_t cols;      /* W */
 	uint8_t *pixels;    /* (count, C*H*W) in the dataset's dtype and layout (bytes of float32
 	                       values when it is DS_F32, maybe unaligned: memcpy them), owned */
-	uint8_t *labels;    /* (count), each < the dataset's classes, owned */
+	uint8_t *labels;    /* DS_TARGET_CLASS: (count), each < the dataset's classes, owned; else NULL */
+	float *targets;     /* DS_TARGET_VALUES: (count, target_width) finite floats, owned; else NULL */
 };
 
 struct dataset {
 	struct ds_split train;
 	struct ds_split test;
-	char format[DATASET_FORMAT_MAX]; /* "idx", "npy", "npz", "safetensors", "csv" */
+	char format[DATASET_FORMAT_MAX]; /* "idx", "npy", "npz", "safetensors", "csv", "cifar" */
 	enum ds_dtype dtype;             /* of every pixel of both splits */
 	enum ds_layout layout;           /* as stored */
 	uint32_t channels, height, width; /* equal to each split's */
@@ -97,6 +117,11 @@ struct dataset {
 	bool normalize;                  /* mean/std given */
 	float mean[DATASET_MAX_CHANNELS]; /* (channels) */
 	float std[DATASET_MAX_CHANNELS];  /* (channels), each > 0 */
+	enum ds_target target;           /* class labels (every format's default) or float targets */
+	uint32_t target_width;           /* DS_TARGET_VALUES: floats per sample (1..DATASET_MAX_TARGETS); 0 */
+	bool targets_binary;             /* DS_TARGET_VALUES: every value of both splits is 0 or 1 */
+	char (*target_names)[DATASET_NAME_MAX]; /* (target_width) the targets' names (CSV columns,
+					    dataset.json "targets"), or NULL; owned */
 };
 
 /* What dataset_probe reports: the training split's size and the data's
@@ -105,7 +130,10 @@ struct dataset_shape {
 	char format[DATASET_FORMAT_MAX];
 	uint32_t train_count, test_count;
 	uint32_t channels, height, width;
-	uint32_t classes;
+	uint32_t classes;                /* 0 for float targets */
+	enum ds_target target;
+	uint32_t target_width;           /* float targets per sample; 0 for classes */
+	bool targets_binary;
 };
 
 /* Load one IDX image file and its label file (paths given exactly; a ".gz"
@@ -135,6 +163,13 @@ size_t dataset_bytes(const struct dataset *ds);
 
 /* Values per image (C*H*W). */
 size_t dataset_image_size(const struct dataset *ds);
+
+/* The outputs a model of the dataset ends in: its classes, or its float
+ * targets per sample. */
+uint32_t dataset_outputs(const struct dataset *ds);
+
+/* "classes", "float targets" or "0/1 targets", for messages and listings. */
+const char *dataset_target_text(const struct dataset *ds);
 
 /* True when a gather is the plain uint8 x/255 of one-channel (or NCHW)
  * images without normalisation: the IDX path, k_gather. */

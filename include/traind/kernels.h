@@ -14,6 +14,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Whose arithmetic a wrapper runs: a job's `kernels` (config.h; doc/portable.md). */
+enum kernels_kind {
+	KERNELS_OPENBLAS,  /* OpenBLAS's sgemm and libm (every job stored before the key):
+			      the bits depend on the BLAS kernel and on `threads` */
+	KERNELS_PORTABLE,  /* traind's portable kernels (portable.h): the same bits on every
+			      CPU, instruction-set path and thread count */
+};
+
 /* Set OpenBLAS to one thread (once per process). The engine splits work across
  * its own teams, so BLAS's process-wide pool must not: results would otherwise
  * depend on what else the process runs. Thread: any; idempotent. */
@@ -29,6 +37,11 @@ float *k_alloc_floats(size_t n);
 void k_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha,
 	    const float *a, size_t lda, const float *b, size_t ldb,
 	    float beta, float *c, size_t ldc);
+/* The same by `kernels`: OpenBLAS (k_gemm) or the portable GEMM (pk_gemm:
+ * each element one fmaf chain over k in order, the same bits anywhere). */
+void k_gemm_by(enum kernels_kind kernels, int ta, int tb, size_t m, size_t n, size_t k, float alpha,
+	       const float *a, size_t lda, const float *b, size_t ldb,
+	       float beta, float *c, size_t ldc);
 
 /* x (n, dim) = pixels[idx[i]] / 255 for each of the n sample indices. */
 void k_gather(float *x, const uint8_t *pixels, const uint32_t *idx, size_t n, size_t dim);
@@ -93,5 +106,34 @@ void k_avgpool(float *y, const float *x, size_t c, size_t h, size_t w, size_t k,
 /* dx = dy / (K*K) spread over each window (dx is overwritten). */
 void k_avgpool_backward(float *dx, const float *dy, size_t c, size_t h, size_t w, size_t k,
 			size_t s, size_t oh, size_t ow);
+
+/* ---- the layers after LeNet (spec.h), on one sample ---- */
+
+/* k_im2col and k_col2im with dilation d: the patch element (i, j) is
+ * x[c][oy*s - pad + i*d][ox*s - pad + j*d]. */
+void k_im2col_dil(float *col, const float *x, size_t c, size_t h, size_t w, size_t k, size_t s,
+		  size_t pad, size_t d, size_t oh, size_t ow);
+void k_col2im_dil(float *dx, const float *col, size_t c, size_t h, size_t w, size_t k, size_t s,
+		  size_t pad, size_t d, size_t oh, size_t ow);
+
+/* k_maxpool with zero-cost padding `pad` (PyTorch's: padded places never
+ * win; pad <= k/2 so every window holds an input place). */
+void k_maxpool_pad(float *y, uint32_t *argmax, const float *x, size_t c, size_t h, size_t w,
+		   size_t k, size_t s, size_t pad, size_t oh, size_t ow);
+
+/* PyTorch's adaptive_avg_pool2d: output (oy, ox) is the mean of rows
+ * [floor(oy*h/oh), ceil((oy+1)*h/oh)) and the same for columns (the sum in
+ * float, then divided by the rows and by the columns); the backward spreads
+ * dy the same way (dx is overwritten). */
+void k_adaptive_avgpool(float *y, const float *x, size_t c, size_t h, size_t w, size_t oh,
+			size_t ow);
+void k_adaptive_avgpool_backward(float *dx, const float *dy, size_t c, size_t h, size_t w,
+				 size_t oh, size_t ow);
+
+/* Nearest-neighbour upsampling by an integer factor f: y (C, H*f, W*f) =
+ * x[c][oy / f][ox / f]; the backward sums each f x f block (dx overwritten). */
+void k_upsample_nearest(float *y, const float *x, size_t c, size_t h, size_t w, size_t f);
+void k_upsample_nearest_backward(float *dx, const float *dy, size_t c, size_t h, size_t w,
+				 size_t f);
 
 #endif

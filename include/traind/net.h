@@ -1,27 +1,38 @@
 /*
- * net.h - a model as a list of layers (a struct model_spec) over one tensor
- * table: forward in train or eval mode, backward, and the optimizer step over
- * the flat arrays.
+ * net.h - a model as a graph of layers (a struct model_spec: a sequence of
+ * layers and blocks) over one tensor table: forward in train or eval mode,
+ * backward, and the optimizer step over the flat arrays.
  *
  * The tensor table: each layer declares its tensors (name, shape, kind) in
- * nn.Sequential's state_dict order. Parameters (weights and biases) are carved
- * from one flat float array, and so are their gradients and the optimizer's
+ * the PyTorch module's state_dict order (spec.h: net.3.weight,
+ * net.4.body.0.weight ...). Parameters (weights and biases) are carved from
+ * one flat float array, and so are their gradients and the optimizer's
  * moments (optim.h), in the same layout; BatchNorm's running statistics from a
  * flat float array of buffers, its num_batches_tracked from an int64 array.
  * The checkpoint writer and loader, the export, the parameter hash and the
- * optimizer walk the table; nothing outside net.c and spec.c knows what a
- * layer is.
+ * optimizer walk the table; nothing outside engine/model knows what a layer
+ * is.
  *
- * Activations: one buffer per layer, (max_batch, the layer's output size),
- * sized once, so a step allocates nothing. Samples are rows; an image is
- * stored C x H x W (NCHW), so flatten is free.
+ * The graph: every item of the spec is a node with one output (a value);
+ * a layer reads one value (its src), a block's join reads its branches' last
+ * values (residual: their sum; concat: along the channels). Nodes run in
+ * execution order (a block's children before its join); backward in the
+ * reverse order. A value read by several nodes (a block's input) gets its
+ * gradient from each, added in backward order.
+ *
+ * Activations: one buffer per node, (max_batch, the node's output size),
+ * sized once, so a step allocates nothing (flatten and identity borrow
+ * their input's). Samples are rows; an image is stored C x H x W (NCHW), so
+ * flatten is free. Gradients flowing down live in a small pool of buffers
+ * shared by values whose lifetimes in the backward pass do not overlap
+ * (a chain needs two; a residual block three).
  *
  * Work split across the job's team, fixed by the shapes and the team size:
  * linear layers by output features (forward, weight gradients) and input
  * features (the gradient flowing down); conv2d and pools by samples (each
  * member sums its samples' weight gradients, then the partial sums are added
- * in member order); batchnorm by channel; elementwise layers by rows; the
- * optimizer step by ranges of the flat arrays.
+ * in member order); batchnorm by channel; elementwise layers and joins by
+ * rows; the optimizer step by ranges of the flat arrays.
  *
  * Thread: every function on the owner thread of the net (it drives the team).
  */
@@ -33,12 +44,13 @@
 #include <stdint.h>
 
 #include "traind/error.h"
+#include "traind/kernels.h"
 #include "traind/rng.h"
 #include "traind/spec.h"
 #include "traind/team.h"
 
 #define NET_MAX_TENSORS (SPEC_MAX_LAYERS * 5)
-#define NET_TENSOR_NAME 48
+#define NET_TENSOR_NAME 128  /* safetensors' ST_MAX_NAME */
 
 enum tensor_kind {
 	TENSOR_PARAM,     /* F32, in params; has a gradient and optimizer state */
@@ -47,7 +59,7 @@ enum tensor_kind {
 };
 
 struct net_tensor {
-	char name[NET_TENSOR_NAME];  /* "net.3.weight" */
+	char name[NET_TENSOR_NAME];  /* "net.3.weight", "net.4.body.0.weight" */
 	enum tensor_kind kind;
 	int ndim;                    /* 0..4 */
 	uint64_t shape[4];
@@ -57,31 +69,38 @@ struct net_tensor {
 
 struct net_layer {
 	struct layer_spec spec;
-	struct shape in, out;        /* per-sample shapes */
+	struct shape in, out;        /* per-sample shapes (a join: out; in is its first input's) */
 	size_t in_size, out_size;    /* floats per sample */
 	size_t w_off, b_off;         /* params offsets (linear, conv2d, batchnorm: weight, bias) */
 	size_t part_off;             /* conv2d: its slice of each member's gradient sums (net->part) */
 	size_t rm_off, rv_off;       /* batchnorm: buffers offsets of running_mean, running_var */
 	size_t nbt;                  /* batchnorm: index in counts of num_batches_tracked */
 	bool has_bias;
-	bool need_dx;                /* some layer before this one has parameters */
-	float *y;                    /* (max_batch, out_size) output, owned (flatten: the input, borrowed) */
+	bool need_dx;                /* a layer with parameters feeds its input: backward passes a gradient down */
+	bool active;                 /* backward does something: parameters or need_dx */
+	uint32_t consumers;          /* nodes that read its output */
+	float *y;                    /* (max_batch, out_size) output, owned (flatten, identity: the
+				      * input's, borrowed) */
+	bool y_borrowed;
 	uint8_t *mask;               /* dropout: (max_batch, out_size) 1 = kept, owned */
-	float *gx;                   /* a per-sample layer above another: (max_batch, in_size) the
-				      * gradient at its input, owned (struct run_job in net.c: the
-				      * members of a phase write rows of different sizes, so they
-				      * cannot share the two buffers of dbuf) */
 	uint32_t *argmax;            /* maxpool2d: (max_batch, out_size) input offset of each max, owned */
 	double *mean, *invstd;       /* batchnorm: (C) statistics of the last training batch, owned */
+	/* The backward plan (net.c: plan_backward): */
+	int gclass;                  /* the gradient at its output: a class of aliased values */
+	int scratch;                 /* pool buffer its dx goes to before being added (-1: none) */
 };
+
+struct net_plan;
 
 struct net {
 	struct model_spec spec;
 	struct shape input;          /* per-sample input shape */
 	uint32_t classes;            /* outputs of the last layer */
-	struct net_layer layers[SPEC_MAX_LAYERS];
+	struct net_layer *layers;    /* (spec.n), owned; index = the spec's */
+	uint32_t *order;             /* (spec.n) execution order, owned */
+	uint32_t out_node;           /* the node whose output is the model's */
 	uint32_t ntensors;
-	struct net_tensor tensors[NET_MAX_TENSORS];
+	struct net_tensor *tensors;  /* (NET_MAX_TENSORS), owned */
 	size_t nparams, nbuffers, ncounts;
 	float *params;               /* (nparams), owned */
 	float *grads;                /* (nparams), owned */
@@ -90,9 +109,10 @@ struct net {
 	uint32_t max_batch;          /* rows the buffers hold */
 	size_t in_size;              /* floats per input sample */
 	float *x;                    /* (max_batch, in_size) the input batch, owned */
-	float *dbuf[2];              /* (max_batch, widest layer) gradients flowing down, owned */
-	bool input_grad;             /* also compute the gradient at the input (tests) */
+	float *dout;                 /* (max_batch, classes) the gradient at the output (a pool buffer) */
+	bool input_grad;             /* also compute the gradient at the input (net_set_input_grad) */
 	float *dx;                   /* after net_backward with input_grad: (batch, in_size) */
+	struct net_plan *plan;       /* the backward plan and its pool of gradient buffers, owned */
 	/* conv2d scratch, one slice per team member: */
 	unsigned members;
 	size_t col_len;              /* floats of one member's im2col buffer */
@@ -102,6 +122,7 @@ struct net {
 	float *part;                 /* (members, part_len), owned */
 	uint32_t part_rows[TEAM_MAX_MEMBERS];   /* samples each member summed in the last conv backward */
 	uint64_t dropout_key;        /* the job's seed: Dropout masks' Philox key */
+	enum kernels_kind kernels;   /* the job's kernels (kernels.h): the linear layers' GEMMs */
 	struct team *team;           /* the job's team, not owned; NULL: run on the caller */
 };
 
@@ -112,14 +133,31 @@ int net_init(struct net *n, const struct model_spec *spec, struct shape input, u
 	     uint32_t max_batch, struct team *team);
 void net_deinit(struct net *n);
 
-/* PyTorch's reset_parameters, layer by layer from r: Linear and Conv2d as
+/* The floats net_init would allocate for spec into *floats (activations,
+ * gradients, scratch; parameters not counted). 0, -EINVAL (spec does not
+ * fit `input`) or -ENOMEM. */
+int net_floats(const struct model_spec *spec, struct shape input, uint32_t max_batch,
+	       unsigned members, uint64_t *floats);
+
+/* Also compute the gradient at the input in net_backward (n->dx; tests).
+ * 0 or -ENOMEM (the plan's buffers). */
+int net_set_input_grad(struct net *n, bool on);
+
+/* PyTorch's reset_parameters, layer by layer (in the order of the text,
+ * which is the module's construction order) from r: Linear and Conv2d as
  * kaiming_uniform(a=sqrt(5)), i.e. W and b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
- * W row-major then b; BatchNorm weight 1, bias 0, running mean 0, var 1. */
+ * W row-major then b; BatchNorm weight 1, bias 0, running mean 0, var 1.
+ * A spec with init SPEC_INIT_TORCHVISION (the named ResNets) then draws
+ * every Conv2d weight again, as torchvision's ResNet does: N(0, sqrt(2 /
+ * fan_out)) (kaiming_normal_, mode fan_out, relu), here by Box-Muller. */
 void net_init_params(struct net *n, struct rng *r);
 /* The same as PyTorch 1.13 draws it from its generator m (a job with rng
  * torch): each Linear and Conv2d in order, weight by kaiming_uniform_(a=
  * sqrt(5)) (bound computed in double), then bias by uniform_(-1/sqrt(fan_in),
- * 1/sqrt(fan_in)), each element one mt_uniform_f32; BatchNorm draws nothing. */
+ * 1/sqrt(fan_in)), each element one mt_uniform_f32; BatchNorm draws nothing.
+ * SPEC_INIT_TORCHVISION: then each Conv2d weight in module order by
+ * normal_(0, std) as PyTorch's CPU kernel on an AVX2 machine computes it
+ * (rng.h: mt_normal_fill_f32). */
 void net_init_params_torch(struct net *n, struct mt19937 *m);
 
 /* Forward `batch` rows of n->x. train: batch statistics (and running

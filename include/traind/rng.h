@@ -16,6 +16,7 @@
 #define TRAIND_RNG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct rng {
@@ -59,6 +60,14 @@ float mt_uniform_f32(struct mt19937 *m, double from, double to);
 /* torch.randperm(n, generator=m) into v[0..n): v[i] = i, then for i in
  * 0..n-2: z = draw32 % (n - i), swap v[i], v[i + z]. */
 void mt_randperm(struct mt19937 *m, uint32_t *v, uint32_t n);
+/* tensor.normal_(mean, std) of n >= 16 contiguous floats, as PyTorch 1.13's
+ * CPU kernel computes it with its AVX2 kernels (every x86-64 CPU since
+ * Haswell; DistributionTemplates.h normal_fill_AVX2): n uniform floats
+ * (mt_uniform_f32(0, 1)), then each block of 16 by Box-Muller in float with
+ * the cephes log and sincos PyTorch vectorises (avx_mathfun.h), here one lane
+ * at a time with the same operations; when 16 does not divide n, 16 fresh
+ * uniforms for the last 16 places. mean and std are taken as float. */
+void mt_normal_fill_f32(struct mt19937 *m, float *data, size_t n, double mean, double std);
 /* A state as a checkpoint holds it can be used: idx <= MT_N, words not all 0. */
 bool mt_state_ok(const struct mt19937 *m);
 

@@ -62,6 +62,8 @@ enum monitor_kind {
 	MONITOR_VAL_LOSS,       /* lower is better */
 	MONITOR_VAL_ACC,        /* higher is better */
 	MONITOR_VAL_MACRO_ACC,  /* higher is better */
+	MONITOR_VAL_MAE,        /* lower is better (regression) */
+	MONITOR_VAL_RMSE,       /* lower is better (regression) */
 };
 
 struct sched_part {
@@ -130,7 +132,8 @@ bool sched_is_per_batch(const struct sched_spec *spec);
 /* True when a onecycle part cycles the momentum. */
 bool sched_cycles_momentum(const struct sched_spec *spec);
 
-/* "val_loss", ... ; monitor_parse returns -EINVAL for anything else. */
+/* "val_loss", "val_acc", "val_macro_acc", "val_mae", "val_rmse"; monitor_parse
+ * returns -EINVAL for anything else. */
 const char *monitor_name(enum monitor_kind m);
 int monitor_parse(const char *s, enum monitor_kind *out);
 /* True when a is better than b for m (strictly). */
@@ -145,9 +148,15 @@ void sched_after_batch(struct sched *s);
  * epoch schedulers' step, the best epoch, early stopping. Returns true when
  * the epoch is the new best. */
 bool sched_after_epoch(struct sched *s, uint32_t epoch, double val_loss, double val_acc,
-		       double val_macro_acc);
-/* The monitored value among the three. */
-double sched_monitored(enum monitor_kind m, double val_loss, double val_acc, double val_macro_acc);
+		       double val_macro_acc, double val_mae, double val_rmse);
+/* The monitored value among the five (NaN: the task has no such metric). */
+double sched_monitored(enum monitor_kind m, double val_loss, double val_acc, double val_macro_acc,
+		       double val_mae, double val_rmse);
+/* True for the metrics of a classification (val_acc, val_macro_acc: also
+ * multi-label's val_acc), of a regression (val_mae, val_rmse); val_loss is
+ * every task's. */
+bool monitor_is_accuracy(enum monitor_kind m);
+bool monitor_is_regression(enum monitor_kind m);
 
 /* The state as numbers for the checkpoint: SCHED_NVALUES doubles and
  * SCHED_NCOUNTS int64s; sched_load checks them (ranges, consistency with

@@ -20,9 +20,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "traind/augment.h"
 #include "traind/config.h"
 #include "traind/dataset.h"
 #include "traind/error.h"
+#include "traind/loss.h"
 #include "traind/net.h"
 #include "traind/numerics.h"
 #include "traind/optim.h"
@@ -39,11 +41,16 @@ enum eval_split {
 	EVAL_TEST,
 };
 
-/* Loss and accuracies over a set of samples. */
+/* Loss and the task's metrics over a set of samples; a metric the task
+ * does not have is NaN (null in JSON, absent from tables). */
 struct metrics {
 	double loss;        /* mean of the per-batch mean losses */
-	double acc;         /* fraction correct */
-	double macro_acc;   /* mean per-class recall (torchmetrics MulticlassAccuracy, macro) */
+	double acc;         /* classification: fraction correct; multi-label: per-label accuracy, the
+			       fraction of (sample, label) pairs where (output > 0) == (target is 1)
+			       (torchmetrics MultilabelAccuracy, threshold 0.5, micro) */
+	double macro_acc;   /* classification: mean per-class recall (torchmetrics MulticlassAccuracy, macro) */
+	double mae;         /* regression: mean |output - target| over every value */
+	double rmse;        /* regression: sqrt of the mean (output - target)^2 over every value */
 	uint64_t count;     /* samples seen */
 };
 
@@ -52,6 +59,7 @@ struct history_row {
 	uint32_t epoch;                  /* 1-based */
 	double train_loss, train_acc, train_macro_acc;
 	double val_loss, val_acc, val_macro_acc;
+	double val_mae, val_rmse;        /* regression's; NaN for the other tasks */
 	double seconds;                  /* wall time of the epoch (train + val) */
 	double lr;                       /* the learning rate the epoch began with */
 	double grad_norm;                /* mean pre-clip gradient norm of its steps; NaN: not computed */
@@ -65,6 +73,9 @@ struct metric_sums {
 	uint64_t correct[DATASET_MAX_CLASSES];   /* per true class; classes past the model's stay 0 */
 	uint64_t total[DATASET_MAX_CLASSES];     /* samples per true class */
 	uint64_t predicted[DATASET_MAX_CLASSES]; /* samples per predicted class */
+	/* Multi-label counts the same per label: correct decisions, samples, predicted
+	 * positives; regression counts its samples in total[0]. */
+	double abs_sum, sq_sum;          /* regression (evaluations only): sums of |error|, error^2 */
 	double seconds;                  /* wall time spent in this epoch so far */
 };
 
@@ -98,8 +109,14 @@ struct trainer {
 	uint32_t n_val;                  /* val_size */
 	uint32_t *order;                 /* (n_train) this epoch's order, positions in the train part; owned */
 	uint32_t *batch_idx;             /* (max batch) image indices of the batch being gathered; owned */
-	uint8_t *labels;                 /* (max batch); owned */
-	uint8_t *pred;                   /* (max batch); owned */
+	struct loss loss;                /* the configured loss (weights point into cfg) */
+	enum loss_task task;
+	uint32_t width;                  /* the model's outputs: classes, or targets per sample */
+	uint32_t *classes;               /* (max batch) the batch's classes (classification); owned */
+	float *values;                   /* (max batch, width) the batch's float targets; owned */
+	float *out;                      /* (batch_size, width) a sharded step's outputs; owned */
+	struct augment aug;              /* the parsed cfg.augment (n 0: none) */
+	struct augment_data augd;        /* the samples it sees */
 	uint32_t epoch;                  /* epochs completed */
 	uint32_t step;                   /* batches completed in the current epoch */
 	uint32_t steps_per_epoch;        /* ceil(n_train / batch_size) */
@@ -166,8 +183,10 @@ int trainer_evaluate(struct trainer *t, enum eval_split split, struct metrics *o
 int trainer_evaluate_sums(struct trainer *t, enum eval_split split, struct metrics *out,
 			  struct metric_sums *sums);
 
-/* Loss/acc/macro of running sums. */
-void metric_sums_finish(const struct metric_sums *s, uint64_t samples, struct metrics *out);
+/* The metrics of running sums over `samples` samples of `width` outputs for
+ * the task. */
+void metric_sums_finish(const struct metric_sums *s, enum loss_task task, uint32_t width,
+			uint64_t samples, struct metrics *out);
 
 /* Train up to `epochs` in all from here (a resume with --epochs): at least
  * the epochs completed (more when the position is inside an epoch); the

@@ -89,7 +89,7 @@ def cases():
         npy(d, b)
         F.write(npy_img(d), F.npy_bytes("i8", (7, 4, 4), F.labels_as(tr[1], "i8")))
 
-    @add("npy-float-labels", ["y_test.npy", "labels must be integers, not float32"])
+    @add("npy-float-labels", ["y_test.npy", "float targets, but the training split has classes"])
     def _(d):
         npy(d, b)
         F.write(os.path.join(d, "y_test.npy"), F.npy_bytes("f4", (3,), f32(te[2])))
@@ -225,7 +225,7 @@ def cases():
         st(d, {s: (v[0], v[1], F.labels_as(v[2], "i8")) for s, v in b.items()})
         F.write(os.path.join(d, "test.safetensors"), F.st_bytes([("images", "u1", te[0], te[1])]))
 
-    @add("st-float-labels", ["train.safetensors: tensor 'labels'", "labels must be integers, not float32"])
+    @add("st-float-labels", ["test.safetensors: tensor 'labels'", "classes (integers of shape (N)), but the training split has float targets"])
     def _(d):
         st(d, {s: (v[0], v[1], F.labels_as(v[2], "i8")) for s, v in b.items()})
         F.write(os.path.join(d, "train.safetensors"),

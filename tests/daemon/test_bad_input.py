@@ -47,7 +47,7 @@ def check_trainctl(d):
         (["--dataset", "nosuch"], ["nosuch"]),
         (["--optimizer", "rmsprop"], ["rmsprop"]),
         (["--epochs", "abc"], ["epochs"]),
-        (["--val-size", "60000"], ["val_size"]),
+        (["--val-size", "60000"], ["--val-size"]),
     ]
     n_before = len(d.ctl_json("list"))
     for args, words in cases:

@@ -98,8 +98,9 @@ def main():
 
     # ---- start --from ----
     rc, out, err = d.ctl("start", "--from", ref, "--batch-size", "8", check_rc=False)
-    check(rc != 0 and "batch_size" in err and "weights" in err,
-          "start --from %s --batch-size 8 is refused naming batch_size (rc %d: %s)" % (ref, rc, err.strip()))
+    check(rc != 0 and "--batch-size" in err and "--weights-only" in err,
+          "start --from %s --batch-size 8 is refused naming --batch-size and --weights-only (rc %d: %s)"
+          % (ref, rc, err.strip()))
     rc, out, err = d.ctl("start", "--from", "999", check_rc=False)
     check(rc != 0 and "999" in err, "start --from 999: no such job (%s)" % err.strip())
     rc, out, err = d.ctl("start", "--from", "%s@9" % ref, check_rc=False)

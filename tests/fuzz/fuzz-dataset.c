@@ -119,8 +119,17 @@ static void check_split(const struct dataset *ds, const struct ds_split *s)
 	CHECK(s->channels >= 1 && s->channels <= DATASET_MAX_CHANNELS);
 	CHECK(s->rows >= 1 && s->rows <= DATASET_MAX_SIDE && s->cols >= 1 && s->cols <= DATASET_MAX_SIDE);
 	CHECK(dim <= DATASET_MAX_IMAGE);
-	for (uint32_t i = 0; i < s->count; i++)
-		CHECK(s->labels[i] < ds->classes);
+	if (ds->target == DS_TARGET_CLASS) {
+		CHECK(s->labels && !s->targets);
+		for (uint32_t i = 0; i < s->count; i++)
+			CHECK(s->labels[i] < ds->classes);
+	} else {
+		/* float targets: finite, 0/1 when the dataset says so */
+		CHECK(!s->labels && s->targets && ds->target_width >= 1 && ds->target_width <= DATASET_MAX_TARGETS);
+		for (size_t i = 0; i < (size_t)s->count * ds->target_width; i++)
+			CHECK(isfinite(s->targets[i]) &&
+			      (!ds->targets_binary || s->targets[i] == 0.0f || s->targets[i] == 1.0f));
+	}
 	if (ds->dtype == DS_F32) {
 		for (size_t i = 0; i < (size_t)s->count * dim; i++) {
 			float v;

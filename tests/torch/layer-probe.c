@@ -83,7 +83,8 @@ int main(int argc, char **argv)
 		return fail("x", "its size does not match the input shape");
 	memcpy(n.x, x->data, x->nbytes);
 	n.dropout_key = strtoull(st_meta_get(f, "seed") ? st_meta_get(f, "seed") : "0", NULL, 10);
-	n.input_grad = true;
+	if (net_set_input_grad(&n, true) < 0)
+		return fail("net", "out of memory");
 	for (uint32_t i = 0; i < n.ntensors; i++) {
 		const struct net_tensor *t = &n.tensors[i];
 		const struct st_tensor *s = st_find(f, t->name);

@@ -55,7 +55,7 @@ static int probe_lr(int argc, char **argv)
 		{
 			double m = e < nmetrics ? metrics[e] : 1.0;
 
-			sched_after_epoch(&s, e + 1, m, m, m);
+			sched_after_epoch(&s, e + 1, m, m, m, m, m);
 		}
 	}
 	return 0;

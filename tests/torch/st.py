@@ -55,60 +55,123 @@ def save(path, tensors, meta=None):
             f.write(c)
 
 
-def sequential(spec, in_shape):
-    """The nn.Sequential a traind model SPEC describes, for inputs of
-    in_shape (C, H, W) or (F,). Named architectures are not expanded here."""
-    layers = []
-    depth = 0
-    cur = ""
-    for ch in spec:
-        if ch == "," and depth == 0:
-            layers.append(cur.strip())
+class Residual(torch.nn.Module):
+    """A residual block: body(x) + shortcut(x), the shortcut nn.Identity()
+    when the SPEC gives none."""
+
+    def __init__(self, body, shortcut=None):
+        super().__init__()
+        self.body = body
+        self.shortcut = shortcut if shortcut is not None else torch.nn.Identity()
+
+    def forward(self, x):
+        return self.body(x) + self.shortcut(x)
+
+
+class Concat(torch.nn.Module):
+    """A concat block: its branches' outputs along dim 1."""
+
+    def __init__(self, *branches):
+        super().__init__()
+        self.branches = torch.nn.ModuleList(branches)
+
+    def forward(self, x):
+        return torch.cat([b(x) for b in self.branches], dim=1)
+
+
+def split_top(text, sep):
+    """text cut at `sep` outside parentheses."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        if ch == sep and depth == 0:
+            parts.append(cur.strip())
             cur = ""
             continue
         depth += ch == "("
         depth -= ch == ")"
         cur += ch
-    layers.append(cur.strip())
-    x = torch.zeros((2,) + tuple(in_shape))
+    parts.append(cur.strip())
+    return parts
+
+
+def layer(text, x):
+    """The module of one layer (or block) of a SPEC for inputs like x."""
+    name, _, rest = text.partition("(")
+    name = name.strip()
+    inner = rest[:rest.rindex(")")] if rest else ""
+    if name in ("residual", "concat"):
+        branches = split_top(inner, ";")
+        seqs = []
+        for br in branches:
+            if br.startswith("shortcut"):
+                br = br.partition("=")[2].strip()
+            seqs.append(sequential_for(br, x))
+        return Residual(*seqs) if name == "residual" else Concat(*seqs)
+    args = [a.strip() for a in split_top(inner, ",") if a.strip()]
+    pos = [float(a) for a in args if "=" not in a]
+    kw = dict((k.strip(), v.strip()) for k, v in (a.split("=") for a in args if "=" in a))
+    bias = kw.get("bias", "true").lower() == "true"
+    nn = torch.nn
+    if name == "flatten":
+        return nn.Flatten()
+    if name == "identity":
+        return nn.Identity()
+    if name == "linear":
+        return nn.Linear(x.shape[1], int(pos[0]), bias=bias)
+    if name == "relu":
+        return nn.ReLU()
+    if name == "leakyrelu":
+        return nn.LeakyReLU(pos[0] if pos else float(kw.get("negative_slope", 0.01)))
+    if name == "tanh":
+        return nn.Tanh()
+    if name == "sigmoid":
+        return nn.Sigmoid()
+    if name == "silu":
+        return nn.SiLU()
+    if name == "softplus":
+        beta = pos[0] if pos else float(kw.get("beta", 1))
+        thr = pos[1] if len(pos) > 1 else float(kw.get("threshold", 20))
+        return nn.Softplus(beta=beta, threshold=thr)
+    if name == "gelu":
+        return nn.GELU()
+    if name == "dropout":
+        return nn.Dropout(pos[0] if pos else float(kw.get("p", 0.5)))
+    if name == "batchnorm1d":
+        return nn.BatchNorm1d(x.shape[1])
+    if name == "batchnorm2d":
+        return nn.BatchNorm2d(x.shape[1])
+    if name == "conv2d":
+        return nn.Conv2d(x.shape[1], int(pos[0]), int(pos[1]), stride=int(kw.get("stride", 1)),
+                         padding=int(kw.get("padding", 0)), dilation=int(kw.get("dilation", 1)),
+                         groups=int(kw.get("groups", 1)), bias=bias)
+    if name == "maxpool2d":
+        return nn.MaxPool2d(int(pos[0]), stride=int(kw.get("stride", pos[0])),
+                            padding=int(kw.get("padding", 0)))
+    if name == "avgpool2d":
+        return nn.AvgPool2d(int(pos[0]), stride=int(kw.get("stride", pos[0])))
+    if name == "adaptiveavgpool2d":
+        return nn.AdaptiveAvgPool2d((int(pos[0]), int(pos[1] if len(pos) > 1 else pos[0])))
+    if name == "upsample":
+        return nn.Upsample(scale_factor=int(pos[0] if pos else kw["scale_factor"]), mode="nearest")
+    raise ValueError("unknown layer " + name)
+
+
+def sequential_for(spec, x):
     mods = []
-    for text in layers:
-        name, _, rest = text.partition("(")
-        args = [a.strip() for a in rest.rstrip(")").split(",") if a.strip()]
-        pos = [float(a) for a in args if "=" not in a]
-        kw = dict(a.split("=") for a in args if "=" in a)
-        bias = kw.get("bias", "true").lower() == "true"
-        if name == "flatten":
-            m = torch.nn.Flatten()
-        elif name == "linear":
-            m = torch.nn.Linear(x.shape[1], int(pos[0]), bias=bias)
-        elif name == "relu":
-            m = torch.nn.ReLU()
-        elif name == "tanh":
-            m = torch.nn.Tanh()
-        elif name == "gelu":
-            m = torch.nn.GELU()
-        elif name == "dropout":
-            m = torch.nn.Dropout(pos[0] if pos else float(kw.get("p", 0.5)))
-        elif name == "batchnorm1d":
-            m = torch.nn.BatchNorm1d(x.shape[1])
-        elif name == "batchnorm2d":
-            m = torch.nn.BatchNorm2d(x.shape[1])
-        elif name == "conv2d":
-            m = torch.nn.Conv2d(x.shape[1], int(pos[0]), int(pos[1]),
-                                stride=int(kw.get("stride", 1)),
-                                padding=int(kw.get("padding", 0)), bias=bias)
-        elif name == "maxpool2d":
-            m = torch.nn.MaxPool2d(int(pos[0]), stride=int(kw.get("stride", pos[0])))
-        elif name == "avgpool2d":
-            m = torch.nn.AvgPool2d(int(pos[0]), stride=int(kw.get("stride", pos[0])))
-        else:
-            raise ValueError("unknown layer " + name)
+    for text in split_top(spec, ","):
+        m = layer(text, x)
         mods.append(m)
         m.eval()
         with torch.no_grad():
             x = m(x)
     return torch.nn.Sequential(*mods)
+
+
+def sequential(spec, in_shape):
+    """The nn.Sequential a traind model SPEC describes (blocks as Residual
+    and Concat modules), for inputs of in_shape (C, H, W) or (F,). Named
+    architectures are not expanded here."""
+    return sequential_for(spec, torch.zeros((2,) + tuple(in_shape)))
 
 
 LENET5 = ("conv2d(6,5,padding=2),relu,maxpool2d(2),conv2d(16,5),relu,maxpool2d(2),"

@@ -58,7 +58,7 @@ def run_case(spec, in_shape, batch, train, threads, seed):
     torch.manual_seed(seed)
     net = st.sequential(spec, in_shape)
     # BatchNorm with statistics and affine parameters that matter.
-    for m in net:
+    for m in net.modules():
         if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
             with torch.no_grad():
                 m.weight.uniform_(0.5, 1.5)
@@ -133,6 +133,34 @@ CASES = [
     ("flatten,linear(64),batchnorm1d,relu,dropout(0.2),linear(10)", (1, 28, 28), 16),
     ("conv2d(8,3,padding=1),batchnorm2d,gelu,maxpool2d(2),conv2d(4,3),tanh,avgpool2d(2),flatten,linear(10)",
      (3, 12, 12), 6),
+    # the layers after LeNet
+    ("identity", (3, 4, 4), 3),
+    ("leakyrelu", (50,), 8),
+    ("leakyrelu(0.2)", (3, 5, 5), 4),
+    ("sigmoid", (50,), 8),
+    ("silu", (50,), 8),
+    ("softplus", (50,), 8),
+    ("softplus(beta=2,threshold=1.5)", (50,), 8),
+    ("adaptiveavgpool2d(1,1)", (4, 7, 7), 5),
+    ("adaptiveavgpool2d(3,2)", (2, 7, 5), 4),
+    ("adaptiveavgpool2d(4)", (2, 10, 9), 3),
+    ("upsample(2)", (2, 3, 4), 3),
+    ("maxpool2d(3,stride=2,padding=1)", (2, 9, 8), 4),
+    ("conv2d(6,3,groups=2)", (4, 7, 7), 4),
+    ("conv2d(4,3,groups=4,padding=1,bias=false)", (4, 6, 6), 3),
+    ("conv2d(5,3,dilation=2,padding=2)", (3, 9, 9), 4),
+    ("conv2d(4,3,stride=2,dilation=3,padding=1)", (2, 11, 10), 3),
+    # blocks: BasicBlock (conv shortcut, identity shortcut), DenseNet-style
+    # concatenation, a U-Net-style skip (nested)
+    ("residual(conv2d(6,3,stride=2,padding=1,bias=false),batchnorm2d,relu,conv2d(6,3,padding=1,bias=false),"
+     "batchnorm2d;shortcut=conv2d(6,1,stride=2,bias=false),batchnorm2d),relu", (3, 8, 8), 5),
+    ("conv2d(4,3,padding=1),residual(conv2d(4,3,padding=1),batchnorm2d,relu,conv2d(4,3,padding=1),batchnorm2d),"
+     "relu,adaptiveavgpool2d(1,1),flatten,linear(10)", (2, 6, 6), 4),
+    ("concat(identity;batchnorm2d,relu,conv2d(3,3,padding=1));concat(identity;conv2d(2,1))".replace(";concat", ",concat"),
+     (2, 5, 5), 4),
+    ("conv2d(3,3,padding=1),concat(identity;maxpool2d(2),conv2d(4,3,padding=1),relu,"
+     "concat(identity;maxpool2d(2),conv2d(4,1),upsample(2)),conv2d(3,1),upsample(2)),conv2d(2,1)", (1, 8, 8), 3),
+    ("residual(linear(12),silu),concat(linear(3);sigmoid),linear(10)", (12,), 6),
 ]
 
 

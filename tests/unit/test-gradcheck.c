@@ -2,8 +2,9 @@
  * test-gradcheck.c - the engine's analytic gradients (float32, BLAS, split
  * across a team) against central finite differences of a float64 reference
  * forward pass written here layer by layer, for every layer kind, the bias
- * terms and the loss. BatchNorm in training mode (batch statistics), Dropout
- * with the mask the engine drew.
+ * terms and the loss, and for blocks (residual, concat, nested; a value read
+ * twice) node by node in execution order. BatchNorm in training mode (batch
+ * statistics), Dropout with the mask the engine drew.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -20,15 +21,18 @@
 #include "traind/rng.h"
 #include "traind/spec.h"
 
-/* One layer in float64 over the whole batch: in (batch, in_size) -> out. */
+/* One node in float64 over the whole batch: in (batch, in_size) -> out
+ * (a join reads its inputs from vals, the outputs of the nodes so far). */
 static void ref_layer(const struct net *n, const struct net_layer *l, const double *p,
-		      const double *in, double *out, size_t batch)
+		      const double *in, double *const *vals, const double *x, double *out,
+		      size_t batch)
 {
 	const struct layer_spec *s = &l->spec;
 	size_t is = l->in_size, os = l->out_size;
 
 	switch (s->kind) {
 	case LAYER_FLATTEN:
+	case LAYER_IDENTITY:
 		memcpy(out, in, batch * is * sizeof(double));
 		break;
 	case LAYER_LINEAR:
@@ -41,27 +45,31 @@ static void ref_layer(const struct net *n, const struct net_layer *l, const doub
 				out[r * os + o] = v;
 			}
 		break;
-	case LAYER_CONV2D:
+	case LAYER_CONV2D: {
+		size_t G = s->groups, cg = l->in.c / G, og = s->out / G;
+
 		for (size_t r = 0; r < batch; r++)
 			for (size_t oc = 0; oc < s->out; oc++)
 				for (size_t oy = 0; oy < l->out.h; oy++)
 					for (size_t ox = 0; ox < l->out.w; ox++) {
 						double v = l->has_bias ? p[l->b_off + oc] : 0.0;
+						size_t g = oc / og;
 
-						for (size_t c = 0; c < l->in.c; c++)
+						for (size_t c = 0; c < cg; c++)
 							for (size_t i = 0; i < s->k; i++)
 								for (size_t j = 0; j < s->k; j++) {
-									long iy = (long)(oy * s->stride + i) - (long)s->padding;
-									long ix = (long)(ox * s->stride + j) - (long)s->padding;
+									long iy = (long)(oy * s->stride + i * s->dilation) - (long)s->padding;
+									long ix = (long)(ox * s->stride + j * s->dilation) - (long)s->padding;
 
 									if (iy < 0 || ix < 0 || iy >= (long)l->in.h || ix >= (long)l->in.w)
 										continue;
-									v += p[l->w_off + ((oc * l->in.c + c) * s->k + i) * s->k + j] *
-									     in[r * is + (c * l->in.h + (size_t)iy) * l->in.w + (size_t)ix];
+									v += p[l->w_off + ((oc * cg + c) * s->k + i) * s->k + j] *
+									     in[r * is + ((g * cg + c) * l->in.h + (size_t)iy) * l->in.w + (size_t)ix];
 								}
 						out[r * os + (oc * l->out.h + oy) * l->out.w + ox] = v;
 					}
 		break;
+	}
 	case LAYER_MAXPOOL2D:
 	case LAYER_AVGPOOL2D:
 		for (size_t r = 0; r < batch; r++)
@@ -72,15 +80,46 @@ static void ref_layer(const struct net *n, const struct net_layer *l, const doub
 
 						for (size_t i = 0; i < s->k; i++)
 							for (size_t j = 0; j < s->k; j++) {
-								double v = in[r * is + (c * l->in.h + oy * s->stride + i) * l->in.w +
-									      ox * s->stride + j];
+								long iy = (long)(oy * s->stride + i) - (long)s->padding;
+								long ix = (long)(ox * s->stride + j) - (long)s->padding;
+								double v;
 
+								if (iy < 0 || ix < 0 || iy >= (long)l->in.h || ix >= (long)l->in.w)
+									continue;
+								v = in[r * is + (c * l->in.h + (size_t)iy) * l->in.w + (size_t)ix];
 								m = v > m ? v : m;
 								sum += v;
 							}
 						out[r * os + (c * l->out.h + oy) * l->out.w + ox] =
 							s->kind == LAYER_MAXPOOL2D ? m : sum / (double)(s->k * s->k);
 					}
+		break;
+	case LAYER_ADAPTIVEAVGPOOL2D:
+		for (size_t r = 0; r < batch; r++)
+			for (size_t c = 0; c < l->in.c; c++)
+				for (size_t oy = 0; oy < l->out.h; oy++)
+					for (size_t ox = 0; ox < l->out.w; ox++) {
+						/* PyTorch's bounds: floor(o*H/OH) .. ceil((o+1)*H/OH) */
+						size_t y0 = (size_t)floor((double)oy * l->in.h / l->out.h);
+						size_t y1 = (size_t)ceil((double)(oy + 1) * l->in.h / l->out.h);
+						size_t x0 = (size_t)floor((double)ox * l->in.w / l->out.w);
+						size_t x1 = (size_t)ceil((double)(ox + 1) * l->in.w / l->out.w);
+						double sum = 0.0;
+
+						for (size_t iy = y0; iy < y1; iy++)
+							for (size_t ix = x0; ix < x1; ix++)
+								sum += in[r * is + (c * l->in.h + iy) * l->in.w + ix];
+						out[r * os + (c * l->out.h + oy) * l->out.w + ox] =
+							sum / (double)((y1 - y0) * (x1 - x0));
+					}
+		break;
+	case LAYER_UPSAMPLE:
+		for (size_t r = 0; r < batch; r++)
+			for (size_t c = 0; c < l->in.c; c++)
+				for (size_t oy = 0; oy < l->out.h; oy++)
+					for (size_t ox = 0; ox < l->out.w; ox++)
+						out[r * os + (c * l->out.h + oy) * l->out.w + ox] =
+							in[r * is + (c * l->in.h + oy / s->k) * l->in.w + ox / s->k];
 		break;
 	case LAYER_BATCHNORM1D:
 	case LAYER_BATCHNORM2D: {
@@ -108,9 +147,25 @@ static void ref_layer(const struct net *n, const struct net_layer *l, const doub
 		for (size_t e = 0; e < batch * is; e++)
 			out[e] = in[e] > 0 ? in[e] : 0;
 		break;
+	case LAYER_LEAKYRELU:
+		for (size_t e = 0; e < batch * is; e++)
+			out[e] = in[e] > 0 ? in[e] : in[e] * s->p;
+		break;
 	case LAYER_TANH:
 		for (size_t e = 0; e < batch * is; e++)
 			out[e] = tanh(in[e]);
+		break;
+	case LAYER_SIGMOID:
+		for (size_t e = 0; e < batch * is; e++)
+			out[e] = 1.0 / (1.0 + exp(-in[e]));
+		break;
+	case LAYER_SILU:
+		for (size_t e = 0; e < batch * is; e++)
+			out[e] = in[e] / (1.0 + exp(-in[e]));
+		break;
+	case LAYER_SOFTPLUS:
+		for (size_t e = 0; e < batch * is; e++)
+			out[e] = in[e] * s->p > s->threshold ? in[e] : log1p(exp(in[e] * s->p)) / s->p;
 		break;
 	case LAYER_GELU:
 		for (size_t e = 0; e < batch * is; e++)
@@ -120,32 +175,56 @@ static void ref_layer(const struct net *n, const struct net_layer *l, const doub
 		for (size_t e = 0; e < batch * is; e++)
 			out[e] = l->mask[e] ? in[e] / (1.0 - s->p) : 0.0;
 		break;
+	case LAYER_RESIDUAL:
+	case LAYER_CONCAT: {
+		const double *v[SPEC_MAX_BRANCHES];
+		size_t vs[SPEC_MAX_BRANCHES];
+		uint32_t m = s->kind == LAYER_RESIDUAL ? 2 : s->nbranches;
+
+		for (uint32_t k = 0; k < m; k++) {
+			int32_t src = s->last[k];
+
+			v[k] = src < 0 ? x : vals[src];
+			vs[k] = src < 0 ? n->in_size : n->layers[src].out_size;
+		}
+		for (size_t r = 0; r < batch; r++) {
+			size_t at = 0;
+
+			for (uint32_t k = 0; k < m; k++) {
+				for (size_t e = 0; e < vs[k]; e++) {
+					if (s->kind == LAYER_RESIDUAL)
+						out[r * os + e] = (k ? out[r * os + e] : 0.0) + v[k][r * vs[k] + e];
+					else
+						out[r * os + at + e] = v[k][r * vs[k] + e];
+				}
+				at += vs[k];
+			}
+		}
+		break;
 	}
-	(void)n;
+	}
 }
 
-/* Mean softmax cross-entropy of the whole net in float64, params as doubles. */
+/* Mean softmax cross-entropy of the whole net in float64, params as doubles:
+ * every node in execution order, each output kept. */
 static double ref_loss(const struct net *n, const double *p, const double *x, const uint8_t *y,
 		       size_t batch)
 {
-	size_t widest = n->in_size;
-	double *a, *b, total = 0.0;
+	double **vals = calloc(n->spec.n, sizeof(double *)), total = 0.0;
+	const double *z0;
 
-	for (uint32_t i = 0; i < n->spec.n; i++)
-		widest = n->layers[i].out_size > widest ? n->layers[i].out_size : widest;
-	a = malloc(batch * widest * sizeof(double));
-	b = malloc(batch * widest * sizeof(double));
-	memcpy(a, x, batch * n->in_size * sizeof(double));
-	for (uint32_t i = 0; i < n->spec.n; i++) {
-		double *t;
+	for (uint32_t q = 0; q < n->spec.n; q++) {
+		uint32_t i = n->order[q];
+		const struct net_layer *l = &n->layers[i];
+		int32_t src = l->spec.src;
 
-		ref_layer(n, &n->layers[i], p, a, b, batch);
-		t = a;
-		a = b;
-		b = t;
+		vals[i] = malloc(batch * l->out_size * sizeof(double));
+		ref_layer(n, l, p, spec_is_block(l->spec.kind) ? NULL : src < 0 ? x : vals[src], vals, x,
+			  vals[i], batch);
 	}
+	z0 = vals[n->out_node];
 	for (size_t r = 0; r < batch; r++) {
-		const double *z = a + r * n->classes;
+		const double *z = z0 + r * n->classes;
 		double mx = z[0], se = 0;
 
 		for (size_t j = 1; j < n->classes; j++)
@@ -154,8 +233,9 @@ static double ref_loss(const struct net *n, const double *p, const double *x, co
 			se += exp(z[j] - mx);
 		total += log(se) + mx - z[y[r]];
 	}
-	free(a);
-	free(b);
+	for (uint32_t i = 0; i < n->spec.n; i++)
+		free(vals[i]);
+	free(vals);
 	return total / (double)batch;
 }
 
@@ -181,7 +261,7 @@ static void check_spec(const char *text, struct shape in, size_t batch, unsigned
 		fail_msg("%s: %s", text, err.msg);
 	assert_int_equal(team_new(&team, threads), 0);
 	assert_int_equal(net_init(&n, &spec, in, 10, (uint32_t)batch, team), 0);
-	n.input_grad = true;
+	assert_int_equal(net_set_input_grad(&n, true), 0);
 	n.dropout_key = 99;
 	rng_seed(&r, 7);
 	net_init_params(&n, &r);
@@ -316,6 +396,48 @@ static void test_conv_pool(void **state)
 		   image(1, 7, 7), 4, 2, 16);
 }
 
+static void test_new_activations(void **state)
+{
+	(void)state;
+	check_spec("linear(20),leakyrelu(0.1),linear(16),sigmoid,linear(14),silu,linear(12),softplus,"
+		   "linear(10)", flat(12), 6, 1, 16);
+	check_spec("linear(20),softplus(beta=2,threshold=1),linear(10)", flat(12), 6, 2, 16);
+}
+
+static void test_conv_groups_dilation(void **state)
+{
+	(void)state;
+	check_spec("conv2d(4,3,padding=2,dilation=2),relu,conv2d(8,3,groups=2,bias=false),"
+		   "adaptiveavgpool2d(3,2),flatten,linear(10)", image(2, 9, 9), 4, 1, 16);
+	check_spec("conv2d(6,3,groups=3),maxpool2d(3,stride=2,padding=1),upsample(2),identity,"
+		   "adaptiveavgpool2d(1),flatten,linear(10)", image(3, 8, 8), 5, 2, 16);
+}
+
+/* Blocks: a BasicBlock with a conv shortcut, one with the identity, a
+ * DenseNet-style concatenation and a U-Net-style skip (nested). */
+static void test_blocks(void **state)
+{
+	const char *resnet = "conv2d(4,3,padding=1),batchnorm2d,relu,"
+			     "residual(conv2d(4,3,padding=1,bias=false),batchnorm2d,relu,conv2d(4,3,padding=1,bias=false),batchnorm2d),relu,"
+			     "residual(conv2d(6,3,stride=2,padding=1,bias=false),batchnorm2d,relu,conv2d(6,3,padding=1,bias=false),batchnorm2d;"
+			     "shortcut=conv2d(6,1,stride=2,bias=false),batchnorm2d),relu,adaptiveavgpool2d(1,1),flatten,linear(10)";
+	const char *dense = "conv2d(3,3,padding=1),concat(identity;batchnorm2d,relu,conv2d(2,3,padding=1)),"
+			    "concat(identity;relu,conv2d(2,1)),flatten,linear(10)";
+	const char *unet = "conv2d(3,3,padding=1),concat(identity;maxpool2d(2),conv2d(4,3,padding=1),relu,"
+			   "concat(identity;maxpool2d(2),conv2d(4,1),upsample(2)),conv2d(3,1),upsample(2)),"
+			   "conv2d(2,1),flatten,linear(10)";
+
+	(void)state;
+	check_spec(resnet, image(2, 8, 8), 4, 1, 12);
+	check_spec(resnet, image(2, 8, 8), 5, 2, 12);
+	check_spec(dense, image(2, 5, 5), 4, 1, 12);
+	check_spec(dense, image(2, 5, 5), 4, 2, 12);
+	check_spec(unet, image(1, 8, 8), 3, 2, 12);
+	/* The input is read by two nodes: its gradient is added. */
+	check_spec("residual(linear(12),tanh),linear(10)", flat(12), 4, 1, 12);
+	check_spec("concat(linear(5);tanh;sigmoid),linear(10)", flat(6), 4, 2, 12);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -325,6 +447,9 @@ int main(void)
 		cmocka_unit_test(test_activations),
 		cmocka_unit_test(test_batchnorm_dropout),
 		cmocka_unit_test(test_conv_pool),
+		cmocka_unit_test(test_new_activations),
+		cmocka_unit_test(test_conv_groups_dilation),
+		cmocka_unit_test(test_blocks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -292,7 +292,7 @@ static void test_best_epoch(void **state)
 		uninterrupted(&cfg, &r);
 		for (uint32_t i = 0; i < r.nrows; i++) {
 			double v = sched_monitored(mons[m], r.rows[i].val_loss, r.rows[i].val_acc,
-						   r.rows[i].val_macro_acc);
+						   r.rows[i].val_macro_acc, r.rows[i].val_mae, r.rows[i].val_rmse);
 
 			if (!best || (m == 0 ? v < bv : v > bv)) {
 				best = i + 1;

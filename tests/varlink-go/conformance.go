@@ -258,11 +258,16 @@ func main() {
 	check(err == nil && len(rows) == 1 && rows[0].Epoch == 1, "History: %d row(s) (%v)", len(rows), err)
 	cks, err := iotraind.Checkpoints().Call(ctx, c, id)
 	check(err == nil && len(cks) >= 1, "Checkpoints: %d (%v)", len(cks), err)
-	loss, acc, _, count, epoch, _, split, none, err := iotraind.Eval().Call(ctx, c, id, nil, nil, nil, nil, nil)
-	check(err == nil && acc > 0.5 && acc <= 1 && count == 1000 && epoch == 1 && split == "val" && none == nil,
+	lossp, accp, _, count, epoch, _, split, none, task, mae, _, err := iotraind.Eval().Call(ctx, c, id, nil, nil, nil, nil, nil)
+	loss, acc := -1.0, -1.0
+	if lossp != nil && accp != nil {
+		loss, acc = *lossp, *accp
+	}
+	check(err == nil && acc > 0.5 && acc <= 1 && count == 1000 && epoch == 1 && split == "val" && none == nil &&
+		task != nil && *task == "classification" && mae == nil,
 		"Eval: loss %.3f acc %.3f on %d %s images of epoch %d (%v)", loss, acc, count, split, epoch, err)
 	perClass := true
-	_, _, _, _, _, _, _, classes, err := iotraind.Eval().Call(ctx, c, id, nil, nil, nil, &perClass, nil)
+	_, _, _, _, _, _, _, classes, _, _, _, err := iotraind.Eval().Call(ctx, c, id, nil, nil, nil, &perClass, nil)
 	total := int64(0)
 	if classes != nil {
 		for _, k := range *classes {
@@ -271,23 +276,30 @@ func main() {
 	}
 	check(err == nil && classes != nil && len(*classes) == 10 && total == 1000,
 		"Eval per_class: 10 ClassCounts rows covering the 1000 images (%v)", err)
-	ep, _, size, sum, data, err := iotraind.Export().Call(ctx, c, id, nil, nil)
+	ep, _, size, sum, data, _, err := iotraind.Export().Call(ctx, c, id, nil, nil, nil)
 	bytes, derr := base64.StdEncoding.DecodeString(data)
 	h := sha256.Sum256(bytes)
 	check(err == nil && derr == nil && ep == 1 && int64(len(bytes)) == size && hex.EncodeToString(h[:]) == sum,
 		"Export: %d bytes whose sha256 is the one announced (%v %v)", size, err, derr)
+	withCode := true
+	_, _, _, _, _, code, err := iotraind.Export().Call(ctx, c, id, nil, nil, &withCode)
+	check(err == nil && code != nil && strings.Contains(*code, "class Model(nn.Module)"),
+		"Export(pytorch): the reply's pytorch holds the module's code (%v)", err)
 	recv, err := iotraind.Watch().Send(ctx, c, varlink.More, id)
 	if check(err == nil, "Watch sent with more (%v)", err) {
 		var state string
 		var flags uint64
+		var committed *int64
 		for n := 0; n < 100; n++ {
-			_, state, _, _, _, _, _, _, _, flags, err = recv(ctx)
+			_, state, _, _, _, _, _, _, _, committed, flags, err = recv(ctx)
 			if err != nil || flags&varlink.Continues == 0 {
 				break
 			}
 		}
 		check(err == nil && state == "done" && flags&varlink.Continues == 0,
 			"Watch of a done job: one last reply, state %s (%v)", state, err)
+		check(committed != nil && *committed == ep,
+			"Watch's committed_epoch is the job's committed epochs (%v)", committed)
 	}
 
 	// the same replies, raw, against the declared output
@@ -296,8 +308,10 @@ func main() {
 	expectReply(ctx, c, "io.traind.Status", map[string]interface{}{"id": id})
 	expectReply(ctx, c, "io.traind.History", map[string]interface{}{"id": id})
 	expectReply(ctx, c, "io.traind.Checkpoints", map[string]interface{}{"id": id})
+	expectReply(ctx, c, "io.traind.Steps", map[string]interface{}{"id": id})
 	expectReply(ctx, c, "io.traind.Eval", map[string]interface{}{"id": id})
 	expectReply(ctx, c, "io.traind.Export", map[string]interface{}{"id": id})
+	expectReply(ctx, c, "io.traind.Export", map[string]interface{}{"id": id, "pytorch": true})
 	expectReply(ctx, c, "io.traind.Counters", nil)
 
 	// errors, typed by the generated code and by the library
@@ -317,10 +331,10 @@ func main() {
 	var dse *iotraind.DatasetError
 	check(errors.As(err, &dse) && dse.Dataset == "nosuch", "Start(dataset nosuch): DatasetError (%v)", err)
 	best := true
-	bep, _, _, _, _, err := iotraind.Export().Call(ctx, c, id, nil, &best)
+	bep, _, _, _, _, _, err := iotraind.Export().Call(ctx, c, id, nil, &best, nil)
 	check(err == nil && bep == 1, "Export(best): the best epoch checkpoint, epoch %d (%v)", bep, err)
 	e99 := int64(99)
-	_, _, _, _, _, err = iotraind.Export().Call(ctx, c, id, &e99, nil)
+	_, _, _, _, _, _, err = iotraind.Export().Call(ctx, c, id, &e99, nil, nil)
 	var nsc *iotraind.NoSuchCheckpoint
 	check(errors.As(err, &nsc) && nsc.Id == id && nsc.Epoch != nil && *nsc.Epoch == 99,
 		"Export(epoch 99): NoSuchCheckpoint with id and epoch (%v)", err)

@@ -71,6 +71,29 @@ static void test_routes(void **state)
 	assert_int_equal(r.status, 403);
 	decide((struct web_request){ .method = "POST", .path = "/api/jobs", .cookie = cookie, .control = "1" }, false, &r);
 	assert_int_equal(r.kind, WEB_API_START);
+	/* delete: a control request like the others; steps: a read */
+	decide((struct web_request){ .method = "POST", .path = "/api/jobs/4/delete", .cookie = cookie }, false, &r);
+	assert_int_equal(r.status, 403);
+	decide((struct web_request){ .method = "POST", .path = "/api/jobs/4/delete", .cookie = cookie, .control = "1",
+				     .origin = "http://evil.example", .host = "127.0.0.1:8765" }, false, &r);
+	assert_int_equal(r.status, 403);
+	decide((struct web_request){ .method = "POST", .path = "/api/jobs/4/delete", .cookie = cookie, .control = "1" },
+	       false, &r);
+	assert_int_equal(r.kind, WEB_API_DELETE);
+	assert_int_equal(r.job, 4);
+	decide((struct web_request){ .method = "GET", .path = "/api/jobs/4/delete", .cookie = cookie }, false, &r);
+	assert_int_equal(r.status, 405);
+	decide((struct web_request){ .method = "GET", .path = "/api/jobs/4/steps", .cookie = cookie }, false, &r);
+	assert_int_equal(r.kind, WEB_API_STEPS);
+	decide((struct web_request){ .method = "POST", .path = "/api/jobs/4/steps", .cookie = cookie, .control = "1" },
+	       false, &r);
+	assert_int_equal(r.status, 405);
+	/* the favicon browsers ask for: the static one, behind the token as the rest */
+	decide((struct web_request){ .method = "GET", .path = "/favicon.ico", .cookie = cookie }, false, &r);
+	assert_int_equal(r.kind, WEB_STATIC);
+	assert_string_equal(r.name, "favicon.svg");
+	decide((struct web_request){ .method = "GET", .path = "/favicon.ico" }, false, &r);
+	assert_int_equal(r.status, 401);
 
 	/* /metrics */
 	decide((struct web_request){ .method = "GET", .path = "/metrics", .local_peer = true, .host = "127.0.0.1:9" },

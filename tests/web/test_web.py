@@ -13,7 +13,14 @@ it on a loopback port. Checked:
   - in Chromium (tests/web/browser.cjs): the table shows the job, the job
     page's loss curve gains points as epochs commit (read from uPlot's
     data), pressing pause pauses the job in traind (trainctl says so), a
-    page whose cookie is gone is refused; screenshots in the build dir;
+    page whose cookie is gone is refused; at 1280x800: no horizontal scroll
+    with a long model spec (cut, the whole on hover), the buttons of each
+    state only, kill asks first, delete asks and removes, a finished job's
+    step curve after a reload (traind's step series), whole epoch ticks and
+    distinct lr labels, charts as wide as their boxes (also after the
+    window shrinks), compare's settings table with the differences marked,
+    train and val curves, smoothing, log scale, CSV and PNG downloads, a
+    favicon and no 404 on any page; screenshots in the build dir;
   - Prometheus scrapes /metrics every second and its HTTP API returns the
     job's committed epoch for traind_job_epoch; promtool accepts /metrics.
 """
@@ -131,9 +138,10 @@ class Web:
         return open(os.path.join(self.dir, "web.log"), errors="replace").read()
 
 
-def browser(web, job, step):
+def browser(web, job, step, jobs=None):
     env = dict(os.environ, TRAIND_WEB_URL=web.url, TRAIND_WEB_TOKEN=web.token, TRAIND_WEB_JOB=str(job),
-               TRAIND_WEB_SHOTS=SHOTS, TRAIND_WEB_STEP=step, PLAYWRIGHT_CORE=PLAYWRIGHT)
+               TRAIND_WEB_SHOTS=SHOTS, TRAIND_WEB_STEP=step, PLAYWRIGHT_CORE=PLAYWRIGHT,
+               TRAIND_WEB_JOBS=json.dumps(jobs or {}))
     p = subprocess.run(["node", os.path.join(os.path.dirname(__file__), "browser.cjs")], env=env,
                        capture_output=True, text=True, timeout=400)
     try:
@@ -145,7 +153,117 @@ def browser(web, job, step):
         check(False, "browser step %s ran (exit %d: %s)" % (step, p.returncode, out.get("error")))
     print("browser %s: %s" % (step, {k: v for k, v in out.items() if k != "val_loss_series"}), flush=True)
     check(out.get("page_errors") == [], "no JavaScript errors on the %s pages: %s" % (step, out.get("page_errors")))
+    check(out.get("not_found") == [], "nothing the %s pages asked for was missing: %s" % (step, out.get("not_found")))
     return out
+
+
+LONG_SPEC = ("flatten,linear(300),relu,linear(300),relu,linear(300),relu,linear(300),relu,linear(300),relu,"
+             "linear(300),relu,linear(10)")
+ACTIONS = {"queued": ["pause", "kill"], "running": ["pause", "kill"], "paused": ["resume", "delete"],
+           "killed": ["resume", "delete"], "failed": ["resume", "delete"], "done": ["delete"]}
+
+
+def dashboard(d, web):
+    """The dashboard of issue 26, at 1280x800."""
+    small = ["--train-size", "2000", "--val-size", "500", "--threads", "1"]
+    long_ = d.start_job("--name", "long spec", "--model", LONG_SPEC, "--epochs", "3", "--lr-scheduler", "cosine(t_max=3)",
+                        "--batch-size", "16", *small)
+    other = d.start_job("--name", "other", "--epochs", "3", "--lr", "0.002", *small)
+    d.wait(long_)
+    d.wait(other)
+    paused = d.start_job("--name", "paused", "--epochs", "400", "--batch-size", "4", *small)
+    d.wait_running_at(paused, 0, min_step=1, timeout=120)
+    d.ctl("pause", paused)
+    running = d.start_job("--name", "running", "--epochs", "400", "--batch-size", "4", *small)
+    d.wait_running_at(running, 0, min_step=1, timeout=120)
+    jobs = {"long": long_, "other": other, "paused": paused, "running": running}
+
+    st, h, body = web.request("GET", "/favicon.ico")
+    check(st == 200 and h.get("content-type") == "image/svg+xml" and body.startswith(b"<svg"),
+          "/favicon.ico: the SVG favicon (%d %s)" % (st, h.get("content-type")))
+    st, h, body = web.request("GET", "/api/jobs/%d/steps" % long_)
+    steps = json.loads(body)
+    check(st == 200 and steps["steps_per_epoch"] == 125 and len(steps["points"]) >= 3,
+          "/api/jobs/N/steps: traind's step series of a finished job (%d points)" % len(steps.get("points", [])))
+
+    out = browser(web, long_, "layout", jobs)
+    check(out.get("viewport") == [1280, 800], "the window is 1280x800")
+    check(out.get("page_scroll_width", 1e9) <= out.get("page_client_width", 0) and out.get("table_right", 1e9) <= 1280 and
+          out.get("wrap_scroll", [1, 0])[0] <= out.get("wrap_scroll", [0, 0])[1],
+          "no horizontal scroll with a long model spec (page %s/%s, table right %s, table box %s)" % (
+              out.get("page_scroll_width"), out.get("page_client_width"), out.get("table_right"), out.get("wrap_scroll")))
+    check(out.get("model_cut") and out.get("model_title") == LONG_SPEC,
+          "the long spec is cut, the whole of it on hover (title)")
+    rows = out.get("rows", [])
+    check(rows and all(r["actions"] == ACTIONS[r["state"]] for r in rows) and
+          {r["state"] for r in rows} >= {"done", "paused", "running", "killed"},
+          "each job has the buttons of its state only: %s" % [(r["state"], r["actions"]) for r in rows])
+
+    out = browser(web, running, "confirm", jobs)
+    check(len(out.get("dialogs", [])) == 2 and "Kill job %d" % running in out["dialogs"][0],
+          "kill asks first (%s)" % out.get("dialogs"))
+    check(out.get("state_after_dismiss") == "running" and "not done" in out.get("after_dismiss", ""),
+          "dismissed: the job is still running")
+    check(d.status(running)["state"] == "killed" and out.get("actions_after") == ACTIONS["killed"],
+          "accepted: traind killed it, and its row offers resume and delete (%s)" % out.get("actions_after"))
+
+    out = browser(web, long_, "done", jobs)
+    check(out.get("step_points_after_reload", 0) >= 3 and out.get("step_x_max", 0) > 2,
+          "a finished job's page after a reload: the step curve from traind (%s points up to epoch %.2f)" % (
+              out.get("step_points_after_reload"), out.get("step_x_max", 0)))
+    ticks = out.get("loss_ticks") or []
+    check(ticks and all(float(t).is_integer() for t in ticks) and all(float(t).is_integer() for t in out.get("steps_ticks") or [0.5]),
+          "epoch axes have whole-number ticks (%s; steps %s)" % (ticks, out.get("steps_ticks")))
+    labels = out.get("lr_labels") or []
+    check(len(labels) >= 2 and len(set(labels)) == len(labels), "the lr axis's labels all differ: %s" % labels)
+    for axis in ("lr", "loss_y"):
+        labels, splits = out.get(axis + "_labels") or [], out.get(axis + "_splits") or []
+        check(labels and len(labels) == len(splits) and
+              all(abs(float(l) - v) <= 1e-9 * abs(v) for l, v in zip(labels, splits) if l),
+              "the %s axis's labels are its ticks' values (%s at %s)" % (axis, labels, splits))
+    check(abs(out.get("chart_width", 0) - out.get("box_width", -9)) <= 1 and out.get("chart_width", 0) > 560,
+          "the chart is as wide as its box (%s of %s px, not capped)" % (out.get("chart_width"), out.get("box_width")))
+    narrow = out.get("chart_width_narrow") or [0, 1]
+    check(abs(narrow[0] - narrow[1]) <= 1, "... and follows the window when it narrows (%s)" % narrow)
+    check(out.get("buttons") == ["delete"] and "finished" in out.get("times", ""),
+          "a done job's page: delete only, when it started and finished (%r)" % out.get("times"))
+
+    out = browser(web, long_, "compare2", jobs)
+    t = out.get("table", {})
+    check(t.get("lr", {}).get("diff") and t.get("model (layers)", {}).get("diff") and t.get("lr_scheduler", {}).get("diff"),
+          "compare: the settings that differ are marked (lr, model, lr_scheduler)")
+    check(t.get("dataset", {}).get("diff") is False and t.get("epochs", {}).get("diff") is False and
+          t.get("dataset", {}).get("cells") == ["mnist", "mnist"], "compare: the ones that agree are not")
+    check("final val loss" in t and "best val acc" in t and t.get("final val loss", {}).get("diff"),
+          "compare: the final and best metrics beside the settings")
+    only = out.get("table_only_diff", {})
+    check(only.get("dataset", {}).get("shown") is False and only.get("lr", {}).get("shown") is True,
+          "compare: 'only the rows that differ' hides the others")
+    ch = out.get("chart", {})
+    check(ch.get("n") == 4 and ch.get("dashed") == [False, True, False, True],
+          "compare: train (solid) and val (dashed) of each job together (%s)" % ch.get("labels"))
+    check(ch.get("ticks") and all(float(x).is_integer() for x in ch["ticks"]), "compare: whole epoch ticks")
+    hist = d.history(long_)
+    check(ch.get("y1") == [r["train_loss"] for r in hist], "compare: the first curve is the history's train loss")
+    sm = out.get("smoothed", {}).get("y1") or []
+    x0, x1 = hist[0]["train_loss"], hist[1]["train_loss"]
+    check(len(sm) == 3 and abs(sm[0] - x0) < 1e-12 and abs(sm[1] - (0.375 * x0 + 0.625 * x1)) < 1e-12,
+          "compare: smoothing 0.6 is the debiased moving average (%s)" % sm)
+    check(out.get("logged", {}).get("distr") == 3, "compare: the log scale (uPlot distr 3)")
+    csv = out.get("csv", "").splitlines()
+    check(out.get("csv_name") == "traind-compare.csv" and csv and csv[0].startswith("epoch,job %d train_loss,job %d val_loss"
+          % (long_, long_)) and len(csv) == 4 and csv[1].split(",")[1] == repr(hist[0]["train_loss"]),
+          "compare: the CSV download has the raw curves (%s)" % csv[:2])
+    check(out.get("png_name") == "traind-compare.png" and out.get("png_magic") == [137, 80, 78, 71, 13, 10, 26, 10],
+          "compare: the PNG download is a PNG")
+
+    out = browser(web, other, "delete", jobs)
+    check(len(out.get("dialogs", [])) == 1 and "Delete job %d" % other in out["dialogs"][0] and
+          out.get("landed") == web.url + "/" and out.get("status_after") == 404,
+          "delete asks, removes the job in traind and goes back to the table (%s)" % out.get("status_after"))
+    rc, _, err = d.ctl("status", other, check_rc=False)
+    check(rc == 1 and "no such job" in err, "trainctl agrees: no such job %d" % other)
+    d.ctl("rm", "--force", paused, running)
 
 
 def refusals(d, web, job):
@@ -415,9 +533,41 @@ def metrics(d, web, job):
         web2.stop()
 
 
+def regression(d, web):
+    """A regression job (diabetes from scripts/sklearn-data): its page charts
+    the validation MAE and RMSE and its history table has those columns, the
+    compare view offers val_rmse, Prometheus has traind_job_val_rmse."""
+    job = d.start_job("--dataset", "diabetes", "--loss", "mse", "--val-size", "88", "--hidden", "16",
+                      "--epochs", "3", "--batch-size", "32", "--lr", "0.01")
+    check(d.wait(job, "--state", "done")[0] == 0, "the regression job finishes")
+    hist = d.history(job)
+    out = browser(web, job, "regression")
+    check(out.get("metric_title") == "Validation error by epoch" and
+          out.get("metric_series", [])[1:] == ["val MAE", "val RMSE"],
+          "the job page charts val MAE and RMSE (%s %s)" % (out.get("metric_title"), out.get("metric_series")))
+    rmse = out.get("rmse_series") or []
+    check(len(rmse) == 3 and abs(rmse[-1] - hist[-1]["val_rmse"]) < 1e-9, "the chart's RMSE is the history's")
+    head = out.get("history_head", "")
+    check("val RMSE" in head and "val MAE" in head and "acc" not in head,
+          "the history table has the task's columns (%s)" % head)
+    cmp_ = out.get("compare_rmse") or []
+    check(len(cmp_) == 3 and abs(cmp_[-1] - hist[-1]["val_rmse"]) < 1e-9, "compare --metric val_rmse")
+    st, h, body = web.request("GET", "/metrics")
+    line = [ln for ln in body.decode().splitlines() if ln.startswith("traind_job_val_rmse{") and
+            'job="%d"' % job in ln]
+    check(len(line) == 1 and abs(float(line[0].split()[-1]) - hist[-1]["val_rmse"]) < 1e-6 * hist[-1]["val_rmse"],
+          "Prometheus: traind_job_val_rmse of the job (%s)" % line)
+
+
 def main():
     os.makedirs(SHOTS, exist_ok=True)
-    d = harness.Daemon().start()
+    # a copy of MNIST (a link out of the data directory is refused) and a
+    # regression set of the test's own
+    data = tempfile.mkdtemp(prefix="traind-web-data-")
+    shutil.copytree(os.path.join(harness.DATA, "mnist"), os.path.join(data, "mnist"))
+    subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "sklearn-data"),
+                    "--only", "diabetes", data], check=True, capture_output=True)
+    d = harness.Daemon(data_dir=data).start()
     web = Web(d)
     # Long enough to still be training when the browser presses pause (the
     # test kills it at the end): 30 epochs were done before Chromium got there.
@@ -480,7 +630,10 @@ def main():
     st = d.status(out["started"]) if out.get("started") else {}
     check(st.get("name") == "from-form" and st.get("epochs") == 1 and st["config"].get("train_size") == 500,
           "the start form started job %s with its settings in traind" % out.get("started"))
+    d.wait(out["started"])
+    dashboard(d, web)
 
+    regression(d, web)
     check(web.alive(), "traind-web is up at the end")
     rc = web.stop()
     check(rc == 0, "traind-web exits 0 on SIGTERM (got %s)" % rc)
@@ -489,6 +642,7 @@ def main():
     check("Assertion" not in log and not harness.sanitizer_reports(log),
           "traind-web's log has no assertion or sanitizer report: %s" % harness.sanitizer_reports(log)[:3])
     print("screenshots in", SHOTS, sorted(os.listdir(SHOTS)), flush=True)
+    shutil.rmtree(data, ignore_errors=True)
 
 
 if __name__ == "__main__":

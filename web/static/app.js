@@ -3,10 +3,33 @@
 // from the job's Server-Sent Events (/api/jobs/N/events), charts by uPlot.
 // The token travels in the HttpOnly cookie set by /?token=...; control
 // requests add the header X-Traind-Control: 1, which traind-web requires.
+//
+// What the pages promise (tests/web/browser.cjs checks them in Chromium at
+// 1280x800): nothing wider than the window (a long model spec is cut, the
+// whole of it on hover); charts as wide as their box, redrawn when the
+// window changes; epoch axes with whole-number ticks and every axis with
+// labels that differ from their neighbours; on each job only the buttons its
+// state allows (ACTIONS), kill and delete asked for confirmation; the loss
+// by step read back from traind (/api/jobs/N/steps), so it is there after a
+// reload and for a finished job; compare: the jobs' settings and results
+// side by side with the rows that differ marked, train and validation
+// curves together, smoothing, a log scale, CSV and PNG downloads.
 // window.traindCharts holds the uPlot instances (the tests read their data).
 'use strict';
 
 const POLL_MS = 2000;
+const COLORS = ['#1e88e5', '#e53935', '#43a047', '#8e24aa', '#fb8c00', '#00897b', '#6d4c41', '#3949ab'];
+// Whole-number tick steps for epoch axes (uPlot picks the first that leaves room).
+const EPOCH_INCRS = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000];
+// The buttons a job in each state gets: what traind accepts in that state.
+const ACTIONS = {
+  queued: ['pause', 'kill'], running: ['pause', 'kill'],
+  paused: ['resume', 'delete'], killed: ['resume', 'delete'], failed: ['resume', 'delete'], done: ['delete'],
+};
+const CONFIRM = {
+  kill: id => 'Kill job ' + id + ' now? It stops at once; what it has committed stays, and resume goes on from there.',
+  delete: id => 'Delete job ' + id + ' with all its checkpoints and history? This cannot be undone.',
+};
 window.traindCharts = {};
 
 function $(sel) { return document.querySelector(sel); }
@@ -51,26 +74,56 @@ function control(path, body) {
   });
 }
 
+// A button's action on a job, after asking when it cannot be undone.
+// Resolves to whether it was done.
 async function act(id, what) {
+  if (CONFIRM[what] && !window.confirm(CONFIRM[what](id))) {
+    say(what + ' job ' + id + ': not done', true, '#action');
+    return false;
+  }
   say(what + ' job ' + id + '...', true, '#action');
   try {
     const r = await control('/api/jobs/' + id + '/' + what);
-    say('job ' + id + ' is ' + r.state, true, '#action');
+    say(what === 'delete' ? 'job ' + id + ' is deleted' : 'job ' + id + ' is ' + r.state, true, '#action');
+    return true;
   } catch (e) {
     say(what + ' job ' + id + ': ' + e.message + (e.status ? ' (' + e.status + ')' : ''), false, '#action');
+    return false;
   }
 }
 
+// Four significant digits, as people write a loss: 0.9812, 1.447, 0.0003.
 function fmt(x, digits) {
   if (x === null || x === undefined || Number.isNaN(x)) return '';
-  return typeof x === 'number' ? x.toFixed(digits === undefined ? 4 : digits) : String(x);
+  if (typeof x !== 'number') return String(x);
+  return String(Number(x.toPrecision(digits || 4)));
 }
 
-function eta(s) {
-  if (s === null || s === undefined) return '';
+function span(s) {
+  if (s === null || s === undefined || !isFinite(s)) return '';
+  if (s < 10) return fmt(s, 2) + 's';
   s = Math.round(s);
   const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
   return (h ? h + 'h' : '') + (h || m ? m + 'm' : '') + r + 's';
+}
+
+function when(t) {
+  return t ? new Date(t * 1000).toLocaleString() : '';
+}
+
+// Tick labels that say their values: the fewest decimals that write every
+// tick exactly (0.5, 1, 1.5; 0.0002, 0.0004), so neighbours always differ
+// and none is rounded to another's label (no "0.002, 0.002, 0.001", no
+// "2" for 1.5); tiny values in exponent form (1e-7).
+function tickLabels(splits) {
+  const vals = splits.filter(v => v !== null && v !== undefined);
+  for (let d = 0; d <= 15; d++) {
+    if (vals.every(v => Math.abs(Number(v.toFixed(d)) - v) <= Math.abs(v) * 1e-9)) {
+      return splits.map(v => (v === null || v === undefined) ? '' :
+        (d > 6 && v !== 0 ? String(Number(v.toPrecision(6))) : String(Number(v.toFixed(d)))));
+    }
+  }
+  return splits.map(v => (v === null || v === undefined) ? '' : String(Number(v.toPrecision(6))));
 }
 
 function progressBar(job) {
@@ -91,6 +144,49 @@ function best(rows, key, lower) {
   return b;
 }
 
+// What the table shows of a model: the spec as given (or the MLP of hidden).
+function modelName(job) {
+  return job.config.model || ('mlp ' + (job.config.hidden || []).join(','));
+}
+
+// ---- charts ----
+
+const chartBoxes = new Map();   // target element -> chart name
+const resizer = typeof ResizeObserver === 'function' ? new ResizeObserver(entries => {
+  for (const e of entries) {
+    const u = window.traindCharts[chartBoxes.get(e.target)];
+    const w = Math.floor(e.contentRect.width);
+    if (u && w > 0 && Math.abs(u.width - w) > 1) u.setSize({ width: w, height: u.height });
+  }
+}) : null;
+
+// A uPlot chart `name` in `target`, as wide as the target. series: uPlot
+// series options (label, stroke, dash...); x: whole epochs when epochAxis.
+function chart(name, target, title, xLabel, series, data, opts) {
+  opts = opts || {};
+  const width = Math.max(280, Math.floor(target.clientWidth) || 560);
+  const xAxis = { label: xLabel, values: (u, splits) => tickLabels(splits) };
+  if (opts.epochAxis) xAxis.incrs = EPOCH_INCRS;
+  const yScale = opts.log ? { distr: 3 } : {};
+  const u = new uPlot({
+    title, width, height: opts.height || 240,
+    scales: { x: { time: false }, y: yScale },
+    axes: [xAxis, { values: (u, splits) => tickLabels(splits), size: 64 }],
+    series: [{ label: xLabel, value: (u, v) => fmt(v) }].concat(series.map((s, i) => Object.assign({
+      stroke: COLORS[i % COLORS.length], width: 2, points: { show: true, size: 5 }, spanGaps: true,
+      value: (u, v) => fmt(v),
+    }, s))),
+  }, data, (() => {
+    if (window.traindCharts[name]) window.traindCharts[name].destroy();
+    target.replaceChildren();
+    return target;
+  })());
+  window.traindCharts[name] = u;
+  chartBoxes.set(target, name);
+  if (resizer) resizer.observe(target);
+  return u;
+}
+
 // ---- the job table ----
 
 const bestCache = {};   // id -> {epoch, acc, loss}: history read again only when an epoch commits
@@ -104,6 +200,13 @@ async function bestOf(job) {
   return v;
 }
 
+function actionButtons(job, after) {
+  return (ACTIONS[job.state] || []).map(what => el('button', {
+    type: 'button', class: what === 'kill' || what === 'delete' ? 'danger' : '', 'data-action': what,
+    onclick: () => act(job.id, what).then(after),
+  }, what));
+}
+
 async function refreshTable() {
   let list;
   try {
@@ -112,6 +215,7 @@ async function refreshTable() {
     say('cannot list the jobs: ' + e.message);
     return;
   }
+  say('', true);
   const tbody = $('#jobs tbody');
   const chosen = new Set([...document.querySelectorAll('#jobs input:checked')].map(i => i.value));
   const rows = [];
@@ -120,23 +224,20 @@ async function refreshTable() {
     try { b = await bestOf(j); } catch (e) { /* shown as empty */ }
     const box = el('input', { type: 'checkbox', value: String(j.id), 'aria-label': 'choose job ' + j.id });
     box.checked = chosen.has(String(j.id));
-    const buttons = el('td', {},
-      el('button', { type: 'button', onclick: () => act(j.id, 'pause') }, 'pause'),
-      el('button', { type: 'button', onclick: () => act(j.id, 'resume') }, 'resume'),
-      el('button', { type: 'button', onclick: () => act(j.id, 'kill') }, 'kill'));
+    const model = modelName(j);
     const tr = el('tr', { 'data-job': String(j.id), 'data-state': j.state },
       el('td', {}, box),
       el('td', {}, el('a', { href: '/jobs/' + j.id }, j.id)),
-      el('td', {}, j.name),
+      el('td', { class: 'name', title: j.name }, j.name),
       el('td', { class: 'state state-' + j.state }, j.state),
-      el('td', { title: j.model }, j.config.model || 'mlp'),
-      el('td', {}, j.config.dataset),
+      el('td', { class: 'cut model', title: j.model || model }, model),
+      el('td', { class: 'cut' }, j.config.dataset),
       el('td', {}, progressBar(j), ' ' + j.committed_epoch + '/' + j.epochs),
-      el('td', { class: 'num' }, j.state === 'running' ? fmt(j.samples_per_second, 0) : ''),
-      el('td', { class: 'num' }, j.state === 'running' ? eta(j.eta_seconds) : ''),
+      el('td', { class: 'num' }, j.state === 'running' ? fmt(j.samples_per_second, 3) : ''),
+      el('td', { class: 'num' }, j.state === 'running' ? span(j.eta_seconds) : ''),
       el('td', { class: 'num' }, fmt(b.acc)),
       el('td', { class: 'num' }, fmt(b.loss)),
-      buttons);
+      el('td', { class: 'actions' }, ...actionButtons(j, refreshTable)));
     rows.push(tr);
   }
   tbody.replaceChildren(...rows);
@@ -167,26 +268,6 @@ function startForm() {
   });
 }
 
-// ---- charts ----
-
-function chart(name, target, title, series, data) {
-  const width = Math.max(400, Math.min(target.clientWidth || 560, 900));
-  const opts = {
-    title, width, height: 240,
-    scales: { x: { time: false } },
-    axes: [{ label: series[0] }, {}],
-    series: [{ label: series[0] }].concat(series.slice(1).map((s, i) => ({
-      label: s, stroke: ['#1e88e5', '#e53935', '#43a047', '#8e24aa', '#fb8c00', '#00897b'][i % 6],
-      width: 2, points: { show: true, size: 5 }, spanGaps: true,
-    }))),
-  };
-  if (window.traindCharts[name]) window.traindCharts[name].destroy();
-  target.replaceChildren();
-  const u = new uPlot(opts, data, target);
-  window.traindCharts[name] = u;
-  return u;
-}
-
 // ---- one job ----
 
 function jobId() {
@@ -195,25 +276,67 @@ function jobId() {
 }
 
 const jobPage = {
-  id: null, epoch: -1, steps: [[], []], events: null, state: null, lastLoss: null,
+  id: null, epoch: -1, steps: [[], []], events: null, state: null,
 };
 
-function drawEpochCharts(rows) {
+// The job's task, from its loss (config key "loss"): its metrics follow it.
+function taskOf(job) {
+  const loss = job.config.loss || 'cross_entropy';
+  if (loss === 'cross_entropy') return 'classification';
+  return loss === 'bce_with_logits' ? 'multi-label' : 'regression';
+}
+
+// The history table's columns for a task: [heading, key, digits].
+function historyColumns(task) {
+  const metrics = task === 'regression'
+    ? [['val MAE', 'val_mae', 4], ['val RMSE', 'val_rmse', 4]]
+    : [['train acc', 'train_acc', 4], ['val acc', 'val_acc', 4]];
+  return [['train loss', 'train_loss', 4], ['val loss', 'val_loss', 4]].concat(metrics);
+}
+
+function drawEpochCharts(rows, task) {
   const x = rows.map(r => r.epoch);
-  chart('loss', $('#chart-loss'), 'loss', ['epoch', 'train loss', 'val loss'],
-    [x, rows.map(r => r.train_loss), rows.map(r => r.val_loss)]);
-  chart('acc', $('#chart-acc'), 'accuracy', ['epoch', 'train acc', 'val acc'],
-    [x, rows.map(r => r.train_acc), rows.map(r => r.val_acc)]);
+  chart('loss', $('#chart-loss'), 'loss', 'epoch', [{ label: 'train loss' }, { label: 'val loss', dash: [6, 4] }],
+    [x, rows.map(r => r.train_loss), rows.map(r => r.val_loss)], { epochAxis: true });
+  if (task === 'regression') {
+    $('#metric-title').textContent = 'Validation error by epoch';
+    chart('acc', $('#chart-acc'), 'error', 'epoch', [{ label: 'val MAE' }, { label: 'val RMSE', dash: [6, 4] }],
+      [x, rows.map(r => r.val_mae), rows.map(r => r.val_rmse)], { epochAxis: true });
+  } else {
+    $('#metric-title').textContent = task === 'multi-label' ? 'Per-label accuracy by epoch' : 'Accuracy by epoch';
+    chart('acc', $('#chart-acc'), 'accuracy', 'epoch', [{ label: 'train acc' }, { label: 'val acc', dash: [6, 4] }],
+      [x, rows.map(r => r.train_acc), rows.map(r => r.val_acc)], { epochAxis: true });
+  }
   if (rows.some(r => typeof r.lr === 'number')) {
     $('#lr-box').hidden = false;
-    chart('lr', $('#chart-lr'), 'learning rate', ['epoch', 'lr'], [x, rows.map(r => r.lr)]);
+    chart('lr', $('#chart-lr'), 'learning rate', 'epoch', [{ label: 'lr' }], [x, rows.map(r => r.lr)],
+      { epochAxis: true });
   }
 }
 
 function drawSteps() {
   const u = window.traindCharts.steps;
   if (u) u.setData(jobPage.steps);
-  else chart('steps', $('#chart-steps'), 'running loss', ['epoch', 'loss'], jobPage.steps);
+  else chart('steps', $('#chart-steps'), 'running loss', 'epoch',
+    [{ label: 'loss', points: { show: false } }], jobPage.steps, { epochAxis: true });
+}
+
+// The stored step series, with the live points of this page after it.
+async function loadSteps() {
+  let s;
+  try { s = await api('/api/jobs/' + jobPage.id + '/steps'); } catch (e) { return; }
+  const spe = s.steps_per_epoch || 1;
+  const stored = s.points.map(p => [p.epoch + p.step / spe, p.loss]);
+  const last = stored.length ? stored[stored.length - 1][0] : -1;
+  const live = jobPage.steps[0].map((x, i) => [x, jobPage.steps[1][i]]).filter(p => p[0] > last);
+  const all = stored.concat(live);
+  jobPage.steps = [all.map(p => p[0]), all.map(p => p[1])];
+  drawSteps();
+}
+
+function showButtons(state) {
+  const allowed = ACTIONS[state] || [];
+  for (const what of ['pause', 'resume', 'kill', 'delete']) $('#' + what).hidden = !allowed.includes(what);
 }
 
 async function refreshJob() {
@@ -223,25 +346,36 @@ async function refreshJob() {
     job = (await api('/api/jobs/' + id)).job;
   } catch (e) {
     say('job ' + id + ': ' + e.message);
+    if (e.status === 404) showButtons(null);
     return;
   }
+  say('', true);
   jobPage.state = job.state;
+  showButtons(job.state);
   document.title = 'traind: job ' + id + ' ' + job.name;
   $('#title').textContent = 'Job ' + id + ': ' + job.name;
   $('#summary').replaceChildren(el('span', { class: 'state state-' + job.state, id: 'state' }, job.state),
-    ' · epoch ' + job.committed_epoch + '/' + job.epochs + ' · ' + (job.config.model || 'mlp') + ' on ' +
-    job.config.dataset + (job.error ? ' · ' + job.error : ''));
+    ' · epoch ' + job.committed_epoch + '/' + job.epochs + ' · ', el('span', { class: 'spec', title: job.model || '' },
+      modelName(job)), ' on ' + job.config.dataset + (job.error ? ' · ' + job.error : ''));
+  const end = job.finished || (job.state === 'paused' ? job.updated : Date.now() / 1000);
+  $('#times').textContent = job.started ? 'started ' + when(job.started) +
+    (job.finished ? ' · finished ' + when(job.finished) : '') + ' · ' + span(end - job.started) +
+    (job.finished ? '' : ' so far') : 'not started yet';
   const pct = job.epochs ? 100 * job.committed_epoch / job.epochs : 0;
   $('#bar').style.width = pct + '%';
   $('#config').textContent = JSON.stringify(job.config, null, 2) + '\nmodel: ' + job.model;
   if (job.committed_epoch !== jobPage.epoch) {
     jobPage.epoch = job.committed_epoch;
     const [h, c] = await Promise.all([api('/api/jobs/' + id + '/history'), api('/api/jobs/' + id + '/checkpoints')]);
-    drawEpochCharts(h.rows);
+    const task = taskOf(job), cols = historyColumns(task);
+    drawEpochCharts(h.rows, task);
+    loadSteps();
+    $('#history thead').replaceChildren(el('tr', {}, el('th', {}, 'epoch'),
+      ...cols.map(c => el('th', { class: 'num' }, c[0])),
+      el('th', { class: 'num' }, 'lr'), el('th', { class: 'num' }, 'seconds'), el('th', {}, 'note')));
     $('#history tbody').replaceChildren(...h.rows.map(r => el('tr', {},
-      el('td', {}, r.epoch), el('td', { class: 'num' }, fmt(r.train_loss)), el('td', { class: 'num' }, fmt(r.train_acc)),
-      el('td', { class: 'num' }, fmt(r.val_loss)), el('td', { class: 'num' }, fmt(r.val_acc)),
-      el('td', { class: 'num' }, fmt(r.lr, 6)), el('td', { class: 'num' }, fmt(r.seconds, 1)), el('td', {}, r.note))));
+      el('td', {}, r.epoch), ...cols.map(c => el('td', { class: 'num' }, fmt(r[c[1]], c[2]))),
+      el('td', { class: 'num' }, fmt(r.lr)), el('td', { class: 'num' }, span(r.seconds)), el('td', {}, r.note))));
     $('#checkpoints tbody').replaceChildren(...c.checkpoints.map(k => el('tr', {},
       el('td', {}, k.epoch), el('td', {}, k.step), el('td', {}, k.kind), el('td', { class: 'num' }, k.size),
       el('td', { class: 'num' }, fmt(k.val_loss)), el('td', {}, new Date(k.created * 1000).toLocaleString()),
@@ -258,9 +392,9 @@ function openEvents() {
   es.addEventListener('progress', ev => {
     const p = JSON.parse(ev.data);
     $('#live').textContent = p.state + ': epoch ' + (p.state === 'running' ? p.epoch + 1 : p.epoch) + ' step ' + p.step + '/' + p.steps_per_epoch +
-      (typeof p.loss === 'number' ? ' · loss ' + p.loss.toFixed(4) : '') +
-      ' · ' + Math.round(p.samples_per_second) + ' samples/s' + (p.eta_seconds != null ? ' · ETA ' + eta(p.eta_seconds) : '');
-    if (typeof p.loss === 'number' && p.steps_per_epoch) {
+      (typeof p.loss === 'number' ? ' · loss ' + fmt(p.loss) : '') +
+      ' · ' + Math.round(p.samples_per_second) + ' samples/s' + (p.eta_seconds != null ? ' · ETA ' + span(p.eta_seconds) : '');
+    if (typeof p.loss === 'number' && p.steps_per_epoch && p.step > 0) {
       const x = p.epoch + p.step / p.steps_per_epoch;
       const xs = jobPage.steps[0];
       if (!xs.length || x > xs[xs.length - 1]) {
@@ -290,42 +424,172 @@ function openEvents() {
 
 function initJob() {
   jobPage.id = jobId();
-  for (const what of ['pause', 'resume', 'kill'])
-    $('#' + what).addEventListener('click', () => act(jobPage.id, what).then(refreshJob));
+  for (const what of ['pause', 'resume', 'kill', 'delete']) {
+    $('#' + what).addEventListener('click', async () => {
+      const done = await act(jobPage.id, what);
+      if (done && what === 'delete') {
+        location.href = '/';
+        return;
+      }
+      refreshJob();
+    });
+  }
   drawSteps();
+  loadSteps();
   refreshJob();
   setInterval(refreshJob, POLL_MS);
 }
 
 // ---- compare ----
 
+const compare = { jobs: [], hist: [] };
+
+// Exponential moving average as TensorBoard's smoothing, debiased; null stays null.
+function smooth(ys, w) {
+  if (!w) return ys;
+  let acc = 0, n = 0;
+  return ys.map(y => {
+    if (typeof y !== 'number') return null;
+    acc = w * acc + (1 - w) * y;
+    n++;
+    return acc / (1 - Math.pow(w, n));
+  });
+}
+
+const METRIC_KEYS = {
+  loss: ['train_loss', 'val_loss'], acc: ['train_acc', 'val_acc'], macro_acc: ['train_macro_acc', 'val_macro_acc'],
+  lr: ['lr'], val_mae: ['val_mae'], val_rmse: ['val_rmse'],
+};
+
+// [x, then a series per job and key] of metric m, raw.
+function compareData(m) {
+  const keys = METRIC_KEYS[m] || METRIC_KEYS.loss;
+  const maxEpoch = Math.max(0, ...compare.hist.map(h => h.length ? h[h.length - 1].epoch : 0));
+  const x = Array.from({ length: maxEpoch }, (_, i) => i + 1);
+  const cols = [], series = [];
+  compare.jobs.forEach((j, i) => {
+    const by = new Map(compare.hist[i].map(r => [r.epoch, r]));
+    for (const k of keys) {
+      cols.push(x.map(e => (by.get(e) && typeof by.get(e)[k] === 'number') ? by.get(e)[k] : null));
+      series.push({ job: j, key: k, color: COLORS[i % COLORS.length], dash: k.startsWith('val_') });
+    }
+  });
+  return { x, cols, series };
+}
+
+function drawCompare() {
+  const f = $('#view');
+  const m = f.metric.value, w = parseFloat(f.smooth.value) || 0, log = f.log.checked;
+  f.smooth_out.value = w;
+  const d = compareData(m);
+  const params = new URLSearchParams(location.search);
+  params.set('metric', m);
+  params.set('smooth', w);
+  if (log) params.set('log', '1'); else params.delete('log');
+  history.replaceState(null, '', '?' + params.toString());
+  if (!compare.jobs.length) return;
+  // a log scale shows only positive values
+  const cols = d.cols.map(c => smooth(c, w).map(v => (log && !(v > 0)) ? null : v));
+  chart('compare', $('#chart-compare'), f.metric.selectedOptions[0].textContent, 'epoch',
+    d.series.map(s => ({ label: s.job.id + ' ' + s.job.name + ' ' + s.key.split('_')[0], stroke: s.color,
+      dash: s.dash ? [6, 4] : undefined })), [d.x].concat(cols), { epochAxis: true, log, height: 360 });
+}
+
+function csvField(v) {
+  const s = v === null || v === undefined ? '' : String(v);
+  return /[",\n]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
+}
+
+function download(name, blob) {
+  const a = el('a', { href: URL.createObjectURL(blob), download: name });
+  document.body.append(a);
+  a.click();
+  setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+}
+
+function compareCSV() {
+  const m = $('#view').metric.value;
+  const d = compareData(m);
+  const head = ['epoch'].concat(d.series.map(s => 'job ' + s.job.id + ' ' + s.key));
+  const lines = [head.map(csvField).join(',')];
+  d.x.forEach((e, i) => lines.push([e].concat(d.cols.map(c => c[i])).map(csvField).join(',')));
+  return lines.join('\n') + '\n';
+}
+
+// The settings and results of the chosen jobs, a column each; the rows
+// whose values differ are marked (and the others can be hidden).
+function paramsTable() {
+  const jobs = compare.jobs, hist = compare.hist;
+  const results = [
+    ['epochs', (j, h) => j.committed_epoch + '/' + j.epochs],
+    ['state', j => j.state],
+    ['final train loss', (j, h) => h.length ? fmt(h[h.length - 1].train_loss) : ''],
+    ['final val loss', (j, h) => h.length ? fmt(h[h.length - 1].val_loss) : ''],
+    ['final train acc', (j, h) => h.length ? fmt(h[h.length - 1].train_acc) : ''],
+    ['final val acc', (j, h) => h.length ? fmt(h[h.length - 1].val_acc) : ''],
+    ['best val loss', (j, h) => { const b = best(h, 'val_loss', true); return b === null ? '' : fmt(b) + ' (epoch ' + h.find(r => r.val_loss === b).epoch + ')'; }],
+    ['best val acc', (j, h) => fmt(best(h, 'val_acc', false))],
+    ['training time', (j, h) => span(h.reduce((a, r) => a + (r.seconds || 0), 0))],
+    ['parameters', j => j.params || ''],
+  ];
+  const keys = [];
+  for (const j of jobs) for (const k of Object.keys(j.config)) if (!keys.includes(k)) keys.push(k);
+  const settings = [['model (layers)', j => j.model || '']].concat(keys.map(k => [k, j => {
+    const v = j.config[k];
+    return Array.isArray(v) ? v.join(',') : (typeof v === 'number' ? String(v) : (v === undefined ? '' : String(v)));
+  }]));
+  $('#params thead').replaceChildren(el('tr', {}, el('th', {}, ''), ...jobs.map((j, i) =>
+    el('th', { title: j.name, style: 'border-top: 3px solid ' + COLORS[i % COLORS.length] }, j.id + ' ' + j.name))));
+  const rows = [];
+  for (const [title, list] of [['results', results], ['settings', settings]]) {
+    rows.push(el('tr', { class: 'section' }, el('th', { colspan: String(jobs.length + 1) }, title)));
+    for (const [name, fn] of list) {
+      const vals = jobs.map((j, i) => String(fn(j, hist[i])));
+      const differ = new Set(vals).size > 1;
+      rows.push(el('tr', { class: differ ? 'diff' : 'same', 'data-key': name },
+        el('th', {}, name), ...vals.map(v => el('td', { title: v }, v))));
+    }
+  }
+  $('#params tbody').replaceChildren(...rows);
+}
+
 async function initCompare() {
   const params = new URLSearchParams(location.search);
   const chosen = new Set((params.get('jobs') || '').split(',').filter(Boolean));
-  const metric = params.get('metric') || 'val_loss';
-  $('#choose').metric.value = metric;
+  const f = $('#view');
+  if (params.get('metric') && METRIC_KEYS[params.get('metric')]) f.metric.value = params.get('metric');
+  if (params.get('smooth')) f.smooth.value = params.get('smooth');
+  f.log.checked = params.get('log') === '1';
   let list;
   try { list = await api('/api/jobs'); } catch (e) { say(e.message); return; }
   $('#choices').replaceChildren(...list.jobs.map(j => {
     const box = el('input', { type: 'checkbox', name: 'job', value: String(j.id) });
     box.checked = chosen.has(String(j.id));
-    return el('label', {}, box, ' ' + j.id + ' ' + j.name);
+    return el('label', { title: j.model || '' }, box, ' ' + j.id + ' ' + j.name);
   }));
   $('#choose').addEventListener('submit', ev => {
     ev.preventDefault();
     const ids = [...document.querySelectorAll('#choices input:checked')].map(i => i.value);
-    location.search = '?jobs=' + ids.join(',') + '&metric=' + ev.target.metric.value;
+    const p = new URLSearchParams(location.search);
+    p.set('jobs', ids.join(','));
+    location.search = '?' + p.toString();
   });
-  const jobs = list.jobs.filter(j => chosen.has(String(j.id)));
-  if (!jobs.length) return;
-  const hist = await Promise.all(jobs.map(j => api('/api/jobs/' + j.id + '/history')));
-  const maxEpoch = Math.max(0, ...hist.map(h => h.rows.length ? h.rows[h.rows.length - 1].epoch : 0));
-  const x = Array.from({ length: maxEpoch }, (_, i) => i + 1);
-  const data = [x].concat(hist.map(h => {
-    const by = new Map(h.rows.map(r => [r.epoch, r[metric]]));
-    return x.map(e => (typeof by.get(e) === 'number' ? by.get(e) : null));
-  }));
-  chart('compare', $('#chart-compare'), metric.replace('_', ' '), ['epoch'].concat(jobs.map(j => j.id + ' ' + j.name)), data);
+  f.addEventListener('input', drawCompare);
+  f.addEventListener('change', drawCompare);
+  $('#only-diff').addEventListener('change', ev => $('#params').classList.toggle('only-diff', ev.target.checked));
+  $('#csv').addEventListener('click', () => download('traind-compare.csv', new Blob([compareCSV()], { type: 'text/csv' })));
+  $('#png').addEventListener('click', () => {
+    const u = window.traindCharts.compare;
+    if (u) u.ctx.canvas.toBlob(b => download('traind-compare.png', b), 'image/png');
+  });
+  compare.jobs = list.jobs.filter(j => chosen.has(String(j.id)));
+  compare.hist = (await Promise.all(compare.jobs.map(j => api('/api/jobs/' + j.id + '/history')))).map(h => h.rows);
+  if (!compare.jobs.length) {
+    say('choose jobs above to compare them', true);
+    return;
+  }
+  paramsTable();
+  drawCompare();
 }
 
 document.addEventListener('DOMContentLoaded', () => {
