@@ -213,8 +213,13 @@ class Prober(threading.Thread):
 
 
 def run_phase(pr, name, make):
-    pr.phase = name
+    # While the attacker opens its connections, requests count as
+    # "NAME (connecting)": from the attacker's own uid, the prober is the
+    # same client, and among a burst of that client's fresh connections the
+    # gate cannot tell which one is slow.
+    pr.phase = name + " (connecting)"
     attack = make()
+    pr.phase = name
     rep = attack.wait()
     print("    %-15s %d connections opened; at the end %d open, %d closed by traind-web: %s"
           % (name, attack.ready, rep["open"], rep["closed"],
@@ -308,7 +313,14 @@ def main():
                   "(%d, under %d) stay bounded" % (name, thr, thr_limit, fds, fd_limit))
             check(SANITIZER or p is upr or r - base_rss < 64 * MIB,
                   "%s: traind-web's VmRSS grows by under 64 MiB (+%.0f)" % (name, (r - base_rss) / MIB))
-    errs = pr.errors + upr.errors
+    # the same client's own burst: a 503 naming the per-client cap is its
+    # own misbehaviour's cost (shown, not hidden)
+    own = [e for e in pr.errors if e.startswith("slowloris-same (connecting): 503")
+           and "TooManyConnections" in e]
+    if own:
+        print("    slowloris-same: %d of the prober's requests during its own uid's burst got 503 (the "
+              "client's cap): %s" % (len(own), own[0][:160]))
+    errs = [e for e in pr.errors + upr.errors if e not in own]
     check(not errs, "every request of the well-behaved client was answered 200 (%d not: %s)" % (len(errs), errs[:3]))
     if harness.failures:
         print("---- traind-web's log ----\n" + web.read_log()[-4000:])
