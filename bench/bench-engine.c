@@ -314,7 +314,7 @@ static int bf16_section(const char *data, const char *dir, int epochs, int torch
 		printf("bf16: not measured: %s\n", err.msg);
 		return 0;
 	}
-	numerics_describe(K_BF16, env, sizeof(env));
+	k_precision_numerics(K_BF16, env, sizeof(env));
 	if (!mlp32 && measure(dir, &m, &m32) < 0)
 		return 1;
 	m.precision = K_BF16;
@@ -471,7 +471,7 @@ static int sweep(const char *data, const char *dir, int torch)
 	if (bf16) {
 		char env[NUMERICS_TEXT_MAX];
 
-		numerics_describe(K_BF16, env, sizeof(env));
+		k_precision_numerics(K_BF16, env, sizeof(env));
 		printf("bf16 s: the same run in precision bf16 (%s); x fp32: its speedup over traind s\n", env);
 	} else {
 		printf("bf16: not measured: %s\n", err.msg);

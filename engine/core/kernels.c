@@ -8,6 +8,7 @@
  */
 #include "traind/kernels.h"
 #include "traind/portable.h"
+#include "traind/numerics.h"
 #include "engine/core/bf16.h"
 #include "engine/core/hot.h"
 
@@ -15,6 +16,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,6 +60,14 @@ int k_precision_check(enum k_precision p, struct tr_err *err)
 	if (bf16_isa() == BF16_NONE)
 		return tr_err_set_key(err, -EINVAL, "precision", "%s", bf16_why());
 	return 0;
+}
+
+void k_precision_numerics(enum k_precision p, char *buf, size_t len)
+{
+	if (p == K_BF16)
+		snprintf(buf, len, "traind-bf16 %d %s", BF16_KERNELS_VERSION, bf16_isa_name(bf16_isa()));
+	else
+		numerics_blas(buf, len);
 }
 
 size_t k_gemm_scratch_len(enum k_precision p, size_t kmax)

@@ -3,7 +3,6 @@
  * include/traind/numerics.h.
  */
 #include "traind/numerics.h"
-#include "engine/core/bf16.h"
 
 #include <cblas.h>
 #include <stdio.h>
@@ -70,12 +69,4 @@ void numerics_blas(char *buf, size_t len)
 	if (config && strncmp(config, "OpenBLAS ", 9) == 0)
 		sscanf(config + 9, "%31s", version);
 	snprintf(buf, len, "OpenBLAS %s %s", *version ? version : "?", numerics_core());
-}
-
-void numerics_describe(enum k_precision p, char *buf, size_t len)
-{
-	if (p == K_BF16)
-		snprintf(buf, len, "traind-bf16 %d %s", BF16_KERNELS_VERSION, bf16_isa_name(bf16_isa()));
-	else
-		numerics_blas(buf, len);
 }

@@ -444,7 +444,7 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 	if (cfg->kernels == KERNELS_PORTABLE)
 		pk_describe(t->numerics, sizeof(t->numerics));
 	else
-		numerics_describe(cfg->precision, t->numerics, sizeof(t->numerics));
+		k_precision_numerics(cfg->precision, t->numerics, sizeof(t->numerics));
 	trainsched_init(t);
 	draw_order(t);
 	*out = t;

@@ -49,6 +49,13 @@ const char *k_precision_name(enum k_precision p);
  * Thread: any. */
 int k_precision_check(enum k_precision p, struct tr_err *err);
 
+/* What a job of precision p (and kernels openblas) records as its numeric
+ * environment (numerics.h): numerics_blas for fp32; "traind-bf16 1 amx" for
+ * bf16 (the bf16 kernels' version, bf16.h's BF16_KERNELS_VERSION, and the
+ * process's path: amx or avx512-bf16; no BLAS computes any of a bf16 job's
+ * products). Thread: any. */
+void k_precision_numerics(enum k_precision p, char *buf, size_t len);
+
 /* How one team member's products run: the precision and, for bf16, the
  * member's own scratch for the packed operands. */
 struct k_gemm_mode {

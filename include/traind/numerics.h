@@ -6,7 +6,8 @@
  * each dot product is summed), for bf16 traind's bf16 kernels and their path
  * (AMX or AVX-512-BF16; the two sum each pair of products in another order).
  *
- * A job records the environment it trained in (numerics_describe); a resume
+ * A job records the environment it trained in (kernels.h's k_precision_numerics:
+ * numerics_blas, or for bf16 the bf16 kernels and their path); a resume
  * compares it with the current one, so a job that moves to another kernel is
  * told that its bits no longer continue the same run.
  *
@@ -19,8 +20,6 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-
-#include "traind/kernels.h"
 
 #define NUMERICS_TEXT_MAX 96
 
@@ -38,11 +37,5 @@ void numerics_leave(unsigned saved);
 void numerics_blas(char *buf, size_t len);
 /* The BLAS kernel alone ("Haswell"). */
 const char *numerics_core(void);
-
-/* What a job of precision p records as its environment: numerics_blas for
- * fp32; "traind-bf16 1 amx" for bf16 (the bf16 kernels' version, bf16.h's
- * BF16_KERNELS_VERSION, and the process's path: amx or avx512-bf16; no BLAS
- * computes any of a bf16 job's arithmetic). */
-void numerics_describe(enum k_precision p, char *buf, size_t len);
 
 #endif

@@ -111,7 +111,7 @@ static void test_precision_check(void **state)
 	(void)state;
 	assert_int_equal(k_precision_check(K_FP32, &err), 0);
 	rc = k_precision_check(K_BF16, &err);
-	numerics_describe(K_BF16, env, sizeof(env));
+	k_precision_numerics(K_BF16, env, sizeof(env));
 	if (bf16_isa() == BF16_NONE) {
 		assert_int_equal(rc, -EINVAL);
 		assert_string_equal(err.key, "precision");
@@ -121,7 +121,7 @@ static void test_precision_check(void **state)
 		assert_int_equal(rc, 0);
 		assert_string_equal(env, bf16_isa() == BF16_AMX ? "traind-bf16 1 amx" : "traind-bf16 1 avx512-bf16");
 	}
-	numerics_describe(K_FP32, env, sizeof(env));
+	k_precision_numerics(K_FP32, env, sizeof(env));
 	assert_non_null(strstr(env, "OpenBLAS "));
 }
 
