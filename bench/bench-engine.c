@@ -25,12 +25,13 @@
  *      AVX-512-BF16): the lesson's MLP and lenet5 epochs in bf16, threads=2,
  *      against the fp32 ones above, and against PyTorch 1.13 at its best
  *      under torch.autocast("cpu", torch.bfloat16): the better median of 1
- *      and 2 torch threads, with OPENBLAS_NUM_THREADS=1.
+ *      and 2 torch threads, with OPENBLAS_NUM_THREADS=1. Also resnet20's
+ *      epoch (section 6's run, threads=2) in bf16 against fp32, no target.
  *
  *   bench-engine --bf16 [EPOCHS]   section 5 alone, its fp32 runs measured
  *                                  right before each bf16 run
  *
- *   5. resnet20 (He et al.'s CIFAR ResNet, spec.h) on Fashion-MNIST: 5000
+ *   6. resnet20 (He et al.'s CIFAR ResNet, spec.h) on Fashion-MNIST: 5000
  *      training + 1000 validation samples an epoch, batch 128, SGD (lr 0.1,
  *      momentum 0.9, weight decay 5e-4), threads=2 and threads=1, 2 epochs;
  *      beside PyTorch 1.13's epoch for the same module (bench/torch-epoch.py
@@ -298,6 +299,30 @@ static double torch_bf16_best(const char *data, const char *model, const struct 
 
 /* Section 5: bf16 against fp32 (mlp32 / lenet32, or measured here right
  * before each bf16 run when NULL) and against PyTorch's autocast. */
+/* resnet20 (the resnet section's run: Fashion-MNIST 5000 + 1000, batch 128,
+ * SGD, 2 epochs) in bf16 against fp32; no target (issue 20 names the lesson
+ * and lenet5), printed as a figure. */
+static void resnet_bf16(const char *data)
+{
+	struct run_spec r = { .model = "resnet20", .sgd = true, .batch = 128, .train = 5000, .val = 1000,
+			      .threads = 2, .epochs = 2 };
+	struct epoch_result r32, r16;
+	char dir[4096];
+
+	snprintf(dir, sizeof(dir), "%s/fashion-mnist", data);
+	if (measure(dir, &r, &r32) < 0) {
+		printf("  resnet20: not measured (is Fashion-MNIST in %s?)\n", dir);
+		return;
+	}
+	r.precision = K_BF16;
+	if (measure(dir, &r, &r16) < 0) {
+		printf("  resnet20: the bf16 run failed\n");
+		return;
+	}
+	printf("  resnet20 epoch (Fashion-MNIST %u + %u, batch %u, SGD, %d epochs): bf16 median %.3f s (best %.3f), fp32 median %.3f s: %.2fx\n",
+	       r.train, r.val, r.batch, r.epochs, r16.median, r16.best, r32.median, r32.median / r16.median);
+}
+
 static int bf16_section(const char *data, const char *dir, int epochs, int torch,
 			const struct epoch_result *mlp32, const struct epoch_result *lenet32)
 {
@@ -335,6 +360,7 @@ static int bf16_section(const char *data, const char *dir, int epochs, int torch
 	printf("  lenet5 epoch (%d epochs): bf16 median %.3f s (best %.3f), fp32 median %.3f s: %.2fx; target >= %.0fx: %s\n",
 	       l.epochs, l16.median, l16.best, lenet32->median, lenet32->median / l16.median, TARGET_BF16_FP32,
 	       verdict(lenet32->median / l16.median >= TARGET_BF16_FP32));
+	resnet_bf16(data);
 	if (torch) {
 		m.precision = l.precision = K_FP32;
 		tm = torch_bf16_best(data, "mlp", &m, &tmt);
