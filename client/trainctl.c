@@ -155,6 +155,8 @@ static void usage(FILE *out)
 		"  counters                        traind's counters since it started: epochs\n"
 		"                                  committed, jobs failed, error replies, and\n"
 		"                                  the checkpoint commit latency histogram\n"
+		"  info                            what traind computes on: the CPU, its features,\n"
+		"                                  the BLAS kernel in use, OpenBLAS's own pick, why\n"
 		"  datasets                        every dataset: format, sizes, shape, classes,\n"
 		"                                  digest, the jobs using it (or its error)\n"
 		"  dataset import NAME PATH... [--replace]\n"
@@ -235,6 +237,7 @@ static const struct verb verbs[] = {
 	{ "watch", cmd_watch, 0, JOB_REQUIRED },
 	{ "rm", cmd_rm, BIT(O_FORCE), JOB_MANY },
 	{ "counters", cmd_counters, 0, JOB_NONE },
+	{ "info", cmd_info, 0, JOB_NONE },
 	{ "plot", cmd_plot, BIT(O_METRIC) | BIT(O_OUTPUT), JOB_MANY },
 	{ "datasets", cmd_datasets, 0, JOB_NONE },
 	{ "dataset", cmd_dataset, BIT(O_REPLACE), ARGS },

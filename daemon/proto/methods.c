@@ -21,6 +21,7 @@
 #include "daemon/data/dsimport.h"
 #include "daemon/core/log.h"
 #include "daemon/data/predict.h"
+#include "daemon/proto/info.h"
 #include "traind/sha256.h"
 #include "daemon/proto/waiters.h"
 #include "daemon/proto/wire.h"
@@ -1731,6 +1732,16 @@ static void m_get_info(struct daemon *d, struct call *c)
 		   false);
 }
 
+/* io.traind.GetInfo: the CPU and the BLAS kernel (info.c). */
+static void m_traind_info(struct daemon *d, struct call *c)
+{
+	static const char *const keys[] = { NULL };
+
+	(void)d;
+	if (only_keys(c, keys))
+		call_reply(c, info_reply(), false);
+}
+
 static void m_get_interface(struct daemon *d, struct call *c)
 {
 	json_t *iface = json_object_get(call_params(c), "interface");
@@ -1779,6 +1790,7 @@ static const struct {
 	{ "io.traind.DatasetImport", m_dataset_import },
 	{ "io.traind.DatasetRemove", m_dataset_remove },
 	{ "io.traind.Predict", m_predict },
+	{ "io.traind.GetInfo", m_traind_info },
 	{ "org.varlink.service.GetInfo", m_get_info },
 	{ "org.varlink.service.GetInterfaceDescription", m_get_interface },
 };
@@ -1790,7 +1802,7 @@ void methods_dispatch(void *ctx, struct call *c, const char *method)
 	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
 		if (strcmp(methods[i].name, method) == 0) {
 			if (d->shutting_down && methods[i].fn != m_status && methods[i].fn != m_list &&
-			    methods[i].fn != m_get_info) {
+			    methods[i].fn != m_get_info && methods[i].fn != m_traind_info) {
 				call_error(c, PROTO_SHUTTING_DOWN,
 					   json_pack("{s:s}", "message", "traind is shutting down"));
 				return;

@@ -233,7 +233,7 @@ static void shown(char *dst, size_t len, const char *src)
 	dst[i] = '\0';
 }
 
-static void set_why(const char *kernel, const char *pin_text)
+static void set_why(const char *kernel)
 {
 	char because[160];
 
@@ -243,10 +243,10 @@ static void set_why(const char *kernel, const char *pin_text)
 		snprintf(state.why, sizeof(state.why), "auto by features: %s", because);
 		break;
 	case BLASKERNEL_FLAG:
-		snprintf(state.why, sizeof(state.why), "pinned by --blas-kernel %s", pin_text ? pin_text : kernel);
+		snprintf(state.why, sizeof(state.why), "pinned by --blas-kernel %s", kernel);
 		break;
 	case BLASKERNEL_PIN_ENV:
-		snprintf(state.why, sizeof(state.why), "pinned by " PIN_ENV "=%s", pin_text ? pin_text : kernel);
+		snprintf(state.why, sizeof(state.why), "pinned by " PIN_ENV "=%s", kernel);
 		break;
 	case BLASKERNEL_OPENBLAS:
 		snprintf(state.why, sizeof(state.why), "OpenBLAS's own pick (--blas-kernel openblas)");
@@ -306,20 +306,25 @@ static int check_pin(const char *pin, const char *source, const char **out, stru
 
 int blaskernel_start(char *const argv[], const char *pin, struct tr_err *err)
 {
-	const char *coretype = getenv(CORETYPE_ENV), *want, *source = "--blas-kernel", *pin_text = pin;
+	const char *coretype = getenv(CORETYPE_ENV), *want, *source = "--blas-kernel";
 	enum blaskernel_reason reason = BLASKERNEL_FLAG;
 	struct choice c;
-	bool have_choice;
+	bool have_choice, pinned;
 	int rc;
 
 	if (started)
 		return 0;
-	if (!pin || !*pin) {
+	if (pin && !*pin)
+		return tr_err_set(err, -EINVAL, "--blas-kernel: empty; use auto, openblas or one of %s",
+				  blaskernel_names());
+	if (!pin) {
 		pin = getenv(PIN_ENV);
-		pin_text = pin;
+		if (pin && !*pin)
+			pin = NULL;
 		source = PIN_ENV;
 		reason = BLASKERNEL_PIN_ENV;
 	}
+	pinned = pin != NULL;
 	rc = check_pin(pin, source, &want, err);
 	if (rc < 0)
 		return rc;
@@ -332,13 +337,13 @@ int blaskernel_start(char *const argv[], const char *pin, struct tr_err *err)
 	copy(state.in_use, sizeof(state.in_use), corename());
 
 	have_choice = parse_choice(getenv(CHOICE_ENV), &c) && coretype && strcasecmp(coretype, c.kernel) == 0;
-	if (have_choice && (c.pid == (long)getpid() || (reason == BLASKERNEL_AUTO && !pin_text))) {
+	if (have_choice && (c.pid == (long)getpid() || !pinned)) {
 		/* The re-executed image, or a child keeping its parent's choice. */
 		state.reason = c.reason;
 		state.inherited = c.pid != (long)getpid();
 		copy(state.wanted, sizeof(state.wanted), c.reason == BLASKERNEL_OPENBLAS ? "" : c.kernel);
 		copy(state.openblas_pick, sizeof(state.openblas_pick), c.own);
-		set_why(c.kernel, c.reason == BLASKERNEL_FLAG || c.reason == BLASKERNEL_PIN_ENV ? c.kernel : NULL);
+		set_why(c.kernel);
 		if (state.inherited) {
 			size_t used = strlen(state.why);
 
@@ -351,7 +356,7 @@ int blaskernel_start(char *const argv[], const char *pin, struct tr_err *err)
 	if (coretype && !have_choice) {
 		/* The user's: it wins. */
 		state.reason = BLASKERNEL_CORETYPE;
-		set_why(coretype, NULL);
+		set_why(coretype);
 		if (want) {
 			char v[BLASKERNEL_NAME_MAX + 1];
 
@@ -376,7 +381,7 @@ int blaskernel_start(char *const argv[], const char *pin, struct tr_err *err)
 	else if (reason == BLASKERNEL_OPENBLAS)
 		want = state.openblas_pick;
 	copy(state.wanted, sizeof(state.wanted), reason == BLASKERNEL_OPENBLAS ? "" : want);
-	set_why(want, pin_text);
+	set_why(want);
 	export_choice(want);
 	if (strcasecmp(want, corename()) != 0 && argv && argv[0]) {
 		execv("/proc/self/exe", argv);
@@ -399,7 +404,7 @@ static void describe_unstarted(void)
 
 	state.reason = coretype ? BLASKERNEL_CORETYPE : BLASKERNEL_OPENBLAS;
 	if (coretype)
-		set_why(coretype, NULL);
+		set_why(coretype);
 	else
 		snprintf(state.why, sizeof(state.why), "OpenBLAS's own pick (the program did not choose)");
 	copy(state.in_use, sizeof(state.in_use), corename());

@@ -14,12 +14,15 @@
  * NOTIFY_SOCKET keep working); only the image is loaded again.
  *
  * Why a re-exec and not loading OpenBLAS with dlopen after setting the
- * variable: the engine, traind-rank and the benchmarks call cblas_* and
- * openblas_* directly, and PyTorch-free C code linked against -lopenblas is
- * what Debian ships and packages check; a dlopen shim would wrap every BLAS
- * symbol and still lose to any other library that links OpenBLAS. A
- * re-exec costs one execve (a few ms) once per start, only when the kernel
- * must change.
+ * variable: every program links -lopenblas and calls cblas_* and
+ * openblas_* directly, so the library (and its constructor) is loaded
+ * before main. dlopen would mean dropping that link and reaching every BLAS
+ * symbol through dlsym in every program, or a second OpenBLAS in the
+ * process beside the first (two thread pools; openblas_set_num_threads
+ * acting on one of them). A re-exec changes nothing else: one execve (a
+ * few ms) per start, and only when the kernel must change. The arguments
+ * passed on are main's argv; getopt_long's reordering of it is harmless, as
+ * it only moves operands behind the options.
  *
  * What wins, first to last:
  *   1. OPENBLAS_CORETYPE from the environment (a unit drop-in, a shell): it
