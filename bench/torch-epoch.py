@@ -7,8 +7,14 @@ epoch of training samples then validation samples (eval batch 128).
 MODEL is lenet5 or mlp (Flatten, Linear(784, HIDDEN), ReLU, Linear(HIDDEN,
 10)). The defaults are the lesson's: HIDDEN 256, BATCH 64, TRAIN 50000, VAL
 10000. PyTorch runs on THREADS threads (torch.set_num_threads, and one
-inter-op thread). Prints one line per epoch: "epoch SECONDS".
+inter-op thread). First prints its configuration, "config ...": torch's
+version and threads, OPENBLAS_NUM_THREADS and OPENBLAS_CORETYPE as given
+(bench-engine sets 1 and traind's kernel: Debian's torch calls OpenBLAS for
+its float32 matmuls, whose own threads fight torch's on 2 cores), the
+OpenBLAS kernel torch's BLAS runs, and oneDNN (its convolutions); then one
+line per epoch: "epoch SECONDS".
 """
+import ctypes
 import gzip
 import os
 import sys
@@ -21,6 +27,22 @@ hidden, batch, n_train, n_val = (int(a) for a in (sys.argv[5:9] if len(sys.argv)
 torch.set_num_threads(threads)
 torch.set_num_interop_threads(1)
 torch.manual_seed(42)
+
+
+def blas_corename():
+    """The kernel of the OpenBLAS torch calls (libblas.so.3, already loaded)."""
+    try:
+        lib = ctypes.CDLL("libblas.so.3")
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        return lib.openblas_get_corename().decode()
+    except (OSError, AttributeError):
+        return "?"
+
+
+print("config torch %s, %d thread%s (interop 1), OPENBLAS_NUM_THREADS=%s, OPENBLAS_CORETYPE=%s, its OpenBLAS runs %s,"
+      " oneDNN %s" % (torch.__version__, threads, "" if threads == 1 else "s", os.environ.get("OPENBLAS_NUM_THREADS", "unset"),
+                      os.environ.get("OPENBLAS_CORETYPE", "unset"), blas_corename(),
+                      "on" if torch.backends.mkldnn.is_available() else "off"), flush=True)
 
 
 def idx(path):
