@@ -277,7 +277,16 @@ static void col2im_s1_avx512(float *dx, const float *col, size_t c, size_t h, si
 			     size_t oh, size_t ow)
 {
 	const __mmask16 st0 = lanes(0, w, 0), st1 = lanes(0, w, 16);
+	__mmask16 m0[ROWS_MAX], m1[ROWS_MAX];
 
+	/* per kernel column j: the dx columns ix = ox + j - pad it reaches */
+	for (size_t j = 0; j < k; j++) {
+		size_t lo, hi;
+
+		valid_cols(ow, w, 1, j, pad, &lo, &hi);
+		m0[j] = hi > lo ? lanes(lo + j - pad, hi + j - pad, 0) : 0;
+		m1[j] = hi > lo ? lanes(lo + j - pad, hi + j - pad, 16) : 0;
+	}
 	for (size_t ch = 0; ch < c; ch++) {
 		for (size_t iy = 0; iy < h; iy++) {
 			__m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
@@ -285,28 +294,20 @@ static void col2im_s1_avx512(float *dx, const float *col, size_t c, size_t h, si
 
 			for (size_t i = 0; i < k; i++) {
 				ptrdiff_t oy = (ptrdiff_t)iy + (ptrdiff_t)pad - (ptrdiff_t)i;
+				const float *rows;
 
 				if (oy < 0 || oy >= (ptrdiff_t)oh)
 					continue;
+				rows = col + (ch * k + i) * k * oh * ow + (size_t)oy * ow;
 				for (size_t j = 0; j < k; j++) {
-					const float *row = col + ((ch * k + i) * k + j) * oh * ow + (size_t)oy * ow;
-					/* dx column ix takes the row's element ix - j + pad */
-					const char *src = (const char *)row + ((ptrdiff_t)pad - (ptrdiff_t)j) *
-										  (ptrdiff_t)sizeof(float);
-					size_t lo, hi, xlo, xhi;
-					__mmask16 m0, m1;
+					/* dx column ix takes element ix - j + pad of row (i, j) */
+					const char *src = (const char *)(rows + j * oh * ow) +
+							  ((ptrdiff_t)pad - (ptrdiff_t)j) * (ptrdiff_t)sizeof(float);
 
-					valid_cols(ow, w, 1, j, pad, &lo, &hi);
-					if (hi <= lo)
-						continue;
-					xlo = lo + j - pad;
-					xhi = hi + j - pad;
-					m0 = lanes(xlo, xhi, 0);
-					m1 = lanes(xlo, xhi, 16);
-					a0 = _mm512_mask_add_ps(a0, m0, a0, _mm512_maskz_loadu_ps(m0, src));
-					if (m1)
-						a1 = _mm512_mask_add_ps(a1, m1, a1,
-									_mm512_maskz_loadu_ps(m1, src + 16 * sizeof(float)));
+					a0 = _mm512_mask_add_ps(a0, m0[j], a0, _mm512_maskz_loadu_ps(m0[j], src));
+					if (m1[j])
+						a1 = _mm512_mask_add_ps(a1, m1[j], a1,
+									_mm512_maskz_loadu_ps(m1[j], src + 16 * sizeof(float)));
 				}
 			}
 			_mm512_mask_storeu_ps(dst, st0, a0);
@@ -322,10 +323,10 @@ static bool have_avx512(void)
 	return __builtin_cpu_supports("avx512f");
 }
 
-/* Stride 1, rows of at most 32 floats in and out. */
-static bool rows_avx512(size_t s, size_t w, size_t ow)
+/* Stride 1, rows of at most 32 floats in and out, a kernel at most 32 wide. */
+static bool rows_avx512(size_t s, size_t w, size_t ow, size_t k)
 {
-	return have_avx512() && s == 1 && ow <= ROWS_MAX && w <= ROWS_MAX;
+	return have_avx512() && s == 1 && ow <= ROWS_MAX && w <= ROWS_MAX && k <= ROWS_MAX;
 }
 #endif
 
@@ -348,7 +349,7 @@ void k_im2col(float *col, const float *x, size_t c, size_t h, size_t w, size_t k
 	      size_t pad, size_t oh, size_t ow)
 {
 #ifdef ROWS_AVX512
-	if (rows_avx512(s, w, ow)) {
+	if (rows_avx512(s, w, ow, k)) {
 		im2col_s1_avx512(col, x, c, h, w, k, pad, oh, ow);
 		return;
 	}
@@ -400,7 +401,7 @@ void k_col2im(float *dx, const float *col, size_t c, size_t h, size_t w, size_t 
 	      size_t pad, size_t oh, size_t ow)
 {
 #ifdef ROWS_AVX512
-	if (rows_avx512(s, w, ow)) {
+	if (rows_avx512(s, w, ow, k)) {
 		col2im_s1_avx512(dx, col, c, h, w, k, pad, oh, ow);
 		return;
 	}

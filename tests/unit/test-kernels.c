@@ -122,6 +122,7 @@ static const struct conv_shape shapes[] = {
 	{ 1, 16, 17, 1, 1, 0 },
 	{ 4, 11, 11, 3, 2, 1 },         /* stride 2: the loops */
 	{ 1, 40, 40, 5, 1, 2 },         /* 40 wide: the loops */
+	{ 1, 3, 3, 35, 1, 17 },         /* a kernel 35 wide on a small image: the loops */
 };
 
 /* The bits of a and b, NaNs included. */
