@@ -612,6 +612,7 @@ static int probe(const char *dir, int epochs)
 		if (measure(dir, &s, &r) < 0)
 			return 1;
 		printf("epoch %.6f %.6f\n", r.median, r.best);
+		print_details(&r, 2);
 	}
 	return 0;
 }
