@@ -303,7 +303,7 @@ static void print_details(const struct epoch_result *r, int threads)
  * "config ..."), or a negative value when PyTorch is not there. Its
  * OpenBLAS gets one thread and the kernel traind runs. */
 static double torch_epoch(const char *data, const char *model, const struct run_spec *r, int threads,
-			  char *config, size_t config_len)
+			  double give_up, char *config, size_t config_len)
 {
 	char cmd[8192], line[512];
 	double times[MAX_EPOCHS];
@@ -315,8 +315,8 @@ static double torch_epoch(const char *data, const char *model, const struct run_
 	if (access("/usr/bin/python3", X_OK) != 0)
 		return -1;
 	snprintf(cmd, sizeof(cmd),
-		 "OPENBLAS_NUM_THREADS=1 OPENBLAS_CORETYPE='%s' /usr/bin/python3 %s/torch-epoch.py %s '%s' %d %d %u %u %u %u 2>/dev/null",
-		 blaskernel_state()->in_use, BENCH_DIR, model, data, threads, r->epochs, r->hidden ? r->hidden : 256,
+		 "OPENBLAS_NUM_THREADS=1 OPENBLAS_CORETYPE='%s' TORCH_EPOCH_GIVE_UP=%.3f /usr/bin/python3 %s/torch-epoch.py %s '%s' %d %d %u %u %u %u 2>/dev/null",
+		 blaskernel_state()->in_use, give_up, BENCH_DIR, model, data, threads, r->epochs, r->hidden ? r->hidden : 256,
 		 r->batch ? r->batch : 64, r->train ? r->train : 50000, r->train ? r->val : 10000);
 	fflush(stdout);
 	p = popen(cmd, "r");
@@ -335,24 +335,30 @@ static double torch_epoch(const char *data, const char *model, const struct run_
 }
 
 /* PyTorch at its best for r: the faster of 1 torch thread and r->threads
- * (when more than 1). Returns the median epoch (negative: not measured);
- * `best_threads` and a line naming both runs go to the caller. */
+ * (when more than 1; that run gives up after an epoch twice as slow as one
+ * thread's median, then its figure is that epoch's, marked). Returns the
+ * median epoch (negative: not measured); `best_threads` and a line naming
+ * both runs go to the caller. */
 static double torch_best(const char *data, const char *model, const struct run_spec *r, int *best_threads,
 			 char *what, size_t len)
 {
 	char config[256];
-	double t1 = torch_epoch(data, model, r, 1, config, sizeof(config)), tn = -1;
+	double t1 = torch_epoch(data, model, r, 1, 0, config, sizeof(config)), tn = -1;
+	bool gave_up = false;
 
 	*best_threads = 1;
-	if (r->threads > 1)
-		tn = torch_epoch(data, model, r, r->threads, NULL, 0);
+	if (r->threads > 1) {
+		tn = torch_epoch(data, model, r, r->threads, t1 > 0 ? 2 * t1 : 0, NULL, 0);
+		gave_up = t1 > 0 && tn > 2 * t1;
+	}
 	if (t1 < 0 && tn < 0)
 		return -1;
 	if (tn > 0 && (t1 < 0 || tn < t1))
 		*best_threads = r->threads;
 	if (r->threads > 1)
-		snprintf(what, len, "1 thread %.3f s, %d threads %.3f s -> best %d thread%s [%s]", t1, r->threads, tn,
-			 *best_threads, *best_threads > 1 ? "s" : "", config);
+		snprintf(what, len, "1 thread %.3f s, %d threads %.3f s%s -> best %d thread%s [%s]", t1, r->threads, tn,
+			 gave_up ? " (one epoch, then given up)" : "", *best_threads, *best_threads > 1 ? "s" : "",
+			 config);
 	else
 		snprintf(what, len, "1 thread %.3f s [%s]", t1, config);
 	return *best_threads == 1 ? t1 : tn;

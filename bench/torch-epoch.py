@@ -12,7 +12,11 @@ version and threads, OPENBLAS_NUM_THREADS and OPENBLAS_CORETYPE as given
 (bench-engine sets 1 and traind's kernel: Debian's torch calls OpenBLAS for
 its float32 matmuls, whose own threads fight torch's on 2 cores), the
 OpenBLAS kernel torch's BLAS runs, and oneDNN (its convolutions); then one
-line per epoch: "epoch SECONDS".
+line per epoch: "epoch SECONDS". With TORCH_EPOCH_GIVE_UP=SECONDS it stops
+after the first epoch that took longer than that (printing "gave up"):
+bench-engine measures a second configuration only to see whether it beats
+the first, and torch's 2 threads on a busy 2-core machine can take 50 times
+as long.
 """
 import ctypes
 import gzip
@@ -24,6 +28,7 @@ import torch
 
 model_name, data, threads, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 hidden, batch, n_train, n_val = (int(a) for a in (sys.argv[5:9] if len(sys.argv) >= 9 else (256, 64, 50000, 10000)))
+give_up = float(os.environ.get("TORCH_EPOCH_GIVE_UP", "0"))
 torch.set_num_threads(threads)
 torch.set_num_interop_threads(1)
 torch.manual_seed(42)
@@ -82,4 +87,8 @@ for e in range(epochs):
     with torch.no_grad():
         for i in range(0, n_val, 128):
             lf(m(xv[i:i + 128]), yv[i:i + 128])
-    print("epoch %.4f" % (time.time() - t0), flush=True)
+    took = time.time() - t0
+    print("epoch %.4f" % took, flush=True)
+    if give_up and took > give_up:
+        print("gave up: epoch %.1f s > %.1f s" % (took, give_up), flush=True)
+        break
