@@ -12,7 +12,8 @@ version and threads, OPENBLAS_NUM_THREADS and OPENBLAS_CORETYPE as given
 (bench-engine sets 1 and traind's kernel: Debian's torch calls OpenBLAS for
 its float32 matmuls, whose own threads fight torch's on 2 cores), the
 OpenBLAS kernel torch's BLAS runs, and oneDNN (its convolutions); then one
-line per epoch: "epoch SECONDS". With TORCH_EPOCH_GIVE_UP=SECONDS it stops
+line per epoch: "epoch SECONDS CPU_SECONDS" (the process's CPU time:
+what a busy machine's waiting does not blur). With TORCH_EPOCH_GIVE_UP=SECONDS it stops
 after the first epoch that took longer than that (printing "gave up"):
 bench-engine measures a second configuration only to see whether it beats
 the first, and torch's 2 threads on a busy 2-core machine can take 50 times
@@ -75,7 +76,7 @@ else:
 opt = torch.optim.Adam(m.parameters(), 1e-3)
 lf = nn.CrossEntropyLoss()
 for e in range(epochs):
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     m.train()
     order = torch.randperm(n_train)
     for i in range(0, n_train, batch):
@@ -88,7 +89,7 @@ for e in range(epochs):
         for i in range(0, n_val, 128):
             lf(m(xv[i:i + 128]), yv[i:i + 128])
     took = time.time() - t0
-    print("epoch %.4f" % took, flush=True)
+    print("epoch %.4f %.4f" % (took, time.process_time() - c0), flush=True)
     if give_up and took > give_up:
         print("gave up: epoch %.1f s > %.1f s" % (took, give_up), flush=True)
         break
