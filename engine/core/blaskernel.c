@@ -332,6 +332,14 @@ int blaskernel_start(char *const argv[], const char *pin, struct tr_err *err)
 		reason = BLASKERNEL_AUTO;
 	else if (strcmp(want, "openblas") == 0)
 		reason = BLASKERNEL_OPENBLAS;
+#if !defined(__x86_64__)
+	/* The table is x86-64's: elsewhere OpenBLAS's own pick stands. */
+	if (reason == BLASKERNEL_AUTO)
+		reason = BLASKERNEL_OPENBLAS;
+	else if (reason != BLASKERNEL_OPENBLAS)
+		return tr_err_set(err, -EINVAL, "%s: traind chooses among x86-64 kernels only; use auto or openblas here",
+				  source);
+#endif
 	started = true;
 	memset(&state, 0, sizeof(state));
 	copy(state.in_use, sizeof(state.in_use), corename());
