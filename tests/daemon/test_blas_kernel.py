@@ -52,7 +52,7 @@ def expected_auto():
     if {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"} <= f:
         return "SkylakeX"
     if {"avx2", "fma"} <= f:
-        return "Zen" if cpu_vendor() in ("AuthenticAMD", "HygonGenuine") else "Haswell"
+        return "Haswell"
     if "avx" in f:
         return "Sandybridge"
     if "sse4_2" in f:

@@ -82,7 +82,7 @@ static const struct record records[] = {
 		  { R(20444D41, 43595045, 35363920, 36392035), R(726F432D, 72502065, 7365636F, 20726F73),
 		    R(20202020, 20202020, 20202020, 00202020) },
 		  0x207 },
-		"AuthenticAMD", "AMD EPYC 9655 96-Core Processor", 0x1a, 0x02, "Zen",
+		"AuthenticAMD", "AMD EPYC 9655 96-Core Processor", 0x1a, 0x02, "Haswell",
 		"the CPU also has avx512f avx512cd avx512bw avx512dq avx512vl, but the OS does not save",
 	},
 	{
@@ -106,8 +106,8 @@ static const struct record records[] = {
 		  { R(20444D41, 657A7952, 2039206E, 30303935), R(32312058, 726F432D, 72502065, 7365636F),
 		    R(20726F73, 20202020, 20202020, 00202020) },
 		  0x207 },
-		"AuthenticAMD", "AMD Ryzen 9 5900X 12-Core Processor", 0x19, 0x21, "Zen",
-		"AVX2 and FMA usable on an AMD core",
+		"AuthenticAMD", "AMD Ryzen 9 5900X 12-Core Processor", 0x19, 0x21, "Haswell",
+		"AVX2 and FMA usable",
 	},
 	{
 		/* GenuineIntel00306C3_Haswell_CPUID.txt. */
