@@ -3,7 +3,8 @@
 /usr/bin/python3 (its PyTorch and pandas):
 
 - doc/python.md's blocks run as they stand, as one notebook session (its
-  socket from $TRAIND_SOCKET, as Client() finds it);
+  socket from $TRAIND_SOCKET, as Client() finds it), and so does the
+  README's Python block;
 - every method as trainctl's verb: start(**config) passes any key (hidden
   as a list, lr_scheduler, name, keep), status/list, history (dicts, and a
   DataFrame equal to them), checkpoints, steps, wait (epoch, state, timeout
@@ -75,6 +76,27 @@ def run_doc(sock):
             check(False, "doc/python.md block runs: %s: %s\n%s" % (type(e).__name__, e, code))
         print(out.getvalue(), end="", flush=True)
     check(ran >= 6, "doc/python.md: %d blocks ran as written" % ran)
+    del os.environ["TRAIND_SOCKET"]
+
+
+def run_readme(sock):
+    """The README's Python block as it stands (its job removed after)."""
+    text = open(os.path.join(SRC, "README.md")).read()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    check(len(blocks) == 1, "the README has its Python block (%d)" % len(blocks))
+    os.environ["TRAIND_SOCKET"] = sock
+    env = {"__name__": "__readme__"}
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            exec(compile(blocks[0], "README.md", "exec"), env)
+        m = env["model"]
+        check(type(m).__name__ == "Model" and not m.training and 0.9 < float(out.getvalue()) <= 1,
+              "the README's Python block runs as written: val_acc %s, a %s in eval mode"
+              % (out.getvalue().strip(), type(m).__name__))
+        env["c"].rm(env["job"])
+    except Exception as e:
+        check(False, "the README's Python block runs: %s: %s" % (type(e).__name__, e))
     del os.environ["TRAIND_SOCKET"]
 
 
@@ -169,6 +191,7 @@ def main():
     d = Daemon(max_running=1, data_dir=harness.private_data(os.path.join(tmp, "data"))).start()
     try:
         run_doc(d.socket)
+        run_readme(d.socket)
 
         c = traind.Client(d.socket)
         check(c.list() == [], "the doc's session removed its job")
