@@ -54,7 +54,8 @@
  * (fewer than the lesson's, so the table takes minutes), 3 epochs per cell:
  * the median epoch, its efficiency against the best kernel's peak for the
  * same thread count, and PyTorch's median epoch for the same shape and data
- * at its best (1 thread, or the faster of 1 and 2).
+ * at its best (1 thread, or the faster of 1 and 2); where the CPU has bf16,
+ * the median epoch in precision bf16 and its speedup over fp32.
  *
  * --kernels: every kernel this CPU can run among the ones auto chooses from
  * (Cooperlake, SkylakeX, Haswell, Zen, Sandybridge) and OpenBLAS's own
@@ -759,7 +760,9 @@ static int sweep(const char *data, const char *dir, int torch)
 	const char *best = blaskernel_auto(cpu_this(), NULL, 0);
 	char loaded[64];
 	struct peaks pk = { 0 };
+	struct tr_err err = { 0 };
 	double peak[3];
+	bool bf16 = k_precision_check(K_BF16, &err) == 0;
 
 	print_machine();
 	if (kernel_peaks(best, &pk, loaded, sizeof(loaded)) < 0) {
@@ -775,15 +778,23 @@ static int sweep(const char *data, const char *dir, int torch)
 	       "PyTorch at its best: threads=1 rows 1 torch thread, threads=2 rows the faster of 1 and 2\n"
 	       "(OPENBLAS_NUM_THREADS=1, OPENBLAS_CORETYPE=%s)\n",
 	       s.train, s.val, s.epochs, blaskernel_state()->in_use);
-	printf("%6s %6s %3s | %9s %6s | %9s %4s %8s\n", "hidden", "batch", "thr", "traind s", "eff", "torch s", "tthr",
-	       "speedup");
+	if (bf16) {
+		char env[NUMERICS_TEXT_MAX];
+
+		k_precision_numerics(K_BF16, env, sizeof(env));
+		printf("bf16 s: the same run in precision bf16 (%s); x fp32: its speedup over traind s\n", env);
+	} else {
+		printf("bf16: not measured: %s\n", err.msg);
+	}
+	printf("%6s %6s %3s | %9s %6s | %9s %7s | %9s %4s %8s\n", "hidden", "batch", "thr", "traind s", "eff",
+	       "bf16 s", "x fp32", "torch s", "tthr", "speedup");
 	for (size_t h = 0; h < sizeof(widths) / sizeof(widths[0]); h++)
 		for (size_t bt = 0; bt < sizeof(batches) / sizeof(batches[0]); bt++)
 			for (int thr = 1; thr <= 2; thr++) {
 				struct epoch_result r;
 				double ts = -1, eff;
 				int tthr = 0;
-				char what[512];
+				char what[512], b16[16] = "-", x16[16] = "-";
 
 				s.hidden = widths[h];
 				s.batch = batches[bt];
@@ -793,15 +804,25 @@ static int sweep(const char *data, const char *dir, int torch)
 						s.hidden, s.batch);
 					return 1;
 				}
+				if (bf16) {
+					struct run_spec sb = s;
+					struct epoch_result rb;
+
+					sb.precision = K_BF16;
+					if (measure(dir, &sb, &rb) == 0) {
+						snprintf(b16, sizeof(b16), "%.3f", rb.median);
+						snprintf(x16, sizeof(x16), "%.2fx", r.median / rb.median);
+					}
+				}
 				if (torch)
 					ts = torch_best(data, "mlp", &s, &tthr, what, sizeof(what), NULL);
 				eff = mlp_flops(s.hidden, s.train, s.val) / (r.median * peak[thr]);
 				if (ts > 0)
-					printf("%6u %6u %3d | %9.3f %6.2f | %9.3f %4d %7.2fx\n", s.hidden, s.batch,
-					       thr, r.median, eff, ts, tthr, ts / r.median);
+					printf("%6u %6u %3d | %9.3f %6.2f | %9s %7s | %9.3f %4d %7.2fx\n", s.hidden,
+					       s.batch, thr, r.median, eff, b16, x16, ts, tthr, ts / r.median);
 				else
-					printf("%6u %6u %3d | %9.3f %6.2f | %9s %4s %8s\n", s.hidden, s.batch, thr,
-					       r.median, eff, "-", "-", "-");
+					printf("%6u %6u %3d | %9.3f %6.2f | %9s %7s | %9s %4s %8s\n", s.hidden, s.batch,
+					       thr, r.median, eff, b16, x16, "-", "-", "-");
 				fflush(stdout);
 			}
 	pk = (struct peaks){ 0 };
