@@ -72,7 +72,7 @@ PHASE_MIN = 3.0              # seconds a phase lasts at least: a few hundred sam
 ATTACK_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 BG = ["--train-size", "10000", "--batch-size", "4", "--val-size", "2000", "--epochs", "1000"]
 SMALL = ["--train-size", "500", "--val-size", "200", "--epochs", "1", "--batch-size", "50"]
-LONGER = ["--train-size", "6000", "--val-size", "200", "--epochs", "1", "--batch-size", "50"]
+LONGER = ["--train-size", "20000", "--val-size", "200", "--epochs", "1", "--batch-size", "50"]
 
 
 # ---- the attacker (a child process, another uid) ------------------------------
