@@ -40,6 +40,8 @@ struct bgwork {
 	struct bg_peer *turn_head[BG_NCLASSES], *turn_tail[BG_NCLASSES];
 	unsigned running[BG_NCLASSES];
 	unsigned slots_all, slots_heavy;
+	unsigned waiting;            /* in all the queues */
+	uint64_t refused;
 	uint64_t log_next;           /* refusals: when the next may be logged */
 	unsigned log_skipped;
 };
@@ -104,6 +106,13 @@ void bgwork_free(struct bgwork *q)
 	}
 	free(q->db_path);
 	free(q);
+}
+
+void bgwork_counts(const struct bgwork *q, struct bg_counts *out)
+{
+	out->waiting = q->waiting;
+	out->running = q->running[BG_HEAVY] + q->running[BG_READ];
+	out->refused = q->refused;
 }
 
 void *bg_task_new(struct call *c, size_t size, void (*work)(struct bg_task *t),
@@ -198,6 +207,7 @@ static struct bg_task *take_next(struct bgwork *q, int k)
 	if (!p->q[k].head)
 		p->q[k].tail = NULL;
 	p->q[k].n--;
+	q->waiting--;
 	t->qnext = NULL;
 	t->waiting = false;
 	turn_remove(q, p, k);
@@ -278,6 +288,7 @@ static void on_cancel(void *arg)
 	if (p->q[k].tail == t)
 		p->q[k].tail = prev;
 	p->q[k].n--;
+	q->waiting--;
 	if (!p->q[k].head)
 		turn_remove(q, p, k);
 	t->waiting = false;
@@ -316,6 +327,7 @@ static void refuse(struct bgwork *q, struct bg_task *t, const struct bg_peer *p)
 	char msg[256];
 	uint64_t now = uv_now(q->loop);
 
+	q->refused++;
 	if (now >= q->log_next) {
 		log_warn("refused a call of uid %u: %u background tasks of that uid waiting (%s; and %u refusals "
 			 "not logged)", (unsigned)p->uid, p->q[t->cls].n, class_what[t->cls], q->log_skipped);
@@ -360,6 +372,7 @@ bool bg_submit(struct bgwork *q, struct bg_task *t)
 		p->q[k].head = t;
 	p->q[k].tail = t;
 	p->q[k].n++;
+	q->waiting++;
 	if (!p->in_turn[k])
 		turn_append(q, p, k);
 	call_on_cancel(t->c, on_cancel, t);

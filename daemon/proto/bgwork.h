@@ -44,6 +44,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "traind/error.h"
@@ -87,10 +88,18 @@ struct bg_task {
 	json_t *result;              /* on success, the reply's parameters (taken) */
 };
 
+/* What Counters tells of it: tasks waiting in the uids' queues and on the
+ * pool now, and the calls refused since start (a uid's queue full). */
+struct bg_counts {
+	unsigned waiting, running;
+	uint64_t refused;
+};
+
 /* The pool's door for one daemon: its loop, and the database the tasks
  * read. NULL when out of memory. */
 struct bgwork *bgwork_new(uv_loop_t *loop, const char *db_path);
 void bgwork_free(struct bgwork *q);   /* after the loop has stopped; accepts NULL */
+void bgwork_counts(const struct bgwork *q, struct bg_counts *out);
 
 /* A method's task: `size` bytes zeroed (its struct, with the struct
  * bg_task first), the hooks set, to answer c; NULL after answering c

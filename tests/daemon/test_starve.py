@@ -464,7 +464,7 @@ def phase_evals(d, pr, n, job, root):
     took = time.time() - t0
     while time.time() - t0 < PHASE_MIN:
         time.sleep(0.1)
-    mid = a.now()
+    mid, bg_mid = a.now(), d.call("io.traind.Counters")["parameters"]["background"]
     rep = a.stop(drain=True)
     wait_done(d, longer)
     count, sample = errors_of(rep, "io.traind.TooManyRequests")
@@ -483,6 +483,28 @@ def phase_evals(d, pr, n, job, root):
     check(rep["replies"] == rep["sent"] and not others and rep["ok"] + count == rep["sent"],
           "evals: every Eval sent is answered, a result or TooManyRequests (%d sent, %d results, %d refused, "
           "others %s)" % (rep["sent"], rep["ok"], count, others))
+    check(bg_mid["waiting"] <= BG_MAX_UID_QUEUED + 2 and bg_mid["running"] <= 3,
+          "evals: Counters: at most the uid's %d waiting, and 3 running (%s)" % (BG_MAX_UID_QUEUED, bg_mid))
+
+    # A client that goes away takes its waiting Evals with it: they do not
+    # run for nobody (they would keep the pool busy for seconds).
+    pr.phase = "evals (gone)"
+    a = Attacker(d, "evals", 100, job=job)
+    time.sleep(0.5)
+    before = d.call("io.traind.Counters")["parameters"]["background"]
+    a.stop()
+    t0 = time.time()
+    after = before
+    while time.time() - t0 < 2.0 and after["waiting"] > 0:
+        time.sleep(0.05)
+        after = d.call("io.traind.Counters")["parameters"]["background"]
+    print("    evals: 100 more, then their connections closed: background %s before, %s %.2f s after"
+          % (before, after, time.time() - t0))
+    check(before["waiting"] >= BG_MAX_UID_QUEUED // 2 and after["waiting"] == 0,
+          "evals: the Evals of a client that went away leave the queue at once (%d waiting, then %d within 2 s)"
+          % (before["waiting"], after["waiting"]))
+    check(after["refused"] >= count, "evals: Counters counts the refusals (%d, of which %d in the flood)"
+          % (after["refused"], count))
 
 
 def phase_emfile(d, pr):
