@@ -489,6 +489,7 @@ def phase_evals(d, pr, n, job, root):
     # A client that goes away takes its waiting Evals with it: they do not
     # run for nobody (they would keep the pool busy for seconds).
     pr.phase = "evals (gone)"
+    t_phase = time.time()
     a = Attacker(d, "evals", 100, job=job)
     time.sleep(0.5)
     before = d.call("io.traind.Counters")["parameters"]["background"]
@@ -505,6 +506,8 @@ def phase_evals(d, pr, n, job, root):
           % (before["waiting"], after["waiting"]))
     check(after["refused"] >= count, "evals: Counters counts the refusals (%d, of which %d in the flood)"
           % (after["refused"], count))
+    while time.time() - t_phase < PHASE_MIN:   # samples enough for the prober's p99
+        time.sleep(0.1)
 
 
 def phase_emfile(d, pr):
