@@ -17,16 +17,17 @@
  * figures. Each task is of a class: BG_READ (History, Steps, Checkpoints:
  * a few rows of the database) or BG_HEAVY (the default: Eval, Export,
  * Predict, Datasets, imports and removals, Start's and Resume's checks).
- * Each uid has a FIFO queue per class; the tasks on the pool at once are at
- * most BG_SLOTS_ALL (libuv's threads less one, left to the server's large
- * messages), heavy ones at most BG_SLOTS_HEAVY (less two: one thread is
- * always there for reads, so a History never waits behind an Eval). When a
- * task ends, the next of each class is taken from the uids' queues in
- * round robin, reads first: a uid with 64 Evals queued gets one turn in n,
- * not the pool. At most BG_MAX_UID_QUEUED tasks of one uid wait in each
- * class; past it the call gets TooManyRequests naming the limit (the
- * connection stays), logged at most once a second. A task that runs is
- * not counted (BG_SLOTS bound those).
+ * Each uid has a FIFO queue per class. At most libuv's threads less one
+ * tasks are on the pool at once (one thread is left to the server's parse
+ * of large messages), heavy ones at most libuv's threads less two (one
+ * thread is always there for reads, so a History never waits behind an
+ * Eval); UV_THREADPOOL_SIZE sets them, as it sets libuv's pool. When a
+ * task ends, the next is taken from the uids' queues in round robin, reads
+ * first: a uid with 64 Evals queued gets one turn in n, not the pool. At
+ * most BG_MAX_UID_QUEUED tasks of one uid wait in each class; past it the
+ * call gets TooManyRequests naming the limit (the connection stays),
+ * logged at most once a second. A task on the pool does not count as
+ * waiting (the slots bound those).
  *
  * A client that goes away while its task waits in the queue takes it
  * with it: the task is released without running (nothing it would have
@@ -111,8 +112,9 @@ void *bg_task_new(struct call *c, size_t size, void (*work)(struct bg_task *t),
  * StorageError (out of memory) and t is released: false. */
 bool bg_submit(struct bgwork *q, struct bg_task *t);
 /* From after(): queue t again with other hooks (a second stage: the
- * import's commit); it keeps its place on the pool (not queued). False when it cannot be queued (t unchanged; after()
- * then returns false, and t is answered as it stands). */
+ * import's commit); it keeps its slot on the pool, without waiting in its
+ * uid's queue. False when it cannot be queued (t unchanged; after() then
+ * returns false, and t is answered as it stands). */
 bool bg_resubmit(struct bg_task *t, void (*work)(struct bg_task *t), bool (*after)(struct bg_task *t));
 
 /* The task's read-only connection to the database, opened on first use

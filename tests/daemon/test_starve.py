@@ -36,7 +36,10 @@ Status, History and List, as trainctl does. traind runs with
              rest get TooManyRequests naming it), the queued job runs to the
              end, every Eval is answered in turn, and the prober's History
              is not behind them (traind's per-uid round robin, reads in a
-             class of their own: daemon/proto/bgwork.h).
+             class of their own: daemon/proto/bgwork.h). Then 100 more
+             whose connections close: their waiting Evals leave the queue
+             at once (Counters' background.waiting), not run for nobody.
+             `--only evals` runs this attack alone.
 
 Bounds (release build; a sanitizer build prints the figures only): the
 prober's p99 under 100 ms in every phase (or, on a loaded machine, under 4
