@@ -37,6 +37,7 @@ static const struct method {
 	{ "io.traind.DatasetImport", m_dataset_import, M_FDS },
 	{ "io.traind.DatasetRemove", m_dataset_remove, 0 },
 	{ "io.traind.Predict", m_predict, M_FDS },
+	{ "io.traind.GetInfo", m_traind_info, M_SHUTDOWN },
 	{ "org.varlink.service.GetInfo", m_get_info, M_SHUTDOWN },
 	{ "org.varlink.service.GetInterfaceDescription", m_get_interface, 0 },
 };
