@@ -203,6 +203,21 @@ const struct verb verbs[] = {
 	  "import: the files are opened here and passed to traind as open files.", false },
 	{ "counters", cmd_counters, 0, JOB_NONE, "",
 	  "traind's counters since it started (epochs committed, jobs failed, errors, commit latency)", NULL, false },
+	{ "sweep", cmd_sweep, CONFIG_OPTS | BIT(O_NAME) | BIT(O_CONFIG) | BIT(O_KEEP) | BIT(O_TIMEOUT), ARGS,
+	  "start|status|list|wait|kill [SWEEP]", "hyperparameter sweeps: trials as jobs (doc/sweeps.md)",
+	  "sweep start --searcher grid|random --param KEY=DIST ... [--trials N] [--max-parallel K]\n"
+	  "  [--seed S] [--metric val_loss|val_acc|val_macro_acc|val_mae|val_rmse] [--name N]\n"
+	  "  [any start flag: the configuration every trial shares]\n"
+	  "  DIST: choice(a,b,...), uniform(lo,hi), loguniform(lo,hi), int(lo,hi). Prints the sweep's id.\n"
+	  "  --seed is the sweep's (the random searcher's draws); the trials' model seed comes from\n"
+	  "  --config or a parameter (seed=choice(1,2)).\n"
+	  "sweep status SWEEP: the trials, their jobs, states, metric, decisions and the best\n"
+	  "sweep list; sweep wait SWEEP [--timeout S] (exit 3 on timeout, 4 when killed);\n"
+	  "sweep kill SWEEP: no trial starts any more, those queued or running are killed\n"
+	  "\n"
+	  "example:\n"
+	  "  trainctl sweep start --searcher grid --param lr=choice(0.001,0.01) \\\n"
+	  "    --param batch_size=choice(32,64) --epochs 2 --max-parallel 2", false },
 	{ "help", cmd_help, 0, ARGS, "[VERB]", "this list, or a verb's flags", NULL, false },
 	{ "__complete", cmd_complete, 0, ARGS, "-- WORD...", "the shell completion's candidates", NULL, true },
 };
@@ -537,6 +552,9 @@ int main(int argc, char **argv)
 	int rc;
 
 	memset(&cli, 0, sizeof(cli));
+	rc = sweep_take_flags(&argc, argv);
+	if (rc != RC_OK)
+		return rc;
 	rc = parse_args(&cli, argc, argv);
 	if (rc != RC_OK) {
 		free(cli.jobs);

@@ -139,7 +139,7 @@ static int read_config_file(struct cli *cli, json_t **file_doc, struct setting *
 /* The "config" parameter of Start: only the keys given (by the file or by
  * flags, flags winning), JSON-typed as config_to_json types them, after
  * checking them as the daemon will (config_set, config_validate). */
-static int build_config(struct cli *cli, json_t **out, const char **name, const char **keep)
+int verbs_build_config(struct cli *cli, json_t **out, const char **name, const char **keep)
 {
 	struct train_config cfg;
 	struct tr_err err = { 0 };
@@ -257,7 +257,7 @@ int cmd_start(struct cli *cli)
 	long long id;
 	int rc;
 
-	rc = build_config(cli, &config, &file_name, &file_keep);
+	rc = verbs_build_config(cli, &config, &file_name, &file_keep);
 	if (rc != RC_OK)
 		return rc;
 	keep_text = cli->set[O_KEEP] ? cli->val[O_KEEP] : file_keep;

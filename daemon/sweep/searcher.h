@@ -1,0 +1,79 @@
+/*
+ * searcher.h - a sweep's specification and its searchers: pure,
+ * deterministic code with no I/O (doc/sweeps.md).
+ *
+ * A sweep is a space of parameters (configuration keys with a
+ * distribution each), a searcher, a seed, a metric and the trials' shared
+ * configuration. sweep_spec_parse checks it and names the field that is
+ * wrong (err->key: "params.lr", "trials", "metric", ...);
+ * sweep_spec_to_json gives its canonical form, which is what the store
+ * keeps. sweep_trial_params gives trial t's parameters: a pure function of
+ * (spec, t), so the same sweep makes the same trials on any machine state,
+ * however often traind restarts.
+ *
+ * Searchers: grid (the cartesian product of choice() and int() values in
+ * the order the parameters were given, the last one varying fastest) and
+ * random (each parameter drawn from its distribution by a counter-based
+ * generator keyed by (seed, trial, parameter), so no generator state
+ * exists to be lost).
+ *
+ * Thread: any (no shared state).
+ */
+#ifndef TRAIND_SWEEP_SEARCHER_H
+#define TRAIND_SWEEP_SEARCHER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "traind/error.h"
+#include "traind/sched.h"
+
+#define SWEEP_PARAMS_MAX 16
+#define SWEEP_CHOICES_MAX 64
+#define SWEEP_TRIALS_MAX 1000
+#define SWEEP_KEY_MAX 40
+
+enum sweep_searcher { SWEEP_GRID, SWEEP_RANDOM };
+
+enum sweep_dist { DIST_CHOICE, DIST_UNIFORM, DIST_LOGUNIFORM, DIST_INT };
+
+struct sweep_param {
+	char key[SWEEP_KEY_MAX];     /* a configuration key (config.h) */
+	enum sweep_dist dist;
+	double lo, hi;               /* uniform, loguniform, int */
+	json_t *choices;             /* choice: a JSON array of values, owned */
+	char text[256];              /* as given: "loguniform(1e-4,1e-2)" */
+};
+
+struct sweep_spec {
+	enum sweep_searcher searcher;
+	struct sweep_param params[SWEEP_PARAMS_MAX];
+	size_t nparams;
+	uint32_t trials;
+	uint64_t seed;
+	enum monitor_kind metric;
+	uint32_t max_parallel;       /* trials training at once (traind's --max-running caps it too) */
+};
+
+const char *sweep_searcher_name(enum sweep_searcher s);
+
+/* Parse and check a sweep (the SweepStart parameters' "searcher", "params"
+ * (an array of "KEY=DIST" strings), "trials", "seed", "metric",
+ * "max_parallel"). On failure -EINVAL with err->key naming the field and
+ * nothing to free. */
+int sweep_spec_parse(const json_t *in, struct sweep_spec *out, struct tr_err *err);
+/* The canonical form (what sweep_spec_parse takes back to the same spec). */
+json_t *sweep_spec_to_json(const struct sweep_spec *sp);
+void sweep_spec_clear(struct sweep_spec *sp);
+
+/* Trial t's parameters (t < sp->trials): a new JSON object {KEY: value},
+ * in the order of the parameters; NULL when out of memory. */
+json_t *sweep_trial_params(const struct sweep_spec *sp, uint32_t t);
+
+/* Whether a is a better value of the metric than b (ties: not better). */
+bool sweep_metric_better(const struct sweep_spec *sp, double a, double b);
+
+#endif
