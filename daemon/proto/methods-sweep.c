@@ -48,6 +48,7 @@ struct sweep_task {
 	struct sweep_req *req;       /* built by the work, taken by after */
 	const char *bad_param;
 	char param[METHODS_PARAM_MAX];
+	char dataset[CFG_NAME_MAX];   /* what a DatasetError names */
 };
 
 static void req_free(struct sweep_req *r)
@@ -156,6 +157,7 @@ static void sweep_start_work(struct bg_task *t)
 	if (rc < 0) {
 		snprintf(s->param, sizeof(s->param), "%s", err->key[0] ? err->key : "params");
 		s->bad_param = s->param;
+		t->detail.parameter = s->bad_param;
 		bg_fail(t, PROTO_FROM_CONFIG, rc);
 		return;
 	}
@@ -184,6 +186,7 @@ static void sweep_start_work(struct bg_task *t)
 		snprintf(js->name, sizeof(js->name), "%.40s-t%u", r->name, i);
 		js->keep = json_is_integer(keep) ? (int32_t)json_integer_value(keep) : 3;
 		rc = methods_new_job(t, s->d, cfg, true, js, s->param, &s->bad_param);
+		snprintf(s->dataset, sizeof(s->dataset), "%s", js->cfg.dataset);
 		json_decref(p);
 		json_decref(cfg);
 		if (rc < 0) {
@@ -223,6 +226,7 @@ out:
 	}
 	sweep_spec_clear(&sp);
 	t->detail.parameter = s->bad_param ? s->bad_param : "params";
+	t->detail.dataset = s->dataset;
 }
 
 static bool sweep_start_after(struct bg_task *t)
