@@ -205,10 +205,13 @@ const struct verb verbs[] = {
 	  "traind's counters since it started (epochs committed, jobs failed, errors, commit latency)", NULL, false },
 	{ "sweep", cmd_sweep, CONFIG_OPTS | BIT(O_NAME) | BIT(O_CONFIG) | BIT(O_KEEP) | BIT(O_TIMEOUT), ARGS,
 	  "start|status|list|wait|kill [SWEEP]", "hyperparameter sweeps: trials as jobs (doc/sweeps.md)",
-	  "sweep start --searcher grid|random --param KEY=DIST ... [--trials N] [--max-parallel K]\n"
+	  "sweep start --searcher grid|random|sha --param KEY=DIST ... [--trials N] [--max-parallel K]\n"
 	  "  [--seed S] [--metric val_loss|val_acc|val_macro_acc|val_mae|val_rmse] [--name N]\n"
 	  "  [any start flag: the configuration every trial shares]\n"
 	  "  DIST: choice(a,b,...), uniform(lo,hi), loguniform(lo,hi), int(lo,hi). Prints the sweep's id.\n"
+	  "  sha (successive halving): --max-epochs M [--grace-epochs G (1)] [--reduction-factor R (3)]:\n"
+	  "  every trial trains G epochs; once all have, the best 1/R go on (their own jobs, resumed)\n"
+	  "  to G*R epochs, and so on up to M; ties by trial number.\n"
 	  "  --seed is the sweep's (the random searcher's draws); the trials' model seed comes from\n"
 	  "  --config or a parameter (seed=choice(1,2)).\n"
 	  "sweep status SWEEP: the trials, their jobs, states, metric, decisions and the best\n"

@@ -3,7 +3,8 @@
  * sweeps whose trials are ordinary jobs (doc/sweeps.md).
  *
  * The sweep's own flags (--param, repeated; --searcher, --trials,
- * --max-parallel, --seed, --metric) are taken out of argv before the
+ * --max-parallel, --seed, --metric, --grace-epochs, --reduction-factor,
+ * --max-epochs) are taken out of argv before the
  * generic parser sees it (sweep_take_flags): --seed and --metric mean
  * something else for start and plot, and --param repeats. Every other flag
  * of start is the configuration all trials share, checked as start checks
@@ -33,6 +34,7 @@ static struct {
 	const char *param[SWEEP_PARAMS_MAX];
 	size_t nparams;
 	const char *searcher, *trials, *max_parallel, *seed, *metric;
+	const char *grace, *reduction, *max_epochs;
 } sw;
 
 /* The value of flag `name` at argv[*i] ("--name V" or "--name=V"), or NULL. */
@@ -87,7 +89,10 @@ int sweep_take_flags(int *argc, char **argv)
 		    (r = take(*argc, argv, &i, "trials", &sw.trials)) != 0 ||
 		    (r = take(*argc, argv, &i, "max-parallel", &sw.max_parallel)) != 0 ||
 		    (r = take(*argc, argv, &i, "seed", &sw.seed)) != 0 ||
-		    (r = take(*argc, argv, &i, "metric", &sw.metric)) != 0) {
+		    (r = take(*argc, argv, &i, "metric", &sw.metric)) != 0 ||
+		    (r = take(*argc, argv, &i, "grace-epochs", &sw.grace)) != 0 ||
+		    (r = take(*argc, argv, &i, "reduction-factor", &sw.reduction)) != 0 ||
+		    (r = take(*argc, argv, &i, "max-epochs", &sw.max_epochs)) != 0) {
 			if (r < 0)
 				return RC_USAGE;
 			continue;
@@ -141,7 +146,7 @@ static int sweep_start(struct cli *cli)
 	if (cli->nargs != 1)
 		return failf(RC_USAGE, "sweep start: unexpected argument '%.40s'", cli->args[1]);
 	if (!sw.searcher)
-		return failf(RC_USAGE, "sweep start: --searcher grid|random is required");
+		return failf(RC_USAGE, "sweep start: --searcher grid|random|sha is required");
 	if (!sw.nparams)
 		return failf(RC_USAGE, "sweep start: at least one --param KEY=DIST");
 	rc = verbs_build_config(cli, &config, &file_name, &file_keep);
@@ -167,6 +172,12 @@ static int sweep_start(struct cli *cli)
 		rc = int_flag("max-parallel", sw.max_parallel, 1, 1024, params, "max_parallel");
 	if (rc == RC_OK)
 		rc = int_flag("seed", sw.seed, 0, INT64_MAX, params, "seed");
+	if (rc == RC_OK)
+		rc = int_flag("grace-epochs", sw.grace, 1, 100000, params, "grace_epochs");
+	if (rc == RC_OK)   /* the daemon says why below 2 */
+		rc = int_flag("reduction-factor", sw.reduction, 0, 1000, params, "reduction_factor");
+	if (rc == RC_OK)
+		rc = int_flag("max-epochs", sw.max_epochs, 1, 100000, params, "max_epochs");
 	keep_text = cli->set[O_KEEP] ? cli->val[O_KEEP] : file_keep;
 	if (rc == RC_OK && keep_text) {
 		if (strcmp(keep_text, "all") == 0)
@@ -398,8 +409,8 @@ int cmd_sweep(struct cli *cli)
 	const char *sub = sub_name(cli);
 
 	if (strcmp(sub, "start") != 0 && (sw.nparams || sw.searcher || sw.trials || sw.max_parallel || sw.seed ||
-					  sw.metric))
-		return failf(RC_USAGE, "sweep %s: --param, --searcher, --trials, --max-parallel, --seed and --metric go with sweep start", sub);
+					  sw.metric || sw.grace || sw.reduction || sw.max_epochs))
+		return failf(RC_USAGE, "sweep %s: the sweep's flags (--param, --searcher, ...) go with sweep start", sub);
 	if (strcmp(sub, "start") == 0)
 		return sweep_start(cli);
 	if (strcmp(sub, "status") == 0)

@@ -51,8 +51,19 @@ static void changed(void *ctx)
 {
 	struct daemon *d = ctx;
 
+	if (d->sweeps)
+		sweeps_changed(d->sweeps);
 	if (d->on_change)
 		d->on_change(d);
+}
+
+/* The registry: an epoch of j committed. */
+static void epoch_committed(void *ctx, struct job *j, const struct history_row *row)
+{
+	struct daemon *d = ctx;
+
+	if (d->sweeps)
+		sweeps_epoch(d->sweeps, j, row);
 }
 
 /* The registry: a job's run has ended (before the state it ended in). */
@@ -127,6 +138,7 @@ int daemon_new(struct daemon **out, const struct daemon_config *cfg, struct tr_e
 		.on_drained = drained,
 		.on_run_end = run_ended,
 		.may_start = may_start,
+		.on_epoch = epoch_committed,
 		.ctx = d,
 	};
 	rc = jobs_new(&d->jobs, &jc);

@@ -469,6 +469,8 @@ static void on_run_commit(struct run_ctx *ctx, const struct run_commit *c)
 			j->last_val_acc = c->row.val_acc;
 			j->has_val_acc = true;
 			job_note_row(j, &c->row);
+			if (j->js->cfg.on_epoch)
+				j->js->cfg.on_epoch(j->js->cfg.ctx, j, &c->row);
 			if (!isnan(c->row.val_rmse))   /* a regression's metrics */
 				log_info("job %" PRId64 ": epoch %u/%u committed | train_loss %.4f | "
 					 "val_loss %.4f val_mae %.4f val_rmse %.4f | %.2fs | held %.1f ms, durable after %.1f ms",

@@ -180,6 +180,9 @@ struct jobs_config {
 	void (*on_drained)(void *ctx);  /* after jobs_shutdown, once every run has stopped */
 	void (*on_run_end)(void *ctx, struct job *j);   /* a job's run has ended, before the state
 	                                it ended in is decided (the step series); may be NULL */
+	/* An epoch of j committed (its history row is durable): row. May be
+	 * NULL. (A sweep's searcher follows its trials' metrics by it.) */
+	void (*on_epoch)(void *ctx, struct job *j, const struct history_row *row);
 	/* The scheduler's gate: may this queued job start now (a sweep's
 	 * trials, daemon/sweep/sweep.h)? NULL: every job may. */
 	bool (*may_start)(void *ctx, const struct job *j);

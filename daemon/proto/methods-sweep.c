@@ -19,6 +19,8 @@
 #include <string.h>
 
 #include "traind/loss.h"
+#include "traind/sched.h"
+#include "traind/trainer.h"
 #include "daemon/core/log.h"
 #include "daemon/jobs/jobs.h"
 #include "daemon/sweep/searcher.h"
@@ -99,7 +101,7 @@ static void created(struct jobs_group *g)
 {
 	struct sweep_req *r = g->arg;
 
-	if (sweeps_add(r->d->sweeps, r->sweep_id, r->max_parallel, g->ids, g->n) < 0)
+	if (sweeps_add(r->d->sweeps, r->sweep_id, r->spec_json, g->ids, g->n) < 0)
 		log_err("sweep %" PRId64 ": out of memory: its trials run without max_parallel until "
 			"traind restarts", r->sweep_id);
 }
@@ -183,6 +185,8 @@ static void sweep_start_work(struct bg_task *t)
 			bg_fail(t, PROTO_FROM_DAEMON, tr_err_set(err, -ENOMEM, "out of memory"));
 			goto out;
 		}
+		if (sp.searcher == SWEEP_SHA)   /* the first rung's; promotions continue the job */
+			json_object_set_new(cfg, "epochs", json_integer(sp.grace_epochs));
 		snprintf(js->name, sizeof(js->name), "%.40s-t%u", r->name, i);
 		js->keep = json_is_integer(keep) ? (int32_t)json_integer_value(keep) : 3;
 		rc = methods_new_job(t, s->d, cfg, true, js, s->param, &s->bad_param);
@@ -260,7 +264,8 @@ static bool sweep_start_after(struct bg_task *t)
 void m_sweep_start(struct daemon *d, struct call *c, struct call_fds *fds)
 {
 	static const char *const keys[] = { "name", "searcher", "params", "trials", "seed", "metric",
-					    "max_parallel", "config", "keep", NULL };
+					    "max_parallel", "config", "keep", "grace_epochs", "reduction_factor",
+					    "max_epochs", NULL };
 	json_t *p = call_params(c), *name = json_object_get(p, "name"), *config = json_object_get(p, "config");
 	int64_t keep = 3;
 	struct sweep_task *s;
@@ -299,22 +304,49 @@ struct sweep_read {
 	int64_t id;                  /* 0: every sweep (List) */
 };
 
-/* A trial's decision and why, for a searcher that runs every trial to its
- * epochs (grid, random). */
-static void decision_of(const struct store_trial *tr, bool killed, uint32_t max_parallel, const char **d,
+/* A trial's decision and why: grid and random run every trial to its
+ * epochs; sha as the searcher decided its rungs (dec). */
+static void decision_of(const struct store_trial *tr, bool killed, const struct sweep_spec *sp,
+			const struct sweep_decision *dec, const uint32_t *rungs, uint32_t nrungs, const char **d,
 			char *why, size_t n)
 {
+	if (nrungs >= 2 && dec->verdict == VERDICT_STOPPED) {
+		*d = "stopped";
+		snprintf(why, n, "rank %u of %u at rung %u (%u epochs): not in the top 1/%u", dec->rank, dec->of,
+			 dec->rung, rungs[dec->rung], sp->reduction_factor);
+		return;
+	}
+	if (nrungs >= 2 && tr->state == JOB_DONE && tr->epoch < rungs[nrungs - 1] &&
+	    dec->epochs <= tr->epoch) {
+		*d = "pending";
+		snprintf(why, n, "rung %u (%u epochs) waits for all its trials to report", dec->rung, dec->epochs);
+		return;
+	}
+	if (nrungs >= 2 && tr->state == JOB_DONE && dec->epochs > tr->epoch) {
+		*d = "promoted";
+		snprintf(why, n, "rank %u of %u at rung %u: on to %u epochs", dec->rank, dec->of, dec->rung - 1,
+			 dec->epochs);
+		return;
+	}
 	switch (tr->state) {
 	case JOB_DONE:
 		*d = "completed";
-		snprintf(why, n, "trained its %u epochs", tr->epoch);
+		if (nrungs >= 2)
+			snprintf(why, n, "trained to max_epochs %u (rank %u of %u at rung %u)", tr->epoch, dec->rank,
+				 dec->of, dec->rung - 1);
+		else
+			snprintf(why, n, "trained its %u epochs", tr->epoch);
 		break;
 	case JOB_QUEUED:
-		*d = "pending";
-		snprintf(why, n, "waiting for a slot (max_parallel %u)", max_parallel);
+		*d = dec->rung ? "promoted" : "pending";
+		if (dec->rung)
+			snprintf(why, n, "rank %u of %u at rung %u: on to %u epochs, waiting for a slot", dec->rank,
+				 dec->of, dec->rung - 1, dec->epochs);
+		else
+			snprintf(why, n, "waiting for a slot (max_parallel %u)", sp->max_parallel);
 		break;
 	case JOB_RUNNING:
-		*d = "running";
+		*d = dec->rung ? "promoted" : "running";
 		snprintf(why, n, "training (%u of %u epochs)", tr->epoch, tr->epochs);
 		break;
 	case JOB_KILLED:
@@ -332,6 +364,37 @@ static void decision_of(const struct store_trial *tr, bool killed, uint32_t max_
 	}
 }
 
+/* sha: each trial's results from its history, then the searcher's decisions. */
+static int decide_from_store(struct store *st, const struct sweep_spec *sp, const struct store_trial *tv, size_t n,
+			     const uint32_t *rungs, uint32_t nrungs, struct sweep_decision *dec, struct tr_err *err)
+{
+	struct sweep_result *res = calloc(n ? n : 1, sizeof(*res));
+	int rc = 0;
+
+	if (!res)
+		return tr_err_set(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		struct history_row *rows = NULL;
+		size_t nrows = 0;
+
+		res[i].stopped = tv[i].state == JOB_FAILED || tv[i].state == JOB_KILLED;
+		rc = store_history(st, tv[i].job, &rows, &nrows, err);
+		for (size_t h = 0; rc == 0 && h < nrows; h++)
+			for (uint32_t k = 0; k < nrungs; k++)
+				if (rows[h].epoch == rungs[k]) {
+					res[i].has[k] = true;
+					res[i].metric[k] = sched_monitored(sp->metric, rows[h].val_loss, rows[h].val_acc,
+									   rows[h].val_macro_acc, rows[h].val_mae,
+									   rows[h].val_rmse);
+				}
+		free(rows);
+	}
+	if (rc == 0)
+		sweep_decide(sp, res, (uint32_t)n, dec);
+	free(res);
+	return rc;
+}
+
 /* The sweep as Status shows it (a new object; NULL: out of memory or a
  * bad stored spec, in err). */
 static json_t *sweep_json(struct store *st, const struct store_sweep *sw, bool with_trials, struct tr_err *err)
@@ -342,11 +405,19 @@ static json_t *sweep_json(struct store *st, const struct store_sweep *sw, bool w
 	size_t n = 0, stopped = 0, done = 0;
 	const struct store_trial *b = NULL;
 	const char *state;
+	struct sweep_decision *dec = NULL;
+	uint32_t rungs[SWEEP_RUNGS_MAX], nrungs = 0;
 
 	memset(&sp, 0, sizeof(sp));
 	if (sweep_spec_parse(spec, &sp, err) < 0)
 		goto fail;
 	if (store_sweep_trials(st, sw->id, monitor_name(sp.metric), &tv, &n, err) < 0)
+		goto fail;
+	nrungs = sweep_rungs(&sp, rungs);
+	dec = calloc(n ? n : 1, sizeof(*dec));
+	if (!dec)
+		goto oom;
+	if (nrungs >= 2 && decide_from_store(st, &sp, tv, n, rungs, nrungs, dec, err) < 0)
 		goto fail;
 	trials = json_array();
 	if (!trials)
@@ -361,15 +432,17 @@ static json_t *sweep_json(struct store *st, const struct store_sweep *sw, bool w
 			stopped++;
 		if (tr->state == JOB_DONE)
 			done++;
-		if (tr->state == JOB_DONE && tr->has_metric &&
+		if (tr->state == JOB_DONE && tr->has_metric && (nrungs < 2 || tr->epoch == rungs[nrungs - 1]) &&
 		    (!b || sweep_metric_better(&sp, tr->metric, b->metric)))
 			b = tr;   /* ties: the lower trial number, met first */
-		decision_of(tr, sw->killed, sp.max_parallel, &d, why, sizeof(why));
+		decision_of(tr, sw->killed, &sp, &dec[i], rungs, nrungs, &d, why, sizeof(why));
 		row = json_pack("{s:i, s:I, s:o, s:s, s:i, s:i, s:o, s:s, s:s}", "trial", (int)tr->trial, "job",
 				(json_int_t)tr->job, "params", params ? params : json_object(), "state",
 				job_state_name(tr->state), "epochs", (int)tr->epoch, "planned_epochs",
 				(int)tr->epochs, "metric", tr->has_metric ? json_real(tr->metric) : json_null(),
 				"decision", d, "reason", why);
+		if (row && nrungs >= 2)
+			json_object_set_new(row, "rung", json_integer(dec[i].rung));
 		if (!row || json_array_append_new(trials, row) < 0)
 			goto oom;
 	}
@@ -388,6 +461,14 @@ static json_t *sweep_json(struct store *st, const struct store_sweep *sw, bool w
 	best = NULL;
 	if (!o)
 		goto oom;
+	if (sp.searcher == SWEEP_SHA) {
+		json_t *r = json_array();
+
+		for (uint32_t k = 0; r && k < nrungs; k++)
+			json_array_append_new(r, json_integer(rungs[k]));
+		json_object_set_new(o, "rungs", r ? r : json_null());
+		json_object_set_new(o, "reduction_factor", json_integer(sp.reduction_factor));
+	}
 	if (with_trials && json_object_set_new(o, "trials", trials) < 0)
 		goto oom_o;
 	if (!with_trials)
@@ -395,6 +476,7 @@ static json_t *sweep_json(struct store *st, const struct store_sweep *sw, bool w
 	json_decref(spec);
 	store_trials_free(tv, n);
 	sweep_spec_clear(&sp);
+	free(dec);
 	return o;
 oom_o:
 	json_decref(o);
@@ -407,6 +489,7 @@ fail:
 	json_decref(spec);
 	store_trials_free(tv, n);
 	sweep_spec_clear(&sp);
+	free(dec);
 	return NULL;
 }
 

@@ -18,6 +18,7 @@ const char *sweep_searcher_name(enum sweep_searcher s)
 	switch (s) {
 	case SWEEP_GRID: return "grid";
 	case SWEEP_RANDOM: return "random";
+	case SWEEP_SHA: return "sha";
 	}
 	return "?";
 }
@@ -195,9 +196,18 @@ int sweep_spec_parse(const json_t *in, struct sweep_spec *out, struct tr_err *er
 		out->searcher = SWEEP_GRID;
 	else if (strcmp(json_string_value(searcher), "random") == 0)
 		out->searcher = SWEEP_RANDOM;
+	else if (strcmp(json_string_value(searcher), "sha") == 0)
+		out->searcher = SWEEP_SHA;
 	else
-		return tr_err_set_key(err, -EINVAL, "searcher", "'%.40s' is not a searcher this traind has (grid, random)",
+		return tr_err_set_key(err, -EINVAL, "searcher", "'%.40s' is not a searcher this traind has (grid, random, sha)",
 				      json_string_value(searcher));
+	if (out->searcher != SWEEP_SHA) {
+		static const char *const sha_only[] = { "grace_epochs", "reduction_factor", "max_epochs" };
+
+		for (size_t i = 0; i < 3; i++)
+			if (json_object_get(in, sha_only[i]) && !json_is_null(json_object_get(in, sha_only[i])))
+				return tr_err_set_key(err, -EINVAL, sha_only[i], "goes with the sha searcher");
+	}
 	if (!metric)
 		out->metric = MONITOR_VAL_LOSS;
 	else if (!json_is_string(metric) || monitor_parse(json_string_value(metric), &out->metric) < 0)
@@ -245,7 +255,8 @@ int sweep_spec_parse(const json_t *in, struct sweep_spec *out, struct tr_err *er
 	}
 	rc = get_u64(in, "trials", 1, SWEEP_TRIALS_MAX, out->searcher == SWEEP_GRID ? grid : 0, &v, err);
 	if (rc == 0 && v == 0)
-		rc = tr_err_set_key(err, -EINVAL, "trials", "the random searcher needs --trials N");
+		rc = tr_err_set_key(err, -EINVAL, "trials", "the %s searcher needs --trials N",
+				    sweep_searcher_name(out->searcher));
 	if (rc == 0 && out->searcher == SWEEP_GRID && v != grid)
 		rc = tr_err_set_key(err, -EINVAL, "trials", "the grid has %" PRIu64 " trials, not %" PRIu64, grid, v);
 	if (rc < 0)
@@ -257,6 +268,31 @@ int sweep_spec_parse(const json_t *in, struct sweep_spec *out, struct tr_err *er
 	if (rc < 0)
 		goto fail;
 	out->max_parallel = (uint32_t)v;
+	if (out->searcher == SWEEP_SHA) {
+		uint64_t g, r, m;
+
+		rc = get_u64(in, "max_epochs", 1, 100000, 0, &m, err);
+		if (rc == 0 && m == 0)
+			rc = tr_err_set_key(err, -EINVAL, "max_epochs", "the sha searcher needs --max-epochs M");
+		if (rc == 0)
+			rc = get_u64(in, "grace_epochs", 1, 100000, 1, &g, err);
+		if (rc == 0 && g > m)
+			rc = tr_err_set_key(err, -EINVAL, "grace_epochs", "%" PRIu64 " is more than max_epochs %" PRIu64, g, m);
+		if (rc == 0) {
+			const json_t *rf = json_object_get(in, "reduction_factor");
+
+			if (rf && json_is_integer(rf) && json_integer_value(rf) < 2)
+				rc = tr_err_set_key(err, -EINVAL, "reduction_factor", "must be at least 2, got %" JSON_INTEGER_FORMAT,
+						    json_integer_value(rf));
+			else
+				rc = get_u64(in, "reduction_factor", 2, 1000, 3, &r, err);
+		}
+		if (rc < 0)
+			goto fail;
+		out->grace_epochs = (uint32_t)g;
+		out->reduction_factor = (uint32_t)r;
+		out->max_epochs = (uint32_t)m;
+	}
 	return 0;
 fail:
 	sweep_spec_clear(out);
@@ -284,6 +320,11 @@ json_t *sweep_spec_to_json(const struct sweep_spec *sp)
 	json_object_set_new(o, "seed", json_integer((json_int_t)sp->seed));
 	json_object_set_new(o, "metric", json_string(monitor_name(sp->metric)));
 	json_object_set_new(o, "max_parallel", json_integer(sp->max_parallel));
+	if (sp->searcher == SWEEP_SHA) {
+		json_object_set_new(o, "grace_epochs", json_integer(sp->grace_epochs));
+		json_object_set_new(o, "reduction_factor", json_integer(sp->reduction_factor));
+		json_object_set_new(o, "max_epochs", json_integer(sp->max_epochs));
+	}
 	return o;
 }
 
@@ -369,4 +410,100 @@ json_t *sweep_trial_params(const struct sweep_spec *sp, uint32_t t)
 bool sweep_metric_better(const struct sweep_spec *sp, double a, double b)
 {
 	return monitor_better(sp->metric, a, b);
+}
+
+uint32_t sweep_rungs(const struct sweep_spec *sp, uint32_t epochs[SWEEP_RUNGS_MAX])
+{
+	uint32_t n = 0;
+	uint64_t e;
+
+	if (sp->searcher != SWEEP_SHA)
+		return 0;
+	for (e = sp->grace_epochs; n < SWEEP_RUNGS_MAX; e *= sp->reduction_factor) {
+		if (e >= sp->max_epochs || n == SWEEP_RUNGS_MAX - 1) {
+			epochs[n++] = sp->max_epochs;
+			break;
+		}
+		epochs[n++] = (uint32_t)e;
+	}
+	return n;
+}
+
+/* The order of a rung: better metric first, missing and NaN last, then by
+ * trial number. */
+static bool ranks_before(const struct sweep_spec *sp, const struct sweep_result *res, uint32_t k, uint32_t a,
+			 uint32_t b)
+{
+	bool ha = res[a].has[k] && !isnan(res[a].metric[k]), hb = res[b].has[k] && !isnan(res[b].metric[k]);
+
+	if (ha != hb)
+		return ha;
+	if (ha && res[a].metric[k] != res[b].metric[k])
+		return monitor_better(sp->metric, res[a].metric[k], res[b].metric[k]);
+	return a < b;
+}
+
+void sweep_decide(const struct sweep_spec *sp, const struct sweep_result *res, uint32_t n,
+		  struct sweep_decision *out)
+{
+	uint32_t epochs[SWEEP_RUNGS_MAX];
+	uint32_t nr = sweep_rungs(sp, epochs);
+	uint32_t *members, nm = n;
+
+	for (uint32_t i = 0; i < n; i++)
+		out[i] = (struct sweep_decision){ .rung = 0, .epochs = nr ? epochs[0] : 0,
+						  .verdict = nr == 1 ? VERDICT_FINAL : VERDICT_RUNNING };
+	if (nr < 2 || n == 0)
+		return;
+	members = malloc(n * sizeof(*members));
+	if (!members)
+		return;   /* nothing decided: decided again at the next change */
+	for (uint32_t i = 0; i < n; i++)
+		members[i] = i;
+	for (uint32_t k = 0; k + 1 < nr; k++) {
+		uint32_t keep;
+
+		for (uint32_t i = 0; i < nm; i++)
+			if (!res[members[i]].has[k] && !res[members[i]].stopped)
+				goto out;   /* a trial of the rung has not reported: undecided */
+		/* insertion sort: a rung holds at most SWEEP_TRIALS_MAX */
+		for (uint32_t i = 1; i < nm; i++) {
+			uint32_t x = members[i], j = i;
+
+			while (j > 0 && ranks_before(sp, res, k, x, members[j - 1])) {
+				members[j] = members[j - 1];
+				j--;
+			}
+			members[j] = x;
+		}
+		keep = nm / sp->reduction_factor;
+		if (keep == 0)
+			keep = 1;
+		for (uint32_t i = 0; i < nm; i++) {
+			struct sweep_decision *d = &out[members[i]];
+
+			d->rank = i + 1;
+			d->of = nm;
+			if (i < keep && !res[members[i]].stopped) {
+				d->rung = k + 1;
+				d->epochs = epochs[k + 1];
+				d->verdict = k + 2 == nr ? VERDICT_FINAL : VERDICT_RUNNING;
+			} else {
+				d->verdict = VERDICT_STOPPED;
+			}
+		}
+		/* the next rung: those promoted, in trial order */
+		{
+			uint32_t m = 0;
+
+			for (uint32_t i = 0; i < n; i++)
+				if (out[i].rung == k + 1)
+					members[m++] = i;
+			nm = m;
+		}
+		if (nm == 0)
+			break;
+	}
+out:
+	free(members);
 }

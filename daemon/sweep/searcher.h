@@ -15,7 +15,15 @@
  * the order the parameters were given, the last one varying fastest) and
  * random (each parameter drawn from its distribution by a counter-based
  * generator keyed by (seed, trial, parameter), so no generator state
- * exists to be lost).
+ * exists to be lost), and successive halving (sha: random trials trained
+ * to the first rung's epochs, grace_epochs; at each rung, once every trial
+ * in it has reported, the best 1/reduction_factor of them (at least one,
+ * ties by trial number) go on to the next rung's epochs (x reduction_factor,
+ * at most max_epochs), the rest stop there). sweep_decide gives every
+ * decision from the trials' results in trial order: a pure function, so
+ * the daemon needs no searcher state beyond what the store holds (the
+ * trials' histories) and makes the same decisions after any restart and
+ * whatever order the trials finished in.
  *
  * Thread: any (no shared state).
  */
@@ -36,7 +44,9 @@
 #define SWEEP_TRIALS_MAX 1000
 #define SWEEP_KEY_MAX 40
 
-enum sweep_searcher { SWEEP_GRID, SWEEP_RANDOM };
+#define SWEEP_RUNGS_MAX 16
+
+enum sweep_searcher { SWEEP_GRID, SWEEP_RANDOM, SWEEP_SHA };
 
 enum sweep_dist { DIST_CHOICE, DIST_UNIFORM, DIST_LOGUNIFORM, DIST_INT };
 
@@ -56,6 +66,30 @@ struct sweep_spec {
 	uint64_t seed;
 	enum monitor_kind metric;
 	uint32_t max_parallel;       /* trials training at once (traind's --max-running caps it too) */
+	/* sha */
+	uint32_t grace_epochs, reduction_factor, max_epochs;
+};
+
+/* A trial's results as the searcher sees them: its metric at each rung's
+ * epoch (has[k]: that epoch has committed), and whether it stopped on its
+ * own (its job failed or was killed: it will not report more). */
+struct sweep_result {
+	bool has[SWEEP_RUNGS_MAX];
+	double metric[SWEEP_RUNGS_MAX];
+	bool stopped;
+};
+
+enum sweep_verdict {
+	VERDICT_RUNNING,             /* in a rung not decided yet (or grid/random: its run) */
+	VERDICT_STOPPED,             /* stopped at `rung` by the rung's decision */
+	VERDICT_FINAL,               /* in the last rung: trains to max_epochs */
+};
+
+struct sweep_decision {
+	uint32_t rung;               /* the highest rung it is in */
+	uint32_t epochs;             /* that rung's epochs: what its job trains to */
+	enum sweep_verdict verdict;
+	uint32_t rank, of;           /* its place at the last rung decided for it (1-based), of how many */
 };
 
 const char *sweep_searcher_name(enum sweep_searcher s);
@@ -72,6 +106,16 @@ void sweep_spec_clear(struct sweep_spec *sp);
 /* Trial t's parameters (t < sp->trials): a new JSON object {KEY: value},
  * in the order of the parameters; NULL when out of memory. */
 json_t *sweep_trial_params(const struct sweep_spec *sp, uint32_t t);
+
+/* The rungs' epochs (sha: grace, x reduction_factor, ..., max_epochs;
+ * else none): their count. */
+uint32_t sweep_rungs(const struct sweep_spec *sp, uint32_t epochs[SWEEP_RUNGS_MAX]);
+/* Every trial's decision (out[0..n)) from their results in trial order
+ * (res[0..n)). A rung is decided only when each of its trials has reported
+ * at its epoch or stopped; missing and NaN metrics rank last, ties by
+ * trial number. Grid and random: every trial VERDICT_RUNNING, epochs 0. */
+void sweep_decide(const struct sweep_spec *sp, const struct sweep_result *res, uint32_t n,
+		  struct sweep_decision *out);
 
 /* Whether a is a better value of the metric than b (ties: not better). */
 bool sweep_metric_better(const struct sweep_spec *sp, double a, double b);

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "traind/sched.h"
 #include "daemon/core/log.h"
-#include "daemon/sweep/searcher.h"
 
 struct sweep {
 	int64_t id;
@@ -19,6 +19,11 @@ struct sweep {
 	bool killed;
 	int64_t *jobs;               /* the trials' jobs, in trial order, owned */
 	size_t njobs;
+	struct sweep_spec spec;      /* parsed from the store's (or the start's) */
+	struct sweep_result *res;    /* njobs: each trial's metric at the rungs' epochs, owned */
+	struct sweep_decision *dec;  /* njobs: scratch for sweep_decide, owned */
+	uint32_t rungs[SWEEP_RUNGS_MAX];
+	uint32_t nrungs;
 };
 
 struct sweeps {
@@ -46,8 +51,12 @@ void sweeps_free(struct sweeps *sw)
 {
 	if (!sw)
 		return;
-	for (size_t i = 0; i < sw->n; i++)
+	for (size_t i = 0; i < sw->n; i++) {
 		free(sw->v[i].jobs);
+		free(sw->v[i].res);
+		free(sw->v[i].dec);
+		sweep_spec_clear(&sw->v[i].spec);
+	}
 	free(sw->v);
 	free(sw);
 }
@@ -65,7 +74,8 @@ bool sweeps_exists(struct sweeps *sw, int64_t id)
 	return find(sw, id) != NULL;
 }
 
-static struct sweep *add(struct sweeps *sw, int64_t id, uint32_t max_parallel, bool killed,
+/* Takes what spec owns, always. */
+static struct sweep *add(struct sweeps *sw, int64_t id, struct sweep_spec *spec, bool killed,
 			 const int64_t *job_ids, size_t n)
 {
 	struct sweep *s;
@@ -74,29 +84,60 @@ static struct sweep *add(struct sweeps *sw, int64_t id, uint32_t max_parallel, b
 		size_t cap = sw->cap ? sw->cap * 2 : 8;
 		struct sweep *v = realloc(sw->v, cap * sizeof(*v));
 
-		if (!v)
+		if (!v) {
+			sweep_spec_clear(spec);
 			return NULL;
+		}
 		sw->v = v;
 		sw->cap = cap;
 	}
 	s = &sw->v[sw->n];
 	memset(s, 0, sizeof(*s));
 	s->jobs = malloc((n ? n : 1) * sizeof(*s->jobs));
-	if (!s->jobs)
+	s->res = calloc(n ? n : 1, sizeof(*s->res));
+	s->dec = calloc(n ? n : 1, sizeof(*s->dec));
+	if (!s->jobs || !s->res || !s->dec) {
+		free(s->jobs);
+		free(s->res);
+		free(s->dec);
+		sweep_spec_clear(spec);
 		return NULL;
+	}
 	if (n)
 		memcpy(s->jobs, job_ids, n * sizeof(*s->jobs));
 	s->njobs = n;
 	s->id = id;
-	s->max_parallel = max_parallel ? max_parallel : 1;
+	s->spec = *spec;
+	memset(spec, 0, sizeof(*spec));
+	s->max_parallel = s->spec.max_parallel ? s->spec.max_parallel : 1;
+	s->nrungs = sweep_rungs(&s->spec, s->rungs);
 	s->killed = killed;
 	sw->n++;
 	return s;
 }
 
-int sweeps_add(struct sweeps *sw, int64_t id, uint32_t max_parallel, const int64_t *job_ids, size_t n)
+int sweeps_add(struct sweeps *sw, int64_t id, const char *spec_json, const int64_t *job_ids, size_t n)
 {
-	return add(sw, id, max_parallel, false, job_ids, n) ? 0 : -ENOMEM;
+	json_t *j = json_loads(spec_json, 0, NULL);
+	struct sweep_spec sp;
+	struct tr_err err = { 0 };
+	int rc = sweep_spec_parse(j, &sp, &err);
+
+	json_decref(j);
+	if (rc < 0)
+		return rc;
+	return add(sw, id, &sp, false, job_ids, n) ? 0 : -ENOMEM;
+}
+
+/* Record row's metric for trial k of s when its epoch is a rung's. */
+static void note_row(struct sweep *s, size_t k, const struct history_row *row)
+{
+	for (uint32_t r = 0; r < s->nrungs; r++)
+		if (s->rungs[r] == row->epoch) {
+			s->res[k].has[r] = true;
+			s->res[k].metric[r] = sched_monitored(s->spec.metric, row->val_loss, row->val_acc,
+							      row->val_macro_acc, row->val_mae, row->val_rmse);
+		}
 }
 
 int sweeps_recover(struct sweeps *sw, struct store *s, struct tr_err *err)
@@ -124,28 +165,119 @@ int sweeps_recover(struct sweeps *sw, struct store *s, struct tr_err *err)
 			rc = tr_err_set(err, -ENOMEM, "out of memory");
 		for (size_t k = 0; rc == 0 && k < nt; k++)
 			ids[k] = t[k].job;
-		if (rc == 0 && !add(sw, list[i].id, sp.max_parallel, list[i].killed, ids, nt))
-			rc = tr_err_set(err, -ENOMEM, "out of memory");
+		if (rc == 0) {
+			struct sweep *w = add(sw, list[i].id, &sp, list[i].killed, ids, nt);
+
+			if (!w)
+				rc = tr_err_set(err, -ENOMEM, "out of memory");
+			/* the rungs' metrics from the trials' histories */
+			for (size_t k = 0; rc == 0 && w->nrungs && k < nt; k++) {
+				struct history_row *rows = NULL;
+				size_t nrows = 0;
+
+				rc = store_history(s, ids[k], &rows, &nrows, err);
+				for (size_t h = 0; rc == 0 && h < nrows; h++)
+					note_row(w, k, &rows[h]);
+				free(rows);
+			}
+		} else {
+			sweep_spec_clear(&sp);
+		}
 		free(ids);
 		store_trials_free(t, nt);
-		sweep_spec_clear(&sp);
 	}
 	store_sweeps_free(list, n);
 	return rc;
 }
 
-static struct sweep *sweep_of_job(struct sweeps *sw, int64_t job)
+static struct sweep *sweep_of_job(struct sweeps *sw, int64_t job, size_t *trial)
 {
 	for (size_t i = 0; i < sw->n; i++)
 		for (size_t k = 0; k < sw->v[i].njobs; k++)
-			if (sw->v[i].jobs[k] == job)
+			if (sw->v[i].jobs[k] == job) {
+				if (trial)
+					*trial = k;
 				return &sw->v[i];
+			}
 	return NULL;
+}
+
+void sweeps_epoch(struct sweeps *sw, const struct job *j, const struct history_row *row)
+{
+	size_t k;
+	struct sweep *s = sweep_of_job(sw, j->id, &k);
+
+	if (s)
+		note_row(s, k, row);
+}
+
+/* ---- the searcher's decisions, acted on ---------------------------------- */
+
+struct resume_one {
+	struct jobs_done done;       /* first */
+	int64_t sweep, job;
+	uint32_t epochs;
+};
+
+static void resume_one_done(struct jobs_done *done)
+{
+	struct resume_one *r = (struct resume_one *)done;
+
+	if (done->result.code != JOBS_OK)
+		log_err("sweep %" PRId64 ": job %" PRId64 " not promoted to %u epochs: %s", r->sweep, r->job,
+			r->epochs, done->result.message);
+	free(r);
+}
+
+/* Decide s's rungs from what has committed, and continue each promoted
+ * trial's own job to its new rung (resume --epochs). Idempotent: a trial
+ * whose job already trains to those epochs is left alone, so a decision
+ * lost in a crash (the job done, its epochs not yet raised) is taken
+ * again at the next start. */
+static void evaluate(struct sweeps *sw, struct sweep *s)
+{
+	if (s->killed || s->nrungs < 2)
+		return;
+	for (size_t k = 0; k < s->njobs; k++) {
+		struct job *j = jobs_find(sw->js, s->jobs[k]);
+
+		s->res[k].stopped = !j || j->state == JOB_FAILED || j->state == JOB_KILLED;
+	}
+	sweep_decide(&s->spec, s->res, (uint32_t)s->njobs, s->dec);
+	for (size_t k = 0; k < s->njobs; k++) {
+		struct job *j = jobs_find(sw->js, s->jobs[k]);
+		struct resume_one *r;
+		int rc;
+
+		if (!j || s->dec[k].epochs <= j->committed_epoch || j->state != JOB_DONE || !job_settled(j) ||
+		    jobs_shutting_down(sw->js))
+			continue;
+		r = calloc(1, sizeof(*r));
+		if (!r) {
+			log_err("sweep %" PRId64 ": out of memory promoting job %" PRId64, s->id, j->id);
+			continue;
+		}
+		r->done.fn = resume_one_done;
+		r->sweep = s->id;
+		r->job = j->id;
+		r->epochs = s->dec[k].epochs;
+		log_notice("sweep %" PRId64 ": trial %zu (job %" PRId64 ") promoted to rung %u: %u epochs (rank %u of %u)",
+			   s->id, k, j->id, s->dec[k].rung, s->dec[k].epochs, s->dec[k].rank, s->dec[k].of);
+		rc = jobs_resume(sw->js, j, false, s->dec[k].epochs, 0, &r->done);
+		if (rc != JOBS_PENDING)
+			resume_one_done(&r->done);
+	}
+}
+
+void sweeps_changed(struct sweeps *sw)
+{
+	for (size_t i = 0; i < sw->n; i++)
+		evaluate(sw, &sw->v[i]);
 }
 
 bool sweeps_may_start(struct sweeps *sw, const struct job *j)
 {
-	struct sweep *s = sweep_of_job(sw, j->id);
+	struct sweep *s = sweep_of_job(sw, j->id, NULL);
 	uint32_t running = 0;
 
 	if (!s)
@@ -196,6 +328,7 @@ void sweeps_start(struct sweeps *sw)
 	for (size_t i = 0; i < sw->n; i++)
 		if (sw->v[i].killed)
 			kill_trials(sw, &sw->v[i]);
+	sweeps_changed(sw);
 }
 
 struct kill_req {

@@ -16,6 +16,16 @@
  * rest back as before, and a sweep killed before the crash has its trials
  * still queued killed again by sweeps_start.
  *
+ * Successive halving: the searcher decides a rung from the trials' metrics
+ * at its epoch (sweeps_epoch keeps them, from each commit; sweeps_recover
+ * reads them from the histories), never from the order they arrived in;
+ * a promoted trial's own job goes on to the next rung's epochs through
+ * jobs_resume (the daemon's resume --epochs). The decisions are a pure
+ * function of durable data, so there is no searcher state to lose: a
+ * promotion cut short by a crash (the job still done at the rung, its
+ * epochs not raised, or raised and not yet queued) is made again by
+ * sweeps_start.
+ *
  * Answers: the module's own codes (SWEEP_E_*), mapped to the protocol's
  * errors by proto/errors-map.c.
  *
@@ -33,6 +43,7 @@
 #include "daemon/jobs/jobs.h"
 #include "daemon/store/store.h"
 #include "daemon/store/storeq.h"
+#include "daemon/sweep/searcher.h"
 
 struct sweeps;
 
@@ -59,9 +70,17 @@ int sweeps_recover(struct sweeps *sw, struct store *s, struct tr_err *err);
 void sweeps_start(struct sweeps *sw);
 void sweeps_free(struct sweeps *sw);
 
-/* A sweep just stored (store_sweep_create): its trials' jobs job_ids[0..n)
- * in trial order; register it before the jobs module schedules them. */
-int sweeps_add(struct sweeps *sw, int64_t id, uint32_t max_parallel, const int64_t *job_ids, size_t n);
+/* A sweep just stored (store_sweep_create) with its spec (the sweeps.spec
+ * JSON): its trials' jobs job_ids[0..n) in trial order; register it before
+ * the jobs module schedules them. */
+int sweeps_add(struct sweeps *sw, int64_t id, const char *spec_json, const int64_t *job_ids, size_t n);
+/* An epoch of j committed (jobs_config.on_epoch): a trial's metric at a
+ * rung. */
+void sweeps_epoch(struct sweeps *sw, const struct job *j, const struct history_row *row);
+/* A job's committed state changed (jobs_config.on_change): decide the rungs
+ * whose trials have all reported, and continue the promoted trials' jobs
+ * (jobs_resume with the rung's epochs). */
+void sweeps_changed(struct sweeps *sw);
 /* The scheduler's gate (jobs_config.may_start): may this queued job start
  * now? Any job of no sweep may. */
 bool sweeps_may_start(struct sweeps *sw, const struct job *j);
