@@ -484,7 +484,7 @@ void sweep_decide(const struct sweep_spec *sp, const struct sweep_result *res, u
 
 			d->rank = i + 1;
 			d->of = nm;
-			if (i < keep && !res[members[i]].stopped) {
+			if (i < keep) {   /* a stopped trial keeps its place: it ranks last where it did not report */
 				d->rung = k + 1;
 				d->epochs = epochs[k + 1];
 				d->verdict = k + 2 == nr ? VERDICT_FINAL : VERDICT_RUNNING;

@@ -15,6 +15,12 @@ real traind, real SQLite, MNIST subsets (2000 training images), small MLPs.
   more than one trial running.
 - sweep kill: no trial starts any more, those queued or running are killed;
   it stays killed across a SIGKILL; `sweep wait` ends with exit 4.
+- Successive halving of 8 trials (rungs at 1, 2 and 4 epochs): run once
+  uninterrupted with --max-parallel 2, then with --max-parallel 1 and
+  traind SIGKILLed at random moments and once right as a rung's promotions
+  are made: `sweep status --json` and every trial's weights identical; a
+  trial that reached 4 epochs through two promotions equals a plain job
+  started with 4 epochs.
 - sweep list, NoSuchSweep.
 
 TRAIND_SWEEP_KILLS (default 3) sets how many SIGKILLs the crash run takes."""
@@ -54,6 +60,71 @@ def running_trials(d, sweep):
     return sum(1 for t in s["trials"] if t["state"] == "running"), s
 
 
+SHA = ["--searcher", "sha", "--trials", "8", "--seed", "11", "--max-epochs", "4", "--grace-epochs", "1",
+       "--reduction-factor", "2", "--param", "lr=loguniform(0.001,0.03)", "--param", "batch_size=choice(4,8)"]
+SHA_SHARED = ["--train-size", "2000", "--val-size", "1000", "--hidden", "32"]
+
+
+def sha_runs(rnd):
+    c = Daemon(max_running=2).start()
+    sid = c.ctl_json("sweep", "start", "--name", "h", "--max-parallel", "2", *(SHA + SHA_SHARED))["id"]
+    rc, out, err = c.ctl("sweep", "wait", sid, "--timeout", "600", check_rc=False)
+    check(rc == 0, "sha sweep done (rc %d: %s)" % (rc, err.strip()))
+    ref = c.ctl_json("sweep", "status", sid)
+    rungs = [t.get("rung") for t in ref["trials"]]
+    check(ref["rungs"] == [1, 2, 4] and sorted(rungs) == [0, 0, 0, 0, 1, 1, 2, 2],
+          "sha: 8 trials, 4 promoted to rung 1, 2 to rung 2 (%s)" % rungs)
+    check(sorted(t["epochs"] for t in ref["trials"]) == [1, 1, 1, 1, 2, 2, 4, 4],
+          "each trial trained to its rung's epochs")
+    check(sum(t["decision"] == "stopped" for t in ref["trials"]) == 6 and
+          sum(t["decision"] == "completed" for t in ref["trials"]) == 2, "6 stopped, 2 completed")
+    check(ref["best"]["trial"] in [t["trial"] for t in ref["trials"] if t["epochs"] == 4],
+          "the best trial is one that reached max_epochs")
+    ref_shas = trial_shas(c, ref)
+    top = [t for t in ref["trials"] if t["epochs"] == 4][0]
+    plain = c.start_job("--lr", repr(top["params"]["lr"]), "--batch-size", top["params"]["batch_size"],
+                        "--epochs", "4", *SHA_SHARED)
+    rc, _, err = c.wait(plain, "--state", "done")
+    check(rc == 0 and c.export_sha(plain) == ref_shas[top["trial"]],
+          "a trial promoted twice (1 -> 2 -> 4 epochs) equals a plain job of 4 epochs")
+    c.cleanup()
+
+    e = Daemon(max_running=2).start()
+    sid_e = e.ctl_json("sweep", "start", "--name", "h", "--max-parallel", "1", *(SHA + SHA_SHARED))["id"]
+    kills, at_promotion = 0, False
+    while True:
+        deadline = time.time() + rnd.uniform(0.2, 1.5)
+        s = None
+        while time.time() < deadline:
+            n, s = running_trials(e, sid_e)
+            if n > 1:
+                check(False, "sha max_parallel 1: %d trials running" % n)
+            # right as a rung is decided: a promotion made, its job not yet running
+            if not at_promotion and any(t["decision"] == "promoted" and t["state"] != "running"
+                                        for t in s["trials"]):
+                at_promotion = True
+                break
+            time.sleep(0.005)
+        if s["state"] != "running":
+            break
+        e.kill9()
+        kills += 1
+        e.start()
+        if kills >= KILLS + 1 and at_promotion:
+            break
+    check(kills >= 2 and at_promotion, "sha: traind SIGKILLed %d times, once at a promotion (%s)" % (
+        kills, at_promotion))
+    rc, out, err = e.ctl("sweep", "wait", sid_e, "--timeout", "600", check_rc=False)
+    check(rc == 0, "sha sweep done after %d SIGKILLs (rc %d: %s)" % (kills, rc, err.strip()))
+    got = e.ctl_json("sweep", "status", sid_e)
+    got.pop("max_parallel"), ref.pop("max_parallel")
+    check(got == ref, "sha: status --json after SIGKILLs, --max-parallel 1, equals the uninterrupted "
+          "--max-parallel 2 run's:\n%s\n%s" % (json.dumps(got, sort_keys=True), json.dumps(ref, sort_keys=True)))
+    check(trial_shas(e, got) == ref_shas, "sha: every trial's weights equal the uninterrupted run's")
+    check(e.sql("SELECT count(*) FROM jobs")[0][0] == 8, "sha: no trial ran twice (8 jobs)")
+    e.cleanup()
+
+
 def main():
     rnd = random.Random(23)
     a = Daemon(max_running=2).start()
@@ -69,6 +140,8 @@ def main():
             "--param batch_size", "a value the configuration refuses")
     refused(a, ["--searcher", "random", "--param", "lr=uniform(0.001,0.01)"] + SHARED, "trials",
             "random without --trials")
+    refused(a, SHA[:-4] + ["--reduction-factor", "1", "--param", "lr=uniform(0.001,0.01)"] + SHARED,
+            "reduction_factor", "a reduction factor < 2")
     r = a.call("io.traind.SweepStatus", {"id": 99})
     check(r.get("error") == "io.traind.NoSuchSweep" and r["parameters"].get("id") == 99,
           "SweepStatus of no sweep: NoSuchSweep (%s)" % r)
@@ -112,7 +185,8 @@ def main():
         deadline = time.time() + rnd.uniform(0.2, 1.2)
         while time.time() < deadline:
             n, s = running_trials(b, sid_b)
-            check(n <= 1, "max_parallel 1: %d trials running" % n)
+            if n > 1:
+                check(False, "max_parallel 1: %d trials running" % n)
             time.sleep(0.02)
         if s["state"] != "running":
             break
@@ -157,6 +231,8 @@ def main():
     rc, out, err = b.ctl("sweep", "kill", 77, check_rc=False)
     check(rc == 1 and "77" in err, "sweep kill of no sweep (%s)" % err.strip())
     b.cleanup()
+
+    sha_runs(rnd)
 
 
 if __name__ == "__main__":

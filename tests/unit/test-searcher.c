@@ -183,12 +183,86 @@ static void test_refused(void **state)
 	refused("{\"searcher\":\"grid\",\"max_parallel\":0,\"params\":[\"lr=choice(1,2)\"]}", "max_parallel");
 }
 
+/* Successive halving: rungs, and decisions made only on complete
+ * information, the same whatever order the results came in. */
+static void test_sha(void **state)
+{
+	struct sweep_spec sp;
+	uint32_t rungs[SWEEP_RUNGS_MAX];
+	struct sweep_result res[8];
+	struct sweep_decision d[8], d2[8];
+	/* val_loss at rung 0 (1 epoch); trials 2 and 5 tie */
+	static const double r0[8] = { 0.9, 0.5, 0.4, 0.7, 0.3, 0.4, NAN, 0.8 };
+
+	(void)state;
+	parse_ok("{\"searcher\":\"sha\",\"trials\":8,\"max_epochs\":4,\"reduction_factor\":2,"
+		 "\"params\":[\"lr=loguniform(1e-4,1e-2)\"]}", &sp);
+	assert_int_equal(sweep_rungs(&sp, rungs), 3);
+	assert_int_equal(rungs[0], 1);
+	assert_int_equal(rungs[1], 2);
+	assert_int_equal(rungs[2], 4);
+	memset(res, 0, sizeof(res));
+	/* seven of eight reported: nothing decided */
+	for (int i = 0; i < 7; i++) {
+		res[i].has[0] = true;
+		res[i].metric[0] = r0[i];
+	}
+	sweep_decide(&sp, res, 8, d);
+	for (int i = 0; i < 8; i++) {
+		assert_int_equal(d[i].rung, 0);
+		assert_int_equal(d[i].epochs, 1);
+		assert_int_equal(d[i].verdict, VERDICT_RUNNING);
+	}
+	/* the last one reports: the best 4 go on (4, then 2 and 5 tied: 2 first, then 1) */
+	res[7].has[0] = true;
+	res[7].metric[0] = r0[7];
+	sweep_decide(&sp, res, 8, d);
+	for (int i = 0; i < 8; i++) {
+		bool up = i == 1 || i == 2 || i == 4 || i == 5;
+
+		assert_int_equal(d[i].rung, up ? 1 : 0);
+		assert_int_equal(d[i].epochs, up ? 2 : 1);
+		assert_int_equal(d[i].verdict, up ? VERDICT_RUNNING : VERDICT_STOPPED);
+		assert_int_equal(d[i].of, 8);
+	}
+	assert_int_equal(d[4].rank, 1);
+	assert_int_equal(d[2].rank, 2);
+	assert_int_equal(d[5].rank, 3);   /* tied with trial 2: the higher number ranks after */
+	assert_int_equal(d[6].rank, 8);   /* NaN ranks last */
+	/* rung 1: three of four reported, one stopped (killed): decided; the best 2 go to 4 epochs */
+	res[1].has[1] = true, res[1].metric[1] = 0.35;
+	res[2].has[1] = true, res[2].metric[1] = 0.30;
+	res[4].stopped = true;
+	res[5].has[1] = true, res[5].metric[1] = 0.33;
+	sweep_decide(&sp, res, 8, d);
+	assert_int_equal(d[2].rung, 2);
+	assert_int_equal(d[2].epochs, 4);
+	assert_int_equal(d[2].verdict, VERDICT_FINAL);
+	assert_int_equal(d[5].rung, 2);
+	assert_int_equal(d[1].verdict, VERDICT_STOPPED);
+	assert_int_equal(d[4].verdict, VERDICT_STOPPED);
+	assert_int_equal(d[4].rank, 4);
+	/* the same results with the trials' extra, later epochs known: the same decisions */
+	res[2].has[2] = true, res[2].metric[2] = 0.1;
+	sweep_decide(&sp, res, 8, d2);
+	assert_memory_equal(d, d2, sizeof(d));
+	sweep_spec_clear(&sp);
+	refused("{\"searcher\":\"sha\",\"trials\":8,\"max_epochs\":4,\"reduction_factor\":1,"
+		"\"params\":[\"lr=loguniform(1e-4,1e-2)\"]}", "reduction_factor");
+	refused("{\"searcher\":\"sha\",\"trials\":8,\"params\":[\"lr=loguniform(1e-4,1e-2)\"]}", "max_epochs");
+	refused("{\"searcher\":\"sha\",\"trials\":8,\"max_epochs\":2,\"grace_epochs\":3,"
+		"\"params\":[\"lr=loguniform(1e-4,1e-2)\"]}", "grace_epochs");
+	refused("{\"searcher\":\"random\",\"trials\":8,\"max_epochs\":2,"
+		"\"params\":[\"lr=loguniform(1e-4,1e-2)\"]}", "max_epochs");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_grid),
 		cmocka_unit_test(test_random),
 		cmocka_unit_test(test_refused),
+		cmocka_unit_test(test_sha),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
