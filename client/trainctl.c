@@ -203,8 +203,8 @@ const struct verb verbs[] = {
 	  "import: the files are opened here and passed to traind as open files.", false },
 	{ "counters", cmd_counters, 0, JOB_NONE, "",
 	  "traind's counters since it started (epochs committed, jobs failed, errors, commit latency)", NULL, false },
-	{ "sweep", cmd_sweep, CONFIG_OPTS | BIT(O_NAME) | BIT(O_CONFIG) | BIT(O_KEEP) | BIT(O_TIMEOUT), ARGS,
-	  "start|status|list|wait|kill [SWEEP]", "hyperparameter sweeps: trials as jobs (doc/sweeps.md)",
+	{ "sweep", cmd_sweep, CONFIG_OPTS | BIT(O_NAME) | BIT(O_CONFIG) | BIT(O_KEEP) | BIT(O_TIMEOUT) | BIT(O_FORCE),
+	  ARGS, "start|status|list|wait|pause|resume|kill|rm [SWEEP]", "hyperparameter sweeps: trials as jobs (doc/sweeps.md)",
 	  "sweep start --searcher grid|random|sha --param KEY=DIST ... [--trials N] [--max-parallel K]\n"
 	  "  [--seed S] [--metric val_loss|val_acc|val_macro_acc|val_mae|val_rmse] [--name N]\n"
 	  "  [any start flag: the configuration every trial shares]\n"
@@ -215,8 +215,10 @@ const struct verb verbs[] = {
 	  "  --seed is the sweep's (the random searcher's draws); the trials' model seed comes from\n"
 	  "  --config or a parameter (seed=choice(1,2)).\n"
 	  "sweep status SWEEP: the trials, their jobs, states, metric, decisions and the best\n"
-	  "sweep list; sweep wait SWEEP [--timeout S] (exit 3 on timeout, 4 when killed);\n"
-	  "sweep kill SWEEP: no trial starts any more, those queued or running are killed\n"
+	  "sweep list; sweep wait SWEEP [--timeout S] (exit 3 on timeout, 4 when killed or paused);\n"
+	  "sweep kill SWEEP: no trial starts any more, those queued or running are killed;\n"
+	  "sweep pause SWEEP / resume SWEEP: its trials paused (checkpointed) / taken on again;\n"
+	  "sweep rm SWEEP [--force]: the sweep and its trials' jobs (--force: kill them first)\n"
 	  "\n"
 	  "example:\n"
 	  "  trainctl sweep start --searcher grid --param lr=choice(0.001,0.01) \\\n"

@@ -1,5 +1,5 @@
 /*
- * verbs-sweep.c - trainctl sweep start|status|list|wait|kill: hyperparameter
+ * verbs-sweep.c - trainctl sweep start|status|list|wait|pause|resume|kill|rm: hyperparameter
  * sweeps whose trials are ordinary jobs (doc/sweeps.md).
  *
  * The sweep's own flags (--param, repeated; --searcher, --trials,
@@ -350,7 +350,8 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Until the sweep is done or killed: its status, polled twice a second. */
+/* Until the sweep is done, killed or paused: its status, polled twice a
+ * second. */
 static int sweep_wait(struct cli *cli)
 {
 	json_t *reply = NULL, *s;
@@ -385,21 +386,25 @@ static int sweep_wait(struct cli *cli)
 	}
 }
 
-static int sweep_kill(struct cli *cli)
+/* kill, pause, resume, rm: {"id", "state"} */
+static int sweep_verb(struct cli *cli, const char *method)
 {
-	json_t *reply = NULL;
+	json_t *reply = NULL, *p;
 	int64_t id;
 	int rc = sweep_id(cli, &id);
 
 	if (rc != RC_OK)
 		return rc;
-	rc = rpc(cli, "io.traind.SweepKill", json_pack("{s:I}", "id", (json_int_t)id), &reply);
+	p = json_pack("{s:I}", "id", (json_int_t)id);
+	if (cli->set[O_FORCE])
+		json_object_set_new(p, "force", json_true());
+	rc = rpc(cli, method, p, &reply);
 	if (rc != RC_OK)
 		return rc;
 	if (cli->json)
 		rc = render_json(stdout, reply);
 	else
-		printf("sweep %" PRId64 ": killed\n", id);
+		printf("sweep %" PRId64 ": %s\n", id, json_string_value(json_object_get(reply, "state")));
 	json_decref(reply);
 	return rc;
 }
@@ -419,7 +424,15 @@ int cmd_sweep(struct cli *cli)
 		return sweep_list(cli);
 	if (strcmp(sub, "wait") == 0)
 		return sweep_wait(cli);
+	if (cli->set[O_FORCE] && strcmp(sub, "rm") != 0)
+		return failf(RC_USAGE, "sweep %s: --force goes with sweep rm", sub);
 	if (strcmp(sub, "kill") == 0)
-		return sweep_kill(cli);
-	return failf(RC_USAGE, "sweep: expected start, status, list, wait or kill, got '%.40s'", sub);
+		return sweep_verb(cli, "io.traind.SweepKill");
+	if (strcmp(sub, "pause") == 0)
+		return sweep_verb(cli, "io.traind.SweepPause");
+	if (strcmp(sub, "resume") == 0)
+		return sweep_verb(cli, "io.traind.SweepResume");
+	if (strcmp(sub, "rm") == 0)
+		return sweep_verb(cli, "io.traind.SweepDelete");
+	return failf(RC_USAGE, "sweep: expected start, status, list, wait, pause, resume, kill or rm, got '%.40s'", sub);
 }

@@ -5,8 +5,8 @@
 -- max_parallel, the shared configuration), a JSON object; everything a
 -- searcher decides is a pure function of it and of the trials' durable
 -- results, so it is the searcher's whole stored state for grid and random.
--- state: 'running' or 'killed' (a sweep whose trials have all stopped is
--- shown as done; that is derived, never stored).
+-- state: 'running', 'paused' or 'killed' (a sweep whose trials have all
+-- stopped is shown as done; that is derived, never stored).
 --
 -- sweep_trials: the trials, numbered from 0 in the searcher's order, each an
 -- ordinary job (jobs.id) created in the same transaction as the sweep with
@@ -18,7 +18,7 @@ CREATE TABLE sweeps (
 	id          INTEGER PRIMARY KEY,
 	name        TEXT    NOT NULL,
 	spec        TEXT    NOT NULL CHECK (json_valid(spec)),
-	state       TEXT    NOT NULL CHECK (state IN ('running', 'killed')),
+	state       TEXT    NOT NULL CHECK (state IN ('running', 'paused', 'killed')),
 	created_at  INTEGER NOT NULL,
 	updated_at  INTEGER NOT NULL
 );

@@ -451,7 +451,7 @@ static json_t *sweep_json(struct store *st, const struct store_sweep *sw, bool w
 		best = json_pack("{s:i, s:I, s:f, s:o}", "trial", (int)b->trial, "job", (json_int_t)b->job, "metric",
 				 b->metric, "params", json_loads(b->params, 0, NULL));
 	}
-	state = sw->killed ? "killed" : stopped == n ? "done" : "running";
+	state = sw->killed ? "killed" : sw->paused ? "paused" : stopped == n ? "done" : "running";
 	o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:i, s:i, s:i, s:O, s:O, s:o}", "id", (json_int_t)sw->id,
 		      "name", sw->name, "searcher", sweep_searcher_name(sp.searcher), "state", state, "metric",
 		      monitor_name(sp.metric), "seed", (json_int_t)sp.seed, "max_parallel", (int)sp.max_parallel,
@@ -585,63 +585,97 @@ void m_sweep_list(struct daemon *d, struct call *c, struct call_fds *fds)
 	bg_submit(d->bg, &r->t);
 }
 
-/* ---- SweepKill --------------------------------------------------------- */
+/* ---- SweepKill, SweepPause, SweepResume, SweepDelete ------------------ */
 
-struct sweep_kill {
+struct sweep_verb {
 	struct sweep_done done;      /* first */
 	struct call *c;              /* NULL once the client has gone */
 };
 
-static void sweep_kill_reply(struct call *c, const struct sweep_done *done)
+static void sweep_verb_reply(struct call *c, const struct sweep_done *done)
 {
 	if (done->code == SWEEP_OK) {
-		call_reply(c, json_pack("{s:I, s:s}", "id", (json_int_t)done->id, "state", "killed"), false);
+		call_reply(c, json_pack("{s:I, s:s}", "id", (json_int_t)done->id, "state", done->state), false);
 		return;
 	}
 	call_error(c, proto_error_of(PROTO_FROM_SWEEP, done->code),
-		   &(struct proto_detail){ .has_id = true, .id = done->id, .message = done->message });
+		   &(struct proto_detail){ .has_id = true, .id = done->id, .message = done->message,
+					   .state = done->state[0] ? done->state : "unknown" });
 }
 
-static void sweep_kill_done(struct sweep_done *done)
+static void sweep_verb_done(struct sweep_done *done)
 {
-	struct sweep_kill *k = (struct sweep_kill *)done;
+	struct sweep_verb *k = (struct sweep_verb *)done;
 
 	if (k->c) {
 		call_on_cancel(k->c, NULL, NULL);
-		sweep_kill_reply(k->c, done);
+		sweep_verb_reply(k->c, done);
 	}
 	free(k);
 }
 
-static void sweep_kill_gone(void *arg)
+static void sweep_verb_gone(void *arg)
 {
-	struct sweep_kill *k = arg;
+	struct sweep_verb *k = arg;
 
-	k->c = NULL;
+	k->c = NULL;   /* what the verb started goes on */
 }
 
-void m_sweep_kill(struct daemon *d, struct call *c, struct call_fds *fds)
+enum sweep_op { OP_KILL, OP_PAUSE, OP_RESUME, OP_DELETE };
+
+static void sweep_verb(struct daemon *d, struct call *c, enum sweep_op op)
 {
 	static const char *const keys[] = { "id", NULL };
-	struct sweep_kill *k;
+	static const char *const delete_keys[] = { "id", "force", NULL };
+	struct sweep_verb *k;
+	bool force = false;
 	int64_t id = 0;
 	int rc;
 
-	(void)fds;
-	if (!params_only(c, keys) || !params_int(c, "id", true, 1, INT64_MAX, &id))
+	if (!params_only(c, op == OP_DELETE ? delete_keys : keys) ||
+	    !params_int(c, "id", true, 1, INT64_MAX, &id) || !params_bool(c, "force", &force))
 		return;
 	k = calloc(1, sizeof(*k));
 	if (!k) {
 		call_error(c, PROTO_STORAGE_ERROR, &(struct proto_detail){ .message = "out of memory" });
 		return;
 	}
-	k->done.fn = sweep_kill_done;
+	k->done.fn = sweep_verb_done;
 	k->c = c;
-	rc = sweeps_kill(d->sweeps, id, &k->done);
+	switch (op) {
+	case OP_KILL: rc = sweeps_kill(d->sweeps, id, &k->done); break;
+	case OP_PAUSE: rc = sweeps_pause(d->sweeps, id, &k->done); break;
+	case OP_RESUME: rc = sweeps_resume(d->sweeps, id, &k->done); break;
+	default: rc = sweeps_remove(d->sweeps, id, force, &k->done); break;
+	}
 	if (rc == 1) {
-		call_on_cancel(c, sweep_kill_gone, k);
+		call_on_cancel(c, sweep_verb_gone, k);
 		return;
 	}
-	sweep_kill_reply(c, &k->done);
+	sweep_verb_reply(c, &k->done);
 	free(k);
+}
+
+void m_sweep_kill(struct daemon *d, struct call *c, struct call_fds *fds)
+{
+	(void)fds;
+	sweep_verb(d, c, OP_KILL);
+}
+
+void m_sweep_pause(struct daemon *d, struct call *c, struct call_fds *fds)
+{
+	(void)fds;
+	sweep_verb(d, c, OP_PAUSE);
+}
+
+void m_sweep_resume(struct daemon *d, struct call *c, struct call_fds *fds)
+{
+	(void)fds;
+	sweep_verb(d, c, OP_RESUME);
+}
+
+void m_sweep_delete(struct daemon *d, struct call *c, struct call_fds *fds)
+{
+	(void)fds;
+	sweep_verb(d, c, OP_DELETE);
 }

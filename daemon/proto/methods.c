@@ -41,6 +41,9 @@ static const struct method {
 	{ "io.traind.SweepStatus", m_sweep_status, 0 },
 	{ "io.traind.SweepList", m_sweep_list, 0 },
 	{ "io.traind.SweepKill", m_sweep_kill, 0 },
+	{ "io.traind.SweepPause", m_sweep_pause, 0 },
+	{ "io.traind.SweepResume", m_sweep_resume, 0 },
+	{ "io.traind.SweepDelete", m_sweep_delete, 0 },
 	{ "org.varlink.service.GetInfo", m_get_info, M_SHUTDOWN },
 	{ "org.varlink.service.GetInterfaceDescription", m_get_interface, 0 },
 };

@@ -2049,17 +2049,48 @@ out:
 	return rc;
 }
 
-int store_sweep_kill(struct store *s, int64_t id, struct tr_err *err)
+int store_sweep_set_state(struct store *s, int64_t id, const char *state, struct tr_err *err)
 {
-	const int64_t args[] = { id, now_unix() };
+	static const char sql[] = "UPDATE sweeps SET state = ?2, updated_at = ?3 WHERE id = ?1";
+	const char *ctx = "recording a sweep's state";
+	sqlite3_stmt *st = NULL;
 	int rc;
 
+	if (strcmp(state, "running") != 0 && strcmp(state, "paused") != 0 && strcmp(state, "killed") != 0)
+		return tr_err_set(err, -EINVAL, "%s: '%.20s' is not a sweep's state", ctx, state);
 	autocommit_begin(s);
-	rc = exec_i64(s, "UPDATE sweeps SET state = 'killed', updated_at = ?2 WHERE id = ?1", args, 2, err,
-		      "killing a sweep");
-	if (rc == 0)
-		return tr_err_set(err, -ENOENT, "sweep %" PRId64 ": no such sweep", id);
+	rc = prepare(s, &st, sql, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = sqlite3_bind_int64(st, 1, id);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 3, now_unix());
+	if (rc != SQLITE_OK)
+		rc = db_fail(s, rc, err, ctx);
+	else
+		rc = next_row(s, st, err, ctx);
+	if (rc == 0 && sqlite3_changes(s->db) == 0)
+		rc = tr_err_set(err, -ENOENT, "sweep %" PRId64 ": no such sweep", id);
+	sqlite3_finalize(st);
 	return rc < 0 ? rc : 0;
+}
+
+int store_sweep_delete(struct store *s, int64_t id, struct tr_err *err)
+{
+	const char *ctx = "removing a sweep";
+	int rc;
+
+	rc = txn_begin(s, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = exec_i64(s, "DELETE FROM sweep_trials WHERE sweep_id = ?1", &id, 1, err, ctx);
+	if (rc >= 0)
+		rc = exec_i64(s, "DELETE FROM sweeps WHERE id = ?1", &id, 1, err, ctx);
+	if (rc == 0)
+		rc = tr_err_set(err, -ENOENT, "sweep %" PRId64 ": no such sweep", id);
+	return txn_end(s, rc < 0 ? rc : 0, err, ctx);
 }
 
 #define SWEEP_COLUMNS "id, name, spec, state, created_at, updated_at"
@@ -2073,6 +2104,7 @@ static int read_sweep(sqlite3_stmt *st, struct store_sweep *sw, struct tr_err *e
 	sw->id = sqlite3_column_int64(st, 0);
 	snprintf(sw->name, sizeof(sw->name), "%s", name ? (const char *)name : "");
 	sw->killed = state && strcmp((const char *)state, "killed") == 0;
+	sw->paused = state && strcmp((const char *)state, "paused") == 0;
 	sw->created_at = sqlite3_column_int64(st, 4);
 	sw->updated_at = sqlite3_column_int64(st, 5);
 	sw->spec = dup_column_text(st, 2);

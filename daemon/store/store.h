@@ -263,7 +263,8 @@ struct store_sweep {
 	int64_t id;
 	char name[STORE_NAME_MAX];
 	char *spec;                    /* the sweeps.spec JSON, owned */
-	bool killed;                   /* state 'killed' (else 'running') */
+	bool killed;                   /* state 'killed' */
+	bool paused;                   /* state 'paused' (neither: 'running') */
 	int64_t created_at, updated_at;
 };
 /* A trial with its job's committed state, as a status shows it. */
@@ -283,8 +284,12 @@ struct store_trial {
 int store_sweep_create(struct store *s, const char *name, const char *spec_json,
 		       const struct store_new_job *jobs, const char *const *params, size_t n,
 		       int64_t *sweep_id, int64_t *job_ids, struct tr_err *err);
-/* Record that the sweep was killed (-ENOENT: no such sweep). */
-int store_sweep_kill(struct store *s, int64_t id, struct tr_err *err);
+/* Record the sweep's state: "running", "paused" or "killed" (-ENOENT: no
+ * such sweep). */
+int store_sweep_set_state(struct store *s, int64_t id, const char *state, struct tr_err *err);
+/* Remove the sweep and its trial rows, one transaction (its trials' jobs
+ * stay: the caller removes them, each as Delete does). */
+int store_sweep_delete(struct store *s, int64_t id, struct tr_err *err);
 int store_sweep_get(struct store *s, int64_t id, struct store_sweep *out, struct tr_err *err);
 /* All sweeps by id; *out malloc'ed (store_sweeps_free). */
 int store_sweep_list(struct store *s, struct store_sweep **out, size_t *n, struct tr_err *err);

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,7 @@
 struct sweep {
 	int64_t id;
 	uint32_t max_parallel;
-	bool killed;
+	bool killed, paused;
 	int64_t *jobs;               /* the trials' jobs, in trial order, owned */
 	size_t njobs;
 	struct sweep_spec spec;      /* parsed from the store's (or the start's) */
@@ -75,7 +76,7 @@ bool sweeps_exists(struct sweeps *sw, int64_t id)
 }
 
 /* Takes what spec owns, always. */
-static struct sweep *add(struct sweeps *sw, int64_t id, struct sweep_spec *spec, bool killed,
+static struct sweep *add(struct sweeps *sw, int64_t id, struct sweep_spec *spec, bool killed, bool paused,
 			 const int64_t *job_ids, size_t n)
 {
 	struct sweep *s;
@@ -112,6 +113,7 @@ static struct sweep *add(struct sweeps *sw, int64_t id, struct sweep_spec *spec,
 	s->max_parallel = s->spec.max_parallel ? s->spec.max_parallel : 1;
 	s->nrungs = sweep_rungs(&s->spec, s->rungs);
 	s->killed = killed;
+	s->paused = paused;
 	sw->n++;
 	return s;
 }
@@ -126,7 +128,7 @@ int sweeps_add(struct sweeps *sw, int64_t id, const char *spec_json, const int64
 	json_decref(j);
 	if (rc < 0)
 		return rc;
-	return add(sw, id, &sp, false, job_ids, n) ? 0 : -ENOMEM;
+	return add(sw, id, &sp, false, false, job_ids, n) ? 0 : -ENOMEM;
 }
 
 /* Record row's metric for trial k of s when its epoch is a rung's. */
@@ -166,7 +168,7 @@ int sweeps_recover(struct sweeps *sw, struct store *s, struct tr_err *err)
 		for (size_t k = 0; rc == 0 && k < nt; k++)
 			ids[k] = t[k].job;
 		if (rc == 0) {
-			struct sweep *w = add(sw, list[i].id, &sp, list[i].killed, ids, nt);
+			struct sweep *w = add(sw, list[i].id, &sp, list[i].killed, list[i].paused, ids, nt);
 
 			if (!w)
 				rc = tr_err_set(err, -ENOMEM, "out of memory");
@@ -236,7 +238,7 @@ static void resume_one_done(struct jobs_done *done)
  * again at the next start. */
 static void evaluate(struct sweeps *sw, struct sweep *s)
 {
-	if (s->killed || s->nrungs < 2)
+	if (s->killed || s->paused || s->nrungs < 2)
 		return;
 	for (size_t k = 0; k < s->njobs; k++) {
 		struct job *j = jobs_find(sw->js, s->jobs[k]);
@@ -282,7 +284,7 @@ bool sweeps_may_start(struct sweeps *sw, const struct job *j)
 
 	if (!s)
 		return true;
-	if (s->killed)
+	if (s->killed || s->paused)
 		return false;
 	for (size_t k = 0; k < s->njobs; k++) {
 		struct job *t = jobs_find(sw->js, s->jobs[k]);
@@ -293,99 +295,216 @@ bool sweeps_may_start(struct sweeps *sw, const struct job *j)
 	return running < s->max_parallel;
 }
 
-/* ---- kill -------------------------------------------------------------- */
+/* ---- kill, pause, resume ------------------------------------------------ */
 
-struct kill_one {
+struct one_done {
 	struct jobs_done done;       /* first */
 };
 
-static void kill_one_done(struct jobs_done *done)
+static void one_done_fn(struct jobs_done *done)
 {
 	free(done);
 }
 
-static void kill_trials(struct sweeps *sw, struct sweep *s)
+static struct jobs_done *one_done_new(void)
+{
+	struct one_done *o = calloc(1, sizeof(*o));
+
+	if (o)
+		o->done.fn = one_done_fn;
+	return o ? &o->done : NULL;
+}
+
+/* Act on every trial in one of the states `mask` (bits of enum job_state,
+ * by its target): kill, pause or resume it. */
+enum trial_act { ACT_KILL, ACT_PAUSE, ACT_RESUME, ACT_DELETE };
+
+static void act_trials(struct sweeps *sw, struct sweep *s, enum trial_act act)
 {
 	for (size_t k = 0; k < s->njobs; k++) {
 		struct job *j = jobs_find(sw->js, s->jobs[k]);
-		struct kill_one *ko;
+		struct jobs_done *d;
+		int rc;
 
-		if (!j || (j->target != JOB_QUEUED && j->target != JOB_RUNNING))
+		if (!j)
 			continue;
-		ko = calloc(1, sizeof(*ko));
-		if (!ko) {
-			log_err("sweep %" PRId64 ": out of memory killing job %" PRId64, s->id, j->id);
+		if ((act == ACT_KILL || act == ACT_PAUSE) && j->target != JOB_QUEUED && j->target != JOB_RUNNING)
+			continue;
+		if (act == ACT_RESUME && j->target != JOB_PAUSED)
+			continue;
+		d = one_done_new();
+		if (!d) {
+			log_err("sweep %" PRId64 ": out of memory acting on job %" PRId64, s->id, j->id);
 			continue;
 		}
-		ko->done.fn = kill_one_done;
-		if (jobs_kill(sw->js, j, 0, &ko->done) != JOBS_PENDING)
-			free(ko);
+		switch (act) {
+		case ACT_KILL: rc = jobs_kill(sw->js, j, 0, d); break;
+		case ACT_PAUSE: rc = jobs_pause(sw->js, j, d); break;
+		case ACT_RESUME: rc = jobs_resume(sw->js, j, false, 0, 0, d); break;
+		default: rc = jobs_delete(sw->js, j, true, d); break;
+		}
+		if (rc != JOBS_PENDING)
+			free(d);
 	}
 }
 
 void sweeps_start(struct sweeps *sw)
 {
-	for (size_t i = 0; i < sw->n; i++)
+	for (size_t i = 0; i < sw->n; i++) {
 		if (sw->v[i].killed)
-			kill_trials(sw, &sw->v[i]);
+			act_trials(sw, &sw->v[i], ACT_KILL);
+		else if (sw->v[i].paused)
+			act_trials(sw, &sw->v[i], ACT_PAUSE);
+	}
 	sweeps_changed(sw);
 }
 
-struct kill_req {
+static const char *state_of(const struct sweep *s)
+{
+	return s->killed ? "killed" : s->paused ? "paused" : "running";
+}
+
+struct state_req {
 	struct sweeps *sw;
 	int64_t id;
+	char state[16];              /* what to record: "running", "paused", "killed", or "" to remove */
 	struct sweep_done *done;
 };
 
-static int kill_fn(struct store *s, void *arg, struct tr_err *err)
+static int state_fn(struct store *s, void *arg, struct tr_err *err)
 {
-	struct kill_req *r = arg;
+	struct state_req *r = arg;
 
-	return store_sweep_kill(s, r->id, err);
+	if (!r->state[0])
+		return store_sweep_delete(s, r->id, err);
+	return store_sweep_set_state(s, r->id, r->state, err);
 }
 
-static void kill_done(void *arg, int rc, const struct tr_err *err)
+static void sweep_remove(struct sweeps *sw, struct sweep *s)
 {
-	struct kill_req *r = arg;
+	size_t i = (size_t)(s - sw->v);
+
+	act_trials(sw, s, ACT_DELETE);
+	free(s->jobs);
+	free(s->res);
+	free(s->dec);
+	sweep_spec_clear(&s->spec);
+	sw->v[i] = sw->v[--sw->n];
+}
+
+static void state_done(void *arg, int rc, const struct tr_err *err)
+{
+	struct state_req *r = arg;
 	struct sweep *s = find(r->sw, r->id);
 
 	r->done->id = r->id;
+	snprintf(r->done->state, sizeof(r->done->state), "%s", r->state[0] ? r->state : "removed");
 	if (rc < 0) {
 		r->done->code = SWEEP_E_STORAGE;
 		snprintf(r->done->message, sizeof(r->done->message), "%s", err ? err->msg : "?");
 	} else {
 		r->done->code = SWEEP_OK;
-		log_notice("sweep %" PRId64 ": killed", r->id);
-		if (s)
-			kill_trials(r->sw, s);
+		log_notice("sweep %" PRId64 ": %s", r->id, r->state[0] ? r->state : "removed");
+		if (s && !r->state[0])
+			sweep_remove(r->sw, s);
+		else if (s && strcmp(r->state, "killed") == 0)
+			act_trials(r->sw, s, ACT_KILL);
+		else if (s && strcmp(r->state, "paused") == 0)
+			act_trials(r->sw, s, ACT_PAUSE);
+		else if (s) {
+			act_trials(r->sw, s, ACT_RESUME);
+			evaluate(r->sw, s);
+		}
 	}
 	r->done->fn(r->done);
 	free(r);
 }
 
-int sweeps_kill(struct sweeps *sw, int64_t id, struct sweep_done *done)
+static int refuse(struct sweep_done *done, int code, const char *state, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int refuse(struct sweep_done *done, int code, const char *state, const char *fmt, ...)
+{
+	va_list ap;
+
+	int o = 0;
+
+	done->code = code;
+	snprintf(done->state, sizeof(done->state), "%s", state ? state : "");
+	if (code == SWEEP_E_INVALID_STATE)   /* the message names the sweep: the error's id is a sweep's */
+		o = snprintf(done->message, sizeof(done->message), "sweep %" PRId64 " is %s: ", done->id, state);
+	va_start(ap, fmt);
+	vsnprintf(done->message + o, sizeof(done->message) - (size_t)o, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+/* Whether a trial of s is queued or running. */
+static bool has_live_trials(struct sweeps *sw, const struct sweep *s)
+{
+	for (size_t k = 0; k < s->njobs; k++) {
+		struct job *j = jobs_find(sw->js, s->jobs[k]);
+
+		if (j && (j->target == JOB_QUEUED || j->target == JOB_RUNNING))
+			return true;
+	}
+	return false;
+}
+
+static int change(struct sweeps *sw, int64_t id, const char *to, bool force, struct sweep_done *done)
 {
 	struct sweep *s = find(sw, id);
-	struct kill_req *r;
+	struct state_req *r;
 
 	done->id = id;
-	if (!s) {
-		done->code = SWEEP_E_NO_SUCH;
-		snprintf(done->message, sizeof(done->message), "sweep %" PRId64 ": no such sweep", id);
-		return SWEEP_E_NO_SUCH;
-	}
+	if (!s)
+		return refuse(done, SWEEP_E_NO_SUCH, NULL, "sweep %" PRId64 ": no such sweep", id);
+	if (strcmp(to, "paused") == 0 && (s->killed || s->paused))
+		return refuse(done, SWEEP_E_INVALID_STATE, state_of(s), "only a running sweep can be paused");
+	if (strcmp(to, "running") == 0 && !s->paused)
+		return refuse(done, SWEEP_E_INVALID_STATE, state_of(s), "only a paused sweep can be resumed");
+	if (strcmp(to, "killed") == 0 && s->killed)
+		return refuse(done, SWEEP_E_INVALID_STATE, state_of(s), "the sweep was killed already");
+	if (!to[0] && !force && has_live_trials(sw, s))
+		return refuse(done, SWEEP_E_INVALID_STATE, state_of(s),
+			      "trials are queued or running: kill the sweep first, or rm --force");
 	r = calloc(1, sizeof(*r));
 	if (r) {
 		r->sw = sw;
 		r->id = id;
+		snprintf(r->state, sizeof(r->state), "%s", to);
 		r->done = done;
 	}
-	if (!r || storeq_submit(sw->sq, kill_fn, r, kill_done) < 0) {
+	if (!r || storeq_submit(sw->sq, state_fn, r, state_done) < 0) {
 		free(r);
-		done->code = SWEEP_E_STORAGE;
-		snprintf(done->message, sizeof(done->message), "cannot record the kill");
-		return SWEEP_E_STORAGE;
+		return refuse(done, SWEEP_E_STORAGE, NULL, "cannot record the sweep's state");
 	}
-	s->killed = true;   /* no trial starts from now on; the kill is durable once done->fn runs */
+	/* at once, so that no trial starts meanwhile; durable once done->fn runs */
+	if (strcmp(to, "killed") == 0 || !to[0])
+		s->killed = true;
+	else if (strcmp(to, "paused") == 0)
+		s->paused = true;
+	else
+		s->paused = false;
 	return 1;
+}
+
+int sweeps_kill(struct sweeps *sw, int64_t id, struct sweep_done *done)
+{
+	return change(sw, id, "killed", false, done);
+}
+
+int sweeps_pause(struct sweeps *sw, int64_t id, struct sweep_done *done)
+{
+	return change(sw, id, "paused", false, done);
+}
+
+int sweeps_resume(struct sweeps *sw, int64_t id, struct sweep_done *done)
+{
+	return change(sw, id, "running", false, done);
+}
+
+int sweeps_remove(struct sweeps *sw, int64_t id, bool force, struct sweep_done *done)
+{
+	return change(sw, id, "", force, done);
 }

@@ -51,6 +51,7 @@ enum sweep_code {
 	SWEEP_OK = 0,
 	SWEEP_E_NO_SUCH = -1,          /* no sweep of that id: id */
 	SWEEP_E_STORAGE = -2,          /* what had to be recorded could not be: message */
+	SWEEP_E_INVALID_STATE = -3,    /* not in a state the verb acts on: id, state, message */
 };
 
 /* A caller waiting for a verb's answer (the caller's memory). */
@@ -58,6 +59,7 @@ struct sweep_done {
 	void (*fn)(struct sweep_done *done);
 	int code;                      /* SWEEP_OK or a SWEEP_E_* */
 	int64_t id;
+	char state[16];                /* the sweep's state: the new one, or (refused) its own */
 	char message[TR_ERR_MSG_MAX];
 };
 
@@ -86,8 +88,20 @@ void sweeps_changed(struct sweeps *sw);
 bool sweeps_may_start(struct sweeps *sw, const struct job *j);
 /* Whether the sweep exists in the registry. */
 bool sweeps_exists(struct sweeps *sw, int64_t id);
-/* Kill: record it (durable), then kill every trial still queued or
- * running. Returns SWEEP_E_NO_SUCH at once, else 1 and done->fn later. */
+/* The verbs. Each records the sweep's new state (durable), then acts on
+ * its trials' jobs, then done->fn runs; a refusal (SWEEP_E_*) is returned
+ * at once with done filled in, else 1. From the call on no trial starts
+ * (kill, pause, rm) or trials may start again (resume).
+ * Kill: every trial queued or running is killed. Pause: every trial
+ * queued or running is paused (a running one checkpoints its exact
+ * position); no rung is decided while paused. Resume: the paused trials
+ * are resumed and the rungs decided. Remove: the sweep's rows, then every
+ * trial's job as Delete removes it (a queued or running one killed first;
+ * refused without force while any is); a crash in between leaves those
+ * jobs as ordinary jobs. */
 int sweeps_kill(struct sweeps *sw, int64_t id, struct sweep_done *done);
+int sweeps_pause(struct sweeps *sw, int64_t id, struct sweep_done *done);
+int sweeps_resume(struct sweeps *sw, int64_t id, struct sweep_done *done);
+int sweeps_remove(struct sweeps *sw, int64_t id, bool force, struct sweep_done *done);
 
 #endif

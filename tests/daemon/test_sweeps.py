@@ -230,6 +230,46 @@ def main():
     check(rc == 4, "sweep wait of a killed sweep: exit 4 (%d)" % rc)
     rc, out, err = b.ctl("sweep", "kill", 77, check_rc=False)
     check(rc == 1 and "77" in err, "sweep kill of no sweep (%s)" % err.strip())
+
+    # ---- sweep pause, resume, rm ----
+    p = b.ctl_json("sweep", "start", "--searcher", "random", "--trials", "2", "--seed", "6", "--max-parallel", "2",
+                   "--param", "lr=loguniform(1e-3,1e-2)", *SHARED)["id"]
+    for _ in range(3000):
+        n, s = running_trials(b, p)
+        if n:
+            break
+        time.sleep(0.01)
+    rc, out, err = b.ctl("sweep", "rm", p, check_rc=False)
+    check(rc == 1 and "kill the sweep first" in err, "sweep rm of a running sweep refused (%s)" % err.strip())
+    check(b.ctl_json("sweep", "pause", p) == {"id": p, "state": "paused"}, "sweep pause answers")
+    for _ in range(3000):
+        s = b.ctl_json("sweep", "status", p)
+        if all(t["state"] in ("paused", "done") for t in s["trials"]):
+            break
+        time.sleep(0.01)
+    check(s["state"] == "paused" and any(t["state"] == "paused" for t in s["trials"]),
+          "a paused sweep's trials are paused (%s)" % [t["state"] for t in s["trials"]])
+    rc, out, err = b.ctl("sweep", "wait", p, check_rc=False)
+    check(rc == 4, "sweep wait of a paused sweep: exit 4 (%d)" % rc)
+    rc, out, err = b.ctl("sweep", "pause", p, check_rc=False)
+    check(rc == 1 and "running sweep" in err, "pausing a paused sweep is refused (%s)" % err.strip())
+    b.kill9()
+    b.start()
+    time.sleep(0.5)
+    s = b.ctl_json("sweep", "status", p)
+    check(s["state"] == "paused" and all(t["state"] in ("paused", "done") for t in s["trials"]),
+          "still paused after a SIGKILL (%s)" % [t["state"] for t in s["trials"]])
+    check(b.ctl_json("sweep", "resume", p) == {"id": p, "state": "running"}, "sweep resume answers")
+    rc, out, err = b.ctl("sweep", "wait", p, "--timeout", "600", check_rc=False)
+    check(rc == 0, "the resumed sweep is done (rc %d: %s)" % (rc, err.strip()))
+    jobs = [t["job"] for t in b.ctl_json("sweep", "status", p)["trials"]]
+    check(b.ctl_json("sweep", "rm", p) == {"id": p, "state": "removed"}, "sweep rm answers")
+    r = b.call("io.traind.SweepStatus", {"id": p})
+    check(r.get("error") == "io.traind.NoSuchSweep", "a removed sweep is gone (%s)" % r.get("error"))
+    for j in jobs:
+        r = b.call("io.traind.Status", {"id": j})
+        check(r.get("error") == "io.traind.NoSuchJob", "a removed sweep's trial job %d is gone" % j)
+    check(b.sql("SELECT count(*) FROM sweeps WHERE id = ?", (p,))[0][0] == 0, "its row is gone")
     b.cleanup()
 
     sha_runs(rnd)
