@@ -400,6 +400,8 @@ static int decide_from_store(struct store *st, const struct sweep_spec *sp, cons
 static json_t *sweep_json(struct store *st, const struct store_sweep *sw, bool with_trials, struct tr_err *err)
 {
 	json_t *spec = json_loads(sw->spec, 0, NULL), *o = NULL, *trials = NULL, *best = json_null();
+	json_t *by_state = json_object();
+	unsigned counts[JOB_STATE_COUNT] = { 0 };
 	struct store_trial *tv = NULL;
 	struct sweep_spec sp;
 	size_t n = 0, stopped = 0, done = 0;
@@ -430,6 +432,7 @@ static json_t *sweep_json(struct store *st, const struct store_sweep *sw, bool w
 
 		if (tr->state != JOB_QUEUED && tr->state != JOB_RUNNING && tr->state != JOB_PAUSED)
 			stopped++;
+		counts[tr->state]++;
 		if (tr->state == JOB_DONE)
 			done++;
 		if (tr->state == JOB_DONE && tr->has_metric && (nrungs < 2 || tr->epoch == rungs[nrungs - 1]) &&
@@ -461,6 +464,10 @@ static json_t *sweep_json(struct store *st, const struct store_sweep *sw, bool w
 	best = NULL;
 	if (!o)
 		goto oom;
+	for (int k = 0; by_state && k < JOB_STATE_COUNT; k++)
+		json_object_set_new(by_state, job_state_name((enum job_state)k), json_integer(counts[k]));
+	json_object_set_new(o, "trials_by_state", by_state ? by_state : json_null());
+	by_state = NULL;
 	if (sp.searcher == SWEEP_SHA) {
 		json_t *r = json_array();
 
@@ -484,6 +491,7 @@ oom_o:
 oom:
 	tr_err_set(err, -ENOMEM, "out of memory");
 fail:
+	json_decref(by_state);
 	json_decref(best);
 	json_decref(trials);
 	json_decref(spec);

@@ -21,16 +21,23 @@ real traind, real SQLite, MNIST subsets (2000 training images), small MLPs.
   are made: `sweep status --json` and every trial's weights identical; a
   trial that reached 4 epochs through two promotions equals a plain job
   started with 4 epochs.
-- sweep list, NoSuchSweep.
+- The Python client: sweep_start, sweep_wait, sweeps, sweep_rm, its errors.
+- sweep list, NoSuchSweep; traind-web's /metrics has the per-sweep gauges
+  (traind_sweep_trials by state, traind_sweep_best_metric).
 
 TRAIND_SWEEP_KILLS (default 3) sets how many SIGKILLs the crash run takes."""
+import http.client
 import json
 import os
 import random
+import re
+import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import harness  # noqa: E402
 from harness import Daemon, check, run  # noqa: E402
 
 SHARED = ["--train-size", "2000", "--val-size", "1000", "--hidden", "64", "--epochs", "3"]
@@ -125,6 +132,50 @@ def sha_runs(rnd):
     e.cleanup()
 
 
+def metrics(d):
+    """traind-web's /metrics for traind d (a real traind-web on a loopback port)."""
+    tmp = tempfile.mkdtemp(prefix="traind-web-sweeps-")
+    static = os.path.join(harness.BUILD, "web")
+    web = os.path.join(harness.BUILD, "web", "traind-web")
+    p = subprocess.Popen([web, "--socket", d.socket, "--listen", "127.0.0.1:0", "--token-file",
+                          os.path.join(tmp, "token"), "--static-dir", static], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL)
+    try:
+        m = re.search(r"http://127\.0\.0\.1:(\d+)/\?token=([0-9a-f]{64})", p.stdout.readline().decode())
+        c = http.client.HTTPConnection("127.0.0.1", int(m.group(1)), timeout=60)
+        c.request("GET", "/metrics", headers={"Authorization": "Bearer " + m.group(2)})
+        r = c.getresponse()
+        return r.status, r.read().decode()
+    finally:
+        p.terminate()
+        p.wait(30)
+
+
+def python_client(d):
+    """The Python client's sweeps (python/traind)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+    import traind
+    with traind.Client(d.socket) as c:
+        sid = c.sweep_start("random", {"lr": "loguniform(1e-3,1e-2)"}, trials=2, seed=4, max_parallel=2,
+                            name="py", train_size=2000, val_size=1000, hidden=[32], epochs=1)
+        s = c.sweep_wait(sid, timeout=600)
+        check(s["state"] == "done" and [t["trial"] for t in s["trials"]] == [0, 1] and
+              s == d.ctl_json("sweep", "status", sid), "Python: sweep_start, sweep_wait = sweep status --json")
+        check(any(x["id"] == sid for x in c.sweeps()), "Python: sweeps() lists it")
+        try:
+            c.sweep_status(999)
+            check(False, "Python: NoSuchSweep raised")
+        except traind.NoSuchSweep as e:
+            check(e.parameters.get("id") == 999, "Python: NoSuchSweep for sweep 999")
+        try:
+            c.sweep_start("grid", {"learning_rate": "choice(1,2)"})
+            check(False, "Python: InvalidParameter raised")
+        except traind.InvalidParameter as e:
+            check(e.parameters.get("parameter") == "params.learning_rate", "Python: InvalidParameter "
+                  "names params.learning_rate (%s)" % e.parameters)
+        check(c.sweep_rm(sid) == {"id": sid, "state": "removed"}, "Python: sweep_rm")
+
+
 def main():
     rnd = random.Random(23)
     a = Daemon(max_running=2).start()
@@ -174,6 +225,15 @@ def main():
               "trial %d's weights equal a plain job's with %s" % (t["trial"], p))
     lst = a.ctl_json("sweep", "list")["sweeps"]
     check([s["id"] for s in lst] == [sid] and lst[0]["state"] == "done", "sweep list (%s)" % lst)
+    status, text = metrics(a) if os.path.exists(os.path.join(harness.BUILD, "web", "traind-web")) else (0, "")
+    want = 'traind_sweep_trials{sweep="%d",name="g",state="done"} 4' % sid
+    check(status == 200 and want in text and
+          'traind_sweep_trials{sweep="%d",name="g",state="running"} 0' % sid in text,
+          "/metrics has the sweep's trials by state (%s)" % want)
+    m = re.search(r'traind_sweep_best_metric\{sweep="%d",name="g",metric="val_loss"\} (\S+)' % sid, text)
+    check(m and float(m.group(1)) == ref["best"]["metric"], "/metrics has the sweep's best metric (%s)" % (
+        m and m.group(0)))
+    python_client(a)
     a.cleanup()
 
     # ---- the same grid, one trial at a time, SIGKILLed and restarted ----
