@@ -146,7 +146,7 @@ static int sweep_start(struct cli *cli)
 	if (cli->nargs != 1)
 		return failf(RC_USAGE, "sweep start: unexpected argument '%.40s'", cli->args[1]);
 	if (!sw.searcher)
-		return failf(RC_USAGE, "sweep start: --searcher grid|random|sha is required");
+		return failf(RC_USAGE, "sweep start: --searcher grid|random|sha|hyperband is required");
 	if (!sw.nparams)
 		return failf(RC_USAGE, "sweep start: at least one --param KEY=DIST");
 	rc = verbs_build_config(cli, &config, &file_name, &file_keep);

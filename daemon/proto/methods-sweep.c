@@ -185,8 +185,12 @@ static void sweep_start_work(struct bg_task *t)
 			bg_fail(t, PROTO_FROM_DAEMON, tr_err_set(err, -ENOMEM, "out of memory"));
 			goto out;
 		}
-		if (sp.searcher == SWEEP_SHA)   /* the first rung's; promotions continue the job */
-			json_object_set_new(cfg, "epochs", json_integer(sp.grace_epochs));
+		if (sweep_adaptive(&sp)) {   /* its first rung's; promotions continue the job */
+			uint32_t rungs[SWEEP_RUNGS_MAX];
+
+			sweep_trial_rungs(&sp, i, rungs);
+			json_object_set_new(cfg, "epochs", json_integer(rungs[0]));
+		}
 		snprintf(js->name, sizeof(js->name), "%.40s-t%u", r->name, i);
 		js->keep = json_is_integer(keep) ? (int32_t)json_integer_value(keep) : 3;
 		rc = methods_new_job(t, s->d, cfg, true, js, s->param, &s->bad_param);
@@ -307,9 +311,11 @@ struct sweep_read {
 /* A trial's decision and why: grid and random run every trial to its
  * epochs; sha as the searcher decided its rungs (dec). */
 static void decision_of(const struct store_trial *tr, bool killed, const struct sweep_spec *sp,
-			const struct sweep_decision *dec, const uint32_t *rungs, uint32_t nrungs, const char **d,
-			char *why, size_t n)
+			const struct sweep_decision *dec, const char **d, char *why, size_t n)
 {
+	uint32_t rungs[SWEEP_RUNGS_MAX];
+	uint32_t nrungs = sweep_trial_rungs(sp, tr->trial, rungs);
+
 	if (nrungs >= 2 && dec->verdict == VERDICT_STOPPED) {
 		*d = "stopped";
 		snprintf(why, n, "rank %u of %u at rung %u (%u epochs): not in the top 1/%u", dec->rank, dec->of,
@@ -366,7 +372,7 @@ static void decision_of(const struct store_trial *tr, bool killed, const struct 
 
 /* sha: each trial's results from its history, then the searcher's decisions. */
 static int decide_from_store(struct store *st, const struct sweep_spec *sp, const struct store_trial *tv, size_t n,
-			     const uint32_t *rungs, uint32_t nrungs, struct sweep_decision *dec, struct tr_err *err)
+			     struct sweep_decision *dec, struct tr_err *err)
 {
 	struct sweep_result *res = calloc(n ? n : 1, sizeof(*res));
 	int rc = 0;
@@ -376,6 +382,8 @@ static int decide_from_store(struct store *st, const struct sweep_spec *sp, cons
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		struct history_row *rows = NULL;
 		size_t nrows = 0;
+		uint32_t rungs[SWEEP_RUNGS_MAX];
+		uint32_t nrungs = sweep_trial_rungs(sp, tv[i].trial, rungs);
 
 		res[i].stopped = tv[i].state == JOB_FAILED || tv[i].state == JOB_KILLED;
 		rc = store_history(st, tv[i].job, &rows, &nrows, err);
@@ -408,18 +416,18 @@ static json_t *sweep_json(struct store *st, const struct store_sweep *sw, bool w
 	const struct store_trial *b = NULL;
 	const char *state;
 	struct sweep_decision *dec = NULL;
-	uint32_t rungs[SWEEP_RUNGS_MAX], nrungs = 0;
+	bool adaptive;
 
 	memset(&sp, 0, sizeof(sp));
 	if (sweep_spec_parse(spec, &sp, err) < 0)
 		goto fail;
 	if (store_sweep_trials(st, sw->id, monitor_name(sp.metric), &tv, &n, err) < 0)
 		goto fail;
-	nrungs = sweep_rungs(&sp, rungs);
+	adaptive = sweep_adaptive(&sp);
 	dec = calloc(n ? n : 1, sizeof(*dec));
 	if (!dec)
 		goto oom;
-	if (nrungs >= 2 && decide_from_store(st, &sp, tv, n, rungs, nrungs, dec, err) < 0)
+	if (adaptive && decide_from_store(st, &sp, tv, n, dec, err) < 0)
 		goto fail;
 	trials = json_array();
 	if (!trials)
@@ -435,17 +443,19 @@ static json_t *sweep_json(struct store *st, const struct store_sweep *sw, bool w
 		counts[tr->state]++;
 		if (tr->state == JOB_DONE)
 			done++;
-		if (tr->state == JOB_DONE && tr->has_metric && (nrungs < 2 || tr->epoch == rungs[nrungs - 1]) &&
+		if (tr->state == JOB_DONE && tr->has_metric && (!adaptive || tr->epoch == sp.max_epochs) &&
 		    (!b || sweep_metric_better(&sp, tr->metric, b->metric)))
 			b = tr;   /* ties: the lower trial number, met first */
-		decision_of(tr, sw->killed, &sp, &dec[i], rungs, nrungs, &d, why, sizeof(why));
+		decision_of(tr, sw->killed, &sp, &dec[i], &d, why, sizeof(why));
 		row = json_pack("{s:i, s:I, s:o, s:s, s:i, s:i, s:o, s:s, s:s}", "trial", (int)tr->trial, "job",
 				(json_int_t)tr->job, "params", params ? params : json_object(), "state",
 				job_state_name(tr->state), "epochs", (int)tr->epoch, "planned_epochs",
 				(int)tr->epochs, "metric", tr->has_metric ? json_real(tr->metric) : json_null(),
 				"decision", d, "reason", why);
-		if (row && nrungs >= 2)
+		if (row && adaptive)
 			json_object_set_new(row, "rung", json_integer(dec[i].rung));
+		if (row && sp.searcher == SWEEP_HYPERBAND)
+			json_object_set_new(row, "bracket", json_integer(sweep_bracket_of(&sp, tr->trial)));
 		if (!row || json_array_append_new(trials, row) < 0)
 			goto oom;
 	}
@@ -468,12 +478,28 @@ static json_t *sweep_json(struct store *st, const struct store_sweep *sw, bool w
 		json_object_set_new(by_state, job_state_name((enum job_state)k), json_integer(counts[k]));
 	json_object_set_new(o, "trials_by_state", by_state ? by_state : json_null());
 	by_state = NULL;
-	if (sp.searcher == SWEEP_SHA) {
-		json_t *r = json_array();
+	if (adaptive) {   /* sha: "rungs"; hyperband: "brackets", each with its rungs and trials */
+		json_t *br = json_array();
 
-		for (uint32_t k = 0; r && k < nrungs; k++)
-			json_array_append_new(r, json_integer(rungs[k]));
-		json_object_set_new(o, "rungs", r ? r : json_null());
+		for (uint32_t bk = 0; br && bk < sweep_brackets(&sp); bk++) {
+			uint32_t rungs[SWEEP_RUNGS_MAX], nt = 0;
+			uint32_t nr = sweep_bracket_rungs(&sp, bk, rungs);
+			json_t *r = json_array();
+
+			for (uint32_t k = 0; r && k < nr; k++)
+				json_array_append_new(r, json_integer(rungs[k]));
+			for (uint32_t t = 0; t < sp.trials; t++)
+				nt += sweep_bracket_of(&sp, t) == bk;
+			if (sp.searcher == SWEEP_SHA)
+				json_object_set_new(o, "rungs", r ? r : json_null());
+			else
+				json_array_append_new(br, json_pack("{s:o, s:i}", "rungs", r ? r : json_array(),
+								    "trials", (int)nt));
+		}
+		if (sp.searcher == SWEEP_HYPERBAND)
+			json_object_set_new(o, "brackets", br ? br : json_null());
+		else
+			json_decref(br);
 		json_object_set_new(o, "reduction_factor", json_integer(sp.reduction_factor));
 	}
 	if (with_trials && json_object_set_new(o, "trials", trials) < 0)

@@ -19,6 +19,7 @@ const char *sweep_searcher_name(enum sweep_searcher s)
 	case SWEEP_GRID: return "grid";
 	case SWEEP_RANDOM: return "random";
 	case SWEEP_SHA: return "sha";
+	case SWEEP_HYPERBAND: return "hyperband";
 	}
 	return "?";
 }
@@ -198,15 +199,17 @@ int sweep_spec_parse(const json_t *in, struct sweep_spec *out, struct tr_err *er
 		out->searcher = SWEEP_RANDOM;
 	else if (strcmp(json_string_value(searcher), "sha") == 0)
 		out->searcher = SWEEP_SHA;
+	else if (strcmp(json_string_value(searcher), "hyperband") == 0)
+		out->searcher = SWEEP_HYPERBAND;
 	else
-		return tr_err_set_key(err, -EINVAL, "searcher", "'%.40s' is not a searcher this traind has (grid, random, sha)",
+		return tr_err_set_key(err, -EINVAL, "searcher", "'%.40s' is not a searcher this traind has (grid, random, sha, hyperband)",
 				      json_string_value(searcher));
-	if (out->searcher != SWEEP_SHA) {
+	if (!sweep_adaptive(out)) {
 		static const char *const sha_only[] = { "grace_epochs", "reduction_factor", "max_epochs" };
 
 		for (size_t i = 0; i < 3; i++)
 			if (json_object_get(in, sha_only[i]) && !json_is_null(json_object_get(in, sha_only[i])))
-				return tr_err_set_key(err, -EINVAL, sha_only[i], "goes with the sha searcher");
+				return tr_err_set_key(err, -EINVAL, sha_only[i], "goes with the sha and hyperband searchers");
 	}
 	if (!metric)
 		out->metric = MONITOR_VAL_LOSS;
@@ -254,7 +257,7 @@ int sweep_spec_parse(const json_t *in, struct sweep_spec *out, struct tr_err *er
 		}
 	}
 	rc = get_u64(in, "trials", 1, SWEEP_TRIALS_MAX, out->searcher == SWEEP_GRID ? grid : 0, &v, err);
-	if (rc == 0 && v == 0)
+	if (rc == 0 && v == 0 && out->searcher != SWEEP_HYPERBAND)
 		rc = tr_err_set_key(err, -EINVAL, "trials", "the %s searcher needs --trials N",
 				    sweep_searcher_name(out->searcher));
 	if (rc == 0 && out->searcher == SWEEP_GRID && v != grid)
@@ -268,12 +271,13 @@ int sweep_spec_parse(const json_t *in, struct sweep_spec *out, struct tr_err *er
 	if (rc < 0)
 		goto fail;
 	out->max_parallel = (uint32_t)v;
-	if (out->searcher == SWEEP_SHA) {
+	if (sweep_adaptive(out)) {
 		uint64_t g, r, m;
 
 		rc = get_u64(in, "max_epochs", 1, 100000, 0, &m, err);
 		if (rc == 0 && m == 0)
-			rc = tr_err_set_key(err, -EINVAL, "max_epochs", "the sha searcher needs --max-epochs M");
+			rc = tr_err_set_key(err, -EINVAL, "max_epochs", "the %s searcher needs --max-epochs M",
+					    sweep_searcher_name(out->searcher));
 		if (rc == 0)
 			rc = get_u64(in, "grace_epochs", 1, 100000, 1, &g, err);
 		if (rc == 0 && g > m)
@@ -292,6 +296,20 @@ int sweep_spec_parse(const json_t *in, struct sweep_spec *out, struct tr_err *er
 		out->grace_epochs = (uint32_t)g;
 		out->reduction_factor = (uint32_t)r;
 		out->max_epochs = (uint32_t)m;
+	}
+	if (out->searcher == SWEEP_HYPERBAND) {   /* the brackets decide how many trials */
+		uint32_t want = sweep_hyperband_trials(out);
+
+		if (want > SWEEP_TRIALS_MAX)
+			rc = tr_err_set_key(err, -EINVAL, "max_epochs", "the brackets would hold %u trials (at most %d)",
+					    want, SWEEP_TRIALS_MAX);
+		else if (json_object_get(in, "trials") && !json_is_null(json_object_get(in, "trials")) &&
+			 out->trials != want)
+			rc = tr_err_set_key(err, -EINVAL, "trials", "hyperband's brackets hold %u trials, not %u", want,
+					    out->trials);
+		if (rc < 0)
+			goto fail;
+		out->trials = want;
 	}
 	return 0;
 fail:
@@ -320,7 +338,7 @@ json_t *sweep_spec_to_json(const struct sweep_spec *sp)
 	json_object_set_new(o, "seed", json_integer((json_int_t)sp->seed));
 	json_object_set_new(o, "metric", json_string(monitor_name(sp->metric)));
 	json_object_set_new(o, "max_parallel", json_integer(sp->max_parallel));
-	if (sp->searcher == SWEEP_SHA) {
+	if (sweep_adaptive(sp)) {
 		json_object_set_new(o, "grace_epochs", json_integer(sp->grace_epochs));
 		json_object_set_new(o, "reduction_factor", json_integer(sp->reduction_factor));
 		json_object_set_new(o, "max_epochs", json_integer(sp->max_epochs));
@@ -412,21 +430,108 @@ bool sweep_metric_better(const struct sweep_spec *sp, double a, double b)
 	return monitor_better(sp->metric, a, b);
 }
 
-uint32_t sweep_rungs(const struct sweep_spec *sp, uint32_t epochs[SWEEP_RUNGS_MAX])
+bool sweep_adaptive(const struct sweep_spec *sp)
+{
+	return sp->searcher == SWEEP_SHA || sp->searcher == SWEEP_HYPERBAND;
+}
+
+/* grace, x eta, ..., max (at most SWEEP_RUNGS_MAX, the last max). */
+static uint32_t ladder(uint32_t grace, uint32_t eta, uint32_t max, uint32_t epochs[SWEEP_RUNGS_MAX])
 {
 	uint32_t n = 0;
 	uint64_t e;
 
-	if (sp->searcher != SWEEP_SHA)
-		return 0;
-	for (e = sp->grace_epochs; n < SWEEP_RUNGS_MAX; e *= sp->reduction_factor) {
-		if (e >= sp->max_epochs || n == SWEEP_RUNGS_MAX - 1) {
-			epochs[n++] = sp->max_epochs;
+	for (e = grace; n < SWEEP_RUNGS_MAX; e *= eta) {
+		if (e >= max || n == SWEEP_RUNGS_MAX - 1) {
+			epochs[n++] = max;
 			break;
 		}
 		epochs[n++] = (uint32_t)e;
 	}
 	return n;
+}
+
+/* HyperBand's s_max: the largest s with grace * eta^s <= max. */
+static uint32_t hb_smax(const struct sweep_spec *sp)
+{
+	uint32_t s = 0;
+	uint64_t e = sp->grace_epochs;
+
+	while (e * sp->reduction_factor <= sp->max_epochs && s + 1 < SWEEP_RUNGS_MAX) {
+		e *= sp->reduction_factor;
+		s++;
+	}
+	return s;
+}
+
+static uint64_t ipow(uint64_t b, uint32_t e)
+{
+	uint64_t r = 1;
+
+	while (e--)
+		r *= b;
+	return r;
+}
+
+uint32_t sweep_brackets(const struct sweep_spec *sp)
+{
+	return sp->searcher == SWEEP_HYPERBAND ? hb_smax(sp) + 1 : sweep_adaptive(sp) ? 1 : 0;
+}
+
+/* Bracket b (0: the most exploratory, s = s_max; then s_max - 1 ... 0):
+ * its trials, n_s = ceil((s_max + 1) * eta^s / (s + 1)), and its first
+ * rung's epochs, max / eta^s (at least grace). */
+static void hb_bracket(const struct sweep_spec *sp, uint32_t b, uint32_t *n, uint32_t *first)
+{
+	uint32_t smax = hb_smax(sp), s = smax - b;
+	uint64_t p = ipow(sp->reduction_factor, s);
+	uint64_t f = sp->max_epochs / p;
+
+	*n = (uint32_t)(((uint64_t)(smax + 1) * p + s) / (s + 1));
+	*first = f < sp->grace_epochs ? sp->grace_epochs : (uint32_t)f;
+}
+
+uint32_t sweep_bracket_of(const struct sweep_spec *sp, uint32_t trial)
+{
+	uint32_t nb = sweep_brackets(sp), n, first;
+
+	if (sp->searcher != SWEEP_HYPERBAND)
+		return 0;
+	for (uint32_t b = 0; b < nb; b++) {
+		hb_bracket(sp, b, &n, &first);
+		if (trial < n)
+			return b;
+		trial -= n;
+	}
+	return nb - 1;
+}
+
+uint32_t sweep_bracket_rungs(const struct sweep_spec *sp, uint32_t b, uint32_t epochs[SWEEP_RUNGS_MAX])
+{
+	uint32_t n, first;
+
+	if (sp->searcher == SWEEP_SHA)
+		return ladder(sp->grace_epochs, sp->reduction_factor, sp->max_epochs, epochs);
+	if (sp->searcher != SWEEP_HYPERBAND || b >= sweep_brackets(sp))
+		return 0;
+	hb_bracket(sp, b, &n, &first);
+	return ladder(first, sp->reduction_factor, sp->max_epochs, epochs);
+}
+
+uint32_t sweep_trial_rungs(const struct sweep_spec *sp, uint32_t trial, uint32_t epochs[SWEEP_RUNGS_MAX])
+{
+	return sweep_bracket_rungs(sp, sweep_bracket_of(sp, trial), epochs);
+}
+
+uint32_t sweep_hyperband_trials(const struct sweep_spec *sp)
+{
+	uint32_t total = 0, n, first;
+
+	for (uint32_t b = 0; b < sweep_brackets(sp); b++) {
+		hb_bracket(sp, b, &n, &first);
+		total += n;
+	}
+	return total;
 }
 
 /* The order of a rung: better metric first, missing and NaN last, then by
@@ -443,23 +548,22 @@ static bool ranks_before(const struct sweep_spec *sp, const struct sweep_result 
 	return a < b;
 }
 
-void sweep_decide(const struct sweep_spec *sp, const struct sweep_result *res, uint32_t n,
-		  struct sweep_decision *out)
+/* Successive halving over the trials idx[0..m) (in trial order) with the
+ * rungs epochs[0..nr). */
+static void decide_bracket(const struct sweep_spec *sp, const struct sweep_result *res, const uint32_t *idx,
+			   uint32_t m, const uint32_t *epochs, uint32_t nr, struct sweep_decision *out)
 {
-	uint32_t epochs[SWEEP_RUNGS_MAX];
-	uint32_t nr = sweep_rungs(sp, epochs);
-	uint32_t *members, nm = n;
+	uint32_t *members, nm = m;
 
-	for (uint32_t i = 0; i < n; i++)
-		out[i] = (struct sweep_decision){ .rung = 0, .epochs = nr ? epochs[0] : 0,
-						  .verdict = nr == 1 ? VERDICT_FINAL : VERDICT_RUNNING };
-	if (nr < 2 || n == 0)
+	for (uint32_t i = 0; i < m; i++)
+		out[idx[i]] = (struct sweep_decision){ .rung = 0, .epochs = nr ? epochs[0] : 0,
+						       .verdict = nr == 1 ? VERDICT_FINAL : VERDICT_RUNNING };
+	if (nr < 2 || m == 0)
 		return;
-	members = malloc(n * sizeof(*members));
+	members = malloc(m * sizeof(*members));
 	if (!members)
 		return;   /* nothing decided: decided again at the next change */
-	for (uint32_t i = 0; i < n; i++)
-		members[i] = i;
+	memcpy(members, idx, m * sizeof(*members));
 	for (uint32_t k = 0; k + 1 < nr; k++) {
 		uint32_t keep;
 
@@ -494,16 +598,40 @@ void sweep_decide(const struct sweep_spec *sp, const struct sweep_result *res, u
 		}
 		/* the next rung: those promoted, in trial order */
 		{
-			uint32_t m = 0;
+			uint32_t c = 0;
 
-			for (uint32_t i = 0; i < n; i++)
-				if (out[i].rung == k + 1)
-					members[m++] = i;
-			nm = m;
+			for (uint32_t i = 0; i < m; i++)
+				if (out[idx[i]].rung == k + 1)
+					members[c++] = idx[i];
+			nm = c;
 		}
 		if (nm == 0)
 			break;
 	}
 out:
 	free(members);
+}
+
+void sweep_decide(const struct sweep_spec *sp, const struct sweep_result *res, uint32_t n,
+		  struct sweep_decision *out)
+{
+	uint32_t epochs[SWEEP_RUNGS_MAX], *idx;
+	uint32_t nb = sweep_brackets(sp);
+
+	for (uint32_t i = 0; i < n; i++)
+		out[i] = (struct sweep_decision){ .verdict = VERDICT_RUNNING };
+	if (nb == 0 || n == 0)
+		return;
+	idx = malloc(n * sizeof(*idx));
+	if (!idx)
+		return;
+	for (uint32_t b = 0; b < nb; b++) {
+		uint32_t m = 0, nr = sweep_bracket_rungs(sp, b, epochs);
+
+		for (uint32_t i = 0; i < n; i++)
+			if (sweep_bracket_of(sp, i) == b)
+				idx[m++] = i;
+		decide_bracket(sp, res, idx, m, epochs, nr, out);
+	}
+	free(idx);
 }

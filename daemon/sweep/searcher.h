@@ -23,7 +23,11 @@
  * decision from the trials' results in trial order: a pure function, so
  * the daemon needs no searcher state beyond what the store holds (the
  * trials' histories) and makes the same decisions after any restart and
- * whatever order the trials finished in.
+ * whatever order the trials finished in. HyperBand runs successive halving
+ * in brackets (Li et al.): bracket s (s_max ... 0, s_max the largest s
+ * with grace * eta^s <= max_epochs) holds ceil((s_max + 1) eta^s / (s + 1))
+ * trials starting at max_epochs / eta^s epochs; each bracket's rungs are
+ * decided alone.
  *
  * Thread: any (no shared state).
  */
@@ -46,7 +50,7 @@
 
 #define SWEEP_RUNGS_MAX 16
 
-enum sweep_searcher { SWEEP_GRID, SWEEP_RANDOM, SWEEP_SHA };
+enum sweep_searcher { SWEEP_GRID, SWEEP_RANDOM, SWEEP_SHA, SWEEP_HYPERBAND };
 
 enum sweep_dist { DIST_CHOICE, DIST_UNIFORM, DIST_LOGUNIFORM, DIST_INT };
 
@@ -107,11 +111,21 @@ void sweep_spec_clear(struct sweep_spec *sp);
  * in the order of the parameters; NULL when out of memory. */
 json_t *sweep_trial_params(const struct sweep_spec *sp, uint32_t t);
 
-/* The rungs' epochs (sha: grace, x reduction_factor, ..., max_epochs;
- * else none): their count. */
-uint32_t sweep_rungs(const struct sweep_spec *sp, uint32_t epochs[SWEEP_RUNGS_MAX]);
+/* sha or hyperband: a searcher that decides rungs. */
+bool sweep_adaptive(const struct sweep_spec *sp);
+/* Brackets: hyperband's s_max + 1, sha 1, else 0. Bracket b's trials are
+ * consecutive trial numbers, the most exploratory bracket first. */
+uint32_t sweep_brackets(const struct sweep_spec *sp);
+uint32_t sweep_bracket_of(const struct sweep_spec *sp, uint32_t trial);
+/* The rungs' epochs of bracket b (sha: grace, x reduction_factor, ...,
+ * max_epochs; hyperband's bracket s: from max_epochs / eta^s) and of a
+ * trial's bracket; their count (0: no rungs, grid and random). */
+uint32_t sweep_bracket_rungs(const struct sweep_spec *sp, uint32_t b, uint32_t epochs[SWEEP_RUNGS_MAX]);
+uint32_t sweep_trial_rungs(const struct sweep_spec *sp, uint32_t trial, uint32_t epochs[SWEEP_RUNGS_MAX]);
+/* hyperband: the trials its brackets hold. */
+uint32_t sweep_hyperband_trials(const struct sweep_spec *sp);
 /* Every trial's decision (out[0..n)) from their results in trial order
- * (res[0..n)). A rung is decided only when each of its trials has reported
+ * (res[0..n); res[t].has[k]: the trial's rung k, of its bracket). A rung is decided only when each of its trials has reported
  * at its epoch or stopped; missing and NaN metrics rank last, ties by
  * trial number. Grid and random: every trial VERDICT_RUNNING, epochs 0. */
 void sweep_decide(const struct sweep_spec *sp, const struct sweep_result *res, uint32_t n,

@@ -23,8 +23,6 @@ struct sweep {
 	struct sweep_spec spec;      /* parsed from the store's (or the start's) */
 	struct sweep_result *res;    /* njobs: each trial's metric at the rungs' epochs, owned */
 	struct sweep_decision *dec;  /* njobs: scratch for sweep_decide, owned */
-	uint32_t rungs[SWEEP_RUNGS_MAX];
-	uint32_t nrungs;
 };
 
 struct sweeps {
@@ -111,7 +109,6 @@ static struct sweep *add(struct sweeps *sw, int64_t id, struct sweep_spec *spec,
 	s->spec = *spec;
 	memset(spec, 0, sizeof(*spec));
 	s->max_parallel = s->spec.max_parallel ? s->spec.max_parallel : 1;
-	s->nrungs = sweep_rungs(&s->spec, s->rungs);
 	s->killed = killed;
 	s->paused = paused;
 	sw->n++;
@@ -134,8 +131,11 @@ int sweeps_add(struct sweeps *sw, int64_t id, const char *spec_json, const int64
 /* Record row's metric for trial k of s when its epoch is a rung's. */
 static void note_row(struct sweep *s, size_t k, const struct history_row *row)
 {
-	for (uint32_t r = 0; r < s->nrungs; r++)
-		if (s->rungs[r] == row->epoch) {
+	uint32_t rungs[SWEEP_RUNGS_MAX];
+	uint32_t nr = sweep_trial_rungs(&s->spec, (uint32_t)k, rungs);
+
+	for (uint32_t r = 0; r < nr; r++)
+		if (rungs[r] == row->epoch) {
 			s->res[k].has[r] = true;
 			s->res[k].metric[r] = sched_monitored(s->spec.metric, row->val_loss, row->val_acc,
 							      row->val_macro_acc, row->val_mae, row->val_rmse);
@@ -173,7 +173,7 @@ int sweeps_recover(struct sweeps *sw, struct store *s, struct tr_err *err)
 			if (!w)
 				rc = tr_err_set(err, -ENOMEM, "out of memory");
 			/* the rungs' metrics from the trials' histories */
-			for (size_t k = 0; rc == 0 && w->nrungs && k < nt; k++) {
+			for (size_t k = 0; rc == 0 && sweep_adaptive(&w->spec) && k < nt; k++) {
 				struct history_row *rows = NULL;
 				size_t nrows = 0;
 
@@ -238,7 +238,7 @@ static void resume_one_done(struct jobs_done *done)
  * again at the next start. */
 static void evaluate(struct sweeps *sw, struct sweep *s)
 {
-	if (s->killed || s->paused || s->nrungs < 2)
+	if (s->killed || s->paused || !sweep_adaptive(&s->spec))
 		return;
 	for (size_t k = 0; k < s->njobs; k++) {
 		struct job *j = jobs_find(sw->js, s->jobs[k]);

@@ -176,6 +176,26 @@ def python_client(d):
         check(c.sweep_rm(sid) == {"id": sid, "state": "removed"}, "Python: sweep_rm")
 
 
+def hyperband(d):
+    """HyperBand (max 2 epochs, eta 2): a bracket of 2 trials from 1 epoch
+    (the better goes on to 2), one of 2 trials at 2 epochs."""
+    sid = d.ctl_json("sweep", "start", "--name", "hb", "--searcher", "hyperband", "--max-epochs", "2",
+                     "--reduction-factor", "2", "--seed", "3", "--max-parallel", "2",
+                     "--param", "lr=loguniform(1e-3,1e-2)", *SHA_SHARED)["id"]
+    rc, out, err = d.ctl("sweep", "wait", sid, "--timeout", "600", check_rc=False)
+    check(rc == 0, "hyperband sweep done (rc %d: %s)" % (rc, err.strip()))
+    s = d.ctl_json("sweep", "status", sid)
+    check(s["brackets"] == [{"rungs": [1, 2], "trials": 2}, {"rungs": [2], "trials": 2}] and
+          [t["bracket"] for t in s["trials"]] == [0, 0, 1, 1], "hyperband's brackets (%s)" % s.get("brackets"))
+    b0 = s["trials"][:2]
+    better = min(b0, key=lambda t: (d.history(t["job"])[0]["val_loss"], t["trial"]))
+    check(sorted(t["epochs"] for t in b0) == [1, 2] and better["epochs"] == 2 and
+          [t["decision"] for t in b0 if t is not better] == ["stopped"],
+          "bracket 0: the better trial at 1 epoch goes on to 2 (%s)" % [(t["epochs"], t["decision"]) for t in b0])
+    check(all(t["epochs"] == 2 and t["decision"] == "completed" for t in s["trials"][2:]),
+          "bracket 1: both trials trained 2 epochs")
+
+
 def main():
     rnd = random.Random(23)
     a = Daemon(max_running=2).start()
@@ -233,7 +253,15 @@ def main():
     m = re.search(r'traind_sweep_best_metric\{sweep="%d",name="g",metric="val_loss"\} (\S+)' % sid, text)
     check(m and float(m.group(1)) == ref["best"]["metric"], "/metrics has the sweep's best metric (%s)" % (
         m and m.group(0)))
+    # trainctl plot --sweep: every trial's curves
+    svg = os.path.join(a.dir, "sweep.svg")
+    j = a.ctl_json("plot", "--sweep", sid, "-o", svg)
+    check(j["jobs"] == [t["job"] for t in ref["trials"]] and os.path.getsize(svg) == j["size"],
+          "plot --sweep draws every trial's job (%s)" % j.get("jobs"))
+    rc, out, err = a.ctl("plot", "--sweep", 99, "-o", svg, check_rc=False)
+    check(rc == 1 and "no such sweep 99" in err, "plot --sweep of no sweep (%s)" % err.strip())
     python_client(a)
+    hyperband(a)
     a.cleanup()
 
     # ---- the same grid, one trial at a time, SIGKILLed and restarted ----

@@ -197,7 +197,7 @@ static void test_sha(void **state)
 	(void)state;
 	parse_ok("{\"searcher\":\"sha\",\"trials\":8,\"max_epochs\":4,\"reduction_factor\":2,"
 		 "\"params\":[\"lr=loguniform(1e-4,1e-2)\"]}", &sp);
-	assert_int_equal(sweep_rungs(&sp, rungs), 3);
+	assert_int_equal(sweep_bracket_rungs(&sp, 0, rungs), 3);
 	assert_int_equal(rungs[0], 1);
 	assert_int_equal(rungs[1], 2);
 	assert_int_equal(rungs[2], 4);
@@ -256,6 +256,57 @@ static void test_sha(void **state)
 		"\"params\":[\"lr=loguniform(1e-4,1e-2)\"]}", "max_epochs");
 }
 
+/* HyperBand: Li et al.'s brackets (R 81, eta 3: 81, 34, 15, 8, 5 trials
+ * from 1, 3, 9, 27, 81 epochs), each decided alone. */
+static void test_hyperband(void **state)
+{
+	static const uint32_t n[5] = { 81, 34, 15, 8, 5 }, first[5] = { 1, 3, 9, 27, 81 };
+	struct sweep_spec sp;
+	uint32_t rungs[SWEEP_RUNGS_MAX], t = 0;
+	struct sweep_result res[10];
+	struct sweep_decision d[10];
+
+	(void)state;
+	parse_ok("{\"searcher\":\"hyperband\",\"max_epochs\":81,\"params\":[\"lr=loguniform(1e-4,1e-2)\"]}", &sp);
+	assert_int_equal(sp.reduction_factor, 3);
+	assert_int_equal(sweep_brackets(&sp), 5);
+	assert_int_equal(sp.trials, 81 + 34 + 15 + 8 + 5);
+	for (uint32_t b = 0; b < 5; b++) {
+		uint32_t nr = sweep_bracket_rungs(&sp, b, rungs);
+
+		assert_int_equal(rungs[0], first[b]);
+		assert_int_equal(rungs[nr - 1], 81);
+		assert_int_equal(nr, 5 - b);
+		assert_int_equal(sweep_bracket_of(&sp, t), b);
+		assert_int_equal(sweep_bracket_of(&sp, t + n[b] - 1), b);
+		t += n[b];
+	}
+	sweep_spec_clear(&sp);
+	refused("{\"searcher\":\"hyperband\",\"max_epochs\":81,\"trials\":10,\"params\":[\"lr=uniform(0,1)\"]}",
+		"trials");
+	/* max 4, eta 2: brackets of 4 (1, 2, 4 epochs), 3 (2, 4) and 3 (4) trials */
+	parse_ok("{\"searcher\":\"hyperband\",\"max_epochs\":4,\"reduction_factor\":2,"
+		 "\"params\":[\"lr=uniform(0,1)\"]}", &sp);
+	assert_int_equal(sp.trials, 10);
+	memset(res, 0, sizeof(res));
+	for (int i = 0; i < 4; i++)   /* bracket 0 reports at 1 epoch: trials 3 and 2 best */
+		res[i].has[0] = true, res[i].metric[0] = 1.0 - 0.1 * i;
+	sweep_decide(&sp, res, 10, d);
+	assert_int_equal(d[3].rung, 1);
+	assert_int_equal(d[3].epochs, 2);
+	assert_int_equal(d[2].rung, 1);
+	assert_int_equal(d[0].verdict, VERDICT_STOPPED);
+	for (int i = 4; i < 7; i++) {   /* bracket 1 undecided: it has not reported */
+		assert_int_equal(d[i].epochs, 2);
+		assert_int_equal(d[i].verdict, VERDICT_RUNNING);
+	}
+	for (int i = 7; i < 10; i++) {   /* bracket 2: one rung, trained to max */
+		assert_int_equal(d[i].epochs, 4);
+		assert_int_equal(d[i].verdict, VERDICT_FINAL);
+	}
+	sweep_spec_clear(&sp);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -263,6 +314,7 @@ int main(void)
 		cmocka_unit_test(test_random),
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_sha),
+		cmocka_unit_test(test_hyperband),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
