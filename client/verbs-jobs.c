@@ -121,6 +121,8 @@ static int read_config_file(struct cli *cli, json_t **file_doc, struct setting *
 
 		pint(e, "line", &line);
 		s = (struct setting){ key, json_is_string(t) ? json_string_value(t) : NULL, -1, line };
+		if (cli->verb->run == cmd_sweep && sweep_file_key(key))
+			continue;   /* the sweep's own (verbs-sweep.c reads them) */
 		if (strcmp(key, "name") == 0 || strcmp(key, "keep") == 0) {
 			if (!s.text)
 				return failf(RC_USAGE, "%s:%lld: %s: no value", path, line, key);

@@ -26,6 +26,7 @@
 #include "render.h"
 #include "reply.h"
 #include "rpc.h"
+#include "yamlcfg.h"
 
 #define SWEEP_PARAMS_MAX 16
 
@@ -104,6 +105,67 @@ int sweep_take_flags(int *argc, char **argv)
 	return RC_OK;
 }
 
+static const char *const file_keys[] = { "searcher", "params", "trials", "max_parallel", "seed", "metric",
+					 "grace_epochs", "reduction_factor", "max_epochs" };
+
+bool sweep_file_key(const char *key)
+{
+	for (size_t i = 0; i < sizeof(file_keys) / sizeof(file_keys[0]); i++)
+		if (strcmp(key, file_keys[i]) == 0)
+			return true;
+	return false;
+}
+
+/* sweep start --config FILE: the sweep's own keys of the file into params
+ * (the flags, set after, win); the rest is the shared configuration
+ * (verbs_build_config). */
+static int sweep_file(struct cli *cli, json_t *params)
+{
+	const char *path = cli->val[O_CONFIG];
+	json_t *doc = NULL, *e;
+	char why[1024];
+
+	if (yamlcfg_read(path, &doc, why, sizeof(why)) < 0)
+		return failf(RC_USAGE, "--config: %s", why);
+	for (size_t i = 0; i < sizeof(file_keys) / sizeof(file_keys[0]); i++) {
+		const char *key = file_keys[i], *text;
+		int64_t v;
+
+		e = json_object_get(doc, key);
+		if (!e)
+			continue;
+		text = json_string_value(json_object_get(e, "text"));
+		if (strcmp(key, "params") == 0) {
+			json_t *list = json_object_get(e, "list");
+
+			if (!list && text) {   /* one parameter on the line */
+				list = json_array();
+				json_array_append_new(list, json_string(text));
+				json_object_set_new(params, "params", list);
+			} else if (list) {
+				json_object_set(params, "params", list);
+			}
+			continue;
+		}
+		if (!text) {
+			json_decref(doc);
+			return failf(RC_USAGE, "%s:%lld: %s: no value", path,
+				     (long long)json_integer_value(json_object_get(e, "line")), key);
+		}
+		if (strcmp(key, "searcher") == 0 || strcmp(key, "metric") == 0) {
+			json_object_set_new(params, key, json_string(text));
+		} else if (parse_int(text, 0, INT64_MAX, &v)) {
+			json_object_set_new(params, key, json_integer((json_int_t)v));
+		} else {
+			json_decref(doc);
+			return failf(RC_USAGE, "%s:%lld: %s: expected a whole number, got '%.40s'", path,
+				     (long long)json_integer_value(json_object_get(e, "line")), key, text);
+		}
+	}
+	json_decref(doc);
+	return RC_OK;
+}
+
 static const char *sub_name(struct cli *cli)
 {
 	return cli->nargs ? cli->args[0] : "";
@@ -145,26 +207,41 @@ static int sweep_start(struct cli *cli)
 
 	if (cli->nargs != 1)
 		return failf(RC_USAGE, "sweep start: unexpected argument '%.40s'", cli->args[1]);
-	if (!sw.searcher)
-		return failf(RC_USAGE, "sweep start: --searcher grid|random|sha|hyperband is required");
-	if (!sw.nparams)
-		return failf(RC_USAGE, "sweep start: at least one --param KEY=DIST");
-	rc = verbs_build_config(cli, &config, &file_name, &file_keep);
-	if (rc != RC_OK)
-		return rc;
 	params = json_object();
-	arr = json_array();
-	if (!params || !arr) {
+	if (!params)
+		return failf(RC_ERROR, "out of memory");
+	if (cli->set[O_CONFIG] && (rc = sweep_file(cli, params)) != RC_OK) {
 		json_decref(params);
-		json_decref(arr);
+		return rc;
+	}
+	if (!sw.searcher && !json_object_get(params, "searcher")) {
+		json_decref(params);
+		return failf(RC_USAGE, "sweep start: --searcher grid|random|sha|hyperband is required");
+	}
+	if (!sw.nparams && !json_object_get(params, "params")) {
+		json_decref(params);
+		return failf(RC_USAGE, "sweep start: at least one --param KEY=DIST");
+	}
+	rc = verbs_build_config(cli, &config, &file_name, &file_keep);
+	if (rc != RC_OK) {
+		json_decref(params);
+		return rc;
+	}
+	arr = json_array();
+	if (!arr) {
+		json_decref(params);
 		json_decref(config);
 		return failf(RC_ERROR, "out of memory");
 	}
 	for (size_t i = 0; i < sw.nparams; i++)
 		json_array_append_new(arr, json_string(sw.param[i]));
-	json_object_set_new(params, "params", arr);
+	if (sw.nparams)   /* the flags' parameters replace the file's */
+		json_object_set_new(params, "params", arr);
+	else
+		json_decref(arr);
 	json_object_set_new(params, "config", config);
-	json_object_set_new(params, "searcher", json_string(sw.searcher));
+	if (sw.searcher)
+		json_object_set_new(params, "searcher", json_string(sw.searcher));
 	if (sw.metric)
 		json_object_set_new(params, "metric", json_string(sw.metric));
 	rc = int_flag("trials", sw.trials, 1, 1000, params, "trials");

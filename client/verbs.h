@@ -38,6 +38,9 @@ int cmd_sweep(struct cli *cli);     /* sweep start|status|list|wait|kill */
  * --trials, --max-parallel, --seed, --metric) taken out of argv (argc
  * updated); RC_OK or RC_USAGE (line printed). */
 int sweep_take_flags(int *argc, char **argv);
+/* A key of a sweep's --config file that is the sweep's own (searcher,
+ * params, trials, ...), not a configuration key. */
+bool sweep_file_key(const char *key);
 
 /* verbs-query.c */
 int cmd_status(struct cli *cli);

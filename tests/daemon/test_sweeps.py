@@ -21,6 +21,7 @@ real traind, real SQLite, MNIST subsets (2000 training images), small MLPs.
   are made: `sweep status --json` and every trial's weights identical; a
   trial that reached 4 epochs through two promotions equals a plain job
   started with 4 epochs.
+- sweep start --config sweep.yaml gives the sweep the flags give.
 - The Python client: sweep_start, sweep_wait, sweeps, sweep_rm, its errors.
 - sweep list, NoSuchSweep; traind-web's /metrics has the per-sweep gauges
   (traind_sweep_trials by state, traind_sweep_best_metric).
@@ -151,6 +152,28 @@ def metrics(d):
         p.wait(30)
 
 
+def sweep_file(d, ref):
+    """sweep start --config sweep.yaml: the same sweep as the flags (params
+    as a mapping), flags winning over the file."""
+    path = os.path.join(d.dir, "sweep.yaml")
+    with open(path, "w") as f:
+        f.write("# the grid of the flags\nname: g\nsearcher: random\nmax_parallel: 2\nparams:\n"
+                "  lr: choice(0.001,0.01)\n  batch_size: choice(2,4)\n"
+                "train_size: 2000\nval_size: 1000\nhidden: [64]\nepochs: 3\n")
+    sid = d.ctl_json("sweep", "start", "--config", path, "--searcher", "grid")["id"]
+    d.ctl_json("sweep", "kill", sid)
+    s = d.ctl_json("sweep", "status", sid)
+    for k in ("searcher", "params", "config", "max_parallel", "metric", "name"):
+        check(s[k] == ref[k], "sweep start --config: %s as with the flags (%s vs %s)" % (k, s[k], ref[k]))
+    check([t["params"] for t in s["trials"]] == [t["params"] for t in ref["trials"]],
+          "sweep start --config: the same trials")
+    with open(path, "a") as f:
+        f.write("params2: x\n")
+    rc, out, err = d.ctl("sweep", "start", "--config", path, check_rc=False)
+    check(rc == 2 and "params2" in err, "an unknown key in the file is refused naming it (%s)" % err.strip())
+    d.ctl("sweep", "rm", sid)
+
+
 def python_client(d):
     """The Python client's sweeps (python/traind)."""
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
@@ -260,6 +283,7 @@ def main():
           "plot --sweep draws every trial's job (%s)" % j.get("jobs"))
     rc, out, err = a.ctl("plot", "--sweep", 99, "-o", svg, check_rc=False)
     check(rc == 1 and "no such sweep 99" in err, "plot --sweep of no sweep (%s)" % err.strip())
+    sweep_file(a, ref)
     python_client(a)
     hyperband(a)
     a.cleanup()
