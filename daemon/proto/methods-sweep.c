@@ -121,8 +121,7 @@ static void sweep_answered(struct jobs_done *done)
 			call_error(r->c, e, &dt);
 		}
 	}
-	r->g.n = 0;   /* the jobs module took what the specs owned */
-	req_free(r);
+	req_free(r);   /* the specs are empty: the jobs module took what they owned */
 }
 
 static void sweep_call_gone(void *arg)
