@@ -225,6 +225,9 @@ const struct verb verbs[] = {
 	  "example:\n"
 	  "  trainctl sweep start --searcher grid --param lr=choice(0.001,0.01) \\\n"
 	  "    --param batch_size=choice(32,64) --epochs 2 --max-parallel 2", false },
+	{ "info", cmd_info, 0, JOB_NONE, "",
+	  "what traind computes on: the CPU, its features, the BLAS kernel in use, OpenBLAS's own pick, and why",
+	  NULL, false },
 	{ "help", cmd_help, 0, ARGS, "[VERB]", "this list, or a verb's flags", NULL, false },
 	{ "__complete", cmd_complete, 0, ARGS, "-- WORD...", "the shell completion's candidates", NULL, true },
 };

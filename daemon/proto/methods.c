@@ -44,6 +44,7 @@ static const struct method {
 	{ "io.traind.SweepPause", m_sweep_pause, 0 },
 	{ "io.traind.SweepResume", m_sweep_resume, 0 },
 	{ "io.traind.SweepDelete", m_sweep_delete, 0 },
+	{ "io.traind.GetInfo", m_traind_info, M_SHUTDOWN },
 	{ "org.varlink.service.GetInfo", m_get_info, M_SHUTDOWN },
 	{ "org.varlink.service.GetInterfaceDescription", m_get_interface, 0 },
 };

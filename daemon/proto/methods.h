@@ -50,7 +50,7 @@ method_fn m_start, m_pause, m_resume, m_kill, m_delete;
 method_fn m_status, m_list, m_history, m_steps, m_checkpoints, m_wait, m_watch;
 method_fn m_eval, m_export, m_predict;
 method_fn m_datasets, m_dataset_import, m_dataset_remove;
-method_fn m_get_info, m_get_interface, m_counters;
+method_fn m_get_info, m_get_interface, m_counters, m_traind_info;
 method_fn m_sweep_start, m_sweep_status, m_sweep_list, m_sweep_kill, m_sweep_pause, m_sweep_resume,
 	m_sweep_delete;
 
