@@ -46,6 +46,36 @@ GRID = ["--searcher", "grid", "--param", "lr=choice(0.001,0.01)", "--param", "ba
 KILLS = int(os.environ.get("TRAIND_SWEEP_KILLS", "3"))
 
 
+def kill_mid_trial(d, sid, rnd, max_parallel, promotion=False):
+    """SIGKILL traind once one of the sweep's trials trains at a random step
+    of its epoch (promotion: instead right as a rung's promotion is made,
+    its job not yet running), then start it again. False when the sweep
+    ended first. Checks meanwhile that at most max_parallel trials run."""
+    want = rnd.randint(1, 150)
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        n, s = running_trials(d, sid)
+        if n > max_parallel:
+            check(False, "max_parallel %d: %d trials running" % (max_parallel, n))
+        if s["state"] != "running":
+            return False
+        hit = False
+        if promotion:
+            hit = any(t["decision"] == "promoted" and t["state"] != "running" for t in s["trials"])
+        else:
+            for t in s["trials"]:
+                if t["state"] == "running":
+                    j = d.job(t["job"])
+                    hit = hit or (j["state"] == "running" and j["step"] >= want)
+        if hit:
+            d.kill9()
+            d.start()
+            return True
+        time.sleep(0.002)
+    check(False, "the sweep went on for 10 minutes")
+    return False
+
+
 def counts(d):
     return d.sql("SELECT (SELECT count(*) FROM sweeps), (SELECT count(*) FROM sweep_trials), "
                  "(SELECT count(*) FROM jobs)")[0]
@@ -100,26 +130,11 @@ def sha_runs(rnd):
     e = Daemon(max_running=2).start()
     sid_e = e.ctl_json("sweep", "start", "--name", "h", "--max-parallel", "1", *(SHA + SHA_SHARED))["id"]
     kills, at_promotion = 0, False
-    while True:
-        deadline = time.time() + rnd.uniform(0.2, 1.5)
-        s = None
-        while time.time() < deadline:
-            n, s = running_trials(e, sid_e)
-            if n > 1:
-                check(False, "sha max_parallel 1: %d trials running" % n)
-            # right as a rung is decided: a promotion made, its job not yet running
-            if not at_promotion and any(t["decision"] == "promoted" and t["state"] != "running"
-                                        for t in s["trials"]):
-                at_promotion = True
-                break
-            time.sleep(0.005)
-        if s["state"] != "running":
-            break
-        e.kill9()
+    while kills < KILLS and kill_mid_trial(e, sid_e, rnd, 1):
         kills += 1
-        e.start()
-        if kills >= KILLS + 1 and at_promotion:
-            break
+        if kills == 1:   # then once right as a rung's promotions are made
+            at_promotion = kill_mid_trial(e, sid_e, rnd, 1, promotion=True)
+            kills += at_promotion
     check(kills >= 2 and at_promotion, "sha: traind SIGKILLed %d times, once at a promotion (%s)" % (
         kills, at_promotion))
     rc, out, err = e.ctl("sweep", "wait", sid_e, "--timeout", "600", check_rc=False)
@@ -293,18 +308,8 @@ def main():
     sid_b = b.ctl_json("sweep", "start", "--name", "g", "--max-parallel", "1", *(GRID + SHARED))["id"]
     check(sid_b == sid, "the same sweep id in a fresh database")
     kills = 0
-    while kills < KILLS:
-        deadline = time.time() + rnd.uniform(0.2, 1.2)
-        while time.time() < deadline:
-            n, s = running_trials(b, sid_b)
-            if n > 1:
-                check(False, "max_parallel 1: %d trials running" % n)
-            time.sleep(0.02)
-        if s["state"] != "running":
-            break
-        b.kill9()
+    while kills < KILLS and kill_mid_trial(b, sid_b, rnd, 1):
         kills += 1
-        b.start()
     check(kills >= 2, "traind was SIGKILLed mid-sweep %d times" % kills)
     rc, out, err = b.ctl("sweep", "wait", sid_b, "--timeout", "600", check_rc=False)
     check(rc == 0, "sweep wait after %d SIGKILLs: done (rc %d: %s)" % (kills, rc, err.strip()))

@@ -45,6 +45,8 @@ async function seen(page) {
     await page.waitForFunction(n => window.traindSweep && window.traindSweep.trials === n, TRIALS, { timeout: 60000 });
     out.first = await seen(page);
     await page.screenshot({ path: path.join(process.env.TRAIND_WEB_SHOTS, 'sweep-' + STEP + '.png'), fullPage: true });
+    // the test lets the sweep go on once it has read this line
+    console.log(JSON.stringify({ phase: 'first', first: out.first }));
     if (STEP === 'running') {
       // live: it goes on to done without a reload, every trial drawn
       await page.waitForFunction(n => window.traindSweep && window.traindSweep.state === 'done' &&
