@@ -32,10 +32,12 @@
 #include <unistd.h>
 
 #include "traind-config.h"
-#include "daemon/core/daemon.h"
+#include "daemon/daemon.h"
 #include "daemon/jobs/jobs.h"
 #include "daemon/jobs/stepseries.h"
+#include "traind/blaskernel.h"
 #include "traind/kernels.h"
+#include "traind/numerics.h"
 #include "daemon/core/log.h"
 #include "daemon/core/notify.h"
 #include "daemon/proto/server.h"
@@ -54,9 +56,11 @@ struct opts {
 	bool group_check;       /* a group was named: check peers against gid */
 	bool group_off;         /* --group -: no peer check even when socket-activated */
 	gid_t gid;
+	unsigned message_timeout_ms;    /* --message-timeout; 0 = the server's default */
 	const char *mpi_launcher;       /* --mpi-launcher; NULL = mpirun */
 	const char *mpi_args[DAEMON_MPI_ARGS_MAX];   /* --mpi-arg, in order */
 	unsigned n_mpi_args;
+	const char *blas_kernel;        /* --blas-kernel; NULL = $TRAIND_BLAS_KERNEL, else auto */
 };
 
 static struct daemon *D;
@@ -87,10 +91,17 @@ static void usage(FILE *out)
 		"                     default: the socket file's group when systemd passes the\n"
 		"                     socket, else no check; '-': no check). A socket traind\n"
 		"                     creates itself gets this group and mode 0660\n"
+		"  --message-timeout SECONDS  how long a client may take to send one message,\n"
+		"                     from its first byte to its last (default 10; decimals allowed);\n"
+		"                     a slower one gets a ProtocolError and is disconnected\n"
 		"  --mpi-launcher CMD the launcher of jobs with ranks > 1 (default mpirun); traind\n"
 		"                     runs CMD [--allow-run-as-root] -n R --host HOSTS [ARGS] traind-rank ...\n"
 		"  --mpi-arg ARG      one more argument for the launcher, before the program\n"
 		"                     (repeat it: --mpi-arg=--mca --mpi-arg=btl --mpi-arg=self,tcp)\n"
+		"  --blas-kernel NAME|auto|openblas  the OpenBLAS kernel ($TRAIND_BLAS_KERNEL;\n"
+		"                     default auto: the best one the CPU's features allow; openblas:\n"
+		"                     OpenBLAS's own pick; NAME pins one, e.g. SkylakeX, Haswell,\n"
+		"                     Prescott). OPENBLAS_CORETYPE in the environment wins over all\n"
 		"  -v, --verbose      debug logging\n"
 		"  -h, --help         this help\n"
 		"  --version          print the version\n");
@@ -216,8 +227,10 @@ static int parse_args(struct opts *o, int argc, char **argv)
 		{ "max-running", required_argument, NULL, 'm' },
 		{ "group", required_argument, NULL, 'g' },
 		{ "max-dataset-bytes", required_argument, NULL, 'B' },
+		{ "message-timeout", required_argument, NULL, 'T' },
 		{ "mpi-launcher", required_argument, NULL, 'L' },
 		{ "mpi-arg", required_argument, NULL, 'A' },
+		{ "blas-kernel", required_argument, NULL, 'K' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -244,6 +257,20 @@ static int parse_args(struct opts *o, int argc, char **argv)
 		}
 		case 'g': snprintf(o->group, sizeof(o->group), "%s", optarg); break;
 		case 'B': snprintf(o->max_dataset, sizeof(o->max_dataset), "%s", optarg); break;
+		case 'T': {
+			char *end;
+			double sec;
+
+			errno = 0;
+			sec = strtod(optarg, &end);
+			if (*end || end == optarg || errno || !(sec >= 0.1 && sec <= 3600)) {
+				fprintf(stderr, "traind: --message-timeout: '%s' is not a number of seconds from 0.1 "
+					"to 3600\n", optarg);
+				return 2;
+			}
+			o->message_timeout_ms = (unsigned)(sec * 1000 + 0.5);
+			break;
+		}
 		case 'L':
 			if (!*optarg) {
 				fprintf(stderr, "traind: --mpi-launcher: empty\n");
@@ -258,6 +285,7 @@ static int parse_args(struct opts *o, int argc, char **argv)
 			}
 			o->mpi_args[o->n_mpi_args++] = optarg;
 			break;
+		case 'K': o->blas_kernel = optarg; break;
 		case 'v': o->verbose = 1; break;
 		case 'h': usage(stdout); return 1;
 		case 'V': printf("traind %s\n", TRAIND_VERSION); return 1;
@@ -384,7 +412,9 @@ static void on_signal(uv_signal_t *s, int signum)
 /* The STATUS= line: jobs_summary() ("1 running, 0 queued, 0 paused; job 3 epoch 2/5 step 120"). */
 static void status_line(void *ctx, char *buf, size_t len)
 {
-	jobs_summary(ctx, buf, len);
+	struct daemon *d = ctx;
+
+	jobs_summary(d->jobs, buf, len);
 }
 
 static void on_change(struct daemon *d)
@@ -439,6 +469,24 @@ static void setup_access(const struct opts *o, bool activated, const char *path)
 	}
 }
 
+/* The kernel in use, why, and the CPU (blaskernel.h); trainctl info shows
+ * the same. */
+static void log_blas(void)
+{
+	const struct blaskernel_state *b = blaskernel_state();
+	const struct cpu_info *cpu = cpu_this();
+	char blas[NUMERICS_TEXT_MAX], features[256];
+
+	numerics_blas(blas, sizeof(blas));
+	cpu_feature_list(cpu->usable, features, sizeof(features));
+	log_notice("BLAS: %s, %s%s%s", blas, b->why, b->openblas_pick[0] ? "; OpenBLAS's own pick: " : "",
+		   b->openblas_pick);
+	log_notice("CPU: %s (%s family %u model %u stepping %u): %s", cpu->brand[0] ? cpu->brand : "?",
+		   cpu->vendor_id, cpu->family, cpu->model, cpu->stepping, features[0] ? features : "no features");
+	if (b->note[0])
+		log_warn("BLAS: %s", b->note);
+}
+
 static void raise_fd_limit(void)
 {
 	struct rlimit rl;
@@ -463,8 +511,15 @@ int main(int argc, char **argv)
 	rc = parse_args(&o, argc, argv);
 	if (rc)
 		return rc == 1 ? 0 : 2;
+	/* Before anything else runs: this may execute traind again, with the
+	 * same pid, arguments and descriptors, to load another BLAS kernel. */
+	if (blaskernel_start(argv, o.blas_kernel, &err) < 0) {
+		fprintf(stderr, "traind: %s\n", err.msg);
+		return 2;
+	}
 	log_init();
 	log_set_verbose(o.verbose);
+	log_blas();
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit();
 	kernels_global_init();
@@ -490,6 +545,7 @@ int main(int argc, char **argv)
 	cfg.data_dir = o.data_dir;
 	cfg.max_running = o.max_running;
 	cfg.max_dataset_bytes = o.max_dataset_bytes;
+	cfg.message_timeout_ms = o.message_timeout_ms;
 	cfg.mpi_launcher = o.mpi_launcher;
 	cfg.mpi_args = o.mpi_args;
 	cfg.n_mpi_args = o.n_mpi_args;

@@ -32,10 +32,11 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "traind/blaskernel.h"
 #include "traind/checkpoint.h"
+#include "traind/clock.h"
 #include "traind/dataset.h"
 #include "daemon/store/jobstate.h"
 #include "rank/rankwire.h"
@@ -49,14 +50,6 @@ struct rank {
 	int64_t job;
 	struct trainer_comm comm;
 };
-
-static double now_mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static int mpi_allgather(void *ctx, void *all, size_t bytes)
 {
@@ -150,7 +143,7 @@ static int send_ckpt(struct rank *r, struct trainer *t, const struct history_row
 		     struct tr_err *err)
 {
 	struct rw_ckpt c = { .is_epoch = row != NULL, .epoch = t->epoch, .step = t->step };
-	double t0 = now_mono();
+	double t0 = clock_seconds();
 	uint8_t *blob = NULL;
 	size_t len = 0;
 	int rc;
@@ -160,7 +153,7 @@ static int send_ckpt(struct rank *r, struct trainer *t, const struct history_row
 	rc = checkpoint_serialize(t, &blob, &len, err);
 	if (rc < 0)
 		return rc;
-	c.hold_seconds = now_mono() - t0;
+	c.hold_seconds = clock_seconds() - t0;
 	rc = rw_send(r->fd, RW_CKPT, &c, sizeof(c), blob, len);
 	free(blob);
 	if (rc < 0)
@@ -258,9 +251,11 @@ static int all_started(struct rank *r, int rc, const struct tr_err *err, struct 
 
 static int train(struct rank *r, struct trainer *t, struct tr_err *err)
 {
-	double window_t = now_mono(), sps = 0;
-	uint64_t window_samples = 0;
+	struct trainer_rate rate;
+	double sps = 0;
 	int rc;
+
+	trainer_rate_start(&rate);
 
 	for (;;) {
 		int word = decide(r, r->rank == 0 ? hear(r, false) : RW_GO);
@@ -305,14 +300,7 @@ static int train(struct rank *r, struct trainer *t, struct tr_err *err)
 		rc = trainer_step(t);
 		if (rc < 0)
 			return tr_err_set(err, rc, "training step failed");
-		window_samples += t->cfg.batch_size;
-		if (window_samples >= 4096) {
-			double now = now_mono();
-
-			sps = (double)window_samples / (now - window_t);
-			window_t = now;
-			window_samples = 0;
-		}
+		sps = trainer_rate_step(&rate, t);
 		if (r->rank == 0)
 			send_progress(r, t, sps);
 	}
@@ -349,6 +337,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: traind-rank --contact SOCKET --data-dir DIR --job ID (started by traind)\n");
 		return 2;
 	}
+	/* The kernel traind chose (its OPENBLAS_CORETYPE, inherited), else by
+	 * this CPU's features; before MPI_Init, as this may run us again. */
+	if (blaskernel_start(argv, NULL, &err) < 0) {
+		fprintf(stderr, "traind-rank: %s\n", err.msg);
+		return 2;
+	}
+	if (blaskernel_state()->note[0])
+		fprintf(stderr, "traind-rank: BLAS: %s\n", blaskernel_state()->note);
 	/* As traind's own training threads: below the control path. */
 	if (setpriority(PRIO_PROCESS, 0, RANK_NICE) < 0)
 		perror("traind-rank: setpriority");

@@ -100,6 +100,11 @@ void store_close(struct store *s);
  * commit, past a cap of 8000 frames. */
 void store_maintain(struct store *s);
 
+/* Whether the last store_job_set_state needed the full disk's reserve (the
+ * writer's DB-reserve file, see store.c) to get through; asking clears it.
+ * The reserve is allocated again by store_maintain once there is room. */
+bool store_reserve_spent(struct store *s);
+
 /* The schema version this build knows (the highest embedded migration), and
  * the database's current PRAGMA user_version. */
 int store_schema_version_known(void);
@@ -190,6 +195,22 @@ int store_drop_checkpoint(struct store *s, int64_t job, int64_t checkpoint_id, s
 int store_checkpoint_list(struct store *s, int64_t job, struct store_checkpoint **out, size_t *n,
 			  struct tr_err *err);
 void store_checkpoint_clear(struct store_checkpoint *c);   /* frees blob */
+
+/* What the daemon keeps of a stored checkpoint, without its blob: the
+ * loop's copy of a job's newest, what a run says it restored from, the
+ * protocol's Checkpoint object. */
+struct store_ckpt_desc {
+	bool valid;                    /* false: no checkpoint */
+	uint32_t epoch, step;
+	bool is_epoch;
+	int64_t size, created;
+	double val_loss;
+	bool best;                     /* the job's best checkpoint (store_checkpoint.best) */
+	char checksum[STORE_CHECKSUM_MAX];
+};
+
+/* The description of c (valid). */
+void store_ckpt_describe(struct store_ckpt_desc *out, const struct store_checkpoint *c);
 
 /* The job's history rows, by epoch. *rows malloc'ed (caller frees). */
 int store_history(struct store *s, int64_t job, struct history_row **rows, size_t *n,

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -255,17 +256,27 @@ static bool parse_u64(const char *s, uint64_t *out)
 	return true;
 }
 
-static bool parse_f64(const char *s, double *out)
+/* A decimal number; false if not one. *range (may be NULL) is set when it
+ * is one but out of a double's range: 1 too large, -1 too close to 0 (it
+ * would be subnormal, or 0). */
+static bool parse_f64(const char *s, double *out, int *range)
 {
 	char *end;
 	double v;
 
+	if (range)
+		*range = 0;
 	if (!*s || *s == ' ' || *s == '\t')
 		return false;
 	errno = 0;
 	v = strtod(s, &end);
-	if (*end != '\0' || errno == ERANGE)
+	if (*end != '\0' || end == s)
 		return false;
+	if (errno == ERANGE) {
+		if (range)
+			*range = fabs(v) > 1 ? 1 : -1;
+		return false;
+	}
 	*out = v;
 	return true;
 }
@@ -594,11 +605,21 @@ static int set_text(struct train_config *cfg, const struct key_desc *k, const ch
 			return tr_err_set(err, -EINVAL, "%s: expected a whole number >= 0, got '%.*s'",
 					  k->name, tr_utf8_cut(value, TR_QUOTE_MAX), value);
 		return set_number(cfg, k, 0, uv, true, value, err);
-	case K_F64:
-		if (!parse_f64(value, &dv))
-			return tr_err_set(err, -EINVAL, "%s: expected a number, got '%.*s'", k->name,
-					  tr_utf8_cut(value, TR_QUOTE_MAX), value);
-		return set_number(cfg, k, dv, 0, false, value, err);
+	case K_F64: {
+		int range;
+
+		if (parse_f64(value, &dv, &range))
+			return set_number(cfg, k, dv, 0, false, value, err);
+		if (range > 0)
+			return tr_err_set(err, -EINVAL, "%s: '%.*s' is out of range: larger than the largest "
+					  "double (%g)", k->name, tr_utf8_cut(value, TR_QUOTE_MAX), value, DBL_MAX);
+		if (range < 0)
+			return tr_err_set(err, -EINVAL, "%s: '%.*s' is out of range: too close to 0 for a double "
+					  "(below %g it is subnormal, or 0)", k->name,
+					  tr_utf8_cut(value, TR_QUOTE_MAX), value, DBL_MIN);
+		return tr_err_set(err, -EINVAL, "%s: expected a number, got '%.*s'", k->name,
+				  tr_utf8_cut(value, TR_QUOTE_MAX), value);
+	}
 	}
 	return -EINVAL;
 }

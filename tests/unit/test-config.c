@@ -153,7 +153,9 @@ static void test_bad_values_named(void **state)
 		{ "lr", "-0.1", "lr" },
 		{ "lr", "0", "lr" },
 		{ "lr", "inf", "lr" },
-		{ "lr", "1e999", "lr" },
+		{ "lr", "1e999", "larger than the largest double" },
+		{ "lr", "1e-320", "subnormal" },   /* issue 21: was "expected a number" */
+		{ "weight_decay", "-1e-400", "subnormal" },
 		{ "lr", "abc", "lr" },
 		{ "momentum", "1", "momentum" },
 		{ "weight_decay", "-1", "weight_decay" },
