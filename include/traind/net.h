@@ -32,7 +32,10 @@
  * features (the gradient flowing down); conv2d and pools by samples (each
  * member sums its samples' weight gradients, then the partial sums are added
  * in member order); batchnorm by channel; elementwise layers and joins by
- * rows; the optimizer step by ranges of the flat arrays.
+ * rows; the optimizer step by ranges of the flat arrays. A portable job
+ * (net_set_kernels) splits the samples by whole chunks of the batch
+ * (pk_chunk) and adds the conv2d weight gradients chunk by chunk, so its bits
+ * do not depend on the team size (doc/portable.md).
  *
  * Thread: every function on the owner thread of the net (it drives the team).
  */
@@ -85,12 +88,15 @@ struct net_layer {
 	uint8_t *mask;               /* dropout: (max_batch, out_size) 1 = kept, owned */
 	uint32_t *argmax;            /* maxpool2d: (max_batch, out_size) input offset of each max, owned */
 	double *mean, *invstd;       /* batchnorm: (C) statistics of the last training batch, owned */
+	struct pk_conv *pk;          /* conv2d of a portable job: its geometry and tables, owned */
+	size_t pk_part_off;          /* conv2d of a portable job: its slice of each chunk's sums (net->pk_part) */
 	/* The backward plan (net.c: plan_backward): */
 	int gclass;                  /* the gradient at its output: a class of aliased values */
 	int scratch;                 /* pool buffer its dx goes to before being added (-1: none) */
 };
 
 struct net_plan;
+struct pk_conv;
 
 struct net {
 	struct model_spec spec;
@@ -122,7 +128,13 @@ struct net {
 	float *part;                 /* (members, part_len), owned */
 	uint32_t part_rows[TEAM_MAX_MEMBERS];   /* samples each member summed in the last conv backward */
 	uint64_t dropout_key;        /* the job's seed: Dropout masks' Philox key */
-	enum kernels_kind kernels;   /* the job's kernels (kernels.h): the linear layers' GEMMs */
+	enum kernels_kind kernels;   /* the job's kernels (kernels.h; net_set_kernels) */
+	/* a portable job's conv2d scratch (net_set_kernels): */
+	size_t pk_scratch_len;       /* floats of one member's slice */
+	float *pk_scratch;           /* (members, pk_scratch_len), owned */
+	size_t pk_part_len;          /* floats of one chunk's weight+bias gradient sums */
+	float *pk_part;              /* (PK_CHUNKS, pk_part_len), owned: a backward phase's conv2d
+				      * layers each have their slice */
 	/* The matrix products' arithmetic (net_set_precision; fp32 after net_init): */
 	enum k_precision precision;
 	size_t gemm_kmax;            /* the longest sum over k of any of the model's products */
@@ -149,6 +161,15 @@ int net_set_precision(struct net *n, enum k_precision p);
  * fit `input`) or -ENOMEM. */
 int net_floats(const struct model_spec *spec, struct shape input, uint32_t max_batch,
 	       unsigned members, uint64_t *floats);
+/* The same for a job with `kernels` (a portable job's convolutions take
+ * scratch and per-chunk sums of their own). */
+int net_floats_kernels(const struct model_spec *spec, struct shape input, uint32_t max_batch,
+		       unsigned members, enum kernels_kind kernels, uint64_t *floats);
+
+/* Compute with `kernels` from now on (KERNELS_OPENBLAS after net_init): a
+ * portable job's convolutions get their tables and scratch (doc/portable.md).
+ * 0 or -ENOMEM (the net keeps its kernels). */
+int net_set_kernels(struct net *n, enum kernels_kind kernels);
 
 /* Also compute the gradient at the input in net_backward (n->dx; tests).
  * 0 or -ENOMEM (the plan's buffers). */
