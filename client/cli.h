@@ -118,10 +118,14 @@ enum job_arg {
 	ARGS,           /* words, not job ids (cli->args): dataset import NAME PATH... */
 };
 
+/* A set of options, bit o for option o: more than 64 options (O_COUNT). */
+__extension__ typedef unsigned __int128 opt_mask;
+#define OPT_BIT(o) ((opt_mask)1 << (o))
+
 struct verb {
 	const char *name;
 	int (*run)(struct cli *cli);
-	uint64_t opts;        /* the options it takes besides the global ones */
+	opt_mask opts;        /* the options it takes besides the global ones */
 	enum job_arg job;
 	const char *args;     /* its positional arguments in help ("JOB", "JOB FILE...") */
 	const char *summary;  /* one line for `trainctl help` */

@@ -43,7 +43,8 @@
 #include "varlink.h"
 #include "verbs.h"
 
-#define BIT(o) (UINT64_C(1) << (o))
+#define BIT(o) OPT_BIT(o)
+_Static_assert(O_COUNT <= 128, "opt_mask holds 128 options");
 #define GLOBAL_OPTS (BIT(O_SOCKET) | BIT(O_JSON) | BIT(O_HELP) | BIT(O_VERSION))
 
 const struct opt_desc opts[O_COUNT] = {
@@ -426,7 +427,7 @@ static int unknown_option(struct cli *cli, const char *shown, int o)
 {
 	const char *names[O_COUNT];
 	const char *best;
-	uint64_t mask = GLOBAL_OPTS | (cli->verb ? cli->verb->opts : 0);
+	opt_mask mask = GLOBAL_OPTS | (cli->verb ? cli->verb->opts : 0);
 	char takers[256] = "";
 	size_t k = 0, used = 0, nt = 0;
 
