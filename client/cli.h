@@ -88,6 +88,7 @@ enum opt {
 	O_RESIZE,
 	O_FROM,
 	O_PYTORCH,
+	O_SWEEP,
 	O_COUNT
 };
 

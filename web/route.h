@@ -55,6 +55,9 @@ enum web_kind {
 	WEB_API_KILL,        /* POST /api/jobs/N/kill */
 	WEB_API_STEPS,       /* GET /api/jobs/N/steps   the running loss by step */
 	WEB_API_DELETE,      /* POST /api/jobs/N/delete (a stopped job) */
+	WEB_PAGE_SWEEP,      /* GET /sweeps/N    one sweep (job: its id) */
+	WEB_API_SWEEPS,      /* GET /api/sweeps */
+	WEB_API_SWEEP,       /* GET /api/sweeps/N (job: its id) */
 };
 
 /* The token: 32 random bytes in hex. */
