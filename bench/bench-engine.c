@@ -34,8 +34,15 @@
  *      not start threads that fight torch's on 2 cores), and the same
  *      OpenBLAS kernel as traind (OPENBLAS_CORETYPE); each figure is printed
  *      with that configuration.
+ *   5. precision bf16 (doc/precision.md; where the CPU has AMX or
+ *      AVX-512-BF16): the lesson's MLP and lenet5 epochs in bf16, threads=2,
+ *      each against its fp32 run measured right before it, and against
+ *      PyTorch 1.13 at its best (as above) under torch.autocast("cpu",
+ *      torch.bfloat16); also resnet20's epoch (section 6's run, threads=2) in
+ *      bf16 against fp32, no target. `bench-engine --bf16 [EPOCHS]`: this
+ *      section alone.
  *
- *   5. resnet20 (He et al.'s CIFAR ResNet, spec.h) on Fashion-MNIST: 5000
+ *   6. resnet20 (He et al.'s CIFAR ResNet, spec.h) on Fashion-MNIST: 5000
  *      training + 1000 validation samples an epoch, batch 128, SGD (lr 0.1,
  *      momentum 0.9, weight decay 5e-4), threads=2 and threads=1, 2 epochs;
  *      beside PyTorch 1.13's epoch for the same module (bench/torch-epoch.py
@@ -47,7 +54,8 @@
  * (fewer than the lesson's, so the table takes minutes), 3 epochs per cell:
  * the median epoch, its efficiency against the best kernel's peak for the
  * same thread count, and PyTorch's median epoch for the same shape and data
- * at its best (1 thread, or the faster of 1 and 2).
+ * at its best (1 thread, or the faster of 1 and 2); where the CPU has bf16,
+ * the median epoch in precision bf16 and its speedup over fp32.
  *
  * --kernels: every kernel this CPU can run among the ones auto chooses from
  * (Cooperlake, SkylakeX, Haswell, Zen, Sandybridge) and OpenBLAS's own
@@ -78,6 +86,7 @@
 #include "traind/config.h"
 #include "traind/dataset.h"
 #include "traind/kernels.h"
+#include "traind/numerics.h"
 #include "traind/portable.h"
 #include "traind/trainer.h"
 
@@ -91,6 +100,8 @@
 #define TARGET_TORCH_LENET 3.0
 #define TARGET_RSS_MB 120.0
 #define TARGET_TORCH_RESNET 2.0   /* issue 22 */
+#define TARGET_BF16_FP32 2.0      /* bf16 epoch vs fp32, where the CPU has AMX */
+#define TARGET_BF16_TORCH 3.0     /* bf16 epoch vs PyTorch's autocast at its best */
 
 static double now(void)
 {
@@ -177,6 +188,7 @@ struct run_spec {
 	uint32_t val;           /* validation samples */
 	int threads;
 	int epochs;
+	enum k_precision precision;
 };
 
 static double mlp_flops(uint32_t h, uint32_t train, uint32_t val)
@@ -233,6 +245,7 @@ static int run_epochs(const char *dir, const struct run_spec *r, int fd)
 	config_defaults(&cfg);
 	cfg.epochs = (uint32_t)r->epochs;
 	cfg.threads = (uint32_t)r->threads;
+	cfg.precision = r->precision;
 	if (r->model)
 		snprintf(cfg.model, sizeof(cfg.model), "%s", r->model);
 	if (r->hidden)
@@ -368,6 +381,9 @@ static void print_details(const struct epoch_result *r, int threads)
  * threads: the median epoch, and its configuration line (torch-epoch.py's
  * "config ..."), or a negative value when PyTorch is not there. Its
  * OpenBLAS gets one thread and the kernel traind runs. */
+/* PyTorch runs under torch.autocast("cpu", torch.bfloat16) (the bf16 section). */
+static bool torch_autocast;
+
 static double torch_epoch(const char *data, const char *model, const struct run_spec *r, int threads,
 			  double give_up, char *config, size_t config_len, double *cpu_median)
 {
@@ -381,8 +397,8 @@ static double torch_epoch(const char *data, const char *model, const struct run_
 	if (access("/usr/bin/python3", X_OK) != 0)
 		return -1;
 	snprintf(cmd, sizeof(cmd),
-		 "OPENBLAS_NUM_THREADS=1 OPENBLAS_CORETYPE='%s' TORCH_EPOCH_GIVE_UP=%.3f /usr/bin/python3 %s/torch-epoch.py %s '%s' %d %d %u %u %u %u 2>/dev/null",
-		 blaskernel_state()->in_use, give_up, BENCH_DIR, model, data, threads, r->epochs, r->hidden ? r->hidden : 256,
+		 "%sOPENBLAS_NUM_THREADS=1 OPENBLAS_CORETYPE='%s' TORCH_EPOCH_GIVE_UP=%.3f /usr/bin/python3 %s/torch-epoch.py %s '%s' %d %d %u %u %u %u 2>/dev/null",
+		 torch_autocast ? "TORCH_EPOCH_AUTOCAST=bf16 " : "", blaskernel_state()->in_use, give_up, BENCH_DIR, model, data, threads, r->epochs, r->hidden ? r->hidden : 256,
 		 r->batch ? r->batch : 64, r->train ? r->train : 50000, r->train ? r->val : 10000);
 	fflush(stdout);
 	p = popen(cmd, "r");
@@ -540,6 +556,86 @@ static double cpu_median(const struct epoch_result *r)
 	return c[r->epochs / 2];
 }
 
+/* resnet20 (the resnet section's run: Fashion-MNIST 5000 + 1000, batch 128,
+ * SGD, 2 epochs) in bf16 against fp32; no target (issue 20 names the lesson
+ * and lenet5), printed as a figure. */
+static void resnet_bf16(const char *data)
+{
+	struct run_spec r = { .model = "resnet20", .sgd = true, .batch = 128, .train = 5000, .val = 1000,
+			      .threads = 2, .epochs = 2 };
+	struct epoch_result r32, r16;
+	char dir[4096];
+
+	snprintf(dir, sizeof(dir), "%s/fashion-mnist", data);
+	if (measure(dir, &r, &r32) < 0) {
+		printf("  resnet20: not measured (is Fashion-MNIST in %s?)\n", dir);
+		return;
+	}
+	r.precision = K_BF16;
+	if (measure(dir, &r, &r16) < 0) {
+		printf("  resnet20: the bf16 run failed\n");
+		return;
+	}
+	printf("  resnet20 epoch (Fashion-MNIST %u + %u, batch %u, SGD, %d epochs): bf16 median %.3f s (best %.3f), fp32 median %.3f s: %.2fx\n",
+	       r.train, r.val, r.batch, r.epochs, r16.median, r16.best, r32.median, r32.median / r16.median);
+}
+
+/* Section 5: precision bf16 against fp32 (measured here, right before each
+ * bf16 run) and against PyTorch's autocast at its best. */
+static int bf16_section(const char *data, const char *dir, int epochs, int torch)
+{
+	struct run_spec m = { .threads = 2, .epochs = epochs }, l = m;
+	struct epoch_result m32, l32, m16, l16;
+	struct tr_err err = { 0 };
+	char env[NUMERICS_TEXT_MAX], wm[512] = "", wl[512] = "";
+	double tm = -1, tl = -1;
+	int tmt = 0, tlt = 0;
+
+	l.model = "lenet5";
+	l.epochs = epochs < 3 ? epochs : 3;
+	if (k_precision_check(K_BF16, &err) < 0) {
+		printf("bf16: not measured: %s\n", err.msg);
+		return 0;
+	}
+	k_precision_numerics(K_BF16, env, sizeof(env));
+	if (measure(dir, &m, &m32) < 0)
+		return 1;
+	m.precision = K_BF16;
+	if (measure(dir, &m, &m16) < 0)
+		return 1;
+	if (measure(dir, &l, &l32) < 0)
+		return 1;
+	l.precision = K_BF16;
+	if (measure(dir, &l, &l16) < 0)
+		return 1;
+	printf("precision bf16 (%s), threads=2, against fp32 (OpenBLAS %s) in the same run:\n", env,
+	       openblas_get_corename());
+	printf("  lesson MLP epoch: bf16 median %.3f s (best %.3f, slowest %.3f), fp32 median %.3f s: %.2fx; target >= %.0fx: %s\n",
+	       m16.median, m16.best, m16.worst, m32.median, m32.median / m16.median, TARGET_BF16_FP32,
+	       verdict(m32.median / m16.median >= TARGET_BF16_FP32));
+	printf("  lenet5 epoch (%d epochs): bf16 median %.3f s (best %.3f), fp32 median %.3f s: %.2fx; target >= %.0fx: %s\n",
+	       l.epochs, l16.median, l16.best, l32.median, l32.median / l16.median, TARGET_BF16_FP32,
+	       verdict(l32.median / l16.median >= TARGET_BF16_FP32));
+	resnet_bf16(data);
+	if (torch) {
+		m.precision = l.precision = K_FP32;
+		torch_autocast = true;
+		tm = torch_best(data, "mlp", &m, &tmt, wm, sizeof(wm), NULL);
+		tl = torch_best(data, "lenet5", &l, &tlt, wl, sizeof(wl), NULL);
+		torch_autocast = false;
+	}
+	if (tm < 0 || tl < 0) {
+		printf("  PyTorch autocast: not measured (%s)\n", torch ? "no torch for /usr/bin/python3" : "--no-torch");
+		return 0;
+	}
+	printf("  PyTorch 1.13 under torch.autocast(\"cpu\", torch.bfloat16) at its best, median epoch: lesson MLP %.3f s (%s), lenet5 %.3f s (%s)\n",
+	       tm, wm, tl, wl);
+	printf("  traind bf16 vs PyTorch autocast by the median: lesson MLP %.2fx (target >= %.0fx: %s), lenet5 %.2fx (target >= %.0fx: %s)\n",
+	       tm / m16.median, TARGET_BF16_TORCH, verdict(tm / m16.median >= TARGET_BF16_TORCH),
+	       tl / l16.median, TARGET_BF16_TORCH, verdict(tl / l16.median >= TARGET_BF16_TORCH));
+	return 0;
+}
+
 static int lesson(const char *data, const char *dir, int epochs, int torch)
 {
 	const double flops = mlp_flops(256, 50000, 10000);
@@ -675,7 +771,9 @@ static int sweep(const char *data, const char *dir, int torch)
 	const char *best = blaskernel_auto(cpu_this(), NULL, 0);
 	char loaded[64];
 	struct peaks pk = { 0 };
+	struct tr_err err = { 0 };
 	double peak[3];
+	bool bf16 = k_precision_check(K_BF16, &err) == 0;
 
 	print_machine();
 	if (kernel_peaks(best, &pk, loaded, sizeof(loaded)) < 0) {
@@ -691,15 +789,23 @@ static int sweep(const char *data, const char *dir, int torch)
 	       "PyTorch at its best: threads=1 rows 1 torch thread, threads=2 rows the faster of 1 and 2\n"
 	       "(OPENBLAS_NUM_THREADS=1, OPENBLAS_CORETYPE=%s)\n",
 	       s.train, s.val, s.epochs, blaskernel_state()->in_use);
-	printf("%6s %6s %3s | %9s %6s | %9s %4s %8s\n", "hidden", "batch", "thr", "traind s", "eff", "torch s", "tthr",
-	       "speedup");
+	if (bf16) {
+		char env[NUMERICS_TEXT_MAX];
+
+		k_precision_numerics(K_BF16, env, sizeof(env));
+		printf("bf16 s: the same run in precision bf16 (%s); x fp32: its speedup over traind s\n", env);
+	} else {
+		printf("bf16: not measured: %s\n", err.msg);
+	}
+	printf("%6s %6s %3s | %9s %6s | %9s %7s | %9s %4s %8s\n", "hidden", "batch", "thr", "traind s", "eff",
+	       "bf16 s", "x fp32", "torch s", "tthr", "speedup");
 	for (size_t h = 0; h < sizeof(widths) / sizeof(widths[0]); h++)
 		for (size_t bt = 0; bt < sizeof(batches) / sizeof(batches[0]); bt++)
 			for (int thr = 1; thr <= 2; thr++) {
 				struct epoch_result r;
 				double ts = -1, eff;
 				int tthr = 0;
-				char what[512];
+				char what[512], b16[16] = "-", x16[16] = "-";
 
 				s.hidden = widths[h];
 				s.batch = batches[bt];
@@ -709,15 +815,25 @@ static int sweep(const char *data, const char *dir, int torch)
 						s.hidden, s.batch);
 					return 1;
 				}
+				if (bf16) {
+					struct run_spec sb = s;
+					struct epoch_result rb;
+
+					sb.precision = K_BF16;
+					if (measure(dir, &sb, &rb) == 0) {
+						snprintf(b16, sizeof(b16), "%.3f", rb.median);
+						snprintf(x16, sizeof(x16), "%.2fx", r.median / rb.median);
+					}
+				}
 				if (torch)
 					ts = torch_best(data, "mlp", &s, &tthr, what, sizeof(what), NULL);
 				eff = mlp_flops(s.hidden, s.train, s.val) / (r.median * peak[thr]);
 				if (ts > 0)
-					printf("%6u %6u %3d | %9.3f %6.2f | %9.3f %4d %7.2fx\n", s.hidden, s.batch,
-					       thr, r.median, eff, ts, tthr, ts / r.median);
+					printf("%6u %6u %3d | %9.3f %6.2f | %9s %7s | %9.3f %4d %7.2fx\n", s.hidden,
+					       s.batch, thr, r.median, eff, b16, x16, ts, tthr, ts / r.median);
 				else
-					printf("%6u %6u %3d | %9.3f %6.2f | %9s %4s %8s\n", s.hidden, s.batch, thr,
-					       r.median, eff, "-", "-", "-");
+					printf("%6u %6u %3d | %9.3f %6.2f | %9s %7s | %9s %4s %8s\n", s.hidden, s.batch,
+					       thr, r.median, eff, b16, x16, "-", "-", "-");
 				fflush(stdout);
 			}
 	pk = (struct peaks){ 0 };
@@ -923,7 +1039,8 @@ int main(int argc, char **argv)
 {
 	const char *data = getenv("TRAIND_DATA_DIR"), *pin = NULL;
 	char dir[4096];
-	int epochs = 5, do_sweep = 0, do_kernels = 0, do_portable = 0, torch = 1, only_resnet = 0, probe_peak = 0, probe_epochs = -1, rc;
+	int epochs = 5, do_sweep = 0, do_kernels = 0, do_portable = 0, torch = 1, only_resnet = 0, only_bf16 = 0,
+	    probe_peak = 0, probe_epochs = -1, rc;
 	struct tr_err err = { 0 };
 	ssize_t n;
 
@@ -932,6 +1049,8 @@ int main(int argc, char **argv)
 			do_sweep = 1;
 		} else if (strcmp(argv[i], "--resnet") == 0) {
 			only_resnet = 1;
+		} else if (strcmp(argv[i], "--bf16") == 0) {
+			only_bf16 = 1;
 		} else if (strcmp(argv[i], "--kernels") == 0) {
 			do_kernels = 1;
 		} else if (strcmp(argv[i], "--portable") == 0) {
@@ -949,7 +1068,7 @@ int main(int argc, char **argv)
 		} else if (atoi(argv[i]) >= 1 && atoi(argv[i]) <= MAX_EPOCHS) {
 			epochs = atoi(argv[i]);
 		} else {
-			fprintf(stderr, "usage: bench-engine [EPOCHS (1..%d, 5)] [--sweep | --resnet | --kernels | --portable] "
+			fprintf(stderr, "usage: bench-engine [EPOCHS (1..%d, 5)] [--sweep | --resnet | --bf16 | --kernels | --portable] "
 				"[--no-torch] [--blas-kernel NAME|auto|openblas]\n", MAX_EPOCHS);
 			return 2;
 		}
@@ -980,8 +1099,14 @@ int main(int argc, char **argv)
 		print_machine();
 		return resnet(data, torch);
 	}
+	if (only_bf16) {
+		print_machine();
+		return bf16_section(data, dir, epochs, torch);
+	}
 	if (do_sweep)
 		return sweep(data, dir, torch);
 	rc = lesson(data, dir, epochs, torch);
+	if (rc == 0)
+		rc = bf16_section(data, dir, epochs, torch);
 	return rc ? rc : resnet(data, torch);
 }

@@ -23,6 +23,10 @@ MODEL resnet20: He et al.'s CIFAR ResNet as traind builds it (the module
 `traind-train --export-pytorch` writes: BasicBlocks, option-B shortcuts,
 global average pooling) on Fashion-MNIST, SGD (lr 0.1, momentum 0.9, weight
 decay 5e-4) as bench-engine trains it.
+
+With TORCH_EPOCH_AUTOCAST=bf16 in the environment, the model's forward
+passes and losses run under torch.autocast("cpu", dtype=torch.bfloat16) (the
+counterpart of traind's precision bf16).
 """
 import ctypes
 import os
@@ -102,6 +106,7 @@ if model_name == "resnet20":
 else:
     opt = torch.optim.Adam(m.parameters(), 1e-3)
 lf = nn.CrossEntropyLoss()
+bf16 = os.environ.get("TORCH_EPOCH_AUTOCAST") == "bf16"
 for e in range(epochs):
     t0, c0 = time.time(), time.process_time()
     m.train()
@@ -109,10 +114,12 @@ for e in range(epochs):
     for i in range(0, n_train, batch):
         b = order[i:i + batch]
         opt.zero_grad()
-        lf(m(xt[b]), yt[b]).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = lf(m(xt[b]), yt[b])
+        loss.backward()
         opt.step()
     m.eval()
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         for i in range(0, n_val, 128):
             lf(m(xv[i:i + 128]), yv[i:i + 128])
     took = time.time() - t0

@@ -37,7 +37,9 @@ static void usage(FILE *out)
 		"  --hidden W[,W...]      hidden layer widths of the MLP (256)\n"
 		"  --model SPEC           layers, e.g. lenet5 or flatten,linear(256),relu,linear(10) (the MLP of --hidden)\n"
 		"  --ftz true|false       flush denormals to zero while training (true)\n"
-		"  --strict-numerics true|false  refuse to resume under another BLAS kernel (false)\n"
+		"  --strict-numerics true|false  refuse to resume under another BLAS kernel or bf16 path (false)\n"
+		"  --precision fp32|bf16  matrix products in float32, or on bfloat16 inputs with float32\n"
+		"                         accumulation (AMX or AVX-512-BF16; doc/precision.md) (fp32)\n"
 		"  --rng torch|xoshiro    random streams: PyTorch's (init, split, order as the lesson) or traind's own (torch)\n"
 		"  --kernels openblas|portable  OpenBLAS and libm, or traind's own kernels: the same bits on any\n"
 		"                         CPU and thread count (TRAIND_ISA=avx512|avx2|generic picks the path) (openblas)\n"
@@ -143,6 +145,7 @@ int main(int argc, char **argv)
 		{ "pos-weight", required_argument, NULL, 1 },
 		{ "augment", required_argument, NULL, 1 },
 		{ "kernels", required_argument, NULL, 1 },
+		{ "precision", required_argument, NULL, 1 },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *data_dir = getenv("TRAIND_DATA_DIR");

@@ -68,6 +68,7 @@ enum opt {
 	O_POS_WEIGHT,
 	O_AUGMENT,
 	O_KERNELS,
+	O_PRECISION,
 	O_KEEP,
 	O_INIT_FROM,
 	O_WEIGHTS_ONLY,
@@ -93,7 +94,7 @@ enum opt {
 };
 
 #define CONFIG_FIRST O_DATASET
-#define CONFIG_LAST O_KERNELS
+#define CONFIG_LAST O_PRECISION
 
 struct opt_desc {
 	const char *name;     /* long name, without "--" */
@@ -117,10 +118,14 @@ enum job_arg {
 	ARGS,           /* words, not job ids (cli->args): dataset import NAME PATH... */
 };
 
+/* A set of options, bit o for option o: more than 64 options (O_COUNT). */
+__extension__ typedef unsigned __int128 opt_mask;
+#define OPT_BIT(o) ((opt_mask)1 << (o))
+
 struct verb {
 	const char *name;
 	int (*run)(struct cli *cli);
-	uint64_t opts;        /* the options it takes besides the global ones */
+	opt_mask opts;        /* the options it takes besides the global ones */
 	enum job_arg job;
 	const char *args;     /* its positional arguments in help ("JOB", "JOB FILE...") */
 	const char *summary;  /* one line for `trainctl help` */

@@ -43,7 +43,8 @@
 #include "varlink.h"
 #include "verbs.h"
 
-#define BIT(o) (UINT64_C(1) << (o))
+#define BIT(o) OPT_BIT(o)
+_Static_assert(O_COUNT <= 128, "opt_mask holds 128 options");
 #define GLOBAL_OPTS (BIT(O_SOCKET) | BIT(O_JSON) | BIT(O_HELP) | BIT(O_VERSION))
 
 const struct opt_desc opts[O_COUNT] = {
@@ -102,6 +103,8 @@ const struct opt_desc opts[O_COUNT] = {
 			"training batches only, e.g. 'random_crop(32,padding=4),random_horizontal_flip(0.5)'" },
 	[O_KERNELS] = { "kernels", 0, true, "kernels", "openblas|portable",
 			"whose kernels (openblas); portable: the same bits on any CPU and thread count" },
+	[O_PRECISION] = { "precision", 0, true, "precision", "fp32|bf16",
+			  "matrix products on bfloat16 inputs with float32 accumulation (AMX or AVX-512-BF16; fp32)" },
 	[O_KEEP] = { "keep", 0, true, NULL, "K|all", "epoch checkpoints kept besides the best (all)" },
 	[O_INIT_FROM] = { "init-from", 0, true, NULL, "MODEL.safetensors", "start from this model's weights" },
 	[O_WEIGHTS_ONLY] = { "weights-only", 0, false, NULL, NULL,
@@ -424,7 +427,7 @@ static int unknown_option(struct cli *cli, const char *shown, int o)
 {
 	const char *names[O_COUNT];
 	const char *best;
-	uint64_t mask = GLOBAL_OPTS | (cli->verb ? cli->verb->opts : 0);
+	opt_mask mask = GLOBAL_OPTS | (cli->verb ? cli->verb->opts : 0);
 	char takers[256] = "";
 	size_t k = 0, used = 0, nt = 0;
 

@@ -215,6 +215,13 @@ static void start_from(struct start_task *s)
 		bg_fail(bt, PROTO_FROM_CONFIG, -EINVAL);
 		goto out;
 	}
+	/* the full state's trainer below is the old job's: check a new precision here */
+	rc = k_precision_check(sp->cfg.precision, err);
+	if (rc < 0) {
+		s->bad_param = config_param(s);
+		bg_fail(bt, PROTO_FROM_CONFIG, rc);
+		goto out;
+	}
 	if (start_dataset(s) < 0)
 		goto out;
 	if (s->weights_only) {

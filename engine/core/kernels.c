@@ -8,11 +8,15 @@
  */
 #include "traind/kernels.h"
 #include "traind/portable.h"
+#include "traind/numerics.h"
+#include "engine/core/bf16.h"
 #include "engine/core/hot.h"
 
 #include <cblas.h>
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +42,39 @@ float *k_alloc_floats(size_t n)
 	return p;
 }
 
+const char *k_precision_name(enum k_precision p)
+{
+	switch (p) {
+	case K_FP32: return "fp32";
+	case K_BF16: return "bf16";
+	}
+	return "?";
+}
+
+int k_precision_check(enum k_precision p, struct tr_err *err)
+{
+	if (p == K_FP32)
+		return 0;
+	if (p != K_BF16)
+		return tr_err_set_key(err, -EINVAL, "precision", "unknown precision");
+	if (bf16_isa() == BF16_NONE)
+		return tr_err_set_key(err, -EINVAL, "precision", "%s", bf16_why());
+	return 0;
+}
+
+void k_precision_numerics(enum k_precision p, char *buf, size_t len)
+{
+	if (p == K_BF16)
+		snprintf(buf, len, "traind-bf16 %d %s", BF16_KERNELS_VERSION, bf16_isa_name(bf16_isa()));
+	else
+		numerics_blas(buf, len);
+}
+
+size_t k_gemm_scratch_len(enum k_precision p, size_t kmax)
+{
+	return p == K_BF16 ? bf16_scratch_len(kmax) : 0;
+}
+
 void k_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha,
 	    const float *a, size_t lda, const float *b, size_t ldb,
 	    float beta, float *c, size_t ldc)
@@ -56,6 +93,19 @@ void k_gemm_by(enum kernels_kind kernels, int ta, int tb, size_t m, size_t n, si
 		pk_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 	else
 		k_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void k_gemm_job(enum kernels_kind kernels, const struct k_gemm_mode *mode, int ta, int tb, size_t m,
+		size_t n, size_t k, float alpha, const float *a, size_t lda, const float *b,
+		size_t ldb, float beta, float *c, size_t ldc)
+{
+	if (mode && mode->prec == K_BF16) {
+		if (m && n)
+			bf16_gemm(bf16_isa(), mode->scratch, mode->scratch_len, ta, tb, m, n, k, alpha,
+				  a, lda, b, ldb, beta, c, ldc);
+		return;
+	}
+	k_gemm_by(kernels, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 HOT_CLONES

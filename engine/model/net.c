@@ -59,6 +59,11 @@
 
 static bool per_sample(enum layer_kind k);
 
+static size_t size_max(size_t a, size_t b)
+{
+	return a > b ? a : b;
+}
+
 /* One phase of the backward pass: a linear layer (with the ReLU above it
  * when relu >= 0), a BatchNorm, or a run of per-sample nodes, order
  * positions hi down to lo. */
@@ -608,7 +613,7 @@ static int net_layout(struct net *n, const struct model_spec *spec, struct shape
 		      uint32_t classes, uint32_t max_batch, unsigned members, bool alloc)
 {
 	struct shape *shapes;
-	size_t col_len = 1, part_len = 1;
+	size_t col_len = 1, part_len = 1, kmax = 0;
 	uint32_t count = 0, v[SPEC_MAX_BRANCHES];
 	int rc;
 
@@ -652,7 +657,12 @@ static int net_layout(struct net *n, const struct model_spec *spec, struct shape
 			col_len = cl > col_len ? cl : col_len;
 			l->part_off = part_len - 1;
 			part_len += pl;   /* each conv2d its own slice: a phase may run several */
+			kmax = size_max(kmax, size_max(ckk / l->spec.groups,
+						       size_max((size_t)l->out.h * l->out.w,
+								l->spec.out / l->spec.groups)));
 		}
+		if (l->spec.kind == LAYER_LINEAR)
+			kmax = size_max(kmax, size_max(max_batch, size_max(l->in_size, l->out_size)));
 	}
 	free(shapes);
 	n->classes = (uint32_t)n->layers[n->out_node].out_size;
@@ -671,6 +681,7 @@ static int net_layout(struct net *n, const struct model_spec *spec, struct shape
 	}
 	n->col_len = col_len;
 	n->part_len = part_len;
+	n->gemm_kmax = kmax;
 	return plan_backward(n, alloc);
 }
 
@@ -787,6 +798,7 @@ void net_deinit(struct net *n)
 	free(n->col);
 	free(n->dcol);
 	free(n->part);
+	free(n->gemm_scratch);
 	memset(n, 0, sizeof(*n));
 }
 
@@ -815,6 +827,23 @@ static void init_batchnorm(struct net *n, const struct net_layer *l)
 		n->buffers[l->rv_off + c] = 1.0f;
 	}
 	n->counts[l->nbt] = 0;
+}
+
+int net_set_precision(struct net *n, enum k_precision p)
+{
+	size_t len = (k_gemm_scratch_len(p, n->gemm_kmax) + 63) / 64 * 64;
+	void *scratch = NULL;
+
+	if (len && posix_memalign(&scratch, 64, n->members * len))
+		return -ENOMEM;
+	free(n->gemm_scratch);
+	n->gemm_scratch = scratch;
+	n->precision = p;
+	for (unsigned m = 0; m < n->members; m++)
+		n->gemm[m] = (struct k_gemm_mode){ .prec = p,
+						   .scratch = len ? (char *)scratch + m * len : NULL,
+						   .scratch_len = len };
+	return 0;
 }
 
 void net_init_params(struct net *n, struct rng *r)
@@ -1023,8 +1052,8 @@ static void linear_forward(void *arg, unsigned idx, unsigned nm)
 	 * would zero y and the pass that would add the bias. */
 	if (l->has_bias)
 		k_fill_rows(l->y, out, j->batch, c0, c1, p + l->b_off);
-	k_gemm_by(j->n->kernels, 0, 1, j->batch, c1 - c0, in, 1.0f, j->in, in, p + l->w_off + c0 * in, in,
-		  l->has_bias ? 1.0f : 0.0f, l->y + c0, out);
+	k_gemm_job(j->n->kernels, &j->n->gemm[idx], 0, 1, j->batch, c1 - c0, in, 1.0f, j->in, in,
+		   p + l->w_off + c0 * in, in, l->has_bias ? 1.0f : 0.0f, l->y + c0, out);
 	if (j->relu)
 		for (size_t r = 0; r < j->batch; r++)
 			k_relu_rows(j->relu->y + r * out + c0, l->y + r * out + c0, c1 - c0);
@@ -1041,8 +1070,8 @@ static void linear_backward(void *arg, unsigned idx, unsigned nm)
 	if (j->dx) {
 		team_split(in, idx, nm, SPLIT_ALIGN, &lo, &hi);
 		if (lo < hi)
-			k_gemm_by(n->kernels, 0, 0, j->batch, hi - lo, out, 1.0f, j->dy, out,
-				  n->params + l->w_off + lo, in, 0.0f, j->dx + lo, in);
+			k_gemm_job(n->kernels, &n->gemm[idx], 0, 0, j->batch, hi - lo, out, 1.0f, j->dy, out,
+				   n->params + l->w_off + lo, in, 0.0f, j->dx + lo, in);
 	}
 	team_split(out, idx, nm, SPLIT_ALIGN, &lo, &hi);
 	if (lo == hi)
@@ -1051,8 +1080,8 @@ static void linear_backward(void *arg, unsigned idx, unsigned nm)
 		for (size_t r = 0; r < j->batch; r++)
 			k_relu_backward_rows(j->relu_job->dx + r * out + lo, j->relu_job->l->y + r * out + lo,
 					     j->relu_job->dy + r * out + lo, hi - lo);
-	k_gemm_by(n->kernels, 1, 0, hi - lo, in, j->batch, 1.0f, j->dy + lo, out, j->in, in, 0.0f,
-		  n->grads + l->w_off + lo * in, in);
+	k_gemm_job(n->kernels, &n->gemm[idx], 1, 0, hi - lo, in, j->batch, 1.0f, j->dy + lo, out, j->in,
+		   in, 0.0f, n->grads + l->w_off + lo * in, in);
 	if (l->has_bias)
 		k_colsum(n->grads + l->b_off, j->dy, out, j->batch, lo, hi);
 }
@@ -1458,8 +1487,9 @@ static void conv_forward(const struct layer_job *j, unsigned idx, size_t first, 
 				for (size_t t = 0; t < ohw; t++)
 					y[oc * ohw + t] = n->params[l->b_off + oc];
 		for (size_t g = 0; g < G; g++)
-			k_gemm(0, 0, og, ohw, ckk, 1.0f, n->params + l->w_off + g * og * ckk, ckk,
-			       col + g * ckk * ohw, ohw, l->has_bias ? 1.0f : 0.0f, y + g * og * ohw, ohw);
+			k_gemm_job(KERNELS_OPENBLAS, &n->gemm[idx], 0, 0, og, ohw, ckk, 1.0f,
+				   n->params + l->w_off + g * og * ckk, ckk, col + g * ckk * ohw, ohw,
+				   l->has_bias ? 1.0f : 0.0f, y + g * og * ohw, ohw);
 	}
 }
 
@@ -1499,13 +1529,14 @@ static void conv_backward(const struct layer_job *j, unsigned idx, size_t first,
 
 		conv_im2col(l, col, j->in + r * l->in_size);
 		for (size_t g = 0; g < G; g++)
-			k_gemm(0, 1, og, ckk, ohw, 1.0f, dy + g * og * ohw, ohw, col + g * ckk * ohw, ohw,
-			       r == first ? 0.0f : 1.0f, dw + g * og * ckk, ckk);
+			k_gemm_job(KERNELS_OPENBLAS, &n->gemm[idx], 0, 1, og, ckk, ohw, 1.0f, dy + g * og * ohw,
+				   ohw, col + g * ckk * ohw, ohw, r == first ? 0.0f : 1.0f, dw + g * og * ckk, ckk);
 		conv_bias_sums(db, dy, s->out, ohw, r == first);
 		if (j->dx) {
 			for (size_t g = 0; g < G; g++)
-				k_gemm(1, 0, ckk, ohw, og, 1.0f, n->params + l->w_off + g * og * ckk, ckk,
-				       dy + g * og * ohw, ohw, 0.0f, dcol + g * ckk * ohw, ohw);
+				k_gemm_job(KERNELS_OPENBLAS, &n->gemm[idx], 1, 0, ckk, ohw, og, 1.0f,
+					   n->params + l->w_off + g * og * ckk, ckk, dy + g * og * ohw, ohw, 0.0f,
+					   dcol + g * ckk * ohw, ohw);
 			if (s->dilation == 1)
 				k_col2im(j->dx + r * l->in_size, dcol, l->in.c, l->in.h, l->in.w, s->k,
 					 s->stride, s->padding, l->out.h, l->out.w);

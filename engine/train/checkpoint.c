@@ -681,8 +681,10 @@ static int check_numerics(struct trainer *t, const char *trained, struct tr_err 
 		return 0;
 	if (t->cfg.strict_numerics)
 		return tr_err_set(err, -EPERM,
-				  "numerics: trained with %s, this machine runs %s; the job has strict_numerics, so it does not resume here (pin the kernel with OPENBLAS_CORETYPE)",
-				  trained, t->numerics);
+				  "numerics: trained with %s, this machine runs %s; the job has strict_numerics, so it does not resume here (%s)",
+				  trained, t->numerics,
+				  t->cfg.precision == K_BF16 ? "pin the bf16 path with TRAIND_BF16=amx or avx512"
+							     : "pin the kernel with OPENBLAS_CORETYPE");
 	snprintf(t->numerics_changed, sizeof(t->numerics_changed),
 		 "trained with %s, resumed with %s: not bit-identical to an uninterrupted run", trained,
 		 t->numerics);
@@ -747,6 +749,11 @@ int checkpoint_restore(struct trainer **out, const uint8_t *blob, size_t len,
 	rc = open_blob(blob, len, &f, &info, err);
 	if (rc < 0)
 		return rc;
+	rc = k_precision_check(info.cfg.precision, err);
+	if (rc < 0) {
+		tr_err_prefix(err, "the job cannot continue on this machine");
+		goto fail;
+	}
 	rc = trainer_new(&t, &info.cfg, ds, err);
 	if (rc < 0) {
 		tr_err_prefix(err, "checkpoint does not fit this dataset");

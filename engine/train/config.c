@@ -39,6 +39,7 @@ enum key_type {
 	K_WEIGHTS,
 	K_AUGMENT,
 	K_KERNELS,
+	K_PRECISION,
 };
 
 struct key_desc {
@@ -89,6 +90,7 @@ static const struct key_desc keys[] = {
 	{ "pos_weight",      K_WEIGHTS, OFF(pos_weight),      0, 1e6, false },
 	{ "augment",         K_AUGMENT, OFF(augment),         0, 0, false },
 	{ "kernels",         K_KERNELS, OFF(kernels),         0, 0, false },
+	{ "precision",       K_PRECISION, OFF(precision),     0, 0, false },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -134,6 +136,7 @@ void config_defaults(struct train_config *cfg)
 	cfg->n_pos_weight = 0;
 	cfg->augment[0] = '\0';
 	cfg->kernels = KERNELS_OPENBLAS;
+	cfg->precision = K_FP32;
 }
 
 uint32_t config_shards(const struct train_config *cfg)
@@ -372,6 +375,20 @@ static int set_kernels(struct train_config *cfg, const char *v, struct tr_err *e
 	return 0;
 }
 
+/* Whether this machine computes in it is the trainer's check
+ * (k_precision_check): a client may ask a daemon on another machine. */
+static int set_precision(struct train_config *cfg, const char *v, struct tr_err *err)
+{
+	if (strcmp(v, "fp32") == 0)
+		cfg->precision = K_FP32;
+	else if (strcmp(v, "bf16") == 0)
+		cfg->precision = K_BF16;
+	else
+		return tr_err_set(err, -EINVAL, "precision: unknown precision '%.*s' (expected fp32 or bf16)",
+				  tr_utf8_cut(v, TR_QUOTE_MAX), v);
+	return 0;
+}
+
 static int set_dataset(struct train_config *cfg, const char *v, struct tr_err *err)
 {
 	if (!config_dataset_name_ok(v))
@@ -570,6 +587,8 @@ static int set_text(struct train_config *cfg, const struct key_desc *k, const ch
 		return set_augment(cfg, value, err);
 	case K_KERNELS:
 		return set_kernels(cfg, value, err);
+	case K_PRECISION:
+		return set_precision(cfg, value, err);
 	case K_OPTIM:
 		rc = set_optim(cfg, value, err);
 		/* PyTorch's AdamW defaults to weight decay 0.01: callers set the
@@ -701,6 +720,10 @@ static int set_from_json(struct train_config *cfg, const struct key_desc *k,
 		if (!json_is_string(v))
 			return tr_err_set(err, -EINVAL, "%s: expected a string", k->name);
 		return set_kernels(cfg, json_string_value(v), err);
+	case K_PRECISION:
+		if (!json_is_string(v))
+			return tr_err_set(err, -EINVAL, "%s: expected a string", k->name);
+		return set_precision(cfg, json_string_value(v), err);
 	case K_DATASET:
 	case K_OPTIM:
 		if (!json_is_string(v))
@@ -789,6 +812,7 @@ static int from_json(struct train_config *cfg, const json_t *obj, bool stored, s
 		cfg->ftz = false;          /* stored before FTZ existed: the arithmetic it had */
 		cfg->rng = RNG_XOSHIRO;    /* stored before `rng` existed: the stream it drew from */
 		cfg->kernels = KERNELS_OPENBLAS;   /* stored before `kernels`: OpenBLAS's arithmetic */
+		cfg->precision = K_FP32;   /* stored before `precision` existed: float32 products */
 	}
 	rc = apply_keys(cfg, obj, err);
 	if (rc == 0)
@@ -897,6 +921,11 @@ int config_validate(const struct train_config *cfg, struct tr_err *err)
 		return tr_err_set_key(err, -EINVAL, "rng", "unknown random stream");
 	if (cfg->kernels != KERNELS_OPENBLAS && cfg->kernels != KERNELS_PORTABLE)
 		return tr_err_set_key(err, -EINVAL, "kernels", "unknown kernels");
+	if (cfg->precision != K_FP32 && cfg->precision != K_BF16)
+		return tr_err_set_key(err, -EINVAL, "precision", "unknown precision");
+	if (cfg->precision == K_BF16 && cfg->kernels != KERNELS_OPENBLAS)
+		return tr_err_set_key(err, -EINVAL, "precision",
+				      "bf16 runs traind's bf16 products with kernels openblas; the portable kernels are float32 only");
 	if (cfg->n_hidden < 1 || cfg->n_hidden > CFG_MAX_HIDDEN)
 		return tr_err_set_key(err, -EINVAL, "hidden", "expected 1 to %d layers", CFG_MAX_HIDDEN);
 	for (uint32_t i = 0; i < cfg->n_hidden; i++)
@@ -1017,6 +1046,7 @@ json_t *config_to_json(const struct train_config *cfg)
 	    json_object_set_new(o, "hosts", json_string(cfg->hosts)) ||
 	    json_object_set_new(o, "max_restarts", json_integer(cfg->max_restarts)) ||
 	    json_object_set_new(o, "kernels", json_string(config_kernels_name(cfg->kernels))) ||
+	    json_object_set_new(o, "precision", json_string(k_precision_name(cfg->precision))) ||
 
 	    json_object_set_new(o, "rng", json_string(config_rng_name(cfg->rng))) ||
 	    json_object_set_new(o, "loss", json_string(loss_name(cfg->loss))) ||
@@ -1056,7 +1086,7 @@ bool config_equal(const struct train_config *a, const struct train_config *b)
 	    a->n_pos_weight != b->n_pos_weight || strcmp(a->augment, b->augment) != 0 ||
 	    memcmp(a->class_weights, b->class_weights, a->n_class_weights * sizeof(float)) != 0 ||
 	    memcmp(a->pos_weight, b->pos_weight, a->n_pos_weight * sizeof(float)) != 0 ||
-	    a->kernels != b->kernels)
+	    a->kernels != b->kernels || a->precision != b->precision)
 		return false;
 	for (uint32_t i = 0; i < a->n_hidden; i++)
 		if (a->hidden[i] != b->hidden[i])

@@ -328,6 +328,8 @@ int trainer_check_config(const struct train_config *cfg, const struct dataset *d
 	int rc;
 
 	rc = config_validate(cfg, err);
+	if (rc == 0)
+		rc = k_precision_check(cfg->precision, err);   /* bf16: what the CPU lacks */
 	if (rc < 0)
 		return rc;
 	if (cfg->val_size >= ds->train.count)
@@ -396,6 +398,8 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 		goto fail;
 	}
 	rc = net_init(&t->model, &spec, trainer_input_shape(ds), dataset_outputs(ds), max_batch, t->team);
+	if (rc == 0)
+		rc = net_set_precision(&t->model, cfg->precision);
 	if (rc < 0)
 		goto fail_nomem;
 	t->task = loss_task_of(cfg->loss);
@@ -446,7 +450,7 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 	if (cfg->kernels == KERNELS_PORTABLE)
 		pk_describe(t->numerics, sizeof(t->numerics));
 	else
-		numerics_blas(t->numerics, sizeof(t->numerics));
+		k_precision_numerics(cfg->precision, t->numerics, sizeof(t->numerics));
 	trainsched_init(t);
 	draw_order(t);
 	*out = t;

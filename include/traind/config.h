@@ -103,6 +103,12 @@ struct train_config {
 	char augment[CFG_AUGMENT_MAX];
 	enum kernels_kind kernels;   /* openblas (new jobs and every stored job without the key) or
 					portable (kernels.h); part of the bits */
+	/* The matrix products' arithmetic (doc/precision.md): fp32 (the
+	 * default, and every job stored before the key) or bf16 (inputs
+	 * rounded to bfloat16, float32 accumulation, on AMX or AVX-512-BF16;
+	 * the rest of the step, the master weights and the optimizer stay
+	 * float32). Part of the bits. */
+	enum k_precision precision;
 };
 
 /* The job's shards: cfg->shards, or its ranks while shards is unset (0). */

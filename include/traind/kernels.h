@@ -1,7 +1,9 @@
 /*
  * kernels.h - the numeric building blocks of one training step, each a plain
- * loop over row-major float buffers, plus the one sgemm wrapper every matrix
- * product goes through.
+ * loop over row-major float buffers, plus the one GEMM wrapper every matrix
+ * product goes through: by the job's kernels (OpenBLAS's sgemm or the
+ * portable GEMM) and its precision (float32, or bfloat16 inputs with float32
+ * accumulation: engine/core/bf16.h, on AMX or AVX-512-BF16; doc/precision.md).
  *
  * Shapes are written (rows, cols); every matrix is row-major with an explicit
  * leading dimension (the row stride in floats). All functions are pure with
@@ -13,6 +15,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "traind/error.h"
 
 /* Whose arithmetic a wrapper runs: a job's `kernels` (config.h; doc/portable.md). */
 enum kernels_kind {
@@ -31,7 +35,39 @@ void kernels_global_init(void);
  * them. NULL on ENOMEM. */
 float *k_alloc_floats(size_t n);
 
-/* C (m, n) = alpha * op(A) op(B) + beta * C, row-major.
+/* The arithmetic of a job's matrix products (config `precision`). */
+enum k_precision {
+	K_FP32,   /* float32 throughout, by the job's kernels (every job stored before the key) */
+	K_BF16,   /* inputs rounded to bfloat16 (round to nearest even), float32 accumulation */
+};
+
+/* "fp32", "bf16". */
+const char *k_precision_name(enum k_precision p);
+/* 0 when this process can compute in p; else -EINVAL with err (key
+ * "precision") naming what the CPU lacks. The first call for bf16 decides
+ * the process's bf16 path (bf16.h: cpuid, AMX permission, TRAIND_BF16).
+ * Thread: any. */
+int k_precision_check(enum k_precision p, struct tr_err *err);
+
+/* What a job of precision p (and kernels openblas) records as its numeric
+ * environment (numerics.h): numerics_blas for fp32; "traind-bf16 1 amx" for
+ * bf16 (the bf16 kernels' version, bf16.h's BF16_KERNELS_VERSION, and the
+ * process's path: amx or avx512-bf16; no BLAS computes any of a bf16 job's
+ * products). Thread: any. */
+void k_precision_numerics(enum k_precision p, char *buf, size_t len);
+
+/* How one team member's products run: the precision and, for bf16, the
+ * member's own scratch for the packed operands. */
+struct k_gemm_mode {
+	enum k_precision prec;
+	void *scratch;        /* bf16: k_gemm_scratch_len(prec, kmax) bytes, 64-byte aligned; not owned */
+	size_t scratch_len;
+};
+
+/* The scratch bytes a member needs for products whose k is at most kmax (0 for fp32). */
+size_t k_gemm_scratch_len(enum k_precision p, size_t kmax);
+
+/* C (m, n) = alpha * op(A) op(B) + beta * C, row-major, by OpenBLAS's sgemm on one thread.
  * op(A) is (m, k): A itself when !ta (lda >= k), else A^T with A stored (k, m) (lda >= m).
  * op(B) is (k, n): B itself when !tb (ldb >= n), else B^T with B stored (n, k) (ldb >= k). */
 void k_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha,
@@ -42,6 +78,15 @@ void k_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha,
 void k_gemm_by(enum kernels_kind kernels, int ta, int tb, size_t m, size_t n, size_t k, float alpha,
 	       const float *a, size_t lda, const float *b, size_t ldb,
 	       float beta, float *c, size_t ldc);
+/* A job's product: mode NULL or K_FP32, k_gemm_by(kernels). K_BF16 (kernels
+ * ignored: a bf16 job has kernels openblas, config_validate): every element
+ * of op(A) and op(B) rounded to bfloat16, the products summed in float32 over
+ * k in a fixed order, then alpha and beta applied in float32 (bf16.h); the
+ * bits depend only on the operands and the process's bf16 path, which
+ * k_precision_check must have accepted. Thread: any, with its own mode's scratch. */
+void k_gemm_job(enum kernels_kind kernels, const struct k_gemm_mode *mode, int ta, int tb, size_t m,
+		size_t n, size_t k, float alpha, const float *a, size_t lda, const float *b,
+		size_t ldb, float beta, float *c, size_t ldc);
 
 /* x (n, dim) = pixels[idx[i]] / 255 for each of the n sample indices. */
 void k_gather(float *x, const uint8_t *pixels, const uint32_t *idx, size_t n, size_t dim);

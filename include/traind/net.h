@@ -135,6 +135,11 @@ struct net {
 	size_t pk_part_len;          /* floats of one chunk's weight+bias gradient sums */
 	float *pk_part;              /* (PK_CHUNKS, pk_part_len), owned: a backward phase's conv2d
 				      * layers each have their slice */
+	/* The matrix products' arithmetic (net_set_precision; fp32 after net_init): */
+	enum k_precision precision;
+	size_t gemm_kmax;            /* the longest sum over k of any of the model's products */
+	void *gemm_scratch;          /* bf16: (members, gemm[0].scratch_len) bytes of packed operands, owned */
+	struct k_gemm_mode gemm[TEAM_MAX_MEMBERS];   /* member i's products: precision, its scratch */
 	struct team *team;           /* the job's team, not owned; NULL: run on the caller */
 };
 
@@ -144,6 +149,12 @@ struct net {
 int net_init(struct net *n, const struct model_spec *spec, struct shape input, uint32_t classes,
 	     uint32_t max_batch, struct team *team);
 void net_deinit(struct net *n);
+
+/* Compute the products in precision p from now on (K_FP32 after
+ * net_init): each member gets its bf16 scratch (k_gemm_scratch_len for the
+ * model's longest sum). The caller has checked p with k_precision_check.
+ * -ENOMEM. */
+int net_set_precision(struct net *n, enum k_precision p);
 
 /* The floats net_init would allocate for spec into *floats (activations,
  * gradients, scratch; parameters not counted). 0, -EINVAL (spec does not

@@ -1,10 +1,13 @@
 /*
  * numerics.h - the numeric environment that decides a job's bits: the CPU's
  * floating-point mode (flush-to-zero and denormals-are-zero, a job setting)
- * and the BLAS library and kernel (OpenBLAS picks its kernel by CPU, and the
- * kernel decides how each dot product is summed).
+ * and what computes its matrix products: for precision fp32 the BLAS library
+ * and kernel (OpenBLAS picks its kernel by CPU, and the kernel decides how
+ * each dot product is summed), for bf16 traind's bf16 kernels and their path
+ * (AMX or AVX-512-BF16; the two sum each pair of products in another order).
  *
- * A job records the environment it trained in (numerics_describe); a resume
+ * A job records the environment it trained in (kernels.h's k_precision_numerics:
+ * numerics_blas, or for bf16 the bf16 kernels and their path); a resume
  * compares it with the current one, so a job that moves to another kernel is
  * told that its bits no longer continue the same run.
  *

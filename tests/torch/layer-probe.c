@@ -8,7 +8,8 @@
  * tensor of the model's state_dict (net.*), and for a training pass "dy" F32
  * [N, ...] (the gradient at the output). Its metadata: "model" (the SPEC),
  * "input" ("C,H,W"), "flat" ("1": the input is a vector of C features), "train" ("1" or "0"), "threads", "seed" and "step"
- * (Dropout's stream).
+ * (Dropout's stream), and "precision" ("fp32", the default, or "bf16": exits
+ * 77 naming what the CPU lacks when it cannot).
  * OUT gets "y" (the output), and after a training pass "dx" (the gradient at
  * the input), "grad.<name>" for every parameter, the model's tensors as they
  * are after the pass (BatchNorm's running statistics), and "mask.<i>" U8 for
@@ -53,6 +54,7 @@ int main(int argc, char **argv)
 	size_t len = 0, out_len = 0;
 	unsigned batch, threads;
 	bool train;
+	enum k_precision prec = K_FP32;
 	char name[NET_TENSOR_NAME + 16];
 	int rc;
 
@@ -77,7 +79,17 @@ int main(int argc, char **argv)
 	if (!x || x->dtype != ST_F32 || x->ndim < 2)
 		return fail(argv[1], "tensor x (F32, [N, ...]) is required");
 	batch = (unsigned)x->shape[0];
-	if (team_new(&team, threads) < 0 || net_init(&n, &spec, in, 0, batch, team) < 0)
+	if (st_meta_get(f, "precision") && strcmp(st_meta_get(f, "precision"), "fp32") != 0) {
+		if (strcmp(st_meta_get(f, "precision"), "bf16") != 0)
+			return fail("precision", "expected fp32 or bf16");
+		prec = K_BF16;
+		if (k_precision_check(prec, &err) < 0) {
+			fprintf(stderr, "layer-probe: %s\n", err.msg);
+			return 77;
+		}
+	}
+	if (team_new(&team, threads) < 0 || net_init(&n, &spec, in, 0, batch, team) < 0 ||
+	    net_set_precision(&n, prec) < 0)
 		return fail("net", "cannot build the model");
 	if (x->nbytes != (uint64_t)batch * n.in_size * sizeof(float))
 		return fail("x", "its size does not match the input shape");

@@ -118,6 +118,51 @@ static void test_kernels_key(void **state)
 	json_decref(o);
 }
 
+/* precision: fp32 for a new job and for a stored job without the key, bf16
+ * when asked; recorded in the JSON, part of config_equal; bad values name
+ * the key; bf16 with kernels portable is refused (the portable kernels are
+ * float32 only). Whether the CPU has bf16 is the trainer's check. */
+static void test_precision_key(void **state)
+{
+	struct train_config c, d;
+	struct tr_err err = { 0 };
+	json_t *o = json_object(), *j;
+
+	(void)state;
+	assert_int_equal(config_from_json(&c, o, NULL), 0);
+	assert_int_equal(c.precision, K_FP32);
+	json_object_set_new(o, "precision", json_string("bf16"));
+	assert_int_equal(config_from_json(&c, o, NULL), 0);
+	assert_int_equal(c.precision, K_BF16);
+	assert_int_equal(config_from_stored_json(&d, o, NULL), 0);
+	assert_int_equal(d.precision, K_BF16);
+	json_object_del(o, "precision");
+	assert_int_equal(config_from_stored_json(&d, o, NULL), 0);
+	assert_int_equal(d.precision, K_FP32);
+	j = config_to_json(&c);
+	assert_string_equal(json_string_value(json_object_get(j, "precision")), "bf16");
+	assert_int_equal(config_from_stored_json(&d, j, NULL), 0);
+	assert_true(config_equal(&c, &d));
+	json_decref(j);
+	d.precision = K_FP32;
+	assert_false(config_equal(&c, &d));
+	json_object_set_new(o, "precision", json_string("fp16"));
+	assert_int_equal(config_from_json(&c, o, &err), -EINVAL);
+	assert_string_equal(err.key, "precision");
+	assert_non_null(strstr(err.msg, "fp32 or bf16"));
+	json_object_set_new(o, "precision", json_integer(16));
+	assert_int_equal(config_from_json(&c, o, &err), -EINVAL);
+	assert_string_equal(err.key, "precision");
+	config_defaults(&c);
+	assert_int_equal(config_set(&c, "precision", "bf16", NULL), 0);
+	assert_int_equal(config_validate(&c, NULL), 0);
+	assert_int_equal(config_set(&c, "kernels", "portable", NULL), 0);
+	assert_int_equal(config_validate(&c, &err), -EINVAL);
+	assert_string_equal(err.key, "precision");
+	assert_non_null(strstr(err.msg, "portable"));
+	json_decref(o);
+}
+
 static void test_set_from_text(void **state)
 {
 	struct train_config c;
@@ -300,6 +345,7 @@ int main(void)
 		cmocka_unit_test(test_defaults_are_the_lesson),
 		cmocka_unit_test(test_rng_key),
 		cmocka_unit_test(test_kernels_key),
+		cmocka_unit_test(test_precision_key),
 		cmocka_unit_test(test_set_from_text),
 		cmocka_unit_test(test_bad_values_named),
 		cmocka_unit_test(test_cross_field),
