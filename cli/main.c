@@ -56,6 +56,7 @@ static void usage(FILE *out)
 		"  --pos-weight W,...     bce_with_logits' weight of each label's positives (none)\n"
 		"  --augment SPEC         training-batch augmentation, e.g.\n"
 		"                         'random_crop(32,padding=4),random_horizontal_flip(0.5)' (none)\n"
+		"  --context N            a text dataset's tokens per sample (windows; doc/sequences.md)\n"
 		"  --checkpoint FILE      write a checkpoint to FILE after every epoch\n"
 		"  --crash-after-epoch N  stop right after epoch N's checkpoint (simulated crash)\n"
 		"  --resume FILE          continue from a checkpoint file\n"
@@ -74,7 +75,12 @@ static void print_row(const struct history_row *r, uint32_t epochs, enum loss_ta
 {
 	int width = snprintf(NULL, 0, "%u", epochs);
 
-	if (task == TASK_REGRESSION)
+	if (task == TASK_TOKENS)
+		printf("Epoch [%0*u/%0*u] | train_loss: %.4f | train_acc: %.4f | val_loss: %.4f | val_acc: %.4f"
+		       " | val_ppl: %.4f | %.2fs%s%s\n",
+		       width, r->epoch, width, epochs, r->train_loss, r->train_acc, r->val_loss, r->val_acc,
+		       r->val_ppl, r->seconds, r->note[0] ? " | " : "", r->note);
+	else if (task == TASK_REGRESSION)
 		printf("Epoch [%0*u/%0*u] | train_loss: %.4f | val_loss: %.4f | val_mae: %.4f | val_rmse: %.4f"
 		       " | %.2fs%s%s\n",
 		       width, r->epoch, width, epochs, r->train_loss, r->val_loss, r->val_mae, r->val_rmse,
@@ -136,6 +142,7 @@ int main(int argc, char **argv)
 		{ "huber-delta", required_argument, NULL, 1 },
 		{ "pos-weight", required_argument, NULL, 1 },
 		{ "augment", required_argument, NULL, 1 },
+		{ "context", required_argument, NULL, 1 },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *data_dir = getenv("TRAIND_DATA_DIR");
@@ -306,7 +313,10 @@ int main(int argc, char **argv)
 		struct metrics m;
 
 		trainer_evaluate(t, EVAL_TEST, &m);
-		if (t->task == TASK_REGRESSION)
+		if (t->task == TASK_TOKENS)
+			printf("[%s] | test_loss: %.6f | test_acc: %.6f | test_ppl: %.6f\n",
+			       t->cfg.model[0] ? t->cfg.model : "MLP", m.loss, m.acc, m.ppl);
+		else if (t->task == TASK_REGRESSION)
 			printf("[%s] | test_loss: %.6f | test_mae: %.6f | test_rmse: %.6f\n",
 			       t->cfg.model[0] ? t->cfg.model : "MLP", m.loss, m.mae, m.rmse);
 		else if (t->task == TASK_MULTILABEL)

@@ -438,8 +438,14 @@ static int split_load(struct dataset *ds, struct ds_split *set, bool first, cons
 	if (rc < 0)
 		goto out;
 	rc = read_header(&s, &img, &payload, err);
-	if (rc == 0)
+	if (rc == 0 && ds_is_tokens(&img)) {
+		/* token sequences: their ids are read even by a probe (the vocabulary) */
+		rc = ds_check_tokens(&img, s.what, err);
+		shape.count = (uint32_t)img.shape[0];
+		probe = false;
+	} else if (rc == 0) {
 		rc = ds_check_images(&img, m, s.what, &shape, &layout, err);
+	}
 	if (rc == 0 && !probe)
 		rc = read_payload(&s, &img, payload, err);
 	if (rc < 0)
@@ -448,7 +454,7 @@ static int split_load(struct dataset *ds, struct ds_split *set, bool first, cons
 	if (rc < 0)
 		goto out;
 	rc = read_header(&t, &lab, &payload, err);
-	if (rc == 0)
+	if (rc == 0 && !ds_is_tokens(&img))
 		rc = ds_check_labels(&lab, shape.count, t.what, err);
 	if (rc == 0)
 		rc = read_payload(&t, &lab, payload, err);

@@ -100,6 +100,10 @@ struct train_config {
 	/* Training-batch augmentation (augment.h): an augment SPEC, "" = none
 	 * (every job stored before the key). Part of the bits. */
 	char augment[CFG_AUGMENT_MAX];
+	/* Token data (doc/sequences.md): a sample's tokens. A text's samples
+	 * are windows of `context` tokens (required); token arrays' are their
+	 * rows (0, or their length). 0 for everything stored before the key. */
+	uint32_t context;
 };
 
 /* The job's shards: cfg->shards, or its ranks while shards is unset (0). */
