@@ -297,7 +297,13 @@ void jobs_on_commit(struct job *j, const struct run_commit *c)
 			j->last_val_acc = c->row.val_acc;
 			j->has_val_acc = true;
 			job_note_row(j, &c->row);
-			if (!isnan(c->row.val_rmse))   /* a regression's metrics */
+			if (!isnan(c->row.val_ppl))   /* a language model's */
+				log_info("job %" PRId64 ": epoch %u/%u committed | train_loss %.4f train_acc %.4f | "
+					 "val_loss %.4f val_acc %.4f val_ppl %.4f | %.2fs | held %.1f ms, durable after %.1f ms",
+					 j->id, c->row.epoch, j->cfg.epochs, c->row.train_loss, c->row.train_acc,
+					 c->row.val_loss, c->row.val_acc, c->row.val_ppl, c->row.seconds,
+					 c->hold_seconds * 1e3, c->durable_after * 1e3);
+			else if (!isnan(c->row.val_rmse))   /* a regression's metrics */
 				log_info("job %" PRId64 ": epoch %u/%u committed | train_loss %.4f | "
 					 "val_loss %.4f val_mae %.4f val_rmse %.4f | %.2fs | held %.1f ms, durable after %.1f ms",
 					 j->id, c->row.epoch, j->cfg.epochs, c->row.train_loss, c->row.val_loss,
@@ -605,9 +611,9 @@ static void recover_steps(struct job *j, struct train_counts *tc)
 			tc->ds[tc->n++].shape = sh;
 		}
 	}
-	set_steps_per_epoch(j, jobs_steps_per_epoch(&j->cfg, sh.train_count));
-	if (sh.train_count) {
-		struct shape in = { .c = sh.channels, .h = sh.height, .w = sh.width, .flat = false };
+	set_steps_per_epoch(j, jobs_steps_per_epoch(&j->cfg, trainer_probe_samples(&j->cfg, &sh)));
+	if (sh.train_count || sh.train_tokens) {
+		struct shape in = trainer_probe_shape(&j->cfg, &sh);
 
 		j->classes = sh.target == DS_TARGET_VALUES ? sh.target_width : sh.classes;
 		j->params = trainer_count_params(&j->cfg, in, j->classes);

@@ -17,6 +17,7 @@
 #include "traind-config.h"
 #include "traind/base64.h"
 #include "traind/checkpoint.h"
+#include "traind/generate.h"
 #include "daemon/core/counters.h"
 #include "daemon/data/dsimport.h"
 #include "daemon/core/log.h"
@@ -141,8 +142,13 @@ struct bg {
 	char fnames[DSIMPORT_MAX_FILES][DSIMPORT_NAME_MAX + 1];
 	size_t nfiles;                     /* how many files the import had */
 	bool replace;
+	enum ds_vocab vocab;               /* import as a text with this vocabulary (none: not a text) */
 	char tmp[PATH_MAX];                /* the copy, to commit or discard */
 	uint64_t bytes;
+	/* Generate */
+	char *prompt;                      /* owned */
+	size_t prompt_len;
+	struct gen_opts gen;
 	/* Predict */
 	int64_t top;
 	char file[DSIMPORT_NAME_MAX + 1];   /* ImageError, ImageSizeMismatch: which */
@@ -218,6 +224,7 @@ static void bg_after(uv_work_t *req, int status)
 	job_spec_clear(b->d, &b->spec);
 	for (size_t i = 0; i < b->nfds; i++)
 		close(b->fds[i]);
+	free(b->prompt);
 	free(b);
 }
 
@@ -264,6 +271,7 @@ static void bg_queue(struct bg *b, uv_work_cb work, uv_after_work_cb after)
 		json_decref(b->init_b64);
 		for (size_t i = 0; i < b->nfds; i++)
 			close(b->fds[i]);
+		free(b->prompt);
 		free(b);
 	}
 }
@@ -542,7 +550,13 @@ static void work_start_check(uv_work_t *req)
 	 * 10000 (none left to train on, or less than a batch): a sixth of the
 	 * file instead, MNIST's own ratio. It is recorded with the job like any
 	 * setting; a job that would have trained with 10000 still does. */
-	if (!json_object_get(b->config_in, "val_size")) {
+	if (!json_object_get(b->config_in, "val_size") && sp->ds->text) {
+		/* a text: a tenth of its windows (doc/sequences.md) */
+		uint64_t w = dataset_windows(sp->ds->train.ntokens, sp->cfg.context);
+
+		if (w >= 2)
+			sp->cfg.val_size = w / 10 > 0 ? (uint32_t)(w / 10 < 1000000 ? w / 10 : 1000000) : 1;
+	} else if (!json_object_get(b->config_in, "val_size")) {
 		uint32_t count = sp->ds->train.count;
 
 		if (sp->cfg.val_size >= count || count - sp->cfg.val_size < sp->cfg.batch_size)
@@ -554,8 +568,8 @@ static void work_start_check(uv_work_t *req)
 			b->bad_param = config_param(b);
 			bg_fail(b, rc == -EINVAL ? PROTO_INVALID_PARAMETER : PROTO_STORAGE_ERROR, rc);
 		}
-		sp->steps_per_epoch = jobs_steps_per_epoch(&sp->cfg, sp->ds->train.count);
-		sp->params = trainer_count_params(&sp->cfg, trainer_input_shape(sp->ds), dataset_outputs(sp->ds));
+		sp->steps_per_epoch = jobs_steps_per_epoch(&sp->cfg, trainer_split_samples(&sp->cfg, sp->ds));
+		sp->params = trainer_count_params(&sp->cfg, trainer_data_shape(&sp->cfg, sp->ds), dataset_outputs(sp->ds));
 		return;
 	}
 	{
@@ -728,7 +742,11 @@ static void work_eval(uv_work_t *req)
 		json_object_set_new(b->result, "mae", real_or_null(m.mae));
 		json_object_set_new(b->result, "rmse", real_or_null(m.rmse));
 	}
-	if (sums && b->result) {
+	if (b->result && t->task == TASK_TOKENS)   /* loss: the mean over every position */
+		json_object_set_new(b->result, "ppl", real_or_null(m.ppl));
+	if (sums && b->result && t->task == TASK_TOKENS) {
+		json_object_set_new(b->result, "per_class", json_array());   /* none per token */
+	} else if (sums && b->result) {
 		/* One row per class of the dataset, named when it has names. */
 		json_t *rows = json_array();
 
@@ -806,6 +824,111 @@ out:
 	free(code);
 	free(text);
 	free(model);
+	store_checkpoint_clear(&ck);
+	store_close(s);
+}
+
+/* Text from a job's language model (generate.h): its checkpoint's model,
+ * its dataset's vocabulary (checked as Eval checks the dataset). */
+static void work_generate(uv_work_t *req)
+{
+	struct bg *b = req->data;
+	struct store *s = NULL;
+	struct store_checkpoint ck;
+	struct checkpoint_info info;
+	const struct dataset *ds = NULL;
+	struct net net;
+	uint32_t *prompt = NULL, *out = NULL, *all = NULL;
+	size_t np = 0;
+	char *text = NULL, *gen = NULL;
+	int rc;
+
+	memset(&ck, 0, sizeof(ck));
+	memset(&net, 0, sizeof(net));
+	rc = store_open(&s, b->d->db_path, true, &b->err);
+	if (rc < 0) {
+		bg_fail(b, PROTO_STORAGE_ERROR, rc);
+		goto out;
+	}
+	if (bg_checkpoint(b, s, &ck) < 0)
+		goto out;
+	rc = checkpoint_inspect(ck.blob, (size_t)ck.size, &info, &b->err);
+	if (rc < 0) {
+		bg_fail(b, PROTO_CHECKPOINT_ERROR, rc);
+		goto out;
+	}
+	snprintf(b->cfg.dataset, sizeof(b->cfg.dataset), "%s", info.cfg.dataset);
+	rc = dscache_digest(b->d->dsc, info.cfg.dataset, s, b->d->sq, b->current, NULL, &b->err);
+	if (rc == 0 && b->recorded[0] && strcmp(b->recorded, b->current) != 0 && !b->allow_data_change) {
+		dscache_changed_message(b->err.msg, sizeof(b->err.msg), info.cfg.dataset, b->id, b->recorded,
+					b->current, "generate");
+		bg_fail(b, PROTO_DATASET_CHANGED, -ESTALE);
+		goto out;
+	}
+	if (rc == 0)
+		rc = dscache_get(b->d->dsc, info.cfg.dataset, b->current, &ds, &b->err);
+	if (rc < 0) {
+		bg_fail(b, PROTO_DATASET_ERROR, rc);
+		goto out;
+	}
+	if (!ds->text) {
+		tr_err_set(&b->err, -EINVAL, "dataset %s is not a text: generate writes text in a text's vocabulary",
+			   info.cfg.dataset);
+		bg_fail(b, PROTO_DATASET_ERROR, -EINVAL);
+		goto out;
+	}
+	rc = checkpoint_model_net(ck.blob, (size_t)ck.size, 1, &net, &b->err);
+	if (rc < 0) {
+		bg_fail(b, PROTO_CHECKPOINT_ERROR, rc);
+		goto out;
+	}
+	rc = generate_check(&net, &b->err);
+	if (rc == 0 && net.input.vocab != ds->vocab)
+		rc = tr_err_set(&b->err, -EINVAL, "the model takes %u tokens; dataset %s's vocabulary has %u now",
+				net.input.vocab, info.cfg.dataset, ds->vocab);
+	if (rc < 0) {
+		tr_err_prefix(&b->err, "job %" PRId64 " cannot generate", b->id);
+		b->bad_param = "id";
+		bg_fail(b, PROTO_INVALID_PARAMETER, rc);
+		goto out;
+	}
+	rc = dataset_text_encode(ds, b->prompt, b->prompt_len, &prompt, &np, &b->err);
+	if (rc == 0 && np == 0)
+		rc = tr_err_set(&b->err, -EINVAL, "prompt: give at least one character");
+	if (rc < 0) {
+		b->bad_param = "prompt";
+		bg_fail(b, rc == -ENOMEM ? PROTO_STORAGE_ERROR : PROTO_INVALID_PARAMETER, rc);
+		goto out;
+	}
+	out = malloc(b->gen.tokens * sizeof(*out));
+	all = malloc((np + b->gen.tokens) * sizeof(*all));
+	rc = out && all ? generate_tokens(&net, prompt, np, &b->gen, out, &b->err)
+			: tr_err_set(&b->err, -ENOMEM, "out of memory");
+	if (rc < 0) {
+		bg_fail(b, PROTO_STORAGE_ERROR, rc);
+		goto out;
+	}
+	memcpy(all, prompt, np * sizeof(*all));
+	memcpy(all + np, out, b->gen.tokens * sizeof(*all));
+	text = dataset_text_decode(ds, all, np + b->gen.tokens);
+	gen = dataset_text_decode(ds, out, b->gen.tokens);
+	if (!text || !gen) {
+		tr_err_set(&b->err, -ENOMEM, "out of memory");
+		bg_fail(b, PROTO_STORAGE_ERROR, -ENOMEM);
+		goto out;
+	}
+	b->result = json_pack("{s:I,s:I,s:s,s:s,s:I,s:I}", "epoch", (json_int_t)ck.epoch, "step",
+			      (json_int_t)ck.step, "text", text, "generated", gen, "tokens",
+			      (json_int_t)b->gen.tokens, "seed", (json_int_t)b->gen.seed);
+out:
+	free(text);
+	free(gen);
+	free(prompt);
+	free(out);
+	free(all);
+	net_deinit(&net);
+	if (ds)
+		dscache_put(b->d->dsc, ds);
 	store_checkpoint_clear(&ck);
 	store_close(s);
 }
@@ -902,7 +1025,7 @@ static void work_import_copy(uv_work_t *req)
 	for (size_t i = 0; i < b->nfds; i++)
 		names[i] = b->fnames[i];
 	rc = dsimport_copy(dscache_dir(b->d->dsc), b->cfg.dataset, names, b->fds, b->nfds, b->replace,
-			   b->d->max_dataset_bytes, b->tmp, &b->bytes, &b->err);
+			   b->vocab, b->d->max_dataset_bytes, b->tmp, &b->bytes, &b->err);
 	if (rc == -EEXIST)
 		bg_fail(b, PROTO_DATASET_EXISTS, rc);
 	else if (rc == -EFBIG)
@@ -1035,8 +1158,11 @@ static void with_fds(struct daemon *d, struct call *c,
 /* true: the call owns fds[0, nfd) now (via its bg) */
 static bool m_dataset_import_call(struct daemon *d, struct call *c, int *fds, int nfd)
 {
-	static const char *const keys[] = { "name", "files", "replace", NULL };
+	static const char *const keys[] = { "name", "files", "replace", "vocab", NULL };
 	json_t *p = call_params(c), *name = json_object_get(p, "name"), *files = json_object_get(p, "files");
+	json_t *vocab = json_object_get(p, "vocab");
+	const char *fnames[DSIMPORT_MAX_FILES];
+	enum ds_vocab vk = DS_VOCAB_NONE;
 	bool replace = false;
 	char who[512];
 	size_t nfiles, i;
@@ -1045,6 +1171,10 @@ static bool m_dataset_import_call(struct daemon *d, struct call *c, int *fds, in
 
 	if (!only_keys(c, keys) || !get_bool(c, "replace", &replace))
 		return false;
+	if (vocab && !json_is_null(vocab) && !json_is_string(vocab)) {
+		call_invalid_parameter(c, "vocab", "'vocab' must be \"char\" or \"byte\"");
+		return false;
+	}
 	if (!json_is_string(name) || !config_dataset_name_ok(json_string_value(name))) {
 		call_invalid_parameter(c, "name", "'name' must be a dataset name (1-63 of A-Z a-z 0-9 . _ -, not "
 				       "starting with '.')");
@@ -1077,6 +1207,13 @@ static bool m_dataset_import_call(struct daemon *d, struct call *c, int *fds, in
 			}
 		}
 	}
+	json_array_foreach(files, i, f)
+		fnames[i] = json_string_value(json_object_get(f, "name"));
+	if (dsimport_vocab(json_is_string(vocab) ? json_string_value(vocab) : NULL, fnames, nfiles, &vk) < 0) {
+		call_invalid_parameter(c, "vocab", "'vocab' must be \"char\" (a token per character) or \"byte\" "
+				       "(a token per byte)");
+		return false;
+	}
 	if (!enough_fds(c, nfiles, nfd))
 		return false;
 	if (replace && jobs_using(d, json_string_value(name), true, who, sizeof(who))) {
@@ -1090,6 +1227,7 @@ static bool m_dataset_import_call(struct daemon *d, struct call *c, int *fds, in
 		return false;
 	snprintf(b->cfg.dataset, sizeof(b->cfg.dataset), "%s", json_string_value(name));
 	b->replace = replace;
+	b->vocab = vk;
 	bg_take_files(b, files, fds, nfd);
 	b->nfiles = nfiles;
 	bg_queue(b, work_import_copy, bg_after_import_copy);   /* closes the fds, whatever happens */
@@ -1792,6 +1930,59 @@ static void m_export(struct daemon *d, struct call *c)
 	bg_queue(b, work_export, bg_after);
 }
 
+static void m_generate(struct daemon *d, struct call *c)
+{
+	static const char *const keys[] = { "id", "epoch", "best", "prompt", "tokens", "temperature", "top_k",
+					    "seed", "allow_data_change", NULL };
+	json_t *p = call_params(c), *prompt = json_object_get(p, "prompt");
+	json_t *temp = json_object_get(p, "temperature");
+	int64_t epoch = -1, tokens = 0, top_k = 0, seed = 1;
+	bool best = false, allow = false;
+	double t = 1.0;
+	struct job *j;
+	struct bg *b;
+
+	if (!only_keys(c, keys) || !get_int(c, "epoch", false, 0, 100000, &epoch) ||
+	    !get_bool(c, "best", &best) || !get_int(c, "tokens", true, 1, GENERATE_MAX_TOKENS, &tokens) ||
+	    !get_int(c, "top_k", false, 0, 1 << 24, &top_k) || !get_int(c, "seed", false, 0, INT64_MAX, &seed) ||
+	    !get_bool(c, "allow_data_change", &allow))
+		return;
+	if (best && epoch >= 0) {
+		call_invalid_parameter(c, "best", "give 'epoch' or 'best', not both");
+		return;
+	}
+	if (!json_is_string(prompt) || json_string_length(prompt) == 0 ||
+	    json_string_length(prompt) > 65536) {
+		call_invalid_parameter(c, "prompt", "'prompt' must be a string of 1 to 65536 bytes (the text to continue)");
+		return;
+	}
+	if (temp && !json_is_null(temp)) {
+		t = json_is_number(temp) ? json_number_value(temp) : -1.0;
+		if (!(t >= 0.0 && t <= 100.0)) {
+			call_invalid_parameter(c, "temperature", "'temperature' must be a number in [0, 100] (0: the most likely token)");
+			return;
+		}
+	}
+	if (!(j = get_job(d, c)) || !(b = bg_new(d, c)))
+		return;
+	b->prompt = malloc(json_string_length(prompt) + 1);
+	if (!b->prompt) {
+		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
+		free(b);
+		return;
+	}
+	memcpy(b->prompt, json_string_value(prompt), json_string_length(prompt) + 1);
+	b->prompt_len = json_string_length(prompt);
+	b->id = j->id;
+	b->epoch = epoch;
+	b->best = best;
+	b->allow_data_change = allow;
+	b->gen = (struct gen_opts){ .tokens = (uint32_t)tokens, .temperature = t, .top_k = (uint32_t)top_k,
+				    .seed = (uint64_t)seed };
+	snprintf(b->recorded, sizeof(b->recorded), "%s", j->dataset_digest);
+	bg_queue(b, work_generate, bg_after);
+}
+
 static void m_datasets(struct daemon *d, struct call *c)
 {
 	static const char *const keys[] = { NULL };
@@ -1885,6 +2076,7 @@ static const struct {
 	{ "io.traind.DatasetImport", m_dataset_import },
 	{ "io.traind.DatasetRemove", m_dataset_remove },
 	{ "io.traind.Predict", m_predict },
+	{ "io.traind.Generate", m_generate },
 	{ "org.varlink.service.GetInfo", m_get_info },
 	{ "org.varlink.service.GetInterfaceDescription", m_get_interface },
 };

@@ -88,7 +88,7 @@ int ds_st_parse(struct dataset *ds, struct ds_split *set, bool first, const uint
 	view(&lab, tl);
 	if (strcmp(iname, "tokens") == 0 || ds_is_tokens(&img)) {
 		if (!ds_is_tokens(&img)) {
-			rc = tr_err_set(err, -EINVAL, "%s: token ids must be integers of shape [N, T]", iwhat);
+			rc = tr_err_set(err, -EINVAL, "%s: token ids must be I32 or I64 of shape [N, T]", iwhat);
 			goto out;
 		}
 		img.data = (void *)ti->data;   /* read only: converted to ids */

@@ -368,3 +368,116 @@ out:
 	free(ids);
 	return rc;
 }
+
+/* ---- prompts and generated text --------------------------------------------- */
+
+struct enc {
+	const struct dataset *ds;
+	uint32_t *ids;
+	size_t n;
+	uint32_t missing[8];   /* the first distinct code points the vocabulary lacks */
+	size_t nmissing;
+	bool more;             /* ... and others */
+};
+
+static void enc_char(void *arg, uint32_t cp)
+{
+	struct enc *e = arg;
+	int64_t id = dataset_token_id(e->ds, cp);
+
+	if (id >= 0) {
+		e->ids[e->n++] = (uint32_t)id;
+		return;
+	}
+	for (size_t k = 0; k < e->nmissing; k++)
+		if (e->missing[k] == cp)
+			return;
+	if (e->nmissing < sizeof(e->missing) / sizeof(e->missing[0]))
+		e->missing[e->nmissing++] = cp;
+	else
+		e->more = true;
+}
+
+int dataset_text_encode(const struct dataset *ds, const char *s, size_t len, uint32_t **ids, size_t *n,
+			struct tr_err *err)
+{
+	struct enc e = { ds, NULL, 0, { 0 }, 0, false };
+	int rc = 0;
+
+	*ids = NULL;
+	*n = 0;
+	e.ids = malloc((len ? len : 1) * sizeof(uint32_t));
+	if (!e.ids)
+		return tr_err_set(err, -ENOMEM, "out of memory");
+	if (ds->vocab_kind == DS_VOCAB_BYTE) {
+		for (size_t i = 0; i < len; i++)
+			e.ids[e.n++] = (uint8_t)s[i];
+	} else {
+		rc = dataset_utf8_scan((const uint8_t *)s, len, 0, "prompt", enc_char, &e, err);
+	}
+	if (rc == 0 && e.nmissing) {
+		char list[256] = "";
+		size_t used = 0;
+
+		for (size_t k = 0; k < e.nmissing; k++) {
+			char one[5] = "";
+			struct dataset tmp = { .vocab_kind = DS_VOCAB_CHAR, .vocab = 1,
+					       .code_points = &e.missing[k] };
+			size_t w = e.missing[k] >= 0x20 && e.missing[k] != 0x7f ? dataset_token_utf8(&tmp, 0, one) : 0;
+
+			one[w] = '\0';
+			used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s%s%sU+%04X%s",
+						 k ? ", " : "", w ? "'" : "", one, w ? "' (" : "", e.missing[k],
+						 w ? ")" : "");
+			if (used >= sizeof(list))
+				break;
+		}
+		rc = tr_err_set(err, -EINVAL, "prompt: characters not in the vocabulary (%u tokens): %s%s",
+				ds->vocab, list, e.more ? " and others" : "");
+	}
+	if (rc < 0) {
+		free(e.ids);
+		return rc;
+	}
+	*ids = e.ids;
+	*n = e.n;
+	return 0;
+}
+
+char *dataset_text_decode(const struct dataset *ds, const uint32_t *ids, size_t n)
+{
+	char *out = malloc(4 * n + 1), *fixed;
+	size_t len = 0, k = 0;
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		len += dataset_token_utf8(ds, ids[i], out + len);
+	if (ds->vocab_kind != DS_VOCAB_BYTE) {
+		out[len] = '\0';
+		return out;
+	}
+	/* bytes: keep the UTF-8 sequences, replace what is not one */
+	fixed = malloc(3 * len + 1);
+	if (!fixed) {
+		free(out);
+		return NULL;
+	}
+	for (size_t i = 0; i < len;) {
+		uint32_t cp;
+		size_t w = utf8_one((const uint8_t *)out + i, len - i, &cp);
+
+		if (w && cp) {
+			memcpy(fixed + k, out + i, w);
+			k += w;
+			i += w;
+		} else {
+			memcpy(fixed + k, w ? "\xef\xbf\xbd" : "\xef\xbf\xbd", 3);   /* U+FFFD (NUL too) */
+			k += 3;
+			i += w ? w : 1;
+		}
+	}
+	fixed[k] = '\0';
+	free(out);
+	return fixed;
+}

@@ -285,7 +285,7 @@ int ds_check_finite(const float *px, size_t n, size_t image, const char *what, s
 
 bool ds_is_tokens(const struct ds_array *a)
 {
-	return ds_num_is_int(a->type) && a->ndim == 2;
+	return (a->type == NUM_I32 || a->type == NUM_I64) && a->ndim == 2;
 }
 
 int ds_check_tokens(const struct ds_array *a, const char *what, struct tr_err *err)

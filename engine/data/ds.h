@@ -73,7 +73,7 @@ bool ds_num_is_int(enum ds_num t);
 int ds_check_images(const struct ds_array *img, const struct ds_meta *m, const char *what,
 		    struct ds_split *set, enum ds_layout *layout, struct tr_err *err);
 
-/* Token arrays: integers of shape (N, T) (x_train of a sequence dataset). */
+/* Token arrays: int32 or int64 of shape (N, T) (x_train of a sequence dataset). */
 bool ds_is_tokens(const struct ds_array *a);
 /* Their count and length within the caps, before the data is read. */
 int ds_check_tokens(const struct ds_array *a, const char *what, struct tr_err *err);

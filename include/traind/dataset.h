@@ -230,6 +230,16 @@ int dataset_utf8_scan(const uint8_t *buf, size_t len, uint64_t base, const char 
 int dataset_text_meta(const char *dir, const char *const *files, size_t n, enum ds_vocab kind,
 		      double test_fraction, char **json, struct tr_err *err);
 
+/* A text's tokens of UTF-8 s (len bytes): *ids (malloc'ed, *n of them).
+ * -EINVAL when s is not UTF-8 (char) or has characters the vocabulary
+ * lacks: the message names them ("'é' (U+00E9), '€' (U+20AC)", the first
+ * few). */
+int dataset_text_encode(const struct dataset *ds, const char *s, size_t len, uint32_t **ids, size_t *n,
+			struct tr_err *err);
+/* The text of ids[0, n) as a new malloc'ed NUL-terminated string, valid
+ * UTF-8 (a byte vocabulary's bytes that are not UTF-8 become U+FFFD). */
+char *dataset_text_decode(const struct dataset *ds, const uint32_t *ids, size_t n);
+
 /* Token id `id` of a text's vocabulary as UTF-8 into buf (at least 5
  * bytes): its character, or its byte. Returns the bytes written. */
 size_t dataset_token_utf8(const struct dataset *ds, uint32_t id, char *buf);
