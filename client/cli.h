@@ -67,6 +67,7 @@ enum opt {
 	O_HUBER_DELTA,
 	O_POS_WEIGHT,
 	O_AUGMENT,
+	O_CONTEXT,
 	O_KEEP,
 	O_INIT_FROM,
 	O_WEIGHTS_ONLY,
@@ -87,11 +88,20 @@ enum opt {
 	O_RESIZE,
 	O_FROM,
 	O_PYTORCH,
+	O_VOCAB,
+	O_PROMPT,
+	O_TOKENS,
+	O_TEMPERATURE,
+	O_TOP_K,
 	O_COUNT
 };
 
 #define CONFIG_FIRST O_DATASET
-#define CONFIG_LAST O_AUGMENT
+#define CONFIG_LAST O_CONTEXT
+
+/* A set of options, a bit per enum opt (more than 64 of them). */
+__extension__ typedef unsigned __int128 opt_mask;
+#define OPT_BIT(o) ((opt_mask)1 << (o))
 
 struct opt_desc {
 	const char *name;     /* long name, without "--" */
@@ -118,7 +128,7 @@ enum job_arg {
 struct verb {
 	const char *name;
 	int (*run)(struct cli *cli);
-	uint64_t opts;        /* the options it takes besides the global ones */
+	opt_mask opts;        /* the options it takes besides the global ones */
 	enum job_arg job;
 	const char *args;     /* its positional arguments in help ("JOB", "JOB FILE...") */
 	const char *summary;  /* one line for `trainctl help` */

@@ -199,13 +199,13 @@ static void values(struct line *l, int o)
 
 static void options(const struct line *l)
 {
-	uint64_t mask = l->verb ? l->verb->opts : 0;
+	opt_mask mask = l->verb ? l->verb->opts : 0;
 
 	for (int o = 0; o < O_COUNT; o++) {
 		char word[80];
 		bool global = o == O_SOCKET || o == O_JSON || o == O_HELP || o == O_VERSION;
 
-		if (!(global || (mask & (UINT64_C(1) << o))) || (l->given[o] && o != O_STATE))
+		if (!(global || (mask & OPT_BIT(o))) || (l->given[o] && o != O_STATE))
 			continue;
 		snprintf(word, sizeof(word), "--%s", opts[o].name);
 		emit(l, word, opts[o].help);
