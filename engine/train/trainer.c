@@ -424,8 +424,9 @@ int trainer_check_config(const struct train_config *cfg, const struct dataset *d
 
 		if (cfg->batch_size > n_train)
 			return tr_err_set_key(err, -EINVAL, "batch_size",
-					  "%u is larger than the %u training images",
-					  cfg->batch_size, n_train);
+					  "%u is larger than the %u training %s",
+					  cfg->batch_size, n_train, ds->text ? "windows" : ds->tokens ? "sequences"
+										     : "images");
 	}
 	if (ds->train.rows != ds->test.rows || ds->train.cols != ds->test.cols ||
 	    ds->train.channels != ds->test.channels)
