@@ -263,12 +263,13 @@ struct tok {
 	uint64_t n;
 	uint32_t missing;    /* the first code point not in the vocabulary, or UINT32_MAX */
 	uint64_t at;         /* ... and its place (tokens before it) */
+	int32_t *bmp;        /* (0x10000) the ids of the Basic Multilingual Plane's, -1: none */
 };
 
 static void put_char(void *arg, uint32_t cp)
 {
 	struct tok *t = arg;
-	int64_t id = dataset_token_id(t->ds, cp);
+	int64_t id = cp < 0x10000 && t->bmp ? t->bmp[cp] : dataset_token_id(t->ds, cp);
 
 	if (id < 0 && t->missing == UINT32_MAX) {
 		t->missing = cp;
@@ -283,7 +284,7 @@ int ds_load_text(struct dataset *ds, const char *dir, const struct ds_meta *m, s
 	uint32_t *ids = NULL;
 	size_t total = 0;
 	uint64_t ntest;
-	struct tok t;
+	struct tok t = { 0 };
 	int rc = 0;
 
 	if (m->nfiles == 0)
@@ -331,7 +332,14 @@ int ds_load_text(struct dataset *ds, const char *dir, const struct ds_meta *m, s
 		rc = tr_err_set(err, -ENOMEM, "%s: out of memory", dir);
 		goto out;
 	}
-	t = (struct tok){ ds, ids, 0, UINT32_MAX, 0 };
+	t = (struct tok){ ds, ids, 0, UINT32_MAX, 0, NULL };
+	if (m->vocab_kind == DS_VOCAB_CHAR && (t.bmp = malloc(0x10000 * sizeof(int32_t)))) {
+		for (uint32_t c = 0; c < 0x10000; c++)
+			t.bmp[c] = -1;
+		for (uint32_t i = 0; i < ds->vocab; i++)
+			if (ds->code_points[i] < 0x10000)
+				t.bmp[ds->code_points[i]] = (int32_t)i;
+	}
 	if (m->vocab_kind == DS_VOCAB_BYTE) {
 		for (size_t i = 0; i < total; i++)
 			ids[i] = text[i];
@@ -364,6 +372,7 @@ int ds_load_text(struct dataset *ds, const char *dir, const struct ds_meta *m, s
 	ds->dtype = DS_U8;
 	ds->layout = DS_NCHW;
 out:
+	free(t.bmp);
 	free(text);
 	free(ids);
 	return rc;

@@ -34,6 +34,8 @@
 
 #include "traind/kernels.h"
 #include "traind/rng.h"
+#include "engine/core/hot.h"
+#include "engine/core/vmath.h"
 
 #define LN_EPS 1e-5
 
@@ -50,11 +52,6 @@ static float *take(struct carve *c, size_t per_sample)
 
 	c->at += per_sample;
 	return p;
-}
-
-static float sigm(float x)
-{
-	return 1.0f / (1.0f + expf(-x));
 }
 
 /* The dropout stream (as net.c's dropout layer: element g of the step's
@@ -99,21 +96,42 @@ static void linear_rows(float *y, const float *x, const float *w, const float *b
 
 /* ---- layer norm -------------------------------------------------------- */
 
+#define LANES 8   /* partial sums of a row, added in lane order: vectorised, in a fixed order */
+
+/* The sum of a[j] (sq: of (a[j] - shift)^2), j < n, in double. */
+static inline double dsum(const float *restrict a, double shift, bool sq, size_t n)
+{
+	double acc[LANES] = { 0 }, s = 0.0;
+	size_t j = 0;
+
+	for (; j + LANES <= n; j += LANES)
+		for (size_t k = 0; k < LANES; k++) {
+			double v = (double)a[j + k] - shift;
+
+			acc[k] += sq ? v * v : v;
+		}
+	for (size_t k = 0; k < LANES; k++)
+		s += acc[k];
+	for (; j < n; j++) {
+		double v = (double)a[j] - shift;
+
+		s += sq ? v * v : v;
+	}
+	return s;
+}
+
+HOT_CLONES
 static void ln_forward(const float *x, float *y, const float *w, const float *b, float *stats,
 		       size_t rows, size_t E)
 {
 	for (size_t r = 0; r < rows; r++) {
 		const float *xr = x + r * E;
 		float *yr = y + r * E;
-		double mean = 0.0, var = 0.0;
+		double mean, var;
 		float m, rs;
 
-		for (size_t j = 0; j < E; j++)
-			mean += xr[j];
-		mean /= (double)E;
-		for (size_t j = 0; j < E; j++)
-			var += ((double)xr[j] - mean) * ((double)xr[j] - mean);
-		var /= (double)E;
+		mean = dsum(xr, 0.0, false, E) / (double)E;
+		var = dsum(xr, mean, true, E) / (double)E;
 		m = (float)mean;
 		rs = (float)(1.0 / sqrt(var + LN_EPS));
 		stats[2 * r] = m;
@@ -124,19 +142,36 @@ static void ln_forward(const float *x, float *y, const float *w, const float *b,
 }
 
 /* dx (write, or add when `add`) from dy; dw, db accumulated. */
+HOT_CLONES
 static void ln_backward(const float *dy, const float *x, const float *w, const float *stats,
 			float *dx, float *dw, float *db, size_t rows, size_t E, bool add)
 {
 	for (size_t r = 0; r < rows; r++) {
 		const float *dyr = dy + r * E, *xr = x + r * E;
 		float m = stats[2 * r], rs = stats[2 * r + 1];
-		double s1 = 0.0, s2 = 0.0;
+		double s1 = 0.0, s2 = 0.0, a1[LANES] = { 0 }, a2[LANES] = { 0 };
+		size_t j0 = E / LANES * LANES;
 
-		for (size_t j = 0; j < E; j++) {
+		for (size_t j = 0; j < j0; j += LANES)
+			for (size_t k = 0; k < LANES; k++) {
+				float xh = (xr[j + k] - m) * rs, g = dyr[j + k] * w[j + k];
+
+				a1[k] += g;
+				a2[k] += (double)g * xh;
+			}
+		for (size_t k = 0; k < LANES; k++) {
+			s1 += a1[k];
+			s2 += a2[k];
+		}
+		for (size_t j = j0; j < E; j++) {
 			float xh = (xr[j] - m) * rs, g = dyr[j] * w[j];
 
 			s1 += g;
 			s2 += (double)g * xh;
+		}
+		for (size_t j = 0; j < E; j++) {
+			float xh = (xr[j] - m) * rs;
+
 			dw[j] += dyr[j] * xh;
 			db[j] += dyr[j];
 		}
@@ -214,10 +249,11 @@ static void mha_forward(const struct net *n, size_t T, size_t E, size_t heads, b
 				mx = row[0];
 				for (size_t j = 1; j < end; j++)
 					mx = row[j] > mx ? row[j] : mx;
-				for (size_t j = 0; j < end; j++) {
-					row[j] = expf(row[j] - mx);
+				for (size_t j = 0; j < end; j++)
+					row[j] -= mx;
+				vm_exp(row, row, end);
+				for (size_t j = 0; j < end; j++)
 					sum += row[j];
-				}
 				for (size_t j = 0; j < end; j++)
 					row[j] /= sum;
 				for (size_t j = end; j < T; j++)
@@ -358,10 +394,40 @@ static void tel_params(const float *p, size_t E, size_t FF, struct tel_params *t
 }
 
 /* y = x + a * m (m NULL: x + a), n floats. */
-static void add_masked(float *y, const float *x, const float *a, const float *m, size_t n)
+HOT_CLONES
+static void add_masked(float *restrict y, const float *restrict x, const float *restrict a,
+		       const float *restrict m, size_t n)
 {
-	for (size_t e = 0; e < n; e++)
-		y[e] = x[e] + (m ? a[e] * m[e] : a[e]);
+	if (m)
+		for (size_t e = 0; e < n; e++)
+			y[e] = x[e] + a[e] * m[e];
+	else
+		for (size_t e = 0; e < n; e++)
+			y[e] = x[e] + a[e];
+}
+
+/* y = relu(x) (* m), n floats. */
+HOT_CLONES
+static void relu_masked(float *restrict y, const float *restrict x, const float *restrict m, size_t n)
+{
+	if (m)
+		for (size_t e = 0; e < n; e++)
+			y[e] = (x[e] > 0.0f ? x[e] : 0.0f) * m[e];
+	else
+		for (size_t e = 0; e < n; e++)
+			y[e] = x[e] > 0.0f ? x[e] : 0.0f;
+}
+
+/* d = (d * m) where x > 0, else 0 (relu's and a dropout's backward). */
+HOT_CLONES
+static void relu_masked_back(float *restrict d, const float *restrict x, const float *restrict m, size_t n)
+{
+	if (m)
+		for (size_t e = 0; e < n; e++)
+			d[e] = x[e] > 0.0f ? d[e] * m[e] : 0.0f;
+	else
+		for (size_t e = 0; e < n; e++)
+			d[e] = x[e] > 0.0f ? d[e] : 0.0f;
 }
 
 static void tel_forward(const struct net *n, struct net_layer *l, uint32_t index, const float *x,
@@ -397,11 +463,7 @@ static void tel_forward(const struct net *n, struct net_layer *l, uint32_t index
 	else
 		ln_forward(s.r1 + o, s.n1 + o, w.n1w, w.n1b, s.s1 + r0 * 2 * T, rows, E);
 	linear_rows(s.hh + of, (sp->norm_first ? s.n2 : s.n1) + o, w.w1, w.b1, rows, E, FF);
-	for (size_t e = 0; e < rows * FF; e++) {
-		float v = s.hh[of + e] > 0.0f ? s.hh[of + e] : 0.0f;
-
-		s.hd[of + e] = drop ? v * s.mf[of + e] : v;
-	}
+	relu_masked(s.hd + of, s.hh + of, drop ? s.mf + of : NULL, rows * FF);
 	linear_rows(s.f + o, s.hd + of, w.w2, w.b2, rows, FF, E);
 	if (sp->norm_first) {
 		add_masked(l->y + o, s.r1 + o, s.f + o, drop ? s.m2 + o : NULL, rows * E);
@@ -411,7 +473,8 @@ static void tel_forward(const struct net *n, struct net_layer *l, uint32_t index
 	}
 }
 
-static void mul_mask(float *d, const float *m, size_t n)
+HOT_CLONES
+static void mul_mask(float *restrict d, const float *restrict m, size_t n)
 {
 	if (m)
 		for (size_t e = 0; e < n; e++)
@@ -451,13 +514,7 @@ static void tel_backward(const struct net *n, struct net_layer *l, const float *
 	k_gemm(1, 0, E, FF, rows, 1.0f, t.df + o, E, s.hd + of, FF, 1.0f, dw2, FF);
 	colsum_add(db2, t.df + o, E, rows, E);
 	k_gemm(0, 0, rows, FF, E, 1.0f, t.df + o, E, w.w2, FF, 0.0f, t.dh + of, FF);
-	for (size_t e = 0; e < rows * FF; e++) {
-		float g = t.dh[of + e];
-
-		if (drop)
-			g *= s.mf[of + e];
-		t.dh[of + e] = s.hh[of + e] > 0.0f ? g : 0.0f;
-	}
+	relu_masked_back(t.dh + of, s.hh + of, drop ? s.mf + of : NULL, rows * FF);
 	k_gemm(1, 0, FF, E, rows, 1.0f, t.dh + of, FF, ffin + o, E, 1.0f, dw1, E);
 	colsum_add(db1, t.dh + of, FF, rows, FF);
 	if (sp->norm_first) {
@@ -496,7 +553,7 @@ static void tel_backward(const struct net *n, struct net_layer *l, const float *
  * the layer's output h (T, H) (the last layer's is y), and between layers
  * with dropout its mask and the dropped output. */
 struct rnn_layer {
-	float *g, *c, *h, *m, *d;
+	float *g, *c, *tc, *h, *m, *d;   /* tc: LSTM's tanh(c), for the backward */
 };
 
 static void rnn_carve(struct carve *c, const struct net_layer *l, float *y, struct rnn_layer *out)
@@ -508,6 +565,7 @@ static void rnn_carve(struct carve *c, const struct net_layer *l, float *y, stru
 	for (size_t k = 0; k < L; k++) {
 		out[k].g = take(c, T * G);
 		out[k].c = take(c, gru ? T * G : T * H);
+		out[k].tc = gru ? NULL : take(c, T * H);
 		out[k].h = k + 1 < L ? take(c, T * H) : y;
 		bool drop = k + 1 < L && l->spec.p > 0.0;
 
@@ -554,15 +612,17 @@ static void rnn_forward(const struct net *n, struct net_layer *l, uint32_t index
 					float *h = hk + (b * T + t) * H;
 					const float *hp = t ? h - H : NULL;
 
+					/* r, z = sigmoid(gx + gh); n = tanh(gx_n + r gh_n) */
+					for (size_t j = 0; j < 2 * H; j++)
+						g[j] += hh[j];
+					vm_sigmoid(g, g, 2 * H);
+					for (size_t j = 0; j < H; j++)
+						g[2 * H + j] += g[j] * hh[2 * H + j];
+					vm_tanh(g + 2 * H, g + 2 * H, H);
 					for (size_t j = 0; j < H; j++) {
-						float r = sigm(g[j] + hh[j]), z = sigm(g[H + j] + hh[H + j]);
-						float nn = tanhf(g[2 * H + j] + r * hh[2 * H + j]);
-						float prev = hp ? hp[j] : 0.0f;
+						float nn = g[2 * H + j], prev = hp ? hp[j] : 0.0f;
 
-						g[j] = r;
-						g[H + j] = z;
-						g[2 * H + j] = nn;
-						h[j] = (prev - nn) * z + nn;
+						h[j] = (prev - nn) * g[H + j] + nn;
 					}
 				}
 			} else {
@@ -572,20 +632,18 @@ static void rnn_forward(const struct net *n, struct net_layer *l, uint32_t index
 				for (size_t b = r0; b < r1; b++) {
 					float *g = lay[k].g + (b * T + t) * G;
 					float *cc = lay[k].c + (b * T + t) * H, *h = hk + (b * T + t) * H;
+					float *tc = lay[k].tc + (b * T + t) * H;
 					const float *cp = t ? cc - H : NULL;
 
-					for (size_t j = 0; j < H; j++) {
-						float i = sigm(g[j]), f = sigm(g[H + j]);
-						float gg = tanhf(g[2 * H + j]), o = sigm(g[3 * H + j]);
-						float cv = f * (cp ? cp[j] : 0.0f) + i * gg;
-
-						g[j] = i;
-						g[H + j] = f;
-						g[2 * H + j] = gg;
-						g[3 * H + j] = o;
-						cc[j] = cv;
-						h[j] = o * tanhf(cv);
-					}
+					/* i, f, o = sigmoid, g = tanh; c = f c' + i g; h = o tanh(c) */
+					vm_sigmoid(g, g, 2 * H);
+					vm_tanh(g + 2 * H, g + 2 * H, H);
+					vm_sigmoid(g + 3 * H, g + 3 * H, H);
+					for (size_t j = 0; j < H; j++)
+						cc[j] = g[H + j] * (cp ? cp[j] : 0.0f) + g[j] * g[2 * H + j];
+					vm_tanh(tc, cc, H);
+					for (size_t j = 0; j < H; j++)
+						h[j] = g[3 * H + j] * tc[j];
 				}
 			}
 		}
@@ -601,6 +659,51 @@ static void rnn_forward(const struct net *n, struct net_layer *l, uint32_t index
 	}
 }
 
+/* One step of one sample, the gradients at the gates (LSTM: d (4H), and dc
+ * carried to the step before; GRU: dgx, dgh (3H) and dh2 = dh z) from the
+ * gradient at the output dy + dh (the step after's), the saved gates g and
+ * the cell before cp (LSTM), the output before hp (GRU); each 0 before the
+ * first step. Loops the compiler vectorises. */
+HOT_CLONES
+static void lstm_step_back(float *restrict d, float *restrict dc, const float *restrict g,
+			   const float *restrict dy, const float *restrict dh, const float *restrict tc,
+			   const float *restrict cp, size_t H)
+{
+	for (size_t j = 0; j < H; j++) {
+		float i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
+		float dhv = dy[j] + dh[j], t = tc[j];
+		float dcv = dc[j] + dhv * o * (1.0f - t * t);
+
+		d[j] = dcv * gg * i * (1.0f - i);
+		d[H + j] = dcv * cp[j] * f * (1.0f - f);
+		d[2 * H + j] = dcv * i * (1.0f - gg * gg);
+		d[3 * H + j] = dhv * t * o * (1.0f - o);
+		dc[j] = dcv * f;
+	}
+}
+
+HOT_CLONES
+static void gru_step_back(float *restrict d, float *restrict dgh, float *restrict dh2, const float *restrict g,
+			  const float *restrict hh, const float *restrict dy, const float *restrict dh,
+			  const float *restrict hp, size_t H)
+{
+	for (size_t j = 0; j < H; j++) {
+		float r = g[j], z = g[H + j], nn = g[2 * H + j];
+		float dhv = dy[j] + dh[j];
+		float dn = dhv * (1.0f - z), dz = dhv * (hp[j] - nn);
+		float dan = dn * (1.0f - nn * nn), dr = dan * hh[2 * H + j];
+		float dgr = dr * r * (1.0f - r), dgz = dz * z * (1.0f - z);
+
+		d[j] = dgr;
+		d[H + j] = dgz;
+		d[2 * H + j] = dan;
+		dgh[j] = dgr;
+		dgh[H + j] = dgz;
+		dgh[2 * H + j] = dan * r;
+		dh2[j] = dhv * z;
+	}
+}
+
 static void rnn_backward(const struct net *n, struct net_layer *l, const float *in, const float *dy,
 			 float *dx, float *dp, size_t r0, size_t r1)
 {
@@ -613,8 +716,8 @@ static void rnn_backward(const struct net *n, struct net_layer *l, const float *
 	const float *pw[16];
 	float *dpw[16];
 	float *dg = take(&ct, T * G), *dgh = gru ? take(&ct, T * G) : NULL;
-	float *dha = take(&ct, T * H), *dhb = take(&ct, T * H);
-	float *dh = take(&ct, H), *dh2 = take(&ct, H), *dc = take(&ct, H);
+	float *dha = take(&ct, T * H), *dhb = take(&ct, T * H), *hprev = take(&ct, T * H);
+	float *dh = take(&ct, H), *dh2 = take(&ct, H), *dc = take(&ct, H), *zero = take(&ct, H);
 	const float *dhk = dy;
 	const float *p = n->params + l->w_off;
 	float *q = dp;
@@ -638,49 +741,19 @@ static void rnn_backward(const struct net *n, struct net_layer *l, const float *
 
 		memset(dh + r0 * H, 0, nb * H * sizeof(float));
 		memset(dc + r0 * H, 0, nb * H * sizeof(float));
+		memset(zero + r0 * H, 0, nb * H * sizeof(float));
 		for (size_t t = T; t-- > 0;) {
 			for (size_t b = r0; b < r1; b++) {
-				const float *g = lay[kk].g + (b * T + t) * G;
-				const float *dyt = dhk + (b * T + t) * H;
-				float *d = dg + (b * T + t) * G, *dhb_ = dh + b * H;
+				size_t at = b * T + t;
 
-				if (gru) {
-					const float *hh = lay[kk].c + (b * T + t) * G;
-					float *dgh_ = dgh + (b * T + t) * G, *dh2b = dh2 + b * H;
-					const float *hp = t ? hk + (b * T + t - 1) * H : NULL;
-
-					for (size_t j = 0; j < H; j++) {
-						float r = g[j], z = g[H + j], nn = g[2 * H + j];
-						float dhv = dyt[j] + dhb_[j], prev = hp ? hp[j] : 0.0f;
-						float dn = dhv * (1.0f - z), dz = dhv * (prev - nn);
-						float dan = dn * (1.0f - nn * nn), dr = dan * hh[2 * H + j];
-						float dgr = dr * r * (1.0f - r), dgz = dz * z * (1.0f - z);
-
-						d[j] = dgr;
-						d[H + j] = dgz;
-						d[2 * H + j] = dan;
-						dgh_[j] = dgr;
-						dgh_[H + j] = dgz;
-						dgh_[2 * H + j] = dan * r;
-						dh2b[j] = dhv * z;
-					}
-				} else {
-					const float *cc = lay[kk].c + (b * T + t) * H;
-					float *dcb = dc + b * H;
-
-					for (size_t j = 0; j < H; j++) {
-						float i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
-						float dhv = dyt[j] + dhb_[j], tc = tanhf(cc[j]);
-						float cp = t ? (cc - H)[j] : 0.0f;
-						float dcv = dcb[j] + dhv * o * (1.0f - tc * tc);
-
-						d[j] = dcv * gg * i * (1.0f - i);
-						d[H + j] = dcv * cp * f * (1.0f - f);
-						d[2 * H + j] = dcv * i * (1.0f - gg * gg);
-						d[3 * H + j] = dhv * tc * o * (1.0f - o);
-						dcb[j] = dcv * f;
-					}
-				}
+				if (gru)
+					gru_step_back(dg + at * G, dgh + at * G, dh2 + b * H, lay[kk].g + at * G,
+						      lay[kk].c + at * G, dhk + at * H, dh + b * H,
+						      t ? hk + (at - 1) * H : zero + b * H, H);
+				else
+					lstm_step_back(dg + at * G, dc + b * H, lay[kk].g + at * G, dhk + at * H,
+						       dh + b * H, lay[kk].tc + at * H,
+						       t ? lay[kk].c + (at - 1) * H : zero + b * H, H);
 			}
 			if (gru) {
 				/* dh' = dh z + dGh W_hh */
@@ -700,9 +773,14 @@ static void rnn_backward(const struct net *n, struct net_layer *l, const float *
 			colsum_add(dbhh, dgh + r0 * T * G, G, nb * T, G);
 		else
 			colsum_add(dbhh, dg + r0 * T * G, G, nb * T, G);
-		for (size_t b = r0; T > 1 && b < r1; b++)
-			k_gemm(1, 0, G, H, T - 1, 1.0f, (gru ? dgh : dg) + (b * T + 1) * G, G, hk + b * T * H,
-			       H, 1.0f, dwhh, H);
+		/* dW_hh = sum over steps of dG_t^T h_{t-1}: the outputs a step late
+		 * (0 before the first), one product over every step and sample */
+		for (size_t b = r0; b < r1; b++) {
+			memset(hprev + b * T * H, 0, H * sizeof(float));
+			memcpy(hprev + b * T * H + H, hk + b * T * H, (T - 1) * H * sizeof(float));
+		}
+		k_gemm(1, 0, G, H, nb * T, 1.0f, (gru ? dgh : dg) + r0 * T * G, G, hprev + r0 * T * H, H, 1.0f,
+		       dwhh, H);
 		/* down: into the layer below (through its dropout), or dx */
 		if (kk > 0) {
 			k_gemm(0, 0, nb * T, H, G, 1.0f, dg + r0 * T * G, G, wih, Ek, 0.0f, dnext + r0 * T * H, H);
@@ -785,9 +863,9 @@ size_t seq_tmp_floats(const struct net_layer *l)
 
 	switch (l->spec.kind) {
 	case LAYER_LSTM:
-		return T * 4 * H + 2 * T * H + 3 * H;
+		return T * 4 * H + 3 * T * H + 4 * H;
 	case LAYER_GRU:
-		return 2 * T * 3 * H + 2 * T * H + 3 * H;
+		return 2 * T * 3 * H + 3 * T * H + 4 * H;
 	case LAYER_MHA: {
 		struct mha_tmp t;
 
