@@ -22,8 +22,11 @@ import random
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "python"))
 from harness import Daemon, check, run, sha256_file  # noqa: E402
+import traind  # noqa: E402
 
 WORDS = ["the", "cat", "sat", "on", "a", "mat", "dog", "ran", "to", "big", "red", "house", "and",
          "fish", "swam", "in", "blue", "sea"]
@@ -162,6 +165,17 @@ def main():
           "generate: the prompt and 60 characters, the same for the same seed (%r)" % g1["text"])
     check(g3["generated"] != g1["generated"], "another seed, another text")
     check(all(c in text for c in g1["generated"]), "the generated characters are the text's")
+    c = traind.Client(d.socket)
+    check(c.generate(lstm, "the ", 60, seed=7) == g1["text"],
+          "the Python client's generate gives trainctl's text for the same call")
+    try:
+        c.generate(lstm, "Zzz", 5)
+        refused = None
+    except traind.Error as e:
+        refused = e
+    check(refused is not None and "'Z'" in str(refused), "... and raises traind's error for a prompt it cannot spell (%s)"
+          % refused)
+    c.close()
     rc, out, err = d.ctl("generate", lstm, "--prompt", "the ", "--tokens", "40", "--temperature", "0", check_rc=False)
     check(rc == 0 and out.startswith("the "), "generate --temperature 0 (the most likely tokens): %r" % out.strip())
     rc, out, err = d.ctl("generate", gpt, "--prompt", "a big ", "--tokens", "40", "--top-k", "3", check_rc=False)

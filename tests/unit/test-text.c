@@ -25,6 +25,7 @@
 #include "traind/checkpoint.h"
 #include "traind/config.h"
 #include "traind/dataset.h"
+#include "traind/safetensors.h"
 #include "traind/trainer.h"
 
 static char g_root[512];
@@ -431,6 +432,43 @@ static void test_token_arrays(void **state)
 	assert_non_null(strstr(err.msg, "vocab_size"));
 }
 
+/* safetensors: a tensor "tokens" I32 [N, T] and "labels" I64 [N, T]. */
+static void test_token_safetensors(void **state)
+{
+	enum { N = 12, T = 5 };
+	int32_t x[N * T];
+	int64_t y[N * T];
+	uint64_t shape[2] = { N, T };
+	char dir[PATH_MAX];
+	struct dataset *ds = NULL;
+	struct tr_err err = { 0 };
+
+	(void)state;
+	for (int i = 0; i < N * T; i++) {
+		x[i] = i % 9;
+		y[i] = (i + 1) % 9;
+	}
+	make_dir(dir, sizeof(dir), "st");
+	for (int s = 0; s < 2; s++) {
+		struct st_writer *w = NULL;
+		uint8_t *blob = NULL;
+		size_t len = 0;
+
+		assert_int_equal(st_writer_new(&w), 0);
+		assert_int_equal(st_writer_add(w, "tokens", ST_I32, 2, shape, x), 0);
+		assert_int_equal(st_writer_add(w, "labels", ST_I64, 2, shape, y), 0);
+		assert_int_equal(st_writer_finish(w, &blob, &len), 0);
+		write_file(dir, s ? "test.safetensors" : "train.safetensors", blob, len);
+		free(blob);
+		st_writer_free(w);
+	}
+	if (dataset_load(&ds, dir, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_true(ds->tokens && ds->target == DS_TARGET_TOKENS && ds->seq_len == T && ds->vocab == 9);
+	assert_int_equal(ds->train.token_targets[3], 4);
+	dataset_free(ds);
+}
+
 static void test_context_key(void **state)
 {
 	struct train_config a, b;
@@ -477,6 +515,7 @@ int main(void)
 		cmocka_unit_test(test_windows),
 		cmocka_unit_test(test_resume_bits),
 		cmocka_unit_test(test_token_arrays),
+		cmocka_unit_test(test_token_safetensors),
 		cmocka_unit_test(test_context_key),
 	};
 
