@@ -16,6 +16,7 @@
 #include "traind/config.h"
 #include "traind/dataset.h"
 #include "traind/fileio.h"
+#include "traind/generate.h"
 #include "traind/pycode.h"
 #include "traind/trainer.h"
 
@@ -65,6 +66,8 @@ static void usage(FILE *out)
 		"  --export FILE          write the final model (PyTorch names) to FILE\n"
 		"  --export-pytorch FILE.py  write the model's PyTorch code (class Model) to FILE.py\n"
 		"  --no-test              skip the test-set evaluation\n"
+		"  --generate PROMPT      a language model (text dataset): print PROMPT continued after training\n"
+		"                         (--generate-tokens N, 200; --generate-temperature T, 0.8; seed 1)\n"
 		"  --hash                 print the SHA-256 of the final parameters\n"
 		"  -h, --help, --version\n");
 }
@@ -109,6 +112,9 @@ int main(int argc, char **argv)
 		{ "export", required_argument, NULL, 'e' },
 		{ "export-pytorch", required_argument, NULL, 'P' },
 		{ "no-test", no_argument, NULL, 'T' },
+		{ "generate", required_argument, NULL, 'g' },
+		{ "generate-tokens", required_argument, NULL, 'n' },
+		{ "generate-temperature", required_argument, NULL, 't' },
 		{ "hash", no_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -147,7 +153,8 @@ int main(int argc, char **argv)
 	};
 	const char *data_dir = getenv("TRAIND_DATA_DIR");
 	const char *ckpt_path = NULL, *resume_path = NULL, *init_path = NULL, *export_path = NULL;
-	const char *pycode_path = NULL;
+	const char *pycode_path = NULL, *prompt = NULL;
+	struct gen_opts gen = { .tokens = 200, .temperature = 0.8, .top_k = 0, .seed = 1 };
 	bool weights_only = false, run_test = true, show_hash = false;
 	long crash_after = -1;
 	struct train_config cfg;
@@ -193,6 +200,24 @@ int main(int argc, char **argv)
 		case 'e': export_path = optarg; break;
 		case 'P': pycode_path = optarg; break;
 		case 'T': run_test = false; break;
+		case 'g': prompt = optarg; break;
+		case 'n':
+		case 't': {
+			char *end;
+			double v = strtod(optarg, &end);
+
+			if (*end || !(c == 'n' ? v >= 1 && v <= GENERATE_MAX_TOKENS && v == (uint32_t)v
+					       : v >= 0 && v <= 100)) {
+				fprintf(stderr, "traind-train: --generate-%s: '%s' is out of range\n",
+					c == 'n' ? "tokens" : "temperature", optarg);
+				return 2;
+			}
+			if (c == 'n')
+				gen.tokens = (uint32_t)v;
+			else
+				gen.temperature = v;
+			break;
+		}
 		case 'H': show_hash = true; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("traind-train %s\n", TRAIND_VERSION); return 0;
@@ -325,6 +350,35 @@ int main(int argc, char **argv)
 		else
 			printf("[%s] | test_loss: %.6f | test_acc: %.6f | test_macro_acc: %.6f\n",
 			       t->cfg.model[0] ? t->cfg.model : "MLP", m.loss, m.acc, m.macro_acc);
+	}
+	if (prompt) {
+		uint32_t *ids = NULL, *out_ids = NULL, *all = NULL;
+		size_t np = 0;
+		char *text = NULL;
+		int grc = !ds->text ? tr_err_set(&err, -EINVAL, "--generate: dataset %s is not a text", cfg.dataset)
+				    : generate_check(&t->model, &err);
+
+		if (grc == 0)
+			grc = dataset_text_encode(ds, prompt, strlen(prompt), &ids, &np, &err);
+		if (grc == 0 && (!(out_ids = malloc(gen.tokens * sizeof(*out_ids))) ||
+				 !(all = malloc((np + gen.tokens) * sizeof(*all)))))
+			grc = tr_err_set(&err, -ENOMEM, "out of memory");
+		if (grc == 0)
+			grc = generate_tokens(&t->model, ids, np, &gen, out_ids, &err);
+		if (grc == 0) {
+			memcpy(all, ids, np * sizeof(*all));
+			memcpy(all + np, out_ids, gen.tokens * sizeof(*all));
+			text = dataset_text_decode(ds, all, np + gen.tokens);
+			printf("%s\n", text ? text : "(out of memory)");
+		}
+		free(text);
+		free(ids);
+		free(out_ids);
+		free(all);
+		if (grc < 0) {
+			fprintf(stderr, "traind-train: %s\n", err.msg);
+			goto out;
+		}
 	}
 	if (show_hash) {
 		char hex[65];
