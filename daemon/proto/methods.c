@@ -1345,6 +1345,13 @@ static void work_predict(uv_work_t *req)
 		goto out;
 	}
 	have_net = true;
+	if (net.input.seq) {   /* token data (doc/sequences.md) */
+		tr_err_set(&b->err, -EINVAL, "job %" PRId64 "'s model takes token ids, not images or rows%s",
+			   b->id, net.input.vocab ? " (a language model's text: generate)" : "");
+		b->bad_param = "id";
+		bg_fail(b, PROTO_INVALID_PARAMETER, -EINVAL);
+		goto out;
+	}
 	/* Its dataset's class names and normalisation: as its training saw them. */
 	rc = dscache_get(b->d->dsc, b->cfg.dataset, NULL, &ds, &b->err);
 	if (rc < 0) {

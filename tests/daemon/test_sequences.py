@@ -186,6 +186,13 @@ def main():
     rc, out, err = d.ctl("generate", lstm, "--prompt", "the", "--tokens", "0", check_rc=False)
     check(rc != 0 and "--tokens" in err, "--tokens 0 is refused (%s)" % err.strip())
 
+    png = os.path.join(work, "x.pgm")
+    with open(png, "wb") as f:
+        f.write(b"P5 2 2 255\n\0\0\0\0")
+    rc, out, err = d.ctl("predict", lstm, png, check_rc=False)
+    check(rc != 0 and "token ids" in err and "generate" in err, "predict on a language model: refused, pointing "
+          "to generate (%s)" % err.strip())
+
     # ---- export --pytorch: the code compiles ----
     py = os.path.join(work, "lm.py")
     rc, out, err = d.ctl("export", gpt, "--pytorch", py, check_rc=False)
