@@ -322,19 +322,20 @@ static void mha_backward(size_t T, size_t E, size_t heads, bool drop, const floa
 
 /* ---- the transformer encoder layer ------------------------------------------ */
 
+/* What the backward reads. The attention's and linear2's outputs are not
+ * kept (they pass through the layer's y, which is written last), nor
+ * linear1's: relu(h) * mask is positive exactly where both its factors are,
+ * which is where the backward lets the gradient through. */
 struct tel_state {
 	float *n1, *s1;      /* LN1's output (T, E) and statistics (T, 2) */
 	struct mha_state a;
-	float *att;          /* (T, E) the attention block's output */
 	float *m1;           /* (T, E) dropout1's mask, or NULL */
 	float *r1;           /* (T, E) the first residual sum */
-	float *n2, *s2;      /* LN2's (norm_first: the FF block's input) */
-	float *hh;           /* (T, FF) linear1's output */
+	float *n2, *s2;      /* LN2's: norm_first, the FF block's input (n2 NULL otherwise) */
 	float *mf;           /* (T, FF) the FF block's dropout mask, or NULL */
-	float *hd;           /* (T, FF) relu, dropped: linear2's input */
-	float *f;            /* (T, E) linear2's output */
+	float *hd;           /* (T, FF) relu(linear1) * mask: linear2's input */
 	float *m2;           /* (T, E) dropout2's mask, or NULL */
-	float *r2;           /* (T, E) post-LN: the second residual sum */
+	float *r2;           /* (T, E) post-LN: the second residual sum (NULL with norm_first) */
 };
 
 struct tel_tmp {
@@ -350,17 +351,14 @@ static void tel_carve(struct carve *c, const struct net_layer *l, struct tel_sta
 	s->n1 = take(c, T * E);
 	s->s1 = take(c, 2 * T);
 	mha_carve(c, T, E, l->spec.heads, drop, &s->a);
-	s->att = take(c, T * E);
 	s->m1 = drop ? take(c, T * E) : NULL;
 	s->r1 = take(c, T * E);
-	s->n2 = take(c, T * E);
+	s->n2 = l->spec.norm_first ? take(c, T * E) : NULL;
 	s->s2 = take(c, 2 * T);
-	s->hh = take(c, T * FF);
 	s->mf = drop ? take(c, T * FF) : NULL;
 	s->hd = take(c, T * FF);
-	s->f = take(c, T * E);
 	s->m2 = drop ? take(c, T * E) : NULL;
-	s->r2 = take(c, T * E);
+	s->r2 = l->spec.norm_first ? NULL : take(c, T * E);
 }
 
 static void tel_tmp_carve(struct carve *c, const struct net_layer *l, struct tel_tmp *t)
@@ -406,16 +404,28 @@ static void add_masked(float *restrict y, const float *restrict x, const float *
 			y[e] = x[e] + a[e];
 }
 
-/* y = relu(x) (* m), n floats. */
+/* y = relu(y) (* m), n floats, in place. */
 HOT_CLONES
-static void relu_masked(float *restrict y, const float *restrict x, const float *restrict m, size_t n)
+static void relu_masked(float *restrict y, const float *restrict m, size_t n)
 {
 	if (m)
 		for (size_t e = 0; e < n; e++)
-			y[e] = (x[e] > 0.0f ? x[e] : 0.0f) * m[e];
+			y[e] = (y[e] > 0.0f ? y[e] : 0.0f) * m[e];
 	else
 		for (size_t e = 0; e < n; e++)
-			y[e] = x[e] > 0.0f ? x[e] : 0.0f;
+			y[e] = y[e] > 0.0f ? y[e] : 0.0f;
+}
+
+/* y = x + y * m (m NULL: x + y), in place. */
+HOT_CLONES
+static void add_masked_into(float *restrict y, const float *restrict x, const float *restrict m, size_t n)
+{
+	if (m)
+		for (size_t e = 0; e < n; e++)
+			y[e] = x[e] + y[e] * m[e];
+	else
+		for (size_t e = 0; e < n; e++)
+			y[e] = x[e] + y[e];
 }
 
 /* d = (d * m) where x > 0, else 0 (relu's and a dropout's backward). */
@@ -448,27 +458,29 @@ static void tel_forward(const struct net *n, struct net_layer *l, uint32_t index
 		drop_mask(n, step, index | 3u << 8, of, rows * FF, sp->p, s.mf + of);
 		drop_mask(n, step, index | 4u << 8, o, rows * E, sp->p, s.m2 + o);
 	}
+	/* the attention's output in y (written last), then r1 = x + drop1(it) */
 	if (sp->norm_first) {
 		ln_forward(x + o, s.n1 + o, w.n1w, w.n1b, s.s1 + r0 * 2 * T, rows, E);
-		mha_forward(n, T, E, sp->heads, sp->causal, sp->p, w.mha, s.n1, s.att, &s.a, r0, r1,
+		mha_forward(n, T, E, sp->heads, sp->causal, sp->p, w.mha, s.n1, l->y, &s.a, r0, r1,
 			    train, step, index | 1u << 8);
 	} else {
-		mha_forward(n, T, E, sp->heads, sp->causal, sp->p, w.mha, x, s.att, &s.a, r0, r1, train,
+		mha_forward(n, T, E, sp->heads, sp->causal, sp->p, w.mha, x, l->y, &s.a, r0, r1, train,
 			    step, index | 1u << 8);
 	}
-	add_masked(s.r1 + o, x + o, s.att + o, drop ? s.m1 + o : NULL, rows * E);
+	add_masked(s.r1 + o, x + o, l->y + o, drop ? s.m1 + o : NULL, rows * E);
 	/* the feed-forward block's input: LN2(r1) (norm_first) or LN1(r1) */
 	if (sp->norm_first)
 		ln_forward(s.r1 + o, s.n2 + o, w.n2w, w.n2b, s.s2 + r0 * 2 * T, rows, E);
 	else
 		ln_forward(s.r1 + o, s.n1 + o, w.n1w, w.n1b, s.s1 + r0 * 2 * T, rows, E);
-	linear_rows(s.hh + of, (sp->norm_first ? s.n2 : s.n1) + o, w.w1, w.b1, rows, E, FF);
-	relu_masked(s.hd + of, s.hh + of, drop ? s.mf + of : NULL, rows * FF);
-	linear_rows(s.f + o, s.hd + of, w.w2, w.b2, rows, FF, E);
+	linear_rows(s.hd + of, (sp->norm_first ? s.n2 : s.n1) + o, w.w1, w.b1, rows, E, FF);
+	relu_masked(s.hd + of, drop ? s.mf + of : NULL, rows * FF);
+	/* linear2's output in y, then the second sum */
+	linear_rows(l->y + o, s.hd + of, w.w2, w.b2, rows, FF, E);
 	if (sp->norm_first) {
-		add_masked(l->y + o, s.r1 + o, s.f + o, drop ? s.m2 + o : NULL, rows * E);
+		add_masked_into(l->y + o, s.r1 + o, drop ? s.m2 + o : NULL, rows * E);
 	} else {
-		add_masked(s.r2 + o, s.n1 + o, s.f + o, drop ? s.m2 + o : NULL, rows * E);
+		add_masked(s.r2 + o, s.n1 + o, l->y + o, drop ? s.m2 + o : NULL, rows * E);
 		ln_forward(s.r2 + o, l->y + o, w.n2w, w.n2b, s.s2 + r0 * 2 * T, rows, E);
 	}
 }
@@ -514,7 +526,7 @@ static void tel_backward(const struct net *n, struct net_layer *l, const float *
 	k_gemm(1, 0, E, FF, rows, 1.0f, t.df + o, E, s.hd + of, FF, 1.0f, dw2, FF);
 	colsum_add(db2, t.df + o, E, rows, E);
 	k_gemm(0, 0, rows, FF, E, 1.0f, t.df + o, E, w.w2, FF, 0.0f, t.dh + of, FF);
-	relu_masked_back(t.dh + of, s.hh + of, drop ? s.mf + of : NULL, rows * FF);
+	relu_masked_back(t.dh + of, s.hd + of, drop ? s.mf + of : NULL, rows * FF);
 	k_gemm(1, 0, FF, E, rows, 1.0f, t.dh + of, FF, ffin + o, E, 1.0f, dw1, E);
 	colsum_add(db1, t.dh + of, FF, rows, FF);
 	if (sp->norm_first) {
