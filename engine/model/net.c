@@ -126,6 +126,25 @@ static float *grad_of(const struct net *n, uint32_t v)
 	return p->bufs[p->cls_buf[p->cls[v]]];
 }
 
+/* What seq.c sees of node l (its header). */
+static struct seq_ctx seq_of(const struct net *n, const struct net_layer *l)
+{
+	struct seq_ctx c = {
+		.spec = &l->spec, .in = l->in, .out = l->out, .params = n->params ? n->params + l->w_off : NULL,
+		.grads = n->grads ? n->grads + l->w_off : NULL, .y = l->y, .aux = l->aux, .tmp = n->seqtmp,
+		.mb = n->max_batch, .key = n->dropout_key,
+	};
+
+	return c;
+}
+
+static size_t seq_params(const struct net *n, const struct net_layer *l)
+{
+	struct seq_ctx c = seq_of(n, l);
+
+	return seq_param_floats(&c);
+}
+
 static void add_tensor(struct net *n, const char *path, const char *what, enum tensor_kind kind,
 		       int ndim, const uint64_t *shape, size_t *counter, size_t *off)
 {
@@ -620,11 +639,12 @@ static int net_layout(struct net *n, const struct model_spec *spec, struct shape
 			part_len += pl;   /* each conv2d its own slice: a phase may run several */
 		}
 		if (spec_is_sequence_layer(l->spec.kind)) {
-			size_t tl = seq_tmp_floats(l);
+			struct seq_ctx c = seq_of(n, l);
+			size_t tl = seq_tmp_floats(&c);
 
 			l->part_off = part_len - 1;
-			part_len += seq_param_floats(l);
-			l->aux_len = seq_aux_floats(l);
+			part_len += seq_param_floats(&c);
+			l->aux_len = seq_aux_floats(&c);
 			n->seqtmp_len = tl > n->seqtmp_len ? tl : n->seqtmp_len;
 		}
 	}
@@ -851,7 +871,7 @@ static void init_sequence(struct net *n, const struct net_layer *l, struct rng *
 	}
 	case LAYER_LSTM:
 	case LAYER_GRU:
-		fill_uniform(p, seq_param_floats(l), 1.0 / sqrt((double)s->out), r, m);
+		fill_uniform(p, seq_params(n, l), 1.0 / sqrt((double)s->out), r, m);
 		break;
 	case LAYER_LAYERNORM:
 		for (size_t c = 0; c < E; c++) {
@@ -905,7 +925,7 @@ static void init_gpt(struct net *n, struct rng *r, struct mt19937 *m)
 			break;
 		case LAYER_EMBEDDING:
 		case LAYER_POSEMBEDDING:
-			fill_normal(p, seq_param_floats(l), 0.02, r, m);
+			fill_normal(p, seq_params(n, l), 0.02, r, m);
 			break;
 		case LAYER_MHA:
 		case LAYER_TRANSFORMER: {
@@ -1653,6 +1673,7 @@ static void pass_backward(const struct layer_job *j, unsigned idx, size_t first,
 
 /* ---- sequences ------------------------------------------------------------- */
 
+
 /* last: a sequence's last position, y (E) = x[T-1]; its backward puts dy
  * there and zeros elsewhere. */
 static void last_forward(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1)
@@ -1686,9 +1707,11 @@ static void seq_phase_forward(void *arg, unsigned idx, unsigned nm)
 	struct layer_job *j = arg;
 	size_t r0, r1;
 
+	struct seq_ctx c = seq_of(j->n, j->l);
+
 	team_split(j->batch, idx, nm, 1, &r0, &r1);
 	if (r0 < r1)
-		seq_forward(j->n, j->l, j->index, j->in, r0, r1, j->train, j->step);
+		seq_forward(&c, j->index, j->in, r0, r1, j->train, j->step);
 }
 
 /* Its backward: the member's samples, the parameters' gradients into the
@@ -1699,19 +1722,21 @@ static void seq_phase_backward(void *arg, unsigned idx, unsigned nm)
 	struct net *n = j->n;
 	struct net_layer *l = j->l;
 	float *dp = n->part + idx * n->part_len + l->part_off;
+	struct seq_ctx c = seq_of(n, l);
 	size_t r0, r1;
 
 	team_split(j->batch, idx, nm, 1, &r0, &r1);
 	n->part_rows[idx] = (uint32_t)(r1 - r0);
 	if (r0 == r1)
 		return;
-	memset(dp, 0, seq_param_floats(l) * sizeof(float));
-	seq_backward(n, l, j->in, j->dy, j->dx, dp, r0, r1);
+	memset(dp, 0, seq_param_floats(&c) * sizeof(float));
+	seq_backward(&c, j->in, j->dy, j->dx, dp, r0, r1);
 }
 
 static void seq_reduce(struct net *n, struct net_layer *l, unsigned members)
 {
-	size_t np = seq_param_floats(l);
+	struct seq_ctx c = seq_of(n, l);
+	size_t np = seq_param_floats(&c);
 	float *g = n->grads + l->w_off;
 	bool first = true;
 
@@ -1733,9 +1758,11 @@ static void embedding_backward(void *arg, unsigned idx, unsigned nm)
 	struct layer_job *j = arg;
 	size_t c0, c1;
 
+	struct seq_ctx c = seq_of(j->n, j->l);
+
 	team_split(j->l->out.c, idx, nm, SPLIT_ALIGN, &c0, &c1);
 	if (c0 < c1)
-		seq_embedding_backward(j->n, j->l, j->in, j->dy, j->batch, c0, c1);
+		seq_embedding_backward(&c, j->in, j->dy, j->batch, c0, c1);
 	if (idx == 0 && j->dx)
 		memset(j->dx, 0, j->batch * j->l->in_size * sizeof(float));
 }

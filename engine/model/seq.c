@@ -56,12 +56,12 @@ static float *take(struct carve *c, size_t per_sample)
 
 /* The dropout stream (as net.c's dropout layer: element g of the step's
  * masks of stream `stream` = node | sub << 8), 0 or 1/(1-p) each. */
-static void drop_mask(const struct net *n, uint64_t step, uint32_t stream, uint64_t g0, size_t len,
+static void drop_mask(const struct seq_ctx *n, uint64_t step, uint32_t stream, uint64_t g0, size_t len,
 		      double p, float *mask)
 {
 	uint64_t threshold = (uint64_t)ldexp(1.0 - p, 32);
 	float scale = (float)(1.0 / (1.0 - p));
-	uint32_t k[2] = { (uint32_t)n->dropout_key, (uint32_t)(n->dropout_key >> 32) };
+	uint32_t k[2] = { (uint32_t)n->key, (uint32_t)(n->key >> 32) };
 	uint32_t words[4];
 
 	for (size_t e = 0; e < len; e++) {
@@ -225,7 +225,7 @@ static void mha_tmp_carve(struct carve *c, size_t T, size_t E, struct mha_tmp *t
 
 /* w: in_proj_weight (3E, E), in_proj_bias (3E), out_proj.weight (E, E),
  * out_proj.bias (E). Samples [r0, r1) of x into y. */
-static void mha_forward(const struct net *n, size_t T, size_t E, size_t heads, bool causal,
+static void mha_forward(const struct seq_ctx *n, size_t T, size_t E, size_t heads, bool causal,
 			double p, const float *w, const float *x, float *y, const struct mha_state *s,
 			size_t r0, size_t r1, bool train, uint64_t step, uint32_t stream)
 {
@@ -343,25 +343,25 @@ struct tel_tmp {
 	struct mha_tmp m;
 };
 
-static void tel_carve(struct carve *c, const struct net_layer *l, struct tel_state *s)
+static void tel_carve(struct carve *c, const struct seq_ctx *l, struct tel_state *s)
 {
-	size_t T = l->in.h, E = l->in.c, FF = l->spec.ff;
-	bool drop = l->spec.p > 0.0;
+	size_t T = l->in.h, E = l->in.c, FF = l->spec->ff;
+	bool drop = l->spec->p > 0.0;
 
 	s->n1 = take(c, T * E);
 	s->s1 = take(c, 2 * T);
-	mha_carve(c, T, E, l->spec.heads, drop, &s->a);
+	mha_carve(c, T, E, l->spec->heads, drop, &s->a);
 	s->m1 = drop ? take(c, T * E) : NULL;
 	s->r1 = take(c, T * E);
-	s->n2 = l->spec.norm_first ? take(c, T * E) : NULL;
+	s->n2 = l->spec->norm_first ? take(c, T * E) : NULL;
 	s->s2 = take(c, 2 * T);
 	s->mf = drop ? take(c, T * FF) : NULL;
 	s->hd = take(c, T * FF);
 	s->m2 = drop ? take(c, T * E) : NULL;
-	s->r2 = l->spec.norm_first ? NULL : take(c, T * E);
+	s->r2 = l->spec->norm_first ? NULL : take(c, T * E);
 }
 
-static void tel_tmp_carve(struct carve *c, const struct net_layer *l, struct tel_tmp *t)
+static void tel_tmp_carve(struct carve *c, const struct seq_ctx *l, struct tel_tmp *t)
 {
 	size_t T = l->in.h, E = l->in.c;
 
@@ -369,7 +369,7 @@ static void tel_tmp_carve(struct carve *c, const struct net_layer *l, struct tel
 	t->dr = take(c, T * E);
 	t->dn = take(c, T * E);
 	t->df = take(c, T * E);
-	t->dh = take(c, T * l->spec.ff);
+	t->dh = take(c, T * l->spec->ff);
 	mha_tmp_carve(c, T, E, &t->m);
 }
 
@@ -440,31 +440,31 @@ static void relu_masked_back(float *restrict d, const float *restrict x, const f
 			d[e] = x[e] > 0.0f ? d[e] : 0.0f;
 }
 
-static void tel_forward(const struct net *n, struct net_layer *l, uint32_t index, const float *x,
+static void tel_forward(const struct seq_ctx *l, uint32_t index, const float *x,
 			size_t r0, size_t r1, bool train, uint64_t step)
 {
-	const struct layer_spec *sp = &l->spec;
+	const struct layer_spec *sp = l->spec;
 	size_t T = l->in.h, E = l->in.c, FF = sp->ff, nb = r1 - r0, rows = nb * T;
 	size_t o = r0 * T * E, of = r0 * T * FF;
 	bool drop = train && sp->p > 0.0;
-	struct carve c = { l->aux, n->max_batch, 0 };
+	struct carve c = { l->aux, l->mb, 0 };
 	struct tel_state s;
 	struct tel_params w;
 
 	tel_carve(&c, l, &s);
-	tel_params(n->params + l->w_off, E, FF, &w);
+	tel_params(l->params, E, FF, &w);
 	if (drop) {
-		drop_mask(n, step, index | 2u << 8, o, rows * E, sp->p, s.m1 + o);
-		drop_mask(n, step, index | 3u << 8, of, rows * FF, sp->p, s.mf + of);
-		drop_mask(n, step, index | 4u << 8, o, rows * E, sp->p, s.m2 + o);
+		drop_mask(l, step, index | 2u << 8, o, rows * E, sp->p, s.m1 + o);
+		drop_mask(l, step, index | 3u << 8, of, rows * FF, sp->p, s.mf + of);
+		drop_mask(l, step, index | 4u << 8, o, rows * E, sp->p, s.m2 + o);
 	}
 	/* the attention's output in y (written last), then r1 = x + drop1(it) */
 	if (sp->norm_first) {
 		ln_forward(x + o, s.n1 + o, w.n1w, w.n1b, s.s1 + r0 * 2 * T, rows, E);
-		mha_forward(n, T, E, sp->heads, sp->causal, sp->p, w.mha, s.n1, l->y, &s.a, r0, r1,
+		mha_forward(l, T, E, sp->heads, sp->causal, sp->p, w.mha, s.n1, l->y, &s.a, r0, r1,
 			    train, step, index | 1u << 8);
 	} else {
-		mha_forward(n, T, E, sp->heads, sp->causal, sp->p, w.mha, x, l->y, &s.a, r0, r1, train,
+		mha_forward(l, T, E, sp->heads, sp->causal, sp->p, w.mha, x, l->y, &s.a, r0, r1, train,
 			    step, index | 1u << 8);
 	}
 	add_masked(s.r1 + o, x + o, l->y + o, drop ? s.m1 + o : NULL, rows * E);
@@ -493,14 +493,14 @@ static void mul_mask(float *restrict d, const float *restrict m, size_t n)
 			d[e] *= m[e];
 }
 
-static void tel_backward(const struct net *n, struct net_layer *l, const float *x, const float *dy,
+static void tel_backward(const struct seq_ctx *l, const float *x, const float *dy,
 			 float *dx, float *dp, size_t r0, size_t r1)
 {
-	const struct layer_spec *sp = &l->spec;
+	const struct layer_spec *sp = l->spec;
 	size_t T = l->in.h, E = l->in.c, FF = sp->ff, nb = r1 - r0, rows = nb * T;
 	size_t o = r0 * T * E, of = r0 * T * FF;
 	bool drop = sp->p > 0.0;
-	struct carve c = { l->aux, n->max_batch, 0 }, ct = { n->seqtmp, n->max_batch, 0 };
+	struct carve c = { l->aux, l->mb, 0 }, ct = { l->tmp, l->mb, 0 };
 	struct tel_state s;
 	struct tel_tmp t;
 	struct tel_params w;
@@ -511,7 +511,7 @@ static void tel_backward(const struct net *n, struct net_layer *l, const float *
 
 	tel_carve(&c, l, &s);
 	tel_tmp_carve(&ct, l, &t);
-	tel_params(n->params + l->w_off, E, FF, &w);
+	tel_params(l->params, E, FF, &w);
 	ffin = sp->norm_first ? s.n2 : s.n1;
 	/* dr: the gradient at r1's output side; df at linear2's output */
 	if (sp->norm_first) {
@@ -568,10 +568,10 @@ struct rnn_layer {
 	float *g, *c, *tc, *h, *m, *d;   /* tc: LSTM's tanh(c), for the backward */
 };
 
-static void rnn_carve(struct carve *c, const struct net_layer *l, float *y, struct rnn_layer *out)
+static void rnn_carve(struct carve *c, const struct seq_ctx *l, float *y, struct rnn_layer *out)
 {
-	size_t T = l->in.h, H = l->spec.out, L = l->spec.layers;
-	bool gru = l->spec.kind == LAYER_GRU;
+	size_t T = l->in.h, H = l->spec->out, L = l->spec->layers;
+	bool gru = l->spec->kind == LAYER_GRU;
 	size_t G = (gru ? 3 : 4) * H;
 
 	for (size_t k = 0; k < L; k++) {
@@ -579,23 +579,23 @@ static void rnn_carve(struct carve *c, const struct net_layer *l, float *y, stru
 		out[k].c = take(c, gru ? T * G : T * H);
 		out[k].tc = gru ? NULL : take(c, T * H);
 		out[k].h = k + 1 < L ? take(c, T * H) : y;
-		bool drop = k + 1 < L && l->spec.p > 0.0;
+		bool drop = k + 1 < L && l->spec->p > 0.0;
 
 		out[k].m = drop ? take(c, T * H) : NULL;
 		out[k].d = drop ? take(c, T * H) : NULL;
 	}
 }
 
-static void rnn_forward(const struct net *n, struct net_layer *l, uint32_t index, const float *in,
+static void rnn_forward(const struct seq_ctx *l, uint32_t index, const float *in,
 			size_t r0, size_t r1, bool train, uint64_t step)
 {
-	const struct layer_spec *sp = &l->spec;
+	const struct layer_spec *sp = l->spec;
 	bool gru = sp->kind == LAYER_GRU;
 	size_t T = l->in.h, E = l->in.c, H = sp->out, L = sp->layers, nb = r1 - r0;
 	size_t G = (gru ? 3 : 4) * H;
-	struct carve c = { l->aux, n->max_batch, 0 };
+	struct carve c = { l->aux, l->mb, 0 };
 	struct rnn_layer lay[16];
-	const float *p = n->params + l->w_off, *x = in;
+	const float *p = l->params, *x = in;
 
 	rnn_carve(&c, l, l->y, lay);
 	for (size_t k = 0; k < L; k++) {
@@ -663,7 +663,7 @@ static void rnn_forward(const struct net *n, struct net_layer *l, uint32_t index
 		if (lay[k].m && train) {
 			size_t at = r0 * T * H;
 
-			drop_mask(n, step, index | (uint32_t)(k + 1) << 8, at, nb * T * H, sp->p, lay[k].m + at);
+			drop_mask(l, step, index | (uint32_t)(k + 1) << 8, at, nb * T * H, sp->p, lay[k].m + at);
 			for (size_t e = 0; e < nb * T * H; e++)
 				lay[k].d[at + e] = hk[at + e] * lay[k].m[at + e];
 			x = lay[k].d;
@@ -716,14 +716,14 @@ static void gru_step_back(float *restrict d, float *restrict dgh, float *restric
 	}
 }
 
-static void rnn_backward(const struct net *n, struct net_layer *l, const float *in, const float *dy,
+static void rnn_backward(const struct seq_ctx *l, const float *in, const float *dy,
 			 float *dx, float *dp, size_t r0, size_t r1)
 {
-	const struct layer_spec *sp = &l->spec;
+	const struct layer_spec *sp = l->spec;
 	bool gru = sp->kind == LAYER_GRU;
 	size_t T = l->in.h, E = l->in.c, H = sp->out, L = sp->layers, nb = r1 - r0;
 	size_t G = (gru ? 3 : 4) * H;
-	struct carve c = { l->aux, n->max_batch, 0 }, ct = { n->seqtmp, n->max_batch, 0 };
+	struct carve c = { l->aux, l->mb, 0 }, ct = { l->tmp, l->mb, 0 };
 	struct rnn_layer lay[16];
 	const float *pw[16];
 	float *dpw[16];
@@ -731,7 +731,7 @@ static void rnn_backward(const struct net *n, struct net_layer *l, const float *
 	float *dha = take(&ct, T * H), *dhb = take(&ct, T * H), *hprev = take(&ct, T * H);
 	float *dh = take(&ct, H), *dh2 = take(&ct, H), *dc = take(&ct, H), *zero = take(&ct, H);
 	const float *dhk = dy;
-	const float *p = n->params + l->w_off;
+	const float *p = l->params;
 	float *q = dp;
 
 	rnn_carve(&c, l, l->y, lay);
@@ -807,9 +807,9 @@ static void rnn_backward(const struct net *n, struct net_layer *l, const float *
 
 /* ---- the interface ---------------------------------------------------------- */
 
-size_t seq_param_floats(const struct net_layer *l)
+size_t seq_param_floats(const struct seq_ctx *l)
 {
-	const struct layer_spec *s = &l->spec;
+	const struct layer_spec *s = l->spec;
 	size_t E = l->in.c, n = 0;
 
 	switch (s->kind) {
@@ -836,12 +836,12 @@ size_t seq_param_floats(const struct net_layer *l)
 	}
 }
 
-size_t seq_aux_floats(const struct net_layer *l)
+size_t seq_aux_floats(const struct seq_ctx *l)
 {
 	struct carve c = { NULL, 0, 0 };
 	size_t T = l->in.h;
 
-	switch (l->spec.kind) {
+	switch (l->spec->kind) {
 	case LAYER_LAYERNORM:
 		return 2 * (l->in.seq ? T : 1);
 	case LAYER_LSTM:
@@ -854,7 +854,7 @@ size_t seq_aux_floats(const struct net_layer *l)
 	case LAYER_MHA: {
 		struct mha_state s;
 
-		mha_carve(&c, T, l->in.c, l->spec.heads, l->spec.p > 0.0, &s);
+		mha_carve(&c, T, l->in.c, l->spec->heads, l->spec->p > 0.0, &s);
 		return c.at;
 	}
 	case LAYER_TRANSFORMER: {
@@ -868,12 +868,12 @@ size_t seq_aux_floats(const struct net_layer *l)
 	}
 }
 
-size_t seq_tmp_floats(const struct net_layer *l)
+size_t seq_tmp_floats(const struct seq_ctx *l)
 {
 	struct carve c = { NULL, 0, 0 };
-	size_t T = l->in.h, H = l->spec.out;
+	size_t T = l->in.h, H = l->spec->out;
 
-	switch (l->spec.kind) {
+	switch (l->spec->kind) {
 	case LAYER_LSTM:
 		return T * 4 * H + 3 * T * H + 4 * H;
 	case LAYER_GRU:
@@ -895,11 +895,11 @@ size_t seq_tmp_floats(const struct net_layer *l)
 	}
 }
 
-void seq_forward(const struct net *n, struct net_layer *l, uint32_t index, const float *in,
+void seq_forward(const struct seq_ctx *l, uint32_t index, const float *in,
 		 size_t r0, size_t r1, bool train, uint64_t step)
 {
-	const struct layer_spec *s = &l->spec;
-	const float *p = n->params + l->w_off;
+	const struct layer_spec *s = l->spec;
+	const float *p = l->params;
 	size_t T = l->in.h, E = l->out.c;
 
 	switch (s->kind) {
@@ -927,29 +927,29 @@ void seq_forward(const struct net *n, struct net_layer *l, uint32_t index, const
 	}
 	case LAYER_LSTM:
 	case LAYER_GRU:
-		rnn_forward(n, l, index, in, r0, r1, train, step);
+		rnn_forward(l, index, in, r0, r1, train, step);
 		break;
 	case LAYER_MHA: {
-		struct carve c = { l->aux, n->max_batch, 0 };
+		struct carve c = { l->aux, l->mb, 0 };
 		struct mha_state st;
 
 		mha_carve(&c, T, E, s->heads, s->p > 0.0, &st);
-		mha_forward(n, T, E, s->heads, s->causal, s->p, p, in, l->y, &st, r0, r1, train, step,
+		mha_forward(l, T, E, s->heads, s->causal, s->p, p, in, l->y, &st, r0, r1, train, step,
 			    index | 1u << 8);
 		break;
 	}
 	case LAYER_TRANSFORMER:
-		tel_forward(n, l, index, in, r0, r1, train, step);
+		tel_forward(l, index, in, r0, r1, train, step);
 		break;
 	default:
 		break;
 	}
 }
 
-void seq_backward(const struct net *n, struct net_layer *l, const float *in, const float *dy,
+void seq_backward(const struct seq_ctx *l, const float *in, const float *dy,
 		  float *dx, float *dp, size_t r0, size_t r1)
 {
-	const struct layer_spec *s = &l->spec;
+	const struct layer_spec *s = l->spec;
 	size_t T = l->in.h, E = l->in.c;
 
 	switch (s->kind) {
@@ -963,46 +963,46 @@ void seq_backward(const struct net *n, struct net_layer *l, const float *in, con
 	case LAYER_LAYERNORM: {
 		size_t rows = l->in.seq ? T : 1;
 
-		ln_backward(dy + r0 * rows * E, in + r0 * rows * E, n->params + l->w_off,
+		ln_backward(dy + r0 * rows * E, in + r0 * rows * E, l->params,
 			    l->aux + r0 * rows * 2, dx ? dx + r0 * rows * E : NULL, dp, dp + E,
 			    (r1 - r0) * rows, E, false);
 		break;
 	}
 	case LAYER_LSTM:
 	case LAYER_GRU:
-		rnn_backward(n, l, in, dy, dx, dp, r0, r1);
+		rnn_backward(l, in, dy, dx, dp, r0, r1);
 		break;
 	case LAYER_MHA: {
-		struct carve c = { l->aux, n->max_batch, 0 }, ct = { n->seqtmp, n->max_batch, 0 };
+		struct carve c = { l->aux, l->mb, 0 }, ct = { l->tmp, l->mb, 0 };
 		struct mha_state st;
 		struct mha_tmp tm;
 
 		mha_carve(&c, T, E, s->heads, s->p > 0.0, &st);
 		mha_tmp_carve(&ct, T, E, &tm);
-		mha_backward(T, E, s->heads, s->p > 0.0, n->params + l->w_off, dp, in, dy, dx, 0.0f, &st,
+		mha_backward(T, E, s->heads, s->p > 0.0, l->params, dp, in, dy, dx, 0.0f, &st,
 			     &tm, r0, r1);
 		break;
 	}
 	case LAYER_TRANSFORMER:
-		tel_backward(n, l, in, dy, dx, dp, r0, r1);
+		tel_backward(l, in, dy, dx, dp, r0, r1);
 		break;
 	default:
 		break;
 	}
 }
 
-void seq_embedding_backward(const struct net *n, const struct net_layer *l, const float *in,
+void seq_embedding_backward(const struct seq_ctx *l, const float *in,
 			    const float *dy, size_t batch, size_t c0, size_t c1)
 {
 	size_t T = l->in.h, E = l->out.c;
-	float *dw = n->grads + l->w_off;
+	float *dw = l->grads;
 
-	for (size_t r = 0; r < l->spec.num; r++)
+	for (size_t r = 0; r < l->spec->num; r++)
 		memset(dw + r * E + c0, 0, (c1 - c0) * sizeof(float));
 	for (size_t r = 0; r < batch * T; r++) {
 		uint32_t id = (uint32_t)in[r];
 
-		if (id >= l->spec.num || (l->spec.padding_idx >= 0 && id == (uint32_t)l->spec.padding_idx))
+		if (id >= l->spec->num || (l->spec->padding_idx >= 0 && id == (uint32_t)l->spec->padding_idx))
 			continue;
 		for (size_t e = c0; e < c1; e++)
 			dw[(size_t)id * E + e] += dy[r * E + e];

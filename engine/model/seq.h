@@ -37,29 +37,43 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "traind/net.h"
+#include "traind/spec.h"
 
-/* Floats of one sample's saved state, and of its backward scratch. */
-size_t seq_aux_floats(const struct net_layer *l);
-size_t seq_tmp_floats(const struct net_layer *l);
-/* Floats of the layer's parameters (contiguous from l->w_off, in
- * state_dict order). */
-size_t seq_param_floats(const struct net_layer *l);
+/* What a layer of sequences works on: net.c fills one per call (the
+ * layer's geometry, its parameters and gradients, its buffers). */
+struct seq_ctx {
+	const struct layer_spec *spec;
+	struct shape in, out;        /* per sample */
+	const float *params;         /* the layer's, in state_dict order */
+	float *grads;                /* where its gradients go (the embedding's backward) */
+	float *y;                    /* (mb, out) its output */
+	float *aux;                  /* (mb, seq_aux_floats) saved state */
+	float *tmp;                  /* (mb, at least seq_tmp_floats) the backward's scratch */
+	size_t mb;                   /* rows of those buffers: the net's max_batch */
+	uint64_t key;                /* the dropout streams' key (the job's seed) */
+};
 
-/* Samples [r0, r1) of the batch: l->y from in (batch, l->in_size); train:
+/* Floats of one sample's saved state, and of its backward scratch (l's
+ * spec, in and out are enough). */
+size_t seq_aux_floats(const struct seq_ctx *l);
+size_t seq_tmp_floats(const struct seq_ctx *l);
+/* Floats of the layer's parameters (contiguous, in state_dict order). */
+size_t seq_param_floats(const struct seq_ctx *l);
+
+/* Samples [r0, r1) of the batch: l->y from in (batch, in size); train:
  * dropout drawn for `step`, state saved for the backward. `index` is the
  * node's (the dropout streams'). */
-void seq_forward(const struct net *n, struct net_layer *l, uint32_t index, const float *in,
-		 size_t r0, size_t r1, bool train, uint64_t step);
+void seq_forward(const struct seq_ctx *l, uint32_t index, const float *in, size_t r0, size_t r1,
+		 bool train, uint64_t step);
 /* Samples [r0, r1) after a training forward of the batch: dx (may be NULL)
  * written from dy; the parameters' gradients over these samples added into
  * dp (laid out as the parameters). */
-void seq_backward(const struct net *n, struct net_layer *l, const float *in, const float *dy,
-		  float *dx, float *dp, size_t r0, size_t r1);
+void seq_backward(const struct seq_ctx *l, const float *in, const float *dy, float *dx, float *dp,
+		  size_t r0, size_t r1);
 
 /* The embedding's backward, columns [c0, c1) of its weight's gradient
- * (n->grads) over the whole batch, written; its padding row stays 0. */
-void seq_embedding_backward(const struct net *n, const struct net_layer *l, const float *in,
-			    const float *dy, size_t batch, size_t c0, size_t c1);
+ * (l->grads) over the whole batch, written; its padding row stays 0. */
+void seq_embedding_backward(const struct seq_ctx *l, const float *in, const float *dy, size_t batch,
+			    size_t c0, size_t c1);
 
 #endif
