@@ -39,6 +39,8 @@ static void usage(FILE *out)
 		"  --ftz true|false       flush denormals to zero while training (true)\n"
 		"  --strict-numerics true|false  refuse to resume under another BLAS kernel (false)\n"
 		"  --rng torch|xoshiro    random streams: PyTorch's (init, split, order as the lesson) or traind's own (torch)\n"
+		"  --kernels openblas|portable  OpenBLAS and libm, or traind's own kernels: the same bits on any\n"
+		"                         CPU and thread count (TRAIND_ISA=avx512|avx2|generic picks the path) (openblas)\n"
 		"  --seed N               model/shuffle seed (42)\n"
 		"  --split-seed N         train/val split seed (42)\n"
 		"  --val-size N           validation images (10000)\n"
@@ -148,6 +150,7 @@ int main(int argc, char **argv)
 		{ "huber-delta", required_argument, NULL, 1 },
 		{ "pos-weight", required_argument, NULL, 1 },
 		{ "augment", required_argument, NULL, 1 },
+		{ "kernels", required_argument, NULL, 1 },
 		{ "context", required_argument, NULL, 1 },
 		{ NULL, 0, NULL, 0 },
 	};

@@ -100,6 +100,8 @@ const struct opt_desc opts[O_COUNT] = {
 	[O_POS_WEIGHT] = { "pos-weight", 0, true, "pos_weight", "W,...", "bce_with_logits' weight of positives per output" },
 	[O_AUGMENT] = { "augment", 0, true, "augment", "SPEC",
 			"training batches only, e.g. 'random_crop(32,padding=4),random_horizontal_flip(0.5)'" },
+	[O_KERNELS] = { "kernels", 0, true, "kernels", "openblas|portable",
+			"whose kernels (openblas); portable: the same bits on any CPU and thread count" },
 	[O_CONTEXT] = { "context", 0, true, "context", "N",
 			"a text dataset's tokens per sample: its windows (doc/sequences.md)" },
 	[O_KEEP] = { "keep", 0, true, NULL, "K|all", "epoch checkpoints kept besides the best (all)" },

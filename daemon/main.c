@@ -54,6 +54,7 @@ struct opts {
 	bool group_check;       /* a group was named: check peers against gid */
 	bool group_off;         /* --group -: no peer check even when socket-activated */
 	gid_t gid;
+	unsigned message_timeout_ms;    /* --message-timeout; 0 = the server's default */
 	const char *mpi_launcher;       /* --mpi-launcher; NULL = mpirun */
 	const char *mpi_args[DAEMON_MPI_ARGS_MAX];   /* --mpi-arg, in order */
 	unsigned n_mpi_args;
@@ -87,6 +88,9 @@ static void usage(FILE *out)
 		"                     default: the socket file's group when systemd passes the\n"
 		"                     socket, else no check; '-': no check). A socket traind\n"
 		"                     creates itself gets this group and mode 0660\n"
+		"  --message-timeout SECONDS  how long a client may take to send one message,\n"
+		"                     from its first byte to its last (default 10; decimals allowed);\n"
+		"                     a slower one gets a ProtocolError and is disconnected\n"
 		"  --mpi-launcher CMD the launcher of jobs with ranks > 1 (default mpirun); traind\n"
 		"                     runs CMD [--allow-run-as-root] -n R --host HOSTS [ARGS] traind-rank ...\n"
 		"  --mpi-arg ARG      one more argument for the launcher, before the program\n"
@@ -216,6 +220,7 @@ static int parse_args(struct opts *o, int argc, char **argv)
 		{ "max-running", required_argument, NULL, 'm' },
 		{ "group", required_argument, NULL, 'g' },
 		{ "max-dataset-bytes", required_argument, NULL, 'B' },
+		{ "message-timeout", required_argument, NULL, 'T' },
 		{ "mpi-launcher", required_argument, NULL, 'L' },
 		{ "mpi-arg", required_argument, NULL, 'A' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -244,6 +249,20 @@ static int parse_args(struct opts *o, int argc, char **argv)
 		}
 		case 'g': snprintf(o->group, sizeof(o->group), "%s", optarg); break;
 		case 'B': snprintf(o->max_dataset, sizeof(o->max_dataset), "%s", optarg); break;
+		case 'T': {
+			char *end;
+			double sec;
+
+			errno = 0;
+			sec = strtod(optarg, &end);
+			if (*end || end == optarg || errno || !(sec >= 0.1 && sec <= 3600)) {
+				fprintf(stderr, "traind: --message-timeout: '%s' is not a number of seconds from 0.1 "
+					"to 3600\n", optarg);
+				return 2;
+			}
+			o->message_timeout_ms = (unsigned)(sec * 1000 + 0.5);
+			break;
+		}
 		case 'L':
 			if (!*optarg) {
 				fprintf(stderr, "traind: --mpi-launcher: empty\n");
@@ -490,6 +509,7 @@ int main(int argc, char **argv)
 	cfg.data_dir = o.data_dir;
 	cfg.max_running = o.max_running;
 	cfg.max_dataset_bytes = o.max_dataset_bytes;
+	cfg.message_timeout_ms = o.message_timeout_ms;
 	cfg.mpi_launcher = o.mpi_launcher;
 	cfg.mpi_args = o.mpi_args;
 	cfg.n_mpi_args = o.n_mpi_args;

@@ -7,13 +7,17 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "api.h"
 #include "events.h"
+#include "gate.h"
 #include "metrics.h"
 #include "pages.h"
 #include "resp.h"
@@ -25,6 +29,7 @@
 struct web_server {
 	struct web_config cfg;
 	struct MHD_Daemon *mhd;
+	struct gate *gate;          /* accepts, and bounds what each client holds and for how long */
 };
 
 /* What one request carries between libmicrohttpd's calls. */
@@ -225,6 +230,66 @@ static enum MHD_Result send_events(struct web_server *s, struct MHD_Connection *
 	return ret;
 }
 
+/* The page's URL without its token, for the redirect that sets the cookie:
+ * the path and every other query parameter, as they came (percent-encoded
+ * again), so /compare?jobs=1,2&token=... lands on /compare?jobs=1,2. */
+struct query_out {
+	char *buf;
+	size_t len, o;
+	bool overflow;
+};
+
+static void put(struct query_out *q, const char *s, bool encode)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		bool plain = !encode || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+			     (ch >= '0' && ch <= '9') || strchr("-._~,:", ch);
+
+		if (q->o + (plain ? 1 : 3) >= q->len) {
+			q->overflow = true;
+			return;
+		}
+		if (plain) {
+			q->buf[q->o++] = (char)ch;
+		} else {
+			q->buf[q->o++] = '%';
+			q->buf[q->o++] = hex[ch >> 4];
+			q->buf[q->o++] = hex[ch & 15];
+		}
+	}
+	q->buf[q->o] = '\0';
+}
+
+static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	struct query_out *q = cls;
+
+	(void)kind;
+	if (strcmp(key, "token") == 0)
+		return MHD_YES;
+	put(q, q->buf[0] && strchr(q->buf, '?') ? "&" : "?", false);
+	put(q, key, true);
+	if (value) {
+		put(q, "=", false);
+		put(q, value, true);
+	}
+	return MHD_YES;
+}
+
+static void location_without_token(struct MHD_Connection *c, const char *url, char *out, size_t len)
+{
+	struct query_out q = { out, len, 0, false };
+
+	out[0] = '\0';
+	put(&q, url, false);
+	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, add_arg, &q);
+	if (q.overflow)
+		snprintf(out, len, "%s", url);   /* too long to keep: the page alone */
+}
+
 /* Log a refusal or a server-side failure, one line on stderr. */
 static void log_status(const char *method, const char *url, int status, const char *why)
 {
@@ -251,6 +316,7 @@ static enum MHD_Result dispatch(struct web_server *s, struct MHD_Connection *c, 
 		.body_len = st->len,
 	};
 
+	gate_request_handled(c);
 	switch (route->kind) {
 	case WEB_REFUSE:
 		log_status(method, url, route->status, route->reason);
@@ -262,7 +328,7 @@ static enum MHD_Result dispatch(struct web_server *s, struct MHD_Connection *c, 
 		r.len = strlen(r.body);
 		r.borrowed = true;
 		r.set_cookie = true;
-		snprintf(r.location, sizeof(r.location), "%s", url);
+		location_without_token(c, url, r.location, sizeof(r.location));
 		return send_resp(s, c, &r);
 	case WEB_PAGE_INDEX:
 		return send_page(s, c, "index.html");
@@ -344,6 +410,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 {
 	struct req_state *st = *con_cls;
 
+	(void)cls;
+	(void)toe;
+	gate_request_done(c);
+
 	if (st) {
 		free(st->body);
 		free(st);
@@ -351,27 +421,97 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	}
 }
 
+/* libmicrohttpd's messages, at most one a second (a flood of clients
+ * dropped at their deadline must not flood the log), with the count of
+ * those left out. Called from any of its threads. */
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	static time_t last;
+	static unsigned skipped;
+	time_t now = time(NULL);
+	char line[512];
+
+	(void)cls;
+	pthread_mutex_lock(&mu);
+	if (now == last) {
+		skipped++;
+		pthread_mutex_unlock(&mu);
+		return;
+	}
+	last = now;
+	vsnprintf(line, sizeof(line), fmt, ap);
+	line[strcspn(line, "\n")] = '\0';
+	fprintf(stderr, "traind-web: libmicrohttpd: %s%s\n", line, skipped ? " (and more not logged)" : "");
+	skipped = 0;
+	pthread_mutex_unlock(&mu);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+			  enum MHD_ConnectionNotificationCode toe)
+{
+	struct web_server *s = cls;
+
+	gate_connection(s->gate, c, socket_context, toe == MHD_CONNECTION_NOTIFY_STARTED);
+}
+
+/* The request line has come (libmicrohttpd's URI logger, whose return value
+ * would be the request's first *con_cls: NULL, as on_request expects). */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+	(void)cls;
+	(void)uri;
+	gate_request_begun(c);
+	return NULL;
+}
+
 int http_start(struct web_server **out, const struct web_config *cfg, struct tr_err *err)
 {
 	struct web_server *s = calloc(1, sizeof(*s));
+	struct gate_config gc = {
+		.listen_fd = cfg->listen_fd,
+		.unix_listen = cfg->unix_listen,
+		.max_connections = cfg->max_connections,
+		.max_per_client = cfg->max_per_client,
+		.request_timeout_ms = cfg->request_timeout_s * 1000,
+	};
+	int rc;
 
 	*out = NULL;
 	if (!s)
 		return tr_err_set(err, -ENOMEM, "out of memory");
 	s->cfg = *cfg;
+	rc = gate_new(&s->gate, &gc, err);
+	if (rc < 0) {
+		free(s);
+		return rc;
+	}
+	/* The gate accepts and hands connections over (MHD_add_connection);
+	 * libmicrohttpd's own limit only bounds those being closed as well
+	 * (the gate keeps at most twice max_connections in all). */
 	s->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-				  MHD_USE_POLL | MHD_USE_ERROR_LOG,
+				  MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC,
 				  0, NULL, NULL, on_request, s,
-				  MHD_OPTION_LISTEN_SOCKET, (MHD_socket)cfg->listen_fd,
-				  MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
+				  MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+				  MHD_OPTION_CONNECTION_LIMIT, (unsigned int)(2 * cfg->max_connections + 16),
 				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->timeout_s,
 				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
 				  MHD_OPTION_THREAD_STACK_SIZE, (size_t)STACK_SIZE,
 				  MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+				  MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+				  MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
 				  MHD_OPTION_END);
 	if (!s->mhd) {
+		gate_free(s->gate);
 		free(s);
 		return tr_err_set(err, -EIO, "cannot start the HTTP server (libmicrohttpd)");
+	}
+	rc = gate_start(s->gate, s->mhd, err);
+	if (rc < 0) {
+		MHD_stop_daemon(s->mhd);
+		gate_free(s->gate);
+		free(s);
+		return rc;
 	}
 	*out = s;
 	return 0;
@@ -381,6 +521,8 @@ void http_stop(struct web_server *s)
 {
 	if (!s)
 		return;
+	gate_stop_accepting(s->gate);
 	MHD_stop_daemon(s->mhd);
+	gate_free(s->gate);
 	free(s);
 }

@@ -6,10 +6,12 @@
  * them), and a Pause waits for its checkpoint, an event stream for Watch's
  * next reply; a thread per connection lets each block without an event loop
  * of our own and without sharing a traind connection between requests.
- * The cost is bounded by a connection limit (extra connections are closed
- * at accept), a small thread stack, a per-connection memory pool that
- * bounds the request line and headers (libmicrohttpd answers 431 past it),
- * a cap on POST bodies, and an idle timeout that drops slow clients.
+ * The cost is bounded by the gate (gate.h: it accepts, gives each client a
+ * share of the connections, closes idle ones to make room and slow requests
+ * at their deadline), a small thread stack, a per-connection memory pool
+ * that bounds the request line and headers (libmicrohttpd answers 431 past
+ * it), a cap on POST bodies, and an idle timeout while a response is
+ * written.
  * libmicrohttpd also does HTTP/1.1 keep-alive, chunked bodies (and refuses
  * broken ones) and HEAD.
  *
@@ -34,7 +36,9 @@ struct web_config {
 	int listen_fd;              /* bound and listening (main.c) */
 	bool unix_listen;           /* listen_fd is a Unix socket: every peer is local */
 	unsigned max_connections;
+	unsigned max_per_client;    /* connections of one client (gate.h) */
 	unsigned timeout_s;         /* idle connection timeout */
+	unsigned request_timeout_s; /* a whole request (gate.h) */
 };
 
 struct web_server;

@@ -4,7 +4,8 @@
  *
  *   traind-web [--socket PATH] [--listen ADDR:PORT | --listen unix:PATH]
  *              [--token-file PATH] [--metrics-token] [--behind-proxy]
- *              [--static-dir DIR] [--max-connections N] [--timeout SECONDS]
+ *              [--static-dir DIR] [--max-connections N] [--max-client-connections N]
+ *              [--request-timeout SECONDS] [--timeout SECONDS]
  *
  * A new token is made at every start (32 random bytes from getrandom, in
  * hex), written mode 0640 to the token file (by rename, so a reader never
@@ -26,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -52,7 +54,9 @@ struct options {
 	bool metrics_token;
 	bool behind_proxy;
 	unsigned max_connections;
+	unsigned max_per_client;    /* 0: half of max_connections (all of them behind a proxy) */
 	unsigned timeout_s;
+	unsigned request_timeout_s;
 	char socket_buf[4096];
 	char token_buf[4096];
 };
@@ -72,7 +76,12 @@ static void usage(FILE *f)
 		"  --behind-proxy        allow a non-loopback --listen (TLS must be done by a proxy)\n"
 		"  --static-dir DIR      the pages (default " WEB_STATIC_DIR ")\n"
 		"  --max-connections N   connections served at once (default 128)\n"
-		"  --timeout SECONDS     idle connection timeout (default 30)\n"
+		"  --max-client-connections N  connections of one client (a uid for local\n"
+		"                        peers, else an address) at once (default half of\n"
+		"                        --max-connections; all of them with --behind-proxy)\n"
+		"  --request-timeout SECONDS  a whole request (line, headers, body), from the\n"
+		"                        connection's start or the previous response (default 10)\n"
+		"  --timeout SECONDS     idle timeout while a response is written (default 30)\n"
 		"  --version, --help\n");
 }
 
@@ -222,7 +231,7 @@ static int open_listen(const struct options *o, int *fd_out, bool *unix_out, cha
 			unlink(path);   /* a stale socket of an earlier run */
 		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || chmod(path, 0660) < 0 ||
-		    listen(fd, 128) < 0) {
+		    listen(fd, 511) < 0) {
 			int e = errno;
 
 			if (fd >= 0)
@@ -267,7 +276,7 @@ static int open_listen(const struct options *o, int *fd_out, bool *unix_out, cha
 		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd >= 0)
 			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0 ||
+		if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 511) < 0 ||
 		    getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
 			int e = errno;
 
@@ -286,10 +295,23 @@ static int open_listen(const struct options *o, int *fd_out, bool *unix_out, cha
 	return 0;
 }
 
+/* A connection takes two descriptors (the gate keeps a duplicate) and
+ * one being closed two more: raise the soft limit to the hard one, as traind
+ * does, so that --max-connections is not cut short by a default of 1024. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
 static int parse_args(int argc, char **argv, struct options *o)
 {
 	enum { OPT_SOCKET = 256, OPT_LISTEN, OPT_TOKEN_FILE, OPT_METRICS_TOKEN, OPT_BEHIND_PROXY,
-	       OPT_STATIC_DIR, OPT_MAX_CONN, OPT_TIMEOUT, OPT_VERSION, OPT_HELP };
+	       OPT_STATIC_DIR, OPT_MAX_CONN, OPT_MAX_CLIENT, OPT_REQ_TIMEOUT, OPT_TIMEOUT, OPT_VERSION, OPT_HELP };
 	static const struct option longopts[] = {
 		{ "socket", required_argument, NULL, OPT_SOCKET },
 		{ "listen", required_argument, NULL, OPT_LISTEN },
@@ -298,6 +320,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "behind-proxy", no_argument, NULL, OPT_BEHIND_PROXY },
 		{ "static-dir", required_argument, NULL, OPT_STATIC_DIR },
 		{ "max-connections", required_argument, NULL, OPT_MAX_CONN },
+		{ "max-client-connections", required_argument, NULL, OPT_MAX_CLIENT },
+		{ "request-timeout", required_argument, NULL, OPT_REQ_TIMEOUT },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "version", no_argument, NULL, OPT_VERSION },
 		{ "help", no_argument, NULL, OPT_HELP },
@@ -309,6 +333,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 	o->static_dir = WEB_STATIC_DIR;
 	o->max_connections = 128;
 	o->timeout_s = 30;
+	o->request_timeout_s = 10;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
@@ -329,6 +354,14 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case OPT_MAX_CONN:
 			if (!parse_uint(optarg, 1, 4096, &o->max_connections))
 				return die("--max-connections %s: want a number from 1 to 4096", optarg);
+			break;
+		case OPT_MAX_CLIENT:
+			if (!parse_uint(optarg, 1, 4096, &o->max_per_client))
+				return die("--max-client-connections %s: want a number from 1 to 4096", optarg);
+			break;
+		case OPT_REQ_TIMEOUT:
+			if (!parse_uint(optarg, 1, 3600, &o->request_timeout_s))
+				return die("--request-timeout %s: want seconds from 1 to 3600", optarg);
 			break;
 		case OPT_TIMEOUT:
 			if (!parse_uint(optarg, 1, 3600, &o->timeout_s))
@@ -352,6 +385,13 @@ static int parse_args(int argc, char **argv, struct options *o)
 		return die("unexpected argument '%s' (see --help)", argv[optind]);
 	if (!o->socket)
 		default_socket(o);
+	if (o->max_per_client > o->max_connections)
+		return die("--max-client-connections %u: more than --max-connections %u", o->max_per_client,
+			   o->max_connections);
+	if (!o->max_per_client)
+		/* behind a proxy every client is the proxy: let it limit them */
+		o->max_per_client = o->behind_proxy || o->max_connections < 2 ? o->max_connections
+									  : o->max_connections / 2;
 	return 0;
 }
 
@@ -370,6 +410,7 @@ int main(int argc, char **argv)
 	if (rc != 0)
 		return 2;
 	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
 	/* the signals that stop us are taken by sigwait below, blocked in every thread */
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
@@ -393,7 +434,9 @@ int main(int argc, char **argv)
 	cfg.policy.token = token;
 	cfg.policy.metrics_token = o.metrics_token;
 	cfg.max_connections = o.max_connections;
+	cfg.max_per_client = o.max_per_client;
 	cfg.timeout_s = o.timeout_s;
+	cfg.request_timeout_s = o.request_timeout_s;
 	if (http_start(&server, &cfg, &err) < 0) {
 		close(cfg.listen_fd);
 		pages_free();

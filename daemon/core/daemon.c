@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/data/dsimport.h"
 #include "daemon/jobs/jobs.h"
 #include "daemon/proto/methods.h"
 #include "daemon/store/store.h"
@@ -63,6 +64,9 @@ int daemon_new(struct daemon **out, const struct daemon_config *cfg, struct tr_e
 		tr_err_set(err, rc, "out of memory");
 		goto fail;
 	}
+	dscache_set_limit(d->dsc, d->max_dataset_bytes, "--max-dataset-bytes");
+	/* what an import or a removal cut short by a crash left behind */
+	dsimport_sweep(cfg->data_dir);
 	rc = store_open(&s, cfg->db_path, false, err);
 	if (rc < 0) {
 		tr_err_prefix(err, "%s", cfg->db_path);
@@ -88,8 +92,10 @@ int daemon_new(struct daemon **out, const struct daemon_config *cfg, struct tr_e
 	if (cfg->listen_fd >= 0 || cfg->socket_path) {
 		err->msg[0] = '\0';
 		rc = server_new(&d->server, d->loop, methods_dispatch, d);
-		if (rc == 0)
+		if (rc == 0) {
 			server_count_errors(d->server, &d->counters.client_errors);
+			server_set_message_timeout(d->server, cfg->message_timeout_ms);
+		}
 		if (rc == 0)
 			rc = cfg->listen_fd >= 0 ? server_listen_fd(d->server, cfg->listen_fd, err)
 						 : server_listen_path(d->server, cfg->socket_path, err);

@@ -53,6 +53,7 @@ struct daemon_config {
 	uint64_t max_dataset_bytes;  /* the largest dataset DatasetImport takes (0: 4 GiB) */
 	int listen_fd;               /* >= 0: listen on this inherited listening socket */
 	const char *socket_path;     /* else, if not NULL: bind and listen here */
+	unsigned message_timeout_ms; /* a client's time to send one message (0: the server's default) */
 	void (*on_drained)(struct daemon *d);   /* shutdown: every worker has stopped
 	                                           (called just before the loop is stopped) */
 	void (*on_change)(struct daemon *d);    /* after any state change (sd_notify STATUS) */

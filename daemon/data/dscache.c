@@ -32,6 +32,8 @@ struct dscache {
 	pthread_mutex_t mu;
 	pthread_cond_t loaded;
 	struct entry *entries;
+	uint64_t max_bytes;       /* a load's limit in memory (0: the machine's) */
+	const char *limit_name;
 };
 
 int dscache_new(struct dscache **out, const char *data_dir)
@@ -46,6 +48,12 @@ int dscache_new(struct dscache **out, const char *data_dir)
 	pthread_cond_init(&c->loaded, NULL);
 	*out = c;
 	return 0;
+}
+
+void dscache_set_limit(struct dscache *c, uint64_t max_bytes, const char *limit_name)
+{
+	c->max_bytes = max_bytes;
+	c->limit_name = limit_name;
 }
 
 void dscache_free(struct dscache *c)
@@ -116,7 +124,7 @@ int dscache_get(struct dscache *c, const char *name, const char *digest, const s
 
 	rc = resolve(c, name, real, err);
 	if (rc == 0)
-		rc = dataset_load(&ds, real, err);
+		rc = dataset_load_limited(&ds, real, c->max_bytes, c->limit_name, NULL, err);
 
 	pthread_mutex_lock(&c->mu);
 	e->loading = false;
@@ -169,7 +177,7 @@ int dscache_train_shape(struct dscache *c, const char *name, struct dataset_shap
 
 	if (rc < 0)
 		return rc;
-	return dataset_probe(shape, real, err);
+	return dataset_probe_limited(shape, real, c->max_bytes, c->limit_name, err);
 }
 
 /* ---- digests ----------------------------------------------------------- */

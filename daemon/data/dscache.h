@@ -29,6 +29,10 @@
 struct dscache;
 
 int dscache_new(struct dscache **out, const char *data_dir);
+/* Loads take at most max_bytes in memory (dataset_load_limited; the
+ * machine's memory if less), named `limit_name` in refusals. Before any
+ * load. */
+void dscache_set_limit(struct dscache *c, uint64_t max_bytes, const char *limit_name);
 void dscache_free(struct dscache *c);
 /* A loaded dataset by name; pair with dscache_put. With `digest` (the
  * files' dscache_digest, taken just before), a dataset loaded for another

@@ -3,8 +3,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,7 @@
 #include <unistd.h>
 
 #include "traind/dataset.h"
+#include "daemon/core/log.h"
 
 bool dsimport_file_name_ok(const char *name)
 {
@@ -164,6 +167,29 @@ out:
 	return rc;
 }
 
+/* Name the dataset's files in err as the client knows them, not by the
+ * temporary directory: "TMP/train.csv" -> "train.csv", "TMP: ..." -> "...". */
+static void unname_tmp(struct tr_err *err, const char *tmp)
+{
+	char msg[TR_ERR_MSG_MAX];
+	size_t n = strlen(tmp), o = 0;
+	const char *p = err->msg;
+
+	while (*p && o + 1 < sizeof(msg)) {
+		if (strncmp(p, tmp, n) == 0) {
+			p += n;
+			if (*p == '/')
+				p++;
+			else if (p[0] == ':' && p[1] == ' ')
+				p += 2;
+			continue;
+		}
+		msg[o++] = *p++;
+	}
+	msg[o] = '\0';
+	snprintf(err->msg, sizeof(err->msg), "%s", msg);
+}
+
 int dsimport_copy(const char *data_dir, const char *name, const char *const *names, const int *fds,
 		  size_t n, bool replace, enum ds_vocab vocab, uint64_t max_bytes, char *tmp,
 		  uint64_t *bytes, struct tr_err *err)
@@ -200,7 +226,9 @@ int dsimport_copy(const char *data_dir, const char *name, const char *const *nam
 	if (!replace && lstat(path, &st) == 0)
 		return tr_err_set(err, -EEXIST, "dataset %s exists already (import --replace replaces it)",
 				  name);
-	snprintf(tmp, PATH_MAX, "%s/.tmp-%s-XXXXXX", data_dir, name);
+	/* the pid tells a later start whether this import is still going
+	 * (dsimport_sweep) */
+	snprintf(tmp, PATH_MAX, "%s/.tmp-%s-%ld-XXXXXX", data_dir, name, (long)getpid());
 	if (!mkdtemp(tmp)) {
 		rc = tr_err_set(err, -errno, "%s: cannot create a directory there: %s", data_dir,
 				strerror(errno));
@@ -212,22 +240,23 @@ int dsimport_copy(const char *data_dir, const char *name, const char *const *nam
 		snprintf(path, sizeof(path), "%s/%s", tmp, names[i]);
 		rc = copy_fd(fds[i], sizes[i], path, names[i], err);
 	}
-	if (rc == 0 && vocab != DS_VOCAB_NONE)
+	if (rc == 0 && vocab != DS_VOCAB_NONE) {
 		rc = write_text_meta(tmp, names, n, vocab, err);
+		if (rc < 0)
+			unname_tmp(err, tmp);
+	}
 	if (rc == 0) {
-		rc = dataset_load(&ds, tmp, err);
+		uint64_t needed = 0;
+
+		/* what the files expand to (compressed ones), within the same limit */
+		rc = dataset_load_limited(&ds, tmp, max_bytes, "--max-dataset-bytes", &needed, err);
 		dataset_free(ds);
 		if (rc < 0) {
-			/* name the dataset's files as the client knows them, not the temporary path */
-			char msg[TR_ERR_MSG_MAX];
-			const char *rel = strstr(err->msg, tmp);
-
-			if (rel) {
-				snprintf(msg, sizeof(msg), "%.*s%s", (int)(rel - err->msg), err->msg,
-					 rel + strlen(tmp) + 1);
-				snprintf(err->msg, sizeof(err->msg), "%s", msg);
-			}
-			rc = err->code = -EINVAL;
+			unname_tmp(err, tmp);
+			if (rc == -EFBIG)
+				*bytes = needed;
+			else
+				rc = err->code = -EINVAL;
 		}
 	}
 	if (rc == 0)
@@ -284,4 +313,75 @@ int dsimport_remove(const char *data_dir, const char *name, struct tr_err *err)
 	rc = fsync_path(data_dir, err);
 	dsimport_discard(gone);
 	return rc;
+}
+
+/* ---- leftovers of a crash ---------------------------------------------- */
+
+static uint64_t swept_bytes;
+
+static int add_size(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)path;
+	(void)ftw;
+	if (type == FTW_F)
+		swept_bytes += (uint64_t)st->st_size;
+	return 0;
+}
+
+/* ".tmp-NAME-PID-XXXXXX" (an import) or ".rm-NAME-PID-K" (a removal):
+ * whether the traind that made it is gone. Without a pid (an older
+ * traind's import, ".tmp-NAME-XXXXXX") it is. */
+static bool leftover(const char *name)
+{
+	const char *last, *p;
+	long pid = 0;
+
+	if (strncmp(name, ".tmp-", 5) != 0 && strncmp(name, ".rm-", 4) != 0)
+		return false;
+	last = strrchr(name, '-');
+	if (!last || last == name)
+		return false;
+	for (p = last - 1; p > name && *p != '-'; p--)
+		;
+	for (const char *q = p + 1; q < last; q++) {
+		if (*q < '0' || *q > '9' || pid > 1L << 30)
+			return strncmp(name, ".tmp-", 5) == 0;   /* no pid: an older traind's */
+		pid = pid * 10 + (*q - '0');
+	}
+	if (pid <= 0 || pid == (long)getpid())
+		return pid <= 0;
+	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
+unsigned dsimport_sweep(const char *data_dir)
+{
+	char path[PATH_MAX];
+	struct dirent *de;
+	unsigned n = 0;
+	DIR *d = opendir(data_dir);
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		struct stat st;
+
+		if (!leftover(de->d_name))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", data_dir, de->d_name);
+		if (lstat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+			continue;
+		swept_bytes = 0;
+		(void)nftw(path, add_size, 16, FTW_PHYS);
+		dsimport_discard(path);
+		if (lstat(path, &st) == 0) {
+			log_warn("cannot remove %s, left by a dataset %s cut short: %s", path,
+				 de->d_name[1] == 't' ? "import" : "removal", strerror(errno));
+			continue;
+		}
+		log_notice("removed %s (%" PRIu64 " bytes), left by a dataset %s cut short", path, swept_bytes,
+			   de->d_name[1] == 't' ? "import" : "removal");
+		n++;
+	}
+	closedir(d);
+	return n;
 }

@@ -7,13 +7,15 @@
  * was given (regular files only, read with pread from offset 0, so a
  * descriptor shared with the client is left where it was), copies them
  * into a fresh DATA_DIR/.tmp-NAME-XXXXXX/ under the given base names,
- * fsyncs each file, validates the whole directory with dataset_load, fsyncs
+ * fsyncs each file, validates the whole directory with dataset_load_limited
+ * (within max_bytes once expanded too), fsyncs
  * it, and only then renames it to DATA_DIR/NAME (atomically: renameat2
  * RENAME_NOREPLACE, or RENAME_EXCHANGE for a replacement, whose old files
  * are then deleted) and fsyncs DATA_DIR. A crash leaves either the old
  * dataset or the new one, plus at most a hidden temporary directory that
- * no listing shows. Removal renames DATA_DIR/NAME to a hidden name first,
- * so it disappears at once and whole.
+ * no listing shows and the next start deletes (dsimport_sweep). Removal
+ * renames DATA_DIR/NAME to a hidden name first, so it disappears at once
+ * and whole.
  *
  * Thread: any but the loop thread (they read, write and fsync files).
  */
@@ -40,7 +42,8 @@ bool dsimport_file_name_ok(const char *name);
  * dataset.json, the vocabulary built from the text, is written beside them
  * (a file of that name among them is refused).
  * Refusals: -EEXIST when DATA_DIR/NAME exists and !replace, -EFBIG when the
- * files hold more than max_bytes (*bytes says how much), -EINVAL for a
+ * files hold more than max_bytes, or expand to more in memory (compressed
+ * ones: dataset_load_limited; *bytes says how much), -EINVAL for a
  * descriptor that is not a readable regular file or a dataset that does
  * not load (err names the file and the problem). On success tmp (PATH_MAX)
  * holds the temporary directory, to commit or discard. */
@@ -59,5 +62,10 @@ int dsimport_commit(const char *data_dir, const char *tmp, const char *name, boo
 void dsimport_discard(const char *tmp);
 /* Remove DATA_DIR/NAME and its files; -ENOENT when there is none. */
 int dsimport_remove(const char *data_dir, const char *name, struct tr_err *err);
+/* Start-up: delete the temporary directories of imports and removals a
+ * crash cut short (DATA_DIR/.tmp-NAME-PID-XXXXXX, .rm-NAME-PID-K, whose
+ * traind is gone; .tmp-NAME-XXXXXX of older ones), each logged with its
+ * size; how many. */
+unsigned dsimport_sweep(const char *data_dir);
 
 #endif

@@ -79,24 +79,37 @@ static int decode_pgm(const uint8_t *buf, size_t len, const char *name, struct p
 	const uint8_t *p = buf + 2, *end = buf + len;
 	bool plain = buf[1] == '2';
 	uint32_t w, h, maxval;
+	size_t i;
 	int rc;
 
-	if (!pnm_uint(&p, end, PREDICT_MAX_SIDE, &w) || !pnm_uint(&p, end, PREDICT_MAX_SIDE, &h) ||
-	    !pnm_uint(&p, end, 65535, &maxval) || maxval == 0)
+	/* the numbers first, whatever their size; then what is wrong with them */
+	if (!pnm_uint(&p, end, UINT32_MAX, &w) || !pnm_uint(&p, end, UINT32_MAX, &h) ||
+	    !pnm_uint(&p, end, UINT32_MAX, &maxval))
 		return tr_err_set(err, -EINVAL, "file %s: a PGM header needs width, height and a maximum "
-				  "value of 1 to 65535", name);
+				  "value, as decimal numbers", name);
+	if (maxval == 0 || maxval > 65535)
+		return tr_err_set(err, -EINVAL, "file %s: the PGM's maximum value %u is not 1 to 65535", name,
+				  maxval);
+	if (w > PREDICT_MAX_SIDE || h > PREDICT_MAX_SIDE)
+		return tr_err_set(err, -EINVAL, "file %s: a PGM of %ux%u pixels, larger than %ux%u", name, w, h,
+				  PREDICT_MAX_SIDE, PREDICT_MAX_SIDE);
 	if (p >= end || !(*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
 		return tr_err_set(err, -EINVAL, "file %s: no white space after the PGM header", name);
 	p++;
 	rc = alloc_images(out, 1, h, w, name, err);
 	if (rc < 0)
 		return rc;
-	for (size_t i = 0; i < (size_t)w * h; i++) {
+	for (i = 0; i < (size_t)w * h; i++) {
 		uint32_t v;
 
 		if (plain) {
-			if (!pnm_uint(&p, end, maxval, &v))
+			if (pnm_skip(p, end) == end)
 				goto short_data;
+			if (!pnm_uint(&p, end, UINT32_MAX, &v)) {
+				predict_images_free(out);
+				return tr_err_set(err, -EINVAL, "file %s: pixel %zu is not a decimal number of 0 to %u",
+						  name, i, maxval);
+			}
 		} else if (maxval < 256) {
 			if (p >= end)
 				goto short_data;
@@ -122,7 +135,7 @@ static int decode_pgm(const uint8_t *buf, size_t len, const char *name, struct p
 	return 0;
 short_data:
 	predict_images_free(out);
-	return tr_err_set(err, -EINVAL, "file %s: the PGM image ends before its %ux%u pixels", name, w, h);
+	return tr_err_set(err, -EINVAL, "file %s: the PGM image ends after %zu of its %ux%u pixels", name, i, w, h);
 }
 
 /* ---- PNG (libpng) ---- */
@@ -168,6 +181,18 @@ static int decode_png(const uint8_t *buf, size_t len, const char *name, struct p
 	png_uint_32 w, h;
 	int depth, color;
 
+	/* the size first, from the IHDR chunk that must follow the signature:
+	 * libpng would refuse a large one only as "Invalid IHDR data" */
+	if (len >= 24 && memcmp(buf, "\x89PNG\r\n\x1a\n", 8) == 0 && memcmp(buf + 12, "IHDR", 4) == 0) {
+		uint32_t iw = (uint32_t)buf[16] << 24 | (uint32_t)buf[17] << 16 | (uint32_t)buf[18] << 8 | buf[19];
+		uint32_t ih = (uint32_t)buf[20] << 24 | (uint32_t)buf[21] << 16 | (uint32_t)buf[22] << 8 | buf[23];
+
+		if (iw > PREDICT_MAX_SIDE || ih > PREDICT_MAX_SIDE) {
+			png_destroy_read_struct(png ? &png : NULL, info ? &info : NULL, NULL);
+			return tr_err_set(err, -EINVAL, "file %s: a PNG of %ux%u pixels, larger than %ux%u", name, iw,
+					  ih, PREDICT_MAX_SIDE, PREDICT_MAX_SIDE);
+		}
+	}
 	if (!png || !info) {
 		png_destroy_read_struct(png ? &png : NULL, NULL, NULL);
 		return tr_err_set(err, -ENOMEM, "out of memory");

@@ -66,8 +66,12 @@ struct state_write {
 static int state_fn(struct store *s, void *arg, struct tr_err *err)
 {
 	struct state_write *w = arg;
+	int rc = store_job_set_state(s, w->id, w->st, w->error, err);
 
-	return store_job_set_state(s, w->id, w->st, w->error, err);
+	if (rc == 0 && store_reserve_spent(s))
+		log_warn("job %" PRId64 ": the disk is full: its state %s was recorded in the room reserved "
+			 "beside the database; free some space", w->id, job_state_name(w->st));
+	return rc;
 }
 
 /* The one place `state` changes after recovery: decision seq, st (with its

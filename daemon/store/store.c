@@ -56,6 +56,17 @@
  * job_id_high (migration 0003), never from SQLite's max(id) + 1, so a
  * removed job's id is never given again.
  *
+ * A full disk: the write that records a job's state (failed, above all, so
+ * that a restart does not run again a job that cannot run) has a reserve.
+ * A writer keeps a file of STORE_RESERVE_BYTES beside the database
+ * (DB-reserve, allocated with posix_fallocate, so not sparse); when a state
+ * write finds the disk full, the reserve is deleted, which gives its blocks
+ * back for the write-ahead log's few frames, and the write is retried once.
+ * store_maintain allocates it again once there is room (at most every
+ * STORE_RESERVE_RETRY_S). Epoch commits never touch it: they fail first.
+ * This is CockroachDB's emergency ballast (auxiliary/EMERGENCY_BALLAST),
+ * sized for one small transaction.
+ *
  * Errors: SQLite result codes never leave this file. errno_of() maps them;
  * every failure fills tr_err with "what we were doing: sqlite3_errmsg()".
  * The message is taken before any ROLLBACK, which would overwrite it.
@@ -69,6 +80,7 @@
 #include "daemon/store/store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -76,12 +88,15 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
 #include "migrations.h"
 
 #define STORE_BUSY_TIMEOUT_MS 5000
+#define STORE_RESERVE_BYTES (256u << 10)   /* a state write's WAL frames, many times over */
+#define STORE_RESERVE_RETRY_S 10
 
 struct store {
 	sqlite3 *db;             /* the connection; owned */
@@ -89,6 +104,10 @@ struct store {
 				  * transaction must not need memory; owned */
 	bool readonly;           /* opened SQLITE_OPEN_READONLY: no migrations, writes fail -EROFS */
 	int wal_frames;          /* frames in the WAL after the last commit (wal_hook) */
+	char *reserve;           /* writers: DB-reserve, the full disk's reserve (see the top); owned */
+	bool reserved;           /* it is there, whole */
+	bool reserve_spent;      /* a state write used it (store_reserve_spent) */
+	int64_t reserve_tried;   /* when it was last allocated (unix seconds) */
 };
 
 /* WAL checkpoints: store_maintain copies the WAL into the database once it
@@ -565,10 +584,34 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 	return SQLITE_OK;
 }
 
+/* Allocate the reserve (again); a partial one keeps what it got. */
+static void reserve_make(struct store *s)
+{
+	int fd;
+
+	s->reserve_tried = time(NULL);
+	fd = open(s->reserve, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return;
+	s->reserved = posix_fallocate(fd, 0, STORE_RESERVE_BYTES) == 0;
+	close(fd);
+}
+
+/* Give the reserve's blocks back to the file system. */
+static bool reserve_release(struct store *s)
+{
+	if (!s->reserve || !s->reserved)
+		return false;
+	s->reserved = false;
+	return unlink(s->reserve) == 0;
+}
+
 void store_maintain(struct store *s)
 {
 	int log = 0, done = 0;
 
+	if (s && s->reserve && !s->reserved && time(NULL) - s->reserve_tried >= STORE_RESERVE_RETRY_S)
+		reserve_make(s);
 	if (!s || s->readonly || s->wal_frames < STORE_WAL_CHECKPOINT_FRAMES)
 		return;
 	/* PASSIVE: never waits for readers; what it could not copy now, the
@@ -609,8 +652,13 @@ int store_open(struct store **out, const char *path, bool readonly, struct tr_er
 	rc = prepare(s, &s->rollback, "ROLLBACK", err, "preparing ROLLBACK");
 	if (rc < 0)
 		goto fail;
-	if (!readonly)
+	if (!readonly) {
 		sqlite3_wal_hook(s->db, wal_hook, s);
+		if (asprintf(&s->reserve, "%s-reserve", path) < 0)
+			s->reserve = NULL;
+		else
+			reserve_make(s);
+	}
 	*out = s;
 	return 0;
 fail:
@@ -626,6 +674,7 @@ void store_close(struct store *s)
 	 * closes. */
 	sqlite3_finalize(s->rollback);
 	sqlite3_close(s->db);
+	free(s->reserve);
 	free(s);
 }
 
@@ -747,8 +796,32 @@ static int update_one_job(struct store *s, sqlite3_stmt *st, int bound, int64_t 
 	return rc < 0 ? rc : 0;
 }
 
+static int set_state_once(struct store *s, int64_t id, enum job_state state, const char *last_error,
+			  struct tr_err *err);
+
+/* A full disk gets the reserve's room: see the top. */
 int store_job_set_state(struct store *s, int64_t id, enum job_state state, const char *last_error,
 			struct tr_err *err)
+{
+	int rc = set_state_once(s, id, state, last_error, err);
+
+	if (rc == -ENOSPC && reserve_release(s)) {
+		rc = set_state_once(s, id, state, last_error, err);
+		s->reserve_spent = rc == 0;
+	}
+	return rc;
+}
+
+bool store_reserve_spent(struct store *s)
+{
+	bool spent = s->reserve_spent;
+
+	s->reserve_spent = false;
+	return spent;
+}
+
+static int set_state_once(struct store *s, int64_t id, enum job_state state, const char *last_error,
+			  struct tr_err *err)
 {
 	static const char sql[] =
 		"UPDATE jobs SET state = ?2, last_error = ?3, updated_at = ?4, "

@@ -100,6 +100,11 @@ void store_close(struct store *s);
  * commit, past a cap of 8000 frames. */
 void store_maintain(struct store *s);
 
+/* Whether the last store_job_set_state needed the full disk's reserve (the
+ * writer's DB-reserve file, see store.c) to get through; asking clears it.
+ * The reserve is allocated again by store_maintain once there is room. */
+bool store_reserve_spent(struct store *s);
+
 /* The schema version this build knows (the highest embedded migration), and
  * the database's current PRAGMA user_version. */
 int store_schema_version_known(void);

@@ -3,9 +3,11 @@
  *
  * Everything here is deterministic for a given input and split: fixed loop
  * orders, no FMA contraction (the build passes -ffp-contract=off), and BLAS on
- * one thread per call.
+ * one thread per call. The *_by wrappers run a job's kernels: these, or the
+ * portable ones (portable.c).
  */
 #include "traind/kernels.h"
+#include "traind/portable.h"
 #include "engine/core/hot.h"
 
 #include <cblas.h>
@@ -44,6 +46,16 @@ void k_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha,
 		return;
 	cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
 		    (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+}
+
+void k_gemm_by(enum kernels_kind kernels, int ta, int tb, size_t m, size_t n, size_t k, float alpha,
+	       const float *a, size_t lda, const float *b, size_t ldb,
+	       float beta, float *c, size_t ldc)
+{
+	if (kernels == KERNELS_PORTABLE)
+		pk_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+	else
+		k_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 HOT_CLONES

@@ -92,15 +92,26 @@ fail:
 	return rc;
 }
 
-/* Append the records of dir/name to the split being built. */
-static int read_batch(const char *dir, const char *name, uint32_t limit, bool probe, uint8_t **px,
-		      uint8_t **labels, size_t *count, struct tr_err *err)
+/* Append the records of dir/name to the split being built; the file (read
+ * whole) and what the split keeps of it are charged to m's budget first. */
+static int read_batch(const char *dir, const char *name, uint32_t limit, bool probe, const struct ds_meta *m,
+		      uint8_t **px, uint8_t **labels, size_t *count, struct tr_err *err)
 {
 	char path[4400];
 	uint8_t *buf = NULL, *np, *nl;
 	size_t len = 0, n;
+	struct stat st;
 	int rc;
 
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (stat(path, &st) == 0) {
+		rc = ds_budget_charge(m, (uint64_t)st.st_size, false, path, "the file, read whole,", err);
+		if (rc == 0)
+			rc = ds_budget_charge(m, probe ? (uint64_t)st.st_size / CIFAR_RECORD : (uint64_t)st.st_size,
+					      true, path, "its images and labels", err);
+		if (rc < 0)
+			return rc;
+	}
 	rc = ds_read_file(dir, name, CIFAR_FILE_MAX, path, sizeof(path), &buf, &len, err);
 	if (rc < 0)
 		return rc;
@@ -144,7 +155,7 @@ static int read_batch(const char *dir, const char *name, uint32_t limit, bool pr
 }
 
 static int load_split(struct ds_split *set, const char *dir, bool train, uint32_t limit, bool probe,
-		      struct tr_err *err)
+		      const struct ds_meta *m, struct tr_err *err)
 {
 	uint8_t *px = NULL, *labels = NULL;
 	size_t count = 0;
@@ -166,12 +177,12 @@ static int load_split(struct ds_split *set, const char *dir, bool train, uint32_
 				break;
 			}
 			batches++;
-			rc = read_batch(dir, name, limit, probe, &px, &labels, &count, err);
+			rc = read_batch(dir, name, limit, probe, m, &px, &labels, &count, err);
 		}
 		if (rc == 0 && batches == 0)
 			rc = tr_err_set(err, -ENOENT, "%s/data_batch_1.bin: not found", dir);
 	} else {
-		rc = read_batch(dir, "test_batch.bin", limit, probe, &px, &labels, &count, err);
+		rc = read_batch(dir, "test_batch.bin", limit, probe, m, &px, &labels, &count, err);
 	}
 	if (rc < 0) {
 		free(px);
@@ -198,8 +209,8 @@ int ds_load_cifar(struct dataset *ds, const char *dir, bool probe, const struct 
 				  dir);
 	ds->dtype = DS_U8;
 	ds->layout = DS_NCHW;
-	rc = load_split(&ds->train, dir, true, limit, probe, err);
+	rc = load_split(&ds->train, dir, true, limit, probe, m, err);
 	if (rc == 0)
-		rc = load_split(&ds->test, dir, false, limit, probe, err);
+		rc = load_split(&ds->test, dir, false, limit, probe, m, err);
 	return rc;
 }

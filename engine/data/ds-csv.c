@@ -26,7 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
+#include <sys/stat.h>
 
 #define CSV_FILE_MAX ((size_t)1 << 36)
 
@@ -419,10 +419,21 @@ int ds_csv_parse(struct dataset *ds, struct ds_split *set, bool first, const cha
 			goto fail;
 		}
 		if (!image) {
+			char detail[160];
+			size_t rows = 1;
+
 			rc = decide_shape(nfields - 1, m, what, line, &s, err);
 			if (rc < 0)
 				goto fail;
 			image = nfields - 1;
+			/* at most one image a line from here: charged before any is kept */
+			for (const char *q = ls; (q = memchr(q, '\n', (size_t)(text + len - q))); q++)
+				rows++;
+			snprintf(detail, sizeof(detail), "its up to %zu images of %zu %s values", rows, image,
+				 f32 ? "float32" : "uint8");
+			rc = ds_budget_charge(m, (uint64_t)rows * (image * esize + 1), true, what, detail, err);
+			if (rc < 0)
+				goto fail;
 		}
 		if (count == DATASET_MAX_COUNT) {
 			rc = tr_err_set(err, -EINVAL, "%s: line %zu: more than %u images", what, line,
@@ -515,6 +526,15 @@ static int load_one(struct dataset *ds, struct ds_split *set, bool first, const 
 	size_t len = 0;
 	int rc;
 
+	struct stat st;
+
+	/* the text is read whole, beside what is loaded */
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (stat(path, &st) == 0) {
+		rc = ds_budget_charge(m, (uint64_t)st.st_size, false, path, "the file, read whole,", err);
+		if (rc < 0)
+			return rc;
+	}
 	rc = ds_read_file(dir, name, CSV_FILE_MAX, path, sizeof(path), &buf, &len, err);
 	if (rc == 0)
 		rc = ds_csv_parse(ds, set, first, (const char *)buf, len, m, path, err);

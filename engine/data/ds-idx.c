@@ -24,6 +24,9 @@
  *   end, so its payload buffer starts at most GZ_FIRST_ALLOC bytes and grows
  *   by doubling (capped at the expected size) as data actually arrives: a
  *   small corrupt file that claims a huge payload cannot make us reserve it.
+ *   The payload the header claims is charged to the load's budget (ds.h)
+ *   first: a small gzip file of a huge, valid payload (zeros compress a
+ *   thousandfold) is refused before it is inflated.
  * - After the payload, the source must be exactly at its end: no trailing
  *   bytes in a plain file, no extra decompressed bytes, the gzip stream must
  *   finish (inflate checks CRC-32 and length) and nothing may follow it.
@@ -362,9 +365,10 @@ static int read_header(struct src *s, unsigned char *hdr, size_t n,
 			  s->path, already + n, already + got);
 }
 
-/* Load one IDX file whose magic must be `magic`, validating everything. */
+/* Load one IDX file whose magic must be `magic`, validating everything;
+ * its payload is charged to m's budget (m may be NULL) before it is read. */
 static int idx_read(struct idx_file *f, const char *path, uint32_t magic,
-		    bool header_only, struct tr_err *err)
+		    bool header_only, const struct ds_meta *m, struct tr_err *err)
 {
 	unsigned char hdr[4 * 4];
 	uint64_t payload, total;
@@ -438,6 +442,18 @@ static int idx_read(struct idx_file *f, const char *path, uint32_t magic,
 		src_close(&s);
 		return 0;
 	}
+	{
+		char detail[160];
+
+		if (f->ndims == 3)
+			snprintf(detail, sizeof(detail), "its %u images of %ux%u%s", f->dims[0], f->dims[1],
+				 f->dims[2], s.gz ? " (decompressed)" : "");
+		else
+			snprintf(detail, sizeof(detail), "its %u labels", f->dims[0]);
+		rc = ds_budget_charge(m, payload, true, path, detail, err);
+		if (rc)
+			goto close_src;
+	}
 	rc = read_payload(&s, (size_t)payload, total, &f->data, err);
 	if (rc)
 		goto close_src;
@@ -460,17 +476,17 @@ close_src:
 /* Load an image file and its label file; `limit` bounds the labels;
  * header_only leaves the pixels unread (NULL). */
 static int idx_pair_load(struct ds_split *out, const char *images_path, const char *labels_path,
-			 uint32_t limit, bool header_only, struct tr_err *err)
+			 uint32_t limit, bool header_only, const struct ds_meta *m, struct tr_err *err)
 {
 	struct idx_file images, labels;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
 
-	rc = idx_read(&images, images_path, IDX_IMAGES_MAGIC, header_only, err);
+	rc = idx_read(&images, images_path, IDX_IMAGES_MAGIC, header_only, m, err);
 	if (rc)
 		return rc;
-	rc = idx_read(&labels, labels_path, IDX_LABELS_MAGIC, false, err);
+	rc = idx_read(&labels, labels_path, IDX_LABELS_MAGIC, false, m, err);
 	if (rc)
 		goto free_images;
 	if (labels.dims[0] != images.dims[0]) {
@@ -507,7 +523,7 @@ free_images:
 int idx_set_load(struct ds_split *out, const char *images_path,
 		 const char *labels_path, struct tr_err *err)
 {
-	return idx_pair_load(out, images_path, labels_path, DATASET_MAX_CLASSES, false, err);
+	return idx_pair_load(out, images_path, labels_path, DATASET_MAX_CLASSES, false, NULL, err);
 }
 
 /*
@@ -555,7 +571,7 @@ found:
 /* Load one split from `dir` given its two file names. */
 static int split_load(struct ds_split *set, const char *dir,
 		      const char *images_name, const char *labels_name,
-		      uint32_t limit, bool probe, char **images_path, struct tr_err *err)
+		      uint32_t limit, bool probe, const struct ds_meta *m, char **images_path, struct tr_err *err)
 {
 	char *labels_path;
 	int rc;
@@ -566,7 +582,7 @@ static int split_load(struct ds_split *set, const char *dir,
 	rc = find_file(&labels_path, dir, labels_name, err);
 	if (rc)
 		return rc;
-	rc = idx_pair_load(set, *images_path, labels_path, limit, probe, err);
+	rc = idx_pair_load(set, *images_path, labels_path, limit, probe, m, err);
 	free(labels_path);
 	return rc;
 }
@@ -579,11 +595,11 @@ int ds_load_idx(struct dataset *ds, const char *dir, bool probe, const struct ds
 	int rc;
 
 	rc = split_load(&ds->train, dir, "train-images-idx3-ubyte",
-			"train-labels-idx1-ubyte", limit, probe, &train_images, err);
+			"train-labels-idx1-ubyte", limit, probe, m, &train_images, err);
 	if (rc)
 		goto out;
 	rc = split_load(&ds->test, dir, "t10k-images-idx3-ubyte",
-			"t10k-labels-idx1-ubyte", limit, probe, &test_images, err);
+			"t10k-labels-idx1-ubyte", limit, probe, m, &test_images, err);
 	if (rc)
 		goto out;
 	if (ds->test.rows != ds->train.rows || ds->test.cols != ds->train.cols) {

@@ -39,6 +39,8 @@
 struct lex {
 	const char *s;
 	size_t n, pos;
+	size_t ctrl_at;        /* where a string held a control character (0: none) */
+	unsigned char ctrl;
 };
 
 static void skip_ws(struct lex *l)
@@ -69,7 +71,15 @@ static bool str(struct lex *l, char *buf, size_t len)
 		return false;
 	q = l->s[l->pos++];
 	while (l->pos < l->n && l->s[l->pos] != q) {
-		if (l->s[l->pos] == '\\' || k + 1 >= len)
+		unsigned char c = (unsigned char)l->s[l->pos];
+
+		if (c < 0x20 || c == 0x7f) {
+			/* "|u1\0" would pass for "|u1" once read as a C string */
+			l->ctrl_at = l->pos + 1;
+			l->ctrl = c;
+			return false;
+		}
+		if (c == '\\' || k + 1 >= len)
 			return false;
 		buf[k++] = l->s[l->pos++];
 	}
@@ -158,6 +168,7 @@ int ds_npy_header(const uint8_t *buf, size_t len, const char *what, struct ds_ar
 	l.s = (const char *)buf + pre;
 	l.n = hlen;
 	l.pos = 0;
+	l.ctrl_at = 0;
 	if (hlen == 0 || l.s[hlen - 1] != '\n')
 		goto bad;
 	if (!eat(&l, '{'))
@@ -232,6 +243,9 @@ int ds_npy_header(const uint8_t *buf, size_t len, const char *what, struct ds_ar
 	*data_off = pre + hlen;
 	return 0;
 bad:
+	if (l.ctrl_at)
+		return tr_err_set(err, -EINVAL, "%s: a string in the header dict holds the control character 0x%02x "
+				  "(byte %zu): not a dtype or key numpy writes", what, l.ctrl, pre + l.ctrl_at - 1);
 	return tr_err_set(err, -EINVAL, "%s: malformed header dict near byte %zu", what, pre + l.pos);
 }
 
@@ -395,11 +409,22 @@ static int read_header(struct src *s, struct ds_array *a, uint64_t *payload, str
 			return rc;
 	}
 	*payload = payload_bytes(a);
-	if (*payload == UINT64_MAX || off + *payload != s->size)
+	if (*payload == UINT64_MAX) {
+		char shape[8 * 24 + 8];
+		size_t o = 0;
+
+		for (int i = 0; i < a->ndim; i++)
+			o += (size_t)snprintf(shape + o, sizeof(shape) - o, "%s%llu", i ? ", " : "",
+					      (unsigned long long)a->shape[i]);
+		return tr_err_set(err, -EINVAL, "%s: the header's shape (%s) of %s takes more than 2^50 bytes "
+				  "(the file has %llu)", s->what, shape, ds_num_name(a->type),
+				  (unsigned long long)s->size);
+	}
+	if (off + *payload != s->size)
 		return tr_err_set(err, -EIO, "%s: %s: the header's shape needs %llu bytes, the file has %llu",
-				  s->what, *payload != UINT64_MAX && off + *payload > s->size ? "truncated"
+				  s->what, off + *payload > s->size ? "truncated"
 											   : "size mismatch",
-				  *payload == UINT64_MAX ? 0ull : (unsigned long long)(off + *payload),
+				  (unsigned long long)(off + *payload),
 				  (unsigned long long)s->size);
 	return 0;
 }
@@ -446,6 +471,19 @@ static int split_load(struct dataset *ds, struct ds_split *set, bool first, cons
 	} else if (rc == 0) {
 		rc = ds_check_images(&img, m, s.what, &shape, &layout, err);
 	}
+	if (rc == 0 && !probe) {
+		char detail[160];
+
+		if (ds_is_tokens(&img))
+			snprintf(detail, sizeof(detail), "its %u sequences of %llu %s token ids%s", shape.count,
+				 (unsigned long long)img.shape[1], ds_num_name(img.type),
+				 za ? " (decompressed)" : "");
+		else
+			snprintf(detail, sizeof(detail), "its %u images of %ux%ux%u %s%s", shape.count,
+				 shape.channels, shape.rows, shape.cols, ds_num_name(img.type),
+				 za ? " (decompressed)" : "");
+		rc = ds_budget_charge(m, payload, true, s.what, detail, err);
+	}
 	if (rc == 0 && !probe)
 		rc = read_payload(&s, &img, payload, err);
 	if (rc < 0)
@@ -456,6 +494,14 @@ static int split_load(struct dataset *ds, struct ds_split *set, bool first, cons
 	rc = read_header(&t, &lab, &payload, err);
 	if (rc == 0 && !ds_is_tokens(&img))
 		rc = ds_check_labels(&lab, shape.count, t.what, err);
+	if (rc == 0) {
+		char detail[96];
+
+		/* read as they are; what the split keeps of them (a byte a label,
+		 * float32 targets) is no more */
+		snprintf(detail, sizeof(detail), "its %u labels", shape.count);
+		rc = ds_budget_charge(m, payload, true, t.what, detail, err);
+	}
 	if (rc == 0)
 		rc = read_payload(&t, &lab, payload, err);
 	if (rc == 0)

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "traind/safetensors.h"
 
@@ -130,8 +131,18 @@ static int load_one(struct dataset *ds, struct ds_split *set, bool first, const 
 	char path[4400];
 	uint8_t *buf = NULL;
 	size_t len = 0;
+	struct stat st;
 	int rc;
 
+	/* the file is read whole, and the split keeps about as much */
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (stat(path, &st) == 0) {
+		rc = ds_budget_charge(m, (uint64_t)st.st_size, false, path, "the file, read whole,", err);
+		if (rc == 0)
+			rc = ds_budget_charge(m, (uint64_t)st.st_size, true, path, "its tensors", err);
+		if (rc < 0)
+			return rc;
+	}
 	rc = ds_read_file(dir, name, ST_FILE_MAX, path, sizeof(path), &buf, &len, err);
 	if (rc == 0)
 		rc = ds_st_parse(ds, set, first, buf, len, m, path, err);

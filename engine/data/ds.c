@@ -57,6 +57,28 @@ bool ds_num_is_int(enum ds_num t)
 	return t <= NUM_I64;
 }
 
+int ds_budget_charge(const struct ds_meta *m, uint64_t bytes, bool keep, const char *what, const char *detail,
+		     struct tr_err *err)
+{
+	struct ds_budget *b = m ? m->budget : NULL;
+
+	if (!b)
+		return 0;
+	if (bytes <= b->max && b->used <= b->max - bytes) {
+		if (keep)
+			b->used += bytes;
+		return 0;
+	}
+	b->needed = b->used + bytes < b->used ? UINT64_MAX : b->used + bytes;
+	if (b->used)
+		return tr_err_set(err, -EFBIG, "%s: %s take %llu bytes in memory, %llu with what the dataset's "
+				  "other files take: more than the %llu bytes allowed (%s)", what, detail,
+				  (unsigned long long)bytes, (unsigned long long)b->needed,
+				  (unsigned long long)b->max, b->limit);
+	return tr_err_set(err, -EFBIG, "%s: %s take %llu bytes in memory, more than the %llu bytes allowed (%s)",
+			  what, detail, (unsigned long long)bytes, (unsigned long long)b->max, b->limit);
+}
+
 uint32_t ds_label_limit(const struct ds_meta *m)
 {
 	return m && m->nnames ? m->nnames : DATASET_MAX_CLASSES;

@@ -22,6 +22,17 @@
 #include "traind/dataset.h"
 #include "traind/error.h"
 
+/* What one load may hold in memory for the dataset: the arrays the splits
+ * keep (pixels and labels), charged before they are allocated, from the
+ * shapes in the headers, whatever the files' (compressed) size; a file read
+ * whole must also fit beside them while it is read. */
+struct ds_budget {
+	uint64_t max;          /* bytes */
+	uint64_t used;         /* charged so far */
+	const char *limit;     /* what sets max, for messages ("--max-dataset-bytes") */
+	uint64_t needed;       /* after a refusal: used + what was refused */
+};
+
 /* dataset.json, parsed and checked on its own (against the data later). */
 struct ds_meta {
 	bool present;
@@ -46,7 +57,16 @@ struct ds_meta {
 	bool has_test_fraction;
 	double test_fraction;                  /* "test_fraction" in [0, 1) */
 	uint32_t vocab_size;                   /* token arrays: "vocab_size", 0: not given */
+	struct ds_budget *budget;              /* the load's (not dataset.json's); NULL: the caps only */
 };
+
+/* Charge `bytes` that `what` (a file or tensor) will take in memory to m's
+ * budget (none: always fits); `detail` says what they are ("60000 images of
+ * 1x28x28 uint8"). keep false: a buffer freed when the split is made (a file
+ * read whole), which must fit beside what is charged but is not added to
+ * it. Past the budget: -EFBIG naming both sizes and the limit. */
+int ds_budget_charge(const struct ds_meta *m, uint64_t bytes, bool keep, const char *what, const char *detail,
+		     struct tr_err *err);
 
 /* Element types of the arrays files hold. */
 enum ds_num {

@@ -27,7 +27,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "engine/data/ds.h"
 
@@ -35,6 +37,16 @@ enum fmt { F_IDX, F_NPY, F_NPZ, F_ST, F_CSV, F_CIFAR, F_TEXT, F_N };
 
 static const char *const fmt_names[F_N] = { "idx", "npy", "npz", "safetensors", "csv", "cifar",
 					    "text" };
+/* Where each format keeps the training and the test images (npz: inside the .npz). */
+static const char *const split_files[F_N][2] = {
+	{ "train-images-idx3-ubyte", "t10k-images-idx3-ubyte" },
+	{ "x_train.npy", "x_test.npy" },
+	{ "x_train.npy", "x_test.npy" },
+	{ "train.safetensors", "test.safetensors" },
+	{ "train.csv", "test.csv" },
+	{ "data_batch_N.bin", "test_batch.bin" },
+	{ "the text's files", "the text's files" },
+};
 static bool has_suffix(const char *s, const char *suffix)
 {
 	size_t n = strlen(s), k = strlen(suffix);
@@ -189,15 +201,17 @@ static int finish_tokens(struct dataset *ds, struct ds_meta *m, const char *dir,
 }
 
 /* Checks that hold whatever the format, and the derived fields. */
-static int finish(struct dataset *ds, struct ds_meta *m, const char *dir, struct tr_err *err)
+static int finish(struct dataset *ds, struct ds_meta *m, const char *dir, int fmt, struct tr_err *err)
 {
 	const struct ds_split *a = &ds->train, *b = &ds->test;
 	uint32_t top = 0;
 
 	if (a->channels != b->channels || a->rows != b->rows || a->cols != b->cols)
 		return tr_err_set(err, -EINVAL,
-				  "%s: dimensions mismatch: test images are %ux%ux%u but training images are %ux%ux%u",
-				  dir, b->channels, b->rows, b->cols, a->channels, a->rows, a->cols);
+				  "%s: dimensions mismatch: test images are %ux%ux%u (%s) but training images are "
+				  "%ux%ux%u (%s), CxHxW",
+				  dir, b->channels, b->rows, b->cols, split_files[fmt][1], a->channels, a->rows, a->cols,
+				  split_files[fmt][0]);
 	ds->channels = a->channels;
 	ds->height = a->rows;
 	ds->width = a->cols;
@@ -245,7 +259,8 @@ static int finish(struct dataset *ds, struct ds_meta *m, const char *dir, struct
 	return 0;
 }
 
-static int load(struct dataset **out, const char *dir, bool probe, struct tr_err *err)
+static int load(struct dataset **out, const char *dir, bool probe, struct ds_budget *budget,
+		struct tr_err *err)
 {
 	char npz[256], path[4096 + 256];
 	struct ds_meta m;
@@ -261,6 +276,7 @@ static int load(struct dataset **out, const char *dir, bool probe, struct tr_err
 		ds_meta_deinit(&m);
 		return rc;
 	}
+	m.budget = budget;
 	ds = calloc(1, sizeof(*ds));
 	if (!ds) {
 		rc = tr_err_set(err, -ENOMEM, "%s: out of memory", dir);
@@ -294,7 +310,7 @@ static int load(struct dataset **out, const char *dir, bool probe, struct tr_err
 		break;
 	}
 	if (rc == 0)
-		rc = finish(ds, &m, dir, err);
+		rc = finish(ds, &m, dir, fmt, err);
 	if (rc < 0) {
 		dataset_free(ds);
 		goto out;
@@ -305,16 +321,85 @@ out:
 	return rc;
 }
 
-int dataset_load(struct dataset **out, const char *dir, struct tr_err *err)
+uint64_t dataset_memory_limit(const char **name)
 {
-	return load(out, dir, false, err);
+	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+	uint64_t lim = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : UINT64_MAX;
+	const char *why = "this machine's memory";
+	char line[4096], path[4096 + 64];
+	struct rlimit rl;
+	FILE *f;
+
+	if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < lim) {
+		lim = rl.rlim_cur;
+		why = "the process's address space limit (RLIMIT_AS)";
+	}
+	if (getrlimit(RLIMIT_DATA, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < lim) {
+		lim = rl.rlim_cur;
+		why = "the process's data limit (RLIMIT_DATA)";
+	}
+	/* cgroup v2: "0::/system.slice/traind.service", its memory.max */
+	f = fopen("/proc/self/cgroup", "re");
+	path[0] = '\0';
+	while (f && fgets(line, sizeof(line), f))
+		if (strncmp(line, "0::", 3) == 0) {
+			line[strcspn(line, "\n")] = '\0';
+			snprintf(path, sizeof(path), "/sys/fs/cgroup%s/memory.max", line + 3);
+		}
+	if (f)
+		fclose(f);
+	if (path[0] && (f = fopen(path, "re"))) {
+		unsigned long long v;
+
+		if (fscanf(f, "%llu", &v) == 1 && v < lim) {
+			lim = v;
+			why = "the service's memory limit (cgroup memory.max)";
+		}
+		fclose(f);
+	}
+	if (name)
+		*name = why;
+	return lim;
 }
 
-int dataset_probe(struct dataset_shape *out, const char *dir, struct tr_err *err)
+/* The budget of a load limited to max_bytes (0: none) and the memory. */
+static void budget_init(struct ds_budget *b, uint64_t max_bytes, const char *limit_name)
+{
+	const char *mem_name;
+	uint64_t mem = dataset_memory_limit(&mem_name);
+
+	memset(b, 0, sizeof(*b));
+	b->max = max_bytes && max_bytes < mem ? max_bytes : mem;
+	b->limit = max_bytes && max_bytes < mem ? (limit_name ? limit_name : "the caller's limit") : mem_name;
+}
+
+int dataset_load_limited(struct dataset **out, const char *dir, uint64_t max_bytes, const char *limit_name,
+			 uint64_t *needed, struct tr_err *err)
+{
+	struct ds_budget b;
+	int rc;
+
+	budget_init(&b, max_bytes, limit_name);
+	rc = load(out, dir, false, &b, err);
+	if (needed)
+		*needed = rc == -EFBIG ? b.needed : b.used;
+	return rc;
+}
+
+int dataset_load(struct dataset **out, const char *dir, struct tr_err *err)
+{
+	return dataset_load_limited(out, dir, 0, NULL, NULL, err);
+}
+
+int dataset_probe_limited(struct dataset_shape *out, const char *dir, uint64_t max_bytes,
+			  const char *limit_name, struct tr_err *err)
 {
 	struct dataset *ds;
-	int rc = load(&ds, dir, true, err);
+	struct ds_budget b;
+	int rc;
 
+	budget_init(&b, max_bytes, limit_name);
+	rc = load(&ds, dir, true, &b, err);
 	if (rc < 0)
 		return rc;
 	memset(out, 0, sizeof(*out));
@@ -336,4 +421,9 @@ int dataset_probe(struct dataset_shape *out, const char *dir, struct tr_err *err
 	out->test_tokens = ds->test.ntokens;
 	dataset_free(ds);
 	return 0;
+}
+
+int dataset_probe(struct dataset_shape *out, const char *dir, struct tr_err *err)
+{
+	return dataset_probe_limited(out, dir, 0, NULL, err);
 }

@@ -1164,8 +1164,8 @@ static void linear_forward(void *arg, unsigned idx, unsigned nm)
 	 * would zero y and the pass that would add the bias. */
 	if (l->has_bias)
 		k_fill_rows(l->y, out, rows, c0, c1, p + l->b_off);
-	k_gemm(0, 1, rows, c1 - c0, in, 1.0f, j->in, in, p + l->w_off + c0 * in, in,
-	       l->has_bias ? 1.0f : 0.0f, l->y + c0, out);
+	k_gemm_by(j->n->kernels, 0, 1, rows, c1 - c0, in, 1.0f, j->in, in, p + l->w_off + c0 * in, in,
+		  l->has_bias ? 1.0f : 0.0f, l->y + c0, out);
 	if (j->relu)
 		for (size_t r = 0; r < rows; r++)
 			k_relu_rows(j->relu->y + r * out + c0, l->y + r * out + c0, c1 - c0);
@@ -1182,8 +1182,8 @@ static void linear_backward(void *arg, unsigned idx, unsigned nm)
 	if (j->dx) {
 		team_split(in, idx, nm, SPLIT_ALIGN, &lo, &hi);
 		if (lo < hi)
-			k_gemm(0, 0, rows, hi - lo, out, 1.0f, j->dy, out,
-			       n->params + l->w_off + lo, in, 0.0f, j->dx + lo, in);
+			k_gemm_by(n->kernels, 0, 0, rows, hi - lo, out, 1.0f, j->dy, out,
+				  n->params + l->w_off + lo, in, 0.0f, j->dx + lo, in);
 	}
 	team_split(out, idx, nm, SPLIT_ALIGN, &lo, &hi);
 	if (lo == hi)
@@ -1192,8 +1192,8 @@ static void linear_backward(void *arg, unsigned idx, unsigned nm)
 		for (size_t r = 0; r < rows; r++)
 			k_relu_backward_rows(j->relu_job->dx + r * out + lo, j->relu_job->l->y + r * out + lo,
 					     j->relu_job->dy + r * out + lo, hi - lo);
-	k_gemm(1, 0, hi - lo, in, rows, 1.0f, j->dy + lo, out, j->in, in, 0.0f,
-	       n->grads + l->w_off + lo * in, in);
+	k_gemm_by(n->kernels, 1, 0, hi - lo, in, rows, 1.0f, j->dy + lo, out, j->in, in, 0.0f,
+		  n->grads + l->w_off + lo * in, in);
 	if (l->has_bias)
 		k_colsum(n->grads + l->b_off, j->dy, out, rows, lo, hi);
 }

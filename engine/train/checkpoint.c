@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "traind/pycode.h"
+#include "traind/portable.h"
 #include "traind/safetensors.h"
 #include "traind/sha256.h"
 #include "engine/train/trainer-sched.h"
@@ -700,6 +701,9 @@ static int check_numerics(struct trainer *t, const char *trained, struct tr_err 
 	if (strlen(trained) >= sizeof(t->numerics))
 		return tr_err_set(err, -EINVAL, "checkpoint: numerics is too long");
 	if (strcmp(trained, t->numerics) == 0)
+		return 0;
+	/* a portable job on another path: the same bits (portable.h) */
+	if (t->cfg.kernels == KERNELS_PORTABLE && pk_same_bits(trained, t->numerics))
 		return 0;
 	if (t->cfg.strict_numerics)
 		return tr_err_set(err, -EPERM,

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -37,6 +38,7 @@ enum key_type {
 	K_LOSS,
 	K_WEIGHTS,
 	K_AUGMENT,
+	K_KERNELS,
 };
 
 struct key_desc {
@@ -86,6 +88,7 @@ static const struct key_desc keys[] = {
 	{ "huber_delta",     K_F64,     OFF(huber_delta),     0, 1e6, true },
 	{ "pos_weight",      K_WEIGHTS, OFF(pos_weight),      0, 1e6, false },
 	{ "augment",         K_AUGMENT, OFF(augment),         0, 0, false },
+	{ "kernels",         K_KERNELS, OFF(kernels),         0, 0, false },
 	{ "context",         K_U32,     OFF(context),         0, 65536, false },
 };
 
@@ -131,6 +134,7 @@ void config_defaults(struct train_config *cfg)
 	cfg->huber_delta = 1.0;
 	cfg->n_pos_weight = 0;
 	cfg->augment[0] = '\0';
+	cfg->kernels = KERNELS_OPENBLAS;
 }
 
 uint32_t config_shards(const struct train_config *cfg)
@@ -253,17 +257,27 @@ static bool parse_u64(const char *s, uint64_t *out)
 	return true;
 }
 
-static bool parse_f64(const char *s, double *out)
+/* A decimal number; false if not one. *range (may be NULL) is set when it
+ * is one but out of a double's range: 1 too large, -1 too close to 0 (it
+ * would be subnormal, or 0). */
+static bool parse_f64(const char *s, double *out, int *range)
 {
 	char *end;
 	double v;
 
+	if (range)
+		*range = 0;
 	if (!*s || *s == ' ' || *s == '\t')
 		return false;
 	errno = 0;
 	v = strtod(s, &end);
-	if (*end != '\0' || errno == ERANGE)
+	if (*end != '\0' || end == s)
 		return false;
+	if (errno == ERANGE) {
+		if (range)
+			*range = fabs(v) > 1 ? 1 : -1;
+		return false;
+	}
 	*out = v;
 	return true;
 }
@@ -333,6 +347,28 @@ static int set_rng(struct train_config *cfg, const char *v, struct tr_err *err)
 	else
 		return tr_err_set(err, -EINVAL,
 				  "rng: unknown random stream '%.*s' (expected torch or xoshiro)",
+				  tr_utf8_cut(v, TR_QUOTE_MAX), v);
+	return 0;
+}
+
+const char *config_kernels_name(enum kernels_kind k)
+{
+	switch (k) {
+	case KERNELS_OPENBLAS: return "openblas";
+	case KERNELS_PORTABLE: return "portable";
+	}
+	return "?";
+}
+
+static int set_kernels(struct train_config *cfg, const char *v, struct tr_err *err)
+{
+	if (strcmp(v, "openblas") == 0)
+		cfg->kernels = KERNELS_OPENBLAS;
+	else if (strcmp(v, "portable") == 0)
+		cfg->kernels = KERNELS_PORTABLE;
+	else
+		return tr_err_set(err, -EINVAL,
+				  "kernels: unknown kernels '%.*s' (expected openblas or portable)",
 				  tr_utf8_cut(v, TR_QUOTE_MAX), v);
 	return 0;
 }
@@ -533,6 +569,8 @@ static int set_text(struct train_config *cfg, const struct key_desc *k, const ch
 		return set_weights_text(cfg, k, value, err);
 	case K_AUGMENT:
 		return set_augment(cfg, value, err);
+	case K_KERNELS:
+		return set_kernels(cfg, value, err);
 	case K_OPTIM:
 		rc = set_optim(cfg, value, err);
 		/* PyTorch's AdamW defaults to weight decay 0.01: callers set the
@@ -568,11 +606,21 @@ static int set_text(struct train_config *cfg, const struct key_desc *k, const ch
 			return tr_err_set(err, -EINVAL, "%s: expected a whole number >= 0, got '%.*s'",
 					  k->name, tr_utf8_cut(value, TR_QUOTE_MAX), value);
 		return set_number(cfg, k, 0, uv, true, value, err);
-	case K_F64:
-		if (!parse_f64(value, &dv))
-			return tr_err_set(err, -EINVAL, "%s: expected a number, got '%.*s'", k->name,
-					  tr_utf8_cut(value, TR_QUOTE_MAX), value);
-		return set_number(cfg, k, dv, 0, false, value, err);
+	case K_F64: {
+		int range;
+
+		if (parse_f64(value, &dv, &range))
+			return set_number(cfg, k, dv, 0, false, value, err);
+		if (range > 0)
+			return tr_err_set(err, -EINVAL, "%s: '%.*s' is out of range: larger than the largest "
+					  "double (%g)", k->name, tr_utf8_cut(value, TR_QUOTE_MAX), value, DBL_MAX);
+		if (range < 0)
+			return tr_err_set(err, -EINVAL, "%s: '%.*s' is out of range: too close to 0 for a double "
+					  "(below %g it is subnormal, or 0)", k->name,
+					  tr_utf8_cut(value, TR_QUOTE_MAX), value, DBL_MIN);
+		return tr_err_set(err, -EINVAL, "%s: expected a number, got '%.*s'", k->name,
+				  tr_utf8_cut(value, TR_QUOTE_MAX), value);
+	}
 	}
 	return -EINVAL;
 }
@@ -650,6 +698,10 @@ static int set_from_json(struct train_config *cfg, const struct key_desc *k,
 		*weights_count(cfg, k) = (uint32_t)n;
 		return 0;
 	}
+	case K_KERNELS:
+		if (!json_is_string(v))
+			return tr_err_set(err, -EINVAL, "%s: expected a string", k->name);
+		return set_kernels(cfg, json_string_value(v), err);
 	case K_DATASET:
 	case K_OPTIM:
 		if (!json_is_string(v))
@@ -737,6 +789,7 @@ static int from_json(struct train_config *cfg, const json_t *obj, bool stored, s
 	if (stored) {
 		cfg->ftz = false;          /* stored before FTZ existed: the arithmetic it had */
 		cfg->rng = RNG_XOSHIRO;    /* stored before `rng` existed: the stream it drew from */
+		cfg->kernels = KERNELS_OPENBLAS;   /* stored before `kernels`: OpenBLAS's arithmetic */
 	}
 	rc = apply_keys(cfg, obj, err);
 	if (rc == 0)
@@ -843,6 +896,8 @@ int config_validate(const struct train_config *cfg, struct tr_err *err)
 		return tr_err_set_key(err, -EINVAL, "eps", "%g is out of range (0, 1]", cfg->eps);
 	if (cfg->rng != RNG_XOSHIRO && cfg->rng != RNG_TORCH)
 		return tr_err_set_key(err, -EINVAL, "rng", "unknown random stream");
+	if (cfg->kernels != KERNELS_OPENBLAS && cfg->kernels != KERNELS_PORTABLE)
+		return tr_err_set_key(err, -EINVAL, "kernels", "unknown kernels");
 	if (cfg->n_hidden < 1 || cfg->n_hidden > CFG_MAX_HIDDEN)
 		return tr_err_set_key(err, -EINVAL, "hidden", "expected 1 to %d layers", CFG_MAX_HIDDEN);
 	for (uint32_t i = 0; i < cfg->n_hidden; i++)
@@ -962,6 +1017,7 @@ json_t *config_to_json(const struct train_config *cfg)
 	    json_object_set_new(o, "ranks", json_integer(cfg->ranks)) ||
 	    json_object_set_new(o, "hosts", json_string(cfg->hosts)) ||
 	    json_object_set_new(o, "max_restarts", json_integer(cfg->max_restarts)) ||
+	    json_object_set_new(o, "kernels", json_string(config_kernels_name(cfg->kernels))) ||
 
 	    json_object_set_new(o, "rng", json_string(config_rng_name(cfg->rng))) ||
 	    json_object_set_new(o, "loss", json_string(loss_name(cfg->loss))) ||
@@ -1002,7 +1058,8 @@ bool config_equal(const struct train_config *a, const struct train_config *b)
 	    a->n_pos_weight != b->n_pos_weight || strcmp(a->augment, b->augment) != 0 ||
 	    a->context != b->context ||
 	    memcmp(a->class_weights, b->class_weights, a->n_class_weights * sizeof(float)) != 0 ||
-	    memcmp(a->pos_weight, b->pos_weight, a->n_pos_weight * sizeof(float)) != 0)
+	    memcmp(a->pos_weight, b->pos_weight, a->n_pos_weight * sizeof(float)) != 0 ||
+	    a->kernels != b->kernels)
 		return false;
 	for (uint32_t i = 0; i < a->n_hidden; i++)
 		if (a->hidden[i] != b->hidden[i])

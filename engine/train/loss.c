@@ -9,6 +9,8 @@
  */
 #include "traind/loss.h"
 
+#include "traind/portable.h"
+
 #include <errno.h>
 #include <math.h>
 #include <string.h>
@@ -241,7 +243,9 @@ double loss_batch(const struct loss *l, const float *out, const struct loss_targ
 	switch (l->kind) {
 	case LOSS_CROSS_ENTROPY:
 		if (l->label_smoothing == 0.0f && !l->class_weights)
-			return xent_plain(out, y->classes, m, l->width, 1.0f / (float)norm, dout);
+			return l->kernels == KERNELS_PORTABLE
+				? pk_softmax_xent(out, y->classes, m, l->width, 1.0f / (float)norm, dout, NULL)
+				: xent_plain(out, y->classes, m, l->width, 1.0f / (float)norm, dout);
 		return xent_general(l, out, y->classes, m, (float)(1.0 / norm), dout);
 	case LOSS_MSE:
 		return mse(out, y->values, n, norm, dout);

@@ -11,12 +11,14 @@
  *   SGD:   g += wd*p; if momentum: buf = momentum*buf + g (buf starts at g,
  *          which equals momentum*0 + g exactly); p -= lr*buf
  * The loops are compiled for AVX-512, AVX2 and baseline x86-64 (target_clones);
- * with FMA contraction off, every variant gives the same bits.
+ * with FMA contraction off, every variant gives the same bits. A portable job
+ * (kernels.h) takes Adam's beta^step from pk_powi instead of libm's pow.
  */
 #include "traind/optim.h"
 
 #include "engine/core/hot.h"
 #include "traind/kernels.h"
+#include "traind/portable.h"
 #include "traind/team.h"
 
 #include <errno.h>
@@ -43,6 +45,7 @@ int optim_init(struct optim *o, const struct train_config *cfg, size_t nparams)
 	o->one_minus_beta2 = (float)(1.0 - cfg->beta2);
 	o->decoupled_decay = (float)(1.0 - cfg->lr * cfg->weight_decay);
 	o->n = nparams;
+	o->kernels = cfg->kernels;
 	if (o->kind != OPTIM_SGD || o->momentum != 0.0) {
 		o->m = k_alloc_floats(nparams);
 		if (!o->m)
@@ -93,8 +96,11 @@ void optim_begin_step(struct optim *o, double lr)
 	o->f_lr = (float)lr;
 	o->decoupled_decay = (float)(1.0 - lr * o->weight_decay);
 	if (o->kind != OPTIM_SGD) {
-		double bc1 = 1.0 - pow(o->beta1, (double)o->step);
-		double bc2 = 1.0 - pow(o->beta2, (double)o->step);
+		/* libm's pow may round differently on another glibc: a portable
+		 * job's powers are a fixed sequence of multiplications */
+		bool portable = o->kernels == KERNELS_PORTABLE;
+		double bc1 = 1.0 - (portable ? pk_powi(o->beta1, o->step) : pow(o->beta1, (double)o->step));
+		double bc2 = 1.0 - (portable ? pk_powi(o->beta2, o->step) : pow(o->beta2, (double)o->step));
 
 		o->step_size = (float)(lr / bc1);
 		o->inv_bc2_sqrt = (float)(1.0 / sqrt(bc2));

@@ -44,6 +44,7 @@
 #include <time.h>
 
 #include "traind/kernels.h"
+#include "traind/portable.h"
 #include "traind/sha256.h"
 #include "engine/train/trainer-sched.h"
 
@@ -378,6 +379,68 @@ static int check_task(const struct train_config *cfg, const struct dataset *ds, 
 	return rc < 0 ? rc : augment_check(&a, &d, err);
 }
 
+/* What of a kernels=portable job does not run on the portable kernels yet
+ * (doc/portable.md, "What runs portably"): its description, or NULL when
+ * all of it does. Covered: linear (k_gemm_by), the plain cross-entropy (loss.c:
+ * pk_softmax_xent), the optimizers (pk_powi for Adam's powers), and the layers without
+ * arithmetic of their own or whose every rounding is already fixed by the
+ * layer's code alone (flatten, relu, dropout, the pools, batchnorm: sums in
+ * a fixed order per channel, sqrt). Not yet: conv2d (its GEMMs and the
+ * team's partial sums), tanh and gelu (libm), clipping (team-split sums),
+ * the schedules (libm's cos and pow). */
+static const char *portable_gap(const struct train_config *cfg, const struct model_spec *spec,
+				char *buf, size_t len)
+{
+	for (uint32_t i = 0; i < spec->n; i++) {
+		char name[96];
+
+		switch (spec->layers[i].kind) {
+		case LAYER_LINEAR:
+		case LAYER_FLATTEN:
+		case LAYER_RELU:
+		case LAYER_DROPOUT:
+		case LAYER_MAXPOOL2D:
+		case LAYER_AVGPOOL2D:
+		case LAYER_BATCHNORM1D:
+		case LAYER_BATCHNORM2D:
+			continue;
+		default:
+			spec_layer_text(&spec->layers[i], name, sizeof(name));
+			snprintf(buf, len, "layer %u %s", i + 1, name);
+			return buf;
+		}
+	}
+	if (cfg->loss != LOSS_CROSS_ENTROPY || cfg->label_smoothing > 0 || cfg->n_class_weights)
+		return "loss (only the plain cross_entropy so far)";
+	if (cfg->clip_grad_norm > 0)
+		return "clip_grad_norm";
+	if (cfg->lr_scheduler[0])
+		return "lr_scheduler";
+	return NULL;
+}
+
+/* A portable job: the path TRAIND_ISA asks for runs here, and the model and
+ * training use only what the portable kernels cover. */
+static int check_portable(const struct train_config *cfg, const struct model_spec *spec,
+			  struct tr_err *err)
+{
+	char what[128];
+	const char *gap;
+
+	if (cfg->kernels != KERNELS_PORTABLE)
+		return 0;
+	if (pk_init(err) < 0) {
+		tr_err_prefix(err, "kernels");
+		return tr_err_key(err, "kernels");
+	}
+	gap = portable_gap(cfg, spec, what, sizeof(what));
+	if (gap)
+		return tr_err_set_key(err, -EINVAL, "kernels",
+				      "portable is not yet supported for %s (so far a portable job may have linear, relu, flatten, dropout, pool and batchnorm layers, no clipping and no schedule; use kernels openblas)",
+				      gap);
+	return 0;
+}
+
 int trainer_check_config(const struct train_config *cfg, const struct dataset *ds,
 			 struct tr_err *err)
 {
@@ -442,7 +505,7 @@ int trainer_check_config(const struct train_config *cfg, const struct dataset *d
 	rc = trainer_check_model(cfg, ds, &spec, NULL, err);
 	if (rc < 0)
 		return tr_err_key(err, cfg->model[0] ? "model" : "hidden");
-	return 0;
+	return check_portable(cfg, &spec, err);
 }
 
 static size_t shard_grads_off(const struct trainer *t);
@@ -494,6 +557,7 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 		.class_weights = cfg->n_class_weights ? t->cfg.class_weights : NULL,
 		.delta = (float)cfg->huber_delta,
 		.pos_weight = cfg->n_pos_weight ? t->cfg.pos_weight : NULL,
+		.kernels = cfg->kernels,
 	};
 	if (augment_parse(&t->aug, cfg->augment, err) < 0) {   /* checked: cannot fail */
 		rc = -EINVAL;
@@ -526,8 +590,12 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 	/* The split has its own generator, so it never depends on the model seed. */
 	draw_split(t);
 	t->model.dropout_key = cfg->seed;
+	t->model.kernels = cfg->kernels;
 	draw_init(t);
-	numerics_blas(t->numerics, sizeof(t->numerics));
+	if (cfg->kernels == KERNELS_PORTABLE)
+		pk_describe(t->numerics, sizeof(t->numerics));
+	else
+		numerics_blas(t->numerics, sizeof(t->numerics));
 	trainsched_init(t);
 	draw_order(t);
 	*out = t;

@@ -18,6 +18,7 @@
 
 #include "traind/error.h"
 #include "traind/loss.h"
+#include "traind/kernels.h"
 #include "traind/sched.h"
 #include "traind/team.h"
 
@@ -100,6 +101,8 @@ struct train_config {
 	/* Training-batch augmentation (augment.h): an augment SPEC, "" = none
 	 * (every job stored before the key). Part of the bits. */
 	char augment[CFG_AUGMENT_MAX];
+	enum kernels_kind kernels;   /* openblas (new jobs and every stored job without the key) or
+					portable (kernels.h); part of the bits */
 	/* Token data (doc/sequences.md): a sample's tokens. A text's samples
 	 * are windows of `context` tokens (required); token arrays' are their
 	 * rows (0, or their length). 0 for everything stored before the key. */
@@ -147,6 +150,8 @@ json_t *config_to_json(const struct train_config *cfg);
 const char *config_optim_name(enum optim_kind k);
 /* "xoshiro", "torch". */
 const char *config_rng_name(enum rng_kind k);
+/* "openblas", "portable". */
+const char *config_kernels_name(enum kernels_kind k);
 
 /* True when a and b describe the same job bit for bit. */
 bool config_equal(const struct train_config *a, const struct train_config *b);

@@ -184,10 +184,31 @@ void ds_split_deinit(struct ds_split *set);
  * new dataset owned by the caller. Thread: any (reads files). */
 int dataset_load(struct dataset **out, const char *dir, struct tr_err *err);
 
+/* dataset_load bounded by what the dataset takes in memory once loaded
+ * (pixels and labels of both splits; a file read whole counts while it is
+ * read), checked before anything large is allocated: from the headers'
+ * shapes for IDX (gzip or not), npy and npz, whatever the files' compressed
+ * size, and from the file sizes for safetensors and CSV. The limit is
+ * max_bytes (named `limit_name` in messages), or this machine's memory
+ * when that is less (dataset_memory_limit); max_bytes 0: the memory only.
+ * Past it: -EFBIG, err naming both sizes and the limit, and *needed (may be
+ * NULL) at least what the load would take. dataset_load is this with 0. */
+int dataset_load_limited(struct dataset **out, const char *dir, uint64_t max_bytes, const char *limit_name,
+			 uint64_t *needed, struct tr_err *err);
+
+/* The most a dataset may take in memory: the physical memory, or less
+ * where RLIMIT_AS, RLIMIT_DATA or the cgroup's memory.max say so; *name
+ * (may be NULL) says which ("this machine's memory", ...). Thread: any. */
+uint64_t dataset_memory_limit(const char **name);
+
 /* The shape of the dataset in `dir` without keeping its pixels: IDX, npy and
  * npz read only the images' headers and the labels; safetensors and CSV are
  * parsed whole (and freed). Thread: any (reads files). */
 int dataset_probe(struct dataset_shape *out, const char *dir, struct tr_err *err);
+/* dataset_probe within dataset_load_limited's limit (safetensors and CSV are
+ * read whole to probe them). */
+int dataset_probe_limited(struct dataset_shape *out, const char *dir, uint64_t max_bytes,
+			  const char *limit_name, struct tr_err *err);
 
 /* Free a dataset from dataset_load. NULL accepted. */
 void dataset_free(struct dataset *ds);

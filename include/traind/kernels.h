@@ -14,6 +14,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Whose arithmetic a wrapper runs: a job's `kernels` (config.h; doc/portable.md). */
+enum kernels_kind {
+	KERNELS_OPENBLAS,  /* OpenBLAS's sgemm and libm (every job stored before the key):
+			      the bits depend on the BLAS kernel and on `threads` */
+	KERNELS_PORTABLE,  /* traind's portable kernels (portable.h): the same bits on every
+			      CPU, instruction-set path and thread count */
+};
+
 /* Set OpenBLAS to one thread (once per process). The engine splits work across
  * its own teams, so BLAS's process-wide pool must not: results would otherwise
  * depend on what else the process runs. Thread: any; idempotent. */
@@ -29,6 +37,11 @@ float *k_alloc_floats(size_t n);
 void k_gemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha,
 	    const float *a, size_t lda, const float *b, size_t ldb,
 	    float beta, float *c, size_t ldc);
+/* The same by `kernels`: OpenBLAS (k_gemm) or the portable GEMM (pk_gemm:
+ * each element one fmaf chain over k in order, the same bits anywhere). */
+void k_gemm_by(enum kernels_kind kernels, int ta, int tb, size_t m, size_t n, size_t k, float alpha,
+	       const float *a, size_t lda, const float *b, size_t ldb,
+	       float beta, float *c, size_t ldc);
 
 /* x (n, dim) = pixels[idx[i]] / 255 for each of the n sample indices. */
 void k_gather(float *x, const uint8_t *pixels, const uint32_t *idx, size_t n, size_t dim);

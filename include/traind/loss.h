@@ -37,6 +37,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "traind/kernels.h"
+
 enum loss_kind {
 	LOSS_CROSS_ENTROPY,
 	LOSS_MSE,
@@ -63,6 +65,8 @@ struct loss {
 	const float *class_weights;   /* cross_entropy: (width) >= 0, or NULL; borrowed */
 	float delta;                  /* huber: > 0 */
 	const float *pos_weight;      /* bce_with_logits: (width) >= 0, or NULL; borrowed */
+	enum kernels_kind kernels;    /* the plain cross_entropy's arithmetic: libm's (openblas) or
+	                                 pk_softmax_xent (portable); the others are openblas only */
 };
 
 /* A batch's targets: classes (n) for cross_entropy, else values (n, width). */

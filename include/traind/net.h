@@ -48,6 +48,7 @@
 #include <stdint.h>
 
 #include "traind/error.h"
+#include "traind/kernels.h"
 #include "traind/rng.h"
 #include "traind/spec.h"
 #include "traind/team.h"
@@ -130,6 +131,7 @@ struct net {
 	size_t seqtmp_len;           /* floats per sample of the largest sequence layer's backward scratch */
 	float *seqtmp;               /* (max_batch, seqtmp_len), owned */
 	uint64_t dropout_key;        /* the job's seed: Dropout masks' Philox key */
+	enum kernels_kind kernels;   /* the job's kernels (kernels.h): the linear layers' GEMMs */
 	struct team *team;           /* the job's team, not owned; NULL: run on the caller */
 };
 

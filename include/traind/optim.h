@@ -35,6 +35,7 @@ struct optim {
 	float decoupled_decay; /* AdamW: 1 - lr * wd */
 	float step_size;      /* lr / (1 - beta1^step) */
 	float inv_bc2_sqrt;   /* 1 / sqrt(1 - beta2^step) */
+	enum kernels_kind kernels; /* portable: beta^step by pk_powi (portable.h), not libm's pow */
 };
 
 int optim_init(struct optim *o, const struct train_config *cfg, size_t nparams);

@@ -111,7 +111,8 @@ def fashion_names(w):
     d = os.path.join(dd, "fashion")
     os.makedirs(d)
     for f in os.listdir(src):
-        os.symlink(os.path.join(src, f), os.path.join(d, f))
+        if f != "dataset.json":  # this test writes its own
+            os.symlink(os.path.join(src, f), os.path.join(d, f))
     names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
              "Ankle boot"]
     rc, out, err = tt(DATA, "--dataset", "fashion-mnist", *CFG)

@@ -84,10 +84,27 @@ def cases():
         npy(d, b)
         F.write(npy_img(d), F.npy_bytes("u1", (1000, 4, 4), tr[1]))
 
+    # issue 21: the shape's size overflowed and was shown as "needs 0 bytes"
+    @add("npy-shape-overflow", ["x_train.npy", "(4294967296, 4294967296, 1)", "more than 2^50 bytes"])
+    def _(d):
+        npy(d, b)
+        F.write(npy_img(d), F.npy_bytes("u1", (1 << 32, 1 << 32, 1), b""))
+
+    # issue 21: '|u1\x00' passed for '|u1' once read as a C string
+    @add("npy-descr-nul", ["x_train.npy", "control character 0x00"])
+    def _(d):
+        npy(d, b)
+        F.write(npy_img(d), F.npy_bytes("u1", (7, 4, 4), tr[1], descr="|u1\x00"))
+
     @add("npy-wrong-dtype-images", ["x_train.npy", "images must be uint8 or float32, not int64"])
     def _(d):
         npy(d, b)
         F.write(npy_img(d), F.npy_bytes("i8", (7, 4, 4), F.labels_as(tr[1], "i8")))
+
+    # issue 21: the message named neither file ("csv_2col:  dimensions mismatch")
+    @add("csv-dims-differ", ["dimensions mismatch", "(test.csv)", "(train.csv)"])
+    def _(d):
+        F.write_csv_dir(d, {"train": tr, "test": ((3, 2, 2), bytes(12), te[2])})
 
     @add("npy-float-labels", ["y_test.npy", "float targets, but the training split has classes"])
     def _(d):

@@ -138,6 +138,21 @@ def test_disk_full(ref_sha, root):
         check(re.search(r"disk|full|space", err, re.I) is not None, "disk full: cause in status: %r" % err)
         check(re.search(r"job %s: failed: .*(disk|full|space)" % jid, d.read_log(), re.I) is not None,
               "disk full: cause in the log")
+        # 'failed' is in the database itself (the write used the room traind
+        # reserves beside it), so a restart does not run the job again
+        check(d.sql("SELECT state FROM jobs WHERE id = ?", (jid,)) == [("failed",)],
+              "disk full: 'failed' is recorded in the database (%s)" % d.sql("SELECT state FROM jobs WHERE id = ?",
+                                                                             (jid,)))
+        check(re.search(r"job %s: the disk is full: its state \w+ was recorded in the room reserved" % jid,
+                        d.read_log()) is not None, "disk full: traind says it used its reserve")
+        logged = len(d.read_log())
+        d.kill9()
+        d.start()
+        time.sleep(1.5)
+        j = d.job(jid)
+        check(j["state"] == "failed" and "job %s (" % jid not in d.read_log()[logged:] and
+              "job %s: started" % jid not in d.read_log()[logged:],
+              "disk full: after a restart (the disk still full) the job stays failed, not run again (%s)" % j["state"])
         # the daemon keeps serving: status, list, a new job's start and status
         check(d.alive(), "disk full: traind still running")
         rc, out, _ = d.ctl("list", check_rc=False)

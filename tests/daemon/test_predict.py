@@ -46,10 +46,13 @@ def pgm(path, px, w, h):
         f.write(b"P5\n# written by test_predict\n%d %d\n255\n" % (w, h) + px)
 
 
+def chunk(kind, data):
+    """A PNG chunk: length, type, data, CRC."""
+    c = kind + data
+    return struct.pack(">I", len(data)) + c + struct.pack(">I", zlib.crc32(c) & 0xffffffff)
+
+
 def png(path, px, w, h, rgb=False):
-    def chunk(kind, data):
-        c = kind + data
-        return struct.pack(">I", len(data)) + c + struct.pack(">I", zlib.crc32(c) & 0xffffffff)
     rows = b""
     for y in range(h):
         line = px[y * w:(y + 1) * w]
@@ -155,7 +158,14 @@ def main():
     for name, content, want in (("junk.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "not a valid PNG"),
                                 ("cut.png", open(files[8], "rb").read()[:60], "not a valid PNG"),
                                 ("text.txt", b"hello", "not a PGM (P5/P2), PNG or IDX image file"),
-                                ("bad.pgm", b"P5\n28 28\n255\n" + b"\0" * 100, "ends before"),
+                                ("bad.pgm", b"P5\n28 28\n255\n" + b"\0" * 100, "ends after 100 of its 28x28"),
+                                # issue 21: each of these named no problem before
+                                ("huge.pgm", b"P5\n100000 100000\n255\n" + b"\0" * 10,
+                                 "a PGM of 100000x100000 pixels, larger than 4096x4096"),
+                                ("range.pgm", b"P2\n2 1\n255\n12 300\n", "pixel 1 is 300, above the maximum 255"),
+                                ("huge.png", b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000,
+                                                                                       8, 0, 0, 0, 0)),
+                                 "a PNG of 20000x20000 pixels, larger than 4096x4096"),
                                 ("lie.idx", idx_images(px[:784 * 2], 3, 28, 28), "need 2368 bytes")):
         path = os.path.join(work, name)
         with open(path, "wb") as f:

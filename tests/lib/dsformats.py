@@ -63,8 +63,12 @@ def load_idx_dir(d):
 
 
 def write(path, data):
-    with open(path, "wb") as f:
+    """Writes a new file at path. A symlink there (tests link shared data in
+    their own folders) is replaced, never written through."""
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
         f.write(data)
+    os.replace(tmp, path)
 
 
 def write_npy_dir(d, splits, img_tc="u1", lab_tc="u1", shape_of=None):
@@ -110,5 +114,4 @@ def write_csv_dir(d, splits, header=True):
 
 def write_json(d, obj):
     os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, "dataset.json"), "w") as f:
-        json.dump(obj, f)
+    write(os.path.join(d, "dataset.json"), json.dumps(obj).encode())

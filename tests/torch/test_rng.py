@@ -28,7 +28,7 @@
 - The lesson's run: traind-train with the defaults and PyTorch's loop of the
   lesson (Adam 1e-3, batches of 64, pixels as v2.ToDtype(float32, scale=True))
   agree epoch by epoch within 2e-3 on every loss and accuracy, and on the test
-  set. LESSON_EPOCHS sets how many: default 3 (the test takes about 50 s on a
+  set; so does traind-train --kernels portable (doc/portable.md). LESSON_EPOCHS sets how many: default 3 (the test takes about 50 s on a
   quiet 2-core machine, PyTorch's side 13 s an epoch; 250 s under a load of
   15, PyTorch's side 65 s an epoch); 5 is the lesson's run; 0 checks the
   draws only.
@@ -375,26 +375,31 @@ def main():
         sys.exit(1 if failures else 0)
     with tempfile.TemporaryDirectory() as d:
         resnet20_run(d)
-        sys.exit(1 if failures else 0)
+    # kernels openblas (the default) and portable (doc/portable.md: other
+    # roundings, the same math): each within TOL of PyTorch
+    runs = {}
     t0 = time.time()
-    p = subprocess.run([TT, "--epochs", str(EPOCHS)], capture_output=True, text=True,
-                       env=dict(os.environ, TRAIND_DATA_DIR=DATA))
-    print(p.stdout, p.stderr, flush=True)
-    check(p.returncode == 0, "traind-train --epochs %d runs" % EPOCHS)
-    ours = history(p.stdout)
-    m = re.search(r"test_loss: ([0-9.]+) \| test_acc: ([0-9.]+)", p.stdout)
+    for kernels in ("openblas", "portable"):
+        p = subprocess.run([TT, "--epochs", str(EPOCHS), "--kernels", kernels], capture_output=True, text=True,
+                           env=dict(os.environ, TRAIND_DATA_DIR=DATA))
+        print(p.stdout, p.stderr, flush=True)
+        check(p.returncode == 0, "traind-train --epochs %d --kernels %s runs" % (EPOCHS, kernels))
+        runs[kernels] = (history(p.stdout), re.search(r"test_loss: ([0-9.]+) \| test_acc: ([0-9.]+)", p.stdout))
     t1 = time.time()
     theirs, (tl, ta, tm) = torch_lesson(EPOCHS)
     t2 = time.time()
-    print("traind %.1fs, PyTorch %.1fs" % (t1 - t0, t2 - t1))
+    print("traind %.1fs (both kernels), PyTorch %.1fs" % (t1 - t0, t2 - t1))
     names = ["train_loss", "train_acc", "val_loss", "val_acc", "val_macro_acc"]
-    check(len(ours) == EPOCHS, "traind printed %d epochs" % len(ours))
-    for e, (a, b) in enumerate(zip(ours, theirs), 1):
-        for n, u, v in zip(names, a, b):
-            check(abs(u - v) <= TOL, "epoch %d %s: traind %.4f, PyTorch %.4f (within %g)" % (e, n, u, v, TOL))
-    if check(m is not None, "traind printed the test result"):
-        check(abs(float(m.group(1)) - tl) <= TOL and abs(float(m.group(2)) - ta) <= TOL,
-              "test: traind loss %s acc %s, PyTorch %.4f %.4f (macro %.4f)" % (m.group(1), m.group(2), tl, ta, tm))
+    for kernels, (ours, m) in runs.items():
+        check(len(ours) == EPOCHS, "traind (%s) printed %d epochs" % (kernels, len(ours)))
+        for e, (a, b) in enumerate(zip(ours, theirs), 1):
+            for n, u, v in zip(names, a, b):
+                check(abs(u - v) <= TOL, "%s epoch %d %s: traind %.4f, PyTorch %.4f (within %g)"
+                      % (kernels, e, n, u, v, TOL))
+        if check(m is not None, "traind (%s) printed the test result" % kernels):
+            check(abs(float(m.group(1)) - tl) <= TOL and abs(float(m.group(2)) - ta) <= TOL,
+                  "%s test: traind loss %s acc %s, PyTorch %.4f %.4f (macro %.4f)"
+                  % (kernels, m.group(1), m.group(2), tl, ta, tm))
     if failures:
         print("%d failures" % len(failures))
         sys.exit(1)

@@ -35,6 +35,7 @@ static void test_defaults_are_the_lesson(void **state)
 	assert_int_equal(c.split_seed, 42);
 	assert_int_equal(c.val_size, 10000);
 	assert_int_equal(c.rng, RNG_TORCH);
+	assert_int_equal(c.kernels, KERNELS_OPENBLAS);
 	assert_int_equal(config_validate(&c, NULL), 0);
 }
 
@@ -75,6 +76,48 @@ static void test_rng_key(void **state)
 	json_decref(o);
 }
 
+/* kernels: openblas for a new job and for a stored job without the key,
+ * portable when asked; recorded in the JSON, part of config_equal; bad
+ * values name the key. */
+static void test_kernels_key(void **state)
+{
+	struct train_config c, d;
+	struct tr_err err = { 0 };
+	json_t *o = json_object(), *j;
+
+	(void)state;
+	assert_int_equal(config_from_json(&c, o, NULL), 0);
+	assert_int_equal(c.kernels, KERNELS_OPENBLAS);
+	assert_int_equal(config_from_stored_json(&c, o, NULL), 0);
+	assert_int_equal(c.kernels, KERNELS_OPENBLAS);
+	json_object_set_new(o, "kernels", json_string("portable"));
+	assert_int_equal(config_from_json(&c, o, NULL), 0);
+	assert_int_equal(c.kernels, KERNELS_PORTABLE);
+	assert_int_equal(config_from_stored_json(&d, o, NULL), 0);
+	assert_int_equal(d.kernels, KERNELS_PORTABLE);
+	j = config_to_json(&c);
+	assert_string_equal(json_string_value(json_object_get(j, "kernels")), "portable");
+	assert_int_equal(config_from_stored_json(&d, j, NULL), 0);
+	assert_true(config_equal(&c, &d));
+	json_decref(j);
+	d.kernels = KERNELS_OPENBLAS;
+	assert_false(config_equal(&c, &d));
+	json_object_set_new(o, "kernels", json_string("mkl"));
+	assert_int_equal(config_from_json(&c, o, &err), -EINVAL);
+	assert_string_equal(err.key, "kernels");
+	assert_non_null(strstr(err.msg, "openblas or portable"));
+	json_object_set_new(o, "kernels", json_true());
+	assert_int_equal(config_from_json(&c, o, &err), -EINVAL);
+	assert_string_equal(err.key, "kernels");
+	config_defaults(&c);
+	assert_int_equal(config_set(&c, "kernels", "portable", NULL), 0);
+	assert_int_equal(c.kernels, KERNELS_PORTABLE);
+	assert_int_equal(config_set(&c, "kernels", "Portable", &err), -EINVAL);
+	assert_string_equal(err.key, "kernels");
+	assert_string_equal(config_kernels_name(KERNELS_OPENBLAS), "openblas");
+	json_decref(o);
+}
+
 static void test_set_from_text(void **state)
 {
 	struct train_config c;
@@ -110,7 +153,9 @@ static void test_bad_values_named(void **state)
 		{ "lr", "-0.1", "lr" },
 		{ "lr", "0", "lr" },
 		{ "lr", "inf", "lr" },
-		{ "lr", "1e999", "lr" },
+		{ "lr", "1e999", "larger than the largest double" },
+		{ "lr", "1e-320", "subnormal" },   /* issue 21: was "expected a number" */
+		{ "weight_decay", "-1e-400", "subnormal" },
 		{ "lr", "abc", "lr" },
 		{ "momentum", "1", "momentum" },
 		{ "weight_decay", "-1", "weight_decay" },
@@ -254,6 +299,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults_are_the_lesson),
 		cmocka_unit_test(test_rng_key),
+		cmocka_unit_test(test_kernels_key),
 		cmocka_unit_test(test_set_from_text),
 		cmocka_unit_test(test_bad_values_named),
 		cmocka_unit_test(test_cross_field),

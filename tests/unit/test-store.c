@@ -1818,6 +1818,74 @@ static void test_disk_full(void **state)
 	store_close(s);
 }
 
+/* Fill the file system of `path` to the last block with a file there. */
+static void fill_fs(const char *path)
+{
+	static char zeros[1 << 16];
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	assert_true(fd >= 0);
+	for (size_t chunk = sizeof(zeros); chunk >= 512; chunk /= 2)
+		while (write(fd, zeros, chunk) == (ssize_t)chunk)
+			;
+	close(fd);
+}
+
+/* On a full disk a job's state still gets recorded: the write gives back
+ * the reserve traind keeps beside the database (issue 21: "failed" was
+ * lost, and a restart ran the job again). */
+static void test_disk_full_state(void **state)
+{
+	struct fx *f = *state;
+	struct store *s;
+	struct store_job j;
+	struct tr_err err = { 0 };
+	char db[700], reserve[720], filler[720];
+	struct stat st;
+	sqlite3 *raw;
+	int64_t job;
+
+	snprintf(f->mnt, sizeof(f->mnt), "%s/small", f->dir);
+	assert_int_equal(mkdir(f->mnt, 0700), 0);
+	if (mount("tmpfs", f->mnt, "tmpfs", 0, "size=2m,mode=0700") != 0) {
+		fprintf(stderr, "cannot mount a 2 MB tmpfs (%s): skipping the disk-full state test\n",
+			strerror(errno));
+		f->mnt[0] = '\0';
+		skip();
+	}
+	snprintf(db, sizeof(db), "%s/traind.db", f->mnt);
+	snprintf(reserve, sizeof(reserve), "%s-reserve", db);
+	snprintf(filler, sizeof(filler), "%s/filler", f->mnt);
+	s = open_store(db, false);
+	assert_int_equal(stat(reserve, &st), 0);
+	assert_true(st.st_blocks * 512 >= 256 * 1024);   /* allocated, not sparse */
+	job = new_job(s, 3);
+	/* an empty write-ahead log, so the write needs new blocks */
+	raw = raw_open(db);
+	raw_exec_db(raw, "PRAGMA wal_checkpoint(TRUNCATE)");
+	assert_int_equal(sqlite3_close(raw), SQLITE_OK);
+	fill_fs(filler);
+	assert_int_equal(store_job_set_state(s, job, JOB_FAILED, "the disk is full", &err), 0);
+	assert_true(store_reserve_spent(s));
+	assert_false(store_reserve_spent(s));
+	assert_int_not_equal(stat(reserve, &st), 0);
+	store_close(s);
+
+	/* durable: a new connection reads it */
+	s = open_store(db, true);
+	assert_int_equal(store_job_get(s, job, &j, &err), 0);
+	assert_int_equal(j.state, JOB_FAILED);
+	assert_string_equal(j.last_error, "the disk is full");
+	store_job_clear(&j);
+	store_close(s);
+
+	/* room again: the next writer reserves it anew */
+	assert_int_equal(unlink(filler), 0);
+	s = open_store(db, false);
+	assert_int_equal(stat(reserve, &st), 0);
+	store_close(s);
+}
+
 static void test_integrity_corrupt(void **state)
 {
 	struct fx *f = *state;
@@ -1971,6 +2039,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_delete_out_of_memory, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wal_reader, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disk_full_state, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_integrity_corrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_out_of_memory, setup, teardown),
 	};
