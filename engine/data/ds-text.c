@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <jansson.h>
 
@@ -278,6 +279,32 @@ static void put_char(void *arg, uint32_t cp)
 	t->out[t->n++] = id < 0 ? 0 : (uint32_t)id;
 }
 
+/* Charge the load's budget before anything is read: a token id (4 bytes)
+ * for each of the files' bytes at most, with the test split's copy, kept;
+ * the text itself beside them while it is tokenized. */
+static int charge_text(const char *dir, const struct ds_meta *m, struct tr_err *err)
+{
+	char path[4400], detail[96];
+	uint64_t bytes = 0, test;
+	struct stat st;
+	int rc;
+
+	for (uint32_t i = 0; i < m->nfiles; i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, m->files[i]);
+		if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+			bytes += (uint64_t)st.st_size;   /* else read_part says what is wrong */
+	}
+	snprintf(detail, sizeof(detail), "the token ids of its %llu bytes of text",
+		 (unsigned long long)bytes);
+	test = (uint64_t)((double)bytes * (m->has_test_fraction ? m->test_fraction : 0.1)) + 1;
+	rc = ds_budget_charge(m, (bytes + test) * sizeof(uint32_t), true, dir, detail, err);
+	if (rc == 0) {
+		snprintf(detail, sizeof(detail), "its %llu bytes of text", (unsigned long long)bytes);
+		rc = ds_budget_charge(m, bytes, false, dir, detail, err);
+	}
+	return rc;
+}
+
 int ds_load_text(struct dataset *ds, const char *dir, const struct ds_meta *m, struct tr_err *err)
 {
 	uint8_t *text = NULL;
@@ -303,6 +330,9 @@ int ds_load_text(struct dataset *ds, const char *dir, const struct ds_meta *m, s
 			return tr_err_set(err, -ENOMEM, "%s: out of memory", dir);
 		memcpy(ds->code_points, m->code_points, m->ncode_points * sizeof(uint32_t));
 	}
+	rc = charge_text(dir, m, err);
+	if (rc < 0)
+		return rc;
 	for (uint32_t i = 0; i < m->nfiles; i++) {
 		uint8_t *buf = NULL, *all;
 		size_t len = 0;

@@ -188,7 +188,8 @@ int dataset_load(struct dataset **out, const char *dir, struct tr_err *err);
  * (pixels and labels of both splits; a file read whole counts while it is
  * read), checked before anything large is allocated: from the headers'
  * shapes for IDX (gzip or not), npy and npz, whatever the files' compressed
- * size, and from the file sizes for safetensors and CSV. The limit is
+ * size, and from the file sizes for safetensors, CSV and texts (a token
+ * id, 4 bytes, for each byte of text). The limit is
  * max_bytes (named `limit_name` in messages), or this machine's memory
  * when that is less (dataset_memory_limit); max_bytes 0: the memory only.
  * Past it: -EFBIG, err naming both sizes and the limit, and *needed (may be

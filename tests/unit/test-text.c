@@ -207,6 +207,40 @@ static struct dataset *load_text(const char *name, size_t n)
 	return ds;
 }
 
+/* A text's load is charged to its budget before anything is read: its
+ * token ids (4 bytes a byte of text, the test split's copy besides) and,
+ * while they are made, the text. */
+static void test_text_budget(void **state)
+{
+	char dir[PATH_MAX], *text = corpus(4000);
+	const char *files[1] = { "t.txt" };
+	struct tr_err err = { 0 };
+	struct dataset *ds = NULL;
+	size_t len = strlen(text);
+	uint64_t needed = 0;
+
+	(void)state;
+	make_dir(dir, sizeof(dir), "budget");
+	write_file(dir, "t.txt", text, len);
+	free(text);
+	assert_int_equal(text_meta(dir, files, 1, DS_VOCAB_CHAR, &err), 0);
+	/* the ids alone: (len + len / 10 + 1) * 4 bytes, the text beside them */
+	assert_int_equal(dataset_load_limited(&ds, dir, len * 4, "--max-dataset-bytes", &needed, &err), -EFBIG);
+	assert_null(ds);
+	assert_non_null(strstr(err.msg, "token ids"));
+	assert_non_null(strstr(err.msg, "--max-dataset-bytes"));
+	assert_true(needed >= len * 4);
+	assert_int_equal(dataset_load_limited(&ds, dir, (len + len / 10 + 1) * 4 + len - 1, "--max-dataset-bytes",
+					      &needed, &err), -EFBIG);
+	assert_non_null(strstr(err.msg, "bytes of text"));
+	if (dataset_load_limited(&ds, dir, (len + len / 10 + 1) * 4 + len, "--max-dataset-bytes", NULL, &err) < 0)
+		fail_msg("%s", err.msg);
+	/* a token a character: fewer than the bytes (é, è, ü take two) */
+	assert_true(ds->train.ntokens + ds->test.ntokens < len);
+	assert_true(ds->train.ntokens + ds->test.ntokens > len * 9 / 10);
+	dataset_free(ds);
+}
+
 static void text_config(struct train_config *cfg, const char *model, uint32_t context, uint32_t val)
 {
 	config_defaults(cfg);
@@ -512,6 +546,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_char_vocabulary),
 		cmocka_unit_test(test_not_utf8),
+		cmocka_unit_test(test_text_budget),
 		cmocka_unit_test(test_windows),
 		cmocka_unit_test(test_resume_bits),
 		cmocka_unit_test(test_token_arrays),
