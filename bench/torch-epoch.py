@@ -14,27 +14,20 @@ MODEL resnet20: He et al.'s CIFAR ResNet as traind builds it (the module
 global average pooling) on Fashion-MNIST, SGD (lr 0.1, momentum 0.9, weight
 decay 5e-4) as bench-engine trains it.
 """
-import gzip
 import os
 import sys
 import time
 
 import torch
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "lib"))
+from harness import idx  # noqa: E402
+
 model_name, data, threads, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 hidden, batch, n_train, n_val = (int(a) for a in (sys.argv[5:9] if len(sys.argv) >= 9 else (256, 64, 50000, 10000)))
 torch.set_num_threads(threads)
 torch.set_num_interop_threads(1)
 torch.manual_seed(42)
-
-
-def idx(path):
-    for p in (path, path + ".gz"):
-        if os.path.exists(p):
-            with (gzip.open(p) if p.endswith(".gz") else open(p, "rb")) as f:
-                return f.read()
-    raise FileNotFoundError(path)
-
 
 dataset = "fashion-mnist" if model_name == "resnet20" else "mnist"
 img = idx(os.path.join(data, dataset, "train-images-idx3-ubyte"))

@@ -32,7 +32,7 @@
 #include <unistd.h>
 
 #include "traind-config.h"
-#include "daemon/core/daemon.h"
+#include "daemon/daemon.h"
 #include "daemon/jobs/jobs.h"
 #include "daemon/jobs/stepseries.h"
 #include "traind/kernels.h"
@@ -403,7 +403,9 @@ static void on_signal(uv_signal_t *s, int signum)
 /* The STATUS= line: jobs_summary() ("1 running, 0 queued, 0 paused; job 3 epoch 2/5 step 120"). */
 static void status_line(void *ctx, char *buf, size_t len)
 {
-	jobs_summary(ctx, buf, len);
+	struct daemon *d = ctx;
+
+	jobs_summary(d->jobs, buf, len);
 }
 
 static void on_change(struct daemon *d)

@@ -32,10 +32,10 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "traind/checkpoint.h"
+#include "traind/clock.h"
 #include "traind/dataset.h"
 #include "daemon/store/jobstate.h"
 #include "rank/rankwire.h"
@@ -49,14 +49,6 @@ struct rank {
 	int64_t job;
 	struct trainer_comm comm;
 };
-
-static double now_mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static int mpi_allgather(void *ctx, void *all, size_t bytes)
 {
@@ -150,7 +142,7 @@ static int send_ckpt(struct rank *r, struct trainer *t, const struct history_row
 		     struct tr_err *err)
 {
 	struct rw_ckpt c = { .is_epoch = row != NULL, .epoch = t->epoch, .step = t->step };
-	double t0 = now_mono();
+	double t0 = clock_seconds();
 	uint8_t *blob = NULL;
 	size_t len = 0;
 	int rc;
@@ -160,7 +152,7 @@ static int send_ckpt(struct rank *r, struct trainer *t, const struct history_row
 	rc = checkpoint_serialize(t, &blob, &len, err);
 	if (rc < 0)
 		return rc;
-	c.hold_seconds = now_mono() - t0;
+	c.hold_seconds = clock_seconds() - t0;
 	rc = rw_send(r->fd, RW_CKPT, &c, sizeof(c), blob, len);
 	free(blob);
 	if (rc < 0)
@@ -258,9 +250,11 @@ static int all_started(struct rank *r, int rc, const struct tr_err *err, struct 
 
 static int train(struct rank *r, struct trainer *t, struct tr_err *err)
 {
-	double window_t = now_mono(), sps = 0;
-	uint64_t window_samples = 0;
+	struct trainer_rate rate;
+	double sps = 0;
 	int rc;
+
+	trainer_rate_start(&rate);
 
 	for (;;) {
 		int word = decide(r, r->rank == 0 ? hear(r, false) : RW_GO);
@@ -305,14 +299,7 @@ static int train(struct rank *r, struct trainer *t, struct tr_err *err)
 		rc = trainer_step(t);
 		if (rc < 0)
 			return tr_err_set(err, rc, "training step failed");
-		window_samples += t->cfg.batch_size;
-		if (window_samples >= 4096) {
-			double now = now_mono();
-
-			sps = (double)window_samples / (now - window_t);
-			window_t = now;
-			window_samples = 0;
-		}
+		sps = trainer_rate_step(&rate, t);
 		if (r->rank == 0)
 			send_progress(r, t, sps);
 	}

@@ -1,31 +1,21 @@
 /*
- * daemon.h - one traind: the job registry and everything around it (the
- * dataset cache, the store thread, the loop queue, the control socket), and
- * its life cycle. main.c, the fuzz harness (tests/fuzz/fuzz-protocol.c) and
- * tests/unit/test-jobs.c build their daemon with these calls:
+ * daemon.h (core) - what one traind's modules share: the loop and its
+ * queue, the store thread, the dataset cache, the job registry, the control
+ * socket, the settings and the counters. Types only: the life cycle that
+ * fills it in and tears it down is daemon/daemon.h's.
  *
- *   daemon_new       open and migrate the database, recover the jobs it
- *                    holds (before the loop runs), start the store thread,
- *                    listen on the control socket;
- *   daemon_start     start the scheduler and the watch timer;
- *   daemon_run       run the loop until a daemon_shutdown has drained;
- *   daemon_shutdown  stop accepting calls and checkpoint every running job
- *                    (it stays "running" for the next start); once the last
- *                    worker has stopped, cfg->on_drained runs and the loop
- *                    stops;
- *   daemon_free      stop the store thread (it commits what it was given),
- *                    close every handle still open on the loop, free the
- *                    registry. The loop itself is the caller's: it closes it.
+ * Who reads it: the protocol layer (proto/: the methods, Wait and Watch)
+ * and the life cycle. The modules below it (store, data, runner, jobs) are
+ * given what they use when they are made, and never see it.
  *
- * Ownership: the daemon owns everything below except the loop. The registry
- * (struct job, jobs.h) lives in `jobs`; its fields are the jobs module's and
- * the verbs' (methods.c), read elsewhere only for tests.
+ * Ownership: the daemon owns everything here except the loop. The registry
+ * (`jobs`, jobs.h) is the jobs module's; its jobs are read elsewhere only
+ * on the loop thread.
  *
- * Thread: the loop thread only (daemon_new and daemon_free also before the
- * loop runs and after it has stopped).
+ * Thread: the loop thread only.
  */
-#ifndef TRAIND_DAEMON_H
-#define TRAIND_DAEMON_H
+#ifndef TRAIND_CORE_DAEMON_H
+#define TRAIND_CORE_DAEMON_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -33,37 +23,17 @@
 #include <uv.h>
 
 #include "daemon/core/counters.h"
-#include "daemon/data/dscache.h"
-#include "traind/error.h"
 #include "daemon/core/loopq.h"
-#include "daemon/proto/server.h"
-#include "daemon/store/storeq.h"
 
 struct daemon;
+struct bgwork;
+struct dscache;
 struct job;
-struct runner_ops;
+struct jobs;
+struct server;
+struct storeq;
 
-#define DAEMON_MPI_ARGS_MAX 64
-
-struct daemon_config {
-	uv_loop_t *loop;             /* the loop the daemon runs on (the caller's) */
-	const char *db_path;         /* the database (created and migrated if needed) */
-	const char *data_dir;        /* datasets, one directory per name */
-	unsigned max_running;        /* jobs training at once (0: none start, for tests) */
-	uint64_t max_dataset_bytes;  /* the largest dataset DatasetImport takes (0: 4 GiB) */
-	int listen_fd;               /* >= 0: listen on this inherited listening socket */
-	const char *socket_path;     /* else, if not NULL: bind and listen here */
-	unsigned message_timeout_ms; /* a client's time to send one message (0: the server's default) */
-	void (*on_drained)(struct daemon *d);   /* shutdown: every worker has stopped
-	                                           (called just before the loop is stopped) */
-	void (*on_change)(struct daemon *d);    /* after any state change (sd_notify STATUS) */
-	void (*on_run_end)(struct daemon *d, struct job *j);  /* a job's run has ended, before the
-	                                           state it ended in is written (main.c: the step
-	                                           series' last points, jobs/stepseries.h); may be NULL */
-	const char *mpi_launcher;    /* jobs with ranks > 1: the launcher (NULL: "mpirun") */
-	const char *const *mpi_args; /* n_mpi_args more arguments for it, before the program */
-	unsigned n_mpi_args;
-};
+#define DAEMON_MPI_ARGS_MAX 64   /* --mpi-arg, at most (runner.h's RUN_MPI_ARGS_MAX) */
 
 struct daemon {
 	uv_loop_t *loop;
@@ -71,40 +41,22 @@ struct daemon {
 	bool lq_ready;               /* lq is initialised (closed by daemon_free) */
 	struct storeq *sq;
 	struct dscache *dsc;
+	struct jobs *jobs;           /* the registry (jobs.h) */
 	struct server *server;       /* NULL once daemon_shutdown has closed it */
+	struct bgwork *bg;           /* the methods' door to the thread pool (bgwork.h) */
 	char db_path[4096];
 	char data_dir[4096];
-	const struct runner_ops *runner;   /* where jobs train (worker.h: thread_runner) */
 	char *mpi_launcher;          /* owned copies of daemon_config's */
 	char *mpi_args[DAEMON_MPI_ARGS_MAX];
 	unsigned n_mpi_args;
 	unsigned max_running;
 	uint64_t max_dataset_bytes;  /* DatasetImport's cap */
-	unsigned running;
-	uint64_t next_seq;
-	struct job **jobs;           /* by id */
-	size_t njobs, cap;
-	size_t creating;             /* Starts being stored, each with a slot in `jobs` reserved */
-	bool shutting_down;
-	void (*on_drained)(struct daemon *d);   /* jobs.c: every worker has stopped */
-	void (*user_drained)(struct daemon *d); /* cfg->on_drained */
-	uv_timer_t watch_timer;
+	bool shutting_down;          /* daemon_shutdown was called: calls are refused */
+	void (*user_drained)(struct daemon *d); /* daemon_config.on_drained */
 	void (*on_change)(struct daemon *d);    /* after any state change (sd_notify STATUS) */
+	uv_timer_t watch_timer;      /* Watch's updates (waiters.c) */
 	struct counters counters;    /* since this traind started (io.traind.Counters) */
-	void (*on_run_end)(struct daemon *d, struct job *j);   /* cfg->on_run_end */
+	void (*on_run_end)(struct daemon *d, struct job *j);   /* daemon_config.on_run_end */
 };
-
-/* Everything daemon_new does, in order (see the top); on failure nothing is
- * left over and err says what failed ("DB: ..." for the database, "recovering
- * jobs from DB: ..." for recovery, the socket's error for listening). */
-int daemon_new(struct daemon **out, const struct daemon_config *cfg, struct tr_err *err);
-void daemon_start(struct daemon *d);
-/* Run the loop until it is stopped (by the end of a shutdown). */
-void daemon_run(struct daemon *d);
-/* SIGTERM: close the control socket, checkpoint the running jobs; a second
- * call does nothing. */
-void daemon_shutdown(struct daemon *d);
-/* Accepts NULL. */
-void daemon_free(struct daemon *d);
 
 #endif

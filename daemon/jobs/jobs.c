@@ -1,25 +1,36 @@
 /*
  * jobs.c - registry, recovery, scheduler, state machine and verbs. See
- * daemon/jobs/jobs.h for the design; this file is in parts: the state
- * writes and the events of a run (worker.h) and of the store thread, the
- * scheduler, the registry and recovery, the verbs, and removal.
+ * daemon/jobs/jobs.h for the design; this file is in parts: the answers
+ * (jobs_done), the state writes and the events of a run (runner.h) and of
+ * the store thread, the scheduler, the registry and recovery, the verbs,
+ * and removal.
  */
 #include "daemon/jobs/jobs.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "traind/checkpoint.h"
-#include "daemon/core/log.h"
 #include "traind/trainer.h"
-#include "daemon/proto/waiters.h"
-#include "daemon/runner/worker.h"
-#include "daemon/proto/wire.h"
+#include "daemon/core/log.h"
+
+/* The registry (see jobs.h). */
+struct jobs {
+	struct jobs_config cfg;      /* cfg.env is what the runs see (run_ctx.env) */
+	struct job **jobs;           /* by id */
+	size_t njobs, cap;
+	size_t creating;             /* Starts being stored, each with a slot in `jobs` reserved */
+	unsigned running;            /* runs in progress */
+	uint64_t next_seq;           /* the next queue_seq */
+	bool shutting_down;
+};
 
 static const char *state_names[] = { "queued", "running", "paused", "killed", "failed", "done" };
 
@@ -41,22 +52,195 @@ static int64_t now_unix(void)
 	return (int64_t)time(NULL);
 }
 
-void job_progress_get(struct job *j, struct job_progress *out)
+void job_progress_get(struct job *j, struct run_progress *out)
 {
-	pthread_mutex_lock(&j->mu);
-	*out = j->prog;
-	pthread_mutex_unlock(&j->mu);
+	run_progress_get(&j->run, out);
+}
+
+int64_t job_kill_after(struct job *j)
+{
+	return run_kill_after(&j->run);
+}
+
+bool job_settled(const struct job *j)
+{
+	return !j->worker_alive && !j->finalize_pending && j->state_writes == 0;
+}
+
+bool job_resumable(const struct job *j)
+{
+	return j->target == JOB_PAUSED || j->target == JOB_KILLED || j->target == JOB_FAILED ||
+	       j->target == JOB_DONE;
+}
+
+/* ==== answers =========================================================== */
+
+/* Pending answers live in the module's records (a state write, a removal,
+ * a stop wait...) as a pointer to the caller's struct jobs_done, which
+ * points back at it (done->held), so that either side can let go. */
+
+static void done_hold(struct jobs_done **slot, struct jobs_done *done)
+{
+	*slot = done;
+	if (done)
+		done->held = slot;
+}
+
+void jobs_done_cancel(struct jobs_done *done)
+{
+	if (done->held)
+		*done->held = NULL;
+	done->held = NULL;
+}
+
+/* Answer the caller held in *slot, if it is still there: fn runs. */
+static void done_answer(struct jobs_done **slot, const struct jobs_result *r)
+{
+	struct jobs_done *done = *slot;
+
+	if (!done)
+		return;
+	*slot = NULL;
+	done->held = NULL;
+	done->result = *r;
+	done->fn(done);
+}
+
+/* The answer of a verb that answers at once: written to done, returned. */
+static int done_now(struct jobs_done *done, const struct jobs_result *r)
+{
+	if (done->held)
+		jobs_done_cancel(done);
+	done->result = *r;
+	return r->code;
+}
+
+/* Done: the job's id and committed state. */
+static struct jobs_result result_state(const struct job *j)
+{
+	return (struct jobs_result){ .code = JOBS_OK, .id = j->id, .state = j->state };
+}
+
+/* Refused or failed, with a message. */
+static struct jobs_result result_error(const struct job *j, int code, const char *param,
+				       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static struct jobs_result result_error(const struct job *j, int code, const char *param,
+				       const char *fmt, ...)
+{
+	struct jobs_result r = { .code = code, .param = param };
+	va_list ap;
+
+	if (j) {
+		r.id = j->id;
+		r.state = j->state;
+	}
+	va_start(ap, fmt);
+	vsnprintf(r.message, sizeof(r.message), fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+/* A pending Pause or Kill of a running job: answered once it has stopped
+ * (job_settled). */
+struct stop_wait {
+	struct jobs_done *done;      /* NULL once the caller has gone */
+	bool pause;                  /* a failed job answers a Pause with JOBS_E_CHECKPOINT */
+	struct stop_wait *next;
+};
+
+static int stop_wait_add(struct job *j, struct jobs_done *done, bool pause)
+{
+	struct stop_wait *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return done_now(done, &(struct jobs_result){ .code = JOBS_E_STORAGE, .id = j->id,
+							     .state = j->state,
+							     .message = "out of memory" });
+	w->pause = pause;
+	w->next = j->stops;
+	j->stops = w;
+	done_hold(&w->done, done);
+	return JOBS_PENDING;
+}
+
+/* Once the job has settled, answer every stop wait. */
+static void stops_answer(struct job *j)
+{
+	if (!job_settled(j))
+		return;
+	while (j->stops) {
+		struct stop_wait *w = j->stops;
+		struct jobs_result r = result_state(j);
+
+		j->stops = w->next;
+		if (j->state == JOB_FAILED && w->pause)
+			r = result_error(j, JOBS_E_CHECKPOINT, NULL, "%s",
+					 j->error ? j->error : "the pause checkpoint failed");
+		done_answer(&w->done, &r);
+		free(w);
+	}
+}
+
+/* The job leaves: every stop wait ends with JOBS_E_REMOVED (answer) or
+ * without a word (!answer: the loop has stopped). */
+static void stops_end(struct job *j, bool answer)
+{
+	while (j->stops) {
+		struct stop_wait *w = j->stops;
+		struct jobs_result r = { .code = JOBS_E_REMOVED, .id = j->id, .state = j->state };
+
+		j->stops = w->next;
+		if (answer)
+			done_answer(&w->done, &r);
+		else if (w->done)
+			jobs_done_cancel(w->done);
+		free(w);
+	}
+}
+
+/* The hooks of the registry's owner. */
+static void changed(struct job *j)
+{
+	const struct jobs_config *c = &j->js->cfg;
+
+	stops_answer(j);
+	if (c->observer && c->observer->changed)
+		c->observer->changed(c->ctx, j);
+}
+
+static void on_change(struct jobs *js)
+{
+	if (js->cfg.on_change)
+		js->cfg.on_change(js->cfg.ctx);
 }
 
 /* ==== loop side: bookkeeping ============================================ */
 
-static void schedule(struct daemon *d);
-static void removal_submit(struct removal *r);
+/* The job whose run ctx is ctx. */
+static struct job *job_of(struct run_ctx *ctx)
+{
+	return (struct job *)((char *)ctx - offsetof(struct job, run));
+}
+
+static void on_run_restored(struct run_ctx *ctx, const struct run_restored *r);
+static void on_run_commit(struct run_ctx *ctx, const struct run_commit *c);
+static void on_run_exit(struct run_ctx *ctx, const struct run_exit *ex);
+
+/* What the jobs' runs tell the loop (runner.h). */
+static const struct run_events job_run_events = {
+	.restored = on_run_restored,
+	.commit = on_run_commit,
+	.exit = on_run_exit,
+};
+
+static void schedule(struct jobs *js);
+static int removal_submit(struct removal *r, bool now);
 
 /* A target state on its way to the database. */
 struct state_write {
 	struct job *j;
-	struct call *c;              /* answered once the write completes; NULL: nobody */
+	struct jobs_done *done;      /* answered once the write completes; NULL: nobody */
 	int64_t id;
 	enum job_state st;
 	uint32_t seq;                /* the decision's number (j->state_seq) */
@@ -93,36 +277,29 @@ static void commit_state(struct job *j, uint32_t seq, enum job_state st, char *e
 		j->started = j->updated;   /* as the store recorded it */
 }
 
-static void state_write_cancel(void *arg)
-{
-	((struct state_write *)arg)->c = NULL;
-}
-
 static void state_done(void *arg, int rc, const struct tr_err *err)
 {
 	struct state_write *w = arg;
 	struct job *j = w->j;
+	struct jobs_result r;
 
 	j->state_writes--;
 	if (rc < 0)
 		log_err("job %" PRId64 ": cannot record state %s: %s", w->id, job_state_name(w->st),
 			err ? err->msg : "?");
 	commit_state(j, w->seq, w->st, w->error);
-	if (w->c) {
-		call_on_cancel(w->c, NULL, NULL);
-		call_reply(w->c, job_id_state_json(j), false);
-	}
+	r = result_state(j);
+	done_answer(&w->done, &r);
 	free(w);
-	waiters_notify(j);
-	if (j->d->on_change)
-		j->d->on_change(j->d);
+	changed(j);
+	on_change(j->js);
 }
 
 /* ---- a pending kill after epoch N, recorded with the job ---- */
 
 struct kill_after_write {
 	struct job *j;
-	struct call *c;             /* answered once durable; NULL: nobody waits */
+	struct jobs_done *done;     /* answered once durable; NULL: nobody waits */
 	int64_t id, epoch;          /* epoch -1: clear */
 };
 
@@ -133,90 +310,79 @@ static int kill_after_fn(struct store *s, void *arg, struct tr_err *err)
 	return store_job_set_kill_after(s, w->id, w->epoch, err);
 }
 
-static void kill_after_cancel(void *arg)
-{
-	((struct kill_after_write *)arg)->c = NULL;
-}
-
 static void kill_after_done(void *arg, int rc, const struct tr_err *err)
 {
 	struct kill_after_write *w = arg;
 	struct job *j = w->j;
+	struct jobs_result r;
 
 	if (rc < 0) {
 		log_err("job %" PRId64 ": cannot record the kill after epoch %" PRId64 ": %s", w->id,
 			w->epoch, err ? err->msg : "?");
 		/* Not durable: do not pretend it is pending. */
-		if (w->epoch >= 1) {
-			int64_t want = w->epoch;
-
-			atomic_compare_exchange_strong(&j->kill_after, &want, -1);
-		}
+		if (w->epoch >= 1)
+			run_drop_kill_after(&j->run, w->epoch);
+		r = result_error(j, JOBS_E_STORAGE, NULL, "%s", err ? err->msg : "cannot record the kill");
+	} else {
+		r = result_state(j);
 	}
-	if (w->c) {
-		call_on_cancel(w->c, NULL, NULL);
-		if (rc < 0)
-			call_error(w->c, PROTO_STORAGE_ERROR,
-				   json_pack("{s:s}", "message", err ? err->msg : "cannot record the kill"));
-		else
-			call_reply(w->c, job_id_state_json(j), false);
-	}
+	done_answer(&w->done, &r);
 	free(w);
-	waiters_notify(j);
+	changed(j);
 }
 
-/* Set j->kill_after (epoch >= 1, or -1 to clear) and record it; answer c,
- * if given, once it is durable. */
-static void set_kill_after(struct job *j, int64_t epoch, struct call *c)
+/* Set the job's kill_after (epoch >= 1, or -1 to clear) and record it;
+ * answer done, if given, once it is durable (JOBS_PENDING), or now when it
+ * cannot be recorded. */
+static int set_kill_after(struct job *j, int64_t epoch, struct jobs_done *done)
 {
 	struct kill_after_write *w = calloc(1, sizeof(*w));
 
-	atomic_store(&j->kill_after, epoch);
+	run_set_kill_after(&j->run, epoch);
 	if (w) {
 		w->j = j;
-		w->c = c;
 		w->id = j->id;
 		w->epoch = epoch;
-		if (c)
-			call_on_cancel(c, kill_after_cancel, w);
-		if (storeq_submit(j->d->sq, kill_after_fn, w, kill_after_done) == 0)
-			return;
-		if (c)
-			call_on_cancel(c, NULL, NULL);
+		done_hold(&w->done, done);
+		if (storeq_submit(j->js->cfg.env.sq, kill_after_fn, w, kill_after_done) == 0)
+			return JOBS_PENDING;
 		free(w);
 	}
 	log_err("job %" PRId64 ": cannot record the kill after epoch %" PRId64, j->id, epoch);
-	if (c)
-		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "cannot record the kill"));
+	if (!done)
+		return JOBS_E_STORAGE;
+	return done_now(done, &(struct jobs_result){ .code = JOBS_E_STORAGE, .id = j->id,
+						     .state = j->state,
+						     .message = "cannot record the kill" });
 }
 
 /* Decide the job's next state: the target changes now; the committed state
  * (what clients see) once the store thread has recorded it, in order, when
- * state_done runs. `c`, if given, is answered then (id and state). */
-static void set_state(struct job *j, enum job_state st, const char *error, struct call *c)
+ * state_done runs. done, if given, is answered then (id and state):
+ * JOBS_PENDING; or at once when the write cannot even be queued (0). */
+static int set_state(struct job *j, enum job_state st, const char *error, struct jobs_done *done)
 {
-	struct daemon *d = j->d;
+	struct jobs *js = j->js;
 	struct state_write *w = calloc(1, sizeof(*w));
 	char *old_error = j->error;   /* `error` may be j->error itself (finalize) */
+	struct jobs_result r;
 
 	if (st == JOB_FAILED)
-		d->counters.jobs_failed++;
+		js->cfg.counters->jobs_failed++;
 	j->target = st;
 	j->state_seq++;
 	j->error = error ? strdup(error) : NULL;
 	free(old_error);
 	if (w) {
 		w->j = j;
-		w->c = c;
 		w->id = j->id;
 		w->st = st;
 		w->seq = j->state_seq;
 		w->error = j->error ? strdup(j->error) : NULL;
-		if ((!j->error || w->error) && storeq_submit(d->sq, state_fn, w, state_done) == 0) {
+		if ((!j->error || w->error) && storeq_submit(js->cfg.env.sq, state_fn, w, state_done) == 0) {
 			j->state_writes++;
-			if (c)
-				call_on_cancel(c, state_write_cancel, w);
-			return;
+			done_hold(&w->done, done);
+			return JOBS_PENDING;
 		}
 		free(w->error);
 		free(w);
@@ -225,31 +391,33 @@ static void set_state(struct job *j, enum job_state st, const char *error, struc
 	 * as for a write the database refused, see jobs.h. */
 	log_err("job %" PRId64 ": cannot record state %s", j->id, job_state_name(st));
 	commit_state(j, j->state_seq, st, j->error ? strdup(j->error) : NULL);
-	if (c)
-		call_reply(c, job_id_state_json(j), false);
-	waiters_notify(j);
-	if (d->on_change)
-		d->on_change(d);
+	r = result_state(j);
+	changed(j);
+	on_change(js);
+	return done ? done_now(done, &r) : JOBS_OK;
 }
 
 static void finalize(struct job *j)
 {
-	struct daemon *d = j->d;
+	struct jobs *js = j->js;
 	enum job_state st = (enum job_state)j->exit_outcome;
 
 	j->finalize_pending = false;
-	if (d->on_run_end)
-		d->on_run_end(d, j);   /* ahead of the state it ended in (the step series) */
+	if (js->cfg.on_run_end)
+		js->cfg.on_run_end(js->cfg.ctx, j);   /* ahead of the state it ended in (the step series) */
 	if (j->commit_failed && st != JOB_FAILED && st != JOB_RUNNING)
 		st = JOB_FAILED;
 	if (st == JOB_RUNNING) {
+		struct run_progress p;
+
 		/* shutdown: stays running in the database, continues at next start */
+		run_progress_get(&j->run, &p);
 		log_notice("job %" PRId64 ": checkpointed for shutdown at epoch %u step %u", j->id,
-			   j->prog.epoch, j->prog.step);
+			   p.epoch, p.step);
 		j->target = JOB_RUNNING;   /* what the database says already */
-		waiters_notify(j);
+		changed(j);
 	} else if (st == JOB_FAILED && j->exit_restartable && !j->commit_failed && !j->removal &&
-		   !d->shutting_down && j->restarts < j->cfg.max_restarts) {
+		   !js->shutting_down && j->restarts < j->cfg.max_restarts) {
 		/* A rank, a host or the launcher failed: again from the newest
 		 * checkpoint, which gives the same bits as never failing. */
 		j->restarts++;
@@ -257,7 +425,7 @@ static void finalize(struct job *j)
 		j->last_failure = j->error ? strdup(j->error) : NULL;
 		log_err("job %" PRId64 ": failed: %s; restart %u of %u from its newest checkpoint", j->id,
 			j->error ? j->error : "?", j->restarts, j->cfg.max_restarts);
-		j->queue_seq = d->next_seq++;
+		j->queue_seq = js->next_seq++;
 		set_state(j, JOB_QUEUED, NULL, NULL);
 	} else {
 		if (st == JOB_FAILED)
@@ -268,16 +436,16 @@ static void finalize(struct job *j)
 		set_state(j, st, st == JOB_FAILED ? j->error : NULL, NULL);
 	}
 	if (j->removal)
-		removal_submit(j->removal);   /* after the state write: the store runs them in order */
-	schedule(d);
-	if (d->shutting_down && d->running == 0 && d->on_drained)
-		d->on_drained(d);
+		removal_submit(j->removal, false);   /* after the state write: the store runs them in order */
+	schedule(js);
+	if (js->shutting_down && js->running == 0 && js->cfg.on_drained)
+		js->cfg.on_drained(js->cfg.ctx);
 }
 
-void jobs_on_commit(struct job *j, const struct run_commit *c)
+static void on_run_commit(struct run_ctx *ctx, const struct run_commit *c)
 {
+	struct job *j = job_of(ctx);
 
-	atomic_fetch_sub(&j->commits_inflight, 1);
 	if (c->rc < 0) {
 		log_err("job %" PRId64 ": checkpoint at epoch %u step %u not committed: %s", j->id, c->epoch,
 			c->step, c->err.msg);
@@ -285,7 +453,7 @@ void jobs_on_commit(struct job *j, const struct run_commit *c)
 		free(j->error);
 		j->error = strdup(c->err.msg);
 		if (j->worker_alive)
-			job_runner(j)->stop(j, STOP_FAIL);
+			run_request_stop(&j->run, STOP_FAIL);
 	} else {
 		j->newest.valid = true;
 		j->newest.epoch = c->epoch;
@@ -296,7 +464,7 @@ void jobs_on_commit(struct job *j, const struct run_commit *c)
 		j->newest.val_loss = c->is_epoch ? c->row.val_loss : NAN;
 		snprintf(j->newest.checksum, sizeof(j->newest.checksum), "%s", c->checksum);
 		if (c->is_epoch) {
-			counters_observe_commit(&j->d->counters, c->durable_after);
+			counters_observe_commit(j->js->cfg.counters, c->durable_after);
 			j->committed_epoch = c->row.epoch;
 			j->last_val_acc = c->row.val_acc;
 			j->has_val_acc = true;
@@ -319,20 +487,22 @@ void jobs_on_commit(struct job *j, const struct run_commit *c)
 					 j->id, c->row.epoch, j->cfg.epochs, c->row.train_loss, c->row.train_acc,
 					 c->row.val_loss, c->row.val_acc, c->row.seconds, c->hold_seconds * 1e3,
 					 c->durable_after * 1e3);
-			if (atomic_load(&j->kill_after) == (int64_t)c->row.epoch && j->worker_alive)
-				job_runner(j)->stop(j, STOP_KILL);
+			if (run_kill_after(&j->run) == (int64_t)c->row.epoch && j->worker_alive)
+				run_request_stop(&j->run, STOP_KILL);
 		} else {
 			log_info("job %" PRId64 ": position epoch %u step %u saved", j->id, c->epoch, c->step);
 		}
 		j->updated = now_unix();
-		waiters_notify(j);
+		changed(j);
 	}
-	if (j->finalize_pending && atomic_load(&j->commits_inflight) == 0)
+	if (j->finalize_pending && run_commits_inflight(&j->run) == 0)
 		finalize(j);
 }
 
-void jobs_on_restored(struct job *j, const struct run_restored *r)
+static void on_run_restored(struct run_ctx *ctx, const struct run_restored *r)
 {
+	struct job *j = job_of(ctx);
+
 	if (r->from_checkpoint)
 		j->newest = r->ck;
 	else
@@ -352,15 +522,15 @@ void jobs_on_restored(struct job *j, const struct run_restored *r)
 		j->numerics = strdup(r->numerics);   /* NULL on ENOMEM: the log still says it */
 		log_warn("job %" PRId64 ": %s", j->id, r->numerics);
 	}
-	waiters_notify(j);   /* the run stays the worker's until its exit event */
+	changed(j);   /* the run stays the runner's until its exit event */
 }
 
-void jobs_on_exit(struct job *j, const struct run_exit *ex)
+static void on_run_exit(struct run_ctx *ctx, const struct run_exit *ex)
 {
-	struct daemon *d = j->d;
+	struct job *j = job_of(ctx);
 
 	j->worker_alive = false;
-	d->running--;
+	j->js->running--;
 	j->exit_outcome = ex->outcome;
 	j->exit_restartable = ex->restartable;
 	if (ex->restored)
@@ -371,7 +541,7 @@ void jobs_on_exit(struct job *j, const struct run_exit *ex)
 		j->error = strdup(ex->msg);
 	}
 	j->finalize_pending = true;
-	if (atomic_load(&j->commits_inflight) == 0)
+	if (run_commits_inflight(&j->run) == 0)
 		finalize(j);
 }
 
@@ -379,18 +549,21 @@ void jobs_on_exit(struct job *j, const struct run_exit *ex)
 static void job_drop_dataset(struct job *j)
 {
 	if (j->ds)
-		dscache_put(j->d->dsc, j->ds);
+		dscache_put(j->js->cfg.env.dsc, j->ds);
 	j->ds = NULL;
 }
 
-static void start_worker(struct job *j)
+static void start_run(struct job *j)
 {
-	struct daemon *d = j->d;
 	bool weights_only = j->weights_only_next;
+	struct run_start how = {
+		.weights_only = weights_only, .go_on = j->go_on_next, .ds = j->ds,
+		.digest = j->dataset_digest, .committed_epoch = j->committed_epoch,
+	};
 	struct tr_err err = { 0 };
 
 	j->commit_failed = false;
-	if (job_runner(j)->start(j, weights_only, j->ds, &err) < 0) {
+	if (run_start(&j->run, &how, &err) < 0) {
 		job_drop_dataset(j);
 		set_state(j, JOB_FAILED, err.msg, NULL);
 		return;
@@ -399,19 +572,19 @@ static void start_worker(struct job *j)
 	j->go_on_next = false;
 	j->ds = NULL;   /* the run's now */
 	j->worker_alive = true;
-	d->running++;
+	j->js->running++;
 	log_notice("job %" PRId64 " (%s): started%s", j->id, j->name,
 		   weights_only ? " (weights-only resume)" : "");
 	set_state(j, JOB_RUNNING, NULL, NULL);
 }
 
-static void schedule(struct daemon *d)
+static void schedule(struct jobs *js)
 {
-	while (!d->shutting_down && d->running < d->max_running) {
+	while (!js->shutting_down && js->running < js->cfg.max_running) {
 		struct job *next = NULL;
 
-		for (size_t i = 0; i < d->njobs; i++) {
-			struct job *j = d->jobs[i];
+		for (size_t i = 0; i < js->njobs; i++) {
+			struct job *j = js->jobs[i];
 
 			if (j->target == JOB_QUEUED && !j->worker_alive && !j->removal &&
 			    (!next || j->queue_seq < next->queue_seq))
@@ -419,7 +592,7 @@ static void schedule(struct daemon *d)
 		}
 		if (!next)
 			break;
-		start_worker(next);
+		start_run(next);
 	}
 }
 
@@ -438,19 +611,6 @@ void job_note_row(struct job *j, const struct history_row *r)
 		free(j->stopped_early);
 		j->stopped_early = strdup(stop);   /* NULL on ENOMEM: the history still has it */
 	}
-}
-
-void job_checkpoint_from_store(struct job_checkpoint *out, const struct store_checkpoint *c)
-{
-	out->valid = true;
-	out->epoch = c->epoch;
-	out->step = c->step;
-	out->is_epoch = c->is_epoch;
-	out->size = c->size;
-	out->created = c->created_at;
-	out->val_loss = c->val_loss;
-	out->best = c->best;
-	snprintf(out->checksum, sizeof(out->checksum), "%s", c->checksum);
 }
 
 /* ---- the dataset's digest, recorded with the job ---- */
@@ -485,7 +645,7 @@ void jobs_record_digest(struct job *j, const char *digest)
 	if (w) {
 		w->id = j->id;
 		snprintf(w->digest, sizeof(w->digest), "%s", digest);
-		if (storeq_submit(j->d->sq, digest_fn, w, digest_done) == 0)
+		if (storeq_submit(j->js->cfg.env.sq, digest_fn, w, digest_done) == 0)
 			return;
 		free(w);
 	}
@@ -494,37 +654,71 @@ void jobs_record_digest(struct job *j, const char *digest)
 
 /* ==== loop side: registry =============================================== */
 
+int jobs_new(struct jobs **out, const struct jobs_config *cfg)
+{
+	struct jobs *js = calloc(1, sizeof(*js));
+
+	*out = NULL;
+	if (!js)
+		return -ENOMEM;
+	js->cfg = *cfg;
+	*out = js;
+	return 0;
+}
+
+void jobs_set_store(struct jobs *js, struct storeq *sq)
+{
+	js->cfg.env.sq = sq;
+}
+
+bool jobs_shutting_down(const struct jobs *js)
+{
+	return js->shutting_down;
+}
+
+size_t jobs_count(const struct jobs *js)
+{
+	return js->njobs;
+}
+
+struct job *jobs_at(struct jobs *js, size_t i)
+{
+	return js->jobs[i];
+}
+
+unsigned jobs_running(const struct jobs *js)
+{
+	return js->running;
+}
+
 /* Room in the registry for `more` jobs beyond those in it and those being
  * created, so that adding a job stored meanwhile cannot fail. */
-static int registry_reserve(struct daemon *d, size_t more)
+static int registry_reserve(struct jobs *js, size_t more)
 {
-	size_t need = d->njobs + d->creating + more, ncap = d->cap ? d->cap : 16;
+	size_t need = js->njobs + js->creating + more, ncap = js->cap ? js->cap : 16;
 	struct job **nj;
 
-	if (need <= d->cap)
+	if (need <= js->cap)
 		return 0;
 	while (ncap < need)
 		ncap *= 2;
-	nj = realloc(d->jobs, ncap * sizeof(*nj));
+	nj = realloc(js->jobs, ncap * sizeof(*nj));
 	if (!nj)
 		return -ENOMEM;
-	d->jobs = nj;
-	d->cap = ncap;
+	js->jobs = nj;
+	js->cap = ncap;
 	return 0;
 }
 
 /* A job not yet in the registry. */
-static struct job *job_alloc(struct daemon *d)
+static struct job *job_alloc(struct jobs *js)
 {
 	struct job *j = calloc(1, sizeof(*j));
 
 	if (!j)
 		return NULL;
-	j->d = d;
-	pthread_mutex_init(&j->mu, NULL);
-	atomic_init(&j->stop, STOP_NONE);
-	atomic_init(&j->kill_after, -1);
-	atomic_init(&j->commits_inflight, 0);
+	j->js = js;
+	run_ctx_init(&j->run, &j->cfg, &js->cfg.env, &job_run_events);
 	return j;
 }
 
@@ -539,25 +733,25 @@ static void job_destroy(struct job *j)
 	free(j->origin);
 	free(j->last_failure);
 	free(j->removal);   /* a removal the loop stopped before (its call is gone) */
-	pthread_mutex_destroy(&j->mu);
+	run_ctx_deinit(&j->run);
 	free(j);
 }
 
-static struct job *job_new(struct daemon *d)
+static struct job *job_new(struct jobs *js)
 {
 	struct job *j;
 
-	if (registry_reserve(d, 1) < 0 || !(j = job_alloc(d)))
+	if (registry_reserve(js, 1) < 0 || !(j = job_alloc(js)))
 		return NULL;
-	d->jobs[d->njobs++] = j;
+	js->jobs[js->njobs++] = j;
 	return j;
 }
 
-struct job *jobs_find(struct daemon *d, int64_t id)
+struct job *jobs_find(struct jobs *js, int64_t id)
 {
-	for (size_t i = 0; i < d->njobs; i++)
-		if (d->jobs[i]->id == id && !d->jobs[i]->removal)
-			return d->jobs[i];
+	for (size_t i = 0; i < js->njobs; i++)
+		if (js->jobs[i]->id == id && !js->jobs[i]->removal)
+			return js->jobs[i];
 	return NULL;
 }
 
@@ -569,14 +763,6 @@ uint32_t jobs_steps_per_epoch(const struct train_config *cfg, uint32_t train_cou
 		return 0;
 	n = cfg->train_size ? cfg->train_size : train_count - cfg->val_size;
 	return (uint32_t)(((uint64_t)n + cfg->batch_size - 1) / cfg->batch_size);
-}
-
-static void set_steps_per_epoch(struct job *j, uint32_t spe)
-{
-	pthread_mutex_lock(&j->mu);
-	if (!j->prog.steps_per_epoch)
-		j->prog.steps_per_epoch = spe;
-	pthread_mutex_unlock(&j->mu);
 }
 
 /* The training images of each dataset recovery has met, so that thousands of
@@ -607,7 +793,7 @@ static void recover_steps(struct job *j, struct train_counts *tc)
 	if (i < tc->n) {
 		sh = tc->ds[i].shape;
 	} else {
-		if (dscache_train_shape(j->d->dsc, j->cfg.dataset, &sh, NULL) < 0)
+		if (dscache_train_shape(j->js->cfg.env.dsc, j->cfg.dataset, &sh, NULL) < 0)
 			memset(&sh, 0, sizeof(sh));
 		if (tc->n < sizeof(tc->ds) / sizeof(tc->ds[0])) {
 			snprintf(tc->ds[tc->n].name, sizeof(tc->ds[tc->n].name), "%s", j->cfg.dataset);
@@ -615,7 +801,7 @@ static void recover_steps(struct job *j, struct train_counts *tc)
 			tc->ds[tc->n++].shape = sh;
 		}
 	}
-	set_steps_per_epoch(j, jobs_steps_per_epoch(&j->cfg, trainer_probe_samples(&j->cfg, &sh)));
+	run_progress_steps(&j->run, jobs_steps_per_epoch(&j->cfg, trainer_probe_samples(&j->cfg, &sh)), true);
 	if (sh.train_count || sh.train_tokens) {
 		struct shape in = trainer_probe_shape(&j->cfg, &sh);
 
@@ -644,7 +830,7 @@ static bool recover_data_changed(struct job *j, struct store *s, struct train_co
 		rc = tc->ds[i].digest_rc;
 		snprintf(now, sizeof(now), "%s", tc->ds[i].digest);
 	} else {
-		rc = dscache_digest(j->d->dsc, j->cfg.dataset, s, NULL, now, NULL, &derr);
+		rc = dscache_digest(j->js->cfg.env.dsc, j->cfg.dataset, s, NULL, now, NULL, &derr);
 		if (i < tc->n) {
 			tc->ds[i].digest_rc = rc;
 			snprintf(tc->ds[i].digest, sizeof(tc->ds[i].digest), "%s", rc == 0 ? now : "");
@@ -660,7 +846,7 @@ static bool recover_data_changed(struct job *j, struct store *s, struct train_co
 	return true;
 }
 
-int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
+int jobs_recover(struct jobs *js, struct store *s, struct tr_err *err)
 {
 	struct store_job *rows = NULL;
 	struct train_counts tc = { 0 };
@@ -672,7 +858,7 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 		return rc;
 	for (size_t i = 0; i < n; i++) {
 		struct store_job *r = &rows[i];
-		struct job *j = job_new(d);
+		struct job *j = job_new(js);
 		struct store_checkpoint *cks = NULL;
 		struct history_row *hist = NULL;
 		size_t nck = 0, nh = 0;
@@ -684,7 +870,7 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 			rc = tr_err_set(err, -ENOMEM, "out of memory");
 			break;
 		}
-		j->id = r->id;
+		j->id = j->run.id = r->id;
 		snprintf(j->name, sizeof(j->name), "%s", r->name);
 		j->keep = r->keep;
 		j->created = r->created_at;
@@ -708,7 +894,7 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 		json_decref(cj);
 		/* The list is ordered by (epoch, step): the last is the newest. */
 		if (store_checkpoint_list(s, j->id, &cks, &nck, NULL) == 0 && nck > 0)
-			job_checkpoint_from_store(&j->newest, &cks[nck - 1]);
+			store_ckpt_describe(&j->newest, &cks[nck - 1]);
 		for (size_t k = 0; k < nck; k++)
 			store_checkpoint_clear(&cks[k]);
 		free(cks);
@@ -719,12 +905,10 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 				job_note_row(j, &hist[h]);
 		}
 		free(hist);
-		pthread_mutex_lock(&j->mu);
-		j->prog.epoch = j->newest.valid ? j->newest.epoch : 0;
-		j->prog.step = j->newest.valid ? j->newest.step : 0;
-		pthread_mutex_unlock(&j->mu);
+		run_progress_place(&j->run, j->newest.valid ? j->newest.epoch : 0,
+				   j->newest.valid ? j->newest.step : 0);
 		recover_steps(j, &tc);
-		atomic_store(&j->kill_after, r->kill_after >= 1 ? r->kill_after : -1);
+		run_set_kill_after(&j->run, r->kill_after >= 1 ? r->kill_after : -1);
 		if ((j->state == JOB_RUNNING || j->state == JOB_QUEUED) && r->kill_after >= 1 &&
 		    (uint32_t)r->kill_after <= j->committed_epoch) {
 			/* Epoch N committed, traind stopped before recording the kill. */
@@ -753,7 +937,7 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 			    store_job_set_state(s, j->id, JOB_QUEUED, r->last_error, &cerr) < 0)
 				log_err("job %" PRId64 ": cannot record state queued: %s", j->id, cerr.msg);
 			j->state = JOB_QUEUED;
-			j->queue_seq = d->next_seq++;
+			j->queue_seq = js->next_seq++;
 		}
 		j->target = j->state;
 	}
@@ -761,27 +945,18 @@ int jobs_recover(struct daemon *d, struct store *s, struct tr_err *err)
 	return rc;
 }
 
-void jobs_start(struct daemon *d)
+void jobs_start(struct jobs *js)
 {
-	waiters_start(d);
-	schedule(d);
-	if (d->on_change)
-		d->on_change(d);
+	schedule(js);
+	on_change(js);
 }
 
 /* ==== verbs ============================================================= */
 
-static void invalid_state(struct call *c, struct job *j, const char *msg)
-{
-	call_error(c, PROTO_INVALID_STATE,
-		   json_pack("{s:I,s:s,s:s}", "id", (json_int_t)j->id, "state", job_state_name(j->state),
-			     "message", msg));
-}
-
-void job_spec_clear(struct daemon *d, struct job_spec *spec)
+void job_spec_clear(struct dscache *dsc, struct job_spec *spec)
 {
 	if (spec->ds)
-		dscache_put(d->dsc, spec->ds);
+		dscache_put(dsc, spec->ds);
 	spec->ds = NULL;
 	free(spec->init_ckpt);
 	spec->init_ckpt = NULL;
@@ -793,8 +968,9 @@ void job_spec_clear(struct daemon *d, struct job_spec *spec)
  * the registry reserved, before the row is written: once it is durable the
  * job joins the registry without anything left to fail. */
 struct create_req {
-	struct daemon *d;
-	struct call *c;
+	struct jobs *js;
+	struct jobs_done *done;      /* answered once stored; NULL: the client left (the job
+	                                is still created) */
 	struct job *j;               /* filled in from the spec, not yet in the registry */
 	struct job_spec spec;        /* init_ckpt for the store thread; ds moved to j */
 	char *config_json;
@@ -832,18 +1008,11 @@ static int create_fn(struct store *s, void *arg, struct tr_err *err)
 	return rc;
 }
 
-static void create_cancel(void *arg)
-{
-	struct create_req *r = arg;
-
-	r->c = NULL;   /* the job is still created; nobody to tell its id */
-}
-
 static void create_req_free(struct create_req *r)
 {
 	if (r->j)
 		job_destroy(r->j);
-	job_spec_clear(r->d, &r->spec);
+	job_spec_clear(r->js->cfg.env.dsc, &r->spec);
 	free(r->config_json);
 	free(r);
 }
@@ -851,20 +1020,19 @@ static void create_req_free(struct create_req *r)
 static void create_done(void *arg, int rc, const struct tr_err *err)
 {
 	struct create_req *r = arg;
-	struct daemon *d = r->d;
+	struct jobs *js = r->js;
 	struct job *j = r->j;
+	struct jobs_result res;
 
-	d->creating--;
-	if (r->c)
-		call_on_cancel(r->c, NULL, NULL);
+	js->creating--;
 	if (rc < 0) {
-		if (r->c)
-			call_error(r->c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", err ? err->msg : "?"));
+		res = result_error(NULL, JOBS_E_STORAGE, NULL, "%s", err ? err->msg : "?");
+		done_answer(&r->done, &res);
 		create_req_free(r);
 		return;
 	}
 	r->j = NULL;
-	j->id = r->id;
+	j->id = j->run.id = r->id;
 	j->created = j->updated = now_unix();
 	if (r->spec.init_ckpt) {
 		j->newest.valid = true;
@@ -885,36 +1053,32 @@ static void create_done(void *arg, int rc, const struct tr_err *err)
 			j->last_val_acc = r->spec.origin_val_acc;
 			j->has_val_acc = true;
 		}
-		pthread_mutex_lock(&j->mu);
-		j->prog.epoch = r->spec.origin_epoch;
-		j->prog.step = r->spec.origin_step;
-		pthread_mutex_unlock(&j->mu);
+		run_progress_place(&j->run, r->spec.origin_epoch, r->spec.origin_step);
 	}
-	j->queue_seq = d->next_seq++;
-	d->jobs[d->njobs++] = j;   /* reserved by jobs_start_job */
+	j->queue_seq = js->next_seq++;
+	js->jobs[js->njobs++] = j;   /* reserved by jobs_start_job */
 	log_notice("job %" PRId64 " (%s): created: %s, %u epochs, batch %u, %s lr %g", j->id, j->name,
 		   j->cfg.dataset, j->cfg.epochs, j->cfg.batch_size, config_optim_name(j->cfg.optimizer),
 		   j->cfg.lr);
-	if (r->c)
-		call_reply(r->c, json_pack("{s:I}", "id", (json_int_t)j->id), false);
+	res = result_state(j);
+	done_answer(&r->done, &res);
 	create_req_free(r);
-	schedule(d);
-	if (d->on_change)
-		d->on_change(d);
+	schedule(js);
+	on_change(js);
 }
 
-void jobs_start_job(struct daemon *d, struct call *c, struct job_spec *spec)
+int jobs_start_job(struct jobs *js, struct job_spec *spec, struct jobs_done *done)
 {
 	struct create_req *r = calloc(1, sizeof(*r));
 	json_t *cj = NULL;
 	struct job *j;
 
 	if (!r) {
-		job_spec_clear(d, spec);
-		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
-		return;
+		job_spec_clear(js->cfg.env.dsc, spec);
+		return done_now(done, &(struct jobs_result){ .code = JOBS_E_STORAGE,
+							     .message = "out of memory" });
 	}
-	r->d = d;
+	r->js = js;
 	r->spec = *spec;   /* r owns what spec owned */
 	spec->ds = NULL;
 	spec->init_ckpt = NULL;
@@ -923,11 +1087,11 @@ void jobs_start_job(struct daemon *d, struct call *c, struct job_spec *spec)
 	if (cj)
 		r->config_json = json_dumps(cj, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
 	json_decref(cj);
-	r->j = j = job_alloc(d);
-	if (!r->config_json || !j || registry_reserve(d, 1) < 0) {
+	r->j = j = job_alloc(js);
+	if (!r->config_json || !j || registry_reserve(js, 1) < 0) {
 		create_req_free(r);
-		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
-		return;
+		return done_now(done, &(struct jobs_result){ .code = JOBS_E_STORAGE,
+							     .message = "out of memory" });
 	}
 	snprintf(j->name, sizeof(j->name), "%s", r->spec.name);
 	j->cfg = r->spec.cfg;
@@ -935,33 +1099,38 @@ void jobs_start_job(struct daemon *d, struct call *c, struct job_spec *spec)
 	j->state = j->target = JOB_QUEUED;   /* the row is created queued */
 	j->ds = r->spec.ds;                  /* for its first run */
 	r->spec.ds = NULL;
-	j->prog.steps_per_epoch = r->spec.steps_per_epoch;
+	run_progress_steps(&j->run, r->spec.steps_per_epoch, false);
 	j->params = r->spec.params;
 	j->classes = j->ds ? dataset_outputs(j->ds) : 0;
 	snprintf(j->dataset_digest, sizeof(j->dataset_digest), "%s", r->spec.dataset_digest);
-	if (storeq_submit(d->sq, create_fn, r, create_done) < 0) {
+	if (storeq_submit(js->cfg.env.sq, create_fn, r, create_done) < 0) {
 		create_req_free(r);
-		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "cannot queue the job"));
-		return;
+		return done_now(done, &(struct jobs_result){ .code = JOBS_E_STORAGE,
+							     .message = "cannot queue the job" });
 	}
-	d->creating++;
-	r->c = c;
-	call_on_cancel(c, create_cancel, r);
+	js->creating++;
+	done_hold(&r->done, done);
+	return JOBS_PENDING;
 }
 
-void jobs_pause(struct daemon *d, struct call *c, struct job *j)
+static int invalid_state(struct jobs_done *done, struct job *j, const char *msg)
 {
+	struct jobs_result r = result_error(j, JOBS_E_INVALID_STATE, NULL, "%s", msg);
+
+	return done_now(done, &r);
+}
+
+int jobs_pause(struct jobs *js, struct job *j, struct jobs_done *done)
+{
+	(void)js;
 	if (j->target == JOB_QUEUED) {
 		job_drop_dataset(j);
-		set_state(j, JOB_PAUSED, NULL, c);   /* answers c once durable */
-		return;
+		return set_state(j, JOB_PAUSED, NULL, done);   /* answered once durable */
 	}
-	if (j->target != JOB_RUNNING || !j->worker_alive) {
-		invalid_state(c, j, "only a queued or running job can be paused");
-		return;
-	}
-	job_runner(j)->stop(j, STOP_PAUSE);
-	waiters_add_stop(j, c);
+	if (j->target != JOB_RUNNING || !j->worker_alive)
+		return invalid_state(done, j, "only a queued or running job can be paused");
+	run_request_stop(&j->run, STOP_PAUSE);
+	return stop_wait_add(j, done, true);
 }
 
 /* ---- a job's configuration, recorded again (resume --epochs) ---- */
@@ -1001,7 +1170,7 @@ static int record_config(struct job *j)
 		w->id = j->id;
 		w->epochs = j->cfg.epochs;
 		json_decref(o);
-		if (storeq_submit(j->d->sq, config_fn, w, config_done) == 0)
+		if (storeq_submit(j->js->cfg.env.sq, config_fn, w, config_done) == 0)
 			return 0;
 		o = NULL;
 	}
@@ -1012,32 +1181,31 @@ static int record_config(struct job *j)
 	return -ENOMEM;
 }
 
-void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_only,
-		 uint32_t epochs, uint32_t ranks)
+int jobs_resume(struct jobs *js, struct job *j, bool weights_only, uint32_t epochs, uint32_t ranks,
+		struct jobs_done *done)
 {
 	bool more = epochs > 0;
+	struct jobs_result r;
+	int rc;
 
 	if (j->target != JOB_PAUSED && j->target != JOB_KILLED && j->target != JOB_FAILED &&
-	    !(more && j->target == JOB_DONE)) {
-		invalid_state(c, j, j->target == JOB_DONE ? "the job is already done (resume --epochs N trains it on to N epochs)"
-							   : "only a paused, killed or failed job can be resumed");
-		return;
-	}
-	if (j->worker_alive || j->finalize_pending) {
-		invalid_state(c, j, "the job is still stopping");
-		return;
-	}
+	    !(more && j->target == JOB_DONE))
+		return invalid_state(done, j, j->target == JOB_DONE
+					      ? "the job is already done (resume --epochs N trains it on to N epochs)"
+					      : "only a paused, killed or failed job can be resumed");
+	if (j->worker_alive || j->finalize_pending)
+		return invalid_state(done, j, "the job is still stopping");
 	if (more && epochs <= j->committed_epoch) {
-		call_invalid_parameter(c, "epochs",
-				       "job %" PRId64 " has committed %u epoch(s); the epochs in all must be more than that, not %u",
-				       j->id, j->committed_epoch, epochs);
-		return;
+		r = result_error(j, JOBS_E_INVALID_PARAMETER, "epochs",
+				 "job %" PRId64 " has committed %u epoch(s); the epochs in all must be more than that, not %u",
+				 j->id, j->committed_epoch, epochs);
+		return done_now(done, &r);
 	}
 	if (ranks && config_shards(&j->cfg) % ranks != 0) {
-		call_invalid_parameter(c, "ranks",
-				       "%u ranks do not divide job %" PRId64 "'s %u shards", ranks, j->id,
-				       config_shards(&j->cfg));
-		return;
+		r = result_error(j, JOBS_E_INVALID_PARAMETER, "ranks",
+				 "%u ranks do not divide job %" PRId64 "'s %u shards", ranks, j->id,
+				 config_shards(&j->cfg));
+		return done_now(done, &r);
 	}
 	if ((more && epochs != j->cfg.epochs) || (ranks && ranks != j->cfg.ranks)) {
 		uint32_t old = j->cfg.epochs, old_ranks = j->cfg.ranks;
@@ -1047,9 +1215,8 @@ void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_o
 		if (record_config(j) < 0) {
 			j->cfg.epochs = old;
 			j->cfg.ranks = old_ranks;
-			call_error(c, PROTO_STORAGE_ERROR,
-				   json_pack("{s:s}", "message", "cannot record the job's epochs"));
-			return;
+			r = result_error(j, JOBS_E_STORAGE, NULL, "cannot record the job's epochs");
+			return done_now(done, &r);
 		}
 		if (more && epochs != old)
 			log_notice("job %" PRId64 ": %u epochs in all (was %u)", j->id, epochs, old);
@@ -1059,49 +1226,49 @@ void jobs_resume(struct daemon *d, struct call *c, struct job *j, bool weights_o
 	j->weights_only_next = weights_only;
 	j->go_on_next = more;
 	j->restarts = 0;
-	if (atomic_load(&j->kill_after) != -1)
+	if (run_kill_after(&j->run) != -1)
 		set_kill_after(j, -1, NULL);
-	j->queue_seq = d->next_seq++;
+	j->queue_seq = js->next_seq++;
 	log_notice("job %" PRId64 ": resumed%s", j->id, weights_only ? " (weights only)" : "");
-	set_state(j, JOB_QUEUED, NULL, c);   /* answers c once durable */
-	schedule(d);
+	rc = set_state(j, JOB_QUEUED, NULL, done);   /* answered once durable */
+	schedule(js);
+	return rc;
 }
 
-void jobs_kill(struct daemon *d, struct call *c, struct job *j, int64_t after_epoch)
+int jobs_kill(struct jobs *js, struct job *j, int64_t after_epoch, struct jobs_done *done)
 {
-	if (j->target != JOB_RUNNING && j->target != JOB_QUEUED) {
-		invalid_state(c, j, "only a queued or running job can be killed");
-		return;
-	}
+	(void)js;
+	if (j->target != JOB_RUNNING && j->target != JOB_QUEUED)
+		return invalid_state(done, j, "only a queued or running job can be killed");
 	if (after_epoch > 0 && (uint32_t)after_epoch > j->committed_epoch) {
 		if ((uint64_t)after_epoch > j->cfg.epochs) {
-			call_invalid_parameter(c, "after_epoch", "after_epoch is beyond the job's last epoch");
-			return;
+			struct jobs_result r = result_error(j, JOBS_E_INVALID_PARAMETER, "after_epoch",
+							    "after_epoch is beyond the job's last epoch");
+
+			return done_now(done, &r);
 		}
 		log_notice("job %" PRId64 ": will be killed after epoch %" PRId64 " commits", j->id,
 			   after_epoch);
-		set_kill_after(j, after_epoch, c);   /* answers c once recorded */
-		return;
+		return set_kill_after(j, after_epoch, done);   /* answered once recorded */
 	}
 	if (j->target == JOB_QUEUED && !j->worker_alive) {
 		log_notice("job %" PRId64 ": killed while queued", j->id);
 		job_drop_dataset(j);
-		set_state(j, JOB_KILLED, NULL, c);   /* answers c once durable */
-		return;
+		return set_state(j, JOB_KILLED, NULL, done);   /* answered once durable */
 	}
-	job_runner(j)->stop(j, STOP_KILL);
+	run_request_stop(&j->run, STOP_KILL);
 	log_notice("job %" PRId64 ": kill requested", j->id);
-	waiters_add_stop(j, c);
+	return stop_wait_add(j, done, false);
 }
 
-/* ==== removal (io.traind.Delete) ======================================== */
+/* ==== removal (Delete) ================================================== */
 
 struct removal {
 	struct job *j;
-	struct call *c;              /* answered once removed; NULL when the client left */
+	struct jobs_done *done;      /* answered once removed; NULL when the client left */
 	int64_t id;
 	enum job_state was;          /* the job's state when Delete was called */
-	bool killed;                 /* force stopped its worker first */
+	bool killed;                 /* force stopped its run first */
 	struct store_removed removed;
 };
 
@@ -1112,21 +1279,21 @@ static int removal_fn(struct store *s, void *arg, struct tr_err *err)
 	return store_job_delete(s, r->id, &r->removed, err);
 }
 
-static void removal_cancel(void *arg)
+/* Take j out of the registry and free it; everything still waiting on it
+ * ends (JOBS_E_REMOVED, the observer's removed). Only once its run is gone
+ * and all its store work has run (the removal is the last: the store
+ * thread keeps the order). */
+static void job_remove(struct jobs *js, struct job *j)
 {
-	((struct removal *)arg)->c = NULL;   /* the removal goes on */
-}
+	const struct jobs_config *c = &js->cfg;
 
-/* Take j out of the registry and free it; every call still waiting on it
- * ends with JobRemoved. Only once its worker is gone and all its store work
- * has run (the removal is the last: the store thread keeps the order). */
-static void job_remove(struct daemon *d, struct job *j)
-{
-	waiters_remove_all(j);
-	for (size_t i = 0; i < d->njobs; i++) {
-		if (d->jobs[i] == j) {
-			memmove(&d->jobs[i], &d->jobs[i + 1], (d->njobs - i - 1) * sizeof(d->jobs[0]));
-			d->njobs--;
+	stops_end(j, true);
+	if (c->observer && c->observer->removed)
+		c->observer->removed(c->ctx, j);
+	for (size_t i = 0; i < js->njobs; i++) {
+		if (js->jobs[i] == j) {
+			memmove(&js->jobs[i], &js->jobs[i + 1], (js->njobs - i - 1) * sizeof(js->jobs[0]));
+			js->njobs--;
 			break;
 		}
 	}
@@ -1138,137 +1305,140 @@ static void removal_done(void *arg, int rc, const struct tr_err *err)
 {
 	struct removal *r = arg;
 	struct job *j = r->j;
-	struct daemon *d = j->d;
+	struct jobs *js = j->js;
+	struct jobs_result res;
 
-	if (r->c)
-		call_on_cancel(r->c, NULL, NULL);
 	if (rc < 0) {
 		/* Still there: it becomes visible again, as it now is (killed, if
 		 * force stopped it; a queued one may run). */
 		log_err("job %" PRId64 ": cannot remove it: %s", r->id, err ? err->msg : "?");
 		j->removal = NULL;
-		if (r->c)
-			call_error(r->c, PROTO_STORAGE_ERROR,
-				   json_pack("{s:s}", "message", err ? err->msg : "cannot remove the job"));
+		res = result_error(j, JOBS_E_STORAGE, NULL, "%s", err ? err->msg : "cannot remove the job");
+		done_answer(&r->done, &res);
 		free(r);
-		waiters_notify(j);
-		schedule(d);
+		changed(j);
+		schedule(js);
 		return;
 	}
 	log_notice("job %" PRId64 " (%s): removed (was %s%s) with %" PRId64 " checkpoints (%" PRId64
 		   " bytes) and %" PRId64 " history rows",
 		   r->id, j->name, job_state_name(r->was), r->killed ? ", killed first" : "",
 		   r->removed.checkpoints, r->removed.checkpoint_bytes, r->removed.history_rows);
-	if (r->c)
-		call_reply(r->c, json_pack("{s:I,s:s}", "id", (json_int_t)r->id, "state",
-					   job_state_name(r->was)),
-			   false);
-	job_remove(d, j);
+	res = (struct jobs_result){ .code = JOBS_OK, .id = r->id, .state = r->was };
+	done_answer(&r->done, &res);
+	job_remove(js, j);
 	free(r);
-	if (d->on_change)
-		d->on_change(d);
+	on_change(js);
 }
 
 /* Hand the removal to the store thread: behind every write already queued
- * for the job, so none of them can land after it. */
-static void removal_submit(struct removal *r)
+ * for the job, so none of them can land after it. JOBS_PENDING; or, when
+ * it cannot be queued, the job stays and the caller hears so: now (the
+ * verb's return) or through its done. */
+static int removal_submit(struct removal *r, bool now)
 {
 	struct job *j = r->j;
+	struct jobs_result res;
+	struct jobs_done *done = r->done;
+	int rc = JOBS_E_STORAGE;
 
-	if (storeq_submit(j->d->sq, removal_fn, r, removal_done) == 0)
-		return;
+	if (storeq_submit(j->js->cfg.env.sq, removal_fn, r, removal_done) == 0)
+		return JOBS_PENDING;
 	j->removal = NULL;
-	if (r->c) {
-		call_on_cancel(r->c, NULL, NULL);
-		call_error(r->c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "cannot queue the removal"));
-	}
+	res = result_error(j, JOBS_E_STORAGE, NULL, "cannot queue the removal");
+	if (now && done)
+		rc = done_now(done, &res);
+	else
+		done_answer(&r->done, &res);
 	free(r);
-	waiters_notify(j);
-	schedule(j->d);
+	changed(j);
+	schedule(j->js);
+	return rc;
 }
 
-void jobs_delete(struct daemon *d, struct call *c, struct job *j, bool force)
+int jobs_delete(struct jobs *js, struct job *j, bool force, struct jobs_done *done)
 {
 	bool stopping = j->worker_alive || j->finalize_pending;
 	struct removal *r;
 
-	(void)d;
-	if (!force && (stopping || j->state == JOB_QUEUED || j->state == JOB_RUNNING)) {
-		invalid_state(c, j, j->state == JOB_QUEUED
-					    ? "a queued job is removed only with force (trainctl rm --force)"
-					    : "a running job is removed only with force (trainctl rm --force), "
-					      "which kills it first");
-		return;
-	}
+	(void)js;
+	if (!force && (stopping || j->state == JOB_QUEUED || j->state == JOB_RUNNING))
+		return invalid_state(done, j, j->state == JOB_QUEUED
+					      ? "a queued job is removed only with force (trainctl rm --force)"
+					      : "a running job is removed only with force (trainctl rm --force), "
+						"which kills it first");
 	r = calloc(1, sizeof(*r));
 	if (!r) {
-		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
-		return;
+		struct jobs_result res = result_error(j, JOBS_E_STORAGE, NULL, "out of memory");
+
+		return done_now(done, &res);
 	}
 	r->j = j;
-	r->c = c;
 	r->id = j->id;
 	r->was = j->state;
 	j->removal = r;
-	call_on_cancel(c, removal_cancel, r);
+	done_hold(&r->done, done);
 	if (stopping) {
-		/* As Kill: the worker stops at once and saves nothing more;
+		/* As Kill: the run stops at once and saves nothing more;
 		 * finalize() submits the removal once it and its commits are done. */
 		r->killed = j->worker_alive;
-		job_runner(j)->stop(j, STOP_KILL);
+		run_request_stop(&j->run, STOP_KILL);
 		log_notice("job %" PRId64 ": kill requested, to remove it", j->id);
-		return;
+		return JOBS_PENDING;
 	}
-	removal_submit(r);
+	return removal_submit(r, true);
 }
 
-void jobs_shutdown(struct daemon *d)
+void jobs_shutdown(struct jobs *js)
 {
-	d->shutting_down = true;
-	for (size_t i = 0; i < d->njobs; i++) {
-		struct job *j = d->jobs[i];
+	js->shutting_down = true;
+	for (size_t i = 0; i < js->njobs; i++) {
+		struct job *j = js->jobs[i];
 
 		if (j->worker_alive)
-			job_runner(j)->stop(j, STOP_SHUTDOWN);
+			run_request_stop(&j->run, STOP_SHUTDOWN);
 	}
-	if (d->running == 0 && d->on_drained)
-		d->on_drained(d);
+	if (js->running == 0 && js->cfg.on_drained)
+		js->cfg.on_drained(js->cfg.ctx);
 }
 
-void jobs_free(struct daemon *d)
+void jobs_free(struct jobs *js)
 {
-	for (size_t i = 0; i < d->njobs; i++) {
-		struct job *j = d->jobs[i];
+	const struct jobs_config *c;
 
-		waiters_free_all(j);
+	if (!js)
+		return;
+	c = &js->cfg;
+	for (size_t i = 0; i < js->njobs; i++) {
+		struct job *j = js->jobs[i];
+
+		stops_end(j, false);
+		if (c->observer && c->observer->dropped)
+			c->observer->dropped(c->ctx, j);
 		job_destroy(j);
 	}
-	free(d->jobs);
-	d->jobs = NULL;
-	d->njobs = d->cap = 0;
+	free(js->jobs);
+	free(js);
 }
 
-void jobs_summary(struct daemon *d, char *buf, size_t len)
+void jobs_summary(struct jobs *js, char *buf, size_t len)
 {
 	unsigned counts[JOB_DONE + 1] = { 0 };
 	size_t used;
 
-	for (size_t i = 0; i < d->njobs; i++)
-		counts[d->jobs[i]->state]++;
+	for (size_t i = 0; i < js->njobs; i++)
+		counts[js->jobs[i]->state]++;
 	used = (size_t)snprintf(buf, len, "%u running, %u queued, %u paused", counts[JOB_RUNNING],
 				counts[JOB_QUEUED], counts[JOB_PAUSED]);
-	for (size_t i = 0; i < d->njobs && used < len; i++) {
-		struct job *j = d->jobs[i];
-		uint32_t e, s;
+	for (size_t i = 0; i < js->njobs && used < len; i++) {
+		struct job *j = js->jobs[i];
+		struct run_progress p;
 
 		if (j->state != JOB_RUNNING)
 			continue;
-		pthread_mutex_lock(&j->mu);
-		e = j->prog.epoch;
-		s = j->prog.step;
-		pthread_mutex_unlock(&j->mu);
+		run_progress_get(&j->run, &p);
 		used += (size_t)snprintf(buf + used, len - used, "; job %" PRId64 " epoch %u/%u step %u",
-					 j->id, e + 1 > j->cfg.epochs ? j->cfg.epochs : e + 1, j->cfg.epochs,
-					 s);
+					 j->id, p.epoch + 1 > j->cfg.epochs ? j->cfg.epochs : p.epoch + 1,
+					 j->cfg.epochs, p.step);
 	}
 }

@@ -127,7 +127,7 @@ static uint32_t every_of(uint32_t epochs, uint32_t spe)
  * (`last`: the run has stopped; its final progress counts too). */
 static void sample(struct stepseries *ss, struct job *j, bool last)
 {
-	struct job_progress p;
+	struct run_progress p;
 	struct series_job *sj;
 	uint32_t every;
 
@@ -165,12 +165,15 @@ static void on_tick(uv_timer_t *t)
 	struct daemon *d = ss->d;
 	uint64_t now = uv_now(d->loop);
 
-	for (size_t i = 0; i < d->njobs; i++)
-		if (d->jobs[i]->state == JOB_RUNNING && d->jobs[i]->worker_alive)
-			sample(ss, d->jobs[i], false);
+	for (size_t i = 0; i < jobs_count(d->jobs); i++) {
+		struct job *j = jobs_at(d->jobs, i);
+
+		if (j->state == JOB_RUNNING && j->worker_alive)
+			sample(ss, j, false);
+	}
 	for (size_t i = 0; i < ss->n;) {
 		struct series_job *sj = &ss->jobs[i];
-		struct job *j = jobs_find(d, sj->id);
+		struct job *j = jobs_find(d->jobs, sj->id);
 		bool training = j && j->state == JOB_RUNNING && j->worker_alive;
 
 		if (!j) {
@@ -220,7 +223,7 @@ void stepseries_flush_all(struct stepseries *ss)
 	if (!ss)
 		return;
 	for (size_t i = 0; i < ss->n; i++)
-		if (jobs_find(ss->d, ss->jobs[i].id))
+		if (jobs_find(ss->d->jobs, ss->jobs[i].id))
 			flush(ss, &ss->jobs[i]);
 }
 

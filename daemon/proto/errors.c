@@ -1,6 +1,7 @@
 /* errors.c - the protocol's errors. See daemon/proto/errors.h. */
 #include "daemon/proto/errors.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -144,4 +145,68 @@ int proto_error_declaration(enum proto_error e, char *out, size_t n)
 	r = snprintf(out + (o < n ? o : n), o < n ? n - o : 0, ")");
 	o += r < 0 ? 0 : (size_t)r;
 	return (int)o;
+}
+
+/* The string fields of struct proto_detail, by parameter name. */
+static const struct {
+	const char *name;
+	size_t offset;
+} detail_strings[] = {
+	{ "message", offsetof(struct proto_detail, message) },
+	{ "state", offsetof(struct proto_detail, state) },
+	{ "parameter", offsetof(struct proto_detail, parameter) },
+	{ "dataset", offsetof(struct proto_detail, dataset) },
+	{ "recorded", offsetof(struct proto_detail, recorded) },
+	{ "current", offsetof(struct proto_detail, current) },
+	{ "file", offsetof(struct proto_detail, file) },
+	{ "size", offsetof(struct proto_detail, size_text) },
+	{ "expected", offsetof(struct proto_detail, expected) },
+	{ "interface", offsetof(struct proto_detail, interface) },
+	{ "method", offsetof(struct proto_detail, method) },
+};
+
+/* The value of parameter p from d, or NULL when d does not have it. */
+static json_t *detail_value(const struct proto_detail *d, const struct proto_param *p)
+{
+	if (p->type == PROTO_INT) {
+		if (strcmp(p->name, "id") == 0)
+			return d->has_id ? json_integer(d->id) : NULL;
+		if (strcmp(p->name, "epoch") == 0)
+			return d->has_epoch ? json_integer(d->epoch) : NULL;
+		if (strcmp(p->name, "size") == 0)
+			return d->has_size ? json_integer(d->size) : NULL;
+		if (strcmp(p->name, "limit") == 0)
+			return d->has_size ? json_integer(d->limit) : NULL;
+		return NULL;
+	}
+	for (size_t i = 0; i < sizeof(detail_strings) / sizeof(detail_strings[0]); i++) {
+		if (strcmp(detail_strings[i].name, p->name) == 0) {
+			const char *v = *(const char *const *)((const char *)d + detail_strings[i].offset);
+
+			return v ? json_string(v) : NULL;
+		}
+	}
+	return NULL;
+}
+
+json_t *proto_error_params(enum proto_error e, const struct proto_detail *d)
+{
+	const struct proto_error_desc *desc = &table[e];
+	json_t *o = json_object();
+
+	if (!o || !d)
+		return o;
+	for (const struct proto_param *p = desc->params; p->name; p++) {
+		json_t *v = detail_value(d, p);
+
+		if (v)
+			json_object_set_new(o, p->name, v);
+	}
+	if (desc->extra.name) {
+		json_t *v = detail_value(d, &desc->extra);
+
+		if (v)
+			json_object_set_new(o, desc->extra.name, v);
+	}
+	return o;
 }

@@ -1,9 +1,14 @@
 /*
  * errors.h - every error traind's protocol can send, in one table: its C
- * name (enum proto_error), its varlink name and the parameters it carries.
+ * name (enum proto_error), its varlink name and the parameters it carries;
+ * and, beside it (errors-map.c), the one table that says which of them a
+ * module's failure becomes.
  *
- * The daemon sends errors only through call_error(c, PROTO_..., params)
- * (server.h), so this table is the whole list. It is checked against the
+ * The daemon sends errors only through call_error(c, PROTO_..., &detail)
+ * (server.h), so this table is the whole list, and no error's parameters
+ * are written by hand: proto_error_params builds them from the table's
+ * entry, taking each declared parameter from the struct proto_detail by
+ * its name. It is checked against the
  * interface files at build time (tools/check-errors.c, run by meson before
  * the descriptions are embedded): each io.traind error must be declared in
  * daemon/proto/io.traind.varlink exactly as here, each org.varlink.service one in
@@ -25,6 +30,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum proto_error {
 	/* io.traind */
@@ -87,6 +93,58 @@ int proto_error_find(const char *name);
  * or null), no other field but its extra? If not, `why` (n bytes) says what
  * differs. */
 bool proto_error_check(enum proto_error e, const json_t *params, char *why, size_t n);
+
+/* The fields an error reply may carry, named as the parameters they fill.
+ * Each error sends the ones its entry declares (a string left NULL, or an
+ * integer without its has_ flag, is left out: an error missing a required
+ * parameter is then logged as a protocol bug). */
+struct proto_detail {
+	bool has_id;
+	int64_t id;
+	bool has_epoch;              /* NoSuchCheckpoint's optional epoch */
+	int64_t epoch;
+	bool has_size;               /* DatasetTooBig: its size and the limit, in bytes */
+	int64_t size, limit;
+	const char *message;
+	const char *state;
+	const char *parameter;       /* InvalidParameter */
+	const char *dataset;
+	const char *recorded, *current;   /* DatasetChanged: the digests */
+	const char *file;            /* ImageError, ImageSizeMismatch */
+	const char *size_text;       /* ImageSizeMismatch's size ("28x28") */
+	const char *expected;        /* ImageSizeMismatch */
+	const char *interface;       /* InterfaceNotFound */
+	const char *method;          /* MethodNotFound */
+};
+
+/* The parameters of error e (a new object; NULL only when out of memory),
+ * from d (NULL: none). */
+json_t *proto_error_params(enum proto_error e, const struct proto_detail *d);
+
+/* What failed, for the map from a module's code to the protocol's error. */
+enum proto_source {
+	PROTO_FROM_JOBS,             /* the jobs module: a JOBS_E_* (jobs.h) */
+	PROTO_FROM_DAEMON,           /* the daemon itself: memory, its queues, a shutdown */
+	PROTO_FROM_STORE,            /* reading the database */
+	PROTO_FROM_LOOKUP,           /* finding a job's checkpoint in the database */
+	PROTO_FROM_CHECKPOINT,       /* a stored checkpoint that does not load or run */
+	PROTO_FROM_CONFIG,           /* the configuration the call sent */
+	PROTO_FROM_FIT,              /* a parameter checked against the data or a model */
+	PROTO_FROM_DATASET,          /* a dataset: its files, its digest, loading it */
+	PROTO_FROM_IMPORT,           /* a dataset import, copied and checked (dsimport_copy) */
+	PROTO_FROM_IMPORT_COMMIT,    /* an import put in place (dsimport_commit) */
+	PROTO_FROM_REMOVE,           /* a dataset removed (dsimport_remove) */
+	PROTO_FROM_IMAGE,            /* Predict's images (predict.h) */
+};
+
+/* The error a failure `code` (a negative errno, or a JOBS_E_* from
+ * PROTO_FROM_JOBS) of `from` becomes (errors-map.c). */
+enum proto_error proto_error_of(enum proto_source from, int code);
+
+/* The error and its detail of the jobs module's answer r (r->code < 0); the
+ * detail's strings point into r. */
+struct jobs_result;
+enum proto_error proto_jobs_error(const struct jobs_result *r, struct proto_detail *d);
 
 /* e's declaration as an interface file writes it, without the interface:
  * "error NoSuchCheckpoint (id: int, epoch: ?int)". Returns the length

@@ -507,7 +507,7 @@ static void conn_error(struct conn *c, enum proto_error e, const char *fmt, ...)
 	va_end(ap);
 	if (n >= (int)sizeof(msg))
 		msg[tr_utf8_cut(msg, sizeof(msg) - 1)] = '\0';
-	m = error_message(e, json_pack("{s:s}", "message", msg));
+	m = error_message(e, proto_error_params(e, &(struct proto_detail){ .message = msg }));
 	if (m && !c->closing) {
 		send_json(c, m);
 		if (c->srv->errors_sent)
@@ -711,9 +711,9 @@ void call_reply(struct call *c, json_t *params, bool continues)
 		call_end(c);
 }
 
-void call_error(struct call *c, enum proto_error e, json_t *params)
+void call_error(struct call *c, enum proto_error e, const struct proto_detail *d)
 {
-	json_t *m = error_message(e, params);
+	json_t *m = error_message(e, proto_error_params(e, d));
 
 	if (m && call_alive(c) && !c->oneway) {
 		send_json(c->conn, m);
@@ -735,7 +735,7 @@ void call_invalid_parameter(struct call *c, const char *param, const char *fmt, 
 	va_end(ap);
 	if (n >= (int)sizeof(msg))
 		msg[tr_utf8_cut(msg, sizeof(msg) - 1)] = '\0';
-	call_error(c, PROTO_INVALID_PARAMETER, json_pack("{s:s,s:s}", "parameter", param, "message", msg));
+	call_error(c, PROTO_INVALID_PARAMETER, &(struct proto_detail){ .parameter = param, .message = msg });
 }
 
 /* ---- input ------------------------------------------------------------ */

@@ -114,10 +114,11 @@ bool call_alive(struct call *c);            /* the client is still there */
 bool call_can_stream(struct call *c);
 /* Reply; takes ownership of params (NULL = {}). continues = more replies follow. */
 void call_reply(struct call *c, json_t *params, bool continues);
-/* Error reply `e` (errors.h) with `params` (taken; NULL = {}); ends the
- * call. Parameters that differ from e's declaration are sent anyway and
+/* Error reply `e` (errors.h) with the parameters its entry declares, taken
+ * from `d` (NULL: none; proto_error_params); ends the call. Parameters that
+ * differ from e's declaration (one missing from d) are sent anyway and
  * logged as a protocol bug ("protocol bug: ... not as declared"). */
-void call_error(struct call *c, enum proto_error e, json_t *params);
+void call_error(struct call *c, enum proto_error e, const struct proto_detail *d);
 /* org.varlink.service.InvalidParameter naming `param`, with a printf-style
  * message (client text in it cut with tr_utf8_cut); ends the call. */
 void call_invalid_parameter(struct call *c, const char *param, const char *fmt, ...)

@@ -1,6 +1,5 @@
 /*
- * waiters.c - Wait, Watch and the stop calls pending on a job. See
- * daemon/proto/waiters.h.
+ * waiters.c - Wait and Watch, pending on a job. See daemon/proto/waiters.h.
  */
 #include "daemon/proto/waiters.h"
 
@@ -12,7 +11,6 @@
 enum waiter_kind {
 	W_WAIT,
 	W_WATCH,
-	W_STOP,     /* a Pause or Kill call answered when the worker stops */
 };
 
 struct waiter {
@@ -22,7 +20,7 @@ struct waiter {
 	uint32_t epoch;             /* W_WAIT: 0 = none */
 	unsigned states;            /* W_WAIT: mask of enum job_state */
 	uv_timer_t *timer;          /* W_WAIT timeout, or NULL */
-	struct job_progress sent;   /* W_WATCH: last update sent */
+	struct run_progress sent;   /* W_WATCH: last update sent */
 	bool sent_any;
 	struct waiter *next;
 };
@@ -61,13 +59,6 @@ static void waiter_cancel(void *arg)
 	waiter_free(w);
 }
 
-/* Nothing more is going to happen to the job by itself: no worker, nothing
- * to finalize, every state write completed (so state == target). */
-static bool settled(const struct job *j)
-{
-	return !j->worker_alive && !j->finalize_pending && j->state_writes == 0;
-}
-
 /* 1: satisfied, -1: can no longer be satisfied, 0: keep waiting. */
 static int wait_check(struct waiter *w)
 {
@@ -76,10 +67,10 @@ static int wait_check(struct waiter *w)
 
 	if (w->epoch && j->committed_epoch >= w->epoch)
 		return 1;
-	/* a job reported stopped only once its worker is gone */
-	if ((w->states & (1u << j->state)) && (!stopped || settled(j)))
+	/* a job reported stopped only once its run is gone */
+	if ((w->states & (1u << j->state)) && (!stopped || job_settled(j)))
 		return 1;
-	if (stopped && settled(j))
+	if (stopped && job_settled(j))
 		return -1;
 	return 0;
 }
@@ -89,16 +80,18 @@ static void reply_job(struct call *c, struct job *j)
 	call_reply(c, json_pack("{s:o}", "job", job_to_json(j)), false);
 }
 
-void waiters_notify(struct job *j)
+/* Answer each of j's waiters whose condition now holds, or can no longer
+ * hold. */
+static void notify(struct daemon *d, struct job *j)
 {
 	struct waiter *w = j->waiters, *next;
-	bool stopped = settled(j) && j->state != JOB_QUEUED && j->state != JOB_RUNNING;
+	bool stopped = job_settled(j) && j->state != JOB_QUEUED && j->state != JOB_RUNNING;
 
 	for (; w; w = next) {
 		int r;
 
 		next = w->next;
-		if (j->removal && w->kind != W_STOP)
+		if (j->removal)
 			continue;   /* a job being removed: its waiters hear JobRemoved */
 		switch (w->kind) {
 		case W_WAIT:
@@ -111,32 +104,17 @@ void waiters_notify(struct job *j)
 				reply_job(w->call, j);
 			else
 				call_error(w->call, PROTO_UNEXPECTED_STATE,
-					   json_pack("{s:I,s:s}", "id", (json_int_t)j->id, "state",
-						     job_state_name(j->state)));
-			waiter_free(w);
-			break;
-		case W_STOP:
-			if (!settled(j))
-				continue;
-			waiter_unlink(w);
-			call_on_cancel(w->call, NULL, NULL);
-			if (j->state == JOB_FAILED && strcmp(call_method(w->call), "io.traind.Pause") == 0)
-				call_error(w->call, PROTO_CHECKPOINT_ERROR,
-					   json_pack("{s:I,s:s}", "id", (json_int_t)j->id, "message",
-						     j->error ? j->error : "the pause checkpoint failed"));
-			else
-				call_reply(w->call, json_pack("{s:I,s:s}", "id", (json_int_t)j->id, "state",
-							      job_state_name(j->state)),
-					   false);
+					   &(struct proto_detail){ .has_id = true, .id = j->id,
+								   .state = job_state_name(j->state) });
 			waiter_free(w);
 			break;
 		case W_WATCH:
-			if (!stopped && !(j->state == JOB_RUNNING && j->d->shutting_down && settled(j)))
+			if (!stopped && !(j->state == JOB_RUNNING && d->shutting_down && job_settled(j)))
 				continue;
 			waiter_unlink(w);
 			call_on_cancel(w->call, NULL, NULL);
 			{
-				struct job_progress p;
+				struct run_progress p;
 
 				job_progress_get(j, &p);
 				call_reply(w->call, watch_json(j, &p), false);
@@ -153,7 +131,7 @@ static void on_wait_timeout(uv_timer_t *t)
 
 	waiter_unlink(w);
 	call_on_cancel(w->call, NULL, NULL);
-	call_error(w->call, PROTO_TIMEOUT, json_pack("{s:I}", "id", (json_int_t)w->job->id));
+	call_error(w->call, PROTO_TIMEOUT, &(struct proto_detail){ .has_id = true, .id = w->job->id });
 	waiter_free(w);
 }
 
@@ -176,11 +154,11 @@ static void on_watch_tick(uv_timer_t *t)
 {
 	struct daemon *d = t->data;
 
-	for (size_t i = 0; i < d->njobs; i++) {
-		struct job *j = d->jobs[i];
+	for (size_t i = 0; i < jobs_count(d->jobs); i++) {
+		struct job *j = jobs_at(d->jobs, i);
 
 		for (struct waiter *w = j->waiters; w; w = w->next) {
-			struct job_progress p;
+			struct run_progress p;
 
 			if (w->kind != W_WATCH || !call_can_stream(w->call))
 				continue;
@@ -202,6 +180,11 @@ void waiters_start(struct daemon *d)
 	uv_timer_start(&d->watch_timer, on_watch_tick, 100, 100);
 }
 
+static void out_of_memory(struct call *c)
+{
+	call_error(c, PROTO_STORAGE_ERROR, &(struct proto_detail){ .message = "out of memory" });
+}
+
 void waiters_wait(struct daemon *d, struct call *c, struct job *j, uint32_t epoch,
 		  unsigned states, double timeout)
 {
@@ -212,14 +195,14 @@ void waiters_wait(struct daemon *d, struct call *c, struct job *j, uint32_t epoc
 		states = STOPPED_STATES;
 	w = add_waiter(j, c, W_WAIT);
 	if (!w) {
-		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
+		out_of_memory(c);
 		return;
 	}
 	w->epoch = epoch;
 	w->states = states;
 	r = wait_check(w);
 	if (r != 0) {
-		waiters_notify(j);
+		notify(d, j);
 		return;
 	}
 	if (timeout >= 0) {
@@ -232,37 +215,44 @@ void waiters_wait(struct daemon *d, struct call *c, struct job *j, uint32_t epoc
 	}
 }
 
-void waiters_watch(struct call *c, struct job *j)
+void waiters_watch(struct daemon *d, struct call *c, struct job *j)
 {
 	struct waiter *w = add_waiter(j, c, W_WATCH);
 
 	if (!w) {
-		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
+		out_of_memory(c);
 		return;
 	}
-	waiters_notify(j);   /* a job that is not training gets its one final reply now */
+	notify(d, j);   /* a job that is not training gets its one final reply now */
 }
 
-void waiters_add_stop(struct job *j, struct call *c)
+/* ---- the jobs module's observer ------------------------------------------ */
+
+static void on_changed(void *ctx, struct job *j)
 {
-	if (!add_waiter(j, c, W_STOP))
-		call_error(c, PROTO_STORAGE_ERROR, json_pack("{s:s}", "message", "out of memory"));
+	notify(ctx, j);
 }
 
-void waiters_remove_all(struct job *j)
+/* The job is being taken out of the registry: every waiter ends with
+ * JobRemoved. */
+static void on_removed(void *ctx, struct job *j)
 {
+	(void)ctx;
 	while (j->waiters) {
 		struct waiter *w = j->waiters;
 
 		j->waiters = w->next;
 		call_on_cancel(w->call, NULL, NULL);
-		call_error(w->call, PROTO_JOB_REMOVED, json_pack("{s:I}", "id", (json_int_t)j->id));
+		call_error(w->call, PROTO_JOB_REMOVED, &(struct proto_detail){ .has_id = true, .id = j->id });
 		waiter_free(w);
 	}
 }
 
-void waiters_free_all(struct job *j)
+/* Free j's waiters without a reply (jobs_free, after the loop has stopped
+ * and every handle has been closed). */
+static void on_dropped(void *ctx, struct job *j)
 {
+	(void)ctx;
 	while (j->waiters) {
 		struct waiter *w = j->waiters;
 
@@ -271,3 +261,9 @@ void waiters_free_all(struct job *j)
 		free(w);
 	}
 }
+
+const struct jobs_observer waiters_observer = {
+	.changed = on_changed,
+	.removed = on_removed,
+	.dropped = on_dropped,
+};

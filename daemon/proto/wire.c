@@ -4,7 +4,6 @@
 #include "daemon/proto/wire.h"
 
 #include <math.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -12,7 +11,7 @@
 #include "traind/spec.h"
 #include "traind/trainer.h"
 
-static double eta_seconds(struct job *j, const struct job_progress *p, bool *known)
+static double eta_seconds(struct job *j, const struct run_progress *p, bool *known)
 {
 	double remaining;
 
@@ -25,7 +24,7 @@ static double eta_seconds(struct job *j, const struct job_progress *p, bool *kno
 	return remaining > 0 ? remaining / p->samples_per_second : 0;
 }
 
-json_t *checkpoint_json(const struct job_checkpoint *c)
+json_t *checkpoint_json(const struct store_ckpt_desc *c)
 {
 	json_t *o = json_pack("{s:I,s:I,s:s,s:I,s:s,s:I}", "epoch", (json_int_t)c->epoch, "step",
 			      (json_int_t)c->step, "kind", c->is_epoch ? "epoch" : "position", "size",
@@ -41,7 +40,7 @@ json_t *checkpoint_json(const struct job_checkpoint *c)
 
 json_t *job_to_json(struct job *j)
 {
-	struct job_progress p;
+	struct run_progress p;
 	json_t *o;
 	bool eta_known;
 	double eta;
@@ -109,8 +108,8 @@ json_t *job_to_json(struct job *j)
 		json_object_set_new(o, "error", json_string(j->state_error));
 	else if (j->commit_failed && j->error)
 		json_object_set_new(o, "error", json_string(j->error));
-	if (atomic_load(&j->kill_after) >= 1 && (j->state == JOB_RUNNING || j->state == JOB_QUEUED))
-		json_object_set_new(o, "kill_after", json_integer(atomic_load(&j->kill_after)));
+	if (job_kill_after(j) >= 1 && (j->state == JOB_RUNNING || j->state == JOB_QUEUED))
+		json_object_set_new(o, "kill_after", json_integer(job_kill_after(j)));
 	if (j->started)
 		json_object_set_new(o, "started", json_integer((json_int_t)j->started));
 	/* A job that stopped by itself or was stopped for good: when. */
@@ -123,7 +122,7 @@ json_t *job_to_json(struct job *j)
 	return o;
 }
 
-json_t *watch_json(struct job *j, const struct job_progress *p)
+json_t *watch_json(struct job *j, const struct run_progress *p)
 {
 	bool eta_known;
 	double eta = eta_seconds(j, p, &eta_known);
@@ -186,9 +185,9 @@ json_t *steps_json(uint32_t steps_per_epoch, const struct store_step *pts, size_
 	return a ? json_pack("{s:I,s:o}", "steps_per_epoch", (json_int_t)steps_per_epoch, "points", a) : NULL;
 }
 
-json_t *job_id_state_json(struct job *j)
+json_t *job_id_state_json(int64_t id, enum job_state state)
 {
-	return json_pack("{s:I,s:s}", "id", (json_int_t)j->id, "state", job_state_name(j->state));
+	return json_pack("{s:I,s:s}", "id", (json_int_t)id, "state", job_state_name(state));
 }
 
 json_t *dataset_json(const char *name, const struct dataset *ds, const char *digest, uint64_t size,

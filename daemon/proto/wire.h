@@ -24,9 +24,9 @@
 /* The Job object. */
 json_t *job_to_json(struct job *j);
 /* The Checkpoint object. */
-json_t *checkpoint_json(const struct job_checkpoint *c);
+json_t *checkpoint_json(const struct store_ckpt_desc *c);
 /* One Watch update of `j` at progress `p`. */
-json_t *watch_json(struct job *j, const struct job_progress *p);
+json_t *watch_json(struct job *j, const struct run_progress *p);
 /* A history row, keyed as the history columns (epoch, train_loss, train_acc,
  * train_macro_acc, val_loss, val_acc, val_macro_acc, seconds, note). */
 json_t *history_row_json(const struct history_row *r);
@@ -43,7 +43,7 @@ json_t *dataset_json(const char *name, const struct dataset *ds, const char *dig
 /* Steps' reply: {"steps_per_epoch", "points": [{"epoch", "step", "loss"}...]}.
  * Any thread: it reads only its arguments. */
 json_t *steps_json(uint32_t steps_per_epoch, const struct store_step *pts, size_t n);
-/* {"id": ..., "state": ...}: what Pause, Resume and Kill answer. */
-json_t *job_id_state_json(struct job *j);
+/* {"id": ..., "state": ...}: what Pause, Resume, Kill and Delete answer. */
+json_t *job_id_state_json(int64_t id, enum job_state state);
 
 #endif

@@ -1,29 +1,29 @@
 /*
  * mpirun.c - the MPI runner: a job with ranks > 1 runs as that many
- * traind-rank processes (rank.c) started by the MPI launcher. See
- * daemon/runner/worker.h for the contract with the loop, rankwire.h for
- * what is said on the contact socket, and README "Jobs over MPI".
+ * traind-rank processes (rank/main.c) started by the MPI launcher. See
+ * daemon/runner/runner.h for the contract with the loop, rankwire.h for
+ * what is said on the contact socket, and doc/distributed.md.
  *
  * Each run has a thread here, as thread_runner's, that does what only
  * traind may do: it checks the dataset, builds the trainer to start from
- * (run_load_trainer: the newest checkpoint that verifies, weights only,
+ * (run_base_prepare: the newest checkpoint that verifies, weights only,
  * --epochs) and serializes it for rank 0; it listens on a Unix socket in a
  * fresh private directory, starts the launcher (in a process group of its
  * own, output to a log file there; both names are removed once rank 0 is
  * connected), hands rank 0 the blob, publishes the
  * progress rank 0 reports, commits the checkpoints rank 0 hands over
  * (run_hand_over_blob: traind stays the one writer of the store), passes
- * j->stop on, and answers each epoch's checkpoint with "go on" or "stop"
+ * ctx->stop on, and answers each epoch's checkpoint with "go on" or "stop"
  * (a kill after that epoch, committed first). When the launcher exits
  * without rank 0's word, the run failed; its reason is the launcher's
  * "process rank N ... on node H exited on signal S" line when it printed
- * one. Such a failure is restartable (run_exit): jobs.c restarts the job
+ * one. Such a failure is restartable (run_exit): the jobs module restarts the job
  * up to max_restarts times; one before the launcher ran (no traind-rank, a
  * dataset that changed) is not.
  *
  * Thread: start and stop on the loop; the run on its own thread.
  */
-#include "daemon/runner/worker.h"
+#include "daemon/runner/mpirun.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -44,28 +44,23 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon/core/daemon.h"
+#include "traind/checkpoint.h"
+#include "traind/clock.h"
 #include "daemon/core/log.h"
+#include "daemon/store/jobstate.h"
 #include "rank/rankwire.h"
 
 _Static_assert((int)RW_PAUSE == (int)STOP_PAUSE && (int)RW_SHUTDOWN == (int)STOP_SHUTDOWN &&
 	       (int)RW_KILL == (int)STOP_KILL && (int)RW_FAIL == (int)STOP_FAIL,
-	       "rankwire's stop words are enum job_stop's");
+	       "rankwire's stop words are enum run_stop's");
 
 #define KILL_GRACE_SECONDS 10.0   /* after a kill request, the launcher's group gets SIGKILL */
 
 extern char **environ;
 
 struct mpi_run {
-	struct job *j;
-	bool weights_only, go_on;
-	const struct dataset *ds;        /* the Start check's reference, or NULL */
-	char digest[DSCACHE_DIGEST_MAX];
-	pthread_t thread;
-	struct loopq_node restored_node;
-	struct run_restored restored;
-	struct loopq_node exit_node;
-	struct run_exit ex;
+	struct run_base base;            /* first: the exit event frees the run through it */
+	struct run_ctx *ctx;             /* base.ctx */
 	char dir[64];                    /* the run's private directory ("" until made) */
 	char sock[96], log[96];
 	int listen_fd, conn_fd;
@@ -75,53 +70,21 @@ struct mpi_run {
 	bool reaped;
 };
 
-static double now_mono(void)
+/* Rank 0's progress report, as the run's. */
+static void publish(struct run_ctx *ctx, const struct rw_progress *p, bool active)
 {
-	struct timespec ts;
+	struct run_report r;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-const struct runner_ops *job_runner(const struct job *j)
-{
-	return j->cfg.ranks > 1 ? &mpi_runner : j->d->runner;
-}
-
-static void on_restored(struct loopq_node *n)
-{
-	struct mpi_run *run = loopq_entry(n, struct mpi_run, restored_node);
-
-	jobs_on_restored(run->j, &run->restored);
-}
-
-static void on_exit_node(struct loopq_node *n)
-{
-	struct mpi_run *run = loopq_entry(n, struct mpi_run, exit_node);
-	struct job *j = run->j;
-	struct run_exit ex = run->ex;
-
-	pthread_join(run->thread, NULL);
-	free(run);
-	jobs_on_exit(j, &ex);
-}
-
-static void publish(struct job *j, const struct rw_progress *p, bool active)
-{
-	pthread_mutex_lock(&j->mu);
-	if (p) {
-		j->prog.epoch = p->epoch;
-		j->prog.step = p->step;
-		j->prog.steps_per_epoch = p->steps_per_epoch;
-		if (p->samples_per_second > 0)
-			j->prog.samples_per_second = p->samples_per_second;
-		j->prog.has_loss = p->batches > 0;
-		j->prog.loss = p->batches ? p->loss_sum / (double)p->batches : 0;
-		j->prog.lr = p->lr;
-		j->prog.has_lr = true;
+	if (!p) {
+		run_publish(ctx, NULL, active);
+		return;
 	}
-	j->prog.active = active;
-	pthread_mutex_unlock(&j->mu);
+	r = (struct run_report){
+		.epoch = p->epoch, .step = p->step, .steps_per_epoch = p->steps_per_epoch,
+		.samples_per_second = p->samples_per_second, .batches = p->batches,
+		.loss_sum = p->loss_sum, .lr = p->lr,
+	};
+	run_publish(ctx, &r, active);
 }
 
 /* traind-rank: $TRAIND_RANK_PROGRAM, else beside this executable. */
@@ -184,10 +147,10 @@ static int make_contact(struct mpi_run *run, struct tr_err *err)
 
 static int spawn_launcher(struct mpi_run *run, struct tr_err *err)
 {
-	struct job *j = run->j;
-	struct daemon *d = j->d;
+	struct run_ctx *ctx = run->ctx;
+	const struct run_env *env = ctx->env;
 	char prog[PATH_MAX], nranks[16], hosts[CFG_HOSTS_MAX + 32], job[32];
-	const char *argv[DAEMON_MPI_ARGS_MAX + 24];
+	const char *argv[RUN_MPI_ARGS_MAX + 24];
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
 	sigset_t none, dfl;
@@ -197,26 +160,26 @@ static int spawn_launcher(struct mpi_run *run, struct tr_err *err)
 	rc = rank_program(prog, sizeof(prog), err);
 	if (rc < 0)
 		return rc;
-	snprintf(nranks, sizeof(nranks), "%u", j->cfg.ranks);
-	if (j->cfg.hosts[0])
-		snprintf(hosts, sizeof(hosts), "%s", j->cfg.hosts);
+	snprintf(nranks, sizeof(nranks), "%u", ctx->cfg->ranks);
+	if (ctx->cfg->hosts[0])
+		snprintf(hosts, sizeof(hosts), "%s", ctx->cfg->hosts);
 	else
-		snprintf(hosts, sizeof(hosts), "localhost:%u", j->cfg.ranks);
-	snprintf(job, sizeof(job), "%" PRId64, j->id);
-	argv[n++] = d->mpi_launcher;
+		snprintf(hosts, sizeof(hosts), "localhost:%u", ctx->cfg->ranks);
+	snprintf(job, sizeof(job), "%" PRId64, ctx->id);
+	argv[n++] = env->mpi_launcher;
 	if (geteuid() == 0)
 		argv[n++] = "--allow-run-as-root";
 	argv[n++] = "-n";
 	argv[n++] = nranks;
 	argv[n++] = "--host";
 	argv[n++] = hosts;
-	for (unsigned i = 0; i < d->n_mpi_args; i++)
-		argv[n++] = d->mpi_args[i];
+	for (unsigned i = 0; i < env->n_mpi_args; i++)
+		argv[n++] = env->mpi_args[i];
 	argv[n++] = prog;
 	argv[n++] = "--contact";
 	argv[n++] = run->sock;
 	argv[n++] = "--data-dir";
-	argv[n++] = d->data_dir;
+	argv[n++] = env->data_dir;
 	argv[n++] = "--job";
 	argv[n++] = job;
 	argv[n] = NULL;
@@ -239,15 +202,15 @@ static int spawn_launcher(struct mpi_run *run, struct tr_err *err)
 	posix_spawnattr_setpgroup(&at, 0);
 	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
 				      POSIX_SPAWN_SETPGROUP);
-	rc = posix_spawnp(&run->pid, d->mpi_launcher, &fa, &at, (char *const *)argv, environ);
+	rc = posix_spawnp(&run->pid, env->mpi_launcher, &fa, &at, (char *const *)argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&at);
 	if (rc != 0) {
 		run->pid = 0;
-		return tr_err_set(err, -rc, "cannot start the MPI launcher '%s': %s", d->mpi_launcher,
+		return tr_err_set(err, -rc, "cannot start the MPI launcher '%s': %s", env->mpi_launcher,
 				  strerror(rc));
 	}
-	log_info("job %" PRId64 ": %s -n %s --host %s ... (pid %d)", j->id, d->mpi_launcher, nranks,
+	log_info("job %" PRId64 ": %s -n %s --host %s ... (pid %d)", ctx->id, env->mpi_launcher, nranks,
 		 hosts, (int)run->pid);
 	return 0;
 }
@@ -264,11 +227,11 @@ static bool reap(struct mpi_run *run, bool block)
 /* Wait up to `seconds` for the launcher, then kill its group. */
 static void finish_launcher(struct mpi_run *run, double seconds)
 {
-	double until = now_mono() + seconds;
+	double until = clock_seconds() + seconds;
 
 	if (!run->pid)
 		return;
-	while (!reap(run, false) && now_mono() < until)
+	while (!reap(run, false) && clock_seconds() < until)
 		usleep(20000);
 	if (!run->reaped) {
 		kill(-run->pid, SIGKILL);
@@ -316,7 +279,7 @@ static void failure_reason(struct mpi_run *run, char *out, size_t size)
 			snprintf(last, sizeof(last), "lost the daemon of the ranks on host %.*s",
 				 (int)(len < 256 ? len : 255), node + 8);
 		else
-			snprintf(last, sizeof(last), "lost a remote daemon (hosts %.200s)", run->j->cfg.hosts);
+			snprintf(last, sizeof(last), "lost a remote daemon (hosts %.200s)", run->ctx->cfg->hosts);
 	} else {
 		/* The last line that says something (mpirun frames its messages
 		 * with rows of dashes), and the hosts it ran on. */
@@ -337,9 +300,9 @@ static void failure_reason(struct mpi_run *run, char *out, size_t size)
 		if (strspn(p, "-=* ") == strlen(p))
 			p = "";
 		snprintf(last, sizeof(last), "%.300s%s(hosts %.150s)", p, p[0] ? " " : "",
-			 run->j->cfg.hosts[0] ? run->j->cfg.hosts : "localhost");
+			 run->ctx->cfg->hosts[0] ? run->ctx->cfg->hosts : "localhost");
 	}
-	snprintf(out, size, "%s: %s%s%s", run->j->d->mpi_launcher, exit_text, last[0] ? ": " : "",
+	snprintf(out, size, "%s: %s%s%s", run->ctx->env->mpi_launcher, exit_text, last[0] ? ": " : "",
 		 last);
 }
 
@@ -370,13 +333,13 @@ static void cleanup_dir(struct mpi_run *run)
 /* Rank 0's checkpoint: committed; an epoch's answered. */
 static int on_ckpt(struct mpi_run *run, uint8_t *pl, size_t len, int *sent_stop, struct tr_err *err)
 {
-	struct job *j = run->j;
+	struct run_ctx *ctx = run->ctx;
 	struct rw_ckpt c;
 	uint8_t *blob;
 	size_t blen;
 	uint32_t ack = RW_GO;
 	bool sync;
-	int stop = atomic_load(&j->stop), rc;
+	int stop = atomic_load(&ctx->stop), rc;
 
 	if (len < sizeof(c))
 		return tr_err_set(err, -EPROTO, "rank 0 sent a short checkpoint");
@@ -386,12 +349,12 @@ static int on_ckpt(struct mpi_run *run, uint8_t *pl, size_t len, int *sent_stop,
 	if (!blob)
 		return tr_err_set(err, -ENOMEM, "out of memory");
 	memcpy(blob, pl + sizeof(c), blen);
-	if (c.is_epoch && atomic_load(&j->kill_after) == (int64_t)c.row.epoch)
+	if (c.is_epoch && atomic_load(&ctx->kill_after) == (int64_t)c.row.epoch)
 		ack = RW_KILL;              /* the lesson's crash: right after this commit */
 	else if (c.is_epoch && stop != STOP_NONE)
 		ack = (uint32_t)stop;
 	sync = !c.is_epoch || ack != RW_GO;
-	rc = run_hand_over_blob(j, NULL, blob, blen ? blen : 1, blen, c.is_epoch ? &c.row : NULL,
+	rc = run_hand_over_blob(ctx, NULL, blob, blen ? blen : 1, blen, c.is_epoch ? &c.row : NULL,
 				c.epoch, c.step, c.hold_seconds, sync, err);
 	if (rc < 0)
 		ack = RW_FAIL;
@@ -399,7 +362,7 @@ static int on_ckpt(struct mpi_run *run, uint8_t *pl, size_t len, int *sent_stop,
 		if (ack != RW_GO)
 			*sent_stop = (int)ack;
 		if (rw_send(run->conn_fd, RW_ACK, &ack, sizeof(ack), NULL, 0) < 0 && rc == 0)
-			log_warn("job %" PRId64 ": rank 0 left before hearing about epoch %u", j->id,
+			log_warn("job %" PRId64 ": rank 0 left before hearing about epoch %u", ctx->id,
 				 c.row.epoch);
 	}
 	return rc;
@@ -408,13 +371,13 @@ static int on_ckpt(struct mpi_run *run, uint8_t *pl, size_t len, int *sent_stop,
 /* Talk to rank 0 until it or the launcher is gone. *got: rank 0's RW_EXIT. */
 static int converse(struct mpi_run *run, bool *got, struct rw_exit *ex, struct tr_err *err)
 {
-	struct job *j = run->j;
+	struct run_ctx *ctx = run->ctx;
 	int sent_stop = STOP_NONE, rc = 0;
 	double kill_sent = 0;
 
 	for (;;) {
 		struct pollfd p = { .fd = run->conn_fd, .events = POLLIN };
-		int stop = atomic_load(&j->stop), n;
+		int stop = atomic_load(&ctx->stop), n;
 
 		if (stop != STOP_NONE && stop != sent_stop) {
 			uint32_t w = (uint32_t)stop;
@@ -422,12 +385,12 @@ static int converse(struct mpi_run *run, bool *got, struct rw_exit *ex, struct t
 			(void)rw_send(run->conn_fd, RW_STOP, &w, sizeof(w), NULL, 0);
 			sent_stop = stop;
 			if ((stop == STOP_KILL || stop == STOP_FAIL) && !kill_sent)
-				kill_sent = now_mono();
+				kill_sent = clock_seconds();
 		}
-		if (kill_sent && now_mono() - kill_sent > KILL_GRACE_SECONDS && run->pid) {
-			log_warn("job %" PRId64 ": the ranks did not stop; killing them", j->id);
+		if (kill_sent && clock_seconds() - kill_sent > KILL_GRACE_SECONDS && run->pid) {
+			log_warn("job %" PRId64 ": the ranks did not stop; killing them", ctx->id);
 			kill(-run->pid, SIGKILL);
-			kill_sent = now_mono() + 1e9;
+			kill_sent = clock_seconds() + 1e9;
 		}
 		n = poll(&p, 1, 200);
 		if (n < 0 && errno != EINTR)
@@ -445,12 +408,12 @@ static int converse(struct mpi_run *run, bool *got, struct rw_exit *ex, struct t
 				struct rw_progress pr;
 
 				memcpy(&pr, pl, sizeof(pr));
-				publish(j, &pr, true);
+				publish(ctx, &pr, true);
 			} else if (h.type == RW_CKPT) {
 				rc = on_ckpt(run, pl, h.len, &sent_stop, err);
 				if (rc < 0)
 					log_err("job %" PRId64 ": checkpoint from rank 0 not committed: %s",
-						j->id, err->msg);
+						ctx->id, err->msg);
 			} else if (h.type == RW_EXIT && h.len >= sizeof(*ex)) {
 				memcpy(ex, pl, sizeof(*ex));
 				ex->msg[sizeof(ex->msg) - 1] = '\0';
@@ -471,7 +434,7 @@ static int await_rank0(struct mpi_run *run, int *stopped, struct tr_err *err)
 {
 	for (;;) {
 		struct pollfd p = { .fd = run->listen_fd, .events = POLLIN };
-		int stop = atomic_load(&run->j->stop), n;
+		int stop = atomic_load(&run->ctx->stop), n;
 
 		if (stop != STOP_NONE) {
 			*stopped = stop;
@@ -495,10 +458,9 @@ static int await_rank0(struct mpi_run *run, int *stopped, struct tr_err *err)
 static void *mpi_main(void *arg)
 {
 	struct mpi_run *run = arg;
-	struct job *j = run->j;
-	struct daemon *d = j->d;
-	struct run_exit *ex = &run->ex;
-	const struct dataset *ds = run->ds;
+	struct run_ctx *ctx = run->ctx;
+	struct run_exit *ex = &run->base.ex;
+	const struct dataset *ds = NULL;
 	struct trainer *t = NULL;
 	struct tr_err err = { 0 };
 	struct rw_exit rex = { 0 };
@@ -507,40 +469,23 @@ static void *mpi_main(void *arg)
 	bool got = false;
 	int stopped = STOP_NONE, rc;
 
-	run->ds = NULL;
-	ex->outcome = JOB_FAILED;
-	publish(j, NULL, false);
-	rc = run_check_dataset(j, run->digest, run->restored.dataset_digest, &err);
-	if (rc == 0 && !ds)
-		rc = dscache_get(d->dsc, j->cfg.dataset, run->digest, &ds, &err);
-	if (rc == 0)
-		rc = run_load_trainer(j, ds, run->weights_only, run->go_on, &t, ex, &err);
+	rc = run_base_prepare(&run->base, &ds, &t, &err);
 	if (rc < 0)
 		goto out;
 	rc = checkpoint_save(t, &blob, &len, &err);   /* sealed: rank 0 verifies it */
 	if (rc < 0)
 		goto out;
-	run->restored.from_checkpoint = ex->restored;
-	run->restored.ck = ex->ck;
-	run->restored.nhistory = t->nhistory;
-	run->restored.last_val_acc = t->nhistory ? t->history[t->nhistory - 1].val_acc : 0;
-	run->restored.params = t->model.nparams;
-	run->restored.best_epoch = t->sched.best_epoch;
-	run->restored.best_value = t->sched.best_value;
-	run->restored.classes = t->model.classes;
-	snprintf(run->restored.numerics, sizeof(run->restored.numerics), "%s", t->numerics_changed);
 	{
 		struct rw_progress pr = { .epoch = t->epoch, .step = t->step,
 					  .steps_per_epoch = t->steps_per_epoch, .lr = t->sched.lr };
 
-		publish(j, &pr, false);
+		publish(ctx, &pr, false);
 	}
+	run_base_restored(&run->base, t);
 	trainer_free(t);             /* the ranks train; they load the data themselves */
 	t = NULL;
-	dscache_put(d->dsc, ds);
+	dscache_put(ctx->env->dsc, ds);
 	ds = NULL;
-	run->restored_node.fn = on_restored;
-	loopq_post(&d->lq, &run->restored_node);
 
 	rc = make_contact(run, &err);
 	if (rc == 0)
@@ -568,7 +513,7 @@ static void *mpi_main(void *arg)
 	free(blob);
 	blob = NULL;
 	if (rc == 0)
-		publish(j, NULL, true);
+		publish(ctx, NULL, true);
 	if (rc == 0)
 		rc = converse(run, &got, &rex, &err);
 	close(run->conn_fd);
@@ -582,7 +527,7 @@ static void *mpi_main(void *arg)
 			rc = rex.rc < 0 ? rex.rc : -EIO;
 			snprintf(err.msg, sizeof(err.msg), "%s", rex.msg);
 		}
-	} else if (atomic_load(&j->stop) == STOP_KILL) {
+	} else if (atomic_load(&ctx->stop) == STOP_KILL) {
 		ex->outcome = JOB_KILLED;
 	} else {
 		failure_reason(run, err.msg, sizeof(err.msg));
@@ -590,11 +535,6 @@ static void *mpi_main(void *arg)
 		ex->restartable = true;
 	}
 out:
-	if (rc < 0) {
-		ex->outcome = JOB_FAILED;
-		ex->rc = rc;
-		snprintf(ex->msg, sizeof(ex->msg), "%s", err.msg[0] ? err.msg : strerror(-rc));
-	}
 	if (run->pid && !run->reaped) {
 		kill(-run->pid, SIGTERM);
 		finish_launcher(run, KILL_GRACE_SECONDS);
@@ -603,28 +543,22 @@ out:
 	free(blob);
 	trainer_free(t);
 	if (ds)
-		dscache_put(d->dsc, ds);
-	publish(j, NULL, false);
-	run->exit_node.fn = on_exit_node;
-	loopq_post(&d->lq, &run->exit_node);
+		dscache_put(ctx->env->dsc, ds);
+	publish(ctx, NULL, false);
+	run_base_exit(&run->base, rc, &err);   /* the last touch of the run: the loop frees it */
 	return NULL;
 }
 
-static int mpi_start(struct job *j, bool weights_only, const struct dataset *ds, struct tr_err *err)
+static int mpi_start(struct run_ctx *ctx, const struct run_start *how, struct tr_err *err)
 {
 	struct mpi_run *run = calloc(1, sizeof(*run));
 	int rc;
 
 	if (!run)
 		return tr_err_set(err, -ENOMEM, "out of memory starting the job's ranks");
-	run->j = j;
-	run->weights_only = weights_only;
-	run->go_on = j->go_on_next;
-	run->ds = ds;
+	run->ctx = ctx;
 	run->listen_fd = run->conn_fd = run->log_fd = -1;
-	snprintf(run->digest, sizeof(run->digest), "%s", j->dataset_digest);
-	run_reset(j);
-	rc = -pthread_create(&run->thread, NULL, mpi_main, run);
+	rc = run_base_spawn(&run->base, ctx, how, mpi_main);
 	if (rc < 0) {
 		free(run);
 		return tr_err_set(err, rc, "cannot start the job's runner thread");
@@ -635,5 +569,4 @@ static int mpi_start(struct job *j, bool weights_only, const struct dataset *ds,
 const struct runner_ops mpi_runner = {
 	.name = "mpi",
 	.start = mpi_start,
-	.stop = run_request_stop,
 };

@@ -1788,6 +1788,19 @@ void store_checkpoint_clear(struct store_checkpoint *c)
 	c->blob = NULL;
 }
 
+void store_ckpt_describe(struct store_ckpt_desc *out, const struct store_checkpoint *c)
+{
+	out->valid = true;
+	out->epoch = c->epoch;
+	out->step = c->step;
+	out->is_epoch = c->is_epoch;
+	out->size = c->size;
+	out->created = c->created_at;
+	out->val_loss = c->val_loss;
+	out->best = c->best;
+	memcpy(out->checksum, c->checksum, sizeof(out->checksum));
+}
+
 int store_history(struct store *s, int64_t job, struct history_row **rows, size_t *n,
 		  struct tr_err *err)
 {

@@ -196,6 +196,22 @@ int store_checkpoint_list(struct store *s, int64_t job, struct store_checkpoint 
 			  struct tr_err *err);
 void store_checkpoint_clear(struct store_checkpoint *c);   /* frees blob */
 
+/* What the daemon keeps of a stored checkpoint, without its blob: the
+ * loop's copy of a job's newest, what a run says it restored from, the
+ * protocol's Checkpoint object. */
+struct store_ckpt_desc {
+	bool valid;                    /* false: no checkpoint */
+	uint32_t epoch, step;
+	bool is_epoch;
+	int64_t size, created;
+	double val_loss;
+	bool best;                     /* the job's best checkpoint (store_checkpoint.best) */
+	char checksum[STORE_CHECKSUM_MAX];
+};
+
+/* The description of c (valid). */
+void store_ckpt_describe(struct store_ckpt_desc *out, const struct store_checkpoint *c);
+
 /* The job's history rows, by epoch. *rows malloc'ed (caller frees). */
 int store_history(struct store *s, int64_t job, struct history_row **rows, size_t *n,
 		  struct tr_err *err);

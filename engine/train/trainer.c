@@ -41,20 +41,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "traind/clock.h"
 #include "traind/kernels.h"
 #include "traind/portable.h"
 #include "traind/sha256.h"
 #include "engine/train/trainer-sched.h"
-
-static double now_seconds(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* ---- the job's random draws, by config rng (see the top) ---------------- */
 
@@ -927,7 +919,7 @@ int trainer_step(struct trainer *t)
 	struct loss_targets y = { t->classes, t->values };
 	const float *out;
 	size_t first, n;
-	double t0 = now_seconds(), loss, norm;
+	double t0 = clock_seconds(), loss, norm;
 	unsigned fpmode;
 
 	if (trainer_finished(t) || trainer_epoch_done(t))
@@ -966,7 +958,7 @@ int trainer_step(struct trainer *t)
 	t->sums.batches++;
 	count_outputs(t, &t->sums, out, t->classes, t->values, n, false);
 	t->step++;
-	t->sums.seconds += now_seconds() - t0;
+	t->sums.seconds += clock_seconds() - t0;
 	return 0;
 }
 
@@ -1071,7 +1063,7 @@ int trainer_end_epoch(struct trainer *t, struct history_row *row)
 {
 	struct history_row r;
 	struct metrics train, val;
-	double t0 = now_seconds();
+	double t0 = clock_seconds();
 	int rc;
 
 	if (!trainer_epoch_done(t) || trainer_finished(t))
@@ -1091,7 +1083,7 @@ int trainer_end_epoch(struct trainer *t, struct history_row *row)
 	r.val_mae = val.mae;
 	r.val_rmse = val.rmse;
 	r.val_ppl = val.ppl;
-	r.seconds = t->sums.seconds + (now_seconds() - t0);
+	r.seconds = t->sums.seconds + (clock_seconds() - t0);
 	memcpy(r.note, t->note, sizeof(r.note));
 	trainsched_end_epoch(t, &r);
 	t->history[t->nhistory++] = r;
@@ -1170,4 +1162,24 @@ void trainer_params_hash(const struct trainer *t, char hex[65])
 	}
 	sha256_final(&ctx, digest);
 	sha256_to_hex(digest, hex);
+}
+
+void trainer_rate_start(struct trainer_rate *r)
+{
+	r->since = clock_seconds();
+	r->samples = 0;
+	r->per_second = 0;
+}
+
+double trainer_rate_step(struct trainer_rate *r, const struct trainer *t)
+{
+	r->samples += t->cfg.batch_size;
+	if (r->samples >= TRAINER_RATE_WINDOW) {
+		double now = clock_seconds();
+
+		r->per_second = (double)r->samples / (now - r->since);
+		r->since = now;
+		r->samples = 0;
+	}
+	return r->per_second;
 }

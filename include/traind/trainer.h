@@ -238,4 +238,19 @@ void trainer_params_hash(const struct trainer *t, char hex[65]);
 uint64_t trainer_epoch_samples(const struct trainer *t);
 uint64_t trainer_samples_done(const struct trainer *t);
 
+/* The recent training throughput a run reports (traind's runs, each rank
+ * 0): samples per second over windows of at least TRAINER_RATE_WINDOW
+ * samples (a step counts its batch size), timed with clock_seconds. Timing
+ * only: it changes nothing the trainer computes. */
+#define TRAINER_RATE_WINDOW 4096
+struct trainer_rate {
+	double since;                    /* when the current window began */
+	uint64_t samples;                /* trained in it */
+	double per_second;               /* the last closed window's rate; 0 before the first */
+};
+
+void trainer_rate_start(struct trainer_rate *r);
+/* After each trainer_step: the rate, updated when a window closes. */
+double trainer_rate_step(struct trainer_rate *r, const struct trainer *t);
+
 #endif

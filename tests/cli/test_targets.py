@@ -17,16 +17,10 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import dsformats as F  # noqa: E402
+from harness import check, finish  # noqa: E402
 
 BUILD = os.environ.get("TRAIND_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
 TRAIN = os.path.join(BUILD, "cli", "traind-train")
-failures = []
-
-
-def check(cond, what):
-    print(("ok: " if cond else "FAIL: ") + what, flush=True)
-    if not cond:
-        failures.append(what)
 
 
 def f32(vals):
@@ -117,9 +111,8 @@ def main():
     refused("width", lambda b: F.write(os.path.join(b, "y_test.npy"), F.npy_bytes("f4", (50, 3), f32([0.5] * 150))),
             ["y_test.npy", "3 targets per sample, but the training split has 2"])
     shutil.rmtree(d, ignore_errors=True)
-    print("%d passed, %d failed" % (0 if failures else 1, len(failures)))
-    return 1 if failures else 0
+    finish()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -44,7 +44,7 @@
 
 #include "tests/lib/testutil.h"
 #include "traind/checkpoint.h"
-#include "daemon/core/daemon.h"
+#include "daemon/daemon.h"
 #include "daemon/jobs/jobs.h"
 #include "daemon/proto/server.h"
 #include "daemon/store/store.h"
@@ -73,46 +73,6 @@ static bool saw_more_call;
 static bool verbose;          /* FUZZ_PROTOCOL_VERBOSE=1: print the replies */
 
 /* ---- set-up --------------------------------------------------------------- */
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static void write_file(const char *path, const void *buf, size_t len)
-{
-	FILE *f = fopen(path, "wb");
-
-	if (!f || fwrite(buf, 1, len, f) != len || fclose(f) != 0)
-		DIE("cannot write %s\n", path);
-}
-
-/* One IDX pair (images + labels) of `set` under dir. */
-static void write_idx(const char *dir, const char *images, const char *labels,
-		      const struct ds_split *set)
-{
-	size_t dim = (size_t)set->rows * set->cols;
-	size_t ilen = 16 + set->count * dim, llen = 8 + set->count;
-	uint8_t *buf = malloc(ilen > llen ? ilen : llen);
-	char path[1024];
-
-	put_be32(buf, 0x803);
-	put_be32(buf + 4, set->count);
-	put_be32(buf + 8, set->rows);
-	put_be32(buf + 12, set->cols);
-	memcpy(buf + 16, set->pixels, set->count * dim);
-	snprintf(path, sizeof(path), "%s/%s", dir, images);
-	write_file(path, buf, ilen);
-	put_be32(buf, 0x801);
-	put_be32(buf + 4, set->count);
-	memcpy(buf + 8, set->labels, set->count);
-	snprintf(path, sizeof(path), "%s/%s", dir, labels);
-	write_file(path, buf, llen);
-	free(buf);
-}
 
 static void tiny_config(struct train_config *cfg)
 {
@@ -189,8 +149,9 @@ static void make_template(void)
 	snprintf(dir, sizeof(dir), "%s/tiny", data_dir);
 	if (mkdir(data_dir, 0755) < 0 || mkdir(dir, 0755) < 0)
 		DIE("mkdir %s: %s\n", dir, strerror(errno));
-	write_idx(dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", &syn->train);
-	write_idx(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", &syn->test);
+	if (write_idx_pair(dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", &syn->train) < 0 ||
+	    write_idx_pair(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", &syn->test) < 0)
+		DIE("cannot write the dataset in %s\n", dir);
 	free_synthetic(syn);
 	if (dataset_load(&ds, dir, &err) < 0)
 		DIE("%s\n", err.msg);

@@ -4,6 +4,7 @@ drive it through trainctl (and, for protocol tests, a raw varlink socket).
 Used by the tests in tests/daemon/ (meson suite 'daemon'). The build
 directory comes from TRAIND_BUILD_DIR, the datasets from TRAIND_DATA_DIR.
 """
+import gzip
 import hashlib
 import json
 import os
@@ -71,6 +72,20 @@ def check(cond, what):
         print("FAIL:", what, flush=True)
         failures.append(what)
     return cond
+
+
+def fail(what):
+    """Record a failure (check(False, what))."""
+    return check(False, what)
+
+
+def idx(path):
+    """The bytes of an IDX file at path, or gzipped at path + ".gz"."""
+    for p in (path, path + ".gz"):
+        if os.path.exists(p):
+            with (gzip.open(p) if p.endswith(".gz") else open(p, "rb")) as f:
+                return f.read()
+    raise FileNotFoundError(path)
 
 
 def poll(fn, timeout=60, interval=0.01, what="condition"):

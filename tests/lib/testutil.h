@@ -1,11 +1,14 @@
 /*
- * testutil.h - helpers shared by the engine tests: a small synthetic dataset
- * held in memory (so unit tests need no download), and running a trainer.
+ * testutil.h - helpers shared by the engine and daemon tests: a small
+ * synthetic dataset held in memory (so unit tests need no download), written
+ * out as IDX files for an in-process traind, and running a trainer.
  * Header-only; each test program includes it once.
  */
 #ifndef TRAIND_TESTUTIL_H
 #define TRAIND_TESTUTIL_H
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +51,46 @@ static inline struct dataset *make_synthetic(uint32_t n_train, uint32_t n_test, 
 	ds->classes = 10;
 	dataset_init_memory(ds);
 	return ds;
+}
+
+/* Write `set` as an IDX pair, dir/images (magic 0x803) and dir/labels
+ * (0x801), as the daemon's tests give traind a dataset: 0, or -1. */
+static inline int write_idx_pair(const char *dir, const char *images, const char *labels,
+				 const struct ds_split *set)
+{
+	size_t dim = (size_t)set->rows * set->cols;
+	size_t ilen = 16 + set->count * dim, llen = 8 + set->count;
+	uint32_t ihead[4] = { 0x803, set->count, set->rows, set->cols }, lhead[2] = { 0x801, set->count };
+	uint8_t *buf = malloc(ilen > llen ? ilen : llen);
+	const char *names[2] = { images, labels };
+	size_t lens[2] = { ilen, llen };
+	int rc = 0;
+
+	if (!buf)
+		return -1;
+	for (int i = 0; i < 4; i++)
+		for (int b = 0; b < 4; b++)
+			buf[4 * i + b] = (uint8_t)(ihead[i] >> (24 - 8 * b));
+	memcpy(buf + 16, set->pixels, set->count * dim);
+	for (int f = 0; f < 2 && rc == 0; f++) {
+		char path[1024];
+		FILE *out;
+
+		if (f == 1) {
+			for (int i = 0; i < 2; i++)
+				for (int b = 0; b < 4; b++)
+					buf[4 * i + b] = (uint8_t)(lhead[i] >> (24 - 8 * b));
+			memcpy(buf + 8, set->labels, set->count);
+		}
+		snprintf(path, sizeof(path), "%s/%s", dir, names[f]);
+		out = fopen(path, "wb");
+		if (!out || fwrite(buf, 1, lens[f], out) != lens[f])
+			rc = -1;
+		if (out && fclose(out) != 0)
+			rc = -1;
+	}
+	free(buf);
+	return rc;
 }
 
 static inline void free_synthetic(struct dataset *ds)

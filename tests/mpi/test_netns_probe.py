@@ -19,18 +19,11 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import netns  # noqa: E402
 from netns import NetnsHosts  # noqa: E402
+from harness import check, finish  # noqa: E402
 
 BUILD = os.environ.get("TRAIND_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
 PROBE = os.path.join(BUILD, "tests", "mpi", "mpi-probe")
 COUNT = 1 << 20                       # doubles: 8 MiB each way
-failures = []
-
-
-def check(cond, what):
-    print(("ok: " if cond else "FAIL: ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-    return cond
 
 
 def mpirun(hosts, extra=(), count=COUNT, timeout=120):
@@ -104,12 +97,7 @@ def main():
     left_links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     check(not any(n + "@" in left_links or (n + ":") in left_links for n in names),
           "no veth end is left in the test's namespace")
-    if failures:
-        print("%d check(s) failed:" % len(failures))
-        for f in failures:
-            print("  -", f)
-        sys.exit(1)
-    print("all checks passed")
+    finish()
 
 
 if __name__ == "__main__":

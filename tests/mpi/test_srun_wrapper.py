@@ -13,14 +13,10 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from harness import check, finish  # noqa: E402
+
 DOC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "doc", "distributed.md")
-failures = []
-
-
-def check(cond, what):
-    print(("ok: " if cond else "FAIL: ") + what, flush=True)
-    if not cond:
-        failures.append(what)
 
 
 def main():
@@ -28,7 +24,7 @@ def main():
     m = re.search(r"```sh\n(#!/bin/sh\n# /usr/local/libexec/traind-srun.*?)```", text, re.S)
     check(m is not None, "doc/distributed.md has the traind-srun wrapper")
     if not m:
-        sys.exit(1)
+        finish()
     d = tempfile.mkdtemp(prefix="srun-wrapper-")
     wrapper = os.path.join(d, "traind-srun")
     fake = os.path.join(d, "srun")
@@ -62,10 +58,7 @@ def main():
     for f in (wrapper, fake):
         os.unlink(f)
     os.rmdir(d)
-    if failures:
-        print("%d check(s) failed" % len(failures))
-        sys.exit(1)
-    print("all checks passed")
+    finish()
 
 
 if __name__ == "__main__":

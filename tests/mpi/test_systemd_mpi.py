@@ -46,7 +46,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 import netns  # noqa: E402
 from netns import NetnsHosts  # noqa: E402
 import harness  # noqa: E402
-from harness import TRAIND, Daemon  # noqa: E402
+from harness import TRAIND, Daemon, check, finish  # noqa: E402
 from syscalls import expand, syscall_groups  # noqa: E402
 
 SRC = os.path.normpath(os.path.join(HERE, "..", ".."))
@@ -61,15 +61,7 @@ DROPINS = {"local": os.path.join(SRC, "systemd", "traind-mpi-local.conf"),
 MPI_PROGRAMS = {"mpirun", "orterun", "orted", "mpi-probe"}
 # what a drop-in may open in `systemd-analyze security`
 NETWORK_ITEMS = re.compile(r"^(RestrictAddressFamilies=|PrivateNetwork=|IPAddressDeny=|IPAddressAllow=)")
-failures = []
 _tmp = []
-
-
-def check(cond, what):
-    print(("ok: " if cond else "FAIL: ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-    return cond
 
 
 def skip(why):
@@ -371,12 +363,7 @@ def main():
     finally:
         for d in _tmp:
             shutil.rmtree(d, ignore_errors=True)
-    if failures:
-        print("%d check(s) failed:" % len(failures))
-        for f in failures:
-            print("  -", f)
-        sys.exit(1)
-    print("all checks passed")
+    finish()
 
 
 if __name__ == "__main__":

@@ -16,13 +16,14 @@ import tempfile
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import st  # noqa: E402
+from harness import fail, failures, finish  # noqa: E402
 
 BUILD = os.environ.get("TRAIND_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
 PROBE = os.path.join(BUILD, "tests", "torch", "layer-probe")
 TOL = 1e-5
 
-failures = []
 worst = {}
 
 
@@ -50,9 +51,7 @@ def close(what, got, want, floor=1e-7):
     kind = what.split(":")[0].split(" ")[0]
     worst[kind] = max(worst.get(kind, 0.0), rel)
     if not (err <= max(TOL * scale, floor)):
-        failures.append("%s: max |traind - torch| = %.3g, max |torch| = %.3g (> %g relative)"
-                        % (what, err, scale, TOL))
-        print("FAIL:", failures[-1], flush=True)
+        fail("%s: max |traind - torch| = %.3g, max |torch| = %.3g (> %g relative)" % (what, err, scale, TOL))
 
 
 def run_case(spec, in_shape, batch, train, threads, seed):
@@ -219,8 +218,8 @@ CASES += [("transformer_encoder_layer(8,2,16)", ("seq", 16, 8), 3),
 
 def main():
     if not os.path.exists(PROBE):
-        print("FAIL: %s is not built" % PROBE)
-        return 1
+        fail("%s is not built" % PROBE)
+        finish()
     seed = 1
     for spec, shape, batch in CASES:
         for train in ((False,) if spec in EVAL_ONLY else (True, False)):
@@ -229,14 +228,13 @@ def main():
                 try:
                     run_case(spec, shape, batch, train, threads, seed)
                 except Exception as e:  # a crash of the probe, a missing tensor...
-                    failures.append("%s: %r" % (spec, e))
-                    print("FAIL:", failures[-1], flush=True)
+                    fail("%s: %r" % (spec, e))
     print("largest relative difference by check: " +
           ", ".join("%s %.2g" % kv for kv in sorted(worst.items())))
     n = sum(2 if spec in EVAL_ONLY else 4 for spec, _, _ in CASES)
     print("%d cases, %d failures" % (n, len(failures)))
-    return 1 if failures else 0
+    finish()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

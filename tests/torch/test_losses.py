@@ -37,7 +37,9 @@ import torchvision.transforms as T
 import torchvision.transforms.functional as TF
 
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import st  # noqa: E402
+from harness import check, finish  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD = os.environ.get("TRAIND_BUILD_DIR", os.path.join(HERE, "../../build"))
@@ -45,14 +47,6 @@ PROBE = os.path.join(BUILD, "tests", "torch", "loss-probe")
 TRAIN = os.path.join(BUILD, "cli", "traind-train")
 SKLEARN_DATA = os.path.join(HERE, "../../scripts/sklearn-data")
 TOL = 1e-5
-
-failures = []
-
-
-def check(cond, what):
-    print(("ok: " if cond else "FAIL: ") + what, flush=True)
-    if not cond:
-        failures.append(what)
 
 
 def close(got, want):
@@ -262,13 +256,8 @@ def main():
         losses(d)
         augmentation(d)
         diabetes(d)
-    print("torch-losses: %d check(s) failed" % len(failures))
-    if failures:
-        for f in failures:
-            print("  - " + f)
-        return 1
-    return 0
+    finish()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

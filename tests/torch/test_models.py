@@ -15,7 +15,6 @@
   builds from the SPEC on its own), and PyTorch's test loss and accuracy
   equal traind's within 1e-4.
 """
-import gzip
 import os
 import re
 import subprocess
@@ -25,28 +24,13 @@ import tempfile
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import st  # noqa: E402
+from harness import check, finish, idx  # noqa: E402
 
 BUILD = os.environ.get("TRAIND_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
 DATA = os.environ.get("TRAIND_DATA_DIR", os.path.join(os.path.dirname(__file__), "../../data"))
 TT = os.path.join(BUILD, "cli", "traind-train")
-
-failures = []
-
-
-def check(cond, what):
-    print(("ok: " if cond else "FAIL: ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-    return cond
-
-
-def idx(path):
-    for p in (path, path + ".gz"):
-        if os.path.exists(p):
-            with (gzip.open(p) if p.endswith(".gz") else open(p, "rb")) as f:
-                return f.read()
-    raise FileNotFoundError(path)
 
 
 def test_set(dataset):
@@ -196,9 +180,8 @@ def main():
         # PyTorch 1.13 with the same recipe ends at 0.8750, 0.8791, 0.8825 (seeds
         # 1-3): 0.88 is its median outcome, not a floor; 0.87 is.
         check(acc >= 0.87, "lenet5 on Fashion-MNIST, 5 epochs: test accuracy %.4f >= 0.87" % acc)
-    print("%d failures" % len(failures))
-    return 1 if failures else 0
+    finish()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

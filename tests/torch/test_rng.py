@@ -33,7 +33,6 @@
   15, PyTorch's side 65 s an epoch); 5 is the lesson's run; 0 checks the
   draws only.
 """
-import gzip
 import os
 import re
 import subprocess
@@ -45,7 +44,9 @@ import torch
 import torch.utils.data as utils
 
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import st  # noqa: E402
+from harness import check, finish, idx  # noqa: E402
 
 BUILD = os.environ.get("TRAIND_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
 DATA = os.environ.get("TRAIND_DATA_DIR", os.path.join(os.path.dirname(__file__), "../../data"))
@@ -53,23 +54,6 @@ TT = os.path.join(BUILD, "cli", "traind-train")
 PROBE = os.path.join(BUILD, "tests", "torch", "rng-probe")
 EPOCHS = int(os.environ.get("LESSON_EPOCHS", "3"))
 TOL = 2e-3
-
-failures = []
-
-
-def check(cond, what):
-    print(("ok: " if cond else "FAIL: ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-    return cond
-
-
-def idx(path):
-    for p in (path, path + ".gz"):
-        if os.path.exists(p):
-            with (gzip.open(p) if p.endswith(".gz") else open(p, "rb")) as f:
-                return f.read()
-    raise FileNotFoundError(path)
 
 
 def mnist(part, dataset="mnist"):
@@ -372,7 +356,7 @@ def main():
               "rng xoshiro keeps traind's own initial weights (not PyTorch's)")
 
     if EPOCHS == 0:   # the draws only
-        sys.exit(1 if failures else 0)
+        finish()
     with tempfile.TemporaryDirectory() as d:
         resnet20_run(d)
     # kernels openblas (the default) and portable (doc/portable.md: other
@@ -400,9 +384,7 @@ def main():
             check(abs(float(m.group(1)) - tl) <= TOL and abs(float(m.group(2)) - ta) <= TOL,
                   "%s test: traind loss %s acc %s, PyTorch %.4f %.4f (macro %.4f)"
                   % (kernels, m.group(1), m.group(2), tl, ta, tm))
-    if failures:
-        print("%d failures" % len(failures))
-        sys.exit(1)
+    finish()
 
 
 if __name__ == "__main__":

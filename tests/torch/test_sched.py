@@ -27,10 +27,12 @@ import numpy as np
 import torch
 from torch.optim import lr_scheduler as S
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from harness import fail, failures, finish  # noqa: E402
+
 BUILD = os.environ.get("TRAIND_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
 PROBE = os.path.join(BUILD, "tests", "torch", "sched-probe")
 warnings.simplefilter("ignore")
-failures = []
 CLIP_REL = 2e-6   # PyTorch's float32-summed norm against the exact one
 
 
@@ -112,21 +114,18 @@ def check_schedule(parts, epochs, spe=3, lr=1e-3, optim="adam", metrics=None):
     args = [PROBE, "lr", text, str(epochs), str(spe), repr(lr), optim, ",".join(repr(m) for m in metrics)]
     r = subprocess.run(args, capture_output=True, text=True)
     if r.returncode != 0:
-        failures.append("%s: probe failed: %s" % (text, r.stderr.strip()))
-        print("FAIL:", failures[-1])
+        fail("%s: probe failed: %s" % (text, r.stderr.strip()))
         return
     got = [tuple(float(x) for x in line.split()) for line in r.stdout.split("\n") if line]
     want = torch_sequence(parts, epochs, spe, lr, optim, metrics)
     momentum = parts[0][0] == "onecycle" and parts[0][1].get("cycle_momentum", True)
     if len(got) != len(want):
-        failures.append("%s: %d steps, torch %d" % (text, len(got), len(want)))
-        print("FAIL:", failures[-1])
+        fail("%s: %d steps, torch %d" % (text, len(got), len(want)))
         return
     for i, (g, w) in enumerate(zip(got, want)):
         if g[0] != w[0] or (momentum and g[1] != w[1]):
-            failures.append("%s: step %d: traind lr %r momentum %r, torch %r %r"
-                            % (text, i, g[0], g[1], w[0], w[1]))
-            print("FAIL:", failures[-1])
+            fail("%s: step %d: traind lr %r momentum %r, torch %r %r"
+                 % (text, i, g[0], g[1], w[0], w[1]))
             return
     print("ok  %-70s %3d steps, last lr %.6g" % (text, len(got), got[-1][0]))
 
@@ -177,18 +176,15 @@ def check_clip():
                 # traind's norm is the correctly rounded float32 of the exact
                 # one (summed in double); PyTorch sums in float32, a few ulps off.
                 if coef != want_exact:
-                    failures.append("clip case %d (threads %d): coefficient %r, from the exact norm %r"
-                                    % (case, threads, coef, want_exact))
-                    print("FAIL:", failures[-1])
+                    fail("clip case %d (threads %d): coefficient %r, from the exact norm %r"
+                         % (case, threads, coef, want_exact))
                     return
                 if abs(float(coef) - float(want_coef)) > CLIP_REL * float(want_coef):
-                    failures.append("clip case %d (threads %d): coefficient %r, torch %r (norm %s vs %r)"
-                                    % (case, threads, coef, want_coef, norm_s, total))
-                    print("FAIL:", failures[-1])
+                    fail("clip case %d (threads %d): coefficient %r, torch %r (norm %s vs %r)"
+                         % (case, threads, coef, want_coef, norm_s, total))
                     return
                 if abs(float(norm_s) - total) > 2e-6 * total:
-                    failures.append("clip case %d: norm %s, torch %r" % (case, norm_s, total))
-                    print("FAIL:", failures[-1])
+                    fail("clip case %d: norm %s, torch %r" % (case, norm_s, total))
                     return
             if len(hashes) != 1:
                 failures.append("clip case %d: two runs with 2 threads clipped differently" % case)
@@ -224,10 +220,9 @@ def main():
                     ("step", {"step_size": 1, "gamma": 0.5})], 8)
     check_schedule([("linear", {"total_iters": 2}), ("multistep", {"milestones": [1, 3]})], 7)
     check_clip()
-    if failures:
-        print("%d failure(s)" % len(failures))
-        sys.exit(1)
-    print("all schedules equal PyTorch's bit for bit")
+    if not failures:
+        print("all schedules equal PyTorch's bit for bit")
+    finish()
 
 
 main()

@@ -1,11 +1,12 @@
 /*
- * test-jobs.c - the daemon's jobs module (daemon/jobs/jobs.c with its worker,
- * waiters and wire, the store thread, the loop queue and the control socket
- * around it) on a real libuv
- * loop, in process, training a tiny synthetic dataset in milliseconds.
+ * test-jobs.c - the daemon's jobs module (daemon/jobs/jobs.c with its runs
+ * (runner/), the protocol's waiters and wire, the store thread, the loop
+ * queue and the control socket around it) on a real libuv loop, in process,
+ * training a tiny synthetic dataset in milliseconds.
  *
- * The daemon is built as main() builds it (daemon_new: store, recovery, store thread,
- * loopq, server on a socket, methods) on a private loop, and driven through
+ * The daemon is built as main() builds it (daemon_new, daemon/daemon.h:
+ * store, recovery, store thread, loopq, server on a socket, methods) on a
+ * private loop, and driven through
  * its socket by a client in this thread: each wait for a reply runs the loop.
  * Every test tears it all down and ends with uv_loop_close() == 0.
  *
@@ -50,14 +51,14 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <sqlite3.h>
 
 #include "tests/lib/testutil.h"
-#include "daemon/core/daemon.h"
+#include "traind/clock.h"
+#include "daemon/daemon.h"
 #include "daemon/jobs/jobs.h"
 #include "daemon/core/log.h"
 #include "daemon/core/loopq.h"
@@ -334,55 +335,6 @@ struct fx {
 	struct client cl[NCLIENTS];
 };
 
-static double now_mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static void write_file(const char *path, const void *buf, size_t len)
-{
-	FILE *f = fopen(path, "wb");
-
-	assert_non_null(f);
-	assert_int_equal(fwrite(buf, 1, len, f), len);
-	assert_int_equal(fclose(f), 0);
-}
-
-static void write_idx(const char *dir, const char *images, const char *labels,
-		      const struct ds_split *set)
-{
-	size_t dim = (size_t)set->rows * set->cols;
-	size_t ilen = 16 + set->count * dim, llen = 8 + set->count;
-	uint8_t *buf = malloc(ilen > llen ? ilen : llen);
-	char path[512];
-
-	assert_non_null(buf);
-	put_be32(buf, 0x803);
-	put_be32(buf + 4, set->count);
-	put_be32(buf + 8, set->rows);
-	put_be32(buf + 12, set->cols);
-	memcpy(buf + 16, set->pixels, set->count * dim);
-	snprintf(path, sizeof(path), "%s/%s", dir, images);
-	write_file(path, buf, ilen);
-	put_be32(buf, 0x801);
-	put_be32(buf + 4, set->count);
-	memcpy(buf + 8, set->labels, set->count);
-	snprintf(path, sizeof(path), "%s/%s", dir, labels);
-	write_file(path, buf, llen);
-	free(buf);
-}
-
 /* The job's configuration for Start: 40 training images, 5 steps an epoch. */
 static json_t *tiny_config(int epochs)
 {
@@ -395,6 +347,7 @@ static int setup(void **state)
 	struct fx *f = calloc(1, sizeof(*f));
 	struct dataset *syn;
 	char tiny[400];
+	int rc;
 	struct stat st;
 	/* A short path for the socket (108 bytes at most), and no fsync cost:
 	 * /dev/shm when there is one. */
@@ -416,9 +369,11 @@ static int setup(void **state)
 	if (mkdir(f->data_dir, 0755) < 0 || mkdir(tiny, 0755) < 0)
 		return -1;
 	syn = make_synthetic(48, 12, 4, 11);
-	write_idx(tiny, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", &syn->train);
-	write_idx(tiny, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", &syn->test);
+	rc = write_idx_pair(tiny, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", &syn->train) < 0 ||
+	     write_idx_pair(tiny, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", &syn->test) < 0;
 	free_synthetic(syn);
+	if (rc)
+		return -1;
 	for (int i = 0; i < NCLIENTS; i++)
 		f->cl[i].fd = -1;
 	*state = f;
@@ -498,10 +453,10 @@ static void daemon_up(struct fx *f, unsigned max_running)
 
 static bool jobs_busy(struct daemon *d)
 {
-	if (d->running)
+	if (jobs_running(d->jobs))
 		return true;
-	for (size_t i = 0; i < d->njobs; i++)
-		if (d->jobs[i]->worker_alive || d->jobs[i]->finalize_pending)
+	for (size_t i = 0; i < jobs_count(d->jobs); i++)
+		if (jobs_at(d->jobs, i)->worker_alive || jobs_at(d->jobs, i)->finalize_pending)
 			return true;
 	return false;
 }
@@ -515,8 +470,8 @@ static bool settled_final(struct fx *f)
 
 	if (jobs_busy(d) || f->loop.active_reqs.count > 0)
 		return false;
-	for (size_t i = 0; i < d->njobs; i++)
-		if (d->jobs[i]->state != JOB_DONE && d->jobs[i]->state != JOB_FAILED)
+	for (size_t i = 0; i < jobs_count(d->jobs); i++)
+		if (jobs_at(d->jobs, i)->state != JOB_DONE && jobs_at(d->jobs, i)->state != JOB_FAILED)
 			return false;
 	storeq_call(d->sq, noop_fn, NULL, NULL);
 	uv_run(&f->loop, UV_RUN_NOWAIT);
@@ -527,13 +482,13 @@ static bool settled_final(struct fx *f)
  * the loop must close with nothing left on it. */
 static void daemon_down(struct fx *f)
 {
-	double deadline = now_mono() + REPLY_TIMEOUT;
+	double deadline = clock_seconds() + REPLY_TIMEOUT;
 
 	for (int i = 0; i < NCLIENTS; i++)
 		client_close(&f->cl[i]);
 	daemon_shutdown(f->d);
 	while (jobs_busy(f->d) || f->loop.active_reqs.count > 0) {
-		assert_true(now_mono() < deadline);
+		assert_true(clock_seconds() < deadline);
 		uv_run(&f->loop, UV_RUN_NOWAIT);
 		usleep(200);
 	}
@@ -599,7 +554,7 @@ static void send_call(struct client *c, const char *method, json_t *params)
  * came within `timeout` seconds (*timed_out tells which). */
 static json_t *recv_reply(struct fx *f, struct client *c, double timeout, bool *timed_out)
 {
-	double deadline = now_mono() + timeout;
+	double deadline = clock_seconds() + timeout;
 
 	if (timed_out)
 		*timed_out = false;
@@ -619,7 +574,7 @@ static json_t *recv_reply(struct fx *f, struct client *c, double timeout, bool *
 		open = pump(f, c);
 		if (!open)
 			return NULL;
-		if (now_mono() > deadline) {
+		if (clock_seconds() > deadline) {
 			if (timed_out)
 				*timed_out = true;
 			return NULL;
@@ -735,10 +690,10 @@ static int64_t db_jobs(struct fx *f)
 /* Run the loop until the store thread waits at the gate. */
 static void wait_gate(struct fx *f)
 {
-	double deadline = now_mono() + REPLY_TIMEOUT;
+	double deadline = clock_seconds() + REPLY_TIMEOUT;
 
 	while (!gate_held()) {
-		assert_true(now_mono() < deadline);
+		assert_true(clock_seconds() < deadline);
 		uv_run(&f->loop, UV_RUN_NOWAIT);
 		usleep(200);
 	}
@@ -855,9 +810,9 @@ static void test_connection_without_memory(void **state)
 	for (int round = 0; round < 2; round++) {
 		fault_arm(0);   /* the connection's own allocation */
 		client_connect(f, &c);
-		deadline = now_mono() + REPLY_TIMEOUT;
+		deadline = clock_seconds() + REPLY_TIMEOUT;
 		while (pump(f, &c)) {
-			assert_true(now_mono() < deadline);
+			assert_true(clock_seconds() < deadline);
 			usleep(100);
 		}
 		assert_true(fault_disarm());
@@ -906,9 +861,9 @@ static void test_allocation_failures(void **state)
 		/* Every job the daemon knows settles in done or failed (a lost
 		 * event would leave it running or stopping for ever). The loop is
 		 * run here, without client calls that would allocate too. */
-		deadline = now_mono() + REPLY_TIMEOUT;
+		deadline = clock_seconds() + REPLY_TIMEOUT;
 		while (!settled_final(f)) {
-			if (now_mono() > deadline)
+			if (clock_seconds() > deadline)
 				fail_msg("allocation %ld failed: a job never settled", n);
 			uv_run(&f->loop, UV_RUN_NOWAIT);
 			usleep(200);

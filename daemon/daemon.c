@@ -1,38 +1,72 @@
 /*
- * daemon.c - one traind's life cycle. See daemon/core/daemon.h.
+ * daemon.c - one traind's life cycle. See daemon/daemon.h.
  *
- * The start-up order is main()'s of old: the dataset cache, the database
- * (opened, migrated and read by recovery on this thread, before the loop
- * runs, then closed), the loop queue, the store thread on its own
- * connection, the control socket. daemon_free undoes it in reverse once the
- * loop has stopped: the store thread commits what it was given and posts the
- * completions, the loop runs them while every handle closes, and only then
- * is the registry freed.
+ * The start-up order is main()'s of old: the dataset cache, the job
+ * registry, the database (opened, migrated and read by recovery on this
+ * thread, before the loop runs, then closed), the loop queue, the store
+ * thread on its own connection, the control socket. daemon_free undoes it
+ * in reverse once the loop has stopped: the store thread commits what it
+ * was given and posts the completions, the loop runs them while every
+ * handle closes, and only then is the registry freed.
+ *
+ * The wiring: the registry's runs share a struct run_env (the store and
+ * loop queues, the dataset cache, the MPI launcher, the two runners); the
+ * registry's observer is the protocol's waiters; the server dispatches to
+ * the methods.
  */
-#include "daemon/core/daemon.h"
+#include "daemon/daemon.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/data/dscache.h"
 #include "daemon/data/dsimport.h"
 #include "daemon/jobs/jobs.h"
+#include "daemon/proto/bgwork.h"
 #include "daemon/proto/methods.h"
-#include "daemon/store/store.h"
+#include "daemon/proto/server.h"
+#include "daemon/proto/waiters.h"
+#include "daemon/runner/mpirun.h"
 #include "daemon/runner/worker.h"
+#include "daemon/store/store.h"
+#include "daemon/store/storeq.h"
 
-/* jobs.c: every worker has stopped after a daemon_shutdown. */
-static void drained(struct daemon *d)
+_Static_assert(DAEMON_MPI_ARGS_MAX <= RUN_MPI_ARGS_MAX, "the runs take every --mpi-arg");
+
+/* The registry: every run has stopped after a daemon_shutdown. */
+static void drained(void *ctx)
 {
+	struct daemon *d = ctx;
+
 	if (d->user_drained)
 		d->user_drained(d);
 	uv_stop(d->loop);
 }
 
+/* The registry: a job's state changed. */
+static void changed(void *ctx)
+{
+	struct daemon *d = ctx;
+
+	if (d->on_change)
+		d->on_change(d);
+}
+
+/* The registry: a job's run has ended (before the state it ended in). */
+static void run_ended(void *ctx, struct job *j)
+{
+	struct daemon *d = ctx;
+
+	if (d->on_run_end)
+		d->on_run_end(d, j);
+}
+
 int daemon_new(struct daemon **out, const struct daemon_config *cfg, struct tr_err *err)
 {
 	struct daemon *d;
+	struct jobs_config jc;
 	struct store *s = NULL;
 	int rc;
 
@@ -41,12 +75,10 @@ int daemon_new(struct daemon **out, const struct daemon_config *cfg, struct tr_e
 	if (!d)
 		return tr_err_set(err, -ENOMEM, "out of memory");
 	d->loop = cfg->loop;
-	d->runner = &thread_runner;
 	d->max_running = cfg->max_running;
 	d->max_dataset_bytes = cfg->max_dataset_bytes ? cfg->max_dataset_bytes : UINT64_C(4) << 30;
 	snprintf(d->db_path, sizeof(d->db_path), "%s", cfg->db_path);
 	snprintf(d->data_dir, sizeof(d->data_dir), "%s", cfg->data_dir);
-	d->on_drained = drained;
 	d->user_drained = cfg->on_drained;
 	d->on_change = cfg->on_change;
 	d->on_run_end = cfg->on_run_end;
@@ -67,12 +99,37 @@ int daemon_new(struct daemon **out, const struct daemon_config *cfg, struct tr_e
 	dscache_set_limit(d->dsc, d->max_dataset_bytes, "--max-dataset-bytes");
 	/* what an import or a removal cut short by a crash left behind */
 	dsimport_sweep(cfg->data_dir);
+	d->bg = bgwork_new(d->loop, d->db_path);
+	if (!d->bg) {
+		rc = tr_err_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	jc = (struct jobs_config){
+		.env = {
+			.lq = &d->lq, .dsc = d->dsc, .db_path = d->db_path, .data_dir = d->data_dir,
+			.mpi_launcher = d->mpi_launcher,
+			.mpi_args = (const char *const *)d->mpi_args, .n_mpi_args = d->n_mpi_args,
+			.local = &thread_runner, .multi = &mpi_runner,
+		},
+		.max_running = d->max_running,
+		.counters = &d->counters,
+		.observer = &waiters_observer,
+		.on_change = changed,
+		.on_drained = drained,
+		.on_run_end = run_ended,
+		.ctx = d,
+	};
+	rc = jobs_new(&d->jobs, &jc);
+	if (rc < 0) {
+		tr_err_set(err, rc, "out of memory");
+		goto fail;
+	}
 	rc = store_open(&s, cfg->db_path, false, err);
 	if (rc < 0) {
 		tr_err_prefix(err, "%s", cfg->db_path);
 		goto fail;
 	}
-	rc = jobs_recover(d, s, err);
+	rc = jobs_recover(d->jobs, s, err);
 	store_close(s);
 	if (rc < 0) {
 		tr_err_prefix(err, "recovering jobs from %s", cfg->db_path);
@@ -89,6 +146,7 @@ int daemon_new(struct daemon **out, const struct daemon_config *cfg, struct tr_e
 		tr_err_prefix(err, "%s", cfg->db_path);
 		goto fail;
 	}
+	jobs_set_store(d->jobs, d->sq);
 	if (cfg->listen_fd >= 0 || cfg->socket_path) {
 		err->msg[0] = '\0';
 		rc = server_new(&d->server, d->loop, methods_dispatch, d);
@@ -115,7 +173,8 @@ fail:
 
 void daemon_start(struct daemon *d)
 {
-	jobs_start(d);
+	waiters_start(d);
+	jobs_start(d->jobs);
 }
 
 void daemon_run(struct daemon *d)
@@ -127,9 +186,10 @@ void daemon_shutdown(struct daemon *d)
 {
 	if (d->shutting_down)
 		return;
+	d->shutting_down = true;
 	server_close(d->server);
 	d->server = NULL;
-	jobs_shutdown(d);
+	jobs_shutdown(d->jobs);
 }
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -146,6 +206,8 @@ void daemon_free(struct daemon *d)
 	/* Drain: the store thread commits what it was given; then close handles. */
 	storeq_stop(d->sq);
 	d->sq = NULL;
+	if (d->jobs)
+		jobs_set_store(d->jobs, NULL);   /* later writes fail (-ESHUTDOWN), as the runs' */
 	server_close(d->server);
 	d->server = NULL;
 	if (d->lq_ready)
@@ -153,10 +215,11 @@ void daemon_free(struct daemon *d)
 	d->lq_ready = false;
 	uv_walk(d->loop, close_walk, NULL);
 	uv_run(d->loop, UV_RUN_DEFAULT);
-	jobs_free(d);
+	jobs_free(d->jobs);
 	free(d->mpi_launcher);
 	for (unsigned i = 0; i < d->n_mpi_args; i++)
 		free(d->mpi_args[i]);
 	dscache_free(d->dsc);
+	bgwork_free(d->bg);
 	free(d);
 }

@@ -1,0 +1,88 @@
+/*
+ * bgwork.h - the methods' background work: what a call reads or computes
+ * off the loop (History, Checkpoints, Eval, Export, Generate, Predict, Datasets,
+ * dataset imports and removals, Start's and Resume's checks), on libuv's
+ * thread pool, with a read-only connection to the database of its own.
+ *
+ * A method puts a struct bg_task first in a struct of its own, fills in
+ * its hooks and submits it with the call it answers. The module runs
+ * work(t) on the pool, then on the loop after(t) (when set), then answers
+ * the call from the outcome (t->result, or the error t->error with the
+ * fields of t->detail) and releases the task. A task is its method's until
+ * submitted, the module's from then on.
+ *
+ * Fairness. bg_submit is the one door to the pool and knows whose call
+ * each task answers (the call's connection is the peer), so the queueing
+ * policy lives here, in one place. Today it is libuv's: first come, first
+ * served, four threads. (A per-peer queue, so that one client's flood of
+ * Eval/Export/Predict/imports cannot starve the others, goes in bg_submit
+ * and in the completion of each task.)
+ *
+ * A client that goes away while its task is queued or working: t->c
+ * becomes NULL, the work goes on to its end, nobody is answered, and what
+ * the answer would have started does not happen (a Start's job is not
+ * stored).
+ *
+ * Thread: bgwork_*, bg_task_new, bg_submit, bg_resubmit and the hooks
+ * after and release on the loop thread; work and bg_store on the pool;
+ * bg_fail in work or after (the task is one thread's at a time).
+ */
+#ifndef TRAIND_BGWORK_H
+#define TRAIND_BGWORK_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "traind/error.h"
+#include "daemon/proto/errors.h"
+#include "daemon/proto/server.h"
+#include "daemon/store/store.h"
+
+struct bgwork;
+
+struct bg_task {
+	uv_work_t req;               /* the pool's */
+	struct bgwork *q;
+	struct call *c;              /* the call it answers; NULL once the client has gone, or
+	                                once after() has handed the call on */
+	void (*work)(struct bg_task *t);       /* on the pool */
+	/* On the loop once work is done (NULL: none): true when it has queued
+	 * the task again (bg_resubmit), so that there is no answer yet. */
+	bool (*after)(struct bg_task *t);
+	void (*release)(struct bg_task *t);    /* frees the method's struct (on the loop) */
+	struct store *store;         /* bg_store's connection; closed once work returns */
+	/* the outcome */
+	int rc;                      /* < 0: failed with t->error */
+	enum proto_error error;      /* (PROTO_STORAGE_ERROR until bg_fail says otherwise) */
+	struct proto_detail detail;  /* its fields; detail.message is err.msg unless set */
+	struct tr_err err;
+	json_t *result;              /* on success, the reply's parameters (taken) */
+};
+
+/* The pool's door for one daemon: its loop, and the database the tasks
+ * read. NULL when out of memory. */
+struct bgwork *bgwork_new(uv_loop_t *loop, const char *db_path);
+void bgwork_free(struct bgwork *q);   /* after the loop has stopped; accepts NULL */
+
+/* A method's task: `size` bytes zeroed (its struct, with the struct
+ * bg_task first), the hooks set, to answer c; NULL after answering c
+ * (StorageError: out of memory). */
+void *bg_task_new(struct call *c, size_t size, void (*work)(struct bg_task *t),
+		  bool (*after)(struct bg_task *t), void (*release)(struct bg_task *t));
+/* Queue t (see the top). When it cannot be queued, c gets a StorageError
+ * and t is released: false. */
+bool bg_submit(struct bgwork *q, struct bg_task *t);
+/* From after(): queue t again with other hooks (a second stage: the
+ * import's commit). False when it cannot be queued (t unchanged; after()
+ * then returns false, and t is answered as it stands). */
+bool bg_resubmit(struct bg_task *t, void (*work)(struct bg_task *t), bool (*after)(struct bg_task *t));
+
+/* The task's read-only connection to the database, opened on first use
+ * (on the pool) and closed when work returns: 0, or an error in err. */
+int bg_store(struct bg_task *t, struct store **out, struct tr_err *err);
+/* Fail t: what failed (`from`) and its code give the protocol's error
+ * (proto_error_of); returns rc (-EIO when rc is not negative). */
+int bg_fail(struct bg_task *t, enum proto_source from, int rc);
+
+#endif
