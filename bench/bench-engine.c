@@ -1,27 +1,40 @@
 /*
- * bench-engine.c - how close training comes to the machine's sgemm limit, and
- * how it compares with PyTorch 1.13, measured in one run (these machines are
- * shared and noisy, so only ratios within a run mean anything).
+ * bench-engine.c - how close training comes to the machine's float32 sgemm
+ * limit, and how it compares with PyTorch 1.13 at its best, measured in one
+ * run (these machines are shared and noisy, so only ratios within a run
+ * mean anything).
  *
- *   bench-engine [EPOCHS]     the lesson's figures (EPOCHS per run, 5), then resnet20's
- *   bench-engine --sweep      the scaling table (below)
- *   bench-engine --resnet     resnet20's figures alone
- *   bench-engine --sequences  the language models' figures alone (issue 24)
+ *   bench-engine [EPOCHS] [--no-torch] [--blas-kernel NAME]   the lesson's figures (EPOCHS per run, 5),
+ *                                                             then resnet20's
+ *   bench-engine --sweep                                      the scaling table (below)
+ *   bench-engine --resnet                                     resnet20's figures alone
+ *   bench-engine --kernels [EPOCHS]                           the candidate kernels against each other
+ *   bench-engine --sequences                                  the language models' figures alone (issue 24)
+ *
+ * Every report starts with the CPU (brand, family/model, features), the
+ * OpenBLAS kernel in use and why (blaskernel.h: the same choice as traind's,
+ * --blas-kernel pins it as traind's flag does), and OpenBLAS's own pick.
  *
  *   1. sgemm peak: large square sgemm (n = 2048) with OpenBLAS on 2 threads and
  *      on 1 thread, best of several samples, before and after the training
- *      runs (the better of the two); the kernel OpenBLAS picked
- *      (openblas_get_corename).
+ *      runs (the better of the two), of the best float32 kernel for this CPU
+ *      (the one auto picks), and beside it the peak of the kernel in use and
+ *      of OpenBLAS's own pick where they differ (a kernel not loaded here is
+ *      measured by this program run again with OPENBLAS_CORETYPE set).
  *   2. engine epoch: train one epoch (50000 samples, batch 64) + validation
  *      (10000, batch 128) of the lesson's MLP, EPOCHS times, in a child
  *      process whose peak RSS is reported.
- *   3. efficiency = FLOPs of the epoch / (median epoch seconds x the peak of
- *      the same thread count); the best epoch's too; flatness = slowest /
- *      fastest epoch.
+ *   3. efficiency = FLOPs of the epoch / (median epoch seconds x the best
+ *      kernel's peak for the same thread count); the best epoch's too;
+ *      flatness = slowest / fastest epoch.
  *   4. lenet5: its epoch (the same data, batch and optimizer) with threads=2,
  *      beside PyTorch 1.13's for the same model, data and cores, measured in
  *      the same run by bench/torch-epoch.py (when /usr/bin/python3 has torch),
- *      and the lesson's MLP in PyTorch too.
+ *      and the lesson's MLP in PyTorch too. PyTorch at its best: the faster
+ *      of 1 and 2 torch threads, OPENBLAS_NUM_THREADS=1 (its OpenBLAS must
+ *      not start threads that fight torch's on 2 cores), and the same
+ *      OpenBLAS kernel as traind (OPENBLAS_CORETYPE); each figure is printed
+ *      with that configuration.
  *
  *   5. resnet20 (He et al.'s CIFAR ResNet, spec.h) on Fashion-MNIST: 5000
  *      training + 1000 validation samples an epoch, batch 128, SGD (lr 0.1,
@@ -43,8 +56,17 @@
  * The sweep: the MLP 784-H-10 for H in 256/1024/4096, batch 64/256/1024,
  * threads 1 and 2, on 10000 training and 2000 validation samples per epoch
  * (fewer than the lesson's, so the table takes minutes), 3 epochs per cell:
- * the median epoch, its efficiency against the same thread count's peak, and
- * PyTorch's median epoch for the same shape, data and threads.
+ * the median epoch, its efficiency against the best kernel's peak for the
+ * same thread count, and PyTorch's median epoch for the same shape and data
+ * at its best (1 thread, or the faster of 1 and 2).
+ *
+ * --kernels: every kernel this CPU can run among the ones auto chooses from
+ * (Cooperlake, SkylakeX, Haswell, Zen, Sandybridge) and OpenBLAS's own
+ * pick, each loaded in a run of this program with OPENBLAS_CORETYPE set:
+ * sgemm peaks and the lesson MLP's epoch (threads=2, median of EPOCHS, 3),
+ * in rounds that alternate the kernels, the best round of each. This is the
+ * measurement behind a rule of blaskernel.c that is not obvious (Zen 4/5:
+ * SkylakeX against Zen/Haswell; Cooperlake against SkylakeX).
  *
  * FLOPs of the MLP 784-H-10 per training sample: forward 2(784H + 10H),
  * backward 2(784H) (dW1) + 2(10H) (dW2) + 2(10H) (the gradient into the
@@ -52,9 +74,12 @@
  * H = 256: 818,176 per training sample x 50000 + 406,528 x 10000.
  */
 #include <cblas.h>
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -63,6 +88,7 @@
 #include <dirent.h>
 #include <sys/stat.h>
 
+#include "traind/blaskernel.h"
 #include "traind/config.h"
 #include "traind/dataset.h"
 #include "traind/kernels.h"
@@ -70,10 +96,11 @@
 
 #define MAX_EPOCHS 64
 
-/* Targets of the issue ("Speed at the hardware's limit"). */
+/* Targets of the issues ("Speed at the hardware's limit", #20: against the
+ * best float32 kernel's peak and PyTorch at its best). */
 #define TARGET_EFFICIENCY 0.60
 #define TARGET_FLATNESS 1.10
-#define TARGET_TORCH_MLP 4.0
+#define TARGET_TORCH_MLP 5.0
 #define TARGET_TORCH_LENET 3.0
 #define TARGET_RSS_MB 120.0
 #define TARGET_TORCH_RESNET 2.0   /* issue 22 */
@@ -116,6 +143,44 @@ static double sgemm_peak(int threads, int n, int samples)
 	return best;
 }
 
+static double thread_cpu(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The 1-thread sgemm peak per second of this thread's CPU time: what the
+ * kernel does while it runs, whatever else holds the cores (on a busy
+ * machine the wall-clock peak measures the load as much as the kernel). */
+static double sgemm_peak_cpu(int n, int samples)
+{
+	float *a = malloc(sizeof(float) * (size_t)n * n);
+	float *b = malloc(sizeof(float) * (size_t)n * n);
+	float *c = malloc(sizeof(float) * (size_t)n * n);
+	double best = 0;
+
+	for (size_t i = 0; i < (size_t)n * n; i++) {
+		a[i] = (float)(i % 17) * 0.01f;
+		b[i] = (float)(i % 13) * 0.01f;
+	}
+	openblas_set_num_threads(1);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+	for (int s = 0; s < samples; s++) {
+		double t0 = thread_cpu(), dt;
+
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+		dt = thread_cpu() - t0;
+		if (dt > 0 && 2.0 * n * n * (double)n / dt > best)
+			best = 2.0 * n * n * (double)n / dt;
+	}
+	free(a);
+	free(b);
+	free(c);
+	return best;
+}
+
 /* One training run: the model, its shape and data, and the thread count. */
 struct run_spec {
 	const char *model;      /* NULL: the MLP of `hidden` */
@@ -136,9 +201,23 @@ static double mlp_flops(uint32_t h, uint32_t train, uint32_t val)
 	return (fwd + bwd) * train + fwd * val;
 }
 
+/* Where an epoch's time went: enough to tell a slow epoch's cause
+ * (first-touch page faults, preemption of a team member, one slow step or
+ * all of them, the validation phase). */
+struct epoch_detail {
+	double seconds;         /* the epoch: training + validation */
+	double train_s, eval_s;
+	double step_median, step_max;   /* of its training steps, seconds */
+	long slow_steps;        /* steps over 3x the median step */
+	double cpu_s;           /* user + system time of the process (every thread) */
+	long minflt, nivcsw;    /* minor page faults; involuntary context switches */
+};
+
 struct epoch_result {
 	double best, median, worst;
 	long rss_kb;            /* the child's peak RSS */
+	int epochs;
+	struct epoch_detail detail[MAX_EPOCHS];        /* in epoch order */
 };
 
 static int cmp_double(const void *x, const void *y)
@@ -148,14 +227,23 @@ static int cmp_double(const void *x, const void *y)
 	return a < b ? -1 : a > b;
 }
 
-/* In a child: load MNIST, run the epochs of r, write the epoch times to fd. */
+static double cpu_seconds(const struct rusage *ru)
+{
+	return (double)ru->ru_utime.tv_sec + (double)ru->ru_utime.tv_usec * 1e-6 + (double)ru->ru_stime.tv_sec +
+	       (double)ru->ru_stime.tv_usec * 1e-6;
+}
+
+/* In a child: load MNIST, run the epochs of r, write each epoch's detail
+ * to fd. */
 static int run_epochs(const char *dir, const struct run_spec *r, int fd)
 {
 	struct dataset *ds = NULL;
 	struct trainer *t = NULL;
 	struct train_config cfg;
 	struct tr_err err = { 0 };
-	double times[MAX_EPOCHS];
+	struct epoch_detail d[MAX_EPOCHS];
+	double *steps = NULL;
+	int rc = 1;
 
 	config_defaults(&cfg);
 	cfg.epochs = (uint32_t)r->epochs;
@@ -182,21 +270,50 @@ static int run_epochs(const char *dir, const struct run_spec *r, int fd)
 	}
 	if (dataset_load(&ds, dir, &err) < 0 || trainer_new(&t, &cfg, ds, &err) < 0) {
 		fprintf(stderr, "bench-engine: %s\n", err.msg);
-		return 1;
+		goto out;
 	}
+	steps = malloc(sizeof(double) * (t->steps_per_epoch ? t->steps_per_epoch : 1));
+	if (!steps)
+		goto out;
+	memset(d, 0, sizeof(d));
 	for (int e = 0; e < r->epochs; e++) {
-		double t0 = now();
+		struct rusage ru0, ru1;
+		double t0, t1, t2;
+		size_t n = 0;
 
-		while (!trainer_epoch_done(t))
+		getrusage(RUSAGE_SELF, &ru0);
+		t0 = now();
+		while (!trainer_epoch_done(t)) {
+			double s0 = now();
+
 			trainer_step(t);
+			if (n < t->steps_per_epoch)
+				steps[n++] = now() - s0;
+		}
+		t1 = now();
 		trainer_end_epoch(t, NULL);
-		times[e] = now() - t0;
+		t2 = now();
+		getrusage(RUSAGE_SELF, &ru1);
+		d[e].seconds = t2 - t0;
+		d[e].train_s = t1 - t0;
+		d[e].eval_s = t2 - t1;
+		qsort(steps, n, sizeof(double), cmp_double);
+		d[e].step_median = n ? steps[n / 2] : 0;
+		d[e].step_max = n ? steps[n - 1] : 0;
+		for (size_t i = 0; i < n; i++)
+			d[e].slow_steps += steps[i] > 3 * d[e].step_median;
+		d[e].cpu_s = cpu_seconds(&ru1) - cpu_seconds(&ru0);
+		d[e].minflt = ru1.ru_minflt - ru0.ru_minflt;
+		d[e].nivcsw = ru1.ru_nivcsw - ru0.ru_nivcsw;
 	}
-	if (write(fd, times, sizeof(double) * (size_t)r->epochs) < 0)
-		return 1;
+	if (write(fd, d, sizeof(d[0]) * (size_t)r->epochs) < 0)
+		goto out;
+	rc = 0;
+out:
+	free(steps);
 	trainer_free(t);
 	dataset_free(ds);
-	return 0;
+	return rc;
 }
 
 static int measure(const char *dir, const struct run_spec *r, struct epoch_result *out)
@@ -206,7 +323,7 @@ static int measure(const char *dir, const struct run_spec *r, struct epoch_resul
 	int status;
 	struct rusage ru;
 	double times[MAX_EPOCHS];
-	ssize_t want = (ssize_t)(sizeof(double) * (size_t)r->epochs);
+	ssize_t want = (ssize_t)(sizeof(out->detail[0]) * (size_t)r->epochs), got = 0;
 
 	if (pipe(fds) < 0)
 		return -1;
@@ -217,13 +334,22 @@ static int measure(const char *dir, const struct run_spec *r, struct epoch_resul
 		_exit(run_epochs(dir, r, fds[1]));
 	}
 	close(fds[1]);
-	if (read(fds[0], times, (size_t)want) != want) {
-		close(fds[0]);
+	while (got < want) {
+		ssize_t n = read(fds[0], (char *)out->detail + got, (size_t)(want - got));
+
+		if (n <= 0)
+			break;
+		got += n;
+	}
+	close(fds[0]);
+	if (got != want) {
 		waitpid(pid, &status, 0);
 		return -1;
 	}
-	close(fds[0]);
 	wait4(pid, &status, 0, &ru);
+	out->epochs = r->epochs;
+	for (int e = 0; e < r->epochs; e++)
+		times[e] = out->detail[e].seconds;
 	qsort(times, (size_t)r->epochs, sizeof(double), cmp_double);
 	out->best = times[0];
 	out->median = times[r->epochs / 2];
@@ -232,103 +358,285 @@ static int measure(const char *dir, const struct run_spec *r, struct epoch_resul
 	return 0;
 }
 
-/* PyTorch's median epoch for `model` (lenet5 or mlp) of r's shape, or a
- * negative value when PyTorch is not there. */
-static double torch_epoch(const char *data, const char *model, const struct run_spec *r)
+/* The epochs one by one (where a slow one lost its time). */
+static void print_details(const struct epoch_result *r, int threads)
 {
-	char cmd[8192], line[128];
-	double times[MAX_EPOCHS];
+	printf("  per epoch, threads=%d: seconds = training + validation | training step median / max ms, steps over 3x the median | CPU s of all threads | minor faults | involuntary switches\n",
+	       threads);
+	for (int e = 0; e < r->epochs; e++) {
+		const struct epoch_detail *d = &r->detail[e];
+
+		printf("    %2d: %.3f = %.3f + %.3f | %.3f / %.2f ms, %ld slow | cpu %.3f | %ld flt | %ld ivcsw\n", e + 1,
+		       d->seconds, d->train_s, d->eval_s, d->step_median * 1e3, d->step_max * 1e3, d->slow_steps,
+		       d->cpu_s, d->minflt, d->nivcsw);
+	}
+}
+
+/* ---- PyTorch ---------------------------------------------------------- */
+
+/* PyTorch's run of `model` (lenet5 or mlp) of r's shape on `threads` torch
+ * threads: the median epoch, and its configuration line (torch-epoch.py's
+ * "config ..."), or a negative value when PyTorch is not there. Its
+ * OpenBLAS gets one thread and the kernel traind runs. */
+static double torch_epoch(const char *data, const char *model, const struct run_spec *r, int threads,
+			  double give_up, char *config, size_t config_len, double *cpu_median)
+{
+	char cmd[8192], line[512];
+	double times[MAX_EPOCHS], cpu[MAX_EPOCHS];
 	int n = 0;
 	FILE *p;
 
+	if (config_len)
+		config[0] = '\0';
 	if (access("/usr/bin/python3", X_OK) != 0)
 		return -1;
-	snprintf(cmd, sizeof(cmd), "%s/usr/bin/python3 %s/torch-epoch.py %s '%s' %d %d %u %u %u %u 2>/dev/null",
-		 strcmp(model, "resnet20") == 0 ? "OPENBLAS_NUM_THREADS=1 " : "", BENCH_DIR, model, data, r->threads, r->epochs, r->hidden ? r->hidden : 256,
+	snprintf(cmd, sizeof(cmd),
+		 "OPENBLAS_NUM_THREADS=1 OPENBLAS_CORETYPE='%s' TORCH_EPOCH_GIVE_UP=%.3f /usr/bin/python3 %s/torch-epoch.py %s '%s' %d %d %u %u %u %u 2>/dev/null",
+		 blaskernel_state()->in_use, give_up, BENCH_DIR, model, data, threads, r->epochs, r->hidden ? r->hidden : 256,
 		 r->batch ? r->batch : 64, r->train ? r->train : 50000, r->train ? r->val : 10000);
 	fflush(stdout);
 	p = popen(cmd, "r");
 	if (!p)
 		return -1;
-	while (n < MAX_EPOCHS && fgets(line, sizeof(line), p))
-		if (sscanf(line, "epoch %lf", &times[n]) == 1)
+	while (fgets(line, sizeof(line), p)) {
+		if (n < MAX_EPOCHS && sscanf(line, "epoch %lf %lf", &times[n], &cpu[n]) == 2)
 			n++;
+		else if (strncmp(line, "config ", 7) == 0 && config_len)
+			snprintf(config, config_len, "%.*s", (int)strcspn(line + 7, "\n"), line + 7);
+	}
 	if (pclose(p) != 0 || n == 0)
 		return -1;
 	qsort(times, (size_t)n, sizeof(double), cmp_double);
+	qsort(cpu, (size_t)n, sizeof(double), cmp_double);
+	if (cpu_median)
+		*cpu_median = cpu[n / 2];
 	return times[n / 2];
 }
+
+/* PyTorch at its best for r: the faster of 1 torch thread and r->threads
+ * (when more than 1; that run gives up after an epoch twice as slow as one
+ * thread's median, then its figure is that epoch's, marked). Returns the
+ * median epoch (negative: not measured); `best_threads` and a line naming
+ * both runs go to the caller. */
+static double torch_best(const char *data, const char *model, const struct run_spec *r, int *best_threads,
+			 char *what, size_t len, double *cpu1)
+{
+	char config[256];
+	double t1 = torch_epoch(data, model, r, 1, 0, config, sizeof(config), cpu1), tn = -1;
+	bool gave_up = false;
+
+	*best_threads = 1;
+	if (r->threads > 1) {
+		tn = torch_epoch(data, model, r, r->threads, t1 > 0 ? 2 * t1 : 0, NULL, 0, NULL);
+		gave_up = t1 > 0 && tn > 2 * t1;
+	}
+	if (t1 < 0 && tn < 0)
+		return -1;
+	if (tn > 0 && (t1 < 0 || tn < t1))
+		*best_threads = r->threads;
+	if (r->threads > 1)
+		snprintf(what, len, "1 thread %.3f s, %d threads %.3f s%s -> best %d thread%s [%s]", t1, r->threads, tn,
+			 gave_up ? " (one epoch, then given up)" : "", *best_threads, *best_threads > 1 ? "s" : "",
+			 config);
+	else
+		snprintf(what, len, "1 thread %.3f s [%s]", t1, config);
+	return *best_threads == 1 ? t1 : tn;
+}
+
+/* ---- sgemm peaks of any kernel ------------------------------------------ */
 
 static const char *verdict(int ok)
 {
 	return ok ? "MET" : "NOT MET";
 }
 
-static void peaks(double *peak2, double *peak1)
-{
-	double p2 = sgemm_peak(2, 2048, 8), p1 = sgemm_peak(1, 2048, 4);
+/* The sgemm peaks: 2 threads and 1 by the wall clock, 1 thread by its CPU
+ * time; each kept if better than what *p already holds. */
+struct peaks {
+	double p2, p1, p1cpu;
+};
 
-	if (p2 > *peak2)
-		*peak2 = p2;
-	if (p1 > *peak1)
-		*peak1 = p1;
+static void peaks(struct peaks *p)
+{
+	double p2 = sgemm_peak(2, 2048, 8), p1 = sgemm_peak(1, 2048, 4), c1 = sgemm_peak_cpu(2048, 4);
+
+	if (p2 > p->p2)
+		p->p2 = p2;
+	if (p1 > p->p1)
+		p->p1 = p1;
+	if (c1 > p->p1cpu)
+		p->p1cpu = c1;
+}
+
+static char self_path[4096];
+
+/* This program run again with OPENBLAS_CORETYPE=kernel (and no choice of
+ * ours inherited): `args` after the program name. Its stdout, up to len. */
+static int run_with_kernel(const char *kernel, const char *args, char *out, size_t len)
+{
+	char cmd[8192];
+	size_t used = 0;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "env -u TRAIND_BLAS_CHOICE -u TRAIND_BLAS_KERNEL OPENBLAS_CORETYPE='%s' '%s' %s",
+		 kernel, self_path, args);
+	fflush(stdout);
+	p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	while (used + 1 < len) {
+		size_t n = fread(out + used, 1, len - 1 - used, p);
+
+		if (n == 0)
+			break;
+		used += n;
+	}
+	out[used] = '\0';
+	return pclose(p) == 0 ? 0 : -1;
+}
+
+/* The sgemm peaks of `kernel` (kept where better than p's), loaded here or
+ * in a run of its own; the corename OpenBLAS actually ran goes to loaded. */
+static int kernel_peaks(const char *kernel, struct peaks *p, char *loaded, size_t len)
+{
+	char out[512], name[64];
+	struct peaks q;
+
+	if (strcasecmp(kernel, blaskernel_state()->in_use) == 0) {
+		peaks(p);
+		snprintf(loaded, len, "%s", blaskernel_state()->in_use);
+		return 0;
+	}
+	if (run_with_kernel(kernel, "--probe-peak", out, sizeof(out)) < 0 ||
+	    sscanf(out, "peak %63s %lf %lf %lf", name, &q.p2, &q.p1, &q.p1cpu) != 4)
+		return -1;
+	p->p2 = q.p2 > p->p2 ? q.p2 : p->p2;
+	p->p1 = q.p1 > p->p1 ? q.p1 : p->p1;
+	p->p1cpu = q.p1cpu > p->p1cpu ? q.p1cpu : p->p1cpu;
+	snprintf(loaded, len, "%s", name);
+	return 0;
+}
+
+static void print_machine(void)
+{
+	const struct cpu_info *cpu = cpu_this();
+	const struct blaskernel_state *b = blaskernel_state();
+	char features[256];
+	double load[3] = { 0 };
+
+	cpu_feature_list(cpu->usable, features, sizeof(features));
+	if (getloadavg(load, 3) < 0)
+		load[0] = load[1] = load[2] = -1;
+	printf("CPU: %s (%s family %u model %u), %ld online; features: %s\n", cpu->brand[0] ? cpu->brand : "?",
+	       cpu->vendor_id, cpu->family, cpu->model, sysconf(_SC_NPROCESSORS_ONLN), features);
+	printf("load average at start: %.2f %.2f %.2f (a shared machine: only ratios within this run mean anything)\n",
+	       load[0], load[1], load[2]);
+	printf("OpenBLAS kernel in use (openblas_get_corename): %s: %s; OpenBLAS's own pick: %s\n", b->in_use,
+	       b->why, b->openblas_pick[0] ? b->openblas_pick : "not known (OPENBLAS_CORETYPE was set)");
+	if (b->note[0])
+		printf("note: %s\n", b->note);
+}
+
+/* ---- the lesson's figures ------------------------------------------------ */
+
+/* The median of the epochs' CPU seconds (every thread of the run). */
+static double cpu_median(const struct epoch_result *r)
+{
+	double c[MAX_EPOCHS];
+
+	for (int e = 0; e < r->epochs; e++)
+		c[e] = r->detail[e].cpu_s;
+	qsort(c, (size_t)r->epochs, sizeof(double), cmp_double);
+	return c[r->epochs / 2];
 }
 
 static int lesson(const char *data, const char *dir, int epochs, int torch)
 {
 	const double flops = mlp_flops(256, 50000, 10000);
-	double peak2 = 0, peak1 = 0, eff2, eff1, flat2, flat1, tl = -1, tm = -1;
-	struct run_spec s2 = { .threads = 2, .epochs = epochs }, s1 = s2, sl = s2;
-	struct epoch_result r2, r1, rl;
+	const struct blaskernel_state *b = blaskernel_state();
+	const char *best = blaskernel_auto(cpu_this(), NULL, 0);
+	struct peaks pb = { 0 }, pu = { 0 }, po = { 0 };
+	double eff2, eff1, flat2, flat1, tl = -1, tm = -1, tl_cpu = -1, tm_cpu = -1;
+	char best_loaded[64] = "", use_loaded[64] = "", own_loaded[64] = "", tl_what[512] = "", tm_what[512] = "";
+	int tl_threads = 0, tm_threads = 0;
+	bool use_differs = strcasecmp(best, b->in_use) != 0;
+	bool own_differs = b->openblas_pick[0] && strcasecmp(b->openblas_pick, b->in_use) != 0 &&
+			   strcasecmp(b->openblas_pick, best) != 0;
+	struct run_spec s2 = { .threads = 2, .epochs = epochs }, s1 = s2, sl = s2, sl1;
+	struct epoch_result r2, r1, rl, rl1;
 
-	peaks(&peak2, &peak1);
+	print_machine();
+	if (kernel_peaks(best, &pb, best_loaded, sizeof(best_loaded)) < 0) {
+		fprintf(stderr, "bench-engine: could not measure the sgemm peak of %s\n", best);
+		return 1;
+	}
 	s1.threads = 1;
 	sl.model = "lenet5";
 	sl.epochs = epochs < 3 ? epochs : 3;
+	sl1 = sl;
+	sl1.threads = 1;
 	if (measure(dir, &s2, &r2) < 0 || measure(dir, &s1, &r1) < 0) {
 		fprintf(stderr, "bench-engine: training run failed (is MNIST in %s?)\n", dir);
 		return 1;
 	}
-	if (measure(dir, &sl, &rl) < 0) {
+	if (measure(dir, &sl, &rl) < 0 || measure(dir, &sl1, &rl1) < 0) {
 		fprintf(stderr, "bench-engine: the lenet5 run failed\n");
 		return 1;
 	}
-	peaks(&peak2, &peak1);   /* again after training: the VM's speed drifts */
+	/* again after training: the VM's speed drifts */
+	kernel_peaks(best, &pb, best_loaded, sizeof(best_loaded));
+	if (use_differs && kernel_peaks(b->in_use, &pu, use_loaded, sizeof(use_loaded)) < 0)
+		use_differs = false;
+	if (own_differs && kernel_peaks(b->openblas_pick, &po, own_loaded, sizeof(own_loaded)) < 0)
+		own_differs = false;
 	if (torch) {
-		tl = torch_epoch(data, "lenet5", &sl);
-		tm = torch_epoch(data, "mlp", &s2);
+		tl = torch_best(data, "lenet5", &sl, &tl_threads, tl_what, sizeof(tl_what), &tl_cpu);
+		tm = torch_best(data, "mlp", &s2, &tm_threads, tm_what, sizeof(tm_what), &tm_cpu);
 	}
-	eff2 = flops / (r2.median * peak2);
-	eff1 = flops / (r1.median * peak1);
+	eff2 = flops / (r2.median * pb.p2);
+	eff1 = flops / (r1.median * pb.p1);
 	flat2 = r2.worst / r2.best;
 	flat1 = r1.worst / r1.best;
-	printf("OpenBLAS kernel (openblas_get_corename): %s\n", openblas_get_corename());
-	printf("sgemm peak (n=2048, best sample of two rounds): 2 threads %.1f GFLOP/s, 1 thread %.1f GFLOP/s\n",
-	       peak2 / 1e9, peak1 / 1e9);
-	printf("lesson MLP epoch (train 50000 + val 10000, batch 64), %d epochs each:\n", epochs);
+	printf("the best float32 kernel for this CPU (auto by features): %s (loaded as %s)\n", best, best_loaded);
+	printf("sgemm peak (n=2048, best sample of two rounds) of %s: 2 threads %.1f GFLOP/s, 1 thread %.1f GFLOP/s; 1 thread per CPU second %.1f GFLOP/s\n",
+	       best, pb.p2 / 1e9, pb.p1 / 1e9, pb.p1cpu / 1e9);
+	if (use_differs)
+		printf("sgemm peak of the kernel in use, %s: 2 threads %.1f GFLOP/s, 1 thread %.1f GFLOP/s (%.2fx the best's), 1 thread per CPU second %.1f\n",
+		       use_loaded, pu.p2 / 1e9, pu.p1 / 1e9, pu.p2 / pb.p2, pu.p1cpu / 1e9);
+	if (own_differs)
+		printf("sgemm peak of OpenBLAS's own pick, %s: 2 threads %.1f GFLOP/s, 1 thread %.1f GFLOP/s (%.2fx the best's), 1 thread per CPU second %.1f\n",
+		       own_loaded, po.p2 / 1e9, po.p1 / 1e9, po.p2 / pb.p2, po.p1cpu / 1e9);
+	printf("lesson MLP epoch (train 50000 + val 10000, batch 64), %d epochs each, kernel %s:\n", epochs, b->in_use);
 	printf("  threads=2: best %.3f s, median %.3f s, slowest %.3f s, peak RSS %.1f MB\n",
 	       r2.best, r2.median, r2.worst, r2.rss_kb / 1024.0);
 	printf("  threads=1: best %.3f s, median %.3f s, slowest %.3f s, peak RSS %.1f MB\n",
 	       r1.best, r1.median, r1.worst, r1.rss_kb / 1024.0);
-	printf("physical floor at the 2-thread peak: %.3f s per epoch\n", flops / peak2);
-	printf("efficiency threads=2 by the median: %.2f (by the best %.2f); target >= %.2f: %s\n", eff2,
-	       flops / (r2.best * peak2), TARGET_EFFICIENCY, verdict(eff2 >= TARGET_EFFICIENCY));
-	printf("efficiency threads=1 by the median vs the 1-thread peak: %.2f (by the best %.2f)\n", eff1,
-	       flops / (r1.best * peak1));
+	print_details(&r2, 2);
+	printf("physical floor at %s's 2-thread peak: %.3f s per epoch\n", best, flops / pb.p2);
+	printf("efficiency threads=2 by the median vs %s's peak: %.2f (by the best %.2f); target >= %.2f: %s\n", best,
+	       eff2, flops / (r2.best * pb.p2), TARGET_EFFICIENCY, verdict(eff2 >= TARGET_EFFICIENCY));
+	printf("efficiency threads=1 by the median vs %s's 1-thread peak: %.2f (by the best %.2f)\n", best, eff1,
+	       flops / (r1.best * pb.p1));
 	printf("flatness (slowest / fastest of %d epochs): threads=2 %.2f, threads=1 %.2f; target <= %.2f: %s\n",
 	       epochs, flat2, flat1, TARGET_FLATNESS, verdict(flat2 <= TARGET_FLATNESS));
 	printf("speedup threads=2 over threads=1 (medians): %.2fx\n", r1.median / r2.median);
 	printf("peak RSS of a lesson job: %.1f MB; target <= %.0f MB: %s\n", r2.rss_kb / 1024.0,
 	       TARGET_RSS_MB, verdict(r2.rss_kb / 1024.0 <= TARGET_RSS_MB));
-	printf("lenet5 epoch, threads=2, %d epochs: best %.3f s, median %.3f s, peak RSS %.1f MB\n",
-	       sl.epochs, rl.best, rl.median, rl.rss_kb / 1024.0);
+	printf("lenet5 epoch, %d epochs: threads=2 best %.3f s, median %.3f s, peak RSS %.1f MB; threads=1 median %.3f s\n",
+	       sl.epochs, rl.best, rl.median, rl.rss_kb / 1024.0, rl1.median);
+	printf("by CPU time (on a busy machine the wall clock measures the load; one thread each, median epoch):\n"
+	       "  efficiency threads=1 vs %s's 1-thread peak per CPU second: %.2f (%.3f CPU s an epoch)\n",
+	       best, flops / (cpu_median(&r1) * pb.p1cpu), cpu_median(&r1));
 	if (tl < 0 || tm < 0) {
 		printf("PyTorch: not measured (%s)\n", torch ? "no torch for /usr/bin/python3" : "--no-torch");
 		return 0;
 	}
-	printf("PyTorch 1.13, same data in tensors, 2 threads, median epoch: lenet5 %.3f s, lesson MLP %.3f s\n",
-	       tl, tm);
-	printf("traind vs PyTorch by the median: lesson MLP %.2fx faster (target >= %.0fx: %s), lenet5 %.2fx faster (target >= %.0fx: %s)\n",
+	printf("  traind vs PyTorch (1 thread each), by CPU seconds: lesson MLP %.3f against %.3f: %.2fx; lenet5 %.3f against %.3f: %.2fx\n",
+	       cpu_median(&r1), tm_cpu, tm_cpu / cpu_median(&r1), cpu_median(&rl1), tl_cpu, tl_cpu / cpu_median(&rl1));
+	printf("PyTorch at its best (same data in tensors; the faster of 1 and 2 torch threads), median epoch:\n");
+	printf("  lesson MLP: %s\n", tm_what);
+	printf("  lenet5:     %s\n", tl_what);
+	printf("traind (threads=2) vs PyTorch at its best, by the median: lesson MLP %.2fx faster (target >= %.0fx: %s), lenet5 %.2fx faster (target >= %.0fx: %s)\n",
 	       tm / r2.median, TARGET_TORCH_MLP, verdict(tm / r2.median >= TARGET_TORCH_MLP),
 	       tl / rl.median, TARGET_TORCH_LENET, verdict(tl / rl.median >= TARGET_TORCH_LENET));
 	return 0;
@@ -342,7 +650,9 @@ static int resnet(const char *data, int torch)
 			       .train = 5000, .val = 1000, .threads = 2, .epochs = 2 },
 			s1 = s2, st = s2;
 	struct epoch_result r2, r1;
-	double t1 = -1, t2 = -1, best;
+	double best = -1;
+	int tthr = 0;
+	char what[512];
 
 	snprintf(dir, sizeof(dir), "%s/fashion-mnist", data);
 	s1.threads = 1;
@@ -356,19 +666,13 @@ static int resnet(const char *data, int torch)
 	       r2.rss_kb / 1024.0);
 	printf("  threads=1: best %.3f s, median %.3f s, peak RSS %.1f MB\n", r1.best, r1.median,
 	       r1.rss_kb / 1024.0);
-	if (torch) {
-		st.threads = 1;
-		t1 = torch_epoch(data, "resnet20", &st);
-		st.threads = 2;
-		t2 = torch_epoch(data, "resnet20", &st);
-	}
-	if (t1 < 0 || t2 < 0) {
+	if (torch)
+		best = torch_best(data, "resnet20", &st, &tthr, what, sizeof(what), NULL);
+	if (best < 0) {
 		printf("PyTorch: not measured (%s)\n", torch ? "no torch for /usr/bin/python3" : "--no-torch");
 		return 0;
 	}
-	best = t1 < t2 ? t1 : t2;
-	printf("PyTorch 1.13 resnet20, same module, data and cores, OPENBLAS_NUM_THREADS=1, median epoch: 1 thread %.3f s, 2 threads %.3f s\n",
-	       t1, t2);
+	printf("PyTorch 1.13 resnet20 at its best (same module, data and cores), median epoch: %s\n", what);
 	printf("traind (threads=2) vs PyTorch at its best by the median: resnet20 %.2fx faster (target >= %.0fx: %s)\n",
 	       best / r2.median, TARGET_TORCH_RESNET, verdict(best / r2.median >= TARGET_TORCH_RESNET));
 	return 0;
@@ -507,25 +811,37 @@ static int sweep(const char *data, const char *dir, int torch)
 {
 	static const uint32_t widths[] = { 256, 1024, 4096 }, batches[] = { 64, 256, 1024 };
 	struct run_spec s = { .train = 10000, .val = 2000, .epochs = 3 };
-	double peak[3] = { 0 };
+	const char *best = blaskernel_auto(cpu_this(), NULL, 0);
+	char loaded[64];
+	struct peaks pk = { 0 };
+	double peak[3];
 
-	peaks(&peak[2], &peak[1]);
-	printf("OpenBLAS kernel (openblas_get_corename): %s\n", openblas_get_corename());
-	printf("sgemm peak (n=2048): 2 threads %.1f GFLOP/s, 1 thread %.1f GFLOP/s (before the sweep)\n",
-	       peak[2] / 1e9, peak[1] / 1e9);
+	print_machine();
+	if (kernel_peaks(best, &pk, loaded, sizeof(loaded)) < 0) {
+		fprintf(stderr, "bench-engine: could not measure the sgemm peak of %s\n", best);
+		return 1;
+	}
+	peak[1] = pk.p1;
+	peak[2] = pk.p2;
+	printf("sgemm peak (n=2048) of the best float32 kernel, %s: 2 threads %.1f GFLOP/s, 1 thread %.1f GFLOP/s (before the sweep)\n",
+	       loaded, peak[2] / 1e9, peak[1] / 1e9);
 	printf("sweep: MLP 784-H-10, %u training + %u validation samples per epoch (not the lesson's 50000 + 10000),\n"
-	       "median of %d epochs; efficiency = the shape's FLOPs / (median epoch x that thread count's peak)\n",
-	       s.train, s.val, s.epochs);
-	printf("%6s %6s %3s | %9s %6s | %9s %8s\n", "hidden", "batch", "thr", "traind s", "eff", "torch s",
+	       "median of %d epochs; efficiency = the shape's FLOPs / (median epoch x that thread count's peak);\n"
+	       "PyTorch at its best: threads=1 rows 1 torch thread, threads=2 rows the faster of 1 and 2\n"
+	       "(OPENBLAS_NUM_THREADS=1, OPENBLAS_CORETYPE=%s)\n",
+	       s.train, s.val, s.epochs, blaskernel_state()->in_use);
+	printf("%6s %6s %3s | %9s %6s | %9s %4s %8s\n", "hidden", "batch", "thr", "traind s", "eff", "torch s", "tthr",
 	       "speedup");
 	for (size_t h = 0; h < sizeof(widths) / sizeof(widths[0]); h++)
-		for (size_t b = 0; b < sizeof(batches) / sizeof(batches[0]); b++)
+		for (size_t bt = 0; bt < sizeof(batches) / sizeof(batches[0]); bt++)
 			for (int thr = 1; thr <= 2; thr++) {
 				struct epoch_result r;
 				double ts = -1, eff;
+				int tthr = 0;
+				char what[512];
 
 				s.hidden = widths[h];
-				s.batch = batches[b];
+				s.batch = batches[bt];
 				s.threads = thr;
 				if (measure(dir, &s, &r) < 0) {
 					fprintf(stderr, "bench-engine: the sweep's run H=%u B=%u failed\n",
@@ -533,31 +849,140 @@ static int sweep(const char *data, const char *dir, int torch)
 					return 1;
 				}
 				if (torch)
-					ts = torch_epoch(data, "mlp", &s);
+					ts = torch_best(data, "mlp", &s, &tthr, what, sizeof(what), NULL);
 				eff = mlp_flops(s.hidden, s.train, s.val) / (r.median * peak[thr]);
 				if (ts > 0)
-					printf("%6u %6u %3d | %9.3f %6.2f | %9.3f %7.2fx\n", s.hidden, s.batch,
-					       thr, r.median, eff, ts, ts / r.median);
+					printf("%6u %6u %3d | %9.3f %6.2f | %9.3f %4d %7.2fx\n", s.hidden, s.batch,
+					       thr, r.median, eff, ts, tthr, ts / r.median);
 				else
-					printf("%6u %6u %3d | %9.3f %6.2f | %9s %8s\n", s.hidden, s.batch, thr,
-					       r.median, eff, "-", "-");
+					printf("%6u %6u %3d | %9.3f %6.2f | %9s %4s %8s\n", s.hidden, s.batch, thr,
+					       r.median, eff, "-", "-", "-");
 				fflush(stdout);
 			}
-	{
-		double before2 = peak[2], before1 = peak[1];
+	pk = (struct peaks){ 0 };
+	kernel_peaks(best, &pk, loaded, sizeof(loaded));
+	printf("sgemm peak after the sweep: 2 threads %.1f GFLOP/s, 1 thread %.1f GFLOP/s (efficiencies above use the before figures %.1f / %.1f)\n",
+	       pk.p2 / 1e9, pk.p1 / 1e9, peak[2] / 1e9, peak[1] / 1e9);
+	return 0;
+}
 
-		peaks(&peak[2], &peak[1]);
-		printf("sgemm peak after the sweep: 2 threads %.1f GFLOP/s, 1 thread %.1f GFLOP/s (efficiencies above use the before figures %.1f / %.1f)\n",
-		       peak[2] / 1e9, peak[1] / 1e9, before2 / 1e9, before1 / 1e9);
+/* ---- the candidate kernels against each other --------------------------- */
+
+#define ROUNDS 3
+#define MAX_CANDIDATES 8
+
+struct candidate {
+	const char *name;
+	char loaded[64];
+	struct peaks pk;
+	double median, cpu;     /* the lesson MLP at threads=1: median epoch, its median CPU seconds */
+	bool ok;
+};
+
+/* --probe-peak, --probe-lesson EPOCHS, in a run with OPENBLAS_CORETYPE set:
+ * the peaks of the kernel loaded here, then the lesson MLP's epochs at
+ * threads=1 (the kernel does the same on every thread; one thread's CPU
+ * time is what a busy machine does not blur). */
+static int probe(const char *dir, int epochs)
+{
+	struct peaks pk = { 0 };
+	struct run_spec s = { .threads = 1, .epochs = epochs };
+	struct epoch_result r;
+
+	peaks(&pk);
+	printf("peak %s %.6e %.6e %.6e\n", blaskernel_state()->in_use, pk.p2, pk.p1, pk.p1cpu);
+	if (epochs > 0) {
+		if (measure(dir, &s, &r) < 0)
+			return 1;
+		printf("epoch %.6f %.6f\n", r.median, cpu_median(&r));
+		print_details(&r, 1);
 	}
+	return 0;
+}
+
+static int kernels(const char *dir, int epochs)
+{
+	static const char *const names[] = { "Cooperlake", "SkylakeX", "Haswell", "Zen", "Sandybridge" };
+	const struct blaskernel_state *b = blaskernel_state();
+	const char *best = blaskernel_auto(cpu_this(), NULL, 0);
+	struct candidate c[MAX_CANDIDATES];
+	size_t n = 0;
+	const double flops = mlp_flops(256, 50000, 10000);
+	char args[64];
+
+	print_machine();
+	memset(c, 0, sizeof(c));
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (blaskernel_runs_on(names[i], cpu_this(), NULL, 0))
+			c[n++].name = names[i];
+	if (b->openblas_pick[0] && blaskernel_lookup(b->openblas_pick)) {
+		bool seen = false;
+
+		for (size_t i = 0; i < n; i++)
+			seen |= strcasecmp(c[i].name, b->openblas_pick) == 0;
+		if (!seen && n < MAX_CANDIDATES)
+			c[n++].name = blaskernel_lookup(b->openblas_pick);
+	}
+	snprintf(args, sizeof(args), "--probe-lesson %d", epochs);
+	printf("candidates: the kernels this CPU runs, each in its own run (OPENBLAS_CORETYPE); %d rounds,\n"
+	       "alternating; per kernel the best round: sgemm peaks (n=2048; 2 threads and 1 by the clock, 1 by its\n"
+	       "CPU time) and the lesson MLP at threads=1 (median of %d epochs: seconds, CPU seconds)\n",
+	       ROUNDS, epochs);
+	for (int round = 0; round < ROUNDS; round++)
+		for (size_t i = 0; i < n; i++) {
+			char out[4096], name[64];
+			struct peaks q;
+			double med, cpu;
+
+			if (run_with_kernel(c[i].name, args, out, sizeof(out)) < 0 ||
+			    sscanf(out, "peak %63s %lf %lf %lf\nepoch %lf %lf", name, &q.p2, &q.p1, &q.p1cpu, &med, &cpu) !=
+				    6) {
+				fprintf(stderr, "bench-engine: the run with %s failed\n", c[i].name);
+				continue;
+			}
+			snprintf(c[i].loaded, sizeof(c[i].loaded), "%s", name);
+			if (!c[i].ok || q.p2 > c[i].pk.p2)
+				c[i].pk.p2 = q.p2;
+			if (!c[i].ok || q.p1 > c[i].pk.p1)
+				c[i].pk.p1 = q.p1;
+			if (!c[i].ok || q.p1cpu > c[i].pk.p1cpu)
+				c[i].pk.p1cpu = q.p1cpu;
+			if (!c[i].ok || med < c[i].median)
+				c[i].median = med;
+			if (!c[i].ok || cpu < c[i].cpu)
+				c[i].cpu = cpu;
+			c[i].ok = true;
+		}
+	printf("%-12s %-12s | %9s %9s %9s | %9s %9s | %s\n", "kernel", "loaded as", "peak 2thr", "peak 1thr", "1thr/CPU",
+	       "epoch s", "epoch CPU", "");
+	for (size_t i = 0; i < n; i++) {
+		if (!c[i].ok) {
+			printf("%-12s %-12s | %9s %9s %9s | %9s %9s |\n", c[i].name, "-", "-", "-", "-", "-", "-");
+			continue;
+		}
+		printf("%-12s %-12s | %9.1f %9.1f %9.1f | %9.3f %9.3f | %s%s\n", c[i].name, c[i].loaded, c[i].pk.p2 / 1e9,
+		       c[i].pk.p1 / 1e9, c[i].pk.p1cpu / 1e9, c[i].median, c[i].cpu,
+		       strcasecmp(c[i].name, best) == 0 ? "auto's choice" : "",
+		       b->openblas_pick[0] && strcasecmp(c[i].name, b->openblas_pick) == 0 ? " OpenBLAS's own pick" : "");
+	}
+	for (size_t i = 0; i < n; i++)
+		if (c[i].ok && strcasecmp(c[i].name, best) == 0)
+			for (size_t j = 0; j < n; j++)
+				if (c[j].ok && j != i)
+					printf("%s against %s: sgemm peak %.2fx (2 threads), %.2fx (1 thread), %.2fx (per CPU second); lesson epoch (threads=1) %.2fx by the clock, %.2fx by CPU time; %s's efficiency per CPU second %.2f\n",
+					       best, c[j].name, c[i].pk.p2 / c[j].pk.p2, c[i].pk.p1 / c[j].pk.p1,
+					       c[i].pk.p1cpu / c[j].pk.p1cpu, c[j].median / c[i].median, c[j].cpu / c[i].cpu,
+					       c[j].name, flops / (c[j].cpu * c[j].pk.p1cpu));
 	return 0;
 }
 
 int main(int argc, char **argv)
 {
-	const char *data = getenv("TRAIND_DATA_DIR");
+	const char *data = getenv("TRAIND_DATA_DIR"), *pin = NULL;
 	char dir[4096];
-	int epochs = 5, do_sweep = 0, torch = 1, only_resnet = 0, only_seq = 0, rc;
+	int epochs = 5, do_sweep = 0, do_kernels = 0, torch = 1, only_resnet = 0, only_seq = 0, probe_peak = 0, probe_epochs = -1, rc;
+	struct tr_err err = { 0 };
+	ssize_t n;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--sweep") == 0) {
@@ -566,24 +991,54 @@ int main(int argc, char **argv)
 			only_resnet = 1;
 		} else if (strcmp(argv[i], "--sequences") == 0) {
 			only_seq = 1;
+		} else if (strcmp(argv[i], "--kernels") == 0) {
+			do_kernels = 1;
 		} else if (strcmp(argv[i], "--no-torch") == 0) {
 			torch = 0;
+		} else if (strcmp(argv[i], "--blas-kernel") == 0 && i + 1 < argc) {
+			pin = argv[++i];
+		} else if (strncmp(argv[i], "--blas-kernel=", 14) == 0) {
+			pin = argv[i] + 14;
+		} else if (strcmp(argv[i], "--probe-peak") == 0) {
+			probe_peak = 1;
+		} else if (strcmp(argv[i], "--probe-lesson") == 0 && i + 1 < argc) {
+			probe_epochs = atoi(argv[++i]);
 		} else if (atoi(argv[i]) >= 1 && atoi(argv[i]) <= MAX_EPOCHS) {
 			epochs = atoi(argv[i]);
 		} else {
-			fprintf(stderr, "usage: bench-engine [EPOCHS (1..%d, 5)] [--sweep | --resnet | --sequences] [--no-torch]\n",
-				MAX_EPOCHS);
+			fprintf(stderr, "usage: bench-engine [EPOCHS (1..%d, 5)] [--sweep | --resnet | --kernels | --sequences] "
+				"[--no-torch] [--blas-kernel NAME|auto|openblas]\n", MAX_EPOCHS);
 			return 2;
 		}
 	}
+	/* The kernel traind would run (or the pinned one), loaded before
+	 * anything else: this may run the benchmark again. */
+	if (blaskernel_start(argv, pin, &err) < 0) {
+		fprintf(stderr, "bench-engine: %s\n", err.msg);
+		return 2;
+	}
+	n = readlink("/proc/self/exe", self_path, sizeof(self_path) - 1);
+	if (n <= 0) {
+		fprintf(stderr, "bench-engine: /proc/self/exe: %s\n", strerror(errno));
+		return 1;
+	}
+	self_path[n] = '\0';
 	if (!data)
 		data = "data";
 	snprintf(dir, sizeof(dir), "%s/mnist", data);
 	kernels_global_init();
-	if (only_resnet)
+	if (probe_peak || probe_epochs >= 0)
+		return probe(dir, probe_epochs > 0 ? probe_epochs : 0);
+	if (do_kernels)
+		return kernels(dir, epochs < 3 ? 3 : epochs);
+	if (only_resnet) {
+		print_machine();
 		return resnet(data, torch);
-	if (only_seq)
+	}
+	if (only_seq) {
+		print_machine();
 		return sequences(torch);
+	}
 	if (do_sweep)
 		return sweep(data, dir, torch);
 	rc = lesson(data, dir, epochs, torch);

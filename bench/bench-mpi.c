@@ -50,13 +50,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "traind/blaskernel.h"
 #include "traind/config.h"
 #include "traind/dataset.h"
 #include "traind/kernels.h"
 #include "traind/trainer.h"
 
 #define MAX_MODELS 8
-#define LINE 256
+#define LINE 512
 #define WARMUP 3
 
 struct opts {
@@ -169,8 +170,8 @@ static void describe(char *line, int rank)
 		}
 		freeifaddrs(ifa);
 	}
-	snprintf(line, LINE, "rank %d: host %s, %s, %s, pid %ld", rank, host, ns, addrs[0] ? addrs : "-",
-		 (long)getpid());
+	snprintf(line, LINE, "rank %d: host %s, %s, %s, pid %ld, OpenBLAS %s (%s)", rank, host, ns,
+		 addrs[0] ? addrs : "-", (long)getpid(), blaskernel_state()->in_use, blaskernel_state()->why);
 }
 
 /* The medians of one model's phases on this rank (compute: the slowest
@@ -301,6 +302,12 @@ int main(int argc, char **argv)
 	struct dataset *ds = NULL;
 	struct tr_err err = { 0 };
 
+	/* The kernel by the CPU's features (or OPENBLAS_CORETYPE); before
+	 * MPI_Init, as this may run the benchmark again. */
+	if (blaskernel_start(argv, NULL, &err) < 0) {
+		fprintf(stderr, "bench-mpi: %s\n", err.msg);
+		return 2;
+	}
 	MPI_Init(&argc, &argv);
 	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
 	MPI_Comm_size(MPI_COMM_WORLD, &ranks);

@@ -7,13 +7,24 @@ epoch of training samples then validation samples (eval batch 128).
 MODEL is lenet5 or mlp (Flatten, Linear(784, HIDDEN), ReLU, Linear(HIDDEN,
 10)). The defaults are the lesson's: HIDDEN 256, BATCH 64, TRAIN 50000, VAL
 10000. PyTorch runs on THREADS threads (torch.set_num_threads, and one
-inter-op thread). Prints one line per epoch: "epoch SECONDS".
+inter-op thread). First prints its configuration, "config ...": torch's
+version and threads, OPENBLAS_NUM_THREADS and OPENBLAS_CORETYPE as given
+(bench-engine sets 1 and traind's kernel: Debian's torch calls OpenBLAS for
+its float32 matmuls, whose own threads fight torch's on 2 cores), the
+OpenBLAS kernel torch's BLAS runs, and oneDNN (its convolutions); then one
+line per epoch: "epoch SECONDS CPU_SECONDS" (the process's CPU time:
+what a busy machine's waiting does not blur). With TORCH_EPOCH_GIVE_UP=SECONDS it stops
+after the first epoch that took longer than that (printing "gave up"):
+bench-engine measures a second configuration only to see whether it beats
+the first, and torch's 2 threads on a busy 2-core machine can take 50 times
+as long.
 
 MODEL resnet20: He et al.'s CIFAR ResNet as traind builds it (the module
 `traind-train --export-pytorch` writes: BasicBlocks, option-B shortcuts,
 global average pooling) on Fashion-MNIST, SGD (lr 0.1, momentum 0.9, weight
 decay 5e-4) as bench-engine trains it.
 """
+import ctypes
 import os
 import sys
 import time
@@ -25,9 +36,27 @@ from harness import idx  # noqa: E402
 
 model_name, data, threads, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 hidden, batch, n_train, n_val = (int(a) for a in (sys.argv[5:9] if len(sys.argv) >= 9 else (256, 64, 50000, 10000)))
+give_up = float(os.environ.get("TORCH_EPOCH_GIVE_UP", "0"))
 torch.set_num_threads(threads)
 torch.set_num_interop_threads(1)
 torch.manual_seed(42)
+
+
+def blas_corename():
+    """The kernel of the OpenBLAS torch calls (libblas.so.3, already loaded)."""
+    try:
+        lib = ctypes.CDLL("libblas.so.3")
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        return lib.openblas_get_corename().decode()
+    except (OSError, AttributeError):
+        return "?"
+
+
+print("config torch %s, %d thread%s (interop 1), OPENBLAS_NUM_THREADS=%s, OPENBLAS_CORETYPE=%s, its OpenBLAS runs %s,"
+      " oneDNN %s" % (torch.__version__, threads, "" if threads == 1 else "s", os.environ.get("OPENBLAS_NUM_THREADS", "unset"),
+                      os.environ.get("OPENBLAS_CORETYPE", "unset"), blas_corename(),
+                      "on" if torch.backends.mkldnn.is_available() else "off"), flush=True)
+
 
 dataset = "fashion-mnist" if model_name == "resnet20" else "mnist"
 img = idx(os.path.join(data, dataset, "train-images-idx3-ubyte"))
@@ -74,7 +103,7 @@ else:
     opt = torch.optim.Adam(m.parameters(), 1e-3)
 lf = nn.CrossEntropyLoss()
 for e in range(epochs):
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     m.train()
     order = torch.randperm(n_train)
     for i in range(0, n_train, batch):
@@ -86,4 +115,8 @@ for e in range(epochs):
     with torch.no_grad():
         for i in range(0, n_val, 128):
             lf(m(xv[i:i + 128]), yv[i:i + 128])
-    print("epoch %.4f" % (time.time() - t0), flush=True)
+    took = time.time() - t0
+    print("epoch %.4f %.4f" % (took, time.process_time() - c0), flush=True)
+    if give_up and took > give_up:
+        print("gave up: epoch %.1f s > %.1f s" % (took, give_up), flush=True)
+        break

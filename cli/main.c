@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "traind-config.h"
+#include "traind/blaskernel.h"
 #include "traind/checkpoint.h"
 #include "traind/config.h"
 #include "traind/dataset.h"
@@ -71,6 +72,8 @@ static void usage(FILE *out)
 		"  --generate PROMPT      a language model (text dataset): print PROMPT continued after training\n"
 		"                         (--generate-tokens N, 200; --generate-temperature T, 0.8; seed 1)\n"
 		"  --hash                 print the SHA-256 of the final parameters\n"
+		"  --blas-kernel NAME|auto|openblas  the OpenBLAS kernel ($TRAIND_BLAS_KERNEL; auto: the\n"
+		"                         best the CPU's features allow; OPENBLAS_CORETYPE wins over it)\n"
 		"  -h, --help, --version\n");
 }
 
@@ -118,6 +121,7 @@ int main(int argc, char **argv)
 		{ "generate-tokens", required_argument, NULL, 'n' },
 		{ "generate-temperature", required_argument, NULL, 't' },
 		{ "hash", no_argument, NULL, 'H' },
+		{ "blas-kernel", required_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		/* configuration keys: --foo-bar sets foo_bar */
@@ -158,6 +162,7 @@ int main(int argc, char **argv)
 	const char *ckpt_path = NULL, *resume_path = NULL, *init_path = NULL, *export_path = NULL;
 	const char *pycode_path = NULL, *prompt = NULL;
 	struct gen_opts gen = { .tokens = 200, .temperature = 0.8, .top_k = 0, .seed = 1 };
+	const char *blas_kernel = NULL;
 	bool weights_only = false, run_test = true, show_hash = false;
 	long crash_after = -1;
 	struct train_config cfg;
@@ -222,6 +227,7 @@ int main(int argc, char **argv)
 			break;
 		}
 		case 'H': show_hash = true; break;
+		case 'K': blas_kernel = optarg; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("traind-train %s\n", TRAIND_VERSION); return 0;
 		default: usage(stderr); return 2;
@@ -231,6 +237,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "traind-train: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
+	/* Before anything else: this may run traind-train again, to load the
+	 * BLAS kernel (blaskernel.h). */
+	if (blaskernel_start(argv, blas_kernel, &err) < 0) {
+		fprintf(stderr, "traind-train: %s\n", err.msg);
+		return 2;
+	}
+	if (blaskernel_state()->note[0])
+		fprintf(stderr, "traind-train: BLAS: %s\n", blaskernel_state()->note);
 	for (int pass = 0; pass < 2; pass++) {
 		for (int i = 0; i < nkv; i++) {
 			char key[32];

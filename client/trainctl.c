@@ -227,6 +227,9 @@ const struct verb verbs[] = {
 	  "byte; train on it with --context N (doc/sequences.md).", false },
 	{ "counters", cmd_counters, 0, JOB_NONE, "",
 	  "traind's counters since it started (epochs committed, jobs failed, errors, commit latency)", NULL, false },
+	{ "info", cmd_info, 0, JOB_NONE, "",
+	  "what traind computes on: the CPU, its features, the BLAS kernel in use, OpenBLAS's own pick, and why",
+	  NULL, false },
 	{ "help", cmd_help, 0, ARGS, "[VERB]", "this list, or a verb's flags", NULL, false },
 	{ "__complete", cmd_complete, 0, ARGS, "-- WORD...", "the shell completion's candidates", NULL, true },
 };

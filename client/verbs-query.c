@@ -1,6 +1,7 @@
 /*
  * verbs-query.c - the verbs that read jobs: status, list, history,
- * checkpoints, wait, watch; and counters (traind's own).
+ * checkpoints, wait, watch; counters (traind's own); info (the CPU and the
+ * BLAS kernel traind runs).
  *
  * wait and watch block for as long as the job takes: wait's socket timeout
  * is its --timeout plus a margin (none without one), watch's none. watch
@@ -449,6 +450,69 @@ int cmd_counters(struct cli *cli)
 			printf("  le %-8g %" JSON_INTEGER_FORMAT "\n", json_number_value(b), json_integer_value(n));
 	}
 	printf("  le %-8s %" JSON_INTEGER_FORMAT "\n", "+Inf", json_integer_value(count));
+	json_decref(reply);
+	return RC_OK;
+}
+
+/* A string field of obj, or NULL when it is null or absent. */
+static const char *str_or_null(json_t *obj, const char *key)
+{
+	return json_string_value(json_object_get(obj, key));
+}
+
+/* info: what traind computes on: the CPU and its features, the BLAS
+ * kernel in use, OpenBLAS's own pick, and why (io.traind.GetInfo). */
+int cmd_info(struct cli *cli)
+{
+	static const char *const cpu_keys[] = { "brand", "vendor" }, *const blas_keys[] = { "library", "kernel",
+											      "reason", "why" };
+	json_t *reply = NULL, *cpu, *blas, *features;
+	const char *pick, *note;
+	int rc;
+
+	rc = rpc(cli, "io.traind.GetInfo", NULL, &reply);
+	if (rc != RC_OK)
+		return rc;
+	cpu = json_object_get(reply, "cpu");
+	blas = json_object_get(reply, "blas");
+	features = json_object_get(cpu, "features");
+	for (size_t i = 0; i < sizeof(cpu_keys) / sizeof(cpu_keys[0]); i++)
+		if (!json_is_string(json_object_get(cpu, cpu_keys[i]))) {
+			json_decref(reply);
+			return malformed("GetInfo", "cpu");
+		}
+	for (size_t i = 0; i < sizeof(blas_keys) / sizeof(blas_keys[0]); i++)
+		if (!json_is_string(json_object_get(blas, blas_keys[i]))) {
+			json_decref(reply);
+			return malformed("GetInfo", "blas");
+		}
+	if (!json_is_array(features) || !json_is_string(json_object_get(reply, "version"))) {
+		json_decref(reply);
+		return malformed("GetInfo", json_is_array(features) ? "version" : "cpu");
+	}
+	if (cli->json) {
+		rc = render_json(stdout, reply);
+		json_decref(reply);
+		return rc;
+	}
+	printf("traind    %s\n", str_or_null(reply, "version"));
+	printf("cpu       %s (%s, family %" JSON_INTEGER_FORMAT " model %" JSON_INTEGER_FORMAT
+	       " stepping %" JSON_INTEGER_FORMAT ")\n",
+	       str_or_null(cpu, "brand")[0] ? str_or_null(cpu, "brand") : "?", str_or_null(cpu, "vendor"),
+	       json_integer_value(json_object_get(cpu, "family")), json_integer_value(json_object_get(cpu, "model")),
+	       json_integer_value(json_object_get(cpu, "stepping")));
+	printf("features ");
+	for (size_t i = 0; i < json_array_size(features); i++)
+		if (json_is_string(json_array_get(features, i)))
+			printf(" %s", json_string_value(json_array_get(features, i)));
+	printf("%s\n", json_array_size(features) ? "" : " none");
+	printf("blas      %s, kernel %s\n", str_or_null(blas, "library"), str_or_null(blas, "kernel"));
+	printf("why       %s\n", str_or_null(blas, "why"));
+	pick = str_or_null(blas, "openblas_pick");
+	printf("openblas  its own pick for this CPU: %s\n", pick ? pick : "not known (OPENBLAS_CORETYPE was set)");
+	note = str_or_null(blas, "note");
+	if (note)
+		printf("note      %s\n", note);
 	json_decref(reply);
 	return RC_OK;
 }

@@ -1,8 +1,8 @@
 /*
  * verbs.h - the handlers of trainctl's verbs, one per verb, grouped by kind:
  * verbs-jobs.c changes jobs (start, pause, resume, kill, rm), verbs-query.c
- * reads them (status, list, history, checkpoints, wait, watch) and traind's
- * counters (counters),
+ * reads them (status, list, history, checkpoints, wait, watch), traind's
+ * counters (counters) and what it computes on (info),
  * verbs-model.c uses a job's model (eval, export), verbs-plot.c draws
  * learning curves (plot), verbs-data.c the datasets (datasets, dataset
  * import, dataset rm).
@@ -34,6 +34,7 @@ int cmd_checkpoints(struct cli *cli);
 int cmd_wait(struct cli *cli);
 int cmd_watch(struct cli *cli);
 int cmd_counters(struct cli *cli);
+int cmd_info(struct cli *cli);
 
 /* verbs-plot.c */
 int cmd_plot(struct cli *cli);

@@ -35,7 +35,9 @@
 #include "daemon/daemon.h"
 #include "daemon/jobs/jobs.h"
 #include "daemon/jobs/stepseries.h"
+#include "traind/blaskernel.h"
 #include "traind/kernels.h"
+#include "traind/numerics.h"
 #include "daemon/core/log.h"
 #include "daemon/core/notify.h"
 #include "daemon/proto/server.h"
@@ -58,6 +60,7 @@ struct opts {
 	const char *mpi_launcher;       /* --mpi-launcher; NULL = mpirun */
 	const char *mpi_args[DAEMON_MPI_ARGS_MAX];   /* --mpi-arg, in order */
 	unsigned n_mpi_args;
+	const char *blas_kernel;        /* --blas-kernel; NULL = $TRAIND_BLAS_KERNEL, else auto */
 };
 
 static struct daemon *D;
@@ -95,6 +98,10 @@ static void usage(FILE *out)
 		"                     runs CMD [--allow-run-as-root] -n R --host HOSTS [ARGS] traind-rank ...\n"
 		"  --mpi-arg ARG      one more argument for the launcher, before the program\n"
 		"                     (repeat it: --mpi-arg=--mca --mpi-arg=btl --mpi-arg=self,tcp)\n"
+		"  --blas-kernel NAME|auto|openblas  the OpenBLAS kernel ($TRAIND_BLAS_KERNEL;\n"
+		"                     default auto: the best one the CPU's features allow; openblas:\n"
+		"                     OpenBLAS's own pick; NAME pins one, e.g. SkylakeX, Haswell,\n"
+		"                     Prescott). OPENBLAS_CORETYPE in the environment wins over all\n"
 		"  -v, --verbose      debug logging\n"
 		"  -h, --help         this help\n"
 		"  --version          print the version\n");
@@ -223,6 +230,7 @@ static int parse_args(struct opts *o, int argc, char **argv)
 		{ "message-timeout", required_argument, NULL, 'T' },
 		{ "mpi-launcher", required_argument, NULL, 'L' },
 		{ "mpi-arg", required_argument, NULL, 'A' },
+		{ "blas-kernel", required_argument, NULL, 'K' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -277,6 +285,7 @@ static int parse_args(struct opts *o, int argc, char **argv)
 			}
 			o->mpi_args[o->n_mpi_args++] = optarg;
 			break;
+		case 'K': o->blas_kernel = optarg; break;
 		case 'v': o->verbose = 1; break;
 		case 'h': usage(stdout); return 1;
 		case 'V': printf("traind %s\n", TRAIND_VERSION); return 1;
@@ -460,6 +469,24 @@ static void setup_access(const struct opts *o, bool activated, const char *path)
 	}
 }
 
+/* The kernel in use, why, and the CPU (blaskernel.h); trainctl info shows
+ * the same. */
+static void log_blas(void)
+{
+	const struct blaskernel_state *b = blaskernel_state();
+	const struct cpu_info *cpu = cpu_this();
+	char blas[NUMERICS_TEXT_MAX], features[256];
+
+	numerics_blas(blas, sizeof(blas));
+	cpu_feature_list(cpu->usable, features, sizeof(features));
+	log_notice("BLAS: %s, %s%s%s", blas, b->why, b->openblas_pick[0] ? "; OpenBLAS's own pick: " : "",
+		   b->openblas_pick);
+	log_notice("CPU: %s (%s family %u model %u stepping %u): %s", cpu->brand[0] ? cpu->brand : "?",
+		   cpu->vendor_id, cpu->family, cpu->model, cpu->stepping, features[0] ? features : "no features");
+	if (b->note[0])
+		log_warn("BLAS: %s", b->note);
+}
+
 static void raise_fd_limit(void)
 {
 	struct rlimit rl;
@@ -484,8 +511,15 @@ int main(int argc, char **argv)
 	rc = parse_args(&o, argc, argv);
 	if (rc)
 		return rc == 1 ? 0 : 2;
+	/* Before anything else runs: this may execute traind again, with the
+	 * same pid, arguments and descriptors, to load another BLAS kernel. */
+	if (blaskernel_start(argv, o.blas_kernel, &err) < 0) {
+		fprintf(stderr, "traind: %s\n", err.msg);
+		return 2;
+	}
 	log_init();
 	log_set_verbose(o.verbose);
+	log_blas();
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit();
 	kernels_global_init();

@@ -34,6 +34,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "traind/blaskernel.h"
 #include "traind/checkpoint.h"
 #include "traind/clock.h"
 #include "traind/dataset.h"
@@ -336,6 +337,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: traind-rank --contact SOCKET --data-dir DIR --job ID (started by traind)\n");
 		return 2;
 	}
+	/* The kernel traind chose (its OPENBLAS_CORETYPE, inherited), else by
+	 * this CPU's features; before MPI_Init, as this may run us again. */
+	if (blaskernel_start(argv, NULL, &err) < 0) {
+		fprintf(stderr, "traind-rank: %s\n", err.msg);
+		return 2;
+	}
+	if (blaskernel_state()->note[0])
+		fprintf(stderr, "traind-rank: BLAS: %s\n", blaskernel_state()->note);
 	/* As traind's own training threads: below the control path. */
 	if (setpriority(PRIO_PROCESS, 0, RANK_NICE) < 0)
 		perror("traind-rank: setpriority");

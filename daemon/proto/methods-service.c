@@ -1,7 +1,7 @@
 /*
  * methods-service.c - org.varlink.service's GetInfo and
- * GetInterfaceDescription, and io.traind.Counters: what a client asks of
- * traind itself. See daemon/proto/methods.h.
+ * GetInterfaceDescription, io.traind.Counters and io.traind.GetInfo (the CPU
+ * and the BLAS kernel, info.c): what a client asks of traind itself. See daemon/proto/methods.h.
  */
 #include "daemon/proto/methods.h"
 
@@ -10,6 +10,7 @@
 
 #include "traind-config.h"
 #include "daemon/core/counters.h"
+#include "daemon/proto/info.h"
 
 /* The interface descriptions, embedded by tools/check-errors. */
 extern const char traind_interface_description[];
@@ -39,6 +40,24 @@ void m_get_info(struct daemon *d, struct call *c, struct call_fds *fds)
 				"version", TRAIND_VERSION, "url", "https://traind.invalid/",
 				"interfaces", "org.varlink.service", "io.traind"),
 		   false);
+}
+
+/* io.traind.GetInfo: what traind computes on. */
+void m_traind_info(struct daemon *d, struct call *c, struct call_fds *fds)
+{
+	static const char *const keys[] = { NULL };
+	json_t *r;
+
+	(void)d;
+	(void)fds;
+	if (!params_only(c, keys))
+		return;
+	r = info_reply();
+	if (!r) {
+		call_error(c, PROTO_STORAGE_ERROR, &(struct proto_detail){ .message = "out of memory" });
+		return;
+	}
+	call_reply(c, r, false);
 }
 
 void m_get_interface(struct daemon *d, struct call *c, struct call_fds *fds)

@@ -38,6 +38,7 @@ static const struct method {
 	{ "io.traind.DatasetRemove", m_dataset_remove, 0 },
 	{ "io.traind.Predict", m_predict, M_FDS },
 	{ "io.traind.Generate", m_generate, 0 },
+	{ "io.traind.GetInfo", m_traind_info, M_SHUTDOWN },
 	{ "org.varlink.service.GetInfo", m_get_info, M_SHUTDOWN },
 	{ "org.varlink.service.GetInterfaceDescription", m_get_interface, 0 },
 };

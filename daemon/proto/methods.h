@@ -50,7 +50,7 @@ method_fn m_start, m_pause, m_resume, m_kill, m_delete;
 method_fn m_status, m_list, m_history, m_steps, m_checkpoints, m_wait, m_watch;
 method_fn m_eval, m_export, m_generate, m_predict;
 method_fn m_datasets, m_dataset_import, m_dataset_remove;
-method_fn m_get_info, m_get_interface, m_counters;
+method_fn m_get_info, m_get_interface, m_counters, m_traind_info;
 
 /* Which stored checkpoint of a job a call names. */
 struct ckpt_ref {

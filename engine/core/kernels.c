@@ -213,6 +213,135 @@ static void valid_cols(size_t ow, size_t w, size_t s, size_t j, size_t pad, size
 		*hi = *lo;
 }
 
+/* Stride 1, rows of at most 32 floats (lenet5's 28 and 10; most small
+ * images'), on AVX-512: each output row of a (channel, i, j) plane is one or
+ * two masked loads and stores, the zero padding included, where the loops
+ * below spent their time on loop control around 24-float copies (perf: a
+ * quarter of a lenet5 epoch in im2col). The same values land in the same
+ * places (im2col copies; col2im adds each element's terms in the same
+ * order), so the bits are those of the loops. Masked-off lanes are never
+ * read, so the window may hang over the plane's edges. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#include <immintrin.h>
+#define ROWS_AVX512 1
+#define ROWS_MAX 32
+
+/* Bits [lo, hi) of a 16-lane mask for lanes [base, base + 16). */
+static inline __mmask16 lanes(size_t lo, size_t hi, size_t base)
+{
+	size_t a = lo > base ? lo - base : 0, b = hi > base ? hi - base : 0;
+
+	a = a < 16 ? a : 16;
+	b = b < 16 ? b : 16;
+	return b > a ? (__mmask16)(((1u << b) - 1u) & ~((1u << a) - 1u)) : 0;
+}
+
+__attribute__((target("avx512f")))
+static void im2col_s1_avx512(float *col, const float *x, size_t c, size_t h, size_t w, size_t k, size_t pad,
+			     size_t oh, size_t ow)
+{
+	const __mmask16 st0 = lanes(0, ow, 0), st1 = lanes(0, ow, 16);
+	const __m512 zero = _mm512_setzero_ps();
+
+	for (size_t ch = 0; ch < c; ch++) {
+		const float *plane = x + ch * h * w;
+
+		for (size_t i = 0; i < k; i++) {
+			for (size_t j = 0; j < k; j++) {
+				float *row = col + ((ch * k + i) * k + j) * oh * ow;
+				size_t lo, hi;
+				__mmask16 m0, m1;
+
+				valid_cols(ow, w, 1, j, pad, &lo, &hi);
+				m0 = lanes(lo, hi, 0);
+				m1 = lanes(lo, hi, 16);
+				for (size_t oy = 0; oy < oh; oy++) {
+					ptrdiff_t iy = (ptrdiff_t)(oy + i) - (ptrdiff_t)pad;
+					float *dst = row + oy * ow;
+					__m512 v0 = zero, v1 = zero;
+
+					if (iy >= 0 && iy < (ptrdiff_t)h) {
+						/* element ox of the window is x column ox + j - pad */
+						const char *src = (const char *)plane +
+								  (iy * (ptrdiff_t)w + (ptrdiff_t)j - (ptrdiff_t)pad) *
+									  (ptrdiff_t)sizeof(float);
+
+						v0 = _mm512_maskz_loadu_ps(m0, src);
+						v1 = _mm512_maskz_loadu_ps(m1, src + 16 * sizeof(float));
+					}
+					_mm512_mask_storeu_ps(dst, st0, v0);
+					if (st1)
+						_mm512_mask_storeu_ps(dst + 16, st1, v1);
+				}
+			}
+		}
+	}
+}
+
+/* col2im by output rows: each row of dx (w <= 32 floats) summed in two
+ * registers over its terms in the loops' order ((i, j) for the one oy that
+ * lands on it), starting from +0.0 as the memset, masked so that a lane
+ * takes only its own terms; then stored once. (Adding into dx in memory, row
+ * segment by segment, stalled on masked stores that cannot forward to the
+ * next load.) */
+__attribute__((target("avx512f")))
+static void col2im_s1_avx512(float *dx, const float *col, size_t c, size_t h, size_t w, size_t k, size_t pad,
+			     size_t oh, size_t ow)
+{
+	const __mmask16 st0 = lanes(0, w, 0), st1 = lanes(0, w, 16);
+	__mmask16 m0[ROWS_MAX], m1[ROWS_MAX];
+
+	/* per kernel column j: the dx columns ix = ox + j - pad it reaches */
+	for (size_t j = 0; j < k; j++) {
+		size_t lo, hi;
+
+		valid_cols(ow, w, 1, j, pad, &lo, &hi);
+		m0[j] = hi > lo ? lanes(lo + j - pad, hi + j - pad, 0) : 0;
+		m1[j] = hi > lo ? lanes(lo + j - pad, hi + j - pad, 16) : 0;
+	}
+	for (size_t ch = 0; ch < c; ch++) {
+		for (size_t iy = 0; iy < h; iy++) {
+			__m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+			float *dst = dx + (ch * h + iy) * w;
+
+			for (size_t i = 0; i < k; i++) {
+				ptrdiff_t oy = (ptrdiff_t)iy + (ptrdiff_t)pad - (ptrdiff_t)i;
+				const float *rows;
+
+				if (oy < 0 || oy >= (ptrdiff_t)oh)
+					continue;
+				rows = col + (ch * k + i) * k * oh * ow + (size_t)oy * ow;
+				for (size_t j = 0; j < k; j++) {
+					/* dx column ix takes element ix - j + pad of row (i, j) */
+					const char *src = (const char *)(rows + j * oh * ow) +
+							  ((ptrdiff_t)pad - (ptrdiff_t)j) * (ptrdiff_t)sizeof(float);
+
+					a0 = _mm512_mask_add_ps(a0, m0[j], a0, _mm512_maskz_loadu_ps(m0[j], src));
+					if (m1[j])
+						a1 = _mm512_mask_add_ps(a1, m1[j], a1,
+									_mm512_maskz_loadu_ps(m1[j], src + 16 * sizeof(float)));
+				}
+			}
+			_mm512_mask_storeu_ps(dst, st0, a0);
+			if (st1)
+				_mm512_mask_storeu_ps(dst + 16, st1, a1);
+		}
+	}
+}
+
+/* AVX-512 F usable (GCC's check includes the OS's XCR0). */
+static bool have_avx512(void)
+{
+	return __builtin_cpu_supports("avx512f");
+}
+
+/* Stride 1, rows of at most 32 floats in and out, a kernel at most 32 wide. */
+static bool rows_avx512(size_t s, size_t w, size_t ow, size_t k)
+{
+	return have_avx512() && s == 1 && ow <= ROWS_MAX && w <= ROWS_MAX && k <= ROWS_MAX;
+}
+#endif
+
 /* One row segment of k_im2col: lenet5's rows are 24-28 floats, where a
  * call to memcpy cost as much as im2col's own loops (perf: 10% of an epoch
  * in memmove). */
@@ -273,10 +402,19 @@ static void im2col_same(float *col, const float *x, size_t c, size_t h, size_t w
 	}
 }
 
+HOT_CLONES
 void k_im2col(float *col, const float *x, size_t c, size_t h, size_t w, size_t k, size_t s,
 	      size_t pad, size_t oh, size_t ow)
 {
-	if (s == 1 && 2 * pad + 1 == k && ow == w && oh == h) {
+#ifdef ROWS_AVX512
+	if (rows_avx512(s, w, ow, k)) {
+		im2col_s1_avx512(col, x, c, h, w, k, pad, oh, ow);
+		return;
+	}
+#endif
+	/* (a kernel reaching past a whole row or column of the image takes
+	 * the loops: the block copy assumes a shift shorter than a row) */
+	if (s == 1 && 2 * pad + 1 == k && ow == w && oh == h && pad < w && pad < h) {
 		im2col_same(col, x, c, h, w, k, pad, oh, ow);
 		return;
 	}
@@ -314,8 +452,8 @@ void k_im2col(float *col, const float *x, size_t c, size_t h, size_t w, size_t k
 	}
 }
 
-/* One row segment of k_col2im: dst[x] += src[x], each element one add in
- * the loop order of k_col2im, so vectorising it keeps every bit. */
+/* dst[i] += src[i]: each element's own sum, so a vector of them keeps the
+ * bits (the order of the additions into each element is the loops' order). */
 static inline void add_floats(float *restrict dst, const float *restrict src, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -326,6 +464,12 @@ HOT_CLONES
 void k_col2im(float *dx, const float *col, size_t c, size_t h, size_t w, size_t k, size_t s,
 	      size_t pad, size_t oh, size_t ow)
 {
+#ifdef ROWS_AVX512
+	if (rows_avx512(s, w, ow, k)) {
+		col2im_s1_avx512(dx, col, c, h, w, k, pad, oh, ow);
+		return;
+	}
+#endif
 	memset(dx, 0, c * h * w * sizeof(float));
 	for (size_t ch = 0; ch < c; ch++) {
 		float *plane = dx + ch * h * w;
@@ -355,7 +499,63 @@ void k_col2im(float *dx, const float *col, size_t c, size_t h, size_t w, size_t 
 	}
 }
 
-/* The same comparisons for 2 x 2 windows, stride 2, in the same order. */
+#ifdef ROWS_AVX512
+/* maxpool2 on AVX-512, 16 outputs at a time: the two input rows' 32 floats
+ * split into even and odd columns, then the scalar loop's comparisons and
+ * selects lane by lane (lenet5's rows, 14 and 5 outputs, never reached the
+ * compiler's 16-wide loop). */
+__attribute__((target("avx512f")))
+static void maxpool2_avx512(float *y, uint32_t *argmax, const float *x, size_t c, size_t h, size_t w,
+			    size_t oh, size_t ow)
+{
+	const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+	const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+	const __m512i twice = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+
+	for (size_t ch = 0; ch < c; ch++) {
+		for (size_t oy = 0; oy < oh; oy++) {
+			const float *r0 = x + ch * h * w + 2 * oy * w, *r1 = r0 + w;
+			float *yr = y + (ch * oh + oy) * ow;
+			uint32_t *ar = argmax + (ch * oh + oy) * ow;
+			const uint32_t at0 = (uint32_t)(ch * h * w + 2 * oy * w);
+
+			for (size_t ox = 0; ox < ow; ox += 16) {
+				size_t n = ow - ox < 16 ? ow - ox : 16;
+				__mmask16 in0 = lanes(0, 2 * n, 0), in1 = lanes(0, 2 * n, 16), out = lanes(0, n, 0);
+				__m512 p0 = _mm512_maskz_loadu_ps(in0, r0 + 2 * ox);
+				__m512 p1 = _mm512_maskz_loadu_ps(in1, r0 + 2 * ox + 16);
+				__m512 q0 = _mm512_maskz_loadu_ps(in0, r1 + 2 * ox);
+				__m512 q1 = _mm512_maskz_loadu_ps(in1, r1 + 2 * ox + 16);
+				__m512i at = _mm512_add_epi32(_mm512_set1_epi32((int)(at0 + 2 * (uint32_t)ox)), twice);
+				__m512 m = _mm512_permutex2var_ps(p0, even, p1), v;
+				__m512i best = at;
+				__mmask16 take;
+
+				v = _mm512_permutex2var_ps(p0, odd, p1);
+				take = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+				m = _mm512_mask_blend_ps(take, m, v);
+				best = _mm512_mask_blend_epi32(take, best, _mm512_add_epi32(at, _mm512_set1_epi32(1)));
+				v = _mm512_permutex2var_ps(q0, even, q1);
+				take = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+				m = _mm512_mask_blend_ps(take, m, v);
+				best = _mm512_mask_blend_epi32(take, best, _mm512_add_epi32(at, _mm512_set1_epi32((int)w)));
+				v = _mm512_permutex2var_ps(q0, odd, q1);
+				take = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+				m = _mm512_mask_blend_ps(take, m, v);
+				best = _mm512_mask_blend_epi32(take, best, _mm512_add_epi32(at, _mm512_set1_epi32((int)w + 1)));
+				_mm512_mask_storeu_ps(yr + ox, out, m);
+				_mm512_mask_storeu_epi32(ar + ox, out, best);
+			}
+		}
+	}
+}
+#endif
+
+/* The same comparisons for 2 x 2 windows, stride 2, in the same order:
+ * the window's first element, then a NaN or anything larger wins, its
+ * offset with it. Selects, not branches (maxima are random), written so
+ * that GCC vectorizes the row (stride-2 loads, 32-bit offsets). */
+HOT_CLONES
 static void maxpool2(float *y, uint32_t *argmax, const float *x, size_t c, size_t h, size_t w,
 		     size_t oh, size_t ow)
 {
@@ -363,24 +563,31 @@ static void maxpool2(float *y, uint32_t *argmax, const float *x, size_t c, size_
 		const float *plane = x + ch * h * w;
 
 		for (size_t oy = 0; oy < oh; oy++) {
-			const size_t row = 2 * oy * w;
-			float *yr = y + (ch * oh + oy) * ow;
-			uint32_t *ar = argmax + (ch * oh + oy) * ow;
+			const float *restrict r0 = plane + 2 * oy * w, *restrict r1 = r0 + w;
+			float *restrict yr = y + (ch * oh + oy) * ow;
+			uint32_t *restrict ar = argmax + (ch * oh + oy) * ow;
+			const uint32_t at0 = (uint32_t)(ch * h * w + 2 * oy * w), wu = (uint32_t)w;
 
 			for (size_t ox = 0; ox < ow; ox++) {
-				const size_t at = row + 2 * ox, o[3] = { at + 1, at + w, at + w + 1 };
-				size_t best = at;
-				float m = plane[at];
+				const uint32_t at = at0 + 2 * (uint32_t)ox;
+				float m = r0[2 * ox], v;
+				uint32_t best = at;
+				bool take;
 
-				for (int q = 0; q < 3; q++) {   /* selects, not branches: maxima are random */
-					float v = plane[o[q]];
-					bool take = (v > m) | (v != v);
-
-					m = take ? v : m;
-					best = take ? o[q] : best;
-				}
+				v = r0[2 * ox + 1];
+				take = (v > m) | (v != v);
+				m = take ? v : m;
+				best = take ? at + 1 : best;
+				v = r1[2 * ox];
+				take = (v > m) | (v != v);
+				m = take ? v : m;
+				best = take ? at + wu : best;
+				v = r1[2 * ox + 1];
+				take = (v > m) | (v != v);
+				m = take ? v : m;
+				best = take ? at + wu + 1 : best;
 				yr[ox] = m;
-				ar[ox] = (uint32_t)(ch * h * w + best);
+				ar[ox] = best;
 			}
 		}
 	}
@@ -390,6 +597,12 @@ void k_maxpool(float *y, uint32_t *argmax, const float *x, size_t c, size_t h, s
 	       size_t s, size_t oh, size_t ow)
 {
 	if (k == 2 && s == 2) {
+#ifdef ROWS_AVX512
+		if (have_avx512()) {
+			maxpool2_avx512(y, argmax, x, c, h, w, oh, ow);
+			return;
+		}
+#endif
 		maxpool2(y, argmax, x, c, h, w, oh, ow);
 		return;
 	}

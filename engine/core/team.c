@@ -7,6 +7,17 @@
  * futex on both sides. Lost wake-ups are impossible because a sleeper first
  * announces itself (sleepers / owner_sleeping, sequentially consistent) and the
  * futex syscall re-checks the word atomically before sleeping.
+ *
+ * Shares are claimed: whoever moves claimed[i] from the previous phase's
+ * generation to this one's runs share i, fn(arg, i, n). A helper claims its
+ * own share when it sees the phase; the owner, done with share 0, claims
+ * every share no helper has started and runs it itself. On a machine whose
+ * cores other processes hold, a helper that is not running (preempted, or
+ * not yet woken) would otherwise stall the whole team until the scheduler
+ * gets to it: an epoch took up to twice as long. Share i computes the same
+ * thing whichever thread runs it (it depends on i and n only: rows, columns
+ * and partial sums by member index, never by thread), so the bits do not
+ * change. A share already started is waited for, never taken over.
  */
 #include "traind/team.h"
 
@@ -14,6 +25,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -34,6 +46,7 @@ struct team {
 	_Atomic uint32_t pending;    /* helpers still in the current phase; futex word for the owner */
 	_Atomic uint32_t sleepers;   /* helpers sleeping on gen */
 	_Atomic uint32_t owner_sleeping;
+	_Atomic uint32_t claimed[TEAM_MAX_MEMBERS];   /* the gen in which share i was last claimed */
 	_Atomic int quit;            /* set before the final gen bump */
 	team_fn fn;                  /* current phase, written before gen is bumped */
 	void *arg;
@@ -70,6 +83,17 @@ static inline void cpu_relax(int spins)
 #endif
 }
 
+/* Share i of phase g: taken by the caller if nobody has taken it yet. Every
+ * share of phase g - 1 was claimed (the phase ended), so claimed[i] is g - 1
+ * until someone claims it for g; a helper that saw g too late finds g, or a
+ * later phase's number, and leaves it. */
+static bool claim(struct team *t, unsigned i, uint32_t g)
+{
+	uint32_t prev = g - 1;
+
+	return atomic_compare_exchange_strong(&t->claimed[i], &prev, g);
+}
+
 static void *helper_main(void *p)
 {
 	struct helper_arg *ha = p;
@@ -95,6 +119,8 @@ static void *helper_main(void *p)
 		seen = g;
 		if (atomic_load(&t->quit))
 			break;
+		if (!claim(t, idx, g))
+			continue;            /* the owner ran it: the phase may even be over */
 		if (t->fpmode != fpmode) {
 			fpmode = t->fpmode;
 			numerics_set(fpmode);
@@ -168,6 +194,7 @@ unsigned team_size(const struct team *t)
 void team_run(struct team *t, team_fn fn, void *arg)
 {
 	int spins = 0;
+	uint32_t g;
 
 	if (t->n == 1) {
 		fn(arg, 0, 1);
@@ -177,10 +204,17 @@ void team_run(struct team *t, team_fn fn, void *arg)
 	t->arg = arg;
 	t->fpmode = numerics_get();
 	atomic_store(&t->pending, t->n - 1);
-	atomic_fetch_add(&t->gen, 1);
+	g = atomic_fetch_add(&t->gen, 1) + 1;
 	if (atomic_load(&t->sleepers))
 		futex_wake(&t->gen);
 	fn(arg, 0, t->n);
+	/* the shares of helpers that have not started yet */
+	for (unsigned i = 1; i < t->n; i++) {
+		if (claim(t, i, g)) {
+			fn(arg, i, t->n);
+			atomic_fetch_sub(&t->pending, 1);
+		}
+	}
 	for (;;) {
 		uint32_t p = atomic_load(&t->pending);
 

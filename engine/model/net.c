@@ -1485,6 +1485,25 @@ static void conv_forward(const struct layer_job *j, unsigned idx, size_t first, 
 	}
 }
 
+/* db[oc] (= when first, else +=) the sum over t of dy[oc][t], each oc's sum
+ * in t order from 0.0f, as one loop per oc would; the oc sums advance side
+ * by side, CONV_SUMS at a time, so that they do not wait on each other's
+ * additions (a single sum is a chain of dependent adds). */
+#define CONV_SUMS 16
+static void conv_bias_sums(float *db, const float *dy, size_t out, size_t ohw, bool first)
+{
+	for (size_t o0 = 0; o0 < out; o0 += CONV_SUMS) {
+		size_t n = out - o0 < CONV_SUMS ? out - o0 : CONV_SUMS;
+		float sum[CONV_SUMS] = { 0 };
+
+		for (size_t t = 0; t < ohw; t++)
+			for (size_t q = 0; q < n; q++)
+				sum[q] += dy[(o0 + q) * ohw + t];
+		for (size_t q = 0; q < n; q++)
+			db[o0 + q] = first ? sum[q] : db[o0 + q] + sum[q];
+	}
+}
+
 /* This member's samples: its partial dW (OC, C/G*K*K) and db (OC) sums, and dx. */
 /* rows [r0, r1) of the member idx whose share starts at row `first` */
 static void conv_backward(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1)
@@ -1504,13 +1523,7 @@ static void conv_backward(const struct layer_job *j, unsigned idx, size_t first,
 		for (size_t g = 0; g < G; g++)
 			k_gemm(0, 1, og, ckk, ohw, 1.0f, dy + g * og * ohw, ohw, col + g * ckk * ohw, ohw,
 			       r == first ? 0.0f : 1.0f, dw + g * og * ckk, ckk);
-		for (size_t oc = 0; oc < s->out; oc++) {
-			float sum = 0.0f;
-
-			for (size_t t = 0; t < ohw; t++)
-				sum += dy[oc * ohw + t];
-			db[oc] = r == first ? sum : db[oc] + sum;
-		}
+		conv_bias_sums(db, dy, s->out, ohw, r == first);
 		if (j->dx) {
 			for (size_t g = 0; g < G; g++)
 				k_gemm(1, 0, ckk, ohw, og, 1.0f, n->params + l->w_off + g * og * ckk, ckk,

@@ -482,6 +482,25 @@ def test_activation(inst):
     check(rc == 0, "--group -: no peer check, the file mode alone decides (rc %d, %s)" % (rc, err.strip()))
     p.send_signal(signal.SIGTERM)
     p.wait(60)
+
+    # A BLAS kernel other than OpenBLAS's own pick: traind runs itself again
+    # to load it (blaskernel.h), in the same process, so the socket the
+    # activator passed (LISTEN_FDS, LISTEN_PID) is still traind's.
+    if "OPENBLAS_CORETYPE" not in os.environ:
+        pin = "Core2" if "OpenBLAS's own pick: Prescott" in read(log) else "Prescott"
+        p = activate(["--blas-kernel", pin])
+        rc, out, err = ctl(sock, "info", "--json", timeout=60)
+        blas = json.loads(out)["blas"] if rc == 0 else {}
+        check(blas.get("kernel") == pin and blas.get("reason") == "flag",
+              "socket activation with --blas-kernel %s: traind answers, running it (%s)" % (pin, blas or err.strip()))
+        check(os.path.realpath(os.readlink("/proc/%d/exe" % p.pid)) == os.path.realpath(traind) and
+              read(log).count("(from the service manager)") == 4,
+              "re-executed in the activator's process, serving the socket it passed")
+        job = ctl_json(sock, "start", *TINY)["id"]
+        rc, _, _ = ctl(sock, "wait", job, "--state", "done", "--timeout", "300")
+        check(rc == 0, "a job runs to the end there")
+        p.send_signal(signal.SIGTERM)
+        check(p.wait(60) == 0, "and SIGTERM stops it cleanly")
     rc = subprocess.run([traind, "--group", "no-such-group-here", "--db", os.path.join(d, "x.db")],
                         capture_output=True, text=True)
     check(rc.returncode == 2 and "no group" in rc.stderr, "an unknown --group is a usage error (exit 2)")

@@ -313,6 +313,7 @@ func main() {
 	expectReply(ctx, c, "io.traind.Export", map[string]interface{}{"id": id})
 	expectReply(ctx, c, "io.traind.Export", map[string]interface{}{"id": id, "pytorch": true})
 	expectReply(ctx, c, "io.traind.Counters", nil)
+	expectReply(ctx, c, "io.traind.GetInfo", nil)
 
 	// errors, typed by the generated code and by the library
 	_, err = iotraind.Status().Call(ctx, c, 999999)
