@@ -5,7 +5,9 @@
  * file and the byte offset, the test fraction, the windows split by
  * position, prompts encoded and decoded; token arrays with a class per
  * position and per sequence; a per-token job's checkpoint mid-epoch
- * restored == never stopped; the context key.
+ * restored == never stopped; the context key; vocabularies past 256 (a
+ * text of 600 characters, token arrays of 3000 ids), texts charged to the
+ * load's budget.
  */
 #include <errno.h>
 #include <limits.h>
@@ -25,6 +27,7 @@
 #include "traind/checkpoint.h"
 #include "traind/config.h"
 #include "traind/dataset.h"
+#include "traind/generate.h"
 #include "traind/safetensors.h"
 #include "traind/trainer.h"
 
@@ -466,6 +469,128 @@ static void test_token_arrays(void **state)
 	assert_non_null(strstr(err.msg, "vocab_size"));
 }
 
+/* Vocabularies past a byte's 256 classes: a text of 600 characters
+ * (U+4E00..: three UTF-8 bytes each) and token arrays of 3000 ids, each a
+ * class at every position, train, and their metrics count every id. */
+static void test_large_vocab(void **state)
+{
+	enum { V = 600, LEN = 9000, N = 48, T = 10, VA = 3000 };
+	char dir[PATH_MAX], *text = malloc(3 * LEN + 1), out[16];
+	const char *files[1] = { "han.txt" };
+	const char *hi = "\xe4\xb8\x80\xe4\xb8\x81\xe4\xb9\x97";   /* U+4E00 U+4E01 U+4E57 */
+	int64_t *x = malloc(sizeof(int64_t) * N * T), *y = malloc(sizeof(int64_t) * N * T);
+	uint64_t shape[2] = { N, T };
+	struct dataset *ds = NULL;
+	struct tr_err err = { 0 };
+	struct train_config cfg;
+	struct trainer *t = NULL;
+	uint32_t *ids = NULL, seed = 7;
+	size_t n = 0, len = 0;
+	char *back;
+
+	(void)state;
+	for (int i = 0; i < LEN; i++) {
+		/* every character at least once, then a walk that a model can learn */
+		uint32_t cp = 0x4E00 + (i < V ? (uint32_t)i : (seed = seed * 1103515245u + 12345u, (uint32_t)(i * 7 + (seed >> 16) % 3) % V));
+
+		text[len++] = (char)(0xE0 | (cp >> 12));
+		text[len++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+		text[len++] = (char)(0x80 | (cp & 0x3F));
+	}
+	text[len] = '\0';
+	make_dir(dir, sizeof(dir), "han");
+	write_file(dir, "han.txt", text, len);
+	free(text);
+	assert_int_equal(text_meta(dir, files, 1, DS_VOCAB_CHAR, &err), 0);
+	if (dataset_load(&ds, dir, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(ds->vocab, V);
+	assert_int_equal(ds->classes, V);
+	assert_int_equal(ds->code_points[0], 0x4E00);
+	assert_int_equal(ds->code_points[V - 1], 0x4E00 + V - 1);
+	assert_int_equal(ds->train.ntokens + ds->test.ntokens, LEN);
+	assert_int_equal(dataset_text_encode(ds, hi, strlen(hi), &ids, &n, &err), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(ids[0], 0);
+	assert_int_equal(ids[1], 1);
+	assert_int_equal(ids[2], 0x57);
+	back = dataset_text_decode(ds, ids, n);
+	assert_string_equal(back, hi);
+	free(back);
+	free(ids);
+	snprintf(out, sizeof(out), "%u", V);
+	text_config(&cfg, "embedding(600,8),gru(16),linear(600)", 12, 20);
+	cfg.epochs = 1;
+	assert_int_equal(trainer_new(&t, &cfg, ds, &err), 0);
+	assert_int_equal(t->task, TASK_TOKENS);
+	while (!trainer_epoch_done(t))
+		assert_int_equal(trainer_step(t), 0);
+	assert_int_equal(trainer_end_epoch(t, NULL), 0);
+	/* a uniform guess is exp(log 600) = 600 */
+	assert_true(isfinite(t->history[0].val_ppl) && t->history[0].val_ppl > 1.0);
+	assert_true(fabs(t->history[0].val_ppl - exp(t->history[0].val_loss)) < 1e-9 * t->history[0].val_ppl);
+	trainer_free(t);
+	dataset_free(ds);
+
+	/* token arrays: ids and targets up to 2999; the targets' accuracy counts
+	 * ids past 255 (each target is its input: an embedding learns it) */
+	for (int i = 0; i < N * T; i++) {
+		/* 16 sequences, each three times (the validation ones seen in training) */
+		x[i] = (i % (N * T / 3)) == 5 ? VA - 1 : ((i % (N * T / 3)) * 37) % VA;
+		y[i] = x[i];
+	}
+	make_dir(dir, sizeof(dir), "ids3000");
+	write_npy(dir, "x_train.npy", "<i8", shape, 2, x, sizeof(int64_t) * N * T);
+	write_npy(dir, "y_train.npy", "<i8", shape, 2, y, sizeof(int64_t) * N * T);
+	write_npy(dir, "x_test.npy", "<i8", shape, 2, x, sizeof(int64_t) * N * T);
+	write_npy(dir, "y_test.npy", "<i8", shape, 2, y, sizeof(int64_t) * N * T);
+	if (dataset_load(&ds, dir, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(ds->vocab, VA);
+	assert_int_equal(ds->classes, VA);
+	assert_int_equal(ds->train.tokens[5], VA - 1);
+	config_defaults(&cfg);
+	snprintf(cfg.model, sizeof(cfg.model), "embedding(3000,16),linear(3000)");
+	cfg.val_size = 8;
+	cfg.batch_size = 8;
+	cfg.epochs = 30;
+	cfg.lr = 0.05;
+	assert_int_equal(trainer_new(&t, &cfg, ds, &err), 0);
+	assert_int_equal(t->task, TASK_TOKENS);
+	while (!trainer_finished(t)) {
+		while (!trainer_epoch_done(t))
+			assert_int_equal(trainer_step(t), 0);
+		assert_int_equal(trainer_end_epoch(t, NULL), 0);
+	}
+	/* learned, ids past 255 too */
+	assert_true(t->history[cfg.epochs - 1].train_acc > 0.9);
+	assert_true(t->history[cfg.epochs - 1].val_acc > 0.9);
+	/* the model's most likely next token after an id past 255 is that id
+	 * (the targets kept it whole) */
+	{
+		struct gen_opts greedy = { .tokens = 1, .temperature = 0.0, .top_k = 0, .seed = 1 };
+		uint32_t prompt[2] = { 37 * 9 % VA, VA - 1 }, next = 0;
+		uint8_t *blob = NULL;
+		size_t blen = 0;
+		struct net net;
+
+		memset(&net, 0, sizeof(net));
+		assert_int_equal(checkpoint_save(t, &blob, &blen, &err), 0);
+		assert_int_equal(checkpoint_model_net(blob, blen, 1, &net, &err), 0);
+		assert_int_equal(generate_check(&net, &err), 0);
+		assert_int_equal(generate_tokens(&net, prompt, 2, &greedy, &next, &err), 0);
+		assert_int_equal(next, VA - 1);
+		assert_int_equal(generate_tokens(&net, prompt, 1, &greedy, &next, &err), 0);
+		assert_int_equal(next, 37 * 9 % VA);
+		net_deinit(&net);
+		free(blob);
+	}
+	trainer_free(t);
+	dataset_free(ds);
+	free(x);
+	free(y);
+}
+
 /* safetensors: a tensor "tokens" I32 [N, T] and "labels" I64 [N, T]. */
 static void test_token_safetensors(void **state)
 {
@@ -550,6 +675,7 @@ int main(void)
 		cmocka_unit_test(test_windows),
 		cmocka_unit_test(test_resume_bits),
 		cmocka_unit_test(test_token_arrays),
+		cmocka_unit_test(test_large_vocab),
 		cmocka_unit_test(test_token_safetensors),
 		cmocka_unit_test(test_context_key),
 	};
