@@ -1,7 +1,7 @@
 /*
  * rank.c - traind-rank, one rank of a multi-rank job, started by the MPI
- * launcher that traind's mpi_runner runs (mpirun.c; README "Jobs over
- * MPI"). Not a user command.
+ * launcher that traind's mpi_runner runs (mpirun.c; doc/distributed.md, "Using
+ * it"). Not a user command.
  *
  *   traind-rank --contact SOCKET --data-dir DIR --job ID
  *

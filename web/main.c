@@ -271,7 +271,7 @@ static int open_listen(const struct options *o, int *fd_out, bool *unix_out, cha
 			freeaddrinfo(ai);
 			return BAD_FLAG("--listen %s: not a loopback address; traind-web speaks plain HTTP, so "
 				   "serve it to a network only behind a TLS proxy, with --behind-proxy "
-				   "(see the README)", o->listen);
+				   "(see doc/web.md)", o->listen);
 		}
 		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd >= 0)

@@ -1114,7 +1114,7 @@ int trainer_set_epochs(struct trainer *t, uint32_t epochs, struct tr_err *err)
 		t->history = h;
 	}
 	t->cfg.epochs = epochs;
-	t->sched.cfg.epochs = epochs;   /* onecycle's total (README: it depends on it) */
+	t->sched.cfg.epochs = epochs;   /* onecycle's total (doc/training.md: it depends on it) */
 	return 0;
 }
 

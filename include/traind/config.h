@@ -77,7 +77,7 @@ struct train_config {
 	double clip_grad_norm;       /* max total gradient 2-norm; 0 = no clipping */
 	enum rng_kind rng;           /* torch for new jobs, xoshiro for a stored job without the key;
 					torch also makes pixels x * (float)(1/255) as the lesson's ToDtype */
-	/* Data parallelism (README "Jobs over MPI"). `shards` is part of the
+	/* Data parallelism (doc/distributed.md, "Using it"). `shards` is part of the
 	 * bits: each batch is split into that many fixed shards whose gradients
 	 * are summed in shard order; 1 (every job stored before the key) is the
 	 * arithmetic of one unsplit batch. `ranks`, `hosts` and `max_restarts`

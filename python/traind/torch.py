@@ -1,16 +1,19 @@
-"""traind's exports in PyTorch, without the safetensors package (Debian's
+"""traind's models in PyTorch, without the safetensors package (Debian's
 PyTorch 1.13 has none).
 
     import traind.torch
+    model = traind.torch.module(job)                 # nn.Module, weights loaded, eval mode
+    model = traind.torch.module("model.safetensors") # + model.py from `trainctl export --pytorch`
     state = traind.torch.load("model.safetensors")   # an OrderedDict of tensors
-    model.load_state_dict(state, strict=True)
+    net.load_state_dict(state, strict=True)
 
 load() reads the safetensors format itself (an 8-byte little-endian header
 length, a JSON header naming each tensor's dtype, shape and byte range, the
 data), checking every field, and makes each tensor with torch.frombuffer. A
 file of traind's (`trainctl export`, Client.export) holds the model's
 state_dict under PyTorch's names, so it loads strict into the same
-architecture.
+architecture. module() builds that architecture from the PyTorch code
+traind writes for it (the Export method's pytorch) and loads the weights.
 """
 import collections
 import json
@@ -86,16 +89,69 @@ def load(source, device="cpu"):
     return out
 
 
-def module(path_or_job, client=None):
-    """The nn.Module of an export, with its weights.
+def module(path_or_job, client=None, code=None, epoch=None, best=None, eval=True):
+    """The nn.Module of a traind model with its weights loaded (strict).
 
-    Needs traind's `export --pytorch` (issue 22: the architecture written
-    out as PyTorch code), which this traind does not have yet; until it
-    lands this raises NotImplementedError. Meanwhile build the same
-    architecture yourself (the job's "model" field spells its layers) and
-    load load(path) into it with strict=True."""
-    raise NotImplementedError(
-        "traind.torch.module needs traind's `export --pytorch` (issue 22), which this traind does not have: "
-        "build the architecture yourself (Client.status(job)['model'] spells its layers, e.g. "
-        "flatten,linear(256),relu,linear(10) is nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), "
-        "nn.Linear(256, 10))) and model.load_state_dict(traind.torch.load(path), strict=True)")
+    path_or_job is a job id (an int): the model and its PyTorch code come
+    from traind (the Export method with pytorch, as `trainctl export JOB
+    --pytorch`; `epoch` or `best` choose the checkpoint as there), through
+    `client` (default traind.Client()). Or it is the path of an export
+    (safetensors): the code is `code` (the path of the file `trainctl export
+    --pytorch FILE.py` wrote, or its text), default the file beside the
+    export with the suffix .py (model.safetensors -> model.py).
+
+    The module is in eval mode (BatchNorm's running statistics, no Dropout)
+    unless eval=False; its class is the code's `Model`, whose `input_shape`
+    is (C, H, W). The code is traind's own: run it only from a traind you
+    trust, as you would any Python file."""
+    if isinstance(path_or_job, bool) or not isinstance(path_or_job, (int, str, bytes, os.PathLike)):
+        raise TypeError("traind.torch.module: a job id (int) or an export's path, not %r" % (path_or_job,))
+    if isinstance(path_or_job, int):
+        if code is not None:
+            raise TypeError("traind.torch.module: code= goes with an export's path; a job's code comes from traind")
+        if client is None:
+            from .client import Client
+            with Client() as c:
+                return module(path_or_job, client=c, epoch=epoch, best=best, eval=eval)
+        weights, text, what = _export_with_code(client, path_or_job, epoch, best)
+    else:
+        if epoch is not None or best is not None:
+            raise TypeError("traind.torch.module: epoch= and best= choose a job's checkpoint; a file is one already")
+        what = os.fsdecode(path_or_job)
+        weights = load(what)
+        if code is None:
+            code = os.path.splitext(what)[0] + ".py"
+            if not os.path.exists(code):
+                raise FileNotFoundError(
+                    "%s: no PyTorch code beside it (%s): write it with `trainctl export JOB --pytorch %s`, "
+                    "or pass code= (its path or its text), or module(JOB) with the job's id"
+                    % (what, code, os.path.basename(code)))
+        if isinstance(code, (str, os.PathLike)) and "\n" not in os.fspath(code):
+            with open(code, encoding="utf-8") as f:
+                text = f.read()
+        else:
+            text = code
+    ns = {"__name__": "traind_model"}
+    exec(compile(text, "<traind model of %s>" % what, "exec"), ns)
+    cls = ns.get("Model")
+    if not isinstance(cls, type) or not issubclass(cls, _torch.nn.Module):
+        raise FormatError("%s: the PyTorch code defines no nn.Module named Model" % what)
+    model = cls()
+    model.load_state_dict(weights, strict=True)
+    return model.eval() if eval else model
+
+
+def _export_with_code(client, job, epoch, best):
+    """(state dict, code, what) of a job's checkpoint from traind, the
+    bytes checked against the size and SHA-256 traind announced."""
+    import base64
+    import hashlib
+    r = client.call("Export", {"id": int(job), "epoch": epoch, "best": best, "pytorch": True})
+    data = base64.b64decode(r["data"])
+    if len(data) != r["size"] or r["sha256"].split(":")[-1].lower() != hashlib.sha256(data).hexdigest():
+        from . import errors
+        raise errors.ProtocolMismatch("export of job %d: the bytes do not match the size and sha256 traind announced" % job)
+    if not isinstance(r.get("pytorch"), str):
+        from . import errors
+        raise errors.ProtocolMismatch("export of job %d: traind sent no PyTorch code (a traind without export --pytorch?)" % job)
+    return load(data), r["pytorch"], "job %d epoch %d" % (job, r["epoch"])

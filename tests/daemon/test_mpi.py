@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Jobs over MPI (README "Jobs over MPI"), with a real mpirun and real
+"""Jobs over MPI (doc/distributed.md, "Using it"), with a real mpirun and real
 processes on this machine: a 2-rank job ends bit-identical to the same job
 as one process computing its 2 shards in turn, with the same history row
 by row; SIGKILL of a rank mid-epoch makes traind restart the job from its

@@ -3,7 +3,8 @@
 /usr/bin/python3 (its PyTorch and pandas):
 
 - doc/python.md's blocks run as they stand, as one notebook session (its
-  socket from $TRAIND_SOCKET, as Client() finds it);
+  socket from $TRAIND_SOCKET, as Client() finds it), and so does the
+  README's Python block;
 - every method as trainctl's verb: start(**config) passes any key (hidden
   as a list, lr_scheduler, name, keep), status/list, history (dicts, and a
   DataFrame equal to them), checkpoints, steps, wait (epoch, state, timeout
@@ -16,7 +17,9 @@
 - traind.torch.load reads the export without the safetensors package, the
   same numbers as an independent reader, strict into the lesson's module,
   whose test accuracy is traind's eval; garbage is a FormatError;
-  traind.torch.module says what it needs;
+  traind.torch.module builds traind's PyTorch code of the lesson's MLP
+  and lenet5 (from the job, and from the exported files) with the weights:
+  its test accuracy and loss are traind's eval;
 - the package imports with the standard library alone (python3 -S: no
   site-packages), and `meson install` puts it where /usr/bin/python3 finds it.
 """
@@ -76,6 +79,27 @@ def run_doc(sock):
     del os.environ["TRAIND_SOCKET"]
 
 
+def run_readme(sock):
+    """The README's Python block as it stands (its job removed after)."""
+    text = open(os.path.join(SRC, "README.md")).read()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    check(len(blocks) == 1, "the README has its Python block (%d)" % len(blocks))
+    os.environ["TRAIND_SOCKET"] = sock
+    env = {"__name__": "__readme__"}
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            exec(compile(blocks[0], "README.md", "exec"), env)
+        m = env["model"]
+        check(type(m).__name__ == "Model" and not m.training and 0.9 < float(out.getvalue()) <= 1,
+              "the README's Python block runs as written: val_acc %s, a %s in eval mode"
+              % (out.getvalue().strip(), type(m).__name__))
+        env["c"].rm(env["job"])
+    except Exception as e:
+        check(False, "the README's Python block runs: %s: %s" % (type(e).__name__, e))
+    del os.environ["TRAIND_SOCKET"]
+
+
 def reference_tensors(blob):
     """name -> (shape, list of floats) of a safetensors blob, read here with struct."""
     (n,) = struct.unpack("<Q", blob[:8])
@@ -95,14 +119,79 @@ def pgm(path, pixels):
         f.write(b"P5\n28 28\n255\n" + pixels)
 
 
+def test_accuracy(torch, model, x, labels):
+    """(correct count, loss) of a module on the test set, the loss as traind
+    reports it: the mean of the per-batch mean losses, batches of 128 (the
+    eval batch size) in order."""
+    y = torch.frombuffer(bytearray(labels), dtype=torch.uint8).long()
+    losses, correct = [], 0
+    with torch.no_grad():
+        for i in range(0, len(x), 128):
+            z = model(x[i:i + 128])
+            losses.append(torch.nn.functional.cross_entropy(z.double(), y[i:i + 128]).item())
+            correct += int((z.argmax(1) == y[i:i + 128]).sum())
+    return correct, sum(losses) / len(losses)
+
+
+def check_module(c, ttorch, x, labels, tmp):
+    """traind.torch.module: the lesson's MLP and lenet5, from the job and
+    from the exported files, score on the test set what traind's eval does."""
+    import torch
+    n, jobs = len(labels), []
+    for name, model in (("lesson MLP", "mlp"), ("lenet5", "lenet5")):
+        job = c.start(name="module-" + model, epochs=1, model=model, **SMALL)
+        jobs.append(job)
+        c.wait(job, state="done")
+        ev = c.eval(job, split="test")
+        m = ttorch.module(job, client=c)
+        check(type(m).__name__ == "Model" and not m.training and isinstance(m, torch.nn.Module),
+              "module(job) of the %s: traind's Model class, in eval mode" % name)
+        correct, loss = test_accuracy(torch, m, x, labels)
+        # the same model in float32, summed in another order: a near-tie
+        # may fall the other way, so one sample of 10000 may differ
+        check(abs(correct - round(ev["acc"] * n)) <= 1 and abs(loss - ev["loss"]) <= 1e-4,
+              "module(job) of the %s: test accuracy %.4f, loss %.5f; traind's eval %.4f, %.5f"
+              % (name, correct / n, loss, ev["acc"], ev["loss"]))
+        base = os.path.join(tmp, model)
+        subprocess.run([harness.TRAINCTL, "--socket", c.socket, "export", str(job), "-o", base + ".safetensors",
+                        "--pytorch", base + ".py"], check=True, capture_output=True)
+        f = ttorch.module(base + ".safetensors")
+        check(all(torch.equal(a, b) for a, b in zip(f.state_dict().values(), m.state_dict().values()))
+              and list(f.state_dict()) == list(m.state_dict()),
+              "module(path) of the %s: the export and the code beside it, the same tensors" % name)
+    os.rename(base + ".py", base + "-code.py")
+    try:
+        ttorch.module(base + ".safetensors")
+        check(False, "module(path) without the code beside it raises")
+    except FileNotFoundError as e:
+        check("--pytorch" in str(e), "module(path) without its code names the way to write it (%s)" % e)
+    f = ttorch.module(base + ".safetensors", code=base + "-code.py", eval=False)
+    check(f.training, "module(path, code=PATH, eval=False): in training mode")
+    try:
+        ttorch.module(base + ".safetensors", code="import torch\n")
+        check(False, "code without a Model raises")
+    except ttorch.FormatError as e:
+        check("Model" in str(e), "code without a Model: FormatError (%s)" % e)
+    try:
+        ttorch.module(987654, client=c)
+        check(False, "module of no job raises")
+    except traind.NoSuchJob:
+        check(True, "module(no such job): traind.NoSuchJob")
+    for j in jobs:
+        c.rm(j)
+
+
 def main():
     import torch
     import traind.torch as ttorch
 
-    d = Daemon(max_running=1).start()
     tmp = tempfile.mkdtemp(prefix="traind-py-")
+    # its own data directory: dataset_import below must not write into the
+    # shared one (another session's test_python would find "small" there)
+    d = Daemon(max_running=1, data_dir=harness.private_data(os.path.join(tmp, "data"))).start()
     try:
         run_doc(d.socket)
+        run_readme(d.socket)
 
         c = traind.Client(d.socket)
         check(c.list() == [], "the doc's session removed its job")
@@ -231,10 +320,7 @@ def main():
             ttorch.load(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}......")
         except ttorch.FormatError as e:
             check("not JSON" in str(e), "garbage: traind.torch.FormatError saying why (%s)" % e)
-        try:
-            ttorch.module(path)
-        except NotImplementedError as e:
-            check("export --pytorch" in str(e), "traind.torch.module names what it needs")
+        check_module(c, ttorch, x, lab, tmp)
 
         # ---- predict, datasets ----
         files = []

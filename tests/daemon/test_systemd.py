@@ -289,7 +289,7 @@ def parse_unit(path):
 def unit_environment(unit):
     """The unit's Environment=, plus the machine's pinned OpenBLAS settings
     (OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE... where set) as the site's drop-in
-    would pin them (README: pinning the kernel). The kernel decides the bits:
+    would pin them (doc/training.md: pinning the kernel). The kernel decides the bits:
     without them the unit's traind would run OpenBLAS's own pick for the CPU
     while the reference run, started from this environment, runs the pinned
     one, and the two are not comparable."""

@@ -203,6 +203,23 @@ def socket_dir(prefix="traind-sock-"):
     raise RuntimeError("no directory with a path short enough for sockets")
 
 
+def private_data(directory, names=("mnist",)):
+    """A data directory of the test's own (DIRECTORY, made) holding the
+    shared datasets NAMES as hard links to their files (copies across file
+    systems), so a test that imports or removes datasets never writes into
+    TRAIND_DATA_DIR, which other tests and sessions share."""
+    os.makedirs(directory, exist_ok=True)
+    for name in names:
+        src, dst = os.path.join(DATA, name), os.path.join(directory, name)
+        os.makedirs(dst)
+        for f in os.listdir(src):
+            try:
+                os.link(os.path.join(src, f), os.path.join(dst, f))
+            except OSError:
+                shutil.copy2(os.path.join(src, f), os.path.join(dst, f))
+    return directory
+
+
 def _die_with_parent():
     """In the child before exec: SIGKILL it if the test process dies, so an
     interrupted test leaves no traind behind (Linux prctl PR_SET_PDEATHSIG)."""
