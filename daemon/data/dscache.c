@@ -27,9 +27,19 @@ struct entry {
 	struct entry *next;
 };
 
+/* A remembered Datasets answer (dscache_memo_*). */
+struct memo {
+	char name[CFG_NAME_MAX];
+	char digest[DSCACHE_DIGEST_MAX];
+	json_t *info;             /* owned */
+	uint64_t used;            /* when set or last read (the memo clock) */
+};
+
 struct dscache {
 	char dir[PATH_MAX];       /* the data directory, resolved */
-	pthread_mutex_t mu;
+	pthread_mutex_t mu;       /* guards the entries and the memos */
+	struct memo memos[DSCACHE_MEMO_MAX];
+	uint64_t memo_clock;
 	pthread_cond_t loaded;
 	struct entry *entries;
 	uint64_t max_bytes;       /* a load's limit in memory (0: the machine's) */
@@ -67,7 +77,57 @@ void dscache_free(struct dscache *c)
 		dataset_free(e->ds);
 		free(e);
 	}
+	for (size_t i = 0; i < DSCACHE_MEMO_MAX; i++)
+		json_decref(c->memos[i].info);
 	free(c);
+}
+
+json_t *dscache_memo_get(struct dscache *c, const char *name, const char *digest)
+{
+	json_t *out = NULL;
+
+	pthread_mutex_lock(&c->mu);
+	for (size_t i = 0; i < DSCACHE_MEMO_MAX; i++) {
+		struct memo *m = &c->memos[i];
+
+		if (m->info && strcmp(m->name, name) == 0 && strcmp(m->digest, digest) == 0) {
+			out = json_deep_copy(m->info);
+			m->used = ++c->memo_clock;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&c->mu);
+	return out;
+}
+
+void dscache_memo_set(struct dscache *c, const char *name, const char *digest, const json_t *info)
+{
+	json_t *copy = json_deep_copy(info);
+	struct memo *slot = NULL;
+
+	if (!copy)
+		return;   /* out of memory: only not remembered */
+	pthread_mutex_lock(&c->mu);
+	/* the name's slot (another digest: its files changed), else a free
+	 * one, else the least recently used */
+	for (size_t i = 0; i < DSCACHE_MEMO_MAX && !slot; i++)
+		if (c->memos[i].info && strcmp(c->memos[i].name, name) == 0)
+			slot = &c->memos[i];
+	for (size_t i = 0; i < DSCACHE_MEMO_MAX && !slot; i++)
+		if (!c->memos[i].info)
+			slot = &c->memos[i];
+	if (!slot) {
+		slot = &c->memos[0];
+		for (size_t i = 1; i < DSCACHE_MEMO_MAX; i++)
+			if (c->memos[i].used < slot->used)
+				slot = &c->memos[i];
+	}
+	json_decref(slot->info);
+	snprintf(slot->name, sizeof(slot->name), "%s", name);
+	snprintf(slot->digest, sizeof(slot->digest), "%s", digest);
+	slot->info = copy;
+	slot->used = ++c->memo_clock;
+	pthread_mutex_unlock(&c->mu);
 }
 
 /* DATA_DIR/name, resolved, must be a directory strictly inside DATA_DIR. */

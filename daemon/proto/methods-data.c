@@ -124,12 +124,21 @@ static void datasets_work(struct bg_task *t)
 		struct tr_err e = { 0 };
 		uint64_t size = 0;
 		bool has_digest;
+		json_t *o = NULL;
 
 		has_digest = dscache_digest(d->dsc, names[i], rs, d->sq, digest, &size, &e) == 0;
+		/* the same files as last time: the same answer, without a load */
 		if (has_digest)
-			dscache_get(d->dsc, names[i], digest, &ds, &e);
-		json_array_append_new(a, dataset_json(names[i], ds, has_digest ? digest : NULL, size, e.msg));
-		dscache_put(d->dsc, ds);
+			o = dscache_memo_get(d->dsc, names[i], digest);
+		if (!o) {
+			if (has_digest)
+				dscache_get(d->dsc, names[i], digest, &ds, &e);
+			o = dataset_json(names[i], ds, has_digest ? digest : NULL, size, e.msg);
+			if (o && ds)
+				dscache_memo_set(d->dsc, names[i], digest, o);
+			dscache_put(d->dsc, ds);
+		}
+		json_array_append_new(a, o);
 		free(names[i]);
 	}
 	free(names);

@@ -269,6 +269,17 @@ def main():
     check(not os.path.exists(os.path.join(data, "raw2")) and
           "raw2" not in [x["name"] for x in d.ctl_json("datasets")], "dataset rm removes it")
     check(not [n for n in os.listdir(data) if n.startswith(".")], "and leaves nothing hidden behind")
+
+    # ---- the listing follows the files (Datasets remembers its answers by
+    # the files' digest, not by name) ----
+    write_small_mnist(os.path.join(data, "grows"), n_train=1000, n_test=100)
+    first = [x.get("train") for x in d.ctl_json("datasets") if x["name"] == "grows"]
+    again = [x.get("train") for x in d.ctl_json("datasets") if x["name"] == "grows"]
+    write_small_mnist(os.path.join(data, "grows"), n_train=2000, n_test=100)
+    after = [x.get("train") for x in d.ctl_json("datasets") if x["name"] == "grows"]
+    check(first == again == [1000] and after == [2000],
+          "datasets lists a dataset's new files once they change (%s, %s, then %s)" % (first, again, after))
+    shutil.rmtree(os.path.join(data, "grows"))
     check(d.alive(), "traind is still up")
     d.cleanup()
     shutil.rmtree(work, ignore_errors=True)
