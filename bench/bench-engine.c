@@ -92,6 +92,7 @@
 #include "traind/config.h"
 #include "traind/dataset.h"
 #include "traind/kernels.h"
+#include "traind/portable.h"
 #include "traind/trainer.h"
 
 #define MAX_EPOCHS 64
@@ -185,6 +186,7 @@ static double sgemm_peak_cpu(int n, int samples)
 struct run_spec {
 	const char *model;      /* NULL: the MLP of `hidden` */
 	bool sgd;               /* SGD lr 0.1, momentum 0.9, weight decay 5e-4 (else the default Adam) */
+	const char *isa;        /* NULL: kernels openblas; else kernels portable on this path */
 	uint32_t hidden;
 	uint32_t batch;
 	uint32_t train;         /* training samples per epoch (0: the lesson's 50000) */
@@ -267,6 +269,15 @@ static int run_epochs(const char *dir, const struct run_spec *r, int fd)
 		cfg.lr = 0.1;
 		cfg.momentum = 0.9;
 		cfg.weight_decay = 5e-4;
+	}
+	if (r->isa) {
+		enum pk_isa isa;
+
+		if (config_set(&cfg, "kernels", "portable", &err) < 0 || pk_isa_parse(r->isa, &isa) < 0 ||
+		    pk_isa_set(isa, &err) < 0) {
+			fprintf(stderr, "bench-engine: %s: %s\n", r->isa, err.msg);
+			goto out;
+		}
 	}
 	if (dataset_load(&ds, dir, &err) < 0 || trainer_new(&t, &cfg, ds, &err) < 0) {
 		fprintf(stderr, "bench-engine: %s\n", err.msg);
@@ -976,11 +987,93 @@ static int kernels(const char *dir, int epochs)
 	return 0;
 }
 
+/* ---- kernels portable against openblas (issue 25) ----------------------------
+ * Each model's epoch with kernels openblas (the kernel traind loads) and
+ * kernels portable on each instruction-set path this CPU runs, at threads=2
+ * and threads=1, ROUNDS rounds alternating; per round the median of the
+ * epochs, then the ratio openblas / portable (> 1: portable faster) per
+ * round: their range. Smaller epochs than the lesson's figures (the plain C
+ * path runs ~1 GFLOP/s); resnet20 not on the plain C path (~60x slower). */
+static int portable_bench(const char *data, int epochs)
+{
+	static const char *const isas[] = { "avx512", "avx2", "generic" };
+	struct {
+		const char *label, *model, *set;
+		uint32_t train, val, batch;
+		bool sgd, generic;
+	} models[] = {
+		{ "lesson MLP", NULL, "mnist", 5000, 1000, 64, false, true },
+		{ "lenet5", "lenet5", "mnist", 2000, 500, 64, false, true },
+		{ "resnet20", "resnet20", "fashion-mnist", 1024, 256, 128, true, false },
+	};
+	char dir[4096];
+
+	print_machine();
+	printf("kernels portable against openblas: epoch seconds (median of %d epochs) per round, %d rounds; ratio = openblas / portable (> 1: portable faster), its range over the rounds\n",
+	       epochs, ROUNDS);
+	for (size_t mi = 0; mi < sizeof(models) / sizeof(models[0]); mi++)
+		for (int threads = 2; threads >= 1; threads--) {
+			double ob[ROUNDS], pt[3][ROUNDS];
+			bool ok[3] = { false, false, false };
+
+			snprintf(dir, sizeof(dir), "%s/%s", data, models[mi].set);
+			for (int round = 0; round < ROUNDS; round++) {
+				struct run_spec r = { .model = models[mi].model, .sgd = models[mi].sgd,
+						      .batch = models[mi].batch, .train = models[mi].train,
+						      .val = models[mi].val, .threads = threads, .epochs = epochs };
+				struct epoch_result res;
+
+				if (measure(dir, &r, &res) < 0) {
+					fprintf(stderr, "bench-engine: the %s run failed\n", models[mi].label);
+					return 1;
+				}
+				ob[round] = res.median;
+				for (int k = 0; k < 3; k++) {
+					enum pk_isa isa;
+
+					if (pk_isa_parse(isas[k], &isa) < 0 || !pk_isa_supported(isa) ||
+					    (k == 2 && !models[mi].generic))
+						continue;
+					r.isa = isas[k];
+					if (measure(dir, &r, &res) < 0) {
+						fprintf(stderr, "bench-engine: the portable %s run on %s failed\n",
+							models[mi].label, isas[k]);
+						return 1;
+					}
+					pt[k][round] = res.median;
+					ok[k] = true;
+				}
+			}
+			for (int k = 0; k < 3; k++) {
+				double lo = 0, hi = 0;
+
+				if (!ok[k]) {
+					printf("%-10s threads=%d %-8s: not run (%s)\n", models[mi].label, threads, isas[k],
+					       k == 2 ? "the plain C path is too slow for this model" : "this CPU cannot run it");
+					continue;
+				}
+				printf("%-10s threads=%d %-8s: openblas", models[mi].label, threads, isas[k]);
+				for (int round = 0; round < ROUNDS; round++) {
+					double q = ob[round] / pt[k][round];
+
+					printf(" %.3f", ob[round]);
+					lo = round == 0 || q < lo ? q : lo;
+					hi = round == 0 || q > hi ? q : hi;
+				}
+				printf(" s, portable");
+				for (int round = 0; round < ROUNDS; round++)
+					printf(" %.3f", pt[k][round]);
+				printf(" s: ratio %.2f-%.2f\n", lo, hi);
+			}
+		}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *data = getenv("TRAIND_DATA_DIR"), *pin = NULL;
 	char dir[4096];
-	int epochs = 5, do_sweep = 0, do_kernels = 0, torch = 1, only_resnet = 0, only_seq = 0, probe_peak = 0, probe_epochs = -1, rc;
+	int epochs = 5, do_sweep = 0, do_kernels = 0, do_portable = 0, torch = 1, only_resnet = 0, only_seq = 0, probe_peak = 0, probe_epochs = -1, rc;
 	struct tr_err err = { 0 };
 	ssize_t n;
 
@@ -993,6 +1086,8 @@ int main(int argc, char **argv)
 			only_seq = 1;
 		} else if (strcmp(argv[i], "--kernels") == 0) {
 			do_kernels = 1;
+		} else if (strcmp(argv[i], "--portable") == 0) {
+			do_portable = 1;
 		} else if (strcmp(argv[i], "--no-torch") == 0) {
 			torch = 0;
 		} else if (strcmp(argv[i], "--blas-kernel") == 0 && i + 1 < argc) {
@@ -1006,7 +1101,7 @@ int main(int argc, char **argv)
 		} else if (atoi(argv[i]) >= 1 && atoi(argv[i]) <= MAX_EPOCHS) {
 			epochs = atoi(argv[i]);
 		} else {
-			fprintf(stderr, "usage: bench-engine [EPOCHS (1..%d, 5)] [--sweep | --resnet | --kernels | --sequences] "
+			fprintf(stderr, "usage: bench-engine [EPOCHS (1..%d, 5)] [--sweep | --resnet | --kernels | --portable | --sequences] "
 				"[--no-torch] [--blas-kernel NAME|auto|openblas]\n", MAX_EPOCHS);
 			return 2;
 		}
@@ -1031,6 +1126,8 @@ int main(int argc, char **argv)
 		return probe(dir, probe_epochs > 0 ? probe_epochs : 0);
 	if (do_kernels)
 		return kernels(dir, epochs < 3 ? 3 : epochs);
+	if (do_portable)
+		return portable_bench(data, epochs);
 	if (only_resnet) {
 		print_machine();
 		return resnet(data, torch);

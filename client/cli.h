@@ -94,6 +94,7 @@ enum opt {
 	O_TOKENS,
 	O_TEMPERATURE,
 	O_TOP_K,
+	O_SWEEP,
 	O_COUNT
 };
 

@@ -62,6 +62,10 @@ void describe_error(const struct vl_reply *r, char *out, size_t n)
 		if (msg && strncmp(msg, pkey, kl) == 0 && msg[kl] == ':')
 			msg += kl + 1 + (msg[kl + 1] == ' ');
 		snprintf(out, n, "invalid parameter %s%s%s", param, msg ? ": " : "", msg ? msg : "");
+	} else if (ours && strcmp(last, "NoSuchSweep") == 0 && has_id) {
+		snprintf(out, n, "no such sweep %lld", id);
+	} else if (ours && strcmp(last, "InvalidState") == 0 && msg && strncmp(msg, "sweep ", 6) == 0) {
+		snprintf(out, n, "invalid state: %s", msg);   /* a sweep's (SweepPause...): it names it */
 	} else if (ours && strcmp(last, "InvalidState") == 0 && has_id && state) {
 		snprintf(out, n, "invalid state: job %lld is %s%s%s", id, state, msg ? ": " : "",
 			 msg ? msg : "");

@@ -151,6 +151,8 @@ static void cli_words(struct cli *cli, const struct vl_reply *r, char *line, siz
 			msg += kl + 1 + (msg[kl + 1] == ' ');
 		if (strncmp(param, "config.", 7) == 0) {
 			setting_head(cli, key, head, sizeof(head));
+		} else if (strncmp(param, "params.", 7) == 0) {   /* a sweep's parameter */
+			snprintf(head, sizeof(head), "--param %.60s", param + 7);
 		} else {
 			snprintf(flag, sizeof(flag), "%s", strcmp(key, "from_job") == 0 || strcmp(key, "from_epoch") == 0
 							   ? "from" : key);

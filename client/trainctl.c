@@ -126,6 +126,7 @@ const struct opt_desc opts[O_COUNT] = {
 	[O_RESIZE] = { "resize", 0, false, NULL, NULL, "scale images to the model's size" },
 	[O_FROM] = { "from", 0, true, NULL, "JOB[@EPOCH]",
 		     "begin from another job's checkpoint (its full state, or with --weights-only its model)" },
+	[O_SWEEP] = { "sweep", 0, true, NULL, "SWEEP", "every trial of the sweep (its jobs), besides any JOB" },
 	[O_PYTORCH] = { "pytorch", 0, true, NULL, "FILE.py",
 			"also write the model's PyTorch code: class Model, into which the export loads strict" },
 	[O_VOCAB] = { "vocab", 0, true, NULL, "char|byte",
@@ -215,7 +216,7 @@ const struct verb verbs[] = {
 	  "examples:\n"
 	  "  trainctl generate 3 --prompt 'The ' --tokens 200\n"
 	  "  trainctl generate 3 --best --prompt 'Q: ' --tokens 80 --temperature 0.7 --top-k 10 --seed 5", false },
-	{ "plot", cmd_plot, BIT(O_METRIC) | BIT(O_OUTPUT), JOB_MANY, "JOB...",
+	{ "plot", cmd_plot, BIT(O_METRIC) | BIT(O_OUTPUT) | BIT(O_SWEEP), JOB_MANY, "JOB... | --sweep SWEEP",
 	  "learning curves by epoch: to an SVG or PNG file, or as text on a terminal", NULL, false },
 	{ "datasets", cmd_datasets, 0, JOB_NONE, "", "every dataset: sizes, shape, classes, digest, jobs using it",
 	  NULL, false },
@@ -227,6 +228,27 @@ const struct verb verbs[] = {
 	  "byte; train on it with --context N (doc/sequences.md).", false },
 	{ "counters", cmd_counters, 0, JOB_NONE, "",
 	  "traind's counters since it started (epochs committed, jobs failed, errors, commit latency)", NULL, false },
+	{ "sweep", cmd_sweep, CONFIG_OPTS | BIT(O_NAME) | BIT(O_CONFIG) | BIT(O_KEEP) | BIT(O_TIMEOUT) | BIT(O_FORCE),
+	  ARGS, "start|status|list|wait|pause|resume|kill|rm [SWEEP]", "hyperparameter sweeps: trials as jobs (doc/sweeps.md)",
+	  "sweep start --searcher grid|random|sha|hyperband --param KEY=DIST ... [--trials N] [--max-parallel K]\n"
+	  "  [--seed S] [--metric val_loss|val_acc|val_macro_acc|val_mae|val_rmse] [--name N]\n"
+	  "  [any start flag: the configuration every trial shares]\n"
+	  "  DIST: choice(a,b,...), uniform(lo,hi), loguniform(lo,hi), int(lo,hi). Prints the sweep's id.\n"
+	  "  sha (successive halving): --max-epochs M [--grace-epochs G (1)] [--reduction-factor R (3)]:\n"
+	  "  every trial trains G epochs; once all have, the best 1/R go on (their own jobs, resumed)\n"
+	  "  to G*R epochs, and so on up to M; ties by trial number. hyperband: the same options;\n"
+	  "  successive halving in brackets from M/R^s epochs (the brackets decide the trials).\n"
+	  "  --seed is the sweep's (the random searcher's draws); the trials' model seed comes from\n"
+	  "  --config or a parameter (seed=choice(1,2)).\n"
+	  "sweep status SWEEP: the trials, their jobs, states, metric, decisions and the best\n"
+	  "sweep list; sweep wait SWEEP [--timeout S] (exit 3 on timeout, 4 when killed or paused);\n"
+	  "sweep kill SWEEP: no trial starts any more, those queued or running are killed;\n"
+	  "sweep pause SWEEP / resume SWEEP: its trials paused (checkpointed) / taken on again;\n"
+	  "sweep rm SWEEP [--force]: the sweep and its trials' jobs (--force: kill them first)\n"
+	  "\n"
+	  "example:\n"
+	  "  trainctl sweep start --searcher grid --param lr=choice(0.001,0.01) \\\n"
+	  "    --param batch_size=choice(32,64) --epochs 2 --max-parallel 2", false },
 	{ "info", cmd_info, 0, JOB_NONE, "",
 	  "what traind computes on: the CPU, its features, the BLAS kernel in use, OpenBLAS's own pick, and why",
 	  NULL, false },
@@ -523,7 +545,8 @@ static int parse_args(struct cli *cli, int argc, char **argv)
 	}
 	if (!cli->verb)
 		return failf(RC_USAGE, "missing verb; 'trainctl help' lists them");
-	if ((cli->verb->job == JOB_REQUIRED || cli->verb->job == JOB_MANY) && !cli->has_job)
+	if ((cli->verb->job == JOB_REQUIRED || cli->verb->job == JOB_MANY) && !cli->has_job &&
+	    !(cli->verb->opts & BIT(O_SWEEP) && cli->set[O_SWEEP]))
 		return failf(RC_USAGE, "%s: missing JOB (usage: trainctl %s %s)", cli->verb->name, cli->verb->name,
 			     cli->verb->args);
 	cli->json = cli->set[O_JSON];
@@ -564,6 +587,9 @@ int main(int argc, char **argv)
 	int rc;
 
 	memset(&cli, 0, sizeof(cli));
+	rc = sweep_take_flags(&argc, argv);
+	if (rc != RC_OK)
+		return rc;
 	rc = parse_args(&cli, argc, argv);
 	if (rc != RC_OK) {
 		free(cli.jobs);

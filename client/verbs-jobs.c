@@ -121,6 +121,8 @@ static int read_config_file(struct cli *cli, json_t **file_doc, struct setting *
 
 		pint(e, "line", &line);
 		s = (struct setting){ key, json_is_string(t) ? json_string_value(t) : NULL, -1, line };
+		if (cli->verb->run == cmd_sweep && sweep_file_key(key))
+			continue;   /* the sweep's own (verbs-sweep.c reads them) */
 		if (strcmp(key, "name") == 0 || strcmp(key, "keep") == 0) {
 			if (!s.text)
 				return failf(RC_USAGE, "%s:%lld: %s: no value", path, line, key);
@@ -139,7 +141,7 @@ static int read_config_file(struct cli *cli, json_t **file_doc, struct setting *
 /* The "config" parameter of Start: only the keys given (by the file or by
  * flags, flags winning), JSON-typed as config_to_json types them, after
  * checking them as the daemon will (config_set, config_validate). */
-static int build_config(struct cli *cli, json_t **out, const char **name, const char **keep)
+int verbs_build_config(struct cli *cli, json_t **out, const char **name, const char **keep)
 {
 	struct train_config cfg;
 	struct tr_err err = { 0 };
@@ -257,7 +259,7 @@ int cmd_start(struct cli *cli)
 	long long id;
 	int rc;
 
-	rc = build_config(cli, &config, &file_name, &file_keep);
+	rc = verbs_build_config(cli, &config, &file_name, &file_keep);
 	if (rc != RC_OK)
 		return rc;
 	keep_text = cli->set[O_KEEP] ? cli->val[O_KEEP] : file_keep;

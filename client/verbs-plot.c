@@ -217,6 +217,45 @@ static int write_chart(struct cli *cli, const struct plot *p, const struct metri
 	return RC_OK;
 }
 
+/* plot --sweep SWEEP: the sweep's trials' jobs after those given. */
+static int sweep_jobs(struct cli *cli)
+{
+	json_t *reply = NULL, *trials, *t;
+	int64_t id;
+	int64_t *jobs;
+	size_t i;
+	int rc;
+
+	if (!parse_int(cli->val[O_SWEEP], 1, INT64_MAX, &id))
+		return failf(RC_USAGE, "--sweep: SWEEP must be a positive integer, got '%.*s'",
+			     tr_utf8_cut(cli->val[O_SWEEP], TR_QUOTE_MAX), cli->val[O_SWEEP]);
+	rc = rpc(cli, "io.traind.SweepStatus", json_pack("{s:I}", "id", (json_int_t)id), &reply);
+	if (rc != RC_OK)
+		return rc;
+	trials = json_object_get(json_object_get(reply, "sweep"), "trials");
+	if (!json_is_array(trials)) {
+		json_decref(reply);
+		return malformed("SweepStatus", "sweep.trials");
+	}
+	jobs = realloc(cli->jobs, (cli->njobs + json_array_size(trials) + 1) * sizeof(*jobs));
+	if (!jobs) {
+		json_decref(reply);
+		return failf(RC_ERROR, "out of memory");
+	}
+	cli->jobs = jobs;
+	json_array_foreach(trials, i, t) {
+		json_int_t j = json_integer_value(json_object_get(t, "job"));
+		bool given = false;
+
+		for (size_t k = 0; k < cli->njobs; k++)
+			given |= cli->jobs[k] == (int64_t)j;
+		if (!given)
+			cli->jobs[cli->njobs++] = (int64_t)j;
+	}
+	json_decref(reply);
+	return RC_OK;
+}
+
 int cmd_plot(struct cli *cli)
 {
 	struct plot p;
@@ -227,6 +266,8 @@ int cmd_plot(struct cli *cli)
 
 	memset(&p, 0, sizeof(p));
 	rc = check_args(cli, &m, &fmt, &tty);
+	if (rc == RC_OK && cli->set[O_SWEEP])
+		rc = sweep_jobs(cli);
 	if (rc != RC_OK)
 		return rc;
 	snprintf(p.title, sizeof(p.title), "%s", m->title);

@@ -17,6 +17,8 @@
 #ifndef TRAIND_CLIENT_VERBS_H
 #define TRAIND_CLIENT_VERBS_H
 
+#include <jansson.h>
+
 #include "cli.h"
 
 /* verbs-jobs.c */
@@ -25,6 +27,20 @@ int cmd_pause(struct cli *cli);
 int cmd_resume(struct cli *cli);
 int cmd_kill(struct cli *cli);
 int cmd_rm(struct cli *cli);
+
+/* start's configuration flags and --config file as Start's "config" (only
+ * the keys given), with the file's name and keep; RC_OK or an exit code. */
+int verbs_build_config(struct cli *cli, json_t **out, const char **name, const char **keep);
+
+/* verbs-sweep.c */
+int cmd_sweep(struct cli *cli);     /* sweep start|status|list|wait|kill */
+/* Before the generic parser: a sweep's own flags (--param, --searcher,
+ * --trials, --max-parallel, --seed, --metric) taken out of argv (argc
+ * updated); RC_OK or RC_USAGE (line printed). */
+int sweep_take_flags(int *argc, char **argv);
+/* A key of a sweep's --config file that is the sweep's own (searcher,
+ * params, trials, ...), not a configuration key. */
+bool sweep_file_key(const char *key);
 
 /* verbs-query.c */
 int cmd_status(struct cli *cli);

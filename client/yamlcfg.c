@@ -105,6 +105,37 @@ int yamlcfg_read(const char *path, json_t **out, char *why, size_t n)
 			fail(why, n, path, &k->start_mark, key, "set twice");
 			goto out;
 		}
+		if (strcmp(key, "params") == 0 && v->type != YAML_SCALAR_NODE) {
+			/* a sweep's parameters: a mapping KEY: DIST or a list of
+			 * "KEY=DIST", kept whole as a list of "KEY=DIST" */
+			json_t *list = json_array();
+			bool map = v->type == YAML_MAPPING_NODE;
+			size_t count = map ? (size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start)
+					   : (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+
+			for (size_t i = 0; list && i < count; i++) {
+				yaml_node_t *a = yaml_document_get_node(&doc, map ? v->data.mapping.pairs.start[i].key
+										  : v->data.sequence.items.start[i]);
+				yaml_node_t *b = map ? yaml_document_get_node(&doc, v->data.mapping.pairs.start[i].value) : NULL;
+				char item[512];
+
+				if (!a || a->type != YAML_SCALAR_NODE || (map && (!b || b->type != YAML_SCALAR_NODE))) {
+					json_decref(list);
+					fail(why, n, path, &v->start_mark, key, "expected KEY: DIST lines or a list of KEY=DIST");
+					goto out;
+				}
+				snprintf(item, sizeof(item), "%s%s%s", (const char *)a->data.scalar.value, map ? "=" : "",
+					 map ? (const char *)b->data.scalar.value : "");
+				json_array_append_new(list, json_string(item));
+			}
+			entry = list ? json_pack("{s:n,s:o,s:I}", "text", "list", list, "line",
+						 (json_int_t)(k->start_mark.line + 1)) : NULL;
+			if (!entry || json_object_set_new(o, key, entry)) {
+				fail(why, n, path, &k->start_mark, key, "not valid UTF-8 text, or out of memory");
+				goto out;
+			}
+			continue;
+		}
 		if (v->type == YAML_SCALAR_NODE) {
 			scalar_text(v, &text);
 		} else if (v->type == YAML_SEQUENCE_NODE) {

@@ -34,7 +34,9 @@
  * {KEY: {"text": TEXT or null (an empty value), "line": LINE}}, a list
  * value's items joined with ','. 0, or -1 with one line in why ("run.yaml:3:
  * ..."): the file cannot be read, is not YAML, is not a mapping, repeats a
- * key, has a nested value. */
+ * key, has a nested value. A sweep's `params` (sweep start --config) may be
+ * a mapping KEY: DIST or a list of KEY=DIST: {"text": null, "list":
+ * ["KEY=DIST", ...], "line"}. */
 int yamlcfg_read(const char *path, json_t **out, char *why, size_t n);
 
 /* Write `settings` (a JSON object: name, keep, then configuration keys as

@@ -32,6 +32,7 @@
 #include "daemon/runner/worker.h"
 #include "daemon/store/store.h"
 #include "daemon/store/storeq.h"
+#include "daemon/sweep/sweep.h"
 
 _Static_assert(DAEMON_MPI_ARGS_MAX <= RUN_MPI_ARGS_MAX, "the runs take every --mpi-arg");
 
@@ -50,8 +51,19 @@ static void changed(void *ctx)
 {
 	struct daemon *d = ctx;
 
+	if (d->sweeps)
+		sweeps_changed(d->sweeps);
 	if (d->on_change)
 		d->on_change(d);
+}
+
+/* The registry: an epoch of j committed. */
+static void epoch_committed(void *ctx, struct job *j, const struct history_row *row)
+{
+	struct daemon *d = ctx;
+
+	if (d->sweeps)
+		sweeps_epoch(d->sweeps, j, row);
 }
 
 /* The registry: a job's run has ended (before the state it ended in). */
@@ -61,6 +73,14 @@ static void run_ended(void *ctx, struct job *j)
 
 	if (d->on_run_end)
 		d->on_run_end(d, j);
+}
+
+/* The scheduler's gate: a sweep's trials start within its max_parallel. */
+static bool may_start(void *ctx, const struct job *j)
+{
+	struct daemon *d = ctx;
+
+	return !d->sweeps || sweeps_may_start(d->sweeps, j);
 }
 
 int daemon_new(struct daemon **out, const struct daemon_config *cfg, struct tr_err *err)
@@ -117,9 +137,16 @@ int daemon_new(struct daemon **out, const struct daemon_config *cfg, struct tr_e
 		.on_change = changed,
 		.on_drained = drained,
 		.on_run_end = run_ended,
+		.may_start = may_start,
+		.on_epoch = epoch_committed,
 		.ctx = d,
 	};
 	rc = jobs_new(&d->jobs, &jc);
+	if (rc < 0) {
+		tr_err_set(err, rc, "out of memory");
+		goto fail;
+	}
+	rc = sweeps_new(&d->sweeps, d->jobs);
 	if (rc < 0) {
 		tr_err_set(err, rc, "out of memory");
 		goto fail;
@@ -130,9 +157,15 @@ int daemon_new(struct daemon **out, const struct daemon_config *cfg, struct tr_e
 		goto fail;
 	}
 	rc = jobs_recover(d->jobs, s, err);
+	if (rc < 0) {
+		store_close(s);
+		tr_err_prefix(err, "recovering jobs from %s", cfg->db_path);
+		goto fail;
+	}
+	rc = sweeps_recover(d->sweeps, s, err);
 	store_close(s);
 	if (rc < 0) {
-		tr_err_prefix(err, "recovering jobs from %s", cfg->db_path);
+		tr_err_prefix(err, "recovering sweeps from %s", cfg->db_path);
 		goto fail;
 	}
 	rc = loopq_init(&d->lq, d->loop);
@@ -147,6 +180,7 @@ int daemon_new(struct daemon **out, const struct daemon_config *cfg, struct tr_e
 		goto fail;
 	}
 	jobs_set_store(d->jobs, d->sq);
+	sweeps_set_store(d->sweeps, d->sq);
 	if (cfg->listen_fd >= 0 || cfg->socket_path) {
 		err->msg[0] = '\0';
 		rc = server_new(&d->server, d->loop, methods_dispatch, d);
@@ -175,6 +209,7 @@ void daemon_start(struct daemon *d)
 {
 	waiters_start(d);
 	jobs_start(d->jobs);
+	sweeps_start(d->sweeps);
 }
 
 void daemon_run(struct daemon *d)
@@ -208,6 +243,8 @@ void daemon_free(struct daemon *d)
 	d->sq = NULL;
 	if (d->jobs)
 		jobs_set_store(d->jobs, NULL);   /* later writes fail (-ESHUTDOWN), as the runs' */
+	if (d->sweeps)
+		sweeps_set_store(d->sweeps, NULL);
 	server_close(d->server);
 	d->server = NULL;
 	if (d->lq_ready)
@@ -215,6 +252,7 @@ void daemon_free(struct daemon *d)
 	d->lq_ready = false;
 	uv_walk(d->loop, close_walk, NULL);
 	uv_run(d->loop, UV_RUN_DEFAULT);
+	sweeps_free(d->sweeps);
 	jobs_free(d->jobs);
 	free(d->mpi_launcher);
 	for (unsigned i = 0; i < d->n_mpi_args; i++)

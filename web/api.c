@@ -85,7 +85,7 @@ int web_status_for_error(const char *name)
 		const char *last;
 		int status;
 	} map[] = {
-		{ "NoSuchJob", 404 }, { "JobRemoved", 404 }, { "NoSuchCheckpoint", 404 },
+		{ "NoSuchJob", 404 }, { "NoSuchSweep", 404 }, { "JobRemoved", 404 }, { "NoSuchCheckpoint", 404 },
 		{ "InvalidParameter", 400 }, { "InvalidState", 409 }, { "UnexpectedState", 409 },
 		{ "Timeout", 504 }, { "DatasetError", 400 }, { "TooManyRequests", 503 },
 		{ "ShuttingDown", 503 }, { "PermissionDenied", 502 }, { "MethodNotFound", 501 },
@@ -326,6 +326,13 @@ void api_handle(const struct web_route *route, const struct api_args *args, stru
 		break;
 	case WEB_API_STEPS:
 		method = "io.traind.Steps";
+		params = id_of(route);
+		break;
+	case WEB_API_SWEEPS:
+		method = "io.traind.SweepList";
+		break;
+	case WEB_API_SWEEP:
+		method = "io.traind.SweepStatus";
 		params = id_of(route);
 		break;
 	case WEB_API_START:

@@ -336,6 +336,8 @@ static enum MHD_Result dispatch(struct web_server *s, struct MHD_Connection *c, 
 		return send_page(s, c, "job.html");
 	case WEB_PAGE_COMPARE:
 		return send_page(s, c, "compare.html");
+	case WEB_PAGE_SWEEP:
+		return send_page(s, c, "sweep.html");
 	case WEB_STATIC:
 		return send_page(s, c, route->name);
 	case WEB_METRICS:

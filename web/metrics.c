@@ -157,7 +157,48 @@ static void counters(FILE *f, json_t *c)
 	}
 }
 
+/* Per sweep (SweepList's): its trials by state and its best metric. */
+static void sweeps(FILE *f, json_t *list)
+{
+	size_t i;
+	json_t *sw;
+
+	head(f, "traind_sweep_trials", "gauge", "A sweep's trials by state.");
+	json_array_foreach(list, i, sw) {
+		json_t *by = json_object_get(sw, "trials_by_state");
+
+		for (size_t s = 0; s < sizeof(states) / sizeof(states[0]); s++) {
+			fprintf(f, "traind_sweep_trials{sweep=\"%lld\",name=\"",
+				(long long)json_integer_value(json_object_get(sw, "id")));
+			metrics_label(f, json_string_value(json_object_get(sw, "name")));
+			fprintf(f, "\",state=\"%s\"} %lld\n", states[s],
+				(long long)json_integer_value(json_object_get(by, states[s])));
+		}
+	}
+	head(f, "traind_sweep_best_metric", "gauge", "The metric of a sweep's best trial so far.");
+	json_array_foreach(list, i, sw) {
+		json_t *best = json_object_get(sw, "best");
+
+		if (!json_is_number(json_object_get(best, "metric")))
+			continue;
+		fprintf(f, "traind_sweep_best_metric{sweep=\"%lld\",name=\"",
+			(long long)json_integer_value(json_object_get(sw, "id")));
+		metrics_label(f, json_string_value(json_object_get(sw, "name")));
+		fputs("\",metric=\"", f);
+		metrics_label(f, json_string_value(json_object_get(sw, "metric")));
+		fputs("\"} ", f);
+		value(f, json_number_value(json_object_get(best, "metric")));
+		fputc('\n', f);
+	}
+}
+
 int metrics_render(json_t *jobs, json_t *histories, json_t *ctrs, char **text, size_t *len)
+{
+	return metrics_render_sweeps(jobs, histories, ctrs, NULL, text, len);
+}
+
+int metrics_render_sweeps(json_t *jobs, json_t *histories, json_t *ctrs, json_t *sweep_list, char **text,
+			  size_t *len)
 {
 	static const struct per_job per[] = {
 		{ "traind_job_epoch", "The job's last committed epoch.", V_EPOCH },
@@ -206,6 +247,8 @@ int metrics_render(json_t *jobs, json_t *histories, json_t *ctrs, char **text, s
 	}
 	if (ctrs)
 		counters(f, ctrs);
+	if (json_is_array(sweep_list))
+		sweeps(f, sweep_list);
 	if (fclose(f) != 0) {
 		free(*text);
 		*text = NULL;
@@ -217,7 +260,7 @@ int metrics_render(json_t *jobs, json_t *histories, json_t *ctrs, char **text, s
 void metrics_handle(const char *socket, struct web_resp *out)
 {
 	struct web_resp err = { 0 };
-	json_t *list = NULL, *histories = json_object(), *ctrs = NULL, *jobs;
+	json_t *list = NULL, *histories = json_object(), *ctrs = NULL, *jobs, *sw = NULL;
 	char *text = NULL;
 	size_t len = 0, i;
 	json_t *job;
@@ -241,10 +284,15 @@ void metrics_handle(const char *socket, struct web_resp *out)
 		web_resp_clear(&err);
 		if (web_call(socket, "io.traind.Counters", NULL, METRICS_TIMEOUT_MS, &ctrs, &err) < 0)
 			ctrs = NULL;
+		/* SweepList too (MethodNotFound from an older traind: no sweeps) */
+		web_resp_clear(&err);
+		if (web_call(socket, "io.traind.SweepList", NULL, METRICS_TIMEOUT_MS, &sw, &err) < 0)
+			sw = NULL;
 	}
 	web_resp_clear(&err);
 	web_resp_clear(out);
-	if (metrics_render(list ? json_object_get(list, "jobs") : NULL, histories, ctrs, &text, &len) < 0) {
+	if (metrics_render_sweeps(list ? json_object_get(list, "jobs") : NULL, histories, ctrs,
+				  sw ? json_object_get(sw, "sweeps") : NULL, &text, &len) < 0) {
 		web_resp_error(out, 500, "traind-web.Internal", "out of memory");
 	} else {
 		out->status = 200;
@@ -255,4 +303,5 @@ void metrics_handle(const char *socket, struct web_resp *out)
 	json_decref(list);
 	json_decref(histories);
 	json_decref(ctrs);
+	json_decref(sw);
 }

@@ -13,6 +13,8 @@
  *   traind_epochs_committed_total,                  } out while traind has
  *   traind_jobs_failed_total,                       } no such method
  *   traind_client_errors_total                      } (MethodNotFound)
+ *   traind_sweep_trials{sweep,name,state}  a sweep's trials per state } from
+ *   traind_sweep_best_metric{sweep,name,metric}  its best trial's     } SweepList
  *
  * Thread: any connection thread.
  */
@@ -33,6 +35,9 @@ void metrics_handle(const char *socket, struct web_resp *out);
  * may be NULL), `counters` (Counters' reply or NULL). Caller frees *text.
  * Pure; exposed for the fuzz harness and tests. 0 or -ENOMEM. */
 int metrics_render(json_t *jobs, json_t *histories, json_t *counters, char **text, size_t *len);
+/* The same with the sweeps (SweepList's array, or NULL: none). */
+int metrics_render_sweeps(json_t *jobs, json_t *histories, json_t *counters, json_t *sweeps, char **text,
+			  size_t *len);
 
 /* Write `s` as a label value: backslash, double quote and newline escaped. */
 void metrics_label(FILE *f, const char *s);

@@ -13,6 +13,7 @@ static struct page pages[] = {
 	{ "index.html", "text/html; charset=utf-8", NULL, 0, NULL, 0 },
 	{ "job.html", "text/html; charset=utf-8", NULL, 0, NULL, 0 },
 	{ "compare.html", "text/html; charset=utf-8", NULL, 0, NULL, 0 },
+	{ "sweep.html", "text/html; charset=utf-8", NULL, 0, NULL, 0 },
 	{ "app.js", "text/javascript; charset=utf-8", NULL, 0, NULL, 0 },
 	{ "style.css", "text/css; charset=utf-8", NULL, 0, NULL, 0 },
 	{ "uPlot.iife.min.js", "text/javascript; charset=utf-8", NULL, 0, NULL, 0 },

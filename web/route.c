@@ -199,9 +199,21 @@ void web_route_path(const char *method, const char *path, struct web_route *out)
 		route_api_job(path + 10, post, out);
 		return;
 	}
+	if (strcmp(path, "/api/sweeps") == 0 || strncmp(path, "/api/sweeps/", 12) == 0) {
+		if (post)
+			refuse(out, 405, "this resource is read with GET");
+		else if (path[11] == '\0')
+			out->kind = WEB_API_SWEEPS;
+		else if (web_parse_id(path + 12, strlen(path + 12), &out->job))
+			out->kind = WEB_API_SWEEP;
+		else
+			refuse(out, 404, "no such page: a sweep id is a positive decimal number");
+		return;
+	}
 	if (post) {
 		if (strcmp(path, "/") == 0 || strcmp(path, "/metrics") == 0 || strcmp(path, "/compare") == 0 ||
-		    strncmp(path, "/jobs/", 6) == 0 || strncmp(path, "/static/", 8) == 0 ||
+		    strncmp(path, "/jobs/", 6) == 0 || strncmp(path, "/sweeps/", 8) == 0 ||
+		    strncmp(path, "/static/", 8) == 0 ||
 		    strcmp(path, "/favicon.ico") == 0)
 			refuse(out, 405, "this page is read with GET");
 		else
@@ -219,6 +231,11 @@ void web_route_path(const char *method, const char *path, struct web_route *out)
 			out->kind = WEB_PAGE_JOB;
 		else
 			refuse(out, 404, "no such page: a job id is a positive decimal number");
+	} else if (strncmp(path, "/sweeps/", 8) == 0) {
+		if (web_parse_id(path + 8, strlen(path + 8), &out->job))
+			out->kind = WEB_PAGE_SWEEP;
+		else
+			refuse(out, 404, "no such page: a sweep id is a positive decimal number");
 	} else if (strcmp(path, "/favicon.ico") == 0) {
 		out->kind = WEB_STATIC;
 		out->name = "favicon.svg";
@@ -232,7 +249,7 @@ void web_route_path(const char *method, const char *path, struct web_route *out)
 
 static bool is_page(enum web_kind k)
 {
-	return k == WEB_PAGE_INDEX || k == WEB_PAGE_JOB || k == WEB_PAGE_COMPARE;
+	return k == WEB_PAGE_INDEX || k == WEB_PAGE_JOB || k == WEB_PAGE_COMPARE || k == WEB_PAGE_SWEEP;
 }
 
 static bool is_control(enum web_kind k)

@@ -32,6 +32,7 @@ struct job;
 struct jobs;
 struct server;
 struct storeq;
+struct sweeps;
 
 #define DAEMON_MPI_ARGS_MAX 64   /* --mpi-arg, at most (runner.h's RUN_MPI_ARGS_MAX) */
 
@@ -42,6 +43,7 @@ struct daemon {
 	struct storeq *sq;
 	struct dscache *dsc;
 	struct jobs *jobs;           /* the registry (jobs.h) */
+	struct sweeps *sweeps;       /* the sweeps (sweep/sweep.h): the scheduler's gate for trials */
 	struct server *server;       /* NULL once daemon_shutdown has closed it */
 	struct bgwork *bg;           /* the methods' door to the thread pool (bgwork.h) */
 	char db_path[4096];

@@ -469,6 +469,8 @@ static void on_run_commit(struct run_ctx *ctx, const struct run_commit *c)
 			j->last_val_acc = c->row.val_acc;
 			j->has_val_acc = true;
 			job_note_row(j, &c->row);
+			if (j->js->cfg.on_epoch)
+				j->js->cfg.on_epoch(j->js->cfg.ctx, j, &c->row);
 			if (!isnan(c->row.val_ppl))   /* a language model's */
 				log_info("job %" PRId64 ": epoch %u/%u committed | train_loss %.4f train_acc %.4f | "
 					 "val_loss %.4f val_acc %.4f val_ppl %.4f | %.2fs | held %.1f ms, durable after %.1f ms",
@@ -587,7 +589,8 @@ static void schedule(struct jobs *js)
 			struct job *j = js->jobs[i];
 
 			if (j->target == JOB_QUEUED && !j->worker_alive && !j->removal &&
-			    (!next || j->queue_seq < next->queue_seq))
+			    (!next || j->queue_seq < next->queue_seq) &&
+			    (!js->cfg.may_start || js->cfg.may_start(js->cfg.ctx, j)))
 				next = j;
 		}
 		if (!next)
@@ -1109,6 +1112,134 @@ int jobs_start_job(struct jobs *js, struct job_spec *spec, struct jobs_done *don
 							     .message = "cannot queue the job" });
 	}
 	js->creating++;
+	done_hold(&r->done, done);
+	return JOBS_PENDING;
+}
+
+/* ---- a group of jobs in one transaction (jobs_start_group) ------------- */
+
+struct grp_req {
+	struct jobs *js;
+	struct jobs_done *done;
+	struct jobs_group *g;
+	struct job **j;              /* g->n jobs, not yet in the registry */
+};
+
+static void grp_req_free(struct grp_req *r)
+{
+	struct jobs_group *g = r->g;
+
+	for (size_t i = 0; i < g->n; i++) {
+		if (r->j && r->j[i])
+			job_destroy(r->j[i]);
+		job_spec_clear(r->js->cfg.env.dsc, &g->specs[i]);
+		if (g->config_json)
+			free(g->config_json[i]);
+	}
+	free(g->config_json);
+	g->config_json = NULL;
+	free(r->j);
+	free(r);
+}
+
+static int grp_fn(struct store *s, void *arg, struct tr_err *err)
+{
+	struct grp_req *r = arg;
+
+	return r->g->store_fn(s, r->g, err);
+}
+
+static void grp_done(void *arg, int rc, const struct tr_err *err)
+{
+	struct grp_req *r = arg;
+	struct jobs *js = r->js;
+	struct jobs_group *g = r->g;
+	struct jobs_result res;
+
+	js->creating -= g->n;
+	if (rc < 0) {
+		struct jobs_done *done = r->done;
+
+		res = result_error(NULL, JOBS_E_STORAGE, NULL, "%s", err ? err->msg : "?");
+		if (done)
+			done->held = &done;   /* r goes first: done_answer may free g */
+		grp_req_free(r);
+		done_answer(&done, &res);
+		return;
+	}
+	for (size_t i = 0; i < g->n; i++) {
+		struct job *j = r->j[i];
+
+		r->j[i] = NULL;
+		j->id = j->run.id = g->ids[i];
+		j->created = j->updated = now_unix();
+		j->queue_seq = js->next_seq++;
+		js->jobs[js->njobs++] = j;   /* reserved by jobs_start_group */
+		log_notice("job %" PRId64 " (%s): created: %s, %u epochs, batch %u, %s lr %g", j->id, j->name,
+			   j->cfg.dataset, j->cfg.epochs, j->cfg.batch_size, config_optim_name(j->cfg.optimizer),
+			   j->cfg.lr);
+	}
+	if (g->added)
+		g->added(g);
+	res = (struct jobs_result){ .code = JOBS_OK, .id = g->n ? g->ids[0] : 0, .state = JOB_QUEUED };
+	{
+		struct jobs_done *done = r->done;
+
+		if (done)
+			done->held = &done;   /* r goes first: done_answer may free g */
+		grp_req_free(r);
+		done_answer(&done, &res);
+	}
+	schedule(js);
+	on_change(js);
+}
+
+int jobs_start_group(struct jobs *js, struct jobs_group *g, struct jobs_done *done)
+{
+	struct grp_req *r = calloc(1, sizeof(*r));
+	bool oom = !r;
+
+	if (r) {
+		r->js = js;
+		r->g = g;
+		r->j = calloc(g->n ? g->n : 1, sizeof(*r->j));
+		g->config_json = calloc(g->n ? g->n : 1, sizeof(*g->config_json));
+		oom = !r->j || !g->config_json || registry_reserve(js, g->n) < 0;
+	}
+	for (size_t i = 0; r && !oom && i < g->n; i++) {
+		struct job_spec *sp = &g->specs[i];
+		json_t *cj = config_to_json(&sp->cfg);
+		struct job *j;
+
+		if (cj)
+			g->config_json[i] = json_dumps(cj, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+		json_decref(cj);
+		r->j[i] = j = job_alloc(js);
+		if (!g->config_json[i] || !j) {
+			oom = true;
+			break;
+		}
+		snprintf(j->name, sizeof(j->name), "%s", sp->name);
+		j->cfg = sp->cfg;
+		j->keep = sp->keep;
+		j->state = j->target = JOB_QUEUED;
+		j->ds = sp->ds;
+		sp->ds = NULL;
+		run_progress_steps(&j->run, sp->steps_per_epoch, false);
+		j->params = sp->params;
+		j->classes = j->ds ? dataset_outputs(j->ds) : 0;
+		snprintf(j->dataset_digest, sizeof(j->dataset_digest), "%s", sp->dataset_digest);
+	}
+	if (oom || storeq_submit(js->cfg.env.sq, grp_fn, r, grp_done) < 0) {
+		if (r)
+			grp_req_free(r);
+		else
+			for (size_t i = 0; i < g->n; i++)
+				job_spec_clear(js->cfg.env.dsc, &g->specs[i]);
+		return done_now(done, &(struct jobs_result){ .code = JOBS_E_STORAGE,
+							     .message = "cannot queue the jobs" });
+	}
+	js->creating += g->n;
 	done_hold(&r->done, done);
 	return JOBS_PENDING;
 }

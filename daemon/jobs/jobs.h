@@ -180,6 +180,12 @@ struct jobs_config {
 	void (*on_drained)(void *ctx);  /* after jobs_shutdown, once every run has stopped */
 	void (*on_run_end)(void *ctx, struct job *j);   /* a job's run has ended, before the state
 	                                it ended in is decided (the step series); may be NULL */
+	/* An epoch of j committed (its history row is durable): row. May be
+	 * NULL. (A sweep's searcher follows its trials' metrics by it.) */
+	void (*on_epoch)(void *ctx, struct job *j, const struct history_row *row);
+	/* The scheduler's gate: may this queued job start now (a sweep's
+	 * trials, daemon/sweep/sweep.h)? NULL: every job may. */
+	bool (*may_start)(void *ctx, const struct job *j);
 	void *ctx;                   /* the observer's and the hooks' */
 };
 
@@ -280,6 +286,27 @@ void job_spec_clear(struct dscache *dsc, struct job_spec *spec);
 /* Start: store the job (queued); answered with its id once stored. Takes
  * what spec owns, always. */
 int jobs_start_job(struct jobs *js, struct job_spec *spec, struct jobs_done *done);
+/* Several new jobs stored in one transaction together with the caller's
+ * rows (a sweep's trials: daemon/sweep/). The caller's memory, valid until
+ * done->fn runs or the caller cancels it. */
+struct jobs_group {
+	struct job_spec *specs;      /* n specs: what they own is taken by jobs_start_group */
+	size_t n;
+	char **config_json;          /* filled in by jobs_start_group: each job's configuration as
+	                                Start stores it (owned by the module) */
+	int64_t *ids;                /* n, the caller's: filled in by store_fn */
+	/* On the store thread: create the n jobs (queued, in order) and the
+	 * caller's rows in one transaction, their ids into ids[]. */
+	int (*store_fn)(struct store *s, struct jobs_group *g, struct tr_err *err);
+	/* On the loop, once stored and in the registry, before the scheduler
+	 * looks at them (the caller's gate learns of them here). */
+	void (*added)(struct jobs_group *g);
+	void *arg;                   /* the caller's */
+};
+
+/* Start a group (see struct jobs_group): answered once stored, with the
+ * first job's id; the jobs are queued in order. */
+int jobs_start_group(struct jobs *js, struct jobs_group *g, struct jobs_done *done);
 /* Pause a queued job (answered once "paused" is durable) or a running one
  * (once it has stopped: paused, or JOBS_E_CHECKPOINT when the pause's
  * checkpoint failed). */

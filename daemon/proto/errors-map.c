@@ -14,6 +14,7 @@
 #include <limits.h>
 
 #include "daemon/jobs/jobs.h"
+#include "daemon/sweep/sweep.h"
 
 #define ANY INT_MIN
 
@@ -62,6 +63,10 @@ static const struct {
 	{ PROTO_FROM_IMAGE, -ERANGE, PROTO_IMAGE_SIZE_MISMATCH },
 	{ PROTO_FROM_IMAGE, -ENOMEM, PROTO_STORAGE_ERROR },
 	{ PROTO_FROM_IMAGE, ANY, PROTO_IMAGE_ERROR },
+
+	{ PROTO_FROM_SWEEP, SWEEP_E_NO_SUCH, PROTO_NO_SUCH_SWEEP },
+	{ PROTO_FROM_SWEEP, SWEEP_E_INVALID_STATE, PROTO_INVALID_STATE },
+	{ PROTO_FROM_SWEEP, ANY, PROTO_STORAGE_ERROR },         /* SWEEP_E_STORAGE */
 };
 
 enum proto_error proto_error_of(enum proto_source from, int code)

@@ -11,6 +11,7 @@
 
 static const struct proto_error_desc table[PROTO_ERROR_COUNT] = {
 	[PROTO_NO_SUCH_JOB] = { "io.traind.NoSuchJob", { INT("id") } },
+	[PROTO_NO_SUCH_SWEEP] = { "io.traind.NoSuchSweep", { INT("id") } },
 	[PROTO_JOB_REMOVED] = { "io.traind.JobRemoved", { INT("id") } },
 	[PROTO_NO_SUCH_CHECKPOINT] = { "io.traind.NoSuchCheckpoint", { INT("id"), OPT_INT("epoch") } },
 	[PROTO_INVALID_STATE] = { "io.traind.InvalidState", { INT("id"), STR("state"), STR("message") } },

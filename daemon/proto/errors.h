@@ -54,6 +54,7 @@ enum proto_error {
 	PROTO_PROTOCOL_ERROR,
 	PROTO_TOO_MANY_REQUESTS,
 	PROTO_PERMISSION_DENIED,
+	PROTO_NO_SUCH_SWEEP,
 	/* org.varlink.service */
 	PROTO_INTERFACE_NOT_FOUND,
 	PROTO_METHOD_NOT_FOUND,
@@ -135,6 +136,7 @@ enum proto_source {
 	PROTO_FROM_IMPORT_COMMIT,    /* an import put in place (dsimport_commit) */
 	PROTO_FROM_REMOVE,           /* a dataset removed (dsimport_remove) */
 	PROTO_FROM_IMAGE,            /* Predict's images (predict.h) */
+	PROTO_FROM_SWEEP,            /* the sweep module: a SWEEP_E_* (daemon/sweep/sweep.h) */
 };
 
 /* The error a failure `code` (a negative errno, or a JOBS_E_* from

@@ -102,7 +102,7 @@ struct start_task {
 	bool weights_only;         /* with from_job: the model alone */
 	struct job_spec spec;      /* the job the check made, for jobs_start_job */
 	const char *bad_param;     /* InvalidParameter: which (NULL: "config") */
-	char param[80];            /* "config.KEY" */
+	char param[METHODS_PARAM_MAX];   /* "config.KEY" */
 };
 
 static void start_release(struct bg_task *t)
@@ -157,18 +157,22 @@ static const char *frozen_key_changed(const struct train_config *a, const struct
  * and its dataset, whose files' identity is taken first, then the data:
  * what the job records is what it trains on, unless the files change in
  * between. */
-static int start_dataset(struct start_task *s)
+static int job_dataset(struct bg_task *t, struct daemon *d, struct job_spec *sp)
 {
-	struct job_spec *sp = &s->spec;
 	int rc;
 
 	if (!sp->name[0])
 		snprintf(sp->name, sizeof(sp->name), "%.40s-%s", sp->cfg.dataset,
 			 config_optim_name(sp->cfg.optimizer));
-	rc = methods_digest(&s->t, s->d, sp->cfg.dataset, sp->dataset_digest);
+	rc = methods_digest(t, d, sp->cfg.dataset, sp->dataset_digest);
 	if (rc == 0)
-		rc = dscache_get(s->d->dsc, sp->cfg.dataset, sp->dataset_digest, &sp->ds, &s->t.err);
-	return rc < 0 ? bg_fail(&s->t, PROTO_FROM_DATASET, rc) : 0;
+		rc = dscache_get(d->dsc, sp->cfg.dataset, sp->dataset_digest, &sp->ds, &t->err);
+	return rc < 0 ? bg_fail(t, PROTO_FROM_DATASET, rc) : 0;
+}
+
+static int start_dataset(struct start_task *s)
+{
+	return job_dataset(&s->t, s->d, &s->spec);
 }
 
 /* Start with from_job: the job's checkpoint (s->from) with the settings of
@@ -289,6 +293,59 @@ out:
 	store_checkpoint_clear(&ck);
 }
 
+/* The configuration key the configuration module named (t->err.key) into
+ * param: "config.KEY", else "config". */
+static const char *key_param(struct bg_task *t, char param[METHODS_PARAM_MAX])
+{
+	snprintf(param, METHODS_PARAM_MAX, "config%s%.*s", t->err.key[0] ? "." : "",
+		 METHODS_PARAM_MAX - 8, t->err.key);
+	return param;
+}
+
+int methods_new_job(struct bg_task *bt, struct daemon *d, json_t *config_in, bool fit, struct job_spec *sp,
+		    char param[METHODS_PARAM_MAX], const char **bad_param)
+{
+	struct tr_err *err = &bt->err;
+	int rc;
+
+	rc = config_in ? config_from_json(&sp->cfg, config_in, err) : 0;
+	if (!config_in)
+		config_defaults(&sp->cfg);
+	if (rc < 0) {
+		*bad_param = key_param(bt, param);
+		return bg_fail(bt, PROTO_FROM_CONFIG, rc);
+	}
+	rc = job_dataset(bt, d, sp);
+	if (rc < 0)
+		return rc;
+	/* val_size not given, on a training file too small for the lesson's
+	 * 10000 (none left to train on, or less than a batch): a sixth of the
+	 * file instead, MNIST's own ratio. It is recorded with the job like any
+	 * setting; a job that would have trained with 10000 still does. */
+	if (!json_object_get(config_in, "val_size") && sp->ds->text) {
+		/* a text: a tenth of its windows (doc/sequences.md) */
+		uint64_t w = dataset_windows(sp->ds->train.ntokens, sp->cfg.context);
+
+		if (w >= 2)
+			sp->cfg.val_size = w / 10 > 0 ? (uint32_t)(w / 10 < 1000000 ? w / 10 : 1000000) : 1;
+	} else if (!json_object_get(config_in, "val_size")) {
+		uint32_t count = sp->ds->train.count;
+
+		if (sp->cfg.val_size >= count || count - sp->cfg.val_size < sp->cfg.batch_size)
+			sp->cfg.val_size = count / 6 > 0 ? count / 6 : 1;
+	}
+	if (!fit)
+		return 0;
+	rc = trainer_check_config(&sp->cfg, sp->ds, err);
+	if (rc < 0) {
+		*bad_param = key_param(bt, param);
+		bg_fail(bt, PROTO_FROM_FIT, rc);
+	}
+	sp->steps_per_epoch = jobs_steps_per_epoch(&sp->cfg, trainer_split_samples(&sp->cfg, sp->ds));
+	sp->params = trainer_count_params(&sp->cfg, trainer_data_shape(&sp->cfg, sp->ds), dataset_outputs(sp->ds));
+	return rc < 0 ? rc : 0;
+}
+
 /* A new job's configuration and its dataset (and init_from). */
 static void start_fresh(struct start_task *s)
 {
@@ -297,43 +354,9 @@ static void start_fresh(struct start_task *s)
 	struct tr_err *err = &bt->err;
 	int rc;
 
-	rc = s->config_in ? config_from_json(&sp->cfg, s->config_in, err) : 0;
-	if (!s->config_in)
-		config_defaults(&sp->cfg);
-	if (rc < 0) {
-		s->bad_param = config_param(s);
-		bg_fail(bt, PROTO_FROM_CONFIG, rc);
+	if (methods_new_job(bt, s->d, s->config_in, !s->init_b64, sp, s->param, &s->bad_param) < 0 ||
+	    !s->init_b64)
 		return;
-	}
-	if (start_dataset(s) < 0)
-		return;
-	/* val_size not given, on a training file too small for the lesson's
-	 * 10000 (none left to train on, or less than a batch): a sixth of the
-	 * file instead, MNIST's own ratio. It is recorded with the job like any
-	 * setting; a job that would have trained with 10000 still does. */
-	if (!json_object_get(s->config_in, "val_size") && sp->ds->text) {
-		/* a text: a tenth of its windows (doc/sequences.md) */
-		uint64_t w = dataset_windows(sp->ds->train.ntokens, sp->cfg.context);
-
-		if (w >= 2)
-			sp->cfg.val_size = w / 10 > 0 ? (uint32_t)(w / 10 < 1000000 ? w / 10 : 1000000) : 1;
-	} else if (!json_object_get(s->config_in, "val_size")) {
-		uint32_t count = sp->ds->train.count;
-
-		if (sp->cfg.val_size >= count || count - sp->cfg.val_size < sp->cfg.batch_size)
-			sp->cfg.val_size = count / 6 > 0 ? count / 6 : 1;
-	}
-	if (!s->init_b64) {
-		rc = trainer_check_config(&sp->cfg, sp->ds, err);
-		if (rc < 0) {
-			s->bad_param = config_param(s);
-			bg_fail(bt, PROTO_FROM_FIT, rc);
-		}
-		sp->steps_per_epoch = jobs_steps_per_epoch(&sp->cfg, trainer_split_samples(&sp->cfg, sp->ds));
-		sp->params = trainer_count_params(&sp->cfg, trainer_data_shape(&sp->cfg, sp->ds),
-						  dataset_outputs(sp->ds));
-		return;
-	}
 	{
 		/* The job's starting point becomes its first checkpoint (epoch 0,
 		 * step 0), stored with the job, so a crash before it ever runs

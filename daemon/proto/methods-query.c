@@ -139,6 +139,7 @@ static void rows_submit(struct daemon *d, struct call *c, void (*work)(struct bg
 	job_progress_get(j, &p);
 	r->id = j->id;
 	r->steps_per_epoch = p.steps_per_epoch;
+	r->t.cls = BG_READ;   /* never behind another client's Evals (bgwork.h) */
 	bg_submit(d->bg, &r->t);
 }
 

@@ -25,6 +25,14 @@ void m_counters(struct daemon *d, struct call *c, struct call_fds *fds)
 	if (!params_only(c, keys))
 		return;
 	r = counters_json(&d->counters);
+	if (r) {
+		struct bg_counts bg;
+
+		bgwork_counts(d->bg, &bg);
+		json_object_set_new(r, "background", json_pack("{s:I,s:I,s:I}", "waiting", (json_int_t)bg.waiting,
+							       "running", (json_int_t)bg.running,
+							       "refused", (json_int_t)bg.refused));
+	}
 	if (!r) {
 		call_error(c, PROTO_STORAGE_ERROR, &(struct proto_detail){ .message = "out of memory" });
 		return;

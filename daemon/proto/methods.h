@@ -51,6 +51,19 @@ method_fn m_status, m_list, m_history, m_steps, m_checkpoints, m_wait, m_watch;
 method_fn m_eval, m_export, m_generate, m_predict;
 method_fn m_datasets, m_dataset_import, m_dataset_remove;
 method_fn m_get_info, m_get_interface, m_counters, m_traind_info;
+method_fn m_sweep_start, m_sweep_status, m_sweep_list, m_sweep_kill, m_sweep_pause, m_sweep_resume,
+	m_sweep_delete;
+
+/* On the pool (methods-jobs.c): the check of a new job, as Start makes it:
+ * config_in (NULL: the defaults) parsed, its dataset's digest taken and the
+ * dataset loaded into sp, val_size fitted to a small dataset, and with
+ * `fit` the configuration checked against the dataset (steps per epoch,
+ * parameters). Fails t, with *bad_param the parameter it names (written
+ * into param when it is "config.KEY"). */
+#define METHODS_PARAM_MAX 80
+struct job_spec;
+int methods_new_job(struct bg_task *t, struct daemon *d, json_t *config_in, bool fit, struct job_spec *sp,
+		    char param[METHODS_PARAM_MAX], const char **bad_param);
 
 /* Which stored checkpoint of a job a call names. */
 struct ckpt_ref {

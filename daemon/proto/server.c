@@ -621,6 +621,11 @@ bool call_alive(struct call *c)
 	return c->conn && !c->conn->closing;
 }
 
+uid_t call_uid(struct call *c)
+{
+	return c->peer ? c->peer->uid : (uid_t)-1;
+}
+
 bool call_can_stream(struct call *c)
 {
 	return call_alive(c) && conn_queued(c->conn) < SERVER_STREAM_BACKLOG;

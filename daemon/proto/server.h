@@ -109,6 +109,7 @@ json_t *call_params(struct call *c);        /* borrowed; an object (maybe empty)
 const char *call_method(struct call *c);
 bool call_more(struct call *c);
 bool call_alive(struct call *c);            /* the client is still there */
+uid_t call_uid(struct call *c);             /* the peer uid the call is charged to */
 /* True when the connection's unread output is small enough for another
  * streamed update. */
 bool call_can_stream(struct call *c);

@@ -1953,3 +1953,314 @@ int store_integrity_check(struct store *s, struct tr_err *err)
 			*p = ' ';
 	return tr_err_set(err, -EIO, "integrity check: %s", first);
 }
+
+/* ---- sweeps (migration 0009) ------------------------------------------- */
+
+static int insert_trial(struct store *s, int64_t sweep, uint32_t trial, int64_t job, const char *params,
+			struct tr_err *err, const char *ctx)
+{
+	static const char sql[] =
+		"INSERT INTO sweep_trials (sweep_id, trial, job_id, params) VALUES (?1, ?2, ?3, ?4)";
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = prepare(s, &st, sql, err, ctx);
+	if (rc < 0)
+		goto out;
+	rc = sqlite3_bind_int64(st, 1, sweep);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 2, trial);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 3, job);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 4, params, -1, SQLITE_STATIC);
+	if (rc != SQLITE_OK) {
+		rc = db_fail(s, rc, err, ctx);
+		goto out;
+	}
+	rc = next_row(s, st, err, ctx);
+out:
+	sqlite3_finalize(st);
+	return rc < 0 ? rc : 0;
+}
+
+static int set_digest_in_txn(struct store *s, int64_t job, const char *digest, struct tr_err *err,
+			     const char *ctx)
+{
+	static const char sql[] = "UPDATE jobs SET dataset_digest = ?2 WHERE id = ?1";
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = prepare(s, &st, sql, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = sqlite3_bind_int64(st, 1, job);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 2, digest, -1, SQLITE_STATIC);
+	return update_one_job(s, st, rc, job, err, ctx);
+}
+
+int store_sweep_create(struct store *s, const char *name, const char *spec_json,
+		       const struct store_new_job *jobs, const char *const *params, size_t n,
+		       int64_t *sweep_id, int64_t *job_ids, struct tr_err *err)
+{
+	static const char sql[] =
+		"INSERT INTO sweeps (name, spec, state, created_at, updated_at) VALUES (?1, ?2, 'running', ?3, ?3)";
+	const char *ctx = "creating a sweep";
+	sqlite3_stmt *st = NULL;
+	int64_t sid = 0;
+	int rc;
+
+	for (size_t i = 0; i < n; i++) {
+		rc = check_job_args(jobs[i].name, jobs[i].config_json, JOB_QUEUED, err, ctx);
+		if (rc < 0)
+			return rc;
+	}
+	rc = txn_begin(s, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = prepare(s, &st, sql, err, ctx);
+	if (rc < 0)
+		goto out;
+	rc = sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 2, spec_json, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 3, now_unix());
+	if (rc != SQLITE_OK) {
+		rc = db_fail(s, rc, err, ctx);
+		goto out;
+	}
+	rc = next_row(s, st, err, ctx);
+	if (rc < 0)
+		goto out;
+	sid = sqlite3_last_insert_rowid(s->db);
+	rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		rc = insert_job(s, jobs[i].name, jobs[i].config_json, jobs[i].epochs, jobs[i].keep, JOB_QUEUED,
+				&job_ids[i], err, ctx);
+		if (rc == 0 && jobs[i].digest && jobs[i].digest[0])
+			rc = set_digest_in_txn(s, job_ids[i], jobs[i].digest, err, ctx);
+		if (rc == 0)
+			rc = insert_trial(s, sid, (uint32_t)i, job_ids[i], params[i], err, ctx);
+	}
+out:
+	sqlite3_finalize(st);
+	rc = txn_end(s, rc < 0 ? rc : 0, err, ctx);
+	if (rc == 0)
+		*sweep_id = sid;
+	return rc;
+}
+
+int store_sweep_set_state(struct store *s, int64_t id, const char *state, struct tr_err *err)
+{
+	static const char sql[] = "UPDATE sweeps SET state = ?2, updated_at = ?3 WHERE id = ?1";
+	const char *ctx = "recording a sweep's state";
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (strcmp(state, "running") != 0 && strcmp(state, "paused") != 0 && strcmp(state, "killed") != 0)
+		return tr_err_set(err, -EINVAL, "%s: '%.20s' is not a sweep's state", ctx, state);
+	autocommit_begin(s);
+	rc = prepare(s, &st, sql, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = sqlite3_bind_int64(st, 1, id);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 3, now_unix());
+	if (rc != SQLITE_OK)
+		rc = db_fail(s, rc, err, ctx);
+	else
+		rc = next_row(s, st, err, ctx);
+	if (rc == 0 && sqlite3_changes(s->db) == 0)
+		rc = tr_err_set(err, -ENOENT, "sweep %" PRId64 ": no such sweep", id);
+	sqlite3_finalize(st);
+	return rc < 0 ? rc : 0;
+}
+
+int store_sweep_delete(struct store *s, int64_t id, struct tr_err *err)
+{
+	const char *ctx = "removing a sweep";
+	int rc;
+
+	rc = txn_begin(s, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = exec_i64(s, "DELETE FROM sweep_trials WHERE sweep_id = ?1", &id, 1, err, ctx);
+	if (rc >= 0)
+		rc = exec_i64(s, "DELETE FROM sweeps WHERE id = ?1", &id, 1, err, ctx);
+	if (rc == 0)
+		rc = tr_err_set(err, -ENOENT, "sweep %" PRId64 ": no such sweep", id);
+	return txn_end(s, rc < 0 ? rc : 0, err, ctx);
+}
+
+#define SWEEP_COLUMNS "id, name, spec, state, created_at, updated_at"
+
+static int read_sweep(sqlite3_stmt *st, struct store_sweep *sw, struct tr_err *err)
+{
+	const unsigned char *name = sqlite3_column_text(st, 1);
+	const unsigned char *state = sqlite3_column_text(st, 3);
+
+	memset(sw, 0, sizeof(*sw));
+	sw->id = sqlite3_column_int64(st, 0);
+	snprintf(sw->name, sizeof(sw->name), "%s", name ? (const char *)name : "");
+	sw->killed = state && strcmp((const char *)state, "killed") == 0;
+	sw->paused = state && strcmp((const char *)state, "paused") == 0;
+	sw->created_at = sqlite3_column_int64(st, 4);
+	sw->updated_at = sqlite3_column_int64(st, 5);
+	sw->spec = dup_column_text(st, 2);
+	if (!sw->spec)
+		return tr_err_set(err, -ENOMEM, "sweep %" PRId64 ": out of memory", sw->id);
+	return 0;
+}
+
+int store_sweep_get(struct store *s, int64_t id, struct store_sweep *out, struct tr_err *err)
+{
+	const char *ctx = "reading a sweep";
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = prepare(s, &st, "SELECT " SWEEP_COLUMNS " FROM sweeps WHERE id = ?1", err, ctx);
+	if (rc < 0)
+		goto out;
+	rc = bind_i64s(s, st, &id, 1, err, ctx);
+	if (rc == 0)
+		rc = next_row(s, st, err, ctx);
+	if (rc == 0)
+		rc = tr_err_set(err, -ENOENT, "sweep %" PRId64 ": no such sweep", id);
+	else if (rc > 0)
+		rc = read_sweep(st, out, err);
+out:
+	sqlite3_finalize(st);
+	return rc < 0 ? rc : 0;
+}
+
+int store_sweep_list(struct store *s, struct store_sweep **out, size_t *n, struct tr_err *err)
+{
+	const char *ctx = "listing sweeps";
+	struct store_sweep *v = NULL;
+	sqlite3_stmt *st = NULL;
+	size_t k = 0, cap = 0;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	rc = prepare(s, &st, "SELECT " SWEEP_COLUMNS " FROM sweeps ORDER BY id", err, ctx);
+	while (rc >= 0 && (rc = next_row(s, st, err, ctx)) > 0) {
+		if (k == cap) {
+			struct store_sweep *nv = realloc(v, (cap ? cap * 2 : 8) * sizeof(*v));
+
+			if (!nv) {
+				rc = tr_err_set(err, -ENOMEM, "%s: out of memory", ctx);
+				break;
+			}
+			v = nv;
+			cap = cap ? cap * 2 : 8;
+		}
+		rc = read_sweep(st, &v[k], err);
+		if (rc < 0)
+			break;
+		k++;
+	}
+	sqlite3_finalize(st);
+	if (rc < 0) {
+		store_sweeps_free(v, k);
+		return rc;
+	}
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+int store_sweep_trials(struct store *s, int64_t id, const char *metric, struct store_trial **out,
+		       size_t *n, struct tr_err *err)
+{
+	static const char *const columns[] = { "val_loss", "val_acc", "val_macro_acc", "val_mae",
+					       "val_rmse", "train_loss", "train_acc" };
+	const char *ctx = "reading a sweep's trials";
+	char sql[512];
+	struct store_trial *v = NULL;
+	sqlite3_stmt *st = NULL;
+	size_t k = 0, cap = 0;
+	const char *col = NULL;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	for (size_t i = 0; i < sizeof(columns) / sizeof(columns[0]); i++)
+		if (strcmp(metric, columns[i]) == 0)
+			col = columns[i];
+	if (!col)
+		return tr_err_set(err, -EINVAL, "%s: unknown metric '%.40s'", ctx, metric);
+	/* the column name comes from the table above, never from the caller */
+	snprintf(sql, sizeof(sql),
+		 "SELECT t.trial, t.job_id, t.params, j.state, j.epoch, j.epochs, "
+		 "(SELECT h.%s FROM history h WHERE h.job_id = j.id AND h.epoch = j.epoch) "
+		 "FROM sweep_trials t JOIN jobs j ON j.id = t.job_id WHERE t.sweep_id = ?1 ORDER BY t.trial",
+		 col);
+	rc = prepare(s, &st, sql, err, ctx);
+	if (rc == 0)
+		rc = bind_i64s(s, st, &id, 1, err, ctx);
+	while (rc >= 0 && (rc = next_row(s, st, err, ctx)) > 0) {
+		struct store_trial *t;
+
+		if (k == cap) {
+			struct store_trial *nv = realloc(v, (cap ? cap * 2 : 8) * sizeof(*v));
+
+			if (!nv) {
+				rc = tr_err_set(err, -ENOMEM, "%s: out of memory", ctx);
+				break;
+			}
+			v = nv;
+			cap = cap ? cap * 2 : 8;
+		}
+		t = &v[k];
+		memset(t, 0, sizeof(*t));
+		t->trial = (uint32_t)sqlite3_column_int64(st, 0);
+		t->job = sqlite3_column_int64(st, 1);
+		t->params = dup_column_text(st, 2);
+		t->state = state_from_column(sqlite3_column_text(st, 3));
+		t->epoch = (uint32_t)sqlite3_column_int64(st, 4);
+		t->epochs = (uint32_t)sqlite3_column_int64(st, 5);
+		t->has_metric = sqlite3_column_type(st, 6) != SQLITE_NULL;
+		t->metric = t->has_metric ? sqlite3_column_double(st, 6) : 0;
+		k++;
+		if (!t->params) {
+			rc = tr_err_set(err, -ENOMEM, "%s: out of memory", ctx);
+			break;
+		}
+	}
+	sqlite3_finalize(st);
+	if (rc < 0) {
+		store_trials_free(v, k);
+		return rc;
+	}
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+void store_sweep_clear(struct store_sweep *sw)
+{
+	if (!sw)
+		return;
+	free(sw->spec);
+	sw->spec = NULL;
+}
+
+void store_sweeps_free(struct store_sweep *sw, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		store_sweep_clear(&sw[i]);
+	free(sw);
+}
+
+void store_trials_free(struct store_trial *t, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(t[i].params);
+	free(t);
+}

@@ -249,6 +249,59 @@ int store_file_digest_put(struct store *s, const struct store_file_id *f, const 
 int store_file_digests_put(struct store *s, const struct store_file_id *f, const char *const *hex,
 			   size_t n, struct tr_err *err);
 
+/* Sweeps (migration 0009, daemon/sweep/) --------------------------------- */
+
+/* A trial's job, as store_job_create takes one. */
+struct store_new_job {
+	const char *name;
+	const char *config_json;
+	uint32_t epochs;
+	int32_t keep;
+	const char *digest;            /* its dataset's ("sha256:..."), or NULL */
+};
+struct store_sweep {
+	int64_t id;
+	char name[STORE_NAME_MAX];
+	char *spec;                    /* the sweeps.spec JSON, owned */
+	bool killed;                   /* state 'killed' */
+	bool paused;                   /* state 'paused' (neither: 'running') */
+	int64_t created_at, updated_at;
+};
+/* A trial with its job's committed state, as a status shows it. */
+struct store_trial {
+	uint32_t trial;
+	int64_t job;
+	char *params;                  /* JSON object, owned */
+	enum job_state state;
+	uint32_t epoch, epochs;        /* committed, planned */
+	bool has_metric;
+	double metric;                 /* the metric at the job's last committed epoch */
+};
+/* One transaction: the sweep (state 'running'), its n trials' jobs (queued,
+ * in trial order, each with its dataset digest) and their sweep_trials rows
+ * (params[i]): after any crash all of it exists, or none. *sweep_id and
+ * job_ids[0..n) get the new ids. */
+int store_sweep_create(struct store *s, const char *name, const char *spec_json,
+		       const struct store_new_job *jobs, const char *const *params, size_t n,
+		       int64_t *sweep_id, int64_t *job_ids, struct tr_err *err);
+/* Record the sweep's state: "running", "paused" or "killed" (-ENOENT: no
+ * such sweep). */
+int store_sweep_set_state(struct store *s, int64_t id, const char *state, struct tr_err *err);
+/* Remove the sweep and its trial rows, one transaction (its trials' jobs
+ * stay: the caller removes them, each as Delete does). */
+int store_sweep_delete(struct store *s, int64_t id, struct tr_err *err);
+int store_sweep_get(struct store *s, int64_t id, struct store_sweep *out, struct tr_err *err);
+/* All sweeps by id; *out malloc'ed (store_sweeps_free). */
+int store_sweep_list(struct store *s, struct store_sweep **out, size_t *n, struct tr_err *err);
+/* The sweep's trials by number, with `metric` (a history column: val_loss,
+ * val_acc, val_macro_acc, val_mae, val_rmse, train_loss, train_acc; else
+ * -EINVAL) at each job's last committed epoch. */
+int store_sweep_trials(struct store *s, int64_t id, const char *metric, struct store_trial **out,
+		       size_t *n, struct tr_err *err);
+void store_sweep_clear(struct store_sweep *sw);
+void store_sweeps_free(struct store_sweep *sw, size_t n);
+void store_trials_free(struct store_trial *t, size_t n);
+
 /* PRAGMA integrity_check == "ok" -> 0, else -EIO with the first problem. */
 int store_integrity_check(struct store *s, struct tr_err *err);
 

@@ -92,6 +92,13 @@ typedef __m256i TM;
 #define t_storem(p, v, m) _mm256_maskstore_ps(p, m, v)
 #define t_mul _mm256_mul_ps
 #define t_fma _mm256_fmadd_ps
+#define t_add _mm256_add_ps
+#define PK_CX_NB1 6
+#define PK_CX_NB2 3
+#define PK_CX_NB3 0
+#define PK_CX_NB4 0
+#define PK_DT_NB 2
+#define PK_DT_NQ 3
 
 /* 16 float lanes: two vectors */
 typedef struct {
@@ -106,6 +113,22 @@ static inline F16 f16_loadn(const float *p, unsigned n)
 	r.hi = n > 8 ? loadn(p + 8, n - 8) : _mm256_setzero_ps();
 	return r;
 }
+
+static inline F16 f16_zero(void)
+{
+	return (F16){ _mm256_setzero_ps(), _mm256_setzero_ps() };
+}
+
+/* fmaf on lanes < n, lanes >= n keep c's */
+static inline F16 f16_fman(F16 a, F16 b, F16 c, unsigned n)
+{
+	__m256 lo = _mm256_fmadd_ps(a.lo, b.lo, c.lo), hi = _mm256_fmadd_ps(a.hi, b.hi, c.hi);
+
+	lo = _mm256_blendv_ps(c.lo, lo, _mm256_castsi256_ps(mask_n(n < 8 ? n : 8)));
+	hi = n > 8 ? _mm256_blendv_ps(c.hi, hi, _mm256_castsi256_ps(mask_n(n - 8))) : c.hi;
+	return (F16){ lo, hi };
+}
+
 
 static inline F16 f16_add(F16 a, F16 b)
 {

@@ -79,6 +79,13 @@ typedef __mmask16 TM;
 #define t_storem(p, v, m) _mm512_mask_storeu_ps(p, m, v)
 #define t_mul _mm512_mul_ps
 #define t_fma _mm512_fmadd_ps
+#define t_add _mm512_add_ps
+#define PK_CX_NB1 8
+#define PK_CX_NB2 6
+#define PK_CX_NB3 4
+#define PK_CX_NB4 3
+#define PK_DT_NB 4
+#define PK_DT_NQ 6
 
 /* 16 float lanes: one vector */
 typedef __m512 F16;
@@ -88,6 +95,8 @@ typedef __m512 F16;
 #define f16_fma _mm512_fmadd_ps
 #define f16_store(lanes, v) _mm512_storeu_ps(lanes, v)
 #define f16_load(lanes) _mm512_loadu_ps(lanes)
+#define f16_fman(a, b, c, n) _mm512_mask3_fmadd_ps(a, b, c, mask_n(n))
+
 
 static inline F16 f16_maxnan(F16 s, F16 x)
 {

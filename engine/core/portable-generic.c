@@ -138,8 +138,34 @@ static inline T t_fma(T a, T b, T c)
 	return r;
 }
 
+static inline T t_add(T a, T b)
+{
+	T r;
+
+	for (int l = 0; l < 16; l++)
+		r.f[l] = a.f[l] + b.f[l];
+	return r;
+}
+
+#define PK_CX_NB1 4
+#define PK_CX_NB2 0
+#define PK_CX_NB3 0
+#define PK_CX_NB4 0
+#define PK_DT_NB 4
+#define PK_DT_NQ 4
+
 /* 16 float lanes */
 typedef T F16;
+#define f16_zero() t_zero()
+
+/* fmaf on lanes < n, lanes >= n keep c's */
+static inline F16 f16_fman(F16 a, F16 b, F16 c, unsigned n)
+{
+	for (unsigned l = 0; l < n; l++)
+		c.f[l] = fmaf(a.f[l], b.f[l], c.f[l]);
+	return c;
+}
+
 #define f16_loadn(p, n) t_loadm(p, n)
 #define f16_fma t_fma
 #define f16_load(lanes) t_loadm(lanes, 16)

@@ -14,6 +14,7 @@
 #ifndef TRAIND_PORTABLE_ISA_H
 #define TRAIND_PORTABLE_ISA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,12 +45,64 @@ struct pk_tile {
 	float beta;              /* PK_INIT_SCALE */
 };
 
+/* A convolution tile (portable-conv.c): D[b][v * vl + u] for rows b < nb
+ * and the lanes u of vectors v < nv (the last one `last` wide), where
+ *   grouped 0: D = chain over kk < ntaps of fmaf(P[b][0][kk], S[0][kk][.], d)
+ *              from bias[b] (+0 when bias is NULL);
+ *   grouped 1: D = +0, then for each group g < ngroups in order:
+ *              D = D + (chain over kk < ntaps of fmaf(P[b][g][kk], S[g][kk][.], d) from +0)
+ * with P[b][g][kk] at p[b * p_rs + g_p[g] + kk * p_cs] and S[g][kk][x] at
+ * src[g_src[g] + koff[kk] + x]. Every vector is loaded whole (the caller
+ * keeps the memory behind the last one readable); only `last` lanes of the
+ * last vector are stored. */
+struct pk_ctile {
+	const float *p;
+	size_t p_rs, p_cs;
+	const ptrdiff_t *g_p;    /* (ngroups), grouped only */
+	const float *src;
+	const ptrdiff_t *koff;   /* (ntaps) */
+	const ptrdiff_t *g_src;  /* (ngroups), grouped only */
+	size_t ntaps;
+	unsigned grouped, ngroups;
+	const float *bias;       /* not grouped: each row's initial value, or NULL */
+	float *c;                /* D[b][x] at c[b * c_ld + x] */
+	size_t c_ld;
+	unsigned nb, nv, last;
+};
+
+/* A dot tile (portable-conv.c: a convolution's weight gradient): for rows
+ * b < nb and taps q < nq, 16 lanes, element (r, t) of the sum over samples
+ * r < rows and pixels t < nt into lane t mod 16 (samples in order, pixels in
+ * order within a sample), lane = fmaf(dy[r][b][t], x[r][q][t], lane); at the
+ * end each pair's lanes are added by the tree (lane l += lane l+8, +4, +2,
+ * +1) into out[b * out_ld + q]. dy[r][b][t] at dy[r * dy_rs + b * dy_ld + t],
+ * x[r][q][t] at x[r * x_rs + q * x_qs + t]. The last vector of a sample is
+ * read masked: its missing lanes take no part. */
+struct pk_dtile {
+	size_t rows;
+	const float *dy;
+	size_t dy_rs, dy_ld;
+	const float *x;
+	size_t x_rs, x_qs;
+	size_t nt;
+	float *out;
+	size_t out_ld;
+	unsigned nb, nq;
+};
+
 struct pk_ops {
 	const char *name;
 	unsigned vl;                         /* floats per vector */
 	unsigned nv_max;                     /* <= PK_NV_MAX */
 	unsigned nb_max[PK_NV_MAX];          /* broadcast rows for nv = 1.. ; <= PK_NB_MAX */
 	void (*tile)(const struct pk_tile *t);
+	/* convolution tiles: ctile with ngroups 1 takes nb <= nb_max[nv - 1]
+	 * (nv <= nv_max), with groups nb <= cx_nb[nv - 1]; dtile nb <= dt_nb,
+	 * nq <= dt_nq */
+	void (*ctile)(const struct pk_ctile *t);
+	void (*dtile)(const struct pk_dtile *t);
+	unsigned cx_nb[PK_NV_MAX];
+	unsigned dt_nb, dt_nq;
 	/* dst[kk * ld_dst + j] = src[j * ld_src + kk] for kk < k, j < n: a
 	 * transpose, no arithmetic */
 	void (*pack_t)(float *dst, size_t ld_dst, const float *src, size_t ld_src, size_t k, size_t n);
@@ -77,6 +130,9 @@ struct pk_ops {
 	 * round once instead of twice (test-portable.c checks it does not). */
 	float (*contract_probe)(float x, float y, float z);
 };
+
+/* The path the kernels run on now (portable.c). */
+const struct pk_ops *pk_ops_active(void);
 
 extern const struct pk_ops pk_ops_generic;
 #if defined(__x86_64__)

@@ -12,9 +12,11 @@
  *   PK_OPS, PK_NAME                   the table's name and the path's name
  *   T, TM, TVL                        the tile's vector, its lane mask, floats per T
  *   PK_NV, PK_NB1..PK_NB4             vectors across a tile, broadcast rows per nv
- *   t_zero t_set1 t_load t_mask(n) t_loadm(p, m) t_storem(p, v, m) t_mul t_fma
+ *   t_zero t_set1 t_load t_mask(n) t_loadm(p, m) t_storem(p, v, m) t_mul t_fma t_add
+ *   PK_CX_NB1..PK_CX_NB4, PK_DT_NB, PK_DT_NQ   the convolution tiles' shapes
  *   F16: 16 float lanes: f16_zero f16_loadn(p, n) f16_add f16_fma f16_maxnan
  *        f16_store(lanes, v) f16_load(lanes)   (n <= 16; missing lanes +0)
+ *        f16_fman(a, b, c, n): fmaf on lanes < n, lanes >= n keep c's
  *   D16: 16 double lanes: d16_zero d16_cvtn(p, n) (n floats widened, the
  *        rest +0) d16_set1 d16_add d16_sub d16_mul d16_store d16_load
  *   pk_pack_t                         the transpose of portable-isa.h's pack_t
@@ -116,6 +118,190 @@ static void pk_tile(const struct pk_tile *t)
 #endif
 #if PK_NV >= 4
 		PK_TILE_CASES_NV(4)
+#endif
+	default:
+		break;
+	}
+}
+
+/* ---- the convolution tiles (portable-isa.h: struct pk_ctile, pk_dtile) ----
+ * ctile: NB rows by NV vectors; one chain over the taps (grouped 0: a
+ * convolution's forward, each row from its bias), or per group a chain from
+ * +0 added into the row's sum (grouped 1: the gradient at the input, the
+ * groups being the kernel positions (i, j) and the taps the output
+ * channels). The rows' P values are broadcast, the taps' vectors loaded
+ * whole from src. */
+PK_ALWAYS_INLINE void ctile_body(const struct pk_ctile *t, const int NB, const int NV, const int grouped)
+{
+	T acc[PK_NB_MAX][PK_NV_MAX], tmp[PK_NB_MAX][PK_NV_MAX];
+	const float *prow[PK_NB_MAX];
+	const TM full = t_mask(TVL), lastm = t_mask(t->last);
+	const ptrdiff_t *koff = t->koff;
+	const size_t nk = t->ntaps, p_cs = t->p_cs, c_ld = t->c_ld;
+	const unsigned ng = grouped ? t->ngroups : 1;
+	float *c = t->c;
+
+#pragma GCC unroll 12
+	for (int b = 0; b < NB; b++) {
+		prow[b] = t->p + b * t->p_rs;
+#pragma GCC unroll 4
+		for (int v = 0; v < NV; v++)
+			acc[b][v] = !grouped && t->bias ? t_set1(t->bias[b]) : t_zero();
+	}
+	for (unsigned g = 0; g < ng; g++) {
+		const float *src = t->src + (grouped ? t->g_src[g] : 0);
+		const ptrdiff_t gp = grouped ? t->g_p[g] : 0;
+
+		if (grouped)
+#pragma GCC unroll 12
+			for (int b = 0; b < NB; b++)
+#pragma GCC unroll 4
+				for (int v = 0; v < NV; v++)
+					tmp[b][v] = t_zero();
+		for (size_t kk = 0; kk < nk; kk++) {
+			const float *sk = src + koff[kk];
+			T qv[PK_NV_MAX];
+
+#pragma GCC unroll 4
+			for (int v = 0; v < NV; v++)
+				qv[v] = t_load(sk + v * TVL);
+#pragma GCC unroll 12
+			for (int b = 0; b < NB; b++) {
+				T pb = t_set1(prow[b][gp + (ptrdiff_t)(kk * p_cs)]);
+
+#pragma GCC unroll 4
+				for (int v = 0; v < NV; v++) {
+					if (grouped)
+						tmp[b][v] = t_fma(pb, qv[v], tmp[b][v]);
+					else
+						acc[b][v] = t_fma(pb, qv[v], acc[b][v]);
+				}
+			}
+		}
+		if (grouped)
+#pragma GCC unroll 12
+			for (int b = 0; b < NB; b++)
+#pragma GCC unroll 4
+				for (int v = 0; v < NV; v++)
+					acc[b][v] = t_add(acc[b][v], tmp[b][v]);
+	}
+#pragma GCC unroll 12
+	for (int b = 0; b < NB; b++)
+#pragma GCC unroll 4
+		for (int v = 0; v < NV; v++)
+			t_storem(c + b * c_ld + v * TVL, acc[b][v], v == NV - 1 ? lastm : full);
+}
+
+#define PK_CTILE_CASE(NB, NV)                                    \
+	case (NV) * 16 + (NB):                                   \
+		if (t->grouped)                                  \
+			ctile_body(t, NB, NV, 1);                \
+		else                                             \
+			ctile_body(t, NB, NV, 0);                \
+		return;
+#define PK_CTILE_CASES_NV(NV)                                                             \
+	PK_CTILE_CASE(1, NV) PK_CTILE_CASE(2, NV) PK_CTILE_CASE(3, NV) PK_CTILE_CASE(4, NV)   \
+	PK_CTILE_CASE(5, NV) PK_CTILE_CASE(6, NV) PK_CTILE_CASE(7, NV) PK_CTILE_CASE(8, NV)
+
+static void pk_ctile(const struct pk_ctile *t)
+{
+	switch (t->nv * 16 + t->nb) {
+		PK_CTILE_CASES_NV(1)
+#if PK_NV >= 2
+		PK_CTILE_CASES_NV(2)
+#endif
+#if PK_NV >= 3
+		PK_CTILE_CASES_NV(3)
+#endif
+#if PK_NV >= 4
+		PK_CTILE_CASES_NV(4)
+#endif
+	default:
+		break;
+	}
+}
+
+/* dtile: NB rows of dy by NQ taps, a 16-lane vector of partial sums each;
+ * pixels by vectors of 16, the last one of a sample masked (its missing
+ * lanes take no part). */
+PK_ALWAYS_INLINE void dtile_body(const struct pk_dtile *t, const int NB, const int NQ)
+{
+	F16 acc[4][6];   /* NB <= PK_DT_NB <= 4, NQ <= PK_DT_NQ <= 6 */
+	const size_t nt = t->nt, nfull = nt / 16, tail = nt % 16, dy_ld = t->dy_ld, x_qs = t->x_qs;
+
+#pragma GCC unroll 8
+	for (int b = 0; b < NB; b++)
+#pragma GCC unroll 8
+		for (int q = 0; q < NQ; q++)
+			acc[b][q] = f16_zero();
+	for (size_t r = 0; r < t->rows; r++) {
+		const float *dyr = t->dy + r * t->dy_rs, *xr = t->x + r * t->x_rs;
+
+		for (size_t v = 0; v < nfull; v++) {
+			F16 d[4];
+
+#pragma GCC unroll 8
+			for (int b = 0; b < NB; b++)
+				d[b] = f16_loadn(dyr + b * dy_ld + 16 * v, 16);
+#pragma GCC unroll 8
+			for (int q = 0; q < NQ; q++) {
+				F16 xv = f16_loadn(xr + q * x_qs + 16 * v, 16);
+
+#pragma GCC unroll 8
+				for (int b = 0; b < NB; b++)
+					acc[b][q] = f16_fma(d[b], xv, acc[b][q]);
+			}
+		}
+		if (tail) {
+			F16 d[4];
+
+#pragma GCC unroll 8
+			for (int b = 0; b < NB; b++)
+				d[b] = f16_loadn(dyr + b * dy_ld + 16 * nfull, (unsigned)tail);
+#pragma GCC unroll 8
+			for (int q = 0; q < NQ; q++) {
+				F16 xv = f16_loadn(xr + q * x_qs + 16 * nfull, (unsigned)tail);
+
+#pragma GCC unroll 8
+				for (int b = 0; b < NB; b++)
+					acc[b][q] = f16_fman(d[b], xv, acc[b][q], (unsigned)tail);
+			}
+		}
+	}
+#pragma GCC unroll 8
+	for (int b = 0; b < NB; b++)
+#pragma GCC unroll 8
+		for (int q = 0; q < NQ; q++) {
+			float l[16];
+
+			f16_store(l, acc[b][q]);
+			for (int h = 8; h >= 1; h /= 2)
+				for (int i = 0; i < h; i++)
+					l[i] = l[i] + l[i + h];
+			t->out[b * t->out_ld + q] = l[0];
+		}
+}
+
+#define PK_DTILE_CASE(NB, NQ)            \
+	case (NB) * 16 + (NQ):           \
+		dtile_body(t, NB, NQ);   \
+		return;
+#define PK_DTILE_CASES_NB(NB)                                                        \
+	PK_DTILE_CASE(NB, 1) PK_DTILE_CASE(NB, 2) PK_DTILE_CASE(NB, 3) PK_DTILE_CASE(NB, 4) \
+	PK_DTILE_CASE(NB, 5) PK_DTILE_CASE(NB, 6)
+
+static void pk_dtile(const struct pk_dtile *t)
+{
+	switch (t->nb * 16 + t->nq) {
+		PK_DTILE_CASES_NB(1)
+#if PK_DT_NB >= 2
+		PK_DTILE_CASES_NB(2)
+#endif
+#if PK_DT_NB >= 3
+		PK_DTILE_CASES_NB(3)
+#endif
+#if PK_DT_NB >= 4
+		PK_DTILE_CASES_NB(4)
 #endif
 	default:
 		break;
@@ -274,6 +460,11 @@ const struct pk_ops PK_OPS = {
 	.nv_max = PK_NV,
 	.nb_max = { PK_NB1, PK_NB2, PK_NB3, PK_NB4 },
 	.tile = pk_tile,
+	.ctile = pk_ctile,
+	.dtile = pk_dtile,
+	.cx_nb = { PK_CX_NB1, PK_CX_NB2, PK_CX_NB3, PK_CX_NB4 },
+	.dt_nb = PK_DT_NB,
+	.dt_nq = PK_DT_NQ,
 	.pack_t = pk_pack_t,
 	.sum_lanes = pk_sum_lanes,
 	.dot_lanes = pk_dot_lanes,

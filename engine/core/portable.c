@@ -156,6 +156,11 @@ static const struct pk_ops *active(void)
 	return atomic_load(&active_ops);
 }
 
+const struct pk_ops *pk_ops_active(void)
+{
+	return active();
+}
+
 int pk_init(struct tr_err *err)
 {
 	pthread_once(&env_once, env_init);
@@ -696,6 +701,16 @@ double pk_sum2d_f64(const float *x, size_t rows, size_t len, size_t stride)
 	for (size_t r = 0; r < rows; r++)
 		o->sumd_lanes(l, x + r * stride, len);
 	return tree_d(l);
+}
+
+float pk_sum2d(const float *x, size_t rows, size_t len, size_t stride)
+{
+	const struct pk_ops *o = active();
+	float l[16] = { 0 };
+
+	for (size_t r = 0; r < rows; r++)
+		o->sum_lanes(l, x + r * stride, len);
+	return tree_f(l);
 }
 
 double pk_sqdev2d_f64(const float *x, size_t rows, size_t len, size_t stride, double mean)

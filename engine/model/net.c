@@ -48,6 +48,7 @@
 
 #include "traind/kernels.h"
 #include "engine/model/seq.h"
+#include "traind/portable.h"
 
 #define SPLIT_ALIGN 16               /* floats: one cache line */
 #define SPLIT_MIN_FLOPS (1u << 18)   /* below this a linear layer runs on the owner */
@@ -574,6 +575,106 @@ out:
 	return rc;
 }
 
+/* ---- a portable job's conv2d buffers ----------------------------------------- */
+
+/* Rows of the largest chunk of a batch of at most max_batch samples. */
+static size_t pk_chunk_rows(uint32_t max_batch)
+{
+	size_t rows = (max_batch + PK_CHUNKS - 1) / PK_CHUNKS;
+
+	return rows ? rows : 1;
+}
+
+static size_t pk_conv_sums(const struct net_layer *l)
+{
+	return (size_t)l->spec.out * l->pk->ckk + (l->has_bias ? l->spec.out : 0);
+}
+
+/* Each conv2d's slice of a chunk's sums: the conv2d layers of one backward
+ * phase need theirs at once, another phase's may share them. The floats
+ * of one chunk's sums. */
+static size_t pk_part_layout(struct net *n)
+{
+	const struct net_plan *p = n->plan;
+	size_t most = 0;
+
+	for (uint32_t ph = 0; ph < p->nphases; ph++) {
+		size_t at = 0;
+
+		for (int q = p->phases[ph].hi; q >= p->phases[ph].lo; q--) {
+			struct net_layer *l = &n->layers[n->order[q]];
+
+			if (l->spec.kind != LAYER_CONV2D || !l->pk)
+				continue;
+			l->pk_part_off = at;
+			at += pk_conv_sums(l);
+		}
+		most = at > most ? at : most;
+	}
+	return most ? most : 1;
+}
+
+static void pk_free(struct net *n)
+{
+	for (uint32_t i = 0; n->layers && i < n->spec.n; i++)
+		if (n->layers[i].pk) {
+			pk_conv_deinit(n->layers[i].pk);
+			free(n->layers[i].pk);
+			n->layers[i].pk = NULL;
+		}
+	free(n->pk_scratch);
+	free(n->pk_part);
+	n->pk_scratch = n->pk_part = NULL;
+	n->pk_scratch_len = n->pk_part_len = 0;
+}
+
+/* The tables of every conv2d, and the floats of one member's scratch. */
+static int pk_convs(struct net *n, size_t *scratch)
+{
+	*scratch = 1;
+	for (uint32_t i = 0; i < n->spec.n; i++) {
+		struct net_layer *l = &n->layers[i];
+		const struct layer_spec *s = &l->spec;
+		size_t len;
+
+		if (s->kind != LAYER_CONV2D)
+			continue;
+		l->pk = calloc(1, sizeof(*l->pk));
+		if (!l->pk || pk_conv_init(l->pk, l->in.c, l->in.h, l->in.w, s->out, s->k, s->stride,
+					   s->padding, s->dilation, s->groups) < 0) {
+			free(l->pk);
+			l->pk = NULL;
+			return -ENOMEM;   /* the shape was checked by spec_shapes */
+		}
+		len = pk_conv_scratch(l->pk, pk_chunk_rows(n->max_batch));
+		*scratch = len > *scratch ? len : *scratch;
+	}
+	return 0;
+}
+
+int net_set_kernels(struct net *n, enum kernels_kind kernels)
+{
+	size_t scratch;
+
+	pk_free(n);
+	n->kernels = kernels;
+	if (kernels != KERNELS_PORTABLE)
+		return 0;
+	if (pk_convs(n, &scratch) < 0)
+		goto fail;
+	n->pk_scratch_len = scratch;
+	n->pk_part_len = pk_part_layout(n);
+	n->pk_scratch = k_alloc_floats(n->members * n->pk_scratch_len);
+	n->pk_part = k_alloc_floats(PK_CHUNKS * n->pk_part_len);
+	if (!n->pk_scratch || !n->pk_part)
+		goto fail;
+	return 0;
+fail:
+	pk_free(n);
+	n->kernels = KERNELS_OPENBLAS;
+	return -ENOMEM;
+}
+
 int net_set_input_grad(struct net *n, bool on)
 {
 	bool was = n->input_grad;
@@ -583,6 +684,8 @@ int net_set_input_grad(struct net *n, bool on)
 	rc = plan_backward(n, true);
 	if (rc < 0)
 		n->input_grad = was;
+	if (rc == 0 && n->kernels == KERNELS_PORTABLE && pk_part_layout(n) > n->pk_part_len)
+		rc = net_set_kernels(n, KERNELS_PORTABLE);   /* the phases changed: slices anew */
 	return rc;
 }
 
@@ -683,6 +786,12 @@ static bool borrows_input(enum layer_kind k)
 int net_floats(const struct model_spec *spec, struct shape input, uint32_t max_batch,
 	       unsigned members, uint64_t *floats)
 {
+	return net_floats_kernels(spec, input, max_batch, members, KERNELS_OPENBLAS, floats);
+}
+
+int net_floats_kernels(const struct model_spec *spec, struct shape input, uint32_t max_batch,
+		       unsigned members, enum kernels_kind kernels, uint64_t *floats)
+{
 	struct net n;
 	int rc;
 
@@ -696,6 +805,13 @@ int net_floats(const struct model_spec *spec, struct shape input, uint32_t max_b
 		for (uint32_t i = 0; i < spec->n; i++)
 			if (!borrows_input(n.layers[i].spec.kind))
 				*floats += (uint64_t)max_batch * (n.layers[i].out_size + n.layers[i].aux_len);
+	}
+	if (rc == 0 && kernels == KERNELS_PORTABLE) {
+		size_t scratch;
+
+		rc = pk_convs(&n, &scratch);
+		if (rc == 0)
+			*floats += (uint64_t)n.members * scratch + (uint64_t)PK_CHUNKS * pk_part_layout(&n);
 	}
 	net_deinit(&n);
 	return rc;
@@ -755,6 +871,7 @@ fail:
 
 void net_deinit(struct net *n)
 {
+	pk_free(n);
 	for (uint32_t i = 0; n->layers && i < n->spec.n; i++) {
 		struct net_layer *l = &n->layers[i];
 
@@ -998,11 +1115,20 @@ void net_init_params(struct net *n, struct rng *r)
 		for (size_t k = 0; k < l->spec.out * layer_fan_in(l); k += 2) {
 			/* Box-Muller from two 24-bit uniforms, u1 in (0, 1] */
 			double u1 = 1.0 - (double)rng_uniform(r), u2 = (double)rng_uniform(r);
-			double rad = sqrt(-2.0 * log(u1)), th = 2.0 * M_PI * u2;
+			double th = 2.0 * M_PI * u2, rad, sn, cs;
 
-			w[k] = (float)(rad * cos(th) * std);
+			/* a portable job: traind's own log, sin, cos (libm's differ by glibc and CPU) */
+			if (n->kernels == KERNELS_PORTABLE) {
+				rad = sqrt(-2.0 * pk_log64(u1));
+				pk_sincos64(th, &sn, &cs);
+			} else {
+				rad = sqrt(-2.0 * log(u1));
+				cs = cos(th);
+				sn = sin(th);
+			}
+			w[k] = (float)(rad * cs * std);
 			if (k + 1 < l->spec.out * layer_fan_in(l))
-				w[k + 1] = (float)(rad * sin(th) * std);
+				w[k + 1] = (float)(rad * sn * std);
 		}
 	}
 }
@@ -1012,7 +1138,8 @@ void net_init_params_torch(struct net *n, struct mt19937 *m)
 	/* kaiming_uniform_(a=sqrt(5)): gain = sqrt(2 / (1 + a**2)), std = gain /
 	 * sqrt(fan_in), bound = sqrt(3) * std, each in double as Python computes
 	 * them (a**2 is pow, as Python's float power). */
-	double a = sqrt(5.0), gain = sqrt(2.0 / (1.0 + pow(a, 2.0)));
+	double a = sqrt(5.0);
+	double gain = sqrt(2.0 / (1.0 + (n->kernels == KERNELS_PORTABLE ? pk_pown64(a, 2) : pow(a, 2.0))));
 
 	for (uint32_t i = 0; i < n->spec.n; i++) {
 		struct net_layer *l = &n->layers[i];
@@ -1359,6 +1486,137 @@ static void act_backward(const struct layer_job *j, unsigned idx, size_t first, 
 	}
 }
 
+/* ---- the activations of a portable job (kernels portable) ------------------
+ * The openblas path's expressions with traind's own exp, erf and tanh
+ * (portable.h) in place of libm's, so that no libm function decides a bit
+ * (doc/portable.md, "Layers"); relu, leakyrelu and dropout are IEEE
+ * operations alone and run act_forward's code. Elements go through the
+ * functions PK_ACT at a time (any split gives the same bits: the functions
+ * are element-wise). softplus' log1p(z) is pk_log(u) * (z / (u - 1)) with
+ * u = 1 + z (z itself when u is 1; u when u is inf): Goldberg's form, a few
+ * ulps from the exact value. */
+#define PK_ACT 256
+
+static void act_forward_pk(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1)
+{
+	struct net_layer *l = j->l;
+	size_t len = (r1 - r0) * l->out_size;
+	const float *x = j->in + r0 * l->out_size;
+	float *y = l->y + r0 * l->out_size;
+
+	switch (l->spec.kind) {
+	case LAYER_TANH:
+		pk_tanh(y, x, len);
+		return;
+	case LAYER_SIGMOID:
+		pk_sigmoid(y, x, len);
+		return;
+	case LAYER_GELU:
+		for (size_t e = 0; e < len; e++)
+			y[e] = x[e] * (float)M_SQRT1_2;
+		pk_erf(y, y, len);
+		for (size_t e = 0; e < len; e++)
+			y[e] = x[e] * 0.5f * (1.0f + y[e]);
+		return;
+	case LAYER_SILU:
+		for (size_t e = 0; e < len; e++)
+			y[e] = -x[e];
+		pk_exp(y, y, len);
+		for (size_t e = 0; e < len; e++)
+			y[e] = x[e] / (1.0f + y[e]);
+		return;
+	case LAYER_SOFTPLUS: {
+		float beta = (float)l->spec.p, thr = (float)l->spec.threshold;
+
+		for (size_t e0 = 0; e0 < len; e0 += PK_ACT) {
+			size_t n = len - e0 < PK_ACT ? len - e0 : PK_ACT;
+			float z[PK_ACT], u[PK_ACT];
+
+			for (size_t e = 0; e < n; e++)
+				z[e] = x[e0 + e] * beta;
+			pk_exp(z, z, n);
+			for (size_t e = 0; e < n; e++)
+				u[e] = 1.0f + z[e];
+			pk_log(y + e0, u, n);
+			for (size_t e = 0; e < n; e++) {
+				float lp = isinf(u[e]) ? u[e] : u[e] == 1.0f ? z[e] : y[e0 + e] * (z[e] / (u[e] - 1.0f));
+
+				y[e0 + e] = x[e0 + e] * beta > thr ? x[e0 + e] : lp / beta;
+			}
+		}
+		return;
+	}
+	default:
+		act_forward(j, idx, first, r0, r1);
+		return;
+	}
+}
+
+static void act_backward_pk(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1)
+{
+	struct net_layer *l = j->l;
+	size_t size = l->out_size, len = (r1 - r0) * size;
+	const float *dy = j->dy + r0 * size, *x = j->in + r0 * size;
+	float *dx = j->dx + r0 * size;
+
+	switch (l->spec.kind) {
+	case LAYER_GELU: {
+		const float beta = (float)(M_2_SQRTPI * M_SQRT1_2 * 0.5);   /* 1/sqrt(2 pi) */
+
+		for (size_t e0 = 0; e0 < len; e0 += PK_ACT) {
+			size_t n = len - e0 < PK_ACT ? len - e0 : PK_ACT;
+			float erf[PK_ACT], ex[PK_ACT];
+
+			for (size_t e = 0; e < n; e++) {
+				erf[e] = x[e0 + e] * (float)M_SQRT1_2;
+				ex[e] = -0.5f * x[e0 + e] * x[e0 + e];
+			}
+			pk_erf(erf, erf, n);
+			pk_exp(ex, ex, n);
+			for (size_t e = 0; e < n; e++) {
+				float cdf = 0.5f * (1.0f + erf[e]), pdf = ex[e] * beta;
+
+				dx[e0 + e] = dy[e0 + e] * (cdf + x[e0 + e] * pdf);
+			}
+		}
+		return;
+	}
+	case LAYER_SILU:
+		for (size_t e0 = 0; e0 < len; e0 += PK_ACT) {
+			size_t n = len - e0 < PK_ACT ? len - e0 : PK_ACT;
+			float ex[PK_ACT];
+
+			for (size_t e = 0; e < n; e++)
+				ex[e] = -x[e0 + e];
+			pk_exp(ex, ex, n);
+			for (size_t e = 0; e < n; e++) {
+				float sg = 1.0f / (1.0f + ex[e]);
+
+				dx[e0 + e] = dy[e0 + e] * sg * (1.0f + x[e0 + e] * (1.0f - sg));
+			}
+		}
+		return;
+	case LAYER_SOFTPLUS: {
+		float beta = (float)l->spec.p, thr = (float)l->spec.threshold;
+
+		for (size_t e0 = 0; e0 < len; e0 += PK_ACT) {
+			size_t n = len - e0 < PK_ACT ? len - e0 : PK_ACT;
+			float z[PK_ACT];
+
+			for (size_t e = 0; e < n; e++)
+				z[e] = x[e0 + e] * beta;
+			pk_exp(z, z, n);
+			for (size_t e = 0; e < n; e++)
+				dx[e0 + e] = x[e0 + e] * beta > thr ? dy[e0 + e] : dy[e0 + e] * z[e] / (z[e] + 1.0f);
+		}
+		return;
+	}
+	default:   /* tanh and sigmoid from y, relu, leakyrelu, dropout: IEEE alone */
+		act_backward(j, idx, first, r0, r1);
+		return;
+	}
+}
+
 /* BatchNorm over (batch, C, S): channels [c0, c1) of this member. */
 static void bn_forward(void *arg, unsigned idx, unsigned nm)
 {
@@ -1557,6 +1815,68 @@ static void conv_reduce(struct net *n, struct net_layer *l, unsigned members)
 			gb[e] = first ? db[e] : gb[e] + db[e];
 		first = false;
 	}
+}
+
+/* ---- conv2d of a portable job (kernels portable) ------------------------------
+ * pk_conv_* (portable.h): the forward one sample at a time; the backward a
+ * chunk of the batch at a time (pk_chunk: run_rows gives a portable job's
+ * members whole chunks, and takes them one at a time through a run), the
+ * chunk's weight and bias gradient sums into the chunk's slice of n->pk_part,
+ * then added in chunk order (conv_reduce_pk): so the bits do not depend on
+ * the team. Scratch: n->pk_scratch, one slice per member. */
+static float *pk_scratch_of(const struct net *n, unsigned idx)
+{
+	return n->pk_scratch + idx * n->pk_scratch_len;
+}
+
+static void conv_forward_pk(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1)
+{
+	struct net_layer *l = j->l;
+	struct net *n = j->n;
+
+	(void)first;
+	for (size_t r = r0; r < r1; r++)
+		pk_conv_forward(l->pk, n->params + l->w_off, l->has_bias ? n->params + l->b_off : NULL,
+				j->in + r * l->in_size, l->y + r * l->out_size, pk_scratch_of(n, idx));
+}
+
+/* The chunk that rows [r0, r1) are (run_rows gives whole chunks). */
+static unsigned chunk_of(size_t batch, size_t r0)
+{
+	unsigned c = 0;
+	size_t lo, hi;
+
+	for (; c + 1 < pk_nchunks(batch); c++) {
+		pk_chunk(batch, c, &lo, &hi);
+		if (lo == r0)
+			break;
+	}
+	return c;
+}
+
+static void conv_backward_pk(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1)
+{
+	struct net_layer *l = j->l;
+	struct net *n = j->n;
+	float *dw = n->pk_part + chunk_of(j->batch, r0) * n->pk_part_len + l->pk_part_off;
+	float *scratch = pk_scratch_of(n, idx);
+
+	(void)first;
+	pk_conv_dw(l->pk, j->in + r0 * l->in_size, l->in_size, j->dy + r0 * l->out_size, l->out_size,
+		   r1 - r0, dw, l->has_bias ? dw + (size_t)l->spec.out * l->pk->ckk : NULL, scratch);
+	for (size_t r = r0; j->dx && r < r1; r++)
+		pk_conv_dx(l->pk, n->params + l->w_off, j->dy + r * l->out_size, j->dx + r * l->in_size,
+			   scratch);
+}
+
+/* The chunks' sums added in chunk order into the gradients (the weight and
+ * the bias are adjacent in the slice and in params: declare_tensors). */
+static void conv_reduce_pk(struct net *n, struct net_layer *l, size_t batch)
+{
+	size_t nw = (size_t)l->spec.out * l->pk->ckk + (l->has_bias ? l->spec.out : 0);
+
+	pk_add_chunks(n->grads + l->w_off, n->pk_part + l->pk_part_off, n->pk_part_len, pk_nchunks(batch),
+		      0, nw);
 }
 
 /* rows [r0, r1) of the member idx whose share starts at row `first` */
@@ -1798,11 +2118,16 @@ static bool per_sample(enum layer_kind k)
 
 typedef void (*rows_fn)(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1);
 
-static rows_fn forward_fn(enum layer_kind k)
+/* A node's work on rows, by its kind and the job's kernels: a portable
+ * job's conv2d and activations have functions of their own (the others'
+ * arithmetic is the same for both kernels). */
+static rows_fn forward_fn(enum kernels_kind kernels, enum layer_kind k)
 {
+	bool pk = kernels == KERNELS_PORTABLE;
+
 	switch (k) {
 	case LAYER_CONV2D:
-		return conv_forward;
+		return pk ? conv_forward_pk : conv_forward;
 	case LAYER_MAXPOOL2D:
 	case LAYER_AVGPOOL2D:
 	case LAYER_ADAPTIVEAVGPOOL2D:
@@ -1817,15 +2142,17 @@ static rows_fn forward_fn(enum layer_kind k)
 	case LAYER_LAST:
 		return last_forward;
 	default:
-		return act_forward;
+		return pk ? act_forward_pk : act_forward;
 	}
 }
 
-static rows_fn backward_fn(enum layer_kind k)
+static rows_fn backward_fn(enum kernels_kind kernels, enum layer_kind k)
 {
+	bool pk = kernels == KERNELS_PORTABLE;
+
 	switch (k) {
 	case LAYER_CONV2D:
-		return conv_backward;
+		return pk ? conv_backward_pk : conv_backward;
 	case LAYER_MAXPOOL2D:
 	case LAYER_AVGPOOL2D:
 	case LAYER_ADAPTIVEAVGPOOL2D:
@@ -1839,7 +2166,7 @@ static rows_fn backward_fn(enum layer_kind k)
 	case LAYER_LAST:
 		return last_backward;
 	default:
-		return act_backward;
+		return pk ? act_backward_pk : act_backward;
 	}
 }
 
@@ -1857,25 +2184,40 @@ static void run_rows(void *arg, unsigned idx, unsigned nm)
 {
 	struct run_job *rj = arg;
 	const struct net *n = rj->n;
-	size_t m0, m1, batch = rj->jobs[n->order[rj->first]].batch;
+	size_t m0, m1, hi_unused, batch = rj->jobs[n->order[rj->first]].batch;
 
-	team_split(batch, idx, nm, 1, &m0, &m1);
+	if (n->kernels == KERNELS_PORTABLE) {
+		/* whole chunks (pk_chunk), one at a time: a chunk's weight
+		 * gradient sums are one member's, whatever the team */
+		size_t c0, c1, hi;
+
+		team_split(pk_nchunks(batch), idx, nm, 1, &c0, &c1);
+		pk_chunk(batch, (unsigned)c0, &m0, &hi);
+		pk_chunk(batch, (unsigned)(c1 ? c1 - 1 : 0), &hi, &m1);
+		if (c0 == c1)
+			m1 = m0;
+	} else {
+		team_split(batch, idx, nm, 1, &m0, &m1);
+	}
 	rj->n->part_rows[idx] = (uint32_t)(m1 - m0);
-	for (size_t b0 = m0; b0 < m1; b0 += RUN_BLOCK) {
-		size_t b1 = b0 + RUN_BLOCK < m1 ? b0 + RUN_BLOCK : m1;
+	for (size_t b0 = m0, b1; b0 < m1; b0 = b1) {
+		if (n->kernels == KERNELS_PORTABLE)
+			pk_chunk(batch, chunk_of(batch, b0), &hi_unused, &b1);
+		else
+			b1 = b0 + RUN_BLOCK < m1 ? b0 + RUN_BLOCK : m1;
 
 		if (rj->fill)
 			rj->fill(rj->fill_arg, b0, b1);
 		for (int p = rj->first; !rj->backward && p < rj->end; p++) {
 			const struct layer_job *j = &rj->jobs[n->order[p]];
-			rows_fn fn = forward_fn(j->l->spec.kind);
+			rows_fn fn = forward_fn(n->kernels, j->l->spec.kind);
 
 			if (fn)
 				fn(j, idx, m0, b0, b1);
 		}
 		for (int p = rj->first; rj->backward && p > rj->end; p--) {
 			const struct layer_job *j = &rj->jobs[n->order[p]];
-			rows_fn fn = backward_fn(j->l->spec.kind);
+			rows_fn fn = backward_fn(n->kernels, j->l->spec.kind);
 
 			if (!j->l->active)
 				continue;
@@ -2048,10 +2390,16 @@ void net_backward(struct net *n, size_t batch)
 				team_run(n->team, run_rows, &rj);
 			else
 				run_rows(&rj, 0, 1);
-			for (int q = b->hi; q >= b->lo; q--)
-				if (n->layers[n->order[q]].spec.kind == LAYER_CONV2D &&
-				    n->layers[n->order[q]].active)
-					conv_reduce(n, &n->layers[n->order[q]], split ? team_size(n->team) : 1);
+			for (int q = b->hi; q >= b->lo; q--) {
+				struct net_layer *cl = &n->layers[n->order[q]];
+
+				if (cl->spec.kind != LAYER_CONV2D || !cl->active)
+					continue;
+				if (n->kernels == KERNELS_PORTABLE)
+					conv_reduce_pk(n, cl, batch);
+				else
+					conv_reduce(n, cl, split ? team_size(n->team) : 1);
+			}
 			break;
 		}
 		}

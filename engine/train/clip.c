@@ -7,6 +7,7 @@
 
 #include "engine/core/hot.h"
 #include "traind/kernels.h"
+#include "traind/portable.h"
 
 #define CLIP_ALIGN 1024   /* shares of whole 4 KiB blocks */
 
@@ -90,9 +91,22 @@ float clip_coef(double max_norm, double norm)
 	return recip * (float)max_norm;
 }
 
+double clip_total_norm_by(enum kernels_kind kernels, struct team *team, const float *g, size_t n)
+{
+	if (kernels == KERNELS_PORTABLE)
+		return sqrt(pk_sumsq_f64_team(team, g, n));
+	return clip_total_norm(team, g, n);
+}
+
 double clip_grad_norm(struct team *team, float *g, size_t n, double max_norm, float *coef)
 {
-	double norm = clip_total_norm(team, g, n);
+	return clip_grad_norm_by(KERNELS_OPENBLAS, team, g, n, max_norm, coef);
+}
+
+double clip_grad_norm_by(enum kernels_kind kernels, struct team *team, float *g, size_t n,
+			 double max_norm, float *coef)
+{
+	double norm = clip_total_norm_by(kernels, team, g, n);
 	float c = 1.0f;
 
 	if (max_norm > 0) {

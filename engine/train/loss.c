@@ -6,9 +6,17 @@
  * rounding (tests/torch/test_losses.py): per element in float, the batch sum
  * in double. cross_entropy without smoothing and weights keeps
  * k_softmax_xent's exact arithmetic (the bits of every stored job).
+ *
+ * A portable job (kernels portable, doc/portable.md) computes the same
+ * expressions with traind's own exp and log (portable.h) and its rows'
+ * maxima and sums of exponentials in the 16 lanes of pk_max and pk_sum, so
+ * no libm function decides a bit; mse, l1 and huber use IEEE operations
+ * only and are the same code for both kernels. The batch sum is a chain
+ * over the rows in order, in double, for every loss.
  */
 #include "traind/loss.h"
 
+#include "traind/dataset.h"
 #include "traind/portable.h"
 
 #include <errno.h>
@@ -154,6 +162,46 @@ static double xent_general(const struct loss *l, const float *logits, const uint
 	return loss;
 }
 
+/* xent_general with the portable kernels: per row, mx = pk_max(z),
+ * e_j = pk_exp(z_j - mx), sum = pk_sum(e), lse = pk_log(sum); the smoothing
+ * term's sum over the classes a chain in order; then xent_general's
+ * expressions, with p_j = e_j / sum. */
+static double xent_general_pk(const struct loss *l, const float *logits, const uint32_t *y,
+			      size_t m, float grad_scale, float *dlogits)
+{
+	size_t k = l->width;
+	const float *w = l->class_weights;
+	float s = l->label_smoothing, sc = s / (float)k, sw = 0.0f, e[DATASET_MAX_CLASSES];
+	double loss = 0.0;
+
+	for (size_t j = 0; j < k; j++)
+		sw += w ? w[j] : 1.0f;
+	for (size_t i = 0; i < m; i++) {
+		const float *z = logits + i * k;
+		float mx = pk_max(z, k), sum, lse, wy = w ? w[y[i]] : 1.0f, smooth = 0.0f;
+
+		for (size_t j = 0; j < k; j++)
+			e[j] = z[j] - mx;
+		pk_exp(e, e, k);
+		sum = pk_sum(e, k);
+		lse = pk_logf(sum);
+		for (size_t j = 0; j < k; j++)
+			smooth += (w ? w[j] : 1.0f) * (lse - (z[j] - mx));
+		loss += (double)((1.0f - s) * wy * (lse - (z[y[i]] - mx))) + (double)(sc * smooth);
+		if (dlogits) {
+			float *d = dlogits + i * k;
+
+			for (size_t j = 0; j < k; j++) {
+				float p = e[j] / sum;
+
+				d[j] = ((1.0f - s) * wy * (p - (j == y[i] ? 1.0f : 0.0f)) +
+					sc * (sw * p - (w ? w[j] : 1.0f))) * grad_scale;
+			}
+		}
+	}
+	return loss;
+}
+
 /* F.mse_loss: (x - t)^2; backward (2 / numel) (x - t). */
 static double mse(const float *x, const float *t, size_t n, double norm, float *d)
 {
@@ -235,6 +283,37 @@ static double bce(const float *x, const float *t, size_t rows, uint32_t w, const
 	return loss;
 }
 
+/* bce with the portable kernels: bce's expressions, each exp and log
+ * traind's own (pk_expf, pk_logf). */
+static double bce_pk(const float *x, const float *t, size_t rows, uint32_t w, const float *pw,
+		     double norm, float *d)
+{
+	float numel = (float)norm;
+	double loss = 0.0;
+
+	for (size_t i = 0; i < rows; i++) {
+		for (uint32_t c = 0; c < w; c++) {
+			size_t e = i * w + c;
+			float z = x[e], y = t[e], mv = -z > 0.0f ? -z : 0.0f;
+			float sp = pk_logf(pk_expf(-mv) + pk_expf(-z - mv)) + mv;
+			float sig = 1.0f / (1.0f + pk_expf(-z));
+
+			if (pw) {
+				float lw = (pw[c] - 1.0f) * y + 1.0f, pt = pw[c] * y;
+
+				loss += (double)((1.0f - y) * z + lw * sp);
+				if (d)
+					d[e] = ((pt + 1.0f - y) * sig - pt) / numel;
+			} else {
+				loss += (double)((1.0f - y) * z + sp);
+				if (d)
+					d[e] = (sig - y) / numel;
+			}
+		}
+	}
+	return loss;
+}
+
 double loss_batch(const struct loss *l, const float *out, const struct loss_targets *y, size_t m,
 		  double norm, float *dout)
 {
@@ -246,6 +325,8 @@ double loss_batch(const struct loss *l, const float *out, const struct loss_targ
 			return l->kernels == KERNELS_PORTABLE
 				? pk_softmax_xent(out, y->classes, m, l->width, 1.0f / (float)norm, dout, NULL)
 				: xent_plain(out, y->classes, m, l->width, 1.0f / (float)norm, dout);
+		if (l->kernels == KERNELS_PORTABLE)
+			return xent_general_pk(l, out, y->classes, m, (float)(1.0 / norm), dout);
 		return xent_general(l, out, y->classes, m, (float)(1.0 / norm), dout);
 	case LOSS_MSE:
 		return mse(out, y->values, n, norm, dout);
@@ -254,6 +335,8 @@ double loss_batch(const struct loss *l, const float *out, const struct loss_targ
 	case LOSS_HUBER:
 		return huber(out, y->values, n, l->delta, norm, dout);
 	case LOSS_BCE_WITH_LOGITS:
+		if (l->kernels == KERNELS_PORTABLE)
+			return bce_pk(out, y->values, m, l->width, l->pos_weight, norm, dout);
 		return bce(out, y->values, m, l->width, l->pos_weight, norm, dout);
 	}
 	return 0.0;

@@ -8,7 +8,12 @@
  * scheduler whose milestone range holds its epoch, and calls step(0) (the
  * closed form at epoch 0) on the one that starts. Python floats are doubles,
  * Python's % is the floor modulo, a ** b is pow(a, b): the same IEEE
- * operations in the same order give the same bits.
+ * operations in the same order give the same bits. A portable job's cos and
+ * integer powers are pk_cos64 and pk_pown64 (portable.h: correctly rounded
+ * but in rare cases, the same everywhere) instead of libm's, whose last bit
+ * depends on the glibc version and on the CPU (its FMA variants); the rates
+ * then equal PyTorch's except where glibc's cos or pow is not correctly
+ * rounded, by an ulp (doc/portable.md).
  *
  * Grammar (white space allowed between tokens):
  *   spec  := part ('then' part)*
@@ -16,6 +21,8 @@
  *   arg   := [KEY '='] VALUE     VALUE: a number, a word, or N:N:... (milestones)
  */
 #include "traind/sched.h"
+
+#include "traind/portable.h"
 
 #include <errno.h>
 #include <math.h>
@@ -587,8 +594,19 @@ static uint32_t milestone_bisect(const struct sched_part *q, int64_t e)
 	return c;
 }
 
+/* cos and gamma ** n by the job's kernels (see the top). */
+static double s_cos(bool portable, double x)
+{
+	return portable ? pk_cos64(x) : cos(x);
+}
+
+static double s_pow(bool portable, double x, int64_t n)
+{
+	return portable ? pk_pown64(x, (uint64_t)n) : pow(x, (double)n);
+}
+
 /* get_lr(): the chainable form at q's last_epoch e, from lr = group['lr']. */
-static double chain_lr(const struct sched_part *q, int64_t e, double lr, double base_lr)
+static double chain_lr(const struct sched_part *q, int64_t e, double lr, double base_lr, bool pt)
 {
 	switch (q->kind) {
 	case SCHED_STEP:
@@ -600,7 +618,7 @@ static double chain_lr(const struct sched_part *q, int64_t e, double lr, double 
 
 		if (!c)
 			return lr;
-		return lr * pow(q->gamma, (double)c);
+		return lr * s_pow(pt, q->gamma, c);
 	}
 	case SCHED_EXPONENTIAL:
 		if (e == 0)
@@ -614,8 +632,8 @@ static double chain_lr(const struct sched_part *q, int64_t e, double lr, double 
 		/* (_step_count == 1 and last_epoch > 0 happens only when a
 		 * scheduler is built with last_epoch set: never here.) */
 		if (py_mod(e - 1 - (int64_t)q->t_max, 2 * (int64_t)q->t_max) == 0)
-			return lr + (base_lr - q->eta_min) * (1 - cos(M_PI / t)) / 2;
-		return (1 + cos(M_PI * (double)e / t)) / (1 + cos(M_PI * (double)(e - 1) / t)) *
+			return lr + (base_lr - q->eta_min) * (1 - s_cos(pt, M_PI / t)) / 2;
+		return (1 + s_cos(pt, M_PI * (double)e / t)) / (1 + s_cos(pt, M_PI * (double)(e - 1) / t)) *
 			       (lr - q->eta_min) + q->eta_min;
 	}
 	case SCHED_LINEAR:
@@ -632,17 +650,18 @@ static double chain_lr(const struct sched_part *q, int64_t e, double lr, double 
 }
 
 /* _get_closed_form_lr() at epoch e (SequentialLR's step(0)). */
-static double closed_lr(const struct sched_part *q, int64_t e, double base_lr)
+static double closed_lr(const struct sched_part *q, int64_t e, double base_lr, bool pt)
 {
 	switch (q->kind) {
 	case SCHED_STEP:
-		return base_lr * pow(q->gamma, (double)(e / q->step_size));
+		return base_lr * s_pow(pt, q->gamma, e / q->step_size);
 	case SCHED_MULTISTEP:
-		return base_lr * pow(q->gamma, (double)milestone_bisect(q, e));
+		return base_lr * s_pow(pt, q->gamma, milestone_bisect(q, e));
 	case SCHED_EXPONENTIAL:
-		return base_lr * pow(q->gamma, (double)e);
+		return base_lr * s_pow(pt, q->gamma, e);
 	case SCHED_COSINE:
-		return q->eta_min + (base_lr - q->eta_min) * (1 + cos(M_PI * (double)e / (double)q->t_max)) / 2;
+		return q->eta_min + (base_lr - q->eta_min) *
+					    (1 + s_cos(pt, M_PI * (double)e / (double)q->t_max)) / 2;
 	case SCHED_LINEAR: {
 		int64_t m = e < (int64_t)q->total_iters ? e : (int64_t)q->total_iters;
 
@@ -655,11 +674,11 @@ static double closed_lr(const struct sched_part *q, int64_t e, double base_lr)
 }
 
 /* OneCycleLR: the total steps, the phases, and its get_lr at step_num. */
-static double anneal(bool linear, double start, double end, double pct)
+static double anneal(bool linear, double start, double end, double pct, bool pt)
 {
 	if (linear)
 		return (end - start) * pct + start;
-	return end + (start - end) / 2.0 * (cos(M_PI * pct) + 1);
+	return end + (start - end) / 2.0 * (s_cos(pt, M_PI * pct) + 1);
 }
 
 static void onecycle_at(const struct sched *s, int64_t step_num, double *lr, double *momentum)
@@ -670,15 +689,16 @@ static void onecycle_at(const struct sched *s, int64_t step_num, double *lr, dou
 	double min_lr = initial_lr / q->final_div_factor;
 	double end0 = (double)(q->pct_start * total) - 1, end1 = total - 1;
 	double pct;
+	bool pt = s->cfg.portable;
 
 	if ((double)step_num <= end0) {
 		pct = ((double)step_num - 0) / (end0 - 0);
-		*lr = anneal(q->anneal_linear, initial_lr, q->max_lr, pct);
-		*momentum = anneal(q->anneal_linear, q->max_momentum, q->base_momentum, pct);
+		*lr = anneal(q->anneal_linear, initial_lr, q->max_lr, pct, pt);
+		*momentum = anneal(q->anneal_linear, q->max_momentum, q->base_momentum, pct, pt);
 	} else {
 		pct = ((double)step_num - end0) / (end1 - end0);
-		*lr = anneal(q->anneal_linear, q->max_lr, min_lr, pct);
-		*momentum = anneal(q->anneal_linear, q->base_momentum, q->max_momentum, pct);
+		*lr = anneal(q->anneal_linear, q->max_lr, min_lr, pct, pt);
+		*momentum = anneal(q->anneal_linear, q->base_momentum, q->max_momentum, pct, pt);
 	}
 }
 
@@ -711,7 +731,7 @@ void sched_init(struct sched *s, const struct sched_spec *spec, const struct sch
 		 * then puts the rate back to initial_lr and redoes only the
 		 * first one's initial step, so only the first counts. */
 		s->last_epoch[0] = 0;
-		s->lr = chain_lr(&s->spec.parts[0], 0, cfg->lr, cfg->lr);
+		s->lr = chain_lr(&s->spec.parts[0], 0, cfg->lr, cfg->lr, cfg->portable);
 		for (uint32_t i = 1; i < spec->n; i++)
 			s->last_epoch[i] = -1;
 		s->seq_epoch = 0;
@@ -771,7 +791,7 @@ static void epoch_step(struct sched *s)
 
 	if (s->spec.n == 1) {
 		s->last_epoch[0]++;
-		s->lr = chain_lr(&s->spec.parts[0], s->last_epoch[0], s->lr, s->cfg.lr);
+		s->lr = chain_lr(&s->spec.parts[0], s->last_epoch[0], s->lr, s->cfg.lr, s->cfg.portable);
 		return;
 	}
 	s->seq_epoch++;
@@ -780,10 +800,10 @@ static void epoch_step(struct sched *s)
 	q = &s->spec.parts[idx];
 	if (idx > 0 && s->spec.milestones[idx - 1] == s->seq_epoch) {
 		s->last_epoch[idx] = 0;
-		s->lr = closed_lr(q, 0, s->cfg.lr);
+		s->lr = closed_lr(q, 0, s->cfg.lr, s->cfg.portable);
 	} else {
 		s->last_epoch[idx]++;
-		s->lr = chain_lr(q, s->last_epoch[idx], s->lr, s->cfg.lr);
+		s->lr = chain_lr(q, s->last_epoch[idx], s->lr, s->cfg.lr, s->cfg.portable);
 	}
 }
 

@@ -25,6 +25,7 @@ void trainsched_init(struct trainer *t)
 		.monitor = t->cfg.monitor,
 		.patience = t->cfg.early_stop_patience,
 		.min_delta = t->cfg.early_stop_min_delta,
+		.portable = t->cfg.kernels == KERNELS_PORTABLE,
 	};
 
 	/* Checked by config_validate (trainer_check_config) already. */
@@ -36,8 +37,8 @@ void trainsched_init(struct trainer *t)
 void trainsched_begin_update(struct trainer *t)
 {
 	if (t->cfg.clip_grad_norm > 0) {
-		double norm = clip_grad_norm(t->team, t->model.grads, t->model.nparams,
-					     t->cfg.clip_grad_norm, NULL);
+		double norm = clip_grad_norm_by(t->cfg.kernels, t->team, t->model.grads,
+						t->model.nparams, t->cfg.clip_grad_norm, NULL);
 
 		t->sched.grad_norm_sum += norm;
 		t->sched.grad_norm_count++;

@@ -10,6 +10,10 @@
  * the array's size and the team's), and the shares are added in member order.
  * So a given model and team size always give the same bits. (PyTorch sums in float32 per tensor,
  * then takes the norm of the norms; the two agree to float32 rounding.)
+ * With the portable kernels (the _by functions, kernels portable) the sum is
+ * pk_sumsq_f64_team's: 16 double lanes in blocks of PK_BLOCK, the blocks
+ * added in order whichever member summed them, so the bits no longer depend
+ * on the team size either (doc/portable.md).
  *
  * Thread: the job's owner thread (it drives the team).
  */
@@ -18,6 +22,7 @@
 
 #include <stddef.h>
 
+#include "traind/kernels.h"
 #include "traind/team.h"
 
 /* The total 2-norm of g[0, n) (team may be NULL: one member). */
@@ -31,5 +36,11 @@ float clip_coef(double max_norm, double norm);
  * scaled by it (*coef gets the coefficient applied, 1 when none; may be NULL).
  * Returns the norm before clipping. */
 double clip_grad_norm(struct team *team, float *g, size_t n, double max_norm, float *coef);
+
+/* The same by a job's kernels: KERNELS_OPENBLAS is the two above; with
+ * KERNELS_PORTABLE the norm is sqrt(pk_sumsq_f64_team(team, g, n)). */
+double clip_total_norm_by(enum kernels_kind kernels, struct team *team, const float *g, size_t n);
+double clip_grad_norm_by(enum kernels_kind kernels, struct team *team, float *g, size_t n,
+			 double max_norm, float *coef);
 
 #endif

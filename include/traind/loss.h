@@ -65,8 +65,9 @@ struct loss {
 	const float *class_weights;   /* cross_entropy: (width) >= 0, or NULL; borrowed */
 	float delta;                  /* huber: > 0 */
 	const float *pos_weight;      /* bce_with_logits: (width) >= 0, or NULL; borrowed */
-	enum kernels_kind kernels;    /* the plain cross_entropy's arithmetic: libm's (openblas) or
-	                                 pk_softmax_xent (portable); the others are openblas only */
+	enum kernels_kind kernels;    /* the exp and log of cross_entropy and bce_with_logits:
+	                                 libm's (openblas) or traind's own (portable: the plain
+	                                 cross_entropy by pk_softmax_xent); mse, l1, huber: either */
 };
 
 /* A batch's targets: classes (n) for cross_entropy, else values (n, width). */

@@ -36,7 +36,10 @@
  * layer, layernorm, posembedding) by samples, each member its share at once,
  * with partial sums as conv2d; the embedding's gradient by its columns; the
  * optimizer step by ranges of the flat arrays. A linear layer on a sequence
- * applies at every position: its rows are (sample, position).
+ * applies at every position: its rows are (sample, position). A portable job
+ * (net_set_kernels) splits the samples by whole chunks of the batch
+ * (pk_chunk) and adds the conv2d weight gradients chunk by chunk, so its bits
+ * do not depend on the team size (doc/portable.md).
  *
  * Thread: every function on the owner thread of the net (it drives the team).
  */
@@ -91,12 +94,15 @@ struct net_layer {
 	double *mean, *invstd;       /* batchnorm: (C) statistics of the last training batch, owned */
 	float *aux;                  /* a layer of sequences: (max_batch, aux_len) its saved state, owned */
 	size_t aux_len;              /* floats per sample */
+	struct pk_conv *pk;          /* conv2d of a portable job: its geometry and tables, owned */
+	size_t pk_part_off;          /* conv2d of a portable job: its slice of each chunk's sums (net->pk_part) */
 	/* The backward plan (net.c: plan_backward): */
 	int gclass;                  /* the gradient at its output: a class of aliased values */
 	int scratch;                 /* pool buffer its dx goes to before being added (-1: none) */
 };
 
 struct net_plan;
+struct pk_conv;
 
 struct net {
 	struct model_spec spec;
@@ -131,7 +137,13 @@ struct net {
 	size_t seqtmp_len;           /* floats per sample of the largest sequence layer's backward scratch */
 	float *seqtmp;               /* (max_batch, seqtmp_len), owned */
 	uint64_t dropout_key;        /* the job's seed: Dropout masks' Philox key */
-	enum kernels_kind kernels;   /* the job's kernels (kernels.h): the linear layers' GEMMs */
+	enum kernels_kind kernels;   /* the job's kernels (kernels.h; net_set_kernels) */
+	/* a portable job's conv2d scratch (net_set_kernels): */
+	size_t pk_scratch_len;       /* floats of one member's slice */
+	float *pk_scratch;           /* (members, pk_scratch_len), owned */
+	size_t pk_part_len;          /* floats of one chunk's weight+bias gradient sums */
+	float *pk_part;              /* (PK_CHUNKS, pk_part_len), owned: a backward phase's conv2d
+				      * layers each have their slice */
 	struct team *team;           /* the job's team, not owned; NULL: run on the caller */
 };
 
@@ -147,6 +159,15 @@ void net_deinit(struct net *n);
  * fit `input`) or -ENOMEM. */
 int net_floats(const struct model_spec *spec, struct shape input, uint32_t max_batch,
 	       unsigned members, uint64_t *floats);
+/* The same for a job with `kernels` (a portable job's convolutions take
+ * scratch and per-chunk sums of their own). */
+int net_floats_kernels(const struct model_spec *spec, struct shape input, uint32_t max_batch,
+		       unsigned members, enum kernels_kind kernels, uint64_t *floats);
+
+/* Compute with `kernels` from now on (KERNELS_OPENBLAS after net_init): a
+ * portable job's convolutions get their tables and scratch (doc/portable.md).
+ * 0 or -ENOMEM (the net keeps its kernels). */
+int net_set_kernels(struct net *n, enum kernels_kind kernels);
 
 /* Also compute the gradient at the input in net_backward (n->dx; tests).
  * 0 or -ENOMEM (the plan's buffers). */

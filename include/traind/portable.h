@@ -115,6 +115,8 @@ double pk_sumsq_f64(const float *x, size_t n);              /* s + (double)x * (
  * Owner thread; team NULL runs on the caller. */
 double pk_sumsq_f64_team(struct team *team, const float *x, size_t n);
 
+/* 2-D, float lanes: s + x (a convolution's bias gradient over a chunk). */
+float pk_sum2d(const float *x, size_t rows, size_t len, size_t stride);
 /* 2-D, double lanes (BatchNorm/LayerNorm statistics, two passes):
  * sum: s + (double)x;  sqdev: d = (double)x - mean; s + d * d (two roundings). */
 double pk_sum2d_f64(const float *x, size_t rows, size_t len, size_t stride);
@@ -150,10 +152,69 @@ void pk_chunk(size_t batch, unsigned c, size_t *r0, size_t *r1);
 void pk_add_chunks(float *out, const float *parts, size_t part_stride, unsigned nchunks,
 		   size_t lo, size_t hi);
 
+/* ---- convolution (conv2d of a portable job; doc/portable.md) ---------------
+ * For a sample x (C, H, W), weights w (OC, C/G, K, K), stride s, padding p,
+ * dilation d, G groups; q = (c, i, j) the taps of a group in that order and
+ * xpatch[q][t] the value tap q of output pixel t reads (im2col's: 0 in the
+ * padding):
+ *   forward: y[o][t] = the chain over q of fmaf(w[o][q], xpatch[q][t], .)
+ *            from bias[o] (+0 without a bias), as pk_gemm on im2col;
+ *   dW, db of a chunk of samples: for each (o, q), 16 lanes over the
+ *            samples (in order) and their pixels, pixel t into lane t mod 16,
+ *            lane = fmaf(dy[r][o][t], xpatch_r[q][t], lane); then the tree;
+ *            db[o] likewise with lane + dy (pk_sum2d);
+ *   dx:      dx[c][y][x] = +0, then for (i, j) in order: dx + d_ij, where
+ *            d_ij = the chain over the group's o of fmaf(w[o][c][i][j],
+ *            dyz[o][y + p - i d][x + p - j d], .) from +0 and dyz is dy at
+ *            (oy s, ox s) and 0 everywhere else (off the map, between strides).
+ * A struct pk_conv holds a layer's geometry and tables (pk_conv_init:
+ * -EINVAL for a shape that does not fit, -ENOMEM). Thread: init/deinit by
+ * the struct's owner; the others from any thread at once, each with its own
+ * scratch of pk_conv_scratch(cv, rows) floats (rows: the most samples a
+ * pk_conv_dw call takes). */
+struct pk_conv {
+	unsigned c, h, w, oc, k, s, p, d, g;   /* the layer */
+	unsigned cg, og, oh, ow;               /* per group; the output map */
+	size_t ckk, ohw;                       /* taps of a group (C/G K K), output pixels */
+	unsigned hph, wph;                     /* a phase plane of the padded input */
+	size_t plane, chs, xph_len, nwide;     /* its floats; a channel's (s s planes); a sample's; the wide map */
+	unsigned hq, wq;                       /* dyz's plane (H + d(K-1)) x (W + d(K-1)) */
+	size_t qplane, dxwide;
+	ptrdiff_t *koff;                       /* (ckk) tap q's offset in the phase planes */
+	ptrdiff_t *dx_koff, *dx_gsrc, *dx_gp;  /* dx: per output channel, per (i, j) */
+};
+int pk_conv_init(struct pk_conv *cv, unsigned c, unsigned h, unsigned w, unsigned oc, unsigned k,
+		 unsigned stride, unsigned pad, unsigned dil, unsigned groups);
+void pk_conv_deinit(struct pk_conv *cv);
+size_t pk_conv_scratch(const struct pk_conv *cv, size_t rows);
+/* One sample: y (OC, OH, OW); bias (OC) or NULL. */
+void pk_conv_forward(const struct pk_conv *cv, const float *w, const float *bias, const float *x,
+		     float *y, float *scratch);
+/* A chunk of `rows` samples (sample r at x + r x_ld, its dy at dy + r dy_ld):
+ * dw (OC, C/G K K) and, when not NULL, db (OC). */
+void pk_conv_dw(const struct pk_conv *cv, const float *x, size_t x_ld, const float *dy, size_t dy_ld,
+		size_t rows, float *dw, float *db, float *scratch);
+/* One sample: dx (C, H, W) from dy (OC, OH, OW). */
+void pk_conv_dx(const struct pk_conv *cv, const float *w, const float *dy, float *dx, float *scratch);
+
 /* x^n in double by squaring, low bit first: r = 1; while n: (n odd: r *= x);
  * x *= x; n >>= 1. Adam's bias corrections in a portable job (libm's pow
  * is not the same function on every glibc). */
 double pk_powi(double x, uint64_t n);
+
+/* ---- double precision: the schedules' and the initialisation's functions --
+ * cos, sin, log and integer powers of doubles, computed in double-double
+ * arithmetic from IEEE operations and fma alone and rounded once
+ * (portable-f64.c): the correctly rounded result except where the exact
+ * value lies within about 2^-95 (relative) of a rounding boundary, so they
+ * equal glibc's (nearly correctly rounded) functions almost always, and are
+ * the same bits on every CPU. cos and sin as stated for |x| < 2^30; log of
+ * x <= 0, inf, NaN and pown's overflow as C99's log and pow. */
+double pk_cos64(double x);
+void pk_sincos64(double x, double *s, double *c);
+double pk_log64(double x);
+/* x^n, n >= 0 (x^0 = 1). */
+double pk_pown64(double x, uint64_t n);
 
 /* ---- transcendental functions ---------------------------------------------
  * y[i] = f(x[i]) for i < n (y may be x). Errors against the correctly

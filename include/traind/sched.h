@@ -100,6 +100,8 @@ struct sched_config {
 	enum monitor_kind monitor;
 	uint32_t patience;                  /* early stopping; 0 = off */
 	double min_delta;                   /* early stopping (0) */
+	bool portable;                      /* kernels portable: cos and integer powers by
+					       pk_cos64 and pk_pown64 instead of libm's */
 };
 
 /* The whole state; every field goes into the checkpoint. */

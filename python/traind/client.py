@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import socket as _socket
+import time
 
 from . import errors
 
@@ -285,6 +286,59 @@ class Client:
         """Remove the job with its checkpoints and history (force: a queued or
         running one too, killed first): {"id", "state"} (the state it was in)."""
         return self.call("Delete", {"id": int(id), "force": True if force else None})
+
+    # ---- sweeps (doc/sweeps.md) ----
+
+    def sweep_start(self, searcher, params, trials=None, max_parallel=None, seed=None, metric=None,
+                    grace_epochs=None, reduction_factor=None, max_epochs=None, name=None, keep=None,
+                    **config):
+        """Start a hyperparameter sweep; its id. searcher: "grid", "random"
+        or "sha"; params: {"lr": "loguniform(1e-4,1e-2)", ...} (or a list of
+        "KEY=DIST" strings); every other keyword is the configuration the
+        trials share, as start() takes it."""
+        if isinstance(params, dict):
+            params = ["%s=%s" % (k, v) for k, v in params.items()]
+        p = {"searcher": searcher, "params": list(params), "trials": trials, "max_parallel": max_parallel,
+             "seed": seed, "metric": metric, "grace_epochs": grace_epochs, "reduction_factor": reduction_factor,
+             "max_epochs": max_epochs, "name": name, "config": config}
+        if keep is not None:
+            p["keep"] = -1 if keep == "all" else int(keep)
+        return self.call("SweepStart", p)["id"]
+
+    def sweep_status(self, id):
+        """The sweep: its trials (trial, job, params, state, epochs, metric,
+        decision, reason) and its best trial (a dict, as `trainctl sweep
+        status --json` prints it)."""
+        return self.call("SweepStatus", {"id": int(id)})["sweep"]
+
+    def sweeps(self):
+        """Every sweep, by id (without their trials)."""
+        return self.call("SweepList", {})["sweeps"]
+
+    def sweep_wait(self, id, timeout=None, interval=0.5):
+        """Poll until the sweep is no longer running; its status. Raises
+        errors.Timeout after timeout seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            s = self.sweep_status(id)
+            if s["state"] != "running":
+                return s
+            if deadline is not None and time.monotonic() >= deadline:
+                raise errors.Timeout("io.traind.Timeout", {"id": int(id)}, "sweep %d is still running" % int(id))
+            time.sleep(interval)
+
+    def sweep_pause(self, id):
+        return self.call("SweepPause", {"id": int(id)})
+
+    def sweep_resume(self, id):
+        return self.call("SweepResume", {"id": int(id)})
+
+    def sweep_kill(self, id):
+        return self.call("SweepKill", {"id": int(id)})
+
+    def sweep_rm(self, id, force=False):
+        """Remove the sweep with its trials' jobs (force: kill them first)."""
+        return self.call("SweepDelete", {"id": int(id), "force": True if force else None})
 
     # ---- models ----
 

@@ -17,7 +17,7 @@ import builtins
 
 __all__ = [
     "Error", "ConnectionError", "ProtocolMismatch",
-    "NoSuchJob", "JobRemoved", "NoSuchCheckpoint", "InvalidState", "UnexpectedState", "Timeout",
+    "NoSuchJob", "NoSuchSweep", "JobRemoved", "NoSuchCheckpoint", "InvalidState", "UnexpectedState", "Timeout",
     "DatasetError", "DatasetChanged", "NoSuchDataset", "DatasetExists", "DatasetInUse", "DatasetTooBig",
     "ImageError", "ImageSizeMismatch", "CheckpointError", "StorageError", "ShuttingDown",
     "ProtocolError", "TooManyRequests", "PermissionDenied",
@@ -101,6 +101,7 @@ def _subclass(name, doc, *bases):
 
 
 NoSuchJob = _subclass("NoSuchJob", "No job of that id (parameters: id).", Error, builtins.LookupError)
+NoSuchSweep = _subclass("NoSuchSweep", "No sweep of that id (parameters: id).", Error, builtins.LookupError)
 JobRemoved = _subclass("JobRemoved", "The job was removed while the call waited on it (id).")
 NoSuchCheckpoint = _subclass("NoSuchCheckpoint", "The job has no such checkpoint (id, epoch).", Error,
                              builtins.LookupError)
@@ -132,7 +133,7 @@ InterfaceNotFound = _subclass("InterfaceNotFound", "No such interface (interface
 MethodNotImplemented = _subclass("MethodNotImplemented", "Not implemented (method).")
 
 _BY_NAME = {cls.__name__: cls for cls in (
-    NoSuchJob, JobRemoved, NoSuchCheckpoint, InvalidState, UnexpectedState, Timeout, DatasetError,
+    NoSuchJob, NoSuchSweep, JobRemoved, NoSuchCheckpoint, InvalidState, UnexpectedState, Timeout, DatasetError,
     DatasetChanged, NoSuchDataset, DatasetExists, DatasetInUse, DatasetTooBig, ImageError, ImageSizeMismatch,
     CheckpointError, StorageError, ShuttingDown, ProtocolError, TooManyRequests, PermissionDenied,
     InvalidParameter, MethodNotFound, InterfaceNotFound, MethodNotImplemented)}

@@ -29,8 +29,10 @@ def counters(d):
 
 def check_shape(c, what):
     h = c.get("commit_seconds", {})
-    ok = (set(c) == {"epochs_committed", "jobs_failed", "client_errors", "commit_seconds"} and
+    bg = c.get("background", {})
+    ok = (set(c) == {"epochs_committed", "jobs_failed", "client_errors", "commit_seconds", "background"} and
           set(h) == {"buckets", "counts", "sum", "count"} and
+          set(bg) == {"waiting", "running", "refused"} and all(isinstance(v, int) for v in bg.values()) and
           all(isinstance(c[k], int) for k in ("epochs_committed", "jobs_failed", "client_errors")) and
           h["buckets"] == BUCKETS and len(h["counts"]) == len(BUCKETS) and
           all(isinstance(n, int) for n in h["counts"]) and isinstance(h["count"], int) and

@@ -3,9 +3,9 @@
 driven through trainctl on a real socket, SQLite and MNIST:
 
 - start --kernels portable records the key (status config kernels); a job
-  without it is openblas; an unknown value, and a model with a layer the
-  portable kernels do not cover yet (lenet5: conv2d), are refused at start
-  naming config.kernels.
+  without it is openblas; an unknown value is refused at start naming the
+  choices.
+- The job is lenet5 (conv2d, maxpool) with Adam, OneCycle and clipping.
 - A portable job paused mid-epoch under one traind with TRAIND_ISA on the
   widest path, resumed under another traind on the same database with
   TRAIND_ISA=generic: its export is bit-identical to the same job run
@@ -13,16 +13,25 @@ driven through trainctl on a real socket, SQLite and MNIST:
   is none).
 - start --from JOB@1 --threads 3: the reference job's state at epoch 1 going
   on at 3 threads instead of 1 ends bit-identical to the reference.
+- MPI: a portable lenet5 job on 2 ranks, rank 0 on the widest path and
+  rank 1 on the plain C path (TRAIND_RANK_PROGRAM is a wrapper that sets
+  each rank's TRAIND_ISA from OMPI_COMM_WORLD_RANK), ends bit-identical to
+  the same job as one process computing its 2 shards in turn (skipped
+  without mpirun).
 A path this CPU cannot run is skipped, with the reason."""
 import os
+import shutil
+import stat
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import Daemon, check, run  # noqa: E402
+from harness import SANITIZER, TRAIND_RANK, Daemon, check, run  # noqa: E402
 
-# 2 epochs of 500 steps of 8: long enough to pause in, short on the plain C path
-CFG = ["--kernels", "portable", "--train-size", "4000", "--batch-size", "8", "--val-size", "1000",
-       "--hidden", "64", "--epochs", "2", "--threads", "1"]
+# 2 epochs of 250 steps of 8: long enough to pause in, short on the plain C path
+CFG = ["--kernels", "portable", "--train-size", "2000", "--batch-size", "8", "--val-size", "500",
+       "--model", "lenet5", "--optimizer", "adam", "--lr-scheduler", "onecycle(max_lr=0.005)",
+       "--clip-grad-norm", "1", "--epochs", "2", "--threads", "1"]
 
 
 def widest():
@@ -42,11 +51,6 @@ def main():
     rc, out, err = a.ctl("start", "--kernels", "mkl", check_rc=False)
     check(rc != 0 and "unknown kernels 'mkl' (expected openblas or portable)" in err,
           "start --kernels mkl: refused naming the choices (rc %d: %s)" % (rc, err.strip()))
-    r = a.call("io.traind.Start", {"config": {"kernels": "portable", "model": "lenet5"}})
-    check(r.get("error") == "org.varlink.service.InvalidParameter" and
-          r.get("parameters", {}).get("parameter") == "config.kernels" and
-          "not yet supported for layer 1 conv2d" in str(r),
-          "Start lenet5 with kernels portable: InvalidParameter config.kernels naming conv2d (%s)" % r)
     plain = a.start_job("--train-size", "2000", "--val-size", "1000", "--epochs", "1")
     check(a.status(plain)["config"].get("kernels") == "openblas", "a job without the flag is openblas")
 
@@ -78,6 +82,40 @@ def main():
     check(b.status(cont)["config"]["threads"] == 3 and b.export_sha(cont) == ref_sha,
           "start --from %s@1 --threads 3 on generic: bit-identical to the reference's 1 thread on %s"
           % (ref, top))
+
+    b.stop()
+    mpi(top)
+
+
+def mpi(top):
+    if not shutil.which("mpirun") or not os.path.exists(TRAIND_RANK):
+        print("skip: the MPI part: no mpirun or no traind-rank (libopenmpi-dev)")
+        return
+    w = tempfile.mkdtemp(prefix="traind-portable-mpi-")
+    wrapper = os.path.join(w, "rank-by-isa")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\n"
+                "# each rank its own instruction-set path\n"
+                "case \"$OMPI_COMM_WORLD_RANK\" in 0) TRAIND_ISA=%s ;; *) TRAIND_ISA=generic ;; esac\n"
+                "export TRAIND_ISA\n"
+                "exec %s \"$@\"\n" % (top, TRAIND_RANK))
+    os.chmod(wrapper, os.stat(wrapper).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    args = ["--mpi-arg=--oversubscribe"]
+    if SANITIZER:
+        args += ["--mpi-arg=-x", "--mpi-arg=ASAN_OPTIONS=detect_leaks=0"]
+    d = Daemon(max_running=1, extra_args=args,
+               extra_env={"TRAIND_ISA": top, "TRAIND_RANK_PROGRAM": wrapper}).start()
+    job = ["--kernels", "portable", "--model", "lenet5", "--train-size", "1000", "--val-size", "200",
+           "--epochs", "1", "--threads", "1", "--optimizer", "adam", "--clip-grad-norm", "1"]
+    ref = d.start_job(*job, "--shards", "2")
+    check(d.wait(ref, "--state", "done")[0] == 0, "the 1-process 2-shard portable job on %s is done" % top)
+    two = d.start_job(*job, "--ranks", "2")
+    check(d.wait(two, "--state", "done", timeout=600)[0] == 0,
+          "the 2-rank portable job (rank 0 on %s, rank 1 on generic) is done (%s)" % (top, d.status(two).get("error")))
+    check(d.export_sha(two) == d.export_sha(ref),
+          "2 ranks on %s and generic end bit-identical to 1 process with 2 shards" % top)
+    d.stop()
+    shutil.rmtree(w, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@
  *     "values" F32 [N, W] (the targets), optionally "class_weights" and
  *     "pos_weight" F32 [W]; metadata "loss" (a loss name), "label_smoothing",
  *     "delta", "pieces" (the batch computed in that many pieces, as the
- *     trainer's shards, 1 by default).
+ *     trainer's shards, 1 by default), "kernels" (openblas, or portable: a
+ *     portable job's exp and log).
  *     OUT: "loss" F64 [1] (the batch mean), "dout" F32 [N, W] (its gradient).
  *
  *   loss-probe augment IN.safetensors OUT.safetensors
@@ -62,6 +63,8 @@ static int run_loss(const struct st_file *f, struct st_writer *w, float **dout_o
 	l.width = (uint32_t)width;
 	l.label_smoothing = (float)meta_double(f, "label_smoothing", 0);
 	l.delta = (float)meta_double(f, "delta", 1);
+	l.kernels = st_meta_get(f, "kernels") && strcmp(st_meta_get(f, "kernels"), "portable") == 0
+			    ? KERNELS_PORTABLE : KERNELS_OPENBLAS;
 	l.class_weights = cw ? (const float *)cw->data : NULL;
 	l.pos_weight = pw ? (const float *)pw->data : NULL;
 	if (cls) {

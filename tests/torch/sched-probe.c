@@ -21,6 +21,14 @@
 #include "traind/sha256.h"
 #include "traind/team.h"
 
+/* SCHED_PROBE_KERNELS=portable: a portable job's schedules and clipping */
+static bool portable(void)
+{
+	const char *k = getenv("SCHED_PROBE_KERNELS");
+
+	return k && strcmp(k, "portable") == 0;
+}
+
 static int probe_lr(int argc, char **argv)
 {
 	struct sched_spec spec;
@@ -43,6 +51,7 @@ static int probe_lr(int argc, char **argv)
 	sc.epochs = (uint32_t)atoi(argv[3]);
 	sc.steps_per_epoch = (uint32_t)atoi(argv[4]);
 	sc.monitor = MONITOR_VAL_LOSS;
+	sc.portable = portable();
 	if (argc > 7)
 		for (char *tok = strtok(argv[7], ","); tok && nmetrics < 1024; tok = strtok(NULL, ","))
 			metrics[nmetrics++] = strtod(tok, NULL);
@@ -83,7 +92,8 @@ static int probe_clip(int argc, char **argv)
 	fclose(f);
 	if (team_new(&team, (unsigned)atoi(argv[3])) < 0)
 		return 1;
-	norm = clip_grad_norm(team, g, (size_t)n, strtod(argv[2], NULL), &coef);
+	norm = clip_grad_norm_by(portable() ? KERNELS_PORTABLE : KERNELS_OPENBLAS, team, g, (size_t)n,
+				 strtod(argv[2], NULL), &coef);
 	sha256_hex(g, (size_t)n * 4, hex);
 	printf("%.17g %.9g %s\n", norm, (double)coef, hex);
 	team_free(team);

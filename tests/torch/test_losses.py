@@ -6,7 +6,8 @@ against PyTorch 1.13 (Debian's python3-torch, python3-torchvision 0.14).
    label_smoothing, with a weight per class, with both), mse, l1, huber (two
    deltas), binary_cross_entropy_with_logits (plain, with pos_weight). The
    batch mean and its gradient at the outputs (autograd's) must agree within
-   1e-5 of the largest value; the batch computed in 3 pieces (the trainer's
+   1e-5 of the largest value, with kernels openblas and portable (traind's
+   own exp and log); the batch computed in 3 pieces (the trainer's
    shards) gives the same gradient bits and the same mean within 1e-12.
 2. Each augmentation transform (engine/data/augment.c) applied with given
    draws against torchvision's for the same choices: RandomCrop(size,
@@ -79,7 +80,7 @@ def torch_loss(name, z, target, opts):
     return F.binary_cross_entropy_with_logits(z, target, pos_weight=opts.get("pos_weight"))
 
 
-def loss_case(d, name, opts, n=37, w=10, seed=0):
+def loss_case(d, name, opts, n=37, w=10, seed=0, kernels="openblas"):
     g = torch.Generator().manual_seed(seed)
     z = (torch.randn(n, w, generator=g) * 3).float()
     if name == "cross_entropy":
@@ -91,7 +92,7 @@ def loss_case(d, name, opts, n=37, w=10, seed=0):
     else:
         target = (torch.randn(n, w, generator=g) * 2).float()
         tensors = {"out": z, "values": target}
-    meta = {"loss": name}
+    meta = {"loss": name, "kernels": kernels}
     for k in ("class_weights", "pos_weight"):
         if k in opts:
             tensors[k] = opts[k]
@@ -103,8 +104,8 @@ def loss_case(d, name, opts, n=37, w=10, seed=0):
     want.backward()
     one = probe("loss", d, tensors, dict(meta, pieces="1"))
     three = probe("loss", d, tensors, dict(meta, pieces="3"))
-    label = "%s %s" % (name, ", ".join(k if isinstance(v, torch.Tensor) else "%s=%g" % (k, v)
-                                        for k, v in opts.items()) or "plain")
+    label = "%s %s (%s)" % (name, ", ".join(k if isinstance(v, torch.Tensor) else "%s=%g" % (k, v)
+                                             for k, v in opts.items()) or "plain", kernels)
     rv = close(one["loss"], want.detach().reshape(1))
     rg = close(one["dout"], zz.grad)
     check(rv <= TOL, "%s: the mean loss %.7g equals torch's %.7g (relative %.2g)"
@@ -117,16 +118,17 @@ def loss_case(d, name, opts, n=37, w=10, seed=0):
 def losses(d):
     w = torch.rand(10, generator=torch.Generator().manual_seed(5)) * 2 + 0.1
     pw = torch.rand(6, generator=torch.Generator().manual_seed(6)) * 3 + 0.2
-    loss_case(d, "cross_entropy", {})
-    loss_case(d, "cross_entropy", {"label_smoothing": 0.1})
-    loss_case(d, "cross_entropy", {"class_weights": w})
-    loss_case(d, "cross_entropy", {"class_weights": w, "label_smoothing": 0.25}, seed=1)
-    loss_case(d, "mse", {}, w=3)
-    loss_case(d, "l1", {}, w=3)
-    loss_case(d, "huber", {"delta": 0.5}, w=3)
-    loss_case(d, "huber", {"delta": 2.0}, w=3, seed=2)
-    loss_case(d, "bce_with_logits", {}, w=6)
-    loss_case(d, "bce_with_logits", {"pos_weight": pw}, w=6)
+    for k in ("openblas", "portable"):   # a portable job: traind's own exp and log
+        loss_case(d, "cross_entropy", {}, kernels=k)
+        loss_case(d, "cross_entropy", {"label_smoothing": 0.1}, kernels=k)
+        loss_case(d, "cross_entropy", {"class_weights": w}, kernels=k)
+        loss_case(d, "cross_entropy", {"class_weights": w, "label_smoothing": 0.25}, seed=1, kernels=k)
+        loss_case(d, "mse", {}, w=3, kernels=k)
+        loss_case(d, "l1", {}, w=3, kernels=k)
+        loss_case(d, "huber", {"delta": 0.5}, w=3, kernels=k)
+        loss_case(d, "huber", {"delta": 2.0}, w=3, seed=2, kernels=k)
+        loss_case(d, "bce_with_logits", {}, w=6, kernels=k)
+        loss_case(d, "bce_with_logits", {"pos_weight": pw}, w=6, kernels=k)
 
 
 # ---- 2. augmentation --------------------------------------------------------

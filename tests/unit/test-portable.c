@@ -533,6 +533,210 @@ static void test_chunks(void **state)
 	}
 }
 
+/* ---- convolutions ----------------------------------------------------------- */
+
+/* The input value tap (c, i, j) of output pixel (oy, ox) reads: 0 in the padding. */
+static float conv_tap(const struct pk_conv *cv, const float *x, unsigned g, unsigned c, unsigned i,
+		      unsigned j, unsigned oy, unsigned ox)
+{
+	long y = (long)oy * cv->s - cv->p + (long)i * cv->d, xx = (long)ox * cv->s - cv->p + (long)j * cv->d;
+
+	if (y < 0 || y >= (long)cv->h || xx < 0 || xx >= (long)cv->w)
+		return 0.0f;
+	return x[((size_t)(g * cv->cg + c) * cv->h + (size_t)y) * cv->w + (size_t)xx];
+}
+
+/* include/traind/portable.h's definitions of the three, written out. */
+static void contract_conv_forward(const struct pk_conv *cv, const float *w, const float *bias,
+				  const float *x, float *y)
+{
+	unsigned k = cv->k;
+
+	for (unsigned o = 0; o < cv->oc; o++) {
+		unsigned g = o / cv->og;
+
+		for (unsigned oy = 0; oy < cv->oh; oy++)
+			for (unsigned ox = 0; ox < cv->ow; ox++) {
+				float acc = bias ? bias[o] : 0.0f;
+
+				for (unsigned c = 0; c < cv->cg; c++)
+					for (unsigned i = 0; i < k; i++)
+						for (unsigned j = 0; j < k; j++)
+							acc = fmaf(w[(size_t)o * cv->ckk + (c * k + i) * k + j],
+								   conv_tap(cv, x, g, c, i, j, oy, ox), acc);
+				y[((size_t)o * cv->oh + oy) * cv->ow + ox] = acc;
+			}
+	}
+}
+
+static void contract_conv_dw(const struct pk_conv *cv, const float *x, const float *dy, size_t rows,
+			     float *dw, float *db)
+{
+	unsigned k = cv->k;
+	size_t xs = (size_t)cv->c * cv->h * cv->w, ys = (size_t)cv->oc * cv->ohw;
+
+	for (unsigned o = 0; o < cv->oc; o++) {
+		unsigned g = o / cv->og;
+		float lb[16] = { 0 };
+
+		for (size_t q = 0; q < cv->ckk; q++) {
+			unsigned c = (unsigned)(q / (k * k)), i = (unsigned)(q / k % k), j = (unsigned)(q % k);
+			float l[16] = { 0 };
+
+			for (size_t r = 0; r < rows; r++)
+				for (size_t t = 0; t < cv->ohw; t++)
+					l[t % 16] = fmaf(dy[r * ys + o * cv->ohw + t],
+							 conv_tap(cv, x + r * xs, g, c, i, j, (unsigned)(t / cv->ow),
+								  (unsigned)(t % cv->ow)),
+							 l[t % 16]);
+			dw[o * cv->ckk + q] = contract_tree(l, 0);
+		}
+		for (size_t r = 0; r < rows; r++)
+			for (size_t t = 0; t < cv->ohw; t++)
+				lb[t % 16] = lb[t % 16] + dy[r * ys + o * cv->ohw + t];
+		db[o] = contract_tree(lb, 0);
+	}
+}
+
+static void contract_conv_dx(const struct pk_conv *cv, const float *w, const float *dy, float *dx)
+{
+	unsigned k = cv->k;
+
+	for (unsigned ch = 0; ch < cv->c; ch++) {
+		unsigned g = ch / cv->cg, c = ch % cv->cg;
+
+		for (unsigned y = 0; y < cv->h; y++)
+			for (unsigned x = 0; x < cv->w; x++) {
+				float acc = 0.0f;
+
+				for (unsigned i = 0; i < k; i++)
+					for (unsigned j = 0; j < k; j++) {
+						long uy = (long)y + cv->p - (long)(i * cv->d);
+						long ux = (long)x + cv->p - (long)(j * cv->d);
+						float d = 0.0f;
+
+						for (unsigned oo = 0; oo < cv->og; oo++) {
+							unsigned o = g * cv->og + oo;
+							float v = 0.0f;
+
+							if (uy >= 0 && ux >= 0 && uy % cv->s == 0 && ux % cv->s == 0 &&
+							    uy / cv->s < cv->oh && ux / cv->s < cv->ow)
+								v = dy[((size_t)o * cv->oh + (size_t)(uy / cv->s)) * cv->ow +
+								       (size_t)(ux / cv->s)];
+							d = fmaf(w[(size_t)o * cv->ckk + (c * k + i) * k + j], v, d);
+						}
+						acc = acc + d;
+					}
+				dx[((size_t)ch * cv->h + y) * cv->w + x] = acc;
+			}
+	}
+}
+
+/* Every option of conv2d (stride, padding, groups, dilation) and the
+ * training shapes (lenet5's, resnet20's 3x3 and 1x1 shortcuts): on every
+ * path, the forward, dW, db of a chunk and dx are the contract's bits. */
+static void test_conv(void **state)
+{
+	static const unsigned shapes[][9] = {
+		/* c, h, w, oc, k, stride, pad, dil, groups */
+		{ 1, 28, 28, 6, 5, 1, 2, 1, 1 },    { 6, 14, 14, 16, 5, 1, 0, 1, 1 },
+		{ 16, 8, 8, 16, 3, 1, 1, 1, 1 },    { 16, 16, 16, 32, 3, 2, 1, 1, 1 },
+		{ 16, 16, 16, 32, 1, 2, 0, 1, 1 },  { 4, 9, 7, 6, 3, 1, 2, 2, 2 },
+		{ 6, 11, 10, 6, 3, 2, 1, 1, 3 },    { 3, 5, 6, 4, 3, 3, 1, 1, 1 },
+		{ 2, 7, 13, 3, 2, 2, 0, 3, 1 },     { 5, 6, 6, 7, 3, 1, 0, 1, 1 },
+	};
+	const size_t rows = 3;
+
+	(void)state;
+	for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
+		const unsigned *s = shapes[si];
+		struct pk_conv cv;
+		size_t xs, ys, nw;
+		float *x, *w, *b, *dy, *y, *yr, *dw, *dwr, *db, *dbr, *dx, *dxr, *scratch;
+
+		assert_int_equal(pk_conv_init(&cv, s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8]), 0);
+		xs = (size_t)cv.c * cv.h * cv.w;
+		ys = (size_t)cv.oc * cv.ohw;
+		nw = (size_t)cv.oc * cv.ckk;
+		x = rnd_array(rows * xs);
+		w = rnd_array(nw);
+		b = rnd_array(cv.oc);
+		dy = rnd_array(rows * ys);
+		y = rnd_array(ys);
+		yr = rnd_array(ys);
+		dw = rnd_array(nw);
+		dwr = rnd_array(nw);
+		db = rnd_array(cv.oc);
+		dbr = rnd_array(cv.oc);
+		dx = rnd_array(xs);
+		dxr = rnd_array(xs);
+		scratch = malloc(pk_conv_scratch(&cv, rows) * sizeof(float));
+		assert_non_null(scratch);
+		contract_conv_forward(&cv, w, si % 2 ? NULL : b, x + xs, yr);
+		contract_conv_dw(&cv, x, dy, rows, dwr, dbr);
+		contract_conv_dx(&cv, w, dy + ys, dxr);
+		for (int pi = 0; pi < npaths; pi++) {
+			use_path(paths[pi]);
+			pk_conv_forward(&cv, w, si % 2 ? NULL : b, x + xs, y, scratch);
+			pk_conv_dw(&cv, x, xs, dy, ys, rows, dw, db, scratch);
+			pk_conv_dx(&cv, w, dy + ys, dx, scratch);
+			if (memcmp(y, yr, ys * sizeof(float)) || memcmp(dw, dwr, nw * sizeof(float)) ||
+			    memcmp(db, dbr, cv.oc * sizeof(float)) || memcmp(dx, dxr, xs * sizeof(float)))
+				fail_msg("conv %zu (%u,%u,%u oc %u k %u s %u p %u d %u g %u) on %s: y %d dw %d db %d dx %d",
+					 si, s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8],
+					 pk_isa_name(paths[pi]), !!memcmp(y, yr, ys * sizeof(float)),
+					 !!memcmp(dw, dwr, nw * sizeof(float)), !!memcmp(db, dbr, cv.oc * sizeof(float)),
+					 !!memcmp(dx, dxr, xs * sizeof(float)));
+		}
+		free(x); free(w); free(b); free(dy); free(y); free(yr); free(dw); free(dwr);
+		free(db); free(dbr); free(dx); free(dxr); free(scratch);
+		pk_conv_deinit(&cv);
+	}
+	use_path(pk_isa_best());
+}
+
+/* ---- double precision: the schedules' cos and powers, the init's log ----------- */
+
+/* |a - b| in units of b's last place */
+static double ulps64(double a, double b)
+{
+	double u = nextafter(fabs(b), INFINITY) - fabs(b);
+
+	return a == b ? 0.0 : fabs(a - b) / u;   /* inf == inf, 0 == 0 */
+}
+
+/* pk_cos64, pk_sincos64, pk_log64 and pk_pown64 against glibc's (nearly
+ * correctly rounded) cos, sin, log and pow: within one ulp, equal for
+ * almost every argument; the special values as C99's. Their bits are the
+ * same on every CPU by construction (IEEE operations and fma only; no
+ * path choice). */
+static void test_f64(void **state)
+{
+	size_t differ = 0, n = 20000;
+
+	(void)state;
+	for (size_t i = 0; i < n; i++) {
+		double x = ((double)(rnd64() >> 11) / 9007199254740992.0 * 2.0 - 1.0) * 200.0;
+		double u = (double)(rnd64() >> 11) / 9007199254740992.0 * 1e6 + 1e-300, s, c;
+		double g = 0.5 + (double)(rnd64() >> 11) / 9007199254740992.0;
+		uint64_t e = rnd64() % 5000;
+
+		pk_sincos64(x, &s, &c);
+		assert_true(c == pk_cos64(x));
+		assert_true(ulps64(c, cos(x)) <= 1.0 && ulps64(s, sin(x)) <= 1.0);
+		assert_true(ulps64(pk_log64(u), log(u)) <= 1.0);
+		assert_true(ulps64(pk_pown64(g, e), pow(g, (double)e)) <= 1.0);
+		differ += c != cos(x);
+		differ += pk_log64(u) != log(u);
+		differ += pk_pown64(g, e) != pow(g, (double)e);
+	}
+	assert_true(differ < n / 100);   /* almost always glibc's own bits */
+	assert_true(pk_cos64(0.0) == 1.0 && pk_log64(1.0) == 0.0 && pk_log64(0.0) == -INFINITY);
+	assert_true(isnan(pk_log64(-1.0)) && isnan(pk_cos64(INFINITY)) && pk_pown64(3.0, 0) == 1.0);
+	assert_true(pk_pown64(2.0, 2000) == INFINITY && pk_pown64(0.5, 2000) == 0.0);
+	assert_true(pk_pown64(0.9, 3) == pow(0.9, 3.0) && pk_pown64(5.0, 2) == 25.0);
+}
+
 /* ---- exp, log, tanh, erf, sigmoid ------------------------------------------------ */
 
 struct fn {
@@ -796,6 +1000,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_stats_2d),
 		cmocka_unit_test(test_softmax_xent),
 		cmocka_unit_test(test_chunks),
+		cmocka_unit_test(test_conv),
+		cmocka_unit_test(test_f64),
 		cmocka_unit_test(test_math),
 		cmocka_unit_test(test_math_specials),
 	};

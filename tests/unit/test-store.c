@@ -1293,7 +1293,7 @@ static void test_regression_rows(void **state)
 		row.train_acc = row.train_macro_acc = row.val_acc = row.val_macro_acc = NAN;
 		row.val_mae = rmse[e - 1] * 0.8;
 		row.val_rmse = rmse[e - 1];
-		row.val_ppl = e == 3 ? 7.25 : NAN;   /* migration 0009: a language model's column */
+		row.val_ppl = e == 3 ? 7.25 : NAN;   /* migration 0010: a language model's column */
 		make_checksum(sum, e, 0);
 		if (store_commit_epoch(s, job, &row, blob, 100, sum, &err) != 0)
 			fail_msg("commit %u: %s", e, err.msg);

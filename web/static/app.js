@@ -15,6 +15,10 @@
 // side by side with the rows that differ marked, train and validation
 // curves together, smoothing, a log scale, CSV and PNG downloads.
 // window.traindCharts holds the uPlot instances (the tests read their data).
+// The sweep page (/sweeps/N): its trials in a table sortable by any column,
+// a parallel-coordinates chart and a scatter per parameter against the
+// metric (SVG), every trial's validation loss overlaid (uPlot); polled
+// while the sweep runs. window.traindSweep says what it drew.
 'use strict';
 
 const POLL_MS = 2000;
@@ -626,6 +630,199 @@ async function initCompare() {
   drawCompare();
 }
 
+
+// ---- a sweep ----
+
+const sweepView = { sweep: null, sortKey: 'trial', sortDir: 1, hist: {}, timer: null };
+
+function sweepId() {
+  const m = location.pathname.match(/^\/sweeps\/(\d+)$/);
+  return m ? parseInt(m[1], 10) : null;
+}
+
+// The parameters' names, in the order of the sweep's spec.
+function sweepParams(s) {
+  return s.params.map(p => p.slice(0, p.indexOf('=')));
+}
+
+// A value on a numeric axis: numbers as they are, anything else by its
+// place among the values the column has.
+function axisOf(values) {
+  const numeric = values.every(v => typeof v === 'number');
+  const cats = numeric ? [] : [...new Set(values.map(String))].sort();
+  const pos = v => numeric ? v : cats.indexOf(String(v));
+  const nums = values.map(pos);
+  let lo = Math.min(...nums), hi = Math.max(...nums);
+  const positive = numeric && lo > 0;
+  const log = positive && hi / lo > 50;
+  if (lo === hi) { lo -= 0.5; hi += 0.5; }
+  const f = v => {
+    const x = pos(v);
+    return log ? (Math.log(x) - Math.log(lo)) / (Math.log(hi) - Math.log(lo)) : (x - lo) / (hi - lo);
+  };
+  return { f, lo, hi, cats, log, label: v => numeric ? fmt(v, 3) : String(v) };
+}
+
+function svgEl(tag, attrs, ...children) {
+  const n = document.createElementNS('http://www.w3.org/2000/svg', tag);
+  for (const [k, v] of Object.entries(attrs || {})) n.setAttribute(k, v);
+  for (const c of children) n.append(c);
+  return n;
+}
+
+// Blue for the best metric, red for the worst.
+function metricColour(t) {
+  return 'hsl(' + Math.round(220 * (1 - t)) + ', 70%, 45%)';
+}
+
+function metricLower(s) {
+  return s.metric !== 'val_acc' && s.metric !== 'val_macro_acc';
+}
+
+function drawParcoords(s, trials) {
+  const names = sweepParams(s).concat([s.metric]);
+  const box = $('#parcoords');
+  const W = Math.max(400, box.clientWidth || 800), H = 320, m = 40;
+  const svg = svgEl('svg', { width: W, height: H, 'data-lines': String(trials.length) });
+  const value = (t, k) => k === s.metric ? t.metric : t.params[k];
+  const axes = names.map(k => axisOf(trials.map(t => value(t, k))));
+  const x = i => m + i * (W - 2 * m) / Math.max(1, names.length - 1);
+  const y = v => H - m - v * (H - 2 * m);
+  const mAxis = axes[axes.length - 1];
+  names.forEach((k, i) => {
+    svg.append(svgEl('line', { x1: x(i), x2: x(i), y1: m, y2: H - m, stroke: '#999' }));
+    svg.append(svgEl('text', { x: x(i), y: m - 12, 'text-anchor': 'middle' }, k));
+    svg.append(svgEl('text', { x: x(i), y: H - m + 14, 'text-anchor': 'middle' },
+      axes[i].cats.length ? axes[i].cats[0] : fmt(axes[i].lo, 3)));
+    svg.append(svgEl('text', { x: x(i), y: m - 1, 'text-anchor': 'middle' },
+      axes[i].cats.length ? axes[i].cats[axes[i].cats.length - 1] : fmt(axes[i].hi, 3)));
+  });
+  for (const t of trials) {
+    const c = mAxis.f(t.metric);
+    const pts = names.map((k, i) => x(i).toFixed(1) + ',' + y(axes[i].f(value(t, k))).toFixed(1));
+    svg.append(svgEl('polyline', { points: pts.join(' '), fill: 'none', 'stroke-width': 2,
+      stroke: metricColour(metricLower(s) ? c : 1 - c), class: 'trial-line', 'data-trial': String(t.trial) },
+    svgEl('title', {}, 'trial ' + t.trial + ': ' + s.metric + ' ' + fmt(t.metric))));
+  }
+  box.replaceChildren(svg);
+  return trials.length;
+}
+
+function drawScatters(s, trials) {
+  const box = $('#scatters');
+  const charts = [];
+  for (const k of sweepParams(s)) {
+    const W = 320, H = 220, m = 36;
+    const ax = axisOf(trials.map(t => t.params[k])), ay = axisOf(trials.map(t => t.metric));
+    const svg = svgEl('svg', { width: W, height: H, class: 'scatter', 'data-param': k });
+    svg.append(svgEl('rect', { x: m, y: 8, width: W - m - 8, height: H - m - 8, fill: 'none', stroke: '#999' }));
+    svg.append(svgEl('text', { x: (W + m) / 2, y: H - 6, 'text-anchor': 'middle' }, k + (ax.log ? ' (log)' : '')));
+    svg.append(svgEl('text', { x: 4, y: 14 }, s.metric));
+    svg.append(svgEl('text', { x: m, y: H - m + 14 }, ax.cats.length ? ax.cats[0] : fmt(ax.lo, 3)));
+    svg.append(svgEl('text', { x: W - 8, y: H - m + 14, 'text-anchor': 'end' },
+      ax.cats.length ? ax.cats[ax.cats.length - 1] : fmt(ax.hi, 3)));
+    for (const t of trials) {
+      const c = ay.f(t.metric);
+      svg.append(svgEl('circle', {
+        cx: (m + ax.f(t.params[k]) * (W - m - 16) + 4).toFixed(1),
+        cy: (H - m - ay.f(t.metric) * (H - m - 20) - 4).toFixed(1), r: 5,
+        fill: metricColour(metricLower(s) ? c : 1 - c), class: 'point',
+      }, svgEl('title', {}, 'trial ' + t.trial + ': ' + k + ' ' + ax.label(t.params[k]) + ', ' + s.metric + ' ' +
+        fmt(t.metric))));
+    }
+    charts.push(svg);
+  }
+  box.replaceChildren(...charts);
+  return charts.length;
+}
+
+function sweepCell(t, key) {
+  if (key === 'job') return t.job;
+  if (key in t.params) return t.params[key];
+  return t[key];
+}
+
+function drawTrials(s) {
+  const keys = ['trial', 'job', 'state'].concat(sweepParams(s), ['epochs', 'metric', 'decision', 'reason']);
+  if (s.rungs || s.brackets) keys.splice(3, 0, 'rung');
+  const head = el('tr', {}, ...keys.map(k => {
+    const th = el('th', { 'data-key': k }, k === 'metric' ? s.metric : k);
+    if (k === sweepView.sortKey) th.classList.add(sweepView.sortDir > 0 ? 'sorted-asc' : 'sorted-desc');
+    th.addEventListener('click', () => {
+      sweepView.sortDir = sweepView.sortKey === k ? -sweepView.sortDir : 1;
+      sweepView.sortKey = k;
+      drawTrials(sweepView.sweep);
+    });
+    return th;
+  }));
+  const rows = s.trials.slice().sort((a, b) => {
+    const x = sweepCell(a, sweepView.sortKey), y = sweepCell(b, sweepView.sortKey);
+    if (x === y) return a.trial - b.trial;
+    if (x === null || x === undefined) return 1;
+    if (y === null || y === undefined) return -1;
+    const c = typeof x === 'number' && typeof y === 'number' ? x - y : String(x).localeCompare(String(y));
+    return sweepView.sortDir * c || a.trial - b.trial;
+  });
+  $('#trials thead').replaceChildren(head);
+  $('#trials tbody').replaceChildren(...rows.map(t => el('tr', { 'data-trial': String(t.trial) },
+    ...keys.map(k => {
+      const v = sweepCell(t, k);
+      if (k === 'job') return el('td', { class: 'num' }, el('a', { href: '/jobs/' + t.job }, String(t.job)));
+      if (k === 'state') return el('td', { class: 'state state-' + t.state }, t.state);
+      if (k === 'epochs') return el('td', { class: 'num' }, t.epochs + '/' + t.planned_epochs);
+      return el('td', { class: typeof v === 'number' ? 'num' : '' }, typeof v === 'number' ? fmt(v) : String(v ?? ''));
+    }))));
+}
+
+async function drawSweepCurves(s) {
+  // the histories of trials whose committed epochs changed since the last look
+  await Promise.all(s.trials.map(async t => {
+    const h = sweepView.hist[t.job];
+    if (h && h.epochs === t.epochs) return;
+    const r = await api('/api/jobs/' + t.job + '/history');
+    sweepView.hist[t.job] = { epochs: t.epochs, rows: r.rows };
+  }));
+  const maxEpoch = Math.max(1, ...s.trials.map(t => t.epochs));
+  const xs = Array.from({ length: maxEpoch }, (_, i) => i + 1);
+  const data = [xs].concat(s.trials.map(t => {
+    const by = new Map(sweepView.hist[t.job].rows.map(r => [r.epoch, r.val_loss]));
+    return xs.map(e => by.has(e) ? by.get(e) : null);
+  }));
+  chart('sweep', $('#chart-sweep'), 'validation loss of every trial', 'epoch',
+    s.trials.map(t => ({ label: 'trial ' + t.trial + ' (job ' + t.job + ')' })), data, { epochAxis: true });
+  return s.trials.length;
+}
+
+async function refreshSweep() {
+  const id = sweepId();
+  let s;
+  try { s = (await api('/api/sweeps/' + id)).sweep; } catch (e) { say(e.message); return; }
+  sweepView.sweep = s;
+  $('#title').textContent = 'Sweep ' + s.id + ' (' + s.name + ')';
+  $('#summary').replaceChildren(el('span', { id: 'sweep-state', class: 'state-' + s.state }, s.state),
+    ', ' + s.searcher + ' searcher, metric ' + s.metric + ', ' + s.trials_done + ' of ' + s.trials_total +
+    ' trials done, max_parallel ' + s.max_parallel + ', seed ' + s.seed);
+  $('#best').textContent = s.best ? 'best: trial ' + s.best.trial + ' (job ' + s.best.job + ') ' + s.metric + ' ' +
+    fmt(s.best.metric) + ' ' + JSON.stringify(s.best.params) : 'best: none yet';
+  drawTrials(s);
+  const withMetric = s.trials.filter(t => typeof t.metric === 'number');
+  const lines = drawParcoords(s, withMetric);
+  const scatters = drawScatters(s, withMetric);
+  const curves = await drawSweepCurves(s);
+  window.traindSweep = { state: s.state, trials: s.trials.length, lines, scatters, curves };
+  if (s.state !== 'running' && sweepView.timer) {
+    clearInterval(sweepView.timer);
+    sweepView.timer = null;
+  }
+}
+
+function initSweep() {
+  refreshSweep().then(() => {
+    if (sweepView.sweep && sweepView.sweep.state === 'running')
+      sweepView.timer = setInterval(refreshSweep, POLL_MS);
+  });
+}
+
 document.addEventListener('DOMContentLoaded', () => {
   const page = document.body.dataset.page;
   if (page === 'index') {
@@ -636,5 +833,7 @@ document.addEventListener('DOMContentLoaded', () => {
     initJob();
   } else if (page === 'compare') {
     initCompare();
+  } else if (page === 'sweep') {
+    initSweep();
   }
 });

@@ -1,4 +1,4 @@
--- 0009_perplexity.sql - the metrics of a language model (issue 24,
+-- 0010_perplexity.sql - the metrics of a language model (issue 24,
 -- doc/sequences.md): a job on token data with a class per position (a
 -- text's next tokens) learns per token.
 --
