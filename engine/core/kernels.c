@@ -842,3 +842,158 @@ void k_upsample_nearest_backward(float *dx, const float *dy, size_t c, size_t h,
 			for (size_t ox = 0; ox < ow; ox++)
 				dx[(ch * h + oy / f) * w + ox / f] += dy[(ch * oh + oy) * ow + ox];
 }
+
+/* ---- batch normalisation ---------------------------------------------- */
+
+/* A loop per channel, as every BatchNorm ran before the vector path: the
+ * reference the AVX-512 path matches bit for bit, and the path without it. */
+static void bn_sums_loop(double *sum, double *sq, const float *x, const float *dy, const double *mean,
+			 const double *invstd, size_t batch, size_t size, size_t S, size_t c0, size_t c1)
+{
+	for (size_t c = c0; c < c1; c++) {
+		double a = 0.0, b = 0.0;
+
+		for (size_t r = 0; r < batch; r++) {
+			const float *xr = x + r * size + c * S, *dr = dy ? dy + r * size + c * S : NULL;
+
+			for (size_t s = 0; s < S; s++) {
+				if (dy) {
+					a += dr[s];
+					b += dr[s] * ((xr[s] - mean[c - c0]) * invstd[c - c0]);
+				} else if (mean) {
+					double d = xr[s] - mean[c - c0];
+
+					a += d * d;
+				} else {
+					a += xr[s];
+				}
+			}
+		}
+		sum[c - c0] = a;
+		if (sq)
+			sq[c - c0] = b;
+	}
+}
+
+#ifdef ROWS_AVX512
+static bool have_avx512vl(void)
+{
+	return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+}
+
+/* The three sums of k_bn_sums, k_bn_sqsums (mean) and k_bn_grad_sums (dy):
+ * lanes q < 8 are channels c + q, read by a gather at offsets q*S; each lane
+ * adds its channel's terms in (r, s) order, the loop's chain. */
+__attribute__((target("avx512f,avx512vl")))
+static void bn_sums_avx512(double *sum, double *sq, const float *x, const float *dy, const double *mean,
+			   const double *invstd, size_t batch, size_t size, size_t S, size_t c0, size_t c1)
+{
+	const __m256i off = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+					       _mm256_set1_epi32((int)S));
+
+	for (size_t c = c0; c < c1; c += 8) {
+		__mmask8 m = (__mmask8)(c1 - c >= 8 ? 0xff : (1u << (c1 - c)) - 1u);
+		__m512d a = _mm512_setzero_pd(), b = _mm512_setzero_pd(), mu = a, is = a;
+
+		if (mean)
+			mu = _mm512_maskz_loadu_pd(m, mean + (c - c0));
+		if (invstd)
+			is = _mm512_maskz_loadu_pd(m, invstd + (c - c0));
+		for (size_t r = 0; r < batch; r++) {
+			const float *xr = x + r * size + c * S;
+
+			if (dy) {
+				const float *dr = dy + r * size + c * S;
+
+				for (size_t s = 0; s < S; s++) {
+					__m512d xv = _mm512_cvtps_pd(
+						_mm256_mmask_i32gather_ps(_mm256_setzero_ps(), m, off, xr + s, 4));
+					__m512d dv = _mm512_cvtps_pd(
+						_mm256_mmask_i32gather_ps(_mm256_setzero_ps(), m, off, dr + s, 4));
+
+					a = _mm512_add_pd(a, dv);
+					b = _mm512_add_pd(b, _mm512_mul_pd(dv, _mm512_mul_pd(_mm512_sub_pd(xv, mu), is)));
+				}
+			} else if (mean) {
+				for (size_t s = 0; s < S; s++) {
+					__m512d d = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_mmask_i32gather_ps(
+									  _mm256_setzero_ps(), m, off, xr + s, 4)),
+								  mu);
+
+					a = _mm512_add_pd(a, _mm512_mul_pd(d, d));
+				}
+			} else {
+				for (size_t s = 0; s < S; s++)
+					a = _mm512_add_pd(a, _mm512_cvtps_pd(_mm256_mmask_i32gather_ps(
+								     _mm256_setzero_ps(), m, off, xr + s, 4)));
+			}
+		}
+		_mm512_mask_storeu_pd(sum + (c - c0), m, a);
+		if (sq)
+			_mm512_mask_storeu_pd(sq + (c - c0), m, b);
+	}
+}
+#endif
+
+static void bn_sums(double *sum, double *sq, const float *x, const float *dy, const double *mean,
+		    const double *invstd, size_t batch, size_t size, size_t S, size_t c0, size_t c1)
+{
+#ifdef ROWS_AVX512
+	/* the gather's offsets are 32-bit: 7*S must fit */
+	if (have_avx512vl() && S <= INT32_MAX / 8) {
+		bn_sums_avx512(sum, sq, x, dy, mean, invstd, batch, size, S, c0, c1);
+		return;
+	}
+#endif
+	bn_sums_loop(sum, sq, x, dy, mean, invstd, batch, size, S, c0, c1);
+}
+
+void k_bn_sums(double *sum, const float *x, size_t batch, size_t size, size_t S, size_t c0,
+	       size_t c1)
+{
+	bn_sums(sum, NULL, x, NULL, NULL, NULL, batch, size, S, c0, c1);
+}
+
+void k_bn_sqsums(double *sq, const float *x, const double *mean, size_t batch, size_t size,
+		 size_t S, size_t c0, size_t c1)
+{
+	bn_sums(sq, NULL, x, NULL, mean, NULL, batch, size, S, c0, c1);
+}
+
+void k_bn_grad_sums(double *sdy, double *sdyx, const float *dy, const float *x, const double *mean,
+		    const double *invstd, size_t batch, size_t size, size_t S, size_t c0, size_t c1)
+{
+	bn_sums(sdy, sdyx, x, dy, mean, invstd, batch, size, S, c0, c1);
+}
+
+HOT_CLONES
+static void bn_apply_row(float *restrict y, const float *restrict x, size_t S, float alpha, float beta)
+{
+	for (size_t s = 0; s < S; s++)
+		y[s] = x[s] * alpha + beta;
+}
+
+void k_bn_apply(float *y, const float *x, size_t batch, size_t size, size_t S, float alpha,
+		float beta)
+{
+	for (size_t r = 0; r < batch; r++)
+		bn_apply_row(y + r * size, x + r * size, S, alpha, beta);
+}
+
+HOT_CLONES
+static void bn_dx_row(float *restrict dx, const float *restrict dy, const float *restrict x, size_t S,
+		      double mean, double invstd, double k, double mdy, double mdyx)
+{
+	for (size_t s = 0; s < S; s++) {
+		double xhat = (x[s] - mean) * invstd;
+
+		dx[s] = (float)(k * (dy[s] - mdy - xhat * mdyx));
+	}
+}
+
+void k_bn_dx(float *dx, const float *dy, const float *x, size_t batch, size_t size, size_t S,
+	     double mean, double invstd, double k, double mdy, double mdyx)
+{
+	for (size_t r = 0; r < batch; r++)
+		bn_dx_row(dx + r * size, dy + r * size, x + r * size, S, mean, invstd, k, mdy, mdyx);
+}

@@ -1617,7 +1617,8 @@ static void act_backward_pk(const struct layer_job *j, unsigned idx, size_t firs
 	}
 }
 
-/* BatchNorm over (batch, C, S): channels [c0, c1) of this member. */
+/* BatchNorm over (batch, C, S): channels [c0, c1) of this member. Each
+ * channel's sums run in (row, position) order in double (k_bn_sums). */
 static void bn_forward(void *arg, unsigned idx, unsigned nm)
 {
 	struct layer_job *j = arg;
@@ -1627,27 +1628,25 @@ static void bn_forward(void *arg, unsigned idx, unsigned nm)
 	double count = (double)j->batch * (double)S;
 
 	team_split(C, idx, nm, 1, &c0, &c1);
+	if (c0 == c1)
+		return;
+	if (j->train) {
+		/* l->mean holds the sums, then the means; l->invstd the squared deviations' */
+		k_bn_sums(l->mean + c0, j->in, j->batch, size, S, c0, c1);
+		for (size_t c = c0; c < c1; c++)
+			l->mean[c] = l->mean[c] / count;
+		k_bn_sqsums(l->invstd + c0, j->in, l->mean + c0, j->batch, size, S, c0, c1);
+	}
 	for (size_t c = c0; c < c1; c++) {
 		double mean, invstd;
 		float alpha, beta;
 
 		if (j->train) {
-			double sum = 0.0, sq = 0.0, var;
 			float *rm = n->buffers + l->rm_off + c, *rv = n->buffers + l->rv_off + c;
+			double var = l->invstd[c] / count;
 
-			for (size_t r = 0; r < j->batch; r++)
-				for (size_t s = 0; s < S; s++)
-					sum += j->in[r * size + c * S + s];
-			mean = sum / count;
-			for (size_t r = 0; r < j->batch; r++)
-				for (size_t s = 0; s < S; s++) {
-					double d = j->in[r * size + c * S + s] - mean;
-
-					sq += d * d;
-				}
-			var = sq / count;
+			mean = l->mean[c];
 			invstd = 1.0 / sqrt(var + BN_EPS);
-			l->mean[c] = mean;
 			l->invstd[c] = invstd;
 			*rm = (float)(BN_MOMENTUM * mean + (1.0 - BN_MOMENTUM) * *rm);
 			*rv = (float)(BN_MOMENTUM * (count > 1 ? var * count / (count - 1) : var) +
@@ -1658,16 +1657,11 @@ static void bn_forward(void *arg, unsigned idx, unsigned nm)
 		}
 		alpha = (float)(invstd * n->params[l->w_off + c]);
 		beta = (float)(n->params[l->b_off + c] - mean * invstd * n->params[l->w_off + c]);
-		for (size_t r = 0; r < j->batch; r++) {
-			const float *x = j->in + r * size + c * S;
-			float *y = l->y + r * size + c * S;
-
-			for (size_t s = 0; s < S; s++)
-				y[s] = x[s] * alpha + beta;
-		}
+		k_bn_apply(l->y + c * S, j->in + c * S, j->batch, size, S, alpha, beta);
 	}
 }
 
+#define BN_BLOCK 64   /* channels whose backward sums sit on the stack at once */
 static void bn_backward(void *arg, unsigned idx, unsigned nm)
 {
 	struct layer_job *j = arg;
@@ -1677,29 +1671,23 @@ static void bn_backward(void *arg, unsigned idx, unsigned nm)
 	double count = (double)j->batch * (double)S;
 
 	team_split(C, idx, nm, 1, &c0, &c1);
-	for (size_t c = c0; c < c1; c++) {
-		double mean = l->mean[c], invstd = l->invstd[c], sdy = 0.0, sdyx = 0.0;
+	for (size_t b0 = c0; b0 < c1; b0 += BN_BLOCK) {
+		size_t b1 = c1 - b0 < BN_BLOCK ? c1 : b0 + BN_BLOCK;
+		double sdy[BN_BLOCK], sdyx[BN_BLOCK];
 
-		for (size_t r = 0; r < j->batch; r++)
-			for (size_t s = 0; s < S; s++) {
-				size_t e = r * size + c * S + s;
+		k_bn_grad_sums(sdy, sdyx, j->dy, j->in, l->mean + b0, l->invstd + b0, j->batch, size, S,
+			       b0, b1);
+		for (size_t c = b0; c < b1; c++) {
+			double mean = l->mean[c], invstd = l->invstd[c];
 
-				sdy += j->dy[e];
-				sdyx += j->dy[e] * ((j->in[e] - mean) * invstd);
+			n->grads[l->w_off + c] = (float)sdyx[c - b0];
+			n->grads[l->b_off + c] = (float)sdy[c - b0];
+			if (j->dx) {
+				double k = n->params[l->w_off + c] * invstd;
+
+				k_bn_dx(j->dx + c * S, j->dy + c * S, j->in + c * S, j->batch, size, S, mean,
+					invstd, k, sdy[c - b0] / count, sdyx[c - b0] / count);
 			}
-		n->grads[l->w_off + c] = (float)sdyx;
-		n->grads[l->b_off + c] = (float)sdy;
-		if (j->dx) {
-			double k = n->params[l->w_off + c] * invstd;
-			double mdy = sdy / count, mdyx = sdyx / count;
-
-			for (size_t r = 0; r < j->batch; r++)
-				for (size_t s = 0; s < S; s++) {
-					size_t e = r * size + c * S + s;
-					double xhat = (j->in[e] - mean) * invstd;
-
-					j->dx[e] = (float)(k * (j->dy[e] - mdy - xhat * mdyx));
-				}
 		}
 	}
 }

@@ -136,4 +136,29 @@ void k_upsample_nearest(float *y, const float *x, size_t c, size_t h, size_t w, 
 void k_upsample_nearest_backward(float *dx, const float *dy, size_t c, size_t h, size_t w,
 				 size_t f);
 
+/* ---- batch normalisation over x (batch, C, S), channels [c0, c1) ----
+ * Element (r, c, s) is x[r*size + c*S + s]. Each channel's sum is one double
+ * chain from 0.0 in (r, s) order, as a loop per channel would run it; the
+ * AVX-512 path carries 8 channels side by side in the lanes of a vector (a
+ * gather across channels per position), each lane that loop's chain, so the
+ * bits are the loop's on every path. Outputs are indexed from c0: out[c - c0]. */
+
+/* sum[c - c0] = the sum of x over (r, s) of channel c. */
+void k_bn_sums(double *sum, const float *x, size_t batch, size_t size, size_t S, size_t c0,
+	       size_t c1);
+/* sq[c - c0] = the sum of (x - mean[c - c0])^2, the difference and square in double. */
+void k_bn_sqsums(double *sq, const float *x, const double *mean, size_t batch, size_t size,
+		 size_t S, size_t c0, size_t c1);
+/* sdy[c - c0] = the sum of dy; sdyx[c - c0] = the sum of dy * ((x - mean) * invstd),
+ * in double. */
+void k_bn_grad_sums(double *sdy, double *sdyx, const float *dy, const float *x, const double *mean,
+		    const double *invstd, size_t batch, size_t size, size_t S, size_t c0, size_t c1);
+/* One channel: x, y, dy, dx point at its first row's S values, rows `size` apart.
+ * y = x * alpha + beta in float; dx = (float)(k * (dy - mdy - xhat * mdyx)) with
+ * xhat = (x - mean) * invstd, in double. */
+void k_bn_apply(float *y, const float *x, size_t batch, size_t size, size_t S, float alpha,
+		float beta);
+void k_bn_dx(float *dx, const float *dy, const float *x, size_t batch, size_t size, size_t S,
+	     double mean, double invstd, double k, double mdy, double mdyx);
+
 #endif

@@ -4,7 +4,9 @@
  * random data with NaNs, signed zeros, denormals and ties, for the shapes
  * of the AVX-512 row paths (stride 1, rows up to 32 floats) and around
  * them (wider rows, stride 2, padding larger than the kernel's reach): the
- * fast paths must give exactly the bits of the loops they replace.
+ * fast paths must give exactly the bits of the loops they replace. The same
+ * for BatchNorm's sums and passes (channels in vector lanes, whole and
+ * partial blocks of 8, a member's channel range).
  */
 #include <math.h>
 #include <setjmp.h>
@@ -195,11 +197,107 @@ static void test_maxpool(void **state)
 	}
 }
 
+/* BatchNorm's kernels against the loops bn_forward and bn_backward ran
+ * before them: per channel, the sums in (row, position) order in double. */
+struct bn_shape {
+	size_t batch, C, S, c0, c1;
+};
+
+static void test_batchnorm(void **state)
+{
+	static const struct bn_shape shapes_bn[] = {
+		{ 3, 13, 7, 0, 13 },    /* one block of 8 and one of 5 */
+		{ 2, 16, 49, 3, 16 },   /* a member's range, starting mid-block */
+		{ 1, 5, 1, 1, 4 },      /* one position: batchnorm1d's shape */
+		{ 4, 64, 9, 0, 64 },
+		{ 5, 8, 33, 0, 8 },
+	};
+
+	(void)state;
+	for (size_t t = 0; t < sizeof(shapes_bn) / sizeof(shapes_bn[0]); t++) {
+		const struct bn_shape *b = &shapes_bn[t];
+		size_t size = b->C * b->S, n = b->batch * size, nc = b->c1 - b->c0;
+		float *x = random_floats(n), *dy = random_floats(n);
+		float *y = random_floats(n), *y_want = random_floats(n), *dx = random_floats(n), *dx_want = random_floats(n);
+		double sum[64], sq[64], sdy[64], sdyx[64], want[4][64], invstd[64];
+
+		/* No NaNs (they would make every sum NaN), and magnitudes 2^-24..2^24
+		 * apart, so that a double sum of these floats is not exact and
+		 * another order of its terms gives other bits. */
+		for (size_t i = 0; i < n; i++) {
+			if (isnan(x[i]))
+				x[i] = 3e30f;
+			if (isnan(dy[i]))
+				dy[i] = -1e-30f;
+			x[i] = ldexpf(x[i], (int)(next() % 48) - 24);
+			dy[i] = ldexpf(dy[i], (int)(next() % 48) - 24);
+		}
+		memcpy(y_want, y, n * sizeof(float));
+		memcpy(dx_want, dx, n * sizeof(float));
+		k_bn_sums(sum, x, b->batch, size, b->S, b->c0, b->c1);
+		for (size_t c = b->c0; c < b->c1; c++) {
+			double a = 0.0;
+
+			for (size_t r = 0; r < b->batch; r++)
+				for (size_t s = 0; s < b->S; s++)
+					a += x[r * size + c * b->S + s];
+			want[0][c - b->c0] = a;
+		}
+		if (memcmp(sum, want[0], nc * sizeof(double)))
+			fail_msg("batchnorm sums, shape %zu: not the loops' bits", t);
+		for (size_t c = b->c0; c < b->c1; c++) {
+			sum[c - b->c0] /= (double)(b->batch * b->S);   /* now the means */
+			invstd[c - b->c0] = 1.0 / (double)(c + 1);
+		}
+		k_bn_sqsums(sq, x, sum, b->batch, size, b->S, b->c0, b->c1);
+		k_bn_grad_sums(sdy, sdyx, dy, x, sum, invstd, b->batch, size, b->S, b->c0, b->c1);
+		for (size_t c = b->c0; c < b->c1; c++) {
+			double q = 0.0, d1 = 0.0, d2 = 0.0, mean = sum[c - b->c0], is = invstd[c - b->c0];
+
+			for (size_t r = 0; r < b->batch; r++)
+				for (size_t s = 0; s < b->S; s++) {
+					size_t e = r * size + c * b->S + s;
+					double d = x[e] - mean;
+
+					q += d * d;
+					d1 += dy[e];
+					d2 += dy[e] * ((x[e] - mean) * is);
+				}
+			want[1][c - b->c0] = q;
+			want[2][c - b->c0] = d1;
+			want[3][c - b->c0] = d2;
+			k_bn_apply(y + c * b->S, x + c * b->S, b->batch, size, b->S, (float)is, (float)-mean);
+			k_bn_dx(dx + c * b->S, dy + c * b->S, x + c * b->S, b->batch, size, b->S, mean, is, 0.5 * is,
+				d1 / 3.0, d2 / 7.0);
+			for (size_t r = 0; r < b->batch; r++)
+				for (size_t s = 0; s < b->S; s++) {
+					size_t e = r * size + c * b->S + s;
+					double xhat = (x[e] - mean) * is;
+
+					y_want[e] = x[e] * (float)is + (float)-mean;
+					dx_want[e] = (float)(0.5 * is * (dy[e] - d1 / 3.0 - xhat * (d2 / 7.0)));
+				}
+		}
+		if (memcmp(sq, want[1], nc * sizeof(double)) || memcmp(sdy, want[2], nc * sizeof(double)) ||
+		    memcmp(sdyx, want[3], nc * sizeof(double)))
+			fail_msg("batchnorm deviation and gradient sums, shape %zu: not the loops' bits", t);
+		assert_same_bits(y, y_want, n, "batchnorm apply", t);
+		assert_same_bits(dx, dx_want, n, "batchnorm dx", t);
+		free(x);
+		free(dy);
+		free(y);
+		free(y_want);
+		free(dx);
+		free(dx_want);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_im2col_col2im),
 		cmocka_unit_test(test_maxpool),
+		cmocka_unit_test(test_batchnorm),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
