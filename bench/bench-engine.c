@@ -9,6 +9,7 @@
  *   bench-engine --sweep                                      the scaling table (below)
  *   bench-engine --resnet                                     resnet20's figures alone
  *   bench-engine --kernels [EPOCHS]                           the candidate kernels against each other
+ *   bench-engine --sequences                                  the language models' figures alone (issue 24)
  *
  * Every report starts with the CPU (brand, family/model, features), the
  * OpenBLAS kernel in use and why (blaskernel.h: the same choice as traind's,
@@ -49,6 +50,16 @@
  *      resnet20), data and cores at its best: the faster of 1 and 2 torch
  *      threads, OPENBLAS_NUM_THREADS=1.
  *
+ *   6. the language models of issue 24 (doc/sequences.md), char_lstm (2 x 256
+ *      LSTM) and gpt (4 pre-LN causal layers of 128), their defaults, on
+ *      Debian's fortunes (the fortunes package's text files, imported as
+ *      traind imports a text: a char vocabulary), context 128, batch 64,
+ *      Adam: an epoch of 640 training windows and 64 validation windows,
+ *      3 epochs, threads 2 and 1; training tokens per second by the median
+ *      epoch, beside PyTorch 1.13's for the same modules, windows and cores
+ *      (bench/torch-seq.py) at its best: the faster of 1 and 2 torch
+ *      threads, OPENBLAS_NUM_THREADS=1. Goal: 2x.
+ *
  * The sweep: the MLP 784-H-10 for H in 256/1024/4096, batch 64/256/1024,
  * threads 1 and 2, on 10000 training and 2000 validation samples per epoch
  * (fewer than the lesson's, so the table takes minutes), 3 epochs per cell:
@@ -82,6 +93,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <dirent.h>
+#include <sys/stat.h>
+
 #include "traind/blaskernel.h"
 #include "traind/config.h"
 #include "traind/dataset.h"
@@ -102,6 +116,8 @@
 #define TARGET_TORCH_RESNET 2.0   /* issue 22 */
 #define TARGET_BF16_FP32 2.0      /* bf16 epoch vs fp32, where the CPU has AMX */
 #define TARGET_BF16_TORCH 3.0     /* bf16 epoch vs PyTorch's autocast at its best */
+#define TARGET_TORCH_SEQ 2.0      /* issue 24 */
+#define FORTUNES "/usr/share/games/fortunes"
 
 static double now(void)
 {
@@ -186,6 +202,7 @@ struct run_spec {
 	uint32_t batch;
 	uint32_t train;         /* training samples per epoch (0: the lesson's 50000) */
 	uint32_t val;           /* validation samples */
+	uint32_t context;       /* a text's windows (the language models) */
 	int threads;
 	int epochs;
 	enum k_precision precision;
@@ -255,6 +272,10 @@ static int run_epochs(const char *dir, const struct run_spec *r, int fd)
 	if (r->train) {
 		cfg.train_size = r->train;
 		cfg.val_size = r->val;
+	}
+	if (r->context) {
+		cfg.context = r->context;
+		snprintf(cfg.dataset, sizeof(cfg.dataset), "text");
 	}
 	if (r->sgd) {
 		config_set(&cfg, "optimizer", "sgd", NULL);
@@ -764,6 +785,135 @@ static int resnet(const char *data, int torch)
 	return 0;
 }
 
+/* PyTorch's median epoch of a language model (bench/torch-seq.py). */
+static double torch_seq_epoch(const char *dir, const char *model, const struct run_spec *r)
+{
+	char cmd[8192], line[128];
+	double times[MAX_EPOCHS];
+	int n = 0;
+	FILE *p;
+
+	if (access("/usr/bin/python3", X_OK) != 0)
+		return -1;
+	snprintf(cmd, sizeof(cmd),
+		 "OPENBLAS_NUM_THREADS=1 /usr/bin/python3 %s/torch-seq.py %s '%s' %d %d %u %u %u %u 2>/dev/null",
+		 BENCH_DIR, model, dir, r->threads, r->epochs, r->train, r->val, r->batch, r->context);
+	fflush(stdout);
+	p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	while (n < MAX_EPOCHS && fgets(line, sizeof(line), p))
+		if (sscanf(line, "epoch %lf", &times[n]) == 1)
+			n++;
+	if (pclose(p) != 0 || n == 0)
+		return -1;
+	qsort(times, (size_t)n, sizeof(double), cmp_double);
+	return times[n / 2];
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Debian's fortunes as traind imports a text, into dir/text: its files
+ * linked, dataset.json from the engine's own dataset_text_meta. */
+static int fortunes_dataset(const char *dir, char *out, size_t len)
+{
+	char *names[64], *json = NULL, path[8400], target[4400];
+	size_t n = 0;
+	struct tr_err err = { 0 };
+	struct dirent *de;
+	DIR *d = opendir(FORTUNES);
+	FILE *f;
+	int rc = -1;
+
+	if (!d)
+		return -1;
+	snprintf(out, len, "%s/text", dir);
+	mkdir(out, 0755);
+	while ((de = readdir(d)) && n < 64) {
+		struct stat st;
+		size_t l = strlen(de->d_name);
+
+		snprintf(target, sizeof(target), "%s/%s", FORTUNES, de->d_name);
+		if (de->d_name[0] == '.' || lstat(target, &st) < 0 || !S_ISREG(st.st_mode) ||
+		    (l > 4 && strcmp(de->d_name + l - 4, ".dat") == 0))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", out, de->d_name);
+		if (symlink(target, path) < 0)
+			break;
+		names[n++] = strdup(de->d_name);
+	}
+	closedir(d);
+	qsort(names, n, sizeof(names[0]), cmp_str);
+	if (n && dataset_text_meta(out, (const char *const *)names, n, DS_VOCAB_CHAR, 0.1, &json, &err) == 0) {
+		snprintf(path, sizeof(path), "%s/dataset.json", out);
+		f = fopen(path, "w");
+		if (f && fputs(json, f) >= 0)
+			rc = 0;
+		if (f)
+			fclose(f);
+	} else if (n) {
+		fprintf(stderr, "bench-engine: fortunes: %s\n", err.msg);
+	}
+	free(json);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	return rc;
+}
+
+/* char_lstm and gpt on fortunes beside PyTorch's best (see the top, 6.). */
+static int sequences(int torch)
+{
+	static const char *const models[] = { "char_lstm", "gpt" };
+	char tmp[] = "/tmp/bench-engine-text-XXXXXX", dir[4200], cmd[4400];
+	int rc = 0;
+
+	if (!mkdtemp(tmp) || fortunes_dataset(tmp, dir, sizeof(dir)) < 0) {
+		fprintf(stderr, "bench-engine: no fortunes text (%s: the fortunes package)\n", FORTUNES);
+		return 1;
+	}
+	printf("language models (issue 24) on fortunes, context 128, batch 64, Adam; an epoch of 640 training "
+	       "and 64 validation windows, 3 epochs each:\n");
+	for (size_t m = 0; m < 2 && rc == 0; m++) {
+		struct run_spec s2 = { .model = models[m], .batch = 64, .train = 640, .val = 64, .context = 128,
+				       .threads = 2, .epochs = 3 },
+				s1 = s2, st = s2;
+		struct epoch_result r2, r1;
+		double t1 = -1, t2 = -1, best, tokens = 640.0 * 128.0;
+
+		s1.threads = 1;
+		if (measure(dir, &s2, &r2) < 0 || measure(dir, &s1, &r1) < 0) {
+			fprintf(stderr, "bench-engine: the %s run failed\n", models[m]);
+			rc = 1;
+			break;
+		}
+		printf("  %s: threads=2 median epoch %.3f s (%.0f training tokens/s), threads=1 %.3f s (%.0f), peak RSS %.1f MB\n",
+		       models[m], r2.median, tokens / r2.median, r1.median, tokens / r1.median, r2.rss_kb / 1024.0);
+		if (torch) {
+			st.threads = 1;
+			t1 = torch_seq_epoch(dir, models[m], &st);
+			st.threads = 2;
+			t2 = torch_seq_epoch(dir, models[m], &st);
+		}
+		if (t1 < 0 || t2 < 0) {
+			printf("  PyTorch: not measured (%s)\n", torch ? "no torch for /usr/bin/python3" : "--no-torch");
+			continue;
+		}
+		best = t1 < t2 ? t1 : t2;
+		printf("  PyTorch 1.13 %s, same module, windows and cores, OPENBLAS_NUM_THREADS=1: 1 thread %.3f s (%.0f tokens/s), 2 threads %.3f s (%.0f)\n",
+		       models[m], t1, tokens / t1, t2, tokens / t2);
+		printf("  traind (threads=2) vs PyTorch at its best: %s %.2fx the tokens per second (goal >= %.0fx: %s)\n",
+		       models[m], best / r2.median, TARGET_TORCH_SEQ, verdict(best / r2.median >= TARGET_TORCH_SEQ));
+	}
+	printf("OpenBLAS kernel (openblas_get_corename): %s\n", openblas_get_corename());
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
+	if (system(cmd) != 0)
+		fprintf(stderr, "bench-engine: could not remove %s\n", tmp);
+	return rc;
+}
+
 static int sweep(const char *data, const char *dir, int torch)
 {
 	static const uint32_t widths[] = { 256, 1024, 4096 }, batches[] = { 64, 256, 1024 };
@@ -1040,7 +1190,7 @@ int main(int argc, char **argv)
 	const char *data = getenv("TRAIND_DATA_DIR"), *pin = NULL;
 	char dir[4096];
 	int epochs = 5, do_sweep = 0, do_kernels = 0, do_portable = 0, torch = 1, only_resnet = 0, only_bf16 = 0,
-	    probe_peak = 0, probe_epochs = -1, rc;
+	    only_seq = 0, probe_peak = 0, probe_epochs = -1, rc;
 	struct tr_err err = { 0 };
 	ssize_t n;
 
@@ -1051,6 +1201,8 @@ int main(int argc, char **argv)
 			only_resnet = 1;
 		} else if (strcmp(argv[i], "--bf16") == 0) {
 			only_bf16 = 1;
+		} else if (strcmp(argv[i], "--sequences") == 0) {
+			only_seq = 1;
 		} else if (strcmp(argv[i], "--kernels") == 0) {
 			do_kernels = 1;
 		} else if (strcmp(argv[i], "--portable") == 0) {
@@ -1068,7 +1220,7 @@ int main(int argc, char **argv)
 		} else if (atoi(argv[i]) >= 1 && atoi(argv[i]) <= MAX_EPOCHS) {
 			epochs = atoi(argv[i]);
 		} else {
-			fprintf(stderr, "usage: bench-engine [EPOCHS (1..%d, 5)] [--sweep | --resnet | --bf16 | --kernels | --portable] "
+			fprintf(stderr, "usage: bench-engine [EPOCHS (1..%d, 5)] [--sweep | --resnet | --bf16 | --kernels | --portable | --sequences] "
 				"[--no-torch] [--blas-kernel NAME|auto|openblas]\n", MAX_EPOCHS);
 			return 2;
 		}
@@ -1102,6 +1254,10 @@ int main(int argc, char **argv)
 	if (only_bf16) {
 		print_machine();
 		return bf16_section(data, dir, epochs, torch);
+	}
+	if (only_seq) {
+		print_machine();
+		return sequences(torch);
 	}
 	if (do_sweep)
 		return sweep(data, dir, torch);

@@ -17,6 +17,7 @@
 #include "traind/config.h"
 #include "traind/dataset.h"
 #include "traind/fileio.h"
+#include "traind/generate.h"
 #include "traind/pycode.h"
 #include "traind/trainer.h"
 
@@ -61,6 +62,7 @@ static void usage(FILE *out)
 		"  --pos-weight W,...     bce_with_logits' weight of each label's positives (none)\n"
 		"  --augment SPEC         training-batch augmentation, e.g.\n"
 		"                         'random_crop(32,padding=4),random_horizontal_flip(0.5)' (none)\n"
+		"  --context N            a text dataset's tokens per sample (windows; doc/sequences.md)\n"
 		"  --checkpoint FILE      write a checkpoint to FILE after every epoch\n"
 		"  --crash-after-epoch N  stop right after epoch N's checkpoint (simulated crash)\n"
 		"  --resume FILE          continue from a checkpoint file\n"
@@ -69,6 +71,8 @@ static void usage(FILE *out)
 		"  --export FILE          write the final model (PyTorch names) to FILE\n"
 		"  --export-pytorch FILE.py  write the model's PyTorch code (class Model) to FILE.py\n"
 		"  --no-test              skip the test-set evaluation\n"
+		"  --generate PROMPT      a language model (text dataset): print PROMPT continued after training\n"
+		"                         (--generate-tokens N, 200; --generate-temperature T, 0.8; seed 1)\n"
 		"  --hash                 print the SHA-256 of the final parameters\n"
 		"  --blas-kernel NAME|auto|openblas  the OpenBLAS kernel ($TRAIND_BLAS_KERNEL; auto: the\n"
 		"                         best the CPU's features allow; OPENBLAS_CORETYPE wins over it)\n"
@@ -81,7 +85,12 @@ static void print_row(const struct history_row *r, uint32_t epochs, enum loss_ta
 {
 	int width = snprintf(NULL, 0, "%u", epochs);
 
-	if (task == TASK_REGRESSION)
+	if (task == TASK_TOKENS)
+		printf("Epoch [%0*u/%0*u] | train_loss: %.4f | train_acc: %.4f | val_loss: %.4f | val_acc: %.4f"
+		       " | val_ppl: %.4f | %.2fs%s%s\n",
+		       width, r->epoch, width, epochs, r->train_loss, r->train_acc, r->val_loss, r->val_acc,
+		       r->val_ppl, r->seconds, r->note[0] ? " | " : "", r->note);
+	else if (task == TASK_REGRESSION)
 		printf("Epoch [%0*u/%0*u] | train_loss: %.4f | val_loss: %.4f | val_mae: %.4f | val_rmse: %.4f"
 		       " | %.2fs%s%s\n",
 		       width, r->epoch, width, epochs, r->train_loss, r->val_loss, r->val_mae, r->val_rmse,
@@ -110,6 +119,9 @@ int main(int argc, char **argv)
 		{ "export", required_argument, NULL, 'e' },
 		{ "export-pytorch", required_argument, NULL, 'P' },
 		{ "no-test", no_argument, NULL, 'T' },
+		{ "generate", required_argument, NULL, 'g' },
+		{ "generate-tokens", required_argument, NULL, 'n' },
+		{ "generate-temperature", required_argument, NULL, 't' },
 		{ "hash", no_argument, NULL, 'H' },
 		{ "blas-kernel", required_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
@@ -146,11 +158,13 @@ int main(int argc, char **argv)
 		{ "augment", required_argument, NULL, 1 },
 		{ "kernels", required_argument, NULL, 1 },
 		{ "precision", required_argument, NULL, 1 },
+		{ "context", required_argument, NULL, 1 },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *data_dir = getenv("TRAIND_DATA_DIR");
 	const char *ckpt_path = NULL, *resume_path = NULL, *init_path = NULL, *export_path = NULL;
-	const char *pycode_path = NULL;
+	const char *pycode_path = NULL, *prompt = NULL;
+	struct gen_opts gen = { .tokens = 200, .temperature = 0.8, .top_k = 0, .seed = 1 };
 	const char *blas_kernel = NULL;
 	bool weights_only = false, run_test = true, show_hash = false;
 	long crash_after = -1;
@@ -197,6 +211,24 @@ int main(int argc, char **argv)
 		case 'e': export_path = optarg; break;
 		case 'P': pycode_path = optarg; break;
 		case 'T': run_test = false; break;
+		case 'g': prompt = optarg; break;
+		case 'n':
+		case 't': {
+			char *end;
+			double v = strtod(optarg, &end);
+
+			if (*end || !(c == 'n' ? v >= 1 && v <= GENERATE_MAX_TOKENS && v == (uint32_t)v
+					       : v >= 0 && v <= 100)) {
+				fprintf(stderr, "traind-train: --generate-%s: '%s' is out of range\n",
+					c == 'n' ? "tokens" : "temperature", optarg);
+				return 2;
+			}
+			if (c == 'n')
+				gen.tokens = (uint32_t)v;
+			else
+				gen.temperature = v;
+			break;
+		}
 		case 'H': show_hash = true; break;
 		case 'K': blas_kernel = optarg; break;
 		case 'h': usage(stdout); return 0;
@@ -326,7 +358,10 @@ int main(int argc, char **argv)
 		struct metrics m;
 
 		trainer_evaluate(t, EVAL_TEST, &m);
-		if (t->task == TASK_REGRESSION)
+		if (t->task == TASK_TOKENS)
+			printf("[%s] | test_loss: %.6f | test_acc: %.6f | test_ppl: %.6f\n",
+			       t->cfg.model[0] ? t->cfg.model : "MLP", m.loss, m.acc, m.ppl);
+		else if (t->task == TASK_REGRESSION)
 			printf("[%s] | test_loss: %.6f | test_mae: %.6f | test_rmse: %.6f\n",
 			       t->cfg.model[0] ? t->cfg.model : "MLP", m.loss, m.mae, m.rmse);
 		else if (t->task == TASK_MULTILABEL)
@@ -335,6 +370,35 @@ int main(int argc, char **argv)
 		else
 			printf("[%s] | test_loss: %.6f | test_acc: %.6f | test_macro_acc: %.6f\n",
 			       t->cfg.model[0] ? t->cfg.model : "MLP", m.loss, m.acc, m.macro_acc);
+	}
+	if (prompt) {
+		uint32_t *ids = NULL, *out_ids = NULL, *all = NULL;
+		size_t np = 0;
+		char *text = NULL;
+		int grc = !ds->text ? tr_err_set(&err, -EINVAL, "--generate: dataset %s is not a text", cfg.dataset)
+				    : generate_check(&t->model, &err);
+
+		if (grc == 0)
+			grc = dataset_text_encode(ds, prompt, strlen(prompt), &ids, &np, &err);
+		if (grc == 0 && (!(out_ids = malloc(gen.tokens * sizeof(*out_ids))) ||
+				 !(all = malloc((np + gen.tokens) * sizeof(*all)))))
+			grc = tr_err_set(&err, -ENOMEM, "out of memory");
+		if (grc == 0)
+			grc = generate_tokens(&t->model, ids, np, &gen, out_ids, &err);
+		if (grc == 0) {
+			memcpy(all, ids, np * sizeof(*all));
+			memcpy(all + np, out_ids, gen.tokens * sizeof(*all));
+			text = dataset_text_decode(ds, all, np + gen.tokens);
+			printf("%s\n", text ? text : "(out of memory)");
+		}
+		free(text);
+		free(ids);
+		free(out_ids);
+		free(all);
+		if (grc < 0) {
+			fprintf(stderr, "traind-train: %s\n", err.msg);
+			goto out;
+		}
 	}
 	if (show_hash) {
 		char hex[65];

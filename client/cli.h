@@ -69,6 +69,7 @@ enum opt {
 	O_AUGMENT,
 	O_KERNELS,
 	O_PRECISION,
+	O_CONTEXT,
 	O_KEEP,
 	O_INIT_FROM,
 	O_WEIGHTS_ONLY,
@@ -89,12 +90,17 @@ enum opt {
 	O_RESIZE,
 	O_FROM,
 	O_PYTORCH,
+	O_VOCAB,
+	O_PROMPT,
+	O_TOKENS,
+	O_TEMPERATURE,
+	O_TOP_K,
 	O_SWEEP,
 	O_COUNT
 };
 
 #define CONFIG_FIRST O_DATASET
-#define CONFIG_LAST O_PRECISION
+#define CONFIG_LAST O_CONTEXT
 
 struct opt_desc {
 	const char *name;     /* long name, without "--" */

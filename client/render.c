@@ -496,18 +496,19 @@ void render_job_state(FILE *out, json_t *job, long long fallback_id)
 
 static const char *history_cols[] = { "epoch", "train_loss", "train_acc", "train_macro_acc", "val_loss",
 				      "val_acc", "val_macro_acc", "seconds", "note", "lr", "grad_norm",
-				      "val_mae", "val_rmse" };
+				      "val_mae", "val_rmse", "val_ppl" };
 /* CSV and JSON keep the older columns' positions (lr, grad_norm, then
- * val_mae, val_rmse come last); the table shows the note last: */
-static const int table_cols[] = { 0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 9, 10, 8 };
+ * val_mae, val_rmse, val_ppl come last); the table shows the note last: */
+static const int table_cols[] = { 0, 1, 2, 3, 4, 5, 6, 11, 12, 13, 7, 9, 10, 8 };
 #define HISTORY_NCOLS (sizeof(history_cols) / sizeof(history_cols[0]))
 
 /* The table leaves out the metrics the job's task does not have: an
- * accuracy (regression) or val_mae/val_rmse (classification) that no row
- * has a number for. */
+ * accuracy (regression), val_mae/val_rmse (classification) or val_ppl
+ * (all but a language model's) that no row has a number for. */
 static bool task_column(const char *key)
 {
-	return strstr(key, "_acc") || strcmp(key, "val_mae") == 0 || strcmp(key, "val_rmse") == 0;
+	return strstr(key, "_acc") || strcmp(key, "val_mae") == 0 || strcmp(key, "val_rmse") == 0 ||
+	       strcmp(key, "val_ppl") == 0;
 }
 
 static bool column_has_number(json_t *rows, const char *key)
@@ -851,6 +852,18 @@ int render_datasets(FILE *out, json_t *list)
 		json_array_foreach(sh, k, v)
 			o += (size_t)snprintf(shape + (k ? o : 0), sizeof(shape) - (k ? o : 0), "%s%lld",
 					      k ? "x" : "", (long long)json_integer_value(v));
+		{
+			/* a text: its tokens, and its vocabulary for a shape */
+			long long tt, vt;
+			const char *vk = pstr(ds, "vocab_kind");
+
+			if (pint(ds, "train_tokens", &tt) && pint(ds, "test_tokens", &vt)) {
+				snprintf(train, sizeof(train), "%lld tokens", tt);
+				snprintf(test, sizeof(test), "%lld tokens", vt);
+			}
+			if (vk)
+				snprintf(shape, sizeof(shape), "text (%s)", strcmp(vk, "byte") == 0 ? "byte" : "char");
+		}
 		snprintf(digest, sizeof(digest), "%.19s", dg ? dg : "-");
 		o = 0;
 		jobs[0] = '\0';

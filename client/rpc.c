@@ -160,7 +160,7 @@ static void cli_words(struct cli *cli, const struct vl_reply *r, char *line, siz
 				if (*p == '_')
 					*p = '-';
 			o = opt_find(flag);
-			if (o < 0 || (o != O_FROM && !(cli->verb && (cli->verb->opts & (UINT64_C(1) << o))))) {
+			if (o < 0 || (o != O_FROM && !(cli->verb && (cli->verb->opts & OPT_BIT(o))))) {
 				/* not a flag of this verb (a positional NAME): as traind says it */
 				flag_words(line, n);
 				return;

@@ -105,6 +105,8 @@ const struct opt_desc opts[O_COUNT] = {
 			"whose kernels (openblas); portable: the same bits on any CPU and thread count" },
 	[O_PRECISION] = { "precision", 0, true, "precision", "fp32|bf16",
 			  "matrix products on bfloat16 inputs with float32 accumulation (AMX or AVX-512-BF16; fp32)" },
+	[O_CONTEXT] = { "context", 0, true, "context", "N",
+			"a text dataset's tokens per sample: its windows (doc/sequences.md)" },
 	[O_KEEP] = { "keep", 0, true, NULL, "K|all", "epoch checkpoints kept besides the best (all)" },
 	[O_INIT_FROM] = { "init-from", 0, true, NULL, "MODEL.safetensors", "start from this model's weights" },
 	[O_WEIGHTS_ONLY] = { "weights-only", 0, false, NULL, NULL,
@@ -117,7 +119,7 @@ const struct opt_desc opts[O_COUNT] = {
 	[O_SPLIT] = { "split", 0, true, NULL, "val|test", "which images (val)" },
 	[O_OUTPUT] = { "output", 'o', true, NULL, "FILE", "the file to write" },
 	[O_FORCE] = { "force", 0, false, NULL, NULL, "a queued or running job too (killed first)" },
-	[O_METRIC] = { "metric", 0, true, NULL, "loss|acc|lr|mae|rmse", "what to plot (loss)" },
+	[O_METRIC] = { "metric", 0, true, NULL, "loss|acc|lr|mae|rmse|ppl", "what to plot (loss)" },
 	[O_BEST] = { "best", 0, false, NULL, NULL, "the best epoch's checkpoint by the job's monitor" },
 	[O_PER_CLASS] = { "per-class", 0, false, NULL, NULL, "add a line per class" },
 	[O_ALLOW_DATA_CHANGE] = { "allow-data-change", 0, false, NULL, NULL,
@@ -130,6 +132,13 @@ const struct opt_desc opts[O_COUNT] = {
 	[O_SWEEP] = { "sweep", 0, true, NULL, "SWEEP", "every trial of the sweep (its jobs), besides any JOB" },
 	[O_PYTORCH] = { "pytorch", 0, true, NULL, "FILE.py",
 			"also write the model's PyTorch code: class Model, into which the export loads strict" },
+	[O_VOCAB] = { "vocab", 0, true, NULL, "char|byte",
+		      "import the files as one text: a token per character (char) or per byte" },
+	[O_PROMPT] = { "prompt", 0, true, NULL, "TEXT", "the text the model continues" },
+	[O_TOKENS] = { "tokens", 0, true, NULL, "N", "tokens to add (1..10000)" },
+	[O_TEMPERATURE] = { "temperature", 0, true, NULL, "T",
+			    "divide the scores by T before the softmax (1; 0: the most likely token)" },
+	[O_TOP_K] = { "top-k", 0, true, NULL, "K", "draw among the K most likely tokens only (all)" },
 };
 
 /* start's flags: every configuration flag and the job's own. */
@@ -198,13 +207,28 @@ const struct verb verbs[] = {
 	  "load_state_dict(traind.torch.load(FILE), strict=True). At least one of -o and --pytorch.", false },
 	{ "predict", cmd_predict, BIT(O_EPOCH) | BIT(O_BEST) | BIT(O_TOP) | BIT(O_RESIZE), ARGS, "JOB FILE...",
 	  "classes and probabilities of images (PGM, PNG, IDX files of many), or the rows of a FILE.csv (a regression's values)", NULL, false },
+	{ "generate", cmd_generate, BIT(O_EPOCH) | BIT(O_BEST) | BIT(O_PROMPT) | BIT(O_TOKENS) | BIT(O_TEMPERATURE) |
+	  BIT(O_TOP_K) | BIT(O_SEED) | BIT(O_ALLOW_DATA_CHANGE), JOB_REQUIRED,
+	  "JOB --prompt TEXT --tokens N", "text from a language model: the prompt continued",
+	  "A job on a text dataset whose model gives the next token's scores at every\n"
+	  "position (char_lstm, gpt, ...). Each token is drawn from the softmax of the\n"
+	  "scores / --temperature among the --top-k most likely, by a generator seeded with\n"
+	  "--seed S (1): the same call gives the same text. The model sees the last\n"
+	  "`context` tokens. A prompt with characters the vocabulary lacks is refused.\n"
+	  "\n"
+	  "examples:\n"
+	  "  trainctl generate 3 --prompt 'The ' --tokens 200\n"
+	  "  trainctl generate 3 --best --prompt 'Q: ' --tokens 80 --temperature 0.7 --top-k 10 --seed 5", false },
 	{ "plot", cmd_plot, BIT(O_METRIC) | BIT(O_OUTPUT) | BIT(O_SWEEP), JOB_MANY, "JOB... | --sweep SWEEP",
 	  "learning curves by epoch: to an SVG or PNG file, or as text on a terminal", NULL, false },
 	{ "datasets", cmd_datasets, 0, JOB_NONE, "", "every dataset: sizes, shape, classes, digest, jobs using it",
 	  NULL, false },
-	{ "dataset", cmd_dataset, BIT(O_REPLACE), ARGS, "import NAME PATH... | rm NAME",
+	{ "dataset", cmd_dataset, BIT(O_REPLACE) | BIT(O_VOCAB), ARGS, "import NAME PATH... | rm NAME",
 	  "add a dataset from files you can read, or remove one no job uses",
-	  "import: the files are opened here and passed to traind as open files.", false },
+	  "import: the files are opened here and passed to traind as open files.\n"
+	  "A text (files that all end in .txt, or any files with --vocab char|byte) gets\n"
+	  "its vocabulary built by traind: a token per character (its UTF-8 checked) or per\n"
+	  "byte; train on it with --context N (doc/sequences.md).", false },
 	{ "counters", cmd_counters, 0, JOB_NONE, "",
 	  "traind's counters since it started (epochs committed, jobs failed, errors, commit latency)", NULL, false },
 	{ "sweep", cmd_sweep, CONFIG_OPTS | BIT(O_NAME) | BIT(O_CONFIG) | BIT(O_KEEP) | BIT(O_TIMEOUT) | BIT(O_FORCE),

@@ -128,6 +128,14 @@ static int dataset_import(struct cli *cli)
 		return failf(RC_ERROR, "out of memory");
 	if (cli->set[O_REPLACE])
 		json_object_set_new(params, "replace", json_true());
+	if (cli->set[O_VOCAB]) {
+		if (strcmp(cli->val[O_VOCAB], "char") != 0 && strcmp(cli->val[O_VOCAB], "byte") != 0) {
+			json_decref(params);
+			return failf(RC_USAGE, "--vocab: expected char or byte, got '%.*s'",
+				     tr_utf8_cut(cli->val[O_VOCAB], TR_QUOTE_MAX), cli->val[O_VOCAB]);
+		}
+		json_object_set_new(params, "vocab", json_string(cli->val[O_VOCAB]));
+	}
 	rc = open_files("dataset import", cli->args + 2, nfiles, fds, &opened, files);
 	if (rc == RC_OK)
 		rc = rpc_fds(cli, "io.traind.DatasetImport", json_incref(params), fds, opened, &reply);
@@ -170,11 +178,11 @@ int cmd_dataset(struct cli *cli)
 
 	if (strcmp(sub, "import") == 0) {
 		if (cli->nargs < 3)
-			return failf(RC_USAGE, "dataset import: usage: dataset import NAME PATH... [--replace]");
+			return failf(RC_USAGE, "dataset import: usage: dataset import NAME PATH... [--replace] [--vocab char|byte]");
 		return dataset_import(cli);
 	}
-	if (cli->set[O_REPLACE])
-		return failf(RC_USAGE, "dataset %s: unknown option --replace", sub);
+	if (cli->set[O_REPLACE] || cli->set[O_VOCAB])
+		return failf(RC_USAGE, "dataset %s: unknown option --%s", sub, cli->set[O_REPLACE] ? "replace" : "vocab");
 	if (strcmp(sub, "rm") == 0) {
 		if (cli->nargs != 2)
 			return failf(RC_USAGE, "dataset rm: usage: dataset rm NAME");

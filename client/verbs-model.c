@@ -66,8 +66,8 @@ int cmd_eval(struct cli *cli)
 	const char *split;
 	int64_t epoch = 0;
 	long long e, count;
-	double loss = NAN, acc = NAN, macro = NAN, mae = NAN, rmse = NAN;
-	bool has_acc, has_macro, has_mae;
+	double loss = NAN, acc = NAN, macro = NAN, mae = NAN, rmse = NAN, ppl = NAN;
+	bool has_acc, has_macro, has_mae, has_ppl;
 	int rc;
 
 	if (cli->set[O_SPLIT] && strcmp(cli->val[O_SPLIT], "val") != 0 &&
@@ -102,6 +102,7 @@ int cmd_eval(struct cli *cli)
 	has_acc = pnum(reply, "acc", &acc);
 	has_macro = pnum(reply, "macro_acc", &macro);
 	has_mae = pnum(reply, "mae", &mae) && pnum(reply, "rmse", &rmse);
+	has_ppl = pnum(reply, "ppl", &ppl);
 	if (!pnum(reply, "loss", &loss) && !json_is_null(json_object_get(reply, "loss")))
 		rc = malformed("Eval", "loss");
 	else if (!has_acc && !json_is_null(json_object_get(reply, "acc")))
@@ -126,6 +127,8 @@ int cmd_eval(struct cli *cli)
 			printf(" macro_acc %.4f", macro);
 		if (has_mae)
 			printf(" mae %.4f rmse %.4f", mae, rmse);
+		if (has_ppl)
+			printf(" ppl %.4f", ppl);
 		printf(" (%lld samples)\n", count);
 		free(s);
 		if (cli->set[O_PER_CLASS])
@@ -284,6 +287,70 @@ int cmd_export(struct cli *cli)
 	}
 out:
 	free(bytes);
+	json_decref(reply);
+	return rc;
+}
+
+/* generate JOB --prompt TEXT --tokens N [--temperature T] [--top-k K] [--seed S]:
+ * the prompt and what the model added, as text (--json: the reply). */
+int cmd_generate(struct cli *cli)
+{
+	json_t *params, *reply = NULL;
+	int64_t epoch = 0, tokens = 0, top_k = 0, seed = 1;
+	double temp = 1.0;
+	const char *text;
+	int rc;
+
+	if (!cli->set[O_PROMPT] || !cli->set[O_TOKENS])
+		return failf(RC_USAGE, "generate: give --prompt TEXT and --tokens N");
+	if (cli->set[O_EPOCH] && cli->set[O_BEST])
+		return failf(RC_USAGE, "--best: give --epoch N or --best, not both");
+	if ((cli->set[O_EPOCH] && (rc = opt_int(cli, O_EPOCH, 0, 100000, &epoch)) != RC_OK) ||
+	    (rc = opt_int(cli, O_TOKENS, 1, 10000, &tokens)) != RC_OK ||
+	    (cli->set[O_TOP_K] && (rc = opt_int(cli, O_TOP_K, 0, 1 << 24, &top_k)) != RC_OK) ||
+	    (cli->set[O_SEED] && (rc = opt_int(cli, O_SEED, 0, INT64_MAX, &seed)) != RC_OK))
+		return rc;
+	if (cli->set[O_TEMPERATURE]) {
+		char *end;
+
+		temp = strtod(cli->val[O_TEMPERATURE], &end);
+		if (end == cli->val[O_TEMPERATURE] || *end || !(temp >= 0.0 && temp <= 100.0))
+			return failf(RC_USAGE, "--temperature: expected a number in [0, 100], got '%.*s'",
+				     tr_utf8_cut(cli->val[O_TEMPERATURE], TR_QUOTE_MAX), cli->val[O_TEMPERATURE]);
+	}
+	if (!cli->val[O_PROMPT][0])
+		return failf(RC_USAGE, "--prompt: give at least one character to continue");
+	params = id_params(cli);
+	if (!params)
+		return failf(RC_ERROR, "out of memory");
+	json_object_set_new(params, "prompt", json_string(cli->val[O_PROMPT]));
+	if (!json_object_get(params, "prompt")) {
+		json_decref(params);
+		return failf(RC_USAGE, "--prompt: not valid UTF-8 text");
+	}
+	json_object_set_new(params, "tokens", json_integer((json_int_t)tokens));
+	if (cli->set[O_EPOCH])
+		json_object_set_new(params, "epoch", json_integer((json_int_t)epoch));
+	if (cli->set[O_BEST])
+		json_object_set_new(params, "best", json_true());
+	if (cli->set[O_TEMPERATURE])
+		json_object_set_new(params, "temperature", json_real(temp));
+	if (cli->set[O_TOP_K])
+		json_object_set_new(params, "top_k", json_integer((json_int_t)top_k));
+	if (cli->set[O_SEED])
+		json_object_set_new(params, "seed", json_integer((json_int_t)seed));
+	if (cli->set[O_ALLOW_DATA_CHANGE])
+		json_object_set_new(params, "allow_data_change", json_true());
+	rc = rpc(cli, "io.traind.Generate", params, &reply);
+	if (rc != RC_OK)
+		return rc;
+	text = pstr(reply, "text");
+	if (!text)
+		rc = malformed("Generate", "text");
+	else if (cli->json)
+		rc = render_json(stdout, reply);
+	else
+		printf("%s\n", text);   /* the model's text, as it is */
 	json_decref(reply);
 	return rc;
 }

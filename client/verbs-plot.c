@@ -1,7 +1,7 @@
 /*
  * verbs-plot.c - plot: the learning curves of one or more jobs.
  *
- * `plot JOB... [--metric loss|acc|lr|mae|rmse] [-o FILE.svg|FILE.png]`. Everything
+ * `plot JOB... [--metric loss|acc|lr|mae|rmse|ppl] [-o FILE.svg|FILE.png]`. Everything
  * about the command line is checked before connecting (the metric, the
  * file's extension, a JOB given twice, where the chart can go); then each
  * job's Status (for its name) and History, as `history` fetches them. One
@@ -45,6 +45,7 @@ static const struct metric metrics[] = {
 	{ "lr", "learning rate", "learning rate", { "lr", NULL }, { "lr", NULL } },
 	{ "mae", "validation MAE", "mean absolute error", { "val_mae", NULL }, { "val", NULL } },
 	{ "rmse", "validation RMSE", "root mean squared error", { "val_rmse", NULL }, { "val", NULL } },
+	{ "ppl", "validation perplexity", "perplexity", { "val_ppl", NULL }, { "val", NULL } },
 };
 
 /* The job's series of metric m from its History rows, appended to p. */
@@ -149,7 +150,7 @@ static int check_args(struct cli *cli, const struct metric **m, enum plot_format
 			if (strcmp(cli->val[O_METRIC], metrics[i].name) == 0)
 				*m = &metrics[i];
 		if (!*m)
-			return failf(RC_USAGE, "--metric: expected loss, acc, lr, mae or rmse, got '%.*s'",
+			return failf(RC_USAGE, "--metric: expected loss, acc, lr, mae, rmse or ppl, got '%.*s'",
 				     tr_utf8_cut(cli->val[O_METRIC], TR_QUOTE_MAX), cli->val[O_METRIC]);
 	}
 	for (size_t i = 0; i < cli->njobs; i++)

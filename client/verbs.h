@@ -58,6 +58,7 @@ int cmd_plot(struct cli *cli);
 /* verbs-model.c */
 int cmd_eval(struct cli *cli);
 int cmd_export(struct cli *cli);
+int cmd_generate(struct cli *cli);  /* generate JOB --prompt TEXT --tokens N */
 
 /* verbs-config.c */
 int cmd_config(struct cli *cli);    /* config JOB: the job's configuration as YAML */

@@ -240,6 +240,51 @@ out:
 	json_decref(reply);
 }
 
+/* A language model's text (io.traind.Generate): prompt (default a new
+ * line), tokens (default 200, at most 2000 here), temperature (default
+ * 0.8), seed (default 1). traind's errors (a prompt with characters the
+ * vocabulary lacks, a job that is not a language model) pass through. */
+static void sample(const struct web_route *route, const struct api_args *args, struct web_resp *out)
+{
+	json_t *params = id_of(route), *reply = NULL;
+	int64_t tokens = 200, seed = 1;
+	double temp = 0.8;
+	char *end = NULL;
+
+	if (args->tokens && (!web_parse_id(args->tokens, strlen(args->tokens), &tokens) || tokens > 2000)) {
+		json_decref(params);
+		web_resp_error(out, 400, "traind-web.InvalidParameter", "tokens must be a number 1..2000");
+		return;
+	}
+	if (args->seed && !web_parse_id(args->seed, strlen(args->seed), &seed) && strcmp(args->seed, "0") != 0) {
+		json_decref(params);
+		web_resp_error(out, 400, "traind-web.InvalidParameter", "seed must be a decimal number");
+		return;
+	}
+	if (args->seed && strcmp(args->seed, "0") == 0)
+		seed = 0;
+	if (args->temperature) {
+		temp = strtod(args->temperature, &end);
+		if (end == args->temperature || *end || !(temp >= 0.0 && temp <= 100.0)) {
+			json_decref(params);
+			web_resp_error(out, 400, "traind-web.InvalidParameter", "temperature must be a number 0..100");
+			return;
+		}
+	}
+	json_object_set_new(params, "prompt", json_string(args->prompt && args->prompt[0] ? args->prompt : "\n"));
+	json_object_set_new(params, "tokens", json_integer((json_int_t)tokens));
+	json_object_set_new(params, "temperature", json_real(temp));
+	json_object_set_new(params, "seed", json_integer((json_int_t)seed));
+	if (!json_object_get(params, "prompt")) {
+		json_decref(params);
+		web_resp_error(out, 400, "traind-web.InvalidParameter", "prompt must be UTF-8 text");
+		return;
+	}
+	if (web_call(args->socket, "io.traind.Generate", params, CALL_TIMEOUT_MS, &reply, out) < 0)
+		return;
+	web_resp_json(out, 200, reply);
+}
+
 void api_handle(const struct web_route *route, const struct api_args *args, struct web_resp *out)
 {
 	const char *method = NULL;
@@ -299,6 +344,9 @@ void api_handle(const struct web_route *route, const struct api_args *args, stru
 		break;
 	case WEB_API_EXPORT:
 		export(route, args, out);
+		return;
+	case WEB_API_SAMPLE:
+		sample(route, args, out);
 		return;
 	default:
 		web_resp_error(out, 500, "traind-web.Internal", "not an API route");

@@ -25,6 +25,7 @@ struct api_args {
 	const char *socket;        /* traind's socket */
 	const char *epoch;         /* export: query parameter epoch, or NULL */
 	const char *states;        /* list: query parameter state (comma separated), or NULL */
+	const char *prompt, *tokens, *temperature, *seed;   /* sample: its query parameters, or NULL */
 	const char *body;          /* POST body (not NUL-terminated), may be NULL */
 	size_t body_len;
 };

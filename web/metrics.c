@@ -79,7 +79,7 @@ struct per_job {
 	int which;   /* what per_job_value reads */
 };
 
-enum { V_EPOCH, V_STEP, V_SPS, V_VAL_LOSS, V_VAL_ACC, V_BEST, V_VAL_MAE, V_VAL_RMSE };
+enum { V_EPOCH, V_STEP, V_SPS, V_VAL_LOSS, V_VAL_ACC, V_BEST, V_VAL_MAE, V_VAL_RMSE, V_VAL_PPL };
 
 /* The value of `which` for job; false when it has none (no sample). */
 static bool per_job_value(json_t *job, json_t *rows, int which, double *v)
@@ -99,6 +99,8 @@ static bool per_job_value(json_t *job, json_t *rows, int which, double *v)
 	/* a regression's; absent (no sample) for the other tasks */
 	case V_VAL_MAE: x = last ? json_object_get(last, "val_mae") : NULL; break;
 	case V_VAL_RMSE: x = last ? json_object_get(last, "val_rmse") : NULL; break;
+	/* a language model's (per-token); absent for the other tasks */
+	case V_VAL_PPL: x = last ? json_object_get(last, "val_ppl") : NULL; break;
 	case V_BEST:
 		json_array_foreach(rows, i, row) {
 			json_t *l = json_object_get(row, "val_loss");
@@ -208,6 +210,7 @@ int metrics_render_sweeps(json_t *jobs, json_t *histories, json_t *ctrs, json_t 
 		{ "traind_job_val_mae", "The job's latest validation mean absolute error (regression).", V_VAL_MAE },
 		{ "traind_job_val_rmse", "The job's latest validation root mean squared error (regression).",
 		  V_VAL_RMSE },
+		{ "traind_job_val_ppl", "The job's latest validation perplexity (a language model).", V_VAL_PPL },
 	};
 	FILE *f;
 	size_t i;

@@ -146,6 +146,7 @@ static void route_api_job(const char *rest, bool post, struct web_route *out)
 		{ "/kill", WEB_API_KILL, true },
 		{ "/steps", WEB_API_STEPS, false },
 		{ "/delete", WEB_API_DELETE, true },
+		{ "/sample", WEB_API_SAMPLE, false },
 	};
 	size_t idlen = strcspn(rest, "/");
 

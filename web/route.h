@@ -55,6 +55,8 @@ enum web_kind {
 	WEB_API_KILL,        /* POST /api/jobs/N/kill */
 	WEB_API_STEPS,       /* GET /api/jobs/N/steps   the running loss by step */
 	WEB_API_DELETE,      /* POST /api/jobs/N/delete (a stopped job) */
+	WEB_API_SAMPLE,      /* GET /api/jobs/N/sample?prompt=P&tokens=N&temperature=T&seed=S
+				text from a language model (Generate) */
 	WEB_PAGE_SWEEP,      /* GET /sweeps/N    one sweep (job: its id) */
 	WEB_API_SWEEPS,      /* GET /api/sweeps */
 	WEB_API_SWEEP,       /* GET /api/sweeps/N (job: its id) */

@@ -108,6 +108,65 @@ out:
 	return rc;
 }
 
+int dsimport_vocab(const char *word, const char *const *names, size_t n, enum ds_vocab *out)
+{
+	bool txt = n > 0;
+
+	*out = DS_VOCAB_NONE;
+	if (word) {
+		if (strcmp(word, "char") == 0)
+			*out = DS_VOCAB_CHAR;
+		else if (strcmp(word, "byte") == 0)
+			*out = DS_VOCAB_BYTE;
+		else
+			return -EINVAL;
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(names[i]);
+
+		txt = txt && len > 4 && strcmp(names[i] + len - 4, ".txt") == 0;
+	}
+	if (txt)
+		*out = DS_VOCAB_CHAR;
+	return 0;
+}
+
+/* A text's dataset.json in dir (fsync'ed): its vocabulary from the files. */
+static int write_text_meta(const char *dir, const char *const *names, size_t n, enum ds_vocab vocab,
+			   struct tr_err *err)
+{
+	char path[PATH_MAX], *json = NULL;
+	int rc, fd;
+
+	rc = dataset_text_meta(dir, names, n, vocab, 0.1, &json, err);
+	if (rc < 0)
+		return rc == -EFBIG ? -EINVAL : rc;
+	snprintf(path, sizeof(path), "%s/dataset.json", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rc = tr_err_set(err, -errno, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	for (size_t off = 0, len = strlen(json); off < len;) {
+		ssize_t w = write(fd, json + off, len - off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			rc = tr_err_set(err, -errno, "%s: %s", path, strerror(errno));
+			break;
+		}
+		off += (size_t)w;
+	}
+	if (rc == 0 && fsync(fd) < 0)
+		rc = tr_err_set(err, -errno, "fsync %s: %s", path, strerror(errno));
+	close(fd);
+out:
+	free(json);
+	return rc;
+}
+
 /* Name the dataset's files in err as the client knows them, not by the
  * temporary directory: "TMP/train.csv" -> "train.csv", "TMP: ..." -> "...". */
 static void unname_tmp(struct tr_err *err, const char *tmp)
@@ -132,8 +191,8 @@ static void unname_tmp(struct tr_err *err, const char *tmp)
 }
 
 int dsimport_copy(const char *data_dir, const char *name, const char *const *names, const int *fds,
-		  size_t n, bool replace, uint64_t max_bytes, char *tmp, uint64_t *bytes,
-		  struct tr_err *err)
+		  size_t n, bool replace, enum ds_vocab vocab, uint64_t max_bytes, char *tmp,
+		  uint64_t *bytes, struct tr_err *err)
 {
 	char path[PATH_MAX];
 	struct dataset *ds = NULL;
@@ -155,6 +214,10 @@ int dsimport_copy(const char *data_dir, const char *name, const char *const *nam
 		total += sizes[i];
 	}
 	*bytes = total;
+	for (size_t i = 0; vocab != DS_VOCAB_NONE && i < n; i++)
+		if (strcmp(names[i], "dataset.json") == 0)
+			return tr_err_set(err, -EINVAL,
+					  "file dataset.json: a text's dataset.json is written by the import (its vocabulary)");
 	if (total > max_bytes)
 		return tr_err_set(err, -EFBIG, "dataset %s: its files hold %" PRIu64 " bytes, more than "
 				  "the %" PRIu64 " this traind accepts (--max-dataset-bytes)",
@@ -176,6 +239,11 @@ int dsimport_copy(const char *data_dir, const char *name, const char *const *nam
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		snprintf(path, sizeof(path), "%s/%s", tmp, names[i]);
 		rc = copy_fd(fds[i], sizes[i], path, names[i], err);
+	}
+	if (rc == 0 && vocab != DS_VOCAB_NONE) {
+		rc = write_text_meta(tmp, names, n, vocab, err);
+		if (rc < 0)
+			unname_tmp(err, tmp);
 	}
 	if (rc == 0) {
 		uint64_t needed = 0;

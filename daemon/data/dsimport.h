@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "traind/dataset.h"
 #include "traind/error.h"
 
 #define DSIMPORT_MAX_FILES 32
@@ -36,7 +37,10 @@
  * bytes, no '/', not starting with '.', no control characters. */
 bool dsimport_file_name_ok(const char *name);
 
-/* Copy fds[i] to DIR/.tmp-NAME-XXXXXX/names[i] and validate (see the top).
+/* Copy fds[i] to DIR/.tmp-NAME-XXXXXX/names[i] and validate (see the top);
+ * with vocab (char or byte) the files are one text (doc/sequences.md): its
+ * dataset.json, the vocabulary built from the text, is written beside them
+ * (a file of that name among them is refused).
  * Refusals: -EEXIST when DATA_DIR/NAME exists and !replace, -EFBIG when the
  * files hold more than max_bytes, or expand to more in memory (compressed
  * ones: dataset_load_limited; *bytes says how much), -EINVAL for a
@@ -44,8 +48,12 @@ bool dsimport_file_name_ok(const char *name);
  * not load (err names the file and the problem). On success tmp (PATH_MAX)
  * holds the temporary directory, to commit or discard. */
 int dsimport_copy(const char *data_dir, const char *name, const char *const *names, const int *fds,
-		  size_t n, bool replace, uint64_t max_bytes, char *tmp, uint64_t *bytes,
-		  struct tr_err *err);
+		  size_t n, bool replace, enum ds_vocab vocab, uint64_t max_bytes, char *tmp,
+		  uint64_t *bytes, struct tr_err *err);
+/* The vocabulary a DatasetImport asks for: "char", "byte", or (NULL) char
+ * when every name ends in ".txt", else none (not a text). -EINVAL for
+ * another word. */
+int dsimport_vocab(const char *word, const char *const *names, size_t n, enum ds_vocab *out);
 /* Rename tmp to DATA_DIR/NAME (replacing an existing one only if replace:
  * else -EEXIST, and tmp is left for dsimport_discard), fsync DATA_DIR. */
 int dsimport_commit(const char *data_dir, const char *tmp, const char *name, bool replace,

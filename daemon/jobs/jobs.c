@@ -471,7 +471,13 @@ static void on_run_commit(struct run_ctx *ctx, const struct run_commit *c)
 			job_note_row(j, &c->row);
 			if (j->js->cfg.on_epoch)
 				j->js->cfg.on_epoch(j->js->cfg.ctx, j, &c->row);
-			if (!isnan(c->row.val_rmse))   /* a regression's metrics */
+			if (!isnan(c->row.val_ppl))   /* a language model's */
+				log_info("job %" PRId64 ": epoch %u/%u committed | train_loss %.4f train_acc %.4f | "
+					 "val_loss %.4f val_acc %.4f val_ppl %.4f | %.2fs | held %.1f ms, durable after %.1f ms",
+					 j->id, c->row.epoch, j->cfg.epochs, c->row.train_loss, c->row.train_acc,
+					 c->row.val_loss, c->row.val_acc, c->row.val_ppl, c->row.seconds,
+					 c->hold_seconds * 1e3, c->durable_after * 1e3);
+			else if (!isnan(c->row.val_rmse))   /* a regression's metrics */
 				log_info("job %" PRId64 ": epoch %u/%u committed | train_loss %.4f | "
 					 "val_loss %.4f val_mae %.4f val_rmse %.4f | %.2fs | held %.1f ms, durable after %.1f ms",
 					 j->id, c->row.epoch, j->cfg.epochs, c->row.train_loss, c->row.val_loss,
@@ -798,9 +804,9 @@ static void recover_steps(struct job *j, struct train_counts *tc)
 			tc->ds[tc->n++].shape = sh;
 		}
 	}
-	run_progress_steps(&j->run, jobs_steps_per_epoch(&j->cfg, sh.train_count), true);
-	if (sh.train_count) {
-		struct shape in = { .c = sh.channels, .h = sh.height, .w = sh.width, .flat = false };
+	run_progress_steps(&j->run, jobs_steps_per_epoch(&j->cfg, trainer_probe_samples(&j->cfg, &sh)), true);
+	if (sh.train_count || sh.train_tokens) {
+		struct shape in = trainer_probe_shape(&j->cfg, &sh);
 
 		j->classes = sh.target == DS_TARGET_VALUES ? sh.target_width : sh.classes;
 		j->params = trainer_count_params(&j->cfg, in, j->classes);

@@ -1,6 +1,6 @@
 /*
  * bgwork.h - the methods' background work: what a call reads or computes
- * off the loop (History, Checkpoints, Eval, Export, Predict, Datasets,
+ * off the loop (History, Checkpoints, Eval, Export, Generate, Predict, Datasets,
  * dataset imports and removals, Start's and Resume's checks), on libuv's
  * thread pool, with a read-only connection to the database of its own.
  *

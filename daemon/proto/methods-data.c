@@ -67,6 +67,7 @@ struct data_task {
 	struct call_files files;   /* closed once copied, or by the release */
 	size_t nfiles;             /* how many files the import had */
 	bool replace;
+	enum ds_vocab vocab;       /* import as a text with this vocabulary (none: not a text) */
 	char tmp[PATH_MAX];        /* the copy, to commit or discard */
 	uint64_t bytes;
 };
@@ -178,7 +179,7 @@ static void import_copy_work(struct bg_task *t)
 	for (size_t i = 0; i < dt->files.n; i++)
 		names[i] = dt->files.names[i];
 	rc = dsimport_copy(dscache_dir(dt->d->dsc), dt->name, names, dt->files.fds, dt->files.n, dt->replace,
-			   dt->d->max_dataset_bytes, dt->tmp, &dt->bytes, &t->err);
+			   dt->vocab, dt->d->max_dataset_bytes, dt->tmp, &dt->bytes, &t->err);
 	t->detail.size = (int64_t)dt->bytes;
 	if (rc < 0)
 		bg_fail(t, PROTO_FROM_IMPORT, rc);
@@ -248,8 +249,11 @@ static bool import_copy_after(struct bg_task *t)
 
 void m_dataset_import(struct daemon *d, struct call *c, struct call_fds *fds)
 {
-	static const char *const keys[] = { "name", "files", "replace", NULL };
+	static const char *const keys[] = { "name", "files", "replace", "vocab", NULL };
 	json_t *p = call_params(c), *name = json_object_get(p, "name"), *files = json_object_get(p, "files");
+	json_t *vocab = json_object_get(p, "vocab");
+	const char *fnames[DSIMPORT_MAX_FILES];
+	enum ds_vocab vk = DS_VOCAB_NONE;
 	bool replace = false;
 	struct data_task *dt;
 	char who[512];
@@ -258,6 +262,10 @@ void m_dataset_import(struct daemon *d, struct call *c, struct call_fds *fds)
 
 	if (!params_only(c, keys) || !params_bool(c, "replace", &replace))
 		return;
+	if (vocab && !json_is_null(vocab) && !json_is_string(vocab)) {
+		call_invalid_parameter(c, "vocab", "'vocab' must be \"char\" or \"byte\"");
+		return;
+	}
 	if (!json_is_string(name) || !config_dataset_name_ok(json_string_value(name))) {
 		call_invalid_parameter(c, "name", "'name' must be a dataset name (1-63 of A-Z a-z 0-9 . _ -, not "
 				       "starting with '.')");
@@ -287,6 +295,13 @@ void m_dataset_import(struct daemon *d, struct call *c, struct call_fds *fds)
 			}
 		}
 	}
+	json_array_foreach(files, i, f)
+		fnames[i] = json_string_value(json_object_get(f, "name"));
+	if (dsimport_vocab(json_is_string(vocab) ? json_string_value(vocab) : NULL, fnames, nfiles, &vk) < 0) {
+		call_invalid_parameter(c, "vocab", "'vocab' must be \"char\" (a token per character) or \"byte\" "
+				       "(a token per byte)");
+		return;
+	}
 	if (!params_enough_fds(c, nfiles, fds))
 		return;
 	if (replace && jobs_using(d, json_string_value(name), true, who, sizeof(who))) {
@@ -302,6 +317,7 @@ void m_dataset_import(struct daemon *d, struct call *c, struct call_fds *fds)
 	if (!dt)
 		return;
 	dt->replace = replace;
+	dt->vocab = vk;
 	dt->nfiles = nfiles;
 	params_take_files(files, fds, &dt->files);
 	bg_submit(d->bg, &dt->t);   /* the files are closed whatever happens */

@@ -329,7 +329,13 @@ int methods_new_job(struct bg_task *bt, struct daemon *d, json_t *config_in, boo
 	 * 10000 (none left to train on, or less than a batch): a sixth of the
 	 * file instead, MNIST's own ratio. It is recorded with the job like any
 	 * setting; a job that would have trained with 10000 still does. */
-	if (!json_object_get(config_in, "val_size")) {
+	if (!json_object_get(config_in, "val_size") && sp->ds->text) {
+		/* a text: a tenth of its windows (doc/sequences.md) */
+		uint64_t w = dataset_windows(sp->ds->train.ntokens, sp->cfg.context);
+
+		if (w >= 2)
+			sp->cfg.val_size = w / 10 > 0 ? (uint32_t)(w / 10 < 1000000 ? w / 10 : 1000000) : 1;
+	} else if (!json_object_get(config_in, "val_size")) {
 		uint32_t count = sp->ds->train.count;
 
 		if (sp->cfg.val_size >= count || count - sp->cfg.val_size < sp->cfg.batch_size)
@@ -342,8 +348,8 @@ int methods_new_job(struct bg_task *bt, struct daemon *d, json_t *config_in, boo
 		*bad_param = key_param(bt, param);
 		bg_fail(bt, PROTO_FROM_FIT, rc);
 	}
-	sp->steps_per_epoch = jobs_steps_per_epoch(&sp->cfg, sp->ds->train.count);
-	sp->params = trainer_count_params(&sp->cfg, trainer_input_shape(sp->ds), dataset_outputs(sp->ds));
+	sp->steps_per_epoch = jobs_steps_per_epoch(&sp->cfg, trainer_split_samples(&sp->cfg, sp->ds));
+	sp->params = trainer_count_params(&sp->cfg, trainer_data_shape(&sp->cfg, sp->ds), dataset_outputs(sp->ds));
 	return rc < 0 ? rc : 0;
 }
 

@@ -1,5 +1,5 @@
 /*
- * methods-model.c - Eval, Export, Predict: what a client does with a job's
+ * methods-model.c - Eval, Export, Generate, Predict: what a client does with a job's
  * stored checkpoints, on the thread pool. See daemon/proto/methods.h.
  */
 #include "daemon/proto/methods.h"
@@ -14,6 +14,7 @@
 
 #include "traind/base64.h"
 #include "traind/checkpoint.h"
+#include "traind/generate.h"
 #include "traind/sha256.h"
 #include "traind/trainer.h"
 #include "daemon/data/predict.h"
@@ -135,7 +136,11 @@ static void eval_work(struct bg_task *bt)
 		json_object_set_new(bt->result, "mae", real_or_null(m.mae));
 		json_object_set_new(bt->result, "rmse", real_or_null(m.rmse));
 	}
-	if (sums && bt->result) {
+	if (bt->result && t->task == TASK_TOKENS)   /* loss: the mean over every position */
+		json_object_set_new(bt->result, "ppl", real_or_null(m.ppl));
+	if (sums && bt->result && t->task == TASK_TOKENS) {
+		json_object_set_new(bt->result, "per_class", json_array());   /* none per token */
+	} else if (sums && bt->result) {
 		/* One row per class of the dataset, named when it has names. */
 		json_t *rows = json_array();
 
@@ -294,6 +299,187 @@ void m_export(struct daemon *d, struct call *c, struct call_fds *fds)
 	bg_submit(d->bg, &x->t);
 }
 
+/* ---- Generate ---------------------------------------------------------- */
+
+struct generate_task {
+	struct bg_task t;          /* first */
+	struct daemon *d;
+	struct ckpt_ref ref;
+	bool allow_data_change;
+	char *prompt;              /* owned (the release frees it) */
+	size_t prompt_len;
+	struct gen_opts gen;
+	char dataset[CFG_NAME_MAX];          /* the checkpoint's */
+	char recorded[DSCACHE_DIGEST_MAX];   /* the job's ("": none recorded) */
+	char current[DSCACHE_DIGEST_MAX];    /* the files' now */
+};
+
+static void generate_release(struct bg_task *t)
+{
+	free(((struct generate_task *)t)->prompt);
+	free(t);
+}
+
+/* Text from a job's language model (generate.h): its checkpoint's model,
+ * its dataset's vocabulary (checked as Eval checks the dataset). */
+static void generate_work(struct bg_task *bt)
+{
+	struct generate_task *g = (struct generate_task *)bt;
+	struct tr_err *err = &bt->err;
+	struct store_checkpoint ck;
+	struct checkpoint_info info;
+	const struct dataset *ds = NULL;
+	struct net net;
+	bool have_net = false;
+	uint32_t *prompt = NULL, *out = NULL, *all = NULL;
+	size_t np = 0;
+	char *text = NULL, *gen = NULL;
+	struct store *s;
+	int rc;
+
+	memset(&ck, 0, sizeof(ck));
+	if (!g->prompt) {
+		bg_fail(bt, PROTO_FROM_DAEMON, tr_err_set(err, -ENOMEM, "out of memory"));
+		goto out;
+	}
+	if (methods_checkpoint(bt, &g->ref, &ck) < 0)
+		goto out;
+	rc = checkpoint_inspect(ck.blob, (size_t)ck.size, &info, err);
+	if (rc < 0) {
+		bg_fail(bt, PROTO_FROM_CHECKPOINT, rc);
+		goto out;
+	}
+	snprintf(g->dataset, sizeof(g->dataset), "%s", info.cfg.dataset);
+	(void)bg_store(bt, &s, NULL);   /* open: methods_checkpoint used it */
+	rc = dscache_digest(g->d->dsc, info.cfg.dataset, s, g->d->sq, g->current, NULL, err);
+	if (rc == 0 && g->recorded[0] && strcmp(g->recorded, g->current) != 0 && !g->allow_data_change) {
+		dscache_changed_message(err->msg, sizeof(err->msg), info.cfg.dataset, g->ref.id, g->recorded,
+					g->current, "generate");
+		bg_fail(bt, PROTO_FROM_DATASET, -ESTALE);
+		goto out;
+	}
+	if (rc == 0)
+		rc = dscache_get(g->d->dsc, info.cfg.dataset, g->current, &ds, err);
+	if (rc < 0) {
+		bg_fail(bt, PROTO_FROM_DATASET, rc);
+		goto out;
+	}
+	if (!ds->text) {
+		bg_fail(bt, PROTO_FROM_DATASET,
+			tr_err_set(err, -EINVAL, "dataset %s is not a text: generate writes text in a text's vocabulary",
+				   info.cfg.dataset));
+		goto out;
+	}
+	rc = checkpoint_model_net(ck.blob, (size_t)ck.size, 1, &net, err);
+	if (rc < 0) {
+		bg_fail(bt, PROTO_FROM_CHECKPOINT, rc);
+		goto out;
+	}
+	have_net = true;
+	rc = generate_check(&net, err);
+	if (rc == 0 && net.input.vocab != ds->vocab)
+		rc = tr_err_set(err, -EINVAL, "the model takes %u tokens; dataset %s's vocabulary has %u now",
+				net.input.vocab, info.cfg.dataset, ds->vocab);
+	if (rc < 0) {
+		tr_err_prefix(err, "job %" PRId64 " cannot generate", g->ref.id);
+		bt->detail.parameter = "id";
+		bg_fail(bt, PROTO_FROM_FIT, rc);
+		goto out;
+	}
+	rc = dataset_text_encode(ds, g->prompt, g->prompt_len, &prompt, &np, err);
+	if (rc == 0 && np == 0)
+		rc = tr_err_set(err, -EINVAL, "prompt: give at least one character");
+	if (rc < 0) {
+		bt->detail.parameter = "prompt";
+		bg_fail(bt, PROTO_FROM_FIT, rc);
+		goto out;
+	}
+	out = malloc(g->gen.tokens * sizeof(*out));
+	all = malloc((np + g->gen.tokens) * sizeof(*all));
+	rc = out && all ? generate_tokens(&net, prompt, np, &g->gen, out, err)
+			: tr_err_set(err, -ENOMEM, "out of memory");
+	if (rc < 0) {
+		bg_fail(bt, PROTO_FROM_DAEMON, rc);
+		goto out;
+	}
+	memcpy(all, prompt, np * sizeof(*all));
+	memcpy(all + np, out, g->gen.tokens * sizeof(*all));
+	text = dataset_text_decode(ds, all, np + g->gen.tokens);
+	gen = dataset_text_decode(ds, out, g->gen.tokens);
+	if (!text || !gen) {
+		bg_fail(bt, PROTO_FROM_DAEMON, tr_err_set(err, -ENOMEM, "out of memory"));
+		goto out;
+	}
+	bt->result = json_pack("{s:I,s:I,s:s,s:s,s:I,s:I}", "epoch", (json_int_t)ck.epoch, "step",
+			       (json_int_t)ck.step, "text", text, "generated", gen, "tokens",
+			       (json_int_t)g->gen.tokens, "seed", (json_int_t)g->gen.seed);
+out:
+	free(text);
+	free(gen);
+	free(prompt);
+	free(out);
+	free(all);
+	if (have_net)
+		net_deinit(&net);
+	if (ds)
+		dscache_put(g->d->dsc, ds);
+	store_checkpoint_clear(&ck);
+}
+
+void m_generate(struct daemon *d, struct call *c, struct call_fds *fds)
+{
+	static const char *const keys[] = { "id", "epoch", "best", "prompt", "tokens", "temperature", "top_k",
+					    "seed", "allow_data_change", NULL };
+	json_t *p = call_params(c), *prompt = json_object_get(p, "prompt");
+	json_t *temp = json_object_get(p, "temperature");
+	int64_t epoch = -1, tokens = 0, top_k = 0, seed = 1;
+	bool best = false, allow = false;
+	double t = 1.0;
+	struct generate_task *g;
+	struct job *j;
+
+	(void)fds;
+	if (!params_only(c, keys) || !params_int(c, "epoch", false, 0, 100000, &epoch) ||
+	    !params_bool(c, "best", &best) || !params_int(c, "tokens", true, 1, GENERATE_MAX_TOKENS, &tokens) ||
+	    !params_int(c, "top_k", false, 0, 1 << 24, &top_k) || !params_int(c, "seed", false, 0, INT64_MAX, &seed) ||
+	    !params_bool(c, "allow_data_change", &allow))
+		return;
+	if (best && epoch >= 0) {
+		call_invalid_parameter(c, "best", "give 'epoch' or 'best', not both");
+		return;
+	}
+	if (!json_is_string(prompt) || json_string_length(prompt) == 0 || json_string_length(prompt) > 65536) {
+		call_invalid_parameter(c, "prompt", "'prompt' must be a string of 1 to 65536 bytes (the text to continue)");
+		return;
+	}
+	if (temp && !json_is_null(temp)) {
+		t = json_is_number(temp) ? json_number_value(temp) : -1.0;
+		if (!(t >= 0.0 && t <= 100.0)) {
+			call_invalid_parameter(c, "temperature",
+					       "'temperature' must be a number in [0, 100] (0: the most likely token)");
+			return;
+		}
+	}
+	if (!(j = params_job(d, c)))
+		return;
+	if (!(g = bg_task_new(c, sizeof(*g), generate_work, NULL, generate_release)))
+		return;
+	g->prompt_len = json_string_length(prompt);
+	g->prompt = malloc(g->prompt_len + 1);
+	if (g->prompt)
+		memcpy(g->prompt, json_string_value(prompt), g->prompt_len + 1);
+	g->d = d;
+	g->ref = (struct ckpt_ref){ .id = j->id, .epoch = epoch, .best = best };
+	g->allow_data_change = allow;
+	g->gen = (struct gen_opts){ .tokens = (uint32_t)tokens, .temperature = t, .top_k = (uint32_t)top_k,
+				    .seed = (uint64_t)seed };
+	snprintf(g->recorded, sizeof(g->recorded), "%s", j->dataset_digest);
+	g->t.detail = (struct proto_detail){ .has_id = true, .id = j->id, .has_epoch = epoch >= 0,
+					     .epoch = epoch, .dataset = g->dataset,
+					     .recorded = g->recorded, .current = g->current };
+	bg_submit(d->bg, &g->t);
+}
+
 /* ---- Predict ----------------------------------------------------------- */
 
 struct predict_task {
@@ -373,6 +559,13 @@ static void predict_work(struct bg_task *bt)
 		goto out;
 	}
 	have_net = true;
+	if (net.input.seq) {   /* token data (doc/sequences.md) */
+		tr_err_set(err, -EINVAL, "job %" PRId64 "'s model takes token ids, not images or rows%s",
+			   p->ref.id, net.input.vocab ? " (a language model's text: generate)" : "");
+		p->t.detail.parameter = "id";
+		bg_fail(bt, PROTO_FROM_FIT, -EINVAL);
+		goto out;
+	}
 	/* Its dataset's class names and normalisation: as its training saw them. */
 	rc = dscache_get(p->d->dsc, p->cfg.dataset, NULL, &ds, err);
 	if (rc < 0) {

@@ -37,6 +37,7 @@ static const struct method {
 	{ "io.traind.DatasetImport", m_dataset_import, M_FDS },
 	{ "io.traind.DatasetRemove", m_dataset_remove, 0 },
 	{ "io.traind.Predict", m_predict, M_FDS },
+	{ "io.traind.Generate", m_generate, 0 },
 	{ "io.traind.SweepStart", m_sweep_start, 0 },
 	{ "io.traind.SweepStatus", m_sweep_status, 0 },
 	{ "io.traind.SweepList", m_sweep_list, 0 },

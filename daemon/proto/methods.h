@@ -6,7 +6,7 @@
  *   methods-jobs.c     Start, Pause, Resume, Kill, Delete: the jobs
  *                      module's verbs, answered through a struct jobs_done
  *   methods-query.c    Status, List, History, Steps, Checkpoints, Wait, Watch
- *   methods-model.c    Eval, Export, Predict: a job's stored checkpoints
+ *   methods-model.c    Eval, Export, Generate, Predict: a job's stored checkpoints
  *   methods-data.c     Datasets, DatasetImport, DatasetRemove
  *   methods-service.c  GetInfo, GetInterfaceDescription, Counters
  *
@@ -48,7 +48,7 @@ typedef void method_fn(struct daemon *d, struct call *c, struct call_fds *fds);
 
 method_fn m_start, m_pause, m_resume, m_kill, m_delete;
 method_fn m_status, m_list, m_history, m_steps, m_checkpoints, m_wait, m_watch;
-method_fn m_eval, m_export, m_predict;
+method_fn m_eval, m_export, m_generate, m_predict;
 method_fn m_datasets, m_dataset_import, m_dataset_remove;
 method_fn m_get_info, m_get_interface, m_counters, m_traind_info;
 method_fn m_sweep_start, m_sweep_status, m_sweep_list, m_sweep_kill, m_sweep_pause, m_sweep_resume,

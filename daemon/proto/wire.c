@@ -166,6 +166,9 @@ json_t *history_row_json(const struct history_row *r)
 		json_object_set_new(o, "val_mae", json_real(r->val_mae));
 	if (o && !isnan(r->val_rmse))
 		json_object_set_new(o, "val_rmse", json_real(r->val_rmse));
+	/* val_ppl: a per-token job's (a language model's) only */
+	if (o && !isnan(r->val_ppl))
+		json_object_set_new(o, "val_ppl", real_or_null(r->val_ppl));
 	return o;
 }
 
@@ -207,9 +210,21 @@ json_t *dataset_json(const char *name, const struct dataset *ds, const char *dig
 	json_object_set_new(o, "test", json_integer(ds->test.count));
 	json_object_set_new(o, "shape", json_pack("[i,i,i]", (int)ds->channels, (int)ds->height, (int)ds->width));
 	json_object_set_new(o, "classes", json_integer(ds->classes));
-	/* "classes", or float targets ("values", "binary": all 0/1) with their count */
+	/* "classes", or float targets ("values", "binary": all 0/1) with their
+	 * count, or "tokens": a class (a token) per position */
 	json_object_set_new(o, "targets", json_string(ds->target == DS_TARGET_CLASS ? "classes"
+						      : ds->target == DS_TARGET_TOKENS ? "tokens"
 						      : ds->targets_binary ? "binary" : "values"));
+	if (ds->tokens) {
+		json_object_set_new(o, "vocab", json_integer(ds->vocab));
+		if (ds->seq_len)
+			json_object_set_new(o, "seq_len", json_integer(ds->seq_len));
+	}
+	if (ds->text) {
+		json_object_set_new(o, "vocab_kind", json_string(ds->vocab_kind == DS_VOCAB_BYTE ? "byte" : "char"));
+		json_object_set_new(o, "train_tokens", json_integer((json_int_t)ds->train.ntokens));
+		json_object_set_new(o, "test_tokens", json_integer((json_int_t)ds->test.ntokens));
+	}
 	if (ds->target == DS_TARGET_VALUES) {
 		json_object_set_new(o, "target_width", json_integer(ds->target_width));
 		if (ds->target_names) {

@@ -125,7 +125,7 @@ struct store {
 	"id, job_id, epoch, step, kind, val_loss, size, checksum, created_at, score"
 #define HISTORY_COLUMNS \
 	"epoch, train_loss, train_acc, train_macro_acc, val_loss, val_acc, val_macro_acc, " \
-	"seconds, note, lr, grad_norm, val_mae, val_rmse"
+	"seconds, note, lr, grad_norm, val_mae, val_rmse, val_ppl"
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -1364,7 +1364,7 @@ static int insert_history(struct store *s, int64_t job, const struct history_row
 {
 	static const char sql[] =
 		"INSERT INTO history (job_id, " HISTORY_COLUMNS ", created_at) "
-		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?16, ?15)";
 	const double reals[] = { row->train_loss, row->train_acc, row->train_macro_acc,
 				 row->val_loss,   row->val_acc,   row->val_macro_acc,
 				 row->seconds };
@@ -1392,6 +1392,8 @@ static int insert_history(struct store *s, int64_t job, const struct history_row
 		rc = bind_real(st, 14, row->val_rmse);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 15, now_unix());
+	if (rc == SQLITE_OK)
+		rc = bind_real(st, 16, row->val_ppl);
 	if (rc != SQLITE_OK) {
 		rc = db_fail(s, rc, err, ctx);
 		goto out;
@@ -1839,6 +1841,7 @@ int store_history(struct store *s, int64_t job, struct history_row **rows, size_
 		r->grad_norm = column_real(st, 10);
 		r->val_mae = column_real(st, 11);
 		r->val_rmse = column_real(st, 12);
+		r->val_ppl = column_real(st, 13);
 		rc = 0;
 	}
 	sqlite3_finalize(st);

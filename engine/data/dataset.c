@@ -18,6 +18,8 @@ void ds_split_deinit(struct ds_split *set)
 	free(set->pixels);
 	free(set->labels);
 	free(set->targets);
+	free(set->tokens);
+	free(set->token_targets);
 	memset(set, 0, sizeof(*set));
 }
 
@@ -29,6 +31,7 @@ void dataset_free(struct dataset *ds)
 	ds_split_deinit(&ds->test);
 	free(ds->class_names);
 	free(ds->target_names);
+	free(ds->code_points);
 	free(ds);
 }
 
@@ -41,6 +44,11 @@ static size_t set_bytes(const struct dataset *ds, const struct ds_split *set)
 {
 	size_t elem = ds->dtype == DS_F32 ? sizeof(float) : 1;
 
+	if (ds->tokens)
+		return (set->tokens ? (ds->text ? set->ntokens : (size_t)set->count * ds->seq_len) : 0) *
+			       sizeof(uint32_t) +
+		       (set->token_targets ? (size_t)set->count * ds->seq_len * sizeof(uint32_t) : 0) +
+		       (set->labels ? set->count : 0);
 	return (size_t)set->count * set->channels * set->rows * set->cols * elem +
 	       (set->labels ? set->count : 0) +
 	       (set->targets ? (size_t)set->count * ds->target_width * sizeof(float) : 0);
@@ -53,6 +61,8 @@ uint32_t dataset_outputs(const struct dataset *ds)
 
 const char *dataset_target_text(const struct dataset *ds)
 {
+	if (ds->target == DS_TARGET_TOKENS)
+		return "next tokens";
 	if (ds->target == DS_TARGET_CLASS)
 		return "classes";
 	return ds->targets_binary ? "0/1 targets" : "float targets";

@@ -463,13 +463,25 @@ static int split_load(struct dataset *ds, struct ds_split *set, bool first, cons
 	if (rc < 0)
 		goto out;
 	rc = read_header(&s, &img, &payload, err);
-	if (rc == 0)
+	if (rc == 0 && ds_is_tokens(&img)) {
+		/* token sequences: their ids are read even by a probe (the vocabulary) */
+		rc = ds_check_tokens(&img, s.what, err);
+		shape.count = (uint32_t)img.shape[0];
+		probe = false;
+	} else if (rc == 0) {
 		rc = ds_check_images(&img, m, s.what, &shape, &layout, err);
+	}
 	if (rc == 0 && !probe) {
 		char detail[160];
 
-		snprintf(detail, sizeof(detail), "its %u images of %ux%ux%u %s%s", shape.count, shape.channels,
-			 shape.rows, shape.cols, ds_num_name(img.type), za ? " (decompressed)" : "");
+		if (ds_is_tokens(&img))
+			snprintf(detail, sizeof(detail), "its %u sequences of %llu %s token ids%s", shape.count,
+				 (unsigned long long)img.shape[1], ds_num_name(img.type),
+				 za ? " (decompressed)" : "");
+		else
+			snprintf(detail, sizeof(detail), "its %u images of %ux%ux%u %s%s", shape.count,
+				 shape.channels, shape.rows, shape.cols, ds_num_name(img.type),
+				 za ? " (decompressed)" : "");
 		rc = ds_budget_charge(m, payload, true, s.what, detail, err);
 	}
 	if (rc == 0 && !probe)
@@ -480,7 +492,7 @@ static int split_load(struct dataset *ds, struct ds_split *set, bool first, cons
 	if (rc < 0)
 		goto out;
 	rc = read_header(&t, &lab, &payload, err);
-	if (rc == 0)
+	if (rc == 0 && !ds_is_tokens(&img))
 		rc = ds_check_labels(&lab, shape.count, t.what, err);
 	if (rc == 0) {
 		char detail[96];

@@ -51,7 +51,7 @@ int ds_st_parse(struct dataset *ds, struct ds_split *set, bool first, const uint
 	enum ds_layout layout;
 	struct st_file *f = NULL;
 	char iwhat[4400], lwhat[4400];
-	const char *lname = "labels";
+	const char *lname = "labels", *iname = "images";
 	int rc;
 
 	if (!mm.has_layout) {
@@ -63,20 +63,22 @@ int ds_st_parse(struct dataset *ds, struct ds_split *set, bool first, const uint
 		tr_err_prefix(err, "%s", what);
 		return rc;
 	}
-	snprintf(iwhat, sizeof(iwhat), "%s: tensor 'images'", what);
 	ti = st_find(f, "images");
+	if (!ti && (ti = st_find(f, "tokens")))
+		iname = "tokens";
+	snprintf(iwhat, sizeof(iwhat), "%s: tensor '%s'", what, iname);
 	tl = st_find(f, "labels");
 	if (!tl && (tl = st_find(f, "targets")))
 		lname = "targets";
 	snprintf(lwhat, sizeof(lwhat), "%s: tensor '%s'", what, lname);
 	if (!ti || !tl) {
-		rc = tr_err_set(err, -EINVAL, "%s: no tensor '%s' (a dataset file has 'images' and 'labels')",
+		rc = tr_err_set(err, -EINVAL, "%s: no tensor '%s' (a dataset file has 'images' (or 'tokens') and 'labels')",
 				what, ti ? "labels" : "images");
 		goto out;
 	}
 	if (f->ntensors != 2) {
 		for (size_t i = 0; i < f->ntensors; i++)
-			if (strcmp(f->tensors[i].name, "images") && strcmp(f->tensors[i].name, lname)) {
+			if (strcmp(f->tensors[i].name, iname) && strcmp(f->tensors[i].name, lname)) {
 				rc = tr_err_set(err, -EINVAL,
 						"%s: unexpected tensor '%s' (a dataset file has only 'images' and 'labels')",
 						what, f->tensors[i].name);
@@ -85,6 +87,16 @@ int ds_st_parse(struct dataset *ds, struct ds_split *set, bool first, const uint
 	}
 	view(&img, ti);
 	view(&lab, tl);
+	if (strcmp(iname, "tokens") == 0 || ds_is_tokens(&img)) {
+		if (!ds_is_tokens(&img)) {
+			rc = tr_err_set(err, -EINVAL, "%s: token ids must be I32 or I64 of shape [N, T]", iwhat);
+			goto out;
+		}
+		img.data = (void *)ti->data;   /* read only: converted to ids */
+		lab.data = (void *)tl->data;
+		rc = ds_split_from_arrays(ds, set, first, &img, &lab, &mm, iwhat, lwhat, err);
+		goto out;
+	}
 	if (!m->has_layout && img.ndim == 4 && (img.shape[3] == 1 || img.shape[3] == 3 || img.shape[3] == 4) &&
 	    !(img.shape[1] == 1 || img.shape[1] == 3 || img.shape[1] == 4)) {
 		/* [N,C,H,W] is the rule; an NHWC-looking tensor needs saying so. */

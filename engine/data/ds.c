@@ -305,6 +305,102 @@ int ds_check_finite(const float *px, size_t n, size_t image, const char *what, s
 	return 0;
 }
 
+bool ds_is_tokens(const struct ds_array *a)
+{
+	return (a->type == NUM_I32 || a->type == NUM_I64) && a->ndim == 2;
+}
+
+int ds_check_tokens(const struct ds_array *a, const char *what, struct tr_err *err)
+{
+	if (a->shape[0] == 0 || a->shape[0] > DATASET_MAX_COUNT)
+		return tr_err_set(err, -EINVAL, "%s: bad count %llu of token sequences (must be 1..%u)", what,
+				  (unsigned long long)a->shape[0], DATASET_MAX_COUNT);
+	if (a->shape[1] == 0 || a->shape[1] > DATASET_MAX_SEQ)
+		return tr_err_set(err, -EINVAL, "%s: sequences of %llu tokens (must be 1..%u)", what,
+				  (unsigned long long)a->shape[1], DATASET_MAX_SEQ);
+	if (a->shape[0] * a->shape[1] > (1ull << 31))
+		return tr_err_set(err, -EINVAL, "%s: %llu x %llu tokens are too many (at most 2^31)", what,
+				  (unsigned long long)a->shape[0], (unsigned long long)a->shape[1]);
+	return 0;
+}
+
+/* n integers of a into uint32 ids, each < limit. */
+static int to_ids(const struct ds_array *a, size_t n, uint32_t limit, const char *what,
+		  const char *noun, uint32_t **out, struct tr_err *err)
+{
+	uint32_t *ids = malloc((n ? n : 1) * sizeof(*ids));
+
+	if (!ids)
+		return tr_err_set(err, -ENOMEM, "%s: out of memory", what);
+	for (size_t i = 0; i < n; i++) {
+		double v = elem_double(a, i);
+
+		if (!(v >= 0 && v < limit)) {
+			tr_err_set(err, -EINVAL, "%s: %s %.0f at index %zu (sequence %zu, position %zu) is not below %u%s",
+				   what, noun, v, i, i / a->shape[1], i % a->shape[1], limit,
+				   limit == DATASET_MAX_VOCAB ? "" : " (dataset.json's \"vocab_size\")");
+			free(ids);
+			return -EINVAL;
+		}
+		ids[i] = (uint32_t)v;
+	}
+	*out = ids;
+	return 0;
+}
+
+/* Token arrays: img (N, T) integer ids; lab a class per sequence (N) or
+ * per position (N, T). */
+static int split_tokens(struct dataset *ds, struct ds_split *set, bool first,
+			const struct ds_array *img, const struct ds_array *lab, const struct ds_meta *m,
+			const char *img_what, const char *lab_what, struct tr_err *err)
+{
+	uint32_t n = (uint32_t)img->shape[0], T = (uint32_t)img->shape[1];
+	uint32_t limit = m->vocab_size ? m->vocab_size : DATASET_MAX_VOCAB;
+	bool per_position = lab->ndim == 2;
+	enum ds_target target = per_position ? DS_TARGET_TOKENS : DS_TARGET_CLASS;
+	struct ds_split s = { 0 };
+	int rc;
+
+	rc = ds_check_tokens(img, img_what, err);
+	if (rc < 0)
+		return rc;
+	if (!ds_num_is_int(lab->type) || (lab->ndim != 1 && lab->ndim != 2) || lab->shape[0] != n ||
+	    (per_position && lab->shape[1] != T))
+		return tr_err_set(err, -EINVAL,
+				  "%s: the labels of token sequences are integers, a class per sequence (%u) or per position (%u, %u)",
+				  lab_what, n, n, T);
+	if (!first && (!ds->tokens || T != ds->seq_len || target != ds->target))
+		return tr_err_set(err, -EINVAL,
+				  "%s: sequences of %u tokens with a class per %s, but the training split has %s",
+				  img_what, T, per_position ? "position" : "sequence",
+				  !ds->tokens ? "images" : ds->target == DS_TARGET_TOKENS ? "a class per position"
+											  : "a class per sequence");
+	if (first) {
+		ds->tokens = true;
+		ds->seq_len = T;
+		ds->target = target;
+		ds->target_width = 0;
+		ds->dtype = DS_U8;
+		ds->layout = DS_NCHW;
+	}
+	s.count = n;
+	s.channels = 1;
+	s.rows = T;
+	s.cols = 1;
+	if (img->data)
+		rc = to_ids(img, (size_t)n * T, limit, img_what, "token", &s.tokens, err);
+	if (rc == 0 && per_position)
+		rc = to_ids(lab, (size_t)n * T, limit, lab_what, "target", &s.token_targets, err);
+	else if (rc == 0)
+		rc = ds_labels_to_u8(lab, n, ds_label_limit(m), lab_what, &s.labels, err);
+	if (rc < 0) {
+		ds_split_deinit(&s);
+		return rc;
+	}
+	*set = s;
+	return 0;
+}
+
 int ds_split_from_arrays(struct dataset *ds, struct ds_split *set, bool first,
 			 struct ds_array *img, const struct ds_array *lab, const struct ds_meta *m,
 			 const char *img_what, const char *lab_what, struct tr_err *err)
@@ -317,6 +413,11 @@ int ds_split_from_arrays(struct dataset *ds, struct ds_split *set, bool first,
 	struct ds_split s = { 0 };
 	int rc;
 
+	if (ds_is_tokens(img))
+		return split_tokens(ds, set, first, img, lab, m, img_what, lab_what, err);
+	if (!first && ds->tokens)
+		return tr_err_set(err, -EINVAL, "%s: images, but the training split has token sequences",
+				  img_what);
 	rc = ds_check_images(img, m, img_what, &s, &layout, err);
 	if (rc == 0)
 		rc = ds_check_labels(lab, s.count, lab_what, err);
@@ -371,6 +472,8 @@ void ds_meta_deinit(struct ds_meta *m)
 	free(m->names);
 	free(m->target_names);
 	free(m->target_cols);
+	free(m->files);
+	free(m->code_points);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -487,6 +590,56 @@ static int meta_targets(struct ds_meta *m, const json_t *v, const char *what, st
 	return 0;
 }
 
+/* A text's "files": base names (as an import gives them), 1..DSIMPORT's 32. */
+static int meta_files(struct ds_meta *m, const json_t *v, const char *what, struct tr_err *err)
+{
+	size_t i, n = json_array_size(v);
+	json_t *x;
+
+	if (!json_is_array(v) || n == 0 || n > 64)
+		return tr_err_set(err, -EINVAL, "%s: \"files\" must be an array of 1..64 file names", what);
+	m->files = calloc(n, sizeof(*m->files));
+	if (!m->files)
+		return tr_err_set(err, -ENOMEM, "%s: out of memory", what);
+	json_array_foreach(v, i, x) {
+		const char *s = json_string_value(x);
+		size_t len = s ? json_string_length(x) : 0;
+
+		if (!s || len == 0 || len > 255 || strlen(s) != len || s[0] == '.' || strchr(s, '/'))
+			return tr_err_set(err, -EINVAL,
+					  "%s: \"files\"[%zu] must be a file name of the dataset's directory", what, i);
+		memcpy(m->files[i], s, len + 1);
+	}
+	m->nfiles = (uint32_t)n;
+	return 0;
+}
+
+/* A char vocabulary's "code_points": increasing, each a Unicode scalar value. */
+static int meta_code_points(struct ds_meta *m, const json_t *v, const char *what, struct tr_err *err)
+{
+	size_t i, n = json_array_size(v);
+	json_t *x;
+
+	if (!json_is_array(v) || n == 0 || n > DATASET_MAX_CHARS)
+		return tr_err_set(err, -EINVAL, "%s: \"code_points\" must be an array of 1..%u code points",
+				  what, DATASET_MAX_CHARS);
+	m->code_points = calloc(n, sizeof(*m->code_points));
+	if (!m->code_points)
+		return tr_err_set(err, -ENOMEM, "%s: out of memory", what);
+	json_array_foreach(v, i, x) {
+		json_int_t c = json_is_integer(x) ? json_integer_value(x) : -1;
+
+		if (c < 0 || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff) ||
+		    (i && (uint32_t)c <= m->code_points[i - 1]))
+			return tr_err_set(err, -EINVAL,
+					  "%s: \"code_points\"[%zu] is not a code point above the one before it (the list is sorted)",
+					  what, i);
+		m->code_points[i] = (uint32_t)c;
+	}
+	m->ncode_points = (uint32_t)n;
+	return 0;
+}
+
 int ds_meta_parse(struct ds_meta *m, const char *text, size_t len, const char *what,
 		  struct tr_err *err)
 {
@@ -540,9 +693,29 @@ int ds_meta_parse(struct ds_meta *m, const char *text, size_t len, const char *w
 			rc = meta_floats(v, key, true, m->std, &m->nstd, what, err);
 		} else if (strcmp(key, "targets") == 0) {
 			rc = meta_targets(m, v, what, err);
+		} else if (strcmp(key, "vocab") == 0) {
+			const char *s = json_string_value(v);
+
+			if (s && strcmp(s, "char") == 0)
+				m->vocab_kind = DS_VOCAB_CHAR;
+			else if (s && strcmp(s, "byte") == 0)
+				m->vocab_kind = DS_VOCAB_BYTE;
+			else
+				rc = tr_err_set(err, -EINVAL, "%s: \"vocab\" must be \"char\" or \"byte\"", what);
+		} else if (strcmp(key, "files") == 0) {
+			rc = meta_files(m, v, what, err);
+		} else if (strcmp(key, "code_points") == 0) {
+			rc = meta_code_points(m, v, what, err);
+		} else if (strcmp(key, "test_fraction") == 0) {
+			m->has_test_fraction = true;
+			m->test_fraction = json_is_number(v) ? json_number_value(v) : -1.0;
+			if (!(m->test_fraction >= 0.0 && m->test_fraction < 1.0))
+				rc = tr_err_set(err, -EINVAL, "%s: \"test_fraction\" must be a number in [0, 1)", what);
+		} else if (strcmp(key, "vocab_size") == 0) {
+			rc = meta_dim(v, key, DATASET_MAX_VOCAB, &m->vocab_size, what, err);
 		} else {
 			rc = tr_err_set(err, -EINVAL,
-					"%s: unknown key \"%.64s\" (known: classes, layout, height, width, channels, dtype, mean, std, targets)",
+					"%s: unknown key \"%.64s\" (known: classes, layout, height, width, channels, dtype, mean, std, targets, vocab, files, code_points, test_fraction, vocab_size)",
 					what, key);
 		}
 		if (rc < 0)
@@ -555,6 +728,12 @@ int ds_meta_parse(struct ds_meta *m, const char *text, size_t len, const char *w
 		rc = tr_err_set(err, -EINVAL,
 				"%s: \"classes\" (class labels) and \"targets\" (float targets) exclude each other",
 				what);
+	else if (m->vocab_kind == DS_VOCAB_NONE && (m->nfiles || m->ncode_points || m->has_test_fraction))
+		rc = tr_err_set(err, -EINVAL,
+				"%s: \"files\", \"code_points\" and \"test_fraction\" describe a text: give \"vocab\" too",
+				what);
+	else if (m->vocab_kind == DS_VOCAB_BYTE && m->ncode_points)
+		rc = tr_err_set(err, -EINVAL, "%s: a byte vocabulary has no \"code_points\"", what);
 out:
 	json_decref(root);
 	if (rc < 0)

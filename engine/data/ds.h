@@ -48,6 +48,15 @@ struct ds_meta {
 	uint32_t ntargets;                     /* "targets": 0 not given */
 	char (*target_names)[DATASET_NAME_MAX]; /* (ntargets) names (CSV: header columns), owned; or */
 	uint32_t *target_cols;                 /* (ntargets) CSV column indices (0-based), owned; one of the two */
+	/* Text (ds-text.c) and token arrays: */
+	enum ds_vocab vocab_kind;              /* "vocab": char or byte; NONE: not text */
+	uint32_t nfiles;                       /* "files": the text's, in order */
+	char (*files)[256];                    /* (nfiles), owned */
+	uint32_t ncode_points;                 /* "code_points": a char vocabulary's, sorted */
+	uint32_t *code_points;                 /* (ncode_points), owned */
+	bool has_test_fraction;
+	double test_fraction;                  /* "test_fraction" in [0, 1) */
+	uint32_t vocab_size;                   /* token arrays: "vocab_size", 0: not given */
 	struct ds_budget *budget;              /* the load's (not dataset.json's); NULL: the caps only */
 };
 
@@ -83,6 +92,12 @@ bool ds_num_is_int(enum ds_num t);
  * tensor in messages. */
 int ds_check_images(const struct ds_array *img, const struct ds_meta *m, const char *what,
 		    struct ds_split *set, enum ds_layout *layout, struct tr_err *err);
+
+/* Token arrays: int32 or int64 of shape (N, T) (x_train of a sequence dataset). */
+bool ds_is_tokens(const struct ds_array *a);
+/* Their count and length within the caps, before the data is read. */
+int ds_check_tokens(const struct ds_array *a, const char *what, struct tr_err *err);
+#define DATASET_MAX_SEQ 65536u   /* tokens per sequence */
 
 /* Check a labels array's rank and dtype, and its count against `count`:
  * integers (N) are classes; floats (N) or (N, K), or integers or bools
@@ -132,6 +147,8 @@ int ds_load_csv(struct dataset *ds, const char *dir, const struct ds_meta *m,
 		struct tr_err *err);
 int ds_load_cifar(struct dataset *ds, const char *dir, bool probe, const struct ds_meta *m,
 		  struct tr_err *err);
+/* A text: m's "files" read from dir and cut into tokens (ds-text.c). */
+int ds_load_text(struct dataset *ds, const char *dir, const struct ds_meta *m, struct tr_err *err);
 /* CIFAR's class names: batches.meta.txt's into m, unless dataset.json has
  * "classes" (which win) or there is no such file. */
 int ds_cifar_meta(struct ds_meta *m, const char *dir, struct tr_err *err);

@@ -33,9 +33,10 @@
 
 #include "engine/data/ds.h"
 
-enum fmt { F_IDX, F_NPY, F_NPZ, F_ST, F_CSV, F_CIFAR, F_N };
+enum fmt { F_IDX, F_NPY, F_NPZ, F_ST, F_CSV, F_CIFAR, F_TEXT, F_N };
 
-static const char *const fmt_names[F_N] = { "idx", "npy", "npz", "safetensors", "csv", "cifar" };
+static const char *const fmt_names[F_N] = { "idx", "npy", "npz", "safetensors", "csv", "cifar",
+					    "text" };
 /* Where each format keeps the training and the test images (npz: inside the .npz). */
 static const char *const split_files[F_N][2] = {
 	{ "train-images-idx3-ubyte", "t10k-images-idx3-ubyte" },
@@ -44,6 +45,7 @@ static const char *const split_files[F_N][2] = {
 	{ "train.safetensors", "test.safetensors" },
 	{ "train.csv", "test.csv" },
 	{ "data_batch_N.bin", "test_batch.bin" },
+	{ "the text's files", "the text's files" },
 };
 static bool has_suffix(const char *s, const char *suffix)
 {
@@ -87,8 +89,10 @@ static int classify(const char *name)
 	return -1;
 }
 
-/* Which format `dir` holds; *npz gets the one .npz file's name. */
-static int detect(const char *dir, int *fmt, char *npz, size_t npz_len, struct tr_err *err)
+/* Which format `dir` holds; *npz gets the one .npz file's name. A text is
+ * what dataset.json says it is (text: its "vocab"); its files may have any
+ * names, so another format's files beside it are refused. */
+static int detect(const char *dir, bool text, int *fmt, char *npz, size_t npz_len, struct tr_err *err)
 {
 	char first[F_N][256] = { { 0 } };
 	int nnpz = 0, found = -1, rc = 0;
@@ -113,6 +117,8 @@ static int detect(const char *dir, int *fmt, char *npz, size_t npz_len, struct t
 			snprintf(first[f], sizeof(first[f]), "%s", de->d_name);
 	}
 	closedir(d);
+	if (text)
+		snprintf(first[F_TEXT], sizeof(first[F_TEXT]), "dataset.json's \"files\"");
 	for (int f = 0; f < F_N; f++) {
 		if (!first[f][0])
 			continue;
@@ -158,6 +164,42 @@ static int finish_targets(struct dataset *ds, struct ds_meta *m, const char *dir
 	return 0;
 }
 
+/* Token data: the vocabulary (the text's, or dataset.json's vocab_size, or
+ * every id and per-position target below it: the largest + 1) and the
+ * classes (per position: the vocabulary; per sequence: the labels'). */
+static int finish_tokens(struct dataset *ds, struct ds_meta *m, const char *dir, struct tr_err *err)
+{
+	uint32_t top = 0, lab = 0;
+
+	(void)dir;
+	(void)err;
+	for (int s = 0; s < 2 && !ds->text; s++) {
+		const struct ds_split *set = s ? &ds->test : &ds->train;
+		size_t n = (size_t)set->count * ds->seq_len;
+
+		for (size_t i = 0; set->tokens && i < n; i++)
+			top = set->tokens[i] > top ? set->tokens[i] : top;
+		for (size_t i = 0; set->token_targets && i < n; i++)
+			top = set->token_targets[i] > top ? set->token_targets[i] : top;
+		for (uint32_t i = 0; set->labels && i < set->count; i++)
+			lab = set->labels[i] > lab ? set->labels[i] : lab;
+	}
+	if (!ds->text)
+		ds->vocab = m->vocab_size ? m->vocab_size : top + 1;
+	if (ds->target == DS_TARGET_TOKENS) {
+		ds->classes = ds->vocab;
+		return 0;
+	}
+	ds->classes = lab + 1;
+	if (m->nnames) {
+		ds->classes = m->nnames;
+		ds->class_names = m->names;
+		m->names = NULL;
+		m->nnames = 0;
+	}
+	return 0;
+}
+
 /* Checks that hold whatever the format, and the derived fields. */
 static int finish(struct dataset *ds, struct ds_meta *m, const char *dir, int fmt, struct tr_err *err)
 {
@@ -173,6 +215,8 @@ static int finish(struct dataset *ds, struct ds_meta *m, const char *dir, int fm
 	ds->channels = a->channels;
 	ds->height = a->rows;
 	ds->width = a->cols;
+	if (ds->tokens)
+		return finish_tokens(ds, m, dir, err);
 	if ((m->height && m->height != ds->height) || (m->width && m->width != ds->width) ||
 	    (m->channels && m->channels != ds->channels))
 		return tr_err_set(err, -EINVAL,
@@ -224,12 +268,14 @@ static int load(struct dataset **out, const char *dir, bool probe, struct ds_bud
 	int fmt = 0, rc;
 
 	*out = NULL;
-	rc = detect(dir, &fmt, npz, sizeof(npz), err);
+	rc = ds_meta_load(&m, dir, err);   /* first: it says whether the files are a text */
 	if (rc < 0)
 		return rc;
-	rc = ds_meta_load(&m, dir, err);
-	if (rc < 0)
+	rc = detect(dir, m.vocab_kind != DS_VOCAB_NONE, &fmt, npz, sizeof(npz), err);
+	if (rc < 0) {
+		ds_meta_deinit(&m);
 		return rc;
+	}
 	m.budget = budget;
 	ds = calloc(1, sizeof(*ds));
 	if (!ds) {
@@ -255,6 +301,9 @@ static int load(struct dataset **out, const char *dir, bool probe, struct ds_bud
 		rc = ds_cifar_meta(&m, dir, err);
 		if (rc == 0)
 			rc = ds_load_cifar(ds, dir, probe, &m, err);
+		break;
+	case F_TEXT:
+		rc = ds_load_text(ds, dir, &m, err);
 		break;
 	default:
 		rc = ds_load_csv(ds, dir, &m, err);
@@ -364,6 +413,12 @@ int dataset_probe_limited(struct dataset_shape *out, const char *dir, uint64_t m
 	out->target = ds->target;
 	out->target_width = ds->target_width;
 	out->targets_binary = ds->targets_binary;
+	out->tokens = ds->tokens;
+	out->text = ds->text;
+	out->seq_len = ds->seq_len;
+	out->vocab = ds->vocab;
+	out->train_tokens = ds->train.ntokens;
+	out->test_tokens = ds->test.ntokens;
 	dataset_free(ds);
 	return 0;
 }

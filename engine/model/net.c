@@ -47,6 +47,7 @@
 #include <string.h>
 
 #include "traind/kernels.h"
+#include "engine/model/seq.h"
 #include "traind/portable.h"
 
 #define SPLIT_ALIGN 16               /* floats: one cache line */
@@ -68,7 +69,7 @@ static size_t size_max(size_t a, size_t b)
  * when relu >= 0), a BatchNorm, or a run of per-sample nodes, order
  * positions hi down to lo. */
 struct bphase {
-	enum { BP_LINEAR, BP_BATCHNORM, BP_RUN } kind;
+	enum { BP_LINEAR, BP_BATCHNORM, BP_RUN, BP_SEQ } kind;
 	int hi, lo;          /* order positions, hi >= lo */
 	int relu;            /* BP_LINEAR: the fused ReLU's node, or -1 */
 };
@@ -131,13 +132,32 @@ static float *grad_of(const struct net *n, uint32_t v)
 	return p->bufs[p->cls_buf[p->cls[v]]];
 }
 
+/* What seq.c sees of node l (its header). */
+static struct seq_ctx seq_of(const struct net *n, const struct net_layer *l)
+{
+	struct seq_ctx c = {
+		.spec = &l->spec, .in = l->in, .out = l->out, .params = n->params ? n->params + l->w_off : NULL,
+		.grads = n->grads ? n->grads + l->w_off : NULL, .y = l->y, .aux = l->aux, .tmp = n->seqtmp,
+		.mb = n->max_batch, .key = n->dropout_key,
+	};
+
+	return c;
+}
+
+static size_t seq_params(const struct net *n, const struct net_layer *l)
+{
+	struct seq_ctx c = seq_of(n, l);
+
+	return seq_param_floats(&c);
+}
+
 static void add_tensor(struct net *n, const char *path, const char *what, enum tensor_kind kind,
 		       int ndim, const uint64_t *shape, size_t *counter, size_t *off)
 {
 	struct net_tensor *t = &n->tensors[n->ntensors++];
 	size_t len = 1;
 
-	snprintf(t->name, sizeof(t->name), "%.96s.%s", path, what);
+	snprintf(t->name, sizeof(t->name), "%.96s.%.30s", path, what);
 	t->kind = kind;
 	t->ndim = ndim;
 	for (int i = 0; i < ndim; i++) {
@@ -188,6 +208,72 @@ static void declare_tensors(struct net *n, uint32_t i)
 		add_tensor(n, path, "num_batches_tracked", TENSOR_COUNT, 0, shape, &n->ncounts, &l->nbt);
 		l->has_bias = true;
 		break;
+	case LAYER_EMBEDDING:
+	case LAYER_POSEMBEDDING:
+		shape[0] = s->kind == LAYER_EMBEDDING ? s->num : s->num ? s->num : l->in.h;
+		shape[1] = l->out.c;
+		add_tensor(n, path, "weight", TENSOR_PARAM, 2, shape, &n->nparams, &l->w_off);
+		break;
+	case LAYER_LAYERNORM:
+		shape[0] = l->in.c;
+		add_tensor(n, path, "weight", TENSOR_PARAM, 1, shape, &n->nparams, &l->w_off);
+		add_tensor(n, path, "bias", TENSOR_PARAM, 1, shape, &n->nparams, &l->b_off);
+		break;
+	case LAYER_LSTM:
+	case LAYER_GRU:
+		for (uint32_t k = 0; k < s->layers; k++) {
+			char what[32];
+			size_t off;
+
+			shape[0] = (s->kind == LAYER_LSTM ? 4 : 3) * (uint64_t)s->out;
+			shape[1] = k ? s->out : l->in.c;
+			snprintf(what, sizeof(what), "weight_ih_l%u", k);
+			add_tensor(n, path, what, TENSOR_PARAM, 2, shape, &n->nparams, &off);
+			if (k == 0)
+				l->w_off = off;
+			shape[1] = s->out;
+			snprintf(what, sizeof(what), "weight_hh_l%u", k);
+			add_tensor(n, path, what, TENSOR_PARAM, 2, shape, &n->nparams, &off);
+			snprintf(what, sizeof(what), "bias_ih_l%u", k);
+			add_tensor(n, path, what, TENSOR_PARAM, 1, shape, &n->nparams, &off);
+			snprintf(what, sizeof(what), "bias_hh_l%u", k);
+			add_tensor(n, path, what, TENSOR_PARAM, 1, shape, &n->nparams, &off);
+		}
+		break;
+	case LAYER_MHA:
+	case LAYER_TRANSFORMER: {
+		const char *pre = s->kind == LAYER_MHA ? "" : "self_attn.";
+		char what[48];
+		size_t off;
+		uint64_t E = l->in.c, FF = s->ff;
+
+		shape[0] = 3 * E;
+		shape[1] = E;
+		snprintf(what, sizeof(what), "%sin_proj_weight", pre);
+		add_tensor(n, path, what, TENSOR_PARAM, 2, shape, &n->nparams, &l->w_off);
+		snprintf(what, sizeof(what), "%sin_proj_bias", pre);
+		add_tensor(n, path, what, TENSOR_PARAM, 1, shape, &n->nparams, &off);
+		shape[0] = E;
+		snprintf(what, sizeof(what), "%sout_proj.weight", pre);
+		add_tensor(n, path, what, TENSOR_PARAM, 2, shape, &n->nparams, &off);
+		snprintf(what, sizeof(what), "%sout_proj.bias", pre);
+		add_tensor(n, path, what, TENSOR_PARAM, 1, shape, &n->nparams, &off);
+		if (s->kind == LAYER_MHA)
+			break;
+		shape[0] = FF;
+		shape[1] = E;
+		add_tensor(n, path, "linear1.weight", TENSOR_PARAM, 2, shape, &n->nparams, &off);
+		add_tensor(n, path, "linear1.bias", TENSOR_PARAM, 1, shape, &n->nparams, &off);
+		shape[0] = E;
+		shape[1] = FF;
+		add_tensor(n, path, "linear2.weight", TENSOR_PARAM, 2, shape, &n->nparams, &off);
+		add_tensor(n, path, "linear2.bias", TENSOR_PARAM, 1, shape, &n->nparams, &off);
+		add_tensor(n, path, "norm1.weight", TENSOR_PARAM, 1, shape, &n->nparams, &off);
+		add_tensor(n, path, "norm1.bias", TENSOR_PARAM, 1, shape, &n->nparams, &off);
+		add_tensor(n, path, "norm2.weight", TENSOR_PARAM, 1, shape, &n->nparams, &off);
+		add_tensor(n, path, "norm2.bias", TENSOR_PARAM, 1, shape, &n->nparams, &off);
+		break;
+	}
 	default:
 		break;
 	}
@@ -242,6 +328,8 @@ static uint32_t backward_phases(const struct net *n, struct bphase *ph)
 			p.kind = BP_LINEAR;
 		} else if (spec_is_batchnorm(k)) {
 			p.kind = BP_BATCHNORM;
+		} else if (k == LAYER_EMBEDDING || spec_is_sequence_layer(k)) {
+			p.kind = BP_SEQ;
 		} else {
 			/* down to the first node that is not per sample (or is a
 			 * ReLU the linear layer below it computes) */
@@ -464,7 +552,7 @@ static int plan_backward(struct net *n, bool alloc)
 		p->buf_len = calloc(1, sizeof(size_t));
 		if (!p->buf_len)
 			goto out;
-		p->buf_len[0] = n->classes ? n->classes : 1;
+		p->buf_len[0] = n->layers[n->out_node].out_size ? n->layers[n->out_node].out_size : 1;
 		p->nbufs = 1;
 	}
 	for (uint32_t b = 0; b < p->nbufs; b++)
@@ -661,11 +749,31 @@ static int net_layout(struct net *n, const struct model_spec *spec, struct shape
 						       size_max((size_t)l->out.h * l->out.w,
 								l->spec.out / l->spec.groups)));
 		}
-		if (l->spec.kind == LAYER_LINEAR)
-			kmax = size_max(kmax, size_max(max_batch, size_max(l->in_size, l->out_size)));
+		if (l->spec.kind == LAYER_LINEAR) {
+			/* a sequence's linear layer runs over batch x positions rows */
+			size_t rows = l->in.seq ? max_batch * l->in.h : max_batch;
+			size_t fin = l->in.seq ? l->in.c : l->in_size;
+
+			kmax = size_max(kmax, size_max(rows, size_max(fin, l->out_size)));
+		}
+		if (spec_is_sequence_layer(l->spec.kind)) {
+			struct seq_ctx c = seq_of(n, l);
+			size_t tl = seq_tmp_floats(&c);
+
+			l->part_off = part_len - 1;
+			part_len += seq_param_floats(&c);
+			l->aux_len = seq_aux_floats(&c);
+			n->seqtmp_len = tl > n->seqtmp_len ? tl : n->seqtmp_len;
+		}
 	}
 	free(shapes);
-	n->classes = (uint32_t)n->layers[n->out_node].out_size;
+	if (n->layers[n->out_node].out.seq) {
+		n->classes = n->layers[n->out_node].out.c;
+		n->positions = n->layers[n->out_node].out.h;
+	} else {
+		n->classes = (uint32_t)n->layers[n->out_node].out_size;
+		n->positions = 1;
+	}
 	for (uint32_t i = 0; i < spec->n; i++)
 		if (n->layers[i].spec.parent < 0) {
 			emit_order(n, i, &count);
@@ -708,10 +816,11 @@ int net_floats_kernels(const struct model_spec *spec, struct shape input, uint32
 	rc = net_layout(&n, spec, input, 0, max_batch, members ? members : 1, false);
 	if (rc == 0) {
 		*floats = (uint64_t)max_batch * n.in_size + n.plan->floats +
-			  3ull * (n.members) * n.col_len + (uint64_t)n.members * n.part_len;
+			  3ull * (n.members) * n.col_len + (uint64_t)n.members * n.part_len +
+			  (uint64_t)max_batch * n.seqtmp_len;
 		for (uint32_t i = 0; i < spec->n; i++)
 			if (!borrows_input(n.layers[i].spec.kind))
-				*floats += (uint64_t)max_batch * n.layers[i].out_size;
+				*floats += (uint64_t)max_batch * (n.layers[i].out_size + n.layers[i].aux_len);
 	}
 	if (rc == 0 && kernels == KERNELS_PORTABLE) {
 		size_t scratch;
@@ -743,8 +852,9 @@ int net_init(struct net *n, const struct model_spec *spec, struct shape input, u
 	n->col = k_alloc_floats(n->members * n->col_len);
 	n->dcol = k_alloc_floats(n->members * n->col_len);
 	n->part = k_alloc_floats(n->members * n->part_len);
+	n->seqtmp = n->seqtmp_len ? k_alloc_floats((size_t)max_batch * n->seqtmp_len) : NULL;
 	if (!n->params || !n->grads || !n->buffers || !n->counts || !n->x || !n->col || !n->dcol ||
-	    !n->part)
+	    !n->part || (n->seqtmp_len && !n->seqtmp))
 		goto fail;
 	for (uint32_t q = 0; q < spec->n; q++) {
 		struct net_layer *l = &n->layers[n->order[q]];
@@ -766,6 +876,8 @@ int net_init(struct net *n, const struct model_spec *spec, struct shape input, u
 		    (!(l->mean = calloc(l->in.c, sizeof(double))) ||
 		     !(l->invstd = calloc(l->in.c, sizeof(double)))))
 			goto fail;
+		if (l->aux_len && !(l->aux = k_alloc_floats((size_t)max_batch * l->aux_len)))
+			goto fail;
 	}
 	return 0;
 fail:
@@ -785,8 +897,10 @@ void net_deinit(struct net *n)
 		free(l->argmax);
 		free(l->mean);
 		free(l->invstd);
+		free(l->aux);
 	}
 	plan_free(n->plan);
+	free(n->seqtmp);
 	free(n->layers);
 	free(n->order);
 	free(n->tensors);
@@ -846,6 +960,147 @@ int net_set_precision(struct net *n, enum k_precision p)
 	return 0;
 }
 
+/* n floats from U(-bound, bound): PyTorch's uniform_ (rng torch, one
+ * mt_uniform_f32 each) or traind's own stream. */
+static void fill_uniform(float *w, size_t count, double bound, struct rng *r, struct mt19937 *m)
+{
+	for (size_t k = 0; k < count; k++)
+		w[k] = m ? mt_uniform_f32(m, -bound, bound)
+			 : (2.0f * rng_uniform(r) - 1.0f) * (float)bound;
+}
+
+/* n floats from N(0, std): normal_ as PyTorch's CPU kernel (rng torch), or
+ * Box-Muller from traind's own stream. */
+static void fill_normal(float *w, size_t count, double std, struct rng *r, struct mt19937 *m)
+{
+	if (m) {
+		mt_normal_fill_f32(m, w, count, 0.0, std);
+		return;
+	}
+	for (size_t k = 0; k < count; k += 2) {
+		double u1 = 1.0 - (double)rng_uniform(r), u2 = (double)rng_uniform(r);
+		double rad = sqrt(-2.0 * log(u1)), th = 2.0 * M_PI * u2;
+
+		w[k] = (float)(rad * cos(th) * std);
+		if (k + 1 < count)
+			w[k + 1] = (float)(rad * sin(th) * std);
+	}
+}
+
+/* nn.Linear(in, out).reset_parameters at w (out, in) and b (out, or NULL). */
+static void init_linear(float *w, float *b, size_t in, size_t out, struct rng *r, struct mt19937 *m)
+{
+	double a = sqrt(5.0), gain = sqrt(2.0 / (1.0 + pow(a, 2.0)));
+
+	fill_uniform(w, in * out, m ? sqrt(3.0) * (gain / sqrt((double)in)) : 1.0 / sqrt((double)in), r, m);
+	if (b)
+		fill_uniform(b, out, 1.0 / sqrt((double)in), r, m);
+}
+
+/* The layers of sequences as PyTorch's modules construct them, in the order
+ * they draw: nn.Embedding normal_ (the padding row then 0); nn.LSTM/GRU
+ * every tensor U(-1/sqrt(H), 1/sqrt(H)) in state_dict order; nn.LayerNorm
+ * 1 and 0; nn.MultiheadAttention: its out_proj (a Linear: weight and bias
+ * drawn) before xavier_uniform_ of in_proj_weight, then both biases 0;
+ * nn.TransformerEncoderLayer: its attention, linear1, linear2 in that order,
+ * norms 1 and 0. */
+static void init_sequence(struct net *n, const struct net_layer *l, struct rng *r, struct mt19937 *m)
+{
+	const struct layer_spec *s = &l->spec;
+	float *p = n->params + l->w_off;
+	size_t E = l->in.c;
+
+	switch (s->kind) {
+	case LAYER_EMBEDDING:
+	case LAYER_POSEMBEDDING: {
+		size_t rows = s->kind == LAYER_EMBEDDING ? s->num : s->num ? s->num : l->in.h;
+
+		fill_normal(p, rows * l->out.c, 1.0, r, m);
+		if (s->kind == LAYER_EMBEDDING && s->padding_idx >= 0)
+			memset(p + (size_t)s->padding_idx * l->out.c, 0, l->out.c * sizeof(float));
+		break;
+	}
+	case LAYER_LSTM:
+	case LAYER_GRU:
+		fill_uniform(p, seq_params(n, l), 1.0 / sqrt((double)s->out), r, m);
+		break;
+	case LAYER_LAYERNORM:
+		for (size_t c = 0; c < E; c++) {
+			p[c] = 1.0f;
+			p[E + c] = 0.0f;
+		}
+		break;
+	case LAYER_MHA:
+	case LAYER_TRANSFORMER: {
+		float *inw = p, *inb = inw + 3 * E * E, *ow = inb + 3 * E, *ob = ow + E * E;
+
+		init_linear(ow, ob, E, E, r, m);
+		fill_uniform(inw, 3 * E * E, sqrt(3.0) * (1.0 * sqrt(2.0 / (double)(E + 3 * E))), r, m);
+		memset(inb, 0, 3 * E * sizeof(float));
+		memset(ob, 0, E * sizeof(float));
+		if (s->kind == LAYER_TRANSFORMER) {
+			size_t FF = s->ff;
+			float *w1 = ob + E, *b1 = w1 + FF * E, *w2 = b1 + FF, *b2 = w2 + E * FF;
+			float *nw = b2 + E;
+
+			init_linear(w1, b1, E, FF, r, m);
+			init_linear(w2, b2, FF, E, r, m);
+			for (size_t c = 0; c < E; c++) {
+				nw[c] = nw[2 * E + c] = 1.0f;
+				nw[E + c] = nw[3 * E + c] = 0.0f;
+			}
+		}
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+/* GPT-2's initialisation (SPEC_INIT_GPT), as the exported Model does it
+ * after construction: for m in self.modules(), pre-order: every Linear's
+ * weight (the attention's out_proj included) and every Embedding's (the
+ * positions' too) N(0, 0.02), every Linear's bias 0. */
+static void init_gpt(struct net *n, struct rng *r, struct mt19937 *m)
+{
+	for (uint32_t i = 0; i < n->spec.n; i++) {
+		struct net_layer *l = &n->layers[i];
+		float *p = n->params + l->w_off;
+		size_t E = l->in.c;
+
+		switch (l->spec.kind) {
+		case LAYER_LINEAR:
+			fill_normal(p, (size_t)l->spec.out * l->in.c, 0.02, r, m);
+			if (l->has_bias)
+				memset(n->params + l->b_off, 0, l->spec.out * sizeof(float));
+			break;
+		case LAYER_EMBEDDING:
+		case LAYER_POSEMBEDDING:
+			fill_normal(p, seq_params(n, l), 0.02, r, m);
+			break;
+		case LAYER_MHA:
+		case LAYER_TRANSFORMER: {
+			float *ow = p + 3 * E * E + 3 * E;
+
+			fill_normal(ow, E * E, 0.02, r, m);
+			memset(ow + E * E, 0, E * sizeof(float));
+			if (l->spec.kind == LAYER_TRANSFORMER) {
+				size_t FF = l->spec.ff;
+				float *w1 = ow + E * E + E, *b1 = w1 + FF * E, *w2 = b1 + FF;
+
+				fill_normal(w1, FF * E, 0.02, r, m);
+				memset(b1, 0, FF * sizeof(float));
+				fill_normal(w2, E * FF, 0.02, r, m);
+				memset(w2 + E * FF, 0, E * sizeof(float));
+			}
+			break;
+		}
+		default:
+			break;
+		}
+	}
+}
+
 void net_init_params(struct net *n, struct rng *r)
 {
 	for (uint32_t i = 0; i < n->spec.n; i++) {
@@ -875,9 +1130,12 @@ void net_init_params(struct net *n, struct rng *r)
 			init_batchnorm(n, l);
 			break;
 		default:
+			init_sequence(n, l, r, NULL);
 			break;
 		}
 	}
+	if (n->spec.init == SPEC_INIT_GPT)
+		init_gpt(n, r, NULL);
 	if (n->spec.init != SPEC_INIT_TORCHVISION)
 		return;
 	for (uint32_t i = 0; i < n->spec.n; i++) {
@@ -936,8 +1194,12 @@ void net_init_params_torch(struct net *n, struct mt19937 *m)
 			}
 		} else if (spec_is_batchnorm(l->spec.kind)) {
 			init_batchnorm(n, l);
+		} else {
+			init_sequence(n, l, NULL, m);
 		}
 	}
+	if (n->spec.init == SPEC_INIT_GPT)
+		init_gpt(n, NULL, m);
 	if (n->spec.init != SPEC_INIT_TORCHVISION)
 		return;
 	/* torchvision: for m in self.modules(): Conv2d -> kaiming_normal_(
@@ -1026,10 +1288,21 @@ static void run(struct net *n, bool split, team_fn fn, struct layer_job *job)
 		fn(job, 0, 1);
 }
 
+/* A linear layer's rows (a sequence's: one per position) and widths. */
+static size_t lin_rows(const struct net_layer *l, size_t batch)
+{
+	return l->in.seq ? batch * l->in.h : batch;
+}
+
+static size_t lin_in(const struct net_layer *l)
+{
+	return l->in.seq ? l->in.c : l->in_size;
+}
+
 static bool linear_split(const struct net *n, const struct net_layer *l, size_t batch)
 {
 	(void)n;
-	return batch * l->in_size * l->out_size >= SPLIT_MIN_FLOPS;
+	return lin_rows(l, batch) * lin_in(l) * l->spec.out >= SPLIT_MIN_FLOPS;
 }
 
 static bool rows_split(const struct net_layer *l, size_t batch)
@@ -1043,7 +1316,7 @@ static void linear_forward(void *arg, unsigned idx, unsigned nm)
 	struct layer_job *j = arg;
 	struct net_layer *l = j->l;
 	const float *p = j->n->params;
-	size_t in = l->in_size, out = l->out_size, c0, c1;
+	size_t in = lin_in(l), out = l->spec.out, rows = lin_rows(l, j->batch), c0, c1;
 
 	team_split(out, idx, nm, SPLIT_ALIGN, &c0, &c1);
 	if (c0 == c1)
@@ -1051,11 +1324,11 @@ static void linear_forward(void *arg, unsigned idx, unsigned nm)
 	/* Start from the bias and accumulate (beta = 1): saves the pass that
 	 * would zero y and the pass that would add the bias. */
 	if (l->has_bias)
-		k_fill_rows(l->y, out, j->batch, c0, c1, p + l->b_off);
-	k_gemm_job(j->n->kernels, &j->n->gemm[idx], 0, 1, j->batch, c1 - c0, in, 1.0f, j->in, in,
+		k_fill_rows(l->y, out, rows, c0, c1, p + l->b_off);
+	k_gemm_job(j->n->kernels, &j->n->gemm[idx], 0, 1, rows, c1 - c0, in, 1.0f, j->in, in,
 		   p + l->w_off + c0 * in, in, l->has_bias ? 1.0f : 0.0f, l->y + c0, out);
 	if (j->relu)
-		for (size_t r = 0; r < j->batch; r++)
+		for (size_t r = 0; r < rows; r++)
 			k_relu_rows(j->relu->y + r * out + c0, l->y + r * out + c0, c1 - c0);
 }
 
@@ -1065,25 +1338,25 @@ static void linear_backward(void *arg, unsigned idx, unsigned nm)
 	struct layer_job *j = arg;
 	struct net_layer *l = j->l;
 	struct net *n = j->n;
-	size_t in = l->in_size, out = l->out_size, lo, hi;
+	size_t in = lin_in(l), out = l->spec.out, rows = lin_rows(l, j->batch), lo, hi;
 
 	if (j->dx) {
 		team_split(in, idx, nm, SPLIT_ALIGN, &lo, &hi);
 		if (lo < hi)
-			k_gemm_job(n->kernels, &n->gemm[idx], 0, 0, j->batch, hi - lo, out, 1.0f, j->dy, out,
+			k_gemm_job(n->kernels, &n->gemm[idx], 0, 0, rows, hi - lo, out, 1.0f, j->dy, out,
 				   n->params + l->w_off + lo, in, 0.0f, j->dx + lo, in);
 	}
 	team_split(out, idx, nm, SPLIT_ALIGN, &lo, &hi);
 	if (lo == hi)
 		return;
 	if (j->relu_job)   /* the ReLU's backward on these columns: they are all this member reads */
-		for (size_t r = 0; r < j->batch; r++)
+		for (size_t r = 0; r < rows; r++)
 			k_relu_backward_rows(j->relu_job->dx + r * out + lo, j->relu_job->l->y + r * out + lo,
 					     j->relu_job->dy + r * out + lo, hi - lo);
-	k_gemm_job(n->kernels, &n->gemm[idx], 1, 0, hi - lo, in, j->batch, 1.0f, j->dy + lo, out, j->in,
+	k_gemm_job(n->kernels, &n->gemm[idx], 1, 0, hi - lo, in, rows, 1.0f, j->dy + lo, out, j->in,
 		   in, 0.0f, n->grads + l->w_off + lo * in, in);
 	if (l->has_bias)
-		k_colsum(n->grads + l->b_off, j->dy, out, j->batch, lo, hi);
+		k_colsum(n->grads + l->b_off, j->dy, out, rows, lo, hi);
 }
 
 /* The Dropout stream: element e of step `step` in layer `index`. */
@@ -1755,6 +2028,102 @@ static void pass_backward(const struct layer_job *j, unsigned idx, size_t first,
 	}
 }
 
+/* ---- sequences ------------------------------------------------------------- */
+
+
+/* last: a sequence's last position, y (E) = x[T-1]; its backward puts dy
+ * there and zeros elsewhere. */
+static void last_forward(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1)
+{
+	const struct net_layer *l = j->l;
+	size_t T = l->in.h, E = l->in.c;
+
+	(void)idx;
+	(void)first;
+	for (size_t r = r0; r < r1; r++)
+		memcpy(l->y + r * E, j->in + r * T * E + (T - 1) * E, E * sizeof(float));
+}
+
+static void last_backward(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1)
+{
+	const struct net_layer *l = j->l;
+	size_t T = l->in.h, E = l->in.c;
+
+	(void)idx;
+	(void)first;
+	for (size_t r = r0; r < r1; r++) {
+		memset(j->dx + r * T * E, 0, (T - 1) * E * sizeof(float));
+		memcpy(j->dx + r * T * E + (T - 1) * E, j->dy + r * E, E * sizeof(float));
+	}
+}
+
+/* A layer of sequences (and the embedding's forward): the member's samples
+ * at once. */
+static void seq_phase_forward(void *arg, unsigned idx, unsigned nm)
+{
+	struct layer_job *j = arg;
+	size_t r0, r1;
+
+	struct seq_ctx c = seq_of(j->n, j->l);
+
+	team_split(j->batch, idx, nm, 1, &r0, &r1);
+	if (r0 < r1)
+		seq_forward(&c, j->index, j->in, r0, r1, j->train, j->step);
+}
+
+/* Its backward: the member's samples, the parameters' gradients into the
+ * member's partial sums (added in member order by seq_reduce). */
+static void seq_phase_backward(void *arg, unsigned idx, unsigned nm)
+{
+	struct layer_job *j = arg;
+	struct net *n = j->n;
+	struct net_layer *l = j->l;
+	float *dp = n->part + idx * n->part_len + l->part_off;
+	struct seq_ctx c = seq_of(n, l);
+	size_t r0, r1;
+
+	team_split(j->batch, idx, nm, 1, &r0, &r1);
+	n->part_rows[idx] = (uint32_t)(r1 - r0);
+	if (r0 == r1)
+		return;
+	memset(dp, 0, seq_param_floats(&c) * sizeof(float));
+	seq_backward(&c, j->in, j->dy, j->dx, dp, r0, r1);
+}
+
+static void seq_reduce(struct net *n, struct net_layer *l, unsigned members)
+{
+	struct seq_ctx c = seq_of(n, l);
+	size_t np = seq_param_floats(&c);
+	float *g = n->grads + l->w_off;
+	bool first = true;
+
+	for (unsigned m = 0; m < members; m++) {
+		const float *dp = n->part + m * n->part_len + l->part_off;
+
+		if (n->part_rows[m] == 0)
+			continue;
+		for (size_t e = 0; e < np; e++)
+			g[e] = first ? dp[e] : g[e] + dp[e];
+		first = false;
+	}
+}
+
+/* The embedding's backward: its weight's columns split across the team;
+ * the gradient at the token ids (tests' input_grad) is 0. */
+static void embedding_backward(void *arg, unsigned idx, unsigned nm)
+{
+	struct layer_job *j = arg;
+	size_t c0, c1;
+
+	struct seq_ctx c = seq_of(j->n, j->l);
+
+	team_split(j->l->out.c, idx, nm, SPLIT_ALIGN, &c0, &c1);
+	if (c0 < c1)
+		seq_embedding_backward(&c, j->in, j->dy, j->batch, c0, c1);
+	if (idx == 0 && j->dx)
+		memset(j->dx, 0, j->batch * j->l->in_size * sizeof(float));
+}
+
 /* ---- the passes ------------------------------------------------------------ */
 
 /* Nodes whose work is sample by sample (see struct run_job). */
@@ -1764,9 +2133,10 @@ static bool per_sample(enum layer_kind k)
 	case LAYER_LINEAR:
 	case LAYER_BATCHNORM1D:
 	case LAYER_BATCHNORM2D:
+	case LAYER_EMBEDDING:
 		return false;
 	default:
-		return true;
+		return !spec_is_sequence_layer(k);
 	}
 }
 
@@ -1793,6 +2163,8 @@ static rows_fn forward_fn(enum kernels_kind kernels, enum layer_kind k)
 	case LAYER_FLATTEN:
 	case LAYER_IDENTITY:
 		return NULL;
+	case LAYER_LAST:
+		return last_forward;
 	default:
 		return pk ? act_forward_pk : act_forward;
 	}
@@ -1815,6 +2187,8 @@ static rows_fn backward_fn(enum kernels_kind kernels, enum layer_kind k)
 	case LAYER_FLATTEN:
 	case LAYER_IDENTITY:
 		return pass_backward;
+	case LAYER_LAST:
+		return last_backward;
 	default:
 		return pk ? act_backward_pk : act_backward;
 	}
@@ -1928,6 +2302,11 @@ void net_forward_from(struct net *n, size_t batch, bool train, uint64_t step, ne
 		uint32_t i = n->order[q];
 		struct net_layer *l = &n->layers[i];
 
+		if (l->spec.kind == LAYER_EMBEDDING || spec_is_sequence_layer(l->spec.kind)) {
+			run(n, batch > 1, seq_phase_forward, &jobs[i]);
+			q++;
+			continue;
+		}
 		switch (l->spec.kind) {
 		case LAYER_LINEAR:
 			if (q + 1 < N && n->layers[n->order[q + 1]].spec.kind == LAYER_RELU &&
@@ -2011,6 +2390,18 @@ void net_backward(struct net *n, size_t batch)
 			break;
 		case BP_BATCHNORM:
 			run(n, rows_split(l, batch), bn_backward, &jobs[i]);
+			if (jobs[i].acc)
+				run(n, team && rows_split(l, batch), add_scratch_all, &jobs[i]);
+			break;
+		case BP_SEQ:
+			if (l->spec.kind == LAYER_EMBEDDING) {
+				run(n, true, embedding_backward, &jobs[i]);
+			} else {
+				bool split = team && batch > 1;
+
+				run(n, split, seq_phase_backward, &jobs[i]);
+				seq_reduce(n, l, split ? team_size(n->team) : 1);
+			}
 			if (jobs[i].acc)
 				run(n, team && rows_split(l, batch), add_scratch_all, &jobs[i]);
 			break;

@@ -142,6 +142,37 @@ static void layer_code(struct out *o, const struct layer_spec *l, struct shape i
 	case LAYER_UPSAMPLE:
 		emit(o, "nn.Upsample(scale_factor=%u.0, mode=\"nearest\")", l->k);
 		break;
+	case LAYER_EMBEDDING:
+		emit(o, "nn.Embedding(%u, %u", l->num, l->out);
+		if (l->padding_idx >= 0)
+			emit(o, ", padding_idx=%d", l->padding_idx);
+		emit(o, ")");
+		break;
+	case LAYER_POSEMBEDDING:
+		emit(o, "PosEmbedding(%u, %u)", l->num ? l->num : in.h, in.c);
+		break;
+	case LAYER_LSTM:
+	case LAYER_GRU:
+		real(a, sizeof(a), l->p);
+		emit(o, "%s(%u, %u, num_layers=%u, dropout=%s)", l->kind == LAYER_LSTM ? "LSTM" : "GRU", in.c,
+		     l->out, l->layers, a);
+		break;
+	case LAYER_LAST:
+		emit(o, "Last()");
+		break;
+	case LAYER_LAYERNORM:
+		emit(o, "nn.LayerNorm(%u)", in.c);
+		break;
+	case LAYER_MHA:
+		real(a, sizeof(a), l->p);
+		emit(o, "SelfAttention(%u, %u, causal=%s, dropout=%s)", l->out, l->heads,
+		     l->causal ? "True" : "False", a);
+		break;
+	case LAYER_TRANSFORMER:
+		real(a, sizeof(a), l->p);
+		emit(o, "EncoderLayer(%u, %u, %u, dropout=%s, norm_first=%s, causal=%s)", l->out, l->heads,
+		     l->ff, a, l->norm_first ? "True" : "False", l->causal ? "True" : "False");
+		break;
 	case LAYER_RESIDUAL:
 	case LAYER_CONCAT:
 		break;
@@ -221,9 +252,16 @@ int pycode_write(const struct model_spec *spec, struct shape in, char **out, siz
 		 "#   model = Model()\n"
 		 "#   model.load_state_dict(weights, strict=True)   # an export's tensors\n"
 		 "#\n"
-		 "# SPEC: %.900s\n"
-		 "# input: %u x %u x %u per sample%s\n",
-	     text, in.c, in.h, in.w, in.flat ? " (flat)" : "");
+		 "# SPEC: %.900s\n",
+	     text);
+	if (in.vocab)
+		emit(&o, "# input: %u token ids per sample (a LongTensor (N, %u), each < %u)\n", in.h, in.h,
+		     in.vocab);
+	else if (in.seq)
+		emit(&o, "# input: a sequence of %u positions of %u features per sample (N, %u, %u)\n", in.h,
+		     in.c, in.h, in.c);
+	else
+		emit(&o, "# input: %u x %u x %u per sample%s\n", in.c, in.h, in.w, in.flat ? " (flat)" : "");
 	emit(&o, "import torch\nfrom torch import nn\n\n");
 	if (uses(spec, LAYER_RESIDUAL))
 		emit(&o, "\nclass Residual(nn.Module):\n"
@@ -244,12 +282,65 @@ int pycode_write(const struct model_spec *spec, struct shape in, char **out, siz
 			 "        self.branches = nn.ModuleList(branches)\n\n"
 			 "    def forward(self, x):\n"
 			 "        return torch.cat([b(x) for b in self.branches], dim=1)\n\n");
-	emit(&o, "\nclass Model(nn.Module):\n"
-		 "    input_shape = (%u, %u, %u)\n\n"
-		 "    def __init__(self):\n"
+	if (uses(spec, LAYER_MHA) || uses(spec, LAYER_TRANSFORMER))
+		emit(&o, "\ndef causal_mask(t):\n"
+			 "    \"\"\"The attention mask that hides from each position the ones after it.\"\"\"\n"
+			 "    return torch.triu(torch.ones(t, t, dtype=torch.bool), 1)\n\n");
+	if (uses(spec, LAYER_LSTM) || uses(spec, LAYER_GRU)) {
+		static const char *const rnn[2] = { "LSTM", "GRU" };
+
+		for (int k = 0; k < 2; k++)
+			if (uses(spec, k ? LAYER_GRU : LAYER_LSTM))
+				emit(&o, "\nclass %s(nn.%s):\n"
+					 "    \"\"\"traind's %s: nn.%s(batch_first=True), its output at every\n"
+					 "    position (the state starts at zero in every sample).\"\"\"\n\n"
+					 "    def __init__(self, input_size, hidden_size, num_layers=1, dropout=0.0):\n"
+					 "        super().__init__(input_size, hidden_size, num_layers, batch_first=True,\n"
+					 "                         dropout=dropout)\n\n"
+					 "    def forward(self, x):\n"
+					 "        return super().forward(x)[0]\n\n",
+				     rnn[k], rnn[k], k ? "gru" : "lstm", rnn[k]);
+	}
+	if (uses(spec, LAYER_LAST))
+		emit(&o, "\nclass Last(nn.Module):\n"
+			 "    \"\"\"traind's last: a sequence's last position.\"\"\"\n\n"
+			 "    def forward(self, x):\n"
+			 "        return x[:, -1]\n\n");
+	if (uses(spec, LAYER_POSEMBEDDING))
+		emit(&o, "\nclass PosEmbedding(nn.Embedding):\n"
+			 "    \"\"\"traind's posembedding: a learned vector per position, added.\"\"\"\n\n"
+			 "    def forward(self, x):\n"
+			 "        return x + self.weight[:x.shape[1]]\n\n");
+	if (uses(spec, LAYER_MHA))
+		emit(&o, "\nclass SelfAttention(nn.MultiheadAttention):\n"
+			 "    \"\"\"traind's multiheadattention: self-attention, batch first, causal or not.\"\"\"\n\n"
+			 "    def __init__(self, embed_dim, num_heads, causal=False, dropout=0.0):\n"
+			 "        super().__init__(embed_dim, num_heads, dropout=dropout, batch_first=True)\n"
+			 "        self.causal = causal\n\n"
+			 "    def forward(self, x):\n"
+			 "        mask = causal_mask(x.shape[1]).to(x.device) if self.causal else None\n"
+			 "        return super().forward(x, x, x, attn_mask=mask, need_weights=False)[0]\n\n");
+	if (uses(spec, LAYER_TRANSFORMER))
+		emit(&o, "\nclass EncoderLayer(nn.TransformerEncoderLayer):\n"
+			 "    \"\"\"traind's transformer_encoder_layer: batch first, relu, causal or not.\"\"\"\n\n"
+			 "    def __init__(self, d_model, nhead, dim_feedforward, dropout=0.1, norm_first=False,\n"
+			 "                 causal=False):\n"
+			 "        super().__init__(d_model, nhead, dim_feedforward, dropout, batch_first=True,\n"
+			 "                         norm_first=norm_first)\n"
+			 "        self.causal = causal\n\n"
+			 "    def forward(self, x):\n"
+			 "        mask = causal_mask(x.shape[1]).to(x.device) if self.causal else None\n"
+			 "        return super().forward(x, src_mask=mask)\n\n");
+	emit(&o, "\nclass Model(nn.Module):\n");
+	if (in.vocab)
+		emit(&o, "    input_shape = (%u,)   # token ids\n    vocab = %u\n\n", in.h, in.vocab);
+	else if (in.seq)
+		emit(&o, "    input_shape = (%u, %u)   # positions, features\n\n", in.h, in.c);
+	else
+		emit(&o, "    input_shape = (%u, %u, %u)\n\n", in.c, in.h, in.w);
+	emit(&o, "    def __init__(self):\n"
 		 "        super().__init__()\n"
-		 "        self.net = ",
-	     in.c, in.h, in.w);
+		 "        self.net = ");
 	seq_code(&o, spec, shapes, in, -1, 0, 2);
 	emit(&o, "\n");
 	if (spec->init == SPEC_INIT_TORCHVISION)
@@ -260,8 +351,20 @@ int pycode_write(const struct model_spec *spec, struct shape in, char **out, siz
 			 "            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):\n"
 			 "                nn.init.constant_(m.weight, 1)\n"
 			 "                nn.init.constant_(m.bias, 0)\n");
-	emit(&o, "\n    def forward(self, x):\n"
-		 "        return self.net(x)\n");
+	if (spec->init == SPEC_INIT_GPT)
+		emit(&o, "        # GPT-2's initialisation\n"
+			 "        for m in self.modules():\n"
+			 "            if isinstance(m, nn.Linear):\n"
+			 "                nn.init.normal_(m.weight, 0.0, 0.02)\n"
+			 "                if m.bias is not None:\n"
+			 "                    nn.init.zeros_(m.bias)\n"
+			 "            elif isinstance(m, nn.Embedding):\n"
+			 "                nn.init.normal_(m.weight, 0.0, 0.02)\n");
+	emit(&o, "\n    def forward(self, x):\n");
+	if (in.vocab)
+		emit(&o, "        return self.net(x.long())\n");
+	else
+		emit(&o, "        return self.net(x)\n");
 	if (o.oom) {
 		rc = tr_err_set(err, -ENOMEM, "out of memory");
 		free(o.buf);

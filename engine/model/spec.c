@@ -28,6 +28,10 @@
 #define MAX_KERNEL 64
 #define MAX_CHANNELS 65536
 #define MAX_SPATIAL 4096
+#define MAX_VOCAB (1u << 20)      /* embedding rows (token ids are floats: exact below 2^24) */
+#define MAX_POSITIONS 65536       /* a sequence's positions */
+#define MAX_HEADS 256
+#define MAX_RNN_LAYERS 16
 #define ARCH_TEXT_MAX 16384   /* the expansion of the largest named architecture */
 
 static const char *const lenet5_text =
@@ -47,18 +51,24 @@ static const struct {
 	{ "identity", LAYER_IDENTITY },     { "leakyrelu", LAYER_LEAKYRELU },
 	{ "sigmoid", LAYER_SIGMOID },       { "silu", LAYER_SILU },
 	{ "softplus", LAYER_SOFTPLUS },     { "upsample", LAYER_UPSAMPLE },
+	{ "embedding", LAYER_EMBEDDING },   { "posembedding", LAYER_POSEMBEDDING },
+	{ "lstm", LAYER_LSTM },             { "gru", LAYER_GRU },
+	{ "last", LAYER_LAST },             { "layernorm", LAYER_LAYERNORM },
+	{ "multiheadattention", LAYER_MHA }, { "transformer_encoder_layer", LAYER_TRANSFORMER },
 	{ "residual", LAYER_RESIDUAL },     { "concat", LAYER_CONCAT },
 };
 
 #define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
 
 static const char *const arch_names[] = { "mlp", "lenet5", "resnet20", "resnet32", "resnet56",
-					  "resnet18", "resnet18_cifar" };
+					  "resnet18", "resnet18_cifar", "char_lstm", "gpt" };
 #define KNOWN_LAYERS                                                                            \
 	"flatten, identity, linear, relu, leakyrelu, tanh, sigmoid, silu, gelu, softplus, dropout, " \
-	"batchnorm1d, batchnorm2d, conv2d, maxpool2d, avgpool2d, adaptiveavgpool2d, upsample; "   \
+	"batchnorm1d, batchnorm2d, conv2d, maxpool2d, avgpool2d, adaptiveavgpool2d, upsample, "   \
+	"embedding, posembedding, lstm, gru, last, layernorm, multiheadattention, "               \
+	"transformer_encoder_layer; "                                                             \
 	"blocks residual(...; shortcut=...), concat(...; ...); or the whole model mlp, lenet5, "   \
-	"resnet20, resnet32, resnet56, resnet18 or resnet18_cifar"
+	"resnet20, resnet32, resnet56, resnet18, resnet18_cifar, char_lstm or gpt"
 
 const char *spec_kind_name(enum layer_kind k)
 {
@@ -71,7 +81,15 @@ const char *spec_kind_name(enum layer_kind k)
 bool spec_has_params(enum layer_kind k)
 {
 	return k == LAYER_LINEAR || k == LAYER_CONV2D || k == LAYER_BATCHNORM1D ||
-	       k == LAYER_BATCHNORM2D;
+	       k == LAYER_BATCHNORM2D || k == LAYER_EMBEDDING || k == LAYER_POSEMBEDDING ||
+	       k == LAYER_LSTM || k == LAYER_GRU || k == LAYER_LAYERNORM || k == LAYER_MHA ||
+	       k == LAYER_TRANSFORMER;
+}
+
+bool spec_is_sequence_layer(enum layer_kind k)
+{
+	return k == LAYER_POSEMBEDDING || k == LAYER_LSTM || k == LAYER_GRU || k == LAYER_LAYERNORM ||
+	       k == LAYER_MHA || k == LAYER_TRANSFORMER;
 }
 
 bool spec_is_batchnorm(enum layer_kind k)
@@ -91,7 +109,11 @@ size_t shape_size(struct shape s)
 
 void shape_text(struct shape s, char *buf, size_t len)
 {
-	if (s.flat)
+	if (s.seq && s.vocab)
+		snprintf(buf, len, "%u tokens", s.h);
+	else if (s.seq)
+		snprintf(buf, len, "%u\xc3\x97%u sequence", s.h, s.c);   /* T×E */
+	else if (s.flat)
 		snprintf(buf, len, "%u", s.c);
 	else
 		snprintf(buf, len, "%u\xc3\x97%u\xc3\x97%u", s.c, s.h, s.w);   /* C×H×W */
@@ -99,7 +121,8 @@ void shape_text(struct shape s, char *buf, size_t len)
 
 bool shape_equal(struct shape a, struct shape b)
 {
-	return a.c == b.c && a.h == b.h && a.w == b.w && a.flat == b.flat;
+	return a.c == b.c && a.h == b.h && a.w == b.w && a.flat == b.flat && a.seq == b.seq &&
+	       a.vocab == b.vocab;
 }
 
 /* ---- text --------------------------------------------------------------- */
@@ -147,6 +170,36 @@ void spec_layer_text(const struct layer_spec *l, char *buf, size_t len)
 		break;
 	case LAYER_SOFTPLUS:
 		snprintf(buf, len, "softplus(beta=%g,threshold=%g)", l->p, l->threshold);
+		break;
+	case LAYER_EMBEDDING:
+		if (l->padding_idx >= 0)
+			snprintf(a, sizeof(a), ",padding_idx=%d", l->padding_idx);
+		snprintf(buf, len, "embedding(%u,%u%s)", l->num, l->out, a);
+		break;
+	case LAYER_POSEMBEDDING:
+		if (l->num)
+			snprintf(buf, len, "posembedding(%u)", l->num);
+		else
+			snprintf(buf, len, "posembedding");
+		break;
+	case LAYER_LSTM:
+	case LAYER_GRU:
+		if (l->layers != 1)
+			snprintf(a, sizeof(a), ",layers=%u", l->layers);
+		if (l->p != 0.0)
+			snprintf(b, sizeof(b), ",dropout=%g", l->p);
+		snprintf(buf, len, "%s(%u%s%s)", name, l->out, a, b);
+		break;
+	case LAYER_MHA:
+		if (l->p != 0.0)
+			snprintf(b, sizeof(b), ",dropout=%g", l->p);
+		snprintf(buf, len, "multiheadattention(%u,%u%s%s)", l->out, l->heads,
+			 l->causal ? ",causal=true" : "", b);
+		break;
+	case LAYER_TRANSFORMER:
+		snprintf(b, sizeof(b), ",dropout=%g", l->p);
+		snprintf(buf, len, "transformer_encoder_layer(%u,%u,%u%s%s%s)", l->out, l->heads, l->ff, b,
+			 l->norm_first ? ",norm_first=true" : "", l->causal ? ",causal=true" : "");
 		break;
 	default:
 		snprintf(buf, len, "%s", name);
@@ -210,7 +263,7 @@ void spec_text(const struct model_spec *spec, char *buf, size_t len)
 
 	if (len)
 		buf[0] = '\0';
-	if (spec->init == SPEC_INIT_TORCHVISION && spec->arch[0]) {
+	if (spec->arch[0]) {
 		put(&t, spec->arch);
 		return;
 	}
@@ -442,6 +495,16 @@ static bool takes(enum layer_kind k, const char *key)
 		return k == LAYER_SOFTPLUS;
 	if (strcmp(key, "scale_factor") == 0)
 		return k == LAYER_UPSAMPLE;
+	if (strcmp(key, "padding_idx") == 0)
+		return k == LAYER_EMBEDDING;
+	if (strcmp(key, "layers") == 0)
+		return k == LAYER_LSTM || k == LAYER_GRU;
+	if (strcmp(key, "dropout") == 0)
+		return k == LAYER_LSTM || k == LAYER_GRU || k == LAYER_MHA || k == LAYER_TRANSFORMER;
+	if (strcmp(key, "causal") == 0)
+		return k == LAYER_MHA || k == LAYER_TRANSFORMER;
+	if (strcmp(key, "norm_first") == 0)
+		return k == LAYER_TRANSFORMER;
 	return false;
 }
 
@@ -522,6 +585,52 @@ static int apply_args(struct parser *p, struct layer_spec *l, const struct arg *
 		if (rc == 0 && npos == 2)
 			rc = want_real(p, &args[1], who, "threshold", 0.0, 1e6, &l->threshold);
 		break;
+	case LAYER_EMBEDDING:
+		if (npos != 2)
+			return tr_err_set(p->err, -EINVAL,
+					  "model: %s: embedding takes NUM,DIM (rows: the vocabulary's size, and their width), e.g. embedding(65,64)",
+					  who);
+		rc = want_uint(p, &args[0], who, "the number of rows", 1, MAX_VOCAB, &l->num);
+		if (rc == 0)
+			rc = want_uint(p, &args[1], who, "the embedding's width", 1, MAX_CHANNELS, &l->out);
+		break;
+	case LAYER_POSEMBEDDING:
+		if (npos > 1)
+			return tr_err_set(p->err, -EINVAL,
+					  "model: %s: posembedding takes at most its number of positions, e.g. posembedding(128)",
+					  who);
+		if (npos == 1)
+			rc = want_uint(p, &args[0], who, "the number of positions", 1, MAX_POSITIONS, &l->num);
+		break;
+	case LAYER_LSTM:
+	case LAYER_GRU:
+		if (npos != 1)
+			return tr_err_set(p->err, -EINVAL, "model: %s: %s takes its hidden size, e.g. %s(256,layers=2)",
+					  who, kname, kname);
+		rc = want_uint(p, &args[0], who, "the hidden size", 1, MAX_CHANNELS, &l->out);
+		break;
+	case LAYER_MHA:
+		if (npos != 2 && npos != 3)
+			return tr_err_set(p->err, -EINVAL,
+					  "model: %s: multiheadattention takes E,HEADS[,causal], e.g. multiheadattention(128,4,causal=true)",
+					  who);
+		rc = want_uint(p, &args[0], who, "the embedding size", 1, MAX_CHANNELS, &l->out);
+		if (rc == 0)
+			rc = want_uint(p, &args[1], who, "the number of heads", 1, MAX_HEADS, &l->heads);
+		if (rc == 0 && npos == 3)
+			rc = want_bool(p, &args[2], who, "causal", &l->causal);
+		break;
+	case LAYER_TRANSFORMER:
+		if (npos != 3)
+			return tr_err_set(p->err, -EINVAL,
+					  "model: %s: transformer_encoder_layer takes E,HEADS,FF (model width, heads, feed-forward width), e.g. transformer_encoder_layer(128,4,512)",
+					  who);
+		rc = want_uint(p, &args[0], who, "the model width", 1, MAX_CHANNELS, &l->out);
+		if (rc == 0)
+			rc = want_uint(p, &args[1], who, "the number of heads", 1, MAX_HEADS, &l->heads);
+		if (rc == 0)
+			rc = want_uint(p, &args[2], who, "the feed-forward width", 1, MAX_CHANNELS, &l->ff);
+		break;
 	default:
 		if (npos)
 			return tr_err_set(p->err, -EINVAL, "model: %s: %s takes no arguments", who, kname);
@@ -537,6 +646,7 @@ static int apply_args(struct parser *p, struct layer_spec *l, const struct arg *
 				return tr_err_set(p->err, -EINVAL, "model: %s: '%s' is given twice", who,
 						  a->key);
 		if (!takes(l->kind, a->key) ||
+		    (strcmp(a->key, "causal") == 0 && l->kind == LAYER_MHA && npos >= 3) ||
 		    (strcmp(a->key, "p") == 0 && npos) ||
 		    (strcmp(a->key, "negative_slope") == 0 && npos) ||
 		    (strcmp(a->key, "scale_factor") == 0 && npos) ||
@@ -564,9 +674,33 @@ static int apply_args(struct parser *p, struct layer_spec *l, const struct arg *
 			rc = want_real(p, a, who, "threshold", 0.0, 1e6, &l->threshold);
 		else if (strcmp(a->key, "scale_factor") == 0)
 			rc = want_uint(p, a, who, "the scale factor", 1, MAX_KERNEL, &l->k);
+		else if (strcmp(a->key, "padding_idx") == 0) {
+			uint32_t v = 0;
+
+			rc = want_uint(p, a, who, "padding_idx", 0, MAX_VOCAB - 1, &v);
+			l->padding_idx = (int32_t)v;
+		} else if (strcmp(a->key, "layers") == 0)
+			rc = want_uint(p, a, who, "layers", 1, MAX_RNN_LAYERS, &l->layers);
+		else if (strcmp(a->key, "dropout") == 0)
+			rc = want_real(p, a, who, "the dropout probability", -1e300, 1e300, &l->p);
+		else if (strcmp(a->key, "causal") == 0)
+			rc = want_bool(p, a, who, "causal", &l->causal);
+		else if (strcmp(a->key, "norm_first") == 0)
+			rc = want_bool(p, a, who, "norm_first", &l->norm_first);
 		if (rc < 0)
 			return rc;
 	}
+	if ((l->kind == LAYER_LSTM || l->kind == LAYER_GRU || l->kind == LAYER_MHA ||
+	     l->kind == LAYER_TRANSFORMER) && !(l->p >= 0.0 && l->p < 1.0))
+		return tr_err_set(p->err, -EINVAL, "model: %s: the dropout probability must be in [0, 1)",
+				  who);
+	if (l->kind == LAYER_EMBEDDING && l->padding_idx >= 0 && (uint32_t)l->padding_idx >= l->num)
+		return tr_err_set(p->err, -EINVAL, "model: %s: padding_idx %d is not one of the %u rows",
+				  who, l->padding_idx, l->num);
+	if ((l->kind == LAYER_MHA || l->kind == LAYER_TRANSFORMER) && l->out % l->heads != 0)
+		return tr_err_set(p->err, -EINVAL,
+				  "model: %s: %u heads do not divide the embedding size %u (each head takes E/HEADS features)",
+				  who, l->heads, l->out);
 	if (l->kind == LAYER_DROPOUT && !(l->p >= 0.0 && l->p < 1.0))
 		return tr_err_set(p->err, -EINVAL, "model: %s: the dropout probability must be in [0, 1)",
 				  who);
@@ -612,8 +746,7 @@ static int parse_item(struct parser *p, int32_t parent, uint32_t branch, uint32_
 		if (strcmp(kinds[i].name, name) == 0)
 			break;
 	if (i == NKINDS) {
-		if (strcmp(name, "mlp") == 0 || strcmp(name, "lenet5") == 0 || strncmp(name, "resnet", 6) == 0)
-			for (size_t a = 0; a < sizeof(arch_names) / sizeof(arch_names[0]); a++)
+		for (size_t a = 0; a < sizeof(arch_names) / sizeof(arch_names[0]); a++)
 				if (strcmp(name, arch_names[a]) == 0)
 					return tr_err_set(p->err, -EINVAL,
 							  "model: %slayer %u: '%s' is a whole model, not a layer: give it alone (--model %s)",
@@ -629,6 +762,14 @@ static int parse_item(struct parser *p, int32_t parent, uint32_t branch, uint32_
 	l->groups = 1;
 	l->k = l->kind == LAYER_UPSAMPLE ? 0 : 1;
 	l->p = l->kind == LAYER_LEAKYRELU ? 0.01 : l->kind == LAYER_SOFTPLUS ? 1.0 : 0.5;
+	/* PyTorch's defaults: nn.LSTM/GRU/MultiheadAttention dropout 0,
+	 * nn.TransformerEncoderLayer 0.1 */
+	if (l->kind == LAYER_LSTM || l->kind == LAYER_GRU || l->kind == LAYER_MHA)
+		l->p = 0.0;
+	if (l->kind == LAYER_TRANSFORMER)
+		l->p = 0.1;
+	l->padding_idx = -1;
+	l->layers = 1;
 	l->threshold = 20.0;
 	l->parent = parent;
 	l->branch = branch;
@@ -831,6 +972,142 @@ static int parse_text(struct model_spec *out, const char *text, struct tr_err *e
 	return parse_seq(&p, -1, 0, -1, 0, &last);
 }
 
+/* The named sequence models: their keyword arguments, defaults and ranges. */
+struct arch_arg {
+	const char *key;
+	double dflt, lo, hi;
+	bool real;           /* dropout: a probability; the rest whole numbers */
+};
+
+static const struct arch_arg char_lstm_args[] = {
+	{ "embed", 64, 1, MAX_CHANNELS, false }, { "hidden", 256, 1, MAX_CHANNELS, false },
+	{ "layers", 2, 1, MAX_RNN_LAYERS, false }, { "dropout", 0, 0, 0.999, true },
+};
+static const struct arch_arg gpt_args[] = {
+	{ "layers", 4, 1, 64, false }, { "dim", 128, 1, MAX_CHANNELS, false },
+	{ "heads", 4, 1, MAX_HEADS, false }, { "ff", 0, 1, MAX_CHANNELS, false },   /* ff 0: 4 x dim */
+	{ "dropout", 0, 0, 0.999, true },
+};
+
+/* "char_lstm", "gpt(layers=6,dim=192)": *is_arch false when text is no
+ * such name (then nothing is touched). The expansion is parsed into out. */
+static int seq_arch(struct model_spec *out, const char *text, size_t len, uint32_t classes,
+		    bool *is_arch, struct tr_err *err)
+{
+	struct model_spec *tmp = out;
+	struct parser p = { .s = text, .pos = 0, .out = tmp, .err = err };
+	const struct arch_arg *spec;
+	double v[8];
+	size_t nspec;
+	char word[24], who[40], *buf, canon[sizeof(out->arch)];
+	uint32_t V = classes ? classes : 10;
+	int rc;
+
+	*is_arch = false;
+	if (!read_word(&p, word, sizeof(word)))
+		return 0;
+	if (strcmp(word, "char_lstm") == 0) {
+		spec = char_lstm_args;
+		nspec = sizeof(char_lstm_args) / sizeof(char_lstm_args[0]);
+	} else if (strcmp(word, "gpt") == 0) {
+		spec = gpt_args;
+		nspec = sizeof(gpt_args) / sizeof(gpt_args[0]);
+	} else {
+		return 0;
+	}
+	skip_ws(&p);
+	if (p.pos != len && p.s[p.pos] != '(')
+		return 0;   /* "gpt,linear(3)": a SPEC, whose parser says what is wrong */
+	*is_arch = true;
+	snprintf(who, sizeof(who), "%s", word);
+	for (size_t k = 0; k < nspec; k++)
+		v[k] = spec[k].dflt;
+	if (p.pos < len) {
+		bool given[8] = { false };
+
+		p.pos++;
+		skip_ws(&p);
+		while (p.s[p.pos] != ')') {
+			struct arg a;
+			size_t k;
+
+			rc = read_arg(&p, &a, who);
+			if (rc < 0)
+				return rc;
+			for (k = 0; k < nspec && strcmp(spec[k].key, a.key) != 0; k++)
+				;
+			if (!a.key[0] || k == nspec) {
+				char keys[96] = "";
+
+				for (size_t j = 0; j < nspec; j++)
+					cat(keys, sizeof(keys), "%s%s", j ? ", " : "", spec[j].key);
+				return tr_err_set(err, -EINVAL, "model: %s takes keyword arguments (%s), e.g. %s",
+						  word, keys, spec == gpt_args ? "gpt(layers=4,dim=128)"
+									      : "char_lstm(hidden=256,layers=2)");
+			}
+			if (given[k])
+				return tr_err_set(err, -EINVAL, "model: %s: '%s' is given twice", word, a.key);
+			given[k] = true;
+			if (spec[k].real)
+				rc = want_real(&p, &a, who, a.key, spec[k].lo, spec[k].hi, &v[k]);
+			else {
+				uint32_t u = 0;
+
+				rc = want_uint(&p, &a, who, a.key, (uint32_t)spec[k].lo, (uint32_t)spec[k].hi, &u);
+				v[k] = u;
+			}
+			if (rc < 0)
+				return rc;
+			skip_ws(&p);
+			if (p.s[p.pos] == ',') {
+				p.pos++;
+				skip_ws(&p);
+			} else if (p.s[p.pos] != ')') {
+				return tr_err_set(err, -EINVAL, "model: %s: expected ',' or ')' at '%.16s'", word,
+						  p.s + p.pos);
+			}
+		}
+		p.pos++;
+		skip_ws(&p);
+		if (p.pos != len)
+			return tr_err_set(err, -EINVAL, "model: %s(...) is a whole model: nothing may follow it",
+					  word);
+	}
+	buf = malloc(ARCH_TEXT_MAX);
+	if (!buf)
+		return tr_err_set(err, -ENOMEM, "out of memory");
+	buf[0] = '\0';
+	if (spec == char_lstm_args) {
+		cat(buf, ARCH_TEXT_MAX, "embedding(%u,%u),lstm(%u,layers=%u,dropout=%g),linear(%u)", V,
+		    (uint32_t)v[0], (uint32_t)v[1], (uint32_t)v[2], v[3], V);
+		snprintf(canon, sizeof(canon), "char_lstm(embed=%u,hidden=%u,layers=%u,dropout=%g)",
+			 (uint32_t)v[0], (uint32_t)v[1], (uint32_t)v[2], v[3]);
+	} else {
+		uint32_t dim = (uint32_t)v[1], ff = v[3] ? (uint32_t)v[3] : 4 * dim;
+
+		if (dim % (uint32_t)v[2]) {
+			free(buf);
+			return tr_err_set(err, -EINVAL, "model: gpt: %u heads do not divide dim %u",
+					  (uint32_t)v[2], dim);
+		}
+		cat(buf, ARCH_TEXT_MAX, "embedding(%u,%u),posembedding,", V, dim);
+		for (uint32_t k = 0; k < (uint32_t)v[0]; k++)
+			cat(buf, ARCH_TEXT_MAX,
+			    "transformer_encoder_layer(%u,%u,%u,dropout=%g,norm_first=true,causal=true),",
+			    dim, (uint32_t)v[2], ff, v[4]);
+		cat(buf, ARCH_TEXT_MAX, "layernorm,linear(%u)", V);
+		snprintf(canon, sizeof(canon), "gpt(layers=%u,dim=%u,heads=%u,ff=%u,dropout=%g)",
+			 (uint32_t)v[0], dim, (uint32_t)v[2], ff, v[4]);
+	}
+	rc = parse_text(out, buf, err);
+	free(buf);
+	if (rc < 0)
+		return rc;
+	out->init = spec == gpt_args ? SPEC_INIT_GPT : SPEC_INIT_DEFAULT;
+	snprintf(out->arch, sizeof(out->arch), "%s", canon);
+	return 0;
+}
+
 int spec_parse(struct model_spec *out, const char *text, const uint32_t *hidden, uint32_t n_hidden,
 	       uint32_t classes, struct tr_err *err)
 {
@@ -852,6 +1129,18 @@ int spec_parse(struct model_spec *out, const char *text, const uint32_t *hidden,
 		if (rc == 0 && classes)
 			out->layers[out->n - 1].out = classes;
 		return rc;
+	}
+	{
+		bool is_arch = false;
+		char *one = strndup(text + a, b - a);
+
+		if (!one)
+			return tr_err_set(err, -ENOMEM, "out of memory");
+		rc = seq_arch(out, one, b - a, classes, &is_arch, err);
+		free(one);
+		if (is_arch || rc < 0)
+			return rc;
+		memset(out, 0, sizeof(*out));
 	}
 	for (size_t i = 0; i < sizeof(resnets) / sizeof(resnets[0]); i++) {
 		if (b - a != strlen(resnets[i].name) || strncmp(text + a, resnets[i].name, b - a) != 0)
@@ -896,19 +1185,92 @@ static int layer_shape(const struct model_spec *spec, uint32_t i, struct shape s
 
 	spec_where(spec, i, where, sizeof(where));
 	shape_text(s, st, sizeof(st));
+	if (s.vocab && l->kind != LAYER_EMBEDDING)
+		return tr_err_set(err, -EINVAL,
+				  "model: %s: its input is token ids (%u positions); begin the model with embedding(%u,DIM)",
+				  where, s.h, s.vocab);
+	if (!s.vocab && l->kind == LAYER_EMBEDDING)
+		return tr_err_set(err, -EINVAL,
+				  "model: %s: its %s input is not token ids (embedding takes the data's tokens, as the first layer)",
+				  where, st);
+	if (!s.seq && (l->kind == LAYER_POSEMBEDDING || l->kind == LAYER_LSTM ||
+		       l->kind == LAYER_GRU || l->kind == LAYER_LAST || l->kind == LAYER_MHA ||
+		       l->kind == LAYER_TRANSFORMER))
+		return tr_err_set(err, -EINVAL,
+				  "model: %s: its %s input is not a sequence (positions of features, as embedding gives)",
+				  where, st);
+	if (s.seq && (l->kind == LAYER_BATCHNORM1D || l->kind == LAYER_BATCHNORM2D ||
+		      l->kind == LAYER_CONV2D || l->kind == LAYER_MAXPOOL2D ||
+		      l->kind == LAYER_AVGPOOL2D || l->kind == LAYER_ADAPTIVEAVGPOOL2D ||
+		      l->kind == LAYER_UPSAMPLE))
+		return tr_err_set(err, -EINVAL, "model: %s: its input is a %s, not %s", where, st,
+				  l->kind == LAYER_BATCHNORM1D ? "a flat vector (use layernorm on sequences)"
+							       : "an image");
 	switch (l->kind) {
 	case LAYER_FLATTEN:
 		s.c = (uint32_t)features;
 		s.h = s.w = 1;
 		s.flat = true;
+		s.seq = false;
 		break;
-	case LAYER_LINEAR:
-		if (!s.flat)
+	case LAYER_LINEAR:   /* on a sequence: at every position, as nn.Linear on (N, T, E) */
+		if (!s.flat && !s.seq)
 			return tr_err_set(err, -EINVAL,
 					  "model: %s: its %s input is not a flat vector; put flatten before it",
 					  where, st);
 		*count += (uint64_t)l->out * s.c + (l->bias ? l->out : 0);
 		s.c = l->out;
+		break;
+	case LAYER_EMBEDDING:
+		if (l->num < s.vocab)
+			return tr_err_set(err, -EINVAL,
+					  "model: %s: the data's vocabulary has %u tokens, more than the embedding's %u rows; use embedding(%u,%u)",
+					  where, s.vocab, l->num, s.vocab, l->out);
+		*count += (uint64_t)l->num * l->out;
+		s.c = l->out;
+		s.vocab = 0;
+		break;
+	case LAYER_POSEMBEDDING:
+		if (l->num && l->num < s.h)
+			return tr_err_set(err, -EINVAL,
+					  "model: %s: %u positions are fewer than the sequence's %u; use posembedding(%u) or posembedding",
+					  where, l->num, s.h, s.h);
+		*count += (uint64_t)(l->num ? l->num : s.h) * s.c;
+		break;
+	case LAYER_LSTM:
+	case LAYER_GRU: {
+		uint64_t g = l->kind == LAYER_LSTM ? 4 : 3;
+
+		for (uint32_t k = 0; k < l->layers; k++)
+			*count += g * l->out * ((k ? l->out : s.c) + l->out + 2);
+		s.c = l->out;
+		break;
+	}
+	case LAYER_LAST:
+		s.h = 1;
+		s.seq = false;
+		s.flat = true;
+		break;
+	case LAYER_LAYERNORM:
+		if (!s.flat && !s.seq)
+			return tr_err_set(err, -EINVAL,
+					  "model: %s: its input is a %s image; layernorm normalises a sequence's features or a flat vector",
+					  where, st);
+		*count += 2ull * s.c;
+		break;
+	case LAYER_MHA:
+	case LAYER_TRANSFORMER:
+		if (s.c != l->out)
+			return tr_err_set(err, -EINVAL,
+					  "model: %s: its input has %u features per position, not the %u it is built for; use %s(%u,%u%s)",
+					  where, s.c, l->out, spec_kind_name(l->kind), s.c, l->heads,
+					  l->kind == LAYER_MHA ? "" : ",FF");
+		if (s.c % l->heads != 0)
+			return tr_err_set(err, -EINVAL, "model: %s: %u heads do not divide %u features", where,
+					  l->heads, s.c);
+		*count += 4ull * s.c * s.c + 4ull * s.c;
+		if (l->kind == LAYER_TRANSFORMER)
+			*count += 2ull * s.c * l->ff + l->ff + s.c + 4ull * s.c;
 		break;
 	case LAYER_BATCHNORM1D:
 		if (!s.flat)
@@ -1014,6 +1376,14 @@ static int block_shape(const struct model_spec *spec, const struct shape *shapes
 		return 0;
 	}
 	*out = s[0];
+	for (uint32_t k = 0; k < l->nbranches; k++)
+		if (s[k].seq) {
+			shape_text(s[k], b, sizeof(b));
+			spec_where(spec, l->last[k] < 0 ? i : (uint32_t)l->last[k], last, sizeof(last));
+			return tr_err_set(err, -EINVAL,
+					  "model: %s: output %s: concat joins images along the channels or flat vectors; sequences are not joined",
+					  last, b);
+		}
 	for (uint32_t k = 1; k < l->nbranches; k++) {
 		if (s[k].flat != s[0].flat || s[k].h != s[0].h || s[k].w != s[0].w) {
 			shape_text(s[0], a, sizeof(a));
@@ -1084,6 +1454,18 @@ int spec_shapes(const struct model_spec *spec, struct shape in, uint32_t classes
 	if (classes == 0)
 		return 0;   /* any output (tests of single layers) */
 	last = s[top_last];
+	if (last.seq) {
+		char where[512];
+
+		if (last.vocab)
+			return tr_err_set(err, -EINVAL, "model: gives token ids, not %u scores", classes);
+		if (last.c == classes)
+			return 0;
+		spec_where(spec, (uint32_t)top_last, where, sizeof(where));
+		return tr_err_set(err, -EINVAL,
+				  "model: %s: the last layer gives %u outputs at each of %u positions; the data has %u classes (tokens): end the model with linear(%u)",
+				  where, last.c, last.h, classes, classes);
+	}
 	if (!last.flat && !(last.h == 1 && last.w == 1)) {
 		char st[64];
 

@@ -120,6 +120,10 @@ static json_t *history_meta_json(const struct history_row *r)
 		json_decref(o);
 		return NULL;
 	}
+	if (o && !isnan(r->val_ppl) && json_object_set_new(o, "val_ppl", real_or_null(r->val_ppl))) {
+		json_decref(o);
+		return NULL;
+	}
 	return o;
 }
 
@@ -163,12 +167,20 @@ static int meta_u64(struct st_writer *w, const char *key, uint64_t v)
 }
 
 /* "C,H,W" of the model's input. */
+/* "C,H,W"; token ids also "input_vocab" (their bound), a sequence
+ * "input_seq" "1" (doc/sequences.md). */
 static int meta_input(struct st_writer *w, const struct net *n)
 {
 	char buf[48];
+	int rc;
 
 	snprintf(buf, sizeof(buf), "%u,%u,%u", n->input.c, n->input.h, n->input.w);
-	return st_writer_meta(w, "input", buf);
+	rc = st_writer_meta(w, "input", buf);
+	if (rc == 0 && n->input.vocab)
+		rc = meta_u64(w, "input_vocab", n->input.vocab);
+	else if (rc == 0 && n->input.seq)
+		rc = st_writer_meta(w, "input_seq", "1");
+	return rc;
 }
 
 /* Locate "sha256:<64 chars>" in the header; exactly one occurrence of the
@@ -256,7 +268,13 @@ int checkpoint_serialize_into(const struct trainer *t, uint8_t **blob, size_t *c
 		int64_t *packed = counts;
 
 		packed[0] = (int64_t)t->sums.batches;
-		for (uint32_t c = 0; c < k && c < DATASET_MAX_CLASSES; c++) {
+		if (t->task == TASK_TOKENS) {
+			/* per-token: the positions right, the samples, the positions */
+			packed[1 * k] = (int64_t)t->sums.tokens_correct;
+			packed[2 * k] = (int64_t)t->sums.total[0];
+			packed[3 * k] = (int64_t)t->sums.tokens;
+		}
+		for (uint32_t c = 0; t->task != TASK_TOKENS && c < k && c < DATASET_MAX_CLASSES; c++) {
 			packed[1 * k + c] = (int64_t)t->sums.correct[c];
 			packed[2 * k + c] = (int64_t)t->sums.total[c];
 			packed[3 * k + c] = (int64_t)t->sums.predicted[c];
@@ -590,9 +608,17 @@ static int history_from_json(struct trainer *t, const char *text, uint32_t versi
 			}
 			*dst[k] = json_is_null(v) ? NAN : json_number_value(v);
 		}
-		r->val_mae = r->val_rmse = NAN;
+		r->val_mae = r->val_rmse = r->val_ppl = NAN;
 		{
 			json_t *mae = json_object_get(o, "val_mae"), *rmse = json_object_get(o, "val_rmse");
+			json_t *ppl = json_object_get(o, "val_ppl");
+
+			if (ppl && !json_is_number(ppl) && !json_is_null(ppl)) {
+				tr_err_set(err, rc, "checkpoint: history row %zu: 'val_ppl' is malformed", i + 1);
+				goto out;
+			}
+			if (json_is_number(ppl))
+				r->val_ppl = json_number_value(ppl);
 
 			if ((mae && !json_is_number(mae) && !json_is_null(mae)) ||
 			    (rmse && !json_is_number(rmse) && !json_is_null(rmse))) {
@@ -817,6 +843,23 @@ int checkpoint_restore(struct trainer **out, const uint8_t *blob, size_t len,
 		goto fail;
 	}
 	t->sums.batches = (uint64_t)packed[0];
+	if (t->task == TASK_TOKENS) {
+		int64_t ok = packed[1 * k], all = packed[2 * k], pos = packed[3 * k];
+		bool rest = false;
+
+		for (uint32_t c = 1; c < k; c++)
+			rest |= packed[1 * k + c] || packed[2 * k + c] || packed[3 * k + c];
+		if (ok < 0 || all < 0 || (uint64_t)all != trainer_samples_done(t) ||
+		    (uint64_t)pos != (uint64_t)all * t->positions || ok > pos || rest) {
+			tr_err_set(err, rc, "checkpoint: per-token metric counts are inconsistent");
+			goto fail;
+		}
+		t->sums.tokens_correct = (uint64_t)ok;
+		t->sums.total[0] = (uint64_t)all;
+		t->sums.tokens = (uint64_t)pos;
+		total = (uint64_t)all;
+		k = 0;   /* nothing per class */
+	}
 	for (uint32_t c = 0; c < k; c++) {
 		int64_t ok = packed[1 * k + c], all = packed[2 * k + c], pred = packed[3 * k + c];
 
@@ -943,6 +986,21 @@ static int blob_input(const struct st_file *f, struct shape *in, struct tr_err *
 		in->c = c;
 		in->h = h;
 		in->w = w;
+		in->flat = false;
+		in->seq = false;
+		in->vocab = 0;
+		if (st_meta_get(f, "input_vocab")) {
+			uint64_t vv = 0;
+
+			if (!parse_u64_str(st_meta_get(f, "input_vocab"), &vv) || vv == 0 ||
+			    vv > DATASET_MAX_VOCAB || c != 1 || w != 1)
+				return tr_err_set(err, -EINVAL, "checkpoint: input_vocab is malformed");
+			in->vocab = (uint32_t)vv;
+			in->seq = true;
+		} else if (st_meta_get(f, "input_seq")) {
+			in->seq = true;
+		}
+		return 0;
 	} else {
 		const struct st_tensor *w0 = st_find(f, "net.1.weight");
 
@@ -962,7 +1020,7 @@ static int blob_classes(const struct st_file *f, uint32_t *classes, struct tr_er
 	const struct st_tensor *c = st_find(f, "metrics.counts");
 
 	if (!c || c->ndim != 2 || c->shape[0] != 4 || c->shape[1] == 0 ||
-	    c->shape[1] > DATASET_MAX_CLASSES)
+	    c->shape[1] > DATASET_MAX_VOCAB)
 		return tr_err_set(err, -EINVAL, "checkpoint: tensor 'metrics.counts' is missing or malformed");
 	*classes = (uint32_t)c->shape[1];
 	return 0;

@@ -91,6 +91,7 @@ static const struct key_desc keys[] = {
 	{ "augment",         K_AUGMENT, OFF(augment),         0, 0, false },
 	{ "kernels",         K_KERNELS, OFF(kernels),         0, 0, false },
 	{ "precision",       K_PRECISION, OFF(precision),     0, 0, false },
+	{ "context",         K_U32,     OFF(context),         0, 65536, false },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -1054,7 +1055,8 @@ json_t *config_to_json(const struct train_config *cfg)
 	    json_object_set_new(o, "class_weights", weights_json(cfg->class_weights, cfg->n_class_weights)) ||
 	    json_object_set_new(o, "huber_delta", json_real(cfg->huber_delta)) ||
 	    json_object_set_new(o, "pos_weight", weights_json(cfg->pos_weight, cfg->n_pos_weight)) ||
-	    json_object_set_new(o, "augment", json_string(cfg->augment))) {
+	    json_object_set_new(o, "augment", json_string(cfg->augment)) ||
+	    json_object_set_new(o, "context", json_integer(cfg->context))) {
 		h = NULL; /* owned by o once set, or freed by a failed set_new */
 		goto fail;
 	}
@@ -1084,6 +1086,7 @@ bool config_equal(const struct train_config *a, const struct train_config *b)
 	    a->loss != b->loss || a->label_smoothing != b->label_smoothing ||
 	    a->n_class_weights != b->n_class_weights || a->huber_delta != b->huber_delta ||
 	    a->n_pos_weight != b->n_pos_weight || strcmp(a->augment, b->augment) != 0 ||
+	    a->context != b->context ||
 	    memcmp(a->class_weights, b->class_weights, a->n_class_weights * sizeof(float)) != 0 ||
 	    memcmp(a->pos_weight, b->pos_weight, a->n_pos_weight * sizeof(float)) != 0 ||
 	    a->kernels != b->kernels || a->precision != b->precision)

@@ -61,6 +61,7 @@ const char *loss_task_name(enum loss_task t)
 	case TASK_CLASSIFICATION: return "classification";
 	case TASK_REGRESSION: return "regression";
 	case TASK_MULTILABEL: return "multi-label";
+	case TASK_TOKENS: return "per-token";
 	}
 	return "?";
 }

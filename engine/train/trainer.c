@@ -50,9 +50,15 @@
 
 /* ---- the job's random draws, by config rng (see the top) ---------------- */
 
-/* The train/val split, from split_seed alone. */
+/* The train/val split, from split_seed alone; a text's is by position
+ * (its windows in order: training, then validation at its end). */
 static void draw_split(struct trainer *t)
 {
+	if (t->ds->text) {
+		for (uint32_t i = 0; i < t->n_split; i++)
+			t->split[i] = i;
+		return;
+	}
 	if (t->cfg.rng == RNG_TORCH) {
 		struct mt19937 g;
 
@@ -120,7 +126,79 @@ struct shape trainer_input_shape(const struct dataset *ds)
 	struct shape in = { .c = ds->channels ? ds->channels : 1, .h = ds->train.rows,
 			    .w = ds->train.cols, .flat = false };
 
+	if (ds->tokens) {
+		in.c = 1;
+		in.w = 1;
+		in.h = ds->seq_len;
+		in.seq = true;
+		in.vocab = ds->vocab;
+	}
 	return in;
+}
+
+struct shape trainer_data_shape(const struct train_config *cfg, const struct dataset *ds)
+{
+	struct shape in = trainer_input_shape(ds);
+
+	if (ds->text)
+		in.h = cfg->context;
+	return in;
+}
+
+/* A text of n training tokens in windows of T with val windows at its end:
+ * those start at *cut = n - 1 - val T (the last one's last target is the
+ * last token), the training windows at 0, T, ... while their last target
+ * is before the cut (no window straddles it). False when they do not fit. */
+static bool text_layout(uint64_t n, uint32_t T, uint32_t val, uint32_t *part, uint64_t *cut)
+{
+	uint64_t need = (uint64_t)val * T + 1, p;
+
+	*part = 0;
+	*cut = 0;
+	if (T == 0 || n < need + T + 1)
+		return false;
+	*cut = n - need;
+	p = (*cut - 1) / T;
+	*part = p > UINT32_MAX - val ? UINT32_MAX - val : (uint32_t)p;
+	return *part > 0;
+}
+
+static uint32_t text_samples(const struct train_config *cfg, uint64_t n)
+{
+	uint32_t part;
+	uint64_t cut;
+
+	return text_layout(n, cfg->context, cfg->val_size, &part, &cut) ? part + cfg->val_size : 0;
+}
+
+uint32_t trainer_split_samples(const struct train_config *cfg, const struct dataset *ds)
+{
+	return ds->text ? text_samples(cfg, ds->train.ntokens) : ds->train.count;
+}
+
+struct shape trainer_probe_shape(const struct train_config *cfg, const struct dataset_shape *sh)
+{
+	struct shape in = { .c = sh->channels, .h = sh->height, .w = sh->width, .flat = false };
+
+	if (sh->tokens) {
+		in.c = in.w = 1;
+		in.h = sh->text ? cfg->context : sh->seq_len;
+		in.seq = true;
+		in.vocab = sh->vocab;
+	}
+	return in;
+}
+
+uint32_t trainer_probe_samples(const struct train_config *cfg, const struct dataset_shape *sh)
+{
+	return sh->text ? text_samples(cfg, sh->train_tokens) : sh->train_count;
+}
+
+enum loss_task trainer_task(const struct train_config *cfg, const struct dataset *ds)
+{
+	if (ds->target == DS_TARGET_TOKENS && cfg->loss == LOSS_CROSS_ENTROPY)
+		return TASK_TOKENS;
+	return loss_task_of(cfg->loss);
 }
 
 uint64_t trainer_count_params(const struct train_config *cfg, struct shape in, uint32_t classes)
@@ -140,7 +218,8 @@ int trainer_check_model(const struct train_config *cfg, const struct dataset *ds
 	/* The MLP's messages keep naming "hidden", the key that built it. */
 	const char *key = cfg->model[0] ? "model" : "hidden";
 	struct shape shapes[SPEC_MAX_LAYERS];
-	uint32_t n_train = cfg->train_size ? cfg->train_size : ds->train.count - cfg->val_size;
+	uint32_t count = trainer_split_samples(cfg, ds);
+	uint32_t n_train = cfg->train_size ? cfg->train_size : count - cfg->val_size;
 	uint32_t max_batch = cfg->batch_size > cfg->eval_batch_size ? cfg->batch_size : cfg->eval_batch_size;
 	uint64_t params = 0, floats;
 	uint32_t shard = cfg->batch_size / (config_shards(cfg) ? config_shards(cfg) : 1);
@@ -149,14 +228,31 @@ int trainer_check_model(const struct train_config *cfg, const struct dataset *ds
 	rc = trainer_model_spec(cfg, dataset_outputs(ds), spec, err);
 	if (rc < 0)
 		return rc;
-	if (ds->target == DS_TARGET_CLASS) {
-		rc = spec_shapes(spec, trainer_input_shape(ds), ds->classes, shapes, &params, err);
+	if (ds->target == DS_TARGET_TOKENS) {
+		/* a class per position: a sequence of the vocabulary's scores */
+		struct shape s;
+		char where[512];
+		int32_t top = -1;
+
+		rc = spec_shapes(spec, trainer_data_shape(cfg, ds), ds->classes, shapes, &params, err);
+		for (uint32_t i = 0; i < spec->n; i++)
+			if (spec->layers[i].parent < 0)
+				top = (int32_t)i;
+		s = shapes[top];
+		spec_where(spec, (uint32_t)top, where, sizeof(where));
+		if (rc == 0 && !s.seq)
+			rc = tr_err_set(err, -EINVAL,
+					"model: %s: the model gives %u outputs per sample; dataset '%s' has a class (token) per position: the model must give %u scores at each of its %u positions (end with linear(%u) on the sequence, no last or flatten)",
+					where, s.c * s.h * s.w, cfg->dataset, ds->classes, s.h ? trainer_data_shape(cfg, ds).h : 0,
+					ds->classes);
+	} else if (ds->target == DS_TARGET_CLASS) {
+		rc = spec_shapes(spec, trainer_data_shape(cfg, ds), ds->classes, shapes, &params, err);
 	} else {
 		/* Float targets: the message speaks of targets, not classes. */
 		struct shape s;
 		char name[96];
 
-		rc = spec_shapes(spec, trainer_input_shape(ds), 0, shapes, &params, err);
+		rc = spec_shapes(spec, trainer_data_shape(cfg, ds), 0, shapes, &params, err);
 		s = shapes[spec->n - 1];
 		spec_layer_text(&spec->layers[spec->n - 1], name, sizeof(name));
 		if (rc == 0 && (!s.flat || s.c != ds->target_width))
@@ -182,7 +278,7 @@ int trainer_check_model(const struct train_config *cfg, const struct dataset *ds
 				      (unsigned long long)(params * config_shards(cfg) * 4 >> 20),
 				      (unsigned long long)(TRAINER_MAX_ACTIVATIONS * 4 >> 20));
 	for (uint32_t i = 0; i < spec->n; i++) {
-		struct shape in = spec_input_shape(spec, shapes, trainer_input_shape(ds), i);
+		struct shape in = spec_input_shape(spec, shapes, trainer_data_shape(cfg, ds), i);
 
 		/* A shard (the batch itself with shards 1) of one sample. */
 		if (spec_is_batchnorm(spec->layers[i].kind) && in.h * in.w == 1 &&
@@ -201,7 +297,7 @@ int trainer_check_model(const struct train_config *cfg, const struct dataset *ds
 	}
 	/* What net_init will allocate: activations, the gradient pool, the
 	 * team's convolution scratch. */
-	rc = net_floats_kernels(spec, trainer_input_shape(ds), max_batch, cfg->threads, cfg->kernels,
+	rc = net_floats_kernels(spec, trainer_data_shape(cfg, ds), max_batch, cfg->threads, cfg->kernels,
 				&floats);
 	if (rc < 0)
 		return tr_err_set(err, rc, rc == -ENOMEM ? "out of memory" : "%s: the model does not fit the data", key);
@@ -226,6 +322,27 @@ static int check_task(const struct train_config *cfg, const struct dataset *ds, 
 				  ds->normalize ? ds->std : NULL };
 	int rc;
 
+	if (ds->tokens) {
+		if (task != TASK_CLASSIFICATION)
+			return tr_err_set_key(err, -EINVAL, "loss",
+					      "%s needs float targets; dataset '%s' has %s: use loss cross_entropy",
+					      loss, name, ds->target == DS_TARGET_TOKENS ? "a class (token) per position"
+											: "a class per sequence");
+		if (cfg->augment[0])
+			return tr_err_set_key(err, -EINVAL, "augment",
+					      "dataset '%s' is token data: augmentation transforms images", name);
+		if (cfg->n_class_weights && cfg->n_class_weights != ds->classes)
+			return tr_err_set_key(err, -EINVAL, "class_weights",
+					      "%u values, but dataset '%s' has %u classes (one weight per class)",
+					      cfg->n_class_weights, name, ds->classes);
+		if (ds->target == DS_TARGET_TOKENS && cfg->monitor == MONITOR_VAL_MACRO_ACC)
+			return tr_err_set_key(err, -EINVAL, "monitor",
+					      "val_macro_acc is not a metric of per-token learning: monitor val_loss or val_acc");
+		return 0;
+	}
+	if (cfg->context)
+		return tr_err_set_key(err, -EINVAL, "context",
+				      "dataset '%s' is not token data (context is a text's tokens per sample)", name);
 	if (task != TASK_CLASSIFICATION && ds->target == DS_TARGET_CLASS)
 		return tr_err_set_key(err, -EINVAL, "loss",
 				      "%s needs %s targets; dataset '%s' has classes (%u): use loss cross_entropy",
@@ -332,26 +449,52 @@ int trainer_check_config(const struct train_config *cfg, const struct dataset *d
 		rc = k_precision_check(cfg->precision, err);   /* bf16: what the CPU lacks */
 	if (rc < 0)
 		return rc;
-	if (cfg->val_size >= ds->train.count)
+	if (ds->text) {
+		uint64_t n = ds->train.ntokens;
+		uint32_t part;
+		uint64_t cut;
+
+		if (cfg->context == 0)
+			return tr_err_set_key(err, -EINVAL, "context",
+					      "dataset '%s' is a text: give the tokens of a sample (e.g. --context 128)",
+					      cfg->dataset);
+		if (cfg->context >= n)
+			return tr_err_set_key(err, -EINVAL, "context",
+					      "%u tokens is longer than the text's training part (%llu tokens of dataset '%s')",
+					      cfg->context, (unsigned long long)n, cfg->dataset);
+		if (!text_layout(n, cfg->context, cfg->val_size, &part, &cut))
+			return tr_err_set_key(err, -EINVAL, "val_size",
+					      "%u windows of %u tokens leave no training window: the text's training part has %llu tokens (dataset '%s'); give fewer (--val-size) or a shorter context",
+					      cfg->val_size, cfg->context, (unsigned long long)n, cfg->dataset);
+	} else if (ds->tokens && cfg->context && cfg->context != ds->seq_len) {
+		return tr_err_set_key(err, -EINVAL, "context",
+				      "dataset '%s' has sequences of %u tokens: leave context out or give %u",
+				      cfg->dataset, ds->seq_len, ds->seq_len);
+	}
+	if (cfg->val_size >= trainer_split_samples(cfg, ds))
 		return tr_err_set_key(err, -EINVAL, "val_size",
 				  "%u leaves no training images (the training file has %u)",
-				  cfg->val_size, ds->train.count);
-	if (cfg->train_size > ds->train.count - cfg->val_size)
+				  cfg->val_size, trainer_split_samples(cfg, ds));
+	if (cfg->train_size > trainer_split_samples(cfg, ds) - cfg->val_size)
 		return tr_err_set_key(err, -EINVAL, "train_size",
-				  "%u is more than the %u images of the split's training part",
-				  cfg->train_size, ds->train.count - cfg->val_size);
+				  "%u is more than the %u %s of the split's training part",
+				  cfg->train_size, trainer_split_samples(cfg, ds) - cfg->val_size,
+				  ds->text ? "windows" : "images");
 	{
-		uint32_t n_train = cfg->train_size ? cfg->train_size : ds->train.count - cfg->val_size;
+		uint32_t n_train = cfg->train_size ? cfg->train_size
+						   : trainer_split_samples(cfg, ds) - cfg->val_size;
 
 		if (cfg->batch_size > n_train)
 			return tr_err_set_key(err, -EINVAL, "batch_size",
-					  "%u is larger than the %u training images",
-					  cfg->batch_size, n_train);
+					  "%u is larger than the %u training %s",
+					  cfg->batch_size, n_train, ds->text ? "windows" : ds->tokens ? "sequences"
+										     : "images");
 	}
 	if (ds->train.rows != ds->test.rows || ds->train.cols != ds->test.cols ||
 	    ds->train.channels != ds->test.channels)
 		return tr_err_set(err, -EINVAL, "dataset: train and test images differ in size");
 	if ((ds->target == DS_TARGET_CLASS && (ds->classes < 1 || ds->classes > DATASET_MAX_CLASSES)) ||
+	    (ds->target == DS_TARGET_TOKENS && (ds->classes < 1 || ds->classes > DATASET_MAX_VOCAB)) ||
 	    ds->channels < 1)
 		return tr_err_set(err, -EINVAL, "dataset: %u classes, %u channels", ds->classes,
 				  ds->channels);
@@ -385,7 +528,10 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 		return tr_err_set(err, -ENOMEM, "out of memory");
 	t->cfg = *cfg;
 	t->ds = ds;
-	t->n_split = ds->train.count;
+	t->n_split = trainer_split_samples(cfg, ds);
+	if (ds->text)
+		text_layout(ds->train.ntokens, cfg->context, cfg->val_size, &t->text_part, &t->text_cut);
+	t->context = ds->tokens ? trainer_data_shape(cfg, ds).h : 0;
 	t->n_val = cfg->val_size;
 	t->n_train_part = t->n_split - t->n_val;
 	t->n_train = cfg->train_size ? cfg->train_size : t->n_train_part;
@@ -397,13 +543,14 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 		tr_err_set(err, rc, "cannot start %u training threads", cfg->threads);
 		goto fail;
 	}
-	rc = net_init(&t->model, &spec, trainer_input_shape(ds), dataset_outputs(ds), max_batch, t->team);
+	rc = net_init(&t->model, &spec, trainer_data_shape(cfg, ds), dataset_outputs(ds), max_batch, t->team);
 	if (rc == 0)
 		rc = net_set_precision(&t->model, cfg->precision);
 	if (rc < 0)
 		goto fail_nomem;
-	t->task = loss_task_of(cfg->loss);
+	t->task = trainer_task(cfg, ds);
 	t->width = dataset_outputs(ds);
+	t->positions = t->task == TASK_TOKENS ? t->context : 1;
 	t->loss = (struct loss){
 		.kind = cfg->loss,
 		.width = t->width,
@@ -425,7 +572,7 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 	t->split = malloc((size_t)t->n_split * sizeof(*t->split));
 	t->order = malloc((size_t)t->n_train * sizeof(*t->order));
 	t->batch_idx = malloc((size_t)max_batch * sizeof(*t->batch_idx));
-	t->classes = malloc((size_t)max_batch * sizeof(*t->classes));
+	t->classes = malloc((size_t)max_batch * t->positions * sizeof(*t->classes));
 	t->values = ds->target == DS_TARGET_VALUES ? malloc((size_t)max_batch * t->width * sizeof(float)) : NULL;
 	t->history = calloc(cfg->epochs, sizeof(*t->history));
 	rc = -ENOMEM;
@@ -436,7 +583,7 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 		t->shard_block = shard_grads_off(t) + t->model.nparams * sizeof(float) +
 				 t->model.nbuffers * sizeof(float) + t->model.ncounts * sizeof(int64_t);
 		t->shard_buf = malloc((config_shards(cfg) + 1) * t->shard_block);
-		t->out = malloc((size_t)cfg->batch_size * t->width * sizeof(float));
+		t->out = malloc((size_t)cfg->batch_size * t->positions * t->width * sizeof(float));
 		if (!t->shard_buf || !t->out)
 			goto fail_nomem;
 	}
@@ -511,6 +658,23 @@ static void count_outputs(const struct trainer *t, struct metric_sums *s, const 
 {
 	uint32_t w = t->width;
 
+	if (t->task == TASK_TOKENS) {
+		for (size_t i = 0; i < n * t->positions; i++) {
+			const float *z = out + i * w;
+			float mx = z[0];
+			uint32_t arg = 0;
+
+			for (uint32_t j = 1; j < w; j++)
+				if (z[j] > mx) {
+					mx = z[j];
+					arg = j;
+				}
+			s->tokens_correct += arg == classes[i];
+		}
+		s->tokens += n * t->positions;
+		s->total[0] += n;
+		return;
+	}
 	for (size_t i = 0; i < n; i++) {
 		const float *z = out + i * w;
 
@@ -547,10 +711,36 @@ static void count_outputs(const struct trainer *t, struct metric_sums *s, const 
 	}
 }
 
+/* Where a text's window (sample i of the training file, or of the test
+ * split) starts in its stream: the training windows from 0, the
+ * validation windows from the cut (text_layout). */
+static const uint32_t *window(const struct trainer *t, const struct ds_split *set, uint32_t i)
+{
+	uint64_t T = t->context;
+
+	if (set == &t->ds->test)
+		return set->tokens + (uint64_t)i * T;
+	if (i < t->text_part)
+		return set->tokens + (uint64_t)i * T;
+	return set->tokens + t->text_cut + (uint64_t)(i - t->text_part) * T;
+}
+
 /* The targets of the batch's samples idx[0..n) of `set` into t->classes or
- * t->values. */
+ * t->values (a class per position: n x T of them). */
 static void gather_targets(struct trainer *t, const struct ds_split *set, const uint32_t *idx, size_t n)
 {
+	if (t->ds->target == DS_TARGET_TOKENS) {
+		size_t T = t->context;
+
+		for (size_t i = 0; i < n; i++) {
+			if (t->ds->text)   /* the next tokens */
+				memcpy(t->classes + i * T, window(t, set, idx[i]) + 1, T * sizeof(uint32_t));
+			else
+				memcpy(t->classes + i * T, set->token_targets + (size_t)idx[i] * T,
+				       T * sizeof(uint32_t));
+		}
+		return;
+	}
 	if (t->ds->target == DS_TARGET_VALUES) {
 		for (size_t i = 0; i < n; i++)
 			memcpy(t->values + i * t->width, set->targets + (size_t)idx[i] * t->width,
@@ -581,6 +771,19 @@ static void gather_rows(void *arg, size_t r0, size_t r1)
 	float *x = t->model.x + r0 * dim;
 	const uint32_t *idx = g->idx + r0;
 
+	if (ds->tokens) {   /* token ids, as floats (exact below 2^24) */
+		size_t T = t->context;
+
+		x = t->model.x + r0 * T;
+		for (size_t i = 0; i < n; i++) {
+			const uint32_t *src = ds->text ? window(t, g->set, idx[i])
+						       : g->set->tokens + (size_t)idx[i] * T;
+
+			for (size_t p = 0; p < T; p++)
+				x[i * T + p] = (float)src[p];
+		}
+		return;
+	}
 	if (dataset_plain_u8(ds) && t->cfg.rng == RNG_TORCH)   /* v2.ToDtype(float32, scale=True) */
 		k_gather_scaled(x, g->set->pixels, idx, n, dim, (float)(1.0 / 255.0));
 	else if (dataset_plain_u8(ds))
@@ -605,7 +808,7 @@ struct shard_head {
 static size_t shard_grads_off(const struct trainer *t)
 {
 	size_t b = t->cfg.batch_size / config_shards(&t->cfg);
-	size_t w = dataset_outputs(t->ds);
+	size_t w = (size_t)dataset_outputs(t->ds) * t->positions;
 
 	return SHARD_OUT_OFF + ((b * w * sizeof(float) + 15) & ~(size_t)15);
 }
@@ -653,12 +856,12 @@ static int step_shards(struct trainer *t, size_t n, uint64_t pos, double norm, d
 		if (cnt) {
 			memcpy(m->buffers, start, bbytes);
 			memcpy(m->counts, start + bbytes, cbytes);
-			struct loss_targets ys = loss_targets_at(&y, lo, t->width);
+			struct loss_targets ys = loss_targets_at(&y, lo * t->positions, t->width);
 
 			net_forward_from(m, cnt, true, pos * s + k, gather_rows,
 					 &(struct gather_job){ t, &t->ds->train, t->batch_idx + lo, true });
-			h.loss = loss_batch(&t->loss, net_output(m), &ys, cnt, norm, net_dout(m));
-			memcpy(blk + SHARD_OUT_OFF, net_output(m), cnt * t->width * sizeof(float));
+			h.loss = loss_batch(&t->loss, net_output(m), &ys, cnt * t->positions, norm, net_dout(m));
+			memcpy(blk + SHARD_OUT_OFF, net_output(m), cnt * t->positions * t->width * sizeof(float));
 			net_backward(m, cnt);
 			memcpy(blk + goff, m->grads, p * sizeof(float));
 			memcpy(blk + boff, m->buffers, bbytes);
@@ -689,8 +892,8 @@ static int step_shards(struct trainer *t, size_t n, uint64_t pos, double norm, d
 			}
 		*loss += h.loss;
 		if (h.samples)
-			memcpy(t->out + (size_t)k * b * t->width, blk + SHARD_OUT_OFF,
-			       h.samples * t->width * sizeof(float));
+			memcpy(t->out + (size_t)k * b * t->positions * t->width, blk + SHARD_OUT_OFF,
+			       h.samples * t->positions * t->width * sizeof(float));
 	}
 	if (m->nbuffers || m->ncounts) {
 		uint32_t used = 0;
@@ -737,7 +940,7 @@ int trainer_step(struct trainer *t)
 	for (size_t i = 0; i < n; i++)
 		t->batch_idx[i] = t->split[t->order[first + i]];
 	gather_targets(t, set, t->batch_idx, n);
-	norm = loss_norm(&t->loss, &y, n);
+	norm = loss_norm(&t->loss, &y, n * t->positions);
 	if (t->shard_buf) {
 		int rc = step_shards(t, n, (uint64_t)t->epoch * t->steps_per_epoch + t->step, norm, &loss);
 
@@ -751,7 +954,8 @@ int trainer_step(struct trainer *t)
 		 * unique to this step of the job. */
 		net_forward_from(&t->model, n, true, (uint64_t)t->epoch * t->steps_per_epoch + t->step,
 				 gather_rows, &(struct gather_job){ t, set, t->batch_idx, true });
-		loss = loss_batch(&t->loss, net_output(&t->model), &y, n, norm, net_dout(&t->model));
+		loss = loss_batch(&t->loss, net_output(&t->model), &y, n * t->positions, norm,
+				  net_dout(&t->model));
 		net_backward(&t->model, n);
 		out = net_output(&t->model);
 	}
@@ -777,7 +981,14 @@ void metric_sums_finish(const struct metric_sums *s, enum loss_task task, uint32
 
 	out->loss = s->batches ? s->loss_sum / (double)s->batches : 0.0;
 	out->count = samples;
-	out->acc = out->macro_acc = out->mae = out->rmse = NAN;
+	out->acc = out->macro_acc = out->mae = out->rmse = out->ppl = NAN;
+	if (task == TASK_TOKENS) {
+		if (s->token_norm > 0)   /* an evaluation: the mean over every position */
+			out->loss = s->token_loss / s->token_norm;
+		out->acc = s->tokens ? (double)s->tokens_correct / (double)s->tokens : 0.0;
+		out->ppl = exp(out->loss);
+		return;
+	}
 	if (task == TASK_REGRESSION) {
 		double values = (double)samples * width;
 
@@ -823,6 +1034,11 @@ int trainer_evaluate_sums(struct trainer *t, enum eval_split which, struct metri
 
 	if (!s)
 		return -ENOMEM;
+	if (which == EVAL_TEST && t->ds->text) {
+		uint64_t w = dataset_windows(set->ntokens, t->context);
+
+		count = w > UINT32_MAX ? UINT32_MAX : (uint32_t)w;
+	}
 	fpmode = numerics_enter(t->cfg.ftz);
 	for (uint32_t first = 0; first < count; first += t->cfg.eval_batch_size) {
 		size_t n = count - first < t->cfg.eval_batch_size ? count - first : t->cfg.eval_batch_size;
@@ -833,8 +1049,15 @@ int trainer_evaluate_sums(struct trainer *t, enum eval_split which, struct metri
 		gather_targets(t, set, t->batch_idx, n);
 		net_forward_from(&t->model, n, false, 0, gather_rows,
 				 &(struct gather_job){ t, set, t->batch_idx, false });
-		s->loss_sum += loss_batch(&t->loss, net_output(&t->model), &y, n, loss_norm(&t->loss, &y, n),
-					  NULL) / loss_norm(&t->loss, &y, n);
+		{
+			size_t rows = n * t->positions;
+			double norm = loss_norm(&t->loss, &y, rows);
+			double sum = loss_batch(&t->loss, net_output(&t->model), &y, rows, norm, NULL);
+
+			s->loss_sum += sum / norm;
+			s->token_loss += t->task == TASK_TOKENS ? sum : 0.0;
+			s->token_norm += t->task == TASK_TOKENS ? norm : 0.0;
+		}
 		s->batches++;
 		count_outputs(t, s, net_output(&t->model), t->classes, t->values, n, true);
 	}
@@ -869,6 +1092,7 @@ int trainer_end_epoch(struct trainer *t, struct history_row *row)
 	r.val_macro_acc = val.macro_acc;
 	r.val_mae = val.mae;
 	r.val_rmse = val.rmse;
+	r.val_ppl = val.ppl;
 	r.seconds = t->sums.seconds + (clock_seconds() - t0);
 	memcpy(r.note, t->note, sizeof(r.note));
 	trainsched_end_epoch(t, &r);

@@ -109,6 +109,10 @@ struct train_config {
 	 * the rest of the step, the master weights and the optimizer stay
 	 * float32). Part of the bits. */
 	enum k_precision precision;
+	/* Token data (doc/sequences.md): a sample's tokens. A text's samples
+	 * are windows of `context` tokens (required); token arrays' are their
+	 * rows (0, or their length). 0 for everything stored before the key. */
+	uint32_t context;
 };
 
 /* The job's shards: cfg->shards, or its ranks while shards is unset (0). */

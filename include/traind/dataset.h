@@ -17,6 +17,17 @@
  *   cifar        CIFAR-10 binary: data_batch_1.bin ... data_batch_N.bin and
  *                test_batch.bin, records of a label byte and 3x32x32 pixel
  *                bytes (channel-major); batches.meta.txt the class names
+ *   text         UTF-8 text files named in dataset.json "files", whose
+ *                "vocab" is "char" (the characters of "code_points", sorted:
+ *                a token per character) or "byte" (a token per byte); the
+ *                text's last "test_fraction" (0.1) is the test split
+ *                (doc/sequences.md). Samples are windows of the job's
+ *                context, targets the next tokens.
+ *
+ * Token arrays (sequences): npy/npz x_train of integers (N, T), or a
+ * safetensors tensor "tokens" I32/I64 [N, T], are T token ids per sample
+ * (each < dataset.json "vocab_size" when given); their labels are a class
+ * per sequence (integers (N)) or a class per position (integers (N, T)).
  *
  * Targets: integer labels of shape (N) are classes (classification); float
  * labels of shape (N) or (N, K), or 0/1 integers of shape (N, K), are float
@@ -83,8 +94,16 @@ enum ds_dtype {
 enum ds_target {
 	DS_TARGET_CLASS,    /* one class per sample: labels (classification) */
 	DS_TARGET_VALUES,   /* target_width floats per sample: targets (regression; multi-label
-			       when every value is 0 or 1). A class per position (sequences)
-			       will be a third kind: labels of (count, T) */
+			       when every value is 0 or 1) */
+	DS_TARGET_TOKENS,   /* a class per position of token data (each < classes): token arrays'
+			       token_targets (count, T); a text's next tokens */
+};
+
+/* A text's vocabulary. */
+enum ds_vocab {
+	DS_VOCAB_NONE,      /* not text */
+	DS_VOCAB_CHAR,      /* a token per Unicode character: code_points, sorted */
+	DS_VOCAB_BYTE,      /* a token per byte: ids 0..255 */
 };
 
 /* Axis order of a stored image (one channel: both are the same). */
@@ -103,6 +122,10 @@ struct ds_split {
 	                       values when it is DS_F32, maybe unaligned: memcpy them), owned */
 	uint8_t *labels;    /* DS_TARGET_CLASS: (count), each < the dataset's classes, owned; else NULL */
 	float *targets;     /* DS_TARGET_VALUES: (count, target_width) finite floats, owned; else NULL */
+	/* Token data: */
+	uint32_t *tokens;   /* token arrays: (count, T) ids; text: its stream (ntokens); owned */
+	uint64_t ntokens;   /* text: tokens of the split's part of the text (count is 0) */
+	uint32_t *token_targets; /* token arrays with a class per position: (count, T); owned */
 };
 
 struct dataset {
@@ -122,6 +145,14 @@ struct dataset {
 	bool targets_binary;             /* DS_TARGET_VALUES: every value of both splits is 0 or 1 */
 	char (*target_names)[DATASET_NAME_MAX]; /* (target_width) the targets' names (CSV columns,
 					    dataset.json "targets"), or NULL; owned */
+	/* Token data (sequences): channels 1, height T, width 1 */
+	bool tokens;                     /* samples are token ids (token arrays, or text) */
+	bool text;                       /* a text (format "text"): windows of the job's context */
+	uint32_t seq_len;                /* token arrays: T; text: 0 (the job's context decides) */
+	uint32_t vocab;                  /* ids are < vocab (and, a class per position, targets) */
+	enum ds_vocab vocab_kind;        /* text: char or byte */
+	uint32_t *code_points;           /* text, char: (vocab) each id's character, sorted; owned */
+	double test_fraction;            /* text: the last part that is the test split */
 };
 
 /* What dataset_probe reports: the training split's size and the data's
@@ -134,6 +165,9 @@ struct dataset_shape {
 	enum ds_target target;
 	uint32_t target_width;           /* float targets per sample; 0 for classes */
 	bool targets_binary;
+	bool tokens, text;               /* as struct dataset's */
+	uint32_t seq_len, vocab;
+	uint64_t train_tokens, test_tokens;   /* text: the splits' tokens */
 };
 
 /* Load one IDX image file and its label file (paths given exactly; a ".gz"
@@ -154,7 +188,8 @@ int dataset_load(struct dataset **out, const char *dir, struct tr_err *err);
  * (pixels and labels of both splits; a file read whole counts while it is
  * read), checked before anything large is allocated: from the headers'
  * shapes for IDX (gzip or not), npy and npz, whatever the files' compressed
- * size, and from the file sizes for safetensors and CSV. The limit is
+ * size, and from the file sizes for safetensors, CSV and texts (a token
+ * id, 4 bytes, for each byte of text). The limit is
  * max_bytes (named `limit_name` in messages), or this machine's memory
  * when that is less (dataset_memory_limit); max_bytes 0: the memory only.
  * Past it: -EFBIG, err naming both sizes and the limit, and *needed (may be
@@ -186,8 +221,53 @@ size_t dataset_bytes(const struct dataset *ds);
 size_t dataset_image_size(const struct dataset *ds);
 
 /* The outputs a model of the dataset ends in: its classes, or its float
- * targets per sample. */
+ * targets per sample (token data with a class per position: at each
+ * position). */
 uint32_t dataset_outputs(const struct dataset *ds);
+
+/* ---- text (doc/sequences.md) ---- */
+
+#define DATASET_MAX_TEXT    ((size_t)1 << 28)   /* bytes of a text's files */
+#define DATASET_MAX_CHARS   65536u              /* distinct characters of a char vocabulary */
+#define DATASET_MAX_VOCAB   (1u << 24)          /* token ids (held as exact floats) */
+
+/* Windows of `context` tokens in a stream of n tokens, each with its next
+ * token as the target of every position: the stream's (n - 1) / context
+ * windows, at 0, context, 2 context, ... */
+uint64_t dataset_windows(uint64_t n, uint32_t context);
+
+/* Check the UTF-8 of buf (len bytes): -EINVAL naming `what`, the byte
+ * offset (base + the offset in buf) and the bytes when it is not valid
+ * (overlong forms, surrogates and code points past U+10FFFF are not);
+ * with add not NULL, each character's code point is passed to add(arg, cp). */
+int dataset_utf8_scan(const uint8_t *buf, size_t len, uint64_t base, const char *what,
+		      void (*add)(void *arg, uint32_t cp), void *arg, struct tr_err *err);
+
+/* dataset.json of a text dataset made of files[0..n) (their base names, in
+ * this order; read from dir/name): the vocabulary (char: every character
+ * the text has, sorted by code point; byte: all 256 bytes) and the test
+ * fraction. *json is a new malloc'ed string. Errors name the file and the
+ * byte offset of text that is not UTF-8 (char), or -EFBIG past
+ * DATASET_MAX_TEXT. Thread: any (reads files). */
+int dataset_text_meta(const char *dir, const char *const *files, size_t n, enum ds_vocab kind,
+		      double test_fraction, char **json, struct tr_err *err);
+
+/* A text's tokens of UTF-8 s (len bytes): *ids (malloc'ed, *n of them).
+ * -EINVAL when s is not UTF-8 (char) or has characters the vocabulary
+ * lacks: the message names them ("'é' (U+00E9), '€' (U+20AC)", the first
+ * few). */
+int dataset_text_encode(const struct dataset *ds, const char *s, size_t len, uint32_t **ids, size_t *n,
+			struct tr_err *err);
+/* The text of ids[0, n) as a new malloc'ed NUL-terminated string, valid
+ * UTF-8 (a byte vocabulary's bytes that are not UTF-8 become U+FFFD). */
+char *dataset_text_decode(const struct dataset *ds, const uint32_t *ids, size_t n);
+
+/* Token id `id` of a text's vocabulary as UTF-8 into buf (at least 5
+ * bytes): its character, or its byte. Returns the bytes written. */
+size_t dataset_token_utf8(const struct dataset *ds, uint32_t id, char *buf);
+/* The token id of code point cp (char) or byte cp (byte), or -1 when the
+ * vocabulary has no such token. */
+int64_t dataset_token_id(const struct dataset *ds, uint32_t cp);
 
 /* "classes", "float targets" or "0/1 targets", for messages and listings. */
 const char *dataset_target_text(const struct dataset *ds);

@@ -52,6 +52,10 @@ enum loss_task {
 	TASK_CLASSIFICATION,   /* a class per sample; accuracy, macro accuracy */
 	TASK_REGRESSION,       /* floats per sample; MAE, RMSE */
 	TASK_MULTILABEL,       /* 0/1 per output; per-label accuracy */
+	TASK_TOKENS,           /* a class per position of token data (cross_entropy over the
+				  vocabulary at every position: a language model); per-token
+				  accuracy, perplexity. The trainer's, from the data: the loss
+				  alone says classification */
 };
 
 struct loss {
@@ -77,7 +81,7 @@ struct loss_targets {
 const char *loss_name(enum loss_kind k);
 int loss_parse(const char *s, enum loss_kind *out);
 enum loss_task loss_task_of(enum loss_kind k);
-/* "classification", "regression", "multi-label". */
+/* "classification", "regression", "multi-label", "per-token". */
 const char *loss_task_name(enum loss_task t);
 
 /* The divisor of the mean over the n samples of y: n (cross_entropy

@@ -32,7 +32,11 @@
  * features (the gradient flowing down); conv2d and pools by samples (each
  * member sums its samples' weight gradients, then the partial sums are added
  * in member order); batchnorm by channel; elementwise layers and joins by
- * rows; the optimizer step by ranges of the flat arrays. A portable job
+ * rows; the layers of sequences (lstm, gru, attention, the transformer
+ * layer, layernorm, posembedding) by samples, each member its share at once,
+ * with partial sums as conv2d; the embedding's gradient by its columns; the
+ * optimizer step by ranges of the flat arrays. A linear layer on a sequence
+ * applies at every position: its rows are (sample, position). A portable job
  * (net_set_kernels) splits the samples by whole chunks of the batch
  * (pk_chunk) and adds the conv2d weight gradients chunk by chunk, so its bits
  * do not depend on the team size (doc/portable.md).
@@ -88,6 +92,8 @@ struct net_layer {
 	uint8_t *mask;               /* dropout: (max_batch, out_size) 1 = kept, owned */
 	uint32_t *argmax;            /* maxpool2d: (max_batch, out_size) input offset of each max, owned */
 	double *mean, *invstd;       /* batchnorm: (C) statistics of the last training batch, owned */
+	float *aux;                  /* a layer of sequences: (max_batch, aux_len) its saved state, owned */
+	size_t aux_len;              /* floats per sample */
 	struct pk_conv *pk;          /* conv2d of a portable job: its geometry and tables, owned */
 	size_t pk_part_off;          /* conv2d of a portable job: its slice of each chunk's sums (net->pk_part) */
 	/* The backward plan (net.c: plan_backward): */
@@ -101,7 +107,8 @@ struct pk_conv;
 struct net {
 	struct model_spec spec;
 	struct shape input;          /* per-sample input shape */
-	uint32_t classes;            /* outputs of the last layer */
+	uint32_t classes;            /* outputs of the last layer (a sequence: at each position) */
+	uint32_t positions;          /* the output's positions: T when it is a sequence, else 1 */
 	struct net_layer *layers;    /* (spec.n), owned; index = the spec's */
 	uint32_t *order;             /* (spec.n) execution order, owned */
 	uint32_t out_node;           /* the node whose output is the model's */
@@ -127,6 +134,8 @@ struct net {
 	float *dcol;                 /* (members, col_len), owned */
 	float *part;                 /* (members, part_len), owned */
 	uint32_t part_rows[TEAM_MAX_MEMBERS];   /* samples each member summed in the last conv backward */
+	size_t seqtmp_len;           /* floats per sample of the largest sequence layer's backward scratch */
+	float *seqtmp;               /* (max_batch, seqtmp_len), owned */
 	uint64_t dropout_key;        /* the job's seed: Dropout masks' Philox key */
 	enum kernels_kind kernels;   /* the job's kernels (kernels.h; net_set_kernels) */
 	/* a portable job's conv2d scratch (net_set_kernels): */
@@ -204,10 +213,10 @@ typedef void (*net_input_fn)(void *arg, size_t r0, size_t r1);
  * its own rows, no wait between), else in a phase of its own. */
 void net_forward_from(struct net *n, size_t batch, bool train, uint64_t step, net_input_fn fill,
 		      void *arg);
-/* The last layer's output (batch, classes). */
+/* The last layer's output (batch, positions * classes). */
 const float *net_output(const struct net *n);
 /* Where the caller puts the gradient of the loss at the output, (batch,
- * classes), before net_backward. */
+ * positions * classes), before net_backward. */
 float *net_dout(struct net *n);
 
 /* Backward from net_dout after a training forward of the same batch: every

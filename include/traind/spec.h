@@ -10,6 +10,11 @@
  *           conv2d(OUT,K[,stride=S][,padding=P][,dilation=D][,groups=G][,bias=false]),
  *           maxpool2d(K[,stride=S][,padding=P]), avgpool2d(K[,stride=S]),
  *           adaptiveavgpool2d(H[,W]), upsample(SCALE)
+ *   sequences (doc/sequences.md)
+ *           embedding(NUM,DIM[,padding_idx=P]), posembedding([NUM]),
+ *           lstm(H[,layers=L][,dropout=P]), gru(H[,layers=L][,dropout=P]), last,
+ *           layernorm, multiheadattention(E,HEADS[,causal][,dropout=P]),
+ *           transformer_encoder_layer(E,HEADS,FF[,dropout=P][,norm_first=B][,causal=B])
  *   blocks  residual(BODY[; shortcut=SHORTCUT])   body(x) + shortcut(x); no
  *                                                  shortcut: + x
  *           concat(BRANCH; BRANCH[; ...])           torch.cat([b(x) ...], dim=1)
@@ -21,6 +26,12 @@
  *   resnet20, resnet32, resnet56   He et al.'s CIFAR ResNets (6n+2 layers)
  *   resnet18, resnet18_cifar       torchvision's ResNet-18; _cifar: the 3x3
  *                                  stem without max pooling, for small images
+ *   char_lstm([embed=E][,hidden=H][,layers=L][,dropout=P])
+ *             embedding(V,E),lstm(H,layers=L,dropout=P),linear(V)
+ *   gpt([layers=N][,dim=E][,heads=A][,ff=F][,dropout=P])
+ *             embedding(V,E),posembedding, N x transformer_encoder_layer(E,A,F,
+ *             dropout=P,norm_first=true,causal=true),layernorm,linear(V); GPT-2's
+ *             initialisation (SPEC_INIT_GPT)
  *
  * The tree is stored flat, in the order of the text (a block before its
  * children): each item knows its block (parent), which branch of it it is
@@ -31,7 +42,8 @@
  * A SPEC without blocks keeps the names (and the bits) it always had.
  *
  * Shapes: the per-sample tensor an item takes and gives. Layers interpret
- * it (an image C x H x W, or a flat vector of C features); the graph itself
+ * it (an image C x H x W, a flat vector of C features, a sequence of T
+ * positions of E features, or T token ids); the graph itself
  * only needs its size in floats, equality (residual) and the first axis
  * (concat). doc/models.md says how a layer kind, or a shape kind such as a
  * sequence (T, E), is added.
@@ -75,6 +87,15 @@ enum layer_kind {
 	LAYER_SILU,
 	LAYER_SOFTPLUS,
 	LAYER_UPSAMPLE,
+	/* sequences (doc/sequences.md) */
+	LAYER_EMBEDDING,
+	LAYER_POSEMBEDDING,
+	LAYER_LSTM,
+	LAYER_GRU,
+	LAYER_LAST,
+	LAYER_LAYERNORM,
+	LAYER_MHA,
+	LAYER_TRANSFORMER,
 	/* blocks: their children follow them in the array */
 	LAYER_RESIDUAL,
 	LAYER_CONCAT,
@@ -84,6 +105,7 @@ enum layer_kind {
 enum spec_init {
 	SPEC_INIT_DEFAULT,      /* every module's reset_parameters */
 	SPEC_INIT_TORCHVISION,  /* torchvision's ResNet: conv kaiming_normal_(fan_out, relu) */
+	SPEC_INIT_GPT,          /* GPT-2's: Linear and Embedding weights N(0, 0.02), biases 0 */
 };
 
 struct layer_spec {
@@ -98,6 +120,15 @@ struct layer_spec {
 	bool bias;           /* linear, conv2d (true) */
 	double p;            /* dropout: p (0.5); leakyrelu: negative_slope (0.01); softplus: beta (1) */
 	double threshold;    /* softplus (20) */
+	/* Sequences (out: embedding DIM, lstm/gru H, multiheadattention and
+	 * transformer_encoder_layer E; p: their dropout): */
+	uint32_t num;        /* embedding: rows; posembedding: positions (0: the input's) */
+	int32_t padding_idx; /* embedding: the row that stays 0 and gets no gradient, -1: none */
+	uint32_t layers;     /* lstm, gru: stacked layers (1) */
+	uint32_t heads;      /* multiheadattention, transformer_encoder_layer */
+	uint32_t ff;         /* transformer_encoder_layer: the feed-forward width */
+	bool causal;         /* multiheadattention, transformer_encoder_layer: position t sees 0..t */
+	bool norm_first;     /* transformer_encoder_layer: pre-LN (false: post-LN, PyTorch's default) */
 	/* Where the item sits in the tree: */
 	int32_t parent;      /* index of its block, -1 at the top */
 	uint32_t branch;     /* which branch of the parent (residual: 0 body, 1 shortcut) */
@@ -112,14 +143,19 @@ struct layer_spec {
 struct model_spec {
 	uint32_t n;
 	enum spec_init init;
-	char arch[24];       /* the named architecture it came from ("resnet20"), "" */
+	char arch[128];      /* the named architecture it came from ("resnet20", "gpt(layers=4,...)"), "" */
 	struct layer_spec layers[SPEC_MAX_LAYERS];
 };
 
-/* A per-sample shape: C x H x W, or a flat vector of C features (h = w = 1). */
+/* A per-sample shape: C x H x W, or a flat vector of C features (h = w = 1),
+ * or a sequence (seq): h = T positions of c = E features each (w = 1, stored
+ * position-major: (T, E), PyTorch's batch_first), or T token ids (seq with
+ * vocab > 0, c = 1: ids below vocab, held as floats). */
 struct shape {
 	uint32_t c, h, w;
 	bool flat;
+	bool seq;
+	uint32_t vocab;
 };
 
 /* Parse text (a SPEC or a named architecture). `hidden`/`n_hidden` and
@@ -133,9 +169,12 @@ void spec_mlp(struct model_spec *out, const uint32_t *hidden, uint32_t n_hidden,
 
 /* Walk the shapes from `in`: shapes[i] is item i's output (shapes has
  * spec->n entries; NULL to only check). Checks each layer fits its input and
- * each block's branches agree, the model gives a flat vector of `classes`
- * (classes 0: any output, for tests of single layers), and counts the
- * parameters (weights and biases; buffers not counted) into *params. */
+ * each block's branches agree, the model gives a flat vector of `classes`,
+ * or a sequence of `classes` per position (a language model's scores over
+ * its vocabulary; whether the data has a class per position is the
+ * trainer's to check) (classes 0: any output, for tests of single layers),
+ * and counts the parameters (weights and biases; buffers not counted) into
+ * *params. */
 int spec_shapes(const struct model_spec *spec, struct shape in, uint32_t classes,
 		struct shape *shapes, uint64_t *params, struct tr_err *err);
 /* Item i's input shape, given the output shapes spec_shapes found. */
@@ -152,7 +191,8 @@ void spec_where(const struct model_spec *spec, uint32_t i, char *buf, size_t len
 /* Its module path in the state_dict: "net.3" or "net.3.body.1". */
 void spec_module_path(const struct model_spec *spec, uint32_t i, char *buf, size_t len);
 
-/* Floats per sample of a shape, its text ("16×28×28", "256"), equality. */
+/* Floats per sample of a shape, its text ("16×28×28", "256", "128×64
+ * sequence", "128 tokens"), equality. */
 size_t shape_size(struct shape s);
 void shape_text(struct shape s, char *buf, size_t len);
 bool shape_equal(struct shape a, struct shape b);
@@ -165,5 +205,9 @@ bool spec_has_params(enum layer_kind k);
 bool spec_is_batchnorm(enum layer_kind k);
 /* True for blocks (residual, concat). */
 bool spec_is_block(enum layer_kind k);
+/* True for the layers of sequences that the engine runs in a phase of their
+ * own, each team member on its samples (lstm, gru, multiheadattention,
+ * transformer_encoder_layer, layernorm, posembedding). */
+bool spec_is_sequence_layer(enum layer_kind k);
 
 #endif

@@ -51,6 +51,8 @@ struct metrics {
 	double macro_acc;   /* classification: mean per-class recall (torchmetrics MulticlassAccuracy, macro) */
 	double mae;         /* regression: mean |output - target| over every value */
 	double rmse;        /* regression: sqrt of the mean (output - target)^2 over every value */
+	double ppl;         /* per-token: exp(loss), the perplexity (loss: the mean over every
+			       position of an evaluation; acc: per-token accuracy) */
 	uint64_t count;     /* samples seen */
 };
 
@@ -60,6 +62,7 @@ struct history_row {
 	double train_loss, train_acc, train_macro_acc;
 	double val_loss, val_acc, val_macro_acc;
 	double val_mae, val_rmse;        /* regression's; NaN for the other tasks */
+	double val_ppl;                  /* per-token's perplexity; NaN for the other tasks */
 	double seconds;                  /* wall time of the epoch (train + val) */
 	double lr;                       /* the learning rate the epoch began with */
 	double grad_norm;                /* mean pre-clip gradient norm of its steps; NaN: not computed */
@@ -76,6 +79,9 @@ struct metric_sums {
 	/* Multi-label counts the same per label: correct decisions, samples, predicted
 	 * positives; regression counts its samples in total[0]. */
 	double abs_sum, sq_sum;          /* regression (evaluations only): sums of |error|, error^2 */
+	/* Per-token (samples in total[0] as regression's): */
+	uint64_t tokens, tokens_correct; /* positions seen, and those whose first maximum is the target */
+	double token_loss, token_norm;   /* evaluations: the loss terms' sum and their divisor */
 	double seconds;                  /* wall time spent in this epoch so far */
 };
 
@@ -111,8 +117,13 @@ struct trainer {
 	uint32_t *batch_idx;             /* (max batch) image indices of the batch being gathered; owned */
 	struct loss loss;                /* the configured loss (weights point into cfg) */
 	enum loss_task task;
-	uint32_t width;                  /* the model's outputs: classes, or targets per sample */
-	uint32_t *classes;               /* (max batch) the batch's classes (classification); owned */
+	uint32_t width;                  /* the model's outputs: classes, or targets per sample (token
+					    data with a class per position: at each position) */
+	uint32_t positions;              /* the outputs' positions: per-token T, else 1 */
+	uint32_t context;                /* token data: tokens per sample (T); else 0 */
+	uint32_t text_part;              /* a text: its training windows (from position 0) */
+	uint64_t text_cut;               /* a text: where its validation windows start */
+	uint32_t *classes;               /* (max batch, positions) the batch's classes; owned */
 	float *values;                   /* (max batch, width) the batch's float targets; owned */
 	float *out;                      /* (batch_size, width) a sharded step's outputs; owned */
 	struct augment aug;              /* the parsed cfg.augment (n 0: none) */
@@ -148,8 +159,23 @@ uint64_t trainer_count_params(const struct train_config *cfg, struct shape in, u
 int trainer_model_spec(const struct train_config *cfg, uint32_t classes, struct model_spec *spec,
 		       struct tr_err *err);
 
-/* The dataset's per-sample input: C x H x W. */
+/* The dataset's per-sample input: C x H x W (token arrays: their ids;
+ * a text's windows: trainer_data_shape). */
 struct shape trainer_input_shape(const struct dataset *ds);
+/* A job of cfg's per-sample input on ds: token ids of its context, or
+ * trainer_input_shape's. */
+struct shape trainer_data_shape(const struct train_config *cfg, const struct dataset *ds);
+/* The samples of ds's training file a job of cfg splits into training and
+ * validation: images, sequences, or a text's windows (0: its text is too
+ * short for the context and the validation windows). */
+uint32_t trainer_split_samples(const struct train_config *cfg, const struct dataset *ds);
+/* The same two from dataset_probe's description (a job recovered at
+ * start-up, before its dataset is loaded). */
+struct shape trainer_probe_shape(const struct train_config *cfg, const struct dataset_shape *sh);
+uint32_t trainer_probe_samples(const struct train_config *cfg, const struct dataset_shape *sh);
+/* The task a job of cfg on ds learns: the loss's, per-token on token data
+ * with a class per position. */
+enum loss_task trainer_task(const struct train_config *cfg, const struct dataset *ds);
 
 /* A fresh job at epoch 0: checks cfg against the dataset (sizes), initialises
  * the model from cfg.seed and draws the first epoch's order. */

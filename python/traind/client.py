@@ -368,6 +368,20 @@ class Client:
         os.replace(tmp, path)
         return path
 
+    def generate(self, id, prompt, tokens, epoch=None, best=None, temperature=None, top_k=None, seed=None,
+                 allow_data_change=None):
+        """Text from a language model (a job on a text dataset): `prompt`
+        continued by `tokens` tokens, each drawn from the softmax of the
+        scores / temperature (default 1; 0: the most likely) among the top_k
+        most likely (default all), with the generator seeded by seed (default
+        1: the same call gives the same text). Returns the prompt and what
+        followed it as one string; the reply's "generated" is what followed
+        alone: text[len(prompt):]."""
+        r = self.call("Generate", {"id": int(id), "prompt": prompt, "tokens": int(tokens), "epoch": epoch,
+                                   "best": best, "temperature": temperature, "top_k": top_k, "seed": seed,
+                                   "allow_data_change": allow_data_change})
+        return r["text"]
+
     def predict(self, id, files, epoch=None, best=None, top=None, resize=None):
         """The classes of images (paths of PGM or PNG files, or IDX image
         files of many), passed to traind as open files: a list of
@@ -391,17 +405,19 @@ class Client:
         shape, classes, class_names, size, digest, jobs, or error)."""
         return self.call("Datasets")["datasets"]
 
-    def dataset_import(self, name, paths, replace=False):
+    def dataset_import(self, name, paths, replace=False, vocab=None):
         """Add the dataset `name` from files you can read (passed to traind as
-        open files); the dataset as Datasets lists it."""
+        open files); the dataset as Datasets lists it. vocab "char" or "byte"
+        imports them as one text (files that all end in .txt are one, char);
+        traind builds its vocabulary."""
         paths = [os.fspath(p) for p in paths]
         opened = []
         try:
             for p in paths:
                 opened.append(os.open(p, os.O_RDONLY | os.O_CLOEXEC))
             listing = [{"name": os.path.basename(p), "size": os.fstat(fd).st_size} for p, fd in zip(paths, opened)]
-            return self.call("DatasetImport", {"name": name, "files": listing, "replace": True if replace else None},
-                             fds=opened)["dataset"]
+            return self.call("DatasetImport", {"name": name, "files": listing, "replace": True if replace else None,
+                                               "vocab": vocab}, fds=opened)["dataset"]
         finally:
             for fd in opened:
                 os.close(fd)

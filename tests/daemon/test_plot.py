@@ -160,7 +160,7 @@ def main():
     refused(d, ["plot", a, "-o", os.path.join(d.dir, "x.jpg")], 2, ["-o", "unknown extension", "x.jpg"],
             "an unknown extension", os.path.join(d.dir, "x.jpg"))
     refused(d, ["plot", a, "--metric", "f1", "-o", os.path.join(d.dir, "m.svg")], 2,
-            ["--metric", "loss, acc, lr, mae or rmse", "f1"], "an unknown metric", os.path.join(d.dir, "m.svg"))
+            ["--metric", "loss, acc, lr, mae, rmse or ppl", "f1"], "an unknown metric", os.path.join(d.dir, "m.svg"))
     refused(d, ["plot", a, 999, "-o", os.path.join(d.dir, "u.svg")], 1, ["no such job 999"], "an unknown job",
             os.path.join(d.dir, "u.svg"))
     refused(d, ["plot", a, "-o", nowhere], 1, ["cannot write", nowhere], "an unwritable -o path", nowhere)

@@ -109,10 +109,33 @@ static void setup(void)
 	atexit(cleanup);
 }
 
+/* Token data (doc/sequences.md): every id below the vocabulary, every
+ * per-position target below the classes. */
+static void check_tokens(const struct dataset *ds, const struct ds_split *s)
+{
+	size_t n = ds->text ? s->ntokens : (size_t)s->count * ds->seq_len;
+
+	CHECK(ds->vocab >= 1 && ds->vocab <= DATASET_MAX_VOCAB && s->tokens);
+	CHECK(ds->text ? s->count == 0 : (s->count >= 1 && s->rows == ds->seq_len));
+	for (size_t i = 0; i < n; i++)
+		CHECK(s->tokens[i] < ds->vocab);
+	if (ds->target == DS_TARGET_TOKENS && !ds->text)
+		for (size_t i = 0; i < n; i++)
+			CHECK(s->token_targets && s->token_targets[i] < ds->classes);
+	if (ds->target == DS_TARGET_CLASS)
+		for (uint32_t i = 0; i < s->count; i++)
+			CHECK(s->labels && s->labels[i] < ds->classes);
+}
+
 static void check_split(const struct dataset *ds, const struct ds_split *s)
 {
 	size_t dim = (size_t)s->channels * s->rows * s->cols;
 	volatile uint8_t sink = 0;
+
+	if (ds->tokens) {
+		check_tokens(ds, s);
+		return;
+	}
 
 	CHECK(s->count >= 1 && s->count <= DATASET_MAX_COUNT);
 	CHECK(s->channels == ds->channels && s->rows == ds->height && s->cols == ds->width);
@@ -235,8 +258,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	CHECK(rc == 0 && ds);
 	CHECK(!strcmp(ds->format, "npy") || !strcmp(ds->format, "npz") ||
-	      !strcmp(ds->format, "safetensors") || !strcmp(ds->format, "csv"));
-	CHECK(ds->classes >= 1 && ds->classes <= DATASET_MAX_CLASSES);
+	      !strcmp(ds->format, "safetensors") || !strcmp(ds->format, "csv") ||
+	      !strcmp(ds->format, "text"));
+	CHECK(ds->classes >= 1 &&
+	      ds->classes <= (ds->target == DS_TARGET_TOKENS ? DATASET_MAX_VOCAB : DATASET_MAX_CLASSES));
 	check_split(ds, &ds->train);
 	check_split(ds, &ds->test);
 	if (ds->class_names)

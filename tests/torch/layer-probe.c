@@ -7,9 +7,11 @@
  * IN holds "x" F32 [N, ...] (the input batch, NCHW or N x features), every
  * tensor of the model's state_dict (net.*), and for a training pass "dy" F32
  * [N, ...] (the gradient at the output). Its metadata: "model" (the SPEC),
- * "input" ("C,H,W"), "flat" ("1": the input is a vector of C features), "train" ("1" or "0"), "threads", "seed" and "step"
- * (Dropout's stream), and "precision" ("fp32", the default, or "bf16": exits
- * 77 naming what the CPU lacks when it cannot).
+ * "input" ("C,H,W"), "flat" ("1": the input is a vector of C features),
+ * "seq" ("1": a sequence of H positions of C features), "vocab" (V > 0:
+ * H token ids below V, given as floats), "train" ("1" or "0"), "threads",
+ * "seed" and "step" (Dropout's stream), and "precision" ("fp32", the
+ * default, or "bf16": exits 77 naming what the CPU lacks when it cannot).
  * OUT gets "y" (the output), and after a training pass "dx" (the gradient at
  * the input), "grad.<name>" for every parameter, the model's tensors as they
  * are after the pass (BatchNorm's running statistics), and "mask.<i>" U8 for
@@ -70,6 +72,8 @@ int main(int argc, char **argv)
 	    sscanf(st_meta_get(f, "input"), "%u,%u,%u", &in.c, &in.h, &in.w) != 3)
 		return fail(argv[1], "metadata model and input (C,H,W) are required");
 	in.flat = meta_uint(f, "flat", 0) == 1;
+	in.seq = meta_uint(f, "seq", 0) == 1 || meta_uint(f, "vocab", 0) > 0;
+	in.vocab = meta_uint(f, "vocab", 0);
 	train = meta_uint(f, "train", 0) == 1;
 	threads = meta_uint(f, "threads", 1);
 	if (spec_parse(&spec, st_meta_get(f, "model"), NULL, 0, 10, &err) < 0 ||
@@ -110,7 +114,7 @@ int main(int argc, char **argv)
 
 	rc = st_writer_new(&w);
 	{
-		uint64_t shape[2] = { batch, n.classes };
+		uint64_t shape[2] = { batch, (uint64_t)n.positions * n.classes };
 
 		if (rc == 0)
 			rc = st_writer_add(w, "y", ST_F32, 2, shape, net_output(&n));
@@ -119,7 +123,8 @@ int main(int argc, char **argv)
 		uint64_t shape[2] = { batch, n.in_size };
 
 		dy = st_find(f, "dy");
-		if (!dy || dy->dtype != ST_F32 || dy->nbytes != (uint64_t)batch * n.classes * sizeof(float))
+		if (!dy || dy->dtype != ST_F32 ||
+		    dy->nbytes != (uint64_t)batch * n.positions * n.classes * sizeof(float))
 			return fail(argv[1], "tensor dy (F32, the output's shape) is required for train=1");
 		memcpy(net_dout(&n), dy->data, dy->nbytes);
 		net_backward(&n, batch);

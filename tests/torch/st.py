@@ -79,6 +79,69 @@ class Concat(torch.nn.Module):
         return torch.cat([b(x) for b in self.branches], dim=1)
 
 
+def causal_mask(t):
+    """PyTorch's boolean attention mask that hides the positions after each."""
+    return torch.triu(torch.ones(t, t, dtype=torch.bool), 1)
+
+
+class LSTM(torch.nn.LSTM):
+    """nn.LSTM(batch_first=True) as a layer: its output at every position."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, dropout=0.0):
+        super().__init__(input_size, hidden_size, num_layers, batch_first=True, dropout=dropout)
+
+    def forward(self, x):
+        return super().forward(x)[0]
+
+
+class GRU(torch.nn.GRU):
+    """nn.GRU(batch_first=True) as a layer: its output at every position."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, dropout=0.0):
+        super().__init__(input_size, hidden_size, num_layers, batch_first=True, dropout=dropout)
+
+    def forward(self, x):
+        return super().forward(x)[0]
+
+
+class Last(torch.nn.Module):
+    """A sequence's last position."""
+
+    def forward(self, x):
+        return x[:, -1]
+
+
+class PosEmbedding(torch.nn.Embedding):
+    """Learned positions: x + weight[:T]."""
+
+    def forward(self, x):
+        return x + self.weight[:x.shape[1]]
+
+
+class SelfAttention(torch.nn.MultiheadAttention):
+    """nn.MultiheadAttention(batch_first=True) on x, x, x, causal or not."""
+
+    def __init__(self, embed_dim, num_heads, causal=False, dropout=0.0):
+        super().__init__(embed_dim, num_heads, dropout=dropout, batch_first=True)
+        self.causal = causal
+
+    def forward(self, x):
+        mask = causal_mask(x.shape[1]) if self.causal else None
+        return super().forward(x, x, x, attn_mask=mask, need_weights=False)[0]
+
+
+class EncoderLayer(torch.nn.TransformerEncoderLayer):
+    """nn.TransformerEncoderLayer(batch_first=True), causal or not."""
+
+    def __init__(self, d_model, nhead, dim_feedforward, dropout=0.1, norm_first=False, causal=False):
+        super().__init__(d_model, nhead, dim_feedforward, dropout, batch_first=True,
+                         norm_first=norm_first)
+        self.causal = causal
+
+    def forward(self, x):
+        return super().forward(x, src_mask=causal_mask(x.shape[1]) if self.causal else None)
+
+
 def split_top(text, sep):
     """text cut at `sep` outside parentheses."""
     parts, depth, cur = [], 0, ""
@@ -108,7 +171,7 @@ def layer(text, x):
             seqs.append(sequential_for(br, x))
         return Residual(*seqs) if name == "residual" else Concat(*seqs)
     args = [a.strip() for a in split_top(inner, ",") if a.strip()]
-    pos = [float(a) for a in args if "=" not in a]
+    pos = [float(a) for a in args if "=" not in a and a.lower() not in ("true", "false")]
     kw = dict((k.strip(), v.strip()) for k, v in (a.split("=") for a in args if "=" in a))
     bias = kw.get("bias", "true").lower() == "true"
     nn = torch.nn
@@ -117,7 +180,7 @@ def layer(text, x):
     if name == "identity":
         return nn.Identity()
     if name == "linear":
-        return nn.Linear(x.shape[1], int(pos[0]), bias=bias)
+        return nn.Linear(x.shape[-1], int(pos[0]), bias=bias)
     if name == "relu":
         return nn.ReLU()
     if name == "leakyrelu":
@@ -153,6 +216,27 @@ def layer(text, x):
         return nn.AdaptiveAvgPool2d((int(pos[0]), int(pos[1] if len(pos) > 1 else pos[0])))
     if name == "upsample":
         return nn.Upsample(scale_factor=int(pos[0] if pos else kw["scale_factor"]), mode="nearest")
+    true = ("true", "1")
+    if name == "embedding":
+        pad = kw.get("padding_idx")
+        return nn.Embedding(int(pos[0]), int(pos[1]), padding_idx=int(pad) if pad is not None else None)
+    if name == "posembedding":
+        return PosEmbedding(int(pos[0]) if pos else x.shape[1], x.shape[2])
+    if name in ("lstm", "gru"):
+        cls = LSTM if name == "lstm" else GRU
+        return cls(x.shape[2], int(pos[0]), int(kw.get("layers", 1)), float(kw.get("dropout", 0)))
+    if name == "last":
+        return Last()
+    if name == "layernorm":
+        return nn.LayerNorm(x.shape[-1])
+    if name == "multiheadattention":
+        causal = kw.get("causal", "false").lower() in true or (len(args) > 2 and "=" not in args[2]
+                                                                and args[2].lower() in true)
+        return SelfAttention(int(pos[0]), int(pos[1]), causal, float(kw.get("dropout", 0)))
+    if name == "transformer_encoder_layer":
+        return EncoderLayer(int(pos[0]), int(pos[1]), int(pos[2]), float(kw.get("dropout", 0.1)),
+                            kw.get("norm_first", "false").lower() in true,
+                            kw.get("causal", "false").lower() in true)
     raise ValueError("unknown layer " + name)
 
 
@@ -167,10 +251,13 @@ def sequential_for(spec, x):
     return torch.nn.Sequential(*mods)
 
 
-def sequential(spec, in_shape):
+def sequential(spec, in_shape, tokens=False):
     """The nn.Sequential a traind model SPEC describes (blocks as Residual
-    and Concat modules), for inputs of in_shape (C, H, W) or (F,). Named
-    architectures are not expanded here."""
+    and Concat modules), for inputs of in_shape (C, H, W), (F,), a sequence
+    (T, E), or with tokens (T,) token ids. Named architectures are not
+    expanded here."""
+    if tokens:
+        return sequential_for(spec, torch.zeros((2,) + tuple(in_shape), dtype=torch.long))
     return sequential_for(spec, torch.zeros((2,) + tuple(in_shape)))
 
 

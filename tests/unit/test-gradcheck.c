@@ -4,7 +4,11 @@
  * forward pass written here layer by layer, for every layer kind, the bias
  * terms and the loss, and for blocks (residual, concat, nested; a value read
  * twice) node by node in execution order. BatchNorm in training mode (batch
- * statistics), Dropout with the mask the engine drew.
+ * statistics), Dropout with the mask the engine drew. The layers of
+ * sequences (embedding, posembedding, lstm, gru, last, layernorm,
+ * multiheadattention, transformer_encoder_layer, a linear layer at every
+ * position) with their loss at every position; their own dropout at 0 (its
+ * masks are checked against PyTorch's arithmetic in tests/torch).
  */
 #include <math.h>
 #include <setjmp.h>
@@ -21,6 +25,198 @@
 #include "traind/rng.h"
 #include "traind/spec.h"
 
+/* ---- float64 references of the layers of sequences ---- */
+
+static double sigm(double x)
+{
+	return 1.0 / (1.0 + exp(-x));
+}
+
+/* LayerNorm over rows of E: y = (x - mean) / sqrt(var + 1e-5) w + b. */
+static void ref_ln(const double *x, double *y, const double *w, const double *b, size_t rows, size_t E)
+{
+	for (size_t r = 0; r < rows; r++) {
+		double m = 0, v = 0;
+
+		for (size_t j = 0; j < E; j++)
+			m += x[r * E + j];
+		m /= (double)E;
+		for (size_t j = 0; j < E; j++)
+			v += (x[r * E + j] - m) * (x[r * E + j] - m);
+		v /= (double)E;
+		for (size_t j = 0; j < E; j++)
+			y[r * E + j] = (x[r * E + j] - m) / sqrt(v + 1e-5) * w[j] + b[j];
+	}
+}
+
+/* y (rows, out) = x (rows, in) W^T + b */
+static void ref_lin(const double *x, double *y, const double *w, const double *b, size_t rows,
+		    size_t in, size_t out)
+{
+	for (size_t r = 0; r < rows; r++)
+		for (size_t o = 0; o < out; o++) {
+			double v = b ? b[o] : 0.0;
+
+			for (size_t i = 0; i < in; i++)
+				v += w[o * in + i] * x[r * in + i];
+			y[r * out + o] = v;
+		}
+}
+
+/* Self-attention of one sample x (T, E): p = in_proj_weight, in_proj_bias,
+ * out_proj.weight, out_proj.bias. */
+static void ref_mha(const double *x, double *y, const double *p, size_t T, size_t E, size_t heads,
+		    bool causal)
+{
+	size_t d = E / heads;
+	double *qkv = malloc(T * 3 * E * sizeof(double)), *o = malloc(T * E * sizeof(double));
+	double *row = malloc(T * sizeof(double));
+
+	ref_lin(x, qkv, p, p + 3 * E * E, T, E, 3 * E);
+	for (size_t h = 0; h < heads; h++)
+		for (size_t i = 0; i < T; i++) {
+			double mx = -INFINITY, sum = 0;
+			size_t end = causal ? i + 1 : T;
+
+			for (size_t j = 0; j < end; j++) {
+				double v = 0;
+
+				for (size_t k = 0; k < d; k++)
+					v += qkv[i * 3 * E + h * d + k] * qkv[j * 3 * E + E + h * d + k];
+				row[j] = v / sqrt((double)d);
+				mx = row[j] > mx ? row[j] : mx;
+			}
+			for (size_t j = 0; j < end; j++)
+				sum += row[j] = exp(row[j] - mx);
+			for (size_t k = 0; k < d; k++) {
+				double v = 0;
+
+				for (size_t j = 0; j < end; j++)
+					v += row[j] / sum * qkv[j * 3 * E + 2 * E + h * d + k];
+				o[i * E + h * d + k] = v;
+			}
+		}
+	ref_lin(o, y, p + 3 * E * E + 3 * E, p + 4 * E * E + 3 * E, T, E, E);
+	free(qkv);
+	free(o);
+	free(row);
+}
+
+/* One sample of a layer of sequences (not embedding: the batch's tokens). */
+static void ref_seq(const struct net_layer *l, const double *p, const double *in, double *out)
+{
+	const struct layer_spec *s = &l->spec;
+	size_t T = l->in.h, E = l->in.c;
+
+	switch (s->kind) {
+	case LAYER_POSEMBEDDING:
+		for (size_t e = 0; e < T * E; e++)
+			out[e] = in[e] + p[l->w_off + e];
+		break;
+	case LAYER_LAYERNORM:
+		ref_ln(in, out, p + l->w_off, p + l->w_off + E, l->in.seq ? T : 1, E);
+		break;
+	case LAYER_LSTM:
+	case LAYER_GRU: {
+		bool gru = s->kind == LAYER_GRU;
+		size_t H = s->out, G = (gru ? 3 : 4) * H, off = l->w_off;
+		double *x = malloc(T * (E > H ? E : H) * sizeof(double)), *h = calloc(T * H, sizeof(double));
+		double *g = malloc(G * sizeof(double)), *gh = malloc(G * sizeof(double));
+		double *c = malloc(H * sizeof(double));
+
+		memcpy(x, in, T * E * sizeof(double));
+		for (uint32_t k = 0; k < s->layers; k++) {
+			size_t Ek = k ? H : E;
+			const double *wih = p + off, *whh = wih + G * Ek, *bih = whh + G * H, *bhh = bih + G;
+
+			off += G * (Ek + H + 2);
+			memset(c, 0, H * sizeof(double));
+			for (size_t t = 0; t < T; t++) {
+				for (size_t j = 0; j < G; j++) {
+					double a = bih[j], b = bhh[j];
+
+					for (size_t i = 0; i < Ek; i++)
+						a += wih[j * Ek + i] * x[t * Ek + i];
+					for (size_t i = 0; t && i < H; i++)
+						b += whh[j * H + i] * h[(t - 1) * H + i];
+					g[j] = a;
+					gh[j] = b;
+				}
+				for (size_t j = 0; j < H; j++) {
+					double prev = t ? h[(t - 1) * H + j] : 0.0;
+
+					if (gru) {
+						double r = sigm(g[j] + gh[j]), z = sigm(g[H + j] + gh[H + j]);
+						double nn = tanh(g[2 * H + j] + r * gh[2 * H + j]);
+
+						h[t * H + j] = (1 - z) * nn + z * prev;
+					} else {
+						double i = sigm(g[j] + gh[j]), f = sigm(g[H + j] + gh[H + j]);
+						double gg = tanh(g[2 * H + j] + gh[2 * H + j]);
+						double o = sigm(g[3 * H + j] + gh[3 * H + j]);
+
+						c[j] = f * c[j] + i * gg;
+						h[t * H + j] = o * tanh(c[j]);
+					}
+				}
+			}
+			memcpy(x, h, T * H * sizeof(double));
+		}
+		memcpy(out, h, T * H * sizeof(double));
+		free(x);
+		free(h);
+		free(g);
+		free(gh);
+		free(c);
+		break;
+	}
+	case LAYER_MHA:
+		ref_mha(in, out, p + l->w_off, T, E, s->heads, s->causal);
+		break;
+	case LAYER_TRANSFORMER: {
+		const double *w = p + l->w_off, *mha = w, *w1 = w + 4 * E * E + 4 * E;
+		const double *b1 = w1 + s->ff * E, *w2 = b1 + s->ff, *b2 = w2 + E * s->ff;
+		const double *n1w = b2 + E, *n1b = n1w + E, *n2w = n1b + E, *n2b = n2w + E;
+		double *a = malloc(T * E * sizeof(double)), *r = malloc(T * E * sizeof(double));
+		double *n = malloc(T * E * sizeof(double)), *hh = malloc(T * s->ff * sizeof(double));
+		double *f = malloc(T * E * sizeof(double));
+
+		if (s->norm_first) {
+			ref_ln(in, n, n1w, n1b, T, E);
+			ref_mha(n, a, mha, T, E, s->heads, s->causal);
+			for (size_t e = 0; e < T * E; e++)
+				r[e] = in[e] + a[e];
+			ref_ln(r, n, n2w, n2b, T, E);
+		} else {
+			ref_mha(in, a, mha, T, E, s->heads, s->causal);
+			for (size_t e = 0; e < T * E; e++)
+				a[e] += in[e];
+			ref_ln(a, n, n1w, n1b, T, E);
+		}
+		ref_lin(n, hh, w1, b1, T, E, s->ff);
+		for (size_t e = 0; e < T * s->ff; e++)
+			hh[e] = hh[e] > 0 ? hh[e] : 0;
+		ref_lin(hh, f, w2, b2, T, s->ff, E);
+		if (s->norm_first) {
+			for (size_t e = 0; e < T * E; e++)
+				out[e] = r[e] + f[e];
+		} else {
+			for (size_t e = 0; e < T * E; e++)
+				f[e] += n[e];
+			ref_ln(f, out, n2w, n2b, T, E);
+		}
+		free(a);
+		free(r);
+		free(n);
+		free(hh);
+		free(f);
+		break;
+	}
+	default:
+		break;
+	}
+}
+
 /* One node in float64 over the whole batch: in (batch, in_size) -> out
  * (a join reads its inputs from vals, the outputs of the nodes so far). */
 static void ref_layer(const struct net *n, const struct net_layer *l, const double *p,
@@ -35,7 +231,29 @@ static void ref_layer(const struct net *n, const struct net_layer *l, const doub
 	case LAYER_IDENTITY:
 		memcpy(out, in, batch * is * sizeof(double));
 		break;
+	case LAYER_EMBEDDING:
+		for (size_t r = 0; r < batch * l->in.h; r++)
+			memcpy(out + r * s->out, p + l->w_off + (size_t)in[r] * s->out, s->out * sizeof(double));
+		break;
+	case LAYER_LAST:
+		for (size_t r = 0; r < batch; r++)
+			memcpy(out + r * os, in + r * is + (l->in.h - 1) * os, os * sizeof(double));
+		break;
+	case LAYER_POSEMBEDDING:
+	case LAYER_LAYERNORM:
+	case LAYER_LSTM:
+	case LAYER_GRU:
+	case LAYER_MHA:
+	case LAYER_TRANSFORMER:
+		for (size_t r = 0; r < batch; r++)
+			ref_seq(l, p, in + r * is, out + r * os);
+		break;
 	case LAYER_LINEAR:
+		if (l->in.seq) {
+			ref_lin(in, out, p + l->w_off, l->has_bias ? p + l->b_off : NULL, batch * l->in.h,
+				l->in.c, s->out);
+			break;
+		}
 		for (size_t r = 0; r < batch; r++)
 			for (size_t o = 0; o < os; o++) {
 				double v = l->has_bias ? p[l->b_off + o] : 0.0;
@@ -223,7 +441,7 @@ static double ref_loss(const struct net *n, const double *p, const double *x, co
 			  vals[i], batch);
 	}
 	z0 = vals[n->out_node];
-	for (size_t r = 0; r < batch; r++) {
+	for (size_t r = 0; r < batch * n->positions; r++) {
 		const double *z = z0 + r * n->classes;
 		double mx = z[0], se = 0;
 
@@ -236,7 +454,7 @@ static double ref_loss(const struct net *n, const double *p, const double *x, co
 	for (uint32_t i = 0; i < n->spec.n; i++)
 		free(vals[i]);
 	free(vals);
-	return total / (double)batch;
+	return total / (double)(batch * n->positions);
 }
 
 /* Train-mode forward and backward of `text` on random inputs of shape in,
@@ -250,7 +468,7 @@ static void check_spec(const char *text, struct shape in, size_t batch, unsigned
 	struct net n;
 	struct rng r;
 	struct tr_err err;
-	uint8_t y[256];
+	uint8_t *y;
 	double *p, *x;
 	double loss_engine, loss_ref;
 	size_t checked = 0, tensors = 0;
@@ -272,18 +490,21 @@ static void check_spec(const char *text, struct shape in, size_t batch, unsigned
 				n.params[n.layers[i].w_off + c] = 0.5f + rng_uniform(&r);
 				n.params[n.layers[i].b_off + c] = rng_uniform(&r) - 0.5f;
 			}
-	/* Inputs in [0, 1) like pixels, labels spread over the classes. */
+	/* Inputs in [0, 1) like pixels (or token ids below the vocabulary),
+	 * labels spread over the classes (at every position of a sequence). */
 	x = malloc(batch * n.in_size * sizeof(double));
 	for (size_t i = 0; i < batch * n.in_size; i++) {
-		n.x[i] = rng_uniform(&r);
+		n.x[i] = in.vocab ? (float)rng_below(&r, in.vocab) : rng_uniform(&r);
 		x[i] = n.x[i];
 	}
-	for (size_t i = 0; i < batch; i++)
+	y = malloc(batch * n.positions);
+	for (size_t i = 0; i < batch * n.positions; i++)
 		y[i] = (uint8_t)(i * 7 % 10);
 
 	net_forward(&n, batch, true, 3);
-	loss_engine = k_softmax_xent(net_output(&n), y, batch, 10, 1.0f / (float)batch, net_dout(&n),
-				     NULL) / (double)batch;
+	loss_engine = k_softmax_xent(net_output(&n), y, batch * n.positions, 10,
+				     1.0f / (float)(batch * n.positions), net_dout(&n), NULL) /
+		      (double)(batch * n.positions);
 	net_backward(&n, batch);
 
 	p = malloc(n.nparams * sizeof(double));
@@ -317,8 +538,8 @@ static void check_spec(const char *text, struct shape in, size_t batch, unsigned
 		}
 	}
 	assert_true(checked == tensors * probes_per_tensor);
-	/* The gradient at the input, for a few entries. */
-	for (size_t k = 0; k < probes_per_tensor; k++) {
+	/* The gradient at the input, for a few entries (not at token ids). */
+	for (size_t k = 0; !in.vocab && k < probes_per_tensor; k++) {
 		size_t i = (k * 104729) % (batch * n.in_size);
 		double h = 1e-5, save = x[i], fd;
 
@@ -334,6 +555,7 @@ static void check_spec(const char *text, struct shape in, size_t batch, unsigned
 	}
 	free(p);
 	free(x);
+	free(y);
 	net_deinit(&n);
 	team_free(team);
 }
@@ -350,6 +572,37 @@ static struct shape image(uint32_t c, uint32_t h, uint32_t w)
 	struct shape s = { .c = c, .h = h, .w = w, .flat = false };
 
 	return s;
+}
+
+static struct shape seq(uint32_t t, uint32_t e)
+{
+	struct shape s = { .c = e, .h = t, .w = 1, .seq = true };
+
+	return s;
+}
+
+static struct shape tokens(uint32_t t, uint32_t vocab)
+{
+	struct shape s = { .c = 1, .h = t, .w = 1, .seq = true, .vocab = vocab };
+
+	return s;
+}
+
+/* The layers of sequences: LSTM and GRU over 16 steps, attention with and
+ * without the causal mask, both transformer layers, per-position losses. */
+static void test_sequences(void **state)
+{
+	(void)state;
+	check_spec("embedding(7,5),posembedding,linear(10)", tokens(6, 7), 3, 1, 12);
+	check_spec("embedding(9,4,padding_idx=2),lstm(6,layers=2),linear(10)", tokens(16, 9), 3, 1, 12);
+	check_spec("lstm(5),gru(4),linear(10)", seq(16, 3), 4, 2, 12);
+	check_spec("gru(6,layers=2),last,linear(10)", seq(16, 4), 3, 1, 12);
+	check_spec("layernorm,multiheadattention(8,2),linear(10)", seq(6, 8), 3, 1, 12);
+	check_spec("multiheadattention(8,4,causal=true),relu,linear(10)", seq(7, 8), 4, 2, 12);
+	check_spec("transformer_encoder_layer(8,2,12,dropout=0),linear(10)", seq(6, 8), 3, 1, 12);
+	check_spec("embedding(11,8),posembedding,transformer_encoder_layer(8,2,12,dropout=0,norm_first=true,"
+		   "causal=true),layernorm,linear(10)", tokens(9, 11), 3, 2, 12);
+	check_spec("lstm(6),last,layernorm,linear(10)", seq(5, 3), 4, 1, 12);
 }
 
 static void test_lesson_shape(void **state)
@@ -450,6 +703,7 @@ int main(void)
 		cmocka_unit_test(test_new_activations),
 		cmocka_unit_test(test_conv_groups_dilation),
 		cmocka_unit_test(test_blocks),
+		cmocka_unit_test(test_sequences),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -103,16 +103,20 @@ static void test_history_csv(void **state)
 		     "  \"val_acc\": 0.96, \"val_macro_acc\": 0.955, \"seconds\": 3, \"note\": \"resumed\"},"
 		     " {\"epoch\": 3, \"note\": \"two\\nlines\", \"lr\": 0.0001, \"grad_norm\": 2.5},"
 		     " {\"epoch\": 4, \"train_loss\": 2.5, \"train_acc\": null, \"val_loss\": 3.5, \"val_acc\": null,"
-		     "  \"seconds\": 1, \"note\": \"\", \"val_mae\": 1.25, \"val_rmse\": 1.875}]");
+		     "  \"seconds\": 1, \"note\": \"\", \"val_mae\": 1.25, \"val_rmse\": 1.875},"
+		     " {\"epoch\": 5, \"train_loss\": 1.5, \"train_acc\": 0.5, \"val_loss\": 1, \"val_acc\": 0.6,"
+		     "  \"seconds\": 2, \"note\": \"\", \"val_ppl\": 2.75}]");
 	/* lr and grad_norm come after the older columns, which keep their
-	 * places, then a regression's val_mae and val_rmse; null is empty */
+	 * places, then a regression's val_mae and val_rmse, a language
+	 * model's val_ppl; null is empty */
 	assert_string_equal(s,
 		"epoch,train_loss,train_acc,train_macro_acc,val_loss,val_acc,val_macro_acc,seconds,note,lr,grad_norm,"
-		"val_mae,val_rmse\n"
-		"1,0.5,0.9,0.89,0.25,0.95,0.94,12.5,\"lr 1e-3, \"\"warm\"\" start\",,,,\n"
-		"2,0.30000000000000004,1,,0.1,0.96,0.955,3,resumed,,,,\n"
-		"3,,,,,,,,\"two\nlines\",0.0001,2.5,,\n"
-		"4,2.5,,,3.5,,,1,,,,1.25,1.875\n");
+		"val_mae,val_rmse,val_ppl\n"
+		"1,0.5,0.9,0.89,0.25,0.95,0.94,12.5,\"lr 1e-3, \"\"warm\"\" start\",,,,,\n"
+		"2,0.30000000000000004,1,,0.1,0.96,0.955,3,resumed,,,,,\n"
+		"3,,,,,,,,\"two\nlines\",0.0001,2.5,,,\n"
+		"4,2.5,,,3.5,,,1,,,,1.25,1.875,\n"
+		"5,1.5,0.5,,1,0.6,,2,,,,,,2.75\n");
 	free(s);
 
 	/* the table leaves out the metrics the task has none of: a
@@ -130,6 +134,16 @@ static void test_history_csv(void **state)
 		     "  \"val_loss\": 0.25, \"val_acc\": 0.95, \"val_macro_acc\": 0.94, \"seconds\": 2, \"note\": \"x\"}]");
 	assert_non_null(strstr(s, "epoch  train_loss  train_acc  train_macro_acc  val_loss  val_acc  val_macro_acc  seconds"));
 	assert_null(strstr(s, "val_mae"));
+	assert_null(strstr(s, "val_ppl"));
+	free(s);
+	/* a language model's: the per-token accuracy and the perplexity */
+	s = rendered(render_history_table,
+		     "[{\"epoch\": 1, \"train_loss\": 1.5, \"train_acc\": 0.5, \"train_macro_acc\": null,"
+		     "  \"val_loss\": 1, \"val_acc\": 0.6, \"val_macro_acc\": null, \"seconds\": 2, \"note\": \"\","
+		     "  \"val_ppl\": 2.718281828459045}]");
+	assert_non_null(strstr(s, "epoch  train_loss  train_acc  val_loss  val_acc  val_ppl  seconds"));
+	assert_non_null(strstr(s, "2.718"));
+	assert_null(strstr(s, "macro"));
 	free(s);
 }
 

@@ -1293,6 +1293,7 @@ static void test_regression_rows(void **state)
 		row.train_acc = row.train_macro_acc = row.val_acc = row.val_macro_acc = NAN;
 		row.val_mae = rmse[e - 1] * 0.8;
 		row.val_rmse = rmse[e - 1];
+		row.val_ppl = e == 3 ? 7.25 : NAN;   /* migration 0010: a language model's column */
 		make_checksum(sum, e, 0);
 		if (store_commit_epoch(s, job, &row, blob, 100, sum, &err) != 0)
 			fail_msg("commit %u: %s", e, err.msg);
@@ -1306,6 +1307,7 @@ static void test_regression_rows(void **state)
 	assert_int_equal(n, 3);
 	assert_true(isnan(h[0].val_acc) && isnan(h[0].train_acc) && isnan(h[0].val_macro_acc));
 	assert_true(h[1].val_rmse == 55 && h[1].val_mae == 44);
+	assert_true(isnan(h[0].val_ppl) && h[2].val_ppl == 7.25);
 	free(h);
 	store_close(s);
 }

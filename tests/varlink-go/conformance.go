@@ -258,16 +258,16 @@ func main() {
 	check(err == nil && len(rows) == 1 && rows[0].Epoch == 1, "History: %d row(s) (%v)", len(rows), err)
 	cks, err := iotraind.Checkpoints().Call(ctx, c, id)
 	check(err == nil && len(cks) >= 1, "Checkpoints: %d (%v)", len(cks), err)
-	lossp, accp, _, count, epoch, _, split, none, task, mae, _, err := iotraind.Eval().Call(ctx, c, id, nil, nil, nil, nil, nil)
+	lossp, accp, _, count, epoch, _, split, none, task, mae, _, ppl, err := iotraind.Eval().Call(ctx, c, id, nil, nil, nil, nil, nil)
 	loss, acc := -1.0, -1.0
 	if lossp != nil && accp != nil {
 		loss, acc = *lossp, *accp
 	}
 	check(err == nil && acc > 0.5 && acc <= 1 && count == 1000 && epoch == 1 && split == "val" && none == nil &&
-		task != nil && *task == "classification" && mae == nil,
+		task != nil && *task == "classification" && mae == nil && ppl == nil,
 		"Eval: loss %.3f acc %.3f on %d %s images of epoch %d (%v)", loss, acc, count, split, epoch, err)
 	perClass := true
-	_, _, _, _, _, _, _, classes, _, _, _, err := iotraind.Eval().Call(ctx, c, id, nil, nil, nil, &perClass, nil)
+	_, _, _, _, _, _, _, classes, _, _, _, _, err := iotraind.Eval().Call(ctx, c, id, nil, nil, nil, &perClass, nil)
 	total := int64(0)
 	if classes != nil {
 		for _, k := range *classes {

@@ -11,7 +11,9 @@
 //                     pause) or "refused" (a page whose cookie is gone
 //                     presses resume) or "compare" (the compare view) or
 //                     "start" (the start form), "regression" (a
-//                     regression job's page and compare view), or with TRAIND_WEB_JOBS
+//                     regression job's page and compare view), "lm" (a
+//                     language model's page: perplexity, a sample of its
+//                     text), or with TRAIND_WEB_JOBS
 //                     (JSON: {"long", "other", "paused", "running"} ids):
 //                     "layout" (the table at 1280x800: no horizontal
 //                     scroll with a long spec, cut with the whole on hover,
@@ -240,6 +242,34 @@ async function regression(page, out) {
   await shot(page, 'regression');
 }
 
+// A language model's page (issue 24): the perplexity chart, the history's
+// val ppl column, and a sample of its text, again with another prompt.
+async function lm(page, out) {
+  await page.goto(URL + '/jobs/' + JOB + '?token=' + TOKEN);
+  await page.goto(URL + '/jobs/' + JOB);
+  await page.waitForFunction(() => window.traindCharts.ppl && window.traindCharts.ppl.data[0].length >= 1,
+    null, { timeout: 30000 });
+  out.ppl_series = await page.evaluate(() => window.traindCharts.ppl.data[1]);
+  out.metric_title = await page.textContent('#metric-title');
+  out.history_head = await page.textContent('#history thead');
+  await page.waitForFunction(() => !document.querySelector('#sample-box').hidden &&
+    document.querySelector('#sample').textContent.length > 1 &&
+    document.querySelector('#sample').textContent !== 'sampling…', null, { timeout: 60000 });
+  out.sample = await page.textContent('#sample');
+  await page.fill('#sample-prompt', 'the ');
+  await page.fill('#sample-form input[name=seed]', '3');
+  await page.click('#sample-form button[type=submit]');
+  await page.waitForFunction(() => document.querySelector('#sample').textContent.startsWith('the '),
+    null, { timeout: 60000 });
+  out.sample2 = await page.textContent('#sample');
+  await page.fill('#sample-prompt', 'Zé');
+  await page.click('#sample-form button[type=submit]');
+  await page.waitForFunction(() => /vocabulary/.test(document.querySelector('#sample').textContent),
+    null, { timeout: 60000 });
+  out.sample_refused = await page.textContent('#sample');
+  await shot(page, 'language-model');
+}
+
 async function start(page, out) {
   await page.goto(URL + '/?token=' + TOKEN);
   await page.fill('#start input[name=name]', 'from-form');
@@ -271,6 +301,7 @@ async function start(page, out) {
     else if (STEP === 'compare') await compare(page, out);
     else if (STEP === 'start') await start(page, out);
     else if (STEP === 'regression') await regression(page, out);
+    else if (STEP === 'lm') await lm(page, out);
     else if (STEP === 'layout') await layout(page, out);
     else if (STEP === 'confirm') await confirmKill(page, out);
     else if (STEP === 'done') await done(page, out);

@@ -593,6 +593,40 @@ def regression(d, web):
           "Prometheus: traind_job_val_rmse of the job (%s)" % line)
 
 
+def language_model(d, web, data):
+    """A language model (issue 24): a char_lstm on a small text. Its page
+    charts the validation perplexity, its history has val ppl, and it shows
+    a sample of the model's text (the API's, which is traind's Generate);
+    a prompt the vocabulary cannot spell gets traind's message. Prometheus
+    has traind_job_val_ppl."""
+    src = os.path.join(tempfile.mkdtemp(prefix="traind-web-lm-"), "lm-corpus.txt")
+    words = ["the", "cat", "sat", "on", "a", "mat", "dog", "ran", "to", "big", "red"]
+    rnd = __import__("random").Random(5)
+    with open(src, "w") as f:
+        f.write("".join(" ".join(rnd.choice(words) for _ in range(6)) + ".\n" for _ in range(600)))
+    d.ctl("dataset", "import", "lmtext", src)
+    job = d.start_job("--dataset", "lmtext", "--model", "char_lstm(embed=8,hidden=24,layers=1)", "--context", "16",
+                      "--epochs", "2", "--batch-size", "16", "--val-size", "40", "--threads", "1")
+    check(d.wait(job, "--state", "done")[0] == 0, "the language model job finishes")
+    hist = d.history(job)
+    out = browser(web, job, "lm")
+    ppl = out.get("ppl_series") or []
+    check(len(ppl) == 2 and abs(ppl[-1] - hist[-1]["val_ppl"]) < 1e-9, "the perplexity chart is the history's (%s)" % ppl)
+    check("val ppl" in out.get("history_head", "") and out.get("metric_title") == "Per-token accuracy by epoch",
+          "the history table has val ppl, the metric chart the per-token accuracy (%s)" % out.get("metric_title"))
+    api = json.loads(web.request("GET", "/api/jobs/%d/sample?tokens=200&temperature=0.8&seed=1" % job)[2])
+    check(out.get("sample") == api.get("text") and api["text"].startswith("\n") and len(api["generated"]) == 200,
+          "the page shows a sample of the model's text, traind's Generate's (%r)" % (out.get("sample") or "")[:60])
+    check((out.get("sample2") or "").startswith("the ") and out.get("sample2") != out.get("sample"),
+          "sampling again from the prompt 'the ' (%r)" % (out.get("sample2") or "")[:60])
+    check("'Z'" in (out.get("sample_refused") or "") and "é" in (out.get("sample_refused") or ""),
+          "a prompt the vocabulary cannot spell: traind's message (%r)" % out.get("sample_refused"))
+    st, h, body = web.request("GET", "/metrics")
+    line = [ln for ln in body.decode().splitlines() if ln.startswith("traind_job_val_ppl{") and 'job="%d"' % job in ln]
+    check(len(line) == 1 and abs(float(line[0].split()[-1]) - hist[-1]["val_ppl"]) < 1e-6 * hist[-1]["val_ppl"],
+          "Prometheus: traind_job_val_ppl of the job (%s)" % line)
+
+
 def main():
     os.makedirs(SHOTS, exist_ok=True)
     # a copy of MNIST (a link out of the data directory is refused) and a
@@ -668,6 +702,7 @@ def main():
     dashboard(d, web)
 
     regression(d, web)
+    language_model(d, web, data)
     check(web.alive(), "traind-web is up at the end")
     rc = web.stop()
     check(rc == 0, "traind-web exits 0 on SIGTERM (got %s)" % rc)

@@ -283,10 +283,14 @@ const jobPage = {
   id: null, epoch: -1, steps: [[], []], events: null, state: null,
 };
 
-// The job's task, from its loss (config key "loss"): its metrics follow it.
-function taskOf(job) {
+// The job's task, from its loss (config key "loss") and its rows: its
+// metrics follow it. A language model's rows have val_ppl (per-token).
+function taskOf(job, rows) {
   const loss = job.config.loss || 'cross_entropy';
-  if (loss === 'cross_entropy') return 'classification';
+  if (loss === 'cross_entropy') {
+    if ((rows || []).some(r => typeof r.val_ppl === 'number') || job.config.context > 0) return 'per-token';
+    return 'classification';
+  }
   return loss === 'bce_with_logits' ? 'multi-label' : 'regression';
 }
 
@@ -294,8 +298,25 @@ function taskOf(job) {
 function historyColumns(task) {
   const metrics = task === 'regression'
     ? [['val MAE', 'val_mae', 4], ['val RMSE', 'val_rmse', 4]]
-    : [['train acc', 'train_acc', 4], ['val acc', 'val_acc', 4]];
+    : task === 'per-token'
+      ? [['train acc', 'train_acc', 4], ['val acc', 'val_acc', 4], ['val ppl', 'val_ppl', 4]]
+      : [['train acc', 'train_acc', 4], ['val acc', 'val_acc', 4]];
   return [['train loss', 'train_loss', 4], ['val loss', 'val_loss', 4]].concat(metrics);
+}
+
+// A language model's text, from the form's prompt (a new line by default).
+async function sampleText() {
+  const f = $('#sample-form'), out = $('#sample');
+  const q = new URLSearchParams({ prompt: f.prompt.value || '\n', tokens: f.tokens.value || '200',
+    temperature: f.temperature.value || '0.8', seed: f.seed.value || '1' });
+  out.textContent = 'sampling…';
+  try {
+    const r = await api('/api/jobs/' + jobPage.id + '/sample?' + q.toString());
+    out.textContent = r.text;
+    out.dataset.epoch = r.epoch;
+  } catch (e) {
+    out.textContent = e.message;
+  }
 }
 
 function drawEpochCharts(rows, task) {
@@ -307,9 +328,15 @@ function drawEpochCharts(rows, task) {
     chart('acc', $('#chart-acc'), 'error', 'epoch', [{ label: 'val MAE' }, { label: 'val RMSE', dash: [6, 4] }],
       [x, rows.map(r => r.val_mae), rows.map(r => r.val_rmse)], { epochAxis: true });
   } else {
-    $('#metric-title').textContent = task === 'multi-label' ? 'Per-label accuracy by epoch' : 'Accuracy by epoch';
+    $('#metric-title').textContent = task === 'multi-label' ? 'Per-label accuracy by epoch'
+      : task === 'per-token' ? 'Per-token accuracy by epoch' : 'Accuracy by epoch';
     chart('acc', $('#chart-acc'), 'accuracy', 'epoch', [{ label: 'train acc' }, { label: 'val acc', dash: [6, 4] }],
       [x, rows.map(r => r.train_acc), rows.map(r => r.val_acc)], { epochAxis: true });
+  }
+  if (task === 'per-token') {
+    $('#ppl-box').hidden = false;
+    chart('ppl', $('#chart-ppl'), 'perplexity', 'epoch', [{ label: 'val perplexity' }],
+      [x, rows.map(r => r.val_ppl)], { epochAxis: true });
   }
   if (rows.some(r => typeof r.lr === 'number')) {
     $('#lr-box').hidden = false;
@@ -371,8 +398,14 @@ async function refreshJob() {
   if (job.committed_epoch !== jobPage.epoch) {
     jobPage.epoch = job.committed_epoch;
     const [h, c] = await Promise.all([api('/api/jobs/' + id + '/history'), api('/api/jobs/' + id + '/checkpoints')]);
-    const task = taskOf(job), cols = historyColumns(task);
+    const task = taskOf(job, h.rows), cols = historyColumns(task);
     drawEpochCharts(h.rows, task);
+    // a language model with a committed epoch: a sample of its text
+    if (task === 'per-token' && job.committed_epoch > 0) {
+      const first = $('#sample-box').hidden;
+      $('#sample-box').hidden = false;
+      if (first || $('#sample').dataset.epoch !== String(job.committed_epoch)) sampleText();
+    }
     loadSteps();
     $('#history thead').replaceChildren(el('tr', {}, el('th', {}, 'epoch'),
       ...cols.map(c => el('th', { class: 'num' }, c[0])),
@@ -438,6 +471,7 @@ function initJob() {
       refreshJob();
     });
   }
+  $('#sample-form').addEventListener('submit', ev => { ev.preventDefault(); sampleText(); });
   drawSteps();
   loadSteps();
   refreshJob();
@@ -462,7 +496,7 @@ function smooth(ys, w) {
 
 const METRIC_KEYS = {
   loss: ['train_loss', 'val_loss'], acc: ['train_acc', 'val_acc'], macro_acc: ['train_macro_acc', 'val_macro_acc'],
-  lr: ['lr'], val_mae: ['val_mae'], val_rmse: ['val_rmse'],
+  lr: ['lr'], val_mae: ['val_mae'], val_rmse: ['val_rmse'], val_ppl: ['val_ppl'],
 };
 
 // [x, then a series per job and key] of metric m, raw.
