@@ -97,11 +97,13 @@ def main():
     # history --json keys
     # (+ note; + lr and grad_norm since schedules and clipping: the rate each
     # epoch began with, the constant lr here, and null as this job does not clip;
-    # + val_mae and val_rmse since regression, null for a classification)
-    later = {"note", "lr", "grad_norm", "val_mae", "val_rmse"}
+    # + val_mae and val_rmse since regression, null for a classification;
+    # + val_ppl since language models, null for a classification)
+    later = {"note", "lr", "grad_norm", "val_mae", "val_rmse", "val_ppl"}
     ok = all(isinstance(r, dict) and HISTORY_KEYS <= set(r) and set(r) - HISTORY_KEYS <= later
              and r.get("lr") == 0.001 and r.get("grad_norm") is None
-             and r.get("val_mae") is None and r.get("val_rmse") is None for r in hist)
+             and r.get("val_mae") is None and r.get("val_rmse") is None and r.get("val_ppl") is None
+             for r in hist)
     check(ok, "history --json rows keyed exactly %s (+ %s) (got %s)" % (sorted(HISTORY_KEYS), ", ".join(sorted(later)),
                                                                          sorted(hist[0]) if hist else None))
     notes = [r.get("note", "") for r in hist]
@@ -114,8 +116,9 @@ def main():
     expect = ["epoch", "train_loss", "train_acc", "train_macro_acc", "val_loss", "val_acc",
               "val_macro_acc", "seconds"]
     check(header[:8] == expect and header[8:] in ([], ["note"], ["note", "lr", "grad_norm"],
-                                                  ["note", "lr", "grad_norm", "val_mae", "val_rmse"]),
-          "history --csv header is %s[,note[,lr,grad_norm[,val_mae,val_rmse]]] (got %s)"
+                                                  ["note", "lr", "grad_norm", "val_mae", "val_rmse"],
+                                                  ["note", "lr", "grad_norm", "val_mae", "val_rmse", "val_ppl"]),
+          "history --csv header is %s[,note[,lr,grad_norm[,val_mae,val_rmse[,val_ppl]]]] (got %s)"
           % (",".join(expect), lines[0] if lines else ""))
     rows = list(csv.DictReader(io.StringIO(out)))
     check([int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5], "history --csv has rows for epochs 1..5")

@@ -61,7 +61,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import SANITIZER, Daemon, Varlink, check, run, socket_dir  # noqa: E402
+from harness import SANITIZER, Daemon, Varlink, check, others_can_run, run, socket_dir  # noqa: E402
 
 MIB = 1 << 20
 LATENCY_P99 = 0.100          # seconds: the prober's Status, History and List
@@ -71,6 +71,8 @@ BG_MAX_UID_QUEUED = 64       # daemon/proto/bgwork.h: background tasks of one ui
 EVALS_RSS = 128 * MIB        # traind's VmRSS growth during the Eval flood (see the check in main())
 MESSAGE_TIMEOUT = 2.0        # traind --message-timeout in this test
 NOBODY = 65534
+# root runs the attackers as nobody, when nobody can read this file
+AS_NOBODY = os.geteuid() == 0 and others_can_run(__file__)
 PHASE_MIN = 3.0              # seconds a phase lasts at least: a few hundred samples for its p99
 # The attackers' interpreter: Debian's (the first python3 in PATH may live
 # under root's home, out of nobody's reach).
@@ -222,7 +224,7 @@ class Attacker:
 
     def __init__(self, d, kind, n, job=0, as_root=False):
         kw = {}
-        if os.geteuid() == 0 and not as_root:
+        if AS_NOBODY and not as_root:
             kw = {"user": NOBODY, "group": os.stat(d.socket).st_gid, "extra_groups": []}
         self.p = subprocess.Popen([ATTACK_PYTHON, os.path.abspath(__file__), "--attack", kind, d.socket,
                                    str(n), str(job)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -562,7 +564,10 @@ def main():
                     "fdflood, calls, idle, emfile, evals)")
     args = ap.parse_args()
     scale = 5 if args.long else 1
-    root = os.geteuid() == 0
+    root = AS_NOBODY
+    if os.geteuid() == 0 and not root:
+        print("the attackers cannot run as nobody: %s is not readable by other uids (a private checkout); "
+              "they share the prober's uid" % os.path.abspath(__file__))
     if not root:
         print("not root: the attackers share the prober's uid (per-uid limits then apply to both)")
     sdir = socket_dir()

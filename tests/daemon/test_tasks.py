@@ -105,7 +105,8 @@ def regression(d, work):
     check("val_rmse" in head and "val_mae" in head and "train_acc" not in head and "val_acc" not in head,
           "the history table: val_mae and val_rmse, no accuracy columns (%s)" % " ".join(head))
     rc, csv, err = d.ctl("history", job, "--csv")
-    check(csv.splitlines()[0].endswith(",lr,grad_norm,val_mae,val_rmse"), "the CSV adds val_mae,val_rmse last")
+    check(csv.splitlines()[0].endswith(",lr,grad_norm,val_mae,val_rmse,val_ppl"),
+          "the CSV adds val_mae,val_rmse (and a language model's val_ppl) last")
     ev = d.ctl_json("eval", job, "--split", "test")
     check(ev.get("task") == "regression" and ev.get("acc") is None and ev.get("macro_acc") is None and
           ev.get("rmse", 0) > 0 and ev.get("mae", 0) > 0 and ev.get("count") == 88,

@@ -189,6 +189,26 @@ def finish():
 SUN_PATH_MAX = 107     # bytes of a Unix socket's path, NUL excluded (sun_path[108])
 
 
+def others_can_run(path):
+    """True when another uid (the abuse tests' attackers run as nobody) can
+    read the file at path and reach it: every directory above it searchable
+    by others, the file readable by them. A checkout in a private directory
+    (mktemp -d makes 0700 ones) is not."""
+    path = os.path.abspath(path)
+    try:
+        if not os.stat(path).st_mode & 0o004:
+            return False
+        d = os.path.dirname(path)
+        while True:
+            if not os.stat(d).st_mode & 0o001:
+                return False
+            if d == os.path.dirname(d):
+                return True
+            d = os.path.dirname(d)
+    except OSError:
+        return False
+
+
 def socket_dir(prefix="traind-sock-"):
     """A new directory short enough for sockets (sun_path is 108 bytes): the
     usual temporary directory if its path is short, else /tmp, else /run.

@@ -268,7 +268,16 @@ def main():
         for threads in (1, 2):
             seed += 1
             rounding_case(spec, shape, batch, threads, seed)
+    seq_cases = [c for c in test_layers.CASES if isinstance(c[1][0], str)]
+    if seq_cases:
+        # (the table's sequence cases, issue 24: in a bf16 job their linear
+        # layers' products are bf16 and the recurrent and attention layers'
+        # stay float32, doc/precision.md; not yet checked against autocast)
+        print("skip: %d sequence cases of the layer table (%s...): bf16 on sequence models is not checked yet"
+              % (len(seq_cases), seq_cases[0][0]), flush=True)
     for spec, shape, batch in test_layers.CASES:
+        if isinstance(shape[0], str):
+            continue
         for train in (True, False):
             for threads in (1, 2):
                 seed += 1
