@@ -29,7 +29,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from harness import SANITIZER, TRAIND_RANK, Daemon, check, run  # noqa: E402
 
 # 2 epochs of 250 steps of 8: long enough to pause in, short on the plain C path
-CFG = ["--kernels", "portable", "--train-size", "2000", "--batch-size", "8", "--val-size", "500",
+# (under the sanitizers, whose plain C path is several times slower: 100 steps,
+# paused after 50)
+TRAIN = "800" if SANITIZER else "2000"
+PAUSE_STEP = 50 if SANITIZER else 120
+CFG = ["--kernels", "portable", "--train-size", TRAIN, "--batch-size", "8", "--val-size", "500",
        "--model", "lenet5", "--optimizer", "adam", "--lr-scheduler", "onecycle(max_lr=0.005)",
        "--clip-grad-norm", "1", "--epochs", "2", "--threads", "1"]
 
@@ -62,7 +66,7 @@ def main():
     ref_sha = a.export_sha(ref)
 
     job = a.start_job(*CFG)
-    a.wait_running_at(job, epoch=0, min_step=120)
+    a.wait_running_at(job, epoch=0, min_step=PAUSE_STEP)
     a.ctl("pause", job)
     a.wait(job, "--state", "paused")
     a.stop()
@@ -105,7 +109,8 @@ def mpi(top):
         args += ["--mpi-arg=-x", "--mpi-arg=ASAN_OPTIONS=detect_leaks=0"]
     d = Daemon(max_running=1, extra_args=args,
                extra_env={"TRAIND_ISA": top, "TRAIND_RANK_PROGRAM": wrapper}).start()
-    job = ["--kernels", "portable", "--model", "lenet5", "--train-size", "1000", "--val-size", "200",
+    job = ["--kernels", "portable", "--model", "lenet5", "--train-size", "400" if SANITIZER else "1000",
+           "--val-size", "200",
            "--epochs", "1", "--threads", "1", "--optimizer", "adam", "--clip-grad-norm", "1"]
     ref = d.start_job(*job, "--shards", "2")
     check(d.wait(ref, "--state", "done")[0] == 0, "the 1-process 2-shard portable job on %s is done" % top)
