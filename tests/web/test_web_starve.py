@@ -322,13 +322,12 @@ def main():
                   "%s: traind-web's VmRSS grows by under 64 MiB (+%.0f)" % (name, (r - base_rss) / MIB))
     # the same client's own burst: a 503 naming the per-client cap is its
     # own misbehaviour's cost (shown, not hidden)
-    # (every attack comes from the prober's uid when the attackers cannot
-    # run as nobody)
-    # run as nobody, the prober's uid has one client's cap of its own; from
-    # the same uid, the attack's connections (still arriving from the
-    # kernel's queue after connect() returned) share it
-    own = [e for e in pr.errors if (e.startswith("slowloris-same (connecting): 503") or
-                                    (not root and ": 503" in e))
+    # Run as nobody, the attackers leave the prober's uid its own client's
+    # cap. From the prober's uid (slowloris-same, or every attack when they
+    # cannot run as nobody), the attack's connections, still arriving from
+    # the kernel's queue after connect() returned, share it.
+    own = [e for e in pr.errors + upr.errors
+           if (e.startswith("slowloris-same (connecting): 503") or (not root and ": 503" in e))
            and "TooManyConnections" in e]
     if own:
         print("    %d of the prober's requests got 503 while its own uid attacked (the "
