@@ -4,7 +4,7 @@
  *
  * The sweep's own flags (--param, repeated; --searcher, --trials,
  * --max-parallel, --seed, --metric, --grace-epochs, --reduction-factor,
- * --max-epochs) are taken out of argv before the
+ * --max-epochs, --population, --interval, --quantile, --perturb) are taken out of argv before the
  * generic parser sees it (sweep_take_flags): --seed and --metric mean
  * something else for start and plot, and --param repeats. Every other flag
  * of start is the configuration all trials share, checked as start checks
@@ -36,6 +36,7 @@ static struct {
 	size_t nparams;
 	const char *searcher, *trials, *max_parallel, *seed, *metric;
 	const char *grace, *reduction, *max_epochs;
+	const char *population, *interval, *quantile, *perturb;   /* pbt */
 } sw;
 
 /* The value of flag `name` at argv[*i] ("--name V" or "--name=V"), or NULL. */
@@ -93,7 +94,11 @@ int sweep_take_flags(int *argc, char **argv)
 		    (r = take(*argc, argv, &i, "metric", &sw.metric)) != 0 ||
 		    (r = take(*argc, argv, &i, "grace-epochs", &sw.grace)) != 0 ||
 		    (r = take(*argc, argv, &i, "reduction-factor", &sw.reduction)) != 0 ||
-		    (r = take(*argc, argv, &i, "max-epochs", &sw.max_epochs)) != 0) {
+		    (r = take(*argc, argv, &i, "max-epochs", &sw.max_epochs)) != 0 ||
+		    (r = take(*argc, argv, &i, "population", &sw.population)) != 0 ||
+		    (r = take(*argc, argv, &i, "interval", &sw.interval)) != 0 ||
+		    (r = take(*argc, argv, &i, "quantile", &sw.quantile)) != 0 ||
+		    (r = take(*argc, argv, &i, "perturb", &sw.perturb)) != 0) {
 			if (r < 0)
 				return RC_USAGE;
 			continue;
@@ -106,7 +111,8 @@ int sweep_take_flags(int *argc, char **argv)
 }
 
 static const char *const file_keys[] = { "searcher", "params", "trials", "max_parallel", "seed", "metric",
-					 "grace_epochs", "reduction_factor", "max_epochs" };
+					 "grace_epochs", "reduction_factor", "max_epochs", "population", "interval",
+					 "quantile", "perturb" };
 
 bool sweep_file_key(const char *key)
 {
@@ -154,6 +160,16 @@ static int sweep_file(struct cli *cli, json_t *params)
 		}
 		if (strcmp(key, "searcher") == 0 || strcmp(key, "metric") == 0) {
 			json_object_set_new(params, key, json_string(text));
+		} else if (strcmp(key, "quantile") == 0 || strcmp(key, "perturb") == 0) {
+			char *end;
+			double d = strtod(text, &end);
+
+			if (end == text || *end) {
+				json_decref(doc);
+				return failf(RC_USAGE, "%s:%lld: %s: expected a number, got '%.40s'", path,
+					     (long long)json_integer_value(json_object_get(e, "line")), key, text);
+			}
+			json_object_set_new(params, key, json_real(d));
 		} else if (parse_int(text, 0, INT64_MAX, &v)) {
 			json_object_set_new(params, key, json_integer((json_int_t)v));
 		} else {
@@ -197,6 +213,20 @@ static int int_flag(const char *flag, const char *text, int64_t min, int64_t max
 	return RC_OK;
 }
 
+static int real_flag(const char *flag, const char *text, json_t *params, const char *key)
+{
+	char *end;
+	double v;
+
+	if (!text)
+		return RC_OK;
+	v = strtod(text, &end);
+	if (end == text || *end)
+		return failf(RC_USAGE, "sweep start: --%s: expected a number, got '%.40s'", flag, text);
+	json_object_set_new(params, key, json_real(v));
+	return RC_OK;
+}
+
 static int sweep_start(struct cli *cli)
 {
 	json_t *params, *config = NULL, *arr, *reply = NULL;
@@ -216,7 +246,7 @@ static int sweep_start(struct cli *cli)
 	}
 	if (!sw.searcher && !json_object_get(params, "searcher")) {
 		json_decref(params);
-		return failf(RC_USAGE, "sweep start: --searcher grid|random|sha|hyperband is required");
+		return failf(RC_USAGE, "sweep start: --searcher grid|random|sha|hyperband|pbt is required");
 	}
 	if (!sw.nparams && !json_object_get(params, "params")) {
 		json_decref(params);
@@ -255,6 +285,14 @@ static int sweep_start(struct cli *cli)
 		rc = int_flag("reduction-factor", sw.reduction, 0, 1000, params, "reduction_factor");
 	if (rc == RC_OK)
 		rc = int_flag("max-epochs", sw.max_epochs, 1, 100000, params, "max_epochs");
+	if (rc == RC_OK)
+		rc = int_flag("population", sw.population, 2, 1000, params, "population");
+	if (rc == RC_OK)
+		rc = int_flag("interval", sw.interval, 1, 100000, params, "interval");
+	if (rc == RC_OK)   /* the daemon checks the ranges */
+		rc = real_flag("quantile", sw.quantile, params, "quantile");
+	if (rc == RC_OK)
+		rc = real_flag("perturb", sw.perturb, params, "perturb");
 	keep_text = cli->set[O_KEEP] ? cli->val[O_KEEP] : file_keep;
 	if (rc == RC_OK && keep_text) {
 		if (strcmp(keep_text, "all") == 0)
@@ -491,7 +529,8 @@ int cmd_sweep(struct cli *cli)
 	const char *sub = sub_name(cli);
 
 	if (strcmp(sub, "start") != 0 && (sw.nparams || sw.searcher || sw.trials || sw.max_parallel || sw.seed ||
-					  sw.metric || sw.grace || sw.reduction || sw.max_epochs))
+					  sw.metric || sw.grace || sw.reduction || sw.max_epochs || sw.population ||
+					  sw.interval || sw.quantile || sw.perturb))
 		return failf(RC_USAGE, "sweep %s: the sweep's flags (--param, --searcher, ...) go with sweep start", sub);
 	if (strcmp(sub, "start") == 0)
 		return sweep_start(cli);

@@ -162,6 +162,22 @@ static void sweep_start_work(struct bg_task *t)
 		bg_fail(t, PROTO_FROM_CONFIG, rc);
 		return;
 	}
+	if (sp.searcher == SWEEP_PBT && !sp.max_epochs) {   /* the shared configuration's epochs */
+		const json_t *e = json_object_get(config, "epochs");
+		struct train_config dc;
+
+		config_defaults(&dc);
+		sp.max_epochs = json_is_integer(e) && json_integer_value(e) > 0 && json_integer_value(e) <= 100000
+					? (uint32_t)json_integer_value(e) : dc.epochs;
+		if (sp.interval > sp.max_epochs) {
+			s->bad_param = "interval";
+			t->detail.parameter = s->bad_param;
+			bg_fail(t, PROTO_FROM_CONFIG, tr_err_set_key(err, -EINVAL, "interval", "%u is more than the trials' %u epochs",
+								   sp.interval, sp.max_epochs));
+			sweep_spec_clear(&sp);
+			return;
+		}
+	}
 	r = calloc(1, sizeof(*r));
 	if (!r || !(r->specs = calloc(sp.trials, sizeof(*r->specs))) ||
 	    !(r->params = calloc(sp.trials, sizeof(*r->params))) || !(r->ids = calloc(sp.trials, sizeof(*r->ids)))) {
@@ -190,6 +206,8 @@ static void sweep_start_work(struct bg_task *t)
 			sweep_trial_rungs(&sp, i, rungs);
 			json_object_set_new(cfg, "epochs", json_integer(rungs[0]));
 		}
+		if (sp.searcher == SWEEP_PBT)   /* its first segment's; decisions continue or replace the job */
+			json_object_set_new(cfg, "epochs", json_integer(sweep_pbt_boundary(&sp, 0)));
 		snprintf(js->name, sizeof(js->name), "%.40s-t%u", r->name, i);
 		js->keep = json_is_integer(keep) ? (int32_t)json_integer_value(keep) : 3;
 		rc = methods_new_job(t, s->d, cfg, true, js, s->param, &s->bad_param);
@@ -268,7 +286,7 @@ void m_sweep_start(struct daemon *d, struct call *c, struct call_fds *fds)
 {
 	static const char *const keys[] = { "name", "searcher", "params", "trials", "seed", "metric",
 					    "max_parallel", "config", "keep", "grace_epochs", "reduction_factor",
-					    "max_epochs", NULL };
+					    "max_epochs", "population", "interval", "quantile", "perturb", NULL };
 	json_t *p = call_params(c), *name = json_object_get(p, "name"), *config = json_object_get(p, "config");
 	int64_t keep = 3;
 	struct sweep_task *s;

@@ -39,7 +39,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <uv.h>
+
 #include "traind/error.h"
+#include "daemon/data/dscache.h"
 #include "daemon/jobs/jobs.h"
 #include "daemon/store/store.h"
 #include "daemon/store/storeq.h"
@@ -63,7 +66,9 @@ struct sweep_done {
 	char message[TR_ERR_MSG_MAX];
 };
 
-int sweeps_new(struct sweeps **out, struct jobs *js);
+/* loop: pbt builds its exploits' jobs on its pool, reading db_path and
+ * the datasets through dsc (the caller's, alive while sw is). */
+int sweeps_new(struct sweeps **out, struct jobs *js, uv_loop_t *loop, struct dscache *dsc, const char *db_path);
 /* The store thread, once it runs. */
 void sweeps_set_store(struct sweeps *sw, struct storeq *sq);
 /* Load every sweep and its trials' job ids (before the loop runs). */
