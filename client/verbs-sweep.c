@@ -337,9 +337,17 @@ static int print_sweep(json_t *s)
 	json_t *trials = json_object_get(s, "trials"), *t, *best = json_object_get(s, "best");
 	struct table tb = { .ncols = 8, .head = { "trial", "job", "state", "epochs", "metric", "decision", "params", "reason" },
 			    .left = { false, false, true, false, false, true, true, true } };
+	bool pbt = json_is_array(json_object_get(json_array_get(trials, 0), "lineage"));
 	size_t i;
 	char mb[32];
 	int rc;
+
+	if (pbt) {   /* a lineage column before the reason: the exploits, "t2@1" (trial 2's checkpoint at epoch 1) */
+		tb.ncols = 9;
+		tb.head[7] = "lineage";
+		tb.head[8] = "reason";
+		tb.left[8] = true;
+	}
 
 	printf("sweep %lld (%s): %s, %s searcher, metric %s, %lld of %lld trials done\n",
 	       (long long)json_integer_value(json_object_get(s, "id")),
@@ -349,7 +357,7 @@ static int print_sweep(json_t *s)
 	       (long long)json_integer_value(json_object_get(s, "trials_total")));
 	json_array_foreach(trials, i, t) {
 		char trial[16], job[24], ep[16], *params = json_dumps(json_object_get(t, "params"), JSON_COMPACT);
-		char *row[8];
+		char *row[9], lin[256];
 
 		snprintf(trial, sizeof(trial), "%lld", (long long)json_integer_value(json_object_get(t, "trial")));
 		snprintf(job, sizeof(job), "%lld", (long long)json_integer_value(json_object_get(t, "job")));
@@ -363,6 +371,21 @@ static int print_sweep(json_t *s)
 		row[5] = (char *)json_string_value(json_object_get(t, "decision"));
 		row[6] = params ? params : "";
 		row[7] = (char *)json_string_value(json_object_get(t, "reason"));
+		if (pbt) {
+			json_t *l;
+			size_t k, o = 0;
+
+			lin[0] = '\0';
+			json_array_foreach(json_object_get(t, "lineage"), k, l)
+				if (json_is_string(json_object_get(l, "action")) &&
+				    strcmp(json_string_value(json_object_get(l, "action")), "exploit") == 0 &&
+				    o < sizeof(lin) - 24)
+					o += (size_t)snprintf(lin + o, sizeof(lin) - o, "%st%lld@%lld", o ? "," : "",
+							      (long long)json_integer_value(json_object_get(l, "from_trial")),
+							      (long long)json_integer_value(json_object_get(l, "epoch")));
+			row[7] = o ? lin : "-";
+			row[8] = (char *)json_string_value(json_object_get(t, "reason"));
+		}
 		table_add(&tb, row);
 		free(params);
 	}
@@ -376,6 +399,19 @@ static int print_sweep(json_t *s)
 		       json_string_value(json_object_get(s, "metric")), num(mb, sizeof(mb), json_object_get(best, "metric")),
 		       params ? params : "");
 		free(params);
+		if (json_is_array(json_object_get(best, "lineage"))) {
+			json_t *g;
+			size_t k;
+
+			printf("best's lineage:");
+			json_array_foreach(json_object_get(best, "lineage"), k, g)
+				printf("%s trial %lld job %lld epochs %lld-%lld", k ? " ->" : "",
+				       (long long)json_integer_value(json_object_get(g, "trial")),
+				       (long long)json_integer_value(json_object_get(g, "job")),
+				       (long long)json_integer_value(json_object_get(g, "from_epoch")),
+				       (long long)json_integer_value(json_object_get(g, "to_epoch")));
+			printf("\n");
+		}
 	}
 	return rc;
 }
