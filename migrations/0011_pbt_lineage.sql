@@ -8,7 +8,7 @@
 -- again, the same, from the same durable histories).
 --   action 'continue': the member goes on in its own job (job_id = from_job);
 --   action 'exploit':  it goes on in a new job (job_id), started as `trainctl
---                      start --from from_job --epoch epoch` from member
+--                      start --from from_job@epoch` from member
 --                      from_trial's checkpoint with the perturbed params.
 -- prev_job: the job the member trained in up to the decision.
 -- rank, ranked, metric: its place (of `ranked` members) and metric at that epoch (metric NULL: none

@@ -587,7 +587,9 @@ static json_t *sweep_json(struct store *st, const struct store_sweep *sw, bool w
 		const char *d;
 		char why[160];
 
-		if (tr->state != JOB_QUEUED && tr->state != JOB_RUNNING && tr->state != JOB_PAUSED)
+		if (tr->state != JOB_QUEUED && tr->state != JOB_RUNNING && tr->state != JOB_PAUSED &&
+		    /* pbt: a member done before max_epochs waits for a decision */
+		    !(sp.searcher == SWEEP_PBT && tr->state == JOB_DONE && tr->epoch < sp.max_epochs))
 			stopped++;
 		counts[tr->state]++;
 		if (tr->state == JOB_DONE)

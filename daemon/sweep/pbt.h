@@ -2,7 +2,7 @@
  * pbt.h - a PBT exploit's new job, built off the loop (doc/sweeps.md).
  *
  * An exploit continues a top member's checkpoint at a decision's epoch as
- * a new job, exactly as `trainctl start --from JOB --epoch E` with the
+ * a new job, exactly as `trainctl start --from JOB@EPOCH` with the
  * perturbed parameters as its configuration would (methods-jobs.c's
  * start_from without weights_only): the checkpoint's full state with the
  * configuration keys that may change applied (the lr, the epochs of the
