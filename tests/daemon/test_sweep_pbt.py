@@ -24,6 +24,8 @@ user would: real traind, real SQLite, the lesson's MLP on an MNIST subset.
   the same lineage and bit-identical weights as the same sweep with
   --shards 2 in one process, through an exploit and a continuation.
   Skipped with the reason when mpirun or traind-rank is missing.
+- sweep start --config pbt.yaml, the Python client's sweep_start("pbt",
+  ...), --perturb 1.5 as given, the shell completion of --searcher pbt.
 
 Short: about 10 s here; under the sanitizers (SANITIZER) 1000 images."""
 import json
@@ -221,12 +223,44 @@ def mpi_trials():
     d.cleanup()
 
 
+def clients(d):
+    """sweep.yaml, the Python client, the shell completion."""
+    path = os.path.join(d.dir, "pbt.yaml")
+    with open(path, "w") as f:
+        f.write("searcher: pbt\npopulation: 2\ninterval: 1\nquantile: 0.5\nperturb: 1.5\nseed: 2\n"
+                "params:\n  lr: loguniform(0.01,0.1)\noptimizer: sgd\ntrain_size: 1000\nval_size: 500\nepochs: 2\n")
+    sid = d.ctl_json("sweep", "start", "--config", path)["id"]
+    s = d.ctl_json("sweep", "status", sid)
+    check(s["searcher"] == "pbt" and s["population"] == 2 and s["quantile"] == 0.5 and s["perturb"] == 1.5 and
+          s["max_epochs"] == 2, "sweep start --config pbt.yaml: the pbt keys (%s)" % {
+              k: s.get(k) for k in ("searcher", "population", "quantile", "perturb", "max_epochs")})
+    d.ctl("sweep", "kill", sid)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+    import traind
+    with traind.Client(d.socket) as c:
+        pid = c.sweep_start("pbt", {"lr": "loguniform(0.01,0.1)"}, population=2, interval=1, quantile=0.5,
+                            perturb=1.5, seed=2, optimizer="sgd", train_size=1000, val_size=500, epochs=2)
+        st = c.sweep_wait(pid, timeout=600)
+        acts = sorted(x["action"] for t in st["trials"] for x in t["lineage"])
+        check(st["state"] == "done" and acts == ["continue", "exploit"] and st["best"]["lineage"],
+              "Python: sweep_start('pbt', population=2, ...) runs to done with a lineage (%s)" % acts)
+    src = [t for t in st["trials"] if t["lineage"][0]["action"] == "continue"][0]["initial_params"]["lr"]
+    mine = [t for t in st["trials"] if t["lineage"][0]["action"] == "exploit"][0]["lineage"][0]["params"]["lr"]
+    check(abs(mine / src - 1.5) < 1e-9 or abs(mine / src - 1 / 1.5) < 1e-9,
+          "--perturb 1.5: the exploit's lr is its source's x or / 1.5 (%.6f)" % (mine / src))
+    out = d.ctl("__complete", "--", "sweep", "start", "--searcher", "p")[1]
+    check(out.startswith("pbt\t"), "completion: sweep start --searcher p -> pbt (%r)" % out)
+    out = d.ctl("__complete", "--", "sweep", "start", "--searcher", "pbt", "--pop")[1]
+    check(out.startswith("--population\t"), "completion: --pop -> --population (%r)" % out)
+
+
 def main():
     d = Daemon(max_running=2).start()
     bad_input(d)
     sid, ref, rows = reference(d)
     ref_shas = job_shas(d, ref)
     retention_and_replay(d, ref, rows)
+    clients(d)
     d.cleanup()
     killed_run(ref, rows, ref_shas)
     mpi_trials()
