@@ -27,7 +27,7 @@
  * in brackets (Li et al.): bracket s (s_max ... 0, s_max the largest s
  * with grace * eta^s <= max_epochs) holds ceil((s_max + 1) eta^s / (s + 1))
  * trials starting at max_epochs / eta^s epochs; each bracket's rungs are
- * decided alone.
+ * decided alone. PBT: see struct sweep_pbt_member below.
  *
  * Thread: any (no shared state).
  */

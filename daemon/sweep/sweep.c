@@ -331,7 +331,10 @@ void sweeps_epoch(struct sweeps *sw, const struct job *j, const struct history_r
 
 /* ---- the searcher's decisions, acted on ---------------------------------- */
 
+enum trial_act { ACT_KILL, ACT_PAUSE, ACT_RESUME, ACT_DELETE };
+
 static void evaluate_pbt(struct sweeps *sw, struct sweep *s);
+static void act_trials(struct sweeps *sw, struct sweep *s, enum trial_act act);
 
 struct resume_one {
 	struct jobs_done done;       /* first */
@@ -486,9 +489,12 @@ static void pbt_added(struct jobs_group *g)
 		r->row_params[i] = NULL;
 	}
 	s->decided = r->k;
+	/* killed or paused while the decision was being stored: its new jobs too */
+	if (s->killed)
+		act_trials(r->sw, s, ACT_KILL);
+	else if (s->paused)
+		act_trials(r->sw, s, ACT_PAUSE);
 }
-
-static void evaluate_pbt(struct sweeps *sw, struct sweep *s);
 
 static void pbt_stored(struct jobs_done *done)
 {
@@ -736,7 +742,6 @@ static struct jobs_done *one_done_new(void)
 
 /* Act on every trial in one of the states `mask` (bits of enum job_state,
  * by its target): kill, pause or resume it. */
-enum trial_act { ACT_KILL, ACT_PAUSE, ACT_RESUME, ACT_DELETE };
 
 static void act_trials(struct sweeps *sw, struct sweep *s, enum trial_act act)
 {
