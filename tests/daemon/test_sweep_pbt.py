@@ -12,9 +12,11 @@ user would: real traind, real SQLite, the lesson's MLP on an MNIST subset.
   decision's epoch; the lineage in `sweep status --json` agrees with the
   store's rows and the jobs' origins.
 - Retention: with --keep 1 every checkpoint an exploit started from is
-  still there (the rest of those jobs' old epochs are pruned), and the best
-  member's weights are replayed from its lineage with plain `trainctl start
-  --from JOB@EPOCH` and the segment's parameters: bit-identical.
+  still there (the rest of those jobs' old epochs are pruned); the best
+  member's weights are replayed from its lineage (a plain `trainctl start`
+  with its parameters when it was never exploited), and an exploited
+  member's (the best first) with `trainctl start --from JOB@EPOCH` and its
+  last segment's parameters: bit-identical.
 - The same sweep at --max-parallel 1 with traind SIGKILLed right after a
   decision is recorded (its exploit queued) and once while a decision is
   pending or being built (best effort: said whether it hit), restarted:
@@ -139,18 +141,31 @@ def retention_and_replay(d, s, rows):
     segs = best["lineage"]
     check(segs[-1]["job"] == best["job"] and segs[-1]["to_epoch"] == 3 and segs[0]["from_epoch"] == 0,
           "the best's lineage ends in its job at epoch 3 and starts at 0 (%s)" % segs)
-    if len(segs) < 2:
-        check(False, "the best member was made by an exploit in this sweep (seed 7): %s" % segs)
-        return
-    last = segs[-1]
-    prev = segs[-2]
-    job = d.start_job("--from", "%d@%d" % (prev["job"], last["from_epoch"]), "--lr", repr(last["params"]["lr"]),
-                      "--momentum", repr(last["params"]["momentum"]), "--epochs", "3")
-    rc, _, err = d.wait(job, "--state", "done")
-    check(rc == 0 and d.export_sha(job) == d.export_sha(best["job"]),
-          "the best's weights replayed with trainctl start --from %d@%d and its parameters: bit-identical"
-          % (prev["job"], last["from_epoch"]))
-    d.ctl("rm", job)
+    if len(segs) == 1:   # never exploited: its weights are a plain job's with its parameters
+        p = segs[0]["params"]
+        job = d.start_job("--lr", repr(p["lr"]), "--momentum", repr(p["momentum"]), *SHARED)
+        rc, _, err = d.wait(job, "--state", "done")
+        check(rc == 0 and d.export_sha(job) == d.export_sha(best["job"]),
+              "the best (never exploited) replayed with trainctl start and its parameters: bit-identical")
+        d.ctl("rm", job)
+    # every member's last exploit segment, the best's first among them, from its kept source checkpoint
+    members = sorted(s["trials"], key=lambda t: t["trial"] != best["trial"])
+    replayed = 0
+    for t in members:
+        ex = [x for x in t["lineage"] if x["action"] == "exploit"]
+        if not ex:
+            continue
+        x, p = ex[-1], ex[-1]["params"]
+        job = d.start_job("--from", "%d@%d" % (x["from_job"], x["epoch"]), "--lr", repr(p["lr"]),
+                          "--momentum", repr(p["momentum"]), "--epochs", "3")
+        rc, _, err = d.wait(job, "--state", "done")
+        check(rc == 0 and d.export_sha(job) == d.export_sha(t["job"]),
+              "trial %d%s: its weights replayed with trainctl start --from %d@%d and its parameters: bit-identical"
+              % (t["trial"], " (the best)" if t["trial"] == best["trial"] else "", x["from_job"], x["epoch"]))
+        d.ctl("rm", job)
+        replayed += 1
+        break
+    check(replayed == 1, "an exploited member was replayed")
 
 
 def killed_run(ref, ref_rows, ref_shas):
