@@ -2191,42 +2191,14 @@ static int insert_lineage(struct store *s, int64_t sweep, uint32_t k, const stru
 		"INSERT INTO sweep_lineage (sweep_id, interval, trial, action, rank, ranked, metric, epoch,"
 		" from_trial, from_job, job_id, params, prev_job)"
 		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
-	sqlite3_stmt *st = NULL;
-	int rc;
+	const struct sqlv v[] = {
+		SQLV_I64(sweep), SQLV_I64(k), SQLV_I64(r->trial), SQLV_TEXT(r->exploit ? "exploit" : "continue"),
+		SQLV_I64(r->rank), SQLV_I64(r->ranked), SQLV_REAL(r->has_metric ? r->metric : NAN),
+		SQLV_I64(r->epoch), SQLV_I64(r->from_trial), SQLV_I64(r->from_job), SQLV_I64(r->job),
+		SQLV_TEXT(r->params), SQLV_I64(r->prev_job),
+	};
+	int rc = exec_values(s, sql, v, 13, err, ctx);
 
-	rc = prepare(s, &st, sql, err, ctx);
-	if (rc < 0)
-		return rc;
-	rc = sqlite3_bind_int64(st, 1, sweep);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 2, k);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 3, r->trial);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_text(st, 4, r->exploit ? "exploit" : "continue", -1, SQLITE_STATIC);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 5, r->rank);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 6, r->ranked);
-	if (rc == SQLITE_OK)
-		rc = r->has_metric ? bind_real(st, 7, r->metric) : sqlite3_bind_null(st, 7);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 8, r->epoch);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 9, r->from_trial);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 10, r->from_job);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 11, r->job);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_text(st, 12, r->params, -1, SQLITE_STATIC);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 13, r->prev_job);
-	if (rc != SQLITE_OK)
-		rc = db_fail(s, rc, err, ctx);
-	else
-		rc = next_row(s, st, err, ctx);
-	sqlite3_finalize(st);
 	return rc < 0 ? rc : 0;
 }
 
@@ -2258,12 +2230,12 @@ int store_pbt_record(struct store *s, int64_t sweep, uint32_t k, struct store_pb
 			rc = create_from_in_txn(s, nj->job.name, nj->job.config_json, nj->job.epochs, nj->job.keep,
 						JOB_QUEUED, nj->blob, nj->len, nj->checksum, &nj->origin,
 						&job_ids[next], err, ctx);
-			if (rc == 0 && nj->job.digest && nj->job.digest[0])
+			if (rc >= 0 && nj->job.digest && nj->job.digest[0])
 				rc = set_digest_in_txn(s, job_ids[next], nj->job.digest, err, ctx);
-			if (rc == 0)
+			if (rc >= 0)
 				rc = exec_i64(s, "UPDATE sweep_trials SET job_id = ?3 WHERE sweep_id = ?1 AND trial = ?2",
 					      (int64_t[]){ sweep, r->trial, job_ids[next] }, 3, err, ctx);
-			if (rc == 0 && sqlite3_changes(s->db) != 1)
+			if (rc == 0)   /* the rows it changed */
 				rc = tr_err_set(err, -ENOENT, "%s: sweep %" PRId64 " has no trial %u", ctx, sweep, r->trial);
 			if (rc < 0)
 				break;
@@ -2274,67 +2246,42 @@ int store_pbt_record(struct store *s, int64_t sweep, uint32_t k, struct store_pb
 	return txn_end(s, rc < 0 ? rc : 0, err, ctx);
 }
 
+static int read_lineage_row(struct store *s, sqlite3_stmt *st, void *row, struct tr_err *err)
+{
+	struct store_pbt_row *r = row;
+	const unsigned char *action = sqlite3_column_text(st, 2);
+
+	(void)s;
+	memset(r, 0, sizeof(*r));
+	r->interval = (uint32_t)sqlite3_column_int64(st, 0);
+	r->trial = (uint32_t)sqlite3_column_int64(st, 1);
+	r->exploit = action && strcmp((const char *)action, "exploit") == 0;
+	r->rank = (uint32_t)sqlite3_column_int64(st, 3);
+	r->ranked = (uint32_t)sqlite3_column_int64(st, 4);
+	r->has_metric = sqlite3_column_type(st, 5) != SQLITE_NULL;
+	r->metric = r->has_metric ? sqlite3_column_double(st, 5) : NAN;
+	r->epoch = (uint32_t)sqlite3_column_int64(st, 6);
+	r->from_trial = (uint32_t)sqlite3_column_int64(st, 7);
+	r->from_job = sqlite3_column_int64(st, 8);
+	r->job = sqlite3_column_int64(st, 9);
+	r->prev_job = sqlite3_column_int64(st, 11);
+	r->params = r->params_owned = dup_column_text(st, 10);
+	return r->params_owned ? 0 : tr_err_set(err, -ENOMEM, "reading a sweep's lineage: out of memory");
+}
+
+static void clear_lineage_row(void *row)
+{
+	free(((struct store_pbt_row *)row)->params_owned);
+}
+
 int store_pbt_lineage(struct store *s, int64_t sweep, struct store_pbt_row **out, size_t *n, struct tr_err *err)
 {
 	static const char sql[] =
 		"SELECT interval, trial, action, rank, ranked, metric, epoch, from_trial, from_job, job_id, params,"
-		" prev_job"
-		" FROM sweep_lineage WHERE sweep_id = ?1 ORDER BY interval, trial";
-	const char *ctx = "reading a sweep's lineage";
-	struct store_pbt_row *v = NULL;
-	sqlite3_stmt *st = NULL;
-	size_t k = 0, cap = 0;
-	int rc;
+		" prev_job FROM sweep_lineage WHERE sweep_id = ?1 ORDER BY interval, trial";
 
-	*out = NULL;
-	*n = 0;
-	rc = prepare(s, &st, sql, err, ctx);
-	if (rc == 0)
-		rc = bind_i64s(s, st, &sweep, 1, err, ctx);
-	while (rc >= 0 && (rc = next_row(s, st, err, ctx)) > 0) {
-		struct store_pbt_row *r;
-		const unsigned char *action = sqlite3_column_text(st, 2);
-
-		if (k == cap) {
-			struct store_pbt_row *nv = realloc(v, (cap ? cap * 2 : 16) * sizeof(*v));
-
-			if (!nv) {
-				rc = tr_err_set(err, -ENOMEM, "%s: out of memory", ctx);
-				break;
-			}
-			v = nv;
-			cap = cap ? cap * 2 : 16;
-		}
-		r = &v[k];
-		memset(r, 0, sizeof(*r));
-		r->interval = (uint32_t)sqlite3_column_int64(st, 0);
-		r->trial = (uint32_t)sqlite3_column_int64(st, 1);
-		r->exploit = action && strcmp((const char *)action, "exploit") == 0;
-		r->rank = (uint32_t)sqlite3_column_int64(st, 3);
-		r->ranked = (uint32_t)sqlite3_column_int64(st, 4);
-		r->has_metric = sqlite3_column_type(st, 5) != SQLITE_NULL;
-		r->metric = r->has_metric ? sqlite3_column_double(st, 5) : NAN;
-		r->epoch = (uint32_t)sqlite3_column_int64(st, 6);
-		r->from_trial = (uint32_t)sqlite3_column_int64(st, 7);
-		r->from_job = sqlite3_column_int64(st, 8);
-		r->job = sqlite3_column_int64(st, 9);
-		r->prev_job = sqlite3_column_int64(st, 11);
-		r->params_owned = dup_column_text(st, 10);
-		r->params = r->params_owned;
-		if (!r->params_owned) {
-			rc = tr_err_set(err, -ENOMEM, "%s: out of memory", ctx);
-			break;
-		}
-		k++;
-	}
-	sqlite3_finalize(st);
-	if (rc < 0) {
-		store_pbt_rows_free(v, k);
-		return rc;
-	}
-	*out = v;
-	*n = k;
-	return 0;
+	return select_rows(s, sql, &sweep, 1, sizeof(**out), read_lineage_row, clear_lineage_row, (void **)out, n,
+			   err, "reading a sweep's lineage");
 }
 
 void store_pbt_rows_free(struct store_pbt_row *r, size_t n)
