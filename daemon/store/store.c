@@ -1356,13 +1356,17 @@ int store_commit_epoch(struct store *s, int64_t job, const struct history_row *r
 {
 	/* Keep the newest max(keep, 1) epoch checkpoints and the best one
 	 * (lowest score: val_loss, or minus the monitored accuracy; the
-	 * earliest of equals; NULL = NaN never best). */
+	 * earliest of equals; NULL = NaN never best), and those a PBT exploit
+	 * started from (sweep_lineage). */
 	static const char retention_sql[] =
 		"DELETE FROM checkpoints WHERE job_id = ?1 AND kind = 'epoch'"
 		" AND id NOT IN (SELECT id FROM checkpoints WHERE job_id = ?1 AND kind = 'epoch'"
 		"                ORDER BY epoch DESC LIMIT ?2)"
 		" AND id NOT IN (SELECT id FROM checkpoints WHERE job_id = ?1 AND kind = 'epoch'"
-		"                AND score IS NOT NULL ORDER BY score, epoch LIMIT 1)";
+		"                AND score IS NOT NULL ORDER BY score, epoch LIMIT 1)"
+		/* PBT: an exploit's source (migration 0011), needed to replay it */
+		" AND NOT EXISTS (SELECT 1 FROM sweep_lineage l WHERE l.from_job = ?1"
+		"                 AND l.epoch = checkpoints.epoch AND l.action = 'exploit')";
 	int64_t committed = 0, keep = -1, ckpt_id = 0;
 	double score = NAN;
 	char ctx[80];
@@ -1489,26 +1493,29 @@ static int set_origin(struct store *s, int64_t id, const struct store_origin *o,
 	return rc < 0 ? rc : 0;
 }
 
-int store_job_create_from(struct store *s, const char *name, const char *config_json,
-			  uint32_t epochs, int32_t keep, enum job_state state, const uint8_t *blob,
-			  size_t len, const char *checksum, const struct store_origin *o, int64_t *id,
-			  struct tr_err *err)
+static int check_from_args(const char *name, const char *config_json, enum job_state state, const uint8_t *blob,
+			   size_t len, const char *checksum, const struct store_origin *o, struct tr_err *err,
+			   const char *ctx)
 {
-	const char *ctx = "creating a job from another's checkpoint";
-	int64_t new_id = 0;
-	double score = NAN;
-	int rc;
+	int rc = check_job_args(name, config_json, state, err, ctx);
 
-	rc = check_job_args(name, config_json, state, err, ctx);
 	if (rc == 0)
 		rc = check_blob(blob, len, checksum, err, ctx);
 	if (rc == 0 && (!o || !o->text || o->nrows != o->epoch || (o->is_epoch && (o->step || !o->epoch))))
 		rc = tr_err_set(err, -EINVAL, "%s: the origin's position and history disagree", ctx);
-	if (rc < 0)
-		return rc;
-	rc = txn_begin(s, err, ctx);
-	if (rc < 0)
-		return rc;
+	return rc;
+}
+
+/* store_job_create_from's rows, in the caller's transaction. */
+static int create_from_in_txn(struct store *s, const char *name, const char *config_json, uint32_t epochs,
+			      int32_t keep, enum job_state state, const uint8_t *blob, size_t len,
+			      const char *checksum, const struct store_origin *o, int64_t *id, struct tr_err *err,
+			      const char *ctx)
+{
+	int64_t new_id = 0;
+	double score = NAN;
+	int rc;
+
 	rc = insert_job(s, name, config_json, epochs, keep, state, &new_id, err, ctx);
 	if (rc == 0)
 		rc = set_origin(s, new_id, o, err, ctx);
@@ -1520,6 +1527,28 @@ int store_job_create_from(struct store *s, const char *name, const char *config_
 	if (rc == 0)
 		rc = insert_checkpoint(s, new_id, o->epoch, o->step, o->is_epoch, o->val_loss, score, blob,
 				       len, checksum, err, ctx);
+	if (rc == 0 && id)
+		*id = new_id;
+	return rc;
+}
+
+int store_job_create_from(struct store *s, const char *name, const char *config_json,
+			  uint32_t epochs, int32_t keep, enum job_state state, const uint8_t *blob,
+			  size_t len, const char *checksum, const struct store_origin *o, int64_t *id,
+			  struct tr_err *err)
+{
+	const char *ctx = "creating a job from another's checkpoint";
+	int64_t new_id = 0;
+	int rc;
+
+	rc = check_from_args(name, config_json, state, blob, len, checksum, o, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = txn_begin(s, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = create_from_in_txn(s, name, config_json, epochs, keep, state, blob, len, checksum, o, &new_id, err,
+				ctx);
 	rc = txn_end(s, rc < 0 ? rc : 0, err, ctx);
 	if (rc == 0 && id)
 		*id = new_id;
@@ -1976,6 +2005,8 @@ int store_sweep_delete(struct store *s, int64_t id, struct tr_err *err)
 		return rc;
 	rc = exec_i64(s, "DELETE FROM sweep_trials WHERE sweep_id = ?1", &id, 1, err, ctx);
 	if (rc >= 0)
+		rc = exec_i64(s, "DELETE FROM sweep_lineage WHERE sweep_id = ?1", &id, 1, err, ctx);
+	if (rc >= 0)
 		rc = exec_i64(s, "DELETE FROM sweeps WHERE id = ?1", &id, 1, err, ctx);
 	if (rc == 0)
 		rc = tr_err_set(err, -ENOENT, "sweep %" PRId64 ": no such sweep", id);
@@ -2149,4 +2180,113 @@ void store_trials_free(struct store_trial *t, size_t n)
 	for (size_t i = 0; i < n; i++)
 		free(t[i].params);
 	free(t);
+}
+
+/* ---- PBT's lineage (migration 0011) ------------------------------------- */
+
+static int insert_lineage(struct store *s, int64_t sweep, uint32_t k, const struct store_pbt_row *r,
+			  struct tr_err *err, const char *ctx)
+{
+	static const char sql[] =
+		"INSERT INTO sweep_lineage (sweep_id, interval, trial, action, rank, ranked, metric, epoch,"
+		" from_trial, from_job, job_id, params, prev_job)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+	const struct sqlv v[] = {
+		SQLV_I64(sweep), SQLV_I64(k), SQLV_I64(r->trial), SQLV_TEXT(r->exploit ? "exploit" : "continue"),
+		SQLV_I64(r->rank), SQLV_I64(r->ranked), SQLV_REAL(r->has_metric ? r->metric : NAN),
+		SQLV_I64(r->epoch), SQLV_I64(r->from_trial), SQLV_I64(r->from_job), SQLV_I64(r->job),
+		SQLV_TEXT(r->params), SQLV_I64(r->prev_job),
+	};
+	int rc = exec_values(s, sql, v, 13, err, ctx);
+
+	return rc < 0 ? rc : 0;
+}
+
+int store_pbt_record(struct store *s, int64_t sweep, uint32_t k, struct store_pbt_row *rows, size_t n,
+		     const struct store_pbt_job *jobs, size_t njobs, int64_t *job_ids, struct tr_err *err)
+{
+	const char *ctx = "recording a PBT decision";
+	size_t next = 0;
+	int rc = 0;
+
+	for (size_t i = 0; rc == 0 && i < njobs; i++)
+		rc = check_from_args(jobs[i].job.name, jobs[i].job.config_json, JOB_QUEUED, jobs[i].blob,
+				     jobs[i].len, jobs[i].checksum, &jobs[i].origin, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = txn_begin(s, err, ctx);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		struct store_pbt_row *r = &rows[i];
+
+		if (r->exploit) {
+			const struct store_pbt_job *nj = &jobs[next];
+
+			if (next >= njobs) {
+				rc = tr_err_set(err, -EINVAL, "%s: more exploits than jobs", ctx);
+				break;
+			}
+			rc = create_from_in_txn(s, nj->job.name, nj->job.config_json, nj->job.epochs, nj->job.keep,
+						JOB_QUEUED, nj->blob, nj->len, nj->checksum, &nj->origin,
+						&job_ids[next], err, ctx);
+			if (rc >= 0 && nj->job.digest && nj->job.digest[0])
+				rc = set_digest_in_txn(s, job_ids[next], nj->job.digest, err, ctx);
+			if (rc >= 0)
+				rc = exec_i64(s, "UPDATE sweep_trials SET job_id = ?3 WHERE sweep_id = ?1 AND trial = ?2",
+					      (int64_t[]){ sweep, r->trial, job_ids[next] }, 3, err, ctx);
+			if (rc == 0)   /* the rows it changed */
+				rc = tr_err_set(err, -ENOENT, "%s: sweep %" PRId64 " has no trial %u", ctx, sweep, r->trial);
+			if (rc < 0)
+				break;
+			r->job = job_ids[next++];
+		}
+		rc = insert_lineage(s, sweep, k, r, err, ctx);
+	}
+	return txn_end(s, rc < 0 ? rc : 0, err, ctx);
+}
+
+static int read_lineage_row(struct store *s, sqlite3_stmt *st, void *row, struct tr_err *err)
+{
+	struct store_pbt_row *r = row;
+	const unsigned char *action = sqlite3_column_text(st, 2);
+
+	(void)s;
+	memset(r, 0, sizeof(*r));
+	r->interval = (uint32_t)sqlite3_column_int64(st, 0);
+	r->trial = (uint32_t)sqlite3_column_int64(st, 1);
+	r->exploit = action && strcmp((const char *)action, "exploit") == 0;
+	r->rank = (uint32_t)sqlite3_column_int64(st, 3);
+	r->ranked = (uint32_t)sqlite3_column_int64(st, 4);
+	r->has_metric = sqlite3_column_type(st, 5) != SQLITE_NULL;
+	r->metric = r->has_metric ? sqlite3_column_double(st, 5) : NAN;
+	r->epoch = (uint32_t)sqlite3_column_int64(st, 6);
+	r->from_trial = (uint32_t)sqlite3_column_int64(st, 7);
+	r->from_job = sqlite3_column_int64(st, 8);
+	r->job = sqlite3_column_int64(st, 9);
+	r->prev_job = sqlite3_column_int64(st, 11);
+	r->params = r->params_owned = dup_column_text(st, 10);
+	return r->params_owned ? 0 : tr_err_set(err, -ENOMEM, "reading a sweep's lineage: out of memory");
+}
+
+static void clear_lineage_row(void *row)
+{
+	free(((struct store_pbt_row *)row)->params_owned);
+}
+
+int store_pbt_lineage(struct store *s, int64_t sweep, struct store_pbt_row **out, size_t *n, struct tr_err *err)
+{
+	static const char sql[] =
+		"SELECT interval, trial, action, rank, ranked, metric, epoch, from_trial, from_job, job_id, params,"
+		" prev_job FROM sweep_lineage WHERE sweep_id = ?1 ORDER BY interval, trial";
+
+	return select_rows(s, sql, &sweep, 1, sizeof(**out), read_lineage_row, clear_lineage_row, (void **)out, n,
+			   err, "reading a sweep's lineage");
+}
+
+void store_pbt_rows_free(struct store_pbt_row *r, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(r[i].params_owned);
+	free(r);
 }
