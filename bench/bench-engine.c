@@ -7,6 +7,8 @@
  *   bench-engine [EPOCHS] [--no-torch] [--blas-kernel NAME]   the lesson's figures (EPOCHS per run, 5),
  *                                                             then resnet20's
  *   bench-engine --sweep                                      the scaling table (below)
+ *   bench-engine --sweep-cell H,B                             its rows of hidden H and batch B only
+ *   bench-engine --mlp [EPOCHS]                               the lesson MLP's figures alone (5. below)
  *   bench-engine --resnet                                     resnet20's figures alone
  *   bench-engine --kernels [EPOCHS]                           the candidate kernels against each other
  *   bench-engine --sequences                                  the language models' figures alone (issue 24)
@@ -75,7 +77,8 @@
  * (fewer than the lesson's, so the table takes minutes), 3 epochs per cell:
  * the median epoch, its efficiency against the best kernel's peak for the
  * same thread count, and PyTorch's median epoch for the same shape and data
- * at its best (1 thread, or the faster of 1 and 2); where the CPU has bf16,
+ * at its best (1 thread, or the faster of 1 and 2; bounded, TORCH_BATCHES
+ * batches an epoch, as in 5.); where the CPU has bf16,
  * the median epoch in precision bf16 and its speedup over fp32.
  *
  * --kernels: every kernel this CPU can run among the ones auto chooses from
@@ -1035,6 +1038,9 @@ static int sequences(int torch)
 	return rc;
 }
 
+/* --sweep-cell H,B: the sweep's rows of that hidden width and batch only (0: all). */
+static uint32_t sweep_h, sweep_b;
+
 static int sweep(const char *data, const char *dir, int torch)
 {
 	static const uint32_t widths[] = { 256, 1024, 4096 }, batches[] = { 64, 256, 1024 };
@@ -1081,6 +1087,8 @@ static int sweep(const char *data, const char *dir, int torch)
 				s.hidden = widths[h];
 				s.batch = batches[bt];
 				s.threads = thr;
+				if ((sweep_h && s.hidden != sweep_h) || (sweep_b && s.batch != sweep_b))
+					continue;
 				if (measure(dir, &s, &r) < 0) {
 					fprintf(stderr, "bench-engine: the sweep's run H=%u B=%u failed\n",
 						s.hidden, s.batch);
@@ -1096,8 +1104,11 @@ static int sweep(const char *data, const char *dir, int torch)
 						snprintf(x16, sizeof(x16), "%.2fx", r.median / rb.median);
 					}
 				}
-				if (torch)
+				if (torch) {
+					torch_batches = TORCH_BATCHES;
 					ts = torch_best(data, "mlp", &s, &tthr, what, sizeof(what), NULL);
+					torch_batches = 0;
+				}
 				eff = mlp_flops(s.hidden, s.train, s.val) / (r.median * peak[thr]);
 				if (ts > 0)
 					printf("%6u %6u %3d | %9.3f %6.2f | %9s %7s | %9.3f %4d %7.2fx\n", s.hidden,
@@ -1322,6 +1333,10 @@ int main(int argc, char **argv)
 			only_resnet = 1;
 		} else if (strcmp(argv[i], "--bf16") == 0) {
 			only_bf16 = 1;
+		} else if (strcmp(argv[i], "--sweep-cell") == 0 && i + 1 < argc &&
+			   sscanf(argv[i + 1], "%u,%u", &sweep_h, &sweep_b) == 2) {
+			do_sweep = 1;
+			i++;
 		} else if (strcmp(argv[i], "--mlp") == 0) {
 			only_mlp = 1;
 		} else if (strcmp(argv[i], "--sequences") == 0) {
@@ -1343,7 +1358,7 @@ int main(int argc, char **argv)
 		} else if (atoi(argv[i]) >= 1 && atoi(argv[i]) <= MAX_EPOCHS) {
 			epochs = atoi(argv[i]);
 		} else {
-			fprintf(stderr, "usage: bench-engine [EPOCHS (1..%d, 5)] [--sweep | --mlp | --resnet | --bf16 | --kernels | --portable | --sequences] "
+			fprintf(stderr, "usage: bench-engine [EPOCHS (1..%d, 5)] [--sweep | --sweep-cell H,B | --mlp | --resnet | --bf16 | --kernels | --portable | --sequences] "
 				"[--no-torch] [--blas-kernel NAME|auto|openblas]\n", MAX_EPOCHS);
 			return 2;
 		}

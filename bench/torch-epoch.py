@@ -14,7 +14,9 @@ its float32 matmuls, whose own threads fight torch's on 2 cores), the
 OpenBLAS kernel torch's BLAS runs, and oneDNN (its convolutions); then one
 line per epoch: "epoch SECONDS CPU_SECONDS" (the process's CPU time:
 what a busy machine's waiting does not blur). With TORCH_EPOCH_GIVE_UP=SECONDS it stops
-after the first epoch that took longer than that (printing "gave up"):
+after the first epoch that took longer than that (bounded: whose estimate or
+whose measured batches took longer, the batches cut short once they took
+longer, at least 10 of them; printing "gave up"):
 bench-engine measures a second configuration only to see whether it beats
 the first, and torch's 2 threads on a busy 2-core machine can take 50 times
 as long.
@@ -152,6 +154,9 @@ if bounded > 0:
             train_batch(order[i * batch:(i + 1) * batch])
             tw.append(time.time() - t0)
             tc.append(time.process_time() - c0)
+            if give_up and len(tw) >= 10 and sum(tw) > give_up:
+                break      # the estimate from the batches so far; "gave up" below
+        tb_done = len(tw)
         m.eval()
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             for i in range(vb):
@@ -160,9 +165,13 @@ if bounded > 0:
                 vw.append(time.time() - t0)
                 vc.append(time.process_time() - c0)
         print("batches %d of %d, %d of %d; median train batch %.3f ms, slowest %.3f ms" %
-              (tb, n_batches, vb, v_batches, median(tw) * 1e3, max(tw) * 1e3), flush=True)
-        print("epoch %.4f %.4f" % (median(tw) * n_batches + median(vw) * v_batches,
-                                   median(tc) * n_batches + median(vc) * v_batches), flush=True)
+              (tb_done, n_batches, vb, v_batches, median(tw) * 1e3, max(tw) * 1e3), flush=True)
+        est = median(tw) * n_batches + median(vw) * v_batches
+        print("epoch %.4f %.4f" % (est, median(tc) * n_batches + median(vc) * v_batches), flush=True)
+        if give_up and (est > give_up or sum(tw) + sum(vw) > give_up):
+            print("gave up: epoch %.1f s (its measured batches %.1f s) > %.1f s" % (est, sum(tw) + sum(vw), give_up),
+                  flush=True)
+            break
     sys.exit(0)
 for e in range(epochs):
     t0, c0 = time.time(), time.process_time()
