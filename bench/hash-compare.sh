@@ -16,6 +16,16 @@ for m in "" lenet5 "conv2d(3,3,padding=1),relu,maxpool2d(2),conv2d(4,3,stride=2,
   done
  done
 done
+# an MLP whose second linear layer is split across the team and passes a gradient down (its
+# optimizer update waits for the phase's end: net_backward_update), with SGD and momentum too
+for opt in "" "--optimizer sgd --momentum 0.9 --weight-decay 5e-4 --lr 0.05"; do
+ for th in 1 2; do
+  ha=$($A --epochs 1 --threads $th --train-size 3000 --no-test --hash --hidden 512,256 $opt 2>&1 | grep -io "[0-9a-f]\{64\}" | tail -1)
+  hb=$($B --epochs 1 --threads $th --train-size 3000 --no-test --hash --hidden 512,256 $opt 2>&1 | grep -io "[0-9a-f]\{64\}" | tail -1)
+  if [ -n "$ha" ] && [ "$ha" = "$hb" ]; then r=SAME; else r="DIFF($ha/$hb)"; fi
+  echo "$r threads=$th batch=64 model=mlp(512,256) ${opt:-adam}"
+ done
+done
 for th in 1 2; do
  for bs in 64 37; do
   ha=$($A --dataset fashion-mnist --model resnet20 --epochs 1 --threads $th --batch-size $bs --train-size 300 --val-size 100 --no-test --hash 2>&1 | grep -io "[0-9a-f]\{64\}" | tail -1)
