@@ -700,6 +700,21 @@ static void print_run(const char *what, const struct epoch_result *r)
 	       what, r->best, r->median, r->worst, r->worst / r->best, cpu_median(r), r->rss_kb / 1024.0);
 }
 
+/* An epoch at its best, as PyTorch's bounded figure is taken: the median
+ * training step times the steps, plus the validation (median over the
+ * epochs). What the machine's other load adds to some steps is left out on
+ * both sides. */
+static double step_estimate(const struct epoch_result *r, const struct run_spec *s)
+{
+	uint32_t train = s->train ? s->train : 50000, batch = s->batch ? s->batch : 64;
+	double e[MAX_EPOCHS];
+
+	for (int i = 0; i < r->epochs; i++)
+		e[i] = r->detail[i].step_median * ((train + batch - 1) / batch) + r->detail[i].eval_s;
+	qsort(e, (size_t)r->epochs, sizeof(double), cmp_double);
+	return e[r->epochs / 2];
+}
+
 static int mlp_section(const char *data, const char *dir, int epochs, int torch)
 {
 	const double flops = mlp_flops(256, 50000, 10000);
@@ -747,10 +762,13 @@ static int mlp_section(const char *data, const char *dir, int epochs, int torch)
 	       verdict(flops / (rf2.median * pb.p2) >= TARGET_EFFICIENCY));
 	printf("fp32 flatness threads=2 (slowest / fastest of %d): %.2f; target <= %.2f: %s\n", epochs,
 	       rf2.worst / rf2.best, TARGET_FLATNESS, verdict(rf2.worst / rf2.best <= TARGET_FLATNESS));
+	printf("fp32 at its best (median step x steps + validation): threads=2 %.3f s, efficiency %.2f\n",
+	       step_estimate(&rf2, &f2), flops / (step_estimate(&rf2, &f2) * pb.p2));
 	if (bf16)
-		printf("bf16 over fp32: threads=2 by the median %.2fx, threads=1 by the median %.2fx, threads=1 by CPU time %.2fx; target >= %.0fx (threads=2, median): %s\n",
+		printf("bf16 over fp32: threads=2 by the median %.2fx, threads=1 by the median %.2fx, threads=1 by CPU time %.2fx, threads=2 at their best (median step) %.2fx; target >= %.0fx (threads=2, median): %s\n",
 		       rf2.median / rb2.median, rf1.median / rb1.median, cpu_median(&rf1) / cpu_median(&rb1),
-		       TARGET_BF16_FP32, verdict(rf2.median / rb2.median >= TARGET_BF16_FP32));
+		       step_estimate(&rf2, &f2) / step_estimate(&rb2, &b2), TARGET_BF16_FP32,
+		       verdict(rf2.median / rb2.median >= TARGET_BF16_FP32));
 	if (torch) {
 		torch_batches = TORCH_BATCHES;
 		t32 = torch_best(data, "mlp", &f2, &t32t, w32, sizeof(w32), &c32);
@@ -765,15 +783,15 @@ static int mlp_section(const char *data, const char *dir, int epochs, int torch)
 		printf("PyTorch: not measured (%s)\n", torch ? "no torch for /usr/bin/python3" : "--no-torch");
 	} else {
 		printf("PyTorch 1.13 at its best, float32: %s\n", w32);
-		printf("  traind fp32 (threads=2) vs PyTorch at its best by the median: %.2fx; target >= %.0fx: %s; by CPU time, 1 thread each: %.2fx\n",
+		printf("  traind fp32 (threads=2) vs PyTorch at its best by the median: %.2fx; target >= %.0fx: %s; by CPU time, 1 thread each: %.2fx; both at their best (median step x steps + validation, traind %.3f s): %.2fx\n",
 		       t32 / rf2.median, TARGET_TORCH_MLP, verdict(t32 / rf2.median >= TARGET_TORCH_MLP),
-		       c32 / cpu_median(&rf1));
+		       c32 / cpu_median(&rf1), step_estimate(&rf2, &f2), t32 / step_estimate(&rf2, &f2));
 	}
 	if (t16 >= 0) {
 		printf("PyTorch 1.13 at its best under torch.autocast(\"cpu\", torch.bfloat16): %s\n", w16);
-		printf("  traind bf16 (threads=2) vs PyTorch autocast at its best by the median: %.2fx; target >= %.0fx: %s; by CPU time, 1 thread each: %.2fx\n",
+		printf("  traind bf16 (threads=2) vs PyTorch autocast at its best by the median: %.2fx; target >= %.0fx: %s; by CPU time, 1 thread each: %.2fx; both at their best (traind %.3f s): %.2fx\n",
 		       t16 / rb2.median, TARGET_BF16_TORCH, verdict(t16 / rb2.median >= TARGET_BF16_TORCH),
-		       c16 / cpu_median(&rb1));
+		       c16 / cpu_median(&rb1), step_estimate(&rb2, &b2), t16 / step_estimate(&rb2, &b2));
 	} else if (torch && bf16) {
 		printf("PyTorch autocast: not measured\n");
 	}
