@@ -762,8 +762,8 @@ static int mlp_section(const char *data, const char *dir, int epochs, int torch)
 	       verdict(flops / (rf2.median * pb.p2) >= TARGET_EFFICIENCY));
 	printf("fp32 flatness threads=2 (slowest / fastest of %d): %.2f; target <= %.2f: %s\n", epochs,
 	       rf2.worst / rf2.best, TARGET_FLATNESS, verdict(rf2.worst / rf2.best <= TARGET_FLATNESS));
-	printf("fp32 at its best (median step x steps + validation): threads=2 %.3f s, efficiency %.2f\n",
-	       step_estimate(&rf2, &f2), flops / (step_estimate(&rf2, &f2) * pb.p2));
+	printf("fp32 at its best (median step x steps + validation): threads=2 %.3f s, threads=1 %.3f s\n",
+	       step_estimate(&rf2, &f2), step_estimate(&rf1, &f1));
 	if (bf16)
 		printf("bf16 over fp32: threads=2 by the median %.2fx, threads=1 by the median %.2fx, threads=1 by CPU time %.2fx, threads=2 at their best (median step) %.2fx; target >= %.0fx (threads=2, median): %s\n",
 		       rf2.median / rb2.median, rf1.median / rb1.median, cpu_median(&rf1) / cpu_median(&rb1),
