@@ -10,6 +10,9 @@
  *   bench-engine --resnet                                     resnet20's figures alone
  *   bench-engine --kernels [EPOCHS]                           the candidate kernels against each other
  *   bench-engine --sequences                                  the language models' figures alone (issue 24)
+ *   bench-engine [EPOCHS] --portable                          kernels portable against openblas per path, with
+ *                                                             the fair baselines: OpenBLAS Haswell against the
+ *                                                             avx2 path, Prescott against the plain C path (issue 25)
  *
  * Every report starts with the CPU (brand, family/model, features), the
  * OpenBLAS kernel in use and why (blaskernel.h: the same choice as traind's,
@@ -1109,7 +1112,11 @@ static int kernels(const char *dir, int epochs)
  * and threads=1, ROUNDS rounds alternating; per round the median of the
  * epochs, then the ratio openblas / portable (> 1: portable faster) per
  * round: their range. Smaller epochs than the lesson's figures (the plain C
- * path runs ~1 GFLOP/s); resnet20 not on the plain C path (~60x slower). */
+ * path runs ~1 GFLOP/s); resnet20 not on the plain C path (~60x slower).
+ * Beside them, per round, the fair baseline of the narrower paths
+ * (pk_fair): this program run again with OPENBLAS_CORETYPE=Haswell (what an
+ * AVX2-only CPU runs) against the avx2 path and =Prescott (OpenBLAS's
+ * generic x86-64 kernel) against the plain C path. */
 static const struct {
 	const char *label, *model, *set;
 	uint32_t train, val, batch;
