@@ -23,6 +23,9 @@ it on a loopback port. Checked:
     favicon and no 404 on any page; screenshots in the build dir;
   - Prometheus scrapes /metrics every second and its HTTP API returns the
     job's committed epoch for traind_job_epoch; promtool accepts /metrics.
+Under the sanitizers the browser steps that check only the pages'
+JavaScript (layout, a finished job's page, compare) are left to the release
+tree's run; the requests they make are made over HTTP instead.
 """
 import atexit
 import gzip
