@@ -51,6 +51,8 @@ struct seq_ctx {
 	float *tmp;                  /* (mb, at least seq_tmp_floats) the backward's scratch */
 	size_t mb;                   /* rows of those buffers: the net's max_batch */
 	uint64_t key;                /* the dropout streams' key (the job's seed) */
+	bool v2;                     /* seq_kernels 2: the blocked causal attention and the
+				      * float32 lanes (seq.c's top); false: the per-head form */
 };
 
 /* Floats of one sample's saved state, and of its backward scratch (l's
