@@ -4,6 +4,10 @@
 # over 13 and 21 channels: lanes of 8 with a remainder, split unevenly on 2 threads), then resnet20 on 300 Fashion-MNIST
 # samples, then precision bf16 (MLP, lenet5) where the CPU has it; SAME on each line when an engine
 # change kept the bits. Used for the speed branch (issue 12).
+# Then the language models of issue 24, char_lstm and gpt (their defaults), on the first 24.5 KB of
+# Debian's fortunes (a char vocabulary, context 64, 256 windows) at threads 1, 2 and batch 64, 37:
+# a build that knows the key seq_kernels runs them with seq_kernels 1, the arithmetic of every job
+# stored before the key (doc/sequences.md).
 A=$1; B=$2
 : "${TRAIND_DATA_DIR:?set TRAIND_DATA_DIR}"
 for m in "" lenet5 "conv2d(3,3,padding=1),relu,maxpool2d(2),conv2d(4,3,stride=2,bias=false),tanh,flatten,linear(10)" "flatten,linear(64),relu,dropout(0.3),linear(32),batchnorm1d,relu,linear(10)" "conv2d(4,3),batchnorm2d,relu,avgpool2d(2),flatten,linear(10)" "flatten,linear(100),gelu,linear(10)" "conv2d(13,3),batchnorm2d,relu,conv2d(21,3,stride=2),batchnorm2d,relu,flatten,linear(10)"; do
@@ -46,4 +50,31 @@ if $B --epochs 1 --train-size 64 --val-size 64 --no-test --precision bf16 >/dev/
  done
 else
  echo "bf16: not compared (this CPU or build has no bf16 path)"
+fi
+FORT=/usr/share/games/fortunes/fortunes
+if [ -r "$FORT" ] && [ -x /usr/bin/python3 ]; then
+ TXT=$(mktemp -d /tmp/hash-compare-text-XXXXXX)
+ mkdir "$TXT/fort" && cp "$FORT" "$TXT/fort/fort.txt"
+ /usr/bin/python3 -c '
+import json, sys
+d = sys.argv[1]
+t = open(d + "/fort.txt", encoding="utf-8").read()
+json.dump({"vocab": "char", "files": ["fort.txt"], "code_points": sorted({ord(c) for c in t}), "test_fraction": 0.1},
+          open(d + "/dataset.json", "w"))' "$TXT/fort"
+ old=""; $A --help 2>&1 | grep -q -- --seq-kernels && old="--seq-kernels 1"
+ new=""; $B --help 2>&1 | grep -q -- --seq-kernels && new="--seq-kernels 1"
+ for m in char_lstm gpt; do
+  for th in 1 2; do
+   for bs in 64 37; do
+    set -- --data-dir "$TXT" --dataset fort --model $m --context 64 --epochs 1 --threads $th --batch-size $bs --train-size 256 --val-size 32 --no-test --hash
+    ha=$($A "$@" $old 2>&1 | grep -io "[0-9a-f]\{64\}" | tail -1)
+    hb=$($B "$@" $new 2>&1 | grep -io "[0-9a-f]\{64\}" | tail -1)
+    if [ -n "$ha" ] && [ "$ha" = "$hb" ]; then r=SAME; else r="DIFF($ha/$hb)"; fi
+    echo "$r threads=$th batch=$bs model=$m (fortunes 24.5 KB, context 64${new:+, B $new})"
+   done
+  done
+ done
+ rm -rf "$TXT"
+else
+ echo "SKIPPED char_lstm, gpt: no $FORT (the fortunes package) or /usr/bin/python3"
 fi

@@ -11,8 +11,15 @@ DATASET_DIR is a text dataset as traind imports it (dataset.json's files
 and sorted code points). An epoch is TRAIN windows of CONTEXT tokens from
 the text's start in batches of BATCH with Adam (lr 1e-3), the cross-entropy
 at every position, then VAL windows evaluated (batch 128), as bench-engine's
-traind epoch. Prints "epoch SECONDS" per epoch.
+traind epoch. First prints its configuration, "config ...": torch's version
+and threads, OPENBLAS_NUM_THREADS and OPENBLAS_CORETYPE as given
+(bench-engine sets 1 and traind's kernel), the kernel torch's OpenBLAS runs
+and oneDNN; then "epoch SECONDS CPU_SECONDS" per epoch (the process's CPU
+time). With TORCH_EPOCH_GIVE_UP=SECONDS it stops after the first epoch
+slower than that (bench-engine's 2-thread run, which a loaded 2-core
+machine can slow many times over).
 """
+import ctypes
 import json
 import os
 import sys
@@ -22,9 +29,26 @@ import torch
 
 model_name, ddir = sys.argv[1], sys.argv[2]
 threads, epochs, n_train, n_val, batch, T = (int(a) for a in sys.argv[3:9])
+give_up = float(os.environ.get("TORCH_EPOCH_GIVE_UP", "0"))
 torch.set_num_threads(threads)
 torch.set_num_interop_threads(1)
 torch.manual_seed(42)
+
+
+def blas_corename():
+    """The kernel of the OpenBLAS torch calls (libblas.so.3, already loaded)."""
+    try:
+        lib = ctypes.CDLL("libblas.so.3")
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        return lib.openblas_get_corename().decode()
+    except (OSError, AttributeError):
+        return "?"
+
+
+print("config torch %s, %d thread%s (interop 1), OPENBLAS_NUM_THREADS=%s, OPENBLAS_CORETYPE=%s, its OpenBLAS runs %s,"
+      " oneDNN %s" % (torch.__version__, threads, "" if threads == 1 else "s", os.environ.get("OPENBLAS_NUM_THREADS", "unset"),
+                      os.environ.get("OPENBLAS_CORETYPE", "unset"), blas_corename(),
+                      "on" if torch.backends.mkldnn.is_available() else "off"), flush=True)
 
 meta = json.load(open(os.path.join(ddir, "dataset.json")))
 text = "".join(open(os.path.join(ddir, f), encoding="utf-8").read() for f in meta["files"])
@@ -71,7 +95,7 @@ model = CharLSTM() if model_name == "char_lstm" else GPT()
 opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 loss_fn = torch.nn.CrossEntropyLoss()
 for e in range(epochs):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     model.train()
     perm = torch.randperm(n_train)
     for i in range(0, n_train, batch):
@@ -86,4 +110,8 @@ for e in range(epochs):
         for i in range(0, n_val, 128):
             z = model(x_val[i:i + 128])
             loss_fn(z.reshape(-1, V), y_val[i:i + 128].reshape(-1))
-    print("epoch %.6f" % (time.perf_counter() - t0), flush=True)
+    took = time.perf_counter() - t0
+    print("epoch %.6f %.6f" % (took, time.process_time() - c0), flush=True)
+    if give_up > 0 and took > give_up:
+        print("gave up", flush=True)
+        break

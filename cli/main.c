@@ -63,6 +63,8 @@ static void usage(FILE *out)
 		"  --augment SPEC         training-batch augmentation, e.g.\n"
 		"                         'random_crop(32,padding=4),random_horizontal_flip(0.5)' (none)\n"
 		"  --context N            a text dataset's tokens per sample (windows; doc/sequences.md)\n"
+		"  --seq-kernels 1|2      the sequence layers' arithmetic: 1 per head (jobs stored before the key),\n"
+		"                         2 the blocked causal attention, float32 lanes (2)\n"
 		"  --checkpoint FILE      write a checkpoint to FILE after every epoch\n"
 		"  --crash-after-epoch N  stop right after epoch N's checkpoint (simulated crash)\n"
 		"  --resume FILE          continue from a checkpoint file\n"
@@ -159,6 +161,7 @@ int main(int argc, char **argv)
 		{ "kernels", required_argument, NULL, 1 },
 		{ "precision", required_argument, NULL, 1 },
 		{ "context", required_argument, NULL, 1 },
+		{ "seq-kernels", required_argument, NULL, 1 },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *data_dir = getenv("TRAIND_DATA_DIR");

@@ -70,6 +70,7 @@ enum opt {
 	O_KERNELS,
 	O_PRECISION,
 	O_CONTEXT,
+	O_SEQ_KERNELS,
 	O_KEEP,
 	O_INIT_FROM,
 	O_WEIGHTS_ONLY,
@@ -100,7 +101,7 @@ enum opt {
 };
 
 #define CONFIG_FIRST O_DATASET
-#define CONFIG_LAST O_CONTEXT
+#define CONFIG_LAST O_SEQ_KERNELS
 
 struct opt_desc {
 	const char *name;     /* long name, without "--" */

@@ -139,6 +139,7 @@ static struct seq_ctx seq_of(const struct net *n, const struct net_layer *l)
 		.spec = &l->spec, .in = l->in, .out = l->out, .params = n->params ? n->params + l->w_off : NULL,
 		.grads = n->grads ? n->grads + l->w_off : NULL, .y = l->y, .aux = l->aux, .tmp = n->seqtmp,
 		.mb = n->max_batch, .key = n->dropout_key, .kernels = n->kernels,
+		.v2 = n->seq_kernels == 2 && n->kernels != KERNELS_PORTABLE,
 	};
 
 	return c;

@@ -97,6 +97,7 @@ static void linear_rows(enum kernels_kind K, float *y, const float *x, const flo
 
 /* ---- layer norm -------------------------------------------------------- */
 
+#define SLANES 16  /* seq_kernels 2's float32 lanes */
 #define LANES 8   /* partial sums of a row, added in lane order: vectorised, in a fixed order */
 
 /* The sum of a[j] (sq: of (a[j] - shift)^2), j < n, in double. */
@@ -121,20 +122,52 @@ static inline double dsum(const float *restrict a, double shift, bool sq, size_t
 	return s;
 }
 
+/* The sum of a[j] (sq: of (a[j] - shift)^2), j < n, in float32 lanes
+ * (seq_kernels 2). */
+static inline float fsum(const float *restrict a, float shift, bool sq, size_t n)
+{
+	float acc[SLANES] = { 0 }, s = 0.0f;
+	size_t j = 0;
+
+	for (; j + SLANES <= n; j += SLANES)
+		for (size_t k = 0; k < SLANES; k++) {
+			float v = a[j + k] - shift;
+
+			acc[k] += sq ? v * v : v;
+		}
+	for (size_t k = 0; k < SLANES; k++)
+		s += acc[k];
+	for (; j < n; j++) {
+		float v = a[j] - shift;
+
+		s += sq ? v * v : v;
+	}
+	return s;
+}
+
+/* v2: the mean and variance in float32 lanes; else in double. */
 HOT_CLONES
-static void ln_forward(const float *x, float *y, const float *w, const float *b, float *stats,
+static void ln_forward(bool v2, const float *x, float *y, const float *w, const float *b, float *stats,
 		       size_t rows, size_t E)
 {
 	for (size_t r = 0; r < rows; r++) {
 		const float *xr = x + r * E;
 		float *yr = y + r * E;
-		double mean, var;
 		float m, rs;
 
-		mean = dsum(xr, 0.0, false, E) / (double)E;
-		var = dsum(xr, mean, true, E) / (double)E;
-		m = (float)mean;
-		rs = (float)(1.0 / sqrt(var + LN_EPS));
+		if (v2) {
+			float var;
+
+			m = fsum(xr, 0.0f, false, E) / (float)E;
+			var = fsum(xr, m, true, E) / (float)E;
+			rs = 1.0f / sqrtf(var + (float)LN_EPS);
+		} else {
+			double mean = dsum(xr, 0.0, false, E) / (double)E;
+			double var = dsum(xr, mean, true, E) / (double)E;
+
+			m = (float)mean;
+			rs = (float)(1.0 / sqrt(var + LN_EPS));
+		}
 		stats[2 * r] = m;
 		stats[2 * r + 1] = rs;
 		for (size_t j = 0; j < E; j++)
@@ -142,33 +175,63 @@ static void ln_forward(const float *x, float *y, const float *w, const float *b,
 	}
 }
 
-/* dx (write, or add when `add`) from dy; dw, db accumulated. */
+/* dx (may be NULL) = base + the layer norm's gradient at x from dy (base
+ * NULL: without it; base may be dx itself); dw, db accumulated. v2: the
+ * row sums in float32 lanes; else in double. */
 HOT_CLONES
-static void ln_backward(const float *dy, const float *x, const float *w, const float *stats,
-			float *dx, float *dw, float *db, size_t rows, size_t E, bool add)
+static void ln_backward(bool v2, const float *dy, const float *x, const float *w, const float *stats,
+			float *dx, const float *base, float *dw, float *db, size_t rows, size_t E)
 {
 	for (size_t r = 0; r < rows; r++) {
 		const float *dyr = dy + r * E, *xr = x + r * E;
-		float m = stats[2 * r], rs = stats[2 * r + 1];
-		double s1 = 0.0, s2 = 0.0, a1[LANES] = { 0 }, a2[LANES] = { 0 };
-		size_t j0 = E / LANES * LANES;
+		float m = stats[2 * r], rs = stats[2 * r + 1], a, c;
 
-		for (size_t j = 0; j < j0; j += LANES)
-			for (size_t k = 0; k < LANES; k++) {
-				float xh = (xr[j + k] - m) * rs, g = dyr[j + k] * w[j + k];
+		if (v2) {
+			float f1[SLANES] = { 0 }, f2[SLANES] = { 0 }, s1 = 0.0f, s2 = 0.0f;
+			size_t j0 = E / SLANES * SLANES;
 
-				a1[k] += g;
-				a2[k] += (double)g * xh;
+			for (size_t j = 0; j < j0; j += SLANES)
+				for (size_t k = 0; k < SLANES; k++) {
+					float xh = (xr[j + k] - m) * rs, g = dyr[j + k] * w[j + k];
+
+					f1[k] += g;
+					f2[k] += g * xh;
+				}
+			for (size_t k = 0; k < SLANES; k++) {
+				s1 += f1[k];
+				s2 += f2[k];
 			}
-		for (size_t k = 0; k < LANES; k++) {
-			s1 += a1[k];
-			s2 += a2[k];
-		}
-		for (size_t j = j0; j < E; j++) {
-			float xh = (xr[j] - m) * rs, g = dyr[j] * w[j];
+			for (size_t j = j0; j < E; j++) {
+				float xh = (xr[j] - m) * rs, g = dyr[j] * w[j];
 
-			s1 += g;
-			s2 += (double)g * xh;
+				s1 += g;
+				s2 += g * xh;
+			}
+			a = s1 / (float)E;
+			c = s2 / (float)E;
+		} else {
+			double s1 = 0.0, s2 = 0.0, a1[LANES] = { 0 }, a2[LANES] = { 0 };
+			size_t j0 = E / LANES * LANES;
+
+			for (size_t j = 0; j < j0; j += LANES)
+				for (size_t k = 0; k < LANES; k++) {
+					float xh = (xr[j + k] - m) * rs, g = dyr[j + k] * w[j + k];
+
+					a1[k] += g;
+					a2[k] += (double)g * xh;
+				}
+			for (size_t k = 0; k < LANES; k++) {
+				s1 += a1[k];
+				s2 += a2[k];
+			}
+			for (size_t j = j0; j < E; j++) {
+				float xh = (xr[j] - m) * rs, g = dyr[j] * w[j];
+
+				s1 += g;
+				s2 += (double)g * xh;
+			}
+			a = (float)(s1 / (double)E);
+			c = (float)(s2 / (double)E);
 		}
 		for (size_t j = 0; j < E; j++) {
 			float xh = (xr[j] - m) * rs;
@@ -179,14 +242,14 @@ static void ln_backward(const float *dy, const float *x, const float *w, const f
 		if (!dx)
 			continue;
 		{
-			float a = (float)(s1 / (double)E), c = (float)(s2 / (double)E);
 			float *dxr = dx + r * E;
+			const float *br = base ? base + r * E : NULL;
 
 			for (size_t j = 0; j < E; j++) {
 				float xh = (xr[j] - m) * rs;
 				float v = rs * (dyr[j] * w[j] - a - xh * c);
 
-				dxr[j] = add ? dxr[j] + v : v;
+				dxr[j] = br ? br[j] + v : v;
 			}
 		}
 	}
@@ -228,7 +291,7 @@ static double lanes_tree(double *a)
 }
 
 static void ln_backward_pk(const float *dy, const float *x, const float *w, const float *stats,
-			   float *dx, float *dw, float *db, size_t rows, size_t E, bool add)
+			   float *dx, const float *base, float *dw, float *db, size_t rows, size_t E)
 {
 	for (size_t r = 0; r < rows; r++) {
 		const float *dyr = dy + r * E, *xr = x + r * E;
@@ -254,34 +317,39 @@ static void ln_backward_pk(const float *dy, const float *x, const float *w, cons
 		{
 			float a = (float)(s1 / (double)E), c = (float)(s2 / (double)E);
 			float *dxr = dx + r * E;
+			const float *br = base ? base + r * E : NULL;
 
 			for (size_t j = 0; j < E; j++) {
 				float xh = (xr[j] - m) * rs;
 				float v = rs * (dyr[j] * w[j] - a - xh * c);
 
-				dxr[j] = add ? dxr[j] + v : v;
+				dxr[j] = br ? br[j] + v : v;
 			}
 		}
 	}
 }
 
-/* The dispatch points by the job's kernels. */
-static void ln_fwd(enum kernels_kind K, const float *x, float *y, const float *w, const float *b,
+/* The dispatch points by the job's kernels (and, for an openblas job, its
+ * seq_kernels: l->v2, never set for a portable job). */
+static void ln_fwd(const struct seq_ctx *l, const float *x, float *y, const float *w, const float *b,
 		   float *stats, size_t rows, size_t E)
 {
-	if (K == KERNELS_PORTABLE)
+	if (l->kernels == KERNELS_PORTABLE)
 		ln_forward_pk(x, y, w, b, stats, rows, E);
 	else
-		ln_forward(x, y, w, b, stats, rows, E);
+		ln_forward(l->v2, x, y, w, b, stats, rows, E);
 }
 
-static void ln_bwd(enum kernels_kind K, const float *dy, const float *x, const float *w,
-		   const float *stats, float *dx, float *dw, float *db, size_t rows, size_t E, bool add)
+/* dx (may be NULL) = base + the gradient at x (base NULL: without it; it
+ * may be dx itself); dw, db accumulated. */
+static void ln_bwd(const struct seq_ctx *l, const float *dy, const float *x, const float *w,
+		   const float *stats, float *dx, const float *base, float *dw, float *db, size_t rows,
+		   size_t E)
 {
-	if (K == KERNELS_PORTABLE)
-		ln_backward_pk(dy, x, w, stats, dx, dw, db, rows, E, add);
+	if (l->kernels == KERNELS_PORTABLE)
+		ln_backward_pk(dy, x, w, stats, dx, base, dw, db, rows, E);
 	else
-		ln_backward(dy, x, w, stats, dx, dw, db, rows, E, add);
+		ln_backward(l->v2, dy, x, w, stats, dx, base, dw, db, rows, E);
 }
 
 static void act_sigmoid(enum kernels_kind K, float *y, const float *x, size_t n)
@@ -348,6 +416,157 @@ static void mha_tmp_carve(struct carve *c, size_t T, size_t E, struct mha_tmp *t
 	t->dp = take(c, T * T);
 }
 
+/* ---- seq_kernels 2: the attention in row blocks ---------------------------
+ *
+ * Rows [i0, i1) of a head's scores at a time (ABLK rows); a causal block
+ * needs only the columns [0, i1) (the rest is masked), so its products
+ * skip them: Q K^T, P V and the backward's four take 5/8 of the per-head
+ * form's work at T = 128. The softmax runs on the block in float32 lanes
+ * (the maximum, the sum; then one multiply by 1/sum). Only columns [0, n1)
+ * of a block's rows of P are written and read. */
+
+#define ABLK 32
+
+/* The softmax of row[0, end), in place; row[end, n) = 0. */
+HOT_CLONES
+static void softmax_row_v2(float *restrict row, size_t end, size_t n)
+{
+	float m[SLANES], a[SLANES], mx, sum = 0.0f, inv;
+	size_t j0 = end / SLANES * SLANES, j;
+
+	mx = row[0];
+	for (j = 0; j < j0; j += SLANES) {
+		for (size_t k = 0; k < SLANES; k++)
+			m[k] = j ? (row[j + k] > m[k] ? row[j + k] : m[k]) : row[j + k];
+	}
+	for (size_t k = 0; j0 && k < SLANES; k++)
+		mx = m[k] > mx ? m[k] : mx;
+	for (j = j0; j < end; j++)
+		mx = row[j] > mx ? row[j] : mx;
+	for (j = 0; j < end; j++)
+		row[j] -= mx;
+	vm_exp(row, row, end);
+	for (size_t k = 0; k < SLANES; k++)
+		a[k] = 0.0f;
+	for (j = 0; j < j0; j += SLANES)
+		for (size_t k = 0; k < SLANES; k++)
+			a[k] += row[j + k];
+	for (size_t k = 0; k < SLANES; k++)
+		sum += a[k];
+	for (j = j0; j < end; j++)
+		sum += row[j];
+	inv = 1.0f / sum;
+	for (j = 0; j < end; j++)
+		row[j] *= inv;
+	for (j = end; j < n; j++)
+		row[j] = 0.0f;
+}
+
+/* dr[j] = p[j] (dr[j] - sum_k dr[k] p[k]) for j < n (the softmax's
+ * backward; p is 0 past a causal row's end, so the sum may run to n). */
+HOT_CLONES
+static void softmax_back_row_v2(float *restrict dr, const float *restrict p, size_t n)
+{
+	float a[SLANES] = { 0 }, dot = 0.0f;
+	size_t j0 = n / SLANES * SLANES, j;
+
+	for (j = 0; j < j0; j += SLANES)
+		for (size_t k = 0; k < SLANES; k++)
+			a[k] += dr[j + k] * p[j + k];
+	for (size_t k = 0; k < SLANES; k++)
+		dot += a[k];
+	for (j = j0; j < n; j++)
+		dot += dr[j] * p[j];
+	for (j = 0; j < n; j++)
+		dr[j] = p[j] * (dr[j] - dot);
+}
+
+/* y[j] = a[j] * m[j], n floats. */
+HOT_CLONES
+static void mul_into(float *restrict y, const float *restrict a, const float *restrict m, size_t n)
+{
+	for (size_t j = 0; j < n; j++)
+		y[j] = a[j] * m[j];
+}
+
+/* d[j] *= m[j], n floats. */
+HOT_CLONES
+static void mul_inplace(float *restrict d, const float *restrict m, size_t n)
+{
+	for (size_t j = 0; j < n; j++)
+		d[j] *= m[j];
+}
+
+/* The heads of samples [r0, r1) after the input projection (s->qkv
+ * written): s->o, and P (and its dropped form) for the backward. */
+static void mha_heads_v2(const struct seq_ctx *n, size_t T, size_t E, size_t heads, bool causal,
+			 double p, const struct mha_state *s, size_t r0, size_t r1, bool drop, uint64_t step,
+			 uint32_t stream)
+{
+	size_t d = E / heads, E3 = 3 * E;
+	float scale = 1.0f / sqrtf((float)d);
+
+	for (size_t b = r0; b < r1; b++)
+		for (size_t h = 0; h < heads; h++) {
+			const float *q = s->qkv + b * T * E3 + h * d, *k = q + E, *v = q + 2 * E;
+			size_t at = (b * heads + h) * T * T;
+			float *P = s->p + at, *o = s->o + b * T * E + h * d;
+
+			if (drop)
+				drop_mask(n, step, stream, at, T * T, p, s->pm + at);
+			for (size_t i0 = 0; i0 < T; i0 += ABLK) {
+				size_t i1 = i0 + ABLK < T ? i0 + ABLK : T, n1 = causal ? i1 : T;
+				const float *use = P;
+
+				k_gemm(0, 1, i1 - i0, n1, d, scale, q + i0 * E3, E3, k, E3, 0.0f, P + i0 * T, T);
+				for (size_t i = i0; i < i1; i++)
+					softmax_row_v2(P + i * T, causal ? i + 1 : T, n1);
+				if (drop) {
+					for (size_t i = i0; i < i1; i++)
+						mul_into(s->pd + at + i * T, P + i * T, s->pm + at + i * T, n1);
+					use = s->pd + at;
+				}
+				k_gemm(0, 0, i1 - i0, d, n1, 1.0f, use + i0 * T, T, v, E3, 0.0f, o + i0 * E, E);
+			}
+		}
+}
+
+/* The backward of mha_heads_v2 for samples [r0, r1): tm->dqkv from tm->d_o. */
+static void mha_heads_back_v2(size_t T, size_t E, size_t heads, bool causal, bool drop,
+			      const struct mha_state *s, const struct mha_tmp *tm, size_t r0, size_t r1)
+{
+	size_t d = E / heads, E3 = 3 * E, nblk = (T + ABLK - 1) / ABLK;
+	float scale = 1.0f / sqrtf((float)d);
+
+	for (size_t b = r0; b < r1; b++) {
+		float *dP = tm->dp + b * T * T;
+
+		for (size_t h = 0; h < heads; h++) {
+			const float *q = s->qkv + b * T * E3 + h * d, *k = q + E, *v = q + 2 * E;
+			const float *dO = tm->d_o + b * T * E + h * d;
+			size_t at = (b * heads + h) * T * T;
+			const float *P = s->p + at, *use = drop ? s->pd + at : P;
+			float *dq = tm->dqkv + b * T * E3 + h * d, *dk = dq + E, *dv = dq + 2 * E;
+
+			/* the last block first: its columns cover every row of dK, dV (beta 0) */
+			for (size_t bi = nblk; bi-- > 0;) {
+				size_t i0 = bi * ABLK, i1 = i0 + ABLK < T ? i0 + ABLK : T, n1 = causal ? i1 : T;
+				float beta = bi + 1 == nblk ? 0.0f : 1.0f;
+
+				k_gemm(0, 1, i1 - i0, n1, d, 1.0f, dO + i0 * E, E, v, E3, 0.0f, dP + i0 * T, T);
+				k_gemm(1, 0, n1, d, i1 - i0, 1.0f, use + i0 * T, T, dO + i0 * E, E, beta, dv, E3);
+				for (size_t i = i0; i < i1; i++) {
+					if (drop)
+						mul_inplace(dP + i * T, s->pm + at + i * T, n1);
+					softmax_back_row_v2(dP + i * T, P + i * T, n1);
+				}
+				k_gemm(0, 0, i1 - i0, d, n1, scale, dP + i0 * T, T, k, E3, 0.0f, dq + i0 * E3, E3);
+				k_gemm(1, 0, n1, d, i1 - i0, scale, dP + i0 * T, T, q + i0 * E3, E3, beta, dk, E3);
+			}
+		}
+	}
+}
+
 /* w: in_proj_weight (3E, E), in_proj_bias (3E), out_proj.weight (E, E),
  * out_proj.bias (E). Samples [r0, r1) of x into y. */
 static void mha_forward(const struct seq_ctx *n, size_t T, size_t E, size_t heads, bool causal,
@@ -360,6 +579,11 @@ static void mha_forward(const struct seq_ctx *n, size_t T, size_t E, size_t head
 	bool drop = train && p > 0.0;
 
 	linear_rows(n->kernels, s->qkv + r0 * T * E3, x + r0 * T * E, inw, inb, nb * T, E, E3);
+	if (n->v2) {
+		mha_heads_v2(n, T, E, heads, causal, p, s, r0, r1, drop, step, stream);
+		linear_rows(n->kernels, y + r0 * T * E, s->o + r0 * T * E, ow, ob, nb * T, E, E);
+		return;
+	}
 	for (size_t b = r0; b < r1; b++) {
 		for (size_t h = 0; h < heads; h++) {
 			const float *q = s->qkv + b * T * E3 + h * d, *k = q + E, *v = q + 2 * E;
@@ -402,8 +626,8 @@ static void mha_forward(const struct seq_ctx *n, size_t T, size_t E, size_t head
 
 /* The backward of mha_forward (after a training forward): dw's gradients
  * added; dx (may be NULL) written (beta 0) or added (beta 1). */
-static void mha_backward(enum kernels_kind K, size_t T, size_t E, size_t heads, bool drop, const float *w, float *dw,
-			 const float *x, const float *dy, float *dx, float beta,
+static void mha_backward(enum kernels_kind K, size_t T, size_t E, size_t heads, bool v2, bool causal, bool drop,
+			 const float *w, float *dw, const float *x, const float *dy, float *dx, float beta,
 			 const struct mha_state *s, const struct mha_tmp *tm, size_t r0, size_t r1)
 {
 	size_t nb = r1 - r0, d = E / heads, E3 = 3 * E, rows = nb * T;
@@ -414,7 +638,9 @@ static void mha_backward(enum kernels_kind K, size_t T, size_t E, size_t heads, 
 	k_gemm_by(K, 0, 0, rows, E, E, 1.0f, dy + r0 * T * E, E, ow, E, 0.0f, tm->d_o + r0 * T * E, E);
 	k_gemm_by(K, 1, 0, E, E, rows, 1.0f, dy + r0 * T * E, E, s->o + r0 * T * E, E, 1.0f, dow, E);
 	colsum_add(dob, dy + r0 * T * E, E, rows, E);
-	for (size_t b = r0; b < r1; b++) {
+	if (v2)
+		mha_heads_back_v2(T, E, heads, causal, drop, s, tm, r0, r1);
+	for (size_t b = r0; !v2 && b < r1; b++) {
 		float *dP = tm->dp + b * T * T;
 
 		for (size_t h = 0; h < heads; h++) {
@@ -592,7 +818,7 @@ static void tel_forward(const struct seq_ctx *l, uint32_t index, const float *x,
 	}
 	/* the attention's output in y (written last), then r1 = x + drop1(it) */
 	if (sp->norm_first) {
-		ln_fwd(l->kernels, x + o, s.n1 + o, w.n1w, w.n1b, s.s1 + r0 * 2 * T, rows, E);
+		ln_fwd(l, x + o, s.n1 + o, w.n1w, w.n1b, s.s1 + r0 * 2 * T, rows, E);
 		mha_forward(l, T, E, sp->heads, sp->causal, sp->p, w.mha, s.n1, l->y, &s.a, r0, r1,
 			    train, step, index | 1u << 8);
 	} else {
@@ -602,9 +828,9 @@ static void tel_forward(const struct seq_ctx *l, uint32_t index, const float *x,
 	add_masked(s.r1 + o, x + o, l->y + o, drop ? s.m1 + o : NULL, rows * E);
 	/* the feed-forward block's input: LN2(r1) (norm_first) or LN1(r1) */
 	if (sp->norm_first)
-		ln_fwd(l->kernels, s.r1 + o, s.n2 + o, w.n2w, w.n2b, s.s2 + r0 * 2 * T, rows, E);
+		ln_fwd(l, s.r1 + o, s.n2 + o, w.n2w, w.n2b, s.s2 + r0 * 2 * T, rows, E);
 	else
-		ln_fwd(l->kernels, s.r1 + o, s.n1 + o, w.n1w, w.n1b, s.s1 + r0 * 2 * T, rows, E);
+		ln_fwd(l, s.r1 + o, s.n1 + o, w.n1w, w.n1b, s.s1 + r0 * 2 * T, rows, E);
 	linear_rows(l->kernels, s.hd + of, (sp->norm_first ? s.n2 : s.n1) + o, w.w1, w.b1, rows, E, FF);
 	relu_masked(s.hd + of, drop ? s.mf + of : NULL, rows * FF);
 	/* linear2's output in y, then the second sum */
@@ -613,7 +839,7 @@ static void tel_forward(const struct seq_ctx *l, uint32_t index, const float *x,
 		add_masked_into(l->y + o, s.r1 + o, drop ? s.m2 + o : NULL, rows * E);
 	} else {
 		add_masked(s.r2 + o, s.n1 + o, l->y + o, drop ? s.m2 + o : NULL, rows * E);
-		ln_fwd(l->kernels, s.r2 + o, l->y + o, w.n2w, w.n2b, s.s2 + r0 * 2 * T, rows, E);
+		ln_fwd(l, s.r2 + o, l->y + o, w.n2w, w.n2b, s.s2 + r0 * 2 * T, rows, E);
 	}
 }
 
@@ -639,54 +865,56 @@ static void tel_backward(const struct seq_ctx *l, const float *x, const float *d
 	float *dmha = dp, *dw1 = dp + 4 * E * E + 4 * E, *db1 = dw1 + FF * E, *dw2 = db1 + FF;
 	float *db2 = dw2 + E * FF, *dn1w = db2 + E, *dn1b = dn1w + E, *dn2w = dn1b + E;
 	float *dn2b = dn2w + E;
-	const float *ffin;
+	const float *ffin, *df, *da;
 
 	tel_carve(&c, l, &s);
 	tel_tmp_carve(&ct, l, &t);
 	tel_params(l->params, E, FF, &w);
 	ffin = sp->norm_first ? s.n2 : s.n1;
-	/* dr: the gradient at r1's output side; df at linear2's output */
-	if (sp->norm_first) {
-		memcpy(t.dr + o, dy + o, rows * E * sizeof(float));
-		memcpy(t.df + o, dy + o, rows * E * sizeof(float));
-	} else {
-		ln_bwd(l->kernels, dy + o, s.r2 + o, w.n2w, s.s2 + r0 * 2 * T, t.dr + o, dn2w, dn2b, rows, E,
-			    false);
-		memcpy(t.df + o, t.dr + o, rows * E * sizeof(float));
+	/* dr: the gradient at r1's output side (norm_first: dy, added to
+	 * below); df at linear2's output: drop2's backward of dy or dr */
+	if (!sp->norm_first)
+		ln_bwd(l, dy + o, s.r2 + o, w.n2w, s.s2 + r0 * 2 * T, t.dr + o, NULL, dn2w, dn2b,
+			    rows, E);
+	df = sp->norm_first ? dy : t.dr;
+	if (drop) {
+		mul_into(t.df + o, df + o, s.m2 + o, rows * E);
+		df = t.df;
 	}
-	mul_mask(t.df + o, drop ? s.m2 + o : NULL, rows * E);
-	k_gemm_by(l->kernels, 1, 0, E, FF, rows, 1.0f, t.df + o, E, s.hd + of, FF, 1.0f, dw2, FF);
-	colsum_add(db2, t.df + o, E, rows, E);
-	k_gemm_by(l->kernels, 0, 0, rows, FF, E, 1.0f, t.df + o, E, w.w2, FF, 0.0f, t.dh + of, FF);
+	k_gemm_by(l->kernels, 1, 0, E, FF, rows, 1.0f, df + o, E, s.hd + of, FF, 1.0f, dw2, FF);
+	colsum_add(db2, df + o, E, rows, E);
+	k_gemm_by(l->kernels, 0, 0, rows, FF, E, 1.0f, df + o, E, w.w2, FF, 0.0f, t.dh + of, FF);
 	relu_masked_back(t.dh + of, s.hd + of, drop ? s.mf + of : NULL, rows * FF);
 	k_gemm_by(l->kernels, 1, 0, FF, E, rows, 1.0f, t.dh + of, FF, ffin + o, E, 1.0f, dw1, E);
 	colsum_add(db1, t.dh + of, FF, rows, FF);
 	if (sp->norm_first) {
-		/* dn = dh W1; dr += LN2's backward */
+		/* dn = dh W1; dr = dy + LN2's backward */
 		k_gemm_by(l->kernels, 0, 0, rows, E, FF, 1.0f, t.dh + of, FF, w.w1, E, 0.0f, t.dn + o, E);
-		ln_bwd(l->kernels, t.dn + o, s.r1 + o, w.n2w, s.s2 + r0 * 2 * T, t.dr + o, dn2w, dn2b, rows, E,
-			    true);
+		ln_bwd(l, t.dn + o, s.r1 + o, w.n2w, s.s2 + r0 * 2 * T, t.dr + o, dy + o, dn2w, dn2b,
+			    rows, E);
 	} else {
 		/* n1 feeds the FF block and the second sum: dn = dr + dh W1 */
 		memcpy(t.dn + o, t.dr + o, rows * E * sizeof(float));
 		k_gemm_by(l->kernels, 0, 0, rows, E, FF, 1.0f, t.dh + of, FF, w.w1, E, 1.0f, t.dn + o, E);
-		ln_bwd(l->kernels, t.dn + o, s.r1 + o, w.n1w, s.s1 + r0 * 2 * T, t.dr + o, dn1w, dn1b, rows, E,
-			    false);
+		ln_bwd(l, t.dn + o, s.r1 + o, w.n1w, s.s1 + r0 * 2 * T, t.dr + o, NULL, dn1w, dn1b,
+			    rows, E);
 	}
-	/* t.dr: the gradient at r1 = x_or + drop1(att) */
-	memcpy(t.da + o, t.dr + o, rows * E * sizeof(float));
-	mul_mask(t.da + o, drop ? s.m1 + o : NULL, rows * E);
+	/* t.dr: the gradient at r1 = x_or + drop1(att); da at the attention's output */
+	da = t.dr;
+	if (drop) {
+		mul_into(t.da + o, t.dr + o, s.m1 + o, rows * E);
+		da = t.da;
+	}
 	if (sp->norm_first) {
-		mha_backward(l->kernels, T, E, sp->heads, drop, w.mha, dmha, s.n1, t.da, t.dn, 0.0f, &s.a, &t.m, r0,
-			     r1);
-		if (dx)
-			memcpy(dx + o, t.dr + o, rows * E * sizeof(float));
-		ln_bwd(l->kernels, t.dn + o, x + o, w.n1w, s.s1 + r0 * 2 * T, dx ? dx + o : NULL, dn1w, dn1b,
-			    rows, E, true);
+		mha_backward(l->kernels, T, E, sp->heads, l->v2, sp->causal, drop, w.mha, dmha, s.n1, da, t.dn, 0.0f,
+			     &s.a, &t.m, r0, r1);
+		ln_bwd(l, t.dn + o, x + o, w.n1w, s.s1 + r0 * 2 * T, dx ? dx + o : NULL, t.dr + o,
+			    dn1w, dn1b, rows, E);
 	} else {
 		if (dx)
 			memcpy(dx + o, t.dr + o, rows * E * sizeof(float));
-		mha_backward(l->kernels, T, E, sp->heads, drop, w.mha, dmha, x, t.da, dx, 1.0f, &s.a, &t.m, r0, r1);
+		mha_backward(l->kernels, T, E, sp->heads, l->v2, sp->causal, drop, w.mha, dmha, x, da, dx, 1.0f, &s.a,
+			     &t.m, r0, r1);
 	}
 }
 
@@ -1053,7 +1281,7 @@ void seq_forward(const struct seq_ctx *l, uint32_t index, const float *in,
 	case LAYER_LAYERNORM: {
 		size_t rows = l->in.seq ? T : 1;
 
-		ln_fwd(l->kernels, in + r0 * rows * l->in.c, l->y + r0 * rows * l->in.c, p, p + l->in.c,
+		ln_fwd(l, in + r0 * rows * l->in.c, l->y + r0 * rows * l->in.c, p, p + l->in.c,
 			   l->aux + r0 * rows * 2, (r1 - r0) * rows, l->in.c);
 		break;
 	}
@@ -1095,9 +1323,9 @@ void seq_backward(const struct seq_ctx *l, const float *in, const float *dy,
 	case LAYER_LAYERNORM: {
 		size_t rows = l->in.seq ? T : 1;
 
-		ln_bwd(l->kernels, dy + r0 * rows * E, in + r0 * rows * E, l->params,
-			    l->aux + r0 * rows * 2, dx ? dx + r0 * rows * E : NULL, dp, dp + E,
-			    (r1 - r0) * rows, E, false);
+		ln_bwd(l, dy + r0 * rows * E, in + r0 * rows * E, l->params,
+			    l->aux + r0 * rows * 2, dx ? dx + r0 * rows * E : NULL, NULL, dp, dp + E,
+			    (r1 - r0) * rows, E);
 		break;
 	}
 	case LAYER_LSTM:
@@ -1111,8 +1339,8 @@ void seq_backward(const struct seq_ctx *l, const float *in, const float *dy,
 
 		mha_carve(&c, T, E, s->heads, s->p > 0.0, &st);
 		mha_tmp_carve(&ct, T, E, &tm);
-		mha_backward(l->kernels, T, E, s->heads, s->p > 0.0, l->params, dp, in, dy, dx, 0.0f, &st,
-			     &tm, r0, r1);
+		mha_backward(l->kernels, T, E, s->heads, l->v2, s->causal, s->p > 0.0, l->params, dp, in, dy, dx, 0.0f,
+			     &st, &tm, r0, r1);
 		break;
 	}
 	case LAYER_TRANSFORMER:

@@ -62,6 +62,8 @@ struct seq_ctx {
 	uint64_t key;                /* the dropout streams' key (the job's seed) */
 	enum kernels_kind kernels;   /* the job's: a portable job's products, reductions and
 				      * functions are the portable kernels' (doc/portable.md) */
+	bool v2;                     /* seq_kernels 2 (an openblas job only): the blocked causal attention and the
+				      * float32 lanes (seq.c's top); false: the per-head form */
 };
 
 /* Floats of one sample's saved state, and of its backward scratch (l's

@@ -1059,6 +1059,7 @@ static int blob_net(const uint8_t *blob, size_t len, uint32_t max_batch, struct 
 		tr_err_set(err, rc, "out of memory");
 	else
 		rc = load_model(f, out, out->params, out->buffers, out->counts, &seen, err);
+	out->seq_kernels = info->cfg.seq_kernels;
 	if (rc < 0)
 		net_deinit(out);   /* what a failed net_init left, as the export always did */
 out:

@@ -92,6 +92,7 @@ static const struct key_desc keys[] = {
 	{ "kernels",         K_KERNELS, OFF(kernels),         0, 0, false },
 	{ "precision",       K_PRECISION, OFF(precision),     0, 0, false },
 	{ "context",         K_U32,     OFF(context),         0, 65536, false },
+	{ "seq_kernels",     K_U32,     OFF(seq_kernels),     1, 2, false },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -138,6 +139,7 @@ void config_defaults(struct train_config *cfg)
 	cfg->augment[0] = '\0';
 	cfg->kernels = KERNELS_OPENBLAS;
 	cfg->precision = K_FP32;
+	cfg->seq_kernels = 2;
 }
 
 uint32_t config_shards(const struct train_config *cfg)
@@ -814,6 +816,7 @@ static int from_json(struct train_config *cfg, const json_t *obj, bool stored, s
 		cfg->rng = RNG_XOSHIRO;    /* stored before `rng` existed: the stream it drew from */
 		cfg->kernels = KERNELS_OPENBLAS;   /* stored before `kernels`: OpenBLAS's arithmetic */
 		cfg->precision = K_FP32;   /* stored before `precision` existed: float32 products */
+		cfg->seq_kernels = 1;      /* stored before `seq_kernels`: per head, LayerNorm in double */
 	}
 	rc = apply_keys(cfg, obj, err);
 	if (rc == 0)
@@ -924,6 +927,8 @@ int config_validate(const struct train_config *cfg, struct tr_err *err)
 		return tr_err_set_key(err, -EINVAL, "kernels", "unknown kernels");
 	if (cfg->precision != K_FP32 && cfg->precision != K_BF16)
 		return tr_err_set_key(err, -EINVAL, "precision", "unknown precision");
+	if (cfg->seq_kernels < 1 || cfg->seq_kernels > 2)
+		return tr_err_set_key(err, -EINVAL, "seq_kernels", "%u is not 1 or 2", cfg->seq_kernels);
 	if (cfg->precision == K_BF16 && cfg->kernels != KERNELS_OPENBLAS)
 		return tr_err_set_key(err, -EINVAL, "precision",
 				      "bf16 runs traind's bf16 products with kernels openblas; the portable kernels are float32 only");
@@ -1056,7 +1061,8 @@ json_t *config_to_json(const struct train_config *cfg)
 	    json_object_set_new(o, "huber_delta", json_real(cfg->huber_delta)) ||
 	    json_object_set_new(o, "pos_weight", weights_json(cfg->pos_weight, cfg->n_pos_weight)) ||
 	    json_object_set_new(o, "augment", json_string(cfg->augment)) ||
-	    json_object_set_new(o, "context", json_integer(cfg->context))) {
+	    json_object_set_new(o, "context", json_integer(cfg->context)) ||
+	    json_object_set_new(o, "seq_kernels", json_integer(cfg->seq_kernels))) {
 		h = NULL; /* owned by o once set, or freed by a failed set_new */
 		goto fail;
 	}
@@ -1089,7 +1095,7 @@ bool config_equal(const struct train_config *a, const struct train_config *b)
 	    a->context != b->context ||
 	    memcmp(a->class_weights, b->class_weights, a->n_class_weights * sizeof(float)) != 0 ||
 	    memcmp(a->pos_weight, b->pos_weight, a->n_pos_weight * sizeof(float)) != 0 ||
-	    a->kernels != b->kernels || a->precision != b->precision)
+	    a->kernels != b->kernels || a->precision != b->precision || a->seq_kernels != b->seq_kernels)
 		return false;
 	for (uint32_t i = 0; i < a->n_hidden; i++)
 		if (a->hidden[i] != b->hidden[i])

@@ -599,6 +599,7 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 	/* The split has its own generator, so it never depends on the model seed. */
 	draw_split(t);
 	t->model.dropout_key = cfg->seed;
+	t->model.seq_kernels = cfg->seq_kernels;
 	if (net_set_kernels(&t->model, cfg->kernels) < 0)
 		goto fail_nomem;
 	draw_init(t);

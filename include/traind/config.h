@@ -113,6 +113,13 @@ struct train_config {
 	 * are windows of `context` tokens (required); token arrays' are their
 	 * rows (0, or their length). 0 for everything stored before the key. */
 	uint32_t context;
+	/* The arithmetic of the sequence layers' own loops under kernels
+	 * openblas (doc/sequences.md, "How the engine runs them"): 1, the
+	 * attention per sample and head and LayerNorm in double (every job
+	 * stored before the key), or 2 (new jobs): the causal attention in
+	 * blocks that skip the masked products, the softmax and LayerNorm in
+	 * float32 lanes. Part of the bits. */
+	uint32_t seq_kernels;
 };
 
 /* The job's shards: cfg->shards, or its ranks while shards is unset (0). */

@@ -8,6 +8,11 @@ generated text:
   traind SIGKILLed after an epoch and restarted: bit-identical to the same
   job never stopped (export and history); the history has val_ppl and the
   per-token accuracy, eval the perplexity, status the model.
+- A gpt job as the last session stored it (no seq_kernels key: the
+  per-head attention, LayerNorm in double) paused, restarted and resumed:
+  bit for bit the same job with seq_kernels 1 never stopped, not a new
+  job's arithmetic (seq_kernels 2, the blocked attention: the context of 40
+  is two blocks).
 - `generate`: the prompt continued, the same text for the same seed,
   another for another seed; a prompt with characters the vocabulary lacks
   is refused naming them.
@@ -19,6 +24,7 @@ generated text:
 import json
 import os
 import random
+import sqlite3
 import sys
 import tempfile
 
@@ -42,7 +48,7 @@ def corpus(n, seed=1):
 
 LSTM = ["--dataset", "words", "--model", "char_lstm(embed=12,hidden=32,layers=2)", "--context", "24",
         "--batch-size", "16", "--epochs", "3", "--lr", "0.01", "--val-size", "20"]
-GPT = ["--dataset", "words", "--model", "gpt(layers=2,dim=32,heads=4)", "--context", "24",
+GPT = ["--dataset", "words", "--model", "gpt(layers=2,dim=32,heads=4)", "--context", "40",
        "--batch-size", "16", "--epochs", "3", "--lr", "0.005", "--val-size", "20"]
 
 
@@ -76,6 +82,40 @@ def stop_and_go(d, cfg, what):
     check([[r.get(k) for k in keys] for r in ha] == [[r.get(k) for k in keys] for r in hb],
           "%s: the same history, metric for metric" % what)
     return job, ha
+
+
+def stored_before_key(d):
+    """A gpt job stored without seq_kernels (before the key) resumes in the
+    arithmetic it was trained with."""
+    old = GPT + ["--seq-kernels", "1"]
+    job = d.start_job(*old)
+    d.wait_running_at(job, epoch=1, min_step=3)
+    rc, out, err = d.ctl("pause", job, check_rc=False)
+    st = d.status(job)
+    check(rc == 0 and st["state"] == "paused", "seq_kernels 1: paused (%s)" % err.strip())
+    d.stop()
+    con = sqlite3.connect(d.db)
+    cfg = json.loads(con.execute("SELECT config FROM jobs WHERE id = ?", (job,)).fetchone()[0])
+    check(cfg.pop("seq_kernels", None) == 1, "the job's stored config has seq_kernels 1")
+    con.execute("UPDATE jobs SET config = ? WHERE id = ?", (json.dumps(cfg), job))
+    con.commit()
+    con.close()
+    d.start()
+    rc, out, err = d.ctl("config", job, check_rc=False)
+    check(rc == 0 and "seq_kernels: 1" in out, "a job stored without the key shows seq_kernels 1 (%s)"
+          % [x for x in out.splitlines() if "seq" in x])
+    d.ctl("resume", job)
+    rc, out, err = d.wait(job, "--state", "done")
+    check(rc == 0, "the job stored without the key finishes (%s)" % err.strip())
+    ref = d.start_job(*old)
+    new = d.start_job(*GPT)
+    for j in (ref, new):
+        rc, out, err = d.wait(j, "--state", "done")
+        check(rc == 0, "job %s finishes (%s)" % (j, err.strip()))
+    a, b, c = (sha256_file(d.export_file(j, "keyless-%s.safetensors" % j)) for j in (job, ref, new))
+    check(a == b, "stored without seq_kernels, paused and resumed == seq_kernels 1 never stopped (%s vs %s)"
+          % (a[:16], b[:16]))
+    check(a != c, "... and not a new job's arithmetic, seq_kernels 2 (%s)" % c[:16])
 
 
 def bad_start(d, args, key, words, what):
@@ -158,6 +198,7 @@ def main():
     check(rc == 0 and " ppl " in out, "eval --split test prints the perplexity (%s)" % (out + err).strip())
     gpt, ghist = stop_and_go(d, GPT, "gpt")
     check(ghist[-1]["val_ppl"] < len(want) / 2, "gpt learns: val_ppl %.3f" % ghist[-1]["val_ppl"])
+    stored_before_key(d)
 
     # ---- generate ----
     g1 = d.ctl_json("generate", lstm, "--prompt", "the ", "--tokens", "60", "--seed", "7")

@@ -56,9 +56,10 @@ def close(what, got, want, floor=1e-7):
         fail("%s: max |traind - torch| = %.3g, max |torch| = %.3g (> %g relative)" % (what, err, scale, TOL))
 
 
-def run_case(spec, in_shape, batch, train, threads, seed, kernels="openblas"):
+def run_case(spec, in_shape, batch, train, threads, seed, kernels="openblas", seq_kernels=2):
     """in_shape: (C, H, W), (F,), ("seq", T, E) a sequence, or ("tok", T, V)
-    T token ids below V."""
+    T token ids below V; seq_kernels: the sequence layers' arithmetic (the
+    config key: 2, new jobs', or 1, the per-head form of older jobs)."""
     kind = in_shape[0] if isinstance(in_shape[0], str) else None
     if kind:
         shape_text = "%s%dx%d" % (kind, in_shape[1], in_shape[2])
@@ -100,13 +101,14 @@ def run_case(spec, in_shape, batch, train, threads, seed, kernels="openblas"):
         tensors.update(state)
         meta.update({"model": spec, "input": "%d,%d,%d" % (c, h, w),
                      "flat": int(flat), "train": int(train), "threads": threads,
-                     "seed": seed, "step": 5, "kernels": kernels})
+                     "seed": seed, "step": 5, "kernels": kernels, "seq_kernels": seq_kernels})
         st.save(src, tensors, meta)
         subprocess.run([PROBE, src, dst], check=True)
         got, _ = st.load(dst)
     name = "%s [%s, %d thread%s, %s%s]" % (spec, "train" if train else "eval", threads,
                                           "s" if threads > 1 else "", shape_text,
-                                          ", portable" if kernels == "portable" else "")
+                                          (", portable" if kernels == "portable" else "") +
+                                          ("" if seq_kernels == 2 else ", seq_kernels %d" % seq_kernels))
     mods = list(net)
     for i, m in enumerate(mods):
         if isinstance(m, torch.nn.Dropout) and train:
@@ -218,9 +220,18 @@ EVAL_ONLY = ("lstm(6,layers=2,dropout=0.3)", "transformer_encoder_layer(8,2,16)"
              "multiheadattention(8,2,dropout=0.4)")
 CASES += [("transformer_encoder_layer(8,2,16)", ("seq", 16, 8), 3),
           ("multiheadattention(8,2,dropout=0.4)", ("seq", 16, 8), 3)]
+# seq_kernels 2 runs the attention in blocks of 32 rows: sequences longer
+# than a block and not a multiple of it; and seq_kernels 1 (the per-head
+# form stored jobs keep) on the attention and the layer norm
+CASES += [("multiheadattention(8,2,causal=true)", ("seq", 40, 8), 2),
+          ("multiheadattention(8,2)", ("seq", 40, 8), 2),
+          ("transformer_encoder_layer(8,2,16,dropout=0,norm_first=true,causal=true)", ("seq", 70, 8), 2),
+          ("multiheadattention(8,2,causal=true)", ("seq", 40, 8), 2, 1),
+          ("transformer_encoder_layer(8,2,16,dropout=0,norm_first=true,causal=true)", ("seq", 16, 8), 2, 1),
+          ("layernorm", ("seq", 5, 12), 4, 1)]
 
 
-SEQ_FIRST = [spec for spec, _, _ in CASES].index("embedding(11,6)")
+SEQ_FIRST = [case[0] for case in CASES].index("embedding(11,6)")
 
 
 def main():
@@ -229,14 +240,14 @@ def main():
         finish()
     seed = 1
     n = 0
-    for at, (spec, shape, batch) in enumerate(CASES):
+    for at, (spec, shape, batch, *sk) in enumerate(CASES):
         runs = [(t, "openblas") for t in (1, 2)] + ([(3, "portable")] if at >= SEQ_FIRST else [])
         for train in ((False,) if spec in EVAL_ONLY else (True, False)):
             for threads, kernels in runs:
                 seed += 1
                 n += 1
                 try:
-                    run_case(spec, shape, batch, train, threads, seed, kernels)
+                    run_case(spec, shape, batch, train, threads, seed, kernels, *sk)
                 except Exception as e:  # a crash of the probe, a missing tensor...
                     fail("%s: %r" % (spec, e))
     print("largest relative difference by check: " +

@@ -163,6 +163,42 @@ static void test_precision_key(void **state)
 	json_decref(o);
 }
 
+/* seq_kernels: 2 for a new job, 1 for a stored job without the key (the
+ * arithmetic it was trained with); recorded in the JSON, part of
+ * config_equal; 0, 3 and a string are refused naming the key. */
+static void test_seq_kernels_key(void **state)
+{
+	struct train_config c, d;
+	struct tr_err err = { 0 };
+	json_t *o = json_object(), *j;
+
+	(void)state;
+	assert_int_equal(config_from_json(&c, o, NULL), 0);
+	assert_int_equal(c.seq_kernels, 2);
+	assert_int_equal(config_from_stored_json(&d, o, NULL), 0);
+	assert_int_equal(d.seq_kernels, 1);
+	assert_false(config_equal(&c, &d));
+	j = config_to_json(&d);
+	assert_int_equal(json_integer_value(json_object_get(j, "seq_kernels")), 1);
+	assert_int_equal(config_from_stored_json(&c, j, NULL), 0);
+	assert_int_equal(c.seq_kernels, 1);
+	assert_true(config_equal(&c, &d));
+	json_decref(j);
+	json_object_set_new(o, "seq_kernels", json_integer(1));
+	assert_int_equal(config_from_json(&c, o, NULL), 0);
+	assert_int_equal(c.seq_kernels, 1);
+	for (int bad = 0; bad < 3; bad++) {
+		json_object_set_new(o, "seq_kernels", bad == 2 ? json_string("2") : json_integer(bad ? 3 : 0));
+		assert_int_equal(config_from_json(&c, o, &err), -EINVAL);
+		assert_string_equal(err.key, "seq_kernels");
+	}
+	config_defaults(&c);
+	assert_int_equal(config_set(&c, "seq_kernels", "1", NULL), 0);
+	assert_int_equal(c.seq_kernels, 1);
+	assert_int_equal(config_set(&c, "seq_kernels", "5", &err), -EINVAL);
+	json_decref(o);
+}
+
 static void test_set_from_text(void **state)
 {
 	struct train_config c;
@@ -346,6 +382,7 @@ int main(void)
 		cmocka_unit_test(test_rng_key),
 		cmocka_unit_test(test_kernels_key),
 		cmocka_unit_test(test_precision_key),
+		cmocka_unit_test(test_seq_kernels_key),
 		cmocka_unit_test(test_set_from_text),
 		cmocka_unit_test(test_bad_values_named),
 		cmocka_unit_test(test_cross_field),

@@ -460,6 +460,9 @@ static double ref_loss(const struct net *n, const double *p, const double *x, co
 /* Train-mode forward and backward of `text` on random inputs of shape in,
  * then finite differences of the float64 reference on entries of every
  * parameter tensor; also the gradient at the input. */
+/* The sequence layers' arithmetic the next check_spec runs (net.h's seq_kernels). */
+static uint32_t check_seq_kernels;
+
 static void check_spec(const char *text, struct shape in, size_t batch, unsigned threads,
 		       size_t probes_per_tensor)
 {
@@ -480,6 +483,7 @@ static void check_spec(const char *text, struct shape in, size_t batch, unsigned
 	assert_int_equal(team_new(&team, threads), 0);
 	assert_int_equal(net_init(&n, &spec, in, 10, (uint32_t)batch, team), 0);
 	assert_int_equal(net_set_input_grad(&n, true), 0);
+	n.seq_kernels = check_seq_kernels;
 	n.dropout_key = 99;
 	rng_seed(&r, 7);
 	net_init_params(&n, &r);
@@ -589,10 +593,17 @@ static struct shape tokens(uint32_t t, uint32_t vocab)
 }
 
 /* The layers of sequences: LSTM and GRU over 16 steps, attention with and
- * without the causal mask, both transformer layers, per-position losses. */
+ * without the causal mask, both transformer layers, per-position losses;
+ * in the per-head form (seq_kernels 1, what net_init leaves) and, over more
+ * positions than a block of rows, the blocked one (seq_kernels 2). */
 static void test_sequences(void **state)
 {
 	(void)state;
+	check_seq_kernels = 2;
+	check_spec("multiheadattention(8,2,causal=true),relu,linear(10)", seq(37, 8), 2, 2, 12);
+	check_spec("embedding(11,8),posembedding,transformer_encoder_layer(8,2,12,dropout=0,norm_first=true,"
+		   "causal=true),layernorm,linear(10)", tokens(34, 11), 2, 1, 12);
+	check_seq_kernels = 0;
 	check_spec("embedding(7,5),posembedding,linear(10)", tokens(6, 7), 3, 1, 12);
 	check_spec("embedding(9,4,padding_idx=2),lstm(6,layers=2),linear(10)", tokens(16, 9), 3, 1, 12);
 	check_spec("lstm(5),gru(4),linear(10)", seq(16, 3), 4, 2, 12);
