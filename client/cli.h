@@ -69,6 +69,7 @@ enum opt {
 	O_AUGMENT,
 	O_KERNELS,
 	O_PRECISION,
+	O_CONV,
 	O_CONTEXT,
 	O_KEEP,
 	O_INIT_FROM,

@@ -105,6 +105,8 @@ const struct opt_desc opts[O_COUNT] = {
 			"whose kernels (openblas); portable: the same bits on any CPU and thread count" },
 	[O_PRECISION] = { "precision", 0, true, "precision", "fp32|bf16",
 			  "matrix products on bfloat16 inputs with float32 accumulation (AMX or AVX-512-BF16; fp32)" },
+	[O_CONV] = { "conv", 0, true, "conv", "gemm|onednn",
+		     "conv2d by im2col + GEMM (gemm), or by oneDNN's convolutions (kernels openblas)" },
 	[O_CONTEXT] = { "context", 0, true, "context", "N",
 			"a text dataset's tokens per sample: its windows (doc/sequences.md)" },
 	[O_KEEP] = { "keep", 0, true, NULL, "K|all", "epoch checkpoints kept besides the best (all)" },
