@@ -7,6 +7,8 @@ the output, and BatchNorm's running statistics afterwards, must agree with
 PyTorch's within 1e-5 relative to the tensor's largest value. Dropout's masks
 are traind's own (a counter-based stream); PyTorch is handed the mask traind
 drew, and the test checks the mask's keep rate. Teams of 1 and 2 threads.
+The cases with a conv2d run again with `conv onednn` (oneDNN's primitives,
+doc/models.md), in training and eval, at 1 and 2 threads, to the same 1e-5.
 """
 import os
 import subprocess
@@ -54,7 +56,7 @@ def close(what, got, want, floor=1e-7):
         fail("%s: max |traind - torch| = %.3g, max |torch| = %.3g (> %g relative)" % (what, err, scale, TOL))
 
 
-def run_case(spec, in_shape, batch, train, threads, seed):
+def run_case(spec, in_shape, batch, train, threads, seed, conv="gemm"):
     """in_shape: (C, H, W), (F,), ("seq", T, E) a sequence, or ("tok", T, V)
     T token ids below V."""
     kind = in_shape[0] if isinstance(in_shape[0], str) else None
@@ -98,12 +100,13 @@ def run_case(spec, in_shape, batch, train, threads, seed):
         tensors.update(state)
         meta.update({"model": spec, "input": "%d,%d,%d" % (c, h, w),
                      "flat": int(flat), "train": int(train), "threads": threads,
-                     "seed": seed, "step": 5})
+                     "seed": seed, "step": 5, "conv": conv})
         st.save(src, tensors, meta)
         subprocess.run([PROBE, src, dst], check=True)
         got, _ = st.load(dst)
-    name = "%s [%s, %d thread%s, %s]" % (spec, "train" if train else "eval", threads,
-                                        "s" if threads > 1 else "", shape_text)
+    name = "%s [%s, %d thread%s, %s%s]" % (spec, "train" if train else "eval", threads,
+                                          "s" if threads > 1 else "", shape_text,
+                                          ", conv " + conv if conv != "gemm" else "")
     mods = list(net)
     for i, m in enumerate(mods):
         if isinstance(m, torch.nn.Dropout) and train:
@@ -229,9 +232,20 @@ def main():
                     run_case(spec, shape, batch, train, threads, seed)
                 except Exception as e:  # a crash of the probe, a missing tensor...
                     fail("%s: %r" % (spec, e))
+    # conv onednn: every case with a conv2d (groups, dilation, stride,
+    # padding, blocks) through oneDNN's primitives
+    onednn = [c for c in CASES if "conv2d" in c[0]]
+    for spec, shape, batch in onednn:
+        for train in (True, False):
+            for threads in (1, 2):
+                seed += 1
+                try:
+                    run_case(spec, shape, batch, train, threads, seed, conv="onednn")
+                except Exception as e:
+                    fail("%s [conv onednn]: %r" % (spec, e))
     print("largest relative difference by check: " +
           ", ".join("%s %.2g" % kv for kv in sorted(worst.items())))
-    n = sum(2 if spec in EVAL_ONLY else 4 for spec, _, _ in CASES)
+    n = sum(2 if spec in EVAL_ONLY else 4 for spec, _, _ in CASES) + 4 * len(onednn)
     print("%d cases, %d failures" % (n, len(failures)))
     finish()
 
