@@ -341,9 +341,9 @@ static int set_backward(struct dnnconv *d, struct dnnset *s, bool need_dx, struc
 	DNN(any_md(&xf, &s->xu, dnnl_f32), "the input gradient's layout");
 	DNN(any_md(&wf, &d->wu, dnnl_f32), "the weight gradient's layout");
 	if (!s->bwdw) {
+		/* no bias: its gradient is the caller's float32 column sum of dy */
 		DNN(dnnl_dilated_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &xa, &wf,
-									g->bias ? &d->bu : NULL, &ya, st, dil,
-									pl, pr),
+									NULL, &ya, st, dil, pl, pr),
 		    "the backward-weights convolution");
 		DNN(dnnl_primitive_desc_create(&pd, &cd, d->attr, d->c->eng, s->fpd),
 		    "the backward-weights convolution");
@@ -530,7 +530,7 @@ void dnnconv_forward(struct dnnconv *d, unsigned idx, size_t rows, const float *
 }
 
 void dnnconv_backward(struct dnnconv *d, unsigned idx, size_t rows, const float *x, const float *dy,
-		      float *dx, float *dw, float *db, void *scratch)
+		      float *dx, float *dw, void *scratch)
 {
 	struct dnnset *s = set_find(d, rows);
 	dnnl_stream_t st = d->c->st[idx];
@@ -559,13 +559,11 @@ void dnnconv_backward(struct dnnconv *d, unsigned idx, size_t rows, const float 
 	m[0] = mem(d, &s->w_src, xw);
 	m[1] = mem(d, &s->w_ddst, dyw);
 	m[2] = mem(d, &s->w_dwei, dws);
-	if (db)
-		m[3] = mem(d, &d->bu, db);
 	{
-		dnnl_exec_arg_t a[5] = { { DNNL_ARG_SRC, m[0] }, { DNNL_ARG_DIFF_DST, m[1] },
-					 { DNNL_ARG_DIFF_WEIGHTS, m[2] }, { DNNL_ARG_DIFF_BIAS, m[3] } };
+		dnnl_exec_arg_t a[4] = { { DNNL_ARG_SRC, m[0] }, { DNNL_ARG_DIFF_DST, m[1] },
+					 { DNNL_ARG_DIFF_WEIGHTS, m[2] } };
 
-		exec(d, s->bwdw, st, db ? 4 : 3, a, &s->w_pad, pad);
+		exec(d, s->bwdw, st, 3, a, &s->w_pad, pad);
 	}
 	if (s->dw_w.p)
 		reo_run(d, st, &s->dw_w, dws, dw, pad);

@@ -71,10 +71,11 @@ int dnnconv_prepare(struct dnnconv *d, bool backward, bool need_dx, const size_t
 /* Member idx: y (rows, OC, OH, OW) = conv(x (rows, C, H, W)) + b (NULL: none). */
 void dnnconv_forward(struct dnnconv *d, unsigned idx, size_t rows, const float *x, const float *b, float *y,
 		     void *scratch);
-/* Member idx: dw (OC, C/G, K, K) and db (OC; NULL: no bias) = the sums over
- * its rows (written, not added); dx (rows, C, H, W) the gradient at the
- * input (NULL: none). */
+/* Member idx: dw (OC, C/G, K, K) = the sum over its rows (written, not
+ * added); dx (rows, C, H, W) the gradient at the input (NULL: none). The
+ * bias's gradient is the caller's (a float32 sum of dy, whatever the
+ * precision: doc/precision.md rounds only a product's operands). */
 void dnnconv_backward(struct dnnconv *d, unsigned idx, size_t rows, const float *x, const float *dy,
-		      float *dx, float *dw, float *db, void *scratch);
+		      float *dx, float *dw, void *scratch);
 
 #endif

@@ -2028,12 +2028,14 @@ static void conv_backward_dnn(const struct layer_job *j, unsigned idx, size_t fi
 	struct net_layer *l = j->l;
 	struct net *n = j->n;
 	size_t ckk = (size_t)l->in.c / l->spec.groups * l->spec.k * l->spec.k;
-	float *dw = n->part + idx * n->part_len + l->part_off;
+	size_t ohw = (size_t)l->out.h * l->out.w;
+	float *dw = n->part + idx * n->part_len + l->part_off, *db = dw + (size_t)l->spec.out * ckk;
 
 	(void)first;
 	dnnconv_backward(l->dnn, idx, r1 - r0, j->in + r0 * l->in_size, j->dy + r0 * l->out_size,
-			 j->dx ? j->dx + r0 * l->in_size : NULL, dw,
-			 l->has_bias ? dw + (size_t)l->spec.out * ckk : NULL, dnn_scratch_of(n, idx));
+			 j->dx ? j->dx + r0 * l->in_size : NULL, dw, dnn_scratch_of(n, idx));
+	for (size_t r = r0; l->has_bias && r < r1; r++)   /* conv gemm's float32 sums, row by row */
+		conv_bias_sums(db, j->dy + r * l->out_size, l->spec.out, ohw, r == r0);
 }
 
 /* rows [r0, r1) of the member idx whose share starts at row `first` */
