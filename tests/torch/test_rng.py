@@ -239,17 +239,17 @@ def check_resnets(d):
     check_init("resnet18 seed 3", got, torchvision.models.resnet18(num_classes=10).state_dict(), code, 3)
 
 
-def resnet20_run(d, model="resnet20", dataset="fashion-mnist"):
+def resnet20_run(d, arch="resnet20", dataset="fashion-mnist"):
     """One epoch of resnet20 (or lenet5) in traind, with conv gemm and with
     conv onednn (doc/models.md), and in PyTorch from the same start."""
-    code = os.path.join(d, "%s-run.py" % model)
+    code = os.path.join(d, "%s-run.py" % arch)
     runs = {}
     for conv in ("gemm", "onednn"):
-        p = subprocess.run([TT, "--model", model, "--dataset", dataset, "--epochs", "1", "--conv", conv,
+        p = subprocess.run([TT, "--model", arch, "--dataset", dataset, "--epochs", "1", "--conv", conv,
                             "--train-size", "1024", "--val-size", "2000", "--no-test", "--export-pytorch", code],
                            capture_output=True, text=True, env=dict(os.environ, TRAIND_DATA_DIR=DATA))
         print(p.stdout, p.stderr, flush=True)
-        if not check(p.returncode == 0, "traind-train trains %s for one epoch (conv %s)" % (model, conv)):
+        if not check(p.returncode == 0, "traind-train trains %s for one epoch (conv %s)" % (arch, conv)):
             return
         runs[conv] = history(p.stdout)
     ns = {}
@@ -280,11 +280,11 @@ def resnet20_run(d, model="resnet20", dataset="fashion-mnist"):
     names = ["train_loss", "train_acc", "val_loss", "val_acc", "val_macro_acc"]
     tols = [TOL, 0.02, None, 0.02, 0.02]
     for conv, ours in runs.items():
-        if check(len(ours) == 1, "traind printed %s's epoch (conv %s)" % (model, conv)):
+        if check(len(ours) == 1, "traind printed %s's epoch (conv %s)" % (arch, conv)):
             for n, u, v, tol in zip(names, ours[0], theirs, tols):
                 tol = tol if tol is not None else 0.05 * v
                 check(abs(u - v) <= tol, "%s epoch 1, conv %s, %s: traind %.4f, PyTorch %.4f (within %.3g)"
-                      % (model, conv, n, u, v, tol))
+                      % (arch, conv, n, u, v, tol))
 
 
 def history(stdout):
