@@ -7,6 +7,8 @@
  *   bench-engine [EPOCHS] [--no-torch] [--blas-kernel NAME]   the lesson's figures (EPOCHS per run, 5),
  *                                                             then resnet20's
  *   bench-engine --sweep                                      the scaling table (below)
+ *   bench-engine --sweep-cell H,B                             its rows of hidden H and batch B only
+ *   bench-engine --mlp [EPOCHS]                               the lesson MLP's figures alone (5. below)
  *   bench-engine --resnet                                     resnet20's figures alone
  *   bench-engine --kernels [EPOCHS]                           the candidate kernels against each other
  *   bench-engine --sequences                                  the language models' figures alone (issue 24)
@@ -41,9 +43,19 @@
  *      AVX-512-BF16): the lesson's MLP and lenet5 epochs in bf16, threads=2,
  *      each against its fp32 run measured right before it, and against
  *      PyTorch 1.13 at its best (as above) under torch.autocast("cpu",
- *      torch.bfloat16); also resnet20's epoch (section 6's run, threads=2) in
- *      bf16 against fp32, no target. `bench-engine --bf16 [EPOCHS]`: this
- *      section alone.
+ *      torch.bfloat16), bounded in time: PyTorch trains TORCH_BATCHES
+ *      batches an epoch, each timed, and its epoch is estimated from the
+ *      median batch (torch-epoch.py's TORCH_EPOCH_BATCHES; its runs under
+ *      autocast did not finish on a loaded machine); also resnet20's epoch
+ *      (section 6's run, threads=2) in bf16 against fp32, no target.
+ *      `bench-engine --bf16 [EPOCHS]`: this section alone.
+ *
+ *   `bench-engine --mlp [EPOCHS]`: the lesson's MLP alone, all its targets in
+ *      one run: fp32 and bf16 at threads 2 and 1 (each epoch's detail),
+ *      efficiency and flatness against the best kernel's peaks, bf16 over
+ *      fp32, PyTorch at its best in float32 and under autocast (bounded as
+ *      above, its configuration printed), every ratio by the clock at
+ *      threads=2 and by CPU time at one thread each, the load average.
  *
  *   6. resnet20 (He et al.'s CIFAR ResNet, spec.h) on Fashion-MNIST: 5000
  *      training + 1000 validation samples an epoch, batch 128, SGD (lr 0.1,
@@ -67,7 +79,8 @@
  * (fewer than the lesson's, so the table takes minutes), 3 epochs per cell:
  * the median epoch, its efficiency against the best kernel's peak for the
  * same thread count, and PyTorch's median epoch for the same shape and data
- * at its best (1 thread, or the faster of 1 and 2); where the CPU has bf16,
+ * at its best (1 thread, or the faster of 1 and 2; bounded, TORCH_BATCHES
+ * batches an epoch, as in 5.); where the CPU has bf16,
  * the median epoch in precision bf16 and its speedup over fp32.
  *
  * --kernels: every kernel this CPU can run among the ones auto chooses from
@@ -120,6 +133,7 @@
 #define TARGET_BF16_TORCH 3.0     /* bf16 epoch vs PyTorch's autocast at its best */
 #define TARGET_TORCH_SEQ 2.0      /* issue 24 */
 #define FORTUNES "/usr/share/games/fortunes"
+#define TORCH_BATCHES 120         /* PyTorch's bounded runs: batches an epoch, timed one by one */
 
 static double now(void)
 {
@@ -408,6 +422,10 @@ static void print_details(const struct epoch_result *r, int threads)
  * OpenBLAS gets one thread and the kernel traind runs. */
 /* PyTorch runs under torch.autocast("cpu", torch.bfloat16) (the bf16 section). */
 static bool torch_autocast;
+/* > 0: PyTorch trains only this many batches an epoch, timed one by one,
+ * and its epoch is estimated from the median batch (torch-epoch.py's
+ * TORCH_EPOCH_BATCHES: bounded time on a loaded machine). */
+static int torch_batches;
 
 static double torch_epoch(const char *data, const char *model, const struct run_spec *r, int threads,
 			  double give_up, char *config, size_t config_len, double *cpu_median)
@@ -422,8 +440,8 @@ static double torch_epoch(const char *data, const char *model, const struct run_
 	if (access("/usr/bin/python3", X_OK) != 0)
 		return -1;
 	snprintf(cmd, sizeof(cmd),
-		 "%sOPENBLAS_NUM_THREADS=1 OPENBLAS_CORETYPE='%s' TORCH_EPOCH_GIVE_UP=%.3f /usr/bin/python3 %s/torch-epoch.py %s '%s' %d %d %u %u %u %u 2>/dev/null",
-		 torch_autocast ? "TORCH_EPOCH_AUTOCAST=bf16 " : "", blaskernel_state()->in_use, give_up, BENCH_DIR, model, data, threads, r->epochs, r->hidden ? r->hidden : 256,
+		 "%sTORCH_EPOCH_BATCHES=%d OPENBLAS_NUM_THREADS=1 OPENBLAS_CORETYPE='%s' TORCH_EPOCH_GIVE_UP=%.3f /usr/bin/python3 %s/torch-epoch.py %s '%s' %d %d %u %u %u %u 2>/dev/null",
+		 torch_autocast ? "TORCH_EPOCH_AUTOCAST=bf16 " : "", torch_batches, blaskernel_state()->in_use, give_up, BENCH_DIR, model, data, threads, r->epochs, r->hidden ? r->hidden : 256,
 		 r->batch ? r->batch : 64, r->train ? r->train : 50000, r->train ? r->val : 10000);
 	fflush(stdout);
 	p = popen(cmd, "r");
@@ -432,6 +450,9 @@ static double torch_epoch(const char *data, const char *model, const struct run_
 	while (fgets(line, sizeof(line), p)) {
 		if (n < MAX_EPOCHS && sscanf(line, "epoch %lf %lf", &times[n], &cpu[n]) == 2)
 			n++;
+		else if (strncmp(line, "config bounded: ", 16) == 0 && config_len && config[0])
+			snprintf(config + strlen(config), config_len - strlen(config), "; %.*s",
+				 (int)strcspn(line + 16, "\n"), line + 16);
 		else if (strncmp(line, "config ", 7) == 0 && config_len)
 			snprintf(config, config_len, "%.*s", (int)strcspn(line + 7, "\n"), line + 7);
 	}
@@ -452,7 +473,7 @@ static double torch_epoch(const char *data, const char *model, const struct run_
 static double torch_best(const char *data, const char *model, const struct run_spec *r, int *best_threads,
 			 char *what, size_t len, double *cpu1)
 {
-	char config[256];
+	char config[512];
 	double t1 = torch_epoch(data, model, r, 1, 0, config, sizeof(config), cpu1), tn = -1;
 	bool gave_up = false;
 
@@ -612,7 +633,7 @@ static int bf16_section(const char *data, const char *dir, int epochs, int torch
 	struct run_spec m = { .threads = 2, .epochs = epochs }, l = m;
 	struct epoch_result m32, l32, m16, l16;
 	struct tr_err err = { 0 };
-	char env[NUMERICS_TEXT_MAX], wm[512] = "", wl[512] = "";
+	char env[NUMERICS_TEXT_MAX], wm[1024] = "", wl[1024] = "";
 	double tm = -1, tl = -1;
 	int tmt = 0, tlt = 0;
 
@@ -645,8 +666,10 @@ static int bf16_section(const char *data, const char *dir, int epochs, int torch
 	if (torch) {
 		m.precision = l.precision = K_FP32;
 		torch_autocast = true;
+		torch_batches = TORCH_BATCHES;
 		tm = torch_best(data, "mlp", &m, &tmt, wm, sizeof(wm), NULL);
 		tl = torch_best(data, "lenet5", &l, &tlt, wl, sizeof(wl), NULL);
+		torch_batches = 0;
 		torch_autocast = false;
 	}
 	if (tm < 0 || tl < 0) {
@@ -658,6 +681,125 @@ static int bf16_section(const char *data, const char *dir, int epochs, int torch
 	printf("  traind bf16 vs PyTorch autocast by the median: lesson MLP %.2fx (target >= %.0fx: %s), lenet5 %.2fx (target >= %.0fx: %s)\n",
 	       tm / m16.median, TARGET_BF16_TORCH, verdict(tm / m16.median >= TARGET_BF16_TORCH),
 	       tl / l16.median, TARGET_BF16_TORCH, verdict(tl / l16.median >= TARGET_BF16_TORCH));
+	return 0;
+}
+
+/* --mlp: the lesson's MLP alone, everything issue 20 asks of it in one run:
+ * fp32 and bf16 at threads 2 and 1, the best float32 kernel's peaks, and
+ * PyTorch at its best in float32 and under autocast, bounded in time
+ * (TORCH_BATCHES batches an epoch, timed one by one: the estimate is the
+ * median batch, PyTorch at its best). On a loaded machine the wall clock
+ * measures the load as much as the code: the 1-thread figures by CPU time
+ * are printed beside the 2-thread ones by the clock. */
+static double load1(void)
+{
+	double l[3] = { -1, -1, -1 };
+
+	return getloadavg(l, 3) < 0 ? -1 : l[0];
+}
+
+static void print_run(const char *what, const struct epoch_result *r)
+{
+	printf("  %-12s best %.3f s, median %.3f s, slowest %.3f s (flatness %.2f); median CPU s of all threads %.3f; peak RSS %.1f MB\n",
+	       what, r->best, r->median, r->worst, r->worst / r->best, cpu_median(r), r->rss_kb / 1024.0);
+}
+
+/* An epoch at its best, as PyTorch's bounded figure is taken: the median
+ * training step times the steps, plus the validation (median over the
+ * epochs). What the machine's other load adds to some steps is left out on
+ * both sides. */
+static double step_estimate(const struct epoch_result *r, const struct run_spec *s)
+{
+	uint32_t train = s->train ? s->train : 50000, batch = s->batch ? s->batch : 64;
+	double e[MAX_EPOCHS];
+
+	for (int i = 0; i < r->epochs; i++)
+		e[i] = r->detail[i].step_median * ((train + batch - 1) / batch) + r->detail[i].eval_s;
+	qsort(e, (size_t)r->epochs, sizeof(double), cmp_double);
+	return e[r->epochs / 2];
+}
+
+static int mlp_section(const char *data, const char *dir, int epochs, int torch)
+{
+	const double flops = mlp_flops(256, 50000, 10000);
+	const char *best = blaskernel_auto(cpu_this(), NULL, 0);
+	struct run_spec f2 = { .threads = 2, .epochs = epochs }, f1 = f2, b2 = f2, b1 = f2;
+	struct epoch_result rf2, rf1, rb2, rb1;
+	struct peaks pb = { 0 };
+	struct tr_err err = { 0 };
+	char loaded[64] = "", env[NUMERICS_TEXT_MAX] = "", w32[1024] = "", w16[1024] = "";
+	double t32 = -1, t16 = -1, c32 = -1, c16 = -1;
+	int t32t = 0, t16t = 0;
+	bool bf16 = k_precision_check(K_BF16, &err) == 0;
+
+	print_machine();
+	if (kernel_peaks(best, &pb, loaded, sizeof(loaded)) < 0) {
+		fprintf(stderr, "bench-engine: could not measure the sgemm peak of %s\n", best);
+		return 1;
+	}
+	f1.threads = b1.threads = 1;
+	b2.precision = b1.precision = K_BF16;
+	if (measure(dir, &f2, &rf2) < 0 || (bf16 && measure(dir, &b2, &rb2) < 0) || measure(dir, &f1, &rf1) < 0 ||
+	    (bf16 && measure(dir, &b1, &rb1) < 0)) {
+		fprintf(stderr, "bench-engine: training run failed (is MNIST in %s?)\n", dir);
+		return 1;
+	}
+	kernel_peaks(best, &pb, loaded, sizeof(loaded));
+	if (bf16)
+		k_precision_numerics(K_BF16, env, sizeof(env));
+	printf("the best float32 kernel (auto): %s, loaded as %s; sgemm peak (n=2048, best of two rounds): 2 threads %.1f GFLOP/s, 1 thread %.1f, 1 thread per CPU second %.1f\n",
+	       best, loaded, pb.p2 / 1e9, pb.p1 / 1e9, pb.p1cpu / 1e9);
+	printf("lesson MLP epoch (train 50000 + val 10000, batch 64, Adam), %d epochs each; fp32 on OpenBLAS %s, bf16 %s:\n",
+	       epochs, openblas_get_corename(), bf16 ? env : err.msg);
+	print_run("fp32 thr=2", &rf2);
+	if (bf16)
+		print_run("bf16 thr=2", &rb2);
+	print_run("fp32 thr=1", &rf1);
+	if (bf16)
+		print_run("bf16 thr=1", &rb1);
+	print_details(&rf2, 2);
+	if (bf16)
+		print_details(&rb2, 2);
+	printf("fp32 efficiency vs %s's peak: threads=2 by the median %.2f (by the best %.2f); threads=1 by the median %.2f; threads=1 per CPU second %.2f; target >= %.2f (threads=2, median): %s\n",
+	       best, flops / (rf2.median * pb.p2), flops / (rf2.best * pb.p2), flops / (rf1.median * pb.p1),
+	       flops / (cpu_median(&rf1) * pb.p1cpu), TARGET_EFFICIENCY,
+	       verdict(flops / (rf2.median * pb.p2) >= TARGET_EFFICIENCY));
+	printf("fp32 flatness threads=2 (slowest / fastest of %d): %.2f; target <= %.2f: %s\n", epochs,
+	       rf2.worst / rf2.best, TARGET_FLATNESS, verdict(rf2.worst / rf2.best <= TARGET_FLATNESS));
+	printf("fp32 at its best (median step x steps + validation): threads=2 %.3f s, threads=1 %.3f s\n",
+	       step_estimate(&rf2, &f2), step_estimate(&rf1, &f1));
+	if (bf16)
+		printf("bf16 over fp32: threads=2 by the median %.2fx, threads=1 by the median %.2fx, threads=1 by CPU time %.2fx, threads=2 at their best (median step) %.2fx; target >= %.0fx (threads=2, median): %s\n",
+		       rf2.median / rb2.median, rf1.median / rb1.median, cpu_median(&rf1) / cpu_median(&rb1),
+		       step_estimate(&rf2, &f2) / step_estimate(&rb2, &b2), TARGET_BF16_FP32,
+		       verdict(rf2.median / rb2.median >= TARGET_BF16_FP32));
+	if (torch) {
+		torch_batches = TORCH_BATCHES;
+		t32 = torch_best(data, "mlp", &f2, &t32t, w32, sizeof(w32), &c32);
+		if (bf16) {
+			torch_autocast = true;
+			t16 = torch_best(data, "mlp", &f2, &t16t, w16, sizeof(w16), &c16);
+			torch_autocast = false;
+		}
+		torch_batches = 0;
+	}
+	if (t32 < 0) {
+		printf("PyTorch: not measured (%s)\n", torch ? "no torch for /usr/bin/python3" : "--no-torch");
+	} else {
+		printf("PyTorch 1.13 at its best, float32: %s\n", w32);
+		printf("  traind fp32 (threads=2) vs PyTorch at its best by the median: %.2fx; target >= %.0fx: %s; by CPU time, 1 thread each: %.2fx; both at their best (median step x steps + validation, traind %.3f s): %.2fx\n",
+		       t32 / rf2.median, TARGET_TORCH_MLP, verdict(t32 / rf2.median >= TARGET_TORCH_MLP),
+		       c32 / cpu_median(&rf1), step_estimate(&rf2, &f2), t32 / step_estimate(&rf2, &f2));
+	}
+	if (t16 >= 0) {
+		printf("PyTorch 1.13 at its best under torch.autocast(\"cpu\", torch.bfloat16): %s\n", w16);
+		printf("  traind bf16 (threads=2) vs PyTorch autocast at its best by the median: %.2fx; target >= %.0fx: %s; by CPU time, 1 thread each: %.2fx; both at their best (traind %.3f s): %.2fx\n",
+		       t16 / rb2.median, TARGET_BF16_TORCH, verdict(t16 / rb2.median >= TARGET_BF16_TORCH),
+		       c16 / cpu_median(&rb1), step_estimate(&rb2, &b2), t16 / step_estimate(&rb2, &b2));
+	} else if (torch && bf16) {
+		printf("PyTorch autocast: not measured\n");
+	}
+	printf("load average at the end: %.2f; OpenBLAS corename %s\n", load1(), openblas_get_corename());
 	return 0;
 }
 
@@ -985,6 +1127,9 @@ static int sequences(int torch)
 	return rc;
 }
 
+/* --sweep-cell H,B: the sweep's rows of that hidden width and batch only (0: all). */
+static uint32_t sweep_h, sweep_b;
+
 static int sweep(const char *data, const char *dir, int torch)
 {
 	static const uint32_t widths[] = { 256, 1024, 4096 }, batches[] = { 64, 256, 1024 };
@@ -1031,6 +1176,8 @@ static int sweep(const char *data, const char *dir, int torch)
 				s.hidden = widths[h];
 				s.batch = batches[bt];
 				s.threads = thr;
+				if ((sweep_h && s.hidden != sweep_h) || (sweep_b && s.batch != sweep_b))
+					continue;
 				if (measure(dir, &s, &r) < 0) {
 					fprintf(stderr, "bench-engine: the sweep's run H=%u B=%u failed\n",
 						s.hidden, s.batch);
@@ -1046,8 +1193,11 @@ static int sweep(const char *data, const char *dir, int torch)
 						snprintf(x16, sizeof(x16), "%.2fx", r.median / rb.median);
 					}
 				}
-				if (torch)
+				if (torch) {
+					torch_batches = TORCH_BATCHES;
 					ts = torch_best(data, "mlp", &s, &tthr, what, sizeof(what), NULL);
+					torch_batches = 0;
+				}
 				eff = mlp_flops(s.hidden, s.train, s.val) / (r.median * peak[thr]);
 				if (ts > 0)
 					printf("%6u %6u %3d | %9.3f %6.2f | %9s %7s | %9.3f %4d %7.2fx\n", s.hidden,
@@ -1260,7 +1410,7 @@ int main(int argc, char **argv)
 {
 	const char *data = getenv("TRAIND_DATA_DIR"), *pin = NULL;
 	char dir[4096];
-	int epochs = 5, do_sweep = 0, do_kernels = 0, do_portable = 0, torch = 1, only_resnet = 0, only_bf16 = 0,
+	int epochs = 5, do_sweep = 0, do_kernels = 0, do_portable = 0, torch = 1, only_resnet = 0, only_bf16 = 0, only_mlp = 0,
 	    only_seq = 0, only_conv = 0, probe_peak = 0, probe_epochs = -1, rc;
 	struct tr_err err = { 0 };
 	ssize_t n;
@@ -1272,6 +1422,12 @@ int main(int argc, char **argv)
 			only_resnet = 1;
 		} else if (strcmp(argv[i], "--bf16") == 0) {
 			only_bf16 = 1;
+		} else if (strcmp(argv[i], "--sweep-cell") == 0 && i + 1 < argc &&
+			   sscanf(argv[i + 1], "%u,%u", &sweep_h, &sweep_b) == 2) {
+			do_sweep = 1;
+			i++;
+		} else if (strcmp(argv[i], "--mlp") == 0) {
+			only_mlp = 1;
 		} else if (strcmp(argv[i], "--sequences") == 0) {
 			only_seq = 1;
 		} else if (strcmp(argv[i], "--conv") == 0) {
@@ -1293,7 +1449,7 @@ int main(int argc, char **argv)
 		} else if (atoi(argv[i]) >= 1 && atoi(argv[i]) <= MAX_EPOCHS) {
 			epochs = atoi(argv[i]);
 		} else {
-			fprintf(stderr, "usage: bench-engine [EPOCHS (1..%d, 5)] [--sweep | --resnet | --bf16 | --kernels | --portable | --sequences | --conv] "
+			fprintf(stderr, "usage: bench-engine [EPOCHS (1..%d, 5)] [--sweep | --sweep-cell H,B | --mlp | --resnet | --bf16 | --kernels | --portable | --sequences | --conv] "
 				"[--no-torch] [--blas-kernel NAME|auto|openblas]\n", MAX_EPOCHS);
 			return 2;
 		}
@@ -1324,6 +1480,8 @@ int main(int argc, char **argv)
 		print_machine();
 		return resnet(data, torch);
 	}
+	if (only_mlp)
+		return mlp_section(data, dir, epochs, torch);
 	if (only_bf16) {
 		print_machine();
 		return bf16_section(data, dir, epochs, torch);

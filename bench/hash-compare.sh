@@ -2,7 +2,8 @@
 # hash-compare.sh OLD NEW: the final parameter hashes (traind-train --hash, 1 epoch of 3000
 # samples) of two builds for seven models x threads 1,2 x batch 64,37 (the seventh: BatchNorm
 # over 13 and 21 channels: lanes of 8 with a remainder, split unevenly on 2 threads), then resnet20 on 300 Fashion-MNIST
-# samples; SAME on each line when an engine change kept the bits. Used for the speed branch (issue 12).
+# samples, then precision bf16 (MLP, lenet5) where the CPU has it; SAME on each line when an engine
+# change kept the bits. Used for the speed branch (issue 12).
 A=$1; B=$2
 : "${TRAIND_DATA_DIR:?set TRAIND_DATA_DIR}"
 for m in "" lenet5 "conv2d(3,3,padding=1),relu,maxpool2d(2),conv2d(4,3,stride=2,bias=false),tanh,flatten,linear(10)" "flatten,linear(64),relu,dropout(0.3),linear(32),batchnorm1d,relu,linear(10)" "conv2d(4,3),batchnorm2d,relu,avgpool2d(2),flatten,linear(10)" "flatten,linear(100),gelu,linear(10)" "conv2d(13,3),batchnorm2d,relu,conv2d(21,3,stride=2),batchnorm2d,relu,flatten,linear(10)"; do
@@ -15,6 +16,16 @@ for m in "" lenet5 "conv2d(3,3,padding=1),relu,maxpool2d(2),conv2d(4,3,stride=2,
   done
  done
 done
+# an MLP whose second linear layer is split across the team and passes a gradient down (its
+# optimizer update waits for the phase's end: net_backward_update), with SGD and momentum too
+for opt in "" "--optimizer sgd --momentum 0.9 --weight-decay 5e-4 --lr 0.05"; do
+ for th in 1 2; do
+  ha=$($A --epochs 1 --threads $th --train-size 3000 --no-test --hash --hidden 512,256 $opt 2>&1 | grep -io "[0-9a-f]\{64\}" | tail -1)
+  hb=$($B --epochs 1 --threads $th --train-size 3000 --no-test --hash --hidden 512,256 $opt 2>&1 | grep -io "[0-9a-f]\{64\}" | tail -1)
+  if [ -n "$ha" ] && [ "$ha" = "$hb" ]; then r=SAME; else r="DIFF($ha/$hb)"; fi
+  echo "$r threads=$th batch=64 model=mlp(512,256) ${opt:-adam}"
+ done
+done
 for th in 1 2; do
  for bs in 64 37; do
   ha=$($A --dataset fashion-mnist --model resnet20 --epochs 1 --threads $th --batch-size $bs --train-size 300 --val-size 100 --no-test --hash 2>&1 | grep -io "[0-9a-f]\{64\}" | tail -1)
@@ -23,6 +34,19 @@ for th in 1 2; do
   echo "$r threads=$th batch=$bs model=resnet20 (fashion-mnist, 300 samples)"
  done
 done
+# precision bf16 (doc/precision.md), where the CPU has it: the lesson's MLP and lenet5, threads 1 and 2
+if $B --epochs 1 --train-size 64 --val-size 64 --no-test --precision bf16 >/dev/null 2>&1; then
+ for m in "" lenet5; do
+  for th in 1 2; do
+   ha=$($A --epochs 1 --threads $th --train-size 3000 --no-test --hash --precision bf16 ${m:+--model "$m"} 2>&1 | grep -io "[0-9a-f]\{64\}" | tail -1)
+   hb=$($B --epochs 1 --threads $th --train-size 3000 --no-test --hash --precision bf16 ${m:+--model "$m"} 2>&1 | grep -io "[0-9a-f]\{64\}" | tail -1)
+   if [ -n "$ha" ] && [ "$ha" = "$hb" ]; then r=SAME; else r="DIFF($ha/$hb)"; fi
+   echo "$r threads=$th batch=64 model=${m:-mlp} precision=bf16"
+  done
+ done
+else
+ echo "bf16: not compared (this CPU or build has no bf16 path)"
+fi
 # conv onednn (doc/models.md): the conv models through oneDNN, when both builds have --conv (a
 # build from before the key has not: SKIP); with OLD = NEW it checks that two runs repeat their bits.
 if $A --help 2>&1 | grep -q -- "--conv" && $B --help 2>&1 | grep -q -- "--conv"; then

@@ -14,7 +14,9 @@ its float32 matmuls, whose own threads fight torch's on 2 cores), the
 OpenBLAS kernel torch's BLAS runs, and oneDNN (its convolutions); then one
 line per epoch: "epoch SECONDS CPU_SECONDS" (the process's CPU time:
 what a busy machine's waiting does not blur). With TORCH_EPOCH_GIVE_UP=SECONDS it stops
-after the first epoch that took longer than that (printing "gave up"):
+after the first epoch that took longer than that (bounded: whose estimate or
+whose measured batches took longer, the batches cut short once they took
+longer, at least 10 of them; printing "gave up"):
 bench-engine measures a second configuration only to see whether it beats
 the first, and torch's 2 threads on a busy 2-core machine can take 50 times
 as long.
@@ -27,6 +29,17 @@ decay 5e-4) as bench-engine trains it.
 With TORCH_EPOCH_AUTOCAST=bf16 in the environment, the model's forward
 passes and losses run under torch.autocast("cpu", dtype=torch.bfloat16) (the
 counterpart of traind's precision bf16).
+
+With TORCH_EPOCH_BATCHES=N (bounded time: torch's autocast runs did not
+finish under a loaded machine's share) each epoch trains only its first N
+batches (after 3 warm-up batches, the first epoch only) and evaluates its
+first N/4 validation batches, timing every batch; the "epoch" line then
+gives an estimated full epoch, the median training batch times the epoch's
+training batches plus the median validation batch times its validation
+batches (wall clock and process CPU time alike), and a line "batches
+TRAIN_MEASURED of TRAIN_TOTAL, VAL_MEASURED of VAL_TOTAL; median train batch
+MS ms, slowest MS ms" says so. The median batch is PyTorch at its best: a
+batch slowed by the machine's other load does not count.
 """
 import ctypes
 import os
@@ -107,6 +120,59 @@ else:
     opt = torch.optim.Adam(m.parameters(), 1e-3)
 lf = nn.CrossEntropyLoss()
 bf16 = os.environ.get("TORCH_EPOCH_AUTOCAST") == "bf16"
+bounded = int(os.environ.get("TORCH_EPOCH_BATCHES", "0"))
+
+
+def train_batch(b):
+    opt.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = lf(m(xt[b]), yt[b])
+    loss.backward()
+    opt.step()
+
+
+def median(v):
+    v = sorted(v)
+    return v[len(v) // 2]
+
+
+if bounded > 0:
+    n_batches, v_batches = (n_train + batch - 1) // batch, (n_val + 127) // 128
+    tb, vb = min(bounded, n_batches), min(max(bounded // 4, 1), v_batches)
+    print("config bounded: %d of %d training batches and %d of %d validation batches an epoch, per-batch timing,"
+          " epoch = median batch x batches%s" % (tb, n_batches, vb, v_batches, ", autocast bf16" if bf16 else ""),
+          flush=True)
+    m.train()
+    for i in range(3):   # warm-up: oneDNN's primitives, the allocator
+        train_batch(torch.arange(i * batch, (i + 1) * batch) % n_train)
+    for e in range(epochs):
+        order = torch.randperm(n_train)
+        tw, tc, vw, vc = [], [], [], []
+        m.train()
+        for i in range(tb):
+            t0, c0 = time.time(), time.process_time()
+            train_batch(order[i * batch:(i + 1) * batch])
+            tw.append(time.time() - t0)
+            tc.append(time.process_time() - c0)
+            if give_up and len(tw) >= 10 and sum(tw) > give_up:
+                break      # the estimate from the batches so far; "gave up" below
+        tb_done = len(tw)
+        m.eval()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            for i in range(vb):
+                t0, c0 = time.time(), time.process_time()
+                lf(m(xv[i * 128:(i + 1) * 128]), yv[i * 128:(i + 1) * 128])
+                vw.append(time.time() - t0)
+                vc.append(time.process_time() - c0)
+        print("batches %d of %d, %d of %d; median train batch %.3f ms, slowest %.3f ms" %
+              (tb_done, n_batches, vb, v_batches, median(tw) * 1e3, max(tw) * 1e3), flush=True)
+        est = median(tw) * n_batches + median(vw) * v_batches
+        print("epoch %.4f %.4f" % (est, median(tc) * n_batches + median(vc) * v_batches), flush=True)
+        if give_up and (est > give_up or sum(tw) + sum(vw) > give_up):
+            print("gave up: epoch %.1f s (its measured batches %.1f s) > %.1f s" % (est, sum(tw) + sum(vw), give_up),
+                  flush=True)
+            break
+    sys.exit(0)
 for e in range(epochs):
     t0, c0 = time.time(), time.process_time()
     m.train()

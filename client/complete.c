@@ -46,7 +46,35 @@ struct line {
 	const char *cur;              /* the word being completed (its value part after "--opt=") */
 	char prefix[80];              /* "--opt=" to put back in front of each candidate (zsh) */
 	bool given[O_COUNT];
+	const char *sweep_value;      /* sweep start: the current word is this sweep flag's value */
 };
+
+/* sweep start's own flags (verbs-sweep.c takes them out of argv before the
+ * tables see it), each with a value. */
+static const char *const sweep_flags[][2] = {
+	{ "param", "KEY=DIST: choice(a,b,...), uniform(lo,hi), loguniform(lo,hi), int(lo,hi)" },
+	{ "searcher", "grid, random, sha, hyperband or pbt" },
+	{ "trials", "how many trials (random, sha)" },
+	{ "max-parallel", "trials training at once" },
+	{ "seed", "the sweep's seed (its draws)" },
+	{ "metric", "what the searcher ranks on" },
+	{ "grace-epochs", "sha, hyperband: the first rung's epochs" },
+	{ "reduction-factor", "sha, hyperband: the best 1/R go on" },
+	{ "max-epochs", "sha, hyperband, pbt: the epochs in all" },
+	{ "population", "pbt: its members (the trials)" },
+	{ "interval", "pbt: epochs between exploits" },
+	{ "quantile", "pbt: the bottom and top fraction (0.25)" },
+	{ "perturb", "pbt: a numeric parameter x or / this (1.2)" },
+};
+
+static const char *sweep_flag(const char *name)
+{
+	for (size_t i = 0; i < sizeof(sweep_flags) / sizeof(sweep_flags[0]); i++)
+		if (strcmp(name, sweep_flags[i][0]) == 0)
+			return sweep_flags[i][0];
+	return NULL;
+}
+
 
 static void emit(const struct line *l, const char *word, const char *desc)
 {
@@ -59,6 +87,22 @@ static void emit(const struct line *l, const char *word, const char *desc)
 }
 
 /* One call to traind with a short timeout, nothing printed on failure. */
+static void sweep_values(const struct line *l)
+{
+	if (strcmp(l->sweep_value, "searcher") == 0) {
+		emit(l, "grid", "the cartesian product of choice() and int() values");
+		emit(l, "random", "--trials N draws");
+		emit(l, "sha", "successive halving");
+		emit(l, "hyperband", "successive halving in brackets");
+		emit(l, "pbt", "population based training: exploits and perturbations");
+	} else if (strcmp(l->sweep_value, "metric") == 0) {
+		static const char *const m[] = { "val_loss", "val_acc", "val_macro_acc", "val_mae", "val_rmse", NULL };
+
+		for (const char *const *w = m; *w; w++)
+			emit(l, *w, NULL);
+	}
+}
+
 static json_t *ask(const struct line *l, const char *method)
 {
 	struct vl_conn *c = NULL;
@@ -210,6 +254,13 @@ static void options(const struct line *l)
 		snprintf(word, sizeof(word), "--%s", opts[o].name);
 		emit(l, word, opts[o].help);
 	}
+	if (l->verb && strcmp(l->verb->name, "sweep") == 0 && l->npos >= 1 && strcmp(l->pos[0], "start") == 0)
+		for (size_t i = 0; i < sizeof(sweep_flags) / sizeof(sweep_flags[0]); i++) {
+			char word[80];
+
+			snprintf(word, sizeof(word), "--%s", sweep_flags[i][0]);
+			emit(l, word, sweep_flags[i][1]);
+		}
 }
 
 static void positional(const struct line *l)
@@ -249,6 +300,15 @@ static void positional(const struct line *l)
 		} else if (l->npos >= 2 && strcmp(l->pos[0], "import") == 0) {
 			puts(":files");
 		}
+	} else if (strcmp(v->name, "sweep") == 0 && l->npos == 0) {
+		emit(l, "start", "start a sweep (--searcher, --param KEY=DIST...)");
+		emit(l, "status", "its trials, decisions, lineage and best");
+		emit(l, "list", "every sweep");
+		emit(l, "wait", "until it is done");
+		emit(l, "pause", "pause its trials");
+		emit(l, "resume", "take its trials on again");
+		emit(l, "kill", "stop it");
+		emit(l, "rm", "remove it with its trials' jobs");
 	} else if (strcmp(v->name, "predict") == 0) {
 		if (l->npos == 0)
 			jobs(l);
@@ -283,6 +343,13 @@ int cmd_complete(struct cli *cli)
 			char name[64];
 
 			snprintf(name, sizeof(name), "%.*s", eq ? (int)(eq - a - 2) : (int)strlen(a + 2), a + 2);
+			if (l.verb && strcmp(l.verb->name, "sweep") == 0 && sweep_flag(name)) {
+				if (!eq && i + 2 < n)
+					i++;   /* its value */
+				else if (!eq)
+					l.sweep_value = sweep_flag(name);
+				continue;
+			}
 			o = opt_find(name);
 			if (o >= 0) {
 				l.given[o] = true;
@@ -318,7 +385,9 @@ int cmd_complete(struct cli *cli)
 			l.pos[l.npos++] = a;
 		}
 	}
-	if (l.value_of >= 0) {
+	if (l.sweep_value) {
+		sweep_values(&l);
+	} else if (l.value_of >= 0) {
 		values(&l, l.value_of);
 	} else if (l.cur[0] == '-' && l.cur[1] == '-' && strchr(l.cur, '=')) {
 		/* zsh keeps "--opt=value" one word */

@@ -235,7 +235,7 @@ const struct verb verbs[] = {
 	  "traind's counters since it started (epochs committed, jobs failed, errors, commit latency)", NULL, false },
 	{ "sweep", cmd_sweep, CONFIG_OPTS | BIT(O_NAME) | BIT(O_CONFIG) | BIT(O_KEEP) | BIT(O_TIMEOUT) | BIT(O_FORCE),
 	  ARGS, "start|status|list|wait|pause|resume|kill|rm [SWEEP]", "hyperparameter sweeps: trials as jobs (doc/sweeps.md)",
-	  "sweep start --searcher grid|random|sha|hyperband --param KEY=DIST ... [--trials N] [--max-parallel K]\n"
+	  "sweep start --searcher grid|random|sha|hyperband|pbt --param KEY=DIST ... [--trials N] [--max-parallel K]\n"
 	  "  [--seed S] [--metric val_loss|val_acc|val_macro_acc|val_mae|val_rmse] [--name N]\n"
 	  "  [any start flag: the configuration every trial shares]\n"
 	  "  DIST: choice(a,b,...), uniform(lo,hi), loguniform(lo,hi), int(lo,hi). Prints the sweep's id.\n"
@@ -243,6 +243,10 @@ const struct verb verbs[] = {
 	  "  every trial trains G epochs; once all have, the best 1/R go on (their own jobs, resumed)\n"
 	  "  to G*R epochs, and so on up to M; ties by trial number. hyperband: the same options;\n"
 	  "  successive halving in brackets from M/R^s epochs (the brackets decide the trials).\n"
+	  "  pbt: --population P [--interval E (1)] [--quantile Q (0.25)] [--perturb F (1.2)]\n"
+	  "  [--max-epochs M (the trials' --epochs)]: every E epochs, once all members have reported,\n"
+	  "  the bottom Q continue a top-Q member's checkpoint (a new job, as start --from) with\n"
+	  "  their parameters x or / F (choices redrawn 1 in 4), from the sweep's seed.\n"
 	  "  --seed is the sweep's (the random searcher's draws); the trials' model seed comes from\n"
 	  "  --config or a parameter (seed=choice(1,2)).\n"
 	  "sweep status SWEEP: the trials, their jobs, states, metric, decisions and the best\n"

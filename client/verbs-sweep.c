@@ -4,7 +4,7 @@
  *
  * The sweep's own flags (--param, repeated; --searcher, --trials,
  * --max-parallel, --seed, --metric, --grace-epochs, --reduction-factor,
- * --max-epochs) are taken out of argv before the
+ * --max-epochs, --population, --interval, --quantile, --perturb) are taken out of argv before the
  * generic parser sees it (sweep_take_flags): --seed and --metric mean
  * something else for start and plot, and --param repeats. Every other flag
  * of start is the configuration all trials share, checked as start checks
@@ -36,6 +36,7 @@ static struct {
 	size_t nparams;
 	const char *searcher, *trials, *max_parallel, *seed, *metric;
 	const char *grace, *reduction, *max_epochs;
+	const char *population, *interval, *quantile, *perturb;   /* pbt */
 } sw;
 
 /* The value of flag `name` at argv[*i] ("--name V" or "--name=V"), or NULL. */
@@ -93,7 +94,11 @@ int sweep_take_flags(int *argc, char **argv)
 		    (r = take(*argc, argv, &i, "metric", &sw.metric)) != 0 ||
 		    (r = take(*argc, argv, &i, "grace-epochs", &sw.grace)) != 0 ||
 		    (r = take(*argc, argv, &i, "reduction-factor", &sw.reduction)) != 0 ||
-		    (r = take(*argc, argv, &i, "max-epochs", &sw.max_epochs)) != 0) {
+		    (r = take(*argc, argv, &i, "max-epochs", &sw.max_epochs)) != 0 ||
+		    (r = take(*argc, argv, &i, "population", &sw.population)) != 0 ||
+		    (r = take(*argc, argv, &i, "interval", &sw.interval)) != 0 ||
+		    (r = take(*argc, argv, &i, "quantile", &sw.quantile)) != 0 ||
+		    (r = take(*argc, argv, &i, "perturb", &sw.perturb)) != 0) {
 			if (r < 0)
 				return RC_USAGE;
 			continue;
@@ -106,7 +111,8 @@ int sweep_take_flags(int *argc, char **argv)
 }
 
 static const char *const file_keys[] = { "searcher", "params", "trials", "max_parallel", "seed", "metric",
-					 "grace_epochs", "reduction_factor", "max_epochs" };
+					 "grace_epochs", "reduction_factor", "max_epochs", "population", "interval",
+					 "quantile", "perturb" };
 
 bool sweep_file_key(const char *key)
 {
@@ -154,6 +160,16 @@ static int sweep_file(struct cli *cli, json_t *params)
 		}
 		if (strcmp(key, "searcher") == 0 || strcmp(key, "metric") == 0) {
 			json_object_set_new(params, key, json_string(text));
+		} else if (strcmp(key, "quantile") == 0 || strcmp(key, "perturb") == 0) {
+			char *end;
+			double d = strtod(text, &end);
+
+			if (end == text || *end) {
+				json_decref(doc);
+				return failf(RC_USAGE, "%s:%lld: %s: expected a number, got '%.40s'", path,
+					     (long long)json_integer_value(json_object_get(e, "line")), key, text);
+			}
+			json_object_set_new(params, key, json_real(d));
 		} else if (parse_int(text, 0, INT64_MAX, &v)) {
 			json_object_set_new(params, key, json_integer((json_int_t)v));
 		} else {
@@ -197,6 +213,20 @@ static int int_flag(const char *flag, const char *text, int64_t min, int64_t max
 	return RC_OK;
 }
 
+static int real_flag(const char *flag, const char *text, json_t *params, const char *key)
+{
+	char *end;
+	double v;
+
+	if (!text)
+		return RC_OK;
+	v = strtod(text, &end);
+	if (end == text || *end)
+		return failf(RC_USAGE, "sweep start: --%s: expected a number, got '%.40s'", flag, text);
+	json_object_set_new(params, key, json_real(v));
+	return RC_OK;
+}
+
 static int sweep_start(struct cli *cli)
 {
 	json_t *params, *config = NULL, *arr, *reply = NULL;
@@ -216,7 +246,7 @@ static int sweep_start(struct cli *cli)
 	}
 	if (!sw.searcher && !json_object_get(params, "searcher")) {
 		json_decref(params);
-		return failf(RC_USAGE, "sweep start: --searcher grid|random|sha|hyperband is required");
+		return failf(RC_USAGE, "sweep start: --searcher grid|random|sha|hyperband|pbt is required");
 	}
 	if (!sw.nparams && !json_object_get(params, "params")) {
 		json_decref(params);
@@ -255,6 +285,14 @@ static int sweep_start(struct cli *cli)
 		rc = int_flag("reduction-factor", sw.reduction, 0, 1000, params, "reduction_factor");
 	if (rc == RC_OK)
 		rc = int_flag("max-epochs", sw.max_epochs, 1, 100000, params, "max_epochs");
+	if (rc == RC_OK)
+		rc = int_flag("population", sw.population, 2, 1000, params, "population");
+	if (rc == RC_OK)
+		rc = int_flag("interval", sw.interval, 1, 100000, params, "interval");
+	if (rc == RC_OK)   /* the daemon checks the ranges */
+		rc = real_flag("quantile", sw.quantile, params, "quantile");
+	if (rc == RC_OK)
+		rc = real_flag("perturb", sw.perturb, params, "perturb");
 	keep_text = cli->set[O_KEEP] ? cli->val[O_KEEP] : file_keep;
 	if (rc == RC_OK && keep_text) {
 		if (strcmp(keep_text, "all") == 0)
@@ -299,9 +337,17 @@ static int print_sweep(json_t *s)
 	json_t *trials = json_object_get(s, "trials"), *t, *best = json_object_get(s, "best");
 	struct table tb = { .ncols = 8, .head = { "trial", "job", "state", "epochs", "metric", "decision", "params", "reason" },
 			    .left = { false, false, true, false, false, true, true, true } };
+	bool pbt = json_is_array(json_object_get(json_array_get(trials, 0), "lineage"));
 	size_t i;
 	char mb[32];
 	int rc;
+
+	if (pbt) {   /* a lineage column before the reason: the exploits, "t2@1" (trial 2's checkpoint at epoch 1) */
+		tb.ncols = 9;
+		tb.head[7] = "lineage";
+		tb.head[8] = "reason";
+		tb.left[8] = true;
+	}
 
 	printf("sweep %lld (%s): %s, %s searcher, metric %s, %lld of %lld trials done\n",
 	       (long long)json_integer_value(json_object_get(s, "id")),
@@ -311,7 +357,7 @@ static int print_sweep(json_t *s)
 	       (long long)json_integer_value(json_object_get(s, "trials_total")));
 	json_array_foreach(trials, i, t) {
 		char trial[16], job[24], ep[16], *params = json_dumps(json_object_get(t, "params"), JSON_COMPACT);
-		char *row[8];
+		char *row[9], lin[256];
 
 		snprintf(trial, sizeof(trial), "%lld", (long long)json_integer_value(json_object_get(t, "trial")));
 		snprintf(job, sizeof(job), "%lld", (long long)json_integer_value(json_object_get(t, "job")));
@@ -325,6 +371,21 @@ static int print_sweep(json_t *s)
 		row[5] = (char *)json_string_value(json_object_get(t, "decision"));
 		row[6] = params ? params : "";
 		row[7] = (char *)json_string_value(json_object_get(t, "reason"));
+		if (pbt) {
+			json_t *l;
+			size_t k, o = 0;
+
+			lin[0] = '\0';
+			json_array_foreach(json_object_get(t, "lineage"), k, l)
+				if (json_is_string(json_object_get(l, "action")) &&
+				    strcmp(json_string_value(json_object_get(l, "action")), "exploit") == 0 &&
+				    o < sizeof(lin) - 24)
+					o += (size_t)snprintf(lin + o, sizeof(lin) - o, "%st%lld@%lld", o ? "," : "",
+							      (long long)json_integer_value(json_object_get(l, "from_trial")),
+							      (long long)json_integer_value(json_object_get(l, "epoch")));
+			row[7] = o ? lin : "-";
+			row[8] = (char *)json_string_value(json_object_get(t, "reason"));
+		}
 		table_add(&tb, row);
 		free(params);
 	}
@@ -338,6 +399,19 @@ static int print_sweep(json_t *s)
 		       json_string_value(json_object_get(s, "metric")), num(mb, sizeof(mb), json_object_get(best, "metric")),
 		       params ? params : "");
 		free(params);
+		if (json_is_array(json_object_get(best, "lineage"))) {
+			json_t *g;
+			size_t k;
+
+			printf("best's lineage:");
+			json_array_foreach(json_object_get(best, "lineage"), k, g)
+				printf("%s trial %lld job %lld epochs %lld-%lld", k ? " ->" : "",
+				       (long long)json_integer_value(json_object_get(g, "trial")),
+				       (long long)json_integer_value(json_object_get(g, "job")),
+				       (long long)json_integer_value(json_object_get(g, "from_epoch")),
+				       (long long)json_integer_value(json_object_get(g, "to_epoch")));
+			printf("\n");
+		}
 	}
 	return rc;
 }
@@ -491,7 +565,8 @@ int cmd_sweep(struct cli *cli)
 	const char *sub = sub_name(cli);
 
 	if (strcmp(sub, "start") != 0 && (sw.nparams || sw.searcher || sw.trials || sw.max_parallel || sw.seed ||
-					  sw.metric || sw.grace || sw.reduction || sw.max_epochs))
+					  sw.metric || sw.grace || sw.reduction || sw.max_epochs || sw.population ||
+					  sw.interval || sw.quantile || sw.perturb))
 		return failf(RC_USAGE, "sweep %s: the sweep's flags (--param, --searcher, ...) go with sweep start", sub);
 	if (strcmp(sub, "start") == 0)
 		return sweep_start(cli);

@@ -146,7 +146,7 @@ int daemon_new(struct daemon **out, const struct daemon_config *cfg, struct tr_e
 		tr_err_set(err, rc, "out of memory");
 		goto fail;
 	}
-	rc = sweeps_new(&d->sweeps, d->jobs);
+	rc = sweeps_new(&d->sweeps, d->jobs, d->loop, d->dsc, d->db_path);
 	if (rc < 0) {
 		tr_err_set(err, rc, "out of memory");
 		goto fail;

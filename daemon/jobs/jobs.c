@@ -1020,6 +1020,33 @@ static void create_req_free(struct create_req *r)
 	free(r);
 }
 
+/* What a new job's spec says of its first checkpoint (init_from, start
+ * --from): the registry's copy of it. */
+static void job_take_start(struct job *j, const struct job_spec *spec)
+{
+	if (spec->init_ckpt) {
+		j->newest.valid = true;
+		j->newest.is_epoch = false;
+		j->newest.size = (int64_t)spec->init_len;
+		j->newest.created = j->created;
+		j->newest.val_loss = NAN;
+		snprintf(j->newest.checksum, sizeof(j->newest.checksum), "%s", spec->init_checksum);
+	}
+	if (spec->has_origin) {
+		j->origin = strdup(spec->origin);   /* shown if it could be kept; stored either way */
+		j->newest.epoch = spec->origin_epoch;
+		j->newest.step = spec->origin_step;
+		j->newest.is_epoch = spec->origin_is_epoch;
+		j->newest.val_loss = spec->origin_is_epoch ? spec->origin_val_loss : NAN;
+		j->committed_epoch = spec->origin_epoch;
+		if (spec->origin_epoch) {
+			j->last_val_acc = spec->origin_val_acc;
+			j->has_val_acc = true;
+		}
+		run_progress_place(&j->run, spec->origin_epoch, spec->origin_step);
+	}
+}
+
 static void create_done(void *arg, int rc, const struct tr_err *err)
 {
 	struct create_req *r = arg;
@@ -1037,27 +1064,7 @@ static void create_done(void *arg, int rc, const struct tr_err *err)
 	r->j = NULL;
 	j->id = j->run.id = r->id;
 	j->created = j->updated = now_unix();
-	if (r->spec.init_ckpt) {
-		j->newest.valid = true;
-		j->newest.is_epoch = false;
-		j->newest.size = (int64_t)r->spec.init_len;
-		j->newest.created = j->created;
-		j->newest.val_loss = NAN;
-		snprintf(j->newest.checksum, sizeof(j->newest.checksum), "%s", r->spec.init_checksum);
-	}
-	if (r->spec.has_origin) {
-		j->origin = strdup(r->spec.origin);   /* shown if it could be kept; stored either way */
-		j->newest.epoch = r->spec.origin_epoch;
-		j->newest.step = r->spec.origin_step;
-		j->newest.is_epoch = r->spec.origin_is_epoch;
-		j->newest.val_loss = r->spec.origin_is_epoch ? r->spec.origin_val_loss : NAN;
-		j->committed_epoch = r->spec.origin_epoch;
-		if (r->spec.origin_epoch) {
-			j->last_val_acc = r->spec.origin_val_acc;
-			j->has_val_acc = true;
-		}
-		run_progress_place(&j->run, r->spec.origin_epoch, r->spec.origin_step);
-	}
+	job_take_start(j, &r->spec);
 	j->queue_seq = js->next_seq++;
 	js->jobs[js->njobs++] = j;   /* reserved by jobs_start_job */
 	log_notice("job %" PRId64 " (%s): created: %s, %u epochs, batch %u, %s lr %g", j->id, j->name,
@@ -1173,6 +1180,7 @@ static void grp_done(void *arg, int rc, const struct tr_err *err)
 		r->j[i] = NULL;
 		j->id = j->run.id = g->ids[i];
 		j->created = j->updated = now_unix();
+		job_take_start(j, &g->specs[i]);   /* a PBT exploit's origin */
 		j->queue_seq = js->next_seq++;
 		js->jobs[js->njobs++] = j;   /* reserved by jobs_start_group */
 		log_notice("job %" PRId64 " (%s): created: %s, %u epochs, batch %u, %s lr %g", j->id, j->name,

@@ -162,6 +162,22 @@ static void sweep_start_work(struct bg_task *t)
 		bg_fail(t, PROTO_FROM_CONFIG, rc);
 		return;
 	}
+	if (sp.searcher == SWEEP_PBT && !sp.max_epochs) {   /* the shared configuration's epochs */
+		const json_t *e = json_object_get(config, "epochs");
+		struct train_config dc;
+
+		config_defaults(&dc);
+		sp.max_epochs = json_is_integer(e) && json_integer_value(e) > 0 && json_integer_value(e) <= 100000
+					? (uint32_t)json_integer_value(e) : dc.epochs;
+		if (sp.interval > sp.max_epochs) {
+			s->bad_param = "interval";
+			t->detail.parameter = s->bad_param;
+			bg_fail(t, PROTO_FROM_CONFIG, tr_err_set_key(err, -EINVAL, "interval", "%u is more than the trials' %u epochs",
+								   sp.interval, sp.max_epochs));
+			sweep_spec_clear(&sp);
+			return;
+		}
+	}
 	r = calloc(1, sizeof(*r));
 	if (!r || !(r->specs = calloc(sp.trials, sizeof(*r->specs))) ||
 	    !(r->params = calloc(sp.trials, sizeof(*r->params))) || !(r->ids = calloc(sp.trials, sizeof(*r->ids)))) {
@@ -190,6 +206,8 @@ static void sweep_start_work(struct bg_task *t)
 			sweep_trial_rungs(&sp, i, rungs);
 			json_object_set_new(cfg, "epochs", json_integer(rungs[0]));
 		}
+		if (sp.searcher == SWEEP_PBT)   /* its first segment's; decisions continue or replace the job */
+			json_object_set_new(cfg, "epochs", json_integer(sweep_pbt_boundary(&sp, 0)));
 		snprintf(js->name, sizeof(js->name), "%.40s-t%u", r->name, i);
 		js->keep = json_is_integer(keep) ? (int32_t)json_integer_value(keep) : 3;
 		rc = methods_new_job(t, s->d, cfg, true, js, s->param, &s->bad_param);
@@ -268,7 +286,7 @@ void m_sweep_start(struct daemon *d, struct call *c, struct call_fds *fds)
 {
 	static const char *const keys[] = { "name", "searcher", "params", "trials", "seed", "metric",
 					    "max_parallel", "config", "keep", "grace_epochs", "reduction_factor",
-					    "max_epochs", NULL };
+					    "max_epochs", "population", "interval", "quantile", "perturb", NULL };
 	json_t *p = call_params(c), *name = json_object_get(p, "name"), *config = json_object_get(p, "config");
 	int64_t keep = 3;
 	struct sweep_task *s;
@@ -402,6 +420,130 @@ static int decide_from_store(struct store *st, const struct sweep_spec *sp, cons
 	return rc;
 }
 
+/* ---- pbt in a status --------------------------------------------------- */
+
+/* Trial t's first job: the prev_job of its first exploit, else its job now. */
+static int64_t pbt_first_job(const struct store_pbt_row *rows, size_t nrows, uint32_t t, int64_t now)
+{
+	for (size_t i = 0; i < nrows; i++)
+		if (rows[i].trial == t && rows[i].exploit)
+			return rows[i].prev_job;
+	return now;
+}
+
+/* A member's rows, as its "lineage". */
+static json_t *pbt_trial_lineage(const struct store_pbt_row *rows, size_t nrows, uint32_t t)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; a && i < nrows; i++) {
+		const struct store_pbt_row *r = &rows[i];
+
+		if (r->trial != t)
+			continue;
+		json_array_append_new(a, json_pack("{s:i, s:i, s:s, s:i, s:i, s:o, s:i, s:I, s:I, s:I, s:o}", "decision",
+						   (int)r->interval, "epoch", (int)r->epoch, "action",
+						   r->exploit ? "exploit" : "continue", "rank", (int)r->rank, "of",
+						   (int)r->ranked, "metric", r->has_metric ? json_real(r->metric) : json_null(),
+						   "from_trial", (int)r->from_trial, "from_job", (json_int_t)r->from_job,
+						   "job", (json_int_t)r->job, "prev_job", (json_int_t)r->prev_job, "params",
+						   json_loads(r->params, 0, NULL)));
+	}
+	return a;
+}
+
+/* The segments that made job `job` of trial t, oldest first: each the
+ * trial and job that trained epochs [from_epoch, to_epoch] and its
+ * parameters (a job's are those it was created with). */
+static json_t *pbt_best_lineage(const struct store_pbt_row *rows, size_t nrows, const struct store_trial *tv,
+				size_t n, uint32_t t, int64_t job, uint32_t to)
+{
+	json_t *a = json_array();
+
+	for (int guard = 0; a && guard < 100000; guard++) {
+		const struct store_pbt_row *made = NULL;
+		json_t *seg;
+
+		for (size_t i = 0; i < nrows && !made; i++)
+			if (rows[i].exploit && rows[i].job == job)
+				made = &rows[i];
+		if (made) {
+			seg = json_pack("{s:i, s:I, s:i, s:i, s:o}", "trial", (int)t, "job", (json_int_t)job, "from_epoch",
+					(int)made->epoch, "to_epoch", (int)to, "params", json_loads(made->params, 0, NULL));
+		} else {
+			const char *p = "{}";
+
+			for (size_t i = 0; i < n; i++)
+				if (tv[i].trial == t)
+					p = tv[i].params;
+			seg = json_pack("{s:i, s:I, s:i, s:i, s:o}", "trial", (int)t, "job", (json_int_t)job, "from_epoch", 0,
+					"to_epoch", (int)to, "params", json_loads(p, 0, NULL));
+		}
+		json_array_insert_new(a, 0, seg);
+		if (!made)
+			break;
+		t = made->from_trial;
+		job = made->from_job;
+		to = made->epoch;
+	}
+	return a;
+}
+
+/* A member's decision and why, from its job's state and its last row. */
+static void pbt_decision_of(const struct store_trial *tr, const struct sweep_spec *sp, bool killed,
+			    const struct store_pbt_row *rows, size_t nrows, uint32_t decided, const char **d,
+			    char *why, size_t n)
+{
+	const struct store_pbt_row *last = NULL;
+	uint32_t exploits = 0;
+
+	for (size_t i = 0; i < nrows; i++)
+		if (rows[i].trial == tr->trial) {
+			last = &rows[i];
+			exploits += rows[i].exploit;
+		}
+	switch (tr->state) {
+	case JOB_DONE:
+		if (tr->epoch >= sp->max_epochs) {
+			*d = "completed";
+			snprintf(why, n, "trained to max_epochs %u (exploited %u time%s)", tr->epoch, exploits,
+				 exploits == 1 ? "" : "s");
+		} else {
+			*d = "pending";
+			snprintf(why, n, "decision %u (epoch %u) waits for every member to report", decided + 1, tr->epoch);
+		}
+		return;
+	case JOB_QUEUED:
+	case JOB_RUNNING:
+		if (last && last->exploit) {
+			*d = "exploited";
+			snprintf(why, n, "rank %u of %u at epoch %u: goes on from trial %u's job %" PRId64 " (epoch %u), perturbed",
+				 last->rank, last->ranked, last->epoch, last->from_trial, last->from_job, last->epoch);
+		} else if (last) {
+			*d = "continued";
+			snprintf(why, n, "rank %u of %u at epoch %u: goes on to %u epochs", last->rank, last->ranked,
+				 last->epoch, tr->epochs);
+		} else {
+			*d = tr->state == JOB_RUNNING ? "running" : "pending";
+			snprintf(why, n, "%s its first %u epochs", tr->state == JOB_RUNNING ? "training" : "waiting to train",
+				 tr->epochs);
+		}
+		return;
+	case JOB_KILLED:
+		*d = "stopped";
+		snprintf(why, n, "%s", killed ? "the sweep was killed" : "its job was killed");
+		return;
+	case JOB_FAILED:
+		*d = "failed";
+		snprintf(why, n, "its job failed (trainctl status %" PRId64 ")", tr->job);
+		return;
+	default:
+		*d = "paused";
+		snprintf(why, n, "its job is paused (trainctl resume %" PRId64 ")", tr->job);
+		return;
+	}
+}
+
 /* The sweep as Status shows it (a new object; NULL: out of memory or a
  * bad stored spec, in err). */
 static json_t *sweep_json(struct store *st, const struct store_sweep *sw, bool with_trials, struct tr_err *err)
@@ -415,6 +557,9 @@ static json_t *sweep_json(struct store *st, const struct store_sweep *sw, bool w
 	const struct store_trial *b = NULL;
 	const char *state;
 	struct sweep_decision *dec = NULL;
+	struct store_pbt_row *lin = NULL;
+	size_t nlin = 0;
+	uint32_t decided = 0;
 	bool adaptive;
 
 	memset(&sp, 0, sizeof(sp));
@@ -428,6 +573,11 @@ static json_t *sweep_json(struct store *st, const struct store_sweep *sw, bool w
 		goto oom;
 	if (adaptive && decide_from_store(st, &sp, tv, n, dec, err) < 0)
 		goto fail;
+	if (sp.searcher == SWEEP_PBT && store_pbt_lineage(st, sw->id, &lin, &nlin, err) < 0)
+		goto fail;
+	for (size_t i = 0; i < nlin; i++)
+		if (lin[i].interval > decided)
+			decided = lin[i].interval;
 	trials = json_array();
 	if (!trials)
 		goto oom;
@@ -437,15 +587,31 @@ static json_t *sweep_json(struct store *st, const struct store_sweep *sw, bool w
 		const char *d;
 		char why[160];
 
-		if (tr->state != JOB_QUEUED && tr->state != JOB_RUNNING && tr->state != JOB_PAUSED)
+		if (tr->state != JOB_QUEUED && tr->state != JOB_RUNNING && tr->state != JOB_PAUSED &&
+		    /* pbt: a member done before max_epochs waits for a decision */
+		    !(sp.searcher == SWEEP_PBT && tr->state == JOB_DONE && tr->epoch < sp.max_epochs))
 			stopped++;
 		counts[tr->state]++;
 		if (tr->state == JOB_DONE)
 			done++;
-		if (tr->state == JOB_DONE && tr->has_metric && (!adaptive || tr->epoch == sp.max_epochs) &&
+		if (tr->state == JOB_DONE && tr->has_metric &&
+		    (!(adaptive || sp.searcher == SWEEP_PBT) || tr->epoch == sp.max_epochs) &&
 		    (!b || sweep_metric_better(&sp, tr->metric, b->metric)))
 			b = tr;   /* ties: the lower trial number, met first */
-		decision_of(tr, sw->killed, &sp, &dec[i], &d, why, sizeof(why));
+		if (sp.searcher == SWEEP_PBT) {
+			const char *now = NULL;
+
+			for (size_t k = 0; k < nlin; k++)   /* its parameters now: its last row's */
+				if (lin[k].trial == tr->trial)
+					now = lin[k].params;
+			if (now) {
+				json_decref(params);
+				params = json_loads(now, 0, NULL);
+			}
+			pbt_decision_of(tr, &sp, sw->killed, lin, nlin, decided, &d, why, sizeof(why));
+		} else {
+			decision_of(tr, sw->killed, &sp, &dec[i], &d, why, sizeof(why));
+		}
 		row = json_pack("{s:i, s:I, s:o, s:s, s:i, s:i, s:o, s:s, s:s}", "trial", (int)tr->trial, "job",
 				(json_int_t)tr->job, "params", params ? params : json_object(), "state",
 				job_state_name(tr->state), "epochs", (int)tr->epoch, "planned_epochs",
@@ -455,6 +621,17 @@ static json_t *sweep_json(struct store *st, const struct store_sweep *sw, bool w
 			json_object_set_new(row, "rung", json_integer(dec[i].rung));
 		if (row && sp.searcher == SWEEP_HYPERBAND)
 			json_object_set_new(row, "bracket", json_integer(sweep_bracket_of(&sp, tr->trial)));
+		if (row && sp.searcher == SWEEP_PBT) {   /* its first parameters, its jobs, its rows */
+			json_t *jobs = json_array();
+
+			json_object_set_new(row, "initial_params", json_loads(tr->params, 0, NULL));
+			json_array_append_new(jobs, json_integer(pbt_first_job(lin, nlin, tr->trial, tr->job)));
+			for (size_t k = 0; k < nlin; k++)
+				if (lin[k].trial == tr->trial && lin[k].exploit)
+					json_array_append_new(jobs, json_integer(lin[k].job));
+			json_object_set_new(row, "jobs", jobs);
+			json_object_set_new(row, "lineage", pbt_trial_lineage(lin, nlin, tr->trial));
+		}
 		if (!row || json_array_append_new(trials, row) < 0)
 			goto oom;
 	}
@@ -462,6 +639,14 @@ static json_t *sweep_json(struct store *st, const struct store_sweep *sw, bool w
 		json_decref(best);
 		best = json_pack("{s:i, s:I, s:f, s:o}", "trial", (int)b->trial, "job", (json_int_t)b->job, "metric",
 				 b->metric, "params", json_loads(b->params, 0, NULL));
+		if (best && sp.searcher == SWEEP_PBT) {   /* its parameters now, and how its weights were made */
+			json_t *segs = pbt_best_lineage(lin, nlin, tv, n, b->trial, b->job, b->epoch);
+
+			if (segs && json_array_size(segs))
+				json_object_set(best, "params",
+						json_object_get(json_array_get(segs, json_array_size(segs) - 1), "params"));
+			json_object_set_new(best, "lineage", segs ? segs : json_null());
+		}
 	}
 	state = sw->killed ? "killed" : sw->paused ? "paused" : stopped == n ? "done" : "running";
 	o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:i, s:i, s:i, s:O, s:O, s:o}", "id", (json_int_t)sw->id,
@@ -501,12 +686,22 @@ static json_t *sweep_json(struct store *st, const struct store_sweep *sw, bool w
 			json_decref(br);
 		json_object_set_new(o, "reduction_factor", json_integer(sp.reduction_factor));
 	}
+	if (sp.searcher == SWEEP_PBT) {
+		json_object_set_new(o, "population", json_integer(sp.trials));
+		json_object_set_new(o, "interval", json_integer(sp.interval));
+		json_object_set_new(o, "quantile", json_real(sp.quantile));
+		json_object_set_new(o, "perturb", json_real(sp.perturb));
+		json_object_set_new(o, "max_epochs", json_integer(sp.max_epochs));
+		json_object_set_new(o, "decisions", json_integer(decided));
+		json_object_set_new(o, "decisions_total", json_integer(sweep_pbt_decisions(&sp)));
+	}
 	if (with_trials && json_object_set_new(o, "trials", trials) < 0)
 		goto oom_o;
 	if (!with_trials)
 		json_decref(trials);
 	json_decref(spec);
 	store_trials_free(tv, n);
+	store_pbt_rows_free(lin, nlin);
 	sweep_spec_clear(&sp);
 	free(dec);
 	return o;
@@ -521,6 +716,7 @@ fail:
 	json_decref(trials);
 	json_decref(spec);
 	store_trials_free(tv, n);
+	store_pbt_rows_free(lin, nlin);
 	sweep_spec_clear(&sp);
 	free(dec);
 	return NULL;

@@ -228,6 +228,57 @@ static int bind_i64s(struct store *s, sqlite3_stmt *st, const int64_t *args, int
 	return 0;
 }
 
+/* A statement parameter's value, for bind_values: SQLV_I64, SQLV_REAL (NaN
+ * binds NULL), SQLV_TEXT (NULL binds NULL; SQLV_TEXTN: at most n bytes),
+ * SQLV_BLOB (NULL binds an empty blob), SQLV_NULL. Text and blobs are bound
+ * SQLITE_STATIC: they must outlive the statement's step. */
+struct sqlv {
+	enum { SQLV_NULL_, SQLV_INT_, SQLV_REAL_, SQLV_TEXT_, SQLV_BLOB_ } kind;
+	int64_t i;
+	double r;
+	const void *p;
+	int n;   /* text: -1 up to the NUL, else that many bytes; blob: its size */
+};
+
+#define SQLV_NULL { .kind = SQLV_NULL_ }
+#define SQLV_I64(x) { .kind = SQLV_INT_, .i = (int64_t)(x) }
+#define SQLV_REAL(x) { .kind = SQLV_REAL_, .r = (x) }
+#define SQLV_TEXT(x) { .kind = SQLV_TEXT_, .p = (x), .n = -1 }
+#define SQLV_TEXTN(x, len) { .kind = SQLV_TEXT_, .p = (x), .n = (int)(len) }
+#define SQLV_BLOB(x, len) { .kind = SQLV_BLOB_, .p = (x), .n = (int)(len) }
+
+/* Bind v[0..n) to parameters ?first..?first+n-1. */
+static int bind_values(struct store *s, sqlite3_stmt *st, int first, const struct sqlv *v, int n,
+		       struct tr_err *err, const char *ctx)
+{
+	for (int k = 0; k < n; k++) {
+		int col = first + k, rc;
+
+		switch (v[k].kind) {
+		case SQLV_INT_:
+			rc = sqlite3_bind_int64(st, col, v[k].i);
+			break;
+		case SQLV_REAL_:
+			rc = isnan(v[k].r) ? sqlite3_bind_null(st, col) : sqlite3_bind_double(st, col, v[k].r);
+			break;
+		case SQLV_TEXT_:
+			rc = v[k].p ? sqlite3_bind_text(st, col, v[k].p, v[k].n, SQLITE_STATIC)
+				    : sqlite3_bind_null(st, col);
+			break;
+		case SQLV_BLOB_:
+			rc = v[k].p ? sqlite3_bind_blob64(st, col, v[k].p, (sqlite3_uint64)v[k].n, SQLITE_STATIC)
+				    : sqlite3_bind_zeroblob(st, col, 0);
+			break;
+		default:
+			rc = sqlite3_bind_null(st, col);
+			break;
+		}
+		if (rc != SQLITE_OK)
+			return db_fail(s, rc, err, ctx);
+	}
+	return 0;
+}
+
 /* Run SQL without parameters or results (may hold several statements). */
 static int exec(struct store *s, const char *sql, struct tr_err *err, const char *ctx)
 {
@@ -238,28 +289,44 @@ static int exec(struct store *s, const char *sql, struct tr_err *err, const char
 	return 0;
 }
 
+/* Step a prepared statement that returns no rows, once its parameters are
+ * bound (bound: 0, or the binding's negative errno), and finalize it. The
+ * number of rows it changed, or a negative errno. */
+static int step_done(struct store *s, sqlite3_stmt *st, int bound, struct tr_err *err,
+		     const char *ctx)
+{
+	int rc = bound;
+
+	if (rc == 0) {
+		rc = next_row(s, st, err, ctx);
+		if (rc == 0)
+			rc = sqlite3_changes(s->db);
+		else if (rc > 0)
+			rc = tr_err_set(err, -EIO, "%s: unexpected result row", ctx);
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
 /* Run one statement with int64 parameters ?1..?n and no result rows.
  * Returns the number of rows it changed, or a negative errno. */
 static int exec_i64(struct store *s, const char *sql, const int64_t *args, int n,
 		    struct tr_err *err, const char *ctx)
 {
 	sqlite3_stmt *st = NULL;
-	int rc;
+	int rc = prepare(s, &st, sql, err, ctx);
 
-	rc = prepare(s, &st, sql, err, ctx);
-	if (rc < 0)
-		goto out;
-	rc = bind_i64s(s, st, args, n, err, ctx);
-	if (rc < 0)
-		goto out;
-	rc = next_row(s, st, err, ctx);
-	if (rc == 0)
-		rc = sqlite3_changes(s->db);
-	else if (rc > 0)
-		rc = tr_err_set(err, -EIO, "%s: unexpected result row", ctx);
-out:
-	sqlite3_finalize(st);
-	return rc;
+	return rc < 0 ? rc : step_done(s, st, bind_i64s(s, st, args, n, err, ctx), err, ctx);
+}
+
+/* The same with parameters of any type (struct sqlv). */
+static int exec_values(struct store *s, const char *sql, const struct sqlv *v, int n,
+		       struct tr_err *err, const char *ctx)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = prepare(s, &st, sql, err, ctx);
+
+	return rc < 0 ? rc : step_done(s, st, bind_values(s, st, 1, v, n, err, ctx), err, ctx);
 }
 
 /* The first column of the first row of a query with int64 parameters.
@@ -323,12 +390,6 @@ static int pragma_i64(struct store *s, const char *sql, int64_t *out, struct tr_
 static double column_real(sqlite3_stmt *st, int col)
 {
 	return sqlite3_column_type(st, col) == SQLITE_NULL ? NAN : sqlite3_column_double(st, col);
-}
-
-/* Bind a double; NaN as NULL (which SQLite would do anyway, but say so). */
-static int bind_real(sqlite3_stmt *st, int col, double v)
-{
-	return isnan(v) ? sqlite3_bind_null(st, col) : sqlite3_bind_double(st, col, v);
 }
 
 static int64_t now_unix(void)
@@ -730,33 +791,14 @@ static int insert_job(struct store *s, const char *name, const char *config_json
 	static const char sql[] =
 		"INSERT INTO jobs (id, name, config, state, epochs, epoch, keep, last_error, created_at, "
 		"updated_at) VALUES ((SELECT id + 1 FROM job_id_high), ?1, ?2, ?3, ?4, 0, ?5, NULL, ?6, ?6)";
-	sqlite3_stmt *st = NULL;
-	int rc;
+	const struct sqlv v[] = { SQLV_TEXT(name), SQLV_TEXT(config_json), SQLV_TEXT(state_column(state)),
+				  SQLV_I64(epochs), SQLV_I64(keep), SQLV_I64(now_unix()) };
+	int rc = exec_values(s, sql, v, 6, err, ctx);
 
-	rc = prepare(s, &st, sql, err, ctx);
 	if (rc < 0)
-		goto out;
-	rc = sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_text(st, 2, config_json, -1, SQLITE_STATIC);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_text(st, 3, state_column(state), -1, SQLITE_STATIC);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 4, epochs);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 5, keep);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 6, now_unix());
-	if (rc != SQLITE_OK) {
-		rc = db_fail(s, rc, err, ctx);
-		goto out;
-	}
-	rc = next_row(s, st, err, ctx);
-	if (rc == 0)
-		*id = sqlite3_last_insert_rowid(s->db);
-out:
-	sqlite3_finalize(st);
-	return rc < 0 ? rc : 0;
+		return rc;
+	*id = sqlite3_last_insert_rowid(s->db);
+	return 0;
 }
 
 int store_job_create(struct store *s, const char *name, const char *config_json, uint32_t epochs,
@@ -778,21 +820,15 @@ int store_job_create(struct store *s, const char *name, const char *config_json,
 	return rc;
 }
 
-/* Run an UPDATE ... WHERE id = ?1 of one job whose parameters were bound
- * with result `bound`; -ENOENT when there is no such job. Finalizes st. */
-static int update_one_job(struct store *s, sqlite3_stmt *st, int bound, int64_t id, struct tr_err *err,
-			  const char *ctx)
+/* Run an UPDATE ... WHERE id = ?1 of one job (v: its parameters from ?1),
+ * in whatever transaction is open; -ENOENT when there is no such job. */
+static int update_one_job(struct store *s, const char *sql, const struct sqlv *v, int n, int64_t id,
+			  struct tr_err *err, const char *ctx)
 {
-	int rc;
+	int rc = exec_values(s, sql, v, n, err, ctx);
 
-	if (bound != SQLITE_OK) {
-		rc = db_fail(s, bound, err, ctx);
-	} else {
-		rc = next_row(s, st, err, ctx);
-		if (rc == 0 && sqlite3_changes(s->db) == 0)
-			rc = tr_err_set(err, -ENOENT, "job %" PRId64 ": no such job", id);
-	}
-	sqlite3_finalize(st);
+	if (rc == 0)
+		rc = tr_err_set(err, -ENOENT, "job %" PRId64 ": no such job", id);
 	return rc < 0 ? rc : 0;
 }
 
@@ -827,28 +863,15 @@ static int set_state_once(struct store *s, int64_t id, enum job_state state, con
 		"UPDATE jobs SET state = ?2, last_error = ?3, updated_at = ?4, "
 		"started_at = CASE WHEN ?2 = 'running' THEN coalesce(started_at, ?4) ELSE started_at END "
 		"WHERE id = ?1";
-	sqlite3_stmt *st = NULL;
-	char ctx[96];
-	int rc;
-
 	const char *text = state_column(state);
+	const struct sqlv v[] = { SQLV_I64(id), SQLV_TEXT(text), SQLV_TEXT(last_error), SQLV_I64(now_unix()) };
+	char ctx[96];
 
 	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": setting state '%.20s'", id, text ? text : "");
 	if (!text)
 		return tr_err_set(err, -EINVAL, "%s: no state", ctx);
 	autocommit_begin(s);
-	rc = prepare(s, &st, sql, err, ctx);
-	if (rc < 0)
-		return rc;
-	rc = sqlite3_bind_int64(st, 1, id);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
-	if (rc == SQLITE_OK)
-		rc = last_error ? sqlite3_bind_text(st, 3, last_error, -1, SQLITE_STATIC)
-				: sqlite3_bind_null(st, 3);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 4, now_unix());
-	return update_one_job(s, st, rc, id, err, ctx);
+	return update_one_job(s, sql, v, 4, id, err, ctx);
 }
 
 int store_job_set_config(struct store *s, int64_t id, const char *config_json, uint32_t epochs,
@@ -856,86 +879,52 @@ int store_job_set_config(struct store *s, int64_t id, const char *config_json, u
 {
 	static const char sql[] =
 		"UPDATE jobs SET config = ?2, epochs = ?3, updated_at = ?4 WHERE id = ?1";
-	sqlite3_stmt *st = NULL;
+	const struct sqlv v[] = { SQLV_I64(id), SQLV_TEXT(config_json), SQLV_I64(epochs), SQLV_I64(now_unix()) };
 	char ctx[96];
-	int rc;
 
 	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": recording its configuration", id);
 	if (!config_json)
 		return tr_err_set(err, -EINVAL, "%s: no configuration", ctx);
 	autocommit_begin(s);
-	rc = prepare(s, &st, sql, err, ctx);
-	if (rc < 0)
-		return rc;
-	rc = sqlite3_bind_int64(st, 1, id);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_text(st, 2, config_json, -1, SQLITE_TRANSIENT);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 3, epochs);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 4, now_unix());
-	return update_one_job(s, st, rc, id, err, ctx);
+	return update_one_job(s, sql, v, 4, id, err, ctx);
 }
 
 int store_job_set_kill_after(struct store *s, int64_t id, int64_t epoch, struct tr_err *err)
 {
 	static const char sql[] = "UPDATE jobs SET kill_after = ?2, updated_at = ?3 WHERE id = ?1";
-	sqlite3_stmt *st = NULL;
+	const struct sqlv none = SQLV_NULL, after = SQLV_I64(epoch);
+	const struct sqlv v[] = { SQLV_I64(id), epoch >= 1 ? after : none, SQLV_I64(now_unix()) };
 	char ctx[96];
-	int rc;
 
 	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": recording kill after epoch %" PRId64, id, epoch);
 	autocommit_begin(s);
-	rc = prepare(s, &st, sql, err, ctx);
-	if (rc < 0)
-		return rc;
-	rc = sqlite3_bind_int64(st, 1, id);
-	if (rc == SQLITE_OK)
-		rc = epoch >= 1 ? sqlite3_bind_int64(st, 2, epoch) : sqlite3_bind_null(st, 2);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 3, now_unix());
-	return update_one_job(s, st, rc, id, err, ctx);
+	return update_one_job(s, sql, v, 3, id, err, ctx);
 }
 
 int store_job_set_dataset_digest(struct store *s, int64_t id, const char *digest, struct tr_err *err)
 {
 	static const char sql[] = "UPDATE jobs SET dataset_digest = ?2, updated_at = ?3 WHERE id = ?1";
-	sqlite3_stmt *st = NULL;
+	const struct sqlv v[] = { SQLV_I64(id), SQLV_TEXT(digest), SQLV_I64(now_unix()) };
 	char ctx[96];
-	int rc;
 
 	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": recording its dataset's digest", id);
 	if (digest && (strncmp(digest, "sha256:", 7) != 0 || strlen(digest) != 7 + 64))
 		return tr_err_set(err, -EINVAL, "%s: '%.80s' is not a sha256: digest", ctx, digest);
 	autocommit_begin(s);
-	rc = prepare(s, &st, sql, err, ctx);
-	if (rc < 0)
-		return rc;
-	rc = sqlite3_bind_int64(st, 1, id);
-	if (rc == SQLITE_OK)
-		rc = digest ? sqlite3_bind_text(st, 2, digest, -1, SQLITE_STATIC) : sqlite3_bind_null(st, 2);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 3, now_unix());
-	return update_one_job(s, st, rc, id, err, ctx);
+	return update_one_job(s, sql, v, 3, id, err, ctx);
 }
 
 /* ---- dataset file digests ---------------------------------------------- */
 
 /* A file's identity as parameters ?1..?5 (path, size, mtime_ns, ctime_ns,
- * inode); an SQLite result code. */
-static int bind_file_id(sqlite3_stmt *st, const struct store_file_id *f)
+ * inode). */
+static int bind_file_id(struct store *s, sqlite3_stmt *st, const struct store_file_id *f,
+			struct tr_err *err, const char *ctx)
 {
-	int rc = sqlite3_bind_text(st, 1, f->path, -1, SQLITE_STATIC);
+	const struct sqlv v[] = { SQLV_TEXT(f->path), SQLV_I64(f->size), SQLV_I64(f->mtime_ns),
+				  SQLV_I64(f->ctime_ns), SQLV_I64(f->inode) };
 
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 2, f->size);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 3, f->mtime_ns);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 4, f->ctime_ns);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 5, f->inode);
-	return rc;
+	return bind_values(s, st, 1, v, 5, err, ctx);
 }
 
 int store_file_digest_get(struct store *s, const struct store_file_id *f, char hex[65],
@@ -950,11 +939,9 @@ int store_file_digest_get(struct store *s, const struct store_file_id *f, char h
 	rc = prepare(s, &st, sql, err, ctx);
 	if (rc < 0)
 		return rc;
-	rc = bind_file_id(st, f);
-	if (rc != SQLITE_OK) {
-		rc = db_fail(s, rc, err, ctx);
+	rc = bind_file_id(s, st, f, err, ctx);
+	if (rc < 0)
 		goto out;
-	}
 	rc = next_row(s, st, err, ctx);
 	if (rc == 1) {
 		const unsigned char *t = sqlite3_column_text(st, 0);
@@ -979,20 +966,16 @@ static int put_file_digest(struct store *s, const struct store_file_id *f, const
 {
 	static const char sql[] = "INSERT OR REPLACE INTO dataset_files (path, size, mtime_ns, ctime_ns, "
 				  "inode, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+	const struct sqlv sum = SQLV_TEXT(hex);
 	sqlite3_stmt *st = NULL;
-	int rc;
+	int rc = prepare(s, &st, sql, err, ctx);
 
-	rc = prepare(s, &st, sql, err, ctx);
 	if (rc < 0)
 		return rc;
-	rc = bind_file_id(st, f);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_text(st, 6, hex, -1, SQLITE_STATIC);
-	if (rc != SQLITE_OK)
-		rc = db_fail(s, rc, err, ctx);
-	else
-		rc = next_row(s, st, err, ctx);
-	sqlite3_finalize(st);
+	rc = bind_file_id(s, st, f, err, ctx);
+	if (rc == 0)
+		rc = bind_values(s, st, 6, &sum, 1, err, ctx);
+	rc = step_done(s, st, rc, err, ctx);
 	return rc < 0 ? rc : 0;
 }
 
@@ -1106,34 +1089,65 @@ static int grow_for(void **arr, size_t *cap, size_t len, size_t size, struct tr_
 	return 0;
 }
 
-int store_job_list(struct store *s, struct store_job **out, size_t *n, struct tr_err *err)
+/* One row of a SELECT, read into row (select_rows' element); 0 or a
+ * negative code with err set. */
+typedef int (*row_reader)(struct store *s, sqlite3_stmt *st, void *row, struct tr_err *err);
+
+/* Runs sql with its int64 parameters bound and reads every row through read
+ * into a growing array of size-byte elements. On success *out (the caller's,
+ * NULL when no row) and *n; on failure the rows read so far go through clear
+ * (NULL: nothing to release inside an element), the array is freed, and *out
+ * stays NULL. */
+static int select_rows(struct store *s, const char *sql, const int64_t *args, int nargs,
+		       size_t size, row_reader read, void (*clear)(void *row), void **out,
+		       size_t *n, struct tr_err *err, const char *ctx)
 {
-	static const char sql[] = "SELECT " JOB_COLUMNS " FROM jobs ORDER BY id";
-	const char *ctx = "listing jobs";
 	sqlite3_stmt *st = NULL;
-	struct store_job *jobs = NULL;
+	char *rows = NULL;
 	size_t len = 0, cap = 0;
 	int rc;
 
 	*out = NULL;
 	*n = 0;
 	rc = prepare(s, &st, sql, err, ctx);
+	if (rc == 0 && nargs > 0)
+		rc = bind_i64s(s, st, args, nargs, err, ctx);
 	while (rc == 0 && (rc = next_row(s, st, err, ctx)) > 0) {
-		rc = grow_for((void **)&jobs, &cap, len, sizeof(*jobs), err, ctx);
-		if (rc < 0)
-			break;
-		rc = read_job(st, &jobs[len], err);
+		rc = grow_for((void **)&rows, &cap, len, size, err, ctx);
+		if (rc == 0)
+			rc = read(s, st, rows + len * size, err);
 		if (rc == 0)
 			len++;
 	}
 	sqlite3_finalize(st);
 	if (rc < 0) {
-		store_jobs_free(jobs, len);
+		for (size_t i = 0; clear && i < len; i++)
+			clear(rows + i * size);
+		free(rows);
 		return rc;
 	}
-	*out = jobs;
+	*out = rows;
 	*n = len;
 	return 0;
+}
+
+static int read_job_row(struct store *s, sqlite3_stmt *st, void *row, struct tr_err *err)
+{
+	(void)s;
+	return read_job(st, row, err);
+}
+
+static void clear_job_row(void *row)
+{
+	store_job_clear(row);
+}
+
+int store_job_list(struct store *s, struct store_job **out, size_t *n, struct tr_err *err)
+{
+	static const char sql[] = "SELECT " JOB_COLUMNS " FROM jobs ORDER BY id";
+
+	return select_rows(s, sql, NULL, 0, sizeof(**out), read_job_row, clear_job_row,
+			   (void **)out, n, err, "listing jobs");
 }
 
 void store_job_clear(struct store_job *j)
@@ -1295,40 +1309,14 @@ static int insert_checkpoint(struct store *s, int64_t job, uint32_t epoch, uint3
 	static const char sql[] =
 		"INSERT INTO checkpoints (job_id, epoch, step, kind, val_loss, size, checksum, "
 		"created_at, blob, score) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
-	sqlite3_stmt *st = NULL;
-	int rc;
+	const struct sqlv v[] = {
+		SQLV_I64(job), SQLV_I64(epoch), SQLV_I64(step), SQLV_TEXT(is_epoch ? "epoch" : "position"),
+		SQLV_REAL(is_epoch ? val_loss : NAN), SQLV_I64(blob ? len : 0), SQLV_TEXT(checksum),
+		SQLV_I64(now_unix()), SQLV_BLOB(blob, blob ? len : 0), SQLV_REAL(is_epoch ? score : NAN),
+	};
+	int rc = exec_values(s, sql, v, 10, err, ctx);
 
-	rc = prepare(s, &st, sql, err, ctx);
-	if (rc < 0)
-		goto out;
-	rc = sqlite3_bind_int64(st, 1, job);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 2, epoch);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 3, step);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_text(st, 4, is_epoch ? "epoch" : "position", -1, SQLITE_STATIC);
-	if (rc == SQLITE_OK)
-		rc = is_epoch ? bind_real(st, 5, val_loss) : sqlite3_bind_null(st, 5);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 6, blob ? (sqlite3_int64)len : 0);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_text(st, 7, checksum, -1, SQLITE_STATIC);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 8, now_unix());
-	if (rc == SQLITE_OK)
-		rc = blob ? sqlite3_bind_blob64(st, 9, blob, len, SQLITE_STATIC)
-			  : sqlite3_bind_zeroblob(st, 9, 0);
-	if (rc == SQLITE_OK)
-		rc = is_epoch ? bind_real(st, 10, score) : sqlite3_bind_null(st, 10);
-	if (rc != SQLITE_OK) {
-		rc = db_fail(s, rc, err, ctx);
-		goto out;
-	}
-	rc = next_row(s, st, err, ctx);
-out:
-	sqlite3_finalize(st);
-	return rc;
+	return rc < 0 ? rc : 0;
 }
 
 /* Write the blob of the checkpoint row `id` (inserted empty), in the
@@ -1336,27 +1324,12 @@ out:
 static int fill_checkpoint(struct store *s, int64_t id, const uint8_t *blob, size_t len,
 			   struct tr_err *err, const char *ctx)
 {
-	sqlite3_stmt *st = NULL;
-	int rc;
+	const struct sqlv v[] = { SQLV_I64(id), SQLV_I64(len), SQLV_BLOB(blob, len) };
+	int rc = exec_values(s, "UPDATE checkpoints SET size = ?2, blob = ?3 WHERE id = ?1", v, 3, err, ctx);
 
-	rc = prepare(s, &st, "UPDATE checkpoints SET size = ?2, blob = ?3 WHERE id = ?1", err, ctx);
-	if (rc < 0)
-		goto out;
-	rc = sqlite3_bind_int64(st, 1, id);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 2, (sqlite3_int64)len);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_blob64(st, 3, blob, len, SQLITE_STATIC);
-	if (rc != SQLITE_OK) {
-		rc = db_fail(s, rc, err, ctx);
-		goto out;
-	}
-	rc = next_row(s, st, err, ctx);
-	if (rc == 0 && sqlite3_changes(s->db) != 1)
+	if (rc >= 0 && rc != 1)
 		rc = tr_err_set(err, -EIO, "%s: the new checkpoint row is gone", ctx);
-out:
-	sqlite3_finalize(st);
-	return rc;
+	return rc < 0 ? rc : 0;
 }
 
 static int insert_history(struct store *s, int64_t job, const struct history_row *row,
@@ -1365,43 +1338,17 @@ static int insert_history(struct store *s, int64_t job, const struct history_row
 	static const char sql[] =
 		"INSERT INTO history (job_id, " HISTORY_COLUMNS ", created_at) "
 		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?16, ?15)";
-	const double reals[] = { row->train_loss, row->train_acc, row->train_macro_acc,
-				 row->val_loss,   row->val_acc,   row->val_macro_acc,
-				 row->seconds };
-	sqlite3_stmt *st = NULL;
-	int rc;
+	const struct sqlv v[] = {
+		SQLV_I64(job), SQLV_I64(row->epoch), SQLV_REAL(row->train_loss), SQLV_REAL(row->train_acc),
+		SQLV_REAL(row->train_macro_acc), SQLV_REAL(row->val_loss), SQLV_REAL(row->val_acc),
+		SQLV_REAL(row->val_macro_acc), SQLV_REAL(row->seconds),
+		SQLV_TEXTN(row->note, strnlen(row->note, HISTORY_NOTE_MAX)), SQLV_REAL(row->lr),
+		SQLV_REAL(row->grad_norm), SQLV_REAL(row->val_mae), SQLV_REAL(row->val_rmse),
+		SQLV_I64(now_unix()), SQLV_REAL(row->val_ppl),
+	};
+	int rc = exec_values(s, sql, v, 16, err, ctx);
 
-	rc = prepare(s, &st, sql, err, ctx);
-	if (rc < 0)
-		goto out;
-	rc = sqlite3_bind_int64(st, 1, job);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 2, row->epoch);
-	for (int i = 0; i < 7 && rc == SQLITE_OK; i++)
-		rc = bind_real(st, 3 + i, reals[i]);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_text(st, 10, row->note, (int)strnlen(row->note, HISTORY_NOTE_MAX),
-				       SQLITE_STATIC);
-	if (rc == SQLITE_OK)
-		rc = bind_real(st, 11, row->lr);
-	if (rc == SQLITE_OK)
-		rc = bind_real(st, 12, row->grad_norm);
-	if (rc == SQLITE_OK)
-		rc = bind_real(st, 13, row->val_mae);
-	if (rc == SQLITE_OK)
-		rc = bind_real(st, 14, row->val_rmse);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 15, now_unix());
-	if (rc == SQLITE_OK)
-		rc = bind_real(st, 16, row->val_ppl);
-	if (rc != SQLITE_OK) {
-		rc = db_fail(s, rc, err, ctx);
-		goto out;
-	}
-	rc = next_row(s, st, err, ctx);
-out:
-	sqlite3_finalize(st);
-	return rc;
+	return rc < 0 ? rc : 0;
 }
 
 int store_commit_epoch(struct store *s, int64_t job, const struct history_row *row,
@@ -1409,13 +1356,17 @@ int store_commit_epoch(struct store *s, int64_t job, const struct history_row *r
 {
 	/* Keep the newest max(keep, 1) epoch checkpoints and the best one
 	 * (lowest score: val_loss, or minus the monitored accuracy; the
-	 * earliest of equals; NULL = NaN never best). */
+	 * earliest of equals; NULL = NaN never best), and those a PBT exploit
+	 * started from (sweep_lineage). */
 	static const char retention_sql[] =
 		"DELETE FROM checkpoints WHERE job_id = ?1 AND kind = 'epoch'"
 		" AND id NOT IN (SELECT id FROM checkpoints WHERE job_id = ?1 AND kind = 'epoch'"
 		"                ORDER BY epoch DESC LIMIT ?2)"
 		" AND id NOT IN (SELECT id FROM checkpoints WHERE job_id = ?1 AND kind = 'epoch'"
-		"                AND score IS NOT NULL ORDER BY score, epoch LIMIT 1)";
+		"                AND score IS NOT NULL ORDER BY score, epoch LIMIT 1)"
+		/* PBT: an exploit's source (migration 0011), needed to replay it */
+		" AND NOT EXISTS (SELECT 1 FROM sweep_lineage l WHERE l.from_job = ?1"
+		"                 AND l.epoch = checkpoints.epoch AND l.action = 'exploit')";
 	int64_t committed = 0, keep = -1, ckpt_id = 0;
 	double score = NAN;
 	char ctx[80];
@@ -1536,46 +1487,35 @@ int store_job_create_at(struct store *s, const char *name, const char *config_js
 static int set_origin(struct store *s, int64_t id, const struct store_origin *o, struct tr_err *err,
 		      const char *ctx)
 {
-	static const char sql[] = "UPDATE jobs SET origin = ?2, epoch = ?3 WHERE id = ?1";
-	sqlite3_stmt *st = NULL;
-	int rc;
+	const struct sqlv v[] = { SQLV_I64(id), SQLV_TEXT(o->text), SQLV_I64(o->nrows) };
+	int rc = exec_values(s, "UPDATE jobs SET origin = ?2, epoch = ?3 WHERE id = ?1", v, 3, err, ctx);
 
-	rc = prepare(s, &st, sql, err, ctx);
-	if (rc < 0)
-		return rc;
-	rc = sqlite3_bind_int64(st, 1, id);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_text(st, 2, o->text, -1, SQLITE_STATIC);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 3, (sqlite3_int64)o->nrows);
-	if (rc != SQLITE_OK)
-		rc = db_fail(s, rc, err, ctx);
-	else
-		rc = next_row(s, st, err, ctx);
-	sqlite3_finalize(st);
 	return rc < 0 ? rc : 0;
 }
 
-int store_job_create_from(struct store *s, const char *name, const char *config_json,
-			  uint32_t epochs, int32_t keep, enum job_state state, const uint8_t *blob,
-			  size_t len, const char *checksum, const struct store_origin *o, int64_t *id,
-			  struct tr_err *err)
+static int check_from_args(const char *name, const char *config_json, enum job_state state, const uint8_t *blob,
+			   size_t len, const char *checksum, const struct store_origin *o, struct tr_err *err,
+			   const char *ctx)
 {
-	const char *ctx = "creating a job from another's checkpoint";
-	int64_t new_id = 0;
-	double score = NAN;
-	int rc;
+	int rc = check_job_args(name, config_json, state, err, ctx);
 
-	rc = check_job_args(name, config_json, state, err, ctx);
 	if (rc == 0)
 		rc = check_blob(blob, len, checksum, err, ctx);
 	if (rc == 0 && (!o || !o->text || o->nrows != o->epoch || (o->is_epoch && (o->step || !o->epoch))))
 		rc = tr_err_set(err, -EINVAL, "%s: the origin's position and history disagree", ctx);
-	if (rc < 0)
-		return rc;
-	rc = txn_begin(s, err, ctx);
-	if (rc < 0)
-		return rc;
+	return rc;
+}
+
+/* store_job_create_from's rows, in the caller's transaction. */
+static int create_from_in_txn(struct store *s, const char *name, const char *config_json, uint32_t epochs,
+			      int32_t keep, enum job_state state, const uint8_t *blob, size_t len,
+			      const char *checksum, const struct store_origin *o, int64_t *id, struct tr_err *err,
+			      const char *ctx)
+{
+	int64_t new_id = 0;
+	double score = NAN;
+	int rc;
+
 	rc = insert_job(s, name, config_json, epochs, keep, state, &new_id, err, ctx);
 	if (rc == 0)
 		rc = set_origin(s, new_id, o, err, ctx);
@@ -1587,6 +1527,28 @@ int store_job_create_from(struct store *s, const char *name, const char *config_
 	if (rc == 0)
 		rc = insert_checkpoint(s, new_id, o->epoch, o->step, o->is_epoch, o->val_loss, score, blob,
 				       len, checksum, err, ctx);
+	if (rc == 0 && id)
+		*id = new_id;
+	return rc;
+}
+
+int store_job_create_from(struct store *s, const char *name, const char *config_json,
+			  uint32_t epochs, int32_t keep, enum job_state state, const uint8_t *blob,
+			  size_t len, const char *checksum, const struct store_origin *o, int64_t *id,
+			  struct tr_err *err)
+{
+	const char *ctx = "creating a job from another's checkpoint";
+	int64_t new_id = 0;
+	int rc;
+
+	rc = check_from_args(name, config_json, state, blob, len, checksum, o, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = txn_begin(s, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = create_from_in_txn(s, name, config_json, epochs, keep, state, blob, len, checksum, o, &new_id, err,
+				ctx);
 	rc = txn_end(s, rc < 0 ? rc : 0, err, ctx);
 	if (rc == 0 && id)
 		*id = new_id;
@@ -1733,50 +1695,37 @@ out:
 	return rc;
 }
 
+static int read_checkpoint_row(struct store *s, sqlite3_stmt *st, void *row, struct tr_err *err)
+{
+	return read_checkpoint(s, st, false, row, err);
+}
+
 int store_checkpoint_list(struct store *s, int64_t job, struct store_checkpoint **out, size_t *n,
 			  struct tr_err *err)
 {
 	static const char sql[] = "SELECT " CHECKPOINT_COLUMNS " FROM checkpoints "
 				  "WHERE job_id = ?1 ORDER BY epoch, step";
-	struct store_checkpoint *cks = NULL;
-	sqlite3_stmt *st = NULL;
-	size_t len = 0, cap = 0;
+	struct store_checkpoint *best = NULL;
 	char ctx[64];
 	int rc;
 
 	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": listing checkpoints", job);
-	*out = NULL;
-	*n = 0;
-	rc = prepare(s, &st, sql, err, ctx);
-	if (rc == 0)
-		rc = bind_i64s(s, st, &job, 1, err, ctx);
-	while (rc == 0 && (rc = next_row(s, st, err, ctx)) > 0) {
-		rc = grow_for((void **)&cks, &cap, len, sizeof(*cks), err, ctx);
-		if (rc < 0)
-			break;
-		rc = read_checkpoint(s, st, false, &cks[len], err);
-		if (rc == 0)
-			len++;
-	}
-	sqlite3_finalize(st);
-	if (rc == 0 && len == 0)
+	/* Descriptions only: no blobs, nothing inside an element to release. */
+	rc = select_rows(s, sql, &job, 1, sizeof(**out), read_checkpoint_row, NULL, (void **)out, n,
+			 err, ctx);
+	if (rc == 0 && *n == 0)
 		rc = job_exists(s, job, err, ctx);
-	if (rc < 0) {
-		free(cks);   /* descriptions only: no blobs to free */
+	if (rc < 0)
 		return rc;
-	}
-	{
-		/* The best: the lowest score, the earliest of equals (as retention). */
-		struct store_checkpoint *best = NULL;
+	/* The best: the lowest score, the earliest of equals (as retention). */
+	for (size_t i = 0; i < *n; i++) {
+		struct store_checkpoint *c = &(*out)[i];
 
-		for (size_t i = 0; i < len; i++)
-			if (cks[i].is_epoch && !isnan(cks[i].score) && (!best || cks[i].score < best->score))
-				best = &cks[i];
-		if (best)
-			best->best = true;
+		if (c->is_epoch && !isnan(c->score) && (!best || c->score < best->score))
+			best = c;
 	}
-	*out = cks;
-	*n = len;
+	if (best)
+		best->best = true;
 	return 0;
 }
 
@@ -1801,59 +1750,45 @@ void store_ckpt_describe(struct store_ckpt_desc *out, const struct store_checkpo
 	memcpy(out->checksum, c->checksum, sizeof(out->checksum));
 }
 
+static int read_history_row(struct store *s, sqlite3_stmt *st, void *row, struct tr_err *err)
+{
+	struct history_row *r = row;
+	const unsigned char *note = sqlite3_column_text(st, 8);
+
+	(void)s;
+	(void)err;
+	memset(r, 0, sizeof(*r));
+	r->epoch = (uint32_t)sqlite3_column_int64(st, 0);
+	r->train_loss = column_real(st, 1);
+	r->train_acc = column_real(st, 2);
+	r->train_macro_acc = column_real(st, 3);
+	r->val_loss = column_real(st, 4);
+	r->val_acc = column_real(st, 5);
+	r->val_macro_acc = column_real(st, 6);
+	r->seconds = column_real(st, 7);
+	snprintf(r->note, sizeof(r->note), "%s", note ? (const char *)note : "");
+	r->lr = column_real(st, 9);
+	r->grad_norm = column_real(st, 10);
+	r->val_mae = column_real(st, 11);
+	r->val_rmse = column_real(st, 12);
+	r->val_ppl = column_real(st, 13);
+	return 0;
+}
+
 int store_history(struct store *s, int64_t job, struct history_row **rows, size_t *n,
 		  struct tr_err *err)
 {
 	static const char sql[] = "SELECT " HISTORY_COLUMNS " FROM history WHERE job_id = ?1 "
 				  "ORDER BY epoch";
-	struct history_row *h = NULL;
-	sqlite3_stmt *st = NULL;
-	size_t len = 0, cap = 0;
 	char ctx[64];
 	int rc;
 
 	snprintf(ctx, sizeof(ctx), "job %" PRId64 ": reading the history", job);
-	*rows = NULL;
-	*n = 0;
-	rc = prepare(s, &st, sql, err, ctx);
-	if (rc == 0)
-		rc = bind_i64s(s, st, &job, 1, err, ctx);
-	while (rc == 0 && (rc = next_row(s, st, err, ctx)) > 0) {
-		struct history_row *r;
-		const unsigned char *note;
-
-		rc = grow_for((void **)&h, &cap, len, sizeof(*h), err, ctx);
-		if (rc < 0)
-			break;
-		r = &h[len++];
-		memset(r, 0, sizeof(*r));
-		r->epoch = (uint32_t)sqlite3_column_int64(st, 0);
-		r->train_loss = column_real(st, 1);
-		r->train_acc = column_real(st, 2);
-		r->train_macro_acc = column_real(st, 3);
-		r->val_loss = column_real(st, 4);
-		r->val_acc = column_real(st, 5);
-		r->val_macro_acc = column_real(st, 6);
-		r->seconds = column_real(st, 7);
-		note = sqlite3_column_text(st, 8);
-		snprintf(r->note, sizeof(r->note), "%s", note ? (const char *)note : "");
-		r->lr = column_real(st, 9);
-		r->grad_norm = column_real(st, 10);
-		r->val_mae = column_real(st, 11);
-		r->val_rmse = column_real(st, 12);
-		r->val_ppl = column_real(st, 13);
-		rc = 0;
-	}
-	sqlite3_finalize(st);
-	if (rc == 0 && len == 0)
+	rc = select_rows(s, sql, &job, 1, sizeof(**rows), read_history_row, NULL, (void **)rows, n,
+			 err, ctx);
+	if (rc == 0 && *n == 0)
 		rc = job_exists(s, job, err, ctx);
-	if (rc < 0) {
-		free(h);
-		return rc;
-	}
-	*rows = h;
-	*n = len;
-	return 0;
+	return rc;
 }
 
 /* ---- the step series (migration 0008) ---------------------------------- */
@@ -1885,30 +1820,35 @@ int store_steps_add(struct store *s, int64_t job, const struct store_step *pts, 
 	for (size_t i = 0; rc == 0 && i < n && (size_t)have < cap; i++) {
 		if (!isfinite(pts[i].loss) || pts[i].step < 1)
 			continue;
+		const struct sqlv v[] = { SQLV_I64(job), SQLV_I64(pts[i].epoch), SQLV_I64(pts[i].step),
+					  SQLV_REAL(pts[i].loss), SQLV_I64(now) };
+
 		sqlite3_reset(st);
-		rc = sqlite3_bind_int64(st, 1, job);
-		if (rc == SQLITE_OK)
-			rc = sqlite3_bind_int64(st, 2, pts[i].epoch);
-		if (rc == SQLITE_OK)
-			rc = sqlite3_bind_int64(st, 3, pts[i].step);
-		if (rc == SQLITE_OK)
-			rc = sqlite3_bind_double(st, 4, pts[i].loss);
-		if (rc == SQLITE_OK)
-			rc = sqlite3_bind_int64(st, 5, now);
-		rc = rc == SQLITE_OK ? next_row(s, st, err, ctx) : db_fail(s, rc, err, ctx);
+		rc = bind_values(s, st, 1, v, 5, err, ctx);
+		if (rc == 0)
+			rc = next_row(s, st, err, ctx);
 		have++;
 	}
 	sqlite3_finalize(st);
 	return txn_end(s, rc < 0 ? rc : 0, err, ctx);
 }
 
+static int read_step_row(struct store *s, sqlite3_stmt *st, void *row, struct tr_err *err)
+{
+	struct store_step *p = row;
+
+	(void)s;
+	(void)err;
+	p->epoch = (uint32_t)sqlite3_column_int64(st, 0);
+	p->step = (uint32_t)sqlite3_column_int64(st, 1);
+	p->loss = sqlite3_column_double(st, 2);
+	return 0;
+}
+
 int store_steps(struct store *s, int64_t job, struct store_step **out, size_t *n, struct tr_err *err)
 {
 	static const char sql[] = "SELECT epoch, step, loss FROM step_series WHERE job_id = ?1 "
 				  "ORDER BY epoch, step";
-	struct store_step *pts = NULL;
-	sqlite3_stmt *st = NULL;
-	size_t len = 0, cap = 0;
 	char ctx[64];
 	int rc;
 
@@ -1917,27 +1857,9 @@ int store_steps(struct store *s, int64_t job, struct store_step **out, size_t *n
 	*n = 0;
 	rc = job_exists(s, job, err, ctx);
 	if (rc == 0)
-		rc = prepare(s, &st, sql, err, ctx);
-	if (rc == 0)
-		rc = bind_i64s(s, st, &job, 1, err, ctx);
-	while (rc == 0 && (rc = next_row(s, st, err, ctx)) > 0) {
-		rc = grow_for((void **)&pts, &cap, len, sizeof(*pts), err, ctx);
-		if (rc < 0)
-			break;
-		pts[len].epoch = (uint32_t)sqlite3_column_int64(st, 0);
-		pts[len].step = (uint32_t)sqlite3_column_int64(st, 1);
-		pts[len].loss = sqlite3_column_double(st, 2);
-		len++;
-		rc = 0;
-	}
-	sqlite3_finalize(st);
-	if (rc < 0) {
-		free(pts);
-		return rc;
-	}
-	*out = pts;
-	*n = len;
-	return 0;
+		rc = select_rows(s, sql, &job, 1, sizeof(**out), read_step_row, NULL, (void **)out, n,
+				 err, ctx);
+	return rc;
 }
 
 int store_integrity_check(struct store *s, struct tr_err *err)
@@ -1988,16 +1910,9 @@ static int set_digest_in_txn(struct store *s, int64_t job, const char *digest, s
 			     const char *ctx)
 {
 	static const char sql[] = "UPDATE jobs SET dataset_digest = ?2 WHERE id = ?1";
-	sqlite3_stmt *st = NULL;
-	int rc;
+	const struct sqlv v[] = { SQLV_I64(job), SQLV_TEXT(digest) };
 
-	rc = prepare(s, &st, sql, err, ctx);
-	if (rc < 0)
-		return rc;
-	rc = sqlite3_bind_int64(st, 1, job);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_text(st, 2, digest, -1, SQLITE_STATIC);
-	return update_one_job(s, st, rc, job, err, ctx);
+	return update_one_job(s, sql, v, 2, job, err, ctx);
 }
 
 int store_sweep_create(struct store *s, const char *name, const char *spec_json,
@@ -2089,6 +2004,8 @@ int store_sweep_delete(struct store *s, int64_t id, struct tr_err *err)
 	if (rc < 0)
 		return rc;
 	rc = exec_i64(s, "DELETE FROM sweep_trials WHERE sweep_id = ?1", &id, 1, err, ctx);
+	if (rc >= 0)
+		rc = exec_i64(s, "DELETE FROM sweep_lineage WHERE sweep_id = ?1", &id, 1, err, ctx);
 	if (rc >= 0)
 		rc = exec_i64(s, "DELETE FROM sweeps WHERE id = ?1", &id, 1, err, ctx);
 	if (rc == 0)
@@ -2263,4 +2180,113 @@ void store_trials_free(struct store_trial *t, size_t n)
 	for (size_t i = 0; i < n; i++)
 		free(t[i].params);
 	free(t);
+}
+
+/* ---- PBT's lineage (migration 0011) ------------------------------------- */
+
+static int insert_lineage(struct store *s, int64_t sweep, uint32_t k, const struct store_pbt_row *r,
+			  struct tr_err *err, const char *ctx)
+{
+	static const char sql[] =
+		"INSERT INTO sweep_lineage (sweep_id, interval, trial, action, rank, ranked, metric, epoch,"
+		" from_trial, from_job, job_id, params, prev_job)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+	const struct sqlv v[] = {
+		SQLV_I64(sweep), SQLV_I64(k), SQLV_I64(r->trial), SQLV_TEXT(r->exploit ? "exploit" : "continue"),
+		SQLV_I64(r->rank), SQLV_I64(r->ranked), SQLV_REAL(r->has_metric ? r->metric : NAN),
+		SQLV_I64(r->epoch), SQLV_I64(r->from_trial), SQLV_I64(r->from_job), SQLV_I64(r->job),
+		SQLV_TEXT(r->params), SQLV_I64(r->prev_job),
+	};
+	int rc = exec_values(s, sql, v, 13, err, ctx);
+
+	return rc < 0 ? rc : 0;
+}
+
+int store_pbt_record(struct store *s, int64_t sweep, uint32_t k, struct store_pbt_row *rows, size_t n,
+		     const struct store_pbt_job *jobs, size_t njobs, int64_t *job_ids, struct tr_err *err)
+{
+	const char *ctx = "recording a PBT decision";
+	size_t next = 0;
+	int rc = 0;
+
+	for (size_t i = 0; rc == 0 && i < njobs; i++)
+		rc = check_from_args(jobs[i].job.name, jobs[i].job.config_json, JOB_QUEUED, jobs[i].blob,
+				     jobs[i].len, jobs[i].checksum, &jobs[i].origin, err, ctx);
+	if (rc < 0)
+		return rc;
+	rc = txn_begin(s, err, ctx);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		struct store_pbt_row *r = &rows[i];
+
+		if (r->exploit) {
+			const struct store_pbt_job *nj = &jobs[next];
+
+			if (next >= njobs) {
+				rc = tr_err_set(err, -EINVAL, "%s: more exploits than jobs", ctx);
+				break;
+			}
+			rc = create_from_in_txn(s, nj->job.name, nj->job.config_json, nj->job.epochs, nj->job.keep,
+						JOB_QUEUED, nj->blob, nj->len, nj->checksum, &nj->origin,
+						&job_ids[next], err, ctx);
+			if (rc >= 0 && nj->job.digest && nj->job.digest[0])
+				rc = set_digest_in_txn(s, job_ids[next], nj->job.digest, err, ctx);
+			if (rc >= 0)
+				rc = exec_i64(s, "UPDATE sweep_trials SET job_id = ?3 WHERE sweep_id = ?1 AND trial = ?2",
+					      (int64_t[]){ sweep, r->trial, job_ids[next] }, 3, err, ctx);
+			if (rc == 0)   /* the rows it changed */
+				rc = tr_err_set(err, -ENOENT, "%s: sweep %" PRId64 " has no trial %u", ctx, sweep, r->trial);
+			if (rc < 0)
+				break;
+			r->job = job_ids[next++];
+		}
+		rc = insert_lineage(s, sweep, k, r, err, ctx);
+	}
+	return txn_end(s, rc < 0 ? rc : 0, err, ctx);
+}
+
+static int read_lineage_row(struct store *s, sqlite3_stmt *st, void *row, struct tr_err *err)
+{
+	struct store_pbt_row *r = row;
+	const unsigned char *action = sqlite3_column_text(st, 2);
+
+	(void)s;
+	memset(r, 0, sizeof(*r));
+	r->interval = (uint32_t)sqlite3_column_int64(st, 0);
+	r->trial = (uint32_t)sqlite3_column_int64(st, 1);
+	r->exploit = action && strcmp((const char *)action, "exploit") == 0;
+	r->rank = (uint32_t)sqlite3_column_int64(st, 3);
+	r->ranked = (uint32_t)sqlite3_column_int64(st, 4);
+	r->has_metric = sqlite3_column_type(st, 5) != SQLITE_NULL;
+	r->metric = r->has_metric ? sqlite3_column_double(st, 5) : NAN;
+	r->epoch = (uint32_t)sqlite3_column_int64(st, 6);
+	r->from_trial = (uint32_t)sqlite3_column_int64(st, 7);
+	r->from_job = sqlite3_column_int64(st, 8);
+	r->job = sqlite3_column_int64(st, 9);
+	r->prev_job = sqlite3_column_int64(st, 11);
+	r->params = r->params_owned = dup_column_text(st, 10);
+	return r->params_owned ? 0 : tr_err_set(err, -ENOMEM, "reading a sweep's lineage: out of memory");
+}
+
+static void clear_lineage_row(void *row)
+{
+	free(((struct store_pbt_row *)row)->params_owned);
+}
+
+int store_pbt_lineage(struct store *s, int64_t sweep, struct store_pbt_row **out, size_t *n, struct tr_err *err)
+{
+	static const char sql[] =
+		"SELECT interval, trial, action, rank, ranked, metric, epoch, from_trial, from_job, job_id, params,"
+		" prev_job FROM sweep_lineage WHERE sweep_id = ?1 ORDER BY interval, trial";
+
+	return select_rows(s, sql, &sweep, 1, sizeof(**out), read_lineage_row, clear_lineage_row, (void **)out, n,
+			   err, "reading a sweep's lineage");
+}
+
+void store_pbt_rows_free(struct store_pbt_row *r, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(r[i].params_owned);
+	free(r);
 }

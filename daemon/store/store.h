@@ -302,6 +302,41 @@ void store_sweep_clear(struct store_sweep *sw);
 void store_sweeps_free(struct store_sweep *sw, size_t n);
 void store_trials_free(struct store_trial *t, size_t n);
 
+/* PBT (migration 0011): a member's row of a decision (sweep_lineage). */
+struct store_pbt_row {
+	uint32_t interval;             /* the decision (read back; store_pbt_record takes k) */
+	uint32_t trial;
+	bool exploit;                  /* else continue */
+	uint32_t rank, ranked;
+	bool has_metric;
+	double metric;
+	uint32_t epoch;                /* the decision's */
+	uint32_t from_trial;           /* exploit: the member copied; continue: itself */
+	int64_t from_job;              /* the job whose checkpoint at epoch it goes on from */
+	int64_t job;                   /* the job it trains in next (exploit: set by store_pbt_record) */
+	int64_t prev_job;              /* the job it trained in up to the decision */
+	const char *params;            /* its parameters from now on (JSON) */
+	char *params_owned;            /* store_pbt_lineage's */
+};
+/* An exploit's new job: as store_job_create_from's arguments. */
+struct store_pbt_job {
+	struct store_new_job job;
+	const uint8_t *blob;
+	size_t len;
+	const char *checksum;
+	struct store_origin origin;
+};
+/* One transaction: decision k of the sweep: for each exploit row (in
+ * order) a new queued job from jobs[] (its id into job_ids[] and the row's
+ * job) that becomes the trial's (sweep_trials.job_id), and every row.
+ * -EEXIST (a constraint) if decision k is recorded already. */
+int store_pbt_record(struct store *s, int64_t sweep, uint32_t k, struct store_pbt_row *rows, size_t n,
+		     const struct store_pbt_job *jobs, size_t njobs, int64_t *job_ids, struct tr_err *err);
+/* Every row of the sweep's lineage by decision, then trial; *out malloc'ed
+ * (store_pbt_rows_free). */
+int store_pbt_lineage(struct store *s, int64_t sweep, struct store_pbt_row **out, size_t *n, struct tr_err *err);
+void store_pbt_rows_free(struct store_pbt_row *r, size_t n);
+
 /* PRAGMA integrity_check == "ok" -> 0, else -EIO with the first problem. */
 int store_integrity_check(struct store *s, struct tr_err *err);
 

@@ -20,6 +20,7 @@ const char *sweep_searcher_name(enum sweep_searcher s)
 	case SWEEP_RANDOM: return "random";
 	case SWEEP_SHA: return "sha";
 	case SWEEP_HYPERBAND: return "hyperband";
+	case SWEEP_PBT: return "pbt";
 	}
 	return "?";
 }
@@ -201,15 +202,25 @@ int sweep_spec_parse(const json_t *in, struct sweep_spec *out, struct tr_err *er
 		out->searcher = SWEEP_SHA;
 	else if (strcmp(json_string_value(searcher), "hyperband") == 0)
 		out->searcher = SWEEP_HYPERBAND;
+	else if (strcmp(json_string_value(searcher), "pbt") == 0)
+		out->searcher = SWEEP_PBT;
 	else
-		return tr_err_set_key(err, -EINVAL, "searcher", "'%.40s' is not a searcher this traind has (grid, random, sha, hyperband)",
+		return tr_err_set_key(err, -EINVAL, "searcher", "'%.40s' is not a searcher this traind has (grid, random, sha, hyperband, pbt)",
 				      json_string_value(searcher));
 	if (!sweep_adaptive(out)) {
 		static const char *const sha_only[] = { "grace_epochs", "reduction_factor", "max_epochs" };
 
 		for (size_t i = 0; i < 3; i++)
-			if (json_object_get(in, sha_only[i]) && !json_is_null(json_object_get(in, sha_only[i])))
+			if (!(out->searcher == SWEEP_PBT && i == 2) && json_object_get(in, sha_only[i]) &&
+			    !json_is_null(json_object_get(in, sha_only[i])))
 				return tr_err_set_key(err, -EINVAL, sha_only[i], "goes with the sha and hyperband searchers");
+	}
+	if (out->searcher != SWEEP_PBT) {
+		static const char *const pbt_only[] = { "population", "interval", "quantile", "perturb" };
+
+		for (size_t i = 0; i < 4; i++)
+			if (json_object_get(in, pbt_only[i]) && !json_is_null(json_object_get(in, pbt_only[i])))
+				return tr_err_set_key(err, -EINVAL, pbt_only[i], "goes with the pbt searcher");
 	}
 	if (!metric)
 		out->metric = MONITOR_VAL_LOSS;
@@ -238,6 +249,15 @@ int sweep_spec_parse(const json_t *in, struct sweep_spec *out, struct tr_err *er
 	json_decref(defaults);
 	if (rc < 0)
 		goto fail;
+	for (size_t i = 0; out->searcher == SWEEP_PBT && i < out->nparams; i++)
+		if (sweep_pbt_frozen_key(out->params[i].key)) {
+			char key[SWEEP_KEY_MAX + 8];
+
+			snprintf(key, sizeof(key), "params.%s", out->params[i].key);
+			rc = tr_err_set_key(err, -EINVAL, key, "pbt cannot perturb %s: an exploit continues another member's full state, whose %s cannot change",
+					    out->params[i].key, out->params[i].key);
+			goto fail;
+		}
 	if (out->searcher == SWEEP_GRID) {
 		for (size_t i = 0; i < out->nparams; i++) {
 			const struct sweep_param *p = &out->params[i];
@@ -256,7 +276,23 @@ int sweep_spec_parse(const json_t *in, struct sweep_spec *out, struct tr_err *er
 			}
 		}
 	}
-	rc = get_u64(in, "trials", 1, SWEEP_TRIALS_MAX, out->searcher == SWEEP_GRID ? grid : 0, &v, err);
+	if (out->searcher == SWEEP_PBT && json_object_get(in, "population") && !json_is_null(json_object_get(in, "population"))) {
+		uint64_t pop = 0;
+
+		rc = get_u64(in, "population", 2, SWEEP_TRIALS_MAX, 0, &pop, err);
+		if (rc == 0 && json_object_get(in, "trials") && !json_is_null(json_object_get(in, "trials")) &&
+		    (!json_is_integer(json_object_get(in, "trials")) ||
+		     (uint64_t)json_integer_value(json_object_get(in, "trials")) != pop))
+			rc = tr_err_set_key(err, -EINVAL, "trials", "pbt's trials are its population (%" PRIu64 ")", pop);
+		if (rc < 0)
+			goto fail;
+		v = pop;
+	} else {
+		rc = get_u64(in, "trials", out->searcher == SWEEP_PBT ? 2 : 1, SWEEP_TRIALS_MAX,
+			     out->searcher == SWEEP_GRID ? grid : 0, &v, err);
+	}
+	if (rc == 0 && v == 0 && out->searcher == SWEEP_PBT)
+		rc = tr_err_set_key(err, -EINVAL, "population", "the pbt searcher needs --population P (at least 2)");
 	if (rc == 0 && v == 0 && out->searcher != SWEEP_HYPERBAND)
 		rc = tr_err_set_key(err, -EINVAL, "trials", "the %s searcher needs --trials N",
 				    sweep_searcher_name(out->searcher));
@@ -295,6 +331,34 @@ int sweep_spec_parse(const json_t *in, struct sweep_spec *out, struct tr_err *er
 			goto fail;
 		out->grace_epochs = (uint32_t)g;
 		out->reduction_factor = (uint32_t)r;
+		out->max_epochs = (uint32_t)m;
+	}
+	if (out->searcher == SWEEP_PBT) {
+		uint64_t e = 0, m = 0;
+		const json_t *q = json_object_get(in, "quantile"), *f = json_object_get(in, "perturb");
+
+		rc = get_u64(in, "interval", 1, 100000, 1, &e, err);
+		if (rc == 0)   /* 0: the shared configuration's epochs (SweepStart fills it in) */
+			rc = get_u64(in, "max_epochs", 0, 100000, 0, &m, err);
+		if (rc == 0 && m && e > m)
+			rc = tr_err_set_key(err, -EINVAL, "interval", "%" PRIu64 " is more than max_epochs %" PRIu64, e, m);
+		out->quantile = 0.25;
+		out->perturb = 1.2;
+		if (rc == 0 && q && !json_is_null(q)) {
+			if (!json_is_number(q) || !(json_number_value(q) > 0) || json_number_value(q) > 0.5)
+				rc = tr_err_set_key(err, -EINVAL, "quantile", "expected a number in (0, 0.5]");
+			else
+				out->quantile = json_number_value(q);
+		}
+		if (rc == 0 && f && !json_is_null(f)) {
+			if (!json_is_number(f) || !(json_number_value(f) > 1) || json_number_value(f) > 100)
+				rc = tr_err_set_key(err, -EINVAL, "perturb", "expected a number in (1, 100]");
+			else
+				out->perturb = json_number_value(f);
+		}
+		if (rc < 0)
+			goto fail;
+		out->interval = (uint32_t)e;
 		out->max_epochs = (uint32_t)m;
 	}
 	if (out->searcher == SWEEP_HYPERBAND) {   /* the brackets decide how many trials */
@@ -341,6 +405,13 @@ json_t *sweep_spec_to_json(const struct sweep_spec *sp)
 	if (sweep_adaptive(sp)) {
 		json_object_set_new(o, "grace_epochs", json_integer(sp->grace_epochs));
 		json_object_set_new(o, "reduction_factor", json_integer(sp->reduction_factor));
+		json_object_set_new(o, "max_epochs", json_integer(sp->max_epochs));
+	}
+	if (sp->searcher == SWEEP_PBT) {
+		json_object_set_new(o, "population", json_integer(sp->trials));
+		json_object_set_new(o, "interval", json_integer(sp->interval));
+		json_object_set_new(o, "quantile", json_real(sp->quantile));
+		json_object_set_new(o, "perturb", json_real(sp->perturb));
 		json_object_set_new(o, "max_epochs", json_integer(sp->max_epochs));
 	}
 	return o;
@@ -634,4 +705,140 @@ void sweep_decide(const struct sweep_spec *sp, const struct sweep_result *res, u
 		decide_bracket(sp, res, idx, m, epochs, nr, out);
 	}
 	free(idx);
+}
+
+/* ---- pbt ------------------------------------------------------------------ */
+
+/* A uniform double in [0, 1) for (seed, decision k, trial, slot): the
+ * exploit's source (slot 0), each parameter's perturbation (2i + 1) and
+ * resampling (2i + 2). A salt keeps it apart from the trials' first draws. */
+static double pbt_draw(uint64_t seed, uint32_t k, uint32_t trial, uint64_t slot)
+{
+	uint64_t x = mix(mix(mix(mix(seed ^ UINT64_C(0x5042542d70627421)) ^ k) ^ trial) ^ slot);
+
+	return (double)(x >> 11) * 0x1.0p-53;
+}
+
+bool sweep_pbt_frozen_key(const char *key)
+{
+	static const char *const frozen[] = { "dataset", "batch_size", "optimizer", "hidden", "model", "seed",
+					      "split_seed", "val_size", "train_size", "rng", "loss", "precision", NULL };
+
+	for (size_t i = 0; frozen[i]; i++)
+		if (strcmp(key, frozen[i]) == 0)
+			return true;
+	return false;
+}
+
+uint32_t sweep_pbt_boundary(const struct sweep_spec *sp, uint32_t k)
+{
+	uint64_t e = (uint64_t)(k + 1) * sp->interval;
+
+	return e >= sp->max_epochs ? sp->max_epochs : (uint32_t)e;
+}
+
+uint32_t sweep_pbt_decisions(const struct sweep_spec *sp)
+{
+	/* boundaries E, 2E, ... strictly before max_epochs */
+	return sp->interval && sp->max_epochs ? (sp->max_epochs - 1) / sp->interval : 0;
+}
+
+static bool pbt_before(const struct sweep_pbt_member *m, uint32_t a, uint32_t b, enum monitor_kind metric)
+{
+	bool ha = m[a].has && !isnan(m[a].metric), hb = m[b].has && !isnan(m[b].metric);
+
+	if (ha != hb)
+		return ha;
+	if (ha && m[a].metric != m[b].metric)
+		return monitor_better(metric, m[a].metric, m[b].metric);
+	return a < b;
+}
+
+void sweep_pbt_decide(const struct sweep_spec *sp, uint32_t k, const struct sweep_pbt_member *m, uint32_t n,
+		      struct sweep_pbt_choice *out)
+{
+	uint32_t *order = malloc((n ? n : 1) * sizeof(*order)), na = 0, q;
+
+	for (uint32_t i = 0; i < n; i++)
+		out[i] = (struct sweep_pbt_choice){ .ranked = !m[i].stopped, .source = i };
+	if (!order)
+		return;   /* nobody exploits: decided again at the next change (the caller checks) */
+	for (uint32_t i = 0; i < n; i++)
+		if (!m[i].stopped)
+			order[na++] = i;
+	for (uint32_t i = 1; i < na; i++) {   /* insertion sort, stable by trial number */
+		uint32_t x = order[i], j = i;
+
+		while (j > 0 && pbt_before(m, x, order[j - 1], sp->metric)) {
+			order[j] = order[j - 1];
+			j--;
+		}
+		order[j] = x;
+	}
+	q = (uint32_t)floor((double)na * sp->quantile + 1e-9);
+	if (q == 0 && na >= 2)
+		q = 1;
+	if (2 * q > na)
+		q = na / 2;
+	for (uint32_t r = 0; r < na; r++) {
+		struct sweep_pbt_choice *c = &out[order[r]];
+
+		c->rank = r + 1;
+		c->of = na;
+		if (r >= na - q) {
+			uint32_t pick = (uint32_t)(pbt_draw(sp->seed, k, order[r], 0) * (double)q);
+
+			c->exploit = true;
+			c->source = order[pick < q ? pick : q - 1];
+		}
+	}
+	free(order);
+}
+
+json_t *sweep_pbt_perturb(const struct sweep_spec *sp, uint32_t k, uint32_t trial, const json_t *from)
+{
+	json_t *o = json_object();
+
+	if (!o)
+		return NULL;
+	for (size_t i = 0; i < sp->nparams; i++) {
+		const struct sweep_param *p = &sp->params[i];
+		const json_t *cur = json_object_get(from, p->key);
+		double up = pbt_draw(sp->seed, k, trial, 2 * i + 1), re = pbt_draw(sp->seed, k, trial, 2 * i + 2);
+		json_t *v;
+
+		if (p->dist == DIST_CHOICE) {
+			if (re < 0.25 || !cur)
+				v = value_at(p, (uint64_t)(up * (double)count_of(p)));
+			else
+				v = json_deep_copy(cur);
+		} else {
+			double x = cur && json_is_number(cur) ? json_number_value(cur) : p->lo;
+
+			x = up < 0.5 ? x * sp->perturb : x / sp->perturb;
+			if (x < p->lo)
+				x = p->lo;
+			if (x > p->hi)
+				x = p->hi;
+			if (p->dist == DIST_INT) {
+				double r = floor(x + 0.5);
+
+				/* a whole number that did not move goes one step the same way */
+				if (cur && json_is_number(cur) && r == json_number_value(cur))
+					r += up < 0.5 ? 1 : -1;
+				if (r < p->lo)
+					r = p->lo;
+				if (r > p->hi)
+					r = p->hi;
+				v = json_integer((json_int_t)r);
+			} else {
+				v = json_real(x);
+			}
+		}
+		if (!v || json_object_set_new(o, p->key, v)) {
+			json_decref(o);
+			return NULL;
+		}
+	}
+	return o;
 }

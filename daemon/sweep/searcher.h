@@ -27,7 +27,7 @@
  * in brackets (Li et al.): bracket s (s_max ... 0, s_max the largest s
  * with grace * eta^s <= max_epochs) holds ceil((s_max + 1) eta^s / (s + 1))
  * trials starting at max_epochs / eta^s epochs; each bracket's rungs are
- * decided alone.
+ * decided alone. PBT: see struct sweep_pbt_member below.
  *
  * Thread: any (no shared state).
  */
@@ -50,7 +50,7 @@
 
 #define SWEEP_RUNGS_MAX 16
 
-enum sweep_searcher { SWEEP_GRID, SWEEP_RANDOM, SWEEP_SHA, SWEEP_HYPERBAND };
+enum sweep_searcher { SWEEP_GRID, SWEEP_RANDOM, SWEEP_SHA, SWEEP_HYPERBAND, SWEEP_PBT };
 
 enum sweep_dist { DIST_CHOICE, DIST_UNIFORM, DIST_LOGUNIFORM, DIST_INT };
 
@@ -71,7 +71,34 @@ struct sweep_spec {
 	enum monitor_kind metric;
 	uint32_t max_parallel;       /* trials training at once (traind's --max-running caps it too) */
 	/* sha */
-	uint32_t grace_epochs, reduction_factor, max_epochs;
+	uint32_t grace_epochs, reduction_factor, max_epochs;   /* max_epochs: pbt's too */
+	/* pbt: trials is the population */
+	uint32_t interval;           /* epochs between exploits */
+	double quantile;             /* (0, 0.5]: the bottom and top fraction */
+	double perturb;              /* > 1: a numeric parameter x or / by it */
+};
+
+/* PBT (Jaderberg et al., 2017). A member is a trial; it trains in segments
+ * of `interval` epochs, each an ordinary job that stops at the segment's
+ * end (epoch k * interval, the last at max_epochs). Decision k (k >= 1) is
+ * taken once every member not stopped has committed epoch k * interval:
+ * the members are ranked by their metric there (missing and NaN last,
+ * ties by trial number); the bottom q = max(1, floor(n * quantile)) each
+ * exploit a top-q member drawn from the sweep's seed keyed by (k, trial):
+ * a new job from that member's checkpoint at that epoch (start --from)
+ * with its parameters perturbed (sweep_pbt_perturb); the others continue
+ * their own job. */
+struct sweep_pbt_member {
+	bool stopped;                /* its job failed or was killed: not ranked */
+	bool has;                    /* it reported at the decision's epoch */
+	double metric;
+};
+
+struct sweep_pbt_choice {
+	bool ranked;                 /* not stopped */
+	bool exploit;
+	uint32_t rank, of;           /* 1-based among the ranked */
+	uint32_t source;             /* exploit: the top member it copies */
 };
 
 /* A trial's results as the searcher sees them: its metric at each rung's
@@ -130,6 +157,26 @@ uint32_t sweep_hyperband_trials(const struct sweep_spec *sp);
  * trial number. Grid and random: every trial VERDICT_RUNNING, epochs 0. */
 void sweep_decide(const struct sweep_spec *sp, const struct sweep_result *res, uint32_t n,
 		  struct sweep_decision *out);
+
+/* pbt: decision k's choices for the n members (out[0..n)), a pure
+ * function of (spec, k, members). */
+void sweep_pbt_decide(const struct sweep_spec *sp, uint32_t k, const struct sweep_pbt_member *m, uint32_t n,
+		      struct sweep_pbt_choice *out);
+/* pbt: the parameters of member `trial` exploiting at decision k, from
+ * the source's (`from`, {KEY: value}): each uniform, loguniform or int
+ * parameter x or / perturb (even odds), kept within its (lo, hi); each
+ * choice() parameter drawn again from its values with probability 1/4,
+ * else the source's. Keyed by (seed, k, trial): never by time. A new
+ * object, NULL when out of memory. */
+json_t *sweep_pbt_perturb(const struct sweep_spec *sp, uint32_t k, uint32_t trial, const json_t *from);
+/* pbt: the epoch of decision k's boundary and the epochs segment k (after
+ * decision k; 0: the first) trains to; the number of decisions (the
+ * boundaries before max_epochs). */
+uint32_t sweep_pbt_boundary(const struct sweep_spec *sp, uint32_t k);
+uint32_t sweep_pbt_decisions(const struct sweep_spec *sp);
+/* pbt: configuration keys a start --from with the full state cannot
+ * change (methods-jobs.c's frozen keys): refused as PBT parameters. */
+bool sweep_pbt_frozen_key(const char *key);
 
 /* Whether a is a better value of the metric than b (ties: not better). */
 bool sweep_metric_better(const struct sweep_spec *sp, double a, double b);

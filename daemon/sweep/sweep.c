@@ -6,13 +6,18 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <uv.h>
+
 #include "traind/sched.h"
 #include "daemon/core/log.h"
+#include "daemon/sweep/pbt.h"
 
 struct sweep {
 	int64_t id;
@@ -23,22 +28,52 @@ struct sweep {
 	struct sweep_spec spec;      /* parsed from the store's (or the start's) */
 	struct sweep_result *res;    /* njobs: each trial's metric at the rungs' epochs, owned */
 	struct sweep_decision *dec;  /* njobs: scratch for sweep_decide, owned */
+	char name[STORE_NAME_MAX];   /* the spec's: its exploits' jobs are named after it */
+	/* pbt: the members are the trials; jobs[k] is member k's current job */
+	uint32_t decided;            /* decisions recorded (sweep_lineage) */
+	bool busy;                   /* a decision on its way to the store */
+	bool stalled;                /* an exploit could not be built: none until resume or restart */
+	char **params;               /* njobs: each member's parameters now (JSON text), owned */
+	uint32_t *bepoch;            /* njobs: the last segment boundary its current job committed */
+	double *bmetric;             /* njobs: its metric there */
+	int64_t *past;               /* the members' earlier jobs (an exploit's prev_job), owned */
+	size_t npast, cappast;
 };
 
 struct sweeps {
 	struct jobs *js;
+	uv_loop_t *loop;             /* pbt: exploits are built on its pool */
+	struct dscache *dsc;
+	const char *db_path;
 	struct storeq *sq;
 	struct sweep *v;
 	size_t n, cap;
 };
 
-int sweeps_new(struct sweeps **out, struct jobs *js)
+int sweeps_new(struct sweeps **out, struct jobs *js, uv_loop_t *loop, struct dscache *dsc, const char *db_path)
 {
 	*out = calloc(1, sizeof(**out));
 	if (!*out)
 		return -ENOMEM;
 	(*out)->js = js;
+	(*out)->loop = loop;
+	(*out)->dsc = dsc;
+	(*out)->db_path = db_path;
 	return 0;
+}
+
+static void sweep_clear(struct sweep *s)
+{
+	free(s->jobs);
+	free(s->res);
+	free(s->dec);
+	for (size_t k = 0; s->params && k < s->njobs; k++)
+		free(s->params[k]);
+	free(s->params);
+	free(s->bepoch);
+	free(s->bmetric);
+	free(s->past);
+	sweep_spec_clear(&s->spec);
 }
 
 void sweeps_set_store(struct sweeps *sw, struct storeq *sq)
@@ -50,12 +85,8 @@ void sweeps_free(struct sweeps *sw)
 {
 	if (!sw)
 		return;
-	for (size_t i = 0; i < sw->n; i++) {
-		free(sw->v[i].jobs);
-		free(sw->v[i].res);
-		free(sw->v[i].dec);
-		sweep_spec_clear(&sw->v[i].spec);
-	}
+	for (size_t i = 0; i < sw->n; i++)
+		sweep_clear(&sw->v[i]);
 	free(sw->v);
 	free(sw);
 }
@@ -74,8 +105,45 @@ bool sweeps_exists(struct sweeps *sw, int64_t id)
 }
 
 /* Takes what spec owns, always. */
-static struct sweep *add(struct sweeps *sw, int64_t id, struct sweep_spec *spec, bool killed, bool paused,
-			 const int64_t *job_ids, size_t n)
+/* pbt: each member's first parameters (a pure function of the spec) and
+ * no boundary reported yet. */
+static int pbt_init(struct sweep *s)
+{
+	size_t n = s->njobs ? s->njobs : 1;
+
+	s->params = calloc(n, sizeof(*s->params));
+	s->bepoch = calloc(n, sizeof(*s->bepoch));
+	s->bmetric = calloc(n, sizeof(*s->bmetric));
+	if (!s->params || !s->bepoch || !s->bmetric)
+		return -ENOMEM;
+	for (size_t k = 0; k < s->njobs; k++) {
+		json_t *p = sweep_trial_params(&s->spec, (uint32_t)k);
+
+		s->params[k] = p ? json_dumps(p, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+		json_decref(p);
+		if (!s->params[k])
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static int push_past(struct sweep *s, int64_t job)
+{
+	if (s->npast == s->cappast) {
+		size_t cap = s->cappast ? s->cappast * 2 : 8;
+		int64_t *v = realloc(s->past, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		s->past = v;
+		s->cappast = cap;
+	}
+	s->past[s->npast++] = job;
+	return 0;
+}
+
+static struct sweep *add(struct sweeps *sw, int64_t id, const char *name, struct sweep_spec *spec, bool killed,
+			 bool paused, const int64_t *job_ids, size_t n)
 {
 	struct sweep *s;
 
@@ -108,6 +176,11 @@ static struct sweep *add(struct sweeps *sw, int64_t id, struct sweep_spec *spec,
 	s->id = id;
 	s->spec = *spec;
 	memset(spec, 0, sizeof(*spec));
+	snprintf(s->name, sizeof(s->name), "%s", name ? name : "sweep");
+	if (s->spec.searcher == SWEEP_PBT && pbt_init(s) < 0) {
+		sweep_clear(s);
+		return NULL;
+	}
 	s->max_parallel = s->spec.max_parallel ? s->spec.max_parallel : 1;
 	s->killed = killed;
 	s->paused = paused;
@@ -122,10 +195,13 @@ int sweeps_add(struct sweeps *sw, int64_t id, const char *spec_json, const int64
 	struct tr_err err = { 0 };
 	int rc = sweep_spec_parse(j, &sp, &err);
 
-	json_decref(j);
-	if (rc < 0)
+	if (rc < 0) {
+		json_decref(j);
 		return rc;
-	return add(sw, id, &sp, false, false, job_ids, n) ? 0 : -ENOMEM;
+	}
+	rc = add(sw, id, json_string_value(json_object_get(j, "name")), &sp, false, false, job_ids, n) ? 0 : -ENOMEM;
+	json_decref(j);
+	return rc;
 }
 
 /* Record row's metric for trial k of s when its epoch is a rung's. */
@@ -134,12 +210,49 @@ static void note_row(struct sweep *s, size_t k, const struct history_row *row)
 	uint32_t rungs[SWEEP_RUNGS_MAX];
 	uint32_t nr = sweep_trial_rungs(&s->spec, (uint32_t)k, rungs);
 
+	if (s->spec.searcher == SWEEP_PBT) {   /* a segment's end: what a decision ranks */
+		if (row->epoch % s->spec.interval == 0 || row->epoch == s->spec.max_epochs) {
+			s->bepoch[k] = row->epoch;
+			s->bmetric[k] = sched_monitored(s->spec.metric, row->val_loss, row->val_acc,
+							row->val_macro_acc, row->val_mae, row->val_rmse);
+		}
+		return;
+	}
+
 	for (uint32_t r = 0; r < nr; r++)
 		if (rungs[r] == row->epoch) {
 			s->res[k].has[r] = true;
 			s->res[k].metric[r] = sched_monitored(s->spec.metric, row->val_loss, row->val_acc,
 							      row->val_macro_acc, row->val_mae, row->val_rmse);
 		}
+}
+
+/* pbt: the decisions recorded, each member's parameters now and its
+ * earlier jobs, from the lineage. */
+static int pbt_recover(struct sweep *w, struct store *s, struct tr_err *err)
+{
+	struct store_pbt_row *rows = NULL;
+	size_t n = 0;
+	int rc = store_pbt_lineage(s, w->id, &rows, &n, err);
+
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		const struct store_pbt_row *r = &rows[i];
+		char *p;
+
+		if (r->trial >= w->njobs)
+			continue;
+		if (r->interval > w->decided)
+			w->decided = r->interval;
+		if (!(p = strdup(r->params)) || (r->exploit && push_past(w, r->prev_job) < 0)) {
+			free(p);
+			rc = tr_err_set(err, -ENOMEM, "out of memory");
+			break;
+		}
+		free(w->params[r->trial]);
+		w->params[r->trial] = p;
+	}
+	store_pbt_rows_free(rows, n);
+	return rc;
 }
 
 int sweeps_recover(struct sweeps *sw, struct store *s, struct tr_err *err)
@@ -168,12 +281,15 @@ int sweeps_recover(struct sweeps *sw, struct store *s, struct tr_err *err)
 		for (size_t k = 0; rc == 0 && k < nt; k++)
 			ids[k] = t[k].job;
 		if (rc == 0) {
-			struct sweep *w = add(sw, list[i].id, &sp, list[i].killed, list[i].paused, ids, nt);
+			struct sweep *w = add(sw, list[i].id, list[i].name, &sp, list[i].killed, list[i].paused, ids, nt);
 
 			if (!w)
 				rc = tr_err_set(err, -ENOMEM, "out of memory");
-			/* the rungs' metrics from the trials' histories */
-			for (size_t k = 0; rc == 0 && sweep_adaptive(&w->spec) && k < nt; k++) {
+			if (rc == 0 && w->spec.searcher == SWEEP_PBT)
+				rc = pbt_recover(w, s, err);
+			/* the rungs' metrics (pbt: the segments' ends) from the trials' histories */
+			for (size_t k = 0; rc == 0 && (sweep_adaptive(&w->spec) || w->spec.searcher == SWEEP_PBT) &&
+					   k < nt; k++) {
 				struct history_row *rows = NULL;
 				size_t nrows = 0;
 
@@ -215,6 +331,11 @@ void sweeps_epoch(struct sweeps *sw, const struct job *j, const struct history_r
 
 /* ---- the searcher's decisions, acted on ---------------------------------- */
 
+enum trial_act { ACT_KILL, ACT_PAUSE, ACT_RESUME, ACT_DELETE };
+
+static void evaluate_pbt(struct sweeps *sw, struct sweep *s);
+static void act_trials(struct sweeps *sw, struct sweep *s, enum trial_act act);
+
 struct resume_one {
 	struct jobs_done done;       /* first */
 	int64_t sweep, job;
@@ -238,6 +359,10 @@ static void resume_one_done(struct jobs_done *done)
  * again at the next start. */
 static void evaluate(struct sweeps *sw, struct sweep *s)
 {
+	if (s->spec.searcher == SWEEP_PBT) {
+		evaluate_pbt(sw, s);
+		return;
+	}
 	if (s->killed || s->paused || !sweep_adaptive(&s->spec))
 		return;
 	for (size_t k = 0; k < s->njobs; k++) {
@@ -269,6 +394,306 @@ static void evaluate(struct sweeps *sw, struct sweep *s)
 		if (rc != JOBS_PENDING)
 			resume_one_done(&r->done);
 	}
+}
+
+
+/* ---- pbt: decisions, exploits ------------------------------------------- */
+
+/* A decision on its way: built on the pool (the exploits' jobs), stored in
+ * one transaction with the jobs (jobs_start_group, store_pbt_record). */
+struct pbt_req {
+	uv_work_t work;
+	struct jobs_done done;
+	struct jobs_group g;
+	struct sweeps *sw;
+	int64_t sweep;
+	uint32_t k;                  /* the decision, from 1 */
+	uint32_t n;                  /* members with a row (those not stopped) */
+	struct store_pbt_row *rows;  /* n */
+	char **row_params;           /* n, owned */
+	struct pbt_exploit *x;       /* nx, owned until their specs go to g */
+	uint32_t nx;
+	struct job_spec *specs;      /* nx: g's */
+	int64_t *ids;                /* nx */
+	int32_t keep;
+	bool group;                  /* handed to jobs_start_group */
+};
+
+static void pbt_req_free(struct pbt_req *r)
+{
+	for (uint32_t i = 0; r->row_params && i < r->n; i++)
+		free(r->row_params[i]);
+	for (uint32_t i = 0; r->x && i < r->nx; i++)
+		pbt_exploit_clear(&r->x[i], r->sw->dsc);
+	if (!r->group)
+		for (uint32_t i = 0; r->specs && i < r->nx; i++)
+			job_spec_clear(r->sw->dsc, &r->specs[i]);
+	free(r->row_params);
+	free(r->rows);
+	free(r->x);
+	free(r->specs);
+	free(r->ids);
+	free(r);
+}
+
+/* The store thread: decision k with its exploits' jobs, one transaction. */
+static int pbt_store_fn(struct store *st, struct jobs_group *g, struct tr_err *err)
+{
+	struct pbt_req *r = g->arg;
+	struct store_pbt_job *pj = calloc(g->n ? g->n : 1, sizeof(*pj));
+	int rc;
+
+	if (!pj)
+		return tr_err_set(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < g->n; i++) {
+		const struct job_spec *sp = &g->specs[i];
+
+		pj[i] = (struct store_pbt_job){
+			.job = { .name = sp->name, .config_json = g->config_json[i], .epochs = sp->cfg.epochs,
+				 .keep = sp->keep, .digest = sp->dataset_digest },
+			.blob = sp->init_ckpt, .len = sp->init_len, .checksum = sp->init_checksum,
+			.origin = { .text = sp->origin, .epoch = sp->origin_epoch, .step = sp->origin_step,
+				    .is_epoch = sp->origin_is_epoch, .val_loss = sp->origin_val_loss,
+				    .rows = sp->origin_rows, .nrows = sp->origin_epoch },
+		};
+	}
+	rc = store_pbt_record(st, r->sweep, r->k, r->rows, r->n, pj, g->n, g->ids, err);
+	free(pj);
+	return rc;
+}
+
+/* The loop: stored, the new jobs in the registry: the members' jobs now. */
+static void pbt_added(struct jobs_group *g)
+{
+	struct pbt_req *r = g->arg;
+	struct sweep *s = find(r->sw, r->sweep);
+
+	if (!s)
+		return;
+	for (uint32_t i = 0; i < r->n; i++) {
+		const struct store_pbt_row *row = &r->rows[i];
+
+		if (row->trial >= s->njobs)
+			continue;
+		if (row->exploit) {
+			s->jobs[row->trial] = row->job;
+			if (push_past(s, row->prev_job) < 0)
+				log_err("sweep %" PRId64 ": out of memory: job %" PRId64 " stays when the sweep is removed",
+					s->id, row->prev_job);
+			log_notice("sweep %" PRId64 ": decision %u: trial %u (rank %u of %u) exploits trial %u: job %" PRId64
+				   " from job %" PRId64 " epoch %u with %s", s->id, r->k, row->trial, row->rank, row->ranked,
+				   row->from_trial, row->job, row->from_job, row->epoch, row->params);
+		}
+		free(s->params[row->trial]);
+		s->params[row->trial] = r->row_params[i];
+		r->row_params[i] = NULL;
+	}
+	s->decided = r->k;
+	/* killed or paused while the decision was being stored: its new jobs too */
+	if (s->killed)
+		act_trials(r->sw, s, ACT_KILL);
+	else if (s->paused)
+		act_trials(r->sw, s, ACT_PAUSE);
+}
+
+static void pbt_stored(struct jobs_done *done)
+{
+	struct pbt_req *r = (struct pbt_req *)((char *)done - offsetof(struct pbt_req, done));
+	struct sweep *s = find(r->sw, r->sweep);
+	struct sweeps *sw = r->sw;
+
+	if (s) {
+		s->busy = false;
+		if (done->result.code != JOBS_OK) {
+			log_err("sweep %" PRId64 ": decision %u not recorded: %s", s->id, r->k, done->result.message);
+			s->stalled = true;
+		}
+	}
+	pbt_req_free(r);
+	if (s && !s->stalled)
+		evaluate_pbt(sw, s);   /* the continuing members go on */
+}
+
+static void pbt_work(uv_work_t *w)
+{
+	struct pbt_req *r = w->data;
+
+	for (uint32_t i = 0; i < r->nx; i++)
+		pbt_build(&r->x[i], r->sw->db_path, r->sw->dsc);
+}
+
+/* Store the decision (its exploits built, or none). */
+static void pbt_submit(struct pbt_req *r)
+{
+	struct sweep *s = find(r->sw, r->sweep);
+	int rc;
+
+	if (!s || s->killed || s->paused || jobs_shutting_down(r->sw->js) || !r->sw->sq) {
+		if (s)
+			s->busy = false;   /* taken again when it may */
+		pbt_req_free(r);
+		return;
+	}
+	for (uint32_t i = 0; i < r->nx; i++) {
+		if (r->x[i].rc < 0) {
+			log_err("sweep %" PRId64 ": decision %u: the exploit from job %" PRId64 " epoch %u cannot be built: %s; "
+				"no decision until `trainctl sweep resume` or a restart", s->id, r->k, r->x[i].from_job,
+				r->x[i].epoch, r->x[i].err.msg);
+			s->busy = false;
+			s->stalled = true;
+			pbt_req_free(r);
+			return;
+		}
+		r->specs[i] = r->x[i].spec;   /* g takes what it owns */
+		memset(&r->x[i].spec, 0, sizeof(r->x[i].spec));
+		r->specs[i].keep = r->keep;
+	}
+	{
+		uint32_t e = 0;
+
+		for (uint32_t i = 0; i < r->n; i++)
+			if (r->rows[i].exploit)
+				snprintf(r->specs[e++].name, sizeof(r->specs[0].name), "%.40s-t%u-d%u", s->name,
+					 r->rows[i].trial, r->k);
+	}
+	r->g = (struct jobs_group){ .specs = r->specs, .n = r->nx, .ids = r->ids, .store_fn = pbt_store_fn,
+				    .added = pbt_added, .arg = r };
+	r->done.fn = pbt_stored;
+	r->group = true;
+	rc = jobs_start_group(r->sw->js, &r->g, &r->done);
+	if (rc != JOBS_PENDING)
+		pbt_stored(&r->done);
+}
+
+static void pbt_after_work(uv_work_t *w, int status)
+{
+	(void)status;
+	pbt_submit(w->data);
+}
+
+/* Continue the members into the segment after the last decision, then
+ * take the next decision once every member not stopped has reported at
+ * its epoch (its job done there). Idempotent: a member already training
+ * there is left alone; a decision is taken once (busy until stored). */
+static void evaluate_pbt(struct sweeps *sw, struct sweep *s)
+{
+	const struct sweep_spec *sp = &s->spec;
+	uint32_t n = (uint32_t)s->njobs, b = sweep_pbt_boundary(sp, s->decided), nx = 0, nr = 0;
+	struct sweep_pbt_member *m = NULL;
+	struct sweep_pbt_choice *c = NULL;
+	struct pbt_req *r = NULL;
+
+	if (s->killed || s->paused || s->busy || s->stalled || jobs_shutting_down(sw->js) || !sw->sq)
+		return;
+	for (uint32_t k = 0; k < n; k++) {
+		struct job *j = jobs_find(sw->js, s->jobs[k]);
+		struct resume_one *ro;
+
+		if (!j || j->state != JOB_DONE || !job_settled(j) || j->committed_epoch >= b)
+			continue;
+		if (!(ro = calloc(1, sizeof(*ro)))) {
+			log_err("sweep %" PRId64 ": out of memory continuing job %" PRId64, s->id, j->id);
+			continue;
+		}
+		ro->done.fn = resume_one_done;
+		ro->sweep = s->id;
+		ro->job = j->id;
+		ro->epochs = b;
+		if (jobs_resume(sw->js, j, false, b, 0, &ro->done) != JOBS_PENDING)
+			resume_one_done(&ro->done);
+	}
+	if (s->decided >= sweep_pbt_decisions(sp))
+		return;
+	m = calloc(n ? n : 1, sizeof(*m));
+	c = calloc(n ? n : 1, sizeof(*c));
+	if (!m || !c)
+		goto out;
+	for (uint32_t k = 0; k < n; k++) {
+		struct job *j = jobs_find(sw->js, s->jobs[k]);
+
+		m[k].stopped = !j || j->state == JOB_FAILED || j->state == JOB_KILLED;
+		if (m[k].stopped)
+			continue;
+		if (j->state != JOB_DONE || !job_settled(j) || s->bepoch[k] != b)
+			goto out;   /* not every member has reported: undecided */
+		m[k].has = true;
+		m[k].metric = s->bmetric[k];
+	}
+	sweep_pbt_decide(sp, s->decided + 1, m, n, c);
+	for (uint32_t k = 0; k < n; k++) {
+		nr += c[k].ranked;
+		nx += c[k].exploit;
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r || !(r->rows = calloc(nr ? nr : 1, sizeof(*r->rows))) ||
+	    !(r->row_params = calloc(nr ? nr : 1, sizeof(*r->row_params))) ||
+	    !(r->x = calloc(nx ? nx : 1, sizeof(*r->x))) || !(r->specs = calloc(nx ? nx : 1, sizeof(*r->specs))) ||
+	    !(r->ids = calloc(nx ? nx : 1, sizeof(*r->ids))))
+		goto oom;
+	r->sw = sw;
+	r->sweep = s->id;
+	r->k = s->decided + 1;
+	r->nx = nx;
+	r->work.data = r;
+	for (uint32_t k = 0, e = 0; k < n; k++) {
+		struct store_pbt_row *row;
+		struct job *src;
+
+		if (!c[k].ranked)
+			continue;
+		row = &r->rows[r->n];
+		src = jobs_find(sw->js, s->jobs[c[k].source]);
+		*row = (struct store_pbt_row){
+			.trial = k, .exploit = c[k].exploit, .rank = c[k].rank, .ranked = c[k].of,
+			.has_metric = !isnan(m[k].metric), .metric = m[k].metric, .epoch = b,
+			.from_trial = c[k].source, .from_job = s->jobs[c[k].source], .job = s->jobs[k],
+			.prev_job = s->jobs[k],
+		};
+		if (c[k].exploit) {
+			json_t *from = json_loads(s->params[c[k].source], 0, NULL);
+			json_t *np = from ? sweep_pbt_perturb(sp, r->k, k, from) : NULL;
+			struct pbt_exploit *x = &r->x[e++];
+
+			r->row_params[r->n] = np ? json_dumps(np, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+			json_decref(from);
+			json_decref(np);
+			x->from_job = row->from_job;
+			x->epoch = b;
+			x->epochs = sweep_pbt_boundary(sp, r->k);
+			x->params_json = r->row_params[r->n] ? strdup(r->row_params[r->n]) : NULL;
+			if (src) {
+				snprintf(x->digest, sizeof(x->digest), "%s", src->dataset_digest);
+				r->keep = src->keep;
+			}
+			if (!x->params_json)
+				goto oom;
+		} else {
+			r->row_params[r->n] = strdup(s->params[k]);
+			if (!r->row_params[r->n])
+				goto oom;
+			if (src)
+				r->keep = src->keep;
+		}
+		row->params = r->row_params[r->n];
+		r->n++;
+	}
+	s->busy = true;
+	log_notice("sweep %" PRId64 ": decision %u at epoch %u: %u of %u members exploit", s->id, r->k, b, nx, nr);
+	if (nx == 0) {
+		pbt_submit(r);
+	} else if (uv_queue_work(sw->loop, &r->work, pbt_work, pbt_after_work) < 0) {
+		s->busy = false;
+		goto oom;
+	}
+	r = NULL;
+	goto out;
+oom:
+	log_err("sweep %" PRId64 ": out of memory deciding; decided at the next change", s->id);
+out:
+	if (r)
+		pbt_req_free(r);
+	free(m);
+	free(c);
 }
 
 void sweeps_changed(struct sweeps *sw)
@@ -317,7 +742,6 @@ static struct jobs_done *one_done_new(void)
 
 /* Act on every trial in one of the states `mask` (bits of enum job_state,
  * by its target): kill, pause or resume it. */
-enum trial_act { ACT_KILL, ACT_PAUSE, ACT_RESUME, ACT_DELETE };
 
 static void act_trials(struct sweeps *sw, struct sweep *s, enum trial_act act)
 {
@@ -385,10 +809,14 @@ static void sweep_remove(struct sweeps *sw, struct sweep *s)
 	size_t i = (size_t)(s - sw->v);
 
 	act_trials(sw, s, ACT_DELETE);
-	free(s->jobs);
-	free(s->res);
-	free(s->dec);
-	sweep_spec_clear(&s->spec);
+	for (size_t k = 0; k < s->npast; k++) {   /* pbt: the members' earlier jobs (stopped: done) */
+		struct job *j = jobs_find(sw->js, s->past[k]);
+		struct jobs_done *d;
+
+		if (j && (d = one_done_new()) && jobs_delete(sw->js, j, true, d) != JOBS_PENDING)
+			free(d);
+	}
+	sweep_clear(s);
 	sw->v[i] = sw->v[--sw->n];
 }
 
@@ -412,6 +840,7 @@ static void state_done(void *arg, int rc, const struct tr_err *err)
 		else if (s && strcmp(r->state, "paused") == 0)
 			act_trials(r->sw, s, ACT_PAUSE);
 		else if (s) {
+			s->stalled = false;   /* pbt: try the exploit again */
 			act_trials(r->sw, s, ACT_RESUME);
 			evaluate(r->sw, s);
 		}

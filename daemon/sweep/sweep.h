@@ -26,11 +26,24 @@
  * epochs not raised, or raised and not yet queued) is made again by
  * sweeps_start.
  *
+ * PBT: a member's job is its current segment's; sweeps_epoch keeps each
+ * member's metric at its last segment boundary. Once every member not
+ * stopped is done at the next boundary, the searcher decides
+ * (sweep_pbt_decide); the exploits' jobs are built on the loop's pool
+ * (pbt.h), then the decision, the new jobs and the members' new current
+ * jobs are stored in one transaction (jobs_start_group with
+ * store_pbt_record) and only then are the continuing members resumed to
+ * the next boundary, so that a source checkpoint is never pushed out by
+ * retention before the decision is durable (the lineage keeps it after).
+ * A crash before the transaction takes the same decision again; after it,
+ * sweeps_start makes the continuations again (idempotent).
+ *
  * Answers: the module's own codes (SWEEP_E_*), mapped to the protocol's
  * errors by proto/errors-map.c.
  *
  * Thread: the loop thread (sweeps_new and sweeps_recover also before the
- * loop runs, sweeps_free after it has stopped).
+ * loop runs, sweeps_free after it has stopped); pbt's exploits are built
+ * on libuv's pool (uv_queue_work), their results taken on the loop.
  */
 #ifndef TRAIND_SWEEP_H
 #define TRAIND_SWEEP_H
@@ -39,7 +52,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <uv.h>
+
 #include "traind/error.h"
+#include "daemon/data/dscache.h"
 #include "daemon/jobs/jobs.h"
 #include "daemon/store/store.h"
 #include "daemon/store/storeq.h"
@@ -63,7 +79,9 @@ struct sweep_done {
 	char message[TR_ERR_MSG_MAX];
 };
 
-int sweeps_new(struct sweeps **out, struct jobs *js);
+/* loop: pbt builds its exploits' jobs on its pool, reading db_path and
+ * the datasets through dsc (the caller's, alive while sw is). */
+int sweeps_new(struct sweeps **out, struct jobs *js, uv_loop_t *loop, struct dscache *dsc, const char *db_path);
 /* The store thread, once it runs. */
 void sweeps_set_store(struct sweeps *sw, struct storeq *sq);
 /* Load every sweep and its trials' job ids (before the loop runs). */

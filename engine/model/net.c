@@ -1410,6 +1410,17 @@ static bool rows_split(const struct net_layer *l, size_t batch)
 	return batch * l->out_size >= ROWS_MIN_ELEMS;
 }
 
+/* net_backward_update: the update of a linear layer's output rows [lo, hi)
+ * (their weights, then their bias). */
+static void linear_update(struct net *n, const struct net_layer *l, size_t lo, size_t hi)
+{
+	size_t in = lin_in(l);
+
+	n->update(n->update_ctx, l->w_off + lo * in, (hi - lo) * in);
+	if (l->has_bias)
+		n->update(n->update_ctx, l->b_off + lo, hi - lo);
+}
+
 /* y[:, c0:c1] = in W[c0:c1]^T + b[c0:c1] */
 static void linear_forward(void *arg, unsigned idx, unsigned nm)
 {
@@ -1457,6 +1468,22 @@ static void linear_backward(void *arg, unsigned idx, unsigned nm)
 		   in, 0.0f, n->grads + l->w_off + lo * in, in);
 	if (l->has_bias)
 		k_colsum(n->grads + l->b_off, j->dy, out, rows, lo, hi);
+	/* net_backward_update: these rows' gradients are final; unless other
+	 * members still read W for their part of dx, update them here */
+	if (n->update && (!j->dx || nm == 1))
+		linear_update(n, l, lo, hi);
+}
+
+/* After a split phase whose members computed dx from all of W: rows
+ * [lo, hi) of the same split. */
+static void linear_update_part(void *arg, unsigned idx, unsigned nm)
+{
+	struct layer_job *j = arg;
+	size_t lo, hi;
+
+	team_split(j->l->spec.out, idx, nm, SPLIT_ALIGN, &lo, &hi);
+	if (lo < hi)
+		linear_update(j->n, j->l, lo, hi);
 }
 
 /* The Dropout stream: element e of step `step` in layer `index`. */
@@ -2513,6 +2540,43 @@ static void add_scratch_all(void *arg, unsigned idx, unsigned nm)
 	add_scratch(j, r0, r1);
 }
 
+bool net_can_update_in_backward(const struct net *n)
+{
+	for (uint32_t i = 0; i < n->spec.n; i++) {
+		const struct net_layer *l = &n->layers[i];
+
+		switch (l->spec.kind) {
+		case LAYER_LINEAR:
+			if (l->in.seq)
+				return false;
+			break;
+		case LAYER_FLATTEN:
+		case LAYER_RELU:
+		case LAYER_TANH:
+		case LAYER_GELU:
+		case LAYER_DROPOUT:
+		case LAYER_IDENTITY:
+		case LAYER_LEAKYRELU:
+		case LAYER_SIGMOID:
+		case LAYER_SILU:
+		case LAYER_SOFTPLUS:
+			break;
+		default:
+			return false;
+		}
+	}
+	return true;
+}
+
+void net_backward_update(struct net *n, size_t batch, net_update_fn update, void *ctx)
+{
+	n->update = update;
+	n->update_ctx = ctx;
+	net_backward(n, batch);
+	n->update = NULL;
+	n->update_ctx = NULL;
+}
+
 void net_backward(struct net *n, size_t batch)
 {
 	struct layer_job *jobs = alloca(n->spec.n * sizeof(*jobs));
@@ -2547,6 +2611,8 @@ void net_backward(struct net *n, size_t batch)
 		case BP_LINEAR:
 			jobs[i].relu_job = b->relu >= 0 ? &jobs[b->relu] : NULL;
 			run(n, linear_split(n, l, batch), linear_backward, &jobs[i]);
+			if (n->update && jobs[i].dx && team && linear_split(n, l, batch))
+				team_run(n->team, linear_update_part, &jobs[i]);
 			if (jobs[i].acc)
 				run(n, team && rows_split(l, batch), add_scratch_all, &jobs[i]);
 			break;

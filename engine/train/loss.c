@@ -251,11 +251,22 @@ static double huber(const float *x, const float *t, size_t n, float delta, doubl
 	return loss;
 }
 
+/* The exp and log a loss's transcendental terms use: libm's for an openblas
+ * job, traind's own (pk_expf, pk_logf) for a portable one. */
+struct loss_math {
+	float (*exp)(float);
+	float (*log)(float);
+};
+
+static const struct loss_math libm_math = { expf, logf };
+static const struct loss_math portable_math = { pk_expf, pk_logf };
+
 /* F.binary_cross_entropy_with_logits(pos_weight): with m = max(-x, 0) and
  * lw = (pw - 1) t + 1, (1 - t) x + lw (log(e^-m + e^(-x-m)) + m); backward
- * ((pw t + 1 - t) sigmoid(x) - pw t) / numel. */
-static double bce(const float *x, const float *t, size_t rows, uint32_t w, const float *pw,
-		  double norm, float *d)
+ * ((pw t + 1 - t) sigmoid(x) - pw t) / numel. The same expressions for both
+ * kernels; only the exp and log differ (fm). */
+static double bce(const struct loss_math *fm, const float *x, const float *t, size_t rows,
+		  uint32_t w, const float *pw, double norm, float *d)
 {
 	float numel = (float)norm;
 	double loss = 0.0;
@@ -264,39 +275,8 @@ static double bce(const float *x, const float *t, size_t rows, uint32_t w, const
 		for (uint32_t c = 0; c < w; c++) {
 			size_t e = i * w + c;
 			float z = x[e], y = t[e], mv = -z > 0.0f ? -z : 0.0f;
-			float sp = logf(expf(-mv) + expf(-z - mv)) + mv;
-			float sig = 1.0f / (1.0f + expf(-z));
-
-			if (pw) {
-				float lw = (pw[c] - 1.0f) * y + 1.0f, pt = pw[c] * y;
-
-				loss += (double)((1.0f - y) * z + lw * sp);
-				if (d)
-					d[e] = ((pt + 1.0f - y) * sig - pt) / numel;
-			} else {
-				loss += (double)((1.0f - y) * z + sp);
-				if (d)
-					d[e] = (sig - y) / numel;
-			}
-		}
-	}
-	return loss;
-}
-
-/* bce with the portable kernels: bce's expressions, each exp and log
- * traind's own (pk_expf, pk_logf). */
-static double bce_pk(const float *x, const float *t, size_t rows, uint32_t w, const float *pw,
-		     double norm, float *d)
-{
-	float numel = (float)norm;
-	double loss = 0.0;
-
-	for (size_t i = 0; i < rows; i++) {
-		for (uint32_t c = 0; c < w; c++) {
-			size_t e = i * w + c;
-			float z = x[e], y = t[e], mv = -z > 0.0f ? -z : 0.0f;
-			float sp = pk_logf(pk_expf(-mv) + pk_expf(-z - mv)) + mv;
-			float sig = 1.0f / (1.0f + pk_expf(-z));
+			float sp = fm->log(fm->exp(-mv) + fm->exp(-z - mv)) + mv;
+			float sig = 1.0f / (1.0f + fm->exp(-z));
 
 			if (pw) {
 				float lw = (pw[c] - 1.0f) * y + 1.0f, pt = pw[c] * y;
@@ -336,8 +316,8 @@ double loss_batch(const struct loss *l, const float *out, const struct loss_targ
 		return huber(out, y->values, n, l->delta, norm, dout);
 	case LOSS_BCE_WITH_LOGITS:
 		if (l->kernels == KERNELS_PORTABLE)
-			return bce_pk(out, y->values, m, l->width, l->pos_weight, norm, dout);
-		return bce(out, y->values, m, l->width, l->pos_weight, norm, dout);
+			return bce(&portable_math, out, y->values, m, l->width, l->pos_weight, norm, dout);
+		return bce(&libm_math, out, y->values, m, l->width, l->pos_weight, norm, dout);
 	}
 	return 0.0;
 }

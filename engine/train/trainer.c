@@ -933,6 +933,14 @@ static int step_shards(struct trainer *t, size_t n, uint64_t pos, double norm, d
 	return 0;
 }
 
+/* net_backward_update's update: the optimizer over one range. */
+static void update_range(void *ctx, size_t off, size_t len)
+{
+	struct trainer *t = ctx;
+
+	optim_update(&t->opt, t->model.params, t->model.grads, off, len);
+}
+
 int trainer_step(struct trainer *t)
 {
 	const struct ds_split *set = &t->ds->train;
@@ -941,6 +949,7 @@ int trainer_step(struct trainer *t)
 	size_t first, n;
 	double t0 = clock_seconds(), loss, norm;
 	unsigned fpmode;
+	bool fused = false;
 
 	if (trainer_finished(t) || trainer_epoch_done(t))
 		return -EINVAL;
@@ -966,15 +975,27 @@ int trainer_step(struct trainer *t)
 				 gather_rows, &(struct gather_job){ t, set, t->batch_idx, true });
 		loss = loss_batch(&t->loss, net_output(&t->model), &y, n * t->positions, norm,
 				  net_dout(&t->model));
-		net_backward(&t->model, n);
+		/* Without clipping (which needs every gradient first) the
+		 * update is elementwise: each range as soon as its gradient is
+		 * final, in the backward's phases (the same values, one phase
+		 * less: net_backward_update). */
+		fused = t->cfg.clip_grad_norm <= 0 && net_can_update_in_backward(&t->model);
+		if (fused) {
+			trainsched_begin_update(t);      /* optim_begin_step at the scheduled rate */
+			net_backward_update(&t->model, n, update_range, t);
+		} else {
+			net_backward(&t->model, n);
+		}
 		out = net_output(&t->model);
 	}
 	if (net_conv_status(&t->model, NULL) < 0) {   /* a batch's convolutions could not be made */
 		numerics_leave(fpmode);
 		return net_conv_status(&t->model, NULL);
 	}
-	trainsched_begin_update(t);      /* clipping; optim_begin_step at the scheduled rate */
-	optim_step(&t->opt, t->model.params, t->model.grads, t->model.nparams, t->model.team);
+	if (!fused) {
+		trainsched_begin_update(t);      /* clipping; optim_begin_step at the scheduled rate */
+		optim_step(&t->opt, t->model.params, t->model.grads, t->model.nparams, t->model.team);
+	}
 	trainsched_end_update(t);
 	numerics_leave(fpmode);
 

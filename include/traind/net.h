@@ -169,6 +169,9 @@ struct net {
 	void *gemm_scratch;          /* bf16: (members, gemm[0].scratch_len) bytes of packed operands, owned */
 	struct k_gemm_mode gemm[TEAM_MAX_MEMBERS];   /* member i's products: precision, its scratch */
 	struct team *team;           /* the job's team, not owned; NULL: run on the caller */
+	/* net_backward_update's update and its argument, during that call only */
+	void (*update)(void *ctx, size_t off, size_t len);
+	void *update_ctx;
 };
 
 /* Build the table and the buffers for spec on inputs of shape `input` (spec
@@ -257,6 +260,26 @@ float *net_dout(struct net *n);
 /* Backward from net_dout after a training forward of the same batch: every
  * parameter's gradient into n->grads. */
 void net_backward(struct net *n, size_t batch);
+
+/* An update of the parameters [off, off + len) from their gradients (an
+ * optimizer's elementwise step), called on the team member that computed
+ * them; calls for disjoint ranges run at once. */
+typedef void (*net_update_fn)(void *ctx, size_t off, size_t len);
+/* Whether net_backward_update can serve this model: its only layers with
+ * parameters are linear layers over flat inputs (no sequences, blocks,
+ * convolutions or normalisations), each of whose parameters only its own
+ * backward reads. */
+bool net_can_update_in_backward(const struct net *n);
+/* net_backward, and update(ctx, ...) over every parameter once its gradient
+ * is final and nothing reads the parameter any more: in the phase that
+ * computed the gradient, on the member that computed it (a linear layer
+ * that passes a gradient down and is split across the team: in a phase
+ * right after, split the same way, since other members read all of its
+ * weights to compute their part of that gradient). Saves the optimizer its
+ * phase, and it finds the gradients in the member's cache. The same values
+ * as net_backward followed by the update over all parameters, the update
+ * being elementwise. Only where net_can_update_in_backward. */
+void net_backward_update(struct net *n, size_t batch, net_update_fn update, void *ctx);
 
 
 /* The tensor named `name`, or NULL. */

@@ -291,16 +291,19 @@ class Client:
 
     def sweep_start(self, searcher, params, trials=None, max_parallel=None, seed=None, metric=None,
                     grace_epochs=None, reduction_factor=None, max_epochs=None, name=None, keep=None,
-                    **config):
-        """Start a hyperparameter sweep; its id. searcher: "grid", "random"
-        or "sha"; params: {"lr": "loguniform(1e-4,1e-2)", ...} (or a list of
+                    population=None, interval=None, quantile=None, perturb=None, **config):
+        """Start a hyperparameter sweep; its id. searcher: "grid", "random",
+        "sha", "hyperband" or "pbt" (population, interval, quantile, perturb);
+        params: {"lr": "loguniform(1e-4,1e-2)", ...} (or a list of
         "KEY=DIST" strings); every other keyword is the configuration the
         trials share, as start() takes it."""
         if isinstance(params, dict):
             params = ["%s=%s" % (k, v) for k, v in params.items()]
         p = {"searcher": searcher, "params": list(params), "trials": trials, "max_parallel": max_parallel,
              "seed": seed, "metric": metric, "grace_epochs": grace_epochs, "reduction_factor": reduction_factor,
-             "max_epochs": max_epochs, "name": name, "config": config}
+             "max_epochs": max_epochs, "name": name, "config": config, "population": population,
+             "interval": interval, "quantile": None if quantile is None else float(quantile),
+             "perturb": None if perturb is None else float(perturb)}
         if keep is not None:
             p["keep"] = -1 if keep == "all" else int(keep)
         return self.call("SweepStart", p)["id"]

@@ -23,6 +23,9 @@ from harness import Daemon, check, run  # noqa: E402
 
 # small epochs (1250 steps of 4): a few seconds each, long enough to pause in
 SMALL = ["--train-size", "5000", "--batch-size", "4", "--val-size", "1000", "--hidden", "32"]
+# For the pause mid-epoch: 5000 steps an epoch, so that a pause sent at step
+# 200 lands mid-epoch even on a loaded machine (SMALL's 1250 steps took 30 ms).
+LONG = ["--train-size", "20000", "--batch-size", "4", "--val-size", "1000", "--hidden", "32"]
 
 
 def epochs_of(rows):
@@ -81,7 +84,8 @@ def main():
           "SQLite: the job's epochs column and config say 4")
 
     # a paused job, mid-epoch, given more epochs than it had
-    b = d.start_job(*SMALL, "--epochs", "2")
+    b = d.start_job(*LONG, "--epochs", "2")
+    ref_long = d.start_job(*LONG, "--epochs", "4")
     d.wait_running_at(b, epoch=1, min_step=200)
     d.ctl("pause", b)
     st = d.status(b)
@@ -93,7 +97,8 @@ def main():
     rc, _, err = d.wait(b, "--state", "done")
     check(rc == 0, "the paused job resumed with --epochs 4 is done (rc %d)" % rc)
     check(epochs_of(d.history(b)) == [1, 2, 3, 4], "its history: %s" % epochs_of(d.history(b)))
-    check(d.export_sha(b) == d.export_sha(ref), "pause mid-epoch + resume --epochs 4 is bit-identical to the "
+    rc, _, err = d.wait(ref_long, "--state", "done")
+    check(d.export_sha(b) == d.export_sha(ref_long), "pause mid-epoch + resume --epochs 4 is bit-identical to the "
           "4-epoch job")
 
     # ---- start --from ----

@@ -272,8 +272,10 @@ def test_corrupt_blob(ref_sha):
     d = Daemon()
     d.start()
     jid = d.start_job(*JOB)
-    d.wait(jid, "--epoch", 3)
-    d.ctl("kill", jid)
+    # Killed by traind right after epoch 3 commits: a kill sent once `wait`
+    # saw epoch 3 could arrive after epoch 4 on a loaded machine.
+    d.ctl("kill", jid, "--after-epoch", "3")
+    d.wait(jid, "--state", "killed")
     d.stop()
     ep = flip_newest_epoch_blob(d.db, jid)
     check(ep == 3, "corrupt blob: flipped bytes in the epoch %d checkpoint" % ep)

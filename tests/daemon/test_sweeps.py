@@ -349,8 +349,12 @@ def main():
     check(rc == 1 and "77" in err, "sweep kill of no sweep (%s)" % err.strip())
 
     # ---- sweep pause, resume, rm ----
+    # Trials long enough (10 epochs of 4000 images) that the pause lands while
+    # they train, even on a loaded machine: with SHARED's 3 short epochs both
+    # trials could finish before the pause arrived.
+    long_trials = ["--train-size", "4000", "--val-size", "1000", "--hidden", "64", "--epochs", "10"]
     p = b.ctl_json("sweep", "start", "--searcher", "random", "--trials", "2", "--seed", "6", "--max-parallel", "2",
-                   "--param", "lr=loguniform(1e-3,1e-2)", *SHARED)["id"]
+                   "--param", "lr=loguniform(1e-3,1e-2)", *long_trials)["id"]
     for _ in range(3000):
         n, s = running_trials(b, p)
         if n:

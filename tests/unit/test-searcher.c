@@ -11,6 +11,12 @@
  * - bad input names its field: an unknown key, a distribution grid cannot
  *   enumerate, lo > hi, an unknown searcher or metric, a random sweep
  *   without trials.
+ * - pbt: the boundaries and decisions; a decision ranks on the metric
+ *   (missing, NaN last, ties by trial number), the bottom quantile exploits
+ *   one of the top quantile, stopped members are left out; the source and
+ *   the perturbation are pure functions of (seed, decision, trial): x or
+ *   / perturb within the bounds, ints moved, choices kept or redrawn;
+ *   parameters an exploit cannot change are refused.
  */
 #include <errno.h>
 #include <math.h>
@@ -307,6 +313,121 @@ static void test_hyperband(void **state)
 	sweep_spec_clear(&sp);
 }
 
+
+static void test_pbt(void **state)
+{
+	struct sweep_spec sp, other;
+	struct sweep_pbt_member m[8];
+	struct sweep_pbt_choice c[8], c2[8];
+	json_t *from, *p, *q;
+	int up = 0, down = 0, kept = 0, redrawn = 0;
+
+	(void)state;
+	refused("{\"searcher\":\"pbt\",\"population\":8,\"params\":[\"hidden=choice(32,64)\"]}", "params.hidden");
+	refused("{\"searcher\":\"pbt\",\"population\":8,\"params\":[\"batch_size=choice(8,16)\"]}", "params.batch_size");
+	refused("{\"searcher\":\"pbt\",\"params\":[\"lr=uniform(0,1)\"]}", "population");
+	refused("{\"searcher\":\"pbt\",\"population\":1,\"params\":[\"lr=uniform(0,1)\"]}", "population");
+	refused("{\"searcher\":\"pbt\",\"population\":4,\"trials\":5,\"params\":[\"lr=uniform(0,1)\"]}", "trials");
+	refused("{\"searcher\":\"pbt\",\"population\":4,\"quantile\":0,\"params\":[\"lr=uniform(0,1)\"]}", "quantile");
+	refused("{\"searcher\":\"pbt\",\"population\":4,\"perturb\":0.8,\"params\":[\"lr=uniform(0,1)\"]}", "perturb");
+	refused("{\"searcher\":\"pbt\",\"population\":4,\"interval\":5,\"max_epochs\":3,\"params\":[\"lr=uniform(0,1)\"]}",
+		"interval");
+	refused("{\"searcher\":\"sha\",\"trials\":4,\"max_epochs\":3,\"perturb\":2,\"params\":[\"lr=uniform(0,1)\"]}",
+		"perturb");
+	parse_ok("{\"searcher\":\"pbt\",\"population\":8,\"interval\":2,\"max_epochs\":7,\"seed\":3,"
+		 "\"params\":[\"lr=loguniform(1e-3,1e-1)\",\"augment=choice(none,flip,crop)\",\"weight_decay=uniform(0,0.1)\","
+		 "\"early_stop_patience=int(1,9)\"]}", &sp);
+	assert_int_equal(sp.trials, 8);
+	assert_true(sp.quantile == 0.25 && sp.perturb == 1.2);
+	/* segments end at 2, 4, 6, 7; decisions at 2, 4, 6 */
+	assert_int_equal(sweep_pbt_boundary(&sp, 0), 2);
+	assert_int_equal(sweep_pbt_boundary(&sp, 2), 6);
+	assert_int_equal(sweep_pbt_boundary(&sp, 3), 7);
+	assert_int_equal(sweep_pbt_decisions(&sp), 3);
+	{   /* the canonical form parses back to the same spec */
+		json_t *j = sweep_spec_to_json(&sp);
+		struct tr_err err = { 0 };
+
+		assert_int_equal(sweep_spec_parse(j, &other, &err), 0);
+		assert_true(other.interval == 2 && other.max_epochs == 7 && other.quantile == 0.25 && other.trials == 8);
+		sweep_spec_clear(&other);
+		json_decref(j);
+	}
+
+	/* val_loss: lower is better; trial 5 NaN, trial 6 missing, 2 and 3 tie */
+	for (int i = 0; i < 8; i++)
+		m[i] = (struct sweep_pbt_member){ .has = true, .metric = 1.0 + i * 0.1 };
+	m[2].metric = m[3].metric = 0.5;
+	m[5].metric = NAN;
+	m[6].has = false;
+	sweep_pbt_decide(&sp, 1, m, 8, c);
+	assert_int_equal(c[2].rank, 1);   /* the tie: the lower trial first */
+	assert_int_equal(c[3].rank, 2);
+	assert_int_equal(c[0].rank, 3);
+	assert_int_equal(c[5].rank, 7);   /* NaN and missing last, by trial */
+	assert_int_equal(c[6].rank, 8);
+	for (int i = 0; i < 8; i++) {   /* q = 2: 5 and 6 exploit 2 or 3 */
+		bool bottom = i == 5 || i == 6;
+
+		assert_int_equal(c[i].exploit, bottom);
+		if (bottom)
+			assert_true(c[i].source == 2 || c[i].source == 3);
+	}
+	sweep_pbt_decide(&sp, 1, m, 8, c2);   /* pure */
+	assert_memory_equal(c, c2, sizeof(c));
+	{   /* the sources vary with the decision and the seed, never with anything else */
+		bool differ = false;
+
+		for (uint32_t k = 1; k < 40 && !differ; k++) {
+			sweep_pbt_decide(&sp, k, m, 8, c2);
+			differ = c2[5].source != c[5].source || c2[6].source != c[6].source;
+		}
+		assert_true(differ);
+	}
+	/* a stopped member is not ranked: 7 left, q = 1 */
+	m[4].stopped = true;
+	sweep_pbt_decide(&sp, 1, m, 8, c);
+	assert_false(c[4].ranked);
+	assert_false(c[4].exploit);
+	assert_int_equal(c[6].of, 7);
+	assert_true(c[6].exploit && c[6].source == 2);
+	assert_false(c[5].exploit);
+
+	/* perturbation: x or / 1.2 within the bounds, ints moved, choices kept or redrawn */
+	from = json_pack("{s:f, s:s, s:f, s:i}", "lr", 0.01, "augment", "flip", "weight_decay", 0.095,
+			 "early_stop_patience", 5);
+	for (uint32_t k = 1; k <= 200; k++) {
+		double lr, wd;
+		json_int_t pat;
+
+		p = sweep_pbt_perturb(&sp, k, 3, from);
+		q = sweep_pbt_perturb(&sp, k, 3, from);
+		assert_non_null(p);
+		assert_true(json_equal(p, q));   /* pure */
+		json_decref(q);
+		lr = json_real_value(json_object_get(p, "lr"));
+		if (fabs(lr - 0.012) < 1e-12)
+			up++;
+		else if (fabs(lr - 0.01 / 1.2) < 1e-12)
+			down++;
+		else
+			fail_msg("lr %g is not 0.01 x or / 1.2", lr);
+		wd = json_real_value(json_object_get(p, "weight_decay"));
+		assert_true(wd == 0.1 || fabs(wd - 0.095 / 1.2) < 1e-12);   /* x 1.2 clamped to hi */
+		pat = json_integer_value(json_object_get(p, "early_stop_patience"));
+		assert_true(pat == 6 || pat == 4);
+		if (strcmp(json_string_value(json_object_get(p, "augment")), "flip") == 0)
+			kept++;
+		else
+			redrawn++;
+		json_decref(p);
+	}
+	assert_true(up > 60 && down > 60);
+	assert_true(kept > 120 && redrawn > 20);   /* a redraw 1 in 4, two thirds of them another value */
+	json_decref(from);
+	sweep_spec_clear(&sp);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -315,6 +436,7 @@ int main(void)
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_sha),
 		cmocka_unit_test(test_hyperband),
+		cmocka_unit_test(test_pbt),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

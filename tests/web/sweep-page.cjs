@@ -26,6 +26,8 @@ async function seen(page) {
     series: window.traindCharts.sweep ? window.traindCharts.sweep.series.length - 1 : 0,
     heads: [...document.querySelectorAll('#trials thead th')].map(th => th.dataset.key),
     state: (document.querySelector('#sweep-state') || {}).textContent,
+    lineage: [...document.querySelectorAll('#trials tbody td.lineage')].map(td => td.textContent),
+    best: (document.querySelector('#best') || {}).textContent,
   }));
 }
 

@@ -3,7 +3,8 @@
 real traind and traind-web: for a running sweep (the table with every trial,
 then live, without a reload, until it is done with a line per trial in the
 parallel coordinates, a scatter per parameter and a curve per trial) and
-for a finished one (sorted by the metric both ways and by a parameter).
+for a finished one (sorted by the metric both ways and by a parameter);
+a finished pbt sweep's lineage column and its best's lineage.
 Also /api/sweeps and /api/sweeps/N over HTTP, and a bad sweep id refused."""
 import http.client
 import json
@@ -113,6 +114,24 @@ def main():
               "sorted by the metric, then the other way (%s, %s; %s)" % (out["metric_asc"], out["metric_desc"], metric))
         lrs = [st["trials"][i]["params"]["lr"] for i in out["param_order"]]
         check(lrs == sorted(lrs), "sorted by lr (%s)" % lrs)
+
+        # a pbt sweep: the lineage column and the best's lineage
+        pid = d.ctl_json("sweep", "start", "--name", "pbt", "--searcher", "pbt", "--population", "4", "--seed", "7",
+                         "--param", "lr=loguniform(0.005,0.2)", "--optimizer", "sgd", "--max-parallel", "2",
+                         "--train-size", "2000", "--val-size", "1000", "--hidden", "32", "--epochs", "2")["id"]
+        check(d.ctl("sweep", "wait", pid, "--timeout", "300", check_rc=False)[0] == 0, "the pbt sweep is done")
+        ps = d.ctl_json("sweep", "status", pid)
+        want = ["t%d@%d" % (x["from_trial"], x["epoch"]) for t in ps["trials"] for x in t["lineage"]
+                if x["action"] == "exploit"]
+        out = page(web, pid, 4, ["lr"], "done")
+        heads = out["first"]["heads"]
+        check("lineage" in heads and heads.index("lineage") == heads.index("reason") - 1,
+              "pbt: a lineage column before the reason (%s)" % heads)
+        cells = [c for c in out["first"]["lineage"] if c != "-"]
+        check(len(want) == 1 and cells == want and out["first"].get("exploits") == 1,
+              "pbt: the exploit in the lineage column (%s; status says %s)" % (out["first"]["lineage"], want))
+        check("lineage: trial" in out["first"]["best"] and "→" in out["first"]["best"] or
+              len(ps["best"]["lineage"]) == 1, "pbt: the best's lineage (%s)" % out["first"]["best"])
     finally:
         web.stop()
         d.cleanup()

@@ -736,8 +736,15 @@ function drawScatters(s, trials) {
   return charts.length;
 }
 
+// pbt: a member's exploits, "t2@1" (trial 2's checkpoint at epoch 1), or '-'.
+function lineageText(t) {
+  const ex = (t.lineage || []).filter(r => r.action === 'exploit');
+  return ex.length ? ex.map(r => 't' + r.from_trial + '@' + r.epoch).join(', ') : '-';
+}
+
 function sweepCell(t, key) {
   if (key === 'job') return t.job;
+  if (key === 'lineage') return lineageText(t);
   if (key in t.params) return t.params[key];
   return t[key];
 }
@@ -745,6 +752,7 @@ function sweepCell(t, key) {
 function drawTrials(s) {
   const keys = ['trial', 'job', 'state'].concat(sweepParams(s), ['epochs', 'metric', 'decision', 'reason']);
   if (s.rungs || s.brackets) keys.splice(3, 0, 'rung');
+  if (s.searcher === 'pbt') keys.splice(keys.length - 1, 0, 'lineage');
   const head = el('tr', {}, ...keys.map(k => {
     const th = el('th', { 'data-key': k }, k === 'metric' ? s.metric : k);
     if (k === sweepView.sortKey) th.classList.add(sweepView.sortDir > 0 ? 'sorted-asc' : 'sorted-desc');
@@ -770,6 +778,7 @@ function drawTrials(s) {
       if (k === 'job') return el('td', { class: 'num' }, el('a', { href: '/jobs/' + t.job }, String(t.job)));
       if (k === 'state') return el('td', { class: 'state state-' + t.state }, t.state);
       if (k === 'epochs') return el('td', { class: 'num' }, t.epochs + '/' + t.planned_epochs);
+      if (k === 'lineage') return el('td', { class: 'lineage', title: (t.jobs || []).map(j => 'job ' + j).join(' → ') }, v);
       return el('td', { class: typeof v === 'number' ? 'num' : '' }, typeof v === 'number' ? fmt(v) : String(v ?? ''));
     }))));
 }
@@ -803,13 +812,16 @@ async function refreshSweep() {
     ', ' + s.searcher + ' searcher, metric ' + s.metric + ', ' + s.trials_done + ' of ' + s.trials_total +
     ' trials done, max_parallel ' + s.max_parallel + ', seed ' + s.seed);
   $('#best').textContent = s.best ? 'best: trial ' + s.best.trial + ' (job ' + s.best.job + ') ' + s.metric + ' ' +
-    fmt(s.best.metric) + ' ' + JSON.stringify(s.best.params) : 'best: none yet';
+    fmt(s.best.metric) + ' ' + JSON.stringify(s.best.params) +
+    (s.best.lineage ? '; lineage: ' + s.best.lineage.map(g => 'trial ' + g.trial + ' job ' + g.job + ' (epochs ' +
+      g.from_epoch + '–' + g.to_epoch + ')').join(' → ') : '') : 'best: none yet';
   drawTrials(s);
   const withMetric = s.trials.filter(t => typeof t.metric === 'number');
   const lines = drawParcoords(s, withMetric);
   const scatters = drawScatters(s, withMetric);
   const curves = await drawSweepCurves(s);
-  window.traindSweep = { state: s.state, trials: s.trials.length, lines, scatters, curves };
+  const exploits = s.trials.reduce((n, t) => n + (t.lineage || []).filter(r => r.action === 'exploit').length, 0);
+  window.traindSweep = { state: s.state, trials: s.trials.length, lines, scatters, curves, exploits };
   if (s.state !== 'running' && sweepView.timer) {
     clearInterval(sweepView.timer);
     sweepView.timer = null;
