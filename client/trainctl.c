@@ -466,6 +466,11 @@ static int unknown_option(struct cli *cli, const char *shown, int o)
 	for (int i = 0; i < O_COUNT; i++)
 		names[k++] = mask & BIT(i) ? opts[i].name : NULL;
 	best = shown[0] == '-' && shown[1] == '-' ? suggest_closest(shown + 2, names, k) : NULL;
+	/* an option other verbs take: name them unless this verb has one a
+	 * single edit away (--epoch: --epochs; --csv is 2 from --conv, and
+	 * history takes it) */
+	if (best && o >= 0 && suggest_distance(shown + 2, best) > 1)
+		best = NULL;
 	if (best)
 		return failf(RC_USAGE, "%s%sunknown option %s (did you mean --%s?)", cli->verb ? cli->verb->name : "",
 			     cli->verb ? ": " : "", shown, best);
