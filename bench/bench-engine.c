@@ -14,6 +14,9 @@
  *   bench-engine --sequences                                  the language models' figures alone (issue 24)
  *   bench-engine --conv [EPOCHS]                              lenet5 and resnet20 with conv gemm and conv onednn,
  *                                                             fp32 and bf16, beside PyTorch at its best (issues 20, 22)
+ *   bench-engine [EPOCHS] --portable                          kernels portable against openblas per path, with
+ *                                                             the fair baselines: OpenBLAS Haswell against the
+ *                                                             avx2 path, Prescott against the plain C path (issue 25)
  *
  * Every report starts with the CPU (brand, family/model, features), the
  * OpenBLAS kernel in use and why (blaskernel.h: the same choice as traind's,
@@ -1330,38 +1333,79 @@ static int kernels(const char *dir, int epochs)
  * and threads=1, ROUNDS rounds alternating; per round the median of the
  * epochs, then the ratio openblas / portable (> 1: portable faster) per
  * round: their range. Smaller epochs than the lesson's figures (the plain C
- * path runs ~1 GFLOP/s); resnet20 not on the plain C path (~60x slower). */
+ * path runs ~1 GFLOP/s); resnet20 not on the plain C path (~60x slower).
+ * Beside them, per round, the fair baseline of the narrower paths
+ * (pk_fair): this program run again with OPENBLAS_CORETYPE=Haswell (what an
+ * AVX2-only CPU runs) against the avx2 path and =Prescott (OpenBLAS's
+ * generic x86-64 kernel) against the plain C path. */
+static const struct {
+	const char *label, *model, *set;
+	uint32_t train, val, batch;
+	bool sgd, generic;
+} pk_models[] = {
+	{ "lesson MLP", NULL, "mnist", 5000, 1000, 64, false, true },
+	{ "lenet5", "lenet5", "mnist", 2000, 500, 64, false, true },
+	{ "resnet20", "resnet20", "fashion-mnist", 1024, 256, 128, true, false },
+};
+#define PK_MODELS (sizeof(pk_models) / sizeof(pk_models[0]))
+
+/* The run of pk_models[mi] at `threads`, kernels openblas (isa NULL) or
+ * portable on isa. */
+static struct run_spec pk_run(size_t mi, int threads, int epochs, const char *isa)
+{
+	struct run_spec r = { .model = pk_models[mi].model, .sgd = pk_models[mi].sgd,
+			      .batch = pk_models[mi].batch, .train = pk_models[mi].train,
+			      .val = pk_models[mi].val, .threads = threads, .epochs = epochs, .isa = isa };
+
+	return r;
+}
+
+/* --probe-portable MODEL THREADS EPOCHS, in a run with OPENBLAS_CORETYPE
+ * set: the kernel OpenBLAS loaded and pk_models[MODEL]'s median epoch with
+ * kernels openblas ("openblas NAME SECONDS"). */
+static int probe_portable(const char *data, size_t mi, int threads, int epochs)
+{
+	struct run_spec r;
+	struct epoch_result res;
+	char dir[4096];
+
+	if (mi >= PK_MODELS || threads < 1 || epochs < 1)
+		return 2;
+	r = pk_run(mi, threads, epochs, NULL);
+	snprintf(dir, sizeof(dir), "%s/%s", data, pk_models[mi].set);
+	if (measure(dir, &r, &res) < 0)
+		return 1;
+	printf("openblas %s %.6f\n", blaskernel_state()->in_use, res.median);
+	return 0;
+}
+
+/* The fair baselines of the narrower paths, each OpenBLAS kernel in a run
+ * of its own (OpenBLAS picks its kernel at load): what an AVX2-only CPU
+ * runs (Haswell) against the avx2 path, OpenBLAS's generic x86-64 kernel
+ * (Prescott) against the plain C path. */
+static const char *const pk_fair[3] = { NULL, "Haswell", "Prescott" };
+
 static int portable_bench(const char *data, int epochs)
 {
 	static const char *const isas[] = { "avx512", "avx2", "generic" };
-	struct {
-		const char *label, *model, *set;
-		uint32_t train, val, batch;
-		bool sgd, generic;
-	} models[] = {
-		{ "lesson MLP", NULL, "mnist", 5000, 1000, 64, false, true },
-		{ "lenet5", "lenet5", "mnist", 2000, 500, 64, false, true },
-		{ "resnet20", "resnet20", "fashion-mnist", 1024, 256, 128, true, false },
-	};
 	char dir[4096];
 
 	print_machine();
 	printf("kernels portable against openblas: epoch seconds (median of %d epochs) per round, %d rounds; ratio = openblas / portable (> 1: portable faster), its range over the rounds\n",
 	       epochs, ROUNDS);
-	for (size_t mi = 0; mi < sizeof(models) / sizeof(models[0]); mi++)
+	for (size_t mi = 0; mi < PK_MODELS; mi++)
 		for (int threads = 2; threads >= 1; threads--) {
-			double ob[ROUNDS], pt[3][ROUNDS];
-			bool ok[3] = { false, false, false };
+			double ob[ROUNDS], pt[3][ROUNDS], fair[3][ROUNDS];
+			bool ok[3] = { false, false, false }, fair_ok[3] = { false, false, false };
+			char fair_name[3][64] = { "", "", "" };
 
-			snprintf(dir, sizeof(dir), "%s/%s", data, models[mi].set);
+			snprintf(dir, sizeof(dir), "%s/%s", data, pk_models[mi].set);
 			for (int round = 0; round < ROUNDS; round++) {
-				struct run_spec r = { .model = models[mi].model, .sgd = models[mi].sgd,
-						      .batch = models[mi].batch, .train = models[mi].train,
-						      .val = models[mi].val, .threads = threads, .epochs = epochs };
+				struct run_spec r = pk_run(mi, threads, epochs, NULL);
 				struct epoch_result res;
 
 				if (measure(dir, &r, &res) < 0) {
-					fprintf(stderr, "bench-engine: the %s run failed\n", models[mi].label);
+					fprintf(stderr, "bench-engine: the %s run failed\n", pk_models[mi].label);
 					return 1;
 				}
 				ob[round] = res.median;
@@ -1369,27 +1413,44 @@ static int portable_bench(const char *data, int epochs)
 					enum pk_isa isa;
 
 					if (pk_isa_parse(isas[k], &isa) < 0 || !pk_isa_supported(isa) ||
-					    (k == 2 && !models[mi].generic))
+					    (k == 2 && !pk_models[mi].generic))
 						continue;
 					r.isa = isas[k];
 					if (measure(dir, &r, &res) < 0) {
 						fprintf(stderr, "bench-engine: the portable %s run on %s failed\n",
-							models[mi].label, isas[k]);
+							pk_models[mi].label, isas[k]);
 						return 1;
 					}
 					pt[k][round] = res.median;
 					ok[k] = true;
+					if (pk_fair[k]) {
+						char args[128], out[4096], name[64];
+						double sec;
+
+						snprintf(args, sizeof(args), "--probe-portable %zu %d %d", mi, threads,
+							 epochs);
+						if (run_with_kernel(pk_fair[k], args, out, sizeof(out)) == 0 &&
+						    sscanf(out, "openblas %63s %lf", name, &sec) == 2) {
+							fair[k][round] = sec;
+							fair_ok[k] = true;
+							snprintf(fair_name[k], sizeof(fair_name[k]), "%s", name);
+						} else {
+							fprintf(stderr, "bench-engine: the %s run with OPENBLAS_CORETYPE=%s failed\n",
+								pk_models[mi].label, pk_fair[k]);
+							fair_ok[k] = false;
+						}
+					}
 				}
 			}
 			for (int k = 0; k < 3; k++) {
 				double lo = 0, hi = 0;
 
 				if (!ok[k]) {
-					printf("%-10s threads=%d %-8s: not run (%s)\n", models[mi].label, threads, isas[k],
+					printf("%-10s threads=%d %-8s: not run (%s)\n", pk_models[mi].label, threads, isas[k],
 					       k == 2 ? "the plain C path is too slow for this model" : "this CPU cannot run it");
 					continue;
 				}
-				printf("%-10s threads=%d %-8s: openblas", models[mi].label, threads, isas[k]);
+				printf("%-10s threads=%d %-8s: openblas", pk_models[mi].label, threads, isas[k]);
 				for (int round = 0; round < ROUNDS; round++) {
 					double q = ob[round] / pt[k][round];
 
@@ -1401,6 +1462,23 @@ static int portable_bench(const char *data, int epochs)
 				for (int round = 0; round < ROUNDS; round++)
 					printf(" %.3f", pt[k][round]);
 				printf(" s: ratio %.2f-%.2f\n", lo, hi);
+				if (!pk_fair[k])
+					continue;
+				if (!fair_ok[k]) {
+					printf("%-10s threads=%d %-8s: OpenBLAS %s not measured (its run failed)\n",
+					       pk_models[mi].label, threads, isas[k], pk_fair[k]);
+					continue;
+				}
+				printf("%-10s threads=%d %-8s: openblas %s (what a CPU without %s runs)",
+				       pk_models[mi].label, threads, isas[k], fair_name[k], k == 1 ? "AVX-512" : "AVX2");
+				for (int round = 0; round < ROUNDS; round++) {
+					double q = fair[k][round] / pt[k][round];
+
+					printf(" %.3f", fair[k][round]);
+					lo = round == 0 || q < lo ? q : lo;
+					hi = round == 0 || q > hi ? q : hi;
+				}
+				printf(" s: ratio %.2f-%.2f\n", lo, hi);
 			}
 		}
 	return 0;
@@ -1410,8 +1488,9 @@ int main(int argc, char **argv)
 {
 	const char *data = getenv("TRAIND_DATA_DIR"), *pin = NULL;
 	char dir[4096];
-	int epochs = 5, do_sweep = 0, do_kernels = 0, do_portable = 0, torch = 1, only_resnet = 0, only_bf16 = 0, only_mlp = 0,
-	    only_seq = 0, only_conv = 0, probe_peak = 0, probe_epochs = -1, rc;
+	int epochs = 5, do_sweep = 0, do_kernels = 0, do_portable = 0, torch = 1, only_resnet = 0, only_bf16 = 0,
+	    only_mlp = 0, only_seq = 0, only_conv = 0, probe_peak = 0, probe_epochs = -1, probe_pk_model = -1,
+	    probe_pk_threads = 0, probe_pk_epochs = 0, rc;
 	struct tr_err err = { 0 };
 	ssize_t n;
 
@@ -1446,6 +1525,10 @@ int main(int argc, char **argv)
 			probe_peak = 1;
 		} else if (strcmp(argv[i], "--probe-lesson") == 0 && i + 1 < argc) {
 			probe_epochs = atoi(argv[++i]);
+		} else if (strcmp(argv[i], "--probe-portable") == 0 && i + 3 < argc) {
+			probe_pk_model = atoi(argv[++i]);
+			probe_pk_threads = atoi(argv[++i]);
+			probe_pk_epochs = atoi(argv[++i]);
 		} else if (atoi(argv[i]) >= 1 && atoi(argv[i]) <= MAX_EPOCHS) {
 			epochs = atoi(argv[i]);
 		} else {
@@ -1472,6 +1555,8 @@ int main(int argc, char **argv)
 	kernels_global_init();
 	if (probe_peak || probe_epochs >= 0)
 		return probe(dir, probe_epochs > 0 ? probe_epochs : 0);
+	if (probe_pk_model >= 0)
+		return probe_portable(data, (size_t)probe_pk_model, probe_pk_threads, probe_pk_epochs);
 	if (do_kernels)
 		return kernels(dir, epochs < 3 ? 3 : epochs);
 	if (do_portable)

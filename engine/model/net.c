@@ -139,7 +139,7 @@ static struct seq_ctx seq_of(const struct net *n, const struct net_layer *l)
 	struct seq_ctx c = {
 		.spec = &l->spec, .in = l->in, .out = l->out, .params = n->params ? n->params + l->w_off : NULL,
 		.grads = n->grads ? n->grads + l->w_off : NULL, .y = l->y, .aux = l->aux, .tmp = n->seqtmp,
-		.mb = n->max_batch, .key = n->dropout_key,
+		.mb = n->max_batch, .key = n->dropout_key, .kernels = n->kernels,
 	};
 
 	return c;
@@ -610,6 +610,11 @@ static size_t pk_part_layout(struct net *n)
 		for (int q = p->phases[ph].hi; q >= p->phases[ph].lo; q--) {
 			struct net_layer *l = &n->layers[n->order[q]];
 
+			if (spec_is_sequence_layer(l->spec.kind) && l->spec.kind != LAYER_EMBEDDING) {
+				l->pk_part_off = at;   /* seq_phase_backward_pk's chunks */
+				at += seq_params(n, l);
+				continue;
+			}
 			if (l->spec.kind != LAYER_CONV2D || !l->pk)
 				continue;
 			l->pk_part_off = at;
@@ -2270,6 +2275,37 @@ static void seq_reduce(struct net *n, struct net_layer *l, unsigned members)
 	}
 }
 
+/* A portable job's: whole chunks of the batch (pk_chunk), each chunk's
+ * parameter gradients into its own slice of n->pk_part (a chain over the
+ * chunk's samples in seq_backward's order), added in chunk order by
+ * seq_reduce_pk: the same bits at any team size. */
+static void seq_phase_backward_pk(void *arg, unsigned idx, unsigned nm)
+{
+	struct layer_job *j = arg;
+	struct net *n = j->n;
+	struct net_layer *l = j->l;
+	struct seq_ctx c = seq_of(n, l);
+	size_t np = seq_param_floats(&c), c0, c1;
+
+	team_split(pk_nchunks(j->batch), idx, nm, 1, &c0, &c1);
+	for (size_t ch = c0; ch < c1; ch++) {
+		float *dp = n->pk_part + ch * n->pk_part_len + l->pk_part_off;
+		size_t r0, r1;
+
+		pk_chunk(j->batch, (unsigned)ch, &r0, &r1);
+		memset(dp, 0, np * sizeof(float));
+		seq_backward(&c, j->in, j->dy, j->dx, dp, r0, r1);
+	}
+}
+
+static void seq_reduce_pk(struct net *n, struct net_layer *l, size_t batch)
+{
+	struct seq_ctx c = seq_of(n, l);
+
+	pk_add_chunks(n->grads + l->w_off, n->pk_part + l->pk_part_off, n->pk_part_len, pk_nchunks(batch),
+		      0, seq_param_floats(&c));
+}
+
 /* The embedding's backward: its weight's columns split across the team;
  * the gradient at the token ids (tests' input_grad) is 0. */
 static void embedding_backward(void *arg, unsigned idx, unsigned nm)
@@ -2624,6 +2660,9 @@ void net_backward(struct net *n, size_t batch)
 		case BP_SEQ:
 			if (l->spec.kind == LAYER_EMBEDDING) {
 				run(n, true, embedding_backward, &jobs[i]);
+			} else if (n->kernels == KERNELS_PORTABLE) {
+				run(n, team && batch > 1, seq_phase_backward_pk, &jobs[i]);
+				seq_reduce_pk(n, l, batch);
 			} else {
 				bool split = team && batch > 1;
 

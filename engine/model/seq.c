@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "traind/kernels.h"
+#include "traind/portable.h"
 #include "traind/rng.h"
 #include "engine/core/hot.h"
 #include "engine/core/vmath.h"
@@ -87,11 +88,11 @@ static void colsum_add(float *d, const float *a, size_t ld, size_t m, size_t w)
 }
 
 /* Rows y (m, w) = b (the bias) + x (m, k) W^T, W (w, k). */
-static void linear_rows(float *y, const float *x, const float *w, const float *b, size_t m,
-			size_t k, size_t width)
+static void linear_rows(enum kernels_kind K, float *y, const float *x, const float *w, const float *b,
+			size_t m, size_t k, size_t width)
 {
 	k_fill_rows(y, width, m, 0, width, b);
-	k_gemm(0, 1, m, width, k, 1.0f, x, k, w, k, 1.0f, y, width);
+	k_gemm_by(K, 0, 1, m, width, k, 1.0f, x, k, w, k, 1.0f, y, width);
 }
 
 /* ---- layer norm -------------------------------------------------------- */
@@ -191,6 +192,130 @@ static void ln_backward(const float *dy, const float *x, const float *w, const f
 	}
 }
 
+/* ---- a portable job's layer norm (kernels portable, doc/portable.md) ---------
+ * The statistics in the contract's 16 double lanes (pk_sum2d_f64 and
+ * pk_sqdev2d_f64 over the row), the backward's two sums likewise (element j
+ * into lane j mod 16, the lanes' fixed tree); the rest ln_forward's and
+ * ln_backward's own IEEE expressions. */
+
+static void ln_forward_pk(const float *x, float *y, const float *w, const float *b, float *stats,
+			  size_t rows, size_t E)
+{
+	for (size_t r = 0; r < rows; r++) {
+		const float *xr = x + r * E;
+		float *yr = y + r * E;
+		double mean, var;
+		float m, rs;
+
+		mean = pk_sum2d_f64(xr, 1, E, E) / (double)E;
+		var = pk_sqdev2d_f64(xr, 1, E, E, mean) / (double)E;
+		m = (float)mean;
+		rs = (float)(1.0 / sqrt(var + LN_EPS));
+		stats[2 * r] = m;
+		stats[2 * r + 1] = rs;
+		for (size_t j = 0; j < E; j++)
+			yr[j] = (xr[j] - m) * rs * w[j] + b[j];
+	}
+}
+
+/* The contract's tree over 16 double lanes: l += l+8, +4, +2, +1. */
+static double lanes_tree(double *a)
+{
+	for (size_t w = PK_LANES / 2; w; w /= 2)
+		for (size_t k = 0; k < w; k++)
+			a[k] += a[k + w];
+	return a[0];
+}
+
+static void ln_backward_pk(const float *dy, const float *x, const float *w, const float *stats,
+			   float *dx, float *dw, float *db, size_t rows, size_t E, bool add)
+{
+	for (size_t r = 0; r < rows; r++) {
+		const float *dyr = dy + r * E, *xr = x + r * E;
+		float m = stats[2 * r], rs = stats[2 * r + 1];
+		double a1[PK_LANES] = { 0 }, a2[PK_LANES] = { 0 }, s1, s2;
+
+		for (size_t j = 0; j < E; j++) {
+			float xh = (xr[j] - m) * rs, g = dyr[j] * w[j];
+
+			a1[j % PK_LANES] += g;
+			a2[j % PK_LANES] += (double)g * xh;
+		}
+		s1 = lanes_tree(a1);
+		s2 = lanes_tree(a2);
+		for (size_t j = 0; j < E; j++) {
+			float xh = (xr[j] - m) * rs;
+
+			dw[j] += dyr[j] * xh;
+			db[j] += dyr[j];
+		}
+		if (!dx)
+			continue;
+		{
+			float a = (float)(s1 / (double)E), c = (float)(s2 / (double)E);
+			float *dxr = dx + r * E;
+
+			for (size_t j = 0; j < E; j++) {
+				float xh = (xr[j] - m) * rs;
+				float v = rs * (dyr[j] * w[j] - a - xh * c);
+
+				dxr[j] = add ? dxr[j] + v : v;
+			}
+		}
+	}
+}
+
+/* The dispatch points by the job's kernels. */
+static void ln_fwd(enum kernels_kind K, const float *x, float *y, const float *w, const float *b,
+		   float *stats, size_t rows, size_t E)
+{
+	if (K == KERNELS_PORTABLE)
+		ln_forward_pk(x, y, w, b, stats, rows, E);
+	else
+		ln_forward(x, y, w, b, stats, rows, E);
+}
+
+static void ln_bwd(enum kernels_kind K, const float *dy, const float *x, const float *w,
+		   const float *stats, float *dx, float *dw, float *db, size_t rows, size_t E, bool add)
+{
+	if (K == KERNELS_PORTABLE)
+		ln_backward_pk(dy, x, w, stats, dx, dw, db, rows, E, add);
+	else
+		ln_backward(dy, x, w, stats, dx, dw, db, rows, E, add);
+}
+
+static void act_sigmoid(enum kernels_kind K, float *y, const float *x, size_t n)
+{
+	if (K == KERNELS_PORTABLE)
+		pk_sigmoid(y, x, n);
+	else
+		vm_sigmoid(y, x, n);
+}
+
+static void act_tanh(enum kernels_kind K, float *y, const float *x, size_t n)
+{
+	if (K == KERNELS_PORTABLE)
+		pk_tanh(y, x, n);
+	else
+		vm_tanh(y, x, n);
+}
+
+/* A portable job's attention softmax of row[0, end) (0 after it, up to T):
+ * mx = pk_max, e_j = pk_exp(row_j - mx), sum = pk_sum(e), row_j = e_j / sum. */
+static void softmax_row_pk(float *row, size_t end, size_t T)
+{
+	float mx = pk_max(row, end), sum;
+
+	for (size_t j = 0; j < end; j++)
+		row[j] -= mx;
+	pk_exp(row, row, end);
+	sum = pk_sum(row, end);
+	for (size_t j = 0; j < end; j++)
+		row[j] /= sum;
+	for (size_t j = end; j < T; j++)
+		row[j] = 0.0f;
+}
+
 /* ---- multi-head attention ------------------------------------------------- */
 
 struct mha_state {
@@ -234,18 +359,22 @@ static void mha_forward(const struct seq_ctx *n, size_t T, size_t E, size_t head
 	float scale = 1.0f / sqrtf((float)d);
 	bool drop = train && p > 0.0;
 
-	linear_rows(s->qkv + r0 * T * E3, x + r0 * T * E, inw, inb, nb * T, E, E3);
+	linear_rows(n->kernels, s->qkv + r0 * T * E3, x + r0 * T * E, inw, inb, nb * T, E, E3);
 	for (size_t b = r0; b < r1; b++) {
 		for (size_t h = 0; h < heads; h++) {
 			const float *q = s->qkv + b * T * E3 + h * d, *k = q + E, *v = q + 2 * E;
 			size_t at = (b * heads + h) * T * T;
 			float *P = s->p + at, *use = P;
 
-			k_gemm(0, 1, T, T, d, scale, q, E3, k, E3, 0.0f, P, T);
+			k_gemm_by(n->kernels, 0, 1, T, T, d, scale, q, E3, k, E3, 0.0f, P, T);
 			for (size_t i = 0; i < T; i++) {
 				float *row = P + i * T, mx, sum = 0.0f;
 				size_t end = causal ? i + 1 : T;
 
+				if (n->kernels == KERNELS_PORTABLE) {
+					softmax_row_pk(row, end, T);
+					continue;
+				}
 				mx = row[0];
 				for (size_t j = 1; j < end; j++)
 					mx = row[j] > mx ? row[j] : mx;
@@ -265,15 +394,15 @@ static void mha_forward(const struct seq_ctx *n, size_t T, size_t E, size_t head
 					s->pd[at + e] = P[e] * s->pm[at + e];
 				use = s->pd + at;
 			}
-			k_gemm(0, 0, T, d, T, 1.0f, use, T, v, E3, 0.0f, s->o + b * T * E + h * d, E);
+			k_gemm_by(n->kernels, 0, 0, T, d, T, 1.0f, use, T, v, E3, 0.0f, s->o + b * T * E + h * d, E);
 		}
 	}
-	linear_rows(y + r0 * T * E, s->o + r0 * T * E, ow, ob, nb * T, E, E);
+	linear_rows(n->kernels, y + r0 * T * E, s->o + r0 * T * E, ow, ob, nb * T, E, E);
 }
 
 /* The backward of mha_forward (after a training forward): dw's gradients
  * added; dx (may be NULL) written (beta 0) or added (beta 1). */
-static void mha_backward(size_t T, size_t E, size_t heads, bool drop, const float *w, float *dw,
+static void mha_backward(enum kernels_kind K, size_t T, size_t E, size_t heads, bool drop, const float *w, float *dw,
 			 const float *x, const float *dy, float *dx, float beta,
 			 const struct mha_state *s, const struct mha_tmp *tm, size_t r0, size_t r1)
 {
@@ -282,8 +411,8 @@ static void mha_backward(size_t T, size_t E, size_t heads, bool drop, const floa
 	float *dinw = dw, *dinb = dinw + E3 * E, *dow = dinb + E3, *dob = dow + E * E;
 	float scale = 1.0f / sqrtf((float)d);
 
-	k_gemm(0, 0, rows, E, E, 1.0f, dy + r0 * T * E, E, ow, E, 0.0f, tm->d_o + r0 * T * E, E);
-	k_gemm(1, 0, E, E, rows, 1.0f, dy + r0 * T * E, E, s->o + r0 * T * E, E, 1.0f, dow, E);
+	k_gemm_by(K, 0, 0, rows, E, E, 1.0f, dy + r0 * T * E, E, ow, E, 0.0f, tm->d_o + r0 * T * E, E);
+	k_gemm_by(K, 1, 0, E, E, rows, 1.0f, dy + r0 * T * E, E, s->o + r0 * T * E, E, 1.0f, dow, E);
 	colsum_add(dob, dy + r0 * T * E, E, rows, E);
 	for (size_t b = r0; b < r1; b++) {
 		float *dP = tm->dp + b * T * T;
@@ -295,8 +424,8 @@ static void mha_backward(size_t T, size_t E, size_t heads, bool drop, const floa
 			const float *P = s->p + at, *use = drop ? s->pd + at : P;
 			float *dq = tm->dqkv + b * T * E3 + h * d, *dk = dq + E, *dv = dq + 2 * E;
 
-			k_gemm(0, 1, T, T, d, 1.0f, dO, E, v, E3, 0.0f, dP, T);
-			k_gemm(1, 0, T, d, T, 1.0f, use, T, dO, E, 0.0f, dv, E3);
+			k_gemm_by(K, 0, 1, T, T, d, 1.0f, dO, E, v, E3, 0.0f, dP, T);
+			k_gemm_by(K, 1, 0, T, d, T, 1.0f, use, T, dO, E, 0.0f, dv, E3);
 			if (drop)
 				for (size_t e = 0; e < T * T; e++)
 					dP[e] *= s->pm[at + e];
@@ -304,19 +433,22 @@ static void mha_backward(size_t T, size_t E, size_t heads, bool drop, const floa
 				const float *pr = P + i * T;
 				float *dr = dP + i * T, dot = 0.0f;
 
-				for (size_t j = 0; j < T; j++)
-					dot += dr[j] * pr[j];
+				if (K == KERNELS_PORTABLE)
+					dot = pk_dot(dr, pr, T);
+				else
+					for (size_t j = 0; j < T; j++)
+						dot += dr[j] * pr[j];
 				for (size_t j = 0; j < T; j++)
 					dr[j] = pr[j] * (dr[j] - dot);
 			}
-			k_gemm(0, 0, T, d, T, scale, dP, T, k, E3, 0.0f, dq, E3);
-			k_gemm(1, 0, T, d, T, scale, dP, T, q, E3, 0.0f, dk, E3);
+			k_gemm_by(K, 0, 0, T, d, T, scale, dP, T, k, E3, 0.0f, dq, E3);
+			k_gemm_by(K, 1, 0, T, d, T, scale, dP, T, q, E3, 0.0f, dk, E3);
 		}
 	}
-	k_gemm(1, 0, E3, E, rows, 1.0f, tm->dqkv + r0 * T * E3, E3, x + r0 * T * E, E, 1.0f, dinw, E);
+	k_gemm_by(K, 1, 0, E3, E, rows, 1.0f, tm->dqkv + r0 * T * E3, E3, x + r0 * T * E, E, 1.0f, dinw, E);
 	colsum_add(dinb, tm->dqkv + r0 * T * E3, E3, rows, E3);
 	if (dx)
-		k_gemm(0, 0, rows, E, E3, 1.0f, tm->dqkv + r0 * T * E3, E3, inw, E, beta,
+		k_gemm_by(K, 0, 0, rows, E, E3, 1.0f, tm->dqkv + r0 * T * E3, E3, inw, E, beta,
 		       dx + r0 * T * E, E);
 }
 
@@ -460,7 +592,7 @@ static void tel_forward(const struct seq_ctx *l, uint32_t index, const float *x,
 	}
 	/* the attention's output in y (written last), then r1 = x + drop1(it) */
 	if (sp->norm_first) {
-		ln_forward(x + o, s.n1 + o, w.n1w, w.n1b, s.s1 + r0 * 2 * T, rows, E);
+		ln_fwd(l->kernels, x + o, s.n1 + o, w.n1w, w.n1b, s.s1 + r0 * 2 * T, rows, E);
 		mha_forward(l, T, E, sp->heads, sp->causal, sp->p, w.mha, s.n1, l->y, &s.a, r0, r1,
 			    train, step, index | 1u << 8);
 	} else {
@@ -470,18 +602,18 @@ static void tel_forward(const struct seq_ctx *l, uint32_t index, const float *x,
 	add_masked(s.r1 + o, x + o, l->y + o, drop ? s.m1 + o : NULL, rows * E);
 	/* the feed-forward block's input: LN2(r1) (norm_first) or LN1(r1) */
 	if (sp->norm_first)
-		ln_forward(s.r1 + o, s.n2 + o, w.n2w, w.n2b, s.s2 + r0 * 2 * T, rows, E);
+		ln_fwd(l->kernels, s.r1 + o, s.n2 + o, w.n2w, w.n2b, s.s2 + r0 * 2 * T, rows, E);
 	else
-		ln_forward(s.r1 + o, s.n1 + o, w.n1w, w.n1b, s.s1 + r0 * 2 * T, rows, E);
-	linear_rows(s.hd + of, (sp->norm_first ? s.n2 : s.n1) + o, w.w1, w.b1, rows, E, FF);
+		ln_fwd(l->kernels, s.r1 + o, s.n1 + o, w.n1w, w.n1b, s.s1 + r0 * 2 * T, rows, E);
+	linear_rows(l->kernels, s.hd + of, (sp->norm_first ? s.n2 : s.n1) + o, w.w1, w.b1, rows, E, FF);
 	relu_masked(s.hd + of, drop ? s.mf + of : NULL, rows * FF);
 	/* linear2's output in y, then the second sum */
-	linear_rows(l->y + o, s.hd + of, w.w2, w.b2, rows, FF, E);
+	linear_rows(l->kernels, l->y + o, s.hd + of, w.w2, w.b2, rows, FF, E);
 	if (sp->norm_first) {
 		add_masked_into(l->y + o, s.r1 + o, drop ? s.m2 + o : NULL, rows * E);
 	} else {
 		add_masked(s.r2 + o, s.n1 + o, l->y + o, drop ? s.m2 + o : NULL, rows * E);
-		ln_forward(s.r2 + o, l->y + o, w.n2w, w.n2b, s.s2 + r0 * 2 * T, rows, E);
+		ln_fwd(l->kernels, s.r2 + o, l->y + o, w.n2w, w.n2b, s.s2 + r0 * 2 * T, rows, E);
 	}
 }
 
@@ -518,43 +650,43 @@ static void tel_backward(const struct seq_ctx *l, const float *x, const float *d
 		memcpy(t.dr + o, dy + o, rows * E * sizeof(float));
 		memcpy(t.df + o, dy + o, rows * E * sizeof(float));
 	} else {
-		ln_backward(dy + o, s.r2 + o, w.n2w, s.s2 + r0 * 2 * T, t.dr + o, dn2w, dn2b, rows, E,
+		ln_bwd(l->kernels, dy + o, s.r2 + o, w.n2w, s.s2 + r0 * 2 * T, t.dr + o, dn2w, dn2b, rows, E,
 			    false);
 		memcpy(t.df + o, t.dr + o, rows * E * sizeof(float));
 	}
 	mul_mask(t.df + o, drop ? s.m2 + o : NULL, rows * E);
-	k_gemm(1, 0, E, FF, rows, 1.0f, t.df + o, E, s.hd + of, FF, 1.0f, dw2, FF);
+	k_gemm_by(l->kernels, 1, 0, E, FF, rows, 1.0f, t.df + o, E, s.hd + of, FF, 1.0f, dw2, FF);
 	colsum_add(db2, t.df + o, E, rows, E);
-	k_gemm(0, 0, rows, FF, E, 1.0f, t.df + o, E, w.w2, FF, 0.0f, t.dh + of, FF);
+	k_gemm_by(l->kernels, 0, 0, rows, FF, E, 1.0f, t.df + o, E, w.w2, FF, 0.0f, t.dh + of, FF);
 	relu_masked_back(t.dh + of, s.hd + of, drop ? s.mf + of : NULL, rows * FF);
-	k_gemm(1, 0, FF, E, rows, 1.0f, t.dh + of, FF, ffin + o, E, 1.0f, dw1, E);
+	k_gemm_by(l->kernels, 1, 0, FF, E, rows, 1.0f, t.dh + of, FF, ffin + o, E, 1.0f, dw1, E);
 	colsum_add(db1, t.dh + of, FF, rows, FF);
 	if (sp->norm_first) {
 		/* dn = dh W1; dr += LN2's backward */
-		k_gemm(0, 0, rows, E, FF, 1.0f, t.dh + of, FF, w.w1, E, 0.0f, t.dn + o, E);
-		ln_backward(t.dn + o, s.r1 + o, w.n2w, s.s2 + r0 * 2 * T, t.dr + o, dn2w, dn2b, rows, E,
+		k_gemm_by(l->kernels, 0, 0, rows, E, FF, 1.0f, t.dh + of, FF, w.w1, E, 0.0f, t.dn + o, E);
+		ln_bwd(l->kernels, t.dn + o, s.r1 + o, w.n2w, s.s2 + r0 * 2 * T, t.dr + o, dn2w, dn2b, rows, E,
 			    true);
 	} else {
 		/* n1 feeds the FF block and the second sum: dn = dr + dh W1 */
 		memcpy(t.dn + o, t.dr + o, rows * E * sizeof(float));
-		k_gemm(0, 0, rows, E, FF, 1.0f, t.dh + of, FF, w.w1, E, 1.0f, t.dn + o, E);
-		ln_backward(t.dn + o, s.r1 + o, w.n1w, s.s1 + r0 * 2 * T, t.dr + o, dn1w, dn1b, rows, E,
+		k_gemm_by(l->kernels, 0, 0, rows, E, FF, 1.0f, t.dh + of, FF, w.w1, E, 1.0f, t.dn + o, E);
+		ln_bwd(l->kernels, t.dn + o, s.r1 + o, w.n1w, s.s1 + r0 * 2 * T, t.dr + o, dn1w, dn1b, rows, E,
 			    false);
 	}
 	/* t.dr: the gradient at r1 = x_or + drop1(att) */
 	memcpy(t.da + o, t.dr + o, rows * E * sizeof(float));
 	mul_mask(t.da + o, drop ? s.m1 + o : NULL, rows * E);
 	if (sp->norm_first) {
-		mha_backward(T, E, sp->heads, drop, w.mha, dmha, s.n1, t.da, t.dn, 0.0f, &s.a, &t.m, r0,
+		mha_backward(l->kernels, T, E, sp->heads, drop, w.mha, dmha, s.n1, t.da, t.dn, 0.0f, &s.a, &t.m, r0,
 			     r1);
 		if (dx)
 			memcpy(dx + o, t.dr + o, rows * E * sizeof(float));
-		ln_backward(t.dn + o, x + o, w.n1w, s.s1 + r0 * 2 * T, dx ? dx + o : NULL, dn1w, dn1b,
+		ln_bwd(l->kernels, t.dn + o, x + o, w.n1w, s.s1 + r0 * 2 * T, dx ? dx + o : NULL, dn1w, dn1b,
 			    rows, E, true);
 	} else {
 		if (dx)
 			memcpy(dx + o, t.dr + o, rows * E * sizeof(float));
-		mha_backward(T, E, sp->heads, drop, w.mha, dmha, x, t.da, dx, 1.0f, &s.a, &t.m, r0, r1);
+		mha_backward(l->kernels, T, E, sp->heads, drop, w.mha, dmha, x, t.da, dx, 1.0f, &s.a, &t.m, r0, r1);
 	}
 }
 
@@ -608,7 +740,7 @@ static void rnn_forward(const struct seq_ctx *l, uint32_t index, const float *in
 		for (size_t r = 0; r < nb * T; r++)
 			for (size_t j = 0; j < G; j++)
 				gx[r * G + j] = gru ? bih[j] : bih[j] + bhh[j];
-		k_gemm(0, 1, nb * T, G, Ek, 1.0f, x + r0 * T * Ek, Ek, wih, Ek, 1.0f, gx, G);
+		k_gemm_by(l->kernels, 0, 1, nb * T, G, Ek, 1.0f, x + r0 * T * Ek, Ek, wih, Ek, 1.0f, gx, G);
 		for (size_t t = 0; t < T; t++) {
 			if (gru) {
 				float *gh = lay[k].c + r0 * T * G + t * G;   /* (nb rows, ld T*G) */
@@ -616,7 +748,7 @@ static void rnn_forward(const struct seq_ctx *l, uint32_t index, const float *in
 				for (size_t b = 0; b < nb; b++)
 					memcpy(gh + b * T * G, bhh, G * sizeof(float));
 				if (t)
-					k_gemm(0, 1, nb, G, H, 1.0f, hk + r0 * T * H + (t - 1) * H, T * H, whh, H,
+					k_gemm_by(l->kernels, 0, 1, nb, G, H, 1.0f, hk + r0 * T * H + (t - 1) * H, T * H, whh, H,
 					       1.0f, gh, T * G);
 				for (size_t b = r0; b < r1; b++) {
 					float *g = lay[k].g + (b * T + t) * G;
@@ -627,10 +759,10 @@ static void rnn_forward(const struct seq_ctx *l, uint32_t index, const float *in
 					/* r, z = sigmoid(gx + gh); n = tanh(gx_n + r gh_n) */
 					for (size_t j = 0; j < 2 * H; j++)
 						g[j] += hh[j];
-					vm_sigmoid(g, g, 2 * H);
+					act_sigmoid(l->kernels, g, g, 2 * H);
 					for (size_t j = 0; j < H; j++)
 						g[2 * H + j] += g[j] * hh[2 * H + j];
-					vm_tanh(g + 2 * H, g + 2 * H, H);
+					act_tanh(l->kernels, g + 2 * H, g + 2 * H, H);
 					for (size_t j = 0; j < H; j++) {
 						float nn = g[2 * H + j], prev = hp ? hp[j] : 0.0f;
 
@@ -639,7 +771,7 @@ static void rnn_forward(const struct seq_ctx *l, uint32_t index, const float *in
 				}
 			} else {
 				if (t)
-					k_gemm(0, 1, nb, G, H, 1.0f, hk + r0 * T * H + (t - 1) * H, T * H, whh, H,
+					k_gemm_by(l->kernels, 0, 1, nb, G, H, 1.0f, hk + r0 * T * H + (t - 1) * H, T * H, whh, H,
 					       1.0f, gx + t * G, T * G);
 				for (size_t b = r0; b < r1; b++) {
 					float *g = lay[k].g + (b * T + t) * G;
@@ -648,12 +780,12 @@ static void rnn_forward(const struct seq_ctx *l, uint32_t index, const float *in
 					const float *cp = t ? cc - H : NULL;
 
 					/* i, f, o = sigmoid, g = tanh; c = f c' + i g; h = o tanh(c) */
-					vm_sigmoid(g, g, 2 * H);
-					vm_tanh(g + 2 * H, g + 2 * H, H);
-					vm_sigmoid(g + 3 * H, g + 3 * H, H);
+					act_sigmoid(l->kernels, g, g, 2 * H);
+					act_tanh(l->kernels, g + 2 * H, g + 2 * H, H);
+					act_sigmoid(l->kernels, g + 3 * H, g + 3 * H, H);
 					for (size_t j = 0; j < H; j++)
 						cc[j] = g[H + j] * (cp ? cp[j] : 0.0f) + g[j] * g[2 * H + j];
-					vm_tanh(tc, cc, H);
+					act_tanh(l->kernels, tc, cc, H);
 					for (size_t j = 0; j < H; j++)
 						h[j] = g[3 * H + j] * tc[j];
 				}
@@ -770,16 +902,16 @@ static void rnn_backward(const struct seq_ctx *l, const float *in, const float *
 			if (gru) {
 				/* dh' = dh z + dGh W_hh */
 				if (t)
-					k_gemm(0, 0, nb, H, G, 1.0f, dgh + (r0 * T + t) * G, T * G, whh, H, 1.0f,
+					k_gemm_by(l->kernels, 0, 0, nb, H, G, 1.0f, dgh + (r0 * T + t) * G, T * G, whh, H, 1.0f,
 					       dh2 + r0 * H, H);
 				memcpy(dh + r0 * H, dh2 + r0 * H, nb * H * sizeof(float));
 			} else if (t) {
-				k_gemm(0, 0, nb, H, G, 1.0f, dg + (r0 * T + t) * G, T * G, whh, H, 0.0f,
+				k_gemm_by(l->kernels, 0, 0, nb, H, G, 1.0f, dg + (r0 * T + t) * G, T * G, whh, H, 0.0f,
 				       dh + r0 * H, H);
 			}
 		}
 		/* the weights' gradients over every step of the member's samples */
-		k_gemm(1, 0, G, Ek, nb * T, 1.0f, dg + r0 * T * G, G, x + r0 * T * Ek, Ek, 1.0f, dwih, Ek);
+		k_gemm_by(l->kernels, 1, 0, G, Ek, nb * T, 1.0f, dg + r0 * T * G, G, x + r0 * T * Ek, Ek, 1.0f, dwih, Ek);
 		colsum_add(dbih, dg + r0 * T * G, G, nb * T, G);
 		if (gru)
 			colsum_add(dbhh, dgh + r0 * T * G, G, nb * T, G);
@@ -791,16 +923,16 @@ static void rnn_backward(const struct seq_ctx *l, const float *in, const float *
 			memset(hprev + b * T * H, 0, H * sizeof(float));
 			memcpy(hprev + b * T * H + H, hk + b * T * H, (T - 1) * H * sizeof(float));
 		}
-		k_gemm(1, 0, G, H, nb * T, 1.0f, (gru ? dgh : dg) + r0 * T * G, G, hprev + r0 * T * H, H, 1.0f,
+		k_gemm_by(l->kernels, 1, 0, G, H, nb * T, 1.0f, (gru ? dgh : dg) + r0 * T * G, G, hprev + r0 * T * H, H, 1.0f,
 		       dwhh, H);
 		/* down: into the layer below (through its dropout), or dx */
 		if (kk > 0) {
-			k_gemm(0, 0, nb * T, H, G, 1.0f, dg + r0 * T * G, G, wih, Ek, 0.0f, dnext + r0 * T * H, H);
+			k_gemm_by(l->kernels, 0, 0, nb * T, H, G, 1.0f, dg + r0 * T * G, G, wih, Ek, 0.0f, dnext + r0 * T * H, H);
 			mul_mask(dnext + r0 * T * H, lay[kk - 1].m ? lay[kk - 1].m + r0 * T * H : NULL,
 				 nb * T * H);
 			dhk = dnext;
 		} else if (dx) {
-			k_gemm(0, 0, nb * T, E, G, 1.0f, dg + r0 * T * G, G, wih, E, 0.0f, dx + r0 * T * E, E);
+			k_gemm_by(l->kernels, 0, 0, nb * T, E, G, 1.0f, dg + r0 * T * G, G, wih, E, 0.0f, dx + r0 * T * E, E);
 		}
 	}
 }
@@ -921,7 +1053,7 @@ void seq_forward(const struct seq_ctx *l, uint32_t index, const float *in,
 	case LAYER_LAYERNORM: {
 		size_t rows = l->in.seq ? T : 1;
 
-		ln_forward(in + r0 * rows * l->in.c, l->y + r0 * rows * l->in.c, p, p + l->in.c,
+		ln_fwd(l->kernels, in + r0 * rows * l->in.c, l->y + r0 * rows * l->in.c, p, p + l->in.c,
 			   l->aux + r0 * rows * 2, (r1 - r0) * rows, l->in.c);
 		break;
 	}
@@ -963,7 +1095,7 @@ void seq_backward(const struct seq_ctx *l, const float *in, const float *dy,
 	case LAYER_LAYERNORM: {
 		size_t rows = l->in.seq ? T : 1;
 
-		ln_backward(dy + r0 * rows * E, in + r0 * rows * E, l->params,
+		ln_bwd(l->kernels, dy + r0 * rows * E, in + r0 * rows * E, l->params,
 			    l->aux + r0 * rows * 2, dx ? dx + r0 * rows * E : NULL, dp, dp + E,
 			    (r1 - r0) * rows, E, false);
 		break;
@@ -979,7 +1111,7 @@ void seq_backward(const struct seq_ctx *l, const float *in, const float *dy,
 
 		mha_carve(&c, T, E, s->heads, s->p > 0.0, &st);
 		mha_tmp_carve(&ct, T, E, &tm);
-		mha_backward(T, E, s->heads, s->p > 0.0, l->params, dp, in, dy, dx, 0.0f, &st,
+		mha_backward(l->kernels, T, E, s->heads, s->p > 0.0, l->params, dp, in, dy, dx, 0.0f, &st,
 			     &tm, r0, r1);
 		break;
 	}

@@ -29,6 +29,14 @@
  *
  * Thread: the forward and backward functions run on team members, on
  * disjoint samples (or columns); the rest on the net's owner.
+ *
+ * A portable job (kernels portable): every product through k_gemm_by (the
+ * portable GEMM), the layer norm's statistics and sums, the attention's
+ * softmax and the gates' tanh and sigmoid by the portable kernels, so a
+ * sample's forward bits do not depend on the path nor on the samples beside
+ * it; net.c then calls seq_backward on whole chunks of the batch (pk_chunk)
+ * and adds the chunks' partial sums in chunk order, so the team size does
+ * not decide the bits either.
  */
 #ifndef TRAIND_ENGINE_MODEL_SEQ_H
 #define TRAIND_ENGINE_MODEL_SEQ_H
@@ -37,6 +45,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "traind/kernels.h"
 #include "traind/spec.h"
 
 /* What a layer of sequences works on: net.c fills one per call (the
@@ -51,6 +60,8 @@ struct seq_ctx {
 	float *tmp;                  /* (mb, at least seq_tmp_floats) the backward's scratch */
 	size_t mb;                   /* rows of those buffers: the net's max_batch */
 	uint64_t key;                /* the dropout streams' key (the job's seed) */
+	enum kernels_kind kernels;   /* the job's: a portable job's products, reductions and
+				      * functions are the portable kernels' (doc/portable.md) */
 };
 
 /* Floats of one sample's saved state, and of its backward scratch (l's

@@ -406,6 +406,14 @@ static const char *portable_gap(const struct train_config *cfg, const struct mod
 		case LAYER_BATCHNORM2D:
 		case LAYER_RESIDUAL:
 		case LAYER_CONCAT:
+		case LAYER_EMBEDDING:
+		case LAYER_POSEMBEDDING:
+		case LAYER_LSTM:
+		case LAYER_GRU:
+		case LAYER_LAST:
+		case LAYER_LAYERNORM:
+		case LAYER_MHA:
+		case LAYER_TRANSFORMER:
 			continue;
 		default:
 			spec_layer_text(&spec->layers[i], name, sizeof(name));
@@ -433,7 +441,7 @@ static int check_portable(const struct train_config *cfg, const struct model_spe
 	gap = portable_gap(cfg, spec, what, sizeof(what));
 	if (gap)
 		return tr_err_set_key(err, -EINVAL, "kernels",
-				      "portable is not yet supported for %s (a portable job may have every layer but the sequence layers; use kernels openblas)",
+				      "portable is not yet supported for %s (use kernels openblas)",
 				      gap);
 	return 0;
 }

@@ -95,7 +95,7 @@ struct net_layer {
 	float *aux;                  /* a layer of sequences: (max_batch, aux_len) its saved state, owned */
 	size_t aux_len;              /* floats per sample */
 	struct pk_conv *pk;          /* conv2d of a portable job: its geometry and tables, owned */
-	size_t pk_part_off;          /* conv2d of a portable job: its slice of each chunk's sums (net->pk_part) */
+	size_t pk_part_off;          /* conv2d, a sequence layer of a portable job: its slice of each chunk's sums (net->pk_part) */
 	struct dnnconv *dnn;         /* conv2d with conv onednn: its primitives, owned */
 	/* The backward plan (net.c: plan_backward): */
 	int gclass;                  /* the gradient at its output: a class of aliased values */

@@ -26,6 +26,7 @@
 #include "traind/fileio.h"
 #include "traind/kernels.h"
 #include "traind/net.h"
+#include "traind/portable.h"
 #include "traind/safetensors.h"
 #include "traind/spec.h"
 #include "traind/team.h"
@@ -96,6 +97,15 @@ int main(int argc, char **argv)
 	if (team_new(&team, threads) < 0 || net_init(&n, &spec, in, 0, batch, team) < 0 ||
 	    net_set_precision(&n, prec) < 0)
 		return fail("net", "cannot build the model");
+	/* kernels=portable: the portable kernels (TRAIND_ISA picks the path) */
+	if (st_meta_get(f, "kernels") && strcmp(st_meta_get(f, "kernels"), "openblas") != 0) {
+		if (strcmp(st_meta_get(f, "kernels"), "portable") != 0)
+			return fail("kernels", "expected openblas or portable");
+		if (pk_init(&err) < 0)
+			return fail("kernels", err.msg);
+		if (net_set_kernels(&n, KERNELS_PORTABLE) < 0)
+			return fail("net", "out of memory");
+	}
 	if (st_meta_get(f, "conv") && strcmp(st_meta_get(f, "conv"), "gemm") != 0) {
 		if (strcmp(st_meta_get(f, "conv"), "onednn") != 0)
 			return fail("conv", "expected gemm or onednn");

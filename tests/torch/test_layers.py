@@ -7,6 +7,8 @@ the output, and BatchNorm's running statistics afterwards, must agree with
 PyTorch's within 1e-5 relative to the tensor's largest value. Dropout's masks
 are traind's own (a counter-based stream); PyTorch is handed the mask traind
 drew, and the test checks the mask's keep rate. Teams of 1 and 2 threads.
+The sequence cases run once more with the portable kernels (kernels
+portable, doc/portable.md; 3 threads): within the same tolerance.
 The cases with a conv2d run again with `conv onednn` (oneDNN's primitives,
 doc/models.md), in training and eval, at 1 and 2 threads, to the same 1e-5.
 """
@@ -56,7 +58,7 @@ def close(what, got, want, floor=1e-7):
         fail("%s: max |traind - torch| = %.3g, max |torch| = %.3g (> %g relative)" % (what, err, scale, TOL))
 
 
-def run_case(spec, in_shape, batch, train, threads, seed, conv="gemm"):
+def run_case(spec, in_shape, batch, train, threads, seed, kernels="openblas", conv="gemm"):
     """in_shape: (C, H, W), (F,), ("seq", T, E) a sequence, or ("tok", T, V)
     T token ids below V."""
     kind = in_shape[0] if isinstance(in_shape[0], str) else None
@@ -100,13 +102,14 @@ def run_case(spec, in_shape, batch, train, threads, seed, conv="gemm"):
         tensors.update(state)
         meta.update({"model": spec, "input": "%d,%d,%d" % (c, h, w),
                      "flat": int(flat), "train": int(train), "threads": threads,
-                     "seed": seed, "step": 5, "conv": conv})
+                     "seed": seed, "step": 5, "kernels": kernels, "conv": conv})
         st.save(src, tensors, meta)
         subprocess.run([PROBE, src, dst], check=True)
         got, _ = st.load(dst)
     name = "%s [%s, %d thread%s, %s%s]" % (spec, "train" if train else "eval", threads,
                                           "s" if threads > 1 else "", shape_text,
-                                          ", conv " + conv if conv != "gemm" else "")
+                                          (", portable" if kernels == "portable" else "") +
+                                          (", conv " + conv if conv != "gemm" else ""))
     mods = list(net)
     for i, m in enumerate(mods):
         if isinstance(m, torch.nn.Dropout) and train:
@@ -186,6 +189,7 @@ CASES = [
      "concat(identity;maxpool2d(2),conv2d(4,1),upsample(2)),conv2d(3,1),upsample(2)),conv2d(2,1)", (1, 8, 8), 3),
     ("residual(linear(12),silu),concat(linear(3);sigmoid),linear(10)", (12,), 6),
     # sequences (issue 24): embeddings, LSTM and GRU over 16+ steps,
+    # (from here on also with the portable kernels: SEQ_FIRST)
     # attention with and without the causal mask, the transformer layer
     # (dropout 0 in training: PyTorch's masks are not traind's; eval checks
     # dropout > 0 is off), layer norm, a per-position linear, last
@@ -219,17 +223,23 @@ CASES += [("transformer_encoder_layer(8,2,16)", ("seq", 16, 8), 3),
           ("multiheadattention(8,2,dropout=0.4)", ("seq", 16, 8), 3)]
 
 
+SEQ_FIRST = [spec for spec, _, _ in CASES].index("embedding(11,6)")
+
+
 def main():
     if not os.path.exists(PROBE):
         fail("%s is not built" % PROBE)
         finish()
     seed = 1
-    for spec, shape, batch in CASES:
+    n = 0
+    for at, (spec, shape, batch) in enumerate(CASES):
+        runs = [(t, "openblas") for t in (1, 2)] + ([(3, "portable")] if at >= SEQ_FIRST else [])
         for train in ((False,) if spec in EVAL_ONLY else (True, False)):
-            for threads in (1, 2):
+            for threads, kernels in runs:
                 seed += 1
+                n += 1
                 try:
-                    run_case(spec, shape, batch, train, threads, seed)
+                    run_case(spec, shape, batch, train, threads, seed, kernels)
                 except Exception as e:  # a crash of the probe, a missing tensor...
                     fail("%s: %r" % (spec, e))
     # conv onednn: every case with a conv2d (groups, dilation, stride,
@@ -239,13 +249,13 @@ def main():
         for train in (True, False):
             for threads in (1, 2):
                 seed += 1
+                n += 1
                 try:
                     run_case(spec, shape, batch, train, threads, seed, conv="onednn")
                 except Exception as e:
                     fail("%s [conv onednn]: %r" % (spec, e))
     print("largest relative difference by check: " +
           ", ".join("%s %.2g" % kv for kv in sorted(worst.items())))
-    n = sum(2 if spec in EVAL_ONLY else 4 for spec, _, _ in CASES) + 4 * len(onednn)
     print("%d cases, %d failures" % (n, len(failures)))
     finish()
 

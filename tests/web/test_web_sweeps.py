@@ -5,7 +5,14 @@ then live, without a reload, until it is done with a line per trial in the
 parallel coordinates, a scatter per parameter and a curve per trial) and
 for a finished one (sorted by the metric both ways and by a parameter);
 a finished pbt sweep's lineage column and its best's lineage.
-Also /api/sweeps and /api/sweeps/N over HTTP, and a bad sweep id refused."""
+Also /api/sweeps and /api/sweeps/N over HTTP, and a bad sweep id refused.
+
+Under the sanitizers only the C side runs (traind-web and traind): the page
+and the requests its script makes (/api/sweeps/N while the sweep waits and
+until it is done, each trial's /api/jobs/N/history), over HTTP without
+Chromium; the page's JavaScript (the pbt lineage column too) is the same in
+both trees and the release tree's run checks it, and daemon-sweep-pbt runs
+pbt itself under the sanitizers."""
 import http.client
 import json
 import os
@@ -74,7 +81,47 @@ def page(web, sweep, trials, params, step, after_first=None):
     return out
 
 
+def http_only(d, web):
+    """The sanitizer tree's form: what the page asks traind-web for, asked
+    over HTTP, for a sweep held back, then let go to done."""
+    blocker = d.start_job("--epochs", "50")
+    sid = d.ctl_json("sweep", "start", "--name", "live", "--searcher", "grid", "--max-parallel", "1",
+                     "--param", "lr=choice(0.001,0.003,0.01)", "--param", "batch_size=choice(8)",
+                     *SHARED)["id"]
+    status, body = web.get("/sweeps/%d" % sid)
+    check(status == 200 and b"app.js" in body, "/sweeps/%d: the page (%d)" % (sid, status))
+    status, body = web.get("/api/sweeps/%d" % sid)
+    first = json.loads(body)["sweep"] if status == 200 else {}
+    check(first.get("state") == "running" and len(first.get("trials", [])) == 3 and
+          all(t.get("metric") is None for t in first["trials"]),
+          "a running sweep held back: /api/sweeps/N has its 3 trials, no metric yet (%d %s)" % (status, first.get("state")))
+    d.ctl("kill", blocker)
+    last = harness.poll(lambda: (lambda st: st if st["state"] == "done" else None)(
+        json.loads(web.get("/api/sweeps/%d" % sid)[1])["sweep"]), timeout=300, interval=0.5, what="the sweep done")
+    check(len(last["trials"]) == 3 and all(t.get("metric") is not None for t in last["trials"]),
+          "live to done: every trial has its metric (%s)" % [t.get("metric") for t in last["trials"]])
+    for t in last["trials"]:
+        status, body = web.get("/api/jobs/%d/history" % t["job"])
+        rows = json.loads(body).get("rows", []) if status == 200 else []
+        check(status == 200 and [r["epoch"] for r in rows] == [1, 2, 3],
+              "trial %s's curve: /api/jobs/%d/history has epochs 1..3 (%d)" % (t.get("trial"), t["job"], status))
+    lst = json.loads(web.get("/api/sweeps")[1])["sweeps"]
+    check([s["id"] for s in lst] == [sid], "/api/sweeps")
+    status, body = web.get("/api/sweeps/77")
+    check(status == 404 and b"NoSuchSweep" in body, "/api/sweeps/77: 404 NoSuchSweep (%d %s)" % (status, body[:80]))
+    check(web.get("/sweeps/x")[0] == 404, "/sweeps/x: 404")
+
+
 def main():
+    if harness.SANITIZER and os.path.exists(harness.TRAIND_WEB):
+        d = Daemon(max_running=1).start()
+        web = Web(d)
+        try:
+            http_only(d, web)
+        finally:
+            web.stop()
+            d.cleanup()
+        return
     if not os.path.exists(harness.TRAIND_WEB) or not os.path.exists("/usr/bin/chromium"):
         print("traind-web or chromium missing: skipped")
         sys.exit(77)
