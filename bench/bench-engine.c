@@ -12,6 +12,8 @@
  *   bench-engine --resnet                                     resnet20's figures alone
  *   bench-engine --kernels [EPOCHS]                           the candidate kernels against each other
  *   bench-engine --sequences [gpt|char_lstm]                  the language models' figures alone (issue 24)
+ *   bench-engine --conv [EPOCHS]                              lenet5 and resnet20 with conv gemm and conv onednn,
+ *                                                             fp32 and bf16, beside PyTorch at its best (issues 20, 22)
  *   bench-engine [EPOCHS] --portable                          kernels portable against openblas per path, with
  *                                                             the fair baselines: OpenBLAS Haswell against the
  *                                                             avx2 path, Prescott against the plain C path (issue 25)
@@ -229,6 +231,7 @@ struct run_spec {
 	int threads;
 	int epochs;
 	enum k_precision precision;
+	enum conv_kind conv;    /* the job's `conv` (gemm, as config_defaults, unless set) */
 };
 
 static double mlp_flops(uint32_t h, uint32_t train, uint32_t val)
@@ -286,6 +289,7 @@ static int run_epochs(const char *dir, const struct run_spec *r, int fd)
 	cfg.epochs = (uint32_t)r->epochs;
 	cfg.threads = (uint32_t)r->threads;
 	cfg.precision = r->precision;
+	cfg.conv = r->conv;
 	if (r->model)
 		snprintf(cfg.model, sizeof(cfg.model), "%s", r->model);
 	if (r->hidden)
@@ -938,6 +942,73 @@ static int resnet(const char *data, int torch)
 	return 0;
 }
 
+/* ---- conv gemm against conv onednn (issues 20 and 22; doc/models.md) ---------
+ * lenet5 (MNIST 10000 + 2000 an epoch, batch 64, Adam) and resnet20
+ * (Fashion-MNIST 5000 + 1000, batch 128, SGD), threads=2, EPOCHS epochs
+ * each (2 when the caller gives fewer): conv gemm and conv onednn in fp32
+ * and, where the CPU has bf16, in bf16; PyTorch 1.13 at its best in fp32
+ * and under autocast bf16 for the same module, data and cores. Ratios:
+ * PyTorch's median epoch / traind's (above 1: traind faster), and bf16's
+ * speedup over the same conv's fp32. */
+static int conv_section(const char *data, int epochs, int torch)
+{
+	static const struct {
+		const char *model, *set;
+		bool sgd;
+		uint32_t batch, train, val;
+		double target;
+	} models[] = {
+		{ "lenet5", "mnist", false, 64, 10000, 2000, TARGET_TORCH_LENET },
+		{ "resnet20", "fashion-mnist", true, 128, 5000, 1000, TARGET_TORCH_RESNET },
+	};
+	struct tr_err err = { 0 };
+	bool bf16 = k_precision_check(K_BF16, &err) == 0;
+	char env[96];
+
+	net_conv_numerics(env, sizeof(env));
+	printf("conv gemm (im2col + OpenBLAS %s) against conv onednn (%s), threads=2, %d epochs each;\n"
+	       "x torch: PyTorch 1.13 at its best (fp32; bf16 rows: under autocast) median epoch / traind's\n",
+	       blaskernel_state()->in_use, env, epochs);
+	for (size_t i = 0; i < sizeof(models) / sizeof(models[0]); i++) {
+		struct run_spec r = { .model = models[i].model, .sgd = models[i].sgd, .batch = models[i].batch,
+				      .train = models[i].train, .val = models[i].val, .threads = 2,
+				      .epochs = epochs };
+		double med[2][2] = { { -1, -1 }, { -1, -1 } }, tb[2] = { -1, -1 };
+		char dir[4096], what[2][512] = { "not measured", "not measured" };
+		int tthr;
+
+		snprintf(dir, sizeof(dir), "%s/%s", data, models[i].set);
+		for (int p = 0; p < (bf16 ? 2 : 1); p++)
+			for (int c = 0; c < 2; c++) {
+				struct epoch_result er;
+
+				r.precision = p ? K_BF16 : K_FP32;
+				r.conv = c ? CONV_ONEDNN : CONV_GEMM;
+				if (measure(dir, &r, &er) == 0)
+					med[p][c] = er.median;
+			}
+		r.precision = K_FP32;
+		for (int p = 0; torch && p < (bf16 ? 2 : 1); p++) {
+			torch_autocast = p == 1;
+			tb[p] = torch_best(data, models[i].model, &r, &tthr, what[p], sizeof(what[p]), NULL);
+		}
+		torch_autocast = false;
+		printf("%s (%s %u + %u, batch %u, %s):\n", models[i].model, models[i].set, r.train, r.val, r.batch,
+		       r.sgd ? "SGD" : "Adam");
+		for (int p = 0; p < (bf16 ? 2 : 1); p++) {
+			printf("  %s: PyTorch %.3f s [%s]\n", p ? "bf16" : "fp32", tb[p], what[p]);
+			for (int c = 0; c < 2; c++)
+				printf("    conv %-6s median %.3f s: x torch %.2f (target >= %.0f: %s)%s%.2f\n",
+				       c ? "onednn" : "gemm", med[p][c], tb[p] > 0 && med[p][c] > 0 ? tb[p] / med[p][c] : 0,
+				       models[i].target,
+				       verdict(tb[p] > 0 && med[p][c] > 0 && tb[p] / med[p][c] >= models[i].target),
+				       p ? "; bf16 over fp32 " : "; onednn over gemm ",
+				       p ? med[0][c] / med[1][c] : med[p][0] / med[p][c]);
+		}
+	}
+	return 0;
+}
+
 /* PyTorch's median epoch of a language model (bench/torch-seq.py) on
  * r->threads torch threads, its OpenBLAS on one thread and the kernel
  * traind runs; its median CPU seconds an epoch into *cpu and its
@@ -1454,7 +1525,7 @@ int main(int argc, char **argv)
 	const char *data = getenv("TRAIND_DATA_DIR"), *pin = NULL;
 	char dir[4096];
 	int epochs = 5, do_sweep = 0, do_kernels = 0, do_portable = 0, torch = 1, only_resnet = 0, only_bf16 = 0,
-	    only_mlp = 0, only_seq = 0, probe_peak = 0, probe_epochs = -1, probe_pk_model = -1,
+	    only_mlp = 0, only_seq = 0, only_conv = 0, probe_peak = 0, probe_epochs = -1, probe_pk_model = -1,
 	    probe_pk_threads = 0, probe_pk_epochs = 0, rc;
 	const char *seq_only = NULL;
 	struct tr_err err = { 0 };
@@ -1477,6 +1548,8 @@ int main(int argc, char **argv)
 			only_seq = 1;
 			if (i + 1 < argc && (strcmp(argv[i + 1], "gpt") == 0 || strcmp(argv[i + 1], "char_lstm") == 0))
 				seq_only = argv[++i];
+		} else if (strcmp(argv[i], "--conv") == 0) {
+			only_conv = 1;
 		} else if (strcmp(argv[i], "--kernels") == 0) {
 			do_kernels = 1;
 		} else if (strcmp(argv[i], "--portable") == 0) {
@@ -1498,7 +1571,7 @@ int main(int argc, char **argv)
 		} else if (atoi(argv[i]) >= 1 && atoi(argv[i]) <= MAX_EPOCHS) {
 			epochs = atoi(argv[i]);
 		} else {
-			fprintf(stderr, "usage: bench-engine [EPOCHS (1..%d, 5)] [--sweep | --sweep-cell H,B | --mlp | --resnet | --bf16 | --kernels | --portable | --sequences [gpt|char_lstm]] "
+			fprintf(stderr, "usage: bench-engine [EPOCHS (1..%d, 5)] [--sweep | --sweep-cell H,B | --mlp | --resnet | --bf16 | --kernels | --portable | --sequences [gpt|char_lstm] | --conv] "
 				"[--no-torch] [--blas-kernel NAME|auto|openblas]\n", MAX_EPOCHS);
 			return 2;
 		}
@@ -1536,6 +1609,10 @@ int main(int argc, char **argv)
 	if (only_bf16) {
 		print_machine();
 		return bf16_section(data, dir, epochs, torch);
+	}
+	if (only_conv) {
+		print_machine();
+		return conv_section(data, epochs < 2 ? 2 : epochs, torch);
 	}
 	if (only_seq) {
 		print_machine();

@@ -78,3 +78,19 @@ json.dump({"vocab": "char", "files": ["fort.txt"], "code_points": sorted({ord(c)
 else
  echo "SKIPPED char_lstm, gpt: no $FORT (the fortunes package) or /usr/bin/python3"
 fi
+# conv onednn (doc/models.md): the conv models through oneDNN, when both builds have --conv (a
+# build from before the key has not: SKIP); with OLD = NEW it checks that two runs repeat their bits.
+if $A --help 2>&1 | grep -q -- "--conv" && $B --help 2>&1 | grep -q -- "--conv"; then
+ for m in lenet5 "conv2d(3,3,padding=1),relu,maxpool2d(2),conv2d(4,3,stride=2,bias=false),tanh,flatten,linear(10)" "conv2d(13,3),batchnorm2d,relu,conv2d(21,3,stride=2),batchnorm2d,relu,flatten,linear(10)"; do
+  for th in 1 2; do
+   for bs in 64 37; do
+    ha=$($A --conv onednn --epochs 1 --threads $th --batch-size $bs --train-size 3000 --no-test --hash --model "$m" 2>&1 | grep -io "[0-9a-f]\{64\}" | tail -1)
+    hb=$($B --conv onednn --epochs 1 --threads $th --batch-size $bs --train-size 3000 --no-test --hash --model "$m" 2>&1 | grep -io "[0-9a-f]\{64\}" | tail -1)
+    if [ -n "$ha" ] && [ "$ha" = "$hb" ]; then r=SAME; else r="DIFF($ha/$hb)"; fi
+    echo "$r threads=$th batch=$bs model=$m conv=onednn"
+   done
+  done
+ done
+else
+ echo "SKIP conv=onednn: $A or $B has no --conv"
+fi

@@ -41,6 +41,8 @@ static void usage(FILE *out)
 		"  --strict-numerics true|false  refuse to resume under another BLAS kernel or bf16 path (false)\n"
 		"  --precision fp32|bf16  matrix products in float32, or on bfloat16 inputs with float32\n"
 		"                         accumulation (AMX or AVX-512-BF16; doc/precision.md) (fp32)\n"
+		"  --conv gemm|onednn     conv2d by im2col + GEMM, or by oneDNN's convolutions (kernels\n"
+		"                         openblas; doc/models.md) (gemm)\n"
 		"  --rng torch|xoshiro    random streams: PyTorch's (init, split, order as the lesson) or traind's own (torch)\n"
 		"  --kernels openblas|portable  OpenBLAS and libm, or traind's own kernels: the same bits on any\n"
 		"                         CPU and thread count (TRAIND_ISA=avx512|avx2|generic picks the path) (openblas)\n"
@@ -48,7 +50,8 @@ static void usage(FILE *out)
 		"  --split-seed N         train/val split seed (42)\n"
 		"  --val-size N           validation images (10000)\n"
 		"  --train-size N         train on the first N images of the training part (all)\n"
-		"  --threads N            threads for this job; part of its bits (2)\n"
+		"  --threads N            threads for this job; part of its bits (2)\n");
+	fprintf(out,
 		"  --lr-scheduler SPEC    e.g. cosine(t_max=5), onecycle(max_lr=0.01),\n"
 		"                         'linear(start_factor=0.1,total_iters=2) then cosine(t_max=3)' (none)\n"
 		"  --monitor NAME         val_loss | val_acc | val_macro_acc | val_mae | val_rmse: the best epoch (val_loss)\n"
@@ -160,6 +163,7 @@ int main(int argc, char **argv)
 		{ "augment", required_argument, NULL, 1 },
 		{ "kernels", required_argument, NULL, 1 },
 		{ "precision", required_argument, NULL, 1 },
+		{ "conv", required_argument, NULL, 1 },
 		{ "context", required_argument, NULL, 1 },
 		{ "seq-kernels", required_argument, NULL, 1 },
 		{ NULL, 0, NULL, 0 },

@@ -105,6 +105,8 @@ const struct opt_desc opts[O_COUNT] = {
 			"whose kernels (openblas); portable: the same bits on any CPU and thread count" },
 	[O_PRECISION] = { "precision", 0, true, "precision", "fp32|bf16",
 			  "matrix products on bfloat16 inputs with float32 accumulation (AMX or AVX-512-BF16; fp32)" },
+	[O_CONV] = { "conv", 0, true, "conv", "gemm|onednn",
+		     "conv2d by im2col + GEMM (gemm), or by oneDNN's convolutions (kernels openblas)" },
 	[O_CONTEXT] = { "context", 0, true, "context", "N",
 			"a text dataset's tokens per sample: its windows (doc/sequences.md)" },
 	[O_SEQ_KERNELS] = { "seq-kernels", 0, true, "seq_kernels", "1|2",
@@ -466,6 +468,11 @@ static int unknown_option(struct cli *cli, const char *shown, int o)
 	for (int i = 0; i < O_COUNT; i++)
 		names[k++] = mask & BIT(i) ? opts[i].name : NULL;
 	best = shown[0] == '-' && shown[1] == '-' ? suggest_closest(shown + 2, names, k) : NULL;
+	/* an option other verbs take: name them unless this verb has one a
+	 * single edit away (--epoch: --epochs; --csv is 2 from --conv, and
+	 * history takes it) */
+	if (best && o >= 0 && suggest_distance(shown + 2, best) > 1)
+		best = NULL;
 	if (best)
 		return failf(RC_USAGE, "%s%sunknown option %s (did you mean --%s?)", cli->verb ? cli->verb->name : "",
 			     cli->verb ? ": " : "", shown, best);

@@ -47,6 +47,7 @@
 #include <string.h>
 
 #include "traind/kernels.h"
+#include "engine/model/dnnconv.h"
 #include "engine/model/seq.h"
 #include "traind/portable.h"
 
@@ -686,6 +687,104 @@ fail:
 	return -ENOMEM;
 }
 
+/* ---- a conv onednn job's convolutions (engine/model/dnnconv.h) -------------- */
+
+static void dnn_free(struct net *n)
+{
+	for (uint32_t i = 0; n->layers && i < n->spec.n; i++) {
+		dnnconv_free(n->layers[i].dnn);
+		n->layers[i].dnn = NULL;
+	}
+	dnnctx_free(n->dnn);
+	free(n->dnn_scratch);
+	n->dnn = NULL;
+	n->dnn_scratch = NULL;
+	n->dnn_scratch_len = 0;
+	n->dnn_rc = 0;
+	n->conv = CONV_GEMM;
+}
+
+/* Member idx's share of a phase's batch, as run_rows splits it. */
+static void dnn_rows(size_t batch, unsigned nm, size_t *rows)
+{
+	for (unsigned m = 0; m < nm; m++) {
+		size_t lo, hi;
+
+		team_split(batch, m, nm, 1, &lo, &hi);
+		rows[m] = hi - lo;
+	}
+}
+
+/* Layer l's primitives for a phase of nm members on batch rows, and the
+ * members' scratch grown to what they need. */
+static int dnn_prepare(struct net *n, struct net_layer *l, bool backward, bool need_dx, size_t batch,
+		       unsigned nm, struct tr_err *err)
+{
+	size_t rows[TEAM_MAX_MEMBERS], need = n->dnn_scratch_len;
+	void *p;
+	int rc;
+
+	dnn_rows(batch, nm, rows);
+	rc = dnnconv_prepare(l->dnn, backward, need_dx, rows, nm, n->params + l->w_off, &need, err);
+	if (rc < 0 || need <= n->dnn_scratch_len)
+		return rc;
+	need = (need + 63) / 64 * 64;
+	p = aligned_alloc(64, n->members * need);
+	if (!p)
+		return tr_err_set(err, -ENOMEM, "out of memory for the convolutions' scratch");
+	free(n->dnn_scratch);
+	n->dnn_scratch = p;
+	n->dnn_scratch_len = need;
+	return 0;
+}
+
+int net_set_conv(struct net *n, enum conv_kind conv, struct tr_err *err)
+{
+	int rc = 0;
+
+	dnn_free(n);
+	if (conv == CONV_GEMM)
+		return 0;
+	if (n->kernels == KERNELS_PORTABLE)
+		return tr_err_set(err, -EINVAL, "conv: onednn is for kernels openblas; a portable job computes "
+				  "its convolutions with its own kernels (doc/portable.md)");
+	rc = dnnctx_new(&n->dnn, n->members, err);
+	n->conv = CONV_ONEDNN;
+	for (uint32_t i = 0; rc == 0 && i < n->spec.n; i++) {
+		struct net_layer *l = &n->layers[i];
+		const struct layer_spec *s = &l->spec;
+		struct dnnconv_geom g = {
+			.c = l->in.c, .h = l->in.h, .w = l->in.w, .oc = s->out, .oh = l->out.h, .ow = l->out.w,
+			.k = s->k, .stride = s->stride, .padding = s->padding, .dilation = s->dilation,
+			.groups = s->groups, .bias = l->has_bias, .bf16 = n->precision == K_BF16,
+		};
+
+		if (s->kind != LAYER_CONV2D)
+			continue;
+		rc = dnnconv_new(&l->dnn, n->dnn, &g, err);
+		/* made and checked now for a full batch over the team */
+		if (rc == 0)
+			rc = dnn_prepare(n, l, false, false, n->max_batch, n->members, err);
+		if (rc == 0)
+			rc = dnn_prepare(n, l, true, l->need_dx, n->max_batch, n->members, err);
+	}
+	if (rc < 0)
+		dnn_free(n);
+	return rc;
+}
+
+void net_conv_numerics(char *buf, size_t len)
+{
+	dnnctx_describe(buf, len);
+}
+
+int net_conv_status(const struct net *n, struct tr_err *err)
+{
+	if (n->dnn_rc < 0 && err)
+		*err = n->dnn_err;
+	return n->dnn_rc;
+}
+
 int net_set_input_grad(struct net *n, bool on)
 {
 	bool was = n->input_grad;
@@ -894,6 +993,7 @@ fail:
 void net_deinit(struct net *n)
 {
 	pk_free(n);
+	dnn_free(n);
 	for (uint32_t i = 0; n->layers && i < n->spec.n; i++) {
 		struct net_layer *l = &n->layers[i];
 
@@ -1936,6 +2036,41 @@ static void conv_reduce_pk(struct net *n, struct net_layer *l, size_t batch)
 		      0, nw);
 }
 
+/* ---- conv2d of a conv onednn job -------------------------------------------
+ * run_rows gives such a job's members their whole share at once (the rows
+ * dnn_prepare_nodes made the primitives for): one oneDNN call per member
+ * and layer each way. The weight and bias gradient sums go to the member's
+ * slice of n->part, added in member order by conv_reduce, as conv gemm's. */
+static void *dnn_scratch_of(const struct net *n, unsigned idx)
+{
+	return (char *)n->dnn_scratch + idx * n->dnn_scratch_len;
+}
+
+static void conv_forward_dnn(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1)
+{
+	struct net_layer *l = j->l;
+	struct net *n = j->n;
+
+	(void)first;
+	dnnconv_forward(l->dnn, idx, r1 - r0, j->in + r0 * l->in_size,
+			l->has_bias ? n->params + l->b_off : NULL, l->y + r0 * l->out_size, dnn_scratch_of(n, idx));
+}
+
+static void conv_backward_dnn(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1)
+{
+	struct net_layer *l = j->l;
+	struct net *n = j->n;
+	size_t ckk = (size_t)l->in.c / l->spec.groups * l->spec.k * l->spec.k;
+	size_t ohw = (size_t)l->out.h * l->out.w;
+	float *dw = n->part + idx * n->part_len + l->part_off, *db = dw + (size_t)l->spec.out * ckk;
+
+	(void)first;
+	dnnconv_backward(l->dnn, idx, r1 - r0, j->in + r0 * l->in_size, j->dy + r0 * l->out_size,
+			 j->dx ? j->dx + r0 * l->in_size : NULL, dw, dnn_scratch_of(n, idx));
+	for (size_t r = r0; l->has_bias && r < r1; r++)   /* conv gemm's float32 sums, row by row */
+		conv_bias_sums(db, j->dy + r * l->out_size, l->spec.out, ohw, r == r0);
+}
+
 /* rows [r0, r1) of the member idx whose share starts at row `first` */
 static void pool_forward(const struct layer_job *j, unsigned idx, size_t first, size_t r0, size_t r1)
 {
@@ -2188,6 +2323,27 @@ static void embedding_backward(void *arg, unsigned idx, unsigned nm)
 		memset(j->dx, 0, j->batch * j->l->in_size * sizeof(float));
 }
 
+/* Before a phase: the conv2d layers among the nodes at order positions
+ * [lo, hi) ready for it. A failure is kept for net_conv_status (the layer
+ * then computes nothing). */
+static void dnn_prepare_nodes(struct net *n, int lo, int hi, bool backward, const struct layer_job *jobs,
+			      size_t batch, unsigned nm)
+{
+	for (int q = lo; n->conv == CONV_ONEDNN && q < hi; q++) {
+		struct net_layer *l = &n->layers[n->order[q]];
+		struct tr_err err = { 0 };
+		int rc;
+
+		if (!l->dnn || (backward && !l->active))
+			continue;
+		rc = dnn_prepare(n, l, backward, backward && jobs[n->order[q]].dx, batch, nm, &err);
+		if (rc < 0 && n->dnn_rc == 0) {
+			n->dnn_rc = rc;
+			n->dnn_err = err;
+		}
+	}
+}
+
 /* ---- the passes ------------------------------------------------------------ */
 
 /* Nodes whose work is sample by sample (see struct run_job). */
@@ -2209,13 +2365,13 @@ typedef void (*rows_fn)(const struct layer_job *j, unsigned idx, size_t first, s
 /* A node's work on rows, by its kind and the job's kernels: a portable
  * job's conv2d and activations have functions of their own (the others'
  * arithmetic is the same for both kernels). */
-static rows_fn forward_fn(enum kernels_kind kernels, enum layer_kind k)
+static rows_fn forward_fn(const struct net *n, enum layer_kind k)
 {
-	bool pk = kernels == KERNELS_PORTABLE;
+	bool pk = n->kernels == KERNELS_PORTABLE;
 
 	switch (k) {
 	case LAYER_CONV2D:
-		return pk ? conv_forward_pk : conv_forward;
+		return pk ? conv_forward_pk : n->conv == CONV_ONEDNN ? conv_forward_dnn : conv_forward;
 	case LAYER_MAXPOOL2D:
 	case LAYER_AVGPOOL2D:
 	case LAYER_ADAPTIVEAVGPOOL2D:
@@ -2234,13 +2390,13 @@ static rows_fn forward_fn(enum kernels_kind kernels, enum layer_kind k)
 	}
 }
 
-static rows_fn backward_fn(enum kernels_kind kernels, enum layer_kind k)
+static rows_fn backward_fn(const struct net *n, enum layer_kind k)
 {
-	bool pk = kernels == KERNELS_PORTABLE;
+	bool pk = n->kernels == KERNELS_PORTABLE;
 
 	switch (k) {
 	case LAYER_CONV2D:
-		return pk ? conv_backward_pk : conv_backward;
+		return pk ? conv_backward_pk : n->conv == CONV_ONEDNN ? conv_backward_dnn : conv_backward;
 	case LAYER_MAXPOOL2D:
 	case LAYER_AVGPOOL2D:
 	case LAYER_ADAPTIVEAVGPOOL2D:
@@ -2291,6 +2447,8 @@ static void run_rows(void *arg, unsigned idx, unsigned nm)
 	for (size_t b0 = m0, b1; b0 < m1; b0 = b1) {
 		if (n->kernels == KERNELS_PORTABLE)
 			pk_chunk(batch, chunk_of(batch, b0), &hi_unused, &b1);
+		else if (n->conv == CONV_ONEDNN)
+			b1 = m1;   /* the member's share at once: one oneDNN call per conv2d */
 		else
 			b1 = b0 + RUN_BLOCK < m1 ? b0 + RUN_BLOCK : m1;
 
@@ -2298,14 +2456,14 @@ static void run_rows(void *arg, unsigned idx, unsigned nm)
 			rj->fill(rj->fill_arg, b0, b1);
 		for (int p = rj->first; !rj->backward && p < rj->end; p++) {
 			const struct layer_job *j = &rj->jobs[n->order[p]];
-			rows_fn fn = forward_fn(n->kernels, j->l->spec.kind);
+			rows_fn fn = forward_fn(n, j->l->spec.kind);
 
 			if (fn)
 				fn(j, idx, m0, b0, b1);
 		}
 		for (int p = rj->first; rj->backward && p > rj->end; p--) {
 			const struct layer_job *j = &rj->jobs[n->order[p]];
-			rows_fn fn = backward_fn(n->kernels, j->l->spec.kind);
+			rows_fn fn = backward_fn(n, j->l->spec.kind);
 
 			if (!j->l->active)
 				continue;
@@ -2390,9 +2548,13 @@ void net_forward_from(struct net *n, size_t batch, bool train, uint64_t step, ne
 			struct run_job rj = { .n = n, .fill = fill, .fill_arg = fill_arg, .jobs = jobs,
 					      .first = q, .end = q };
 
+			bool split;
+
 			while (rj.end < N && per_sample(n->layers[n->order[rj.end]].spec.kind))
 				rj.end++;
-			if (team && (fill || run_split(&rj)))
+			split = team && (fill || run_split(&rj));
+			dnn_prepare_nodes(n, rj.first, rj.end, false, jobs, batch, split ? team_size(n->team) : 1);
+			if (split)
 				team_run(n->team, run_rows, &rj);
 			else
 				run_rows(&rj, 0, 1);
@@ -2516,6 +2678,7 @@ void net_backward(struct net *n, size_t batch)
 					      .backward = true };
 			bool split = run_split(&rj) && team;
 
+			dnn_prepare_nodes(n, b->lo, b->hi + 1, true, jobs, batch, split ? team_size(n->team) : 1);
 			if (split)
 				team_run(n->team, run_rows, &rj);
 			else

@@ -40,6 +40,7 @@ enum key_type {
 	K_AUGMENT,
 	K_KERNELS,
 	K_PRECISION,
+	K_CONV,
 };
 
 struct key_desc {
@@ -91,6 +92,7 @@ static const struct key_desc keys[] = {
 	{ "augment",         K_AUGMENT, OFF(augment),         0, 0, false },
 	{ "kernels",         K_KERNELS, OFF(kernels),         0, 0, false },
 	{ "precision",       K_PRECISION, OFF(precision),     0, 0, false },
+	{ "conv",            K_CONV,    OFF(conv),            0, 0, false },
 	{ "context",         K_U32,     OFF(context),         0, 65536, false },
 	{ "seq_kernels",     K_U32,     OFF(seq_kernels),     1, 2, false },
 };
@@ -140,6 +142,7 @@ void config_defaults(struct train_config *cfg)
 	cfg->kernels = KERNELS_OPENBLAS;
 	cfg->precision = K_FP32;
 	cfg->seq_kernels = 2;
+	cfg->conv = CONFIG_CONV_DEFAULT;
 }
 
 uint32_t config_shards(const struct train_config *cfg)
@@ -378,6 +381,27 @@ static int set_kernels(struct train_config *cfg, const char *v, struct tr_err *e
 	return 0;
 }
 
+const char *config_conv_name(enum conv_kind k)
+{
+	switch (k) {
+	case CONV_GEMM: return "gemm";
+	case CONV_ONEDNN: return "onednn";
+	}
+	return "?";
+}
+
+static int set_conv(struct train_config *cfg, const char *v, struct tr_err *err)
+{
+	if (strcmp(v, "gemm") == 0)
+		cfg->conv = CONV_GEMM;
+	else if (strcmp(v, "onednn") == 0)
+		cfg->conv = CONV_ONEDNN;
+	else
+		return tr_err_set(err, -EINVAL, "conv: unknown convolutions '%.*s' (expected gemm or onednn)",
+				  tr_utf8_cut(v, TR_QUOTE_MAX), v);
+	return 0;
+}
+
 /* Whether this machine computes in it is the trainer's check
  * (k_precision_check): a client may ask a daemon on another machine. */
 static int set_precision(struct train_config *cfg, const char *v, struct tr_err *err)
@@ -592,6 +616,8 @@ static int set_text(struct train_config *cfg, const struct key_desc *k, const ch
 		return set_kernels(cfg, value, err);
 	case K_PRECISION:
 		return set_precision(cfg, value, err);
+	case K_CONV:
+		return set_conv(cfg, value, err);
 	case K_OPTIM:
 		rc = set_optim(cfg, value, err);
 		/* PyTorch's AdamW defaults to weight decay 0.01: callers set the
@@ -727,6 +753,10 @@ static int set_from_json(struct train_config *cfg, const struct key_desc *k,
 		if (!json_is_string(v))
 			return tr_err_set(err, -EINVAL, "%s: expected a string", k->name);
 		return set_precision(cfg, json_string_value(v), err);
+	case K_CONV:
+		if (!json_is_string(v))
+			return tr_err_set(err, -EINVAL, "%s: expected a string", k->name);
+		return set_conv(cfg, json_string_value(v), err);
 	case K_DATASET:
 	case K_OPTIM:
 		if (!json_is_string(v))
@@ -817,6 +847,7 @@ static int from_json(struct train_config *cfg, const json_t *obj, bool stored, s
 		cfg->kernels = KERNELS_OPENBLAS;   /* stored before `kernels`: OpenBLAS's arithmetic */
 		cfg->precision = K_FP32;   /* stored before `precision` existed: float32 products */
 		cfg->seq_kernels = 1;      /* stored before `seq_kernels`: per head, LayerNorm in double */
+		cfg->conv = CONV_GEMM;     /* stored before `conv` existed: im2col + GEMM */
 	}
 	rc = apply_keys(cfg, obj, err);
 	if (rc == 0)
@@ -929,6 +960,11 @@ int config_validate(const struct train_config *cfg, struct tr_err *err)
 		return tr_err_set_key(err, -EINVAL, "precision", "unknown precision");
 	if (cfg->seq_kernels < 1 || cfg->seq_kernels > 2)
 		return tr_err_set_key(err, -EINVAL, "seq_kernels", "%u is not 1 or 2", cfg->seq_kernels);
+	if (cfg->conv != CONV_GEMM && cfg->conv != CONV_ONEDNN)
+		return tr_err_set_key(err, -EINVAL, "conv", "unknown convolutions");
+	if (cfg->conv == CONV_ONEDNN && cfg->kernels != KERNELS_OPENBLAS)
+		return tr_err_set_key(err, -EINVAL, "conv",
+				      "onednn runs with kernels openblas; a portable job computes its convolutions with its own kernels (set conv gemm)");
 	if (cfg->precision == K_BF16 && cfg->kernels != KERNELS_OPENBLAS)
 		return tr_err_set_key(err, -EINVAL, "precision",
 				      "bf16 runs traind's bf16 products with kernels openblas; the portable kernels are float32 only");
@@ -1053,6 +1089,7 @@ json_t *config_to_json(const struct train_config *cfg)
 	    json_object_set_new(o, "max_restarts", json_integer(cfg->max_restarts)) ||
 	    json_object_set_new(o, "kernels", json_string(config_kernels_name(cfg->kernels))) ||
 	    json_object_set_new(o, "precision", json_string(k_precision_name(cfg->precision))) ||
+	    json_object_set_new(o, "conv", json_string(config_conv_name(cfg->conv))) ||
 
 	    json_object_set_new(o, "rng", json_string(config_rng_name(cfg->rng))) ||
 	    json_object_set_new(o, "loss", json_string(loss_name(cfg->loss))) ||
@@ -1095,7 +1132,8 @@ bool config_equal(const struct train_config *a, const struct train_config *b)
 	    a->context != b->context ||
 	    memcmp(a->class_weights, b->class_weights, a->n_class_weights * sizeof(float)) != 0 ||
 	    memcmp(a->pos_weight, b->pos_weight, a->n_pos_weight * sizeof(float)) != 0 ||
-	    a->kernels != b->kernels || a->precision != b->precision || a->seq_kernels != b->seq_kernels)
+	    a->kernels != b->kernels || a->precision != b->precision || a->seq_kernels != b->seq_kernels ||
+	    a->conv != b->conv)
 		return false;
 	for (uint32_t i = 0; i < a->n_hidden; i++)
 		if (a->hidden[i] != b->hidden[i])

@@ -602,11 +602,21 @@ int trainer_new(struct trainer **out, const struct train_config *cfg, const stru
 	t->model.seq_kernels = cfg->seq_kernels;
 	if (net_set_kernels(&t->model, cfg->kernels) < 0)
 		goto fail_nomem;
+	rc = net_set_conv(&t->model, cfg->conv, err);
+	if (rc < 0)
+		goto fail;
 	draw_init(t);
 	if (cfg->kernels == KERNELS_PORTABLE)
 		pk_describe(t->numerics, sizeof(t->numerics));
 	else
 		k_precision_numerics(cfg->precision, t->numerics, sizeof(t->numerics));
+	if (cfg->conv == CONV_ONEDNN) {   /* the convolutions' library and ISA decide their bits too */
+		size_t at = strlen(t->numerics);
+
+		snprintf(t->numerics + at, sizeof(t->numerics) - at, " + ");
+		at = strlen(t->numerics);
+		net_conv_numerics(t->numerics + at, sizeof(t->numerics) - at);
+	}
 	trainsched_init(t);
 	draw_order(t);
 	*out = t;
@@ -986,6 +996,10 @@ int trainer_step(struct trainer *t)
 			net_backward(&t->model, n);
 		}
 		out = net_output(&t->model);
+	}
+	if (net_conv_status(&t->model, NULL) < 0) {   /* a batch's convolutions could not be made */
+		numerics_leave(fpmode);
+		return net_conv_status(&t->model, NULL);
 	}
 	if (!fused) {
 		trainsched_begin_update(t);      /* clipping; optim_begin_step at the scheduled rate */

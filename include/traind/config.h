@@ -19,12 +19,15 @@
 #include "traind/error.h"
 #include "traind/loss.h"
 #include "traind/kernels.h"
+#include "traind/net.h"
 #include "traind/sched.h"
 #include "traind/team.h"
 
 #define CFG_MAX_HIDDEN 8     /* hidden layers at most */
 #define CFG_NAME_MAX 64      /* dataset name bytes, with NUL */
 #define CFG_MAX_THREADS TEAM_MAX_MEMBERS
+/* What a new job's `conv` is when it does not say (doc/models.md). */
+#define CONFIG_CONV_DEFAULT CONV_GEMM
 #define CFG_MODEL_MAX 1024   /* model SPEC text bytes, with NUL (spec.h's SPEC_TEXT_MAX) */
 #define CFG_MAX_RANKS 64     /* MPI ranks of one job at most */
 #define CFG_MAX_SHARDS 64    /* shards of a batch at most */
@@ -109,6 +112,10 @@ struct train_config {
 	 * the rest of the step, the master weights and the optimizer stay
 	 * float32). Part of the bits. */
 	enum k_precision precision;
+	/* How kernels openblas computes conv2d (net.h's enum conv_kind; the key
+	 * `conv`, doc/models.md): gemm (every stored job without the key) or
+	 * onednn; part of the bits. */
+	enum conv_kind conv;
 	/* Token data (doc/sequences.md): a sample's tokens. A text's samples
 	 * are windows of `context` tokens (required); token arrays' are their
 	 * rows (0, or their length). 0 for everything stored before the key. */
@@ -165,6 +172,7 @@ const char *config_optim_name(enum optim_kind k);
 const char *config_rng_name(enum rng_kind k);
 /* "openblas", "portable". */
 const char *config_kernels_name(enum kernels_kind k);
+const char *config_conv_name(enum conv_kind k);
 
 /* True when a and b describe the same job bit for bit. */
 bool config_equal(const struct train_config *a, const struct train_config *b);

@@ -96,6 +96,7 @@ struct net_layer {
 	size_t aux_len;              /* floats per sample */
 	struct pk_conv *pk;          /* conv2d of a portable job: its geometry and tables, owned */
 	size_t pk_part_off;          /* conv2d, a sequence layer of a portable job: its slice of each chunk's sums (net->pk_part) */
+	struct dnnconv *dnn;         /* conv2d with conv onednn: its primitives, owned */
 	/* The backward plan (net.c: plan_backward): */
 	int gclass;                  /* the gradient at its output: a class of aliased values */
 	int scratch;                 /* pool buffer its dx goes to before being added (-1: none) */
@@ -103,6 +104,17 @@ struct net_layer {
 
 struct net_plan;
 struct pk_conv;
+struct dnnctx;
+struct dnnconv;
+
+/* How a job with kernels openblas computes its conv2d layers (the config
+ * key `conv`; doc/models.md): traind's im2col + the job's GEMM, sample by
+ * sample (every stored job), or oneDNN's convolutions on each member's
+ * rows at once (engine/model/dnnconv.h). */
+enum conv_kind {
+	CONV_GEMM = 0,
+	CONV_ONEDNN = 1,
+};
 
 struct net {
 	struct model_spec spec;
@@ -146,6 +158,13 @@ struct net {
 	size_t pk_part_len;          /* floats of one chunk's weight+bias gradient sums */
 	float *pk_part;              /* (PK_CHUNKS, pk_part_len), owned: a backward phase's conv2d
 				      * layers each have their slice */
+	/* A conv onednn job's convolutions (net_set_conv): */
+	enum conv_kind conv;
+	struct dnnctx *dnn;          /* the engine and the members' streams, owned (NULL: conv gemm) */
+	size_t dnn_scratch_len;      /* bytes of one member's slice */
+	void *dnn_scratch;           /* (members, dnn_scratch_len) bytes, owned */
+	int dnn_rc;                  /* the first failure to prepare a primitive (0: none) */
+	struct tr_err dnn_err;       /* its message */
 	/* The matrix products' arithmetic (net_set_precision; fp32 after net_init): */
 	enum k_precision precision;
 	size_t gemm_kmax;            /* the longest sum over k of any of the model's products */
@@ -184,6 +203,22 @@ int net_floats_kernels(const struct model_spec *spec, struct shape input, uint32
  * portable job's convolutions get their tables and scratch (doc/portable.md).
  * 0 or -ENOMEM (the net keeps its kernels). */
 int net_set_kernels(struct net *n, enum kernels_kind kernels);
+
+/* Compute the conv2d layers as `conv` says from now on (CONV_GEMM after
+ * net_init), in the net's precision (call net_set_precision first): with
+ * CONV_ONEDNN each conv2d gets its oneDNN primitives, made and checked here
+ * for max_batch rows split over the team (others are made when a batch
+ * first needs them). -EINVAL (kernels portable: its own convolutions),
+ * -ENOTSUP (oneDNN cannot run a layer) or -ENOMEM, with err; the net then
+ * keeps CONV_GEMM. */
+int net_set_conv(struct net *n, enum conv_kind conv, struct tr_err *err);
+/* What decides a conv onednn job's convolution bits besides the team and
+ * the batch: "oneDNN 2.6.3 avx512_core_amx". */
+void net_conv_numerics(char *buf, size_t len);
+/* 0, or the first failure to make a convolution's primitives for a batch
+ * (a forward or backward that hit it left that layer's output as it was):
+ * the caller stops the job with err. */
+int net_conv_status(const struct net *n, struct tr_err *err);
 
 /* Also compute the gradient at the input in net_backward (n->dx; tests).
  * 0 or -ENOMEM (the plan's buffers). */

@@ -6,10 +6,17 @@ writes the module's code (its loading into PyTorch is the torch suite's
 test_models.py). A small subset of Fashion-MNIST (512 training images,
 batches of 32: 16 steps an epoch) keeps it short.
 
+The same with `conv onednn` (oneDNN's convolutions, doc/models.md), on a
+smaller job: paused mid-epoch and SIGKILLed, it ends bit-identical to the
+same job never stopped, and its numerics name oneDNN; `conv onednn` with
+`kernels portable` is refused naming the key.
+
 A block model's SPEC errors name the block, the layer and the shapes, and
 leave traind running."""
 import os
+import re
 import sys
+import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import SANITIZER, Daemon, check, run, sha256_file  # noqa: E402
@@ -21,6 +28,48 @@ CONFIG = ["--model", "resnet20", "--dataset", "fashion-mnist", "--train-size", "
 # He et al.'s resnet20 on one-channel images and 10 classes: 272474 for CIFAR's three
 # channels, less the stem's 16 x 2 x 3 x 3 weights.
 PARAMS = 272474 - 16 * 2 * 9
+# conv onednn: 3 epochs of 8 steps (under the sanitizers: 4 steps of 16)
+ONEDNN = ["--model", "resnet20", "--dataset", "fashion-mnist", "--conv", "onednn",
+          "--train-size", "128" if SANITIZER else "256", "--val-size", "64", "--batch-size", "32",
+          "--eval-batch-size", "64", "--epochs", "3", "--lr", "0.01", "--optimizer", "sgd", "--momentum", "0.9"]
+
+
+def onednn(d):
+    """A conv onednn job paused mid-epoch, then SIGKILLed after an epoch,
+    against the same job never stopped."""
+    job = d.start_job(*ONEDNN)
+    j = d.wait_running_at(job, epoch=0, min_step=2)
+    rc, out, err = d.ctl("pause", job, check_rc=False)
+    st = d.status(job)
+    check(rc == 0 and st["state"] == "paused" and 0 < st["step"] < st["steps_per_epoch"],
+          "conv onednn: paused mid-epoch 1 (step %s of %s; %s)" % (st.get("step"), st.get("steps_per_epoch"),
+                                                                  err.strip()))
+    d.ctl("resume", job)
+    rc, out, err = d.wait(job, "--epoch", "1")
+    check(rc == 0, "conv onednn: epoch 1 committed (rc %d, %s)" % (rc, err.strip()))
+    d.kill9()
+    d.start()
+    rc, out, err = d.wait(job, "--state", "done")
+    check(rc == 0, "conv onednn: after SIGKILL and a restart the job finishes (rc %d, %s)" % (rc, err.strip()))
+    # the numerics a checkpoint records (a resume compares them): oneDNN's too
+    blob = bytes(d.sql("SELECT blob FROM checkpoints WHERE job_id = ? ORDER BY id DESC LIMIT 1",
+                       (int(job),))[0][0])
+    if b"numerics" not in blob:
+        blob = zlib.decompress(blob, 47)   # zlib or gzip
+    m = re.search(rb'"numerics":"([^"]*)"', blob)
+    num = m.group(1).decode() if m else ""
+    check("+ oneDNN " in num, "conv onednn: the checkpoint's numerics name oneDNN (%r)" % num)
+    ref = d.start_job(*ONEDNN)
+    rc, out, err = d.wait(ref, "--state", "done")
+    check(rc == 0, "conv onednn: the uninterrupted job finishes")
+    a = sha256_file(d.export_file(job, "onednn-stopped.safetensors"))
+    b = sha256_file(d.export_file(ref, "onednn-ref.safetensors"))
+    check(a == b, "conv onednn: paused, SIGKILLed and resumed == never stopped (%s vs %s)" % (a[:16], b[:16]))
+    check([r["train_loss"] for r in d.history(job)] == [r["train_loss"] for r in d.history(ref)],
+          "conv onednn: ... and the same history")
+    rc, out, err = d.ctl("start", "--model", "lenet5", "--conv", "onednn", "--kernels", "portable", check_rc=False)
+    check(rc != 0 and "conv" in err and "portable" in err,
+          "conv onednn with kernels portable is refused, naming conv (rc %d: %s)" % (rc, err.strip()))
 
 
 def main():
@@ -93,6 +142,8 @@ def main():
     r = d.call("io.traind.Export", {"id": int(job), "pytorch": "yes"})
     check("error" in r and "pytorch" in str(r.get("parameters", r)),
           "Export with a pytorch that is not a boolean is refused, naming it (%s)" % str(r)[:200])
+
+    onednn(d)
 
     # ---- SPEC errors in blocks ----
     cases = [

@@ -31,7 +31,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "python"))
-from harness import Daemon, check, run, sha256_file  # noqa: E402
+from harness import SANITIZER, Daemon, check, run, sha256_file  # noqa: E402
 import traind  # noqa: E402
 
 WORDS = ["the", "cat", "sat", "on", "a", "mat", "dog", "ran", "to", "big", "red", "house", "and",
@@ -46,9 +46,13 @@ def corpus(n, seed=1):
     return text
 
 
-LSTM = ["--dataset", "words", "--model", "char_lstm(embed=12,hidden=32,layers=2)", "--context", "24",
+# The stopped-and-resumed jobs train on a longer text of the same words
+# ("long": the first 12000 characters are "words"' text): with 16 steps an
+# epoch, an epoch took a few ms and the pause could land on its boundary.
+LONG_CHARS = 40000 if SANITIZER else 120000
+LSTM = ["--dataset", "long", "--model", "char_lstm(embed=12,hidden=32,layers=2)", "--context", "24",
         "--batch-size", "16", "--epochs", "3", "--lr", "0.01", "--val-size", "20"]
-GPT = ["--dataset", "words", "--model", "gpt(layers=2,dim=32,heads=4)", "--context", "40",
+GPT = ["--dataset", "long", "--model", "gpt(layers=2,dim=32,heads=4)", "--context", "40",
        "--batch-size", "16", "--epochs", "3", "--lr", "0.005", "--val-size", "20"]
 
 
@@ -135,6 +139,12 @@ def main():
     src = os.path.join(work, "corpus.txt")
     with open(src, "w") as f:
         f.write(text)
+
+    long_src = os.path.join(work, "long.txt")
+    with open(long_src, "w") as f:
+        f.write(corpus(LONG_CHARS))
+    rc, out, err = d.ctl("dataset", "import", "long", long_src, check_rc=False)
+    check(rc == 0, "dataset import long long.txt (rc %d, %s)" % (rc, err.strip()))
 
     # ---- import: the char vocabulary, sorted ----
     rc, out, err = d.ctl("dataset", "import", "words", src, check_rc=False)

@@ -11,8 +11,9 @@
  * "seq" ("1": a sequence of H positions of C features), "vocab" (V > 0:
  * H token ids below V, given as floats), "train" ("1" or "0"), "threads",
  * "seed" and "step" (Dropout's stream), "seq_kernels" (the sequence
- * layers' arithmetic, config.h: 1 or 2, the default), and "precision" ("fp32", the
- * default, or "bf16": exits 77 naming what the CPU lacks when it cannot).
+ * layers' arithmetic, config.h: 1 or 2, the default), "precision" ("fp32", the
+ * default, or "bf16": exits 77 naming what the CPU lacks when it cannot),
+ * and "conv" ("gemm", the default, or "onednn": net_set_conv).
  * OUT gets "y" (the output), and after a training pass "dx" (the gradient at
  * the input), "grad.<name>" for every parameter, the model's tensors as they
  * are after the pass (BatchNorm's running statistics), and "mask.<i>" U8 for
@@ -105,6 +106,12 @@ int main(int argc, char **argv)
 			return fail("kernels", err.msg);
 		if (net_set_kernels(&n, KERNELS_PORTABLE) < 0)
 			return fail("net", "out of memory");
+	}
+	if (st_meta_get(f, "conv") && strcmp(st_meta_get(f, "conv"), "gemm") != 0) {
+		if (strcmp(st_meta_get(f, "conv"), "onednn") != 0)
+			return fail("conv", "expected gemm or onednn");
+		if (net_set_conv(&n, CONV_ONEDNN, &err) < 0)
+			return fail("conv", err.msg);
 	}
 	if (x->nbytes != (uint64_t)batch * n.in_size * sizeof(float))
 		return fail("x", "its size does not match the input shape");

@@ -65,14 +65,14 @@ def check(cond, what):
     return cond
 
 
-def probe(spec, in_shape, tensors, train, threads, seed):
+def probe(spec, in_shape, tensors, train, threads, seed, conv="gemm"):
     flat = len(in_shape) == 1
     c, h, w = (in_shape[0], 1, 1) if flat else in_shape
     with tempfile.TemporaryDirectory() as d:
         src, dst = os.path.join(d, "in.safetensors"), os.path.join(d, "out.safetensors")
         st.save(src, tensors, {"model": spec, "input": "%d,%d,%d" % (c, h, w), "flat": int(flat),
                                "train": int(train), "threads": threads, "seed": seed, "step": 5,
-                               "precision": "bf16"})
+                               "precision": "bf16", "conv": conv})
         p = subprocess.run([PROBE, src, dst], capture_output=True, text=True)
         if p.returncode == 77:
             print("SKIP: " + p.stderr.strip().replace("layer-probe: ", ""), flush=True)
@@ -121,10 +121,10 @@ ROUNDING = [
 ]
 
 
-def rounding_case(spec, shape, batch, threads, seed):
+def rounding_case(spec, shape, batch, threads, seed, conv="gemm"):
     net, x, dy, tensors = setup(spec, shape, batch, seed)
-    got = probe(spec, shape, tensors, True, threads, seed)
-    name = "%s, %d thread%s" % (spec, threads, "s" if threads > 1 else "")
+    got = probe(spec, shape, tensors, True, threads, seed, conv)
+    name = "%s, %d thread%s%s" % (spec, threads, "s" if threads > 1 else "", ", conv " + conv if conv != "gemm" else "")
     layer = net[0]
     k_fwd = layer.weight[0].numel()                  # in * k * k
     # the same layer in float64 on bf16-rounded operands (the bias is added
@@ -268,6 +268,8 @@ def main():
         for threads in (1, 2):
             seed += 1
             rounding_case(spec, shape, batch, threads, seed)
+            if "conv2d" in spec:   # conv onednn: oneDNN's bf16 convolutions (doc/models.md)
+                rounding_case(spec, shape, batch, threads, seed, "onednn")
     seq_cases = [c for c in test_layers.CASES if isinstance(c[1][0], str)]
     if seq_cases:
         # (the table's sequence cases, issue 24: in a bf16 job their linear

@@ -9,6 +9,8 @@ are traind's own (a counter-based stream); PyTorch is handed the mask traind
 drew, and the test checks the mask's keep rate. Teams of 1 and 2 threads.
 The sequence cases run once more with the portable kernels (kernels
 portable, doc/portable.md; 3 threads): within the same tolerance.
+The cases with a conv2d run again with `conv onednn` (oneDNN's primitives,
+doc/models.md), in training and eval, at 1 and 2 threads, to the same 1e-5.
 """
 import os
 import subprocess
@@ -56,7 +58,7 @@ def close(what, got, want, floor=1e-7):
         fail("%s: max |traind - torch| = %.3g, max |torch| = %.3g (> %g relative)" % (what, err, scale, TOL))
 
 
-def run_case(spec, in_shape, batch, train, threads, seed, kernels="openblas", seq_kernels=2):
+def run_case(spec, in_shape, batch, train, threads, seed, kernels="openblas", seq_kernels=2, conv="gemm"):
     """in_shape: (C, H, W), (F,), ("seq", T, E) a sequence, or ("tok", T, V)
     T token ids below V; seq_kernels: the sequence layers' arithmetic (the
     config key: 2, new jobs', or 1, the per-head form of older jobs)."""
@@ -101,14 +103,16 @@ def run_case(spec, in_shape, batch, train, threads, seed, kernels="openblas", se
         tensors.update(state)
         meta.update({"model": spec, "input": "%d,%d,%d" % (c, h, w),
                      "flat": int(flat), "train": int(train), "threads": threads,
-                     "seed": seed, "step": 5, "kernels": kernels, "seq_kernels": seq_kernels})
+                     "seed": seed, "step": 5, "kernels": kernels, "seq_kernels": seq_kernels,
+                     "conv": conv})
         st.save(src, tensors, meta)
         subprocess.run([PROBE, src, dst], check=True)
         got, _ = st.load(dst)
     name = "%s [%s, %d thread%s, %s%s]" % (spec, "train" if train else "eval", threads,
                                           "s" if threads > 1 else "", shape_text,
                                           (", portable" if kernels == "portable" else "") +
-                                          ("" if seq_kernels == 2 else ", seq_kernels %d" % seq_kernels))
+                                          ("" if seq_kernels == 2 else ", seq_kernels %d" % seq_kernels) +
+                                          (", conv " + conv if conv != "gemm" else ""))
     mods = list(net)
     for i, m in enumerate(mods):
         if isinstance(m, torch.nn.Dropout) and train:
@@ -250,6 +254,18 @@ def main():
                     run_case(spec, shape, batch, train, threads, seed, kernels, *sk)
                 except Exception as e:  # a crash of the probe, a missing tensor...
                     fail("%s: %r" % (spec, e))
+    # conv onednn: every case with a conv2d (groups, dilation, stride,
+    # padding, blocks) through oneDNN's primitives
+    onednn = [c for c in CASES if "conv2d" in c[0]]
+    for spec, shape, batch, *_ in onednn:
+        for train in (True, False):
+            for threads in (1, 2):
+                seed += 1
+                n += 1
+                try:
+                    run_case(spec, shape, batch, train, threads, seed, conv="onednn")
+                except Exception as e:
+                    fail("%s [conv onednn]: %r" % (spec, e))
     print("largest relative difference by check: " +
           ", ".join("%s %.2g" % kv for kv in sorted(worst.items())))
     print("%d cases, %d failures" % (n, len(failures)))

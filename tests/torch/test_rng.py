@@ -16,7 +16,9 @@
   `traind-train --export-pytorch` writes.
 - resnet20 trains as PyTorch does: traind-train (rng torch) and PyTorch's
   loop from the exported code's Model (same initial weights, split and
-  order) agree on one epoch of 1024 Fashion-MNIST images: the mean training
+  order) agree on one epoch of 1024 Fashion-MNIST images, and so does
+  lenet5 on 1024 MNIST images, each with conv gemm and with conv onednn
+  (oneDNN's convolutions, doc/models.md): the mean training
   loss within 2e-3, the validation loss within 5% and the accuracies within
   0.02. (Not closer: each engine's float32 rounding puts an occasional
   pre-ReLU value that is within an ulp of 0 on the other side of it than
@@ -237,21 +239,24 @@ def check_resnets(d):
     check_init("resnet18 seed 3", got, torchvision.models.resnet18(num_classes=10).state_dict(), code, 3)
 
 
-def resnet20_run(d):
-    """One epoch of resnet20 in traind and in PyTorch from the same start."""
-    code = os.path.join(d, "r20-run.py")
-    p = subprocess.run([TT, "--model", "resnet20", "--dataset", "fashion-mnist", "--epochs", "1",
-                        "--train-size", "1024", "--val-size", "2000", "--no-test", "--export-pytorch", code],
-                       capture_output=True, text=True, env=dict(os.environ, TRAIND_DATA_DIR=DATA))
-    print(p.stdout, p.stderr, flush=True)
-    if not check(p.returncode == 0, "traind-train trains resnet20 for one epoch"):
-        return
-    ours = history(p.stdout)
+def resnet20_run(d, arch="resnet20", dataset="fashion-mnist"):
+    """One epoch of resnet20 (or lenet5) in traind, with conv gemm and with
+    conv onednn (doc/models.md), and in PyTorch from the same start."""
+    code = os.path.join(d, "%s-run.py" % arch)
+    runs = {}
+    for conv in ("gemm", "onednn"):
+        p = subprocess.run([TT, "--model", arch, "--dataset", dataset, "--epochs", "1", "--conv", conv,
+                            "--train-size", "1024", "--val-size", "2000", "--no-test", "--export-pytorch", code],
+                           capture_output=True, text=True, env=dict(os.environ, TRAIND_DATA_DIR=DATA))
+        print(p.stdout, p.stderr, flush=True)
+        if not check(p.returncode == 0, "traind-train trains %s for one epoch (conv %s)" % (arch, conv)):
+            return
+        runs[conv] = history(p.stdout)
     ns = {}
     exec(open(code).read(), ns)
     torch.set_num_threads(2)
     torch.manual_seed(42)
-    x, y = mnist("train", "fashion-mnist")
+    x, y = mnist("train", dataset)
     full = utils.TensorDataset(x, y)
     train_ds, val_ds = utils.random_split(full, [58000, 2000], generator=torch.Generator().manual_seed(42))
     model = ns["Model"]()
@@ -274,10 +279,12 @@ def resnet20_run(d):
     theirs = [sum(losses) / len(losses), (pr == t).float().mean().item(), vl, va, vm]
     names = ["train_loss", "train_acc", "val_loss", "val_acc", "val_macro_acc"]
     tols = [TOL, 0.02, None, 0.02, 0.02]
-    if check(len(ours) == 1, "traind printed resnet20's epoch"):
-        for n, u, v, tol in zip(names, ours[0], theirs, tols):
-            tol = tol if tol is not None else 0.05 * v
-            check(abs(u - v) <= tol, "resnet20 epoch 1 %s: traind %.4f, PyTorch %.4f (within %.3g)" % (n, u, v, tol))
+    for conv, ours in runs.items():
+        if check(len(ours) == 1, "traind printed %s's epoch (conv %s)" % (arch, conv)):
+            for n, u, v, tol in zip(names, ours[0], theirs, tols):
+                tol = tol if tol is not None else 0.05 * v
+                check(abs(u - v) <= tol, "%s epoch 1, conv %s, %s: traind %.4f, PyTorch %.4f (within %.3g)"
+                      % (arch, conv, n, u, v, tol))
 
 
 def history(stdout):
@@ -359,6 +366,7 @@ def main():
         finish()
     with tempfile.TemporaryDirectory() as d:
         resnet20_run(d)
+        resnet20_run(d, "lenet5", "mnist")
     # kernels openblas (the default) and portable (doc/portable.md: other
     # roundings, the same math): each within TOL of PyTorch
     runs = {}

@@ -199,6 +199,50 @@ static void test_seq_kernels_key(void **state)
 	json_decref(o);
 }
 
+/* conv: gemm for a stored job without the key, CONFIG_CONV_DEFAULT for a
+ * new one, onednn when asked; recorded in the JSON, part of config_equal;
+ * bad values name the key; onednn with kernels portable is refused naming
+ * conv. */
+static void test_conv_key(void **state)
+{
+	struct train_config c, d;
+	struct tr_err err = { 0 };
+	json_t *o = json_object(), *j;
+
+	(void)state;
+	assert_int_equal(config_from_json(&c, o, NULL), 0);
+	assert_int_equal(c.conv, CONFIG_CONV_DEFAULT);
+	assert_int_equal(config_from_stored_json(&d, o, NULL), 0);
+	assert_int_equal(d.conv, CONV_GEMM);
+	json_object_set_new(o, "conv", json_string("onednn"));
+	assert_int_equal(config_from_json(&c, o, NULL), 0);
+	assert_int_equal(c.conv, CONV_ONEDNN);
+	assert_int_equal(config_from_stored_json(&d, o, NULL), 0);
+	assert_int_equal(d.conv, CONV_ONEDNN);
+	j = config_to_json(&c);
+	assert_string_equal(json_string_value(json_object_get(j, "conv")), "onednn");
+	assert_int_equal(config_from_stored_json(&d, j, NULL), 0);
+	assert_true(config_equal(&c, &d));
+	json_decref(j);
+	d.conv = CONV_GEMM;
+	assert_false(config_equal(&c, &d));
+	json_object_set_new(o, "conv", json_string("winograd"));
+	assert_int_equal(config_from_json(&c, o, &err), -EINVAL);
+	assert_string_equal(err.key, "conv");
+	assert_non_null(strstr(err.msg, "gemm or onednn"));
+	json_object_set_new(o, "conv", json_true());
+	assert_int_equal(config_from_json(&c, o, &err), -EINVAL);
+	assert_string_equal(err.key, "conv");
+	config_defaults(&c);
+	assert_int_equal(config_set(&c, "conv", "onednn", NULL), 0);
+	assert_int_equal(config_validate(&c, NULL), 0);
+	assert_int_equal(config_set(&c, "kernels", "portable", NULL), 0);
+	assert_int_equal(config_validate(&c, &err), -EINVAL);
+	assert_string_equal(err.key, "conv");
+	assert_non_null(strstr(err.msg, "portable"));
+	json_decref(o);
+}
+
 static void test_set_from_text(void **state)
 {
 	struct train_config c;
@@ -383,6 +427,7 @@ int main(void)
 		cmocka_unit_test(test_kernels_key),
 		cmocka_unit_test(test_precision_key),
 		cmocka_unit_test(test_seq_kernels_key),
+		cmocka_unit_test(test_conv_key),
 		cmocka_unit_test(test_set_from_text),
 		cmocka_unit_test(test_bad_values_named),
 		cmocka_unit_test(test_cross_field),
