@@ -587,10 +587,6 @@ static json_t *sweep_json(struct store *st, const struct store_sweep *sw, bool w
 		const char *d;
 		char why[160];
 
-		if (tr->state != JOB_QUEUED && tr->state != JOB_RUNNING && tr->state != JOB_PAUSED &&
-		    /* pbt: a member done before max_epochs waits for a decision */
-		    !(sp.searcher == SWEEP_PBT && tr->state == JOB_DONE && tr->epoch < sp.max_epochs))
-			stopped++;
 		counts[tr->state]++;
 		if (tr->state == JOB_DONE)
 			done++;
@@ -612,6 +608,15 @@ static json_t *sweep_json(struct store *st, const struct store_sweep *sw, bool w
 		} else {
 			decision_of(tr, sw->killed, &sp, &dec[i], &d, why, sizeof(why));
 		}
+		/* Stopped for good: not queued, running or paused, nor done at a
+		 * rung or segment with a promotion, a rung's ranking or a pbt
+		 * decision still to come (between a rung's last report and its
+		 * promotions, and after a restart, its jobs are all done: the
+		 * sweep is not, and `sweep wait` must not return). */
+		if (tr->state != JOB_QUEUED && tr->state != JOB_RUNNING && tr->state != JOB_PAUSED &&
+		    !(sp.searcher == SWEEP_PBT && tr->state == JOB_DONE && tr->epoch < sp.max_epochs) &&
+		    !(tr->state == JOB_DONE && (strcmp(d, "promoted") == 0 || strcmp(d, "pending") == 0)))
+			stopped++;
 		row = json_pack("{s:i, s:I, s:o, s:s, s:i, s:i, s:o, s:s, s:s}", "trial", (int)tr->trial, "job",
 				(json_int_t)tr->job, "params", params ? params : json_object(), "state",
 				job_state_name(tr->state), "epochs", (int)tr->epoch, "planned_epochs",

@@ -70,6 +70,13 @@ def kill_mid_trial(d, sid, rnd, max_parallel, promotion=False):
         if hit:
             d.kill9()
             d.start()
+            if promotion:
+                # its trials' jobs are all done until the restarted sweep
+                # resumes the promoted ones: the sweep is still running
+                # (a status "done" here made `sweep wait` return early)
+                s = d.call("io.traind.SweepStatus", {"id": sid})["parameters"]["sweep"]
+                check(s["state"] == "running", "right after a restart at a promotion the sweep is running (%s: %s)"
+                      % (s["state"], [(t["state"], t["decision"]) for t in s["trials"]]))
             return True
         time.sleep(0.002)
     check(False, "the sweep went on for 10 minutes")
