@@ -956,6 +956,30 @@ void jobs_start(struct jobs *js)
 
 /* ==== verbs ============================================================= */
 
+int job_spec_take_origin(struct job_spec *sp, const struct trainer *t, struct tr_err *err)
+{
+	int rc;
+
+	sp->has_origin = true;
+	sp->origin_epoch = t->epoch;
+	sp->origin_step = t->step;
+	sp->origin_is_epoch = t->step == 0 && t->epoch > 0;
+	if (t->nhistory) {
+		sp->origin_rows = malloc(t->nhistory * sizeof(*sp->origin_rows));
+		if (!sp->origin_rows)
+			return tr_err_set(err, -ENOMEM, "out of memory");
+		memcpy(sp->origin_rows, t->history, t->nhistory * sizeof(*sp->origin_rows));
+		sp->origin_val_loss = t->history[t->nhistory - 1].val_loss;
+		sp->origin_val_acc = t->history[t->nhistory - 1].val_acc;
+	}
+	sp->steps_per_epoch = t->steps_per_epoch;
+	sp->params = t->model.nparams;
+	rc = checkpoint_serialize(t, &sp->init_ckpt, &sp->init_len, err);
+	if (rc == 0)
+		rc = checkpoint_seal(sp->init_ckpt, sp->init_len, sp->init_checksum, err);
+	return rc < 0 ? rc : 0;
+}
+
 void job_spec_clear(struct dscache *dsc, struct job_spec *spec)
 {
 	if (spec->ds)

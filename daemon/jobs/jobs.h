@@ -280,6 +280,13 @@ struct job_spec {
 	double origin_val_acc;
 };
 
+/* A spec started from t (start --from, a pbt exploit), once the caller has
+ * written sp->origin and t's note: the origin's position, history and
+ * metrics, the steps and parameters, and t's state as the sealed init_ckpt.
+ * 0 or a negative code (err set; out of memory, a checkpoint error). */
+struct trainer;
+int job_spec_take_origin(struct job_spec *sp, const struct trainer *t, struct tr_err *err);
+
 /* Release what a spec owns (the dataset reference into dsc, the checkpoint). */
 void job_spec_clear(struct dscache *dsc, struct job_spec *spec);
 

@@ -267,31 +267,13 @@ static void start_from(struct start_task *s)
 		snprintf(sp->origin, sizeof(sp->origin), "job %" PRId64 " epoch %u%s", s->from.id, ck.epoch,
 			 s->weights_only ? " (weights only)" : "");
 	snprintf(t->note, sizeof(t->note), "started from %s", sp->origin);
-	sp->has_origin = true;
-	sp->origin_epoch = t->epoch;
-	sp->origin_step = t->step;
-	sp->origin_is_epoch = t->step == 0 && t->epoch > 0;
 	if (t->nhistory != t->epoch) {
 		rc = tr_err_set(err, -EINVAL, "the checkpoint's history has %u rows at epoch %u",
 				t->nhistory, t->epoch);
 		bg_fail(bt, PROTO_FROM_CHECKPOINT, rc);
 		goto out;
 	}
-	if (t->nhistory) {
-		sp->origin_rows = malloc(t->nhistory * sizeof(*sp->origin_rows));
-		if (!sp->origin_rows) {
-			bg_fail(bt, PROTO_FROM_DAEMON, tr_err_set(err, -ENOMEM, "out of memory"));
-			goto out;
-		}
-		memcpy(sp->origin_rows, t->history, t->nhistory * sizeof(*sp->origin_rows));
-		sp->origin_val_loss = t->history[t->nhistory - 1].val_loss;
-		sp->origin_val_acc = t->history[t->nhistory - 1].val_acc;
-	}
-	sp->steps_per_epoch = t->steps_per_epoch;
-	sp->params = t->model.nparams;
-	rc = checkpoint_serialize(t, &sp->init_ckpt, &sp->init_len, err);
-	if (rc == 0)
-		rc = checkpoint_seal(sp->init_ckpt, sp->init_len, sp->init_checksum, err);
+	rc = job_spec_take_origin(sp, t, err);
 	if (rc < 0)
 		bg_fail(bt, PROTO_FROM_DAEMON, rc);
 out:

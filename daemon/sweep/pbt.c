@@ -14,6 +14,7 @@
 #include "traind/checkpoint.h"
 #include "traind/config.h"
 #include "traind/trainer.h"
+#include "daemon/jobs/jobs.h"
 #include "daemon/store/store.h"
 
 void pbt_exploit_clear(struct pbt_exploit *x, struct dscache *dsc)
@@ -65,30 +66,12 @@ void pbt_build(struct pbt_exploit *x, const char *db_path, struct dscache *dsc)
 	t->cfg = sp->cfg;   /* what may change: lr, betas, weight_decay...; the next run builds on it */
 	snprintf(sp->origin, sizeof(sp->origin), "job %" PRId64 " epoch %u", x->from_job, ck.epoch);
 	snprintf(t->note, sizeof(t->note), "started from %s (pbt exploit)", sp->origin);
-	sp->has_origin = true;
-	sp->origin_epoch = t->epoch;
-	sp->origin_step = t->step;
-	sp->origin_is_epoch = t->step == 0 && t->epoch > 0;
 	if (t->nhistory != t->epoch || t->step != 0) {
 		rc = tr_err_set(err, -EINVAL, "job %" PRId64 "'s checkpoint at epoch %u: its history has %u rows at epoch %u step %u",
 				x->from_job, x->epoch, t->nhistory, t->epoch, t->step);
 		goto out;
 	}
-	if (t->nhistory) {
-		sp->origin_rows = malloc(t->nhistory * sizeof(*sp->origin_rows));
-		if (!sp->origin_rows) {
-			rc = tr_err_set(err, -ENOMEM, "out of memory");
-			goto out;
-		}
-		memcpy(sp->origin_rows, t->history, t->nhistory * sizeof(*sp->origin_rows));
-		sp->origin_val_loss = t->history[t->nhistory - 1].val_loss;
-		sp->origin_val_acc = t->history[t->nhistory - 1].val_acc;
-	}
-	sp->steps_per_epoch = t->steps_per_epoch;
-	sp->params = t->model.nparams;
-	rc = checkpoint_serialize(t, &sp->init_ckpt, &sp->init_len, err);
-	if (rc == 0)
-		rc = checkpoint_seal(sp->init_ckpt, sp->init_len, sp->init_checksum, err);
+	rc = job_spec_take_origin(sp, t, err);
 out:
 	x->rc = rc < 0 ? rc : 0;
 	json_decref(params);
