@@ -38,6 +38,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import SANITIZER, TRAIND_RANK, Daemon, check, run  # noqa: E402
+from test_sweeps import refused  # noqa: E402  (its counts: sweeps, trials, jobs)
 
 TRAIN = "1000" if SANITIZER else "3000"
 SHARED = ["--train-size", TRAIN, "--val-size", "500", "--epochs", "3", "--optimizer", "sgd", "--keep", "1"]
@@ -48,18 +49,6 @@ LINEAGE_SQL = ("SELECT interval, trial, action, rank, ranked, metric, epoch, fro
 MPI_ARGS = ["--mpi-arg=--oversubscribe"]
 if SANITIZER:
     MPI_ARGS += ["--mpi-arg=-x", "--mpi-arg=ASAN_OPTIONS=detect_leaks=0"]
-
-
-def counts(d):
-    return d.sql("SELECT (SELECT count(*) FROM sweeps), (SELECT count(*) FROM sweep_trials), "
-                 "(SELECT count(*) FROM jobs)")[0]
-
-
-def refused(d, args, field, what):
-    before = counts(d)
-    rc, out, err = d.ctl("sweep", "start", *args, check_rc=False)
-    check(rc != 0 and field in err and out == "", "%s: refused naming %s (rc %d: %s)" % (what, field, rc, err.strip()))
-    check(counts(d) == before, "%s: nothing stored" % what)
 
 
 def bad_input(d):
