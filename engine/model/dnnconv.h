@@ -21,7 +21,9 @@
  * size and the batch: dnnctx_describe names the first two for the job's
  * numeric environment; the job records the other two. traind's NCHW rows
  * are reordered into the layouts the primitives prefer and back (exact in
- * fp32). With bf16, the operands of the products (x, W, dy) are rounded to
+ * fp32); rows the caller keeps in nChw16c (x_blk, y_blk: the blocked graph
+ * of dnnblk.h) need no reorder when the primitive chose that layout too, and
+ * are reordered as exactly when it did not. With bf16, the operands of the products (x, W, dy) are rounded to
  * bfloat16 by oneDNN's reorder (round to nearest even) and everything else
  * stays float32: the outputs, the bias, the gradients, as doc/precision.md
  * defines a bf16 product.
@@ -49,6 +51,9 @@ struct dnnconv_geom {
 	uint32_t k, stride, padding, dilation, groups;
 	bool bias;
 	bool bf16;                        /* products on bfloat16 operands */
+	bool x_blk, y_blk;                /* the caller's input / output rows (and their gradients)
+					   * are nChw16c or NHWC (engine/model/dnnblk.h), not NCHW */
+	bool nhwc;                        /* with x_blk, y_blk: NHWC */
 };
 
 /* A net's engine and `members` streams. -ENOMEM, -ENOTSUP (no CPU engine). */
@@ -56,6 +61,10 @@ int dnnctx_new(struct dnnctx **out, unsigned members, struct tr_err *err);
 void dnnctx_free(struct dnnctx *c);
 /* "oneDNN 2.6.3 avx512_core_amx": what decides the bits besides the team. */
 void dnnctx_describe(char *buf, size_t len);
+/* The layout of the blocked graph's activations that the convolutions
+ * take without a reorder on this CPU: NHWC (true: AMX's bf16 kernels) or
+ * nChw16c. A matter of speed only: the bits are the same with either. */
+bool dnnctx_nhwc(bool bf16);
 
 int dnnconv_new(struct dnnconv **out, struct dnnctx *c, const struct dnnconv_geom *g, struct tr_err *err);
 void dnnconv_free(struct dnnconv *d);

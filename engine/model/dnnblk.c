@@ -1,0 +1,191 @@
+/*
+ * dnnblk.c - per-sample layers on nChw16c activations. See dnnblk.h.
+ *
+ * Every loop runs over a group of 16 channels at once (16 lanes, contiguous
+ * in both layouts): a lane is one channel, and its sum advances in (row, position) order as the NCHW loop's
+ * does, so the lanes are 16 independent chains (no reassociation: the build
+ * has -ffp-contract=off and no fast-math). Lanes outside [c0, c1) are
+ * computed on zeros or left unwritten.
+ */
+#include "engine/model/dnnblk.h"
+
+#include <string.h>
+
+#include "engine/core/hot.h"
+
+/* Group b's lanes [lo, hi) within channels [c0, c1). */
+static void lanes(size_t b, size_t c0, size_t c1, size_t *lo, size_t *hi)
+{
+	size_t first = b * BLK;
+
+	*lo = c0 > first ? c0 - first : 0;
+	*hi = c1 < first + BLK ? c1 - first : BLK;
+}
+
+/* Where group b (channels 16b..16b+15) starts in a sample of S positions
+ * laid out with width bw (dnnblk.h). */
+static size_t base(size_t b, size_t S, size_t bw)
+{
+	return b * BLK / bw * S * bw + b * BLK % bw;
+}
+
+HOT_CLONES
+static void sums_block(double *restrict a, double *restrict q, const float *x, const float *dy,
+		       const double *mu, const double *is, size_t batch, size_t size, size_t S, size_t bw, size_t off)
+{
+	for (size_t r = 0; r < batch; r++) {
+		const float *xr = x + r * size + off, *dr = dy ? dy + r * size + off : NULL;
+
+		for (size_t s = 0; s < S; s++, xr += bw) {
+			if (dr) {
+				for (size_t e = 0; e < BLK; e++) {
+					a[e] += dr[e];
+					q[e] += dr[e] * ((xr[e] - mu[e]) * is[e]);
+				}
+				dr += bw;
+			} else if (mu) {
+				for (size_t e = 0; e < BLK; e++) {
+					double d = xr[e] - mu[e];
+
+					a[e] += d * d;
+				}
+			} else {
+				for (size_t e = 0; e < BLK; e++)
+					a[e] += xr[e];
+			}
+		}
+	}
+}
+
+void blk_bn_sums(double *sum, double *sq, const float *x, const float *dy, const double *mean,
+		 const double *invstd, size_t batch, size_t size, size_t S, size_t bw, size_t c0, size_t c1)
+{
+	for (size_t b = c0 / BLK; b * BLK < c1; b++) {
+		double a[BLK] = { 0 }, q[BLK] = { 0 }, mu[BLK] = { 0 }, is[BLK] = { 0 };
+		size_t lo, hi, at = b * BLK;
+
+		lanes(b, c0, c1, &lo, &hi);
+		for (size_t e = lo; e < hi; e++) {
+			mu[e] = mean ? mean[at + e - c0] : 0.0;
+			is[e] = invstd ? invstd[at + e - c0] : 0.0;
+		}
+		sums_block(a, q, x, dy, mean ? mu : NULL, is, batch, size, S, bw, base(b, S, bw));
+		for (size_t e = lo; e < hi; e++) {
+			sum[at + e - c0] = a[e];
+			if (sq)
+				sq[at + e - c0] = q[e];
+		}
+	}
+}
+
+HOT_CLONES
+static void apply_block(float *restrict y, const float *restrict x, size_t S, size_t bw, const float *al,
+			const float *be, size_t lo, size_t hi)
+{
+	if (lo == 0 && hi == BLK) {
+		for (size_t s = 0; s < S; s++)
+			for (size_t e = 0; e < BLK; e++)
+				y[s * bw + e] = x[s * bw + e] * al[e] + be[e];
+		return;
+	}
+	for (size_t s = 0; s < S; s++)
+		for (size_t e = lo; e < hi; e++)
+			y[s * bw + e] = x[s * bw + e] * al[e] + be[e];
+}
+
+void blk_bn_apply(float *y, const float *x, size_t batch, size_t size, size_t S, size_t bw, size_t c0,
+		  size_t c1, const float *alpha, const float *beta)
+{
+	for (size_t b = c0 / BLK; b * BLK < c1; b++) {
+		float al[BLK] = { 0 }, be[BLK] = { 0 };
+		size_t lo, hi, at = b * BLK, off = base(b, S, bw);
+
+		lanes(b, c0, c1, &lo, &hi);
+		for (size_t e = lo; e < hi; e++) {
+			al[e] = alpha[at + e - c0];
+			be[e] = beta[at + e - c0];
+		}
+		for (size_t r = 0; r < batch; r++)
+			apply_block(y + r * size + off, x + r * size + off, S, bw, al, be, lo, hi);
+	}
+}
+
+HOT_CLONES
+static void dx_block(float *restrict dx, const float *restrict dy, const float *restrict x, size_t S,
+		     size_t bw, const double *mu, const double *is, const double *k, const double *mdy, const double *mdyx,
+		     size_t lo, size_t hi)
+{
+	for (size_t s = 0; s < S; s++)
+		for (size_t e = lo; e < hi; e++) {
+			double xhat = (x[s * bw + e] - mu[e]) * is[e];
+
+			dx[s * bw + e] = (float)(k[e] * (dy[s * bw + e] - mdy[e] - xhat * mdyx[e]));
+		}
+}
+
+void blk_bn_dx(float *dx, const float *dy, const float *x, size_t batch, size_t size, size_t S, size_t bw,
+	       size_t c0, size_t c1, const double *mean, const double *invstd, const double *k, const double *mdy,
+	       const double *mdyx)
+{
+	for (size_t b = c0 / BLK; b * BLK < c1; b++) {
+		double mu[BLK] = { 0 }, is[BLK] = { 0 }, kk[BLK] = { 0 }, a[BLK] = { 0 }, q[BLK] = { 0 };
+		size_t lo, hi, at = b * BLK, off = base(b, S, bw);
+
+		lanes(b, c0, c1, &lo, &hi);
+		for (size_t e = lo; e < hi; e++) {
+			mu[e] = mean[at + e - c0];
+			is[e] = invstd[at + e - c0];
+			kk[e] = k[at + e - c0];
+			a[e] = mdy[at + e - c0];
+			q[e] = mdyx[at + e - c0];
+		}
+		for (size_t r = 0; r < batch; r++)
+			dx_block(dx + r * size + off, dy + r * size + off, x + r * size + off, S, bw, mu, is, kk, a,
+				 q, lo, hi);
+	}
+}
+
+void blk_global_avgpool(float *y, const float *x, size_t C, size_t h, size_t w, size_t bw)
+{
+	size_t S = h * w;
+
+	for (size_t b = 0; b < C / BLK; b++) {
+		const float *p = x + base(b, S, bw);
+		float sum[BLK] = { 0 };
+
+		for (size_t s = 0; s < S; s++)
+			for (size_t e = 0; e < BLK; e++)
+				sum[e] += p[s * bw + e];
+		for (size_t e = 0; e < BLK; e++)
+			y[b * BLK + e] = sum[e] / (float)h / (float)w;
+	}
+}
+
+void blk_global_avgpool_backward(float *dx, const float *dy, size_t C, size_t h, size_t w, size_t bw)
+{
+	size_t S = h * w;
+
+	for (size_t b = 0; b < C / BLK; b++) {
+		float *p = dx + base(b, S, bw);
+		float g[BLK];
+
+		for (size_t e = 0; e < BLK; e++)
+			g[e] = 0.0f + dy[b * BLK + e] / (float)h / (float)w;   /* kernels.c: a zeroed plane += g */
+		for (size_t s = 0; s < S; s++)
+			memcpy(p + s * bw, g, sizeof(g));
+	}
+}
+
+void blk_bias_sums(float *db, const float *dy, size_t out, size_t S, size_t bw, bool first)
+{
+	for (size_t b = 0; b < out / BLK; b++) {
+		const float *p = dy + base(b, S, bw);
+		float sum[BLK] = { 0 };
+
+		for (size_t s = 0; s < S; s++)
+			for (size_t e = 0; e < BLK; e++)
+				sum[e] += p[s * bw + e];
+		for (size_t e = 0; e < BLK; e++)
+			db[b * BLK + e] = first ? sum[e] : db[b * BLK + e] + sum[e];
+	}
+}
