@@ -9,17 +9,19 @@ batches of 32: 16 steps an epoch) keeps it short.
 The same with `conv onednn` (oneDNN's convolutions, doc/models.md), on a
 smaller job: paused mid-epoch and SIGKILLed, it ends bit-identical to the
 same job never stopped, and its numerics name oneDNN; `conv onednn` with
-`kernels portable` is refused naming the key.
+`kernels portable` is refused naming the key. Again in bf16 on 2 threads
+where the CPU has bf16 (the blocked graph in NHWC under AMX).
 
 A block model's SPEC errors name the block, the layer and the shapes, and
 leave traind running."""
 import os
 import re
+import subprocess
 import sys
 import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import SANITIZER, Daemon, check, run, sha256_file  # noqa: E402
+from harness import DATA, SANITIZER, TRAIND_TRAIN, Daemon, check, run, sha256_file  # noqa: E402
 
 # under the sanitizers (the release tree runs this form) 10 steps an epoch
 CONFIG = ["--model", "resnet20", "--dataset", "fashion-mnist", "--train-size", "320" if SANITIZER else "512",
@@ -34,23 +36,29 @@ ONEDNN = ["--model", "resnet20", "--dataset", "fashion-mnist", "--conv", "onednn
           "--eval-batch-size", "64", "--epochs", "3", "--lr", "0.01", "--optimizer", "sgd", "--momentum", "0.9"]
 
 
-def onednn(d):
+# the same in bf16 on 2 threads (the blocked graph in NHWC under AMX,
+# nChw16c in fp32), 2 epochs
+ONEDNN_BF16 = ONEDNN[:ONEDNN.index("--epochs")] + ["--epochs", "2"] + ONEDNN[ONEDNN.index("--epochs") + 2:] + \
+    ["--precision", "bf16", "--threads", "2"]
+
+
+def onednn(d, name="conv onednn", config=ONEDNN):
     """A conv onednn job paused mid-epoch, then SIGKILLed after an epoch,
     against the same job never stopped."""
-    job = d.start_job(*ONEDNN)
+    job = d.start_job(*config)
     j = d.wait_running_at(job, epoch=0, min_step=2)
     rc, out, err = d.ctl("pause", job, check_rc=False)
     st = d.status(job)
     check(rc == 0 and st["state"] == "paused" and 0 < st["step"] < st["steps_per_epoch"],
-          "conv onednn: paused mid-epoch 1 (step %s of %s; %s)" % (st.get("step"), st.get("steps_per_epoch"),
+          name + ": paused mid-epoch 1 (step %s of %s; %s)" % (st.get("step"), st.get("steps_per_epoch"),
                                                                   err.strip()))
     d.ctl("resume", job)
     rc, out, err = d.wait(job, "--epoch", "1")
-    check(rc == 0, "conv onednn: epoch 1 committed (rc %d, %s)" % (rc, err.strip()))
+    check(rc == 0, name + ": epoch 1 committed (rc %d, %s)" % (rc, err.strip()))
     d.kill9()
     d.start()
     rc, out, err = d.wait(job, "--state", "done")
-    check(rc == 0, "conv onednn: after SIGKILL and a restart the job finishes (rc %d, %s)" % (rc, err.strip()))
+    check(rc == 0, name + ": after SIGKILL and a restart the job finishes (rc %d, %s)" % (rc, err.strip()))
     # the numerics a checkpoint records (a resume compares them): oneDNN's too
     blob = bytes(d.sql("SELECT blob FROM checkpoints WHERE job_id = ? ORDER BY id DESC LIMIT 1",
                        (int(job),))[0][0])
@@ -58,15 +66,17 @@ def onednn(d):
         blob = zlib.decompress(blob, 47)   # zlib or gzip
     m = re.search(rb'"numerics":"([^"]*)"', blob)
     num = m.group(1).decode() if m else ""
-    check("+ oneDNN " in num, "conv onednn: the checkpoint's numerics name oneDNN (%r)" % num)
-    ref = d.start_job(*ONEDNN)
+    check("+ oneDNN " in num, name + ": the checkpoint's numerics name oneDNN (%r)" % num)
+    ref = d.start_job(*config)
     rc, out, err = d.wait(ref, "--state", "done")
-    check(rc == 0, "conv onednn: the uninterrupted job finishes")
+    check(rc == 0, name + ": the uninterrupted job finishes")
     a = sha256_file(d.export_file(job, "onednn-stopped.safetensors"))
     b = sha256_file(d.export_file(ref, "onednn-ref.safetensors"))
-    check(a == b, "conv onednn: paused, SIGKILLed and resumed == never stopped (%s vs %s)" % (a[:16], b[:16]))
+    check(a == b, name + ": paused, SIGKILLed and resumed == never stopped (%s vs %s)" % (a[:16], b[:16]))
     check([r["train_loss"] for r in d.history(job)] == [r["train_loss"] for r in d.history(ref)],
-          "conv onednn: ... and the same history")
+          name + ": ... and the same history")
+    if config is not ONEDNN:
+        return
     rc, out, err = d.ctl("start", "--model", "lenet5", "--conv", "onednn", "--kernels", "portable", check_rc=False)
     check(rc != 0 and "conv" in err and "portable" in err,
           "conv onednn with kernels portable is refused, naming conv (rc %d: %s)" % (rc, err.strip()))
@@ -144,6 +154,13 @@ def main():
           "Export with a pytorch that is not a boolean is refused, naming it (%s)" % str(r)[:200])
 
     onednn(d)
+    p = subprocess.run([TRAIND_TRAIN, "--precision", "bf16", "--epochs", "1", "--train-size", "64",
+                        "--val-size", "64", "--no-test"], capture_output=True, text=True,
+                       env=dict(os.environ, TRAIND_DATA_DIR=DATA))
+    if p.returncode != 0 and "bf16 needs" in p.stderr:
+        print("SKIP conv onednn bf16: %s" % p.stderr.strip())
+    else:
+        onednn(d, "conv onednn bf16, 2 threads", ONEDNN_BF16)
 
     # ---- SPEC errors in blocks ----
     cases = [
