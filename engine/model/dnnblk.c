@@ -9,6 +9,7 @@
  */
 #include "engine/model/dnnblk.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "engine/core/hot.h"
@@ -187,5 +188,39 @@ void blk_bias_sums(float *db, const float *dy, size_t out, size_t S, size_t bw, 
 				sum[e] += p[s * bw + e];
 		for (size_t e = 0; e < BLK; e++)
 			db[b * BLK + e] = first ? sum[e] : db[b * BLK + e] + sum[e];
+	}
+}
+
+/* Where channel c's position 0 is in a sample of S positions in the layout
+ * of width bw (1: NCHW); position s is bw * s further. */
+static size_t chan_of(size_t c, size_t S, size_t bw)
+{
+	return c / bw * S * bw + c % bw;
+}
+
+void blk_maxpool(float *y, uint32_t *argmax, const float *x, size_t C, size_t h, size_t w, size_t k, size_t st,
+		 size_t oh, size_t ow, size_t in_bw, size_t out_bw)
+{
+	for (size_t c = 0; c < C; c++) {
+		size_t ci = chan_of(c, h * w, in_bw), co = chan_of(c, oh * ow, out_bw);
+
+		for (size_t oy = 0; oy < oh; oy++)
+			for (size_t ox = 0; ox < ow; ox++) {
+				size_t best = ci + (oy * st * w + ox * st) * in_bw, o = co + (oy * ow + ox) * out_bw;
+				float m = x[best];
+
+				for (size_t i = 0; i < k; i++)
+					for (size_t j = 0; j < k; j++) {
+						size_t at = ci + ((oy * st + i) * w + ox * st + j) * in_bw;
+						float v = x[at];
+
+						if (v > m || isnan(v)) {
+							m = v;
+							best = at;
+						}
+					}
+				y[o] = m;
+				argmax[o] = (uint32_t)best;
+			}
 	}
 }

@@ -25,6 +25,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define BLK 16   /* channels of a block */
 
@@ -46,6 +47,13 @@ void blk_bn_dx(float *dx, const float *dy, const float *x, size_t batch, size_t 
 void blk_global_avgpool(float *y, const float *x, size_t C, size_t h, size_t w, size_t bw);
 /* Its backward: dx (C, H, W) from dy (C). */
 void blk_global_avgpool_backward(float *dx, const float *dy, size_t C, size_t h, size_t w, size_t bw);
+/* k_maxpool of one sample (no padding) from layout in_bw to layout out_bw
+ * (1: NCHW), each window scanned in the same order; argmax[o] is the offset
+ * of y[o]'s input in x's layout, so that k_maxpool_backward (dx[argmax[o]]
+ * += dy[o] in y's order: for each input element, its windows in (oy, ox)
+ * order, as in NCHW) needs no version of its own. */
+void blk_maxpool(float *y, uint32_t *argmax, const float *x, size_t C, size_t h, size_t w, size_t k, size_t st,
+		 size_t oh, size_t ow, size_t in_bw, size_t out_bw);
 /* net.c's conv_bias_sums of one sample's dy (OC, S). */
 void blk_bias_sums(float *db, const float *dy, size_t out, size_t S, size_t bw, bool first);
 

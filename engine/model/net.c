@@ -764,14 +764,18 @@ static bool reads_blk(const struct net *n, uint32_t j)
 		return true;
 	if (l->spec.kind == LAYER_ADAPTIVEAVGPOOL2D)
 		return l->out.h == 1 && l->out.w == 1;
+	if (l->spec.kind == LAYER_MAXPOOL2D)
+		return l->spec.padding == 0;
 	return l->blk;
 }
 
 /* The blocked graph (dnnblk.h): which nodes' outputs (and gradients) stay
- * in nChw16c. A conv2d, BatchNorm2d, ReLU or residual join over a multiple
- * of 16 channels, not the model's output, all of whose readers read
- * blocked rows; a node other than a conv2d (which reorders) also needs its
- * inputs blocked, since it writes its rows in the layout it reads. The
+ * in oneDNN's layout. A conv2d, BatchNorm2d, ReLU, max pool (unpadded) or
+ * residual join over a multiple of 16 channels, not the model's output, all
+ * of whose readers read blocked rows (those, a conv2d, an unpadded max pool
+ * and a global average pool, which write NCHW when their own output is
+ * not blocked); a node other than a conv2d (which reorders) also needs its
+ * inputs blocked. The
  * largest such set: start from every candidate and drop nodes until none
  * breaks a rule. The bits do not change (dnnblk.h): only the reorders. */
 static void plan_blocked(struct net *n)
@@ -783,7 +787,8 @@ static void plan_blocked(struct net *n)
 		struct net_layer *l = &n->layers[i];
 		enum layer_kind k = l->spec.kind;
 
-		l->blk = (k == LAYER_CONV2D || k == LAYER_BATCHNORM2D || k == LAYER_RELU || k == LAYER_RESIDUAL) &&
+		l->blk = (k == LAYER_CONV2D || k == LAYER_BATCHNORM2D || k == LAYER_RELU || k == LAYER_RESIDUAL ||
+			  (k == LAYER_MAXPOOL2D && l->spec.padding == 0)) &&
 			 !l->out.seq && l->out.c % BLK == 0 && i != n->out_node;
 	}
 	while (changed) {
@@ -2201,7 +2206,11 @@ static void pool_forward(const struct layer_job *j, unsigned idx, size_t first, 
 		const float *x = j->in + r * l->in_size;
 		float *y = l->y + r * l->out_size;
 
-		if (s->kind == LAYER_MAXPOOL2D && s->padding)
+		if (s->kind == LAYER_MAXPOOL2D && !s->padding && (src_blk(j) || l->blk))
+			blk_maxpool(y, l->argmax + r * l->out_size, x, l->in.c, l->in.h, l->in.w, s->k, s->stride,
+				    l->out.h, l->out.w, src_blk(j) ? blk_width(j->n, l->in.c) : 1,
+				    l->blk ? blk_width(j->n, l->in.c) : 1);
+		else if (s->kind == LAYER_MAXPOOL2D && s->padding)
 			k_maxpool_pad(y, l->argmax + r * l->out_size, x, l->in.c, l->in.h, l->in.w, s->k,
 				      s->stride, s->padding, l->out.h, l->out.w);
 		else if (s->kind == LAYER_MAXPOOL2D)

@@ -241,7 +241,8 @@ CASES += [("multiheadattention(8,2,causal=true)", ("seq", 40, 8), 2),
 # channels in oneDNN's layout: a BasicBlock with a conv shortcut and a bias,
 # BatchNorms over 16 and 32 channels (2 threads: 8 + 8, 16 + 16) and the
 # global average pool; an identity shortcut whose ReLU feeds a conv2d that
-# is the output; 48 channels (24 + 24: part of a group of 16 each)
+# is the output; 48 channels (24 + 24: part of a group of 16 each); max
+# pools blocked to blocked, and blocked to NCHW (overlapping windows)
 BLOCKED = [
     ("conv2d(16,3,padding=1),batchnorm2d,relu,residual(conv2d(16,3,padding=1,bias=false),batchnorm2d,relu,"
      "conv2d(32,3,padding=1),batchnorm2d;shortcut=conv2d(32,1)),relu,adaptiveavgpool2d(1,1),flatten,linear(10)",
@@ -249,6 +250,8 @@ BLOCKED = [
     ("conv2d(16,3,padding=1,bias=false),batchnorm2d,relu,residual(conv2d(16,3,padding=1),batchnorm2d,relu,"
      "conv2d(16,3,padding=1),batchnorm2d),relu,conv2d(4,1)", (2, 6, 6), 4),
     ("conv2d(48,3),batchnorm2d,relu,conv2d(3,1)", (2, 6, 6), 3),
+    ("conv2d(16,3,padding=1),batchnorm2d,relu,maxpool2d(2),conv2d(16,3),relu,maxpool2d(3,stride=2),flatten,"
+     "linear(5)", (2, 12, 12), 4),
 ]
 
 SEQ_FIRST = [case[0] for case in CASES].index("embedding(11,6)")
