@@ -198,29 +198,51 @@ static size_t chan_of(size_t c, size_t S, size_t bw)
 	return c / bw * S * bw + c % bw;
 }
 
+/* One 16-channel group's window maxima: lanes contiguous in x (in_bw >=
+ * 16), each lane's scan as k_maxpool's (the first element, then every
+ * element in (i, j) order: a greater one or a NaN takes its place). */
+HOT_CLONES
+static void maxpool_group(float *restrict m, uint32_t *restrict best, const float *restrict x, size_t ci,
+			  size_t w, size_t k, size_t st, size_t oy, size_t ox, size_t in_bw)
+{
+	size_t p0 = ci + (oy * st * w + ox * st) * in_bw;
+
+	for (size_t e = 0; e < BLK; e++) {
+		m[e] = x[p0 + e];
+		best[e] = (uint32_t)(p0 + e);
+	}
+	for (size_t i = 0; i < k; i++)
+		for (size_t j = 0; j < k; j++) {
+			size_t at = ci + ((oy * st + i) * w + ox * st + j) * in_bw;
+
+			for (size_t e = 0; e < BLK; e++) {
+				float v = x[at + e];
+				bool take = v > m[e] || v != v;
+
+				m[e] = take ? v : m[e];
+				best[e] = take ? (uint32_t)(at + e) : best[e];
+			}
+		}
+}
+
 void blk_maxpool(float *y, uint32_t *argmax, const float *x, size_t C, size_t h, size_t w, size_t k, size_t st,
 		 size_t oh, size_t ow, size_t in_bw, size_t out_bw)
 {
-	for (size_t c = 0; c < C; c++) {
-		size_t ci = chan_of(c, h * w, in_bw), co = chan_of(c, oh * ow, out_bw);
+	for (size_t g = 0; g < C / BLK; g++) {
+		size_t ci = chan_of(g * BLK, h * w, in_bw);
 
 		for (size_t oy = 0; oy < oh; oy++)
 			for (size_t ox = 0; ox < ow; ox++) {
-				size_t best = ci + (oy * st * w + ox * st) * in_bw, o = co + (oy * ow + ox) * out_bw;
-				float m = x[best];
+				float m[BLK];
+				uint32_t best[BLK];
 
-				for (size_t i = 0; i < k; i++)
-					for (size_t j = 0; j < k; j++) {
-						size_t at = ci + ((oy * st + i) * w + ox * st + j) * in_bw;
-						float v = x[at];
+				maxpool_group(m, best, x, ci, w, k, st, oy, ox, in_bw);
+				for (size_t e = 0; e < BLK; e++) {
+					size_t o = chan_of(g * BLK + e, oh * ow, out_bw) + (oy * ow + ox) * out_bw;
 
-						if (v > m || isnan(v)) {
-							m = v;
-							best = at;
-						}
-					}
-				y[o] = m;
-				argmax[o] = (uint32_t)best;
+					y[o] = m[e];
+					argmax[o] = best[e];
+				}
 			}
 	}
 }
