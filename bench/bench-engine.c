@@ -12,8 +12,10 @@
  *   bench-engine --resnet                                     resnet20's figures alone
  *   bench-engine --kernels [EPOCHS]                           the candidate kernels against each other
  *   bench-engine --sequences [gpt|char_lstm]                  the language models' figures alone (issue 24)
- *   bench-engine --conv [EPOCHS]                              lenet5 and resnet20 with conv gemm and conv onednn,
- *                                                             fp32 and bf16, beside PyTorch at its best (issues 20, 22)
+ *   bench-engine --conv [EPOCHS]                              lenet5, resnet20 and a BatchNorm CNN with conv gemm and
+ *                                                             conv onednn (NCHW and blocked), fp32 and bf16, beside
+ *                                                             PyTorch at its best (issues 20, 22); with
+ *                                                             TRAIND_BENCH_CONV_SCALE=F each model's samples x F
  *   bench-engine [EPOCHS] --portable                          kernels portable against openblas per path, with
  *                                                             the fair baselines: OpenBLAS Haswell against the
  *                                                             avx2 path, Prescott against the plain C path (issue 25)
@@ -990,8 +992,12 @@ static int conv_section(const char *data, int epochs, int torch)
 	struct tr_err err = { 0 };
 	bool bf16 = k_precision_check(K_BF16, &err) == 0;
 	char env[96];
+	const char *sc = getenv("TRAIND_BENCH_CONV_SCALE");
+	double scale = sc && atof(sc) > 0 && atof(sc) <= 1 ? atof(sc) : 1.0;   /* a loaded machine: fewer samples */
 
 	net_conv_numerics(env, sizeof(env));
+	if (scale < 1)
+		printf("TRAIND_BENCH_CONV_SCALE=%g: every model's training and validation samples x %g\n", scale, scale);
 	printf("conv gemm (im2col + OpenBLAS %s) against conv onednn (%s), NCHW between the layers (onednn-nchw, the\n"
 	       "path before the blocked graph) and blocked (onednn, as jobs run it), threads=2, %d epochs each;\n"
 	       "x torch: PyTorch 1.13 at its best (fp32; bf16 rows: under autocast) median epoch / traind's, by wall\n"
@@ -999,8 +1005,8 @@ static int conv_section(const char *data, int epochs, int torch)
 	       blaskernel_state()->in_use, env, epochs);
 	for (size_t i = 0; i < sizeof(models) / sizeof(models[0]); i++) {
 		struct run_spec r = { .model = models[i].model, .sgd = models[i].sgd, .batch = models[i].batch,
-				      .train = models[i].train, .val = models[i].val, .threads = 2,
-				      .epochs = epochs };
+				      .train = (uint32_t)(models[i].train * scale), .val = (uint32_t)(models[i].val * scale),
+				      .threads = 2, .epochs = epochs };
 		double med[2][3] = { { -1, -1, -1 }, { -1, -1, -1 } }, cpu[2][3] = { { -1, -1, -1 }, { -1, -1, -1 } };
 		double tb[2] = { -1, -1 }, tcpu[2] = { -1, -1 };
 		char dir[4096], what[2][512] = { "not measured", "not measured" };
