@@ -14,6 +14,11 @@
 
 #include "engine/core/hot.h"
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#include <immintrin.h>
+#define BLK_AVX512 1
+#endif
+
 /* Group b's lanes [lo, hi) within channels [c0, c1). */
 static void lanes(size_t b, size_t c0, size_t c1, size_t *lo, size_t *hi)
 {
@@ -30,9 +35,9 @@ static size_t base(size_t b, size_t S, size_t bw)
 	return b * BLK / bw * S * bw + b * BLK % bw;
 }
 
-HOT_CLONES
-static void sums_block(double *restrict a, double *restrict q, const float *x, const float *dy,
-		       const double *mu, const double *is, size_t batch, size_t size, size_t S, size_t bw, size_t off)
+static void sums_block_loop(double *restrict a, double *restrict q, const float *x, const float *dy,
+			    const double *mu, const double *is, size_t batch, size_t size, size_t S, size_t bw,
+			    size_t off)
 {
 	for (size_t r = 0; r < batch; r++) {
 		const float *xr = x + r * size + off, *dr = dy ? dy + r * size + off : NULL;
@@ -58,6 +63,86 @@ static void sums_block(double *restrict a, double *restrict q, const float *x, c
 	}
 }
 
+#ifdef BLK_AVX512
+/* The loop's sums, lanes 0-7 and 8-15 in two registers each: every lane
+ * the same operations in the same order (no FMA: a product, then a sum). */
+__attribute__((target("avx512f")))
+static void sums_block_avx512(double *a, double *q, const float *x, const float *dy, const double *mu,
+			      const double *is, size_t batch, size_t size, size_t S, size_t bw, size_t off, bool lo_half,
+			      bool hi_half)
+{
+	static const double zero[BLK];
+	const double *mz = mu ? mu : zero;
+	__m512d a0 = _mm512_setzero_pd(), a1 = a0, q0 = a0, q1 = a0;
+	__m512d m0 = _mm512_loadu_pd(mz), m1 = _mm512_loadu_pd(mz + 8);
+	__m512d i0 = _mm512_loadu_pd(is), i1 = _mm512_loadu_pd(is + 8);
+
+	for (size_t r = 0; r < batch; r++) {
+		const float *xr = x + r * size + off, *dr = dy ? dy + r * size + off : NULL;
+
+		if (dr) {
+			for (size_t s = 0; s < S; s++, xr += bw, dr += bw) {
+				if (lo_half) {
+					__m512d x0 = _mm512_cvtps_pd(_mm256_loadu_ps(xr));
+					__m512d d0 = _mm512_cvtps_pd(_mm256_loadu_ps(dr));
+
+					a0 = _mm512_add_pd(a0, d0);
+					q0 = _mm512_add_pd(q0, _mm512_mul_pd(d0, _mm512_mul_pd(_mm512_sub_pd(x0, m0), i0)));
+				}
+				if (hi_half) {
+					__m512d x1 = _mm512_cvtps_pd(_mm256_loadu_ps(xr + 8));
+					__m512d d1 = _mm512_cvtps_pd(_mm256_loadu_ps(dr + 8));
+
+					a1 = _mm512_add_pd(a1, d1);
+					q1 = _mm512_add_pd(q1, _mm512_mul_pd(d1, _mm512_mul_pd(_mm512_sub_pd(x1, m1), i1)));
+				}
+			}
+		} else if (mu) {
+			for (size_t s = 0; s < S; s++, xr += bw) {
+				if (lo_half) {
+					__m512d d0 = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(xr)), m0);
+
+					a0 = _mm512_add_pd(a0, _mm512_mul_pd(d0, d0));
+				}
+				if (hi_half) {
+					__m512d d1 = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(xr + 8)), m1);
+
+					a1 = _mm512_add_pd(a1, _mm512_mul_pd(d1, d1));
+				}
+			}
+		} else {
+			for (size_t s = 0; s < S; s++, xr += bw) {
+				if (lo_half)
+					a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm256_loadu_ps(xr)));
+				if (hi_half)
+					a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm256_loadu_ps(xr + 8)));
+			}
+		}
+	}
+	_mm512_storeu_pd(a, a0);
+	_mm512_storeu_pd(a + 8, a1);
+	_mm512_storeu_pd(q, q0);
+	_mm512_storeu_pd(q + 8, q1);
+}
+#endif
+
+/* a, q (16 lanes, from 0): one group's sums (see blk_bn_sums); mu, is its
+ * lanes' mean and inverse deviation (mu NULL: plain sums); lanes [lo, hi)
+ * are wanted (the vector path skips a half of 8 that holds none: a team
+ * member with part of a group). */
+static void sums_block(double *a, double *q, const float *x, const float *dy, const double *mu,
+		       const double *is, size_t batch, size_t size, size_t S, size_t bw, size_t off, size_t lo,
+		       size_t hi)
+{
+#ifdef BLK_AVX512
+	if (__builtin_cpu_supports("avx512f")) {
+		sums_block_avx512(a, q, x, dy, mu, is, batch, size, S, bw, off, lo < 8, hi > 8);
+		return;
+	}
+#endif
+	sums_block_loop(a, q, x, dy, mu, is, batch, size, S, bw, off);
+}
+
 void blk_bn_sums(double *sum, double *sq, const float *x, const float *dy, const double *mean,
 		 const double *invstd, size_t batch, size_t size, size_t S, size_t bw, size_t c0, size_t c1)
 {
@@ -70,7 +155,7 @@ void blk_bn_sums(double *sum, double *sq, const float *x, const float *dy, const
 			mu[e] = mean ? mean[at + e - c0] : 0.0;
 			is[e] = invstd ? invstd[at + e - c0] : 0.0;
 		}
-		sums_block(a, q, x, dy, mean ? mu : NULL, is, batch, size, S, bw, base(b, S, bw));
+		sums_block(a, q, x, dy, mean ? mu : NULL, is, batch, size, S, bw, base(b, S, bw), lo, hi);
 		for (size_t e = lo; e < hi; e++) {
 			sum[at + e - c0] = a[e];
 			if (sq)
