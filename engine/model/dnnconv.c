@@ -136,11 +136,6 @@ void dnnctx_describe(char *buf, size_t len)
 		 isa_name(dnnl_get_effective_cpu_isa()));
 }
 
-bool dnnctx_nhwc(bool bf16)
-{
-	return bf16 && dnnl_get_effective_cpu_isa() == dnnl_cpu_isa_avx512_core_amx;
-}
-
 int dnnconv_new(struct dnnconv **out, struct dnnctx *c, const struct dnnconv_geom *g, struct tr_err *err)
 {
 	struct dnnconv *d = calloc(1, sizeof(*d));
@@ -303,9 +298,9 @@ static int set_forward(struct dnnconv *d, struct dnnset *s, size_t rows, struct 
 
 	geom_arrays(g, st, dil, pl, pr);
 	s->rows = rows;
-	DNN(dnnl_memory_desc_init_by_tag(&s->xu, 4, xd, dnnl_f32, !g->x_blk ? dnnl_nchw : g->nhwc ? dnnl_nhwc : dnnl_nChw16c),
+	DNN(dnnl_memory_desc_init_by_tag(&s->xu, 4, xd, dnnl_f32, g->x_blk ? dnnl_nChw16c : dnnl_nchw),
 	    "the input's layout");
-	DNN(dnnl_memory_desc_init_by_tag(&s->yu, 4, yd, dnnl_f32, !g->y_blk ? dnnl_nchw : g->nhwc ? dnnl_nhwc : dnnl_nChw16c),
+	DNN(dnnl_memory_desc_init_by_tag(&s->yu, 4, yd, dnnl_f32, g->y_blk ? dnnl_nChw16c : dnnl_nchw),
 	    "the output's layout");
 	DNN(any_md(&xa, &s->xu, op), "the input's layout");
 	DNN(any_md(&wa, &d->wu, op), "the weights' layout");

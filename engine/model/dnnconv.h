@@ -52,8 +52,7 @@ struct dnnconv_geom {
 	bool bias;
 	bool bf16;                        /* products on bfloat16 operands */
 	bool x_blk, y_blk;                /* the caller's input / output rows (and their gradients)
-					   * are nChw16c or NHWC (engine/model/dnnblk.h), not NCHW */
-	bool nhwc;                        /* with x_blk, y_blk: NHWC */
+					   * are nChw16c (engine/model/dnnblk.h), not NCHW */
 };
 
 /* A net's engine and `members` streams. -ENOMEM, -ENOTSUP (no CPU engine). */
@@ -61,10 +60,6 @@ int dnnctx_new(struct dnnctx **out, unsigned members, struct tr_err *err);
 void dnnctx_free(struct dnnctx *c);
 /* "oneDNN 2.6.3 avx512_core_amx": what decides the bits besides the team. */
 void dnnctx_describe(char *buf, size_t len);
-/* The layout of the blocked graph's activations that the convolutions
- * take without a reorder on this CPU: NHWC (true: AMX's bf16 kernels) or
- * nChw16c. A matter of speed only: the bits are the same with either. */
-bool dnnctx_nhwc(bool bf16);
 
 int dnnconv_new(struct dnnconv **out, struct dnnctx *c, const struct dnnconv_geom *g, struct tr_err *err);
 void dnnconv_free(struct dnnconv *d);

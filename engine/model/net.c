@@ -741,10 +741,15 @@ static int dnn_prepare(struct net *n, struct net_layer *l, bool backward, bool n
 	return 0;
 }
 
-/* The blocked graph's width (dnnblk.h) for C channels. */
+/* The blocked graph's width (dnnblk.h) for C channels: nChw16c, in bf16
+ * too. NHWC (width C), what AMX's bf16 convolutions take, was measured
+ * (doc/models.md): no faster on resnet20, 1.3x slower on a 32/64-channel
+ * CNN (BatchNorm and the max pool stride over the other groups). */
 static size_t blk_width(const struct net *n, size_t C)
 {
-	return n->dnn_nhwc ? C : BLK;
+	(void)n;
+	(void)C;
+	return BLK;
 }
 
 /* Whether value v's rows are in the blocked graph's layout (the model's
@@ -824,7 +829,6 @@ int net_set_conv(struct net *n, enum conv_kind conv, struct tr_err *err)
 				  "its convolutions with its own kernels (doc/portable.md)");
 	rc = dnnctx_new(&n->dnn, n->members, err);
 	n->conv = CONV_ONEDNN;
-	n->dnn_nhwc = dnnctx_nhwc(n->precision == K_BF16);
 	if (!n->dnn_nchw)
 		plan_blocked(n);
 	for (uint32_t i = 0; rc == 0 && i < n->spec.n; i++) {
@@ -835,7 +839,7 @@ int net_set_conv(struct net *n, enum conv_kind conv, struct tr_err *err)
 			.k = s->k, .stride = s->stride, .padding = s->padding, .dilation = s->dilation,
 			.groups = s->groups, .bias = l->has_bias, .bf16 = n->precision == K_BF16,
 			.x_blk = s->kind == LAYER_CONV2D && value_blk(n, s->src < 0 ? vin(n) : (uint32_t)s->src),
-			.y_blk = l->blk, .nhwc = n->dnn_nhwc,
+			.y_blk = l->blk,
 		};
 
 		if (s->kind != LAYER_CONV2D)

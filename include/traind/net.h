@@ -168,7 +168,6 @@ struct net {
 	struct tr_err dnn_err;       /* its message */
 	bool dnn_nchw;               /* NCHW between the layers, no blocked graph (net.c: plan_blocked):
 				      * the same bits, slower; a benchmark's "before" */
-	bool dnn_nhwc;               /* the blocked graph's layout is NHWC, not nChw16c (dnnctx_nhwc) */
 	/* The matrix products' arithmetic (net_set_precision; fp32 after net_init): */
 	enum k_precision precision;
 	size_t gemm_kmax;            /* the longest sum over k of any of the model's products */
