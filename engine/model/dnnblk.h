@@ -1,12 +1,12 @@
 /*
  * dnnblk.h - the per-sample layers of a conv onednn job on activations kept
- * in a layout oneDNN's convolutions take (nChw16c or NHWC) between them (doc/models.md,
+ * in a layout oneDNN's convolutions take (nChw16c) between them (doc/models.md,
  * "The conv key": the blocked graph).
  *
  * The layouts: a sample of C channels (C a multiple of 16) and S = H*W
  * positions laid out with width bw is C/bw blocks of S * bw floats, element
  * (c, s) at (c / bw) * S * bw + s * bw + c % bw: bw = 16 is nChw16c (what
- * oneDNN's fp32 convolutions take), bw = C is NHWC (its AMX bf16 ones).
+ * net.c uses), bw = C would be NHWC, bw = 1 is NCHW.
  * Either has the same number of floats per sample as NCHW, samples one after
  * the other, so that rows split across a team as before. Elementwise layers (ReLU, a residual join, the gradient
  * buffers' additions) read and write it as they read NCHW.

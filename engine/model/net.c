@@ -743,7 +743,7 @@ static int dnn_prepare(struct net *n, struct net_layer *l, bool backward, bool n
 
 /* The blocked graph's width (dnnblk.h) for C channels: nChw16c, in bf16
  * too. NHWC (width C), what AMX's bf16 convolutions take, was measured
- * (doc/models.md): no faster on resnet20, 1.3x slower on a 32/64-channel
+ * (doc/models.md): no faster on resnet20, 1.1-1.3x slower on a 32/64-channel
  * CNN (BatchNorm and the max pool stride over the other groups). */
 static size_t blk_width(const struct net *n, size_t C)
 {

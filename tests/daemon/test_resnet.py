@@ -10,7 +10,7 @@ The same with `conv onednn` (oneDNN's convolutions, doc/models.md), on a
 smaller job: paused mid-epoch and SIGKILLed, it ends bit-identical to the
 same job never stopped, and its numerics name oneDNN; `conv onednn` with
 `kernels portable` is refused naming the key. Again in bf16 on 2 threads
-where the CPU has bf16 (the blocked graph in NHWC under AMX).
+where the CPU has bf16 (the blocked graph feeding AMX's convolutions).
 
 A block model's SPEC errors name the block, the layer and the shapes, and
 leave traind running."""
@@ -36,8 +36,8 @@ ONEDNN = ["--model", "resnet20", "--dataset", "fashion-mnist", "--conv", "onednn
           "--eval-batch-size", "64", "--epochs", "3", "--lr", "0.01", "--optimizer", "sgd", "--momentum", "0.9"]
 
 
-# the same in bf16 on 2 threads (the blocked graph in NHWC under AMX,
-# nChw16c in fp32), 2 epochs
+# the same in bf16 on 2 threads (the blocked graph feeding AMX's
+# convolutions), 2 epochs
 ONEDNN_BF16 = ONEDNN[:ONEDNN.index("--epochs")] + ["--epochs", "2"] + ONEDNN[ONEDNN.index("--epochs") + 2:] + \
     ["--precision", "bf16", "--threads", "2"]
 
