@@ -214,9 +214,10 @@ int net_set_kernels(struct net *n, enum kernels_kind kernels);
  * first needs them). -EINVAL (kernels portable: its own convolutions),
  * -ENOTSUP (oneDNN cannot run a layer) or -ENOMEM, with err; the net then
  * keeps CONV_GEMM. */
-/* With CONV_ONEDNN the activations between conv2d, BatchNorm2d, ReLU and
- * residual layers stay in oneDNN's blocked layout (engine/model/dnnblk.h),
- * unless dnn_nchw is set: the bits are the same either way. */
+/* With CONV_ONEDNN in fp32 the activations between conv2d, BatchNorm2d,
+ * ReLU, max pool and residual layers stay in oneDNN's blocked layout
+ * (engine/model/dnnblk.h), unless dnn_nchw is set: the bits are the same
+ * either way. */
 int net_set_conv(struct net *n, enum conv_kind conv, struct tr_err *err);
 /* What decides a conv onednn job's convolution bits besides the team and
  * the batch: "oneDNN 2.6.3 avx512_core_amx". */
