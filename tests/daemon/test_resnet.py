@@ -36,9 +36,10 @@ ONEDNN = ["--model", "resnet20", "--dataset", "fashion-mnist", "--conv", "onednn
 
 
 # the same on 1 thread (ONEDNN runs on the default 2, whose members split
-# the blocked graph's BatchNorms by channels), 2 epochs
-ONEDNN_1T = ONEDNN[:ONEDNN.index("--epochs")] + ["--epochs", "2"] + ONEDNN[ONEDNN.index("--epochs") + 2:] + \
-    ["--threads", "1"]
+# the blocked graph's BatchNorms by channels), 2 epochs of 6 steps
+ONEDNN_1T = ["--model", "resnet20", "--dataset", "fashion-mnist", "--conv", "onednn", "--train-size", "192",
+             "--val-size", "32", "--batch-size", "32", "--eval-batch-size", "32", "--epochs", "2", "--lr", "0.01",
+             "--optimizer", "sgd", "--momentum", "0.9", "--threads", "1"]
 
 
 def onednn(d, name="conv onednn", config=ONEDNN):
