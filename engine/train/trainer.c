@@ -942,12 +942,13 @@ static int step_shards(struct trainer *t, size_t n, uint64_t pos, double norm, d
 	return 0;
 }
 
-/* net_backward_update's update: the optimizer over one range. */
+/* net_backward_update's update: the optimizer over one range, leaving +0.0
+ * in the gradients it read (the next products add into them). */
 static void update_range(void *ctx, size_t off, size_t len)
 {
 	struct trainer *t = ctx;
 
-	optim_update(&t->opt, t->model.params, t->model.grads, off, len);
+	optim_update_consume(&t->opt, t->model.params, t->model.grads, off, len);
 }
 
 int trainer_step(struct trainer *t)
@@ -991,7 +992,7 @@ int trainer_step(struct trainer *t)
 		fused = t->cfg.clip_grad_norm <= 0 && net_can_update_in_backward(&t->model);
 		if (fused) {
 			trainsched_begin_update(t);      /* optim_begin_step at the scheduled rate */
-			net_backward_update(&t->model, n, update_range, t);
+			net_backward_update(&t->model, n, update_range, t, true);
 		} else {
 			net_backward(&t->model, n);
 		}
