@@ -942,9 +942,17 @@ static int step_shards(struct trainer *t, size_t n, uint64_t pos, double norm, d
 	return 0;
 }
 
-/* net_backward_update's update: the optimizer over one range, leaving +0.0
- * in the gradients it read (the next products add into them). */
+/* net_backward_update's update: the optimizer over one range. */
 static void update_range(void *ctx, size_t off, size_t len)
+{
+	struct trainer *t = ctx;
+
+	optim_update(&t->opt, t->model.params, t->model.grads, off, len);
+}
+
+/* The same, leaving +0.0 in the gradients it read: a job whose products are
+ * OpenBLAS's fp32 ones then adds the next gradients into them (net.h). */
+static void update_range_consume(void *ctx, size_t off, size_t len)
 {
 	struct trainer *t = ctx;
 
@@ -1027,7 +1035,11 @@ int trainer_step(struct trainer *t)
 		fused = t->cfg.clip_grad_norm <= 0 && net_can_update_in_backward(&t->model);
 		if (fused) {
 			trainsched_begin_update(t);      /* optim_begin_step at the scheduled rate */
-			net_backward_update(&t->model, n, update_range, t, true);
+			bool consume = t->model.kernels == KERNELS_OPENBLAS &&
+				       t->model.precision == K_FP32;
+
+			net_backward_update(&t->model, n, consume ? update_range_consume : update_range,
+					    t, consume);
 		} else {
 			net_backward(&t->model, n);
 		}
