@@ -8,8 +8,8 @@
  * the team member that computed them. Elementwise, correctly rounded IEEE
  * operations only (no FMA contraction), so the split never changes the bits.
  *
- * Thread: optim_begin_step on the job's owner thread; optim_update on any team
- * member, for disjoint ranges.
+ * Thread: optim_begin_step on the job's owner thread; optim_update and
+ * optim_update_consume on any team member, for disjoint ranges.
  */
 #ifndef TRAIND_OPTIM_H
 #define TRAIND_OPTIM_H
