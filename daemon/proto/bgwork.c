@@ -347,11 +347,9 @@ static bool enqueue(struct bgwork *q, struct bg_task *t, bool refusable);
 
 bool bg_submit(struct bgwork *q, struct bg_task *t)
 {
-	int k = t->cls;
-
 	t->q = q;
-	if (k < 0 || k >= BG_NCLASSES)
-		k = t->cls = BG_HEAVY;
+	if ((int)t->cls < 0 || t->cls >= BG_NCLASSES)
+		t->cls = BG_HEAVY;
 	t->uid = call_uid(t->c);
 	return enqueue(q, t, true);
 }
