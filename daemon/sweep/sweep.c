@@ -280,9 +280,8 @@ int sweeps_recover(struct sweeps *sw, struct store *s, struct tr_err *err)
 		size_t nt = 0;
 		struct sweep_spec sp;
 		json_t *spec = json_loads(list[i].spec, 0, NULL);
-		int64_t *ids = NULL;
-
 		uid_t uid = spec_uid(spec);
+		int64_t *ids = NULL;
 
 		rc = sweep_spec_parse(spec, &sp, err);
 		json_decref(spec);
@@ -568,10 +567,12 @@ static void pbt_submit(struct pbt_req *r)
 			snprintf(sp->name, sizeof(sp->name), "%.40s-t%u-d%u", s->name, row->trial, r->k);
 			continue;
 		}
-		/* not built: the member continues unchanged, the row naming whom it was to copy */
-		if (!(own = strdup(s->params[row->trial]))) {
-			log_err("sweep %" PRId64 ": out of memory deciding; decided at `trainctl sweep resume` or a restart",
-				s->id);
+		/* not built: the member continues unchanged, the row naming whom it
+		 * was to copy; out of memory is no such outcome (a rerun would
+		 * not run out): the decision waits for resume or a restart */
+		if (x->rc == -ENOMEM || !(own = strdup(s->params[row->trial]))) {
+			log_err("sweep %" PRId64 ": decision %u: out of memory%s%s; decided at `trainctl sweep resume` or a "
+				"restart", s->id, r->k, x->rc == -ENOMEM ? ": " : "", x->rc == -ENOMEM ? x->err.msg : "");
 			s->busy = false;
 			s->stalled = true;
 			pbt_req_free(r);

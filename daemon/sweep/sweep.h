@@ -45,8 +45,9 @@
  * with its own parameters, its row a 'continue' that names the top member
  * it was to copy (from_trial, from_job: see store_pbt_row), so a rerun
  * from the same durable state makes the same decision, and `sweep status`
- * says why. Only a failure to store the decision (or no memory) leaves it
- * to be taken again at `sweep resume` or the next start.
+ * says why. Only a failure to store the decision, or no memory (building
+ * or deciding), leaves it to be taken again at `sweep resume` or the next
+ * start.
  *
  * Answers: the module's own codes (SWEEP_E_*), mapped to the protocol's
  * errors by proto/errors-map.c.
