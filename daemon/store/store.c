@@ -2015,11 +2015,14 @@ int store_sweep_delete(struct store *s, int64_t id, struct tr_err *err)
 
 #define SWEEP_COLUMNS "id, name, spec, state, created_at, updated_at"
 
-static int read_sweep(sqlite3_stmt *st, struct store_sweep *sw, struct tr_err *err)
+/* A row of SWEEP_COLUMNS into the struct store_sweep at row (a row_reader). */
+static int read_sweep(struct store *s, sqlite3_stmt *st, void *row, struct tr_err *err)
 {
+	struct store_sweep *sw = row;
 	const unsigned char *name = sqlite3_column_text(st, 1);
 	const unsigned char *state = sqlite3_column_text(st, 3);
 
+	(void)s;
 	memset(sw, 0, sizeof(*sw));
 	sw->id = sqlite3_column_int64(st, 0);
 	snprintf(sw->name, sizeof(sw->name), "%s", name ? (const char *)name : "");
@@ -2049,16 +2052,10 @@ int store_sweep_get(struct store *s, int64_t id, struct store_sweep *out, struct
 	if (rc == 0)
 		rc = tr_err_set(err, -ENOENT, "sweep %" PRId64 ": no such sweep", id);
 	else if (rc > 0)
-		rc = read_sweep(st, out, err);
+		rc = read_sweep(s, st, out, err);
 out:
 	sqlite3_finalize(st);
 	return rc < 0 ? rc : 0;
-}
-
-static int read_sweep_row(struct store *s, sqlite3_stmt *st, void *row, struct tr_err *err)
-{
-	(void)s;
-	return read_sweep(st, row, err);
 }
 
 static void clear_sweep_row(void *row)
@@ -2070,7 +2067,7 @@ int store_sweep_list(struct store *s, struct store_sweep **out, size_t *n, struc
 {
 	static const char sql[] = "SELECT " SWEEP_COLUMNS " FROM sweeps ORDER BY id";
 
-	return select_rows(s, sql, NULL, 0, sizeof(**out), read_sweep_row, clear_sweep_row, (void **)out, n,
+	return select_rows(s, sql, NULL, 0, sizeof(**out), read_sweep, clear_sweep_row, (void **)out, n,
 			   err, "listing sweeps");
 }
 
