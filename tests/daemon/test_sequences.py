@@ -23,7 +23,6 @@ generated text:
 """
 import json
 import os
-import random
 import sqlite3
 import sys
 import tempfile
@@ -33,17 +32,11 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "python"))
 from harness import SANITIZER, Daemon, check, run, sha256_file  # noqa: E402
 import traind  # noqa: E402
-
-WORDS = ["the", "cat", "sat", "on", "a", "mat", "dog", "ran", "to", "big", "red", "house", "and",
-         "fish", "swam", "in", "blue", "sea"]
+import textdata  # noqa: E402
 
 
 def corpus(n, seed=1):
-    r = random.Random(seed)
-    text = ""
-    while len(text) < n:
-        text += " ".join(r.choice(WORDS) for _ in range(r.randint(3, 8))) + ".\n"
-    return text
+    return textdata.corpus(n, seed, textdata.ASCII_WORDS)
 
 
 # The stopped-and-resumed jobs train on a longer text of the same words
