@@ -140,7 +140,7 @@ static struct seq_ctx seq_of(const struct net *n, const struct net_layer *l)
 		.spec = &l->spec, .in = l->in, .out = l->out, .params = n->params ? n->params + l->w_off : NULL,
 		.grads = n->grads ? n->grads + l->w_off : NULL, .y = l->y, .aux = l->aux, .tmp = n->seqtmp,
 		.mb = n->max_batch, .key = n->dropout_key, .kernels = n->kernels,
-		.v2 = n->seq_kernels == 2 && n->kernels != KERNELS_PORTABLE,
+		.v2 = n->seq_kernels >= 2 && n->kernels != KERNELS_PORTABLE,
 	};
 
 	return c;
@@ -864,6 +864,11 @@ static int net_layout(struct net *n, const struct model_spec *spec, struct shape
 		if (spec_is_sequence_layer(l->spec.kind)) {
 			struct seq_ctx c = seq_of(n, l);
 			size_t tl = seq_tmp_floats(&c);
+
+			/* seq_kernels 3's bf16 products: k up to a member's rows of
+			 * positions (the weights' gradients), E, 3E or FF */
+			kmax = size_max(kmax, size_max(max_batch * l->in.h,
+						       size_max(3 * (size_t)l->in.c, l->spec.ff)));
 
 			l->part_off = part_len - 1;
 			part_len += seq_param_floats(&c);
@@ -2239,6 +2244,13 @@ static void last_backward(const struct layer_job *j, unsigned idx, size_t first,
 	}
 }
 
+/* Member idx's products in a layer of sequences: bf16 with seq_kernels 3
+ * in a bf16 job (seq.h), else float32 (NULL). */
+static const struct k_gemm_mode *seq_mode(const struct net *n, unsigned idx)
+{
+	return n->seq_kernels >= 3 && n->precision == K_BF16 ? &n->gemm[idx] : NULL;
+}
+
 /* A layer of sequences (and the embedding's forward): the member's samples
  * at once. */
 static void seq_phase_forward(void *arg, unsigned idx, unsigned nm)
@@ -2247,6 +2259,8 @@ static void seq_phase_forward(void *arg, unsigned idx, unsigned nm)
 	size_t r0, r1;
 
 	struct seq_ctx c = seq_of(j->n, j->l);
+
+	c.mode = seq_mode(j->n, idx);
 
 	team_split(j->batch, idx, nm, 1, &r0, &r1);
 	if (r0 < r1)
@@ -2264,6 +2278,7 @@ static void seq_phase_backward(void *arg, unsigned idx, unsigned nm)
 	struct seq_ctx c = seq_of(n, l);
 	size_t r0, r1;
 
+	c.mode = seq_mode(n, idx);
 	team_split(j->batch, idx, nm, 1, &r0, &r1);
 	n->part_rows[idx] = (uint32_t)(r1 - r0);
 	if (r0 == r1)

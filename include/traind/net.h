@@ -152,8 +152,9 @@ struct net {
 	float *seqtmp;               /* (max_batch, seqtmp_len), owned */
 	uint64_t dropout_key;        /* the job's seed: Dropout masks' Philox key */
 	enum kernels_kind kernels;   /* the job's kernels (kernels.h; net_set_kernels) */
-	uint32_t seq_kernels;        /* the sequence layers' arithmetic (config seq_kernels): 2, or
-				      * 1 (and 0, after net_init): the per-head form; set by the owner */
+	uint32_t seq_kernels;        /* the sequence layers' arithmetic (config seq_kernels): 3 (bf16
+				      * products in a bf16 job, else as 2), 2, or 1 (and 0, after
+				      * net_init): the per-head form; set by the owner */
 	/* a portable job's conv2d scratch (net_set_kernels): */
 	size_t pk_scratch_len;       /* floats of one member's slice */
 	float *pk_scratch;           /* (members, pk_scratch_len), owned */
