@@ -82,7 +82,10 @@
  *      kernel (OPENBLAS_CORETYPE), its configuration printed. Goal: 2x.
  *      Also the epochs' CPU seconds (what a loaded machine blurs least),
  *      and gpt with seq_kernels 1 (the per-head form of older jobs) beside
- *      seq_kernels 2 at threads 2. `--sequences gpt` (or char_lstm): one.
+ *      the default (3; in float32 the arithmetic of 2) at threads 2, and
+ *      where the CPU has bf16, gpt in precision bf16 at threads 2 (its
+ *      projections and feed-forward products bf16) beside float32 and
+ *      PyTorch's float32. `--sequences gpt` (or char_lstm): one.
  *
  * The sweep: the MLP 784-H-10 for H in 256/1024/4096, batch 64/256/1024,
  * threads 1 and 2, on 10000 training and 2000 validation samples per epoch
@@ -1166,11 +1169,12 @@ static int sequences(int torch, const char *only)
 	for (size_t m = 0; m < 2 && rc == 0; m++) {
 		struct run_spec s2 = { .model = models[m], .batch = 64, .train = 640, .val = 64, .context = 128,
 				       .threads = 2, .epochs = 3 },
-				s1 = s2, st = s2, sv1 = s2;
-		struct epoch_result r2, r1, rv1;
+				s1 = s2, st = s2, sv1 = s2, sb = s2;
+		struct epoch_result r2, r1, rv1, rb;
 		double t1 = -1, t2 = -1, c1 = 0, c2 = 0, best, bestc, tokens = 640.0 * 128.0;
 		char conf1[512] = "", conf2[512] = "";
-		bool gpt = strcmp(models[m], "gpt") == 0;
+		bool gpt = strcmp(models[m], "gpt") == 0, b16 = false;
+		struct tr_err err = { 0 };
 
 		if (only && strcmp(only, models[m]) != 0)
 			continue;
@@ -1186,9 +1190,21 @@ static int sequences(int torch, const char *only)
 		       models[m], r2.median, tokens / r2.median, cpu_median(&r2), r1.median, tokens / r1.median,
 		       cpu_median(&r1), r2.rss_kb / 1024.0);
 		if (gpt)
-			printf("  %s seq_kernels 1 (the per-head form of jobs stored before the key), threads=2: %.3f s (CPU %.3f s): seq_kernels 2 is %.2fx by time, %.2fx by CPU\n",
+			printf("  %s seq_kernels 1 (the per-head form of jobs stored before the key), threads=2: %.3f s (CPU %.3f s): seq_kernels 3 is %.2fx by time, %.2fx by CPU\n",
 			       models[m], rv1.median, cpu_median(&rv1), rv1.median / r2.median,
 			       cpu_median(&rv1) / cpu_median(&r2));
+		/* precision bf16 (seq_kernels 3: the projections and the
+		 * feed-forward block in bf16, doc/precision.md), where the CPU has it */
+		if (gpt && k_precision_check(K_BF16, &err) == 0) {
+			sb.precision = K_BF16;
+			b16 = measure(dir, &sb, &rb) == 0;
+		}
+		if (b16)
+			printf("  %s precision bf16, threads=2: %.3f s (%.0f tokens/s, CPU %.3f s): %.2fx fp32 by time, %.2fx by CPU\n",
+			       models[m], rb.median, tokens / rb.median, cpu_median(&rb), r2.median / rb.median,
+			       cpu_median(&r2) / cpu_median(&rb));
+		else if (gpt)
+			printf("  %s precision bf16: not measured (%s)\n", models[m], err.msg[0] ? err.msg : "its run failed");
 		if (torch) {
 			st.threads = 1;
 			t1 = torch_seq_epoch(dir, models[m], &st, 0, &c1, conf1, sizeof(conf1));
@@ -1208,6 +1224,9 @@ static int sequences(int torch, const char *only)
 		printf("  traind (threads=2) vs PyTorch at its best (%d thread%s): %s %.2fx the tokens per second (goal >= %.0fx: %s); by CPU seconds %.2fx\n",
 		       best == t1 ? 1 : 2, best == t1 ? "" : "s", models[m], best / r2.median, TARGET_TORCH_SEQ,
 		       verdict(best / r2.median >= TARGET_TORCH_SEQ), bestc / cpu_median(&r2));
+		if (b16)
+			printf("  traind precision bf16 (threads=2) vs PyTorch float32 at its best: %s %.2fx the tokens per second; by CPU seconds %.2fx\n",
+			       models[m], best / rb.median, bestc / cpu_median(&rb));
 	}
 	printf("OpenBLAS kernel (openblas_get_corename): %s\n", openblas_get_corename());
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);

@@ -8,7 +8,14 @@ one run against a baseline from the same run (these machines are shared).
      against the same gap between the same jobs queued one after another by
      plain `trainctl start` (the jobs module's own hand-over): median and
      max of each, and their difference.
-  2. Trials per hour on this machine (traind --max-running 2,
+  2. PBT's decisions: a population of 4 at interval 1 for 3 epochs, one
+     trial at a time (--max-parallel 1): from the last member's commit at
+     a boundary to the next segment's first job started, against the plain
+     hand-over of 1.; and of that, from the last commit to the decision
+     taken, and from the decision to its exploit's job created (the
+     exploit built through the uid's background work and the decision's
+     transaction).
+  3. Trials per hour on this machine (traind --max-running 2,
      --max-parallel 2, threads 1 per trial) for the lesson's MLP (its
      default configuration) on a 10000-image subset of MNIST, RANDOM_TRIALS
      random trials of EPOCHS epochs; and with --max-parallel 1, threads 2.
@@ -89,7 +96,41 @@ print("last commit -> next start, a sweep's trials:  median %.1f ms, max %.1f ms
 print("the sweep machinery's overhead: %+.1f ms median per trial" % (1e3 * (statistics.median(gs) -
                                                                       statistics.median(gp))))
 
-# 2. trials per hour: the lesson's MLP on 10000 images
+# 2. PBT's decisions, one traind, one trial at a time
+PBT_SMALL = SMALL[:SMALL.index("--epochs")] + ["--epochs", "3"]
+d = harness.Daemon(max_running=1).start()
+try:
+    sid = d.ctl_json("sweep", "start", "--searcher", "pbt", "--population", "4", "--interval", "1",
+                     "--max-parallel", "1", "--seed", "7", "--param", "lr=loguniform(0.001,0.1)", *PBT_SMALL)["id"]
+    d.ctl("sweep", "wait", sid, "--timeout", "3600")
+    log = d.read_log()
+finally:
+    d.cleanup()
+commits = [(stamp(m.group(1)), int(m.group(3))) for m in
+           re.finditer(STAMP + r"job (\d+): epoch (\d+)/\d+ committed", log, re.M)]
+starts = [stamp(m.group(1)) for m in re.finditer(STAMP + r"job \d+ \([^)]*\): started", log, re.M)]
+created = [stamp(m.group(1)) for m in re.finditer(STAMP + r"job \d+ \([^)]*\): created", log, re.M)]
+hand, decide, build = [], [], []
+for m in re.finditer(STAMP + r"sweep \d+: decision \d+ at epoch (\d+): (\d+) of", log, re.M):
+    t, b = stamp(m.group(1)), int(m.group(2))
+    last = max(tc for tc, e in commits if e == b and tc <= t)
+    hand.append(min(ts for ts in starts if ts > t) - last)
+    decide.append(t - last)
+    if int(m.group(3)):
+        build.append(min(tc for tc in created if tc > t) - t)
+if hand:
+    print("pbt, last boundary commit -> next segment started: median %.1f ms, max %.1f ms (%d decisions); "
+          "%+.1f ms median against plain jobs' hand-over" % (1e3 * statistics.median(hand), 1e3 * max(hand),
+                                                            len(hand), 1e3 * (statistics.median(hand) -
+                                                                              statistics.median(gp))))
+    print("pbt, of which: last commit -> decision taken median %.1f ms; decision -> its exploit's job created "
+          "(built and stored) median %.1f ms, max %.1f ms" % (1e3 * statistics.median(decide),
+                                                              1e3 * statistics.median(build) if build else 0,
+                                                              1e3 * max(build) if build else 0))
+else:
+    print("pbt: no decision found in traind's log")
+
+# 3. trials per hour: the lesson's MLP on 10000 images
 LESSON = ["--train-size", "10000", "--epochs", str(epochs)]
 for par, threads in ((2, 1), (1, 2)):
     d = harness.Daemon(max_running=2).start()

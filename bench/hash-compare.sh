@@ -7,7 +7,8 @@
 # Then the language models of issue 24, char_lstm and gpt (their defaults), on the first 24.5 KB of
 # Debian's fortunes (a char vocabulary, context 64, 256 windows) at threads 1, 2 and batch 64, 37:
 # a build that knows the key seq_kernels runs them with seq_kernels 1, the arithmetic of every job
-# stored before the key (doc/sequences.md).
+# stored before the key (doc/sequences.md); two builds that know it, with seq_kernels 2 too
+# (char_lstm, gpt, and gpt in precision bf16 where the CPU has it).
 A=$1; B=$2
 : "${TRAIND_DATA_DIR:?set TRAIND_DATA_DIR}"
 for m in "" lenet5 "conv2d(3,3,padding=1),relu,maxpool2d(2),conv2d(4,3,stride=2,bias=false),tanh,flatten,linear(10)" "flatten,linear(64),relu,dropout(0.3),linear(32),batchnorm1d,relu,linear(10)" "conv2d(4,3),batchnorm2d,relu,avgpool2d(2),flatten,linear(10)" "flatten,linear(100),gelu,linear(10)" "conv2d(13,3),batchnorm2d,relu,conv2d(21,3,stride=2),batchnorm2d,relu,flatten,linear(10)"; do
@@ -74,6 +75,22 @@ json.dump({"vocab": "char", "files": ["fort.txt"], "code_points": sorted({ord(c)
    done
   done
  done
+ # seq_kernels 2 (the blocked attention; jobs stored between the key and seq_kernels 3), when both
+ # builds know it: char_lstm, gpt, and gpt in precision bf16 (seq_kernels 3 changed only bf16 jobs)
+ if [ -n "$old" ] && [ -n "$new" ]; then
+  for m in char_lstm gpt "gpt --precision bf16"; do
+   case $m in *bf16*) $B --epochs 1 --train-size 64 --val-size 64 --no-test --precision bf16 >/dev/null 2>&1 || continue;; esac
+   for th in 1 2; do
+    for bs in 64 37; do
+     set -- --data-dir "$TXT" --dataset fort --context 64 --epochs 1 --threads $th --batch-size $bs --train-size 256 --val-size 32 --no-test --hash --seq-kernels 2
+     ha=$($A "$@" --model $m 2>&1 | grep -io "[0-9a-f]\{64\}" | tail -1)
+     hb=$($B "$@" --model $m 2>&1 | grep -io "[0-9a-f]\{64\}" | tail -1)
+     if [ -n "$ha" ] && [ "$ha" = "$hb" ]; then r=SAME; else r="DIFF($ha/$hb)"; fi
+     echo "$r threads=$th batch=$bs model=$m (fortunes 24.5 KB, context 64, seq_kernels 2)"
+    done
+   done
+  done
+ fi
  rm -rf "$TXT"
 else
  echo "SKIPPED char_lstm, gpt: no $FORT (the fortunes package) or /usr/bin/python3"

@@ -41,12 +41,14 @@ TRAIN_MEASURED of TRAIN_TOTAL, VAL_MEASURED of VAL_TOTAL; median train batch
 MS ms, slowest MS ms" says so. The median batch is PyTorch at its best: a
 batch slowed by the machine's other load does not count.
 """
-import ctypes
 import os
 import sys
 import time
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torchsetup  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "lib"))
 from harness import idx  # noqa: E402
@@ -54,25 +56,7 @@ from harness import idx  # noqa: E402
 model_name, data, threads, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 hidden, batch, n_train, n_val = (int(a) for a in (sys.argv[5:9] if len(sys.argv) >= 9 else (256, 64, 50000, 10000)))
 give_up = float(os.environ.get("TORCH_EPOCH_GIVE_UP", "0"))
-torch.set_num_threads(threads)
-torch.set_num_interop_threads(1)
-torch.manual_seed(42)
-
-
-def blas_corename():
-    """The kernel of the OpenBLAS torch calls (libblas.so.3, already loaded)."""
-    try:
-        lib = ctypes.CDLL("libblas.so.3")
-        lib.openblas_get_corename.restype = ctypes.c_char_p
-        return lib.openblas_get_corename().decode()
-    except (OSError, AttributeError):
-        return "?"
-
-
-print("config torch %s, %d thread%s (interop 1), OPENBLAS_NUM_THREADS=%s, OPENBLAS_CORETYPE=%s, its OpenBLAS runs %s,"
-      " oneDNN %s" % (torch.__version__, threads, "" if threads == 1 else "s", os.environ.get("OPENBLAS_NUM_THREADS", "unset"),
-                      os.environ.get("OPENBLAS_CORETYPE", "unset"), blas_corename(),
-                      "on" if torch.backends.mkldnn.is_available() else "off"), flush=True)
+torchsetup.setup(threads)
 
 
 dataset = "fashion-mnist" if model_name == "resnet20" else "mnist"

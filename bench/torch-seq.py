@@ -19,7 +19,6 @@ time). With TORCH_EPOCH_GIVE_UP=SECONDS it stops after the first epoch
 slower than that (bench-engine's 2-thread run, which a loaded 2-core
 machine can slow many times over).
 """
-import ctypes
 import json
 import os
 import sys
@@ -27,28 +26,13 @@ import time
 
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torchsetup  # noqa: E402
+
 model_name, ddir = sys.argv[1], sys.argv[2]
 threads, epochs, n_train, n_val, batch, T = (int(a) for a in sys.argv[3:9])
 give_up = float(os.environ.get("TORCH_EPOCH_GIVE_UP", "0"))
-torch.set_num_threads(threads)
-torch.set_num_interop_threads(1)
-torch.manual_seed(42)
-
-
-def blas_corename():
-    """The kernel of the OpenBLAS torch calls (libblas.so.3, already loaded)."""
-    try:
-        lib = ctypes.CDLL("libblas.so.3")
-        lib.openblas_get_corename.restype = ctypes.c_char_p
-        return lib.openblas_get_corename().decode()
-    except (OSError, AttributeError):
-        return "?"
-
-
-print("config torch %s, %d thread%s (interop 1), OPENBLAS_NUM_THREADS=%s, OPENBLAS_CORETYPE=%s, its OpenBLAS runs %s,"
-      " oneDNN %s" % (torch.__version__, threads, "" if threads == 1 else "s", os.environ.get("OPENBLAS_NUM_THREADS", "unset"),
-                      os.environ.get("OPENBLAS_CORETYPE", "unset"), blas_corename(),
-                      "on" if torch.backends.mkldnn.is_available() else "off"), flush=True)
+torchsetup.setup(threads)
 
 meta = json.load(open(os.path.join(ddir, "dataset.json")))
 text = "".join(open(os.path.join(ddir, f), encoding="utf-8").read() for f in meta["files"])

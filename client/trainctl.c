@@ -109,8 +109,9 @@ const struct opt_desc opts[O_COUNT] = {
 		     "conv2d by im2col + GEMM (gemm), or by oneDNN's convolutions (kernels openblas)" },
 	[O_CONTEXT] = { "context", 0, true, "context", "N",
 			"a text dataset's tokens per sample: its windows (doc/sequences.md)" },
-	[O_SEQ_KERNELS] = { "seq-kernels", 0, true, "seq_kernels", "1|2",
-			    "the sequence layers' arithmetic: 2 (new jobs) blocked causal attention, 1 per head (doc/sequences.md)" },
+	[O_SEQ_KERNELS] = { "seq-kernels", 0, true, "seq_kernels", "1|2|3",
+			    "the sequence layers' arithmetic: 3 (new jobs) as 2, with bf16 projections and feed-forward in a "
+			    "bf16 job; 2 blocked causal attention; 1 per head (doc/sequences.md)" },
 	[O_KEEP] = { "keep", 0, true, NULL, "K|all", "epoch checkpoints kept besides the best (all)" },
 	[O_INIT_FROM] = { "init-from", 0, true, NULL, "MODEL.safetensors", "start from this model's weights" },
 	[O_WEIGHTS_ONLY] = { "weights-only", 0, false, NULL, NULL,

@@ -75,6 +75,12 @@ static void run_ended(void *ctx, struct job *j)
 		d->on_run_end(d, j);
 }
 
+/* The sweeps' background work (pbt's exploits): bgwork's per-uid shares. */
+static int sweeps_post(void *arg, uid_t uid, void (*work)(void *data), void (*done)(void *data), void *data)
+{
+	return bg_post(arg, uid, work, done, data);
+}
+
 /* The scheduler's gate: a sweep's trials start within its max_parallel. */
 static bool may_start(void *ctx, const struct job *j)
 {
@@ -146,7 +152,8 @@ int daemon_new(struct daemon **out, const struct daemon_config *cfg, struct tr_e
 		tr_err_set(err, rc, "out of memory");
 		goto fail;
 	}
-	rc = sweeps_new(&d->sweeps, d->jobs, d->loop, d->dsc, d->db_path);
+	rc = sweeps_new(&d->sweeps, d->jobs, &(struct sweeps_pool){ .post = sweeps_post, .arg = d->bg }, d->dsc,
+			d->db_path);
 	if (rc < 0) {
 		tr_err_set(err, rc, "out of memory");
 		goto fail;

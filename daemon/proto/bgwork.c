@@ -343,22 +343,32 @@ static void refuse(struct bgwork *q, struct bg_task *t, const struct bg_peer *p)
 	t->release(t);
 }
 
+static bool enqueue(struct bgwork *q, struct bg_task *t, bool refusable);
+
 bool bg_submit(struct bgwork *q, struct bg_task *t)
 {
-	int k = t->cls;
-	struct bg_peer *p;
-
 	t->q = q;
-	if (k < 0 || k >= BG_NCLASSES)
-		k = t->cls = BG_HEAVY;
-	p = peer_get(q, call_uid(t->c));
+	if ((int)t->cls < 0 || t->cls >= BG_NCLASSES)
+		t->cls = BG_HEAVY;
+	t->uid = call_uid(t->c);
+	return enqueue(q, t, true);
+}
+
+/* Put t in its uid's queue of its class and pump; a call's task
+ * (refusable) is refused when that queue is full. */
+static bool enqueue(struct bgwork *q, struct bg_task *t, bool refusable)
+{
+	int k = t->cls;
+	struct bg_peer *p = peer_get(q, t->uid);
+
 	if (!p) {
-		call_error(t->c, PROTO_STORAGE_ERROR, &(struct proto_detail){ .message = "out of memory" });
+		if (t->c)
+			call_error(t->c, PROTO_STORAGE_ERROR, &(struct proto_detail){ .message = "out of memory" });
 		t->c = NULL;
 		t->release(t);
 		return false;
 	}
-	if (p->q[k].n >= BG_MAX_UID_QUEUED) {
+	if (refusable && p->q[k].n >= BG_MAX_UID_QUEUED) {
 		refuse(q, t, p);
 		return false;
 	}
@@ -375,9 +385,60 @@ bool bg_submit(struct bgwork *q, struct bg_task *t)
 	q->waiting++;
 	if (!p->in_turn[k])
 		turn_append(q, p, k);
-	call_on_cancel(t->c, on_cancel, t);
+	if (t->c)
+		call_on_cancel(t->c, on_cancel, t);
 	pump(q);
 	return true;
+}
+
+/* bg_post's task: the poster's hooks around the data. */
+struct bg_posted {
+	struct bg_task t;            /* first */
+	void (*work)(void *data);
+	void (*done)(void *data);
+	void *data;
+};
+
+static void posted_work(struct bg_task *t)
+{
+	struct bg_posted *x = (struct bg_posted *)t;
+
+	x->work(x->data);
+}
+
+static bool posted_after(struct bg_task *t)
+{
+	struct bg_posted *x = (struct bg_posted *)t;
+
+	x->done(x->data);
+	return false;
+}
+
+static void posted_release(struct bg_task *t)
+{
+	free(t);
+}
+
+int bg_post(struct bgwork *q, uid_t uid, void (*work)(void *data), void (*done)(void *data), void *data)
+{
+	struct bg_posted *x = calloc(1, sizeof(*x));
+
+	if (!x)
+		return -ENOMEM;
+	x->t.work = posted_work;
+	x->t.after = posted_after;
+	x->t.release = posted_release;
+	x->t.error = PROTO_STORAGE_ERROR;
+	x->t.req.data = &x->t;
+	x->t.cls = BG_HEAVY;
+	x->t.q = q;
+	x->t.uid = uid;
+	x->work = work;
+	x->done = done;
+	x->data = data;
+	if (!enqueue(q, &x->t, false))
+		return -ENOMEM;   /* released */
+	return 0;
 }
 
 bool bg_resubmit(struct bg_task *t, void (*work)(struct bg_task *t), bool (*after)(struct bg_task *t))

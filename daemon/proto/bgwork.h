@@ -29,6 +29,16 @@
  * logged at most once a second. A task on the pool does not count as
  * waiting (the slots bound those).
  *
+ * Work that answers no call (a PBT sweep's exploits, built for the uid
+ * that started the sweep) comes through bg_post: the same queues and
+ * slots, charged to the uid it is given, as a heavy task. It is never
+ * refused (its owner bounds it: a sweep has one decision on its way at a
+ * time) and never cancelled; it waits its turn behind the uid's other
+ * tasks and beside the other uids'. Its done runs on the loop once work
+ * is over. At shutdown the loop's last run (daemon_free) drains it like
+ * any task on the pool: a task still waiting is put on the pool when a
+ * slot frees, so done always runs before bgwork_free.
+ *
  * A client that goes away while its task waits in the queue takes it
  * with it: the task is released without running (nothing it would have
  * done happens). One that goes away while its task works: t->c becomes
@@ -36,8 +46,9 @@
  * answer would have started does not happen (a Start's job is not
  * stored).
  *
- * Thread: bgwork_*, bg_task_new, bg_submit, bg_resubmit and the hooks
- * after and release on the loop thread; work and bg_store on the pool;
+ * Thread: bgwork_*, bg_task_new, bg_submit, bg_resubmit, bg_post and the
+ * hooks after, release and done on the loop thread; work and bg_store on
+ * the pool;
  * bg_fail in work or after (the task is one thread's at a time).
  */
 #ifndef TRAIND_BGWORK_H
@@ -74,7 +85,8 @@ struct bg_task {
 	struct bg_task *qnext;
 	bool waiting;                /* in its uid's queue, not yet on the pool */
 	struct call *c;              /* the call it answers; NULL once the client has gone, or
-	                                once after() has handed the call on */
+	                                once after() has handed the call on, or (bg_post) none */
+	uid_t uid;                   /* whose share it takes: the call's uid, or bg_post's */
 	void (*work)(struct bg_task *t);       /* on the pool */
 	/* On the loop once work is done (NULL: none): true when it has queued
 	 * the task again (bg_resubmit), so that there is no answer yet. */
@@ -116,6 +128,11 @@ bool bg_submit(struct bgwork *q, struct bg_task *t);
  * uid's queue. False when it cannot be queued (t unchanged; after() then
  * returns false, and t is answered as it stands). */
 bool bg_resubmit(struct bg_task *t, void (*work)(struct bg_task *t), bool (*after)(struct bg_task *t));
+
+/* Work that answers no call (see the top): work(data) on the pool as a
+ * heavy task of uid's, then done(data) on the loop. 0, or -ENOMEM (nothing
+ * queued, nothing runs). */
+int bg_post(struct bgwork *q, uid_t uid, void (*work)(void *data), void (*done)(void *data), void *data);
 
 /* The task's read-only connection to the database, opened on first use
  * (on the pool) and closed when work returns: 0, or an error in err. */

@@ -47,6 +47,7 @@ struct sweep_task {
 	struct bg_task t;            /* first */
 	struct daemon *d;
 	json_t *in;                  /* the call's parameters (a reference) */
+	uid_t uid;                   /* the caller's: the sweep's background work is charged to it */
 	struct sweep_req *req;       /* built by the work, taken by after */
 	const char *bad_param;
 	char param[METHODS_PARAM_MAX];
@@ -236,6 +237,7 @@ static void sweep_start_work(struct bg_task *t)
 	stored = sweep_spec_to_json(&sp);
 	if (!stored || json_object_set(stored, "config", json_is_object(config) ? config : json_object()) < 0 ||
 	    json_object_set_new(stored, "name", json_string(r->name)) < 0 ||
+	    json_object_set_new(stored, "uid", json_integer((json_int_t)s->uid)) < 0 ||
 	    !(r->spec_json = json_dumps(stored, JSON_COMPACT | JSON_REAL_PRECISION(17)))) {
 		bg_fail(t, PROTO_FROM_DAEMON, tr_err_set(err, -ENOMEM, "out of memory"));
 		goto out;
@@ -315,6 +317,7 @@ void m_sweep_start(struct daemon *d, struct call *c, struct call_fds *fds)
 		return;
 	s->d = d;
 	s->in = json_incref(p);
+	s->uid = call_uid(c);
 	bg_submit(d->bg, &s->t);
 }
 
@@ -441,13 +444,15 @@ static json_t *pbt_trial_lineage(const struct store_pbt_row *rows, size_t nrows,
 
 		if (r->trial != t)
 			continue;
-		json_array_append_new(a, json_pack("{s:i, s:i, s:s, s:i, s:i, s:o, s:i, s:I, s:I, s:I, s:o}", "decision",
-						   (int)r->interval, "epoch", (int)r->epoch, "action",
+		/* exploit_failed: a continue that names another member, whose exploit could not be built */
+		json_array_append_new(a, json_pack("{s:i, s:i, s:s, s:i, s:i, s:o, s:i, s:I, s:I, s:I, s:o, s:b}",
+						   "decision", (int)r->interval, "epoch", (int)r->epoch, "action",
 						   r->exploit ? "exploit" : "continue", "rank", (int)r->rank, "of",
 						   (int)r->ranked, "metric", r->has_metric ? json_real(r->metric) : json_null(),
 						   "from_trial", (int)r->from_trial, "from_job", (json_int_t)r->from_job,
 						   "job", (json_int_t)r->job, "prev_job", (json_int_t)r->prev_job, "params",
-						   json_loads(r->params, 0, NULL)));
+						   json_loads(r->params, 0, NULL), "exploit_failed",
+						   !r->exploit && r->from_trial != r->trial));
 	}
 	return a;
 }
@@ -519,6 +524,11 @@ static void pbt_decision_of(const struct store_trial *tr, const struct sweep_spe
 			*d = "exploited";
 			snprintf(why, n, "rank %u of %u at epoch %u: goes on from trial %u's job %" PRId64 " (epoch %u), perturbed",
 				 last->rank, last->ranked, last->epoch, last->from_trial, last->from_job, last->epoch);
+		} else if (last && last->from_trial != last->trial) {
+			*d = "continued";
+			snprintf(why, n, "rank %u of %u at epoch %u: its exploit of trial %u's job %" PRId64 " (epoch %u) could "
+				 "not be built (traind's log says why); goes on unchanged to %u epochs", last->rank,
+				 last->ranked, last->epoch, last->from_trial, last->from_job, last->epoch, tr->epochs);
 		} else if (last) {
 			*d = "continued";
 			snprintf(why, n, "rank %u of %u at epoch %u: goes on to %u epochs", last->rank, last->ranked,

@@ -2015,11 +2015,14 @@ int store_sweep_delete(struct store *s, int64_t id, struct tr_err *err)
 
 #define SWEEP_COLUMNS "id, name, spec, state, created_at, updated_at"
 
-static int read_sweep(sqlite3_stmt *st, struct store_sweep *sw, struct tr_err *err)
+/* A row of SWEEP_COLUMNS into the struct store_sweep at row (a row_reader). */
+static int read_sweep(struct store *s, sqlite3_stmt *st, void *row, struct tr_err *err)
 {
+	struct store_sweep *sw = row;
 	const unsigned char *name = sqlite3_column_text(st, 1);
 	const unsigned char *state = sqlite3_column_text(st, 3);
 
+	(void)s;
 	memset(sw, 0, sizeof(*sw));
 	sw->id = sqlite3_column_int64(st, 0);
 	snprintf(sw->name, sizeof(sw->name), "%s", name ? (const char *)name : "");
@@ -2049,47 +2052,48 @@ int store_sweep_get(struct store *s, int64_t id, struct store_sweep *out, struct
 	if (rc == 0)
 		rc = tr_err_set(err, -ENOENT, "sweep %" PRId64 ": no such sweep", id);
 	else if (rc > 0)
-		rc = read_sweep(st, out, err);
+		rc = read_sweep(s, st, out, err);
 out:
 	sqlite3_finalize(st);
 	return rc < 0 ? rc : 0;
 }
 
+static void clear_sweep_row(void *row)
+{
+	store_sweep_clear(row);
+}
+
 int store_sweep_list(struct store *s, struct store_sweep **out, size_t *n, struct tr_err *err)
 {
-	const char *ctx = "listing sweeps";
-	struct store_sweep *v = NULL;
-	sqlite3_stmt *st = NULL;
-	size_t k = 0, cap = 0;
-	int rc;
+	static const char sql[] = "SELECT " SWEEP_COLUMNS " FROM sweeps ORDER BY id";
 
-	*out = NULL;
-	*n = 0;
-	rc = prepare(s, &st, "SELECT " SWEEP_COLUMNS " FROM sweeps ORDER BY id", err, ctx);
-	while (rc >= 0 && (rc = next_row(s, st, err, ctx)) > 0) {
-		if (k == cap) {
-			struct store_sweep *nv = realloc(v, (cap ? cap * 2 : 8) * sizeof(*v));
+	return select_rows(s, sql, NULL, 0, sizeof(**out), read_sweep, clear_sweep_row, (void **)out, n,
+			   err, "listing sweeps");
+}
 
-			if (!nv) {
-				rc = tr_err_set(err, -ENOMEM, "%s: out of memory", ctx);
-				break;
-			}
-			v = nv;
-			cap = cap ? cap * 2 : 8;
-		}
-		rc = read_sweep(st, &v[k], err);
-		if (rc < 0)
-			break;
-		k++;
-	}
-	sqlite3_finalize(st);
-	if (rc < 0) {
-		store_sweeps_free(v, k);
-		return rc;
-	}
-	*out = v;
-	*n = k;
+/* A row of store_sweep_trials' SELECT. */
+static int read_trial_row(struct store *s, sqlite3_stmt *st, void *row, struct tr_err *err)
+{
+	struct store_trial *t = row;
+
+	(void)s;
+	memset(t, 0, sizeof(*t));
+	t->trial = (uint32_t)sqlite3_column_int64(st, 0);
+	t->job = sqlite3_column_int64(st, 1);
+	t->state = state_from_column(sqlite3_column_text(st, 3));
+	t->epoch = (uint32_t)sqlite3_column_int64(st, 4);
+	t->epochs = (uint32_t)sqlite3_column_int64(st, 5);
+	t->has_metric = sqlite3_column_type(st, 6) != SQLITE_NULL;
+	t->metric = t->has_metric ? sqlite3_column_double(st, 6) : 0;
+	t->params = dup_column_text(st, 2);
+	if (!t->params)
+		return tr_err_set(err, -ENOMEM, "reading a sweep's trials: out of memory");
 	return 0;
+}
+
+static void clear_trial_row(void *row)
+{
+	free(((struct store_trial *)row)->params);
 }
 
 int store_sweep_trials(struct store *s, int64_t id, const char *metric, struct store_trial **out,
@@ -2099,11 +2103,7 @@ int store_sweep_trials(struct store *s, int64_t id, const char *metric, struct s
 					       "val_rmse", "train_loss", "train_acc" };
 	const char *ctx = "reading a sweep's trials";
 	char sql[512];
-	struct store_trial *v = NULL;
-	sqlite3_stmt *st = NULL;
-	size_t k = 0, cap = 0;
 	const char *col = NULL;
-	int rc;
 
 	*out = NULL;
 	*n = 0;
@@ -2118,46 +2118,8 @@ int store_sweep_trials(struct store *s, int64_t id, const char *metric, struct s
 		 "(SELECT h.%s FROM history h WHERE h.job_id = j.id AND h.epoch = j.epoch) "
 		 "FROM sweep_trials t JOIN jobs j ON j.id = t.job_id WHERE t.sweep_id = ?1 ORDER BY t.trial",
 		 col);
-	rc = prepare(s, &st, sql, err, ctx);
-	if (rc == 0)
-		rc = bind_i64s(s, st, &id, 1, err, ctx);
-	while (rc >= 0 && (rc = next_row(s, st, err, ctx)) > 0) {
-		struct store_trial *t;
-
-		if (k == cap) {
-			struct store_trial *nv = realloc(v, (cap ? cap * 2 : 8) * sizeof(*v));
-
-			if (!nv) {
-				rc = tr_err_set(err, -ENOMEM, "%s: out of memory", ctx);
-				break;
-			}
-			v = nv;
-			cap = cap ? cap * 2 : 8;
-		}
-		t = &v[k];
-		memset(t, 0, sizeof(*t));
-		t->trial = (uint32_t)sqlite3_column_int64(st, 0);
-		t->job = sqlite3_column_int64(st, 1);
-		t->params = dup_column_text(st, 2);
-		t->state = state_from_column(sqlite3_column_text(st, 3));
-		t->epoch = (uint32_t)sqlite3_column_int64(st, 4);
-		t->epochs = (uint32_t)sqlite3_column_int64(st, 5);
-		t->has_metric = sqlite3_column_type(st, 6) != SQLITE_NULL;
-		t->metric = t->has_metric ? sqlite3_column_double(st, 6) : 0;
-		k++;
-		if (!t->params) {
-			rc = tr_err_set(err, -ENOMEM, "%s: out of memory", ctx);
-			break;
-		}
-	}
-	sqlite3_finalize(st);
-	if (rc < 0) {
-		store_trials_free(v, k);
-		return rc;
-	}
-	*out = v;
-	*n = k;
-	return 0;
+	return select_rows(s, sql, &id, 1, sizeof(**out), read_trial_row, clear_trial_row, (void **)out, n, err,
+			   ctx);
 }
 
 void store_sweep_clear(struct store_sweep *sw)

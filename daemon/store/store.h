@@ -311,8 +311,10 @@ struct store_pbt_row {
 	bool has_metric;
 	double metric;
 	uint32_t epoch;                /* the decision's */
-	uint32_t from_trial;           /* exploit: the member copied; continue: itself */
-	int64_t from_job;              /* the job whose checkpoint at epoch it goes on from */
+	uint32_t from_trial;           /* exploit: the member copied; continue: itself, or the member
+	                                  it was to copy when that exploit could not be built */
+	int64_t from_job;              /* exploit: the job whose checkpoint at epoch it goes on from;
+	                                  continue: its own (prev_job), or that member's */
 	int64_t job;                   /* the job it trains in next (exploit: set by store_pbt_record) */
 	int64_t prev_job;              /* the job it trained in up to the decision */
 	const char *params;            /* its parameters from now on (JSON) */

@@ -12,8 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <uv.h>
+#include <unistd.h>
 
 #include "traind/sched.h"
 #include "daemon/core/log.h"
@@ -29,10 +28,11 @@ struct sweep {
 	struct sweep_result *res;    /* njobs: each trial's metric at the rungs' epochs, owned */
 	struct sweep_decision *dec;  /* njobs: scratch for sweep_decide, owned */
 	char name[STORE_NAME_MAX];   /* the spec's: its exploits' jobs are named after it */
+	uid_t uid;                   /* the spec's: whose share its background work takes */
 	/* pbt: the members are the trials; jobs[k] is member k's current job */
 	uint32_t decided;            /* decisions recorded (sweep_lineage) */
 	bool busy;                   /* a decision on its way to the store */
-	bool stalled;                /* an exploit could not be built: none until resume or restart */
+	bool stalled;                /* a decision could not be stored: none until resume or restart */
 	char **params;               /* njobs: each member's parameters now (JSON text), owned */
 	uint32_t *bepoch;            /* njobs: the last segment boundary its current job committed */
 	double *bmetric;             /* njobs: its metric there */
@@ -42,7 +42,7 @@ struct sweep {
 
 struct sweeps {
 	struct jobs *js;
-	uv_loop_t *loop;             /* pbt: exploits are built on its pool */
+	struct sweeps_pool pool;     /* pbt: where exploits are built */
 	struct dscache *dsc;
 	const char *db_path;
 	struct storeq *sq;
@@ -50,13 +50,14 @@ struct sweeps {
 	size_t n, cap;
 };
 
-int sweeps_new(struct sweeps **out, struct jobs *js, uv_loop_t *loop, struct dscache *dsc, const char *db_path)
+int sweeps_new(struct sweeps **out, struct jobs *js, const struct sweeps_pool *pool, struct dscache *dsc,
+	       const char *db_path)
 {
 	*out = calloc(1, sizeof(**out));
 	if (!*out)
 		return -ENOMEM;
 	(*out)->js = js;
-	(*out)->loop = loop;
+	(*out)->pool = *pool;
 	(*out)->dsc = dsc;
 	(*out)->db_path = db_path;
 	return 0;
@@ -142,8 +143,18 @@ static int push_past(struct sweep *s, int64_t job)
 	return 0;
 }
 
-static struct sweep *add(struct sweeps *sw, int64_t id, const char *name, struct sweep_spec *spec, bool killed,
-			 bool paused, const int64_t *job_ids, size_t n)
+/* The uid a stored spec (its JSON) names, or the daemon's own. */
+static uid_t spec_uid(const json_t *spec)
+{
+	const json_t *u = json_object_get(spec, "uid");
+
+	if (json_is_integer(u) && json_integer_value(u) >= 0 && json_integer_value(u) <= (json_int_t)UINT32_MAX)
+		return (uid_t)json_integer_value(u);
+	return geteuid();
+}
+
+static struct sweep *add(struct sweeps *sw, int64_t id, const char *name, uid_t uid, struct sweep_spec *spec,
+			 bool killed, bool paused, const int64_t *job_ids, size_t n)
 {
 	struct sweep *s;
 
@@ -177,6 +188,7 @@ static struct sweep *add(struct sweeps *sw, int64_t id, const char *name, struct
 	s->spec = *spec;
 	memset(spec, 0, sizeof(*spec));
 	snprintf(s->name, sizeof(s->name), "%s", name ? name : "sweep");
+	s->uid = uid;
 	if (s->spec.searcher == SWEEP_PBT && pbt_init(s) < 0) {
 		sweep_clear(s);
 		return NULL;
@@ -199,7 +211,8 @@ int sweeps_add(struct sweeps *sw, int64_t id, const char *spec_json, const int64
 		json_decref(j);
 		return rc;
 	}
-	rc = add(sw, id, json_string_value(json_object_get(j, "name")), &sp, false, false, job_ids, n) ? 0 : -ENOMEM;
+	rc = add(sw, id, json_string_value(json_object_get(j, "name")), spec_uid(j), &sp, false, false, job_ids, n)
+		     ? 0 : -ENOMEM;
 	json_decref(j);
 	return rc;
 }
@@ -267,6 +280,7 @@ int sweeps_recover(struct sweeps *sw, struct store *s, struct tr_err *err)
 		size_t nt = 0;
 		struct sweep_spec sp;
 		json_t *spec = json_loads(list[i].spec, 0, NULL);
+		uid_t uid = spec_uid(spec);
 		int64_t *ids = NULL;
 
 		rc = sweep_spec_parse(spec, &sp, err);
@@ -281,7 +295,8 @@ int sweeps_recover(struct sweeps *sw, struct store *s, struct tr_err *err)
 		for (size_t k = 0; rc == 0 && k < nt; k++)
 			ids[k] = t[k].job;
 		if (rc == 0) {
-			struct sweep *w = add(sw, list[i].id, list[i].name, &sp, list[i].killed, list[i].paused, ids, nt);
+			struct sweep *w = add(sw, list[i].id, list[i].name, uid, &sp, list[i].killed, list[i].paused, ids,
+					      nt);
 
 			if (!w)
 				rc = tr_err_set(err, -ENOMEM, "out of memory");
@@ -399,10 +414,10 @@ static void evaluate(struct sweeps *sw, struct sweep *s)
 
 /* ---- pbt: decisions, exploits ------------------------------------------- */
 
-/* A decision on its way: built on the pool (the exploits' jobs), stored in
- * one transaction with the jobs (jobs_start_group, store_pbt_record). */
+/* A decision on its way: built off the loop (the exploits' jobs: the
+ * pool's post), stored in one transaction with the jobs (jobs_start_group,
+ * store_pbt_record). */
 struct pbt_req {
-	uv_work_t work;
 	struct jobs_done done;
 	struct jobs_group g;
 	struct sweeps *sw;
@@ -411,9 +426,9 @@ struct pbt_req {
 	uint32_t n;                  /* members with a row (those not stopped) */
 	struct store_pbt_row *rows;  /* n */
 	char **row_params;           /* n, owned */
-	struct pbt_exploit *x;       /* nx, owned until their specs go to g */
+	struct pbt_exploit *x;       /* nx, in the order of the exploit rows, owned until their specs go to g */
 	uint32_t nx;
-	struct job_spec *specs;      /* nx: g's */
+	struct job_spec *specs;      /* nx: g's (those built, g.n of them) */
 	int64_t *ids;                /* nx */
 	int32_t keep;
 	bool group;                  /* handed to jobs_start_group */
@@ -514,9 +529,9 @@ static void pbt_stored(struct jobs_done *done)
 		evaluate_pbt(sw, s);   /* the continuing members go on */
 }
 
-static void pbt_work(uv_work_t *w)
+static void pbt_work(void *data)
 {
-	struct pbt_req *r = w->data;
+	struct pbt_req *r = data;
 
 	for (uint32_t i = 0; i < r->nx; i++)
 		pbt_build(&r->x[i], r->sw->db_path, r->sw->dsc);
@@ -526,6 +541,7 @@ static void pbt_work(uv_work_t *w)
 static void pbt_submit(struct pbt_req *r)
 {
 	struct sweep *s = find(r->sw, r->sweep);
+	uint32_t ns = 0;
 	int rc;
 
 	if (!s || s->killed || s->paused || jobs_shutting_down(r->sw->js) || !r->sw->sq) {
@@ -534,29 +550,43 @@ static void pbt_submit(struct pbt_req *r)
 		pbt_req_free(r);
 		return;
 	}
-	for (uint32_t i = 0; i < r->nx; i++) {
-		if (r->x[i].rc < 0) {
-			log_err("sweep %" PRId64 ": decision %u: the exploit from job %" PRId64 " epoch %u cannot be built: %s; "
-				"no decision until `trainctl sweep resume` or a restart", s->id, r->k, r->x[i].from_job,
-				r->x[i].epoch, r->x[i].err.msg);
+	for (uint32_t i = 0, e = 0; i < r->n; i++) {
+		struct store_pbt_row *row = &r->rows[i];
+		struct pbt_exploit *x;
+		char *own;
+
+		if (!row->exploit)
+			continue;
+		x = &r->x[e++];
+		if (x->rc == 0) {
+			struct job_spec *sp = &r->specs[ns++];
+
+			*sp = x->spec;   /* g takes what it owns */
+			memset(&x->spec, 0, sizeof(x->spec));
+			sp->keep = r->keep;
+			snprintf(sp->name, sizeof(sp->name), "%.40s-t%u-d%u", s->name, row->trial, r->k);
+			continue;
+		}
+		/* not built: the member continues unchanged, the row naming whom it
+		 * was to copy; out of memory is no such outcome (a rerun would
+		 * not run out): the decision waits for resume or a restart */
+		if (x->rc == -ENOMEM || !(own = strdup(s->params[row->trial]))) {
+			log_err("sweep %" PRId64 ": decision %u: out of memory%s%s; decided at `trainctl sweep resume` or a "
+				"restart", s->id, r->k, x->rc == -ENOMEM ? ": " : "", x->rc == -ENOMEM ? x->err.msg : "");
 			s->busy = false;
 			s->stalled = true;
 			pbt_req_free(r);
 			return;
 		}
-		r->specs[i] = r->x[i].spec;   /* g takes what it owns */
-		memset(&r->x[i].spec, 0, sizeof(r->x[i].spec));
-		r->specs[i].keep = r->keep;
+		log_warn("sweep %" PRId64 ": decision %u: trial %u's exploit from job %" PRId64 " epoch %u cannot be built: "
+			 "%s; it continues unchanged", s->id, r->k, row->trial, x->from_job, x->epoch, x->err.msg);
+		free(r->row_params[i]);
+		r->row_params[i] = own;
+		row->params = own;
+		row->exploit = false;
+		row->job = row->prev_job;
 	}
-	{
-		uint32_t e = 0;
-
-		for (uint32_t i = 0; i < r->n; i++)
-			if (r->rows[i].exploit)
-				snprintf(r->specs[e++].name, sizeof(r->specs[0].name), "%.40s-t%u-d%u", s->name,
-					 r->rows[i].trial, r->k);
-	}
-	r->g = (struct jobs_group){ .specs = r->specs, .n = r->nx, .ids = r->ids, .store_fn = pbt_store_fn,
+	r->g = (struct jobs_group){ .specs = r->specs, .n = ns, .ids = r->ids, .store_fn = pbt_store_fn,
 				    .added = pbt_added, .arg = r };
 	r->done.fn = pbt_stored;
 	r->group = true;
@@ -565,10 +595,9 @@ static void pbt_submit(struct pbt_req *r)
 		pbt_stored(&r->done);
 }
 
-static void pbt_after_work(uv_work_t *w, int status)
+static void pbt_built(void *data)
 {
-	(void)status;
-	pbt_submit(w->data);
+	pbt_submit(data);
 }
 
 /* Continue the members into the segment after the last decision, then
@@ -634,7 +663,6 @@ static void evaluate_pbt(struct sweeps *sw, struct sweep *s)
 	r->sweep = s->id;
 	r->k = s->decided + 1;
 	r->nx = nx;
-	r->work.data = r;
 	for (uint32_t k = 0, e = 0; k < n; k++) {
 		struct store_pbt_row *row;
 		struct job *src;
@@ -681,7 +709,7 @@ static void evaluate_pbt(struct sweeps *sw, struct sweep *s)
 	log_notice("sweep %" PRId64 ": decision %u at epoch %u: %u of %u members exploit", s->id, r->k, b, nx, nr);
 	if (nx == 0) {
 		pbt_submit(r);
-	} else if (uv_queue_work(sw->loop, &r->work, pbt_work, pbt_after_work) < 0) {
+	} else if (sw->pool.post(sw->pool.arg, s->uid, pbt_work, pbt_built, r) < 0) {
 		s->busy = false;
 		goto oom;
 	}

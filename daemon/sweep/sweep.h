@@ -29,21 +29,33 @@
  * PBT: a member's job is its current segment's; sweeps_epoch keeps each
  * member's metric at its last segment boundary. Once every member not
  * stopped is done at the next boundary, the searcher decides
- * (sweep_pbt_decide); the exploits' jobs are built on the loop's pool
- * (pbt.h), then the decision, the new jobs and the members' new current
+ * (sweep_pbt_decide); the exploits' jobs are built off the loop (pbt.h),
+ * as background work charged to the uid that started the sweep (the
+ * caller's struct sweeps_pool: daemon.c hands bgwork's per-uid shares, so
+ * one user's sweeps wait their turn beside another's calls), then the decision, the new jobs and the members' new current
  * jobs are stored in one transaction (jobs_start_group with
  * store_pbt_record) and only then are the continuing members resumed to
  * the next boundary, so that a source checkpoint is never pushed out by
  * retention before the decision is durable (the lineage keeps it after).
  * A crash before the transaction takes the same decision again; after it,
  * sweeps_start makes the continuations again (idempotent).
+ * An exploit whose job cannot be built (its source checkpoint gone or
+ * unreadable, the perturbed parameters refused, the dataset changed) is
+ * part of the decision all the same: the member continues in its own job
+ * with its own parameters, its row a 'continue' that names the top member
+ * it was to copy (from_trial, from_job: see store_pbt_row), so a rerun
+ * from the same durable state makes the same decision, and `sweep status`
+ * says why. Only a failure to store the decision, or no memory (building
+ * or deciding), leaves it to be taken again at `sweep resume` or the next
+ * start.
  *
  * Answers: the module's own codes (SWEEP_E_*), mapped to the protocol's
  * errors by proto/errors-map.c.
  *
  * Thread: the loop thread (sweeps_new and sweeps_recover also before the
  * loop runs, sweeps_free after it has stopped); pbt's exploits are built
- * on libuv's pool (uv_queue_work), their results taken on the loop.
+ * on the pool the caller's sweeps_pool posts to, their results taken on
+ * the loop.
  */
 #ifndef TRAIND_SWEEP_H
 #define TRAIND_SWEEP_H
@@ -51,8 +63,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include <uv.h>
+#include <sys/types.h>
 
 #include "traind/error.h"
 #include "daemon/data/dscache.h"
@@ -79,9 +90,19 @@ struct sweep_done {
 	char message[TR_ERR_MSG_MAX];
 };
 
-/* loop: pbt builds its exploits' jobs on its pool, reading db_path and
- * the datasets through dsc (the caller's, alive while sw is). */
-int sweeps_new(struct sweeps **out, struct jobs *js, uv_loop_t *loop, struct dscache *dsc, const char *db_path);
+/* Where pbt's exploits are built: post(arg, uid, work, done, data) runs
+ * work(data) off the loop as uid's background work, then done(data) on the
+ * loop; < 0 when it cannot be queued (then neither runs). The caller's
+ * (daemon.c: bg_post), alive while the sweeps are. */
+struct sweeps_pool {
+	int (*post)(void *arg, uid_t uid, void (*work)(void *data), void (*done)(void *data), void *data);
+	void *arg;
+};
+
+/* pool: where pbt builds its exploits' jobs, reading db_path and the
+ * datasets through dsc (the caller's, alive while sw is). */
+int sweeps_new(struct sweeps **out, struct jobs *js, const struct sweeps_pool *pool, struct dscache *dsc,
+	       const char *db_path);
 /* The store thread, once it runs. */
 void sweeps_set_store(struct sweeps *sw, struct storeq *sq);
 /* Load every sweep and its trials' job ids (before the loop runs). */
@@ -92,7 +113,9 @@ void sweeps_free(struct sweeps *sw);
 
 /* A sweep just stored (store_sweep_create) with its spec (the sweeps.spec
  * JSON): its trials' jobs job_ids[0..n) in trial order; register it before
- * the jobs module schedules them. */
+ * the jobs module schedules them. The spec's "uid" (the uid that started
+ * it) is whose share its background work takes; a sweep stored without
+ * one (before it was kept) is the daemon's own uid's. */
 int sweeps_add(struct sweeps *sw, int64_t id, const char *spec_json, const int64_t *job_ids, size_t n);
 /* An epoch of j committed (jobs_config.on_epoch): a trial's metric at a
  * rung. */

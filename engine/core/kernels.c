@@ -134,6 +134,12 @@ static inline void gather_prefetch(const uint8_t *pixels, const uint32_t *idx, s
 		prefetch_row(pixels + (size_t)idx[i + GATHER_AHEAD] * dim, dim);
 }
 
+void k_prefetch_rows(const uint8_t *pixels, const uint32_t *idx, size_t n, size_t dim)
+{
+	for (size_t i = 0; i < n; i++)
+		prefetch_row(pixels + (size_t)idx[i] * dim, dim);
+}
+
 HOT_CLONES
 void k_gather(float *x, const uint8_t *pixels, const uint32_t *idx, size_t n, size_t dim)
 {

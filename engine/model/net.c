@@ -141,7 +141,7 @@ static struct seq_ctx seq_of(const struct net *n, const struct net_layer *l)
 		.spec = &l->spec, .in = l->in, .out = l->out, .params = n->params ? n->params + l->w_off : NULL,
 		.grads = n->grads ? n->grads + l->w_off : NULL, .y = l->y, .aux = l->aux, .tmp = n->seqtmp,
 		.mb = n->max_batch, .key = n->dropout_key, .kernels = n->kernels,
-		.v2 = n->seq_kernels == 2 && n->kernels != KERNELS_PORTABLE,
+		.v2 = n->seq_kernels >= 2 && n->kernels != KERNELS_PORTABLE,
 	};
 
 	return c;
@@ -951,6 +951,11 @@ static int net_layout(struct net *n, const struct model_spec *spec, struct shape
 			struct seq_ctx c = seq_of(n, l);
 			size_t tl = seq_tmp_floats(&c);
 
+			/* seq_kernels 3's bf16 products: k up to a member's rows of
+			 * positions (the weights' gradients), E, 3E or FF */
+			kmax = size_max(kmax, size_max(max_batch * l->in.h,
+						       size_max(3 * (size_t)l->in.c, l->spec.ff)));
+
 			l->part_off = part_len - 1;
 			part_len += seq_param_floats(&c);
 			l->aux_len = seq_aux_floats(&c);
@@ -1535,6 +1540,20 @@ static void linear_forward(void *arg, unsigned idx, unsigned nm)
 			k_relu_rows(j->relu->y + r * out + c0, l->y + r * out + c0, c1 - c0);
 }
 
+/* Whether a linear layer's product dW[lo:hi] = dy[:, lo:hi]^T in (m x k
+ * over `rows`) can add into dW (beta 1) instead of overwriting it (beta 0):
+ * the last update consumed it (it holds +0.0 everywhere), and the product
+ * is OpenBLAS's fp32 one on its general kernels, whose beta = 0 pass only
+ * zeroes C before the same accumulation (4 % of a lesson epoch). Below
+ * 100^3 OpenBLAS may pick its small-matrix kernels (SkylakeX), whose beta = 0
+ * variant stores the product where beta = 1 adds +0.0 to it: -0.0 would
+ * become +0.0; those keep beta 0. */
+static bool dw_adds(const struct net *n, const struct net_layer *l, size_t m, size_t k, size_t rows)
+{
+	return l->dw_zero && n->kernels == KERNELS_OPENBLAS && n->precision == K_FP32 &&
+	       (double)m * (double)k * (double)rows > 1e6;
+}
+
 /* dx[:, c0:c1] = dy W[:, c0:c1]; dW[r0:r1] = dy[:, r0:r1]^T in; db[r0:r1] = colsum dy */
 static void linear_backward(void *arg, unsigned idx, unsigned nm)
 {
@@ -1557,7 +1576,7 @@ static void linear_backward(void *arg, unsigned idx, unsigned nm)
 			k_relu_backward_rows(j->relu_job->dx + r * out + lo, j->relu_job->l->y + r * out + lo,
 					     j->relu_job->dy + r * out + lo, hi - lo);
 	k_gemm_job(n->kernels, &n->gemm[idx], 1, 0, hi - lo, in, rows, 1.0f, j->dy + lo, out, j->in,
-		   in, 0.0f, n->grads + l->w_off + lo * in, in);
+		   in, dw_adds(n, l, hi - lo, in, rows) ? 1.0f : 0.0f, n->grads + l->w_off + lo * in, in);
 	if (l->has_bias)
 		k_colsum(n->grads + l->b_off, j->dy, out, rows, lo, hi);
 	/* net_backward_update: these rows' gradients are final; unless other
@@ -2363,6 +2382,13 @@ static void last_backward(const struct layer_job *j, unsigned idx, size_t first,
 	}
 }
 
+/* Member idx's products in a layer of sequences: bf16 with seq_kernels 3
+ * in a bf16 job (seq.h), else float32 (NULL). */
+static const struct k_gemm_mode *seq_mode(const struct net *n, unsigned idx)
+{
+	return n->seq_kernels >= 3 && n->precision == K_BF16 ? &n->gemm[idx] : NULL;
+}
+
 /* A layer of sequences (and the embedding's forward): the member's samples
  * at once. */
 static void seq_phase_forward(void *arg, unsigned idx, unsigned nm)
@@ -2371,6 +2397,8 @@ static void seq_phase_forward(void *arg, unsigned idx, unsigned nm)
 	size_t r0, r1;
 
 	struct seq_ctx c = seq_of(j->n, j->l);
+
+	c.mode = seq_mode(j->n, idx);
 
 	team_split(j->batch, idx, nm, 1, &r0, &r1);
 	if (r0 < r1)
@@ -2388,6 +2416,7 @@ static void seq_phase_backward(void *arg, unsigned idx, unsigned nm)
 	struct seq_ctx c = seq_of(n, l);
 	size_t r0, r1;
 
+	c.mode = seq_mode(n, idx);
 	team_split(j->batch, idx, nm, 1, &r0, &r1);
 	n->part_rows[idx] = (uint32_t)(r1 - r0);
 	if (r0 == r1)
@@ -2743,13 +2772,16 @@ bool net_can_update_in_backward(const struct net *n)
 	return true;
 }
 
-void net_backward_update(struct net *n, size_t batch, net_update_fn update, void *ctx)
+void net_backward_update(struct net *n, size_t batch, net_update_fn update, void *ctx,
+			 bool consumes)
 {
 	n->update = update;
 	n->update_ctx = ctx;
+	n->update_consumes = consumes;
 	net_backward(n, batch);
 	n->update = NULL;
 	n->update_ctx = NULL;
+	n->update_consumes = false;
 }
 
 void net_backward(struct net *n, size_t batch)
@@ -2835,5 +2867,10 @@ void net_backward(struct net *n, size_t batch)
 		}
 		}
 	}
+	/* Every linear layer's gradient was written; an update that consumes
+	 * it has also run over all of it (net_backward_update) */
+	for (uint32_t i = 0; i < n->spec.n; i++)
+		if (n->layers[i].spec.kind == LAYER_LINEAR)
+			n->layers[i].dw_zero = n->update && n->update_consumes;
 	n->dx = n->input_grad ? grad_of(n, vin(n)) : NULL;
 }

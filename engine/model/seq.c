@@ -87,12 +87,42 @@ static void colsum_add(float *d, const float *a, size_t ld, size_t m, size_t w)
 			d[j] += a[i * ld + j];
 }
 
+/* A product over the member's rows of positions (a projection, the
+ * feed-forward block, their gradients): the job's kernels, or with
+ * seq_kernels 3 and precision bf16 the member's bf16 mode (l->mode). The
+ * per-head products of the attention and the recurrences' stay float32
+ * (k_gemm_by). */
+static void prod(const struct seq_ctx *l, int ta, int tb, size_t m, size_t n, size_t k, float alpha,
+		 const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc)
+{
+	k_gemm_job(l->kernels, l->mode, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+/* A weight's gradient over the member's rows: dw (m, n) += a^T b, a (k, m)
+ * (lda), b (k, n) (ldb), k the rows. In bf16 (l->mode) k runs in chunks of
+ * WG_ROWS rows, each chunk's product added to dw in chunk order: one call
+ * over all the rows would re-pack a (k, m) for every 16 to 32 columns of
+ * the result (bf16.c's panels shrink with k); float32 is one call. */
+#define WG_ROWS 1024
+
+static void prod_wgrad(const struct seq_ctx *l, size_t m, size_t n, size_t k, const float *a, size_t lda,
+		       const float *b, size_t ldb, float *dw, size_t ldw)
+{
+	if (!l->mode || l->mode->prec != K_BF16) {
+		prod(l, 1, 0, m, n, k, 1.0f, a, lda, b, ldb, 1.0f, dw, ldw);
+		return;
+	}
+	for (size_t k0 = 0; k0 < k; k0 += WG_ROWS)
+		prod(l, 1, 0, m, n, k - k0 < WG_ROWS ? k - k0 : WG_ROWS, 1.0f, a + k0 * lda, lda, b + k0 * ldb, ldb,
+		     1.0f, dw, ldw);
+}
+
 /* Rows y (m, w) = b (the bias) + x (m, k) W^T, W (w, k). */
-static void linear_rows(enum kernels_kind K, float *y, const float *x, const float *w, const float *b,
+static void linear_rows(const struct seq_ctx *l, float *y, const float *x, const float *w, const float *b,
 			size_t m, size_t k, size_t width)
 {
 	k_fill_rows(y, width, m, 0, width, b);
-	k_gemm_by(K, 0, 1, m, width, k, 1.0f, x, k, w, k, 1.0f, y, width);
+	prod(l, 0, 1, m, width, k, 1.0f, x, k, w, k, 1.0f, y, width);
 }
 
 /* ---- layer norm -------------------------------------------------------- */
@@ -578,10 +608,10 @@ static void mha_forward(const struct seq_ctx *n, size_t T, size_t E, size_t head
 	float scale = 1.0f / sqrtf((float)d);
 	bool drop = train && p > 0.0;
 
-	linear_rows(n->kernels, s->qkv + r0 * T * E3, x + r0 * T * E, inw, inb, nb * T, E, E3);
+	linear_rows(n, s->qkv + r0 * T * E3, x + r0 * T * E, inw, inb, nb * T, E, E3);
 	if (n->v2) {
 		mha_heads_v2(n, T, E, heads, causal, p, s, r0, r1, drop, step, stream);
-		linear_rows(n->kernels, y + r0 * T * E, s->o + r0 * T * E, ow, ob, nb * T, E, E);
+		linear_rows(n, y + r0 * T * E, s->o + r0 * T * E, ow, ob, nb * T, E, E);
 		return;
 	}
 	for (size_t b = r0; b < r1; b++) {
@@ -621,22 +651,24 @@ static void mha_forward(const struct seq_ctx *n, size_t T, size_t E, size_t head
 			k_gemm_by(n->kernels, 0, 0, T, d, T, 1.0f, use, T, v, E3, 0.0f, s->o + b * T * E + h * d, E);
 		}
 	}
-	linear_rows(n->kernels, y + r0 * T * E, s->o + r0 * T * E, ow, ob, nb * T, E, E);
+	linear_rows(n, y + r0 * T * E, s->o + r0 * T * E, ow, ob, nb * T, E, E);
 }
 
 /* The backward of mha_forward (after a training forward): dw's gradients
  * added; dx (may be NULL) written (beta 0) or added (beta 1). */
-static void mha_backward(enum kernels_kind K, size_t T, size_t E, size_t heads, bool v2, bool causal, bool drop,
+static void mha_backward(const struct seq_ctx *l, size_t T, size_t E, size_t heads, bool causal, bool drop,
 			 const float *w, float *dw, const float *x, const float *dy, float *dx, float beta,
 			 const struct mha_state *s, const struct mha_tmp *tm, size_t r0, size_t r1)
 {
+	enum kernels_kind K = l->kernels;
+	bool v2 = l->v2;
 	size_t nb = r1 - r0, d = E / heads, E3 = 3 * E, rows = nb * T;
 	const float *inw = w, *ow = inw + E3 * E + E3;
 	float *dinw = dw, *dinb = dinw + E3 * E, *dow = dinb + E3, *dob = dow + E * E;
 	float scale = 1.0f / sqrtf((float)d);
 
-	k_gemm_by(K, 0, 0, rows, E, E, 1.0f, dy + r0 * T * E, E, ow, E, 0.0f, tm->d_o + r0 * T * E, E);
-	k_gemm_by(K, 1, 0, E, E, rows, 1.0f, dy + r0 * T * E, E, s->o + r0 * T * E, E, 1.0f, dow, E);
+	prod(l, 0, 0, rows, E, E, 1.0f, dy + r0 * T * E, E, ow, E, 0.0f, tm->d_o + r0 * T * E, E);
+	prod_wgrad(l, E, E, rows, dy + r0 * T * E, E, s->o + r0 * T * E, E, dow, E);
 	colsum_add(dob, dy + r0 * T * E, E, rows, E);
 	if (v2)
 		mha_heads_back_v2(T, E, heads, causal, drop, s, tm, r0, r1);
@@ -671,10 +703,10 @@ static void mha_backward(enum kernels_kind K, size_t T, size_t E, size_t heads, 
 			k_gemm_by(K, 1, 0, T, d, T, scale, dP, T, q, E3, 0.0f, dk, E3);
 		}
 	}
-	k_gemm_by(K, 1, 0, E3, E, rows, 1.0f, tm->dqkv + r0 * T * E3, E3, x + r0 * T * E, E, 1.0f, dinw, E);
+	prod_wgrad(l, E3, E, rows, tm->dqkv + r0 * T * E3, E3, x + r0 * T * E, E, dinw, E);
 	colsum_add(dinb, tm->dqkv + r0 * T * E3, E3, rows, E3);
 	if (dx)
-		k_gemm_by(K, 0, 0, rows, E, E3, 1.0f, tm->dqkv + r0 * T * E3, E3, inw, E, beta,
+		prod(l, 0, 0, rows, E, E3, 1.0f, tm->dqkv + r0 * T * E3, E3, inw, E, beta,
 		       dx + r0 * T * E, E);
 }
 
@@ -831,10 +863,10 @@ static void tel_forward(const struct seq_ctx *l, uint32_t index, const float *x,
 		ln_fwd(l, s.r1 + o, s.n2 + o, w.n2w, w.n2b, s.s2 + r0 * 2 * T, rows, E);
 	else
 		ln_fwd(l, s.r1 + o, s.n1 + o, w.n1w, w.n1b, s.s1 + r0 * 2 * T, rows, E);
-	linear_rows(l->kernels, s.hd + of, (sp->norm_first ? s.n2 : s.n1) + o, w.w1, w.b1, rows, E, FF);
+	linear_rows(l, s.hd + of, (sp->norm_first ? s.n2 : s.n1) + o, w.w1, w.b1, rows, E, FF);
 	relu_masked(s.hd + of, drop ? s.mf + of : NULL, rows * FF);
 	/* linear2's output in y, then the second sum */
-	linear_rows(l->kernels, l->y + o, s.hd + of, w.w2, w.b2, rows, FF, E);
+	linear_rows(l, l->y + o, s.hd + of, w.w2, w.b2, rows, FF, E);
 	if (sp->norm_first) {
 		add_masked_into(l->y + o, s.r1 + o, drop ? s.m2 + o : NULL, rows * E);
 	} else {
@@ -881,21 +913,21 @@ static void tel_backward(const struct seq_ctx *l, const float *x, const float *d
 		mul_into(t.df + o, df + o, s.m2 + o, rows * E);
 		df = t.df;
 	}
-	k_gemm_by(l->kernels, 1, 0, E, FF, rows, 1.0f, df + o, E, s.hd + of, FF, 1.0f, dw2, FF);
+	prod_wgrad(l, E, FF, rows, df + o, E, s.hd + of, FF, dw2, FF);
 	colsum_add(db2, df + o, E, rows, E);
-	k_gemm_by(l->kernels, 0, 0, rows, FF, E, 1.0f, df + o, E, w.w2, FF, 0.0f, t.dh + of, FF);
+	prod(l, 0, 0, rows, FF, E, 1.0f, df + o, E, w.w2, FF, 0.0f, t.dh + of, FF);
 	relu_masked_back(t.dh + of, s.hd + of, drop ? s.mf + of : NULL, rows * FF);
-	k_gemm_by(l->kernels, 1, 0, FF, E, rows, 1.0f, t.dh + of, FF, ffin + o, E, 1.0f, dw1, E);
+	prod_wgrad(l, FF, E, rows, t.dh + of, FF, ffin + o, E, dw1, E);
 	colsum_add(db1, t.dh + of, FF, rows, FF);
 	if (sp->norm_first) {
 		/* dn = dh W1; dr = dy + LN2's backward */
-		k_gemm_by(l->kernels, 0, 0, rows, E, FF, 1.0f, t.dh + of, FF, w.w1, E, 0.0f, t.dn + o, E);
+		prod(l, 0, 0, rows, E, FF, 1.0f, t.dh + of, FF, w.w1, E, 0.0f, t.dn + o, E);
 		ln_bwd(l, t.dn + o, s.r1 + o, w.n2w, s.s2 + r0 * 2 * T, t.dr + o, dy + o, dn2w, dn2b,
 			    rows, E);
 	} else {
 		/* n1 feeds the FF block and the second sum: dn = dr + dh W1 */
 		memcpy(t.dn + o, t.dr + o, rows * E * sizeof(float));
-		k_gemm_by(l->kernels, 0, 0, rows, E, FF, 1.0f, t.dh + of, FF, w.w1, E, 1.0f, t.dn + o, E);
+		prod(l, 0, 0, rows, E, FF, 1.0f, t.dh + of, FF, w.w1, E, 1.0f, t.dn + o, E);
 		ln_bwd(l, t.dn + o, s.r1 + o, w.n1w, s.s1 + r0 * 2 * T, t.dr + o, NULL, dn1w, dn1b,
 			    rows, E);
 	}
@@ -906,14 +938,14 @@ static void tel_backward(const struct seq_ctx *l, const float *x, const float *d
 		da = t.da;
 	}
 	if (sp->norm_first) {
-		mha_backward(l->kernels, T, E, sp->heads, l->v2, sp->causal, drop, w.mha, dmha, s.n1, da, t.dn, 0.0f,
+		mha_backward(l, T, E, sp->heads, sp->causal, drop, w.mha, dmha, s.n1, da, t.dn, 0.0f,
 			     &s.a, &t.m, r0, r1);
 		ln_bwd(l, t.dn + o, x + o, w.n1w, s.s1 + r0 * 2 * T, dx ? dx + o : NULL, t.dr + o,
 			    dn1w, dn1b, rows, E);
 	} else {
 		if (dx)
 			memcpy(dx + o, t.dr + o, rows * E * sizeof(float));
-		mha_backward(l->kernels, T, E, sp->heads, l->v2, sp->causal, drop, w.mha, dmha, x, da, dx, 1.0f, &s.a,
+		mha_backward(l, T, E, sp->heads, sp->causal, drop, w.mha, dmha, x, da, dx, 1.0f, &s.a,
 			     &t.m, r0, r1);
 	}
 }
@@ -1339,7 +1371,7 @@ void seq_backward(const struct seq_ctx *l, const float *in, const float *dy,
 
 		mha_carve(&c, T, E, s->heads, s->p > 0.0, &st);
 		mha_tmp_carve(&ct, T, E, &tm);
-		mha_backward(l->kernels, T, E, s->heads, l->v2, s->causal, s->p > 0.0, l->params, dp, in, dy, dx, 0.0f,
+		mha_backward(l, T, E, s->heads, s->causal, s->p > 0.0, l->params, dp, in, dy, dx, 0.0f,
 			     &st, &tm, r0, r1);
 		break;
 	}

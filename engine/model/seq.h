@@ -62,8 +62,11 @@ struct seq_ctx {
 	uint64_t key;                /* the dropout streams' key (the job's seed) */
 	enum kernels_kind kernels;   /* the job's: a portable job's products, reductions and
 				      * functions are the portable kernels' (doc/portable.md) */
-	bool v2;                     /* seq_kernels 2 (an openblas job only): the blocked causal attention and the
-				      * float32 lanes (seq.c's top); false: the per-head form */
+	bool v2;                     /* seq_kernels 2 or 3 (an openblas job only): the blocked causal attention and
+				      * the float32 lanes (seq.c's top); false: the per-head form */
+	const struct k_gemm_mode *mode; /* the calling member's products (net->gemm[member]) with
+				      * seq_kernels 3 in a bf16 job: the projections and the feed-forward
+				      * block in bf16 (doc/precision.md); NULL: float32 by `kernels` */
 };
 
 /* Floats of one sample's saved state, and of its backward scratch (l's

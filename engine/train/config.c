@@ -94,7 +94,7 @@ static const struct key_desc keys[] = {
 	{ "precision",       K_PRECISION, OFF(precision),     0, 0, false },
 	{ "conv",            K_CONV,    OFF(conv),            0, 0, false },
 	{ "context",         K_U32,     OFF(context),         0, 65536, false },
-	{ "seq_kernels",     K_U32,     OFF(seq_kernels),     1, 2, false },
+	{ "seq_kernels",     K_U32,     OFF(seq_kernels),     1, 3, false },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -141,7 +141,7 @@ void config_defaults(struct train_config *cfg)
 	cfg->augment[0] = '\0';
 	cfg->kernels = KERNELS_OPENBLAS;
 	cfg->precision = K_FP32;
-	cfg->seq_kernels = 2;
+	cfg->seq_kernels = 3;
 	cfg->conv = CONFIG_CONV_DEFAULT;
 }
 
@@ -958,8 +958,8 @@ int config_validate(const struct train_config *cfg, struct tr_err *err)
 		return tr_err_set_key(err, -EINVAL, "kernels", "unknown kernels");
 	if (cfg->precision != K_FP32 && cfg->precision != K_BF16)
 		return tr_err_set_key(err, -EINVAL, "precision", "unknown precision");
-	if (cfg->seq_kernels < 1 || cfg->seq_kernels > 2)
-		return tr_err_set_key(err, -EINVAL, "seq_kernels", "%u is not 1 or 2", cfg->seq_kernels);
+	if (cfg->seq_kernels < 1 || cfg->seq_kernels > 3)
+		return tr_err_set_key(err, -EINVAL, "seq_kernels", "%u is not 1, 2 or 3", cfg->seq_kernels);
 	if (cfg->conv != CONV_GEMM && cfg->conv != CONV_ONEDNN)
 		return tr_err_set_key(err, -EINVAL, "conv", "unknown convolutions");
 	if (cfg->conv == CONV_ONEDNN && cfg->kernels != KERNELS_OPENBLAS)

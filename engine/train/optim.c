@@ -107,10 +107,15 @@ void optim_begin_step(struct optim *o, double lr)
 	}
 }
 
-HOT_CLONES
-static void adam_loop(float *restrict p, const float *restrict g, float *restrict m,
-		      float *restrict v, size_t len, float b1c, float beta2, float b2c,
-		      float step_size, float inv_bc2_sqrt, float eps, float l2, float decay)
+/* The loops' bodies, inlined into each variant below. `consume`, a
+ * constant in each, also leaves +0.0 in g[i] once it is read: the store
+ * goes to a line the loop has just loaded, where OpenBLAS's zeroing pass
+ * for the next step's product (beta = 0) would fetch it again
+ * (optim_update_consume). It changes no value of p or the state. */
+static inline __attribute__((always_inline)) void
+adam_body(float *restrict p, float *restrict g, float *restrict m, float *restrict v, size_t len,
+	  float b1c, float beta2, float b2c, float step_size, float inv_bc2_sqrt, float eps,
+	  float l2, float decay, bool consume)
 {
 	for (size_t i = 0; i < len; i++) {
 		float pi = p[i] * decay;
@@ -121,12 +126,14 @@ static void adam_loop(float *restrict p, const float *restrict g, float *restric
 		m[i] = mi;
 		v[i] = vi;
 		p[i] = pi - step_size * (mi / (sqrtf(vi) * inv_bc2_sqrt + eps));
+		if (consume)
+			g[i] = 0.0f;
 	}
 }
 
-HOT_CLONES
-static void sgd_momentum_loop(float *restrict p, const float *restrict g, float *restrict buf,
-			      size_t len, float lr, float momentum, float wd)
+static inline __attribute__((always_inline)) void
+sgd_momentum_body(float *restrict p, float *restrict g, float *restrict buf, size_t len, float lr,
+		  float momentum, float wd, bool consume)
 {
 	for (size_t i = 0; i < len; i++) {
 		float gi = g[i] + wd * p[i];
@@ -134,17 +141,66 @@ static void sgd_momentum_loop(float *restrict p, const float *restrict g, float 
 
 		buf[i] = bi;
 		p[i] = p[i] - lr * bi;
+		if (consume)
+			g[i] = 0.0f;
+	}
+}
+
+static inline __attribute__((always_inline)) void
+sgd_body(float *restrict p, float *restrict g, size_t len, float lr, float wd, bool consume)
+{
+	for (size_t i = 0; i < len; i++) {
+		p[i] = p[i] - lr * (g[i] + wd * p[i]);
+		if (consume)
+			g[i] = 0.0f;
 	}
 }
 
 HOT_CLONES
-static void sgd_loop(float *restrict p, const float *restrict g, size_t len, float lr, float wd)
+static void adam_loop(float *restrict p, float *restrict g, float *restrict m,
+		      float *restrict v, size_t len, float b1c, float beta2, float b2c,
+		      float step_size, float inv_bc2_sqrt, float eps, float l2, float decay)
 {
-	for (size_t i = 0; i < len; i++)
-		p[i] = p[i] - lr * (g[i] + wd * p[i]);
+	adam_body(p, g, m, v, len, b1c, beta2, b2c, step_size, inv_bc2_sqrt, eps, l2, decay,
+		  false);
 }
 
-void optim_update(const struct optim *o, float *p, const float *g, size_t off, size_t len)
+HOT_CLONES
+static void adam_loop_consume(float *restrict p, float *restrict g, float *restrict m,
+			      float *restrict v, size_t len, float b1c, float beta2, float b2c,
+			      float step_size, float inv_bc2_sqrt, float eps, float l2, float decay)
+{
+	adam_body(p, g, m, v, len, b1c, beta2, b2c, step_size, inv_bc2_sqrt, eps, l2, decay, true);
+}
+
+HOT_CLONES
+static void sgd_momentum_loop(float *restrict p, float *restrict g, float *restrict buf,
+			      size_t len, float lr, float momentum, float wd)
+{
+	sgd_momentum_body(p, g, buf, len, lr, momentum, wd, false);
+}
+
+HOT_CLONES
+static void sgd_momentum_loop_consume(float *restrict p, float *restrict g, float *restrict buf,
+				      size_t len, float lr, float momentum, float wd)
+{
+	sgd_momentum_body(p, g, buf, len, lr, momentum, wd, true);
+}
+
+HOT_CLONES
+static void sgd_loop(float *restrict p, float *restrict g, size_t len, float lr, float wd)
+{
+	sgd_body(p, g, len, lr, wd, false);
+}
+
+HOT_CLONES
+static void sgd_loop_consume(float *restrict p, float *restrict g, size_t len, float lr, float wd)
+{
+	sgd_body(p, g, len, lr, wd, true);
+}
+
+/* optim_update and optim_update_consume: g is written only when consume. */
+static void update(const struct optim *o, float *p, float *g, size_t off, size_t len, bool consume)
 {
 	switch (o->kind) {
 	case OPTIM_ADAM:
@@ -156,19 +212,31 @@ void optim_update(const struct optim *o, float *p, const float *g, size_t off, s
 		float decay = decoupled ? o->decoupled_decay : 1.0f;
 		float l2 = decoupled ? 0.0f : o->f_wd;
 
-		adam_loop(p + off, g + off, o->m + off, o->v + off, len, o->one_minus_beta1,
-			  o->f_beta2, o->one_minus_beta2, o->step_size, o->inv_bc2_sqrt, o->f_eps,
-			  l2, decay);
+		(consume ? adam_loop_consume : adam_loop)(p + off, g + off, o->m + off, o->v + off, len,
+							  o->one_minus_beta1, o->f_beta2,
+							  o->one_minus_beta2, o->step_size,
+							  o->inv_bc2_sqrt, o->f_eps, l2, decay);
 		break;
 	}
 	case OPTIM_SGD:
 		if (o->m)
-			sgd_momentum_loop(p + off, g + off, o->m + off, len, o->f_lr, o->f_momentum,
-					  o->f_wd);
+			(consume ? sgd_momentum_loop_consume : sgd_momentum_loop)(
+				p + off, g + off, o->m + off, len, o->f_lr, o->f_momentum, o->f_wd);
 		else
-			sgd_loop(p + off, g + off, len, o->f_lr, o->f_wd);
+			(consume ? sgd_loop_consume : sgd_loop)(p + off, g + off, len, o->f_lr, o->f_wd);
 		break;
 	}
+}
+
+void optim_update(const struct optim *o, float *p, const float *g, size_t off, size_t len)
+{
+	/* the loops without `consume` only read g */
+	update(o, p, (float *)g, off, len, false);
+}
+
+void optim_update_consume(const struct optim *o, float *p, float *g, size_t off, size_t len)
+{
+	update(o, p, g, off, len, true);
 }
 
 #define STEP_MIN_PARAMS (1u << 14) /* below this the step runs on the caller */

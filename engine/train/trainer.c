@@ -950,6 +950,50 @@ static void update_range(void *ctx, size_t off, size_t len)
 	optim_update(&t->opt, t->model.params, t->model.grads, off, len);
 }
 
+/* The same, leaving +0.0 in the gradients it read: a job whose products are
+ * OpenBLAS's fp32 ones then adds the next gradients into them (net.h). */
+static void update_range_consume(void *ctx, size_t off, size_t len)
+{
+	struct trainer *t = ctx;
+
+	optim_update_consume(&t->opt, t->model.params, t->model.grads, off, len);
+}
+
+/* Prefetching a batch's images ahead of its gather: the rows of a batch lie
+ * anywhere in the data set, and the gather otherwise waits for each (5 % of a
+ * lesson epoch on one thread). Plain uint8 images (k_gather's) only; a hint
+ * that changes no value. Sample i of the batch is idx[i], or
+ * map[idx[i]] when map is not NULL (the training order into the split). */
+#define PREFETCH_CHUNK 64
+
+static void prefetch_images(const struct trainer *t, const struct ds_split *set, const uint32_t *map,
+			    const uint32_t *idx, size_t n)
+{
+	uint32_t rows[PREFETCH_CHUNK];
+
+	if (!dataset_plain_u8(t->ds) || t->ds->tokens || !set->pixels)
+		return;
+	for (size_t i0 = 0; i0 < n; i0 += PREFETCH_CHUNK) {
+		size_t c = n - i0 < PREFETCH_CHUNK ? n - i0 : PREFETCH_CHUNK;
+
+		for (size_t i = 0; i < c; i++)
+			rows[i] = map ? map[idx[i0 + i]] : idx[i0 + i];
+		k_prefetch_rows(set->pixels, rows, c, dataset_image_size(t->ds));
+	}
+}
+
+/* The next step's images, while this step's bookkeeping runs (the next
+ * epoch's order is not drawn yet). */
+static void prefetch_next(const struct trainer *t)
+{
+	size_t first = (size_t)(t->step + 1) * t->cfg.batch_size;
+
+	if (t->step + 1 >= t->steps_per_epoch || first >= t->n_train)
+		return;
+	prefetch_images(t, &t->ds->train, t->split, t->order + first,
+			t->n_train - first < t->cfg.batch_size ? t->n_train - first : t->cfg.batch_size);
+}
+
 int trainer_step(struct trainer *t)
 {
 	const struct ds_split *set = &t->ds->train;
@@ -991,7 +1035,11 @@ int trainer_step(struct trainer *t)
 		fused = t->cfg.clip_grad_norm <= 0 && net_can_update_in_backward(&t->model);
 		if (fused) {
 			trainsched_begin_update(t);      /* optim_begin_step at the scheduled rate */
-			net_backward_update(&t->model, n, update_range, t);
+			bool consume = t->model.kernels == KERNELS_OPENBLAS &&
+				       t->model.precision == K_FP32;
+
+			net_backward_update(&t->model, n, consume ? update_range_consume : update_range,
+					    t, consume);
 		} else {
 			net_backward(&t->model, n);
 		}
@@ -1007,6 +1055,7 @@ int trainer_step(struct trainer *t)
 	}
 	trainsched_end_update(t);
 	numerics_leave(fpmode);
+	prefetch_next(t);
 
 	t->sums.loss_sum += loss / norm;
 	t->sums.batches++;
@@ -1093,6 +1142,13 @@ int trainer_evaluate_sums(struct trainer *t, enum eval_split which, struct metri
 		gather_targets(t, set, t->batch_idx, n);
 		net_forward_from(&t->model, n, false, 0, gather_rows,
 				 &(struct gather_job){ t, set, t->batch_idx, false });
+		if (which != EVAL_TEST && first + n < count) {   /* the next batch's images */
+			uint32_t next = first + (uint32_t)n;
+
+			prefetch_images(t, set, NULL, t->split + t->n_train_part + next,
+					count - next < t->cfg.eval_batch_size ? count - next
+									      : t->cfg.eval_batch_size);
+		}
 		{
 			size_t rows = n * t->positions;
 			double norm = loss_norm(&t->loss, &y, rows);

@@ -90,6 +90,9 @@ void k_gemm_job(enum kernels_kind kernels, const struct k_gemm_mode *mode, int t
 
 /* x (n, dim) = pixels[idx[i]] / 255 for each of the n sample indices. */
 void k_gather(float *x, const uint8_t *pixels, const uint32_t *idx, size_t n, size_t dim);
+/* Ask for the cache lines of rows idx[0..n) of pixels (n, dim): a hint that
+ * changes no value (a later gather of the same rows finds them in cache). */
+void k_prefetch_rows(const uint8_t *pixels, const uint32_t *idx, size_t n, size_t dim);
 /* The same with pixels[idx[i]] * scale (scale (float)(1/255): torchvision's
  * ToDtype(float32, scale=True), one ulp off x/255 for 126 of the 256 values). */
 void k_gather_scaled(float *x, const uint8_t *pixels, const uint32_t *idx, size_t n, size_t dim,

@@ -85,6 +85,8 @@ struct net_layer {
 	bool has_bias;
 	bool need_dx;                /* a layer with parameters feeds its input: backward passes a gradient down */
 	bool active;                 /* backward does something: parameters or need_dx */
+	bool dw_zero;                /* linear: its weight gradient holds +0.0, consumed by the last
+				      * update (net_backward_update); the next product adds into it */
 	uint32_t consumers;          /* nodes that read its output */
 	float *y;                    /* (max_batch, out_size) output, owned (flatten, identity: the
 				      * input's, borrowed) */
@@ -151,8 +153,9 @@ struct net {
 	float *seqtmp;               /* (max_batch, seqtmp_len), owned */
 	uint64_t dropout_key;        /* the job's seed: Dropout masks' Philox key */
 	enum kernels_kind kernels;   /* the job's kernels (kernels.h; net_set_kernels) */
-	uint32_t seq_kernels;        /* the sequence layers' arithmetic (config seq_kernels): 2, or
-				      * 1 (and 0, after net_init): the per-head form; set by the owner */
+	uint32_t seq_kernels;        /* the sequence layers' arithmetic (config seq_kernels): 3 (bf16
+				      * products in a bf16 job, else as 2), 2, or 1 (and 0, after
+				      * net_init): the per-head form; set by the owner */
 	/* a portable job's conv2d scratch (net_set_kernels): */
 	size_t pk_scratch_len;       /* floats of one member's slice */
 	float *pk_scratch;           /* (members, pk_scratch_len), owned */
@@ -177,6 +180,7 @@ struct net {
 	/* net_backward_update's update and its argument, during that call only */
 	void (*update)(void *ctx, size_t off, size_t len);
 	void *update_ctx;
+	bool update_consumes;        /* the update leaves +0.0 in the gradients it read */
 };
 
 /* Build the table and the buffers for spec on inputs of shape `input` (spec
@@ -287,8 +291,14 @@ bool net_can_update_in_backward(const struct net *n);
  * weights to compute their part of that gradient). Saves the optimizer its
  * phase, and it finds the gradients in the member's cache. The same values
  * as net_backward followed by the update over all parameters, the update
- * being elementwise. Only where net_can_update_in_backward. */
-void net_backward_update(struct net *n, size_t batch, net_update_fn update, void *ctx);
+ * being elementwise. Only where net_can_update_in_backward.
+ * consumes: update leaves +0.0 in the gradients it read (optim_update_consume).
+ * A linear layer's next weight-gradient product then adds into them (beta 1)
+ * instead of having OpenBLAS zero them first (beta 0): the same sums, one pass
+ * over the gradient less (kernels openblas, fp32, products outside OpenBLAS's
+ * small-matrix kernels; see linear_backward). */
+void net_backward_update(struct net *n, size_t batch, net_update_fn update, void *ctx,
+			 bool consumes);
 
 
 /* The tensor named `name`, or NULL. */

@@ -8,8 +8,8 @@
  * the team member that computed them. Elementwise, correctly rounded IEEE
  * operations only (no FMA contraction), so the split never changes the bits.
  *
- * Thread: optim_begin_step on the job's owner thread; optim_update on any team
- * member, for disjoint ranges.
+ * Thread: optim_begin_step on the job's owner thread; optim_update and
+ * optim_update_consume on any team member, for disjoint ranges.
  */
 #ifndef TRAIND_OPTIM_H
 #define TRAIND_OPTIM_H
@@ -51,6 +51,10 @@ void optim_begin_step(struct optim *o, double lr);
 void optim_set_momentum(struct optim *o, double m);
 /* Update p[off, off+len) from g[off, off+len) (and the state there). */
 void optim_update(const struct optim *o, float *p, const float *g, size_t off, size_t len);
+/* optim_update, then g[off, off+len) = +0.0 (the same values of p and the
+ * state): the gradient consumed, so that the next step's products can add
+ * into it (net_backward_update's `consumes`). */
+void optim_update_consume(const struct optim *o, float *p, float *g, size_t off, size_t len);
 /* One step over all n parameters (optim_begin_step done by the caller):
  * split across `team` by ranges of the flat arrays when there are enough
  * of them, else on the caller (team NULL: the caller). */

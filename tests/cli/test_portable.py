@@ -17,50 +17,15 @@ as a user runs it, on the lesson's MLP and real MNIST:
     --kernels with an unknown value."""
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import BUILD, DATA, check, run, safetensors_header  # noqa: E402
+from harness import check, run, safetensors_header  # noqa: E402
+from crosspath import paths, phash, tt  # noqa: E402
 
-TT = os.path.join(BUILD, "cli", "traind-train")
 CFG = ["--kernels", "portable", "--train-size", "2000", "--val-size", "1000", "--no-test", "--hash"]
 BN_MLP = "flatten,linear(64),relu,dropout(0.3),linear(32),batchnorm1d,relu,linear(10)"
-
-
-def cpu_flags():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    return set()
-
-
-def paths():
-    """The paths this CPU runs; the others printed as skipped."""
-    flags, out = cpu_flags(), ["generic"]
-    for name, need in (("avx2", {"avx2", "fma"}), ("avx512", {"avx512f", "avx2", "fma"})):
-        if need <= flags:
-            out.append(name)
-        else:
-            print("skip: the %s path: this CPU lacks %s" % (name, ", ".join(sorted(need - flags))))
-    return out
-
-
-def tt(*args, cwd, isa=None):
-    env = dict(os.environ)
-    env.pop("TRAIND_ISA", None)
-    if isa is not None:
-        env["TRAIND_ISA"] = isa
-    p = subprocess.run([TT, "--data-dir", DATA] + [str(a) for a in args], capture_output=True, text=True,
-                       cwd=cwd, timeout=900, env=env)
-    return p.returncode, p.stdout, p.stderr
-
-
-def phash(out):
-    lines = [ln for ln in out.splitlines() if ln.startswith("params sha256: ")]
-    return lines[-1].split()[-1] if lines else None
 
 
 def main():

@@ -13,79 +13,31 @@ through traind-train, as a user runs it, on a small character text:
     on the plain C path: the hash of the uninterrupted run at 3 threads on
     the widest path, with no "not bit-identical" note.
 Tiny models and a few steps (CI is at its limit); SANITIZER shrinks them."""
-import json
 import os
-import random
 import shutil
-import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import BUILD, SANITIZER, check, run  # noqa: E402
+from harness import SANITIZER, check, run  # noqa: E402
+from crosspath import paths, phash, tt as tt_at  # noqa: E402
+from textdata import corpus, text_dataset  # noqa: E402
 
-TT = os.path.join(BUILD, "cli", "traind-train")
-WORDS = ["the", "cat", "sat", "on", "a", "mat", "dog", "ran", "to", "big", "red", "house", "and",
-         "fish", "swam", "in", "blue", "sea", "Über", "café"]
 TRAIN = "38" if SANITIZER else "76"   # windows of 24 tokens: 2 or 4 steps of 19 an epoch
 CFG = ["--kernels", "portable", "--dataset", "words", "--context", "24", "--val-size", "4",
        "--train-size", TRAIN, "--batch-size", "19", "--optimizer", "adam",
        "--lr-scheduler", "onecycle(max_lr=0.01)", "--clip-grad-norm", "1", "--no-test", "--hash"]
 
 
-def cpu_flags():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    return set()
-
-
-def paths():
-    """The paths this CPU runs, widest last; the others printed as skipped."""
-    flags, out = cpu_flags(), ["generic"]
-    for name, need in (("avx2", {"avx2", "fma"}), ("avx512", {"avx512f", "avx2", "fma"})):
-        if need <= flags:
-            out.append(name)
-        else:
-            print("skip: the %s path: this CPU lacks %s" % (name, ", ".join(sorted(need - flags))))
-    return out
-
-
-def text_data(root):
-    r = random.Random(3)
-    text = ""
-    while len(text) < 4000:
-        text += " ".join(r.choice(WORDS) for _ in range(r.randint(3, 8))) + ".\n"
-    d = os.path.join(root, "words")
-    os.makedirs(d)
-    with open(os.path.join(d, "corpus.txt"), "w") as f:
-        f.write(text)
-    cps = sorted(set(ord(c) for c in text))
-    with open(os.path.join(d, "dataset.json"), "w") as f:
-        json.dump({"vocab": "char", "files": ["corpus.txt"], "code_points": cps, "test_fraction": 0.1}, f)
-    return len(cps)
-
-
 def tt(*args, cwd, data, isa=None):
-    env = dict(os.environ)
-    env.pop("TRAIND_ISA", None)
-    if isa is not None:
-        env["TRAIND_ISA"] = isa
-    p = subprocess.run([TT, "--data-dir", data] + [str(a) for a in args], capture_output=True, text=True,
-                       cwd=cwd, timeout=600, env=env)
-    return p.returncode, p.stdout, p.stderr
-
-
-def phash(out):
-    lines = [ln for ln in out.splitlines() if ln.startswith("params sha256: ")]
-    return lines[-1].split()[-1] if lines else None
+    """crosspath's tt on this test's text (and its 10 minutes a run)."""
+    return tt_at(*args, cwd=cwd, data=data, isa=isa, timeout=600)
 
 
 def main():
     w = tempfile.mkdtemp(prefix="traind-portable-seq-")
     data = os.path.join(w, "data")
-    vocab = text_data(data)
+    vocab = len(text_dataset(data, "words", corpus(4000)))
     models = (("char_lstm", "char_lstm(embed=8,hidden=16,layers=2,dropout=0.2)"),
               ("gpt", "gpt(layers=2,dim=16,heads=2,dropout=0.1)"),
               ("gru+layernorm", "embedding(%d,8),gru(12,layers=2),layernorm,linear(%d)" % (vocab, vocab)))

@@ -11,8 +11,8 @@ generated text:
 - A gpt job as the last session stored it (no seq_kernels key: the
   per-head attention, LayerNorm in double) paused, restarted and resumed:
   bit for bit the same job with seq_kernels 1 never stopped, not a new
-  job's arithmetic (seq_kernels 2, the blocked attention: the context of 40
-  is two blocks).
+  job's arithmetic (seq_kernels 3, float32 here: the blocked attention of
+  seq_kernels 2; the context of 40 is two blocks).
 - `generate`: the prompt continued, the same text for the same seed,
   another for another seed; a prompt with characters the vocabulary lacks
   is refused naming them.
@@ -23,7 +23,6 @@ generated text:
 """
 import json
 import os
-import random
 import sqlite3
 import sys
 import tempfile
@@ -33,17 +32,11 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "python"))
 from harness import SANITIZER, Daemon, check, run, sha256_file  # noqa: E402
 import traind  # noqa: E402
-
-WORDS = ["the", "cat", "sat", "on", "a", "mat", "dog", "ran", "to", "big", "red", "house", "and",
-         "fish", "swam", "in", "blue", "sea"]
+import textdata  # noqa: E402
 
 
 def corpus(n, seed=1):
-    r = random.Random(seed)
-    text = ""
-    while len(text) < n:
-        text += " ".join(r.choice(WORDS) for _ in range(r.randint(3, 8))) + ".\n"
-    return text
+    return textdata.corpus(n, seed, textdata.ASCII_WORDS)
 
 
 # The stopped-and-resumed jobs train on a longer text of the same words
@@ -119,7 +112,7 @@ def stored_before_key(d):
     a, b, c = (sha256_file(d.export_file(j, "keyless-%s.safetensors" % j)) for j in (job, ref, new))
     check(a == b, "stored without seq_kernels, paused and resumed == seq_kernels 1 never stopped (%s vs %s)"
           % (a[:16], b[:16]))
-    check(a != c, "... and not a new job's arithmetic, seq_kernels 2 (%s)" % c[:16])
+    check(a != c, "... and not a new job's arithmetic, seq_kernels 3 (%s)" % c[:16])
 
 
 def bad_start(d, args, key, words, what):

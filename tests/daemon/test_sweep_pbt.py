@@ -28,11 +28,18 @@ user would: real traind, real SQLite, the lesson's MLP on an MNIST subset.
   Skipped with the reason when mpirun or traind-rank is missing.
 - sweep start --config pbt.yaml, the Python client's sweep_start("pbt",
   ...), --perturb 1.5 as given, the shell completion of --searcher pbt.
+- An exploit whose job cannot be built (its source checkpoint removed
+  while traind was stopped, the decision still pending): the decision is
+  recorded all the same, the member continuing unchanged in its own job
+  with its row naming the member it was to copy; `sweep status` says why,
+  the sweep runs to its end, a restart takes no other decision, and traind
+  keeps serving.
 
 Short: about 10 s here; under the sanitizers (SANITIZER) 1000 images."""
 import json
 import os
 import shutil
+import sqlite3
 import sys
 import time
 
@@ -258,7 +265,66 @@ def clients(d):
     check(out.startswith("--population\t"), "completion: --pop -> --population (%r)" % out)
 
 
+def unbuildable_exploit():
+    """Two identical members (lr=choice(0.05): the same bits, a tie, so trial 0
+    ranks first and trial 1 is to copy its checkpoint at epoch 1). A plain
+    job holds the one running slot while trial 1's job is paused in the
+    queue; trial 0 trains to epoch 1 and waits for it. traind is stopped,
+    trial 0's epoch-1 checkpoint removed, traind started, trial 1 resumed:
+    decision 1 cannot build the exploit."""
+    d = Daemon(max_running=1).start()
+    blocker = d.start_job("--train-size", TRAIN, "--epochs", "200", "--optimizer", "sgd")
+    small = ["--searcher", "pbt", "--population", "2", "--interval", "1", "--seed", "5", "--max-parallel", "2",
+             "--param", "lr=choice(0.05)", "--train-size", "1000", "--val-size", "500", "--epochs", "2",
+             "--optimizer", "sgd"]
+    sid = d.ctl_json("sweep", "start", "--name", "broken", *small)["id"]
+    jobs = d.ctl_json("sweep", "status", sid)["trials"]
+    j0, j1 = jobs[0]["job"], jobs[1]["job"]
+    d.ctl("pause", j1)
+    d.ctl("kill", blocker)
+    rc, _, err = d.wait(j0, "--state", "done", timeout=300)
+    check(rc == 0 and d.status(j0)["epoch"] == 1, "trial 0 trained to the first boundary (%s)" % err.strip())
+    check(d.sql("SELECT count(*) FROM sweep_lineage")[0][0] == 0, "no decision while trial 1 has not reported")
+    d.stop()
+    con = sqlite3.connect(d.db, timeout=10)
+    with con:
+        n = con.execute("DELETE FROM checkpoints WHERE job_id = ? AND epoch = 1", (j0,)).rowcount
+    con.close()
+    check(n >= 1, "trial 0's checkpoint at epoch 1, the exploit's source, removed (%d rows)" % n)
+    d.start()
+    d.ctl("resume", j1)
+    rc, out, err = d.ctl("sweep", "wait", sid, "--timeout", "120", check_rc=False)
+    check(rc == 0, "the sweep ends although an exploit could not be built (rc %d: %s)" % (rc, err.strip()))
+    rows = d.sql(LINEAGE_SQL)
+    check([(r[0], r[1], r[2]) for r in rows] == [(1, 0, "continue"), (1, 1, "continue")],
+          "decision 1 recorded: both members continue (%s)" % [(r[0], r[1], r[2]) for r in rows])
+    r1 = rows[1]
+    check(r1[3] == 2 and r1[7] == 0 and r1[8] == j0 and r1[9] == j1 and r1[10] == j1,
+          "trial 1 (rank %d) goes on in its own job %d; its row names trial %d's job %d it was to copy" % (
+              r1[3], r1[9], r1[7], r1[8]))
+    check(json.loads(r1[11]) == {"lr": 0.05}, "with its own parameters (%s)" % r1[11])
+    check("cannot be built" in d.read_log(), "traind's log says why the exploit was not built")
+    s = d.ctl_json("sweep", "status", sid)
+    t1 = s["trials"][1]
+    check(t1["jobs"] == [j1] and t1["epochs"] == 2 and [x["action"] for x in t1["lineage"]] == ["continue"],
+          "trial 1 trained on to epoch 2 in its own job (%s)" % {k: t1.get(k) for k in ("jobs", "epochs")})
+    x = t1["lineage"][0]
+    check(x["exploit_failed"] is True and x["from_trial"] == 0 and x["from_job"] == j0 and
+          s["trials"][0]["lineage"][0]["exploit_failed"] is False,
+          "sweep status --json: trial 1's decision says its exploit of trial 0's job could not be built (%s)" % x)
+    d.stop()
+    d.start()
+    time.sleep(0.5)
+    check(d.sql(LINEAGE_SQL) == rows and d.sql("SELECT count(*) FROM jobs")[0][0] == 3,
+          "after a restart, the same decision and no exploit job made (3 jobs)")
+    rc, out, err = d.ctl("sweep", "list", check_rc=False)
+    check(rc == 0 and "broken" in out and d.status(j1)["state"] == "done",
+          "traind keeps serving: sweep list, status (rc %d %s)" % (rc, err.strip()))
+    d.cleanup()
+
+
 def main():
+    unbuildable_exploit()
     d = Daemon(max_running=2).start()
     bad_input(d)
     sid, ref, rows = reference(d)

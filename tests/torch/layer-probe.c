@@ -11,7 +11,7 @@
  * "seq" ("1": a sequence of H positions of C features), "vocab" (V > 0:
  * H token ids below V, given as floats), "train" ("1" or "0"), "threads",
  * "seed" and "step" (Dropout's stream), "seq_kernels" (the sequence
- * layers' arithmetic, config.h: 1 or 2, the default), "precision" ("fp32", the
+ * layers' arithmetic, config.h: 1, 2 or 3, the default), "precision" ("fp32", the
  * default, or "bf16": exits 77 naming what the CPU lacks when it cannot),
  * and "conv" ("gemm", the default, or "onednn": net_set_conv).
  * OUT gets "y" (the output), and after a training pass "dx" (the gradient at
@@ -116,7 +116,7 @@ int main(int argc, char **argv)
 	if (x->nbytes != (uint64_t)batch * n.in_size * sizeof(float))
 		return fail("x", "its size does not match the input shape");
 	memcpy(n.x, x->data, x->nbytes);
-	n.seq_kernels = meta_uint(f, "seq_kernels", 2);
+	n.seq_kernels = meta_uint(f, "seq_kernels", 3);
 	n.dropout_key = strtoull(st_meta_get(f, "seed") ? st_meta_get(f, "seed") : "0", NULL, 10);
 	if (net_set_input_grad(&n, true) < 0)
 		return fail("net", "out of memory");

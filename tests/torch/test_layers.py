@@ -60,10 +60,11 @@ def close(what, got, want, floor=1e-7):
         fail("%s: max |traind - torch| = %.3g, max |torch| = %.3g (> %g relative)" % (what, err, scale, TOL))
 
 
-def run_case(spec, in_shape, batch, train, threads, seed, kernels="openblas", seq_kernels=2, conv="gemm"):
+def run_case(spec, in_shape, batch, train, threads, seed, kernels="openblas", seq_kernels=3, conv="gemm"):
     """in_shape: (C, H, W), (F,), ("seq", T, E) a sequence, or ("tok", T, V)
     T token ids below V; seq_kernels: the sequence layers' arithmetic (the
-    config key: 2, new jobs', or 1, the per-head form of older jobs)."""
+    config key: 3, new jobs' (in float32 the blocked attention of 2), or 1,
+    the per-head form of older jobs)."""
     kind = in_shape[0] if isinstance(in_shape[0], str) else None
     if kind:
         shape_text = "%s%dx%d" % (kind, in_shape[1], in_shape[2])
@@ -113,7 +114,7 @@ def run_case(spec, in_shape, batch, train, threads, seed, kernels="openblas", se
     name = "%s [%s, %d thread%s, %s%s]" % (spec, "train" if train else "eval", threads,
                                           "s" if threads > 1 else "", shape_text,
                                           (", portable" if kernels == "portable" else "") +
-                                          ("" if seq_kernels == 2 else ", seq_kernels %d" % seq_kernels) +
+                                          ("" if seq_kernels == 3 else ", seq_kernels %d" % seq_kernels) +
                                           (", conv " + conv if conv != "gemm" else ""))
     mods = list(net)
     for i, m in enumerate(mods):

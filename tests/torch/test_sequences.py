@@ -14,7 +14,6 @@
 import json
 import math
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import st  # noqa: E402
 import harness  # noqa: E402
+from textdata import corpus, text_dataset  # noqa: E402
 
 BUILD = os.environ.get("TRAIND_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
 PROBE = os.path.join(BUILD, "tests", "torch", "rng-probe")
@@ -39,29 +39,6 @@ def check(cond, what):
     if not cond:
         failures.append(what)
     return cond
-
-
-WORDS = ["the", "cat", "sat", "on", "a", "mat", "dog", "ran", "to", "big", "red", "house", "and",
-         "fish", "swam", "in", "blue", "sea", "Über", "café"]
-
-
-def corpus(n, seed=3):
-    r = random.Random(seed)
-    text = ""
-    while len(text) < n:
-        text += " ".join(r.choice(WORDS) for _ in range(r.randint(3, 8))) + ".\n"
-    return text
-
-
-def text_dataset(root, name, text):
-    d = os.path.join(root, name)
-    os.makedirs(d)
-    with open(os.path.join(d, "corpus.txt"), "w") as f:
-        f.write(text)
-    cps = sorted(set(ord(c) for c in text))
-    with open(os.path.join(d, "dataset.json"), "w") as f:
-        json.dump({"vocab": "char", "files": ["corpus.txt"], "code_points": cps, "test_fraction": 0.1}, f)
-    return cps
 
 
 def load_code(path):

@@ -163,9 +163,10 @@ static void test_precision_key(void **state)
 	json_decref(o);
 }
 
-/* seq_kernels: 2 for a new job, 1 for a stored job without the key (the
+/* seq_kernels: 3 for a new job, 1 for a stored job without the key (the
  * arithmetic it was trained with); recorded in the JSON, part of
- * config_equal; 0, 3 and a string are refused naming the key. */
+ * config_equal; 2 and 3 accepted; 0, 4 and a string are refused naming
+ * the key. */
 static void test_seq_kernels_key(void **state)
 {
 	struct train_config c, d;
@@ -174,7 +175,7 @@ static void test_seq_kernels_key(void **state)
 
 	(void)state;
 	assert_int_equal(config_from_json(&c, o, NULL), 0);
-	assert_int_equal(c.seq_kernels, 2);
+	assert_int_equal(c.seq_kernels, 3);
 	assert_int_equal(config_from_stored_json(&d, o, NULL), 0);
 	assert_int_equal(d.seq_kernels, 1);
 	assert_false(config_equal(&c, &d));
@@ -187,8 +188,13 @@ static void test_seq_kernels_key(void **state)
 	json_object_set_new(o, "seq_kernels", json_integer(1));
 	assert_int_equal(config_from_json(&c, o, NULL), 0);
 	assert_int_equal(c.seq_kernels, 1);
+	for (int v = 2; v <= 3; v++) {
+		json_object_set_new(o, "seq_kernels", json_integer(v));
+		assert_int_equal(config_from_json(&c, o, NULL), 0);
+		assert_int_equal((int)c.seq_kernels, v);
+	}
 	for (int bad = 0; bad < 3; bad++) {
-		json_object_set_new(o, "seq_kernels", bad == 2 ? json_string("2") : json_integer(bad ? 3 : 0));
+		json_object_set_new(o, "seq_kernels", bad == 2 ? json_string("2") : json_integer(bad ? 4 : 0));
 		assert_int_equal(config_from_json(&c, o, &err), -EINVAL);
 		assert_string_equal(err.key, "seq_kernels");
 	}

@@ -22,7 +22,9 @@
 
 #include "traind/kernels.h"
 #include "traind/net.h"
+#include "traind/optim.h"
 #include "traind/rng.h"
+#include "traind/team.h"
 #include "traind/spec.h"
 
 /* ---- float64 references of the layers of sequences ---- */
@@ -595,11 +597,12 @@ static struct shape tokens(uint32_t t, uint32_t vocab)
 /* The layers of sequences: LSTM and GRU over 16 steps, attention with and
  * without the causal mask, both transformer layers, per-position losses;
  * in the per-head form (seq_kernels 1, what net_init leaves) and, over more
- * positions than a block of rows, the blocked one (seq_kernels 2). */
+ * positions than a block of rows, the blocked one (seq_kernels 3, new
+ * jobs': in float32 the arithmetic of 2). */
 static void test_sequences(void **state)
 {
 	(void)state;
-	check_seq_kernels = 2;
+	check_seq_kernels = 3;
 	check_spec("multiheadattention(8,2,causal=true),relu,linear(10)", seq(37, 8), 2, 2, 12);
 	check_spec("embedding(11,8),posembedding,transformer_encoder_layer(8,2,12,dropout=0,norm_first=true,"
 		   "causal=true),layernorm,linear(10)", tokens(34, 11), 2, 1, 12);
@@ -702,6 +705,114 @@ static void test_blocks(void **state)
 	check_spec("concat(linear(5);tanh;sigmoid),linear(10)", flat(6), 4, 2, 12);
 }
 
+/* net_backward_update's update over a range (test_update_consumes). */
+struct upd {
+	struct net *n;
+	const struct optim *o;
+	bool consume;
+};
+
+static void upd_range(void *ctx, size_t off, size_t len)
+{
+	struct upd *u = ctx;
+
+	if (u->consume)
+		optim_update_consume(u->o, u->n->params, u->n->grads, off, len);
+	else
+		optim_update(u->o, u->n->params, u->n->grads, off, len);
+}
+
+/* Steps of the lesson's MLP (and one whose split middle layer passes a
+ * gradient down) three ways from the same start: net_backward and then
+ * the optimizer over all parameters; net_backward_update with the plain
+ * update; with an update that consumes the gradients, after which the
+ * weight-gradient products add into them (beta 1). The parameters and the
+ * moments must stay the same bits, step after step, on 1 and 2 threads,
+ * with batches of 64 and of 16 (the last batch of an epoch). */
+static void test_update_consumes(void **state)
+{
+	static const char *specs[] = { "flatten,linear(256),relu,linear(10)",
+				       "flatten,linear(512),relu,linear(256),relu,linear(10)" };
+	struct shape in = { .c = 1, .h = 28, .w = 28 };
+
+	(void)state;
+	kernels_global_init();
+	for (size_t si = 0; si < 2; si++) {
+		for (unsigned threads = 1; threads <= 2; threads++) {
+			struct model_spec spec;
+			struct tr_err err;
+			struct team *team;
+			struct net n[3];
+			struct optim o[3];
+			struct train_config cfg;
+			struct rng r;
+			uint8_t y[64];
+
+			if (spec_parse(&spec, specs[si], NULL, 0, 10, &err) < 0 ||
+			    spec_shapes(&spec, in, 10, NULL, NULL, &err) < 0)
+				fail_msg("%s: %s", specs[si], err.msg);
+			assert_int_equal(team_new(&team, threads), 0);
+			config_defaults(&cfg);
+			for (int k = 0; k < 3; k++) {
+				assert_int_equal(net_init(&n[k], &spec, in, 10, 64, team), 0);
+				rng_seed(&r, 3);
+				net_init_params(&n[k], &r);
+				assert_int_equal(optim_init(&o[k], &cfg, n[k].nparams), 0);
+			}
+			rng_seed(&r, 9);
+			for (int s = 0; s < 5; s++) {
+				size_t batch = s == 3 ? 16 : 64;
+
+				for (size_t i = 0; i < batch; i++)
+					y[i] = (uint8_t)rng_below(&r, 10);
+				for (size_t i = 0; i < batch * n[0].in_size; i++) {
+					float v = rng_uniform(&r);
+
+					/* zero pixels, as MNIST's border: zero gradients */
+					v = i % 28 < 3 ? 0.0f : v;
+					n[0].x[i] = n[1].x[i] = n[2].x[i] = v;
+				}
+				for (int k = 0; k < 3; k++) {
+					struct upd u = { &n[k], &o[k], k == 2 };
+
+					net_forward(&n[k], batch, true, (uint64_t)s);
+					k_softmax_xent(net_output(&n[k]), y, batch, 10, 1.0f / (float)batch,
+						       net_dout(&n[k]), NULL);
+					optim_begin_step(&o[k], cfg.lr);
+					if (k == 0) {
+						net_backward(&n[k], batch);
+						optim_step(&o[k], n[k].params, n[k].grads, n[k].nparams, team);
+					} else {
+						net_backward_update(&n[k], batch, upd_range, &u, k == 2);
+					}
+				}
+				for (int k = 1; k < 3; k++) {
+					if (memcmp(n[0].params, n[k].params, n[0].nparams * sizeof(float)) ||
+					    memcmp(o[0].m, o[k].m, n[0].nparams * sizeof(float)) ||
+					    memcmp(o[0].v, o[k].v, n[0].nparams * sizeof(float)))
+						fail_msg("%s, %u threads, step %d: %s update differs from the "
+							 "separate one", specs[si], threads, s,
+							 k == 2 ? "the consuming" : "the in-backward");
+				}
+				for (uint32_t i = 0; i < spec.n; i++)
+					if (spec.layers[i].kind == LAYER_LINEAR) {
+						assert_false(n[1].layers[i].dw_zero);
+						assert_true(n[2].layers[i].dw_zero);
+					}
+				for (size_t i = 0; i < n[2].nparams; i++)
+					if (n[2].grads[i] != 0.0f || signbit(n[2].grads[i]))
+						fail_msg("grads[%zu] = %g after a consuming update", i,
+							 n[2].grads[i]);
+			}
+			for (int k = 0; k < 3; k++) {
+				optim_deinit(&o[k]);
+				net_deinit(&n[k]);
+			}
+			team_free(team);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -715,6 +826,7 @@ int main(void)
 		cmocka_unit_test(test_conv_groups_dilation),
 		cmocka_unit_test(test_blocks),
 		cmocka_unit_test(test_sequences),
+		cmocka_unit_test(test_update_consumes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

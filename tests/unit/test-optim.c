@@ -205,6 +205,63 @@ static void test_reset(void **state)
 	optim_deinit(&o);
 }
 
+/* optim_update_consume: the same bits of p and the state as optim_update,
+ * over every kind, on odd lengths and offsets (the loops' vector tails),
+ * with signed zeros, subnormals, infinities and NaNs among the gradients;
+ * and +0.0 left in exactly the range it read. */
+static void test_consume_same_bits(void **state)
+{
+	enum { N = 1000, STEPS = 4 };
+	static const enum optim_kind kinds[] = { OPTIM_ADAM, OPTIM_ADAMW, OPTIM_SGD, OPTIM_SGD };
+	struct rng r;
+
+	(void)state;
+	rng_seed(&r, 5);
+	for (size_t k = 0; k < 4; k++) {
+		struct optim o, o2;
+		static float p[N], p2[N], g[N], g2[N];
+		double mom = k == 2 ? 0.9 : 0;   /* SGD with momentum, then plain */
+
+		make(&o, kinds[k], 0.01, 0.05, mom, N);
+		make(&o2, kinds[k], 0.01, 0.05, mom, N);
+		for (size_t i = 0; i < N; i++)
+			p[i] = p2[i] = rng_uniform(&r) * 2 - 1;
+		for (int s = 1; s <= STEPS; s++) {
+			for (size_t i = 0; i < N; i++)
+				g[i] = (rng_uniform(&r) - 0.5f) * (float)s;
+			g[3] = -0.0f;
+			g[4] = 0.0f;
+			g[5] = 1e-40f;          /* subnormal */
+			g[6] = -1e-45f;
+			g[7 + (size_t)s] = s == 1 ? INFINITY : NAN;
+			memcpy(g2, g, sizeof(g));
+			optim_begin_step(&o, o.lr);
+			optim_begin_step(&o2, o2.lr);
+			for (size_t off = 0, len; off < N; off += len) {
+				len = N - off < 37 + (size_t)s ? N - off : 37 + (size_t)s;
+				optim_update(&o, p, g, off, len);
+				optim_update_consume(&o2, p2, g2, off + 1 < N ? off + 1 : off, 0);
+				optim_update_consume(&o2, p2, g2, off, len);
+			}
+			assert_memory_equal(p, p2, sizeof(p));
+			if (o.m)
+				assert_memory_equal(o.m, o2.m, N * sizeof(float));
+			if (o.v)
+				assert_memory_equal(o.v, o2.v, N * sizeof(float));
+			for (size_t i = 0; i < N; i++)
+				if (g2[i] != 0.0f || signbit(g2[i]))
+					fail_msg("%s: g[%zu] = %g after optim_update_consume, not +0.0",
+						 config_optim_name(kinds[k]), i, g2[i]);
+		}
+		/* only its range */
+		g2[0] = g2[N - 1] = 2.0f;
+		optim_update_consume(&o2, p2, g2, 1, N - 2);
+		assert_true(g2[0] == 2.0f && g2[N - 1] == 2.0f && g2[1] == 0.0f);
+		optim_deinit(&o);
+		optim_deinit(&o2);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -213,6 +270,7 @@ int main(void)
 		cmocka_unit_test(test_sgd_momentum_by_hand),
 		cmocka_unit_test(test_against_reference),
 		cmocka_unit_test(test_reset),
+		cmocka_unit_test(test_consume_same_bits),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

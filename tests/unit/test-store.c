@@ -2006,6 +2006,98 @@ static void test_out_of_memory(void **state)
 	store_close(s);
 }
 
+/* The sweep section's readers (store_sweep_list, store_sweep_trials, one
+ * select_rows each): every sweep by id with its spec and state, a sweep's
+ * trials by number with their job's committed state and the metric at its
+ * last epoch, an unknown metric refused; under an SQLite allocation
+ * failure each fails cleanly (nothing returned) or answers in full. */
+static void test_sweep_rows(void **state)
+{
+	struct fx *f = *state;
+	struct store *s = open_store(f->db, false);
+	struct tr_err err = { 0 };
+	struct store_new_job nj[3];
+	const char *params[3] = { "{\"lr\":0.1}", "{\"lr\":0.2}", "{\"lr\":0.3}" };
+	struct store_sweep *sw = NULL;
+	struct store_trial *tr = NULL;
+	int64_t sid[2], jobs[2][3];
+	size_t n = 0;
+	long k;
+	int rc;
+
+	for (int i = 0; i < 3; i++)
+		nj[i] = (struct store_new_job){ .name = "t", .config_json = "{}", .epochs = 2, .keep = -1 };
+	assert_int_equal(store_sweep_create(s, "a", "{\"searcher\":\"grid\"}", nj, params, 3, &sid[0], jobs[0],
+					    &err), 0);
+	assert_int_equal(store_sweep_create(s, "b", "{\"searcher\":\"random\"}", nj, params, 2, &sid[1], jobs[1],
+					    &err), 0);
+	assert_int_equal(store_sweep_set_state(s, sid[1], "paused", &err), 0);
+	commit(s, jobs[0][1], 1, 0.75, 1000);
+
+	assert_int_equal(store_sweep_list(s, &sw, &n, &err), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(sw[0].id, sid[0]);
+	assert_string_equal(sw[0].name, "a");
+	assert_string_equal(sw[0].spec, "{\"searcher\":\"grid\"}");
+	assert_false(sw[0].paused || sw[0].killed);
+	assert_int_equal(sw[1].id, sid[1]);
+	assert_true(sw[1].paused && !sw[1].killed);
+	store_sweeps_free(sw, n);
+
+	assert_int_equal(store_sweep_trials(s, sid[0], "val_loss", &tr, &n, &err), 0);
+	assert_int_equal(n, 3);
+	for (uint32_t i = 0; i < 3; i++) {
+		assert_int_equal(tr[i].trial, i);
+		assert_int_equal(tr[i].job, jobs[0][i]);
+		assert_string_equal(tr[i].params, params[i]);
+		assert_int_equal(tr[i].epochs, 2);
+		assert_int_equal(tr[i].epoch, i == 1 ? 1 : 0);
+		assert_int_equal(tr[i].has_metric, i == 1);
+	}
+	assert_true(tr[1].metric == 0.75);
+	assert_int_equal(tr[0].state, JOB_QUEUED);
+	store_trials_free(tr, n);
+	assert_int_equal(store_sweep_trials(s, sid[1], "val_acc", &tr, &n, &err), 0);
+	assert_int_equal(n, 2);
+	assert_false(tr[0].has_metric);
+	store_trials_free(tr, n);
+	assert_int_equal(store_sweep_trials(s, 999, "val_loss", &tr, &n, &err), 0);
+	assert_int_equal(n, 0);
+	assert_null(tr);
+	tr = (struct store_trial *)&n;
+	assert_int_equal(store_sweep_trials(s, sid[0], "epoch; DROP TABLE jobs", &tr, &n, &err), -EINVAL);
+	assert_null(tr);
+	assert_non_null(strstr(err.msg, "unknown metric"));
+
+	for (k = 0;; k++) {
+		fault_arm(k);
+		rc = store_sweep_list(s, &sw, &n, &err);
+		fault_disarm();
+		if (rc == 0)
+			break;
+		assert_true(rc < 0);
+		assert_null(sw);
+		assert_int_equal(n, 0);
+		assert_true(k < 100000);
+	}
+	assert_int_equal(n, 2);
+	store_sweeps_free(sw, n);
+	for (k = 0;; k++) {
+		fault_arm(k);
+		rc = store_sweep_trials(s, sid[0], "val_loss", &tr, &n, &err);
+		fault_disarm();
+		if (rc == 0)
+			break;
+		assert_true(rc < 0);
+		assert_null(tr);
+		assert_true(k < 100000);
+	}
+	assert_int_equal(n, 3);
+	assert_true(tr[1].has_metric && tr[1].metric == 0.75);
+	store_trials_free(tr, n);
+	store_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2020,6 +2112,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_jobs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sweep_rows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dataset_digests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_epoch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_atomic, setup, teardown),
