@@ -12,8 +12,10 @@
  *   bench-engine --resnet                                     resnet20's figures alone
  *   bench-engine --kernels [EPOCHS]                           the candidate kernels against each other
  *   bench-engine --sequences [gpt|char_lstm]                  the language models' figures alone (issue 24)
- *   bench-engine --conv [EPOCHS]                              lenet5 and resnet20 with conv gemm and conv onednn,
- *                                                             fp32 and bf16, beside PyTorch at its best (issues 20, 22)
+ *   bench-engine --conv [EPOCHS]                              lenet5, resnet20 and a BatchNorm CNN with conv gemm and
+ *                                                             conv onednn (NCHW and blocked), fp32 and bf16, beside
+ *                                                             PyTorch at its best (issues 20, 22); with
+ *                                                             TRAIND_BENCH_CONV_SCALE=F each model's samples x F
  *   bench-engine [EPOCHS] --portable                          kernels portable against openblas per path, with
  *                                                             the fair baselines: OpenBLAS Haswell against the
  *                                                             avx2 path, Prescott against the plain C path (issue 25)
@@ -235,6 +237,7 @@ struct run_spec {
 	int epochs;
 	enum k_precision precision;
 	enum conv_kind conv;    /* the job's `conv` (gemm, as config_defaults, unless set) */
+	bool dnn_nchw;          /* conv onednn without the blocked graph (net.h: dnn_nchw; the same bits) */
 };
 
 static double mlp_flops(uint32_t h, uint32_t train, uint32_t val)
@@ -327,6 +330,13 @@ static int run_epochs(const char *dir, const struct run_spec *r, int fd)
 	if (dataset_load(&ds, dir, &err) < 0 || trainer_new(&t, &cfg, ds, &err) < 0) {
 		fprintf(stderr, "bench-engine: %s\n", err.msg);
 		goto out;
+	}
+	if (r->dnn_nchw) {
+		t->model.dnn_nchw = true;
+		if (net_set_conv(&t->model, CONV_ONEDNN, &err) < 0) {
+			fprintf(stderr, "bench-engine: %s\n", err.msg);
+			goto out;
+		}
 	}
 	steps = malloc(sizeof(double) * (t->steps_per_epoch ? t->steps_per_epoch : 1));
 	if (!steps)
@@ -948,65 +958,105 @@ static int resnet(const char *data, int torch)
 /* ---- conv gemm against conv onednn (issues 20 and 22; doc/models.md) ---------
  * lenet5 (MNIST 10000 + 2000 an epoch, batch 64, Adam) and resnet20
  * (Fashion-MNIST 5000 + 1000, batch 128, SGD), threads=2, EPOCHS epochs
- * each (2 when the caller gives fewer): conv gemm and conv onednn in fp32
- * and, where the CPU has bf16, in bf16; PyTorch 1.13 at its best in fp32
- * and under autocast bf16 for the same module, data and cores. Ratios:
- * PyTorch's median epoch / traind's (above 1: traind faster), and bf16's
- * speedup over the same conv's fp32. */
+ * each (2 when the caller gives fewer): conv gemm, conv onednn with NCHW
+ * between the layers (dnn_nchw: the path before the blocked graph, the same
+ * bits) and conv onednn as jobs run it (the blocked graph, dnnblk.h), in
+ * fp32 and, where the CPU has bf16, in bf16; PyTorch 1.13 at its best in
+ * fp32 and under autocast bf16 for the same module, data and cores. Ratios:
+ * PyTorch's median epoch / traind's (above 1: traind faster) by wall time,
+ * and by CPU time (PyTorch on one thread: its CPU time an epoch / traind's
+ * median CPU time an epoch, both threads); the blocked graph's speedup over
+ * NCHW, onednn's over gemm and bf16's over fp32. */
+static double median_cpu(const struct epoch_result *er)
+{
+	double c[MAX_EPOCHS];
+
+	for (int e = 0; e < er->epochs; e++)
+		c[e] = er->detail[e].cpu_s;
+	qsort(c, (size_t)er->epochs, sizeof(double), cmp_double);
+	return c[er->epochs / 2];
+}
+
 static int conv_section(const char *data, int epochs, int torch)
 {
 	static const struct {
 		const char *model, *set;
 		bool sgd;
 		uint32_t batch, train, val;
-		double target;
+		double target;      /* 0: no PyTorch baseline (torch-epoch.py builds lenet5 and resnet20) */
 	} models[] = {
 		{ "lenet5", "mnist", false, 64, 10000, 2000, TARGET_TORCH_LENET },
 		{ "resnet20", "fashion-mnist", true, 128, 5000, 1000, TARGET_TORCH_RESNET },
+		/* a BatchNorm + dropout CNN: the default's third witness (doc/models.md) */
+		{ "conv2d(32,3,padding=1),batchnorm2d,relu,maxpool2d(2),conv2d(64,3,padding=1),batchnorm2d,relu,"
+		  "maxpool2d(2),flatten,dropout(0.5),linear(128),relu,linear(10)", "mnist", false, 64, 10000, 2000, 0 },
 	};
+	static const char *const paths[3] = { "gemm", "onednn-nchw", "onednn" };
 	struct tr_err err = { 0 };
 	bool bf16 = k_precision_check(K_BF16, &err) == 0;
 	char env[96];
+	const char *sc = getenv("TRAIND_BENCH_CONV_SCALE");
+	double scale = sc && atof(sc) > 0 && atof(sc) <= 1 ? atof(sc) : 1.0;   /* a loaded machine: fewer samples */
 
 	net_conv_numerics(env, sizeof(env));
-	printf("conv gemm (im2col + OpenBLAS %s) against conv onednn (%s), threads=2, %d epochs each;\n"
-	       "x torch: PyTorch 1.13 at its best (fp32; bf16 rows: under autocast) median epoch / traind's\n",
+	if (scale < 1)
+		printf("TRAIND_BENCH_CONV_SCALE=%g: every model's training and validation samples x %g\n", scale, scale);
+	printf("conv gemm (im2col + OpenBLAS %s) against conv onednn (%s), NCHW between the layers (onednn-nchw, the\n"
+	       "path before the blocked graph) and blocked (onednn, as jobs run it), threads=2, %d epochs each;\n"
+	       "x torch: PyTorch 1.13 at its best (fp32; bf16 rows: under autocast) median epoch / traind's, by wall\n"
+	       "time; cpu: PyTorch on 1 thread's CPU seconds an epoch / traind's median (both threads)\n",
 	       blaskernel_state()->in_use, env, epochs);
 	for (size_t i = 0; i < sizeof(models) / sizeof(models[0]); i++) {
 		struct run_spec r = { .model = models[i].model, .sgd = models[i].sgd, .batch = models[i].batch,
-				      .train = models[i].train, .val = models[i].val, .threads = 2,
-				      .epochs = epochs };
-		double med[2][2] = { { -1, -1 }, { -1, -1 } }, tb[2] = { -1, -1 };
+				      .train = (uint32_t)(models[i].train * scale), .val = (uint32_t)(models[i].val * scale),
+				      .threads = 2, .epochs = epochs };
+		double med[2][3] = { { -1, -1, -1 }, { -1, -1, -1 } }, cpu[2][3] = { { -1, -1, -1 }, { -1, -1, -1 } };
+		double tb[2] = { -1, -1 }, tcpu[2] = { -1, -1 };
 		char dir[4096], what[2][512] = { "not measured", "not measured" };
 		int tthr;
 
 		snprintf(dir, sizeof(dir), "%s/%s", data, models[i].set);
 		for (int p = 0; p < (bf16 ? 2 : 1); p++)
-			for (int c = 0; c < 2; c++) {
+			for (int c = 0; c < 3; c++) {
 				struct epoch_result er;
 
 				r.precision = p ? K_BF16 : K_FP32;
 				r.conv = c ? CONV_ONEDNN : CONV_GEMM;
-				if (measure(dir, &r, &er) == 0)
+				r.dnn_nchw = c == 1;
+				if (measure(dir, &r, &er) == 0) {
 					med[p][c] = er.median;
+					cpu[p][c] = median_cpu(&er);
+				}
 			}
 		r.precision = K_FP32;
-		for (int p = 0; torch && p < (bf16 ? 2 : 1); p++) {
+		r.conv = CONV_GEMM;
+		r.dnn_nchw = false;
+		for (int p = 0; torch && models[i].target > 0 && p < (bf16 ? 2 : 1); p++) {
 			torch_autocast = p == 1;
-			tb[p] = torch_best(data, models[i].model, &r, &tthr, what[p], sizeof(what[p]), NULL);
+			tb[p] = torch_best(data, models[i].model, &r, &tthr, what[p], sizeof(what[p]), &tcpu[p]);
 		}
 		torch_autocast = false;
 		printf("%s (%s %u + %u, batch %u, %s):\n", models[i].model, models[i].set, r.train, r.val, r.batch,
 		       r.sgd ? "SGD" : "Adam");
 		for (int p = 0; p < (bf16 ? 2 : 1); p++) {
-			printf("  %s: PyTorch %.3f s [%s]\n", p ? "bf16" : "fp32", tb[p], what[p]);
-			for (int c = 0; c < 2; c++)
-				printf("    conv %-6s median %.3f s: x torch %.2f (target >= %.0f: %s)%s%.2f\n",
-				       c ? "onednn" : "gemm", med[p][c], tb[p] > 0 && med[p][c] > 0 ? tb[p] / med[p][c] : 0,
-				       models[i].target,
-				       verdict(tb[p] > 0 && med[p][c] > 0 && tb[p] / med[p][c] >= models[i].target),
-				       p ? "; bf16 over fp32 " : "; onednn over gemm ",
-				       p ? med[0][c] / med[1][c] : med[p][0] / med[p][c]);
+			printf("  %s: PyTorch %.3f s, 1 thread %.3f s CPU [%s]\n", p ? "bf16" : "fp32", tb[p], tcpu[p],
+			       what[p]);
+			for (int c = 0; c < 3; c++) {
+				double xw = tb[p] > 0 && med[p][c] > 0 ? tb[p] / med[p][c] : 0;
+				double xc = tcpu[p] > 0 && cpu[p][c] > 0 ? tcpu[p] / cpu[p][c] : 0;
+
+				printf("    conv %-11s %.3f s wall %.3f s CPU", paths[c], med[p][c], cpu[p][c]);
+				if (models[i].target > 0)
+					printf(": x torch %.2f wall, %.2f cpu (target >= %.0f: %s)", xw, xc, models[i].target,
+					       verdict(xw >= models[i].target));
+				if (c == 2)
+					printf("; over nchw %.2f wall %.2f cpu", med[p][1] / med[p][2], cpu[p][1] / cpu[p][2]);
+				if (c > 0)
+					printf("; over gemm %.2f wall %.2f cpu", med[p][0] / med[p][c], cpu[p][0] / cpu[p][c]);
+				if (p)
+					printf("; bf16 over fp32 %.2f wall %.2f cpu", med[0][c] / med[1][c], cpu[0][c] / cpu[1][c]);
+				printf("\n");
+			}
 		}
 	}
 	return 0;

@@ -108,6 +108,31 @@ if $A --help 2>&1 | grep -q -- "--conv" && $B --help 2>&1 | grep -q -- "--conv";
    done
   done
  done
+ # the blocked graph (engine/model/dnnblk.h): residual blocks with and without a conv shortcut,
+ # a conv bias and BatchNorms over 16 and 32 channels kept in nChw16c (split unevenly at threads 2),
+ # a dropout that needs NCHW, a global average pool; a BatchNorm CNN with max pools (blocked to
+ # blocked, blocked to NCHW before flatten) and dropout; then resnet20 in fp32 and bf16
+ BLK="conv2d(16,3,padding=1),batchnorm2d,relu,residual(conv2d(16,3,padding=1),batchnorm2d,relu,conv2d(16,3,padding=1,bias=false),batchnorm2d),relu,residual(conv2d(32,3,stride=2,padding=1,bias=false),batchnorm2d;shortcut=conv2d(32,1,stride=2)),relu,dropout(0.2),conv2d(16,3),relu,adaptiveavgpool2d(1,1),flatten,linear(10)"
+ BNCNN="conv2d(16,3,padding=1),batchnorm2d,relu,maxpool2d(2),conv2d(32,3,padding=1),batchnorm2d,relu,maxpool2d(2),flatten,dropout(0.5),linear(64),relu,linear(10)"
+ for m in blocked-residual bn-dropout-cnn; do
+  if [ $m = blocked-residual ]; then M=$BLK; else M=$BNCNN; fi
+  for th in 1 2; do
+   for bs in 64 37; do
+    ha=$($A --conv onednn --epochs 1 --threads $th --batch-size $bs --train-size 1000 --no-test --hash --model "$M" 2>&1 | grep -io "[0-9a-f]\{64\}" | tail -1)
+    hb=$($B --conv onednn --epochs 1 --threads $th --batch-size $bs --train-size 1000 --no-test --hash --model "$M" 2>&1 | grep -io "[0-9a-f]\{64\}" | tail -1)
+    if [ -n "$ha" ] && [ "$ha" = "$hb" ]; then r=SAME; else r="DIFF($ha/$hb)"; fi
+    echo "$r threads=$th batch=$bs model=$m conv=onednn"
+   done
+  done
+ done
+ for pr in fp32 bf16; do
+  for th in 1 2; do
+   ha=$($A --conv onednn --precision $pr --dataset fashion-mnist --model resnet20 --epochs 1 --threads $th --batch-size 37 --train-size 300 --val-size 100 --no-test --hash 2>&1 | grep -io "[0-9a-f]\{64\}" | tail -1)
+   hb=$($B --conv onednn --precision $pr --dataset fashion-mnist --model resnet20 --epochs 1 --threads $th --batch-size 37 --train-size 300 --val-size 100 --no-test --hash 2>&1 | grep -io "[0-9a-f]\{64\}" | tail -1)
+   if [ -n "$ha" ] && [ "$ha" = "$hb" ]; then r=SAME; else r="DIFF($ha/$hb)"; fi
+   echo "$r threads=$th batch=37 model=resnet20 precision=$pr conv=onednn (fashion-mnist, 300 samples)"
+  done
+ done
 else
  echo "SKIP conv=onednn: $A or $B has no --conv"
 fi

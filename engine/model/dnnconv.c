@@ -298,8 +298,10 @@ static int set_forward(struct dnnconv *d, struct dnnset *s, size_t rows, struct 
 
 	geom_arrays(g, st, dil, pl, pr);
 	s->rows = rows;
-	DNN(dnnl_memory_desc_init_by_tag(&s->xu, 4, xd, dnnl_f32, dnnl_nchw), "the input's layout");
-	DNN(dnnl_memory_desc_init_by_tag(&s->yu, 4, yd, dnnl_f32, dnnl_nchw), "the output's layout");
+	DNN(dnnl_memory_desc_init_by_tag(&s->xu, 4, xd, dnnl_f32, g->x_blk ? dnnl_nChw16c : dnnl_nchw),
+	    "the input's layout");
+	DNN(dnnl_memory_desc_init_by_tag(&s->yu, 4, yd, dnnl_f32, g->y_blk ? dnnl_nChw16c : dnnl_nchw),
+	    "the output's layout");
 	DNN(any_md(&xa, &s->xu, op), "the input's layout");
 	DNN(any_md(&wa, &d->wu, op), "the weights' layout");
 	DNN(any_md(&ya, &s->yu, dnnl_f32), "the output's layout");

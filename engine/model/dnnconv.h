@@ -21,7 +21,9 @@
  * size and the batch: dnnctx_describe names the first two for the job's
  * numeric environment; the job records the other two. traind's NCHW rows
  * are reordered into the layouts the primitives prefer and back (exact in
- * fp32). With bf16, the operands of the products (x, W, dy) are rounded to
+ * fp32); rows the caller keeps in nChw16c (x_blk, y_blk: the blocked graph
+ * of dnnblk.h) need no reorder when the primitive chose that layout too, and
+ * are reordered as exactly when it did not. With bf16, the operands of the products (x, W, dy) are rounded to
  * bfloat16 by oneDNN's reorder (round to nearest even) and everything else
  * stays float32: the outputs, the bias, the gradients, as doc/precision.md
  * defines a bf16 product.
@@ -49,6 +51,8 @@ struct dnnconv_geom {
 	uint32_t k, stride, padding, dilation, groups;
 	bool bias;
 	bool bf16;                        /* products on bfloat16 operands */
+	bool x_blk, y_blk;                /* the caller's input / output rows (and their gradients)
+					   * are nChw16c (engine/model/dnnblk.h), not NCHW */
 };
 
 /* A net's engine and `members` streams. -ENOMEM, -ENOTSUP (no CPU engine). */

@@ -47,6 +47,7 @@
 #include <string.h>
 
 #include "traind/kernels.h"
+#include "engine/model/dnnblk.h"
 #include "engine/model/dnnconv.h"
 #include "engine/model/seq.h"
 #include "traind/portable.h"
@@ -702,6 +703,8 @@ static void dnn_free(struct net *n)
 	n->dnn_scratch_len = 0;
 	n->dnn_rc = 0;
 	n->conv = CONV_GEMM;
+	for (uint32_t i = 0; n->layers && i < n->spec.n; i++)
+		n->layers[i].blk = false;
 }
 
 /* Member idx's share of a phase's batch, as run_rows splits it. */
@@ -738,6 +741,82 @@ static int dnn_prepare(struct net *n, struct net_layer *l, bool backward, bool n
 	return 0;
 }
 
+/* The blocked graph's width (dnnblk.h) for C channels: nChw16c, in bf16
+ * too. NHWC (width C), what AMX's bf16 convolutions take, was measured
+ * (doc/models.md): no faster on resnet20, 1.1-1.3x slower on a 32/64-channel
+ * CNN (BatchNorm and the max pool stride over the other groups). */
+static size_t blk_width(const struct net *n, size_t C)
+{
+	(void)n;
+	(void)C;
+	return BLK;
+}
+
+/* Whether value v's rows are in the blocked graph's layout (the model's
+ * input never is). */
+static bool value_blk(const struct net *n, uint32_t v)
+{
+	return v != vin(n) && n->layers[v].blk;
+}
+
+/* A node that reads a blocked input: a conv2d (its reorder), a global
+ * average pool (dnnblk.h), or a node that is blocked itself. */
+static bool reads_blk(const struct net *n, uint32_t j)
+{
+	const struct net_layer *l = &n->layers[j];
+
+	if (l->spec.kind == LAYER_CONV2D)
+		return true;
+	if (l->spec.kind == LAYER_ADAPTIVEAVGPOOL2D)
+		return l->out.h == 1 && l->out.w == 1;
+	if (l->spec.kind == LAYER_MAXPOOL2D)
+		return l->spec.padding == 0;
+	return l->blk;
+}
+
+/* The blocked graph (dnnblk.h): which nodes' outputs (and gradients) stay
+ * in oneDNN's layout. A conv2d, BatchNorm2d, ReLU, max pool (unpadded) or
+ * residual join over a multiple of 16 channels, not the model's output, all
+ * of whose readers read blocked rows (those, a conv2d, an unpadded max pool
+ * and a global average pool, which write NCHW when their own output is
+ * not blocked); a node other than a conv2d (which reorders) also needs its
+ * inputs blocked. The
+ * largest such set: start from every candidate and drop nodes until none
+ * breaks a rule. The bits do not change (dnnblk.h): only the reorders. */
+static void plan_blocked(struct net *n)
+{
+	uint32_t N = n->spec.n, v[SPEC_MAX_BRANCHES];
+	bool changed = true;
+
+	for (uint32_t i = 0; i < N; i++) {
+		struct net_layer *l = &n->layers[i];
+		enum layer_kind k = l->spec.kind;
+
+		l->blk = (k == LAYER_CONV2D || k == LAYER_BATCHNORM2D || k == LAYER_RELU || k == LAYER_RESIDUAL ||
+			  (k == LAYER_MAXPOOL2D && l->spec.padding == 0)) &&
+			 !l->out.seq && l->out.c % BLK == 0 && i != n->out_node;
+	}
+	while (changed) {
+		changed = false;
+		for (uint32_t j = 0; j < N; j++) {
+			uint32_t m = node_inputs(n, j, v);
+			bool in_blk = true;
+
+			for (uint32_t k = 0; k < m; k++) {
+				if (v[k] != vin(n) && n->layers[v[k]].blk && !reads_blk(n, j)) {
+					n->layers[v[k]].blk = false;   /* a reader that needs NCHW */
+					changed = true;
+				}
+				in_blk = in_blk && value_blk(n, v[k]);
+			}
+			if (n->layers[j].blk && n->layers[j].spec.kind != LAYER_CONV2D && !in_blk) {
+				n->layers[j].blk = false;
+				changed = true;
+			}
+		}
+	}
+}
+
 int net_set_conv(struct net *n, enum conv_kind conv, struct tr_err *err)
 {
 	int rc = 0;
@@ -750,6 +829,11 @@ int net_set_conv(struct net *n, enum conv_kind conv, struct tr_err *err)
 				  "its convolutions with its own kernels (doc/portable.md)");
 	rc = dnnctx_new(&n->dnn, n->members, err);
 	n->conv = CONV_ONEDNN;
+	/* fp32 only: in bf16 the blocked graph measured no faster on resnet20
+	 * and 1.2x slower on a BatchNorm CNN (doc/models.md); the bits are the
+	 * same either way, so this is a speed choice that can change */
+	if (!n->dnn_nchw && n->precision != K_BF16)
+		plan_blocked(n);
 	for (uint32_t i = 0; rc == 0 && i < n->spec.n; i++) {
 		struct net_layer *l = &n->layers[i];
 		const struct layer_spec *s = &l->spec;
@@ -757,6 +841,8 @@ int net_set_conv(struct net *n, enum conv_kind conv, struct tr_err *err)
 			.c = l->in.c, .h = l->in.h, .w = l->in.w, .oc = s->out, .oh = l->out.h, .ow = l->out.w,
 			.k = s->k, .stride = s->stride, .padding = s->padding, .dilation = s->dilation,
 			.groups = s->groups, .bias = l->has_bias, .bf16 = n->precision == K_BF16,
+			.x_blk = s->kind == LAYER_CONV2D && value_blk(n, s->src < 0 ? vin(n) : (uint32_t)s->src),
+			.y_blk = l->blk,
 		};
 
 		if (s->kind != LAYER_CONV2D)
@@ -1803,6 +1889,8 @@ static void act_backward_pk(const struct layer_job *j, unsigned idx, size_t firs
 	}
 }
 
+#define BN_BLOCK 64   /* channels whose sums or factors sit on the stack at once */
+
 /* BatchNorm over (batch, C, S): channels [c0, c1) of this member. Each
  * channel's sums run in (row, position) order in double (k_bn_sums). */
 static void bn_forward(void *arg, unsigned idx, unsigned nm)
@@ -1812,16 +1900,25 @@ static void bn_forward(void *arg, unsigned idx, unsigned nm)
 	struct net *n = j->n;
 	size_t C = l->in.c, S = (size_t)l->in.h * l->in.w, size = l->in_size, c0, c1;
 	double count = (double)j->batch * (double)S;
+	float al[BN_BLOCK], be[BN_BLOCK];
+	size_t bw = blk_width(n, C);
 
 	team_split(C, idx, nm, 1, &c0, &c1);
 	if (c0 == c1)
 		return;
 	if (j->train) {
 		/* l->mean holds the sums, then the means; l->invstd the squared deviations' */
-		k_bn_sums(l->mean + c0, j->in, j->batch, size, S, c0, c1);
+		if (l->blk)
+			blk_bn_sums(l->mean + c0, NULL, j->in, NULL, NULL, NULL, j->batch, size, S, bw, c0, c1);
+		else
+			k_bn_sums(l->mean + c0, j->in, j->batch, size, S, c0, c1);
 		for (size_t c = c0; c < c1; c++)
 			l->mean[c] = l->mean[c] / count;
-		k_bn_sqsums(l->invstd + c0, j->in, l->mean + c0, j->batch, size, S, c0, c1);
+		if (l->blk)
+			blk_bn_sums(l->invstd + c0, NULL, j->in, NULL, l->mean + c0, NULL, j->batch, size, S, bw, c0,
+				    c1);
+		else
+			k_bn_sqsums(l->invstd + c0, j->in, l->mean + c0, j->batch, size, S, c0, c1);
 	}
 	for (size_t c = c0; c < c1; c++) {
 		double mean, invstd;
@@ -1843,11 +1940,21 @@ static void bn_forward(void *arg, unsigned idx, unsigned nm)
 		}
 		alpha = (float)(invstd * n->params[l->w_off + c]);
 		beta = (float)(n->params[l->b_off + c] - mean * invstd * n->params[l->w_off + c]);
-		k_bn_apply(l->y + c * S, j->in + c * S, j->batch, size, S, alpha, beta);
+		if (!l->blk) {
+			k_bn_apply(l->y + c * S, j->in + c * S, j->batch, size, S, alpha, beta);
+			continue;
+		}
+		/* blocked: the channels' factors gathered, applied BN_BLOCK at a time */
+		al[(c - c0) % BN_BLOCK] = alpha;
+		be[(c - c0) % BN_BLOCK] = beta;
+		if ((c - c0) % BN_BLOCK == BN_BLOCK - 1 || c + 1 == c1) {
+			size_t b0 = c - (c - c0) % BN_BLOCK;
+
+			blk_bn_apply(l->y, j->in, j->batch, size, S, bw, b0, c + 1, al, be);
+		}
 	}
 }
 
-#define BN_BLOCK 64   /* channels whose backward sums sit on the stack at once */
 static void bn_backward(void *arg, unsigned idx, unsigned nm)
 {
 	struct layer_job *j = arg;
@@ -1861,20 +1968,33 @@ static void bn_backward(void *arg, unsigned idx, unsigned nm)
 		size_t b1 = c1 - b0 < BN_BLOCK ? c1 : b0 + BN_BLOCK;
 		double sdy[BN_BLOCK], sdyx[BN_BLOCK];
 
-		k_bn_grad_sums(sdy, sdyx, j->dy, j->in, l->mean + b0, l->invstd + b0, j->batch, size, S,
-			       b0, b1);
+		double kk[BN_BLOCK], mdy[BN_BLOCK], mdyx[BN_BLOCK];
+
+		if (l->blk)
+			blk_bn_sums(sdy, sdyx, j->in, j->dy, l->mean + b0, l->invstd + b0, j->batch, size, S,
+				    blk_width(n, C), b0, b1);
+		else
+			k_bn_grad_sums(sdy, sdyx, j->dy, j->in, l->mean + b0, l->invstd + b0, j->batch, size,
+				       S, b0, b1);
 		for (size_t c = b0; c < b1; c++) {
 			double mean = l->mean[c], invstd = l->invstd[c];
 
 			n->grads[l->w_off + c] = (float)sdyx[c - b0];
 			n->grads[l->b_off + c] = (float)sdy[c - b0];
-			if (j->dx) {
+			if (j->dx && l->blk) {
+				kk[c - b0] = n->params[l->w_off + c] * invstd;
+				mdy[c - b0] = sdy[c - b0] / count;
+				mdyx[c - b0] = sdyx[c - b0] / count;
+			} else if (j->dx) {
 				double k = n->params[l->w_off + c] * invstd;
 
 				k_bn_dx(j->dx + c * S, j->dy + c * S, j->in + c * S, j->batch, size, S, mean,
 					invstd, k, sdy[c - b0] / count, sdyx[c - b0] / count);
 			}
 		}
+		if (j->dx && l->blk)
+			blk_bn_dx(j->dx, j->dy, j->in, j->batch, size, S, blk_width(n, C), b0, b1, l->mean + b0,
+				  l->invstd + b0, kk, mdy, mdyx);
 	}
 }
 
@@ -2087,7 +2207,17 @@ static void conv_backward_dnn(const struct layer_job *j, unsigned idx, size_t fi
 	dnnconv_backward(l->dnn, idx, r1 - r0, j->in + r0 * l->in_size, j->dy + r0 * l->out_size,
 			 j->dx ? j->dx + r0 * l->in_size : NULL, dw, dnn_scratch_of(n, idx));
 	for (size_t r = r0; l->has_bias && r < r1; r++)   /* conv gemm's float32 sums, row by row */
-		conv_bias_sums(db, j->dy + r * l->out_size, l->spec.out, ohw, r == r0);
+		if (l->blk)
+			blk_bias_sums(db, j->dy + r * l->out_size, l->spec.out, ohw, blk_width(n, l->spec.out),
+				      r == r0);
+		else
+			conv_bias_sums(db, j->dy + r * l->out_size, l->spec.out, ohw, r == r0);
+}
+
+/* Whether a node's input rows are nChw16c (plan_blocked). */
+static bool src_blk(const struct layer_job *j)
+{
+	return value_blk(j->n, j->l->spec.src < 0 ? vin(j->n) : (uint32_t)j->l->spec.src);
 }
 
 /* rows [r0, r1) of the member idx whose share starts at row `first` */
@@ -2102,7 +2232,11 @@ static void pool_forward(const struct layer_job *j, unsigned idx, size_t first, 
 		const float *x = j->in + r * l->in_size;
 		float *y = l->y + r * l->out_size;
 
-		if (s->kind == LAYER_MAXPOOL2D && s->padding)
+		if (s->kind == LAYER_MAXPOOL2D && !s->padding && (src_blk(j) || l->blk))
+			blk_maxpool(y, l->argmax + r * l->out_size, x, l->in.c, l->in.h, l->in.w, s->k, s->stride,
+				    l->out.h, l->out.w, src_blk(j) ? blk_width(j->n, l->in.c) : 1,
+				    l->blk ? blk_width(j->n, l->in.c) : 1);
+		else if (s->kind == LAYER_MAXPOOL2D && s->padding)
 			k_maxpool_pad(y, l->argmax + r * l->out_size, x, l->in.c, l->in.h, l->in.w, s->k,
 				      s->stride, s->padding, l->out.h, l->out.w);
 		else if (s->kind == LAYER_MAXPOOL2D)
@@ -2110,6 +2244,8 @@ static void pool_forward(const struct layer_job *j, unsigned idx, size_t first, 
 				  s->stride, l->out.h, l->out.w);
 		else if (s->kind == LAYER_AVGPOOL2D)
 			k_avgpool(y, x, l->in.c, l->in.h, l->in.w, s->k, s->stride, l->out.h, l->out.w);
+		else if (s->kind == LAYER_ADAPTIVEAVGPOOL2D && src_blk(j))
+			blk_global_avgpool(y, x, l->in.c, l->in.h, l->in.w, blk_width(j->n, l->in.c));
 		else if (s->kind == LAYER_ADAPTIVEAVGPOOL2D)
 			k_adaptive_avgpool(y, x, l->in.c, l->in.h, l->in.w, l->out.h, l->out.w);
 		else
@@ -2134,6 +2270,8 @@ static void pool_backward(const struct layer_job *j, unsigned idx, size_t first,
 		else if (s->kind == LAYER_AVGPOOL2D)
 			k_avgpool_backward(dx, dy, l->in.c, l->in.h, l->in.w, s->k, s->stride,
 					   l->out.h, l->out.w);
+		else if (s->kind == LAYER_ADAPTIVEAVGPOOL2D && src_blk(j))
+			blk_global_avgpool_backward(dx, dy, l->in.c, l->in.h, l->in.w, blk_width(j->n, l->in.c));
 		else if (s->kind == LAYER_ADAPTIVEAVGPOOL2D)
 			k_adaptive_avgpool_backward(dx, dy, l->in.c, l->in.h, l->in.w, l->out.h, l->out.w);
 		else

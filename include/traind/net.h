@@ -99,6 +99,7 @@ struct net_layer {
 	struct pk_conv *pk;          /* conv2d of a portable job: its geometry and tables, owned */
 	size_t pk_part_off;          /* conv2d, a sequence layer of a portable job: its slice of each chunk's sums (net->pk_part) */
 	struct dnnconv *dnn;         /* conv2d with conv onednn: its primitives, owned */
+	bool blk;                    /* conv onednn: y and its gradient are nChw16c (net.c: plan_blocked) */
 	/* The backward plan (net.c: plan_backward): */
 	int gclass;                  /* the gradient at its output: a class of aliased values */
 	int scratch;                 /* pool buffer its dx goes to before being added (-1: none) */
@@ -168,6 +169,8 @@ struct net {
 	void *dnn_scratch;           /* (members, dnn_scratch_len) bytes, owned */
 	int dnn_rc;                  /* the first failure to prepare a primitive (0: none) */
 	struct tr_err dnn_err;       /* its message */
+	bool dnn_nchw;               /* NCHW between the layers, no blocked graph (net.c: plan_blocked):
+				      * the same bits, slower; a benchmark's "before" */
 	/* The matrix products' arithmetic (net_set_precision; fp32 after net_init): */
 	enum k_precision precision;
 	size_t gemm_kmax;            /* the longest sum over k of any of the model's products */
@@ -215,6 +218,10 @@ int net_set_kernels(struct net *n, enum kernels_kind kernels);
  * first needs them). -EINVAL (kernels portable: its own convolutions),
  * -ENOTSUP (oneDNN cannot run a layer) or -ENOMEM, with err; the net then
  * keeps CONV_GEMM. */
+/* With CONV_ONEDNN in fp32 the activations between conv2d, BatchNorm2d,
+ * ReLU, max pool and residual layers stay in oneDNN's blocked layout
+ * (engine/model/dnnblk.h), unless dnn_nchw is set: the bits are the same
+ * either way. */
 int net_set_conv(struct net *n, enum conv_kind conv, struct tr_err *err);
 /* What decides a conv onednn job's convolution bits besides the team and
  * the batch: "oneDNN 2.6.3 avx512_core_amx". */

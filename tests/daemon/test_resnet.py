@@ -9,7 +9,8 @@ batches of 32: 16 steps an epoch) keeps it short.
 The same with `conv onednn` (oneDNN's convolutions, doc/models.md), on a
 smaller job: paused mid-epoch and SIGKILLed, it ends bit-identical to the
 same job never stopped, and its numerics name oneDNN; `conv onednn` with
-`kernels portable` is refused naming the key.
+`kernels portable` is refused naming the key (2 threads, the default), and
+again on 1 thread.
 
 A block model's SPEC errors name the block, the layer and the shapes, and
 leave traind running."""
@@ -34,23 +35,30 @@ ONEDNN = ["--model", "resnet20", "--dataset", "fashion-mnist", "--conv", "onednn
           "--eval-batch-size", "64", "--epochs", "3", "--lr", "0.01", "--optimizer", "sgd", "--momentum", "0.9"]
 
 
-def onednn(d):
+# the same on 1 thread (ONEDNN runs on the default 2, whose members split
+# the blocked graph's BatchNorms by channels), 2 epochs of 6 steps
+ONEDNN_1T = ["--model", "resnet20", "--dataset", "fashion-mnist", "--conv", "onednn", "--train-size", "192",
+             "--val-size", "32", "--batch-size", "32", "--eval-batch-size", "32", "--epochs", "2", "--lr", "0.01",
+             "--optimizer", "sgd", "--momentum", "0.9", "--threads", "1"]
+
+
+def onednn(d, name="conv onednn", config=ONEDNN):
     """A conv onednn job paused mid-epoch, then SIGKILLed after an epoch,
     against the same job never stopped."""
-    job = d.start_job(*ONEDNN)
+    job = d.start_job(*config)
     j = d.wait_running_at(job, epoch=0, min_step=2)
     rc, out, err = d.ctl("pause", job, check_rc=False)
     st = d.status(job)
     check(rc == 0 and st["state"] == "paused" and 0 < st["step"] < st["steps_per_epoch"],
-          "conv onednn: paused mid-epoch 1 (step %s of %s; %s)" % (st.get("step"), st.get("steps_per_epoch"),
+          name + ": paused mid-epoch 1 (step %s of %s; %s)" % (st.get("step"), st.get("steps_per_epoch"),
                                                                   err.strip()))
     d.ctl("resume", job)
     rc, out, err = d.wait(job, "--epoch", "1")
-    check(rc == 0, "conv onednn: epoch 1 committed (rc %d, %s)" % (rc, err.strip()))
+    check(rc == 0, name + ": epoch 1 committed (rc %d, %s)" % (rc, err.strip()))
     d.kill9()
     d.start()
     rc, out, err = d.wait(job, "--state", "done")
-    check(rc == 0, "conv onednn: after SIGKILL and a restart the job finishes (rc %d, %s)" % (rc, err.strip()))
+    check(rc == 0, name + ": after SIGKILL and a restart the job finishes (rc %d, %s)" % (rc, err.strip()))
     # the numerics a checkpoint records (a resume compares them): oneDNN's too
     blob = bytes(d.sql("SELECT blob FROM checkpoints WHERE job_id = ? ORDER BY id DESC LIMIT 1",
                        (int(job),))[0][0])
@@ -58,15 +66,17 @@ def onednn(d):
         blob = zlib.decompress(blob, 47)   # zlib or gzip
     m = re.search(rb'"numerics":"([^"]*)"', blob)
     num = m.group(1).decode() if m else ""
-    check("+ oneDNN " in num, "conv onednn: the checkpoint's numerics name oneDNN (%r)" % num)
-    ref = d.start_job(*ONEDNN)
+    check("+ oneDNN " in num, name + ": the checkpoint's numerics name oneDNN (%r)" % num)
+    ref = d.start_job(*config)
     rc, out, err = d.wait(ref, "--state", "done")
-    check(rc == 0, "conv onednn: the uninterrupted job finishes")
+    check(rc == 0, name + ": the uninterrupted job finishes")
     a = sha256_file(d.export_file(job, "onednn-stopped.safetensors"))
     b = sha256_file(d.export_file(ref, "onednn-ref.safetensors"))
-    check(a == b, "conv onednn: paused, SIGKILLed and resumed == never stopped (%s vs %s)" % (a[:16], b[:16]))
+    check(a == b, name + ": paused, SIGKILLed and resumed == never stopped (%s vs %s)" % (a[:16], b[:16]))
     check([r["train_loss"] for r in d.history(job)] == [r["train_loss"] for r in d.history(ref)],
-          "conv onednn: ... and the same history")
+          name + ": ... and the same history")
+    if config is not ONEDNN:
+        return
     rc, out, err = d.ctl("start", "--model", "lenet5", "--conv", "onednn", "--kernels", "portable", check_rc=False)
     check(rc != 0 and "conv" in err and "portable" in err,
           "conv onednn with kernels portable is refused, naming conv (rc %d: %s)" % (rc, err.strip()))
@@ -144,6 +154,7 @@ def main():
           "Export with a pytorch that is not a boolean is refused, naming it (%s)" % str(r)[:200])
 
     onednn(d)
+    onednn(d, "conv onednn, 1 thread", ONEDNN_1T)
 
     # ---- SPEC errors in blocks ----
     cases = [

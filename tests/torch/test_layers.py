@@ -10,7 +10,9 @@ drew, and the test checks the mask's keep rate. Teams of 1 and 2 threads.
 The sequence cases run once more with the portable kernels (kernels
 portable, doc/portable.md; 3 threads): within the same tolerance.
 The cases with a conv2d run again with `conv onednn` (oneDNN's primitives,
-doc/models.md), in training and eval, at 1 and 2 threads, to the same 1e-5.
+doc/models.md), in training and eval, at 1 and 2 threads, to the same 1e-5,
+and so do a few models of 16k channels whose activations stay in oneDNN's
+blocked layout between layers (BLOCKED; engine/model/dnnblk.h).
 """
 import os
 import subprocess
@@ -235,6 +237,23 @@ CASES += [("multiheadattention(8,2,causal=true)", ("seq", 40, 8), 2),
           ("transformer_encoder_layer(8,2,16,dropout=0,norm_first=true,causal=true)", ("seq", 16, 8), 2, 1),
           ("layernorm", ("seq", 5, 12), 4, 1)]
 
+# conv onednn only: the blocked graph (engine/model/dnnblk.h) keeps the
+# activations between conv2d, BatchNorm2d, ReLU and residual joins of 16k
+# channels in oneDNN's layout: a BasicBlock with a conv shortcut and a bias,
+# BatchNorms over 16 and 32 channels (2 threads: 8 + 8, 16 + 16) and the
+# global average pool; an identity shortcut whose ReLU feeds a conv2d that
+# is the output; 48 channels (24 + 24: part of a group of 16 each); max
+# pools blocked to blocked, and blocked to NCHW (overlapping windows)
+BLOCKED = [
+    ("conv2d(16,3,padding=1),batchnorm2d,relu,residual(conv2d(16,3,padding=1,bias=false),batchnorm2d,relu,"
+     "conv2d(32,3,padding=1),batchnorm2d;shortcut=conv2d(32,1)),relu,adaptiveavgpool2d(1,1),flatten,linear(10)",
+     (3, 8, 8), 5),
+    ("conv2d(16,3,padding=1,bias=false),batchnorm2d,relu,residual(conv2d(16,3,padding=1),batchnorm2d,relu,"
+     "conv2d(16,3,padding=1),batchnorm2d),relu,conv2d(4,1)", (2, 6, 6), 4),
+    ("conv2d(48,3),batchnorm2d,relu,conv2d(3,1)", (2, 6, 6), 3),
+    ("conv2d(16,3,padding=1),batchnorm2d,relu,maxpool2d(2),conv2d(16,3),relu,maxpool2d(3,stride=2),flatten,"
+     "linear(5)", (2, 12, 12), 4),
+]
 
 SEQ_FIRST = [case[0] for case in CASES].index("embedding(11,6)")
 
@@ -257,7 +276,7 @@ def main():
                     fail("%s: %r" % (spec, e))
     # conv onednn: every case with a conv2d (groups, dilation, stride,
     # padding, blocks) through oneDNN's primitives
-    onednn = [c for c in CASES if "conv2d" in c[0]]
+    onednn = [c for c in CASES if "conv2d" in c[0]] + BLOCKED
     for spec, shape, batch, *_ in onednn:
         for train in (True, False):
             for threads in (1, 2):
