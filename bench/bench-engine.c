@@ -18,7 +18,8 @@
  *                                                             TRAIND_BENCH_CONV_SCALE=F each model's samples x F
  *   bench-engine [EPOCHS] --portable                          kernels portable against openblas per path, with
  *                                                             the fair baselines: OpenBLAS Haswell against the
- *                                                             avx2 path, Prescott against the plain C path (issue 25)
+ *                                                             avx2 path, Prescott against the plain C path; ratios
+ *                                                             by wall and by CPU time, the load printed (issue 25)
  *
  * Every report starts with the CPU (brand, family/model, features), the
  * OpenBLAS kernel in use and why (blaskernel.h: the same choice as traind's,
@@ -1467,7 +1468,7 @@ static struct run_spec pk_run(size_t mi, int threads, int epochs, const char *is
 
 /* --probe-portable MODEL THREADS EPOCHS, in a run with OPENBLAS_CORETYPE
  * set: the kernel OpenBLAS loaded and pk_models[MODEL]'s median epoch with
- * kernels openblas ("openblas NAME SECONDS"). */
+ * kernels openblas, wall and CPU seconds ("openblas NAME SECONDS CPU"). */
 static int probe_portable(const char *data, size_t mi, int threads, int epochs)
 {
 	struct run_spec r;
@@ -1480,7 +1481,7 @@ static int probe_portable(const char *data, size_t mi, int threads, int epochs)
 	snprintf(dir, sizeof(dir), "%s/%s", data, pk_models[mi].set);
 	if (measure(dir, &r, &res) < 0)
 		return 1;
-	printf("openblas %s %.6f\n", blaskernel_state()->in_use, res.median);
+	printf("openblas %s %.6f %.6f\n", blaskernel_state()->in_use, res.median, cpu_median(&res));
 	return 0;
 }
 
@@ -1490,20 +1491,51 @@ static int probe_portable(const char *data, size_t mi, int threads, int epochs)
  * (Prescott) against the plain C path. */
 static const char *const pk_fair[3] = { NULL, "Haswell", "Prescott" };
 
+/* One timing: wall and CPU seconds (every thread's) of the median epoch. */
+struct pk_time {
+	double wall, cpu;
+};
+
+/* " ratio W lo-hi, CPU lo-hi" of base / portable over the rounds. */
+static void pk_print_ratios(const struct pk_time *base, const struct pk_time *port)
+{
+	double lo[2] = { 0, 0 }, hi[2] = { 0, 0 };
+
+	for (int round = 0; round < ROUNDS; round++) {
+		double q[2] = { base[round].wall / port[round].wall, base[round].cpu / port[round].cpu };
+
+		for (int c = 0; c < 2; c++) {
+			lo[c] = round == 0 || q[c] < lo[c] ? q[c] : lo[c];
+			hi[c] = round == 0 || q[c] > hi[c] ? q[c] : hi[c];
+		}
+	}
+	printf(": ratio wall %.2f-%.2f, CPU %.2f-%.2f\n", lo[0], hi[0], lo[1], hi[1]);
+}
+
+static void pk_print_times(const char *what, const struct pk_time *t)
+{
+	printf(" %s", what);
+	for (int round = 0; round < ROUNDS; round++)
+		printf(" %.3f/%.3f", t[round].wall, t[round].cpu);
+}
+
 static int portable_bench(const char *data, int epochs)
 {
 	static const char *const isas[] = { "avx512", "avx2", "generic" };
 	char dir[4096];
 
 	print_machine();
-	printf("kernels portable against openblas: epoch seconds (median of %d epochs) per round, %d rounds; ratio = openblas / portable (> 1: portable faster), its range over the rounds\n",
+	printf("kernels portable against openblas: the median of %d epochs per round, %d rounds, wall/CPU seconds (CPU: every thread of the run); ratio = openblas / portable (> 1: portable faster), its range over the rounds, by wall time and by CPU time (on a loaded machine trust CPU)\n",
 	       epochs, ROUNDS);
 	for (size_t mi = 0; mi < PK_MODELS; mi++)
 		for (int threads = 2; threads >= 1; threads--) {
-			double ob[ROUNDS], pt[3][ROUNDS], fair[3][ROUNDS];
+			struct pk_time ob[ROUNDS], pt[3][ROUNDS], fair[3][ROUNDS];
 			bool ok[3] = { false, false, false }, fair_ok[3] = { false, false, false };
 			char fair_name[3][64] = { "", "", "" };
+			double load0[3] = { 0 }, load1[3] = { 0 };
 
+			if (getloadavg(load0, 3) < 0)
+				load0[0] = -1;
 			snprintf(dir, sizeof(dir), "%s/%s", data, pk_models[mi].set);
 			for (int round = 0; round < ROUNDS; round++) {
 				struct run_spec r = pk_run(mi, threads, epochs, NULL);
@@ -1513,7 +1545,7 @@ static int portable_bench(const char *data, int epochs)
 					fprintf(stderr, "bench-engine: the %s run failed\n", pk_models[mi].label);
 					return 1;
 				}
-				ob[round] = res.median;
+				ob[round] = (struct pk_time){ res.median, cpu_median(&res) };
 				for (int k = 0; k < 3; k++) {
 					enum pk_isa isa;
 
@@ -1526,17 +1558,17 @@ static int portable_bench(const char *data, int epochs)
 							pk_models[mi].label, isas[k]);
 						return 1;
 					}
-					pt[k][round] = res.median;
+					pt[k][round] = (struct pk_time){ res.median, cpu_median(&res) };
 					ok[k] = true;
 					if (pk_fair[k]) {
 						char args[128], out[4096], name[64];
-						double sec;
+						double sec, cpu;
 
 						snprintf(args, sizeof(args), "--probe-portable %zu %d %d", mi, threads,
 							 epochs);
 						if (run_with_kernel(pk_fair[k], args, out, sizeof(out)) == 0 &&
-						    sscanf(out, "openblas %63s %lf", name, &sec) == 2) {
-							fair[k][round] = sec;
+						    sscanf(out, "openblas %63s %lf %lf", name, &sec, &cpu) == 3) {
+							fair[k][round] = (struct pk_time){ sec, cpu };
 							fair_ok[k] = true;
 							snprintf(fair_name[k], sizeof(fair_name[k]), "%s", name);
 						} else {
@@ -1547,26 +1579,21 @@ static int portable_bench(const char *data, int epochs)
 					}
 				}
 			}
+			if (getloadavg(load1, 3) < 0)
+				load1[0] = -1;
+			printf("%-10s threads=%d: load average %.2f at the start, %.2f at the end\n", pk_models[mi].label,
+			       threads, load0[0], load1[0]);
 			for (int k = 0; k < 3; k++) {
-				double lo = 0, hi = 0;
-
 				if (!ok[k]) {
 					printf("%-10s threads=%d %-8s: not run (%s)\n", pk_models[mi].label, threads, isas[k],
 					       k == 2 ? "the plain C path is too slow for this model" : "this CPU cannot run it");
 					continue;
 				}
-				printf("%-10s threads=%d %-8s: openblas", pk_models[mi].label, threads, isas[k]);
-				for (int round = 0; round < ROUNDS; round++) {
-					double q = ob[round] / pt[k][round];
-
-					printf(" %.3f", ob[round]);
-					lo = round == 0 || q < lo ? q : lo;
-					hi = round == 0 || q > hi ? q : hi;
-				}
-				printf(" s, portable");
-				for (int round = 0; round < ROUNDS; round++)
-					printf(" %.3f", pt[k][round]);
-				printf(" s: ratio %.2f-%.2f\n", lo, hi);
+				printf("%-10s threads=%d %-8s:", pk_models[mi].label, threads, isas[k]);
+				pk_print_times("openblas", ob);
+				pk_print_times("s, portable", pt[k]);
+				printf(" s");
+				pk_print_ratios(ob, pt[k]);
 				if (!pk_fair[k])
 					continue;
 				if (!fair_ok[k]) {
@@ -1576,14 +1603,9 @@ static int portable_bench(const char *data, int epochs)
 				}
 				printf("%-10s threads=%d %-8s: openblas %s (what a CPU without %s runs)",
 				       pk_models[mi].label, threads, isas[k], fair_name[k], k == 1 ? "AVX-512" : "AVX2");
-				for (int round = 0; round < ROUNDS; round++) {
-					double q = fair[k][round] / pt[k][round];
-
-					printf(" %.3f", fair[k][round]);
-					lo = round == 0 || q < lo ? q : lo;
-					hi = round == 0 || q > hi ? q : hi;
-				}
-				printf(" s: ratio %.2f-%.2f\n", lo, hi);
+				pk_print_times("", fair[k]);
+				printf(" s");
+				pk_print_ratios(fair[k], pt[k]);
 			}
 		}
 	return 0;

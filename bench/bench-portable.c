@@ -8,6 +8,9 @@
  *
  *   bench-portable [--wall] [ROUNDS]   the GEMM table (ROUNDS timed rounds, 7;
  *                                  CPU time, or wall time with --wall)
+ *   bench-portable [--wall] --conv [ROUNDS]  lenet5's and resnet20's convolutions
+ *                                  (a chunk of 8 samples: forward, dW, dx) against
+ *                                  im2col + OpenBLAS, per path, one thread
  *   bench-portable --epoch [ROUNDS]  the lesson MLP's epoch (20000 samples)
  *                                  with kernels openblas and portable (each
  *                                  vector path), 1 and 2 threads
@@ -458,6 +461,189 @@ static int table(int rounds)
 	return 0;
 }
 
+/* ---- --conv: the convolutions of lenet5 and resnet20 ------------------------------
+ * Per shape, a chunk of CONV_ROWS samples (batch 128 in 16 chunks): the
+ * portable conv (pk_conv_forward per sample, pk_conv_dw on the chunk,
+ * pk_conv_dx per sample) against what a kernels openblas job runs (net.c:
+ * per sample k_im2col + sgemm W col; im2col + sgemm dY col^T with beta 1;
+ * sgemm W^T dY + k_col2im), one thread, by CPU time (or wall with --wall),
+ * best of ROUNDS alternating. Every path this CPU runs, or TRAIND_ISA's. */
+#define CONV_ROWS 8
+
+static const struct conv_shape {
+	const char *what;
+	unsigned c, h, oc, k, s, p;
+} conv_shapes[] = {
+	{ "lenet c1 1>6 28 k5", 1, 28, 6, 5, 1, 2 },
+	{ "lenet c2 6>16 14 k5", 6, 14, 16, 5, 1, 0 },
+	{ "r20 1>16 28", 1, 28, 16, 3, 1, 1 },
+	{ "r20 16>16 28", 16, 28, 16, 3, 1, 1 },
+	{ "r20 16>32 28 s2", 16, 28, 32, 3, 2, 1 },
+	{ "r20 32>32 14", 32, 14, 32, 3, 1, 1 },
+	{ "r20 32>64 14 s2", 32, 14, 64, 3, 2, 1 },
+	{ "r20 64>64 7", 64, 7, 64, 3, 1, 1 },
+};
+#define NCONV (sizeof(conv_shapes) / sizeof(conv_shapes[0]))
+
+struct conv_bufs {
+	const struct conv_shape *s;
+	struct pk_conv cv;
+	float *x, *w, *b, *y, *dy, *dx, *dw, *db, *col, *scratch;
+	size_t in, out;
+};
+
+/* op 0 forward, 1 dW and db, 2 dx; portable or OpenBLAS */
+static void conv_run(struct conv_bufs *c, int op, bool portable)
+{
+	const struct pk_conv *cv = &c->cv;
+	size_t ckk = cv->ckk, ohw = cv->ohw;
+
+	if (portable) {
+		if (op == 1) {
+			pk_conv_dw(cv, c->x, c->in, c->dy, c->out, CONV_ROWS, c->dw, c->db, c->scratch);
+			return;
+		}
+		for (size_t r = 0; r < CONV_ROWS; r++) {
+			if (op == 0)
+				pk_conv_forward(cv, c->w, c->b, c->x + r * c->in, c->y + r * c->out, c->scratch);
+			else
+				pk_conv_dx(cv, c->w, c->dy + r * c->out, c->dx + r * c->in, c->scratch);
+		}
+		return;
+	}
+	for (size_t r = 0; r < CONV_ROWS; r++) {
+		const float *xr = c->x + r * c->in, *dyr = c->dy + r * c->out;
+
+		if (op == 0) {
+			float *yr = c->y + r * c->out;
+
+			k_im2col(c->col, xr, cv->c, cv->h, cv->w, cv->k, cv->s, cv->p, cv->oh, cv->ow);
+			for (unsigned o = 0; o < cv->oc; o++)
+				for (size_t t = 0; t < ohw; t++)
+					yr[o * ohw + t] = c->b[o];
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)cv->oc, (int)ohw, (int)ckk, 1.0f,
+				    c->w, (int)ckk, c->col, (int)ohw, 1.0f, yr, (int)ohw);
+		} else if (op == 1) {
+			k_im2col(c->col, xr, cv->c, cv->h, cv->w, cv->k, cv->s, cv->p, cv->oh, cv->ow);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)cv->oc, (int)ckk, (int)ohw, 1.0f,
+				    dyr, (int)ohw, c->col, (int)ohw, r ? 1.0f : 0.0f, c->dw, (int)ckk);
+			for (unsigned o = 0; o < cv->oc; o++) {
+				float sum = r ? c->db[o] : 0.0f;
+
+				for (size_t t = 0; t < ohw; t++)
+					sum += dyr[o * ohw + t];
+				c->db[o] = sum;
+			}
+		} else {
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ckk, (int)ohw, (int)cv->oc, 1.0f,
+				    c->w, (int)ckk, dyr, (int)ohw, 0.0f, c->col, (int)ohw);
+			k_col2im(c->dx + r * c->in, c->col, cv->c, cv->h, cv->w, cv->k, cv->s, cv->p, cv->oh,
+				 cv->ow);
+		}
+	}
+}
+
+static int conv_table(int rounds)
+{
+	const char *env = getenv("TRAIND_ISA");
+	bool only_env = env && *env;
+	static const char *const opname[3] = { "fwd", "dW", "dx" };
+	char cpu[256], blas[128];
+	double load[3] = { 0 };
+
+	kernels_global_init();
+	if (getloadavg(load, 3) < 0)
+		load[0] = -1;
+	cpu_model(cpu, sizeof(cpu));
+	numerics_blas(blas, sizeof(blas));
+	printf("CPU: %s\n", cpu);
+	printf("BLAS: %s (openblas_get_corename: %s)\n", blas, openblas_get_corename());
+	printf("load average at the start: %.2f %.2f %.2f (a shared machine: compare ratios only)\n",
+	       load[0], load[1], load[2]);
+	printf("clock: %s; a chunk of %d samples, 1 thread, best of %d; ratio = OpenBLAS / portable (> 1: portable faster)\n",
+	       use_wall ? "wall" : "CPU time", CONV_ROWS, rounds);
+	printf("\n%-20s %-3s %-7s %9s %9s %6s\n", "conv", "op", "path", "port. us", "OpenBLAS", "ratio");
+	for (int isa = PK_ISA_COUNT - 1; isa >= 1; isa--) {
+		double tot_p = 0, tot_o = 0;
+
+		if (!pk_isa_supported((enum pk_isa)isa) || (only_env && pk_isa_active() != (enum pk_isa)isa))
+			continue;
+		pk_isa_set((enum pk_isa)isa, NULL);
+		for (size_t si = 0; si < NCONV; si++) {
+			struct conv_bufs c = { .s = &conv_shapes[si] };
+			const struct conv_shape *s = c.s;
+			size_t wn;
+
+			if (pk_conv_init(&c.cv, s->c, s->h, s->h, s->oc, s->k, s->s, s->p, 1, 1) < 0)
+				return 1;
+			c.in = (size_t)s->c * s->h * s->h;
+			c.out = (size_t)s->oc * c.cv.ohw;
+			wn = (size_t)s->oc * c.cv.ckk;
+			c.x = k_alloc_floats(CONV_ROWS * c.in);
+			c.dx = k_alloc_floats(CONV_ROWS * c.in);
+			c.y = k_alloc_floats(CONV_ROWS * c.out);
+			c.dy = k_alloc_floats(CONV_ROWS * c.out);
+			c.w = k_alloc_floats(wn);
+			c.dw = k_alloc_floats(wn);
+			c.b = k_alloc_floats(s->oc);
+			c.db = k_alloc_floats(s->oc);
+			c.col = k_alloc_floats(c.cv.ckk * c.cv.ohw);
+			c.scratch = k_alloc_floats(pk_conv_scratch(&c.cv, CONV_ROWS));
+			for (size_t i = 0; i < CONV_ROWS * c.in; i++)
+				c.x[i] = (float)(i % 17) * 0.01f - 0.08f;
+			for (size_t i = 0; i < CONV_ROWS * c.out; i++)
+				c.dy[i] = (float)(i % 13) * 0.01f - 0.06f;
+			for (size_t i = 0; i < wn; i++)
+				c.w[i] = (float)(i % 11) * 0.01f - 0.05f;
+			for (unsigned i = 0; i < s->oc; i++)
+				c.b[i] = 0.01f * (float)i;
+			for (int op = 0; op < 3; op++) {
+				double flops = 2.0 * CONV_ROWS * (double)s->oc * (double)c.cv.ckk * (double)c.cv.ohw;
+				long reps = (long)(1e8 / flops) + 1;
+				double tp = 1e30, to = 1e30;
+
+				conv_run(&c, op, true);
+				conv_run(&c, op, false);
+				for (int r = 0; r < rounds; r++) {
+					struct stamp t0, t1;
+					double g;
+
+					stamp(NULL, &t0);
+					for (long q = 0; q < reps; q++)
+						conv_run(&c, op, true);
+					stamp(NULL, &t1);
+					g = elapsed(NULL, &t0, &t1) / (double)reps;
+					tp = g < tp ? g : tp;
+					stamp(NULL, &t0);
+					for (long q = 0; q < reps; q++)
+						conv_run(&c, op, false);
+					stamp(NULL, &t1);
+					g = elapsed(NULL, &t0, &t1) / (double)reps;
+					to = g < to ? g : to;
+				}
+				printf("%-20s %-3s %-7s %9.1f %9.1f %6.2f\n", s->what, opname[op],
+				       pk_isa_name((enum pk_isa)isa), tp * 1e6, to * 1e6, to / tp);
+				tot_p += tp;
+				tot_o += to;
+			}
+			free(c.x);
+			free(c.dx);
+			free(c.y);
+			free(c.dy);
+			free(c.w);
+			free(c.dw);
+			free(c.b);
+			free(c.db);
+			free(c.col);
+			free(c.scratch);
+			pk_conv_deinit(&c.cv);
+		}
+		printf("%-20s %-3s %-7s %9.1f %9.1f %6.2f\n", "all (sum)", "", pk_isa_name((enum pk_isa)isa),
+		       tot_p * 1e6, tot_o * 1e6, tot_o / tot_p);
+	}
+	return 0;
+}
+
 /* ---- --epoch ------------------------------------------------------------------------ */
 
 struct epoch_cfg {
@@ -655,7 +841,7 @@ int main(int argc, char **argv)
 		return ulp(argc >= 3 && strtoull(argv[2], NULL, 10) > 0 ? strtoull(argv[2], NULL, 10) : 1,
 			   argc >= 4 ? argv[3] : NULL);
 	if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
-		printf("usage: bench-portable [--wall] [ROUNDS] | --epoch [ROUNDS] | --ulp [STEP [FUNC]]\n");
+		printf("usage: bench-portable [--wall] [ROUNDS] | [--wall] --conv [ROUNDS] | --epoch [ROUNDS] | --ulp [STEP [FUNC]]\n");
 		return 0;
 	}
 	if (argc >= 2 && strcmp(argv[1], "--wall") == 0) {
@@ -663,5 +849,7 @@ int main(int argc, char **argv)
 		argc--;
 		argv++;
 	}
+	if (argc >= 2 && strcmp(argv[1], "--conv") == 0)
+		return conv_table(argc >= 3 && atoi(argv[2]) > 0 ? atoi(argv[2]) : 5);
 	return table(argc >= 2 ? atoi(argv[1]) > 0 ? atoi(argv[1]) : 7 : 7);
 }

@@ -9,6 +9,7 @@
 # a build that knows the key seq_kernels runs them with seq_kernels 1, the arithmetic of every job
 # stored before the key (doc/sequences.md); two builds that know it, with seq_kernels 2 too
 # (char_lstm, gpt, and gpt in precision bf16 where the CPU has it).
+# Then kernels portable on each instruction-set path (TRAIND_ISA), where both builds know the key.
 A=$1; B=$2
 : "${TRAIND_DATA_DIR:?set TRAIND_DATA_DIR}"
 for m in "" lenet5 "conv2d(3,3,padding=1),relu,maxpool2d(2),conv2d(4,3,stride=2,bias=false),tanh,flatten,linear(10)" "flatten,linear(64),relu,dropout(0.3),linear(32),batchnorm1d,relu,linear(10)" "conv2d(4,3),batchnorm2d,relu,avgpool2d(2),flatten,linear(10)" "flatten,linear(100),gelu,linear(10)" "conv2d(13,3),batchnorm2d,relu,conv2d(21,3,stride=2),batchnorm2d,relu,flatten,linear(10)"; do
@@ -51,6 +52,33 @@ if $B --epochs 1 --train-size 64 --val-size 64 --no-test --precision bf16 >/dev/
  done
 else
  echo "bf16: not compared (this CPU or build has no bf16 path)"
+fi
+# kernels portable (issue 25; doc/portable.md), where both builds know the key: on each path this CPU
+# runs (TRAIND_ISA), the MLP, lenet5, a model with a strided convolution and resnet20 (the plain C
+# path, slow, the MLP and the strided model on fewer samples), threads 1 and 2
+if $A --help 2>&1 | grep -q -- --kernels && $B --help 2>&1 | grep -q -- --kernels; then
+ for isa in avx512 avx2 generic; do
+  if ! TRAIND_ISA=$isa $B --epochs 1 --train-size 64 --val-size 64 --no-test --kernels portable >/dev/null 2>&1; then
+   echo "portable $isa: not compared (this CPU cannot run it)"
+   continue
+  fi
+  for m in "" lenet5 "conv2d(3,3,padding=1),relu,maxpool2d(2),conv2d(4,3,stride=2,bias=false),tanh,flatten,linear(10)" resnet20; do
+   n=3000; set --
+   [ "$m" = resnet20 ] && { n=300; set -- --dataset fashion-mnist --val-size 100; }
+   if [ $isa = generic ]; then
+    [ "$m" = lenet5 ] || [ "$m" = resnet20 ] && continue
+    n=500
+   fi
+   for th in 1 2; do
+    ha=$(TRAIND_ISA=$isa $A "$@" --kernels portable --epochs 1 --threads $th --batch-size 37 --train-size $n --no-test --hash ${m:+--model "$m"} 2>&1 | grep -io "[0-9a-f]\{64\}" | tail -1)
+    hb=$(TRAIND_ISA=$isa $B "$@" --kernels portable --epochs 1 --threads $th --batch-size 37 --train-size $n --no-test --hash ${m:+--model "$m"} 2>&1 | grep -io "[0-9a-f]\{64\}" | tail -1)
+    if [ -n "$ha" ] && [ "$ha" = "$hb" ]; then r=SAME; else r="DIFF($ha/$hb)"; fi
+    echo "$r threads=$th batch=37 model=${m:-mlp} kernels=portable isa=$isa ($n samples)"
+   done
+  done
+ done
+else
+ echo "kernels portable: not compared (a build without the key)"
 fi
 FORT=/usr/share/games/fortunes/fortunes
 if [ -r "$FORT" ] && [ -x /usr/bin/python3 ]; then

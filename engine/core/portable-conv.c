@@ -29,7 +29,16 @@
  *     k_col2im's order on dcol = W^T dy exactly (every value it adds is the
  *     same; the positions off the map add chains of zeros, +0), and it is
  *     one definition for every stride. Rows = input channels, vectors along
- *     the wide map of dx.
+ *     the wide map of dx. At stride s > 1, dyz is zero at all but one in s^2
+ *     places: dx is computed by output phases (a, b) (its rows a, a + s, ...
+ *     and columns b, b + s, ...), for which kernel position (i, j) reads
+ *     dyz's non-zero places only or its zeros only, whichever the phase. A
+ *     position that reads zeros only is a chain of fmaf(w, +0, .) from +0,
+ *     which is +0 whenever the group's weights are finite, so it is added as
+ *     +0 in its turn (PK_GROUP_ZERO) instead of computed; the others read dy
+ *     undilated (padded: dq_*). A group with a weight inf or NaN takes the
+ *     dyz way (a chain through inf * 0 is NaN). The same bits, a quarter of
+ *     the work at stride 2.
  * None of it depends on the vector width: the chains are per element, the
  * lanes are 16 on every path, the tiles only change what is in registers.
  *
@@ -39,6 +48,8 @@
 #include "traind/portable.h"
 
 #include <errno.h>
+#include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,6 +66,68 @@ static size_t round16(size_t x)
 static const struct pk_ops *ops(void)
 {
 	return pk_ops_active();
+}
+
+/* Output rows (or columns) of phase a: a, a + s, ... below n. */
+static unsigned phase_len(unsigned n, unsigned a, unsigned s)
+{
+	return a < n ? (n - a + s - 1) / s : 0;
+}
+
+/* Whether kernel row i reads dyz's non-zero rows in phase a, and which:
+ * dx row a + s Y reads dyz row a + s Y + p - i d, dy's row Y + e. */
+static bool phase_tap(const struct pk_conv *cv, unsigned a, unsigned i, long *e)
+{
+	long r = (long)a + (long)cv->p - (long)(i * cv->d), s = (long)cv->s;
+	long m = ((r % s) + s) % s;
+
+	if (m)
+		return false;
+	*e = (r - m) / s;   /* exact */
+	return true;
+}
+
+/* The strided dx's tables (pk_conv_init, s > 1). */
+static int dq_init(struct pk_conv *cv)
+{
+	unsigned s = cv->s, k = cv->k;
+	long emin = 0, emax = 0;
+
+	for (unsigned a = 0; a < s; a++)
+		for (unsigned i = 0; i < k; i++) {
+			long e;
+
+			if (phase_tap(cv, a, i, &e)) {
+				emin = e < emin ? e : emin;
+				emax = e > emax ? e : emax;
+			}
+		}
+	cv->dq_ny = phase_len(cv->h, 0, s);
+	cv->dq_nx = phase_len(cv->w, 0, s);
+	cv->dq_t = (unsigned)-emin;
+	cv->dq_l = (unsigned)-emin;
+	cv->dq_h = cv->dq_t + (cv->dq_ny + (unsigned)emax > cv->oh ? cv->dq_ny + (unsigned)emax : cv->oh);
+	cv->dq_w = cv->dq_l + (cv->dq_nx + (unsigned)emax > cv->ow ? cv->dq_nx + (unsigned)emax : cv->ow);
+	cv->dq_plane = (size_t)cv->dq_h * cv->dq_w;
+	cv->dq_koff = malloc(cv->og * sizeof(ptrdiff_t));
+	cv->dq_gsrc = malloc((size_t)s * s * k * k * sizeof(ptrdiff_t));
+	if (!cv->dq_koff || !cv->dq_gsrc)
+		return -ENOMEM;
+	for (unsigned o = 0; o < cv->og; o++)
+		cv->dq_koff[o] = (ptrdiff_t)(o * cv->dq_plane);
+	for (unsigned a = 0; a < s; a++)
+		for (unsigned b = 0; b < s; b++)
+			for (unsigned i = 0; i < k; i++)
+				for (unsigned j = 0; j < k; j++) {
+					ptrdiff_t *g = &cv->dq_gsrc[((size_t)(a * s + b) * k + i) * k + j];
+					long ey, ex;
+
+					if (phase_tap(cv, a, i, &ey) && phase_tap(cv, b, j, &ex))
+						*g = (ptrdiff_t)((ey + (long)cv->dq_t) * (long)cv->dq_w + ex + (long)cv->dq_l);
+					else
+						*g = PK_GROUP_ZERO;
+				}
+	return 0;
 }
 
 int pk_conv_init(struct pk_conv *cv, unsigned c, unsigned h, unsigned w, unsigned oc, unsigned k,
@@ -118,6 +191,10 @@ int pk_conv_init(struct pk_conv *cv, unsigned c, unsigned h, unsigned w, unsigne
 			cv->dx_gsrc[i * k + j] = (ptrdiff_t)((size_t)dil * (k - 1 - i) * cv->wq + dil * (k - 1 - j));
 			cv->dx_gp[i * k + j] = (ptrdiff_t)(i * k + j);
 		}
+	if (s > 1 && dq_init(cv) < 0) {
+		pk_conv_deinit(cv);
+		return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -127,6 +204,8 @@ void pk_conv_deinit(struct pk_conv *cv)
 	free(cv->dx_koff);
 	free(cv->dx_gsrc);
 	free(cv->dx_gp);
+	free(cv->dq_koff);
+	free(cv->dq_gsrc);
 	memset(cv, 0, sizeof(*cv));
 }
 
@@ -139,7 +218,12 @@ static size_t fwd_len(const struct pk_conv *cv)
 
 static size_t dx_len(const struct pk_conv *cv)
 {
-	return cv->og * cv->qplane + cv->wq + 128 + cv->cg * round16(cv->dxwide) + 64;
+	size_t a = cv->og * cv->qplane + cv->wq + 128 + cv->cg * round16(cv->dxwide) + 64;
+	size_t b = cv->s > 1 ? cv->og * cv->dq_plane + cv->dq_w + 128 +
+				       cv->cg * round16((size_t)cv->dq_ny * cv->dq_w) + 64
+			     : 0;
+
+	return a > b ? a : b;
 }
 
 size_t pk_conv_scratch(const struct pk_conv *cv, size_t rows)
@@ -272,8 +356,16 @@ static void pack_taps(const struct pk_conv *cv, const float *xph, size_t rows, u
 					   cv->koff[q0 + qq];
 			float *dst = xd + (r * nq + qq) * cv->ohw;
 
-			for (unsigned oy = 0; oy < cv->oh; oy++)
-				memcpy(dst + (size_t)oy * cv->ow, src + (size_t)oy * cv->wph, cv->ow * sizeof(float));
+			if (cv->ow >= 32) {
+				for (unsigned oy = 0; oy < cv->oh; oy++)
+					memcpy(dst + (size_t)oy * cv->ow, src + (size_t)oy * cv->wph,
+					       cv->ow * sizeof(float));
+				continue;
+			}
+			/* short rows: a call per row would cost more than its copy */
+			for (unsigned oy = 0; oy < cv->oh; oy++, dst += cv->ow, src += cv->wph)
+				for (unsigned ox = 0; ox < cv->ow; ox++)
+					dst[ox] = src[ox];
 		}
 }
 
@@ -307,6 +399,72 @@ void pk_conv_dw(const struct pk_conv *cv, const float *x, size_t x_ld, const flo
 			db[oc] = pk_sum2d(dy + (size_t)oc * cv->ohw, rows, cv->ohw, dy_ld);
 }
 
+/* Whether the weights of group g are all finite (the strided dx's zero
+ * chains are then +0). */
+static bool group_finite(const struct pk_conv *cv, const float *w, unsigned g)
+{
+	const float *wg = w + (size_t)g * cv->og * cv->ckk;
+	size_t n = cv->og * cv->ckk;
+	float acc = 0.0f;
+
+	/* x * 0 is 0 for finite x, NaN for inf and NaN */
+	for (size_t i = 0; i < n; i++)
+		acc += wg[i] * 0.0f;
+	return acc == 0.0f;
+}
+
+/* Group g's dx at stride s > 1 by output phases (the design above). */
+static void dx_phases(const struct pk_conv *cv, const struct pk_ops *o, const float *w, const float *dy,
+		      float *dx, float *scratch, unsigned g)
+{
+	unsigned s = cv->s, kk = cv->k * cv->k;
+	size_t zlen = cv->og * cv->dq_plane + cv->dq_w + 128;
+	float *dyp = scratch, *dxw = scratch + zlen;
+
+	memset(dyp, 0, zlen * sizeof(float));
+	for (unsigned r = 0; r < cv->og; r++)
+		for (unsigned oy = 0; oy < cv->oh; oy++)
+			memcpy(dyp + r * cv->dq_plane + (size_t)(oy + cv->dq_t) * cv->dq_w + cv->dq_l,
+			       dy + ((size_t)(g * cv->og + r) * cv->oh + oy) * cv->ow, cv->ow * sizeof(float));
+	for (unsigned a = 0; a < s; a++)
+		for (unsigned b = 0; b < s; b++) {
+			unsigned ny = phase_len(cv->h, a, s), nx = phase_len(cv->w, b, s), nb, nv;
+			size_t wide = (size_t)ny * cv->dq_w, ld = round16(wide), nvec = (wide + o->vl - 1) / o->vl;
+
+			if (!ny || !nx)
+				continue;
+			pick_shape(o, cv->cg, nvec, o->cx_nb, &nb, &nv);
+			for (size_t v0 = 0; v0 < nvec; v0 += nv) {
+				unsigned tv = (unsigned)(nvec - v0 < nv ? nvec - v0 : nv);
+				size_t t0 = v0 * o->vl;
+
+				for (unsigned r0 = 0; r0 < cv->cg; r0 += nb) {
+					struct pk_ctile t = {
+						.p = w + (size_t)g * cv->og * cv->ckk + (size_t)r0 * kk, .p_rs = kk,
+						.p_cs = cv->ckk, .g_p = cv->dx_gp,
+						.src = dyp + t0, .koff = cv->dq_koff,
+						.g_src = cv->dq_gsrc + (size_t)(a * s + b) * kk,
+						.ntaps = cv->og, .grouped = 1, .ngroups = kk,
+						.c = dxw + (size_t)r0 * ld + t0, .c_ld = ld,
+						.nb = cv->cg - r0 < nb ? cv->cg - r0 : nb, .nv = tv,
+						.last = (unsigned)(wide - (t0 + (size_t)(tv - 1) * o->vl) < o->vl
+									   ? wide - (t0 + (size_t)(tv - 1) * o->vl) : o->vl),
+					};
+
+					o->ctile(&t);
+				}
+			}
+			for (unsigned r = 0; r < cv->cg; r++)
+				for (unsigned yy = 0; yy < ny; yy++) {
+					float *row = dx + ((size_t)(g * cv->cg + r) * cv->h + a + (size_t)yy * s) * cv->w + b;
+					const float *src = dxw + (size_t)r * ld + (size_t)yy * cv->dq_w;
+
+					for (unsigned xx = 0; xx < nx; xx++)
+						row[(size_t)xx * s] = src[xx];
+				}
+		}
+}
+
 void pk_conv_dx(const struct pk_conv *cv, const float *w, const float *dy, float *dx, float *scratch)
 {
 	const struct pk_ops *o = ops();
@@ -318,6 +476,10 @@ void pk_conv_dx(const struct pk_conv *cv, const float *w, const float *dy, float
 
 	pick_shape(o, cv->cg, nvec, o->cx_nb, &nb, &nv);
 	for (unsigned g = 0; g < cv->g; g++) {
+		if (cv->s > 1 && group_finite(cv, w, g)) {
+			dx_phases(cv, o, w, dy, dx, scratch, g);
+			continue;
+		}
 		memset(dyz, 0, zlen * sizeof(float));
 		for (unsigned r = 0; r < cv->og; r++)
 			for (unsigned oy = 0; oy < cv->oh; oy++) {

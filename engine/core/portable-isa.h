@@ -51,10 +51,14 @@ struct pk_tile {
  *              from bias[b] (+0 when bias is NULL);
  *   grouped 1: D = +0, then for each group g < ngroups in order:
  *              D = D + (chain over kk < ntaps of fmaf(P[b][g][kk], S[g][kk][.], d) from +0)
+ *              or, when g_src[g] is PK_GROUP_ZERO, D = D + (+0): what the chain
+ *              gives when every S[g][kk][.] is +0 and every P[b][g][kk] finite
  * with P[b][g][kk] at p[b * p_rs + g_p[g] + kk * p_cs] and S[g][kk][x] at
  * src[g_src[g] + koff[kk] + x]. Every vector is loaded whole (the caller
  * keeps the memory behind the last one readable); only `last` lanes of the
  * last vector are stored. */
+#define PK_GROUP_ZERO PTRDIFF_MIN   /* a group of ctile whose chain is +0 (above) */
+
 struct pk_ctile {
 	const float *p;
 	size_t p_rs, p_cs;

@@ -149,9 +149,19 @@ PK_ALWAYS_INLINE void ctile_body(const struct pk_ctile *t, const int NB, const i
 			acc[b][v] = !grouped && t->bias ? t_set1(t->bias[b]) : t_zero();
 	}
 	for (unsigned g = 0; g < ng; g++) {
-		const float *src = t->src + (grouped ? t->g_src[g] : 0);
+		const float *src;
 		const ptrdiff_t gp = grouped ? t->g_p[g] : 0;
 
+		if (grouped && t->g_src[g] == PK_GROUP_ZERO) {
+			/* the chain of a group that reads only zeros: +0 */
+#pragma GCC unroll 12
+			for (int b = 0; b < NB; b++)
+#pragma GCC unroll 4
+				for (int v = 0; v < NV; v++)
+					acc[b][v] = t_add(acc[b][v], t_zero());
+			continue;
+		}
+		src = t->src + (grouped ? t->g_src[g] : 0);
 		if (grouped)
 #pragma GCC unroll 12
 			for (int b = 0; b < NB; b++)

@@ -182,6 +182,12 @@ struct pk_conv {
 	size_t qplane, dxwide;
 	ptrdiff_t *koff;                       /* (ckk) tap q's offset in the phase planes */
 	ptrdiff_t *dx_koff, *dx_gsrc, *dx_gp;  /* dx: per output channel, per (i, j) */
+	/* dx at stride s > 1, by output phases (a, b) (portable-conv.c): dy
+	 * padded by dq_t rows and dq_l columns into planes of dq_h x dq_w */
+	unsigned dq_t, dq_l, dq_h, dq_w, dq_ny, dq_nx;  /* ..., the largest phase map */
+	size_t dq_plane;
+	ptrdiff_t *dq_koff;                    /* (og) */
+	ptrdiff_t *dq_gsrc;                    /* (s s k k): phase (a, b), tap (i, j); PK_GROUP_ZERO: no tap */
 };
 int pk_conv_init(struct pk_conv *cv, unsigned c, unsigned h, unsigned w, unsigned oc, unsigned k,
 		 unsigned stride, unsigned pad, unsigned dil, unsigned groups);

@@ -695,6 +695,68 @@ static void test_conv(void **state)
 	use_path(pk_isa_best());
 }
 
+/* The same bits or both NaN (which NaN is outside the contract). */
+static bool same_or_nan(const float *a, const float *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (memcmp(&a[i], &b[i], sizeof(float)) && !(isnan(a[i]) && isnan(b[i])))
+			return false;
+	return true;
+}
+
+/* The strided dx skips the kernel positions that read only dyz's zeros
+ * (portable-conv.c: they add +0). With values of 2^-80, whose products
+ * round to -0 or +0, the other positions' chains are signed zeros; and a
+ * weight inf or NaN must make the skipped chains NaN, as the contract's
+ * are (inf * 0). */
+static void test_conv_dx_zeros(void **state)
+{
+	static const unsigned shapes[][9] = {
+		/* c, h, w, oc, k, stride, pad, dil, groups */
+		{ 3, 9, 8, 4, 3, 2, 1, 1, 1 }, { 4, 10, 11, 6, 3, 3, 1, 2, 2 }, { 2, 8, 8, 3, 1, 2, 0, 1, 1 },
+	};
+
+	(void)state;
+	for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++)
+		for (int mode = 0; mode < 3; mode++) {
+			const unsigned *s = shapes[si];
+			struct pk_conv cv;
+			size_t xs, ys, nw;
+			float *w, *dy, *dx, *dxr, *scratch;
+
+			assert_int_equal(pk_conv_init(&cv, s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8]), 0);
+			xs = (size_t)cv.c * cv.h * cv.w;
+			ys = (size_t)cv.oc * cv.ohw;
+			nw = (size_t)cv.oc * cv.ckk;
+			w = rnd_array(nw);
+			dy = rnd_array(ys);
+			dx = rnd_array(xs);
+			dxr = rnd_array(xs);
+			scratch = malloc(pk_conv_scratch(&cv, 1) * sizeof(float));
+			assert_non_null(scratch);
+			/* mode 0: tiny values, a third of them zeros: chains of -0 and +0 */
+			for (size_t i = 0; i < nw; i++)
+				w[i] = i % 3 == 0 ? 0.0f : copysignf(0x1p-80f, w[i]);
+			for (size_t i = 0; i < ys; i++)
+				dy[i] = i % 3 == 1 ? -0.0f : copysignf(0x1p-80f, dy[i]);
+			if (mode == 1)
+				w[nw / 2] = INFINITY;
+			else if (mode == 2)
+				w[1] = NAN;
+			contract_conv_dx(&cv, w, dy, dxr);
+			for (int pi = 0; pi < npaths; pi++) {
+				use_path(paths[pi]);
+				pk_conv_dx(&cv, w, dy, dx, scratch);
+				if (!same_or_nan(dx, dxr, xs))
+					fail_msg("conv dx %zu mode %d on %s: not the contract's bits", si, mode,
+						 pk_isa_name(paths[pi]));
+			}
+			free(w); free(dy); free(dx); free(dxr); free(scratch);
+			pk_conv_deinit(&cv);
+		}
+	use_path(pk_isa_best());
+}
+
 /* ---- double precision: the schedules' cos and powers, the init's log ----------- */
 
 /* |a - b| in units of b's last place */
@@ -1001,6 +1063,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_softmax_xent),
 		cmocka_unit_test(test_chunks),
 		cmocka_unit_test(test_conv),
+		cmocka_unit_test(test_conv_dx_zeros),
 		cmocka_unit_test(test_f64),
 		cmocka_unit_test(test_math),
 		cmocka_unit_test(test_math_specials),
