@@ -413,6 +413,35 @@ static bool group_finite(const struct pk_conv *cv, const float *w, unsigned g)
 	return acc == 0.0f;
 }
 
+/* dx of group g into dxw (rows of round16(wide) floats): every tile of the cg input channels
+ * over `wide` positions of src, the taps at koff, their groups at g_src. */
+static void dx_tiles(const struct pk_conv *cv, const struct pk_ops *o, const float *w, unsigned g,
+		     const float *src, const ptrdiff_t *koff, const ptrdiff_t *g_src, float *dxw, size_t wide)
+{
+	size_t ld = round16(wide), nvec = (wide + o->vl - 1) / o->vl;
+	unsigned kk = cv->k * cv->k, nb, nv;
+
+	pick_shape(o, cv->cg, nvec, o->cx_nb, &nb, &nv);
+	for (size_t v0 = 0; v0 < nvec; v0 += nv) {
+		unsigned tv = (unsigned)(nvec - v0 < nv ? nvec - v0 : nv);
+		size_t t0 = v0 * o->vl, tail = wide - (t0 + (size_t)(tv - 1) * o->vl);
+
+		for (unsigned r0 = 0; r0 < cv->cg; r0 += nb) {
+			struct pk_ctile t = {
+				.p = w + (size_t)g * cv->og * cv->ckk + (size_t)r0 * kk, .p_rs = kk,
+				.p_cs = cv->ckk, .g_p = cv->dx_gp,
+				.src = src + t0, .koff = koff, .g_src = g_src,
+				.ntaps = cv->og, .grouped = 1, .ngroups = kk,
+				.c = dxw + (size_t)r0 * ld + t0, .c_ld = ld,
+				.nb = cv->cg - r0 < nb ? cv->cg - r0 : nb, .nv = tv,
+				.last = (unsigned)(tail < o->vl ? tail : o->vl),
+			};
+
+			o->ctile(&t);
+		}
+	}
+}
+
 /* Group g's dx at stride s > 1 by output phases (the design above). */
 static void dx_phases(const struct pk_conv *cv, const struct pk_ops *o, const float *w, const float *dy,
 		      float *dx, float *scratch, unsigned g)
@@ -428,32 +457,12 @@ static void dx_phases(const struct pk_conv *cv, const struct pk_ops *o, const fl
 			       dy + ((size_t)(g * cv->og + r) * cv->oh + oy) * cv->ow, cv->ow * sizeof(float));
 	for (unsigned a = 0; a < s; a++)
 		for (unsigned b = 0; b < s; b++) {
-			unsigned ny = phase_len(cv->h, a, s), nx = phase_len(cv->w, b, s), nb, nv;
-			size_t wide = (size_t)ny * cv->dq_w, ld = round16(wide), nvec = (wide + o->vl - 1) / o->vl;
+			unsigned ny = phase_len(cv->h, a, s), nx = phase_len(cv->w, b, s);
+			size_t wide = (size_t)ny * cv->dq_w, ld = round16(wide);
 
 			if (!ny || !nx)
 				continue;
-			pick_shape(o, cv->cg, nvec, o->cx_nb, &nb, &nv);
-			for (size_t v0 = 0; v0 < nvec; v0 += nv) {
-				unsigned tv = (unsigned)(nvec - v0 < nv ? nvec - v0 : nv);
-				size_t t0 = v0 * o->vl;
-
-				for (unsigned r0 = 0; r0 < cv->cg; r0 += nb) {
-					struct pk_ctile t = {
-						.p = w + (size_t)g * cv->og * cv->ckk + (size_t)r0 * kk, .p_rs = kk,
-						.p_cs = cv->ckk, .g_p = cv->dx_gp,
-						.src = dyp + t0, .koff = cv->dq_koff,
-						.g_src = cv->dq_gsrc + (size_t)(a * s + b) * kk,
-						.ntaps = cv->og, .grouped = 1, .ngroups = kk,
-						.c = dxw + (size_t)r0 * ld + t0, .c_ld = ld,
-						.nb = cv->cg - r0 < nb ? cv->cg - r0 : nb, .nv = tv,
-						.last = (unsigned)(wide - (t0 + (size_t)(tv - 1) * o->vl) < o->vl
-									   ? wide - (t0 + (size_t)(tv - 1) * o->vl) : o->vl),
-					};
-
-					o->ctile(&t);
-				}
-			}
+			dx_tiles(cv, o, w, g, dyp, cv->dq_koff, cv->dq_gsrc + (size_t)(a * s + b) * kk, dxw, wide);
 			for (unsigned r = 0; r < cv->cg; r++)
 				for (unsigned yy = 0; yy < ny; yy++) {
 					float *row = dx + ((size_t)(g * cv->cg + r) * cv->h + a + (size_t)yy * s) * cv->w + b;
@@ -468,13 +477,10 @@ static void dx_phases(const struct pk_conv *cv, const struct pk_ops *o, const fl
 void pk_conv_dx(const struct pk_conv *cv, const float *w, const float *dy, float *dx, float *scratch)
 {
 	const struct pk_ops *o = ops();
-	size_t ld = round16(cv->dxwide), nvec = (cv->dxwide + o->vl - 1) / o->vl;
-	size_t zlen = cv->og * cv->qplane + cv->wq + 128;
+	size_t ld = round16(cv->dxwide), zlen = cv->og * cv->qplane + cv->wq + 128;
 	float *dyz = scratch, *dxw = scratch + zlen;
 	long a0 = (long)(cv->d * (cv->k - 1)) - (long)cv->p;   /* dyz row of output row 0 */
-	unsigned kk = cv->k * cv->k, nb, nv;
 
-	pick_shape(o, cv->cg, nvec, o->cx_nb, &nb, &nv);
 	for (unsigned g = 0; g < cv->g; g++) {
 		if (cv->s > 1 && group_finite(cv, w, g)) {
 			dx_phases(cv, o, w, dy, dx, scratch, g);
@@ -497,25 +503,7 @@ void pk_conv_dx(const struct pk_conv *cv, const float *w, const float *dy, float
 						row[xx] = src[ox];
 				}
 			}
-		for (size_t v0 = 0; v0 < nvec; v0 += nv) {
-			unsigned tv = (unsigned)(nvec - v0 < nv ? nvec - v0 : nv);
-			size_t t0 = v0 * o->vl;
-
-			for (unsigned r0 = 0; r0 < cv->cg; r0 += nb) {
-				struct pk_ctile t = {
-					.p = w + (size_t)g * cv->og * cv->ckk + (size_t)r0 * kk, .p_rs = kk,
-					.p_cs = cv->ckk, .g_p = cv->dx_gp,
-					.src = dyz + t0, .koff = cv->dx_koff, .g_src = cv->dx_gsrc,
-					.ntaps = cv->og, .grouped = 1, .ngroups = kk,
-					.c = dxw + (size_t)r0 * ld + t0, .c_ld = ld,
-					.nb = cv->cg - r0 < nb ? cv->cg - r0 : nb, .nv = tv,
-					.last = (unsigned)(cv->dxwide - (t0 + (size_t)(tv - 1) * o->vl) < o->vl
-								   ? cv->dxwide - (t0 + (size_t)(tv - 1) * o->vl) : o->vl),
-				};
-
-				o->ctile(&t);
-			}
-		}
+		dx_tiles(cv, o, w, g, dyz, cv->dx_koff, cv->dx_gsrc, dxw, cv->dxwide);
 		for (unsigned r = 0; r < cv->cg; r++)
 			for (unsigned yy = 0; yy < cv->h; yy++)
 				memcpy(dx + ((size_t)(g * cv->cg + r) * cv->h + yy) * cv->w,
